@@ -1,0 +1,1 @@
+"""library layer of nwb-celltype."""

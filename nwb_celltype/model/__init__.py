@@ -1,0 +1,1 @@
+"""model layer of nwb-celltype."""

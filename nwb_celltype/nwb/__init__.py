@@ -1,0 +1,1 @@
+"""nwb layer of nwb-celltype."""

@@ -1,0 +1,38 @@
+"""Controlled vocabularies of nwb-celltype: cell-type classes, layers, annotation kinds and
+ground-truth evidence. The NWB spec language has no enums, so these tuples are the single source
+of allowed values; the NWB layer enforces them and docs/extension.md documents them."""
+
+from __future__ import annotations
+
+#: The five C4 cerebellar classes in the order of the C4 models' outputs (index 0 = GoC), as in
+#: ``LABELLING_NO_GRC`` of the reference code.
+C4_CLASSES: tuple[str, ...] = ("GoC", "MLI", "MFB", "PkC_ss", "PkC_cs")
+#: Output order of C4's ``mli_clustering`` variants (MLI split into two clusters).
+C4_CLASSES_MLI_CLUSTERING: tuple[str, ...] = ("GoC", "MLI_A", "MLI_B", "MFB", "PkC_ss", "PkC_cs")
+
+#: Label given to a unit whose confidence ratio is below the threshold (it keeps its probabilities).
+UNCLASSIFIED = "unclassified"
+#: Label given to a unit that could not be classified at all (reason stored beside it).
+NOT_CLASSIFIABLE = "not_classifiable"
+
+#: Cell Ontology ids, only where a term exists for what the class denotes. Left empty on purpose:
+#: MLI (no single CL term covers basket + stellate cells), MFB (an axon terminal, not a cell).
+#: Filled in by the extension issue after checking each id against the ontology.
+CELL_ONTOLOGY_IDS: dict[str, str] = {}
+
+#: Layer vocabulary of C4's 4-d one-hot, index order = one-hot position.
+LAYERS: tuple[str, ...] = ("unknown", "GCL", "PCL", "ML")
+
+#: Kinds of annotation a row can be.
+ANNOTATION_KINDS: tuple[str, ...] = ("prediction", "ground_truth", "expert")
+
+#: Kinds of evidence behind a ground-truth label.
+EVIDENCE_TYPES: tuple[str, ...] = (
+    "optotagging",
+    "pharmacology",
+    "juxtacellular",
+    "expert",
+    "anatomy",
+    "simulation",
+    "other",
+)
