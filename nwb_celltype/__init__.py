@@ -13,8 +13,64 @@ from .errors import NwbCelltypeError
 
 __version__ = "0.1.0"
 
+
+def _load_namespace() -> None:
+    # pynwb must know ndx-celltype before any file with our tables is read; loading the namespace
+    # (from the installed spec dir, else the source tree's spec/) imports pynwb but not our classes.
+    from .nwb._namespace import load_namespace
+
+    load_namespace()
+
+
+_load_namespace()
+
 #: public name -> module (relative) that defines it; resolved on first access.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "add_annotations": ".nwb",
+    "add_classifier": ".nwb",
+    "read_annotations": ".nwb",
+    "AnnotationRecord": ".nwb",
+    "CellTypeAnnotations": ".nwb",
+    "CellTypeClassifier": ".nwb",
+    "CellTypeEvidence": ".nwb",
+    "open_source": ".io",
+    "read_units": ".io",
+    "list_dandiset_assets": ".io",
+    "parse_source": ".io",
+    "Source": ".io",
+    "SourceInfo": ".io",
+    "SourceSpec": ".io",
+    "AssetInfo": ".io",
+    "simulate_recording": ".simulate",
+    "simulate_library": ".simulate",
+    "SimulationResult": ".simulate",
+    "demo_recording_path": ".simulate",
+    "predict_cell_types": ".model",
+    "Predictions": ".model",
+    "train_model": ".model",
+    "TrainConfig": ".model",
+    "evaluate_model": ".model",
+    "EvaluationReport": ".model",
+    "ModelBundle": ".model",
+    "load_bundle": ".model",
+    "save_bundle": ".model",
+    "load_demo_bundle": ".model",
+    "load_training_set": ".library",
+    "TrainingSet": ".library",
+    "label_file": ".library",
+    "import_c4h5": ".library",
+    "create_manifest": ".library",
+    "load_manifest": ".library",
+    "merge_manifests": ".library",
+    "validate_library": ".library",
+    "library_stats": ".library",
+    "export_dandiset": ".library",
+    "extract_features": ".features",
+    "save_features": ".features",
+    "load_features": ".features",
+    "FeatureConfig": ".features",
+    "FeatureSet": ".features",
+}
 
 
 def __getattr__(name: str):

@@ -15,16 +15,26 @@ UNCLASSIFIED = "unclassified"
 #: Label given to a unit that could not be classified at all (reason stored beside it).
 NOT_CLASSIFIABLE = "not_classifiable"
 
-#: Cell Ontology ids, only where a term exists for what the class denotes. Left empty on purpose:
-#: MLI (no single CL term covers basket + stellate cells), MFB (an axon terminal, not a cell).
-#: Filled in by the extension issue after checking each id against the ontology.
-CELL_ONTOLOGY_IDS: dict[str, str] = {}
+#: Cell Ontology ids, only where a term exists for what the class denotes (checked against the CL /
+#: UBERON sources: CL:0000121 "Purkinje cell", CL:0000119 "cerebellar Golgi cell"). PkC_ss and PkC_cs
+#: are the simple and complex spikes of one cell type, so both carry the Purkinje cell term (the term
+#: names the cell that fired, not the spike type). Left out on purpose: MLI (no single CL term covers
+#: basket + stellate cells), MFB (an axon terminal, not a cell); their ontology id is "".
+CELL_ONTOLOGY_IDS: dict[str, str] = {
+    "PkC_ss": "CL:0000121",
+    "PkC_cs": "CL:0000121",
+    "GoC": "CL:0000119",
+}
 
 #: Layer vocabulary of C4's 4-d one-hot, index order = one-hot position.
 LAYERS: tuple[str, ...] = ("unknown", "GCL", "PCL", "ML")
 
 #: Kinds of annotation a row can be.
 ANNOTATION_KINDS: tuple[str, ...] = ("prediction", "ground_truth", "expert")
+
+#: Status of an annotated unit: classified (label is a class), unclassified (confidence below the
+#: threshold; probabilities kept) or not_classifiable (no features; reason stored beside it).
+ANNOTATION_STATUSES: tuple[str, ...] = ("classified", "unclassified", "not_classifiable")
 
 #: Kinds of evidence behind a ground-truth label.
 EVIDENCE_TYPES: tuple[str, ...] = (

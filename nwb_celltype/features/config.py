@@ -26,13 +26,15 @@ class FeatureConfig:
     acg_smooth_ms: float = 250.0  # boxcar over the inverse-ISI rate
     acg_log_points: int = 100  # log-spaced lags from acg_bin_ms to window/2
     acg_log_smooth_sigma: float = 1.0
-    acg_scale: float = 10.0  # C4 divides by 10 Hz... i.e. multiplies P(spike) by 10 after /bin
+    acg_scale: float = 10.0  # C4 multiplies the log ACG (P(spike per 1 ms bin)) by 10: 1.0 = 100 Hz
     waveform_rate_hz: float = 30000.0
     waveform_samples: int = 90  # -1 ms .. +2 ms at 30 kHz
     waveform_pre_ms: float = 1.0
     waveform_post_ms: float = 2.0
     min_spikes: int = 100
     refractory_ms: float = 0.8
+    stats_burst_isi_ms: float = 10.0  # ISIs shorter than this count towards the burst index
+    stats_long_isi_s: float = 2.0  # ISIs longer than this count as long (silences)
     c4_unit_selection: bool = False  # C4's 10 s chunk filter (refractory violations, amplitude cut-off)
     chunk_s: float = 10.0
     max_refractory_violation: float = 0.05
@@ -78,7 +80,7 @@ class FeatureSet:
     ----------
     unit_ids : (n,) int64
     acg : (n, acg_rate_bins, acg_log_points + 1) float32
-        Log-lag 3D autocorrelogram (lag 0 + positive log lags), scaled as C4 (1.0 = 100 Hz... see docs).
+        Log-lag 3D autocorrelogram (lag 0 + positive log lags), scaled as C4 (x10: 1.0 = 100 Hz).
     waveform : (n, waveform_samples) float32
         Preprocessed peak-channel waveform (peak negative, scaled to -1).
     layer : (n, 4) float32

@@ -1,0 +1,457 @@
+"""The package's main job for one source: read every unit, compute features, classify, and write
+the labels, probabilities and provenance into NWB — atomically, so that an interrupted run never
+damages the input nor leaves a half-written output."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AnnotationExistsError, InvalidValueError, NwbCelltypeError, OutputError
+from .units import UnitsBatch
+
+logger = logging.getLogger(__name__)
+
+#: Processing module that holds every ndx-celltype object in a file.
+MODULE_NAME = "cell_types"
+#: Environment variable used by the kill tests: the run stops (SIGSTOP-like pause) at the named stage.
+_PAUSE_ENV = "NWB_CELLTYPE_PAUSE_AT"
+
+
+@dataclass
+class AnnotationResult:
+    """What one annotate run did.
+
+    Attributes
+    ----------
+    output_path : str
+        The NWB file that holds the annotations (the input itself for in-place runs).
+    table_name : str
+        Name of the annotation table written (in processing module ``cell_types``).
+    n_units : int
+        Units in the source; every one has a row.
+    label_counts : dict
+        Label -> count, including ``unclassified`` and ``not_classifiable``.
+    timings : dict
+        Seconds spent reading, computing features, running the model and writing.
+    """
+
+    output_path: str
+    table_name: str
+    mode: str
+    n_units: int
+    n_classified: int
+    n_unclassified: int
+    n_not_classifiable: int
+    label_counts: dict[str, int]
+    threshold: float
+    timings: dict[str, float]
+    source: dict
+    model: dict
+    skipped: list[dict] = field(default_factory=list)
+    demo_model: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _checkpoint(stage: str) -> None:
+    """Mark a stage of the run; used by fault-injection tests to kill the process at a known point."""
+    logger.debug("stage: %s", stage)
+    if os.environ.get(_PAUSE_ENV) == stage:
+        print(f"PAUSED AT {stage}", file=sys.stderr, flush=True)
+        time.sleep(3600)
+
+
+def _resolve_model(model):
+    from .model import load_bundle, load_demo_bundle
+
+    if model is None:
+        logger.warning(
+            "no model given: using the bundled DEMO model, trained on SIMULATED data — "
+            "not for scientific conclusions (pass --model BUNDLE for a real one)"
+        )
+        return load_demo_bundle(), True
+    if isinstance(model, (str, os.PathLike)):
+        return load_bundle(model), False
+    return model, False
+
+
+def table_name_for(bundle) -> str:
+    """Name of the annotation table a bundle writes: readable and unique per model."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(bundle.name))
+    return f"celltype_{safe}_{bundle.sha256[:8]}"
+
+
+def _software_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("nwb-celltype", "numpy", "pynwb", "hdmf", "h5py", "jax", "torch", "remfile", "dandi"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[pkg] = version(pkg)
+    return out
+
+
+def _check_output_path(out: Path, input_path: Path | None) -> None:
+    if input_path is not None and out.resolve() == input_path.resolve():
+        raise OutputError(
+            f"output path {out} is the input file; use in_place=True (--in-place) to annotate the "
+            "input itself, or choose another --out"
+        )
+    parent = out.parent
+    if not parent.is_dir():
+        raise OutputError(f"output folder {parent} does not exist; create it or choose another --out")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"output folder {parent} is not writable; choose another --out")
+
+
+@contextlib.contextmanager
+def _atomic_target(final: Path):
+    """Yield a temporary path beside ``final``; on success it replaces ``final`` atomically, on
+    any failure (or kill) the final path is untouched and the temporary file is removed."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, final)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        if isinstance(exc, NwbCelltypeError):
+            raise
+        raise OutputError(f"could not write {final}: {exc}. Nothing was written there.") from exc
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def _collect(source_obj, bundle, batch_size: int, progress: bool):
+    """Read all units and compute features. Returns (batches, FeatureSet, read_s, features_s)."""
+    from .features import extract_features
+    from .features.config import FeatureSet
+    from .io import read_units
+
+    batches: list[UnitsBatch] = []
+    sets = []
+    t_read = t_feat = 0.0
+    it = read_units(source_obj, batch_size=batch_size)
+    while True:
+        t0 = time.perf_counter()
+        batch = next(it, None)
+        t_read += time.perf_counter() - t0
+        if batch is None:
+            break
+        batches.append(batch)
+        t0 = time.perf_counter()
+        sets.append(extract_features(batch, bundle.feature_config))
+        t_feat += time.perf_counter() - t0
+    if not batches:
+        raise InvalidValueError("the source's Units table has no units; nothing to annotate")
+    return batches, FeatureSet.concatenate(sets), t_read, t_feat
+
+
+def _unit_problems(batches: list[UnitsBatch]) -> dict[int, str]:
+    probs: dict[int, str] = {}
+    for b in batches:
+        for uid, reason in (b.extra.get("problems") or {}).items():
+            probs[int(uid)] = reason
+    return probs
+
+
+def _write_tables(nwbfile, *, bundle, preds, unit_indices, table_name, threshold, source, call, skipped):
+    from .nwb import add_annotations, add_classifier
+    from .vocabulary import CELL_ONTOLOGY_IDS
+
+    classes = list(bundle.classes)
+    card = bundle.card
+    classifier = add_classifier(
+        nwbfile,
+        name=f"{table_name}_classifier",
+        version=str(bundle.version),
+        weights_sha256=bundle.sha256,
+        classes=classes,
+        class_ontology_ids=[CELL_ONTOLOGY_IDS.get(c, "") for c in classes],
+        feature_config_json=bundle.feature_config.to_json(),
+        training_data=[str(r) for r in card.get("training_data", [])],
+        software_versions=_software_versions(),
+        threshold=float(threshold),
+        parameters={
+            "model_name": str(bundle.name),
+            "call": call,
+            "skipped_units": skipped,
+            "model_card_description": str(card.get("description", "")),
+        },
+        source=source,
+        description=f"nwb-celltype classifier {bundle.name} {bundle.version}",
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(),
+    )
+    ontology = np.array([CELL_ONTOLOGY_IDS.get(str(lbl), "") for lbl in preds.labels], dtype=object)
+    add_annotations(
+        nwbfile,
+        name=table_name,
+        units_region=np.asarray(unit_indices, dtype=np.int64),
+        labels=np.asarray(preds.labels, dtype=object),
+        classes=classes,
+        probabilities=preds.probabilities,
+        confidence=preds.confidence,
+        kind="prediction",
+        status=np.asarray(preds.status, dtype=object),
+        reasons=np.asarray(preds.reasons, dtype=object),
+        votes=preds.votes,
+        ontology_ids=ontology,
+        classifier=classifier,
+        description=f"cell types predicted by {bundle.name} (threshold {threshold})",
+    )
+
+
+def _existing_names(h5path: Path) -> set[str]:
+    import h5py
+
+    with h5py.File(h5path, "r") as f:
+        grp = f.get(f"processing/{MODULE_NAME}")
+        return set(grp.keys()) if grp is not None else set()
+
+
+def _remove_existing(h5path: Path, names: list[str]) -> None:
+    import h5py
+
+    with h5py.File(h5path, "a") as f:
+        grp = f[f"processing/{MODULE_NAME}"]
+        for n in names:
+            if n in grp:
+                del grp[n]
+
+
+def _append_to_copy(src_path: Path, tmp: Path, write_fn, table_name: str, overwrite: bool) -> None:
+    """Copy the input to ``tmp`` and append our tables to the copy (the input is only read)."""
+    from pynwb import NWBHDF5IO
+
+    shutil.copyfile(src_path, tmp)
+    _checkpoint("copied")
+    names = _existing_names(tmp)
+    ours = [table_name, f"{table_name}_classifier"]
+    clash = [n for n in ours if n in names]
+    if clash and not overwrite:
+        raise AnnotationExistsError(
+            f"{src_path} already holds annotations by this model ({table_name}); pass overwrite=True "
+            "(--overwrite) to replace them, or use another model"
+        )
+    if clash:
+        _remove_existing(tmp, clash)
+    with NWBHDF5IO(str(tmp), mode="a") as io:
+        nwbfile = io.read()
+        write_fn(nwbfile)
+        _checkpoint("before-write")
+        io.write(nwbfile)
+    _checkpoint("written")
+
+
+def _write_derived(tmp: Path, src, batches: list[UnitsBatch], write_fn) -> None:
+    """A new NWB file holding the Units rows the annotations refer to and the source's identity."""
+    from pynwb import NWBHDF5IO, NWBFile
+
+    srcfile = src.nwbfile
+    info = src.info.to_dict()
+    nwbfile = NWBFile(
+        session_description=f"cell-type annotations of {info.get('asset_path') or info.get('url')}: "
+        + str(srcfile.session_description),
+        identifier=str(uuid.uuid4()),
+        session_start_time=srcfile.session_start_time,
+        session_id=srcfile.session_id,
+        institution=srcfile.institution,
+        lab=srcfile.lab,
+        experimenter=srcfile.experimenter,
+        source_script="nwb-celltype annotate",
+        source_script_file_name="nwb_celltype/annotate.py",
+        notes=f"Derived from {info}",
+    )
+    if srcfile.subject is not None:
+        from pynwb.file import Subject
+
+        s = srcfile.subject
+        nwbfile.subject = Subject(
+            subject_id=s.subject_id, species=s.species, sex=s.sex, age=s.age, description=s.description
+        )
+    rate = next((b.waveform_rate_hz for b in batches if b.waveform_rate_hz), None)
+    nwbfile.add_unit_column("source_unit_index", "row index of the unit in the source's Units table")
+    nwbfile.add_unit_column("layer", "layer of the unit (C4 vocabulary: unknown, GCL, PCL, ML)")
+    for b in batches:
+        for i in range(len(b)):
+            kw = {}
+            if b.waveforms is not None:
+                kw["waveform_mean"] = np.nan_to_num(b.waveforms[i]).astype(np.float32)
+            nwbfile.add_unit(
+                id=int(b.unit_ids[i]),
+                spike_times=b.spike_times(i),
+                source_unit_index=int(b.unit_indices[i]),
+                layer=str(b.layers[i]),
+                **kw,
+            )
+    if rate:
+        nwbfile.units.waveform_rate = float(rate)
+        nwbfile.units.resolution = 1.0 / float(rate)
+    write_fn(nwbfile)
+    _checkpoint("before-write")
+    with NWBHDF5IO(str(tmp), mode="w") as io:
+        io.write(nwbfile)
+    _checkpoint("written")
+
+
+def annotate(
+    source,
+    *,
+    model=None,
+    out: str | os.PathLike | None = None,
+    in_place: bool = False,
+    threshold: float = 2.0,
+    overwrite: bool = False,
+    dandi_api_url: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+    call: str | None = None,
+) -> AnnotationResult:
+    """Classify every unit of ``source`` and write the annotations into NWB.
+
+    Parameters
+    ----------
+    source : str or path
+        Anything :func:`nwb_celltype.io.open_source` opens: a local path, an http(s) URL, a DANDI id.
+    model : path, ModelBundle or None
+        The model bundle; ``None`` uses the bundled demo model (trained on simulated data).
+    out : path, optional
+        Output file. Local sources default to ``<input stem>.celltype.nwb`` beside the input (an
+        annotated copy); remote sources need it (a derived NWB file is written there).
+    in_place : bool
+        Append to the local input file itself (opt-in). Done on a copy that then atomically
+        replaces the input, so a killed run leaves the original intact.
+    threshold : float
+        Confidence ratio (best / second-best probability) below which a unit is "unclassified".
+    overwrite : bool
+        Replace annotations already written by the same model instead of raising
+        :class:`~nwb_celltype.errors.AnnotationExistsError`.
+    """
+    from .io import open_source
+    from .model import predict_cell_types
+
+    if not np.isfinite(threshold) or threshold < 1.0:
+        raise InvalidValueError(
+            f"threshold must be a finite confidence ratio >= 1 (best/second-best probability), got {threshold}"
+        )
+    if in_place and out is not None:
+        raise InvalidValueError("give either out (--out) or in_place (--in-place), not both")
+    if batch_size < 1:
+        raise InvalidValueError(f"batch_size must be >= 1, got {batch_size}")
+
+    bundle, is_demo = _resolve_model(model)
+    timings: dict[str, float] = {}
+    table_name = table_name_for(bundle)
+    call = call if call is not None else "nwb_celltype.annotate(" + repr(str(source)) + ")"
+
+    with open_source(source, dandi_api_url=dandi_api_url, cache_dir=cache_dir) as src:
+        info = src.info.to_dict()
+        local = info.get("kind") == "local"
+        input_path = Path(info["path"]) if local else None
+        if in_place and not local:
+            raise InvalidValueError(
+                f"in-place annotation needs a local file, but {source} is remote ({info.get('kind')}); "
+                "DANDI assets are immutable: give --out to write a derived file"
+            )
+        if in_place:
+            final = input_path
+            mode = "in_place"
+        elif out is not None:
+            final = Path(out)
+            mode = "copy" if local else "derived"
+        elif local:
+            final = input_path.with_name(input_path.name.removesuffix(".nwb") + ".celltype.nwb")
+            mode = "copy"
+        else:
+            raise InvalidValueError(
+                f"{source} is remote: give out (--out PATH) for the derived NWB file to write"
+            )
+        if mode != "in_place":
+            _check_output_path(final, input_path)
+            if final.exists() and not overwrite:
+                raise AnnotationExistsError(f"{final} exists; pass overwrite=True (--overwrite) to replace it")
+        elif not os.access(final.parent, os.W_OK):
+            raise OutputError(f"cannot annotate {final} in place: its folder is not writable")
+
+        _checkpoint("opened")
+        batches, features, t_read, t_feat = _collect(src, bundle, batch_size, progress)
+        timings["read"], timings["features"] = t_read, t_feat
+        _checkpoint("features")
+
+        t0 = time.perf_counter()
+        preds = predict_cell_types(bundle, features, threshold=threshold)
+        timings["model"] = time.perf_counter() - t0
+
+        problems = _unit_problems(batches)
+        reasons = np.asarray(preds.reasons, dtype=object).copy()
+        for i, uid in enumerate(features.unit_ids):
+            if preds.status[i] == "not_classifiable" and int(uid) in problems and not reasons[i]:
+                reasons[i] = problems[int(uid)]
+        preds.reasons = reasons
+        skipped = [
+            {"unit_id": int(uid), "reason": str(r)}
+            for uid, s, r in zip(features.unit_ids, preds.status, reasons)
+            if s == "not_classifiable"
+        ]
+        unit_indices = np.concatenate([b.unit_indices for b in batches])
+
+        def write_fn(nwbfile, *, derived=False):
+            _write_tables(
+                nwbfile,
+                bundle=bundle,
+                preds=preds,
+                unit_indices=np.arange(len(unit_indices)) if derived else unit_indices,
+                table_name=table_name,
+                threshold=threshold,
+                source=info,
+                call=call,
+                skipped=skipped,
+            )
+
+        t0 = time.perf_counter()
+        with _atomic_target(final) as tmp:
+            if mode == "derived":
+                _write_derived(tmp, src, batches, lambda f: write_fn(f, derived=True))
+            else:
+                _append_to_copy(input_path, tmp, write_fn, table_name, overwrite)
+        timings["write"] = time.perf_counter() - t0
+
+    counts = Counter(str(lbl) for lbl in preds.labels)
+    status = Counter(str(s) for s in preds.status)
+    result = AnnotationResult(
+        output_path=str(final),
+        table_name=table_name,
+        mode=mode,
+        n_units=len(preds.labels),
+        n_classified=status.get("classified", 0),
+        n_unclassified=status.get("unclassified", 0),
+        n_not_classifiable=status.get("not_classifiable", 0),
+        label_counts=dict(sorted(counts.items())),
+        threshold=float(threshold),
+        timings=timings,
+        source=info,
+        model={"name": str(bundle.name), "version": str(bundle.version), "sha256": bundle.sha256},
+        skipped=skipped,
+        demo_model=is_demo,
+    )
+    logger.info("annotated %d units of %s -> %s", result.n_units, source, final)
+    return result

@@ -1,0 +1,549 @@
+"""Annotate every NWB asset of a dandiset into a derived dandiset folder: locally with a process
+pool or on a Dask cluster, resumably (per-asset state records in the output folder), with bounded
+retries and a summary table."""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import io as _io
+import logging
+import os
+import re
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidValueError, NwbCelltypeError, RemoteError
+from .state import RunState, derived_asset_path, is_done, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+#: file names of the summary table, in the output folder.
+SUMMARY_TSV = "celltype-summary.tsv"
+SUMMARY_JSON = "celltype-summary.json"
+#: per-asset statuses that end an asset for this run.
+STATUSES = ("done", "skipped", "failed")
+#: the most seconds between two tries of a failing asset.
+MAX_BACKOFF_S = 60.0
+
+_SPEC_RE = re.compile(r"^(?:DANDI:)?(?P<id>\d{6})(?:[@/](?P<version>[^/@\s]+))?/?$", re.IGNORECASE)
+
+
+@dataclass
+class DandisetRunResult:
+    """What :func:`annotate_dandiset` did.
+
+    Attributes
+    ----------
+    out_dir : str
+        The derived-dandiset folder.
+    dandiset_id, version : str
+        The dandiset and the version whose assets were annotated.
+    model : dict
+        ``name``, ``version``, ``sha256`` and ``path`` (None for the demo model) of the bundle.
+    assets : list of dict
+        One record per listed NWB asset (``path``, ``asset_id``, ``status``, ``n_units``,
+        ``label_counts``, ``time_s``, ``attempts``, ``error``, ``output``, ``this_run``, ...).
+    counts : dict
+        ``listed``, ``done``, ``skipped``, ``failed``, ``reused`` (done by an earlier run) and
+        ``annotated`` (done by this run).
+    summary_tsv, summary_json : str
+        Paths of the summary table.
+    executor : str
+        ``local`` or ``dask``.
+    n_workers : int
+        Worker processes (or Dask worker threads) used.
+    dashboard_link : str or None
+        The Dask dashboard's URL when one runs.
+    wall_s : float
+        Seconds the run took.
+    """
+
+    out_dir: str
+    dandiset_id: str
+    version: str
+    model: dict
+    assets: list[dict]
+    counts: dict[str, int]
+    summary_tsv: str
+    summary_json: str
+    executor: str
+    n_workers: int
+    dashboard_link: str | None = None
+    wall_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_dandiset_spec(spec: str) -> tuple[str, str | None]:
+    """Split ``DANDISET[@VERSION]`` into (id, version).
+
+    Accepts ``000409``, ``000409@0.230101.1234``, ``DANDI:000409/draft`` and ``000409@draft``.
+
+    Returns
+    -------
+    (str, str or None)
+        The six-digit dandiset id and the version (None: the most recent published version, or the
+        draft when none is published).
+    """
+    m = _SPEC_RE.match(spec.strip())
+    if m is None:
+        raise InvalidValueError(
+            f"cannot read the dandiset {spec!r}: expected DANDISET[@VERSION] such as 000409, "
+            "000409@draft or DANDI:000409/0.230101.1234"
+        )
+    return m.group("id"), m.group("version")
+
+
+def _check_options(workers: int | None, scheduler: str | None, client: Any, retries: int, batch_size: int):
+    if workers is not None and (scheduler is not None or client is not None):
+        raise InvalidValueError(
+            "give either workers (--workers N, a local process pool) or a Dask scheduler "
+            "(--scheduler ADDRESS), not both"
+        )
+    if workers is not None and workers < 1:
+        raise InvalidValueError(f"workers must be >= 1, got {workers}")
+    if retries < 0:
+        raise InvalidValueError(f"retries must be >= 0, got {retries}")
+    if batch_size < 1:
+        raise InvalidValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def _load_model_identity(model: str | os.PathLike | None) -> dict:
+    """Load the bundle once in the driver for its identity (sha256 decides what is done already)."""
+    from ..model import load_bundle, load_demo_bundle
+
+    if model is None:
+        logger.warning(
+            "no model given: using the bundled DEMO model, trained on SIMULATED data — "
+            "not for scientific conclusions (pass --model BUNDLE for a real one)"
+        )
+        bundle = load_demo_bundle()
+        path = None
+    else:
+        path = str(Path(model).resolve())
+        bundle = load_bundle(path)
+    return {"name": str(bundle.name), "version": str(bundle.version), "sha256": bundle.sha256, "path": path}
+
+
+def _is_retriable(exc: BaseException) -> bool:
+    """Transient-looking failures are retried: remote errors and anything not raised on purpose
+    by this package (lost workers, broken connections). Our other errors (not an NWB file, bad
+    units, model mismatch, output not writable) would fail the same way again."""
+    if isinstance(exc, RemoteError):
+        return True
+    return not isinstance(exc, NwbCelltypeError)
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {msg}"[:1000]
+
+
+def annotate_dandiset(
+    dandiset: str,
+    out: str | os.PathLike,
+    *,
+    version: str | None = None,
+    model: str | os.PathLike | None = None,
+    include: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
+    retries: int = 2,
+    retry_backoff_s: float = 2.0,
+    dashboard: bool = False,
+    dashboard_address: str = "127.0.0.1:8787",
+    dandi_api_url: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    threshold: float = 2.0,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> DandisetRunResult:
+    """Annotate every NWB asset of a dandiset into a derived dandiset under ``out``.
+
+    Each asset ``A.nwb`` becomes ``out/<derived_asset_path(A)>``, a derived NWB file holding the
+    asset's Units, the cell-type table and the provenance (source dandiset, version, asset id).
+    Per-asset state records in ``out/.nwb-celltype/assets/`` make the run resumable: an asset whose
+    output exists for the same asset id, dandiset version and model sha256 is not done again.
+
+    Parameters
+    ----------
+    dandiset : str
+        ``DANDISET[@VERSION]`` (``000409``, ``000409@draft``, ``DANDI:000409/0.230101.1234``).
+    out : path
+        Output folder (created if needed).
+    version : str, optional
+        Version to annotate (overrides the one in ``dandiset``); default: the most recent
+        published version, or the draft.
+    model : path, optional
+        Model bundle; ``None`` uses the demo model (trained on simulated data). With a Dask
+        cluster the path must be readable by every worker.
+    include : str, optional
+        Glob on asset paths (``fnmatch``; e.g. ``sub-M1/*``) selecting the assets to annotate.
+    workers : int, optional
+        Size of the local process pool (default 1 ... the number of CPU cores, at most the number
+        of assets). Exclusive with ``scheduler``/``client``.
+    scheduler : str, optional
+        Address of a Dask scheduler (``tcp://host:8786``): run there with
+        :class:`distributed.Client`.
+    client : distributed.Client, optional
+        An existing Dask client to run on (Python API only).
+    retries : int
+        Further tries of an asset that fails with a transient-looking error; then it is recorded
+        failed and the run goes on.
+    retry_backoff_s : float
+        Wait before the first retry, in seconds; doubles with each try (at most 60 s).
+    dashboard : bool
+        Serve the Dask dashboard. Without a scheduler a local Dask cluster replaces the process
+        pool so that there is one; its URL is in the result and the log.
+    dashboard_address : str
+        Where the local cluster's dashboard listens (``host:port``).
+    dandi_api_url : str, optional
+        DANDI API to ask (default: the public archive).
+    cache_dir : path, optional
+        remfile disk cache for streamed bytes.
+    threshold : float
+        Confidence ratio below which a unit is "unclassified" (see :func:`~nwb_celltype.annotate`).
+    batch_size : int
+        Units read and featurised at a time; bounds a worker's memory for reading and features.
+    progress : bool
+        Show a bar over assets (tqdm) on stderr.
+
+    Returns
+    -------
+    DandisetRunResult
+    """
+    t_start = time.perf_counter()
+    _check_options(workers, scheduler, client, retries, batch_size)
+    from ..io import list_dandiset_assets
+
+    ds_id, spec_version = parse_dandiset_spec(dandiset)
+    version = version or spec_version
+    out_dir = Path(out).resolve()
+
+    # the listing is already restricted to NWB files (the io layer's default glob is "*.nwb")
+    assets = list_dandiset_assets(ds_id, version, dandi_api_url=dandi_api_url, include=include or "*.nwb")
+    assets = [a for a in assets if a.path.lower().endswith(".nwb")]
+    resolved_version = _resolved_version(assets, version)
+    assets.sort(key=lambda a: a.path)
+    if not assets:
+        raise InvalidValueError(
+            f"dandiset {ds_id}@{resolved_version} has no NWB assets"
+            + (f" matching --include {include!r}" if include else "")
+            + "; check the dandiset id, version and glob"
+        )
+
+    model_info = _load_model_identity(model)
+    state = RunState(out_dir)
+    state.prepare()
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+    runner = None
+    try:
+        state.write_run(
+            {
+                "run_id": run_id,
+                "dandiset_id": ds_id,
+                "version": resolved_version,
+                "model": model_info,
+                "include": include,
+                "threshold": threshold,
+                "batch_size": batch_size,
+                "started": time.time(),
+                "pid": os.getpid(),
+            }
+        )
+        records: dict[str, dict] = {}
+        todo = []
+        for a in assets:
+            rec = state.read_record(a.path)
+            version_of = _asset_version(a, resolved_version)
+            if is_done(
+                rec, out_dir, asset_id=a.asset_id, version=version_of, model_sha256=model_info["sha256"]
+            ):
+                records[a.path] = {**rec, "this_run": False}
+            elif (
+                rec
+                and rec.get("status") == "skipped"
+                and rec.get("asset_id") == a.asset_id
+                and rec.get("version") == version_of
+            ):
+                records[a.path] = {**rec, "this_run": False}  # no units: does not depend on the model
+            else:
+                todo.append(a)
+        logger.info(
+            "dandiset %s@%s: %d NWB assets, %d already done, %d to annotate",
+            ds_id,
+            resolved_version,
+            len(assets),
+            len(assets) - len(todo),
+            len(todo),
+        )
+        n_workers = 0
+        executor = "dask" if (scheduler or client or dashboard) else "local"
+        dashboard_link = None
+        if todo:
+            runner = _make_runner(
+                executor,
+                model_info,
+                workers=workers,
+                n_todo=len(todo),
+                scheduler=scheduler,
+                client=client,
+                dashboard=dashboard,
+                dashboard_address=dashboard_address,
+            )
+            n_workers = runner.n_workers
+            dashboard_link = runner.dashboard_link
+            if dashboard_link:
+                logger.warning("Dask dashboard: %s", dashboard_link)
+            tasks = [
+                {
+                    "path": a.path,
+                    "asset_id": a.asset_id,
+                    "version": _asset_version(a, resolved_version),
+                    "dandiset_id": ds_id,
+                    "source": _asset_source(ds_id, resolved_version, a),
+                    "output": derived_asset_path(a.path),
+                    "out_dir": str(out_dir),
+                    "tmp_name": f"{uuid.uuid4().hex}.nwb",
+                    "model_path": model_info["path"],
+                    "model_sha256": model_info["sha256"],
+                    "threshold": float(threshold),
+                    "batch_size": int(batch_size),
+                    "dandi_api_url": dandi_api_url,
+                    "cache_dir": None if cache_dir is None else str(cache_dir),
+                    "attempt": 0,
+                    "run_id": run_id,
+                }
+                for a in todo
+            ]
+            for rec in _execute(runner, tasks, state, retries, retry_backoff_s, progress, len(assets)):
+                records[rec["path"]] = {**rec, "this_run": True}
+        ordered = [records[a.path] for a in assets]
+        counts = _count(ordered)
+        tsv, js = _write_summary(out_dir, ds_id, resolved_version, model_info, ordered, counts, run_id)
+        logger.info("done: %s", counts)
+        return DandisetRunResult(
+            out_dir=str(out_dir),
+            dandiset_id=ds_id,
+            version=resolved_version,
+            model=model_info,
+            assets=ordered,
+            counts=counts,
+            summary_tsv=str(tsv),
+            summary_json=str(js),
+            executor=executor,
+            n_workers=n_workers,
+            dashboard_link=dashboard_link,
+            wall_s=round(time.perf_counter() - t_start, 3),
+        )
+    finally:
+        if runner is not None:
+            runner.close()
+        state.release()
+
+
+def _resolved_version(assets: list, version: str | None) -> str:
+    for a in assets:
+        v = getattr(a, "version", None)
+        if v:
+            return str(v)
+    return version or "draft"
+
+
+def _asset_version(asset: Any, resolved: str) -> str:
+    return str(getattr(asset, "version", None) or resolved)
+
+
+def _asset_source(ds_id: str, version: str, asset: Any) -> str:
+    """What :func:`~nwb_celltype.io.open_source` opens for one asset (keeps the DANDI identity
+    in the derived file's provenance)."""
+    return f"DANDI:{ds_id}/{version}/{asset.path}"
+
+
+def _make_runner(
+    executor: str, model_info: dict, *, workers, n_todo, scheduler, client, dashboard, dashboard_address
+):
+    from .executors import DaskRunner, PoolRunner
+
+    if workers is None:
+        workers = max(1, min(os.cpu_count() or 1, n_todo)) if executor == "local" else None
+    if executor == "local":
+        return PoolRunner(workers, model_info["path"], model_info["sha256"])
+    return DaskRunner(
+        model_info["path"],
+        model_info["sha256"],
+        address=scheduler,
+        client=client,
+        n_workers=workers or min(os.cpu_count() or 1, n_todo),
+        dashboard_address=dashboard_address if dashboard else None,
+    )
+
+
+def _execute(
+    runner, tasks: list[dict], state: RunState, retries: int, backoff_s: float, progress: bool, total: int
+):
+    """Run the tasks, keeping about two per worker in flight; yield each asset's final record."""
+    from tqdm.auto import tqdm
+
+    from .worker import run_asset_task
+
+    pending = list(reversed(tasks))  # pop() from the end keeps the sorted order
+    waiting: list[tuple[float, int, dict]] = []  # (due time, tiebreak, task) of retries
+    inflight: dict[Any, dict] = {}
+    max_inflight = max(1, 2 * runner.n_workers)
+    failed = 0
+    seq = 0
+    bar = tqdm(
+        total=total, initial=total - len(tasks), unit="asset", desc="annotate-dandiset", disable=not progress
+    )
+    try:
+        while pending or waiting or inflight:
+            now = time.monotonic()
+            while waiting and waiting[0][0] <= now:
+                pending.append(heapq.heappop(waiting)[2])
+            while pending and len(inflight) < max_inflight:
+                task = pending.pop()
+                task = {**task, "attempt": task["attempt"] + 1}
+                inflight[runner.submit(run_asset_task, task)] = task
+            if not inflight:
+                time.sleep(max(0.0, min(1.0, waiting[0][0] - time.monotonic())))
+                continue
+            timeout = max(0.05, waiting[0][0] - now) if waiting else None
+            for fut in runner.wait(inflight, timeout):
+                task = inflight.pop(fut)
+                rec, exc = runner.outcome(fut)
+                if exc is None:
+                    bar.update(1)
+                    yield rec
+                    continue
+                if runner.is_broken(exc):
+                    # a worker process died: every task in flight is lost, not only this one
+                    lost = [task, *inflight.values()]
+                    inflight.clear()
+                    runner.restart()
+                else:
+                    lost = [task]
+                for t in lost:
+                    if _is_retriable(exc) and t["attempt"] <= retries:
+                        delay = min(MAX_BACKOFF_S, backoff_s * 2 ** (t["attempt"] - 1))
+                        logger.warning(
+                            "%s failed (try %d of %d), retrying in %.1f s: %s",
+                            t["path"],
+                            t["attempt"],
+                            retries + 1,
+                            delay,
+                            _one_line(exc),
+                        )
+                        seq += 1
+                        heapq.heappush(waiting, (time.monotonic() + delay, seq, t))
+                        continue
+                    failed += 1
+                    rec = _failed_record(t, exc)
+                    state.write_record(rec)
+                    logger.error("%s failed after %d tries: %s", t["path"], t["attempt"], rec["error"])
+                    bar.update(1)
+                    bar.set_postfix(failed=failed)
+                    yield rec
+    finally:
+        bar.close()
+
+
+def _failed_record(task: dict, exc: BaseException) -> dict:
+    return {
+        "path": task["path"],
+        "asset_id": task["asset_id"],
+        "version": task["version"],
+        "dandiset_id": task["dandiset_id"],
+        "model_sha256": task["model_sha256"],
+        "status": "failed",
+        "error": _one_line(exc),
+        "attempts": task["attempt"],
+        "run_id": task["run_id"],
+        "output": None,
+        "finished": time.time(),
+    }
+
+
+def _count(records: list[dict]) -> dict[str, int]:
+    counts = {"listed": len(records), "done": 0, "skipped": 0, "failed": 0, "reused": 0, "annotated": 0}
+    for r in records:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+        if r["status"] == "done":
+            counts["annotated" if r.get("this_run") else "reused"] += 1
+    return counts
+
+
+def _label_columns(records: list[dict]) -> list[str]:
+    """Cell-type labels seen in any asset, in the C4 class order (then others, sorted).
+    ``unclassified`` / ``not_classifiable`` have their own ``n_`` columns."""
+    from ..vocabulary import C4_CLASSES, C4_CLASSES_MLI_CLUSTERING
+
+    seen = {k for r in records for k in (r.get("label_counts") or {})} - {"unclassified", "not_classifiable"}
+    order = list(dict.fromkeys([*C4_CLASSES, *C4_CLASSES_MLI_CLUSTERING]))
+    return [c for c in order if c in seen] + sorted(seen - set(order))
+
+
+def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
+    """The summary table: column names and one row (dict) per asset.
+
+    Columns: ``path``, ``asset_id``, ``status`` (done / skipped / failed), ``n_units``,
+    ``n_classified``, ``n_unclassified``, ``n_not_classifiable``, one ``label_<class>`` count per
+    cell type seen, ``time_s`` (seconds on the worker, last try), ``attempts``, ``this_run``
+    (annotated by this run rather than found done), ``output`` (relative path) and ``error``.
+    """
+    labels = _label_columns(records)
+    cols = [
+        "path",
+        "asset_id",
+        "status",
+        "n_units",
+        "n_classified",
+        "n_unclassified",
+        "n_not_classifiable",
+        *[f"label_{lbl}" for lbl in labels],
+        "time_s",
+        "attempts",
+        "this_run",
+        "output",
+        "error",
+    ]
+    rows = []
+    for r in records:
+        lc = r.get("label_counts") or {}
+        row = {c: r.get(c) for c in cols}
+        for lbl in labels:
+            row[f"label_{lbl}"] = lc.get(lbl, 0) if r.get("status") == "done" else None
+        rows.append(row)
+    return cols, rows
+
+
+def _write_summary(out_dir: Path, ds_id, version, model_info, records, counts, run_id) -> tuple[Path, Path]:
+    cols, rows = summary_rows(records)
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, delimiter="\t", lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: "" if v is None else v for k, v in row.items()})
+    tsv = out_dir / SUMMARY_TSV
+    tmp = tsv.with_name(f".{tsv.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    os.replace(tmp, tsv)
+    js = out_dir / SUMMARY_JSON
+    write_json_atomic(
+        js,
+        {
+            "dandiset_id": ds_id,
+            "version": version,
+            "model": model_info,
+            "run_id": run_id,
+            "counts": counts,
+            "assets": records,
+        },
+    )
+    return tsv, js

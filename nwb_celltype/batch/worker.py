@@ -1,0 +1,209 @@
+"""What runs on a worker (a pool process or a Dask worker): annotate one asset of a dandiset with
+a model loaded once per worker process, write the derived file and its state record."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelMismatchError
+
+logger = logging.getLogger(__name__)
+
+#: model key -> loaded bundle; one per worker process (a Dask worker with one thread, or a pool
+#: process), so each worker loads the model once whatever the number of assets it annotates.
+_MODELS: dict[tuple[str | None, str], Any] = {}
+_MODELS_LOCK = threading.Lock()
+#: how many times this process loaded a model (reported per asset; tests check it stays 1).
+_LOAD_COUNT = 0
+
+
+def load_worker_model(model_path: str | None, model_sha256: str) -> Any:
+    """The model bundle for this worker process, loaded on first use and cached.
+
+    Parameters
+    ----------
+    model_path : str or None
+        Path of the bundle; ``None`` for the bundled demo model.
+    model_sha256 : str
+        The sha256 the run planned with; a bundle that loads with another sha256 (the file changed
+        under the run) raises :class:`~nwb_celltype.errors.ModelMismatchError`.
+    """
+    global _LOAD_COUNT
+    key = (model_path, model_sha256)
+    with _MODELS_LOCK:
+        bundle = _MODELS.get(key)
+        if bundle is None:
+            from ..model import load_bundle, load_demo_bundle
+
+            bundle = load_demo_bundle() if model_path is None else load_bundle(model_path)
+            if bundle.sha256 != model_sha256:
+                raise ModelMismatchError(
+                    f"model bundle {model_path or '(demo)'} loaded on worker pid {os.getpid()} has sha256 "
+                    f"{bundle.sha256[:12]}, but the run was planned with {model_sha256[:12]}; the file "
+                    "changed during the run: restart the run"
+                )
+            _MODELS[key] = bundle
+            _LOAD_COUNT += 1
+            logger.info("worker %d loaded model %s (%s)", os.getpid(), bundle.name, bundle.sha256[:12])
+        return bundle
+
+
+def init_pool_worker(model_path: str | None, model_sha256: str) -> None:
+    """Initializer of pool processes: quiet the libraries and load the model up front."""
+    _quiet_worker()
+    _die_with_parent()
+    load_worker_model(model_path, model_sha256)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this pool process when the driver dies (e.g. SIGKILL), so that no orphan
+    goes on annotating an asset that the restarted run is doing again."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - no prctl: orphans finish their task
+        logger.debug("prctl(PR_SET_PDEATHSIG) unavailable")
+    if os.getppid() == 1:  # the driver died before prctl took effect
+        os._exit(1)
+
+
+def _quiet_worker() -> None:
+    # Each worker is one process with one task at a time: keep numeric libraries to one thread so
+    # N workers use N cores instead of fighting over them.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    os.environ.setdefault("DANDI_NO_ET", "1")
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+
+def _peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is in kilobytes on Linux, bytes on macOS
+    return round(kb / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def run_asset_task(task: dict) -> dict:
+    """Annotate one asset; the unit of work shipped to workers.
+
+    Parameters
+    ----------
+    task : dict
+        Built by the driver: ``path``, ``asset_id``, ``version``, ``dandiset_id``, ``source`` (what
+        :func:`~nwb_celltype.io.open_source` opens), ``output`` (relative to ``out_dir``),
+        ``out_dir``, ``tmp_name``, ``model_path``, ``model_sha256``, ``threshold``, ``batch_size``,
+        ``dandi_api_url``, ``cache_dir``, ``attempt``, ``run_id``.
+
+    Returns
+    -------
+    dict
+        The asset's state record (status ``done`` or ``skipped``). Errors propagate as exceptions;
+        the driver decides whether to retry.
+
+    Notes
+    -----
+    Order of writes, chosen so that a kill at any instant is safe: the derived file is written to
+    a scratch path (atomically, by :func:`~nwb_celltype.annotate.annotate`), then the ``done``
+    record (atomically), then the file is renamed into place. A record without its file, or a
+    scratch file without a record, makes the next run redo the asset; nothing is done twice once
+    both exist.
+    """
+    from ..annotate import annotate
+    from ..errors import NwbCelltypeError
+    from .state import RunState
+
+    _quiet_worker()
+    t0 = time.perf_counter()
+    started = time.time()
+    bundle = load_worker_model(task["model_path"], task["model_sha256"])
+    state = RunState(Path(task["out_dir"]))
+    final = state.out_dir / task["output"]
+    scratch = state.tmp_dir / task["tmp_name"]
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    base = {
+        "path": task["path"],
+        "asset_id": task["asset_id"],
+        "version": task["version"],
+        "dandiset_id": task["dandiset_id"],
+        "model_sha256": task["model_sha256"],
+        "attempts": task["attempt"],
+        "run_id": task["run_id"],
+        "worker": f"{os.uname().nodename}:{os.getpid()}",
+        "started": started,
+    }
+    try:
+        result = annotate(
+            task["source"],
+            model=bundle,
+            out=scratch,
+            threshold=task["threshold"],
+            overwrite=True,
+            dandi_api_url=task["dandi_api_url"],
+            cache_dir=task["cache_dir"],
+            batch_size=task["batch_size"],
+            call=f"nwb-celltype annotate-dandiset {task['dandiset_id']}@{task['version']} ({task['path']})",
+        )
+    except NwbCelltypeError as exc:
+        if not _is_no_units(exc):
+            raise
+        result = None
+        reason = str(exc)
+    if result is None:
+        rec = {
+            **base,
+            "status": "skipped",
+            "error": f"no units: {reason}",
+            "output": None,
+            "finished": time.time(),
+            "time_s": round(time.perf_counter() - t0, 3),
+        }
+        state.write_record(rec)
+        return rec
+    rec = {
+        **base,
+        "status": "done",
+        "error": None,
+        "output": task["output"],
+        "output_size": scratch.stat().st_size,
+        "table_name": result.table_name,
+        "n_units": result.n_units,
+        "n_classified": result.n_classified,
+        "n_unclassified": result.n_unclassified,
+        "n_not_classifiable": result.n_not_classifiable,
+        "label_counts": dict(result.label_counts),
+        "timings": {k: round(float(v), 4) for k, v in result.timings.items()},
+        "model": result.model,
+        "source": result.source,
+        "worker_model_loads": _LOAD_COUNT,
+        "worker_peak_rss_mb": _peak_rss_mb(),
+        "finished": time.time(),
+        "time_s": round(time.perf_counter() - t0, 3),
+    }
+    state.write_record(rec)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(scratch, final)
+    return rec
+
+
+def _is_no_units(exc: BaseException) -> bool:
+    """Whether an error means "this NWB file has no (or an empty) Units table": such assets are
+    skipped and reported, not failed. (The reading layer raises NotNWBError "the file has no Units
+    table"; annotate raises InvalidValueError "the source's Units table has no units".)"""
+    from ..errors import InvalidValueError, NotNWBError
+
+    if not isinstance(exc, (NotNWBError, InvalidValueError)):
+        return False
+    return re.search(r"\bhas no units\b|\bno units table\b", str(exc).lower()) is not None

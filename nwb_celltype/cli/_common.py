@@ -1,0 +1,33 @@
+"""Options and output helpers shared by several commands."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def print_json(obj) -> None:
+    """Print ``obj`` as JSON on stdout (numpy scalars and paths converted)."""
+    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def format_summary(result) -> str:
+    """Human-readable summary of an :class:`~nwb_celltype.annotate.AnnotationResult`."""
+    lines = [
+        f"annotated {result.n_units} units -> {result.output_path} ({result.mode})",
+        f"model: {result.model['name']} {result.model['version']} (sha256 {result.model['sha256'][:12]})"
+        + ("  [DEMO model trained on simulated data: not for scientific conclusions]" if result.demo_model else ""),
+        f"table: processing/cell_types/{result.table_name}; threshold {result.threshold:g}",
+        f"classified {result.n_classified}, unclassified {result.n_unclassified}, "
+        f"not classifiable {result.n_not_classifiable}",
+        "labels:",
+    ]
+    width = max((len(k) for k in result.label_counts), default=5)
+    for label, n in sorted(result.label_counts.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {label:<{width}}  {n}")
+    t = result.timings
+    lines.append(
+        "time (s): " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()) + f"; total {sum(t.values()):.2f}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,165 @@
+"""``nwb-celltype annotate-dandiset``: annotate every NWB asset of a dandiset into a derived
+dandiset folder, locally or on a Dask cluster, resumably."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from ._common import print_json
+
+
+@click.command("annotate-dandiset")
+@click.argument("dandiset")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output folder: the derived dandiset (created if needed; a rerun resumes there).",
+)
+@click.option(
+    "--model",
+    type=click.Path(exists=True),
+    default=None,
+    help="Model bundle (default: the bundled DEMO model, trained on simulated data).",
+)
+@click.option(
+    "--include",
+    default=None,
+    metavar="GLOB",
+    help="Only assets whose path matches this glob, e.g. 'sub-M1/*'.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Local worker processes (default: CPU cores, at most the number of assets).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Run on this Dask scheduler (tcp://host:8786) instead of local processes.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Further tries of an asset that fails with a transient error.",
+)
+@click.option(
+    "--retry-backoff",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="Seconds before the first retry; doubles each try.",
+)
+@click.option(
+    "--dashboard",
+    is_flag=True,
+    help="Serve the Dask dashboard (without --scheduler, runs a local Dask cluster).",
+)
+@click.option(
+    "--dashboard-address",
+    default="127.0.0.1:8787",
+    show_default=True,
+    help="host:port of the local cluster's dashboard.",
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Confidence ratio (best/second-best probability) below which a unit is 'unclassified'.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Units read and featurised at a time (bounds each worker's memory).",
+)
+@click.option(
+    "--dandi-api-url",
+    envvar="NWB_CELLTYPE_DANDI_API_URL",
+    default=None,
+    help="DANDI API base URL (env NWB_CELLTYPE_DANDI_API_URL).",
+)
+@click.option(
+    "--cache-dir",
+    envvar="NWB_CELLTYPE_CACHE_DIR",
+    default=None,
+    help="On-disk cache for remote bytes (env NWB_CELLTYPE_CACHE_DIR).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts).")
+def annotate_dandiset(
+    dandiset,
+    out,
+    model,
+    include,
+    workers,
+    scheduler,
+    retries,
+    retry_backoff,
+    dashboard,
+    dashboard_address,
+    threshold,
+    batch_size,
+    dandi_api_url,
+    cache_dir,
+    quiet,
+    as_json,
+):
+    """Annotate every NWB asset of DANDISET[@VERSION] (e.g. 000409, 000409@draft) into a derived
+    dandiset under --out, and write celltype-summary.tsv/.json there. A rerun with the same --out
+    does only what is not done yet."""
+    from ..batch import annotate_dandiset as run
+
+    if quiet:
+        logging.getLogger("nwb_celltype").setLevel(logging.ERROR)
+    result = run(
+        dandiset,
+        out,
+        model=model,
+        include=include,
+        workers=workers,
+        scheduler=scheduler,
+        retries=retries,
+        retry_backoff_s=retry_backoff,
+        dashboard=dashboard,
+        dashboard_address=dashboard_address,
+        threshold=threshold,
+        batch_size=batch_size,
+        dandi_api_url=dandi_api_url,
+        cache_dir=cache_dir,
+        progress=not (quiet or as_json),
+    )
+    if as_json:
+        print_json(result.to_dict())
+    elif not quiet:
+        click.echo(format_run(result))
+    if result.counts["failed"]:
+        raise SystemExit(2)
+
+
+def format_run(result) -> str:
+    """Human-readable summary of a :class:`~nwb_celltype.batch.DandisetRunResult`."""
+    c = result.counts
+    lines = [
+        f"dandiset {result.dandiset_id}@{result.version}: {c['listed']} NWB assets -> {result.out_dir}",
+        f"model: {result.model['name']} {result.model['version']} (sha256 {result.model['sha256'][:12]})"
+        + ("  [DEMO model trained on simulated data]" if result.model.get("path") is None else ""),
+        f"done {c['done']} (this run {c['annotated']}, earlier {c['reused']}), "
+        f"skipped (no units) {c['skipped']}, failed {c['failed']}; "
+        f"{result.executor} x{result.n_workers}, {result.wall_s:.1f} s",
+    ]
+    if result.dashboard_link:
+        lines.append(f"dashboard: {result.dashboard_link}")
+    for a in result.assets:
+        if a["status"] != "done":
+            lines.append(f"  {a['status']}: {a['path']}: {a.get('error')}")
+    lines.append(f"summary: {result.summary_tsv}")
+    return "\n".join(lines)

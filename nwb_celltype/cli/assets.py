@@ -1,0 +1,56 @@
+"""``nwb-celltype assets``: list a dandiset's NWB assets with their sizes."""
+
+from __future__ import annotations
+
+import click
+
+from ._common import print_json
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+@click.command()
+@click.argument("dandiset")
+@click.option(
+    "--version",
+    "version",
+    default=None,
+    help="Dandiset version: 'draft' or a published version (default: the version in DANDISET, "
+    "else the most recent published one, else draft).",
+)
+@click.option("--include", multiple=True, help="Glob pattern over asset paths (repeatable; default '*.nwb').")
+@click.option(
+    "--api-url",
+    "--dandi-api-url",
+    "api_url",
+    envvar="NWB_CELLTYPE_DANDI_API_URL",
+    default=None,
+    help="DANDI API base URL (env NWB_CELLTYPE_DANDI_API_URL; default: the DANDI archive).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the assets as JSON (for scripts).")
+def assets(dandiset, version, include, api_url, as_json):
+    """List the NWB assets of DANDISET (e.g. 000409, DANDI:000409/draft, a dandiarchive.org URL, or
+    000409/sub-1/ for one folder) with their sizes."""
+    from ..io import list_dandiset_assets
+
+    found = list_dandiset_assets(dandiset, version, dandi_api_url=api_url, include=list(include) or None)
+    if as_json:
+        print_json([a.to_dict() for a in found])
+        return
+    if not found:
+        click.echo("no matching assets")
+        return
+    width = max(len(a.path) for a in found)
+    for a in found:
+        click.echo(f"{a.path:<{width}}  {_human(a.size):>9}  {a.asset_id}")
+    total = sum(a.size for a in found)
+    click.echo(
+        f"{len(found)} NWB assets, {_human(total)} in dandiset {found[0].dandiset_id}@{found[0].version}"
+    )

@@ -1,0 +1,60 @@
+"""``nwb-celltype evaluate``: cross-validate the training procedure on a library; JSON + PNG out."""
+
+from __future__ import annotations
+
+import click
+
+from .train import _config_options, load_library, make_config
+
+
+@click.command()
+@click.argument("library", nargs=-1, required=True)
+@click.option("--out", "out", required=True, type=click.Path(), help="Folder for evaluation.json + figures.")
+@click.option("--outer-folds", "outer_folds", type=int, default=5, show_default=True, help="Outer CV folds.")
+@click.option("--leave-one-out", is_flag=True, help="Leave-one-out outer CV (one ensemble per unit: slow).")
+@click.option("--test", "test", multiple=True, help="Separate test library (e.g. another species).")
+@click.option("--threshold", type=float, default=2.0, show_default=True, help="Confidence-ratio threshold.")
+@click.option("--no-baselines", is_flag=True, help="Skip logistic-regression and rule baselines.")
+@_config_options
+def evaluate(
+    library,
+    out,
+    outer_folds,
+    leave_one_out,
+    test,
+    threshold,
+    no_baselines,
+    seed,
+    folds,
+    repeats,
+    vae_epochs,
+    head_epochs,
+    use_layer,
+    finetune_encoders,
+    threads,
+    cache_dir,
+    annotation,
+    progress,
+):
+    """Evaluate the classifier on LIBRARY by stratified cross-validation (--outer-folds K) or
+    leave-one-out, or train on LIBRARY and test on --test; writes evaluation.json and PNG figures.
+    (--folds / --repeats set each trained ensemble's inner folds.)"""
+    from ..model import evaluate_model
+
+    cfg = make_config(folds, repeats, vae_epochs, head_epochs, use_layer, finetune_encoders, threads)
+    ts = load_library(library, cache_dir, annotation, progress)
+    test_set = load_library(test, cache_dir, annotation, progress) if test else None
+    rep = evaluate_model(
+        ts,
+        folds=outer_folds,
+        leave_one_out=leave_one_out,
+        test_set=test_set,
+        config=cfg,
+        seed=seed,
+        threshold=threshold,
+        baselines=not no_baselines,
+        progress=progress,
+    )
+    paths = rep.write(out)
+    click.echo(rep.summary())
+    click.echo(f"wrote {len(paths)} files to {out}")

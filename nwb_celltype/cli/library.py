@@ -1,0 +1,205 @@
+"""``nwb-celltype library``: build, check, summarise, merge and share ground-truth libraries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group("library")
+def library() -> None:
+    """Ground-truth libraries: label NWB files, list them in a manifest, validate, summarise,
+    merge, export as a dandiset, and import the C4 library's HDF5 format."""
+
+
+@library.command("label")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--labels",
+    "labels",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CSV/TSV keyed by unit id (or phy cluster_id).",
+)
+@click.option("--column", help="Take labels from this existing Units column instead (e.g. cell_type).")
+@click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    help="FILE_LABEL=OUR_LABEL (repeatable or comma-separated), e.g. PC=PkC_ss.",
+)
+@click.option(
+    "--evidence-type", help="Evidence for rows that do not give one (optotagging, pharmacology, ...)."
+)
+@click.option(
+    "--evidence", "evidence_text", default="", help="Free-text evidence for rows that do not give one."
+)
+@click.option("--labelled-by", help="Who labelled (for rows that do not say).")
+@click.option("--labelled-at", help="When (ISO 8601; default now).")
+@click.option("--name", default="ground_truth", show_default=True, help="Name of the new annotation table.")
+@click.option(
+    "--kind", type=click.Choice(["ground_truth", "expert"]), default="ground_truth", show_default=True
+)
+@click.option("--out", type=click.Path(dir_okay=False), help="Labelled copy (default <stem>.labelled.nwb).")
+@click.option("--in-place", is_flag=True, help="Append the table to SOURCE itself.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+def label_cmd(
+    source,
+    labels,
+    column,
+    mapping,
+    evidence_type,
+    evidence_text,
+    labelled_by,
+    labelled_at,
+    name,
+    kind,
+    out,
+    in_place,
+    overwrite,
+):
+    """Write ground-truth labels into the NWB file SOURCE."""
+    from ..library import label_file
+
+    path = label_file(
+        source,
+        labels,
+        column=column,
+        mapping=list(mapping),
+        out=out,
+        in_place=in_place,
+        name=name,
+        overwrite=overwrite,
+        evidence_type=evidence_type,
+        evidence_text=evidence_text,
+        labelled_by=labelled_by,
+        labelled_at=labelled_at,
+        kind=kind,
+    )
+    click.echo(f"labels written to {path} (table {name!r})")
+
+
+@library.command("create")
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True)
+@click.option("--name", help="Library name (default: the manifest's file name).")
+@click.option("--description", default="")
+@click.option("--annotation", help="Ground-truth table to use in every file (default: all).")
+def create_cmd(manifest, files, name, description, annotation):
+    """Write MANIFEST (.toml/.json/.yaml) listing FILES (NWB paths or dandi:// asset URLs) with hashes."""
+    from ..library import create_manifest
+
+    m = create_manifest(
+        files,
+        name=name or Path(manifest).stem,
+        description=description,
+        annotation=annotation,
+        root=Path(manifest).parent,
+    )
+    m.save(manifest)
+    click.echo(f"{manifest}: {len(m)} files")
+
+
+@library.command("validate")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.option("--min-spikes", type=int, default=100, show_default=True)
+@click.option("--no-waveforms-needed", is_flag=True, help="Do not require waveform_mean for labelled units.")
+def validate_cmd(manifest, min_spikes, no_waveforms_needed):
+    """Check MANIFEST's library; exit status 1 if there are errors."""
+    from ..library import validate_library
+
+    rep = validate_library(manifest, min_spikes=min_spikes, require_waveforms=not no_waveforms_needed)
+    click.echo(rep.summary())
+    if not rep.ok:
+        raise SystemExit(1)
+
+
+@library.command("stats")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.option("--figure", type=click.Path(dir_okay=False), help="Save a PNG figure here.")
+@click.option("--json", "as_json", is_flag=True, help="Print counts as JSON instead of tables.")
+def stats_cmd(manifest, figure, as_json):
+    """Labelled units per class, evidence, lab, species and library."""
+    from ..library import library_stats
+    from ..library.stats import STAT_KEYS
+
+    st = library_stats(manifest)
+    if as_json:
+        from ._common import print_json
+
+        print_json(
+            {
+                "library": st.library,
+                "n_files": st.n_files,
+                "n_units": st.n_units,
+                **{k: st.counts(k) for k in STAT_KEYS},
+            }
+        )
+    else:
+        click.echo(st.to_table())
+    if figure:
+        click.echo(f"figure: {st.plot(figure)}", err=as_json)
+
+
+@library.command("export")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="New or empty folder.")
+@click.option("--name", help="Dandiset name (default: library name).")
+@click.option("--description", help="Dandiset description.")
+@click.option("--no-validate", is_flag=True, help="Skip dandi's offline validation.")
+def export_cmd(manifest, out, name, description, no_validate):
+    """Lay MANIFEST's files out as a DANDI-ready dandiset in OUT (then: dandi upload)."""
+    from ..library import export_dandiset
+
+    mapping = export_dandiset(manifest, out, name=name, description=description, validate=not no_validate)
+    for src, dest in mapping.items():
+        click.echo(f"{src} -> {dest}")
+    click.echo(f"dandiset ready in {out}" + ("" if no_validate else " (dandi validate: no errors)"))
+
+
+@library.command("merge")
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged manifest to write.")
+@click.option("--name", help="Name of the merged library (default: --out's file name).")
+def merge_cmd(manifests, out, name):
+    """Merge library MANIFESTS into one; each file keeps the library it came from."""
+    from ..library import load_manifest, merge_manifests
+
+    m = merge_manifests([load_manifest(p) for p in manifests], name=name or Path(out).stem)
+    m.save(out)
+    click.echo(f"{out}: {len(m)} files from {len(manifests)} libraries")
+
+
+@library.command("import-c4h5")
+@click.argument("h5file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the NWB files.")
+@click.option("--species", default="Mus musculus", show_default=True)
+@click.option("--age", help="ISO 8601 age or range of the animals (e.g. P60D/P120D); DANDI needs one.")
+@click.option("--labelled-by", default="C4 collaboration (Beau et al. 2025)", show_default=True)
+@click.option("--map", "mapping", multiple=True, help="C4_LABEL=OUR_LABEL (empty to skip), e.g. GrC=.")
+@click.option("--skip-unknown-labels", is_flag=True)
+@click.option("--all-spikes", is_flag=True, help="Do not apply C4's sane_spikes / fn_fp quality masks.")
+@click.option("--overwrite", is_flag=True)
+@click.option("--manifest", type=click.Path(dir_okay=False), help="Also write a manifest of the files.")
+def import_c4h5_cmd(
+    h5file, out, species, age, labelled_by, mapping, skip_unknown_labels, all_spikes, overwrite, manifest
+):
+    """Convert a C4 library HDF5 file into NWB files with ground-truth annotations."""
+    from ..library import create_manifest, import_c4h5, parse_mapping
+
+    files = import_c4h5(
+        h5file,
+        out,
+        species=species,
+        age=age,
+        labelled_by=labelled_by,
+        mapping=parse_mapping(list(mapping)),
+        skip_unknown_labels=skip_unknown_labels,
+        quality_filter=not all_spikes,
+        overwrite=overwrite,
+    )
+    for f in files:
+        click.echo(str(f))
+    if manifest:
+        create_manifest(files, name=Path(manifest).stem, root=Path(manifest).parent).save(manifest)
+        click.echo(f"manifest: {manifest}")

@@ -1,0 +1,38 @@
+"""``nwb-celltype show``: print the cell-type annotations of an NWB file."""
+
+from __future__ import annotations
+
+import click
+
+from ._common import print_json
+
+
+@click.command()
+@click.argument("path", type=click.Path())
+@click.option("--table", default=None, help="Show only this annotation table.")
+@click.option("--max-rows", type=int, default=None, help="At most this many unit rows per table.")
+@click.option("--json", "as_json", is_flag=True, help="Print the tables as JSON.")
+def show(path, table, max_rows, as_json):
+    """Print the annotation tables of PATH: label counts, then one row per unit (label, status,
+    confidence, class probabilities, reason)."""
+    from ..inspect_file import format_annotations, load_annotations
+
+    records = load_annotations(path)
+    if as_json:
+        print_json({
+            name: {
+                "classes": list(r.classes),
+                "unit_ids": r.unit_ids.tolist(),
+                "labels": [str(x) for x in r.labels],
+                "status": [str(x) for x in r.status],
+                "kinds": [str(x) for x in r.kinds],
+                "reasons": [str(x) for x in r.reasons],
+                "confidence": None if r.confidence is None else r.confidence.tolist(),
+                "probabilities": None if r.probabilities is None else r.probabilities.tolist(),
+                "classifier": r.classifier,
+            }
+            for name, r in records.items()
+            if table is None or name == table
+        })
+    else:
+        click.echo(format_annotations(records, table=table, max_rows=max_rows))

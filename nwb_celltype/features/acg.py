@@ -1,0 +1,434 @@
+"""C4-compatible 3D autocorrelogram (npyx 4.3.1 ``crosscorr_vs_firing_rate`` + ``convert_acg_log``).
+
+Split between host and device:
+
+* host (numpy, float64/int64, O(spikes)): seconds -> samples -> 1 ms bins, the inverse-ISI rate
+  smoothed with the 250 ms boxcar (evaluated only at spike bins, from an exact integer integral of
+  the piecewise-constant rate), the rate quantiles, each spike's rate bin and its neighbour counts;
+* device (JAX, int32, O(spikes x neighbours)): the pair counting that is ~all of the work, jitted
+  and vmapped over rows of at most ``_ROW_SPIKES`` spikes padded to power-of-two buckets;
+* host again: normalisation to P(spike at lag | spike at 0) and the log-lag map (one matrix).
+
+JAX runs in its default 32-bit mode: the counts are exact int32, and every float that parity
+depends on is computed in numpy float64, so the process-global ``jax_enable_x64`` flag is never
+touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import FeatureError, InvalidUnitsError
+from ._geometry import AcgGeometry, acg_geometry, fixed_point_shift, log_geometry
+from .config import FeatureConfig
+
+log = logging.getLogger(__name__)
+
+#: most trigger spikes in one device row (a unit with more is split into rows: bounded memory)
+_ROW_SPIKES = 1 << 15
+#: most (spike, neighbour) pairs in one device row
+_ROW_PAIRS = 1 << 22
+#: most trigger spikes in one device call (rows x spikes): bounds a call's memory
+_CALL_SPIKES = 1 << 17
+
+#: number of times the jitted kernel was traced (Python side effect at trace time; tests read it)
+TRACE_COUNT = {"pairs": 0}
+
+
+# --------------------------------------------------------------------------------------------
+# host part
+
+
+def spike_times_to_samples(times_s: np.ndarray, sampling_rate_hz: float) -> np.ndarray:
+    """Spike times (s) -> sample indices as a phy user of npyx would have them:
+    ``round(t * fs)`` as int64 (times written as ``sample / fs`` come back exactly)."""
+    return np.round(np.asarray(times_s, dtype=np.float64) * sampling_rate_hz).astype(np.int64)
+
+
+def _check_times(times_s: np.ndarray, where: str = "spike times") -> np.ndarray:
+    t = np.asarray(times_s, dtype=np.float64)
+    if t.ndim != 1:
+        raise InvalidUnitsError(f"{where}: expected a 1-d array of seconds, got shape {t.shape}.")
+    bad = ~np.isfinite(t)
+    if bad.any():
+        raise InvalidUnitsError(
+            f"{where}: {int(bad.sum())} of {len(t)} spike times are NaN or infinite (first at index "
+            f"{int(np.argmax(bad))}); remove them before computing features."
+        )
+    if len(t) and t.min() < 0:
+        raise InvalidUnitsError(
+            f"{where}: negative spike time {t.min()} s; the C4 binning needs times >= 0 from the "
+            "start of the recording: shift the times."
+        )
+    return t
+
+
+@dataclass
+class _UnitPrep:
+    """Host-side results for one unit (all arrays over its sorted spikes)."""
+
+    n_spikes: int
+    bins: np.ndarray  # (n,) int64 sorted spike bins
+    rate_hz: np.ndarray  # (n,) float64 smoothed inverse-ISI rate at each spike
+    thresholds: np.ndarray  # (R,) float64 rate quantiles
+    rate_bin: np.ndarray  # (n,) int64 rate bin of each spike, -1 where the spike is not counted
+    triggers: np.ndarray  # (R,) int64 number of counted spikes per rate bin
+    ubins: np.ndarray  # (u,) int64 unique occupied bins
+    pos: np.ndarray  # (n,) index of each spike's bin in ubins
+    n_before: np.ndarray  # (n,) occupied bins in [bin - half, bin) (0 if not counted)
+    n_after: np.ndarray  # (n,) occupied bins in (bin, bin + half]
+
+
+def _smoothed_rate_at(bins: np.ndarray, geo: AcgGeometry) -> np.ndarray:
+    """Boxcar-smoothed inverse-ISI rate (Hz) at each (sorted) spike bin, as npyx defines it."""
+    n = len(bins)
+    if n < 3:  # npyx's rate loop runs over spikes 1..n-2: no segments, the rate is 0 everywhere
+        return np.zeros(n)
+    m = bins[:-1] + (bins[1:] - bins[:-1]) // 2  # segment boundaries (n-1,)
+    d = np.diff(m)  # segment lengths (n-2,)
+    with np.errstate(divide="ignore"):
+        rate = 1.0 / (d * geo.bin_s)  # the reference's float formula; inf only for empty segments
+    rate[d == 0] = 0.0
+    if geo.kernel_bins == 0:
+        k = np.searchsorted(m, bins, side="right") - 1
+        inside = (k >= 0) & (k < n - 2)
+        return np.where(inside, rate[np.clip(k, 0, n - 3)], 0.0)
+    shift = fixed_point_shift(n, geo.bin_s)
+    scale = float(2**shift)
+    r_int = np.round(rate * scale).astype(np.int64)
+    cum = np.zeros(n - 1, dtype=np.int64)
+    np.cumsum(d * r_int, out=cum[1:])
+
+    def integral(x: np.ndarray) -> np.ndarray:
+        # exact integer integral of the rate over bins [0, x): windows with equal content give
+        # bit-identical sums whatever their position (ties stay ties, as in the reference)
+        k = np.searchsorted(m, x, side="right") - 1
+        kc = np.clip(k, 0, n - 3)
+        val = cum[kc] + (x - m[kc]) * r_int[kc]
+        val = np.where(k >= n - 2, cum[-1], val)
+        return np.where(k < 0, 0, val)
+
+    n_bins = int(bins[-1]) + 1
+    kb, kh = geo.kernel_bins, geo.kernel_half
+    edge = (bins < kb) | (bins >= n_bins - kb)
+    lo = np.where(edge, np.maximum(0, bins - kh), bins - kh)
+    hi = np.where(edge, np.minimum(n_bins, bins + kh), bins - kh + kb)
+    total = (integral(hi) - integral(lo)).astype(np.float64) / scale
+    # interior: the reference convolves with a kernel of 1/K; edges: mean over the clipped window
+    return np.where(edge, total / np.maximum(hi - lo, 1), total * (1.0 / kb))
+
+
+def _resolve_ties(
+    bins: np.ndarray, rate: np.ndarray, thresholds: np.ndarray, levels: np.ndarray, geo: AcgGeometry
+) -> tuple[np.ndarray, np.ndarray]:
+    """Recompute, with the reference's own floating-point operations, the rates of the few spikes
+    that lie within rounding distance of a quantile threshold.
+
+    Many windows have the same exact rate (e.g. a window spanning whole inter-spike segments sums
+    to a multiple of 1/bin), and a quantile often falls inside such a tie group. Which spikes of the
+    group land above or below the threshold is then decided by the last bits of the reference's
+    floating-point sum (``np.convolve``: a BLAS dot product; edges: ``np.mean``). Those spikes are
+    recomputed here with the same numpy calls on the same dense window, so that their bin matches
+    npyx run with the same numpy/BLAS. The work is O(ambiguous spikes x boxcar), usually tiny.
+    """
+    n = len(bins)
+    if n < 3:
+        return rate, thresholds
+    shift = fixed_point_shift(n, geo.bin_s)
+    tol = 1e-9 * np.maximum(1.0, np.abs(thresholds)) + 2.0 ** (3 - shift)
+    near = np.zeros(n, dtype=bool)
+    for q, t in zip(thresholds, tol, strict=True):
+        near |= np.abs(rate - q) <= t
+    if not near.any():
+        return rate, thresholds
+    m = bins[:-1] + (bins[1:] - bins[:-1]) // 2
+    d = np.diff(m)
+    with np.errstate(divide="ignore"):
+        seg_rate = 1.0 / (d * geo.bin_s)
+    kb, kh = geo.kernel_bins, geo.kernel_half
+    kernel = np.ones(kb) / kb
+    n_bins = int(bins[-1]) + 1
+    rate = rate.copy()
+    for i in np.flatnonzero(near):
+        x = int(bins[i])
+        edge = x < kb or x >= n_bins - kb
+        lo, hi = (max(0, x - kh), min(n_bins, x + kh)) if edge else (x - kh, x - kh + kb)
+        k = np.searchsorted(m, np.arange(lo, hi), side="right") - 1
+        inside = (k >= 0) & (k < n - 2)
+        window = np.where(inside, seg_rate[np.clip(k, 0, n - 3)], 0.0)
+        rate[i] = np.mean(window) if edge else np.convolve(window, kernel, mode="valid")[0]
+    return rate, np.quantile(rate, levels)
+
+
+def _prepare_unit(times_s: np.ndarray, config: FeatureConfig, geo: AcgGeometry) -> _UnitPrep:
+    t = np.sort(times_s)
+    samples = spike_times_to_samples(t, config.sampling_rate_hz)
+    bins = samples // geo.samples_per_bin
+    n = len(bins)
+    R = geo.n_rate_bins
+    if n == 0:
+        z = np.zeros(0, dtype=np.int64)
+        return _UnitPrep(0, z, np.zeros(0), np.zeros(R), z, np.zeros(R, np.int64), z, z, z, z)
+    rate = _smoothed_rate_at(bins, geo)
+    levels = np.linspace(0, 1, R + 2)[1:-1]
+    thresholds = np.quantile(rate, levels)
+    if geo.kernel_bins:
+        rate, thresholds = _resolve_ties(bins, rate, thresholds, levels, geo)
+    rbin = np.searchsorted(thresholds, rate, side="left")
+    rbin[rbin == R] = R - 1
+    # trigger spikes whose whole window lies inside [0, last bin) (the reference's edge rule)
+    last = bins[-1]
+    start = bins + geo.start_offset
+    counted = (start >= 0) & (start + geo.n_lags < last + 1) & (bins < last)
+    rbin = np.where(counted, rbin, -1)
+    triggers = np.bincount(rbin[counted], minlength=R).astype(np.int64)
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    np.not_equal(bins[1:], bins[:-1], out=new[1:])
+    ubins = bins[new]
+    pos = np.cumsum(new) - 1
+    n_after = np.searchsorted(ubins, bins + geo.half, side="right") - pos - 1
+    n_before = pos - np.searchsorted(ubins, bins - geo.half, side="left")
+    n_after = np.where(counted, n_after, 0)
+    n_before = np.where(counted, n_before, 0)
+    return _UnitPrep(n, bins, rate, thresholds, rbin, triggers, ubins, pos, n_before, n_after)
+
+
+# --------------------------------------------------------------------------------------------
+# device part (JAX)
+
+
+def _next_pow2(x: int, minimum: int = 16) -> int:
+    return max(minimum, 1 << max(0, int(x) - 1).bit_length())
+
+
+_KERNELS: dict = {}
+
+
+def _pairs_kernel(n_rate_bins: int, n_lags: int):
+    """The jitted pair counter for one (rate bins, lags) geometry, built once per process.
+
+    For neighbour offset k = 1, 2, ... every trigger spike of every row looks at the k-th occupied
+    bin after and before its own (``ubins[pos +- k]``) while that bin is within the window; the
+    (rate bin, lag) cell is then incremented with one flat scatter-add per offset. The loop runs
+    ``max(n_after, n_before)`` times; the work is O(spikes x neighbours) with no per-pair gathers.
+    """
+    key = (n_rate_bins, n_lags)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    half = n_lags // 2
+    size = n_rate_bins * n_lags
+
+    def row_cells(k, bins, ubins, rbin, pos, n_before, n_after):
+        """Cells hit at neighbour offset ``k`` by one row's spikes; ``size`` where none. (2S,)"""
+        last = ubins.shape[0] - 1
+        base = rbin * n_lags + half - bins
+        after = jnp.where(k <= n_after, base + ubins[jnp.minimum(pos + k, last)], size)
+        before = jnp.where(k <= n_before, base + ubins[jnp.maximum(pos - k, 0)], size)
+        return jnp.concatenate([after, before])
+
+    def count(bins, ubins, rbin, pos, n_before, n_after):
+        TRACE_COUNT["pairs"] += 1  # runs only while tracing: counts compilations
+        n_rows = bins.shape[0]
+        k_max = jnp.maximum(n_after.max(), n_before.max())
+        row_offset = (jnp.arange(n_rows, dtype=jnp.int32) * size)[:, None]
+        cells_of = jax.vmap(row_cells, in_axes=(None, 0, 0, 0, 0, 0, 0))
+
+        def body(carry):
+            k, hist = carry
+            cells = cells_of(k, bins, ubins, rbin, pos, n_before, n_after)
+            cells = jnp.where(cells < size, cells + row_offset, n_rows * size)
+            return k + 1, hist.at[cells.ravel()].add(1, mode="drop")
+
+        init = (jnp.int32(1), jnp.zeros(n_rows * size, jnp.int32))
+        _, hist = lax.while_loop(lambda c: c[0] <= k_max, body, init)
+        return hist.reshape(n_rows, size)
+
+    kernel = jax.jit(count)
+    _KERNELS[key] = kernel
+    return kernel
+
+
+@dataclass
+class _Row:
+    unit: int
+    bins: np.ndarray
+    ubins: np.ndarray
+    rbin: np.ndarray
+    pos: np.ndarray
+    n_before: np.ndarray
+    n_after: np.ndarray
+    n_pairs: int
+    k_max: int
+
+
+def _rows_of(unit: int, prep: _UnitPrep, geo: AcgGeometry) -> list[_Row]:
+    """Split a unit's counted spikes into rows of bounded spikes and pairs (bounded memory)."""
+    idx = np.flatnonzero(prep.rate_bin >= 0)
+    if len(idx) == 0:
+        return []
+    per = (prep.n_before + prep.n_after)[idx]
+    cum = np.cumsum(per)
+    rows = []
+    s = 0
+    while s < len(idx):
+        base = cum[s - 1] if s else 0
+        e = int(np.searchsorted(cum, base + _ROW_PAIRS, side="right"))
+        e = min(max(e, s + 1), s + _ROW_SPIKES, len(idx))
+        sel = idx[s:e]
+        ulo = int((prep.pos[sel] - prep.n_before[sel]).min())
+        uhi = int((prep.pos[sel] + prep.n_after[sel]).max()) + 1
+        ub = prep.ubins[ulo:uhi]
+        origin = int(ub[0])
+        span = int(ub[-1]) - origin
+        if span >= 2**31 - 1:
+            raise FeatureError(
+                f"unit {unit}: spike bins span {span} bins between neighbours, more than int32 "
+                "allows; recordings longer than ~24 days at 1 ms bins are not supported."
+            )
+        rows.append(
+            _Row(
+                unit=unit,
+                bins=(prep.bins[sel] - origin).astype(np.int32),
+                ubins=(ub - origin).astype(np.int32),
+                rbin=prep.rate_bin[sel].astype(np.int32),
+                pos=(prep.pos[sel] - ulo).astype(np.int32),
+                n_before=prep.n_before[sel].astype(np.int32),
+                n_after=prep.n_after[sel].astype(np.int32),
+                n_pairs=int(per[s:e].sum()),
+                k_max=int(max(prep.n_before[sel].max(), prep.n_after[sel].max())),
+            )
+        )
+        s = e
+    return rows
+
+
+def _count_pairs(rows: list[_Row], n_units: int, geo: AcgGeometry) -> np.ndarray:
+    """(n_units, R, W) int64 coincidence counts from the device kernel."""
+    R, W = geo.n_rate_bins, geo.n_lags
+    out = np.zeros((n_units, R * W), dtype=np.int64)
+    if not rows:
+        return out.reshape(n_units, R, W)
+    kernel = _pairs_kernel(R, W)
+    groups: dict[tuple[int, int], list[_Row]] = {}
+    for r in rows:
+        groups.setdefault((_next_pow2(len(r.bins)), _next_pow2(len(r.ubins))), []).append(r)
+    for (S, U), grp in sorted(groups.items()):
+        # rows with similar neighbour counts share a call: the offset loop runs to the call's max
+        grp.sort(key=lambda r: r.k_max)
+        per_call = max(1, _CALL_SPIKES // S)
+        for c in range(0, len(grp), per_call):
+            chunk = grp[c : c + per_call]
+            B = _next_pow2(len(chunk), 1)
+            arrs = {
+                name: np.zeros((B, U if name == "ubins" else S), dtype=np.int32)
+                for name in ("bins", "ubins", "rbin", "pos", "n_before", "n_after")
+            }
+            for b, r in enumerate(chunk):
+                for name in arrs:
+                    v = getattr(r, name)
+                    arrs[name][b, : len(v)] = v
+            hist = np.asarray(
+                kernel(*(arrs[k] for k in ("bins", "ubins", "rbin", "pos", "n_before", "n_after")))
+            )
+            for b, r in enumerate(chunk):
+                out[r.unit] += hist[b]
+    return out.reshape(n_units, R, W)
+
+
+# --------------------------------------------------------------------------------------------
+# public functions
+
+
+def _normalise(counts: np.ndarray, triggers: np.ndarray, half: int) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acg = counts / triggers[..., :, None]
+    acg = np.nan_to_num(acg)
+    acg[..., half] = 0.0  # lag 0 is always 1 for an ACG: the reference zeroes it
+    return acg
+
+
+def compute_acg_3d_batch(
+    spike_trains: list[np.ndarray], config: FeatureConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Linear 3D ACGs of several units at once (one device pass over all of them).
+
+    Parameters
+    ----------
+    spike_trains : list of (n_i,) float64 arrays
+        Spike times in seconds (any order; NaN/inf/negative raise :class:`InvalidUnitsError`).
+    config : FeatureConfig
+
+    Returns
+    -------
+    acg : (n_units, acg_rate_bins, W) float64
+        P(spike in lag bin | spike at 0), rows by rate quantile, lags -half..+half bins
+        (W = 2001 for C4); lag 0 is 0.
+    thresholds : (n_units, acg_rate_bins) float64
+        Rate (Hz) quantiles at the spike times that cut the rate bins.
+    """
+    config = FeatureConfig() if config is None else config
+    geo = acg_geometry(config)
+    preps, rows = [], []
+    for u, t in enumerate(spike_trains):
+        p = _prepare_unit(_check_times(t, f"unit {u}"), config, geo)
+        preps.append(p)
+        rows.extend(_rows_of(u, p, geo))
+    counts = _count_pairs(rows, len(preps), geo)
+    triggers = np.stack([p.triggers for p in preps]) if preps else np.zeros((0, geo.n_rate_bins))
+    acg = _normalise(counts.astype(np.float64), triggers, geo.half)
+    thresholds = np.stack([p.thresholds for p in preps]) if preps else np.zeros((0, geo.n_rate_bins))
+    return acg, thresholds
+
+
+def compute_acg_3d(times_s: np.ndarray, config: FeatureConfig | None = None) -> np.ndarray:
+    """Linear 3D autocorrelogram of one unit, as npyx ``crosscorr_vs_firing_rate(t, t, 2000, 1)``.
+
+    Parameters
+    ----------
+    times_s : (n,) float64
+        Spike times in seconds; converted to samples with ``round(t * sampling_rate_hz)``.
+    config : FeatureConfig
+
+    Returns
+    -------
+    (acg_rate_bins, W) float64
+        Row ``r``: P(spike at lag | spike at 0, rate in quantile bin r); W = 2001 lags of 1 ms.
+    """
+    return compute_acg_3d_batch([times_s], config)[0][0]
+
+
+def compute_log_acg(acg_3d: np.ndarray, config: FeatureConfig | None = None) -> np.ndarray:
+    """Log-lag ACG as the C4 model sees it: npyx ``convert_acg_log(acg, 1, 2000)`` x ``acg_scale``,
+    lag 0 plus the positive log lags.
+
+    Parameters
+    ----------
+    acg_3d : (..., R, W) float
+        Linear 3D ACG(s) from :func:`compute_acg_3d`.
+
+    Returns
+    -------
+    (..., R, 1 + acg_log_points) float64
+        Column 0 is lag 0 (always 0), then lags ``logspace(0, log10(half), acg_log_points)`` ms.
+    """
+    config = FeatureConfig() if config is None else config
+    geo = acg_geometry(config)
+    acg_3d = np.asarray(acg_3d, dtype=np.float64)
+    if acg_3d.shape[-1] != geo.n_lags:
+        raise FeatureError(
+            f"linear ACG has {acg_3d.shape[-1]} lags but this configuration needs {geo.n_lags}; "
+            "compute it with compute_acg_3d and the same FeatureConfig."
+        )
+    lg = log_geometry(config)
+    pos = acg_3d[..., geo.half + 1 :]
+    out = np.zeros((*acg_3d.shape[:-1], 1 + lg.matrix.shape[1]))
+    out[..., 1:] = (pos @ lg.matrix) * config.acg_scale
+    return out

@@ -1,0 +1,196 @@
+"""Features of a batch of units (:func:`extract_features`) and their file format
+(:func:`save_features` / :func:`load_features`: a compressed ``.npz`` with the configuration JSON)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import vocabulary
+from ..errors import FeatureError, NwbCelltypeError, OutputError
+from ..units import UnitsBatch
+from .acg import compute_acg_3d_batch, compute_log_acg
+from .config import FeatureConfig, FeatureSet
+from .stats import STAT_NAMES, compute_spike_stats
+from .waveform import preprocess_waveform
+
+log = logging.getLogger(__name__)
+
+#: version of the saved-features file layout (bump on incompatible changes)
+FILE_FORMAT_VERSION = "1"
+
+
+def _clean_times(t: np.ndarray) -> tuple[np.ndarray, str]:
+    """Finite, non-negative times and a reason ('' if all were fine). Non-finite or negative times
+    make the unit unusable (a sorter bug): they are dropped and the reason says how many."""
+    bad = ~np.isfinite(t) | (t < 0)
+    if bad.any():
+        return t[~bad], f"{int(bad.sum())} non-finite or negative spike times"
+    return t, ""
+
+
+def extract_features(
+    batch: UnitsBatch, config: FeatureConfig | None = None, progress: bool = False
+) -> FeatureSet:
+    """Compute the C4 features of every unit of a batch.
+
+    Parameters
+    ----------
+    batch : UnitsBatch
+        Units as read by :func:`nwb_celltype.io.read_units` (times in s; waveforms (n, samples) at
+        ``waveform_rate_hz``, peak channel, NaN rows where missing).
+    config : FeatureConfig
+        Default: C4 settings.
+    progress : bool
+        Log per-stage progress at INFO level (the CLI turns it on).
+
+    Returns
+    -------
+    FeatureSet
+        One row per unit of ``batch``, in order. ``usable[i]`` is False, with ``reasons[i]`` set,
+        when a unit has fewer than ``min_spikes`` spikes, non-finite/negative spike times, no or an
+        unusable waveform (NaN, flat), or is rejected by C4 unit selection (if enabled). Its arrays
+        are still filled where computable (zeros otherwise), so rows always align with units.
+    """
+    config = FeatureConfig() if config is None else config
+    n = len(batch)
+    reasons: list[list[str]] = [[] for _ in range(n)]
+    extra_reasons = batch.extra.get("reasons") if batch.extra else None
+    if extra_reasons is not None and len(extra_reasons) == n:
+        for i, r in enumerate(extra_reasons):
+            if r:
+                reasons[i].append(str(r))
+
+    selections = None
+    if config.c4_unit_selection:
+        from .selection import select_units_c4
+
+        selections = select_units_c4(batch, config)
+
+    trains = []
+    for i in range(n):
+        t, why = _clean_times(batch.spike_times(i))
+        if why:
+            reasons[i].append(why)
+        if selections is not None:
+            sel = selections[i]
+            if not sel.keep:
+                reasons[i].append(f"C4 unit selection: {sel.reason}")
+            elif not why:
+                t = t[sel.good_spikes]
+        if len(t) < config.min_spikes:
+            reasons[i].append(f"{len(t)} spikes < min_spikes={config.min_spikes}")
+        trains.append(t)
+    if progress:
+        log.info("3D ACGs of %d units (%d spikes)", n, sum(len(t) for t in trains))
+    lin, _ = compute_acg_3d_batch(trains, config)
+    acg = compute_log_acg(lin, config).astype(np.float32)
+
+    wave = np.zeros((n, config.waveform_samples), dtype=np.float32)
+    if batch.waveforms is None or batch.waveform_rate_hz is None:
+        for r in reasons:
+            r.append("no waveform")
+    else:
+        for i in range(n):
+            try:
+                wave[i] = preprocess_waveform(batch.waveforms[i], batch.waveform_rate_hz, config)
+            except NwbCelltypeError as exc:
+                reasons[i].append(f"waveform: {exc}")
+
+    stats = {k: np.full(n, np.nan) for k in STAT_NAMES}
+    for i, t in enumerate(trains):
+        for k, v in compute_spike_stats(t, config).items():
+            stats[k][i] = v
+
+    layer = np.zeros((n, len(vocabulary.LAYERS)), dtype=np.float32)
+    layers = batch.layers if batch.layers is not None else np.full(n, "unknown", dtype=object)
+    for i, name in enumerate(layers):
+        name = str(name)
+        if name not in vocabulary.LAYERS:
+            raise FeatureError(
+                f"unit {batch.unit_ids[i]}: layer {name!r} is not one of {vocabulary.LAYERS}; map "
+                "locations with nwb_celltype.io.map_location_to_layer."
+            )
+        layer[i, vocabulary.LAYERS.index(name)] = 1.0
+
+    reason_arr = np.array(["; ".join(dict.fromkeys(r)) for r in reasons], dtype=object)
+    return FeatureSet(
+        unit_ids=np.asarray(batch.unit_ids, dtype=np.int64),
+        acg=acg,
+        waveform=wave,
+        layer=layer,
+        stats=stats,
+        usable=np.array([not r for r in reasons], dtype=bool),
+        reasons=reason_arr,
+        config=config,
+    )
+
+
+def save_features(path: str | os.PathLike, fs: FeatureSet) -> Path:
+    """Write a :class:`FeatureSet` to ``path`` (``.npz``, compressed; see docs/features.md).
+
+    Arrays: ``unit_ids``, ``acg``, ``waveform``, ``layer``, ``usable``, ``reasons`` (unicode),
+    ``stats__<name>`` per statistic; scalars ``config_json``, ``config_sha256``, ``format_version``.
+    No pickles: :func:`load_features` reads it with ``allow_pickle=False``.
+    """
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    if not path.parent.exists():
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist; create it first.")
+    arrays = {
+        "unit_ids": np.asarray(fs.unit_ids, dtype=np.int64),
+        "acg": np.asarray(fs.acg, dtype=np.float32),
+        "waveform": np.asarray(fs.waveform, dtype=np.float32),
+        "layer": np.asarray(fs.layer, dtype=np.float32),
+        "usable": np.asarray(fs.usable, dtype=bool),
+        "reasons": np.asarray([str(r) for r in fs.reasons], dtype=str).reshape(len(fs)),
+        "config_json": np.array(fs.config.to_json()),
+        "config_sha256": np.array(fs.config.sha256),
+        "format_version": np.array(FILE_FORMAT_VERSION),
+    }
+    for k, v in fs.stats.items():
+        arrays[f"stats__{k}"] = np.asarray(v, dtype=np.float64)
+    try:
+        np.savez_compressed(path, **arrays)
+    except OSError as exc:
+        raise OutputError(f"cannot write features to {path}: {exc}") from exc
+    return path
+
+
+def load_features(path: str | os.PathLike) -> FeatureSet:
+    """Read a file written by :func:`save_features`; checks the format version and config hash."""
+    path = Path(path)
+    if not path.exists():
+        raise FeatureError(f"features file {path} does not exist; write it with `nwb-celltype features`.")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise FeatureError(f"{path} is not a features file (.npz without pickles): {exc}") from exc
+    missing = {"unit_ids", "acg", "waveform", "layer", "usable", "reasons", "config_json"} - set(d)
+    if missing:
+        raise FeatureError(f"{path} lacks {sorted(missing)}: not written by save_features.")
+    version = str(d.get("format_version", ""))
+    if version != FILE_FORMAT_VERSION:
+        raise FeatureError(
+            f"{path} has features file format {version!r}, this nwb-celltype reads "
+            f"{FILE_FORMAT_VERSION!r}; recompute the features with this version."
+        )
+    config = FeatureConfig.from_json(str(d["config_json"]))
+    if "config_sha256" in d and str(d["config_sha256"]) != config.sha256:
+        raise FeatureError(f"{path}: stored configuration hash does not match its JSON; the file is corrupt.")
+    stats = {k[len("stats__") :]: v for k, v in d.items() if k.startswith("stats__")}
+    return FeatureSet(
+        unit_ids=d["unit_ids"],
+        acg=d["acg"],
+        waveform=d["waveform"],
+        layer=d["layer"],
+        stats=stats,
+        usable=d["usable"],
+        reasons=d["reasons"].astype(object),
+        config=config,
+    )

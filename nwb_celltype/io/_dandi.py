@@ -1,0 +1,273 @@
+"""Resolve DANDI identifiers to assets and download URLs with the ``dandi`` client, with bounded
+timeouts and retries, and list a dandiset's NWB assets."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import InvalidValueError, NwbCelltypeError, RemoteError, SourceNotFoundError
+from ._parse import SourceSpec, parse_source
+from ._remote import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, BoundedSession
+
+# The dandi client otherwise asks a telemetry server for newer releases on every client creation
+# (an unbounded network call); a library read must not do that. Users may still set it to "".
+os.environ.setdefault("DANDI_NO_ET", "1")
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AssetInfo", "list_dandiset_assets", "resolve_api_url"]
+
+#: Environment variable naming the DANDI API base URL (e.g. ``https://api.dandiarchive.org/api``).
+API_URL_ENV = "NWB_CELLTYPE_DANDI_API_URL"
+
+
+@dataclass(frozen=True)
+class AssetInfo:
+    """One asset of a dandiset.
+
+    Attributes
+    ----------
+    path : str
+        Path of the asset inside the dandiset.
+    asset_id : str
+        Asset UUID.
+    size : int
+        Size in bytes.
+    url : str
+        API download URL of the asset (redirects to the bytes).
+    dandiset_id : str
+        Six-digit dandiset id.
+    version : str
+        Dandiset version the listing was made from.
+    """
+
+    path: str
+    asset_id: str
+    size: int
+    url: str
+    dandiset_id: str
+    version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-serialisable)."""
+        return asdict(self)
+
+
+def resolve_api_url(spec: SourceSpec | None = None, dandi_api_url: str | None = None) -> str:
+    """The DANDI API base URL to use.
+
+    Order: ``dandi_api_url``; ``$NWB_CELLTYPE_DANDI_API_URL``; an API URL given in the source
+    itself; the instance named in the source (``dandi://dandi-sandbox/...``); dandi's own
+    ``$DANDI_INSTANCE``; the main archive.
+    """
+    from dandi.consts import known_instances
+
+    if dandi_api_url:
+        return dandi_api_url.rstrip("/")
+    env = os.environ.get(API_URL_ENV)
+    if env:
+        return env.rstrip("/")
+    if spec is not None and spec.api_url:
+        return spec.api_url.rstrip("/")
+    name = (spec.instance if spec is not None else None) or os.environ.get("DANDI_INSTANCE") or "dandi"
+    inst = known_instances.get(name)
+    if inst is None:
+        raise InvalidValueError(
+            f"unknown DANDI instance {name!r}; known: {', '.join(sorted(known_instances))}. Pass "
+            f"dandi_api_url= (or set {API_URL_ENV}) for other DANDI-based archives."
+        )
+    return inst.api.rstrip("/")
+
+
+def make_client(api_url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = DEFAULT_RETRIES):
+    """A ``DandiAPIClient`` for ``api_url`` whose requests have timeouts and bounded retries.
+
+    The instance is built from the URL directly, so no unbounded ``/info/`` request is made.
+    """
+    from dandi.consts import DandiInstance, known_instances
+    from dandi.dandiapi import DandiAPIClient
+
+    name = next((k for k, v in known_instances.items() if v.api.rstrip("/") == api_url), None)
+    if name is None:
+        u = urlsplit(api_url)
+        name = u.netloc or api_url
+    gui = known_instances[name].gui if name in known_instances else None
+    client = DandiAPIClient(dandi_instance=DandiInstance(name, gui, api_url))
+    session = BoundedSession(timeout_s=timeout_s, retries=retries, where=f"the DANDI API at {api_url}")
+    session.pass_http_errors = True
+    session.headers.update(client.session.headers)
+    client.session.close()
+    client.session = session
+    return client
+
+
+@contextmanager
+def translate_dandi_errors(what: str, api_url: str) -> Iterator[None]:
+    """Turn the dandi client's and requests' exceptions into ours."""
+    import requests
+    from dandi.exceptions import NotFoundError
+
+    try:
+        yield
+    except NwbCelltypeError:
+        raise
+    except NotFoundError as exc:
+        raise SourceNotFoundError(
+            f"{what}: not found on the DANDI API at {api_url} ({exc}). Check the dandiset id, "
+            "version and asset path (list them with `nwb-celltype assets DANDISET`)."
+        ) from exc
+    except requests.HTTPError as exc:
+        code = exc.response.status_code if exc.response is not None else None
+        if code == 404:
+            raise SourceNotFoundError(
+                f"{what}: not found on the DANDI API at {api_url} (HTTP 404). Check the dandiset "
+                "id, version and asset path."
+            ) from exc
+        raise RemoteError(f"{what}: the DANDI API at {api_url} answered HTTP {code}: {exc}") from exc
+    except requests.RequestException as exc:
+        raise RemoteError(f"{what}: request to the DANDI API at {api_url} failed: {exc}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RemoteError(
+            f"{what}: the DANDI API at {api_url} answered something unexpected ({type(exc).__name__}: "
+            f"{exc}). Check dandi_api_url points at a DANDI API (it ends in /api)."
+        ) from exc
+
+
+@dataclass
+class ResolvedAsset:
+    """A DANDI asset resolved to the URL of its bytes."""
+
+    url: str
+    size: int
+    api_url: str
+    dandiset_id: str | None
+    version: str | None
+    asset_id: str
+    asset_path: str
+    sha256: str | None
+    etag: str | None
+
+
+def resolve_asset(
+    spec: SourceSpec,
+    *,
+    dandi_api_url: str | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    retries: int = DEFAULT_RETRIES,
+) -> ResolvedAsset:
+    """Resolve a DANDI :class:`SourceSpec` to one asset and the URL of its bytes."""
+    api_url = resolve_api_url(spec, dandi_api_url)
+    client = make_client(api_url, timeout_s=timeout_s, retries=retries)
+    what = _describe(spec)
+    with client, translate_dandi_errors(what, api_url):
+        dandiset = None
+        if spec.dandiset_id is not None:
+            dandiset = client.get_dandiset(spec.dandiset_id, spec.version, lazy=False)
+        if spec.asset_id is not None:
+            asset = (
+                dandiset.get_asset(spec.asset_id) if dandiset is not None else client.get_asset(spec.asset_id)
+            )
+        elif spec.asset_path and not spec.asset_path.endswith("/"):
+            asset = dandiset.get_asset_by_path(spec.asset_path)
+        else:
+            examples = []
+            for a in dandiset.get_assets_with_path_prefix(spec.asset_path or ""):
+                if a.path.endswith(".nwb"):
+                    examples.append(a.path)
+                if len(examples) == 3:
+                    break
+            hint = f" e.g. {spec.dandiset_id}/{examples[0]}" if examples else ""
+            raise InvalidValueError(
+                f"{what} names a dandiset or folder, not one file. Give an asset path,{hint} (list "
+                f"them with `nwb-celltype assets {spec.dandiset_id}`)."
+            )
+        meta = asset.get_raw_metadata()
+        url = asset.get_content_url(follow_redirects=1, strip_query=True)
+        digest = meta.get("digest", {}) if isinstance(meta, dict) else {}
+        return ResolvedAsset(
+            url=url,
+            size=int(asset.size),
+            api_url=api_url,
+            dandiset_id=dandiset.identifier if dandiset is not None else None,
+            version=dandiset.version_id if dandiset is not None else None,
+            asset_id=asset.identifier,
+            asset_path=asset.path,
+            sha256=digest.get("dandi:sha2-256"),
+            etag=digest.get("dandi:dandi-etag"),
+        )
+
+
+def _describe(spec: SourceSpec) -> str:
+    if spec.dandiset_id is None:
+        return f"DANDI asset {spec.asset_id}"
+    s = f"dandiset {spec.dandiset_id}@{spec.version or 'latest'}"
+    if spec.asset_id:
+        return f"{s} asset {spec.asset_id}"
+    return f"{s} path {spec.asset_path!r}" if spec.asset_path else s
+
+
+def list_dandiset_assets(
+    dandiset: str,
+    version: str | None = None,
+    *,
+    dandi_api_url: str | None = None,
+    include: str | list[str] | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    retries: int = DEFAULT_RETRIES,
+) -> list[AssetInfo]:
+    """List the NWB assets of a dandiset, with sizes.
+
+    Parameters
+    ----------
+    dandiset : str
+        Dandiset id (``"000409"``) or any DANDI form accepted by :func:`parse_source`; a folder
+        path in it (``000409/sub-1/``) restricts the listing to that folder.
+    version : str or None
+        ``"draft"`` or a published version; None uses the version in ``dandiset`` if any, else the
+        most recent published version, else draft.
+    dandi_api_url : str or None
+        API base URL (default: see :func:`resolve_api_url`).
+    include : str or list of str or None
+        Glob pattern(s) matched against asset paths (default ``"*.nwb"``).
+    timeout_s, retries : float, int
+        Per-request timeout in seconds and retries of transient failures.
+
+    Returns
+    -------
+    list of AssetInfo
+        Sorted by path.
+    """
+    spec = parse_source(dandiset)
+    if spec.kind != "dandi" or spec.dandiset_id is None:
+        raise InvalidValueError(
+            f"{dandiset!r} is not a dandiset; give a six-digit id such as '000409' or 'DANDI:000409/draft'."
+        )
+    patterns = [include] if isinstance(include, str) else list(include or ["*.nwb"])
+    api_url = resolve_api_url(spec, dandi_api_url)
+    client = make_client(api_url, timeout_s=timeout_s, retries=retries)
+    ver = version or spec.version
+    with client, translate_dandi_errors(f"dandiset {spec.dandiset_id}@{ver or 'latest'}", api_url):
+        ds = client.get_dandiset(spec.dandiset_id, ver, lazy=False)
+        prefix = spec.asset_path or ""
+        assets = ds.get_assets_with_path_prefix(prefix) if prefix else ds.get_assets()
+        out = [
+            AssetInfo(
+                path=a.path,
+                asset_id=a.identifier,
+                size=int(a.size),
+                url=a.base_download_url,
+                dandiset_id=ds.identifier,
+                version=ds.version_id,
+            )
+            for a in assets
+            if any(fnmatch.fnmatchcase(a.path, p) for p in patterns)
+        ]
+    log.info("dandiset %s@%s: %d assets match %s", ds.identifier, ds.version_id, len(out), patterns)
+    return sorted(out, key=lambda a: a.path)

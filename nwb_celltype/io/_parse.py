@@ -1,0 +1,184 @@
+"""Classify a source string (local path, http(s) URL, or one of the DANDI identifier forms) without
+touching the network."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from ..errors import InvalidValueError
+
+__all__ = ["SourceSpec", "parse_source"]
+
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_DANDISET = r"\d{6}"
+_VERSION = r"draft|\d+\.\d{6}\.\d{4}"
+_GUI_HOSTS = {
+    "dandiarchive.org": "dandi",
+    "gui.dandiarchive.org": "dandi",
+    "www.dandiarchive.org": "dandi",
+    "sandbox.dandiarchive.org": "dandi-sandbox",
+    "gui-staging.dandiarchive.org": "dandi-sandbox",
+}
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What a source string denotes.
+
+    Attributes
+    ----------
+    kind : str
+        ``"local"``, ``"url"`` or ``"dandi"``.
+    path : str or None
+        Local file path (kind ``"local"``).
+    url : str or None
+        http(s) URL (kind ``"url"``; for ``"dandi"`` the URL the user gave, if any).
+    dandiset_id : str or None
+        Six-digit dandiset id.
+    version : str or None
+        ``"draft"``, a published version such as ``"0.260309.1324"``, or None (most recent
+        published version, else draft).
+    asset_path : str or None
+        Path of the asset inside the dandiset (a folder when it ends with ``/``).
+    asset_id : str or None
+        Asset UUID.
+    instance : str or None
+        DANDI instance name (``"dandi"``, ``"dandi-sandbox"``, ...) named by the string, if any.
+    api_url : str or None
+        API base URL named by the string (API download URLs), if any.
+    """
+
+    kind: str
+    path: str | None = None
+    url: str | None = None
+    dandiset_id: str | None = None
+    version: str | None = None
+    asset_path: str | None = None
+    asset_id: str | None = None
+    instance: str | None = None
+    api_url: str | None = None
+
+
+def _split_version(s: str) -> tuple[str, str | None, str | None]:
+    """``000409@draft/a/b.nwb`` or ``000409/draft/a/b.nwb`` -> (id, version, path)."""
+    m = re.fullmatch(rf"({_DANDISET})(?:@([^/]+))?(?:/(.*))?", s)
+    if m is None:
+        raise InvalidValueError(f"not a dandiset reference: {s!r}")
+    did, version, rest = m.group(1), m.group(2), m.group(3) or None
+    if version is None and rest:
+        head, _, tail = rest.partition("/")
+        if re.fullmatch(_VERSION, head):
+            version, rest = head, tail or None
+    return did, version, rest
+
+
+def parse_source(source: str | os.PathLike) -> SourceSpec:
+    """Classify ``source`` without network access.
+
+    Accepted forms (``000409`` is any six-digit dandiset id, versions are ``draft`` or published
+    ``0.YYMMDD.HHMM``):
+
+    - a local path (an existing file wins over every other reading), or a ``file://`` URL;
+    - ``DANDI:000409``, ``DANDI:000409/0.260309.1324``, ``DANDI:000409/draft/sub-1/x.nwb``;
+    - ``dandi://dandi/000409@draft/sub-1/x.nwb`` (instance name, then id, optional ``@version``);
+    - ``https://dandiarchive.org/dandiset/000409[/version][/files?location=sub-1/x.nwb]``;
+    - API URLs ``https://<api>/api/assets/<uuid>/download/`` and
+      ``https://<api>/api/dandisets/000409/versions/<v>/assets/<uuid>/...``;
+    - ``000409/sub-1/x.nwb`` or ``000409@0.260309.1324/sub-1/x.nwb`` (dandiset id + asset path),
+      ``000409`` alone (a dandiset);
+    - an asset id (UUID);
+    - any other http(s) URL (read with range requests).
+
+    Parameters
+    ----------
+    source : str or path-like
+        The source.
+
+    Returns
+    -------
+    SourceSpec
+
+    Raises
+    ------
+    InvalidValueError
+        For an empty string or a malformed DANDI reference.
+    """
+    if isinstance(source, os.PathLike):
+        return SourceSpec(kind="local", path=os.fspath(source))
+    if not isinstance(source, str):
+        raise InvalidValueError(
+            f"source must be a path, URL or DANDI identifier string, got {type(source).__name__}."
+        )
+    s = source.strip()
+    if not s:
+        raise InvalidValueError("source is empty; give a file path, an http(s) URL or a DANDI id.")
+    if Path(s).expanduser().exists():
+        return SourceSpec(kind="local", path=str(Path(s).expanduser()))
+    low = s.lower()
+    if low.startswith("file://"):
+        return SourceSpec(kind="local", path=unquote(urlsplit(s).path))
+    if low.startswith("dandi:") and not low.startswith("dandi://"):
+        rest = s[len("dandi:") :].lstrip("/")
+        did, version, path = _split_version(rest)
+        return SourceSpec(kind="dandi", dandiset_id=did, version=version, asset_path=path, instance="dandi")
+    if low.startswith("dandi://"):
+        rest = s[len("dandi://") :]
+        instance, _, rest = rest.partition("/")
+        if re.fullmatch(_UUID, rest.strip("/")):
+            return SourceSpec(kind="dandi", asset_id=rest.strip("/").lower(), instance=instance.lower())
+        did, version, path = _split_version(rest)
+        return SourceSpec(
+            kind="dandi", dandiset_id=did, version=version, asset_path=path, instance=instance.lower()
+        )
+    if low.startswith(("http://", "https://")):
+        return _parse_http(s)
+    if re.fullmatch(_UUID, s):
+        return SourceSpec(kind="dandi", asset_id=s.lower())
+    if re.match(rf"{_DANDISET}(@|/|$)", s):
+        did, version, path = _split_version(s)
+        return SourceSpec(kind="dandi", dandiset_id=did, version=version, asset_path=path)
+    return SourceSpec(kind="local", path=str(Path(s).expanduser()))
+
+
+def _parse_http(s: str) -> SourceSpec:
+    u = urlsplit(s)
+    host = (u.hostname or "").lower()
+    frag = u.fragment.lstrip("/")  # old GUI URLs: https://dandiarchive.org/#/dandiset/000409
+    path = frag if frag.startswith("dandiset/") else u.path.lstrip("/")
+    if host in _GUI_HOSTS:
+        m = re.fullmatch(rf"dandiset/({_DANDISET})(?:/([^/]+))?(?:/files)?/?", path.split("?")[0])
+        if m is None:
+            raise InvalidValueError(
+                f"{s!r} is a DANDI archive URL but not of a dandiset; expected "
+                "https://dandiarchive.org/dandiset/000409[/version][/files?location=...]."
+            )
+        query = parse_qs(u.query if not frag else urlsplit(frag).query)
+        location = query.get("location", [None])[0]
+        return SourceSpec(
+            kind="dandi",
+            url=s,
+            dandiset_id=m.group(1),
+            version=m.group(2),
+            asset_path=unquote(location).strip("/") or None if location else None,
+            instance=_GUI_HOSTS[host],
+        )
+    api = re.fullmatch(
+        rf"(?P<base>.*?/api)/(?:dandisets/(?P<did>{_DANDISET})/versions/(?P<v>[^/]+)/)?"
+        rf"assets/(?P<aid>{_UUID})(?:/.*)?",
+        u.path,
+    )
+    if api is not None:
+        base = f"{u.scheme}://{u.netloc}{api.group('base')}"
+        return SourceSpec(
+            kind="dandi",
+            url=s,
+            dandiset_id=api.group("did"),
+            version=api.group("v"),
+            asset_id=api.group("aid").lower(),
+            api_url=base,
+        )
+    return SourceSpec(kind="url", url=s)

@@ -1,0 +1,468 @@
+"""Remote bytes for the reading layer: HTTP sessions with timeouts and bounded retries, a size-bounded
+on-disk chunk cache that two processes can share, and remfile file objects whose failures surface
+as our own :class:`~nwb_celltype.errors.RemoteError`."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import remfile
+import requests
+from remfile import DiskCache
+from requests.adapters import HTTPAdapter
+
+from ..errors import RemoteError, SourceError, SourceNotFoundError
+
+log = logging.getLogger(__name__)
+
+#: Default upper bound of the on-disk cache, in bytes.
+DEFAULT_CACHE_MAX_BYTES = 4 * 1024**3
+#: Default per-request timeout (connect and between bytes), in seconds.
+DEFAULT_TIMEOUT_S = 30.0
+#: Default number of retries of a transient failure (connection error, timeout, 429, 5xx).
+DEFAULT_RETRIES = 3
+#: Statuses worth retrying (throttling and server-side failures).
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+# remfile retries any exception except its "permanent" one (8 times, ~25 s of sleeping). Our session
+# already retried with its own bounded policy, so our final errors also derive from that class to
+# stop remfile from retrying them again. If a remfile release drops the class, we fall back to
+# Exception (then remfile's own retries apply, still bounded).
+_RemfilePermanent: type[Exception] = getattr(
+    importlib.import_module("remfile.RemFile"), "_PermanentHTTPError", Exception
+)
+
+
+class _FinalRemoteError(RemoteError, _RemfilePermanent):  # type: ignore[misc, valid-type]
+    """A remote failure after our retries; remfile must not retry it again."""
+
+
+class _FinalNotFoundError(SourceNotFoundError, _RemfilePermanent):  # type: ignore[misc, valid-type]
+    """A 404/410 from the server; remfile must not retry it."""
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache directory: ``cache_dir``, else ``$NWB_CELLTYPE_CACHE_DIR``, else
+    ``~/.cache/nwb-celltype/remote``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("NWB_CELLTYPE_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "nwb-celltype" / "remote"
+
+
+class _TimeoutAdapter(HTTPAdapter):
+    """Gives every request a (connect, read) timeout unless one is passed."""
+
+    def __init__(self, timeout_s: float, **kwargs: Any) -> None:
+        self._timeout = (min(timeout_s, 10.0), timeout_s)
+        super().__init__(**kwargs)
+
+    def send(self, request, **kwargs):  # type: ignore[override]
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self._timeout
+        return super().send(request, **kwargs)
+
+
+class BoundedSession(requests.Session):
+    """A :class:`requests.Session` with timeouts on every request and bounded retries with
+    exponential backoff for transient failures; what still fails becomes our own error.
+
+    Parameters
+    ----------
+    timeout_s : float
+        Seconds to wait for a connection and between received bytes.
+    retries : int
+        Retries after the first attempt, for connection errors, timeouts, cut connections and
+        HTTP 408/425/429/5xx. 4xx are not retried.
+    backoff_s : float
+        First backoff delay; doubles with each retry.
+    where : str
+        What is being read, for error messages.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        retries: int = DEFAULT_RETRIES,
+        backoff_s: float = 0.2,
+        where: str = "",
+    ) -> None:
+        super().__init__()
+        adapter = _TimeoutAdapter(timeout_s)
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+        self.timeout_s = timeout_s
+        self.retries = max(int(retries), 0)
+        self.backoff_s = backoff_s
+        self.where = where
+        #: Return 4xx responses to the caller instead of raising (the dandi client maps them).
+        self.pass_http_errors = False
+        self.n_requests = 0
+        self.n_bytes = 0
+        self._url = ""
+        self._lock = threading.Lock()
+
+    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+        self._url = str(url)
+        headers = kwargs.get("headers") or {}
+        rng = headers.get("Range")
+        last: str = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                delay = self.backoff_s * 2 ** (attempt - 1)
+                log.info("retrying %s %s in %.1f s after: %s", method, url, delay, last)
+                time.sleep(delay)
+            try:
+                resp = super().request(method, url, *args, **kwargs)
+            except requests.Timeout as exc:
+                last = f"no data for {self.timeout_s:g} s ({type(exc).__name__})"
+                continue
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                if "timed out" in str(exc):  # a stall while receiving the body
+                    last = f"no data for {self.timeout_s:g} s (stalled: {exc})"
+                else:
+                    last = f"connection failed or was cut ({type(exc).__name__}: {exc})"
+                continue
+            except requests.RequestException as exc:
+                raise _FinalRemoteError(f"HTTP request {method} {url} failed: {exc}. Check the URL.") from exc
+            with self._lock:
+                self.n_requests += 1
+                self.n_bytes += len(resp.content) if not kwargs.get("stream") else 0
+            if resp.status_code in TRANSIENT_STATUSES:
+                last = f"HTTP {resp.status_code} {resp.reason}"
+                continue
+            if self.pass_http_errors and resp.status_code >= 400:
+                return resp
+            if resp.status_code in (404, 410):
+                raise _FinalNotFoundError(
+                    f"{url} answered HTTP {resp.status_code} {resp.reason}{self._at()}: the file does "
+                    "not exist there. Check the URL (or the dandiset, version and path)."
+                )
+            if resp.status_code >= 400:
+                raise _FinalRemoteError(
+                    f"{url} answered HTTP {resp.status_code} {resp.reason}{self._at()}; expected 200/206. "
+                    "Check the URL and your access rights."
+                )
+            if rng and resp.status_code == 200 and method.upper() == "GET" and not kwargs.get("stream"):
+                start, _, end = rng[len("bytes=") :].partition("-")
+                if end and len(resp.content) != int(end) - int(start) + 1:
+                    raise _FinalRemoteError(
+                        f"{url} ignored the HTTP Range header (answered 200 with {len(resp.content)} "
+                        f"bytes for {rng}){self._at()}. Serve the file from a server that supports "
+                        "range requests, or download it and open the local copy."
+                    )
+            return resp
+        raise _FinalRemoteError(
+            f"{method} {url}{self._at()} failed after {self.retries + 1} attempts "
+            f"(timeout {self.timeout_s:g} s): {last}. Check that the server is reachable, or raise "
+            "timeout_s/retries."
+        )
+
+    def _at(self) -> str:
+        return f" while reading {self.where}" if self.where and self.where not in self._url else ""
+
+
+def probe_url(session: BoundedSession, url: str, first_bytes: int = 1) -> tuple[int, str | None, bytes]:
+    """Size in bytes, ETag and the first ``first_bytes`` bytes of a remote file, from one range
+    request (works with presigned URLs, which refuse HEAD; the bytes seed the file's first chunk,
+    so the size costs no extra round trip). Raises our errors for unreachable servers and HTTP
+    errors."""
+    resp = session.get(url, headers={"Range": f"bytes=0-{max(first_bytes, 1) - 1}"})
+    size: int | None = None
+    cr = resp.headers.get("Content-Range", "")
+    if resp.status_code == 206 and "/" in cr and not cr.endswith("/*"):
+        size = int(cr.rsplit("/", 1)[1])
+    elif resp.status_code == 200:
+        raise _FinalRemoteError(
+            f"{url} ignored the HTTP Range header (answered 200 with the whole file). Serve the file "
+            "from a server that supports range requests, or download it and open the local copy."
+        )
+    if size is None:
+        raise _FinalRemoteError(f"{url} did not report the file size (Content-Range {cr!r}).")
+    return size, resp.headers.get("ETag"), resp.content
+
+
+class BoundedDiskCache(DiskCache):
+    """remfile's on-disk chunk cache, made safe for concurrent processes and bounded in size.
+
+    Chunks are written to a temporary file and renamed into place (readers never see a partial
+    chunk). When the total size passes ``max_bytes``, the oldest chunks (by modification time) are
+    deleted until it is below 90 % of the bound. Keys use ``identity`` (e.g. a DANDI asset id or
+    the URL without its query) instead of the URL, so presigned URLs that change still hit.
+
+    Parameters
+    ----------
+    dirname : path
+        Cache directory (created if absent).
+    max_bytes : int
+        Upper bound of the cache's size on disk, in bytes.
+    identity : str or None
+        Stable identity of the remote file, replacing the URL in the chunk keys.
+    """
+
+    def __init__(self, dirname: str | os.PathLike, *, max_bytes: int, identity: str | None = None) -> None:
+        self.root = Path(dirname)
+        try:
+            (self.root / "chunks").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SourceError(
+                f"Cannot create the cache directory {self.root}: {exc}. Pass cache_dir= a writable "
+                "directory (or set NWB_CELLTYPE_CACHE_DIR)."
+            ) from exc
+        super().__init__(str(self.root / "chunks"))
+        self.max_bytes = int(max_bytes)
+        self.identity = identity
+        self._approx_total: int | None = None
+        self.hits = 0
+        self.misses = 0
+
+    def _key(self, key: str) -> str:
+        if self.identity is not None:
+            _url, _, rest = key.rpartition("|")
+            url, _, size = _url.rpartition("|")
+            if url:
+                key = f"{self.identity}|{size}|{rest}"
+        return key
+
+    def _file(self, key: str) -> Path:
+        h = hashlib.sha1(self._key(key).encode("utf-8")).hexdigest()
+        return self.root / "chunks" / h[:2] / h[2:4] / h
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            data = self._file(key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return data
+
+    def set(self, key: str, value: bytes) -> None:
+        path = self._file(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(value)
+            os.replace(tmp, path)
+        except OSError as exc:  # a full disk must not fail the read: the bytes are in memory
+            log.warning("could not write to the cache %s: %s", self.root, exc)
+            return
+        if self._approx_total is None:
+            self._approx_total = self.total_bytes()
+        else:
+            self._approx_total += len(value)
+        if self._approx_total > self.max_bytes:
+            self.evict()
+
+    def total_bytes(self) -> int:
+        """Bytes of chunks on disk now."""
+        return sum(p.stat().st_size for p in self._chunk_files())
+
+    def _chunk_files(self) -> list[Path]:
+        out = []
+        for dirpath, _dirs, files in os.walk(self.root / "chunks"):
+            out.extend(Path(dirpath) / f for f in files if not f.startswith(".tmp-"))
+        return out
+
+    def evict(self) -> int:
+        """Delete the oldest chunks until the cache is below 90 % of ``max_bytes``; returns the
+        number of bytes freed. Safe when another process evicts at the same time."""
+        entries = []
+        for p in self._chunk_files():
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                continue
+            entries.append((st.st_mtime, st.st_size, p))
+        total = sum(e[1] for e in entries)
+        target = int(self.max_bytes * 0.9)
+        freed = 0
+        for _mtime, size, p in sorted(entries, key=lambda e: e[0]):
+            if total - freed <= target:
+                break
+            try:
+                p.unlink()
+                freed += size
+            except FileNotFoundError:
+                pass
+        self._approx_total = total - freed
+        if freed:
+            log.info("evicted %d bytes from the cache %s", freed, self.root)
+        return freed
+
+    # Small JSON records (size/ETag of plain URLs), so a cached second open needs no request.
+    def get_meta(self, name: str) -> dict | None:
+        p = self.root / "meta" / (hashlib.sha1(name.encode()).hexdigest() + ".json")
+        try:
+            return json.loads(p.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def set_meta(self, name: str, value: dict) -> None:
+        d = self.root / "meta"
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+            with os.fdopen(fd, "w") as fh:
+                json.dump(value, fh)
+            os.replace(tmp, d / (hashlib.sha1(name.encode()).hexdigest() + ".json"))
+        except OSError as exc:
+            log.warning("could not write to the cache %s: %s", self.root, exc)
+
+
+class GuardedFile:
+    """A read-only file object over a :class:`remfile.RemFile` that remembers the first error of
+    ours raised while h5py was reading (h5py replaces it by a generic OSError)."""
+
+    def __init__(self, rf: remfile.RemFile, where: str) -> None:
+        self._rf = rf
+        self.where = where
+        self.error: BaseException | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self._rf.length - self._rf.tell()
+        size = max(0, min(size, self._rf.length - self._rf.tell()))
+        if size == 0:
+            return b""
+        try:
+            return self._rf.read(size)
+        except SourceError as exc:
+            self.error = self.error or exc
+            raise
+        except Exception as exc:
+            err = RemoteError(f"Reading {self.where} failed: {type(exc).__name__}: {exc}")
+            err.__cause__ = exc
+            self.error = self.error or err
+            raise err from exc
+
+    def readinto(self, buf) -> int:
+        data = self.read(len(memoryview(buf).cast("B")))
+        memoryview(buf).cast("B")[: len(data)] = data
+        return len(data)
+
+    def prefetch(self, start: int, stop: int) -> list[int]:
+        """Load bytes ``start:stop`` in as few requests as remfile allows (one up to its maximum
+        request size), so that h5py's following per-chunk reads are served from memory. Returns
+        the indices of the remfile chunks loaded (for :meth:`release`)."""
+        rf = self._rf
+        size = getattr(rf, "_min_chunk_size", None)
+        chunks = getattr(rf, "_chunks", None)
+        stop = min(stop, rf.length)
+        if stop <= start:
+            return []
+        if size is None or chunks is None or not hasattr(rf, "_load_chunk"):
+            pos = rf.tell()
+            try:
+                rf.seek(start)
+                self.read(stop - start)
+            finally:
+                rf.seek(pos)
+            return []
+        first, last = start // size, (stop - 1) // size
+        new = [i for i in range(first, last + 1) if i not in chunks]
+        try:
+            # remfile's loader without the join that read() would make of the whole span
+            for i in range(first, last + 1):
+                rf._load_chunk(i, chunks_needed=last - i + 1)
+        except SourceError as exc:
+            self.error = self.error or exc
+            raise
+        except Exception as exc:
+            err = RemoteError(f"Reading {self.where} failed: {type(exc).__name__}: {exc}")
+            self.error = self.error or err
+            raise err from exc
+        return new
+
+    def release(self, indices: list[int]) -> None:
+        """Drop remfile chunks from memory (they stay in the disk cache), bounding memory use by
+        the batch rather than by the file."""
+        chunks = getattr(self._rf, "_chunks", None)
+        if chunks is None:
+            return
+        for i in indices:
+            chunks.pop(i, None)
+        order = getattr(self._rf, "_chunk_indices", None)
+        if order is not None and indices:
+            drop = set(indices)
+            self._rf._chunk_indices = [i for i in order if i not in drop]
+
+    def seed(self, data: bytes) -> None:
+        """Give remfile the file's first bytes (fetched with the size probe) as its first chunks."""
+        rf = self._rf
+        size = getattr(rf, "_min_chunk_size", None)
+        chunks = getattr(rf, "_chunks", None)
+        if size is None or chunks is None:  # another remfile layout: skip the optimisation
+            return
+        for i in range(len(data) // size + (1 if len(data) == rf.length else 0)):
+            piece = data[i * size : (i + 1) * size]
+            if not piece or (len(piece) < size and (i + 1) * size < rf.length):
+                break
+            chunks[i] = piece
+            rf._chunk_indices.append(i)
+            cache = rf._disk_cache
+            if cache is not None:
+                cache.set(f"{rf._url}|{size}|{i}", piece)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._rf.seek(offset, whence)
+        return self._rf.tell()
+
+    def tell(self) -> int:
+        return self._rf.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._rf.close()
+        session = getattr(self._rf, "session", None)
+        if session is not None:
+            session.close()
+
+    @property
+    def remfile(self) -> remfile.RemFile:
+        """The underlying remfile object (for tuning and statistics)."""
+        return self._rf
+
+
+def open_remfile(
+    url: str,
+    *,
+    size: int,
+    session: BoundedSession,
+    disk_cache: BoundedDiskCache | None,
+    min_chunk_bytes: int,
+    max_memory_bytes: int,
+    where: str,
+) -> GuardedFile:
+    """A remfile object for ``url`` of known ``size`` (so remfile's own unbounded length request
+    is skipped) that reads through ``session`` and ``disk_cache``."""
+    rf = remfile.File(
+        url,
+        disk_cache=disk_cache,
+        _size=size,
+        _min_chunk_size=min_chunk_bytes,
+        _max_cache_size=max_memory_bytes,
+        _max_chunk_size=max(max_memory_bytes // 2, min_chunk_bytes),
+        _use_session=True,
+    )
+    rf.session.close()
+    rf.session = session
+    return GuardedFile(rf, where)

@@ -1,0 +1,343 @@
+"""Open any NWB source (local path, http(s) URL, DANDI identifier) as a context manager holding an
+h5py file and, on demand, a lazily read pynwb NWBFile."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import NotNWBError, NwbCelltypeError, RemoteError, SourceError, SourceNotFoundError
+from ._parse import SourceSpec, parse_source
+from ._remote import (
+    DEFAULT_CACHE_MAX_BYTES,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT_S,
+    BoundedDiskCache,
+    BoundedSession,
+    GuardedFile,
+    cache_root,
+    open_remfile,
+    probe_url,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Source", "SourceInfo", "open_source"]
+
+#: remfile's smallest fetch, in bytes. Larger than remfile's 100 KiB default: opening an NWB file
+#: touches many small metadata blocks spread over the first few MB, and one larger fetch is cheaper
+#: than several round trips.
+DEFAULT_MIN_CHUNK_BYTES = 512 * 1024
+#: Bound of remfile's in-memory chunk store per open file, in bytes.
+DEFAULT_MEMORY_BYTES = 128 * 1024**2
+
+
+@dataclass
+class SourceInfo:
+    """Identity of an opened source; ``to_dict()`` is stored as provenance.
+
+    Attributes
+    ----------
+    kind : str
+        ``"local"``, ``"url"`` or ``"dandi"``.
+    path : str or None
+        Absolute local path (local sources).
+    url : str or None
+        URL the bytes were read from (remote sources).
+    dandiset_id, version, asset_id, asset_path : str or None
+        DANDI identity (DANDI sources). ``version`` is the resolved version.
+    api_url : str or None
+        DANDI API base URL used.
+    size : int or None
+        File size in bytes.
+    sha256 : str or None
+        SHA-256 hex digest of the file: from DANDI metadata for DANDI sources; for local files only
+        after :meth:`Source.compute_sha256` (hashing a large file is not free).
+    etag : str or None
+        DANDI etag or HTTP ETag (remote sources).
+    """
+
+    kind: str
+    path: str | None = None
+    url: str | None = None
+    dandiset_id: str | None = None
+    version: str | None = None
+    asset_id: str | None = None
+    asset_path: str | None = None
+    api_url: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    etag: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of all fields (JSON-serialisable)."""
+        return asdict(self)
+
+    def describe(self) -> str:
+        """Short human-readable name of the source (for messages)."""
+        if self.kind == "dandi":
+            return f"DANDI:{self.dandiset_id}/{self.version}/{self.asset_path}"
+        return self.path or self.url or "?"
+
+
+class Source:
+    """An opened NWB source. Use :func:`open_source` to make one; use it as a context manager.
+
+    Attributes
+    ----------
+    info : SourceInfo
+        Identity of the source.
+    h5 : h5py.File
+        The open HDF5 file (read-only).
+    """
+
+    def __init__(self, info: SourceInfo, h5, fileobj: GuardedFile | None, cache: BoundedDiskCache | None):
+        self.info = info
+        self.h5 = h5
+        self._fileobj = fileobj
+        self.cache = cache
+        self._io = None
+        self._nwbfile = None
+
+    @property
+    def nwbfile(self):
+        """The pynwb ``NWBFile`` (read lazily on first access; datasets stay on disk/remote)."""
+        if self._nwbfile is None:
+            from pynwb import NWBHDF5IO
+
+            with self.guard("reading the NWB file structure"):
+                self._io = NWBHDF5IO(file=self.h5, mode="r", load_namespaces=True)
+                self._nwbfile = self._io.read()
+        return self._nwbfile
+
+    @property
+    def remote_file(self) -> GuardedFile | None:
+        """The remote file object (None for local files)."""
+        return self._fileobj
+
+    @contextmanager
+    def guard(self, doing: str):
+        """Turn exceptions from h5py/pynwb into ours; a remote failure recorded while h5py was
+        reading wins over h5py's generic error."""
+        try:
+            yield
+        except NwbCelltypeError:
+            raise
+        except Exception as exc:
+            err = self._fileobj.error if self._fileobj is not None else None
+            if err is not None:
+                self._fileobj.error = None
+                raise type(err)(f"{err} ({doing} of {self.info.describe()})") from exc
+            if isinstance(exc, OSError | KeyError | ValueError | TypeError | RuntimeError):
+                raise NotNWBError(
+                    f"{doing} of {self.info.describe()} failed: {type(exc).__name__}: {exc}. The file "
+                    "may be corrupt or not a valid NWB file; check it with `nwbinspector`."
+                ) from exc
+            raise
+
+    def compute_sha256(self) -> str:
+        """SHA-256 of a local file (read in 8 MiB blocks); stored in ``info.sha256``."""
+        if self.info.sha256 is None:
+            if self.info.kind != "local":
+                raise SourceError(
+                    f"{self.info.describe()}: no sha256 known for this remote source and hashing it "
+                    "would download the whole file; use info.etag, or download the file and open it."
+                )
+            h = hashlib.sha256()
+            with open(self.info.path, "rb") as fh:
+                for block in iter(lambda: fh.read(8 << 20), b""):
+                    h.update(block)
+            self.info.sha256 = h.hexdigest()
+        return self.info.sha256
+
+    def close(self) -> None:
+        """Close the pynwb reader, the HDF5 file and the remote connection."""
+        if self._io is not None:
+            try:
+                self._io.close()
+            except Exception:  # closing must not mask the error that brought us here
+                log.debug("closing the NWB reader failed", exc_info=True)
+            self._io = None
+        if self.h5 is not None:
+            try:
+                self.h5.close()
+            except Exception:
+                log.debug("closing the HDF5 file failed", exc_info=True)
+        if self._fileobj is not None:
+            self._fileobj.close()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Source({self.info.describe()!r}, kind={self.info.kind!r})"
+
+
+def open_source(
+    source: str | os.PathLike | Source,
+    *,
+    dandi_api_url: str | None = None,
+    cache_dir: str | os.PathLike | None | bool = None,
+    cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    retries: int = DEFAULT_RETRIES,
+    min_chunk_bytes: int = DEFAULT_MIN_CHUNK_BYTES,
+    memory_bytes: int = DEFAULT_MEMORY_BYTES,
+) -> Source:
+    """Open an NWB file from a local path, an http(s) URL or the DANDI archive.
+
+    Parameters
+    ----------
+    source : str, path-like or Source
+        Any form accepted by :func:`parse_source` (local path, URL, ``DANDI:000409/draft/x.nwb``,
+        ``dandi://dandi/000409@draft/x.nwb``, dandiarchive.org URL, ``000409/x.nwb``, asset UUID).
+        A :class:`Source` is returned unchanged.
+    dandi_api_url : str or None
+        DANDI API base URL (default ``$NWB_CELLTYPE_DANDI_API_URL``, else the instance named by
+        the source, else ``$DANDI_INSTANCE``, else the main archive).
+    cache_dir : path, None or False
+        On-disk cache of remote bytes (default ``$NWB_CELLTYPE_CACHE_DIR``, else
+        ``~/.cache/nwb-celltype/remote``); False disables it.
+    cache_max_bytes : int
+        Size bound of the on-disk cache in bytes; the oldest chunks are evicted beyond it.
+    timeout_s : float
+        Per-request timeout in seconds (connecting, and between received bytes).
+    retries : int
+        Retries of transient failures (connection errors, timeouts, HTTP 429/5xx), with
+        exponential backoff from 0.2 s.
+    min_chunk_bytes : int
+        Smallest remote fetch in bytes (remfile chunk size; also the cache's granularity).
+    memory_bytes : int
+        Bound of the in-memory chunk store for a remote file, in bytes.
+
+    Returns
+    -------
+    Source
+        Context manager; ``.nwbfile`` (lazy pynwb NWBFile), ``.h5`` (h5py File), ``.info``.
+
+    Raises
+    ------
+    SourceNotFoundError
+        Missing file, unknown dandiset/version/path/asset, HTTP 404.
+    NotNWBError
+        Not HDF5, or HDF5 but not NWB.
+    RemoteError
+        Unreachable server, HTTP errors, stalled or cut connections (after retries).
+    """
+    if isinstance(source, Source):
+        return source
+    spec = parse_source(source)
+    if spec.kind == "local":
+        return _open_local(spec)
+    cache = None
+    if cache_dir is not False:
+        root = cache_root(None if cache_dir in (None, True) else cache_dir)
+        cache = BoundedDiskCache(root, max_bytes=cache_max_bytes)
+    session = BoundedSession(timeout_s=timeout_s, retries=retries)
+    first = b""  # the file's first bytes, when a size probe fetched them
+    if spec.kind == "dandi":
+        from ._dandi import resolve_asset
+
+        r = resolve_asset(spec, dandi_api_url=dandi_api_url, timeout_s=timeout_s, retries=retries)
+        info = SourceInfo(
+            kind="dandi",
+            url=r.url,
+            dandiset_id=r.dandiset_id,
+            version=r.version,
+            asset_id=r.asset_id,
+            asset_path=r.asset_path,
+            api_url=r.api_url,
+            size=r.size,
+            sha256=r.sha256,
+            etag=r.etag,
+        )
+        identity = f"dandi-asset:{r.asset_id}:{r.etag or r.sha256 or r.size}"
+    else:
+        info = SourceInfo(kind="url", url=spec.url)
+        identity = spec.url
+        meta = cache.get_meta(identity) if cache is not None else None
+        if meta is not None:
+            info.size, info.etag = int(meta["size"]), meta.get("etag")
+        else:
+            session.where = spec.url
+            info.size, info.etag, first = probe_url(session, spec.url, min_chunk_bytes)
+            if cache is not None:
+                cache.set_meta(identity, {"size": info.size, "etag": info.etag})
+    session.where = info.describe()
+    if cache is not None:
+        cache.identity = identity
+    fileobj = open_remfile(
+        info.url,
+        size=info.size,
+        session=session,
+        disk_cache=cache,
+        min_chunk_bytes=min_chunk_bytes,
+        max_memory_bytes=memory_bytes,
+        where=info.describe(),
+    )
+    if first:
+        fileobj.seed(first)
+    try:
+        h5 = _open_h5(fileobj, info, fileobj)
+    except BaseException:
+        fileobj.close()
+        raise
+    return Source(info, h5, fileobj, cache)
+
+
+def _open_local(spec: SourceSpec) -> Source:
+    p = Path(spec.path).expanduser().resolve()
+    if not p.exists():
+        raise SourceNotFoundError(
+            f"No such file: {p}. Expected a local NWB file, an http(s) URL or a DANDI id "
+            "(e.g. DANDI:000409/draft/sub-1/sub-1.nwb); check the path."
+        )
+    if p.is_dir():
+        raise NotNWBError(f"{p} is a directory; expected an NWB (HDF5) file. Zarr NWB is not supported.")
+    info = SourceInfo(kind="local", path=str(p), size=p.stat().st_size)
+    h5 = _open_h5(str(p), info, None)
+    return Source(info, h5, None, None)
+
+
+def _open_h5(target, info: SourceInfo, fileobj: GuardedFile | None):
+    import h5py
+
+    try:
+        h5 = h5py.File(target, "r")
+    except Exception as exc:
+        err = fileobj.error if fileobj is not None else None
+        if err is not None:
+            raise type(err)(f"{err} (opening {info.describe()})") from exc
+        if isinstance(exc, OSError):
+            raise NotNWBError(
+                f"{info.describe()} is not an HDF5 file ({exc}); expected an NWB 2.x HDF5 file. "
+                "Check the path/URL; NWB Zarr and NWB 1.x files are not supported."
+            ) from exc
+        raise SourceError(f"Cannot open {info.describe()}: {type(exc).__name__}: {exc}") from exc
+    try:
+        attrs = h5.attrs
+        kind = attrs.get("neurodata_type")
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind != "NWBFile" and "nwb_version" not in attrs:
+            raise NotNWBError(
+                f"{info.describe()} is an HDF5 file but not NWB (root neurodata_type={kind!r}, no "
+                "nwb_version attribute); expected an NWB 2.x file."
+            )
+    except NotNWBError:
+        h5.close()
+        raise
+    except Exception as exc:
+        h5.close()
+        err = fileobj.error if fileobj is not None else None
+        if err is not None:
+            raise type(err)(f"{err} (opening {info.describe()})") from exc
+        raise RemoteError(f"Cannot read {info.describe()}: {exc}") from exc
+    return h5

@@ -1,0 +1,544 @@
+"""Stream the Units table of an opened source as :class:`~nwb_celltype.units.UnitsBatch` batches of
+plain numpy arrays, reading each column in contiguous slices (never one HDF5 read per unit)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InvalidValueError, NotNWBError
+from ..units import SkippedUnit, UnitsBatch
+from ..vocabulary import LAYERS
+from ._source import Source, open_source
+
+log = logging.getLogger(__name__)
+
+__all__ = ["map_location_to_layer", "read_units"]
+
+#: Waveform sampling rate assumed when the file does not say (``waveform_mean.sampling_rate``).
+FALLBACK_WAVEFORM_RATE_HZ = 30000.0
+
+_LAYER_NAMES = {
+    "ml": "ML",
+    "molecular": "ML",
+    "molecular layer": "ML",
+    "pcl": "PCL",
+    "pl": "PCL",
+    "purkinje": "PCL",
+    "purkinje layer": "PCL",
+    "purkinje cell layer": "PCL",
+    "gcl": "GCL",
+    "gl": "GCL",
+    "granular": "GCL",
+    "granular layer": "GCL",
+    "granule cell layer": "GCL",
+    "granule layer": "GCL",
+    "unknown": "unknown",
+}
+_ACRONYM = re.compile(r"[A-Za-z][A-Za-z0-9, /]*?(mo|pu|gr)")
+_SUFFIX_LAYER = {"mo": "ML", "pu": "PCL", "gr": "GCL"}
+
+
+def map_location_to_layer(location: str | bytes | None) -> str:
+    """Map a layer name or a brain-area acronym to the C4 layer vocabulary
+    (:data:`nwb_celltype.vocabulary.LAYERS`).
+
+    Rule, in order (case-insensitive): a C4 layer name (``ML``, ``PCL``, ``GCL``, ``unknown``) or a
+    common spelling (``molecular layer``, ``Purkinje layer``, ``granular layer``, ...) maps to that
+    layer; an Allen-CCF-style cerebellar acronym (letters/digits, no hyphen) ending in ``mo`` maps
+    to ``ML``, in ``pu`` to ``PCL``, in ``gr`` to ``GCL`` (``CENT3mo``, ``SIMpu``, ``CUL4, 5gr``);
+    anything else is ``unknown``. Hyphenated acronyms (``DG-mo`` is the dentate gyrus) are not
+    cerebellar layers and map to ``unknown``.
+    """
+    if location is None:
+        return "unknown"
+    if isinstance(location, bytes):
+        location = location.decode("utf-8", "replace")
+    s = str(location).strip()
+    named = _LAYER_NAMES.get(s.lower())
+    if named is not None:
+        return named
+    for layer in LAYERS:
+        if s.lower() == layer.lower():
+            return layer
+    m = _ACRONYM.fullmatch(s)
+    if m is not None and "-" not in s:
+        return _SUFFIX_LAYER[m.group(1)]
+    return "unknown"
+
+
+@dataclass
+class _Layout:
+    """How the Units table of one file is laid out on disk."""
+
+    group: object  # h5py.Group
+    ids: np.ndarray
+    spike_index: np.ndarray | None  # (n,) end offsets into spike_times
+    wave_kind: str | None  # "2d" | "3d" | "ragged" | None
+    wave_index: np.ndarray | None  # (n,) end offsets into waveform_mean rows (ragged)
+    wave_rate_hz: float | None
+    obs_index: np.ndarray | None
+    layers_all: np.ndarray | None  # (n,) layer per unit from a units column
+    electrodes: tuple[np.ndarray, np.ndarray | None] | None  # (rows per unit, index) into electrodes
+    electrode_layers: np.ndarray | None  # (n_electrodes,) layer per electrodes-table row
+
+
+def _find_units(h5) -> object:
+    g = h5.get("units")
+    if g is not None and hasattr(g, "keys"):
+        return g
+    found = []
+    proc = h5.get("processing")
+    if proc is not None:
+        for mod in proc.values():
+            for obj in getattr(mod, "values", list)():
+                nt = obj.attrs.get("neurodata_type") if hasattr(obj, "attrs") else None
+                nt = nt.decode() if isinstance(nt, bytes) else nt
+                if nt == "Units":
+                    found.append(obj)
+    if len(found) == 1:
+        return found[0]
+    if found:
+        names = ", ".join(o.name for o in found)
+        raise NotNWBError(
+            f"the file has no /units table but several Units tables ({names}); expected one. "
+            "Open the file with pynwb and copy the table you want to NWBFile.units."
+        )
+    raise NotNWBError(
+        "the file has no Units table (/units); expected spike-sorted units. Add them with "
+        "NWBFile.add_unit (pynwb) or export your sorting with a tool that writes NWB Units."
+    )
+
+
+def _strings(arr: np.ndarray) -> np.ndarray:
+    return np.array(
+        [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in arr], dtype=object
+    )
+
+
+def _inspect(src: Source, layer_column: str | None, require_waveforms: bool) -> _Layout:
+    h5 = src.h5
+    g = _find_units(h5)
+    where = f"{src.info.describe()}:{g.name}"
+    if "id" not in g:
+        raise NotNWBError(f"{where} has no 'id' dataset; it is not a valid NWB Units table.")
+    ids = np.asarray(g["id"][()], dtype=np.int64)
+    n = len(ids)
+    spike_index = None
+    if "spike_times" in g:
+        if "spike_times_index" not in g:
+            raise NotNWBError(f"{where}: spike_times has no spike_times_index; the table is malformed.")
+        spike_index = np.asarray(g["spike_times_index"][()], dtype=np.int64)
+        if spike_index.shape != (n,):
+            raise NotNWBError(
+                f"{where}: spike_times_index has {spike_index.shape[0]} entries for {n} units; the table "
+                "is malformed."
+            )
+    wave_kind = wave_index = wave_rate = None
+    if "waveform_mean" in g:
+        wm = g["waveform_mean"]
+        if "waveform_mean_index_index" in g:
+            raise NotNWBError(
+                f"{where}: waveform_mean is doubly ragged (waveform_mean_index_index); expected "
+                "(units, samples), (units, samples, channels) or one index level (rows per channel)."
+            )
+        if "waveform_mean_index" in g:
+            wave_kind = "ragged"
+            wave_index = np.asarray(g["waveform_mean_index"][()], dtype=np.int64)
+            if wm.ndim != 2:
+                raise NotNWBError(
+                    f"{where}: ragged waveform_mean must be 2-D (rows, samples), got {wm.shape}."
+                )
+        elif wm.ndim == 2:
+            wave_kind = "2d"
+        elif wm.ndim == 3:
+            wave_kind = "3d"
+        else:
+            raise NotNWBError(
+                f"{where}: waveform_mean has shape {wm.shape}; expected (units, samples) or "
+                "(units, samples, channels)."
+            )
+        if wave_kind != "ragged" and wm.shape[0] != n:
+            raise NotNWBError(f"{where}: waveform_mean has {wm.shape[0]} rows for {n} units.")
+        rate = wm.attrs.get("sampling_rate", g.attrs.get("waveform_rate"))
+        if rate is None or not np.isfinite(float(rate)) or float(rate) <= 0:
+            log.warning(
+                "%s: waveform_mean has no sampling_rate; assuming %g Hz. Set Units(waveform_rate=...) "
+                "when writing the file.",
+                where,
+                FALLBACK_WAVEFORM_RATE_HZ,
+            )
+            rate = FALLBACK_WAVEFORM_RATE_HZ
+        wave_rate = float(rate)
+    elif require_waveforms:
+        raise NotNWBError(
+            f"{where} has no waveform_mean column; the C4 classifier needs each unit's mean waveform. "
+            "Add waveform_mean to the Units table, or pass require_waveforms=False to read spikes only."
+        )
+    obs_index = None
+    if "obs_intervals" in g and "obs_intervals_index" in g:
+        obs_index = np.asarray(g["obs_intervals_index"][()], dtype=np.int64)
+
+    layers_all = None
+    cols = [k for k in g.keys() if not k.endswith("_index")]
+    col = layer_column
+    if col is None and "layer" in g:
+        col = "layer"
+    if col is not None:
+        if col not in g:
+            raise InvalidValueError(
+                f"layer_column={col!r} is not a column of {where}; columns: {', '.join(sorted(cols))}."
+            )
+        if f"{col}_index" in g:
+            raise InvalidValueError(
+                f"layer_column={col!r} of {where} is ragged; expected one value per unit."
+            )
+        layers_all = np.array([map_location_to_layer(x) for x in _strings(g[col][()])], dtype=object)
+        if len(layers_all) != n:
+            raise NotNWBError(f"{where}: column {col!r} has {len(layers_all)} values for {n} units.")
+    electrodes = electrode_layers = None
+    if layers_all is None and "electrodes" in g:
+        try:
+            reg = g["electrodes"]
+            table = h5[reg.attrs["table"]]
+            locs = _strings(table["location"][()])
+            electrode_layers = np.array([map_location_to_layer(x) for x in locs], dtype=object)
+            rows = np.asarray(reg[()], dtype=np.int64)
+            idx = np.asarray(g["electrodes_index"][()], dtype=np.int64) if "electrodes_index" in g else None
+            electrodes = (rows, idx)
+        except (KeyError, ValueError, TypeError) as exc:
+            log.warning("%s: cannot read the electrodes' locations (%s); layers unknown", where, exc)
+    return _Layout(
+        g,
+        ids,
+        spike_index,
+        wave_kind,
+        wave_index,
+        wave_rate,
+        obs_index,
+        layers_all,
+        electrodes,
+        electrode_layers,
+    )
+
+
+class _Prefetcher:
+    """Loads the bytes of a dataset's rows r0..r1 from a remote file in one request before h5py
+    reads them chunk by chunk (which would otherwise cost a round trip per chunk, or per remfile
+    read-ahead step). Chunk byte addresses come from HDF5's chunk index, read once per dataset."""
+
+    def __init__(self, fileobj, max_span_bytes: int) -> None:
+        self.fileobj = fileobj
+        self.max_span = max_span_bytes
+        self.loaded: dict[str, list[int]] = {}
+        self._chunks: dict[str, np.ndarray | None] = {}
+
+    def _index(self, dset) -> np.ndarray | None:
+        """(k, 3) int64 [first row, byte offset, byte size] per chunk, sorted by row; None when
+        the layout is not understood (then no prefetch)."""
+        key = dset.name
+        if key not in self._chunks:
+            arr = None
+            try:
+                if dset.chunks is None:
+                    off = dset.id.get_offset()
+                    if off is not None:
+                        arr = np.array([[0, off, dset.id.get_storage_size()]], dtype=np.int64)
+                else:
+                    n = dset.id.get_num_chunks()
+                    rows = []
+                    for i in range(n):
+                        ci = dset.id.get_chunk_info(i)
+                        rows.append((ci.chunk_offset[0], ci.byte_offset, ci.size))
+                    arr = np.array(sorted(rows), dtype=np.int64).reshape(-1, 3)
+            except Exception:  # an old HDF5 without chunk queries: read without prefetch
+                log.debug("no chunk index for %s", key, exc_info=True)
+            self._chunks[key] = arr
+        return self._chunks[key]
+
+    def __call__(self, dset, r0: int, r1: int) -> None:
+        if self.fileobj is None or r1 <= r0:
+            return
+        idx = self._index(dset)
+        if idx is None or len(idx) == 0:
+            return
+        if dset.chunks is None:
+            row_bytes = int(np.prod(dset.shape[1:], dtype=np.int64)) * dset.dtype.itemsize
+            lo, hi = idx[0, 1] + r0 * row_bytes, idx[0, 1] + r1 * row_bytes
+        else:
+            c0 = dset.chunks[0]
+            sel = idx[(idx[:, 0] < r1) & (idx[:, 0] + c0 > r0)]
+            if len(sel) == 0:
+                return
+            lo, hi = int(sel[:, 1].min()), int((sel[:, 1] + sel[:, 2]).max())
+            if hi - lo > 2 * int(sel[:, 2].sum()):  # chunks scattered: a span would waste bytes
+                return
+        # forget this dataset's bytes from the previous batch, except those this batch needs
+        # again (a boundary chunk): memory stays bounded by one batch, not by the file
+        step = self.fileobj.remfile._min_chunk_size
+        keep = range(int(lo) // step, (int(hi) - 1) // step + 1)
+        old = self.loaded.pop(dset.name, [])
+        self.fileobj.release([i for i in old if i not in keep])
+        loaded = [i for i in old if i in keep]
+        for a in range(int(lo), int(hi), self.max_span):
+            loaded += self.fileobj.prefetch(a, min(a + self.max_span, int(hi)))
+        self.loaded[dset.name] = loaded
+
+    def release(self) -> None:
+        """Forget all prefetched bytes (after the last batch)."""
+        if self.fileobj is not None:
+            for old in self.loaded.values():
+                self.fileobj.release(old)
+        self.loaded = {}
+
+
+def _runs(rows: np.ndarray) -> list[tuple[int, int, int]]:
+    """Contiguous runs of sorted rows -> (position in rows, first row, stop row)."""
+    if len(rows) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = np.r_[0, breaks]
+    stops = np.r_[breaks, len(rows)]
+    return [(int(a), int(rows[a]), int(rows[b - 1]) + 1) for a, b in zip(starts, stops, strict=True)]
+
+
+def _bounds(index: np.ndarray, r0: int, r1: int) -> tuple[int, int]:
+    """Element range of rows r0..r1-1 of a VectorIndex (end offsets)."""
+    return (int(index[r0 - 1]) if r0 > 0 else 0), int(index[r1 - 1])
+
+
+def _peak(w: np.ndarray) -> tuple[int, int]:
+    """(peak channel, sign) of a (samples, channels) waveform: the channel with the largest
+    peak-to-peak amplitude; the sign of its largest deviation from its median."""
+    ptp = np.nanmax(w, axis=0) - np.nanmin(w, axis=0)
+    ch = int(np.nanargmax(ptp))
+    x = w[:, ch] - np.nanmedian(w[:, ch])
+    return ch, (1 if np.nanmax(x) > -np.nanmin(x) else -1)
+
+
+def _has_wave(w: np.ndarray) -> bool:
+    return w.size > 0 and bool(np.isfinite(w).any()) and bool(np.nanmax(np.abs(w)) > 0)
+
+
+def read_units(
+    source: str | os.PathLike | Source,
+    *,
+    batch_size: int = 256,
+    layer_column: str | None = None,
+    unit_ids: Sequence[int] | np.ndarray | None = None,
+    require_waveforms: bool = True,
+    **open_kwargs,
+) -> Iterator[UnitsBatch]:
+    """Stream the units of an NWB source in batches of plain numpy arrays.
+
+    Every selected unit appears, in Units-table order: a unit with no spikes has an empty slice, a
+    unit with no usable waveform has a NaN row; both are listed with a reason in
+    ``batch.extra["skipped"]`` (list of :class:`~nwb_celltype.units.SkippedUnit`),
+    ``batch.extra["problems"]`` (dict unit id -> reason) and ``batch.extra["reasons"]`` ((n,) str,
+    ``""`` for usable units; several reasons are joined with ``"; "``).
+
+    Each batch reads ``spike_times``, ``waveform_mean`` and ``obs_intervals`` as one contiguous slice
+    per run of consecutive rows; the VectorIndex columns are read once.
+
+    Parameters
+    ----------
+    source : str, path-like or Source
+        An opened :class:`Source`, or anything :func:`open_source` accepts (then opened and closed
+        here, with ``open_kwargs``).
+    batch_size : int
+        Units per batch; memory use is bounded by it (plus the index columns).
+    layer_column : str or None
+        Units column holding each unit's layer or location, mapped with
+        :func:`map_location_to_layer`. Default: a column named ``layer`` if present, else the
+        location of each unit's peak-channel electrode (``electrodes`` column), else ``unknown``.
+    unit_ids : sequence of int or None
+        Read only these unit ids (Units ``id`` column), in table order.
+    require_waveforms : bool
+        Raise :class:`~nwb_celltype.errors.NotNWBError` when the table has no ``waveform_mean``
+        column (default). False yields NaN waveforms (``waveform_rate_hz`` None) instead.
+
+    Yields
+    ------
+    UnitsBatch
+        ``unit_ids`` (n,) int64, ``unit_indices`` (n,) int64 rows of the Units table,
+        ``spike_times_s`` float64 (s) + ``spike_offsets`` (n+1,) int64, ``waveforms`` (n, samples)
+        float32 (file units, peak channel, sign as recorded), ``waveform_rate_hz``, ``layers`` (n,)
+        str, ``peak_channels`` (n,) int64 (index into the unit's channels; -1 unknown),
+        ``obs_intervals`` list of (k, 2) float64 (s) or None; ``extra``: ``peak_sign`` (n,) int8
+        (+1 positive, -1 negative spike, 0 unknown), ``reasons``, ``skipped``, ``problems``, ``source``
+        (``SourceInfo.to_dict()``).
+
+    Raises
+    ------
+    NotNWBError
+        No Units table, a malformed one, or no waveforms (unless ``require_waveforms=False``).
+    InvalidValueError
+        Bad ``batch_size``, ``layer_column`` or ``unit_ids``.
+    RemoteError
+        Network failures while reading (after retries).
+    """
+    if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise InvalidValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    if isinstance(source, Source):
+        if open_kwargs:
+            raise InvalidValueError(
+                f"options {sorted(open_kwargs)} apply when read_units opens the source itself; "
+                "this source is already open, so pass them to open_source instead."
+            )
+        yield from _read(source, int(batch_size), layer_column, unit_ids, require_waveforms)
+        return
+    with open_source(source, **open_kwargs) as src:
+        yield from _read(src, int(batch_size), layer_column, unit_ids, require_waveforms)
+
+
+def _read(src: Source, batch_size: int, layer_column, unit_ids, require_waveforms) -> Iterator[UnitsBatch]:
+    with src.guard("reading the Units table"):
+        lay = _inspect(src, layer_column, require_waveforms)
+    n = len(lay.ids)
+    if unit_ids is None:
+        rows = np.arange(n, dtype=np.int64)
+    else:
+        want = np.unique(np.asarray(unit_ids, dtype=np.int64).ravel())
+        pos = {int(u): i for i, u in enumerate(lay.ids)}
+        missing = [int(u) for u in want if int(u) not in pos]
+        if missing:
+            raise InvalidValueError(
+                f"unit_ids not in the Units table of {src.info.describe()}: {missing[:10]}"
+                f"{' ...' if len(missing) > 10 else ''} (the table has {n} units, ids "
+                f"{lay.ids[:5].tolist()}...)."
+            )
+        rows = np.sort(np.array([pos[int(u)] for u in want], dtype=np.int64))
+    info = src.info.to_dict()
+    rf = src.remote_file
+    prefetch = _Prefetcher(rf, max(rf.remfile._max_chunk_size, 1 << 20) if rf is not None else 0)
+    for b0 in range(0, len(rows), batch_size):
+        brows = rows[b0 : b0 + batch_size]
+        with src.guard(f"reading units {b0}..{b0 + len(brows) - 1}"):
+            batch = _read_batch(lay, brows, prefetch)
+        batch.extra["source"] = info
+        if b0 + batch_size >= len(rows):
+            prefetch.release()
+        yield batch
+
+
+def _read_batch(lay: _Layout, rows: np.ndarray, prefetch) -> UnitsBatch:
+    g = lay.group
+    m = len(rows)
+    ids = lay.ids[rows]
+    reasons: list[list[str]] = [[] for _ in range(m)]
+    # spike times: one contiguous read per run of consecutive rows
+    counts = np.zeros(m, dtype=np.int64)
+    pieces = []
+    if lay.spike_index is not None:
+        st = g["spike_times"]
+        for pos, r0, r1 in _runs(rows):
+            a, b = _bounds(lay.spike_index, r0, r1)
+            prefetch(st, a, b)
+            pieces.append(np.asarray(st[a:b], dtype=np.float64))
+            ends = lay.spike_index[r0:r1]
+            starts = np.r_[a, ends[:-1]]
+            counts[pos : pos + (r1 - r0)] = ends - starts
+    if len(pieces) == 1:  # the usual case: no copy
+        spikes = pieces[0]
+    else:
+        spikes = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float64)
+    offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
+    for i in np.flatnonzero(counts == 0):
+        reasons[i].append("no spikes")
+
+    # waveforms -> peak channel
+    waves = None
+    peak = np.full(m, -1, dtype=np.int64)
+    sign = np.zeros(m, dtype=np.int8)
+    if lay.wave_kind is None:
+        for r in reasons:
+            r.append("no waveform")
+    else:
+        wm = g["waveform_mean"]
+        per_unit: list[np.ndarray] = [np.zeros((0, 0))] * m  # (samples, channels) per unit
+        for pos, r0, r1 in _runs(rows):
+            if lay.wave_kind == "ragged":
+                a, b = _bounds(lay.wave_index, r0, r1)
+                prefetch(wm, a, b)
+                block = np.asarray(wm[a:b], dtype=np.float32)  # (rows=channels, samples)
+                ends = lay.wave_index[r0:r1] - a
+                starts = np.r_[0, ends[:-1]]
+                for j, (s, e) in enumerate(zip(starts, ends, strict=True)):
+                    per_unit[pos + j] = block[s:e].T
+            else:
+                prefetch(wm, r0, r1)
+                block = np.asarray(wm[r0:r1], dtype=np.float32)
+                for j in range(r1 - r0):
+                    w = block[j]
+                    per_unit[pos + j] = w[:, None] if lay.wave_kind == "2d" else w
+        n_samples = max((w.shape[0] for w in per_unit), default=0)
+        waves = np.full((m, n_samples), np.nan, dtype=np.float32)
+        for i, w in enumerate(per_unit):
+            if not _has_wave(w):
+                reasons[i].append("no waveform")
+                continue
+            if w.shape[0] != n_samples:
+                reasons[i].append(f"waveform has {w.shape[0]} samples, others {n_samples}")
+                continue
+            ch, sg = _peak(w)
+            peak[i], sign[i] = ch, sg
+            waves[i] = w[:, ch]
+
+    # layers
+    if lay.layers_all is not None:
+        layers = lay.layers_all[rows].copy()
+    else:
+        layers = np.full(m, "unknown", dtype=object)
+        if lay.electrodes is not None:
+            erows, eidx = lay.electrodes
+            for i, r in enumerate(rows):
+                if eidx is None:
+                    mine = erows[r : r + 1]
+                else:
+                    a, b = _bounds(eidx, int(r), int(r) + 1)
+                    mine = erows[a:b]
+                if len(mine) == 0:
+                    continue
+                if 0 <= peak[i] < len(mine) and len(mine) > 1:
+                    layers[i] = lay.electrode_layers[mine[peak[i]]]
+                else:
+                    cand = set(lay.electrode_layers[mine])
+                    layers[i] = cand.pop() if len(cand) == 1 else "unknown"
+
+    # observation intervals
+    obs = None
+    if lay.obs_index is not None:
+        oi = g["obs_intervals"]
+        obs = [np.zeros((0, 2))] * m
+        for pos, r0, r1 in _runs(rows):
+            a, b = _bounds(lay.obs_index, r0, r1)
+            block = np.asarray(oi[a:b], dtype=np.float64).reshape(-1, 2)
+            ends = lay.obs_index[r0:r1] - a
+            starts = np.r_[0, ends[:-1]]
+            for j, (s, e) in enumerate(zip(starts, ends, strict=True)):
+                obs[pos + j] = block[s:e]
+
+    reason_str = np.array(["; ".join(r) for r in reasons], dtype=object)
+    skipped = [SkippedUnit(int(ids[i]), reason_str[i]) for i in range(m) if reason_str[i]]
+    return UnitsBatch(
+        unit_ids=ids,
+        unit_indices=rows.astype(np.int64),
+        spike_times_s=spikes,
+        spike_offsets=offsets,
+        waveforms=waves,
+        waveform_rate_hz=lay.wave_rate_hz,
+        layers=layers,
+        peak_channels=peak,
+        obs_intervals=obs,
+        extra={
+            "peak_sign": sign,
+            "reasons": reason_str,
+            "skipped": skipped,
+            "problems": {s.unit_id: s.reason for s in skipped},
+        },
+    )

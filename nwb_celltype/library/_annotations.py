@@ -1,0 +1,144 @@
+"""The one place where the library reads and writes ground-truth annotation tables; everything
+NWB-specific goes through :mod:`nwb_celltype.nwb` (``add_annotations`` / ``read_annotations``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import LibraryError
+from ..vocabulary import C4_CLASSES, C4_CLASSES_MLI_CLUSTERING
+
+#: Every class name a ground-truth label may carry (C4 classes, plus the MLI clusters).
+LABEL_VOCABULARY: tuple[str, ...] = tuple(dict.fromkeys(C4_CLASSES + C4_CLASSES_MLI_CLUSTERING))
+
+#: The per-row evidence fields of a ground-truth table.
+EVIDENCE_FIELDS: tuple[str, ...] = ("evidence_type", "evidence_text", "labelled_by", "labelled_at")
+
+
+@dataclass
+class GroundTruth:
+    """Ground-truth labels of one annotation table, as plain numpy.
+
+    Attributes
+    ----------
+    table : str
+        Name of the annotation table in the NWB file.
+    kind : str
+        ``"ground_truth"`` or ``"expert"``.
+    unit_indices : (n,) int64
+        Row indices into the file's Units table.
+    labels : (n,) object (str)
+    evidence : dict of field -> (n,) object (str)
+        ``evidence_type``, ``evidence_text``, ``labelled_by``, ``labelled_at`` (ISO 8601).
+    """
+
+    table: str
+    kind: str
+    unit_indices: np.ndarray
+    labels: np.ndarray
+    evidence: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else ("" if v is None else str(v))
+
+
+def _evidence_per_row(rec, n: int) -> dict[str, np.ndarray]:
+    """The evidence table's items mapped onto annotation rows (several items of one row are joined
+    with '; ', in their order)."""
+    out = {f: [[] for _ in range(n)] for f in EVIDENCE_FIELDS}
+    ev = rec.evidence
+    if ev is not None:
+        rows = np.asarray(ev.get("row", np.arange(n)), dtype=np.int64)
+        for f in EVIDENCE_FIELDS:
+            col = ev.get(f)
+            if col is None:
+                continue
+            for r, v in zip(rows, col, strict=True):
+                if 0 <= r < n and _text(v):
+                    out[f][r].append(_text(v))
+    return {
+        f: np.asarray(["; ".join(dict.fromkeys(items)) for items in out[f]], dtype=object)
+        for f in EVIDENCE_FIELDS
+    }
+
+
+def read_ground_truth(nwbfile, *, kinds: tuple[str, ...] = ("ground_truth",), name: str | None = None):
+    """Ground-truth tables of an open NWB file.
+
+    Parameters
+    ----------
+    nwbfile : pynwb.NWBFile or h5py.File
+    kinds : tuple of str
+        Row kinds to return (default only ``"ground_truth"``); rows of other kinds are dropped.
+    name : str, optional
+        Only the table of this name (an error if it is absent or holds no rows of these kinds).
+
+    Returns
+    -------
+    list of GroundTruth
+        One per table that holds rows of the requested kinds.
+    """
+    from ..nwb import read_annotations
+
+    records = read_annotations(nwbfile)
+    if name is not None:
+        if name not in records:
+            raise LibraryError(
+                f"annotation table {name!r} not found; the file has {sorted(records) or 'none'}. "
+                "Pass one of these names (or none to use every ground-truth table)."
+            )
+        records = {name: records[name]}
+    out = []
+    for tname, rec in records.items():
+        row_kinds = np.asarray([_text(k) for k in rec.kinds], dtype=object)
+        keep = np.isin(row_kinds, list(kinds))
+        if not keep.any():
+            if name is not None:
+                raise LibraryError(
+                    f"annotation table {name!r} holds no rows of kind {list(kinds)} (it has "
+                    f"{sorted(set(row_kinds.tolist()))}); name a ground-truth table."
+                )
+            continue
+        ev = _evidence_per_row(rec, len(rec))
+        labels = np.asarray([_text(v) for v in rec.labels], dtype=object)
+        out.append(
+            GroundTruth(
+                table=tname,
+                kind=str(row_kinds[keep][0]),
+                unit_indices=np.asarray(rec.unit_indices, dtype=np.int64)[keep],
+                labels=labels[keep],
+                evidence={f: v[keep] for f, v in ev.items()},
+            )
+        )
+    return out
+
+
+def write_ground_truth(
+    nwbfile,
+    *,
+    name: str,
+    unit_indices: np.ndarray,
+    labels: np.ndarray,
+    evidence: dict[str, np.ndarray],
+    kind: str = "ground_truth",
+):
+    """Add a ground-truth (or expert) annotation table to an open, writable NWB file."""
+    from ..nwb import add_annotations
+
+    labels = np.asarray(labels, dtype=object)
+    classes = C4_CLASSES if set(labels) <= set(C4_CLASSES) else LABEL_VOCABULARY
+    return add_annotations(
+        nwbfile,
+        name=name,
+        units_region=np.asarray(unit_indices, dtype=np.int64),
+        labels=labels,
+        classes=list(classes),
+        kind=kind,
+        evidence={f: list(evidence[f]) for f in EVIDENCE_FIELDS},
+    )

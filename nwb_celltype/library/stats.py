@@ -1,0 +1,129 @@
+"""What a library holds: labelled units per class, by evidence, lab, species and source library,
+as a text table and a figure."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._annotations import read_ground_truth
+from ._open import open_nwb
+from .manifest import Manifest, load_manifest
+
+logger = logging.getLogger(__name__)
+
+#: Grouping keys of :meth:`LibraryStats.counts`.
+STAT_KEYS: tuple[str, ...] = ("label", "evidence_type", "lab", "species", "library", "subject", "file")
+
+
+@dataclass
+class LibraryStats:
+    """One record per labelled unit (``label``, ``evidence_type``, ``lab``, ``species``,
+    ``library``, ``subject``, ``file``, ``unit_id``), and the number of units in all files."""
+
+    library: str
+    records: list[dict] = field(default_factory=list)
+    n_units: int = 0
+    n_files: int = 0
+
+    def counts(self, by: str) -> dict[str, int]:
+        """Labelled units per value of ``by`` (one of :data:`STAT_KEYS`), largest first."""
+        c = Counter(r[by] or "unknown" for r in self.records)
+        return dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def crosstab(self, by: str) -> dict[str, dict[str, int]]:
+        """Labelled units per class (rows) and value of ``by`` (columns)."""
+        out: dict[str, Counter] = {}
+        for r in self.records:
+            out.setdefault(r["label"], Counter())[r[by] or "unknown"] += 1
+        return {k: dict(v) for k, v in sorted(out.items())}
+
+    def to_table(self) -> str:
+        """Plain-text tables: classes x evidence, then counts by lab, species and library."""
+        lines = [
+            f"library {self.library!r}: {self.n_files} files, {self.n_units} units, "
+            f"{len(self.records)} labelled",
+            "",
+        ]
+        ev = sorted({r["evidence_type"] or "unknown" for r in self.records})
+        ct = self.crosstab("evidence_type")
+        w = max([5, *(len(k) for k in ct)])
+        cw = [max(len(e), 5) for e in ev]
+        lines.append(
+            f"{'class':<{w}}  " + "  ".join(f"{e:>{c}}" for e, c in zip(ev, cw, strict=True)) + "  total"
+        )
+        for cls, row in ct.items():
+            cells = "  ".join(f"{row.get(e, 0):>{c}}" for e, c in zip(ev, cw, strict=True))
+            lines.append(f"{cls:<{w}}  {cells}  {sum(row.values()):>5}")
+        for key in ("lab", "species", "library"):
+            lines += ["", f"by {key}:"]
+            lines += [f"  {k}: {v}" for k, v in self.counts(key).items()]
+        return "\n".join(lines)
+
+    def plot(self, path: str | os.PathLike) -> Path:
+        """Save a PNG: labelled units per class stacked by evidence type, and per lab / species."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        path = Path(path)
+        fig, axes = plt.subplots(1, 3, figsize=(13, 4), width_ratios=[2, 1, 1])
+        ct = self.crosstab("evidence_type")
+        classes = list(ct)
+        ev = sorted({e for row in ct.values() for e in row})
+        bottom = [0] * len(classes)
+        for e in ev:
+            vals = [ct[c].get(e, 0) for c in classes]
+            axes[0].bar(classes, vals, bottom=bottom, label=e)
+            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+        axes[0].set_ylabel("labelled units")
+        axes[0].set_title(f"{self.library}: classes by evidence")
+        if ev:
+            axes[0].legend(fontsize=8)
+        for ax, key in zip(axes[1:], ("lab", "species"), strict=True):
+            c = self.counts(key)
+            ax.barh(list(c), list(c.values()))
+            ax.set_title(f"by {key}")
+            ax.set_xlabel("labelled units")
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+
+def library_stats(manifest: Manifest | str | os.PathLike) -> LibraryStats:
+    """Collect :class:`LibraryStats` by reading each file's Units ids and ground-truth tables
+    (no spikes are read)."""
+    if not isinstance(manifest, Manifest):
+        manifest = load_manifest(manifest)
+    st = LibraryStats(library=manifest.name, n_files=len(manifest.entries))
+    for entry in manifest.entries:
+        with open_nwb(entry.source(manifest.root)) as nwbfile:
+            ids = nwbfile.units.id.data[:] if nwbfile.units is not None else []
+            st.n_units += len(ids)
+            subject = nwbfile.subject
+            species = str(getattr(subject, "species", "") or "") if subject is not None else ""
+            subject_id = str(getattr(subject, "subject_id", "") or "") if subject is not None else ""
+            lab = str(nwbfile.lab or "")
+            for gt in read_ground_truth(nwbfile, name=entry.annotation):
+                for row, lab_, etype in zip(
+                    gt.unit_indices, gt.labels, gt.evidence["evidence_type"], strict=True
+                ):
+                    st.records.append(
+                        {
+                            "label": str(lab_),
+                            "evidence_type": str(etype),
+                            "lab": lab,
+                            "species": species,
+                            "library": entry.library,
+                            "subject": subject_id,
+                            "file": entry.identity(),
+                            "unit_id": int(ids[row]) if 0 <= row < len(ids) else -1,
+                        }
+                    )
+    return st

@@ -1,0 +1,310 @@
+"""Training sets from a library: features of every unit of every file, with the ground-truth label
+of each labelled unit and where it came from. Features are cached on disk keyed by the file's
+content hash and the feature configuration's hash, so a second run reads no spikes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LibraryError
+from ..features.config import FeatureConfig, FeatureSet
+from ._annotations import EVIDENCE_FIELDS, read_ground_truth
+from ._hashing import cached_sha256, sha256_file
+from .manifest import LibraryEntry, Manifest, is_manifest_path, load_manifest
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "NWB_CELLTYPE_CACHE_DIR"
+_CACHE_FORMAT = "1"
+
+
+def default_cache_dir() -> Path:
+    """``$NWB_CELLTYPE_CACHE_DIR`` or ``~/.cache/nwb-celltype``, with ``features/`` below it."""
+    base = os.environ.get(CACHE_ENV)
+    return Path(base) if base else Path.home() / ".cache" / "nwb-celltype"
+
+
+@dataclass
+class TrainingSet:
+    """Features and labels of a library.
+
+    Attributes
+    ----------
+    features : FeatureSet
+        All units of all files (labelled or not), file by file in manifest order.
+    labels : (n,) object (str)
+        Ground-truth class per unit, ``""`` where unlabelled.
+    references : list of dict
+        One per file: ``source``, ``sha256``, ``library``, ``annotation_tables``, ``n_units``,
+        ``n_labelled`` (stored in model cards as the training library's identity).
+    file_index : (n,) int64
+        Index into ``references`` of each unit's file.
+    evidence : dict of field -> (n,) object (str)
+        Per-unit ``evidence_type``, ``evidence_text``, ``labelled_by``, ``labelled_at`` and
+        ``annotation`` (the table the label came from); ``""`` where unlabelled.
+    """
+
+    features: FeatureSet
+    labels: np.ndarray
+    references: list[dict]
+    file_index: np.ndarray
+    evidence: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """(n,) bool: units with a ground-truth label."""
+        return self.labels != ""
+
+    def class_counts(self) -> dict[str, int]:
+        names, counts = np.unique(self.labels[self.labelled].astype(str), return_counts=True)
+        return {str(k): int(v) for k, v in zip(names, counts, strict=True)}
+
+
+# -- cache -------------------------------------------------------------------------------------
+
+
+def _cache_paths(
+    cache_dir: Path, sha: str, config: FeatureConfig, annotation: str | None
+) -> tuple[Path, Path]:
+    d = cache_dir / "features"
+    stem = f"{sha}-{config.sha256[:16]}"
+    ann = "all" if annotation is None else annotation.replace("/", "_")
+    return d / f"{stem}.npz", d / f"{sha}-labels-{ann}.json"
+
+
+def _save_featureset(path: Path, fs: FeatureSet) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "unit_ids": fs.unit_ids,
+        "acg": fs.acg,
+        "waveform": fs.waveform,
+        "layer": fs.layer,
+        "usable": fs.usable,
+        "reasons": np.asarray(fs.reasons, dtype=str),
+        "config": np.asarray(fs.config.to_json()),
+        "format": np.asarray(_CACHE_FORMAT),
+    }
+    arrays.update({f"stats__{k}": v for k, v in fs.stats.items()})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _load_featureset(path: Path, config: FeatureConfig) -> FeatureSet | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["format"]) != _CACHE_FORMAT or FeatureConfig.from_json(str(z["config"])) != config:
+                return None
+            return FeatureSet(
+                unit_ids=z["unit_ids"],
+                acg=z["acg"],
+                waveform=z["waveform"],
+                layer=z["layer"],
+                stats={k[7:]: z[k] for k in z.files if k.startswith("stats__")},
+                usable=z["usable"],
+                reasons=z["reasons"].astype(object),
+                config=config,
+            )
+    except (OSError, ValueError, KeyError) as exc:
+        logger.warning("ignoring unreadable feature cache %s (%s)", path, exc)
+        return None
+
+
+# -- one file ----------------------------------------------------------------------------------
+
+
+def _labels_of(nwbfile, unit_ids: np.ndarray, annotation: str | None, where: str) -> dict:
+    """Per-unit labels + evidence from the file's ground-truth tables (conflicts are errors)."""
+    file_ids = np.asarray(nwbfile.units.id.data[:], dtype=np.int64)
+    n = len(unit_ids)
+    pos = {int(u): i for i, u in enumerate(unit_ids)}
+    labels = np.full(n, "", dtype=object)
+    ev = {f: np.full(n, "", dtype=object) for f in (*EVIDENCE_FIELDS, "annotation")}
+    tables = read_ground_truth(nwbfile, name=annotation)
+    for gt in tables:
+        for row, lab, *evs in zip(
+            gt.unit_indices, gt.labels, *(gt.evidence[f] for f in EVIDENCE_FIELDS), strict=True
+        ):
+            if not 0 <= row < len(file_ids):
+                raise LibraryError(
+                    f"{where}: table {gt.table!r} points at Units row {row}, but Units has "
+                    f"{len(file_ids)} rows; the file is inconsistent - relabel it."
+                )
+            i = pos[int(file_ids[row])]
+            if labels[i] and labels[i] != lab:
+                raise LibraryError(
+                    f"{where}: unit {file_ids[row]} is labelled {labels[i]!r} in table "
+                    f"{ev['annotation'][i]!r} and {lab!r} in table {gt.table!r}; pick one table with "
+                    "annotation = NAME in the manifest or remove the conflict."
+                )
+            labels[i] = lab
+            for f, v in zip(EVIDENCE_FIELDS, evs, strict=True):
+                ev[f][i] = v
+            ev["annotation"][i] = gt.table
+    return {
+        "labels": labels.tolist(),
+        "evidence": {k: v.tolist() for k, v in ev.items()},
+        "tables": [g.table for g in tables],
+    }
+
+
+def _featurise(source: str, config: FeatureConfig, annotation: str | None, where: str, layer_column):
+    from ..features import extract_features
+    from ..io import open_source, read_units
+
+    sets = []
+    with open_source(source) as src:
+        for batch in read_units(src, layer_column=layer_column):
+            sets.append(extract_features(batch, config))
+        if not sets:
+            raise LibraryError(f"{where}: the file has no units; remove it from the library.")
+        fs = FeatureSet.concatenate(sets)
+        labels = _labels_of(src.nwbfile, fs.unit_ids, annotation, where)
+        info = src.info.to_dict() if hasattr(src, "info") else {}
+    return fs, labels, info
+
+
+def _entry_sha(entry: LibraryEntry, source: str, memo_dir: Path) -> str | None:
+    if entry.is_local:
+        p = Path(source)
+        if not p.exists():
+            return entry.sha256  # may still be served from the cache
+        sha = cached_sha256(p, memo_dir)
+        if entry.sha256 and sha != entry.sha256:
+            raise LibraryError(
+                f"{entry.identity()}: content sha256 {sha[:16]}... does not match the manifest's "
+                f"{entry.sha256[:16]}...; the file changed since the manifest was made. Re-create the "
+                "manifest (`library create`) if the change is intended."
+            )
+        return sha
+    return entry.sha256
+
+
+def load_training_set(
+    sources_or_manifest: str | os.PathLike | Manifest | Sequence[str | os.PathLike],
+    *,
+    config: FeatureConfig | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    annotation_name: str | None = None,
+    layer_column: str | None = None,
+    progress: bool = False,
+) -> TrainingSet:
+    """Features and ground-truth labels of a library.
+
+    Parameters
+    ----------
+    sources_or_manifest : manifest path, Manifest, or source(s)
+        A manifest (``.toml`` / ``.json`` / ``.yaml``), or NWB paths / URLs / DANDI ids.
+    config : FeatureConfig, optional
+        Feature settings (default C4's).
+    cache_dir : path, optional
+        Feature cache folder (default ``$NWB_CELLTYPE_CACHE_DIR`` or ``~/.cache/nwb-celltype``).
+        Entries are keyed by the file's sha256 and ``config.sha256``; a hit reads no spikes, and for
+        a manifest entry with a recorded hash it does not even need the file.
+    annotation_name : str, optional
+        Ground-truth table to use in every file (overrides the manifest's per-file choice).
+    layer_column : str, optional
+        Units column holding layers, passed to ``read_units``.
+    progress : bool
+        Show a progress bar over files.
+
+    Returns
+    -------
+    TrainingSet
+    """
+    config = config or FeatureConfig()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if isinstance(sources_or_manifest, Manifest):
+        manifest = sources_or_manifest
+    elif isinstance(sources_or_manifest, (str, os.PathLike)) and is_manifest_path(sources_or_manifest):
+        manifest = load_manifest(sources_or_manifest)
+    else:
+        srcs = (
+            [sources_or_manifest]
+            if isinstance(sources_or_manifest, (str, os.PathLike))
+            else sources_or_manifest
+        )
+        entries = []
+        for s in srcs:
+            s = str(s)
+            if s.startswith(("http://", "https://")):
+                entries.append(LibraryEntry(url=s, library="sources"))
+            elif s.startswith("dandi://") or s.upper().startswith("DANDI:"):
+                entries.append(LibraryEntry(url=s, library="sources"))
+            else:
+                entries.append(LibraryEntry(path=str(Path(s).resolve()), library="sources"))
+        manifest = Manifest(name="sources", entries=entries)
+    if not manifest.entries:
+        raise LibraryError(f"library {manifest.name!r} lists no files.")
+
+    it = manifest.entries
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="library files", unit="file")
+    sets, all_labels, refs, file_index = [], [], [], []
+    evidence: dict[str, list] = {f: [] for f in (*EVIDENCE_FIELDS, "annotation")}
+    for k, entry in enumerate(it):
+        source = entry.source(manifest.root)
+        where = entry.identity()
+        annotation = annotation_name if annotation_name is not None else entry.annotation
+        sha = _entry_sha(entry, source, cache)
+        fs = labels = None
+        fpath = lpath = None
+        if sha:
+            fpath, lpath = _cache_paths(cache, sha, config, annotation)
+            if fpath.exists() and lpath.exists():
+                fs = _load_featureset(fpath, config)
+                labels = json.loads(lpath.read_text()) if fs is not None else None
+        if fs is None:
+            if entry.is_local and not Path(source).exists():
+                raise LibraryError(
+                    f"{where}: file {source} is missing and its features are not cached in {cache}; "
+                    "restore the file or fix the manifest path."
+                )
+            logger.info("computing features of %s", where)
+            fs, labels, info = _featurise(source, config, annotation, where, layer_column)
+            if not sha:
+                sha = info.get("sha256") or (sha256_file(source) if entry.is_local else None)
+            if sha:
+                fpath, lpath = _cache_paths(cache, sha, config, annotation)
+                _save_featureset(fpath, fs)
+                tmp = lpath.with_name(f".{lpath.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(labels))
+                os.replace(tmp, lpath)
+        else:
+            logger.info("features of %s served from cache %s", where, fpath)
+        lab = np.asarray(labels["labels"], dtype=object)
+        sets.append(fs)
+        all_labels.append(lab)
+        for f in evidence:
+            evidence[f].extend(labels["evidence"][f])
+        file_index.append(np.full(len(fs), k, dtype=np.int64))
+        ref = {
+            "source": where,
+            "sha256": sha or "",
+            "library": entry.library,
+            "annotation_tables": labels["tables"],
+            "n_units": len(fs),
+            "n_labelled": int((lab != "").sum()),
+        }
+        if entry.dandiset:
+            ref.update(dandiset=entry.dandiset, version=entry.version or "draft", asset_path=entry.asset_path)
+        refs.append(ref)
+    return TrainingSet(
+        features=FeatureSet.concatenate(sets),
+        labels=np.concatenate(all_labels),
+        references=refs,
+        file_index=np.concatenate(file_index),
+        evidence={f: np.asarray(v, dtype=object) for f, v in evidence.items()},
+    )

@@ -1,0 +1,229 @@
+"""Checks of a ground-truth library before it is trained on or shared: every file present and
+unchanged, every labelled unit present and usable, labels in the vocabulary, evidence recorded,
+nothing labelled twice."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LibraryError, NwbCelltypeError
+from ..vocabulary import EVIDENCE_TYPES
+from ._annotations import LABEL_VOCABULARY, read_ground_truth
+from ._hashing import sha256_file
+from ._open import open_nwb, spike_counts
+from .manifest import Manifest, load_manifest
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One finding: ``severity`` is ``"error"`` (the library cannot be used as is) or ``"warning"``."""
+
+    severity: str
+    code: str
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.severity.upper()} [{self.code}] {self.where}: {self.message}"
+
+
+@dataclass
+class ValidationReport:
+    """Result of :func:`validate_library`."""
+
+    library: str
+    n_files: int = 0
+    n_labelled: int = 0
+    issues: list[Issue] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        head = (
+            f"library {self.library!r}: {self.n_files} files, {self.n_labelled} labelled units, "
+            f"{len(self.errors)} errors, {len(self.warnings)} warnings"
+        )
+        return "\n".join([head, *map(str, self.issues)])
+
+    def raise_if_errors(self) -> None:
+        if self.errors:
+            raise LibraryError(
+                f"library {self.library!r} has {len(self.errors)} errors; first: {self.errors[0]}. "
+                "Run `nwb-celltype library validate` for the full list."
+            )
+
+
+def validate_library(
+    manifest: Manifest | str | Path,
+    *,
+    min_spikes: int = 100,
+    require_waveforms: bool = True,
+    check_hashes: bool = True,
+) -> ValidationReport:
+    """Check a library.
+
+    Errors: missing or changed file (sha256), unreadable file, no ground-truth table, labelled unit
+    out of range, label outside the vocabulary, missing or unknown evidence type, no labeller, the
+    same unit labelled twice (within or across tables), the same file listed twice (equal sha256 or
+    equal NWB identifier), labelled unit with fewer than ``min_spikes`` spikes, labelled unit without
+    a mean waveform (``require_waveforms``). Warnings: empty evidence text or time.
+
+    Parameters
+    ----------
+    manifest : Manifest or path
+    min_spikes : int
+        C4's minimum of 100 spikes by default.
+    require_waveforms : bool
+        Whether a labelled unit needs a ``waveform_mean`` (C4 needs one).
+    check_hashes : bool
+        Compare local files with their recorded sha256 (reads each file once).
+    """
+    if not isinstance(manifest, Manifest):
+        manifest = load_manifest(manifest)
+    rep = ValidationReport(library=manifest.name, n_files=len(manifest.entries))
+
+    def add(sev, code, where, msg):
+        rep.issues.append(Issue(sev, code, where, msg))
+
+    by_hash: dict[str, str] = {}
+    by_identifier: dict[str, str] = {}
+    for entry in manifest.entries:
+        where = entry.identity()
+        source = entry.source(manifest.root)
+        if entry.is_local:
+            if not Path(source).is_file():
+                add("error", "missing-file", where, f"file {source} does not exist")
+                continue
+            if check_hashes:
+                sha = sha256_file(source)
+                if entry.sha256 and sha != entry.sha256:
+                    add(
+                        "error",
+                        "hash-mismatch",
+                        where,
+                        f"sha256 {sha[:16]}... differs from the manifest's {entry.sha256[:16]}...; the file "
+                        "changed - re-create the manifest if that is intended",
+                    )
+                if not entry.sha256:
+                    add("warning", "no-hash", where, "no sha256 recorded; `library create` records it")
+                if sha in by_hash:
+                    add("error", "duplicate-file", where, f"same content as {by_hash[sha]} (listed twice)")
+                by_hash.setdefault(sha, where)
+        elif not entry.sha256:
+            add("warning", "no-hash", where, "remote entry without a recorded sha256")
+        try:
+            with open_nwb(source) as nwbfile:
+                ident = str(nwbfile.identifier)
+                if ident in by_identifier:
+                    add(
+                        "error",
+                        "duplicate-session",
+                        where,
+                        f"NWB identifier {ident!r} is also that of {by_identifier[ident]}: the same "
+                        "recording is in the library twice, so its units would be labelled twice",
+                    )
+                by_identifier.setdefault(ident, where)
+                _check_file(nwbfile, entry.annotation, where, min_spikes, require_waveforms, add, rep)
+        except NwbCelltypeError as exc:
+            add("error", "unreadable", where, str(exc))
+        except (OSError, ValueError, KeyError) as exc:
+            add("error", "unreadable", where, f"{type(exc).__name__}: {exc}")
+    return rep
+
+
+def _check_file(nwbfile, annotation, where, min_spikes, require_waveforms, add, rep) -> None:
+    units = nwbfile.units
+    if units is None or len(units) == 0:
+        add("error", "no-units", where, "no Units table")
+        return
+    n_units = len(units)
+    ids = np.asarray(units.id.data[:], dtype=np.int64)
+    try:
+        tables = read_ground_truth(nwbfile, name=annotation)
+    except LibraryError as exc:
+        add("error", "no-ground-truth", where, str(exc))
+        return
+    if not tables:
+        add(
+            "error",
+            "no-ground-truth",
+            where,
+            "no ground-truth annotation table (label it with `library label`)",
+        )
+        return
+    counts = spike_counts(nwbfile)
+    has_wf = "waveform_mean" in units.colnames
+    seen: dict[int, tuple[str, str]] = {}
+    for gt in tables:
+        tw = f"{where} [{gt.table}]"
+        for row, lab, etype, etext, who, when in zip(
+            gt.unit_indices,
+            gt.labels,
+            gt.evidence["evidence_type"],
+            gt.evidence["evidence_text"],
+            gt.evidence["labelled_by"],
+            gt.evidence["labelled_at"],
+            strict=True,
+        ):
+            if not 0 <= row < n_units:
+                add("error", "unit-out-of-range", tw, f"row {row} but Units has {n_units} rows")
+                continue
+            uid = int(ids[row])
+            u = f"unit {uid}"
+            rep.n_labelled += 1
+            if lab not in LABEL_VOCABULARY:
+                add("error", "unknown-label", tw, f"{u}: label {lab!r} not in {list(LABEL_VOCABULARY)}")
+            types = [t for t in etype.split("; ") if t]
+            if not types:
+                add("error", "no-evidence", tw, f"{u}: no evidence type recorded")
+            elif any(t not in EVIDENCE_TYPES for t in types):
+                add(
+                    "error",
+                    "unknown-evidence",
+                    tw,
+                    f"{u}: evidence type {etype!r} not in {list(EVIDENCE_TYPES)}",
+                )
+            if not who:
+                add("error", "no-labeller", tw, f"{u}: who labelled it is not recorded")
+            if not etext:
+                add("warning", "no-evidence-text", tw, f"{u}: no free-text evidence")
+            if not when:
+                add("warning", "no-time", tw, f"{u}: labelling time not recorded")
+            if uid in seen:
+                prev_table, prev_label = seen[uid]
+                kind = "conflicting" if prev_label != lab else "repeated"
+                add(
+                    "error",
+                    "duplicate-label",
+                    tw,
+                    f"{u} labelled twice ({kind}): {prev_label!r} in {prev_table!r}, {lab!r} here; name one "
+                    "table with annotation = NAME in the manifest",
+                )
+            seen[uid] = (gt.table, lab)
+            if counts is not None and counts[row] < min_spikes:
+                add("error", "too-few-spikes", tw, f"{u}: {counts[row]} spikes < {min_spikes}")
+            if counts is None:
+                add("error", "no-spikes", tw, f"{u}: Units has no spike_times")
+            if require_waveforms and not has_wf:
+                add("error", "no-waveform", tw, f"{u}: Units has no waveform_mean column")
+    per_class = defaultdict(int)
+    for _, lab in seen.values():
+        per_class[lab] += 1
+    logger.info("%s: %d labelled units %s", where, len(seen), dict(per_class))

@@ -1,0 +1,485 @@
+"""Model bundles: a trained ensemble + calibration as safetensors weights and a JSON model card, saved
+to and loaded from a directory, verified by sha256, and never unpickled.
+
+On disk a bundle is a directory::
+
+    <bundle>/weights.safetensors   stacked member weights ("ensemble.<C4 name>", leading axis = member,
+                                   or 1 for encoders shared by all members), "calibration.temperature",
+                                   optionally "laplace.<name>" (last-layer Kronecker posterior)
+    <bundle>/model_card.json       everything else (see docs/classifier.md)
+
+``model_card.json["weights_sha256"]`` is the sha256 of the weights file; ``["sha256"]`` (the bundle's
+identity, recorded in NWB provenance) is the sha256 of that digest + the canonical JSON of the card
+without the ``sha256`` field. Loading recomputes both and refuses a bundle that does not match.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import math
+import platform
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ModelError, ModelMismatchError, OutputError, UnsafeFileError
+from ..features.config import FeatureConfig
+from ..vocabulary import CELL_ONTOLOGY_IDS
+from .network import EnsembleCNN, build_network, count_parameters
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "ModelBundle",
+    "bundle_from_states",
+    "load_bundle",
+    "load_demo_bundle",
+    "save_bundle",
+]
+
+BUNDLE_FORMAT = "nwb-celltype-model"
+BUNDLE_FORMAT_VERSION = 1
+WEIGHTS_FILE = "weights.safetensors"
+CARD_FILE = "model_card.json"
+_PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".dill")
+
+
+@dataclass
+class ModelBundle:
+    """A calibrated ensemble and its model card.
+
+    Attributes
+    ----------
+    ensemble : EnsembleCNN
+        The M members, stacked (inference only).
+    card : dict
+        The model card (JSON-serialisable); see docs/classifier.md.
+    temperature : float
+        Temperature applied to every member's logits before the softmax.
+    laplace : KronPosterior or None
+        Last-layer Laplace posterior (probit predictive) when the bundle carries one.
+    path : Path or None
+        Where the bundle was loaded from / saved to.
+    """
+
+    ensemble: EnsembleCNN
+    card: dict
+    temperature: float = 1.0
+    laplace: Any = None
+    path: Path | None = None
+    _feature_config: FeatureConfig | None = field(default=None, repr=False)
+
+    @property
+    def sha256(self) -> str:
+        """Identity of the bundle (sha256 over weights + card), as recorded in NWB provenance."""
+        if "sha256" not in self.card:
+            self.card["weights_sha256"] = _weights_digest(self._tensors())
+            self.card["sha256"] = _bundle_digest(self.card)
+        return self.card["sha256"]
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        if self._feature_config is None:
+            self._feature_config = FeatureConfig.from_dict(self.card["feature_config"])
+        return self._feature_config
+
+    @property
+    def name(self) -> str:
+        return self.card["name"]
+
+    @property
+    def version(self) -> str:
+        return self.card["version"]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(c["name"] for c in self.card["classes"])
+
+    @property
+    def uses_layer(self) -> bool:
+        return bool(self.card["uses_layer"])
+
+    @property
+    def n_members(self) -> int:
+        return self.ensemble.n_members
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.ensemble.buffers())).device
+
+    def to(self, device: str | torch.device) -> ModelBundle:
+        """Move the weights (and posterior) to ``device`` in place; returns self."""
+        self.ensemble.to(device)
+        if self.laplace is not None:
+            for n in self.laplace.TENSOR_NAMES:
+                v = getattr(self.laplace, n)
+                if v is not None:
+                    setattr(self.laplace, n, v.to(device))
+        return self
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        out = {
+            f"ensemble.{k}": v.detach().cpu().contiguous() for k, v in self.ensemble.stacked_tensors().items()
+        }
+        out["calibration.temperature"] = torch.tensor([float(self.temperature)], dtype=torch.float32)
+        if self.laplace is not None:
+            out.update(
+                {f"laplace.{k}": v.detach().cpu().contiguous() for k, v in self.laplace.to_tensors().items()}
+            )
+        return out
+
+
+def _json_safe(obj):
+    """Replace NaN / inf by None and numpy scalars by Python ones (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    return obj
+
+
+def _canonical(card: dict) -> bytes:
+    return json.dumps(_json_safe(card), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _weights_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over tensor names, dtypes, shapes and bytes (independent of file layout)."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        v = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
+        h.update(v.numpy().tobytes() if v.dtype != torch.bool else v.to(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _bundle_digest(card: dict) -> str:
+    body = {k: v for k, v in card.items() if k != "sha256"}
+    return hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the software that produced a bundle."""
+    import safetensors
+
+    import nwb_celltype
+
+    return {
+        "nwb_celltype": nwb_celltype.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "safetensors": safetensors.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def bundle_from_states(
+    states: list[dict[str, torch.Tensor]] | EnsembleCNN,
+    *,
+    classes: tuple[str, ...],
+    feature_config: FeatureConfig,
+    name: str,
+    version: str,
+    description: str = "",
+    temperature: float = 1.0,
+    laplace: Any = None,
+    pool: str = "avg",
+    card_extra: dict | None = None,
+) -> ModelBundle:
+    """Wrap member state dicts (C4 naming; e.g. imported from the published C4 ensembles) in a bundle.
+
+    Parameters
+    ----------
+    states : list of state dicts or EnsembleCNN
+    classes : tuple of str
+        Output order of the members' logits.
+    feature_config : FeatureConfig
+        Configuration the features must have been computed with.
+    name, version, description : str
+    temperature : float
+        Logit temperature (1 = none).
+    laplace : KronPosterior, optional
+        Last-layer posterior; predictions then use the probit predictive.
+    pool : {"avg", "max"}
+    card_extra : dict, optional
+        More card fields (training data references, metrics, provenance ...), merged last.
+    """
+    ens = states if isinstance(states, EnsembleCNN) else EnsembleCNN(states, pool=pool)
+    ens.eval()
+    if len(classes) != ens.n_classes:
+        raise ModelMismatchError(
+            f"{len(classes)} class names {list(classes)} given for members with {ens.n_classes} outputs."
+        )
+    calib = "laplace" if laplace is not None else ("temperature" if temperature != 1.0 else "none")
+    card: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "name": name,
+        "version": version,
+        "description": description,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "classes": [
+            {"name": c, "index": i, "cell_ontology_id": CELL_ONTOLOGY_IDS.get(c, "")}
+            for i, c in enumerate(classes)
+        ],
+        "uses_layer": bool(ens.use_layer),
+        "feature_config": feature_config.to_dict(),
+        "feature_config_sha256": feature_config.sha256,
+        "architecture": {
+            "network": "C4 CNNCerebellum (npyx 4.3.1 layout)",
+            "n_members": ens.n_members,
+            "shared_encoders": bool(ens.shared_encoders),
+            "pool": ens.pool,
+            "parameters_per_member": count_parameters(build_network(ens.n_classes, ens.use_layer)),
+            "inputs": {"acg": [10, 101], "waveform": [90], "layer": [4] if ens.use_layer else []},
+        },
+        "calibration": {"method": calib, "temperature": float(temperature)},
+        "decision": "mean probability over members; label = argmax; confidence = p(top1) / p(top2)",
+        "software": software_versions(),
+        "weights_file": WEIGHTS_FILE,
+    }
+    card.update(card_extra or {})
+    bundle = ModelBundle(ensemble=ens, card=card, temperature=float(temperature), laplace=laplace)
+    bundle.card["weights_sha256"] = _weights_digest(bundle._tensors())
+    bundle.card["sha256"] = _bundle_digest(bundle.card)
+    return bundle
+
+
+def bundle_from_training(
+    result, training_set, *, config, seed, name, version, description, metrics, train_seconds, card_extra=None
+) -> ModelBundle:
+    """Bundle of a :class:`~.training.TrainResult` with its training provenance in the card."""
+    feats = training_set.features
+    labels = np.asarray(training_set.labels, dtype=object)
+    n_lab = int(sum(1 for v in labels if isinstance(v, str) and v))
+    refs = list(getattr(training_set, "references", None) or [])
+    counts = np.bincount(result.y, minlength=len(result.classes)).tolist()
+    extra = {
+        "training": {
+            "method": "semi-supervised: VAEs pre-trained on all units (labels unused), ensemble of "
+            "classifier heads over repeated stratified CV folds, temperature scaling on out-of-fold logits",
+            "config": config.to_dict(),
+            "seed": int(seed),
+            "use_layer_setting": config.use_layer,
+            "use_layer_reason": (
+                "set explicitly"
+                if config.use_layer in (True, False)
+                else (
+                    "auto: some labelled units have a known layer"
+                    if result.use_layer
+                    else "auto: no labelled unit has a known layer"
+                )
+            ),
+            "n_units": len(feats),
+            "n_labelled": n_lab,
+            "n_labelled_usable": int(len(result.y)),
+            "n_unlabelled": len(feats) - n_lab,
+            "class_counts": dict(zip(result.classes, counts, strict=True)),
+            "pretrain_units": result.history.get("n_pretrain_units"),
+            "seconds": float(train_seconds),
+            "threads": config.n_threads,
+            "vae_final_loss": {
+                k: (v[-1] if v else None) for k, v in result.history.items() if k.endswith("vae_loss")
+            },
+        },
+        "training_data": _json_safe(refs),
+        "metrics": {"cross_validated": metrics},
+    }
+    extra.update(card_extra or {})
+    return bundle_from_states(
+        result.states,
+        classes=result.classes,
+        feature_config=feats.config,
+        name=name,
+        version=version,
+        description=description,
+        temperature=result.temperature,
+        pool=config.pool,
+        card_extra=extra,
+    )
+
+
+def save_bundle(bundle: ModelBundle, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``bundle`` as a directory ``path`` (weights.safetensors + model_card.json).
+
+    Raises
+    ------
+    OutputError
+        ``path`` exists and is not an empty directory / a bundle (unless ``overwrite``).
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise OutputError(
+                f"cannot write a model bundle to {path}: it exists and is a file; choose a new path."
+            )
+        existing = {p.name for p in path.iterdir()}
+        if existing and not overwrite:
+            raise OutputError(
+                f"{path} is not empty ({sorted(existing)[:5]}); pass overwrite=True (CLI: --overwrite) "
+                "or choose a new directory."
+            )
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = bundle._tensors()
+    bundle.card["weights_sha256"] = _weights_digest(tensors)
+    bundle.card["sha256"] = _bundle_digest(bundle.card)
+    save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": BUNDLE_FORMAT})
+    (path / CARD_FILE).write_text(
+        json.dumps(_json_safe(bundle.card), indent=1, sort_keys=True, allow_nan=False)
+    )
+    bundle.path = path
+    logger.info("saved model bundle %s (%s) to %s", bundle.name, bundle.sha256[:12], path)
+    return path
+
+
+def load_bundle(
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    feature_config: FeatureConfig | None = None,
+    verify: bool = True,
+) -> ModelBundle:
+    """Load and verify a bundle directory written by :func:`save_bundle`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The bundle directory (or its model_card.json).
+    device : str or torch.device
+        Where to put the weights ("cpu", "cuda", "cuda:1", ...).
+    feature_config : FeatureConfig, optional
+        If given, the bundle must have been trained on features of exactly this configuration.
+    verify : bool
+        Recompute and check the sha256 digests (default True).
+
+    Raises
+    ------
+    UnsafeFileError
+        ``path`` is a pickle-based checkpoint (.pt, .pkl, ...): refused, never unpickled.
+    ModelError
+        Not a bundle, unreadable, or its digests do not match its content (corrupt / edited).
+    ModelMismatchError
+        The feature configuration differs from ``feature_config`` or from its recorded hash.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.is_file() and path.name == CARD_FILE:
+        path = path.parent
+    if path.suffix.lower() in _PICKLE_SUFFIXES and path.is_file():
+        raise UnsafeFileError(
+            f"{path} looks like a pickle-based PyTorch checkpoint; loading it could execute code, so it is "
+            "refused. Convert C4 ensembles with `nwb-celltype c4 import`, or pass a bundle directory."
+        )
+    card_path, w_path = path / CARD_FILE, path / WEIGHTS_FILE
+    if not path.is_dir() or not card_path.is_file() or not w_path.is_file():
+        raise ModelError(
+            f"{path} is not a model bundle: expected a directory with {CARD_FILE} and {WEIGHTS_FILE}. "
+            "Create one with `nwb-celltype train` or nwb_celltype.save_bundle."
+        )
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the model card {card_path}: {exc}") from exc
+    if card.get("format") != BUNDLE_FORMAT:
+        raise ModelError(f"{card_path} is not an nwb-celltype model card (format={card.get('format')!r}).")
+    if int(card.get("format_version", 0)) > BUNDLE_FORMAT_VERSION:
+        raise ModelError(
+            f"bundle format version {card.get('format_version')} is newer than this nwb-celltype supports "
+            f"({BUNDLE_FORMAT_VERSION}); upgrade nwb-celltype."
+        )
+    try:
+        tensors = load_file(str(w_path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"cannot read the weights {w_path} (not a valid safetensors file?): {exc}") from exc
+    if verify:
+        got_w = _weights_digest(tensors)
+        if got_w != card.get("weights_sha256"):
+            raise ModelError(
+                f"weights of {path} do not match the model card: sha256 {got_w[:16]}... != recorded "
+                f"{str(card.get('weights_sha256'))[:16]}...; the bundle is corrupt or was modified. Re-download "
+                "or re-train it."
+            )
+        got_b = _bundle_digest(card)
+        if got_b != card.get("sha256"):
+            raise ModelError(
+                f"model card of {path} does not match its recorded sha256 ({got_b[:16]}... != "
+                f"{str(card.get('sha256'))[:16]}...); the card was edited. Re-download or re-train the bundle."
+            )
+    try:
+        fc = FeatureConfig.from_dict(card["feature_config"])
+    except (TypeError, ValueError, KeyError) as exc:  # any failure here means an unusable card
+        raise ModelMismatchError(f"feature configuration in {card_path} is unreadable: {exc}") from exc
+    if fc.sha256 != card.get("feature_config_sha256"):
+        raise ModelMismatchError(
+            f"feature configuration of {path} hashes to {fc.sha256[:12]} but the card records "
+            f"{str(card.get('feature_config_sha256'))[:12]}; this nwb-celltype interprets the configuration "
+            "differently from the one that trained the model. Use the nwb-celltype version in the card's "
+            "software section, or re-train."
+        )
+    if feature_config is not None and feature_config.sha256 != fc.sha256:
+        diff = {
+            k: (v, feature_config.to_dict().get(k))
+            for k, v in fc.to_dict().items()
+            if feature_config.to_dict().get(k) != v
+        }
+        raise ModelMismatchError(
+            f"model {card.get('name')} was trained on features with a different configuration "
+            f"(bundle {fc.sha256[:12]} vs data {feature_config.sha256[:12]}; differing settings "
+            f"{{name: (bundle, data)}} = {diff}); recompute the features with the bundle's configuration."
+        )
+    ens_t = {k.removeprefix("ensemble."): v for k, v in tensors.items() if k.startswith("ensemble.")}
+    n_members = int(card["architecture"]["n_members"])
+    ens = EnsembleCNN.from_stacked(ens_t, n_members, pool=card["architecture"].get("pool", "avg")).eval()
+    temperature = (
+        float(tensors["calibration.temperature"][0]) if "calibration.temperature" in tensors else 1.0
+    )
+    laplace = None
+    lap_t = {k.removeprefix("laplace."): v for k, v in tensors.items() if k.startswith("laplace.")}
+    if lap_t:
+        from .laplace import KronPosterior
+
+        laplace = KronPosterior.from_tensors(lap_t)
+    bundle = ModelBundle(ensemble=ens, card=card, temperature=temperature, laplace=laplace, path=path)
+    bundle._feature_config = fc
+    try:
+        bundle.to(device)
+    except (RuntimeError, AssertionError) as exc:
+        raise ModelError(f"cannot move model {bundle.name} to device {device!r}: {exc}") from exc
+    return bundle
+
+
+def demo_bundle_path() -> Path:
+    """Location of the demo bundle shipped inside the package."""
+    return Path(str(resources.files("nwb_celltype") / "data" / "demo_model"))
+
+
+def load_demo_bundle(*, device: str | torch.device = "cpu") -> ModelBundle:
+    """The demo model shipped with the package: TRAINED ON SIMULATED DATA, not for scientific
+    conclusions (its card says so). Train a real one with ``nwb-celltype train``."""
+    path = demo_bundle_path()
+    if not (path / CARD_FILE).is_file():
+        raise ModelError(
+            f"the demo model is missing from the installation ({path}); regenerate it with "
+            "`python benchmarks/make_demo_bundle.py` or reinstall nwb-celltype."
+        )
+    return load_bundle(path, device=device)

@@ -1,0 +1,527 @@
+"""The published C4 models (Beau et al., Cell 2025): safe import of the released ensembles and
+prediction with C4's decision rule.
+
+Import reads a ``trained_models.tar.gz`` (``models/model_{i}.pt`` state dicts of npyx's
+``CNNCerebellum``) and its ``hessians.pt`` (per member: eigendecomposed Kronecker factors of the last
+layer's Hessian) without extracting anything to disk and without executing pickled code
+(``torch.load(weights_only=True)``; anything else is refused with :class:`UnsafeFileError`). Members are
+validated against :mod:`.network`, stacked, and the prior precision that C4 re-optimises every time it
+loads the ensemble is fitted once (:mod:`.laplace`) and stored.
+
+Prediction (:func:`predict_c4`) runs all members as one batched computation (blocks of members and
+units bound the memory) and applies C4's rule (npyx ``predict_cell_types``): per member the
+last-layer Laplace probit predictive; mean over members; label = argmax; confidence = ratio of the top
+two mean probabilities; below the threshold (2) -> unclassified; votes = members whose own argmax is
+each class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import pickle
+import re
+import tarfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ModelError, ModelMismatchError, UnsafeFileError
+from ..features.config import FeatureConfig
+from ..vocabulary import C4_CLASSES, C4_CLASSES_MLI_CLUSTERING, UNCLASSIFIED
+from .bundle import ModelBundle, bundle_from_states
+from .laplace import fit_prior_precision, posterior_from_hessians, predictive_variance, probit_probabilities
+from .network import LATENT_DIM, LAYER_DIM, EnsembleCNN, convert_npyx_state_dict
+
+__all__ = [
+    "C4_CITATION",
+    "C4_HESSIANS_URLS",
+    "C4_MODELS_URLS",
+    "C4_VARIANTS",
+    "C4Prediction",
+    "c4_member_outputs",
+    "c4_member_probabilities",
+    "import_c4_ensemble",
+    "is_c4_card",
+    "predict_c4",
+    "safe_torch_load",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Variant name -> (uses the layer one-hot, class names in output order).
+C4_VARIANTS: dict[str, tuple[bool, tuple[str, ...]]] = {
+    "base": (False, C4_CLASSES),
+    "mli_clustering": (False, C4_CLASSES_MLI_CLUSTERING),
+    "layer_information": (True, C4_CLASSES),
+    "layer_information_mli_clustering": (True, C4_CLASSES_MLI_CLUSTERING),
+}
+
+#: Where the C4 authors publish the ensembles (figshare links used by npyx 4.3.1's ``predict_cell_types``).
+C4_MODELS_URLS: dict[str, str] = {
+    "base": "https://figshare.com/ndownloader/files/42117042?private_link=2530fd0da03e18296d51",
+    "mli_clustering": "https://figshare.com/ndownloader/files/42129447?private_link=d508ebc51d544ed8cd4c",
+    "layer_information": "https://figshare.com/ndownloader/files/42853297?private_link=6531855c261b7bad032d",
+    "layer_information_mli_clustering": (
+        "https://figshare.com/ndownloader/files/42853708?private_link=3a81e48aff77d844a402"
+    ),
+}
+C4_HESSIANS_URLS: dict[str, str] = {
+    "base": "https://figshare.com/ndownloader/files/42117033?private_link=2530fd0da03e18296d51",
+    "mli_clustering": "https://figshare.com/ndownloader/files/42129435?private_link=d508ebc51d544ed8cd4c",
+    "layer_information": "https://figshare.com/ndownloader/files/42853141?private_link=6531855c261b7bad032d",
+    "layer_information_mli_clustering": (
+        "https://figshare.com/ndownloader/files/42853567?private_link=3a81e48aff77d844a402"
+    ),
+}
+
+C4_CITATION = (
+    "Beau M., Herzfeld D.J., Naveros F., et al. A deep learning strategy to identify cell types across "
+    "species from high-density extracellular recordings. Cell (2025). "
+    "Reference implementation: npyx (https://github.com/m-beau/NeuroPyxels), npyx/c4."
+)
+
+#: Marker in a model card that says "predict with C4's decision rule".
+DECISION_RULE = "c4_laplace_probit_mean"
+#: Members and units per block of the batched forward (bounds peak memory to a few hundred MB).
+MEMBER_BLOCK = 64
+UNIT_BLOCK = 256
+
+_MODEL_FILE = re.compile(r"^model_(\d+)\.pt$")
+_SAFE_LEAVES = (torch.Tensor, bool, int, float, str, type(None))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_plain(obj, where: str, depth: int = 0) -> None:
+    """Accept only tensors, numbers, strings, bools and None inside dicts / lists / tuples."""
+    if depth > 20:
+        raise UnsafeFileError(f"{where}: nesting deeper than 20 levels; not a C4 file")
+    if isinstance(obj, _SAFE_LEAVES):
+        return
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if not isinstance(k, (str, int)):
+                raise UnsafeFileError(f"{where}: dict key of type {type(k).__name__}; not a C4 file")
+            _check_plain(v, f"{where}[{k!r}]", depth + 1)
+        return
+    if isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_plain(v, f"{where}[{i}]", depth + 1)
+        return
+    raise UnsafeFileError(
+        f"{where}: holds a {type(obj).__module__}.{type(obj).__name__}; C4 files hold only tensors, "
+        "lists, dicts and bools. Refusing it."
+    )
+
+
+def safe_torch_load(source, what: str):
+    """``torch.load`` that never executes pickled code.
+
+    Parameters
+    ----------
+    source : path or binary file object
+    what : str
+        Name of the file for messages.
+
+    Raises
+    ------
+    UnsafeFileError
+        The file needs arbitrary Python objects (classes, functions) to be unpickled.
+    ModelError
+        The file is not a torch file at all (truncated download, HTML error page, ...).
+    """
+    if hasattr(source, "read"):
+        head = source.read(4)
+        source.seek(0)
+    else:
+        with open(source, "rb") as f:
+            head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # zip (torch >= 1.6) or legacy pickle
+        raise ModelError(
+            f"{what} is not a torch file (starts with {head!r}); the download may be truncated or an HTML "
+            "error page: fetch it again."
+        )
+    try:
+        obj = torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+        detail = (lines[0] if lines else str(exc).splitlines()[0])[:200]
+        raise UnsafeFileError(
+            f"{what} contains pickled Python objects other than tensors and plain containers, so "
+            f"loading it would execute arbitrary code; refused ({detail}). "
+            "Use the files published by the C4 authors (see docs/c4.md) and check their sha256."
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise ModelError(
+            f"{what} is not a readable torch file ({type(exc).__name__}: {str(exc)[:200]}); the download "
+            "may be truncated or an HTML error page: fetch it again."
+        ) from exc
+    _check_plain(obj, what)
+    return obj
+
+
+def _read_member_states(archive: Path) -> tuple[list[int], list[dict[str, torch.Tensor]]]:
+    """State dicts of ``models/model_{i}.pt`` in the archive, sorted by ``i`` (as npyx's load_ensemble)."""
+    found: dict[int, dict] = {}
+    try:
+        tar = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, OSError) as exc:
+        raise ModelError(
+            f"{archive} is not a readable tar archive ({exc}); expected C4's trained_models.tar.gz."
+        ) from exc
+    with tar:
+        for member in tar:
+            if member.isdir():
+                continue
+            base = member.name.rsplit("/", 1)[-1]
+            m = _MODEL_FILE.match(base)
+            if m is None:
+                logger.warning("ignoring %s in %s: not a models/model_<i>.pt file", member.name, archive)
+                continue
+            if not member.isfile():
+                raise UnsafeFileError(
+                    f"{archive}: {member.name} is a link or special file, not a regular file; refused."
+                )
+            idx = int(m.group(1))
+            if idx in found:
+                raise ModelMismatchError(f"{archive}: model_{idx}.pt appears twice")
+            data = tar.extractfile(member).read()
+            state = safe_torch_load(io.BytesIO(data), f"{archive}:{member.name}")
+            if not isinstance(state, Mapping):
+                raise ModelMismatchError(
+                    f"{archive}:{member.name} holds a {type(state).__name__}, expected a state dict"
+                )
+            found[idx] = dict(state)
+    if not found:
+        raise ModelMismatchError(
+            f"{archive} holds no models/model_<i>.pt files; is it C4's trained_models.tar.gz?"
+        )
+    order = sorted(found)
+    return order, [found[i] for i in order]
+
+
+def import_c4_ensemble(
+    archive: str | Path,
+    hessians: str | Path,
+    *,
+    variant: str,
+    classes: Sequence[str] | None = None,
+) -> ModelBundle:
+    """Read a published C4 ensemble and its Hessians into a model bundle (save it with ``save_bundle``).
+
+    Parameters
+    ----------
+    archive : path
+        C4's ``trained_models.tar.gz``.
+    hessians : path
+        The matching ``hessians.pt``.
+    variant : {"base", "mli_clustering", "layer_information", "layer_information_mli_clustering"}
+    classes : sequence of str, optional
+        Output class names, overriding the variant's (needed only if the released files have a
+        different number of outputs than the variant's class list).
+
+    Returns
+    -------
+    ModelBundle
+        All members (stacked), their last-layer posteriors with the fitted prior precision, and a card
+        with the class order, the feature configuration (C4's, unit selection on), the C4 citation, the
+        variant, the source files' names, URLs and sha256, and the calibration settings.
+
+    Raises
+    ------
+    UnsafeFileError, ModelError, ModelMismatchError
+    """
+    if variant not in C4_VARIANTS:
+        raise ModelError(f"unknown C4 variant {variant!r}; choose one of {sorted(C4_VARIANTS)}")
+    use_layer, default_classes = C4_VARIANTS[variant]
+    archive, hessians = Path(archive), Path(hessians)
+    for p in (archive, hessians):
+        if not p.is_file():
+            raise ModelError(f"{p} does not exist or is not a file; download it first (docs/c4.md)")
+    indices, states = _read_member_states(archive)
+    hess = safe_torch_load(hessians, str(hessians))
+    if isinstance(hess, torch.Tensor) or not isinstance(hess, Sequence):
+        raise ModelMismatchError(
+            f"{hessians} holds a {type(hess).__name__}; expected a list of per-member Kronecker Hessian dicts"
+        )
+    if len(hess) != len(states):
+        raise ModelMismatchError(
+            f"{archive} has {len(states)} members but {hessians} has {len(hess)} Hessians; they must come "
+            "from the same release (same variant)."
+        )
+    first = convert_npyx_state_dict(states[0])
+    n_classes = int(first["fc2.weight"].shape[0])
+    has_layer = int(first["batch_norm.weight"].shape[0]) == 2 * LATENT_DIM + LAYER_DIM
+    if has_layer != use_layer:
+        raise ModelMismatchError(
+            f"variant {variant!r} {'uses' if use_layer else 'does not use'} layer information but the "
+            f"members {'do' if has_layer else 'do not'}; pass the --variant the files were published as."
+        )
+    names = tuple(classes) if classes is not None else default_classes
+    if len(names) != n_classes:
+        raise ModelMismatchError(
+            f"the members have {n_classes} outputs but variant {variant!r} names {len(names)} classes "
+            f"{list(names)}; pass the class names in output order (--classes) if the release differs."
+        )
+    shapes = {k: tuple(v.shape) for k, v in first.items()}
+    stacked: dict[str, list[torch.Tensor]] = {k: [] for k in first if not k.endswith("num_batches_tracked")}
+    for idx, st in zip(indices, states, strict=True):
+        sd = {k.removeprefix("module."): v for k, v in st.items()}
+        if set(sd) != set(shapes) or any(tuple(sd[k].shape) != s for k, s in shapes.items()):
+            sd = convert_npyx_state_dict(sd, n_classes=n_classes, use_layer=use_layer)  # raises, naming keys
+        bad = [k for k in stacked if not torch.isfinite(sd[k]).all()]
+        if bad:
+            raise ModelError(f"model_{idx}.pt has non-finite values in {bad[:5]}; the file is corrupt")
+        for k in stacked:
+            stacked[k].append(sd[k].detach().to(torch.float32))
+    members = {k: torch.stack(v).contiguous() for k, v in stacked.items()}
+    weight, bias = members["fc2.weight"], members["fc2.bias"]
+    post = posterior_from_hessians(hess, n_classes=n_classes, n_inputs=int(weight.shape[2]))
+    tau = fit_prior_precision(post, weight, bias)
+    archive_sha, hess_sha = _sha256(archive), _sha256(hessians)
+    extra = {
+        "decision_rule": DECISION_RULE,
+        "decision": (
+            "C4: per member the last-layer Laplace probit predictive; mean over members; label = argmax; "
+            "confidence = p(top1) / p(top2), below the threshold (2) -> unclassified; votes = members "
+            "whose argmax is each class"
+        ),
+        "threshold": 2.0,
+        "citation": C4_CITATION,
+        "c4": {
+            "variant": variant,
+            "n_members": len(states),
+            "member_indices": indices,
+            "sources": {
+                "trained_models": {
+                    "file": archive.name,
+                    "sha256": archive_sha,
+                    "url": C4_MODELS_URLS[variant],
+                },
+                "hessians": {"file": hessians.name, "sha256": hess_sha, "url": C4_HESSIANS_URLS[variant]},
+            },
+            "reference_implementation": "npyx 4.3.1 (npyx.c4.predict_cell_types, run_deep_classifier)",
+        },
+        "calibration": {
+            "method": "laplace",
+            "library_reproduced": "laplace-torch 0.1a2 (KronLLLaplace)",
+            "subset_of_weights": "last_layer",
+            "hessian_structure": "kron",
+            "pred_type": "glm",
+            "link_approx": "probit",
+            "prior_precision_fit": "log marginal likelihood, Adam lr 0.1, 100 steps from 1 (fitted at import)",
+            "prior_precision_range": [float(tau.min()), float(tau.max())],
+            "damping_flags": sorted({bool(x) for x in post.damping.tolist()}),
+            "temperature": 1.0,
+        },
+    }
+    bundle = bundle_from_states(
+        _StackedEnsemble(members, n_classes, use_layer, "avg"),
+        classes=names,
+        feature_config=FeatureConfig(c4_unit_selection=True),
+        name=f"c4-{variant}",
+        version=f"published-{archive_sha[:12]}",
+        description=(
+            f"C4 cerebellar cell-type classifier, variant {variant!r}: the {len(states)}-member ensemble "
+            "published by the C4 authors (Beau et al., Cell 2025), trained on optotagged / identified "
+            "mouse cerebellar neurons, imported by nwb-celltype with its last-layer Laplace calibration."
+        ),
+        laplace=post,
+        pool="avg",
+        card_extra=extra,
+    )
+    logger.info(
+        "imported %d C4 members (%s), prior precision %.3g..%.3g", len(states), variant, tau.min(), tau.max()
+    )
+    return bundle
+
+
+def is_c4_card(card: Mapping) -> bool:
+    """Whether a model card asks for C4's decision rule (bundles made by :func:`import_c4_ensemble`)."""
+    return card.get("decision_rule") == DECISION_RULE
+
+
+class _StackedEnsemble(EnsembleCNN):
+    """:class:`EnsembleCNN` built directly from already validated, stacked weights (views, no copy).
+
+    ``EnsembleCNN.__init__`` re-validates every member (milliseconds each: ~10 s for 2,000 members),
+    which C4 bundles already did at import; this sets the same attributes without it. A test checks
+    that it computes exactly what ``EnsembleCNN`` built from the member state dicts computes.
+    """
+
+    def __init__(
+        self, stacked: Mapping[str, torch.Tensor], n_classes: int, use_layer: bool, pool: str
+    ) -> None:
+        torch.nn.Module.__init__(self)
+        self.n_classes = n_classes
+        self.use_layer = use_layer
+        self.pool = pool
+        self.n_members = int(stacked["fc2.weight"].shape[0])
+        self.shared_encoders = False  # C4 fine-tunes the encoders of every member
+        self.n_encoders = self.n_members
+        for key, value in stacked.items():
+            self.register_buffer(key.replace(".", "__"), value)
+
+
+def _blocks(bundle: ModelBundle, member_block: int):
+    """Consecutive member blocks of a bundle as (start, stop, batched network, posterior) (views)."""
+    ens = bundle.ensemble
+    stacked = ens.stacked_tensors()
+    m = ens.n_members
+    for s in range(0, m, member_block):
+        e = min(s + member_block, m)
+        net = _StackedEnsemble(
+            {k: v[s:e] for k, v in stacked.items()}, ens.n_classes, ens.use_layer, ens.pool
+        )
+        yield s, e, net.eval(), bundle.laplace.subset(slice(s, e))
+
+
+def c4_member_outputs(
+    bundle: ModelBundle,
+    acg: torch.Tensor,
+    waveform: torch.Tensor,
+    layer: torch.Tensor | None,
+    *,
+    member_block: int = MEMBER_BLOCK,
+    unit_block: int = UNIT_BLOCK,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and Laplace probit probabilities of every member, each (M, n, k) float32.
+
+    Members and units are processed in blocks (each block one batched computation) so that peak
+    memory stays bounded for ensembles of thousands of members.
+    """
+    if bundle.laplace is None:
+        raise ModelError(
+            f"bundle {bundle.name} has no Laplace posterior; C4 bundles must be made by c4 import"
+        )
+    m, n, k = bundle.ensemble.n_members, int(acg.shape[0]), bundle.ensemble.n_classes
+    logits_all = torch.empty((m, n, k), dtype=torch.float32)
+    probs_all = torch.empty((m, n, k), dtype=torch.float32)
+    with torch.inference_mode():
+        for s, e, net, post in _blocks(bundle, member_block):
+            for u in range(0, n, unit_block):
+                v = min(u + unit_block, n)
+                lay = None if (layer is None or not net.use_layer) else layer[u:v]
+                logits, feats = net(acg[u:v], waveform[u:v], lay)
+                logits_all[s:e, u:v] = logits
+                probs_all[s:e, u:v] = probit_probabilities(logits, predictive_variance(post, feats))
+    return logits_all, probs_all
+
+
+def c4_member_probabilities(
+    bundle: ModelBundle, acg: torch.Tensor, waveform: torch.Tensor, layer: torch.Tensor | None
+) -> torch.Tensor:
+    """Hook used by ``predict_cell_types`` for C4 bundles: (M, n, k) probit probabilities, member-blocked."""
+    return c4_member_outputs(bundle, acg, waveform, layer)[1]
+
+
+@dataclass
+class C4Prediction:
+    """C4's outputs for n units.
+
+    Attributes
+    ----------
+    probabilities : (n, k) float64
+        Mean over members of the Laplace probit predictive.
+    predicted : (n,) int64
+        Argmax of ``probabilities``.
+    labels : (n,) object
+        Class name, or ``"unclassified"`` where ``confidence < threshold``.
+    confidence : (n,) float64
+        Ratio of the top two mean probabilities (C4's confidence ratio).
+    votes : (n, k) int64
+        Number of members whose own argmax is each class.
+    member_logits, member_probabilities : (M, n, k) float32 or None
+        Per-member outputs, only when asked for (tests, diagnostics).
+    """
+
+    probabilities: np.ndarray
+    predicted: np.ndarray
+    labels: np.ndarray
+    confidence: np.ndarray
+    votes: np.ndarray
+    member_logits: np.ndarray | None = None
+    member_probabilities: np.ndarray | None = None
+
+
+def predict_c4(
+    bundle: ModelBundle,
+    acg: np.ndarray,
+    waveform: np.ndarray,
+    layer: np.ndarray | None = None,
+    *,
+    threshold: float = 2.0,
+    keep_members: bool = False,
+) -> C4Prediction:
+    """Classify units given as arrays with C4's decision rule (``predict_cell_types`` does the same on a
+    FeatureSet, with not-classifiable units and reasons).
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        A C4 bundle (:func:`import_c4_ensemble` / ``load_bundle`` of its output).
+    acg : (n, 10, 101) float
+        Log-lag 3D ACG as C4 builds it (x10 scaling included).
+    waveform : (n, 90) float
+        Preprocessed peak-channel waveform.
+    layer : (n, 4) float or None
+        Layer one-hot (required by layer variants; ignored otherwise).
+    threshold : float
+        Confidence ratio below which a unit is ``"unclassified"`` (C4: 2).
+    keep_members : bool
+        Also return per-member logits and probabilities (M x n x k).
+
+    Returns
+    -------
+    C4Prediction
+    """
+    acg_t = torch.as_tensor(np.asarray(acg, dtype=np.float32))
+    wvf_t = torch.as_tensor(np.asarray(waveform, dtype=np.float32))
+    n = int(acg_t.shape[0])
+    if acg_t.shape[1:] != (10, 101) or wvf_t.shape != (n, 90):
+        raise ModelMismatchError(
+            f"C4 models need acg (n, 10, 101) and waveform (n, 90); got {tuple(acg_t.shape)} and "
+            f"{tuple(wvf_t.shape)}. Compute features with the C4 feature configuration."
+        )
+    lay_t = None
+    if bundle.ensemble.use_layer:
+        if layer is None:
+            raise ModelMismatchError(
+                "this C4 variant uses layer information: pass layer one-hots (n, 4) in vocabulary.LAYERS order"
+            )
+        lay_t = torch.as_tensor(np.asarray(layer, dtype=np.float32))
+        if lay_t.shape != (n, 4):
+            raise ModelMismatchError(f"layer must be (n, 4) = ({n}, 4), got {tuple(lay_t.shape)}")
+    classes = bundle.classes
+    k = len(classes)
+    logits, probs = c4_member_outputs(bundle, acg_t, wvf_t, lay_t)
+    p = probs.numpy()
+    mean = p.mean(axis=0, dtype=np.float64)
+    top = p.argmax(axis=2)
+    votes = np.stack([(top == c).sum(axis=0) for c in range(k)], axis=1).astype(np.int64)
+    predicted = mean.argmax(axis=1)
+    srt = np.sort(mean, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        confidence = srt[:, -1] / srt[:, -2]
+    labels = np.array([classes[i] for i in predicted], dtype=object)
+    labels[~(confidence >= threshold)] = UNCLASSIFIED
+    return C4Prediction(
+        mean,
+        predicted,
+        labels,
+        confidence,
+        votes,
+        logits.numpy() if keep_members else None,
+        p if keep_members else None,
+    )

@@ -1,0 +1,377 @@
+"""Evaluation of the classifier: stratified k-fold or leave-one-out cross-validation (or a separate
+test set, e.g. the cross-species check), baselines on the same folds (logistic regression on the same
+features; a CellExplorer-style rule classifier on waveform width + firing rate), JSON + PNG output.
+
+Protocol: the VAEs are pre-trained once on every usable unit with labels unused (as C4 pre-trains on
+all its recordings, test units included, without labels); for each outer fold a full ensemble (inner
+CV folds, temperature) is trained on the training part and predicts the held-out units."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import LibraryError, OutputError
+from .bundle import _json_safe
+from .metrics import classification_metrics
+from .training import (
+    TrainConfig,
+    TrainingSetLike,
+    labelled_rows,
+    pretrain_encoders,
+    stratified_folds,
+    tensors_from_features,
+    train_ensemble,
+    usable_rows,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EvaluationReport", "evaluate_model", "rule_features"]
+
+_RATE_KEYS = ("mean_rate_hz", "firing_rate_hz", "rate_hz", "mean_firing_rate_hz")
+
+
+@dataclass
+class EvaluationReport:
+    """Result of :func:`evaluate_model`.
+
+    Attributes
+    ----------
+    classes : tuple of str
+    y : (n,) int64
+        True class index of each evaluated unit.
+    probabilities : (n, k) float64
+        Held-out ensemble probabilities.
+    metrics : dict
+        :func:`~.metrics.classification_metrics` of the ensemble at ``threshold``.
+    baselines : dict of name -> metrics
+        Same folds, same units.
+    protocol : dict
+        How the numbers were made (folds, seeds, config, timings).
+    """
+
+    classes: tuple[str, ...]
+    y: np.ndarray
+    probabilities: np.ndarray
+    metrics: dict
+    baselines: dict = field(default_factory=dict)
+    protocol: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return _json_safe(
+            {
+                "classes": list(self.classes),
+                "metrics": self.metrics,
+                "baselines": self.baselines,
+                "protocol": self.protocol,
+            }
+        )
+
+    def summary(self) -> str:
+        """A few lines for humans."""
+        m = self.metrics
+        lines = [
+            f"units evaluated: {m['n_units']} ({self.protocol.get('scheme')})",
+            f"balanced accuracy @ threshold {m['threshold']:g}: {m['balanced_accuracy']:.3f} "
+            f"(fraction classified {m['fraction_classified']:.3f}); without threshold "
+            f"{m['balanced_accuracy_all']:.3f}; ECE {m['calibration']['ece']:.3f}",
+        ]
+        for name, b in self.baselines.items():
+            lines.append(f"baseline {name}: balanced accuracy {b['balanced_accuracy_all']:.3f}")
+        return "\n".join(lines)
+
+    def write(self, out_dir: str | Path, *, figures: bool = True) -> list[Path]:
+        """Write ``evaluation.json`` and PNG figures (confusion matrix, per-class P/R/F1,
+        accuracy vs fraction classified, reliability diagram) into ``out_dir``; returns the paths."""
+        out = Path(out_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the evaluation folder {out}: {exc}") from exc
+        paths = [out / "evaluation.json"]
+        paths[0].write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
+        np.savez(out / "predictions.npz", y=self.y, probabilities=self.probabilities)
+        paths.append(out / "predictions.npz")
+        if figures:
+            paths += _figures(self, out)
+        return paths
+
+
+def _figures(rep: EvaluationReport, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    m, classes = rep.metrics, list(rep.classes)
+    paths = []
+    cm = np.asarray(m["confusion_matrix"], dtype=float)
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", color="k" if norm[i, j] < 0.6 else "w")
+    ax.set_xticks(range(len(classes)), classes, rotation=45)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"confusion (threshold {m['threshold']:g}, {m['fraction_classified']:.0%} classified)")
+    fig.tight_layout()
+    paths.append(out / "confusion_matrix.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    w = 0.27
+    for i, key in enumerate(("precision", "recall", "f1")):
+        vals = [m["per_class"][c][key] if m["per_class"][c][key] is not None else np.nan for c in classes]
+        ax.bar(np.arange(len(classes)) + (i - 1) * w, vals, w, label=key)
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"per class (balanced accuracy {m['balanced_accuracy']:.3f})")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    paths.append(out / "per_class.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    curve = [c for c in m["threshold_curve"] if c["accuracy"] is not None]
+    ax.plot([c["fraction_classified"] for c in curve], [c["accuracy"] for c in curve], "o-", label="accuracy")
+    ax.plot(
+        [c["fraction_classified"] for c in curve],
+        [c["balanced_accuracy"] for c in curve],
+        "s--",
+        label="balanced accuracy",
+    )
+    for c in curve:
+        ax.annotate(f"{c['threshold']:g}", (c["fraction_classified"], c["accuracy"]), fontsize=7)
+    ax.set_xlabel("fraction classified")
+    ax.set_ylabel("accuracy of classified units")
+    ax.set_title("accuracy vs fraction classified (threshold)")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(out / "threshold_curve.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    b = m["calibration"]["bins"]
+    xs = [c for c, a in zip(b["centre"], b["accuracy"], strict=True) if a is not None]
+    ys = [a for a in b["accuracy"] if a is not None]
+    cs = [c for c in b["confidence"] if c is not None]
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.plot(cs, ys, "o-")
+    ax.bar(xs, ys, width=0.1, alpha=0.2)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"reliability (ECE {m['calibration']['ece']:.3f})")
+    fig.tight_layout()
+    paths.append(out / "reliability.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+    return paths
+
+
+def rule_features(features) -> np.ndarray:
+    """(n, 2) [trough-to-peak width (ms), log10 firing rate] for the rule-based baseline.
+
+    The rate comes from ``features.stats`` (``mean_rate_hz`` or similar) when present, else from the
+    ACG's long-lag level (proportional to the firing rate)."""
+    wv = np.asarray(features.waveform, dtype=float)
+    trough = np.nanargmin(wv, axis=1)
+    after = np.where(np.arange(wv.shape[1])[None, :] >= trough[:, None], wv, -np.inf)
+    peak = np.argmax(after, axis=1)
+    width_ms = (peak - trough) / (features.config.waveform_rate_hz / 1000.0)
+    rate = None
+    for k in _RATE_KEYS:
+        if k in features.stats:
+            rate = np.asarray(features.stats[k], dtype=float)
+            break
+    if rate is None:
+        rate = np.nanmean(np.asarray(features.acg, dtype=float)[:, :, -10:], axis=(1, 2))
+    return np.stack([width_ms, np.log10(np.maximum(rate, 1e-3))], axis=1)
+
+
+def _baselines(features, rows, y, train_idx, test_idx, seed) -> dict[str, np.ndarray]:
+    """Held-out probabilities of the baselines for one fold."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.tree import DecisionTreeClassifier
+
+    n = len(features)
+    x = np.concatenate(
+        [features.acg.reshape(n, -1), features.waveform.reshape(n, -1), features.layer.reshape(n, -1)], axis=1
+    )[rows]
+    k = int(y.max()) + 1
+    out = {}
+    lr = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced"))
+    lr.fit(x[train_idx], y[train_idx])
+    out["logistic_regression"] = _full_proba(lr.predict_proba(x[test_idx]), lr[-1].classes_, k)
+    xr = rule_features(features)[rows]
+    tree = DecisionTreeClassifier(max_depth=3, class_weight="balanced", random_state=seed)
+    tree.fit(xr[train_idx], y[train_idx])
+    out["rule_width_rate"] = _full_proba(tree.predict_proba(xr[test_idx]), tree.classes_, k)
+    return out
+
+
+def _full_proba(p: np.ndarray, present: np.ndarray, k: int) -> np.ndarray:
+    full = np.zeros((p.shape[0], k))
+    full[:, present] = p
+    return full
+
+
+def _ensemble_proba(result, features, rows) -> np.ndarray:
+    from .network import EnsembleCNN
+
+    ens = EnsembleCNN(result.states).eval()
+    acg, wvf, lay = tensors_from_features(features, rows)
+    with torch.inference_mode():
+        logits, _ = ens(acg, wvf, lay if ens.use_layer else None)
+        return torch.softmax(logits / result.temperature, dim=-1).mean(0).double().numpy()
+
+
+class _Subset:
+    def __init__(self, features, labels):
+        self.features = features
+        self.labels = labels
+
+
+def evaluate_model(
+    training_set: TrainingSetLike,
+    *,
+    folds: int = 5,
+    leave_one_out: bool = False,
+    test_set: TrainingSetLike | None = None,
+    config: TrainConfig | None = None,
+    seed: int = 0,
+    threshold: float = 2.0,
+    baselines: bool = True,
+    progress: bool = False,
+) -> EvaluationReport:
+    """Cross-validate the full training procedure (or train on all and test on ``test_set``).
+
+    Parameters
+    ----------
+    training_set : TrainingSetLike
+        ``features`` + ``labels`` ("" = unlabelled; unlabelled units only pre-train the VAEs).
+    folds : int
+        Outer stratified folds (ignored with ``leave_one_out`` or ``test_set``).
+    leave_one_out : bool
+        One outer fold per labelled unit (slow: one ensemble per unit; use a small ``config``).
+    test_set : TrainingSetLike, optional
+        Train once on all of ``training_set``, evaluate on the labelled units of ``test_set``
+        (e.g. mouse -> macaque). Its units also pre-train the VAEs, labels unused.
+    config : TrainConfig, optional
+        Settings of each trained ensemble.
+    seed : int
+    threshold : float
+        Confidence-ratio threshold of the "at threshold" metrics.
+    baselines : bool
+        Also score logistic regression and the width + rate rule classifier on the same folds.
+    progress : bool
+
+    Returns
+    -------
+    EvaluationReport
+    """
+    from ..features.config import FeatureSet
+
+    config = config or TrainConfig()
+    t0 = time.perf_counter()
+    feats = training_set.features
+    rows, y, classes = labelled_rows(training_set)
+    if test_set is not None:
+        all_feats = FeatureSet.concatenate([feats, test_set.features])
+    else:
+        all_feats = feats
+    pre_rows = np.flatnonzero(usable_rows(all_feats))
+    acg_s, wvf_s, hist = pretrain_encoders(all_feats, pre_rows, config, seed=seed, progress=progress)
+    t_pre = time.perf_counter() - t0
+    labels = np.asarray(training_set.labels, dtype=object)
+    base_names = ("logistic_regression", "rule_width_rate")
+
+    if test_set is not None:
+        t_rows, t_y, _ = labelled_rows(test_set, classes)
+        result = train_ensemble(
+            training_set, config, seed=seed, progress=progress, encoders=(acg_s, wvf_s), classes=classes
+        )
+        p = _ensemble_proba(result, test_set.features, t_rows)
+        y_eval = t_y
+        base_p = {}
+        if baselines:
+            comb_rows = np.concatenate([rows, len(feats) + t_rows])
+            y_comb = np.concatenate([y, t_y])
+            tr = np.arange(len(rows))
+            te = np.arange(len(rows), len(comb_rows))
+            base_p = _baselines(all_feats, comb_rows, y_comb, tr, te, seed)
+        scheme = f"train on all {len(rows)} labelled units, test on {len(t_rows)} labelled units of test_set"
+    else:
+        rng = np.random.default_rng(seed + 7)
+        if leave_one_out:
+            fold = np.arange(len(rows))
+            n_folds = len(rows)
+            scheme = f"leave-one-out over {len(rows)} labelled units"
+        else:
+            if folds < 2:
+                raise LibraryError(f"folds must be >= 2, got {folds}; or pass leave_one_out=True.")
+            fold = stratified_folds(y, folds, rng)
+            n_folds = folds
+            scheme = f"{folds}-fold stratified cross-validation"
+        p = np.zeros((len(rows), len(classes)))
+        base_p = {b: np.zeros_like(p) for b in base_names} if baselines else {}
+        it = range(n_folds)
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc="outer folds")
+        for f in it:
+            test_idx = np.flatnonzero(fold == f)
+            train_idx = np.flatnonzero(fold != f)
+            sub_labels = labels.copy()
+            sub_labels[rows[test_idx]] = ""  # held-out labels are never seen
+            inner = config
+            counts = np.bincount(y[train_idx], minlength=len(classes))
+            if counts.min() < config.folds:
+                from dataclasses import replace
+
+                inner = replace(config, folds=max(2, int(counts.min())))
+            result = train_ensemble(
+                _Subset(feats, sub_labels), inner, seed=seed + f, encoders=(acg_s, wvf_s), classes=classes
+            )
+            p[test_idx] = _ensemble_proba(result, feats, rows[test_idx])
+            if baselines:
+                for name, bp in _baselines(feats, rows, y, train_idx, test_idx, seed).items():
+                    base_p[name][test_idx] = bp
+        y_eval = y
+    metrics = classification_metrics(y_eval, p, classes, threshold=threshold)
+    base_metrics = {
+        name: classification_metrics(y_eval, bp, classes, threshold=threshold) for name, bp in base_p.items()
+    }
+    protocol = {
+        "scheme": scheme,
+        "seed": seed,
+        "threshold": threshold,
+        "config": config.to_dict(),
+        "pretraining": f"VAEs pre-trained once on {len(pre_rows)} usable units, labels unused",
+        "pretrain_seconds": t_pre,
+        "seconds": time.perf_counter() - t0,
+        "vae_final_loss": {k: v[-1] if v else None for k, v in hist.items()},
+        "baselines": {
+            "logistic_regression": "standardised ACG + waveform + layer, L2 (C=0.1), balanced class weights",
+            "rule_width_rate": "CellExplorer-style rules on trough-to-peak width + log firing rate "
+            "(depth-3 decision tree learned on the training folds)",
+        },
+    }
+    return EvaluationReport(
+        classes=classes, y=y_eval, probabilities=p, metrics=metrics, baselines=base_metrics, protocol=protocol
+    )

@@ -1,0 +1,185 @@
+"""Inference: per-unit class probabilities, label, confidence ratio and ensemble votes from a model
+bundle and a FeatureSet; low-confidence units are "unclassified", unusable ones "not_classifiable"."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import InvalidValueError, ModelMismatchError
+from ..features.config import FeatureSet
+from ..vocabulary import NOT_CLASSIFIABLE, UNCLASSIFIED
+from .bundle import ModelBundle
+from .training import check_feature_shapes, usable_rows
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["STATUSES", "Predictions", "predict_cell_types", "predict_member_probabilities"]
+
+#: Values of :attr:`Predictions.status`.
+STATUSES: tuple[str, ...] = ("classified", "unclassified", "not_classifiable")
+_CHUNK = 1024  # units per batched ensemble call: keeps activations in cache
+
+
+@dataclass
+class Predictions:
+    """Per-unit output of :func:`predict_cell_types`.
+
+    Attributes
+    ----------
+    classes : tuple of str
+        Class order of ``probabilities`` and ``votes``.
+    probabilities : (n, k) float64
+        Mean calibrated probability over members; NaN rows for not-classifiable units.
+    labels : (n,) object
+        Class name, ``"unclassified"`` (confidence below threshold) or ``"not_classifiable"``.
+    confidence : (n,) float64
+        p(top1) / p(top2) (>= 1; inf if top2 is 0); NaN for not-classifiable units.
+    votes : (n, k) int64
+        Number of members whose own argmax is each class.
+    status : (n,) object
+        "classified", "unclassified" or "not_classifiable".
+    reasons : (n,) object
+        Why a unit is not classifiable (from the feature layer), else "".
+    unit_ids : (n,) int64
+        Copied from the features.
+    threshold : float
+        Confidence-ratio threshold that was applied.
+    """
+
+    classes: tuple[str, ...]
+    probabilities: np.ndarray
+    labels: np.ndarray
+    confidence: np.ndarray
+    votes: np.ndarray
+    status: np.ndarray
+    reasons: np.ndarray
+    unit_ids: np.ndarray
+    threshold: float
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def predicted_class(self) -> np.ndarray:
+        """Argmax class name per unit regardless of the threshold ("" if not classifiable)."""
+        out = np.full(len(self), "", dtype=object)
+        ok = self.status != "not_classifiable"
+        out[ok] = np.asarray(self.classes, dtype=object)[np.nanargmax(self.probabilities[ok], axis=1)]
+        return out
+
+
+def predict_member_probabilities(
+    bundle: ModelBundle, acg: torch.Tensor, waveform: torch.Tensor, layer: torch.Tensor
+) -> torch.Tensor:
+    """Calibrated probabilities of every member, (M, n, k), for float32 tensors on the bundle's device."""
+    if bundle.card.get("decision_rule") == "c4_laplace_probit_mean":
+        # imported C4 ensembles (up to ~2,000 members): same rule, run in member blocks (model/c4.py)
+        from .c4 import c4_member_probabilities
+
+        return c4_member_probabilities(bundle, acg, waveform, layer)
+    ens = bundle.ensemble
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, acg.shape[0], _CHUNK):
+            sl = slice(i, i + _CHUNK)
+            logits, feats = ens(acg[sl], waveform[sl], layer[sl] if ens.use_layer else None)
+            if bundle.laplace is not None:
+                from .laplace import predictive_variance, probit_probabilities
+
+                outs.append(probit_probabilities(logits, predictive_variance(bundle.laplace, feats)))
+            else:
+                outs.append(torch.softmax(logits / bundle.temperature, dim=-1))
+    if not outs:
+        return torch.zeros((ens.n_members, 0, ens.n_classes))
+    return torch.cat(outs, dim=1)
+
+
+def predict_cell_types(bundle: ModelBundle, features: FeatureSet, *, threshold: float = 2.0) -> Predictions:
+    """Classify every unit of ``features`` with the ensemble of ``bundle``.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        From :func:`load_bundle`, :func:`load_demo_bundle` or :func:`train_model`.
+    features : FeatureSet
+        Computed with the bundle's feature configuration (``bundle.feature_config``).
+    threshold : float
+        Minimum confidence ratio p(top1) / p(top2) for a label (C4: 2); >= 1.
+
+    Returns
+    -------
+    Predictions
+        One row per unit, in the order of ``features``; no unit is dropped.
+
+    Raises
+    ------
+    ModelMismatchError
+        The features were computed with another configuration than the model was trained on.
+    InvalidValueError
+        ``threshold`` < 1 or not finite.
+    """
+    if not np.isfinite(threshold) or threshold < 1.0:
+        raise InvalidValueError(
+            f"threshold must be a finite confidence ratio >= 1 (p(top1) / p(top2)), got {threshold!r}; "
+            "C4's default is 2."
+        )
+    if features.config.sha256 != bundle.feature_config.sha256:
+        raise ModelMismatchError(
+            f"features were computed with configuration {features.config.sha256[:12]} but model "
+            f"{bundle.name} expects {bundle.feature_config.sha256[:12]}; recompute them with "
+            "extract_features(batch, config=bundle.feature_config)."
+        )
+    check_feature_shapes(features)
+    n, k = len(features), len(bundle.classes)
+    ok = usable_rows(features)
+    rows = np.flatnonzero(ok)
+    probs = np.full((n, k), np.nan)
+    votes = np.zeros((n, k), dtype=np.int64)
+    dev = bundle.device
+    if len(rows):
+        acg = torch.from_numpy(np.ascontiguousarray(features.acg[rows], dtype=np.float32)).to(dev)
+        wvf = torch.from_numpy(np.ascontiguousarray(features.waveform[rows], dtype=np.float32)).to(dev)
+        lay = torch.from_numpy(np.ascontiguousarray(features.layer[rows], dtype=np.float32)).to(dev)
+        pm = predict_member_probabilities(bundle, acg, wvf, lay)  # (M, r, k)
+        probs[rows] = pm.mean(0).double().cpu().numpy()
+        top = pm.argmax(-1).cpu().numpy()  # (M, r)
+        votes[rows] = np.stack([(top == c).sum(0) for c in range(k)], axis=1)
+    srt = np.sort(probs[rows], axis=1)
+    conf = np.full(n, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        conf[rows] = srt[:, -1] / srt[:, -2]
+    labels = np.full(n, NOT_CLASSIFIABLE, dtype=object)
+    status = np.full(n, "not_classifiable", dtype=object)
+    classified = ok & (conf >= threshold)
+    if len(rows):
+        best = np.asarray(bundle.classes, dtype=object)[np.argmax(probs[rows], axis=1)]
+        labels[rows] = np.where(classified[rows], best, UNCLASSIFIED)
+        status[rows] = np.where(classified[rows], "classified", "unclassified")
+    reasons = np.full(n, "", dtype=object)
+    given = np.asarray(features.reasons, dtype=object)
+    for i in np.flatnonzero(~ok):
+        r = given[i] if isinstance(given[i], str) and given[i] else ""
+        reasons[i] = r or ("non-finite feature values" if features.usable[i] else "unusable features")
+    logger.info(
+        "classified %d / %d units (%d unclassified, %d not classifiable) with %s",
+        int(classified.sum()),
+        n,
+        int((status == "unclassified").sum()),
+        int((~ok).sum()),
+        bundle.name,
+    )
+    return Predictions(
+        classes=bundle.classes,
+        probabilities=probs,
+        labels=labels,
+        confidence=conf,
+        votes=votes,
+        status=status,
+        reasons=reasons,
+        unit_ids=np.asarray(features.unit_ids),
+        threshold=float(threshold),
+    )

@@ -1,0 +1,55 @@
+"""Locating and loading the ``ndx-celltype`` namespace (installed copy first, source tree second)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pynwb
+
+from ..errors import NwbCelltypeError
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "ndx-celltype"
+NAMESPACE_FILE = f"{NAMESPACE}.namespace.yaml"
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def spec_dir() -> Path:
+    """Folder holding the namespace YAML: ``nwb_celltype/spec`` in an installed wheel, else the
+    source tree's ``spec/`` (editable installs and checkouts).
+
+    Returns
+    -------
+    pathlib.Path
+        A folder containing ``ndx-celltype.namespace.yaml`` and ``ndx-celltype.extensions.yaml``.
+    """
+    for candidate in (_PACKAGE_DIR / "spec", _PACKAGE_DIR.parent / "spec"):
+        if (candidate / NAMESPACE_FILE).is_file():
+            return candidate
+    raise NwbCelltypeError(
+        f"the {NAMESPACE} spec ({NAMESPACE_FILE}) was found neither in {_PACKAGE_DIR / 'spec'} (installed "
+        f"wheel) nor in {_PACKAGE_DIR.parent / 'spec'} (source tree); reinstall nwb-celltype, or run "
+        "`python spec/create_extension_spec.py` in a checkout."
+    )
+
+
+def namespace_path() -> Path:
+    """Path of ``ndx-celltype.namespace.yaml`` that :func:`load_namespace` loads."""
+    return spec_dir() / NAMESPACE_FILE
+
+
+def load_namespace() -> Path:
+    """Load the ``ndx-celltype`` namespace into pynwb's type map (idempotent).
+
+    Returns
+    -------
+    pathlib.Path
+        The namespace file that is (or already was) loaded.
+    """
+    path = namespace_path()
+    if NAMESPACE not in pynwb.available_namespaces():
+        pynwb.load_namespaces(str(path))
+        logger.debug("loaded %s from %s", NAMESPACE, path)
+    return path

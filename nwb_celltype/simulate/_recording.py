@@ -1,0 +1,892 @@
+"""Assemble simulated cerebellar recordings (classes, probe placement, spike trains, defects,
+waveforms, ground-truth labels) and write them as NWB files; also whole labelled libraries."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidValueError, OutputError
+from ..vocabulary import C4_CLASSES
+from ._params import (
+    C4_LABELLED_COUNTS,
+    C4_UNLABELLED_COUNT,
+    DEFAULT_MIX,
+    OTHER,
+    OTHER_KIND_P,
+    OTHER_KINDS,
+    SIM_CLASSES,
+    ClassParams,
+    Preset,
+    get_preset,
+)
+from ._spikes import (
+    add_refractory_violations,
+    apply_amplitude_cutoff,
+    apply_cs_pause,
+    burst_train,
+    gamma_train,
+)
+from ._waveforms import (
+    LAYER_SUFFIX_TO_C4,
+    make_layer_profile,
+    neuropixels_geometry,
+    render_waveforms,
+    template_phases,
+    waveform_time_ms,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SimulationResult", "simulate_library", "simulate_recording", "simulate_units"]
+
+#: Fixed session start (determinism: same seed -> same file contents).
+_START = datetime.datetime(2025, 1, 6, 10, 0, 0, tzinfo=datetime.timezone.utc)
+_UUID_NS = uuid.UUID("6f1c1a52-4f7e-4b8e-9a57-1d6c0e3c1b11")
+N_CHANNELS = 12
+
+#: How each C4 class is identified in real ground-truth libraries (Beau et al. 2025), mimicked.
+_EVIDENCE: dict[str, tuple[str, str]] = {
+    "PkC_ss": ("expert", "simple-spike pause after complex spikes of the same Purkinje cell"),
+    "PkC_cs": ("expert", "complex spikes followed by a simple-spike pause in a paired unit"),
+    "MLI": ("optotagging", "optogenetic identification of a molecular layer interneuron"),
+    "GoC": ("optotagging", "optogenetic identification of a Golgi cell"),
+    "MFB": ("optotagging", "optogenetic identification of a mossy fibre bouton"),
+}
+
+#: Default defect rates (fraction of units affected) when ``defects=True``.
+DEFECT_RATES: dict[str, float] = {
+    "refractory_violations": 0.10,
+    "amplitude_drift": 0.10,
+    "stops_firing": 0.06,
+    "few_spikes": 0.03,
+}
+
+
+@dataclass
+class SimulationResult:
+    """Ground truth of one simulated recording (numpy arrays, one row per unit, table order).
+
+    Attributes
+    ----------
+    path : Path or None
+        The NWB file written (None if none was written).
+    classes : (n,) str
+        True class: one of ``vocabulary.C4_CLASSES`` or ``"other"``.
+    subtypes : (n,) str
+        Kind within the class (e.g. MFB ``"positive"``/``"triphasic"``, other ``"granule"``, ...).
+    labelled : (n,) bool
+        Whether the unit carries a ground-truth label in the file.
+    cell_ids : (n,) int64
+        Simulated cell of each unit; the PkC_ss and PkC_cs units of one Purkinje cell share it.
+    partner : (n,) int64
+        Row of the other unit of the same Purkinje cell (PkC_ss <-> PkC_cs), -1 if none.
+    rates_hz : (n,) float64
+        Target mean rate of the unit's generating process (before defects), Hz.
+    layers : (n,) str
+        Layer of the peak site in the C4 vocabulary (``"ML"``, ``"PCL"``, ``"GCL"``).
+    locations : (n,) str
+        CCF-style acronym of the peak site (e.g. ``"SIMmo"``).
+    electrodes : (n, channels) int64
+        Electrode rows the waveform channels refer to; ``peak_channels`` indexes into them.
+    peak_channels : (n,) int64
+    waveforms : (n, samples, channels) float32
+        Mean waveforms in volts, sampled at ``waveform_rate_hz``.
+    spike_times_s, spike_offsets : (total,) float64 and (n + 1,) int64, or None
+        Flat spike times (s) and offsets, as in ``UnitsBatch`` (None when not kept).
+    spike_counts : (n,) int64
+    defects : dict of str -> (n,) bool
+        Which units carry each defect (keys of ``DEFECT_RATES``).
+    """
+
+    path: Path | None
+    preset: str
+    seed: int
+    duration_s: float
+    waveform_rate_hz: float
+    classes: np.ndarray
+    subtypes: np.ndarray
+    labelled: np.ndarray
+    cell_ids: np.ndarray
+    partner: np.ndarray
+    rates_hz: np.ndarray
+    layers: np.ndarray
+    locations: np.ndarray
+    electrodes: np.ndarray
+    peak_channels: np.ndarray
+    waveforms: np.ndarray
+    spike_counts: np.ndarray
+    spike_times_s: np.ndarray | None = None
+    spike_offsets: np.ndarray | None = None
+    defects: dict = field(default_factory=dict)
+    annotations_written: bool = False
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(n,) str: the ground-truth label of labelled units, ``""`` elsewhere."""
+        return np.where(self.labelled, self.classes, "")
+
+    def spike_times(self, i: int) -> np.ndarray:
+        """Spike times (s) of unit ``i`` (needs the spikes kept)."""
+        if self.spike_times_s is None or self.spike_offsets is None:
+            raise InvalidValueError(
+                "spike times were not kept for this result; simulate with keep_spikes=True "
+                "or read them from the NWB file."
+            )
+        return self.spike_times_s[self.spike_offsets[i] : self.spike_offsets[i + 1]]
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InvalidValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _check_duration(duration_s) -> float:
+    if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float, np.number)):
+        raise InvalidValueError(f"duration_s must be a number of seconds, got {duration_s!r}.")
+    if not np.isfinite(duration_s) or duration_s < 1.0:
+        raise InvalidValueError(
+            f"duration_s must be at least 1 s (and finite), got {duration_s!r}; "
+            "C4 needs > 180 s of good data per unit, so use a few minutes or more."
+        )
+    return float(duration_s)
+
+
+def _check_fraction(fraction) -> float:
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.number)):
+        raise InvalidValueError(f"labelled_fraction must be a number in [0, 1], got {fraction!r}.")
+    if not 0.0 <= fraction <= 1.0:
+        raise InvalidValueError(
+            f"labelled_fraction must lie in [0, 1], got {fraction!r}; e.g. 0.3 labels 30% of "
+            "the units of the five C4 classes."
+        )
+    return float(fraction)
+
+
+def _check_counts(counts: dict, what: str, allowed: tuple[str, ...]) -> dict[str, int]:
+    if not isinstance(counts, dict):
+        raise InvalidValueError(f"{what} must be a dict class -> count, got {type(counts).__name__}.")
+    out = {}
+    for k, v in counts.items():
+        if k not in allowed:
+            raise InvalidValueError(f"{what} has unknown class {k!r}; expected classes among {allowed}.")
+        out[k] = _check_int(f"{what}[{k!r}]", v, 0)
+    return out
+
+
+def _default_counts(n_units: int) -> dict[str, int]:
+    """Split ``n_units`` over DEFAULT_MIX by largest remainders (PkC_cs <= PkC_ss)."""
+    names = list(DEFAULT_MIX)
+    raw = np.array([DEFAULT_MIX[c] for c in names]) * n_units
+    base = np.floor(raw).astype(int)
+    rest = n_units - base.sum()
+    order = np.argsort(-(raw - base), kind="stable")
+    base[order[:rest]] += 1
+    counts = dict(zip(names, base.tolist(), strict=True))
+    if counts["PkC_cs"] > counts["PkC_ss"]:
+        counts["PkC_ss"], counts["PkC_cs"] = counts["PkC_cs"], counts["PkC_ss"]
+    return counts
+
+
+# --------------------------------------------------------------------------------------------
+# per-unit generation
+
+
+def _draw_rate(rng: np.random.Generator, p: ClassParams) -> float:
+    rate = p.rate_hz * np.exp(p.rate_log_sd * rng.standard_normal())
+    return float(np.clip(rate, *p.rate_range_hz))
+
+
+def _u(rng: np.random.Generator, rng_pair: tuple[float, float]) -> float:
+    return float(rng.uniform(*rng_pair))
+
+
+def _class_train(
+    rng: np.random.Generator, cls: str, kind: str, preset: Preset, duration_s: float
+) -> tuple[np.ndarray, float]:
+    """Spike train (s) and target rate (Hz) of one unit of class ``cls``."""
+    p = preset.classes[cls]
+    rate = _draw_rate(rng, p)
+    common = dict(
+        log_rate_sd=_u(rng, p.log_rate_sd),
+        log_rate_tau_s=_u(rng, p.log_rate_tau_s),
+    )
+    dead = _u(rng, p.dead_time_ms) * 1e-3
+    if cls == "MFB" or (cls == OTHER and kind == "granule"):
+        if kind == "granule":
+            rate = float(np.clip(0.8 * np.exp(0.7 * rng.standard_normal()), 0.1, 5.0))
+        t = burst_train(
+            rng,
+            rate,
+            duration_s,
+            mean_burst_size=_u(rng, p.burst_size),
+            intra_isi_s=_u(rng, p.intra_burst_isi_ms) * 1e-3,
+            shape=_u(rng, p.gamma_shape),
+            dead_time_s=dead,
+            **common,
+        )
+        return t, rate
+    if cls == OTHER and kind == "mixture":
+        # two cells merged by the sorter: the sum of two trains of random classes
+        a, b = rng.choice(["PkC_ss", "MLI", "GoC", "MFB", "PkC_cs"], size=2, replace=False)
+        ta, ra = _class_train(rng, str(a), "", preset, duration_s)
+        tb, rb = _class_train(rng, str(b), "", preset, duration_s)
+        t = np.concatenate([ta, tb])
+        t.sort()
+        return t, ra + rb
+    if cls == OTHER and kind == "noise":
+        return gamma_train(rng, rate, duration_s, shape=1.0, dead_time_s=0.0, **common), rate
+    rate = min(rate, 0.5 / dead)
+    t = gamma_train(rng, rate, duration_s, shape=_u(rng, p.gamma_shape), dead_time_s=dead, **common)
+    return t, rate
+
+
+def _apply_defects(
+    rng: np.random.Generator, t: np.ndarray, duration_s: float, flags: dict[str, bool]
+) -> np.ndarray:
+    if flags["refractory_violations"]:
+        t = add_refractory_violations(rng, t, rng.uniform(0.005, 0.04))
+    if flags["amplitude_drift"]:
+        t, _ = apply_amplitude_cutoff(rng, t, duration_s, drift=rng.uniform(-0.7, 0.5))
+    if flags["stops_firing"]:
+        lost = rng.uniform(0.2, 0.6) * duration_s
+        mode = rng.integers(3)
+        if mode == 0:  # drifts away: stops early
+            t = t[t < duration_s - lost]
+        elif mode == 1:  # drifts in: starts late
+            t = t[t >= lost]
+        else:  # silent gap in the middle
+            a = rng.uniform(0, duration_s - lost)
+            t = t[(t < a) | (t >= a + lost)]
+    if flags["few_spikes"] and len(t) > 0:
+        k = int(rng.integers(15, 90))
+        if len(t) > k:
+            t = np.sort(rng.choice(t, size=k, replace=False))
+    return t
+
+
+def _place_units(
+    rng: np.random.Generator,
+    classes: np.ndarray,
+    subtypes: np.ndarray,
+    partner: np.ndarray,
+    segs: list[tuple],
+) -> np.ndarray:
+    """(n, 3) positions (x, y along the probe, z distance from the probe plane), um."""
+    n = len(classes)
+    want = np.empty(n, dtype=object)
+    for i, (c, k) in enumerate(zip(classes, subtypes, strict=True)):
+        if c in ("PkC_ss", "PkC_cs"):
+            want[i] = "pu"
+        elif c == "MLI":
+            want[i] = "mo"
+        elif c in ("GoC", "MFB") or k == "granule":
+            want[i] = "gr"
+        else:
+            want[i] = ("mo", "pu", "gr")[rng.integers(3)]
+    misplaced = rng.uniform(size=n) < 0.07  # layer noise: boundaries are not sharp in vivo
+    want[misplaced] = np.array(["mo", "pu", "gr"], dtype=object)[rng.integers(3, size=misplaced.sum())]
+    starts = np.array([s[0] for s in segs])
+    ends = np.array([s[1] for s in segs])
+    suffix = np.array([s[2] for s in segs])
+    pos = np.empty((n, 3))
+    for i in range(n):
+        cand = np.flatnonzero(suffix == want[i])
+        if len(cand) == 0:
+            cand = np.arange(len(segs))
+        lengths = ends[cand] - starts[cand]
+        j = cand[rng.choice(len(cand), p=lengths / lengths.sum())]
+        if want[i] == "pu":  # somata sit in the middle of the thin Purkinje layer
+            mid, half = (starts[j] + ends[j]) / 2, (ends[j] - starts[j]) / 4
+            pos[i, 1] = rng.uniform(mid - half, mid + half)
+        else:
+            pos[i, 1] = rng.uniform(starts[j], ends[j])
+    pos[:, 0] = rng.uniform(-15.0, 75.0, size=n)
+    pos[:, 2] = rng.uniform(5.0, 40.0, size=n)
+    # the complex-spike unit of a Purkinje cell sits with its simple-spike unit (same soma/dendrite)
+    cs = np.flatnonzero((classes == "PkC_cs") & (partner >= 0))
+    pos[cs] = pos[partner[cs]] + np.column_stack(
+        [rng.normal(0, 5, len(cs)), rng.uniform(-8, 12, len(cs)), rng.normal(0, 3, len(cs)).clip(-2)]
+    )
+    pos[:, 2] = np.abs(pos[:, 2]) + 3.0
+    return pos
+
+
+def simulate_units(
+    *,
+    preset: str | Preset = "mouse",
+    class_counts: dict[str, int],
+    duration_s: float,
+    seed: int = 0,
+    defects: bool = True,
+    waveform_rate_hz: float | None = None,
+    labelled_counts: dict[str, int] | None = None,
+    labelled_fraction: float = 0.0,
+) -> tuple[SimulationResult, list[tuple]]:
+    """Simulate units (no file written): the pure-numpy core of :func:`simulate_recording`.
+
+    Returns
+    -------
+    result : SimulationResult
+        With spike times kept (``path`` is None).
+    segments : list of (start_um, end_um, suffix, region)
+        The layer profile along the probe (see ``make_layer_profile``).
+    """
+    pre = get_preset(preset)
+    duration_s = _check_duration(duration_s)
+    class_counts = _check_counts(class_counts, "class_counts", SIM_CLASSES)
+    seed = _check_int("seed", seed, 0)
+    if class_counts.get("PkC_cs", 0) > class_counts.get("PkC_ss", 0):
+        raise InvalidValueError(
+            f"class_counts asks for {class_counts.get('PkC_cs', 0)} PkC_cs units but only "
+            f"{class_counts.get('PkC_ss', 0)} PkC_ss units; every complex-spike unit belongs to a "
+            "Purkinje cell whose simple spikes are also a unit, so give at least as many PkC_ss."
+        )
+    wrate = float(waveform_rate_hz or pre.waveform_rate_hz)
+    if not np.isfinite(wrate) or not 5000.0 <= wrate <= 100000.0:
+        raise InvalidValueError(
+            f"waveform_rate_hz must be between 5 and 100 kHz, got {waveform_rate_hz!r} "
+            "(Neuropixels records at 30 kHz)."
+        )
+    root = np.random.SeedSequence([seed, 7919])
+    s_layout, s_units, s_labels, s_wave = root.spawn(4)
+    lrng = np.random.default_rng(s_layout)
+
+    classes = np.concatenate([np.full(class_counts.get(c, 0), c, dtype=object) for c in SIM_CLASSES])
+    n = len(classes)
+    if n == 0:
+        raise InvalidValueError("no units requested: give n_units >= 1 or non-zero class_counts.")
+    # table order is a random permutation (as spike sorters number clusters)
+    classes = classes[lrng.permutation(n)].astype(str)
+    subtypes = np.full(n, "", dtype=object)
+    is_mfb = classes == "MFB"
+    subtypes[is_mfb] = np.where(lrng.uniform(size=is_mfb.sum()) < 0.4, "positive", "triphasic")
+    is_other = classes == OTHER
+    subtypes[is_other] = lrng.choice(OTHER_KINDS, size=is_other.sum(), p=OTHER_KIND_P)
+    subtypes = subtypes.astype(str)
+    # pair each PkC_cs unit with a PkC_ss unit of the same cell
+    partner = np.full(n, -1, dtype=np.int64)
+    ss_idx = np.flatnonzero(classes == "PkC_ss")
+    cs_idx = np.flatnonzero(classes == "PkC_cs")
+    mates = lrng.choice(ss_idx, size=len(cs_idx), replace=False) if len(cs_idx) else ss_idx[:0]
+    partner[cs_idx] = mates
+    partner[mates] = cs_idx
+    cell_ids = np.arange(n, dtype=np.int64)
+    cell_ids[cs_idx] = mates
+
+    segs = make_layer_profile(lrng)
+    pos = _place_units(lrng, classes, subtypes, partner, segs)
+
+    # spike trains: one independent stream per unit (or per Purkinje cell)
+    unit_seeds = s_units.spawn(n)
+    trains: list[np.ndarray] = [np.empty(0)] * n
+    rates = np.zeros(n)
+    defect_flags = {k: np.zeros(n, dtype=bool) for k in DEFECT_RATES}
+    for i in range(n):
+        if classes[i] == "PkC_cs":
+            continue  # generated with its simple spikes
+        rng = np.random.default_rng(unit_seeds[i])
+        trains[i], rates[i] = _class_train(rng, classes[i], subtypes[i], pre, duration_s)
+        if classes[i] == "PkC_ss" and partner[i] >= 0:
+            j = partner[i]
+            cs, rates[j] = _class_train(rng, "PkC_cs", "", pre, duration_s)
+            pause = rng.uniform(*pre.cs_pause_ms) * 1e-3
+            trains[i] = apply_cs_pause(trains[i], cs, pause, rng=rng)
+            trains[j] = cs
+    for i in range(n):
+        rng = np.random.default_rng(unit_seeds[i].spawn(1)[0])
+        flags = {k: bool(defects and rng.uniform() < r) for k, r in DEFECT_RATES.items()}
+        for k, v in flags.items():
+            defect_flags[k][i] = v
+        t = _apply_defects(rng, trains[i], duration_s, flags)
+        # spike sorters report sample-quantised times
+        t = np.round(t * wrate) / wrate
+        if len(t) > 1:  # sorted already; drop spikes made simultaneous by the rounding
+            t = t[np.concatenate([[True], np.diff(t) > 0])]
+        trains[i] = t
+    counts = np.array([len(t) for t in trains], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    flat = np.empty(offsets[-1], dtype=np.float64)
+    for i in range(n):
+        flat[offsets[i] : offsets[i + 1]] = trains[i]
+        trains[i] = None  # free as we go: bounded peak memory
+    del trains
+
+    # waveforms on the 12 sites nearest each unit
+    geom = neuropixels_geometry()
+    t_ms = waveform_time_ms(wrate)
+    wrng = np.random.default_rng(s_wave)
+    d_all = np.sqrt(
+        (geom[None, :, 0] - pos[:, None, 0]) ** 2
+        + (geom[None, :, 1] - pos[:, None, 1]) ** 2
+        + pos[:, None, 2] ** 2
+    )  # (n, 384)
+    near = np.argsort(d_all, axis=1, kind="stable")[:, :N_CHANNELS]
+    electrodes = np.sort(near, axis=1)
+    peak_elec = near[:, 0]
+    peak_channels = np.argmax(electrodes == peak_elec[:, None], axis=1).astype(np.int64)
+    waves = np.empty((n, len(t_ms), N_CHANNELS), dtype=np.float32)
+    for i in range(n):
+        c = classes[i]
+        p = pre.classes[c]
+        phases = template_phases(wrng, c, pre.width_scale, subtypes[i])
+        amp_v = p.amplitude_uv * np.exp(0.35 * wrng.standard_normal()) * 1e-6
+        noise_v = (10.0 / np.sqrt(max(counts[i], 1)) + 1.0) * 1e-6
+        waves[i] = render_waveforms(
+            phases,
+            t_ms,
+            d_all[i, electrodes[i]],
+            amplitude_v=amp_v,
+            space_um=_u(wrng, p.space_um),
+            noise_v=noise_v,
+            rng=wrng,
+        )
+    site_suffix, site_loc = site_layers(segs)
+    layers = np.array([LAYER_SUFFIX_TO_C4[site_suffix[e]] for e in peak_elec])
+    locations = site_loc[peak_elec]
+
+    labelled = _choose_labelled(
+        np.random.default_rng(s_labels), classes, partner, labelled_counts, labelled_fraction
+    )
+    result = SimulationResult(
+        path=None,
+        preset=pre.name,
+        seed=seed,
+        duration_s=duration_s,
+        waveform_rate_hz=wrate,
+        classes=classes,
+        subtypes=subtypes,
+        labelled=labelled,
+        cell_ids=cell_ids,
+        partner=partner,
+        rates_hz=rates,
+        layers=layers,
+        locations=locations,
+        electrodes=electrodes.astype(np.int64),
+        peak_channels=peak_channels,
+        waveforms=waves,
+        spike_counts=counts,
+        spike_times_s=flat,
+        spike_offsets=offsets,
+        defects=defect_flags,
+    )
+    return result, segs
+
+
+def site_layers(segs: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """Layer suffix (``mo``/``pu``/``gr``) and CCF-style location of each of the 384 sites."""
+    y = neuropixels_geometry()[:, 1]
+    starts = np.array([s[0] for s in segs])
+    j = np.clip(np.searchsorted(starts, y, side="right") - 1, 0, len(segs) - 1)
+    suffix = np.array([segs[k][2] for k in j])
+    loc = np.array([f"{segs[k][3]}{segs[k][2]}" for k in j])
+    return suffix, loc
+
+
+def _choose_labelled(
+    rng: np.random.Generator,
+    classes: np.ndarray,
+    partner: np.ndarray,
+    labelled_counts: dict[str, int] | None,
+    fraction: float,
+) -> np.ndarray:
+    n = len(classes)
+    labelled = np.zeros(n, dtype=bool)
+    for c in ("PkC_cs", *[c for c in C4_CLASSES if c != "PkC_cs"]):  # CS first: SS follow pairs
+        idx = np.flatnonzero(classes == c)
+        k = labelled_counts.get(c, 0) if labelled_counts is not None else int(round(fraction * len(idx)))
+        if k > len(idx):
+            raise InvalidValueError(
+                f"labelled_counts asks for {k} labelled {c} units but only {len(idx)} are simulated; "
+                f"raise class_counts[{c!r}] to at least {k}."
+            )
+        if k == 0:
+            continue
+        idx = rng.permutation(idx)
+        if c == "PkC_ss":  # Purkinje cells identified by their CS pause are labelled as pairs
+            paired = labelled[partner[idx].clip(0)] & (partner[idx] >= 0)
+            idx = np.concatenate([idx[paired], idx[~paired]])
+        labelled[idx[:k]] = True
+    return labelled
+
+
+# --------------------------------------------------------------------------------------------
+# NWB writing
+
+
+def _h5(data: np.ndarray, compression: str | None):
+    from hdmf.backends.hdf5 import H5DataIO
+
+    if compression is None or data.size == 0:
+        return data
+    return H5DataIO(data, compression=compression, compression_opts=4, shuffle=True, chunks=True)
+
+
+def write_nwb(
+    path: str | Path,
+    result: SimulationResult,
+    segs: list[tuple],
+    *,
+    compression: str | None = "gzip",
+    overwrite: bool = True,
+) -> bool:
+    """Write a simulated recording as an NWB file; return whether ground-truth annotations were
+    written through ``nwb_celltype.nwb.add_annotations`` (False when that layer is unavailable)."""
+    from hdmf.common import DynamicTableRegion, ElementIdentifiers, VectorData, VectorIndex
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.ecephys import ElectrodesTable
+    from pynwb.file import Subject
+    from pynwb.misc import Units
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} exists; pass overwrite=True or choose another path.")
+    if not path.parent.exists():
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist; create it first.")
+    pre = get_preset(result.preset)
+    n = len(result)
+    ident = uuid.uuid5(_UUID_NS, f"{result.preset}/{result.seed}/{n}/{result.duration_s}/{path.name}")
+    start = _START + datetime.timedelta(minutes=result.seed % 100000)
+    nwbfile = NWBFile(
+        session_description=(
+            f"SIMULATED cerebellar Neuropixels recording ({pre.species}, preset {pre.name!r}, seed "
+            f"{result.seed}, {n} units) made by nwb_celltype.simulate; not real data."
+        ),
+        identifier=str(ident),
+        session_start_time=start,
+        file_create_date=[start],
+        session_id=f"sim-{pre.name}-{result.seed}",
+        experimenter=["Simulator, NWB Celltype"],
+        lab="nwb-celltype simulator",
+        institution="nwb-celltype",
+        experiment_description=(
+            "Spike trains and mean waveforms of simulated cerebellar cortex units (Purkinje simple and "
+            "complex spikes, molecular layer interneurons, Golgi cells, mossy fibre boutons and "
+            "unidentified units); parameters and their sources: docs/simulation.md of nwb-celltype."
+        ),
+        keywords=["cerebellum", "cell type", "simulation", "Neuropixels", "ground truth"],
+        subject=Subject(
+            subject_id=f"sim-{pre.name}-{result.seed}",
+            species=pre.species,
+            sex="U",
+            age="P90D" if pre.name == "mouse" else "P6Y",
+            description="simulated animal (no animal was used)",
+        ),
+    )
+    device = nwbfile.create_device(
+        name="NeuropixelsProbe",
+        description="Neuropixels 1.0 geometry (384 sites, 20 um pitch, 4-column checkerboard), simulated",
+        manufacturer="IMEC",
+    )
+    group = nwbfile.create_electrode_group(
+        name="probe0",
+        description="simulated Neuropixels 1.0 shank",
+        location="cerebellar cortex",
+        device=device,
+    )
+    geom = neuropixels_geometry()
+    suffix, loc = site_layers(segs)
+    top = float(geom[:, 1].max()) + 300.0
+    n_sites = len(geom)
+    # built column-wise: add_electrode row by row costs ~0.5 s per file in hdmf's argument checks
+    ecols = [
+        VectorData(
+            name="location", description="CCF-style acronym of the site's region and layer", data=loc.tolist()
+        ),
+        VectorData(name="group", description="electrode group of the site", data=[group] * n_sites),
+        VectorData(name="group_name", description="name of the electrode group", data=[group.name] * n_sites),
+        VectorData(name="rel_x", description="x of the site on the probe, um", data=geom[:, 0].copy()),
+        VectorData(
+            name="rel_y", description="y of the site on the probe (from the tip), um", data=geom[:, 1].copy()
+        ),
+        VectorData(
+            name="depth", description="depth of the site below the brain surface, um", data=top - geom[:, 1]
+        ),
+        VectorData(
+            name="layer",
+            description="cerebellar cortex layer of the site (C4 vocabulary)",
+            data=[LAYER_SUFFIX_TO_C4[x] for x in suffix],
+        ),
+    ]
+    nwbfile.electrodes = ElectrodesTable(
+        id=ElementIdentifiers(name="id", data=np.arange(n_sites)), columns=ecols
+    )
+
+    cols = []
+    st = VectorData(
+        name="spike_times",
+        description="spike times of each unit, s",
+        data=_h5(result.spike_times_s, compression),
+    )
+    cols += [st, VectorIndex(name="spike_times_index", data=result.spike_offsets[1:], target=st)]
+    obs = VectorData(
+        name="obs_intervals",
+        description="observation intervals of each unit, s (the whole session)",
+        data=np.tile([[0.0, result.duration_s]], (n, 1)),
+    )
+    cols += [obs, VectorIndex(name="obs_intervals_index", data=np.arange(1, n + 1), target=obs)]
+    el = DynamicTableRegion(
+        name="electrodes",
+        description="the sites of each unit's waveform_mean channels, in order",
+        data=result.electrodes.ravel(),
+        table=nwbfile.electrodes,
+    )
+    cols += [
+        el,
+        VectorIndex(
+            name="electrodes_index", data=np.arange(1, n + 1) * result.electrodes.shape[1], target=el
+        ),
+    ]
+    cols.append(
+        VectorData(
+            name="waveform_mean",
+            description="mean waveform per unit, (units, samples, channels), volts",
+            data=_h5(result.waveforms, compression),
+        )
+    )
+    extra = {
+        "simulated_class": ("true class of the simulated unit (C4 class or 'other')", result.classes),
+        "simulated_subtype": ("kind within the class (e.g. MFB positive/triphasic)", result.subtypes),
+        "simulated_cell": (
+            "simulated cell; PkC_ss and PkC_cs units of one Purkinje cell share it",
+            result.cell_ids,
+        ),
+        "paired_unit": ("row of the other unit of the same Purkinje cell, -1 if none", result.partner),
+        "peak_channel": ("index of the peak channel within the unit's electrodes", result.peak_channels),
+        "layer": ("layer of the peak site (C4 vocabulary: ML, PCL, GCL)", result.layers),
+        "simulated_defects": (
+            "recording defects simulated in this unit, ';'-separated ('none' if none)",
+            _defect_strings(result.defects, n),
+        ),
+    }
+    for name, (desc, data) in extra.items():
+        cols.append(VectorData(name=name, description=desc, data=np.asarray(data)))
+    nwbfile.units = Units(
+        name="units",
+        description="simulated spike-sorted units (nwb_celltype.simulate)",
+        id=ElementIdentifiers(name="id", data=np.arange(n)),
+        columns=cols,
+        waveform_rate=result.waveform_rate_hz,
+        waveform_unit="volts",
+        resolution=1.0 / result.waveform_rate_hz,
+        electrode_table=nwbfile.electrodes,
+    )
+    written = _add_ground_truth(nwbfile, result, start)
+    try:
+        with NWBHDF5IO(str(path), "w") as io:
+            io.write(nwbfile)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {path}: {exc}; check the folder's permissions and free space."
+        ) from exc
+    return written
+
+
+def _defect_strings(defects: dict, n: int) -> np.ndarray:
+    out = []
+    for i in range(n):
+        names = [k for k, v in defects.items() if v[i]]
+        out.append(";".join(names) if names else "none")
+    return np.array(out)
+
+
+def _add_ground_truth(nwbfile, result: SimulationResult, when: datetime.datetime) -> bool:
+    rows = np.flatnonzero(result.labelled)
+    if len(rows) == 0:
+        return False
+    try:
+        from ..nwb import add_annotations
+    except ImportError:
+        logger.warning(
+            "nwb_celltype.nwb.add_annotations is unavailable: ground-truth labels of %d units are "
+            "only in the simulated_class column",
+            len(rows),
+        )
+        return False
+    from .. import __version__
+
+    labels = result.classes[rows]
+    add_annotations(
+        nwbfile,
+        name="ground_truth",
+        units_region=rows,
+        labels=labels,
+        classes=C4_CLASSES,
+        kind="ground_truth",
+        evidence={
+            "evidence_type": [_EVIDENCE[c][0] for c in labels],
+            "evidence_text": [f"SIMULATED unit; stands in for {_EVIDENCE[c][1]}" for c in labels],
+            "labelled_by": [f"nwb_celltype.simulate {__version__}"] * len(rows),
+            "labelled_at": [when.isoformat()] * len(rows),
+        },
+    )
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+
+def simulate_recording(
+    path: str | Path | None,
+    *,
+    preset: str = "mouse",
+    n_units: int = 150,
+    duration_s: float = 600.0,
+    seed: int = 0,
+    labelled_fraction: float = 0.3,
+    class_counts: dict[str, int] | None = None,
+    labelled_counts: dict[str, int] | None = None,
+    defects: bool = True,
+    waveform_rate_hz: float | None = None,
+    compression: str | None = "gzip",
+    keep_spikes: bool = True,
+) -> SimulationResult:
+    """Simulate a cerebellar Neuropixels recording and write it as an NWB file.
+
+    Parameters
+    ----------
+    path : str, Path or None
+        NWB file to write (overwritten); None simulates without writing.
+    preset : {"mouse", "macaque"}
+        Species preset (rates, spike widths; see docs/simulation.md).
+    n_units : int
+        Number of units, split over the classes by the default mix (ignored with ``class_counts``).
+    duration_s : float
+        Session length in seconds.
+    seed : int
+        Seed; the same seed gives the same units, spikes, waveforms and file contents.
+    labelled_fraction : float in [0, 1]
+        Fraction of the units of each C4 class that get a ground-truth label.
+    class_counts : dict, optional
+        Units per class (``"GoC"``, ``"MLI"``, ``"MFB"``, ``"PkC_ss"``, ``"PkC_cs"``, ``"other"``);
+        every PkC_cs unit is paired with a PkC_ss unit of the same cell.
+    labelled_counts : dict, optional
+        Exact number of labelled units per C4 class (overrides ``labelled_fraction``).
+    defects : bool
+        Simulate recording defects (refractory violations, amplitude drift, units that stop
+        firing, units with very few spikes) at the rates of ``DEFECT_RATES``.
+    waveform_rate_hz : float, optional
+        Sampling rate of the waveforms and of the spike-time grid (default 30 kHz).
+    compression : str or None
+        HDF5 filter for spike times and waveforms ("gzip" default, None for speed).
+    keep_spikes : bool
+        Keep the spike times in the result (False frees them once written).
+
+    Returns
+    -------
+    SimulationResult
+        Ground truth in table order.
+    """
+    n_units = _check_int("n_units", n_units, 1)
+    labelled_fraction = _check_fraction(labelled_fraction)
+    if class_counts is None:
+        class_counts = _default_counts(n_units)
+    if labelled_counts is not None:
+        labelled_counts = _check_counts(labelled_counts, "labelled_counts", C4_CLASSES)
+    result, segs = simulate_units(
+        preset=preset,
+        class_counts=class_counts,
+        duration_s=duration_s,
+        seed=seed,
+        defects=defects,
+        waveform_rate_hz=waveform_rate_hz,
+        labelled_counts=labelled_counts,
+        labelled_fraction=labelled_fraction,
+    )
+    if path is not None:
+        result.annotations_written = write_nwb(path, result, segs, compression=compression)
+        result.path = Path(path)
+        logger.info("wrote %s: %d units, %d spikes", path, len(result), len(result.spike_times_s))
+    if not keep_spikes:
+        result.spike_times_s = None
+        result.spike_offsets = None
+    return result
+
+
+def _split(total: int, parts: int) -> np.ndarray:
+    base = np.full(parts, total // parts)
+    base[: total % parts] += 1
+    return base
+
+
+def simulate_library(
+    out_dir: str | Path,
+    *,
+    preset: str = "mouse",
+    labelled_counts: dict[str, int] | None = None,
+    n_unlabelled: int = C4_UNLABELLED_COUNT,
+    n_sessions: int = 12,
+    duration_s: float = 600.0,
+    seed: int = 0,
+    waveform_rates_hz: tuple[float, ...] | None = None,
+    defects: bool = True,
+    compression: str | None = None,
+    keep_spikes: bool = False,
+) -> list[SimulationResult]:
+    """Simulate a labelled library split over several session files (C4's shape by default).
+
+    The labelled units (``labelled_counts``, default C4's 69 PkC_ss / 58 PkC_cs / 27 MLI /
+    18 GoC / 30 MFB) and ``n_unlabelled`` unlabelled units (all classes and "other", in the
+    default mix) are spread evenly over ``n_sessions`` files ``<preset>_s<seed>_<k>.nwb``.
+    Sessions use waveform rates cycling through ``waveform_rates_hz`` (default: mostly 30 kHz,
+    some 25 and 40 kHz). Datasets are uncompressed by default: a library is usually generated at
+    run time for training, where speed matters more than disk (``compression="gzip"`` to keep it).
+
+    Returns
+    -------
+    list of SimulationResult
+        One per session (spike times dropped unless ``keep_spikes``).
+    """
+    out_dir = Path(out_dir)
+    n_sessions = _check_int("n_sessions", n_sessions, 1)
+    n_unlabelled = _check_int("n_unlabelled", n_unlabelled, 0)
+    seed = _check_int("seed", seed, 0)
+    lab = _check_counts(
+        dict(C4_LABELLED_COUNTS) if labelled_counts is None else labelled_counts,
+        "labelled_counts",
+        C4_CLASSES,
+    )
+    if waveform_rates_hz is None:
+        waveform_rates_hz = (30000.0, 30000.0, 25000.0, 30000.0, 40000.0, 30000.0)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create library folder {out_dir}: {exc}") from exc
+    lab_split = {c: _split(k, n_sessions) for c, k in lab.items()}
+    unl = _default_counts(n_unlabelled)
+    unl_split = {c: _split(k, n_sessions) for c, k in unl.items()}
+    results = []
+    for s in range(n_sessions):
+        counts = {c: int(unl_split[c][s] + (lab_split[c][s] if c in lab_split else 0)) for c in SIM_CLASSES}
+        lab_s = {c: int(v[s]) for c, v in lab_split.items()}
+        if counts["PkC_cs"] > counts["PkC_ss"]:  # keep pairs possible: add unlabelled SS units
+            counts["PkC_ss"] = counts["PkC_cs"]
+        res = simulate_recording(
+            out_dir / f"{get_preset(preset).name}_s{seed}_{s:02d}.nwb",
+            preset=preset,
+            n_units=max(sum(counts.values()), 1),
+            duration_s=duration_s,
+            seed=seed * 1000 + s,
+            class_counts=counts,
+            labelled_counts=lab_s,
+            defects=defects,
+            waveform_rate_hz=waveform_rates_hz[s % len(waveform_rates_hz)],
+            compression=compression,
+            keep_spikes=keep_spikes,
+        )
+        results.append(res)
+    return results

@@ -1,0 +1,541 @@
+"""Whole-dandiset annotation (issue 9): a local "dandiset" of simulated assets served by the
+loopback DANDI-shaped API and Range server; full run, kill and resume, a corrupted asset, an
+asset without units, and a Dask LocalCluster run equal to the local one."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nwb_celltype.batch import annotate_dandiset, derived_asset_path, parse_dandiset_spec
+from nwb_celltype.batch.run import _is_retriable, summary_rows
+from nwb_celltype.batch.state import RunState, is_done, read_json, write_json_atomic
+from nwb_celltype.batch.worker import _is_no_units
+from nwb_celltype.errors import (
+    InvalidValueError,
+    NotNWBError,
+    NwbCelltypeError,
+    OutputError,
+    RemoteError,
+)
+
+DANDISET = "000042"
+#: (subject, session) of the good simulated assets
+GOOD = [("M1", "S1"), ("M1", "S2"), ("M2", "S1"), ("M2", "S2"), ("M3", "S1"), ("M3", "S2")]
+CORRUPT = "sub-M9/sub-M9_ses-S1_ecephys.nwb"
+NO_UNITS = "sub-M8/sub-M8_ses-S1_behavior+ecephys.nwb"
+
+
+def _asset_path(subj: str, ses: str) -> str:
+    return f"sub-{subj}/sub-{subj}_ses-{ses}_ecephys.nwb"
+
+
+# ---------------------------------------------------------------------------------------------
+# pure parts: parsing, layout, state, options
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("000409", ("000409", None)),
+        ("000409@draft", ("000409", "draft")),
+        ("000409@0.230101.1234", ("000409", "0.230101.1234")),
+        ("DANDI:000409/draft", ("000409", "draft")),
+        ("dandi:000409", ("000409", None)),
+    ],
+)
+def test_parse_dandiset_spec(spec, expected):
+    assert parse_dandiset_spec(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["409", "000409@", "abc", "000409/draft/sub-1/x.nwb", ""])
+def test_parse_dandiset_spec_rejects(spec):
+    with pytest.raises(InvalidValueError, match="DANDISET\\[@VERSION\\]"):
+        parse_dandiset_spec(spec)
+
+
+@pytest.mark.parametrize(
+    ("asset", "derived"),
+    [
+        ("sub-M1/sub-M1_ses-S1_ecephys.nwb", "sub-M1/sub-M1_ses-S1_desc-celltype_ecephys.nwb"),
+        (
+            "sub-M1/sub-M1_ses-S1_behavior+ecephys.nwb",
+            "sub-M1/sub-M1_ses-S1_desc-celltype_behavior+ecephys.nwb",
+        ),
+        ("sub-1/sub-1.nwb", "sub-1/sub-1_desc-celltype.nwb"),
+        ("rec_2.nwb", "rec_2_desc-celltype.nwb"),
+    ],
+)
+def test_derived_asset_path(asset, derived):
+    assert derived_asset_path(asset) == derived
+
+
+@pytest.mark.parametrize("asset", ["../x.nwb", "/abs/x.nwb", "a/../../x.nwb"])
+def test_derived_asset_path_rejects_escapes(asset):
+    with pytest.raises(InvalidValueError, match="cannot be mirrored"):
+        derived_asset_path(asset)
+
+
+def test_state_records_atomic_and_is_done(tmp_path):
+    state = RunState(tmp_path)
+    state.prepare()
+    try:
+        out = tmp_path / "sub-1" / "a.nwb"
+        out.parent.mkdir()
+        out.write_bytes(b"x" * 10)
+        rec = {
+            "path": "sub-1/a.nwb",
+            "status": "done",
+            "asset_id": "A",
+            "version": "draft",
+            "model_sha256": "m1",
+            "output": "sub-1/a.nwb",
+            "output_size": 10,
+        }
+        state.write_record(rec)
+        assert not list(state.assets_dir.glob("*.tmp")), "temp file left behind"
+        got = state.read_record("sub-1/a.nwb")
+        assert got == rec
+        assert is_done(got, tmp_path, asset_id="A", version="draft", model_sha256="m1")
+        # another model, asset id (new content) or version: not done
+        assert not is_done(got, tmp_path, asset_id="A", version="draft", model_sha256="m2")
+        assert not is_done(got, tmp_path, asset_id="B", version="draft", model_sha256="m1")
+        assert not is_done(got, tmp_path, asset_id="A", version="0.1", model_sha256="m1")
+        out.write_bytes(b"x" * 11)  # output replaced by something else
+        assert not is_done(got, tmp_path, asset_id="A", version="draft", model_sha256="m1")
+        out.unlink()
+        assert not is_done(got, tmp_path, asset_id="A", version="draft", model_sha256="m1")
+        # a second run on the same folder is refused while the first holds the lock
+        with pytest.raises(OutputError, match="another annotate-dandiset run"):
+            RunState(tmp_path).prepare()
+    finally:
+        state.release()
+    again = RunState(tmp_path)
+    again.prepare()  # released: fine again
+    again.release()
+
+
+def test_read_json_tolerates_garbage(tmp_path):
+    p = tmp_path / "x.json"
+    p.write_text("{not json")
+    assert read_json(p) is None
+    write_json_atomic(p, {"a": np.int64(3), "b": np.arange(2)})
+    assert json.loads(p.read_text()) == {"a": 3, "b": [0, 1]}
+
+
+@pytest.mark.parametrize(
+    ("exc", "retriable"),
+    [
+        (RemoteError("HTTP 503"), True),
+        (ConnectionResetError("reset"), True),
+        (RuntimeError("worker lost"), True),
+        (NotNWBError("not HDF5"), False),
+        (InvalidValueError("bad"), False),
+        (OutputError("disk full"), False),
+    ],
+)
+def test_retry_policy(exc, retriable):
+    assert _is_retriable(exc) is retriable
+
+
+@pytest.mark.parametrize(
+    ("exc", "no_units"),
+    [
+        (NotNWBError("the file has no Units table (/units); expected spike-sorted units."), True),
+        (InvalidValueError("the source's Units table has no units; nothing to annotate"), True),
+        (NotNWBError("x.nwb is not an HDF5 file (truncated file); expected an NWB 2.x HDF5 file"), False),
+        (RemoteError("the file has no units table"), False),  # a remote failure is not "no units"
+    ],
+)
+def test_no_units_detection(exc, no_units):
+    assert _is_no_units(exc) is no_units
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"workers": 2, "scheduler": "tcp://127.0.0.1:1"}, "not both"),
+        ({"workers": 0}, "workers must be >= 1"),
+        ({"retries": -1}, "retries must be >= 0"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+    ],
+)
+def test_bad_options(tmp_path, kwargs, match):
+    with pytest.raises(InvalidValueError, match=match):
+        annotate_dandiset("000001", tmp_path, **kwargs)
+
+
+def test_summary_rows_label_columns():
+    recs = [
+        {"path": "a", "status": "done", "label_counts": {"MLI": 2, "unclassified": 1, "PkC_ss": 3}},
+        {"path": "b", "status": "failed", "error": "x"},
+    ]
+    cols, rows = summary_rows(recs)
+    assert [c for c in cols if c.startswith("label_")] == ["label_MLI", "label_PkC_ss"]  # C4 order
+    assert len(cols) == len(set(cols))
+    assert rows[0]["label_PkC_ss"] == 3 and rows[1]["label_MLI"] is None and rows[1]["error"] == "x"
+
+
+# ---------------------------------------------------------------------------------------------
+# a served local dandiset
+# ---------------------------------------------------------------------------------------------
+
+
+def _make_no_units_file(path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile
+
+    f = NWBFile(
+        session_description="behaviour only, no spike sorting",
+        identifier="no-units",
+        session_start_time=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    )
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(f)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """Six simulated assets, one truncated (corrupt) and one without units, behind the loopback
+    DANDI API and Range server."""
+    simulate = pytest.importorskip("nwb_celltype.simulate")
+    from nwb_celltype.testing.servers import DandiApiServer, RangeServer
+
+    root = tmp_path_factory.mktemp("dandiset")
+    paths = {}
+    for i, (subj, ses) in enumerate(GOOD):
+        rel = _asset_path(subj, ses)
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        simulate.simulate_recording(
+            root / rel, preset="mouse", n_units=24, duration_s=120.0, seed=100 + i, labelled_fraction=0.0
+        )
+        paths[rel] = root / rel
+    # corrupt: the first half of a good file (the HDF5 superblock is there, the data is not)
+    (root / CORRUPT).parent.mkdir(parents=True)
+    data = paths[_asset_path(*GOOD[0])].read_bytes()
+    (root / CORRUPT).write_bytes(data[: len(data) // 2])
+    (root / NO_UNITS).parent.mkdir(parents=True)
+    _make_no_units_file(root / NO_UNITS)
+    (root / "dataset_description.json").write_text("{}")  # not NWB: not listed
+    with RangeServer(root) as files, DandiApiServer(files, page_size=3) as api:
+        for rel in [*paths, CORRUPT, NO_UNITS, "dataset_description.json"]:
+            api.add_asset(DANDISET, rel, root / rel)
+        yield {"root": root, "files": files, "api": api, "good": sorted(paths)}
+
+
+def _env(api) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NWB_CELLTYPE_PAUSE")}
+    env.update({"NWB_CELLTYPE_DANDI_API_URL": api.api_url, "DANDI_NO_ET": "1", "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+def _labels_per_unit(path: Path) -> dict:
+    """Labels and probabilities as any reader gets them from a derived file."""
+    from pynwb import NWBHDF5IO
+
+    from nwb_celltype.nwb import read_annotations
+
+    with NWBHDF5IO(str(path), "r") as io:
+        nwbfile = io.read()
+        recs = read_annotations(nwbfile)
+        assert len(recs) == 1, f"expected one annotation table in {path}, got {list(recs)}"
+        rec = next(iter(recs.values()))
+        return {
+            "labels": [str(x) for x in rec.labels],
+            "probabilities": np.asarray(rec.probabilities, dtype=np.float64),
+            "n_units": len(nwbfile.units),
+        }
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    """A small real bundle (2 untrained C4 networks with fixed seeds): the pipeline does not care
+    whether the weights are trained, and the test does not depend on the demo model's features."""
+    torch = pytest.importorskip("torch")
+    from nwb_celltype.features.config import FeatureConfig
+    from nwb_celltype.model import build_network, bundle_from_states, save_bundle
+    from nwb_celltype.vocabulary import C4_CLASSES
+
+    torch.manual_seed(7)
+    states = [build_network(len(C4_CLASSES)).state_dict() for _ in range(2)]
+    bundle = bundle_from_states(
+        states, classes=C4_CLASSES, feature_config=FeatureConfig(), name="test-untrained", version="0"
+    )
+    return save_bundle(bundle, tmp_path_factory.mktemp("model") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def local_run(served, model_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("derived-local")
+    served["files"].reset_stats()
+    result = annotate_dandiset(
+        f"{DANDISET}@draft",
+        out,
+        model=model_path,
+        threshold=1.0,
+        workers=2,
+        retries=1,
+        retry_backoff_s=0.1,
+        dandi_api_url=served["api"].api_url,
+        batch_size=8,
+    )
+    return {"out": out, "result": result, "stats": served["files"].stats()}
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_full_local_run(served, local_run):
+    res, out = local_run["result"], local_run["out"]
+    by_path = {a["path"]: a for a in res.assets}
+    assert set(by_path) == {*served["good"], CORRUPT, NO_UNITS}  # the JSON file is not NWB: not listed
+    assert res.counts == {"listed": 8, "done": 6, "skipped": 1, "failed": 1, "reused": 0, "annotated": 6}
+    assert res.executor == "local" and res.n_workers == 2
+    for p in served["good"]:
+        rec = by_path[p]
+        assert rec["status"] == "done", rec
+        assert rec["n_units"] == 24 and sum(rec["label_counts"].values()) == 24
+        assert (out / derived_asset_path(p)).is_file()
+        assert rec["worker_model_loads"] == 1, "the model must be loaded once per worker"
+        assert rec["source"]["dandiset_id"] == DANDISET and rec["source"]["asset_id"] == rec["asset_id"]
+        got = _labels_per_unit(out / derived_asset_path(p))
+        assert got["n_units"] == 24 and len(got["labels"]) == 24
+    assert len({by_path[p]["worker"] for p in served["good"]}) == 2, "both workers should have worked"
+    # the corrupted asset is recorded failed with an error, the others completed
+    bad = by_path[CORRUPT]
+    assert bad["status"] == "failed" and bad["error"] and bad["output"] is None
+    assert not (out / derived_asset_path(CORRUPT)).exists()
+    skipped = by_path[NO_UNITS]
+    assert skipped["status"] == "skipped" and "units" in skipped["error"].lower()
+    # summary table: TSV and JSON agree with the result
+    with open(out / "celltype-summary.tsv", newline="") as fh:
+        reader = csv.DictReader(fh, delimiter="\t")
+        rows = list(reader)
+    assert len(rows) == 8 and {"path", "status", "n_units", "time_s", "error"} <= set(reader.fieldnames)
+    assert {r["path"]: r["status"] for r in rows} == {p: a["status"] for p, a in by_path.items()}
+    summary = json.loads((out / "celltype-summary.json").read_text())
+    assert summary["counts"] == res.counts and summary["model"]["sha256"] == res.model["sha256"]
+    # no scratch files left
+    assert not list((out / ".nwb-celltype" / "tmp").iterdir())
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_rerun_is_idempotent(served, model_path, local_run):
+    """Same output folder, same model, same version: nothing is streamed or written again."""
+    out = local_run["out"]
+    before = {p: (out / derived_asset_path(p)).stat().st_mtime_ns for p in served["good"]}
+    served["files"].reset_stats()
+    res = annotate_dandiset(
+        f"{DANDISET}@draft",
+        out,
+        model=model_path,
+        workers=2,
+        retries=0,
+        dandi_api_url=served["api"].api_url,
+    )
+    assert res.counts["reused"] == 6 and res.counts["annotated"] == 0
+    # the failed asset is tried again (once, retries=0); the one without units is not
+    assert res.counts["failed"] == 1 and res.counts["skipped"] == 1
+    touched = {p for p in served["files"].stats().by_path}
+    assert touched <= {"/" + CORRUPT}, f"done assets were read again: {touched}"
+    after = {p: (out / derived_asset_path(p)).stat().st_mtime_ns for p in served["good"]}
+    assert after == before
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_killed_run_resumes(served, model_path, tmp_path):
+    """SIGKILL the CLI half-way; the restarted run does only the remaining assets."""
+    out = tmp_path / "derived"
+    cmd = [
+        sys.executable,
+        "-c",
+        "from nwb_celltype.cli import main; main()",
+        "annotate-dandiset",
+        f"{DANDISET}@draft",
+        "--out",
+        str(out),
+        "--include",
+        "sub-M[123]/*",
+        "--threshold",
+        "1.0",
+        "--model",
+        str(model_path),
+        "--workers",
+        "1",
+        "--quiet",
+    ]
+    served["files"].reset_stats()
+    proc = subprocess.Popen(cmd, env=_env(served["api"]), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    state = RunState(out)
+    deadline = time.monotonic() + 240
+    done1: dict[str, dict] = {}
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            done1 = (
+                {r["path"]: r for r in state.iter_records() if r["status"] == "done"} if out.exists() else {}
+            )
+            if len(done1) >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, f"run ended before it could be killed: {proc.communicate()}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    done1 = {r["path"]: r for r in state.iter_records() if r["status"] == "done"}
+    assert 2 <= len(done1) < 6, f"kill was not half-way: {sorted(done1)}"
+    stats1 = served["files"].stats()
+    time.sleep(0.5)  # the pool process died with the driver (PR_SET_PDEATHSIG)...
+    mtimes = {p: (out / r["output"]).stat().st_mtime_ns for p, r in done1.items()}
+    served["files"].reset_stats()
+    res = subprocess.run(
+        [*cmd, "--json"], env=_env(served["api"]), capture_output=True, text=True, timeout=400
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(res.stdout)
+    assert stats1.requests > 0 and served["files"].stats().requests > 0
+    # ...so nothing touched the first run's outputs after the kill, and the second run read none
+    # of the assets the first one finished
+    read2 = {p.lstrip("/") for p in served["files"].stats().by_path}
+    assert not (read2 & set(done1)), f"assets done twice: {read2 & set(done1)}"
+    assert result["counts"]["done"] == 6, "assets lost"
+    assert result["counts"]["reused"] == len(done1) and result["counts"]["annotated"] == 6 - len(done1)
+    for rec in state.iter_records():
+        if rec["path"] in done1:
+            assert (
+                rec["run_id"] == done1[rec["path"]]["run_id"]
+                and rec["finished"] == done1[rec["path"]]["finished"]
+            )
+            assert (out / rec["output"]).stat().st_mtime_ns == mtimes[rec["path"]]
+        else:
+            assert rec["run_id"] != next(iter(done1.values()))["run_id"]
+    assert not list((out / ".nwb-celltype" / "tmp").iterdir())
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_dask_local_cluster_equals_local_run(served, model_path, local_run, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "derived-dask"
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        res = annotate_dandiset(
+            f"{DANDISET}@draft",
+            out,
+            scheduler=cluster.scheduler_address,
+            model=model_path,
+            threshold=1.0,
+            retries=0,
+            dandi_api_url=served["api"].api_url,
+            batch_size=8,
+        )
+    assert res.executor == "dask" and res.n_workers == 2
+    local = {a["path"]: a for a in local_run["result"].assets}
+    for a in res.assets:
+        assert a["status"] == local[a["path"]]["status"], a
+        if a["status"] == "done":
+            assert a["label_counts"] == local[a["path"]]["label_counts"]
+            assert a["worker_model_loads"] == 1
+            got = _labels_per_unit(out / a["output"])
+            want = _labels_per_unit(local_run["out"] / a["output"])
+            assert got["labels"] == want["labels"] and got["n_units"] == want["n_units"]
+            np.testing.assert_allclose(got["probabilities"], want["probabilities"], rtol=1e-5, atol=1e-6)
+    assert len({a["worker"] for a in res.assets if a["status"] == "done"}) == 2
+
+
+@pytest.mark.network
+def test_transient_failure_is_retried(served, model_path, tmp_path):
+    """A file server answering 503 for a while: the asset is retried with backoff and completes."""
+    files = served["files"]
+    files.faults.status = 503
+    import threading
+
+    timer = threading.Timer(6.0, lambda: setattr(files.faults, "status", None))
+    timer.start()
+    try:
+        res = annotate_dandiset(
+            f"{DANDISET}@draft",
+            tmp_path / "out",
+            include=_asset_path(*GOOD[0]),
+            model=model_path,
+            workers=1,
+            retries=6,
+            retry_backoff_s=0.5,
+            dandi_api_url=served["api"].api_url,
+        )
+    finally:
+        timer.cancel()
+        files.faults.status = None
+    (rec,) = res.assets
+    assert rec["status"] == "done", rec
+    assert rec["attempts"] >= 2, "the first try should have met the injected 503s"
+
+
+def test_unknown_dandiset_is_our_error(served, tmp_path):
+    with pytest.raises(NwbCelltypeError, match="999999"):
+        annotate_dandiset("999999", tmp_path, dandi_api_url=served["api"].api_url)
+
+
+def test_include_matching_nothing(served, tmp_path):
+    with pytest.raises(InvalidValueError, match="no NWB assets matching"):
+        annotate_dandiset(
+            f"{DANDISET}@draft", tmp_path, include="sub-none/*", dandi_api_url=served["api"].api_url
+        )
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_dashboard_is_served(served, model_path, tmp_path):
+    """--dashboard without a scheduler runs a local Dask cluster whose dashboard answers."""
+    import logging
+    import urllib.request
+
+    pytest.importorskip("bokeh")
+    seen: dict = {}
+
+    class Probe(logging.Handler):
+        def emit(self, record):
+            msg = record.getMessage()
+            if msg.startswith("Dask dashboard: "):
+                url = msg.split(": ", 1)[1]
+                with urllib.request.urlopen(url, timeout=30) as resp:  # loopback only
+                    seen["url"], seen["status"] = url, resp.status
+                    seen["body"] = resp.read(200_000).decode("utf-8", "replace")
+
+    probe = Probe()
+    log = logging.getLogger("nwb_celltype.batch.run")
+    log.addHandler(probe)
+    try:
+        res = annotate_dandiset(
+            f"{DANDISET}@draft",
+            tmp_path / "out",
+            include=_asset_path(*GOOD[1]),
+            model=model_path,
+            workers=1,
+            dashboard=True,
+            dashboard_address="127.0.0.1:0",
+            dandi_api_url=served["api"].api_url,
+        )
+    finally:
+        log.removeHandler(probe)
+    assert (
+        res.executor == "dask" and res.dashboard_link and res.dashboard_link.startswith("http://127.0.0.1:")
+    )
+    assert seen.get("status") == 200 and seen["url"] == res.dashboard_link
+    assert "bokeh" in seen["body"].lower() or "dask" in seen["body"].lower()
+    assert res.counts["done"] == 1

@@ -1,0 +1,370 @@
+"""Remote reading through real loopback servers: the Range server (remfile + disk cache), the real
+``dandi`` client against the DANDI-shaped API server, and fault injection."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_io_units import write_units_nwb
+
+from nwb_celltype.errors import InvalidValueError, NotNWBError, RemoteError, SourceNotFoundError
+from nwb_celltype.io import list_dandiset_assets, open_source, parse_source, read_units
+from nwb_celltype.io._remote import BoundedDiskCache
+from nwb_celltype.testing.servers import DandiApiServer, RangeServer
+
+pytestmark = pytest.mark.network
+
+DS = "000123"
+VERSION = "0.260101.1200"
+
+
+def _digest(batches) -> dict:
+    ids, spikes, waves = [], [], []
+    for b in batches:
+        ids.append(b.unit_ids)
+        spikes.append(b.spike_times_s)
+        waves.append(np.nan_to_num(b.waveforms, nan=-1e9))
+    return {
+        "ids": np.concatenate(ids).tolist(),
+        "spikes": float(np.concatenate(spikes).sum()),
+        "n_spikes": int(sum(len(s) for s in spikes)),
+        "waves": float(np.concatenate(waves).sum()),
+    }
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("served")
+    (root / "sub-1").mkdir()
+    (root / "sub-2").mkdir()
+    truth = write_units_nwb(root / "sub-1" / "sub-1_ecephys.nwb", layout="3d", n_units=40, seed=1)
+    write_units_nwb(root / "sub-2" / "sub-2_ecephys.nwb", layout="ragged", n_units=5, seed=2)
+    write_units_nwb(root / "published.nwb", layout="2d", n_units=3, seed=3)
+    (root / "notes.txt").write_text("not an asset we list by default")
+    (root / "junk.nwb").write_bytes(b"\0" * 5000)
+    with RangeServer(root) as files, DandiApiServer(files) as api:
+        ids = {
+            "sub1": api.add_asset(DS, "sub-1/sub-1_ecephys.nwb", root / "sub-1" / "sub-1_ecephys.nwb"),
+            "sub2": api.add_asset(DS, "sub-2/sub-2_ecephys.nwb", root / "sub-2" / "sub-2_ecephys.nwb"),
+            "notes": api.add_asset(DS, "notes.txt", root / "notes.txt"),
+            "pub": api.add_asset(DS, "sub-1/sub-1_ecephys.nwb", root / "published.nwb", version=VERSION),
+        }
+        yield {"root": root, "files": files, "api": api, "truth": truth, "ids": ids}
+
+
+@pytest.fixture
+def fresh(served):
+    served["files"].faults.__init__()
+    served["files"].reset_stats()
+    yield served
+    served["files"].faults.__init__()
+
+
+def test_url_matches_local_and_second_run_makes_no_range_requests(fresh, tmp_path):
+    files, root = fresh["files"], fresh["root"]
+    local = _digest(read_units(root / "sub-1" / "sub-1_ecephys.nwb", batch_size=7))
+    url = files.url_for("sub-1/sub-1_ecephys.nwb")
+    first = _digest(read_units(url, batch_size=7, cache_dir=tmp_path / "c"))
+    assert first == local
+    n_first = files.stats().range_requests
+    assert n_first >= 1
+    files.reset_stats()
+    second = _digest(read_units(url, batch_size=7, cache_dir=tmp_path / "c"))
+    assert second == local
+    assert files.stats().requests == 0  # size and chunks all came from the disk cache
+    with open_source(url, cache_dir=tmp_path / "c") as src:
+        d = src.info.to_dict()
+        assert d["kind"] == "url" and d["url"] == url
+        assert d["size"] == (root / "sub-1" / "sub-1_ecephys.nwb").stat().st_size
+        assert len(src.nwbfile.units) == 40
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "DANDI:{ds}/draft/sub-1/sub-1_ecephys.nwb",
+        "dandi://dandi/{ds}@draft/sub-1/sub-1_ecephys.nwb",
+        "{ds}@draft/sub-1/sub-1_ecephys.nwb",
+        "{ds}/draft/sub-1/sub-1_ecephys.nwb",
+        "https://dandiarchive.org/dandiset/{ds}/draft/files?location=sub-1%2Fsub-1_ecephys.nwb",
+        "{aid}",
+        "{api}/assets/{aid}/download/",
+        "{api}/dandisets/{ds}/versions/draft/assets/{aid}/download/",
+    ],
+)
+def test_dandi_forms(fresh, tmp_path, form):
+    api = fresh["api"]
+    src_str = form.format(ds=DS, aid=fresh["ids"]["sub1"], api=api.api_url)
+    with open_source(src_str, dandi_api_url=api.api_url, cache_dir=False) as src:
+        info = src.info
+        assert info.kind == "dandi"
+        assert info.asset_id == fresh["ids"]["sub1"]
+        assert info.asset_path == "sub-1/sub-1_ecephys.nwb"
+        assert info.url == fresh["files"].url_for("sub-1/sub-1_ecephys.nwb")
+        assert info.sha256 is not None and info.size > 0
+        if "{ds}" in form:
+            assert (info.dandiset_id, info.version) == (DS, "draft")
+        got = _digest(read_units(src))
+    assert got["ids"] == fresh["truth"]["ids"]
+
+
+def test_version_pinning_and_env_api_url(fresh, monkeypatch):
+    monkeypatch.setenv("NWB_CELLTYPE_DANDI_API_URL", fresh["api"].api_url)
+    with open_source(f"DANDI:{DS}/{VERSION}/sub-1/sub-1_ecephys.nwb", cache_dir=False) as src:
+        assert src.info.version == VERSION and src.info.asset_id == fresh["ids"]["pub"]
+        assert len(list(read_units(src))[0]) == 3
+    # no version: the most recent published version wins over draft (dandi client semantics)
+    with open_source(f"{DS}/sub-1/sub-1_ecephys.nwb", cache_dir=False) as src:
+        assert src.info.version == VERSION
+
+
+def test_list_assets(fresh):
+    api = fresh["api"]
+    assets = list_dandiset_assets(f"DANDI:{DS}/draft", dandi_api_url=api.api_url)
+    assert [a.path for a in assets] == ["sub-1/sub-1_ecephys.nwb", "sub-2/sub-2_ecephys.nwb"]
+    root = fresh["root"]
+    assert assets[0].size == (root / "sub-1" / "sub-1_ecephys.nwb").stat().st_size
+    assert assets[0].version == "draft" and assets[0].asset_id == fresh["ids"]["sub1"]
+    assert json.dumps(assets[0].to_dict())
+    everything = list_dandiset_assets(DS, "draft", dandi_api_url=api.api_url, include="*")
+    assert len(everything) == 3  # pagination (page size 2) followed
+    only2 = list_dandiset_assets(f"{DS}/draft/sub-2/", dandi_api_url=api.api_url)
+    assert [a.path for a in only2] == ["sub-2/sub-2_ecephys.nwb"]
+    # the listed download URL works as a source
+    with open_source(assets[1].url, dandi_api_url=api.api_url, cache_dir=False) as src:
+        assert src.info.asset_path == "sub-2/sub-2_ecephys.nwb"
+
+
+def test_cli_assets(fresh):
+    from click.testing import CliRunner
+
+    from nwb_celltype.cli import main
+
+    res = CliRunner().invoke(main, ["assets", DS, "--version", "draft", "--api-url", fresh["api"].api_url])
+    assert res.exit_code == 0, res.output
+    assert "sub-1/sub-1_ecephys.nwb" in res.output and "2 NWB assets" in res.output
+    res = CliRunner().invoke(main, ["assets", "999999", "--api-url", fresh["api"].api_url])
+    assert res.exit_code == 1 and "Error:" in res.output and "not found" in res.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("source", "setup", "exc", "match"),
+    [
+        ("DANDI:999999/draft/x.nwb", None, SourceNotFoundError, "not found"),
+        ("DANDI:{ds}/draft/sub-9/none.nwb", None, SourceNotFoundError, "not found"),
+        ("DANDI:{ds}/0.999999.9999/sub-1/sub-1_ecephys.nwb", None, SourceNotFoundError, "not found"),
+        ("00000000-0000-4000-8000-000000000000", None, SourceNotFoundError, "not found"),
+        ("DANDI:{ds}/draft", None, InvalidValueError, "not one file"),
+        ("DANDI:{ds}/draft/notes.txt", None, NotNWBError, "not an HDF5 file"),
+        ("{files}/missing.nwb", None, SourceNotFoundError, "HTTP 404"),
+        ("{files}/junk.nwb", None, NotNWBError, "not an HDF5 file"),
+        ("{files}/published.nwb", {"status": 403}, RemoteError, "HTTP 403"),
+        ("{files}/published.nwb", {"status": 503}, RemoteError, "failed after 2 attempts"),
+        ("{files}/published.nwb", {"ignore_range": True}, RemoteError, "ignored the HTTP Range"),
+        ("{files}/published.nwb", {"stall_after_bytes": 0, "only_ranges": False}, RemoteError, "no data"),
+        ("{files}/published.nwb", {"cut_after_bytes": 0, "only_ranges": False}, RemoteError, "cut"),
+        ("http://127.0.0.1:{port}/x.nwb", None, RemoteError, "failed after 2 attempts"),
+        ("DANDI:{ds}/draft/x.nwb", "dead-api", RemoteError, "failed after 2 attempts"),
+    ],
+)
+def test_bad_remote_sources_fail_fast(fresh, tmp_path, source, setup, exc, match):
+    files, api = fresh["files"], fresh["api"]
+    api_url = api.api_url
+    if setup == "dead-api":
+        api_url = f"http://127.0.0.1:{_free_port()}/api"
+    elif setup:
+        for k, v in setup.items():
+            setattr(files.faults, k, v)
+    s = source.format(ds=DS, files=files.url, port=_free_port())
+    t0 = time.monotonic()
+    with pytest.raises(exc, match=match):
+        list(read_units(s, dandi_api_url=api_url, cache_dir=False, timeout_s=1.0, retries=1))
+    assert time.monotonic() - t0 < 15
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [{"stall_after_bytes": 1000}, {"cut_after_bytes": 1000}, {"status": 500}],
+)
+def test_failure_mid_read_is_ours_and_bounded(fresh, fault):
+    files = fresh["files"]
+    url = files.url_for("sub-1/sub-1_ecephys.nwb")
+    with open_source(url, cache_dir=False, timeout_s=1.0, retries=1, min_chunk_bytes=4096) as src:
+        for k, v in fault.items():
+            setattr(files.faults, k, v)
+        t0 = time.monotonic()
+        with pytest.raises(RemoteError, match="sub-1_ecephys.nwb"):
+            list(read_units(src, batch_size=5))
+        assert time.monotonic() - t0 < 15
+
+
+def test_transient_errors_are_retried(fresh):
+    files = fresh["files"]
+    files.faults.fail_first = 2
+    url = files.url_for("sub-1/sub-1_ecephys.nwb")
+    got = _digest(read_units(url, cache_dir=False, retries=3))
+    assert got["ids"] == fresh["truth"]["ids"]
+    assert files.stats().by_path["/sub-1/sub-1_ecephys.nwb"] >= 3
+
+
+_READER = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    from nwb_celltype.io import read_units
+    url, cache, out = sys.argv[1:4]
+    ids, total = [], 0.0
+    for b in read_units(url, batch_size=4, cache_dir=cache, min_chunk_bytes=8192):
+        ids += b.unit_ids.tolist()
+        total += float(b.spike_times_s.sum())
+    json.dump({"ids": ids, "total": total}, open(out, "w"))
+    """
+)
+
+
+def test_two_processes_share_the_cache(fresh, tmp_path):
+    files, root = fresh["files"], fresh["root"]
+    files.faults.latency_s = 0.01  # interleave the two readers' chunk writes
+    url = files.url_for("sub-1/sub-1_ecephys.nwb")
+    cache = tmp_path / "shared-cache"
+    script = tmp_path / "reader.py"
+    script.write_text(_READER)
+    env = {**os.environ, "PYTHONWARNINGS": "error::UserWarning"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), url, str(cache), str(tmp_path / f"out{i}.json")], env=env
+        )
+        for i in range(2)
+    ]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    outs = [json.loads((tmp_path / f"out{i}.json").read_text()) for i in range(2)]
+    local = [b for b in read_units(root / "sub-1" / "sub-1_ecephys.nwb")]
+    want_total = float(sum(b.spike_times_s.sum() for b in local))
+    for o in outs:
+        assert o["ids"] == fresh["truth"]["ids"]
+        assert o["total"] == pytest.approx(want_total, rel=0, abs=1e-9)
+    files.reset_stats()
+    subprocess.run(
+        [sys.executable, str(script), url, str(cache), str(tmp_path / "out3.json")], check=True, env=env
+    )
+    assert files.stats().requests == 0
+    assert not list(cache.rglob(".tmp-*"))
+
+
+def test_cache_is_bounded(fresh, tmp_path):
+    url = fresh["files"].url_for("sub-1/sub-1_ecephys.nwb")
+    bound = 64 * 1024
+    list(read_units(url, cache_dir=tmp_path / "small", cache_max_bytes=bound, min_chunk_bytes=8192))
+    cache = BoundedDiskCache(tmp_path / "small", max_bytes=bound)
+    assert 0 < cache.total_bytes() <= bound
+
+
+def test_parse_source_forms():
+    p = parse_source("DANDI:000409/0.260309.1324")
+    assert (p.kind, p.dandiset_id, p.version, p.asset_path) == ("dandi", "000409", "0.260309.1324", None)
+    p = parse_source("dandi://dandi-sandbox/000409@draft/a/b.nwb")
+    assert (p.instance, p.version, p.asset_path) == ("dandi-sandbox", "draft", "a/b.nwb")
+    p = parse_source("https://dandiarchive.org/dandiset/000409")
+    assert (p.dandiset_id, p.version) == ("000409", None)
+    p = parse_source("https://example.org/data/file.nwb?x=1")
+    assert (p.kind, p.url) == ("url", "https://example.org/data/file.nwb?x=1")
+    assert parse_source("no/such/file.nwb").kind == "local"
+    with pytest.raises(InvalidValueError):
+        parse_source("  ")
+    with pytest.raises(InvalidValueError):
+        parse_source("https://dandiarchive.org/about")
+
+
+def test_server_honours_range_and_counts(served):
+    import requests
+
+    files = served["files"]
+    files.reset_stats()
+    url = files.url_for("published.nwb")
+    r = requests.get(url, headers={"Range": "bytes=10-19"}, timeout=5)
+    assert r.status_code == 206 and len(r.content) == 10
+    assert r.content == Path(served["root"] / "published.nwb").read_bytes()[10:20]
+    st = files.stats()
+    assert (st.requests, st.range_requests, st.bytes_sent) == (1, 1, 10)
+    assert st.ranges == [("/published.nwb", 10, 19)]
+
+
+def _write_chunked(path: Path, n_units: int = 60, n_spikes: int = 3000) -> np.ndarray:
+    """Units with gzip-compressed spike_times in chunks of 4096 values (44 chunks)."""
+    import datetime
+
+    from hdmf.backends.hdf5 import H5DataIO
+    from hdmf.common import ElementIdentifiers, VectorData, VectorIndex
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.misc import Units
+
+    rng = np.random.default_rng(5)
+    flat = np.sort(rng.uniform(0, 600, (n_units, n_spikes)), axis=1).ravel()
+    nwb = NWBFile(
+        session_description="chunked",
+        identifier="chunked",
+        session_start_time=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+    )
+    st = VectorData(
+        name="spike_times", description="s", data=H5DataIO(flat, chunks=(4096,), compression="gzip")
+    )
+    sti = VectorIndex(name="spike_times_index", data=np.arange(1, n_units + 1) * n_spikes, target=st)
+    wave = rng.normal(size=(n_units, 50)).astype("f4")
+    wm = VectorData(name="waveform_mean", description="w", data=H5DataIO(wave, chunks=(8, 50)))
+    nwb.units = Units(
+        name="units",
+        id=ElementIdentifiers(name="id", data=np.arange(n_units)),
+        columns=[st, sti, wm],
+        waveform_rate=30000.0,
+    )
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return flat
+
+
+def test_chunked_compressed_file_is_read_in_few_requests(fresh):
+    files, root = fresh["files"], fresh["root"]
+    flat = _write_chunked(root / "chunked.nwb")
+    got = list(
+        read_units(files.url_for("chunked.nwb"), batch_size=30, cache_dir=False, min_chunk_bytes=16384)
+    )
+    np.testing.assert_array_equal(np.concatenate([b.spike_times_s for b in got]), flat)
+    # 44 spike chunks + 8 waveform chunks, 60 units: far fewer requests than chunks or units
+    assert files.stats().range_requests <= 12, files.stats().ranges
+
+
+def test_cache_dir_from_env_and_json_listing(fresh, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from nwb_celltype.cli import main
+
+    monkeypatch.setenv("NWB_CELLTYPE_CACHE_DIR", str(tmp_path / "envcache"))
+    with open_source(fresh["files"].url_for("published.nwb")) as src:
+        assert src.cache is not None and Path(src.cache.root) == tmp_path / "envcache"
+        with pytest.raises(InvalidValueError, match="already open"):
+            list(read_units(src, timeout_s=3))
+        list(read_units(src))
+    assert BoundedDiskCache(tmp_path / "envcache", max_bytes=1 << 30).total_bytes() > 0
+    res = CliRunner().invoke(
+        main, ["assets", f"DANDI:{DS}/draft", "--json", "--api-url", fresh["api"].api_url]
+    )
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert {r["path"] for r in rows} == {"sub-1/sub-1_ecephys.nwb", "sub-2/sub-2_ecephys.nwb"}
+    assert all(r["size"] > 0 and r["version"] == "draft" for r in rows)
