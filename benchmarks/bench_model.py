@@ -67,7 +67,9 @@ def bench_inference(bundle, feats: FeatureSet, n_units: int) -> dict:
     acg, wvf, lay = tensors_from_features(big)
     t = time.perf_counter()
     with torch.inference_mode():
-        probs = [torch.softmax(n(acg, wvf, lay if n.use_layer else None) / bundle.temperature, -1) for n in nets]
+        probs = [
+            torch.softmax(n(acg, wvf, lay if n.use_layer else None) / bundle.temperature, -1) for n in nets
+        ]
         torch.stack(probs).mean(0)
     t_ref = time.perf_counter() - t
     return {
@@ -91,7 +93,7 @@ def main() -> None:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     n_unl = 300 if args.quick else 3000
-    dur = 300.0 if args.quick else 600.0
+    dur = 300.0
     cfg = TrainConfig(vae_epochs=5, repeats=1) if args.quick else TrainConfig()
     results: dict = {
         "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU",
@@ -106,7 +108,9 @@ def main() -> None:
     results["mouse_counts"] = mouse.class_counts()
     results["mouse_units"] = len(mouse.labels)
     results["macaque_counts"] = macaque.class_counts()
-    print(f"libraries ready in {results['library_seconds']:.0f} s: mouse {results['mouse_counts']}", flush=True)
+    print(
+        f"libraries ready in {results['library_seconds']:.0f} s: mouse {results['mouse_counts']}", flush=True
+    )
 
     # 3. training time: 200 labelled + 3,000 unlabelled, full ensemble
     t = time.perf_counter()
@@ -125,7 +129,10 @@ def main() -> None:
             for k in ("balanced_accuracy", "fraction_classified", "balanced_accuracy_all")
         },
     }
-    print(f"training: {t_train:.0f} s for {tr['n_labelled']} labelled + {tr['n_unlabelled']} unlabelled", flush=True)
+    print(
+        f"training: {t_train:.0f} s for {tr['n_labelled']} labelled + {tr['n_unlabelled']} unlabelled",
+        flush=True,
+    )
 
     # 4. inference
     results["inference"] = bench_inference(bundle, mouse.features.subset(mouse.features.usable), 20_000)
@@ -147,7 +154,10 @@ def main() -> None:
     # 1. cross-validation on the mouse library
     if not args.skip_cv:
         rep = evaluate_model(mouse, folds=5, config=replace(cfg), seed=0)
-        results["mouse_cv"] = {"ensemble": _short(rep.metrics), **{k: _short(v) for k, v in rep.baselines.items()}}
+        results["mouse_cv"] = {
+            "ensemble": _short(rep.metrics),
+            **{k: _short(v) for k, v in rep.baselines.items()},
+        }
         results["mouse_cv"]["seconds"] = rep.protocol["seconds"]
         rep.write(work / "mouse_cv_report")
         print("mouse 5-fold CV:", json.dumps(results["mouse_cv"]), flush=True)

@@ -2,7 +2,8 @@
 
 Measures, on this machine:
 1. a 500-unit, one-hour mouse recording: generation time, NWB write time (gzip and uncompressed)
-   and peak memory (each case in a fresh process, ru_maxrss, minus the imports' baseline);
+   and peak memory (each case in a fresh process, ru_maxrss, minus the imports' baseline); wall
+   time and the process's CPU time (user + sys: less sensitive to other jobs on a shared machine);
 2. the default C4-shaped library (3,292 units over 12 files, 600 s each): total time;
 3. ratios against plain references run in the same process on the same data:
    - spike trains: our vectorised modulated-gamma generator vs a textbook per-spike Python loop
@@ -26,7 +27,8 @@ _CHILD = r"""
 import json, resource, sys, time
 import numpy as np
 from nwb_celltype.simulate import simulate_recording, simulate_library
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+_ru = resource.getrusage(resource.RUSAGE_SELF)
+base, cpu0 = _ru.ru_maxrss, _ru.ru_utime + _ru.ru_stime
 case, out, units, dur, comp = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 comp = None if comp == "none" else comp
 t0 = time.perf_counter()
@@ -39,8 +41,9 @@ else:
     spikes = int(sum(r.spike_counts.sum() for r in res))
     n = sum(len(r) for r in res)
 dt = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"seconds": dt, "spikes": spikes, "units": n, "peak_mb": (peak - base) / 1024}))
+_ru = resource.getrusage(resource.RUSAGE_SELF)
+peak, cpu = _ru.ru_maxrss, _ru.ru_utime + _ru.ru_stime - cpu0
+print(json.dumps({"seconds": dt, "cpu_s": cpu, "spikes": spikes, "units": n, "peak_mb": (peak - base) / 1024}))
 """
 
 
@@ -142,16 +145,16 @@ def main() -> None:
         print(f"== {units}-unit, {dur:g} s mouse recording (fresh process each) ==")
         gen = _child("recording", "-", str(units), str(dur), "none")
         print(
-            f"generate only      : {gen['seconds']:.1f} s, {gen['spikes'] / 1e6:.1f} M spikes, peak +{gen['peak_mb']:.0f} MB"
+            f"generate only      : {gen['seconds']:.1f} s (CPU {gen['cpu_s']:.1f} s), {gen['spikes'] / 1e6:.1f} M spikes, peak +{gen['peak_mb']:.0f} MB"
         )
         raw = _child("recording", str(tmp / "raw.nwb"), str(units), str(dur), "none")
         print(
-            f"+ write (no gzip)  : {raw['seconds']:.1f} s, peak +{raw['peak_mb']:.0f} MB, "
+            f"+ write (no gzip)  : {raw['seconds']:.1f} s (CPU {raw['cpu_s']:.1f} s), peak +{raw['peak_mb']:.0f} MB, "
             f"{(tmp / 'raw.nwb').stat().st_size / 1e6:.0f} MB file"
         )
         gz = _child("recording", str(tmp / "gz.nwb"), str(units), str(dur), "gzip")
         print(
-            f"+ write (gzip 4)   : {gz['seconds']:.1f} s, peak +{gz['peak_mb']:.0f} MB, "
+            f"+ write (gzip 4)   : {gz['seconds']:.1f} s (CPU {gz['cpu_s']:.1f} s), peak +{gz['peak_mb']:.0f} MB, "
             f"{(tmp / 'gz.nwb').stat().st_size / 1e6:.0f} MB file"
         )
         for p in tmp.glob("*.nwb"):
@@ -160,7 +163,7 @@ def main() -> None:
         print(f"== default C4-shaped library, {lib_dur:g} s sessions, uncompressed ==")
         lib = _child("library", str(tmp / "lib"), "0", str(lib_dur), "none")
         print(
-            f"library            : {lib['seconds']:.1f} s, {lib['units']} units, {lib['spikes'] / 1e6:.1f} M spikes, "
+            f"library            : {lib['seconds']:.1f} s (CPU {lib['cpu_s']:.1f} s), {lib['units']} units, {lib['spikes'] / 1e6:.1f} M spikes, "
             f"peak +{lib['peak_mb']:.0f} MB"
         )
         print("== ratios against plain references, same run, same data ==")

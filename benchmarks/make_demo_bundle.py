@@ -44,7 +44,11 @@ def main() -> None:
     ts = load_training_set(files, cache_dir=work / "cache", progress=True)
     # references point at temporary files: keep only what identifies them (name + content hash)
     ts.references = [
-        {"source": Path(str(r.get("source", ""))).name, "sha256": r.get("sha256"), "n_units": r.get("n_units")}
+        {
+            "source": Path(str(r.get("source", ""))).name,
+            "sha256": r.get("sha256"),
+            "n_units": r.get("n_units"),
+        }
         for r in ts.references
     ]
     torch.set_num_threads(1)

@@ -55,6 +55,7 @@ _LAZY: dict[str, str] = {
     "load_bundle": ".model",
     "save_bundle": ".model",
     "load_demo_bundle": ".model",
+    "import_c4_ensemble": ".model.c4",
     "load_training_set": ".library",
     "TrainingSet": ".library",
     "label_file": ".library",
@@ -70,6 +71,8 @@ _LAZY: dict[str, str] = {
     "load_features": ".features",
     "FeatureConfig": ".features",
     "FeatureSet": ".features",
+    "annotate_dandiset": ".batch",
+    "DandisetRunResult": ".batch",
 }
 
 

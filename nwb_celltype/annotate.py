@@ -24,8 +24,6 @@ from .units import UnitsBatch
 
 logger = logging.getLogger(__name__)
 
-#: Processing module that holds every ndx-celltype object in a file.
-MODULE_NAME = "cell_types"
 #: Environment variable used by the kill tests: the run stops (SIGSTOP-like pause) at the named stage.
 _PAUSE_ENV = "NWB_CELLTYPE_PAUSE_AT"
 
@@ -96,10 +94,13 @@ def table_name_for(bundle) -> str:
 
 
 def _software_versions() -> dict[str, str]:
+    """The NWB stack's versions plus those of the compute layers used by annotate."""
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": sys.version.split()[0]}
-    for pkg in ("nwb-celltype", "numpy", "pynwb", "hdmf", "h5py", "jax", "torch", "remfile", "dandi"):
+    from .nwb import default_software_versions
+
+    out = {"python": sys.version.split()[0], **default_software_versions()}
+    for pkg in ("jax", "torch", "remfile", "dandi"):
         with contextlib.suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
     return out
@@ -122,7 +123,7 @@ def _check_output_path(out: Path, input_path: Path | None) -> None:
 def _atomic_target(final: Path):
     """Yield a temporary path beside ``final``; on success it replaces ``final`` atomically, on
     any failure (or kill) the final path is untouched and the temporary file is removed."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp.nwb", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -183,7 +184,7 @@ def _write_tables(nwbfile, *, bundle, preds, unit_indices, table_name, threshold
         nwbfile,
         name=f"{table_name}_classifier",
         version=str(bundle.version),
-        weights_sha256=bundle.sha256,
+        weights_sha256=str(card.get("weights_sha256") or bundle.sha256),
         classes=classes,
         class_ontology_ids=[CELL_ONTOLOGY_IDS.get(c, "") for c in classes],
         feature_config_json=bundle.feature_config.to_json(),
@@ -192,6 +193,7 @@ def _write_tables(nwbfile, *, bundle, preds, unit_indices, table_name, threshold
         threshold=float(threshold),
         parameters={
             "model_name": str(bundle.name),
+            "bundle_sha256": bundle.sha256,
             "call": call,
             "skipped_units": skipped,
             "model_card_description": str(card.get("description", "")),
@@ -222,6 +224,8 @@ def _write_tables(nwbfile, *, bundle, preds, unit_indices, table_name, threshold
 def _existing_names(h5path: Path) -> set[str]:
     import h5py
 
+    from .nwb import MODULE_NAME
+
     with h5py.File(h5path, "r") as f:
         grp = f.get(f"processing/{MODULE_NAME}")
         return set(grp.keys()) if grp is not None else set()
@@ -229,6 +233,8 @@ def _existing_names(h5path: Path) -> set[str]:
 
 def _remove_existing(h5path: Path, names: list[str]) -> None:
     import h5py
+
+    from .nwb import MODULE_NAME
 
     with h5py.File(h5path, "a") as f:
         grp = f[f"processing/{MODULE_NAME}"]
@@ -388,7 +394,9 @@ def annotate(
         if mode != "in_place":
             _check_output_path(final, input_path)
             if final.exists() and not overwrite:
-                raise AnnotationExistsError(f"{final} exists; pass overwrite=True (--overwrite) to replace it")
+                raise AnnotationExistsError(
+                    f"{final} exists; pass overwrite=True (--overwrite) to replace it"
+                )
         elif not os.access(final.parent, os.W_OK):
             raise OutputError(f"cannot annotate {final} in place: its folder is not writable")
 
@@ -409,7 +417,7 @@ def annotate(
         preds.reasons = reasons
         skipped = [
             {"unit_id": int(uid), "reason": str(r)}
-            for uid, s, r in zip(features.unit_ids, preds.status, reasons)
+            for uid, s, r in zip(features.unit_ids, preds.status, reasons, strict=True)
             if s == "not_classifiable"
         ]
         unit_indices = np.concatenate([b.unit_indices for b in batches])

@@ -66,19 +66,32 @@ def format_annotations(records: dict, *, table: str | None = None, max_rows: int
             )
             conf = "" if rec.confidence is None else f"{rec.confidence[i]:.2f}"
             rows.append(
-                [str(rec.unit_ids[i]), str(rec.labels[i]), str(rec.status[i]), conf, *probs, str(rec.reasons[i])]
+                [
+                    str(rec.unit_ids[i]),
+                    str(rec.labels[i]),
+                    str(rec.status[i]),
+                    conf,
+                    *probs,
+                    str(rec.reasons[i]),
+                ]
             )
         widths = [max(len(h), *(len(r[j]) for r in rows)) if rows else len(h) for j, h in enumerate(header)]
-        out.append("   " + "  ".join(h.ljust(w) for h, w in zip(header, widths)))
+        out.append("   " + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
         for r in rows:
-            out.append("   " + "  ".join(c.ljust(w) for c, w in zip(r, widths)))
+            out.append("   " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
         if n < len(rec.labels):
             out.append(f"   ... {len(rec.labels) - n} more rows")
     return "\n".join(out)
 
 
-def write_report(path: str | os.PathLike, out_dir: str | os.PathLike, *, table: str | None = None,
-                 max_units: int | None = None, progress: bool = False) -> Path:
+def write_report(
+    path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    table: str | None = None,
+    max_units: int | None = None,
+    progress: bool = False,
+) -> Path:
     """Draw per-unit figures (waveform, 3D ACG heatmap, class probabilities) and a summary page.
 
     Features are recomputed from the file's units with the feature configuration the classifier
@@ -100,7 +113,7 @@ def write_report(path: str | os.PathLike, out_dir: str | os.PathLike, *, table: 
     if name not in records:
         raise InvalidValueError(f"no annotation table {name!r}; the file has {sorted(records)}")
     rec = records[name]
-    cfg_json = (rec.classifier or {}).get("feature_config_json") or ""
+    cfg_json = (rec.classifier or {}).get("feature_config") or ""
     config = FeatureConfig.from_json(cfg_json) if cfg_json else FeatureConfig()
 
     out = Path(out_dir)

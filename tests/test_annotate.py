@@ -25,24 +25,13 @@ from nwb_celltype.errors import (
     OutputError,
 )
 from nwb_celltype.inspect_file import load_annotations
+from nwb_celltype.testing.checksums import dataset_checksums as _dataset_checksums
 
 N_UNITS = 24
 
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _dataset_checksums(path: Path) -> dict[str, str]:
-    out = {}
-    with h5py.File(path, "r") as f:
-
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                out[name] = hashlib.sha256(np.asarray(obj[()]).tobytes()).hexdigest()
-
-        f.visititems(visit)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +71,11 @@ def test_annotated_copy_has_a_row_per_unit_and_leaves_input_untouched(rec_copy, 
     assert len(rec.labels) == N_UNITS
     assert sorted(rec.unit_indices.tolist()) == list(range(N_UNITS))
     clf = rec.classifier
-    assert clf["weights_sha256"] == demo_bundle.sha256
+    assert clf["weights_sha256"] == demo_bundle.card["weights_sha256"]
     params = clf["parameters"]
+    assert params["bundle_sha256"] == demo_bundle.sha256
     assert "call" in params and "skipped_units" in params
-    assert json.loads(clf["feature_config_json"]) == demo_bundle.feature_config.to_dict()
+    assert json.loads(clf["feature_config"]) == demo_bundle.feature_config.to_dict()
     # every pre-existing dataset of the input is byte-identical in the copy
     src = _dataset_checksums(rec_copy)
     dst = _dataset_checksums(out)
@@ -142,7 +132,10 @@ def test_two_models_keep_both_tables(rec_copy, demo_bundle, tmp_path):
     card.pop("sha256", None)
     card["name"] = "second-model"
     second = ModelBundle(
-        ensemble=demo_bundle.ensemble, card=card, temperature=demo_bundle.temperature, laplace=demo_bundle.laplace
+        ensemble=demo_bundle.ensemble,
+        card=card,
+        temperature=demo_bundle.temperature,
+        laplace=demo_bundle.laplace,
     )
     demo_bundle_copy = load_bundle(save_bundle(second, tmp_path / "b2"))
     assert demo_bundle_copy.sha256 != demo_bundle.sha256

@@ -5,7 +5,6 @@ regenerates identically and validates against the NWB schema language."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -26,32 +25,11 @@ from nwb_celltype.testing import (
     mock_CellTypeEvidence,
     mock_NWBFile_with_units,
 )
+from nwb_celltype.testing.checksums import dataset_checksums as _dataset_checksums
 from nwb_celltype.vocabulary import C4_CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "spec"
-
-
-def _dataset_checksums(path) -> dict[str, str]:
-    """sha256 of every dataset's raw stored values + dtype + shape + attributes, by HDF5 path."""
-    out = {}
-
-    def visit(name, obj):
-        if isinstance(obj, h5py.Dataset):
-            h = hashlib.sha256()
-            h.update(f"{obj.dtype}{obj.shape}".encode())
-            value = obj[()]
-            if isinstance(value, np.ndarray) and value.dtype != object:
-                h.update(value.tobytes())
-            else:
-                h.update(repr(value.tolist() if isinstance(value, np.ndarray) else value).encode())
-            for k in sorted(obj.attrs):
-                h.update(f"{k}={obj.attrs[k]!r}".encode())
-            out[name] = h.hexdigest()
-
-    with h5py.File(path, "r") as f:
-        f.visititems(visit)
-    return out
 
 
 PLAIN_WRITER = textwrap.dedent(

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from nwb_celltype.errors import FeatureError, InvalidUnitsError
-from nwb_celltype.features import acg as acg_mod
 from nwb_celltype.features import (
     FeatureConfig,
     compute_acg_3d,
@@ -22,6 +21,7 @@ from nwb_celltype.features import (
     reference_acg_3d,
     save_features,
 )
+from nwb_celltype.features import acg as acg_mod
 from nwb_celltype.units import UnitsBatch
 
 FS = 30000.0

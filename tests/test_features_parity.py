@@ -70,11 +70,14 @@ out = res
 """
 
 
+@pytest.mark.slow  # ~3 min: npyx needs ~20 us per spike (1.5 M spikes in all)
 def test_acg_parity_with_npyx(oracle):
     cases = _trains()
     assert len(cases) >= 50
     samples = {f"t{i}": np.round(t * fs).astype(np.int64) for i, (t, fs) in enumerate(cases)}
-    ref = oracle.run(ORACLE_ACG, n_units=np.array(len(cases)), rates=np.array([fs for _, fs in cases]), **samples)
+    ref = oracle.run(
+        ORACLE_ACG, n_units=np.array(len(cases)), rates=np.array([fs for _, fs in cases]), **samples
+    )
     by_rate: dict[float, list[int]] = {}
     for i, (_, fs) in enumerate(cases):
         by_rate.setdefault(fs, []).append(i)

@@ -141,3 +141,72 @@ def test_conflicting_tables_are_an_error_unless_one_is_named(tmp_path, counting)
         load_training_set([la], cache_dir=tmp_path / "c1")
     ts = load_training_set([la], cache_dir=tmp_path / "c2", annotation_name="carol")
     assert ts.labels.tolist() == ["PkC_cs", "", "", "", ""]
+
+
+@pytest.mark.network
+def test_remote_entries_validate_train_and_cache(tmp_path, counting):
+    """A library whose files are served over HTTP (Range requests, as DANDI's S3): validated and
+    loaded through the reading layer; once cached, it loads with the server gone."""
+    from nwb_celltype.library import Manifest, library_stats, validate_library
+    from nwb_celltype.library._hashing import sha256_file
+    from nwb_celltype.library.manifest import LibraryEntry
+    from nwb_celltype.testing.servers import RangeServer
+
+    la, lb = _library(tmp_path)
+    cache = tmp_path / "cache"
+    with RangeServer(tmp_path) as server:
+        manifest = Manifest(
+            "remote",
+            [LibraryEntry(url=server.url_for(p), sha256=sha256_file(p), library="remote") for p in (la, lb)],
+        )
+        rep = validate_library(manifest)
+        assert rep.ok, rep.summary()
+        assert library_stats(manifest).counts("label") == {"GoC": 1, "MLI": 1, "PkC_ss": 1}
+        first = load_training_set(manifest, cache_dir=cache)
+        assert counting["read_units"] == 2
+    second = load_training_set(manifest, cache_dir=cache)  # server stopped: the cache serves
+    assert counting["read_units"] == 2
+    assert second.labels.tolist() == first.labels.tolist() == ["PkC_ss", "", "", "MLI", "", "", "", "GoC", ""]
+    assert second.references[0]["source"].startswith("http://127.0.0.1")
+
+
+def test_validate_with_features_reports_unusable_labelled_units(tmp_path, counting):
+    from nwb_celltype.library import validate_library
+
+    la, lb = _library(tmp_path)
+    manifest = create_manifest([la, lb], name="lib", root=tmp_path)
+    assert validate_library(manifest, check_features=True, cache_dir=tmp_path / "c").ok
+    # a feature configuration that needs more spikes than the units have makes them unusable
+    rep = validate_library(
+        manifest, check_features=True, cache_dir=tmp_path / "c", config=FeatureConfig(min_spikes=100_000)
+    )
+    bad = [i for i in rep.errors if i.code == "unusable-unit"]
+    assert len(bad) == 3 and "unit 0 (PkC_ss): features unusable" in bad[0].message, rep.summary()
+
+
+@pytest.mark.network
+def test_dandiset_library_from_fake_archive(tmp_path, counting, monkeypatch):
+    """A whole dandiset as a library: listed through the (fake, local) DANDI API, validated,
+    summarised and loaded as a training set through the reading layer."""
+    from nwb_celltype.library import library_stats, validate_library
+    from nwb_celltype.testing.servers import DandiApiServer, RangeServer
+
+    la, lb = _library(tmp_path)
+    with RangeServer(tmp_path) as files, DandiApiServer(files) as api:
+        api.add_asset("000123", "sub-m1/sub-m1_ses-1_ecephys.nwb", la, version="0.240101.0000")
+        api.add_asset("000123", "sub-m2/sub-m2_ses-1_ecephys.nwb", lb, version="0.240101.0000")
+        monkeypatch.setenv("NWB_CELLTYPE_DANDI_API_URL", api.api_url)
+        monkeypatch.setenv("DANDI_NO_ET", "1")
+        manifest = create_manifest(["DANDI:000123/0.240101.0000"], name="archive")
+        assert [(e.dandiset, e.version, e.asset_path) for e in manifest.entries] == [
+            ("000123", "0.240101.0000", "sub-m1/sub-m1_ses-1_ecephys.nwb"),
+            ("000123", "0.240101.0000", "sub-m2/sub-m2_ses-1_ecephys.nwb"),
+        ]
+        manifest.save(tmp_path / "archive.toml")
+        rep = validate_library(tmp_path / "archive.toml")
+        assert rep.ok and {i.code for i in rep.warnings} == {"no-hash", "no-evidence-text"}, rep.summary()
+        assert library_stats(manifest).counts("label") == {"GoC": 1, "MLI": 1, "PkC_ss": 1}
+        ts = load_training_set(tmp_path / "archive.toml", cache_dir=tmp_path / "cache")
+    assert ts.labels.tolist() == ["PkC_ss", "", "", "MLI", "", "", "", "GoC", ""]
+    assert ts.references[1]["dandiset"] == "000123" and ts.references[1]["version"] == "0.240101.0000"
+    assert counting["read_units"] == 2

@@ -59,7 +59,9 @@ def test_state_dict_uses_c4_names_and_shapes():
     assert shapes["fc1.weight"] == (100, 20)
     assert shapes["fc2.weight"] == (5, 100)
     lay = expected_state_shapes(5, True)
-    assert lay["batch_norm.weight"] == (24,) and lay["fc1.weight"] == (100, 24) and lay["fc2.weight"] == (5, 104)
+    assert (
+        lay["batch_norm.weight"] == (24,) and lay["fc1.weight"] == (100, 24) and lay["fc2.weight"] == (5, 104)
+    )
 
 
 def test_convert_accepts_module_prefix_and_infers_variant():

@@ -65,7 +65,10 @@ def test_train_model_card_and_accuracy(bundle, tset):
     assert {c["name"] for c in card["classes"]} == set(COUNTS)
     assert all("cell_ontology_id" in c for c in card["classes"])
     assert "torch" in card["software"] and card["calibration"]["method"] == "temperature"
-    assert bundle.uses_layer is False and "no labelled unit has a known layer" in card["training"]["use_layer_reason"]
+    assert (
+        bundle.uses_layer is False
+        and "no labelled unit has a known layer" in card["training"]["use_layer_reason"]
+    )
     # well separated synthetic classes: cross-validated accuracy must be high even with tiny settings
     m = card["metrics"]["cross_validated"]
     assert m["balanced_accuracy_all"] > 0.8, m
@@ -93,7 +96,9 @@ def test_layer_choice_is_automatic_and_recorded():
 
 
 def test_predictions_contract(bundle):
-    feats = make_synthetic_features(np.array(["GoC", "MLI", "MFB", "PkC_ss", "PkC_cs"] * 4, dtype=object), seed=8)
+    feats = make_synthetic_features(
+        np.array(["GoC", "MLI", "MFB", "PkC_ss", "PkC_cs"] * 4, dtype=object), seed=8
+    )
     feats.usable[3] = False
     feats.reasons[3] = "fewer than 100 spikes"
     feats.waveform[5, 10] = np.nan  # marked usable but not finite
@@ -226,7 +231,13 @@ def test_evaluate_model_writes_json_and_figures(tset, tmp_path):
     assert "3-fold" in rep.protocol["scheme"]
     paths = rep.write(tmp_path / "ev")
     names = {p.name for p in paths}
-    assert {"evaluation.json", "confusion_matrix.png", "per_class.png", "threshold_curve.png", "reliability.png"} <= names
+    assert {
+        "evaluation.json",
+        "confusion_matrix.png",
+        "per_class.png",
+        "threshold_curve.png",
+        "reliability.png",
+    } <= names
     data = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert data["metrics"]["n_units"] == 40 and "threshold_curve" in data["metrics"]
     assert (tmp_path / "ev" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
@@ -235,7 +246,9 @@ def test_evaluate_model_writes_json_and_figures(tset, tmp_path):
 
 def test_evaluate_transfer_to_test_set(tset):
     shifted = make_synthetic_training_set(COUNTS, n_unlabelled=0, seed=11, shift=0.1)
-    rep = evaluate_model(tset, test_set=shifted, config=replace(FAST, vae_epochs=2, head_epochs=4), baselines=False)
+    rep = evaluate_model(
+        tset, test_set=shifted, config=replace(FAST, vae_epochs=2, head_epochs=4), baselines=False
+    )
     assert rep.metrics["n_units"] == 40 and "test_set" in rep.protocol["scheme"]
 
 
@@ -255,6 +268,43 @@ def test_cli_train_and_evaluate(tset, tmp_path, monkeypatch):
     import nwb_celltype.cli.evaluate as ev_mod
 
     monkeypatch.setattr(ev_mod, "load_library", lambda *a, **k: tset)
-    res = runner.invoke(main, ["evaluate", "lib.toml", "--out", str(tmp_path / "ev"), "--outer-folds", "2", *args])
+    res = runner.invoke(
+        main, ["evaluate", "lib.toml", "--out", str(tmp_path / "ev"), "--outer-folds", "2", *args]
+    )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "ev" / "evaluation.json").exists()
+
+
+def test_demo_bundle_is_marked_simulated():
+    from nwb_celltype.model import load_demo_bundle
+
+    b = load_demo_bundle()
+    assert b.card["trained_on_simulated_data"] is True
+    assert "SIMULATED" in b.card["intended_use"] and "not for scientific" in b.card["description"].lower()
+    assert b.classes == ("GoC", "MLI", "MFB", "PkC_ss", "PkC_cs")
+    feats = make_synthetic_features(np.array(["GoC", "MLI"], dtype=object))
+    p = predict_cell_types(b, feats)
+    assert p.probabilities.shape == (2, 5)
+    size = sum(f.stat().st_size for f in b.path.iterdir())
+    assert size < 5e6, f"demo bundle is {size / 1e6:.1f} MB"
+
+
+@pytest.mark.gpu
+def test_bundle_loads_on_gpu(bundle, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    path = save_bundle(bundle, tmp_path / "g")
+    g = load_bundle(path, device="cuda")
+    assert g.device.type == "cuda"
+    feats = make_synthetic_features(np.array(["GoC", "MLI", "PkC_ss"], dtype=object), seed=1)
+    np.testing.assert_allclose(
+        predict_cell_types(g, feats).probabilities, predict_cell_types(bundle, feats).probabilities, rtol=1e-4
+    )
+
+
+def test_leave_one_out_evaluation():
+    small = make_synthetic_training_set(dict.fromkeys(COUNTS, 3), n_unlabelled=0, seed=5)
+    cfg = replace(FAST, vae_epochs=1, head_epochs=1, folds=2, min_batches_per_epoch=1)
+    rep = evaluate_model(small, leave_one_out=True, config=cfg, baselines=False)
+    assert "leave-one-out over 15" in rep.protocol["scheme"]
+    assert rep.probabilities.shape == (15, 5) and np.isfinite(rep.probabilities).all()

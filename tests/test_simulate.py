@@ -478,3 +478,18 @@ def test_cli_simulate(tmp_path):
     assert bad.exit_code == 1
     assert "labelled_fraction must lie in [0, 1]" in bad.output
     assert issubclass(InvalidValueError, NwbCelltypeError)
+
+
+def test_public_per_class_generators():
+    from nwb_celltype.simulate import class_spike_train, class_waveform
+
+    rng = np.random.default_rng(12)
+    t, rate = class_spike_train(rng, "PkC_ss", 120.0)
+    assert 25.0 <= rate <= 160.0 and abs(len(t) / 120.0 - rate) < 0.2 * rate
+    assert np.all(np.diff(t) > 0)
+    w = class_waveform(rng, "MFB", kind="positive", waveform_rate_hz=40000.0)
+    assert w.shape == (160,) and w.max() > -w.min()
+    w = class_waveform(rng, "GoC")
+    assert w.shape == (120,) and -w.min() > w.max()
+    with pytest.raises(InvalidValueError, match="unknown class 'BC'"):
+        class_spike_train(rng, "BC", 10.0)

@@ -17,7 +17,11 @@ def format_summary(result) -> str:
     lines = [
         f"annotated {result.n_units} units -> {result.output_path} ({result.mode})",
         f"model: {result.model['name']} {result.model['version']} (sha256 {result.model['sha256'][:12]})"
-        + ("  [DEMO model trained on simulated data: not for scientific conclusions]" if result.demo_model else ""),
+        + (
+            "  [DEMO model trained on simulated data: not for scientific conclusions]"
+            if result.demo_model
+            else ""
+        ),
         f"table: processing/cell_types/{result.table_name}; threshold {result.threshold:g}",
         f"classified {result.n_classified}, unclassified {result.n_unclassified}, "
         f"not classifiable {result.n_not_classifiable}",

@@ -12,24 +12,47 @@ from ._common import format_summary, print_json
 
 @click.command()
 @click.argument("source")
-@click.option("--model", "model", type=click.Path(exists=True), default=None,
-              help="Model bundle (default: the bundled DEMO model, trained on simulated data).")
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Output NWB file (default for local files: <input>.celltype.nwb beside the input; "
-              "required for remote sources, where a derived file is written).")
+@click.option(
+    "--model",
+    "model",
+    type=click.Path(exists=True),
+    default=None,
+    help="Model bundle (default: the bundled DEMO model, trained on simulated data).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Output NWB file (default for local files: <input>.celltype.nwb beside the input; "
+    "required for remote sources, where a derived file is written).",
+)
 @click.option("--in-place", is_flag=True, help="Append the annotations to the local input file itself.")
-@click.option("--threshold", type=float, default=2.0, show_default=True,
-              help="Confidence ratio (best/second-best probability) below which a unit is 'unclassified'.")
+@click.option(
+    "--threshold",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Confidence ratio (best/second-best probability) below which a unit is 'unclassified'.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace annotations already written by the same model.")
-@click.option("--dandi-api-url", envvar="NWB_CELLTYPE_DANDI_API_URL", default=None,
-              help="DANDI API base URL (env NWB_CELLTYPE_DANDI_API_URL).")
-@click.option("--cache-dir", envvar="NWB_CELLTYPE_CACHE_DIR", default=None,
-              help="On-disk cache for remote bytes (env NWB_CELLTYPE_CACHE_DIR).")
+@click.option(
+    "--dandi-api-url",
+    envvar="NWB_CELLTYPE_DANDI_API_URL",
+    default=None,
+    help="DANDI API base URL (env NWB_CELLTYPE_DANDI_API_URL).",
+)
+@click.option(
+    "--cache-dir",
+    envvar="NWB_CELLTYPE_CACHE_DIR",
+    default=None,
+    help="On-disk cache for remote bytes (env NWB_CELLTYPE_CACHE_DIR).",
+)
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Units per batch.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts).")
-def annotate(source, model, out, in_place, threshold, overwrite, dandi_api_url, cache_dir, batch_size,
-             quiet, as_json):
+def annotate(
+    source, model, out, in_place, threshold, overwrite, dandi_api_url, cache_dir, batch_size, quiet, as_json
+):
     """Classify every unit of SOURCE (a path, an http(s) URL or a DANDI id) and write the cell types,
     probabilities and provenance into NWB (an annotated copy, the input itself with --in-place, or a
     derived file for remote sources)."""
@@ -38,9 +61,17 @@ def annotate(source, model, out, in_place, threshold, overwrite, dandi_api_url, 
     if quiet:
         logging.getLogger("nwb_celltype").setLevel(logging.ERROR)
     result = run(
-        source, model=model, out=out, in_place=in_place, threshold=threshold, overwrite=overwrite,
-        dandi_api_url=dandi_api_url, cache_dir=cache_dir, batch_size=batch_size,
-        progress=not (quiet or as_json), call=" ".join(["nwb-celltype", *sys.argv[1:]]),
+        source,
+        model=model,
+        out=out,
+        in_place=in_place,
+        threshold=threshold,
+        overwrite=overwrite,
+        dandi_api_url=dandi_api_url,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        progress=not (quiet or as_json),
+        call=" ".join(["nwb-celltype", *sys.argv[1:]]),
     )
     if as_json:
         print_json(result.to_dict())

@@ -10,8 +10,13 @@ from ._common import format_summary, print_json
 
 
 @click.command()
-@click.option("--out", type=click.Path(dir_okay=False), default="nwb-celltype-demo.nwb", show_default=True,
-              help="Where to write the annotated copy of the embedded recording.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default="nwb-celltype-demo.nwb",
+    show_default=True,
+    help="Where to write the annotated copy of the embedded recording.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def demo(out, as_json):
     """Annotate the simulated recording shipped with the package using the bundled demo model
@@ -27,5 +32,6 @@ def demo(out, as_json):
     else:
         click.echo("Demo: embedded simulated recording + bundled demo model (trained on simulated data).")
         click.echo(format_summary(result))
-        click.echo(f"Read it back with plain pynwb: NWBHDF5IO({str(out_path)!r}).read()"
-                   ".processing['cell_types']")
+        click.echo(
+            f"Read it back with plain pynwb: NWBHDF5IO({str(out_path)!r}).read().processing['cell_types']"
+        )

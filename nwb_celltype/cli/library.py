@@ -104,11 +104,24 @@ def create_cmd(manifest, files, name, description, annotation):
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
 @click.option("--min-spikes", type=int, default=100, show_default=True)
 @click.option("--no-waveforms-needed", is_flag=True, help="Do not require waveform_mean for labelled units.")
-def validate_cmd(manifest, min_spikes, no_waveforms_needed):
+@click.option(
+    "--features",
+    "check_features",
+    is_flag=True,
+    help="Also compute features; report unusable labelled units.",
+)
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Feature cache folder (with --features).")
+def validate_cmd(manifest, min_spikes, no_waveforms_needed, check_features, cache_dir):
     """Check MANIFEST's library; exit status 1 if there are errors."""
     from ..library import validate_library
 
-    rep = validate_library(manifest, min_spikes=min_spikes, require_waveforms=not no_waveforms_needed)
+    rep = validate_library(
+        manifest,
+        min_spikes=min_spikes,
+        require_waveforms=not no_waveforms_needed,
+        check_features=check_features,
+        cache_dir=cache_dir,
+    )
     click.echo(rep.summary())
     if not rep.ok:
         raise SystemExit(1)

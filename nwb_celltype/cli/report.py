@@ -7,7 +7,9 @@ import click
 
 @click.command()
 @click.argument("path", type=click.Path())
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the report.")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the report."
+)
 @click.option("--table", default=None, help="Annotation table to draw (default: the first).")
 @click.option("--max-units", type=int, default=None, help="Draw at most this many units.")
 def report(path, out_dir, table, max_units):

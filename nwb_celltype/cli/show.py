@@ -19,20 +19,22 @@ def show(path, table, max_rows, as_json):
 
     records = load_annotations(path)
     if as_json:
-        print_json({
-            name: {
-                "classes": list(r.classes),
-                "unit_ids": r.unit_ids.tolist(),
-                "labels": [str(x) for x in r.labels],
-                "status": [str(x) for x in r.status],
-                "kinds": [str(x) for x in r.kinds],
-                "reasons": [str(x) for x in r.reasons],
-                "confidence": None if r.confidence is None else r.confidence.tolist(),
-                "probabilities": None if r.probabilities is None else r.probabilities.tolist(),
-                "classifier": r.classifier,
+        print_json(
+            {
+                name: {
+                    "classes": list(r.classes),
+                    "unit_ids": r.unit_ids.tolist(),
+                    "labels": [str(x) for x in r.labels],
+                    "status": [str(x) for x in r.status],
+                    "kinds": [str(x) for x in r.kinds],
+                    "reasons": [str(x) for x in r.reasons],
+                    "confidence": None if r.confidence is None else r.confidence.tolist(),
+                    "probabilities": None if r.probabilities is None else r.probabilities.tolist(),
+                    "classifier": r.classifier,
+                }
+                for name, r in records.items()
+                if table is None or name == table
             }
-            for name, r in records.items()
-            if table is None or name == table
-        })
+        )
     else:
         click.echo(format_annotations(records, table=table, max_rows=max_rows))

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 _ROW_SPIKES = 1 << 15
 #: most (spike, neighbour) pairs in one device row
 _ROW_PAIRS = 1 << 22
-#: most trigger spikes in one device call (rows x spikes): bounds a call's memory
+#: most trigger spikes in one device call: bounds a call's memory
 _CALL_SPIKES = 1 << 17
 
 #: number of times the jitted kernel was traced (Python side effect at trace time; tests read it)
@@ -206,15 +206,19 @@ def _next_pow2(x: int, minimum: int = 16) -> int:
 
 
 _KERNELS: dict = {}
+#: trigger spikes per block of the device loop; blocks hold spikes with similar neighbour counts
+_BLOCK = 8192
 
 
 def _pairs_kernel(n_rate_bins: int, n_lags: int):
     """The jitted pair counter for one (rate bins, lags) geometry, built once per process.
 
-    For neighbour offset k = 1, 2, ... every trigger spike of every row looks at the k-th occupied
-    bin after and before its own (``ubins[pos +- k]``) while that bin is within the window; the
-    (rate bin, lag) cell is then incremented with one flat scatter-add per offset. The loop runs
-    ``max(n_after, n_before)`` times; the work is O(spikes x neighbours) with no per-pair gathers.
+    Input: the trigger spikes of several rows, sorted by their neighbour count (descending) and
+    cut into blocks of ``_BLOCK``. For neighbour offset k = 1, 2, ... up to the block's largest
+    count, every spike looks at the k-th occupied bin after and before its own
+    (``ubins[pos +- k]``) while that bin is within the window and increments its (row, rate bin,
+    lag) cell: one flat scatter-add per offset. Sorting keeps the padding waste of the offset loop
+    small; the work is O(spikes x neighbours).
     """
     key = (n_rate_bins, n_lags)
     if key in _KERNELS:
@@ -223,35 +227,38 @@ def _pairs_kernel(n_rate_bins: int, n_lags: int):
     import jax.numpy as jnp
     from jax import lax
 
-    half = n_lags // 2
     size = n_rate_bins * n_lags
 
-    def row_cells(k, bins, ubins, rbin, pos, n_before, n_after):
-        """Cells hit at neighbour offset ``k`` by one row's spikes; ``size`` where none. (2S,)"""
+    def spike_cells(k, base, pos, n_before, n_after, ubins, drop):
+        """Cells hit by one spike at neighbour offset ``k`` (``drop`` where none): (2,)."""
         last = ubins.shape[0] - 1
-        base = rbin * n_lags + half - bins
-        after = jnp.where(k <= n_after, base + ubins[jnp.minimum(pos + k, last)], size)
-        before = jnp.where(k <= n_before, base + ubins[jnp.maximum(pos - k, 0)], size)
-        return jnp.concatenate([after, before])
+        after = jnp.where(k <= n_after, base + ubins[jnp.minimum(pos + k, last)], drop)
+        before = jnp.where(k <= n_before, base + ubins[jnp.maximum(pos - k, 0)], drop)
+        return jnp.stack([after, before])
 
-    def count(bins, ubins, rbin, pos, n_before, n_after):
+    cells_of = jax.vmap(spike_cells, in_axes=(None, 0, 0, 0, 0, None, None))
+
+    def count(base, pos, n_before, n_after, ubins, n_slots):
         TRACE_COUNT["pairs"] += 1  # runs only while tracing: counts compilations
-        n_rows = bins.shape[0]
-        k_max = jnp.maximum(n_after.max(), n_before.max())
-        row_offset = (jnp.arange(n_rows, dtype=jnp.int32) * size)[:, None]
-        cells_of = jax.vmap(row_cells, in_axes=(None, 0, 0, 0, 0, 0, 0))
+        drop = n_slots * size
 
-        def body(carry):
-            k, hist = carry
-            cells = cells_of(k, bins, ubins, rbin, pos, n_before, n_after)
-            cells = jnp.where(cells < size, cells + row_offset, n_rows * size)
-            return k + 1, hist.at[cells.ravel()].add(1, mode="drop")
+        def block(i, hist):
+            b, p, nb, na = (
+                lax.dynamic_slice(a, (i * _BLOCK,), (_BLOCK,)) for a in (base, pos, n_before, n_after)
+            )
+            k_max = jnp.maximum(nb.max(), na.max())
 
-        init = (jnp.int32(1), jnp.zeros(n_rows * size, jnp.int32))
-        _, hist = lax.while_loop(lambda c: c[0] <= k_max, body, init)
-        return hist.reshape(n_rows, size)
+            def body(carry):
+                k, h = carry
+                cells = cells_of(k, b, p, nb, na, ubins, drop)
+                return k + 1, h.at[cells.ravel()].add(1, mode="drop")
 
-    kernel = jax.jit(count)
+            return lax.while_loop(lambda c: c[0] <= k_max, body, (jnp.int32(1), hist))[1]
+
+        hist = lax.fori_loop(0, base.shape[0] // _BLOCK, block, jnp.zeros(n_slots * size, jnp.int32))
+        return hist.reshape(n_slots, size)
+
+    kernel = jax.jit(count, static_argnums=(5,))
     _KERNELS[key] = kernel
     return kernel
 
@@ -310,37 +317,75 @@ def _rows_of(unit: int, prep: _UnitPrep, geo: AcgGeometry) -> list[_Row]:
     return rows
 
 
+class _PairCounter:
+    """Packs rows into device calls of at most ``_CALL_SPIKES`` spikes and dispatches each call as
+    soon as it is full. JAX dispatch is asynchronous, so the host prepares the next units while
+    the device counts; :meth:`result` waits for all calls."""
+
+    def __init__(self, n_units: int, geo: AcgGeometry) -> None:
+        self.geo = geo
+        self.size = geo.n_rate_bins * geo.n_lags
+        self.n_units = n_units
+        self.pending: list[_Row] = []
+        self.n_pending = 0
+        self.launched: list[tuple[object, list[_Row]]] = []
+
+    def add(self, rows: list[_Row]) -> None:
+        for r in rows:
+            if self.n_pending + len(r.bins) > _CALL_SPIKES and self.pending:
+                self._launch()
+            self.pending.append(r)
+            self.n_pending += len(r.bins)
+
+    def _launch(self) -> None:
+        call, geo, size = self.pending, self.geo, self.size
+        self.pending, self.n_pending = [], 0
+        n_spk = sum(len(r.bins) for r in call)
+        S = _next_pow2(n_spk, _BLOCK)
+        U = _next_pow2(sum(len(r.ubins) for r in call))
+        slots = _next_pow2(len(call), 1)
+        base = np.zeros(S, np.int32)
+        pos = np.zeros(S, np.int32)
+        n_before = np.zeros(S, np.int32)
+        n_after = np.zeros(S, np.int32)
+        ubins = np.zeros(U, np.int32)
+        i = u = 0
+        for slot, r in enumerate(call):
+            n, m = len(r.bins), len(r.ubins)
+            base[i : i + n] = slot * size + r.rbin * geo.n_lags + geo.half - r.bins
+            pos[i : i + n] = r.pos + u
+            n_before[i : i + n] = r.n_before
+            n_after[i : i + n] = r.n_after
+            ubins[u : u + m] = r.ubins
+            i += n
+            u += m
+        key = -np.maximum(n_before[:n_spk], n_after[:n_spk])
+        if geo.half < 2**15:  # radix sort on int16 keys: O(n)
+            key = key.astype(np.int16)
+        order = np.argsort(key, kind="stable")
+        for a in (base, pos, n_before, n_after):
+            a[:n_spk] = a[:n_spk][order]
+        kernel = _pairs_kernel(geo.n_rate_bins, geo.n_lags)
+        self.launched.append((kernel(base, pos, n_before, n_after, ubins, slots), call))
+
+    def result(self) -> np.ndarray:
+        """(n_units, R, W) int64 coincidence counts."""
+        if self.pending:
+            self._launch()
+        out = np.zeros((self.n_units, self.size), dtype=np.int64)
+        for hist, call in self.launched:
+            hist = np.asarray(hist)
+            for slot, r in enumerate(call):
+                out[r.unit] += hist[slot]
+        self.launched = []
+        return out.reshape(self.n_units, self.geo.n_rate_bins, self.geo.n_lags)
+
+
 def _count_pairs(rows: list[_Row], n_units: int, geo: AcgGeometry) -> np.ndarray:
-    """(n_units, R, W) int64 coincidence counts from the device kernel."""
-    R, W = geo.n_rate_bins, geo.n_lags
-    out = np.zeros((n_units, R * W), dtype=np.int64)
-    if not rows:
-        return out.reshape(n_units, R, W)
-    kernel = _pairs_kernel(R, W)
-    groups: dict[tuple[int, int], list[_Row]] = {}
-    for r in rows:
-        groups.setdefault((_next_pow2(len(r.bins)), _next_pow2(len(r.ubins))), []).append(r)
-    for (S, U), grp in sorted(groups.items()):
-        # rows with similar neighbour counts share a call: the offset loop runs to the call's max
-        grp.sort(key=lambda r: r.k_max)
-        per_call = max(1, _CALL_SPIKES // S)
-        for c in range(0, len(grp), per_call):
-            chunk = grp[c : c + per_call]
-            B = _next_pow2(len(chunk), 1)
-            arrs = {
-                name: np.zeros((B, U if name == "ubins" else S), dtype=np.int32)
-                for name in ("bins", "ubins", "rbin", "pos", "n_before", "n_after")
-            }
-            for b, r in enumerate(chunk):
-                for name in arrs:
-                    v = getattr(r, name)
-                    arrs[name][b, : len(v)] = v
-            hist = np.asarray(
-                kernel(*(arrs[k] for k in ("bins", "ubins", "rbin", "pos", "n_before", "n_after")))
-            )
-            for b, r in enumerate(chunk):
-                out[r.unit] += hist[b]
-    return out.reshape(n_units, R, W)
+    """(n_units, R, W) int64 coincidence counts of ``rows`` from the device kernel."""
+    counter = _PairCounter(n_units, geo)
+    counter.add(rows)
+    return counter.result()
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,15 +421,16 @@ def compute_acg_3d_batch(
     """
     config = FeatureConfig() if config is None else config
     geo = acg_geometry(config)
-    preps, rows = [], []
-    for u, t in enumerate(spike_trains):
-        p = _prepare_unit(_check_times(t, f"unit {u}"), config, geo)
-        preps.append(p)
-        rows.extend(_rows_of(u, p, geo))
-    counts = _count_pairs(rows, len(preps), geo)
-    triggers = np.stack([p.triggers for p in preps]) if preps else np.zeros((0, geo.n_rate_bins))
+    checked = [_check_times(t, f"unit {u}") for u, t in enumerate(spike_trains)]
+    counter = _PairCounter(len(checked), geo)
+    triggers = np.zeros((len(checked), geo.n_rate_bins), dtype=np.int64)
+    thresholds = np.zeros((len(checked), geo.n_rate_bins))
+    for u, t in enumerate(checked):
+        p = _prepare_unit(t, config, geo)
+        triggers[u], thresholds[u] = p.triggers, p.thresholds
+        counter.add(_rows_of(u, p, geo))  # device calls start while later units are prepared
+    counts = counter.result()
     acg = _normalise(counts.astype(np.float64), triggers, geo.half)
-    thresholds = np.stack([p.thresholds for p in preps]) if preps else np.zeros((0, geo.n_rate_bins))
     return acg, thresholds
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import remfile
 import requests
+import urllib3
 from remfile import DiskCache
 from requests.adapters import HTTPAdapter
 
@@ -125,7 +126,7 @@ class BoundedSession(requests.Session):
                 log.info("retrying %s %s in %.1f s after: %s", method, url, delay, last)
                 time.sleep(delay)
             try:
-                resp = super().request(method, url, *args, **kwargs)
+                resp = self._send(method, url, *args, **kwargs)
             except requests.Timeout as exc:
                 last = f"no data for {self.timeout_s:g} s ({type(exc).__name__})"
                 continue
@@ -169,6 +170,32 @@ class BoundedSession(requests.Session):
             f"(timeout {self.timeout_s:g} s): {last}. Check that the server is reachable, or raise "
             "timeout_s/retries."
         )
+
+    def _send(self, method, url, *args, **kwargs):
+        """One request. A body that is not streamed is read in one call instead of requests'
+        10 KiB iterations (several times faster for multi-MB ranges); failures while reading it
+        map to the requests exceptions that the retry loop handles."""
+        if kwargs.get("stream") or method.upper() == "HEAD":
+            return super().request(method, url, *args, **kwargs)
+        resp = super().request(method, url, *args, stream=True, **kwargs)
+        try:
+            content = resp.raw.read(decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            resp.close()
+            raise requests.exceptions.ConnectionError(f"Read timed out: {exc}") from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            resp.close()
+            raise requests.exceptions.ChunkedEncodingError(f"connection cut: {exc}") from exc
+        expected = resp.headers.get("Content-Length")
+        if expected is not None and expected.isdigit() and int(expected) != len(content):
+            resp.close()
+            raise requests.exceptions.ChunkedEncodingError(
+                f"connection cut: got {len(content)} of {expected} bytes"
+            )
+        resp._content = content
+        resp._content_consumed = True
+        resp.close()  # body fully read: this returns the connection to the pool for reuse
+        return resp
 
     def _at(self) -> str:
         return f" while reading {self.where}" if self.where and self.where not in self._url else ""

@@ -238,15 +238,17 @@ def create_manifest(
 ) -> Manifest:
     """A manifest of local NWB files, with their sha256 computed now.
 
-    ``files`` may also hold DANDI URLs (``dandi://DANDI/000409@0.230101.1234/sub-x/...``), which
-    are listed with their version and path (their hash is filled in by ``library validate``).
+    ``files`` may also hold DANDI sources: an asset (``dandi://DANDI/000409@0.230101.1234/sub-x/...``)
+    or a whole dandiset / folder (``DANDI:000409/0.230101.1234``: every NWB asset), listed with their
+    version and path; add their sha256 (from the asset's metadata) by hand,
+    or ``library validate`` warns that it is missing.
     """
     root_p = Path(root).resolve() if root is not None else Path.cwd()
     entries = []
     for f in files:
         s = str(f)
         if s.startswith("dandi://") or s.upper().startswith("DANDI:"):
-            entries.append(_dandi_entry(s, annotation, name))
+            entries.extend(_dandi_entries(s, annotation, name))
             continue
         if s.startswith(("http://", "https://")):
             entries.append(LibraryEntry(url=s, annotation=annotation, library=name))
@@ -259,26 +261,41 @@ def create_manifest(
     return Manifest(name=name, entries=entries, description=description, root=root_p)
 
 
-def _dandi_entry(url: str, annotation: str | None, library: str) -> LibraryEntry:
-    from dandi.dandiarchive import parse_dandi_url
+def _dandi_entries(url: str, annotation: str | None, library: str) -> list[LibraryEntry]:
+    """One entry for a DANDI asset URL; every NWB asset for a dandiset (or folder) URL, listed
+    through the reading layer (the only one that talks to the archive)."""
+    from ..io import list_dandiset_assets, parse_source
 
     try:
-        parsed = parse_dandi_url(url)
+        spec = parse_source(url)
     except Exception as exc:
-        raise LibraryError(f"cannot parse DANDI URL {url!r}: {exc}") from exc
-    asset_path = getattr(parsed, "path", None)
-    if not asset_path:
+        raise LibraryError(f"cannot parse DANDI source {url!r}: {exc}") from exc
+    asset_path = getattr(spec, "asset_path", None)
+    if asset_path and str(asset_path).endswith(".nwb"):
+        return [
+            LibraryEntry(
+                dandiset=str(spec.dandiset_id),
+                version=str(spec.version) if getattr(spec, "version", None) else None,
+                asset_path=str(asset_path),
+                annotation=annotation,
+                library=library,
+            )
+        ]
+    assets = list_dandiset_assets(url)
+    if not assets:
         raise LibraryError(
-            f"DANDI URL {url!r} names no asset; give one file, e.g. "
-            "dandi://DANDI/000409@0.230101.1234/sub-x/sub-x_ses-y_ecephys.nwb"
+            f"DANDI source {url!r} lists no NWB assets; check the dandiset, version and folder."
         )
-    return LibraryEntry(
-        dandiset=str(parsed.dandiset_id),
-        version=str(parsed.version_id) if parsed.version_id else None,
-        asset_path=str(asset_path),
-        annotation=annotation,
-        library=library,
-    )
+    return [
+        LibraryEntry(
+            dandiset=a.dandiset_id,
+            version=a.version,
+            asset_path=a.path,
+            annotation=annotation,
+            library=library,
+        )
+        for a in assets
+    ]
 
 
 def merge_manifests(manifests: Sequence[Manifest], *, name: str, description: str = "") -> Manifest:

@@ -274,6 +274,13 @@ def load_training_set(
                 )
             logger.info("computing features of %s", where)
             fs, labels, info = _featurise(source, config, annotation, where, layer_column)
+            remote_sha = str(info.get("sha256") or "")
+            if entry.sha256 and len(remote_sha) == 64 and remote_sha != entry.sha256:
+                raise LibraryError(
+                    f"{where}: the source reports sha256 {remote_sha[:16]}..., the manifest "
+                    f"{entry.sha256[:16]}...; the asset is not the one the manifest lists. Fix the "
+                    "manifest (version / path / hash)."
+                )
             if not sha:
                 sha = info.get("sha256") or (sha256_file(source) if entry.is_local else None)
             if sha:

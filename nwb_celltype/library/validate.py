@@ -76,6 +76,9 @@ def validate_library(
     min_spikes: int = 100,
     require_waveforms: bool = True,
     check_hashes: bool = True,
+    check_features: bool = False,
+    config=None,
+    cache_dir=None,
 ) -> ValidationReport:
     """Check a library.
 
@@ -94,6 +97,13 @@ def validate_library(
         Whether a labelled unit needs a ``waveform_mean`` (C4 needs one).
     check_hashes : bool
         Compare local files with their recorded sha256 (reads each file once).
+    check_features : bool
+        Also compute (or take from the cache) the features of every unit with ``config`` and report
+        each labelled unit the feature layer marks unusable, with its reason (error
+        ``unusable-unit``). Only run when the other checks pass.
+    config : FeatureConfig, optional
+    cache_dir : path, optional
+        Feature cache (see :func:`~nwb_celltype.library.load_training_set`).
     """
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest)
@@ -145,6 +155,20 @@ def validate_library(
             add("error", "unreadable", where, str(exc))
         except (OSError, ValueError, KeyError) as exc:
             add("error", "unreadable", where, f"{type(exc).__name__}: {exc}")
+    if check_features and rep.ok:
+        from .training import load_training_set
+
+        ts = load_training_set(manifest, config=config, cache_dir=cache_dir)
+        bad = np.flatnonzero(ts.labelled & ~np.asarray(ts.features.usable, dtype=bool))
+        for i in bad:
+            ref = ts.references[int(ts.file_index[i])]
+            add(
+                "error",
+                "unusable-unit",
+                f"{ref['source']} [{ts.evidence['annotation'][i]}]",
+                f"unit {int(ts.features.unit_ids[i])} ({ts.labels[i]}): features unusable: "
+                f"{ts.features.reasons[i] or 'no reason given'}",
+            )
     return rep
 
 

@@ -171,21 +171,23 @@ def safe_torch_load(source, what: str):
     return obj
 
 
-def _read_member_states(archive: Path) -> tuple[list[int], list[dict[str, torch.Tensor]]]:
-    """State dicts of ``models/model_{i}.pt`` in the archive, sorted by ``i`` (as npyx's load_ensemble)."""
-    found: dict[int, dict] = {}
+def _open_tar(archive: Path) -> tarfile.TarFile:
     try:
-        tar = tarfile.open(archive, "r:*")
+        return tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError) as exc:
         raise ModelError(
             f"{archive} is not a readable tar archive ({exc}); expected C4's trained_models.tar.gz."
         ) from exc
-    with tar:
+
+
+def _scan_archive(archive: Path) -> list[tuple[int, str]]:
+    """``(i, member name)`` of every ``models/model_{i}.pt``, sorted by ``i`` (as npyx's load_ensemble)."""
+    found: dict[int, str] = {}
+    with _open_tar(archive) as tar:
         for member in tar:
             if member.isdir():
                 continue
-            base = member.name.rsplit("/", 1)[-1]
-            m = _MODEL_FILE.match(base)
+            m = _MODEL_FILE.match(member.name.rsplit("/", 1)[-1])
             if m is None:
                 logger.warning("ignoring %s in %s: not a models/model_<i>.pt file", member.name, archive)
                 continue
@@ -196,19 +198,28 @@ def _read_member_states(archive: Path) -> tuple[list[int], list[dict[str, torch.
             idx = int(m.group(1))
             if idx in found:
                 raise ModelMismatchError(f"{archive}: model_{idx}.pt appears twice")
+            found[idx] = member.name
+    if not found:
+        raise ModelMismatchError(
+            f"{archive} holds no models/model_<i>.pt files; is it C4's trained_models.tar.gz?"
+        )
+    return sorted(found.items())
+
+
+def _iter_member_states(archive: Path, ranks: Mapping[str, int]):
+    """Yield ``(rank, state dict)`` in archive order, read in memory (nothing extracted to disk)."""
+    with _open_tar(archive) as tar:
+        for member in tar:
+            rank = ranks.get(member.name)
+            if rank is None or not member.isfile():
+                continue
             data = tar.extractfile(member).read()
             state = safe_torch_load(io.BytesIO(data), f"{archive}:{member.name}")
             if not isinstance(state, Mapping):
                 raise ModelMismatchError(
                     f"{archive}:{member.name} holds a {type(state).__name__}, expected a state dict"
                 )
-            found[idx] = dict(state)
-    if not found:
-        raise ModelMismatchError(
-            f"{archive} holds no models/model_<i>.pt files; is it C4's trained_models.tar.gz?"
-        )
-    order = sorted(found)
-    return order, [found[i] for i in order]
+            yield rank, {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def import_c4_ensemble(
@@ -249,43 +260,55 @@ def import_c4_ensemble(
     for p in (archive, hessians):
         if not p.is_file():
             raise ModelError(f"{p} does not exist or is not a file; download it first (docs/c4.md)")
-    indices, states = _read_member_states(archive)
+    listing = _scan_archive(archive)
+    indices = [i for i, _ in listing]
+    n_members = len(listing)
     hess = safe_torch_load(hessians, str(hessians))
     if isinstance(hess, torch.Tensor) or not isinstance(hess, Sequence):
         raise ModelMismatchError(
             f"{hessians} holds a {type(hess).__name__}; expected a list of per-member Kronecker Hessian dicts"
         )
-    if len(hess) != len(states):
+    if len(hess) != n_members:
         raise ModelMismatchError(
-            f"{archive} has {len(states)} members but {hessians} has {len(hess)} Hessians; they must come "
+            f"{archive} has {n_members} members but {hessians} has {len(hess)} Hessians; they must come "
             "from the same release (same variant)."
         )
-    first = convert_npyx_state_dict(states[0])
-    n_classes = int(first["fc2.weight"].shape[0])
-    has_layer = int(first["batch_norm.weight"].shape[0]) == 2 * LATENT_DIM + LAYER_DIM
-    if has_layer != use_layer:
-        raise ModelMismatchError(
-            f"variant {variant!r} {'uses' if use_layer else 'does not use'} layer information but the "
-            f"members {'do' if has_layer else 'do not'}; pass the --variant the files were published as."
-        )
+    # one pass to list, one to read: members go straight into preallocated stacked tensors, so the
+    # peak memory is one copy of the ensemble (2,000 members: ~2.6 GB)
+    members: dict[str, torch.Tensor] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    n_classes = 0
+    for rank, sd in _iter_member_states(archive, {name: r for r, (_, name) in enumerate(listing)}):
+        where = f"model_{indices[rank]}.pt"
+        if not members:
+            first = convert_npyx_state_dict(sd)
+            n_classes = int(first["fc2.weight"].shape[0])
+            has_layer = int(first["batch_norm.weight"].shape[0]) == 2 * LATENT_DIM + LAYER_DIM
+            if has_layer != use_layer:
+                raise ModelMismatchError(
+                    f"variant {variant!r} {'uses' if use_layer else 'does not use'} layer information but "
+                    f"the members {'do' if has_layer else 'do not'}; pass the --variant the files were "
+                    "published as."
+                )
+            shapes = {k: tuple(v.shape) for k, v in first.items()}
+            members = {
+                k: torch.empty((n_members, *v), dtype=torch.float32)
+                for k, v in shapes.items()
+                if not k.endswith("num_batches_tracked")
+            }
+        if set(sd) != set(shapes) or any(tuple(sd[k].shape) != sh for k, sh in shapes.items()):
+            sd = convert_npyx_state_dict(sd, n_classes=n_classes, use_layer=use_layer)  # raises, naming keys
+        bad = [k for k in members if not torch.isfinite(sd[k]).all()]
+        if bad:
+            raise ModelError(f"{where} has non-finite values in {bad[:5]}; the file is corrupt")
+        for k, dst in members.items():
+            dst[rank] = sd[k]
     names = tuple(classes) if classes is not None else default_classes
     if len(names) != n_classes:
         raise ModelMismatchError(
             f"the members have {n_classes} outputs but variant {variant!r} names {len(names)} classes "
             f"{list(names)}; pass the class names in output order (--classes) if the release differs."
         )
-    shapes = {k: tuple(v.shape) for k, v in first.items()}
-    stacked: dict[str, list[torch.Tensor]] = {k: [] for k in first if not k.endswith("num_batches_tracked")}
-    for idx, st in zip(indices, states, strict=True):
-        sd = {k.removeprefix("module."): v for k, v in st.items()}
-        if set(sd) != set(shapes) or any(tuple(sd[k].shape) != s for k, s in shapes.items()):
-            sd = convert_npyx_state_dict(sd, n_classes=n_classes, use_layer=use_layer)  # raises, naming keys
-        bad = [k for k in stacked if not torch.isfinite(sd[k]).all()]
-        if bad:
-            raise ModelError(f"model_{idx}.pt has non-finite values in {bad[:5]}; the file is corrupt")
-        for k in stacked:
-            stacked[k].append(sd[k].detach().to(torch.float32))
-    members = {k: torch.stack(v).contiguous() for k, v in stacked.items()}
     weight, bias = members["fc2.weight"], members["fc2.bias"]
     post = posterior_from_hessians(hess, n_classes=n_classes, n_inputs=int(weight.shape[2]))
     tau = fit_prior_precision(post, weight, bias)
@@ -301,7 +324,7 @@ def import_c4_ensemble(
         "citation": C4_CITATION,
         "c4": {
             "variant": variant,
-            "n_members": len(states),
+            "n_members": n_members,
             "member_indices": indices,
             "sources": {
                 "trained_models": {
@@ -333,7 +356,7 @@ def import_c4_ensemble(
         name=f"c4-{variant}",
         version=f"published-{archive_sha[:12]}",
         description=(
-            f"C4 cerebellar cell-type classifier, variant {variant!r}: the {len(states)}-member ensemble "
+            f"C4 cerebellar cell-type classifier, variant {variant!r}: the {n_members}-member ensemble "
             "published by the C4 authors (Beau et al., Cell 2025), trained on optotagged / identified "
             "mouse cerebellar neurons, imported by nwb-celltype with its last-layer Laplace calibration."
         ),
@@ -342,7 +365,7 @@ def import_c4_ensemble(
         card_extra=extra,
     )
     logger.info(
-        "imported %d C4 members (%s), prior precision %.3g..%.3g", len(states), variant, tau.min(), tau.max()
+        "imported %d C4 members (%s), prior precision %.3g..%.3g", n_members, variant, tau.min(), tau.max()
     )
     return bundle
 

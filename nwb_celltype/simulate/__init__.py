@@ -12,6 +12,8 @@ from ._params import C4_LABELLED_COUNTS, C4_UNLABELLED_COUNT, OTHER, PRESETS, SI
 from ._recording import (
     DEFECT_RATES,
     SimulationResult,
+    class_spike_train,
+    class_waveform,
     simulate_library,
     simulate_recording,
     simulate_units,
@@ -75,6 +77,8 @@ __all__ = [
     "apply_amplitude_cutoff",
     "apply_cs_pause",
     "burst_train",
+    "class_spike_train",
+    "class_waveform",
     "demo_recording_path",
     "gamma_train",
     "get_preset",

@@ -43,7 +43,14 @@ from ._waveforms import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SimulationResult", "simulate_library", "simulate_recording", "simulate_units"]
+__all__ = [
+    "SimulationResult",
+    "class_spike_train",
+    "class_waveform",
+    "simulate_library",
+    "simulate_recording",
+    "simulate_units",
+]
 
 #: Fixed session start (determinism: same seed -> same file contents).
 _START = datetime.datetime(2025, 1, 6, 10, 0, 0, tzinfo=datetime.timezone.utc)
@@ -254,6 +261,69 @@ def _class_train(
     return t, rate
 
 
+def class_spike_train(
+    rng: np.random.Generator,
+    cls: str,
+    duration_s: float,
+    *,
+    preset: str | Preset = "mouse",
+    kind: str = "",
+) -> tuple[np.ndarray, float]:
+    """Spike train of one unit of class ``cls`` (no pause, no defects).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    cls : str
+        A C4 class or ``"other"`` (then ``kind`` in ``"granule"``, ``"mixture"``, ``"noise"``,
+        ``"irregular"``).
+    duration_s : float
+        Length in seconds.
+    preset : {"mouse", "macaque"}
+
+    Returns
+    -------
+    times : (k,) float64
+        Sorted spike times in seconds.
+    rate_hz : float
+        The drawn target rate of the generating process.
+    """
+    if cls not in SIM_CLASSES:
+        raise InvalidValueError(f"unknown class {cls!r}; expected one of {SIM_CLASSES}.")
+    return _class_train(rng, cls, kind, get_preset(preset), _check_duration(duration_s))
+
+
+def class_waveform(
+    rng: np.random.Generator,
+    cls: str,
+    *,
+    preset: str | Preset = "mouse",
+    kind: str = "",
+    waveform_rate_hz: float = 30000.0,
+    n_spikes: int = 10000,
+) -> np.ndarray:
+    """Peak-channel mean waveform of one unit of class ``cls`` (MFB ``kind="positive"`` for a
+    positive-going axonal spike).
+
+    Returns
+    -------
+    (samples,) float32
+        Volts; 4 ms window (trough at 1.3 ms) at ``waveform_rate_hz``.
+    """
+    if cls not in SIM_CLASSES:
+        raise InvalidValueError(f"unknown class {cls!r}; expected one of {SIM_CLASSES}.")
+    pre = get_preset(preset)
+    p = pre.classes[cls]
+    phases = template_phases(rng, cls, pre.width_scale, kind)
+    amp_v = p.amplitude_uv * np.exp(0.35 * rng.standard_normal()) * 1e-6
+    noise_v = (10.0 / np.sqrt(max(n_spikes, 1)) + 1.0) * 1e-6
+    t_ms = waveform_time_ms(waveform_rate_hz)
+    wave = render_waveforms(
+        phases, t_ms, np.zeros(1), amplitude_v=amp_v, space_um=_u(rng, p.space_um), noise_v=noise_v, rng=rng
+    )
+    return wave[:, 0]
+
+
 def _apply_defects(
     rng: np.random.Generator, t: np.ndarray, duration_s: float, flags: dict[str, bool]
 ) -> np.ndarray:
@@ -321,7 +391,7 @@ def _place_units(
     pos[cs] = pos[partner[cs]] + np.column_stack(
         [rng.normal(0, 5, len(cs)), rng.uniform(-8, 12, len(cs)), rng.normal(0, 3, len(cs)).clip(-2)]
     )
-    pos[:, 2] = np.abs(pos[:, 2]) + 3.0
+    pos[:, 2] = np.maximum(np.abs(pos[:, 2]), 3.0)
     return pos
 
 
@@ -349,6 +419,9 @@ def simulate_units(
     duration_s = _check_duration(duration_s)
     class_counts = _check_counts(class_counts, "class_counts", SIM_CLASSES)
     seed = _check_int("seed", seed, 0)
+    labelled_fraction = _check_fraction(labelled_fraction)
+    if labelled_counts is not None:
+        labelled_counts = _check_counts(labelled_counts, "labelled_counts", C4_CLASSES)
     if class_counts.get("PkC_cs", 0) > class_counts.get("PkC_ss", 0):
         raise InvalidValueError(
             f"class_counts asks for {class_counts.get('PkC_cs', 0)} PkC_cs units but only "
@@ -390,40 +463,49 @@ def simulate_units(
     segs = make_layer_profile(lrng)
     pos = _place_units(lrng, classes, subtypes, partner, segs)
 
-    # spike trains: one independent stream per unit (or per Purkinje cell)
+    # spike trains: one independent stream per unit. Complex spikes first (tiny): the simple
+    # spikes of the same cell need them for their pause.
     unit_seeds = s_units.spawn(n)
-    trains: list[np.ndarray] = [np.empty(0)] * n
     rates = np.zeros(n)
+    cs_trains: dict[int, np.ndarray] = {}
+    for j in np.flatnonzero(classes == "PkC_cs"):
+        cs_trains[j], rates[j] = _class_train(
+            np.random.default_rng(unit_seeds[j]), "PkC_cs", "", pre, duration_s
+        )
     defect_flags = {k: np.zeros(n, dtype=bool) for k in DEFECT_RATES}
+    # Units are written straight into one flat array in table order, so that peak memory stays
+    # ~8 bytes per spike: the buffer is over-allocated (untouched pages cost no memory) and grown
+    # only if the generous estimate is exceeded.
+    expect = sum(pre.classes[c].rate_hz * n_c for c, n_c in class_counts.items()) * duration_s
+    buf = np.empty(int(3 * expect) + 100_000, dtype=np.float64)
+    offsets = np.zeros(n + 1, dtype=np.int64)
     for i in range(n):
-        if classes[i] == "PkC_cs":
-            continue  # generated with its simple spikes
         rng = np.random.default_rng(unit_seeds[i])
-        trains[i], rates[i] = _class_train(rng, classes[i], subtypes[i], pre, duration_s)
-        if classes[i] == "PkC_ss" and partner[i] >= 0:
-            j = partner[i]
-            cs, rates[j] = _class_train(rng, "PkC_cs", "", pre, duration_s)
-            pause = rng.uniform(*pre.cs_pause_ms) * 1e-3
-            trains[i] = apply_cs_pause(trains[i], cs, pause, rng=rng)
-            trains[j] = cs
-    for i in range(n):
-        rng = np.random.default_rng(unit_seeds[i].spawn(1)[0])
-        flags = {k: bool(defects and rng.uniform() < r) for k, r in DEFECT_RATES.items()}
+        if classes[i] == "PkC_cs":
+            t = cs_trains[i]
+        else:
+            t, rates[i] = _class_train(rng, classes[i], subtypes[i], pre, duration_s)
+            if classes[i] == "PkC_ss" and partner[i] >= 0:
+                pause = rng.uniform(*pre.cs_pause_ms) * 1e-3
+                t = apply_cs_pause(t, cs_trains[partner[i]], pause, rng=rng)
+        drng = np.random.default_rng(unit_seeds[i].spawn(1)[0])
+        flags = {k: bool(defects and drng.uniform() < r) for k, r in DEFECT_RATES.items()}
         for k, v in flags.items():
             defect_flags[k][i] = v
-        t = _apply_defects(rng, trains[i], duration_s, flags)
+        t = _apply_defects(drng, t, duration_s, flags)
         # spike sorters report sample-quantised times
         t = np.round(t * wrate) / wrate
         if len(t) > 1:  # sorted already; drop spikes made simultaneous by the rounding
             t = t[np.concatenate([[True], np.diff(t) > 0])]
-        trains[i] = t
-    counts = np.array([len(t) for t in trains], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    flat = np.empty(offsets[-1], dtype=np.float64)
-    for i in range(n):
-        flat[offsets[i] : offsets[i + 1]] = trains[i]
-        trains[i] = None  # free as we go: bounded peak memory
-    del trains
+        end = offsets[i] + len(t)
+        if end > len(buf):
+            grown = np.empty(int(1.5 * end) + 100_000, dtype=np.float64)
+            grown[: offsets[i]] = buf[: offsets[i]]
+            buf = grown
+        buf[offsets[i] : end] = t
+        offsets[i + 1] = end
+    flat = buf[: offsets[-1]]
+    counts = np.diff(offsets)
 
     # waveforms on the 12 sites nearest each unit
     geom = neuropixels_geometry()

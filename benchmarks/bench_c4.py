@@ -1,0 +1,184 @@
+"""Benchmark: import + prediction of a C4 ensemble in the published layout, against npyx's own path.
+
+A random-weight 100-member ensemble is written as ``trained_models.tar.gz`` + ``hessians.pt``; the same
+500 units (random C4-shaped features) are classified by
+
+* nwb-celltype: ``nwb-celltype c4 import`` (read, validate, fit the prior precision once, save the
+  bundle), ``load_bundle`` and ``predict_cell_types`` (members batched);
+* npyx 4.3.1 (oracle environment, ``NWB_CELLTYPE_ORACLE_PYTHON``): ``load_ensemble(laplace=True)``
+  (extract, build one model per member, re-fit every prior precision) + ``ensemble_predict`` +
+  ``format_predictions`` — what ``predict_cell_types`` does each run.
+
+Both measured in this run on this machine; labels are compared. Usage:
+``NWB_CELLTYPE_ORACLE_PYTHON=.venv-oracle/bin/python python benchmarks/bench_c4.py [--members 100] [--units 500]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+NPYX_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time, json
+    os.environ["TQDM_DISABLE"] = "1"
+    os.environ["HOME"] = os.getcwd()
+    import numpy as np, torch
+    torch.set_num_threads(int(sys.argv[3]))
+    from torch.utils.data import DataLoader, TensorDataset
+    from npyx.c4 import run_deep_classifier as rdc
+    from npyx.c4.predict_cell_types import format_predictions
+    X = np.load(sys.argv[1]); K = int(sys.argv[2])
+    t0 = time.perf_counter()
+    ens = rdc.load_ensemble("trained_models.tar.gz", device=torch.device("cpu"), n_classes=K, laplace=True)
+    t1 = time.perf_counter()
+    loader = DataLoader(TensorDataset(torch.tensor(X), torch.zeros(len(X))), batch_size=len(X))
+    raw = rdc.ensemble_predict(ens, loader, device=torch.device("cpu"), method="raw")
+    pred, _, _, votes, ratio = format_predictions(raw)
+    t2 = time.perf_counter()
+    np.save("npyx_pred.npy", pred)
+    print(json.dumps({"load_s": t1 - t0, "predict_s": t2 - t1}))
+    """
+)
+
+
+def write_published_layout(folder: Path, m: int, k: int, seed: int = 0) -> None:
+    from nwb_celltype.model.network import CNNCerebellum
+
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    with tarfile.open(folder / "trained_models.tar.gz", "w:gz") as tar:
+        for i in range(m):
+            net = CNNCerebellum(n_classes=k)
+            with torch.no_grad():
+                for mod in net.modules():
+                    if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                        mod.running_var.uniform_(0.001, 0.01)
+                net.fc2.weight.mul_(5.0)
+            buf = io.BytesIO()
+            torch.save(net.state_dict(), buf)
+            info = tarfile.TarInfo(f"models/model_{i}.pt")
+            info.size = len(buf.getvalue())
+            tar.addfile(info, io.BytesIO(buf.getvalue()))
+    hess = []
+    for _ in range(m):
+        ev, evec = [], []
+        for dims in ((k, 100), (k,)):
+            ls, qs = [], []
+            for d in dims:
+                a = torch.randn(d, d + 3, generator=g)
+                lam, q = torch.linalg.eigh(a @ a.T / (d + 3) * (20.0 if d == k else 0.5))
+                ls.append(lam)
+                qs.append(q)
+            ev.append(ls)
+            evec.append(qs)
+        hess.append({"eigenvalues": ev, "eigenvectors": evec, "deltas": torch.zeros(2), "damping": False})
+    torch.save(hess, folder / "hessians.pt")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--members", type=int, default=100)
+    ap.add_argument("--units", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    k = 5
+    from click.testing import CliRunner
+
+    from nwb_celltype.cli import main as cli
+    from nwb_celltype.features.config import FeatureSet
+    from nwb_celltype.model.bundle import load_bundle
+    from nwb_celltype.model.predict import predict_cell_types
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_published_layout(tmp, args.members, k)
+        rng = np.random.default_rng(1)
+        n = args.units
+        acg = (rng.gamma(2.0, 0.5, size=(n, 10, 101)) * rng.uniform(0.2, 5, size=(n, 1, 1))).astype(
+            np.float32
+        )
+        wvf = (rng.normal(size=(n, 90)) * 0.3).astype(np.float32)
+        np.save(tmp / "X.npy", np.concatenate([acg.reshape(n, -1), wvf], axis=1))
+
+        t0 = time.perf_counter()
+        res = CliRunner().invoke(
+            cli,
+            ["c4", "import", str(tmp / "trained_models.tar.gz"), str(tmp / "hessians.pt"), "--variant", "base",
+             "--out", str(tmp / "bundle")],
+        )  # fmt: skip
+        if res.exit_code != 0:
+            raise SystemExit(res.output)
+        t1 = time.perf_counter()
+        bundle = load_bundle(tmp / "bundle")
+        t2 = time.perf_counter()
+        fs = FeatureSet(
+            unit_ids=np.arange(n),
+            acg=acg,
+            waveform=wvf,
+            layer=np.tile(np.eye(4, dtype=np.float32)[0], (n, 1)),
+            stats={},
+            usable=np.ones(n, bool),
+            reasons=np.full(n, "", dtype=object),
+            config=bundle.feature_config,
+        )
+        preds = predict_cell_types(bundle, fs)
+        t3 = time.perf_counter()
+        ours = {"import_s": t1 - t0, "load_s": t2 - t1, "predict_s": t3 - t2}
+
+        oracle = os.environ.get("NWB_CELLTYPE_ORACLE_PYTHON")
+        npyx = None
+        if oracle and Path(oracle).exists():
+            (tmp / "npyx_bench.py").write_text(NPYX_SCRIPT)
+            proc = subprocess.run(
+                [oracle, "npyx_bench.py", str(tmp / "X.npy"), str(k), str(args.threads)],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+            )
+            if proc.returncode != 0:
+                print(proc.stderr[-3000:], file=sys.stderr)
+            else:
+                npyx = json.loads(proc.stdout.strip().splitlines()[-1])
+                npyx_pred = np.load(tmp / "npyx_pred.npy")
+                ours_pred = np.argmax(preds.probabilities, axis=1)
+                npyx["labels_equal"] = bool(np.array_equal(npyx_pred, ours_pred))
+
+    per_unit = lambda s: 1e3 * s / n  # noqa: E731
+    print(
+        f"C4 ensemble: {args.members} members, {n} units, {args.threads} threads, torch {torch.__version__}"
+    )
+    print(
+        f"nwb-celltype: import {ours['import_s']:.2f} s (once), load bundle {ours['load_s']:.2f} s, "
+        f"predict {ours['predict_s']:.2f} s = {per_unit(ours['predict_s']):.2f} ms/unit; "
+        f"load+predict {per_unit(ours['load_s'] + ours['predict_s']):.2f} ms/unit"
+    )
+    if npyx is None:
+        print("npyx oracle not available (set NWB_CELLTYPE_ORACLE_PYTHON): no reference timing")
+        return
+    print(
+        f"npyx 4.3.1:   load_ensemble(laplace=True) {npyx['load_s']:.2f} s, predict {npyx['predict_s']:.2f} s "
+        f"= {per_unit(npyx['predict_s']):.2f} ms/unit; load+predict "
+        f"{per_unit(npyx['load_s'] + npyx['predict_s']):.2f} ms/unit; labels equal: {npyx['labels_equal']}"
+    )
+    print(
+        f"ratio npyx/ours: predict {npyx['predict_s'] / ours['predict_s']:.1f}x, "
+        f"load+predict {(npyx['load_s'] + npyx['predict_s']) / (ours['load_s'] + ours['predict_s']):.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
