@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/model.json")
     ap.add_argument("--skip-cv", action="store_true")
     args = ap.parse_args()
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     n_unl = 300 if args.quick else 3000
@@ -135,7 +135,7 @@ def main() -> None:
     )
 
     # 4. inference
-    results["inference"] = bench_inference(bundle, mouse.features.subset(mouse.features.usable), 20_000)
+    results["inference"] = bench_inference(bundle, mouse.features.subset(mouse.features.usable), 10_000)
     inf = results["inference"]
     print(
         f"inference: {inf['units_per_s']:.0f} units/s ({inf['members']} members); "

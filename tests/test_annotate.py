@@ -215,16 +215,17 @@ def test_kill_at_any_stage_loses_nothing(rec_copy, stage, in_place, tmp_path):
     args = [sys.executable, "-m", "nwb_celltype.cli", "annotate", str(rec_copy), "-q"]
     args += ["--in-place"] if in_place else ["--out", str(out)]
     env = {**os.environ, "NWB_CELLTYPE_PAUSE_AT": stage}
-    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    line = ""
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if "PAUSED AT" in line or not line:
-            break
-    assert "PAUSED AT" in line, f"process ended before {stage}: {proc.stderr.read()}"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    with subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True) as proc:
+        deadline = time.monotonic() + 240
+        line = ""
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if "PAUSED AT" in line or not line:
+                break
+        alive = proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+        rest = proc.stderr.read()
+    assert "PAUSED AT" in line and alive, f"process ended before {stage}: {rest}"
     assert _sha(rec_copy) == before
     assert not out.exists()
     from pynwb import NWBHDF5IO
