@@ -150,7 +150,8 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool):
     batches: list[UnitsBatch] = []
     sets = []
     t_read = t_feat = 0.0
-    it = read_units(source_obj, batch_size=batch_size)
+    # every unit gets a row: a file without waveforms yields 'no waveform' rows, not an error
+    it = read_units(source_obj, batch_size=batch_size, require_waveforms=False)
     while True:
         t0 = time.perf_counter()
         batch = next(it, None)

@@ -64,9 +64,11 @@ def served(tmp_path_factory):
 @pytest.fixture
 def fresh(served):
     served["files"].faults.__init__()
+    served["api"].faults.__init__()
     served["files"].reset_stats()
     yield served
     served["files"].faults.__init__()
+    served["api"].faults.__init__()
 
 
 def test_url_matches_local_and_second_run_makes_no_range_requests(fresh, tmp_path):
@@ -367,3 +369,26 @@ def test_cache_dir_from_env_and_json_listing(fresh, tmp_path, monkeypatch):
     rows = json.loads(res.output)
     assert {r["path"] for r in rows} == {"sub-1/sub-1_ecephys.nwb", "sub-2/sub-2_ecephys.nwb"}
     assert all(r["size"] > 0 and r["version"] == "draft" for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("fault", "exc", "match"),
+    [
+        ({"status": 503}, RemoteError, "failed after 2 attempts"),
+        ({"status": 403}, RemoteError, "HTTP 403"),
+        ({"latency_s": 30.0}, RemoteError, "no data for 1 s"),
+        ({"fail_first": 1}, None, None),  # transient: retried, then works
+    ],
+)
+def test_dandi_api_faults(fresh, fault, exc, match):
+    api = fresh["api"]
+    for k, v in fault.items():
+        setattr(api.faults, k, v)
+    src = f"DANDI:{DS}/draft/sub-2/sub-2_ecephys.nwb"
+    t0 = time.monotonic()
+    if exc is None:
+        assert len(list_dandiset_assets(DS, "draft", dandi_api_url=api.api_url, retries=2)) == 2
+        return
+    with pytest.raises(exc, match=match):
+        list(read_units(src, dandi_api_url=api.api_url, cache_dir=False, timeout_s=1.0, retries=1))
+    assert time.monotonic() - t0 < 15

@@ -348,6 +348,8 @@ class DandiApiServer(_ThreadedApp):
         self.files = files
         self.page_size = page_size
         self.dandisets: dict[str, _Dandiset] = {}
+        #: Faults of the API itself (``latency_s``, ``status``, ``fail_first``/``fail_status``).
+        self.faults = Faults()
         self.requests: Counter = Counter()
         self._lock = threading.Lock()
 
@@ -442,6 +444,14 @@ class DandiApiServer(_ThreadedApp):
         path = "/" + request.match_info["tail"]
         with self._lock:
             self.requests[path] += 1
+        f = self.faults
+        if f.latency_s:
+            await asyncio.sleep(f.latency_s)
+        if f.status is not None:
+            return web.json_response({"detail": f"injected HTTP {f.status}"}, status=f.status)
+        if f.fail_first > 0:
+            f.fail_first -= 1
+            return web.json_response({"detail": "injected transient error"}, status=f.fail_status)
         parts = [p for p in path.split("/") if p]
         try:
             return self._route(request, parts)
