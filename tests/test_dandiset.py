@@ -241,6 +241,24 @@ def _env(api) -> dict:
     return env
 
 
+def _gone(pids: set[int], timeout_s: float) -> bool:
+    """Whether all ``pids`` have exited within ``timeout_s`` (zombies count as exited)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = set()
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as fh:
+                    if fh.read().split(")")[-1].split()[0] != "Z":
+                        alive.add(pid)
+            except FileNotFoundError:
+                pass
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def _labels_per_unit(path: Path) -> dict:
     """Labels and probabilities as any reader gets them from a derived file."""
     from pynwb import NWBHDF5IO
@@ -407,7 +425,9 @@ def test_killed_run_resumes(served, model_path, tmp_path):
     done1 = {r["path"]: r for r in state.iter_records() if r["status"] == "done"}
     assert 2 <= len(done1) < 4, f"kill was not half-way: {sorted(done1)}"
     stats1 = served["files"].stats()
-    time.sleep(0.5)  # the pool process died with the driver (PR_SET_PDEATHSIG)...
+    # the pool process dies with the driver (PR_SET_PDEATHSIG): no orphan goes on writing...
+    worker_pids = {int(r["worker"].rsplit(":", 1)[1]) for r in done1.values()}
+    assert worker_pids and _gone(worker_pids, 10.0), f"pool workers outlived the killed driver: {worker_pids}"
     mtimes = {p: (out / r["output"]).stat().st_mtime_ns for p, r in done1.items()}
     served["files"].reset_stats()
     res = subprocess.run(

@@ -308,3 +308,22 @@ def test_leave_one_out_evaluation():
     rep = evaluate_model(small, leave_one_out=True, config=cfg, baselines=False)
     assert "leave-one-out over 15" in rep.protocol["scheme"]
     assert rep.probabilities.shape == (15, 5) and np.isfinite(rep.probabilities).all()
+
+
+def test_macro_f1_counts_never_predicted_classes_as_zero():
+    y = np.array([0, 0, 1, 1])
+    p = np.eye(2)[[0, 0, 0, 0]] * 0.9 + 0.05
+    m = classification_metrics(y, p, ("a", "b"))
+    assert m["per_class"]["b"]["f1"] == 0.0 and m["per_class"]["b"]["precision"] is None
+    assert m["per_class"]["a"]["f1"] == pytest.approx(2 * 2 / (4 + 2))
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_finetuned_encoders_give_per_member_encoders(tset):
+    cfg = replace(FAST, vae_epochs=1, head_epochs=1, finetune_encoders=True, min_batches_per_epoch=2)
+    b = train_model(tset, config=cfg, seed=0)
+    assert b.card["architecture"]["shared_encoders"] is False and b.ensemble.n_encoders == 3
+    assert b.card["training"]["config"]["finetune_encoders"] is True
+    feats = make_synthetic_features(np.array(["GoC", "PkC_cs"], dtype=object), seed=4)
+    p = predict_cell_types(b, feats)
+    np.testing.assert_allclose(p.probabilities.sum(1), 1.0, rtol=1e-6)

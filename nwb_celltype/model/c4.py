@@ -279,7 +279,6 @@ def import_c4_ensemble(
     shapes: dict[str, tuple[int, ...]] = {}
     n_classes = 0
     for rank, sd in _iter_member_states(archive, {name: r for r, (_, name) in enumerate(listing)}):
-        where = f"model_{indices[rank]}.pt"
         if not members:
             first = convert_npyx_state_dict(sd)
             n_classes = int(first["fc2.weight"].shape[0])
@@ -298,11 +297,13 @@ def import_c4_ensemble(
             }
         if set(sd) != set(shapes) or any(tuple(sd[k].shape) != sh for k, sh in shapes.items()):
             sd = convert_npyx_state_dict(sd, n_classes=n_classes, use_layer=use_layer)  # raises, naming keys
-        bad = [k for k in members if not torch.isfinite(sd[k]).all()]
-        if bad:
-            raise ModelError(f"{where} has non-finite values in {bad[:5]}; the file is corrupt")
         for k, dst in members.items():
             dst[rank] = sd[k]
+    for k, v in members.items():
+        finite = torch.isfinite(v.reshape(n_members, -1)).all(dim=1)
+        if not finite.all():
+            bad = [indices[r] for r in torch.nonzero(~finite).flatten().tolist()[:5]]
+            raise ModelError(f"model_{bad}.pt: non-finite values in {k}; the files are corrupt")
     names = tuple(classes) if classes is not None else default_classes
     if len(names) != n_classes:
         raise ModelMismatchError(

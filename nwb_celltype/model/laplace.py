@@ -287,9 +287,9 @@ def log_marginal_likelihood(
         post.bias_eigvals + d[:, 1, None]
     ).sum(dim=1)
     theta = torch.cat((weight.reshape(m, -1), bias.reshape(m, -1)), dim=1)
-    prior_diag = tau[:, None] * torch.ones_like(theta)
-    logdet_prior = prior_diag.log().sum(dim=1)
-    scatter = (theta * prior_diag * theta).sum(dim=1)
+    # scalar prior: log det P0 = n_params log τ and scatter = τ ‖θ‖² (laplace-torch sums a diagonal)
+    logdet_prior = theta.shape[1] * torch.log(tau)
+    scatter = tau * theta.square().sum(dim=1)
     return -0.5 * (logdet_post - logdet_prior + scatter)
 
 

@@ -26,12 +26,14 @@ def _confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
 
 
 def _per_class(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall, F1 per class; NaN where undefined (no predictions / no true units), F1 = 0
+    for a class that has true units or predictions but no correct one (sklearn's zero_division=0)."""
     tp = np.diag(cm).astype(float)
+    pred_n, true_n = cm.sum(0), cm.sum(1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(cm.sum(0) > 0, tp / cm.sum(0), np.nan)
-        recall = np.where(cm.sum(1) > 0, tp / cm.sum(1), np.nan)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    f1 = np.where(np.isnan(precision) | np.isnan(recall), np.nan, f1)
+        precision = np.where(pred_n > 0, tp / pred_n, np.nan)
+        recall = np.where(true_n > 0, tp / true_n, np.nan)
+        f1 = np.where(pred_n + true_n > 0, 2 * tp / (pred_n + true_n), np.nan)
     return precision, recall, f1
 
 
