@@ -32,9 +32,7 @@ class Oracle:
         script = (
             "import numpy as np, os\n"
             f"_d = dict(np.load({str(inp)!r}, allow_pickle=False))\n"
-            "globals().update(_d)\n"
-            + textwrap.dedent(code)
-            + f"\nnp.savez({str(out)!r}, **out)\n"
+            "globals().update(_d)\n" + textwrap.dedent(code) + f"\nnp.savez({str(out)!r}, **out)\n"
         )
         (self.workdir / "script.py").write_text(script)
         proc = subprocess.run(
