@@ -3,7 +3,7 @@ LocalCluster with 2 workers) against the loopback DANDI-shaped API and Range ser
 added latency per request. The 1-worker run is the reference measured in the same run on the same
 data; the script prints the ratio.
 
-    python benchmarks/bench_dandiset.py [--assets 8] [--units 40] [--duration 180] [--latency 0.03] [--repeat 2] [--dask]
+    python benchmarks/bench_dandiset.py [--assets 16] [--units 40] [--duration 180] [--latency 0.03] [--repeat 2] [--dask]
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def run_once(api_url: str, workers: int | None, scheduler: str | None, batch_siz
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--assets", type=int, default=8)
+    ap.add_argument("--assets", type=int, default=16)
     ap.add_argument("--units", type=int, default=40)
     ap.add_argument("--duration", type=float, default=180.0)
     ap.add_argument("--latency", type=float, default=0.03, help="seconds added to every file request")

@@ -143,6 +143,8 @@ def _atomic_target(final: Path):
 
 def _collect(source_obj, bundle, batch_size: int, progress: bool):
     """Read all units and compute features. Returns (batches, FeatureSet, read_s, features_s)."""
+    from tqdm.auto import tqdm
+
     from .features import extract_features
     from .features.config import FeatureSet
     from .io import read_units
@@ -150,6 +152,11 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool):
     batches: list[UnitsBatch] = []
     sets = []
     t_read = t_feat = 0.0
+    try:
+        total = int(source_obj.h5["units/id"].shape[0])
+    except (AttributeError, KeyError, TypeError):
+        total = None
+    bar = tqdm(total=total, unit="unit", desc="annotate", disable=not progress, leave=False)
     # every unit gets a row: a file without waveforms yields 'no waveform' rows, not an error
     it = read_units(source_obj, batch_size=batch_size, require_waveforms=False)
     while True:
@@ -162,6 +169,8 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool):
         t0 = time.perf_counter()
         sets.append(extract_features(batch, bundle.feature_config))
         t_feat += time.perf_counter() - t0
+        bar.update(len(batch))
+    bar.close()
     if not batches:
         raise InvalidValueError("the source's Units table has no units; nothing to annotate")
     return batches, FeatureSet.concatenate(sets), t_read, t_feat

@@ -210,29 +210,36 @@ _KERNELS: dict = {}
 _BLOCK = 8192
 
 
-def _pairs_kernel(n_rate_bins: int, n_lags: int):
-    """The jitted pair counter for one (rate bins, lags) geometry, built once per process.
+def _pairs_kernel(n_rate_bins: int, row_width: int, both: bool):
+    """The jitted pair counter for one (rate bins, row width, direction) geometry, built once per
+    process.
 
     Input: the trigger spikes of several rows, sorted by their neighbour count (descending) and
     cut into blocks of ``_BLOCK``. For neighbour offset k = 1, 2, ... up to the block's largest
-    count, every spike looks at the k-th occupied bin after and before its own
+    count, every spike looks at the k-th occupied bin after (and, if ``both``, before) its own
     (``ubins[pos +- k]``) while that bin is within the window and increments its (row, rate bin,
     lag) cell: one flat scatter-add per offset. Sorting keeps the padding waste of the offset loop
     small; the work is O(spikes x neighbours).
+
+    Pairs outside the window go to one extra "drop" cell at the end of the histogram, so every
+    index is in bounds and the scatter is compiled with ``mode="promise_in_bounds"``: on XLA:CPU
+    this is ~10x faster per element than the bounds-checked ``mode="drop"``.
     """
-    key = (n_rate_bins, n_lags)
+    key = (n_rate_bins, row_width, both)
     if key in _KERNELS:
         return _KERNELS[key]
     import jax
     import jax.numpy as jnp
     from jax import lax
 
-    size = n_rate_bins * n_lags
+    size = n_rate_bins * row_width
 
     def spike_cells(k, base, pos, n_before, n_after, ubins, drop):
-        """Cells hit by one spike at neighbour offset ``k`` (``drop`` where none): (2,)."""
+        """Cells hit by one spike at neighbour offset ``k`` (``drop`` where none): (2,) or (1,)."""
         last = ubins.shape[0] - 1
         after = jnp.where(k <= n_after, base + ubins[jnp.minimum(pos + k, last)], drop)
+        if not both:
+            return after[None]
         before = jnp.where(k <= n_before, base + ubins[jnp.maximum(pos - k, 0)], drop)
         return jnp.stack([after, before])
 
@@ -240,23 +247,24 @@ def _pairs_kernel(n_rate_bins: int, n_lags: int):
 
     def count(base, pos, n_before, n_after, ubins, n_slots):
         TRACE_COUNT["pairs"] += 1  # runs only while tracing: counts compilations
-        drop = n_slots * size
+        drop = n_slots * size  # the extra cell: in bounds, discarded below
 
         def block(i, hist):
             b, p, nb, na = (
                 lax.dynamic_slice(a, (i * _BLOCK,), (_BLOCK,)) for a in (base, pos, n_before, n_after)
             )
-            k_max = jnp.maximum(nb.max(), na.max())
+            k_max = jnp.maximum(nb.max(), na.max()) if both else na.max()
 
             def body(carry):
                 k, h = carry
                 cells = cells_of(k, b, p, nb, na, ubins, drop)
-                return k + 1, h.at[cells.ravel()].add(1, mode="drop")
+                return k + 1, h.at[cells.ravel()].add(1, mode="promise_in_bounds")
 
             return lax.while_loop(lambda c: c[0] <= k_max, body, (jnp.int32(1), hist))[1]
 
-        hist = lax.fori_loop(0, base.shape[0] // _BLOCK, block, jnp.zeros(n_slots * size, jnp.int32))
-        return hist.reshape(n_slots, size)
+        hist = jnp.zeros(n_slots * size + 1, jnp.int32)
+        hist = lax.fori_loop(0, base.shape[0] // _BLOCK, block, hist)
+        return hist[:-1].reshape(n_slots, size)
 
     kernel = jax.jit(count, static_argnums=(5,))
     _KERNELS[key] = kernel
@@ -322,9 +330,13 @@ class _PairCounter:
     soon as it is full. JAX dispatch is asynchronous, so the host prepares the next units while
     the device counts; :meth:`result` waits for all calls."""
 
-    def __init__(self, n_units: int, geo: AcgGeometry) -> None:
+    def __init__(self, n_units: int, geo: AcgGeometry, positive_only: bool = False) -> None:
         self.geo = geo
-        self.size = geo.n_rate_bins * geo.n_lags
+        self.both = not positive_only
+        # a histogram row covers lags -half..+half (both) or 0..+half (positive lags only)
+        self.width = geo.n_lags if self.both else geo.half + 1
+        self.offset = geo.half if self.both else 0
+        self.size = geo.n_rate_bins * self.width
         self.n_units = n_units
         self.pending: list[_Row] = []
         self.n_pending = 0
@@ -352,24 +364,24 @@ class _PairCounter:
         i = u = 0
         for slot, r in enumerate(call):
             n, m = len(r.bins), len(r.ubins)
-            base[i : i + n] = slot * size + r.rbin * geo.n_lags + geo.half - r.bins
+            base[i : i + n] = slot * size + r.rbin * self.width + self.offset - r.bins
             pos[i : i + n] = r.pos + u
             n_before[i : i + n] = r.n_before
             n_after[i : i + n] = r.n_after
             ubins[u : u + m] = r.ubins
             i += n
             u += m
-        key = -np.maximum(n_before[:n_spk], n_after[:n_spk])
+        key = -(np.maximum(n_before[:n_spk], n_after[:n_spk]) if self.both else n_after[:n_spk])
         if geo.half < 2**15:  # radix sort on int16 keys: O(n)
             key = key.astype(np.int16)
         order = np.argsort(key, kind="stable")
         for a in (base, pos, n_before, n_after):
             a[:n_spk] = a[:n_spk][order]
-        kernel = _pairs_kernel(geo.n_rate_bins, geo.n_lags)
+        kernel = _pairs_kernel(geo.n_rate_bins, self.width, self.both)
         self.launched.append((kernel(base, pos, n_before, n_after, ubins, slots), call))
 
     def result(self) -> np.ndarray:
-        """(n_units, R, W) int64 coincidence counts."""
+        """(n_units, R, W) int64 coincidence counts (W = n_lags, or half + 1: lags 0..half)."""
         if self.pending:
             self._launch()
         out = np.zeros((self.n_units, self.size), dtype=np.int64)
@@ -378,7 +390,7 @@ class _PairCounter:
             for slot, r in enumerate(call):
                 out[r.unit] += hist[slot]
         self.launched = []
-        return out.reshape(self.n_units, self.geo.n_rate_bins, self.geo.n_lags)
+        return out.reshape(self.n_units, self.geo.n_rate_bins, self.width)
 
 
 def _count_pairs(rows: list[_Row], n_units: int, geo: AcgGeometry) -> np.ndarray:

@@ -1,0 +1,50 @@
+"""The README's main command: `nwb-celltype demo` annotates the embedded recording, prints the
+summary, and writes a file that plain pynwb reads without this package and NWB Inspector passes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from nwb_celltype.cli import main
+
+
+def test_demo_command_end_to_end(tmp_path):
+    out = tmp_path / "demo.nwb"
+    res = CliRunner().invoke(main, ["demo", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "annotated 80 units" in res.output
+    assert "DEMO model trained on simulated data" in res.output
+    assert out.exists()
+
+    code = (
+        "import sys; sys.modules['nwb_celltype'] = None\n"
+        "from pynwb import NWBHDF5IO\n"
+        f"with NWBHDF5IO({str(out)!r}, 'r') as io:\n"
+        "    f = io.read()\n"
+        "    tables = [n for n, o in f.processing['cell_types'].data_interfaces.items()\n"
+        "              if o.neurodata_type == 'CellTypeAnnotations']\n"
+        "    print(sorted(tables))\n"
+        "    t = f.processing['cell_types'][[n for n in tables if n.startswith('celltype_')][0]]\n"
+        "    print(len(t), sorted(set(t['label'][:])))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "ground_truth" in lines[0] and "celltype_" in lines[0]
+    assert lines[1].startswith("80 ")
+
+    from nwbinspector import Importance, inspect_nwbfile, load_config
+
+    msgs = [
+        m
+        for m in inspect_nwbfile(nwbfile_path=str(out), config=load_config("dandi"))
+        if m.importance.value > Importance.BEST_PRACTICE_SUGGESTION.value
+    ]
+    assert msgs == [], msgs
+
+    # a second run replaces the output instead of failing
+    res = CliRunner().invoke(main, ["demo", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
