@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AnnotationExistsError, InvalidValueError, NwbCelltypeError, OutputError
-from .units import UnitsBatch
 
 logger = logging.getLogger(__name__)
 
@@ -141,16 +140,33 @@ def _atomic_target(final: Path):
         raise
 
 
-def _collect(source_obj, bundle, batch_size: int, progress: bool):
-    """Read all units and compute features. Returns (batches, FeatureSet, read_s, features_s)."""
+@dataclass
+class _UnitsSummary:
+    """What the write step needs of the units, without their spike times (bounded memory)."""
+
+    unit_ids: np.ndarray
+    unit_indices: np.ndarray
+    spike_counts: np.ndarray
+    layers: np.ndarray
+    waveforms: np.ndarray | None
+    waveform_rate_hz: float | None
+    problems: dict[int, str]
+
+
+def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None):
+    """Read all units and compute features, one batch at a time; memory is bounded by the batch
+    size plus the small per-unit arrays. With ``spill`` (a binary file object), every batch's spike
+    times (float64) are appended to it, for a derived file to memory-map later.
+    Returns (_UnitsSummary, FeatureSet, read_s, features_s)."""
     from tqdm.auto import tqdm
 
     from .features import extract_features
     from .features.config import FeatureSet
     from .io import read_units
 
-    batches: list[UnitsBatch] = []
-    sets = []
+    sets, ids, indices, counts, layers, waves = [], [], [], [], [], []
+    problems: dict[int, str] = {}
+    rate = None
     t_read = t_feat = 0.0
     try:
         total = int(source_obj.h5["units/id"].shape[0])
@@ -165,23 +181,36 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool):
         t_read += time.perf_counter() - t0
         if batch is None:
             break
-        batches.append(batch)
+        ids.append(np.asarray(batch.unit_ids))
+        indices.append(np.asarray(batch.unit_indices))
+        counts.append(batch.spike_counts)
+        layers.append(np.asarray(batch.layers, dtype=object))
+        waves.append(batch.waveforms)
+        rate = rate or batch.waveform_rate_hz
+        if spill is not None:
+            spill.write(np.ascontiguousarray(batch.spike_times_s, dtype="<f8").tobytes())
+        for uid, reason in (batch.extra.get("problems") or {}).items():
+            problems[int(uid)] = reason
         t0 = time.perf_counter()
         sets.append(extract_features(batch, bundle.feature_config))
         t_feat += time.perf_counter() - t0
         bar.update(len(batch))
     bar.close()
-    if not batches:
+    if not sets:
         raise InvalidValueError("the source's Units table has no units; nothing to annotate")
-    return batches, FeatureSet.concatenate(sets), t_read, t_feat
-
-
-def _unit_problems(batches: list[UnitsBatch]) -> dict[int, str]:
-    probs: dict[int, str] = {}
-    for b in batches:
-        for uid, reason in (b.extra.get("problems") or {}).items():
-            probs[int(uid)] = reason
-    return probs
+    waveforms = None
+    if all(w is not None for w in waves) and len({w.shape[1] for w in waves}) == 1:
+        waveforms = np.concatenate(waves).astype(np.float32)
+    summary = _UnitsSummary(
+        unit_ids=np.concatenate(ids),
+        unit_indices=np.concatenate(indices),
+        spike_counts=np.concatenate(counts),
+        layers=np.concatenate(layers),
+        waveforms=waveforms,
+        waveform_rate_hz=rate,
+        problems=problems,
+    )
+    return summary, FeatureSet.concatenate(sets), t_read, t_feat
 
 
 def _write_tables(nwbfile, *, bundle, preds, unit_indices, table_name, threshold, source, call, skipped):
@@ -277,9 +306,14 @@ def _append_to_copy(src_path: Path, tmp: Path, write_fn, table_name: str, overwr
     _checkpoint("written")
 
 
-def _write_derived(tmp: Path, src, batches: list[UnitsBatch], write_fn) -> None:
-    """A new NWB file holding the Units rows the annotations refer to and the source's identity."""
+def _write_derived(tmp: Path, src, units: _UnitsSummary, spike_file: Path, write_fn) -> None:
+    """A new NWB file holding the Units rows the annotations refer to (ids, spike times, peak-channel
+    waveforms, layer, source row index) and the source's identity. Spike times come memory-mapped
+    from ``spike_file`` (written while reading), so memory stays bounded by the batch size."""
+    from hdmf.backends.hdf5 import H5DataIO
+    from hdmf.common import ElementIdentifiers, VectorData, VectorIndex
     from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.misc import Units
 
     srcfile = src.nwbfile
     info = src.info.to_dict()
@@ -303,24 +337,51 @@ def _write_derived(tmp: Path, src, batches: list[UnitsBatch], write_fn) -> None:
         nwbfile.subject = Subject(
             subject_id=s.subject_id, species=s.species, sex=s.sex, age=s.age, description=s.description
         )
-    rate = next((b.waveform_rate_hz for b in batches if b.waveform_rate_hz), None)
-    nwbfile.add_unit_column("source_unit_index", "row index of the unit in the source's Units table")
-    nwbfile.add_unit_column("layer", "layer of the unit (C4 vocabulary: unknown, GCL, PCL, ML)")
-    for b in batches:
-        for i in range(len(b)):
-            kw = {}
-            if b.waveforms is not None:
-                kw["waveform_mean"] = np.nan_to_num(b.waveforms[i]).astype(np.float32)
-            nwbfile.add_unit(
-                id=int(b.unit_ids[i]),
-                spike_times=b.spike_times(i),
-                source_unit_index=int(b.unit_indices[i]),
-                layer=str(b.layers[i]),
-                **kw,
+    total = int(units.spike_counts.sum())
+    data = (
+        H5DataIO(np.memmap(spike_file, dtype="<f8", mode="r", shape=(total,)), chunks=(min(total, 1 << 16),))
+        if total
+        else np.zeros(0, dtype=np.float64)
+    )
+    st = VectorData(
+        name="spike_times", description="spike times of each unit, s (from the source)", data=data
+    )
+    cols = [
+        st,
+        VectorIndex(name="spike_times_index", data=np.cumsum(units.spike_counts), target=st),
+        VectorData(
+            name="source_unit_index",
+            description="row index of the unit in the source's Units table",
+            data=units.unit_indices,
+        ),
+        VectorData(
+            name="layer",
+            description="layer of the unit (C4 vocabulary: unknown, GCL, PCL, ML)",
+            data=[str(x) for x in units.layers],
+        ),
+    ]
+    kwargs = {}
+    if units.waveforms is not None:
+        cols.append(
+            VectorData(
+                name="waveform_mean",
+                description="peak-channel mean waveform of each unit (from the source)",
+                data=np.nan_to_num(units.waveforms),
             )
-    if rate:
-        nwbfile.units.waveform_rate = float(rate)
-        nwbfile.units.resolution = 1.0 / float(rate)
+        )
+        if units.waveform_rate_hz:
+            kwargs = {
+                "waveform_rate": float(units.waveform_rate_hz),
+                "resolution": 1.0 / units.waveform_rate_hz,
+            }
+    nwbfile.units = Units(
+        name="units",
+        description=f"units of the source ({info.get('asset_path') or info.get('url')}) that the "
+        "cell-type annotations refer to",
+        id=ElementIdentifiers(name="id", data=units.unit_ids),
+        columns=cols,
+        **kwargs,
+    )
     write_fn(nwbfile)
     _checkpoint("before-write")
     with NWBHDF5IO(str(tmp), mode="w") as io:
@@ -379,7 +440,8 @@ def annotate(
     table_name = table_name_for(bundle)
     call = call if call is not None else "nwb_celltype.annotate(" + repr(str(source)) + ")"
 
-    with open_source(source, dandi_api_url=dandi_api_url, cache_dir=cache_dir) as src:
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(open_source(source, dandi_api_url=dandi_api_url, cache_dir=cache_dir))
         info = src.info.to_dict()
         local = info.get("kind") == "local"
         input_path = Path(info["path"]) if local else None
@@ -411,7 +473,19 @@ def annotate(
             raise OutputError(f"cannot annotate {final} in place: its folder is not writable")
 
         _checkpoint("opened")
-        batches, features, t_read, t_feat = _collect(src, bundle, batch_size, progress)
+        cleanup = stack.enter_context(contextlib.ExitStack())
+        spill_path = spill = None
+        if mode == "derived":
+            # spike times go to a scratch file beside the output and are memory-mapped when the
+            # derived file is written: memory stays bounded by the batch size
+            fd, spill_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".spikes", dir=final.parent)
+            spill_path = Path(spill_name)
+            cleanup.callback(spill_path.unlink, missing_ok=True)
+            spill = cleanup.enter_context(os.fdopen(fd, "wb"))
+        units, features, t_read, t_feat = _collect(src, bundle, batch_size, progress, spill)
+        if spill is not None:
+            spill.close()
+        unit_indices, problems = units.unit_indices, units.problems
         timings["read"], timings["features"] = t_read, t_feat
         _checkpoint("features")
 
@@ -419,7 +493,6 @@ def annotate(
         preds = predict_cell_types(bundle, features, threshold=threshold)
         timings["model"] = time.perf_counter() - t0
 
-        problems = _unit_problems(batches)
         reasons = np.asarray(preds.reasons, dtype=object).copy()
         for i, uid in enumerate(features.unit_ids):
             if preds.status[i] == "not_classifiable" and int(uid) in problems and not reasons[i]:
@@ -430,7 +503,6 @@ def annotate(
             for uid, s, r in zip(features.unit_ids, preds.status, reasons, strict=True)
             if s == "not_classifiable"
         ]
-        unit_indices = np.concatenate([b.unit_indices for b in batches])
 
         def write_fn(nwbfile, *, derived=False):
             _write_tables(
@@ -448,7 +520,7 @@ def annotate(
         t0 = time.perf_counter()
         with _atomic_target(final) as tmp:
             if mode == "derived":
-                _write_derived(tmp, src, batches, lambda f: write_fn(f, derived=True))
+                _write_derived(tmp, src, units, spill_path, lambda f: write_fn(f, derived=True))
             else:
                 _append_to_copy(input_path, tmp, write_fn, table_name, overwrite)
         timings["write"] = time.perf_counter() - t0

@@ -201,6 +201,7 @@ def test_http_and_dandi_sources_write_derived_files(recording, tmp_path, demo_bu
         with h5py.File(r.output_path, "r") as f:
             assert len(f["units/id"]) == N_UNITS
             assert "spike_times" in f["units"] and "waveform_mean" in f["units"]
+    assert not list(tmp_path.glob(".*.spikes")) and not list(tmp_path.glob(".*.tmp.nwb"))  # no scratch left
     assert r2.source["dandiset_id"] == "000999" and r2.source["asset_id"] == aid
     clf = load_annotations(r2.output_path)[r2.table_name].classifier
     assert clf["source"]["asset_id"] == aid

@@ -293,6 +293,10 @@ class EnsembleCNN(nn.Module):
     (M, n, 100 or 104), as needed for a last-layer Laplace approximation.
     """
 
+    #: Members x units per sub-block of the encoder pass: keeps the conv activations (~7 KB per
+    #: unit and member) in cache; the classifier head runs on the whole call at once.
+    WORK_UNITS: int = 2048
+
     def __init__(self, states: Sequence[Mapping[str, torch.Tensor]], pool: str = "avg") -> None:
         super().__init__()
         if len(states) == 0:
@@ -312,6 +316,7 @@ class EnsembleCNN(nn.Module):
         # run the encoders once: the head is ~1% of the compute.
         self.shared_encoders = all(torch.equal(c[k], first[k]) for c in convs[1:] for k in enc_keys)
         self.n_encoders = 1 if self.shared_encoders else self.n_members
+        self._folded: tuple[tuple, dict[str, torch.Tensor]] | None = None
         for key in first:
             if key.endswith("num_batches_tracked"):
                 continue
@@ -327,32 +332,80 @@ class EnsembleCNN(nn.Module):
     def from_stacked(
         cls, tensors: Mapping[str, torch.Tensor], n_members: int, pool: str = "avg"
     ) -> EnsembleCNN:
-        """Inverse of :meth:`stacked_tensors` (as stored in a bundle); checks every name and shape."""
-        lead = {int(t.shape[0]) for t in tensors.values() if t.dim() > 0}
-        if not lead <= {1, n_members}:
+        """Inverse of :meth:`stacked_tensors` (as stored in a bundle); checks every name and shape.
+
+        The stacked tensors are validated once as a whole (names, per-member shapes, leading sizes
+        M, or 1 for shared encoders), not member by member: loading is O(1) Python work per bundle.
+        """
+        if pool not in ("avg", "max"):
+            raise ModelError(f"pool must be 'avg' or 'max', got {pool!r}")
+        if n_members < 1:
+            raise ModelMismatchError(f"an ensemble needs at least one member, the bundle says {n_members}")
+        tensors = {
+            k.removeprefix("module."): v for k, v in tensors.items() if not k.endswith("num_batches_tracked")
+        }
+        for key in ("fc2.weight", "batch_norm.weight"):
+            if key not in tensors or tensors[key].dim() < 2:
+                raise ModelMismatchError(
+                    f"stacked ensemble tensors lack {key!r} of shape (M, ...) (got keys {sorted(tensors)[:5]}...); "
+                    "the bundle is not a C4 CNNCerebellum ensemble: re-create it."
+                )
+        n_classes = int(tensors["fc2.weight"].shape[1])
+        use_layer = int(tensors["batch_norm.weight"].shape[1]) == 2 * LATENT_DIM + LAYER_DIM
+        expected = {
+            k: v
+            for k, v in expected_state_shapes(n_classes, use_layer).items()
+            if not k.endswith("num_batches_tracked")
+        }
+        missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+        if missing or unexpected:
             raise ModelMismatchError(
-                f"stacked ensemble tensors have leading sizes {sorted(lead)}, expected {n_members} "
+                f"stacked ensemble tensors do not match CNNCerebellum(n_classes={n_classes}, use_layer={use_layer}): "
+                f"missing {missing}, unexpected {unexpected}; the bundle is inconsistent: re-create it."
+            )
+        lead = {k: int(v.shape[0]) if v.dim() > 0 else -1 for k, v in tensors.items()}
+        if not set(lead.values()) <= {1, n_members}:
+            raise ModelMismatchError(
+                f"stacked ensemble tensors have leading sizes {sorted(set(lead.values()))}, expected {n_members} "
                 "(or 1 for shared encoders); the bundle is inconsistent: re-create it."
             )
-        states = []
-        for i in range(n_members):
-            sd = {}
-            for k, v in tensors.items():
-                sd[k] = v[i if v.shape[0] == n_members else 0]
-            for k in [k for k in sd if k.endswith(".running_mean")]:
-                sd[k.removesuffix("running_mean") + "num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
-            states.append(sd)
-        return cls(states, pool=pool)
+        enc_keys = [k for k in expected if k.startswith(("acg_head.", "wvf_head."))]
+        enc_lead = {lead[k] for k in enc_keys}
+        head_lead = {lead[k] for k in expected if k not in enc_keys}
+        bad = [
+            f"{k}: expected (M, {', '.join(map(str, shape))}), got {tuple(tensors[k].shape)}"
+            for k, shape in expected.items()
+            if tuple(tensors[k].shape[1:]) != shape
+        ]
+        if bad or len(enc_lead) != 1 or head_lead != {n_members}:
+            raise ModelMismatchError(
+                "stacked ensemble tensors are inconsistent (encoders need one leading size, M or 1; "
+                f"classifier layers M={n_members}): encoder leading sizes {sorted(enc_lead)}, "
+                f"classifier {sorted(head_lead)}; " + "; ".join(bad) + " -- re-create the bundle."
+            )
+        ens = cls.__new__(cls)
+        nn.Module.__init__(ens)
+        ens.n_classes, ens.use_layer, ens.pool, ens.n_members = n_classes, use_layer, pool, n_members
+        ens.n_encoders = enc_lead.pop()
+        ens.shared_encoders = ens.n_encoders == 1
+        ens._folded = None
+        for key in expected:  # state-dict order, as EnsembleCNN(states) registers them
+            ens.register_buffer(key.replace(".", "__"), tensors[key].detach().to(torch.float32))
+        return ens
 
     def _w(self, key: str) -> torch.Tensor:
         return getattr(self, key.replace(".", "__"))
 
-    def _bn(self, x: torch.Tensor, prefix: str) -> torch.Tensor:
-        # eval-mode batch norm with member-specific statistics; x (M, n, c) or (n, M*c, h, w)
+    def _bn_affine(self, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode batch norm as ``x * scale + shift``; each (M or 1, c)."""
         w, b = self._w(prefix + ".weight"), self._w(prefix + ".bias")
         rm, rv = self._w(prefix + ".running_mean"), self._w(prefix + ".running_var")
         scale = w / torch.sqrt(rv + BN_EPS)
-        shift = b - rm * scale
+        return scale, b - rm * scale
+
+    def _bn(self, x: torch.Tensor, prefix: str) -> torch.Tensor:
+        # eval-mode batch norm with member-specific statistics; x (M, n, c) or (n, M*c, h, w)
+        scale, shift = self._bn_affine(prefix)
         if x.dim() == 3:
             return x * scale[:, None, :] + shift[:, None, :]
         return x * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
@@ -366,41 +419,118 @@ class EnsembleCNN(nn.Module):
         return torch.baddbmm(b[:, None, :], x, w.transpose(1, 2))
 
     def _acg_convs(self, x: torch.Tensor) -> torch.Tensor:
+        # reference path (max pooling): grouped convolutions, (n, M*16, 1, 23) after batchnorm2
         m = self.n_encoders
         b1 = self._w("acg_head.conv1.bias").reshape(-1)
         b2 = self._w("acg_head.conv2.bias").reshape(-1)
         w1 = self._w("acg_head.conv1.weight").reshape(m * 8, 1, 1, 10)
         w2 = self._w("acg_head.conv2.weight").reshape(m * 16, 8, 5, 1)
-        if self.pool == "avg":
-            # Average pooling is linear and comes before the ReLU, so conv + pool is one strided
-            # convolution with a widened kernel: 4x (conv1) / 2x (conv2) fewer outputs, exact.
-            k1 = torch.zeros(m * 8, 1, 2, 11, dtype=w1.dtype, device=w1.device)
-            for dh in range(2):
-                for dw in range(2):
-                    k1[:, :, dh, dw : dw + 10] += 0.25 * w1[:, :, 0, :]
-            x = F.relu(F.conv2d(x, k1, b1, stride=(2, 2)))
-            x = self._bn(x, "acg_head.batchnorm1")
-            k2 = 0.5 * w2.expand(-1, -1, -1, 2)
-            x = F.relu(F.conv2d(x, k2, b2, stride=(1, 2), groups=m))
-        else:
-            x = self._bn(F.relu(F.max_pool2d(F.conv2d(x, w1, b1), (2, 2))), "acg_head.batchnorm1")
-            x = F.relu(F.max_pool2d(F.conv2d(x, w2, b2, groups=m), (1, 2)))
+        x = self._bn(F.relu(self._pool(F.conv2d(x, w1, b1), (2, 2))), "acg_head.batchnorm1")
+        x = F.relu(self._pool(F.conv2d(x, w2, b2, groups=m), (1, 2)))
         return self._bn(x, "acg_head.batchnorm2")
+
+    def _folded_weights(self) -> dict[str, torch.Tensor]:
+        """Inference weights derived once from the buffers (cached until a buffer changes).
+
+        * avg pooling is linear and precedes the ReLU, so conv1 + pool (2, 2) is one 11-tap filter on
+          the sums of row pairs with stride 2, and conv2 + pool (1, 2) one (5, 2) filter, stride 2;
+        * each eval-mode batch norm follows a ReLU and precedes a linear map, so it is folded into
+          that map where that keeps float32 results close to the unfolded network (batchnorm1 -> conv2;
+          batchnorm2 and the head's batch norm are applied as one fused multiply-add each);
+        * only the latent-mean rows (first 10) of the encoders' last layers are kept.
+
+        All weights are laid out "features x units" per member: every layer is one (batched) matmul
+        with a contiguous right-hand side, so no activation is ever permuted.
+        """
+        key = tuple(
+            (b.data_ptr(), 0 if b.is_inference() else b._version, b.shape, b.device, b.dtype)
+            for b in self.buffers()
+        )
+        cached = getattr(self, "_folded", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        m = self.n_encoders
+        w = self._w
+        out: dict[str, torch.Tensor] = {}
+        if self.pool == "avg":
+            w1 = w("acg_head.conv1.weight").reshape(m, 8, 10)
+            k1 = 0.25 * (F.pad(w1, (0, 1)) + F.pad(w1, (1, 0)))  # (m, 8, 11)
+            out["conv1.w"] = k1.reshape(m * 8, 11).contiguous()
+            out["conv1.b"] = w("acg_head.conv1.bias").reshape(m * 8, 1).contiguous()
+            s1, t1 = self._bn_affine("acg_head.batchnorm1")  # (m, 8)
+            w2 = w("acg_head.conv2.weight").reshape(m, 16, 8, 5)
+            out["conv2.b"] = (w("acg_head.conv2.bias") + (w2.sum(3) * t1[:, None, :]).sum(2))[
+                ..., None
+            ].contiguous()
+            k2 = (0.5 * w2 * s1[:, None, :, None]).unsqueeze(-1).expand(m, 16, 8, 5, 2)
+            out["conv2.w"] = k2.reshape(m, 16, 80).contiguous()  # columns (channel, row, pooled pair)
+            s2, t2 = self._bn_affine("acg_head.batchnorm2")  # (m, 16): applied as is (see forward)
+            out["bn2.scale"] = s2[:, :, None].expand(m, 16, 23).reshape(m, 368, 1).contiguous()
+            out["bn2.shift"] = t2[:, :, None].expand(m, 16, 23).reshape(m, 368, 1).contiguous()
+            out["acg.fc1.w"] = w("acg_head.fc1.weight").contiguous()
+            out["acg.fc1.b"] = w("acg_head.fc1.bias")[..., None].contiguous()
+        else:
+            out["acg.fc1.w"] = w("acg_head.fc1.weight").contiguous()
+            out["acg.fc1.b"] = w("acg_head.fc1.bias")[..., None].contiguous()
+        out["acg.fc2.w"] = w("acg_head.fc2.weight")[:, :LATENT_DIM].contiguous()
+        out["acg.fc2.b"] = w("acg_head.fc2.bias")[:, :LATENT_DIM, None].contiguous()
+        out["wvf.0.w"] = w("wvf_head.encoder.0.weight").reshape(m * 600, -1).contiguous()
+        out["wvf.0.b"] = w("wvf_head.encoder.0.bias").reshape(m * 600, 1).contiguous()
+        out["wvf.3.w"] = w("wvf_head.encoder.3.weight").contiguous()
+        out["wvf.3.b"] = w("wvf_head.encoder.3.bias")[..., None].contiguous()
+        out["wvf.6.w"] = w("wvf_head.encoder.6.weight")[:, :LATENT_DIM].contiguous()
+        out["wvf.6.b"] = w("wvf_head.encoder.6.bias")[:, :LATENT_DIM, None].contiguous()
+        # the head's batch norm stays a separate (cheap) step: folding it into fc1 would sum larger,
+        # cancelling terms (its running variances can be small) and lose float32 digits
+        s, t = self._bn_affine("batch_norm")  # (M, 20 [+4])
+        out["bn.scale"], out["bn.shift"] = s[..., None].contiguous(), t[..., None].contiguous()
+        out["fc1.w"] = w("fc1.weight").contiguous()
+        out["fc1.b"] = w("fc1.bias")[..., None].contiguous()
+        out["fc2.w"] = w("fc2.weight").contiguous()
+        out["fc2.b"] = w("fc2.bias")[..., None].contiguous()
+        self._folded = (key, out)
+        return out
+
+    def _latent_t(self, acg: torch.Tensor, waveform: torch.Tensor) -> torch.Tensor:
+        """Latent means "features x units": (M or 1, 20, n), in sub-blocks of members that fit in cache."""
+        fw = self._folded_weights()
+        m, n = self.n_encoders, int(acg.shape[0])
+        dtype = fw["fc2.w"].dtype
+        acg = acg.reshape(n, *ACG_SHAPE).to(dtype)
+        wvf_t = waveform.reshape(n, -1).to(dtype).T.contiguous()  # (90, n)
+        if self.pool == "avg":
+            pairs = acg[:, 0::2] + acg[:, 1::2]  # (n, 5, 101): rows summed by the 2x2 average pool
+            # patches (11 taps) x (row, pooled pair, pooled column, unit): shared by all members
+            patches = pairs.unfold(2, 11, 2).reshape(n, 5, 23, 2, 11).permute(4, 1, 3, 2, 0).reshape(11, -1)
+            patches = patches.contiguous()
+        else:
+            convs = self._acg_convs(acg.reshape(n, 1, *ACG_SHAPE))  # (n, m*16, 1, 23)
+            flat = convs.reshape(n, m, 368).permute(1, 2, 0)  # (m, 368, n), flatten order (c, h, w)
+        out = torch.empty((m, 2 * LATENT_DIM, n), dtype=dtype, device=acg.device)
+        step = max(1, self.WORK_UNITS // max(n, 1))
+        for s in range(0, m, step):
+            e = min(s + step, m)
+            b = e - s
+            if self.pool == "avg":
+                y = torch.addmm(fw["conv1.b"][8 * s : 8 * e], fw["conv1.w"][8 * s : 8 * e], patches).clamp_(
+                    min=0
+                )
+                y = torch.baddbmm(fw["conv2.b"][s:e], fw["conv2.w"][s:e], y.reshape(b, 80, 23 * n)).clamp_(
+                    min=0
+                )
+                x = torch.addcmul(fw["bn2.shift"][s:e], y.reshape(b, 368, n), fw["bn2.scale"][s:e])
+            else:
+                x = flat[s:e]
+            h = torch.baddbmm(fw["acg.fc1.b"][s:e], fw["acg.fc1.w"][s:e], x).clamp_(min=0)
+            out[s:e, :LATENT_DIM] = torch.baddbmm(fw["acg.fc2.b"][s:e], fw["acg.fc2.w"][s:e], h)
+            h = torch.addmm(fw["wvf.0.b"][600 * s : 600 * e], fw["wvf.0.w"][600 * s : 600 * e], wvf_t)
+            h = F.gelu(torch.baddbmm(fw["wvf.3.b"][s:e], fw["wvf.3.w"][s:e], F.gelu(h).reshape(b, 600, n)))
+            out[s:e, LATENT_DIM:] = torch.baddbmm(fw["wvf.6.b"][s:e], fw["wvf.6.w"][s:e], h)
+        return out
 
     def latent(self, acg: torch.Tensor, waveform: torch.Tensor) -> torch.Tensor:
         """Latent means, (M, n, 20) (or (1, n, 20) when the members share their encoders)."""
-        m, n = self.n_encoders, acg.shape[0]
-        x = self._acg_convs(acg.reshape(n, 1, *ACG_SHAPE))
-        x = x.reshape(n, m, 16 * 23).transpose(0, 1)  # per-member flatten order (c, h, w)
-        h = F.relu(self._linear(x, self._w("acg_head.fc1.weight"), self._w("acg_head.fc1.bias")))
-        mu_acg = self._linear(h, self._w("acg_head.fc2.weight"), self._w("acg_head.fc2.bias"))
-        # waveform MLP: the first layer has a shared input -> one matmul for all members
-        w0 = self._w("wvf_head.encoder.0.weight")  # (M, 600, 90)
-        h = waveform.reshape(n, -1) @ w0.reshape(-1, w0.shape[-1]).T  # (n, M*600)
-        h = F.gelu(h.reshape(n, m, -1).transpose(0, 1) + self._w("wvf_head.encoder.0.bias")[:, None, :])
-        h = F.gelu(self._linear(h, self._w("wvf_head.encoder.3.weight"), self._w("wvf_head.encoder.3.bias")))
-        mu_wvf = self._linear(h, self._w("wvf_head.encoder.6.weight"), self._w("wvf_head.encoder.6.bias"))
-        return torch.cat((mu_acg[..., :LATENT_DIM], mu_wvf[..., :LATENT_DIM]), dim=2)
+        return self._latent_t(acg, waveform).transpose(1, 2)
 
     def forward(
         self, acg: torch.Tensor, waveform: torch.Tensor, layer: torch.Tensor | None = None
@@ -408,20 +538,22 @@ class EnsembleCNN(nn.Module):
         """Logits (M, n, k) and last-layer features (M, n, 100 [+4]) for ACG (n, 10, 101),
         waveform (n, 90) and, for layer models, layer one-hot (n, 4)."""
         m = self.n_members
-        z = self.latent(acg, waveform).expand(m, -1, -1)
+        if self.use_layer and layer is None:
+            raise ModelMismatchError(
+                "this ensemble uses layer information but no layer one-hot was given; pass "
+                "layer (n, 4) in vocabulary.LAYERS order."
+            )
+        fw = self._folded_weights()
+        z = self._latent_t(acg, waveform).expand(m, -1, -1)  # (M, 20, n)
         if self.use_layer:
-            if layer is None:
-                raise ModelMismatchError(
-                    "this ensemble uses layer information but no layer one-hot was given; pass "
-                    "layer (n, 4) in vocabulary.LAYERS order."
-                )
-            lay = layer.to(z.dtype).unsqueeze(0).expand(m, -1, -1)
-            z = torch.cat((z, lay), dim=2)
-        h = F.relu(self._linear(self._bn(z, "batch_norm"), self._w("fc1.weight"), self._w("fc1.bias")))
+            lay = layer.to(z.dtype).T.unsqueeze(0).expand(m, -1, -1)  # (M, 4, n)
+            z = torch.cat((z, lay), dim=1)
+        z = torch.addcmul(fw["bn.shift"], z, fw["bn.scale"])  # eval-mode batch norm
+        h = torch.baddbmm(fw["fc1.b"], fw["fc1.w"], z).clamp_(min=0)
         if self.use_layer:
-            h = torch.cat((h, lay), dim=2)
-        logits = self._linear(h, self._w("fc2.weight"), self._w("fc2.bias"))
-        return logits, h
+            h = torch.cat((h, lay), dim=1)
+        logits = torch.baddbmm(fw["fc2.b"], fw["fc2.w"], h)
+        return logits.transpose(1, 2).contiguous(), h.transpose(1, 2).contiguous()
 
     def member_state(self, i: int) -> dict[str, torch.Tensor]:
         """State dict of member ``i`` (C4 naming), e.g. to rebuild one :class:`CNNCerebellum`."""
