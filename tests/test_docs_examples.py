@@ -134,12 +134,32 @@ def test_every_command_documents_its_options():
         assert "Usage:" in res.output
 
 
+#: Options of other programs that the pages mention in prose (``dask worker --nthreads 1``).
+_FOREIGN_OPTIONS = {"--nthreads"}
+
+
+def _inline_spans(page: str) -> list[tuple[int, str]]:
+    """(line, text) of inline code spans outside fenced blocks that mention a ``--option``."""
+    text = (REPO / page).read_text(encoding="utf-8")
+    text = _FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), text)  # keep line numbers
+    spans = re.finditer(r"`([^`\n]*--[A-Za-z][^`\n]*)`", text)
+    return [(text.count("\n", 0, m.start()) + 1, m.group(1)) for m in spans]
+
+
 @pytest.mark.parametrize("page", list(PAGES))
 def test_documented_command_lines_exist(page):
     tree = _command_tree()
     groups = {path[0] for path in tree if len(path) == 2}
     lines = _command_lines(page)
     problems = []
+    every_option = set().union(*(_option_names(cmd) for cmd in tree.values()))
+    for line, span in _inline_spans(page):
+        if span.startswith("nwb-celltype "):
+            lines.append((line, span.replace("[", " ").replace("]", " ").split()))
+            continue
+        for opt in re.findall(r"(?<![\w-])--[A-Za-z][\w-]*", span):
+            if opt not in every_option | _FOREIGN_OPTIONS:
+                problems.append(f"line {line}: no command has the option {opt} (in `{span}`)")
     for line, tokens in lines:
         args = [t for t in tokens[1:] if t not in {"|", "[", "]"}]
         if not args:

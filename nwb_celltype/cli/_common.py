@@ -35,3 +35,52 @@ def format_summary(result) -> str:
         "time (s): " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()) + f"; total {sum(t.values()):.2f}"
     )
     return "\n".join(lines)
+
+
+def model_option(f):
+    """``--model BUNDLE`` (default: the bundled demo model)."""
+    return click.option(
+        "--model",
+        "model",
+        type=click.Path(exists=True),
+        default=None,
+        help="Model bundle (default: the bundled DEMO model, trained on simulated data).",
+    )(f)
+
+
+def annotation_options(f):
+    """Options shared by every command that annotates sources: threshold, batch size, where remote
+    sources come from, and the output format (quiet / JSON)."""
+    decorators = [
+        click.option(
+            "--threshold",
+            type=float,
+            default=2.0,
+            show_default=True,
+            help="Confidence ratio (best/second-best probability) below which a unit is 'unclassified'.",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=256,
+            show_default=True,
+            help="Units read and featurised at a time (bounds memory).",
+        ),
+        click.option(
+            "--dandi-api-url",
+            envvar="NWB_CELLTYPE_DANDI_API_URL",
+            default=None,
+            help="DANDI API base URL (env NWB_CELLTYPE_DANDI_API_URL).",
+        ),
+        click.option(
+            "--cache-dir",
+            envvar="NWB_CELLTYPE_CACHE_DIR",
+            default=None,
+            help="On-disk cache for remote bytes (env NWB_CELLTYPE_CACHE_DIR).",
+        ),
+        click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts)."),
+    ]
+    for d in reversed(decorators):
+        f = d(f)
+    return f

@@ -7,18 +7,12 @@ import sys
 
 import click
 
-from ._common import format_summary, print_json
+from ._common import annotation_options, format_summary, model_option, print_json
 
 
 @click.command()
 @click.argument("source")
-@click.option(
-    "--model",
-    "model",
-    type=click.Path(exists=True),
-    default=None,
-    help="Model bundle (default: the bundled DEMO model, trained on simulated data).",
-)
+@model_option
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
@@ -27,29 +21,8 @@ from ._common import format_summary, print_json
     "required for remote sources, where a derived file is written).",
 )
 @click.option("--in-place", is_flag=True, help="Append the annotations to the local input file itself.")
-@click.option(
-    "--threshold",
-    type=float,
-    default=2.0,
-    show_default=True,
-    help="Confidence ratio (best/second-best probability) below which a unit is 'unclassified'.",
-)
 @click.option("--overwrite", is_flag=True, help="Replace annotations already written by the same model.")
-@click.option(
-    "--dandi-api-url",
-    envvar="NWB_CELLTYPE_DANDI_API_URL",
-    default=None,
-    help="DANDI API base URL (env NWB_CELLTYPE_DANDI_API_URL).",
-)
-@click.option(
-    "--cache-dir",
-    envvar="NWB_CELLTYPE_CACHE_DIR",
-    default=None,
-    help="On-disk cache for remote bytes (env NWB_CELLTYPE_CACHE_DIR).",
-)
-@click.option("--batch-size", type=int, default=256, show_default=True, help="Units per batch.")
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts).")
+@annotation_options
 def annotate(
     source, model, out, in_place, threshold, overwrite, dandi_api_url, cache_dir, batch_size, quiet, as_json
 ):

@@ -7,7 +7,7 @@ import logging
 
 import click
 
-from ._common import print_json
+from ._common import annotation_options, model_option, print_json
 
 
 @click.command("annotate-dandiset")
@@ -18,12 +18,7 @@ from ._common import print_json
     type=click.Path(file_okay=False),
     help="Output folder: the derived dandiset (created if needed; a rerun resumes there).",
 )
-@click.option(
-    "--model",
-    type=click.Path(exists=True),
-    default=None,
-    help="Model bundle (default: the bundled DEMO model, trained on simulated data).",
-)
+@model_option
 @click.option(
     "--include",
     default=None,
@@ -67,34 +62,7 @@ from ._common import print_json
     show_default=True,
     help="host:port of the local cluster's dashboard.",
 )
-@click.option(
-    "--threshold",
-    type=float,
-    default=2.0,
-    show_default=True,
-    help="Confidence ratio (best/second-best probability) below which a unit is 'unclassified'.",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=256,
-    show_default=True,
-    help="Units read and featurised at a time (bounds each worker's memory).",
-)
-@click.option(
-    "--dandi-api-url",
-    envvar="NWB_CELLTYPE_DANDI_API_URL",
-    default=None,
-    help="DANDI API base URL (env NWB_CELLTYPE_DANDI_API_URL).",
-)
-@click.option(
-    "--cache-dir",
-    envvar="NWB_CELLTYPE_CACHE_DIR",
-    default=None,
-    help="On-disk cache for remote bytes (env NWB_CELLTYPE_CACHE_DIR).",
-)
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts).")
+@annotation_options
 def annotate_dandiset(
     dandiset,
     out,
