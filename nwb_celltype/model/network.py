@@ -492,40 +492,51 @@ class EnsembleCNN(nn.Module):
         return out
 
     def _latent_t(self, acg: torch.Tensor, waveform: torch.Tensor) -> torch.Tensor:
-        """Latent means "features x units": (M or 1, 20, n), in sub-blocks of members that fit in cache."""
+        """Latent means "features x units": (M or 1, 20, n).
+
+        Computed in tiles of units x members of about :attr:`WORK_UNITS` unit-members, so that the
+        largest activations (conv1: 1,840 floats per unit and member) stay in cache between layers.
+        """
         fw = self._folded_weights()
         m, n = self.n_encoders, int(acg.shape[0])
         dtype = fw["fc2.w"].dtype
         acg = acg.reshape(n, *ACG_SHAPE).to(dtype)
-        wvf_t = waveform.reshape(n, -1).to(dtype).T.contiguous()  # (90, n)
-        if self.pool == "avg":
-            pairs = acg[:, 0::2] + acg[:, 1::2]  # (n, 5, 101): rows summed by the 2x2 average pool
-            # patches (11 taps) x (row, pooled pair, pooled column, unit): shared by all members
-            patches = pairs.unfold(2, 11, 2).reshape(n, 5, 23, 2, 11).permute(4, 1, 3, 2, 0).reshape(11, -1)
-            patches = patches.contiguous()
-        else:
+        waveform = waveform.reshape(n, -1).to(dtype)
+        if self.pool == "max":
             convs = self._acg_convs(acg.reshape(n, 1, *ACG_SHAPE))  # (n, m*16, 1, 23)
             flat = convs.reshape(n, m, 368).permute(1, 2, 0)  # (m, 368, n), flatten order (c, h, w)
         out = torch.empty((m, 2 * LATENT_DIM, n), dtype=dtype, device=acg.device)
-        step = max(1, self.WORK_UNITS // max(n, 1))
-        for s in range(0, m, step):
-            e = min(s + step, m)
-            b = e - s
+        uc = max(1, min(n, self.WORK_UNITS))
+        step = max(1, self.WORK_UNITS // uc)
+        for u in range(0, n, uc):
+            v = min(u + uc, n)
+            nu = v - u
+            wvf_t = waveform[u:v].T.contiguous()  # (90, nu)
             if self.pool == "avg":
-                y = torch.addmm(fw["conv1.b"][8 * s : 8 * e], fw["conv1.w"][8 * s : 8 * e], patches).clamp_(
-                    min=0
+                pairs = acg[u:v, 0::2] + acg[u:v, 1::2]  # (nu, 5, 101): rows summed by the 2x2 average pool
+                # patches: 11 taps x (row, pooled pair, pooled column, unit), shared by all members
+                patches = pairs.unfold(2, 11, 2).reshape(nu, 5, 23, 2, 11).permute(4, 1, 3, 2, 0)
+                patches = patches.reshape(11, -1).contiguous()
+            for s in range(0, m, step):
+                e = min(s + step, m)
+                b = e - s
+                if self.pool == "avg":
+                    y = torch.addmm(fw["conv1.b"][8 * s : 8 * e], fw["conv1.w"][8 * s : 8 * e], patches)
+                    y = torch.baddbmm(
+                        fw["conv2.b"][s:e], fw["conv2.w"][s:e], y.clamp_(min=0).reshape(b, 80, -1)
+                    )
+                    x = torch.addcmul(
+                        fw["bn2.shift"][s:e], y.clamp_(min=0).reshape(b, 368, nu), fw["bn2.scale"][s:e]
+                    )
+                else:
+                    x = flat[s:e, :, u:v]
+                h = torch.baddbmm(fw["acg.fc1.b"][s:e], fw["acg.fc1.w"][s:e], x).clamp_(min=0)
+                out[s:e, :LATENT_DIM, u:v] = torch.baddbmm(fw["acg.fc2.b"][s:e], fw["acg.fc2.w"][s:e], h)
+                h = torch.addmm(fw["wvf.0.b"][600 * s : 600 * e], fw["wvf.0.w"][600 * s : 600 * e], wvf_t)
+                h = F.gelu(
+                    torch.baddbmm(fw["wvf.3.b"][s:e], fw["wvf.3.w"][s:e], F.gelu(h).reshape(b, 600, nu))
                 )
-                y = torch.baddbmm(fw["conv2.b"][s:e], fw["conv2.w"][s:e], y.reshape(b, 80, 23 * n)).clamp_(
-                    min=0
-                )
-                x = torch.addcmul(fw["bn2.shift"][s:e], y.reshape(b, 368, n), fw["bn2.scale"][s:e])
-            else:
-                x = flat[s:e]
-            h = torch.baddbmm(fw["acg.fc1.b"][s:e], fw["acg.fc1.w"][s:e], x).clamp_(min=0)
-            out[s:e, :LATENT_DIM] = torch.baddbmm(fw["acg.fc2.b"][s:e], fw["acg.fc2.w"][s:e], h)
-            h = torch.addmm(fw["wvf.0.b"][600 * s : 600 * e], fw["wvf.0.w"][600 * s : 600 * e], wvf_t)
-            h = F.gelu(torch.baddbmm(fw["wvf.3.b"][s:e], fw["wvf.3.w"][s:e], F.gelu(h).reshape(b, 600, n)))
-            out[s:e, LATENT_DIM:] = torch.baddbmm(fw["wvf.6.b"][s:e], fw["wvf.6.w"][s:e], h)
+                out[s:e, LATENT_DIM:, u:v] = torch.baddbmm(fw["wvf.6.b"][s:e], fw["wvf.6.w"][s:e], h)
         return out
 
     def latent(self, acg: torch.Tensor, waveform: torch.Tensor) -> torch.Tensor:
