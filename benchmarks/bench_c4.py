@@ -11,6 +11,12 @@ A random-weight 100-member ensemble is written as ``trained_models.tar.gz`` + ``
 
 Both measured in this run on this machine; labels are compared. Usage:
 ``NWB_CELLTYPE_ORACLE_PYTHON=.venv-oracle/bin/python python benchmarks/bench_c4.py [--members 100] [--units 500]``
+
+``--large`` times instead the batched prediction of a random 2,000-member ensemble (every member its own
+encoders, as in C4) on 1,000 units (``c4_member_outputs``: network + Laplace probit, member blocks),
+against the plain per-member loop (one ``CNNCerebellum`` per member, as npyx predicts) measured in the
+same run on ``--ref-members`` of the members and scaled to all of them; it also reports the achieved
+GFLOP/s (0.73 MFLOP per unit and member after pooling is folded into the convolutions).
 """
 
 from __future__ import annotations
@@ -88,13 +94,89 @@ def write_published_layout(folder: Path, m: int, k: int, seed: int = 0) -> None:
     torch.save(hess, folder / "hessians.pt")
 
 
+#: Multiply-accumulates per unit and member of the batched network (avg pooling folded in): conv1 on
+#: row-pair sums 8x5x46 outputs x 11 taps, conv2 16x23 x 80, ACG fc 368x200 + 200x10, waveform MLP
+#: 90x600 + 600x300 + 300x10, head 20x100 + 100x5, Laplace features 104x104 + small.
+MACS_PER_UNIT_MEMBER = 8 * 5 * 46 * 11 + 16 * 23 * 80 + 368 * 200 + 200 * 10 + 90 * 600 + 600 * 300
+MACS_PER_UNIT_MEMBER += 300 * 10 + 20 * 100 + 100 * 5 + 104 * 104
+
+
+def large(args: argparse.Namespace) -> None:
+    """2,000 members x 1,000 units: batched prediction vs the per-member loop (on a subset, scaled)."""
+    from nwb_celltype.model.bundle import ModelBundle
+    from nwb_celltype.model.c4 import c4_member_outputs
+    from nwb_celltype.model.laplace import KronPosterior
+    from nwb_celltype.model.network import CNNCerebellum, EnsembleCNN
+
+    m, n, k, p = args.members, args.units, 5, 100
+    torch.manual_seed(0)
+    template = {key: v.to(torch.float32) for key, v in CNNCerebellum(n_classes=k).state_dict().items()}
+    stacked = {
+        key: v * (1.0 + 0.1 * torch.randn(m, *v.shape)) if v.dim() > 0 else v
+        for key, v in template.items()
+        if not key.endswith("num_batches_tracked")
+    }
+    for key in [key for key in stacked if key.endswith("running_var")]:
+        stacked[key] = torch.rand(m, *template[key].shape) * 0.009 + 0.001
+    t0 = time.perf_counter()
+    ens = EnsembleCNN.from_stacked(stacked, m).eval()
+    t_build = time.perf_counter() - t0
+    eye = lambda d: torch.eye(d).expand(m, d, d).contiguous()  # noqa: E731
+    post = KronPosterior(
+        out_eigvals=torch.rand(m, k) * 20, out_eigvecs=eye(k), in_eigvals=torch.rand(m, p), in_eigvecs=eye(p),
+        bias_eigvals=torch.rand(m, k), bias_eigvecs=eye(k), deltas=torch.zeros(m, 2),
+        damping=torch.zeros(m, dtype=torch.bool), prior_precision=torch.ones(m),
+    )  # fmt: skip
+    bundle = ModelBundle(ensemble=ens, card={"name": "bench"}, laplace=post)
+    rng = np.random.default_rng(1)
+    acg = torch.from_numpy(
+        (rng.gamma(2.0, 0.5, size=(n, 10, 101)) * rng.uniform(0.2, 5, size=(n, 1, 1))).astype(np.float32)
+    )
+    wvf = torch.from_numpy((rng.normal(size=(n, 90)) * 0.3).astype(np.float32))
+    t0 = time.perf_counter()
+    logits, _ = c4_member_outputs(bundle, acg, wvf, None)
+    t_batched = time.perf_counter() - t0
+
+    r = min(args.ref_members, m)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        ref = []
+        for i in range(r):
+            net = CNNCerebellum(n_classes=k)
+            net.load_state_dict(ens.member_state(i))
+            ref.append(net.eval()(acg, wvf))
+    t_ref = (time.perf_counter() - t0) * m / r
+    err = max(float((logits[i] - ref[i]).abs().max() / ref[i].abs().max()) for i in range(r))
+    print(
+        f"C4 large ensemble: {m} members (own encoders), {n} units, {args.threads} threads, torch {torch.__version__}"
+    )
+    print(f"load-equivalent EnsembleCNN.from_stacked: {t_build:.2f} s (O(1) validation)")
+    print(
+        f"batched c4_member_outputs: {t_batched:.1f} s = {1e6 * t_batched / (m * n):.1f} us per unit-member, "
+        f"{2 * MACS_PER_UNIT_MEMBER * m * n / t_batched / 1e9:.1f} GFLOP/s"
+    )
+    print(
+        f"per-member CNNCerebellum loop ({r} members timed, scaled x{m / r:.0f}): {t_ref:.1f} s; "
+        f"ratio loop/batched {t_ref / t_batched:.1f}x; max relative logit difference {err:.1e}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--members", type=int, default=100)
-    ap.add_argument("--units", type=int, default=500)
+    ap.add_argument("--members", type=int, default=None, help="default 100 (2000 with --large)")
+    ap.add_argument("--units", type=int, default=None, help="default 500 (1000 with --large)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--large", action="store_true", help="time a 2,000-member x 1,000-unit prediction")
+    ap.add_argument("--ref-members", type=int, default=100, help="members timed in the per-member loop")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.large:
+        args.members = args.members or 2000
+        args.units = args.units or 1000
+        large(args)
+        return
+    args.members = args.members or 100
+    args.units = args.units or 500
     k = 5
     from click.testing import CliRunner
 

@@ -1,0 +1,126 @@
+"""Fast batched inference of large C4 ensembles (issue 10): folded weights, tiling, O(1) loading."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import nwb_celltype.model.network as network
+from nwb_celltype.errors import ModelMismatchError
+from nwb_celltype.model.network import CNNCerebellum, EnsembleCNN
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _members(m: int, *, use_layer: bool, pool: str, seed: int) -> list[dict[str, torch.Tensor]]:
+    """Random members with non-trivial batch-norm statistics (small variances, as in C4's models)."""
+    torch.manual_seed(seed)
+    states = []
+    for _ in range(m):
+        net = CNNCerebellum(n_classes=6 if use_layer else 5, use_layer=use_layer, pool=pool)
+        with torch.no_grad():
+            for mod in net.modules():
+                if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                    mod.running_mean.normal_(0.0, 0.5)
+                    mod.running_var.uniform_(0.05, 2.0)
+                    mod.weight.uniform_(0.5, 1.5)
+                    mod.bias.normal_(0.0, 0.3)
+        states.append(net.eval().state_dict())
+    return states
+
+
+def _inputs(n: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    acg = torch.rand(n, 10, 101, generator=g) * torch.rand(n, 1, 1, generator=g) * 4
+    wvf = torch.randn(n, 90, generator=g) * 0.3
+    layer = torch.eye(4)[torch.randint(0, 4, (n,), generator=g)]
+    return acg, wvf, layer
+
+
+@pytest.mark.parametrize(("pool", "use_layer"), [("avg", False), ("avg", True), ("max", False)])
+@pytest.mark.parametrize("work_units", [7, 2048])
+def test_batched_forward_equals_each_member(pool, use_layer, work_units, monkeypatch):
+    states = _members(5, use_layer=use_layer, pool=pool, seed=3)
+    ens = EnsembleCNN(states, pool=pool).eval()
+    # 7 unit-members per tile: 7 units x 1 member tiles plus a remainder of 2 units (13 units)
+    monkeypatch.setattr(ens, "WORK_UNITS", work_units)
+    acg, wvf, layer = _inputs(13)
+    lay = layer if use_layer else None
+    with torch.inference_mode():
+        logits, feats = ens(acg, wvf, lay)
+    assert logits.shape == (5, 13, 6 if use_layer else 5) and logits.dtype == torch.float32
+    assert feats.shape == (5, 13, 104 if use_layer else 100) and logits.is_contiguous()
+    for i, sd in enumerate(states):
+        net = CNNCerebellum(n_classes=logits.shape[2], use_layer=use_layer, pool=pool)
+        net.load_state_dict(sd)
+        with torch.no_grad():
+            want, want_f = net.eval()(acg, wvf, lay), net.features(acg, wvf, lay)
+        torch.testing.assert_close(logits[i], want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+        torch.testing.assert_close(feats[i], want_f, rtol=1e-4, atol=1e-4 * float(want_f.abs().max()))
+        torch.testing.assert_close(
+            ens.latent(acg, wvf)[i], net.latent(acg, wvf), rtol=1e-4, atol=1e-5 * float(want.abs().max())
+        )
+
+
+def test_folded_weights_follow_buffer_changes():
+    ens = EnsembleCNN(_members(2, use_layer=False, pool="avg", seed=4)).eval()
+    acg, wvf, _ = _inputs(6)
+    before = ens(acg, wvf)[0]
+    with torch.no_grad():
+        ens.fc2__bias.add_(1.0)  # in place: same storage, new version -> cache must be rebuilt
+    after = ens(acg, wvf)[0]
+    torch.testing.assert_close(after, before + 1.0)
+    ens.to(torch.float64).to(torch.float32)  # new storages
+    torch.testing.assert_close(ens(acg, wvf)[0], after)
+
+
+def test_from_stacked_validates_once_not_per_member(monkeypatch):
+    ens = EnsembleCNN(_members(40, use_layer=True, pool="avg", seed=5)).eval()
+    stacked = ens.stacked_tensors()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("from_stacked must not validate member by member")
+
+    monkeypatch.setattr(network, "convert_npyx_state_dict", forbidden)
+    again = EnsembleCNN.from_stacked(stacked, 40)
+    assert again.n_members == 40 and again.use_layer and again.n_classes == 6 and not again.shared_encoders
+    assert list(again.stacked_tensors()) == list(stacked)
+    acg, wvf, layer = _inputs(5)
+    torch.testing.assert_close(again(acg, wvf, layer)[0], ens(acg, wvf, layer)[0], rtol=0, atol=0)
+
+
+def test_from_stacked_shared_encoders_round_trip():
+    states = _members(3, use_layer=False, pool="avg", seed=6)
+    for sd in states[1:]:
+        for k in sd:
+            if k.startswith(("acg_head.", "wvf_head.")):
+                sd[k] = states[0][k].clone()
+    ens = EnsembleCNN(states).eval()
+    again = EnsembleCNN.from_stacked(ens.stacked_tensors(), 3)
+    assert again.shared_encoders and again.n_encoders == 1
+    acg, wvf, _ = _inputs(4)
+    torch.testing.assert_close(again(acg, wvf)[0], ens(acg, wvf)[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda t: t.pop("acg_head.fc1.weight"), r"missing \['acg_head.fc1.weight'\]"),
+        (lambda t: t.update({"extra.weight": torch.zeros(4, 3)}), r"unexpected \['extra.weight'\]"),
+        (lambda t: t.update({"fc1.bias": torch.zeros(4, 99)}), r"fc1.bias: expected \(M, 100\)"),
+        (lambda t: t.update({"fc1.bias": torch.zeros(3, 100)}), "leading sizes"),
+        (lambda t: t.update({"acg_head.conv1.bias": torch.zeros(1, 8)}), "encoder leading sizes"),
+        (lambda t: t.pop("fc2.weight"), "lack 'fc2.weight'"),
+    ],
+)
+def test_from_stacked_rejects_inconsistent_tensors(edit, match):
+    stacked = EnsembleCNN(_members(4, use_layer=False, pool="avg", seed=7)).stacked_tensors()
+    edit(stacked)
+    with pytest.raises(ModelMismatchError, match=match):
+        EnsembleCNN.from_stacked(stacked, 4)
