@@ -178,7 +178,7 @@ def main() -> None:
 
     print("\nsingle units (ours: lags >= 0)")
     for n, t in singles.items():
-        first, warm = time_ours([t], positive_only=True, repeat=1 if n > 10**6 else 2)
+        first, warm = time_ours([t], positive_only=True, repeat=1 if n > 10**6 else 5)
         line = f"  {n:>9} spikes: ours {warm:.3f} s ({warm / n * 1e6:.3f} us/spike, first {first:.2f} s)"
         if have_npyx and n <= 10**6:
             res = time_npyx(args.oracle, {"u": np.round(t * 30000).astype(np.int64)})

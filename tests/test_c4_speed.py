@@ -124,3 +124,33 @@ def test_from_stacked_rejects_inconsistent_tensors(edit, match):
     edit(stacked)
     with pytest.raises(ModelMismatchError, match=match):
         EnsembleCNN.from_stacked(stacked, 4)
+
+
+def test_member_blocks_on_worker_threads_equal_sequential():
+    from nwb_celltype.model.bundle import ModelBundle
+    from nwb_celltype.model.c4 import c4_member_outputs
+    from nwb_celltype.model.laplace import KronPosterior
+
+    m, k, p = 7, 5, 100
+    ens = EnsembleCNN(_members(m, use_layer=False, pool="avg", seed=8)).eval()
+    g = torch.Generator().manual_seed(9)
+
+    def rot(d: int) -> torch.Tensor:
+        return torch.linalg.qr(torch.randn(m, d, d, generator=g))[0].contiguous()
+
+    post = KronPosterior(
+        out_eigvals=torch.rand(m, k, generator=g) * 20, out_eigvecs=rot(k),
+        in_eigvals=torch.rand(m, p, generator=g), in_eigvecs=rot(p),
+        bias_eigvals=torch.rand(m, k, generator=g), bias_eigvecs=rot(k), deltas=torch.zeros(m, 2),
+        damping=torch.zeros(m, dtype=torch.bool), prior_precision=torch.ones(m),
+    )  # fmt: skip
+    bundle = ModelBundle(ensemble=ens, card={"name": "t"}, laplace=post)
+    acg, wvf, _ = _inputs(11)
+    threads = torch.get_num_threads()
+    seq = c4_member_outputs(bundle, acg, wvf, None, member_block=2, unit_block=4, workers=1)
+    par = c4_member_outputs(bundle, acg, wvf, None, member_block=2, unit_block=4, workers=3)
+    assert torch.get_num_threads() == threads  # restored
+    for a, b in zip(seq, par, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with torch.inference_mode():
+        torch.testing.assert_close(seq[0], ens(acg, wvf)[0], rtol=1e-5, atol=1e-5)

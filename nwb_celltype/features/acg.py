@@ -536,7 +536,10 @@ def compute_log_acg(acg_3d: np.ndarray, config: FeatureConfig | None = None) -> 
             "with compute_acg_3d / compute_acg_3d_batch and the same FeatureConfig."
         )
     lg = log_geometry(config)
-    pos = acg_3d[..., -geo.half :]  # lags 1..half in both layouts
-    out = np.zeros((*acg_3d.shape[:-1], 1 + lg.matrix.shape[1]))
-    out[..., 1:] = (pos @ lg.matrix) * config.acg_scale
+    n_log = lg.matrix.shape[1]
+    # lags 1..half in both layouts, as one contiguous 2-d matrix: a single BLAS product (numpy's
+    # matmul on the strided 3-d view took ~40 ms per unit)
+    pos = np.ascontiguousarray(acg_3d[..., -geo.half :]).reshape(-1, geo.half)
+    out = np.zeros((*acg_3d.shape[:-1], 1 + n_log))
+    out[..., 1:] = (pos @ lg.matrix).reshape(*acg_3d.shape[:-1], n_log) * config.acg_scale
     return out

@@ -24,6 +24,7 @@ import pickle
 import re
 import tarfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -419,11 +420,15 @@ def c4_member_outputs(
     *,
     member_block: int = MEMBER_BLOCK,
     unit_block: int = UNIT_BLOCK,
+    workers: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and Laplace probit probabilities of every member, each (M, n, k) float32.
 
     Members and units are processed in blocks (each block one batched computation) so that peak
-    memory stays bounded for ensembles of thousands of members.
+    memory stays bounded for ensembles of thousands of members. On CPU the member blocks are shared
+    out to ``workers`` threads (default: ``torch.get_num_threads()``), each running torch with one
+    intra-op thread: on a busy machine this avoids the stalls of 2-thread operations whose second
+    thread is descheduled, and each block's result does not depend on the number of workers.
     """
     if bundle.laplace is None:
         raise ModelError(
@@ -432,14 +437,34 @@ def c4_member_outputs(
     m, n, k = bundle.ensemble.n_members, int(acg.shape[0]), bundle.ensemble.n_classes
     logits_all = torch.empty((m, n, k), dtype=torch.float32)
     probs_all = torch.empty((m, n, k), dtype=torch.float32)
-    with torch.inference_mode():
-        for s, e, net, post in _blocks(bundle, member_block):
+
+    def run(block: tuple[int, int, EnsembleCNN, object]) -> None:
+        s, e, net, post = block
+        with torch.inference_mode():
             for u in range(0, n, unit_block):
                 v = min(u + unit_block, n)
                 lay = None if (layer is None or not net.use_layer) else layer[u:v]
                 logits, feats = net(acg[u:v], waveform[u:v], lay)
                 logits_all[s:e, u:v] = logits
                 probs_all[s:e, u:v] = probit_probabilities(logits, predictive_variance(post, feats))
+
+    blocks = list(_blocks(bundle, member_block))
+    if workers is None:
+        workers = torch.get_num_threads()
+    workers = max(1, min(int(workers), len(blocks)))
+    on_cpu = acg.device.type == "cpu"
+    if workers == 1 or not on_cpu:
+        for block in blocks:
+            run(block)
+        return logits_all, probs_all
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # process-wide; restored below
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for fut in [pool.submit(run, block) for block in blocks]:
+                fut.result()
+    finally:
+        torch.set_num_threads(threads)
     return logits_all, probs_all
 
 

@@ -16,9 +16,10 @@ Design notes
   Waveform encoder: Linear 90-600 -> GELU -> dropout 0.1 -> 600-300 -> GELU -> dropout 0.1 -> 20.
   Both encoders output 2 x 10 numbers: the latent mean (first 10) and the log scale (last 10); the
   classifier uses the means only.
-* :class:`EnsembleCNN` runs M members as one computation on stacked weights (eval mode only): the
-  first conv layer of all members is one convolution with M x 8 output channels, the second a grouped
-  convolution (groups = M), every linear layer a batched matmul. It returns logits (M, n, k) and the
+* :class:`EnsembleCNN` runs M members as one computation on stacked weights (eval mode only), with
+  activations laid out "features x units" per member: the first conv layer of all members (pooling
+  folded in) is one matmul on ACG patches built once, the second a batched matmul, every linear layer
+  a batched matmul (see :meth:`EnsembleCNN._folded_weights`). It returns logits (M, n, k) and the
   input of the last linear layer (M, n, 100 [+4 with layer]) for a last-layer Laplace posterior. No
   Python loop over members.
 * Decoders (:class:`ACGDecoder`, :class:`WaveformDecoder`) exist for VAE pre-training only.
