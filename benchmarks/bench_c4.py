@@ -16,7 +16,7 @@ Both measured in this run on this machine; labels are compared. Usage:
 encoders, as in C4) on 1,000 units (``c4_member_outputs``: network + Laplace probit, member blocks),
 against the plain per-member loop (one ``CNNCerebellum`` per member, as npyx predicts) measured in the
 same run on ``--ref-members`` of the members and scaled to all of them; it also reports the achieved
-GFLOP/s (0.73 MFLOP per unit and member after pooling is folded into the convolutions).
+GFLOP/s (~0.75 MFLOP per unit and member after pooling is folded into the convolutions).
 """
 
 from __future__ import annotations
