@@ -551,6 +551,8 @@ def test_dashboard_is_served(served, model_path, tmp_path):
 
     probe = Probe()
     log = logging.getLogger("nwb_celltype.batch.run")
+    old_level = log.level
+    log.setLevel(logging.INFO)  # the dashboard link is logged at INFO, whatever other tests set
     log.addHandler(probe)
     try:
         res = annotate_dandiset(
@@ -566,6 +568,7 @@ def test_dashboard_is_served(served, model_path, tmp_path):
         )
     finally:
         log.removeHandler(probe)
+        log.setLevel(old_level)
     assert (
         res.executor == "dask" and res.dashboard_link and res.dashboard_link.startswith("http://127.0.0.1:")
     )

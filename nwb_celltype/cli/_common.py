@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 
 import click
 
@@ -84,3 +86,17 @@ def annotation_options(f):
     for d in reversed(decorators):
         f = d(f)
     return f
+
+
+@contextlib.contextmanager
+def quiet_logging(quiet: bool):
+    """With ``quiet``, silence the package's log output below ERROR for the duration of a command
+    (restored afterwards, so commands invoked in-process do not leak the setting)."""
+    log = logging.getLogger("nwb_celltype")
+    old = log.level
+    if quiet:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(old)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
 
-from ._common import annotation_options, format_summary, model_option, print_json
+from ._common import annotation_options, format_summary, model_option, print_json, quiet_logging
 
 
 @click.command()
@@ -31,21 +30,20 @@ def annotate(
     derived file for remote sources)."""
     from ..annotate import annotate as run
 
-    if quiet:
-        logging.getLogger("nwb_celltype").setLevel(logging.ERROR)
-    result = run(
-        source,
-        model=model,
-        out=out,
-        in_place=in_place,
-        threshold=threshold,
-        overwrite=overwrite,
-        dandi_api_url=dandi_api_url,
-        cache_dir=cache_dir,
-        batch_size=batch_size,
-        progress=not (quiet or as_json),
-        call=" ".join(["nwb-celltype", *sys.argv[1:]]),
-    )
+    with quiet_logging(quiet):
+        result = run(
+            source,
+            model=model,
+            out=out,
+            in_place=in_place,
+            threshold=threshold,
+            overwrite=overwrite,
+            dandi_api_url=dandi_api_url,
+            cache_dir=cache_dir,
+            batch_size=batch_size,
+            progress=not (quiet or as_json),
+            call=" ".join(["nwb-celltype", *sys.argv[1:]]),
+        )
     if as_json:
         print_json(result.to_dict())
     elif not quiet:

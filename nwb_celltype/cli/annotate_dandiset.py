@@ -3,11 +3,9 @@ dandiset folder, locally or on a Dask cluster, resumably."""
 
 from __future__ import annotations
 
-import logging
-
 import click
 
-from ._common import annotation_options, model_option, print_json
+from ._common import annotation_options, model_option, print_json, quiet_logging
 
 
 @click.command("annotate-dandiset")
@@ -86,25 +84,24 @@ def annotate_dandiset(
     does only what is not done yet."""
     from ..batch import annotate_dandiset as run
 
-    if quiet:
-        logging.getLogger("nwb_celltype").setLevel(logging.ERROR)
-    result = run(
-        dandiset,
-        out,
-        model=model,
-        include=include,
-        workers=workers,
-        scheduler=scheduler,
-        retries=retries,
-        retry_backoff_s=retry_backoff,
-        dashboard=dashboard,
-        dashboard_address=dashboard_address,
-        threshold=threshold,
-        batch_size=batch_size,
-        dandi_api_url=dandi_api_url,
-        cache_dir=cache_dir,
-        progress=not (quiet or as_json),
-    )
+    with quiet_logging(quiet):
+        result = run(
+            dandiset,
+            out,
+            model=model,
+            include=include,
+            workers=workers,
+            scheduler=scheduler,
+            retries=retries,
+            retry_backoff_s=retry_backoff,
+            dashboard=dashboard,
+            dashboard_address=dashboard_address,
+            threshold=threshold,
+            batch_size=batch_size,
+            dandi_api_url=dandi_api_url,
+            cache_dir=cache_dir,
+            progress=not (quiet or as_json),
+        )
     if as_json:
         print_json(result.to_dict())
     elif not quiet:
