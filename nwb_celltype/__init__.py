@@ -6,8 +6,7 @@ re-exported lazily so that ``import nwb_celltype`` imports neither JAX nor PyTor
 
 from __future__ import annotations
 
-import importlib
-
+from ._lazy import lazy_exports
 from .errors import *  # noqa: F403
 from .errors import NwbCelltypeError
 
@@ -76,15 +75,6 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str):
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'nwb_celltype' has no attribute {name!r}")
-    return getattr(importlib.import_module(mod, __name__), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
-
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 __all__ = ["NwbCelltypeError", "__version__", *_LAZY]

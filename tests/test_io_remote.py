@@ -269,9 +269,12 @@ def test_two_processes_share_the_cache(fresh, tmp_path):
 
 
 def test_cache_is_bounded(fresh, tmp_path):
-    url = fresh["files"].url_for("sub-1/sub-1_ecephys.nwb")
     bound = 64 * 1024
-    list(read_units(url, cache_dir=tmp_path / "small", cache_max_bytes=bound, min_chunk_bytes=8192))
+    # its own server: this test makes many small requests and must not share a connection pool or
+    # event loop with handlers that earlier fault-injection tests left stalled
+    with RangeServer(fresh["root"]) as files:
+        url = files.url_for("sub-1/sub-1_ecephys.nwb")
+        list(read_units(url, cache_dir=tmp_path / "small", cache_max_bytes=bound, min_chunk_bytes=8192))
     cache = BoundedDiskCache(tmp_path / "small", max_bytes=bound)
     assert 0 < cache.total_bytes() <= bound
 

@@ -4,7 +4,7 @@ statistics). Only this layer imports JAX, and only when an ACG is computed: impo
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "FeatureConfig": ".config",
@@ -23,15 +23,6 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str):
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'nwb_celltype.features' has no attribute {name!r}")
-    return getattr(importlib.import_module(mod, __name__), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
-
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 __all__ = list(_LAZY)
