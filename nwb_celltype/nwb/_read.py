@@ -177,6 +177,33 @@ def _merge_evidence(parts: list[dict]) -> dict | None:
     return {k: np.concatenate([p[k] for p in parts]) for k in ("row", *EVIDENCE_FIELDS)}
 
 
+def _build_record(
+    col, *, name, classes, rows, ids, classifier, evidence, description, module
+) -> AnnotationRecord:
+    """An AnnotationRecord from a column getter ``col(name, text=False)`` (pynwb or h5py reader)."""
+    p = col("probabilities")
+    c = col("confidence")
+    v = col("votes")
+    return AnnotationRecord(
+        name=name,
+        classes=classes,
+        unit_indices=rows,
+        unit_ids=ids[rows] if len(rows) else np.zeros(0, np.int64),
+        labels=col("label", text=True),
+        ontology_ids=col("ontology_id", text=True),
+        kinds=col("kind", text=True),
+        status=col("status", text=True),
+        reasons=col("reason", text=True),
+        probabilities=None if p is None else p.astype(np.float64),
+        confidence=None if c is None else c.astype(np.float64),
+        votes=None if v is None else v.astype(np.int64),
+        classifier=classifier,
+        evidence=evidence,
+        description=description,
+        module=module,
+    )
+
+
 def _record_from_table(table, module: str, evidence_tables: list) -> AnnotationRecord:
     region = table["units"]
     rows = np.asarray(region.data[:], dtype=np.int64)
@@ -192,22 +219,12 @@ def _record_from_table(table, module: str, evidence_tables: list) -> AnnotationR
             part[key] = _col(ev, key, text=True)
         parts.append(part)
     evidence = _merge_evidence(parts)
-    p = _col(table, "probabilities")
-    c = _col(table, "confidence")
-    v = _col(table, "votes")
-    return AnnotationRecord(
+    return _build_record(
+        lambda name, text=False: _col(table, name, text=text),
         name=table.name,
         classes=tuple(as_str_array(table.classes).tolist()),
-        unit_indices=rows,
-        unit_ids=ids[rows] if len(rows) else np.zeros(0, np.int64),
-        labels=_col(table, "label", text=True),
-        ontology_ids=_col(table, "ontology_id", text=True),
-        kinds=_col(table, "kind", text=True),
-        status=_col(table, "status", text=True),
-        reasons=_col(table, "reason", text=True),
-        probabilities=None if p is None else p.astype(np.float64),
-        confidence=None if c is None else c.astype(np.float64),
-        votes=None if v is None else v.astype(np.int64),
+        rows=rows,
+        ids=ids,
         classifier=classifier,
         evidence=evidence,
         description=_str(table.description),
@@ -273,22 +290,12 @@ def _record_from_h5(group, module: str, root, evidence_groups: list) -> Annotati
             part[key] = _h5_col(ev, key, text=True)
         parts.append(part)
     evidence = _merge_evidence(parts)
-    p = _h5_col(group, "probabilities")
-    c = _h5_col(group, "confidence")
-    v = _h5_col(group, "votes")
-    return AnnotationRecord(
+    return _build_record(
+        lambda name, text=False: _h5_col(group, name, text=text),
         name=group.name.rsplit("/", 1)[-1],
         classes=tuple(as_str_array(group.attrs["classes"]).tolist()),
-        unit_indices=rows,
-        unit_ids=ids[rows] if len(rows) else np.zeros(0, np.int64),
-        labels=_h5_col(group, "label", text=True),
-        ontology_ids=_h5_col(group, "ontology_id", text=True),
-        kinds=_h5_col(group, "kind", text=True),
-        status=_h5_col(group, "status", text=True),
-        reasons=_h5_col(group, "reason", text=True),
-        probabilities=None if p is None else p.astype(np.float64),
-        confidence=None if c is None else c.astype(np.float64),
-        votes=None if v is None else v.astype(np.int64),
+        rows=rows,
+        ids=ids,
         classifier=classifier,
         evidence=evidence,
         description=_str(group.attrs.get("description", "")),
