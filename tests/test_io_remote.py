@@ -309,8 +309,12 @@ def test_server_honours_range_and_counts(served):
     assert st.ranges == [("/published.nwb", 10, 19)]
 
 
-def _write_chunked(path: Path, n_units: int = 60, n_spikes: int = 3000) -> np.ndarray:
-    """Units with gzip-compressed spike_times in chunks of 4096 values (44 chunks)."""
+def _write_chunked(
+    path: Path, n_units: int = 60, n_spikes: int = 3000, raw_mb: float = 0.0, compression: str | None = "gzip"
+) -> np.ndarray:
+    """Units with spike_times in chunks of 4096 values (44 chunks; gzip-compressed by default),
+    and ``raw_mb`` MB of "raw data" (an int16 TimeSeries in acquisition) that readers of the units
+    do not need."""
     import datetime
 
     from hdmf.backends.hdf5 import H5DataIO
@@ -325,8 +329,13 @@ def _write_chunked(path: Path, n_units: int = 60, n_spikes: int = 3000) -> np.nd
         identifier="chunked",
         session_start_time=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
     )
+    if raw_mb:
+        from pynwb import TimeSeries
+
+        raw = rng.integers(-500, 500, (int(raw_mb * 1e6 / 2 / 64), 64), dtype=np.int16)
+        nwb.add_acquisition(TimeSeries(name="raw", data=raw, unit="uV", rate=30000.0))
     st = VectorData(
-        name="spike_times", description="s", data=H5DataIO(flat, chunks=(4096,), compression="gzip")
+        name="spike_times", description="s", data=H5DataIO(flat, chunks=(4096,), compression=compression)
     )
     sti = VectorIndex(name="spike_times_index", data=np.arange(1, n_units + 1) * n_spikes, target=st)
     wave = rng.normal(size=(n_units, 50)).astype("f4")
@@ -395,3 +404,67 @@ def test_dandi_api_faults(fresh, fault, exc, match):
     with pytest.raises(exc, match=match):
         list(read_units(src, dandi_api_url=api.api_url, cache_dir=False, timeout_s=1.0, retries=1))
     assert time.monotonic() - t0 < 15
+
+
+def _needed_bytes(path: Path) -> int:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return sum(d.id.get_storage_size() for d in f["units"].values())
+
+
+def test_units_only_file_is_fetched_in_one_stream(fresh, tmp_path):
+    """When the Units table is most of the file, the rest of the file comes in one streamed
+    request after the metadata reads: few requests, bytes close to what is needed."""
+    files, root = fresh["files"], fresh["root"]
+    flat = _write_chunked(root / "plain.nwb", n_units=40, n_spikes=20000, compression=None)
+    size, need = (root / "plain.nwb").stat().st_size, _needed_bytes(root / "plain.nwb")
+    got = list(read_units(files.url_for("plain.nwb"), batch_size=16, cache_dir=False, min_chunk_bytes=65536))
+    np.testing.assert_array_equal(np.concatenate([b.spike_times_s for b in got]), flat)
+    st = files.stats()
+    assert st.range_requests <= 4, st.ranges
+    assert st.bytes_sent <= 1.3 * need, (st.bytes_sent, need, size)
+    assert max(b - a + 1 for _p, a, b in st.ranges) > 0.8 * size  # one stream carried the data
+
+
+def test_raw_data_is_not_downloaded(fresh):
+    """A file whose raw data dwarfs the units: only the units' bytes are fetched, by ranges."""
+    files, root = fresh["files"], fresh["root"]
+    flat = _write_chunked(root / "with_raw.nwb", raw_mb=8.0)
+    size = (root / "with_raw.nwb").stat().st_size
+    got = list(
+        read_units(files.url_for("with_raw.nwb"), batch_size=30, cache_dir=False, min_chunk_bytes=16384)
+    )
+    np.testing.assert_array_equal(np.concatenate([b.spike_times_s for b in got]), flat)
+    st = files.stats()
+    assert st.bytes_sent < 0.25 * size, (st.bytes_sent, size)
+    assert st.range_requests <= 12, st.ranges
+
+
+def test_cut_stream_is_resumed(fresh):
+    files, root = fresh["files"], fresh["root"]
+    flat = _write_chunked(root / "plain2.nwb", n_units=20, n_spikes=20000, compression=None)
+    files.faults.cut_after_bytes = 300_000
+    files.faults.cut_count = 2
+    got = list(read_units(files.url_for("plain2.nwb"), cache_dir=False, retries=3, min_chunk_bytes=65536))
+    np.testing.assert_array_equal(np.concatenate([b.spike_times_s for b in got]), flat)
+    assert files.faults.cut_count == 0
+    starts = [a for _p, a, _b in files.stats().ranges]
+    assert len(starts) == len(set(starts))  # each resume starts where the cut left off
+
+
+def test_spill_failure_falls_back_to_ranges(fresh, tmp_path, monkeypatch):
+    """No room for the spill file (simulated ENOSPC): reading goes on with targeted requests."""
+    import errno
+
+    from nwb_celltype.io import _remote
+
+    def no_space(self, dirname):
+        raise OSError(errno.ENOSPC, "No space left on device", str(dirname))
+
+    monkeypatch.setattr(_remote._Spill, "__init__", no_space)
+    files, root = fresh["files"], fresh["root"]
+    flat = _write_chunked(root / "plain3.nwb", n_units=20, n_spikes=20000, compression=None)
+    got = list(read_units(files.url_for("plain3.nwb"), cache_dir=tmp_path / "c", min_chunk_bytes=65536))
+    np.testing.assert_array_equal(np.concatenate([b.spike_times_s for b in got]), flat)
+    assert not list((tmp_path / "c").rglob(".nwb-celltype-spill-*"))

@@ -243,6 +243,7 @@ def open_source(
         cache = BoundedDiskCache(root, max_bytes=cache_max_bytes)
     session = BoundedSession(timeout_s=timeout_s, retries=retries)
     first = b""  # the file's first bytes, when a size probe fetched them
+    last: tuple[int, bytes] = (0, b"")  # (offset, bytes) of its last bytes, fetched alongside
     if spec.kind == "dandi":
         from ._dandi import resolve_asset
 
@@ -268,12 +269,22 @@ def open_source(
             info.size, info.etag = int(meta["size"]), meta.get("etag")
         else:
             session.where = spec.url
-            info.size, info.etag, first = probe_url(session, spec.url, min_chunk_bytes)
+            info.size, info.etag, first, last = probe_url(
+                session, spec.url, min_chunk_bytes, 2 * min_chunk_bytes
+            )
             if cache is not None:
                 cache.set_meta(identity, {"size": info.size, "etag": info.etag})
     session.where = info.describe()
     if cache is not None:
         cache.identity = identity
+    if spec.kind == "dandi" and (
+        cache is None or not cache._file(f"{info.url}|{min_chunk_bytes}|0").exists()
+    ):
+        # the head and the tail in one round trip (opening an HDF5 file reads both first)
+        size, _etag, first, last = probe_url(session, info.url, min_chunk_bytes, 2 * min_chunk_bytes)
+        if size != info.size:
+            log.warning("%s: the archive lists %s bytes, the server has %d", info.describe(), info.size, size)
+            info.size = size
     fileobj = open_remfile(
         info.url,
         size=info.size,
@@ -285,6 +296,8 @@ def open_source(
     )
     if first:
         fileobj.seed(first)
+    if last[1]:
+        fileobj.seed(last[1], last[0])
     try:
         h5 = _open_h5(fileobj, info, fileobj)
     except BaseException:

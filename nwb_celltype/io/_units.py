@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -121,12 +122,15 @@ def _strings(arr: np.ndarray) -> np.ndarray:
     )
 
 
-def _inspect(src: Source, layer_column: str | None, require_waveforms: bool) -> _Layout:
+def _inspect(src: Source, layer_column: str | None, require_waveforms: bool, whole_table: bool) -> _Layout:
     h5 = src.h5
     g = _find_units(h5)
     where = f"{src.info.describe()}:{g.name}"
     if "id" not in g:
         raise NotNWBError(f"{where} has no 'id' dataset; it is not a valid NWB Units table.")
+    if whole_table and src.remote_file is not None:
+        # before any column is read: when the table is most of the file, fetch it in one go
+        src.remote_file.fetch_rest(_bytes_to_read(g, None, None))
     ids = np.asarray(g["id"][()], dtype=np.int64)
     n = len(ids)
     spike_index = None
@@ -321,6 +325,22 @@ def _peak(w: np.ndarray) -> tuple[int, int]:
     return ch, (1 if np.nanmax(x) > -np.nanmin(x) else -1)
 
 
+def _peaks(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_has_wave` and :func:`_peak` of a stack of (samples, channels) waveforms at once:
+    (has a waveform, peak channel, sign) per unit; channel and sign are 0 where there is none."""
+    m = len(w)
+    finite = np.isfinite(w)
+    with warnings.catch_warnings():  # all-NaN channels and units are expected here
+        warnings.simplefilter("ignore", RuntimeWarning)
+        has = finite.reshape(m, -1).any(axis=1) & (np.nanmax(np.abs(w).reshape(m, -1), axis=1) > 0)
+        ptp = np.nanmax(w, axis=1) - np.nanmin(w, axis=1)  # (units, channels)
+        ch = np.argmax(np.where(np.isnan(ptp), -np.inf, ptp), axis=1)
+        x = w[np.arange(m), :, ch]  # (units, samples)
+        x = x - np.nanmedian(x, axis=1, keepdims=True)
+        sign = np.where(np.nanmax(x, axis=1) > -np.nanmin(x, axis=1), 1, -1).astype(np.int8)
+    return has, np.where(has, ch, 0), np.where(has, sign, 0).astype(np.int8)
+
+
 def _has_wave(w: np.ndarray) -> bool:
     return w.size > 0 and bool(np.isfinite(w).any()) and bool(np.nanmax(np.abs(w)) > 0)
 
@@ -398,7 +418,7 @@ def read_units(
 
 def _read(src: Source, batch_size: int, layer_column, unit_ids, require_waveforms) -> Iterator[UnitsBatch]:
     with src.guard("reading the Units table"):
-        lay = _inspect(src, layer_column, require_waveforms)
+        lay = _inspect(src, layer_column, require_waveforms, whole_table=unit_ids is None)
     n = len(lay.ids)
     if unit_ids is None:
         rows = np.arange(n, dtype=np.int64)
@@ -415,6 +435,9 @@ def _read(src: Source, batch_size: int, layer_column, unit_ids, require_waveform
         rows = np.sort(np.array([pos[int(u)] for u in want], dtype=np.int64))
     info = src.info.to_dict()
     rf = src.remote_file
+    if rf is not None and unit_ids is not None and len(rows):
+        with src.guard("fetching the Units data"):
+            rf.fetch_rest(_bytes_to_read(lay.group, lay, rows))
     prefetch = _Prefetcher(rf, max(rf.remfile._max_chunk_size, 1 << 20) if rf is not None else 0)
     for b0 in range(0, len(rows), batch_size):
         brows = rows[b0 : b0 + batch_size]
@@ -424,6 +447,48 @@ def _read(src: Source, batch_size: int, layer_column, unit_ids, require_waveform
         if b0 + batch_size >= len(rows):
             prefetch.release()
         yield batch
+
+
+def _dataset_bytes(dset, fraction: float) -> int:
+    """Bytes of a dataset that reading ``fraction`` of its rows costs: its in-memory size for an
+    unfiltered dataset (no chunk-index read needed), its storage size for a compressed one."""
+    if dset.compression is not None or getattr(dset, "_filters", None):
+        size = dset.id.get_storage_size()
+    else:
+        size = dset.size * dset.dtype.itemsize
+    return int(size * fraction)
+
+
+def _bytes_to_read(g, lay: _Layout | None, rows: np.ndarray | None) -> int:
+    """Storage bytes of the per-unit columns that reading the rows ``rows`` costs (every row when
+    ``rows`` is None; then the index columns are counted too): what
+    :meth:`GuardedFile.fetch_rest` weighs a whole-file fetch against."""
+    total = 0
+    names = ["spike_times", "waveform_mean", "obs_intervals"]
+    if rows is None:
+        names += ["id", "spike_times_index", "waveform_mean_index", "obs_intervals_index"]
+        names += ["electrodes", "electrodes_index"]
+    index_of = {}
+    if lay is not None:
+        ragged_wave = lay.wave_index if lay.wave_kind == "ragged" else None
+        index_of = {
+            "spike_times": lay.spike_index,
+            "waveform_mean": ragged_wave,
+            "obs_intervals": lay.obs_index,
+        }
+    for name in names:
+        if name not in g:
+            continue
+        fraction = 1.0
+        if rows is not None:
+            index = index_of.get(name)
+            if index is not None and len(index) and index[-1] > 0:
+                starts = np.r_[0, index[:-1]]
+                fraction = float((index[rows] - starts[rows]).sum()) / float(index[-1])
+            else:
+                fraction = len(rows) / max(len(lay.ids), 1)
+        total += _dataset_bytes(g[name], fraction)
+    return total
 
 
 def _read_batch(lay: _Layout, rows: np.ndarray, prefetch) -> UnitsBatch:
@@ -478,16 +543,25 @@ def _read_batch(lay: _Layout, rows: np.ndarray, prefetch) -> UnitsBatch:
                     per_unit[pos + j] = w[:, None] if lay.wave_kind == "2d" else w
         n_samples = max((w.shape[0] for w in per_unit), default=0)
         waves = np.full((m, n_samples), np.nan, dtype=np.float32)
-        for i, w in enumerate(per_unit):
-            if not _has_wave(w):
+        if m and len({w.shape for w in per_unit}) == 1 and per_unit[0].size:  # one array op per batch
+            stack = np.stack(per_unit)
+            has, ch, sg = _peaks(stack)
+            for i in np.flatnonzero(~has):
                 reasons[i].append("no waveform")
-                continue
-            if w.shape[0] != n_samples:
-                reasons[i].append(f"waveform has {w.shape[0]} samples, others {n_samples}")
-                continue
-            ch, sg = _peak(w)
-            peak[i], sign[i] = ch, sg
-            waves[i] = w[:, ch]
+            good = np.flatnonzero(has)
+            peak[good], sign[good] = ch[good], sg[good]
+            waves[good] = stack[good, :, ch[good]]
+        else:
+            for i, w in enumerate(per_unit):
+                if not _has_wave(w):
+                    reasons[i].append("no waveform")
+                    continue
+                if w.shape[0] != n_samples:
+                    reasons[i].append(f"waveform has {w.shape[0]} samples, others {n_samples}")
+                    continue
+                ch, sg = _peak(w)
+                peak[i], sign[i] = ch, sg
+                waves[i] = w[:, ch]
 
     # layers
     if lay.layers_all is not None:

@@ -49,6 +49,9 @@ class Faults:
         How long a stall lasts.
     cut_after_bytes : int or None
         Send this many body bytes of a range response, then close the connection.
+    cut_count : int or None
+        Cut only this many responses (counted from when it is set), then serve normally; None
+        cuts every response.
     ignore_range : bool
         Answer range requests with the whole file (status 200), like ``http.server``.
     only_ranges : bool
@@ -63,6 +66,7 @@ class Faults:
     stall_after_bytes: int | None = None
     stall_s: float = 3600.0
     cut_after_bytes: int | None = None
+    cut_count: int | None = None
     ignore_range: bool = False
     only_ranges: bool = True
 
@@ -278,8 +282,10 @@ class RangeServer(_ThreadedApp):
         limit = length
         if faulty and f.stall_after_bytes is not None:
             limit = min(limit, f.stall_after_bytes)
-        if faulty and f.cut_after_bytes is not None:
+        if faulty and f.cut_after_bytes is not None and f.cut_count != 0:
             limit = min(limit, f.cut_after_bytes)
+            if f.cut_count is not None and limit < length:
+                f.cut_count -= 1
         with open(path, "rb") as fh:
             fh.seek(start)
             left = limit
