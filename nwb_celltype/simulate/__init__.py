@@ -8,18 +8,16 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import SourceNotFoundError
+from ._nwb import site_layers, write_nwb
 from ._params import C4_LABELLED_COUNTS, C4_UNLABELLED_COUNT, OTHER, PRESETS, SIM_CLASSES, get_preset
 from ._recording import (
-    DEFECT_RATES,
-    SimulationResult,
     class_spike_train,
     class_waveform,
     simulate_library,
     simulate_recording,
     simulate_units,
-    site_layers,
-    write_nwb,
 )
+from ._result import DEFECT_RATES, SimulationResult
 from ._spikes import (
     add_refractory_violations,
     apply_amplitude_cutoff,

@@ -3,16 +3,14 @@ waveforms, ground-truth labels) and write them as NWB files; also whole labelled
 
 from __future__ import annotations
 
-import datetime
 import logging
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InvalidValueError, OutputError
 from ..vocabulary import C4_CLASSES
+from ._nwb import site_layers, write_nwb
 from ._params import (
     C4_LABELLED_COUNTS,
     C4_UNLABELLED_COUNT,
@@ -25,6 +23,7 @@ from ._params import (
     Preset,
     get_preset,
 )
+from ._result import DEFECT_RATES, N_CHANNELS, SimulationResult
 from ._spikes import (
     add_refractory_violations,
     apply_amplitude_cutoff,
@@ -51,108 +50,6 @@ __all__ = [
     "simulate_recording",
     "simulate_units",
 ]
-
-#: Fixed session start (determinism: same seed -> same file contents).
-_START = datetime.datetime(2025, 1, 6, 10, 0, 0, tzinfo=datetime.timezone.utc)
-_UUID_NS = uuid.UUID("6f1c1a52-4f7e-4b8e-9a57-1d6c0e3c1b11")
-N_CHANNELS = 12
-
-#: How each C4 class is identified in real ground-truth libraries (Beau et al. 2025), mimicked.
-_EVIDENCE: dict[str, tuple[str, str]] = {
-    "PkC_ss": ("expert", "simple-spike pause after complex spikes of the same Purkinje cell"),
-    "PkC_cs": ("expert", "complex spikes followed by a simple-spike pause in a paired unit"),
-    "MLI": ("optotagging", "optogenetic identification of a molecular layer interneuron"),
-    "GoC": ("optotagging", "optogenetic identification of a Golgi cell"),
-    "MFB": ("optotagging", "optogenetic identification of a mossy fibre bouton"),
-}
-
-#: Default defect rates (fraction of units affected) when ``defects=True``.
-DEFECT_RATES: dict[str, float] = {
-    "refractory_violations": 0.10,
-    "amplitude_drift": 0.10,
-    "stops_firing": 0.06,
-    "few_spikes": 0.03,
-}
-
-
-@dataclass
-class SimulationResult:
-    """Ground truth of one simulated recording (numpy arrays, one row per unit, table order).
-
-    Attributes
-    ----------
-    path : Path or None
-        The NWB file written (None if none was written).
-    classes : (n,) str
-        True class: one of ``vocabulary.C4_CLASSES`` or ``"other"``.
-    subtypes : (n,) str
-        Kind within the class (e.g. MFB ``"positive"``/``"triphasic"``, other ``"granule"``, ...).
-    labelled : (n,) bool
-        Whether the unit carries a ground-truth label in the file.
-    cell_ids : (n,) int64
-        Simulated cell of each unit; the PkC_ss and PkC_cs units of one Purkinje cell share it.
-    partner : (n,) int64
-        Row of the other unit of the same Purkinje cell (PkC_ss <-> PkC_cs), -1 if none.
-    rates_hz : (n,) float64
-        Target mean rate of the unit's generating process (before defects), Hz.
-    layers : (n,) str
-        Layer of the peak site in the C4 vocabulary (``"ML"``, ``"PCL"``, ``"GCL"``).
-    locations : (n,) str
-        CCF-style acronym of the peak site (e.g. ``"SIMmo"``).
-    electrodes : (n, channels) int64
-        Electrode rows the waveform channels refer to; ``peak_channels`` indexes into them.
-    peak_channels : (n,) int64
-    waveforms : (n, samples, channels) float32
-        Mean waveforms in volts, sampled at ``waveform_rate_hz``.
-    spike_times_s, spike_offsets : (total,) float64 and (n + 1,) int64, or None
-        Flat spike times (s) and offsets, as in ``UnitsBatch`` (None when not kept).
-    spike_counts : (n,) int64
-    defects : dict of str -> (n,) bool
-        Which units carry each defect (keys of ``DEFECT_RATES``).
-    """
-
-    path: Path | None
-    preset: str
-    seed: int
-    duration_s: float
-    waveform_rate_hz: float
-    classes: np.ndarray
-    subtypes: np.ndarray
-    labelled: np.ndarray
-    cell_ids: np.ndarray
-    partner: np.ndarray
-    rates_hz: np.ndarray
-    layers: np.ndarray
-    locations: np.ndarray
-    electrodes: np.ndarray
-    peak_channels: np.ndarray
-    waveforms: np.ndarray
-    spike_counts: np.ndarray
-    spike_times_s: np.ndarray | None = None
-    spike_offsets: np.ndarray | None = None
-    defects: dict = field(default_factory=dict)
-    annotations_written: bool = False
-
-    def __len__(self) -> int:
-        return len(self.classes)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """(n,) str: the ground-truth label of labelled units, ``""`` elsewhere."""
-        return np.where(self.labelled, self.classes, "")
-
-    def spike_times(self, i: int) -> np.ndarray:
-        """Spike times (s) of unit ``i`` (needs the spikes kept)."""
-        if self.spike_times_s is None or self.spike_offsets is None:
-            raise InvalidValueError(
-                "spike times were not kept for this result; simulate with keep_spikes=True "
-                "or read them from the NWB file."
-            )
-        return self.spike_times_s[self.spike_offsets[i] : self.spike_offsets[i + 1]]
-
-
-# --------------------------------------------------------------------------------------------
-# validation
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -568,16 +465,6 @@ def simulate_units(
     return result, segs
 
 
-def site_layers(segs: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
-    """Layer suffix (``mo``/``pu``/``gr``) and CCF-style location of each of the 384 sites."""
-    y = neuropixels_geometry()[:, 1]
-    starts = np.array([s[0] for s in segs])
-    j = np.clip(np.searchsorted(starts, y, side="right") - 1, 0, len(segs) - 1)
-    suffix = np.array([segs[k][2] for k in j])
-    loc = np.array([f"{segs[k][3]}{segs[k][2]}" for k in j])
-    return suffix, loc
-
-
 def _choose_labelled(
     rng: np.random.Generator,
     classes: np.ndarray,
@@ -607,219 +494,6 @@ def _choose_labelled(
 
 # --------------------------------------------------------------------------------------------
 # NWB writing
-
-
-def _h5(data: np.ndarray, compression: str | None):
-    from hdmf.backends.hdf5 import H5DataIO
-
-    if compression is None or data.size == 0:
-        return data
-    return H5DataIO(data, compression=compression, compression_opts=4, shuffle=True, chunks=True)
-
-
-def write_nwb(
-    path: str | Path,
-    result: SimulationResult,
-    segs: list[tuple],
-    *,
-    compression: str | None = "gzip",
-    overwrite: bool = True,
-) -> bool:
-    """Write a simulated recording as an NWB file; return whether ground-truth annotations were
-    written through ``nwb_celltype.nwb.add_annotations`` (False when that layer is unavailable)."""
-    from hdmf.common import DynamicTableRegion, ElementIdentifiers, VectorData, VectorIndex
-    from pynwb import NWBHDF5IO, NWBFile
-    from pynwb.ecephys import ElectrodesTable
-    from pynwb.file import Subject
-    from pynwb.misc import Units
-
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} exists; pass overwrite=True or choose another path.")
-    if not path.parent.exists():
-        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist; create it first.")
-    pre = get_preset(result.preset)
-    n = len(result)
-    ident = uuid.uuid5(_UUID_NS, f"{result.preset}/{result.seed}/{n}/{result.duration_s}/{path.name}")
-    start = _START + datetime.timedelta(minutes=result.seed % 100000)
-    nwbfile = NWBFile(
-        session_description=(
-            f"SIMULATED cerebellar Neuropixels recording ({pre.species}, preset {pre.name!r}, seed "
-            f"{result.seed}, {n} units) made by nwb_celltype.simulate; not real data."
-        ),
-        identifier=str(ident),
-        session_start_time=start,
-        file_create_date=[start],
-        session_id=f"sim-{pre.name}-{result.seed}",
-        experimenter=["Simulator, NWB Celltype"],
-        lab="nwb-celltype simulator",
-        institution="nwb-celltype",
-        experiment_description=(
-            "Spike trains and mean waveforms of simulated cerebellar cortex units (Purkinje simple and "
-            "complex spikes, molecular layer interneurons, Golgi cells, mossy fibre boutons and "
-            "unidentified units); parameters and their sources: docs/simulation.md of nwb-celltype."
-        ),
-        keywords=["cerebellum", "cell type", "simulation", "Neuropixels", "ground truth"],
-        subject=Subject(
-            subject_id=f"sim-{pre.name}-{result.seed}",
-            species=pre.species,
-            sex="U",
-            age="P90D" if pre.name == "mouse" else "P6Y",
-            description="simulated animal (no animal was used)",
-        ),
-    )
-    device = nwbfile.create_device(
-        name="NeuropixelsProbe",
-        description="Neuropixels 1.0 geometry (384 sites, 20 um pitch, 4-column checkerboard), simulated",
-        manufacturer="IMEC",
-    )
-    group = nwbfile.create_electrode_group(
-        name="probe0",
-        description="simulated Neuropixels 1.0 shank",
-        location="cerebellar cortex",
-        device=device,
-    )
-    geom = neuropixels_geometry()
-    suffix, loc = site_layers(segs)
-    top = float(geom[:, 1].max()) + 300.0
-    n_sites = len(geom)
-    # built column-wise: add_electrode row by row costs ~0.5 s per file in hdmf's argument checks
-    ecols = [
-        VectorData(
-            name="location", description="CCF-style acronym of the site's region and layer", data=loc.tolist()
-        ),
-        VectorData(name="group", description="electrode group of the site", data=[group] * n_sites),
-        VectorData(name="group_name", description="name of the electrode group", data=[group.name] * n_sites),
-        VectorData(name="rel_x", description="x of the site on the probe, um", data=geom[:, 0].copy()),
-        VectorData(
-            name="rel_y", description="y of the site on the probe (from the tip), um", data=geom[:, 1].copy()
-        ),
-        VectorData(
-            name="depth", description="depth of the site below the brain surface, um", data=top - geom[:, 1]
-        ),
-        VectorData(
-            name="layer",
-            description="cerebellar cortex layer of the site (C4 vocabulary)",
-            data=[LAYER_SUFFIX_TO_C4[x] for x in suffix],
-        ),
-    ]
-    nwbfile.electrodes = ElectrodesTable(
-        id=ElementIdentifiers(name="id", data=np.arange(n_sites)), columns=ecols
-    )
-
-    cols = []
-    st = VectorData(
-        name="spike_times",
-        description="spike times of each unit, s",
-        data=_h5(result.spike_times_s, compression),
-    )
-    cols += [st, VectorIndex(name="spike_times_index", data=result.spike_offsets[1:], target=st)]
-    obs = VectorData(
-        name="obs_intervals",
-        description="observation intervals of each unit, s (the whole session)",
-        data=np.tile([[0.0, result.duration_s]], (n, 1)),
-    )
-    cols += [obs, VectorIndex(name="obs_intervals_index", data=np.arange(1, n + 1), target=obs)]
-    el = DynamicTableRegion(
-        name="electrodes",
-        description="the sites of each unit's waveform_mean channels, in order",
-        data=result.electrodes.ravel(),
-        table=nwbfile.electrodes,
-    )
-    cols += [
-        el,
-        VectorIndex(
-            name="electrodes_index", data=np.arange(1, n + 1) * result.electrodes.shape[1], target=el
-        ),
-    ]
-    cols.append(
-        VectorData(
-            name="waveform_mean",
-            description="mean waveform per unit, (units, samples, channels), volts",
-            data=_h5(result.waveforms, compression),
-        )
-    )
-    extra = {
-        "simulated_class": ("true class of the simulated unit (C4 class or 'other')", result.classes),
-        "simulated_subtype": ("kind within the class (e.g. MFB positive/triphasic)", result.subtypes),
-        "simulated_cell": (
-            "simulated cell; PkC_ss and PkC_cs units of one Purkinje cell share it",
-            result.cell_ids,
-        ),
-        "paired_unit": ("row of the other unit of the same Purkinje cell, -1 if none", result.partner),
-        "peak_channel": ("index of the peak channel within the unit's electrodes", result.peak_channels),
-        "layer": ("layer of the peak site (C4 vocabulary: ML, PCL, GCL)", result.layers),
-        "simulated_defects": (
-            "recording defects simulated in this unit, ';'-separated ('none' if none)",
-            _defect_strings(result.defects, n),
-        ),
-    }
-    for name, (desc, data) in extra.items():
-        cols.append(VectorData(name=name, description=desc, data=np.asarray(data)))
-    nwbfile.units = Units(
-        name="units",
-        description="simulated spike-sorted units (nwb_celltype.simulate)",
-        id=ElementIdentifiers(name="id", data=np.arange(n)),
-        columns=cols,
-        waveform_rate=result.waveform_rate_hz,
-        waveform_unit="volts",
-        resolution=1.0 / result.waveform_rate_hz,
-        electrode_table=nwbfile.electrodes,
-    )
-    written = _add_ground_truth(nwbfile, result, start)
-    try:
-        with NWBHDF5IO(str(path), "w") as io:
-            io.write(nwbfile)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot write {path}: {exc}; check the folder's permissions and free space."
-        ) from exc
-    return written
-
-
-def _defect_strings(defects: dict, n: int) -> np.ndarray:
-    out = []
-    for i in range(n):
-        names = [k for k, v in defects.items() if v[i]]
-        out.append(";".join(names) if names else "none")
-    return np.array(out)
-
-
-def _add_ground_truth(nwbfile, result: SimulationResult, when: datetime.datetime) -> bool:
-    rows = np.flatnonzero(result.labelled)
-    if len(rows) == 0:
-        return False
-    try:
-        from ..nwb import add_annotations
-    except ImportError:
-        logger.warning(
-            "nwb_celltype.nwb.add_annotations is unavailable: ground-truth labels of %d units are "
-            "only in the simulated_class column",
-            len(rows),
-        )
-        return False
-    from .. import __version__
-
-    labels = result.classes[rows]
-    add_annotations(
-        nwbfile,
-        name="ground_truth",
-        units_region=rows,
-        labels=labels,
-        classes=C4_CLASSES,
-        kind="ground_truth",
-        evidence={
-            "evidence_type": [_EVIDENCE[c][0] for c in labels],
-            "evidence_text": [f"SIMULATED unit; stands in for {_EVIDENCE[c][1]}" for c in labels],
-            "labelled_by": [f"nwb_celltype.simulate {__version__}"] * len(rows),
-            "labelled_at": [when.isoformat()] * len(rows),
-        },
-    )
-    return True
-
-
-# --------------------------------------------------------------------------------------------
-# public API
 
 
 def simulate_recording(
