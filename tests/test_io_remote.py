@@ -468,3 +468,16 @@ def test_spill_failure_falls_back_to_ranges(fresh, tmp_path, monkeypatch):
     got = list(read_units(files.url_for("plain3.nwb"), cache_dir=tmp_path / "c", min_chunk_bytes=65536))
     np.testing.assert_array_equal(np.concatenate([b.spike_times_s for b in got]), flat)
     assert not list((tmp_path / "c").rglob(".nwb-celltype-spill-*"))
+
+
+def test_server_ignoring_ranges_is_not_downloaded_whole(fresh):
+    """A server that answers range requests with the whole file (200): we refuse after the
+    headers instead of reading a file that may be GBs into memory."""
+    files, root = fresh["files"], fresh["root"]
+    _write_chunked(root / "big_raw.nwb", raw_mb=40.0)
+    size = (root / "big_raw.nwb").stat().st_size
+    files.faults.ignore_range = True
+    with pytest.raises(RemoteError, match="ignored the HTTP Range"):
+        open_source(files.url_for("big_raw.nwb"), cache_dir=False)
+    time.sleep(0.2)  # let the server notice the closed connections
+    assert files.stats().bytes_sent < 0.5 * size, (files.stats().bytes_sent, size)

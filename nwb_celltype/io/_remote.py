@@ -120,8 +120,6 @@ class BoundedSession(requests.Session):
 
     def request(self, method, url, *args, **kwargs):  # type: ignore[override]
         self._url = str(url)
-        headers = kwargs.get("headers") or {}
-        rng = headers.get("Range")
         last: str = ""
         for attempt in range(self.retries + 1):
             if attempt:
@@ -159,14 +157,6 @@ class BoundedSession(requests.Session):
                     f"{url} answered HTTP {resp.status_code} {resp.reason}{self._at()}; expected 200/206. "
                     "Check the URL and your access rights."
                 )
-            if rng and resp.status_code == 200 and method.upper() == "GET" and not kwargs.get("stream"):
-                start, _, end = rng[len("bytes=") :].partition("-")
-                if end and len(resp.content) != int(end) - int(start) + 1:
-                    raise _FinalRemoteError(
-                        f"{url} ignored the HTTP Range header (answered 200 with {len(resp.content)} "
-                        f"bytes for {rng}){self._at()}. Serve the file from a server that supports "
-                        "range requests, or download it and open the local copy."
-                    )
             return resp
         raise _FinalRemoteError(
             f"{method} {url}{self._at()} failed after {self.retries + 1} attempts "
@@ -181,6 +171,15 @@ class BoundedSession(requests.Session):
         if kwargs.get("stream") or method.upper() == "HEAD":
             return super().request(method, url, *args, **kwargs)
         resp = super().request(method, url, *args, stream=True, **kwargs)
+        rng = (kwargs.get("headers") or {}).get("Range")
+        if rng and resp.status_code == 200 and not _is_whole(rng, resp.headers.get("Content-Length")):
+            # the whole file is coming instead of the range: do not read it
+            resp.close()
+            raise _FinalRemoteError(
+                f"{url} ignored the HTTP Range header (answered 200 with the whole file for {rng}). "
+                "Serve the file from a server that supports range requests, or download it and open "
+                "the local copy."
+            )
         try:
             content = resp.raw.read(decode_content=True)
         except urllib3.exceptions.ReadTimeoutError as exc:
@@ -202,6 +201,13 @@ class BoundedSession(requests.Session):
 
     def _at(self) -> str:
         return f" while reading {self.where}" if self.where and self.where not in self._url else ""
+
+
+def _is_whole(rng: str, length: str | None) -> bool:
+    """Whether the range ``bytes=0-b`` asks for exactly ``length`` bytes (a server may then answer
+    200 with the whole file, which is the range)."""
+    start, _, end = rng[len("bytes=") :].partition("-")
+    return start == "0" and end.isdigit() and length is not None and length == str(int(end) + 1)
 
 
 def probe_url(
