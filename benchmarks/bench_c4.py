@@ -16,7 +16,11 @@ Both measured in this run on this machine; labels are compared. Usage:
 encoders, as in C4) on 1,000 units (``c4_member_outputs``: network + Laplace probit, member blocks),
 against the plain per-member loop (one ``CNNCerebellum`` per member, as npyx predicts) measured in the
 same run on ``--ref-members`` of the members and scaled to all of them; it also reports the achieved
-GFLOP/s (~0.75 MFLOP per unit and member after pooling is folded into the convolutions).
+GFLOP/s (~0.75 MFLOP per unit and member after pooling is folded into the convolutions), the rate of
+a plain 2,048 x 2,048 single-precision matmul measured in the same run (one thread, and ``--threads``
+single-threaded matmuls at once, as the prediction's worker threads run), and the process CPU time
+(CPU / wall < threads means other jobs held the cores). ``--dtype float64`` times the double-precision
+path instead.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import argparse
 import io
 import json
 import os
+import resource
 import subprocess
 import sys
 import tarfile
@@ -101,6 +106,33 @@ MACS_PER_UNIT_MEMBER = 8 * 5 * 46 * 11 + 16 * 23 * 80 + 368 * 200 + 200 * 10 + 9
 MACS_PER_UNIT_MEMBER += 300 * 10 + 20 * 100 + 100 * 5 + 104 * 104
 
 
+def sgemm_rate(threads: int, seconds: float = 1.5, size: int = 2048) -> float:
+    """GFLOP/s of ``threads`` concurrent single-threaded float32 matmuls (size x size x size)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+
+    def loop() -> int:
+        torch.set_num_threads(1)  # OpenMP's thread count is per thread
+        count, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            a @ b
+            count += 1
+        return count
+
+    try:
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            total = sum(f.result() for f in [pool.submit(loop) for _ in range(threads)])
+        wall = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(old)
+    return 2 * size**3 * total / wall / 1e9
+
+
 def large(args: argparse.Namespace) -> None:
     """2,000 members x 1,000 units: batched prediction vs the per-member loop (on a subset, scaled)."""
     from nwb_celltype.model.bundle import ModelBundle
@@ -133,9 +165,13 @@ def large(args: argparse.Namespace) -> None:
         (rng.gamma(2.0, 0.5, size=(n, 10, 101)) * rng.uniform(0.2, 5, size=(n, 1, 1))).astype(np.float32)
     )
     wvf = torch.from_numpy((rng.normal(size=(n, 90)) * 0.3).astype(np.float32))
-    t0 = time.perf_counter()
-    logits, _ = c4_member_outputs(bundle, acg, wvf, None)
+    peak1, peak_n = sgemm_rate(1), sgemm_rate(args.threads)
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    logits, _ = c4_member_outputs(bundle, acg, wvf, None, dtype=args.dtype)
     t_batched = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+    logits = logits.float()
 
     r = min(args.ref_members, m)
     t0 = time.perf_counter()
@@ -147,13 +183,20 @@ def large(args: argparse.Namespace) -> None:
             ref.append(net.eval()(acg, wvf))
     t_ref = (time.perf_counter() - t0) * m / r
     err = max(float((logits[i] - ref[i]).abs().max() / ref[i].abs().max()) for i in range(r))
+    rate = 2 * MACS_PER_UNIT_MEMBER * m * n / t_batched / 1e9
     print(
-        f"C4 large ensemble: {m} members (own encoders), {n} units, {args.threads} threads, torch {torch.__version__}"
+        f"C4 large ensemble: {m} members (own encoders), {n} units, {args.threads} threads, {args.dtype}, "
+        f"torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}"
     )
     print(f"load-equivalent EnsembleCNN.from_stacked: {t_build:.2f} s (O(1) validation)")
     print(
+        f"plain float32 matmul 2048^3 in this run: {peak1:.1f} GFLOP/s on 1 thread, {peak_n:.1f} GFLOP/s "
+        f"as {args.threads} single-threaded matmuls at once"
+    )
+    print(
         f"batched c4_member_outputs: {t_batched:.1f} s = {1e6 * t_batched / (m * n):.1f} us per unit-member, "
-        f"{2 * MACS_PER_UNIT_MEMBER * m * n / t_batched / 1e9:.1f} GFLOP/s"
+        f"{rate:.1f} GFLOP/s ({100 * rate / peak_n:.0f}% of the matmul rate); process CPU {cpu:.1f} s "
+        f"({cpu / t_batched:.2f} cores busy)"
     )
     print(
         f"per-member CNNCerebellum loop ({r} members timed, scaled x{m / r:.0f}): {t_ref:.1f} s; "
@@ -168,6 +211,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--large", action="store_true", help="time a 2,000-member x 1,000-unit prediction")
     ap.add_argument("--ref-members", type=int, default=100, help="members timed in the per-member loop")
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="precision (--large)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.large:

@@ -102,14 +102,18 @@ def _inputs(n: int, seed: int = 1, use_layer: bool = False):
     return acg, wvf, layer
 
 
-def _dense_member_probs(state, hess, tau, acg, wvf, layer, use_layer, k):
-    """Per-member reference: unbatched network + dense posterior precision and explicit Jacobians."""
+def _dense_member_probs(state, hess, tau, acg, wvf, layer, use_layer, k, dtype=torch.float32):
+    """Per-member reference: unbatched network (in ``dtype``) + dense float64 posterior and explicit
+    Jacobians. The posterior covariance is the inverse of the re-assembled precision (float32), or
+    (float64) the dense eigen-form ``(Q_A ⊗ Q_B) diag(1 / (λ_A λ_B + δ)) (Q_A ⊗ Q_B)ᵀ`` that
+    laplace-torch uses: the two differ by ~1e-7 because float32 eigenvectors are orthogonal only to
+    float32 precision."""
     net = CNNCerebellum(n_classes=k, use_layer=use_layer)
     net.load_state_dict(state)
-    net.eval()
+    net.eval().to(dtype)
     with torch.no_grad():
-        a, w = torch.from_numpy(acg), torch.from_numpy(wvf)
-        lay = torch.from_numpy(layer) if use_layer else None
+        a, w = torch.from_numpy(acg).to(dtype), torch.from_numpy(wvf).to(dtype)
+        lay = torch.from_numpy(layer).to(dtype) if use_layer else None
         phi = net.features(a, w, lay).double()
         logits = net(a, w, lay).double()
     (la, lb), (lc,) = hess["eigenvalues"]
@@ -121,6 +125,11 @@ def _dense_member_probs(state, hess, tau, acg, wvf, layer, use_layer, k):
     pw = torch.kron(amat, bmat) + (hess["deltas"][0].double() + tau) * torch.eye(k * p, dtype=torch.float64)
     pb = cmat + (hess["deltas"][1].double() + tau) * torch.eye(k, dtype=torch.float64)
     pw_inv, pb_inv = torch.linalg.inv(pw), torch.linalg.inv(pb)
+    if dtype == torch.float64:
+        kq = torch.kron(qa.double(), qb.double())
+        lam = torch.outer(la.double(), lb.double()).reshape(-1) + hess["deltas"][0].double() + tau
+        pw_inv = (kq / lam) @ kq.T
+        pb_inv = (qc.double() / (lc.double() + hess["deltas"][1].double() + tau)) @ qc.double().T
     var = torch.zeros_like(logits)
     for c in range(k):
         jw = torch.zeros(phi.shape[0], k * p, dtype=torch.float64)
@@ -296,6 +305,55 @@ def test_import_predict_matches_unbatched_dense_reference(tmp_path, variant, k, 
     np.testing.assert_allclose(preds.probabilities, pred.probabilities, atol=1e-6)
     assert np.array_equal(preds.votes, pred.votes)
     assert list(preds.labels) == list(pred.labels)
+
+
+@pytest.mark.parametrize(("k", "use_layer"), [(5, False), (6, True)])
+def test_float64_prediction_matches_float64_reference(tmp_path, k, use_layer):
+    """dtype=float64 runs the batched network (folded pooling / batch norms) and the Kronecker
+    posterior in double precision: equal to the unbatched float64 network + dense posterior to ~1e-12."""
+    variant = "layer_information_mli_clustering" if use_layer else "base"
+    archive, hpath, states, hess = _write_c4_files(tmp_path, m=3, k=k, use_layer=use_layer, seed=2)
+    bundle = import_c4_ensemble(archive, hpath, variant=variant)
+    acg, wvf, layer = _inputs(30, seed=3, use_layer=use_layer)
+    acg64 = acg.astype(np.float64) * (1 + 1e-9)  # float64 inputs stay float64 (not rounded to float32)
+    pred = predict_c4(bundle, acg64, wvf, layer, keep_members=True, dtype="float64")
+    pred32 = predict_c4(bundle, acg, wvf, layer, keep_members=True)
+    assert pred.member_logits.dtype == np.float64 and pred32.member_logits.dtype == np.float32
+    tau = bundle.laplace.prior_precision.double()
+    ref_p = []
+    for i in range(3):
+        lg, pr = _dense_member_probs(
+            states[i], hess[i], float(tau[i]), acg64, wvf, layer, use_layer, k, dtype=torch.float64
+        )
+        assert np.abs(pred.member_logits[i] - lg).max() <= 1e-10 * max(1.0, np.abs(lg).max())
+        np.testing.assert_allclose(pred.member_probabilities[i], pr, rtol=0, atol=1e-10)
+        ref_p.append(pr)
+        # float32 (default) differs from the float64 reference by float32 rounding only
+        assert np.abs(pred32.member_logits[i] - lg).max() <= 1e-5 * max(1.0, np.abs(lg).max())
+    ref_p = np.stack(ref_p)
+    np.testing.assert_allclose(pred.probabilities, ref_p.mean(0), rtol=0, atol=1e-10)
+    assert np.array_equal(pred.votes, np.stack([(ref_p.argmax(2) == c).sum(0) for c in range(k)], axis=1))
+    fs = FeatureSet(
+        unit_ids=np.arange(30),
+        acg=acg64,
+        waveform=wvf,
+        layer=layer,
+        stats={},
+        usable=np.ones(30, bool),
+        reasons=np.full(30, "", dtype=object),
+        config=bundle.feature_config,
+    )
+    preds = predict_cell_types(bundle, fs, dtype=torch.float64)
+    np.testing.assert_allclose(preds.probabilities, pred.probabilities, rtol=0, atol=1e-12)
+    assert list(preds.labels) == list(pred.labels)
+    for bad in ("float16", torch.bfloat16, "int8"):
+        with pytest.raises(ModelError, match="dtype must be"):
+            predict_c4(bundle, acg, wvf, layer, dtype=bad)
+        with pytest.raises(ModelError, match="dtype must be"):
+            predict_cell_types(bundle, fs, dtype=bad)
+    # the bundle itself stays float32
+    assert all(t.dtype == torch.float32 for t in bundle.ensemble.buffers())
+    assert bundle.laplace.in_eigvecs.dtype == torch.float32
 
 
 def test_member_blocks_equal_one_batch_and_plain_ensemble(tmp_path):

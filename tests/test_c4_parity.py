@@ -81,8 +81,11 @@ for variant, K, use_layer, seed in zip(variants_, ks_, use_layers_, seeds_):
   raw = rdc.ensemble_predict(ens, loader, device=torch.device("cpu"), method="raw")  # (n, k, M)
   with torch.no_grad():
       logits = np.stack([la.model(torch.tensor(X)).numpy() for la in ens])
+      # npyx's own network classes in double precision on the same weights and inputs
+      # (after its float32 prediction above: .double() converts the members in place)
+      logits64 = np.stack([la.model.double()(torch.tensor(X, dtype=torch.float64)).numpy() for la in ens])
   pred, top, _, votes, ratio = format_predictions(raw)
-  res = dict(X=X, raw=raw, logits=logits, pred=pred, votes=votes, ratio=ratio, top=top,
+  res = dict(X=X, raw=raw, logits=logits, logits64=logits64, pred=pred, votes=votes, ratio=ratio, top=top,
              tau=np.array([float(la.prior_precision) for la in ens]))
   out.update({f"{variant}/{key}": v for key, v in res.items()})
 """
@@ -143,9 +146,29 @@ def test_imported_ensemble_matches_npyx_prediction(oracle, npyx_runs, tmp_path, 
         keep_members=True,
     )
     np.testing.assert_allclose(bundle.laplace.prior_precision.numpy(), ref["tau"], rtol=1e-4)
-    # float32 on both sides: equal to 1e-5 relative to the logits' scale (|logit| up to ~20 here)
-    scale = max(1.0, float(np.abs(ref["logits"]).max()))
+    # logits equal to 1e-5 (absolute): both networks in float64 on the same (float32) weights and
+    # inputs, ours batched with pooling and batch norms folded, npyx's member by member
+    assert ref["logits64"].dtype == np.float64
+    pred64 = predict_c4(
+        bundle,
+        x[:, :1010].reshape(-1, 10, 101),
+        x[:, 1010:1100],
+        x[:, 1100:] if use_layer else None,
+        keep_members=True,
+        dtype="float64",
+    )
+    assert pred64.member_logits.dtype == np.float64
+    np.testing.assert_allclose(pred64.member_logits, ref["logits64"], rtol=0, atol=1e-5)
+    scale = max(1.0, float(np.abs(ref["logits64"]).max()))  # |logit| up to ~40-100 here
+    assert np.abs(pred64.member_logits - ref["logits64"]).max() <= 1e-12 * scale  # same computation
+    # float32 on both sides (C4's own path): float32 rounding, ~1e-6 relative to the logits' scale.
+    # (npyx's own float32 logits differ from its float64 ones by up to ~3e-5 here: no float32
+    # computation in another order can match them to 1e-5 absolute at this scale.)
     assert np.abs(pred.member_logits - ref["logits"]).max() <= 1e-5 * scale
+    assert np.abs(ref["logits"] - ref["logits64"]).max() <= 1e-5 * scale
+    # the float64 path keeps C4's decisions (npyx: float32)
+    np.testing.assert_allclose(pred64.probabilities, ref["raw"].mean(axis=2), atol=1e-4)
+    assert np.array_equal(pred64.predicted, ref["pred"])
     np.testing.assert_allclose(pred.member_probabilities, ref["raw"].transpose(2, 0, 1), atol=1e-4)
     np.testing.assert_allclose(pred.probabilities, ref["raw"].mean(axis=2), atol=1e-4)
     assert np.array_equal(pred.predicted, ref["pred"])

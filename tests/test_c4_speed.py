@@ -44,12 +44,14 @@ def _inputs(n: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 
 
 @pytest.mark.parametrize(("pool", "use_layer"), [("avg", False), ("avg", True), ("max", False)])
-@pytest.mark.parametrize("work_units", [7, 2048])
-def test_batched_forward_equals_each_member(pool, use_layer, work_units, monkeypatch):
+@pytest.mark.parametrize(("work_units", "tile_members"), [(7, 2), (7, 3), (2048, 2), (2048, 8)])
+def test_batched_forward_equals_each_member(pool, use_layer, work_units, tile_members, monkeypatch):
     states = _members(5, use_layer=use_layer, pool=pool, seed=3)
     ens = EnsembleCNN(states, pool=pool).eval()
-    # 7 unit-members per tile: 7 units x 1 member tiles plus a remainder of 2 units (13 units)
+    # 7 unit-members per tile, 2 (3) members per group: tiles of 3 (2) units with remainders
+    # (13 units), member groups 2, 2, 1 (3, 2)
     monkeypatch.setattr(ens, "WORK_UNITS", work_units)
+    monkeypatch.setattr(ens, "TILE_MEMBERS", tile_members)
     acg, wvf, layer = _inputs(13)
     lay = layer if use_layer else None
     with torch.inference_mode():
@@ -66,6 +68,52 @@ def test_batched_forward_equals_each_member(pool, use_layer, work_units, monkeyp
         torch.testing.assert_close(
             ens.latent(acg, wvf)[i], net.latent(acg, wvf), rtol=1e-4, atol=1e-5 * float(want.abs().max())
         )
+
+
+@pytest.mark.parametrize(("pool", "use_layer"), [("avg", False), ("avg", True), ("max", False)])
+def test_float64_forward_equals_each_member_in_float64(pool, use_layer, monkeypatch):
+    """In float64 the folded / tiled computation equals the plain network to ~1e-13: what separates
+    the float32 results is float32 rounding, not a different computation."""
+    states = _members(4, use_layer=use_layer, pool=pool, seed=12)
+    ens = EnsembleCNN(states, pool=pool).eval().to(torch.float64)
+    monkeypatch.setattr(ens, "WORK_UNITS", 10)
+    acg, wvf, layer = _inputs(9, seed=13)
+    lay = layer if use_layer else None
+    with torch.inference_mode():
+        logits, feats = ens(acg, wvf, lay)  # float32 inputs are converted to the weights' dtype
+    assert logits.dtype == torch.float64 and feats.dtype == torch.float64
+    for i, sd in enumerate(states):
+        net = CNNCerebellum(n_classes=logits.shape[2], use_layer=use_layer, pool=pool)
+        net.load_state_dict(sd)
+        net.eval().to(torch.float64)
+        with torch.no_grad():
+            want = net(acg.double(), wvf.double(), None if lay is None else lay.double())
+        scale = float(want.abs().max())
+        torch.testing.assert_close(logits[i], want, rtol=0, atol=1e-11 * scale)
+
+
+def test_posterior_to_dtype():
+    from nwb_celltype.model.laplace import KronPosterior, predictive_variance
+
+    m, k, p = 3, 5, 100
+    g = torch.Generator().manual_seed(14)
+    rot = lambda d: torch.linalg.qr(torch.randn(m, d, d, generator=g))[0].contiguous()  # noqa: E731
+    post = KronPosterior(
+        out_eigvals=torch.rand(m, k, generator=g) * 20, out_eigvecs=rot(k),
+        in_eigvals=torch.rand(m, p, generator=g), in_eigvecs=rot(p),
+        bias_eigvals=torch.rand(m, k, generator=g), bias_eigvecs=rot(k), deltas=torch.zeros(m, 2),
+        damping=torch.tensor([True, False, True]), prior_precision=torch.rand(m, generator=g) + 0.5,
+    )  # fmt: skip
+    p64 = post.to(torch.float64)
+    assert p64.in_eigvecs.dtype == torch.float64 and p64.prior_precision.dtype == torch.float64
+    assert p64.damping.dtype == torch.bool and p64.damping.tolist() == [True, False, True]
+    assert post.in_eigvecs.dtype == torch.float32  # a copy; the original is unchanged
+    assert torch.equal(p64.in_eigvecs.float(), post.in_eigvecs)
+    feats = torch.rand(m, 6, p, generator=g, dtype=torch.float64)
+    v64 = predictive_variance(post, feats)  # converted to the features' dtype
+    assert v64.dtype == torch.float64
+    torch.testing.assert_close(v64, predictive_variance(p64, feats), rtol=0, atol=0)
+    torch.testing.assert_close(predictive_variance(post, feats.float()), v64.float(), rtol=1e-5, atol=0)
 
 
 def test_folded_weights_follow_buffer_changes():
@@ -152,5 +200,16 @@ def test_member_blocks_on_worker_threads_equal_sequential():
     assert torch.get_num_threads() == threads  # restored
     for a, b in zip(seq, par, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    seq64 = c4_member_outputs(
+        bundle, acg, wvf, None, member_block=2, unit_block=4, workers=1, dtype="float64"
+    )
+    par64 = c4_member_outputs(
+        bundle, acg, wvf, None, member_block=2, unit_block=4, workers=3, dtype="float64"
+    )
+    for a, b, c in zip(seq64, par64, seq, strict=True):
+        assert a.dtype == torch.float64
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(c, a.float(), rtol=1e-4, atol=1e-4)
+    assert all(t.dtype == torch.float32 for t in ens.buffers())  # converted block by block, not in place
     with torch.inference_mode():
         torch.testing.assert_close(seq[0], ens(acg, wvf)[0], rtol=1e-5, atol=1e-5)

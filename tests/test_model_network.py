@@ -212,3 +212,27 @@ def test_npyx_state_dict_loads_and_agrees(npyx_models, use_layer):
     np.testing.assert_allclose(ours.numpy(), want, rtol=1e-4, atol=1e-5)
     ens_logits, _ = EnsembleCNN([sd, sd]).eval()(acg, wvf, lay)
     np.testing.assert_allclose(ens_logits[1].numpy(), want, rtol=1e-4, atol=1e-5)
+
+
+def test_member_probabilities_in_float64_for_own_bundles():
+    """``dtype`` of the prediction path for bundles of our own training (softmax with temperature):
+    float64 equals the float64 members, the bundle's float32 weights are left as they are."""
+    from nwb_celltype.model.bundle import ModelBundle
+    from nwb_celltype.model.predict import predict_member_probabilities
+
+    torch.manual_seed(1)
+    nets = [_warm(CNNCerebellum(5, False, "avg"), 10 + i) for i in range(2)]
+    ens = EnsembleCNN([n.state_dict() for n in nets]).eval()
+    bundle = ModelBundle(ensemble=ens, card={"name": "t"}, temperature=1.7)
+    acg, wvf = torch.rand(11, 10, 101) * 3, torch.randn(11, 90) * 0.3
+    lay = torch.zeros(11, 4)
+    p64 = predict_member_probabilities(bundle, acg, wvf, lay, dtype="float64")
+    p32 = predict_member_probabilities(bundle, acg, wvf, lay)
+    assert p64.dtype == torch.float64 and p32.dtype == torch.float32
+    with torch.no_grad():
+        ref = torch.stack([torch.softmax(n.double()(acg.double(), wvf.double()) / 1.7, -1) for n in nets])
+    torch.testing.assert_close(p64, ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(p32, ref.float(), rtol=0, atol=1e-5)
+    assert all(t.dtype == torch.float32 for t in bundle.ensemble.buffers())
+    with pytest.raises(ModelError, match="dtype must be"):
+        predict_member_probabilities(bundle, acg, wvf, lay, dtype=torch.float16)

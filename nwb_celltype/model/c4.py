@@ -49,6 +49,7 @@ __all__ = [
     "import_c4_ensemble",
     "is_c4_card",
     "predict_c4",
+    "resolve_dtype",
     "safe_torch_load",
 ]
 
@@ -91,6 +92,8 @@ DECISION_RULE = "c4_laplace_probit_mean"
 #: Members and units per block of the batched forward (bounds peak memory to a few hundred MB).
 MEMBER_BLOCK = 64
 UNIT_BLOCK = 256
+#: Floating-point precisions prediction can run in (float32: the default, as C4; float64: for checks).
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 
 _MODEL_FILE = re.compile(r"^model_(\d+)\.pt$")
 _SAFE_LEAVES = (torch.Tensor, bool, int, float, str, type(None))
@@ -399,17 +402,29 @@ class _StackedEnsemble(EnsembleCNN):
             self.register_buffer(key.replace(".", "__"), value)
 
 
-def _blocks(bundle: ModelBundle, member_block: int):
-    """Consecutive member blocks of a bundle as (start, stop, batched network, posterior) (views)."""
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``torch.float32`` / ``torch.float64`` from a dtype or its name; anything else is refused."""
+    if isinstance(dtype, str):
+        key = dtype.removeprefix("torch.")
+        if key not in DTYPES:
+            raise ModelError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        return DTYPES[key]
+    if dtype not in DTYPES.values():
+        raise ModelError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    return dtype
+
+
+def _block(bundle: ModelBundle, s: int, e: int, dtype: torch.dtype):
+    """Members ``s:e`` of a bundle as (batched network, posterior): views of the bundle's tensors, or
+    copies in ``dtype`` if it differs (so float64 holds one block's copy at a time, not the ensemble's)."""
     ens = bundle.ensemble
-    stacked = ens.stacked_tensors()
-    m = ens.n_members
-    for s in range(0, m, member_block):
-        e = min(s + member_block, m)
-        net = _StackedEnsemble(
-            {k: v[s:e] for k, v in stacked.items()}, ens.n_classes, ens.use_layer, ens.pool
-        )
-        yield s, e, net.eval(), bundle.laplace.subset(slice(s, e))
+    net = _StackedEnsemble(
+        {k: v[s:e].to(dtype) for k, v in ens.stacked_tensors().items()},
+        ens.n_classes,
+        ens.use_layer,
+        ens.pool,
+    )
+    return net.eval(), bundle.laplace.subset(slice(s, e)).to(dtype)
 
 
 def c4_member_outputs(
@@ -421,58 +436,78 @@ def c4_member_outputs(
     member_block: int = MEMBER_BLOCK,
     unit_block: int = UNIT_BLOCK,
     workers: int | None = None,
+    dtype: str | torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and Laplace probit probabilities of every member, each (M, n, k) float32.
+    """Logits and Laplace probit probabilities of every member, each (M, n, k) in ``dtype``.
 
     Members and units are processed in blocks (each block one batched computation) so that peak
     memory stays bounded for ensembles of thousands of members. On CPU the member blocks are shared
-    out to ``workers`` threads (default: ``torch.get_num_threads()``), each running torch with one
-    intra-op thread: on a busy machine this avoids the stalls of 2-thread operations whose second
-    thread is descheduled, and each block's result does not depend on the number of workers.
+    out to ``workers`` threads (default: ``torch.get_num_threads()``; blocks are made smaller when
+    there are fewer than workers), each running torch with one intra-op thread: on a busy machine
+    this avoids the stalls of multi-threaded operations whose other threads are descheduled (up to
+    30x slower on the 2-core development machine). The blocks, hence the results, depend on
+    ``member_block``, ``unit_block`` and ``workers`` only, never on the threads' timing.
+
+    ``dtype`` (float32 by default, as C4 runs) sets the precision of the whole computation: with
+    ``torch.float64`` the stored float32 weights, the posterior and the inputs are converted (exactly)
+    and every operation runs in double precision, 2-3.5x slower; a check of the float32 results.
     """
     if bundle.laplace is None:
         raise ModelError(
             f"bundle {bundle.name} has no Laplace posterior; C4 bundles must be made by c4 import"
         )
+    dtype = resolve_dtype(dtype)
     m, n, k = bundle.ensemble.n_members, int(acg.shape[0]), bundle.ensemble.n_classes
-    logits_all = torch.empty((m, n, k), dtype=torch.float32)
-    probs_all = torch.empty((m, n, k), dtype=torch.float32)
+    logits_all = torch.empty((m, n, k), dtype=dtype)
+    probs_all = torch.empty((m, n, k), dtype=dtype)
 
-    def run(block: tuple[int, int, EnsembleCNN, object]) -> None:
-        s, e, net, post = block
+    def run(block: tuple[int, int]) -> None:
+        if on_cpu:
+            torch.set_num_threads(1)  # in this thread too: OpenMP's thread count is per thread
+        s, e = block
+        net, post = _block(bundle, s, e, dtype)
         with torch.inference_mode():
             for u in range(0, n, unit_block):
                 v = min(u + unit_block, n)
-                lay = None if (layer is None or not net.use_layer) else layer[u:v]
-                logits, feats = net(acg[u:v], waveform[u:v], lay)
+                lay = None if (layer is None or not net.use_layer) else layer[u:v].to(dtype)
+                logits, feats = net(acg[u:v].to(dtype), waveform[u:v].to(dtype), lay)
                 logits_all[s:e, u:v] = logits
                 probs_all[s:e, u:v] = probit_probabilities(logits, predictive_variance(post, feats))
 
-    blocks = list(_blocks(bundle, member_block))
-    if workers is None:
-        workers = torch.get_num_threads()
-    workers = max(1, min(int(workers), len(blocks)))
     on_cpu = acg.device.type == "cpu"
-    if workers == 1 or not on_cpu:
+    workers = max(1, int(torch.get_num_threads() if workers is None else workers)) if on_cpu else 1
+    member_block = max(1, min(int(member_block), -(-m // workers)))  # a block for every worker
+    blocks = [(s, min(s + member_block, m)) for s in range(0, m, member_block)]
+    workers = min(workers, len(blocks))
+    if not on_cpu:
         for block in blocks:
             run(block)
         return logits_all, probs_all
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # process-wide; restored below
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for fut in [pool.submit(run, block) for block in blocks]:
-                fut.result()
+        if workers == 1:
+            for block in blocks:
+                run(block)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for fut in [pool.submit(run, block) for block in blocks]:
+                    fut.result()
     finally:
         torch.set_num_threads(threads)
     return logits_all, probs_all
 
 
 def c4_member_probabilities(
-    bundle: ModelBundle, acg: torch.Tensor, waveform: torch.Tensor, layer: torch.Tensor | None
+    bundle: ModelBundle,
+    acg: torch.Tensor,
+    waveform: torch.Tensor,
+    layer: torch.Tensor | None,
+    *,
+    dtype: str | torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Hook used by ``predict_cell_types`` for C4 bundles: (M, n, k) probit probabilities, member-blocked."""
-    return c4_member_outputs(bundle, acg, waveform, layer)[1]
+    return c4_member_outputs(bundle, acg, waveform, layer, dtype=dtype)[1]
 
 
 @dataclass
@@ -491,7 +526,7 @@ class C4Prediction:
         Ratio of the top two mean probabilities (C4's confidence ratio).
     votes : (n, k) int64
         Number of members whose own argmax is each class.
-    member_logits, member_probabilities : (M, n, k) float32 or None
+    member_logits, member_probabilities : (M, n, k) float32 (float64 with ``dtype="float64"``) or None
         Per-member outputs, only when asked for (tests, diagnostics).
     """
 
@@ -512,6 +547,7 @@ def predict_c4(
     *,
     threshold: float = 2.0,
     keep_members: bool = False,
+    dtype: str | torch.dtype = torch.float32,
 ) -> C4Prediction:
     """Classify units given as arrays with C4's decision rule (``predict_cell_types`` does the same on a
     FeatureSet, with not-classifiable units and reasons).
@@ -530,13 +566,18 @@ def predict_c4(
         Confidence ratio below which a unit is ``"unclassified"`` (C4: 2).
     keep_members : bool
         Also return per-member logits and probabilities (M x n x k).
+    dtype : {torch.float32, torch.float64} or its name
+        Precision of the computation (inputs included). float32 (default) is how C4 runs;
+        float64 computes the same network on the same stored weights in double precision.
 
     Returns
     -------
     C4Prediction
     """
-    acg_t = torch.as_tensor(np.asarray(acg, dtype=np.float32))
-    wvf_t = torch.as_tensor(np.asarray(waveform, dtype=np.float32))
+    dtype = resolve_dtype(dtype)
+    np_dtype = np.float64 if dtype == torch.float64 else np.float32
+    acg_t = torch.as_tensor(np.asarray(acg, dtype=np_dtype))
+    wvf_t = torch.as_tensor(np.asarray(waveform, dtype=np_dtype))
     n = int(acg_t.shape[0])
     if acg_t.shape[1:] != (10, 101) or wvf_t.shape != (n, 90):
         raise ModelMismatchError(
@@ -549,12 +590,12 @@ def predict_c4(
             raise ModelMismatchError(
                 "this C4 variant uses layer information: pass layer one-hots (n, 4) in vocabulary.LAYERS order"
             )
-        lay_t = torch.as_tensor(np.asarray(layer, dtype=np.float32))
+        lay_t = torch.as_tensor(np.asarray(layer, dtype=np_dtype))
         if lay_t.shape != (n, 4):
             raise ModelMismatchError(f"layer must be (n, 4) = ({n}, 4), got {tuple(lay_t.shape)}")
     classes = bundle.classes
     k = len(classes)
-    logits, probs = c4_member_outputs(bundle, acg_t, wvf_t, lay_t)
+    logits, probs = c4_member_outputs(bundle, acg_t, wvf_t, lay_t, dtype=dtype)
     p = probs.numpy()
     mean = p.mean(axis=0, dtype=np.float64)
     top = p.argmax(axis=2)

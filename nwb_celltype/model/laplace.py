@@ -49,7 +49,7 @@ MARGLIK_INIT_PRIOR_PRECISION: float = 1.0
 
 @dataclass
 class KronPosterior:
-    """Kronecker-factored last-layer posteriors of M members (float32 tensors).
+    """Kronecker-factored last-layer posteriors of M members (float32 tensors; :meth:`to` converts).
 
     Attributes
     ----------
@@ -125,6 +125,22 @@ class KronPosterior:
         post = cls(**{n: tensors[n] for n in cls.TENSOR_NAMES})
         post._check_shapes()
         return post
+
+    def to(self, dtype: torch.dtype | None = None, device: str | torch.device | None = None) -> KronPosterior:
+        """A copy in floating-point ``dtype`` and / or on ``device`` (``damping`` stays bool).
+
+        Tensors already in that dtype and on that device are shared, not copied.
+        """
+        return KronPosterior(
+            **{
+                n: (
+                    None
+                    if getattr(self, n) is None
+                    else getattr(self, n).to(device=device, dtype=None if n == "damping" else dtype)
+                )
+                for n in self.TENSOR_NAMES
+            }
+        )
 
     def subset(self, index: slice) -> KronPosterior:
         """The posteriors of members ``index`` (views, no copy)."""
@@ -359,12 +375,13 @@ def predictive_variance(post: KronPosterior, features: torch.Tensor) -> torch.Te
     ----------
     post : KronPosterior
         With a fitted prior precision.
-    features : (M, n, p) float32
-        Input of each member's last layer for n units.
+    features : (M, n, p) float32 or float64
+        Input of each member's last layer for n units; the posterior is used in this dtype
+        (converted if it is stored in another, see :meth:`KronPosterior.to`).
 
     Returns
     -------
-    (M, n, k) float32
+    (M, n, k), dtype of ``features``
         Variance of each logit.
     """
     if post.prior_precision is None:
@@ -374,10 +391,12 @@ def predictive_variance(post: KronPosterior, features: torch.Tensor) -> torch.Te
             f"last-layer features {tuple(features.shape)} do not match the posterior "
             f"({post.n_members} members, {post.n_inputs} inputs)."
         )
+    if post.out_eigvals.dtype != features.dtype:
+        post = post.to(features.dtype)
     d = post.deltas + post.prior_precision[:, None]
     # weight block: (Q_A ⊗ Q_B) diag(1 / (λ_A λ_Bᵀ + δ)) (Q_A ⊗ Q_B)ᵀ with J_c = e_c ⊗ φ
     inv = 1.0 / (post.out_eigvals[:, :, None] * post.in_eigvals[:, None, :] + d[:, 0, None, None])
-    psi2 = torch.bmm(features, post.in_eigvecs).square()  # (M, n, p)
+    psi2 = torch.bmm(features, post.in_eigvecs).square_()  # (M, n, p)
     s = torch.bmm(psi2, inv.transpose(1, 2))  # (M, n, k) indexed by eigen-direction of A
     var_w = torch.bmm(s, post.out_eigvecs.square().transpose(1, 2))  # (M, n, k) indexed by class
     var_b = torch.bmm(

@@ -17,16 +17,22 @@ Design notes
   Both encoders output 2 x 10 numbers: the latent mean (first 10) and the log scale (last 10); the
   classifier uses the means only.
 * :class:`EnsembleCNN` runs M members as one computation on stacked weights (eval mode only), with
-  activations laid out "features x units" per member: the first conv layer of all members (pooling
-  folded in) is one matmul on ACG patches built once, the second a batched matmul, every linear layer
-  a batched matmul (see :meth:`EnsembleCNN._folded_weights`). It returns logits (M, n, k) and the
-  input of the last linear layer (M, n, 100 [+4 with layer]) for a last-layer Laplace posterior. No
-  Python loop over members.
+  activations laid out "features x units" per member: the first conv layer of a group of members
+  (pooling folded in, bias as a 12th tap) is one matmul on ACG patches built once per unit tile, the
+  second a batched matmul, every linear layer a batched matmul (see
+  :meth:`EnsembleCNN._folded_weights`). It returns logits (M, n, k) and the input of the last linear
+  layer (M, n, 100 [+4 with layer]) for a last-layer Laplace posterior. The encoders are cache-blocked
+  like a matmul: a loop over tiles of ``TILE_MEMBERS`` members x ``WORK_UNITS / TILE_MEMBERS`` units
+  (default 2 x 256; each tile one batched computation, its activations stay in cache, its weights are
+  reused by every unit tile), never one network call per member. Results do not depend on the tiling
+  beyond float32 rounding; in float64 (``ensemble.to(torch.float64)``) they equal the member-by-member
+  network to ~1e-13 relative (tests/test_c4_speed.py).
 * Decoders (:class:`ACGDecoder`, :class:`WaveformDecoder`) exist for VAE pre-training only.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -289,14 +295,18 @@ class EnsembleCNN(nn.Module):
 
     Notes
     -----
-    Weights are stacked into buffers ``<name>`` of shape (M, ...) with ``.`` replaced by ``__``.
-    ``forward`` returns ``(logits, features)``: logits (M, n, k) float32 and the input of ``fc2``
-    (M, n, 100 or 104), as needed for a last-layer Laplace approximation.
+    Weights are stacked into float32 buffers ``<name>`` of shape (M, ...) with ``.`` replaced by
+    ``__``. ``forward`` returns ``(logits, features)``: logits (M, n, k) and the input of ``fc2``
+    (M, n, 100 or 104), as needed for a last-layer Laplace approximation, in the buffers' dtype
+    (inputs are converted to it): ``ensemble.to(torch.float64)`` runs the same computation in double
+    precision.
     """
 
-    #: Members x units per sub-block of the encoder pass: keeps the conv activations (~7 KB per
-    #: unit and member) in cache; the classifier head runs on the whole call at once.
-    WORK_UNITS: int = 2048
+    #: Members x units per tile of the encoder pass: keeps the conv activations (~7 KB per unit and
+    #: member) in cache; the classifier head runs on the whole call at once.
+    WORK_UNITS: int = 512
+    #: Members per group of the encoder pass (their weights stay in cache while all units pass).
+    TILE_MEMBERS: int = 2
 
     def __init__(self, states: Sequence[Mapping[str, torch.Tensor]], pool: str = "avg") -> None:
         super().__init__()
@@ -440,8 +450,9 @@ class EnsembleCNN(nn.Module):
           batchnorm2 and the head's batch norm are applied as one fused multiply-add each);
         * only the latent-mean rows (first 10) of the encoders' last layers are kept.
 
-        All weights are laid out "features x units" per member: every layer is one (batched) matmul
-        with a contiguous right-hand side, so no activation is ever permuted.
+        Encoder weights are laid out "features x units" per member: every layer is one (batched)
+        matmul with a contiguous right-hand side, so no activation is ever permuted; the head's are
+        transposed ("units x features"), so that logits and features come out as (M, n, .).
         """
         key = tuple(
             (b.data_ptr(), 0 if b.is_inference() else b._version, b.shape, b.device, b.dtype)
@@ -456,8 +467,9 @@ class EnsembleCNN(nn.Module):
         if self.pool == "avg":
             w1 = w("acg_head.conv1.weight").reshape(m, 8, 10)
             k1 = 0.25 * (F.pad(w1, (0, 1)) + F.pad(w1, (1, 0)))  # (m, 8, 11)
-            out["conv1.w"] = k1.reshape(m * 8, 11).contiguous()
-            out["conv1.b"] = w("acg_head.conv1.bias").reshape(m * 8, 1).contiguous()
+            # the bias is a 12th tap on a row of ones: one matmul, no separate pass over the output
+            b1 = w("acg_head.conv1.bias").reshape(m, 8, 1)
+            out["conv1.w"] = torch.cat((k1, b1), dim=2).reshape(m * 8, 12).contiguous()
             s1, t1 = self._bn_affine("acg_head.batchnorm1")  # (m, 8)
             w2 = w("acg_head.conv2.weight").reshape(m, 16, 8, 5)
             out["conv2.b"] = (w("acg_head.conv2.bias") + (w2.sum(3) * t1[:, None, :]).sum(2))[
@@ -483,61 +495,86 @@ class EnsembleCNN(nn.Module):
         out["wvf.6.b"] = w("wvf_head.encoder.6.bias")[:, :LATENT_DIM, None].contiguous()
         # the head's batch norm stays a separate (cheap) step: folding it into fc1 would sum larger,
         # cancelling terms (its running variances can be small) and lose float32 digits
+        # the head runs "units x features" (a few % of the work): its outputs, the logits and the
+        # last layer's input, come out in the (M, n, .) layout the callers need, without copies
         s, t = self._bn_affine("batch_norm")  # (M, 20 [+4])
-        out["bn.scale"], out["bn.shift"] = s[..., None].contiguous(), t[..., None].contiguous()
-        out["fc1.w"] = w("fc1.weight").contiguous()
-        out["fc1.b"] = w("fc1.bias")[..., None].contiguous()
-        out["fc2.w"] = w("fc2.weight").contiguous()
-        out["fc2.b"] = w("fc2.bias")[..., None].contiguous()
+        out["bn.scale"], out["bn.shift"] = s[:, None, :].contiguous(), t[:, None, :].contiguous()
+        out["fc1.wt"] = w("fc1.weight").transpose(1, 2).contiguous()
+        out["fc1.b"] = w("fc1.bias")[:, None, :].contiguous()
+        out["fc2.wt"] = w("fc2.weight").transpose(1, 2).contiguous()
+        out["fc2.b"] = w("fc2.bias")[:, None, :].contiguous()
         self._folded = (key, out)
         return out
 
     def _latent_t(self, acg: torch.Tensor, waveform: torch.Tensor) -> torch.Tensor:
         """Latent means "features x units": (M or 1, 20, n).
 
-        Computed in tiles of units x members of about :attr:`WORK_UNITS` unit-members, so that the
-        largest activations (conv1: 1,840 floats per unit and member) stay in cache between layers.
+        Members in groups of :attr:`TILE_MEMBERS` (their weights, ~1.3 MB per member, stay in cache
+        while every unit passes through them), units in tiles of :attr:`WORK_UNITS` unit-members per
+        group, so that the largest activations (conv1: 1,840 numbers per unit and member) stay in
+        cache between layers. Every layer writes into a workspace allocated once per call.
         """
         fw = self._folded_weights()
         m, n = self.n_encoders, int(acg.shape[0])
-        dtype = fw["fc2.w"].dtype
+        dtype, dev = fw["acg.fc2.w"].dtype, fw["acg.fc2.w"].device
         acg = acg.reshape(n, *ACG_SHAPE).to(dtype)
         waveform = waveform.reshape(n, -1).to(dtype)
+        out = torch.empty((m, 2 * LATENT_DIM, n), dtype=dtype, device=dev)
         if self.pool == "max":
             convs = self._acg_convs(acg.reshape(n, 1, *ACG_SHAPE))  # (n, m*16, 1, 23)
             flat = convs.reshape(n, m, 368).permute(1, 2, 0)  # (m, 368, n), flatten order (c, h, w)
-        out = torch.empty((m, 2 * LATENT_DIM, n), dtype=dtype, device=acg.device)
-        uc = max(1, min(n, self.WORK_UNITS))
-        step = max(1, self.WORK_UNITS // uc)
+        bm = max(1, min(m, self.TILE_MEMBERS))
+        uc = max(1, min(n, self.WORK_UNITS // bm))
+        tiles = []  # per unit tile, shared by all members: waveforms (90, nu), ACG patches (12, 230 nu)
         for u in range(0, n, uc):
             v = min(u + uc, n)
             nu = v - u
-            wvf_t = waveform[u:v].T.contiguous()  # (90, nu)
+            patches = None
             if self.pool == "avg":
                 pairs = acg[u:v, 0::2] + acg[u:v, 1::2]  # (nu, 5, 101): rows summed by the 2x2 average pool
-                # patches: 11 taps x (row, pooled pair, pooled column, unit), shared by all members
-                patches = pairs.unfold(2, 11, 2).reshape(nu, 5, 23, 2, 11).permute(4, 1, 3, 2, 0)
-                patches = patches.reshape(11, -1).contiguous()
-            for s in range(0, m, step):
-                e = min(s + step, m)
-                b = e - s
+                # 11 taps x (row, pooled pair, pooled column, unit), and a row of ones for the bias
+                patches = torch.ones((12, 230 * nu), dtype=dtype, device=dev)
+                patches[:11].view(11, 5, 2, 23, nu).copy_(
+                    pairs.unfold(2, 11, 2).reshape(nu, 5, 23, 2, 11).permute(4, 1, 3, 2, 0)
+                )
+            tiles.append((u, v, waveform[u:v].T.contiguous(), patches))
+        work: dict[str, torch.Tensor] = {}
+
+        def buf(name: str, *shape: int) -> torch.Tensor:
+            size = math.prod(shape)
+            if name not in work:  # the first tile is the largest
+                work[name] = torch.empty(size, dtype=dtype, device=dev)
+            return work[name][:size].view(shape)
+
+        for s in range(0, m, bm):
+            e = min(s + bm, m)
+            b = e - s
+            g = {k: v[s:e] for k, v in fw.items() if not k.startswith(("conv1.", "wvf.0."))}
+            c1 = fw["conv1.w"][8 * s : 8 * e] if self.pool == "avg" else None
+            w0, b0 = fw["wvf.0.w"][600 * s : 600 * e], fw["wvf.0.b"][600 * s : 600 * e]
+            for u, v, wvf_t, patches in tiles:
+                nu = v - u
                 if self.pool == "avg":
-                    y = torch.addmm(fw["conv1.b"][8 * s : 8 * e], fw["conv1.w"][8 * s : 8 * e], patches)
+                    y = torch.mm(c1, patches, out=buf("conv1", 8 * b, 230 * nu)).clamp_(min=0)
                     y = torch.baddbmm(
-                        fw["conv2.b"][s:e], fw["conv2.w"][s:e], y.clamp_(min=0).reshape(b, 80, -1)
-                    )
+                        g["conv2.b"], g["conv2.w"], y.view(b, 80, 23 * nu), out=buf("conv2", b, 16, 23 * nu)
+                    ).clamp_(min=0)
                     x = torch.addcmul(
-                        fw["bn2.shift"][s:e], y.clamp_(min=0).reshape(b, 368, nu), fw["bn2.scale"][s:e]
+                        g["bn2.shift"], y.view(b, 368, nu), g["bn2.scale"], out=buf("bn2", b, 368, nu)
                     )
                 else:
                     x = flat[s:e, :, u:v]
-                h = torch.baddbmm(fw["acg.fc1.b"][s:e], fw["acg.fc1.w"][s:e], x).clamp_(min=0)
-                out[s:e, :LATENT_DIM, u:v] = torch.baddbmm(fw["acg.fc2.b"][s:e], fw["acg.fc2.w"][s:e], h)
-                h = torch.addmm(fw["wvf.0.b"][600 * s : 600 * e], fw["wvf.0.w"][600 * s : 600 * e], wvf_t)
-                h = F.gelu(
-                    torch.baddbmm(fw["wvf.3.b"][s:e], fw["wvf.3.w"][s:e], F.gelu(h).reshape(b, 600, nu))
+                h = torch.baddbmm(g["acg.fc1.b"], g["acg.fc1.w"], x, out=buf("acg1", b, 200, nu))
+                h = torch.baddbmm(
+                    g["acg.fc2.b"], g["acg.fc2.w"], h.clamp_(min=0), out=buf("acg2", b, LATENT_DIM, nu)
                 )
-                out[s:e, LATENT_DIM:, u:v] = torch.baddbmm(fw["wvf.6.b"][s:e], fw["wvf.6.w"][s:e], h)
+                out[s:e, :LATENT_DIM, u:v] = h
+                h = torch.ops.aten.gelu_(torch.addmm(b0, w0, wvf_t, out=buf("wvf0", 600 * b, nu)))
+                h = torch.baddbmm(g["wvf.3.b"], g["wvf.3.w"], h.view(b, 600, nu), out=buf("wvf3", b, 300, nu))
+                h = torch.baddbmm(
+                    g["wvf.6.b"], g["wvf.6.w"], torch.ops.aten.gelu_(h), out=buf("wvf6", b, LATENT_DIM, nu)
+                )
+                out[s:e, LATENT_DIM:, u:v] = h
         return out
 
     def latent(self, acg: torch.Tensor, waveform: torch.Tensor) -> torch.Tensor:
@@ -556,16 +593,15 @@ class EnsembleCNN(nn.Module):
                 "layer (n, 4) in vocabulary.LAYERS order."
             )
         fw = self._folded_weights()
-        z = self._latent_t(acg, waveform).expand(m, -1, -1)  # (M, 20, n)
+        z = self._latent_t(acg, waveform).transpose(1, 2).expand(m, -1, -1)  # (M, n, 20), a view
         if self.use_layer:
-            lay = layer.to(z.dtype).T.unsqueeze(0).expand(m, -1, -1)  # (M, 4, n)
-            z = torch.cat((z, lay), dim=1)
-        z = torch.addcmul(fw["bn.shift"], z, fw["bn.scale"])  # eval-mode batch norm
-        h = torch.baddbmm(fw["fc1.b"], fw["fc1.w"], z).clamp_(min=0)
+            lay = layer.to(z.dtype).unsqueeze(0).expand(m, -1, -1)  # (M, n, 4)
+            z = torch.cat((z, lay), dim=2)
+        z = torch.addcmul(fw["bn.shift"], z, fw["bn.scale"])  # eval-mode batch norm, (M, n, 20 [+4])
+        h = torch.baddbmm(fw["fc1.b"], z, fw["fc1.wt"]).clamp_(min=0)  # (M, n, 100)
         if self.use_layer:
-            h = torch.cat((h, lay), dim=1)
-        logits = torch.baddbmm(fw["fc2.b"], fw["fc2.w"], h)
-        return logits.transpose(1, 2).contiguous(), h.transpose(1, 2).contiguous()
+            h = torch.cat((h, lay), dim=2)
+        return torch.baddbmm(fw["fc2.b"], h, fw["fc2.wt"]), h
 
     def member_state(self, i: int) -> dict[str, torch.Tensor]:
         """State dict of member ``i`` (C4 naming), e.g. to rebuild one :class:`CNNCerebellum`."""

@@ -3,6 +3,7 @@ bundle and a FeatureSet; low-confidence units are "unclassified", unusable ones 
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 
@@ -73,32 +74,52 @@ class Predictions:
 
 
 def predict_member_probabilities(
-    bundle: ModelBundle, acg: torch.Tensor, waveform: torch.Tensor, layer: torch.Tensor
+    bundle: ModelBundle,
+    acg: torch.Tensor,
+    waveform: torch.Tensor,
+    layer: torch.Tensor,
+    *,
+    dtype: str | torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Calibrated probabilities of every member, (M, n, k), for float32 tensors on the bundle's device."""
+    """Calibrated probabilities of every member, (M, n, k) in ``dtype``, for tensors on the bundle's
+    device (see :func:`predict_cell_types` for ``dtype``)."""
+    from .c4 import resolve_dtype
+
+    dtype = resolve_dtype(dtype)
+    acg, waveform, layer = acg.to(dtype), waveform.to(dtype), layer.to(dtype)
     if bundle.card.get("decision_rule") == "c4_laplace_probit_mean":
         # imported C4 ensembles (up to ~2,000 members): same rule, run in member blocks (model/c4.py)
         from .c4 import c4_member_probabilities
 
-        return c4_member_probabilities(bundle, acg, waveform, layer)
+        return c4_member_probabilities(bundle, acg, waveform, layer, dtype=dtype)
     ens = bundle.ensemble
+    laplace = bundle.laplace
+    if next(iter(ens.buffers())).dtype != dtype:  # a converted copy; the bundle is left as it is
+        ens = copy.deepcopy(ens).to(dtype)
+        laplace = None if laplace is None else laplace.to(dtype)
     outs = []
     with torch.inference_mode():
         for i in range(0, acg.shape[0], _CHUNK):
             sl = slice(i, i + _CHUNK)
             logits, feats = ens(acg[sl], waveform[sl], layer[sl] if ens.use_layer else None)
-            if bundle.laplace is not None:
+            if laplace is not None:
                 from .laplace import predictive_variance, probit_probabilities
 
-                outs.append(probit_probabilities(logits, predictive_variance(bundle.laplace, feats)))
+                outs.append(probit_probabilities(logits, predictive_variance(laplace, feats)))
             else:
                 outs.append(torch.softmax(logits / bundle.temperature, dim=-1))
     if not outs:
-        return torch.zeros((ens.n_members, 0, ens.n_classes))
+        return torch.zeros((ens.n_members, 0, ens.n_classes), dtype=dtype)
     return torch.cat(outs, dim=1)
 
 
-def predict_cell_types(bundle: ModelBundle, features: FeatureSet, *, threshold: float = 2.0) -> Predictions:
+def predict_cell_types(
+    bundle: ModelBundle,
+    features: FeatureSet,
+    *,
+    threshold: float = 2.0,
+    dtype: str | torch.dtype = torch.float32,
+) -> Predictions:
     """Classify every unit of ``features`` with the ensemble of ``bundle``.
 
     Parameters
@@ -109,6 +130,10 @@ def predict_cell_types(bundle: ModelBundle, features: FeatureSet, *, threshold: 
         Computed with the bundle's feature configuration (``bundle.feature_config``).
     threshold : float
         Minimum confidence ratio p(top1) / p(top2) for a label (C4: 2); >= 1.
+    dtype : {torch.float32, torch.float64} or its name
+        Precision of the network and calibration. float32 (default) is how the models are trained
+        and how C4 runs them; float64 runs the same stored weights (converted exactly) in double
+        precision, 2-3.5x slower: a reference to check float32 results against.
 
     Returns
     -------
@@ -121,7 +146,12 @@ def predict_cell_types(bundle: ModelBundle, features: FeatureSet, *, threshold: 
         The features were computed with another configuration than the model was trained on.
     InvalidValueError
         ``threshold`` < 1 or not finite.
+    ModelError
+        ``dtype`` is not float32 or float64.
     """
+    from .c4 import resolve_dtype
+
+    dtype = resolve_dtype(dtype)
     if not np.isfinite(threshold) or threshold < 1.0:
         raise InvalidValueError(
             f"threshold must be a finite confidence ratio >= 1 (p(top1) / p(top2)), got {threshold!r}; "
@@ -141,10 +171,11 @@ def predict_cell_types(bundle: ModelBundle, features: FeatureSet, *, threshold: 
     votes = np.zeros((n, k), dtype=np.int64)
     dev = bundle.device
     if len(rows):
-        acg = torch.from_numpy(np.ascontiguousarray(features.acg[rows], dtype=np.float32)).to(dev)
-        wvf = torch.from_numpy(np.ascontiguousarray(features.waveform[rows], dtype=np.float32)).to(dev)
-        lay = torch.from_numpy(np.ascontiguousarray(features.layer[rows], dtype=np.float32)).to(dev)
-        pm = predict_member_probabilities(bundle, acg, wvf, lay)  # (M, r, k)
+        np_dtype = np.float64 if dtype == torch.float64 else np.float32
+        acg = torch.from_numpy(np.ascontiguousarray(features.acg[rows], dtype=np_dtype)).to(dev)
+        wvf = torch.from_numpy(np.ascontiguousarray(features.waveform[rows], dtype=np_dtype)).to(dev)
+        lay = torch.from_numpy(np.ascontiguousarray(features.layer[rows], dtype=np_dtype)).to(dev)
+        pm = predict_member_probabilities(bundle, acg, wvf, lay, dtype=dtype)  # (M, r, k)
         probs[rows] = pm.mean(0).double().cpu().numpy()
         top = pm.argmax(-1).cpu().numpy()  # (M, r)
         votes[rows] = np.stack([(top == c).sum(0) for c in range(k)], axis=1)
