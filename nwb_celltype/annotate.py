@@ -213,7 +213,9 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None):
     return summary, FeatureSet.concatenate(sets), t_read, t_feat
 
 
-def _write_tables(nwbfile, *, bundle, preds, unit_indices, table_name, threshold, source, call, skipped):
+def _write_tables(
+    nwbfile, *, bundle, preds, unit_indices, table_name, threshold, source, call, skipped, precision
+):
     from .nwb import add_annotations, add_classifier
     from .vocabulary import CELL_ONTOLOGY_IDS
 
@@ -234,6 +236,7 @@ def _write_tables(nwbfile, *, bundle, preds, unit_indices, table_name, threshold
             "model_name": str(bundle.name),
             "bundle_sha256": bundle.sha256,
             "call": call,
+            "precision": precision,
             "skipped_units": skipped,
             "model_card_description": str(card.get("description", "")),
         },
@@ -402,6 +405,7 @@ def annotate(
     batch_size: int = 256,
     progress: bool = False,
     call: str | None = None,
+    precision: str = "float32",
 ) -> AnnotationResult:
     """Classify every unit of ``source`` and write the annotations into NWB.
 
@@ -422,10 +426,15 @@ def annotate(
     overwrite : bool
         Replace annotations already written by the same model instead of raising
         :class:`~nwb_celltype.errors.AnnotationExistsError`.
+    precision : {"float32", "float64"}
+        Precision the ensemble runs in (see :func:`nwb_celltype.model.predict_cell_types`); float64
+        is a slower reference for checking float32 results. Recorded in the provenance.
     """
     from .io import open_source
     from .model import predict_cell_types
 
+    if precision not in ("float32", "float64"):
+        raise InvalidValueError(f"precision={precision!r}; expected 'float32' or 'float64'.")
     if not np.isfinite(threshold) or threshold < 1.0:
         raise InvalidValueError(
             f"threshold must be a finite confidence ratio >= 1 (best/second-best probability), got {threshold}"
@@ -490,7 +499,7 @@ def annotate(
         _checkpoint("features")
 
         t0 = time.perf_counter()
-        preds = predict_cell_types(bundle, features, threshold=threshold)
+        preds = predict_cell_types(bundle, features, threshold=threshold, dtype=precision)
         timings["model"] = time.perf_counter() - t0
 
         reasons = np.asarray(preds.reasons, dtype=object).copy()
@@ -515,6 +524,7 @@ def annotate(
                 source=info,
                 call=call,
                 skipped=skipped,
+                precision=precision,
             )
 
         t0 = time.perf_counter()

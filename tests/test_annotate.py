@@ -244,6 +244,19 @@ def test_bad_inputs_give_clear_errors(rec_copy, demo_bundle, tmp_path):
         annotate(rec_copy, model=demo_bundle, threshold=0.5)
     with pytest.raises(InvalidValueError, match="not both"):
         annotate(rec_copy, model=demo_bundle, out=tmp_path / "x.nwb", in_place=True)
+    with pytest.raises(InvalidValueError, match="precision"):
+        annotate(rec_copy, model=demo_bundle, precision="float16")
+
+
+def test_float64_precision_matches_float32_and_is_recorded(rec_copy, demo_bundle, tmp_path):
+    r32 = annotate(rec_copy, model=demo_bundle, out=tmp_path / "a32.nwb")
+    r64 = annotate(rec_copy, model=demo_bundle, out=tmp_path / "a64.nwb", precision="float64")
+    a32 = load_annotations(r32.output_path)[table_name_for(demo_bundle)]
+    a64 = load_annotations(r64.output_path)[table_name_for(demo_bundle)]
+    assert a32.classifier["parameters"]["precision"] == "float32"
+    assert a64.classifier["parameters"]["precision"] == "float64"
+    assert list(a32.labels) == list(a64.labels)
+    np.testing.assert_allclose(a32.probabilities, a64.probabilities, atol=1e-4)
 
 
 def test_tampered_model_is_refused_in_one_line(rec_copy, demo_bundle, tmp_path):

@@ -21,9 +21,27 @@ from ._common import annotation_options, format_summary, model_option, print_jso
 )
 @click.option("--in-place", is_flag=True, help="Append the annotations to the local input file itself.")
 @click.option("--overwrite", is_flag=True, help="Replace annotations already written by the same model.")
+@click.option(
+    "--precision",
+    type=click.Choice(["float32", "float64"]),
+    default="float32",
+    show_default=True,
+    help="Precision the ensemble runs in; float64 is a slower reference (recorded in the provenance).",
+)
 @annotation_options
 def annotate(
-    source, model, out, in_place, threshold, overwrite, dandi_api_url, cache_dir, batch_size, quiet, as_json
+    source,
+    model,
+    out,
+    in_place,
+    threshold,
+    overwrite,
+    precision,
+    dandi_api_url,
+    cache_dir,
+    batch_size,
+    quiet,
+    as_json,
 ):
     """Classify every unit of SOURCE (a path, an http(s) URL or a DANDI id) and write the cell types,
     probabilities and provenance into NWB (an annotated copy, the input itself with --in-place, or a
@@ -43,6 +61,7 @@ def annotate(
             batch_size=batch_size,
             progress=not (quiet or as_json),
             call=" ".join(["nwb-celltype", *sys.argv[1:]]),
+            precision=precision,
         )
     if as_json:
         print_json(result.to_dict())
