@@ -124,13 +124,16 @@ def test_long_unit_is_chunked_with_identical_result(monkeypatch):
     t = _train("poisson", 6000, 11)
     whole = compute_acg_3d(t)
     monkeypatch.setattr(acg_mod, "_ROW_SPIKES", 512)
-    monkeypatch.setattr(acg_mod, "_ROW_PAIRS", 4096)
     monkeypatch.setattr(acg_mod, "_CALL_SPIKES", 1024)
     geo = acg_mod.acg_geometry(FeatureConfig())
     prep = acg_mod._prepare_unit(t, FeatureConfig(), geo)
     rows = acg_mod._rows_of(0, prep, geo)
     assert len(rows) > 5
-    assert max(len(r.bins) for r in rows) <= 512
+    assert max(r.n_own for r in rows) <= 512
+    # every row but the last carries the following bins within the window as context
+    assert all(len(r.coords) > r.n_own for r in rows[:-1])
+    assert all(len(r.coords) <= r.n_own + geo.half + 1 for r in rows)
+    assert sum(r.n_own for r in rows) == len(prep.ubins)
     np.testing.assert_array_equal(compute_acg_3d(t), whole)
 
 

@@ -59,7 +59,6 @@ def test_positive_lags_no_smoothing_and_chunked(monkeypatch):
     trains = _trains(3)[:3]
     expect = compute_acg_3d_batch(trains, cfg)[0][..., 1000:]
     monkeypatch.setattr(acg_mod, "_ROW_SPIKES", 256)
-    monkeypatch.setattr(acg_mod, "_ROW_PAIRS", 2048)
     monkeypatch.setattr(acg_mod, "_CALL_SPIKES", 1024)
     got = compute_acg_3d_batch(trains, cfg, positive_lags_only=True)[0]
     np.testing.assert_array_equal(got, expect)
@@ -83,3 +82,84 @@ def test_tie_resolution_on_many_near_spikes_is_chunked():
     t = np.arange(1, 6001) * 0.02
     full = compute_acg_3d_batch([t])[0][0]
     np.testing.assert_array_equal(full, reference_acg_3d(t))
+
+
+def test_two_workers_give_the_single_thread_counts(monkeypatch):
+    # the batch is split over host threads (each dispatching its own device calls) only above a
+    # size threshold: force the split on small data and compare with one thread, both directions
+    trains = _trains(9) + _trains(10)[:3]
+    monkeypatch.setattr(acg_mod, "_WORKERS", 1)
+    one_full, one_thr = compute_acg_3d_batch(trains)
+    one_pos, _ = compute_acg_3d_batch(trains, positive_lags_only=True)
+    monkeypatch.setattr(acg_mod, "_WORKERS", 2)
+    monkeypatch.setattr(acg_mod, "_PARALLEL_MIN_SPIKES", 0)
+    order, n_threads = acg_mod._schedule(trains, acg_mod.acg_geometry(FeatureConfig()))
+    assert n_threads == 2 and sorted(order) == list(range(len(trains)))
+    two_full, two_thr = compute_acg_3d_batch(trains)
+    two_pos, _ = compute_acg_3d_batch(trains, positive_lags_only=True)
+    np.testing.assert_array_equal(two_full, one_full)
+    np.testing.assert_array_equal(two_thr, one_thr)
+    np.testing.assert_array_equal(two_pos, one_pos)
+    # one unit: the idle worker looks up half of the rate windows and dispatches every other call
+    monkeypatch.setattr(acg_mod, "_ROW_SPIKES", 512)
+    monkeypatch.setattr(acg_mod, "_CALL_SPIKES", 1024)
+    for i in (0, 1, 4):
+        assert acg_mod._schedule([trains[i]], acg_mod.acg_geometry(FeatureConfig())) == ([0], 1)
+        full_i, thr_i = compute_acg_3d_batch([trains[i]])
+        np.testing.assert_array_equal(full_i[0], one_full[i])
+        np.testing.assert_array_equal(thr_i[0], one_thr[i])
+        np.testing.assert_array_equal(
+            compute_acg_3d_batch([trains[i]], positive_lags_only=True)[0][0], one_pos[i]
+        )
+
+
+def test_quantiles_of_sorted_match_numpy():
+    # the partition-free quantiles of a sorted array are numpy's own, bit for bit
+    rng = np.random.default_rng(2)
+    levels = np.linspace(0, 1, 12)[1:-1]
+    for n in [1, 2, 3, 4, 9, 10, 11, 12, 99, 1000, 3001]:
+        for x in [
+            rng.exponential(20, n),
+            np.round(rng.random(n) * 3) / 7,
+            np.full(n, 0.1),
+            rng.random(n) * 1e-9,
+        ]:
+            xs = np.sort(x)
+            for lv in [levels, np.linspace(0, 1, 5), np.array([0.0, 1.0, 0.5, 1 / 3])]:
+                np.testing.assert_array_equal(acg_mod._np_quantiles_of_sorted(xs, lv), np.quantile(xs, lv))
+    assert acg_mod._quantiles(np.sort(rng.random(50)), levels).shape == (10,)
+
+
+def test_rate_bins_equal_searchsorted():
+    rng = np.random.default_rng(4)
+    rate = np.round(rng.exponential(10, 5000), 1)
+    thr = np.quantile(rate, np.linspace(0, 1, 12)[1:-1])  # many rates equal a threshold
+    expect = np.searchsorted(thr, rate, side="left")
+    expect[expect == len(thr)] = len(thr) - 1
+    np.testing.assert_array_equal(acg_mod._rate_bins(rate, thr), expect)
+
+
+def test_many_small_units_fill_calls_by_rows(monkeypatch):
+    # a call holds at most _CALL_ROWS rows (histogram slots): many tiny units give many calls
+    monkeypatch.setattr(acg_mod, "_CALL_ROWS", 2)
+    rng = np.random.default_rng(8)
+    trains = [np.sort(rng.uniform(0.5, 8.0, int(rng.integers(5, 40)))) for _ in range(9)]
+    got = compute_acg_3d_batch(trains)[0]
+    for i in (0, 4, 8):
+        np.testing.assert_array_equal(got[i], reference_acg_3d(trains[i]))
+
+
+def test_count_at_most_equals_searchsorted():
+    # the table-accelerated search of the rate integral gives numpy's searchsorted, exactly
+    rng = np.random.default_rng(12)
+    for trial in range(60):
+        n = int(rng.integers(2, 3000)) if trial % 2 else int(rng.integers(2048, 6000))
+        span = int(rng.integers(n // 4 + 2, 50 * n + 10))
+        m = np.sort(rng.integers(0, span, n))
+        if trial % 3 == 0:  # bursts and repeated values
+            m = np.sort(np.concatenate([m, np.repeat(m[: n // 5], 3), m[:10] + 1]))
+        n_bins = int(m[-1]) + 1 + int(rng.integers(0, 500))
+        x = np.concatenate([rng.integers(0, n_bins + 1, 400), m, m + 1, [0, n_bins]])
+        x = np.clip(x, 0, n_bins)
+        got = acg_mod._CountAtMost(m, n_bins)(x)
+        np.testing.assert_array_equal(got, np.searchsorted(m, x, side="right"))

@@ -2,12 +2,16 @@
 
 Split between host and device:
 
-* host (numpy, float64/int64, O(spikes)): seconds -> samples -> 1 ms bins, the inverse-ISI rate
-  smoothed with the 250 ms boxcar (evaluated only at spike bins, from an exact integer integral of
-  the piecewise-constant rate), the rate quantiles, each spike's rate bin and its neighbour counts;
-* device (JAX, int32, O(spikes x neighbours)): the pair counting that is ~all of the work, jitted
-  and vmapped over rows of at most ``_ROW_SPIKES`` spikes padded to power-of-two buckets;
+* host (numpy, float64/int64, O(spikes log spikes)): seconds -> samples -> 1 ms bins, the
+  inverse-ISI rate smoothed with the 250 ms boxcar (evaluated only at spike bins, from an exact
+  integer integral of the piecewise-constant rate), the rate quantiles, each spike's rate bin, and
+  the occupied bins with their weights (counted trigger spikes per bin);
+* device (JAX, int32, O(occupied bins x neighbours)): the pair counting, jitted once per bucket
+  over calls of several rows (at most ``_ROW_SPIKES`` triggers each) padded to power-of-two sizes;
 * host again: normalisation to P(spike at lag | spike at 0) and the log-lag map (one matrix).
+
+A batch is split over two host threads (``_WORKERS``), each preparing its units and dispatching
+its own device calls; results do not depend on the split.
 
 JAX runs in its default 32-bit mode: the counts are exact int32, and every float that parity
 depends on is computed in numpy float64, so the process-global ``jax_enable_x64`` flag is never
@@ -17,7 +21,11 @@ touched.
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -27,12 +35,13 @@ from .config import FeatureConfig
 
 log = logging.getLogger(__name__)
 
-#: most trigger spikes in one device row (a unit with more is split into rows: bounded memory)
+#: most trigger entries (occupied bins) in one device row; a unit with more is split into rows,
+#: each with at most half + 1 context entries: bounded memory
 _ROW_SPIKES = 1 << 15
-#: most (spike, neighbour) pairs in one device row
-_ROW_PAIRS = 1 << 22
-#: most trigger spikes in one device call: bounds a call's memory
+#: most entries in one device call: bounds a call's memory
 _CALL_SPIKES = 1 << 17
+#: most rows (histogram slots) in one device call: bounds the histogram's memory (many tiny units)
+_CALL_ROWS = 64
 
 #: number of times the jitted kernel was traced (Python side effect at trace time; tests read it)
 TRACE_COUNT = {"pairs": 0}
@@ -52,7 +61,8 @@ def _check_times(times_s: np.ndarray, where: str = "spike times") -> np.ndarray:
     t = np.asarray(times_s, dtype=np.float64)
     if t.ndim != 1:
         raise InvalidUnitsError(f"{where}: expected a 1-d array of seconds, got shape {t.shape}.")
-    bad = ~np.isfinite(t)
+    # a finite sum means no NaN/inf (the precise test runs only otherwise)
+    bad = np.zeros(0, dtype=bool) if np.isfinite(np.add.reduce(t)) else ~np.isfinite(t)
     if bad.any():
         raise InvalidUnitsError(
             f"{where}: {int(bad.sum())} of {len(t)} spike times are NaN or infinite (first at index "
@@ -68,7 +78,7 @@ def _check_times(times_s: np.ndarray, where: str = "spike times") -> np.ndarray:
 
 @dataclass
 class _UnitPrep:
-    """Host-side results for one unit (all arrays over its sorted spikes)."""
+    """Host-side results for one unit: per sorted spike, and per occupied bin ("entry")."""
 
     n_spikes: int
     bins: np.ndarray  # (n,) int64 sorted spike bins
@@ -76,18 +86,59 @@ class _UnitPrep:
     thresholds: np.ndarray  # (R,) float64 rate quantiles
     rate_bin: np.ndarray  # (n,) int64 rate bin of each spike, -1 where the spike is not counted
     triggers: np.ndarray  # (R,) int64 number of counted spikes per rate bin
-    ubins: np.ndarray  # (u,) int64 unique occupied bins
-    pos: np.ndarray  # (n,) index of each spike's bin in ubins
-    n_before: np.ndarray  # (n,) occupied bins in [bin - half, bin) (0 if not counted)
-    n_after: np.ndarray  # (n,) occupied bins in (bin, bin + half]
+    ubins: np.ndarray  # (m,) int64 occupied bins (unique spike bins)
+    entry_rbin: np.ndarray  # (m,) int64 rate bin of the spikes in each occupied bin (-1: not counted)
+    weight: np.ndarray  # (m,) int64 counted trigger spikes in each occupied bin
+    coords: np.ndarray  # (m,) int64 compressed coordinates: gaps > half shortened to half + 1
 
 
-def _smoothed_rate_at(bins: np.ndarray, geo: AcgGeometry) -> np.ndarray:
-    """Boxcar-smoothed inverse-ISI rate (Hz) at each (sorted) spike bin, as npyx defines it."""
+class _CountAtMost:
+    """``np.searchsorted(m, x, side="right")`` (the number of ``m <= x``) for a sorted int64 array
+    ``m`` of values in [0, n_bins) and queries ``x`` in [0, n_bins], through a table of cells of
+    2**g bins (~4 cells per value): ``T[c]`` = number of ``m`` below cell ``c``. A query in an
+    empty cell is answered by the table alone, one in a cell with one value by one comparison, and
+    only the rest (a few %) by a binary search: ~1.5x cheaper than numpy's binary search alone."""
+
+    def __init__(self, m: np.ndarray, n_bins: int) -> None:
+        self.small = len(m) < 2048  # few values: one binary search beats the table's calls
+        ratio = 0 if self.small else n_bins // (4 * len(m))
+        self.g = max(0, ratio.bit_length() - 1)
+        cells = (n_bins >> self.g) + 2
+        self.m = m
+        self.table = np.zeros(0 if self.small else cells + 1, dtype=np.int64)
+        if not self.small:
+            np.cumsum(np.bincount(m >> self.g, minlength=cells), out=self.table[1:])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.small:
+            return np.searchsorted(self.m, x, side="right")
+        q = x >> self.g
+        k = self.table[q]
+        q += 1
+        occ = self.table[q]
+        occ -= k
+        idx = np.flatnonzero(occ)
+        if len(idx):
+            kk, xx = k[idx], x[idx]
+            kk += self.m[kk] <= xx  # the cell's first value (it has at least one)
+            multi = np.flatnonzero(occ[idx] > 1)
+            if len(multi):
+                kk[multi] = np.searchsorted(self.m, xx[multi], side="right")
+            k[idx] = kk
+        return k
+
+
+def _smoothed_rate_at(
+    bins: np.ndarray, geo: AcgGeometry, pool: ThreadPoolExecutor | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxcar-smoothed inverse-ISI rate (Hz) at each (sorted) spike bin, as npyx defines it; also
+    the segment boundaries ``m`` and per-segment rates (0 for empty segments), reused by
+    :func:`_resolve_ties`. With an idle ``pool``, the two window ends of a large unit are looked up
+    on two threads (numpy releases the GIL in ``searchsorted`` and the array arithmetic)."""
     n = len(bins)
     if n < 3:  # npyx's rate loop runs over spikes 1..n-2: no segments, the rate is 0 everywhere
-        return np.zeros(n)
-    m = bins[:-1] + (bins[1:] - bins[:-1]) // 2  # segment boundaries (n-1,)
+        return np.zeros(n), np.zeros(0, np.int64), np.zeros(0)
+    m = bins[:-1] + ((bins[1:] - bins[:-1]) >> 1)  # segment boundaries (n-1,): // 2 of sorted bins
     d = np.diff(m)  # segment lengths (n-2,)
     with np.errstate(divide="ignore"):
         rate = 1.0 / (d * geo.bin_s)  # the reference's float formula; inf only for empty segments
@@ -95,28 +146,36 @@ def _smoothed_rate_at(bins: np.ndarray, geo: AcgGeometry) -> np.ndarray:
     if geo.kernel_bins == 0:
         k = np.searchsorted(m, bins, side="right") - 1
         inside = (k >= 0) & (k < n - 2)
-        return np.where(inside, rate[np.clip(k, 0, n - 3)], 0.0)
+        return np.where(inside, rate[np.clip(k, 0, n - 3)], 0.0), m, rate
     shift = fixed_point_shift(n, geo.bin_s)
     scale = float(2**shift)
-    r_int = np.round(rate * scale).astype(np.int64)
+    tmp = rate * scale
+    r_int = np.rint(tmp, out=tmp).astype(np.int64)  # np.round: round half to even
     # padded so that one gather needs no clipping: index kk = number of boundaries <= x, with
     # kk = 0 before the first boundary (rate 0, integral 0) and kk = n - 1 after the last one
-    # (rate 0 beyond the last segment, integral = the total)
-    m_pad = np.empty(n, dtype=np.int64)
-    m_pad[0] = 0
-    m_pad[1:] = m
+    # (rate 0 beyond the last segment, integral = the total); m[kk - 1] is segment kk's start
     r_pad = np.zeros(n, dtype=np.int64)
     r_pad[1:-1] = r_int
-    cum_pad = np.zeros(n, dtype=np.int64)
-    np.cumsum(d * r_int, out=cum_pad[2:])
+    # the integral up to x inside segment kk is cum[kk] + (x - m[kk]) * r[kk], stored as the
+    # intercept cum[kk] - m[kk] * r[kk] plus x * r[kk] (one gather less per query). int64 array
+    # arithmetic wraps modulo 2**64, and the true result fits in int64, so the value is exact
+    # even when an intercept's product wraps
+    icpt = np.zeros(n, dtype=np.int64)
+    np.cumsum(d * r_int, out=icpt[2:])
+    icpt[1:] -= m * r_pad[1:]
+
+    n_bins = int(bins[-1]) + 1
+    count_le = _CountAtMost(m, n_bins)
 
     def integral(x: np.ndarray) -> np.ndarray:
         # exact integer integral of the rate over bins [0, x): windows with equal content give
         # bit-identical sums whatever their position (ties stay ties, as in the reference)
-        kk = np.searchsorted(m, x, side="right")
-        return cum_pad[kk] + (x - m_pad[kk]) * r_pad[kk]
+        kk = count_le(x)
+        out = r_pad[kk]
+        out *= x
+        out += icpt[kk]
+        return out
 
-    n_bins = int(bins[-1]) + 1
     kb, kh = geo.kernel_bins, geo.kernel_half
     lo = bins - kh
     hi = lo + kb
@@ -127,16 +186,32 @@ def _smoothed_rate_at(bins: np.ndarray, geo: AcgGeometry) -> np.ndarray:
     for sl in (slice(0, i0), slice(i1, n)):
         lo[sl] = np.maximum(0, bins[sl] - kh)
         hi[sl] = np.minimum(n_bins, bins[sl] + kh)
-    total = (integral(hi) - integral(lo)).astype(np.float64) / scale
+    if pool is not None and n >= _PARALLEL_MIN_SPIKES:
+        upper = pool.submit(integral, hi)
+        lower = integral(lo)
+        diff = upper.result()
+    else:
+        lower = integral(lo)
+        diff = integral(hi)
+    diff -= lower
+    total = diff.astype(np.float64)
+    total *= 1.0 / scale  # exact: scale is a power of two (the same as / scale)
     # interior: the reference convolves with a kernel of 1/K; edges: mean over the clipped window
-    out = total * (1.0 / kb)
-    for sl in (slice(0, i0), slice(i1, n)):
-        out[sl] = total[sl] / np.maximum(hi[sl] - lo[sl], 1)
-    return out
+    edges = [total[sl] / np.maximum(hi[sl] - lo[sl], 1) for sl in (slice(0, i0), slice(i1, n))]
+    total *= 1.0 / kb
+    total[:i0], total[i1:] = edges
+    return total, m, rate
 
 
 def _resolve_ties(
-    bins: np.ndarray, rate: np.ndarray, thresholds: np.ndarray, levels: np.ndarray, geo: AcgGeometry
+    bins: np.ndarray,
+    m: np.ndarray,
+    seg_rate: np.ndarray,
+    rate: np.ndarray,
+    sorted_rate: np.ndarray,
+    thresholds: np.ndarray,
+    levels: np.ndarray,
+    geo: AcgGeometry,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Recompute, with the reference's own floating-point operations, the rates of the few spikes
     that lie within rounding distance of a quantile threshold.
@@ -147,6 +222,9 @@ def _resolve_ties(
     floating-point sum (``np.convolve``: a BLAS dot product; edges: ``np.mean``). Those spikes are
     recomputed here with the same numpy calls on the same dense window, so that their bin matches
     npyx run with the same numpy/BLAS. The work is O(ambiguous spikes x boxcar), usually tiny.
+    ``m`` and ``seg_rate`` are the segment boundaries and rates from :func:`_smoothed_rate_at`;
+    ``sorted_rate`` is ``np.sort(rate)``: it tells in O(R log n) which thresholds have spikes near
+    them at all (often none), and gives the new quantiles by a merge instead of a new sort.
     """
     n = len(bins)
     if n < 3:
@@ -155,31 +233,46 @@ def _resolve_ties(
     # one tolerance for all thresholds (the largest): a superset of the spikes within each
     # threshold's own tolerance, which only recomputes a few more exactly
     tol = 1e-9 * max(1.0, float(np.abs(thresholds).max())) + 2.0 ** (3 - shift)
-    # the nearest thresholds below and above each rate (thresholds are sorted): O(n log R)
-    j = np.searchsorted(thresholds, rate)
-    R = len(thresholds)
-    near = (np.abs(rate - thresholds[np.minimum(j, R - 1)]) <= tol) | (
-        np.abs(rate - thresholds[np.maximum(j - 1, 0)]) <= tol
-    )
+    # a spike is near if |rate - thr| <= tol for some threshold (the same set as testing the
+    # nearest threshold below and above it). Candidate thresholds: those with sorted rates within
+    # 2 tol (a superset: rounding of thr +- 2 tol is far below tol)
+    r_lo = np.searchsorted(sorted_rate, thresholds - 2 * tol, side="left")
+    r_hi = np.searchsorted(sorted_rate, thresholds + 2 * tol, side="right")
+    cand = np.flatnonzero(r_hi > r_lo)
+    if len(cand) == 0:
+        return rate, thresholds
+    near = np.abs(rate - thresholds[cand[0]]) <= tol
+    for r in cand[1:]:
+        near |= np.abs(rate - thresholds[r]) <= tol
     if not near.any():
         return rate, thresholds
-    m = bins[:-1] + (bins[1:] - bins[:-1]) // 2
-    d = np.diff(m)
-    with np.errstate(divide="ignore"):
-        seg_rate = 1.0 / (d * geo.bin_s)
+    # the same test on the sorted rates marks the same multiset of values (within the ranges)
+    keep = np.ones(n, dtype=bool)
+    for r in cand:
+        a, b = r_lo[r], r_hi[r]
+        keep[a:b] &= ~(np.abs(sorted_rate[a:b] - thresholds[r]) <= tol)
+    # seg_rate is 0 (not inf) for empty segments, which no bin maps to: the same windows
     kb, kh = geo.kernel_bins, geo.kernel_half
     kernel = np.ones(kb) / kb
     n_bins = int(bins[-1]) + 1
-    rate = rate.copy()
+    # (rate is this module's own array: updated in place)
     near_idx = np.flatnonzero(near)
+    old_near = rate[near_idx]
     for c in range(0, len(near_idx), 4096):  # chunks: bounded memory (4096 x kb floats)
         idx = near_idx[c : c + 4096]
         x = bins[idx]
         start = x - kh
-        # every window as kb dense bins from x - kh (one vectorised searchsorted); edge windows
-        # are cut to [max(0, x - kh), min(n_bins, x + kh)) below, interior ones are
-        # [x - kh, x - kh + kb), as in the reference
-        k = np.searchsorted(m, start[:, None] + np.arange(kb), side="right") - 1
+        # every window as kb dense bins from x - kh; edge windows are cut to
+        # [max(0, x - kh), min(n_bins, x + kh)) below, interior ones are [x - kh, x - kh + kb),
+        # as in the reference. Segment index of bin start + t: k0 (that of start) plus the
+        # boundaries in (start, start + t], placed as +1 steps and summed along the window
+        k0 = np.searchsorted(m, start, side="right") - 1
+        k1 = np.searchsorted(m, start + (kb - 1), side="right") - 1
+        n_steps = k1 - k0
+        row = np.repeat(np.arange(len(idx)), n_steps)
+        j = np.arange(len(row)) - np.repeat(np.cumsum(n_steps) - n_steps, n_steps) + k0[row] + 1
+        steps = np.bincount(row * kb + (m[j] - start[row]), minlength=len(idx) * kb)
+        k = k0[:, None] + np.cumsum(steps.reshape(len(idx), kb), axis=1)
         inside = (k >= 0) & (k < n - 2)
         windows = np.where(inside, seg_rate[np.clip(k, 0, n - 3)], 0.0)
         edge = (x < kb) | (x >= n_bins - kb)
@@ -191,11 +284,92 @@ def _resolve_ties(
                 rate[i] = np.mean(np.ascontiguousarray(windows[j, lo:hi]))
             else:
                 rate[i] = np.convolve(windows[j], kernel, mode="valid")[0]
-    return rate, np.quantile(np.sort(rate), levels)
+    new = rate[near_idx]
+    if np.array_equal(new, old_near):  # no rate changed: neither did the quantiles
+        return rate, thresholds
+    # np.sort(rate) by merging the untouched sorted rates with the recomputed ones (a stable
+    # sort of two sorted runs is a linear merge): the same sorted array, so the same quantiles
+    if n - int(keep.sum()) == len(near_idx):
+        merged = np.sort(np.concatenate([sorted_rate[keep], np.sort(new)]), kind="stable")
+    else:  # cannot happen (same test, same values); kept as a safe fallback
+        merged = np.sort(rate)
+    return rate, _quantiles(merged, levels)
+
+
+def _np_quantiles_of_sorted(sorted_x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """``np.quantile(sorted_x, levels)`` (method "linear") of an already sorted array, without
+    numpy's partition pass (which costs about as much as the sort): the same virtual indices,
+    order statistics and monotone lerp as numpy >= 1.22. Checked against ``np.quantile`` once per
+    process (:func:`_quantiles`); tests compare the two on many arrays."""
+    n = len(sorted_x)
+    v = (n - 1) * levels
+    prev = np.floor(v)
+    nxt = prev + 1
+    above = v >= n - 1
+    prev[above] = -1
+    nxt[above] = -1
+    below = v < 0
+    prev[below] = 0
+    nxt[below] = 0
+    prev, nxt = prev.astype(np.intp), nxt.astype(np.intp)
+    a, b = sorted_x[prev], sorted_x[nxt]
+    gamma = v - prev
+    diff = b - a
+    out = a + diff * gamma
+    np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5)
+    return out
+
+
+_QUANTILE_FAST: list[bool] = []
+
+
+def _quantiles(sorted_x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """``np.quantile(sorted_x, levels)`` of a sorted float64 array: the fast path if it agrees
+    bit for bit with this numpy's ``np.quantile`` (checked once), else ``np.quantile`` itself."""
+    if not _QUANTILE_FAST:
+        rng = np.random.default_rng(0)
+        ok = True
+        for n in (1, 2, 3, 7, 10, 11, 100, 1001, 4097):
+            for x in (rng.random(n) * 50, np.round(rng.random(n) * 4), np.full(n, 3.7)):
+                xs = np.sort(x)
+                for lv in (levels, np.linspace(0, 1, 12)[1:-1], np.linspace(0, 1, 7)):
+                    ok &= np.array_equal(_np_quantiles_of_sorted(xs, lv), np.quantile(xs, lv))
+        _QUANTILE_FAST.append(bool(ok))
+        if not ok:
+            log.debug("numpy's quantile differs from the sorted fast path: using np.quantile")
+    if _QUANTILE_FAST[0]:
+        return _np_quantiles_of_sorted(sorted_x, levels)
+    return np.quantile(sorted_x, levels)
+
+
+@lru_cache(maxsize=16)
+def _levels(n_rate_bins: int) -> np.ndarray:
+    """The quantile levels of the rate bins (the reference's ``linspace(0, 1, R + 2)[1:-1]``)."""
+    levels = np.linspace(0, 1, n_rate_bins + 2)[1:-1]
+    levels.flags.writeable = False
+    return levels
+
+
+def _rate_bins(rate: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """``searchsorted(thresholds, rate, side="left")``, top bin folded into R - 1: the number of
+    thresholds strictly below each rate, by R vectorised comparisons (~10x cheaper than numpy's
+    per-element binary search for the 10 C4 thresholds)."""
+    R = len(thresholds)
+    # (few rates: one call is cheaper than R comparisons)
+    if R > 64 or len(rate) < 2048 or bool((thresholds[1:] < thresholds[:-1]).any()):
+        rbin = np.searchsorted(thresholds, rate, side="left")
+    else:
+        acc = np.zeros(len(rate), np.int8)
+        for thr in thresholds:
+            np.add(acc, rate > thr, out=acc)
+        np.minimum(acc, R - 1, out=acc)
+        return acc.astype(np.int64)
+    rbin[rbin == R] = R - 1
+    return rbin
 
 
 def _prepare_unit(
-    times_s: np.ndarray, config: FeatureConfig, geo: AcgGeometry, positive_only: bool = False
+    times_s: np.ndarray, config: FeatureConfig, geo: AcgGeometry, pool: ThreadPoolExecutor | None = None
 ) -> _UnitPrep:
     t = times_s if bool((times_s[1:] >= times_s[:-1]).all()) else np.sort(times_s)
     samples = spike_times_to_samples(t, config.sampling_rate_hz)
@@ -205,34 +379,41 @@ def _prepare_unit(
     if n == 0:
         z = np.zeros(0, dtype=np.int64)
         return _UnitPrep(0, z, np.zeros(0), np.zeros(R), z, np.zeros(R, np.int64), z, z, z, z)
-    rate = _smoothed_rate_at(bins, geo)
-    levels = np.linspace(0, 1, R + 2)[1:-1]
-    # np.quantile of a sorted copy: the same order statistics, so identical values; sort +
-    # partition of sorted data measured ~2x faster than partitioning the unsorted rates
-    thresholds = np.quantile(np.sort(rate), levels)
+    rate, m, seg_rate = _smoothed_rate_at(bins, geo, pool)
+    levels = _levels(R)
+    # np.quantile of a sorted copy: the same order statistics, so identical values; the sort is
+    # needed anyway (ties below), and the quantiles of sorted data need no partition
+    sorted_rate = np.sort(rate)
+    thresholds = _quantiles(sorted_rate, levels)
     if geo.kernel_bins:
-        rate, thresholds = _resolve_ties(bins, rate, thresholds, levels, geo)
-    rbin = np.searchsorted(thresholds, rate, side="left")
-    rbin[rbin == R] = R - 1
-    # trigger spikes whose whole window lies inside [0, last bin) (the reference's edge rule)
-    last = bins[-1]
-    start = bins + geo.start_offset
-    counted = (start >= 0) & (start + geo.n_lags < last + 1) & (bins < last)
-    rbin = np.where(counted, rbin, -1)
-    triggers = np.bincount(rbin[counted], minlength=R).astype(np.int64)
+        rate, thresholds = _resolve_ties(bins, m, seg_rate, rate, sorted_rate, thresholds, levels, geo)
+    # trigger spikes whose whole window lies inside [0, last bin) (the reference's edge rule:
+    # start = bin + start_offset >= 0, start + n_lags < last + 1, bin < last): for sorted bins,
+    # a contiguous range [a, b)
+    last = int(bins[-1])
+    a = int(np.searchsorted(bins, -geo.start_offset, side="left"))
+    b = int(np.searchsorted(bins, min(last, last + 1 - geo.n_lags - geo.start_offset), side="left"))
+    b = max(a, b)
+    rbin = np.full(n, -1, dtype=np.int64)
+    rbin[a:b] = _rate_bins(rate[a:b], thresholds)
+    triggers = np.bincount(rbin[a:b], minlength=R).astype(np.int64)
+    # occupied bins: spikes sharing a bin share its rate (a function of the bin) and its
+    # counted flag, so the device counts each occupied bin once, weighted by its spikes
     new = np.empty(n, dtype=bool)
     new[0] = True
     np.not_equal(bins[1:], bins[:-1], out=new[1:])
-    ubins = bins[new]
-    pos = np.cumsum(new) - 1
-    n_after = np.searchsorted(ubins, bins + geo.half, side="right") - pos - 1
-    n_after = np.where(counted, n_after, 0)
-    if positive_only:  # no pair at a negative lag is counted
-        n_before = np.zeros_like(n_after)
+    if bool(new.all()):
+        ubins, entry_rbin = bins, rbin
+        weight = np.zeros(n, dtype=np.int64)
+        weight[a:b] = 1
     else:
-        n_before = pos - np.searchsorted(ubins, bins - geo.half, side="left")
-        n_before = np.where(counted, n_before, 0)
-    return _UnitPrep(n, bins, rate, thresholds, rbin, triggers, ubins, pos, n_before, n_after)
+        first = np.flatnonzero(new)
+        ubins, entry_rbin = bins[first], rbin[first]
+        weight = np.where(entry_rbin >= 0, np.diff(first, append=n), 0)
+    coords = np.empty(len(ubins), np.int64)
+    coords[0] = 0
+    np.cumsum(np.minimum(np.diff(ubins), geo.half + 1), out=coords[1:])
+    return _UnitPrep(n, bins, rate, thresholds, rbin, triggers, ubins, entry_rbin, weight, coords)
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,198 +425,247 @@ def _next_pow2(x: int, minimum: int = 16) -> int:
 
 
 _KERNELS: dict = {}
-#: trigger spikes per block of the device loop; blocks hold spikes with similar neighbour counts
-_BLOCK = 8192
+_KERNELS_LOCK = threading.Lock()
+#: trigger entries per block of the device loop (consecutive occupied bins of a row)
+_BLOCK = 4096
+#: neighbour offsets per iteration of a block's loop (one termination test per _UNROLL offsets)
+_UNROLL = 4
+#: cells that receive the pairs outside the window (a power of two)
+_DROP_CELLS = 256
 
 
-def _pairs_kernel(n_rate_bins: int, row_width: int, both: bool):
-    """The jitted pair counter for one (rate bins, row width, direction) geometry, built once per
+def _pairs_kernel(n_rate_bins: int, half: int, both: bool):
+    """The jitted pair counter for one (rate bins, half window, direction) geometry, built once per
     process.
 
-    Input: the trigger spikes of several rows, sorted by their neighbour count (descending) and
-    cut into blocks of ``_BLOCK``. For neighbour offset k = 1, 2, ... up to the block's largest
-    count, every spike looks at the k-th occupied bin after (and, if ``both``, before) its own
-    (``ubins[pos +- k]``) while that bin is within the window and increments its (row, rate bin,
-    lag) cell: one flat scatter-add per offset. Sorting keeps the padding waste of the offset loop
-    small; the work is O(spikes x neighbours).
+    Input: the occupied bins of several rows laid end to end on one compressed axis ``u`` (int32,
+    strictly increasing: a gap longer than ``half`` bins is shortened to ``half + 1``, which
+    changes no lag that is counted, and rows are ``half + 1`` apart so that no pair crosses rows),
+    with each entry's histogram base (row slot and rate bin) and weight (the number of counted
+    trigger spikes in that bin: duplicate spikes share their bin, hence their rate bin). The
+    entries are cut into blocks of ``_BLOCK`` consecutive ones; for neighbour offset k = 1, 2, ...
+    every entry of the block looks at entry ``i + k`` -- a contiguous slice, no gather -- and,
+    while the lag ``u[i + k] - u[i]`` is at most ``half``, adds its weight to its (row, rate bin,
+    lag) cell: one flat scatter-add per offset. A block stops after the first group of
+    ``_UNROLL`` offsets whose last one leaves no entry a neighbour in the window (lags only grow
+    with k). The work is O(occupied bins x neighbours).
 
-    Pairs outside the window go to one extra "drop" cell at the end of the histogram, so every
+    With ``both``, the same pair also counts for the later entry at lag ``-(u[i + k] - u[i])``
+    (its own rate bin and weight), but only if entry ``i`` belongs to the row's trigger range:
+    a row's trailing context bins (the neighbours of its last triggers, which are the next row's
+    triggers) must not count their own pairs twice.
+
+    Pairs outside the window go to extra "drop" cells after the histogram (spread over
+    ``_DROP_CELLS`` cells by lane, so they are not one chain of updates of one word), so every
     index is in bounds and the scatter is compiled with ``mode="promise_in_bounds"``: on XLA:CPU
     this is ~10x faster per element than the bounds-checked ``mode="drop"``.
     """
-    key = (n_rate_bins, row_width, both)
-    if key in _KERNELS:
-        return _KERNELS[key]
-    import jax
-    import jax.numpy as jnp
-    from jax import lax
+    key = (n_rate_bins, half, both)
+    with _KERNELS_LOCK:
+        if key in _KERNELS:
+            return _KERNELS[key]
+        import jax
+        import jax.numpy as jnp
+        from jax import lax
 
-    size = n_rate_bins * row_width
+        width = 2 * half + 1 if both else half + 1
+        size = n_rate_bins * width
+        off = half if both else 0
 
-    def spike_cells(k, base, pos, n_before, n_after, ubins, drop):
-        """Cells hit by one spike at neighbour offset ``k`` (``drop`` where none): (2,) or (1,)."""
-        last = ubins.shape[0] - 1
-        after = jnp.where(k <= n_after, base + ubins[jnp.minimum(pos + k, last)], drop)
-        if not both:
-            return after[None]
-        before = jnp.where(k <= n_before, base + ubins[jnp.maximum(pos - k, 0)], drop)
-        return jnp.stack([after, before])
+        def count(u, base, w_fwd, w_bwd, own, n_blocks, n_slots):
+            TRACE_COUNT["pairs"] += 1  # runs only while tracing: counts compilations
+            # extra "drop" cells after the histogram: in bounds, discarded below; spread over
+            # _DROP_CELLS cells so that dropped elements do not all update one memory word
+            drop = n_slots * size + (lax.iota(jnp.int32, _BLOCK) & (_DROP_CELLS - 1))
 
-    cells_of = jax.vmap(spike_cells, in_axes=(None, 0, 0, 0, 0, None, None))
+            def block(i, hist):
+                s = i * _BLOCK
 
-    def count(base, pos, n_before, n_after, ubins, n_slots):
-        TRACE_COUNT["pairs"] += 1  # runs only while tracing: counts compilations
-        drop = n_slots * size  # the extra cell: in bounds, discarded below
+                def sl(a, start):
+                    return lax.dynamic_slice(a, (start,), (_BLOCK,))
 
-        def block(i, hist):
-            b, p, nb, na = (
-                lax.dynamic_slice(a, (i * _BLOCK,), (_BLOCK,)) for a in (base, pos, n_before, n_after)
-            )
-            k_max = jnp.maximum(nb.max(), na.max()) if both else na.max()
+                u0, b0, w0 = sl(u, s), sl(base, s) + off, sl(w_fwd, s)
+                if both:
+                    own0 = sl(own, s) > 0
 
-            def body(carry):
-                k, h = carry
-                cells = cells_of(k, b, p, nb, na, ubins, drop)
-                return k + 1, h.at[cells.ravel()].add(1, mode="promise_in_bounds")
+                def body(carry):
+                    k, h, _ = carry
+                    for j in range(_UNROLL):
+                        lag = sl(u, s + k + j) - u0
+                        ok = lag <= half
+                        h = h.at[jnp.where(ok, b0 + lag, drop)].add(w0, mode="promise_in_bounds")
+                        if both:
+                            cell = jnp.where(ok & own0, sl(base, s + k + j) + off - lag, drop)
+                            h = h.at[cell].add(sl(w_bwd, s + k + j), mode="promise_in_bounds")
+                    # lags grow with k: none left at the last offset means none after it
+                    return k + _UNROLL, h, ok.any()
 
-            return lax.while_loop(lambda c: c[0] <= k_max, body, (jnp.int32(1), hist))[1]
+                def more(carry):  # (the bound on k only guards against malformed input)
+                    return carry[2] & (carry[0] <= half + 1)
 
-        hist = jnp.zeros(n_slots * size + 1, jnp.int32)
-        hist = lax.fori_loop(0, base.shape[0] // _BLOCK, block, hist)
-        return hist[:-1].reshape(n_slots, size)
+                init = (jnp.int32(1), hist, jnp.bool_(True))
+                return lax.while_loop(more, body, init)[1]
 
-    kernel = jax.jit(count, static_argnums=(5,))
-    _KERNELS[key] = kernel
-    return kernel
+            hist = jnp.zeros(n_slots * size + _DROP_CELLS, jnp.int32)
+            hist = lax.fori_loop(0, n_blocks, block, hist)
+            return hist[: n_slots * size].reshape(n_slots, size)
+
+        kernel = jax.jit(count, static_argnums=(6,))
+        _KERNELS[key] = kernel
+        return kernel
 
 
 @dataclass
 class _Row:
+    """A slice of one unit's occupied bins for the device: triggers ``[0, n_own)`` and trailing
+    context (the occupied bins within ``half`` of the last trigger, which are not triggers here)."""
+
     unit: int
-    bins: np.ndarray
-    ubins: np.ndarray
-    rbin: np.ndarray
-    pos: np.ndarray
-    n_before: np.ndarray
-    n_after: np.ndarray
-    n_pairs: int
-    k_max: int
+    coords: np.ndarray  # (m,) int64 compressed bin coordinates, strictly increasing
+    rbin: np.ndarray  # (m,) int64 rate bin of each entry (0 where not counted: weight 0)
+    w_fwd: np.ndarray  # (m,) int64 counted trigger spikes in the bin (0 in the context)
+    w_bwd: np.ndarray  # (m,) int64 counted trigger spikes in the bin (context included)
+    n_own: int
 
 
 def _rows_of(unit: int, prep: _UnitPrep, geo: AcgGeometry) -> list[_Row]:
-    """Split a unit's counted spikes into rows of bounded spikes and pairs (bounded memory)."""
-    idx = np.flatnonzero(prep.rate_bin >= 0)
-    if len(idx) == 0:
+    """Split a unit's occupied bins into rows of at most ``_ROW_SPIKES`` triggers (bounded memory)."""
+    m = len(prep.ubins)
+    if m == 0 or not prep.weight.any():
         return []
-    per = (prep.n_before + prep.n_after)[idx]
-    cum = np.cumsum(per)
+    rbin = np.maximum(prep.entry_rbin, 0)
+    if m <= _ROW_SPIKES:  # the common case: one row, no context, no copies
+        return [_Row(unit, prep.coords, rbin, prep.weight, prep.weight, m)]
     rows = []
-    s = 0
-    while s < len(idx):
-        base = cum[s - 1] if s else 0
-        e = int(np.searchsorted(cum, base + _ROW_PAIRS, side="right"))
-        e = min(max(e, s + 1), s + _ROW_SPIKES, len(idx))
-        sel = idx[s:e]
-        ulo = int((prep.pos[sel] - prep.n_before[sel]).min())
-        uhi = int((prep.pos[sel] + prep.n_after[sel]).max()) + 1
-        ub = prep.ubins[ulo:uhi]
-        origin = int(ub[0])
-        span = int(ub[-1]) - origin
-        if span >= 2**31 - 1:
-            raise FeatureError(
-                f"unit {unit}: spike bins span {span} bins between neighbours, more than int32 "
-                "allows; recordings longer than ~24 days at 1 ms bins are not supported."
-            )
-        rows.append(
-            _Row(
-                unit=unit,
-                bins=(prep.bins[sel] - origin).astype(np.int32),
-                ubins=(ub - origin).astype(np.int32),
-                rbin=prep.rate_bin[sel].astype(np.int32),
-                pos=(prep.pos[sel] - ulo).astype(np.int32),
-                n_before=prep.n_before[sel].astype(np.int32),
-                n_after=prep.n_after[sel].astype(np.int32),
-                n_pairs=int(per[s:e].sum()),
-                k_max=int(max(prep.n_before[sel].max(), prep.n_after[sel].max())),
-            )
-        )
-        s = e
+    for s in range(0, m, _ROW_SPIKES):
+        e = min(s + _ROW_SPIKES, m)
+        # context: the bins within half of the last trigger (at most half + 1 of them)
+        c = int(np.searchsorted(prep.coords, prep.coords[e - 1] + geo.half, side="right"))
+        w_fwd = prep.weight[s:c].copy()
+        w_fwd[e - s :] = 0
+        rows.append(_Row(unit, prep.coords[s:c], rbin[s:c], w_fwd, prep.weight[s:c], e - s))
     return rows
 
 
 class _PairCounter:
-    """Packs rows into device calls of at most ``_CALL_SPIKES`` spikes and dispatches each call as
-    soon as it is full. JAX dispatch is asynchronous, so the host prepares the next units while
-    the device counts; :meth:`result` waits for all calls."""
+    """Packs rows into device calls of at most ``_CALL_SPIKES`` entries and ``_CALL_ROWS`` rows, and
+    dispatches each call as soon as it is full. JAX dispatch is asynchronous, so the host prepares
+    the next units while the device counts; :meth:`result` waits for all calls."""
 
     def __init__(self, n_units: int, geo: AcgGeometry, positive_only: bool = False) -> None:
         self.geo = geo
         self.both = not positive_only
         # a histogram row covers lags -half..+half (both) or 0..+half (positive lags only)
         self.width = geo.n_lags if self.both else geo.half + 1
-        self.offset = geo.half if self.both else 0
         self.size = geo.n_rate_bins * self.width
         self.n_units = n_units
         self.pending: list[_Row] = []
         self.n_pending = 0
         self.launched: list[tuple[object, list[_Row]]] = []
+        #: dispatch every other call from the worker pool (set when this counter is the only one)
+        self.split_calls = False
 
     def add(self, rows: list[_Row]) -> None:
         for r in rows:
-            if self.n_pending + len(r.bins) > _CALL_SPIKES and self.pending:
+            full = self.n_pending + len(r.coords) > _CALL_SPIKES or len(self.pending) >= _CALL_ROWS
+            if full and self.pending:
                 self._launch()
             self.pending.append(r)
-            self.n_pending += len(r.bins)
+            self.n_pending += len(r.coords)
 
     def _launch(self) -> None:
-        call, geo, size = self.pending, self.geo, self.size
+        call, half, size = self.pending, self.geo.half, self.size
         self.pending, self.n_pending = [], 0
-        n_spk = sum(len(r.bins) for r in call)
-        S = _next_pow2(n_spk, _BLOCK)
-        U = _next_pow2(sum(len(r.ubins) for r in call))
+        n = sum(len(r.coords) for r in call)
+        S = _next_pow2(n, _BLOCK)
+        L = S + half + _UNROLL  # a block's last slice ends at most half + _UNROLL entries past S
+        if (L + len(call)) * (half + 1.0) >= 2**31:  # the largest coordinate, padding included
+            raise FeatureError(
+                f"an ACG window of {2 * half + 1} bins is too long for the int32 device kernel; "
+                "use a shorter acg_window_ms or a larger acg_bin_ms."
+            )
         slots = _next_pow2(len(call), 1)
-        base = np.zeros(S, np.int32)
-        pos = np.zeros(S, np.int32)
-        n_before = np.zeros(S, np.int32)
-        n_after = np.zeros(S, np.int32)
-        ubins = np.zeros(U, np.int32)
-        i = u = 0
+        u = np.empty(L, np.int32)
+        base = np.zeros(L, np.int32)
+        w_fwd = np.zeros(L, np.int32)
+        j = 0
+        origin = 0  # rows are half + 1 apart on the compressed axis: no pair crosses rows
         for slot, r in enumerate(call):
-            n, m = len(r.bins), len(r.ubins)
-            base[i : i + n] = slot * size + r.rbin * self.width + self.offset - r.bins
-            pos[i : i + n] = r.pos + u
-            n_before[i : i + n] = r.n_before
-            n_after[i : i + n] = r.n_after
-            ubins[u : u + m] = r.ubins
-            i += n
-            u += m
-        key = -(np.maximum(n_before[:n_spk], n_after[:n_spk]) if self.both else n_after[:n_spk])
-        if geo.half < 2**15:  # radix sort on int16 keys: O(n)
-            key = key.astype(np.int16)
-        order = np.argsort(key, kind="stable")
-        for a in (base, pos, n_before, n_after):
-            a[:n_spk] = a[:n_spk][order]
-        kernel = _pairs_kernel(geo.n_rate_bins, self.width, self.both)
-        self.launched.append((kernel(base, pos, n_before, n_after, ubins, slots), call))
+            m = len(r.coords)
+            np.add(r.coords, origin - int(r.coords[0]), out=u[j : j + m], casting="unsafe")
+            np.add(r.rbin * self.width, slot * size, out=base[j : j + m], casting="unsafe")
+            w_fwd[j : j + m] = r.w_fwd
+            origin = int(u[j + m - 1]) + half + 1
+            j += m
+        # padding: half + 1 apart, so that no padded entry is anyone's neighbour
+        u[j:] = origin + (half + 1) * np.arange(L - j, dtype=np.int32)
+        if self.both:
+            w_bwd = np.zeros(L, np.int32)
+            own = np.zeros(L, np.int8)
+            j = 0
+            for r in call:
+                m = len(r.coords)
+                w_bwd[j : j + m] = r.w_bwd
+                own[j : j + r.n_own] = 1
+                j += m
+        else:  # unused by the positive-lags kernel
+            w_bwd = own = np.zeros(1, np.int32)
+        kernel = _pairs_kernel(self.geo.n_rate_bins, half, self.both)
+        args = (u, base, w_fwd, w_bwd, own, np.int32(-(-n // _BLOCK)), slots)
+        if self.split_calls and len(self.launched) % 2:
+            # every other call from the idle worker thread: XLA:CPU runs calls from two threads
+            # at the same time (one unit's rows would otherwise be counted one call at a time)
+            self.launched.append((_executor().submit(_run_blocking, kernel, args), call))
+        else:
+            self.launched.append((kernel(*args), call))
 
-    def result(self) -> np.ndarray:
-        """(n_units, R, W) int64 coincidence counts (W = n_lags, or half + 1: lags 0..half)."""
+    def result(self, out: np.ndarray) -> None:
+        """Wait for all calls and add their counts to ``out`` (n_units, R, W) int64."""
         if self.pending:
             self._launch()
-        out = np.zeros((self.n_units, self.size), dtype=np.int64)
+        flat = out.reshape(self.n_units, self.size)
         for hist, call in self.launched:
-            hist = np.asarray(hist)
+            hist = np.asarray(hist.result() if isinstance(hist, Future) else hist)
             for slot, r in enumerate(call):
-                out[r.unit] += hist[slot]
+                flat[r.unit] += hist[slot]
         self.launched = []
-        return out.reshape(self.n_units, self.geo.n_rate_bins, self.width)
 
 
-def _count_pairs(rows: list[_Row], n_units: int, geo: AcgGeometry) -> np.ndarray:
-    """(n_units, R, W) int64 coincidence counts of ``rows`` from the device kernel."""
-    counter = _PairCounter(n_units, geo)
-    counter.add(rows)
-    return counter.result()
+def _run_blocking(kernel, args):
+    return kernel(*args).block_until_ready()
+
+
+#: host threads that prepare units and dispatch their device calls: numpy's array loops and XLA's
+#: execution release the GIL, and XLA:CPU runs calls dispatched from different threads at the same
+#: time (calls from one thread run one after the other)
+_WORKERS = max(1, min(2, os.cpu_count() or 1))
+#: batches with fewer spikes run on the calling thread only
+_PARALLEL_MIN_SPIKES = 50_000
+_EXECUTOR: list = []
+
+
+def _executor():
+    with _KERNELS_LOCK:
+        if not _EXECUTOR:
+            _EXECUTOR.append(ThreadPoolExecutor(max(1, _WORKERS - 1), thread_name_prefix="nwb-acg"))
+        return _EXECUTOR[0]
+
+
+def _schedule(trains: list[np.ndarray], geo: AcgGeometry) -> tuple[list[int], int]:
+    """(units in decreasing estimated cost, number of host threads). Threads take the next unit
+    of this list when they are free, so they finish together and the last device calls are
+    short. The cost model: ~100 ns of host work per spike plus ~1.5 ns per (spike, neighbour)
+    pair. Small batches run on the calling thread only."""
+    sizes = [len(t) for t in trains]
+    if _WORKERS < 2 or len(sizes) < 2 or sum(sizes) < _PARALLEL_MIN_SPIKES:
+        return list(range(len(sizes))), 1
+    window_s = geo.half * geo.bin_s
+    cost = []
+    for t in trains:
+        span = float(t.max() - t.min()) if len(t) > 1 else 0.0
+        pairs = min(len(t) / span * window_s, geo.half) if span > 0 else 0.0
+        cost.append(len(t) * (100.0 + 1.5 * pairs))
+    return sorted(range(len(sizes)), key=lambda i: -cost[i]), _WORKERS
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,9 +673,10 @@ def _count_pairs(rows: list[_Row], n_units: int, geo: AcgGeometry) -> np.ndarray
 
 
 def _normalise(counts: np.ndarray, triggers: np.ndarray, half: int) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        acg = counts / triggers[..., :, None]
-    acg = np.nan_to_num(acg)
+    """counts / triggers (float64 true division), 0 in rows without triggers and at lag 0."""
+    t = triggers[..., :, None]
+    acg = np.zeros(counts.shape)
+    np.divide(counts, t, out=acg, where=t > 0)
     acg[..., half] = 0.0  # lag 0 is always 1 for an ACG: the reference zeroes it
     return acg
 
@@ -481,15 +712,37 @@ def compute_acg_3d_batch(
     config = FeatureConfig() if config is None else config
     geo = acg_geometry(config)
     checked = [_check_times(t, f"unit {u}") for u, t in enumerate(spike_trains)]
-    counter = _PairCounter(len(checked), geo, positive_lags_only)
-    triggers = np.zeros((len(checked), geo.n_rate_bins), dtype=np.int64)
-    thresholds = np.zeros((len(checked), geo.n_rate_bins))
-    for u, t in enumerate(checked):
-        p = _prepare_unit(t, config, geo, positive_lags_only)
-        triggers[u], thresholds[u] = p.triggers, p.thresholds
-        counter.add(_rows_of(u, p, geo))  # device calls start while later units are prepared
-    counts = counter.result()
-    acg = _normalise(counts.astype(np.float64), triggers, 0 if positive_lags_only else geo.half)
+    n_units, R = len(checked), geo.n_rate_bins
+    triggers = np.zeros((n_units, R), dtype=np.int64)
+    thresholds = np.zeros((n_units, R))
+    counts = np.zeros((n_units, R, geo.n_lags if not positive_lags_only else geo.half + 1), np.int64)
+
+    order, n_threads = _schedule(checked, geo)
+    queue = iter(order)
+    queue_lock = threading.Lock()
+
+    def work() -> None:
+        counter = _PairCounter(n_units, geo, positive_lags_only)
+        # one thread: the worker pool is idle and can take part of each unit's work
+        counter.split_calls = n_threads == 1 and _WORKERS > 1
+        pool = _executor() if counter.split_calls else None
+        while True:
+            with queue_lock:
+                u = next(queue, None)
+            if u is None:
+                break
+            p = _prepare_unit(checked[u], config, geo, pool)
+            triggers[u], thresholds[u] = p.triggers, p.thresholds
+            counter.add(_rows_of(u, p, geo))  # device calls start while later units are prepared
+        counter.result(counts)
+
+    futures = [_executor().submit(work) for _ in range(n_threads - 1)]
+    try:
+        work()
+    finally:
+        for f in futures:
+            f.result()
+    acg = _normalise(counts, triggers, 0 if positive_lags_only else geo.half)
     return acg, thresholds
 
 
