@@ -1,11 +1,18 @@
 """Benchmark of the 3D ACG and of whole-file feature extraction.
 
 On the same spike trains in one run: ours (host numpy + JAX) vs npyx 4.3.1 (run in the oracle
-environment, timed inside that process) -- 100 units (~3 M spikes) and single units of 1e3..1e7
-spikes; SpikeInterface's ``acgs_3d`` when importable. Then a local 500-unit NWB session: whole-file
-feature extraction vs the time h5py takes to read its spike times and waveforms.
+environment, timed inside that process) vs SpikeInterface's ``compute_acgs_3d`` (the ``acgs_3d``
+extension; run in its own benchmark-only environment, see benchmarks/requirements-si.txt, timed
+inside that process) -- 100 units (~3 M spikes) and single units of 1e3..1e7 spikes. Then a local
+500-unit NWB session: whole-file feature extraction vs the time h5py takes to read its spike times
+and waveforms.
 
-    python benchmarks/bench_features.py [--oracle PYTHON] [--quick]
+    python benchmarks/bench_features.py [--oracle PYTHON] [--si-python PYTHON] [--si-n-jobs N] [--quick]
+
+SpikeInterface is not a dependency of this package; make its environment with
+
+    python -m venv ~/.cache/nwb-celltype/si-venv
+    ~/.cache/nwb-celltype/si-venv/bin/pip install -r benchmarks/requirements-si.txt
 
 Prints µs per spike, compile time (separately) and speed-up ratios.
 """
@@ -36,6 +43,39 @@ for k in d.files:
     _, a = c.crosscorr_vs_firing_rate(t, t, 2000, 1)
     c.convert_acg_log(a, 1, 2000)
     res[k] = time.perf_counter() - t0
+print(json.dumps(res))
+"""
+
+# SpikeInterface's 3D ACG at C4 settings (2000 ms window, 1 ms bins, 10 firing-rate quantiles,
+# 250 ms boxcar) on a NumpySorting of the trains in samples at 30 kHz. Its output is the linear
+# ACG over all lags, P(spike in lag bin | trigger spike), lag 0 zeroed -- no log conversion.
+# It has no numba: a python loop per spike; the first call (warm-up) is timed separately anyway.
+SI_SCRIPT = """
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+import spikeinterface
+from spikeinterface.core import NumpySorting
+from spikeinterface.postprocessing import compute_acgs_3d
+res = {"version": spikeinterface.__version__, "import_s": time.perf_counter() - t0, "times": {}}
+cfg = json.loads(sys.argv[2])
+d = np.load(sys.argv[1])
+kw = dict(window_ms=2000.0, bin_ms=1.0, num_firing_rate_quantiles=10, smoothing_factor=250,
+          n_jobs=cfg["n_jobs"], progress_bar=False)
+rng = np.random.default_rng(0)
+w = {"w": np.round(np.cumsum(rng.exponential(1 / 20, 1000)) * 30000).astype(np.int64)}
+for key in ("warmup_first_s", "warmup_second_s"):
+    ws = NumpySorting.from_unit_dict([w], 30000.0)
+    t0 = time.perf_counter()
+    compute_acgs_3d(ws, **kw)
+    res[key] = time.perf_counter() - t0
+for name, keys in cfg["groups"].items():
+    sorting = NumpySorting.from_unit_dict([{k: d[k] for k in keys}], 30000.0)
+    t0 = time.perf_counter()
+    acg, _, _ = compute_acgs_3d(sorting, **kw)
+    res["times"][name] = time.perf_counter() - t0
+    if name == cfg.get("save"):
+        np.save(cfg["out"], acg)
 print(json.dumps(res))
 """
 
@@ -85,6 +125,64 @@ def time_npyx(python: str, arrays: dict[str, np.ndarray]) -> dict[str, float] | 
             print("npyx failed:", proc.stderr[-2000:], file=sys.stderr)
             return None
         return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def default_si_python() -> str | None:
+    env = os.environ.get("NWB_CELLTYPE_SI_PYTHON")
+    if env:
+        return env
+    venv = Path.home() / ".cache/nwb-celltype/si-venv/bin/python"
+    return str(venv) if venv.exists() else None
+
+
+def time_si(
+    python: str, groups: dict[str, list[np.ndarray]], n_jobs: int = 1, save: str | None = None
+) -> tuple[dict, np.ndarray | None] | None:
+    """Run SpikeInterface's compute_acgs_3d in its own process: one call (one NumpySorting) per
+    group of trains (seconds, converted to samples at 30 kHz). Returns its JSON (version, import
+    and warm-up times, seconds per group) and the ACGs of group ``save``."""
+    arrays, cfg_groups = {}, {}
+    for name, trains in groups.items():
+        keys = []
+        for i, t in enumerate(trains):
+            keys.append(f"{name}_{i}")
+            arrays[keys[-1]] = np.round(t * 30000).astype(np.int64)
+        cfg_groups[name] = keys
+    with tempfile.TemporaryDirectory() as d:
+        inp = Path(d) / "in.npz"
+        np.savez(inp, **arrays)
+        out = Path(d) / "acg.npy"
+        cfg = {"groups": cfg_groups, "n_jobs": n_jobs, "save": save, "out": str(out)}
+        script = Path(d) / "run_si.py"
+        script.write_text(SI_SCRIPT)
+        proc = subprocess.run(
+            [python, str(script), str(inp), json.dumps(cfg)], capture_output=True, text=True, cwd=d
+        )
+        if proc.returncode != 0:
+            print("spikeinterface failed:", proc.stderr[-2000:], file=sys.stderr)
+            return None
+        acg = np.load(out) if save is not None and out.exists() else None
+        return json.loads(proc.stdout.strip().splitlines()[-1]), acg
+
+
+def compare_with_si(train: np.ndarray, si_acg: np.ndarray) -> str:
+    """Ours (all lags) vs SpikeInterface's linear 3D ACG of one unit: both are P(spike in lag bin |
+    trigger spike) with rows by firing-rate quantile and lag 0 zeroed, so no rescaling is needed.
+    The two define the instantaneous rate and its quantiles differently, so they are not expected
+    to agree bin for bin."""
+    from nwb_celltype.features.acg import compute_acg_3d_batch
+
+    ours = compute_acg_3d_batch([train])[0][0]
+    si = np.asarray(si_acg)[0]
+    if ours.shape != si.shape:
+        return f"shapes differ: ours {ours.shape}, spikeinterface {si.shape}"
+    r = np.corrcoef(ours.ravel(), si.ravel())[0, 1]
+    r_mean = np.corrcoef(ours.mean(0), si.mean(0))[0, 1]
+    return (
+        f"shape {ours.shape}; max |ours - SI| = {np.abs(ours - si).max():.2e} "
+        f"(peak of ours {ours.max():.2e}); Pearson r {r:.6f} over all bins, "
+        f"{r_mean:.6f} for the rate-averaged ACG"
+    )
 
 
 def write_session(path: Path, n_units: int, duration: float, seed: int) -> int:
@@ -140,6 +238,13 @@ def main() -> None:
         "--oracle",
         default=os.environ.get("NWB_CELLTYPE_ORACLE_PYTHON", "/work/main/.venv-oracle/bin/python"),
     )
+    ap.add_argument(
+        "--si-python",
+        default=default_si_python(),
+        help="python of an environment with spikeinterface (benchmarks/requirements-si.txt); default: "
+        "$NWB_CELLTYPE_SI_PYTHON, else ~/.cache/nwb-celltype/si-venv/bin/python if it exists",
+    )
+    ap.add_argument("--si-n-jobs", type=int, default=1, help="n_jobs for compute_acgs_3d (default 1)")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     from nwb_celltype.features import acg
@@ -181,12 +286,36 @@ def main() -> None:
             )
     else:
         print(f"  npyx   : skipped (no oracle python at {args.oracle})")
-    try:
-        import spikeinterface  # noqa: F401
-
-        print("  spikeinterface: importable but not benchmarked here")
-    except ImportError:
-        print("  spikeinterface acgs_3d: skipped (spikeinterface not installed)")
+    have_si = bool(args.si_python) and Path(args.si_python).exists()
+    si_single: dict[str, float] = {}
+    si_compare = None
+    if have_si:
+        groups = {"pop": pop} | {f"n{n}": [t] for n, t in singles.items() if n <= 10**6}
+        cmp_n = 10**5 if 10**5 in singles else min(singles)
+        out = time_si(args.si_python, groups, n_jobs=args.si_n_jobs, save=f"n{cmp_n}")
+        if out:
+            res, si_acg = out
+            si_pop = res["times"]["pop"]
+            si_single = res["times"]
+            print(
+                f"  spikeinterface {res['version']} compute_acgs_3d (n_jobs={args.si_n_jobs}, linear "
+                f"ACG, all lags, no log conversion): {si_pop:.2f} s = {si_pop / n_pop * 1e6:.2f} us/spike"
+            )
+            print(
+                f"    (import {res['import_s']:.2f} s; no numba: warm-up call on 1000 spikes "
+                f"{res['warmup_first_s'] * 1e3:.1f} ms first, {res['warmup_second_s'] * 1e3:.1f} ms second)"
+            )
+            print(
+                f"  speed-up vs spikeinterface: {si_pop / warm_all:.1f}x (all lags), {si_pop / warm:.1f}x "
+                f"(lags >= 0; {si_pop / med:.1f}x on the median call)"
+            )
+            if si_acg is not None:
+                si_compare = (cmp_n, compare_with_si(singles[cmp_n], si_acg))
+    else:
+        print(
+            "  spikeinterface acgs_3d: skipped (no --si-python / NWB_CELLTYPE_SI_PYTHON, and no "
+            "~/.cache/nwb-celltype/si-venv; see benchmarks/requirements-si.txt)"
+        )
 
     print("\nsingle units (ours: lags >= 0)")
     for n, t in singles.items():
@@ -198,7 +327,14 @@ def main() -> None:
                 line += f"; npyx {res['u']:.2f} s ({res['u'] / n * 1e6:.2f} us/spike); {res['u'] / warm:.1f}x"
         elif n > 10**6:
             line += "; npyx not run (would take minutes)"
+        if f"n{n}" in si_single:
+            ts = si_single[f"n{n}"]
+            line += f"; spikeinterface {ts:.2f} s ({ts / n * 1e6:.2f} us/spike); {ts / warm:.1f}x"
+        elif have_si and n > 10**6:
+            line += "; spikeinterface not run (would take minutes)"
         print(line)
+    if si_compare:
+        print(f"  ours (all lags) vs spikeinterface, {si_compare[0]}-spike unit: {si_compare[1]}")
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "session.nwb"
