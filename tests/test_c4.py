@@ -208,6 +208,21 @@ def test_probit_reduces_to_softmax_without_variance():
     )
 
 
+def _feature_set(bundle, acg, wvf, layer) -> FeatureSet:
+    """C4-shaped inputs as the FeatureSet that ``predict_cell_types`` takes."""
+    n = len(acg)
+    return FeatureSet(
+        unit_ids=np.arange(n),
+        acg=acg,
+        waveform=wvf,
+        layer=layer,
+        stats={},
+        usable=np.ones(n, bool),
+        reasons=np.full(n, "", dtype=object),
+        config=bundle.feature_config,
+    )
+
+
 @pytest.mark.parametrize(
     ("mutate", "match"),
     [
@@ -291,16 +306,7 @@ def test_import_predict_matches_unbatched_dense_reference(tmp_path, variant, k, 
     )
 
     # the generic entry point dispatches C4 bundles to the same computation
-    fs = FeatureSet(
-        unit_ids=np.arange(40),
-        acg=acg,
-        waveform=wvf,
-        layer=layer,
-        stats={},
-        usable=np.ones(40, bool),
-        reasons=np.full(40, "", dtype=object),
-        config=bundle.feature_config,
-    )
+    fs = _feature_set(bundle, acg, wvf, layer)
     preds = predict_cell_types(bundle, fs)
     np.testing.assert_allclose(preds.probabilities, pred.probabilities, atol=1e-6)
     assert np.array_equal(preds.votes, pred.votes)
@@ -333,16 +339,7 @@ def test_float64_prediction_matches_float64_reference(tmp_path, k, use_layer):
     ref_p = np.stack(ref_p)
     np.testing.assert_allclose(pred.probabilities, ref_p.mean(0), rtol=0, atol=1e-10)
     assert np.array_equal(pred.votes, np.stack([(ref_p.argmax(2) == c).sum(0) for c in range(k)], axis=1))
-    fs = FeatureSet(
-        unit_ids=np.arange(30),
-        acg=acg64,
-        waveform=wvf,
-        layer=layer,
-        stats={},
-        usable=np.ones(30, bool),
-        reasons=np.full(30, "", dtype=object),
-        config=bundle.feature_config,
-    )
+    fs = _feature_set(bundle, acg64, wvf, layer)
     preds = predict_cell_types(bundle, fs, dtype=torch.float64)
     np.testing.assert_allclose(preds.probabilities, pred.probabilities, rtol=0, atol=1e-12)
     assert list(preds.labels) == list(pred.labels)
