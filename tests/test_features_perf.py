@@ -149,8 +149,11 @@ def test_many_small_units_fill_calls_by_rows(monkeypatch):
         np.testing.assert_array_equal(got[i], reference_acg_3d(trains[i]))
 
 
-def test_count_at_most_equals_searchsorted():
-    # the table-accelerated search of the rate integral gives numpy's searchsorted, exactly
+@pytest.mark.parametrize("steps", [0, 1, 2, 5])
+def test_count_at_most_equals_searchsorted(monkeypatch, steps):
+    # the table-accelerated search of the rate integral gives numpy's searchsorted, exactly,
+    # whether the table's steps cover every cell or a binary search finishes the fullest ones
+    monkeypatch.setattr(acg_mod, "_COUNT_STEPS", steps)
     rng = np.random.default_rng(12)
     for trial in range(60):
         n = int(rng.integers(2, 3000)) if trial % 2 else int(rng.integers(2048, 6000))
@@ -161,5 +164,25 @@ def test_count_at_most_equals_searchsorted():
         n_bins = int(m[-1]) + 1 + int(rng.integers(0, 500))
         x = np.concatenate([rng.integers(0, n_bins + 1, 400), m, m + 1, [0, n_bins]])
         x = np.clip(x, 0, n_bins)
-        got = acg_mod._CountAtMost(m, n_bins)(x)
+        got = acg_mod._CountAtMost(np.append(m, np.iinfo(np.int64).max), n_bins)(x)
         np.testing.assert_array_equal(got, np.searchsorted(m, x, side="right"))
+
+
+def test_merge_sorted_equals_sort():
+    # re-sorting only the changed span of the sorted rates gives np.sort of the updated rates
+    rng = np.random.default_rng(13)
+    for trial in range(200):
+        n = int(rng.integers(1, 9000))
+        x = np.round(rng.exponential(10, n), int(rng.integers(0, 3)))  # many equal values
+        order = np.argsort(x, kind="stable")
+        sorted_x = x[order]
+        k = int(rng.integers(1, min(n, 40) + 1))
+        if trial % 2:  # a few neighbouring sorted positions (the usual case: one tie group)
+            start = int(rng.integers(0, n - k + 1))
+            removed = np.arange(start, start + k)
+        else:  # anywhere (a span too long: the whole-array merge)
+            removed = np.sort(rng.choice(n, k, replace=False))
+        y = x.copy()
+        y[order[removed]] += rng.normal(0, 1e-9 if trial % 3 else 5.0, k)
+        got = acg_mod._merge_sorted(sorted_x.copy(), removed, np.sort(y[order[removed]]), y)
+        np.testing.assert_array_equal(got, np.sort(y))
