@@ -54,6 +54,12 @@ class _FinalNotFoundError(SourceNotFoundError, _RemfilePermanent):  # type: igno
     """A 404/410 from the server; remfile must not retry it."""
 
 
+def chunk_key(url: str, chunk_bytes: int, index: int) -> str:
+    """Disk-cache key of remfile chunk ``index`` (``chunk_bytes`` long) of ``url``: remfile's own
+    layout, which :class:`BoundedDiskCache` maps onto the file's stable identity."""
+    return f"{url}|{chunk_bytes}|{index}"
+
+
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """The cache directory: ``cache_dir``, else ``$NWB_CELLTYPE_CACHE_DIR``, else
     ``~/.cache/nwb-celltype/remote``."""
@@ -400,6 +406,16 @@ class _Spill:
     def covers(self, start: int, stop: int) -> bool:
         return any(a <= start and stop <= b for a, b in self.ranges)
 
+    def add(self, start: int, stop: int) -> None:
+        """Record that bytes ``start:stop`` are in the file (ranges kept sorted and merged)."""
+        merged: list[list[int]] = []
+        for a, b in sorted([*self.ranges, (start, stop)]):
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        self.ranges = [(a, b) for a, b in merged]
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
@@ -467,7 +483,7 @@ class GuardedFile:
         if i in rf._chunks:
             return True
         cache = rf._disk_cache
-        if isinstance(cache, BoundedDiskCache) and cache._file(f"{rf._url}|{step}|{i}").exists():
+        if isinstance(cache, BoundedDiskCache) and cache._file(chunk_key(rf._url, step, i)).exists():
             return True
         return self._spill is not None and self._spill.covers(i * step, min((i + 1) * step, rf.length))
 
@@ -539,17 +555,10 @@ class GuardedFile:
                 continue
             data = rf._chunks.get(i)
             if data is None and isinstance(cache, BoundedDiskCache):
-                data = cache.get(f"{rf._url}|{step}|{i}")
+                data = cache.get(chunk_key(rf._url, step, i))
             if data is not None and len(data) == b - a:
                 os.pwrite(spill.fd, data, a)
-                spill.ranges.append((a, b))
-        merged: list[list[int]] = []
-        for a, b in sorted(spill.ranges):
-            if merged and a <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], b)
-            else:
-                merged.append([a, b])
-        spill.ranges = [(a, b) for a, b in merged]
+                spill.add(a, b)
 
     def _fetch_span(self, start: int, stop: int) -> None:
         """One streamed GET of ``start:stop`` into the spill file; a connection that is cut or
@@ -596,11 +605,11 @@ class GuardedFile:
                         and isinstance(cache, BoundedDiskCache)
                         and (len(piece) == step or pos + len(piece) == rf.length)
                     ):
-                        cache.set(f"{rf._url}|{step}|{i}", piece)
+                        cache.set(chunk_key(rf._url, step, i), piece)
                     pos += len(piece)
             finally:
                 resp.close()
-        self._spill.ranges.append((start, stop))
+        self._spill.add(start, stop)
 
     def prefetch(self, start: int, stop: int) -> list[int]:
         """Load bytes ``start:stop`` in as few requests as remfile allows (one up to its maximum
@@ -666,7 +675,7 @@ class GuardedFile:
             rf._chunk_indices.append(i)
             cache = rf._disk_cache
             if cache is not None:
-                cache.set(f"{rf._url}|{size}|{i}", piece)
+                cache.set(chunk_key(rf._url, size, i), piece)
 
     def seek(self, offset: int, whence: int = 0) -> int:
         self._rf.seek(offset, whence)

@@ -21,6 +21,7 @@ from ._remote import (
     BoundedSession,
     GuardedFile,
     cache_root,
+    chunk_key,
     open_remfile,
     probe_url,
 )
@@ -278,7 +279,7 @@ def open_source(
     if cache is not None:
         cache.identity = identity
     if spec.kind == "dandi" and (
-        cache is None or not cache._file(f"{info.url}|{min_chunk_bytes}|0").exists()
+        cache is None or not cache._file(chunk_key(info.url, min_chunk_bytes, 0)).exists()
     ):
         # the head and the tail in one round trip (opening an HDF5 file reads both first)
         size, _etag, first, last = probe_url(session, info.url, min_chunk_bytes, 2 * min_chunk_bytes)

@@ -316,18 +316,11 @@ def _bounds(index: np.ndarray, r0: int, r1: int) -> tuple[int, int]:
     return (int(index[r0 - 1]) if r0 > 0 else 0), int(index[r1 - 1])
 
 
-def _peak(w: np.ndarray) -> tuple[int, int]:
-    """(peak channel, sign) of a (samples, channels) waveform: the channel with the largest
-    peak-to-peak amplitude; the sign of its largest deviation from its median."""
-    ptp = np.nanmax(w, axis=0) - np.nanmin(w, axis=0)
-    ch = int(np.nanargmax(ptp))
-    x = w[:, ch] - np.nanmedian(w[:, ch])
-    return ch, (1 if np.nanmax(x) > -np.nanmin(x) else -1)
-
-
 def _peaks(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_has_wave` and :func:`_peak` of a stack of (samples, channels) waveforms at once:
-    (has a waveform, peak channel, sign) per unit; channel and sign are 0 where there is none."""
+    """Peak channel of a stack of (samples, channels) waveforms: (has a waveform -- some finite,
+    non-zero value --, peak channel, sign) per unit. The peak channel has the largest
+    peak-to-peak amplitude; the sign is that of its largest deviation from its median. Channel and
+    sign are 0 where there is no waveform."""
     m = len(w)
     finite = np.isfinite(w)
     with warnings.catch_warnings():  # all-NaN channels and units are expected here
@@ -339,10 +332,6 @@ def _peaks(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x = x - np.nanmedian(x, axis=1, keepdims=True)
         sign = np.where(np.nanmax(x, axis=1) > -np.nanmin(x, axis=1), 1, -1).astype(np.int8)
     return has, np.where(has, ch, 0), np.where(has, sign, 0).astype(np.int8)
-
-
-def _has_wave(w: np.ndarray) -> bool:
-    return w.size > 0 and bool(np.isfinite(w).any()) and bool(np.nanmax(np.abs(w)) > 0)
 
 
 def read_units(
@@ -551,17 +540,17 @@ def _read_batch(lay: _Layout, rows: np.ndarray, prefetch) -> UnitsBatch:
             good = np.flatnonzero(has)
             peak[good], sign[good] = ch[good], sg[good]
             waves[good] = stack[good, :, ch[good]]
-        else:
+        else:  # ragged channels or lengths: unit by unit
             for i, w in enumerate(per_unit):
-                if not _has_wave(w):
+                has, ch, sg = _peaks(w[None]) if w.size else (np.zeros(1, bool), None, None)
+                if not has[0]:
                     reasons[i].append("no waveform")
                     continue
                 if w.shape[0] != n_samples:
                     reasons[i].append(f"waveform has {w.shape[0]} samples, others {n_samples}")
                     continue
-                ch, sg = _peak(w)
-                peak[i], sign[i] = ch, sg
-                waves[i] = w[:, ch]
+                peak[i], sign[i] = ch[0], sg[0]
+                waves[i] = w[:, ch[0]]
 
     # layers
     if lay.layers_all is not None:

@@ -424,11 +424,6 @@ class EnsembleCNN(nn.Module):
     def _pool(self, x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
         return F.avg_pool2d(x, kernel) if self.pool == "avg" else F.max_pool2d(x, kernel)
 
-    @staticmethod
-    def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        # x (M, n, i), w (M, o, i), b (M, o) -> (M, n, o)
-        return torch.baddbmm(b[:, None, :], x, w.transpose(1, 2))
-
     def _acg_convs(self, x: torch.Tensor) -> torch.Tensor:
         # reference path (max pooling): grouped convolutions, (n, M*16, 1, 23) after batchnorm2
         m = self.n_encoders
