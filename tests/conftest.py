@@ -61,3 +61,15 @@ def oracle(tmp_path_factory) -> Oracle:
     if check.returncode != 0:
         pytest.skip(f"npyx does not import in {python}: {check.stderr.decode()[-500:]}")
     return Oracle(python, tmp_path_factory.mktemp("oracle"))
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """torch single-threaded for a test module: tiny networks gain nothing from intra-op threads,
+    which only add contention on a shared 2-core machine (use via ``pytest.mark.usefixtures``)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -9,13 +9,7 @@ import nwb_celltype.model.network as network
 from nwb_celltype.errors import ModelMismatchError
 from nwb_celltype.model.network import CNNCerebellum, EnsembleCNN
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _members(m: int, *, use_layer: bool, pool: str, seed: int) -> list[dict[str, torch.Tensor]]:

@@ -16,14 +16,7 @@ from nwb_celltype.model.network import (
     expected_state_shapes,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny networks: intra-op threads only add contention on a shared 2-core machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _warm(net: CNNCerebellum, seed: int) -> CNNCerebellum:

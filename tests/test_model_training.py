@@ -35,12 +35,7 @@ FAST = TrainConfig(vae_epochs=10, head_epochs=8, folds=3, repeats=1, vae_batch_s
 COUNTS = {"GoC": 8, "MLI": 8, "MFB": 8, "PkC_ss": 8, "PkC_cs": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
