@@ -160,9 +160,10 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None):
     Returns (_UnitsSummary, FeatureSet, read_s, features_s)."""
     from tqdm.auto import tqdm
 
-    from .features import extract_features
-    from .features.config import FeatureSet
+    from .features.families import family_of
     from .io import read_units
+
+    family = family_of(bundle)  # the feature family the model declares
 
     sets, ids, indices, counts, layers, waves = [], [], [], [], [], []
     problems: dict[int, str] = {}
@@ -192,7 +193,7 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None):
         for uid, reason in (batch.extra.get("problems") or {}).items():
             problems[int(uid)] = reason
         t0 = time.perf_counter()
-        sets.append(extract_features(batch, bundle.feature_config))
+        sets.append(family.extract_features(batch, bundle.feature_config))
         t_feat += time.perf_counter() - t0
         bar.update(len(batch))
     bar.close()
@@ -210,7 +211,7 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None):
         waveform_rate_hz=rate,
         problems=problems,
     )
-    return summary, FeatureSet.concatenate(sets), t_read, t_feat
+    return summary, family.concatenate(sets), t_read, t_feat
 
 
 def _write_tables(
@@ -235,6 +236,7 @@ def _write_tables(
         parameters={
             "model_name": str(bundle.name),
             "bundle_sha256": bundle.sha256,
+            "feature_family": str(getattr(bundle, "feature_family", "c4-3d")),
             "call": call,
             "precision": precision,
             "skipped_units": skipped,

@@ -348,3 +348,74 @@ def extract_discharge_features(
         reasons=np.array(["; ".join(dict.fromkeys(r)) for r in reasons], dtype=object),
         config=config,
     )
+
+
+# ---------------------------------------------------------------------------------------- files
+
+#: version of the saved-features layout of this family
+FILE_FORMAT_VERSION = "1"
+
+
+def save_discharge_features(path, fs: DischargeFeatureSet):
+    """Write ``fs`` to ``path`` (``.npz``, compressed, no pickles): the arrays of
+    :attr:`DischargeFeatureSet.ARRAYS`, ``reasons`` and ``labels`` (unicode; ``labels`` only when
+    known), ``family``, ``config_json``, ``config_sha256``, ``meta_json``, ``format_version``."""
+    from pathlib import Path
+
+    from ..errors import OutputError
+
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    if not path.parent.exists():
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist; create it first.")
+    arrays = {k: np.asarray(getattr(fs, k)) for k in fs.ARRAYS}
+    arrays["reasons"] = np.asarray([str(r) for r in fs.reasons], dtype=str).reshape(len(fs))
+    if fs.labels is not None:
+        arrays["labels"] = np.asarray([str(r) for r in fs.labels], dtype=str).reshape(len(fs))
+    arrays.update(
+        family=np.array(FAMILY),
+        config_json=np.array(fs.config.to_json()),
+        config_sha256=np.array(fs.config.sha256),
+        meta_json=np.array(json.dumps(fs.meta, default=str)),
+        format_version=np.array(FILE_FORMAT_VERSION),
+    )
+    try:
+        np.savez_compressed(path, **arrays)
+    except OSError as exc:
+        raise OutputError(f"cannot write features to {path}: {exc}") from exc
+    return path
+
+
+def load_discharge_features(path) -> DischargeFeatureSet:
+    """Read a file written by :func:`save_discharge_features` (checks family, version, hash)."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise FeatureError(f"{path} is not a features file (.npz without pickles): {exc}") from exc
+    if str(d.get("family", "")) != FAMILY:
+        raise FeatureError(
+            f"{path} holds features of family {str(d.get('family', 'c4-3d'))!r}, not {FAMILY!r}."
+        )
+    if str(d.get("format_version", "")) != FILE_FORMAT_VERSION:
+        raise FeatureError(
+            f"{path} has {FAMILY} file format {str(d.get('format_version'))!r}; this nwb-celltype reads "
+            f"{FILE_FORMAT_VERSION!r}: recompute the features with this version."
+        )
+    missing = {*DischargeFeatureSet.ARRAYS, "reasons", "config_json"} - set(d)
+    if missing:
+        raise FeatureError(f"{path} lacks {sorted(missing)}: not written by save_discharge_features.")
+    config = DischargeConfig.from_json(str(d["config_json"]))
+    if "config_sha256" in d and str(d["config_sha256"]) != config.sha256:
+        raise FeatureError(f"{path}: stored configuration hash does not match its JSON; the file is corrupt.")
+    return DischargeFeatureSet(
+        **{k: d[k] for k in DischargeFeatureSet.ARRAYS},
+        reasons=d["reasons"].astype(object),
+        labels=d["labels"].astype(object) if "labels" in d else None,
+        meta=json.loads(str(d.get("meta_json", "{}"))),
+        config=config,
+    )

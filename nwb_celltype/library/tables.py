@@ -319,3 +319,107 @@ def write_feature_tables(folder: str | Path, fs: DischargeFeatureSet, dataset: d
     d["waveform_rate_hz"] = cfg.waveform_rate_hz
     (folder / "dataset.json").write_text(json.dumps(d, indent=1), encoding="utf-8")
     return folder
+
+
+def evidence_type_of(dataset: dict) -> str:
+    """Evidence type (``vocabulary.EVIDENCE_TYPES``) from a table's ``dataset.json`` ``labels`` text."""
+    text = str(dataset.get("labels", "")).lower()
+    if "opto" in text:
+        return "optotagging"
+    if "expert" in text:
+        return "expert"
+    if "pharmac" in text:
+        return "pharmacology"
+    return "other"
+
+
+def table_label_records(folder: str | Path, library: str = "", where: str = "") -> list[dict]:
+    """One record per labelled row (label, evidence_type, lab, species, library, file, unit_id), the
+    shape :func:`~.stats.library_stats` collects from NWB ground-truth tables."""
+    info = inspect_tables(folder)
+    labels, _ = _read_labels(info.path)
+    etype = evidence_type_of(info.dataset)
+    return [
+        {
+            "label": str(lab),
+            "evidence_type": etype,
+            "lab": info.lab,
+            "species": info.species,
+            "library": library,
+            "subject": "",
+            "file": where or str(folder),
+            "unit_id": i,
+        }
+        for i, lab in enumerate(labels)
+        if lab != UNLABELLED
+    ]
+
+
+def table_training_labels(fs: DischargeFeatureSet) -> dict:
+    """Labels + evidence of a table folder's rows in the form the training-set loader keeps for NWB
+    files (``""`` for unlabelled rows)."""
+    n = len(fs)
+    labels = ["" if x == UNLABELLED else str(x) for x in fs.labels]
+    etype = evidence_type_of(fs.meta)
+    ev = {
+        "evidence_type": [etype if x else "" for x in labels],
+        "evidence_text": [str(fs.meta.get("labels", "")) if x else "" for x in labels],
+        "labelled_by": [str(fs.meta.get("lab", "")) if x else "" for x in labels],
+        "labelled_at": [""] * n,
+        "annotation": ["tables" if x else "" for x in labels],
+    }
+    return {"labels": labels, "evidence": ev, "tables": ["tables"]}
+
+
+def import_tables(
+    folders,
+    manifest: str | Path | None = None,
+    *,
+    name: str | None = None,
+    description: str = "",
+):
+    """Check table folders (full read: layout, aligned rows, labels, numbers) and list them in a
+    library manifest, with their content hashes, so that they join ``library stats``, ``validate``,
+    ``merge`` and ``train`` like NWB files.
+
+    Parameters
+    ----------
+    folders : path or sequence of paths
+        Table folders (layout in this module's docstring).
+    manifest : path, optional
+        Manifest to create, or to add the folders to if it exists (a folder already listed is
+        updated). Without it, the manifest is returned but not saved.
+    name : str, optional
+        Library name of a new manifest (default: the manifest's stem, or the first folder's name).
+
+    Returns
+    -------
+    (Manifest, list of TableInfo)
+    """
+    import os
+
+    from .manifest import LibraryEntry, Manifest, load_manifest
+
+    if isinstance(folders, (str, Path)):
+        folders = [folders]
+    infos = []
+    for f in folders:
+        fs = read_feature_tables(f)  # raises a LibraryError that names the problem
+        infos.append(inspect_tables(f))
+        logger.info("%s: %d units (%d with ACG/ISI)", f, len(fs), int(fs.has_discharge.sum()))
+    mpath = Path(manifest) if manifest is not None else None
+    if mpath is not None and mpath.exists():
+        m = load_manifest(mpath)
+    else:
+        default = mpath.stem if mpath is not None else Path(str(folders[0])).name
+        root = mpath.parent.resolve() if mpath is not None else Path.cwd().resolve()
+        m = Manifest(name=name or default, entries=[], description=description, root=root)
+    for info in infos:
+        rel = os.path.relpath(info.path.resolve(), m.root)
+        m.entries = [
+            e for e in m.entries if not (e.is_tables and (m.root / e.tables).resolve() == info.path.resolve())
+        ]
+        m.entries.append(LibraryEntry(tables=rel, sha256=info.sha256, library=m.name))
+    if mpath is not None:
+        m.save(mpath)
+    return m, infos

@@ -92,6 +92,10 @@ class ModelBundle:
         return self._feature_config
 
     @property
+    def feature_family(self) -> str:
+        return str(self.card.get("feature_family", "c4-3d"))
+
+    @property
     def name(self) -> str:
         return self.card["name"]
 
@@ -400,6 +404,8 @@ def load_bundle(
         card = json.loads(card_path.read_text())
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read the model card {card_path}: {exc}") from exc
+    if not isinstance(card, dict):
+        raise ModelError(f"{card_path} must hold a JSON object (the model card), got {type(card).__name__}.")
     if card.get("format") != BUNDLE_FORMAT:
         raise ModelError(f"{card_path} is not an nwb-celltype model card (format={card.get('format')!r}).")
     if int(card.get("format_version", 0)) > BUNDLE_FORMAT_VERSION:
@@ -425,6 +431,17 @@ def load_bundle(
                 f"model card of {path} does not match its recorded sha256 ({got_b[:16]}... != "
                 f"{str(card.get('sha256'))[:16]}...); the card was edited. Re-download or re-train the bundle."
             )
+    if card.get("feature_family", "c4-3d") != "c4-3d":
+        from ..features.families import get_family
+        from .discharge_bundle import load_discharge_bundle
+
+        get_family(card["feature_family"])  # a clear error for families this version does not know
+        if feature_config is not None and feature_config.sha256 != card.get("feature_config_sha256"):
+            raise ModelMismatchError(
+                f"model {card.get('name')} was trained on {card['feature_family']} features with another "
+                "configuration; recompute the features with the bundle's configuration."
+            )
+        return load_discharge_bundle(path, card, tensors).to(device)
     try:
         fc = FeatureConfig.from_dict(card["feature_config"])
     except (TypeError, ValueError, KeyError) as exc:  # any failure here means an unusable card

@@ -49,6 +49,12 @@ class Predictions:
         Copied from the features.
     threshold : float
         Confidence-ratio threshold that was applied.
+    out_of_distribution : (n,) bool or None
+        Units the model abstained on because they resemble no training class (models that check).
+    ood_score : (n,) float64 or None
+        The out-of-distribution score behind it (larger = further from the training units).
+    used_waveform : (n,) bool or None
+        Whether the waveform entered the prediction (False: classified from discharge alone).
     """
 
     classes: tuple[str, ...]
@@ -60,6 +66,9 @@ class Predictions:
     reasons: np.ndarray
     unit_ids: np.ndarray
     threshold: float
+    out_of_distribution: np.ndarray | None = None
+    ood_score: np.ndarray | None = None
+    used_waveform: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -149,6 +158,8 @@ def predict_cell_types(
     ModelError
         ``dtype`` is not float32 or float64.
     """
+    if getattr(bundle, "feature_family", "c4-3d") != "c4-3d":  # another family's own prediction path
+        return bundle.predict(features, threshold=threshold, dtype=dtype)
     from .c4 import resolve_dtype
 
     dtype = resolve_dtype(dtype)
