@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "demo": ".demo:demo",
     "simulate": ".simulate:simulate",
     "features": ".features:features",
+    "predict": ".predict:predict",
     "train": ".train:train",
     "evaluate": ".evaluate:evaluate",
     "annotate": ".annotate:annotate",

@@ -216,3 +216,29 @@ def import_c4h5_cmd(
     if manifest:
         create_manifest(files, name=Path(manifest).stem, root=Path(manifest).parent).save(manifest)
         click.echo(f"manifest: {manifest}")
+
+
+@library.command("import-tables")
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--manifest",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Library manifest (.toml/.json/.yaml) to create, or to add the folders to.",
+)
+@click.option("--name", help="Library name of a new manifest (default: the manifest's file name).")
+def import_tables_cmd(folders, manifest, name):
+    """Check folders of per-unit feature tables (HIPPIE/C4 layout: labels.csv or units.csv, acg.csv,
+    isi_dist.csv, waveforms.csv, dataset.json; docs/library.md) and list them in MANIFEST with their
+    content hashes. They then join `library stats`, `validate`, `merge` and `train` like NWB files
+    (training on tables uses the acg-isi-wave feature family). The data stays where it is."""
+    from ..library.tables import import_tables
+
+    m, infos = import_tables(list(folders), manifest, name=name)
+    for info in infos:
+        parts = ["ACG/ISI" if info.has_acg else "", "waveforms" if info.has_waveforms else ""]
+        click.echo(
+            f"{info.path}: {info.n_units} units ({info.species}, {info.lab}; "
+            f"{' + '.join(p for p in parts if p)}), sha256 {info.sha256[:12]}"
+        )
+    click.echo(f"{manifest}: {len(m)} entries")

@@ -24,6 +24,9 @@ from ..errors import FeatureError
 
 #: family of bundles and feature files that do not name one (written before families existed)
 DEFAULT_FAMILY = "c4-3d"
+#: family of the package's default model (tests check that the shipped model declares it); what
+#: ``nwb-celltype features`` computes when no family or model is given
+DEFAULT_MODEL_FAMILY = "acg-isi-wave"
 
 
 def _resolve(spec: str) -> Callable:

@@ -500,3 +500,40 @@ def load_demo_bundle(*, device: str | torch.device = "cpu") -> ModelBundle:
             "`python benchmarks/make_demo_bundle.py` or reinstall nwb-celltype."
         )
     return load_bundle(path, device=device)
+
+
+#: folder of the default model inside the package (trained on real identified neurons)
+DEFAULT_MODEL_DIR = "default_model"
+
+
+def default_bundle_path() -> Path:
+    """Location of the default model shipped inside the package (trained on real identified units;
+    see its model card and docs/validation.md)."""
+    return Path(str(resources.files("nwb_celltype") / "data" / DEFAULT_MODEL_DIR))
+
+
+def load_default_bundle(*, device: str | torch.device = "cpu"):
+    """The package's default model: the ensemble trained on real, identified cerebellar neurons
+    (``acg-isi-wave`` features; the model card lists the data, protocol and validated numbers)."""
+    path = default_bundle_path()
+    if not (path / CARD_FILE).is_file():
+        raise ModelError(
+            f"the default model is missing from the installation ({path}); rebuild it with "
+            "`python benchmarks/make_real_bundle.py` (docs/validation.md) or reinstall nwb-celltype."
+        )
+    return load_bundle(path, device=device)
+
+
+def resolve_model(model, *, device: str | torch.device = "cpu"):
+    """``(bundle, is_demo)`` for what a user passed as a model: None -> the default model, a path ->
+    :func:`load_bundle`, a loaded bundle -> itself. ``is_demo`` is True for the simulated demo model."""
+    if model is None:
+        return load_default_bundle(device=device), False
+    if isinstance(model, (str, Path)) or hasattr(model, "__fspath__"):
+        path = Path(model)
+        bundle = load_bundle(path, device=device)
+    else:
+        bundle = model
+    return bundle, bool(bundle.card.get("simulated_training_data", False)) or (
+        bundle.path is not None and Path(bundle.path).resolve() == demo_bundle_path().resolve()
+    )
