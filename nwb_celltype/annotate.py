@@ -216,7 +216,7 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None):
 def _write_tables(
     nwbfile, *, bundle, preds, unit_indices, table_name, threshold, source, call, skipped, precision
 ):
-    from .nwb import add_annotations, add_classifier
+    from .nwb import add_annotations, add_classifier, add_units_columns
     from .vocabulary import CELL_ONTOLOGY_IDS
 
     classes = list(bundle.classes)
@@ -245,7 +245,7 @@ def _write_tables(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(),
     )
     ontology = np.array([CELL_ONTOLOGY_IDS.get(str(lbl), "") for lbl in preds.labels], dtype=object)
-    add_annotations(
+    table = add_annotations(
         nwbfile,
         name=table_name,
         units_region=np.asarray(unit_indices, dtype=np.int64),
@@ -261,6 +261,8 @@ def _write_tables(
         classifier=classifier,
         description=f"cell types predicted by {bundle.name} (threshold {threshold})",
     )
+    # the labels where analysis tools look: 1-D Units columns copied from the table
+    add_units_columns(nwbfile, table)
 
 
 def _existing_names(h5path: Path) -> set[str]:
@@ -273,16 +275,18 @@ def _existing_names(h5path: Path) -> set[str]:
         return set(grp.keys()) if grp is not None else set()
 
 
-def _remove_existing(h5path: Path, names: list[str]) -> None:
+def _remove_existing(h5path: Path, names: list[str], table_name: str) -> None:
+    """Delete our tables ``names`` and the Units columns copied from ``table_name`` (--overwrite)."""
     import h5py
 
-    from .nwb import MODULE_NAME
+    from .nwb import MODULE_NAME, remove_units_columns
 
     with h5py.File(h5path, "a") as f:
-        grp = f[f"processing/{MODULE_NAME}"]
+        grp = f.get(f"processing/{MODULE_NAME}")
         for n in names:
-            if n in grp:
+            if grp is not None and n in grp:
                 del grp[n]
+        remove_units_columns(f, table_name)
 
 
 def _append_to_copy(src_path: Path, tmp: Path, write_fn, table_name: str, overwrite: bool) -> None:
@@ -299,8 +303,8 @@ def _append_to_copy(src_path: Path, tmp: Path, write_fn, table_name: str, overwr
             f"{src_path} already holds annotations by this model ({table_name}); pass overwrite=True "
             "(--overwrite) to replace them, or use another model"
         )
-    if clash:
-        _remove_existing(tmp, clash)
+    if overwrite:
+        _remove_existing(tmp, clash, table_name)
     with NWBHDF5IO(str(tmp), mode="a") as io:
         nwbfile = io.read()
         write_fn(nwbfile)
