@@ -12,7 +12,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -314,80 +313,29 @@ def _append_to_copy(src_path: Path, tmp: Path, write_fn, table_name: str, overwr
 
 
 def _write_derived(tmp: Path, src, units: _UnitsSummary, spike_file: Path, write_fn) -> None:
-    """A new NWB file holding the Units rows the annotations refer to (ids, spike times, peak-channel
-    waveforms, layer, source row index) and the source's identity. Spike times come memory-mapped
-    from ``spike_file`` (written while reading), so memory stays bounded by the batch size."""
+    """A new NWB file holding the Units rows the annotations refer to, the source's probe and
+    identity (see :func:`nwb_celltype.nwb.derived_nwbfile`). Spike times come memory-mapped from
+    ``spike_file`` (written while reading), so memory stays bounded by the batch size."""
     from hdmf.backends.hdf5 import H5DataIO
-    from hdmf.common import ElementIdentifiers, VectorData, VectorIndex
-    from pynwb import NWBHDF5IO, NWBFile
-    from pynwb.misc import Units
+    from pynwb import NWBHDF5IO
 
-    srcfile = src.nwbfile
-    info = src.info.to_dict()
-    nwbfile = NWBFile(
-        session_description=f"cell-type annotations of {info.get('asset_path') or info.get('url')}: "
-        + str(srcfile.session_description),
-        identifier=str(uuid.uuid4()),
-        session_start_time=srcfile.session_start_time,
-        session_id=srcfile.session_id,
-        institution=srcfile.institution,
-        lab=srcfile.lab,
-        experimenter=srcfile.experimenter,
-        source_script="nwb-celltype annotate",
-        source_script_file_name="nwb_celltype/annotate.py",
-        notes=f"Derived from {info}",
-    )
-    if srcfile.subject is not None:
-        from pynwb.file import Subject
+    from .nwb import derived_nwbfile
 
-        s = srcfile.subject
-        nwbfile.subject = Subject(
-            subject_id=s.subject_id, species=s.species, sex=s.sex, age=s.age, description=s.description
-        )
     total = int(units.spike_counts.sum())
     data = (
         H5DataIO(np.memmap(spike_file, dtype="<f8", mode="r", shape=(total,)), chunks=(min(total, 1 << 16),))
         if total
         else np.zeros(0, dtype=np.float64)
     )
-    st = VectorData(
-        name="spike_times", description="spike times of each unit, s (from the source)", data=data
-    )
-    cols = [
-        st,
-        VectorIndex(name="spike_times_index", data=np.cumsum(units.spike_counts), target=st),
-        VectorData(
-            name="source_unit_index",
-            description="row index of the unit in the source's Units table",
-            data=units.unit_indices,
-        ),
-        VectorData(
-            name="layer",
-            description="layer of the unit (C4 vocabulary: unknown, GCL, PCL, ML)",
-            data=[str(x) for x in units.layers],
-        ),
-    ]
-    kwargs = {}
-    if units.waveforms is not None:
-        cols.append(
-            VectorData(
-                name="waveform_mean",
-                description="peak-channel mean waveform of each unit (from the source)",
-                data=np.nan_to_num(units.waveforms),
-            )
-        )
-        if units.waveform_rate_hz:
-            kwargs = {
-                "waveform_rate": float(units.waveform_rate_hz),
-                "resolution": 1.0 / units.waveform_rate_hz,
-            }
-    nwbfile.units = Units(
-        name="units",
-        description=f"units of the source ({info.get('asset_path') or info.get('url')}) that the "
-        "cell-type annotations refer to",
-        id=ElementIdentifiers(name="id", data=units.unit_ids),
-        columns=cols,
-        **kwargs,
+    nwbfile = derived_nwbfile(
+        src,
+        unit_ids=units.unit_ids,
+        unit_rows=units.unit_indices,
+        spike_counts=units.spike_counts,
+        spike_data=data,
+        layers=units.layers,
+        waveforms=units.waveforms,
+        waveform_rate_hz=units.waveform_rate_hz,
     )
     write_fn(nwbfile)
     _checkpoint("before-write")

@@ -7,6 +7,7 @@ NWB Inspector checks for these types live in :mod:`nwb_celltype.nwb.inspector_ch
 
 from __future__ import annotations
 
+from ._derived import derived_nwbfile
 from ._namespace import NAMESPACE, load_namespace, namespace_path, spec_dir
 from ._read import AnnotationRecord, read_annotations
 from ._types import CellTypeAnnotations, CellTypeClassifier, CellTypeEvidence
@@ -42,6 +43,7 @@ __all__ = [
     "add_units_columns",
     "column_names",
     "default_software_versions",
+    "derived_nwbfile",
     "get_cell_types_module",
     "load_namespace",
     "namespace_path",
