@@ -118,9 +118,12 @@ def _check_output_path(out: Path, input_path: Path | None) -> None:
 
 
 @contextlib.contextmanager
-def _atomic_target(final: Path):
+def _atomic_target(final: Path, *, keep_mode: bool = False):
     """Yield a temporary path beside ``final``; on success it replaces ``final`` atomically, on
-    any failure (or kill) the final path is untouched and the temporary file is removed."""
+    any failure (or kill) the final path is untouched and the temporary file is removed. The
+    result gets ``final``'s own mode with ``keep_mode`` (in place), else a new file's (umask)."""
+    from ._files import give_mode
+
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp.nwb", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -128,6 +131,7 @@ def _atomic_target(final: Path):
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        give_mode(tmp_path, final if keep_mode else None)
         os.replace(tmp_path, final)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)
@@ -480,7 +484,7 @@ def annotate(
             )
 
         t0 = time.perf_counter()
-        with _atomic_target(final) as tmp:
+        with _atomic_target(final, keep_mode=mode == "in_place") as tmp:
             if mode == "derived":
                 _write_derived(tmp, src, units, spill_path, lambda f: write_fn(f, derived=True))
             else:

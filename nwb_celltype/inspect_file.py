@@ -32,6 +32,19 @@ def load_annotations(path: str | os.PathLike) -> dict:
         raise NotNWBError(f"{p} is not an HDF5 NWB file ({exc})") from exc
 
 
+#: Confidence ratios above this print as ">1000": p(top1)/p(top2) explodes as p(top2) -> 0, and
+#: 228824364466617.25 says no more than "certain" (the files and --json keep the exact value).
+CONFIDENCE_CAP = 1000.0
+
+
+def format_confidence(value: float) -> str:
+    """A confidence ratio for people: two decimals, ``>1000`` above :data:`CONFIDENCE_CAP`, '' for NaN."""
+    value = float(value)
+    if not np.isfinite(value):
+        return "" if np.isnan(value) else f">{CONFIDENCE_CAP:.0f}"
+    return f">{CONFIDENCE_CAP:.0f}" if value > CONFIDENCE_CAP else f"{value:.2f}"
+
+
 def format_annotations(records: dict, *, table: str | None = None, max_rows: int | None = None) -> str:
     """Plain-text rendering: per table, label counts then one row per unit."""
     if not records:
@@ -46,9 +59,13 @@ def format_annotations(records: dict, *, table: str | None = None, max_rows: int
         kinds = sorted(set(map(str, rec.kinds)))
         out.append(f"== {name}  ({', '.join(kinds)}; {len(rec.labels)} units)")
         if clf:
+            params = clf.get("parameters") if isinstance(clf.get("parameters"), dict) else {}
+            bundle = str(params.get("bundle_sha256", ""))[:12]
             out.append(
                 f"   classifier {clf.get('name', '')} version {clf.get('version', '')} "
-                f"sha256 {str(clf.get('weights_sha256', ''))[:12]} threshold {clf.get('threshold', '')}"
+                + (f"bundle sha256 {bundle}, " if bundle else "")
+                + f"weights sha256 {str(clf.get('weights_sha256', ''))[:12]}; "
+                f"threshold {clf.get('threshold', '')}"
             )
         counts = Counter(map(str, rec.labels))
         width = max(len(k) for k in counts)
@@ -64,7 +81,7 @@ def format_annotations(records: dict, *, table: str | None = None, max_rows: int
                 if rec.probabilities is not None
                 else [""] * len(rec.classes)
             )
-            conf = "" if rec.confidence is None else f"{rec.confidence[i]:.2f}"
+            conf = "" if rec.confidence is None else format_confidence(rec.confidence[i])
             rows.append(
                 [
                     str(rec.unit_ids[i]),
@@ -75,12 +92,13 @@ def format_annotations(records: dict, *, table: str | None = None, max_rows: int
                     str(rec.reasons[i]),
                 ]
             )
-        widths = [max(len(h), *(len(r[j]) for r in rows)) if rows else len(h) for j, h in enumerate(header)]
-        out.append("   " + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-        for r in rows:
-            out.append("   " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+        if rows:
+            widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(header)]
+            out.append("   " + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+            for r in rows:
+                out.append("   " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
         if n < len(rec.labels):
-            out.append(f"   ... {len(rec.labels) - n} more rows")
+            out.append(f"   ... {len(rec.labels) - n} more unit rows (--max-rows to show more)")
     return "\n".join(out)
 
 
@@ -152,7 +170,8 @@ def write_report(
                 fig.savefig(out / fname, dpi=80)
                 plt.close(fig)
                 pages.append(
-                    f"<div><h3>unit {int(rec.unit_ids[i])}: {html.escape(str(rec.labels[i]))}</h3>"
+                    f'<div id="unit-{int(rec.unit_ids[i])}"><h3>unit {int(rec.unit_ids[i])}: '
+                    f"{html.escape(str(rec.labels[i]))}</h3>"
                     f'<img src="{fname}" width="900"></div>'
                 )
     counts = Counter(map(str, rec.labels))
@@ -166,9 +185,37 @@ def write_report(
     plt.close(fig)
     index = out / "index.html"
     index.write_text(
-        "<html><head><title>nwb-celltype report</title></head><body>"
+        "<html><head><meta charset='utf-8'><title>nwb-celltype report</title></head><body>"
         f"<h1>{html.escape(str(path))}</h1><h2>{html.escape(name)}</h2>"
         f"<pre>{html.escape(format_annotations({name: rec}, max_rows=0))}</pre>"
-        '<img src="summary.png">' + "".join(pages) + "</body></html>"
+        '<img src="summary.png">' + units_html_table(rec) + "".join(pages) + "</body></html>"
     )
     return index
+
+
+def units_html_table(rec) -> str:
+    """Every unit of an annotation record as an HTML table row: id (linked to its figure, where
+    drawn), label, status, confidence, probability of each class, reason."""
+    head = ["unit id", "label", "status", "confidence", *rec.classes, "reason"]
+    rows = []
+    for i in range(len(rec.labels)):
+        uid = int(rec.unit_ids[i])
+        probs = (
+            [f"{p:.3f}" if np.isfinite(p) else "" for p in rec.probabilities[i]]
+            if rec.probabilities is not None
+            else [""] * len(rec.classes)
+        )
+        conf = "" if rec.confidence is None else format_confidence(rec.confidence[i])
+        cells = [str(rec.labels[i]), str(rec.status[i]), conf, *probs, str(rec.reasons[i])]
+        rows.append(
+            f'<tr><td><a href="#unit-{uid}">{uid}</a></td>'
+            + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+            + "</tr>"
+        )
+    return (
+        '<table border="1" cellspacing="0" cellpadding="3"><thead><tr>'
+        + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )

@@ -5,20 +5,36 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 
 import click
 
 
+def json_safe(obj):
+    """``obj`` with NaN and infinities replaced by None (JSON has no NaN: ``json.dumps`` would write
+    the invalid token ``NaN``) and numpy scalars / arrays turned into Python values."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return json_safe(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def print_json(obj) -> None:
-    """Print ``obj`` as JSON on stdout (numpy scalars and paths converted)."""
-    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    """Print ``obj`` as strict JSON on stdout (NaN -> null; numpy values and paths converted)."""
+    click.echo(json.dumps(json_safe(obj), indent=2, sort_keys=True, default=str, allow_nan=False))
 
 
 def format_summary(result) -> str:
     """Human-readable summary of an :class:`~nwb_celltype.annotate.AnnotationResult`."""
     lines = [
         f"annotated {result.n_units} units -> {result.output_path} ({result.mode})",
-        f"model: {result.model['name']} {result.model['version']} (sha256 {result.model['sha256'][:12]})"
+        f"model: {result.model['name']} {result.model['version']} "
+        f"(bundle sha256 {result.model['sha256'][:12]})"
         + (
             "  [DEMO model trained on simulated data: not for scientific conclusions]"
             if result.demo_model

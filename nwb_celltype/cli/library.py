@@ -23,6 +23,14 @@ def library() -> None:
 )
 @click.option("--column", help="Take labels from this existing Units column instead (e.g. cell_type).")
 @click.option(
+    "--unit-column",
+    help="Column of the --labels table holding unit ids (default: unit_id, id, cluster_id or unit).",
+)
+@click.option(
+    "--label-column",
+    help="Column of the --labels table holding labels (default: label, cell_type, celltype, class or group).",
+)
+@click.option(
     "--map",
     "mapping",
     multiple=True,
@@ -36,9 +44,18 @@ def library() -> None:
 )
 @click.option("--labelled-by", help="Who labelled (for rows that do not say).")
 @click.option("--labelled-at", help="When (ISO 8601; default now).")
-@click.option("--name", default="ground_truth", show_default=True, help="Name of the new annotation table.")
 @click.option(
-    "--kind", type=click.Choice(["ground_truth", "expert"]), default="ground_truth", show_default=True
+    "--name",
+    default=None,
+    help="Name of the new annotation table (default: the --kind, e.g. ground_truth, or ground_truth_2, "
+    "... when the file has one).",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["ground_truth", "expert"]),
+    default="ground_truth",
+    show_default=True,
+    help="ground_truth: identified units (optotagging, pharmacology, ...); expert: expert opinion.",
 )
 @click.option("--out", type=click.Path(dir_okay=False), help="Labelled copy (default <stem>.labelled.nwb).")
 @click.option("--in-place", is_flag=True, help="Append the table to SOURCE itself.")
@@ -47,6 +64,8 @@ def label_cmd(
     source,
     labels,
     column,
+    unit_column,
+    label_column,
     mapping,
     evidence_type,
     evidence_text,
@@ -58,8 +77,13 @@ def label_cmd(
     in_place,
     overwrite,
 ):
-    """Write ground-truth labels into the NWB file SOURCE."""
+    """Write ground-truth labels into the NWB file SOURCE (a labelled copy, or SOURCE itself with
+    --in-place). Every row needs an evidence type and a labeller: columns of the table, or
+    --evidence-type and --labelled-by for all rows."""
     from ..library import label_file
+    from ..library.labels import free_table_name
+
+    name = name or free_table_name(source, kind)
 
     path = label_file(
         source,
@@ -75,6 +99,8 @@ def label_cmd(
         labelled_by=labelled_by,
         labelled_at=labelled_at,
         kind=kind,
+        unit_column=unit_column,
+        label_column=label_column,
     )
     click.echo(f"labels written to {path} (table {name!r})")
 
