@@ -102,95 +102,11 @@ def format_annotations(records: dict, *, table: str | None = None, max_rows: int
     return "\n".join(out)
 
 
-def write_report(
-    path: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    table: str | None = None,
-    max_units: int | None = None,
-    progress: bool = False,
-) -> Path:
-    """Draw per-unit figures (waveform, 3D ACG heatmap, class probabilities) and a summary page.
+def write_report(path: str | os.PathLike, out_dir: str | os.PathLike, **kwargs) -> Path:
+    """Per-unit figures and a summary page; see :func:`nwb_celltype.report.write_report`."""
+    from .report import write_report as _write
 
-    Features are recomputed from the file's units with the feature configuration the classifier
-    recorded (C4 defaults where none). Returns the path of ``index.html``.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .features import extract_features
-    from .features.config import FeatureConfig
-    from .io import open_source, read_units
-
-    records = load_annotations(path)
-    if not records:
-        raise InvalidValueError(f"{path} holds no cell-type annotations; run `nwb-celltype annotate` first")
-    name = table or next(iter(records))
-    if name not in records:
-        raise InvalidValueError(f"no annotation table {name!r}; the file has {sorted(records)}")
-    rec = records[name]
-    cfg_json = (rec.classifier or {}).get("feature_config") or ""
-    config = FeatureConfig.from_json(cfg_json) if cfg_json else FeatureConfig()
-
-    out = Path(out_dir)
-    (out / "units").mkdir(parents=True, exist_ok=True)
-    wanted = np.asarray(rec.unit_indices)
-    if max_units is not None:
-        wanted = wanted[:max_units]
-    row_of = {int(u): i for i, u in enumerate(rec.unit_indices)}
-    pages: list[str] = []
-    with open_source(path) as src:
-        for batch in read_units(src):
-            keep = np.isin(batch.unit_indices, wanted)
-            if not keep.any():
-                continue
-            fs = extract_features(batch, config)
-            for j in np.flatnonzero(keep):
-                i = row_of[int(batch.unit_indices[j])]
-                fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-                ax = axes[0]
-                if batch.waveforms is not None and np.isfinite(batch.waveforms[j]).any():
-                    rate = batch.waveform_rate_hz or 30000.0
-                    t_ms = np.arange(batch.waveforms.shape[1]) / rate * 1e3
-                    ax.plot(t_ms, batch.waveforms[j], color="k")
-                ax.set(title="peak-channel waveform", xlabel="time (ms)")
-                ax = axes[1]
-                ax.imshow(fs.acg[j], aspect="auto", origin="lower", cmap="viridis")
-                ax.set(title="3D ACG (log lags)", xlabel="log-lag index", ylabel="rate quantile")
-                ax = axes[2]
-                if rec.probabilities is not None and np.isfinite(rec.probabilities[i]).all():
-                    ax.bar(range(len(rec.classes)), rec.probabilities[i], color="tab:blue")
-                ax.set_xticks(range(len(rec.classes)), rec.classes, rotation=30)
-                ax.set(ylim=(0, 1), title=f"{rec.labels[i]} ({rec.status[i]})")
-                fig.suptitle(f"unit {rec.unit_ids[i]}")
-                fig.tight_layout()
-                fname = f"units/unit_{int(rec.unit_ids[i])}.png"
-                fig.savefig(out / fname, dpi=80)
-                plt.close(fig)
-                pages.append(
-                    f'<div id="unit-{int(rec.unit_ids[i])}"><h3>unit {int(rec.unit_ids[i])}: '
-                    f"{html.escape(str(rec.labels[i]))}</h3>"
-                    f'<img src="{fname}" width="900"></div>'
-                )
-    counts = Counter(map(str, rec.labels))
-    fig, ax = plt.subplots(figsize=(6, 3))
-    labels = sorted(counts)
-    ax.bar(labels, [counts[k] for k in labels])
-    ax.set(title=f"{name}: label counts", ylabel="units")
-    plt.setp(ax.get_xticklabels(), rotation=30)
-    fig.tight_layout()
-    fig.savefig(out / "summary.png", dpi=80)
-    plt.close(fig)
-    index = out / "index.html"
-    index.write_text(
-        "<html><head><meta charset='utf-8'><title>nwb-celltype report</title></head><body>"
-        f"<h1>{html.escape(str(path))}</h1><h2>{html.escape(name)}</h2>"
-        f"<pre>{html.escape(format_annotations({name: rec}, max_rows=0))}</pre>"
-        '<img src="summary.png">' + units_html_table(rec) + "".join(pages) + "</body></html>"
-    )
-    return index
+    return _write(path, out_dir, **kwargs)
 
 
 def units_html_table(rec) -> str:

@@ -219,3 +219,53 @@ def test_simulator_uses_a_device_model_not_deprecated_manufacturer(tmp_path):
                 dev = io.read().devices["NeuropixelsProbe"]
                 assert dev.model is not None and dev.model.manufacturer == "IMEC"
     assert not [w for w in caught if "manufacturer" in str(w.message)]
+
+
+def test_report_figures_read_in_physical_units_and_show_reasons(tmp_path, demo_bundle, capsys):
+    from nwb_celltype.report import _UnitFigure, write_report
+
+    res = annotate(_with_unclassifiable_unit(tmp_path / "odd.nwb"), model=demo_bundle)
+    drawn = {}
+    orig = _UnitFigure.draw
+
+    def spy(self, path, **kw):
+        orig(self, path, **kw)
+        drawn[kw["title"]] = {
+            "wave_max": float(np.nanmax(np.abs(self.wave.get_ydata()))) if self.wave.get_visible() else None,
+            "mesh": self.mesh.get_visible(),
+            "acg_note": self.acg_note.get_text(),
+            "prob_note": self.prob_note.get_text(),
+            "labels": (self.ax_w.get_ylabel(), self.ax_a.get_xlabel(), self.ax_c.get_ylabel()),
+        }
+
+    _UnitFigure.draw = spy
+    try:
+        index = write_report(res.output_path, tmp_path / "rep", progress=True, workers=1)
+    finally:
+        _UnitFigure.draw = orig
+    assert "report" in capsys.readouterr().err  # the progress bar
+    good, bad = drawn["unit 0"], drawn["unit 1"]
+    assert good["labels"] == ("µV", "lag (ms)", "rate (Hz)")
+    assert good["mesh"] and good["acg_note"] == ""
+    assert good["wave_max"] == pytest.approx(80.0, rel=0.05)  # the waveform's peak, in µV
+    assert not bad["mesh"] and "spikes" in bad["acg_note"] and "spikes" in bad["prob_note"]
+    assert len(list((tmp_path / "rep" / "units").glob("*.png"))) == 2 and index.exists()
+
+
+def test_report_pool_draws_the_same_figures(recording, demo_bundle, tmp_path):
+    from nwb_celltype.report import write_report
+
+    res = annotate(recording, model=demo_bundle, out=tmp_path / "a.nwb")
+    write_report(res.output_path, tmp_path / "one", workers=1)
+    write_report(res.output_path, tmp_path / "two", workers=2)
+    one = sorted((tmp_path / "one" / "units").glob("*.png"))
+    assert len(one) == 8
+    for p in one:
+        assert p.read_bytes() == (tmp_path / "two" / "units" / p.name).read_bytes(), p.name
+
+
+def test_waveforms_in_volts_are_drawn_in_microvolts():
+    from nwb_celltype.report import _microvolts
+
+    np.testing.assert_allclose(_microvolts(np.array([-1.2e-4, 5e-5, np.nan])), [-120.0, 50.0, np.nan])
+    np.testing.assert_allclose(_microvolts(np.array([-80.0, 10.0])), [-80.0, 10.0])  # written in µV
