@@ -98,7 +98,7 @@ def format_annotations(records: dict, *, table: str | None = None, max_rows: int
             for r in rows:
                 out.append("   " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
         if n < len(rec.labels):
-            out.append(f"   ... {len(rec.labels) - n} more unit rows (--max-rows to show more)")
+            out.append(f"   ... {len(rec.labels) - n} more unit rows (--max-units to show more)")
     return "\n".join(out)
 
 

@@ -269,3 +269,35 @@ def test_waveforms_in_volts_are_drawn_in_microvolts():
 
     np.testing.assert_allclose(_microvolts(np.array([-1.2e-4, 5e-5, np.nan])), [-120.0, 50.0, np.nan])
     np.testing.assert_allclose(_microvolts(np.array([-80.0, 10.0])), [-80.0, 10.0])  # written in µV
+
+
+def test_reason_counts_group_units_by_reason():
+    from nwb_celltype.cli._common import reason_counts
+
+    skipped = [
+        {"unit_id": 1, "reason": "34 spikes < min_spikes=100"},
+        {"unit_id": 2, "reason": "51 spikes < min_spikes=100"},
+        {"unit_id": 3, "reason": "no waveform"},
+    ]
+    assert reason_counts(skipped) == {"N spikes < min_spikes=100": 2, "no waveform": 1}
+
+
+def test_every_option_of_every_command_has_help():
+    import click
+
+    ctx = click.Context(main)
+    missing = []
+
+    def walk(cmd, path):
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), [*path, name])
+            return
+        missing.extend(
+            f"{' '.join(path)} {p.opts[0]}" for p in cmd.params if isinstance(p, click.Option) and not p.help
+        )
+
+    walk(main, [])
+    assert missing == []
+    show = CliRunner().invoke(main, ["show", "--help"]).output
+    assert "--max-units" in show  # the same name as report's
