@@ -34,13 +34,6 @@ def recording(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def demo_bundle():
-    from nwb_celltype.model import load_demo_bundle
-
-    return load_demo_bundle()
-
-
 @pytest.fixture
 def umask_002():
     old = os.umask(0o002)

@@ -6,7 +6,7 @@ pre-existing datasets stay byte-identical."""
 
 from __future__ import annotations
 
-import copy
+import shutil
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -30,39 +30,21 @@ def recording(tmp_path_factory) -> Path:
     from nwb_celltype.simulate import simulate_recording
 
     path = tmp_path_factory.mktemp("rec") / "session.nwb"
-    simulate_recording(path, n_units=N_UNITS, duration_s=200.0, seed=5, labelled_fraction=0.0)
-    return path
+    return simulate_recording(path, n_units=N_UNITS, duration_s=200.0, seed=5, labelled_fraction=0.0).path
 
 
 @pytest.fixture
 def rec_copy(recording, tmp_path) -> Path:
-    dst = tmp_path / "in.nwb"
-    dst.write_bytes(recording.read_bytes())
-    return dst
-
-
-@pytest.fixture(scope="module")
-def demo_bundle():
-    from nwb_celltype.model import load_demo_bundle
-
-    return load_demo_bundle()
+    """A fresh copy of the recording for tests that write into their input."""
+    return Path(shutil.copyfile(recording, tmp_path / "in.nwb"))
 
 
 @pytest.fixture(scope="module")
 def second_bundle(demo_bundle, tmp_path_factory):
     """The demo weights under another name: a second model (another hash, another table)."""
-    from nwb_celltype.model import ModelBundle, load_bundle, save_bundle
+    from nwb_celltype.testing.bundles import renamed_bundle
 
-    card = copy.deepcopy(demo_bundle.card)
-    card.pop("sha256", None)
-    card["name"] = "second-model"
-    b = ModelBundle(
-        ensemble=demo_bundle.ensemble,
-        card=card,
-        temperature=demo_bundle.temperature,
-        laplace=demo_bundle.laplace,
-    )
-    return load_bundle(save_bundle(b, tmp_path_factory.mktemp("b2") / "b2"))
+    return renamed_bundle(demo_bundle, "second-model", tmp_path_factory.mktemp("b2") / "b2")
 
 
 def _units_columns(path) -> dict[str, tuple[np.ndarray, str]]:
