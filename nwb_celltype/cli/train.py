@@ -32,7 +32,7 @@ def _config_options(f):
         click.option("--threads", type=int, default=1, show_default=True, help="torch threads."),
         click.option("--cache-dir", type=click.Path(), default=None, help="Feature cache folder."),
         click.option("--annotation", default=None, help="Ground-truth table name in every file."),
-        click.option("--progress/--no-progress", default=True, show_default=True),
+        click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -63,8 +63,8 @@ def load_library(library, cache_dir, annotation, progress):
 @click.command()
 @click.argument("library", nargs=-1, required=True)
 @click.option("--out", "out", required=True, type=click.Path(), help="Bundle directory to write.")
-@click.option("--name", default="nwb-celltype-model", show_default=True)
-@click.option("--model-version", default="0.1.0", show_default=True)
+@click.option("--name", default="nwb-celltype-model", show_default=True, help="Model name (model card).")
+@click.option("--model-version", default="0.1.0", show_default=True, help="Model version (model card).")
 @click.option("--description", default="", help="Free text stored in the model card.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle directory.")
 @_config_options
