@@ -90,7 +90,7 @@ class DischargeBundle:
 
     @property
     def n_members(self) -> int:
-        return int(self.card["architecture"].get("n_members", 0))
+        return _n_members(self.meta)
 
     @property
     def device(self) -> torch.device:
@@ -110,6 +110,11 @@ class DischargeBundle:
     def predict(self, features: DischargeFeatureSet, *, threshold: float = 2.0, dtype=None):
         """Classify every unit of ``features``; see :func:`~.predict.predict_cell_types`."""
         return predict_discharge(self, features, threshold=threshold)
+
+
+def _n_members(meta: dict) -> int:
+    n = meta.get("n_members", 0)
+    return int(sum(n.values())) if isinstance(n, dict) else int(n)
 
 
 def make_discharge_bundle(
@@ -148,7 +153,11 @@ def make_discharge_bundle(
         "feature_family": FAMILY,
         "feature_config": feature_config.to_dict(),
         "feature_config_sha256": feature_config.sha256,
-        "architecture": {"kind": KIND, "n_members": int(meta.get("n_members", 0))},
+        "architecture": {
+            "kind": KIND,
+            "n_members": _n_members(meta),
+            "members_by_kind": meta.get("n_members"),
+        },
         "calibration": dict(meta.get("calibration", {"method": "temperature"})),
         "decision": "mean probability over members; label = argmax; confidence = p(top1) / p(top2); "
         "out-of-distribution units are unclassified",
@@ -241,12 +250,14 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
         status[rows] = np.where(keep, "classified", "unclassified")
     reasons = np.full(n, "", dtype=object)
     given = np.asarray(features.reasons, dtype=object)
-    ood_thr = float(bundle.meta.get("ood_threshold", float("nan")))
+    ood_thr = 1.0  # the model reports the largest part score divided by its threshold
     for i in range(n):
         if not ok[i]:
             reasons[i] = str(given[i]) or "unusable features"
         elif ood[i]:
-            reasons[i] = f"{OOD_REASON} (distance score {ood_score[i]:.2f} > {ood_thr:.2f})"
+            reasons[i] = (
+                f"{OOD_REASON} (score {ood_score[i]:.2f} > {ood_thr:.0f}: unlike every training class)"
+            )
         elif not used_wave[i]:
             reasons[i] = NO_WAVEFORM_NOTE
     logger.info(
@@ -344,7 +355,9 @@ def train_discharge_model(
         config=config,
         groups=groups[labelled],
     )
-    counts = {c: int((labels == c).sum()) for c in classes}
+    # heads learn from labelled units that have a discharge; the rest only pre-train the encoders
+    heads = fs.has_discharge.astype(bool)
+    counts = {c: int(((labels == c) & heads).sum()) for c in classes}
     extra = {
         "training": {
             "method": "semi-supervised: autoencoders pre-trained on all units (labels unused), ensembles of "
@@ -353,6 +366,8 @@ def train_discharge_model(
             "n_units": len(fs),
             "n_labelled": int(labelled.sum()),
             "class_counts": counts,
+            "class_counts_meaning": "labelled units with ACG/ISI that trained the classifier heads",
+            "n_pretrain_only": int(len(fs) - sum(counts.values())),
             "seconds": meta.get("training_seconds"),
         },
         "training_data": [dict(r) for r in refs],
