@@ -310,7 +310,7 @@ def test_features_cli(tmp_path):
     with NWBHDF5IO(path, "w") as io:
         io.write(nwbfile)
     out = tmp_path / "feat.npz"
-    res = CliRunner().invoke(main, ["features", str(path), "--out", str(out)])
+    res = CliRunner().invoke(main, ["features", str(path), "--out", str(out), "--family", "c4-3d"])
     assert res.exit_code == 0, res.output
     fs = load_features(out)
     assert len(fs) == 3

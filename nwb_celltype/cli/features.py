@@ -1,5 +1,5 @@
-"""``nwb-celltype features SOURCE --out FEATURES``: compute the C4 features of every unit of a
-source and write them (with unit ids and the feature configuration) to a ``.npz`` file."""
+"""``nwb-celltype features SOURCE --out FEATURES``: compute the features of every unit of a source in
+one feature family and write them (with unit ids and the feature configuration) to a ``.npz`` file."""
 
 from __future__ import annotations
 
@@ -12,32 +12,54 @@ import click
 log = logging.getLogger(__name__)
 
 
+def _model_family(model: str) -> tuple[str, dict]:
+    """Family and feature configuration a bundle declares, read from its card (no torch import)."""
+    from ..errors import ModelError
+
+    card_path = Path(model) / "model_card.json" if Path(model).is_dir() else Path(model)
+    try:
+        card = json.loads(card_path.read_text())
+        return str(card.get("feature_family", "c4-3d")), dict(card["feature_config"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelError(f"cannot read the feature family of model {model}: {exc}") from exc
+
+
 @click.command("features")
 @click.argument("source")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output .npz file.")
+@click.option(
+    "--family",
+    default=None,
+    help="Feature family: acg-isi-wave (what the default model reads; the default) or c4-3d (C4's 3D "
+    "ACG + waveform, for C4 models).",
+)
+@click.option(
+    "--model",
+    type=click.Path(exists=True),
+    default=None,
+    help="Compute the family and configuration this model bundle declares (overrides --family).",
+)
 @click.option(
     "--config",
     "config_path",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="Feature configuration JSON (default: C4 settings).",
+    help="Feature configuration JSON of the family (default: the family's defaults).",
 )
 @click.option("--batch-size", default=256, show_default=True, help="Units read and featurised at once.")
 @click.option(
     "--c4-selection/--no-c4-selection",
     default=False,
     show_default=True,
-    help="Apply C4's unit selection (10 s chunks, refractory/amplitude tests).",
+    help="c4-3d only: apply C4's unit selection (10 s chunks, refractory/amplitude tests).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def features(
-    source: str, out: str, config_path: str | None, batch_size: int, c4_selection: bool, overwrite: bool
-) -> None:
+def features(source, out, family, model, config_path, batch_size, c4_selection, overwrite) -> None:
     """Compute the features of every unit of SOURCE (path, URL or DANDI id) into OUT."""
     from dataclasses import replace
 
-    from ..errors import OutputError
-    from ..features import FeatureConfig, FeatureSet, extract_features, save_features
+    from ..errors import InvalidValueError, OutputError
+    from ..features.families import DEFAULT_MODEL_FAMILY, get_family
     from ..io import open_source, read_units
 
     out_path = Path(out)
@@ -45,17 +67,24 @@ def features(
         out_path = out_path.with_name(out_path.name + ".npz")
     if out_path.exists() and not overwrite:
         raise OutputError(f"{out_path} exists; pass --overwrite to replace it.")
-    config = FeatureConfig()
+    config_dict = None
+    if model:
+        family, config_dict = _model_family(model)
+    fam = get_family(family or DEFAULT_MODEL_FAMILY)
     if config_path:
-        config = FeatureConfig.from_dict(json.loads(Path(config_path).read_text()))
+        config_dict = json.loads(Path(config_path).read_text())
+    config = fam.config_from_dict(config_dict) if config_dict is not None else fam.default_config()
     if c4_selection:
+        if fam.name != "c4-3d":
+            raise InvalidValueError("--c4-selection applies to the c4-3d family only (add --family c4-3d).")
         config = replace(config, c4_unit_selection=True)
     sets = []
     with open_source(source) as src:
+        # every unit gets a row: units without waveforms are classified from discharge alone
         for batch in read_units(src, batch_size=batch_size, require_waveforms=False):
-            sets.append(extract_features(batch, config, progress=True))
-    fs = FeatureSet.concatenate(sets) if sets else None
-    if fs is None:
+            sets.append(fam.extract_features(batch, config, progress=True))
+    if not sets:
         raise OutputError(f"{source} has no units: nothing to write.")
-    path = save_features(out_path, fs)
-    click.echo(f"wrote features of {len(fs)} units ({int(fs.usable.sum())} usable) to {path}")
+    fs = fam.concatenate(sets)
+    path = fam.save_features(out_path, fs)
+    click.echo(f"wrote {fam.name} features of {len(fs)} units ({int(fs.usable.sum())} usable) to {path}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
+from typing import ClassVar
 
 import numpy as np
 
@@ -41,6 +42,7 @@ class FeatureConfig:
     max_amplitude_cutoff: float = 0.05
     min_good_duration_s: float = 180.0
     version: str = "1"
+    family: ClassVar[str] = "c4-3d"  # the feature family (features/families.py); not a setting
 
     def to_dict(self) -> dict:
         """Plain dict of all settings (JSON-serialisable)."""
@@ -102,6 +104,7 @@ class FeatureSet:
     usable: np.ndarray
     reasons: np.ndarray
     config: FeatureConfig = field(default_factory=FeatureConfig)
+    family: ClassVar[str] = "c4-3d"
 
     def __len__(self) -> int:
         return len(self.unit_ids)

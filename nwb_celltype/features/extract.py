@@ -173,6 +173,11 @@ def load_features(path: str | os.PathLike) -> FeatureSet:
             d = {k: z[k] for k in z.files}
     except (OSError, ValueError) as exc:
         raise FeatureError(f"{path} is not a features file (.npz without pickles): {exc}") from exc
+    if "family" in d and str(d["family"]) != "c4-3d":
+        raise FeatureError(
+            f"{path} holds {str(d['family'])!r} features, not C4 ('c4-3d') features; read it with "
+            "nwb_celltype.features.load_features_any."
+        )
     missing = {"unit_ids", "acg", "waveform", "layer", "usable", "reasons", "config_json"} - set(d)
     if missing:
         raise FeatureError(f"{path} lacks {sorted(missing)}: not written by save_features.")

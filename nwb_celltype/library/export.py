@@ -70,6 +70,13 @@ def export_dandiset(
     """
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest)
+    tables = [e.identity() for e in manifest.entries if e.is_tables]
+    if tables:
+        raise LibraryError(
+            f"cannot export feature-table entries {tables[:5]} as a dandiset: they are not NWB files. "
+            "Share the table folders as they are (they carry their dataset.json), or export a manifest "
+            "without them."
+        )
     remote = [e.identity() for e in manifest.entries if not e.is_local]
     if remote:
         raise LibraryError(

@@ -38,6 +38,10 @@ class LibraryEntry:
         Name of the ground-truth table to use (None: every ground-truth table in the file).
     library : str
         Name of the library the entry came from (kept through merges: label provenance).
+    tables : str or None
+        A folder of per-unit feature tables (HIPPIE/C4 CSV layout, :mod:`.tables`) instead of an NWB
+        file, relative to the manifest's folder or absolute; ``sha256`` is then the folder's content
+        hash (:func:`~.tables.table_sha256`).
     """
 
     path: str | None = None
@@ -48,13 +52,19 @@ class LibraryEntry:
     sha256: str | None = None
     annotation: str | None = None
     library: str = ""
+    tables: str | None = None
 
     def __post_init__(self) -> None:
-        kinds = [self.path is not None, self.dandiset is not None, self.url is not None]
+        kinds = [
+            self.path is not None,
+            self.dandiset is not None,
+            self.url is not None,
+            self.tables is not None,
+        ]
         if sum(kinds) != 1:
             raise LibraryError(
-                f"library entry {self.to_dict()} must give exactly one of path, dandiset (+ asset_path) "
-                "or url."
+                f"library entry {self.to_dict()} must give exactly one of path, dandiset (+ asset_path), "
+                "url or tables."
             )
         if self.dandiset is not None and not self.asset_path:
             raise LibraryError(
@@ -66,13 +76,22 @@ class LibraryEntry:
     def is_local(self) -> bool:
         return self.path is not None
 
+    @property
+    def is_tables(self) -> bool:
+        return self.tables is not None
+
+    @property
+    def local_path(self) -> str | None:
+        """The entry's local path (an NWB file or a tables folder), as written in the manifest."""
+        return self.path if self.path is not None else self.tables
+
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v not in (None, "")}
 
     def source(self, root: Path | None = None) -> str:
         """The string to open this entry with (:func:`nwb_celltype.io.open_source`)."""
-        if self.path is not None:
-            p = Path(self.path)
+        if self.local_path is not None:
+            p = Path(self.local_path)
             return str(p if p.is_absolute() or root is None else (root / p))
         if self.dandiset is not None:
             ver = f"@{self.version}" if self.version else ""
@@ -81,8 +100,8 @@ class LibraryEntry:
 
     def identity(self) -> str:
         """Short, stable description for messages and references."""
-        if self.path is not None:
-            return self.path
+        if self.local_path is not None:
+            return self.local_path
         if self.dandiset is not None:
             return f"DANDI:{self.dandiset}/{self.version or 'draft'}/{self.asset_path}"
         return str(self.url)
@@ -123,9 +142,10 @@ class Manifest:
         entries = []
         for e in self.entries:
             d = e.to_dict()
-            if e.path is not None and not Path(e.path).is_absolute():
-                absolute = (self.root / e.path).resolve()
-                d["path"] = os.path.relpath(absolute, new_root)
+            key = "path" if e.path is not None else "tables"
+            if e.local_path is not None and not Path(e.local_path).is_absolute():
+                absolute = (self.root / e.local_path).resolve()
+                d[key] = os.path.relpath(absolute, new_root)
             entries.append(d)
         data = {**self.to_dict(), "files": entries}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -312,8 +332,9 @@ def merge_manifests(manifests: Sequence[Manifest], *, name: str, description: st
     for m in manifests:
         for e in m.entries:
             d = e.to_dict()
-            if e.path is not None and not Path(e.path).is_absolute():
-                d["path"] = os.path.relpath((m.root / e.path).resolve(), root)
+            if e.local_path is not None and not Path(e.local_path).is_absolute():
+                key = "path" if e.path is not None else "tables"
+                d[key] = os.path.relpath((m.root / e.local_path).resolve(), root)
             d.setdefault("library", m.name)
             new = LibraryEntry(**d)
             key = new.sha256 or new.identity()

@@ -103,6 +103,13 @@ def library_stats(manifest: Manifest | str | os.PathLike) -> LibraryStats:
         manifest = load_manifest(manifest)
     st = LibraryStats(library=manifest.name, n_files=len(manifest.entries))
     for entry in manifest.entries:
+        if entry.is_tables:
+            from .tables import inspect_tables, table_label_records
+
+            src = entry.source(manifest.root)
+            st.n_units += inspect_tables(src).n_units
+            st.records += table_label_records(src, library=entry.library, where=entry.identity())
+            continue
         with open_nwb(entry.source(manifest.root)) as nwbfile:
             ids = nwbfile.units.id.data[:] if nwbfile.units is not None else []
             st.n_units += len(ids)

@@ -37,8 +37,9 @@ class TrainingSet:
 
     Attributes
     ----------
-    features : FeatureSet
-        All units of all files (labelled or not), file by file in manifest order.
+    features : FeatureSet or DischargeFeatureSet
+        All units of all files (labelled or not), file by file in manifest order, in the feature
+        family of the configuration the set was loaded with.
     labels : (n,) object (str)
         Ground-truth class per unit, ``""`` where unlabelled.
     references : list of dict
@@ -73,17 +74,22 @@ class TrainingSet:
 # -- cache -------------------------------------------------------------------------------------
 
 
-def _cache_paths(
-    cache_dir: Path, sha: str, config: FeatureConfig, annotation: str | None
-) -> tuple[Path, Path]:
+def _cache_paths(cache_dir: Path, sha: str, config, annotation: str | None) -> tuple[Path, Path]:
     d = cache_dir / "features"
     stem = f"{sha}-{config.sha256[:16]}"
     ann = "all" if annotation is None else annotation.replace("/", "_")
     return d / f"{stem}.npz", d / f"{sha}-labels-{ann}.json"
 
 
-def _save_featureset(path: Path, fs: FeatureSet) -> None:
+def _save_featureset(path: Path, fs) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    if fs.family != "c4-3d":  # other families: their own features file, written atomically
+        from ..features.families import family_of
+
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        family_of(fs).save_features(tmp, fs)
+        os.replace(tmp, path)
+        return
     arrays = {
         "unit_ids": fs.unit_ids,
         "acg": fs.acg,
@@ -100,7 +106,18 @@ def _save_featureset(path: Path, fs: FeatureSet) -> None:
     os.replace(tmp, path)
 
 
-def _load_featureset(path: Path, config: FeatureConfig) -> FeatureSet | None:
+def _load_featureset(path: Path, config):
+    if config.family != "c4-3d":
+        from ..features.families import family_of
+
+        try:
+            fs = family_of(config).load_features(path)
+        except LibraryError:
+            raise
+        except (OSError, ValueError, KeyError) as exc:
+            logger.warning("ignoring unreadable feature cache %s (%s)", path, exc)
+            return None
+        return fs if fs.config == config else None
     try:
         with np.load(path, allow_pickle=False) as z:
             if str(z["format"]) != _CACHE_FORMAT or FeatureConfig.from_json(str(z["config"])) != config:
@@ -158,20 +175,43 @@ def _labels_of(nwbfile, unit_ids: np.ndarray, annotation: str | None, where: str
     }
 
 
-def _featurise(source: str, config: FeatureConfig, annotation: str | None, where: str, layer_column):
-    from ..features import extract_features
+def _featurise(source: str, config, annotation: str | None, where: str, layer_column):
+    from ..features.families import family_of
     from ..io import open_source, read_units
 
+    family = family_of(config)
     sets = []
     with open_source(source) as src:
-        for batch in read_units(src, layer_column=layer_column):
-            sets.append(extract_features(batch, config))
+        # families that classify units without a waveform read files without waveform_mean too
+        need_waves = family.name == "c4-3d"
+        for batch in read_units(src, layer_column=layer_column, require_waveforms=need_waves):
+            sets.append(family.extract_features(batch, config))
         if not sets:
             raise LibraryError(f"{where}: the file has no units; remove it from the library.")
-        fs = FeatureSet.concatenate(sets)
+        fs = family.concatenate(sets)
         labels = _labels_of(src.nwbfile, fs.unit_ids, annotation, where)
         info = src.info.to_dict() if hasattr(src, "info") else {}
     return fs, labels, info
+
+
+def _tables_entry(entry: LibraryEntry, source: str, config, where: str):
+    """Features + labels of a tables entry (read directly; the CSVs are the cache)."""
+    from .tables import read_feature_tables, table_training_labels
+
+    if config.family != "acg-isi-wave":
+        raise LibraryError(
+            f"{where} is a folder of feature tables, which hold 'acg-isi-wave' features only, but the "
+            f"features asked for are {config.family!r}; train with the acg-isi-wave family "
+            "(nwb_celltype.features.DischargeConfig, CLI: --family acg-isi-wave)."
+        )
+    fs = read_feature_tables(source, config)
+    if entry.sha256 and fs.meta["sha256"] != entry.sha256:
+        raise LibraryError(
+            f"{where}: the tables' content sha256 {fs.meta['sha256'][:16]}... does not match the manifest's "
+            f"{entry.sha256[:16]}...; the tables changed since the manifest was made. Re-import them "
+            "(`library import-tables`) if the change is intended."
+        )
+    return fs, table_training_labels(fs), fs.meta["sha256"]
 
 
 def _entry_sha(entry: LibraryEntry, source: str, memo_dir: Path) -> str | None:
@@ -205,8 +245,9 @@ def load_training_set(
     ----------
     sources_or_manifest : manifest path, Manifest, or source(s)
         A manifest (``.toml`` / ``.json`` / ``.yaml``), or NWB paths / URLs / DANDI ids.
-    config : FeatureConfig, optional
-        Feature settings (default C4's).
+    config : FeatureConfig or DischargeConfig, optional
+        Feature settings; their type picks the feature family (default C4's ``c4-3d``). Folders of
+        feature tables in the manifest need the ``acg-isi-wave`` family (``DischargeConfig``).
     cache_dir : path, optional
         Feature cache folder (default ``$NWB_CELLTYPE_CACHE_DIR`` or ``~/.cache/nwb-celltype``).
         Entries are keyed by the file's sha256 and ``config.sha256``; a hit reads no spikes, and for
@@ -258,6 +299,27 @@ def load_training_set(
         source = entry.source(manifest.root)
         where = entry.identity()
         annotation = annotation_name if annotation_name is not None else entry.annotation
+        if entry.is_tables:
+            fs, labels, sha = _tables_entry(entry, source, config, where)
+            lab = np.asarray(labels["labels"], dtype=object)
+            sets.append(fs)
+            all_labels.append(lab)
+            for f in evidence:
+                evidence[f].extend(labels["evidence"][f])
+            file_index.append(np.full(len(fs), k, dtype=np.int64))
+            refs.append(
+                {
+                    "source": where,
+                    "sha256": sha,
+                    "library": entry.library,
+                    "annotation_tables": ["tables"],
+                    "n_units": len(fs),
+                    "n_labelled": int((lab != "").sum()),
+                    "kind": "feature tables",
+                    **{k: str(fs.meta[k]) for k in ("name", "lab", "species", "source") if k in fs.meta},
+                }
+            )
+            continue
         sha = _entry_sha(entry, source, cache)
         fs = labels = None
         fpath = lpath = None
@@ -308,8 +370,10 @@ def load_training_set(
         if entry.dandiset:
             ref.update(dandiset=entry.dandiset, version=entry.version or "draft", asset_path=entry.asset_path)
         refs.append(ref)
+    from ..features.families import family_of
+
     return TrainingSet(
-        features=FeatureSet.concatenate(sets),
+        features=family_of(config).concatenate(sets),
         labels=np.concatenate(all_labels),
         references=refs,
         file_index=np.concatenate(file_index),

@@ -117,6 +117,9 @@ def validate_library(
     for entry in manifest.entries:
         where = entry.identity()
         source = entry.source(manifest.root)
+        if entry.is_tables:
+            _check_tables(entry, source, where, check_hashes, add)
+            continue
         if entry.is_local:
             if not Path(source).is_file():
                 add("error", "missing-file", where, f"file {source} does not exist")
@@ -170,6 +173,26 @@ def validate_library(
                 f"{ts.features.reasons[i] or 'no reason given'}",
             )
     return rep
+
+
+def _check_tables(entry, source, where, check_hashes, add) -> None:
+    """A tables entry: readable layout, aligned rows, known labels, matching hash (errors as issues)."""
+    from .tables import read_feature_tables
+
+    try:
+        fs = read_feature_tables(source)
+    except NwbCelltypeError as exc:
+        add("error", "bad-tables", where, str(exc))
+        return
+    if check_hashes and entry.sha256 and fs.meta["sha256"] != entry.sha256:
+        add("error", "hash-mismatch", where, "tables changed since the manifest was made; re-import them")
+    if not entry.sha256:
+        add("warning", "no-hash", where, "no sha256 recorded; `library import-tables` records it")
+    labelled = np.array([x != "unlabeled" for x in fs.labels])
+    if not labelled.any():
+        add("warning", "no-ground-truth", where, "no labelled rows (usable for pre-training only)")
+    for i in np.flatnonzero(labelled & ~fs.has_discharge):
+        add("warning", "no-discharge", where, f"row {int(i)} ({fs.labels[i]}): no ACG/ISI, waveform only")
 
 
 def _check_file(nwbfile, annotation, where, min_spikes, require_waveforms, add, rep) -> None:

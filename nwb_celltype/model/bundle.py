@@ -92,6 +92,10 @@ class ModelBundle:
         return self._feature_config
 
     @property
+    def feature_family(self) -> str:
+        return str(self.card.get("feature_family", "c4-3d"))
+
+    @property
     def name(self) -> str:
         return self.card["name"]
 
@@ -342,6 +346,9 @@ def save_bundle(bundle: ModelBundle, path: str | Path, *, overwrite: bool = Fals
     bundle.card["weights_sha256"] = _weights_digest(tensors)
     bundle.card["sha256"] = _bundle_digest(bundle.card)
     save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": BUNDLE_FORMAT})
+    from .._files import give_mode
+
+    give_mode(path / WEIGHTS_FILE)  # safetensors writes 0600; a bundle is meant to be shared
     (path / CARD_FILE).write_text(
         json.dumps(_json_safe(bundle.card), indent=1, sort_keys=True, allow_nan=False)
     )
@@ -400,6 +407,8 @@ def load_bundle(
         card = json.loads(card_path.read_text())
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read the model card {card_path}: {exc}") from exc
+    if not isinstance(card, dict):
+        raise ModelError(f"{card_path} must hold a JSON object (the model card), got {type(card).__name__}.")
     if card.get("format") != BUNDLE_FORMAT:
         raise ModelError(f"{card_path} is not an nwb-celltype model card (format={card.get('format')!r}).")
     if int(card.get("format_version", 0)) > BUNDLE_FORMAT_VERSION:
@@ -425,6 +434,17 @@ def load_bundle(
                 f"model card of {path} does not match its recorded sha256 ({got_b[:16]}... != "
                 f"{str(card.get('sha256'))[:16]}...); the card was edited. Re-download or re-train the bundle."
             )
+    if card.get("feature_family", "c4-3d") != "c4-3d":
+        from ..features.families import get_family
+        from .discharge_bundle import load_discharge_bundle
+
+        get_family(card["feature_family"])  # a clear error for families this version does not know
+        if feature_config is not None and feature_config.sha256 != card.get("feature_config_sha256"):
+            raise ModelMismatchError(
+                f"model {card.get('name')} was trained on {card['feature_family']} features with another "
+                "configuration; recompute the features with the bundle's configuration."
+            )
+        return load_discharge_bundle(path, card, tensors).to(device)
     try:
         fc = FeatureConfig.from_dict(card["feature_config"])
     except (TypeError, ValueError, KeyError) as exc:  # any failure here means an unusable card
@@ -483,3 +503,40 @@ def load_demo_bundle(*, device: str | torch.device = "cpu") -> ModelBundle:
             "`python benchmarks/make_demo_bundle.py` or reinstall nwb-celltype."
         )
     return load_bundle(path, device=device)
+
+
+#: folder of the default model inside the package (trained on real identified neurons)
+DEFAULT_MODEL_DIR = "default_model"
+
+
+def default_bundle_path() -> Path:
+    """Location of the default model shipped inside the package (trained on real identified units;
+    see its model card and docs/validation.md)."""
+    return Path(str(resources.files("nwb_celltype") / "data" / DEFAULT_MODEL_DIR))
+
+
+def load_default_bundle(*, device: str | torch.device = "cpu"):
+    """The package's default model: the ensemble trained on real, identified cerebellar neurons
+    (``acg-isi-wave`` features; the model card lists the data, protocol and validated numbers)."""
+    path = default_bundle_path()
+    if not (path / CARD_FILE).is_file():
+        raise ModelError(
+            f"the default model is missing from the installation ({path}); rebuild it with "
+            "`python benchmarks/make_real_bundle.py` (docs/validation.md) or reinstall nwb-celltype."
+        )
+    return load_bundle(path, device=device)
+
+
+def resolve_model(model, *, device: str | torch.device = "cpu"):
+    """``(bundle, is_demo)`` for what a user passed as a model: None -> the default model, a path ->
+    :func:`load_bundle`, a loaded bundle -> itself. ``is_demo`` is True for the simulated demo model."""
+    if model is None:
+        return load_default_bundle(device=device), False
+    if isinstance(model, (str, Path)) or hasattr(model, "__fspath__"):
+        path = Path(model)
+        bundle = load_bundle(path, device=device)
+    else:
+        bundle = model
+    return bundle, bool(bundle.card.get("simulated_training_data", False)) or (
+        bundle.path is not None and Path(bundle.path).resolve() == demo_bundle_path().resolve()
+    )

@@ -1,0 +1,178 @@
+"""Classify units given as features, without NWB: per-unit feature tables (the HIPPIE/C4 CSV layout)
+or a features file written by ``nwb-celltype features``; one row per unit out, as a TSV any
+spreadsheet, pandas or sorter GUI reads (``nwb-celltype predict``)."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FeatureError, ModelMismatchError, OutputError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FeaturePredictions:
+    """What :func:`predict_features` returns.
+
+    Attributes
+    ----------
+    predictions : nwb_celltype.model.Predictions
+    features : the feature set that was classified (its ``labels`` are the ground truth, if any)
+    model : dict
+        name, version, sha256 and feature family of the model.
+    """
+
+    predictions: object
+    features: object
+    model: dict
+
+    def rows(self) -> list[dict]:
+        """One dict per unit: unit_id (+ neuron_id, true_label where known), label, status,
+        confidence, p_<class> ..., out_of_distribution, used_waveform, reason."""
+        p, fs = self.predictions, self.features
+        ids = (getattr(fs, "meta", None) or {}).get("neuron_ids")
+        truth = getattr(fs, "labels", None)
+        out = []
+        for i in range(len(p)):
+            r: dict = {"unit_id": int(p.unit_ids[i])}
+            if ids is not None:
+                r["neuron_id"] = str(ids[i])
+            if truth is not None:
+                r["true_label"] = str(truth[i])
+            r["label"] = str(p.labels[i])
+            r["status"] = str(p.status[i])
+            r["confidence"] = float(p.confidence[i])
+            for k, c in enumerate(p.classes):
+                r[f"p_{c}"] = float(p.probabilities[i, k])
+            if p.out_of_distribution is not None:
+                r["out_of_distribution"] = bool(p.out_of_distribution[i])
+            if p.used_waveform is not None:
+                r["used_waveform"] = bool(p.used_waveform[i])
+            r["reason"] = str(p.reasons[i])
+            out.append(r)
+        return out
+
+
+def read_feature_input(path: str | os.PathLike, config=None):
+    """Features from a table folder (read with ``config``, an ``acg-isi-wave`` configuration) or a
+    ``.npz`` features file of any family."""
+    from .features.families import load_features_any
+
+    path = Path(path)
+    if path.is_dir():
+        from .library.tables import read_feature_tables
+
+        if config is not None and config.family != "acg-isi-wave":
+            raise ModelMismatchError(
+                f"{path} is a folder of feature tables ('acg-isi-wave' features), but the model reads "
+                f"{config.family!r} features; use a model trained on tables (e.g. the default model)."
+            )
+        return read_feature_tables(path, config)
+    if not path.exists():
+        raise FeatureError(
+            f"{path} does not exist; give a folder of feature tables (labels.csv, acg.csv, isi_dist.csv, "
+            "waveforms.csv, dataset.json) or a features .npz written by `nwb-celltype features`."
+        )
+    return load_features_any(path)
+
+
+def predict_features(features, *, model=None, threshold: float = 2.0) -> FeaturePredictions:
+    """Classify units given as features.
+
+    Parameters
+    ----------
+    features : path or feature set
+        A table folder, a features ``.npz`` (:func:`read_feature_input`), or a feature set.
+    model : path, bundle or None
+        None: the default model (trained on real identified neurons).
+    threshold : float
+        Confidence ratio p(top1)/p(top2) below which a unit is ``unclassified``.
+    """
+    from .model.bundle import resolve_model
+    from .model.predict import predict_cell_types
+
+    bundle, _ = resolve_model(model)
+    if isinstance(features, (str, os.PathLike)):
+        features = read_feature_input(features, bundle.feature_config)
+    family = getattr(bundle, "feature_family", "c4-3d")
+    if features.family != family:
+        raise ModelMismatchError(
+            f"model {bundle.name} reads {family!r} features but these are {features.family!r}; compute "
+            f"them with `nwb-celltype features --model {bundle.name}` or use another model."
+        )
+    preds = predict_cell_types(bundle, features, threshold=threshold)
+    info = {"name": bundle.name, "version": bundle.version, "sha256": bundle.sha256, "feature_family": family}
+    return FeaturePredictions(predictions=preds, features=features, model=info)
+
+
+def write_predictions_tsv(
+    result: FeaturePredictions, path: str | os.PathLike, *, overwrite: bool = False
+) -> Path:
+    """Write :meth:`FeaturePredictions.rows` as a tab-separated file (atomically: a failed write
+    leaves no partial file). Header comments give the model's identity."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} exists; pass overwrite=True (--overwrite) to replace it.")
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist; create it first.")
+    rows = result.rows()
+    fields = list(rows[0]) if rows else ["unit_id", "label", "status", "confidence", "reason"]
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            m = result.model
+            f.write(
+                f"# model: {m['name']} {m['version']} sha256={m['sha256']} family={m['feature_family']}\n"
+            )
+            w = csv.DictWriter(f, fieldnames=fields, delimiter="\t", lineterminator="\n")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def summarise(result: FeaturePredictions) -> dict:
+    """Label counts, and (where the features carry ground truth of the model's classes) accuracy,
+    coverage and the confidently-wrong fraction of the labelled units."""
+    p = result.predictions
+    labels, counts = np.unique(np.asarray(p.labels, dtype=str), return_counts=True)
+    out: dict = {"n_units": len(p), "label_counts": dict(zip(labels.tolist(), counts.tolist(), strict=True))}
+    truth = getattr(result.features, "labels", None)
+    if truth is not None:
+        truth = np.asarray(truth, dtype=str)
+        known = np.isin(truth, list(p.classes))
+        if known.any():
+            classified = np.asarray(p.status)[known] == "classified"
+            correct = np.asarray(p.labels, dtype=str)[known] == truth[known]
+            recalls = [
+                float(correct[truth[known] == c].mean()) for c in p.classes if (truth[known] == c).any()
+            ]
+            out.update(
+                n_labelled=int(known.sum()),
+                coverage=float(classified.mean()),
+                accuracy_of_classified=float(correct[classified].mean())
+                if classified.any()
+                else float("nan"),
+                balanced_accuracy_abstentions_as_misses=float(np.mean(recalls)),
+                confidently_wrong=float((classified & ~correct).mean()),
+            )
+    return out

@@ -1,0 +1,49 @@
+"""``nwb-celltype predict FEATURES --out predictions.tsv``: classify units given as feature tables or
+a features file, without NWB."""
+
+from __future__ import annotations
+
+import click
+
+from ._common import model_option, print_json, quiet_logging
+
+
+@click.command("predict")
+@click.argument("features", type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output TSV, one row per unit.")
+@model_option
+@click.option(
+    "--threshold",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Confidence ratio (best/second-best probability) below which a unit is 'unclassified'.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def predict(features, out, model, threshold, overwrite, quiet, as_json):
+    """Classify the units in FEATURES — a folder of per-unit feature tables (labels.csv, acg.csv,
+    isi_dist.csv, waveforms.csv, dataset.json; labels optional) or a .npz written by `nwb-celltype
+    features` — and write one row per unit to OUT: label, status, confidence, per-class
+    probabilities, out-of-distribution flag, whether the waveform was used, reason. Where the tables
+    carry labels, the summary compares them (numbers on units the model was trained on are not a
+    validation: see docs/validation.md)."""
+    from ..classify import predict_features, summarise, write_predictions_tsv
+
+    with quiet_logging(quiet):
+        result = predict_features(features, model=model, threshold=threshold)
+        path = write_predictions_tsv(result, out, overwrite=overwrite)
+    summary = {"output": str(path), "model": result.model, **summarise(result)}
+    if as_json:
+        print_json(summary)
+    elif not quiet:
+        click.echo(f"classified {summary['n_units']} units with {result.model['name']} -> {path}")
+        for label, n in sorted(summary["label_counts"].items(), key=lambda kv: -kv[1]):
+            click.echo(f"  {label:<18} {n}")
+        if "coverage" in summary:
+            click.echo(
+                f"labelled units: {summary['n_labelled']}; coverage {summary['coverage']:.3f}, accuracy of "
+                f"classified {summary['accuracy_of_classified']:.3f}, confidently wrong "
+                f"{summary['confidently_wrong']:.3f} (in-sample if these units trained the model)"
+            )

@@ -1,0 +1,422 @@
+"""The ``acg-isi-wave`` feature family: raw features that can be computed both from a unit's spike
+times and mean waveform (NWB) and from published per-unit feature tables (the HIPPIE/C4 CSV layout),
+so that a model trained on real tables sees the same quantities on any NWB unit.
+
+Per unit (numpy only, no JAX):
+
+- ``acg_counts`` (100,): autocorrelogram pair counts at lags 1..100 ms, bin ``k`` = [k-0.5, k+0.5) ms
+  (centred 1 ms bins, as npyx and the tables' columns +1..+100);
+- ``isi_counts`` (100,): inter-spike-interval histogram counts, bin ``k`` = [k, k+1) ms, k = 0..99;
+- ``waveform`` (75,): peak-channel mean waveform resampled to 30 kHz (polyphase), main peak (largest
+  absolute deflection in the central 60 % of the input) at sample 30 (-1 ms .. +1.5 ms), baseline (median
+  of the first 0.5 ms of the window) removed, **sign kept**, scaled so that max |value| = 1.
+
+Raw counts are kept as counts: what the model sees (shape normalisation) is computed from them by the
+model's own input transform, identically on both paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field, fields
+from fractions import Fraction
+
+import numpy as np
+
+from ..errors import FeatureError, NwbCelltypeError
+from ..units import UnitsBatch
+
+log = logging.getLogger(__name__)
+
+FAMILY = "acg-isi-wave"
+
+
+@dataclass(frozen=True)
+class DischargeConfig:
+    """Settings of the ``acg-isi-wave`` family (every setting that changes feature values).
+
+    The defaults are the tables' layout: ACG lags 1..100 ms and ISI 0..100 ms in 1 ms bins, waveform
+    at 30 kHz from -1 ms to +1.5 ms around its main peak.
+    """
+
+    acg_lags_ms: int = 100
+    isi_bins_ms: int = 100
+    waveform_rate_hz: float = 30000.0
+    waveform_pre_ms: float = 1.0
+    waveform_post_ms: float = 1.5
+    baseline_ms: float = 0.5
+    min_spikes: int = 100
+    family: str = FAMILY
+    version: str = "1"
+
+    @property
+    def waveform_samples(self) -> int:
+        return int(round((self.waveform_pre_ms + self.waveform_post_ms) * self.waveform_rate_hz / 1000))
+
+    @property
+    def waveform_align(self) -> int:
+        return int(round(self.waveform_pre_ms * self.waveform_rate_hz / 1000))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DischargeConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise FeatureError(
+                f"unknown {FAMILY} configuration keys {unknown}; known keys: {sorted(known)}. "
+                "The configuration may come from a newer nwb-celltype: upgrade the package."
+            )
+        if d.get("family", FAMILY) != FAMILY:
+            raise FeatureError(f"configuration of family {d['family']!r} given to {FAMILY!r}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, s: str) -> DischargeConfig:
+        return cls.from_dict(json.loads(s))
+
+
+@dataclass
+class DischargeFeatureSet:
+    """Raw ``acg-isi-wave`` features of a set of units.
+
+    Attributes
+    ----------
+    unit_ids : (n,) int64
+    acg_counts : (n, acg_lags_ms) float64
+        ACG pair counts at lags 1..acg_lags_ms ms (centred 1 ms bins).
+    isi_counts : (n, isi_bins_ms) float64
+        ISI counts in [k, k+1) ms bins.
+    waveform : (n, waveform_samples) float32
+        Aligned waveform (sign kept, max |.| = 1); zeros where ``has_waveform`` is False.
+    has_discharge, has_waveform : (n,) bool
+        Whether the discharge (ACG + ISI) / the waveform part is available.
+    usable : (n,) bool
+        False where the unit cannot be classified at all (no discharge); ``reasons[i]`` says why.
+    reasons : (n,) object
+        Empty string for units without any problem; also notes e.g. "no waveform".
+    labels : (n,) object or None
+        Ground-truth labels where the features come from a labelled table.
+    meta : dict
+        Where the features come from (e.g. the table's ``dataset.json``).
+    config : DischargeConfig
+    """
+
+    unit_ids: np.ndarray
+    acg_counts: np.ndarray
+    isi_counts: np.ndarray
+    waveform: np.ndarray
+    has_discharge: np.ndarray
+    has_waveform: np.ndarray
+    usable: np.ndarray
+    reasons: np.ndarray
+    labels: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+    config: DischargeConfig = field(default_factory=DischargeConfig)
+
+    family = FAMILY
+    #: array fields, in the order they are saved
+    ARRAYS = ("unit_ids", "acg_counts", "isi_counts", "waveform", "has_discharge", "has_waveform", "usable")
+
+    def __len__(self) -> int:
+        return len(self.unit_ids)
+
+    def subset(self, index) -> DischargeFeatureSet:
+        """Rows ``index`` (mask or integer array) as a new set."""
+        kw = {k: getattr(self, k)[index] for k in self.ARRAYS}
+        return DischargeFeatureSet(
+            **kw,
+            reasons=self.reasons[index],
+            labels=None if self.labels is None else self.labels[index],
+            meta=dict(self.meta),
+            config=self.config,
+        )
+
+    @staticmethod
+    def concatenate(sets: list[DischargeFeatureSet]) -> DischargeFeatureSet:
+        """Stack sets computed with one configuration (labels kept only if every set has them)."""
+        if not sets:
+            raise FeatureError("no feature sets to concatenate")
+        cfg = sets[0].config
+        for s in sets[1:]:
+            if s.config != cfg:
+                raise FeatureError(
+                    f"cannot concatenate {FAMILY} features computed with different configurations "
+                    f"({cfg.sha256[:12]} vs {s.config.sha256[:12]}); recompute with one configuration."
+                )
+        labels = None
+        if all(s.labels is not None for s in sets):
+            labels = np.concatenate([np.asarray(s.labels, dtype=object) for s in sets])
+        return DischargeFeatureSet(
+            **{k: np.concatenate([getattr(s, k) for s in sets]) for k in DischargeFeatureSet.ARRAYS},
+            reasons=np.concatenate([s.reasons for s in sets]),
+            labels=labels,
+            meta={"parts": [s.meta for s in sets]},
+            config=cfg,
+        )
+
+
+# --------------------------------------------------------------------------------------- spikes
+
+
+def compute_acg_counts(times_s: np.ndarray, lags_ms: int = 100) -> np.ndarray:
+    """ACG pair counts of one spike train at lags 1..``lags_ms`` ms in centred 1 ms bins.
+
+    Parameters
+    ----------
+    times_s : (n_spikes,) float
+        Spike times in seconds (sorted or not).
+    lags_ms : int
+        Number of positive lags.
+
+    Returns
+    -------
+    (lags_ms,) float64
+        ``out[k-1]`` = number of ordered pairs (i < j) with ``t_j - t_i`` in [k-0.5, k+0.5) ms. The
+        ACG is symmetric: the count at lag -k is the same.
+    """
+    t = np.sort(np.asarray(times_s, dtype=np.float64))
+    out = np.zeros(lags_ms + 1, dtype=np.int64)
+    limit = lags_ms + 0.5
+    for j in range(1, len(t)):  # pairs j spikes apart; stop once none is within the window
+        d_ms = (t[j:] - t[:-j]) * 1000.0
+        near = d_ms < limit
+        if not near.any():
+            break
+        out += np.bincount(np.floor(d_ms[near] + 0.5).astype(np.int64), minlength=lags_ms + 1)[: lags_ms + 1]
+    return out[1:].astype(np.float64)
+
+
+def compute_isi_counts(times_s: np.ndarray, bins_ms: int = 100) -> np.ndarray:
+    """ISI histogram of one spike train: counts in [k, k+1) ms bins, k = 0..``bins_ms``-1.
+
+    Returns
+    -------
+    (bins_ms,) float64
+    """
+    t = np.sort(np.asarray(times_s, dtype=np.float64))
+    isi_ms = np.diff(t) * 1000.0
+    isi_ms = isi_ms[isi_ms < bins_ms]
+    return np.bincount(np.floor(isi_ms).astype(np.int64), minlength=bins_ms)[:bins_ms].astype(np.float64)
+
+
+# ------------------------------------------------------------------------------------- waveform
+
+
+def _resample(w: np.ndarray, rate_hz: float, out_rate_hz: float) -> np.ndarray:
+    if rate_hz == out_rate_hz:
+        return w
+    from scipy.signal import resample_poly
+
+    frac = Fraction(out_rate_hz / rate_hz).limit_denominator(1000)
+    return resample_poly(w, frac.numerator, frac.denominator, padtype="line")
+
+
+def align_waveform(wvf: np.ndarray, rate_hz: float, config: DischargeConfig | None = None) -> np.ndarray:
+    """Resample one peak-channel mean waveform to ``config.waveform_rate_hz``, put its main peak at
+    ``waveform_pre_ms``, remove the baseline and scale it to max |value| = 1 (sign kept).
+
+    Parameters
+    ----------
+    wvf : (samples,) float
+        Mean waveform, any units (µV, V), any polarity.
+    rate_hz : float
+        Its sampling rate.
+    config : DischargeConfig
+
+    Returns
+    -------
+    (config.waveform_samples,) float64
+
+    Raises
+    ------
+    FeatureError
+        Empty, non-finite or flat waveform, or a bad rate.
+    """
+    config = DischargeConfig() if config is None else config
+    w = np.asarray(wvf, dtype=np.float64)
+    if w.ndim != 1 or len(w) < 5:
+        raise FeatureError(f"waveform: expected a 1-d array of >= 5 samples, got shape {w.shape}.")
+    if not np.isfinite(w).all():
+        raise FeatureError("waveform contains NaN or infinite samples; the unit has no usable waveform.")
+    if not (rate_hz and np.isfinite(rate_hz) and rate_hz > 0):
+        raise FeatureError(f"waveform rate must be > 0 Hz, got {rate_hz}; pass the file's sampling rate.")
+    if np.ptp(w) == 0:
+        raise FeatureError("waveform is flat (all samples equal, e.g. all zeros): no peak to align to.")
+    w = _resample(w - np.median(w), float(rate_hz), float(config.waveform_rate_hz))
+    lo, hi = int(len(w) * 0.2), max(int(np.ceil(len(w) * 0.8)), int(len(w) * 0.2) + 1)
+    ref = lo + int(np.argmax(np.abs(w[lo:hi])))
+    align, n_out = config.waveform_align, config.waveform_samples
+    start = ref - align
+    idx = np.clip(np.arange(start, start + n_out), 0, len(w) - 1)  # edge samples repeat where short
+    out = w[idx]
+    n_base = max(1, int(round(config.baseline_ms * config.waveform_rate_hz / 1000)))
+    out = out - np.median(out[:n_base])
+    size = np.abs(out).max()
+    if size == 0 or not np.isfinite(size):
+        raise FeatureError("waveform has no deflection after alignment: cannot normalise.")
+    return out / size
+
+
+def _align_waveforms(waveforms, rate_hz, config, reasons) -> tuple[np.ndarray, np.ndarray]:
+    n = len(reasons)
+    out = np.zeros((n, config.waveform_samples), dtype=np.float32)
+    has = np.zeros(n, dtype=bool)
+    if waveforms is None or rate_hz is None:
+        for r in reasons:
+            r.append("no waveform")
+        return out, has
+    for i in range(n):
+        try:
+            out[i] = align_waveform(waveforms[i], rate_hz, config)
+            has[i] = True
+        except NwbCelltypeError as exc:
+            reasons[i].append(f"waveform: {exc}")
+    return out, has
+
+
+def extract_discharge_features(
+    batch: UnitsBatch, config: DischargeConfig | None = None, progress: bool = False
+) -> DischargeFeatureSet:
+    """Compute the ``acg-isi-wave`` features of every unit of a batch.
+
+    Parameters
+    ----------
+    batch : UnitsBatch
+        Units as read by :func:`nwb_celltype.io.read_units` (times in s, waveforms at
+        ``waveform_rate_hz``, NaN rows where missing).
+    config : DischargeConfig
+    progress : bool
+        Log progress at INFO level.
+
+    Returns
+    -------
+    DischargeFeatureSet
+        One row per unit. A unit with fewer than ``min_spikes`` spikes (or bad spike times) is not
+        ``usable``; a unit without a usable waveform keeps ``usable`` (it is classified from its
+        discharge alone) with ``has_waveform`` False and the reason noted.
+    """
+    config = DischargeConfig() if config is None else config
+    n = len(batch)
+    reasons: list[list[str]] = [[] for _ in range(n)]
+    fatal = np.zeros(n, dtype=bool)
+    extra = batch.extra.get("reasons") if batch.extra else None
+    if extra is not None and len(extra) == n:  # problems the reader found (e.g. no spikes)
+        for i, r in enumerate(extra):
+            for part in filter(None, str(r).split("; ")):
+                reasons[i].append(part)
+                # a waveform problem is a note: discharge-only members classify such units
+                fatal[i] |= not part.startswith(("no waveform", "waveform"))
+    acg = np.zeros((n, config.acg_lags_ms))
+    isi = np.zeros((n, config.isi_bins_ms))
+    has_discharge = np.zeros(n, dtype=bool)
+    if progress:
+        log.info("ACG and ISI counts of %d units (%d spikes)", n, int(batch.spike_offsets[-1]))
+    for i in range(n):
+        t = np.asarray(batch.spike_times(i), dtype=np.float64)
+        bad = ~np.isfinite(t) | (t < 0)
+        if bad.any():
+            reasons[i].append(f"{int(bad.sum())} non-finite or negative spike times")
+            continue
+        if len(t) < config.min_spikes:
+            reasons[i].append(f"{len(t)} spikes < min_spikes={config.min_spikes}")
+            continue
+        acg[i] = compute_acg_counts(t, config.acg_lags_ms)
+        isi[i] = compute_isi_counts(t, config.isi_bins_ms)
+        has_discharge[i] = True
+    wave, has_wave = _align_waveforms(batch.waveforms, batch.waveform_rate_hz, config, reasons)
+    # a missing waveform is a note, not a failure: discharge-only members classify such units
+    usable = has_discharge & ~fatal
+    return DischargeFeatureSet(
+        unit_ids=np.asarray(batch.unit_ids, dtype=np.int64),
+        acg_counts=acg,
+        isi_counts=isi,
+        waveform=wave,
+        has_discharge=has_discharge,
+        has_waveform=has_wave,
+        usable=usable,
+        reasons=np.array(["; ".join(dict.fromkeys(r)) for r in reasons], dtype=object),
+        config=config,
+    )
+
+
+# ---------------------------------------------------------------------------------------- files
+
+#: version of the saved-features layout of this family
+FILE_FORMAT_VERSION = "1"
+
+
+def save_discharge_features(path, fs: DischargeFeatureSet):
+    """Write ``fs`` to ``path`` (``.npz``, compressed, no pickles): the arrays of
+    :attr:`DischargeFeatureSet.ARRAYS`, ``reasons`` and ``labels`` (unicode; ``labels`` only when
+    known), ``family``, ``config_json``, ``config_sha256``, ``meta_json``, ``format_version``."""
+    from pathlib import Path
+
+    from ..errors import OutputError
+
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    if not path.parent.exists():
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist; create it first.")
+    arrays = {k: np.asarray(getattr(fs, k)) for k in fs.ARRAYS}
+    arrays["reasons"] = np.asarray([str(r) for r in fs.reasons], dtype=str).reshape(len(fs))
+    if fs.labels is not None:
+        arrays["labels"] = np.asarray([str(r) for r in fs.labels], dtype=str).reshape(len(fs))
+    arrays.update(
+        family=np.array(FAMILY),
+        config_json=np.array(fs.config.to_json()),
+        config_sha256=np.array(fs.config.sha256),
+        meta_json=np.array(json.dumps(fs.meta, default=str)),
+        format_version=np.array(FILE_FORMAT_VERSION),
+    )
+    try:
+        np.savez_compressed(path, **arrays)
+    except OSError as exc:
+        raise OutputError(f"cannot write features to {path}: {exc}") from exc
+    return path
+
+
+def load_discharge_features(path) -> DischargeFeatureSet:
+    """Read a file written by :func:`save_discharge_features` (checks family, version, hash)."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise FeatureError(f"{path} is not a features file (.npz without pickles): {exc}") from exc
+    if str(d.get("family", "")) != FAMILY:
+        raise FeatureError(
+            f"{path} holds features of family {str(d.get('family', 'c4-3d'))!r}, not {FAMILY!r}."
+        )
+    if str(d.get("format_version", "")) != FILE_FORMAT_VERSION:
+        raise FeatureError(
+            f"{path} has {FAMILY} file format {str(d.get('format_version'))!r}; this nwb-celltype reads "
+            f"{FILE_FORMAT_VERSION!r}: recompute the features with this version."
+        )
+    missing = {*DischargeFeatureSet.ARRAYS, "reasons", "config_json"} - set(d)
+    if missing:
+        raise FeatureError(f"{path} lacks {sorted(missing)}: not written by save_discharge_features.")
+    config = DischargeConfig.from_json(str(d["config_json"]))
+    if "config_sha256" in d and str(d["config_sha256"]) != config.sha256:
+        raise FeatureError(f"{path}: stored configuration hash does not match its JSON; the file is corrupt.")
+    return DischargeFeatureSet(
+        **{k: d[k] for k in DischargeFeatureSet.ARRAYS},
+        reasons=d["reasons"].astype(object),
+        labels=d["labels"].astype(object) if "labels" in d else None,
+        meta=json.loads(str(d.get("meta_json", "{}"))),
+        config=config,
+    )

@@ -1,0 +1,425 @@
+"""Per-unit feature tables as a ground-truth library: the HIPPIE/C4 CSV layout (``labels.csv``,
+``acg.csv``, ``isi_dist.csv``, ``waveforms.csv`` + ``dataset.json``; one row per unit, rows aligned
+across files), read into ``acg-isi-wave`` features (:mod:`nwb_celltype.features.discharge`).
+
+Layout (see docs/library.md):
+
+- ``dataset.json``: ``waveform_rate_hz`` (required when ``waveforms.csv`` exists), ``species``, ``lab``,
+  ``name``, ``source`` ...;
+- ``labels.csv``: a ``label`` column (a C4 class, ``GrC`` or another known non-C4 type, or
+  ``unlabeled``); or ``units.csv`` with ``neuron_id`` + ``label``;
+- ``acg.csv``: raw pair counts, 201 columns named by lag -100..100 ms (1 ms bins, centre = lag 0);
+- ``isi_dist.csv``: raw counts, 100 columns named 0..99 (ms);
+- ``waveforms.csv``: peak-channel mean waveform, any number of samples at ``waveform_rate_hz``.
+
+At least one of acg/isi (both, in fact: they come together) or waveforms must exist.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LibraryError, NwbCelltypeError
+from ..features.discharge import DischargeConfig, DischargeFeatureSet, align_waveform
+
+logger = logging.getLogger(__name__)
+
+#: labels a table may carry: the C4 classes, non-C4 cerebellar types (kept as ground truth for
+#: abstention tests) and "unlabeled" (used for pre-training only)
+TABLE_LABELS = ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB", "GrC", "UBC", "PC_layer_other", "unlabeled")
+UNLABELLED = "unlabeled"
+TABLE_FILES = ("dataset.json", "labels.csv", "units.csv", "acg.csv", "isi_dist.csv", "waveforms.csv")
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What a table folder holds (without reading the big files)."""
+
+    path: Path
+    name: str
+    species: str
+    lab: str
+    n_units: int
+    has_acg: bool
+    has_waveforms: bool
+    sha256: str
+    dataset: dict
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as exc:
+        raise LibraryError(f"{path} is not UTF-8 text ({exc}); save the table as UTF-8 CSV.") from exc
+    except OSError as exc:
+        raise LibraryError(f"cannot read {path}: {exc}") from exc
+    if not rows:
+        raise LibraryError(f"{path} is empty; expected a header row and one row per unit.")
+    return rows[0], [r for r in rows[1:] if r]
+
+
+def _numeric_table(path: Path, expected_columns: list[int] | None) -> np.ndarray:
+    """A numeric CSV as (rows, columns) float64, checking the header against ``expected_columns``."""
+    header, rows = _read_csv(path)
+    if expected_columns is not None:
+        try:
+            got = [int(round(float(h))) for h in header]
+        except ValueError:
+            got = None
+        if got != expected_columns:
+            raise LibraryError(
+                f"{path}: expected {len(expected_columns)} columns named {expected_columns[0]}.."
+                f"{expected_columns[-1]} (ms), got {len(header)} columns "
+                f"({', '.join(header[:3])}, ...). Check the table's layout (docs/library.md)."
+            )
+    for i, r in enumerate(rows):
+        if len(r) != len(header):
+            raise LibraryError(
+                f"{path}: row {i + 1} has {len(r)} values but the header has {len(header)} columns."
+            )
+    try:
+        arr = np.array(rows, dtype=np.float64).reshape(len(rows), len(header))
+    except ValueError as exc:
+        raise LibraryError(f"{path}: non-numeric value ({exc}); every cell must be a number.") from exc
+    if not np.isfinite(arr).all():
+        bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
+        raise LibraryError(f"{path}: row {bad + 1} has NaN or infinite values.")
+    return arr
+
+
+def _read_labels(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, neuron ids) from labels.csv and/or units.csv; they must agree where both exist."""
+    labels = ids = None
+    if (folder / "units.csv").exists():
+        header, rows = _read_csv(folder / "units.csv")
+        if "label" not in header:
+            raise LibraryError(f"{folder / 'units.csv'} has no 'label' column (columns: {header}).")
+        li = header.index("label")
+        ii = header.index("neuron_id") if "neuron_id" in header else None
+        labels = np.array([r[li] for r in rows], dtype=object)
+        if ii is not None:
+            ids = np.array([r[ii] for r in rows], dtype=object)
+    if (folder / "labels.csv").exists():
+        header, rows = _read_csv(folder / "labels.csv")
+        if "label" not in header:
+            raise LibraryError(f"{folder / 'labels.csv'} has no 'label' column (columns: {header}).")
+        li = header.index("label")
+        lab2 = np.array([r[li] for r in rows], dtype=object)
+        if labels is not None and (len(lab2) != len(labels) or (lab2 != labels).any()):
+            raise LibraryError(
+                f"{folder}: labels.csv and units.csv disagree ({len(lab2)} vs {len(labels)} rows); "
+                "rows must be aligned across files."
+            )
+        labels = lab2
+    if labels is None:
+        raise LibraryError(f"{folder} has neither labels.csv nor units.csv: one gives each row's label.")
+    unknown = sorted(set(labels) - set(TABLE_LABELS))
+    if unknown:
+        raise LibraryError(
+            f"{folder}: unknown labels {unknown}; allowed: {list(TABLE_LABELS)}. Rename them, or use "
+            "'unlabeled' for units without ground truth."
+        )
+    if ids is None:
+        ids = np.array([f"{folder.name}_{i}" for i in range(len(labels))], dtype=object)
+    return labels, ids
+
+
+def _dataset_json(folder: Path) -> dict:
+    p = folder / "dataset.json"
+    if not p.exists():
+        raise LibraryError(
+            f"{folder} has no dataset.json; write one with at least waveform_rate_hz, species and lab."
+        )
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise LibraryError(f"{p} is not valid JSON: {exc}") from exc
+    if not isinstance(d, dict):
+        raise LibraryError(f"{p} must hold a JSON object, got {type(d).__name__}.")
+    return d
+
+
+def table_sha256(folder: str | Path) -> str:
+    """Content hash of a table folder (its known files, in a fixed order)."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for name in TABLE_FILES:
+        p = folder / name
+        if p.exists():
+            h.update(name.encode())
+            h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def inspect_tables(folder: str | Path) -> TableInfo:
+    """Check a table folder's layout cheaply and describe it (no feature computation)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise LibraryError(f"{folder} is not a folder of feature tables (labels.csv, acg.csv, ...).")
+    d = _dataset_json(folder)
+    labels, _ = _read_labels(folder)
+    has_acg = (folder / "acg.csv").exists()
+    has_isi = (folder / "isi_dist.csv").exists()
+    if has_acg != has_isi:
+        raise LibraryError(f"{folder}: acg.csv and isi_dist.csv come together; one of them is missing.")
+    has_wave = (folder / "waveforms.csv").exists()
+    if not (has_acg or has_wave):
+        raise LibraryError(f"{folder} has neither acg.csv + isi_dist.csv nor waveforms.csv: no features.")
+    return TableInfo(
+        path=folder,
+        name=str(d.get("name", folder.name)),
+        species=str(d.get("species", "unknown")),
+        lab=str(d.get("lab", "unknown")),
+        n_units=len(labels),
+        has_acg=has_acg,
+        has_waveforms=has_wave,
+        sha256=table_sha256(folder),
+        dataset=d,
+    )
+
+
+def read_feature_tables(folder: str | Path, config: DischargeConfig | None = None) -> DischargeFeatureSet:
+    """Read a table folder as ``acg-isi-wave`` features (one row per table row).
+
+    Parameters
+    ----------
+    folder : path
+        Folder in the layout of this module's docstring.
+    config : DischargeConfig
+        Must have ``acg_lags_ms`` <= 100 and ``isi_bins_ms`` <= 100 (what the tables hold).
+
+    Returns
+    -------
+    DischargeFeatureSet
+        ``labels`` from the table; ``meta`` = dataset.json + ``neuron_ids`` + ``sha256``; units
+        without ACG/ISI tables are not ``usable`` for classification (``has_discharge`` False) but
+        keep their waveforms (for encoder pre-training).
+
+    Raises
+    ------
+    LibraryError
+        Missing files, misaligned rows, wrong column counts, unknown labels, non-numeric cells.
+    """
+    config = DischargeConfig() if config is None else config
+    info = inspect_tables(folder)
+    folder = info.path
+    labels, ids = _read_labels(folder)
+    n = len(labels)
+    acg = np.zeros((n, config.acg_lags_ms))
+    isi = np.zeros((n, config.isi_bins_ms))
+    has_discharge = np.zeros(n, dtype=bool)
+    if info.has_acg:
+        a = _numeric_table(folder / "acg.csv", list(range(-100, 101)))
+        s = _numeric_table(folder / "isi_dist.csv", list(range(0, 100)))
+        for name, t in (("acg.csv", a), ("isi_dist.csv", s)):
+            if len(t) != n:
+                raise LibraryError(
+                    f"{folder}: {name} has {len(t)} rows but the labels have {n}; rows must be aligned "
+                    "(one row per unit, same order in every file)."
+                )
+        if (a < 0).any() or (s < 0).any():
+            raise LibraryError(f"{folder}: negative counts in acg.csv or isi_dist.csv; expected raw counts.")
+        if config.acg_lags_ms > 100 or config.isi_bins_ms > 100:
+            raise LibraryError(f"{folder}: tables hold 100 ms of ACG/ISI; the configuration asks for more.")
+        acg = a[:, 101 : 101 + config.acg_lags_ms].copy()
+        isi = s[:, : config.isi_bins_ms].copy()
+        has_discharge = (acg.sum(1) + isi.sum(1)) > 0
+    wave = np.zeros((n, config.waveform_samples), dtype=np.float32)
+    has_wave = np.zeros(n, dtype=bool)
+    reasons = [[] for _ in range(n)]
+    if info.has_waveforms:
+        rate = info.dataset.get("waveform_rate_hz")
+        if not isinstance(rate, (int, float)) or rate <= 0:
+            raise LibraryError(
+                f"{folder}/dataset.json: waveform_rate_hz must be a positive number (Hz), got {rate!r}."
+            )
+        w = _numeric_table(folder / "waveforms.csv", None)
+        if len(w) != n:
+            raise LibraryError(
+                f"{folder}: waveforms.csv has {len(w)} rows but the labels have {n}; rows must be aligned."
+            )
+        for i in range(n):
+            try:
+                wave[i] = align_waveform(w[i], float(rate), config)
+                has_wave[i] = True
+            except NwbCelltypeError as exc:
+                reasons[i].append(f"waveform: {exc}")
+    else:
+        for r in reasons:
+            r.append("no waveform")
+    for i in np.flatnonzero(~has_discharge):
+        reasons[i].append("no ACG/ISI in the tables")
+    meta = dict(info.dataset)
+    meta.update({"folder": str(folder), "sha256": info.sha256, "neuron_ids": [str(x) for x in ids]})
+    return DischargeFeatureSet(
+        unit_ids=np.arange(n, dtype=np.int64),
+        acg_counts=acg,
+        isi_counts=isi,
+        waveform=wave,
+        has_discharge=has_discharge,
+        has_waveform=has_wave,
+        usable=has_discharge.copy(),
+        reasons=np.array(["; ".join(r) for r in reasons], dtype=object),
+        labels=np.asarray(labels, dtype=object),
+        meta=meta,
+        config=config,
+    )
+
+
+def write_feature_tables(folder: str | Path, fs: DischargeFeatureSet, dataset: dict | None = None) -> Path:
+    """Write raw ``acg-isi-wave`` features as a table folder (the inverse of
+    :func:`read_feature_tables` up to the ACG's mirrored negative lags and the waveform, which is
+    written aligned at ``config.waveform_rate_hz``). Useful to share features of one's own units."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = fs.config
+    if cfg.acg_lags_ms != 100 or cfg.isi_bins_ms != 100:
+        raise LibraryError("write_feature_tables writes the 100 ms layout; use the default configuration.")
+    n = len(fs)
+    labels = fs.labels if fs.labels is not None else np.full(n, UNLABELLED, dtype=object)
+    with open(folder / "labels.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["label"])
+        w.writerows([[str(x)] for x in labels])
+    full = np.concatenate([fs.acg_counts[:, ::-1], np.zeros((n, 1)), fs.acg_counts], axis=1)
+    np.savetxt(
+        folder / "acg.csv",
+        full,
+        delimiter=",",
+        fmt="%.17g",
+        header=",".join(map(str, range(-100, 101))),
+        comments="",
+    )
+    np.savetxt(
+        folder / "isi_dist.csv",
+        fs.isi_counts,
+        delimiter=",",
+        fmt="%.17g",
+        header=",".join(map(str, range(100))),
+        comments="",
+    )
+    np.savetxt(
+        folder / "waveforms.csv",
+        fs.waveform,
+        delimiter=",",
+        fmt="%.9g",
+        header=",".join(map(str, range(fs.waveform.shape[1]))),
+        comments="",
+    )
+    d = {"name": folder.name, "species": "unknown", "lab": "unknown"}
+    d.update(dataset or {})
+    d["waveform_rate_hz"] = cfg.waveform_rate_hz
+    (folder / "dataset.json").write_text(json.dumps(d, indent=1), encoding="utf-8")
+    return folder
+
+
+def evidence_type_of(dataset: dict) -> str:
+    """Evidence type (``vocabulary.EVIDENCE_TYPES``) from a table's ``dataset.json`` ``labels`` text."""
+    text = str(dataset.get("labels", "")).lower()
+    if "opto" in text:
+        return "optotagging"
+    if "expert" in text:
+        return "expert"
+    if "pharmac" in text:
+        return "pharmacology"
+    return "other"
+
+
+def table_label_records(folder: str | Path, library: str = "", where: str = "") -> list[dict]:
+    """One record per labelled row (label, evidence_type, lab, species, library, file, unit_id), the
+    shape :func:`~.stats.library_stats` collects from NWB ground-truth tables."""
+    info = inspect_tables(folder)
+    labels, _ = _read_labels(info.path)
+    etype = evidence_type_of(info.dataset)
+    return [
+        {
+            "label": str(lab),
+            "evidence_type": etype,
+            "lab": info.lab,
+            "species": info.species,
+            "library": library,
+            "subject": "",
+            "file": where or str(folder),
+            "unit_id": i,
+        }
+        for i, lab in enumerate(labels)
+        if lab != UNLABELLED
+    ]
+
+
+def table_training_labels(fs: DischargeFeatureSet) -> dict:
+    """Labels + evidence of a table folder's rows in the form the training-set loader keeps for NWB
+    files (``""`` for unlabelled rows)."""
+    n = len(fs)
+    labels = ["" if x == UNLABELLED else str(x) for x in fs.labels]
+    etype = evidence_type_of(fs.meta)
+    ev = {
+        "evidence_type": [etype if x else "" for x in labels],
+        "evidence_text": [str(fs.meta.get("labels", "")) if x else "" for x in labels],
+        "labelled_by": [str(fs.meta.get("lab", "")) if x else "" for x in labels],
+        "labelled_at": [""] * n,
+        "annotation": ["tables" if x else "" for x in labels],
+    }
+    return {"labels": labels, "evidence": ev, "tables": ["tables"]}
+
+
+def import_tables(
+    folders,
+    manifest: str | Path | None = None,
+    *,
+    name: str | None = None,
+    description: str = "",
+):
+    """Check table folders (full read: layout, aligned rows, labels, numbers) and list them in a
+    library manifest, with their content hashes, so that they join ``library stats``, ``validate``,
+    ``merge`` and ``train`` like NWB files.
+
+    Parameters
+    ----------
+    folders : path or sequence of paths
+        Table folders (layout in this module's docstring).
+    manifest : path, optional
+        Manifest to create, or to add the folders to if it exists (a folder already listed is
+        updated). Without it, the manifest is returned but not saved.
+    name : str, optional
+        Library name of a new manifest (default: the manifest's stem, or the first folder's name).
+
+    Returns
+    -------
+    (Manifest, list of TableInfo)
+    """
+    import os
+
+    from .manifest import LibraryEntry, Manifest, load_manifest
+
+    if isinstance(folders, (str, Path)):
+        folders = [folders]
+    infos = []
+    for f in folders:
+        fs = read_feature_tables(f)  # raises a LibraryError that names the problem
+        infos.append(inspect_tables(f))
+        logger.info("%s: %d units (%d with ACG/ISI)", f, len(fs), int(fs.has_discharge.sum()))
+    mpath = Path(manifest) if manifest is not None else None
+    if mpath is not None and mpath.exists():
+        m = load_manifest(mpath)
+    else:
+        default = mpath.stem if mpath is not None else Path(str(folders[0])).name
+        root = mpath.parent.resolve() if mpath is not None else Path.cwd().resolve()
+        m = Manifest(name=name or default, entries=[], description=description, root=root)
+    for info in infos:
+        rel = os.path.relpath(info.path.resolve(), m.root)
+        m.entries = [
+            e for e in m.entries if not (e.is_tables and (m.root / e.tables).resolve() == info.path.resolve())
+        ]
+        m.entries.append(LibraryEntry(tables=rel, sha256=info.sha256, library=m.name))
+    if mpath is not None:
+        m.save(mpath)
+    return m, infos

@@ -1,0 +1,385 @@
+"""Bundles of models that read the ``acg-isi-wave`` feature family (models trained on real, identified
+neurons from per-unit tables): safetensors weights + JSON model card, verified by sha256 like C4
+bundles (:mod:`.bundle`), with their own network and prediction path (:mod:`.real_ensemble`).
+
+On disk (same two files as every bundle)::
+
+    weights.safetensors   the tensors of :func:`~.real_ensemble.train_real_ensemble`
+    model_card.json       card; ``feature_family`` = "acg-isi-wave", ``architecture.kind`` =
+                          "real-ensemble", ``model_meta`` = the JSON half of the trained model
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ModelError, ModelMismatchError
+from ..features.discharge import FAMILY, DischargeConfig, DischargeFeatureSet
+from ..vocabulary import CELL_ONTOLOGY_IDS, NOT_CLASSIFIABLE, UNCLASSIFIED
+
+logger = logging.getLogger(__name__)
+
+KIND = "real-ensemble"
+OOD_REASON = "out of distribution"
+NO_WAVEFORM_NOTE = "classified from discharge alone (no usable waveform)"
+
+
+@dataclass
+class DischargeBundle:
+    """A trained real-data ensemble and its model card (interface of :class:`~.bundle.ModelBundle`
+    where annotate, predict and the NWB writer use it).
+
+    Attributes
+    ----------
+    tensors : dict of str -> Tensor
+        The model's weights (see :mod:`.real_ensemble`).
+    card : dict
+        The model card; ``card["model_meta"]`` holds the model's JSON configuration.
+    path : Path or None
+    """
+
+    tensors: dict[str, torch.Tensor]
+    card: dict
+    path: Path | None = None
+    _feature_config: DischargeConfig | None = field(default=None, repr=False)
+
+    feature_family = FAMILY
+
+    @property
+    def sha256(self) -> str:
+        from .bundle import _bundle_digest, _weights_digest
+
+        if "sha256" not in self.card:
+            self.card["weights_sha256"] = _weights_digest(self.tensors)
+            self.card["sha256"] = _bundle_digest(self.card)
+        return self.card["sha256"]
+
+    @property
+    def feature_config(self) -> DischargeConfig:
+        if self._feature_config is None:
+            self._feature_config = DischargeConfig.from_dict(self.card["feature_config"])
+        return self._feature_config
+
+    @property
+    def name(self) -> str:
+        return self.card["name"]
+
+    @property
+    def version(self) -> str:
+        return self.card["version"]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(c["name"] for c in self.card["classes"])
+
+    @property
+    def uses_layer(self) -> bool:
+        return False
+
+    @property
+    def meta(self) -> dict:
+        return self.card["model_meta"]
+
+    @property
+    def n_members(self) -> int:
+        return _n_members(self.meta)
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.tensors.values())).device
+
+    @property
+    def temperature(self) -> float:
+        return float(self.card.get("calibration", {}).get("temperature", 1.0))
+
+    def to(self, device: str | torch.device) -> DischargeBundle:
+        self.tensors = {k: v.to(device) for k, v in self.tensors.items()}
+        return self
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().contiguous() for k, v in self.tensors.items()}
+
+    def predict(self, features: DischargeFeatureSet, *, threshold: float = 2.0, dtype=None):
+        """Classify every unit of ``features``; see :func:`~.predict.predict_cell_types`."""
+        return predict_discharge(self, features, threshold=threshold)
+
+
+def _n_members(meta: dict) -> int:
+    n = meta.get("n_members", 0)
+    return int(sum(n.values())) if isinstance(n, dict) else int(n)
+
+
+def make_discharge_bundle(
+    tensors: dict[str, torch.Tensor],
+    meta: dict,
+    *,
+    classes: tuple[str, ...],
+    feature_config: DischargeConfig,
+    name: str,
+    version: str,
+    description: str = "",
+    card_extra: dict | None = None,
+) -> DischargeBundle:
+    """Wrap a trained real-data ensemble (:func:`~.real_ensemble.train_real_ensemble`) in a bundle."""
+    from .bundle import (
+        BUNDLE_FORMAT,
+        BUNDLE_FORMAT_VERSION,
+        WEIGHTS_FILE,
+        _bundle_digest,
+        _weights_digest,
+        software_versions,
+    )
+
+    card: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "name": name,
+        "version": version,
+        "description": description,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "classes": [
+            {"name": c, "index": i, "cell_ontology_id": CELL_ONTOLOGY_IDS.get(c, "")}
+            for i, c in enumerate(classes)
+        ],
+        "uses_layer": False,
+        "feature_family": FAMILY,
+        "feature_config": feature_config.to_dict(),
+        "feature_config_sha256": feature_config.sha256,
+        "architecture": {
+            "kind": KIND,
+            "n_members": _n_members(meta),
+            "members_by_kind": meta.get("n_members"),
+        },
+        "calibration": dict(meta.get("calibration", {"method": "temperature"})),
+        "decision": "mean probability over members; label = argmax; confidence = p(top1) / p(top2); "
+        "out-of-distribution units are unclassified",
+        "software": software_versions(),
+        "weights_file": WEIGHTS_FILE,
+        "model_meta": meta,
+    }
+    card.update(card_extra or {})
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    card["weights_sha256"] = _weights_digest(tensors)
+    card["sha256"] = _bundle_digest(card)
+    return DischargeBundle(tensors=tensors, card=card, _feature_config=feature_config)
+
+
+def load_discharge_bundle(path: Path, card: dict, tensors: dict[str, torch.Tensor]) -> DischargeBundle:
+    """Build a bundle from a verified card + weights (called by :func:`~.bundle.load_bundle`)."""
+    if card.get("architecture", {}).get("kind") != KIND:
+        raise ModelError(
+            f"{path}: feature family {FAMILY!r} with architecture {card.get('architecture')!r}; this "
+            f"nwb-celltype runs {KIND!r} models of that family. Upgrade nwb-celltype."
+        )
+    try:
+        fc = DischargeConfig.from_dict(card["feature_config"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ModelMismatchError(f"feature configuration in {path} is unreadable: {exc}") from exc
+    if fc.sha256 != card.get("feature_config_sha256"):
+        raise ModelMismatchError(
+            f"feature configuration of {path} hashes to {fc.sha256[:12]} but the card records "
+            f"{str(card.get('feature_config_sha256'))[:12]}; re-train or use the recorded nwb-celltype."
+        )
+    if not isinstance(card.get("model_meta"), dict):
+        raise ModelError(f"{path}: model card lacks 'model_meta' (the model's configuration).")
+    return DischargeBundle(tensors=tensors, card=card, path=path, _feature_config=fc)
+
+
+def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *, threshold: float = 2.0):
+    """Per-unit predictions of a real-data bundle: mean calibrated probability over members, the
+    decision rule, and abstention on out-of-distribution units (status ``unclassified``, reason says
+    so). Units without discharge features are ``not_classifiable``; units without a waveform are
+    classified by the discharge-only members and their reason says so."""
+    from .decision import check_threshold, decide
+    from .predict import Predictions
+    from .real_ensemble import predict_real_ensemble
+
+    if not isinstance(features, DischargeFeatureSet):
+        raise ModelMismatchError(
+            f"model {bundle.name} reads {FAMILY!r} features, got {type(features).__name__}; compute them "
+            "with the bundle's family (nwb_celltype.features.get_family(bundle.feature_family))."
+        )
+    if features.config.sha256 != bundle.feature_config.sha256:
+        raise ModelMismatchError(
+            f"features were computed with configuration {features.config.sha256[:12]} but model "
+            f"{bundle.name} expects {bundle.feature_config.sha256[:12]}; recompute them with "
+            "the bundle's feature_config."
+        )
+    threshold = check_threshold(threshold)
+    n, k = len(features), len(bundle.classes)
+    ok = np.asarray(features.usable, dtype=bool) & np.asarray(features.has_discharge, dtype=bool)
+    rows = np.flatnonzero(ok)
+    probs = np.full((n, k), np.nan)
+    votes = np.zeros((n, k), dtype=np.int64)
+    ood = np.zeros(n, dtype=bool)
+    ood_score = np.full(n, np.nan)
+    used_wave = np.zeros(n, dtype=bool)
+    if len(rows):
+        sub = features.subset(rows)
+        raw = {
+            "acg_counts": sub.acg_counts,
+            "isi_counts": sub.isi_counts,
+            "waveform": sub.waveform,
+            "has_waveform": sub.has_waveform,
+        }
+        out = predict_real_ensemble(bundle.tensors, bundle.meta, raw)
+        probs[rows] = out["probabilities"]
+        mp = np.asarray(out["member_probabilities"])  # (M, r, k), NaN where a member was not used
+        used = ~np.isnan(mp).any(-1)
+        top = np.where(used, np.nan_to_num(mp).argmax(-1), -1)
+        votes[rows] = np.stack([(top == c).sum(0) for c in range(k)], axis=1)
+        ood[rows] = out["out_of_distribution"]
+        ood_score[rows] = out["ood_score"]
+        used_wave[rows] = out["used_waveform"]
+    labels = np.full(n, NOT_CLASSIFIABLE, dtype=object)
+    status = np.full(n, "not_classifiable", dtype=object)
+    conf = np.full(n, np.nan)
+    if len(rows):
+        dec = decide(probs[rows], threshold)
+        conf[rows] = dec.confidence
+        keep = dec.classified & ~ood[rows]  # out-of-distribution units are abstained on
+        labels[rows] = np.where(keep, dec.labels(bundle.classes), UNCLASSIFIED)
+        status[rows] = np.where(keep, "classified", "unclassified")
+    reasons = np.full(n, "", dtype=object)
+    given = np.asarray(features.reasons, dtype=object)
+    ood_thr = 1.0  # the model reports the largest part score divided by its threshold
+    for i in range(n):
+        if not ok[i]:
+            reasons[i] = str(given[i]) or "unusable features"
+        elif ood[i]:
+            reasons[i] = (
+                f"{OOD_REASON} (score {ood_score[i]:.2f} > {ood_thr:.0f}: unlike every training class)"
+            )
+        elif not used_wave[i]:
+            reasons[i] = NO_WAVEFORM_NOTE
+    logger.info(
+        "classified %d / %d units (%d unclassified, %d out of distribution, %d not classifiable) with %s",
+        int((status == "classified").sum()),
+        n,
+        int((status == "unclassified").sum()),
+        int(ood.sum()),
+        int((~ok).sum()),
+        bundle.name,
+    )
+    return Predictions(
+        classes=bundle.classes,
+        probabilities=probs,
+        labels=labels,
+        confidence=conf,
+        votes=votes,
+        status=status,
+        reasons=reasons,
+        unit_ids=np.asarray(features.unit_ids),
+        threshold=float(threshold),
+        out_of_distribution=ood,
+        ood_score=ood_score,
+        used_waveform=used_wave,
+    )
+
+
+__all__ = [
+    "KIND",
+    "NOT_CLASSIFIABLE",
+    "UNCLASSIFIED",
+    "DischargeBundle",
+    "load_discharge_bundle",
+    "make_discharge_bundle",
+    "predict_discharge",
+]
+
+
+def card_json(bundle: DischargeBundle) -> str:
+    """The card as canonical JSON (for tests and `show`)."""
+    from .bundle import _json_safe
+
+    return json.dumps(_json_safe(bundle.card), sort_keys=True)
+
+
+def _raw(fs: DischargeFeatureSet) -> dict[str, np.ndarray]:
+    return {
+        "acg_counts": fs.acg_counts,
+        "isi_counts": fs.isi_counts,
+        "waveform": fs.waveform,
+        "has_discharge": fs.has_discharge,
+        "has_waveform": fs.has_waveform,
+    }
+
+
+def train_discharge_model(
+    training_set,
+    *,
+    classes: tuple[str, ...] = ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB"),
+    config=None,
+    name: str = "nwb-celltype-real",
+    version: str = "0.1.0",
+    description: str = "",
+    card_extra: dict | None = None,
+) -> DischargeBundle:
+    """Train a real-data ensemble on a training set of ``acg-isi-wave`` features
+    (:func:`nwb_celltype.library.load_training_set` with a ``DischargeConfig``) and bundle it.
+
+    Labelled units of ``classes`` train the classifier heads; every other unit (unlabelled, or
+    labelled with a non-C4 type such as GrC) pre-trains the encoders only. Each unit's library entry
+    (lab) balances the loss across labs within a class.
+    """
+    from .real_ensemble import train_real_ensemble
+
+    fs = training_set.features
+    if getattr(fs, "family", None) != FAMILY:
+        raise ModelMismatchError(
+            f"train_discharge_model needs {FAMILY!r} features; load the library with "
+            "config=DischargeConfig() (CLI: train --family acg-isi-wave)."
+        )
+    labels = np.asarray(training_set.labels, dtype=object).astype(str)
+    refs = training_set.references
+    groups = np.array(
+        [str(refs[int(k)].get("lab") or refs[int(k)].get("source")) for k in training_set.file_index],
+        dtype=object,
+    )
+    labelled = labels != ""
+    if not np.isin(labels[labelled], list(classes)).any():
+        raise ModelError(f"no labelled unit of the classes {list(classes)} in the training set.")
+    tensors, meta = train_real_ensemble(
+        _raw(fs.subset(labelled)),
+        labels[labelled],
+        tuple(classes),
+        unlabelled_raw=_raw(fs.subset(~labelled)) if (~labelled).any() else None,
+        config=config,
+        groups=groups[labelled],
+    )
+    # heads learn from labelled units that have a discharge; the rest only pre-train the encoders
+    heads = fs.has_discharge.astype(bool)
+    counts = {c: int(((labels == c) & heads).sum()) for c in classes}
+    extra = {
+        "training": {
+            "method": "semi-supervised: autoencoders pre-trained on all units (labels unused), ensembles of "
+            "classifier heads (discharge + waveform, and discharge-only) over CV folds, temperature "
+            "scaling on out-of-fold logits, out-of-distribution thresholds from out-of-fold distances",
+            "n_units": len(fs),
+            "n_labelled": int(labelled.sum()),
+            "class_counts": counts,
+            "class_counts_meaning": "labelled units with ACG/ISI that trained the classifier heads",
+            "n_pretrain_only": int(len(fs) - sum(counts.values())),
+            "seconds": meta.get("training_seconds"),
+        },
+        "training_data": [dict(r) for r in refs],
+    }
+    extra.update(card_extra or {})
+    return make_discharge_bundle(
+        tensors,
+        meta,
+        classes=tuple(classes),
+        feature_config=fs.config,
+        name=name,
+        version=version,
+        description=description,
+        card_extra=extra,
+    )
