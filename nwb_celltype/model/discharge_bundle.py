@@ -24,6 +24,7 @@ import torch
 from ..errors import ModelError, ModelMismatchError
 from ..features.discharge import FAMILY, DischargeConfig, DischargeFeatureSet
 from ..vocabulary import CELL_ONTOLOGY_IDS, NOT_CLASSIFIABLE, UNCLASSIFIED
+from .bundle import CardProperties
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ NO_WAVEFORM_NOTE = "classified from discharge alone (no usable waveform)"
 
 
 @dataclass
-class DischargeBundle:
+class DischargeBundle(CardProperties):
     """A trained real-data ensemble and its model card (interface of :class:`~.bundle.ModelBundle`
     where annotate, predict and the NWB writer use it).
 
@@ -51,34 +52,11 @@ class DischargeBundle:
     path: Path | None = None
     _feature_config: DischargeConfig | None = field(default=None, repr=False)
 
-    feature_family = FAMILY
-
-    @property
-    def sha256(self) -> str:
-        from .bundle import _bundle_digest, _weights_digest
-
-        if "sha256" not in self.card:
-            self.card["weights_sha256"] = _weights_digest(self.tensors)
-            self.card["sha256"] = _bundle_digest(self.card)
-        return self.card["sha256"]
-
     @property
     def feature_config(self) -> DischargeConfig:
         if self._feature_config is None:
             self._feature_config = DischargeConfig.from_dict(self.card["feature_config"])
         return self._feature_config
-
-    @property
-    def name(self) -> str:
-        return self.card["name"]
-
-    @property
-    def version(self) -> str:
-        return self.card["version"]
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return tuple(c["name"] for c in self.card["classes"])
 
     @property
     def uses_layer(self) -> bool:
