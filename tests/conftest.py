@@ -84,6 +84,33 @@ def oracle(tmp_path_factory) -> Oracle:
     return Oracle(python, tmp_path_factory.mktemp("oracle"))
 
 
+#: Our NWB Inspector checks (nwb_celltype/nwb/inspector_checks.py), all run wherever output is inspected.
+OUR_INSPECTOR_CHECKS = (
+    "check_cell_type_annotations_consistent",
+    "check_cell_type_evidence",
+    "check_cell_type_classifier",
+)
+
+
+@pytest.fixture(scope="session")
+def inspect_nwb():
+    """``inspect_nwb(path)`` -> list of nwbinspector messages (DANDI configuration) with our checks
+    registered explicitly: imported here and passed as ``checks``, never by another test's side effect."""
+    import nwbinspector
+
+    import nwb_celltype.nwb.inspector_checks  # noqa: F401  (registers our checks)
+
+    checks = list(nwbinspector.available_checks)
+    missing = sorted(set(OUR_INSPECTOR_CHECKS) - {c.__name__ for c in checks})
+    assert not missing, f"our inspector checks {missing} are not registered"
+    config = nwbinspector.load_config("dandi")
+
+    def run(path) -> list:
+        return list(nwbinspector.inspect_nwbfile(nwbfile_path=str(path), checks=checks, config=config))
+
+    return run
+
+
 @pytest.fixture(scope="module")
 def torch_one_thread():
     """torch single-threaded for a test module: tiny networks gain nothing from intra-op threads,

@@ -4,7 +4,7 @@
   (or the file named by ``NWB_CELLTYPE_KNOWN_SKIPS``) fails, naming the skips: a green CI cannot
   hide tests that did not run. Adding a skip means editing that list on purpose.
 - **Servers.** A test that listens on an internet socket (directly, in a fixture, or in a thread it
-  starts) must be marked ``network``; an unmarked one fails.
+  starts), or uses a fixture that did, must be marked ``network``; an unmarked one fails.
 """
 
 from __future__ import annotations
@@ -84,11 +84,14 @@ class SkipGuard:
 
 
 class ServerGuard:
-    """Fails a test not marked ``network`` that listens on an AF_INET/AF_INET6 socket."""
+    """Fails a test not marked ``network`` that listens on an AF_INET/AF_INET6 socket, or that uses a
+    fixture which did (so that a test sharing a module-scoped server is caught whatever the order)."""
 
     def __init__(self):
         self.item = None
         self.hits: list[str] = []
+        self.fixtures: list[str] = []  # fixtures being set up, innermost last
+        self.server_fixtures: set[str] = set()
         guard, listen = self, socket.socket.listen
 
         def listen_watched(sock, *args):
@@ -97,6 +100,8 @@ class ServerGuard:
                     guard.hits.append(str(sock.getsockname()))
                 except OSError:
                     guard.hits.append("?")
+                if guard.fixtures:
+                    guard.server_fixtures.add(guard.fixtures[-1])
             return listen(sock, *args)
 
         self._original = listen
@@ -114,14 +119,28 @@ class ServerGuard:
             self.item = None
 
     @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef):
+        self.fixtures.append(fixturedef.argname)
+        try:
+            return (yield)
+        finally:
+            self.fixtures.pop()
+
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
         report = yield
         hits, self.hits = self.hits, []
-        if hits and item.get_closest_marker("network") is None and not report.failed:
+        if item.get_closest_marker("network") is not None or report.failed:
+            return report
+        servers = sorted(self.server_fixtures & set(getattr(item, "fixturenames", ())))
+        if hits or (servers and call.when == "call"):
             report.outcome = "failed"
+            where = (
+                f"listened on {', '.join(sorted(set(hits)))}" if hits else f"uses server fixture(s) {servers}"
+            )
             report.longrepr = (
-                f"{item.nodeid} listened on {', '.join(sorted(set(hits)))} (during {call.when}) but is "
-                "not marked @pytest.mark.network: mark every test that starts a server."
+                f"{item.nodeid} {where} (during {call.when}) but is not marked @pytest.mark.network: "
+                "mark every test that starts or uses a server."
             )
         return report
 

@@ -42,6 +42,17 @@ def test_unmarked_server():
 @pytest.mark.network
 def test_marked_server():
     _listen()
+
+@pytest.fixture(scope="module")
+def server():
+    _listen()
+
+@pytest.mark.network
+def test_marked_starts_shared_server(server):
+    pass
+
+def test_unmarked_uses_shared_server(server):
+    pass
 """
 
 
@@ -100,9 +111,11 @@ def test_skips_outside_ci_do_not_fail(tmp_path):
 def test_unmarked_server_test_fails(tmp_path):
     res = _pytest(tmp_path, _SERVER, ci=False)
     assert res.returncode == 1, res.stdout + res.stderr
-    assert re.search(r"FAILED test_x.py::test_unmarked_server", res.stdout), res.stdout
+    assert "FAILED test_x.py::test_unmarked_server - " in res.stdout
     assert "not marked @pytest.mark.network" in res.stdout
-    assert "1 failed, 1 passed" in res.stdout
+    assert "FAILED test_x.py::test_unmarked_uses_shared_server" in res.stdout
+    assert "uses server fixture(s) ['server']" in res.stdout
+    assert "2 failed, 2 passed" in res.stdout
 
 
 def test_matching_rules():
