@@ -59,9 +59,10 @@ class Oracle:
 
 def _oracle_unavailable(msg: str):
     """Fail in CI, skip loudly elsewhere."""
-    print(msg, file=sys.stderr)
     if in_ci():
-        pytest.fail(f"CI=true: {msg}", pytrace=False)
+        pytest.fail(f"CI=true: the npyx parity tests must run. {msg}", pytrace=False)
+    msg += " Parity test SKIPPED."
+    print(msg, file=sys.stderr)
     pytest.skip(msg)
 
 
@@ -71,7 +72,7 @@ def oracle(tmp_path_factory) -> Oracle:
     if not python or not Path(python).exists():
         _oracle_unavailable(
             f"npyx oracle environment not found ({ORACLE_ENV}={python!r}); run `make oracle` (see "
-            "README, Development) to build it. Parity test SKIPPED."
+            "README, Development) to build it."
         )
     ready = subprocess.run(
         [python, str(ORACLE_TOOLS / "ready.py")], capture_output=True, text=True, timeout=600
@@ -79,7 +80,7 @@ def oracle(tmp_path_factory) -> Oracle:
     if ready.returncode != 0:
         _oracle_unavailable(
             f"the npyx oracle environment {python} is not ready (tests/oracle/ready.py):\n"
-            f"{ready.stderr[-3000:]}\nRebuild it with `make oracle`. Parity test SKIPPED."
+            f"{ready.stderr[-3000:]}\nRebuild it with `make oracle`."
         )
     return Oracle(python, tmp_path_factory.mktemp("oracle"))
 

@@ -68,7 +68,10 @@ def build(target: Path, requirements: Path, index_args: list[str]) -> dict:
         cmd = [str(target / "bin" / "python"), "-m", "pip", "install", "-q", *index_args]
         pip = subprocess.run([*cmd, "-r", str(requirements), *extra], capture_output=True, text=True)
         if pip.returncode != 0:
-            raise RuntimeError(f"pip could not install {requirements}:\n{pip.stderr[-4000:]}")
+            errors = [ln for ln in pip.stderr.splitlines() if ln.startswith("ERROR")]
+            raise RuntimeError(
+                f"pip could not install {requirements}:\n" + ("\n".join(errors) or pip.stderr)[-4000:]
+            )
         report = _ready(target)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
