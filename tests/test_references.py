@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from numpy_network import _avg_pool, _conv2d, _gelu, numpy_c4_forward
+from test_c4 import _random_member
 
 import nwb_celltype.features.reference as reference_module
 from nwb_celltype.features.config import FeatureConfig
@@ -64,15 +65,8 @@ def test_numpy_head_on_a_tiny_hand_computed_network():
 
 @pytest.mark.parametrize("use_layer", [False, True])
 def test_torch_network_equals_numpy_network(use_layer):
-    torch.manual_seed(3)
     net = CNNCerebellum(n_classes=6, use_layer=use_layer)
-    with torch.no_grad():
-        for mod in net.modules():
-            if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-                mod.running_mean.normal_(0, 0.1)
-                mod.running_var.uniform_(0.001, 0.01)
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.normal_(0, 0.2)
+    net.load_state_dict(_random_member(6, use_layer, seed=3))  # non-trivial batch-norm statistics
     net.eval().double()
     rng = np.random.default_rng(4)
     acg = rng.gamma(2.0, 0.5, size=(17, 10, 101))
