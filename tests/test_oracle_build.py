@@ -1,5 +1,6 @@
 """tests/oracle/build.py without building anything: its cache key (requirements, interpreter, index)
-and its exit status (a failed build fails in CI, warns elsewhere; a matching stamp is reused)."""
+and its exit status (a failed build fails in CI, warns elsewhere; a matching stamp is reused only
+while the environment is ready)."""
 
 from __future__ import annotations
 
@@ -57,8 +58,22 @@ def test_matching_stamp_is_reused_and_a_stale_one_rebuilt(build_mod, tmp_path, m
     key = build_mod.cache_key(build_mod.REQUIREMENTS, [])
     (env / "nwb-celltype-oracle.json").write_text(json.dumps({"key": key}))
     monkeypatch.setattr(build_mod, "build", _fail)
+    monkeypatch.setattr(build_mod, "_ready", lambda env: {})
     monkeypatch.setenv("CI", "true")
     assert build_mod.main(["--dir", str(env), "--torch-index", ""]) == 0
-    assert "up to date" in capsys.readouterr().out
+    assert "up to date and ready" in capsys.readouterr().out
     (env / "nwb-celltype-oracle.json").write_text(json.dumps({"key": "stale"}))
     assert build_mod.main(["--dir", str(env), "--torch-index", ""]) == 1
+
+
+def test_matching_but_broken_environment_is_rebuilt(build_mod, tmp_path, monkeypatch, capsys):
+    env = tmp_path / "env"
+    env.mkdir()
+    key = build_mod.cache_key(build_mod.REQUIREMENTS, [])
+    (env / "nwb-celltype-oracle.json").write_text(json.dumps({"key": key}))
+    monkeypatch.setenv("CI", "true")
+    built = []
+    monkeypatch.setattr(build_mod, "build", lambda *a: built.append(a) or {"build_s": 1.0, "size_bytes": 1})
+    # no bin/python in env: ready.py cannot run, so the environment is rebuilt
+    assert build_mod.main(["--dir", str(env), "--torch-index", ""]) == 0
+    assert built and "is not ready, rebuilding" in capsys.readouterr().out

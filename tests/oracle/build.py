@@ -2,9 +2,9 @@
 
 A virtual environment of the running interpreter with tests/oracle/requirements.txt (npyx 4.3.1,
 laplace-torch 0.1a2 and their dependencies on CPU torch 2.13.0), checked by tests/oracle/ready.py.
-It is reused while its key matches: the requirements, this script, the interpreter (version and
-path) and whether PyTorch's CPU index was reachable (which decides the torchvision build, see
-torchvision_ops.py); otherwise it is rebuilt from scratch.
+It is reused while its key matches (the requirements, this script, the interpreter's version and
+path, and whether PyTorch's CPU index was reachable, which decides the torchvision build: see
+torchvision_ops.py) and it passes ready.py; otherwise it is rebuilt from scratch.
 
 Exit status: 0 when the environment is ready. When it cannot be built or is not ready, the reason is
 printed and the exit status is 1 in CI (``CI=true``); elsewhere 0 after a WARNING (the oracle tests
@@ -99,8 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     key = cache_key(args.requirements, index_args)
     stamp = args.dir / "nwb-celltype-oracle.json"
     if stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
-        print(f"npyx oracle environment up to date: {args.dir}")
-        return 0
+        try:
+            _ready(args.dir)
+            print(f"npyx oracle environment up to date and ready: {args.dir}")
+            return 0
+        except (RuntimeError, OSError) as exc:  # damaged since it was built: build it again
+            print(f"npyx oracle environment in {args.dir} is not ready, rebuilding:\n{exc}", flush=True)
     print(f"building the npyx oracle environment in {args.dir} (CPU torch; a few minutes) ...", flush=True)
     try:
         report = build(args.dir, args.requirements, index_args)
