@@ -97,13 +97,13 @@ def test_plain_pynwb_reads_output_without_the_package(rec_copy, demo_bundle):
     assert proc.stdout.split() == [str(N_UNITS), "CellTypeAnnotations"]
 
 
-def test_output_is_inspector_clean(rec_copy, demo_bundle):
-    from nwbinspector import Importance, inspect_nwbfile, load_config
+def test_output_is_inspector_clean(rec_copy, demo_bundle, inspect_nwb):
+    from nwbinspector import Importance
 
     res = annotate(rec_copy, model=demo_bundle)
     msgs = [
         m
-        for m in inspect_nwbfile(nwbfile_path=res.output_path, config=load_config("dandi"))
+        for m in inspect_nwb(res.output_path)
         if m.importance.value > Importance.BEST_PRACTICE_SUGGESTION.value
     ]
     assert msgs == []

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from numpy_network import numpy_c4_forward
 
 from nwb_celltype.errors import ModelError, ModelMismatchError, UnsafeFileError
 from nwb_celltype.features.config import FeatureConfig, FeatureSet
@@ -103,19 +104,13 @@ def _inputs(n: int, seed: int = 1, use_layer: bool = False):
 
 
 def _dense_member_probs(state, hess, tau, acg, wvf, layer, use_layer, k, dtype=torch.float32):
-    """Per-member reference: unbatched network (in ``dtype``) + dense float64 posterior and explicit
-    Jacobians. The posterior covariance is the inverse of the re-assembled precision (float32), or
+    """Per-member reference: the network written in numpy (tests/numpy_network.py, float64) + dense
+    float64 posterior and explicit Jacobians. The posterior covariance is the inverse of the re-assembled precision (float32), or
     (float64) the dense eigen-form ``(Q_A ⊗ Q_B) diag(1 / (λ_A λ_B + δ)) (Q_A ⊗ Q_B)ᵀ`` that
     laplace-torch uses: the two differ by ~1e-7 because float32 eigenvectors are orthogonal only to
     float32 precision."""
-    net = CNNCerebellum(n_classes=k, use_layer=use_layer)
-    net.load_state_dict(state)
-    net.eval().to(dtype)
-    with torch.no_grad():
-        a, w = torch.from_numpy(acg).to(dtype), torch.from_numpy(wvf).to(dtype)
-        lay = torch.from_numpy(layer).to(dtype) if use_layer else None
-        phi = net.features(a, w, lay).double()
-        logits = net(a, w, lay).double()
+    lg, phi = numpy_c4_forward(state, acg, wvf, layer if use_layer else None)  # hand-written, float64
+    logits, phi = torch.from_numpy(lg), torch.from_numpy(phi)
     (la, lb), (lc,) = hess["eigenvalues"]
     (qa, qb), (qc,) = hess["eigenvectors"]
     amat = (qa.double() * la.double()) @ qa.double().T

@@ -210,7 +210,7 @@ def _make_no_units_file(path: Path) -> None:
 def served(tmp_path_factory):
     """Six simulated assets, one truncated (corrupt) and one without units, behind the loopback
     DANDI API and Range server."""
-    simulate = pytest.importorskip("nwb_celltype.simulate")
+    from nwb_celltype import simulate
     from nwb_celltype.testing.servers import DandiApiServer, RangeServer
 
     root = tmp_path_factory.mktemp("dandiset")
@@ -281,7 +281,8 @@ def _labels_per_unit(path: Path) -> dict:
 def model_path(tmp_path_factory) -> Path:
     """A small real bundle (2 untrained C4 networks with fixed seeds): the pipeline does not care
     whether the weights are trained, and the test does not depend on the demo model's features."""
-    torch = pytest.importorskip("torch")
+    import torch
+
     from nwb_celltype.features.config import FeatureConfig
     from nwb_celltype.model import build_network, bundle_from_states, save_bundle
     from nwb_celltype.vocabulary import C4_CLASSES
@@ -462,7 +463,8 @@ def test_killed_run_resumes(served, model_path, tmp_path):
 @pytest.mark.network
 @pytest.mark.slow
 def test_dask_local_cluster_equals_local_run(served, model_path, local_run, tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed  # the test extra (the dask extra of the package)
+
     out = tmp_path / "derived-dask"
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
@@ -518,11 +520,13 @@ def test_transient_failure_is_retried(served, model_path, tmp_path):
     assert rec["attempts"] >= 2, "the first try should have met the injected 503s"
 
 
+@pytest.mark.network
 def test_unknown_dandiset_is_our_error(served, tmp_path):
     with pytest.raises(NwbCelltypeError, match="999999"):
         annotate_dandiset("999999", tmp_path, dandi_api_url=served["api"].api_url)
 
 
+@pytest.mark.network
 def test_include_matching_nothing(served, tmp_path):
     with pytest.raises(InvalidValueError, match="no NWB assets matching"):
         annotate_dandiset(
@@ -537,7 +541,8 @@ def test_dashboard_is_served(served, model_path, tmp_path):
     import logging
     import urllib.request
 
-    pytest.importorskip("bokeh")
+    import bokeh  # noqa: F401  (the test extra; serves the dashboard)
+
     seen: dict = {}
 
     class Probe(logging.Handler):

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from nwb_celltype.cli import main
 
 
-def test_demo_command_end_to_end(tmp_path):
+def test_demo_command_end_to_end(tmp_path, inspect_nwb):
     out = tmp_path / "demo.nwb"
     res = CliRunner().invoke(main, ["demo", "--out", str(out)])
     assert res.exit_code == 0, res.output
@@ -36,13 +36,9 @@ def test_demo_command_end_to_end(tmp_path):
     assert "ground_truth" in lines[0] and "celltype_" in lines[0]
     assert lines[1].startswith("80 ")
 
-    from nwbinspector import Importance, inspect_nwbfile, load_config
+    from nwbinspector import Importance
 
-    msgs = [
-        m
-        for m in inspect_nwbfile(nwbfile_path=str(out), config=load_config("dandi"))
-        if m.importance.value > Importance.BEST_PRACTICE_SUGGESTION.value
-    ]
+    msgs = [m for m in inspect_nwb(out) if m.importance.value > Importance.BEST_PRACTICE_SUGGESTION.value]
     assert msgs == [], msgs
 
     # a second run refuses to overwrite silently, as annotate does; --overwrite replaces the output

@@ -206,22 +206,11 @@ def test_plain_pynwb_reads_file_without_our_package(tmp_path):
 # --- NWB Inspector --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def nwbinspector():
-    return pytest.importorskip("nwbinspector")
+def test_inspector_dandi_config_clean_on_our_tables(tmp_path, inspect_nwb):
+    import nwbinspector
 
-
-def _inspect(nwbinspector, path):
-    import nwb_celltype.nwb.inspector_checks  # noqa: F401  (registers our checks)
-
-    return list(
-        nwbinspector.inspect_nwbfile(nwbfile_path=str(path), config=nwbinspector.load_config("dandi"))
-    )
-
-
-def test_inspector_dandi_config_clean_on_our_tables(tmp_path, nwbinspector):
     path = _file_with_everything(tmp_path / "all.nwb")
-    messages = _inspect(nwbinspector, path)
+    messages = inspect_nwb(path)
     above = [
         (m.importance.name, m.check_function_name, m.message)
         for m in messages
@@ -230,7 +219,9 @@ def test_inspector_dandi_config_clean_on_our_tables(tmp_path, nwbinspector):
     assert above == []
 
 
-def test_our_inspector_checks_are_registered(nwbinspector):
+def test_our_inspector_checks_are_registered():
+    import nwbinspector
+
     import nwb_celltype.nwb.inspector_checks as checks
 
     names = {c.__name__ for c in nwbinspector.available_checks}
@@ -243,7 +234,7 @@ def test_our_inspector_checks_are_registered(nwbinspector):
         assert hasattr(checks, name)
 
 
-def test_our_inspector_checks_catch_a_bad_file(tmp_path, nwbinspector):
+def test_our_inspector_checks_catch_a_bad_file(tmp_path, inspect_nwb):
     path = _file_with_everything(tmp_path / "bad.nwb")
     with h5py.File(path, "a") as f:
         g = f["processing/cell_types/c4_base_predictions"]
@@ -263,7 +254,7 @@ def test_our_inspector_checks_catch_a_bad_file(tmp_path, nwbinspector):
         ids[...] = y
     # hdmf warns (rather than fails) when it reads the out-of-range region back
     with pytest.warns(UserWarning, match="out of bounds"):
-        messages = _inspect(nwbinspector, path)
+        messages = inspect_nwb(path)
     ours = {(m.check_function_name, m.importance.name): m.message for m in messages}
     crit = [msg for (fn, _), msg in ours.items() if fn == "check_cell_type_annotations_consistent"]
     text = " | ".join(m.message for m in messages)

@@ -37,10 +37,6 @@ def test_tutorial_has_every_step():
 
 @pytest.mark.slow
 def test_library_tutorial_runs(tmp_path, monkeypatch):
-    try:
-        from nwb_celltype.features import extract_features  # noqa: F401
-    except (ImportError, AttributeError) as exc:
-        pytest.skip(f"nwb_celltype.features.extract_features is not available ({exc}); the tutorial needs it")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NWB_CELLTYPE_CACHE_DIR", str(tmp_path / "cache"))
     ns: dict = {"__name__": "tutorial"}

@@ -340,13 +340,13 @@ def test_ground_truth_annotations_written(small_file):
     assert not np.any(r.labelled & (r.classes == "other"))
 
 
-def test_nwb_valid_and_inspector_clean(small_file):
-    from nwbinspector import Importance, inspect_nwbfile, load_config
+def test_nwb_valid_and_inspector_clean(small_file, inspect_nwb):
+    from nwbinspector import Importance
     from pynwb import validate
 
     path, _ = small_file
     assert validate(path=str(path)) == []
-    msgs = list(inspect_nwbfile(nwbfile_path=str(path), config=load_config("dandi")))
+    msgs = inspect_nwb(path)
     bad = [m for m in msgs if m.importance.value > Importance.BEST_PRACTICE_SUGGESTION.value]
     assert bad == [], [(m.check_function_name, m.message) for m in bad]
 

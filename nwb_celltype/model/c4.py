@@ -35,7 +35,7 @@ from ..errors import ModelError, ModelMismatchError, UnsafeFileError
 from ..features.config import FeatureConfig
 from ..vocabulary import C4_CLASSES, C4_CLASSES_MLI_CLUSTERING
 from .bundle import ModelBundle, bundle_from_states
-from .decision import decide
+from .decision import check_threshold, decide
 from .laplace import fit_prior_precision, posterior_from_hessians, predictive_variance, probit_probabilities
 from .network import LATENT_DIM, LAYER_DIM, EnsembleCNN, convert_npyx_state_dict
 
@@ -574,7 +574,13 @@ def predict_c4(
     Returns
     -------
     C4Prediction
+
+    Raises
+    ------
+    InvalidValueError
+        ``threshold`` is not a finite ratio >= 1.
     """
+    check_threshold(threshold)
     dtype = resolve_dtype(dtype)
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
     acg_t = torch.as_tensor(np.asarray(acg, dtype=np_dtype))
