@@ -80,11 +80,19 @@ def score(y: np.ndarray, p: np.ndarray, ood: np.ndarray | None = None) -> dict:
     rec_all = {CLASSES[c]: float(np.mean(pred[y == c] == c)) for c in present}
     rec_thr = {CLASSES[c]: float(((pred == y) & classified)[y == c].mean()) for c in present}
     counts = {CLASSES[c]: int(np.sum(y == c)) for c in present}
-    cls_rec = [float(np.mean(pred[classified & (y == c)] == c)) for c in present if np.any(classified & (y == c))]
+    cls_rec = [
+        float(np.mean(pred[classified & (y == c)] == c)) for c in present if np.any(classified & (y == c))
+    ]
     curve = []
     for t in (1.0, 1.5, 2.0, 3.0, 5.0, 10.0):
         m = (ratio >= t) & ~ood
-        curve.append({"threshold": t, "coverage": float(m.mean()), "accuracy": float(np.mean(pred[m] == y[m])) if m.any() else None})
+        curve.append(
+            {
+                "threshold": t,
+                "coverage": float(m.mean()),
+                "accuracy": float(np.mean(pred[m] == y[m])) if m.any() else None,
+            }
+        )
     return {
         "n": int(len(y)),
         "class_counts": counts,
@@ -113,7 +121,12 @@ def _baselines(tr_raw, ytr, te_raw) -> dict[str, np.ndarray]:
 
     def raw_features(r):
         return np.concatenate(
-            [acg_minmax_shape(r["acg_counts"]), isi_log_distribution(r["isi_counts"]), waveform_inputs(r["waveform"])[0]], 1
+            [
+                acg_minmax_shape(r["acg_counts"]),
+                isi_log_distribution(r["isi_counts"]),
+                waveform_inputs(r["waveform"])[0],
+            ],
+            1,
         )
 
     out = {}
@@ -140,7 +153,9 @@ def within_lab(data: dict, lab: str, unl: dict, cfg, pool: bool, seed: int = 0) 
     fold = stratified_folds(y, 5, np.random.default_rng(seed))
     other = "lisberger" if lab == "hull" else "hull"
     orows = np.flatnonzero(np.isin(data[other].labels.astype(str), CLASSES))
-    probs = {k: np.zeros((len(y), len(CLASSES))) for k in ("model", "logreg_rate_cv2_width", "logreg_raw_features")}
+    probs = {
+        k: np.zeros((len(y), len(CLASSES))) for k in ("model", "logreg_rate_cv2_width", "logreg_raw_features")
+    }
     ood = np.zeros(len(y), bool)
     seconds = []
     for f in range(5):
@@ -174,13 +189,18 @@ def cross_species(data: dict, src: str, dst: str, unl: dict, cfg) -> dict:
     tensors, meta = _train(_raw(s, srow), s.labels[srow].astype(str), unl, cfg, np.full(len(srow), src))
     out = predict_real_ensemble(tensors, meta, _raw(d, drow))
     y = _index(d.labels[drow].astype(str))
-    res = {"model": score(y, out["probabilities"], out["out_of_distribution"]), "model_no_ood": score(y, out["probabilities"])}
+    res = {
+        "model": score(y, out["probabilities"], out["out_of_distribution"]),
+        "model_no_ood": score(y, out["probabilities"]),
+    }
     for k, p in _baselines(_raw(s, srow), _index(s.labels[srow].astype(str)), _raw(d, drow)).items():
         res[k] = score(y, p)
     return res
 
 
-def _simulated_units(kinds: dict[str, int], seed: int, duration_s: float = 300.0, drop: float = 0.0) -> tuple[dict, list]:
+def _simulated_units(
+    kinds: dict[str, int], seed: int, duration_s: float = 300.0, drop: float = 0.0
+) -> tuple[dict, list]:
     """Raw features of simulated units (``nwb_celltype.simulate``); ``drop``: fraction of 10 s
     chunks removed from the ACG's spikes (the ISI keeps every spike)."""
     from nwb_celltype.simulate import class_spike_train, class_waveform
@@ -199,7 +219,11 @@ def _simulated_units(kinds: dict[str, int], seed: int, duration_s: float = 300.0
             acg.append(compute_acg_counts(t))
             wav.append(align_waveform(class_waveform(rng, cls, kind=kind), 30000.0))
             names.append(key)
-    raw = {"acg_counts": np.array(acg), "isi_counts": np.array(isi), "waveform": np.array(wav, dtype=np.float32)}
+    raw = {
+        "acg_counts": np.array(acg),
+        "isi_counts": np.array(isi),
+        "waveform": np.array(wav, dtype=np.float32),
+    }
     return raw, names
 
 
@@ -235,7 +259,10 @@ def chunk_robustness(tensors, meta, n_per_class: int = 6) -> dict:
     kinds = {c: n_per_class for c in CLASSES}
     full, _ = _simulated_units(kinds, seed=5)
     sub, _ = _simulated_units(kinds, seed=5, drop=0.3)
-    a, b = discharge_inputs(full["acg_counts"], full["isi_counts"]), discharge_inputs(sub["acg_counts"], sub["isi_counts"])
+    a, b = (
+        discharge_inputs(full["acg_counts"], full["isi_counts"]),
+        discharge_inputs(sub["acg_counts"], sub["isi_counts"]),
+    )
     spread = a.std(0) + 1e-6
     rate_a = rate_cv2_width(full["acg_counts"], full["isi_counts"], full["waveform"])[:, 0]
     rate_b = rate_cv2_width(sub["acg_counts"], sub["isi_counts"], sub["waveform"])[:, 0]
@@ -246,7 +273,10 @@ def chunk_robustness(tensors, meta, n_per_class: int = 6) -> dict:
         "model_inputs_mean_abs_change_in_sd": float(np.mean(np.abs(a - b) / spread)),
         "rate_proxy_mean_abs_change_in_sd": float(np.mean(np.abs(rate_a - rate_b)) / (rate_a.std() + 1e-6)),
         "raw_log_acg_counts_mean_abs_change_in_sd": float(
-            np.mean(np.abs(np.log1p(full["acg_counts"]) - np.log1p(sub["acg_counts"])) / (np.log1p(full["acg_counts"]).std(0) + 1e-6))
+            np.mean(
+                np.abs(np.log1p(full["acg_counts"]) - np.log1p(sub["acg_counts"]))
+                / (np.log1p(full["acg_counts"]).std(0) + 1e-6)
+            )
         ),
         "predicted_label_agreement": float(np.mean(pa.argmax(1) == pb.argmax(1))),
         "mean_abs_probability_change": float(np.mean(np.abs(pa - pb))),
@@ -255,8 +285,10 @@ def chunk_robustness(tensors, meta, n_per_class: int = 6) -> dict:
 
 def _markdown(res: dict) -> str:
     lines = ["# Real-data validation (generated by benchmarks/bench_real_validation.py)", ""]
-    lines.append("| evaluation | method | n | balanced acc. (no threshold) | bal. acc. of classified @2 | classified @2 | "
-                 "confidently wrong | ECE |")
+    lines.append(
+        "| evaluation | method | n | balanced acc. (no threshold) | bal. acc. of classified @2 | classified @2 | "
+        "confidently wrong | ECE |"
+    )
     lines.append("|---|---|---|---|---|---|---|---|")
     for ev, r in res["evaluations"].items():
         for method in ("model", "model_no_ood", "logreg_rate_cv2_width", "logreg_raw_features"):
@@ -265,14 +297,24 @@ def _markdown(res: dict) -> str:
                 f"| {ev} | {method} | {m['n']} | {m['balanced_accuracy']:.3f} | {m['balanced_accuracy_at_2_classified']:.3f} | "
                 f"{m['coverage_at_2']:.3f} | {m['confidently_wrong']:.3f} | {m['ece']:.3f} |"
             )
-    lines += ["", "Per-class recall of the model (no threshold / at threshold 2 with abstentions as misses), units:", ""]
+    lines += [
+        "",
+        "Per-class recall of the model (no threshold / at threshold 2 with abstentions as misses), units:",
+        "",
+    ]
     for ev, r in res["evaluations"].items():
         m = r["model"]
         cells = ", ".join(
-            f"{c} {m['recall'][c]:.2f}/{m['recall_at_2_abstain_as_miss'][c]:.2f} (n={m['class_counts'][c]})" for c in m["recall"]
+            f"{c} {m['recall'][c]:.2f}/{m['recall_at_2_abstain_as_miss'][c]:.2f} (n={m['class_counts'][c]})"
+            for c in m["recall"]
         )
         lines.append(f"- {ev}: {cells}")
-    lines += ["", "Non-C4 units: " + json.dumps(res["non_c4"]), "", "Chunk robustness: " + json.dumps(res["chunk_robustness"])]
+    lines += [
+        "",
+        "Non-C4 units: " + json.dumps(res["non_c4"]),
+        "",
+        "Chunk robustness: " + json.dumps(res["chunk_robustness"]),
+    ]
     lines += ["", f"Published (same labs, 5-fold, no threshold): {json.dumps(PUBLISHED)}", ""]
     return "\n".join(lines)
 
@@ -283,13 +325,18 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--quick", action="store_true", help="fewer epochs (a pipeline check, not the numbers)")
     args = ap.parse_args()
-    cfg = RealModelConfig(n_threads=1) if not args.quick else RealModelConfig(n_threads=1, epochs=20, pretrain_epochs=20, seeds=1)
+    cfg = (
+        RealModelConfig(n_threads=1)
+        if not args.quick
+        else RealModelConfig(n_threads=1, epochs=20, pretrain_epochs=20, seeds=1)
+    )
     data = {lab: read_feature_tables(Path(args.data) / lab) for lab in ("hull", "lisberger", "hausser")}
     for fs in data.values():
         fs.labels = np.asarray(fs.labels, dtype=object).astype(str)
     lis, hau = data["lisberger"], data["hausser"]
     unl = _cat(
-        _raw(lis, np.flatnonzero(lis.labels == "unlabeled")), _raw(hau, np.flatnonzero(hau.labels == "unlabeled"))
+        _raw(lis, np.flatnonzero(lis.labels == "unlabeled")),
+        _raw(hau, np.flatnonzero(hau.labels == "unlabeled")),
     )
     t0 = time.perf_counter()
     ev = {}

@@ -52,7 +52,11 @@ def _units(n_per_class: int, seed: int):
             w = _wave(rng, width)
             wav.append(w / np.abs(w).max())
             labels.append(c)
-    raw = {"acg_counts": np.array(acg), "isi_counts": np.array(isi), "waveform": np.array(wav, dtype=np.float32)}
+    raw = {
+        "acg_counts": np.array(acg),
+        "isi_counts": np.array(isi),
+        "waveform": np.array(wav, dtype=np.float32),
+    }
     return raw, np.array(labels)
 
 
@@ -135,9 +139,13 @@ def test_calibration_is_fitted_out_of_fold(trained):
     # with random labels, members memorise their training units; the out-of-fold logits that
     # calibration and the reported inner accuracy use must stay near chance
     shuffled = np.random.default_rng(7).permutation(labels)
-    cfg = RealModelConfig(**{**TINY.to_dict(), "epochs": 400, "lr": 1e-2, "dropout": 0.0, "weight_decay": 0.0})
+    cfg = RealModelConfig(
+        **{**TINY.to_dict(), "epochs": 400, "lr": 1e-2, "dropout": 0.0, "weight_decay": 0.0}
+    )
     t, m = train_real_ensemble(raw, shuffled, CLASSES, None, cfg)
-    in_sample = np.mean(np.array(CLASSES)[predict_real_ensemble(t, m, raw)["probabilities"].argmax(1)] == shuffled)
+    in_sample = np.mean(
+        np.array(CLASSES)[predict_real_ensemble(t, m, raw)["probabilities"].argmax(1)] == shuffled
+    )
     assert m["inner_oof_accuracy"]["full"] < 0.6
     assert in_sample > m["inner_oof_accuracy"]["full"] + 0.2
     assert m["temperatures"]["full"] > meta["temperatures"]["full"]  # noise -> softer out-of-fold

@@ -45,7 +45,12 @@ def _inputs(raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     isi = np.where(has_d[:, None], np.nan_to_num(np.asarray(raw["isi_counts"], float)), 0.0)
     xw, ok_w = waveform_inputs(raw["waveform"])
     has_w = ok_w & np.asarray(raw.get("has_waveform", np.ones(n, bool)), bool)
-    return {"discharge": discharge_inputs(acg, isi), "waveform": xw, "has_discharge": has_d, "has_waveform": has_w}
+    return {
+        "discharge": discharge_inputs(acg, isi),
+        "waveform": xw,
+        "has_discharge": has_d,
+        "has_waveform": has_w,
+    }
 
 
 def _standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -186,7 +191,9 @@ def _train(cfg, lab, labels, classes, unl, groups):
         mean, std = pool.mean(0), pool.std(0) + 1e-3
         tensors[f"norm.{part}.mean"] = torch.from_numpy(mean.astype(np.float32))
         tensors[f"norm.{part}.std"] = torch.from_numpy(std.astype(np.float32))
-        pre[part] = pretrain_autoencoder(_standardise(pool, mean, std), hidden[part], latent[part], cfg, cfg.seed)
+        pre[part] = pretrain_autoencoder(
+            _standardise(pool, mean, std), hidden[part], latent[part], cfg, cfg.seed
+        )
         for k, v in pre[part].state_dict().items():
             tensors[f"ood.{part}.{k}"] = v.clone()
         x[part] = _standardise(lab[part], mean, std)
@@ -211,7 +218,9 @@ def _train(cfg, lab, labels, classes, unl, groups):
             logits = stack(torch.from_numpy(head_in[kind])).numpy()
         # out-of-fold logits (seeds, n, C): each unit scored by the members that never saw it
         held = np.stack([logits[member_fold == f] for f in range(cfg.folds)])  # (F, S, n, C)
-        oof[kind] = np.where(avail[None, :, None], held[fold, :, np.arange(len(rows))].transpose(1, 0, 2), np.nan)
+        oof[kind] = np.where(
+            avail[None, :, None], held[fold, :, np.arange(len(rows))].transpose(1, 0, 2), np.nan
+        )
         temps[kind] = _temperature(oof[kind][:, avail], y[avail])
         for k, v in stack.state_dict().items():
             tensors[f"members.{kind}.{k}"] = v.clone()
@@ -220,7 +229,9 @@ def _train(cfg, lab, labels, classes, unl, groups):
         avail = lab["has_discharge"][rows] if part == "discharge" else has_w
         z = _latent(pre[part], x[part][rows][avail])
         means, prec, thr = _ood_part(z, y[avail], fold[avail], n_classes, cfg.ood_quantile)
-        tensors[f"ood.{part}.class_means"] = torch.from_numpy(np.nan_to_num(means, nan=1e6).astype(np.float32))
+        tensors[f"ood.{part}.class_means"] = torch.from_numpy(
+            np.nan_to_num(means, nan=1e6).astype(np.float32)
+        )
         tensors[f"ood.{part}.precision"] = torch.from_numpy(prec.astype(np.float32))
         ood_meta[part] = {"mahalanobis_threshold": thr}
     oof_p = {}
@@ -240,7 +251,9 @@ def _train(cfg, lab, labels, classes, unl, groups):
         "n_labelled_with_waveform": int(has_w.sum()),
         "class_counts": {c: int((y == i).sum()) for i, c in enumerate(classes)},
         "n_pretrain": {part: int(len(_pool(lab, unl, part))) for part in _PARTS},
-        "inner_oof_accuracy": {k: float(np.mean(oof_p[k].argmax(1) == y[~np.isnan(oof[k][0, :, 0])])) for k in KINDS},
+        "inner_oof_accuracy": {
+            k: float(np.mean(oof_p[k].argmax(1) == y[~np.isnan(oof[k][0, :, 0])])) for k in KINDS
+        },
     }
     return tensors, meta
 
@@ -293,7 +306,10 @@ def predict_real_ensemble(
     """
     inp = _inputs(raw)
     n = len(inp["discharge"])
-    x = {p: _standardise(inp[p], tensors[f"norm.{p}.mean"].numpy(), tensors[f"norm.{p}.std"].numpy()) for p in _PARTS}
+    x = {
+        p: _standardise(inp[p], tensors[f"norm.{p}.mean"].numpy(), tensors[f"norm.{p}.std"].numpy())
+        for p in _PARTS
+    }
     has_d, has_w = inp["has_discharge"], inp["has_waveform"]
     used_w = has_d & has_w
     n_classes = len(meta["classes"])

@@ -63,7 +63,9 @@ class Autoencoder(nn.Module):
         return self.dec2(F.gelu(self.dec1(z)))
 
 
-def pretrain_autoencoder(x: np.ndarray, hidden: int, latent: int, cfg: RealModelConfig, seed: int) -> Autoencoder:
+def pretrain_autoencoder(
+    x: np.ndarray, hidden: int, latent: int, cfg: RealModelConfig, seed: int
+) -> Autoencoder:
     """Denoising autoencoder fitted to standardised inputs x (n, d); returns it in eval mode."""
     torch.manual_seed(seed)
     xt = torch.from_numpy(np.asarray(x, dtype=np.float32))
