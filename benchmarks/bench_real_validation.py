@@ -1,0 +1,370 @@
+"""Validation of the real-trained model on real cerebellar ground truth (issue 14).
+
+Protocol (docs/validation.md): within-lab stratified 5-fold CV on Hull (mouse) and Lisberger
+(macaque), the same folds for every method; cross-species (train macaque -> test mouse and the
+reverse); calibration and OOD thresholds fitted inside each training set (inner out-of-fold), never
+on the scored units; encoders pre-trained on the training units + every unlabelled unit (Lisberger
+484, Hausser 1,885 waveforms), never on the scored units. Metrics over all classes present, with
+abstentions (ratio < 2 or out-of-distribution) counted as misses in per-class recall. Baselines on the
+same folds. Non-C4 units: Hausser GrC waveforms and simulated "other" units, scored by a model
+trained on every labelled Hull + Lisberger unit. Robustness: ACG from a spike subset vs all spikes.
+
+Run:  nice -n 5 python benchmarks/bench_real_validation.py [--data ../shared/real-c4] [--quick]
+Writes benchmarks/results/real_validation.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from nwb_celltype.features.discharge import align_waveform, compute_acg_counts, compute_isi_counts
+from nwb_celltype.features.discharge_inputs import (
+    acg_minmax_shape,
+    discharge_inputs,
+    isi_log_distribution,
+    rate_cv2_width,
+    waveform_inputs,
+)
+from nwb_celltype.library.tables import read_feature_tables
+from nwb_celltype.model.metrics import expected_calibration_error
+from nwb_celltype.model.real_ensemble import predict_real_ensemble, train_real_ensemble
+from nwb_celltype.model.real_networks import RealModelConfig
+from nwb_celltype.model.training import stratified_folds
+
+CLASSES = ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB")
+THRESHOLD = 2.0
+#: Published 5-fold balanced accuracies on the same labs (HIPPIE release; shared README).
+PUBLISHED = {
+    "hull": {"PhysMAP": 0.969, "HIPPIE": 0.949, "NEMO": 0.935},
+    "lisberger": {"HIPPIE": 0.678, "NEMO": 0.654, "PhysMAP": 0.511},
+    "macaque->mouse": {"HIPPIE": 0.698, "NEMO": 0.677, "VAE": 0.602},
+}
+
+
+def _raw(fs, rows=None) -> dict:
+    s = fs if rows is None else fs.subset(rows)
+    w = np.where(np.asarray(s.has_waveform)[:, None], s.waveform, np.nan)
+    return {
+        "acg_counts": s.acg_counts,
+        "isi_counts": s.isi_counts,
+        "waveform": w,
+        "has_discharge": np.asarray(s.has_discharge, bool),
+        "has_waveform": np.asarray(s.has_waveform, bool),
+    }
+
+
+def _cat(*raws: dict) -> dict:
+    return {k: np.concatenate([r[k] for r in raws]) for k in raws[0]}
+
+
+def _index(labels) -> np.ndarray:
+    return np.array([CLASSES.index(v) for v in labels], dtype=np.int64)
+
+
+def score(y: np.ndarray, p: np.ndarray, ood: np.ndarray | None = None) -> dict:
+    """Metrics of probabilities p (n, C) against y (n,) over every class present in y."""
+    ood = np.zeros(len(y), bool) if ood is None else ood
+    pred = p.argmax(1)
+    srt = np.sort(p, 1)
+    with np.errstate(divide="ignore"):
+        ratio = srt[:, -1] / srt[:, -2]
+    classified = (ratio >= THRESHOLD) & ~ood
+    present = [c for c in range(len(CLASSES)) if np.any(y == c)]
+    rec_all = {CLASSES[c]: float(np.mean(pred[y == c] == c)) for c in present}
+    rec_thr = {CLASSES[c]: float(((pred == y) & classified)[y == c].mean()) for c in present}
+    counts = {CLASSES[c]: int(np.sum(y == c)) for c in present}
+    cls_rec = [
+        float(np.mean(pred[classified & (y == c)] == c)) for c in present if np.any(classified & (y == c))
+    ]
+    curve = []
+    for t in (1.0, 1.5, 2.0, 3.0, 5.0, 10.0):
+        m = (ratio >= t) & ~ood
+        curve.append(
+            {
+                "threshold": t,
+                "coverage": float(m.mean()),
+                "accuracy": float(np.mean(pred[m] == y[m])) if m.any() else None,
+            }
+        )
+    return {
+        "n": int(len(y)),
+        "class_counts": counts,
+        "balanced_accuracy": float(np.mean(list(rec_all.values()))),
+        "balanced_accuracy_at_2_classified": float(np.mean(cls_rec)) if cls_rec else float("nan"),
+        "balanced_recall_at_2_abstain_as_miss": float(np.mean(list(rec_thr.values()))),
+        "coverage_at_2": float(classified.mean()),
+        "confidently_wrong": float(np.mean(classified & (pred != y))),
+        "out_of_distribution": float(ood.mean()),
+        "ece": expected_calibration_error(y, p)["ece"],
+        "recall": rec_all,
+        "recall_at_2_abstain_as_miss": rec_thr,
+        "accuracy_coverage": curve,
+    }
+
+
+def _baselines(tr_raw, ytr, te_raw) -> dict[str, np.ndarray]:
+    """Two logistic regressions (scikit-learn, class-balanced, standardised inputs)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def simple(r):
+        x = rate_cv2_width(r["acg_counts"], r["isi_counts"], r["waveform"])
+        return np.column_stack([x[:, :2], np.nan_to_num(x[:, 2], nan=0.3), np.isnan(x[:, 2])])
+
+    def raw_features(r):
+        return np.concatenate(
+            [
+                acg_minmax_shape(r["acg_counts"]),
+                isi_log_distribution(r["isi_counts"]),
+                waveform_inputs(r["waveform"])[0],
+            ],
+            1,
+        )
+
+    out = {}
+    for name, f, c in (("logreg_rate_cv2_width", simple, 1.0), ("logreg_raw_features", raw_features, 0.01)):
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, class_weight="balanced"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.fit(f(tr_raw), ytr)
+        p = np.zeros((len(te_raw["acg_counts"]), len(CLASSES)))
+        p[:, clf.classes_] = clf.predict_proba(f(te_raw))
+        out[name] = p
+    return out
+
+
+def _train(raw, labels, unl, cfg, groups):
+    return train_real_ensemble(raw, labels, CLASSES, unl, cfg, groups)
+
+
+def within_lab(data: dict, lab: str, unl: dict, cfg, pool: bool, seed: int = 0) -> dict:
+    """Stratified 5-fold CV within ``lab``; with ``pool`` the other lab's labelled units join training."""
+    fs = data[lab]
+    rows = np.flatnonzero(np.isin(fs.labels.astype(str), CLASSES) & fs.has_discharge)
+    y = _index(fs.labels[rows].astype(str))
+    fold = stratified_folds(y, 5, np.random.default_rng(seed))
+    other = "lisberger" if lab == "hull" else "hull"
+    orows = np.flatnonzero(np.isin(data[other].labels.astype(str), CLASSES))
+    probs = {
+        k: np.zeros((len(y), len(CLASSES))) for k in ("model", "logreg_rate_cv2_width", "logreg_raw_features")
+    }
+    ood = np.zeros(len(y), bool)
+    seconds = []
+    for f in range(5):
+        tr, te = rows[fold != f], rows[fold == f]
+        tr_raw, labels, groups = _raw(fs, tr), fs.labels[tr].astype(str), np.full(len(tr), lab)
+        if pool:
+            tr_raw = _cat(tr_raw, _raw(data[other], orows))
+            labels = np.concatenate([labels, data[other].labels[orows].astype(str)])
+            groups = np.concatenate([groups, np.full(len(orows), other)])
+        t0 = time.perf_counter()
+        tensors, meta = _train(tr_raw, labels, unl, cfg, groups)
+        seconds.append(time.perf_counter() - t0)
+        out = predict_real_ensemble(tensors, meta, _raw(fs, te))
+        probs["model"][fold == f] = out["probabilities"]
+        ood[fold == f] = out["out_of_distribution"]
+        for k, p in _baselines(_raw(fs, tr), _index(fs.labels[tr].astype(str)), _raw(fs, te)).items():
+            probs[k][fold == f] = p
+    res = {"model": score(y, probs["model"], ood), "model_no_ood": score(y, probs["model"])}
+    for k in ("logreg_rate_cv2_width", "logreg_raw_features"):
+        res[k] = score(y, probs[k])
+    res["train_seconds_per_fold"] = float(np.mean(seconds))
+    return res
+
+
+def cross_species(data: dict, src: str, dst: str, unl: dict, cfg) -> dict:
+    """Train on every labelled unit of ``src``, test on the classes ``dst`` shares with it."""
+    s, d = data[src], data[dst]
+    srow = np.flatnonzero(np.isin(s.labels.astype(str), CLASSES) & s.has_discharge)
+    shared = sorted(set(s.labels[srow].astype(str)) & set(CLASSES))
+    drow = np.flatnonzero(np.isin(d.labels.astype(str), shared) & d.has_discharge)
+    tensors, meta = _train(_raw(s, srow), s.labels[srow].astype(str), unl, cfg, np.full(len(srow), src))
+    out = predict_real_ensemble(tensors, meta, _raw(d, drow))
+    y = _index(d.labels[drow].astype(str))
+    res = {
+        "model": score(y, out["probabilities"], out["out_of_distribution"]),
+        "model_no_ood": score(y, out["probabilities"]),
+    }
+    for k, p in _baselines(_raw(s, srow), _index(s.labels[srow].astype(str)), _raw(d, drow)).items():
+        res[k] = score(y, p)
+    return res
+
+
+def _simulated_units(
+    kinds: dict[str, int], seed: int, duration_s: float = 300.0, drop: float = 0.0
+) -> tuple[dict, list]:
+    """Raw features of simulated units (``nwb_celltype.simulate``); ``drop``: fraction of 10 s
+    chunks removed from the ACG's spikes (the ISI keeps every spike)."""
+    from nwb_celltype.simulate import class_spike_train, class_waveform
+
+    rng = np.random.default_rng(seed)
+    acg, isi, wav, names = [], [], [], []
+    for key, n in kinds.items():
+        cls, _, kind = key.partition(":")
+        for _ in range(n):
+            t, _ = class_spike_train(rng, cls, duration_s, kind=kind)
+            isi.append(compute_isi_counts(t))
+            if drop > 0:
+                chunks = np.floor(t / 10.0).astype(int)
+                keep = rng.uniform(size=chunks.max() + 1) >= drop
+                t = t[keep[chunks]]
+            acg.append(compute_acg_counts(t))
+            wav.append(align_waveform(class_waveform(rng, cls, kind=kind), 30000.0))
+            names.append(key)
+    raw = {
+        "acg_counts": np.array(acg),
+        "isi_counts": np.array(isi),
+        "waveform": np.array(wav, dtype=np.float32),
+    }
+    return raw, names
+
+
+def non_c4(data: dict, tensors, meta) -> dict:
+    """Fraction of non-C4 units confidently labelled (ratio >= 2 and not out of distribution)."""
+    out = {}
+    h = data["hausser"]
+    grc = np.flatnonzero(h.labels.astype(str) == "GrC")
+    c4 = np.flatnonzero(np.isin(h.labels.astype(str), CLASSES))
+    for name, rows in (("hausser_GrC_waveform", grc), ("hausser_C4_waveform", c4)):
+        o = predict_real_ensemble(tensors, meta, _raw(h, rows))
+        flag = o["ood_score_waveform"] > 1
+        out[name] = {"n": int(len(rows)), "out_of_distribution": float(flag.mean())}
+    kinds = {"other:granule": 10, "other:mixture": 10, "other:noise": 10, "other:irregular": 10}
+    raw, names = _simulated_units(kinds, seed=11)
+    o = predict_real_ensemble(tensors, meta, raw)
+    p = o["probabilities"]
+    srt = np.sort(p, 1)
+    confident = (srt[:, -1] / srt[:, -2] >= THRESHOLD) & ~o["out_of_distribution"]
+    names = np.array(names)
+    out["simulated_other"] = {
+        "n": int(len(names)),
+        "confidently_labelled": float(confident.mean()),
+        "out_of_distribution": float(o["out_of_distribution"].mean()),
+        "by_kind": {k: float(confident[names == k].mean()) for k in kinds},
+    }
+    return out
+
+
+def chunk_robustness(tensors, meta, n_per_class: int = 6) -> dict:
+    """ACG from 70 % of the 10 s chunks vs from every spike (ISI from every spike): how much the
+    model's inputs and predictions move, against how much a raw-count feature moves."""
+    kinds = {c: n_per_class for c in CLASSES}
+    full, _ = _simulated_units(kinds, seed=5)
+    sub, _ = _simulated_units(kinds, seed=5, drop=0.3)
+    a, b = (
+        discharge_inputs(full["acg_counts"], full["isi_counts"]),
+        discharge_inputs(sub["acg_counts"], sub["isi_counts"]),
+    )
+    spread = a.std(0) + 1e-6
+    rate_a = rate_cv2_width(full["acg_counts"], full["isi_counts"], full["waveform"])[:, 0]
+    rate_b = rate_cv2_width(sub["acg_counts"], sub["isi_counts"], sub["waveform"])[:, 0]
+    pa = predict_real_ensemble(tensors, meta, full)["probabilities"]
+    pb = predict_real_ensemble(tensors, meta, sub)["probabilities"]
+    return {
+        "n_units": int(len(a)),
+        "model_inputs_mean_abs_change_in_sd": float(np.mean(np.abs(a - b) / spread)),
+        "rate_proxy_mean_abs_change_in_sd": float(np.mean(np.abs(rate_a - rate_b)) / (rate_a.std() + 1e-6)),
+        "raw_log_acg_counts_mean_abs_change_in_sd": float(
+            np.mean(
+                np.abs(np.log1p(full["acg_counts"]) - np.log1p(sub["acg_counts"]))
+                / (np.log1p(full["acg_counts"]).std(0) + 1e-6)
+            )
+        ),
+        "predicted_label_agreement": float(np.mean(pa.argmax(1) == pb.argmax(1))),
+        "mean_abs_probability_change": float(np.mean(np.abs(pa - pb))),
+    }
+
+
+def _markdown(res: dict) -> str:
+    lines = ["# Real-data validation (generated by benchmarks/bench_real_validation.py)", ""]
+    lines.append(
+        "| evaluation | method | n | balanced acc. (no threshold) | bal. acc. of classified @2 | classified @2 | "
+        "confidently wrong | ECE |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for ev, r in res["evaluations"].items():
+        for method in ("model", "model_no_ood", "logreg_rate_cv2_width", "logreg_raw_features"):
+            m = r[method]
+            lines.append(
+                f"| {ev} | {method} | {m['n']} | {m['balanced_accuracy']:.3f} | {m['balanced_accuracy_at_2_classified']:.3f} | "
+                f"{m['coverage_at_2']:.3f} | {m['confidently_wrong']:.3f} | {m['ece']:.3f} |"
+            )
+    lines += [
+        "",
+        "Per-class recall of the model (no threshold / at threshold 2 with abstentions as misses), units:",
+        "",
+    ]
+    for ev, r in res["evaluations"].items():
+        m = r["model"]
+        cells = ", ".join(
+            f"{c} {m['recall'][c]:.2f}/{m['recall_at_2_abstain_as_miss'][c]:.2f} (n={m['class_counts'][c]})"
+            for c in m["recall"]
+        )
+        lines.append(f"- {ev}: {cells}")
+    lines += [
+        "",
+        "Non-C4 units: " + json.dumps(res["non_c4"]),
+        "",
+        "Chunk robustness: " + json.dumps(res["chunk_robustness"]),
+    ]
+    lines += ["", f"Published (same labs, 5-fold, no threshold): {json.dumps(PUBLISHED)}", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "real-c4"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--quick", action="store_true", help="fewer epochs (a pipeline check, not the numbers)")
+    args = ap.parse_args()
+    cfg = (
+        RealModelConfig(n_threads=1)
+        if not args.quick
+        else RealModelConfig(n_threads=1, epochs=20, pretrain_epochs=20, seeds=1)
+    )
+    data = {lab: read_feature_tables(Path(args.data) / lab) for lab in ("hull", "lisberger", "hausser")}
+    for fs in data.values():
+        fs.labels = np.asarray(fs.labels, dtype=object).astype(str)
+    lis, hau = data["lisberger"], data["hausser"]
+    unl = _cat(
+        _raw(lis, np.flatnonzero(lis.labels == "unlabeled")),
+        _raw(hau, np.flatnonzero(hau.labels == "unlabeled")),
+    )
+    t0 = time.perf_counter()
+    ev = {}
+    for lab in ("hull", "lisberger"):
+        ev[f"{lab} within-lab CV"] = within_lab(data, lab, unl, cfg, pool=False)
+        print(f"{lab} within-lab done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        ev[f"{lab} CV, other lab pooled into training"] = within_lab(data, lab, unl, cfg, pool=True)
+        print(f"{lab} pooled done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    ev["macaque->mouse"] = cross_species(data, "lisberger", "hull", unl, cfg)
+    ev["mouse->macaque"] = cross_species(data, "hull", "lisberger", unl, cfg)
+    both = {k: np.concatenate([_raw(data[lab])[k] for lab in ("hull", "lisberger")]) for k in _raw(lis)}
+    labels = np.concatenate([data[lab].labels for lab in ("hull", "lisberger")])
+    groups = np.concatenate([np.full(len(data[lab].labels), lab) for lab in ("hull", "lisberger")])
+    tensors, meta = _train(both, labels, unl, cfg, groups)
+    res = {
+        "config": cfg.to_dict(),
+        "evaluations": ev,
+        "non_c4": non_c4(data, tensors, meta),
+        "chunk_robustness": chunk_robustness(tensors, meta),
+        "published": PUBLISHED,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "real_validation.json").write_text(json.dumps(res, indent=1))
+    (out / "real_validation.md").write_text(_markdown(res))
+    print(_markdown(res))
+
+
+if __name__ == "__main__":
+    main()

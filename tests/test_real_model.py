@@ -1,0 +1,196 @@
+"""The real-data ensemble (nwb_celltype.model.real_ensemble) and its inputs, on small synthetic
+discharge features: renewal-process trains whose classes differ in rate and regularity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nwb_celltype.errors import FeatureError, ModelError
+from nwb_celltype.features.discharge import compute_acg_counts, compute_isi_counts
+from nwb_celltype.features.discharge_inputs import (
+    DISCHARGE_INPUT_SIZE,
+    acg_baseline_shape,
+    discharge_inputs,
+    isi_log_distribution,
+    rate_cv2_width,
+    waveform_inputs,
+)
+
+torch = pytest.importorskip("torch")
+from nwb_celltype.model.real_ensemble import predict_real_ensemble, train_real_ensemble  # noqa: E402
+from nwb_celltype.model.real_networks import RealModelConfig  # noqa: E402
+
+CLASSES = ("A", "B", "C")
+#: (rate Hz, gamma shape, waveform width in samples) per class
+SPEC = {"A": (8.0, 1.0, 4), "B": (40.0, 6.0, 8), "C": (15.0, 0.5, 14)}
+TINY = RealModelConfig(
+    pretrain_epochs=30, epochs=60, folds=3, seeds=2, hidden_discharge=16, hidden_waveform=8, n_threads=1
+)
+
+
+def _train(rng, rate, shape, duration_s=60.0):
+    isi = rng.gamma(shape, 1.0 / (rate * shape), size=int(rate * duration_s * 1.5) + 10)
+    t = np.cumsum(isi)
+    return t[t < duration_s]
+
+
+def _wave(rng, width):
+    x = np.arange(75) - 30.0
+    w = -np.exp(-0.5 * (x / 2.0) ** 2) + 0.4 * np.exp(-0.5 * ((x - width) / 3.0) ** 2)
+    return (w + 0.02 * rng.standard_normal(75)) / 1.0
+
+
+def _units(n_per_class: int, seed: int):
+    rng = np.random.default_rng(seed)
+    acg, isi, wav, labels = [], [], [], []
+    for c, (rate, shape, width) in SPEC.items():
+        for _ in range(n_per_class):
+            t = _train(rng, rate * np.exp(0.1 * rng.standard_normal()), shape)
+            acg.append(compute_acg_counts(t))
+            isi.append(compute_isi_counts(t))
+            w = _wave(rng, width)
+            wav.append(w / np.abs(w).max())
+            labels.append(c)
+    raw = {
+        "acg_counts": np.array(acg),
+        "isi_counts": np.array(isi),
+        "waveform": np.array(wav, dtype=np.float32),
+    }
+    return raw, np.array(labels)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    raw, labels = _units(12, seed=0)
+    tensors, meta = train_real_ensemble(raw, labels, CLASSES, None, TINY)
+    return raw, labels, tensors, meta
+
+
+def test_inputs_are_spike_count_free():
+    rng = np.random.default_rng(1)
+    t = _train(rng, 20.0, 2.0, duration_s=200.0)
+    half = t[: len(t) // 2]  # same process, half the spikes
+    a = discharge_inputs(compute_acg_counts(t)[None], compute_isi_counts(t)[None])
+    b = discharge_inputs(compute_acg_counts(half)[None], compute_isi_counts(half)[None])
+    assert a.shape == (1, DISCHARGE_INPUT_SIZE)
+    # raw counts halve; the shapes the model sees barely move
+    assert np.abs(a - b).mean() < 0.1
+    assert np.abs(np.log1p(compute_acg_counts(t)) - np.log1p(compute_acg_counts(half))).mean() > 0.4
+
+
+def test_acg_baseline_and_isi_distribution_definitions():
+    acg = np.full((1, 100), 4.0)
+    acg[0, :3] = 0.0  # refractory gap
+    np.testing.assert_allclose(acg_baseline_shape(acg)[0, :3], 0.0)
+    np.testing.assert_allclose(acg_baseline_shape(acg)[0, -1], np.log(2.0))
+    isi = np.zeros((1, 100))
+    isi[0, 9] = 5.0
+    isi[0, 10] = 5.0
+    p = np.exp(isi_log_distribution(isi)) - 1e-3  # probability per 1 ms, averaged within bins
+    assert p[0, 9] == pytest.approx(0.5)  # 9..10 ms is its own bin
+    assert p[0, 10] == pytest.approx(0.25)  # 10..12 ms is one bin of 2 ms
+    with pytest.raises(FeatureError, match="non-negative"):
+        discharge_inputs(-acg, isi)
+    with pytest.raises(FeatureError, match="shape"):
+        discharge_inputs(acg[:, :50], isi)
+
+
+def test_waveform_inputs_flip_and_mask():
+    w = np.zeros((3, 75), dtype=np.float32)
+    w[0, 30], w[1, 30] = -0.5, 2.0
+    w[2] = np.nan
+    x, ok = waveform_inputs(w)
+    assert ok.tolist() == [True, True, False]
+    assert x[0, 30] == -1.0 and x[1, 30] == -1.0  # main peak made negative, scaled to -1
+    assert x[0, 75] == 0.0 and x[1, 75] == 1.0  # original polarity kept as a flag
+    assert not x[2].any()
+
+
+def test_rate_cv2_proxy_orders_regularity():
+    rng = np.random.default_rng(2)
+    reg, poi = _train(rng, 30.0, 20.0, 100.0), _train(rng, 30.0, 1.0, 100.0)
+    acg = np.array([compute_acg_counts(reg), compute_acg_counts(poi)])
+    isi = np.array([compute_isi_counts(reg), compute_isi_counts(poi)])
+    out = rate_cv2_width(acg, isi, np.full((2, 75), np.nan))
+    assert out[0, 1] < out[1, 1]  # a regular train has the smaller CV2
+    assert np.isnan(out[:, 2]).all()
+
+
+def test_shapes_and_accuracy(trained):
+    raw, labels, tensors, meta = trained
+    test_raw, test_labels = _units(8, seed=3)
+    out = predict_real_ensemble(tensors, meta, test_raw)
+    n, m = len(test_labels), sum(meta["n_members"].values())
+    assert out["probabilities"].shape == (n, 3)
+    assert out["member_probabilities"].shape == (m, n, 3)
+    np.testing.assert_allclose(out["probabilities"].sum(1), 1.0, atol=1e-5)
+    acc = np.mean(np.array(CLASSES)[out["probabilities"].argmax(1)] == test_labels)
+    assert acc > 0.8
+    assert out["used_waveform"].all()
+    assert out["out_of_distribution"].mean() < 0.3
+
+
+def test_calibration_is_fitted_out_of_fold(trained):
+    raw, labels, tensors, meta = trained
+    assert set(meta["temperatures"]) == {"full", "discharge"}
+    assert all(0.2 <= t <= 10.0 for t in meta["temperatures"].values())
+    assert meta["n_members"] == {"full": TINY.folds * TINY.seeds, "discharge": TINY.folds * TINY.seeds}
+    # with random labels, members memorise their training units; the out-of-fold logits that
+    # calibration and the reported inner accuracy use must stay near chance
+    shuffled = np.random.default_rng(7).permutation(labels)
+    cfg = RealModelConfig(
+        **{**TINY.to_dict(), "epochs": 400, "lr": 1e-2, "dropout": 0.0, "weight_decay": 0.0}
+    )
+    t, m = train_real_ensemble(raw, shuffled, CLASSES, None, cfg)
+    in_sample = np.mean(
+        np.array(CLASSES)[predict_real_ensemble(t, m, raw)["probabilities"].argmax(1)] == shuffled
+    )
+    assert m["inner_oof_accuracy"]["full"] < 0.6
+    assert in_sample > m["inner_oof_accuracy"]["full"] + 0.2
+    assert m["temperatures"]["full"] > meta["temperatures"]["full"]  # noise -> softer out-of-fold
+
+
+def test_far_inputs_are_out_of_distribution(trained):
+    raw, labels, tensors, meta = trained
+    rng = np.random.default_rng(4)
+    far = {
+        "acg_counts": rng.uniform(0, 1000, (5, 100)) * (np.arange(100) % 7 == 0),
+        "isi_counts": np.tile(np.eye(100)[97] * 50, (5, 1)),
+        "waveform": np.tile(np.sin(np.linspace(0, 12 * np.pi, 75)), (5, 1)).astype(np.float32),
+    }
+    out = predict_real_ensemble(tensors, meta, far)
+    assert out["out_of_distribution"].all()
+    assert (out["ood_score"] > 1).all()
+
+
+def test_discharge_members_used_without_waveform(trained):
+    raw, labels, tensors, meta = trained
+    test_raw, test_labels = _units(4, seed=5)
+    test_raw["waveform"][::2] = np.nan
+    out = predict_real_ensemble(tensors, meta, test_raw)
+    no_w = np.zeros(len(test_labels), bool)
+    no_w[::2] = True
+    assert (out["used_waveform"] == ~no_w).all()
+    n_full = meta["n_members"]["full"]
+    mp = out["member_probabilities"]
+    assert np.isnan(mp[:n_full, no_w]).all() and np.isfinite(mp[n_full:, no_w]).all()
+    assert np.isnan(mp[n_full:, ~no_w]).all() and np.isfinite(mp[:n_full, ~no_w]).all()
+    assert np.isnan(out["ood_score_waveform"][no_w]).all()
+
+
+def test_deterministic_with_seed(trained):
+    raw, labels, tensors, meta = trained
+    t2, meta2 = train_real_ensemble(raw, labels, CLASSES, None, TINY)
+    for k, v in tensors.items():
+        assert torch.equal(v, t2[k]), k
+    t3, _ = train_real_ensemble(raw, labels, CLASSES, None, RealModelConfig(**{**TINY.to_dict(), "seed": 1}))
+    assert not torch.equal(tensors["members.full.h1_weight"], t3["members.full.h1_weight"])
+
+
+def test_bad_inputs_raise():
+    raw, labels = _units(2, seed=6)
+    with pytest.raises(ModelError, match="at least"):
+        train_real_ensemble(raw, labels, CLASSES, None, TINY)
+    with pytest.raises(ModelError, match="acg_counts"):
+        train_real_ensemble({"isi_counts": raw["isi_counts"]}, labels, CLASSES, None, TINY)
