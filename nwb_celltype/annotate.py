@@ -72,17 +72,9 @@ def _checkpoint(stage: str) -> None:
 
 
 def _resolve_model(model):
-    from .model import load_bundle, load_demo_bundle
+    from .model.bundle import resolve_model
 
-    if model is None:
-        logger.warning(
-            "no model given: using the bundled DEMO model, trained on SIMULATED data — "
-            "not for scientific conclusions (pass --model BUNDLE for a real one)"
-        )
-        return load_demo_bundle(), True
-    if isinstance(model, (str, os.PathLike)):
-        return load_bundle(model), False
-    return model, False
+    return resolve_model(model)
 
 
 def table_name_for(bundle) -> str:

@@ -296,7 +296,9 @@ def test_cli_json_quiet_and_show(rec_copy):
     res = runner.invoke(main, ["annotate", str(rec_copy), "--json"])
     assert res.exit_code == 0, res.output
     payload = json.loads(res.stdout)
-    assert payload["n_units"] == N_UNITS and payload["demo_model"] is True
+    # no --model: the default model, trained on real neurons (not the simulated demo model)
+    assert payload["n_units"] == N_UNITS and payload["demo_model"] is False
+    assert payload["model"]["name"] == "nwb-celltype-real-c4"
     res = runner.invoke(main, ["annotate", str(rec_copy), "-q", "--overwrite"])
     assert res.exit_code == 0 and res.stdout == ""
     res = runner.invoke(main, ["show", payload["output_path"]])

@@ -16,7 +16,8 @@ def test_demo_command_end_to_end(tmp_path, inspect_nwb):
     res = CliRunner().invoke(main, ["demo", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "annotated 80 units" in res.output
-    assert "DEMO model trained on simulated data" in res.output
+    assert "trained on real identified neurons" in res.output
+    assert "DEMO model" not in res.output  # the default model is not the simulated demo model
     assert out.exists()
 
     code = (

@@ -117,7 +117,7 @@ def test_show_names_hashes_and_caps_confidence(recording, demo_bundle, tmp_path)
     src = tmp_path / "in.nwb"
     src.write_bytes(recording.read_bytes())
     runner = CliRunner()
-    res = runner.invoke(main, ["annotate", str(src)])
+    res = runner.invoke(main, ["annotate", str(src), "--model", str(demo_bundle.path)])
     assert f"bundle sha256 {demo_bundle.sha256[:12]}" in res.output
     out = runner.invoke(main, ["show", str(tmp_path / "in.celltype.nwb")]).output
     assert f"bundle sha256 {demo_bundle.sha256[:12]}" in out

@@ -172,3 +172,30 @@ def test_far_away_units_are_abstained_on(small_bundle):
     assert p.out_of_distribution.all()
     assert (p.status == "unclassified").all()
     assert all("out of distribution" in r for r in p.reasons)
+
+
+def test_default_model_is_the_real_one_and_its_card_says_so():
+    """What `annotate` uses with no model: trained on real tables, its card citing the data, the
+    protocol, validated numbers and limits; the family it declares is what `features` computes."""
+    from nwb_celltype.features.families import DEFAULT_MODEL_FAMILY
+    from nwb_celltype.model.bundle import load_default_bundle, resolve_model
+
+    b = load_default_bundle()
+    assert b.feature_family == DEFAULT_MODEL_FAMILY == "acg-isi-wave"
+    card = b.card
+    assert "Beau" in card["citation"] and "HIPPIE" in card["citation"]
+    assert {r["species"] for r in card["training_data"]} == {"mouse", "macaque"}
+    assert card["training"]["class_counts"] == {
+        "PkC_ss": 185,
+        "PkC_cs": 135,
+        "MLI": 37,
+        "GoC": 143,
+        "MFB": 78,
+    }
+    assert "hull within-lab CV" in card["validation"]["evaluations"]
+    assert any("Cerebellar cortex only" in lim for lim in card["limits"])
+    assert not card.get("simulated_training_data")
+    bundle, is_demo = resolve_model(None)
+    assert bundle.sha256 == b.sha256 and not is_demo
+    size = sum(p.stat().st_size for p in b.path.iterdir())
+    assert size < 2_000_000  # small enough to ship inside the package

@@ -115,18 +115,10 @@ def _check_options(workers: int | None, scheduler: str | None, client: Any, retr
 
 def _load_model_identity(model: str | os.PathLike | None) -> dict:
     """Load the bundle once in the driver for its identity (sha256 decides what is done already)."""
-    from ..model import load_bundle, load_demo_bundle
+    from ..model.bundle import resolve_model
 
-    if model is None:
-        logger.warning(
-            "no model given: using the bundled DEMO model, trained on SIMULATED data — "
-            "not for scientific conclusions (pass --model BUNDLE for a real one)"
-        )
-        bundle = load_demo_bundle()
-        path = None
-    else:
-        path = str(Path(model).resolve())
-        bundle = load_bundle(path)
+    path = None if model is None else str(Path(model).resolve())
+    bundle, _ = resolve_model(path)
     return {"name": str(bundle.name), "version": str(bundle.version), "sha256": bundle.sha256, "path": path}
 
 

@@ -41,12 +41,12 @@ def load_worker_model(model_path: str | None, model_sha256: str) -> Any:
     with _MODELS_LOCK:
         bundle = _MODELS.get(key)
         if bundle is None:
-            from ..model import load_bundle, load_demo_bundle
+            from ..model.bundle import resolve_model
 
-            bundle = load_demo_bundle() if model_path is None else load_bundle(model_path)
+            bundle, _ = resolve_model(model_path)
             if bundle.sha256 != model_sha256:
                 raise ModelMismatchError(
-                    f"model bundle {model_path or '(demo)'} loaded on worker pid {os.getpid()} has sha256 "
+                    f"model bundle {model_path or '(default)'} loaded on worker pid {os.getpid()} has sha256 "
                     f"{bundle.sha256[:12]}, but the run was planned with {model_sha256[:12]}; the file "
                     "changed during the run: restart the run"
                 )

@@ -80,13 +80,14 @@ def format_summary(result) -> str:
 
 
 def model_option(f):
-    """``--model BUNDLE`` (default: the bundled demo model)."""
+    """``--model BUNDLE`` (default: the package's default model)."""
     return click.option(
         "--model",
         "model",
         type=click.Path(exists=True),
         default=None,
-        help="Model bundle (default: the bundled DEMO model, trained on simulated data).",
+        help="Model bundle (default: the bundled model trained on real identified cerebellar neurons; "
+        "see docs/validation.md).",
     )(f)
 
 

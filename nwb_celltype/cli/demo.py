@@ -20,9 +20,10 @@ from ._common import format_summary, print_json
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists (as annotate --overwrite).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def demo(out, overwrite, as_json):
-    """Annotate the simulated recording shipped with the package using the bundled demo model
-    (both simulated: this shows the pipeline, not biology), write an annotated copy and print the
-    summary."""
+    """Annotate the simulated recording shipped with the package using the default model (trained
+    on real identified neurons), write an annotated copy and print the summary. The recording is
+    simulated: the labels show the pipeline, and how the model treats units it has never seen —
+    not biology."""
     from ..annotate import annotate
     from ..simulate import demo_recording_path
 
@@ -31,7 +32,10 @@ def demo(out, overwrite, as_json):
     if as_json:
         print_json(result.to_dict())
     else:
-        click.echo("Demo: embedded simulated recording + bundled demo model (trained on simulated data).")
+        click.echo(
+            "Demo: embedded SIMULATED recording + the default model (trained on real identified neurons); "
+            "simulated units that resemble no real class are 'unclassified' (out of distribution)."
+        )
         click.echo(format_summary(result))
         click.echo(
             f"Read it back with plain pynwb: NWBHDF5IO({str(out_path)!r}).read().processing['cell_types']"
