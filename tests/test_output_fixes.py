@@ -294,3 +294,25 @@ def test_every_option_of_every_command_has_help():
     assert missing == []
     show = CliRunner().invoke(main, ["show", "--help"]).output
     assert "--max-units" in show  # the same name as report's
+
+
+def test_help_imports_no_heavy_library():
+    """`nwb-celltype --help` (and each command's --help) imports none of the NWB / compute stack:
+    that is what made it take 1.3 s (pynwb, hdmf, pandas and zarr came with the package import)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from nwb_celltype.cli import main\n"
+        "for args in (['--help'], ['annotate', '--help'], ['report', '--help'], ['library', 'label', '--help']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = ('pynwb', 'hdmf', 'pandas', 'zarr', 'jax', 'torch', 'matplotlib', 'h5py', 'dandi')\n"
+        "print('HEAVY', sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY []"
