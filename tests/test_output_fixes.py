@@ -316,3 +316,19 @@ def test_help_imports_no_heavy_library():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_commands_that_write_refuse_to_overwrite_without_the_option(tmp_path, recording, demo_bundle):
+    runner = CliRunner()
+    sim = tmp_path / "sim.nwb"
+    args = ["simulate", str(sim), "--units", "3", "--duration", "20", "--no-compression"]
+    assert runner.invoke(main, args).exit_code == 0
+    res = runner.invoke(main, args)
+    assert res.exit_code == 1 and "--overwrite" in res.output
+    assert runner.invoke(main, [*args, "--overwrite"]).exit_code == 0
+    out = annotate(recording, model=demo_bundle, out=tmp_path / "a.nwb").output_path
+    rep = ["report", out, "--out", str(tmp_path / "rep"), "--max-units", "1", "-q"]
+    assert runner.invoke(main, rep).exit_code == 0
+    res = runner.invoke(main, rep)
+    assert res.exit_code == 1 and "--overwrite" in res.output
+    assert runner.invoke(main, [*rep, "--overwrite"]).exit_code == 0
