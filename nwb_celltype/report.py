@@ -210,6 +210,17 @@ def _unit_jobs(path, rec, config, wanted: np.ndarray, out: Path) -> list[dict]:
     return units
 
 
+def default_table(path, records: dict) -> str:
+    """The table a report shows by default: the one filling the plain ``cell_type`` Units column,
+    else the first prediction table, else the first table."""
+    from .bridges import plain_owner
+
+    owner = plain_owner(Path(path))
+    if owner in records:
+        return owner
+    return next((n for n, r in records.items() if r.kind == "prediction"), next(iter(records)))
+
+
 def write_report(
     path: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -231,7 +242,7 @@ def write_report(
     out_dir : path
         Folder for ``index.html``, ``summary.png`` and ``units/unit_<id>.png``.
     table : str, optional
-        Annotation table to draw (default: the first).
+        Annotation table to draw (default: :func:`default_table`).
     max_units : int, optional
         Draw at most this many units (the page still lists every unit).
     progress : bool
@@ -248,7 +259,7 @@ def write_report(
     records = load_annotations(path)
     if not records:
         raise InvalidValueError(f"{path} holds no cell-type annotations; run `nwb-celltype annotate` first")
-    name = table or next(iter(records))
+    name = table or default_table(path, records)
     if name not in records:
         raise InvalidValueError(f"no annotation table {name!r}; the file has {sorted(records)}")
     rec = records[name]

@@ -332,3 +332,16 @@ def test_commands_that_write_refuse_to_overwrite_without_the_option(tmp_path, re
     res = runner.invoke(main, rep)
     assert res.exit_code == 1 and "--overwrite" in res.output
     assert runner.invoke(main, [*rep, "--overwrite"]).exit_code == 0
+
+
+def test_report_defaults_to_the_prediction_table_not_ground_truth(tmp_path, demo_bundle):
+    from nwb_celltype.report import default_table
+    from nwb_celltype.simulate import demo_recording_path
+
+    res = annotate(demo_recording_path(), model=demo_bundle, out=tmp_path / "a.nwb")
+    from nwb_celltype.inspect_file import load_annotations
+
+    records = load_annotations(res.output_path)
+    gt_first = {"ground_truth": records.pop("ground_truth"), **records}
+    assert default_table(res.output_path, gt_first) == res.table_name  # owner of Units.cell_type
+    assert default_table(demo_recording_path(), gt_first) == res.table_name  # no owner: 1st prediction

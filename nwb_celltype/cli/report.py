@@ -10,7 +10,12 @@ import click
 @click.option(
     "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the report."
 )
-@click.option("--table", default=None, help="Annotation table to draw (default: the first).")
+@click.option(
+    "--table",
+    default=None,
+    help="Annotation table to draw (default: the one in the plain cell_type column, else the "
+    "first prediction).",
+)
 @click.option(
     "--max-units", type=int, default=None, help="Draw at most this many units (the page lists all)."
 )
