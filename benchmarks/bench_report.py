@@ -76,6 +76,7 @@ def main() -> None:
             out = subprocess.run(
                 [sys.executable, "-c", code, res.output_path, str(tmp / "baseline"), res.table_name],
                 env=env,
+                cwd=tmp,  # not this checkout: `python -c` puts the working folder first on sys.path
                 check=True,
                 capture_output=True,
                 text=True,
