@@ -57,28 +57,32 @@ def main() -> None:
         simulate_recording(src, n_units=args.units, duration_s=args.duration, seed=args.seed)
         res = annotate(src, model=load_demo_bundle())
         # warm-up: JIT compilation of the feature code is billed once per process
-        write_report(res.output_path, tmp / "warm", max_units=2, workers=1)
+        write_report(res.output_path, tmp / "warm", table=res.table_name, max_units=2, workers=1)
         for w in args.workers:
             t0 = time.perf_counter()
-            write_report(res.output_path, tmp / f"report{w}", workers=w)
+            write_report(res.output_path, tmp / f"report{w}", table=res.table_name, workers=w)
             wall = time.perf_counter() - t0
+            assert len(list((tmp / f"report{w}" / "units").glob("*.png"))) == args.units
             results[f"workers_{w}"] = {"wall_s": round(wall, 2), "s_per_unit": round(wall / args.units, 4)}
             print(f"report, {w} process(es): {wall:.1f} s = {wall / args.units:.3f} s per unit", flush=True)
         if args.baseline_src is not None:
             code = (
                 "import sys, time; from nwb_celltype.inspect_file import write_report; "
-                "write_report(sys.argv[1], sys.argv[2] + '_warm', max_units=2); t = time.perf_counter(); "
-                "write_report(sys.argv[1], sys.argv[2]); print(time.perf_counter() - t)"
+                "write_report(sys.argv[1], sys.argv[2] + '_warm', table=sys.argv[3], max_units=2); "
+                "t = time.perf_counter(); write_report(sys.argv[1], sys.argv[2], table=sys.argv[3]); "
+                "print(time.perf_counter() - t)"
             )
             env = {**os.environ, "PYTHONPATH": str(args.baseline_src.resolve())}
             out = subprocess.run(
-                [sys.executable, "-c", code, res.output_path, str(tmp / "baseline")],
+                [sys.executable, "-c", code, res.output_path, str(tmp / "baseline"), res.table_name],
                 env=env,
+                cwd=tmp,  # not this checkout: `python -c` puts the working folder first on sys.path
                 check=True,
                 capture_output=True,
                 text=True,
             )
             wall = float(out.stdout.split()[-1])
+            assert len(list((tmp / "baseline" / "units").glob("*.png"))) == args.units
             results["baseline"] = {"src": str(args.baseline_src), "wall_s": round(wall, 2)}
             print(
                 f"baseline {args.baseline_src}: {wall:.1f} s = {wall / args.units:.3f} s per unit", flush=True

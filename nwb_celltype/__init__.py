@@ -1,7 +1,10 @@
 """nwb-celltype: cell-type classification of spike-sorted units in NWB files.
 
-Importing the package loads the ``ndx-celltype`` NWB extension namespace. The public API is
-re-exported lazily so that ``import nwb_celltype`` imports neither JAX nor PyTorch.
+The public API is re-exported lazily so that ``import nwb_celltype`` imports neither pynwb, JAX
+nor PyTorch (``nwb-celltype --help`` starts in a fraction of a second). The ``ndx-celltype``
+namespace and our classes for its types are registered with pynwb when the NWB layer is imported
+(``import nwb_celltype.nwb``, which every reading and writing function of the package does); a
+file read by plain pynwb without it still reads, with classes generated from its cached spec.
 """
 
 from __future__ import annotations
@@ -12,16 +15,6 @@ from .errors import NwbCelltypeError
 
 __version__ = "0.1.0"
 
-
-def _load_namespace() -> None:
-    # pynwb must know ndx-celltype before any file with our tables is read; loading the namespace
-    # (from the installed spec dir, else the source tree's spec/) imports pynwb but not our classes.
-    from .nwb._namespace import load_namespace
-
-    load_namespace()
-
-
-_load_namespace()
 
 #: public name -> module (relative) that defines it; resolved on first access.
 _LAZY: dict[str, str] = {

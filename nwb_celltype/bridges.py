@@ -33,7 +33,7 @@ LABEL_FIELDS: dict[str, str] = {
 }
 
 
-def _plain_owner(path: Path) -> str | None:
+def plain_owner(path: Path) -> str | None:
     """The annotation table whose labels fill the plain ``cell_type`` Units column of ``path``."""
     import h5py
 
@@ -68,7 +68,7 @@ def _record(annotations, table: str | None):
     if isinstance(annotations, (str, os.PathLike)):
         from .inspect_file import load_annotations
 
-        return _pick(load_annotations(annotations), table, _plain_owner(Path(annotations)))
+        return _pick(load_annotations(annotations), table, plain_owner(Path(annotations)))
     if isinstance(annotations, Mapping):
         return _pick(annotations, table, None)
     if hasattr(annotations, "processing") or hasattr(annotations, "visititems"):

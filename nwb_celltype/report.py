@@ -54,15 +54,12 @@ class _UnitFigure:
     are drawn per unit."""
 
     def __init__(self, classes: list[str], lags_ms: np.ndarray, rate_bins: int, hz_per_unit: float):
-        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        self.plt = plt
         self.hz_per_unit = hz_per_unit
-        self.fig = fig = plt.figure(figsize=FIGSIZE, dpi=DPI)
-        self.canvas = fig.canvas
+        self.fig = fig = Figure(figsize=FIGSIZE, dpi=DPI)  # no pyplot: no global figure registry
+        self.canvas = FigureCanvasAgg(fig)
         ax_w = fig.add_axes((0.085, 0.17, 0.215, 0.66))
         ax_a = fig.add_axes((0.37, 0.17, 0.24, 0.66))
         ax_c = fig.add_axes((0.62, 0.17, 0.01, 0.66))
@@ -101,7 +98,14 @@ class _UnitFigure:
         for a in self.dynamic:
             a.set_animated(True)
         self.ax_w, self.ax_a, self.ax_c = ax_w, ax_a, ax_c
-        self.base = None
+        # the static figure with both scale-dependent panels blank
+        self.panel_axes = {"wave": ax_w, "rate": ax_c}
+        for ax in self.panel_axes.values():
+            ax.set_visible(False)
+        self.canvas.draw()
+        self.base = self.canvas.copy_from_bbox(fig.bbox)
+        for ax in self.panel_axes.values():
+            ax.set_visible(True)
         self.wave_bg: dict[tuple, object] = {}
         self.rate_bg: dict[float, object] = {}
 
@@ -114,10 +118,10 @@ class _UnitFigure:
         from matplotlib.transforms import Bbox
 
         if key not in cache:
+            # only this panel's axes (ticks, labels; not the animated data) on the blank base
             setter(key)
-            self.canvas.draw()
-            if self.base is None:
-                self.base = self.canvas.copy_from_bbox(self.fig.bbox)
+            self.canvas.restore_region(self.base)
+            self.fig.draw_artist(self.panel_axes[which])
             x0, x1 = self.PANELS[which]
             w, h = self.fig.bbox.width, self.fig.bbox.height
             cache[key] = self.canvas.copy_from_bbox(Bbox.from_extents(x0 * w, 0, x1 * w, h))
@@ -159,7 +163,9 @@ class _UnitFigure:
         self.prob_title.set_text(f"{label} ({status})")
         for a in self.dynamic:
             self.fig.draw_artist(a)
-        Image.fromarray(np.asarray(self.canvas.buffer_rgba())).save(path, compress_level=1)
+        # RGB (the figure is opaque) at low compression: encoding is the largest per-unit cost left
+        rgb = np.ascontiguousarray(np.asarray(self.canvas.buffer_rgba())[..., :3])
+        Image.fromarray(rgb).save(path, compress_level=1)
 
 
 def _draw_units(job: dict) -> int:
@@ -167,7 +173,6 @@ def _draw_units(job: dict) -> int:
     fig = _UnitFigure(job["classes"], job["lags_ms"], job["rate_bins"], job["hz_per_unit"])
     for u in job["units"]:
         fig.draw(job["out"] / u.pop("file"), **u)
-    fig.plt.close(fig.fig)
     return len(job["units"])
 
 
@@ -205,6 +210,17 @@ def _unit_jobs(path, rec, config, wanted: np.ndarray, out: Path) -> list[dict]:
     return units
 
 
+def default_table(path, records: dict) -> str:
+    """The table a report shows by default: the one filling the plain ``cell_type`` Units column,
+    else the first prediction table, else the first table."""
+    from .bridges import plain_owner
+
+    owner = plain_owner(Path(path))
+    if owner in records:
+        return owner
+    return next((n for n, r in records.items() if r.kind == "prediction"), next(iter(records)))
+
+
 def write_report(
     path: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -226,7 +242,7 @@ def write_report(
     out_dir : path
         Folder for ``index.html``, ``summary.png`` and ``units/unit_<id>.png``.
     table : str, optional
-        Annotation table to draw (default: the first).
+        Annotation table to draw (default: :func:`default_table`).
     max_units : int, optional
         Draw at most this many units (the page still lists every unit).
     progress : bool
@@ -243,7 +259,7 @@ def write_report(
     records = load_annotations(path)
     if not records:
         raise InvalidValueError(f"{path} holds no cell-type annotations; run `nwb-celltype annotate` first")
-    name = table or next(iter(records))
+    name = table or default_table(path, records)
     if name not in records:
         raise InvalidValueError(f"no annotation table {name!r}; the file has {sorted(records)}")
     rec = records[name]

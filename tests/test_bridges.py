@@ -83,7 +83,9 @@ def test_pynapple_reads_the_labels_from_the_file(annotated):
     import pynapple as nap
 
     rec = _record(annotated)
-    units = nap.load_file(str(annotated[1]))["units"]
+    data = nap.load_file(str(annotated[1]))
+    units = data["units"]
+    data.close()  # pynapple keeps an NWBHDF5IO open until then
     by_id = dict(zip(rec.unit_ids.tolist(), rec.labels.tolist(), strict=True))
     assert {int(i): str(v) for i, v in units.cell_type.items()} == by_id
     # the filter pynapple users write
@@ -119,7 +121,7 @@ def test_one_line_helpers_on_objects_loaded_without_labels(annotated):
     tsgroup = nap.TsGroup(
         {int(u): nap.Ts(t=np.sort(np.random.default_rng(0).uniform(0, 10, 20))) for u in (1, 3, 4)}
     )
-    set_pynapple_metadata(tsgroup, out)
+    set_pynapple_metadata(tsgroup, out)  # a TsGroup built by hand
     assert tsgroup.cell_type.tolist() == [by_id[1], by_id[3], by_id[4]]
     np.testing.assert_allclose(
         tsgroup.cell_type_probability.to_numpy(), rec.probabilities[[1, 3, 4]].max(axis=1), rtol=1e-12

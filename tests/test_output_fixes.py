@@ -294,3 +294,54 @@ def test_every_option_of_every_command_has_help():
     assert missing == []
     show = CliRunner().invoke(main, ["show", "--help"]).output
     assert "--max-units" in show  # the same name as report's
+
+
+def test_help_imports_no_heavy_library():
+    """`nwb-celltype --help` (and each command's --help) imports none of the NWB / compute stack:
+    that is what made it take 1.3 s (pynwb, hdmf, pandas and zarr came with the package import)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from nwb_celltype.cli import main\n"
+        "for args in (['--help'], ['annotate', '--help'], ['report', '--help'], ['library', 'label', '--help']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = ('pynwb', 'hdmf', 'pandas', 'zarr', 'jax', 'torch', 'matplotlib', 'h5py', 'dandi')\n"
+        "print('HEAVY', sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_commands_that_write_refuse_to_overwrite_without_the_option(tmp_path, recording, demo_bundle):
+    runner = CliRunner()
+    sim = tmp_path / "sim.nwb"
+    args = ["simulate", str(sim), "--units", "3", "--duration", "20", "--no-compression"]
+    assert runner.invoke(main, args).exit_code == 0
+    res = runner.invoke(main, args)
+    assert res.exit_code == 1 and "--overwrite" in res.output
+    assert runner.invoke(main, [*args, "--overwrite"]).exit_code == 0
+    out = annotate(recording, model=demo_bundle, out=tmp_path / "a.nwb").output_path
+    rep = ["report", out, "--out", str(tmp_path / "rep"), "--max-units", "1", "-q"]
+    assert runner.invoke(main, rep).exit_code == 0
+    res = runner.invoke(main, rep)
+    assert res.exit_code == 1 and "--overwrite" in res.output
+    assert runner.invoke(main, [*rep, "--overwrite"]).exit_code == 0
+
+
+def test_report_defaults_to_the_prediction_table_not_ground_truth(tmp_path, demo_bundle):
+    from nwb_celltype.report import default_table
+    from nwb_celltype.simulate import demo_recording_path
+
+    res = annotate(demo_recording_path(), model=demo_bundle, out=tmp_path / "a.nwb")
+    from nwb_celltype.inspect_file import load_annotations
+
+    records = load_annotations(res.output_path)
+    gt_first = {"ground_truth": records.pop("ground_truth"), **records}
+    assert default_table(res.output_path, gt_first) == res.table_name  # owner of Units.cell_type
+    assert default_table(demo_recording_path(), gt_first) == res.table_name  # no owner: 1st prediction

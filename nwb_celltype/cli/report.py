@@ -10,19 +10,33 @@ import click
 @click.option(
     "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the report."
 )
-@click.option("--table", default=None, help="Annotation table to draw (default: the first).")
+@click.option(
+    "--table",
+    default=None,
+    help="Annotation table to draw (default: the one in the plain cell_type column, else the "
+    "first prediction).",
+)
 @click.option(
     "--max-units", type=int, default=None, help="Draw at most this many units (the page lists all)."
 )
 @click.option(
     "--workers", type=click.IntRange(min=1), default=None, help="Processes drawing figures (default 2)."
 )
+@click.option("--overwrite", is_flag=True, help="Replace a report already in OUT.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print nothing but errors.")
-def report(path, out_dir, table, max_units, workers, quiet):
+def report(path, out_dir, table, max_units, workers, overwrite, quiet):
     """Draw, for each unit of PATH's annotations, its waveform (µV over ms), 3D ACG (lags in ms,
     colour bar in Hz) and class probabilities, or why it could not be classified, plus a summary
     page listing every unit (OUT/index.html)."""
+    from pathlib import Path
+
+    from ..errors import OutputError
     from ..report import write_report
+
+    if (Path(out_dir) / "index.html").exists() and not overwrite:
+        raise OutputError(
+            f"{out_dir} holds a report; pass --overwrite to replace it, or choose another --out"
+        )
 
     index = write_report(path, out_dir, table=table, max_units=max_units, workers=workers, progress=not quiet)
     if not quiet:

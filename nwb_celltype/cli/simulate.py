@@ -51,6 +51,7 @@ from ._common import print_json
     "--sessions files) into the folder OUT; --units/--labelled-fraction are then ignored.",
 )
 @click.option("--sessions", type=int, default=12, show_default=True, help="Session files of a --library.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
 def simulate(
     out,
@@ -64,15 +65,21 @@ def simulate(
     no_compression,
     library,
     sessions,
+    overwrite,
     as_json,
 ):
     """Simulate a cerebellar Neuropixels recording (spike trains + mean waveforms of PkC_ss, PkC_cs,
     MLI, GoC, MFB and unidentified units, with ground-truth labels for a fraction of them) and write
     it to the NWB file OUT. Simulated data: for trying the pipeline, not for biology."""
+    from pathlib import Path
+
     import numpy as np
 
+    from ..errors import OutputError
     from ..simulate import simulate_library, simulate_recording
 
+    if not library and Path(out).exists() and not overwrite:
+        raise OutputError(f"{out} exists; pass --overwrite to replace it, or choose another OUT")
     compression = None if no_compression else "gzip"
     if library:
         results = simulate_library(
