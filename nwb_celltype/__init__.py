@@ -1,12 +1,14 @@
 """nwb-celltype: cell-type classification of spike-sorted units in NWB files.
 
-Importing the package loads the ``ndx-celltype`` NWB extension namespace. The public API is
-re-exported lazily so that ``import nwb_celltype`` imports neither JAX nor PyTorch.
+Importing the package makes pynwb know the ``ndx-celltype`` NWB extension namespace: at once if
+pynwb is already imported, else right after pynwb's first import (so ``import nwb_celltype`` stays
+light and commands that never touch pynwb never import it). The public API is re-exported lazily so
+that ``import nwb_celltype`` imports neither pynwb, JAX, PyTorch nor scipy.
 """
 
 from __future__ import annotations
 
-from ._lazy import lazy_exports
+from ._lazy import after_import, lazy_exports
 from .errors import *  # noqa: F403
 from .errors import NwbCelltypeError
 
@@ -21,7 +23,7 @@ def _load_namespace() -> None:
     load_namespace()
 
 
-_load_namespace()
+after_import("pynwb", _load_namespace)
 
 #: public name -> module (relative) that defines it; resolved on first access.
 _LAZY: dict[str, str] = {

@@ -4,6 +4,7 @@ inside the commands. Our own errors become one line on stderr and exit status 1.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import sys
 
