@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.abc
 import sys
 from collections.abc import Callable
 
@@ -36,10 +35,11 @@ def lazy_exports(package: str, names: dict[str, str], namespace: dict) -> tuple[
     return __getattr__, __dir__
 
 
-class _AfterImport(importlib.abc.MetaPathFinder):
+class _AfterImport:
     """Meta-path finder that runs ``callback`` once, right after module ``name`` finishes importing
     (whoever imports it), then removes itself. It finds nothing itself: it asks the other finders
-    and wraps the loader they return."""
+    and wraps the loader they return. (Plain classes: the import system only needs the methods,
+    and ``importlib.abc`` would import ``importlib.resources`` at start-up.)"""
 
     def __init__(self, name: str, callback: Callable[[], None]) -> None:
         self.name = name
@@ -63,7 +63,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         self.callback()
 
 
-class _RunAfter(importlib.abc.Loader):
+class _RunAfter:
     """Loader wrapper: the real loader's module, then the hook's callback."""
 
     def __init__(self, loader, hook: _AfterImport) -> None:

@@ -656,15 +656,12 @@ class _PairCounter:
         call, half, size = self.pending, self.geo.half, self.size
         self.pending, self.n_pending = [], 0
         n = sum(len(r.coords) for r in call)
-        # one bucket per geometry: larger only if one row alone exceeds _CALL_SPIKES (huge windows)
-        S = max(_next_pow2(_CALL_SPIKES, _BLOCK), _next_pow2(n, _BLOCK))
-        L = S + half + _UNROLL  # a block's last slice ends at most half + _UNROLL entries past S
+        slots, L = _bucket(n, half)
         if (L + len(call)) * (half + 1.0) >= 2**31:  # the largest coordinate, padding included
             raise FeatureError(
                 f"an ACG window of {2 * half + 1} bins is too long for the int32 device kernel; "
                 "use a shorter acg_window_ms or a larger acg_bin_ms."
             )
-        slots = _next_pow2(_CALL_ROWS, 1)
         u = np.empty(L, np.int32)
         base = np.zeros(L, np.int32)
         w_fwd = np.zeros(L, np.int32)
@@ -715,6 +712,24 @@ class _PairCounter:
             self._launch()
         while self.launched:
             self._collect()
+
+
+def _bucket(n_entries: int, half: int) -> tuple[int, int]:
+    """(histogram slots, padded entry count) of a call with ``n_entries`` entries: the same for
+    every call of a geometry -- larger only if one row alone exceeds ``_CALL_SPIKES`` (windows of
+    ~100,000 bins) -- so that it compiles once. A block's last slice ends at most
+    ``half + _UNROLL`` entries past the padded block count."""
+    S = max(_next_pow2(_CALL_SPIKES, _BLOCK), _next_pow2(n_entries, _BLOCK))
+    return _next_pow2(_CALL_ROWS, 1), S + half + _UNROLL
+
+
+def _prefetch_kernel(geo: AcgGeometry, both: bool) -> None:
+    """Import JAX and compile (or load) the usual bucket's kernel, on a thread of its own, while
+    the host prepares the first units; errors surface later, on the thread that needs it."""
+    try:
+        _pairs_kernel(geo.n_rate_bins, geo.half, both, *_bucket(0, geo.half))
+    except Exception as exc:  # (the dispatching thread compiles again and raises)
+        log.debug("kernel prefetch failed: %s", exc)
 
 
 def _run_blocking(kernel, args):
@@ -803,6 +818,10 @@ def compute_acg_3d_batch(
     thresholds = np.zeros((n_units, R))
     counts = np.zeros((n_units, R, geo.n_lags if not positive_lags_only else geo.half + 1), np.int64)
 
+    if (geo.n_rate_bins, geo.half, not positive_lags_only, *_bucket(0, geo.half)) not in _KERNELS and any(
+        len(t) > 1 for t in checked
+    ):
+        threading.Thread(target=_prefetch_kernel, args=(geo, not positive_lags_only), daemon=True).start()
     order, n_threads = _schedule(checked, geo)
     queue = iter(order)
     queue_lock = threading.Lock()
