@@ -11,7 +11,8 @@ Rows: ``nwb-celltype --help``; ``features --family c4-3d``; ``annotate --model``
 bundle; ``features`` (default family acg-isi-wave); ``annotate`` with the default model when the
 package ships one. Per row: wall time of the whole process (interpreter start to exit), CPU time
 (user + sys) and peak RSS of that process, cold and the median of ``--repeats`` warm runs, and
-the ratio npyx / ours. A last probe reports what a fresh process spends tracing and compiling the
+the ratios npyx / ours: wall time, and CPU time (npyx's is its process CPU time over the same loop;
+CPU ratios move less than wall ratios when other jobs share the machine). A last probe reports what a fresh process spends tracing and compiling the
 ACG kernel with an empty and with a filled cache.
 
 Sessions are simulated (``simulate_recording``, seed 0, uncompressed) into ``--data-dir`` once and
@@ -43,14 +44,14 @@ d = np.load(sys.argv[1])
 w = np.round(np.cumsum(np.random.default_rng(0).exponential(1 / 20, 2000)) * 30000).astype(np.int64)
 _, a = c.crosscorr_vs_firing_rate(w, w, 2000, 1)  # numba compilation, not timed
 c.convert_acg_log(a, 1, 2000)
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 for k in d.files:
     t = d[k]
     if len(t) < 2:
         continue
     _, a = c.crosscorr_vs_firing_rate(t, t, 2000, 1)
     c.convert_acg_log(a, 1, 2000)
-print(json.dumps({"acg_s": time.perf_counter() - t0}))
+print(json.dumps({"acg_s": time.perf_counter() - t0, "acg_cpu_s": time.process_time() - c0}))
 """
 
 COMPILE_PROBE = """
@@ -144,8 +145,8 @@ def time_command(args: list[str], input_path: Path | None, out: Path | None, rep
     return {"cold": cold, "warm_median": med, "warm_all": warm}
 
 
-def time_npyx(python: str, path: Path) -> float | None:
-    """npyx's ACG of every unit of the file, timed inside the oracle process (s)."""
+def time_npyx(python: str, path: Path) -> dict | None:
+    """npyx's ACG of every unit of the file, timed inside the oracle process: wall and CPU s."""
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -163,7 +164,7 @@ def time_npyx(python: str, path: Path) -> float | None:
         if proc.returncode != 0:
             print("npyx failed:", proc.stderr[-2000:], file=sys.stderr)
             return None
-        return json.loads(proc.stdout.strip().splitlines()[-1])["acg_s"]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def compile_probe(env: dict) -> dict:
@@ -200,6 +201,7 @@ def main() -> None:
     ap.add_argument("--oracle", default=os.environ.get("NWB_CELLTYPE_ORACLE_PYTHON"))
     ap.add_argument("--data-dir", type=Path, default=Path.home() / ".cache" / "nwb-celltype" / "bench-e2e")
     ap.add_argument("--no-annotate-large", action="store_true", help="annotate only the first size")
+    ap.add_argument("--no-npyx-large", action="store_true", help="time npyx on the first size only")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     args.data_dir.mkdir(parents=True, exist_ok=True)
@@ -217,15 +219,18 @@ def main() -> None:
 
     def row(name: str, cmd: list[str], path=None, out=None, npyx=None, spikes=None):
         r = time_command(cmd, path, out, args.repeats, env)
-        r.update(name=name, npyx_s=npyx, spikes=spikes)
-        if npyx:
-            r["ratio_cold"] = npyx / r["cold"]["wall_s"]
-            r["ratio_warm"] = npyx / r["warm_median"]["wall_s"]
-        results["rows"].append(r)
+        r.update(name=name, npyx=npyx, spikes=spikes)
         w, c = r["warm_median"], r["cold"]
-        ratio = (
-            f"  npyx {npyx:.1f} s -> {r['ratio_cold']:.1f}x cold, {r['ratio_warm']:.1f}x warm" if npyx else ""
-        )
+        ratio = ""
+        if npyx:
+            r["ratio_wall_cold"] = npyx["acg_s"] / c["wall_s"]
+            r["ratio_wall_warm"] = npyx["acg_s"] / w["wall_s"]
+            r["ratio_cpu_warm"] = npyx["acg_cpu_s"] / w["cpu_s"]
+            ratio = (
+                f"  npyx {npyx['acg_s']:.1f} s (cpu {npyx['acg_cpu_s']:.1f}) -> wall {r['ratio_wall_cold']:.1f}x "
+                f"cold, {r['ratio_wall_warm']:.1f}x warm; cpu {r['ratio_cpu_warm']:.1f}x warm"
+            )
+        results["rows"].append(r)
         print(
             f"{name}: cold {c['wall_s']:.2f} s (cpu {c['cpu_s']:.2f}, {c['peak_mb']:.0f} MB), warm "
             f"{w['wall_s']:.2f} s (cpu {w['cpu_s']:.2f}, {w['peak_mb']:.0f} MB){ratio}",
@@ -241,9 +246,9 @@ def main() -> None:
             n_units, duration = (float(x) for x in size.split("x"))
             path, spikes = session(args.data_dir, int(n_units), duration)
             label = f"{int(n_units)} units x {int(duration)} s ({spikes / 1e6:.2f} M spikes)"
-            npyx = time_npyx(args.oracle, path) if have_npyx else None
+            npyx = time_npyx(args.oracle, path) if have_npyx and not (k and args.no_npyx_large) else None
             if npyx:
-                print(f"npyx ACG, {label}: {npyx:.1f} s", flush=True)
+                print(f"npyx ACG, {label}: {npyx['acg_s']:.1f} s (cpu {npyx['acg_cpu_s']:.1f} s)", flush=True)
             f_out = tmp / "f.npz"
             row(
                 f"features --family c4-3d, {label}",
