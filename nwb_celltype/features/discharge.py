@@ -340,11 +340,12 @@ def extract_discharge_features(
     reasons: list[list[str]] = [[] for _ in range(n)]
     fatal = np.zeros(n, dtype=bool)
     extra = batch.extra.get("reasons") if batch.extra else None
-    if extra is not None and len(extra) == n:  # problems the reader found (e.g. malformed times)
+    if extra is not None and len(extra) == n:  # problems the reader found (e.g. no spikes)
         for i, r in enumerate(extra):
-            if r:
-                reasons[i].append(str(r))
-                fatal[i] = True
+            for part in filter(None, str(r).split("; ")):
+                reasons[i].append(part)
+                # a waveform problem is a note: discharge-only members classify such units
+                fatal[i] |= not part.startswith(("no waveform", "waveform"))
     acg = np.zeros((n, config.acg_lags_ms))
     isi = np.zeros((n, config.isi_bins_ms))
     has_discharge = np.zeros(n, dtype=bool)

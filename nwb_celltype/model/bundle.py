@@ -346,6 +346,9 @@ def save_bundle(bundle: ModelBundle, path: str | Path, *, overwrite: bool = Fals
     bundle.card["weights_sha256"] = _weights_digest(tensors)
     bundle.card["sha256"] = _bundle_digest(bundle.card)
     save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": BUNDLE_FORMAT})
+    from .._files import give_mode
+
+    give_mode(path / WEIGHTS_FILE)  # safetensors writes 0600; a bundle is meant to be shared
     (path / CARD_FILE).write_text(
         json.dumps(_json_safe(bundle.card), indent=1, sort_keys=True, allow_nan=False)
     )

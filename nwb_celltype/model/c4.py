@@ -33,8 +33,9 @@ import torch
 
 from ..errors import ModelError, ModelMismatchError, UnsafeFileError
 from ..features.config import FeatureConfig
-from ..vocabulary import C4_CLASSES, C4_CLASSES_MLI_CLUSTERING, UNCLASSIFIED
+from ..vocabulary import C4_CLASSES, C4_CLASSES_MLI_CLUSTERING
 from .bundle import ModelBundle, bundle_from_states
+from .decision import decide
 from .laplace import fit_prior_precision, posterior_from_hessians, predictive_variance, probit_probabilities
 from .network import LATENT_DIM, LAYER_DIM, EnsembleCNN, convert_npyx_state_dict
 
@@ -594,24 +595,16 @@ def predict_c4(
         if lay_t.shape != (n, 4):
             raise ModelMismatchError(f"layer must be (n, 4) = ({n}, 4), got {tuple(lay_t.shape)}")
     classes = bundle.classes
-    k = len(classes)
     logits, probs = c4_member_outputs(bundle, acg_t, wvf_t, lay_t, dtype=dtype)
     p = probs.numpy()
     mean = p.mean(axis=0, dtype=np.float64)
-    top = p.argmax(axis=2)
-    votes = np.stack([(top == c).sum(axis=0) for c in range(k)], axis=1).astype(np.int64)
-    predicted = mean.argmax(axis=1)
-    srt = np.sort(mean, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        confidence = srt[:, -1] / srt[:, -2]
-    labels = np.array([classes[i] for i in predicted], dtype=object)
-    labels[~(confidence >= threshold)] = UNCLASSIFIED
+    decision = decide(mean, threshold, p)
     return C4Prediction(
         mean,
-        predicted,
-        labels,
-        confidence,
-        votes,
+        decision.predicted,
+        decision.labels(classes),
+        decision.confidence,
+        decision.votes,
         logits.numpy() if keep_members else None,
         p if keep_members else None,
     )

@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .decision import confidence_ratio, decide
+
 __all__ = ["THRESHOLD_GRID", "classification_metrics", "confidence_ratio", "expected_calibration_error"]
 
 #: Confidence-ratio thresholds of the accuracy vs fraction-classified curve.
 THRESHOLD_GRID: tuple[float, ...] = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 20.0, 50.0)
-
-
-def confidence_ratio(p: np.ndarray) -> np.ndarray:
-    """p(top1) / p(top2) per row of probabilities p (n, k); inf where top2 is 0."""
-    srt = np.sort(p, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return srt[:, -1] / srt[:, -2]
 
 
 def _confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
@@ -83,9 +78,8 @@ def classification_metrics(
     y = np.asarray(y, dtype=np.int64)
     p = np.asarray(p, dtype=np.float64)
     k = len(classes)
-    pred = p.argmax(1)
-    ratio = confidence_ratio(p)
-    keep = ratio >= threshold
+    decision = decide(p, threshold)
+    pred, ratio, keep = decision.predicted, decision.confidence, decision.classified
     cm_all = _confusion(y, pred, k)
     cm_thr = _confusion(y[keep], pred[keep], k)
     prec, rec, f1 = _per_class(cm_thr)
@@ -96,7 +90,7 @@ def classification_metrics(
 
     curve = []
     for t in THRESHOLD_GRID:
-        m = ratio >= t
+        m = ratio >= t  # the decision rule at threshold t
         curve.append(
             {
                 "threshold": t,

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import InvalidValueError, ModelMismatchError
+from ..errors import ModelMismatchError
 from ..features.config import FeatureSet
-from ..vocabulary import NOT_CLASSIFIABLE, UNCLASSIFIED
+from ..vocabulary import NOT_CLASSIFIABLE
 from .bundle import ModelBundle
+from .decision import check_threshold, decide
 from .training import check_feature_shapes, usable_rows
 
 logger = logging.getLogger(__name__)
@@ -163,11 +164,7 @@ def predict_cell_types(
     from .c4 import resolve_dtype
 
     dtype = resolve_dtype(dtype)
-    if not np.isfinite(threshold) or threshold < 1.0:
-        raise InvalidValueError(
-            f"threshold must be a finite confidence ratio >= 1 (p(top1) / p(top2)), got {threshold!r}; "
-            "C4's default is 2."
-        )
+    check_threshold(threshold)
     if features.config.sha256 != bundle.feature_config.sha256:
         raise ModelMismatchError(
             f"features were computed with configuration {features.config.sha256[:12]} but model "
@@ -180,6 +177,7 @@ def predict_cell_types(
     rows = np.flatnonzero(ok)
     probs = np.full((n, k), np.nan)
     votes = np.zeros((n, k), dtype=np.int64)
+    member = np.zeros((1, 0, k))  # (M, rows, k) member probabilities
     dev = bundle.device
     if len(rows):
         np_dtype = np.float64 if dtype == torch.float64 else np.float32
@@ -188,19 +186,17 @@ def predict_cell_types(
         lay = torch.from_numpy(np.ascontiguousarray(features.layer[rows], dtype=np_dtype)).to(dev)
         pm = predict_member_probabilities(bundle, acg, wvf, lay, dtype=dtype)  # (M, r, k)
         probs[rows] = pm.mean(0).double().cpu().numpy()
-        top = pm.argmax(-1).cpu().numpy()  # (M, r)
-        votes[rows] = np.stack([(top == c).sum(0) for c in range(k)], axis=1)
-    srt = np.sort(probs[rows], axis=1)
+        member = pm.cpu().numpy()
+    decision = decide(probs[rows], threshold, member)
+    votes[rows] = decision.votes
     conf = np.full(n, np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        conf[rows] = srt[:, -1] / srt[:, -2]
+    conf[rows] = decision.confidence
+    classified = np.zeros(n, dtype=bool)
+    classified[rows] = decision.classified
     labels = np.full(n, NOT_CLASSIFIABLE, dtype=object)
     status = np.full(n, "not_classifiable", dtype=object)
-    classified = ok & (conf >= threshold)
-    if len(rows):
-        best = np.asarray(bundle.classes, dtype=object)[np.argmax(probs[rows], axis=1)]
-        labels[rows] = np.where(classified[rows], best, UNCLASSIFIED)
-        status[rows] = np.where(classified[rows], "classified", "unclassified")
+    labels[rows] = decision.labels(bundle.classes)
+    status[rows] = np.where(decision.classified, "classified", "unclassified")
     reasons = np.full(n, "", dtype=object)
     given = np.asarray(features.reasons, dtype=object)
     for i in np.flatnonzero(~ok):
