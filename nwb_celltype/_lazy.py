@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import sys
-import threading
 from collections.abc import Callable
 
 
@@ -90,18 +89,3 @@ def after_import(name: str, callback: Callable[[], None]) -> None:
         callback()
     else:
         sys.meta_path.insert(0, _AfterImport(name, callback))
-
-
-def prefetch(*names: str) -> threading.Thread:
-    """Import modules on a daemon thread, so that their import overlaps work that leaves a core
-    idle (e.g. the JAX kernel); a later ``import`` of the same module waits for it to finish.
-    Errors are left for that later import to raise."""
-
-    def run() -> None:
-        for name in names:
-            with contextlib.suppress(Exception):
-                importlib.import_module(name)
-
-    thread = threading.Thread(target=run, name="nwb-prefetch", daemon=True)
-    thread.start()
-    return thread

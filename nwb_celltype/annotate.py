@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ._lazy import prefetch
 from .errors import AnnotationExistsError, InvalidValueError, NwbCelltypeError, OutputError
 
 logger = logging.getLogger(__name__)
@@ -441,8 +440,6 @@ def annotate(
             raise OutputError(f"cannot annotate {final} in place: its folder is not writable")
 
         _checkpoint("opened")
-        # pynwb (~1 s of imports) is needed only to write: import it while the features compute
-        prefetch("pynwb")
         cleanup = stack.enter_context(contextlib.ExitStack())
         spill_path = spill = None
         if mode == "derived":
