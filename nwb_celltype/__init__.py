@@ -1,20 +1,29 @@
 """nwb-celltype: cell-type classification of spike-sorted units in NWB files.
 
-The public API is re-exported lazily so that ``import nwb_celltype`` imports neither pynwb, JAX
-nor PyTorch (``nwb-celltype --help`` starts in a fraction of a second). The ``ndx-celltype``
-namespace and our classes for its types are registered with pynwb when the NWB layer is imported
-(``import nwb_celltype.nwb``, which every reading and writing function of the package does); a
-file read by plain pynwb without it still reads, with classes generated from its cached spec.
+Importing the package makes pynwb know the ``ndx-celltype`` NWB extension namespace: at once if
+pynwb is already imported, else right after pynwb's first import (so ``import nwb_celltype`` stays
+light and commands that never touch pynwb never import it). The public API is re-exported lazily so
+that ``import nwb_celltype`` imports neither pynwb, JAX, PyTorch nor scipy.
 """
 
 from __future__ import annotations
 
-from ._lazy import lazy_exports
+from ._lazy import after_import, lazy_exports
 from .errors import *  # noqa: F403
 from .errors import NwbCelltypeError
 
 __version__ = "0.1.0"
 
+
+def _load_namespace() -> None:
+    # pynwb must know ndx-celltype before any file with our tables is read; loading the namespace
+    # (from the installed spec dir, else the source tree's spec/) imports pynwb but not our classes.
+    from .nwb._namespace import load_namespace
+
+    load_namespace()
+
+
+after_import("pynwb", _load_namespace)
 
 #: public name -> module (relative) that defines it; resolved on first access.
 _LAZY: dict[str, str] = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 
 import click
@@ -59,8 +60,16 @@ class _LazyGroup(click.Group):
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="nwb-celltype")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def main(verbose: int) -> None:
+@click.option(
+    "--no-jit-cache",
+    is_flag=True,
+    help="Do not use the on-disk JAX compilation cache (~/.cache/nwb-celltype/jax, or "
+    "$XDG_CACHE_HOME; env NWB_CELLTYPE_JAX_CACHE=0 does the same, =DIR moves it).",
+)
+def main(verbose: int, no_jit_cache: bool) -> None:
     """Classify spike-sorted units in NWB files into cerebellar cell types (C4 method) and write
     the labels, calibrated probabilities and provenance back into NWB (ndx-celltype extension)."""
+    if no_jit_cache:
+        os.environ["NWB_CELLTYPE_JAX_CACHE"] = "0"  # read when the first kernel is compiled
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

@@ -6,8 +6,8 @@ Split between host and device:
   inverse-ISI rate smoothed with the 250 ms boxcar (evaluated only at spike bins, from an exact
   integer integral of the piecewise-constant rate), the rate quantiles, each spike's rate bin, and
   the occupied bins with their weights (counted trigger spikes per bin);
-* device (JAX, int32, O(occupied bins x neighbours)): the pair counting, jitted once per bucket
-  over calls of several rows (at most ``_ROW_SPIKES`` triggers each) padded to power-of-two sizes;
+* device (JAX, int32, O(occupied bins x neighbours)): the pair counting, compiled once per
+  geometry over calls of several rows (at most ``_ROW_SPIKES`` triggers each) padded to one shape;
 * host again: normalisation to P(spike at lag | spike at 0) and the log-lag map (one matrix).
 
 A batch is split over two host threads (``_WORKERS``), each preparing its units and dispatching
@@ -42,6 +42,8 @@ _ROW_SPIKES = 1 << 15
 _CALL_SPIKES = 1 << 17
 #: most rows (histogram slots) in one device call: bounds the histogram's memory (many tiny units)
 _CALL_ROWS = 64
+#: most device calls a host thread leaves pending before it adds the oldest to the counts
+_IN_FLIGHT = 3
 
 #: number of times the jitted kernel was traced (Python side effect at trace time; tests read it)
 TRACE_COUNT = {"pairs": 0}
@@ -490,9 +492,12 @@ _UNROLL = 4
 _DROP_CELLS = 256
 
 
-def _pairs_kernel(n_rate_bins: int, half: int, both: bool):
-    """The jitted pair counter for one (rate bins, half window, direction) geometry, built once per
-    process.
+def _pairs_kernel(n_rate_bins: int, half: int, both: bool, n_slots: int, length: int):
+    """The compiled pair counter for one (rate bins, half window, direction) geometry and one
+    bucket (histogram slots, padded entry count), compiled once per process -- under a lock, so
+    threads that need the same bucket at the same time wait for one compilation -- and loaded from
+    the persistent compilation cache (:mod:`nwb_celltype.features._jax_cache`) when an earlier
+    process compiled it.
 
     Input: the occupied bins of several rows laid end to end on one compressed axis ``u`` (int32,
     strictly increasing: a gap longer than ``half`` bins is shortened to ``half + 1``, which
@@ -504,7 +509,8 @@ def _pairs_kernel(n_rate_bins: int, half: int, both: bool):
     while the lag ``u[i + k] - u[i]`` is at most ``half``, adds its weight to its (row, rate bin,
     lag) cell: one flat scatter-add per offset. A block stops after the first group of
     ``_UNROLL`` offsets whose last one leaves no entry a neighbour in the window (lags only grow
-    with k). The work is O(occupied bins x neighbours).
+    with k). The work is O(occupied bins x neighbours): the number of blocks is an argument, so
+    padding a call to its bucket costs memory, not time.
 
     With ``both``, the same pair also counts for the later entry at lag ``-(u[i + k] - u[i])``
     (its own rate bin and weight), but only if entry ``i`` belongs to the row's trigger range:
@@ -516,7 +522,10 @@ def _pairs_kernel(n_rate_bins: int, half: int, both: bool):
     index is in bounds and the scatter is compiled with ``mode="promise_in_bounds"``: on XLA:CPU
     this is ~10x faster per element than the bounds-checked ``mode="drop"``.
     """
-    key = (n_rate_bins, half, both)
+    key = (n_rate_bins, half, both, n_slots, length)
+    kernel = _KERNELS.get(key)
+    if kernel is not None:
+        return kernel
     with _KERNELS_LOCK:
         if key in _KERNELS:
             return _KERNELS[key]
@@ -524,11 +533,14 @@ def _pairs_kernel(n_rate_bins: int, half: int, both: bool):
         import jax.numpy as jnp
         from jax import lax
 
+        from ._jax_cache import configure_compilation_cache
+
+        configure_compilation_cache()
         width = 2 * half + 1 if both else half + 1
         size = n_rate_bins * width
         off = half if both else 0
 
-        def count(u, base, w_fwd, w_bwd, own, n_blocks, n_slots):
+        def count(u, base, w_fwd, w_bwd, own, n_blocks):
             TRACE_COUNT["pairs"] += 1  # runs only while tracing: counts compilations
             # extra "drop" cells after the histogram: in bounds, discarded below; spread over
             # _DROP_CELLS cells so that dropped elements do not all update one memory word
@@ -566,7 +578,12 @@ def _pairs_kernel(n_rate_bins: int, half: int, both: bool):
             hist = lax.fori_loop(0, n_blocks, block, hist)
             return hist[: n_slots * size].reshape(n_slots, size)
 
-        kernel = jax.jit(count, static_argnums=(6,))
+        i32 = jax.ShapeDtypeStruct((length,), jnp.int32)
+        own = jax.ShapeDtypeStruct((length,) if both else (1,), jnp.int8 if both else jnp.int32)
+        w_bwd = i32 if both else jax.ShapeDtypeStruct((1,), jnp.int32)
+        scalar = jax.ShapeDtypeStruct((), jnp.int32)
+        # ahead of time: exactly one trace and one compilation (or cache load) per bucket
+        kernel = jax.jit(count).lower(i32, i32, i32, w_bwd, own, scalar).compile()
         _KERNELS[key] = kernel
         return kernel
 
@@ -606,18 +623,24 @@ def _rows_of(unit: int, prep: _UnitPrep, geo: AcgGeometry) -> list[_Row]:
 class _PairCounter:
     """Packs rows into device calls of at most ``_CALL_SPIKES`` entries and ``_CALL_ROWS`` rows, and
     dispatches each call as soon as it is full. JAX dispatch is asynchronous, so the host prepares
-    the next units while the device counts; :meth:`result` waits for all calls."""
+    the next units while the device counts. Every call has the same shape (one bucket: the
+    histogram has ``_CALL_ROWS`` slots and the entries are padded to ``_CALL_SPIKES``), so the
+    compilations do not depend on how units fall into calls or on thread timing. At most
+    ``_IN_FLIGHT`` calls are pending: the oldest is then added to the counts, which bounds memory
+    (histograms, and the rows each call keeps alive). :meth:`result` waits for the rest."""
 
-    def __init__(self, n_units: int, geo: AcgGeometry, positive_only: bool = False) -> None:
+    def __init__(self, counts: np.ndarray, geo: AcgGeometry, positive_only: bool = False) -> None:
         self.geo = geo
         self.both = not positive_only
         # a histogram row covers lags -half..+half (both) or 0..+half (positive lags only)
         self.width = geo.n_lags if self.both else geo.half + 1
         self.size = geo.n_rate_bins * self.width
-        self.n_units = n_units
+        self.n_units = len(counts)
+        self.flat = counts.reshape(self.n_units, self.size)
         self.pending: list[_Row] = []
         self.n_pending = 0
         self.launched: list[tuple[object, list[_Row]]] = []
+        self.n_launched = 0
         #: dispatch every other call from the worker pool (set when this counter is the only one)
         self.split_calls = False
 
@@ -633,14 +656,12 @@ class _PairCounter:
         call, half, size = self.pending, self.geo.half, self.size
         self.pending, self.n_pending = [], 0
         n = sum(len(r.coords) for r in call)
-        S = _next_pow2(n, _BLOCK)
-        L = S + half + _UNROLL  # a block's last slice ends at most half + _UNROLL entries past S
+        slots, L = _bucket(n, half)
         if (L + len(call)) * (half + 1.0) >= 2**31:  # the largest coordinate, padding included
             raise FeatureError(
                 f"an ACG window of {2 * half + 1} bins is too long for the int32 device kernel; "
                 "use a shorter acg_window_ms or a larger acg_bin_ms."
             )
-        slots = _next_pow2(len(call), 1)
         u = np.empty(L, np.int32)
         base = np.zeros(L, np.int32)
         w_fwd = np.zeros(L, np.int32)
@@ -666,25 +687,49 @@ class _PairCounter:
                 j += m
         else:  # unused by the positive-lags kernel
             w_bwd = own = np.zeros(1, np.int32)
-        kernel = _pairs_kernel(self.geo.n_rate_bins, half, self.both)
-        args = (u, base, w_fwd, w_bwd, own, np.int32(-(-n // _BLOCK)), slots)
-        if self.split_calls and len(self.launched) % 2:
+        kernel = _pairs_kernel(self.geo.n_rate_bins, half, self.both, slots, L)
+        args = (u, base, w_fwd, w_bwd, own, np.int32(-(-n // _BLOCK)))
+        if self.split_calls and self.n_launched % 2:
             # every other call from the idle worker thread: XLA:CPU runs calls from two threads
             # at the same time (one unit's rows would otherwise be counted one call at a time)
             self.launched.append((_executor().submit(_run_blocking, kernel, args), call))
         else:
             self.launched.append((kernel(*args), call))
+        self.n_launched += 1
+        while len(self.launched) > _IN_FLIGHT:
+            self._collect()
 
-    def result(self, out: np.ndarray) -> None:
-        """Wait for all calls and add their counts to ``out`` (n_units, R, W) int64."""
+    def _collect(self) -> None:
+        """Wait for the oldest pending call and add its counts."""
+        hist, call = self.launched.pop(0)
+        hist = np.asarray(hist.result() if isinstance(hist, Future) else hist)
+        for slot, r in enumerate(call):
+            self.flat[r.unit] += hist[slot]
+
+    def result(self) -> None:
+        """Wait for all calls; the counts array given at construction then holds every pair."""
         if self.pending:
             self._launch()
-        flat = out.reshape(self.n_units, self.size)
-        for hist, call in self.launched:
-            hist = np.asarray(hist.result() if isinstance(hist, Future) else hist)
-            for slot, r in enumerate(call):
-                flat[r.unit] += hist[slot]
-        self.launched = []
+        while self.launched:
+            self._collect()
+
+
+def _bucket(n_entries: int, half: int) -> tuple[int, int]:
+    """(histogram slots, padded entry count) of a call with ``n_entries`` entries: the same for
+    every call of a geometry -- larger only if one row alone exceeds ``_CALL_SPIKES`` (windows of
+    ~100,000 bins) -- so that it compiles once. A block's last slice ends at most
+    ``half + _UNROLL`` entries past the padded block count."""
+    S = max(_next_pow2(_CALL_SPIKES, _BLOCK), _next_pow2(n_entries, _BLOCK))
+    return _next_pow2(_CALL_ROWS, 1), S + half + _UNROLL
+
+
+def _prefetch_kernel(geo: AcgGeometry, both: bool) -> None:
+    """Import JAX and compile (or load) the usual bucket's kernel, on a thread of its own, while
+    the host prepares the first units; errors surface later, on the thread that needs it."""
+    try:
+        _pairs_kernel(geo.n_rate_bins, geo.half, both, *_bucket(0, geo.half))
+    except Exception as exc:  # (the dispatching thread compiles again and raises)
+        log.debug("kernel prefetch failed: %s", exc)
 
 
 def _run_blocking(kernel, args):
@@ -773,12 +818,16 @@ def compute_acg_3d_batch(
     thresholds = np.zeros((n_units, R))
     counts = np.zeros((n_units, R, geo.n_lags if not positive_lags_only else geo.half + 1), np.int64)
 
+    if (geo.n_rate_bins, geo.half, not positive_lags_only, *_bucket(0, geo.half)) not in _KERNELS and any(
+        len(t) > 1 for t in checked
+    ):
+        threading.Thread(target=_prefetch_kernel, args=(geo, not positive_lags_only), daemon=True).start()
     order, n_threads = _schedule(checked, geo)
     queue = iter(order)
     queue_lock = threading.Lock()
 
     def work() -> None:
-        counter = _PairCounter(n_units, geo, positive_lags_only)
+        counter = _PairCounter(counts, geo, positive_lags_only)
         # one thread: the worker pool is idle and can take part of each unit's work
         counter.split_calls = n_threads == 1 and _WORKERS > 1
         pool = _executor() if counter.split_calls else None
@@ -790,7 +839,7 @@ def compute_acg_3d_batch(
             p = _prepare_unit(checked[u], config, geo, pool)
             triggers[u], thresholds[u] = p.triggers, p.thresholds
             counter.add(_rows_of(u, p, geo))  # device calls start while later units are prepared
-        counter.result(counts)
+        counter.result()
 
     futures = [_executor().submit(work) for _ in range(n_threads - 1)]
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,15 @@ def _clean_times(t: np.ndarray) -> tuple[np.ndarray, str]:
     if bad.any():
         return t[~bad], f"{int(bad.sum())} non-finite or negative spike times"
     return t, ""
+
+
+def _spike_stats(trains: list[np.ndarray], config: FeatureConfig) -> dict[str, np.ndarray]:
+    """:func:`compute_spike_stats` of every train, as one (n_units,) array per statistic."""
+    stats = {k: np.full(len(trains), np.nan) for k in STAT_NAMES}
+    for i, t in enumerate(trains):
+        for k, v in compute_spike_stats(t, config).items():
+            stats[k][i] = v
+    return stats
 
 
 def extract_features(
@@ -86,10 +96,15 @@ def extract_features(
         trains.append(t)
     if progress:
         log.info("3D ACGs of %d units (%d spikes)", n, sum(len(t) for t in trains))
-    # the log ACG uses lag 0 and positive lags only: counting forward pairs halves the work and
-    # gives the same counts at those lags (tests/test_features_perf.py)
-    lin, _ = compute_acg_3d_batch(trains, config, positive_lags_only=True)
-    acg = compute_log_acg(lin, config).astype(np.float32)
+    # the discharge statistics run on their own thread while the ACG threads wait for the device
+    # (their numpy loops release the GIL): they are ~free next to the pair counting
+    with ThreadPoolExecutor(1, thread_name_prefix="nwb-stats") as pool:
+        stats_future = pool.submit(_spike_stats, trains, config)
+        # the log ACG uses lag 0 and positive lags only: counting forward pairs halves the work and
+        # gives the same counts at those lags (tests/test_features_perf.py)
+        lin, _ = compute_acg_3d_batch(trains, config, positive_lags_only=True)
+        acg = compute_log_acg(lin, config).astype(np.float32)
+        stats = stats_future.result()
 
     wave = np.zeros((n, config.waveform_samples), dtype=np.float32)
     if batch.waveforms is None or batch.waveform_rate_hz is None:
@@ -101,11 +116,6 @@ def extract_features(
                 wave[i] = preprocess_waveform(batch.waveforms[i], batch.waveform_rate_hz, config)
             except NwbCelltypeError as exc:
                 reasons[i].append(f"waveform: {exc}")
-
-    stats = {k: np.full(n, np.nan) for k in STAT_NAMES}
-    for i, t in enumerate(trains):
-        for k, v in compute_spike_stats(t, config).items():
-            stats[k][i] = v
 
     layer = np.zeros((n, len(vocabulary.LAYERS)), dtype=np.float32)
     layers = batch.layers if batch.layers is not None else np.full(n, "unknown", dtype=object)

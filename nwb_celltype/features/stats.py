@@ -41,7 +41,7 @@ def compute_spike_stats(times_s: np.ndarray, config: FeatureConfig | None = None
         fractions need >= 2 spikes, CV2/LV need >= 3, a zero duration gives NaN rates.
     """
     config = FeatureConfig() if config is None else config
-    t = np.sort(np.asarray(times_s, dtype=np.float64))
+    t = np.asarray(times_s, dtype=np.float64)
     n = len(t)
     out = dict.fromkeys(STAT_NAMES, np.nan)
     out["n_spikes"] = float(n)
@@ -49,24 +49,66 @@ def compute_spike_stats(times_s: np.ndarray, config: FeatureConfig | None = None
         out["duration_s"] = 0.0
         return out
     isi = np.diff(t)
+    if isi.min() < 0:  # sort only unsorted trains (readers give sorted ones)
+        t = np.sort(t)
+        isi = np.diff(t)
+    m = len(isi)
     dur = float(t[-1] - t[0])
     out["duration_s"] = dur
     mean_isi = float(isi.mean())
     rate = (n - 1) / dur if dur > 0 else np.nan
     out["mean_rate_hz"] = rate
-    out["median_isi_ms"] = float(np.median(isi)) * 1000
+    out["median_isi_ms"] = _median(isi) * 1000
     out["isi_cv"] = float(isi.std() / mean_isi) if mean_isi > 0 else np.nan
-    out["refractory_violation_fraction"] = float(np.mean(isi < config.refractory_ms / 1000))
-    out["long_isi_fraction"] = float(np.mean(isi > config.stats_long_isi_s))
-    out["duplicate_fraction"] = float(np.mean(isi == 0))
+    # fractions as counts / m: the same float64 value as np.mean of the boolean mask
+    out["refractory_violation_fraction"] = np.count_nonzero(isi < config.refractory_ms / 1000) / m
+    out["long_isi_fraction"] = np.count_nonzero(isi > config.stats_long_isi_s) / m
+    out["duplicate_fraction"] = np.count_nonzero(isi == 0) / m
     burst_s = config.stats_burst_isi_ms / 1000
     expected = 1 - np.exp(-rate * burst_s) if np.isfinite(rate) else np.nan
-    out["burst_index"] = float(np.mean(isi < burst_s) / expected) if expected and expected > 0 else np.nan
+    burst = np.count_nonzero(isi < burst_s) / m
+    out["burst_index"] = float(burst / expected) if expected and expected > 0 else np.nan
     if n >= 3:
-        a, b = isi[:-1], isi[1:]
-        s = a + b
-        ok = s > 0
-        if ok.any():
-            out["isi_cv2"] = float(np.mean(2 * np.abs(b[ok] - a[ok]) / s[ok]))
-            out["isi_lv"] = float(np.mean(3 * (a[ok] - b[ok]) ** 2 / s[ok] ** 2))
+        out["isi_cv2"], out["isi_lv"] = _cv2_lv(isi[:-1], isi[1:])
     return out
+
+
+def _median(x: np.ndarray) -> float:
+    """``np.median(x)`` of a finite 1-d array, exactly, in ~1/6 of its time on long arrays: the two
+    middle order statistics are found among the values between two quantiles of a strided sample
+    (counting the values below), with ``np.median`` as the fallback when they fall outside."""
+    m = len(x)
+    if m < 1 << 14:
+        return float(np.median(x))
+    sample = np.sort(x[:: m >> 13])
+    lo, hi = sample[int(0.47 * len(sample))], sample[int(0.53 * len(sample))]
+    k_lo, k_hi = (m - 1) // 2, m // 2
+    below = np.count_nonzero(x < lo)
+    mid = x[(x >= lo) & (x <= hi)]
+    if not below <= k_lo <= k_hi < below + len(mid):
+        return float(np.median(x))
+    mid.sort()
+    a, b = mid[k_lo - below], mid[k_hi - below]
+    return float(a if m % 2 else (a + b) / 2.0)
+
+
+def _cv2_lv(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """CV2 and LV of consecutive interval pairs (a[i], b[i]), over the pairs with a + b > 0 (NaN if
+    none). Without such pairs (the usual case) it works in place on two temporaries, with the
+    same floating-point operations, in the same order, as the masked formulas."""
+    s = a + b
+    if s.min() > 0:
+        d = np.subtract(b, a)
+        cv2 = np.abs(d)
+        cv2 *= 2
+        cv2 /= s
+        d *= d  # (a - b) ** 2
+        d *= 3
+        s *= s
+        d /= s
+        return float(np.mean(cv2)), float(np.mean(d))
+    ok = s > 0
+    if not ok.any():
+        return np.nan, np.nan
+    a, b, s = a[ok], b[ok], s[ok]
+    return float(np.mean(2 * np.abs(b - a) / s)), float(np.mean(3 * (a - b) ** 2 / s**2))

@@ -4,11 +4,54 @@ median of the first millisecond, flip so that the peak is negative, scale the pe
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from scipy.signal import find_peaks, resample
 
 from ..errors import FeatureError
 from .config import FeatureConfig
+
+
+def find_peaks(x: np.ndarray, height: float | None = None, distance: float | None = None) -> np.ndarray:
+    """Indices of the local maxima of ``x``, as ``scipy.signal.find_peaks(x, height, distance)[0]``
+    (same definition, same results; without importing scipy.signal, ~0.4 s per process).
+
+    A peak is a sample, or the middle (rounded down) of a run of equal samples, whose neighbours on
+    both sides are lower; the first and last samples never are. ``height`` keeps peaks >= it;
+    ``distance`` then keeps, from the highest peak down (order of ``np.argsort`` of the heights),
+    each peak that is at least ``ceil(distance)`` samples from every peak kept before it.
+
+    Parameters
+    ----------
+    x : (n,) float
+        Finite samples.
+    height, distance : float, optional
+
+    Returns
+    -------
+    (k,) int64
+        Peak indices, increasing.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < 3:
+        return np.zeros(0, np.int64)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(x) != 0) + 1])
+    ends = np.concatenate([starts[1:] - 1, [len(x) - 1]])
+    v = x[starts]
+    k = np.flatnonzero((v[1:-1] > v[:-2]) & (v[1:-1] > v[2:])) + 1
+    peaks = ((starts[k] + ends[k]) // 2).astype(np.int64)
+    if height is not None:
+        peaks = peaks[x[peaks] >= height]
+    if distance is not None and len(peaks) > 1:
+        d = math.ceil(distance)
+        keep = np.ones(len(peaks), bool)
+        for j in np.argsort(x[peaks])[::-1]:
+            if keep[j]:
+                near = np.abs(peaks - peaks[j]) < d
+                near[j] = False
+                keep[near] = False
+        peaks = peaks[keep]
+    return peaks
 
 
 def _candidate_peaks(w: np.ndarray, margin: float = 0.5, onset: float = 0.2) -> np.ndarray:
@@ -17,15 +60,15 @@ def _candidate_peaks(w: np.ndarray, margin: float = 0.5, onset: float = 0.2) -> 
     ``onset`` of the waveform, plus the first repolarisation peak after the deepest trough."""
     height = margin * np.std(w)
     dist = max(1, len(w) // 20)
-    hi, _ = find_peaks(w, height=height, distance=dist)
-    lo, _ = find_peaks(-w, height=height, distance=dist)
+    hi = find_peaks(w, height=height, distance=dist)
+    lo = find_peaks(-w, height=height, distance=dist)
     idx = np.sort(np.concatenate([hi, lo]))
     idx = idx[(idx >= len(w) // (1 / onset)) & (idx <= int(len(w) * (1 - onset)))]
     if len(idx):
         vals = w[idx]
         deepest = int(np.argmin(vals))
         if deepest == len(vals) - 1 or vals[deepest + 1] < 0:
-            after, _ = find_peaks(w[idx[deepest] :])
+            after = find_peaks(w[idx[deepest] :])
             if len(after):
                 idx = np.sort(np.append(idx, after[0] + idx[deepest]))
     if len(idx) == 0:  # fall back to every strict local extremum of the right sign
@@ -78,6 +121,8 @@ def preprocess_waveform(
         raise FeatureError(f"waveform rate must be > 0 Hz, got {rate_hz}; pass the file's sampling rate.")
     out_rate = float(config.waveform_rate_hz)
     if rate_hz != out_rate:
+        from scipy.signal import resample  # only for waveforms not at the output rate
+
         w = resample(w, int(out_rate / rate_hz * len(w)))
     if np.ptp(w) == 0:
         raise FeatureError("waveform is flat (all samples equal, e.g. all zeros): no peak to align to.")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pynwb
-
 from ..errors import NwbCelltypeError
 
 logger = logging.getLogger(__name__)
@@ -48,6 +46,8 @@ def load_namespace() -> Path:
     pathlib.Path
         The namespace file that is (or already was) loaded.
     """
+    import pynwb  # here, not at module level: this module is imported by pynwb's post-import hook
+
     path = namespace_path()
     if NAMESPACE not in pynwb.available_namespaces():
         pynwb.load_namespaces(str(path))
