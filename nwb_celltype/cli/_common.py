@@ -90,6 +90,19 @@ def model_option(f):
     )(f)
 
 
+def model_sha256_option(f):
+    """``--model-sha256 HEX``: pin the bundle (refuse any other digest)."""
+    return click.option(
+        "--model-sha256",
+        "model_sha256",
+        envvar="NWB_CELLTYPE_MODEL_SHA256",
+        default=None,
+        metavar="HEX",
+        help="Refuse the model unless its bundle sha256 (shown by `nwb-celltype show`) starts with HEX "
+        "(>= 12 hex digits; env NWB_CELLTYPE_MODEL_SHA256). Recorded in the provenance.",
+    )(f)
+
+
 def annotation_options(f):
     """Options shared by every command that annotates sources: threshold, batch size, where remote
     sources come from, and the output format (quiet / JSON)."""

@@ -58,8 +58,20 @@ def library() -> None:
     help="ground_truth: identified units (optotagging, pharmacology, ...); expert: expert opinion.",
 )
 @click.option("--out", type=click.Path(dir_okay=False), help="Labelled copy (default <stem>.labelled.nwb).")
-@click.option("--in-place", is_flag=True, help="Append the table to SOURCE itself.")
+@click.option(
+    "--in-place",
+    is_flag=True,
+    help="Add the table to SOURCE itself (on a copy that atomically replaces it; mode kept).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@click.option(
+    "--allow-read-only", is_flag=True, help="With --in-place: replace SOURCE even if it is read-only."
+)
+@click.option(
+    "--allow-hard-links",
+    is_flag=True,
+    help="With --in-place: replace SOURCE even if it has other hard links (they keep the old content).",
+)
 def label_cmd(
     source,
     labels,
@@ -76,14 +88,13 @@ def label_cmd(
     out,
     in_place,
     overwrite,
+    allow_read_only,
+    allow_hard_links,
 ):
     """Write ground-truth labels into the NWB file SOURCE (a labelled copy, or SOURCE itself with
     --in-place). Every row needs an evidence type and a labeller: columns of the table, or
     --evidence-type and --labelled-by for all rows."""
     from ..library import label_file
-    from ..library.labels import free_table_name
-
-    name = name or free_table_name(source, kind)
 
     path = label_file(
         source,
@@ -101,8 +112,10 @@ def label_cmd(
         kind=kind,
         unit_column=unit_column,
         label_column=label_column,
+        allow_read_only=allow_read_only,
+        allow_hard_links=allow_hard_links,
     )
-    click.echo(f"labels written to {path} (table {name!r})")
+    click.echo(f"labels written to {path}" + (f" (table {name!r})" if name else ""))
 
 
 @library.command("create")

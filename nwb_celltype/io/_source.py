@@ -192,6 +192,8 @@ def open_source(
     retries: int = DEFAULT_RETRIES,
     min_chunk_bytes: int = DEFAULT_MIN_CHUNK_BYTES,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
+    deadline_s: float | None = None,
+    min_bytes_per_s: float | None = None,
 ) -> Source:
     """Open an NWB file from a local path, an http(s) URL or the DANDI archive.
 
@@ -218,6 +220,12 @@ def open_source(
         Smallest remote fetch in bytes (remfile chunk size; also the cache's granularity).
     memory_bytes : int
         Bound of the in-memory chunk store for a remote file, in bytes.
+    deadline_s : float, optional
+        Overall limit on a remote source's reads, in s (default ``$NWB_CELLTYPE_DEADLINE_S``, else
+        4 h; <= 0 disables it).
+    min_bytes_per_s : float, optional
+        Lowest average throughput of a response once ``timeout_s`` has passed (default
+        ``$NWB_CELLTYPE_MIN_BYTES_PER_S``, else 1024); a server that drips bytes fails like a stall.
 
     Returns
     -------
@@ -242,7 +250,9 @@ def open_source(
     if cache_dir is not False:
         root = cache_root(None if cache_dir in (None, True) else cache_dir)
         cache = BoundedDiskCache(root, max_bytes=cache_max_bytes)
-    session = BoundedSession(timeout_s=timeout_s, retries=retries)
+    session = BoundedSession(
+        timeout_s=timeout_s, retries=retries, deadline_s=deadline_s, min_bytes_per_s=min_bytes_per_s
+    )
     first = b""  # the file's first bytes, when a size probe fetched them
     last: tuple[int, bytes] = (0, b"")  # (offset, bytes) of its last bytes, fetched alongside
     if spec.kind == "dandi":
@@ -316,6 +326,10 @@ def _open_local(spec: SourceSpec) -> Source:
         )
     if p.is_dir():
         raise NotNWBError(f"{p} is a directory; expected an NWB (HDF5) file. Zarr NWB is not supported.")
+    if not p.is_file():  # a FIFO, socket or device: opening it could block forever
+        raise NotNWBError(
+            f"{p} is not a regular file (a FIFO, socket or device); expected an NWB (HDF5) file on disk."
+        )
     info = SourceInfo(kind="local", path=str(p), size=p.stat().st_size)
     h5 = _open_h5(str(p), info, None)
     return Source(info, h5, None, None)
