@@ -202,6 +202,62 @@ def check_replaceable(path: Path, *, allow_read_only: bool = False, allow_hard_l
         raise OutputError(f"cannot write {path} in place: its folder is not writable.")
 
 
+#: Space reserved for what an append adds to a copy: a base plus a per-unit share, in bytes.
+RESERVE_BASE_BYTES = 16 * 1024**2
+RESERVE_PER_UNIT_BYTES = 16 * 1024
+
+
+def reserve_space(path: Path, nbytes: int) -> None:
+    """Allocate ``nbytes`` past the end of ``path`` (a copy about to be appended to by HDF5), so
+    that a full disk fails here, cleanly, and not inside HDF5 — whose objects can crash the
+    process when they are freed after a failed write. HDF5 writes new objects at its end of
+    allocation, inside the reserved bytes, and truncates the file to it on close. A full disk
+    raises OSError (ENOSPC), which :func:`atomic_write` reports as OutputError; file systems
+    without ``fallocate`` skip the reservation."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, os.fstat(fd).st_size, max(int(nbytes), 1))
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        logger.debug("no space reservation for %s: %s", path, exc)
+    finally:
+        os.close(fd)
+
+
+def check_space(tmp: Path, nbytes: int) -> None:
+    """Raise OSError (ENOSPC) unless ``nbytes`` can be allocated beside ``tmp`` now (a file about
+    to be written from scratch, which cannot be reserved in place)."""
+    probe = tmp.with_name(tmp.name + ".reserve")
+    try:
+        probe.touch()
+        reserve_space(probe, nbytes)
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _quiet_abandoned_hdf5() -> Iterator[None]:
+    """While a write may fail: h5py objects of a file that hit a full disk fail again when they are
+    freed and Python prints each as "Exception ignored in ..." — noise after our one-line error.
+    Those (disk-full) reports are dropped; every other unraisable exception is reported as usual."""
+    import gc
+    import sys
+
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError) and is_disk_full(unraisable.exc_value)):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        gc.collect()  # free the abandoned file's objects while the filter is in place
+        sys.unraisablehook = previous
+
+
 def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
@@ -241,6 +297,7 @@ def atomic_write(
     final = Path(final)
     with contextlib.ExitStack() as stack:
         stack.enter_context(cleanup_on_signals())
+        stack.enter_context(_quiet_abandoned_hdf5())
         if lock:
             stack.enter_context(target_lock(final))
         remove_stale_temps(final)

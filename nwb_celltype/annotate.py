@@ -18,11 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import (
+    RESERVE_BASE_BYTES,
+    RESERVE_PER_UNIT_BYTES,
     as_output_error,
     atomic_write,
     check_replaceable,
+    check_space,
     cleanup_on_signals,
     is_disk_full,
+    reserve_space,
     scratch_file,
 )
 from .errors import AnnotationExistsError, InvalidValueError, OutputError
@@ -276,11 +280,14 @@ def _remove_existing(h5path: Path, names: list[str], table_name: str) -> None:
         remove_units_columns(f, table_name)
 
 
-def _append_to_copy(src_path: Path, tmp: Path, write_fn, table_name: str, overwrite: bool) -> None:
+def _append_to_copy(
+    src_path: Path, tmp: Path, write_fn, table_name: str, overwrite: bool, n_units: int
+) -> None:
     """Copy the input to ``tmp`` and append our tables to the copy (the input is only read)."""
     from pynwb import NWBHDF5IO
 
     shutil.copyfile(src_path, tmp)
+    reserve_space(tmp, RESERVE_BASE_BYTES + RESERVE_PER_UNIT_BYTES * n_units)
     _checkpoint("copied")
     names = _existing_names(tmp)
     ours = [table_name, f"{table_name}_classifier"]
@@ -326,6 +333,10 @@ def _write_derived(tmp: Path, src, units: _UnitsSummary, spike_file: Path, write
         waveform_rate_hz=units.waveform_rate_hz,
     )
     write_fn(nwbfile)
+    waves = 0 if units.waveforms is None else units.waveforms.nbytes
+    check_space(
+        tmp.parent, 8 * total + waves + RESERVE_BASE_BYTES + RESERVE_PER_UNIT_BYTES * len(units.unit_ids), tmp
+    )
     _checkpoint("before-write")
     with NWBHDF5IO(str(tmp), mode="w") as io:
         io.write(nwbfile)
@@ -499,7 +510,7 @@ def annotate(
             if mode == "derived":
                 _write_derived(tmp, src, units, spill_path, lambda f: write_fn(f, derived=True))
             else:
-                _append_to_copy(input_path, tmp, write_fn, table_name, overwrite)
+                _append_to_copy(input_path, tmp, write_fn, table_name, overwrite, len(unit_indices))
         timings["write"] = time.perf_counter() - t0
 
     counts = Counter(str(lbl) for lbl in preds.labels)

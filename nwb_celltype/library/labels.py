@@ -15,7 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_write, check_replaceable
+from .._atomic import (
+    RESERVE_BASE_BYTES,
+    RESERVE_PER_UNIT_BYTES,
+    atomic_write,
+    check_replaceable,
+    reserve_space,
+)
 from ..errors import LibraryError, OutputError, SourceNotFoundError
 from ..vocabulary import EVIDENCE_TYPES
 from ._annotations import EVIDENCE_FIELDS, LABEL_VOCABULARY, read_ground_truth, write_ground_truth
@@ -501,6 +507,8 @@ def label_file(
     # one mechanism for every mode: a copy of the source, written and renamed under the target's lock
     with atomic_write(target, replace=in_place or overwrite, keep_mode_of=src if in_place else None) as work:
         shutil.copyfile(src, work)
+        n = len(labels) if isinstance(labels, LabelTable) else 4096
+        reserve_space(work, RESERVE_BASE_BYTES + RESERVE_PER_UNIT_BYTES * n)
         # under the lock: two runs adding labels to one file get ground_truth and ground_truth_2
         name = name if name is not None else free_table_name(work, kind)
         labels = _append_labels(work, src, labels, column, name, kind, mapping, ev_defaults)
