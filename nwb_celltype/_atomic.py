@@ -43,7 +43,7 @@ class Interrupted(SystemExit):
         self.signum = signum
 
     def __str__(self) -> str:
-        return f"interrupted by {signal.Signals(self.signum).name}; the target was not changed"
+        return f"interrupted by {signal.Signals(self.signum).name}; nothing was written"
 
 
 def temp_path(final: Path, tag: str = "tmp.nwb") -> Path:
@@ -92,10 +92,10 @@ def as_output_error(exc: BaseException, final: Path) -> OutputError:
         return OutputError(
             f"no space left on the device holding {final.parent} while writing {final.name}; free "
             "some space (the result needs about the input's size plus the annotations) or write "
-            "elsewhere with --out. Nothing was changed."
+            "elsewhere with --out. Nothing was written; the input is unchanged."
         )
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return OutputError(f"could not write {final}: {first}. Nothing was changed.")
+    return OutputError(f"could not write {final}: {first}. Nothing was written; the input is unchanged.")
 
 
 @contextlib.contextmanager

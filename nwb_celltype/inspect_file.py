@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InvalidValueError, NotNWBError, SourceNotFoundError
+from .errors import InvalidValueError, NotNWBError
 
 logger = logging.getLogger(__name__)
 
@@ -20,16 +20,17 @@ def load_annotations(path: str | os.PathLike) -> dict:
     """All annotation tables of the NWB file at ``path`` (see :func:`nwb_celltype.nwb.read_annotations`)."""
     import h5py
 
+    from ._files import require_nwb_root, require_regular_file
     from .nwb import read_annotations
 
-    p = Path(path)
-    if not p.exists():
-        raise SourceNotFoundError(f"{p} does not exist; give the path of an annotated NWB file")
+    p = require_regular_file(path, "the path of an annotated NWB file")
     try:
-        with h5py.File(p, "r") as f:
-            return read_annotations(f)
+        f = h5py.File(p, "r")
     except OSError as exc:
         raise NotNWBError(f"{p} is not an HDF5 NWB file ({exc})") from exc
+    with f:
+        require_nwb_root(f, p)
+        return read_annotations(f)
 
 
 #: Confidence ratios above this print as ">1000": p(top1)/p(top2) explodes as p(top2) -> 0, and

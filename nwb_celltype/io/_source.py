@@ -318,18 +318,15 @@ def open_source(
 
 
 def _open_local(spec: SourceSpec) -> Source:
+    from .._files import require_regular_file
+
     p = Path(spec.path).expanduser().resolve()
-    if not p.exists():
+    if not p.exists() and not p.is_symlink():
         raise SourceNotFoundError(
             f"No such file: {p}. Expected a local NWB file, an http(s) URL or a DANDI id "
             "(e.g. DANDI:000409/draft/sub-1/sub-1.nwb); check the path."
         )
-    if p.is_dir():
-        raise NotNWBError(f"{p} is a directory; expected an NWB (HDF5) file. Zarr NWB is not supported.")
-    if not p.is_file():  # a FIFO, socket or device: opening it could block forever
-        raise NotNWBError(
-            f"{p} is not a regular file (a FIFO, socket or device); expected an NWB (HDF5) file on disk."
-        )
+    require_regular_file(p)  # a FIFO would block forever in open()
     info = SourceInfo(kind="local", path=str(p), size=p.stat().st_size)
     h5 = _open_h5(str(p), info, None)
     return Source(info, h5, None, None)

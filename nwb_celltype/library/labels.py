@@ -212,9 +212,9 @@ def read_label_table(
         Unknown labels, missing evidence, non-integer unit ids or conflicting duplicate labels; the
         message names the rows (``file:line``).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SourceNotFoundError(f"label table {path} does not exist; give a CSV/TSV file path.")
+    from .._files import require_regular_file
+
+    path = require_regular_file(path, "a CSV/TSV label table")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -345,6 +345,9 @@ def free_table_name(path: str | os.PathLike, base: str = "ground_truth") -> str:
     except OSError as exc:
         raise NotNWBError(f"{path} is not an HDF5 NWB file ({exc}); label a local NWB file.") from exc
     with f:
+        from .._files import require_nwb_root
+
+        require_nwb_root(f, path)
         taken = set()
         for module in (f.get("processing") or {}).values():
             taken.update(module.keys())
@@ -466,9 +469,9 @@ def label_file(
     pathlib.Path
         The file that now holds the labels.
     """
-    src = Path(source)
-    if not src.is_file():
-        raise SourceNotFoundError(f"NWB file {src} does not exist; label a local NWB file.")
+    from .._files import require_regular_file
+
+    src = require_regular_file(source, "a local NWB file to label")
     if (labels is None) == (column is None):
         raise LibraryError("give exactly one of a label table (--labels) or a Units column (--column).")
     if in_place and out is not None:
