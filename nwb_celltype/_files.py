@@ -72,3 +72,23 @@ def require_nwb_root(h5file, path: str | os.PathLike) -> None:
             f"{path} is an HDF5 file but not NWB (root neurodata_type={kind!r}, no nwb_version); "
             "expected an NWB 2.x file."
         )
+
+
+def open_nwb_h5(path: str | os.PathLike, what: str = "an NWB (HDF5) file"):
+    """``h5py.File(path, "r")`` of a regular file that is NWB, else our error (never blocks on a
+    FIFO, never lets h5py's OSError or pynwb's TypeError through)."""
+    import h5py
+
+    from .errors import NotNWBError
+
+    p = require_regular_file(path, what)
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise NotNWBError(f"{p} is not an HDF5 NWB file ({exc}); expected {what}.") from exc
+    try:
+        require_nwb_root(f, p)
+    except BaseException:
+        f.close()
+        raise
+    return f

@@ -11,25 +11,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InvalidValueError, NotNWBError
+from .errors import InvalidValueError
 
 logger = logging.getLogger(__name__)
 
 
 def load_annotations(path: str | os.PathLike) -> dict:
     """All annotation tables of the NWB file at ``path`` (see :func:`nwb_celltype.nwb.read_annotations`)."""
-    import h5py
 
-    from ._files import require_nwb_root, require_regular_file
+    from ._files import open_nwb_h5
     from .nwb import read_annotations
 
-    p = require_regular_file(path, "the path of an annotated NWB file")
-    try:
-        f = h5py.File(p, "r")
-    except OSError as exc:
-        raise NotNWBError(f"{p} is not an HDF5 NWB file ({exc})") from exc
-    with f:
-        require_nwb_root(f, p)
+    with open_nwb_h5(path, "the path of an annotated NWB file") as f:
         return read_annotations(f)
 
 

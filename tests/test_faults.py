@@ -29,6 +29,7 @@ from nwb_celltype.errors import (
     RemoteError,
 )
 from nwb_celltype.library._mock import mock_library_file
+from nwb_celltype.testing.faults import edit_units, replace_dataset
 
 LABELS = "unit_id,label\n0,PkC_ss\n1,MLI\n"
 LABEL_KW = {"evidence_type": "optotagging", "labelled_by": "tester"}
@@ -402,33 +403,19 @@ def test_signals_remove_temp_and_keep_target(tmp_path):
 # -- malformed units and implausible trains ------------------------------------------------------
 
 
-def _edit(path: Path, fn) -> None:
-    with h5py.File(path, "r+") as f:
-        fn(f["units"])
-
-
-def _set(name, value_fn):
-    def edit(g):
-        data = np.asarray(value_fn(g[name][()].astype(np.int64)), dtype=np.int64)
-        del g[name]
-        g.create_dataset(name, data=data)
-
-    return edit
-
-
 @pytest.mark.parametrize(
     "edit, match",
     [
-        (_set("spike_times_index", lambda a: a[[1, 0, 2, 3, 4, 5]]), "decreases at row 1"),
-        (_set("spike_times_index", lambda a: a + 1000), "past the"),
-        (_set("spike_times_index", lambda a: a - a[0] - 1), "starts at"),
+        (replace_dataset("spike_times_index", lambda a: a[[1, 0, 2, 3, 4, 5]]), "decreases at row 1"),
+        (replace_dataset("spike_times_index", lambda a: a + 1000), "past the"),
+        (replace_dataset("spike_times_index", lambda a: a - a[0] - 1), "starts at"),
     ],
     ids=["non-monotonic", "past-the-end", "negative"],
 )
 def test_structurally_malformed_index_is_a_clear_error(nwb, edit, match):
     from nwb_celltype.io import open_source, read_units
 
-    _edit(nwb, edit)
+    edit_units(nwb, edit)
     with open_source(nwb) as src, pytest.raises(InvalidUnitsError, match=match):
         list(read_units(src, require_waveforms=False))
 
@@ -492,7 +479,7 @@ def test_far_out_spike_times_end_to_end_not_classifiable(nwb, demo_bundle):
         st[a:b] *= 1e300
         g["spike_times"][...] = st
 
-    _edit(nwb, scale)
+    edit_units(nwb, scale)
     res = annotate(nwb, model=demo_bundle, out=nwb.with_name("o.nwb"))
     skipped = {d["unit_id"]: d["reason"] for d in res.skipped}
     assert "outside any plausible session" in skipped[0]

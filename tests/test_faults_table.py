@@ -30,6 +30,7 @@ from nwb_celltype.errors import (
     SourceError,
     SourceNotFoundError,
 )
+from nwb_celltype.testing.faults import edit_units, replace_dataset
 
 #: Seconds one case may take (generous: the machine may be shared).
 BOUND_S = 30.0
@@ -46,19 +47,9 @@ def _mock(path: Path) -> None:
 def _edit_units(fn):
     def make(path: Path, good: Path) -> None:
         shutil.copyfile(good, path)
-        with h5py.File(path, "r+") as f:
-            fn(f["units"])
+        edit_units(path, fn)
 
     return make
-
-
-def _replace(name, fn):
-    def edit(g):
-        data = np.asarray(fn(g[name][()].astype(np.int64)), dtype=np.int64)
-        del g[name]
-        g.create_dataset(name, data=data)
-
-    return edit
 
 
 def _no_units(path: Path, good: Path) -> None:
@@ -96,11 +87,20 @@ SOURCES = {
 #: NWB files whose Units table is broken (read by annotate only: labels and show do not read spikes).
 UNITS = {
     "no-units": (_no_units, NotNWBError),
-    "index-not-monotonic": (_edit_units(_replace("spike_times_index", lambda a: a[::-1])), InvalidUnitsError),
-    "index-past-end": (_edit_units(_replace("spike_times_index", lambda a: a + 10**6)), InvalidUnitsError),
-    "index-negative": (_edit_units(_replace("spike_times_index", lambda a: a - 10**7)), InvalidUnitsError),
+    "index-not-monotonic": (
+        _edit_units(replace_dataset("spike_times_index", lambda a: a[::-1])),
+        InvalidUnitsError,
+    ),
+    "index-past-end": (
+        _edit_units(replace_dataset("spike_times_index", lambda a: a + 10**6)),
+        InvalidUnitsError,
+    ),
+    "index-negative": (
+        _edit_units(replace_dataset("spike_times_index", lambda a: a - 10**7)),
+        InvalidUnitsError,
+    ),
     "index-missing": (_edit_units(lambda g: g.__delitem__("spike_times_index")), NotNWBError),
-    "index-wrong-length": (_edit_units(_replace("spike_times_index", lambda a: a[:-1])), NotNWBError),
+    "index-wrong-length": (_edit_units(replace_dataset("spike_times_index", lambda a: a[:-1])), NotNWBError),
 }
 
 

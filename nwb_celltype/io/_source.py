@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .._files import require_nwb_root, require_regular_file
 from ..errors import NotNWBError, NwbCelltypeError, RemoteError, SourceError, SourceNotFoundError
 from ._parse import SourceSpec, parse_source
 from ._remote import (
@@ -318,8 +319,6 @@ def open_source(
 
 
 def _open_local(spec: SourceSpec) -> Source:
-    from .._files import require_regular_file
-
     p = Path(spec.path).expanduser().resolve()
     if not p.exists() and not p.is_symlink():
         raise SourceNotFoundError(
@@ -348,14 +347,7 @@ def _open_h5(target, info: SourceInfo, fileobj: GuardedFile | None):
             ) from exc
         raise SourceError(f"Cannot open {info.describe()}: {type(exc).__name__}: {exc}") from exc
     try:
-        attrs = h5.attrs
-        kind = attrs.get("neurodata_type")
-        kind = kind.decode() if isinstance(kind, bytes) else kind
-        if kind != "NWBFile" and "nwb_version" not in attrs:
-            raise NotNWBError(
-                f"{info.describe()} is an HDF5 file but not NWB (root neurodata_type={kind!r}, no "
-                "nwb_version attribute); expected an NWB 2.x file."
-            )
+        require_nwb_root(h5, info.describe())
     except NotNWBError:
         h5.close()
         raise

@@ -336,18 +336,9 @@ def labels_from_units_column(
 def free_table_name(path: str | os.PathLike, base: str = "ground_truth") -> str:
     """``base``, or ``base_2``, ``base_3``, ... : the first name no annotation table of the NWB file
     at ``path`` uses (tables on disk cannot be changed, so new labels need a new name)."""
-    import h5py
+    from .._files import open_nwb_h5
 
-    from ..errors import NotNWBError
-
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise NotNWBError(f"{path} is not an HDF5 NWB file ({exc}); label a local NWB file.") from exc
-    with f:
-        from .._files import require_nwb_root
-
-        require_nwb_root(f, path)
+    with open_nwb_h5(path, "a local NWB file to label") as f:
         taken = set()
         for module in (f.get("processing") or {}).values():
             taken.update(module.keys())
