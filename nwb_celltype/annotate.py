@@ -334,9 +334,7 @@ def _write_derived(tmp: Path, src, units: _UnitsSummary, spike_file: Path, write
     )
     write_fn(nwbfile)
     waves = 0 if units.waveforms is None else units.waveforms.nbytes
-    check_space(
-        tmp.parent, 8 * total + waves + RESERVE_BASE_BYTES + RESERVE_PER_UNIT_BYTES * len(units.unit_ids), tmp
-    )
+    check_space(tmp, 8 * total + waves + RESERVE_BASE_BYTES + RESERVE_PER_UNIT_BYTES * len(units.unit_ids))
     _checkpoint("before-write")
     with NWBHDF5IO(str(tmp), mode="w") as io:
         io.write(nwbfile)

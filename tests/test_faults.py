@@ -562,3 +562,14 @@ def test_pinning_refuses_a_consistently_edited_card(nwb, demo_bundle, tmp_path):
     res = annotate(nwb, model=demo_bundle, model_sha256=good[:16], out=tmp_path / "y.nwb")
     params = load_annotations(res.output_path)[res.table_name].classifier["parameters"]
     assert params["bundle_pinned"] is True or params["bundle_pinned"] in ("True", 1)
+
+
+def test_dandiset_runner_honours_the_pin():
+    from nwb_celltype.batch.run import _load_model_identity
+
+    demo = str(_demo())
+    info = _load_model_identity(demo, None)
+    assert info["pinned"] is False
+    assert _load_model_identity(demo, info["sha256"][:12])["pinned"] is True
+    with pytest.raises(ModelError, match="not the pinned"):
+        _load_model_identity(demo, "0" * 64)
