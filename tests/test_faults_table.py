@@ -344,3 +344,9 @@ def test_docs_list_every_case():
     missing = [name for name, _argv, _exc in CASES if f"`{name.partition('/')[2]}`" not in doc]
     assert not missing, f"docs/robustness.md lacks {missing}"
     assert f"generates {len(CASES)} cases" in doc
+
+
+def test_a_bare_group_prints_its_help_not_an_error():
+    for argv in ([], ["library"]):
+        res = CliRunner().invoke(main, argv)
+        assert res.exit_code == 0 and res.output.startswith("Usage:") and "Error" not in res.output

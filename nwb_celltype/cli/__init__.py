@@ -69,6 +69,9 @@ class _LazyGroup(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_HELP as exc:  # a bare group: its help, which is no error
+            click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+            sys.exit(0)
         except click.ClickException as exc:
             hint = ""
             ctx = getattr(exc, "ctx", None)
@@ -78,6 +81,10 @@ class _LazyGroup(click.Group):
         except click.Abort:
             _fail("aborted (interrupted); nothing was changed")
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+#: click >= 8.2 raises this for a group called without a command (it shows the help).
+_NO_ARGS_HELP: type[Exception] | tuple = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def _fail(message: str, status: int = 1) -> None:
