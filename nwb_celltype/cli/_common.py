@@ -90,6 +90,37 @@ def model_option(f):
     )(f)
 
 
+def in_place_options(what: str):
+    """``--in-place`` (on a copy that atomically replaces ``what``) with ``--allow-read-only`` and
+    ``--allow-hard-links``, shared by every command that can rewrite a user's file."""
+
+    def decorate(f):
+        for d in reversed(
+            [
+                click.option(
+                    "--in-place",
+                    is_flag=True,
+                    help=f"Write into {what} itself (on a copy that atomically replaces it; mode kept).",
+                ),
+                click.option(
+                    "--allow-read-only",
+                    is_flag=True,
+                    help=f"With --in-place: replace {what} even if it is read-only.",
+                ),
+                click.option(
+                    "--allow-hard-links",
+                    is_flag=True,
+                    help=f"With --in-place: replace {what} even if it has other hard links (they keep "
+                    "the old content).",
+                ),
+            ]
+        ):
+            f = d(f)
+        return f
+
+    return decorate
+
+
 def model_sha256_option(f):
     """``--model-sha256 HEX``: pin the bundle (refuse any other digest)."""
     return click.option(

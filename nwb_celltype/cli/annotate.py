@@ -9,6 +9,7 @@ import click
 from ._common import (
     annotation_options,
     format_summary,
+    in_place_options,
     model_option,
     model_sha256_option,
     print_json,
@@ -26,19 +27,7 @@ from ._common import (
     help="Output NWB file (default for local files: <input>.celltype.nwb beside the input; "
     "required for remote sources, where a derived file is written).",
 )
-@click.option(
-    "--in-place",
-    is_flag=True,
-    help="Add the annotations to the local input file itself (on a copy that atomically replaces it).",
-)
-@click.option(
-    "--allow-read-only", is_flag=True, help="With --in-place: replace the input even if it is read-only."
-)
-@click.option(
-    "--allow-hard-links",
-    is_flag=True,
-    help="With --in-place: replace the input even if it has other hard links (they keep the old content).",
-)
+@in_place_options("the local input file")
 @click.option("--overwrite", is_flag=True, help="Replace annotations already written by the same model.")
 @click.option(
     "--precision",

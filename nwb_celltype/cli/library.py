@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ._common import in_place_options
+
 
 @click.group("library")
 def library() -> None:
@@ -58,20 +60,8 @@ def library() -> None:
     help="ground_truth: identified units (optotagging, pharmacology, ...); expert: expert opinion.",
 )
 @click.option("--out", type=click.Path(dir_okay=False), help="Labelled copy (default <stem>.labelled.nwb).")
-@click.option(
-    "--in-place",
-    is_flag=True,
-    help="Add the table to SOURCE itself (on a copy that atomically replaces it; mode kept).",
-)
+@in_place_options("SOURCE")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
-@click.option(
-    "--allow-read-only", is_flag=True, help="With --in-place: replace SOURCE even if it is read-only."
-)
-@click.option(
-    "--allow-hard-links",
-    is_flag=True,
-    help="With --in-place: replace SOURCE even if it has other hard links (they keep the old content).",
-)
 def label_cmd(
     source,
     labels,
