@@ -37,3 +37,58 @@ def give_mode(path: str | os.PathLike, like: str | os.PathLike | None = None) ->
         except FileNotFoundError:
             pass
     os.chmod(path, mode)
+
+
+def require_regular_file(path: str | os.PathLike, what: str = "an NWB (HDF5) file") -> Path:
+    """``path`` if it is a regular file (symlinks followed). A FIFO, socket or device is refused
+    *before* it is opened (opening a FIFO blocks until a writer appears), a directory or a missing
+    path likewise, each with our error."""
+    from .errors import NotNWBError, SourceNotFoundError
+
+    p = Path(path)
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        raise SourceNotFoundError(f"{p} does not exist; expected {what}.") from None
+    except OSError as exc:
+        raise NotNWBError(f"cannot read {p}: {exc}") from exc
+    if stat.S_ISDIR(mode):
+        raise NotNWBError(f"{p} is a directory; expected {what}. Zarr NWB is not supported.")
+    if not stat.S_ISREG(mode):
+        raise NotNWBError(f"{p} is not a regular file (a FIFO, socket or device); expected {what} on disk.")
+    return p
+
+
+def require_nwb_root(h5file, path: str | os.PathLike) -> None:
+    """Refuse an open HDF5 file that is not NWB (no ``nwb_version`` / ``NWBFile`` root), with our
+    error instead of pynwb's TypeError."""
+    from .errors import NotNWBError
+
+    attrs = h5file.attrs
+    kind = attrs.get("neurodata_type")
+    kind = kind.decode() if isinstance(kind, bytes) else kind
+    if kind != "NWBFile" and "nwb_version" not in attrs:
+        raise NotNWBError(
+            f"{path} is an HDF5 file but not NWB (root neurodata_type={kind!r}, no nwb_version); "
+            "expected an NWB 2.x file."
+        )
+
+
+def open_nwb_h5(path: str | os.PathLike, what: str = "an NWB (HDF5) file"):
+    """``h5py.File(path, "r")`` of a regular file that is NWB, else our error (never blocks on a
+    FIFO, never lets h5py's OSError or pynwb's TypeError through)."""
+    import h5py
+
+    from .errors import NotNWBError
+
+    p = require_regular_file(path, what)
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise NotNWBError(f"{p} is not an HDF5 NWB file ({exc}); expected {what}.") from exc
+    try:
+        require_nwb_root(f, p)
+    except BaseException:
+        f.close()
+        raise
+    return f

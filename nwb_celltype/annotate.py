@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -18,7 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AnnotationExistsError, InvalidValueError, NwbCelltypeError, OutputError
+from ._atomic import (
+    RESERVE_BASE_BYTES,
+    RESERVE_PER_UNIT_BYTES,
+    as_output_error,
+    atomic_write,
+    check_replaceable,
+    check_space,
+    cleanup_on_signals,
+    is_disk_full,
+    reserve_space,
+    scratch_file,
+)
+from .errors import AnnotationExistsError, InvalidValueError, OutputError
 
 logger = logging.getLogger(__name__)
 
@@ -109,32 +120,6 @@ def _check_output_path(out: Path, input_path: Path | None) -> None:
         raise OutputError(f"output folder {parent} is not writable; choose another --out")
 
 
-@contextlib.contextmanager
-def _atomic_target(final: Path, *, keep_mode: bool = False):
-    """Yield a temporary path beside ``final``; on success it replaces ``final`` atomically, on
-    any failure (or kill) the final path is untouched and the temporary file is removed. The
-    result gets ``final``'s own mode with ``keep_mode`` (in place), else a new file's (umask)."""
-    from ._files import give_mode
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp.nwb", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        give_mode(tmp_path, final if keep_mode else None)
-        os.replace(tmp_path, final)
-    except OSError as exc:
-        tmp_path.unlink(missing_ok=True)
-        if isinstance(exc, NwbCelltypeError):
-            raise
-        raise OutputError(f"could not write {final}: {exc}. Nothing was written there.") from exc
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-
-
 @dataclass
 class _UnitsSummary:
     """What the write step needs of the units, without their spike times (bounded memory)."""
@@ -210,7 +195,7 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None):
 
 
 def _write_tables(
-    nwbfile, *, bundle, preds, unit_indices, table_name, threshold, source, call, skipped, precision
+    nwbfile, *, bundle, preds, unit_indices, table_name, threshold, source, call, skipped, precision, pinned
 ):
     from .nwb import add_annotations, add_classifier, add_units_columns
     from .vocabulary import CELL_ONTOLOGY_IDS
@@ -234,6 +219,7 @@ def _write_tables(
             "feature_family": str(getattr(bundle, "feature_family", "c4-3d")),
             "call": call,
             "precision": precision,
+            "bundle_pinned": bool(pinned),
             "skipped_units": skipped,
             "model_card_description": str(card.get("description", "")),
         },
@@ -286,11 +272,14 @@ def _remove_existing(h5path: Path, names: list[str], table_name: str) -> None:
         remove_units_columns(f, table_name)
 
 
-def _append_to_copy(src_path: Path, tmp: Path, write_fn, table_name: str, overwrite: bool) -> None:
+def _append_to_copy(
+    src_path: Path, tmp: Path, write_fn, table_name: str, overwrite: bool, n_units: int
+) -> None:
     """Copy the input to ``tmp`` and append our tables to the copy (the input is only read)."""
     from pynwb import NWBHDF5IO
 
     shutil.copyfile(src_path, tmp)
+    reserve_space(tmp, RESERVE_BASE_BYTES + RESERVE_PER_UNIT_BYTES * n_units)
     _checkpoint("copied")
     names = _existing_names(tmp)
     ours = [table_name, f"{table_name}_classifier"]
@@ -336,6 +325,8 @@ def _write_derived(tmp: Path, src, units: _UnitsSummary, spike_file: Path, write
         waveform_rate_hz=units.waveform_rate_hz,
     )
     write_fn(nwbfile)
+    waves = 0 if units.waveforms is None else units.waveforms.nbytes
+    check_space(tmp, 8 * total + waves + RESERVE_BASE_BYTES + RESERVE_PER_UNIT_BYTES * len(units.unit_ids))
     _checkpoint("before-write")
     with NWBHDF5IO(str(tmp), mode="w") as io:
         io.write(nwbfile)
@@ -356,6 +347,9 @@ def annotate(
     progress: bool = False,
     call: str | None = None,
     precision: str = "float32",
+    model_sha256: str | None = None,
+    allow_read_only: bool = False,
+    allow_hard_links: bool = False,
 ) -> AnnotationResult:
     """Classify every unit of ``source`` and write the annotations into NWB.
 
@@ -379,6 +373,17 @@ def annotate(
     precision : {"float32", "float64"}
         Precision the ensemble runs in (see :func:`nwb_celltype.model.predict_cell_types`); float64
         is a slower reference for checking float32 results. Recorded in the provenance.
+    model_sha256 : str, optional
+        Pin the bundle: refuse it (:class:`~nwb_celltype.errors.ModelError`) unless its bundle
+        digest equals this hex string (a prefix of at least 12 characters is accepted). Recorded in
+        the provenance.
+    allow_read_only, allow_hard_links : bool
+        In place only: replace a read-only input, or one with other hard links (which then keep
+        the old content); both are refused by default (see :mod:`nwb_celltype._atomic`).
+
+    Every write goes through :func:`nwb_celltype._atomic.atomic_write`: a pid-stamped copy beside
+    the target, fsync, rename, under a lock per target file; SIGTERM/SIGINT/SIGHUP and a full disk
+    leave the input and the target untouched and no temporary file behind.
     """
     from .io import open_source
     from .model import predict_cell_types
@@ -395,11 +400,16 @@ def annotate(
         raise InvalidValueError(f"batch_size must be >= 1, got {batch_size}")
 
     bundle, is_demo = _resolve_model(model)
+    if model_sha256 is not None:
+        from .model.bundle import check_pinned
+
+        check_pinned(bundle, model_sha256)
     timings: dict[str, float] = {}
     table_name = table_name_for(bundle)
     call = call if call is not None else "nwb_celltype.annotate(" + repr(str(source)) + ")"
 
     with contextlib.ExitStack() as stack:
+        stack.enter_context(cleanup_on_signals())
         src = stack.enter_context(open_source(source, dandi_api_url=dandi_api_url, cache_dir=cache_dir))
         info = src.info.to_dict()
         local = info.get("kind") == "local"
@@ -428,8 +438,8 @@ def annotate(
                 raise AnnotationExistsError(
                     f"{final} exists; pass overwrite=True (--overwrite) to replace it"
                 )
-        elif not os.access(final.parent, os.W_OK):
-            raise OutputError(f"cannot annotate {final} in place: its folder is not writable")
+        else:
+            check_replaceable(final, allow_read_only=allow_read_only, allow_hard_links=allow_hard_links)
 
         _checkpoint("opened")
         cleanup = stack.enter_context(contextlib.ExitStack())
@@ -437,13 +447,19 @@ def annotate(
         if mode == "derived":
             # spike times go to a scratch file beside the output and are memory-mapped when the
             # derived file is written: memory stays bounded by the batch size
-            fd, spill_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".spikes", dir=final.parent)
-            spill_path = Path(spill_name)
-            cleanup.callback(spill_path.unlink, missing_ok=True)
-            spill = cleanup.enter_context(os.fdopen(fd, "wb"))
-        units, features, t_read, t_feat = _collect(src, bundle, batch_size, progress, spill)
-        if spill is not None:
-            spill.close()
+            spill_path = cleanup.enter_context(scratch_file(final, "spikes"))
+            try:
+                spill = cleanup.enter_context(open(spill_path, "xb"))
+            except OSError as exc:
+                raise as_output_error(exc, final) from exc
+        try:
+            units, features, t_read, t_feat = _collect(src, bundle, batch_size, progress, spill)
+            if spill is not None:
+                spill.close()
+        except OSError as exc:
+            if spill is None or not is_disk_full(exc):
+                raise
+            raise as_output_error(exc, final) from exc
         unit_indices, problems = units.unit_indices, units.problems
         timings["read"], timings["features"] = t_read, t_feat
         _checkpoint("features")
@@ -475,14 +491,16 @@ def annotate(
                 call=call,
                 skipped=skipped,
                 precision=precision,
+                pinned=model_sha256 is not None,
             )
 
         t0 = time.perf_counter()
-        with _atomic_target(final, keep_mode=mode == "in_place") as tmp:
+        keep = final if mode == "in_place" else None
+        with atomic_write(final, replace=overwrite or mode == "in_place", keep_mode_of=keep) as tmp:
             if mode == "derived":
                 _write_derived(tmp, src, units, spill_path, lambda f: write_fn(f, derived=True))
             else:
-                _append_to_copy(input_path, tmp, write_fn, table_name, overwrite)
+                _append_to_copy(input_path, tmp, write_fn, table_name, overwrite, len(unit_indices))
         timings["write"] = time.perf_counter() - t0
 
     counts = Counter(str(lbl) for lbl in preds.labels)

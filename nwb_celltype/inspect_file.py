@@ -11,25 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InvalidValueError, NotNWBError, SourceNotFoundError
+from .errors import InvalidValueError
 
 logger = logging.getLogger(__name__)
 
 
 def load_annotations(path: str | os.PathLike) -> dict:
     """All annotation tables of the NWB file at ``path`` (see :func:`nwb_celltype.nwb.read_annotations`)."""
-    import h5py
 
+    from ._files import open_nwb_h5
     from .nwb import read_annotations
 
-    p = Path(path)
-    if not p.exists():
-        raise SourceNotFoundError(f"{p} does not exist; give the path of an annotated NWB file")
-    try:
-        with h5py.File(p, "r") as f:
-            return read_annotations(f)
-    except OSError as exc:
-        raise NotNWBError(f"{p} is not an HDF5 NWB file ({exc})") from exc
+    with open_nwb_h5(path, "the path of an annotated NWB file") as f:
+        return read_annotations(f)
 
 
 #: Confidence ratios above this print as ">1000": p(top1)/p(top2) explodes as p(top2) -> 0, and

@@ -113,13 +113,22 @@ def _check_options(workers: int | None, scheduler: str | None, client: Any, retr
         raise InvalidValueError(f"batch_size must be >= 1, got {batch_size}")
 
 
-def _load_model_identity(model: str | os.PathLike | None) -> dict:
-    """Load the bundle once in the driver for its identity (sha256 decides what is done already)."""
-    from ..model.bundle import resolve_model
+def _load_model_identity(model: str | os.PathLike | None, model_sha256: str | None = None) -> dict:
+    """Load the bundle once in the driver for its identity (sha256 decides what is done already);
+    with ``model_sha256`` it must match that pin (workers then check the same full digest)."""
+    from ..model.bundle import check_pinned, resolve_model
 
     path = None if model is None else str(Path(model).resolve())
     bundle, _ = resolve_model(path)
-    return {"name": str(bundle.name), "version": str(bundle.version), "sha256": bundle.sha256, "path": path}
+    if model_sha256 is not None:
+        check_pinned(bundle, model_sha256)
+    return {
+        "name": str(bundle.name),
+        "version": str(bundle.version),
+        "sha256": bundle.sha256,
+        "path": path,
+        "pinned": model_sha256 is not None,
+    }
 
 
 def _is_retriable(exc: BaseException) -> bool:
@@ -155,6 +164,7 @@ def annotate_dandiset(
     threshold: float = 2.0,
     batch_size: int = 256,
     progress: bool = False,
+    model_sha256: str | None = None,
 ) -> DandisetRunResult:
     """Annotate every NWB asset of a dandiset into a derived dandiset under ``out``.
 
@@ -175,6 +185,9 @@ def annotate_dandiset(
     model : path, optional
         Model bundle; ``None`` uses the demo model (trained on simulated data). With a Dask
         cluster the path must be readable by every worker.
+    model_sha256 : str, optional
+        Pin the bundle: the run is refused unless its digest starts with this hex string (see
+        :func:`nwb_celltype.model.bundle.check_pinned`); every asset's provenance records the pin.
     include : str, optional
         Glob on asset paths (``fnmatch``; e.g. ``sub-M1/*``) selecting the assets to annotate.
     workers : int, optional
@@ -230,7 +243,7 @@ def annotate_dandiset(
             + "; check the dandiset id, version and glob"
         )
 
-    model_info = _load_model_identity(model)
+    model_info = _load_model_identity(model, model_sha256)
     state = RunState(out_dir)
     state.prepare()
     run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
@@ -305,6 +318,7 @@ def annotate_dandiset(
                     "tmp_name": f"{uuid.uuid4().hex}.nwb",
                     "model_path": model_info["path"],
                     "model_sha256": model_info["sha256"],
+                    "model_pinned": model_info["pinned"],
                     "threshold": float(threshold),
                     "batch_size": int(batch_size),
                     "dandi_api_url": dandi_api_url,

@@ -154,6 +154,7 @@ def run_asset_task(task: dict) -> dict:
             dandi_api_url=task["dandi_api_url"],
             cache_dir=task["cache_dir"],
             batch_size=task["batch_size"],
+            model_sha256=task["model_sha256"] if task.get("model_pinned") else None,
             call=f"nwb-celltype annotate-dandiset {task['dandiset_id']}@{task['version']} ({task['path']})",
         )
     except NwbCelltypeError as exc:

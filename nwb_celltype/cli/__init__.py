@@ -8,6 +8,7 @@ import importlib.util
 import logging
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -50,11 +51,48 @@ class _LazyGroup(click.Group):
         return getattr(importlib.import_module(mod, __name__), attr)
 
     def invoke(self, ctx: click.Context):
+        from .._atomic import Interrupted, as_output_error, is_disk_full
+
         try:
             return super().invoke(ctx)
         except NwbCelltypeError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(1)
+            _fail(str(exc))
+        except Interrupted as exc:
+            _fail(str(exc), exc.code)
+        except (OSError, RuntimeError) as exc:
+            if not is_disk_full(exc):
+                raise
+            _fail(str(as_output_error(exc, Path(getattr(exc, "filename", None) or "."))))
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Click's usage errors (unknown option, bad value, missing argument) and aborts become
+        our one line and exit status 1, like our own errors."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_HELP as exc:  # a bare group: its help, which is no error
+            click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+            sys.exit(0)
+        except click.ClickException as exc:
+            hint = ""
+            ctx = getattr(exc, "ctx", None)
+            if isinstance(exc, click.UsageError) and ctx is not None:
+                hint = f" (see '{ctx.command_path} --help')"
+            _fail(exc.format_message() + hint)
+        except click.Abort:
+            _fail("aborted (interrupted); nothing was changed")
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+#: click >= 8.2 raises this for a group called without a command (it shows the help).
+_NO_ARGS_HELP: type[Exception] | tuple = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def _fail(message: str, status: int = 1) -> None:
+    """Print ``message`` as one ``Error:`` line on stderr and exit with ``status``."""
+    click.echo("Error: " + " ".join(str(message).split()), err=True)
+    sys.exit(status)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -91,6 +91,50 @@ def model_option(f):
     )(f)
 
 
+def in_place_options(what: str):
+    """``--in-place`` (on a copy that atomically replaces ``what``) with ``--allow-read-only`` and
+    ``--allow-hard-links``, shared by every command that can rewrite a user's file."""
+
+    def decorate(f):
+        for d in reversed(
+            [
+                click.option(
+                    "--in-place",
+                    is_flag=True,
+                    help=f"Write into {what} itself (on a copy that atomically replaces it; mode kept).",
+                ),
+                click.option(
+                    "--allow-read-only",
+                    is_flag=True,
+                    help=f"With --in-place: replace {what} even if it is read-only.",
+                ),
+                click.option(
+                    "--allow-hard-links",
+                    is_flag=True,
+                    help=f"With --in-place: replace {what} even if it has other hard links (they keep "
+                    "the old content).",
+                ),
+            ]
+        ):
+            f = d(f)
+        return f
+
+    return decorate
+
+
+def model_sha256_option(f):
+    """``--model-sha256 HEX``: pin the bundle (refuse any other digest)."""
+    return click.option(
+        "--model-sha256",
+        "model_sha256",
+        envvar="NWB_CELLTYPE_MODEL_SHA256",
+        default=None,
+        metavar="HEX",
+        help="Refuse the model unless its bundle sha256 (shown by `nwb-celltype show`) starts with HEX "
+        "(>= 12 hex digits; env NWB_CELLTYPE_MODEL_SHA256). Recorded in the provenance.",
+    )(f)
+
+
 def annotation_options(f):
     """Options shared by every command that annotates sources: threshold, batch size, where remote
     sources come from, and the output format (quiet / JSON)."""

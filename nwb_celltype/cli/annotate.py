@@ -6,7 +6,15 @@ import sys
 
 import click
 
-from ._common import annotation_options, format_summary, model_option, print_json, quiet_logging
+from ._common import (
+    annotation_options,
+    format_summary,
+    in_place_options,
+    model_option,
+    model_sha256_option,
+    print_json,
+    quiet_logging,
+)
 
 
 @click.command()
@@ -19,7 +27,7 @@ from ._common import annotation_options, format_summary, model_option, print_jso
     help="Output NWB file (default for local files: <input>.celltype.nwb beside the input; "
     "required for remote sources, where a derived file is written).",
 )
-@click.option("--in-place", is_flag=True, help="Append the annotations to the local input file itself.")
+@in_place_options("the local input file")
 @click.option("--overwrite", is_flag=True, help="Replace annotations already written by the same model.")
 @click.option(
     "--precision",
@@ -28,12 +36,16 @@ from ._common import annotation_options, format_summary, model_option, print_jso
     show_default=True,
     help="Precision the ensemble runs in; float64 is a slower reference (recorded in the provenance).",
 )
+@model_sha256_option
 @annotation_options
 def annotate(
     source,
     model,
     out,
     in_place,
+    allow_read_only,
+    allow_hard_links,
+    model_sha256,
     threshold,
     overwrite,
     precision,
@@ -62,6 +74,9 @@ def annotate(
             progress=not (quiet or as_json),
             call=" ".join(["nwb-celltype", *sys.argv[1:]]),
             precision=precision,
+            model_sha256=model_sha256,
+            allow_read_only=allow_read_only,
+            allow_hard_links=allow_hard_links,
         )
     if as_json:
         print_json(result.to_dict())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import annotation_options, model_option, print_json, quiet_logging
+from ._common import annotation_options, model_option, model_sha256_option, print_json, quiet_logging
 
 
 @click.command("annotate-dandiset")
@@ -17,6 +17,7 @@ from ._common import annotation_options, model_option, print_json, quiet_logging
     help="Output folder: the derived dandiset (created if needed; a rerun resumes there).",
 )
 @model_option
+@model_sha256_option
 @click.option(
     "--include",
     default=None,
@@ -65,6 +66,7 @@ def annotate_dandiset(
     dandiset,
     out,
     model,
+    model_sha256,
     include,
     workers,
     scheduler,
@@ -101,6 +103,7 @@ def annotate_dandiset(
             dandi_api_url=dandi_api_url,
             cache_dir=cache_dir,
             progress=not (quiet or as_json),
+            model_sha256=model_sha256,
         )
     if as_json:
         print_json(result.to_dict())

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ._common import in_place_options
+
 
 @click.group("library")
 def library() -> None:
@@ -58,7 +60,7 @@ def library() -> None:
     help="ground_truth: identified units (optotagging, pharmacology, ...); expert: expert opinion.",
 )
 @click.option("--out", type=click.Path(dir_okay=False), help="Labelled copy (default <stem>.labelled.nwb).")
-@click.option("--in-place", is_flag=True, help="Append the table to SOURCE itself.")
+@in_place_options("SOURCE")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 def label_cmd(
     source,
@@ -76,14 +78,13 @@ def label_cmd(
     out,
     in_place,
     overwrite,
+    allow_read_only,
+    allow_hard_links,
 ):
     """Write ground-truth labels into the NWB file SOURCE (a labelled copy, or SOURCE itself with
     --in-place). Every row needs an evidence type and a labeller: columns of the table, or
     --evidence-type and --labelled-by for all rows."""
     from ..library import label_file
-    from ..library.labels import free_table_name
-
-    name = name or free_table_name(source, kind)
 
     path = label_file(
         source,
@@ -101,8 +102,10 @@ def label_cmd(
         kind=kind,
         unit_column=unit_column,
         label_column=label_column,
+        allow_read_only=allow_read_only,
+        allow_hard_links=allow_hard_links,
     )
-    click.echo(f"labels written to {path} (table {name!r})")
+    click.echo(f"labels written to {path}" + (f" (table {name!r})" if name else ""))
 
 
 @library.command("create")

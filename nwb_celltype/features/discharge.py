@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import FeatureError, NwbCelltypeError
 from ..units import UnitsBatch
+from ._guards import check_train
 from .config import ConfigMixin
 
 log = logging.getLogger(__name__)
@@ -325,10 +326,9 @@ def extract_discharge_features(
     if progress:
         log.info("ACG and ISI counts of %d units (%d spikes)", n, int(batch.spike_offsets[-1]))
     for i in range(n):
-        t = np.asarray(batch.spike_times(i), dtype=np.float64)
-        bad = ~np.isfinite(t) | (t < 0)
-        if bad.any():
-            reasons[i].append(f"{int(bad.sum())} non-finite or negative spike times")
+        t, why = check_train(batch.spike_times(i))
+        if why:  # before the pair counts, whose work grows with rate x spikes
+            reasons[i].append(why)
             continue
         if len(t) < config.min_spikes:
             reasons[i].append(f"{len(t)} spikes < min_spikes={config.min_spikes}")

@@ -13,6 +13,7 @@ import numpy as np
 from .. import vocabulary
 from ..errors import FeatureError, NwbCelltypeError, OutputError
 from ..units import UnitsBatch
+from ._guards import check_train
 from .acg import compute_acg_3d_batch, compute_log_acg
 from .config import FeatureConfig, FeatureSet
 from .stats import STAT_NAMES, compute_spike_stats
@@ -22,15 +23,6 @@ log = logging.getLogger(__name__)
 
 #: version of the saved-features file layout (bump on incompatible changes)
 FILE_FORMAT_VERSION = "1"
-
-
-def _clean_times(t: np.ndarray) -> tuple[np.ndarray, str]:
-    """Finite, non-negative times and a reason ('' if all were fine). Non-finite or negative times
-    make the unit unusable (a sorter bug): they are dropped and the reason says how many."""
-    bad = ~np.isfinite(t) | (t < 0)
-    if bad.any():
-        return t[~bad], f"{int(bad.sum())} non-finite or negative spike times"
-    return t, ""
 
 
 def _spike_stats(trains: list[np.ndarray], config: FeatureConfig) -> dict[str, np.ndarray]:
@@ -61,7 +53,9 @@ def extract_features(
     -------
     FeatureSet
         One row per unit of ``batch``, in order. ``usable[i]`` is False, with ``reasons[i]`` set,
-        when a unit has fewer than ``min_spikes`` spikes, non-finite/negative spike times, no or an
+        when a unit has fewer than ``min_spikes`` spikes, an implausible train (see
+        :func:`nwb_celltype.features._guards.check_train`: non-finite/negative or far too late
+        times, too many spikes, too high a rate; such a train is not processed), no or an
         unusable waveform (NaN, flat), or is rejected by C4 unit selection (if enabled). Its arrays
         are still filled where computable (zeros otherwise), so rows always align with units.
     """
@@ -82,7 +76,7 @@ def extract_features(
 
     trains = []
     for i in range(n):
-        t, why = _clean_times(batch.spike_times(i))
+        t, why = check_train(batch.spike_times(i))
         if why:
             reasons[i].append(why)
         if selections is not None:

@@ -110,10 +110,16 @@ def make_client(api_url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, retries: 
 
 @contextmanager
 def translate_dandi_errors(what: str, api_url: str) -> Iterator[None]:
-    """Turn the dandi client's and requests' exceptions into ours."""
+    """Turn the dandi client's and requests' exceptions into ours, with the dandi client's logger
+    quieted meanwhile (it logs whole tracebacks of failed requests before raising; our error
+    says what failed, in one line)."""
     import requests
     from dandi.exceptions import NotFoundError
 
+    dandi_log = logging.getLogger("dandi")
+    old_level = dandi_log.level
+    if not log.isEnabledFor(logging.DEBUG):
+        dandi_log.setLevel(logging.CRITICAL)
     try:
         yield
     except NwbCelltypeError:
@@ -138,6 +144,8 @@ def translate_dandi_errors(what: str, api_url: str) -> Iterator[None]:
             f"{what}: the DANDI API at {api_url} answered something unexpected ({type(exc).__name__}: "
             f"{exc}). Check dandi_api_url points at a DANDI API (it ends in /api)."
         ) from exc
+    finally:
+        dandi_log.setLevel(old_level)
 
 
 @dataclass

@@ -34,6 +34,11 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_RETRIES = 3
 #: Largest span of a remote file that is fetched whole into a local spill file, in bytes.
 DEFAULT_SPILL_MAX_BYTES = 8 * 1024**3
+#: Default overall deadline of one remote source's reads, in s (env NWB_CELLTYPE_DEADLINE_S).
+DEFAULT_DEADLINE_S = 4 * 3600.0
+#: Default lowest average throughput of a response body once ``timeout_s`` has passed, in bytes/s
+#: (env NWB_CELLTYPE_MIN_BYTES_PER_S): a server dripping bytes never trips the idle timeout.
+DEFAULT_MIN_BYTES_PER_S = 1024.0
 #: Statuses worth retrying (throttling and server-side failures).
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -52,6 +57,21 @@ class _FinalRemoteError(RemoteError, _RemfilePermanent):  # type: ignore[misc, v
 
 class _FinalNotFoundError(SourceNotFoundError, _RemfilePermanent):  # type: ignore[misc, valid-type]
     """A 404/410 from the server; remfile must not retry it."""
+
+
+class _SlowRead(OSError):
+    """A response body arrives slower than the session's minimum throughput (treated as a stall)."""
+
+
+def _env_float(name: str, default: float | None) -> float | None:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SourceError(f"${name}={raw!r} is not a number of seconds / bytes per second.") from None
+    return value if value > 0 else None
 
 
 def chunk_key(url: str, chunk_bytes: int, index: int) -> str:
@@ -99,6 +119,13 @@ class BoundedSession(requests.Session):
         First backoff delay; doubles with each retry.
     where : str
         What is being read, for error messages.
+    deadline_s : float, optional
+        Overall limit for every request of this session, counted from its creation; past it a
+        request fails at once (not retried). Default ``$NWB_CELLTYPE_DEADLINE_S`` or
+        :data:`DEFAULT_DEADLINE_S`; <= 0 disables it.
+    min_bytes_per_s : float, optional
+        Lowest average throughput of a body once ``timeout_s`` has passed; slower bodies fail like
+        stalls. Default ``$NWB_CELLTYPE_MIN_BYTES_PER_S`` or :data:`DEFAULT_MIN_BYTES_PER_S`.
     """
 
     def __init__(
@@ -108,6 +135,8 @@ class BoundedSession(requests.Session):
         retries: int = DEFAULT_RETRIES,
         backoff_s: float = 0.2,
         where: str = "",
+        deadline_s: float | None = None,
+        min_bytes_per_s: float | None = None,
     ) -> None:
         super().__init__()
         adapter = _TimeoutAdapter(timeout_s)
@@ -123,11 +152,48 @@ class BoundedSession(requests.Session):
         self.n_bytes = 0
         self._url = ""
         self._lock = threading.Lock()
+        if deadline_s is None:
+            deadline_s = _env_float("NWB_CELLTYPE_DEADLINE_S", DEFAULT_DEADLINE_S)
+        self.deadline_s = deadline_s if deadline_s and deadline_s > 0 else None
+        self._deadline = None if self.deadline_s is None else time.monotonic() + self.deadline_s
+        if min_bytes_per_s is None:
+            min_bytes_per_s = _env_float("NWB_CELLTYPE_MIN_BYTES_PER_S", DEFAULT_MIN_BYTES_PER_S)
+        self.min_bytes_per_s = float(min_bytes_per_s or 0.0)
+
+    def check_deadline(self) -> None:
+        """Fail (not retried) once the session's overall deadline has passed."""
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise _FinalRemoteError(
+                f"reading {self.where or self._url} took longer than the overall deadline of "
+                f"{self.deadline_s:g} s; the server is too slow. Raise $NWB_CELLTYPE_DEADLINE_S (or "
+                "deadline_s), or download the file and open the local copy."
+            )
+
+    def read_body(self, raw, n: int | None = None) -> bytes:
+        """Read ``n`` bytes (None: all) of a streamed body, piece by piece as they arrive, failing
+        with :class:`_SlowRead` when the average rate after ``timeout_s`` is below
+        ``min_bytes_per_s``, and with our error past the deadline."""
+        parts, got, t0 = [], 0, time.monotonic()
+        while n is None or got < n:
+            piece = raw.read1(1 << 20 if n is None else min(1 << 20, n - got))
+            if not piece:
+                break
+            parts.append(piece)
+            got += len(piece)
+            self.check_deadline()
+            elapsed = time.monotonic() - t0
+            if elapsed > self.timeout_s and got / elapsed < self.min_bytes_per_s:
+                raise _SlowRead(
+                    f"too slow: {got} bytes in {elapsed:.0f} s, below the minimum "
+                    f"{self.min_bytes_per_s:g} bytes/s"
+                )
+        return b"".join(parts)
 
     def request(self, method, url, *args, **kwargs):  # type: ignore[override]
         self._url = str(url)
         last: str = ""
         for attempt in range(self.retries + 1):
+            self.check_deadline()
             if attempt:
                 delay = self.backoff_s * 2 ** (attempt - 1)
                 log.info("retrying %s %s in %.1f s after: %s", method, url, delay, last)
@@ -187,7 +253,10 @@ class BoundedSession(requests.Session):
                 "the local copy."
             )
         try:
-            content = resp.raw.read(decode_content=True)
+            content = self.read_body(resp.raw)
+        except _FinalRemoteError:
+            resp.close()
+            raise
         except urllib3.exceptions.ReadTimeoutError as exc:
             resp.close()
             raise requests.exceptions.ConnectionError(f"Read timed out: {exc}") from exc
@@ -582,8 +651,10 @@ class GuardedFile:
                 while pos < stop:
                     want = min(step - pos % step, stop - pos)  # up to the next chunk boundary
                     try:
-                        piece = resp.raw.read(want)
-                    except (urllib3.exceptions.HTTPError, OSError) as exc:  # cut or stalled
+                        piece = session.read_body(resp.raw, want)
+                    except _FinalRemoteError:
+                        raise
+                    except (urllib3.exceptions.HTTPError, OSError) as exc:  # cut, stalled or too slow
                         piece = b""
                         last = f"{type(exc).__name__}: {exc}"
                     else:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .._files import require_nwb_root, require_regular_file
 from ..errors import NotNWBError, NwbCelltypeError, RemoteError, SourceError, SourceNotFoundError
 from ._parse import SourceSpec, parse_source
 from ._remote import (
@@ -192,6 +193,8 @@ def open_source(
     retries: int = DEFAULT_RETRIES,
     min_chunk_bytes: int = DEFAULT_MIN_CHUNK_BYTES,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
+    deadline_s: float | None = None,
+    min_bytes_per_s: float | None = None,
 ) -> Source:
     """Open an NWB file from a local path, an http(s) URL or the DANDI archive.
 
@@ -218,6 +221,12 @@ def open_source(
         Smallest remote fetch in bytes (remfile chunk size; also the cache's granularity).
     memory_bytes : int
         Bound of the in-memory chunk store for a remote file, in bytes.
+    deadline_s : float, optional
+        Overall limit on a remote source's reads, in s (default ``$NWB_CELLTYPE_DEADLINE_S``, else
+        4 h; <= 0 disables it).
+    min_bytes_per_s : float, optional
+        Lowest average throughput of a response once ``timeout_s`` has passed (default
+        ``$NWB_CELLTYPE_MIN_BYTES_PER_S``, else 1024); a server that drips bytes fails like a stall.
 
     Returns
     -------
@@ -242,7 +251,9 @@ def open_source(
     if cache_dir is not False:
         root = cache_root(None if cache_dir in (None, True) else cache_dir)
         cache = BoundedDiskCache(root, max_bytes=cache_max_bytes)
-    session = BoundedSession(timeout_s=timeout_s, retries=retries)
+    session = BoundedSession(
+        timeout_s=timeout_s, retries=retries, deadline_s=deadline_s, min_bytes_per_s=min_bytes_per_s
+    )
     first = b""  # the file's first bytes, when a size probe fetched them
     last: tuple[int, bytes] = (0, b"")  # (offset, bytes) of its last bytes, fetched alongside
     if spec.kind == "dandi":
@@ -309,13 +320,12 @@ def open_source(
 
 def _open_local(spec: SourceSpec) -> Source:
     p = Path(spec.path).expanduser().resolve()
-    if not p.exists():
+    if not p.exists() and not p.is_symlink():
         raise SourceNotFoundError(
             f"No such file: {p}. Expected a local NWB file, an http(s) URL or a DANDI id "
             "(e.g. DANDI:000409/draft/sub-1/sub-1.nwb); check the path."
         )
-    if p.is_dir():
-        raise NotNWBError(f"{p} is a directory; expected an NWB (HDF5) file. Zarr NWB is not supported.")
+    require_regular_file(p)  # a FIFO would block forever in open()
     info = SourceInfo(kind="local", path=str(p), size=p.stat().st_size)
     h5 = _open_h5(str(p), info, None)
     return Source(info, h5, None, None)
@@ -337,14 +347,7 @@ def _open_h5(target, info: SourceInfo, fileobj: GuardedFile | None):
             ) from exc
         raise SourceError(f"Cannot open {info.describe()}: {type(exc).__name__}: {exc}") from exc
     try:
-        attrs = h5.attrs
-        kind = attrs.get("neurodata_type")
-        kind = kind.decode() if isinstance(kind, bytes) else kind
-        if kind != "NWBFile" and "nwb_version" not in attrs:
-            raise NotNWBError(
-                f"{info.describe()} is an HDF5 file but not NWB (root neurodata_type={kind!r}, no "
-                "nwb_version attribute); expected an NWB 2.x file."
-            )
+        require_nwb_root(h5, info.describe())
     except NotNWBError:
         h5.close()
         raise

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InvalidValueError, NotNWBError
+from ..errors import InvalidUnitsError, InvalidValueError, NotNWBError
 from ..units import SkippedUnit, UnitsBatch
 from ..vocabulary import LAYERS
 from ._source import Source, open_source
@@ -122,6 +122,37 @@ def _strings(arr: np.ndarray) -> np.ndarray:
     )
 
 
+def check_ragged_index(where: str, column: str, index: np.ndarray, n_data: int) -> None:
+    """Refuse a ragged column's ``*_index`` that would hand one unit another's data: it must be
+    non-decreasing, start at >= 0 and end within the ``n_data`` rows of the data.
+
+    Raises
+    ------
+    InvalidUnitsError
+        Naming the first bad row and how to fix the file.
+    """
+    if len(index) == 0:
+        return
+    if index[0] < 0:
+        raise InvalidUnitsError(
+            f"{where}: {column}_index starts at {int(index[0])} (< 0); the Units table is malformed. "
+            "Rewrite the file with pynwb (add_unit) or fix the sorter export."
+        )
+    drops = np.flatnonzero(np.diff(index) < 0)
+    if len(drops):
+        i = int(drops[0]) + 1
+        raise InvalidUnitsError(
+            f"{where}: {column}_index decreases at row {i} ({int(index[i - 1])} -> {int(index[i])}); "
+            f"it must be non-decreasing, else units would get other units' {column}. The Units table is "
+            "malformed: rewrite the file with pynwb (add_unit) or fix the sorter export."
+        )
+    if index[-1] > n_data:
+        raise InvalidUnitsError(
+            f"{where}: {column}_index ends at {int(index[-1])}, past the {n_data} values of {column}; "
+            "the Units table is malformed (truncated data?). Rewrite the file or fix the sorter export."
+        )
+
+
 def _inspect(src: Source, layer_column: str | None, require_waveforms: bool, whole_table: bool) -> _Layout:
     h5 = src.h5
     g = _find_units(h5)
@@ -143,6 +174,7 @@ def _inspect(src: Source, layer_column: str | None, require_waveforms: bool, who
                 f"{where}: spike_times_index has {spike_index.shape[0]} entries for {n} units; the table "
                 "is malformed."
             )
+        check_ragged_index(where, "spike_times", spike_index, g["spike_times"].shape[0])
     wave_kind = wave_index = wave_rate = None
     if "waveform_mean" in g:
         wm = g["waveform_mean"]
@@ -154,6 +186,7 @@ def _inspect(src: Source, layer_column: str | None, require_waveforms: bool, who
         if "waveform_mean_index" in g:
             wave_kind = "ragged"
             wave_index = np.asarray(g["waveform_mean_index"][()], dtype=np.int64)
+            check_ragged_index(where, "waveform_mean", wave_index, wm.shape[0])
             if wm.ndim != 2:
                 raise NotNWBError(
                     f"{where}: ragged waveform_mean must be 2-D (rows, samples), got {wm.shape}."
@@ -187,6 +220,7 @@ def _inspect(src: Source, layer_column: str | None, require_waveforms: bool, who
     obs_index = None
     if "obs_intervals" in g and "obs_intervals_index" in g:
         obs_index = np.asarray(g["obs_intervals_index"][()], dtype=np.int64)
+        check_ragged_index(where, "obs_intervals", obs_index, g["obs_intervals"].shape[0])
 
     layers_all = None
     cols = [k for k in g.keys() if not k.endswith("_index")]

@@ -8,7 +8,6 @@ import csv
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,6 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import (
+    RESERVE_BASE_BYTES,
+    RESERVE_PER_UNIT_BYTES,
+    atomic_write,
+    check_replaceable,
+    reserve_space,
+)
 from ..errors import LibraryError, OutputError, SourceNotFoundError
 from ..vocabulary import EVIDENCE_TYPES
 from ._annotations import EVIDENCE_FIELDS, LABEL_VOCABULARY, read_ground_truth, write_ground_truth
@@ -206,10 +212,18 @@ def read_label_table(
         Unknown labels, missing evidence, non-integer unit ids or conflicting duplicate labels; the
         message names the rows (``file:line``).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SourceNotFoundError(f"label table {path} does not exist; give a CSV/TSV file path.")
-    text = path.read_text(encoding="utf-8-sig")
+    from .._files import require_regular_file
+
+    path = require_regular_file(path, "a CSV/TSV label table")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LibraryError(
+            f"label table {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 "
+            "CSV/TSV."
+        ) from None
+    except OSError as exc:
+        raise SourceNotFoundError(f"cannot read label table {path}: {exc}") from exc
     if path.suffix.lower() in (".tsv", ".tab"):
         delim = "\t"
     elif path.suffix.lower() == ".csv":
@@ -322,9 +336,9 @@ def labels_from_units_column(
 def free_table_name(path: str | os.PathLike, base: str = "ground_truth") -> str:
     """``base``, or ``base_2``, ``base_3``, ... : the first name no annotation table of the NWB file
     at ``path`` uses (tables on disk cannot be changed, so new labels need a new name)."""
-    import h5py
+    from .._files import open_nwb_h5
 
-    with h5py.File(path, "r") as f:
+    with open_nwb_h5(path, "a local NWB file to label") as f:
         taken = set()
         for module in (f.get("processing") or {}).values():
             taken.update(module.keys())
@@ -361,6 +375,35 @@ def _open_rw(path: Path, mode: str):
     return NWBHDF5IO(str(path), mode=mode, load_namespaces=True)
 
 
+def _append_labels(work: Path, src: Path, labels, column, name, kind, mapping, ev: dict) -> LabelTable:
+    """Append the label table ``name`` to the NWB file ``work`` (a copy of ``src``)."""
+    with _open_rw(work, "a") as io:
+        nwbfile = io.read()
+        if column is not None:
+            labels = labels_from_units_column(nwbfile, column, mapping=mapping, **ev)
+        if len(labels) == 0:
+            raise LibraryError("the label table holds no labels; nothing to write.")
+        existing = {
+            g.table for g in read_ground_truth(nwbfile, kinds=("ground_truth", "expert", "prediction"))
+        }
+        if name in existing:
+            raise LibraryError(
+                f"{src} already has an annotation table {name!r}; tables on disk cannot be "
+                "changed, so give the new labels another --name."
+            )
+        rows = _resolve_rows(nwbfile, labels)
+        write_ground_truth(
+            nwbfile,
+            name=name,
+            unit_indices=rows,
+            labels=labels.labels,
+            evidence=labels.evidence,
+            kind=kind,
+        )
+        io.write(nwbfile)
+    return labels
+
+
 def label_file(
     source: str | os.PathLike,
     labels: LabelTable | str | os.PathLike | None = None,
@@ -378,6 +421,8 @@ def label_file(
     kind: str = "ground_truth",
     unit_column: str | None = None,
     label_column: str | None = None,
+    allow_read_only: bool = False,
+    allow_hard_links: bool = False,
 ) -> Path:
     """Write ground-truth labels into a local NWB file as a new annotation table.
 
@@ -393,7 +438,10 @@ def label_file(
         Where the labelled copy goes (default ``<stem>.labelled.nwb`` beside ``source``). It is
         written to a temporary file in the same folder and renamed, so it is never half-written.
     in_place : bool
-        Append the table to ``source`` itself (HDF5 mode ``"a"``) instead of writing a copy.
+        Add the table to ``source`` itself instead of writing a copy: done on a copy that then
+        replaces ``source`` atomically (see :func:`nwb_celltype._atomic.atomic_write`), keeping its
+        mode; a read-only source or one with other hard links is refused unless ``allow_read_only``
+        / ``allow_hard_links``.
     name : str, optional
         Name of the new annotation table; default ``kind`` (``ground_truth``), or ``ground_truth_2``,
         ``_3``, ... when the file already has that table (see :func:`free_table_name`). A table
@@ -412,15 +460,20 @@ def label_file(
     pathlib.Path
         The file that now holds the labels.
     """
-    src = Path(source)
-    if not src.is_file():
-        raise SourceNotFoundError(f"NWB file {src} does not exist; label a local NWB file.")
+    from .._files import require_regular_file
+
+    src = require_regular_file(source, "a local NWB file to label")
     if (labels is None) == (column is None):
         raise LibraryError("give exactly one of a label table (--labels) or a Units column (--column).")
     if in_place and out is not None:
         raise LibraryError("--in-place and --out exclude each other; choose one.")
-    if name is None:
-        name = free_table_name(src, kind)
+    free_table_name(src, kind)  # a clear error now if the source is not HDF5 (before any copy)
+    ev_defaults = {
+        "evidence_type": evidence_type,
+        "evidence_text": evidence_text,
+        "labelled_by": labelled_by,
+        "labelled_at": labelled_at,
+    }
     if labels is not None and not isinstance(labels, LabelTable):
         labels = read_label_table(
             labels,
@@ -434,59 +487,24 @@ def label_file(
         )
     if in_place:
         target = src
-        work = src
+        check_replaceable(src, allow_read_only=allow_read_only, allow_hard_links=allow_hard_links)
     else:
         target = Path(out) if out is not None else src.with_name(src.stem + ".labelled.nwb")
         if target.resolve() == src.resolve():
             raise OutputError(f"--out {target} is the source itself; use --in-place to modify it.")
         if target.exists() and not overwrite:
             raise OutputError(f"{target} exists; pass overwrite (--overwrite) or choose another --out.")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp.nwb", dir=target.parent)
-        os.close(fd)
-        work = Path(tmp)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the folder of {target}: {exc}") from exc
+    # one mechanism for every mode: a copy of the source, written and renamed under the target's lock
+    with atomic_write(target, replace=in_place or overwrite, keep_mode_of=src if in_place else None) as work:
         shutil.copyfile(src, work)
-    try:
-        with _open_rw(work, "a") as io:
-            nwbfile = io.read()
-            if column is not None:
-                labels = labels_from_units_column(
-                    nwbfile,
-                    column,
-                    mapping=mapping,
-                    evidence_type=evidence_type,
-                    evidence_text=evidence_text,
-                    labelled_by=labelled_by,
-                    labelled_at=labelled_at,
-                )
-            if len(labels) == 0:
-                raise LibraryError("the label table holds no labels; nothing to write.")
-            existing = {
-                g.table for g in read_ground_truth(nwbfile, kinds=("ground_truth", "expert", "prediction"))
-            }
-            if name in existing:
-                raise LibraryError(
-                    f"{src} already has an annotation table {name!r}; tables on disk cannot be "
-                    "changed, so give the new labels another --name."
-                )
-            rows = _resolve_rows(nwbfile, labels)
-            write_ground_truth(
-                nwbfile,
-                name=name,
-                unit_indices=rows,
-                labels=labels.labels,
-                evidence=labels.evidence,
-                kind=kind,
-            )
-            io.write(nwbfile)
-    except BaseException:
-        if work != src:
-            work.unlink(missing_ok=True)
-        raise
-    if work != target:
-        from .._files import give_mode
-
-        give_mode(work)  # mkstemp made it 0600: a new file gets the umask's mode
-        os.replace(work, target)
+        n = len(labels) if isinstance(labels, LabelTable) else 4096
+        reserve_space(work, RESERVE_BASE_BYTES + RESERVE_PER_UNIT_BYTES * n)
+        # under the lock: two runs adding labels to one file get ground_truth and ground_truth_2
+        name = name if name is not None else free_table_name(work, kind)
+        labels = _append_labels(work, src, labels, column, name, kind, mapping, ev_defaults)
     logger.info("wrote %d %s labels to %s (table %r)", len(labels), kind, target, name)
     return target

@@ -417,7 +417,14 @@ def load_bundle(
         raise ModelError(f"{card_path} must hold a JSON object (the model card), got {type(card).__name__}.")
     if card.get("format") != BUNDLE_FORMAT:
         raise ModelError(f"{card_path} is not an nwb-celltype model card (format={card.get('format')!r}).")
-    if int(card.get("format_version", 0)) > BUNDLE_FORMAT_VERSION:
+    try:
+        version = int(card.get("format_version", 0))
+    except (TypeError, ValueError):
+        raise ModelError(
+            f"{card_path}: format_version {card.get('format_version')!r} is not an integer; the card is "
+            "damaged. Re-download or re-train the bundle."
+        ) from None
+    if version > BUNDLE_FORMAT_VERSION:
         raise ModelError(
             f"bundle format version {card.get('format_version')} is newer than this nwb-celltype supports "
             f"({BUNDLE_FORMAT_VERSION}); upgrade nwb-celltype."
@@ -531,6 +538,26 @@ def load_default_bundle(*, device: str | torch.device = "cpu"):
             "`python benchmarks/make_real_bundle.py` (docs/validation.md) or reinstall nwb-celltype."
         )
     return load_bundle(path, device=device)
+
+
+def check_pinned(bundle, expected_sha256: str) -> None:
+    """Refuse ``bundle`` unless its bundle digest (weights + card, see :attr:`ModelBundle.sha256`)
+    equals ``expected_sha256`` (hex; a prefix of >= 12 characters is accepted). The digest alone only
+    guards against corruption — a card edited with its digest recomputed still loads — so pin the
+    digest you obtained from the bundle's publisher to guard against substitution."""
+    want = str(expected_sha256).strip().lower()
+    if len(want) < 12 or any(c not in "0123456789abcdef" for c in want):
+        raise ModelError(
+            f"model sha256 pin {expected_sha256!r} is not a hex digest (>= 12 of its 64 characters); "
+            "copy it from `nwb-celltype show` or the bundle's publisher."
+        )
+    got = str(bundle.sha256)
+    if not got.startswith(want):
+        raise ModelError(
+            f"model bundle {getattr(bundle, 'name', '?')} has sha256 {got[:16]}..., not the pinned "
+            f"{want[:16]}...; it is a different or modified bundle. Use the bundle you pinned, or update "
+            "the pin (--model-sha256)."
+        )
 
 
 def resolve_model(model, *, device: str | torch.device = "cpu"):

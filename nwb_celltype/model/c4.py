@@ -185,11 +185,30 @@ def _open_tar(archive: Path) -> tarfile.TarFile:
         ) from exc
 
 
+def _members(tar: tarfile.TarFile, archive: Path):
+    """The members of ``tar``; a truncated or corrupt archive becomes our ModelError (tarfile
+    raises EOFError, which click would report only as "Aborted!")."""
+    import zlib
+
+    it = iter(tar)
+    while True:
+        try:
+            member = next(it)
+        except StopIteration:
+            return
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise ModelError(
+                f"{archive} is truncated or corrupt ({type(exc).__name__}: {exc}); download C4's "
+                "trained_models.tar.gz again."
+            ) from exc
+        yield member
+
+
 def _scan_archive(archive: Path) -> list[tuple[int, str]]:
     """``(i, member name)`` of every ``models/model_{i}.pt``, sorted by ``i`` (as npyx's load_ensemble)."""
     found: dict[int, str] = {}
     with _open_tar(archive) as tar:
-        for member in tar:
+        for member in _members(tar, archive):
             if member.isdir():
                 continue
             m = _MODEL_FILE.match(member.name.rsplit("/", 1)[-1])
@@ -214,11 +233,14 @@ def _scan_archive(archive: Path) -> list[tuple[int, str]]:
 def _iter_member_states(archive: Path, ranks: Mapping[str, int]):
     """Yield ``(rank, state dict)`` in archive order, read in memory (nothing extracted to disk)."""
     with _open_tar(archive) as tar:
-        for member in tar:
+        for member in _members(tar, archive):
             rank = ranks.get(member.name)
             if rank is None or not member.isfile():
                 continue
-            data = tar.extractfile(member).read()
+            try:
+                data = tar.extractfile(member).read()
+            except (tarfile.TarError, EOFError, OSError) as exc:
+                raise ModelError(f"{archive}:{member.name} is truncated or corrupt ({exc}).") from exc
             state = safe_torch_load(io.BytesIO(data), f"{archive}:{member.name}")
             if not isinstance(state, Mapping):
                 raise ModelMismatchError(

@@ -55,8 +55,11 @@ class Faults:
     ignore_range : bool
         Answer range requests with the whole file (status 200), like ``http.server``.
     only_ranges : bool
-        Apply ``stall_after_bytes`` / ``cut_after_bytes`` only to requests with a Range header of
-        more than one byte (so size probes still work).
+        Apply ``stall_after_bytes`` / ``cut_after_bytes`` / ``drip_s`` only to requests with a Range
+        header of more than one byte (so size probes still work).
+    drip_s : float or None
+        Send the body one byte every ``drip_s`` seconds (never idle long enough for a read
+        timeout, yet hopelessly slow).
     """
 
     latency_s: float = 0.0
@@ -69,6 +72,7 @@ class Faults:
     cut_count: int | None = None
     ignore_range: bool = False
     only_ranges: bool = True
+    drip_s: float | None = None
 
 
 @dataclass
@@ -286,6 +290,18 @@ class RangeServer(_ThreadedApp):
             limit = min(limit, f.cut_after_bytes)
             if f.cut_count is not None and limit < length:
                 f.cut_count -= 1
+        if faulty and f.drip_s is not None:
+            with open(path, "rb") as fh:
+                fh.seek(start)
+                data = fh.read(limit)
+            for i in range(len(data)):
+                try:
+                    await resp.write(data[i : i + 1])
+                except ConnectionError:
+                    return resp
+                await asyncio.sleep(f.drip_s)
+            await resp.write_eof()
+            return resp
         with open(path, "rb") as fh:
             fh.seek(start)
             left = limit

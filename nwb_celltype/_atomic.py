@@ -1,0 +1,342 @@
+"""One way to write a user's file: work on a pid-stamped copy beside it, fsync, rename — under a
+lock per target file, with SIGTERM/SIGINT/SIGHUP cleanup, stale-temp removal and disk-full errors
+turned into :class:`~nwb_celltype.errors.OutputError`. Every write path that touches a user's file
+(annotate in every mode, library label) goes through :func:`atomic_write`.
+
+Hard links: the result is a new file renamed over the target, so other hard links to the old file
+keep the old content. An in-place write to a file with several links is therefore refused unless
+``allow_hard_links`` is given (then only the named path gets the new content)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import re
+import secrets
+import signal
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import AnnotationExistsError, NwbCelltypeError, OutputError
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a run waits for another run's lock on the same target before giving up (env override).
+LOCK_TIMEOUT_ENV = "NWB_CELLTYPE_LOCK_TIMEOUT_S"
+DEFAULT_LOCK_TIMEOUT_S = 600.0
+#: Signals that abort a write cleanly (temporary files removed, target untouched).
+CLEANUP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_TEMP = re.compile(r"^\.(?P<name>.+)\.pid(?P<pid>\d+)\.[0-9a-f]{8}\.(?P<tag>[a-z.]+)$")
+
+
+class Interrupted(SystemExit):
+    """A cleanup signal arrived during a write; exit status 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"interrupted by {signal.Signals(self.signum).name}; nothing was written"
+
+
+def temp_path(final: Path, tag: str = "tmp.nwb") -> Path:
+    """A hidden name beside ``final`` stamped with this process's id (``.NAME.pidN.XXXXXXXX.tag``),
+    so a later run can tell the temporary files of dead runs from those of live ones."""
+    return final.parent / f".{final.name}.pid{os.getpid()}.{secrets.token_hex(4)}.{tag}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(final: Path) -> list[Path]:
+    """Remove temporary files of ``final`` left by runs that no longer exist (killed with SIGKILL,
+    power loss); those of live runs are kept. Returns the removed paths."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for p in final.parent.iterdir():
+            m = _TEMP.match(p.name)
+            if m and m["name"] == final.name and not _alive(int(m["pid"])):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                    removed.append(p)
+                    logger.info("removed %s, left by a run (pid %s) that no longer exists", p, m["pid"])
+    return removed
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` reports a full disk or quota: an OSError with ENOSPC/EDQUOT, or HDF5's
+    RuntimeError/OSError text (``errno = 28``) that h5py raises when a write fails."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "errno = 28" in text or "No space left on device" in text or "Disk quota exceeded" in text
+
+
+def as_output_error(exc: BaseException, final: Path) -> OutputError:
+    """Our one-line error for a failed write of ``final`` (disk full named as such)."""
+    if is_disk_full(exc):
+        return OutputError(
+            f"no space left on the device holding {final.parent} while writing {final.name}; free "
+            "some space (the result needs about the input's size plus the annotations) or write "
+            "elsewhere with --out. Nothing was written; the input is unchanged."
+        )
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return OutputError(f"could not write {final}: {first}. Nothing was written; the input is unchanged.")
+
+
+@contextlib.contextmanager
+def cleanup_on_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP (SIGINT already is KeyboardInterrupt) into :class:`Interrupted`
+    for the duration, so ``finally`` blocks remove temporary files. A no-op outside the main
+    thread (Python delivers signals there only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    old = {}
+    for sig in CLEANUP_SIGNALS:
+        with contextlib.suppress(OSError, ValueError):
+            old[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def lock_timeout_s() -> float:
+    """The lock wait: ``$NWB_CELLTYPE_LOCK_TIMEOUT_S`` or :data:`DEFAULT_LOCK_TIMEOUT_S`."""
+    try:
+        return float(os.environ.get(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT_S))
+    except ValueError:
+        return DEFAULT_LOCK_TIMEOUT_S
+
+
+@contextlib.contextmanager
+def target_lock(final: Path, timeout_s: float | None = None) -> Iterator[None]:
+    """An exclusive advisory lock (``flock``) on ``.NAME.lock`` beside ``final``: concurrent runs on
+    one target serialise; a run that waits longer than ``timeout_s`` fails with OutputError. The lock
+    file is removed on release; a waiter that locked a removed file retries on the new one."""
+    timeout_s = lock_timeout_s() if timeout_s is None else timeout_s
+    lock = final.parent / f".{final.name}.lock"
+    deadline = time.monotonic() + timeout_s
+    waited = False
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise as_output_error(exc, final) from exc
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise OutputError(
+                            f"another nwb-celltype run is writing {final} (lock {lock.name}) and did not "
+                            f"finish within {timeout_s:g} s; wait for it, or raise "
+                            f"${LOCK_TIMEOUT_ENV}."
+                        ) from None
+                    if not waited:
+                        logger.warning("waiting for another run writing %s", final)
+                        waited = True
+                    time.sleep(0.05)
+            try:
+                same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            break
+        os.close(fd)  # the holder removed that lock file: lock the current one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
+
+
+def check_replaceable(path: Path, *, allow_read_only: bool = False, allow_hard_links: bool = False) -> None:
+    """Refuse an in-place write to a read-only file (no write bit for anyone: root would otherwise
+    replace it silently) unless ``allow_read_only``, to a file with other hard links unless
+    ``allow_hard_links``, to anything but a regular file, or in a folder we cannot write."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise OutputError(f"cannot annotate {path} in place: {exc}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputError(f"cannot write {path} in place: it is not a regular file.")
+    if not allow_read_only and not st.st_mode & 0o222:
+        raise OutputError(
+            f"{path} is read-only (mode {stat.S_IMODE(st.st_mode):o}); refusing to replace it. Make it "
+            "writable, write a copy with --out, or pass --allow-read-only to replace it anyway."
+        )
+    if not allow_hard_links and st.st_nlink > 1:
+        raise OutputError(
+            f"{path} has {st.st_nlink} hard links; an in-place write replaces this name only and the "
+            "other links would keep the old content. Write a copy with --out, or pass "
+            "--allow-hard-links to accept that."
+        )
+    if not os.access(path.parent, os.W_OK):
+        raise OutputError(f"cannot write {path} in place: its folder is not writable.")
+
+
+#: Space reserved for what an append adds to a copy: a base plus a per-unit share, in bytes.
+RESERVE_BASE_BYTES = 16 * 1024**2
+RESERVE_PER_UNIT_BYTES = 16 * 1024
+
+
+def reserve_space(path: Path, nbytes: int) -> None:
+    """Allocate ``nbytes`` past the end of ``path`` (a copy about to be appended to by HDF5), so
+    that a full disk fails here, cleanly, and not inside HDF5 — whose objects can crash the
+    process when they are freed after a failed write. HDF5 writes new objects at its end of
+    allocation, inside the reserved bytes, and truncates the file to it on close. A full disk
+    raises OSError (ENOSPC), which :func:`atomic_write` reports as OutputError; file systems
+    without ``fallocate`` skip the reservation."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, os.fstat(fd).st_size, max(int(nbytes), 1))
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        logger.debug("no space reservation for %s: %s", path, exc)
+    finally:
+        os.close(fd)
+
+
+def check_space(tmp: Path, nbytes: int) -> None:
+    """Raise OSError (ENOSPC) unless ``nbytes`` can be allocated beside ``tmp`` now (a file about
+    to be written from scratch, which cannot be reserved in place)."""
+    probe = tmp.with_name(tmp.name + ".reserve")
+    try:
+        probe.touch()
+        reserve_space(probe, nbytes)
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _quiet_abandoned_hdf5() -> Iterator[None]:
+    """While a write may fail: h5py objects of a file that hit a full disk fail again when they are
+    freed and Python prints each as "Exception ignored in ..." — noise after our one-line error.
+    Those (disk-full) reports are dropped; every other unraisable exception is reported as usual."""
+    import gc
+    import sys
+
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError) and is_disk_full(unraisable.exc_value)):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        gc.collect()  # free the abandoned file's objects while the filter is in place
+        sys.unraisablehook = previous
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(
+    final: str | os.PathLike,
+    *,
+    replace: bool,
+    keep_mode_of: str | os.PathLike | None = None,
+    lock: bool = True,
+) -> Iterator[Path]:
+    """Yield a pid-stamped temporary path beside ``final``; when the block succeeds it is fsynced
+    and renamed onto ``final``. On any failure, signal (see :func:`cleanup_on_signals`) or full disk
+    ``final`` is untouched and the temporary file is removed.
+
+    Parameters
+    ----------
+    final : path
+        The file to create or replace.
+    replace : bool
+        Replace an existing ``final``. Without it the rename is an exclusive step (``link``): if
+        ``final`` appeared meanwhile, :class:`~nwb_celltype.errors.AnnotationExistsError`.
+    keep_mode_of : path, optional
+        Give the result this file's permission bits (in place: the input's own); otherwise a new
+        file's (0666 minus the umask).
+    lock : bool
+        Hold :func:`target_lock` on ``final`` for the whole block (concurrent runs serialise).
+    """
+    from ._files import give_mode
+
+    final = Path(final)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(cleanup_on_signals())
+        stack.enter_context(_quiet_abandoned_hdf5())
+        if lock:
+            stack.enter_context(target_lock(final))
+        remove_stale_temps(final)
+        if not replace and final.exists():
+            raise AnnotationExistsError(f"{final} exists; pass overwrite=True (--overwrite) to replace it")
+        tmp = temp_path(final)
+        try:
+            yield tmp
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            give_mode(tmp, keep_mode_of)
+            if replace:
+                os.replace(tmp, final)
+            else:
+                try:
+                    os.link(tmp, final)  # fails if final exists: nobody else's result is replaced
+                except FileExistsError:
+                    raise AnnotationExistsError(
+                        f"{final} was created by another run meanwhile; pass overwrite=True (--overwrite) "
+                        "to replace it"
+                    ) from None
+                tmp.unlink()
+            _fsync_dir(final.parent)
+        except NwbCelltypeError:
+            tmp.unlink(missing_ok=True)
+            raise
+        except (OSError, RuntimeError) as exc:
+            tmp.unlink(missing_ok=True)
+            raise as_output_error(exc, final) from exc
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+@contextlib.contextmanager
+def scratch_file(final: Path, tag: str) -> Iterator[Path]:
+    """A pid-stamped scratch file beside ``final`` (e.g. spilled spike times), removed on exit."""
+    path = temp_path(final, tag)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)

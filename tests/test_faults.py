@@ -1,0 +1,575 @@
+"""Fault injection (issue 18): full disks, concurrent runs, signals, stale temporaries, hard links and
+read-only inputs, malformed Units tables, implausible units, FIFOs, dripping servers, bundle pins.
+Each test reproduces one finding of the issue and fails without its fix."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from nwb_celltype import _atomic
+from nwb_celltype.errors import (
+    AnnotationExistsError,
+    InvalidUnitsError,
+    ModelError,
+    NotNWBError,
+    OutputError,
+    RemoteError,
+)
+from nwb_celltype.library._mock import mock_library_file
+from nwb_celltype.testing.faults import edit_units, replace_dataset
+
+LABELS = "unit_id,label\n0,PkC_ss\n1,MLI\n"
+LABEL_KW = {"evidence_type": "optotagging", "labelled_by": "tester"}
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture(scope="module")
+def mock_nwb(tmp_path_factory) -> Path:
+    return mock_library_file(tmp_path_factory.mktemp("mock") / "m.nwb", n_units=6)
+
+
+@pytest.fixture
+def nwb(mock_nwb, tmp_path) -> Path:
+    dst = tmp_path / "in.nwb"
+    dst.write_bytes(mock_nwb.read_bytes())
+    return dst
+
+
+@pytest.fixture
+def labels_csv(tmp_path) -> Path:
+    p = tmp_path / "labels.csv"
+    p.write_text(LABELS)
+    return p
+
+
+# -- the atomic-write mechanism ----------------------------------------------------------------
+
+
+def test_atomic_write_new_file_gets_umask_mode_and_leaves_nothing(tmp_path):
+    old = os.umask(0o027)
+    try:
+        with _atomic.atomic_write(tmp_path / "a.nwb", replace=False) as tmp:
+            assert tmp.name.startswith(f".a.nwb.pid{os.getpid()}.") and tmp.name.endswith(".tmp.nwb")
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.nwb").stat().st_mode) == 0o640
+    assert _leftovers(tmp_path) == []
+
+
+def test_atomic_write_keeps_mode_in_place_and_failure_changes_nothing(tmp_path):
+    f = tmp_path / "a.nwb"
+    f.write_bytes(b"old")
+    f.chmod(0o604)
+    with _atomic.atomic_write(f, replace=True, keep_mode_of=f) as tmp:
+        tmp.write_bytes(b"new")
+    assert f.read_bytes() == b"new" and stat.S_IMODE(f.stat().st_mode) == 0o604
+    with pytest.raises(ZeroDivisionError), _atomic.atomic_write(f, replace=True) as tmp:
+        tmp.write_bytes(b"half")
+        1 / 0  # noqa: B018
+    assert f.read_bytes() == b"new" and _leftovers(tmp_path) == []
+
+
+def test_exclusive_creation_never_replaces_another_runs_output(tmp_path):
+    f = tmp_path / "out.nwb"
+    with pytest.raises(AnnotationExistsError, match="another run"):
+        with _atomic.atomic_write(f, replace=False, lock=False) as tmp:
+            tmp.write_bytes(b"mine")
+            f.write_bytes(b"theirs")  # another run finished first
+    assert f.read_bytes() == b"theirs" and _leftovers(tmp_path) == []
+
+
+def test_stale_temps_of_dead_runs_are_removed_live_ones_kept(tmp_path):
+    f = tmp_path / "a.nwb"
+    dead = tmp_path / f".a.nwb.pid{_dead_pid()}.0123abcd.tmp.nwb"
+    spill = tmp_path / f".a.nwb.pid{_dead_pid()}.89abcdef.spikes"
+    live = tmp_path / f".a.nwb.pid{os.getpid()}.0123abcd.tmp.nwb"
+    other = tmp_path / f".b.nwb.pid{_dead_pid()}.0123abcd.tmp.nwb"
+    for p in (dead, spill, live, other):
+        p.write_bytes(b"x")
+    with _atomic.atomic_write(f, replace=True) as tmp:
+        tmp.write_bytes(b"y")
+    assert not dead.exists() and not spill.exists()
+    assert live.exists() and other.exists()  # a live run's, and another target's
+
+
+def test_lock_serialises_and_times_out_with_our_error(tmp_path, monkeypatch):
+    f = tmp_path / "a.nwb"
+    with _atomic.target_lock(f):
+        t0 = time.monotonic()
+        with pytest.raises(OutputError, match="another nwb-celltype run is writing"):
+            with _atomic.target_lock(f, timeout_s=0.3):
+                pass
+        assert 0.3 <= time.monotonic() - t0 < 5
+        order = []
+
+        def second():
+            with _atomic.target_lock(f, timeout_s=10):
+                order.append("second")
+
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.3)
+        order.append("first done")
+    t.join(10)
+    assert order == ["first done", "second"]
+    assert _leftovers(tmp_path) == []  # the lock file goes with the last holder
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        OSError(28, "No space left on device"),
+        RuntimeError(
+            "Can't write data (file write failed: time = x, errno = 28, error message = 'No space')"
+        ),
+        OSError(122, "Disk quota exceeded"),
+    ],
+)
+def test_disk_full_errors_become_output_error(tmp_path, exc):
+    f = tmp_path / "a.nwb"
+    f.write_bytes(b"old")
+    with pytest.raises(OutputError, match="no space left"), _atomic.atomic_write(f, replace=True) as tmp:
+        tmp.write_bytes(b"part")
+        raise exc
+    assert f.read_bytes() == b"old" and _leftovers(tmp_path) == []
+
+
+# -- disk full on a real (tmpfs) file system, else injected --------------------------------------
+
+
+@contextlib.contextmanager
+def _small_fs(tmp_path: Path, kib: int):
+    mnt = tmp_path / f"fs{kib}"
+    mnt.mkdir()
+    try:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(mnt)], capture_output=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        done = None
+    if done is None or done.returncode != 0:
+        yield None
+        return
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=10)
+
+
+@pytest.mark.parametrize("extra_kib", [10, 300], ids=["copy-fails", "reservation-fails"])
+def test_disk_full_label_in_place_input_intact(mock_nwb, labels_csv, tmp_path, monkeypatch, extra_kib):
+    from nwb_celltype.library import label_file
+
+    size_kib = mock_nwb.stat().st_size // 1024
+    with _small_fs(tmp_path, size_kib + extra_kib) as mnt:
+        if mnt is None:  # no mount rights: inject ENOSPC instead
+            mnt = tmp_path
+
+            def full(*a, **k):
+                raise OSError(28, "No space left on device")
+
+            monkeypatch.setattr("os.posix_fallocate", full)
+        src = mnt / "in.nwb"
+        src.write_bytes(mock_nwb.read_bytes())
+        before = _sha(src)
+        with pytest.raises(OutputError, match="no space left"):
+            label_file(src, labels_csv, in_place=True, **LABEL_KW)
+        assert _sha(src) == before
+        assert _leftovers(mnt) == []
+
+
+@pytest.mark.parametrize("mode", ["in_place", "copy"])
+def test_hdf5_disk_full_during_append_is_output_error(nwb, labels_csv, tmp_path, monkeypatch, mode):
+    """Finding 3: h5py raises RuntimeError (errno 28), which was not our error (injected here: the
+    space reservation keeps a real full disk from reaching HDF5)."""
+    from nwb_celltype.library import label_file
+
+    def full(*a, **k):
+        raise RuntimeError("Can't write data (file write failed: errno = 28, error message = 'No space')")
+
+    monkeypatch.setattr("pynwb.NWBHDF5IO.write", full)
+    before = _sha(nwb)
+    out = None if mode == "in_place" else tmp_path / "out.nwb"
+    with pytest.raises(OutputError, match="no space left"):
+        label_file(nwb, labels_csv, in_place=out is None, out=out, **LABEL_KW)
+    assert _sha(nwb) == before and _leftovers(tmp_path) == []
+    assert out is None or not out.exists()
+
+
+def test_disk_full_annotate_copy_is_our_error_not_a_crash(mock_nwb, tmp_path, demo_bundle):
+    """Finding 3: a segmentation fault in copy mode (HDF5 objects freed after a failed write)."""
+    from nwb_celltype.annotate import annotate
+
+    size_kib = mock_nwb.stat().st_size // 1024
+    with _small_fs(tmp_path, size_kib + 20) as mnt:
+        if mnt is None:
+            pytest.skip("no mount rights for a tmpfs; the injected cases cover the error mapping")
+        with pytest.raises(OutputError, match="no space left"):
+            annotate(mock_nwb, model=demo_bundle, out=mnt / "o.nwb")
+        assert _leftovers(mnt) == [] and not (mnt / "o.nwb").exists()
+
+
+def _demo() -> Path:
+    from nwb_celltype.model.bundle import demo_bundle_path
+
+    return demo_bundle_path()
+
+
+# -- read-only inputs, hard links, modes ---------------------------------------------------------
+
+
+def test_read_only_input_refused_unless_asked(nwb, labels_csv):
+    from nwb_celltype.library import label_file
+
+    nwb.chmod(0o444)
+    before = _sha(nwb)
+    with pytest.raises(OutputError, match="read-only"):
+        label_file(nwb, labels_csv, in_place=True, **LABEL_KW)
+    assert _sha(nwb) == before
+    label_file(nwb, labels_csv, in_place=True, allow_read_only=True, **LABEL_KW)
+    assert _sha(nwb) != before and stat.S_IMODE(nwb.stat().st_mode) == 0o444
+
+
+def test_hard_linked_input_refused_unless_asked(nwb, labels_csv, tmp_path):
+    from nwb_celltype.library import label_file
+
+    link = tmp_path / "link.nwb"
+    os.link(nwb, link)
+    with pytest.raises(OutputError, match="hard links"):
+        label_file(nwb, labels_csv, in_place=True, **LABEL_KW)
+    before = _sha(link)
+    label_file(nwb, labels_csv, in_place=True, allow_hard_links=True, **LABEL_KW)
+    assert _sha(link) == before and _sha(nwb) != before  # documented: the other link keeps the old
+
+
+def test_label_in_place_keeps_mode_and_never_writes_into_the_source(nwb, labels_csv, monkeypatch):
+    """Finding 1: in place went through HDF5 mode "a" on the source itself."""
+    from nwb_celltype.library import label_file, labels
+
+    nwb.chmod(0o640)
+    ino = nwb.stat().st_ino
+    opened = []
+    real = labels._open_rw
+    monkeypatch.setattr(labels, "_open_rw", lambda p, m: opened.append(Path(p)) or real(p, m))
+    label_file(nwb, labels_csv, in_place=True, **LABEL_KW)
+    assert opened and all(p != nwb for p in opened)
+    assert nwb.stat().st_ino != ino and stat.S_IMODE(nwb.stat().st_mode) == 0o640
+
+
+# -- concurrency ---------------------------------------------------------------------------------
+
+
+def test_concurrent_in_place_labels_lose_nothing(nwb, labels_csv):
+    from nwb_celltype.library import label_file
+    from nwb_celltype.library.labels import free_table_name
+
+    errors = []
+
+    def run():
+        try:
+            label_file(nwb, labels_csv, in_place=True, **LABEL_KW)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    # three tables: ground_truth, _2, _3 -> the next free one is _4
+    assert free_table_name(nwb) == "ground_truth_4"
+
+
+def test_concurrent_copies_to_one_out_one_wins_other_fails_cleanly(nwb, labels_csv, tmp_path):
+    from nwb_celltype.library import label_file
+
+    out = tmp_path / "out.nwb"
+    results = []
+
+    def run():
+        try:
+            results.append(label_file(nwb, labels_csv, out=out, **LABEL_KW))
+        except OutputError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    ok = [r for r in results if isinstance(r, Path)]
+    failed = [r for r in results if isinstance(r, OutputError)]
+    assert len(ok) == 1 and len(failed) == 1, results
+    assert "exists" in str(failed[0])
+    assert _leftovers(tmp_path) == []
+
+
+def test_concurrent_in_place_annotations_by_two_models_both_kept(nwb, demo_bundle, tmp_path):
+    """Finding 2: two in-place runs with two models both exited 0 and one table was gone."""
+    from nwb_celltype.annotate import annotate, table_name_for
+    from nwb_celltype.testing.bundles import renamed_bundle
+
+    other = renamed_bundle(demo_bundle, "second-model", tmp_path / "second")
+    errors = []
+
+    def run(b):
+        try:
+            annotate(nwb, model=b, in_place=True)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in (demo_bundle, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    with h5py.File(nwb, "r") as f:
+        names = set(f["processing/cell_types"].keys())
+    assert {table_name_for(demo_bundle), table_name_for(other)} <= names
+
+
+# -- signals -------------------------------------------------------------------------------------
+
+_SIGNAL_CHILD = """
+import sys, time
+from pathlib import Path
+from nwb_celltype._atomic import atomic_write
+with atomic_write(Path(sys.argv[1]), replace=True) as tmp:
+    tmp.write_bytes(b"partial")
+    print("READY", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_signals_remove_temp_and_keep_target(tmp_path):
+    """Finding 6: SIGTERM had no handler and left the full-size temporary file. One child per
+    signal, started together (each imports the package)."""
+    sigs = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
+    targets, procs = [], []
+    for sig in sigs:
+        d = tmp_path / sig.name
+        d.mkdir()
+        f = d / "a.nwb"
+        f.write_bytes(b"original")
+        targets.append(f)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _SIGNAL_CHILD, str(f)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for sig, f, proc in zip(sigs, targets, procs, strict=True):
+        with proc:
+            assert proc.stdout.readline().strip() == "READY", proc.stderr.read()
+            assert any(n.endswith(".tmp.nwb") for n in _leftovers(f.parent))
+            proc.send_signal(sig)
+            proc.wait(20)
+        assert proc.returncode != 0, sig
+        assert f.read_bytes() == b"original"
+        assert _leftovers(f.parent) == [], sig
+
+
+# -- malformed units and implausible trains ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (replace_dataset("spike_times_index", lambda a: a[[1, 0, 2, 3, 4, 5]]), "decreases at row 1"),
+        (replace_dataset("spike_times_index", lambda a: a + 1000), "past the"),
+        (replace_dataset("spike_times_index", lambda a: a - a[0] - 1), "starts at"),
+    ],
+    ids=["non-monotonic", "past-the-end", "negative"],
+)
+def test_structurally_malformed_index_is_a_clear_error(nwb, edit, match):
+    from nwb_celltype.io import open_source, read_units
+
+    edit_units(nwb, edit)
+    with open_source(nwb) as src, pytest.raises(InvalidUnitsError, match=match):
+        list(read_units(src, require_waveforms=False))
+
+
+def _batch(trains: list[np.ndarray]):
+    from nwb_celltype.units import UnitsBatch
+
+    counts = [len(t) for t in trains]
+    return UnitsBatch(
+        unit_ids=np.arange(len(trains)),
+        unit_indices=np.arange(len(trains)),
+        spike_times_s=np.concatenate(trains),
+        spike_offsets=np.r_[0, np.cumsum(counts)].astype(np.int64),
+        waveforms=None,
+        waveform_rate_hz=None,
+        layers=np.full(len(trains), "unknown", dtype=object),
+    )
+
+
+_GOOD = np.sort(np.random.default_rng(0).uniform(0, 100, 2000))
+_BAD_TRAINS = {
+    "x1e300": (_GOOD * 1e300, "outside any plausible session"),
+    "nan": (np.r_[_GOOD[:-1], np.nan], "non-finite"),
+    "50kHz": (np.arange(200_000) / 50_000.0, "mean rate"),
+}
+
+
+@pytest.mark.parametrize("family", ["c4-3d", "acg-isi-wave"])
+@pytest.mark.parametrize("case", sorted(_BAD_TRAINS))
+def test_implausible_units_not_classifiable_before_pair_counts(family, case, monkeypatch):
+    from nwb_celltype.features import _guards
+
+    train, match = _BAD_TRAINS[case]
+    batch = _batch([_GOOD, train])
+    if family == "c4-3d":
+        from nwb_celltype.features.extract import extract_features as extract
+    else:
+        from nwb_celltype.features.discharge import extract_discharge_features as extract
+    t0 = time.monotonic()
+    fs = extract(batch)
+    assert time.monotonic() - t0 < 30
+    assert not fs.usable[1] and match in fs.reasons[1]
+    assert _guards.check_train(_GOOD)[1] == ""
+
+
+def test_too_many_spikes_not_computed(monkeypatch):
+    from nwb_celltype.features import _guards
+
+    monkeypatch.setattr(_guards, "MAX_SPIKES_PER_UNIT", 1000)
+    t, why = _guards.check_train(_GOOD)
+    assert len(t) == 0 and "spikes >" in why
+
+
+def test_far_out_spike_times_end_to_end_not_classifiable(nwb, demo_bundle):
+    """Finding 8: spike times x1e300 came out PkC_cs with p = 0.999."""
+    from nwb_celltype.annotate import annotate
+
+    def scale(g):
+        st = g["spike_times"][()]
+        a, b = (0, g["spike_times_index"][0])
+        st[a:b] *= 1e300
+        g["spike_times"][...] = st
+
+    edit_units(nwb, scale)
+    res = annotate(nwb, model=demo_bundle, out=nwb.with_name("o.nwb"))
+    skipped = {d["unit_id"]: d["reason"] for d in res.skipped}
+    assert "outside any plausible session" in skipped[0]
+
+
+# -- non-regular files, slow servers -------------------------------------------------------------
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    from nwb_celltype.io import open_source
+
+    fifo = tmp_path / "x.nwb"
+    os.mkfifo(fifo)
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(_try(open_source, fifo)), daemon=True)
+    t.start()
+    t.join(10)
+    assert out and isinstance(out[0], NotNWBError) and "not a regular file" in str(out[0])
+
+
+def _try(fn, *a, **k):
+    try:
+        fn(*a, **k)
+    except Exception as exc:
+        return exc
+    return None
+
+
+@pytest.mark.network
+def test_drip_server_fails_on_minimum_throughput(mock_nwb):
+    from nwb_celltype.io import open_source
+    from nwb_celltype.testing.servers import RangeServer
+
+    with RangeServer(mock_nwb.parent) as files:
+        files.faults.drip_s = 0.2
+        t0 = time.monotonic()
+        with pytest.raises(RemoteError, match="too slow"):
+            open_source(
+                files.url_for(mock_nwb.name), cache_dir=False, timeout_s=1, retries=0, min_bytes_per_s=100
+            )
+        assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.network
+def test_overall_deadline_bounds_a_slow_server(mock_nwb):
+    from nwb_celltype.io import open_source
+    from nwb_celltype.testing.servers import RangeServer
+
+    with RangeServer(mock_nwb.parent) as files:
+        files.faults.latency_s = 0.5
+        t0 = time.monotonic()
+        with pytest.raises(RemoteError, match="deadline"):
+            with open_source(files.url_for(mock_nwb.name), cache_dir=False, deadline_s=0.2, retries=5) as src:
+                src.h5["units/spike_times"][()]
+        assert time.monotonic() - t0 < 10
+
+
+# -- bundle pinning ------------------------------------------------------------------------------
+
+
+def test_pinning_refuses_a_consistently_edited_card(nwb, demo_bundle, tmp_path):
+    """Finding 9: a card edited with its sha256 recomputed was accepted."""
+    import json
+
+    from nwb_celltype.annotate import annotate
+    from nwb_celltype.inspect_file import load_annotations
+    from nwb_celltype.model import save_bundle
+    from nwb_celltype.model.bundle import _bundle_digest
+
+    good = demo_bundle.sha256
+    bdir = Path(save_bundle(demo_bundle, tmp_path / "b"))
+    card_path = bdir / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["description"] = "substituted"
+    card["sha256"] = _bundle_digest(card)
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="not the pinned"):
+        annotate(nwb, model=bdir, model_sha256=good, out=tmp_path / "x.nwb")
+    assert not (tmp_path / "x.nwb").exists()
+    res = annotate(nwb, model=demo_bundle, model_sha256=good[:16], out=tmp_path / "y.nwb")
+    params = load_annotations(res.output_path)[res.table_name].classifier["parameters"]
+    assert params["bundle_pinned"] is True or params["bundle_pinned"] in ("True", 1)
+
+
+def test_dandiset_runner_honours_the_pin():
+    from nwb_celltype.batch.run import _load_model_identity
+
+    demo = str(_demo())
+    info = _load_model_identity(demo, None)
+    assert info["pinned"] is False
+    assert _load_model_identity(demo, info["sha256"][:12])["pinned"] is True
+    with pytest.raises(ModelError, match="not the pinned"):
+        _load_model_identity(demo, "0" * 64)
