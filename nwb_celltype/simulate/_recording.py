@@ -484,8 +484,6 @@ def simulate_units(
         phases, amp_v, space_um, noise_v = _unit_waveform_params(
             wrng, classes[i], subtypes[i], pre, int(counts[i])
         )
-        if classes[i] == "MFB":  # axonal spikes: positive-going or negative-going main phase
-            subtypes[i] = "positive" if phases[np.argmax(np.abs(phases[:, 0])), 0] > 0 else "negative"
         waves[i] = render_waveforms(
             phases,
             t_ms,
@@ -495,6 +493,9 @@ def simulate_units(
             noise_v=noise_v,
             rng=wrng,
         )
+        if classes[i] == "MFB":  # axonal spikes: positive-going or negative-going main deflection
+            w = waves[i, :, peak_channels[i]]
+            subtypes[i] = "positive" if w.max() > -w.min() else "negative"
     site_suffix, site_loc = site_layers(segs)
     layers = np.array([LAYER_SUFFIX_TO_C4[site_suffix[e]] for e in peak_elec])
     locations = site_loc[peak_elec]

@@ -171,16 +171,13 @@ def template_phases(rng: np.random.Generator, cls: str, width: float, kind: str 
 
 
 def fitted_phases(rng: np.random.Generator, phases: np.ndarray) -> np.ndarray:
-    """A real unit's fitted phases (rows ``(amplitude, centre_ms, sd_ms)``, main peak at 0 ms)
-    with unit-to-unit jitter: a global time stretch (log-sd 0.05) and the amplitude of every phase
-    but the largest (log-sd 0.08); amplitudes rescaled so that the largest |phase| is 1."""
+    """A real unit's fitted phases (rows ``(amplitude, centre_ms, sd_ms)``, main peak at 0 ms) with
+    unit-to-unit jitter: a global time stretch (log-sd 0.05). The phases' amplitudes are not
+    jittered one by one: fitted sums can hold nearly cancelling pairs, whose independent jitter
+    would distort the shape (measured: median half-widths 15-30 % too narrow)."""
     out = np.array(phases, dtype=np.float64)
     out[:, 1:] *= float(np.exp(0.05 * rng.standard_normal()))
-    main = int(np.argmax(np.abs(out[:, 0])))
-    jit = np.exp(0.08 * rng.standard_normal(len(out)))
-    jit[main] = 1.0
-    out[:, 0] *= jit
-    return out / np.abs(out[main, 0])
+    return out / np.abs(out[:, 0]).max()
 
 
 def render_waveforms(
