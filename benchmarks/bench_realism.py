@@ -340,9 +340,8 @@ def main() -> None:
                 f"  {c:7s} energy distance ACG {d['acg']:.3f} ISI {d['isi']:.3f} waveform {d['waveform']:.3f}"
             )
     results["figures"] = [os.path.relpath(p, ROOT) for p in figures(per_preset, Path(args.figures))]
-    work = Path(args.out).parent / "realism_work"
-    work.mkdir(parents=True, exist_ok=True)
-    results["reverse"] = reverse_direction(args.bundle, args.duration, work)
+    with tempfile.TemporaryDirectory() as work:
+        results["reverse"] = reverse_direction(args.bundle, args.duration, Path(work))
     if "skipped" in results["reverse"]:
         print("reverse direction skipped:", results["reverse"]["skipped"])
     else:
