@@ -12,7 +12,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -119,9 +118,12 @@ def _check_output_path(out: Path, input_path: Path | None) -> None:
 
 
 @contextlib.contextmanager
-def _atomic_target(final: Path):
+def _atomic_target(final: Path, *, keep_mode: bool = False):
     """Yield a temporary path beside ``final``; on success it replaces ``final`` atomically, on
-    any failure (or kill) the final path is untouched and the temporary file is removed."""
+    any failure (or kill) the final path is untouched and the temporary file is removed. The
+    result gets ``final``'s own mode with ``keep_mode`` (in place), else a new file's (umask)."""
+    from ._files import give_mode
+
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp.nwb", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -129,6 +131,7 @@ def _atomic_target(final: Path):
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        give_mode(tmp_path, final if keep_mode else None)
         os.replace(tmp_path, final)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)
@@ -217,7 +220,7 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None):
 def _write_tables(
     nwbfile, *, bundle, preds, unit_indices, table_name, threshold, source, call, skipped, precision
 ):
-    from .nwb import add_annotations, add_classifier
+    from .nwb import add_annotations, add_classifier, add_units_columns
     from .vocabulary import CELL_ONTOLOGY_IDS
 
     classes = list(bundle.classes)
@@ -247,7 +250,7 @@ def _write_tables(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(),
     )
     ontology = np.array([CELL_ONTOLOGY_IDS.get(str(lbl), "") for lbl in preds.labels], dtype=object)
-    add_annotations(
+    table = add_annotations(
         nwbfile,
         name=table_name,
         units_region=np.asarray(unit_indices, dtype=np.int64),
@@ -263,6 +266,8 @@ def _write_tables(
         classifier=classifier,
         description=f"cell types predicted by {bundle.name} (threshold {threshold})",
     )
+    # the labels where analysis tools look: 1-D Units columns copied from the table
+    add_units_columns(nwbfile, table)
 
 
 def _existing_names(h5path: Path) -> set[str]:
@@ -275,16 +280,18 @@ def _existing_names(h5path: Path) -> set[str]:
         return set(grp.keys()) if grp is not None else set()
 
 
-def _remove_existing(h5path: Path, names: list[str]) -> None:
+def _remove_existing(h5path: Path, names: list[str], table_name: str) -> None:
+    """Delete our tables ``names`` and the Units columns copied from ``table_name`` (--overwrite)."""
     import h5py
 
-    from .nwb import MODULE_NAME
+    from .nwb import MODULE_NAME, remove_units_columns
 
     with h5py.File(h5path, "a") as f:
-        grp = f[f"processing/{MODULE_NAME}"]
+        grp = f.get(f"processing/{MODULE_NAME}")
         for n in names:
-            if n in grp:
+            if grp is not None and n in grp:
                 del grp[n]
+        remove_units_columns(f, table_name)
 
 
 def _append_to_copy(src_path: Path, tmp: Path, write_fn, table_name: str, overwrite: bool) -> None:
@@ -301,8 +308,8 @@ def _append_to_copy(src_path: Path, tmp: Path, write_fn, table_name: str, overwr
             f"{src_path} already holds annotations by this model ({table_name}); pass overwrite=True "
             "(--overwrite) to replace them, or use another model"
         )
-    if clash:
-        _remove_existing(tmp, clash)
+    if overwrite:
+        _remove_existing(tmp, clash, table_name)
     with NWBHDF5IO(str(tmp), mode="a") as io:
         nwbfile = io.read()
         write_fn(nwbfile)
@@ -312,80 +319,29 @@ def _append_to_copy(src_path: Path, tmp: Path, write_fn, table_name: str, overwr
 
 
 def _write_derived(tmp: Path, src, units: _UnitsSummary, spike_file: Path, write_fn) -> None:
-    """A new NWB file holding the Units rows the annotations refer to (ids, spike times, peak-channel
-    waveforms, layer, source row index) and the source's identity. Spike times come memory-mapped
-    from ``spike_file`` (written while reading), so memory stays bounded by the batch size."""
+    """A new NWB file holding the Units rows the annotations refer to, the source's probe and
+    identity (see :func:`nwb_celltype.nwb.derived_nwbfile`). Spike times come memory-mapped from
+    ``spike_file`` (written while reading), so memory stays bounded by the batch size."""
     from hdmf.backends.hdf5 import H5DataIO
-    from hdmf.common import ElementIdentifiers, VectorData, VectorIndex
-    from pynwb import NWBHDF5IO, NWBFile
-    from pynwb.misc import Units
+    from pynwb import NWBHDF5IO
 
-    srcfile = src.nwbfile
-    info = src.info.to_dict()
-    nwbfile = NWBFile(
-        session_description=f"cell-type annotations of {info.get('asset_path') or info.get('url')}: "
-        + str(srcfile.session_description),
-        identifier=str(uuid.uuid4()),
-        session_start_time=srcfile.session_start_time,
-        session_id=srcfile.session_id,
-        institution=srcfile.institution,
-        lab=srcfile.lab,
-        experimenter=srcfile.experimenter,
-        source_script="nwb-celltype annotate",
-        source_script_file_name="nwb_celltype/annotate.py",
-        notes=f"Derived from {info}",
-    )
-    if srcfile.subject is not None:
-        from pynwb.file import Subject
+    from .nwb import derived_nwbfile
 
-        s = srcfile.subject
-        nwbfile.subject = Subject(
-            subject_id=s.subject_id, species=s.species, sex=s.sex, age=s.age, description=s.description
-        )
     total = int(units.spike_counts.sum())
     data = (
         H5DataIO(np.memmap(spike_file, dtype="<f8", mode="r", shape=(total,)), chunks=(min(total, 1 << 16),))
         if total
         else np.zeros(0, dtype=np.float64)
     )
-    st = VectorData(
-        name="spike_times", description="spike times of each unit, s (from the source)", data=data
-    )
-    cols = [
-        st,
-        VectorIndex(name="spike_times_index", data=np.cumsum(units.spike_counts), target=st),
-        VectorData(
-            name="source_unit_index",
-            description="row index of the unit in the source's Units table",
-            data=units.unit_indices,
-        ),
-        VectorData(
-            name="layer",
-            description="layer of the unit (C4 vocabulary: unknown, GCL, PCL, ML)",
-            data=[str(x) for x in units.layers],
-        ),
-    ]
-    kwargs = {}
-    if units.waveforms is not None:
-        cols.append(
-            VectorData(
-                name="waveform_mean",
-                description="peak-channel mean waveform of each unit (from the source)",
-                data=np.nan_to_num(units.waveforms),
-            )
-        )
-        if units.waveform_rate_hz:
-            kwargs = {
-                "waveform_rate": float(units.waveform_rate_hz),
-                "resolution": 1.0 / units.waveform_rate_hz,
-            }
-    nwbfile.units = Units(
-        name="units",
-        description=f"units of the source ({info.get('asset_path') or info.get('url')}) that the "
-        "cell-type annotations refer to",
-        id=ElementIdentifiers(name="id", data=units.unit_ids),
-        columns=cols,
-        **kwargs,
+    nwbfile = derived_nwbfile(
+        src,
+        unit_ids=units.unit_ids,
+        unit_rows=units.unit_indices,
+        spike_counts=units.spike_counts,
+        spike_data=data,
+        layers=units.layers,
+        waveforms=units.waveforms,
+        waveform_rate_hz=units.waveform_rate_hz,
     )
     write_fn(nwbfile)
     _checkpoint("before-write")
@@ -530,7 +486,7 @@ def annotate(
             )
 
         t0 = time.perf_counter()
-        with _atomic_target(final) as tmp:
+        with _atomic_target(final, keep_mode=mode == "in_place") as tmp:
             if mode == "derived":
                 _write_derived(tmp, src, units, spill_path, lambda f: write_fn(f, derived=True))
             else:

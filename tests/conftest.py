@@ -73,3 +73,11 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def demo_bundle():
+    """The bundled demo model, loaded once for the session (modules may define their own)."""
+    from nwb_celltype.model import load_demo_bundle
+
+    return load_demo_bundle()

@@ -123,21 +123,10 @@ def test_in_place_keeps_existing_datasets_and_rerun_needs_overwrite(rec_copy, de
 
 
 def test_two_models_keep_both_tables(rec_copy, demo_bundle, tmp_path):
-    import copy
-
-    from nwb_celltype.model import ModelBundle, load_bundle, save_bundle
+    from nwb_celltype.testing.bundles import renamed_bundle
 
     # a second, distinct bundle: the demo bundle's weights under another name (its hash changes)
-    card = copy.deepcopy(demo_bundle.card)
-    card.pop("sha256", None)
-    card["name"] = "second-model"
-    second = ModelBundle(
-        ensemble=demo_bundle.ensemble,
-        card=card,
-        temperature=demo_bundle.temperature,
-        laplace=demo_bundle.laplace,
-    )
-    demo_bundle_copy = load_bundle(save_bundle(second, tmp_path / "b2"))
+    demo_bundle_copy = renamed_bundle(demo_bundle, "second-model", tmp_path / "b2")
     assert demo_bundle_copy.sha256 != demo_bundle.sha256
     annotate(rec_copy, model=demo_bundle, in_place=True)
     annotate(rec_copy, model=demo_bundle_copy, in_place=True)

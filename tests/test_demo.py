@@ -45,6 +45,22 @@ def test_demo_command_end_to_end(tmp_path):
     ]
     assert msgs == [], msgs
 
-    # a second run replaces the output instead of failing
+    # a second run refuses to overwrite silently, as annotate does; --overwrite replaces the output
+    before = out.read_bytes()
     res = CliRunner().invoke(main, ["demo", "--out", str(out), "--json"])
+    assert res.exit_code == 1 and "--overwrite" in res.output
+    assert out.read_bytes() == before
+    res = CliRunner().invoke(main, ["demo", "--out", str(out), "--json", "--overwrite"])
     assert res.exit_code == 0, res.output
+
+
+def test_demo_summary_explains_threshold_statuses_and_reasons(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["demo"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "nwb-celltype-demo.nwb").exists()  # where the README says
+    text = res.output
+    assert "as probable as the second best" in text  # what the threshold means
+    assert "unclassified = " in text and "not_classifiable = " in text
+    if "not classifiable 0" not in text:
+        assert "not classifiable, by reason:" in text

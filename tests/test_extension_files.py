@@ -18,7 +18,7 @@ import pytest
 import yaml
 from pynwb import NWBHDF5IO, validate
 
-from nwb_celltype.nwb import add_annotations, add_classifier, read_annotations
+from nwb_celltype.nwb import add_annotations, add_classifier, add_units_columns, read_annotations
 from nwb_celltype.testing import (
     mock_CellTypeAnnotations,
     mock_CellTypeClassifier,
@@ -78,7 +78,7 @@ def test_append_keeps_existing_datasets_byte_identical(tmp_path):
             nwbfile, name="c4", version="1", weights_sha256="0" * 64, classes=C4_CLASSES, threshold=2.0
         )
         p = np.random.default_rng(0).dirichlet(np.ones(5), size=6)
-        add_annotations(
+        table = add_annotations(
             nwbfile,
             name="c4_predictions",
             units_region=np.arange(6),
@@ -87,6 +87,8 @@ def test_append_keeps_existing_datasets_byte_identical(tmp_path):
             probabilities=p,
             classifier=clf,
         )
+        # no confidence given, so no confidence column
+        assert add_units_columns(nwbfile, table) == ["cell_type", "cell_type_probability"]
         io.write(nwbfile)
     # a second append session: ground truth next to the predictions
     with NWBHDF5IO(path, "a") as io:
@@ -100,6 +102,9 @@ def test_append_keeps_existing_datasets_byte_identical(tmp_path):
             kind="ground_truth",
             evidence={"evidence_type": ["optotagging", "pharmacology"], "labelled_by": ["A", "B"]},
         )
+        # the plain names are taken by the first table: this one's columns get its name as suffix
+        # (ground truth has no probabilities or confidence: only the label column)
+        assert add_units_columns(nwbfile, nwbfile.processing["cell_types"]["gt"]) == ["cell_type_gt"]
         io.write(nwbfile)
 
     after = _dataset_checksums(path)
@@ -108,6 +113,10 @@ def test_append_keeps_existing_datasets_byte_identical(tmp_path):
     new = set(after) - set(before)
     assert any(k.startswith("processing/cell_types/c4_predictions/") for k in new)
     assert any(k.startswith("specifications/ndx-celltype/") for k in new)
+    assert {"units/cell_type", "units/cell_type_probability", "units/cell_type_gt"} <= new
+    with h5py.File(path, "r") as f:
+        gt = f["units/cell_type_gt"][()].astype(str).tolist()
+        assert gt[0] == "MLI" and gt[2] == "PkC_cs" and gt[1] == ""  # '' where gt has no row
     assert validate(path=str(path)) == []
     with NWBHDF5IO(path, "r") as io:
         recs = read_annotations(io.read())

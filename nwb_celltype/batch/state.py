@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .._files import give_mode
 from ..errors import InvalidValueError, OutputError
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
             json.dump(data, fh, indent=1, sort_keys=True, default=_json_default)
             fh.flush()
             os.fsync(fh.fileno())
+        give_mode(tmp)  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

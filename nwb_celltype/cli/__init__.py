@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": ".evaluate:evaluate",
     "annotate": ".annotate:annotate",
     "show": ".show:show",
+    "export": ".export:export",
     "report": ".report:report",
     "c4": ".c4:c4",
     "library": ".library:library",

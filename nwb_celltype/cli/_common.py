@@ -5,26 +5,61 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
+import re
+from collections import Counter
 
 import click
 
 
+def json_safe(obj):
+    """``obj`` with NaN and infinities replaced by None (JSON has no NaN: ``json.dumps`` would write
+    the invalid token ``NaN``) and numpy scalars / arrays turned into Python values."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return json_safe(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def print_json(obj) -> None:
-    """Print ``obj`` as JSON on stdout (numpy scalars and paths converted)."""
-    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    """Print ``obj`` as strict JSON on stdout (NaN -> null; numpy values and paths converted)."""
+    click.echo(json.dumps(json_safe(obj), indent=2, sort_keys=True, default=str, allow_nan=False))
+
+
+_OWN_NUMBER = re.compile(r"(?<![=\w.])\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def reason_counts(skipped: list[dict]) -> dict[str, int]:
+    """Count of each reason, most frequent first; a unit's own numbers become N (settings such as
+    ``min_spikes=100`` stay), so '34 spikes < min_spikes=100' and '51 spikes < ...' count together."""
+    counts = Counter(
+        _OWN_NUMBER.sub("N", str(d.get("reason", "")).split(" (")[0]) or "unknown" for d in skipped
+    )
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def format_summary(result) -> str:
     """Human-readable summary of an :class:`~nwb_celltype.annotate.AnnotationResult`."""
     lines = [
         f"annotated {result.n_units} units -> {result.output_path} ({result.mode})",
-        f"model: {result.model['name']} {result.model['version']} (sha256 {result.model['sha256'][:12]})"
+        f"model: {result.model['name']} {result.model['version']} "
+        f"(bundle sha256 {result.model['sha256'][:12]})"
         + (
             "  [DEMO model trained on simulated data: not for scientific conclusions]"
             if result.demo_model
             else ""
         ),
-        f"table: processing/cell_types/{result.table_name}; threshold {result.threshold:g}",
+        f"table: processing/cell_types/{result.table_name} (+ Units columns cell_type, "
+        "cell_type_probability, cell_type_confidence)",
+        f"threshold {result.threshold:g}: a unit gets a class only if that class is at least "
+        f"{result.threshold:g}x as probable as the second best (best/second-best probability ratio)",
+        "unclassified = features computed, no class clear enough; not_classifiable = no usable "
+        "features (reason in the table)",
         f"classified {result.n_classified}, unclassified {result.n_unclassified}, "
         f"not classifiable {result.n_not_classifiable}",
         "labels:",
@@ -32,6 +67,11 @@ def format_summary(result) -> str:
     width = max((len(k) for k in result.label_counts), default=5)
     for label, n in sorted(result.label_counts.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {label:<{width}}  {n}")
+    reasons = reason_counts(result.skipped)
+    if reasons:
+        lines.append("not classifiable, by reason:")
+        for reason, n in reasons.items():
+            lines.append(f"  {n:>4}  {reason}")
     t = result.timings
     lines.append(
         "time (s): " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()) + f"; total {sum(t.values()):.2f}"

@@ -69,7 +69,13 @@ def import_(archive, hessians, variant, out, classes, overwrite, as_json):
 
 
 @c4.command("fetch")
-@click.option("--variant", type=click.Choice(_VARIANTS), default="base", show_default=True)
+@click.option(
+    "--variant",
+    type=click.Choice(_VARIANTS),
+    default="base",
+    show_default=True,
+    help="Which published C4 ensemble to fetch.",
+)
 @click.option(
     "--dest",
     type=click.Path(file_okay=False),

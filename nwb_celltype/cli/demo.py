@@ -17,8 +17,9 @@ from ._common import format_summary, print_json
     show_default=True,
     help="Where to write the annotated copy of the embedded recording.",
 )
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists (as annotate --overwrite).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def demo(out, as_json):
+def demo(out, overwrite, as_json):
     """Annotate the simulated recording shipped with the package using the bundled demo model
     (both simulated: this shows the pipeline, not biology), write an annotated copy and print the
     summary."""
@@ -26,7 +27,7 @@ def demo(out, as_json):
     from ..simulate import demo_recording_path
 
     out_path = Path(out)
-    result = annotate(demo_recording_path(), out=out_path, overwrite=True, call="nwb-celltype demo")
+    result = annotate(demo_recording_path(), out=out_path, overwrite=overwrite, call="nwb-celltype demo")
     if as_json:
         print_json(result.to_dict())
     else:

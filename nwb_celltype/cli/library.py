@@ -23,6 +23,14 @@ def library() -> None:
 )
 @click.option("--column", help="Take labels from this existing Units column instead (e.g. cell_type).")
 @click.option(
+    "--unit-column",
+    help="Column of the --labels table holding unit ids (default: unit_id, id, cluster_id or unit).",
+)
+@click.option(
+    "--label-column",
+    help="Column of the --labels table holding labels (default: label, cell_type, celltype, class or group).",
+)
+@click.option(
     "--map",
     "mapping",
     multiple=True,
@@ -36,9 +44,18 @@ def library() -> None:
 )
 @click.option("--labelled-by", help="Who labelled (for rows that do not say).")
 @click.option("--labelled-at", help="When (ISO 8601; default now).")
-@click.option("--name", default="ground_truth", show_default=True, help="Name of the new annotation table.")
 @click.option(
-    "--kind", type=click.Choice(["ground_truth", "expert"]), default="ground_truth", show_default=True
+    "--name",
+    default=None,
+    help="Name of the new annotation table (default: the --kind, e.g. ground_truth, or ground_truth_2, "
+    "... when the file has one).",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["ground_truth", "expert"]),
+    default="ground_truth",
+    show_default=True,
+    help="ground_truth: identified units (optotagging, pharmacology, ...); expert: expert opinion.",
 )
 @click.option("--out", type=click.Path(dir_okay=False), help="Labelled copy (default <stem>.labelled.nwb).")
 @click.option("--in-place", is_flag=True, help="Append the table to SOURCE itself.")
@@ -47,6 +64,8 @@ def label_cmd(
     source,
     labels,
     column,
+    unit_column,
+    label_column,
     mapping,
     evidence_type,
     evidence_text,
@@ -58,8 +77,13 @@ def label_cmd(
     in_place,
     overwrite,
 ):
-    """Write ground-truth labels into the NWB file SOURCE."""
+    """Write ground-truth labels into the NWB file SOURCE (a labelled copy, or SOURCE itself with
+    --in-place). Every row needs an evidence type and a labeller: columns of the table, or
+    --evidence-type and --labelled-by for all rows."""
     from ..library import label_file
+    from ..library.labels import free_table_name
+
+    name = name or free_table_name(source, kind)
 
     path = label_file(
         source,
@@ -75,6 +99,8 @@ def label_cmd(
         labelled_by=labelled_by,
         labelled_at=labelled_at,
         kind=kind,
+        unit_column=unit_column,
+        label_column=label_column,
     )
     click.echo(f"labels written to {path} (table {name!r})")
 
@@ -83,7 +109,7 @@ def label_cmd(
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.argument("files", nargs=-1, required=True)
 @click.option("--name", help="Library name (default: the manifest's file name).")
-@click.option("--description", default="")
+@click.option("--description", default="", help="Free text describing the library.")
 @click.option("--annotation", help="Ground-truth table to use in every file (default: all).")
 def create_cmd(manifest, files, name, description, annotation):
     """Write MANIFEST (.toml/.json/.yaml) listing FILES (NWB paths or dandi:// asset URLs) with hashes."""
@@ -102,7 +128,9 @@ def create_cmd(manifest, files, name, description, annotation):
 
 @library.command("validate")
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
-@click.option("--min-spikes", type=int, default=100, show_default=True)
+@click.option(
+    "--min-spikes", type=int, default=100, show_default=True, help="Labelled units need this many spikes."
+)
 @click.option("--no-waveforms-needed", is_flag=True, help="Do not require waveform_mean for labelled units.")
 @click.option(
     "--features",
@@ -186,13 +214,20 @@ def merge_cmd(manifests, out, name):
 @library.command("import-c4h5")
 @click.argument("h5file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the NWB files.")
-@click.option("--species", default="Mus musculus", show_default=True)
+@click.option("--species", default="Mus musculus", show_default=True, help="Species of the animals.")
 @click.option("--age", help="ISO 8601 age or range of the animals (e.g. P60D/P120D); DANDI needs one.")
-@click.option("--labelled-by", default="C4 collaboration (Beau et al. 2025)", show_default=True)
+@click.option(
+    "--labelled-by",
+    default="C4 collaboration (Beau et al. 2025)",
+    show_default=True,
+    help="Who labelled the units.",
+)
 @click.option("--map", "mapping", multiple=True, help="C4_LABEL=OUR_LABEL (empty to skip), e.g. GrC=.")
-@click.option("--skip-unknown-labels", is_flag=True)
+@click.option(
+    "--skip-unknown-labels", is_flag=True, help="Leave out units whose label is not in our vocabulary."
+)
 @click.option("--all-spikes", is_flag=True, help="Do not apply C4's sane_spikes / fn_fp quality masks.")
-@click.option("--overwrite", is_flag=True)
+@click.option("--overwrite", is_flag=True, help="Replace NWB files that exist in --out.")
 @click.option("--manifest", type=click.Path(dir_okay=False), help="Also write a manifest of the files.")
 def import_c4h5_cmd(
     h5file, out, species, age, labelled_by, mapping, skip_unknown_labels, all_spikes, overwrite, manifest

@@ -11,11 +11,19 @@ import click
     "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the report."
 )
 @click.option("--table", default=None, help="Annotation table to draw (default: the first).")
-@click.option("--max-units", type=int, default=None, help="Draw at most this many units.")
-def report(path, out_dir, table, max_units):
-    """Draw, for each unit of PATH's annotations, its waveform, 3D ACG heatmap and class
-    probabilities, plus a summary page (OUT/index.html)."""
-    from ..inspect_file import write_report
+@click.option(
+    "--max-units", type=int, default=None, help="Draw at most this many units (the page lists all)."
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Processes drawing figures (default 2)."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar; print nothing but errors.")
+def report(path, out_dir, table, max_units, workers, quiet):
+    """Draw, for each unit of PATH's annotations, its waveform (µV over ms), 3D ACG (lags in ms,
+    colour bar in Hz) and class probabilities, or why it could not be classified, plus a summary
+    page listing every unit (OUT/index.html)."""
+    from ..report import write_report
 
-    index = write_report(path, out_dir, table=table, max_units=max_units)
-    click.echo(f"report written: {index}")
+    index = write_report(path, out_dir, table=table, max_units=max_units, workers=workers, progress=not quiet)
+    if not quiet:
+        click.echo(f"report written: {index}")

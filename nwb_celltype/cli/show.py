@@ -10,7 +10,14 @@ from ._common import print_json
 @click.command()
 @click.argument("path", type=click.Path())
 @click.option("--table", default=None, help="Show only this annotation table.")
-@click.option("--max-rows", type=int, default=None, help="At most this many unit rows per table.")
+@click.option(
+    "--max-units",
+    "--max-rows",
+    "max_rows",
+    type=int,
+    default=None,
+    help="At most this many unit rows per table (--max-units, as in report).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the tables as JSON.")
 def show(path, table, max_rows, as_json):
     """Print the annotation tables of PATH: label counts, then one row per unit (label, status,

@@ -32,7 +32,7 @@ def _config_options(f):
         click.option("--threads", type=int, default=1, show_default=True, help="torch threads."),
         click.option("--cache-dir", type=click.Path(), default=None, help="Feature cache folder."),
         click.option("--annotation", default=None, help="Ground-truth table name in every file."),
-        click.option("--progress/--no-progress", default=True, show_default=True),
+        click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -53,20 +53,46 @@ def make_config(folds, repeats, vae_epochs, head_epochs, use_layer, finetune_enc
     )
 
 
-def load_library(library, cache_dir, annotation, progress):
+def resolve_family(family: str, library) -> str:
+    """``auto``: acg-isi-wave when the library lists feature tables (they hold nothing else), else
+    C4's c4-3d."""
+    if family != "auto":
+        return family
+    from ..library.manifest import is_manifest_path, load_manifest
+
+    if len(library) == 1 and is_manifest_path(library[0]):
+        if any(e.is_tables for e in load_manifest(library[0]).entries):
+            return "acg-isi-wave"
+    return "c4-3d"
+
+
+def load_library(library, cache_dir, annotation, progress, family: str = "c4-3d"):
+    from ..features.families import get_family
     from ..library import load_training_set
 
     src = library[0] if len(library) == 1 else list(library)
-    return load_training_set(src, cache_dir=cache_dir, annotation_name=annotation, progress=progress)
+    config = get_family(family).default_config()
+    return load_training_set(
+        src, config=config, cache_dir=cache_dir, annotation_name=annotation, progress=progress
+    )
 
 
 @click.command()
 @click.argument("library", nargs=-1, required=True)
 @click.option("--out", "out", required=True, type=click.Path(), help="Bundle directory to write.")
-@click.option("--name", default="nwb-celltype-model", show_default=True)
-@click.option("--model-version", default="0.1.0", show_default=True)
+@click.option("--name", default="nwb-celltype-model", show_default=True, help="Model name (model card).")
+@click.option("--model-version", default="0.1.0", show_default=True, help="Model version (model card).")
 @click.option("--description", default="", help="Free text stored in the model card.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle directory.")
+@click.option(
+    "--family",
+    type=click.Choice(["auto", "acg-isi-wave", "c4-3d"]),
+    default="auto",
+    show_default=True,
+    help="Feature family to train on: acg-isi-wave (the real-data model: ACG/ISI to 100 ms + waveform; "
+    "the only one feature tables allow) or c4-3d (C4's network on 3D ACGs; NWB files only). auto = "
+    "acg-isi-wave if the manifest lists feature tables, else c4-3d.",
+)
 @_config_options
 def train(
     library,
@@ -75,6 +101,7 @@ def train(
     model_version,
     description,
     overwrite,
+    family,
     seed,
     folds,
     repeats,
@@ -88,11 +115,28 @@ def train(
     progress,
 ):
     """Train a model bundle on LIBRARY (a manifest, or NWB files / URLs / DANDI ids with ground-truth
-    labels; unlabelled units pre-train the autoencoders)."""
+    labels; unlabelled units pre-train the autoencoders). Manifests with feature tables train the
+    real-data family (acg-isi-wave); --repeats/--vae-epochs/--head-epochs/--use-layer/--finetune-encoders
+    apply to c4-3d only."""
     from ..model import save_bundle, train_model
 
+    family = resolve_family(family, library)
+    ts = load_library(library, cache_dir, annotation, progress, family)
+    if family == "acg-isi-wave":
+        from ..model.discharge_bundle import train_discharge_model
+        from ..model.real_networks import RealModelConfig
+
+        rcfg = RealModelConfig(folds=folds, seed=seed, n_threads=threads)
+        bundle = train_discharge_model(
+            ts, config=rcfg, name=name, version=model_version, description=description
+        )
+        path = save_bundle(bundle, out, overwrite=overwrite)
+        click.echo(
+            f"wrote {path} ({bundle.n_members} members, family acg-isi-wave, sha256 {bundle.sha256[:12]}); "
+            "validate it with benchmarks/bench_real_validation.py (docs/validation.md)"
+        )
+        return
     cfg = make_config(folds, repeats, vae_epochs, head_epochs, use_layer, finetune_encoders, threads)
-    ts = load_library(library, cache_dir, annotation, progress)
     bundle = train_model(
         ts,
         config=cfg,

@@ -13,8 +13,45 @@ import numpy as np
 from ..errors import FeatureError
 
 
+class ConfigMixin:
+    """JSON round trip and hashing shared by every family's frozen configuration dataclass."""
+
+    def to_dict(self) -> dict:
+        """Plain dict of all settings (JSON-serialisable)."""
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys), the form that is hashed and stored in NWB / model cards."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of :meth:`to_json`: two configurations give equal features iff hashes match."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
+        if not isinstance(d, dict):
+            raise FeatureError(f"a feature configuration must be a JSON object, got {type(d).__name__}.")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise FeatureError(
+                f"unknown {cls.family} feature configuration keys {unknown}; known keys: {sorted(known)}. "
+                "The configuration may come from a newer nwb-celltype: upgrade the package."
+            )
+        if d.get("family", cls.family) != cls.family:
+            raise FeatureError(f"configuration of family {d['family']!r} given to {cls.family!r}.")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, s: str):
+        return cls.from_dict(json.loads(s))
+
+
 @dataclass(frozen=True)
-class FeatureConfig:
+class FeatureConfig(ConfigMixin):
     """Settings of the feature extractor. Defaults reproduce C4 (npyx 4.3.1).
 
     Shape-deciding settings are Python ints so that they can be static arguments of jitted code.
@@ -43,35 +80,6 @@ class FeatureConfig:
     min_good_duration_s: float = 180.0
     version: str = "1"
     family: ClassVar[str] = "c4-3d"  # the feature family (features/families.py); not a setting
-
-    def to_dict(self) -> dict:
-        """Plain dict of all settings (JSON-serialisable)."""
-        return asdict(self)
-
-    def to_json(self) -> str:
-        """Canonical JSON (sorted keys), the form that is hashed and stored in NWB / model cards."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-
-    @property
-    def sha256(self) -> str:
-        """sha256 of :meth:`to_json`: two configurations give equal features iff hashes match."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
-
-    @classmethod
-    def from_dict(cls, d: dict) -> FeatureConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise FeatureError(
-                f"unknown feature configuration keys {unknown}; known keys: {sorted(known)}. "
-                "The configuration may come from a newer nwb-celltype: upgrade the package."
-            )
-        return cls(**d)
-
-    @classmethod
-    def from_json(cls, s: str) -> FeatureConfig:
-        return cls.from_dict(json.loads(s))
 
 
 @dataclass

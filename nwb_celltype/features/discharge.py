@@ -17,16 +17,16 @@ model's own input transform, identically on both paths.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 
 from ..errors import FeatureError, NwbCelltypeError
 from ..units import UnitsBatch
+from .config import ConfigMixin
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ FAMILY = "acg-isi-wave"
 
 
 @dataclass(frozen=True)
-class DischargeConfig:
+class DischargeConfig(ConfigMixin):
     """Settings of the ``acg-isi-wave`` family (every setting that changes feature values).
 
     The defaults are the tables' layout: ACG lags 1..100 ms and ISI 0..100 ms in 1 ms bins, waveform
@@ -58,33 +58,6 @@ class DischargeConfig:
     @property
     def waveform_align(self) -> int:
         return int(round(self.waveform_pre_ms * self.waveform_rate_hz / 1000))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DischargeConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise FeatureError(
-                f"unknown {FAMILY} configuration keys {unknown}; known keys: {sorted(known)}. "
-                "The configuration may come from a newer nwb-celltype: upgrade the package."
-            )
-        if d.get("family", FAMILY) != FAMILY:
-            raise FeatureError(f"configuration of family {d['family']!r} given to {FAMILY!r}")
-        return cls(**d)
-
-    @classmethod
-    def from_json(cls, s: str) -> DischargeConfig:
-        return cls.from_dict(json.loads(s))
 
 
 @dataclass
@@ -312,11 +285,12 @@ def extract_discharge_features(
     reasons: list[list[str]] = [[] for _ in range(n)]
     fatal = np.zeros(n, dtype=bool)
     extra = batch.extra.get("reasons") if batch.extra else None
-    if extra is not None and len(extra) == n:  # problems the reader found (e.g. malformed times)
+    if extra is not None and len(extra) == n:  # problems the reader found (e.g. no spikes)
         for i, r in enumerate(extra):
-            if r:
-                reasons[i].append(str(r))
-                fatal[i] = True
+            for part in filter(None, str(r).split("; ")):
+                reasons[i].append(part)
+                # a waveform problem is a note: discharge-only members classify such units
+                fatal[i] |= not part.startswith(("no waveform", "waveform"))
     acg = np.zeros((n, config.acg_lags_ms))
     isi = np.zeros((n, config.isi_bins_ms))
     has_discharge = np.zeros(n, dtype=bool)

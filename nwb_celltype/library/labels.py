@@ -123,10 +123,11 @@ def _finish_table(
             continue
         labels.append(lab)
         keep.append(i)
+    problems = []
     if unknown:
-        raise LibraryError(
+        problems.append(
             f"unknown labels in rows {_rows_msg(unknown)}; expected one of {list(LABEL_VOCABULARY)}. "
-            "Map the file's vocabulary to ours with --map FILE_LABEL=OUR_LABEL (e.g. 'PC=PkC_ss')."
+            "Map the file's vocabulary to ours with --map FILE_LABEL=OUR_LABEL (e.g. 'PC=PkC_ss')"
         )
     ev: dict[str, list[str]] = {}
     for f in EVIDENCE_FIELDS:
@@ -138,15 +139,18 @@ def _finish_table(
         if t not in EVIDENCE_TYPES
     ]
     if bad_ev:
-        raise LibraryError(
+        problems.append(
             f"evidence type missing or unknown in rows {_rows_msg(bad_ev)}; expected one of "
-            f"{list(EVIDENCE_TYPES)}. Give an evidence_type column or --evidence-type."
+            f"{list(EVIDENCE_TYPES)}. Give an evidence_type column or --evidence-type"
         )
     no_who = [rows[i] for i, w in zip(keep, ev["labelled_by"], strict=True) if not w]
     if no_who:
-        raise LibraryError(
-            f"no labeller for rows {_rows_msg(no_who)}; give a labelled_by column or --labelled-by NAME."
+        problems.append(
+            f"no labeller for rows {_rows_msg(no_who)}; give a labelled_by column or --labelled-by NAME"
         )
+    if problems:
+        # every problem at once, so that one corrected command runs
+        raise LibraryError(f"{len(problems)} problem(s): " + "; ".join(problems) + ".")
     # duplicates: identical repeats collapse, conflicting ones are an error naming both rows
     first: dict[int, int] = {}
     conflicts, drop = [], set()
@@ -229,7 +233,8 @@ def read_label_table(
                 return c
         raise LibraryError(
             f"{path}: no {what} column; expected one of {list(candidates)}, got columns {header}. "
-            f"Name the column with --{'unit' if what == 'unit id' else 'label'}-column."
+            f"Name the column with --{'unit' if what == 'unit id' else 'label'}-column "
+            f"({'unit' if what == 'unit id' else 'label'}_column= in Python)."
         )
 
     ucol = pick(unit_column, UNIT_COLUMNS, "unit id")
@@ -314,6 +319,22 @@ def labels_from_units_column(
     )
 
 
+def free_table_name(path: str | os.PathLike, base: str = "ground_truth") -> str:
+    """``base``, or ``base_2``, ``base_3``, ... : the first name no annotation table of the NWB file
+    at ``path`` uses (tables on disk cannot be changed, so new labels need a new name)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        taken = set()
+        for module in (f.get("processing") or {}).values():
+            taken.update(module.keys())
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    return name
+
+
 def _resolve_rows(nwbfile, table: LabelTable) -> np.ndarray:
     units = nwbfile.units
     if units is None:
@@ -348,13 +369,15 @@ def label_file(
     mapping: Sequence[str] | Mapping[str, str] | None = None,
     out: str | os.PathLike | None = None,
     in_place: bool = False,
-    name: str = "ground_truth",
+    name: str | None = None,
     overwrite: bool = False,
     evidence_type: str | None = None,
     evidence_text: str = "",
     labelled_by: str | None = None,
     labelled_at: str | None = None,
     kind: str = "ground_truth",
+    unit_column: str | None = None,
+    label_column: str | None = None,
 ) -> Path:
     """Write ground-truth labels into a local NWB file as a new annotation table.
 
@@ -371,15 +394,18 @@ def label_file(
         written to a temporary file in the same folder and renamed, so it is never half-written.
     in_place : bool
         Append the table to ``source`` itself (HDF5 mode ``"a"``) instead of writing a copy.
-    name : str
-        Name of the new annotation table. A table already on disk cannot be changed, so a name the
-        file already uses is an error: choose a new name.
+    name : str, optional
+        Name of the new annotation table; default ``kind`` (``ground_truth``), or ``ground_truth_2``,
+        ``_3``, ... when the file already has that table (see :func:`free_table_name`). A table
+        already on disk cannot be changed, so a name given here that the file uses is an error.
     overwrite : bool
         Replace an existing ``out`` file (never the source).
     evidence_type, evidence_text, labelled_by, labelled_at
         Defaults for rows that do not give them (``labelled_at`` defaults to now, UTC).
     kind : str
         ``"ground_truth"`` (identified units) or ``"expert"`` (expert opinion).
+    unit_column, label_column : str, optional
+        Columns of the label table holding unit ids and labels (see :func:`read_label_table`).
 
     Returns
     -------
@@ -393,10 +419,14 @@ def label_file(
         raise LibraryError("give exactly one of a label table (--labels) or a Units column (--column).")
     if in_place and out is not None:
         raise LibraryError("--in-place and --out exclude each other; choose one.")
+    if name is None:
+        name = free_table_name(src, kind)
     if labels is not None and not isinstance(labels, LabelTable):
         labels = read_label_table(
             labels,
             mapping=mapping,
+            unit_column=unit_column,
+            label_column=label_column,
             evidence_type=evidence_type,
             evidence_text=evidence_text,
             labelled_by=labelled_by,
@@ -454,6 +484,9 @@ def label_file(
             work.unlink(missing_ok=True)
         raise
     if work != target:
+        from .._files import give_mode
+
+        give_mode(work)  # mkstemp made it 0600: a new file gets the umask's mode
         os.replace(work, target)
     logger.info("wrote %d %s labels to %s (table %r)", len(labels), kind, target, name)
     return target

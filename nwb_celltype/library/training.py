@@ -230,6 +230,44 @@ def _entry_sha(entry: LibraryEntry, source: str, memo_dir: Path) -> str | None:
     return entry.sha256
 
 
+def _nwb_entry(entry: LibraryEntry, source: str, where: str, annotation, config, cache: Path, layer_column):
+    """Features + labels of an NWB entry, from the feature cache when its hash is known."""
+    sha = _entry_sha(entry, source, cache)
+    fs = labels = None
+    fpath = lpath = None
+    if sha:
+        fpath, lpath = _cache_paths(cache, sha, config, annotation)
+        if fpath.exists() and lpath.exists():
+            fs = _load_featureset(fpath, config)
+            labels = json.loads(lpath.read_text()) if fs is not None else None
+    if fs is None:
+        if entry.is_local and not Path(source).exists():
+            raise LibraryError(
+                f"{where}: file {source} is missing and its features are not cached in {cache}; "
+                "restore the file or fix the manifest path."
+            )
+        logger.info("computing features of %s", where)
+        fs, labels, info = _featurise(source, config, annotation, where, layer_column)
+        remote_sha = str(info.get("sha256") or "")
+        if entry.sha256 and len(remote_sha) == 64 and remote_sha != entry.sha256:
+            raise LibraryError(
+                f"{where}: the source reports sha256 {remote_sha[:16]}..., the manifest "
+                f"{entry.sha256[:16]}...; the asset is not the one the manifest lists. Fix the "
+                "manifest (version / path / hash)."
+            )
+        if not sha:
+            sha = info.get("sha256") or (sha256_file(source) if entry.is_local else None)
+        if sha:
+            fpath, lpath = _cache_paths(cache, sha, config, annotation)
+            _save_featureset(fpath, fs)
+            tmp = lpath.with_name(f".{lpath.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(labels))
+            os.replace(tmp, lpath)
+    else:
+        logger.info("features of %s served from cache %s", where, fpath)
+    return fs, labels, sha
+
+
 def load_training_set(
     sources_or_manifest: str | os.PathLike | Manifest | Sequence[str | os.PathLike],
     *,
@@ -299,77 +337,33 @@ def load_training_set(
         source = entry.source(manifest.root)
         where = entry.identity()
         annotation = annotation_name if annotation_name is not None else entry.annotation
+        extra: dict = {}
         if entry.is_tables:
             fs, labels, sha = _tables_entry(entry, source, config, where)
-            lab = np.asarray(labels["labels"], dtype=object)
-            sets.append(fs)
-            all_labels.append(lab)
-            for f in evidence:
-                evidence[f].extend(labels["evidence"][f])
-            file_index.append(np.full(len(fs), k, dtype=np.int64))
-            refs.append(
-                {
-                    "source": where,
-                    "sha256": sha,
-                    "library": entry.library,
-                    "annotation_tables": ["tables"],
-                    "n_units": len(fs),
-                    "n_labelled": int((lab != "").sum()),
-                    "kind": "feature tables",
-                    **{k: str(fs.meta[k]) for k in ("name", "lab", "species", "source") if k in fs.meta},
-                }
-            )
-            continue
-        sha = _entry_sha(entry, source, cache)
-        fs = labels = None
-        fpath = lpath = None
-        if sha:
-            fpath, lpath = _cache_paths(cache, sha, config, annotation)
-            if fpath.exists() and lpath.exists():
-                fs = _load_featureset(fpath, config)
-                labels = json.loads(lpath.read_text()) if fs is not None else None
-        if fs is None:
-            if entry.is_local and not Path(source).exists():
-                raise LibraryError(
-                    f"{where}: file {source} is missing and its features are not cached in {cache}; "
-                    "restore the file or fix the manifest path."
-                )
-            logger.info("computing features of %s", where)
-            fs, labels, info = _featurise(source, config, annotation, where, layer_column)
-            remote_sha = str(info.get("sha256") or "")
-            if entry.sha256 and len(remote_sha) == 64 and remote_sha != entry.sha256:
-                raise LibraryError(
-                    f"{where}: the source reports sha256 {remote_sha[:16]}..., the manifest "
-                    f"{entry.sha256[:16]}...; the asset is not the one the manifest lists. Fix the "
-                    "manifest (version / path / hash)."
-                )
-            if not sha:
-                sha = info.get("sha256") or (sha256_file(source) if entry.is_local else None)
-            if sha:
-                fpath, lpath = _cache_paths(cache, sha, config, annotation)
-                _save_featureset(fpath, fs)
-                tmp = lpath.with_name(f".{lpath.name}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(labels))
-                os.replace(tmp, lpath)
+            extra = {"kind": "feature tables"}
+            extra.update({f: str(fs.meta[f]) for f in ("name", "lab", "species", "source") if f in fs.meta})
         else:
-            logger.info("features of %s served from cache %s", where, fpath)
+            fs, labels, sha = _nwb_entry(entry, source, where, annotation, config, cache, layer_column)
+            if entry.dandiset:
+                extra = {"dandiset": entry.dandiset, "version": entry.version or "draft"}
+                extra["asset_path"] = entry.asset_path
         lab = np.asarray(labels["labels"], dtype=object)
         sets.append(fs)
         all_labels.append(lab)
         for f in evidence:
             evidence[f].extend(labels["evidence"][f])
         file_index.append(np.full(len(fs), k, dtype=np.int64))
-        ref = {
-            "source": where,
-            "sha256": sha or "",
-            "library": entry.library,
-            "annotation_tables": labels["tables"],
-            "n_units": len(fs),
-            "n_labelled": int((lab != "").sum()),
-        }
-        if entry.dandiset:
-            ref.update(dandiset=entry.dandiset, version=entry.version or "draft", asset_path=entry.asset_path)
-        refs.append(ref)
+        refs.append(
+            {
+                "source": where,
+                "sha256": sha or "",
+                "library": entry.library,
+                "annotation_tables": labels["tables"],
+                "n_units": len(fs),
+                "n_labelled": int((lab != "").sum()),
+                **extra,
+            }
+        )
     from ..features.families import family_of
 
     return TrainingSet(

@@ -52,8 +52,38 @@ CARD_FILE = "model_card.json"
 _PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".dill")
 
 
+class CardProperties:
+    """What every bundle kind reads from its model card (``self.card``) and weights (``_tensors``)."""
+
+    card: dict
+
+    @property
+    def sha256(self) -> str:
+        """Identity of the bundle (sha256 over weights + card), as recorded in NWB provenance."""
+        if "sha256" not in self.card:
+            self.card["weights_sha256"] = _weights_digest(self._tensors())
+            self.card["sha256"] = _bundle_digest(self.card)
+        return self.card["sha256"]
+
+    @property
+    def feature_family(self) -> str:
+        return str(self.card.get("feature_family", "c4-3d"))
+
+    @property
+    def name(self) -> str:
+        return self.card["name"]
+
+    @property
+    def version(self) -> str:
+        return self.card["version"]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(c["name"] for c in self.card["classes"])
+
+
 @dataclass
-class ModelBundle:
+class ModelBundle(CardProperties):
     """A calibrated ensemble and its model card.
 
     Attributes
@@ -78,34 +108,10 @@ class ModelBundle:
     _feature_config: FeatureConfig | None = field(default=None, repr=False)
 
     @property
-    def sha256(self) -> str:
-        """Identity of the bundle (sha256 over weights + card), as recorded in NWB provenance."""
-        if "sha256" not in self.card:
-            self.card["weights_sha256"] = _weights_digest(self._tensors())
-            self.card["sha256"] = _bundle_digest(self.card)
-        return self.card["sha256"]
-
-    @property
     def feature_config(self) -> FeatureConfig:
         if self._feature_config is None:
             self._feature_config = FeatureConfig.from_dict(self.card["feature_config"])
         return self._feature_config
-
-    @property
-    def feature_family(self) -> str:
-        return str(self.card.get("feature_family", "c4-3d"))
-
-    @property
-    def name(self) -> str:
-        return self.card["name"]
-
-    @property
-    def version(self) -> str:
-        return self.card["version"]
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return tuple(c["name"] for c in self.card["classes"])
 
     @property
     def uses_layer(self) -> bool:
@@ -346,6 +352,9 @@ def save_bundle(bundle: ModelBundle, path: str | Path, *, overwrite: bool = Fals
     bundle.card["weights_sha256"] = _weights_digest(tensors)
     bundle.card["sha256"] = _bundle_digest(bundle.card)
     save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": BUNDLE_FORMAT})
+    from .._files import give_mode
+
+    give_mode(path / WEIGHTS_FILE)  # safetensors writes 0600; a bundle is meant to be shared
     (path / CARD_FILE).write_text(
         json.dumps(_json_safe(bundle.card), indent=1, sort_keys=True, allow_nan=False)
     )

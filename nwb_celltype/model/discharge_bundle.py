@@ -1,10 +1,10 @@
 """Bundles of models that read the ``acg-isi-wave`` feature family (models trained on real, identified
 neurons from per-unit tables): safetensors weights + JSON model card, verified by sha256 like C4
-bundles (:mod:`.bundle`), with their own network and prediction path (:mod:`.realnet`).
+bundles (:mod:`.bundle`), with their own network and prediction path (:mod:`.real_ensemble`).
 
 On disk (same two files as every bundle)::
 
-    weights.safetensors   the tensors of :func:`~.realnet.train_real_ensemble`
+    weights.safetensors   the tensors of :func:`~.real_ensemble.train_real_ensemble`
     model_card.json       card; ``feature_family`` = "acg-isi-wave", ``architecture.kind`` =
                           "real-ensemble", ``model_meta`` = the JSON half of the trained model
 """
@@ -24,6 +24,7 @@ import torch
 from ..errors import ModelError, ModelMismatchError
 from ..features.discharge import FAMILY, DischargeConfig, DischargeFeatureSet
 from ..vocabulary import CELL_ONTOLOGY_IDS, NOT_CLASSIFIABLE, UNCLASSIFIED
+from .bundle import CardProperties
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +34,14 @@ NO_WAVEFORM_NOTE = "classified from discharge alone (no usable waveform)"
 
 
 @dataclass
-class DischargeBundle:
+class DischargeBundle(CardProperties):
     """A trained real-data ensemble and its model card (interface of :class:`~.bundle.ModelBundle`
     where annotate, predict and the NWB writer use it).
 
     Attributes
     ----------
     tensors : dict of str -> Tensor
-        The model's weights (see :mod:`.realnet`).
+        The model's weights (see :mod:`.real_ensemble`).
     card : dict
         The model card; ``card["model_meta"]`` holds the model's JSON configuration.
     path : Path or None
@@ -51,34 +52,11 @@ class DischargeBundle:
     path: Path | None = None
     _feature_config: DischargeConfig | None = field(default=None, repr=False)
 
-    feature_family = FAMILY
-
-    @property
-    def sha256(self) -> str:
-        from .bundle import _bundle_digest, _weights_digest
-
-        if "sha256" not in self.card:
-            self.card["weights_sha256"] = _weights_digest(self.tensors)
-            self.card["sha256"] = _bundle_digest(self.card)
-        return self.card["sha256"]
-
     @property
     def feature_config(self) -> DischargeConfig:
         if self._feature_config is None:
             self._feature_config = DischargeConfig.from_dict(self.card["feature_config"])
         return self._feature_config
-
-    @property
-    def name(self) -> str:
-        return self.card["name"]
-
-    @property
-    def version(self) -> str:
-        return self.card["version"]
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return tuple(c["name"] for c in self.card["classes"])
 
     @property
     def uses_layer(self) -> bool:
@@ -90,7 +68,7 @@ class DischargeBundle:
 
     @property
     def n_members(self) -> int:
-        return int(self.card["architecture"].get("n_members", 0))
+        return _n_members(self.meta)
 
     @property
     def device(self) -> torch.device:
@@ -112,6 +90,11 @@ class DischargeBundle:
         return predict_discharge(self, features, threshold=threshold)
 
 
+def _n_members(meta: dict) -> int:
+    n = meta.get("n_members", 0)
+    return int(sum(n.values())) if isinstance(n, dict) else int(n)
+
+
 def make_discharge_bundle(
     tensors: dict[str, torch.Tensor],
     meta: dict,
@@ -123,7 +106,7 @@ def make_discharge_bundle(
     description: str = "",
     card_extra: dict | None = None,
 ) -> DischargeBundle:
-    """Wrap a trained real-data ensemble (:func:`~.realnet.train_real_ensemble`) in a bundle."""
+    """Wrap a trained real-data ensemble (:func:`~.real_ensemble.train_real_ensemble`) in a bundle."""
     from .bundle import (
         BUNDLE_FORMAT,
         BUNDLE_FORMAT_VERSION,
@@ -148,7 +131,11 @@ def make_discharge_bundle(
         "feature_family": FAMILY,
         "feature_config": feature_config.to_dict(),
         "feature_config_sha256": feature_config.sha256,
-        "architecture": {"kind": KIND, "n_members": int(meta.get("n_members", 0))},
+        "architecture": {
+            "kind": KIND,
+            "n_members": _n_members(meta),
+            "members_by_kind": meta.get("n_members"),
+        },
         "calibration": dict(meta.get("calibration", {"method": "temperature"})),
         "decision": "mean probability over members; label = argmax; confidence = p(top1) / p(top2); "
         "out-of-distribution units are unclassified",
@@ -191,7 +178,7 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
     classified by the discharge-only members and their reason says so."""
     from .decision import check_threshold, decide
     from .predict import Predictions
-    from .realnet import predict_real_ensemble
+    from .real_ensemble import predict_real_ensemble
 
     if not isinstance(features, DischargeFeatureSet):
         raise ModelMismatchError(
@@ -223,7 +210,10 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
         }
         out = predict_real_ensemble(bundle.tensors, bundle.meta, raw)
         probs[rows] = out["probabilities"]
-        votes[rows] = out["votes"]
+        mp = np.asarray(out["member_probabilities"])  # (M, r, k), NaN where a member was not used
+        used = ~np.isnan(mp).any(-1)
+        top = np.where(used, np.nan_to_num(mp).argmax(-1), -1)
+        votes[rows] = np.stack([(top == c).sum(0) for c in range(k)], axis=1)
         ood[rows] = out["out_of_distribution"]
         ood_score[rows] = out["ood_score"]
         used_wave[rows] = out["used_waveform"]
@@ -238,12 +228,14 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
         status[rows] = np.where(keep, "classified", "unclassified")
     reasons = np.full(n, "", dtype=object)
     given = np.asarray(features.reasons, dtype=object)
-    ood_thr = float(bundle.meta.get("ood_threshold", float("nan")))
+    ood_thr = 1.0  # the model reports the largest part score divided by its threshold
     for i in range(n):
         if not ok[i]:
             reasons[i] = str(given[i]) or "unusable features"
         elif ood[i]:
-            reasons[i] = f"{OOD_REASON} (distance score {ood_score[i]:.2f} > {ood_thr:.2f})"
+            reasons[i] = (
+                f"{OOD_REASON} (score {ood_score[i]:.2f} > {ood_thr:.0f}: unlike every training class)"
+            )
         elif not used_wave[i]:
             reasons[i] = NO_WAVEFORM_NOTE
     logger.info(
@@ -287,3 +279,85 @@ def card_json(bundle: DischargeBundle) -> str:
     from .bundle import _json_safe
 
     return json.dumps(_json_safe(bundle.card), sort_keys=True)
+
+
+def _raw(fs: DischargeFeatureSet) -> dict[str, np.ndarray]:
+    return {
+        "acg_counts": fs.acg_counts,
+        "isi_counts": fs.isi_counts,
+        "waveform": fs.waveform,
+        "has_discharge": fs.has_discharge,
+        "has_waveform": fs.has_waveform,
+    }
+
+
+def train_discharge_model(
+    training_set,
+    *,
+    classes: tuple[str, ...] = ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB"),
+    config=None,
+    name: str = "nwb-celltype-real",
+    version: str = "0.1.0",
+    description: str = "",
+    card_extra: dict | None = None,
+) -> DischargeBundle:
+    """Train a real-data ensemble on a training set of ``acg-isi-wave`` features
+    (:func:`nwb_celltype.library.load_training_set` with a ``DischargeConfig``) and bundle it.
+
+    Labelled units of ``classes`` train the classifier heads; every other unit (unlabelled, or
+    labelled with a non-C4 type such as GrC) pre-trains the encoders only. Each unit's library entry
+    (lab) balances the loss across labs within a class.
+    """
+    from .real_ensemble import train_real_ensemble
+
+    fs = training_set.features
+    if getattr(fs, "family", None) != FAMILY:
+        raise ModelMismatchError(
+            f"train_discharge_model needs {FAMILY!r} features; load the library with "
+            "config=DischargeConfig() (CLI: train --family acg-isi-wave)."
+        )
+    labels = np.asarray(training_set.labels, dtype=object).astype(str)
+    refs = training_set.references
+    groups = np.array(
+        [str(refs[int(k)].get("lab") or refs[int(k)].get("source")) for k in training_set.file_index],
+        dtype=object,
+    )
+    labelled = labels != ""
+    if not np.isin(labels[labelled], list(classes)).any():
+        raise ModelError(f"no labelled unit of the classes {list(classes)} in the training set.")
+    tensors, meta = train_real_ensemble(
+        _raw(fs.subset(labelled)),
+        labels[labelled],
+        tuple(classes),
+        unlabelled_raw=_raw(fs.subset(~labelled)) if (~labelled).any() else None,
+        config=config,
+        groups=groups[labelled],
+    )
+    # heads learn from labelled units that have a discharge; the rest only pre-train the encoders
+    heads = fs.has_discharge.astype(bool)
+    counts = {c: int(((labels == c) & heads).sum()) for c in classes}
+    extra = {
+        "training": {
+            "method": "semi-supervised: autoencoders pre-trained on all units (labels unused), ensembles of "
+            "classifier heads (discharge + waveform, and discharge-only) over CV folds, temperature "
+            "scaling on out-of-fold logits, out-of-distribution thresholds from out-of-fold distances",
+            "n_units": len(fs),
+            "n_labelled": int(labelled.sum()),
+            "class_counts": counts,
+            "class_counts_meaning": "labelled units with ACG/ISI that trained the classifier heads",
+            "n_pretrain_only": int(len(fs) - sum(counts.values())),
+            "seconds": meta.get("training_seconds"),
+        },
+        "training_data": [dict(r) for r in refs],
+    }
+    extra.update(card_extra or {})
+    return make_discharge_bundle(
+        tensors,
+        meta,
+        classes=tuple(classes),
+        feature_config=fs.config,
+        name=name,
+        version=version,
+        description=description,
+        card_extra=extra,
+    )

@@ -91,10 +91,14 @@ def write_nwb(
             description="simulated animal (no animal was used)",
         ),
     )
+    # the maker belongs to a DeviceModel (Device(manufacturer=...) is deprecated in NWB 2.9)
+    model = nwbfile.create_device_model(
+        name="Neuropixels 1.0", manufacturer="IMEC", description="Neuropixels 1.0 probe"
+    )
     device = nwbfile.create_device(
         name="NeuropixelsProbe",
         description="Neuropixels 1.0 geometry (384 sites, 20 um pitch, 4-column checkerboard), simulated",
-        manufacturer="IMEC",
+        model=model,
     )
     group = nwbfile.create_electrode_group(
         name="probe0",

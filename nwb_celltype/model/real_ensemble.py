@@ -1,0 +1,335 @@
+"""The real-trained ensemble: train from raw discharge features of real units, predict, calibrate,
+abstain out of distribution.
+
+Recipe (docs/validation.md): autoencoders pre-trained on every unit given (labelled and not);
+``folds x seeds`` members of two kinds fine-tuned on labelled units - *full* (discharge + waveform)
+and *discharge* (for units with no waveform); one temperature per kind fitted on the inner
+out-of-fold logits (so calibration never sees the units it is scored on); out-of-distribution
+scores in the frozen pre-trained latent spaces (class-conditional Mahalanobis distance with a
+shared, shrunk covariance, and the autoencoder's reconstruction error), each thresholded at the
+``ood_quantile`` of its inner out-of-fold values on the labelled units.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from ..errors import ModelError
+from ..features.discharge_inputs import discharge_inputs, waveform_inputs
+from .real_networks import Autoencoder, MemberStack, RealModelConfig, pretrain_autoencoder, train_members
+from .training import _torch_settings, stratified_folds
+
+__all__ = ["FAMILY", "KINDS", "predict_real_ensemble", "train_real_ensemble"]
+
+#: Feature family the ensemble reads (the lead's registry name for ACG/ISI to 100 ms + waveform).
+FAMILY = "acg-isi-wave"
+#: Member kinds: discharge + waveform, discharge only.
+KINDS = ("full", "discharge")
+_PARTS = ("discharge", "waveform")
+
+
+def _inputs(raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Model inputs (unstandardised) and availability masks from the raw feature arrays."""
+    for key in ("acg_counts", "isi_counts", "waveform"):
+        if key not in raw:
+            raise ModelError(f"raw features lack {key!r}; give the discharge family's arrays.")
+    n = len(raw["acg_counts"])
+    has_d = np.asarray(raw.get("has_discharge", np.ones(n, bool)), bool)
+    acg = np.where(has_d[:, None], np.nan_to_num(np.asarray(raw["acg_counts"], float)), 0.0)
+    isi = np.where(has_d[:, None], np.nan_to_num(np.asarray(raw["isi_counts"], float)), 0.0)
+    xw, ok_w = waveform_inputs(raw["waveform"])
+    has_w = ok_w & np.asarray(raw.get("has_waveform", np.ones(n, bool)), bool)
+    return {"discharge": discharge_inputs(acg, isi), "waveform": xw, "has_discharge": has_d, "has_waveform": has_w}
+
+
+def _standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return ((x - mean) / std).astype(np.float32)
+
+
+def _latent(ae: Autoencoder, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Latent means (n, k) and per-unit reconstruction MSE (n,) of a pre-trained autoencoder."""
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        z = ae.encode(xt)
+        rec = ((ae.decode(z) - xt) ** 2).mean(1)
+    return z.numpy().astype(np.float64), rec.numpy().astype(np.float64)
+
+
+def _fit_gaussians(z: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class means (C, k) (NaN for absent classes) and the shrunk shared precision matrix (k, k)."""
+    means = np.full((n_classes, z.shape[1]), np.nan)
+    resid = []
+    for c in np.unique(y):
+        means[c] = z[y == c].mean(0)
+        resid.append(z[y == c] - means[c])
+    r = np.concatenate(resid)
+    cov = r.T @ r / max(len(r) - 1, 1)
+    cov = 0.9 * cov + 0.1 * np.eye(len(cov)) * np.trace(cov) / len(cov)
+    return means, np.linalg.inv(cov)
+
+
+def _mahalanobis(z: np.ndarray, means: np.ndarray, prec: np.ndarray) -> np.ndarray:
+    """Squared Mahalanobis distance of z (n, k) to the nearest class mean; (n,)."""
+    d = z[:, None, :] - means[None]
+    m2 = np.einsum("nck,kl,ncl->nc", d, prec, d)
+    return np.nanmin(m2, axis=1)
+
+
+def _temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """Temperature minimising the NLL of the seed-averaged softmax(logits / T); logits (S, n, C)."""
+    grid = np.exp(np.linspace(np.log(0.2), np.log(10.0), 161))
+    best, best_t = np.inf, 1.0
+    for t in grid:
+        z = logits / t
+        z = z - z.max(-1, keepdims=True)
+        p = np.exp(z)
+        p = (p / p.sum(-1, keepdims=True)).mean(0)
+        nll = -np.mean(np.log(p[np.arange(len(y)), y] + 1e-12))
+        if nll < best:
+            best, best_t = nll, float(t)
+    return best_t
+
+
+def _unit_weights(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Loss weight per labelled unit: every class weighs the same, and within a class each group
+    (lab) in proportion to the square root of its count (so a small lab is not drowned)."""
+    w = np.zeros(len(y))
+    for c in np.unique(y):
+        in_c = y == c
+        gs, counts = np.unique(groups[in_c], return_counts=True)
+        share = np.sqrt(counts) / np.sqrt(counts).sum()
+        for g, cnt, sh in zip(gs, counts, share, strict=True):
+            w[in_c & (groups == g)] = sh / cnt
+    return w / w.mean()
+
+
+def _ood_part(z: np.ndarray, rec: np.ndarray, y: np.ndarray, fold: np.ndarray, n_classes: int, q: float):
+    """Out-of-fold thresholds for the Mahalanobis and reconstruction scores, and the final Gaussians."""
+    oof = np.empty(len(y))
+    for f in np.unique(fold):
+        tr, te = fold != f, fold == f
+        means, prec = _fit_gaussians(z[tr], y[tr], n_classes)
+        oof[te] = _mahalanobis(z[te], means, prec)
+    means, prec = _fit_gaussians(z, y, n_classes)
+    return means, prec, float(np.quantile(oof, q)), float(np.quantile(rec, q))
+
+
+def train_real_ensemble(
+    raw: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    classes: tuple[str, ...],
+    unlabelled_raw: Mapping[str, np.ndarray] | None = None,
+    config: RealModelConfig | None = None,
+    groups: np.ndarray | None = None,
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Train the real-unit ensemble.
+
+    Parameters
+    ----------
+    raw : mapping
+        Raw discharge-family arrays of the labelled units: ``acg_counts`` (n, 100), ``isi_counts``
+        (n, 100), ``waveform`` (n, 75; NaN rows where none), optional ``has_discharge`` /
+        ``has_waveform`` (n,) bool.
+    labels : (n,) str
+        Class of each unit; units whose label is not in ``classes`` (e.g. ``"GrC"``) or that lack a
+        discharge are used for pre-training only.
+    classes : tuple of str
+        Class names, in output order.
+    unlabelled_raw : mapping, optional
+        The same arrays for unlabelled units (pre-training only).
+    config : RealModelConfig, optional
+    groups : (n,) str, optional
+        Lab (or other group) of each labelled unit; balances the loss across labs within a class.
+
+    Returns
+    -------
+    tensors : dict of str -> torch.Tensor
+        Everything :func:`predict_real_ensemble` needs that is an array (safetensors-ready).
+    meta : dict
+        JSON-able: classes, config, member kinds, temperatures, thresholds, training summary.
+    """
+    cfg = config or RealModelConfig()
+    labels = np.asarray(labels).astype(str)
+    lab = _inputs(raw)
+    n = len(labels)
+    if len(lab["discharge"]) != n:
+        raise ModelError(f"labels has {n} rows but the raw features have {len(lab['discharge'])}.")
+    groups = np.asarray(groups).astype(str) if groups is not None else np.full(n, "all")
+    unl = _inputs(unlabelled_raw) if unlabelled_raw is not None else None
+    t0 = time.perf_counter()
+    with _torch_settings(cfg.seed, cfg.n_threads):
+        tensors, meta = _train(cfg, lab, labels, tuple(classes), unl, groups)
+    meta["training_seconds"] = round(time.perf_counter() - t0, 2)
+    return tensors, meta
+
+
+def _pool(lab: dict, unl: dict | None, part: str) -> np.ndarray:
+    mask = "has_discharge" if part == "discharge" else "has_waveform"
+    xs = [lab[part][lab[mask]]] + ([unl[part][unl[mask]]] if unl is not None else [])
+    return np.concatenate(xs)
+
+
+def _train(cfg, lab, labels, classes, unl, groups):
+    n_classes = len(classes)
+    tensors: dict[str, torch.Tensor] = {}
+    pre: dict[str, Autoencoder] = {}
+    x: dict[str, np.ndarray] = {}
+    hidden = {"discharge": cfg.hidden_discharge, "waveform": cfg.hidden_waveform}
+    latent = {"discharge": cfg.latent_discharge, "waveform": cfg.latent_waveform}
+    for part in _PARTS:
+        pool = _pool(lab, unl, part)
+        if len(pool) < 10:
+            raise ModelError(f"only {len(pool)} units have a {part}; pre-training needs at least 10.")
+        mean, std = pool.mean(0), pool.std(0) + 1e-3
+        tensors[f"norm.{part}.mean"] = torch.from_numpy(mean.astype(np.float32))
+        tensors[f"norm.{part}.std"] = torch.from_numpy(std.astype(np.float32))
+        pre[part] = pretrain_autoencoder(_standardise(pool, mean, std), hidden[part], latent[part], cfg, cfg.seed)
+        for k, v in pre[part].state_dict().items():
+            tensors[f"ood.{part}.{k}"] = v.clone()
+        x[part] = _standardise(lab[part], mean, std)
+    known = np.isin(labels, classes) & lab["has_discharge"]
+    rows = np.flatnonzero(known)
+    if len(rows) < cfg.folds * 2:
+        raise ModelError(f"only {len(rows)} labelled units with a discharge; need at least {cfg.folds * 2}.")
+    y = np.array([classes.index(v) for v in labels[rows]], dtype=np.int64)
+    fold = stratified_folds(y, cfg.folds, np.random.default_rng(cfg.seed))
+    w = _unit_weights(y, groups[rows])
+    has_w = lab["has_waveform"][rows]
+    member_fold = np.repeat(np.arange(cfg.folds), cfg.seeds)  # member j holds out fold member_fold[j]
+    xd, xw = x["discharge"][rows], x["waveform"][rows]
+    oof, temps = {}, {}
+    for kind in KINDS:
+        full = kind == "full"
+        stack = MemberStack(cfg, len(member_fold), xd.shape[1], xw.shape[1] if full else None, n_classes)
+        stack.load_encoder("d", pre["discharge"])
+        if full:
+            stack.load_encoder("w", pre["waveform"])
+        avail = has_w if full else np.ones(len(rows), bool)
+        weight = (fold[None, :] != member_fold[:, None]) * avail[None, :] * w[None, :]
+        train_members(stack, cfg, xd, xw if full else None, y, weight, cfg.seed + (7 if full else 0))
+        with torch.no_grad():
+            logits = stack(torch.from_numpy(xd), torch.from_numpy(xw) if full else None).numpy()
+        # out-of-fold logits (seeds, n, C): each unit scored by the members that never saw it
+        held = np.stack([logits[member_fold == f] for f in range(cfg.folds)])  # (F, S, n, C)
+        oof[kind] = np.where(avail[None, :, None], held[fold, :, np.arange(len(rows))].transpose(1, 0, 2), np.nan)
+        temps[kind] = _temperature(oof[kind][:, avail], y[avail])
+        for k, v in stack.state_dict().items():
+            tensors[f"members.{kind}.{k}"] = v.clone()
+    ood_meta = {}
+    for part in _PARTS:
+        avail = lab["has_discharge"][rows] if part == "discharge" else has_w
+        z, rec = _latent(pre[part], x[part][rows][avail])
+        means, prec, thr_m, thr_r = _ood_part(z, rec, y[avail], fold[avail], n_classes, cfg.ood_quantile)
+        tensors[f"ood.{part}.class_means"] = torch.from_numpy(np.nan_to_num(means, nan=1e6).astype(np.float32))
+        tensors[f"ood.{part}.precision"] = torch.from_numpy(prec.astype(np.float32))
+        ood_meta[part] = {"mahalanobis_threshold": thr_m, "reconstruction_threshold": thr_r}
+    oof_p = {}
+    for kind in KINDS:
+        ok = ~np.isnan(oof[kind][0, :, 0])
+        z = oof[kind][:, ok] / temps[kind]
+        p = np.exp(z - z.max(-1, keepdims=True))
+        oof_p[kind] = (p / p.sum(-1, keepdims=True)).mean(0)
+    meta = {
+        "family": FAMILY,
+        "classes": list(classes),
+        "config": cfg.to_dict(),
+        "n_members": {k: int(len(member_fold)) for k in KINDS},
+        "temperatures": temps,
+        "ood": ood_meta,
+        "n_labelled": int(len(rows)),
+        "n_labelled_with_waveform": int(has_w.sum()),
+        "class_counts": {c: int((y == i).sum()) for i, c in enumerate(classes)},
+        "n_pretrain": {part: int(len(_pool(lab, unl, part))) for part in _PARTS},
+        "inner_oof_accuracy": {k: float(np.mean(oof_p[k].argmax(1) == y[~np.isnan(oof[k][0, :, 0])])) for k in KINDS},
+    }
+    return tensors, meta
+
+
+def _stack_from_tensors(tensors, meta, kind: str) -> MemberStack:
+    cfg = RealModelConfig(**meta["config"])
+    n_d = tensors["norm.discharge.mean"].shape[0]
+    n_w = tensors["norm.waveform.mean"].shape[0] if kind == "full" else None
+    stack = MemberStack(cfg, meta["n_members"][kind], n_d, n_w, len(meta["classes"]))
+    prefix = f"members.{kind}."
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    try:
+        stack.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelError(f"the {kind} members of the real ensemble do not match its tensors: {exc}") from None
+    return stack.eval()
+
+
+def predict_real_ensemble(
+    tensors: Mapping[str, torch.Tensor], meta: Mapping, raw: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Class probabilities and out-of-distribution flags for units given as raw feature arrays.
+
+    Units with a waveform are scored by the *full* members, the others by the *discharge* members;
+    units without a discharge get NaN probabilities (only their waveform's OOD score is computed).
+
+    Returns
+    -------
+    dict with ``probabilities`` (n, C) mean over the members used; ``member_probabilities``
+    (M, n, C), NaN where a member was not used for a unit; ``ood_score`` (n,) (> 1 means out of
+    distribution: the largest of the part scores divided by their thresholds);
+    ``ood_score_discharge`` / ``ood_score_waveform`` (n,), NaN where the part is missing;
+    ``out_of_distribution`` (n,) bool; ``used_waveform`` (n,) bool; ``has_discharge`` (n,) bool.
+    """
+    inp = _inputs(raw)
+    n = len(inp["discharge"])
+    x = {p: _standardise(inp[p], tensors[f"norm.{p}.mean"].numpy(), tensors[f"norm.{p}.std"].numpy()) for p in _PARTS}
+    has_d, has_w = inp["has_discharge"], inp["has_waveform"]
+    used_w = has_d & has_w
+    n_classes = len(meta["classes"])
+    blocks = []
+    with torch.inference_mode():
+        xd = torch.from_numpy(x["discharge"])
+        xw = torch.from_numpy(x["waveform"])
+        for kind in KINDS:
+            rows = used_w if kind == "full" else has_d & ~has_w
+            mp = np.full((meta["n_members"][kind], n, n_classes), np.nan, dtype=np.float32)
+            if rows.any():
+                stack = _stack_from_tensors(tensors, meta, kind)
+                logits = stack(xd[rows], xw[rows] if kind == "full" else None) / meta["temperatures"][kind]
+                mp[:, rows] = torch.softmax(logits, dim=-1).numpy()
+            blocks.append(mp)
+    member_p = np.concatenate(blocks)
+    with np.errstate(invalid="ignore"):
+        probs = np.nanmean(member_p, axis=0)
+    scores = {}
+    cfg = RealModelConfig(**meta["config"])
+    for part, avail in (("discharge", has_d), ("waveform", has_w)):
+        sc = np.full(n, np.nan)
+        if avail.any():
+            hidden = cfg.hidden_discharge if part == "discharge" else cfg.hidden_waveform
+            lat = cfg.latent_discharge if part == "discharge" else cfg.latent_waveform
+            ae = Autoencoder(x[part].shape[1], hidden, lat, 0.0)
+            ae.load_state_dict({k[len(f"ood.{part}.") :]: tensors[k] for k in tensors if _is_ae_key(k, part)})
+            z, rec = _latent(ae.eval(), x[part][avail])
+            means = tensors[f"ood.{part}.class_means"].numpy().astype(np.float64)
+            prec = tensors[f"ood.{part}.precision"].numpy().astype(np.float64)
+            thr = meta["ood"][part]
+            sc[avail] = np.maximum(
+                _mahalanobis(z, means, prec) / thr["mahalanobis_threshold"], rec / thr["reconstruction_threshold"]
+            )
+        scores[part] = sc
+    ood = np.fmax(scores["discharge"], scores["waveform"])
+    return {
+        "probabilities": probs,
+        "member_probabilities": member_p,
+        "ood_score": ood,
+        "ood_score_discharge": scores["discharge"],
+        "ood_score_waveform": scores["waveform"],
+        "out_of_distribution": np.nan_to_num(ood, nan=np.inf) > 1.0,
+        "used_waveform": used_w,
+        "has_discharge": has_d,
+    }
+
+
+def _is_ae_key(key: str, part: str) -> bool:
+    prefix = f"ood.{part}."
+    return key.startswith(prefix) and key[len(prefix) :].split(".")[0] in ("enc1", "enc2", "dec1", "dec2")

@@ -1,0 +1,311 @@
+"""``nwb-celltype report``: per-unit figures (waveform in µV over ms, 3D ACG over lags in ms with a
+colour bar in Hz, class probabilities, or the reason a unit could not be classified) and a summary
+page with every unit's row.
+
+Speed: one figure is built once and its artists are updated for each unit (no new figure, no
+layout pass per unit); the units are split over a small process pool. See docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import multiprocessing
+import os
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InvalidValueError
+
+logger = logging.getLogger(__name__)
+
+#: Below this many units one process draws them all: a spawned worker's start-up (importing the
+#: NWB stack and matplotlib, ~3 s on 2 shared cores) costs more than it saves at ~0.06 s per unit.
+POOL_MIN_UNITS = 200
+#: Figure size (inches) and resolution of the per-unit figures.
+FIGSIZE = (12.0, 3.2)
+DPI = 80
+
+
+def _microvolts(w: np.ndarray) -> np.ndarray:
+    """NWB stores waveform_mean in volts; files that wrote µV (values far above 1 V) pass as is."""
+    finite = np.abs(w[np.isfinite(w)])
+    return w * 1e6 if finite.size and finite.max() < 0.05 else w
+
+
+#: Waveform half-ranges (µV) and colour-bar tops (Hz) the figures snap to: a handful of panel
+#: backgrounds (axes, ticks, labels) is drawn once each and reused, so a unit costs only its data.
+WAVE_SCALES_UV = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
+RATE_SCALES_HZ = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+def _snap(value: float, scales) -> float:
+    return next((s for s in scales if s >= value), scales[-1])
+
+
+class _UnitFigure:
+    """One reusable figure: waveform, 3D ACG heatmap with colour bar, class probabilities.
+
+    Drawing a full figure costs ~0.3 s (text layout of every tick label); here the static parts are
+    drawn once per waveform scale / colour scale and blitted, and only the data artists and titles
+    are drawn per unit."""
+
+    def __init__(self, classes: list[str], lags_ms: np.ndarray, rate_bins: int, hz_per_unit: float):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        self.plt = plt
+        self.hz_per_unit = hz_per_unit
+        self.fig = fig = plt.figure(figsize=FIGSIZE, dpi=DPI)
+        self.canvas = fig.canvas
+        ax_w = fig.add_axes((0.085, 0.17, 0.215, 0.66))
+        ax_a = fig.add_axes((0.37, 0.17, 0.24, 0.66))
+        ax_c = fig.add_axes((0.62, 0.17, 0.01, 0.66))
+        ax_p = fig.add_axes((0.77, 0.17, 0.21, 0.66))
+        (self.wave,) = ax_w.plot([], [], color="k", lw=1.2)
+        ax_w.set(title="peak-channel mean waveform", xlabel="time (ms)", ylabel="µV")
+        edges = np.sqrt(lags_ms[1:] * lags_ms[:-1])
+        edges = np.concatenate([[lags_ms[0] ** 2 / edges[0]], edges, [lags_ms[-1] ** 2 / edges[-1]]])
+        self.mesh = ax_a.pcolormesh(
+            edges, np.arange(rate_bins + 1) + 0.5, np.zeros((rate_bins, len(lags_ms))), cmap="viridis"
+        )
+        ax_a.set_xscale("log")
+        ax_a.set(
+            title="3D autocorrelogram",
+            xlabel="lag (ms)",
+            ylabel="firing-rate bin (low → high)",
+            xlim=(edges[0], edges[-1]),
+        )
+        fig.colorbar(self.mesh, cax=ax_c).set_label("rate (Hz)")
+        self.acg_note = ax_a.text(0.5, 0.5, "", ha="center", va="center", transform=ax_a.transAxes)
+        self.bars = list(ax_p.bar(range(len(classes)), np.zeros(len(classes)), color="tab:blue"))
+        ax_p.set_xticks(range(len(classes)), classes, rotation=30)
+        ax_p.set(ylim=(0, 1), ylabel="probability")
+        self.prob_title = ax_p.set_title("")
+        self.prob_note = ax_p.text(0.5, 0.5, "", ha="center", va="center", transform=ax_p.transAxes)
+        self.suptitle = fig.suptitle("")
+        self.dynamic = [
+            self.wave,
+            self.mesh,
+            self.acg_note,
+            *self.bars,
+            self.prob_title,
+            self.prob_note,
+            self.suptitle,
+        ]
+        for a in self.dynamic:
+            a.set_animated(True)
+        self.ax_w, self.ax_a, self.ax_c = ax_w, ax_a, ax_c
+        self.base = None
+        self.wave_bg: dict[tuple, object] = {}
+        self.rate_bg: dict[float, object] = {}
+
+    #: Figure-width fractions of the two scale-dependent panels (waveform with its y ticks; colour
+    #: bar with its ticks and label): restored whole, so no tick label of another scale survives.
+    PANELS = {"wave": (0.0, 0.325), "rate": (0.612, 0.735)}
+
+    def _panel(self, cache: dict, key: float, which: str, setter):
+        """The bitmap of a panel with its ticks and labels at scale ``key`` (drawn once per key)."""
+        from matplotlib.transforms import Bbox
+
+        if key not in cache:
+            setter(key)
+            self.canvas.draw()
+            if self.base is None:
+                self.base = self.canvas.copy_from_bbox(self.fig.bbox)
+            x0, x1 = self.PANELS[which]
+            w, h = self.fig.bbox.width, self.fig.bbox.height
+            cache[key] = self.canvas.copy_from_bbox(Bbox.from_extents(x0 * w, 0, x1 * w, h))
+        return cache[key]
+
+    def _wave_limits(self, key: tuple[float, float, float]) -> None:
+        half, t0, t1 = key
+        self.ax_w.set(ylim=(-half, half), xlim=(t0, t1))
+
+    def draw(self, path: Path, *, title, label, status, reason, t_ms, wave_uv, acg, probs) -> None:
+        from PIL import Image
+
+        has_wave = wave_uv is not None and np.isfinite(wave_uv).any()
+        half = _snap(1.1 * float(np.nanmax(np.abs(wave_uv))), WAVE_SCALES_UV) if has_wave else 100
+        classifiable = status != "not_classifiable" and acg is not None and np.isfinite(acg).all()
+        hz = acg * self.hz_per_unit if classifiable else None
+        top = _snap(float(hz.max()), RATE_SCALES_HZ) if classifiable else 100
+        span = (float(t_ms[0]), float(t_ms[-1])) if has_wave else self.ax_w.get_xlim()
+        wave_bg = self._panel(self.wave_bg, (half, *span), "wave", self._wave_limits)
+        rate_bg = self._panel(self.rate_bg, top, "rate", lambda k: self.mesh.set_clim(0, k))
+        self.canvas.restore_region(self.base)
+        self.canvas.restore_region(wave_bg)
+        self.canvas.restore_region(rate_bg)
+        self._wave_limits((half, *span))
+        self.mesh.set_clim(0, top)
+
+        self.suptitle.set_text(title)
+        if has_wave:
+            self.wave.set_data(t_ms, wave_uv)
+        self.wave.set_visible(has_wave)
+        self.mesh.set_visible(classifiable)
+        if classifiable:
+            self.mesh.set_array(hz.ravel())
+        self.acg_note.set_text("" if classifiable else f"not classifiable:\n{reason or 'no usable features'}")
+        ok = probs is not None and np.isfinite(probs).all()
+        for bar, p in zip(self.bars, probs if ok else np.zeros(len(self.bars)), strict=True):
+            bar.set_height(float(p))
+        self.prob_note.set_text("" if ok else (reason or "no probabilities"))
+        self.prob_title.set_text(f"{label} ({status})")
+        for a in self.dynamic:
+            self.fig.draw_artist(a)
+        Image.fromarray(np.asarray(self.canvas.buffer_rgba())).save(path, compress_level=1)
+
+
+def _draw_units(job: dict) -> int:
+    """Draw the units of one job (a worker's share) into ``job['out']``; returns how many."""
+    fig = _UnitFigure(job["classes"], job["lags_ms"], job["rate_bins"], job["hz_per_unit"])
+    for u in job["units"]:
+        fig.draw(job["out"] / u.pop("file"), **u)
+    fig.plt.close(fig.fig)
+    return len(job["units"])
+
+
+def _unit_jobs(path, rec, config, wanted: np.ndarray, out: Path) -> list[dict]:
+    """Per-unit drawing inputs (waveform in µV, log ACG, probabilities, texts) read in batches."""
+    from .features import extract_features
+    from .io import open_source, read_units
+
+    row_of = {int(u): i for i, u in enumerate(rec.unit_indices)}
+    units = []
+    with open_source(path) as src:
+        for batch in read_units(src, require_waveforms=False):
+            keep = np.isin(batch.unit_indices, wanted)
+            if not keep.any():
+                continue
+            fs = extract_features(batch, config)
+            rate = batch.waveform_rate_hz or 30000.0
+            for j in np.flatnonzero(keep):
+                i = row_of[int(batch.unit_indices[j])]
+                wave = None if batch.waveforms is None else _microvolts(np.asarray(batch.waveforms[j], float))
+                uid = int(rec.unit_ids[i])
+                units.append(
+                    {
+                        "file": f"units/unit_{uid}.png",
+                        "title": f"unit {uid}",
+                        "label": str(rec.labels[i]),
+                        "status": str(rec.status[i]),
+                        "reason": str(rec.reasons[i]),
+                        "t_ms": None if wave is None else np.arange(len(wave)) / rate * 1e3,
+                        "wave_uv": wave,
+                        "acg": np.asarray(fs.acg[j][:, 1:], dtype=np.float64),
+                        "probs": None if rec.probabilities is None else rec.probabilities[i],
+                    }
+                )
+    return units
+
+
+def write_report(
+    path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    table: str | None = None,
+    max_units: int | None = None,
+    progress: bool = False,
+    workers: int | None = None,
+) -> Path:
+    """Draw per-unit figures and a summary page (``out_dir/index.html``) of an annotated file.
+
+    Features are recomputed from the file's units with the feature configuration the classifier
+    recorded (C4 defaults where none).
+
+    Parameters
+    ----------
+    path : path
+        Annotated NWB file.
+    out_dir : path
+        Folder for ``index.html``, ``summary.png`` and ``units/unit_<id>.png``.
+    table : str, optional
+        Annotation table to draw (default: the first).
+    max_units : int, optional
+        Draw at most this many units (the page still lists every unit).
+    progress : bool
+        Show a progress bar.
+    workers : int, optional
+        Processes drawing figures (default: 2 from :data:`POOL_MIN_UNITS` units on, else 1).
+    """
+    from tqdm.auto import tqdm
+
+    from .features._geometry import log_geometry
+    from .features.config import FeatureConfig
+    from .inspect_file import format_annotations, load_annotations, units_html_table
+
+    records = load_annotations(path)
+    if not records:
+        raise InvalidValueError(f"{path} holds no cell-type annotations; run `nwb-celltype annotate` first")
+    name = table or next(iter(records))
+    if name not in records:
+        raise InvalidValueError(f"no annotation table {name!r}; the file has {sorted(records)}")
+    rec = records[name]
+    cfg_json = (rec.classifier or {}).get("feature_config") or ""
+    config = FeatureConfig.from_json(cfg_json) if cfg_json else FeatureConfig()
+
+    out = Path(out_dir)
+    (out / "units").mkdir(parents=True, exist_ok=True)
+    wanted = np.asarray(rec.unit_indices)
+    if max_units is not None:
+        wanted = wanted[:max_units]
+    units = _unit_jobs(path, rec, config, wanted, out)
+    base = {
+        "classes": list(rec.classes),
+        "lags_ms": np.asarray(log_geometry(config).log_lags_ms, dtype=np.float64),
+        "rate_bins": int(config.acg_rate_bins),
+        # the log ACG is P(spike in a bin) x acg_scale: Hz = value / scale / bin (s)
+        "hz_per_unit": 1.0 / config.acg_scale / (config.acg_bin_ms / 1e3),
+        "out": out,
+    }
+    n_workers = workers or (min(2, os.cpu_count() or 1) if len(units) >= POOL_MIN_UNITS else 1)
+    shares = [units[k::n_workers] for k in range(n_workers)] if units else []
+    bar = tqdm(total=len(units), unit="unit", desc="report", disable=not progress, leave=False)
+    if n_workers <= 1:
+        for share in shares:
+            bar.update(_draw_units({**base, "units": share}))
+    else:
+        # spawn, not fork: the parent runs JAX, whose threads make fork unsafe
+        with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for n in pool.map(_draw_units, [{**base, "units": s} for s in shares]):
+                bar.update(n)
+    bar.close()
+    drawn = {int(u) for u in rec.unit_ids[np.isin(rec.unit_indices, wanted)]}
+    _summary_figure(rec, name, out / "summary.png")
+    pages = [
+        f'<div id="unit-{uid}"><h3>unit {uid}: {html.escape(str(lab))}</h3>'
+        f'<img src="units/unit_{uid}.png" width="960"></div>'
+        for uid, lab in zip(rec.unit_ids.tolist(), rec.labels, strict=True)
+        if uid in drawn
+    ]
+    index = out / "index.html"
+    index.write_text(
+        "<html><head><meta charset='utf-8'><title>nwb-celltype report</title></head><body>"
+        f"<h1>{html.escape(str(path))}</h1><h2>{html.escape(name)}</h2>"
+        f"<pre>{html.escape(format_annotations({name: rec}, max_rows=0))}</pre>"
+        '<img src="summary.png">' + units_html_table(rec) + "".join(pages) + "</body></html>"
+    )
+    return index
+
+
+def _summary_figure(rec, name: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = Counter(map(str, rec.labels))
+    fig, ax = plt.subplots(figsize=(6, 3))
+    labels = sorted(counts)
+    ax.bar(labels, [counts[k] for k in labels])
+    ax.set(title=f"{name}: label counts", ylabel="units")
+    plt.setp(ax.get_xticklabels(), rotation=30)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)

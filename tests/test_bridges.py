@@ -1,0 +1,162 @@
+"""Bridges to the tools units are analysed with, tested with the real libraries (optional test
+dependencies: spikeinterface, pynapple): an annotated file read by SpikeInterface's
+``read_nwb_sorting`` and pynapple's ``load_file`` shows the labels unaided; the one-line helpers
+set them on objects loaded otherwise; phy's cluster_celltype.tsv; the DataFrame indexed by unit id."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nwb_celltype.annotate import annotate
+from nwb_celltype.bridges import (
+    annotations_dataframe,
+    export_phy,
+    set_pynapple_metadata,
+    set_spikeinterface_properties,
+    unit_column,
+)
+from nwb_celltype.cli import main
+from nwb_celltype.errors import InvalidValueError, OutputError
+from nwb_celltype.inspect_file import load_annotations
+
+N_UNITS = 10
+
+
+@pytest.fixture(scope="module")
+def annotated(tmp_path_factory) -> tuple[Path, Path, str]:
+    """(source, annotated copy, table name): a simulated recording annotated by the demo model."""
+    from nwb_celltype.model import load_demo_bundle
+    from nwb_celltype.simulate import simulate_recording
+
+    d = tmp_path_factory.mktemp("bridges")
+    src = d / "session.nwb"
+    simulate_recording(src, n_units=N_UNITS, duration_s=200.0, seed=7, labelled_fraction=0.0)
+    res = annotate(src, model=load_demo_bundle())
+    return src, Path(res.output_path), res.table_name
+
+
+def _record(annotated):
+    _, out, table = annotated
+    return load_annotations(out)[table]
+
+
+def test_dataframe_is_indexed_by_unit_id(annotated):
+    rec = _record(annotated)
+    df = annotations_dataframe(annotated[1])
+    assert df.index.name == "unit_id"
+    assert df.index.tolist() == rec.unit_ids.tolist()
+    assert df["cell_type"].tolist() == rec.labels.tolist()
+    assert df["status"].tolist() == rec.status.tolist()
+    np.testing.assert_allclose(df["confidence"], rec.confidence, equal_nan=True)
+    for j, cls in enumerate(rec.classes):
+        np.testing.assert_allclose(df[f"p_{cls}"], rec.probabilities[:, j])
+        np.testing.assert_array_equal(df[f"votes_{cls}"], rec.votes[:, j])
+    np.testing.assert_allclose(df["probability"], rec.probabilities.max(axis=1))
+    assert df.attrs["table"] == annotated[2]
+    # the same from a record, and an unknown table is a clear error
+    assert annotations_dataframe(rec)["cell_type"].tolist() == rec.labels.tolist()
+    with pytest.raises(InvalidValueError, match="no annotation table"):
+        annotations_dataframe(annotated[1], table="nope")
+
+
+def test_spikeinterface_reads_the_labels_from_the_file(annotated):
+    from spikeinterface.extractors import read_nwb_sorting
+
+    rec = _record(annotated)
+    sorting = read_nwb_sorting(str(annotated[1]))
+    assert "cell_type" in sorting.get_property_keys()
+    by_id = dict(zip(rec.unit_ids.tolist(), rec.labels.tolist(), strict=True))
+    got = dict(
+        zip([int(u) for u in sorting.unit_ids], sorting.get_property("cell_type").tolist(), strict=True)
+    )
+    assert got == by_id
+    conf = sorting.get_property("cell_type_confidence")
+    np.testing.assert_allclose(conf, rec.confidence, equal_nan=True)
+
+
+def test_pynapple_reads_the_labels_from_the_file(annotated):
+    import pynapple as nap
+
+    rec = _record(annotated)
+    units = nap.load_file(str(annotated[1]))["units"]
+    by_id = dict(zip(rec.unit_ids.tolist(), rec.labels.tolist(), strict=True))
+    assert {int(i): str(v) for i, v in units.cell_type.items()} == by_id
+    # the filter pynapple users write
+    pkc = [u for u, lab in by_id.items() if lab == rec.labels[0]]
+    assert sorted(int(i) for i in units[units.cell_type == rec.labels[0]].index) == sorted(pkc)
+
+
+def test_one_line_helpers_on_objects_loaded_without_labels(annotated):
+    import pynapple as nap
+    from spikeinterface.core import NumpySorting
+    from spikeinterface.extractors import read_nwb_sorting
+
+    src, out, _ = annotated
+    rec = _record(annotated)
+    by_id = dict(zip(rec.unit_ids.tolist(), rec.labels.tolist(), strict=True))
+
+    sorting = read_nwb_sorting(str(src))  # the un-annotated source
+    assert "cell_type" not in sorting.get_property_keys()
+    set_spikeinterface_properties(sorting, out)
+    assert (
+        dict(zip([int(u) for u in sorting.unit_ids], sorting.get_property("cell_type"), strict=True)) == by_id
+    )
+
+    # a sorting of other origin holding only some of the units (and one the file does not know)
+    ids = np.array([2, 5, 999])
+    spikes = {int(u): np.array([10, 20, 30]) for u in ids}
+    other = NumpySorting.from_unit_dict([spikes], sampling_frequency=30000.0)
+    set_spikeinterface_properties(other, out)
+    got = other.get_property("cell_type").tolist()
+    assert got == [by_id[2], by_id[5], ""]
+    assert np.isnan(other.get_property("cell_type_probability")[2])
+
+    tsgroup = nap.TsGroup(
+        {int(u): nap.Ts(t=np.sort(np.random.default_rng(0).uniform(0, 10, 20))) for u in (1, 3, 4)}
+    )
+    set_pynapple_metadata(tsgroup, out)
+    assert tsgroup.cell_type.tolist() == [by_id[1], by_id[3], by_id[4]]
+    np.testing.assert_allclose(
+        tsgroup.cell_type_probability.to_numpy(), rec.probabilities[[1, 3, 4]].max(axis=1), rtol=1e-12
+    )
+    with pytest.raises(InvalidValueError, match="none of the object's unit ids"):
+        set_pynapple_metadata(nap.TsGroup({12345: nap.Ts(t=np.array([1.0, 2.0]))}), out)
+
+
+def test_phy_export(annotated, tmp_path):
+    rec = _record(annotated)
+    path = export_phy(annotated[1], tmp_path)
+    assert path == tmp_path / "cluster_celltype.tsv"
+    rows = list(csv.reader(path.read_text().splitlines(), delimiter="\t"))
+    assert rows[0] == ["cluster_id", "celltype"]
+    assert rows[1:] == [[str(u), lab] for u, lab in zip(rec.unit_ids, rec.labels, strict=True)]
+    with pytest.raises(OutputError, match="exists"):
+        export_phy(annotated[1], tmp_path)
+    # sorter cluster ids from a Units column (here the peak channel stands in for one)
+    ids = unit_column(annotated[1], "peak_channel")
+    export_phy(annotated[1], tmp_path / "by_col.tsv", cluster_ids=ids)
+    got = [r.split("\t")[0] for r in (tmp_path / "by_col.tsv").read_text().splitlines()[1:]]
+    assert got == [str(ids[int(u)]) for u in rec.unit_ids]
+
+
+def test_cli_export(annotated, tmp_path):
+    rec = _record(annotated)
+    runner = CliRunner()
+    res = runner.invoke(
+        main, ["export", str(annotated[1]), "--phy", str(tmp_path), "--tsv", str(tmp_path / "a.tsv")]
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "cluster_celltype.tsv").exists()
+    lines = (tmp_path / "a.tsv").read_text().splitlines()
+    assert (
+        lines[0].split("\t")[:3] == ["unit_id", "cell_type", "status"] and len(lines) == len(rec.labels) + 1
+    )
+    res = runner.invoke(main, ["export", str(annotated[1])])
+    assert res.exit_code == 1 and "--phy" in res.output
+    res = runner.invoke(main, ["export", str(annotated[1]), "--phy", str(tmp_path)])
+    assert res.exit_code == 1 and "--overwrite" in res.output

@@ -1,0 +1,174 @@
+"""The real-data (acg-isi-wave) model through the whole package: training from feature tables, the
+bundle on disk, `predict` without NWB, `annotate` choosing the family the bundle declares, units
+without a waveform, and units unlike every class."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nwb_celltype.cli import main
+from nwb_celltype.features.discharge import DischargeConfig
+from nwb_celltype.testing.real_data import real_c4_dir
+
+REAL = real_c4_dir()
+pytestmark = pytest.mark.skipif(REAL is None, reason="real tables not on this machine (NWB_CELLTYPE_REAL_C4)")
+
+
+@pytest.fixture(scope="module")
+def small_bundle(tmp_path_factory):
+    """A real (small, fast) training run on the Hull tables + Hausser waveforms."""
+    from nwb_celltype.library import load_training_set
+    from nwb_celltype.library.tables import import_tables
+    from nwb_celltype.model import save_bundle
+    from nwb_celltype.model.discharge_bundle import train_discharge_model
+    from nwb_celltype.model.real_networks import RealModelConfig
+
+    d = tmp_path_factory.mktemp("bundle")
+    import_tables([REAL / "hull", REAL / "hausser"], d / "lib.toml")
+    ts = load_training_set(d / "lib.toml", config=DischargeConfig())
+    cfg = RealModelConfig(pretrain_epochs=30, epochs=40, folds=3, seeds=1, n_threads=1)
+    bundle = train_discharge_model(ts, config=cfg, name="test-real", version="0.0.1")
+    return save_bundle(bundle, d / "model")
+
+
+def test_bundle_round_trip_and_card(small_bundle):
+    from nwb_celltype.errors import ModelError
+    from nwb_celltype.model import load_bundle
+
+    b = load_bundle(small_bundle)
+    assert b.feature_family == "acg-isi-wave" and b.feature_config == DischargeConfig()
+    assert b.classes == ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB")
+    card = json.loads((small_bundle / "model_card.json").read_text())
+    assert card["training"]["class_counts"]["PkC_ss"] == 27  # Hull's 27 simple-spike units
+    assert {r["name"] for r in card["training_data"]} == {"hull", "hausser"}
+    assert b.n_members > 0
+    # an edited card is refused
+    card["name"] = "edited"
+    (small_bundle.parent / "edited").mkdir()
+    (small_bundle.parent / "edited" / "model_card.json").write_text(json.dumps(card))
+    (small_bundle.parent / "edited" / "weights.safetensors").write_bytes(
+        (small_bundle / "weights.safetensors").read_bytes()
+    )
+    with pytest.raises(ModelError, match="edited"):
+        load_bundle(small_bundle.parent / "edited")
+
+
+def test_predict_cli_writes_one_row_per_unit(small_bundle, tmp_path):
+    out = tmp_path / "p.tsv"
+    res = CliRunner().invoke(
+        main, ["predict", str(REAL / "lisberger"), "--out", str(out), "--model", str(small_bundle)]
+    )
+    assert res.exit_code == 0, res.output
+    with open(out) as f:
+        assert f.readline().startswith("# model: test-real 0.0.1 sha256=")
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert len(rows) == 984
+    assert {
+        "unit_id",
+        "neuron_id",
+        "true_label",
+        "label",
+        "status",
+        "confidence",
+        "p_PkC_ss",
+        "reason",
+    } <= set(rows[0])
+    statuses = {r["status"] for r in rows}
+    assert statuses <= {"classified", "unclassified", "not_classifiable"}
+    # one Lisberger row has no ACG/ISI: not classifiable, with the reason
+    nc = [r for r in rows if r["status"] == "not_classifiable"]
+    assert len(nc) == 1 and "no ACG/ISI" in nc[0]["reason"]
+    for r in rows:
+        if r["status"] != "not_classifiable":
+            p = np.array([float(r[f"p_{c}"]) for c in ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB")])
+            assert abs(p.sum() - 1) < 1e-4
+            assert (r["status"] == "classified") == (r["label"] not in ("unclassified",))
+    res = CliRunner().invoke(
+        main, ["predict", str(REAL / "lisberger"), "--out", str(out), "--model", str(small_bundle)]
+    )
+    assert res.exit_code == 1 and "exists" in res.output
+
+
+def test_predict_refuses_the_wrong_family(small_bundle, demo_bundle, tmp_path):
+    from nwb_celltype.classify import predict_features
+    from nwb_celltype.errors import ModelMismatchError
+
+    with pytest.raises(ModelMismatchError, match="feature tables"):
+        predict_features(REAL / "hull", model=demo_bundle)
+
+
+def test_annotate_dispatches_on_the_bundles_family(small_bundle, tmp_path):
+    """A simulated recording annotated with the real-data bundle: features of its family, every unit
+    a row, provenance names the family; units whose waveform is removed are classified from their
+    discharge alone and say so."""
+    import h5py
+
+    from nwb_celltype.annotate import annotate
+    from nwb_celltype.nwb import read_annotations
+    from nwb_celltype.simulate import simulate_recording
+
+    src = tmp_path / "s.nwb"
+    simulate_recording(src, n_units=12, duration_s=120, seed=3)
+    res = annotate(src, model=small_bundle, out=tmp_path / "a.nwb")
+    assert res.n_units == 12
+    from pynwb import NWBHDF5IO
+
+    with NWBHDF5IO(str(tmp_path / "a.nwb"), "r") as io:
+        rec = next(iter(read_annotations(io.read()).values()))
+    params, cfg = rec.classifier["parameters"], rec.classifier["feature_config"]
+    params = json.loads(params) if isinstance(params, str) else params
+    cfg = json.loads(cfg) if isinstance(cfg, str) else cfg
+    assert params["feature_family"] == "acg-isi-wave" and cfg["family"] == "acg-isi-wave"
+
+    # the same file without waveform_mean: still classified, from discharge alone
+    nowave = tmp_path / "nowave.nwb"
+    nowave.write_bytes(src.read_bytes())
+    with h5py.File(nowave, "a") as f:
+        for k in [k for k in f["units"] if k.startswith("waveform")]:
+            del f["units"][k]
+        cols = [c for c in f["units"].attrs["colnames"] if not str(c).startswith("waveform")]
+        f["units"].attrs["colnames"] = np.array(cols, dtype=object)
+    res2 = annotate(nowave, model=small_bundle, out=tmp_path / "b.nwb")
+    with NWBHDF5IO(str(tmp_path / "b.nwb"), "r") as io:
+        rec2 = next(iter(read_annotations(io.read()).values()))
+    ok = rec2.status != "not_classifiable"
+    assert ok.sum() >= 10 and res2.n_units == 12
+    assert all(
+        "discharge alone" in str(r)
+        for r, s in zip(rec2.reasons, rec2.status, strict=True)
+        if s != "not_classifiable" and "out of distribution" not in str(r)
+    )
+
+
+def test_far_away_units_are_abstained_on(small_bundle):
+    """Units whose features resemble no training unit are unclassified with an OOD reason."""
+    from nwb_celltype.features.discharge import DischargeFeatureSet
+    from nwb_celltype.model import load_bundle, predict_cell_types
+
+    rng = np.random.default_rng(0)
+    n = 20
+    t = np.arange(100)
+    acg = np.tile(1e4 * np.exp(-((t - 50) ** 2) / 4.0), (n, 1))  # a sharp 50 ms oscillation
+    isi = np.tile(1e4 * np.exp(-((t - 49) ** 2) / 2.0), (n, 1))
+    wave = np.zeros((n, 75), dtype=np.float32)
+    wave[:, 30:] = np.sin(np.linspace(0, 40, 45)) * rng.uniform(0.5, 1, (n, 1))  # ringing, not a spike
+    wave /= np.abs(wave).max(1, keepdims=True)
+    fs = DischargeFeatureSet(
+        unit_ids=np.arange(n),
+        acg_counts=acg,
+        isi_counts=isi,
+        waveform=wave,
+        has_discharge=np.ones(n, bool),
+        has_waveform=np.ones(n, bool),
+        usable=np.ones(n, bool),
+        reasons=np.full(n, "", dtype=object),
+    )
+    p = predict_cell_types(load_bundle(small_bundle), fs)
+    assert p.out_of_distribution.all()
+    assert (p.status == "unclassified").all()
+    assert all("out of distribution" in r for r in p.reasons)
