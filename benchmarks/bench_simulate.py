@@ -6,8 +6,8 @@ Measures, on this machine:
    time and the process's CPU time (user + sys: less sensitive to other jobs on a shared machine);
 2. the default C4-shaped library (3,292 units over 12 files, 600 s each): total time;
 3. ratios against plain references run in the same process on the same data:
-   - spike trains: our vectorised modulated-gamma generator vs a textbook per-spike Python loop
-     (same process, same units, same rates and durations);
+   - spike trains: our vectorised generator of the fitted discharge model vs a textbook per-spike
+     Python loop (same process, same units, same parameters and durations);
    - writing Units: our bulk column construction vs pynwb's ``add_unit`` row by row.
 
 Run: ``python benchmarks/bench_simulate.py [--quick]``.
@@ -52,32 +52,38 @@ def _child(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _naive_gamma_train(rng, rate, duration, shape, dead):
-    """Textbook reference: one ISI at a time in a Python loop."""
+def _naive_mixture_train(rng, params, duration):
+    """Textbook reference: one interval at a time in a Python loop (the fitted discharge model of
+    ``mixture_train`` without rate fluctuations)."""
+    w_b, m_b, d, k_d, k, mu, _sigma = params
     t, out = 0.0, []
-    scale = (1.0 / rate - dead) / shape
     while True:
-        t += dead + rng.gamma(shape, scale)
+        if rng.uniform() < w_b:
+            t += rng.gamma(2.0, m_b / 2.0) * 1e-3
+        else:
+            t += (rng.gamma(k_d, d / k_d) + rng.gamma(k, mu / k)) * 1e-3
         if t >= duration:
             return out
         out.append(t)
 
 
 def bench_trains(n_units: int, duration: float) -> dict:
+    """The simulator's generator (``mixture_train``, fitted rows of the mouse preset) against the
+    per-spike loop, same units (rate fluctuations off, so both draw the same process)."""
     import numpy as np
 
-    from nwb_celltype.simulate import gamma_train
+    from nwb_celltype.simulate import mixture_train
+    from nwb_celltype.simulate._params import fitted_classes
 
+    rows = np.vstack([f.discharge for f in fitted_classes("mouse").values() if len(f.discharge)])
     rng = np.random.default_rng(0)
-    rates = rng.uniform(5, 100, n_units)
-    shapes = rng.uniform(1, 10, n_units)
+    params = rows[rng.integers(len(rows), size=n_units)].copy()
+    params[:, 6] = 0.0
     t0 = time.perf_counter()
-    ours = [
-        gamma_train(rng, r, duration, shape=k, dead_time_s=0.002) for r, k in zip(rates, shapes, strict=True)
-    ]
+    ours = [mixture_train(rng, p, duration) for p in params]
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ref = [_naive_gamma_train(rng, r, duration, k, 0.002) for r, k in zip(rates, shapes, strict=True)]
+    ref = [_naive_mixture_train(rng, p, duration) for p in params]
     t_ref = time.perf_counter() - t0
     n_ours, n_ref = sum(map(len, ours)), sum(map(len, ref))
     return {

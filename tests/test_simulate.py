@@ -19,25 +19,35 @@ from nwb_celltype.simulate import (
     simulate_recording,
     simulate_units,
 )
+from nwb_celltype.testing.real_data import real_c4_dir
 from nwb_celltype.vocabulary import C4_CLASSES
 
 DURATION = 300.0
+REAL_DATA = real_c4_dir()
 COUNTS = {"PkC_ss": 40, "PkC_cs": 30, "MLI": 40, "GoC": 30, "MFB": 40, "other": 30}
 
-# Documented ranges (docs/simulation.md, "What the tests check"): median rate (Hz), median CV2.
+# Documented ranges (docs/simulation.md, "Measured statistics"): median rate (Hz), median CV2 of
+# defect-free mouse units; they follow from the fits to the Hull units (the model rates of the fits:
+# PkC_ss 88, MLI 46, GoC 33, MFB 26 Hz; complex spikes 1 Hz from the literature).
 RATE_RANGES = {
-    "PkC_ss": (40.0, 100.0),
-    "PkC_cs": (0.5, 2.0),
-    "MLI": (8.0, 30.0),
-    "GoC": (5.0, 15.0),
-    "MFB": (15.0, 70.0),
+    "PkC_ss": (60.0, 120.0),
+    "PkC_cs": (0.6, 2.0),
+    "MLI": (25.0, 70.0),
+    "GoC": (15.0, 45.0),
+    "MFB": (10.0, 45.0),
 }
 CV2_RANGES = {
-    "PkC_ss": (0.3, 0.6),
+    "PkC_ss": (0.35, 0.65),
     "PkC_cs": (0.6, 1.1),
-    "MLI": (0.6, 1.0),
-    "GoC": (0.15, 0.45),
-    "MFB": (0.8, 1.4),
+    "MLI": (0.55, 0.95),
+    "GoC": (0.3, 0.8),
+    "MFB": (0.9, 1.5),
+}
+# Real peak-channel half-widths (ms; aligned at 30 kHz, the tests' _half_width_ms), medians over the
+# labelled units of Hull + Hausser (mouse) and Lisberger (macaque), measured once from the tables.
+REAL_HALF_WIDTH_MS = {
+    "mouse": {"PkC_ss": 0.167, "PkC_cs": 0.200, "MLI": 0.200, "GoC": 0.233, "MFB": 0.133},
+    "macaque": {"PkC_ss": 0.200, "PkC_cs": 0.467, "MLI": 0.167, "GoC": 0.200, "MFB": 0.167},
 }
 
 
@@ -106,6 +116,100 @@ def test_cs_pause_removes_simple_spikes():
     assert len(kept) < len(ss)
 
 
+def _counts_per_spike(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ISI histogram [k, k+1) ms and ACG pair counts at lags [k-0.5, k+0.5) ms, per spike (plain
+    numpy, independent of the package's feature code)."""
+    isi = np.histogram(np.diff(t) * 1e3, np.arange(101))[0]
+    acg = np.zeros(100)
+    for j in range(1, 200):
+        d = (t[j:] - t[:-j]) * 1e3
+        if not (d < 100.5).any():
+            break
+        acg += np.histogram(d, np.arange(0.5, 101))[0]
+    return isi / len(t), acg / len(t)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        (0.05, 1.5, 3.0, 4.0, 3.0, 12.0, 0.3),  # regular with bursts, slow rate changes
+        (0.0, 1.0, 1.5, 3.0, 1.0, 40.0, 0.6),  # irregular, strongly modulated
+        (0.3, 4.0, 1.0, 8.0, 0.8, 60.0, 0.0),  # bursty
+    ],
+)
+def test_mixture_train_matches_its_closed_form(params):
+    """The spike generator and the closed-form model the fit uses describe the same process."""
+    from nwb_celltype.simulate._model import model_rate_hz, model_tables
+    from nwb_celltype.simulate._spikes import mixture_train
+
+    p = np.array(params)
+    t = mixture_train(np.random.default_rng(1), p, 1200.0, log_rate_tau_s=2.0)
+    isi, acg = _counts_per_spike(t)
+    mi, ma = model_tables(p)
+    assert abs(len(t) / 1200.0 / model_rate_hz(p) - 1) < 0.06
+    assert np.abs(np.cumsum(isi) - np.cumsum(mi)).max() < 0.02  # ISI distribution (0-100 ms)
+    assert np.abs(acg - ma).max() < 0.1 * ma.max() + 0.002  # ACG, every lag
+
+
+def test_fit_recovers_known_parameters():
+    """Fitting the closed form to counts of a simulated train recovers the rate, the refractory
+    time and the burst fraction that made it."""
+    from nwb_celltype.simulate._fit import fit_discharge
+    from nwb_celltype.simulate._model import model_rate_hz
+    from nwb_celltype.simulate._spikes import mixture_train
+
+    p = np.array([0.08, 2.0, 6.0, 5.0, 4.0, 50.0, 0.2])
+    t = mixture_train(np.random.default_rng(2), p, 1500.0, log_rate_tau_s=1.0)
+    isi, acg = _counts_per_spike(t)
+    q, r2 = fit_discharge(acg * len(t), isi * len(t))
+    assert r2 > 0.95
+    assert abs(model_rate_hz(q) / model_rate_hz(p) - 1) < 0.15
+    assert abs(q[0] - p[0]) < 0.03 and abs(q[2] + q[5] - p[2] - p[5]) < 0.15 * (p[2] + p[5])
+
+
+def test_shipped_parameters_cover_every_real_unit():
+    """One fitted row per labelled real unit of the README's counts (Hull, Lisberger, Hausser)."""
+    from nwb_celltype.simulate._params import fitted_classes
+
+    mouse, macaque = fitted_classes("mouse"), fitted_classes("macaque")
+    hull = {"PkC_ss": 27, "PkC_cs": 26, "MLI": 10, "GoC": 2, "MFB": 14}
+    lisberger = {"PkC_ss": 158, "PkC_cs": 110, "MLI": 27, "GoC": 141, "MFB": 64}
+    hausser = {"PkC_ss": 26, "PkC_cs": 19, "MLI": 11, "GoC": 12, "MFB": 10}
+    for c in C4_CLASSES:
+        assert mouse[c].discharge.shape == (hull[c], 7)
+        assert len(mouse[c].waveforms) == hull[c] + hausser[c]
+        assert macaque[c].discharge.shape == (lisberger[c], 7)
+        assert len(macaque[c].waveforms) == lisberger[c]
+        assert np.all(np.isfinite(mouse[c].discharge)) and np.all(mouse[c].discharge[:, 1:6] > 0)
+    assert len(mouse["GrC"].waveforms) == 7
+
+
+@pytest.mark.skipif(
+    REAL_DATA is None, reason="real tables (real-c4, see docs/validation.md) not on this machine"
+)
+def test_shipped_parameters_are_what_the_fit_gives():
+    """Re-fitting a few real units gives the shipped rows (the parameter file is reproducible)."""
+    from nwb_celltype.simulate._fit import (
+        FIXED,
+        align_real_waveform,
+        fit_discharge,
+        fit_waveform,
+        read_lab,
+        shrink_to_class,
+    )
+    from nwb_celltype.simulate._params import fitted_classes
+
+    hull = read_lab(REAL_DATA, "hull")
+    shipped = fitted_classes("mouse")
+    for cls in ("MLI", "PkC_cs"):
+        idx = np.flatnonzero(hull["labels"] == cls)
+        acg, isi = shrink_to_class(hull["acg"][idx], hull["isi"][idx])[0]
+        p, _ = fit_discharge(acg, isi, FIXED.get(cls))
+        np.testing.assert_allclose(p, shipped[cls].discharge[0], rtol=1e-3, atol=1e-4)
+        ph, _ = fit_waveform(align_real_waveform(hull["waveforms"][idx[0]], hull["rate_hz"]))
+        np.testing.assert_allclose(ph, shipped[cls].waveforms[0], rtol=1e-3, atol=1e-4)
+
+
 # --- per-class statistics -----------------------------------------------------------------------
 
 
@@ -122,16 +226,21 @@ def test_class_rate_and_regularity_in_documented_ranges(clean, cls):
 
 def test_rate_order_and_overlap(clean):
     med = {c: np.median(clean.spike_counts[clean.classes == c]) for c in RATE_RANGES}
-    assert med["PkC_ss"] > med["MFB"] > med["MLI"] > med["GoC"] > med["PkC_cs"]
-    # real classes overlap in rate: some MLI fire faster than some PkC_ss, some GoC than some MLI
+    assert med["PkC_ss"] > med["MLI"] > max(med["GoC"], med["MFB"]) > med["PkC_cs"]
+    # real classes overlap in rate: some MLI fire faster than some PkC_ss, some MFB than some GoC
     r = {c: clean.spike_counts[clean.classes == c] for c in RATE_RANGES}
     assert r["MLI"].max() > r["PkC_ss"].min()
-    assert r["GoC"].max() > np.median(r["MLI"])
+    assert r["MFB"].max() > np.median(r["GoC"])
 
 
-def test_no_refractory_violations_without_defects(clean):
-    for i in np.flatnonzero(np.isin(clean.classes, ["PkC_ss", "MLI", "GoC", "PkC_cs"])):
-        assert np.all(np.diff(clean.spike_times(i)) >= 0.0015 - 1e-9)
+def test_short_intervals_rare_without_defects(clean):
+    """Real sorted units keep a few short intervals (spikelets, double detections: the fitted
+    short-interval weight); somatic units without defects have < 1 % of ISIs below 1.5 ms."""
+    for c in ("PkC_ss", "MLI", "GoC", "PkC_cs"):
+        frac = [np.mean(np.diff(clean.spike_times(i)) < 0.0015) for i in np.flatnonzero(clean.classes == c)]
+        assert np.median(frac) < 0.01, c
+    for i in range(len(clean)):
+        assert np.all(np.diff(clean.spike_times(i)) > 0)
 
 
 def test_complex_spike_pause_in_cross_correlogram(clean):
@@ -154,13 +263,22 @@ def test_complex_spike_pause_in_cross_correlogram(clean):
     assert pause < 0.1 * baseline  # the simple-spike pause after a complex spike (>= 10 ms)
 
 
-def test_mfb_bursts_exceed_200_hz(clean):
-    frac = [np.mean(np.diff(clean.spike_times(i)) < 0.005) for i in np.flatnonzero(clean.classes == "MFB")]
-    assert np.median(frac) > 0.25
-    for i in np.flatnonzero(clean.classes == "MFB"):
-        isi = np.diff(clean.spike_times(i))
-        if len(isi) > 50:
-            assert np.percentile(isi, 5) < 0.005
+def _short_fraction(r, cls: str) -> float:
+    """Median over units of the fraction of ISIs below 100 ms that are below 5 ms."""
+    out = []
+    for i in np.flatnonzero(r.classes == cls):
+        isi = np.diff(r.spike_times(i))
+        isi = isi[isi < 0.1]
+        out.append(np.mean(isi < 0.005) if len(isi) else 0.0)
+    return float(np.median(out))
+
+
+def test_mfb_bursts_as_in_each_lab(clean):
+    """Hull's mouse MFB are bursty (median 49 % of ISIs < 100 ms fall below 5 ms in the tables);
+    Lisberger's macaque MFB are not (4.5 %)."""
+    assert _short_fraction(clean, "MFB") > 0.3
+    q, _ = simulate_units(preset="macaque", class_counts={"MFB": 30}, duration_s=120.0, seed=3, defects=False)
+    assert _short_fraction(q, "MFB") < 0.15
 
 
 def test_layers_match_classes(clean):
@@ -191,19 +309,20 @@ def _half_width_ms(w: np.ndarray, rate: float) -> float:
 def test_waveform_shapes_per_class(clean):
     r = clean
     assert r.waveforms.shape == (len(r), 120, 12)
-    assert np.all(np.abs(r.waveforms).max(axis=(1, 2)) < 2e-3)  # volts
+    assert np.all(np.abs(r.waveforms).max(axis=(1, 2)) < 5e-3)  # volts
     width = {c: np.median([_half_width_ms(w, 30000) for w in _peak_waves(r, c)[0]]) for c in RATE_RANGES}
-    assert width["PkC_cs"] > width["PkC_ss"] and width["GoC"] > width["MLI"]
-    assert width["MFB"] < width["GoC"]
+    for c, real in REAL_HALF_WIDTH_MS["mouse"].items():
+        # simulated widths run up to ~0.08 ms narrower than the real ones (docs/simulation.md, Limits)
+        assert -0.1 - 1e-9 <= width[c] - real <= 0.05 + 1e-9, (c, width[c], real)
+    assert width["MFB"] < width["PkC_cs"] and width["MFB"] < width["GoC"]
     w, idx = _peak_waves(r, "MFB")
     pos = r.subtypes[idx] == "positive"
-    assert pos.any() and (~pos).any()
+    assert 0.1 < pos.mean() < 0.6  # real mouse MFB: 29 % positive-going (Hull + Hausser)
     assert np.all(w[pos].max(axis=1) > -w[pos].min(axis=1))  # positive-going axonal spikes
-    # triphasic: positive before and after the trough
-    trough = np.argmin(w[~pos], axis=1)
-    assert np.all(
-        [w[j, :t].max() > 0.1 * -w[j, t] for j, t in zip(np.flatnonzero(~pos), trough, strict=True)]
-    )
+    assert set(r.subtypes[idx]) <= {"positive", "negative"}
+    for c in ("GoC", "PkC_cs"):  # real mouse GoC: all negative-going; CS: 9 % positive
+        wc, _ = _peak_waves(r, c)
+        assert np.mean(wc.max(axis=1) > -wc.min(axis=1)) < 0.3, c
 
 
 def test_waveform_spatial_decay(clean):
@@ -217,15 +336,17 @@ def test_waveform_spatial_decay(clean):
         assert amp[d > 40].mean() < amp[d < 1].mean()
 
 
-def test_macaque_preset_lower_rates_wider_spikes():
-    kw = dict(class_counts={"PkC_ss": 40, "GoC": 30}, duration_s=120.0, defects=False)
+def test_macaque_preset_lower_rates_wider_complex_spikes():
+    """Lisberger's macaque PkC_ss and GoC fire slower than Hull's mouse ones, and its complex spikes
+    are much wider (real half-widths 0.47 vs 0.20 ms)."""
+    kw = dict(class_counts={"PkC_ss": 40, "PkC_cs": 30, "GoC": 30}, duration_s=120.0, defects=False)
     m, _ = simulate_units(preset="mouse", seed=5, **kw)
     q, _ = simulate_units(preset="macaque", seed=5, **kw)
     for c in ("PkC_ss", "GoC"):
         assert np.median(q.spike_counts[q.classes == c]) < np.median(m.spike_counts[m.classes == c])
-        wm = np.median([_half_width_ms(w, 30000) for w in _peak_waves(m, c)[0]])
-        wq = np.median([_half_width_ms(w, 30000) for w in _peak_waves(q, c)[0]])
-        assert wq > wm
+    wm = np.median([_half_width_ms(w, 30000) for w in _peak_waves(m, "PkC_cs")[0]])
+    wq = np.median([_half_width_ms(w, 30000) for w in _peak_waves(q, "PkC_cs")[0]])
+    assert wq > wm + 0.1
 
 
 @pytest.mark.parametrize("rate", [25000.0, 40000.0])
@@ -428,14 +549,18 @@ def test_rate_alone_is_not_enough_but_features_are():
     cv = StratifiedKFold(5, shuffle=True, random_state=0)
     rate_only = cross_val_score(clf, x[:, :1], y, cv=cv, scoring="balanced_accuracy").mean()
     full = cross_val_score(clf, x, y, cv=cv, scoring="balanced_accuracy").mean()
-    assert rate_only < 0.8, rate_only
-    assert full > 0.9, full
-    # and a mouse-trained model transfers to the macaque preset
+    print("rate only", rate_only, "full", full)
+    assert rate_only < 0.7, rate_only
+    assert full > 0.8, full
+    # the presets are fitted to two labs whose classes differ (macaque MFB are not bursty, macaque
+    # GoC fire slower, ...): a mouse-trained model transfers only partly, as on real units (HIPPIE
+    # reports ~0.70 macaque -> mouse)
     q, _ = simulate_units(preset="macaque", class_counts=counts, duration_s=200.0, seed=22)
     clf.fit(x, y)
     pred = clf.predict(_simple_features(q))
     acc = np.mean([np.mean(pred[q.classes == c] == c) for c in counts])
-    assert acc > 0.85, acc
+    print("mouse -> macaque", acc)
+    assert 0.4 < acc < 0.95, acc
 
 
 # --- bad input, CLI ----------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Simulated cerebellar Neuropixels recordings with ground truth: spike trains and mean waveforms
 of the five C4 classes plus unidentified units, written as NWB files (also whole libraries).
-Parameters and their literature sources are documented in docs/simulation.md."""
+The C4 classes are drawn from per-unit fits to real identified units (``fitted_params.json``, made
+by ``python -m nwb_celltype.simulate._fit``); parameters and sources are in docs/simulation.md."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from ._spikes import (
     burst_train,
     gamma_train,
     log_rate_process,
+    mixture_train,
 )
 from ._waveforms import make_layer_profile, neuropixels_geometry, render_waveforms, template_phases
 
@@ -82,6 +84,7 @@ __all__ = [
     "get_preset",
     "log_rate_process",
     "make_layer_profile",
+    "mixture_train",
     "neuropixels_geometry",
     "render_waveforms",
     "simulate_library",

@@ -168,7 +168,10 @@ def write_nwb(
     )
     extra = {
         "simulated_class": ("true class of the simulated unit (C4 class or 'other')", result.classes),
-        "simulated_subtype": ("kind within the class (e.g. MFB positive/triphasic)", result.subtypes),
+        "simulated_subtype": (
+            "kind within the class (e.g. MFB positive/negative, other granule)",
+            result.subtypes,
+        ),
         "simulated_cell": (
             "simulated cell; PkC_ss and PkC_cs units of one Purkinje cell share it",
             result.cell_ids,

@@ -3,7 +3,12 @@ source and how approximate it is, in docs/simulation.md (section "Parameters and
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
 
 from ..errors import InvalidValueError
 
@@ -184,3 +189,49 @@ def get_preset(preset: str | Preset) -> Preset:
             "Pass preset='mouse' or preset='macaque'."
         )
     return PRESETS[preset]
+
+
+#: The parameter file fitted to real units by ``python -m nwb_celltype.simulate._fit``.
+FITTED_PARAMS_FILE = Path(__file__).with_name("fitted_params.json")
+
+
+@dataclass(frozen=True)
+class FittedClass:
+    """Per-unit fits of one class of one species: rows to draw simulated units from.
+
+    Attributes
+    ----------
+    discharge : (n_units, 7) float64
+        ``_model.DISCHARGE_FIELDS`` per real unit (empty when the tables have no spike data).
+    waveforms : tuple of (n_phases, 3) float64 arrays
+        Gaussian phases (amplitude, centre ms, sd ms; main peak at 0 ms) per real unit.
+    waveform_noise : (n_units,) float64
+        Residual sd of each waveform fit, relative to the main peak.
+    amplitude_log_sd : float or None
+        Spread (sd of the natural log) of the real peak amplitudes, None where not measured.
+    """
+
+    discharge: np.ndarray
+    waveforms: tuple
+    waveform_noise: np.ndarray
+    amplitude_log_sd: float | None
+
+
+@lru_cache(maxsize=4)
+def fitted_classes(preset_name: str) -> dict[str, FittedClass]:
+    """The fitted rows of every class of a preset (``{}`` if the preset has none)."""
+    data = json.loads(FITTED_PARAMS_FILE.read_text())
+    entry = data["presets"].get(preset_name)
+    if entry is None:
+        return {}
+    out = {}
+    for cls in set(entry["discharge"]) | set(entry["waveform"]):
+        waves = entry["waveform"].get(cls, [])
+        amp = entry["amplitude_log"].get(cls)
+        out[cls] = FittedClass(
+            discharge=np.array(entry["discharge"].get(cls, []), dtype=np.float64).reshape(-1, 7),
+            waveforms=tuple(np.array(w["phases"], dtype=np.float64) for w in waves),
+            waveform_noise=np.array([w["noise"] for w in waves], dtype=np.float64),
+            amplitude_log_sd=None if amp is None else float(amp[1]),
+        )
+    return out

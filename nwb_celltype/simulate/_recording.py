@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import InvalidValueError, OutputError
 from ..vocabulary import C4_CLASSES
+from ._model import model_rate_hz, mu_for_rate
 from ._nwb import site_layers, write_nwb
 from ._params import (
     C4_LABELLED_COUNTS,
@@ -20,7 +21,9 @@ from ._params import (
     OTHER_KINDS,
     SIM_CLASSES,
     ClassParams,
+    FittedClass,
     Preset,
+    fitted_classes,
     get_preset,
 )
 from ._result import DEFECT_RATES, N_CHANNELS, SimulationResult
@@ -30,9 +33,11 @@ from ._spikes import (
     apply_cs_pause,
     burst_train,
     gamma_train,
+    mixture_train,
 )
 from ._waveforms import (
     LAYER_SUFFIX_TO_C4,
+    fitted_phases,
     make_layer_profile,
     neuropixels_geometry,
     render_waveforms,
@@ -118,11 +123,45 @@ def _u(rng: np.random.Generator, rng_pair: tuple[float, float]) -> float:
     return float(rng.uniform(*rng_pair))
 
 
+#: Complex-spike rate (Hz): log-normal median and log-sd, clip range. The tables' 100 ms window
+#: cannot measure it (Zhou et al. 2014, Van Dijck et al. 2013: ~1 Hz, 0.5-2 Hz).
+CS_RATE = (1.0, 0.35, (0.3, 2.5))
+
+
+def jitter_discharge(rng: np.random.Generator, row: np.ndarray, n_rows: int) -> np.ndarray:
+    """A fitted unit's discharge parameters with unit-to-unit jitter (log-sd 0.1 on every time
+    scale and shape, 0.2 on the burst weight; 0.25 where the class has fewer than 5 real units, so
+    that few fits still give a spread population)."""
+    s = 0.1 if n_rows >= 5 else 0.25
+    q = np.array(row, dtype=np.float64)
+    q[1:6] *= np.exp(s * rng.standard_normal(5))
+    q[0] = min(q[0] * float(np.exp(2 * s * rng.standard_normal())), 0.9)
+    q[6] *= float(np.exp(s * rng.standard_normal()))
+    q[3] = max(q[3], 1.0)
+    q[4] = max(q[4], 0.3)
+    return q
+
+
+def _fitted_train(
+    rng: np.random.Generator, cls: str, fit: FittedClass, p: ClassParams, duration_s: float
+) -> tuple[np.ndarray, float]:
+    """Spike train and rate of a unit drawn from the per-unit fits of its class."""
+    q = jitter_discharge(rng, fit.discharge[rng.integers(len(fit.discharge))], len(fit.discharge))
+    if cls == "PkC_cs":
+        med, sd, (lo, hi) = CS_RATE
+        q[5] = mu_for_rate(q, float(np.clip(med * np.exp(sd * rng.standard_normal()), lo, hi)))
+    t = mixture_train(rng, q, duration_s, log_rate_tau_s=_u(rng, p.log_rate_tau_s))
+    return t, model_rate_hz(q)
+
+
 def _class_train(
     rng: np.random.Generator, cls: str, kind: str, preset: Preset, duration_s: float
 ) -> tuple[np.ndarray, float]:
     """Spike train (s) and target rate (Hz) of one unit of class ``cls``."""
     p = preset.classes[cls]
+    fit = fitted_classes(preset.name).get(cls)
+    if cls != OTHER and fit is not None and len(fit.discharge):
+        return _fitted_train(rng, cls, fit, p, duration_s)
     rate = _draw_rate(rng, p)
     common = dict(
         log_rate_sd=_u(rng, p.log_rate_sd),
@@ -210,15 +249,40 @@ def class_waveform(
     if cls not in SIM_CLASSES:
         raise InvalidValueError(f"unknown class {cls!r}; expected one of {SIM_CLASSES}.")
     pre = get_preset(preset)
-    p = pre.classes[cls]
-    phases = template_phases(rng, cls, pre.width_scale, kind)
-    amp_v = p.amplitude_uv * np.exp(0.35 * rng.standard_normal()) * 1e-6
-    noise_v = (10.0 / np.sqrt(max(n_spikes, 1)) + 1.0) * 1e-6
+    phases, amp_v, space_um, noise_v = _unit_waveform_params(rng, cls, kind, pre, n_spikes)
     t_ms = waveform_time_ms(waveform_rate_hz)
     wave = render_waveforms(
-        phases, t_ms, np.zeros(1), amplitude_v=amp_v, space_um=_u(rng, p.space_um), noise_v=noise_v, rng=rng
+        phases, t_ms, np.zeros(1), amplitude_v=amp_v, space_um=space_um, noise_v=noise_v, rng=rng
     )
     return wave[:, 0]
+
+
+def _unit_waveform_params(
+    rng: np.random.Generator, cls: str, kind: str, pre: Preset, n_spikes: int
+) -> tuple[np.ndarray, float, float, float]:
+    """Phases, peak amplitude (V), spatial decay (um) and noise sd (V) of one unit's waveform: from
+    a real unit's fitted phases where the class has fits (granule-like "other" units: the Hausser
+    granule cells), else from the class template."""
+    p = pre.classes[cls]
+    key = "GrC" if (cls == OTHER and kind == "granule") else cls
+    fits = fitted_classes(pre.name).get(key) or fitted_classes("mouse").get(key)
+    log_sd = 0.35
+    rel_noise = 0.0
+    if (cls != OTHER or key == "GrC") and fits is not None and fits.waveforms:
+        rows = np.arange(len(fits.waveforms))
+        if cls == "MFB" and kind in ("positive", "negative"):  # a requested polarity of the main phase
+            sign = np.array([w[np.argmax(np.abs(w[:, 0])), 0] > 0 for w in fits.waveforms])
+            rows = rows[sign == (kind == "positive")] if (sign == (kind == "positive")).any() else rows
+        j = int(rows[rng.integers(len(rows))])
+        phases = fitted_phases(rng, fits.waveforms[j])
+        rel_noise = float(fits.waveform_noise[j])
+        log_sd = fits.amplitude_log_sd or log_sd
+    else:
+        phases = template_phases(rng, cls, pre.width_scale, kind)
+    amp_v = p.amplitude_uv * float(np.exp(log_sd * rng.standard_normal())) * 1e-6
+    # the residue of averaging n spikes, plus the real fit's residual (noise and unmodelled shape)
+    noise_v = float(np.hypot((10.0 / np.sqrt(max(n_spikes, 1)) + 1.0) * 1e-6, 0.5 * rel_noise * amp_v))
+    return phases, amp_v, _u(rng, p.space_um), noise_v
 
 
 def _apply_defects(
@@ -342,11 +406,9 @@ def simulate_units(
     # table order is a random permutation (as spike sorters number clusters)
     classes = classes[lrng.permutation(n)].astype(str)
     subtypes = np.full(n, "", dtype=object)
-    is_mfb = classes == "MFB"
-    subtypes[is_mfb] = np.where(lrng.uniform(size=is_mfb.sum()) < 0.4, "positive", "triphasic")
     is_other = classes == OTHER
     subtypes[is_other] = lrng.choice(OTHER_KINDS, size=is_other.sum(), p=OTHER_KIND_P)
-    subtypes = subtypes.astype(str)
+    subtypes = subtypes.astype("<U16")
     # pair each PkC_cs unit with a PkC_ss unit of the same cell
     partner = np.full(n, -1, dtype=np.int64)
     ss_idx = np.flatnonzero(classes == "PkC_ss")
@@ -419,20 +481,21 @@ def simulate_units(
     peak_channels = np.argmax(electrodes == peak_elec[:, None], axis=1).astype(np.int64)
     waves = np.empty((n, len(t_ms), N_CHANNELS), dtype=np.float32)
     for i in range(n):
-        c = classes[i]
-        p = pre.classes[c]
-        phases = template_phases(wrng, c, pre.width_scale, subtypes[i])
-        amp_v = p.amplitude_uv * np.exp(0.35 * wrng.standard_normal()) * 1e-6
-        noise_v = (10.0 / np.sqrt(max(counts[i], 1)) + 1.0) * 1e-6
+        phases, amp_v, space_um, noise_v = _unit_waveform_params(
+            wrng, classes[i], subtypes[i], pre, int(counts[i])
+        )
         waves[i] = render_waveforms(
             phases,
             t_ms,
             d_all[i, electrodes[i]],
             amplitude_v=amp_v,
-            space_um=_u(wrng, p.space_um),
+            space_um=space_um,
             noise_v=noise_v,
             rng=wrng,
         )
+        if classes[i] == "MFB":  # axonal spikes: positive-going or negative-going main deflection
+            w = waves[i, :, peak_channels[i]]
+            subtypes[i] = "positive" if w.max() > -w.min() else "negative"
     site_suffix, site_loc = site_layers(segs)
     layers = np.array([LAYER_SUFFIX_TO_C4[site_suffix[e]] for e in peak_elec])
     locations = site_loc[peak_elec]

@@ -46,7 +46,7 @@ class SimulationResult:
     classes : (n,) str
         True class: one of ``vocabulary.C4_CLASSES`` or ``"other"``.
     subtypes : (n,) str
-        Kind within the class (e.g. MFB ``"positive"``/``"triphasic"``, other ``"granule"``, ...).
+        Kind within the class (MFB ``"positive"``/``"negative"`` main phase, other ``"granule"``, ...).
     labelled : (n,) bool
         Whether the unit carries a ground-truth label in the file.
     cell_ids : (n,) int64

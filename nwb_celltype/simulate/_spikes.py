@@ -10,6 +10,7 @@ from ..errors import InvalidValueError
 
 __all__ = [
     "add_refractory_violations",
+    "mixture_train",
     "apply_amplitude_cutoff",
     "apply_cs_pause",
     "burst_train",
@@ -113,6 +114,67 @@ def gamma_train(
     t = np.interp(s, cum, ugrid) if log_rate_sd > 0 else s / free
     if dead_time_s > 0:
         t += dead_time_s * np.arange(len(t))
+    return t[: np.searchsorted(t, duration_s)]
+
+
+def mixture_train(
+    rng: np.random.Generator,
+    params: np.ndarray,
+    duration_s: float,
+    *,
+    log_rate_tau_s: float = 1.0,
+) -> np.ndarray:
+    """Spike times of the fitted discharge model (``_model.py``; parameters ``DISCHARGE_FIELDS``).
+
+    Each interval is, with probability ``w_b``, short (gamma of shape 2 and mean ``m_b_ms``: a
+    burst, a spikelet, a double detection), otherwise a refractory time (gamma, shape ``k_d``,
+    mean ``d_ms``) plus a gamma interval (shape ``k``, mean ``mu_ms``) counted in an operational
+    time whose speed is a log-normal Ornstein-Uhlenbeck gain (sd ``sigma``, time constant
+    ``log_rate_tau_s``; time rescaling as in :func:`gamma_train`). Short and refractory parts are
+    fixed in real time: slow rate changes stretch only the free part of the long intervals.
+
+    Returns
+    -------
+    (k,) float64
+        Sorted spike times in seconds in ``[0, duration_s)``.
+    """
+    _check_positive("duration_s", duration_s)
+    w_b, m_b, d, k_d, k, mu, sigma = (float(x) for x in params)
+    for name, v in (("m_b_ms", m_b), ("d_ms", d), ("k_d", k_d), ("k", k), ("mu_ms", mu)):
+        _check_positive(name, v)
+    if not 0.0 <= w_b < 1.0 or not np.isfinite(sigma) or sigma < 0:
+        raise InvalidValueError(f"w_b must lie in [0, 1) and sigma be >= 0, got {w_b!r}, {sigma!r}.")
+    mean_s = (w_b * m_b + (1 - w_b) * (d + mu)) * 1e-3
+    grid_s = float(np.clip(log_rate_tau_s / 4.0, 0.02, 0.5))
+    gain = log_rate_process(rng, duration_s, sigma, log_rate_tau_s, grid_s)
+    ugrid = np.arange(len(gain)) * grid_s
+    cum = np.concatenate([[0.0], np.cumsum(gain[:-1] * grid_s)])  # operational time (s)
+    n = int(duration_s / mean_s * 1.15 + 6 * np.sqrt(duration_s / mean_s + 1) + 10)
+    fixed_parts, free_parts = [], []
+    total_fixed = total_free = 0.0
+    while True:
+        # float32 draws (twice as fast; ample precision for intervals), only as many as needed
+        short = rng.random(n, dtype=np.float32) < w_b if w_b > 0 else np.zeros(n, dtype=bool)
+        n_short = int(short.sum())
+        fixed = _unit_gamma(rng, k_d, n) * np.float32(d * 1e-3)
+        free = _unit_gamma(rng, k, n) * np.float32(mu * 1e-3)
+        if n_short:
+            fixed[short] = _unit_gamma(rng, 2.0, n_short) * np.float32(m_b * 1e-3)
+            free[short] = 0.0
+        fixed_parts.append(fixed)
+        free_parts.append(free)
+        total_fixed += float(fixed.sum())
+        total_free += float(free.sum())
+        # enough once the last spike's real time passes the end (or the clock runs out)
+        if total_free >= cum[-1] or float(np.interp(total_free, cum, ugrid)) + total_fixed >= duration_s:
+            break
+        n = max(n // 4, 100)
+    fixed = np.concatenate(fixed_parts)
+    s = np.cumsum(np.concatenate(free_parts), dtype=np.float64)
+    s = s[: np.searchsorted(s, cum[-1])]
+    t = np.interp(s, cum, ugrid) + np.cumsum(fixed[: len(s)], dtype=np.float64)
+    t -= rng.uniform() * mean_s  # random phase: stationary start
+    t = t[t >= 0]
     return t[: np.searchsorted(t, duration_s)]
 
 

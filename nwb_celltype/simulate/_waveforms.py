@@ -11,6 +11,7 @@ from ._params import OTHER
 __all__ = [
     "LAYER_SUFFIX_TO_C4",
     "REGIONS",
+    "fitted_phases",
     "make_layer_profile",
     "neuropixels_geometry",
     "render_waveforms",
@@ -167,6 +168,16 @@ def template_phases(rng: np.random.Generator, cls: str, width: float, kind: str 
     out[1:, 1] += 0.02 * w * rng.standard_normal(len(out) - 1)
     out[:, 2] *= np.exp(0.08 * rng.standard_normal(len(out)))
     return out
+
+
+def fitted_phases(rng: np.random.Generator, phases: np.ndarray) -> np.ndarray:
+    """A real unit's fitted phases (rows ``(amplitude, centre_ms, sd_ms)``, main peak at 0 ms) with
+    unit-to-unit jitter: a global time stretch (log-sd 0.05). The phases' amplitudes are not
+    jittered one by one: fitted sums can hold nearly cancelling pairs, whose independent jitter
+    would distort the shape (measured: median half-widths 15-30 % too narrow)."""
+    out = np.array(phases, dtype=np.float64)
+    out[:, 1:] *= float(np.exp(0.05 * rng.standard_normal()))
+    return out / np.abs(out[:, 0]).max()
 
 
 def render_waveforms(

@@ -1,0 +1,360 @@
+"""How real do simulated units look? The simulator (nwb_celltype.simulate) against real identified
+cerebellar units (the C4 database's Hull mouse and Lisberger macaque units, HIPPIE tables in
+the real-c4 folder found by ``nwb_celltype.testing.real_data.real_c4_dir``; see its README).
+
+Measures, per species preset:
+1. per class, a distance between the simulated and the real distributions of the three feature
+   blocks (min-max ACG lags 1..100 ms, min-max log ISI histogram 0..99 ms, aligned waveform): the
+   normalised energy distance ``E = (2 E|X-Y| - E|X-X'| - E|Y-Y'|) / (2 E|X-Y|)`` (0: same
+   distribution, 1: disjoint), and a figure per class (median and 10-90 % band, real vs simulated);
+2. the transfer test: a logistic regression on those features trained on simulated units and tested
+   on every labelled real unit of the lab (balanced accuracy); the ceiling, trained on real units
+   (5-fold CV), is reported beside it;
+3. how easy the simulated task is from summary statistics alone: log rate + CV2, logistic
+   regression, 5-fold CV balanced accuracy on simulated units;
+4. the reverse direction: a model bundle trained on real units (``--bundle``, default: the
+   package's default model) classifies a simulated recording per preset; skipped with a message
+   until a bundle of the ``acg-isi-wave`` feature family exists.
+
+Run: ``python benchmarks/bench_realism.py [--data REAL_C4_DIR] [--quick] [--bundle PATH]``; writes
+``benchmarks/results/realism.json`` and the figures ``docs/figures/realism_<class>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+C4 = ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB")
+LABS = {"mouse": ("hull", ("hull", "hausser")), "macaque": ("lisberger", ("lisberger",))}
+ROOT = Path(__file__).resolve().parents[1]
+FAMILY = "acg-isi-wave"
+
+
+# ------------------------------------------------------------------------------------ features
+
+
+def minmax(x: np.ndarray) -> np.ndarray:
+    """Per-row min-max normalisation to [0, 1] (flat rows become 0)."""
+    x = np.asarray(x, dtype=np.float64)
+    lo, hi = x.min(1, keepdims=True), x.max(1, keepdims=True)
+    return (x - lo) / np.where(hi > lo, hi - lo, 1.0)
+
+
+def blocks(acg: np.ndarray, isi: np.ndarray, wave: np.ndarray) -> dict[str, np.ndarray]:
+    """The three normalised feature blocks of the README's logistic-regression baseline."""
+    return {"acg": minmax(acg), "isi": minmax(np.log1p(isi)), "waveform": minmax(wave)}
+
+
+def design(b: dict[str, np.ndarray]) -> np.ndarray:
+    return np.hstack([b["acg"], b["isi"], b["waveform"]])
+
+
+def real_set(data: Path, lab: str) -> dict:
+    """Labelled C4 units of one lab: blocks, labels (and the raw tables)."""
+    from nwb_celltype.library.tables import read_feature_tables
+
+    fs = read_feature_tables(data / lab)
+    keep = np.isin(fs.labels.astype(str), C4)
+    if fs.has_discharge.any():
+        keep &= fs.has_discharge
+    return {
+        "labels": fs.labels.astype(str)[keep],
+        "acg": fs.acg_counts[keep],
+        "isi": fs.isi_counts[keep],
+        "wave": fs.waveform[keep].astype(np.float64),
+        "has_discharge": bool(fs.has_discharge.any()),
+    }
+
+
+def simulated_set(preset: str, n_per_class: int, duration_s: float, seed: int) -> dict:
+    """Defect-free simulated units of the five classes (as a curated ground-truth library):
+    features from their spike times and peak-channel waveforms, plus log rate and CV2."""
+    from nwb_celltype.features.discharge import align_waveform, compute_acg_counts, compute_isi_counts
+    from nwb_celltype.simulate import simulate_units
+
+    counts = {c: n_per_class for c in C4}
+    res, _ = simulate_units(
+        preset=preset, class_counts=counts, duration_s=duration_s, seed=seed, defects=False
+    )
+    n = len(res.classes)
+    acg, isi = np.zeros((n, 100)), np.zeros((n, 100))
+    wave = np.zeros((n, 75))
+    rate, cv2 = np.zeros(n), np.zeros(n)
+    for i in range(n):
+        t = res.spike_times_s[res.spike_offsets[i] : res.spike_offsets[i + 1]]
+        acg[i] = compute_acg_counts(t)
+        isi[i] = compute_isi_counts(t)
+        wave[i] = align_waveform(res.waveforms[i, :, res.peak_channels[i]], res.waveform_rate_hz)
+        d = np.diff(t)
+        rate[i] = len(t) / duration_s
+        cv2[i] = np.mean(2 * np.abs(np.diff(d)) / (d[1:] + d[:-1])) if len(d) > 2 else np.nan
+    return {"labels": res.classes.astype(str), "acg": acg, "isi": isi, "wave": wave, "rate": rate, "cv2": cv2}
+
+
+# ------------------------------------------------------------------------------------- metrics
+
+
+def energy_distance(x: np.ndarray, y: np.ndarray) -> float:
+    """Normalised energy distance between two samples of feature vectors (rows), in [0, 1]."""
+    from scipy.spatial.distance import cdist
+
+    if len(x) < 2 or len(y) < 2:
+        return float("nan")
+    xy = cdist(x, y).mean()
+    xx = cdist(x, x).sum() / (len(x) * (len(x) - 1))
+    yy = cdist(y, y).sum() / (len(y) * (len(y) - 1))
+    return float((2 * xy - xx - yy) / (2 * xy))
+
+
+def _classifier():
+    """The README's baseline: a plain logistic regression on the min-max normalised blocks."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=5000)
+
+
+def transfer(sim: dict, real: dict) -> dict:
+    """Trained on simulated units, tested on real ones; and the real 5-fold ceiling."""
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    xs, xr = (
+        design(blocks(sim["acg"], sim["isi"], sim["wave"])),
+        design(blocks(real["acg"], real["isi"], real["wave"])),
+    )
+    clf = _classifier().fit(xs, sim["labels"])
+    pred = clf.predict(xr)
+    present = [c for c in C4 if (real["labels"] == c).any()]
+    out = {
+        "sim_to_real_balanced_accuracy": float(balanced_accuracy_score(real["labels"], pred)),
+        "sim_to_real_confusion": {
+            "classes": present,
+            "matrix": confusion_matrix(real["labels"], pred, labels=present).tolist(),
+        },
+    }
+    # the same classifier the other way: trained on the real units, tested on the simulated ones
+    back = _classifier().fit(xr, real["labels"]).predict(xs)
+    out["real_to_sim_balanced_accuracy"] = float(balanced_accuracy_score(sim["labels"], back))
+    big = [c for c in present if (real["labels"] == c).sum() >= 5]
+    m = np.isin(real["labels"], big)
+    out["sim_to_real_balanced_accuracy_classes_n5"] = float(
+        balanced_accuracy_score(real["labels"][m], pred[m])
+    )
+    out["classes_n5"] = big
+    with warnings.catch_warnings():  # classes with fewer members than folds (Hull GoC: 2 units)
+        warnings.simplefilter("ignore", UserWarning)
+        cv = StratifiedKFold(5, shuffle=True, random_state=0)
+        pr = cross_val_predict(_classifier(), xr, real["labels"], cv=cv)
+    out["real_cv_balanced_accuracy"] = float(balanced_accuracy_score(real["labels"], pr))
+    out["real_cv_balanced_accuracy_classes_n5"] = float(balanced_accuracy_score(real["labels"][m], pr[m]))
+    return out
+
+
+def summary_stats_accuracy(sim: dict) -> float:
+    """5-fold CV balanced accuracy of log rate + CV2 (logistic regression) on simulated units."""
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    x = np.column_stack([np.log(np.maximum(sim["rate"], 1e-3)), np.nan_to_num(sim["cv2"], nan=1.0)])
+    pr = cross_val_predict(
+        _classifier(), x, sim["labels"], cv=StratifiedKFold(5, shuffle=True, random_state=0)
+    )
+    return float(balanced_accuracy_score(sim["labels"], pr))
+
+
+def class_distances(sim: dict, real: dict, real_waves: dict) -> dict:
+    bs, br = blocks(sim["acg"], sim["isi"], sim["wave"]), blocks(real["acg"], real["isi"], real["wave"])
+    out = {}
+    for c in C4:
+        s, r = sim["labels"] == c, real["labels"] == c
+        d = {k: energy_distance(bs[k][s], br[k][r]) for k in ("acg", "isi")}
+        d["waveform"] = energy_distance(bs["waveform"][s], minmax(real_waves[c]))
+        d["n_real"] = int(r.sum())
+        out[c] = d
+    return out
+
+
+# ------------------------------------------------------------------------------------- figures
+
+
+def _band(ax, x, y, color, label):
+    lo, med, hi = np.percentile(y, [10, 50, 90], axis=0)
+    ax.fill_between(x, lo, hi, color=color, alpha=0.25, lw=0)
+    ax.plot(x, med, color=color, lw=1.5, label=label)
+
+
+def figures(per_preset: dict, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    lags, bins = np.arange(1, 101), np.arange(100)
+    t_wave = (np.arange(75) - 30) / 30.0
+    for c in C4:
+        fig, axes = plt.subplots(len(per_preset), 3, figsize=(11, 3.2 * len(per_preset)), squeeze=False)
+        for row, (preset, d) in enumerate(per_preset.items()):
+            sim, real, rw = d["sim"], d["real"], d["real_waves"]
+            s, r = sim["labels"] == c, real["labels"] == c
+            bs, br = (
+                blocks(sim["acg"][s], sim["isi"][s], sim["wave"][s]),
+                blocks(real["acg"][r], real["isi"][r], real["wave"][r]),
+            )
+            lab = LABS[preset][0]
+            for ax, key, x, xl in (
+                (axes[row, 0], "acg", lags, "lag (ms)"),
+                (axes[row, 1], "isi", bins, "ISI (ms)"),
+            ):
+                if r.any():
+                    _band(ax, x, br[key], "k", f"real ({lab}, n={int(r.sum())})")
+                _band(ax, x, bs[key], "tab:red", f"simulated (n={int(s.sum())})")
+                ax.set_xlabel(xl)
+                ax.set_title(f"{preset} {c}: {'ACG' if key == 'acg' else 'log ISI histogram'} (min-max)")
+            ax = axes[row, 2]
+            if len(rw[c]):
+                _band(ax, t_wave, rw[c], "k", f"real (n={len(rw[c])})")
+            _band(ax, t_wave, sim["wave"][s], "tab:red", "simulated")
+            ax.set_xlabel("time from main peak (ms)")
+            ax.set_title(f"{preset} {c}: waveform (max |.| = 1)")
+            axes[row, 0].legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        p = out_dir / f"realism_{c}.png"
+        fig.savefig(p, dpi=80)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+# ----------------------------------------------------------------------------- reverse direction
+
+
+def reverse_direction(bundle_arg: str | None, duration_s: float, out_dir: Path) -> dict:
+    """A real-trained bundle of the acg-isi-wave family classifies simulated recordings."""
+    from nwb_celltype.model import load_bundle
+
+    try:
+        if bundle_arg:
+            bundle = load_bundle(bundle_arg)
+        else:
+            from nwb_celltype.annotate import _resolve_model
+
+            bundle, _ = _resolve_model(None)
+    except Exception as exc:
+        return {"skipped": f"no model bundle could be loaded ({exc})"}
+    if bundle.feature_family != FAMILY:
+        return {
+            "skipped": (
+                f"the bundle {bundle.card.get('name', '?')!r} is not of the {FAMILY!r} feature family "
+                "(not trained on the real tables); pass --bundle PATH to a real-trained bundle once it exists"
+            )
+        }
+    import pynwb
+
+    from nwb_celltype.annotate import annotate
+    from nwb_celltype.nwb import read_annotations
+    from nwb_celltype.simulate import simulate_recording
+
+    out = {"bundle": bundle.card.get("name"), "presets": {}}
+    for preset in LABS:
+        src = out_dir / f"realism_{preset}.nwb"
+        res = simulate_recording(
+            src,
+            preset=preset,
+            duration_s=duration_s,
+            seed=11,
+            class_counts={c: 20 for c in C4},
+            labelled_fraction=0.0,
+        )
+        ann = annotate(src, model=bundle, out=out_dir / f"realism_{preset}.celltype.nwb", overwrite=True)
+        with pynwb.NWBHDF5IO(str(ann.output_path), "r") as io:
+            rec = read_annotations(io.read())[ann.table_name]
+            labels = np.asarray(rec.labels, dtype=str)
+            rows = np.asarray(rec.unit_indices)
+        truth = res.classes[rows]
+        ok = np.isin(labels, C4)
+        acc = [
+            float(np.mean(labels[truth == c][ok[truth == c]] == c)) if ok[truth == c].any() else 0.0
+            for c in C4
+        ]
+        out["presets"][preset] = {
+            "balanced_accuracy_classified": float(np.mean(acc)),
+            "fraction_classified": float(ok.mean()),
+            "balanced_accuracy_all": float(np.mean([np.mean(labels[truth == c] == c) for c in C4])),
+        }
+    return out
+
+
+# ----------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=None, help="real-c4 folder (default: real_c4_dir())")
+    ap.add_argument("--n-per-class", type=int, default=120)
+    ap.add_argument("--duration", type=float, default=600.0)
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--bundle", default=None, help="real-trained model bundle (default: the package default)")
+    ap.add_argument("--quick", action="store_true", help="40 units per class, 300 s")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "realism.json"))
+    ap.add_argument("--figures", default=str(ROOT / "docs" / "figures"))
+    args = ap.parse_args()
+    if args.quick:
+        args.n_per_class, args.duration = 40, 300.0
+    from nwb_celltype.testing.real_data import real_c4_dir
+
+    data = Path(args.data) if args.data else real_c4_dir()
+    if data is None:
+        raise SystemExit("no real-c4 tables found: pass --data DIR (see docs/validation.md)")
+    results: dict = {"n_per_class": args.n_per_class, "duration_s": args.duration, "presets": {}}
+    per_preset = {}
+    for preset, (lab, wave_labs) in LABS.items():
+        t0 = time.perf_counter()
+        sim = simulated_set(preset, args.n_per_class, args.duration, args.seed)
+        t_sim = time.perf_counter() - t0
+        real = real_set(data, lab)
+        waves = [real_set(data, w) if w != lab else real for w in wave_labs]
+        real_waves = {c: np.vstack([w["wave"][w["labels"] == c] for w in waves]) for c in C4}
+        per_preset[preset] = {"sim": sim, "real": real, "real_waves": real_waves}
+        r = {
+            "lab": lab,
+            "simulate_and_features_s": round(t_sim, 1),
+            "distance": class_distances(sim, real, real_waves),
+            **transfer(sim, real),
+            "summary_stats_balanced_accuracy": summary_stats_accuracy(sim),
+        }
+        results["presets"][preset] = r
+        print(
+            f"{preset}: sim->{lab} {r['sim_to_real_balanced_accuracy']:.3f} (classes with >= 5 real units "
+            f"{r['sim_to_real_balanced_accuracy_classes_n5']:.3f}); real 5-fold CV ceiling "
+            f"{r['real_cv_balanced_accuracy']:.3f} ({r['real_cv_balanced_accuracy_classes_n5']:.3f}); log rate + CV2 on simulated "
+            f"{r['summary_stats_balanced_accuracy']:.3f}; real-trained on simulated {r['real_to_sim_balanced_accuracy']:.3f}"
+        )
+        for c, d in r["distance"].items():
+            print(
+                f"  {c:7s} energy distance ACG {d['acg']:.3f} ISI {d['isi']:.3f} waveform {d['waveform']:.3f}"
+            )
+    results["figures"] = [os.path.relpath(p, ROOT) for p in figures(per_preset, Path(args.figures))]
+    with tempfile.TemporaryDirectory() as work:
+        results["reverse"] = reverse_direction(args.bundle, args.duration, Path(work))
+    if "skipped" in results["reverse"]:
+        print("reverse direction skipped:", results["reverse"]["skipped"])
+    else:
+        for p, d in results["reverse"]["presets"].items():
+            print(f"real-trained model on simulated {p}: balanced accuracy {d['balanced_accuracy_all']:.3f}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
