@@ -137,7 +137,9 @@ def test_annotate_dispatches_on_the_bundles_family(small_bundle, tmp_path):
     with NWBHDF5IO(str(tmp_path / "b.nwb"), "r") as io:
         rec2 = next(iter(read_annotations(io.read()).values()))
     ok = rec2.status != "not_classifiable"
-    assert ok.sum() >= 10 and res2.n_units == 12
+    # removing the waveform makes no unit unclassifiable: the same units as with waveforms
+    assert res2.n_units == 12 and ok.sum() >= 6
+    assert np.array_equal(ok, rec.status != "not_classifiable")
     assert all(
         "discharge alone" in str(r)
         for r, s in zip(rec2.reasons, rec2.status, strict=True)
