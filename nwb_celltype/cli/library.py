@@ -86,6 +86,7 @@ def label_cmd(
     --evidence-type and --labelled-by for all rows."""
     from ..library import label_file
 
+    before = _table_names(source) if name is None else set()
     path = label_file(
         source,
         labels,
@@ -105,7 +106,17 @@ def label_cmd(
         allow_read_only=allow_read_only,
         allow_hard_links=allow_hard_links,
     )
-    click.echo(f"labels written to {path}" + (f" (table {name!r})" if name else ""))
+    if name is None:  # the free name chosen under the file's lock: the table that is new there
+        new = sorted(_table_names(path) - before)
+        name = ", ".join([n for n in new if not n.endswith("_evidence")] or new) or "?"
+    click.echo(f"labels written to {path} (table {name!r})")
+
+
+def _table_names(path) -> set[str]:
+    from .._files import open_nwb_h5
+
+    with open_nwb_h5(path) as f:
+        return {n for m in (f.get("processing") or {}).values() for n in m.keys()}
 
 
 @library.command("create")
