@@ -345,3 +345,32 @@ def test_report_defaults_to_the_prediction_table_not_ground_truth(tmp_path, demo
     gt_first = {"ground_truth": records.pop("ground_truth"), **records}
     assert default_table(res.output_path, gt_first) == res.table_name  # owner of Units.cell_type
     assert default_table(demo_recording_path(), gt_first) == res.table_name  # no owner: 1st prediction
+
+
+def test_manifest_commands_refuse_to_replace_without_overwrite(tmp_path):
+    """library create / merge keep an earlier manifest unless --overwrite (one wording everywhere)."""
+    from nwb_celltype.testing.mock import mock_NWBFile_with_units
+
+    nwb = tmp_path / "l.nwb"
+    from pynwb import NWBHDF5IO
+
+    with NWBHDF5IO(str(nwb), "w") as io:
+        io.write(mock_NWBFile_with_units(2))
+    r = CliRunner()
+    lib = tmp_path / "lib.toml"
+    assert r.invoke(main, ["library", "create", str(lib), str(nwb)]).exit_code == 0
+    before = lib.read_bytes()
+    res = r.invoke(main, ["library", "create", str(lib), str(nwb), "--name", "other"])
+    assert res.exit_code == 1 and "--overwrite" in res.output and lib.read_bytes() == before
+    assert (
+        r.invoke(main, ["library", "create", str(lib), str(nwb), "--name", "other", "--overwrite"]).exit_code
+        == 0
+    )
+    assert lib.read_bytes() != before
+    out = tmp_path / "all.toml"
+    assert r.invoke(main, ["library", "merge", str(lib), "--out", str(out)]).exit_code == 0
+    res = r.invoke(main, ["library", "merge", str(lib), "--out", str(out)])
+    assert res.exit_code == 1 and "--overwrite" in res.output
+    assert r.invoke(main, ["library", "merge", str(lib), "--out", str(out), "--overwrite"]).exit_code == 0
+    for cmd in (["library", "create", "--help"], ["library", "merge", "--help"], ["evaluate", "--help"]):
+        assert "--overwrite" in r.invoke(main, cmd).output

@@ -185,3 +185,21 @@ def quiet_logging(quiet: bool):
         yield
     finally:
         log.setLevel(old)
+
+
+def overwrite_option(what: str):
+    """``--overwrite`` with one wording across commands (``what`` = what it replaces)."""
+    return click.option("--overwrite", is_flag=True, help=f"Replace {what} if it exists.")
+
+
+def refuse_existing(path, overwrite: bool) -> None:
+    """Our one-line error when ``path`` (a file, or a non-empty folder) exists and ``overwrite`` is not
+    set: commands never replace an earlier result silently."""
+    from pathlib import Path
+
+    from ..errors import AnnotationExistsError
+
+    p = Path(path)
+    exists = p.is_file() or (p.is_dir() and any(p.iterdir()))
+    if exists and not overwrite:
+        raise AnnotationExistsError(f"{p} exists; pass --overwrite to replace it, or choose another path.")

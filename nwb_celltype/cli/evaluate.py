@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ._common import overwrite_option, refuse_existing
 from .train import _config_options, load_library, make_config
 
 
@@ -15,6 +16,7 @@ from .train import _config_options, load_library, make_config
 @click.option("--test", "test", multiple=True, help="Separate test library (e.g. another species).")
 @click.option("--threshold", type=float, default=2.0, show_default=True, help="Confidence-ratio threshold.")
 @click.option("--no-baselines", is_flag=True, help="Skip logistic-regression and rule baselines.")
+@overwrite_option("the contents of --out")
 @_config_options
 def evaluate(
     library,
@@ -24,6 +26,7 @@ def evaluate(
     test,
     threshold,
     no_baselines,
+    overwrite,
     seed,
     folds,
     repeats,
@@ -41,6 +44,7 @@ def evaluate(
     (--folds / --repeats set each trained ensemble's inner folds.)"""
     from ..model import evaluate_model
 
+    refuse_existing(out, overwrite)
     cfg = make_config(folds, repeats, vae_epochs, head_epochs, use_layer, finetune_encoders, threads)
     ts = load_library(library, cache_dir, annotation, progress)
     test_set = load_library(test, cache_dir, annotation, progress) if test else None

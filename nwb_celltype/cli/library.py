@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import in_place_options
+from ._common import in_place_options, overwrite_option, refuse_existing
 
 
 @click.group("library")
@@ -125,10 +125,12 @@ def _table_names(path) -> set[str]:
 @click.option("--name", help="Library name (default: the manifest's file name).")
 @click.option("--description", default="", help="Free text describing the library.")
 @click.option("--annotation", help="Ground-truth table to use in every file (default: all).")
-def create_cmd(manifest, files, name, description, annotation):
+@overwrite_option("MANIFEST")
+def create_cmd(manifest, files, name, description, annotation, overwrite):
     """Write MANIFEST (.toml/.json/.yaml) listing FILES (NWB paths or dandi:// asset URLs) with hashes."""
     from ..library import create_manifest
 
+    refuse_existing(manifest, overwrite)
     m = create_manifest(
         files,
         name=name or Path(manifest).stem,
@@ -216,10 +218,12 @@ def export_cmd(manifest, out, name, description, no_validate):
 @click.argument("manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged manifest to write.")
 @click.option("--name", help="Name of the merged library (default: --out's file name).")
-def merge_cmd(manifests, out, name):
+@overwrite_option("--out")
+def merge_cmd(manifests, out, name, overwrite):
     """Merge library MANIFESTS into one; each file keeps the library it came from."""
     from ..library import load_manifest, merge_manifests
 
+    refuse_existing(out, overwrite)
     m = merge_manifests([load_manifest(p) for p in manifests], name=name or Path(out).stem)
     m.save(out)
     click.echo(f"{out}: {len(m)} files from {len(manifests)} libraries")
