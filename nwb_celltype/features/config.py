@@ -50,6 +50,20 @@ class ConfigMixin:
         return cls.from_dict(json.loads(s))
 
 
+def common_config(sets: list):
+    """The one configuration of feature sets about to be stacked (an error if they differ or none)."""
+    if not sets:
+        raise FeatureError("no feature sets to concatenate")
+    cfg = sets[0].config
+    for s in sets[1:]:
+        if s.config != cfg:
+            raise FeatureError(
+                f"cannot concatenate {cfg.family} features computed with different configurations "
+                f"({cfg.sha256[:12]} vs {s.config.sha256[:12]}); recompute with one configuration."
+            )
+    return cfg
+
+
 @dataclass(frozen=True)
 class FeatureConfig(ConfigMixin):
     """Settings of the feature extractor. Defaults reproduce C4 (npyx 4.3.1).
@@ -133,15 +147,7 @@ class FeatureSet:
     @staticmethod
     def concatenate(sets: list[FeatureSet]) -> FeatureSet:
         """Stack feature sets computed with one configuration; mixing configurations is an error."""
-        if not sets:
-            raise FeatureError("no feature sets to concatenate")
-        cfg = sets[0].config
-        for s in sets[1:]:
-            if s.config != cfg:
-                raise FeatureError(
-                    "cannot concatenate features computed with different configurations "
-                    f"({cfg.sha256[:12]} vs {s.config.sha256[:12]}); recompute with one configuration."
-                )
+        cfg = common_config(sets)
         return FeatureSet(
             unit_ids=np.concatenate([s.unit_ids for s in sets]),
             acg=np.concatenate([s.acg for s in sets]),

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import FeatureError, NwbCelltypeError
 from ..units import UnitsBatch
 from ._guards import check_train
-from .config import ConfigMixin
+from .config import ConfigMixin, common_config
 
 log = logging.getLogger(__name__)
 
@@ -120,15 +120,7 @@ class DischargeFeatureSet:
     @staticmethod
     def concatenate(sets: list[DischargeFeatureSet]) -> DischargeFeatureSet:
         """Stack sets computed with one configuration (labels kept only if every set has them)."""
-        if not sets:
-            raise FeatureError("no feature sets to concatenate")
-        cfg = sets[0].config
-        for s in sets[1:]:
-            if s.config != cfg:
-                raise FeatureError(
-                    f"cannot concatenate {FAMILY} features computed with different configurations "
-                    f"({cfg.sha256[:12]} vs {s.config.sha256[:12]}); recompute with one configuration."
-                )
+        cfg = common_config(sets)
         labels = None
         if all(s.labels is not None for s in sets):
             labels = np.concatenate([np.asarray(s.labels, dtype=object) for s in sets])

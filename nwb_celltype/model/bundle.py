@@ -70,6 +70,17 @@ class CardProperties:
         return str(self.card.get("feature_family", "c4-3d"))
 
     @property
+    def feature_config(self):
+        """The card's feature configuration, as the family's configuration type (cached)."""
+        if self._feature_config is None:
+            from ..features.families import get_family
+
+            self._feature_config = get_family(self.feature_family).config_from_dict(
+                self.card["feature_config"]
+            )
+        return self._feature_config
+
+    @property
     def name(self) -> str:
         return self.card["name"]
 
@@ -106,12 +117,6 @@ class ModelBundle(CardProperties):
     laplace: Any = None
     path: Path | None = None
     _feature_config: FeatureConfig | None = field(default=None, repr=False)
-
-    @property
-    def feature_config(self) -> FeatureConfig:
-        if self._feature_config is None:
-            self._feature_config = FeatureConfig.from_dict(self.card["feature_config"])
-        return self._feature_config
 
     @property
     def uses_layer(self) -> bool:

@@ -53,12 +53,6 @@ class DischargeBundle(CardProperties):
     _feature_config: DischargeConfig | None = field(default=None, repr=False)
 
     @property
-    def feature_config(self) -> DischargeConfig:
-        if self._feature_config is None:
-            self._feature_config = DischargeConfig.from_dict(self.card["feature_config"])
-        return self._feature_config
-
-    @property
     def uses_layer(self) -> bool:
         return False
 
