@@ -196,7 +196,7 @@ def test_default_model_is_the_real_one_and_its_card_says_so():
     }
     assert "hull within-lab CV" in card["validation"]["evaluations"]
     assert any("Cerebellar cortex only" in lim for lim in card["limits"])
-    assert not card.get("simulated_training_data")
+    assert not card.get("trained_on_simulated_data")
     bundle, is_demo = resolve_model(None)
     assert bundle.sha256 == b.sha256 and not is_demo
     size = sum(p.stat().st_size for p in b.path.iterdir())

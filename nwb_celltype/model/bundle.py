@@ -575,6 +575,6 @@ def resolve_model(model, *, device: str | torch.device = "cpu"):
         bundle = load_bundle(path, device=device)
     else:
         bundle = model
-    return bundle, bool(bundle.card.get("simulated_training_data", False)) or (
+    return bundle, bool(bundle.card.get("trained_on_simulated_data", False)) or (
         bundle.path is not None and Path(bundle.path).resolve() == demo_bundle_path().resolve()
     )
