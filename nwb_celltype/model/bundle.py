@@ -204,6 +204,23 @@ def software_versions() -> dict[str, str]:
     }
 
 
+def card_header(*, name: str, version: str, description: str, classes) -> dict[str, Any]:
+    """The fields every bundle kind's model card starts with: format, identity, creation time and
+    the classes in output order with their Cell Ontology ids."""
+    return {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "name": name,
+        "version": version,
+        "description": description,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "classes": [
+            {"name": c, "index": i, "cell_ontology_id": CELL_ONTOLOGY_IDS.get(c, "")}
+            for i, c in enumerate(classes)
+        ],
+    }
+
+
 def bundle_from_states(
     states: list[dict[str, torch.Tensor]] | EnsembleCNN,
     *,
@@ -243,16 +260,7 @@ def bundle_from_states(
         )
     calib = "laplace" if laplace is not None else ("temperature" if temperature != 1.0 else "none")
     card: dict[str, Any] = {
-        "format": BUNDLE_FORMAT,
-        "format_version": BUNDLE_FORMAT_VERSION,
-        "name": name,
-        "version": version,
-        "description": description,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "classes": [
-            {"name": c, "index": i, "cell_ontology_id": CELL_ONTOLOGY_IDS.get(c, "")}
-            for i, c in enumerate(classes)
-        ],
+        **card_header(name=name, version=version, description=description, classes=classes),
         "uses_layer": bool(ens.use_layer),
         "feature_config": feature_config.to_dict(),
         "feature_config_sha256": feature_config.sha256,

@@ -11,7 +11,6 @@ On disk (same two files as every bundle)::
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import torch
 
 from ..errors import ModelError, ModelMismatchError
 from ..features.discharge import FAMILY, DischargeConfig, DischargeFeatureSet
-from ..vocabulary import CELL_ONTOLOGY_IDS, NOT_CLASSIFIABLE, UNCLASSIFIED
+from ..vocabulary import NOT_CLASSIFIABLE, UNCLASSIFIED
 from .bundle import CardProperties
 
 logger = logging.getLogger(__name__)
@@ -101,26 +100,10 @@ def make_discharge_bundle(
     card_extra: dict | None = None,
 ) -> DischargeBundle:
     """Wrap a trained real-data ensemble (:func:`~.real_ensemble.train_real_ensemble`) in a bundle."""
-    from .bundle import (
-        BUNDLE_FORMAT,
-        BUNDLE_FORMAT_VERSION,
-        WEIGHTS_FILE,
-        _bundle_digest,
-        _weights_digest,
-        software_versions,
-    )
+    from .bundle import WEIGHTS_FILE, _bundle_digest, _weights_digest, card_header, software_versions
 
     card: dict[str, Any] = {
-        "format": BUNDLE_FORMAT,
-        "format_version": BUNDLE_FORMAT_VERSION,
-        "name": name,
-        "version": version,
-        "description": description,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "classes": [
-            {"name": c, "index": i, "cell_ontology_id": CELL_ONTOLOGY_IDS.get(c, "")}
-            for i, c in enumerate(classes)
-        ],
+        **card_header(name=name, version=version, description=description, classes=classes),
         "uses_layer": False,
         "feature_family": FAMILY,
         "feature_config": feature_config.to_dict(),
