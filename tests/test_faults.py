@@ -573,3 +573,43 @@ def test_dandiset_runner_honours_the_pin():
     assert _load_model_identity(demo, info["sha256"][:12])["pinned"] is True
     with pytest.raises(ModelError, match="not the pinned"):
         _load_model_identity(demo, "0" * 64)
+
+
+# -- the DANDI API down: one line, our error, no traceback (finding 7) ----------------------------
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("down", ["http-503", "refused"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["assets", "000001"],
+        ["annotate", "DANDI:000001/draft/sub-1/x.nwb", "--out", "{tmp}/o.nwb"],
+        ["annotate-dandiset", "000001", "--out", "{tmp}/runs"],
+    ],
+    ids=["assets", "annotate", "annotate-dandiset"],
+)
+def test_dandi_api_down_is_one_line_of_ours(command, down, tmp_path):
+    """Finding 7: with the API down, the dandi client logged a 25-line traceback before our line."""
+    from nwb_celltype.testing.servers import DandiApiServer, RangeServer
+
+    def run(api_url: str) -> subprocess.CompletedProcess:
+        args = [a.replace("{tmp}", str(tmp_path)) for a in command]
+        env = {**os.environ, "DANDI_NO_ET": "1", "NWB_CELLTYPE_DANDI_API_URL": api_url}
+        return subprocess.run(
+            [sys.executable, "-m", "nwb_celltype.cli", *args], capture_output=True, text=True, env=env, timeout=120
+        )
+
+    if down == "refused":
+        with RangeServer(tmp_path) as files:
+            dead_url = files.url + "/api"  # the port is free again once the server stops
+        res = run(dead_url)
+    else:
+        with RangeServer(tmp_path) as files, DandiApiServer(files) as api:
+            api.faults.status = 503
+            res = run(api.api_url)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr and len(lines) == 1, res.stderr
+    assert lines[0].startswith("Error: ") and "DANDI API" in lines[0], lines[0]
+    assert not list(tmp_path.glob("o.nwb*")) and not (tmp_path / "runs" / "summary.tsv").exists()
