@@ -597,7 +597,11 @@ def test_dandi_api_down_is_one_line_of_ours(command, down, tmp_path):
         args = [a.replace("{tmp}", str(tmp_path)) for a in command]
         env = {**os.environ, "DANDI_NO_ET": "1", "NWB_CELLTYPE_DANDI_API_URL": api_url}
         return subprocess.run(
-            [sys.executable, "-m", "nwb_celltype.cli", *args], capture_output=True, text=True, env=env, timeout=120
+            [sys.executable, "-m", "nwb_celltype.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
         )
 
     if down == "refused":
