@@ -1,4 +1,4 @@
-"""Time ``nwb-celltype report`` on a simulated session annotated by the demo model: total wall time
+"""Time ``nwb-celltype report`` on a simulated session annotated by the default model: total wall time
 and seconds per unit (features recomputed, figures drawn), for 1 and 2 drawing processes, plus the
 start-up time of ``nwb-celltype --help``.
 
@@ -37,12 +37,19 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=600.0)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--model",
+        choices=["default", "demo"],
+        default="default",
+        help="annotate with the package's default (real-trained) model or the simulated demo model",
+    )
     ap.add_argument("--baseline-src", type=Path, default=None, help="source tree to compare with")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
 
     from nwb_celltype.annotate import annotate
     from nwb_celltype.model import load_demo_bundle
+    from nwb_celltype.model.bundle import load_default_bundle
     from nwb_celltype.report import write_report
     from nwb_celltype.simulate import simulate_recording
 
@@ -50,12 +57,14 @@ def main() -> None:
         "units": args.units,
         "duration_s": args.duration,
         "machine": platform.processor() or platform.machine(),
+        "model": args.model,
+        "load_average_at_start": os.getloadavg()[0],
     }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         src = tmp / "session.nwb"
         simulate_recording(src, n_units=args.units, duration_s=args.duration, seed=args.seed)
-        res = annotate(src, model=load_demo_bundle())
+        res = annotate(src, model=load_default_bundle() if args.model == "default" else load_demo_bundle())
         # warm-up: JIT compilation of the feature code is billed once per process
         write_report(res.output_path, tmp / "warm", table=res.table_name, max_units=2, workers=1)
         for w in args.workers:

@@ -210,6 +210,25 @@ def _unit_jobs(path, rec, config, wanted: np.ndarray, out: Path) -> list[dict]:
     return units
 
 
+def _display_config(cfg_json: str):
+    """The C4 (3D ACG) configuration the figures are drawn with: the classifier's own when it read
+    C4 features, else C4's defaults (a model of another family, e.g. the default acg-isi-wave one,
+    records a configuration the 3D ACG cannot use; the heatmap is a display, not its input)."""
+    import json
+
+    from .features.config import FeatureConfig
+
+    if not cfg_json:
+        return FeatureConfig()
+    try:
+        d = json.loads(cfg_json)
+    except ValueError as exc:
+        raise InvalidValueError(f"the annotation's feature_config is not valid JSON ({exc})") from exc
+    if not isinstance(d, dict) or d.get("family", FeatureConfig.family) != FeatureConfig.family:
+        return FeatureConfig()
+    return FeatureConfig.from_json(cfg_json)
+
+
 def default_table(path, records: dict) -> str:
     """The table a report shows by default: the one filling the plain ``cell_type`` Units column,
     else the first prediction table, else the first table."""
@@ -232,8 +251,8 @@ def write_report(
 ) -> Path:
     """Draw per-unit figures and a summary page (``out_dir/index.html``) of an annotated file.
 
-    Features are recomputed from the file's units with the feature configuration the classifier
-    recorded (C4 defaults where none).
+    The 3D ACG is recomputed from the file's units with the feature configuration the classifier
+    recorded when it read C4 (3D ACG) features, else with C4's defaults.
 
     Parameters
     ----------
@@ -253,7 +272,6 @@ def write_report(
     from tqdm.auto import tqdm
 
     from .features._geometry import log_geometry
-    from .features.config import FeatureConfig
     from .inspect_file import format_annotations, load_annotations, units_html_table
 
     records = load_annotations(path)
@@ -263,8 +281,7 @@ def write_report(
     if name not in records:
         raise InvalidValueError(f"no annotation table {name!r}; the file has {sorted(records)}")
     rec = records[name]
-    cfg_json = (rec.classifier or {}).get("feature_config") or ""
-    config = FeatureConfig.from_json(cfg_json) if cfg_json else FeatureConfig()
+    config = _display_config((rec.classifier or {}).get("feature_config") or "")
 
     out = Path(out_dir)
     (out / "units").mkdir(parents=True, exist_ok=True)

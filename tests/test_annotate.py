@@ -316,3 +316,20 @@ def test_report_draws_figures(rec_copy, demo_bundle, tmp_path):
     index = write_report(res.output_path, tmp_path / "report", max_units=3)
     assert index.exists() and (tmp_path / "report" / "summary.png").exists()
     assert len(list((tmp_path / "report" / "units").glob("*.png"))) == 3
+
+
+def test_report_of_the_default_model(rec_copy, tmp_path):
+    """`report` after a plain `annotate` (the default model reads acg-isi-wave features, whose
+    configuration the 3D-ACG figures cannot use): it failed with 'unknown c4-3d feature
+    configuration keys'."""
+    from nwb_celltype.cli import main
+
+    runner = CliRunner()
+    res = runner.invoke(main, ["annotate", str(rec_copy), "--out", str(tmp_path / "a.nwb"), "-q"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        main, ["report", str(tmp_path / "a.nwb"), "--out", str(tmp_path / "rep"), "--max-units", "3"]
+    )
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "rep" / "units").glob("*.png"))) == 3
+    assert "nwb-celltype-real-c4" in (tmp_path / "rep" / "index.html").read_text()
