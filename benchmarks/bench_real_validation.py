@@ -5,8 +5,8 @@ Protocol (docs/validation.md): within-lab stratified 5-fold CV on Hull (mouse) a
 reverse); calibration and OOD thresholds fitted inside each training set (inner out-of-fold), never
 on the scored units; encoders pre-trained on the training units + every unlabelled unit (Lisberger
 484, Hausser 1,885 waveforms), never on the scored units. Metrics over all classes present, with
-abstentions (ratio < 2 or out-of-distribution) counted as misses in per-class recall. Baselines on the
-same folds. Non-C4 units: Hausser GrC waveforms and simulated "other" units, scored by a model
+abstentions (ratio < 2, out-of-distribution, or no majority of members behind the label) counted as
+misses in per-class recall. Baselines on the same folds. Non-C4 units: Hausser GrC waveforms and simulated "other" units, scored by a model
 trained on every labelled Hull + Lisberger unit. Robustness: ACG from a spike subset vs all spikes.
 
 Run:  nice -n 5 python benchmarks/bench_real_validation.py [--data ../shared/real-c4] [--quick]
@@ -141,6 +141,12 @@ def _baselines(tr_raw, ytr, te_raw) -> dict[str, np.ndarray]:
     return out
 
 
+def _abstain(out: dict) -> np.ndarray:
+    """The model's own abstentions besides the ratio threshold: out of distribution, or no majority
+    of members behind the label (what ``predict`` reports as unclassified with a reason)."""
+    return out["out_of_distribution"] | out["members_disagree"]
+
+
 def _train(raw, labels, unl, cfg, groups):
     return train_real_ensemble(raw, labels, CLASSES, unl, cfg, groups)
 
@@ -170,7 +176,7 @@ def within_lab(data: dict, lab: str, unl: dict, cfg, pool: bool, seed: int = 0) 
         seconds.append(time.perf_counter() - t0)
         out = predict_real_ensemble(tensors, meta, _raw(fs, te))
         probs["model"][fold == f] = out["probabilities"]
-        ood[fold == f] = out["out_of_distribution"]
+        ood[fold == f] = _abstain(out)
         for k, p in _baselines(_raw(fs, tr), _index(fs.labels[tr].astype(str)), _raw(fs, te)).items():
             probs[k][fold == f] = p
     res = {"model": score(y, probs["model"], ood), "model_no_ood": score(y, probs["model"])}
@@ -190,7 +196,7 @@ def cross_species(data: dict, src: str, dst: str, unl: dict, cfg) -> dict:
     out = predict_real_ensemble(tensors, meta, _raw(d, drow))
     y = _index(d.labels[drow].astype(str))
     res = {
-        "model": score(y, out["probabilities"], out["out_of_distribution"]),
+        "model": score(y, out["probabilities"], _abstain(out)),
         "model_no_ood": score(y, out["probabilities"]),
     }
     for k, p in _baselines(_raw(s, srow), _index(s.labels[srow].astype(str)), _raw(d, drow)).items():
@@ -242,12 +248,13 @@ def non_c4(data: dict, tensors, meta) -> dict:
     o = predict_real_ensemble(tensors, meta, raw)
     p = o["probabilities"]
     srt = np.sort(p, 1)
-    confident = (srt[:, -1] / srt[:, -2] >= THRESHOLD) & ~o["out_of_distribution"]
+    confident = (srt[:, -1] / srt[:, -2] >= THRESHOLD) & ~_abstain(o)
     names = np.array(names)
     out["simulated_other"] = {
         "n": int(len(names)),
         "confidently_labelled": float(confident.mean()),
         "out_of_distribution": float(o["out_of_distribution"].mean()),
+        "members_disagree": float(o["members_disagree"].mean()),
         "by_kind": {k: float(confident[names == k].mean()) for k in kinds},
     }
     return out

@@ -194,3 +194,46 @@ def test_bad_inputs_raise():
         train_real_ensemble(raw, labels, CLASSES, None, TINY)
     with pytest.raises(ModelError, match="acg_counts"):
         train_real_ensemble({"isi_counts": raw["isi_counts"]}, labels, CLASSES, None, TINY)
+
+
+def test_members_start_from_independent_draws():
+    """Each member of a stack gets its own initial weights (members that start alike stay alike:
+    the ensemble's spread would then only reflect the folds)."""
+    from nwb_celltype.model.real_networks import MemberStack
+
+    torch.manual_seed(0)
+    stack = MemberStack(RealModelConfig(head_layers=2), 3, 10, 4)
+    assert stack.h1_weight.shape == (3, 10, RealModelConfig().head_hidden)
+    assert stack.h3_weight.shape == (3, RealModelConfig().head_hidden, 4)
+    for name in ("h1_weight", "h2_weight", "h3_weight", "h1_bias"):
+        w = getattr(stack, name)
+        assert not torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2]), name
+    assert stack(torch.zeros(5, 10)).shape == (3, 5, 4)
+
+
+def test_member_agreement_counts_the_members_behind_the_label():
+    from nwb_celltype.model.real_ensemble import member_agreement
+
+    nan = np.full(3, np.nan)
+    mp = np.array(
+        [
+            [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], nan],
+            [[0.6, 0.3, 0.1], [0.1, 0.2, 0.7], nan],
+            [[0.2, 0.7, 0.1], [0.3, 0.3, 0.4], nan],
+            [[0.5, 0.4, 0.1], nan, nan],
+        ]
+    )  # (4 members, 3 units, 3 classes); unit 1 scored by 3 members, unit 2 by none
+    probs = np.array([[0.5, 0.4, 0.1], [0.17, 0.43, 0.4], [np.nan] * 3])
+    agree = member_agreement(mp, probs)
+    np.testing.assert_allclose(agree[:2], [3 / 4, 1 / 3])
+    assert np.isnan(agree[2])
+
+
+def test_members_disagree_flag_follows_min_agreement(trained):
+    raw, labels, tensors, meta = trained
+    test_raw, _ = _units(4, seed=8)
+    out = predict_real_ensemble(tensors, meta, test_raw)
+    assert (out["member_agreement"] > 0).all() and (out["member_agreement"] <= 1).all()
+    np.testing.assert_array_equal(out["members_disagree"], out["member_agreement"] < TINY.min_agreement)
+    strict = {**meta, "config": {**meta["config"], "min_agreement": 1.01}}
+    assert predict_real_ensemble(tensors, strict, test_raw)["members_disagree"].all()

@@ -176,6 +176,27 @@ def test_far_away_units_are_abstained_on(small_bundle):
     assert all("out of distribution" in r for r in p.reasons)
 
 
+def test_units_without_a_majority_of_members_are_abstained_on_with_a_reason(small_bundle):
+    """A bundle that asks more member agreement than any unit has abstains on every unit it would
+    classify, and each row says the members disagree; with no such rule, no row says so."""
+    from nwb_celltype.library.tables import read_feature_tables
+    from nwb_celltype.model import load_bundle, predict_cell_types
+    from nwb_celltype.model.discharge_bundle import DISAGREE_REASON
+
+    fs = read_feature_tables(REAL / "hull", config=DischargeConfig())
+    b = load_bundle(small_bundle)
+    b.card["model_meta"]["config"]["min_agreement"] = 0.0
+    relaxed = predict_cell_types(b, fs)
+    assert (relaxed.status == "classified").any()
+    assert not any(DISAGREE_REASON in r for r in relaxed.reasons)
+    b.card["model_meta"]["config"]["min_agreement"] = 1.01
+    strict = predict_cell_types(b, fs)
+    assert not (strict.status == "classified").any()
+    flagged = (relaxed.status == "classified") & ~strict.out_of_distribution
+    assert flagged.any()
+    assert all(DISAGREE_REASON in r for r in strict.reasons[flagged])
+
+
 def test_default_model_is_the_real_one_and_its_card_says_so():
     """What `annotate` uses with no model: trained on real tables, its card citing the data, the
     protocol, validated numbers and limits; the family it declares is what `features` computes."""

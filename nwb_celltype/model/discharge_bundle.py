@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 KIND = "real-ensemble"
 OOD_REASON = "out of distribution"
+DISAGREE_REASON = "ensemble members disagree"
 NO_WAVEFORM_NOTE = "classified from discharge alone (no usable waveform)"
 
 
@@ -150,8 +151,8 @@ def load_discharge_bundle(path: Path, card: dict, tensors: dict[str, torch.Tenso
 
 def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *, threshold: float = 2.0):
     """Per-unit predictions of a real-data bundle: mean calibrated probability over members, the
-    decision rule, and abstention on out-of-distribution units (status ``unclassified``, reason says
-    so). Units without discharge features are ``not_classifiable``; units without a waveform are
+    decision rule, and abstention on out-of-distribution units and on units whose label no majority
+    of members backs (status ``unclassified``, reason says which). Units without discharge features are ``not_classifiable``; units without a waveform are
     classified by the discharge-only members and their reason says so."""
     from .decision import check_threshold, decide
     from .predict import Predictions
@@ -176,6 +177,8 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
     votes = np.zeros((n, k), dtype=np.int64)
     ood = np.zeros(n, dtype=bool)
     ood_score = np.full(n, np.nan)
+    disagree = np.zeros(n, dtype=bool)
+    agreement = np.full(n, np.nan)
     used_wave = np.zeros(n, dtype=bool)
     if len(rows):
         sub = features.subset(rows)
@@ -193,6 +196,8 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
         votes[rows] = np.stack([(top == c).sum(0) for c in range(k)], axis=1)
         ood[rows] = out["out_of_distribution"]
         ood_score[rows] = out["ood_score"]
+        disagree[rows] = out["members_disagree"]
+        agreement[rows] = out["member_agreement"]
         used_wave[rows] = out["used_waveform"]
     labels = np.full(n, NOT_CLASSIFIABLE, dtype=object)
     status = np.full(n, "not_classifiable", dtype=object)
@@ -200,18 +205,26 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
     if len(rows):
         dec = decide(probs[rows], threshold)
         conf[rows] = dec.confidence
-        keep = dec.classified & ~ood[rows]  # out-of-distribution units are abstained on
+        # out-of-distribution units and units without a majority of members behind the label are
+        # abstained on
+        keep = dec.classified & ~ood[rows] & ~disagree[rows]
         labels[rows] = np.where(keep, dec.labels(bundle.classes), UNCLASSIFIED)
         status[rows] = np.where(keep, "classified", "unclassified")
     reasons = np.full(n, "", dtype=object)
     given = np.asarray(features.reasons, dtype=object)
     ood_thr = 1.0  # the model reports the largest part score divided by its threshold
+    min_agree = float(bundle.meta["config"].get("min_agreement", 0.0))
     for i in range(n):
         if not ok[i]:
             reasons[i] = str(given[i]) or "unusable features"
         elif ood[i]:
             reasons[i] = (
                 f"{OOD_REASON} (score {ood_score[i]:.2f} > {ood_thr:.0f}: unlike every training class)"
+            )
+        elif disagree[i]:
+            reasons[i] = (
+                f"{DISAGREE_REASON} (only {agreement[i]:.0%} of members back the top class, fewer than "
+                f"{min_agree:.0%})" + ("" if used_wave[i] else f"; {NO_WAVEFORM_NOTE}")
             )
         elif not used_wave[i]:
             reasons[i] = NO_WAVEFORM_NOTE

@@ -25,7 +25,14 @@ from ..features.discharge_inputs import discharge_inputs, waveform_inputs
 from .real_networks import Autoencoder, MemberStack, RealModelConfig, pretrain_autoencoder, train_members
 from .training import _torch_settings, stratified_folds
 
-__all__ = ["FAMILY", "KINDS", "predict_real_ensemble", "train_real_ensemble"]
+__all__ = [
+    "FAMILY",
+    "KINDS",
+    "member_agreement",
+    "predict_real_ensemble",
+    "quantile_map",
+    "train_real_ensemble",
+]
 
 #: Feature family the ensemble reads (the lead's registry name for ACG/ISI to 100 ms + waveform).
 FAMILY = "acg-isi-wave"
@@ -55,6 +62,40 @@ def _inputs(raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def _standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return ((x - mean) / std).astype(np.float32)
+
+
+def quantile_map(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Each column of x (n, d) mapped through its reference distribution's quantiles q (K, d).
+
+    Inside the reference range a value becomes its rank in [0, 1] (piecewise-linear between the K
+    quantiles; tied quantiles, e.g. many zeros, take the middle of their ranks). Outside, the map
+    continues linearly with the column's range as unit, so a unit far beyond every reference unit
+    stays far (the out-of-distribution scores read it). Returns (n, d) float64.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    ranks = np.linspace(0.0, 1.0, len(q))
+    out = np.empty_like(x)
+    for j in range(x.shape[1]):
+        qj, xj = q[:, j], x[:, j]
+        up = np.interp(xj, qj, ranks)
+        down = -np.interp(-xj, -qj[::-1], -ranks[::-1])
+        span = qj[-1] - qj[0] if qj[-1] > qj[0] else 1.0
+        out[:, j] = np.where(
+            xj < qj[0],
+            (xj - qj[0]) / span,
+            np.where(xj > qj[-1], 1.0 + (xj - qj[-1]) / span, 0.5 * (up + down)),
+        )
+    return out
+
+
+def _normalise(x: np.ndarray, tensors: Mapping[str, torch.Tensor], part: str) -> np.ndarray:
+    """The model's input transform of one part: quantile map (where the bundle has one), then
+    standardise."""
+    key = f"norm.{part}.quantiles"
+    if key in tensors:
+        x = quantile_map(x, tensors[key].numpy())
+    return _standardise(x, tensors[f"norm.{part}.mean"].numpy(), tensors[f"norm.{part}.std"].numpy())
 
 
 def _latent(ae: Autoencoder, x: np.ndarray) -> np.ndarray:
@@ -188,6 +229,10 @@ def _train(cfg, lab, labels, classes, unl, groups):
         pool = _pool(lab, unl, part)
         if len(pool) < 10:
             raise ModelError(f"only {len(pool)} units have a {part}; pre-training needs at least 10.")
+        if cfg.input_quantiles > 0:
+            qs = np.quantile(pool, np.linspace(0.0, 1.0, cfg.input_quantiles), axis=0)
+            tensors[f"norm.{part}.quantiles"] = torch.from_numpy(qs.astype(np.float32))
+            pool = quantile_map(pool, tensors[f"norm.{part}.quantiles"].numpy())
         mean, std = pool.mean(0), pool.std(0) + 1e-3
         tensors[f"norm.{part}.mean"] = torch.from_numpy(mean.astype(np.float32))
         tensors[f"norm.{part}.std"] = torch.from_numpy(std.astype(np.float32))
@@ -196,7 +241,7 @@ def _train(cfg, lab, labels, classes, unl, groups):
         )
         for k, v in pre[part].state_dict().items():
             tensors[f"ood.{part}.{k}"] = v.clone()
-        x[part] = _standardise(lab[part], mean, std)
+        x[part] = _normalise(lab[part], tensors, part)
     known = np.isin(labels, classes) & lab["has_discharge"]
     rows = np.flatnonzero(known)
     if len(rows) < cfg.folds * 2:
@@ -254,8 +299,16 @@ def _train(cfg, lab, labels, classes, unl, groups):
         "inner_oof_accuracy": {
             k: float(np.mean(oof_p[k].argmax(1) == y[~np.isnan(oof[k][0, :, 0])])) for k in KINDS
         },
+        "inner_oof_balanced_accuracy": {
+            k: _balanced_accuracy(y[~np.isnan(oof[k][0, :, 0])], oof_p[k].argmax(1)) for k in KINDS
+        },
     }
     return tensors, meta
+
+
+def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    """Mean recall over the classes present in y (the selection criterion of the configuration)."""
+    return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
 
 
 def _head_inputs(pre: Mapping[str, Autoencoder], x: Mapping[str, np.ndarray], kind: str) -> np.ndarray:
@@ -302,14 +355,14 @@ def predict_real_ensemble(
     (M, n, C), NaN where a member was not used for a unit; ``ood_score`` (n,) (> 1 means out of
     distribution: the largest of the part scores divided by their thresholds);
     ``ood_score_discharge`` / ``ood_score_waveform`` (n,), NaN where the part is missing;
-    ``out_of_distribution`` (n,) bool; ``used_waveform`` (n,) bool; ``has_discharge`` (n,) bool.
+    ``out_of_distribution`` (n,) bool; ``member_agreement`` (n,) the fraction of the members used
+    whose own top class is the ensemble's (NaN without a discharge); ``members_disagree`` (n,) bool,
+    agreement below the configuration's ``min_agreement`` (no majority of members backs the label);
+    ``used_waveform`` (n,) bool; ``has_discharge`` (n,) bool.
     """
     inp = _inputs(raw)
     n = len(inp["discharge"])
-    x = {
-        p: _standardise(inp[p], tensors[f"norm.{p}.mean"].numpy(), tensors[f"norm.{p}.std"].numpy())
-        for p in _PARTS
-    }
+    x = {p: _normalise(inp[p], tensors, p) for p in _PARTS}
     has_d, has_w = inp["has_discharge"], inp["has_waveform"]
     used_w = has_d & has_w
     n_classes = len(meta["classes"])
@@ -338,6 +391,8 @@ def predict_real_ensemble(
             sc[avail] = _mahalanobis(z, means, prec) / thr["mahalanobis_threshold"]
         scores[part] = sc
     ood = np.fmax(scores["discharge"], scores["waveform"])
+    agreement = member_agreement(member_p, probs)
+    min_agree = float(meta["config"].get("min_agreement", 0.0))
     return {
         "probabilities": probs,
         "member_probabilities": member_p,
@@ -345,9 +400,22 @@ def predict_real_ensemble(
         "ood_score_discharge": scores["discharge"],
         "ood_score_waveform": scores["waveform"],
         "out_of_distribution": np.nan_to_num(ood, nan=np.inf) > 1.0,
+        "member_agreement": agreement,
+        "members_disagree": np.nan_to_num(agreement, nan=1.0) < min_agree,
         "used_waveform": used_w,
         "has_discharge": has_d,
     }
+
+
+def member_agreement(member_p: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Fraction of the members used (non-NaN rows of member_p (M, n, C)) whose top class is the
+    top class of the mean probabilities probs (n, C); (n,), NaN where no member was used."""
+    used = ~np.isnan(member_p).any(-1)
+    top = np.nan_to_num(probs, nan=-1.0).argmax(-1)
+    votes = (np.nan_to_num(member_p, nan=-1.0).argmax(-1) == top[None]) & used
+    n_used = used.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_used > 0, votes.sum(0) / n_used, np.nan)
 
 
 def _is_ae_key(key: str, part: str) -> bool:
