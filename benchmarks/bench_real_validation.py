@@ -326,17 +326,37 @@ def _markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def _overrides(items: list[str]) -> dict:
+    """``KEY=VALUE`` strings as RealModelConfig fields, each value cast to the field's default type."""
+    defaults = RealModelConfig().to_dict()
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in defaults:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(defaults)}")
+        out[key] = type(defaults[key])(value)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "real-c4"))
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--quick", action="store_true", help="fewer epochs (a pipeline check, not the numbers)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one RealModelConfig field (an ablation; write it to another --out), e.g. input_quantiles=0",
+    )
     args = ap.parse_args()
     cfg = (
         RealModelConfig(n_threads=1)
         if not args.quick
         else RealModelConfig(n_threads=1, epochs=20, pretrain_epochs=20, seeds=1)
     )
+    cfg = RealModelConfig(**{**cfg.to_dict(), **_overrides(args.set)})
     data = {lab: read_feature_tables(Path(args.data) / lab) for lab in ("hull", "lisberger", "hausser")}
     for fs in data.values():
         fs.labels = np.asarray(fs.labels, dtype=object).astype(str)
