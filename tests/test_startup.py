@@ -84,6 +84,29 @@ def test_features_commands_import_no_torch_nor_pynwb(tmp_path):
     assert not default & {"torch", "jax", "pynwb", "hdmf", "scipy", "pandas", "matplotlib", "sklearn", *HTTP}
 
 
+def test_default_model_commands_import_no_torch_nor_jax(tmp_path):
+    """The default (real-data) model loads and runs in numpy: annotate, predict and the demo import
+    neither torch nor JAX (nor the HTTP stack for a local file); the C4-family demo model does."""
+    annotate = _imports("annotate", str(DEMO), "--out", str(tmp_path / "a.nwb"), "-q")
+    assert "pynwb" in annotate  # (the probe sees what the command really ran: it wrote NWB)
+    assert not annotate & {"torch", "jax", *HTTP}
+    _imports("features", str(DEMO), "--out", str(tmp_path / "d.npz"), "-q")
+    predict = _imports("predict", str(tmp_path / "d.npz"), "--out", str(tmp_path / "p.tsv"), "-q")
+    assert (tmp_path / "p.tsv").exists() and not predict & {"torch", "jax", "pynwb", *HTTP}
+    demo = _imports("demo", "--out", str(tmp_path / "demo.nwb"))
+    assert (tmp_path / "demo.nwb").exists() and not demo & {"torch", "jax", *HTTP}
+    c4 = _imports(
+        "annotate",
+        str(DEMO),
+        "--out",
+        str(tmp_path / "c4.nwb"),
+        "-q",
+        "--model",
+        str(DEMO.parent / "demo_model"),
+    )
+    assert {"torch", "jax"} <= c4
+
+
 def test_namespace_loaded_whenever_pynwb_is_imported():
     # the post-import hook: importing the package first, pynwb later (or the other way round, or
     # through our own nwb layer) always leaves pynwb knowing ndx-celltype

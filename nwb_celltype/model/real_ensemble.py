@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..errors import ModelError
 from ..features.discharge_inputs import discharge_inputs, waveform_inputs
-from .real_networks import Autoencoder, MemberStack, RealModelConfig, pretrain_autoencoder, train_members
-from .training import _torch_settings, stratified_folds
+from .real_inference import NumpyEncoder, member_logits, softmax
+
+if TYPE_CHECKING:  # torch for training only: prediction runs in numpy (real_inference.py)
+    import torch
+
+    from .real_networks import Autoencoder, RealModelConfig
 
 __all__ = ["FAMILY", "KINDS", "predict_real_ensemble", "train_real_ensemble"]
 
@@ -57,10 +61,15 @@ def _standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray
     return ((x - mean) / std).astype(np.float32)
 
 
-def _latent(ae: Autoencoder, x: np.ndarray) -> np.ndarray:
-    """Latent codes (n, k) of a pre-trained autoencoder."""
+def _latent(ae: Autoencoder | NumpyEncoder, x: np.ndarray) -> np.ndarray:
+    """Latent codes (n, k), float64, of a pre-trained encoder: the torch autoencoder while training,
+    its numpy twin (:class:`~.real_inference.NumpyEncoder`) when predicting."""
+    if isinstance(ae, NumpyEncoder):
+        return ae.encode(x)
+    import torch
+
     with torch.no_grad():
-        return ae.encode(torch.from_numpy(x)).numpy().astype(np.float64)
+        return ae.encode(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy().astype(np.float64)
 
 
 def _fit_gaussians(z: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -156,6 +165,9 @@ def train_real_ensemble(
     meta : dict
         JSON-able: classes, config, member kinds, temperatures, thresholds, training summary.
     """
+    from .real_networks import RealModelConfig
+    from .training import _torch_settings
+
     cfg = config or RealModelConfig()
     labels = np.asarray(labels).astype(str)
     lab = _inputs(raw)
@@ -178,6 +190,11 @@ def _pool(lab: dict, unl: dict | None, part: str) -> np.ndarray:
 
 
 def _train(cfg, lab, labels, classes, unl, groups):
+    import torch
+
+    from .real_networks import MemberStack, pretrain_autoencoder, train_members
+    from .training import stratified_folds
+
     n_classes = len(classes)
     tensors: dict[str, torch.Tensor] = {}
     pre: dict[str, Autoencoder] = {}
@@ -258,34 +275,13 @@ def _train(cfg, lab, labels, classes, unl, groups):
     return tensors, meta
 
 
-def _head_inputs(pre: Mapping[str, Autoencoder], x: Mapping[str, np.ndarray], kind: str) -> np.ndarray:
+def _head_inputs(
+    pre: Mapping[str, Autoencoder | NumpyEncoder], x: Mapping[str, np.ndarray], kind: str
+) -> np.ndarray:
     """Head input of a member kind (n, k): frozen latents, then the standardised inputs."""
     parts = _PARTS if kind == "full" else ("discharge",)
-    with torch.no_grad():
-        lat = [pre[p].encode(torch.from_numpy(x[p])).numpy() for p in parts]
+    lat = [_latent(pre[p], x[p]).astype(np.float32) for p in parts]
     return np.concatenate(lat + [x[p] for p in parts], axis=1).astype(np.float32)
-
-
-def _autoencoder(tensors, meta, part: str) -> Autoencoder:
-    cfg = RealModelConfig(**meta["config"])
-    hidden = cfg.hidden_discharge if part == "discharge" else cfg.hidden_waveform
-    lat = cfg.latent_discharge if part == "discharge" else cfg.latent_waveform
-    ae = Autoencoder(tensors[f"norm.{part}.mean"].shape[0], hidden, lat)
-    ae.load_state_dict({k[len(f"ood.{part}.") :]: tensors[k] for k in tensors if _is_ae_key(k, part)})
-    return ae.eval()
-
-
-def _stack_from_tensors(tensors, meta, kind: str) -> MemberStack:
-    cfg = RealModelConfig(**meta["config"])
-    n_in = tensors[f"members.{kind}.h1_weight"].shape[1]
-    stack = MemberStack(cfg, meta["n_members"][kind], n_in, len(meta["classes"]))
-    prefix = f"members.{kind}."
-    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    try:
-        stack.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ModelError(f"the {kind} members of the real ensemble do not match its tensors: {exc}") from None
-    return stack.eval()
 
 
 def predict_real_ensemble(
@@ -307,23 +303,22 @@ def predict_real_ensemble(
     inp = _inputs(raw)
     n = len(inp["discharge"])
     x = {
-        p: _standardise(inp[p], tensors[f"norm.{p}.mean"].numpy(), tensors[f"norm.{p}.std"].numpy())
+        p: _standardise(inp[p], np.asarray(tensors[f"norm.{p}.mean"]), np.asarray(tensors[f"norm.{p}.std"]))
         for p in _PARTS
     }
     has_d, has_w = inp["has_discharge"], inp["has_waveform"]
     used_w = has_d & has_w
     n_classes = len(meta["classes"])
-    pre = {p: _autoencoder(tensors, meta, p) for p in _PARTS}
+    pre = {p: NumpyEncoder.from_tensors(tensors, p) for p in _PARTS}
     blocks = []
-    with torch.inference_mode():
-        for kind in KINDS:
-            rows = used_w if kind == "full" else has_d & ~has_w
-            mp = np.full((meta["n_members"][kind], n, n_classes), np.nan, dtype=np.float32)
-            if rows.any():
-                head_in = _head_inputs(pre, {p: v[rows] for p, v in x.items()}, kind)
-                logits = _stack_from_tensors(tensors, meta, kind)(torch.from_numpy(head_in))
-                mp[:, rows] = torch.softmax(logits / meta["temperatures"][kind], dim=-1).numpy()
-            blocks.append(mp)
+    for kind in KINDS:
+        rows = used_w if kind == "full" else has_d & ~has_w
+        mp = np.full((meta["n_members"][kind], n, n_classes), np.nan, dtype=np.float32)
+        if rows.any():
+            head_in = _head_inputs(pre, {p: v[rows] for p, v in x.items()}, kind)
+            logits = member_logits(tensors, kind, head_in)
+            mp[:, rows] = softmax(logits / meta["temperatures"][kind])
+        blocks.append(mp)
     member_p = np.concatenate(blocks)
     with np.errstate(invalid="ignore"):
         probs = np.nanmean(member_p, axis=0)
@@ -332,8 +327,8 @@ def predict_real_ensemble(
         sc = np.full(n, np.nan)
         if avail.any():
             z = _latent(pre[part], x[part][avail])
-            means = tensors[f"ood.{part}.class_means"].numpy().astype(np.float64)
-            prec = tensors[f"ood.{part}.precision"].numpy().astype(np.float64)
+            means = np.asarray(tensors[f"ood.{part}.class_means"], dtype=np.float64)
+            prec = np.asarray(tensors[f"ood.{part}.precision"], dtype=np.float64)
             thr = meta["ood"][part]
             sc[avail] = _mahalanobis(z, means, prec) / thr["mahalanobis_threshold"]
         scores[part] = sc
@@ -348,8 +343,3 @@ def predict_real_ensemble(
         "used_waveform": used_w,
         "has_discharge": has_d,
     }
-
-
-def _is_ae_key(key: str, part: str) -> bool:
-    prefix = f"ood.{part}."
-    return key.startswith(prefix) and key[len(prefix) :].split(".")[0] in ("enc1", "enc2", "dec1", "dec2")
