@@ -35,7 +35,7 @@ from ..vocabulary import CELL_ONTOLOGY_IDS
 if TYPE_CHECKING:  # torch only where a C4-family bundle is built or run: see load_bundle
     import torch
 
-    from .network import EnsembleCNN
+    from .ensemble_cnn import EnsembleCNN
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +285,8 @@ def bundle_from_states(
     card_extra : dict, optional
         More card fields (training data references, metrics, provenance ...), merged last.
     """
-    from .network import EnsembleCNN, build_network, count_parameters
+    from .ensemble_cnn import EnsembleCNN
+    from .network import build_network, count_parameters
 
     ens = states if isinstance(states, EnsembleCNN) else EnsembleCNN(states, pool=pool)
     ens.eval()
@@ -535,7 +536,7 @@ def load_bundle(
             f"(bundle {fc.sha256[:12]} vs data {feature_config.sha256[:12]}; differing settings "
             f"{{name: (bundle, data)}} = {diff}); recompute the features with the bundle's configuration."
         )
-    from .network import EnsembleCNN
+    from .ensemble_cnn import EnsembleCNN
 
     ens_t = {k.removeprefix("ensemble."): v for k, v in tensors.items() if k.startswith("ensemble.")}
     n_members = int(card["architecture"]["n_members"])

@@ -242,7 +242,7 @@ def _full_proba(p: np.ndarray, present: np.ndarray, k: int) -> np.ndarray:
 
 
 def _ensemble_proba(result, features, rows) -> np.ndarray:
-    from .network import EnsembleCNN
+    from .ensemble_cnn import EnsembleCNN
 
     ens = EnsembleCNN(result.states).eval()
     acg, wvf, lay = tensors_from_features(features, rows)
