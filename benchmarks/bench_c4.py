@@ -137,8 +137,9 @@ def large(args: argparse.Namespace) -> None:
     """2,000 members x 1,000 units: batched prediction vs the per-member loop (on a subset, scaled)."""
     from nwb_celltype.model.bundle import ModelBundle
     from nwb_celltype.model.c4 import c4_member_outputs
+    from nwb_celltype.model.ensemble_cnn import EnsembleCNN
     from nwb_celltype.model.laplace import KronPosterior
-    from nwb_celltype.model.network import CNNCerebellum, EnsembleCNN
+    from nwb_celltype.model.network import CNNCerebellum
 
     m, n, k, p = args.members, args.units, 5, 100
     torch.manual_seed(0)

@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NPYX_SCRIPT = """
 import json, sys, time
 import numpy as np
+import torchvision_ops  # noqa: F401  (tests/oracle/torchvision_ops.py: npyx must import torchvision)
 import npyx.corr as c
 d = np.load(sys.argv[1])
 w = np.round(np.cumsum(np.random.default_rng(0).exponential(1 / 20, 2000)) * 30000).astype(np.int64)
@@ -160,7 +161,8 @@ def time_npyx(python: str, path: Path) -> dict | None:
         }
         np.savez(Path(d) / "in.npz", **trains)
         (Path(d) / "run.py").write_text(NPYX_SCRIPT)
-        proc = subprocess.run([python, "run.py", "in.npz"], capture_output=True, text=True, cwd=d)
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "tests" / "oracle")}
+        proc = subprocess.run([python, "run.py", "in.npz"], capture_output=True, text=True, cwd=d, env=env)
         if proc.returncode != 0:
             print("npyx failed:", proc.stderr[-2000:], file=sys.stderr)
             return None

@@ -230,7 +230,11 @@ def build_namespace() -> NWBNamespaceBuilder:
         author=["nwb-celltype developers"],
         contact=["nwb-celltype developers <nwb-celltype@users.noreply.github.com>"],
     )
-    ns.include_namespace("core")
+    # only the types the extension builds on (as the ndx-template does), not all of core: loading the
+    # namespace then registers 4 types instead of ~500 (0.06 s instead of ~0.3 s per process)
+    ns.include_type("NWBDataInterface", namespace="core")
+    for t in ("DynamicTable", "VectorData", "DynamicTableRegion"):
+        ns.include_type(t, namespace="hdmf-common")
     return ns
 
 

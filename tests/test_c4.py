@@ -24,6 +24,7 @@ from nwb_celltype.model.c4 import (
     import_c4_ensemble,
     predict_c4,
 )
+from nwb_celltype.model.ensemble_cnn import EnsembleCNN
 from nwb_celltype.model.laplace import (
     KronPosterior,
     fit_prior_precision,
@@ -32,7 +33,7 @@ from nwb_celltype.model.laplace import (
     predictive_variance,
     probit_probabilities,
 )
-from nwb_celltype.model.network import CNNCerebellum, EnsembleCNN
+from nwb_celltype.model.network import CNNCerebellum
 from nwb_celltype.model.predict import predict_cell_types
 
 

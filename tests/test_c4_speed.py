@@ -7,7 +7,8 @@ import torch
 
 import nwb_celltype.model.network as network
 from nwb_celltype.errors import ModelMismatchError
-from nwb_celltype.model.network import CNNCerebellum, EnsembleCNN
+from nwb_celltype.model.ensemble_cnn import EnsembleCNN
+from nwb_celltype.model.network import CNNCerebellum
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -317,3 +317,7 @@ def test_features_cli(tmp_path):
     assert fs.acg.shape == (3, 10, 101)
     res = CliRunner().invoke(main, ["features", str(path), "--out", str(out)])
     assert res.exit_code == 1 and "exists" in res.output
+    res = CliRunner().invoke(main, ["features", str(path), "--out", str(out), "--overwrite", "-q"])
+    assert res.exit_code == 0 and res.output == "", res.output
+    res = CliRunner().invoke(main, ["features", str(path), "--out", str(out), "--overwrite"])
+    assert res.exit_code == 0 and "wrote acg-isi-wave features of 3 units" in res.output

@@ -219,6 +219,28 @@ def test_metrics_reference_values():
     assert low["fraction_classified"] == 0.0 and np.isnan(low["balanced_accuracy"])
 
 
+def test_metrics_count_abstentions_as_misses_and_confident_errors():
+    """Hand-computed: 6 units of classes a, b, c; unit 3 (b) is wrong but confident, unit 5 (c) is
+    right but abstained on (e.g. out of distribution), unit 1 (a) is below the threshold."""
+    y = np.array([0, 0, 1, 1, 2, 2])
+    p = np.eye(3)[[0, 0, 1, 2, 2, 2]] * 0.9 + 0.1 / 3
+    p[1] = [0.45, 0.35, 0.20]  # ratio 1.29 < 2: unclassified
+    abstain = np.array([False, False, False, False, False, True])
+    m = classification_metrics(y, p, ("a", "b", "c"), abstain=abstain)
+    assert m["fraction_classified"] == pytest.approx(4 / 6)
+    assert m["recall_abstain_as_miss"] == pytest.approx({"a": 0.5, "b": 0.5, "c": 0.5})
+    assert m["balanced_recall_abstain_as_miss"] == pytest.approx(0.5)
+    assert m["confidently_wrong"] == pytest.approx(1 / 6)
+    assert m["fraction_abstained_other"] == pytest.approx(1 / 6)
+    # without abstentions unit 5 counts as classified and right
+    m0 = classification_metrics(y, p, ("a", "b", "c"))
+    assert m0["recall_abstain_as_miss"]["c"] == 1.0 and m0["fraction_classified"] == pytest.approx(5 / 6)
+    # a class whose every unit was abstained on scores 0, it is not dropped
+    m1 = classification_metrics(y, p, ("a", "b", "c"), abstain=y == 2)
+    assert m1["recall_abstain_as_miss"]["c"] == 0.0
+    assert m1["balanced_recall_abstain_as_miss"] == pytest.approx((0.5 + 0.5 + 0.0) / 3)
+
+
 def test_evaluate_model_writes_json_and_figures(tset, tmp_path):
     rep = evaluate_model(tset, folds=3, config=replace(FAST, vae_epochs=2, head_epochs=4), seed=0)
     assert rep.probabilities.shape == (40, 5) and len(rep.y) == 40

@@ -237,3 +237,98 @@ def test_members_disagree_flag_follows_min_agreement(trained):
     np.testing.assert_array_equal(out["members_disagree"], out["member_agreement"] < TINY.min_agreement)
     strict = {**meta, "config": {**meta["config"], "min_agreement": 1.01}}
     assert predict_real_ensemble(tensors, strict, test_raw)["members_disagree"].all()
+
+
+def _torch_reference(tensors, meta, raw):
+    """Probabilities (M, n, C) of the stored ensemble run by its torch modules (real_networks), as the
+    package ran it before inference moved to numpy: the reference the numpy path must reproduce."""
+    import torch
+
+    from nwb_celltype.features.discharge_inputs import discharge_inputs, waveform_inputs
+    from nwb_celltype.model.real_networks import Autoencoder, MemberStack
+
+    cfg = RealModelConfig(**meta["config"])
+    t = {k: torch.as_tensor(np.asarray(v)) for k, v in tensors.items()}
+    x = {
+        "discharge": discharge_inputs(raw["acg_counts"], raw["isi_counts"]),
+        "waveform": waveform_inputs(raw["waveform"])[0],
+    }
+    from nwb_celltype.model.real_ensemble import quantile_map
+
+    x = {
+        p: quantile_map(v, t[f"norm.{p}.quantiles"].numpy()) if f"norm.{p}.quantiles" in t else v
+        for p, v in x.items()
+    }
+    x = {
+        p: ((v - t[f"norm.{p}.mean"].numpy()) / t[f"norm.{p}.std"].numpy()).astype(np.float32)
+        for p, v in x.items()
+    }
+    hidden = {"discharge": cfg.hidden_discharge, "waveform": cfg.hidden_waveform}
+    latent = {"discharge": cfg.latent_discharge, "waveform": cfg.latent_waveform}
+    lat = {}
+    for p in x:
+        ae = Autoencoder(x[p].shape[1], hidden[p], latent[p])
+        ae.load_state_dict(
+            {
+                k[len(f"ood.{p}.") :]: v
+                for k, v in t.items()
+                if k.startswith(f"ood.{p}.") and k.split(".")[2] in ("enc1", "enc2", "dec1", "dec2")
+            }
+        )
+        with torch.no_grad():
+            lat[p] = ae.eval().encode(torch.from_numpy(x[p])).numpy()
+    head_in = np.concatenate([lat["discharge"], lat["waveform"], x["discharge"], x["waveform"]], 1).astype(
+        np.float32
+    )
+    prefix = "members.full."
+    stack = MemberStack(cfg, meta["n_members"]["full"], head_in.shape[1], len(meta["classes"]))
+    stack.load_state_dict({k[len(prefix) :]: v for k, v in t.items() if k.startswith(prefix)})
+    with torch.no_grad():
+        logits = stack.eval()(torch.from_numpy(head_in))
+    return torch.softmax(logits / meta["temperatures"]["full"], dim=-1).numpy()
+
+
+def test_numpy_inference_equals_the_torch_modules(trained):
+    """Prediction runs in numpy (no torch import); the same weights through the torch modules give the
+    same probabilities to float32 rounding, for the test ensemble and for the shipped default model."""
+    from nwb_celltype.model.bundle import load_default_bundle
+
+    raw, _, tensors, meta = trained
+    out = predict_real_ensemble(tensors, meta, raw)
+    ref = _torch_reference(tensors, meta, raw)
+    np.testing.assert_allclose(out["member_probabilities"][: len(ref)], ref, atol=2e-6)
+    bundle = load_default_bundle()
+    assert all(isinstance(v, np.ndarray) for v in bundle.tensors.values())
+    real_raw, _ = _units(4, seed=3)
+    out = predict_real_ensemble(bundle.tensors, bundle.meta, real_raw)
+    ref = _torch_reference(bundle.tensors, bundle.meta, real_raw)
+    np.testing.assert_allclose(out["member_probabilities"][: len(ref)], ref, atol=2e-6)
+    np.testing.assert_allclose(out["probabilities"], ref.mean(0), atol=2e-6)
+
+
+def test_numpy_gelu_matches_torch():
+    import torch
+
+    from nwb_celltype.model.real_inference import gelu
+
+    x = np.concatenate([np.linspace(-12, 12, 20001), np.random.default_rng(0).standard_normal(1000) * 4])
+    ref = torch.nn.functional.gelu(torch.from_numpy(x)).numpy()  # float64, exact erf form
+    np.testing.assert_allclose(gelu(x), ref, atol=2e-7 * np.maximum(1, np.abs(x)).max(), rtol=0)
+
+
+def test_weights_digest_is_the_same_for_numpy_and_torch_tensors():
+    import torch
+
+    from nwb_celltype.model.bundle import _weights_digest
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        "a": rng.standard_normal((3, 4)).astype(np.float32),
+        "b": rng.standard_normal(5),
+        "c": np.arange(6, dtype=np.int64).reshape(2, 3),
+        "d": np.array([True, False, True]),
+    }
+    before = _weights_digest(arrays)
+    assert before == _weights_digest({k: torch.from_numpy(v) for k, v in arrays.items()})
+    arrays["a"][0, 0] += 1e-6
+    assert _weights_digest(arrays) != before

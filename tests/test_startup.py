@@ -20,7 +20,23 @@ from nwb_celltype.features.acg import compute_acg_3d_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "nwb_celltype" / "data" / "demo_mouse.nwb"
-HEAVY = ("pynwb", "hdmf", "jax", "torch", "scipy", "pandas", "matplotlib", "sklearn", "h5py", "numpy")
+HEAVY = (
+    "pynwb",
+    "hdmf",
+    "jax",
+    "torch",
+    "scipy",
+    "pandas",
+    "matplotlib",
+    "sklearn",
+    "h5py",
+    "numpy",
+    "requests",
+    "remfile",
+    "dandi",
+)
+#: The HTTP stack: only remote sources need it.
+HTTP = {"requests", "remfile", "dandi"}
 
 # runs the CLI in-process (exit status ignored) and prints the heavy top-level modules it imported
 _PROBE = """
@@ -63,9 +79,32 @@ def test_help_and_version_import_nothing_heavy(args):
 def test_features_commands_import_no_torch_nor_pynwb(tmp_path):
     c4 = _imports("features", str(DEMO), "--out", str(tmp_path / "c4.npz"), "--family", "c4-3d")
     assert "jax" in c4  # (the probe sees what the command really ran)
-    assert not c4 & {"torch", "pynwb", "hdmf", "scipy", "pandas", "matplotlib", "sklearn"}
+    assert not c4 & {"torch", "pynwb", "hdmf", "scipy", "pandas", "matplotlib", "sklearn", *HTTP}
     default = _imports("features", str(DEMO), "--out", str(tmp_path / "d.npz"))
-    assert not default & {"torch", "jax", "pynwb", "hdmf", "scipy", "pandas", "matplotlib", "sklearn"}
+    assert not default & {"torch", "jax", "pynwb", "hdmf", "scipy", "pandas", "matplotlib", "sklearn", *HTTP}
+
+
+def test_default_model_commands_import_no_torch_nor_jax(tmp_path):
+    """The default (real-data) model loads and runs in numpy: annotate, predict and the demo import
+    neither torch nor JAX (nor the HTTP stack for a local file); the C4-family demo model does."""
+    annotate = _imports("annotate", str(DEMO), "--out", str(tmp_path / "a.nwb"), "-q")
+    assert "pynwb" in annotate  # (the probe sees what the command really ran: it wrote NWB)
+    assert not annotate & {"torch", "jax", *HTTP}
+    _imports("features", str(DEMO), "--out", str(tmp_path / "d.npz"), "-q")
+    predict = _imports("predict", str(tmp_path / "d.npz"), "--out", str(tmp_path / "p.tsv"), "-q")
+    assert (tmp_path / "p.tsv").exists() and not predict & {"torch", "jax", "pynwb", *HTTP}
+    demo = _imports("demo", "--out", str(tmp_path / "demo.nwb"))
+    assert (tmp_path / "demo.nwb").exists() and not demo & {"torch", "jax", *HTTP}
+    c4 = _imports(
+        "annotate",
+        str(DEMO),
+        "--out",
+        str(tmp_path / "c4.nwb"),
+        "-q",
+        "--model",
+        str(DEMO.parent / "demo_model"),
+    )
+    assert {"torch", "jax"} <= c4
 
 
 def test_namespace_loaded_whenever_pynwb_is_imported():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ._common import overwrite_option, refuse_existing
-from .train import _config_options, load_library, make_config
+from .train import _config_options, family_option, load_library, make_config, make_real_config, resolve_family
 
 
 @click.command()
@@ -17,6 +17,7 @@ from .train import _config_options, load_library, make_config
 @click.option("--threshold", type=float, default=2.0, show_default=True, help="Confidence-ratio threshold.")
 @click.option("--no-baselines", is_flag=True, help="Skip logistic-regression and rule baselines.")
 @overwrite_option("the contents of --out")
+@family_option
 @_config_options
 def evaluate(
     library,
@@ -27,6 +28,7 @@ def evaluate(
     threshold,
     no_baselines,
     overwrite,
+    family,
     seed,
     folds,
     repeats,
@@ -41,13 +43,20 @@ def evaluate(
 ):
     """Evaluate the classifier on LIBRARY by stratified cross-validation (--outer-folds K) or
     leave-one-out, or train on LIBRARY and test on --test; writes evaluation.json and PNG figures.
-    (--folds / --repeats set each trained ensemble's inner folds.)"""
+    (--folds / --repeats set each trained ensemble's inner folds.) Abstentions (below the threshold,
+    out of distribution) count as misses in the per-class recall; baselines run on the same folds.
+    Manifests with feature tables evaluate the real-data family (acg-isi-wave): each fold's model
+    never sees the held-out units, not even unlabelled."""
     from ..model import evaluate_model
 
     refuse_existing(out, overwrite)
-    cfg = make_config(folds, repeats, vae_epochs, head_epochs, use_layer, finetune_encoders, threads)
-    ts = load_library(library, cache_dir, annotation, progress)
-    test_set = load_library(test, cache_dir, annotation, progress) if test else None
+    family = resolve_family(family, library)
+    if family == "acg-isi-wave":
+        cfg = make_real_config(folds, seed, threads)
+    else:
+        cfg = make_config(folds, repeats, vae_epochs, head_epochs, use_layer, finetune_encoders, threads)
+    ts = load_library(library, cache_dir, annotation, progress, family)
+    test_set = load_library(test, cache_dir, annotation, progress, family) if test else None
     rep = evaluate_model(
         ts,
         folds=outer_folds,

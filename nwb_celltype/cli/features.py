@@ -54,7 +54,8 @@ def _model_family(model: str) -> tuple[str, dict]:
     help="c4-3d only: apply C4's unit selection (10 s chunks, refractory/amplitude tests).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def features(source, out, family, model, config_path, batch_size, c4_selection, overwrite) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar; print nothing but errors.")
+def features(source, out, family, model, config_path, batch_size, c4_selection, overwrite, quiet) -> None:
     """Compute the features of every unit of SOURCE (path, URL or DANDI id) into OUT."""
     from dataclasses import replace
 
@@ -82,9 +83,10 @@ def features(source, out, family, model, config_path, batch_size, c4_selection, 
     with open_source(source) as src:
         # every unit gets a row: units without waveforms are classified from discharge alone
         for batch in read_units(src, batch_size=batch_size, require_waveforms=False):
-            sets.append(fam.extract_features(batch, config, progress=True))
+            sets.append(fam.extract_features(batch, config, progress=not quiet))
     if not sets:
         raise OutputError(f"{source} has no units: nothing to write.")
     fs = fam.concatenate(sets)
     path = fam.save_features(out_path, fs)
-    click.echo(f"wrote {fam.name} features of {len(fs)} units ({int(fs.usable.sum())} usable) to {path}")
+    if not quiet:
+        click.echo(f"wrote {fam.name} features of {len(fs)} units ({int(fs.usable.sum())} usable) to {path}")

@@ -77,6 +77,26 @@ def load_library(library, cache_dir, annotation, progress, family: str = "c4-3d"
     )
 
 
+def family_option(f):
+    """``--family auto|acg-isi-wave|c4-3d`` (train, evaluate)."""
+    return click.option(
+        "--family",
+        type=click.Choice(["auto", "acg-isi-wave", "c4-3d"]),
+        default="auto",
+        show_default=True,
+        help="Feature family: acg-isi-wave (the real-data model: ACG/ISI to 100 ms + waveform; the only "
+        "one feature tables allow) or c4-3d (C4's network on 3D ACGs; NWB files only). auto = "
+        "acg-isi-wave if the manifest lists feature tables, else c4-3d.",
+    )(f)
+
+
+def make_real_config(folds: int, seed: int, threads: int):
+    """The acg-isi-wave model's settings from the shared options (the rest: the shipped model's)."""
+    from ..model.real_networks import RealModelConfig
+
+    return RealModelConfig(folds=folds, seed=seed, n_threads=threads)
+
+
 @click.command()
 @click.argument("library", nargs=-1, required=True)
 @click.option("--out", "out", required=True, type=click.Path(), help="Bundle directory to write.")
@@ -84,15 +104,7 @@ def load_library(library, cache_dir, annotation, progress, family: str = "c4-3d"
 @click.option("--model-version", default="0.1.0", show_default=True, help="Model version (model card).")
 @click.option("--description", default="", help="Free text stored in the model card.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle directory.")
-@click.option(
-    "--family",
-    type=click.Choice(["auto", "acg-isi-wave", "c4-3d"]),
-    default="auto",
-    show_default=True,
-    help="Feature family to train on: acg-isi-wave (the real-data model: ACG/ISI to 100 ms + waveform; "
-    "the only one feature tables allow) or c4-3d (C4's network on 3D ACGs; NWB files only). auto = "
-    "acg-isi-wave if the manifest lists feature tables, else c4-3d.",
-)
+@family_option
 @_config_options
 def train(
     library,
@@ -124,16 +136,18 @@ def train(
     ts = load_library(library, cache_dir, annotation, progress, family)
     if family == "acg-isi-wave":
         from ..model.discharge_bundle import train_discharge_model
-        from ..model.real_networks import RealModelConfig
 
-        rcfg = RealModelConfig(folds=folds, seed=seed, n_threads=threads)
         bundle = train_discharge_model(
-            ts, config=rcfg, name=name, version=model_version, description=description
+            ts,
+            config=make_real_config(folds, seed, threads),
+            name=name,
+            version=model_version,
+            description=description,
         )
         path = save_bundle(bundle, out, overwrite=overwrite)
         click.echo(
             f"wrote {path} ({bundle.n_members} members, family acg-isi-wave, sha256 {bundle.sha256[:12]}); "
-            "validate it with benchmarks/bench_real_validation.py (docs/validation.md)"
+            "evaluate the procedure with `nwb-celltype evaluate` (docs/validation.md)"
         )
         return
     cfg = make_config(folds, repeats, vae_epochs, head_epochs, use_layer, finetune_encoders, threads)

@@ -1,7 +1,10 @@
 """Reading layer: open NWB sources (local path, http(s) URL, DANDI archive) and stream their units
-as plain numpy batches. The only layer that touches h5py, remfile and the dandi client."""
+as plain numpy batches. The only layer that touches h5py, remfile and the dandi client.
 
-from ._dandi import AssetInfo, list_dandiset_assets
+The HTTP stack (requests, remfile, the dandi client) is imported only when a remote source or a
+DANDI listing needs it: reading a local file does not load it."""
+
+from .._lazy import lazy_exports
 from ._parse import SourceSpec, parse_source
 from ._source import Source, SourceInfo, open_source
 from ._units import map_location_to_layer, read_units
@@ -17,3 +20,6 @@ __all__ = [
     "parse_source",
     "read_units",
 ]
+
+_LAZY = {"AssetInfo": "._dandi", "list_dandiset_assets": "._dandi"}
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

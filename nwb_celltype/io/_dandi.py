@@ -13,8 +13,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import InvalidValueError, NwbCelltypeError, RemoteError, SourceNotFoundError
+from ._defaults import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S
 from ._parse import SourceSpec, parse_source
-from ._remote import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, BoundedSession
+from ._remote import BoundedSession
 
 # The dandi client otherwise asks a telemetry server for newer releases on every client creation
 # (an unbounded network call); a library read must not do that. Users may still set it to "".

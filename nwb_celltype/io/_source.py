@@ -9,23 +9,15 @@ import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._files import require_nwb_root, require_regular_file
 from ..errors import NotNWBError, NwbCelltypeError, RemoteError, SourceError, SourceNotFoundError
+from ._defaults import DEFAULT_CACHE_MAX_BYTES, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S
 from ._parse import SourceSpec, parse_source
-from ._remote import (
-    DEFAULT_CACHE_MAX_BYTES,
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT_S,
-    BoundedDiskCache,
-    BoundedSession,
-    GuardedFile,
-    cache_root,
-    chunk_key,
-    open_remfile,
-    probe_url,
-)
+
+if TYPE_CHECKING:
+    from ._remote import BoundedDiskCache, GuardedFile
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +239,9 @@ def open_source(
     spec = parse_source(source)
     if spec.kind == "local":
         return _open_local(spec)
+    # the HTTP stack only for remote sources: a local file imports none of it
+    from ._remote import BoundedDiskCache, BoundedSession, cache_root, chunk_key, open_remfile, probe_url
+
     cache = None
     if cache_dir is not False:
         root = cache_root(None if cache_dir in (None, True) else cache_dir)

@@ -1,30 +1,32 @@
 """model layer of nwb-celltype (PyTorch): the C4 network and its batched ensemble, semi-supervised
-training, calibration, model bundles (safetensors + JSON card), prediction and evaluation."""
+training, calibration, model bundles (safetensors + JSON card), prediction and evaluation.
+
+Names are imported on first use: loading and running the default (real-data) model needs no torch
+(its small ensemble runs in numpy, :mod:`.real_inference`); training and the C4 family import it."""
 
 from __future__ import annotations
 
-from .bundle import ModelBundle, bundle_from_states, load_bundle, load_demo_bundle, save_bundle
-from .evaluate import EvaluationReport, evaluate_model
-from .metrics import classification_metrics
-from .network import CNNCerebellum, EnsembleCNN, build_network, convert_npyx_state_dict
-from .predict import Predictions, predict_cell_types
-from .training import TrainConfig, train_model
+from .._lazy import lazy_exports
 
-__all__ = [
-    "CNNCerebellum",
-    "EnsembleCNN",
-    "EvaluationReport",
-    "ModelBundle",
-    "Predictions",
-    "TrainConfig",
-    "build_network",
-    "bundle_from_states",
-    "classification_metrics",
-    "convert_npyx_state_dict",
-    "evaluate_model",
-    "load_bundle",
-    "load_demo_bundle",
-    "predict_cell_types",
-    "save_bundle",
-    "train_model",
-]
+_LAZY = {
+    "CNNCerebellum": ".network",
+    "EnsembleCNN": ".network",
+    "EvaluationReport": ".evaluate",
+    "ModelBundle": ".bundle",
+    "Predictions": ".predict",
+    "TrainConfig": ".training",
+    "build_network": ".network",
+    "bundle_from_states": ".bundle",
+    "classification_metrics": ".metrics",
+    "convert_npyx_state_dict": ".network",
+    "evaluate_model": ".evaluate",
+    "load_bundle": ".bundle",
+    "load_demo_bundle": ".bundle",
+    "predict_cell_types": ".predict",
+    "save_bundle": ".bundle",
+    "train_model": ".training",
+}
+
+__all__ = sorted(_LAZY)
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -24,15 +24,18 @@ import platform
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..errors import ModelError, ModelMismatchError, OutputError, UnsafeFileError
 from ..features.config import FeatureConfig
 from ..vocabulary import CELL_ONTOLOGY_IDS
-from .network import EnsembleCNN, build_network, count_parameters
+
+if TYPE_CHECKING:  # torch only where a C4-family bundle is built or run: see load_bundle
+    import torch
+
+    from .ensemble_cnn import EnsembleCNN
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +144,8 @@ class ModelBundle(CardProperties):
         return self
 
     def _tensors(self) -> dict[str, torch.Tensor]:
+        import torch
+
         out = {
             f"ensemble.{k}": v.detach().cpu().contiguous() for k, v in self.ensemble.stacked_tensors().items()
         }
@@ -174,13 +179,39 @@ def _canonical(card: dict) -> bytes:
     return json.dumps(_json_safe(card), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
-def _weights_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """sha256 over tensor names, dtypes, shapes and bytes (independent of file layout)."""
+#: numpy dtype -> the torch dtype name the weights digest was defined with (torch's ``str(dtype)``).
+_DIGEST_DTYPES = {
+    "float16": "torch.float16",
+    "float32": "torch.float32",
+    "float64": "torch.float64",
+    "int8": "torch.int8",
+    "int16": "torch.int16",
+    "int32": "torch.int32",
+    "int64": "torch.int64",
+    "uint8": "torch.uint8",
+    "bool": "torch.bool",
+}
+
+
+def _weights_digest(tensors: dict) -> str:
+    """sha256 over tensor names, dtypes, shapes and bytes (independent of file layout). Tensors may be
+    torch tensors or numpy arrays (the digest is the same for the same values: dtypes are named as
+    torch names them)."""
     h = hashlib.sha256()
     for k in sorted(tensors):
-        v = tensors[k].detach().cpu().contiguous()
-        h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
-        h.update(v.numpy().tobytes() if v.dtype != torch.bool else v.to(torch.uint8).numpy().tobytes())
+        v = tensors[k]
+        if isinstance(v, np.ndarray):
+            a = np.ascontiguousarray(v)
+            try:
+                dtype = _DIGEST_DTYPES[a.dtype.name]
+            except KeyError:
+                raise ModelError(f"weights tensor {k!r} has unsupported dtype {a.dtype}.") from None
+        else:  # a torch tensor
+            v = v.detach().cpu().contiguous()
+            dtype = str(v.dtype)
+            a = v.numpy() if dtype != "torch.bool" else v.numpy().astype(np.uint8)
+        h.update(f"{k}|{dtype}|{tuple(a.shape)}|".encode())
+        h.update(a.astype(np.uint8).tobytes() if a.dtype == np.bool_ else a.tobytes())
     return h.hexdigest()
 
 
@@ -191,13 +222,15 @@ def _bundle_digest(card: dict) -> str:
 
 def software_versions() -> dict[str, str]:
     """Versions of the software that produced a bundle."""
+    from importlib.metadata import version
+
     import safetensors
 
     import nwb_celltype
 
     return {
         "nwb_celltype": nwb_celltype.__version__,
-        "torch": torch.__version__,
+        "torch": version("torch"),
         "numpy": np.__version__,
         "safetensors": safetensors.__version__,
         "python": platform.python_version(),
@@ -252,6 +285,9 @@ def bundle_from_states(
     card_extra : dict, optional
         More card fields (training data references, metrics, provenance ...), merged last.
     """
+    from .ensemble_cnn import EnsembleCNN
+    from .network import build_network, count_parameters
+
     ens = states if isinstance(states, EnsembleCNN) else EnsembleCNN(states, pool=pool)
     ens.eval()
     if len(classes) != ens.n_classes:
@@ -406,7 +442,6 @@ def load_bundle(
         The feature configuration differs from ``feature_config`` or from its recorded hash.
     """
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     path = Path(path)
     if path.is_file() and path.name == CARD_FILE:
@@ -442,8 +477,16 @@ def load_bundle(
             f"bundle format version {card.get('format_version')} is newer than this nwb-celltype supports "
             f"({BUNDLE_FORMAT_VERSION}); upgrade nwb-celltype."
         )
+    c4_family = card.get("feature_family", "c4-3d") == "c4-3d"
     try:
-        tensors = load_file(str(w_path), device="cpu")
+        if c4_family:  # torch networks
+            from safetensors.torch import load_file
+
+            tensors = load_file(str(w_path), device="cpu")
+        else:  # other families' models run in numpy (no torch import: see real_inference.py)
+            from safetensors.numpy import load_file
+
+            tensors = load_file(str(w_path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ModelError(f"cannot read the weights {w_path} (not a valid safetensors file?): {exc}") from exc
     if verify:
@@ -460,7 +503,7 @@ def load_bundle(
                 f"model card of {path} does not match its recorded sha256 ({got_b[:16]}... != "
                 f"{str(card.get('sha256'))[:16]}...); the card was edited. Re-download or re-train the bundle."
             )
-    if card.get("feature_family", "c4-3d") != "c4-3d":
+    if not c4_family:
         from ..features.families import get_family
         from .discharge_bundle import load_discharge_bundle
 
@@ -493,6 +536,8 @@ def load_bundle(
             f"(bundle {fc.sha256[:12]} vs data {feature_config.sha256[:12]}; differing settings "
             f"{{name: (bundle, data)}} = {diff}); recompute the features with the bundle's configuration."
         )
+    from .ensemble_cnn import EnsembleCNN
+
     ens_t = {k.removeprefix("ensemble."): v for k, v in tensors.items() if k.startswith("ensemble.")}
     n_members = int(card["architecture"]["n_members"])
     ens = EnsembleCNN.from_stacked(ens_t, n_members, pool=card["architecture"].get("pool", "avg")).eval()

@@ -36,8 +36,9 @@ from ..features.config import FeatureConfig
 from ..vocabulary import C4_CLASSES, C4_CLASSES_MLI_CLUSTERING
 from .bundle import ModelBundle, bundle_from_states
 from .decision import check_threshold, decide
+from .ensemble_cnn import EnsembleCNN
 from .laplace import fit_prior_precision, posterior_from_hessians, predictive_variance, probit_probabilities
-from .network import LATENT_DIM, LAYER_DIM, EnsembleCNN, convert_npyx_state_dict
+from .network import LATENT_DIM, LAYER_DIM, convert_npyx_state_dict
 
 __all__ = [
     "C4_CITATION",

@@ -15,15 +15,17 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..errors import ModelError, ModelMismatchError
 from ..features.discharge import FAMILY, DischargeConfig, DischargeFeatureSet
 from ..vocabulary import NOT_CLASSIFIABLE, UNCLASSIFIED
 from .bundle import CardProperties
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +49,13 @@ class DischargeBundle(CardProperties):
     path : Path or None
     """
 
-    tensors: dict[str, torch.Tensor]
+    tensors: dict[str, np.ndarray]
     card: dict
     path: Path | None = None
     _feature_config: DischargeConfig | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.tensors = _as_arrays(self.tensors)
 
     @property
     def uses_layer(self) -> bool:
@@ -65,23 +70,40 @@ class DischargeBundle(CardProperties):
         return _n_members(self.meta)
 
     @property
-    def device(self) -> torch.device:
-        return next(iter(self.tensors.values())).device
+    def device(self) -> str:
+        """Always ``"cpu"``: the ensemble is small and runs in numpy."""
+        return "cpu"
 
     @property
     def temperature(self) -> float:
         return float(self.card.get("calibration", {}).get("temperature", 1.0))
 
     def to(self, device: str | torch.device) -> DischargeBundle:
-        self.tensors = {k: v.to(device) for k, v in self.tensors.items()}
+        """No-op kept for the bundle interface: the real-data ensemble runs in numpy on the CPU
+        whatever device is asked for (it is a few hundred kB; a GPU would not speed it up)."""
+        if str(device) != "cpu":
+            logger.info("%s runs on the CPU (numpy); device %s not used", self.name, device)
         return self
 
     def _tensors(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().contiguous() for k, v in self.tensors.items()}
+        """The weights as torch tensors (what safetensors' torch writer stores)."""
+        import torch
+
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.tensors.items()}
 
     def predict(self, features: DischargeFeatureSet, *, threshold: float = 2.0, dtype=None):
         """Classify every unit of ``features``; see :func:`~.predict.predict_cell_types`."""
         return predict_discharge(self, features, threshold=threshold)
+
+
+def _as_arrays(tensors: dict) -> dict[str, np.ndarray]:
+    """Weights as contiguous numpy arrays (torch tensors from training are copied to the CPU)."""
+    out = {}
+    for k, v in tensors.items():
+        if not isinstance(v, np.ndarray):
+            v = v.detach().cpu().numpy()
+        out[k] = np.ascontiguousarray(v)
+    return out
 
 
 def _n_members(meta: dict) -> int:
@@ -122,13 +144,13 @@ def make_discharge_bundle(
         "model_meta": meta,
     }
     card.update(card_extra or {})
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    tensors = _as_arrays(tensors)
     card["weights_sha256"] = _weights_digest(tensors)
     card["sha256"] = _bundle_digest(card)
     return DischargeBundle(tensors=tensors, card=card, _feature_config=feature_config)
 
 
-def load_discharge_bundle(path: Path, card: dict, tensors: dict[str, torch.Tensor]) -> DischargeBundle:
+def load_discharge_bundle(path: Path, card: dict, tensors: dict[str, np.ndarray]) -> DischargeBundle:
     """Build a bundle from a verified card + weights (called by :func:`~.bundle.load_bundle`)."""
     if card.get("architecture", {}).get("kind") != KIND:
         raise ModelError(

@@ -82,9 +82,20 @@ class EvaluationReport:
             f"balanced accuracy @ threshold {m['threshold']:g}: {m['balanced_accuracy']:.3f} "
             f"(fraction classified {m['fraction_classified']:.3f}); without threshold "
             f"{m['balanced_accuracy_all']:.3f}; ECE {m['calibration']['ece']:.3f}",
+            f"abstentions counted as misses: balanced recall {m['balanced_recall_abstain_as_miss']:.3f}; "
+            f"confidently wrong {m['confidently_wrong']:.3f} of all units",
+            "per class (recall, abstentions as misses; units): "
+            + ", ".join(
+                f"{c} {r:.2f} (n={m['class_counts'][self.classes.index(c)]})"
+                for c, r in m["recall_abstain_as_miss"].items()
+            ),
         ]
         for name, b in self.baselines.items():
-            lines.append(f"baseline {name}: balanced accuracy {b['balanced_accuracy_all']:.3f}")
+            lines.append(
+                f"baseline {name}: balanced accuracy {b['balanced_accuracy_all']:.3f} without threshold; "
+                f"{b['balanced_accuracy']:.3f} on the {b['fraction_classified']:.0%} classified at "
+                f"{b['threshold']:g}"
+            )
         return "\n".join(lines)
 
     def write(self, out_dir: str | Path, *, figures: bool = True) -> list[Path]:
@@ -231,7 +242,7 @@ def _full_proba(p: np.ndarray, present: np.ndarray, k: int) -> np.ndarray:
 
 
 def _ensemble_proba(result, features, rows) -> np.ndarray:
-    from .network import EnsembleCNN
+    from .ensemble_cnn import EnsembleCNN
 
     ens = EnsembleCNN(result.states).eval()
     acg, wvf, lay = tensors_from_features(features, rows)
@@ -244,6 +255,37 @@ class _Subset:
     def __init__(self, features, labels):
         self.features = features
         self.labels = labels
+
+
+def outer_folds(y: np.ndarray, folds: int, leave_one_out: bool, seed: int) -> tuple[np.ndarray, int, str]:
+    """Outer fold of each labelled unit (stratified, or one per unit), their number and a description."""
+    if leave_one_out:
+        return np.arange(len(y)), len(y), f"leave-one-out over {len(y)} labelled units"
+    if folds < 2:
+        raise LibraryError(f"folds must be >= 2, got {folds}; or pass leave_one_out=True.")
+    fold = stratified_folds(y, folds, np.random.default_rng(seed + 7))
+    return fold, folds, f"{folds}-fold stratified cross-validation"
+
+
+#: Evaluation of the other feature families' models: family -> "module:function" (lazy import).
+FAMILY_EVALUATORS = {"acg-isi-wave": ".evaluate_discharge:evaluate_discharge"}
+
+
+def _evaluate_other_family(family: str, training_set, *, config, **kw) -> EvaluationReport:
+    import importlib
+
+    if family not in FAMILY_EVALUATORS:
+        raise LibraryError(
+            f"no evaluation procedure for feature family {family!r}; known: {sorted(FAMILY_EVALUATORS)}."
+        )
+    if isinstance(config, TrainConfig):
+        raise LibraryError(
+            f"a TrainConfig (c4-3d settings) was given for {family!r} features; pass that family's "
+            "configuration (nwb_celltype.model.real_networks.RealModelConfig for acg-isi-wave) or None."
+        )
+    module, _, func = FAMILY_EVALUATORS[family].partition(":")
+    fn = getattr(importlib.import_module(module, __package__), func)
+    return fn(training_set, config=config, **kw)
 
 
 def evaluate_model(
@@ -272,7 +314,10 @@ def evaluate_model(
         Train once on all of ``training_set``, evaluate on the labelled units of ``test_set``
         (e.g. mouse -> macaque). Its units also pre-train the VAEs, labels unused.
     config : TrainConfig, optional
-        Settings of each trained ensemble.
+        Settings of each trained ensemble. For features of another family (e.g. ``acg-isi-wave``
+        tables) that family's evaluation runs instead (:data:`FAMILY_EVALUATORS`; for
+        ``acg-isi-wave``: :func:`~.evaluate_discharge.evaluate_discharge`, ``config`` a
+        ``RealModelConfig`` or None).
     seed : int
     threshold : float
         Confidence-ratio threshold of the "at threshold" metrics.
@@ -285,7 +330,22 @@ def evaluate_model(
     EvaluationReport
     """
     from ..features.config import FeatureSet
+    from ..features.families import family_of
 
+    family = family_of(training_set.features).name
+    if family != "c4-3d":
+        return _evaluate_other_family(
+            family,
+            training_set,
+            folds=folds,
+            leave_one_out=leave_one_out,
+            test_set=test_set,
+            config=config,
+            seed=seed,
+            threshold=threshold,
+            baselines=baselines,
+            progress=progress,
+        )
     config = config or TrainConfig()
     t0 = time.perf_counter()
     feats = training_set.features
@@ -316,17 +376,7 @@ def evaluate_model(
             base_p = _baselines(all_feats, comb_rows, y_comb, tr, te, seed)
         scheme = f"train on all {len(rows)} labelled units, test on {len(t_rows)} labelled units of test_set"
     else:
-        rng = np.random.default_rng(seed + 7)
-        if leave_one_out:
-            fold = np.arange(len(rows))
-            n_folds = len(rows)
-            scheme = f"leave-one-out over {len(rows)} labelled units"
-        else:
-            if folds < 2:
-                raise LibraryError(f"folds must be >= 2, got {folds}; or pass leave_one_out=True.")
-            fold = stratified_folds(y, folds, rng)
-            n_folds = folds
-            scheme = f"{folds}-fold stratified cross-validation"
+        fold, n_folds, scheme = outer_folds(y, folds, leave_one_out, seed)
         p = np.zeros((len(rows), len(classes)))
         base_p = {b: np.zeros_like(p) for b in base_names} if baselines else {}
         it = range(n_folds)

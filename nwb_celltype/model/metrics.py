@@ -67,12 +67,21 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -
 
 
 def classification_metrics(
-    y: np.ndarray, p: np.ndarray, classes: tuple[str, ...] | list[str], *, threshold: float = 2.0
+    y: np.ndarray,
+    p: np.ndarray,
+    classes: tuple[str, ...] | list[str],
+    *,
+    threshold: float = 2.0,
+    abstain: np.ndarray | None = None,
 ) -> dict:
     """Metrics of probabilities ``p`` (n, k) against true class indices ``y`` (n,).
 
     "At threshold" metrics use only units whose confidence ratio (top1 / top2) reaches ``threshold``
-    (the others are "unclassified", as in C4); ``fraction_classified`` says how many that is.
+    and that the model did not abstain on otherwise (``abstain``, e.g. out of distribution); the
+    others are "unclassified", as in C4. ``fraction_classified`` says how many were classified;
+    ``recall_abstain_as_miss`` (per class) and ``balanced_recall_abstain_as_miss`` count every
+    unclassified unit as a miss of its class, over every class present (a class whose units were all
+    abstained on scores 0); ``confidently_wrong`` is the fraction of all units classified wrongly.
     Returns a JSON-serialisable dict.
     """
     y = np.asarray(y, dtype=np.int64)
@@ -80,6 +89,13 @@ def classification_metrics(
     k = len(classes)
     decision = decide(p, threshold)
     pred, ratio, keep = decision.predicted, decision.confidence, decision.classified
+    held = np.zeros(len(y), bool) if abstain is None else np.asarray(abstain, bool)
+    if held.shape != y.shape:
+        raise ValueError(f"abstain must have shape {y.shape}, got {held.shape}.")
+    keep = keep & ~held
+    hit = keep & (pred == y)
+    present = [c for c in range(k) if np.any(y == c)]
+    miss_recall = {c: float(hit[y == c].mean()) for c in present}
     cm_all = _confusion(y, pred, k)
     cm_thr = _confusion(y[keep], pred[keep], k)
     prec, rec, f1 = _per_class(cm_thr)
@@ -90,7 +106,7 @@ def classification_metrics(
 
     curve = []
     for t in THRESHOLD_GRID:
-        m = ratio >= t  # the decision rule at threshold t
+        m = (ratio >= t) & ~held  # the decision rule at threshold t
         curve.append(
             {
                 "threshold": t,
@@ -109,6 +125,12 @@ def classification_metrics(
         "balanced_accuracy": _balanced_accuracy(y[keep], pred[keep], k) if keep.any() else float("nan"),
         "accuracy": float(np.mean(pred[keep] == y[keep])) if keep.any() else float("nan"),
         "balanced_accuracy_all": _balanced_accuracy(y, pred, k),
+        "balanced_recall_abstain_as_miss": float(np.mean(list(miss_recall.values())))
+        if present
+        else float("nan"),
+        "recall_abstain_as_miss": {classes[c]: r for c, r in miss_recall.items()},
+        "confidently_wrong": float(np.mean(keep & (pred != y))) if len(y) else float("nan"),
+        "fraction_abstained_other": float(held.mean()) if len(y) else float("nan"),
         "accuracy_all": float(np.mean(pred == y)) if len(y) else float("nan"),
         "confusion_matrix": cm_thr.tolist(),
         "confusion_matrix_all": cm_all.tolist(),

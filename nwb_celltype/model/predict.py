@@ -6,16 +6,19 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..errors import ModelMismatchError
-from ..features.config import FeatureSet
 from ..vocabulary import NOT_CLASSIFIABLE
-from .bundle import ModelBundle
 from .decision import check_threshold, decide
-from .training import check_feature_shapes, usable_rows
+
+if TYPE_CHECKING:  # torch is imported only by the C4 family's path: the real-data models run in numpy
+    import torch
+
+    from ..features.config import FeatureSet
+    from .bundle import ModelBundle
 
 logger = logging.getLogger(__name__)
 
@@ -89,10 +92,12 @@ def predict_member_probabilities(
     waveform: torch.Tensor,
     layer: torch.Tensor,
     *,
-    dtype: str | torch.dtype = torch.float32,
+    dtype: str | torch.dtype = "float32",
 ) -> torch.Tensor:
     """Calibrated probabilities of every member, (M, n, k) in ``dtype``, for tensors on the bundle's
     device (see :func:`predict_cell_types` for ``dtype``)."""
+    import torch
+
     from .c4 import resolve_dtype
 
     dtype = resolve_dtype(dtype)
@@ -128,7 +133,7 @@ def predict_cell_types(
     features: FeatureSet,
     *,
     threshold: float = 2.0,
-    dtype: str | torch.dtype = torch.float32,
+    dtype: str | torch.dtype = "float32",
 ) -> Predictions:
     """Classify every unit of ``features`` with the ensemble of ``bundle``.
 
@@ -161,7 +166,10 @@ def predict_cell_types(
     """
     if getattr(bundle, "feature_family", "c4-3d") != "c4-3d":  # another family's own prediction path
         return bundle.predict(features, threshold=threshold, dtype=dtype)
+    import torch
+
     from .c4 import resolve_dtype
+    from .training import check_feature_shapes, usable_rows
 
     dtype = resolve_dtype(dtype)
     check_threshold(threshold)

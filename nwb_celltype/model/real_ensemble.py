@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..errors import ModelError
 from ..features.discharge_inputs import discharge_inputs, waveform_inputs
-from .real_networks import Autoencoder, MemberStack, RealModelConfig, pretrain_autoencoder, train_members
-from .training import _torch_settings, stratified_folds
+from .real_inference import NumpyEncoder, member_logits, softmax
+
+if TYPE_CHECKING:  # torch for training only: prediction runs in numpy (real_inference.py)
+    import torch
+
+    from .real_networks import Autoencoder, RealModelConfig
 
 __all__ = [
     "FAMILY",
@@ -89,19 +93,24 @@ def quantile_map(x: np.ndarray, q: np.ndarray) -> np.ndarray:
     return out
 
 
-def _normalise(x: np.ndarray, tensors: Mapping[str, torch.Tensor], part: str) -> np.ndarray:
+def _normalise(x: np.ndarray, tensors: Mapping, part: str) -> np.ndarray:
     """The model's input transform of one part: quantile map (where the bundle has one), then
     standardise."""
     key = f"norm.{part}.quantiles"
     if key in tensors:
-        x = quantile_map(x, tensors[key].numpy())
-    return _standardise(x, tensors[f"norm.{part}.mean"].numpy(), tensors[f"norm.{part}.std"].numpy())
+        x = quantile_map(x, np.asarray(tensors[key]))
+    return _standardise(x, np.asarray(tensors[f"norm.{part}.mean"]), np.asarray(tensors[f"norm.{part}.std"]))
 
 
-def _latent(ae: Autoencoder, x: np.ndarray) -> np.ndarray:
-    """Latent codes (n, k) of a pre-trained autoencoder."""
+def _latent(ae: Autoencoder | NumpyEncoder, x: np.ndarray) -> np.ndarray:
+    """Latent codes (n, k), float64, of a pre-trained encoder: the torch autoencoder while training,
+    its numpy twin (:class:`~.real_inference.NumpyEncoder`) when predicting."""
+    if isinstance(ae, NumpyEncoder):
+        return ae.encode(x)
+    import torch
+
     with torch.no_grad():
-        return ae.encode(torch.from_numpy(x)).numpy().astype(np.float64)
+        return ae.encode(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy().astype(np.float64)
 
 
 def _fit_gaussians(z: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -197,6 +206,9 @@ def train_real_ensemble(
     meta : dict
         JSON-able: classes, config, member kinds, temperatures, thresholds, training summary.
     """
+    from .real_networks import RealModelConfig
+    from .training import _torch_settings
+
     cfg = config or RealModelConfig()
     labels = np.asarray(labels).astype(str)
     lab = _inputs(raw)
@@ -219,6 +231,11 @@ def _pool(lab: dict, unl: dict | None, part: str) -> np.ndarray:
 
 
 def _train(cfg, lab, labels, classes, unl, groups):
+    import torch
+
+    from .real_networks import MemberStack, pretrain_autoencoder, train_members
+    from .training import stratified_folds
+
     n_classes = len(classes)
     tensors: dict[str, torch.Tensor] = {}
     pre: dict[str, Autoencoder] = {}
@@ -311,34 +328,13 @@ def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
 
 
-def _head_inputs(pre: Mapping[str, Autoencoder], x: Mapping[str, np.ndarray], kind: str) -> np.ndarray:
+def _head_inputs(
+    pre: Mapping[str, Autoencoder | NumpyEncoder], x: Mapping[str, np.ndarray], kind: str
+) -> np.ndarray:
     """Head input of a member kind (n, k): frozen latents, then the standardised inputs."""
     parts = _PARTS if kind == "full" else ("discharge",)
-    with torch.no_grad():
-        lat = [pre[p].encode(torch.from_numpy(x[p])).numpy() for p in parts]
+    lat = [_latent(pre[p], x[p]).astype(np.float32) for p in parts]
     return np.concatenate(lat + [x[p] for p in parts], axis=1).astype(np.float32)
-
-
-def _autoencoder(tensors, meta, part: str) -> Autoencoder:
-    cfg = RealModelConfig(**meta["config"])
-    hidden = cfg.hidden_discharge if part == "discharge" else cfg.hidden_waveform
-    lat = cfg.latent_discharge if part == "discharge" else cfg.latent_waveform
-    ae = Autoencoder(tensors[f"norm.{part}.mean"].shape[0], hidden, lat)
-    ae.load_state_dict({k[len(f"ood.{part}.") :]: tensors[k] for k in tensors if _is_ae_key(k, part)})
-    return ae.eval()
-
-
-def _stack_from_tensors(tensors, meta, kind: str) -> MemberStack:
-    cfg = RealModelConfig(**meta["config"])
-    n_in = tensors[f"members.{kind}.h1_weight"].shape[1]
-    stack = MemberStack(cfg, meta["n_members"][kind], n_in, len(meta["classes"]))
-    prefix = f"members.{kind}."
-    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    try:
-        stack.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ModelError(f"the {kind} members of the real ensemble do not match its tensors: {exc}") from None
-    return stack.eval()
 
 
 def predict_real_ensemble(
@@ -366,17 +362,16 @@ def predict_real_ensemble(
     has_d, has_w = inp["has_discharge"], inp["has_waveform"]
     used_w = has_d & has_w
     n_classes = len(meta["classes"])
-    pre = {p: _autoencoder(tensors, meta, p) for p in _PARTS}
+    pre = {p: NumpyEncoder.from_tensors(tensors, p) for p in _PARTS}
     blocks = []
-    with torch.inference_mode():
-        for kind in KINDS:
-            rows = used_w if kind == "full" else has_d & ~has_w
-            mp = np.full((meta["n_members"][kind], n, n_classes), np.nan, dtype=np.float32)
-            if rows.any():
-                head_in = _head_inputs(pre, {p: v[rows] for p, v in x.items()}, kind)
-                logits = _stack_from_tensors(tensors, meta, kind)(torch.from_numpy(head_in))
-                mp[:, rows] = torch.softmax(logits / meta["temperatures"][kind], dim=-1).numpy()
-            blocks.append(mp)
+    for kind in KINDS:
+        rows = used_w if kind == "full" else has_d & ~has_w
+        mp = np.full((meta["n_members"][kind], n, n_classes), np.nan, dtype=np.float32)
+        if rows.any():
+            head_in = _head_inputs(pre, {p: v[rows] for p, v in x.items()}, kind)
+            logits = member_logits(tensors, kind, head_in)
+            mp[:, rows] = softmax(logits / meta["temperatures"][kind])
+        blocks.append(mp)
     member_p = np.concatenate(blocks)
     with np.errstate(invalid="ignore"):
         probs = np.nanmean(member_p, axis=0)
@@ -385,8 +380,8 @@ def predict_real_ensemble(
         sc = np.full(n, np.nan)
         if avail.any():
             z = _latent(pre[part], x[part][avail])
-            means = tensors[f"ood.{part}.class_means"].numpy().astype(np.float64)
-            prec = tensors[f"ood.{part}.precision"].numpy().astype(np.float64)
+            means = np.asarray(tensors[f"ood.{part}.class_means"], dtype=np.float64)
+            prec = np.asarray(tensors[f"ood.{part}.precision"], dtype=np.float64)
             thr = meta["ood"][part]
             sc[avail] = _mahalanobis(z, means, prec) / thr["mahalanobis_threshold"]
         scores[part] = sc
@@ -416,8 +411,3 @@ def member_agreement(member_p: np.ndarray, probs: np.ndarray) -> np.ndarray:
     n_used = used.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n_used > 0, votes.sum(0) / n_used, np.nan)
-
-
-def _is_ae_key(key: str, part: str) -> bool:
-    prefix = f"ood.{part}."
-    return key.startswith(prefix) and key[len(prefix) :].split(".")[0] in ("enc1", "enc2", "dec1", "dec2")

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InvalidValueError, OutputError
 from ..vocabulary import C4_CLASSES
-from ._model import model_rate_hz, mu_for_rate
+from ._checks import _check_counts, _check_duration, _check_fraction, _check_int
 from ._nwb import site_layers, write_nwb
 from ._params import (
     C4_LABELLED_COUNTS,
@@ -20,10 +20,7 @@ from ._params import (
     OTHER_KIND_P,
     OTHER_KINDS,
     SIM_CLASSES,
-    ClassParams,
-    FittedClass,
     Preset,
-    fitted_classes,
     get_preset,
 )
 from ._result import DEFECT_RATES, N_CHANNELS, SimulationResult
@@ -31,17 +28,18 @@ from ._spikes import (
     add_refractory_violations,
     apply_amplitude_cutoff,
     apply_cs_pause,
-    burst_train,
-    gamma_train,
-    mixture_train,
+)
+from ._unit import (
+    _class_train,
+    _unit_waveform_params,
+    class_spike_train,
+    class_waveform,
 )
 from ._waveforms import (
     LAYER_SUFFIX_TO_C4,
-    fitted_phases,
     make_layer_profile,
     neuropixels_geometry,
     render_waveforms,
-    template_phases,
     waveform_time_ms,
 )
 
@@ -55,45 +53,6 @@ __all__ = [
     "simulate_recording",
     "simulate_units",
 ]
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
-def _check_duration(duration_s) -> float:
-    if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float, np.number)):
-        raise InvalidValueError(f"duration_s must be a number of seconds, got {duration_s!r}.")
-    if not np.isfinite(duration_s) or duration_s < 1.0:
-        raise InvalidValueError(
-            f"duration_s must be at least 1 s (and finite), got {duration_s!r}; "
-            "C4 needs > 180 s of good data per unit, so use a few minutes or more."
-        )
-    return float(duration_s)
-
-
-def _check_fraction(fraction) -> float:
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.number)):
-        raise InvalidValueError(f"labelled_fraction must be a number in [0, 1], got {fraction!r}.")
-    if not 0.0 <= fraction <= 1.0:
-        raise InvalidValueError(
-            f"labelled_fraction must lie in [0, 1], got {fraction!r}; e.g. 0.3 labels 30% of "
-            "the units of the five C4 classes."
-        )
-    return float(fraction)
-
-
-def _check_counts(counts: dict, what: str, allowed: tuple[str, ...]) -> dict[str, int]:
-    if not isinstance(counts, dict):
-        raise InvalidValueError(f"{what} must be a dict class -> count, got {type(counts).__name__}.")
-    out = {}
-    for k, v in counts.items():
-        if k not in allowed:
-            raise InvalidValueError(f"{what} has unknown class {k!r}; expected classes among {allowed}.")
-        out[k] = _check_int(f"{what}[{k!r}]", v, 0)
-    return out
 
 
 def _default_counts(n_units: int) -> dict[str, int]:
@@ -112,177 +71,6 @@ def _default_counts(n_units: int) -> dict[str, int]:
 
 # --------------------------------------------------------------------------------------------
 # per-unit generation
-
-
-def _draw_rate(rng: np.random.Generator, p: ClassParams) -> float:
-    rate = p.rate_hz * np.exp(p.rate_log_sd * rng.standard_normal())
-    return float(np.clip(rate, *p.rate_range_hz))
-
-
-def _u(rng: np.random.Generator, rng_pair: tuple[float, float]) -> float:
-    return float(rng.uniform(*rng_pair))
-
-
-#: Complex-spike rate (Hz): log-normal median and log-sd, clip range. The tables' 100 ms window
-#: cannot measure it (Zhou et al. 2014, Van Dijck et al. 2013: ~1 Hz, 0.5-2 Hz).
-CS_RATE = (1.0, 0.35, (0.3, 2.5))
-
-
-def jitter_discharge(rng: np.random.Generator, row: np.ndarray, n_rows: int) -> np.ndarray:
-    """A fitted unit's discharge parameters with unit-to-unit jitter (log-sd 0.1 on every time
-    scale and shape, 0.2 on the burst weight; 0.25 where the class has fewer than 5 real units, so
-    that few fits still give a spread population)."""
-    s = 0.1 if n_rows >= 5 else 0.25
-    q = np.array(row, dtype=np.float64)
-    q[1:6] *= np.exp(s * rng.standard_normal(5))
-    q[0] = min(q[0] * float(np.exp(2 * s * rng.standard_normal())), 0.9)
-    q[6] *= float(np.exp(s * rng.standard_normal()))
-    q[3] = max(q[3], 1.0)
-    q[4] = max(q[4], 0.3)
-    return q
-
-
-def _fitted_train(
-    rng: np.random.Generator, cls: str, fit: FittedClass, p: ClassParams, duration_s: float
-) -> tuple[np.ndarray, float]:
-    """Spike train and rate of a unit drawn from the per-unit fits of its class."""
-    q = jitter_discharge(rng, fit.discharge[rng.integers(len(fit.discharge))], len(fit.discharge))
-    if cls == "PkC_cs":
-        med, sd, (lo, hi) = CS_RATE
-        q[5] = mu_for_rate(q, float(np.clip(med * np.exp(sd * rng.standard_normal()), lo, hi)))
-    t = mixture_train(rng, q, duration_s, log_rate_tau_s=_u(rng, p.log_rate_tau_s))
-    return t, model_rate_hz(q)
-
-
-def _class_train(
-    rng: np.random.Generator, cls: str, kind: str, preset: Preset, duration_s: float
-) -> tuple[np.ndarray, float]:
-    """Spike train (s) and target rate (Hz) of one unit of class ``cls``."""
-    p = preset.classes[cls]
-    fit = fitted_classes(preset.name).get(cls)
-    if cls != OTHER and fit is not None and len(fit.discharge):
-        return _fitted_train(rng, cls, fit, p, duration_s)
-    rate = _draw_rate(rng, p)
-    common = dict(
-        log_rate_sd=_u(rng, p.log_rate_sd),
-        log_rate_tau_s=_u(rng, p.log_rate_tau_s),
-    )
-    dead = _u(rng, p.dead_time_ms) * 1e-3
-    if cls == "MFB" or (cls == OTHER and kind == "granule"):
-        if kind == "granule":
-            rate = float(np.clip(0.8 * np.exp(0.7 * rng.standard_normal()), 0.1, 5.0))
-        t = burst_train(
-            rng,
-            rate,
-            duration_s,
-            mean_burst_size=_u(rng, p.burst_size),
-            intra_isi_s=_u(rng, p.intra_burst_isi_ms) * 1e-3,
-            shape=_u(rng, p.gamma_shape),
-            dead_time_s=dead,
-            **common,
-        )
-        return t, rate
-    if cls == OTHER and kind == "mixture":
-        # two cells merged by the sorter: the sum of two trains of random classes
-        a, b = rng.choice(["PkC_ss", "MLI", "GoC", "MFB", "PkC_cs"], size=2, replace=False)
-        ta, ra = _class_train(rng, str(a), "", preset, duration_s)
-        tb, rb = _class_train(rng, str(b), "", preset, duration_s)
-        t = np.concatenate([ta, tb])
-        t.sort()
-        return t, ra + rb
-    if cls == OTHER and kind == "noise":
-        return gamma_train(rng, rate, duration_s, shape=1.0, dead_time_s=0.0, **common), rate
-    rate = min(rate, 0.5 / dead)
-    t = gamma_train(rng, rate, duration_s, shape=_u(rng, p.gamma_shape), dead_time_s=dead, **common)
-    return t, rate
-
-
-def class_spike_train(
-    rng: np.random.Generator,
-    cls: str,
-    duration_s: float,
-    *,
-    preset: str | Preset = "mouse",
-    kind: str = "",
-) -> tuple[np.ndarray, float]:
-    """Spike train of one unit of class ``cls`` (no pause, no defects).
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    cls : str
-        A C4 class or ``"other"`` (then ``kind`` in ``"granule"``, ``"mixture"``, ``"noise"``,
-        ``"irregular"``).
-    duration_s : float
-        Length in seconds.
-    preset : {"mouse", "macaque"}
-
-    Returns
-    -------
-    times : (k,) float64
-        Sorted spike times in seconds.
-    rate_hz : float
-        The drawn target rate of the generating process.
-    """
-    if cls not in SIM_CLASSES:
-        raise InvalidValueError(f"unknown class {cls!r}; expected one of {SIM_CLASSES}.")
-    return _class_train(rng, cls, kind, get_preset(preset), _check_duration(duration_s))
-
-
-def class_waveform(
-    rng: np.random.Generator,
-    cls: str,
-    *,
-    preset: str | Preset = "mouse",
-    kind: str = "",
-    waveform_rate_hz: float = 30000.0,
-    n_spikes: int = 10000,
-) -> np.ndarray:
-    """Peak-channel mean waveform of one unit of class ``cls`` (MFB ``kind="positive"`` for a
-    positive-going axonal spike).
-
-    Returns
-    -------
-    (samples,) float32
-        Volts; 4 ms window (trough at 1.3 ms) at ``waveform_rate_hz``.
-    """
-    if cls not in SIM_CLASSES:
-        raise InvalidValueError(f"unknown class {cls!r}; expected one of {SIM_CLASSES}.")
-    pre = get_preset(preset)
-    phases, amp_v, space_um, noise_v = _unit_waveform_params(rng, cls, kind, pre, n_spikes)
-    t_ms = waveform_time_ms(waveform_rate_hz)
-    wave = render_waveforms(
-        phases, t_ms, np.zeros(1), amplitude_v=amp_v, space_um=space_um, noise_v=noise_v, rng=rng
-    )
-    return wave[:, 0]
-
-
-def _unit_waveform_params(
-    rng: np.random.Generator, cls: str, kind: str, pre: Preset, n_spikes: int
-) -> tuple[np.ndarray, float, float, float]:
-    """Phases, peak amplitude (V), spatial decay (um) and noise sd (V) of one unit's waveform: from
-    a real unit's fitted phases where the class has fits (granule-like "other" units: the Hausser
-    granule cells), else from the class template."""
-    p = pre.classes[cls]
-    key = "GrC" if (cls == OTHER and kind == "granule") else cls
-    fits = fitted_classes(pre.name).get(key) or fitted_classes("mouse").get(key)
-    log_sd = 0.35
-    rel_noise = 0.0
-    if (cls != OTHER or key == "GrC") and fits is not None and fits.waveforms:
-        rows = np.arange(len(fits.waveforms))
-        if cls == "MFB" and kind in ("positive", "negative"):  # a requested polarity of the main phase
-            sign = np.array([w[np.argmax(np.abs(w[:, 0])), 0] > 0 for w in fits.waveforms])
-            rows = rows[sign == (kind == "positive")] if (sign == (kind == "positive")).any() else rows
-        j = int(rows[rng.integers(len(rows))])
-        phases = fitted_phases(rng, fits.waveforms[j])
-        rel_noise = float(fits.waveform_noise[j])
-        log_sd = fits.amplitude_log_sd or log_sd
-    else:
-        phases = template_phases(rng, cls, pre.width_scale, kind)
-    amp_v = p.amplitude_uv * float(np.exp(log_sd * rng.standard_normal())) * 1e-6
-    # the residue of averaging n spikes, plus the real fit's residual (noise and unmodelled shape)
-    noise_v = float(np.hypot((10.0 / np.sqrt(max(n_spikes, 1)) + 1.0) * 1e-6, 0.5 * rel_noise * amp_v))
-    return phases, amp_v, _u(rng, p.space_um), noise_v
 
 
 def _apply_defects(

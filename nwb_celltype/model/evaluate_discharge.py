@@ -1,0 +1,228 @@
+"""Evaluation of the real-data model family (``acg-isi-wave``): the protocol of docs/validation.md as a
+package function, for any library of feature tables or NWB files with ground truth.
+
+Protocol: stratified outer folds (or leave-one-out, or a separate test set). For each outer fold a
+whole model is trained with :func:`~.discharge_bundle.train_discharge_model` on the training part:
+its autoencoders pre-train on the training units and every unlabelled unit (labels unused), **never
+on the held-out units**; its temperatures and out-of-distribution thresholds come from its own inner
+out-of-fold scores. The held-out units are then classified by
+:func:`~.discharge_bundle.predict_discharge`, the same code as ``annotate``, so every abstention
+(below the confidence threshold, out of distribution) counts: recall with abstentions as misses,
+coverage and the confidently-wrong fraction are reported beside accuracy. Baselines on the same
+folds: logistic regression on log rate + CV2 + waveform width, and on the raw features.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import LibraryError, ModelMismatchError
+from ..features.discharge import FAMILY
+from ..features.discharge_inputs import (
+    acg_minmax_shape,
+    isi_log_distribution,
+    rate_cv2_width,
+    waveform_inputs,
+)
+from .metrics import classification_metrics
+
+__all__ = ["BASELINES", "discharge_baselines", "evaluate_discharge"]
+
+C4_CLASSES = ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB")
+
+#: The baselines scored on the same folds, and what each one reads.
+BASELINES = {
+    "logreg_rate_cv2_width": "logistic regression on log rate proxy + CV2 proxy + waveform width "
+    "(nwb_celltype.features.discharge_inputs.rate_cv2_width), C = 1, balanced class weights",
+    "logreg_raw_features": "logistic regression on min-max ACG + log ISI distribution + waveform, "
+    "C = 0.01, balanced class weights",
+}
+
+
+def _simple(raw: dict) -> np.ndarray:
+    x = rate_cv2_width(raw["acg_counts"], raw["isi_counts"], raw["waveform"])
+    return np.column_stack([x[:, :2], np.nan_to_num(x[:, 2], nan=0.3), np.isnan(x[:, 2])])
+
+
+def _raw_features(raw: dict) -> np.ndarray:
+    return np.concatenate(
+        [
+            acg_minmax_shape(raw["acg_counts"]),
+            isi_log_distribution(raw["isi_counts"]),
+            waveform_inputs(raw["waveform"])[0],
+        ],
+        1,
+    )
+
+
+def discharge_baselines(train_raw: dict, y_train: np.ndarray, test_raw: dict, n_classes: int) -> dict:
+    """Held-out probabilities (n_test, n_classes) of the :data:`BASELINES`, trained on ``train_raw``.
+
+    ``*_raw`` are dicts of ``acg_counts`` (n, 100), ``isi_counts`` (n, 100) and ``waveform``
+    (n, 75; NaN rows where missing); ``y_train`` (n_train,) class indices.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    out = {}
+    for name, f, c in (("logreg_rate_cv2_width", _simple, 1.0), ("logreg_raw_features", _raw_features, 0.01)):
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, class_weight="balanced"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.fit(f(train_raw), y_train)
+        p = np.zeros((len(test_raw["acg_counts"]), n_classes))
+        p[:, clf.classes_] = clf.predict_proba(f(test_raw))
+        out[name] = p
+    return out
+
+
+@dataclass
+class _Part:
+    """A training-set-like slice (what :func:`~.discharge_bundle.train_discharge_model` reads)."""
+
+    features: object
+    labels: np.ndarray
+    references: list
+    file_index: np.ndarray
+
+
+def _raw(fs) -> dict:
+    w = np.where(np.asarray(fs.has_waveform, bool)[:, None], fs.waveform, np.nan)
+    return {"acg_counts": fs.acg_counts, "isi_counts": fs.isi_counts, "waveform": w}
+
+
+def _scored_rows(training_set, classes) -> tuple[np.ndarray, np.ndarray]:
+    """Rows that can be scored (label in ``classes``, discharge present) and their class indices."""
+    fs = training_set.features
+    labels = np.asarray(training_set.labels, dtype=object).astype(str)
+    ok = np.isin(labels, classes) & np.asarray(fs.usable, bool) & np.asarray(fs.has_discharge, bool)
+    rows = np.flatnonzero(ok)
+    return rows, np.array([classes.index(v) for v in labels[rows]], dtype=np.int64)
+
+
+def _fit_and_score(part: _Part, test_fs, classes, config, threshold):
+    """Train a whole model on ``part``; classify ``test_fs`` as annotate does. Returns the held-out
+    probabilities and the units the model did not classify (abstained or below the threshold)."""
+    from .discharge_bundle import predict_discharge, train_discharge_model
+
+    bundle = train_discharge_model(part, classes=classes, config=config, name="evaluate", version="0")
+    pred = predict_discharge(bundle, test_fs, threshold=threshold)
+    return np.asarray(pred.probabilities, float), np.asarray(pred.status) != "classified"
+
+
+def evaluate_discharge(
+    training_set,
+    *,
+    folds: int = 5,
+    leave_one_out: bool = False,
+    test_set=None,
+    config=None,
+    seed: int = 0,
+    threshold: float = 2.0,
+    baselines: bool = True,
+    progress: bool = False,
+    classes: tuple[str, ...] | None = None,
+):
+    """Cross-validate the real-data model family (or train on all and test on ``test_set``).
+
+    Parameters
+    ----------
+    training_set : TrainingSet
+        A library loaded with ``config=DischargeConfig()`` (:func:`nwb_celltype.library.load_training_set`).
+        Units labelled with a class outside ``classes`` (e.g. GrC) and unlabelled ones only
+        pre-train the encoders of each fold's model.
+    folds, leave_one_out, test_set, seed, threshold, baselines, progress
+        As :func:`~.evaluate.evaluate_model`.
+    config : RealModelConfig, optional
+        Settings of each trained model (default: those of the shipped model).
+    classes : tuple of str, optional
+        Classes to learn and score (default: the C4 classes present among the labels).
+
+    Returns
+    -------
+    EvaluationReport
+        ``metrics`` with abstentions (out of distribution, below threshold) counted as misses in
+        ``recall_abstain_as_miss``; baselines on the same folds.
+    """
+    from .evaluate import EvaluationReport, outer_folds
+    from .real_networks import RealModelConfig
+
+    fs = training_set.features
+    if getattr(fs, "family", None) != FAMILY:
+        raise ModelMismatchError(
+            f"evaluate_discharge needs {FAMILY!r} features; load the library with config=DischargeConfig() "
+            "(CLI: evaluate --family acg-isi-wave)."
+        )
+    config = config or RealModelConfig(seed=seed)
+    labels = np.asarray(training_set.labels, dtype=object).astype(str)
+    if classes is None:
+        classes = tuple(c for c in C4_CLASSES if c in set(labels))
+    classes = tuple(classes)
+    if len(classes) < 2:
+        raise LibraryError(f"evaluation needs labelled units of at least 2 classes; found {list(classes)}.")
+    rows, y = _scored_rows(training_set, classes)
+    t0 = time.perf_counter()
+    refs, fidx = training_set.references, np.asarray(training_set.file_index)
+    base_p: dict[str, np.ndarray] = {}
+    if test_set is not None:
+        t_rows, y_eval = _scored_rows(test_set, classes)
+        if not len(t_rows):
+            raise LibraryError(f"the test set has no labelled unit of the classes {list(classes)}.")
+        p, abstain = _fit_and_score(
+            training_set, test_set.features.subset(t_rows), classes, config, threshold
+        )
+        if baselines:
+            base_p = discharge_baselines(
+                _raw(fs.subset(rows)), y, _raw(test_set.features.subset(t_rows)), len(classes)
+            )
+        scheme = f"train on all {len(rows)} labelled units, test on {len(t_rows)} labelled units of test_set"
+    else:
+        fold, n_folds, scheme = outer_folds(y, folds, leave_one_out, seed)
+        y_eval = y
+        p = np.zeros((len(rows), len(classes)))
+        abstain = np.zeros(len(rows), bool)
+        base_p = {b: np.zeros_like(p) for b in BASELINES} if baselines else {}
+        it = range(n_folds)
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc="outer folds")
+        for f in it:
+            test, train = rows[fold == f], rows[fold != f]
+            keep = np.ones(len(fs), bool)
+            keep[test] = False  # held-out units: neither labels nor pre-training
+            part = _Part(fs.subset(np.flatnonzero(keep)), labels[keep], refs, fidx[keep])
+            p[fold == f], abstain[fold == f] = _fit_and_score(
+                part, fs.subset(test), classes, config, threshold
+            )
+            if baselines:
+                bp = discharge_baselines(
+                    _raw(fs.subset(train)), y[fold != f], _raw(fs.subset(test)), len(classes)
+                )
+                for name, v in bp.items():
+                    base_p[name][fold == f] = v
+    metrics = classification_metrics(y_eval, p, classes, threshold=threshold, abstain=abstain)
+    base_metrics = {
+        n: classification_metrics(y_eval, v, classes, threshold=threshold) for n, v in base_p.items()
+    }
+    protocol = {
+        "family": FAMILY,
+        "scheme": scheme,
+        "seed": seed,
+        "threshold": threshold,
+        "config": config.to_dict(),
+        "pretraining": "each fold's autoencoders pre-train on its training units and every unlabelled unit "
+        "(labels unused), never on the held-out units",
+        "abstentions": "below the threshold or out of distribution (predict_discharge, as annotate); "
+        "counted as misses in recall_abstain_as_miss",
+        "seconds": time.perf_counter() - t0,
+        "baselines": dict(BASELINES) if baselines else {},
+    }
+    return EvaluationReport(
+        classes=classes, y=y_eval, probabilities=p, metrics=metrics, baselines=base_metrics, protocol=protocol
+    )
