@@ -218,7 +218,8 @@ def evaluate_discharge(
         "config": config.to_dict(),
         "pretraining": "each fold's autoencoders pre-train on its training units and every unlabelled unit "
         "(labels unused), never on the held-out units",
-        "abstentions": "below the threshold or out of distribution (predict_discharge, as annotate); "
+        "abstentions": "below the threshold, out of distribution, or no majority of members behind the label "
+        "(predict_discharge, as annotate); "
         "counted as misses in recall_abstain_as_miss",
         "seconds": time.perf_counter() - t0,
         "baselines": dict(BASELINES) if baselines else {},
