@@ -37,6 +37,11 @@ LIMITS = [
     "No layer input; no species input: mouse and macaque units share the heads, and pooling lowers mouse "
     "accuracy (docs/validation.md).",
     "Mouse Golgi cells rest on 2 labelled units; mouse MLI on 10: their recalls are not established.",
+    "Inputs are mapped through their distribution over the training pool (mostly macaque units): better within "
+    "the training labs, worse across species (trained on macaque only, tested on mouse: 0.60 balanced accuracy, "
+    "15 % confidently wrong, vs 0.65 and 5 % without the map) and on simulated non-C4 units (47.5 % confidently "
+    "labelled vs 35 %); for units from other labs or species consider training with "
+    "RealModelConfig(input_quantiles=0) (docs/validation.md).",
     "Trained on the development three-quarters of the labelled release; the held-out quarter has not been "
     "scored yet.",
     "Features are ACG/ISI to 100 ms and a 30 kHz waveform; the tables' ACG and ISI may come from different "
