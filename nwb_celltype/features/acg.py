@@ -641,6 +641,9 @@ class _PairCounter:
         self.n_pending = 0
         self.launched: list[tuple[object, list[_Row]]] = []
         self.n_launched = 0
+        #: packed calls waiting for the kernel while another thread imports JAX and compiles it:
+        #: the host keeps preparing units meanwhile (at most _IN_FLIGHT calls wait)
+        self.deferred: list[tuple[tuple, tuple, list[_Row]]] = []
         #: dispatch every other call from the worker pool (set when this counter is the only one)
         self.split_calls = False
 
@@ -687,8 +690,20 @@ class _PairCounter:
                 j += m
         else:  # unused by the positive-lags kernel
             w_bwd = own = np.zeros(1, np.int32)
-        kernel = _pairs_kernel(self.geo.n_rate_bins, half, self.both, slots, L)
+        key = (self.geo.n_rate_bins, half, self.both, slots, L)
         args = (u, base, w_fwd, w_bwd, own, np.int32(-(-n // _BLOCK)))
+        if key not in _KERNELS and len(self.deferred) < _IN_FLIGHT:
+            self.deferred.append((key, args, call))  # the kernel is still loading: go on preparing
+            return
+        self._dispatch_deferred()
+        self._dispatch(_pairs_kernel(*key), args, call)
+
+    def _dispatch_deferred(self) -> None:
+        while self.deferred:
+            key, args, call = self.deferred.pop(0)
+            self._dispatch(_pairs_kernel(*key), args, call)  # waits for the kernel if need be
+
+    def _dispatch(self, kernel, args: tuple, call: list[_Row]) -> None:
         if self.split_calls and self.n_launched % 2:
             # every other call from the idle worker thread: XLA:CPU runs calls from two threads
             # at the same time (one unit's rows would otherwise be counted one call at a time)
@@ -710,6 +725,7 @@ class _PairCounter:
         """Wait for all calls; the counts array given at construction then holds every pair."""
         if self.pending:
             self._launch()
+        self._dispatch_deferred()
         while self.launched:
             self._collect()
 
@@ -743,10 +759,13 @@ _WORKERS = max(1, min(2, os.cpu_count() or 1))
 #: batches with fewer spikes run on the calling thread only
 _PARALLEL_MIN_SPIKES = 50_000
 _EXECUTOR: list = []
+#: its own lock: _KERNELS_LOCK is held while JAX is imported and a kernel compiled (on the prefetch
+#: thread), and the host threads must start preparing units meanwhile, not wait for it
+_EXECUTOR_LOCK = threading.Lock()
 
 
 def _executor():
-    with _KERNELS_LOCK:
+    with _EXECUTOR_LOCK:
         if not _EXECUTOR:
             _EXECUTOR.append(ThreadPoolExecutor(max(1, _WORKERS - 1), thread_name_prefix="nwb-acg"))
         return _EXECUTOR[0]
