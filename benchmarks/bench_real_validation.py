@@ -19,20 +19,17 @@ import argparse
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from nwb_celltype.features.discharge import align_waveform, compute_acg_counts, compute_isi_counts
 from nwb_celltype.features.discharge_inputs import (
-    acg_minmax_shape,
     discharge_inputs,
-    isi_log_distribution,
     rate_cv2_width,
-    waveform_inputs,
 )
 from nwb_celltype.library.tables import read_feature_tables
+from nwb_celltype.model.evaluate_discharge import discharge_baselines
 from nwb_celltype.model.metrics import expected_calibration_error
 from nwb_celltype.model.real_ensemble import predict_real_ensemble, train_real_ensemble
 from nwb_celltype.model.real_networks import RealModelConfig
@@ -110,35 +107,8 @@ def score(y: np.ndarray, p: np.ndarray, ood: np.ndarray | None = None) -> dict:
 
 
 def _baselines(tr_raw, ytr, te_raw) -> dict[str, np.ndarray]:
-    """Two logistic regressions (scikit-learn, class-balanced, standardised inputs)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    def simple(r):
-        x = rate_cv2_width(r["acg_counts"], r["isi_counts"], r["waveform"])
-        return np.column_stack([x[:, :2], np.nan_to_num(x[:, 2], nan=0.3), np.isnan(x[:, 2])])
-
-    def raw_features(r):
-        return np.concatenate(
-            [
-                acg_minmax_shape(r["acg_counts"]),
-                isi_log_distribution(r["isi_counts"]),
-                waveform_inputs(r["waveform"])[0],
-            ],
-            1,
-        )
-
-    out = {}
-    for name, f, c in (("logreg_rate_cv2_width", simple, 1.0), ("logreg_raw_features", raw_features, 0.01)):
-        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, class_weight="balanced"))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            clf.fit(f(tr_raw), ytr)
-        p = np.zeros((len(te_raw["acg_counts"]), len(CLASSES)))
-        p[:, clf.classes_] = clf.predict_proba(f(te_raw))
-        out[name] = p
-    return out
+    """The package's baselines (logistic regressions; nwb_celltype.model.evaluate_discharge)."""
+    return discharge_baselines(tr_raw, ytr, te_raw, len(CLASSES))
 
 
 def _abstain(out: dict) -> np.ndarray:
