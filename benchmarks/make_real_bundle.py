@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "nwb_celltype" / "data" / "default_model"
 RESULTS = REPO / "benchmarks" / "results" / "real_validation.json"
 NAME = "nwb-celltype-real-c4"
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 
 CITATION = (
     "Beau M. et al. (2025), A deep-learning strategy to identify cell types across species from "
