@@ -21,6 +21,7 @@ from nwb_celltype.features import (
     reference_acg_3d,
     save_features,
 )
+from nwb_celltype.features import _pairs as pairs_mod
 from nwb_celltype.features import acg as acg_mod
 from nwb_celltype.units import UnitsBatch
 
@@ -123,8 +124,8 @@ def test_one_compilation_per_bucket(monkeypatch):
 def test_long_unit_is_chunked_with_identical_result(monkeypatch):
     t = _train("poisson", 6000, 11)
     whole = compute_acg_3d(t)
-    monkeypatch.setattr(acg_mod, "_ROW_SPIKES", 512)
-    monkeypatch.setattr(acg_mod, "_CALL_SPIKES", 1024)
+    monkeypatch.setattr(pairs_mod, "_ROW_SPIKES", 512)
+    monkeypatch.setattr(pairs_mod, "_CALL_SPIKES", 1024)
     geo = acg_mod.acg_geometry(FeatureConfig())
     prep = acg_mod._prepare_unit(t, FeatureConfig(), geo)
     rows = acg_mod._rows_of(0, prep, geo)

@@ -11,6 +11,7 @@ import pytest
 
 from nwb_celltype.errors import FeatureError
 from nwb_celltype.features import FeatureConfig, compute_acg_3d_batch, compute_log_acg
+from nwb_celltype.features import _pairs as pairs_mod
 from nwb_celltype.features import acg as acg_mod
 from nwb_celltype.features.reference import reference_acg_3d
 
@@ -58,8 +59,8 @@ def test_positive_lags_no_smoothing_and_chunked(monkeypatch):
     cfg = replace(FeatureConfig(), acg_smooth_ms=0.0)
     trains = _trains(3)[:3]
     expect = compute_acg_3d_batch(trains, cfg)[0][..., 1000:]
-    monkeypatch.setattr(acg_mod, "_ROW_SPIKES", 256)
-    monkeypatch.setattr(acg_mod, "_CALL_SPIKES", 1024)
+    monkeypatch.setattr(pairs_mod, "_ROW_SPIKES", 256)
+    monkeypatch.setattr(pairs_mod, "_CALL_SPIKES", 1024)
     got = compute_acg_3d_batch(trains, cfg, positive_lags_only=True)[0]
     np.testing.assert_array_equal(got, expect)
 
@@ -88,11 +89,11 @@ def test_two_workers_give_the_single_thread_counts(monkeypatch):
     # the batch is split over host threads (each dispatching its own device calls) only above a
     # size threshold: force the split on small data and compare with one thread, both directions
     trains = _trains(9) + _trains(10)[:3]
-    monkeypatch.setattr(acg_mod, "_WORKERS", 1)
+    monkeypatch.setattr(pairs_mod, "_WORKERS", 1)
     one_full, one_thr = compute_acg_3d_batch(trains)
     one_pos, _ = compute_acg_3d_batch(trains, positive_lags_only=True)
-    monkeypatch.setattr(acg_mod, "_WORKERS", 2)
-    monkeypatch.setattr(acg_mod, "_PARALLEL_MIN_SPIKES", 0)
+    monkeypatch.setattr(pairs_mod, "_WORKERS", 2)
+    monkeypatch.setattr(pairs_mod, "_PARALLEL_MIN_SPIKES", 0)
     order, n_threads = acg_mod._schedule(trains, acg_mod.acg_geometry(FeatureConfig()))
     assert n_threads == 2 and sorted(order) == list(range(len(trains)))
     two_full, two_thr = compute_acg_3d_batch(trains)
@@ -101,8 +102,8 @@ def test_two_workers_give_the_single_thread_counts(monkeypatch):
     np.testing.assert_array_equal(two_thr, one_thr)
     np.testing.assert_array_equal(two_pos, one_pos)
     # one unit: the idle worker looks up half of the rate windows and dispatches every other call
-    monkeypatch.setattr(acg_mod, "_ROW_SPIKES", 512)
-    monkeypatch.setattr(acg_mod, "_CALL_SPIKES", 1024)
+    monkeypatch.setattr(pairs_mod, "_ROW_SPIKES", 512)
+    monkeypatch.setattr(pairs_mod, "_CALL_SPIKES", 1024)
     for i in (0, 1, 4):
         assert acg_mod._schedule([trains[i]], acg_mod.acg_geometry(FeatureConfig())) == ([0], 1)
         full_i, thr_i = compute_acg_3d_batch([trains[i]])
@@ -141,7 +142,7 @@ def test_rate_bins_equal_searchsorted():
 
 def test_many_small_units_fill_calls_by_rows(monkeypatch):
     # a call holds at most _CALL_ROWS rows (histogram slots): many tiny units give many calls
-    monkeypatch.setattr(acg_mod, "_CALL_ROWS", 2)
+    monkeypatch.setattr(pairs_mod, "_CALL_ROWS", 2)
     rng = np.random.default_rng(8)
     trains = [np.sort(rng.uniform(0.5, 8.0, int(rng.integers(5, 40)))) for _ in range(9)]
     got = compute_acg_3d_batch(trains)[0]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nwb_celltype.features import _pairs as pairs_mod
 from nwb_celltype.features import acg as acg_mod
 from nwb_celltype.features.acg import compute_acg_3d_batch
 
@@ -137,7 +138,7 @@ def test_one_compilation_per_bucket_threaded_and_repeated(monkeypatch):
     """Fresh kernels; four threads each run three batches of different sizes (different packing of
     units into calls, racing for the first compilation): exactly one trace per (geometry,
     direction) bucket, and the results equal the single-threaded ones."""
-    monkeypatch.setattr(acg_mod, "_KERNELS", {})
+    monkeypatch.setattr(pairs_mod, "_KERNELS", {})
     batches = [_trains(s, n) for s, n in ((1, 12), (2, 3), (3, 25))]
     before = acg_mod.TRACE_COUNT["pairs"]
     results: dict[tuple[int, int, bool], np.ndarray] = {}
@@ -160,7 +161,7 @@ def test_one_compilation_per_bucket_threaded_and_repeated(monkeypatch):
         t.join()
     assert not errors, errors
     assert acg_mod.TRACE_COUNT["pairs"] - before == 2  # one per direction: one bucket each
-    assert len(acg_mod._KERNELS) == 2
+    assert len(pairs_mod._KERNELS) == 2
     for (_, b, positive), got in results.items():
         np.testing.assert_array_equal(got, results[(0, b, positive)])
     # and later calls in this process trace nothing
