@@ -17,7 +17,8 @@ from ._defaults import DEFAULT_CACHE_MAX_BYTES, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from ._parse import SourceSpec, parse_source
 
 if TYPE_CHECKING:
-    from ._remote import BoundedDiskCache, GuardedFile
+    from ._cache import BoundedDiskCache
+    from ._remote import GuardedFile
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,8 @@ def open_source(
     if spec.kind == "local":
         return _open_local(spec)
     # the HTTP stack only for remote sources: a local file imports none of it
-    from ._remote import BoundedDiskCache, BoundedSession, cache_root, chunk_key, open_remfile, probe_url
+    from ._cache import BoundedDiskCache, cache_root, chunk_key
+    from ._remote import BoundedSession, open_remfile, probe_url
 
     cache = None
     if cache_dir is not False:
