@@ -53,6 +53,9 @@ class AnnotationResult:
         Label -> count, including ``unclassified`` and ``not_classifiable``.
     timings : dict
         Seconds spent reading, computing features, running the model and writing.
+    skipped, unclassified : list of dict
+        ``unit_id`` and ``reason`` of every not-classifiable / unclassified unit (an unclassified
+        unit's reason is "" when its confidence was below the threshold).
     """
 
     output_path: str
@@ -69,6 +72,9 @@ class AnnotationResult:
     model: dict
     skipped: list[dict] = field(default_factory=list)
     demo_model: bool = False
+    #: ``{"unit_id", "reason"}`` of every unclassified unit: the model's own abstention reason (out of
+    #: distribution, members disagree), or "" when the confidence was below the threshold
+    unclassified: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -478,6 +484,11 @@ def annotate(
             for uid, s, r in zip(features.unit_ids, preds.status, reasons, strict=True)
             if s == "not_classifiable"
         ]
+        unclassified = [
+            {"unit_id": int(uid), "reason": str(r)}
+            for uid, s, r in zip(features.unit_ids, preds.status, reasons, strict=True)
+            if s == "unclassified"
+        ]
 
         def write_fn(nwbfile, *, derived=False):
             _write_tables(
@@ -520,6 +531,7 @@ def annotate(
         model={"name": str(bundle.name), "version": str(bundle.version), "sha256": bundle.sha256},
         skipped=skipped,
         demo_model=is_demo,
+        unclassified=unclassified,
     )
     logger.info("annotated %d units of %s -> %s", result.n_units, source, final)
     return result

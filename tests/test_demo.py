@@ -61,3 +61,24 @@ def test_demo_summary_explains_threshold_statuses_and_reasons(tmp_path, monkeypa
     assert "unclassified = " in text and "not_classifiable = " in text
     if "not classifiable 0" not in text:
         assert "not classifiable, by reason:" in text
+    # the unclassified units' reasons are counted too (the model's abstentions vs the threshold),
+    # and the counts add up to the unclassified total; checked against the written table
+    import re
+
+    from pynwb import NWBHDF5IO
+
+    n_uncl = int(re.search(r"unclassified (\d+),", text).group(1))
+    block = text.split("unclassified, by reason:\n", 1)[1].split("not classifiable, by reason:")[0]
+    counts = {m.group(2): int(m.group(1)) for m in re.finditer(r"^\s+(\d+)  (.+)$", block, re.M)}
+    assert sum(counts.values()) == n_uncl > 0
+    from nwb_celltype.nwb import read_annotations
+
+    with NWBHDF5IO(str(tmp_path / "nwb-celltype-demo.nwb"), "r") as io:
+        nwbfile = io.read()
+        units = nwbfile.units.to_dataframe()
+        rec = next(r for r in read_annotations(nwbfile).values() if r.kind == "prediction")
+    reasons = [str(r) for r, lab in zip(rec.reasons, rec.labels, strict=True) if lab == "unclassified"]
+    assert len(reasons) == n_uncl == int((units["cell_type"] == "unclassified").sum())
+    n_ood = sum(r.startswith("out of distribution") for r in reasons)
+    assert counts.get("out of distribution", 0) == n_ood
+    assert counts.get("confidence ratio below the threshold", 0) == sum(r == "" for r in reasons)

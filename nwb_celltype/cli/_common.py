@@ -58,8 +58,8 @@ def format_summary(result) -> str:
         "cell_type_probability, cell_type_confidence)",
         f"threshold {result.threshold:g}: a unit gets a class only if that class is at least "
         f"{result.threshold:g}x as probable as the second best (best/second-best probability ratio)",
-        "unclassified = features computed, no class clear enough; not_classifiable = no usable "
-        "features (reason in the table)",
+        "unclassified = features computed, but no label: below the threshold, or the model "
+        "abstained (reason in the table); not_classifiable = no usable features",
         f"classified {result.n_classified}, unclassified {result.n_unclassified}, "
         f"not classifiable {result.n_not_classifiable}",
         "labels:",
@@ -67,6 +67,12 @@ def format_summary(result) -> str:
     width = max((len(k) for k in result.label_counts), default=5)
     for label, n in sorted(result.label_counts.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {label:<{width}}  {n}")
+    below = "confidence ratio below the threshold"
+    held = [{"reason": d.get("reason") or below} for d in getattr(result, "unclassified", [])]
+    if held:
+        lines.append("unclassified, by reason:")
+        for reason, n in reason_counts(held).items():
+            lines.append(f"  {n:>4}  {reason}")
     reasons = reason_counts(result.skipped)
     if reasons:
         lines.append("not classifiable, by reason:")
