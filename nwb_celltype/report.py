@@ -226,7 +226,7 @@ def _display_config(cfg_json: str):
         raise InvalidValueError(f"the annotation's feature_config is not valid JSON ({exc})") from exc
     if not isinstance(d, dict) or d.get("family", FeatureConfig.family) != FeatureConfig.family:
         return FeatureConfig()
-    return FeatureConfig.from_json(cfg_json)
+    return FeatureConfig.from_dict(d)
 
 
 def default_table(path, records: dict) -> str:

@@ -68,7 +68,7 @@ def format_summary(result) -> str:
     for label, n in sorted(result.label_counts.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {label:<{width}}  {n}")
     below = "confidence ratio below the threshold"
-    held = [{"reason": d.get("reason") or below} for d in getattr(result, "unclassified", [])]
+    held = [{"reason": d.get("reason") or below} for d in result.unclassified]
     if held:
         lines.append("unclassified, by reason:")
         for reason, n in reason_counts(held).items():

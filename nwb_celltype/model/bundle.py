@@ -208,8 +208,7 @@ def _weights_digest(tensors: dict) -> str:
                 raise ModelError(f"weights tensor {k!r} has unsupported dtype {a.dtype}.") from None
         else:  # a torch tensor
             v = v.detach().cpu().contiguous()
-            dtype = str(v.dtype)
-            a = v.numpy() if dtype != "torch.bool" else v.numpy().astype(np.uint8)
+            dtype, a = str(v.dtype), v.numpy()
         h.update(f"{k}|{dtype}|{tuple(a.shape)}|".encode())
         h.update(a.astype(np.uint8).tobytes() if a.dtype == np.bool_ else a.tobytes())
     return h.hexdigest()

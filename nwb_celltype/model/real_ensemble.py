@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..features.discharge_inputs import discharge_inputs, waveform_inputs
+from .metrics import _balanced_accuracy
 from .real_inference import NumpyEncoder, member_logits, softmax
 
 if TYPE_CHECKING:  # torch for training only: prediction runs in numpy (real_inference.py)
@@ -268,7 +269,8 @@ def _train(cfg, lab, labels, classes, unl, groups):
     w = _unit_weights(y, groups[rows])
     has_w = lab["has_waveform"][rows]
     member_fold = np.repeat(np.arange(cfg.folds), cfg.seeds)  # member j holds out fold member_fold[j]
-    head_in = {kind: _head_inputs(pre, x, kind)[rows] for kind in KINDS}
+    lat = _latents(pre, x)  # once per part: the heads and the OOD scores read the same codes
+    head_in = {kind: _head_inputs(lat, x, kind)[rows] for kind in KINDS}
     oof, temps = {}, {}
     for kind in KINDS:
         full = kind == "full"
@@ -289,7 +291,7 @@ def _train(cfg, lab, labels, classes, unl, groups):
     ood_meta = {}
     for part in _PARTS:
         avail = lab["has_discharge"][rows] if part == "discharge" else has_w
-        z = _latent(pre[part], x[part][rows][avail])
+        z = lat[part][rows][avail]
         means, prec, thr = _ood_part(z, y[avail], fold[avail], n_classes, cfg.ood_quantile)
         tensors[f"ood.{part}.class_means"] = torch.from_numpy(
             np.nan_to_num(means, nan=1e6).astype(np.float32)
@@ -317,24 +319,23 @@ def _train(cfg, lab, labels, classes, unl, groups):
             k: float(np.mean(oof_p[k].argmax(1) == y[~np.isnan(oof[k][0, :, 0])])) for k in KINDS
         },
         "inner_oof_balanced_accuracy": {
-            k: _balanced_accuracy(y[~np.isnan(oof[k][0, :, 0])], oof_p[k].argmax(1)) for k in KINDS
+            k: _balanced_accuracy(y[~np.isnan(oof[k][0, :, 0])], oof_p[k].argmax(1), n_classes) for k in KINDS
         },
     }
     return tensors, meta
 
 
-def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
-    """Mean recall over the classes present in y (the selection criterion of the configuration)."""
-    return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
+def _latents(pre: Mapping[str, Autoencoder | NumpyEncoder], x: Mapping[str, np.ndarray]) -> dict:
+    """Latent codes (n, k), float64, of every part's inputs x[part] (n, d)."""
+    return {p: _latent(pre[p], x[p]) for p in _PARTS}
 
 
-def _head_inputs(
-    pre: Mapping[str, Autoencoder | NumpyEncoder], x: Mapping[str, np.ndarray], kind: str
-) -> np.ndarray:
-    """Head input of a member kind (n, k): frozen latents, then the standardised inputs."""
+def _head_inputs(lat: Mapping[str, np.ndarray], x: Mapping[str, np.ndarray], kind: str) -> np.ndarray:
+    """Head input of a member kind (n, k): the frozen latents ``lat``, then the standardised inputs."""
     parts = _PARTS if kind == "full" else ("discharge",)
-    lat = [_latent(pre[p], x[p]).astype(np.float32) for p in parts]
-    return np.concatenate(lat + [x[p] for p in parts], axis=1).astype(np.float32)
+    return np.concatenate([lat[p].astype(np.float32) for p in parts] + [x[p] for p in parts], axis=1).astype(
+        np.float32
+    )
 
 
 def predict_real_ensemble(
@@ -362,13 +363,15 @@ def predict_real_ensemble(
     has_d, has_w = inp["has_discharge"], inp["has_waveform"]
     used_w = has_d & has_w
     n_classes = len(meta["classes"])
-    pre = {p: NumpyEncoder.from_tensors(tensors, p) for p in _PARTS}
+    lat = _latents({p: NumpyEncoder.from_tensors(tensors, p) for p in _PARTS}, x)
     blocks = []
     for kind in KINDS:
         rows = used_w if kind == "full" else has_d & ~has_w
         mp = np.full((meta["n_members"][kind], n, n_classes), np.nan, dtype=np.float32)
         if rows.any():
-            head_in = _head_inputs(pre, {p: v[rows] for p, v in x.items()}, kind)
+            head_in = _head_inputs(
+                {p: v[rows] for p, v in lat.items()}, {p: v[rows] for p, v in x.items()}, kind
+            )
             logits = member_logits(tensors, kind, head_in)
             mp[:, rows] = softmax(logits / meta["temperatures"][kind])
         blocks.append(mp)
@@ -379,7 +382,7 @@ def predict_real_ensemble(
     for part, avail in (("discharge", has_d), ("waveform", has_w)):
         sc = np.full(n, np.nan)
         if avail.any():
-            z = _latent(pre[part], x[part][avail])
+            z = lat[part][avail]
             means = np.asarray(tensors[f"ood.{part}.class_means"], dtype=np.float64)
             prec = np.asarray(tensors[f"ood.{part}.precision"], dtype=np.float64)
             thr = meta["ood"][part]
