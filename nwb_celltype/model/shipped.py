@@ -32,13 +32,9 @@ def demo_bundle_path() -> Path:
 def load_demo_bundle(*, device: str | torch.device = "cpu") -> ModelBundle:
     """The demo model shipped with the package: TRAINED ON SIMULATED DATA, not for scientific
     conclusions (its card says so). Train a real one with ``nwb-celltype train``."""
-    path = demo_bundle_path()
-    if not (path / CARD_FILE).is_file():
-        raise ModelError(
-            f"the demo model is missing from the installation ({path}); regenerate it with "
-            "`python benchmarks/make_demo_bundle.py` or reinstall nwb-celltype."
-        )
-    return load_bundle(path, device=device)
+    return _load_shipped(
+        demo_bundle_path(), "demo", "regenerate it with `python benchmarks/make_demo_bundle.py`", device
+    )
 
 
 #: folder of the default model inside the package (trained on real identified neurons)
@@ -54,11 +50,19 @@ def default_bundle_path() -> Path:
 def load_default_bundle(*, device: str | torch.device = "cpu"):
     """The package's default model: the ensemble trained on real, identified cerebellar neurons
     (``acg-isi-wave`` features; the model card lists the data, protocol and validated numbers)."""
-    path = default_bundle_path()
+    return _load_shipped(
+        default_bundle_path(),
+        "default",
+        "rebuild it with `python benchmarks/make_real_bundle.py` (docs/validation.md)",
+        device,
+    )
+
+
+def _load_shipped(path: Path, what: str, rebuild: str, device):
+    """Load a bundle shipped inside the package, or say how to get it back when it is missing."""
     if not (path / CARD_FILE).is_file():
         raise ModelError(
-            f"the default model is missing from the installation ({path}); rebuild it with "
-            "`python benchmarks/make_real_bundle.py` (docs/validation.md) or reinstall nwb-celltype."
+            f"the {what} model is missing from the installation ({path}); {rebuild} or reinstall nwb-celltype."
         )
     return load_bundle(path, device=device)
 
