@@ -112,9 +112,10 @@ def _baselines(tr_raw, ytr, te_raw) -> dict[str, np.ndarray]:
 
 
 def _abstain(out: dict) -> np.ndarray:
-    """The model's own abstentions besides the ratio threshold: out of distribution, or no majority
-    of members behind the label (what ``predict`` reports as unclassified with a reason)."""
-    return out["out_of_distribution"] | out["members_disagree"]
+    """The model's own abstentions besides the ratio threshold: out of distribution, no majority
+    of members behind the label, or a ratio below the model's floor for the label (what ``predict``
+    reports as unclassified with a reason)."""
+    return out["out_of_distribution"] | out["members_disagree"] | out["below_ratio_floor"]
 
 
 def _train(raw, labels, unl, cfg, groups):
@@ -304,7 +305,8 @@ def _overrides(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or key not in defaults:
             raise SystemExit(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(defaults)}")
-        out[key] = type(defaults[key])(value)
+        kind = type(defaults[key])
+        out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return out
 
 

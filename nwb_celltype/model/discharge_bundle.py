@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 KIND = "real-ensemble"
 OOD_REASON = "out of distribution"
 DISAGREE_REASON = "ensemble members disagree"
+FLOOR_REASON = "confidence ratio below the model's floor for this label"
 NO_WAVEFORM_NOTE = "classified from discharge alone (no usable waveform)"
 
 
@@ -173,8 +174,9 @@ def load_discharge_bundle(path: Path, card: dict, tensors: dict[str, np.ndarray]
 
 def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *, threshold: float = 2.0):
     """Per-unit predictions of a real-data bundle: mean calibrated probability over members, the
-    decision rule, and abstention on out-of-distribution units and on units whose label no majority
-    of members backs (status ``unclassified``, reason says which). Units without discharge features are ``not_classifiable``; units without a waveform are
+    decision rule, and abstention on out-of-distribution units, on units whose label no majority
+    of members backs and on units whose confidence ratio is below the model's floor for their label
+    (status ``unclassified``, reason says which). Units without discharge features are ``not_classifiable``; units without a waveform are
     classified by the discharge-only members and their reason says so."""
     from .decision import check_threshold, decide
     from .predict import Predictions
@@ -201,6 +203,8 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
     ood_score = np.full(n, np.nan)
     disagree = np.zeros(n, dtype=bool)
     agreement = np.full(n, np.nan)
+    below_floor = np.zeros(n, dtype=bool)
+    floor = np.full(n, np.nan)
     used_wave = np.zeros(n, dtype=bool)
     if len(rows):
         sub = features.subset(rows)
@@ -220,6 +224,8 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
         ood_score[rows] = out["ood_score"]
         disagree[rows] = out["members_disagree"]
         agreement[rows] = out["member_agreement"]
+        below_floor[rows] = out["below_ratio_floor"]
+        floor[rows] = out["ratio_floor"]
         used_wave[rows] = out["used_waveform"]
     labels = np.full(n, NOT_CLASSIFIABLE, dtype=object)
     status = np.full(n, "not_classifiable", dtype=object)
@@ -227,9 +233,9 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
     if len(rows):
         dec = decide(probs[rows], threshold)
         conf[rows] = dec.confidence
-        # out-of-distribution units and units without a majority of members behind the label are
-        # abstained on
-        keep = dec.classified & ~ood[rows] & ~disagree[rows]
+        # out-of-distribution units, units without a majority of members behind the label and units
+        # below their label's ratio floor are abstained on
+        keep = dec.classified & ~ood[rows] & ~disagree[rows] & ~below_floor[rows]
         labels[rows] = np.where(keep, dec.labels(bundle.classes), UNCLASSIFIED)
         status[rows] = np.where(keep, "classified", "unclassified")
     reasons = np.full(n, "", dtype=object)
@@ -247,6 +253,12 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
             reasons[i] = (
                 f"{DISAGREE_REASON} (only {agreement[i]:.0%} of members back the top class, fewer than "
                 f"{min_agree:.0%})" + ("" if used_wave[i] else f"; {NO_WAVEFORM_NOTE}")
+            )
+        elif below_floor[i] and status[i] == "unclassified" and conf[i] >= threshold:
+            reasons[i] = (
+                f"{FLOOR_REASON} (ratio {conf[i]:.2f} < {floor[i]:g} for {bundle.classes[int(np.nanargmax(probs[i]))]}: "
+                "on the model's training units, labels of this class below that ratio were wrong too often)"
+                + ("" if used_wave[i] else f"; {NO_WAVEFORM_NOTE}")
             )
         elif not used_wave[i]:
             reasons[i] = NO_WAVEFORM_NOTE
