@@ -139,7 +139,9 @@ def make_discharge_bundle(
         },
         "calibration": dict(meta.get("calibration", {"method": "temperature"})),
         "decision": "mean probability over members; label = argmax; confidence = p(top1) / p(top2); "
-        "out-of-distribution units are unclassified",
+        "unclassified: confidence below the threshold or below the model's floor for the label "
+        "(model_meta.ratio_floors, per member kind and class), out of distribution "
+        "(model_meta.ood), or no majority of members behind the label (config.min_agreement)",
         "software": software_versions(),
         "weights_file": WEIGHTS_FILE,
         "model_meta": meta,
@@ -364,7 +366,9 @@ def train_discharge_model(
         "training": {
             "method": "semi-supervised: autoencoders pre-trained on all units (labels unused), ensembles of "
             "classifier heads (discharge + waveform, and discharge-only) over CV folds, temperature "
-            "scaling on out-of-fold logits, out-of-distribution thresholds from out-of-fold distances",
+            "scaling on out-of-fold logits (labs weighted equally), out-of-distribution thresholds from "
+            "out-of-fold distances (latent codes and un-mapped inputs), per-class confidence-ratio floors "
+            "from out-of-fold labels",
             "n_units": len(fs),
             "n_labelled": int(labelled.sum()),
             "class_counts": counts,

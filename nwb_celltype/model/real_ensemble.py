@@ -390,8 +390,9 @@ def predict_real_ensemble(
             mp[:, rows] = softmax(logits / meta["temperatures"][kind])
         blocks.append(mp)
     member_p = np.concatenate(blocks)
-    with np.errstate(invalid="ignore"):
-        probs = np.nanmean(member_p, axis=0)
+    used = ~np.isnan(member_p)
+    with np.errstate(invalid="ignore"):  # units without a discharge: no member used, NaN
+        probs = np.where(used, member_p, 0.0).sum(0) / used.sum(0)
     codes = {p: {"latent": lat[p], "input": inp[p]} for p in _PARTS}
     scores = ood_scores(tensors, meta, codes, {"discharge": has_d, "waveform": has_w})
     ood = scores["combined"]
