@@ -44,7 +44,7 @@ class RealModelConfig:
     head_layers: int = 1
     dropout: float = 0.2
     input_noise: float = 0.1
-    pretrain_epochs: int = 150
+    pretrain_epochs: int = 1600
     pretrain_lr: float = 3e-3
     epochs: int = 300
     lr: float = 3e-3
