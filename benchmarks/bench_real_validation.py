@@ -112,8 +112,14 @@ def _baselines(tr_raw, ytr, te_raw) -> dict[str, np.ndarray]:
 
 
 def _abstain(out: dict) -> np.ndarray:
-    """The model's own abstentions besides the ratio threshold: out of distribution, or no majority
-    of members behind the label (what ``predict`` reports as unclassified with a reason)."""
+    """The model's own abstentions besides the ratio threshold: out of distribution, no majority
+    of members behind the label, or a ratio below the model's floor for the label (what ``predict``
+    reports as unclassified with a reason)."""
+    return _abstain_no_floor(out) | out["below_ratio_floor"]
+
+
+def _abstain_no_floor(out: dict) -> np.ndarray:
+    """The model's abstentions without its ratio floors (what the floors cost and buy)."""
     return out["out_of_distribution"] | out["members_disagree"]
 
 
@@ -133,6 +139,7 @@ def within_lab(data: dict, lab: str, unl: dict, cfg, pool: bool, seed: int = 0) 
         k: np.zeros((len(y), len(CLASSES))) for k in ("model", "logreg_rate_cv2_width", "logreg_raw_features")
     }
     ood = np.zeros(len(y), bool)
+    ood_nf = np.zeros(len(y), bool)
     seconds = []
     for f in range(5):
         tr, te = rows[fold != f], rows[fold == f]
@@ -147,9 +154,14 @@ def within_lab(data: dict, lab: str, unl: dict, cfg, pool: bool, seed: int = 0) 
         out = predict_real_ensemble(tensors, meta, _raw(fs, te))
         probs["model"][fold == f] = out["probabilities"]
         ood[fold == f] = _abstain(out)
+        ood_nf[fold == f] = _abstain_no_floor(out)
         for k, p in _baselines(_raw(fs, tr), _index(fs.labels[tr].astype(str)), _raw(fs, te)).items():
             probs[k][fold == f] = p
-    res = {"model": score(y, probs["model"], ood), "model_no_ood": score(y, probs["model"])}
+    res = {
+        "model": score(y, probs["model"], ood),
+        "model_no_floor": score(y, probs["model"], ood_nf),
+        "model_no_ood": score(y, probs["model"]),
+    }
     for k in ("logreg_rate_cv2_width", "logreg_raw_features"):
         res[k] = score(y, probs[k])
     res["train_seconds_per_fold"] = float(np.mean(seconds))
@@ -167,6 +179,7 @@ def cross_species(data: dict, src: str, dst: str, unl: dict, cfg) -> dict:
     y = _index(d.labels[drow].astype(str))
     res = {
         "model": score(y, out["probabilities"], _abstain(out)),
+        "model_no_floor": score(y, out["probabilities"], _abstain_no_floor(out)),
         "model_no_ood": score(y, out["probabilities"]),
     }
     for k, p in _baselines(_raw(s, srow), _index(s.labels[srow].astype(str)), _raw(d, drow)).items():
@@ -226,6 +239,10 @@ def non_c4(data: dict, tensors, meta) -> dict:
     out["simulated_other"] = {
         "n": int(len(names)),
         "confidently_labelled": float(confident.mean()),
+        "confidently_labelled_without_floors": float(
+            np.mean((srt[:, -1] / srt[:, -2] >= THRESHOLD) & ~_abstain_no_floor(o))
+        ),
+        "below_ratio_floor": float(o["below_ratio_floor"].mean()),
         "out_of_distribution": float(o["out_of_distribution"].mean()),
         "members_disagree": float(o["members_disagree"].mean()),
         "by_kind": {k: float(confident[names == k].mean()) for k in kinds},
@@ -271,7 +288,15 @@ def _markdown(res: dict) -> str:
     )
     lines.append("|---|---|---|---|---|---|---|---|")
     for ev, r in res["evaluations"].items():
-        for method in ("model", "model_no_ood", "logreg_rate_cv2_width", "logreg_raw_features"):
+        for method in (
+            "model",
+            "model_no_floor",
+            "model_no_ood",
+            "logreg_rate_cv2_width",
+            "logreg_raw_features",
+        ):
+            if method not in r:
+                continue
             m = r[method]
             lines.append(
                 f"| {ev} | {method} | {m['n']} | {m['balanced_accuracy']:.3f} | {m['balanced_accuracy_at_2_classified']:.3f} | "
@@ -307,7 +332,8 @@ def _overrides(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or key not in defaults:
             raise SystemExit(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(defaults)}")
-        out[key] = type(defaults[key])(value)
+        kind = type(defaults[key])
+        out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return out
 
 

@@ -73,7 +73,7 @@ class AnnotationResult:
     skipped: list[dict] = field(default_factory=list)
     demo_model: bool = False
     #: ``{"unit_id", "reason"}`` of every unclassified unit: the model's own abstention reason (out of
-    #: distribution, members disagree), or "" when the confidence was below the threshold
+    #: distribution, members disagree, below the label's ratio floor), or "" when the confidence was below the threshold
     unclassified: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:

@@ -332,3 +332,29 @@ def test_weights_digest_is_the_same_for_numpy_and_torch_tensors():
     assert before == _weights_digest({k: torch.from_numpy(v) for k, v in arrays.items()})
     arrays["a"][0, 0] += 1e-6
     assert _weights_digest(arrays) != before
+
+
+def test_ratio_floor_follows_the_label_and_member_kind(trained):
+    """Each unit's floor is the model's floor for its top class and the member kind that scored it;
+    units below it are flagged, and a model with no floor flags none."""
+    raw, labels, tensors, meta = trained
+    test_raw, _ = _units(4, seed=9)
+    test_raw["waveform"][::3] = np.nan  # some units scored by the discharge-only members
+    floors = {"full": [1.0, 1e6, 3.0], "discharge": [1e6, 1.0, 1.0]}
+    out = predict_real_ensemble(tensors, {**meta, "ratio_floors": floors}, test_raw)
+    top = out["probabilities"].argmax(1)
+    kind = np.where(out["used_waveform"], "full", "discharge")
+    expected = np.array([floors[k][c] for k, c in zip(kind, top, strict=True)])
+    np.testing.assert_array_equal(out["ratio_floor"], expected)
+    srt = np.sort(out["probabilities"], 1)
+    np.testing.assert_array_equal(out["below_ratio_floor"], srt[:, -1] / srt[:, -2] < expected)
+    assert out["below_ratio_floor"].any() and not out["below_ratio_floor"].all()
+    none = {"full": [1.0] * 3, "discharge": [1.0] * 3}
+    assert not predict_real_ensemble(tensors, {**meta, "ratio_floors": none}, test_raw)[
+        "below_ratio_floor"
+    ].any()
+    # the trained model's floors: one per class and kind, from the grid
+    from nwb_celltype.model.real_ensemble import FLOOR_GRID
+
+    assert set(meta["ratio_floors"]) == {"full", "discharge"}
+    assert all(len(v) == 3 and set(v) <= set(FLOOR_GRID) for v in meta["ratio_floors"].values())

@@ -222,3 +222,25 @@ def test_default_model_is_the_real_one_and_its_card_says_so():
     assert bundle.sha256 == b.sha256 and not is_demo
     size = sum(p.stat().st_size for p in b.path.iterdir())
     assert size < 2_000_000  # small enough to ship inside the package
+
+
+def test_units_below_their_labels_floor_are_abstained_on_with_a_reason(small_bundle):
+    """With a floor no unit reaches, every unit that would be classified is unclassified and says why;
+    with no floor, no row says so."""
+    from nwb_celltype.library.tables import read_feature_tables
+    from nwb_celltype.model import load_bundle, predict_cell_types
+    from nwb_celltype.model.discharge_bundle import FLOOR_REASON
+
+    fs = read_feature_tables(REAL / "hull", config=DischargeConfig())
+    b = load_bundle(small_bundle)
+    meta = b.card["model_meta"]
+    meta["config"]["min_agreement"] = 0.0
+    meta["ratio_floors"] = {k: [1.0] * 5 for k in ("full", "discharge")}
+    relaxed = predict_cell_types(b, fs)
+    assert (relaxed.status == "classified").any()
+    assert not any(FLOOR_REASON in r for r in relaxed.reasons)
+    meta["ratio_floors"] = {k: [1e6] * 5 for k in ("full", "discharge")}
+    strict = predict_cell_types(b, fs)
+    assert not (strict.status == "classified").any()
+    was = relaxed.status == "classified"
+    assert all(r.startswith(FLOOR_REASON) and "< 1e+06" in r for r in strict.reasons[was])

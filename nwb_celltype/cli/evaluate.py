@@ -43,8 +43,8 @@ def evaluate(
 ):
     """Evaluate the classifier on LIBRARY by stratified cross-validation (--outer-folds K) or
     leave-one-out, or train on LIBRARY and test on --test; writes evaluation.json and PNG figures.
-    (--folds / --repeats set each trained ensemble's inner folds.) Abstentions (below the threshold,
-    out of distribution, members disagreeing) count as misses in the per-class recall; baselines run
+    (--folds / --repeats set each trained ensemble's inner folds.) Abstentions (below the threshold
+    or the model's floor for the label, out of distribution, members disagreeing) count as misses in the per-class recall; baselines run
     on the same folds.
     Manifests with feature tables evaluate the real-data family (acg-isi-wave): each fold's model
     never sees the held-out units, not even unlabelled; the options --repeats, --vae-epochs,

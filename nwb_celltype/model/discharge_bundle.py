@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 KIND = "real-ensemble"
 OOD_REASON = "out of distribution"
 DISAGREE_REASON = "ensemble members disagree"
+FLOOR_REASON = "confidence ratio below the model's floor for this label"
 NO_WAVEFORM_NOTE = "classified from discharge alone (no usable waveform)"
 
 
@@ -138,7 +139,9 @@ def make_discharge_bundle(
         },
         "calibration": dict(meta.get("calibration", {"method": "temperature"})),
         "decision": "mean probability over members; label = argmax; confidence = p(top1) / p(top2); "
-        "out-of-distribution units are unclassified",
+        "unclassified: confidence below the threshold or below the model's floor for the label "
+        "(model_meta.ratio_floors, per member kind and class), out of distribution "
+        "(model_meta.ood), or no majority of members behind the label (config.min_agreement)",
         "software": software_versions(),
         "weights_file": WEIGHTS_FILE,
         "model_meta": meta,
@@ -173,8 +176,9 @@ def load_discharge_bundle(path: Path, card: dict, tensors: dict[str, np.ndarray]
 
 def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *, threshold: float = 2.0):
     """Per-unit predictions of a real-data bundle: mean calibrated probability over members, the
-    decision rule, and abstention on out-of-distribution units and on units whose label no majority
-    of members backs (status ``unclassified``, reason says which). Units without discharge features are ``not_classifiable``; units without a waveform are
+    decision rule, and abstention on out-of-distribution units, on units whose label no majority
+    of members backs and on units whose confidence ratio is below the model's floor for their label
+    (status ``unclassified``, reason says which). Units without discharge features are ``not_classifiable``; units without a waveform are
     classified by the discharge-only members and their reason says so."""
     from .decision import check_threshold, decide
     from .predict import Predictions
@@ -201,6 +205,8 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
     ood_score = np.full(n, np.nan)
     disagree = np.zeros(n, dtype=bool)
     agreement = np.full(n, np.nan)
+    below_floor = np.zeros(n, dtype=bool)
+    floor = np.full(n, np.nan)
     used_wave = np.zeros(n, dtype=bool)
     if len(rows):
         sub = features.subset(rows)
@@ -220,6 +226,8 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
         ood_score[rows] = out["ood_score"]
         disagree[rows] = out["members_disagree"]
         agreement[rows] = out["member_agreement"]
+        below_floor[rows] = out["below_ratio_floor"]
+        floor[rows] = out["ratio_floor"]
         used_wave[rows] = out["used_waveform"]
     labels = np.full(n, NOT_CLASSIFIABLE, dtype=object)
     status = np.full(n, "not_classifiable", dtype=object)
@@ -227,9 +235,9 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
     if len(rows):
         dec = decide(probs[rows], threshold)
         conf[rows] = dec.confidence
-        # out-of-distribution units and units without a majority of members behind the label are
-        # abstained on
-        keep = dec.classified & ~ood[rows] & ~disagree[rows]
+        # out-of-distribution units, units without a majority of members behind the label and units
+        # below their label's ratio floor are abstained on
+        keep = dec.classified & ~ood[rows] & ~disagree[rows] & ~below_floor[rows]
         labels[rows] = np.where(keep, dec.labels(bundle.classes), UNCLASSIFIED)
         status[rows] = np.where(keep, "classified", "unclassified")
     reasons = np.full(n, "", dtype=object)
@@ -247,6 +255,12 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
             reasons[i] = (
                 f"{DISAGREE_REASON} (only {agreement[i]:.0%} of members back the top class, fewer than "
                 f"{min_agree:.0%})" + ("" if used_wave[i] else f"; {NO_WAVEFORM_NOTE}")
+            )
+        elif below_floor[i] and status[i] == "unclassified" and conf[i] >= threshold:
+            reasons[i] = (
+                f"{FLOOR_REASON} (ratio {conf[i]:.2f} < {floor[i]:g} for {bundle.classes[int(np.nanargmax(probs[i]))]}: "
+                "on the model's training units, labels of this class below that ratio were wrong too often)"
+                + ("" if used_wave[i] else f"; {NO_WAVEFORM_NOTE}")
             )
         elif not used_wave[i]:
             reasons[i] = NO_WAVEFORM_NOTE
@@ -352,7 +366,9 @@ def train_discharge_model(
         "training": {
             "method": "semi-supervised: autoencoders pre-trained on all units (labels unused), ensembles of "
             "classifier heads (discharge + waveform, and discharge-only) over CV folds, temperature "
-            "scaling on out-of-fold logits, out-of-distribution thresholds from out-of-fold distances",
+            "scaling on out-of-fold logits (labs weighted equally), out-of-distribution thresholds from "
+            "out-of-fold distances (latent codes and un-mapped inputs), per-class confidence-ratio floors "
+            "from out-of-fold labels",
             "n_units": len(fs),
             "n_labelled": int(labelled.sum()),
             "class_counts": counts,

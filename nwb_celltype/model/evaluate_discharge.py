@@ -7,7 +7,8 @@ its autoencoders pre-train on the training units and every unlabelled unit (labe
 on the held-out units**; its temperatures and out-of-distribution thresholds come from its own inner
 out-of-fold scores. The held-out units are then classified by
 :func:`~.discharge_bundle.predict_discharge`, the same code as ``annotate``, so every abstention
-(below the confidence threshold, out of distribution) counts: recall with abstentions as misses,
+(below the confidence threshold or the model's floor for the label, out of distribution, members
+disagreeing) counts: recall with abstentions as misses,
 coverage and the confidently-wrong fraction are reported beside accuracy. Baselines on the same
 folds: logistic regression on log rate + CV2 + waveform width, and on the raw features.
 """
@@ -146,7 +147,8 @@ def evaluate_discharge(
     Returns
     -------
     EvaluationReport
-        ``metrics`` with abstentions (out of distribution, below threshold) counted as misses in
+        ``metrics`` with abstentions (out of distribution, below the threshold or the label's ratio
+        floor, members disagreeing) counted as misses in
         ``recall_abstain_as_miss``; baselines on the same folds.
     """
     from .evaluate import EvaluationReport, outer_folds
@@ -218,7 +220,8 @@ def evaluate_discharge(
         "config": config.to_dict(),
         "pretraining": "each fold's autoencoders pre-train on its training units and every unlabelled unit "
         "(labels unused), never on the held-out units",
-        "abstentions": "below the threshold, out of distribution, or no majority of members behind the label "
+        "abstentions": "below the threshold or the model's floor for the label, out of distribution, or no "
+        "majority of members behind the label "
         "(predict_discharge, as annotate); "
         "counted as misses in recall_abstain_as_miss",
         "seconds": time.perf_counter() - t0,

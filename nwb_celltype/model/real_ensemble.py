@@ -5,9 +5,9 @@ Recipe (docs/validation.md): autoencoders pre-trained on every unit given (label
 ``folds x seeds`` members of two kinds fine-tuned on labelled units - *full* (discharge + waveform)
 and *discharge* (for units with no waveform); one temperature per kind fitted on the inner
 out-of-fold logits (so calibration never sees the units it is scored on); out-of-distribution
-scores in the frozen pre-trained latent spaces (squared Mahalanobis distance to the nearest class
-mean, shared shrunk covariance), one per part (discharge, waveform), each thresholded at the
-``ood_quantile`` of its inner out-of-fold values on the labelled units. (An autoencoder
+scores (:mod:`.real_ood`: squared Mahalanobis distance to the nearest class mean in the frozen
+latent codes and in the un-mapped inputs, per part), thresholded at the ``ood_quantile`` of their
+inner out-of-fold values on the labelled units. (An autoencoder
 reconstruction-error score was tried and dropped: its threshold can only be set in-sample, and it
 flagged a third of in-distribution held-out units.)
 """
@@ -22,8 +22,10 @@ import numpy as np
 
 from ..errors import ModelError
 from ..features.discharge_inputs import discharge_inputs, waveform_inputs
+from .decision import confidence_ratio
 from .metrics import _balanced_accuracy
 from .real_inference import NumpyEncoder, member_logits, softmax
+from .real_ood import fit_ood, ood_scores
 
 if TYPE_CHECKING:  # torch for training only: prediction runs in numpy (real_inference.py)
     import torch
@@ -36,6 +38,7 @@ __all__ = [
     "member_agreement",
     "predict_real_ensemble",
     "quantile_map",
+    "ratio_floors",
     "train_real_ensemble",
 ]
 
@@ -114,39 +117,56 @@ def _latent(ae: Autoencoder | NumpyEncoder, x: np.ndarray) -> np.ndarray:
         return ae.encode(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy().astype(np.float64)
 
 
-def _fit_gaussians(z: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Class means (C, k) (NaN for absent classes) and the shrunk shared precision matrix (k, k)."""
-    means = np.full((n_classes, z.shape[1]), np.nan)
-    resid = []
-    for c in np.unique(y):
-        means[c] = z[y == c].mean(0)
-        resid.append(z[y == c] - means[c])
-    r = np.concatenate(resid)
-    cov = r.T @ r / max(len(r) - 1, 1)
-    cov = 0.9 * cov + 0.1 * np.eye(len(cov)) * np.trace(cov) / len(cov)
-    return means, np.linalg.inv(cov)
-
-
-def _mahalanobis(z: np.ndarray, means: np.ndarray, prec: np.ndarray) -> np.ndarray:
-    """Squared Mahalanobis distance of z (n, k) to the nearest class mean; (n,)."""
-    d = z[:, None, :] - means[None]
-    m2 = np.einsum("nck,kl,ncl->nc", d, prec, d)
-    return np.nanmin(m2, axis=1)
-
-
-def _temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """Temperature minimising the NLL of the seed-averaged softmax(logits / T); logits (S, n, C)."""
+def _temperature(logits: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Temperature minimising the (weighted) NLL of the seed-averaged softmax(logits / T); logits
+    (S, n, C), y (n,), weights (n,) (default: equal)."""
     grid = np.exp(np.linspace(np.log(0.2), np.log(10.0), 161))
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
     best, best_t = np.inf, 1.0
     for t in grid:
         z = logits / t
         z = z - z.max(-1, keepdims=True)
         p = np.exp(z)
         p = (p / p.sum(-1, keepdims=True)).mean(0)
-        nll = -np.mean(np.log(p[np.arange(len(y)), y] + 1e-12))
+        nll = -np.sum(w * np.log(p[np.arange(len(y)), y] + 1e-12))
         if nll < best:
             best, best_t = nll, float(t)
     return best_t
+
+
+def _group_weights(groups: np.ndarray) -> np.ndarray:
+    """Weight per unit so that every group (lab) weighs the same in total; (n,), mean 1."""
+    _, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    w = 1.0 / counts[inv]
+    return w / w.mean()
+
+
+#: Confidence ratios p(top1) / p(top2) among which :func:`ratio_floors` picks each class's floor.
+FLOOR_GRID = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0, 1e6)
+
+
+def ratio_floors(p: np.ndarray, y: np.ndarray, n_classes: int, max_wrong: float) -> list[float]:
+    """Per predicted class, the smallest ratio of :data:`FLOOR_GRID` above which labels of that class
+    are wrong for at most ``max_wrong`` of the units given that label.
+
+    p (n, C) out-of-fold probabilities of labelled units, y (n,) their classes. For class c the floor
+    is the first t with ``#{pred = c, ratio >= t, y != c} <= max_wrong * #{pred = c}``, so that
+    confidently wrong labels stay within ``max_wrong`` of the units (on units like the training
+    ones). A class never predicted gets the lowest grid value. Returns C floats.
+    """
+    pred, ratio = p.argmax(1), confidence_ratio(p)
+    floors = []
+    for c in range(n_classes):
+        as_c = pred == c
+        allowed = max_wrong * as_c.sum()
+        floors.append(
+            next(
+                (t for t in FLOOR_GRID if (as_c & (ratio >= t) & (y != c)).sum() <= allowed),
+                FLOOR_GRID[-1],
+            )
+        )
+    return floors
 
 
 def _unit_weights(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -160,17 +180,6 @@ def _unit_weights(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
         for g, cnt, sh in zip(gs, counts, share, strict=True):
             w[in_c & (groups == g)] = sh / cnt
     return w / w.mean()
-
-
-def _ood_part(z: np.ndarray, y: np.ndarray, fold: np.ndarray, n_classes: int, q: float):
-    """Final class Gaussians and the ``q`` quantile of the out-of-fold Mahalanobis distances."""
-    oof = np.empty(len(y))
-    for f in np.unique(fold):
-        tr, te = fold != f, fold == f
-        means, prec = _fit_gaussians(z[tr], y[tr], n_classes)
-        oof[te] = _mahalanobis(z[te], means, prec)
-    means, prec = _fit_gaussians(z, y, n_classes)
-    return means, prec, float(np.quantile(oof, q))
 
 
 def train_real_ensemble(
@@ -285,19 +294,17 @@ def _train(cfg, lab, labels, classes, unl, groups):
         oof[kind] = np.where(
             avail[None, :, None], held[fold, :, np.arange(len(rows))].transpose(1, 0, 2), np.nan
         )
-        temps[kind] = _temperature(oof[kind][:, avail], y[avail])
+        cal_w = _group_weights(groups[rows][avail]) if cfg.calibrate_per_lab else None
+        temps[kind] = _temperature(oof[kind][:, avail], y[avail], cal_w)
         for k, v in stack.state_dict().items():
             tensors[f"members.{kind}.{k}"] = v.clone()
-    ood_meta = {}
-    for part in _PARTS:
-        avail = lab["has_discharge"][rows] if part == "discharge" else has_w
-        z = lat[part][rows][avail]
-        means, prec, thr = _ood_part(z, y[avail], fold[avail], n_classes, cfg.ood_quantile)
-        tensors[f"ood.{part}.class_means"] = torch.from_numpy(
-            np.nan_to_num(means, nan=1e6).astype(np.float32)
-        )
-        tensors[f"ood.{part}.precision"] = torch.from_numpy(prec.astype(np.float32))
-        ood_meta[part] = {"mahalanobis_threshold": thr}
+    avail = {"discharge": lab["has_discharge"][rows], "waveform": has_w}
+    codes = {p: {"latent": lat[p][rows], "input": lab[p][rows]} for p in _PARTS}
+    spaces = ("latent", "input") if cfg.ood_input_space else ("latent",)
+    ood_t, ood_meta = fit_ood(
+        codes, {p: _pool(lab, unl, p) for p in _PARTS}, avail, y, fold, n_classes, cfg.ood_quantile, spaces
+    )
+    tensors.update({k: torch.from_numpy(v) for k, v in ood_t.items()})
     oof_p = {}
     for kind in KINDS:
         ok = ~np.isnan(oof[kind][0, :, 0])
@@ -310,6 +317,10 @@ def _train(cfg, lab, labels, classes, unl, groups):
         "config": cfg.to_dict(),
         "n_members": {k: int(len(member_fold)) for k in KINDS},
         "temperatures": temps,
+        "ratio_floors": {
+            k: ratio_floors(oof_p[k], y[~np.isnan(oof[k][0, :, 0])], n_classes, cfg.max_confidently_wrong)
+            for k in KINDS
+        },
         "ood": ood_meta,
         "n_labelled": int(len(rows)),
         "n_labelled_with_waveform": int(has_w.sum()),
@@ -355,6 +366,9 @@ def predict_real_ensemble(
     ``out_of_distribution`` (n,) bool; ``member_agreement`` (n,) the fraction of the members used
     whose own top class is the ensemble's (NaN without a discharge); ``members_disagree`` (n,) bool,
     agreement below the configuration's ``min_agreement`` (no majority of members backs the label);
+    ``ratio_floor`` (n,) the model's floor on the confidence ratio for the unit's top class and member
+    kind (:func:`ratio_floors`; NaN without a discharge); ``below_ratio_floor`` (n,) bool, the
+    unit's ratio is below it;
     ``used_waveform`` (n,) bool; ``has_discharge`` (n,) bool.
     """
     inp = _inputs(raw)
@@ -376,21 +390,21 @@ def predict_real_ensemble(
             mp[:, rows] = softmax(logits / meta["temperatures"][kind])
         blocks.append(mp)
     member_p = np.concatenate(blocks)
-    with np.errstate(invalid="ignore"):
-        probs = np.nanmean(member_p, axis=0)
-    scores = {}
-    for part, avail in (("discharge", has_d), ("waveform", has_w)):
-        sc = np.full(n, np.nan)
-        if avail.any():
-            z = lat[part][avail]
-            means = np.asarray(tensors[f"ood.{part}.class_means"], dtype=np.float64)
-            prec = np.asarray(tensors[f"ood.{part}.precision"], dtype=np.float64)
-            thr = meta["ood"][part]
-            sc[avail] = _mahalanobis(z, means, prec) / thr["mahalanobis_threshold"]
-        scores[part] = sc
-    ood = np.fmax(scores["discharge"], scores["waveform"])
+    used = ~np.isnan(member_p)
+    with np.errstate(invalid="ignore"):  # units without a discharge: no member used, NaN
+        probs = np.where(used, member_p, 0.0).sum(0) / used.sum(0)
+    codes = {p: {"latent": lat[p], "input": inp[p]} for p in _PARTS}
+    scores = ood_scores(tensors, meta, codes, {"discharge": has_d, "waveform": has_w})
+    ood = scores["combined"]
     agreement = member_agreement(member_p, probs)
     min_agree = float(meta["config"].get("min_agreement", 0.0))
+    floor = np.ones(n)  # models before 1.2 have no floors
+    top = np.nan_to_num(probs, nan=-1.0).argmax(1)
+    for kind, kind_rows in (("full", used_w), ("discharge", has_d & ~has_w)):
+        if meta.get("ratio_floors"):
+            floor[kind_rows] = np.asarray(meta["ratio_floors"][kind], dtype=np.float64)[top[kind_rows]]
+    with np.errstate(invalid="ignore"):
+        below_floor = has_d & (confidence_ratio(probs) < floor)
     return {
         "probabilities": probs,
         "member_probabilities": member_p,
@@ -400,6 +414,8 @@ def predict_real_ensemble(
         "out_of_distribution": np.nan_to_num(ood, nan=np.inf) > 1.0,
         "member_agreement": agreement,
         "members_disagree": np.nan_to_num(agreement, nan=1.0) < min_agree,
+        "ratio_floor": np.where(has_d, floor, np.nan),
+        "below_ratio_floor": below_floor,
         "used_waveform": used_w,
         "has_discharge": has_d,
     }

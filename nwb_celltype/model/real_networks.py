@@ -26,7 +26,13 @@ class RealModelConfig:
     ``input_quantiles``: each input is mapped through its empirical distribution over the
     pre-training pool (that many quantiles; 0 = off) before standardising;
     ``head_layers`` hidden layers of ``head_hidden`` units per member; ``min_agreement``: units
-    whose label fewer than this fraction of the members used back are abstained on.
+    whose label fewer than this fraction of the members used back are abstained on;
+    ``ood_quantile``: quantile of the inner out-of-fold scores of the labelled units that becomes the
+    out-of-distribution threshold; ``ood_input_space``: score the un-mapped inputs too, beside the
+    latent codes (:mod:`.real_ood`); ``max_confidently_wrong``: each predicted class gets a floor on
+    the confidence ratio above which, on the inner out-of-fold units, at most this fraction of the
+    units given that label were wrong (:func:`.real_ensemble.ratio_floors`; 1 = no floor);
+    ``calibrate_per_lab``: the temperature's NLL weighs every lab (group) the same.
     """
 
     hidden_discharge: int = 64
@@ -38,7 +44,7 @@ class RealModelConfig:
     head_layers: int = 1
     dropout: float = 0.2
     input_noise: float = 0.1
-    pretrain_epochs: int = 150
+    pretrain_epochs: int = 1600
     pretrain_lr: float = 3e-3
     epochs: int = 300
     lr: float = 3e-3
@@ -46,6 +52,9 @@ class RealModelConfig:
     folds: int = 5
     seeds: int = 2
     ood_quantile: float = 0.95
+    ood_input_space: bool = True
+    max_confidently_wrong: float = 0.03
+    calibrate_per_lab: bool = True
     min_agreement: float = 0.5
     seed: int = 0
     n_threads: int = 2
