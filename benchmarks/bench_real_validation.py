@@ -195,6 +195,9 @@ def _simulated_units(
     from nwb_celltype.simulate import class_spike_train, class_waveform
 
     rng = np.random.default_rng(seed)
+    # the chunks to drop come from their own stream, so a unit's train and waveform are the same
+    # with and without ``drop`` (a paired comparison; one shared stream compared different units)
+    drop_rng = np.random.default_rng([seed, 1])
     acg, isi, wav, names = [], [], [], []
     for key, n in kinds.items():
         cls, _, kind = key.partition(":")
@@ -203,7 +206,7 @@ def _simulated_units(
             isi.append(compute_isi_counts(t))
             if drop > 0:
                 chunks = np.floor(t / 10.0).astype(int)
-                keep = rng.uniform(size=chunks.max() + 1) >= drop
+                keep = drop_rng.uniform(size=chunks.max() + 1) >= drop
                 t = t[keep[chunks]]
             acg.append(compute_acg_counts(t))
             wav.append(align_waveform(class_waveform(rng, cls, kind=kind), 30000.0))

@@ -49,7 +49,7 @@ def main() -> None:
 
     from nwb_celltype.annotate import annotate
     from nwb_celltype.model import load_demo_bundle
-    from nwb_celltype.model.bundle import load_default_bundle
+    from nwb_celltype.model.shipped import load_default_bundle
     from nwb_celltype.report import write_report
     from nwb_celltype.simulate import simulate_recording
 

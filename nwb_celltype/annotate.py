@@ -89,7 +89,7 @@ def _checkpoint(stage: str) -> None:
 
 
 def _resolve_model(model):
-    from .model.bundle import resolve_model
+    from .model.shipped import resolve_model
 
     return resolve_model(model)
 
@@ -407,7 +407,7 @@ def annotate(
 
     bundle, is_demo = _resolve_model(model)
     if model_sha256 is not None:
-        from .model.bundle import check_pinned
+        from .model.shipped import check_pinned
 
         check_pinned(bundle, model_sha256)
     timings: dict[str, float] = {}

@@ -96,8 +96,8 @@ def predict_features(features, *, model=None, threshold: float = 2.0) -> Feature
     threshold : float
         Confidence ratio p(top1)/p(top2) below which a unit is ``unclassified``.
     """
-    from .model.bundle import resolve_model
     from .model.predict import predict_cell_types
+    from .model.shipped import resolve_model
 
     bundle, _ = resolve_model(model)
     if isinstance(features, (str, os.PathLike)):

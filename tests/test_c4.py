@@ -19,12 +19,11 @@ from nwb_celltype.model.bundle import load_bundle, save_bundle
 from nwb_celltype.model.c4 import (
     C4_HESSIANS_URLS,
     C4_MODELS_URLS,
-    _StackedEnsemble,
     c4_member_outputs,
     import_c4_ensemble,
     predict_c4,
 )
-from nwb_celltype.model.ensemble_cnn import EnsembleCNN
+from nwb_celltype.model.ensemble_cnn import EnsembleCNN, StackedEnsemble
 from nwb_celltype.model.laplace import (
     KronPosterior,
     fit_prior_precision,
@@ -359,7 +358,7 @@ def test_member_blocks_equal_one_batch_and_plain_ensemble(tmp_path):
     torch.testing.assert_close(lg1, lg2, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(pr1, pr2, rtol=1e-5, atol=1e-6)
     plain = EnsembleCNN(states).eval()
-    stacked = _StackedEnsemble(plain.stacked_tensors(), plain.n_classes, plain.use_layer, plain.pool)
+    stacked = StackedEnsemble(plain.stacked_tensors(), plain.n_classes, plain.use_layer, plain.pool)
     with torch.no_grad():
         torch.testing.assert_close(stacked(a, w)[0], plain(a, w)[0], rtol=0, atol=0)
 

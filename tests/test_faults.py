@@ -237,7 +237,7 @@ def test_disk_full_annotate_copy_is_our_error_not_a_crash(mock_nwb, tmp_path, de
 
 
 def _demo() -> Path:
-    from nwb_celltype.model.bundle import demo_bundle_path
+    from nwb_celltype.model.shipped import demo_bundle_path
 
     return demo_bundle_path()
 

@@ -269,7 +269,7 @@ def test_the_table_has_at_least_100_cases():
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    from nwb_celltype.model.bundle import demo_bundle_path
+    from nwb_celltype.model.shipped import demo_bundle_path
 
     d = tmp_path_factory.mktemp("bad")
     good = d / "good.nwb"
@@ -315,7 +315,7 @@ def _digests(d: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(case, folder):
-    from nwb_celltype.model.bundle import demo_bundle_path
+    from nwb_celltype.model.shipped import demo_bundle_path
 
     name, argv, expected = case
     paths = {"dir": str(folder), "good": str(folder / "good.nwb"), "demo": str(demo_bundle_path())}

@@ -291,7 +291,7 @@ def _torch_reference(tensors, meta, raw):
 def test_numpy_inference_equals_the_torch_modules(trained):
     """Prediction runs in numpy (no torch import); the same weights through the torch modules give the
     same probabilities to float32 rounding, for the test ensemble and for the shipped default model."""
-    from nwb_celltype.model.bundle import load_default_bundle
+    from nwb_celltype.model.shipped import load_default_bundle
 
     raw, _, tensors, meta = trained
     out = predict_real_ensemble(tensors, meta, raw)

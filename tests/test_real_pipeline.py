@@ -201,7 +201,7 @@ def test_default_model_is_the_real_one_and_its_card_says_so():
     """What `annotate` uses with no model: trained on real tables, its card citing the data, the
     protocol, validated numbers and limits; the family it declares is what `features` computes."""
     from nwb_celltype.features.families import DEFAULT_MODEL_FAMILY
-    from nwb_celltype.model.bundle import load_default_bundle, resolve_model
+    from nwb_celltype.model.shipped import load_default_bundle, resolve_model
 
     b = load_default_bundle()
     assert b.feature_family == DEFAULT_MODEL_FAMILY == "acg-isi-wave"

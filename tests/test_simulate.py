@@ -325,6 +325,22 @@ def test_waveform_shapes_per_class(clean):
         assert np.mean(wc.max(axis=1) > -wc.min(axis=1)) < 0.3, c
 
 
+def test_fitted_phases_keep_their_time_constants():
+    """Drawing a unit from a real unit's fit rescales amplitudes only: a fit whose phases overlap
+    (largest |amplitude| 2, as many fitted sums are) keeps its centres and widths in ms up to the one
+    common time stretch (log-sd 0.05). Dividing the whole array by the amplitude once halved them."""
+    from nwb_celltype.simulate._waveforms import fitted_phases
+
+    phases = np.array([[-2.0, 0.0, 0.1], [0.8, 0.35, 0.2], [0.3, 0.9, 0.4]])
+    for seed in range(20):
+        out = fitted_phases(np.random.default_rng(seed), phases)
+        np.testing.assert_allclose(out[:, 0], [-1.0, 0.4, 0.15])
+        stretch = out[1:, 1] / phases[1:, 1]
+        np.testing.assert_allclose(out[:, 2] / phases[:, 2], stretch[0])
+        np.testing.assert_allclose(stretch, stretch[0])
+        assert 0.8 < stretch[0] < 1.25, stretch
+
+
 def test_waveform_spatial_decay(clean):
     geom = neuropixels_geometry()
     for i in range(0, len(clean), 7):

@@ -116,7 +116,7 @@ def _check_options(workers: int | None, scheduler: str | None, client: Any, retr
 def _load_model_identity(model: str | os.PathLike | None, model_sha256: str | None = None) -> dict:
     """Load the bundle once in the driver for its identity (sha256 decides what is done already);
     with ``model_sha256`` it must match that pin (workers then check the same full digest)."""
-    from ..model.bundle import check_pinned, resolve_model
+    from ..model.shipped import check_pinned, resolve_model
 
     path = None if model is None else str(Path(model).resolve())
     bundle, _ = resolve_model(path)
@@ -187,7 +187,7 @@ def annotate_dandiset(
         cluster the path must be readable by every worker.
     model_sha256 : str, optional
         Pin the bundle: the run is refused unless its digest starts with this hex string (see
-        :func:`nwb_celltype.model.bundle.check_pinned`); every asset's provenance records the pin.
+        :func:`nwb_celltype.model.shipped.check_pinned`); every asset's provenance records the pin.
     include : str, optional
         Glob on asset paths (``fnmatch``; e.g. ``sub-M1/*``) selecting the assets to annotate.
     workers : int, optional

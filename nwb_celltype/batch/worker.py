@@ -41,7 +41,7 @@ def load_worker_model(model_path: str | None, model_sha256: str) -> Any:
     with _MODELS_LOCK:
         bundle = _MODELS.get(key)
         if bundle is None:
-            from ..model.bundle import resolve_model
+            from ..model.shipped import resolve_model
 
             bundle, _ = resolve_model(model_path)
             if bundle.sha256 != model_sha256:

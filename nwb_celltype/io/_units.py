@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -14,7 +13,8 @@ import numpy as np
 
 from ..errors import InvalidUnitsError, InvalidValueError, NotNWBError
 from ..units import SkippedUnit, UnitsBatch
-from ..vocabulary import LAYERS
+from ._layers import map_location_to_layer
+from ._prefetch import ChunkPrefetcher
 from ._source import Source, open_source
 
 log = logging.getLogger(__name__)
@@ -23,54 +23,6 @@ __all__ = ["map_location_to_layer", "read_units"]
 
 #: Waveform sampling rate assumed when the file does not say (``waveform_mean.sampling_rate``).
 FALLBACK_WAVEFORM_RATE_HZ = 30000.0
-
-_LAYER_NAMES = {
-    "ml": "ML",
-    "molecular": "ML",
-    "molecular layer": "ML",
-    "pcl": "PCL",
-    "pl": "PCL",
-    "purkinje": "PCL",
-    "purkinje layer": "PCL",
-    "purkinje cell layer": "PCL",
-    "gcl": "GCL",
-    "gl": "GCL",
-    "granular": "GCL",
-    "granular layer": "GCL",
-    "granule cell layer": "GCL",
-    "granule layer": "GCL",
-    "unknown": "unknown",
-}
-_ACRONYM = re.compile(r"[A-Za-z][A-Za-z0-9, /]*?(mo|pu|gr)")
-_SUFFIX_LAYER = {"mo": "ML", "pu": "PCL", "gr": "GCL"}
-
-
-def map_location_to_layer(location: str | bytes | None) -> str:
-    """Map a layer name or a brain-area acronym to the C4 layer vocabulary
-    (:data:`nwb_celltype.vocabulary.LAYERS`).
-
-    Rule, in order (case-insensitive): a C4 layer name (``ML``, ``PCL``, ``GCL``, ``unknown``) or a
-    common spelling (``molecular layer``, ``Purkinje layer``, ``granular layer``, ...) maps to that
-    layer; an Allen-CCF-style cerebellar acronym (letters/digits, no hyphen) ending in ``mo`` maps
-    to ``ML``, in ``pu`` to ``PCL``, in ``gr`` to ``GCL`` (``CENT3mo``, ``SIMpu``, ``CUL4, 5gr``);
-    anything else is ``unknown``. Hyphenated acronyms (``DG-mo`` is the dentate gyrus) are not
-    cerebellar layers and map to ``unknown``.
-    """
-    if location is None:
-        return "unknown"
-    if isinstance(location, bytes):
-        location = location.decode("utf-8", "replace")
-    s = str(location).strip()
-    named = _LAYER_NAMES.get(s.lower())
-    if named is not None:
-        return named
-    for layer in LAYERS:
-        if s.lower() == layer.lower():
-            return layer
-    m = _ACRONYM.fullmatch(s)
-    if m is not None and "-" not in s:
-        return _SUFFIX_LAYER[m.group(1)]
-    return "unknown"
 
 
 @dataclass
@@ -265,76 +217,6 @@ def _inspect(src: Source, layer_column: str | None, require_waveforms: bool, who
     )
 
 
-class _Prefetcher:
-    """Loads the bytes of a dataset's rows r0..r1 from a remote file in one request before h5py
-    reads them chunk by chunk (which would otherwise cost a round trip per chunk, or per remfile
-    read-ahead step). Chunk byte addresses come from HDF5's chunk index, read once per dataset."""
-
-    def __init__(self, fileobj, max_span_bytes: int) -> None:
-        self.fileobj = fileobj
-        self.max_span = max_span_bytes
-        self.loaded: dict[str, list[int]] = {}
-        self._chunks: dict[str, np.ndarray | None] = {}
-
-    def _index(self, dset) -> np.ndarray | None:
-        """(k, 3) int64 [first row, byte offset, byte size] per chunk, sorted by row; None when
-        the layout is not understood (then no prefetch)."""
-        key = dset.name
-        if key not in self._chunks:
-            arr = None
-            try:
-                if dset.chunks is None:
-                    off = dset.id.get_offset()
-                    if off is not None:
-                        arr = np.array([[0, off, dset.id.get_storage_size()]], dtype=np.int64)
-                else:
-                    n = dset.id.get_num_chunks()
-                    rows = []
-                    for i in range(n):
-                        ci = dset.id.get_chunk_info(i)
-                        rows.append((ci.chunk_offset[0], ci.byte_offset, ci.size))
-                    arr = np.array(sorted(rows), dtype=np.int64).reshape(-1, 3)
-            except Exception:  # an old HDF5 without chunk queries: read without prefetch
-                log.debug("no chunk index for %s", key, exc_info=True)
-            self._chunks[key] = arr
-        return self._chunks[key]
-
-    def __call__(self, dset, r0: int, r1: int) -> None:
-        if self.fileobj is None or r1 <= r0:
-            return
-        idx = self._index(dset)
-        if idx is None or len(idx) == 0:
-            return
-        if dset.chunks is None:
-            row_bytes = int(np.prod(dset.shape[1:], dtype=np.int64)) * dset.dtype.itemsize
-            lo, hi = idx[0, 1] + r0 * row_bytes, idx[0, 1] + r1 * row_bytes
-        else:
-            c0 = dset.chunks[0]
-            sel = idx[(idx[:, 0] < r1) & (idx[:, 0] + c0 > r0)]
-            if len(sel) == 0:
-                return
-            lo, hi = int(sel[:, 1].min()), int((sel[:, 1] + sel[:, 2]).max())
-            if hi - lo > 2 * int(sel[:, 2].sum()):  # chunks scattered: a span would waste bytes
-                return
-        # forget this dataset's bytes from the previous batch, except those this batch needs
-        # again (a boundary chunk): memory stays bounded by one batch, not by the file
-        step = self.fileobj.remfile._min_chunk_size
-        keep = range(int(lo) // step, (int(hi) - 1) // step + 1)
-        old = self.loaded.pop(dset.name, [])
-        self.fileobj.release([i for i in old if i not in keep])
-        loaded = [i for i in old if i in keep]
-        for a in range(int(lo), int(hi), self.max_span):
-            loaded += self.fileobj.prefetch(a, min(a + self.max_span, int(hi)))
-        self.loaded[dset.name] = loaded
-
-    def release(self) -> None:
-        """Forget all prefetched bytes (after the last batch)."""
-        if self.fileobj is not None:
-            for old in self.loaded.values():
-                self.fileobj.release(old)
-        self.loaded = {}
-
-
 def _runs(rows: np.ndarray) -> list[tuple[int, int, int]]:
     """Contiguous runs of sorted rows -> (position in rows, first row, stop row)."""
     if len(rows) == 0:
@@ -461,7 +343,7 @@ def _read(src: Source, batch_size: int, layer_column, unit_ids, require_waveform
     if rf is not None and unit_ids is not None and len(rows):
         with src.guard("fetching the Units data"):
             rf.fetch_rest(_bytes_to_read(lay.group, lay, rows))
-    prefetch = _Prefetcher(rf, max(rf.remfile._max_chunk_size, 1 << 20) if rf is not None else 0)
+    prefetch = ChunkPrefetcher(rf, max(rf.remfile._max_chunk_size, 1 << 20) if rf is not None else 0)
     for b0 in range(0, len(rows), batch_size):
         brows = rows[b0 : b0 + batch_size]
         with src.guard(f"reading units {b0}..{b0 + len(brows) - 1}"):

@@ -21,7 +21,7 @@ _LAZY = {
     "convert_npyx_state_dict": ".network",
     "evaluate_model": ".evaluate",
     "load_bundle": ".bundle",
-    "load_demo_bundle": ".bundle",
+    "load_demo_bundle": ".shipped",
     "predict_cell_types": ".predict",
     "save_bundle": ".bundle",
     "train_model": ".training",

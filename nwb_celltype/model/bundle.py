@@ -22,7 +22,6 @@ import logging
 import math
 import platform
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +43,6 @@ __all__ = [
     "ModelBundle",
     "bundle_from_states",
     "load_bundle",
-    "load_demo_bundle",
     "save_bundle",
 ]
 
@@ -556,77 +554,3 @@ def load_bundle(
     except (RuntimeError, AssertionError) as exc:
         raise ModelError(f"cannot move model {bundle.name} to device {device!r}: {exc}") from exc
     return bundle
-
-
-def demo_bundle_path() -> Path:
-    """Location of the demo bundle shipped inside the package."""
-    return Path(str(resources.files("nwb_celltype") / "data" / "demo_model"))
-
-
-def load_demo_bundle(*, device: str | torch.device = "cpu") -> ModelBundle:
-    """The demo model shipped with the package: TRAINED ON SIMULATED DATA, not for scientific
-    conclusions (its card says so). Train a real one with ``nwb-celltype train``."""
-    path = demo_bundle_path()
-    if not (path / CARD_FILE).is_file():
-        raise ModelError(
-            f"the demo model is missing from the installation ({path}); regenerate it with "
-            "`python benchmarks/make_demo_bundle.py` or reinstall nwb-celltype."
-        )
-    return load_bundle(path, device=device)
-
-
-#: folder of the default model inside the package (trained on real identified neurons)
-DEFAULT_MODEL_DIR = "default_model"
-
-
-def default_bundle_path() -> Path:
-    """Location of the default model shipped inside the package (trained on real identified units;
-    see its model card and docs/validation.md)."""
-    return Path(str(resources.files("nwb_celltype") / "data" / DEFAULT_MODEL_DIR))
-
-
-def load_default_bundle(*, device: str | torch.device = "cpu"):
-    """The package's default model: the ensemble trained on real, identified cerebellar neurons
-    (``acg-isi-wave`` features; the model card lists the data, protocol and validated numbers)."""
-    path = default_bundle_path()
-    if not (path / CARD_FILE).is_file():
-        raise ModelError(
-            f"the default model is missing from the installation ({path}); rebuild it with "
-            "`python benchmarks/make_real_bundle.py` (docs/validation.md) or reinstall nwb-celltype."
-        )
-    return load_bundle(path, device=device)
-
-
-def check_pinned(bundle, expected_sha256: str) -> None:
-    """Refuse ``bundle`` unless its bundle digest (weights + card, see :attr:`ModelBundle.sha256`)
-    equals ``expected_sha256`` (hex; a prefix of >= 12 characters is accepted). The digest alone only
-    guards against corruption — a card edited with its digest recomputed still loads — so pin the
-    digest you obtained from the bundle's publisher to guard against substitution."""
-    want = str(expected_sha256).strip().lower()
-    if len(want) < 12 or any(c not in "0123456789abcdef" for c in want):
-        raise ModelError(
-            f"model sha256 pin {expected_sha256!r} is not a hex digest (>= 12 of its 64 characters); "
-            "copy it from `nwb-celltype show` or the bundle's publisher."
-        )
-    got = str(bundle.sha256)
-    if not got.startswith(want):
-        raise ModelError(
-            f"model bundle {getattr(bundle, 'name', '?')} has sha256 {got[:16]}..., not the pinned "
-            f"{want[:16]}...; it is a different or modified bundle. Use the bundle you pinned, or update "
-            "the pin (--model-sha256)."
-        )
-
-
-def resolve_model(model, *, device: str | torch.device = "cpu"):
-    """``(bundle, is_demo)`` for what a user passed as a model: None -> the default model, a path ->
-    :func:`load_bundle`, a loaded bundle -> itself. ``is_demo`` is True for the simulated demo model."""
-    if model is None:
-        return load_default_bundle(device=device), False
-    if isinstance(model, (str, Path)) or hasattr(model, "__fspath__"):
-        path = Path(model)
-        bundle = load_bundle(path, device=device)
-    else:
-        bundle = model
-    return bundle, bool(bundle.card.get("trained_on_simulated_data", False)) or (
-        bundle.path is not None and Path(bundle.path).resolve() == demo_bundle_path().resolve()
-    )
