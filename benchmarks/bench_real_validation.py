@@ -413,7 +413,13 @@ def main() -> None:
         else:
             ev[f"{lab} within-lab CV"] = within_lab(data, lab, unl, cfg, pool=False)
         print(f"{lab} within-lab done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-        ev[f"{lab} CV, other lab pooled into training"] = within_lab(data, lab, unl, cfg, pool=True)
+        if lab == "hull":
+            (
+                ev["hull CV, other lab pooled into training"],
+                ev["hull CV, other lab pooled, test waveforms from another lab (Hausser)"],
+            ) = within_lab(data, lab, unl, cfg, pool=True, donor="hausser")
+        else:
+            ev[f"{lab} CV, other lab pooled into training"] = within_lab(data, lab, unl, cfg, pool=True)
         print(f"{lab} pooled done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     ev["macaque->mouse"] = cross_species(data, "lisberger", "hull", unl, cfg)
     ev["mouse->macaque"] = cross_species(data, "hull", "lisberger", unl, cfg)

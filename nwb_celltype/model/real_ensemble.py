@@ -146,6 +146,17 @@ def sharpen(p: np.ndarray, temperature: float) -> np.ndarray:
     return z / z.sum(-1, keepdims=True)
 
 
+def _view_floors(oof_p: Mapping, oof_y: Mapping, n_classes: int, max_wrong: float) -> dict:
+    """Ratio floors per view (:func:`ratio_floors`). The mixed view must also clear the full view's
+    floor for its label: units whose waveform the full members read confidently and wrongly are the
+    ones the floors were set on, and a unit unlike every class (a non-C4 unit) must not get through
+    more easily because the discharge members lend the mixture confidence."""
+    floors = {k: ratio_floors(oof_p[k], oof_y[k], n_classes, max_wrong) for k in oof_p}
+    if MIXED in floors:
+        floors[MIXED] = [max(a, b) for a, b in zip(floors[MIXED], floors["full"], strict=True)]
+    return floors
+
+
 def _group_weights(groups: np.ndarray) -> np.ndarray:
     """Weight per unit so that every group (lab) weighs the same in total; (n,), mean 1."""
     _, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
@@ -333,9 +344,7 @@ def _train(cfg, lab, labels, classes, unl, groups):
         "config": cfg.to_dict(),
         "n_members": {k: int(len(member_fold)) for k in KINDS},
         "temperatures": temps,
-        "ratio_floors": {
-            k: ratio_floors(oof_p[k], oof_y[k], n_classes, cfg.max_confidently_wrong) for k in oof_p
-        },
+        "ratio_floors": _view_floors(oof_p, oof_y, n_classes, cfg.max_confidently_wrong),
         "ood": ood_meta,
         "n_labelled": int(len(rows)),
         "n_labelled_with_waveform": int(has_w.sum()),
