@@ -7,7 +7,9 @@ on the scored units; encoders pre-trained on the training units + every unlabell
 484, Hausser 1,885 waveforms), never on the scored units. Metrics over all classes present, with
 abstentions (ratio < 2, out-of-distribution, or no majority of members behind the label) counted as
 misses in per-class recall. Baselines on the same folds. Non-C4 units: Hausser GrC waveforms and simulated "other" units, scored by a model
-trained on every labelled Hull + Lisberger unit. Robustness: ACG from a spike subset vs all spikes.
+trained on every labelled Hull + Lisberger unit. Robustness: ACG from a spike subset vs all spikes;
+Hull's held-out units scored again with Hausser waveforms of the same class (another lab's recording
+and processing).
 
 Run:  nice -n 5 python benchmarks/bench_real_validation.py [--data ../shared/real-c4] [--quick]
 Writes benchmarks/results/real_validation.{json,md}.
@@ -127,8 +129,27 @@ def _train(raw, labels, unl, cfg, groups):
     return train_real_ensemble(raw, labels, CLASSES, unl, cfg, groups)
 
 
-def within_lab(data: dict, lab: str, unl: dict, cfg, pool: bool, seed: int = 0) -> dict:
-    """Stratified 5-fold CV within ``lab``; with ``pool`` the other lab's labelled units join training."""
+def other_lab_waveforms(raw: dict, labels: np.ndarray, donor, rng: np.random.Generator) -> dict:
+    """``raw`` with every unit's waveform replaced by the waveform of a random unit of the same class
+    from the ``donor`` lab's tables (a lab whose labelled units no model here was trained on): the
+    same neurons' discharges, with waveforms recorded and processed elsewhere."""
+    out = dict(raw)
+    out["waveform"] = raw["waveform"].copy()
+    donor_labels = donor.labels.astype(str)
+    for i, c in enumerate(labels):
+        pool = np.flatnonzero((donor_labels == c) & np.asarray(donor.has_waveform, bool))
+        out["waveform"][i] = donor.waveform[rng.choice(pool)]
+    return out
+
+
+def within_lab(
+    data: dict, lab: str, unl: dict, cfg, pool: bool, seed: int = 0, donor: str | None = None
+) -> dict | tuple[dict, dict]:
+    """Stratified 5-fold CV within ``lab``; with ``pool`` the other lab's labelled units join training.
+
+    With ``donor`` (a lab of waveform tables), the same models also score the held-out units with
+    their waveforms swapped for the donor lab's (:func:`other_lab_waveforms`); returns both results.
+    """
     fs = data[lab]
     rows = np.flatnonzero(np.isin(fs.labels.astype(str), CLASSES) & fs.has_discharge)
     y = _index(fs.labels[rows].astype(str))
@@ -140,6 +161,9 @@ def within_lab(data: dict, lab: str, unl: dict, cfg, pool: bool, seed: int = 0) 
     }
     ood = np.zeros(len(y), bool)
     ood_nf = np.zeros(len(y), bool)
+    swap = {k: np.zeros_like(v) for k, v in probs.items()}
+    swap_ood, swap_ood_nf = np.zeros(len(y), bool), np.zeros(len(y), bool)
+    swap_rng = np.random.default_rng([seed, 2])
     seconds = []
     for f in range(5):
         tr, te = rows[fold != f], rows[fold == f]
@@ -157,6 +181,22 @@ def within_lab(data: dict, lab: str, unl: dict, cfg, pool: bool, seed: int = 0) 
         ood_nf[fold == f] = _abstain_no_floor(out)
         for k, p in _baselines(_raw(fs, tr), _index(fs.labels[tr].astype(str)), _raw(fs, te)).items():
             probs[k][fold == f] = p
+        if donor is not None:
+            te_swap = other_lab_waveforms(_raw(fs, te), fs.labels[te].astype(str), data[donor], swap_rng)
+            out = predict_real_ensemble(tensors, meta, te_swap)
+            swap["model"][fold == f] = out["probabilities"]
+            swap_ood[fold == f], swap_ood_nf[fold == f] = _abstain(out), _abstain_no_floor(out)
+            for k, p in _baselines(_raw(fs, tr), _index(fs.labels[tr].astype(str)), te_swap).items():
+                swap[k][fold == f] = p
+    res = _model_rows(y, probs, ood, ood_nf)
+    res["train_seconds_per_fold"] = float(np.mean(seconds))
+    if donor is None:
+        return res
+    return res, _model_rows(y, swap, swap_ood, swap_ood_nf)
+
+
+def _model_rows(y: np.ndarray, probs: dict, ood: np.ndarray, ood_nf: np.ndarray) -> dict:
+    """Scores of the model (with its abstentions, without the floors, without any) and the baselines."""
     res = {
         "model": score(y, probs["model"], ood),
         "model_no_floor": score(y, probs["model"], ood_nf),
@@ -164,7 +204,6 @@ def within_lab(data: dict, lab: str, unl: dict, cfg, pool: bool, seed: int = 0) 
     }
     for k in ("logreg_rate_cv2_width", "logreg_raw_features"):
         res[k] = score(y, probs[k])
-    res["train_seconds_per_fold"] = float(np.mean(seconds))
     return res
 
 
@@ -367,9 +406,20 @@ def main() -> None:
     t0 = time.perf_counter()
     ev = {}
     for lab in ("hull", "lisberger"):
-        ev[f"{lab} within-lab CV"] = within_lab(data, lab, unl, cfg, pool=False)
+        if lab == "hull":  # Hausser: mouse waveforms of every class, from another lab
+            ev["hull within-lab CV"], ev["hull CV, test waveforms from another lab (Hausser)"] = within_lab(
+                data, lab, unl, cfg, pool=False, donor="hausser"
+            )
+        else:
+            ev[f"{lab} within-lab CV"] = within_lab(data, lab, unl, cfg, pool=False)
         print(f"{lab} within-lab done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-        ev[f"{lab} CV, other lab pooled into training"] = within_lab(data, lab, unl, cfg, pool=True)
+        if lab == "hull":
+            (
+                ev["hull CV, other lab pooled into training"],
+                ev["hull CV, other lab pooled, test waveforms from another lab (Hausser)"],
+            ) = within_lab(data, lab, unl, cfg, pool=True, donor="hausser")
+        else:
+            ev[f"{lab} CV, other lab pooled into training"] = within_lab(data, lab, unl, cfg, pool=True)
         print(f"{lab} pooled done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     ev["macaque->mouse"] = cross_species(data, "lisberger", "hull", unl, cfg)
     ev["mouse->macaque"] = cross_species(data, "hull", "lisberger", unl, cfg)

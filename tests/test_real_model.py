@@ -133,7 +133,7 @@ def test_shapes_and_accuracy(trained):
 
 def test_calibration_is_fitted_out_of_fold(trained):
     raw, labels, tensors, meta = trained
-    assert set(meta["temperatures"]) == {"full", "discharge"}
+    assert set(meta["temperatures"]) == {"full", "discharge", "mixed"}
     assert all(0.2 <= t <= 10.0 for t in meta["temperatures"].values())
     assert meta["n_members"] == {"full": TINY.folds * TINY.seeds, "discharge": TINY.folds * TINY.seeds}
     # with random labels, members memorise their training units; the out-of-fold logits that
@@ -146,7 +146,7 @@ def test_calibration_is_fitted_out_of_fold(trained):
     in_sample = np.mean(
         np.array(CLASSES)[predict_real_ensemble(t, m, raw)["probabilities"].argmax(1)] == shuffled
     )
-    assert m["inner_oof_accuracy"]["full"] < 0.6
+    assert m["inner_oof_accuracy"]["full"] < 0.6 and m["inner_oof_accuracy"]["mixed"] < 0.6
     assert in_sample > m["inner_oof_accuracy"]["full"] + 0.2
     assert m["temperatures"]["full"] > meta["temperatures"]["full"]  # noise -> softer out-of-fold
 
@@ -164,19 +164,66 @@ def test_far_inputs_are_out_of_distribution(trained):
     assert (out["ood_score"] > 1).all()
 
 
-def test_discharge_members_used_without_waveform(trained):
-    raw, labels, tensors, meta = trained
+@pytest.fixture(scope="module")
+def trained_one_view(trained):
+    """The same units trained without ``mix_views``: units with a waveform see the full members only."""
+    raw, labels, _, _ = trained
+    cfg = RealModelConfig(**{**TINY.to_dict(), "mix_views": False})
+    return train_real_ensemble(raw, labels, CLASSES, None, cfg)
+
+
+def _half_without_waveform():
     test_raw, test_labels = _units(4, seed=5)
     test_raw["waveform"][::2] = np.nan
-    out = predict_real_ensemble(tensors, meta, test_raw)
     no_w = np.zeros(len(test_labels), bool)
     no_w[::2] = True
+    return test_raw, no_w
+
+
+def test_discharge_members_used_without_waveform(trained_one_view):
+    tensors, meta = trained_one_view
+    assert "mixed" not in meta["temperatures"] and set(meta["ratio_floors"]) == {"full", "discharge"}
+    test_raw, no_w = _half_without_waveform()
+    out = predict_real_ensemble(tensors, meta, test_raw)
     assert (out["used_waveform"] == ~no_w).all()
     n_full = meta["n_members"]["full"]
     mp = out["member_probabilities"]
     assert np.isnan(mp[:n_full, no_w]).all() and np.isfinite(mp[n_full:, no_w]).all()
     assert np.isnan(mp[n_full:, ~no_w]).all() and np.isfinite(mp[:n_full, ~no_w]).all()
     assert np.isnan(out["ood_score_waveform"][no_w]).all()
+    np.testing.assert_allclose(out["probabilities"][~no_w], mp[:n_full, ~no_w].mean(0), rtol=1e-6)
+
+
+def test_mixed_views_score_waveform_units_with_both_kinds(trained):
+    """With ``mix_views`` (the default), a unit with a waveform gets the mean of the full members'
+    and the discharge members' mean probabilities, sharpened by the fitted ``mixed`` temperature
+    (p ** (1 / T), renormalised); a unit without one gets the discharge members' mean."""
+    raw, labels, tensors, meta = trained
+    temp = meta["temperatures"]["mixed"]
+    assert 0.2 <= temp <= 10.0 and set(meta["ratio_floors"]) == {"full", "discharge", "mixed"}
+    test_raw, no_w = _half_without_waveform()
+    out = predict_real_ensemble(tensors, meta, test_raw)
+    n_full = meta["n_members"]["full"]
+    mp = out["member_probabilities"].astype(np.float64)
+    assert np.isnan(mp[:n_full, no_w]).all() and np.isfinite(mp[n_full:]).all()
+    mix = 0.5 * (mp[:n_full, ~no_w].mean(0) + mp[n_full:, ~no_w].mean(0))
+    expected = mix ** (1.0 / temp) / (mix ** (1.0 / temp)).sum(1, keepdims=True)
+    np.testing.assert_allclose(out["probabilities"][~no_w], expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(out["probabilities"][no_w], mp[n_full:, no_w].mean(0), rtol=1e-6)
+    assert (out["used_waveform"] == ~no_w).all()
+
+
+def test_mixed_views_keep_a_misleading_waveform_from_outvoting_the_discharge(trained, trained_one_view):
+    """Units of class A given class C's waveform: the full members alone follow the waveform more
+    than the mixed view does (the discharge members still see A's train)."""
+    raw, labels, tensors, meta = trained
+    test_raw, test_labels = _units(6, seed=21)
+    a = test_labels == "A"
+    donor = test_raw["waveform"][test_labels == "C"]
+    test_raw["waveform"][a] = donor[: a.sum()]
+    p_mixed = predict_real_ensemble(tensors, meta, test_raw)["probabilities"][a]
+    p_full = predict_real_ensemble(*trained_one_view, test_raw)["probabilities"][a]
+    assert p_mixed[:, 0].mean() > p_full[:, 0].mean()
 
 
 def test_deterministic_with_seed(trained):
@@ -340,21 +387,23 @@ def test_ratio_floor_follows_the_label_and_member_kind(trained):
     raw, labels, tensors, meta = trained
     test_raw, _ = _units(4, seed=9)
     test_raw["waveform"][::3] = np.nan  # some units scored by the discharge-only members
-    floors = {"full": [1.0, 1e6, 3.0], "discharge": [1e6, 1.0, 1.0]}
+    floors = {"full": [2.0, 2.0, 2.0], "mixed": [1.0, 1e6, 3.0], "discharge": [1e6, 1.0, 1.0]}
     out = predict_real_ensemble(tensors, {**meta, "ratio_floors": floors}, test_raw)
     top = out["probabilities"].argmax(1)
-    kind = np.where(out["used_waveform"], "full", "discharge")
+    kind = np.where(out["used_waveform"], "mixed", "discharge")  # units with a waveform: both kinds
     expected = np.array([floors[k][c] for k, c in zip(kind, top, strict=True)])
     np.testing.assert_array_equal(out["ratio_floor"], expected)
     srt = np.sort(out["probabilities"], 1)
-    np.testing.assert_array_equal(out["below_ratio_floor"], srt[:, -1] / srt[:, -2] < expected)
+    with np.errstate(divide="ignore"):  # a sharpened mixture can leave an exact 0 runner-up
+        ratio = srt[:, -1] / srt[:, -2]
+    np.testing.assert_array_equal(out["below_ratio_floor"], ratio < expected)
     assert out["below_ratio_floor"].any() and not out["below_ratio_floor"].all()
-    none = {"full": [1.0] * 3, "discharge": [1.0] * 3}
+    none = {"full": [1.0] * 3, "mixed": [1.0] * 3, "discharge": [1.0] * 3}
     assert not predict_real_ensemble(tensors, {**meta, "ratio_floors": none}, test_raw)[
         "below_ratio_floor"
     ].any()
     # the trained model's floors: one per class and kind, from the grid
     from nwb_celltype.model.real_ensemble import FLOOR_GRID
 
-    assert set(meta["ratio_floors"]) == {"full", "discharge"}
+    assert set(meta["ratio_floors"]) == {"full", "mixed", "discharge"}
     assert all(len(v) == 3 and set(v) <= set(FLOOR_GRID) for v in meta["ratio_floors"].values())

@@ -39,6 +39,7 @@ __all__ = [
     "predict_real_ensemble",
     "quantile_map",
     "ratio_floors",
+    "sharpen",
     "train_real_ensemble",
 ]
 
@@ -46,6 +47,8 @@ __all__ = [
 FAMILY = "acg-isi-wave"
 #: Member kinds: discharge + waveform, discharge only.
 KINDS = ("full", "discharge")
+#: The view of units with a waveform scored by both kinds (``RealModelConfig.mix_views``).
+MIXED = "mixed"
 _PARTS = ("discharge", "waveform")
 
 
@@ -133,6 +136,25 @@ def _temperature(logits: np.ndarray, y: np.ndarray, weights: np.ndarray | None =
         if nll < best:
             best, best_t = nll, float(t)
     return best_t
+
+
+def sharpen(p: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities p (n, C) raised to ``1 / temperature`` and renormalised: the temperature of
+    a mixture of calibrated members (``softmax(log p / T)``); (n, C)."""
+    z = np.log(np.clip(p, 1e-12, None)) / temperature
+    z = np.exp(z - z.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
+def _view_floors(oof_p: Mapping, oof_y: Mapping, n_classes: int, max_wrong: float) -> dict:
+    """Ratio floors per view (:func:`ratio_floors`). The mixed view must also clear the full view's
+    floor for its label: units whose waveform the full members read confidently and wrongly are the
+    ones the floors were set on, and a unit unlike every class (a non-C4 unit) must not get through
+    more easily because the discharge members lend the mixture confidence."""
+    floors = {k: ratio_floors(oof_p[k], oof_y[k], n_classes, max_wrong) for k in oof_p}
+    if MIXED in floors:
+        floors[MIXED] = [max(a, b) for a, b in zip(floors[MIXED], floors["full"], strict=True)]
+    return floors
 
 
 def _group_weights(groups: np.ndarray) -> np.ndarray:
@@ -305,32 +327,32 @@ def _train(cfg, lab, labels, classes, unl, groups):
         codes, {p: _pool(lab, unl, p) for p in _PARTS}, avail, y, fold, n_classes, cfg.ood_quantile, spaces
     )
     tensors.update({k: torch.from_numpy(v) for k, v in ood_t.items()})
-    oof_p = {}
+    oof_p, oof_y = {}, {}
     for kind in KINDS:
         ok = ~np.isnan(oof[kind][0, :, 0])
         z = oof[kind][:, ok] / temps[kind]
         p = np.exp(z - z.max(-1, keepdims=True))
-        oof_p[kind] = (p / p.sum(-1, keepdims=True)).mean(0)
+        oof_p[kind], oof_y[kind] = (p / p.sum(-1, keepdims=True)).mean(0), y[ok]
+    if cfg.mix_views and has_w.any():  # units with a waveform: both kinds together (``mix_views``)
+        mix = 0.5 * (oof_p["full"] + oof_p["discharge"][has_w])
+        cal_w = _group_weights(groups[rows][has_w]) if cfg.calibrate_per_lab else None
+        temps[MIXED] = _temperature(np.log(mix + 1e-12)[None], y[has_w], cal_w)
+        oof_p[MIXED], oof_y[MIXED] = sharpen(mix, temps[MIXED]), y[has_w]
     meta = {
         "family": FAMILY,
         "classes": list(classes),
         "config": cfg.to_dict(),
         "n_members": {k: int(len(member_fold)) for k in KINDS},
         "temperatures": temps,
-        "ratio_floors": {
-            k: ratio_floors(oof_p[k], y[~np.isnan(oof[k][0, :, 0])], n_classes, cfg.max_confidently_wrong)
-            for k in KINDS
-        },
+        "ratio_floors": _view_floors(oof_p, oof_y, n_classes, cfg.max_confidently_wrong),
         "ood": ood_meta,
         "n_labelled": int(len(rows)),
         "n_labelled_with_waveform": int(has_w.sum()),
         "class_counts": {c: int((y == i).sum()) for i, c in enumerate(classes)},
         "n_pretrain": {part: int(len(_pool(lab, unl, part))) for part in _PARTS},
-        "inner_oof_accuracy": {
-            k: float(np.mean(oof_p[k].argmax(1) == y[~np.isnan(oof[k][0, :, 0])])) for k in KINDS
-        },
+        "inner_oof_accuracy": {k: float(np.mean(oof_p[k].argmax(1) == oof_y[k])) for k in oof_p},
         "inner_oof_balanced_accuracy": {
-            k: _balanced_accuracy(y[~np.isnan(oof[k][0, :, 0])], oof_p[k].argmax(1), n_classes) for k in KINDS
+            k: _balanced_accuracy(oof_y[k], oof_p[k].argmax(1), n_classes) for k in oof_p
         },
     }
     return tensors, meta
@@ -355,7 +377,9 @@ def predict_real_ensemble(
     """Class probabilities and out-of-distribution flags for units given as raw feature arrays.
 
     Units with a waveform are scored by the *full* members, the others by the *discharge* members;
-    units without a discharge get NaN probabilities (only their waveform's OOD score is computed).
+    with the ``mix_views`` configuration, units with a waveform by both kinds (the mean of the two
+    kinds' mean probabilities, sharpened by the ``mixed`` temperature: :func:`sharpen`). Units
+    without a discharge get NaN probabilities (only their waveform's OOD score is computed).
 
     Returns
     -------
@@ -378,9 +402,10 @@ def predict_real_ensemble(
     used_w = has_d & has_w
     n_classes = len(meta["classes"])
     lat = _latents({p: NumpyEncoder.from_tensors(tensors, p) for p in _PARTS}, x)
+    mixed = MIXED in meta["temperatures"]  # models trained with mix_views
     blocks = []
     for kind in KINDS:
-        rows = used_w if kind == "full" else has_d & ~has_w
+        rows = used_w if kind == "full" else (has_d if mixed else has_d & ~has_w)
         mp = np.full((meta["n_members"][kind], n, n_classes), np.nan, dtype=np.float32)
         if rows.any():
             head_in = _head_inputs(
@@ -393,6 +418,10 @@ def predict_real_ensemble(
     used = ~np.isnan(member_p)
     with np.errstate(invalid="ignore"):  # units without a discharge: no member used, NaN
         probs = np.where(used, member_p, 0.0).sum(0) / used.sum(0)
+    if mixed and used_w.any():
+        n_full = meta["n_members"]["full"]
+        kind_means = member_p[:n_full, used_w].mean(0), member_p[n_full:, used_w].mean(0)
+        probs[used_w] = sharpen(0.5 * (kind_means[0] + kind_means[1]), meta["temperatures"][MIXED])
     codes = {p: {"latent": lat[p], "input": inp[p]} for p in _PARTS}
     scores = ood_scores(tensors, meta, codes, {"discharge": has_d, "waveform": has_w})
     ood = scores["combined"]
@@ -400,7 +429,7 @@ def predict_real_ensemble(
     min_agree = float(meta["config"].get("min_agreement", 0.0))
     floor = np.ones(n)  # models before 1.2 have no floors
     top = np.nan_to_num(probs, nan=-1.0).argmax(1)
-    for kind, kind_rows in (("full", used_w), ("discharge", has_d & ~has_w)):
+    for kind, kind_rows in ((MIXED if mixed else "full", used_w), ("discharge", has_d & ~has_w)):
         if meta.get("ratio_floors"):
             floor[kind_rows] = np.asarray(meta["ratio_floors"][kind], dtype=np.float64)[top[kind_rows]]
     with np.errstate(invalid="ignore"):

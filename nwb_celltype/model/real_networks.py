@@ -32,7 +32,11 @@ class RealModelConfig:
     latent codes (:mod:`.real_ood`); ``max_confidently_wrong``: each predicted class gets a floor on
     the confidence ratio above which, on the inner out-of-fold units, at most this fraction of the
     units given that label were wrong (:func:`.real_ensemble.ratio_floors`; 1 = no floor);
-    ``calibrate_per_lab``: the temperature's NLL weighs every lab (group) the same.
+    ``calibrate_per_lab``: the temperature's NLL weighs every lab (group) the same;
+    ``mix_views``: a unit with a waveform is scored by the full *and* the discharge members (the
+    mean of the two kinds' probabilities, sharpened by one more temperature fitted on the inner
+    out-of-fold units), so that a waveform unlike the training labs' (another lab's processing)
+    cannot outvote the discharge alone (docs/validation.md, "Waveforms from another lab").
     """
 
     hidden_discharge: int = 64
@@ -55,6 +59,7 @@ class RealModelConfig:
     ood_input_space: bool = True
     max_confidently_wrong: float = 0.03
     calibrate_per_lab: bool = True
+    mix_views: bool = True
     min_agreement: float = 0.5
     seed: int = 0
     n_threads: int = 2
