@@ -10,7 +10,11 @@ aligned peak-channel waveform). The simulator draws a unit by picking one fitted
 jittering it, so that the simulated classes spread across units as the real ones do. Only fitted
 parameters are shipped; the data stay where they are.
 
-Usage: ``python -m nwb_celltype.simulate._fit [--data DIR] [--out FILE]``
+Every row carries the identity of its real unit (``discharge_ids``, ``waveform_ids``: the
+``neuron_id`` of the lab's ``units.csv``, e.g. ``"hull_12"``), so that a simulation can leave out
+the units a test scores (``exclude_real_units`` of :func:`nwb_celltype.simulate.simulate_units`).
+
+Usage: ``python -m nwb_celltype.simulate._fit [--data DIR] [--out FILE] [--add-ids]``
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ N_PHASES = 5
 
 
 def read_lab(data: Path, lab: str) -> dict:
-    """Labels and the raw tables of one lab (ACG lags 1..100, ISI 0..99, waveforms)."""
+    """Labels, unit identities (``neuron_id`` of ``units.csv``, e.g. ``"hull_12"``) and the raw
+    tables of one lab (ACG lags 1..100, ISI 0..99, waveforms)."""
     import pandas as pd
 
     d = data / lab
@@ -55,6 +60,11 @@ def read_lab(data: Path, lab: str) -> dict:
         "waveforms": pd.read_csv(d / "waveforms.csv").to_numpy(dtype=np.float64),
         "rate_hz": float(meta["waveform_rate_hz"]),
     }
+    units = d / "units.csv"
+    ids = pd.read_csv(units)["neuron_id"].astype(str).to_numpy() if units.exists() else None
+    if ids is None or len(ids) != len(out["labels"]):  # no provenance column: the lab and the row
+        ids = np.array([f"{lab}_{i}" for i in range(len(out["labels"]))])
+    out["neuron_ids"] = ids
     if (d / "acg.csv").exists():
         acg = pd.read_csv(d / "acg.csv")
         lags = np.array([float(c) for c in acg.columns])
@@ -228,6 +238,44 @@ def _fit_waveform_row(y: np.ndarray) -> dict:
     return {"phases": np.round(ph, 5).tolist(), "noise": round(noise, 5)}
 
 
+def source_rows(labs: dict, preset: str, cls: str, part: str) -> list[tuple[str, int]]:
+    """The real unit behind each fitted row of one class: ``(lab, table row)`` in the parameter
+    file's order (``part`` "discharge" or "waveform": the labs of ``SOURCES[preset][part]`` in
+    turn, each in table order)."""
+    return [
+        (lab, int(i)) for lab in SOURCES[preset][part] for i in np.flatnonzero(labs[lab]["labels"] == cls)
+    ]
+
+
+def unit_ids(labs: dict, preset: str, cls: str, part: str) -> list[str]:
+    """``neuron_id`` (lab and row, e.g. ``"hull_12"``) of the real unit behind each fitted row."""
+    return [str(labs[lab]["neuron_ids"][i]) for lab, i in source_rows(labs, preset, cls, part)]
+
+
+def add_unit_ids(params: dict, labs: dict) -> dict:
+    """Write the real unit's identity beside every fitted row (``discharge_ids``,
+    ``waveform_ids``) of a parameter file fitted before the file carried them: the rows follow
+    :func:`source_rows`' order, so the identities follow from the tables without refitting.
+
+    Raises
+    ------
+    ValueError
+        When a class's row count differs from its real units' (the file was fitted to other tables).
+    """
+    for preset, entry in params["presets"].items():
+        for part, key in (("discharge", "discharge_ids"), ("waveform", "waveform_ids")):
+            entry[key] = {}
+            for cls, rows in entry[part].items():
+                ids = unit_ids(labs, preset, cls, part)
+                if len(ids) != len(rows):
+                    raise ValueError(
+                        f"{preset} {cls}: {len(rows)} fitted {part} rows but {len(ids)} real units in the "
+                        "tables; refit with python -m nwb_celltype.simulate._fit."
+                    )
+                entry[key][cls] = ids
+    return params
+
+
 def fit_all(data: Path, jobs: int = 1, log=print) -> dict:
     """Fit every labelled unit of every lab (``jobs`` worker processes); returns the parameter
     file's content. Deterministic: the fits start from data-derived guesses, no random draws."""
@@ -248,7 +296,7 @@ def fit_all(data: Path, jobs: int = 1, log=print) -> dict:
             entry: dict = {"discharge": {}, "discharge_r2": {}, "waveform": {}, "amplitude_log": {}}
             for cls in C4:
                 tabs = []
-                for lab in src["discharge"]:
+                for lab in src["discharge"]:  # the order of source_rows
                     idx = np.flatnonzero(labs[lab]["labels"] == cls)
                     tabs += [
                         (a, i, FIXED.get(cls))
@@ -276,7 +324,7 @@ def fit_all(data: Path, jobs: int = 1, log=print) -> dict:
                     ]
                 log(f"{preset} {cls}: {len(waves)} waveform fits", flush=True)
             out["presets"][preset] = entry
-    return out
+    return add_unit_ids(out, labs)
 
 
 def parameter_table(params: dict) -> str:
@@ -318,6 +366,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=str(PARAMS_FILE), help="parameter file to write")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
     ap.add_argument("--table", action="store_true", help="print the docs' table of the shipped fits")
+    ap.add_argument(
+        "--add-ids",
+        action="store_true",
+        help="only add the real units' identities to the rows of an existing file (no refit)",
+    )
     args = ap.parse_args(argv)
     if args.table:
         print(parameter_table(json.loads(Path(args.out).read_text())))
@@ -329,7 +382,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(
             f"no real-c4 tables found (looked at {args.data or 'the real_c4_dir() places'}); pass --data DIR"
         )
-    params = fit_all(data, jobs=args.jobs)
+    if args.add_ids:
+        labs = {lab: read_lab(data, lab) for lab in ("hull", "lisberger", "hausser")}
+        params = add_unit_ids(json.loads(Path(args.out).read_text()), labs)
+    else:
+        params = fit_all(data, jobs=args.jobs)
     Path(args.out).write_text(json.dumps(params, indent=None, separators=(",", ":")) + "\n")
     for preset, e in params["presets"].items():
         for cls, rows in e["discharge"].items():
