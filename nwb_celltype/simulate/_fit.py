@@ -38,9 +38,11 @@ SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
 #: Classes fitted from waveforms only (no discharge tables exist): granule cells (Hausser).
 WAVEFORM_ONLY = ("GrC",)
 
-# bounds of (w_b, m_b_ms, d_ms, k_d, k, mu_ms, sigma) in the fit (log space except w_b, sigma)
+# bounds of (w_b, m_b_ms, d_ms, k_d, k, mu_ms, sigma) in the fit (log space except w_b, sigma); the
+# refractory mean may exceed the tables' 100 ms (complex spikes: their ACG and ISI rise over the
+# whole window, a recovery longer than 100 ms, not a dead time that ends inside it)
 _LO = np.array([1e-5, 0.3, 0.3, 1.0, 0.5, 0.5, 0.0])
-_HI = np.array([0.7, 10.0, 90.0, 60.0, 40.0, 5000.0, 1.2])
+_HI = np.array([0.7, 10.0, 400.0, 60.0, 40.0, 5000.0, 1.2])
 _LOG = np.array([False, True, True, True, True, True, False])
 
 WAVE_RATE_HZ = 30000.0
@@ -149,7 +151,17 @@ def fit_discharge(
             th0[j] = _to_theta(p0)[j]
             lo[j], hi[j] = th0[j] - 1e-6, th0[j] + 1e-6
         th0 = np.clip(th0, lo + 1e-6, hi - 1e-6)
-        res = least_squares(_residuals, th0, bounds=(lo, hi), args=(acg, isi), max_nfev=nfev)
+        # finite differences of 1e-3 (relative) and Jacobian scaling: with the default tiny steps the
+        # model's 0.2 ms grid makes the gradient look flat and the fit stopped near its start
+        res = least_squares(
+            _residuals,
+            th0,
+            bounds=(lo, hi),
+            args=(acg, isi),
+            max_nfev=nfev,
+            x_scale="jac",
+            diff_step=1e-3,
+        )
         if res.cost < best_cost:
             best, best_cost = res.x, res.cost
         if _sqrt_r2(best, acg, isi) > 0.98:  # a good fit from the first start: done
@@ -209,12 +221,12 @@ def fit_waveform(y: np.ndarray) -> tuple[np.ndarray, float]:
 PRIOR_COUNTS = 200.0
 
 
-def _median_shape(tab: np.ndarray) -> np.ndarray:
+def _class_shape(tab: np.ndarray) -> np.ndarray:
     tot = tab.sum(1)
     ok = tot > 0
     if not ok.any():
         return np.full(tab.shape[1], 1.0 / tab.shape[1])
-    m = np.median(tab[ok] / tot[ok, None], axis=0)
+    m = np.mean(tab[ok] / tot[ok, None], axis=0)
     return m / max(m.sum(), 1e-12) if m.sum() > 0 else np.full(tab.shape[1], 1.0 / tab.shape[1])
 
 
@@ -222,9 +234,11 @@ def shrink_to_class(acg: np.ndarray, isi: np.ndarray) -> list[tuple[np.ndarray, 
     """Each unit's tables plus ``PRIOR_COUNTS`` pseudo-counts shaped like the class's pooled
     tables (empirical-Bayes shrinkage): units with rich tables (1e4-1e6 counts) keep their own
     shape, sparse ones (complex spikes: tens to hundreds of intervals below 100 ms, some none) lean
-    on their class instead of fitting noise. The class shape is the median of the units' normalised
-    tables (every unit weighs the same, whatever its count)."""
-    pa, pi = _median_shape(acg) * PRIOR_COUNTS, _median_shape(isi) * PRIOR_COUNTS
+    on their class instead of fitting noise. The class shape is the mean of the units' normalised
+    tables (every unit weighs the same, whatever its count). Not the median: in sparse tables most
+    bins of most units are empty, and a per-bin median erased the short-interval mass (spikelets)
+    that real complex spikes have (Lisberger: 0 instead of 13 % of the ACG below 30 ms)."""
+    pa, pi = _class_shape(acg) * PRIOR_COUNTS, _class_shape(isi) * PRIOR_COUNTS
     return [(a + pa, i + pi) for a, i in zip(acg, isi, strict=True)]
 
 
