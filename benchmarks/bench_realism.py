@@ -475,6 +475,58 @@ def reverse_direction(bundle_arg: str | None, duration_s: float, out_dir: Path) 
 # ----------------------------------------------------------------------------------------- main
 
 
+def measure_preset(preset: str, data: Path, args: argparse.Namespace) -> tuple[dict, dict]:
+    """Everything measured on one preset against its lab: (results entry, arrays for the figures)."""
+    lab, wave_labs = LABS[preset]
+    real = real_set(data, lab)
+    duration = args.duration or table_duration_s(preset, real)
+    t0 = time.perf_counter()
+    sim = simulated_set(preset, args.n_per_class, duration, args.seed)
+    t_sim = time.perf_counter() - t0
+    waves = [real_set(data, w) if w != lab else real for w in wave_labs]
+    real_waves = {c: np.vstack([w["wave"][w["labels"] == c] for w in waves]) for c in C4}
+    r = {
+        "lab": lab,
+        "duration_s": duration,
+        "simulate_and_features_s": round(t_sim, 1),
+        "distance": class_distances(sim, real, real_waves),
+        **transfer(sim, real),
+        "summary_stats_balanced_accuracy": summary_stats_accuracy(sim),
+    }
+    r["leaky_model"] = scores(real["labels"], discharge_model_predict(sim, real["features"])["argmax"])
+    print(
+        f"{preset}: sim->{lab} (leaky: fits of the scored units) {r['sim_to_real_balanced_accuracy']:.3f} "
+        f"(classes with >= 5 real units {r['sim_to_real_balanced_accuracy_classes_n5']:.3f}), real-data model "
+        f"{r['leaky_model']['sim_to_real_balanced_accuracy']:.3f}; real 5-fold CV ceiling "
+        f"{r['real_cv_balanced_accuracy']:.3f} ({r['real_cv_balanced_accuracy_classes_n5']:.3f}); log rate + CV2 on simulated "
+        f"{r['summary_stats_balanced_accuracy']:.3f}; real-trained on simulated {r['real_to_sim_balanced_accuracy']:.3f}",
+        flush=True,
+    )
+    if not args.no_cross_fit:
+        cf = r["cross_fitted"] = cross_fitted(preset, real, args.n_per_class, duration, args.seed)
+        print(
+            f"{preset}: cross-fitted sim->{lab}: logistic {cf['logistic']['sim_to_real_balanced_accuracy']:.3f} "
+            f"({cf['logistic']['sim_to_real_balanced_accuracy_classes_n5']:.3f}); real-data model "
+            f"{cf['model']['sim_to_real_balanced_accuracy']:.3f} "
+            f"({cf['model']['sim_to_real_balanced_accuracy_classes_n5']:.3f}); the model trained on real units "
+            f"(same folds) {cf['model_real_cv']['real_cv_balanced_accuracy']:.3f}",
+            flush=True,
+        )
+    for c, d in r["distance"].items():
+        print(f"  {c:7s} energy distance ACG {d['acg']:.3f} ISI {d['isi']:.3f} waveform {d['waveform']:.3f}")
+    return r, {"sim": sim, "real": real, "real_waves": real_waves}
+
+
+def _reverse(args: argparse.Namespace) -> dict:
+    """The reverse direction, or (``--skip-reverse``) the last measured one, saying so."""
+    if args.skip_reverse:
+        old = Path(args.out)
+        prev = json.loads(old.read_text()).get("reverse", {}) if old.exists() else {}
+        return {**prev, "kept_from_previous_run": True} if prev else {"skipped": "--skip-reverse"}
+    with tempfile.TemporaryDirectory() as work:
+        return reverse_direction(args.bundle, args.duration or 600.0, Path(work))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None, help="real-c4 folder (default: real_c4_dir())")
@@ -511,60 +563,11 @@ def main() -> None:
         "presets": {},
     }
     per_preset = {}
-    for preset, (lab, wave_labs) in LABS.items():
-        if preset not in args.presets.split(","):
-            continue
-        real = real_set(data, lab)
-        duration = args.duration or table_duration_s(preset, real)
-        t0 = time.perf_counter()
-        sim = simulated_set(preset, args.n_per_class, duration, args.seed)
-        t_sim = time.perf_counter() - t0
-        waves = [real_set(data, w) if w != lab else real for w in wave_labs]
-        real_waves = {c: np.vstack([w["wave"][w["labels"] == c] for w in waves]) for c in C4}
-        per_preset[preset] = {"sim": sim, "real": real, "real_waves": real_waves}
-        r = {
-            "lab": lab,
-            "duration_s": duration,
-            "simulate_and_features_s": round(t_sim, 1),
-            "distance": class_distances(sim, real, real_waves),
-            **transfer(sim, real),
-            "summary_stats_balanced_accuracy": summary_stats_accuracy(sim),
-        }
-        leaky_model = discharge_model_predict(sim, real["features"])["argmax"]
-        r["leaky_model"] = scores(real["labels"], leaky_model)
-        results["presets"][preset] = r
-        print(
-            f"{preset}: sim->{lab} (leaky: fits of the scored units) {r['sim_to_real_balanced_accuracy']:.3f} "
-            f"(classes with >= 5 real units {r['sim_to_real_balanced_accuracy_classes_n5']:.3f}), real-data model "
-            f"{r['leaky_model']['sim_to_real_balanced_accuracy']:.3f}; real 5-fold CV ceiling "
-            f"{r['real_cv_balanced_accuracy']:.3f} ({r['real_cv_balanced_accuracy_classes_n5']:.3f}); log rate + CV2 on simulated "
-            f"{r['summary_stats_balanced_accuracy']:.3f}; real-trained on simulated {r['real_to_sim_balanced_accuracy']:.3f}",
-            flush=True,
-        )
-        if not args.no_cross_fit:
-            cf = r["cross_fitted"] = cross_fitted(preset, real, args.n_per_class, duration, args.seed)
-            print(
-                f"{preset}: cross-fitted sim->{lab}: logistic {cf['logistic']['sim_to_real_balanced_accuracy']:.3f} "
-                f"({cf['logistic']['sim_to_real_balanced_accuracy_classes_n5']:.3f}); real-data model "
-                f"{cf['model']['sim_to_real_balanced_accuracy']:.3f} "
-                f"({cf['model']['sim_to_real_balanced_accuracy_classes_n5']:.3f}); the model trained on real units "
-                f"(same folds) {cf['model_real_cv']['real_cv_balanced_accuracy']:.3f}",
-                flush=True,
-            )
-        for c, d in r["distance"].items():
-            print(
-                f"  {c:7s} energy distance ACG {d['acg']:.3f} ISI {d['isi']:.3f} waveform {d['waveform']:.3f}"
-            )
+    for preset in LABS:
+        if preset in args.presets.split(","):
+            results["presets"][preset], per_preset[preset] = measure_preset(preset, data, args)
     results["figures"] = [os.path.relpath(p, ROOT) for p in figures(per_preset, Path(args.figures))]
-    with tempfile.TemporaryDirectory() as work:
-        if args.skip_reverse:  # keep the last measured reverse direction, saying so
-            old = Path(args.out)
-            prev = json.loads(old.read_text()).get("reverse", {}) if old.exists() else {}
-            results["reverse"] = (
-                {**prev, "kept_from_previous_run": True} if prev else {"skipped": "--skip-reverse"}
-            )
-        else:
-            results["reverse"] = reverse_direction(args.bundle, args.duration or 600.0, Path(work))
+    results["reverse"] = _reverse(args)
     if "skipped" in results["reverse"]:
         print("reverse direction skipped:", results["reverse"]["skipped"])
     else:
