@@ -104,3 +104,30 @@ def test_row_identities_are_the_units_fitted():
         i = list(lab["neuron_ids"]).index(u)
         ph, _ = fit_waveform(align_real_waveform(lab["waveforms"][i], lab["rate_hz"]))
         np.testing.assert_allclose(ph, f.waveforms[j], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.skipif(REAL is None, reason="real tables (real-c4) not on this machine")
+def test_refit_without_held_out_units():
+    """Rows refitted to all units are the shipped ones; refitted without one unit, the others'
+    rows change too (the class prior no longer holds it), and a simulation draws from them."""
+    from nwb_celltype.simulate._fit import read_lab, refit_discharge
+
+    labs = {"hull": read_lab(REAL, "hull")}
+    goc = fitted_classes("mouse")["GoC"]
+    rows, ids = refit_discharge(labs, "mouse", "GoC", goc.discharge_ids)
+    assert ids == list(goc.discharge_ids)
+    np.testing.assert_allclose(rows, goc.discharge, rtol=1e-3, atol=1e-4)
+    kept = goc.discharge_ids[1]
+    rows1, ids1 = refit_discharge(labs, "mouse", "GoC", [kept])
+    assert ids1 == [kept] and not np.allclose(rows1[0], goc.discharge[1], rtol=1e-3)
+    res, _ = simulate_units(
+        preset="mouse",
+        class_counts={"GoC": 4, "PkC_ss": 1},
+        duration_s=20.0,
+        seed=1,
+        exclude_real_units=[goc.discharge_ids[0]],
+        discharge_rows={"GoC": (rows1, ids1)},
+    )
+    assert set(res.discharge_sources[res.classes == "GoC"]) == {kept}
+    with pytest.raises(InvalidValueError, match="discharge_rows"):
+        fitted_pool("mouse", discharge_rows={"GoC": (rows1, ids1 + ["x"])})

@@ -290,6 +290,30 @@ def add_unit_ids(params: dict, labs: dict) -> dict:
     return params
 
 
+def refit_discharge(labs: dict, preset: str, cls: str, keep) -> tuple[np.ndarray, list[str]]:
+    """The discharge rows of one class fitted as :func:`fit_all` does, but to the real units named
+    in ``keep`` only, their class prior (:func:`shrink_to_class`) included: for cross-fitted tests,
+    where no held-out unit may shape the rows a simulation draws from (the prior dominates the fits
+    of sparse classes, complex spikes).
+
+    Returns
+    -------
+    rows : (k, 7) float64
+        ``DISCHARGE_FIELDS`` per kept unit, in :func:`source_rows` order.
+    ids : list of str
+        Their ``neuron_id``.
+    """
+    keep = {str(u) for u in keep}
+    rows, ids = [], []
+    for lab in SOURCES[preset]["discharge"]:
+        t = labs[lab]
+        idx = [i for i in np.flatnonzero(t["labels"] == cls) if str(t["neuron_ids"][i]) in keep]
+        for (a, s), i in zip(shrink_to_class(t["acg"][idx], t["isi"][idx]), idx, strict=True):
+            rows.append(_fit_discharge_row((a, s, FIXED.get(cls)))[0])
+            ids.append(str(t["neuron_ids"][i]))
+    return np.array(rows, dtype=np.float64).reshape(-1, 7), ids
+
+
 def fit_all(data: Path, jobs: int = 1, log=print) -> dict:
     """Fit every labelled unit of every lab (``jobs`` worker processes); returns the parameter
     file's content. Deterministic: the fits start from data-derived guesses, no random draws."""

@@ -256,20 +256,32 @@ def fitted_classes(preset_name: str) -> dict[str, FittedClass]:
     return out
 
 
-def fitted_pool(preset_name: str, exclude_real_units=None) -> dict[str, FittedClass]:
+def fitted_pool(
+    preset_name: str, exclude_real_units=None, discharge_rows: dict | None = None
+) -> dict[str, FittedClass]:
     """The fitted rows a simulation may draw from: the preset's classes (plus the mouse preset's
     waveform-only classes it lacks, e.g. granule cells for macaque), without the rows fitted to the
     real units named in ``exclude_real_units`` (``neuron_id`` strings such as ``"lisberger_12"``).
+    ``discharge_rows`` replaces a class's discharge rows: ``{class: (rows (k, 7), neuron_ids (k,))}``
+    (e.g. rows refitted without some units).
 
     Raises
     ------
     InvalidValueError
-        An excluded name is not a real unit behind any row of the preset, or the exclusion leaves a
-        C4 class without a discharge or a waveform row.
+        An excluded name is not a real unit behind any row of the preset, the exclusion leaves a
+        C4 class without a discharge or a waveform row, or replacement rows are malformed.
     """
     pool = dict(fitted_classes(preset_name))
     for cls, fit in fitted_classes("mouse").items():
         pool.setdefault(cls, fit)
+    for cls, (rows, ids) in (discharge_rows or {}).items():
+        rows = np.asarray(rows, dtype=np.float64)
+        if cls not in pool or rows.ndim != 2 or rows.shape[1] != 7 or len(ids) != len(rows):
+            raise InvalidValueError(
+                f"discharge_rows[{cls!r}] must be (rows of shape (k, 7), k neuron_ids) for a class of "
+                f"the {preset_name!r} preset; got {rows.shape} rows and {len(ids)} ids."
+            )
+        pool[cls] = replace(pool[cls], discharge=rows, discharge_ids=tuple(str(u) for u in ids))
     if exclude_real_units is None:
         return pool
     if isinstance(exclude_real_units, str):

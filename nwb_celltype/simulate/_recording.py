@@ -156,6 +156,7 @@ def simulate_units(
     labelled_counts: dict[str, int] | None = None,
     labelled_fraction: float = 0.0,
     exclude_real_units=None,
+    discharge_rows: dict | None = None,
 ) -> tuple[SimulationResult, list[tuple]]:
     """Simulate units (no file written): the pure-numpy core of :func:`simulate_recording`.
 
@@ -164,7 +165,11 @@ def simulate_units(
     exclude_real_units : iterable of str, optional
         Real units (``neuron_id`` of the real-c4 tables, e.g. ``"lisberger_12"``) whose fitted rows
         no simulated unit may be drawn from, neither its spike train nor its waveform (e.g. the
-        real units a sim-to-real transfer test scores). Other arguments: :func:`simulate_recording`.
+        real units a sim-to-real transfer test scores).
+    discharge_rows : dict, optional
+        ``{class: (rows (k, 7), neuron_ids (k,))}``: discharge rows to draw that class from instead
+        of the shipped ones (e.g. refitted without the held-out units). Other arguments:
+        :func:`simulate_recording`.
 
     Returns
     -------
@@ -192,7 +197,7 @@ def simulate_units(
             f"waveform_rate_hz must be between 5 and 100 kHz, got {waveform_rate_hz!r} "
             "(Neuropixels records at 30 kHz)."
         )
-    pool = fitted_pool(pre.name, exclude_real_units)
+    pool = fitted_pool(pre.name, exclude_real_units, discharge_rows)
     root = np.random.SeedSequence([seed, 7919])
     s_layout, s_units, s_labels, s_wave = root.spawn(4)
     lrng = np.random.default_rng(s_layout)
