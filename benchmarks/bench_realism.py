@@ -9,14 +9,27 @@ Measures, per species preset:
    distribution, 1: disjoint), and a figure per class (median and 10-90 % band, real vs simulated);
 2. the transfer test: a logistic regression on those features trained on simulated units and tested
    on every labelled real unit of the lab (balanced accuracy); the ceiling, trained on real units
-   (5-fold CV), is reported beside it;
+   (5-fold CV), is reported beside it. The simulator draws each unit from the fit to one real
+   unit, so this plain test is leaky (the scored units' own fits are in the pool); the
+   **cross-fitted** test is not: the lab's labelled units are split into 5 stratified folds (seed
+   0), and each fold is scored by classifiers trained on units simulated only from the fits of the
+   other folds' units (``exclude_real_units``; classes with sparse tables, whose fits lean on their
+   class prior, from rows refitted to those units alone); predictions are pooled. Two classifiers: the
+   logistic regression and the package's real-data model (``train_discharge_model``, the small
+   setting of tests/test_real_pipeline.py), the latter also trained on the real units of the other
+   folds (its real ceiling);
 3. how easy the simulated task is from summary statistics alone: log rate + CV2, logistic
    regression, 5-fold CV balanced accuracy on simulated units;
 4. the reverse direction: a model bundle trained on real units (``--bundle``, default: the
    package's default model) classifies a simulated recording per preset; skipped with a message
    until a bundle of the ``acg-isi-wave`` feature family exists.
 
-Run: ``python benchmarks/bench_realism.py [--data REAL_C4_DIR] [--quick] [--bundle PATH]``; writes
+Simulated units are as long as the real tables' recordings (``table_duration_s``: ~2000 s for
+Hull, ~4500 s for Lisberger, estimated from each real unit's counts and fitted rate), so that their
+ACG and ISI tables are as dense as the real ones; ``--duration`` overrides it.
+
+Run: ``python benchmarks/bench_realism.py [--data REAL_C4_DIR] [--quick] [--bundle PATH]
+[--no-cross-fit] [--skip-reverse]``; writes
 ``benchmarks/results/realism.json`` and the figures ``docs/figures/realism_<class>.png``.
 """
 
@@ -67,22 +80,39 @@ def real_set(data: Path, lab: str) -> dict:
         keep &= fs.has_discharge
     return {
         "labels": fs.labels.astype(str)[keep],
+        "ids": np.asarray(fs.meta["neuron_ids"], dtype=str)[keep],
         "acg": fs.acg_counts[keep],
         "isi": fs.isi_counts[keep],
         "wave": fs.waveform[keep].astype(np.float64),
+        "features": fs.subset(np.flatnonzero(keep)),
         "has_discharge": bool(fs.has_discharge.any()),
     }
 
 
-def simulated_set(preset: str, n_per_class: int, duration_s: float, seed: int) -> dict:
+def simulated_set(
+    preset: str,
+    n_per_class: int,
+    duration_s: float,
+    seed: int,
+    exclude: np.ndarray | None = None,
+    discharge_rows: dict | None = None,
+) -> dict:
     """Defect-free simulated units of the five classes (as a curated ground-truth library):
-    features from their spike times and peak-channel waveforms, plus log rate and CV2."""
+    features from their spike times and peak-channel waveforms, plus log rate and CV2. ``exclude``:
+    real units (neuron_id) whose fitted rows no simulated unit may come from; ``discharge_rows``:
+    replacement rows per class (``simulate_units``)."""
     from nwb_celltype.features.discharge import align_waveform, compute_acg_counts, compute_isi_counts
     from nwb_celltype.simulate import simulate_units
 
     counts = {c: n_per_class for c in C4}
     res, _ = simulate_units(
-        preset=preset, class_counts=counts, duration_s=duration_s, seed=seed, defects=False
+        preset=preset,
+        class_counts=counts,
+        duration_s=duration_s,
+        seed=seed,
+        defects=False,
+        exclude_real_units=None if exclude is None else [str(u) for u in exclude],
+        discharge_rows=discharge_rows,
     )
     n = len(res.classes)
     acg, isi = np.zeros((n, 100)), np.zeros((n, 100))
@@ -96,7 +126,35 @@ def simulated_set(preset: str, n_per_class: int, duration_s: float, seed: int) -
         d = np.diff(t)
         rate[i] = len(t) / duration_s
         cv2[i] = np.mean(2 * np.abs(np.diff(d)) / (d[1:] + d[:-1])) if len(d) > 2 else np.nan
-    return {"labels": res.classes.astype(str), "acg": acg, "isi": isi, "wave": wave, "rate": rate, "cv2": cv2}
+    return {
+        "labels": res.classes.astype(str),
+        "acg": acg,
+        "isi": isi,
+        "wave": wave,
+        "rate": rate,
+        "cv2": cv2,
+        "sources": {u for s in (*res.discharge_sources, *res.waveform_sources) for u in s.split("+") if u},
+    }
+
+
+def table_duration_s(preset: str, real: dict) -> float:
+    """How long the real tables' recordings are, in seconds of spiking: per labelled real unit
+    (complex spikes aside: their 100 ms tables see a few % of their intervals), its ISI table's
+    count / (its fitted model's fraction of intervals below 100 ms x the model's rate); the median
+    over units, rounded to 100 s. A simulation this long gives tables as dense as the real ones
+    (a 600 s one gives 4-8 times sparser ACGs, which matters for complex spikes)."""
+    from nwb_celltype.simulate._model import model_rate_hz, model_tables
+    from nwb_celltype.simulate._params import fitted_classes
+
+    row = {u: i for i, u in enumerate(real["ids"])}
+    est = []
+    for cls, fit in fitted_classes(preset).items():
+        if cls == "PkC_cs":
+            continue
+        for p, u in zip(fit.discharge, fit.discharge_ids, strict=True):
+            if u in row and real["isi"][row[u]].sum() > 0:
+                est.append(real["isi"][row[u]].sum() / (model_tables(p)[0].sum() * model_rate_hz(p)))
+    return float(np.round(np.median(est), -2))
 
 
 # ------------------------------------------------------------------------------------- metrics
@@ -121,40 +179,189 @@ def _classifier():
     return LogisticRegression(max_iter=5000)
 
 
-def transfer(sim: dict, real: dict) -> dict:
-    """Trained on simulated units, tested on real ones; and the real 5-fold ceiling."""
+def scores(truth: np.ndarray, pred: np.ndarray, prefix: str = "sim_to_real") -> dict:
+    """Balanced accuracy (all classes, and classes with >= 5 real units) and confusion matrix."""
     from sklearn.metrics import balanced_accuracy_score, confusion_matrix
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    present = [c for c in C4 if (truth == c).any()]
+    big = [c for c in present if (truth == c).sum() >= 5]
+    m = np.isin(truth, big)
+    return {
+        f"{prefix}_balanced_accuracy": float(balanced_accuracy_score(truth, pred)),
+        f"{prefix}_balanced_accuracy_classes_n5": float(balanced_accuracy_score(truth[m], pred[m])),
+        f"{prefix}_confusion": {
+            "classes": present,
+            "matrix": confusion_matrix(truth, pred, labels=present).tolist(),
+        },
+        "classes_n5": big,
+    }
+
+
+def transfer(sim: dict, real: dict) -> dict:
+    """Trained on simulated units (drawn from the fits to every real unit, the scored ones too:
+    leaky), tested on real ones; the other way round; and the real 5-fold ceiling."""
+    from sklearn.metrics import balanced_accuracy_score
 
     xs, xr = (
         design(blocks(sim["acg"], sim["isi"], sim["wave"])),
         design(blocks(real["acg"], real["isi"], real["wave"])),
     )
-    clf = _classifier().fit(xs, sim["labels"])
-    pred = clf.predict(xr)
-    present = [c for c in C4 if (real["labels"] == c).any()]
-    out = {
-        "sim_to_real_balanced_accuracy": float(balanced_accuracy_score(real["labels"], pred)),
-        "sim_to_real_confusion": {
-            "classes": present,
-            "matrix": confusion_matrix(real["labels"], pred, labels=present).tolist(),
-        },
-    }
+    pred = _classifier().fit(xs, sim["labels"]).predict(xr)
+    out = scores(real["labels"], pred)
     # the same classifier the other way: trained on the real units, tested on the simulated ones
     back = _classifier().fit(xr, real["labels"]).predict(xs)
     out["real_to_sim_balanced_accuracy"] = float(balanced_accuracy_score(sim["labels"], back))
-    big = [c for c in present if (real["labels"] == c).sum() >= 5]
-    m = np.isin(real["labels"], big)
-    out["sim_to_real_balanced_accuracy_classes_n5"] = float(
-        balanced_accuracy_score(real["labels"][m], pred[m])
-    )
-    out["classes_n5"] = big
-    with warnings.catch_warnings():  # classes with fewer members than folds (Hull GoC: 2 units)
+    pr = np.empty(len(xr), dtype=object)
+    for tr, te in folds(real["labels"]):
+        pr[te] = _classifier().fit(xr[tr], real["labels"][tr]).predict(xr[te])
+    ceiling = scores(real["labels"], pr.astype(str), "real_cv")
+    out["real_cv_balanced_accuracy"] = ceiling["real_cv_balanced_accuracy"]
+    out["real_cv_balanced_accuracy_classes_n5"] = ceiling["real_cv_balanced_accuracy_classes_n5"]
+    return out
+
+
+# ------------------------------------------------------------------------- cross-fitted transfer
+
+#: Folds of the cross-fitted transfer test (stratified by class, fixed seed).
+N_FOLDS = 5
+
+
+def folds(labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds of a lab's labelled real units (seed 0; classes with fewer units than
+    folds, Hull's 2 GoC, fall in fewer folds)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        cv = StratifiedKFold(5, shuffle=True, random_state=0)
-        pr = cross_val_predict(_classifier(), xr, real["labels"], cv=cv)
-    out["real_cv_balanced_accuracy"] = float(balanced_accuracy_score(real["labels"], pr))
-    out["real_cv_balanced_accuracy_classes_n5"] = float(balanced_accuracy_score(real["labels"][m], pr[m]))
+        return list(StratifiedKFold(N_FOLDS, shuffle=True, random_state=0).split(labels, labels))
+
+
+def discharge_config():
+    """The package's real-data model family in the small setting of tests/test_real_pipeline.py."""
+    from nwb_celltype.model.real_networks import RealModelConfig
+
+    return RealModelConfig(pretrain_epochs=30, epochs=40, folds=3, seeds=1, n_threads=1)
+
+
+def _feature_set(d: dict):
+    """A labelled ``acg-isi-wave`` feature set of simulated units (as ``extract_discharge_features``
+    computes from their spike times and peak-channel waveforms)."""
+    from nwb_celltype.features.discharge import DischargeFeatureSet
+
+    n = len(d["labels"])
+    return DischargeFeatureSet(
+        unit_ids=np.arange(n, dtype=np.int64),
+        acg_counts=d["acg"],
+        isi_counts=d["isi"],
+        waveform=d["wave"].astype(np.float32),
+        has_discharge=np.ones(n, dtype=bool),
+        has_waveform=np.ones(n, dtype=bool),
+        usable=np.ones(n, dtype=bool),
+        reasons=np.full(n, "", dtype=object),
+        labels=d["labels"].astype(object),
+    )
+
+
+def discharge_model_predict(train: dict, test_features, config=None) -> dict:
+    """Train the package's real-data model (``train_discharge_model``) on labelled units
+    (``train``: simulated, or a real training fold) and predict ``test_features``.
+
+    Returns
+    -------
+    dict
+        ``argmax``: the most probable class per unit (forced choice, as the logistic regression);
+        ``labels``: the model's decision (``unclassified`` where it abstains).
+    """
+    from nwb_celltype.library.training import TrainingSet
+    from nwb_celltype.model.discharge_bundle import predict_discharge, train_discharge_model
+
+    fs = train["features"] if "features" in train else _feature_set(train)
+    labels = np.asarray(train["labels"], dtype=object)
+    ts = TrainingSet(
+        features=fs,
+        labels=labels,
+        references=[{"source": "bench_realism", "lab": "train"}],
+        file_index=np.zeros(len(labels), dtype=np.int64),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bundle = train_discharge_model(ts, config=config or discharge_config(), name="bench-realism")
+    p = predict_discharge(bundle, test_features)
+    return {
+        "argmax": np.asarray(bundle.classes)[np.nan_to_num(p.probabilities, nan=-1.0).argmax(1)],
+        "labels": np.asarray(p.labels, dtype=str),
+    }
+
+
+def sparse_classes(real: dict, share: float = 0.1) -> list[str]:
+    """Classes with a unit whose fit the class prior weighs on (its pseudo-counts more than ``share``
+    of the unit's counts): the shipped rows of such classes carry the shapes of all the class's units,
+    held-out ones included, so cross-fitting refits them per fold (complex spikes always; Lisberger's
+    sparsest GoC and MLI)."""
+    from nwb_celltype.simulate._fit import PRIOR_COUNTS
+
+    counts = np.minimum(real["acg"].sum(1), real["isi"].sum(1))
+    weighed = PRIOR_COUNTS / (counts + PRIOR_COUNTS) > share
+    return [c for c in C4 if (weighed & (real["labels"] == c)).any()]
+
+
+def cross_fitted(preset: str, real: dict, n_per_class: int, duration_s: float, seed: int, data: Path) -> dict:
+    """Sim -> real transfer without leakage: for each fold of the real units, simulate units only
+    from the fitted rows of the real units outside the fold (classes with sparse tables: rows
+    refitted to those units alone, class prior included), train on them, predict the fold; pool.
+
+    Two classifiers: the plain logistic regression on the min-max blocks, and the package's
+    real-data model (``train_discharge_model``, small setting). The same model trained on the real
+    units of the other folds (the real CV ceiling) is reported beside it."""
+    from nwb_celltype.simulate._fit import SOURCES, read_lab, refit_discharge
+
+    labs = {lab: read_lab(data, lab) for lab in SOURCES[preset]["discharge"]}
+    refit = sparse_classes(real)
+    n = len(real["labels"])
+    pred = {k: np.empty(n, dtype=object) for k in ("logistic", "model", "model_decision", "model_real_cv")}
+    t0 = time.perf_counter()
+    for f, (tr, te) in enumerate(folds(real["labels"])):
+        held = real["ids"][te]
+        rows = {c: refit_discharge(labs, preset, c, real["ids"][tr]) for c in refit}
+        sim = simulated_set(
+            preset, n_per_class, duration_s, seed + 101 * (f + 1), exclude=held, discharge_rows=rows
+        )
+        leaked = sim["sources"] & set(held)
+        if leaked:  # the simulator's guarantee, checked where it matters
+            raise RuntimeError(
+                f"fold {f}: simulated units drawn from held-out real units {sorted(leaked)[:5]}"
+            )
+        xs = design(blocks(sim["acg"], sim["isi"], sim["wave"]))
+        xr = design(blocks(real["acg"][te], real["isi"][te], real["wave"][te]))
+        pred["logistic"][te] = _classifier().fit(xs, sim["labels"]).predict(xr)
+        test = real["features"].subset(te)
+        m = discharge_model_predict(sim, test)
+        pred["model"][te], pred["model_decision"][te] = m["argmax"], m["labels"]
+        train_real = {"features": real["features"].subset(tr), "labels": real["labels"][tr]}
+        pred["model_real_cv"][te] = discharge_model_predict(train_real, test)["argmax"]
+        print(f"  {preset} fold {f + 1}/{N_FOLDS}: {len(te)} real units held out", flush=True)
+    truth = real["labels"]
+    decided = np.isin(pred["model_decision"].astype(str), C4)
+    out = {
+        "folds": N_FOLDS,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "logistic": scores(truth, pred["logistic"].astype(str)),
+        "model": scores(truth, pred["model"].astype(str)),
+        "model_real_cv": scores(truth, pred["model_real_cv"].astype(str), "real_cv"),
+        "model_config": discharge_config().to_dict(),
+        "refit_per_fold": refit,
+    }
+    out["model"]["fraction_classified"] = float(decided.mean())
+    if decided.any():
+        out["model"]["balanced_accuracy_on_classified"] = float(
+            np.mean(
+                [
+                    np.mean(pred["model_decision"][decided & (truth == c)] == c)
+                    for c in C4
+                    if (decided & (truth == c)).any()
+                ]
+            )
+        )
     return out
 
 
@@ -297,14 +504,78 @@ def reverse_direction(bundle_arg: str | None, duration_s: float, out_dir: Path) 
 # ----------------------------------------------------------------------------------------- main
 
 
+def measure_preset(preset: str, data: Path, args: argparse.Namespace) -> tuple[dict, dict]:
+    """Everything measured on one preset against its lab: (results entry, arrays for the figures)."""
+    lab, wave_labs = LABS[preset]
+    real = real_set(data, lab)
+    duration = args.duration or table_duration_s(preset, real)
+    t0 = time.perf_counter()
+    sim = simulated_set(preset, args.n_per_class, duration, args.seed)
+    t_sim = time.perf_counter() - t0
+    waves = [real_set(data, w) if w != lab else real for w in wave_labs]
+    real_waves = {c: np.vstack([w["wave"][w["labels"] == c] for w in waves]) for c in C4}
+    r = {
+        "lab": lab,
+        "duration_s": duration,
+        "simulate_and_features_s": round(t_sim, 1),
+        "distance": class_distances(sim, real, real_waves),
+        **transfer(sim, real),
+        "summary_stats_balanced_accuracy": summary_stats_accuracy(sim),
+    }
+    r["leaky_model"] = scores(real["labels"], discharge_model_predict(sim, real["features"])["argmax"])
+    print(
+        f"{preset}: sim->{lab} (leaky: fits of the scored units) {r['sim_to_real_balanced_accuracy']:.3f} "
+        f"(classes with >= 5 real units {r['sim_to_real_balanced_accuracy_classes_n5']:.3f}), real-data model "
+        f"{r['leaky_model']['sim_to_real_balanced_accuracy']:.3f}; real 5-fold CV ceiling "
+        f"{r['real_cv_balanced_accuracy']:.3f} ({r['real_cv_balanced_accuracy_classes_n5']:.3f}); log rate + CV2 on simulated "
+        f"{r['summary_stats_balanced_accuracy']:.3f}; real-trained on simulated {r['real_to_sim_balanced_accuracy']:.3f}",
+        flush=True,
+    )
+    if not args.no_cross_fit:
+        cf = r["cross_fitted"] = cross_fitted(preset, real, args.n_per_class, duration, args.seed, data)
+        print(
+            f"{preset}: cross-fitted sim->{lab}: logistic {cf['logistic']['sim_to_real_balanced_accuracy']:.3f} "
+            f"({cf['logistic']['sim_to_real_balanced_accuracy_classes_n5']:.3f}); real-data model "
+            f"{cf['model']['sim_to_real_balanced_accuracy']:.3f} "
+            f"({cf['model']['sim_to_real_balanced_accuracy_classes_n5']:.3f}); the model trained on real units "
+            f"(same folds) {cf['model_real_cv']['real_cv_balanced_accuracy']:.3f}",
+            flush=True,
+        )
+    for c, d in r["distance"].items():
+        print(f"  {c:7s} energy distance ACG {d['acg']:.3f} ISI {d['isi']:.3f} waveform {d['waveform']:.3f}")
+    return r, {"sim": sim, "real": real, "real_waves": real_waves}
+
+
+def _reverse(args: argparse.Namespace) -> dict:
+    """The reverse direction, or (``--skip-reverse``) the last measured one, saying so."""
+    if args.skip_reverse:
+        old = Path(args.out)
+        prev = json.loads(old.read_text()).get("reverse", {}) if old.exists() else {}
+        return {**prev, "kept_from_previous_run": True} if prev else {"skipped": "--skip-reverse"}
+    with tempfile.TemporaryDirectory() as work:
+        return reverse_direction(args.bundle, args.duration or 600.0, Path(work))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None, help="real-c4 folder (default: real_c4_dir())")
     ap.add_argument("--n-per-class", type=int, default=120)
-    ap.add_argument("--duration", type=float, default=600.0)
+    ap.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds per simulated unit (default: as long as the real tables' recordings, per preset)",
+    )
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--bundle", default=None, help="real-trained model bundle (default: the package default)")
     ap.add_argument("--quick", action="store_true", help="40 units per class, 300 s")
+    ap.add_argument(
+        "--no-cross-fit",
+        action="store_true",
+        help="skip the cross-fitted transfer (5 simulations per preset)",
+    )
+    ap.add_argument("--skip-reverse", action="store_true", help="skip the reverse direction")
+    ap.add_argument("--presets", default=",".join(LABS), help="comma-separated presets to measure")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "realism.json"))
     ap.add_argument("--figures", default=str(ROOT / "docs" / "figures"))
     args = ap.parse_args()
@@ -315,37 +586,17 @@ def main() -> None:
     data = Path(args.data) if args.data else real_c4_dir()
     if data is None:
         raise SystemExit("no real-c4 tables found: pass --data DIR (see docs/validation.md)")
-    results: dict = {"n_per_class": args.n_per_class, "duration_s": args.duration, "presets": {}}
+    results: dict = {
+        "n_per_class": args.n_per_class,
+        "duration_s": args.duration or "per preset, matched to the real tables (table_duration_s)",
+        "presets": {},
+    }
     per_preset = {}
-    for preset, (lab, wave_labs) in LABS.items():
-        t0 = time.perf_counter()
-        sim = simulated_set(preset, args.n_per_class, args.duration, args.seed)
-        t_sim = time.perf_counter() - t0
-        real = real_set(data, lab)
-        waves = [real_set(data, w) if w != lab else real for w in wave_labs]
-        real_waves = {c: np.vstack([w["wave"][w["labels"] == c] for w in waves]) for c in C4}
-        per_preset[preset] = {"sim": sim, "real": real, "real_waves": real_waves}
-        r = {
-            "lab": lab,
-            "simulate_and_features_s": round(t_sim, 1),
-            "distance": class_distances(sim, real, real_waves),
-            **transfer(sim, real),
-            "summary_stats_balanced_accuracy": summary_stats_accuracy(sim),
-        }
-        results["presets"][preset] = r
-        print(
-            f"{preset}: sim->{lab} {r['sim_to_real_balanced_accuracy']:.3f} (classes with >= 5 real units "
-            f"{r['sim_to_real_balanced_accuracy_classes_n5']:.3f}); real 5-fold CV ceiling "
-            f"{r['real_cv_balanced_accuracy']:.3f} ({r['real_cv_balanced_accuracy_classes_n5']:.3f}); log rate + CV2 on simulated "
-            f"{r['summary_stats_balanced_accuracy']:.3f}; real-trained on simulated {r['real_to_sim_balanced_accuracy']:.3f}"
-        )
-        for c, d in r["distance"].items():
-            print(
-                f"  {c:7s} energy distance ACG {d['acg']:.3f} ISI {d['isi']:.3f} waveform {d['waveform']:.3f}"
-            )
+    for preset in LABS:
+        if preset in args.presets.split(","):
+            results["presets"][preset], per_preset[preset] = measure_preset(preset, data, args)
     results["figures"] = [os.path.relpath(p, ROOT) for p in figures(per_preset, Path(args.figures))]
-    with tempfile.TemporaryDirectory() as work:
-        results["reverse"] = reverse_direction(args.bundle, args.duration, Path(work))
+    results["reverse"] = _reverse(args)
     if "skipped" in results["reverse"]:
         print("reverse direction skipped:", results["reverse"]["skipped"])
     else:

@@ -209,12 +209,29 @@ class FittedClass:
         Residual sd of each waveform fit, relative to the main peak.
     amplitude_log_sd : float or None
         Spread (sd of the natural log) of the real peak amplitudes, None where not measured.
+    discharge_ids, waveform_ids : tuple of str
+        The real unit behind each discharge / waveform row (``neuron_id``, e.g. ``"hull_12"``).
     """
 
     discharge: np.ndarray
     waveforms: tuple
     waveform_noise: np.ndarray
     amplitude_log_sd: float | None
+    discharge_ids: tuple = ()
+    waveform_ids: tuple = ()
+
+    def without(self, excluded: frozenset[str]) -> FittedClass:
+        """The same class without the rows fitted to the real units in ``excluded``."""
+        kd = np.array([u not in excluded for u in self.discharge_ids], dtype=bool)
+        kw = np.array([u not in excluded for u in self.waveform_ids], dtype=bool)
+        return replace(
+            self,
+            discharge=self.discharge[kd] if len(kd) else self.discharge,
+            waveforms=tuple(w for w, k in zip(self.waveforms, kw, strict=True) if k),
+            waveform_noise=self.waveform_noise[kw] if len(kw) else self.waveform_noise,
+            discharge_ids=tuple(u for u, k in zip(self.discharge_ids, kd, strict=True) if k),
+            waveform_ids=tuple(u for u, k in zip(self.waveform_ids, kw, strict=True) if k),
+        )
 
 
 @lru_cache(maxsize=4)
@@ -233,5 +250,61 @@ def fitted_classes(preset_name: str) -> dict[str, FittedClass]:
             waveforms=tuple(np.array(w["phases"], dtype=np.float64) for w in waves),
             waveform_noise=np.array([w["noise"] for w in waves], dtype=np.float64),
             amplitude_log_sd=None if amp is None else float(amp[1]),
+            discharge_ids=tuple(entry.get("discharge_ids", {}).get(cls, ())),
+            waveform_ids=tuple(entry.get("waveform_ids", {}).get(cls, ())),
         )
+    return out
+
+
+def fitted_pool(
+    preset_name: str, exclude_real_units=None, discharge_rows: dict | None = None
+) -> dict[str, FittedClass]:
+    """The fitted rows a simulation may draw from: the preset's classes (plus the mouse preset's
+    waveform-only classes it lacks, e.g. granule cells for macaque), without the rows fitted to the
+    real units named in ``exclude_real_units`` (``neuron_id`` strings such as ``"lisberger_12"``).
+    ``discharge_rows`` replaces a class's discharge rows: ``{class: (rows (k, 7), neuron_ids (k,))}``
+    (e.g. rows refitted without some units).
+
+    Raises
+    ------
+    InvalidValueError
+        An excluded name is not a real unit behind any row of the preset, the exclusion leaves a
+        C4 class without a discharge or a waveform row, or replacement rows are malformed.
+    """
+    pool = dict(fitted_classes(preset_name))
+    for cls, fit in fitted_classes("mouse").items():
+        pool.setdefault(cls, fit)
+    for cls, (rows, ids) in (discharge_rows or {}).items():
+        rows = np.asarray(rows, dtype=np.float64)
+        if cls not in pool or rows.ndim != 2 or rows.shape[1] != 7 or len(ids) != len(rows):
+            raise InvalidValueError(
+                f"discharge_rows[{cls!r}] must be (rows of shape (k, 7), k neuron_ids) for a class of "
+                f"the {preset_name!r} preset; got {rows.shape} rows and {len(ids)} ids."
+            )
+        pool[cls] = replace(pool[cls], discharge=rows, discharge_ids=tuple(str(u) for u in ids))
+    if exclude_real_units is None:
+        return pool
+    if isinstance(exclude_real_units, str):
+        exclude_real_units = [exclude_real_units]
+    excluded = frozenset(str(u) for u in exclude_real_units)
+    if not excluded:
+        return pool
+    known = {u for f in pool.values() for u in (*f.discharge_ids, *f.waveform_ids)}
+    unknown = sorted(excluded - known)
+    if unknown:
+        raise InvalidValueError(
+            f"exclude_real_units names {len(unknown)} unit(s) behind no fitted row of the "
+            f"{preset_name!r} preset (e.g. {unknown[:3]}); give the real units' neuron_id as in the "
+            "tables' units.csv (e.g. 'hull_12'), only of the labs the preset was fitted to."
+        )
+    out = {cls: fit.without(excluded) for cls, fit in pool.items()}
+    for cls, fit in out.items():
+        emptied = (len(pool[cls].discharge) and not len(fit.discharge)) or (
+            pool[cls].waveforms and not fit.waveforms
+        )
+        if emptied:
+            raise InvalidValueError(
+                f"exclude_real_units leaves no fitted row of class {cls!r} in the {preset_name!r} "
+                "preset; keep at least one real unit of every class to draw simulated units from."
+            )
     return out

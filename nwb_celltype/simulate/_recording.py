@@ -21,6 +21,7 @@ from ._params import (
     OTHER_KINDS,
     SIM_CLASSES,
     Preset,
+    fitted_pool,
     get_preset,
 )
 from ._result import DEFECT_RATES, N_CHANNELS, SimulationResult
@@ -154,8 +155,21 @@ def simulate_units(
     waveform_rate_hz: float | None = None,
     labelled_counts: dict[str, int] | None = None,
     labelled_fraction: float = 0.0,
+    exclude_real_units=None,
+    discharge_rows: dict | None = None,
 ) -> tuple[SimulationResult, list[tuple]]:
     """Simulate units (no file written): the pure-numpy core of :func:`simulate_recording`.
+
+    Parameters
+    ----------
+    exclude_real_units : iterable of str, optional
+        Real units (``neuron_id`` of the real-c4 tables, e.g. ``"lisberger_12"``) whose fitted rows
+        no simulated unit may be drawn from, neither its spike train nor its waveform (e.g. the
+        real units a sim-to-real transfer test scores).
+    discharge_rows : dict, optional
+        ``{class: (rows (k, 7), neuron_ids (k,))}``: discharge rows to draw that class from instead
+        of the shipped ones (e.g. refitted without the held-out units). Other arguments:
+        :func:`simulate_recording`.
 
     Returns
     -------
@@ -183,6 +197,7 @@ def simulate_units(
             f"waveform_rate_hz must be between 5 and 100 kHz, got {waveform_rate_hz!r} "
             "(Neuropixels records at 30 kHz)."
         )
+    pool = fitted_pool(pre.name, exclude_real_units, discharge_rows)
     root = np.random.SeedSequence([seed, 7919])
     s_layout, s_units, s_labels, s_wave = root.spawn(4)
     lrng = np.random.default_rng(s_layout)
@@ -214,10 +229,12 @@ def simulate_units(
     # spikes of the same cell need them for their pause.
     unit_seeds = s_units.spawn(n)
     rates = np.zeros(n)
+    sources = np.full(n, "", dtype=object)  # the real unit each unit's fitted rows came from
+    wave_sources = np.full(n, "", dtype=object)
     cs_trains: dict[int, np.ndarray] = {}
     for j in np.flatnonzero(classes == "PkC_cs"):
-        cs_trains[j], rates[j] = _class_train(
-            np.random.default_rng(unit_seeds[j]), "PkC_cs", "", pre, duration_s
+        cs_trains[j], rates[j], sources[j] = _class_train(
+            np.random.default_rng(unit_seeds[j]), "PkC_cs", "", pre, duration_s, pool
         )
     defect_flags = {k: np.zeros(n, dtype=bool) for k in DEFECT_RATES}
     # Units are written straight into one flat array in table order, so that peak memory stays
@@ -231,7 +248,7 @@ def simulate_units(
         if classes[i] == "PkC_cs":
             t = cs_trains[i]
         else:
-            t, rates[i] = _class_train(rng, classes[i], subtypes[i], pre, duration_s)
+            t, rates[i], sources[i] = _class_train(rng, classes[i], subtypes[i], pre, duration_s, pool)
             if classes[i] == "PkC_ss" and partner[i] >= 0:
                 pause = rng.uniform(*pre.cs_pause_ms) * 1e-3
                 t = apply_cs_pause(t, cs_trains[partner[i]], pause, rng=rng)
@@ -269,8 +286,8 @@ def simulate_units(
     peak_channels = np.argmax(electrodes == peak_elec[:, None], axis=1).astype(np.int64)
     waves = np.empty((n, len(t_ms), N_CHANNELS), dtype=np.float32)
     for i in range(n):
-        phases, amp_v, space_um, noise_v = _unit_waveform_params(
-            wrng, classes[i], subtypes[i], pre, int(counts[i])
+        phases, amp_v, space_um, noise_v, wave_sources[i] = _unit_waveform_params(
+            wrng, classes[i], subtypes[i], pre, int(counts[i]), pool
         )
         waves[i] = render_waveforms(
             phases,
@@ -312,6 +329,8 @@ def simulate_units(
         spike_times_s=flat,
         spike_offsets=offsets,
         defects=defect_flags,
+        discharge_sources=sources.astype(str),
+        waveform_sources=wave_sources.astype(str),
     )
     return result, segs
 
@@ -361,6 +380,7 @@ def simulate_recording(
     waveform_rate_hz: float | None = None,
     compression: str | None = "gzip",
     keep_spikes: bool = True,
+    exclude_real_units=None,
 ) -> SimulationResult:
     """Simulate a cerebellar Neuropixels recording and write it as an NWB file.
 
@@ -392,6 +412,10 @@ def simulate_recording(
         HDF5 filter for spike times and waveforms ("gzip" default, None for speed).
     keep_spikes : bool
         Keep the spike times in the result (False frees them once written).
+    exclude_real_units : iterable of str, optional
+        Real units whose fitted rows no simulated unit may be drawn from (see
+        :func:`simulate_units`); ``result.discharge_sources`` / ``waveform_sources`` say which
+        real units were used.
 
     Returns
     -------
@@ -413,6 +437,7 @@ def simulate_recording(
         waveform_rate_hz=waveform_rate_hz,
         labelled_counts=labelled_counts,
         labelled_fraction=labelled_fraction,
+        exclude_real_units=exclude_real_units,
     )
     if path is not None:
         result.annotations_written = write_nwb(path, result, segs, compression=compression)

@@ -69,6 +69,9 @@ class SimulationResult:
     spike_counts : (n,) int64
     defects : dict of str -> (n,) bool
         Which units carry each defect (keys of ``DEFECT_RATES``).
+    discharge_sources, waveform_sources : (n,) str or None
+        The real unit (``neuron_id`` of the real-c4 tables) whose fitted discharge / waveform row
+        each unit was drawn from; ``""`` where none (template units), ``"a+b"`` for a merge of two.
     """
 
     path: Path | None
@@ -92,6 +95,8 @@ class SimulationResult:
     spike_offsets: np.ndarray | None = None
     defects: dict = field(default_factory=dict)
     annotations_written: bool = False
+    discharge_sources: np.ndarray | None = None
+    waveform_sources: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.classes)

@@ -15,7 +15,7 @@ from ._params import (
     ClassParams,
     FittedClass,
     Preset,
-    fitted_classes,
+    fitted_pool,
     get_preset,
 )
 from ._spikes import (
@@ -63,22 +63,31 @@ def jitter_discharge(rng: np.random.Generator, row: np.ndarray, n_rows: int) -> 
 
 def _fitted_train(
     rng: np.random.Generator, cls: str, fit: FittedClass, p: ClassParams, duration_s: float
-) -> tuple[np.ndarray, float]:
-    """Spike train and rate of a unit drawn from the per-unit fits of its class."""
-    q = jitter_discharge(rng, fit.discharge[rng.integers(len(fit.discharge))], len(fit.discharge))
+) -> tuple[np.ndarray, float, str]:
+    """Spike train, rate and source real unit of a unit drawn from the per-unit fits of its class."""
+    j = int(rng.integers(len(fit.discharge)))
+    q = jitter_discharge(rng, fit.discharge[j], len(fit.discharge))
     if cls == "PkC_cs":
         med, sd, (lo, hi) = CS_RATE
         q[5] = mu_for_rate(q, float(np.clip(med * np.exp(sd * rng.standard_normal()), lo, hi)))
     t = mixture_train(rng, q, duration_s, log_rate_tau_s=_u(rng, p.log_rate_tau_s))
-    return t, model_rate_hz(q)
+    return t, model_rate_hz(q), str(fit.discharge_ids[j]) if fit.discharge_ids else ""
 
 
 def _class_train(
-    rng: np.random.Generator, cls: str, kind: str, preset: Preset, duration_s: float
-) -> tuple[np.ndarray, float]:
-    """Spike train (s) and target rate (Hz) of one unit of class ``cls``."""
+    rng: np.random.Generator,
+    cls: str,
+    kind: str,
+    preset: Preset,
+    duration_s: float,
+    pool: dict[str, FittedClass] | None = None,
+) -> tuple[np.ndarray, float, str]:
+    """Spike train (s), target rate (Hz) and source of one unit of class ``cls``: the real unit
+    whose fitted row it was drawn from (``"a+b"`` for a merge of two, ``""`` for none). ``pool``:
+    the fitted rows allowed (:func:`._params.fitted_pool`; default all of the preset's)."""
     p = preset.classes[cls]
-    fit = fitted_classes(preset.name).get(cls)
+    pool = fitted_pool(preset.name) if pool is None else pool
+    fit = pool.get(cls)
     if cls != OTHER and fit is not None and len(fit.discharge):
         return _fitted_train(rng, cls, fit, p, duration_s)
     rate = _draw_rate(rng, p)
@@ -100,20 +109,20 @@ def _class_train(
             dead_time_s=dead,
             **common,
         )
-        return t, rate
+        return t, rate, ""
     if cls == OTHER and kind == "mixture":
         # two cells merged by the sorter: the sum of two trains of random classes
         a, b = rng.choice(["PkC_ss", "MLI", "GoC", "MFB", "PkC_cs"], size=2, replace=False)
-        ta, ra = _class_train(rng, str(a), "", preset, duration_s)
-        tb, rb = _class_train(rng, str(b), "", preset, duration_s)
+        ta, ra, sa = _class_train(rng, str(a), "", preset, duration_s, pool)
+        tb, rb, sb = _class_train(rng, str(b), "", preset, duration_s, pool)
         t = np.concatenate([ta, tb])
         t.sort()
-        return t, ra + rb
+        return t, ra + rb, "+".join(x for x in (sa, sb) if x)
     if cls == OTHER and kind == "noise":
-        return gamma_train(rng, rate, duration_s, shape=1.0, dead_time_s=0.0, **common), rate
+        return gamma_train(rng, rate, duration_s, shape=1.0, dead_time_s=0.0, **common), rate, ""
     rate = min(rate, 0.5 / dead)
     t = gamma_train(rng, rate, duration_s, shape=_u(rng, p.gamma_shape), dead_time_s=dead, **common)
-    return t, rate
+    return t, rate, ""
 
 
 def class_spike_train(
@@ -145,7 +154,8 @@ def class_spike_train(
     """
     if cls not in SIM_CLASSES:
         raise InvalidValueError(f"unknown class {cls!r}; expected one of {SIM_CLASSES}.")
-    return _class_train(rng, cls, kind, get_preset(preset), _check_duration(duration_s))
+    t, rate, _ = _class_train(rng, cls, kind, get_preset(preset), _check_duration(duration_s))
+    return t, rate
 
 
 def class_waveform(
@@ -168,7 +178,7 @@ def class_waveform(
     if cls not in SIM_CLASSES:
         raise InvalidValueError(f"unknown class {cls!r}; expected one of {SIM_CLASSES}.")
     pre = get_preset(preset)
-    phases, amp_v, space_um, noise_v = _unit_waveform_params(rng, cls, kind, pre, n_spikes)
+    phases, amp_v, space_um, noise_v, _ = _unit_waveform_params(rng, cls, kind, pre, n_spikes)
     t_ms = waveform_time_ms(waveform_rate_hz)
     wave = render_waveforms(
         phases, t_ms, np.zeros(1), amplitude_v=amp_v, space_um=space_um, noise_v=noise_v, rng=rng
@@ -177,16 +187,23 @@ def class_waveform(
 
 
 def _unit_waveform_params(
-    rng: np.random.Generator, cls: str, kind: str, pre: Preset, n_spikes: int
-) -> tuple[np.ndarray, float, float, float]:
-    """Phases, peak amplitude (V), spatial decay (um) and noise sd (V) of one unit's waveform: from
-    a real unit's fitted phases where the class has fits (granule-like "other" units: the Hausser
-    granule cells), else from the class template."""
+    rng: np.random.Generator,
+    cls: str,
+    kind: str,
+    pre: Preset,
+    n_spikes: int,
+    pool: dict[str, FittedClass] | None = None,
+) -> tuple[np.ndarray, float, float, float, str]:
+    """Phases, peak amplitude (V), spatial decay (um), noise sd (V) and source real unit (``""``
+    if none) of one unit's waveform: from a real unit's fitted phases where the class has fits
+    (granule-like "other" units: the Hausser granule cells), else from the class template.
+    ``pool``: the fitted rows allowed (:func:`._params.fitted_pool`; default all)."""
     p = pre.classes[cls]
     key = "GrC" if (cls == OTHER and kind == "granule") else cls
-    fits = fitted_classes(pre.name).get(key) or fitted_classes("mouse").get(key)
+    fits = (fitted_pool(pre.name) if pool is None else pool).get(key)
     log_sd = 0.35
     rel_noise = 0.0
+    source = ""
     if (cls != OTHER or key == "GrC") and fits is not None and fits.waveforms:
         rows = np.arange(len(fits.waveforms))
         if cls == "MFB" and kind in ("positive", "negative"):  # a requested polarity of the main phase
@@ -195,10 +212,11 @@ def _unit_waveform_params(
         j = int(rows[rng.integers(len(rows))])
         phases = fitted_phases(rng, fits.waveforms[j])
         rel_noise = float(fits.waveform_noise[j])
+        source = str(fits.waveform_ids[j]) if fits.waveform_ids else ""
         log_sd = fits.amplitude_log_sd or log_sd
     else:
         phases = template_phases(rng, cls, pre.width_scale, kind)
     amp_v = p.amplitude_uv * float(np.exp(log_sd * rng.standard_normal())) * 1e-6
     # the residue of averaging n spikes, plus the real fit's residual (noise and unmodelled shape)
     noise_v = float(np.hypot((10.0 / np.sqrt(max(n_spikes, 1)) + 1.0) * 1e-6, 0.5 * rel_noise * amp_v))
-    return phases, amp_v, _u(rng, p.space_um), noise_v
+    return phases, amp_v, _u(rng, p.space_um), noise_v, source
