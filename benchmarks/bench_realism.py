@@ -445,8 +445,9 @@ def figures(per_preset: dict, out_dir: Path) -> list[Path]:
 # ----------------------------------------------------------------------------- reverse direction
 
 
-def reverse_direction(bundle_arg: str | None, duration_s: float, out_dir: Path) -> dict:
-    """A real-trained bundle of the acg-isi-wave family classifies simulated recordings."""
+def reverse_direction(bundle_arg: str | None, duration_s: dict[str, float], out_dir: Path) -> dict:
+    """A real-trained bundle of the acg-isi-wave family classifies simulated recordings (one per
+    preset, ``duration_s[preset]`` seconds long)."""
     from nwb_celltype.model import load_bundle
 
     try:
@@ -471,13 +472,13 @@ def reverse_direction(bundle_arg: str | None, duration_s: float, out_dir: Path) 
     from nwb_celltype.nwb import read_annotations
     from nwb_celltype.simulate import simulate_recording
 
-    out = {"bundle": bundle.card.get("name"), "presets": {}}
+    out = {"bundle": f"{bundle.card.get('name')} {bundle.card.get('version', '')}".strip(), "presets": {}}
     for preset in LABS:
         src = out_dir / f"realism_{preset}.nwb"
         res = simulate_recording(
             src,
             preset=preset,
-            duration_s=duration_s,
+            duration_s=duration_s[preset],
             seed=11,
             class_counts={c: 20 for c in C4},
             labelled_fraction=0.0,
@@ -499,6 +500,7 @@ def reverse_direction(bundle_arg: str | None, duration_s: float, out_dir: Path) 
             for c in C4
         ]
         out["presets"][preset] = {
+            "duration_s": duration_s[preset],
             "balanced_accuracy_classified": float(np.mean(acc)),
             "fraction_classified": float(ok.mean()),
             "balanced_accuracy_all": float(np.mean([np.mean(labels[truth == c] == c) for c in C4])),
@@ -561,7 +563,17 @@ def _reverse(args: argparse.Namespace) -> dict:
         prev = json.loads(old.read_text()).get("reverse", {}) if old.exists() else {}
         return {**prev, "kept_from_previous_run": True} if prev else {"skipped": "--skip-reverse"}
     with tempfile.TemporaryDirectory() as work:
-        return reverse_direction(args.bundle, args.duration or 600.0, Path(work))
+        return reverse_direction(args.bundle, _durations(args), Path(work))
+
+
+def _durations(args: argparse.Namespace) -> dict[str, float]:
+    """Seconds per simulated recording: ``--duration``, else as long as each lab's real tables."""
+    if args.duration:
+        return {p: float(args.duration) for p in LABS}
+    from nwb_celltype.testing.real_data import real_c4_dir
+
+    data = Path(args.data) if args.data else real_c4_dir()
+    return {p: table_duration_s(p, real_set(data, LABS[p][0])) for p in LABS}
 
 
 def _write_reverse_only(args: argparse.Namespace) -> None:
