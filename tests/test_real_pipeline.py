@@ -235,11 +235,11 @@ def test_units_below_their_labels_floor_are_abstained_on_with_a_reason(small_bun
     b = load_bundle(small_bundle)
     meta = b.card["model_meta"]
     meta["config"]["min_agreement"] = 0.0
-    meta["ratio_floors"] = {k: [1.0] * 5 for k in ("full", "discharge")}
+    meta["ratio_floors"] = {k: [1.0] * 5 for k in meta["ratio_floors"]}  # every view's
     relaxed = predict_cell_types(b, fs)
     assert (relaxed.status == "classified").any()
     assert not any(FLOOR_REASON in r for r in relaxed.reasons)
-    meta["ratio_floors"] = {k: [1e6] * 5 for k in ("full", "discharge")}
+    meta["ratio_floors"] = {k: [1e6] * 5 for k in meta["ratio_floors"]}
     strict = predict_cell_types(b, fs)
     assert not (strict.status == "classified").any()
     was = relaxed.status == "classified"

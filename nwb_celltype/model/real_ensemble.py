@@ -429,9 +429,11 @@ def predict_real_ensemble(
     min_agree = float(meta["config"].get("min_agreement", 0.0))
     floor = np.ones(n)  # models before 1.2 have no floors
     top = np.nan_to_num(probs, nan=-1.0).argmax(1)
+    floors = meta.get("ratio_floors") or {}
     for kind, kind_rows in ((MIXED if mixed else "full", used_w), ("discharge", has_d & ~has_w)):
-        if meta.get("ratio_floors"):
-            floor[kind_rows] = np.asarray(meta["ratio_floors"][kind], dtype=np.float64)[top[kind_rows]]
+        if floors:  # a mixed view without floors of its own takes the full members' (at least as strict)
+            kind_floor = floors.get(kind, floors.get("full"))
+            floor[kind_rows] = np.asarray(kind_floor, dtype=np.float64)[top[kind_rows]]
     with np.errstate(invalid="ignore"):
         below_floor = has_d & (confidence_ratio(probs) < floor)
     return {
