@@ -14,18 +14,11 @@ import remfile
 import urllib3
 
 from ..errors import RemoteError, SourceError
-from ._cache import BoundedDiskCache, cache_root, chunk_key  # noqa: F401  (re-exported)
+from ._cache import BoundedDiskCache, chunk_key
 from ._defaults import (
     DEFAULT_SPILL_MAX_BYTES,
 )
-from ._session import (  # noqa: F401  (re-exported)
-    TRANSIENT_STATUSES,
-    BoundedSession,
-    _FinalNotFoundError,
-    _FinalRemoteError,
-    _SlowRead,
-    probe_url,
-)
+from ._session import BoundedSession, _FinalRemoteError, probe_url  # noqa: F401  (probe_url: re-exported)
 
 log = logging.getLogger(__name__)
 
