@@ -556,24 +556,32 @@ def measure_preset(preset: str, data: Path, args: argparse.Namespace) -> tuple[d
     return r, {"sim": sim, "real": real, "real_waves": real_waves}
 
 
-def _reverse(args: argparse.Namespace) -> dict:
-    """The reverse direction, or (``--skip-reverse``) the last measured one, saying so."""
+def _reverse(args: argparse.Namespace, known: dict[str, float] | None = None) -> dict:
+    """The reverse direction, or (``--skip-reverse``) the last measured one, saying so. ``known``:
+    recording durations the presets just measured (not derived from the tables again)."""
     if args.skip_reverse:
         old = Path(args.out)
         prev = json.loads(old.read_text()).get("reverse", {}) if old.exists() else {}
         return {**prev, "kept_from_previous_run": True} if prev else {"skipped": "--skip-reverse"}
     with tempfile.TemporaryDirectory() as work:
-        return reverse_direction(args.bundle, _durations(args), Path(work))
+        return reverse_direction(args.bundle, _durations(args, known or {}), Path(work))
 
 
-def _durations(args: argparse.Namespace) -> dict[str, float]:
-    """Seconds per simulated recording: ``--duration``, else as long as each lab's real tables."""
+def _durations(args: argparse.Namespace, known: dict[str, float]) -> dict[str, float]:
+    """Seconds per simulated recording: ``--duration``, else as long as each lab's real tables
+    (``known`` where already measured)."""
     if args.duration:
         return {p: float(args.duration) for p in LABS}
     from nwb_celltype.testing.real_data import real_c4_dir
 
     data = Path(args.data) if args.data else real_c4_dir()
-    return {p: table_duration_s(p, real_set(data, LABS[p][0])) for p in LABS}
+    return {p: known[p] if p in known else table_duration_s(p, real_set(data, LABS[p][0])) for p in LABS}
+
+
+def _write(results: dict, out: str | Path) -> None:
+    """The results as indented JSON at ``out`` (folders made)."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(results, indent=1) + "\n")
 
 
 def _write_reverse_only(args: argparse.Namespace) -> None:
@@ -581,8 +589,7 @@ def _write_reverse_only(args: argparse.Namespace) -> None:
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     results["reverse"] = _reverse(args)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1) + "\n")
+    _write(results, out)
     print(json.dumps(results["reverse"], indent=1))
 
 
@@ -634,14 +641,13 @@ def main() -> None:
         if preset in args.presets.split(","):
             results["presets"][preset], per_preset[preset] = measure_preset(preset, data, args)
     results["figures"] = [os.path.relpath(p, ROOT) for p in figures(per_preset, Path(args.figures))]
-    results["reverse"] = _reverse(args)
+    results["reverse"] = _reverse(args, {p: r["duration_s"] for p, r in results["presets"].items()})
     if "skipped" in results["reverse"]:
         print("reverse direction skipped:", results["reverse"]["skipped"])
     else:
         for p, d in results["reverse"]["presets"].items():
             print(f"real-trained model on simulated {p}: balanced accuracy {d['balanced_accuracy_all']:.3f}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    _write(results, args.out)
     print("wrote", args.out)
 
 
