@@ -175,19 +175,20 @@ def within_lab(
         t0 = time.perf_counter()
         tensors, meta = _train(tr_raw, labels, unl, cfg, groups)
         seconds.append(time.perf_counter() - t0)
-        out = predict_real_ensemble(tensors, meta, _raw(fs, te))
-        probs["model"][fold == f] = out["probabilities"]
-        ood[fold == f] = _abstain(out)
-        ood_nf[fold == f] = _abstain_no_floor(out)
-        for k, p in _baselines(_raw(fs, tr), _index(fs.labels[tr].astype(str)), _raw(fs, te)).items():
-            probs[k][fold == f] = p
+        te_raw = _raw(fs, te)
+        sets = [(probs, ood, ood_nf, te_raw)]
         if donor is not None:
-            te_swap = other_lab_waveforms(_raw(fs, te), fs.labels[te].astype(str), data[donor], swap_rng)
-            out = predict_real_ensemble(tensors, meta, te_swap)
-            swap["model"][fold == f] = out["probabilities"]
-            swap_ood[fold == f], swap_ood_nf[fold == f] = _abstain(out), _abstain_no_floor(out)
-            for k, p in _baselines(_raw(fs, tr), _index(fs.labels[tr].astype(str)), te_swap).items():
-                swap[k][fold == f] = p
+            te_swap = other_lab_waveforms(te_raw, fs.labels[te].astype(str), data[donor], swap_rng)
+            sets.append((swap, swap_ood, swap_ood_nf, te_swap))
+        for p_set, ood_set, nf_set, raw in sets:
+            out = predict_real_ensemble(tensors, meta, raw)
+            p_set["model"][fold == f] = out["probabilities"]
+            ood_set[fold == f], nf_set[fold == f] = _abstain(out), _abstain_no_floor(out)
+        # the baselines are fitted once per fold and score every test set (own and swapped waveforms)
+        bp = _baselines(_raw(fs, tr), _index(fs.labels[tr].astype(str)), _cat(*(raw for *_, raw in sets)))
+        for i, (p_set, *_) in enumerate(sets):
+            for k, p in bp.items():
+                p_set[k][fold == f] = p[i * len(te) : (i + 1) * len(te)]
     res = _model_rows(y, probs, ood, ood_nf)
     res["train_seconds_per_fold"] = float(np.mean(seconds))
     if donor is None:
