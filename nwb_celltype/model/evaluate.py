@@ -19,7 +19,7 @@ import torch
 
 from ..errors import LibraryError, OutputError
 from .bundle import _json_safe
-from .metrics import classification_metrics
+from .metrics import metrics_with_baselines
 from .training import (
     TrainConfig,
     TrainingSetLike,
@@ -403,10 +403,7 @@ def evaluate_model(
                 for name, bp in _baselines(feats, rows, y, train_idx, test_idx, seed).items():
                     base_p[name][test_idx] = bp
         y_eval = y
-    metrics = classification_metrics(y_eval, p, classes, threshold=threshold)
-    base_metrics = {
-        name: classification_metrics(y_eval, bp, classes, threshold=threshold) for name, bp in base_p.items()
-    }
+    metrics, base_metrics = metrics_with_baselines(y_eval, p, base_p, classes, threshold=threshold)
     protocol = {
         "scheme": scheme,
         "seed": seed,

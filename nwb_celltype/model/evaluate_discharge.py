@@ -29,7 +29,7 @@ from ..features.discharge_inputs import (
     rate_cv2_width,
     waveform_inputs,
 )
-from .metrics import classification_metrics
+from .metrics import metrics_with_baselines
 
 __all__ = ["BASELINES", "discharge_baselines", "evaluate_discharge"]
 
@@ -208,10 +208,9 @@ def evaluate_discharge(
                 )
                 for name, v in bp.items():
                     base_p[name][fold == f] = v
-    metrics = classification_metrics(y_eval, p, classes, threshold=threshold, abstain=abstain)
-    base_metrics = {
-        n: classification_metrics(y_eval, v, classes, threshold=threshold) for n, v in base_p.items()
-    }
+    metrics, base_metrics = metrics_with_baselines(
+        y_eval, p, base_p, classes, threshold=threshold, abstain=abstain
+    )
     protocol = {
         "family": FAMILY,
         "scheme": scheme,

@@ -8,7 +8,13 @@ import numpy as np
 
 from .decision import confidence_ratio, decide
 
-__all__ = ["THRESHOLD_GRID", "classification_metrics", "confidence_ratio", "expected_calibration_error"]
+__all__ = [
+    "THRESHOLD_GRID",
+    "classification_metrics",
+    "confidence_ratio",
+    "expected_calibration_error",
+    "metrics_with_baselines",
+]
 
 #: Confidence-ratio thresholds of the accuracy vs fraction-classified curve.
 THRESHOLD_GRID: tuple[float, ...] = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 20.0, 50.0)
@@ -148,3 +154,21 @@ def classification_metrics(
         "nll": float(-np.mean(np.log(p[np.arange(len(y)), y] + eps))) if len(y) else float("nan"),
         "brier": float(np.mean(np.sum((p - np.eye(k)[y]) ** 2, axis=1))) if len(y) else float("nan"),
     }
+
+
+def metrics_with_baselines(
+    y: np.ndarray,
+    p: np.ndarray,
+    baselines: dict[str, np.ndarray],
+    classes: tuple[str, ...] | list[str],
+    *,
+    threshold: float = 2.0,
+    abstain: np.ndarray | None = None,
+) -> tuple[dict, dict]:
+    """:func:`classification_metrics` of a model's out-of-fold probabilities ``p`` (with its own
+    abstentions) and of each baseline's (name -> (n, k), the same units and folds, no abstentions)."""
+    model = classification_metrics(y, p, classes, threshold=threshold, abstain=abstain)
+    base = {
+        name: classification_metrics(y, bp, classes, threshold=threshold) for name, bp in baselines.items()
+    }
+    return model, base
