@@ -67,9 +67,14 @@ def _index(labels) -> np.ndarray:
     return np.array([CLASSES.index(v) for v in labels], dtype=np.int64)
 
 
-def score(y: np.ndarray, p: np.ndarray, ood: np.ndarray | None = None) -> dict:
-    """Metrics of probabilities p (n, C) against y (n,) over every class present in y."""
-    ood = np.zeros(len(y), bool) if ood is None else ood
+def score(y: np.ndarray, p: np.ndarray, reasons: dict | None = None) -> dict:
+    """Metrics of probabilities p (n, C) against y (n,) over every class present in y. ``reasons``:
+    the model's own abstentions besides the ratio threshold, one bool mask (n,) per reason; a unit
+    any of them flags is not classified."""
+    reasons = reasons or {}
+    ood = np.zeros(len(y), bool)
+    for mask in reasons.values():
+        ood = ood | mask
     pred = p.argmax(1)
     srt = np.sort(p, 1)
     with np.errstate(divide="ignore"):
@@ -100,7 +105,8 @@ def score(y: np.ndarray, p: np.ndarray, ood: np.ndarray | None = None) -> dict:
         "balanced_recall_at_2_abstain_as_miss": float(np.mean(list(rec_thr.values()))),
         "coverage_at_2": float(classified.mean()),
         "confidently_wrong": float(np.mean(classified & (pred != y))),
-        "out_of_distribution": float(ood.mean()),
+        "abstained_by_model": float(ood.mean()),
+        "abstention_reasons": {k: float(m.mean()) for k, m in reasons.items()},
         "ece": expected_calibration_error(y, p)["ece"],
         "recall": rec_all,
         "recall_at_2_abstain_as_miss": rec_thr,
@@ -113,10 +119,14 @@ def _baselines(tr_raw, ytr, te_raw) -> dict[str, np.ndarray]:
     return discharge_baselines(tr_raw, ytr, te_raw, len(CLASSES))
 
 
+#: The model's own abstentions besides the ratio threshold (what ``predict`` reports as unclassified
+#: with a reason): out of distribution, no majority of members behind the label, a ratio below the
+#: model's floor for the label.
+REASONS = ("out_of_distribution", "members_disagree", "below_ratio_floor")
+
+
 def _abstain(out: dict) -> np.ndarray:
-    """The model's own abstentions besides the ratio threshold: out of distribution, no majority
-    of members behind the label, or a ratio below the model's floor for the label (what ``predict``
-    reports as unclassified with a reason)."""
+    """Units any of the model's own abstention rules flags (:data:`REASONS`)."""
     return _abstain_no_floor(out) | out["below_ratio_floor"]
 
 
@@ -159,10 +169,9 @@ def within_lab(
     probs = {
         k: np.zeros((len(y), len(CLASSES))) for k in ("model", "logreg_rate_cv2_width", "logreg_raw_features")
     }
-    ood = np.zeros(len(y), bool)
-    ood_nf = np.zeros(len(y), bool)
+    flags = {r: np.zeros(len(y), bool) for r in REASONS}
     swap = {k: np.zeros_like(v) for k, v in probs.items()}
-    swap_ood, swap_ood_nf = np.zeros(len(y), bool), np.zeros(len(y), bool)
+    swap_flags = {r: np.zeros(len(y), bool) for r in REASONS}
     swap_rng = np.random.default_rng([seed, 2])
     seconds = []
     for f in range(5):
@@ -176,31 +185,35 @@ def within_lab(
         tensors, meta = _train(tr_raw, labels, unl, cfg, groups)
         seconds.append(time.perf_counter() - t0)
         te_raw = _raw(fs, te)
-        sets = [(probs, ood, ood_nf, te_raw)]
+        sets = [(probs, flags, te_raw)]
         if donor is not None:
             te_swap = other_lab_waveforms(te_raw, fs.labels[te].astype(str), data[donor], swap_rng)
-            sets.append((swap, swap_ood, swap_ood_nf, te_swap))
-        for p_set, ood_set, nf_set, raw in sets:
+            sets.append((swap, swap_flags, te_swap))
+        for p_set, flag_set, raw in sets:
             out = predict_real_ensemble(tensors, meta, raw)
             p_set["model"][fold == f] = out["probabilities"]
-            ood_set[fold == f], nf_set[fold == f] = _abstain(out), _abstain_no_floor(out)
+            for r in REASONS:
+                flag_set[r][fold == f] = out[r]
         # the baselines are fitted once per fold and score every test set (own and swapped waveforms)
         bp = _baselines(_raw(fs, tr), _index(fs.labels[tr].astype(str)), _cat(*(raw for *_, raw in sets)))
         for i, (p_set, *_) in enumerate(sets):
             for k, p in bp.items():
                 p_set[k][fold == f] = p[i * len(te) : (i + 1) * len(te)]
-    res = _model_rows(y, probs, ood, ood_nf)
+    res = _model_rows(y, probs, flags)
     res["train_seconds_per_fold"] = float(np.mean(seconds))
     if donor is None:
         return res
-    return res, _model_rows(y, swap, swap_ood, swap_ood_nf)
+    return res, _model_rows(y, swap, swap_flags)
 
 
-def _model_rows(y: np.ndarray, probs: dict, ood: np.ndarray, ood_nf: np.ndarray) -> dict:
-    """Scores of the model (with its abstentions, without the floors, without any) and the baselines."""
+def _model_rows(y: np.ndarray, probs: dict, flags: dict) -> dict:
+    """Scores of the model (with its abstentions, without the floors, without any) and the baselines;
+    ``flags``: the model's abstention masks per reason (:data:`REASONS`)."""
     res = {
-        "model": score(y, probs["model"], ood),
-        "model_no_floor": score(y, probs["model"], ood_nf),
+        "model": score(y, probs["model"], flags),
+        "model_no_floor": score(
+            y, probs["model"], {r: flags[r] for r in REASONS if r != "below_ratio_floor"}
+        ),
         "model_no_ood": score(y, probs["model"]),
     }
     for k in ("logreg_rate_cv2_width", "logreg_raw_features"):
@@ -217,14 +230,9 @@ def cross_species(data: dict, src: str, dst: str, unl: dict, cfg) -> dict:
     tensors, meta = _train(_raw(s, srow), s.labels[srow].astype(str), unl, cfg, np.full(len(srow), src))
     out = predict_real_ensemble(tensors, meta, _raw(d, drow))
     y = _index(d.labels[drow].astype(str))
-    res = {
-        "model": score(y, out["probabilities"], _abstain(out)),
-        "model_no_floor": score(y, out["probabilities"], _abstain_no_floor(out)),
-        "model_no_ood": score(y, out["probabilities"]),
-    }
-    for k, p in _baselines(_raw(s, srow), _index(s.labels[srow].astype(str)), _raw(d, drow)).items():
-        res[k] = score(y, p)
-    return res
+    probs = {"model": out["probabilities"]}
+    probs.update(_baselines(_raw(s, srow), _index(s.labels[srow].astype(str)), _raw(d, drow)))
+    return _model_rows(y, probs, {r: out[r] for r in REASONS})
 
 
 def _simulated_units(

@@ -88,16 +88,39 @@ def test_combined_threshold_keeps_the_share_of_training_like_units_flagged():
 def test_ratio_floors_by_hand():
     from nwb_celltype.model.real_ensemble import ratio_floors
 
-    # five units labelled class 0 with ratios 1.2 (wrong), 3, 4 (wrong), 6, 8; class 1 never predicted
+    # five units labelled class 0 with ratios 1.2 (wrong), 3, 4 (wrong), 6, 8; class 1 never predicted.
+    # At the threshold (2) the unit at 1.2 is not labelled anyway.
     ratios = np.array([1.2, 3.0, 4.0, 6.0, 8.0])
     p = np.column_stack([ratios / (1 + ratios), 1 / (1 + ratios)])
     y = np.array([1, 0, 1, 0, 0])
-    # 20 % of 5 = 1 wrong allowed: at 1.5 only the unit at ratio 4 is wrong and above
-    assert ratio_floors(p, y, 2, 0.2) == [1.5, 1.0]
-    # none allowed: the floor must pass 4 -> the next grid value, 5
+    # 20 % of 5 units = 1 confidently wrong allowed: the unit at 4 fits, no floor
+    assert ratio_floors(p, y, 2, 0.2) == [1.0, 1.0]
+    # none allowed: the floor must pass 4 -> the next grid value, 5 (the units at 6 and 8 stay)
     assert ratio_floors(p, y, 2, 0.0) == [5.0, 1.0]
-    # everything allowed: no floor
-    assert ratio_floors(p, y, 2, 1.0) == [1.0, 1.0]
+    # the same budget in lab weights: the wrong unit at 4 weighs 3 of 7 -> 1.4 allowed is too little
+    assert ratio_floors(p, y, 2, 0.2, weights=np.array([1.0, 1.0, 3.0, 1.0, 1.0])) == [5.0, 1.0]
+    # fitted for threshold 3: the wrong unit at 4 still counts, the floor options start above 3
+    assert ratio_floors(p, y, 2, 0.0, threshold=3.0) == [5.0, 1.0]
+
+
+def test_ratio_floors_share_one_budget_across_classes():
+    """One budget for all classes: the error goes where it costs the least balanced recall. A
+    per-class allowance would give the small class no error at all and cut half its labels."""
+    from nwb_celltype.model.real_ensemble import ratio_floors
+
+    # class 0: 10 right at ratio 10, 1 wrong (a class-1 unit) at 3;
+    # class 1: 2 right at 3 and 5, 1 wrong (a class-0 unit) at 4. 14 units, 10 % -> 1.4 wrong allowed.
+    ratios = np.array([10.0] * 10 + [3.0, 3.0, 5.0, 4.0])
+    pred = np.array([0] * 11 + [1] * 3)
+    y = np.array([0] * 10 + [1, 1, 1, 0])
+    p = np.where(pred[:, None] == np.arange(2), (ratios / (1 + ratios))[:, None], (1 / (1 + ratios))[:, None])
+    # cutting class 0's wrong label (floor 4: the lowest grid value above 3) costs no recall; cutting
+    # class 1's (floor 5) would cost a third of class 1's recall -> class 0 gets the floor
+    assert ratio_floors(p, y, 2, 0.1) == [4.0, 1.0]
+    # no error allowed: both cut, at the lowest floors that do it
+    assert ratio_floors(p, y, 2, 0.0) == [4.0, 5.0]
+    # two allowed: no floor anywhere
+    assert ratio_floors(p, y, 2, 0.15) == [1.0, 1.0]
 
 
 def test_calibration_weights_and_weighted_temperature():

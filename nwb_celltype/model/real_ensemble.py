@@ -146,15 +146,12 @@ def sharpen(p: np.ndarray, temperature: float) -> np.ndarray:
     return z / z.sum(-1, keepdims=True)
 
 
-def _view_floors(oof_p: Mapping, oof_y: Mapping, n_classes: int, max_wrong: float) -> dict:
-    """Ratio floors per view (:func:`ratio_floors`). The mixed view must also clear the full view's
-    floor for its label: units whose waveform the full members read confidently and wrongly are the
-    ones the floors were set on, and a unit unlike every class (a non-C4 unit) must not get through
-    more easily because the discharge members lend the mixture confidence."""
-    floors = {k: ratio_floors(oof_p[k], oof_y[k], n_classes, max_wrong) for k in oof_p}
-    if MIXED in floors:
-        floors[MIXED] = [max(a, b) for a, b in zip(floors[MIXED], floors["full"], strict=True)]
-    return floors
+def _view_floors(oof_p: Mapping, oof_y: Mapping, oof_w: Mapping, n_classes: int, max_wrong: float) -> dict:
+    """Ratio floors per view (:func:`ratio_floors`), each fitted on the view's own inner out-of-fold
+    units with the lab weights ``oof_w``. (Models 1.2-1.3 raised the mixed view's floors to the full
+    members'; with floors allocated under one budget per view that mixes two allocations and cut
+    the mixed view's PkC_ss recall from 0.85 to 0.5 on the inner out-of-fold units.)"""
+    return {k: ratio_floors(oof_p[k], oof_y[k], n_classes, max_wrong, oof_w[k]) for k in oof_p}
 
 
 def _group_weights(groups: np.ndarray) -> np.ndarray:
@@ -166,29 +163,69 @@ def _group_weights(groups: np.ndarray) -> np.ndarray:
 
 #: Confidence ratios p(top1) / p(top2) among which :func:`ratio_floors` picks each class's floor.
 FLOOR_GRID = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0, 1e6)
+#: The decision threshold the floors are fitted for (C4's; ``confidently wrong`` is counted there).
+FLOOR_THRESHOLD = 2.0
 
 
-def ratio_floors(p: np.ndarray, y: np.ndarray, n_classes: int, max_wrong: float) -> list[float]:
-    """Per predicted class, the smallest ratio of :data:`FLOOR_GRID` above which labels of that class
-    are wrong for at most ``max_wrong`` of the units given that label.
+def ratio_floors(
+    p: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    max_wrong: float,
+    weights: np.ndarray | None = None,
+    threshold: float = FLOOR_THRESHOLD,
+) -> list[float]:
+    """Per predicted class, a floor on the confidence ratio, the classes' floors chosen together:
+    the floors that keep the most balanced recall at ``threshold`` while the confidently wrong labels
+    (ratio reaching both the threshold and the label's floor, label wrong) weigh at most
+    ``max_wrong`` of all units.
 
-    p (n, C) out-of-fold probabilities of labelled units, y (n,) their classes. For class c the floor
-    is the first t with ``#{pred = c, ratio >= t, y != c} <= max_wrong * #{pred = c}``, so that
-    confidently wrong labels stay within ``max_wrong`` of the units (on units like the training
-    ones). A class never predicted gets the lowest grid value. Returns C floats.
+    p (n, C) out-of-fold probabilities of labelled units, y (n,) their classes, weights (n,) their
+    weights (default 1; the lab weights, so that every lab's errors count the same). A unit labelled
+    c counts when its ratio reaches ``max(threshold, floor_c)``; recall of class c is the weight of its
+    units so labelled over the weight of its units, and the balanced recall their mean. Candidate
+    floors are 1 (no floor) and the :data:`FLOOR_GRID` values above the threshold (1e6 = never).
+    Among floors with the best balanced recall the lowest win (the budget is there to be used: a
+    floor raised to just below the training units' correct labels cuts new units' correct labels).
+    One budget over all classes lets a class whose errors are rare keep a low floor and a small
+    class (MLI) keep its labels, where a per-class allowance of ``max_wrong`` of a small class's
+    labels allows no error at all. Returns C floats.
     """
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
     pred, ratio = p.argmax(1), confidence_ratio(p)
-    floors = []
+    options = (1.0,) + tuple(g for g in FLOOR_GRID if g > threshold)
+    budget = max_wrong * w.sum() + 1e-9
+    step = 1e-9  # tie-break: a lower floor (option index) is worth less than any recall difference
+    # per class and option: (weight of confidently wrong labels, recall + tie-break)
+    per_class = []
     for c in range(n_classes):
-        as_c = pred == c
-        allowed = max_wrong * as_c.sum()
-        floors.append(
-            next(
-                (t for t in FLOOR_GRID if (as_c & (ratio >= t) & (y != c)).sum() <= allowed),
-                FLOOR_GRID[-1],
-            )
+        as_c, total = pred == c, w[y == c].sum()
+        opts = []
+        for i, t in enumerate(options):
+            kept = as_c & (ratio >= max(t, threshold))
+            rec = w[kept & (y == c)].sum() / total if total > 0 else 0.0
+            opts.append((float(w[kept & (y != c)].sum()), rec / n_classes - step * i, i))
+        per_class.append(opts)
+    # Pareto front over (wrong weight, value) built class by class: a choice survives only if no other
+    # with at most its wrong weight has a higher value
+    front: list[tuple[float, float, tuple[int, ...]]] = [(0.0, 0.0, ())]
+    for opts in per_class:
+        merged = sorted(
+            (
+                (fw + ow, fv + ov, fc + (oi,))
+                for fw, fv, fc in front
+                for ow, ov, oi in opts
+                if fw + ow <= budget
+            ),
+            key=lambda t: (t[0], -t[1]),
         )
-    return floors
+        front, best = [], -np.inf
+        for cand in merged:
+            if cand[1] > best:
+                front.append(cand)
+                best = cand[1]
+    choice = max(front, key=lambda t: t[1])[2]
+    return [options[i] for i in choice]
 
 
 def _unit_weights(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -327,24 +364,26 @@ def _train(cfg, lab, labels, classes, unl, groups):
         codes, {p: _pool(lab, unl, p) for p in _PARTS}, avail, y, fold, n_classes, cfg.ood_quantile, spaces
     )
     tensors.update({k: torch.from_numpy(v) for k, v in ood_t.items()})
-    oof_p, oof_y = {}, {}
+    oof_p, oof_y, oof_w = {}, {}, {}
     for kind in KINDS:
         ok = ~np.isnan(oof[kind][0, :, 0])
         z = oof[kind][:, ok] / temps[kind]
         p = np.exp(z - z.max(-1, keepdims=True))
         oof_p[kind], oof_y[kind] = (p / p.sum(-1, keepdims=True)).mean(0), y[ok]
+        oof_w[kind] = _group_weights(groups[rows][ok])
     if cfg.mix_views and has_w.any():  # units with a waveform: both kinds together (``mix_views``)
         mix = 0.5 * (oof_p["full"] + oof_p["discharge"][has_w])
         cal_w = _group_weights(groups[rows][has_w]) if cfg.calibrate_per_lab else None
         temps[MIXED] = _temperature(np.log(mix + 1e-12)[None], y[has_w], cal_w)
         oof_p[MIXED], oof_y[MIXED] = sharpen(mix, temps[MIXED]), y[has_w]
+        oof_w[MIXED] = _group_weights(groups[rows][has_w])
     meta = {
         "family": FAMILY,
         "classes": list(classes),
         "config": cfg.to_dict(),
         "n_members": {k: int(len(member_fold)) for k in KINDS},
         "temperatures": temps,
-        "ratio_floors": _view_floors(oof_p, oof_y, n_classes, cfg.max_confidently_wrong),
+        "ratio_floors": _view_floors(oof_p, oof_y, oof_w, n_classes, cfg.max_confidently_wrong),
         "ood": ood_meta,
         "n_labelled": int(len(rows)),
         "n_labelled_with_waveform": int(has_w.sum()),
