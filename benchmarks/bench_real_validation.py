@@ -90,11 +90,14 @@ def score(y: np.ndarray, p: np.ndarray, reasons: dict | None = None) -> dict:
     curve = []
     for t in (1.0, 1.5, 2.0, 3.0, 5.0, 10.0):
         m = (ratio >= t) & ~ood
+        right = m & (pred == y)
         curve.append(
             {
                 "threshold": t,
                 "coverage": float(m.mean()),
                 "accuracy": float(np.mean(pred[m] == y[m])) if m.any() else None,
+                "confidently_wrong": float(np.mean(m & (pred != y))),
+                "recall_abstain_as_miss": {CLASSES[c]: float(right[y == c].mean()) for c in present},
             }
         )
     return {

@@ -248,6 +248,7 @@ def train_real_ensemble(
     unlabelled_raw: Mapping[str, np.ndarray] | None = None,
     config: RealModelConfig | None = None,
     groups: np.ndarray | None = None,
+    oof: dict | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """Train the real-unit ensemble.
 
@@ -267,6 +268,11 @@ def train_real_ensemble(
     config : RealModelConfig, optional
     groups : (n,) str, optional
         Lab (or other group) of each labelled unit; balances the loss across labs within a class.
+    oof : dict, optional
+        Filled, per view (``full``, ``discharge``, ``mixed``), with ``{"p", "y", "w"}``: the inner
+        out-of-fold probabilities of the labelled units, their classes and lab weights, on which
+        the temperatures and the ratio floors were fitted (for studies of the abstention rules,
+        e.g. benchmarks/bench_floor_rules.py).
 
     Returns
     -------
@@ -288,7 +294,7 @@ def train_real_ensemble(
     unl = _inputs(unlabelled_raw) if unlabelled_raw is not None else None
     t0 = time.perf_counter()
     with _torch_settings(cfg.seed, cfg.n_threads):
-        tensors, meta = _train(cfg, lab, labels, tuple(classes), unl, groups)
+        tensors, meta = _train(cfg, lab, labels, tuple(classes), unl, groups, oof)
     meta["training_seconds"] = round(time.perf_counter() - t0, 2)
     return tensors, meta
 
@@ -299,7 +305,7 @@ def _pool(lab: dict, unl: dict | None, part: str) -> np.ndarray:
     return np.concatenate(xs)
 
 
-def _train(cfg, lab, labels, classes, unl, groups):
+def _train(cfg, lab, labels, classes, unl, groups, oof_out=None):
     import torch
 
     from .real_networks import MemberStack, pretrain_autoencoder, train_members
@@ -377,6 +383,8 @@ def _train(cfg, lab, labels, classes, unl, groups):
         temps[MIXED] = _temperature(np.log(mix + 1e-12)[None], y[has_w], cal_w)
         oof_p[MIXED], oof_y[MIXED] = sharpen(mix, temps[MIXED]), y[has_w]
         oof_w[MIXED] = _group_weights(groups[rows][has_w])
+    if oof_out is not None:
+        oof_out.update({k: {"p": oof_p[k], "y": oof_y[k], "w": oof_w[k]} for k in oof_p})
     meta = {
         "family": FAMILY,
         "classes": list(classes),
