@@ -26,25 +26,18 @@ import numpy as np
 
 from nwb_celltype.library.tables import read_feature_tables
 from nwb_celltype.model.decision import confidence_ratio
-from nwb_celltype.model.real_ensemble import FLOOR_GRID, FLOOR_THRESHOLD, ratio_floors, train_real_ensemble
+from nwb_celltype.model.real_ensemble import (
+    FLOOR_THRESHOLD,
+    per_label_floors,
+    ratio_floors,
+    train_real_ensemble,
+)
 from nwb_celltype.model.real_networks import RealModelConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_real_validation import CLASSES, _cat, _raw
 
 BUDGETS = (0.01, 0.02, 0.03)
-
-
-def per_class_rule(p: np.ndarray, y: np.ndarray, n_classes: int, max_wrong: float = 0.03) -> list[float]:
-    """The 1.2-1.3 rule: per predicted class, the lowest grid ratio above which at most
-    ``max_wrong`` of the units given that label were wrong."""
-    pred, ratio = p.argmax(1), confidence_ratio(p)
-    out = []
-    for c in range(n_classes):
-        as_c = pred == c
-        ok = (t for t in FLOOR_GRID if (as_c & (ratio >= t) & (y != c)).sum() <= max_wrong * as_c.sum())
-        out.append(next(ok, FLOOR_GRID[-1]))
-    return out
 
 
 def scores(p: np.ndarray, y: np.ndarray, w: np.ndarray, floors: list[float]) -> dict:
@@ -114,7 +107,7 @@ def main() -> None:
     n = len(CLASSES)
     rules = {
         "no floors": lambda p, y, w: [1.0] * n,
-        "per class 3 % (1.2-1.3)": lambda p, y, w: per_class_rule(p, y, n),
+        "per class 3 % (1.2-1.3)": lambda p, y, w: per_label_floors(p, y, n, 0.03),
     }
     for b in BUDGETS:
         rules[f"shared budget {b:.0%} (1.4)"] = lambda p, y, w, b=b: ratio_floors(p, y, n, b, w)

@@ -123,6 +123,35 @@ def test_ratio_floors_share_one_budget_across_classes():
     assert ratio_floors(p, y, 2, 0.15) == [1.0, 1.0]
 
 
+def test_per_label_floors_by_hand_and_the_rule_switch():
+    """The 1.2-1.3 rule: per label, a share of that label's units; the mixed view also clears the
+    full view's floor. An unknown rule is refused."""
+    import pytest
+
+    from nwb_celltype.errors import ModelError
+    from nwb_celltype.model.real_ensemble import _view_floors, per_label_floors
+
+    ratios = np.array([1.2, 3.0, 4.0, 6.0, 8.0])
+    p = np.column_stack([ratios / (1 + ratios), 1 / (1 + ratios)])
+    y = np.array([1, 0, 1, 0, 0])
+    # 20 % of the 5 units labelled 0 = 1 wrong allowed: every ratio counts, so 1.5 (only 4 above)
+    assert per_label_floors(p, y, 2, 0.2) == [1.5, 1.0]
+    assert per_label_floors(p, y, 2, 0.0) == [5.0, 1.0]
+    views = {"full": p, "mixed": p[::-1].copy()}
+    ys = {"full": y, "mixed": y[::-1].copy()}
+    ws = {k: np.ones(5) for k in views}
+    flat = {"full": np.column_stack([np.full(5, 0.9), np.full(5, 0.1)]), "mixed": views["mixed"]}
+    # per-label: the mixed floors are raised to the full members' (here 1.0 -> stays 5.0 for class 0)
+    assert _view_floors(views, ys, ws, 2, 0.0, "per-label") == {"full": [5.0, 1.0], "mixed": [5.0, 1.0]}
+    # full members that are never wrong above 1 leave the mixed view its own floor
+    assert _view_floors(flat, {"full": np.zeros(5, int), "mixed": ys["mixed"]}, ws, 2, 0.0, "per-label")[
+        "mixed"
+    ] == [5.0, 1.0]
+    assert _view_floors(views, ys, ws, 2, 0.2, "shared-budget") == {"full": [1.0, 1.0], "mixed": [1.0, 1.0]}
+    with pytest.raises(ModelError, match="floor_rule"):
+        _view_floors(views, ys, ws, 2, 0.0, "strict")
+
+
 def test_calibration_weights_and_weighted_temperature():
     from nwb_celltype.model.real_ensemble import _group_weights, _temperature
 

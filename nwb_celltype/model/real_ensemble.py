@@ -36,6 +36,7 @@ __all__ = [
     "FAMILY",
     "KINDS",
     "member_agreement",
+    "per_label_floors",
     "predict_real_ensemble",
     "quantile_map",
     "ratio_floors",
@@ -146,12 +147,28 @@ def sharpen(p: np.ndarray, temperature: float) -> np.ndarray:
     return z / z.sum(-1, keepdims=True)
 
 
-def _view_floors(oof_p: Mapping, oof_y: Mapping, oof_w: Mapping, n_classes: int, max_wrong: float) -> dict:
-    """Ratio floors per view (:func:`ratio_floors`), each fitted on the view's own inner out-of-fold
-    units with the lab weights ``oof_w``. (Models 1.2-1.3 raised the mixed view's floors to the full
-    members'; with floors allocated under one budget per view that mixes two allocations and cut
-    the mixed view's PkC_ss recall from 0.85 to 0.5 on the inner out-of-fold units.)"""
-    return {k: ratio_floors(oof_p[k], oof_y[k], n_classes, max_wrong, oof_w[k]) for k in oof_p}
+#: Floor rules (``RealModelConfig.floor_rule``).
+FLOOR_RULES = ("shared-budget", "per-label")
+
+
+def _view_floors(
+    oof_p: Mapping, oof_y: Mapping, oof_w: Mapping, n_classes: int, max_wrong: float, rule: str
+) -> dict:
+    """Ratio floors per view, each fitted on the view's own inner out-of-fold units (lab weights
+    ``oof_w``): :func:`ratio_floors` for the ``shared-budget`` rule, :func:`per_label_floors` for the
+    ``per-label`` rule, where the mixed view must also clear the full view's floor for its label (a
+    unit unlike every class must not get through more easily because the discharge members lend the
+    mixture confidence). The shared budget fits the mixed view on its own: raising its floors to the
+    full members' mixes two allocations and cut the mixed view's PkC_ss recall from 0.85 to 0.5 on the
+    inner out-of-fold units."""
+    if rule == "shared-budget":
+        return {k: ratio_floors(oof_p[k], oof_y[k], n_classes, max_wrong, oof_w[k]) for k in oof_p}
+    if rule != "per-label":
+        raise ModelError(f"floor_rule must be one of {FLOOR_RULES}, got {rule!r}.")
+    floors = {k: per_label_floors(oof_p[k], oof_y[k], n_classes, max_wrong) for k in oof_p}
+    if MIXED in floors:
+        floors[MIXED] = [max(a, b) for a, b in zip(floors[MIXED], floors["full"], strict=True)]
+    return floors
 
 
 def _group_weights(groups: np.ndarray) -> np.ndarray:
@@ -226,6 +243,21 @@ def ratio_floors(
                 best = cand[1]
     choice = max(front, key=lambda t: t[1])[2]
     return [options[i] for i in choice]
+
+
+def per_label_floors(p: np.ndarray, y: np.ndarray, n_classes: int, max_wrong: float) -> list[float]:
+    """The ``per-label`` rule (models 1.2-1.3): per predicted class, the lowest :data:`FLOOR_GRID`
+    ratio above which at most ``max_wrong`` of the units given that label were wrong (all ratios
+    counted, whatever the threshold). A small class's allowance is often below one unit, so any error
+    among its labels raises its floor above that unit. A class never predicted gets no floor."""
+    pred, ratio = p.argmax(1), confidence_ratio(p)
+    floors = []
+    for c in range(n_classes):
+        as_c = pred == c
+        wrong_above = ((as_c & (ratio >= t) & (y != c)).sum() for t in FLOOR_GRID)
+        ok = (t for t, n in zip(FLOOR_GRID, wrong_above, strict=True) if n <= max_wrong * as_c.sum())
+        floors.append(next(ok, FLOOR_GRID[-1]))
+    return floors
 
 
 def _unit_weights(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -391,7 +423,7 @@ def _train(cfg, lab, labels, classes, unl, groups, oof_out=None):
         "config": cfg.to_dict(),
         "n_members": {k: int(len(member_fold)) for k in KINDS},
         "temperatures": temps,
-        "ratio_floors": _view_floors(oof_p, oof_y, oof_w, n_classes, cfg.max_confidently_wrong),
+        "ratio_floors": _view_floors(oof_p, oof_y, oof_w, n_classes, cfg.max_confidently_wrong, cfg.floor_rule),
         "ood": ood_meta,
         "n_labelled": int(len(rows)),
         "n_labelled_with_waveform": int(has_w.sum()),
