@@ -107,7 +107,7 @@ def main() -> None:
     n = len(CLASSES)
     rules = {
         "no floors": lambda p, y, w: [1.0] * n,
-        "per class 3 % (1.2-1.3)": lambda p, y, w: per_label_floors(p, y, n, 0.03),
+        "per label 3 % (1.2-1.3; mixed view not raised)": lambda p, y, w: per_label_floors(p, y, n, 0.03),
     }
     for b in BUDGETS:
         rules[f"shared budget {b:.0%} (1.4)"] = lambda p, y, w, b=b: ratio_floors(p, y, n, b, w)

@@ -423,7 +423,9 @@ def _train(cfg, lab, labels, classes, unl, groups, oof_out=None):
         "config": cfg.to_dict(),
         "n_members": {k: int(len(member_fold)) for k in KINDS},
         "temperatures": temps,
-        "ratio_floors": _view_floors(oof_p, oof_y, oof_w, n_classes, cfg.max_confidently_wrong, cfg.floor_rule),
+        "ratio_floors": _view_floors(
+            oof_p, oof_y, oof_w, n_classes, cfg.max_confidently_wrong, cfg.floor_rule
+        ),
         "ood": ood_meta,
         "n_labelled": int(len(rows)),
         "n_labelled_with_waveform": int(has_w.sum()),
