@@ -410,3 +410,26 @@ def test_ratio_floor_follows_the_label_and_member_kind(trained):
 
     assert set(meta["ratio_floors"]) == {"full", "mixed", "discharge"}
     assert all(len(v) == 3 and set(v) <= set(FLOOR_GRID) for v in meta["ratio_floors"].values())
+
+
+def test_floors_are_fitted_on_the_out_of_fold_units_handed_out():
+    """``oof=`` hands out, per view, the inner out-of-fold probabilities, classes and lab weights the
+    floors were fitted on: refitting the floors from them gives the model's floors, with the labs
+    weighted equally (two labs of 2 : 1 units -> weights 0.75 and 1.5)."""
+    from nwb_celltype.model.real_ensemble import ratio_floors
+
+    raw, labels = _units(6, seed=3)
+    groups = np.where(np.arange(len(labels)) % 3 == 0, "lab_b", "lab_a")
+    oof: dict = {}
+    cfg = RealModelConfig(**{**TINY.to_dict(), "max_confidently_wrong": 0.05})
+    _, meta = train_real_ensemble(raw, labels, CLASSES, None, cfg, groups, oof=oof)
+    assert set(oof) == {"full", "discharge", "mixed"}
+    for view, v in oof.items():
+        assert v["p"].shape == (len(labels), len(CLASSES)) and len(v["y"]) == len(labels)
+        np.testing.assert_allclose(v["p"].sum(1), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(np.unique(np.round(v["w"], 6)), [0.75, 1.5])
+        assert meta["ratio_floors"][view] == ratio_floors(v["p"], v["y"], len(CLASSES), 0.05, v["w"])
+    # the inner out-of-fold balanced accuracy in the card is computed on the same probabilities
+    full = oof["full"]
+    recall = [np.mean(full["p"][full["y"] == c].argmax(1) == c) for c in range(len(CLASSES))]
+    assert abs(meta["inner_oof_balanced_accuracy"]["full"] - np.mean(recall)) < 1e-9
