@@ -141,6 +141,15 @@ def model_sha256_option(f):
     )(f)
 
 
+#: Help of every ``--threshold`` option.
+THRESHOLD_HELP = (
+    "Confidence ratio (best/second-best probability) below which a unit is 'unclassified' (a model's "
+    "per-class floors apply as well). Higher values label fewer units, and fewer units unlike the "
+    "training classes: with the default model, 5 instead of 2 labels a fifth instead of a third of "
+    "simulated non-cerebellar-cortex units (docs/validation.md)."
+)
+
+
 def annotation_options(f):
     """Options shared by every command that annotates sources: threshold, batch size, where remote
     sources come from, and the output format (quiet / JSON)."""
@@ -150,7 +159,7 @@ def annotation_options(f):
             type=float,
             default=2.0,
             show_default=True,
-            help="Confidence ratio (best/second-best probability) below which a unit is 'unclassified'.",
+            help=THRESHOLD_HELP,
         ),
         click.option(
             "--batch-size",

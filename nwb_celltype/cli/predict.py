@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import model_option, print_json, quiet_logging
+from ._common import THRESHOLD_HELP, model_option, print_json, quiet_logging
 
 
 @click.command("predict")
@@ -17,7 +17,7 @@ from ._common import model_option, print_json, quiet_logging
     type=float,
     default=2.0,
     show_default=True,
-    help="Confidence ratio (best/second-best probability) below which a unit is 'unclassified'.",
+    help=THRESHOLD_HELP,
 )
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
