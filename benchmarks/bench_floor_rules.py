@@ -26,12 +26,8 @@ import numpy as np
 
 from nwb_celltype.library.tables import read_feature_tables
 from nwb_celltype.model.decision import confidence_ratio
-from nwb_celltype.model.real_ensemble import (
-    FLOOR_THRESHOLD,
-    per_label_floors,
-    ratio_floors,
-    train_real_ensemble,
-)
+from nwb_celltype.model.real_ensemble import train_real_ensemble
+from nwb_celltype.model.real_floors import FLOOR_THRESHOLD, per_label_floors, ratio_floors
 from nwb_celltype.model.real_networks import RealModelConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -406,7 +406,7 @@ def test_ratio_floor_follows_the_label_and_member_kind(trained):
         "below_ratio_floor"
     ].any()
     # the trained model's floors: one per class and kind, from the grid
-    from nwb_celltype.model.real_ensemble import FLOOR_GRID
+    from nwb_celltype.model.real_floors import FLOOR_GRID
 
     assert set(meta["ratio_floors"]) == {"full", "mixed", "discharge"}
     assert all(len(v) == 3 and set(v) <= set(FLOOR_GRID) for v in meta["ratio_floors"].values())
@@ -416,7 +416,7 @@ def test_floors_are_fitted_on_the_out_of_fold_units_handed_out():
     """``oof=`` hands out, per view, the inner out-of-fold probabilities, classes and lab weights the
     floors were fitted on: refitting the floors from them gives the model's floors, with the labs
     weighted equally (two labs of 2 : 1 units -> weights 0.75 and 1.5)."""
-    from nwb_celltype.model.real_ensemble import ratio_floors
+    from nwb_celltype.model.real_floors import ratio_floors
 
     raw, labels = _units(6, seed=3)
     groups = np.where(np.arange(len(labels)) % 3 == 0, "lab_b", "lab_a")

@@ -86,7 +86,7 @@ def test_combined_threshold_keeps_the_share_of_training_like_units_flagged():
 
 
 def test_ratio_floors_by_hand():
-    from nwb_celltype.model.real_ensemble import ratio_floors
+    from nwb_celltype.model.real_floors import ratio_floors
 
     # five units labelled class 0 with ratios 1.2 (wrong), 3, 4 (wrong), 6, 8; class 1 never predicted.
     # At the threshold (2) the unit at 1.2 is not labelled anyway.
@@ -106,7 +106,7 @@ def test_ratio_floors_by_hand():
 def test_ratio_floors_share_one_budget_across_classes():
     """One budget for all classes: the error goes where it costs the least balanced recall. A
     per-class allowance would give the small class no error at all and cut half its labels."""
-    from nwb_celltype.model.real_ensemble import ratio_floors
+    from nwb_celltype.model.real_floors import ratio_floors
 
     # class 0: 10 right at ratio 10, 1 wrong (a class-1 unit) at 3;
     # class 1: 2 right at 3 and 5, 1 wrong (a class-0 unit) at 4. 14 units, 10 % -> 1.4 wrong allowed.
@@ -129,7 +129,7 @@ def test_per_label_floors_by_hand_and_the_rule_switch():
     import pytest
 
     from nwb_celltype.errors import ModelError
-    from nwb_celltype.model.real_ensemble import _view_floors, per_label_floors
+    from nwb_celltype.model.real_floors import per_label_floors, view_floors
 
     ratios = np.array([1.2, 3.0, 4.0, 6.0, 8.0])
     p = np.column_stack([ratios / (1 + ratios), 1 / (1 + ratios)])
@@ -142,14 +142,14 @@ def test_per_label_floors_by_hand_and_the_rule_switch():
     ws = {k: np.ones(5) for k in views}
     flat = {"full": np.column_stack([np.full(5, 0.9), np.full(5, 0.1)]), "mixed": views["mixed"]}
     # per-label: the mixed floors are raised to the full members' (here 1.0 -> stays 5.0 for class 0)
-    assert _view_floors(views, ys, ws, 2, 0.0, "per-label") == {"full": [5.0, 1.0], "mixed": [5.0, 1.0]}
+    assert view_floors(views, ys, ws, 2, 0.0, "per-label") == {"full": [5.0, 1.0], "mixed": [5.0, 1.0]}
     # full members that are never wrong above 1 leave the mixed view its own floor
-    assert _view_floors(flat, {"full": np.zeros(5, int), "mixed": ys["mixed"]}, ws, 2, 0.0, "per-label")[
+    assert view_floors(flat, {"full": np.zeros(5, int), "mixed": ys["mixed"]}, ws, 2, 0.0, "per-label")[
         "mixed"
     ] == [5.0, 1.0]
-    assert _view_floors(views, ys, ws, 2, 0.2, "shared-budget") == {"full": [1.0, 1.0], "mixed": [1.0, 1.0]}
+    assert view_floors(views, ys, ws, 2, 0.2, "shared-budget") == {"full": [1.0, 1.0], "mixed": [1.0, 1.0]}
     with pytest.raises(ModelError, match="floor_rule"):
-        _view_floors(views, ys, ws, 2, 0.0, "strict")
+        view_floors(views, ys, ws, 2, 0.0, "strict")
 
 
 def test_calibration_weights_and_weighted_temperature():

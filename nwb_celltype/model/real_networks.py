@@ -32,13 +32,13 @@ class RealModelConfig:
     latent codes (:mod:`.real_ood`); ``max_confidently_wrong``: each predicted class gets a floor on
     the confidence ratio, the floors chosen together so that, on the inner out-of-fold units (labs
     weighted equally), confidently wrong labels weigh at most this fraction of all units while the
-    most balanced recall is kept (:func:`.real_ensemble.ratio_floors`; 1 = no floor). 0.02, not the
+    most balanced recall is kept (:func:`.real_floors.ratio_floors`; 1 = no floor). 0.02, not the
     issue's 0.03: floors fitted on one half of the inner out-of-fold units and scored on the other
     leave 2.8-3.1 % confidently wrong at 0.02 and 3.3-3.8 % at 0.03 (docs/validation.md);
     ``floor_rule``: ``"shared-budget"`` (that allocation) or ``"per-label"`` (models 1.2-1.3: per
     predicted class, the lowest floor above which at most ``max_confidently_wrong`` of the units given
     that label were wrong, and the mixed view's floors raised to the full members'; stricter, fewer
-    MLI and MFB labels, fewer non-C4 units labelled: :func:`.real_ensemble.per_label_floors`);
+    MLI and MFB labels, fewer non-C4 units labelled: :func:`.real_floors.per_label_floors`);
     ``calibrate_per_lab``: the temperature's NLL weighs every lab (group) the same;
     ``mix_views``: a unit with a waveform is scored by the full *and* the discharge members (the
     mean of the two kinds' probabilities, sharpened by one more temperature fitted on the inner
