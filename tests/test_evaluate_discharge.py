@@ -106,7 +106,7 @@ def test_cli_evaluates_a_tables_manifest_and_a_test_lab(hull, tmp_path, monkeypa
     from nwb_celltype.cli import evaluate as evaluate_cli
     from nwb_celltype.library.tables import import_tables
 
-    monkeypatch.setattr(evaluate_cli, "make_real_config", lambda folds, seed, threads: _small())
+    monkeypatch.setattr(evaluate_cli, "make_real_config", lambda folds, seed, threads, **floors: _small())
     manifest, _ = hull
     import_tables([REAL / "lisberger"], tmp_path / "lis.toml")
     res = CliRunner().invoke(
@@ -126,3 +126,34 @@ def test_cli_evaluates_a_tables_manifest_and_a_test_lab(hull, tmp_path, monkeypa
     doc = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert doc["protocol"]["family"] == "acg-isi-wave" and doc["metrics"]["n_units"] == 79
     assert doc["protocol"]["scheme"].startswith("train on all 499 labelled units")  # one has no ACG
+
+
+def test_cli_train_passes_the_floor_rule_and_budget_to_the_model(hull, tmp_path, monkeypatch):
+    """`train --floor-rule/--max-confidently-wrong` reach the acg-isi-wave model: with the per-label
+    rule and a budget of 1 every floor is 1 (no floor); a budget outside [0, 1] or an unknown rule is
+    refused before anything is trained."""
+    from nwb_celltype.cli import train as train_cli
+    from nwb_celltype.model.real_networks import RealModelConfig
+
+    cfg = train_cli.make_real_config(5, 3, 1, floor_rule="per-label", max_confidently_wrong=0.5)
+    assert (cfg.floor_rule, cfg.max_confidently_wrong, cfg.folds, cfg.seed) == ("per-label", 0.5, 5, 3)
+    small = {k: v for k, v in _small().to_dict().items() if k not in ("folds", "seed", "n_threads")}
+
+    def make(folds, seed, threads, **floors):
+        return RealModelConfig(**{**small, "folds": folds, "seed": seed, "n_threads": threads, **floors})
+
+    monkeypatch.setattr(train_cli, "make_real_config", make)
+    manifest, _ = hull
+    out = tmp_path / "m"
+    args = ["train", str(manifest), "--out", str(out), "--folds", "3", "--no-progress"]
+    res = CliRunner().invoke(main, [*args, "--floor-rule", "per-label", "--max-confidently-wrong", "1"])
+    assert res.exit_code == 0, res.output
+    card = json.loads((out / "model_card.json").read_text())
+    meta = card["model_meta"]
+    assert meta["config"]["floor_rule"] == "per-label" and meta["config"]["max_confidently_wrong"] == 1.0
+    assert all(f == 1.0 for view in meta["ratio_floors"].values() for f in view)
+    for bad in (["--max-confidently-wrong", "1.5"], ["--floor-rule", "strict"]):
+        res = CliRunner().invoke(main, [*args[:3], "--out", str(tmp_path / "x"), *bad])
+        assert res.exit_code != 0 and "Invalid value" in res.output and not (tmp_path / "x").exists(), (
+            res.output
+        )

@@ -36,6 +36,8 @@ def evaluate(
     head_epochs,
     use_layer,
     finetune_encoders,
+    floor_rule,
+    max_confidently_wrong,
     threads,
     cache_dir,
     annotation,
@@ -48,13 +50,16 @@ def evaluate(
     on the same folds.
     Manifests with feature tables evaluate the real-data family (acg-isi-wave): each fold's model
     never sees the held-out units, not even unlabelled; the options --repeats, --vae-epochs,
-    --head-epochs, --use-layer and --finetune-encoders apply to c4-3d only."""
+    --head-epochs, --use-layer and --finetune-encoders apply to c4-3d only, --floor-rule and
+    --max-confidently-wrong to acg-isi-wave only."""
     from ..model import evaluate_model
 
     refuse_existing(out, overwrite)
     family = resolve_family(family, library)
     if family == "acg-isi-wave":
-        cfg = make_real_config(folds, seed, threads)
+        cfg = make_real_config(
+            folds, seed, threads, floor_rule=floor_rule, max_confidently_wrong=max_confidently_wrong
+        )
     else:
         cfg = make_config(folds, repeats, vae_epochs, head_epochs, use_layer, finetune_encoders, threads)
     ts = load_library(library, cache_dir, annotation, progress, family)

@@ -29,6 +29,23 @@ def _config_options(f):
             show_default=True,
             help="Fine-tune every member's encoders (C4) or share frozen pre-trained ones (fast inference).",
         ),
+        click.option(
+            "--floor-rule",
+            type=click.Choice(["shared-budget", "per-label"]),
+            default="shared-budget",
+            show_default=True,
+            help="acg-isi-wave: how the per-class confidence-ratio floors are fitted on the inner "
+            "out-of-fold units: one budget of confidently wrong labels shared by all classes, or "
+            "a share of each label's own units (stricter; the 1.2-1.3 rule). docs/validation.md.",
+        ),
+        click.option(
+            "--max-confidently-wrong",
+            type=click.FloatRange(0.0, 1.0),
+            default=0.02,
+            show_default=True,
+            help="acg-isi-wave: the floors' budget, the fraction of inner out-of-fold units allowed "
+            "to be confidently wrong (1 = no floors).",
+        ),
         click.option("--threads", type=int, default=1, show_default=True, help="torch threads."),
         click.option("--cache-dir", type=click.Path(), default=None, help="Feature cache folder."),
         click.option("--annotation", default=None, help="Ground-truth table name in every file."),
@@ -90,11 +107,23 @@ def family_option(f):
     )(f)
 
 
-def make_real_config(folds: int, seed: int, threads: int):
+def make_real_config(
+    folds: int,
+    seed: int,
+    threads: int,
+    floor_rule: str = "shared-budget",
+    max_confidently_wrong: float = 0.02,
+):
     """The acg-isi-wave model's settings from the shared options (the rest: the shipped model's)."""
     from ..model.real_networks import RealModelConfig
 
-    return RealModelConfig(folds=folds, seed=seed, n_threads=threads)
+    return RealModelConfig(
+        folds=folds,
+        seed=seed,
+        n_threads=threads,
+        floor_rule=floor_rule,
+        max_confidently_wrong=max_confidently_wrong,
+    )
 
 
 @click.command()
@@ -121,6 +150,8 @@ def train(
     head_epochs,
     use_layer,
     finetune_encoders,
+    floor_rule,
+    max_confidently_wrong,
     threads,
     cache_dir,
     annotation,
@@ -129,7 +160,7 @@ def train(
     """Train a model bundle on LIBRARY (a manifest, or NWB files / URLs / DANDI ids with ground-truth
     labels; unlabelled units pre-train the autoencoders). Manifests with feature tables train the
     real-data family (acg-isi-wave); --repeats/--vae-epochs/--head-epochs/--use-layer/--finetune-encoders
-    apply to c4-3d only."""
+    apply to c4-3d only, --floor-rule/--max-confidently-wrong to acg-isi-wave only."""
     from ..model import save_bundle, train_model
 
     family = resolve_family(family, library)
@@ -139,7 +170,9 @@ def train(
 
         bundle = train_discharge_model(
             ts,
-            config=make_real_config(folds, seed, threads),
+            config=make_real_config(
+                folds, seed, threads, floor_rule=floor_rule, max_confidently_wrong=max_confidently_wrong
+            ),
             name=name,
             version=model_version,
             description=description,
