@@ -1,8 +1,9 @@
 """How the ratio-floor rule and its budget were chosen (docs/validation.md), on training data only.
 
 Trains the shipped recipe (every labelled Hull + Lisberger unit; encoders pre-trained with the
-unlabelled Lisberger units and Hausser waveforms), takes the inner out-of-fold probabilities the
-floors are fitted on (each unit scored by the members that never saw it), and compares floor rules
+unlabelled Lisberger units and unlabelled Hausser waveforms, as bench_real_validation does), takes
+the inner out-of-fold probabilities the floors are fitted on (each unit scored by the members that
+never saw it), and compares floor rules
 by fitting them on one stratified half of those units and scoring the other half (both ways,
 ``--repeats`` random splits). No benchmark test fold and no non-C4 unit is read.
 
