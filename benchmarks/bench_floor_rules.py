@@ -25,14 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from nwb_celltype.library.tables import read_feature_tables
 from nwb_celltype.model.decision import confidence_ratio
 from nwb_celltype.model.real_ensemble import train_real_ensemble
 from nwb_celltype.model.real_floors import FLOOR_THRESHOLD, per_label_floors, ratio_floors
 from nwb_celltype.model.real_networks import RealModelConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_real_validation import CLASSES, _cat, _raw
+from bench_real_validation import CLASSES, load_tables, pooled_units
 
 BUDGETS = (0.01, 0.02, 0.03)
 
@@ -88,17 +87,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--repeats", type=int, default=10)
     args = ap.parse_args()
-    data = {lab: read_feature_tables(Path(args.data) / lab) for lab in ("hull", "lisberger", "hausser")}
-    for fs in data.values():
-        fs.labels = np.asarray(fs.labels, dtype=object).astype(str)
-    lis, hau = data["lisberger"], data["hausser"]
-    unl = _cat(
-        _raw(lis, np.flatnonzero(lis.labels == "unlabeled")),
-        _raw(hau, np.flatnonzero(hau.labels == "unlabeled")),
-    )
-    both = {k: np.concatenate([_raw(data[lab])[k] for lab in ("hull", "lisberger")]) for k in _raw(lis)}
-    labels = np.concatenate([data[lab].labels for lab in ("hull", "lisberger")])
-    groups = np.concatenate([np.full(len(data[lab].labels), lab) for lab in ("hull", "lisberger")])
+    data, unl = load_tables(args.data)
+    both, labels, groups = pooled_units(data)
     oof: dict = {}
     train_real_ensemble(both, labels, CLASSES, unl, RealModelConfig(n_threads=1), groups, oof=oof)
     n = len(CLASSES)

@@ -63,6 +63,30 @@ def _cat(*raws: dict) -> dict:
     return {k: np.concatenate([r[k] for r in raws]) for k in raws[0]}
 
 
+def load_tables(data_dir) -> tuple[dict, dict]:
+    """The three labs' feature tables (labels as str) and the unlabelled pre-training pool: every
+    unlabelled Lisberger unit and every unlabelled Hausser waveform."""
+    data = {lab: read_feature_tables(Path(data_dir) / lab) for lab in ("hull", "lisberger", "hausser")}
+    for fs in data.values():
+        fs.labels = np.asarray(fs.labels, dtype=object).astype(str)
+    lis, hau = data["lisberger"], data["hausser"]
+    unl = _cat(
+        _raw(lis, np.flatnonzero(lis.labels == "unlabeled")),
+        _raw(hau, np.flatnonzero(hau.labels == "unlabeled")),
+    )
+    return data, unl
+
+
+def pooled_units(data: dict) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Raw features, labels and lab of every Hull + Lisberger unit (the shipped recipe's training set)."""
+    labs = ("hull", "lisberger")
+    raws = [_raw(data[lab]) for lab in labs]
+    both = _cat(*raws)
+    labels = np.concatenate([data[lab].labels for lab in labs])
+    groups = np.concatenate([np.full(len(data[lab].labels), lab) for lab in labs])
+    return both, labels, groups
+
+
 def _index(labels) -> np.ndarray:
     return np.array([CLASSES.index(v) for v in labels], dtype=np.int64)
 
@@ -448,14 +472,7 @@ def main() -> None:
         else RealModelConfig(n_threads=1, epochs=20, pretrain_epochs=20, seeds=1)
     )
     cfg = RealModelConfig(**{**cfg.to_dict(), **_overrides(args.set)})
-    data = {lab: read_feature_tables(Path(args.data) / lab) for lab in ("hull", "lisberger", "hausser")}
-    for fs in data.values():
-        fs.labels = np.asarray(fs.labels, dtype=object).astype(str)
-    lis, hau = data["lisberger"], data["hausser"]
-    unl = _cat(
-        _raw(lis, np.flatnonzero(lis.labels == "unlabeled")),
-        _raw(hau, np.flatnonzero(hau.labels == "unlabeled")),
-    )
+    data, unl = load_tables(args.data)
     t0 = time.perf_counter()
     ev = {}
     for lab in ("hull", "lisberger"):
@@ -476,9 +493,7 @@ def main() -> None:
         print(f"{lab} pooled done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     ev["macaque->mouse"] = cross_species(data, "lisberger", "hull", unl, cfg)
     ev["mouse->macaque"] = cross_species(data, "hull", "lisberger", unl, cfg)
-    both = {k: np.concatenate([_raw(data[lab])[k] for lab in ("hull", "lisberger")]) for k in _raw(lis)}
-    labels = np.concatenate([data[lab].labels for lab in ("hull", "lisberger")])
-    groups = np.concatenate([np.full(len(data[lab].labels), lab) for lab in ("hull", "lisberger")])
+    both, labels, groups = pooled_units(data)
     tensors, meta = _train(both, labels, unl, cfg, groups)
     res = {
         "config": cfg.to_dict(),
