@@ -96,14 +96,14 @@ def score(y: np.ndarray, p: np.ndarray, reasons: dict | None = None) -> dict:
     the model's own abstentions besides the ratio threshold, one bool mask (n,) per reason; a unit
     any of them flags is not classified."""
     reasons = reasons or {}
-    ood = np.zeros(len(y), bool)
+    abstained = np.zeros(len(y), bool)
     for mask in reasons.values():
-        ood = ood | mask
+        abstained = abstained | mask
     pred = p.argmax(1)
     srt = np.sort(p, 1)
     with np.errstate(divide="ignore"):
         ratio = srt[:, -1] / srt[:, -2]
-    classified = (ratio >= THRESHOLD) & ~ood
+    classified = (ratio >= THRESHOLD) & ~abstained
     present = [c for c in range(len(CLASSES)) if np.any(y == c)]
     rec_all = {CLASSES[c]: float(np.mean(pred[y == c] == c)) for c in present}
     rec_thr = {CLASSES[c]: float(((pred == y) & classified)[y == c].mean()) for c in present}
@@ -113,7 +113,7 @@ def score(y: np.ndarray, p: np.ndarray, reasons: dict | None = None) -> dict:
     ]
     curve = []
     for t in (1.0, 1.5, 2.0, 3.0, 5.0, 10.0):
-        m = (ratio >= t) & ~ood
+        m = (ratio >= t) & ~abstained
         right = m & (pred == y)
         curve.append(
             {
@@ -132,7 +132,7 @@ def score(y: np.ndarray, p: np.ndarray, reasons: dict | None = None) -> dict:
         "balanced_recall_at_2_abstain_as_miss": float(np.mean(list(rec_thr.values()))),
         "coverage_at_2": float(classified.mean()),
         "confidently_wrong": float(np.mean(classified & (pred != y))),
-        "abstained_by_model": float(ood.mean()),
+        "abstained_by_model": float(abstained.mean()),
         "abstention_reasons": {k: float(m.mean()) for k, m in reasons.items()},
         "ece": expected_calibration_error(y, p)["ece"],
         "recall": rec_all,
@@ -308,13 +308,14 @@ def simulated_other(tensors, meta) -> dict:
     srt = np.sort(p, 1)
     with np.errstate(divide="ignore"):
         ratio = srt[:, -1] / srt[:, -2]
-    confident = (ratio >= THRESHOLD) & ~_abstain(o)
+    abstained = _abstain(o)
+    confident = (ratio >= THRESHOLD) & ~abstained
     names = np.array(names)
     return {
         "n": int(len(names)),
         "confidently_labelled": float(confident.mean()),
         "confidently_labelled_by_threshold": {
-            f"{t:g}": float(np.mean((ratio >= t) & ~_abstain(o))) for t in NON_C4_THRESHOLDS
+            f"{t:g}": float(np.mean((ratio >= t) & ~abstained)) for t in NON_C4_THRESHOLDS
         },
         "confidently_labelled_without_floors": float(np.mean((ratio >= THRESHOLD) & ~_abstain_no_floor(o))),
         "below_ratio_floor": float(o["below_ratio_floor"].mean()),

@@ -107,13 +107,7 @@ def family_option(f):
     )(f)
 
 
-def make_real_config(
-    folds: int,
-    seed: int,
-    threads: int,
-    floor_rule: str = "shared-budget",
-    max_confidently_wrong: float = 0.02,
-):
+def make_real_config(folds: int, seed: int, threads: int, *, floor_rule: str, max_confidently_wrong: float):
     """The acg-isi-wave model's settings from the shared options (the rest: the shipped model's)."""
     from ..model.real_networks import RealModelConfig
 
