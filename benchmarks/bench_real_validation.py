@@ -33,6 +33,7 @@ from nwb_celltype.features.discharge_inputs import (
 from nwb_celltype.library.tables import read_feature_tables
 from nwb_celltype.model.evaluate_discharge import discharge_baselines
 from nwb_celltype.model.metrics import expected_calibration_error
+from nwb_celltype.model.real_depth import acg_pairs, thin_counts
 from nwb_celltype.model.real_ensemble import predict_real_ensemble, train_real_ensemble
 from nwb_celltype.model.real_networks import RealModelConfig
 from nwb_celltype.model.training import stratified_folds
@@ -179,13 +180,30 @@ def other_lab_waveforms(raw: dict, labels: np.ndarray, donor, rng: np.random.Gen
     return out
 
 
+#: ACG depths (pairs at lags 1-100 ms) the held-out units are thinned to (:func:`thinned_sets`):
+#: what a shorter recording or a slower unit gives; the tables' units hold 10^4-10^6 (PkC_cs 10-600).
+DEPTHS = (30_000, 3_000, 1_000, 300, 100)
+
+
+def thinned_sets(raw: dict, rng: np.random.Generator) -> dict[str, dict]:
+    """``raw`` thinned to each of :data:`DEPTHS` (units already shallower are kept as they are):
+    the same neurons' discharges, as a shorter recording would have counted them
+    (:func:`nwb_celltype.model.real_depth.thin_counts`)."""
+    depth = acg_pairs(raw["acg_counts"])
+    return {
+        f"{d} ACG pairs": thin_counts(raw, np.minimum(1.0, d / np.maximum(depth, 1.0)), rng) for d in DEPTHS
+    }
+
+
 def within_lab(
     data: dict, lab: str, unl: dict, cfg, pool: bool, seed: int = 0, donor: str | None = None
-) -> dict | tuple[dict, dict]:
+) -> tuple[dict, dict]:
     """Stratified 5-fold CV within ``lab``; with ``pool`` the other lab's labelled units join training.
 
-    With ``donor`` (a lab of waveform tables), the same models also score the held-out units with
-    their waveforms swapped for the donor lab's (:func:`other_lab_waveforms`); returns both results.
+    The same models also score the held-out units thinned to every depth of :data:`DEPTHS`
+    (:func:`thinned_sets`) and, with ``donor`` (a lab of waveform tables), with their waveforms
+    swapped for the donor lab's (:func:`other_lab_waveforms`). Returns the scores of the held-out
+    units as they are (with ``train_seconds_per_fold``) and, per other test set, its scores.
     """
     fs = data[lab]
     rows = np.flatnonzero(np.isin(fs.labels.astype(str), CLASSES) & fs.has_discharge)
@@ -193,13 +211,15 @@ def within_lab(
     fold = stratified_folds(y, 5, np.random.default_rng(seed))
     other = "lisberger" if lab == "hull" else "hull"
     orows = np.flatnonzero(np.isin(data[other].labels.astype(str), CLASSES))
-    probs = {
-        k: np.zeros((len(y), len(CLASSES))) for k in ("model", "logreg_rate_cv2_width", "logreg_raw_features")
-    }
-    flags = {r: np.zeros(len(y), bool) for r in REASONS}
-    swap = {k: np.zeros_like(v) for k, v in probs.items()}
-    swap_flags = {r: np.zeros(len(y), bool) for r in REASONS}
-    swap_rng = np.random.default_rng([seed, 2])
+    methods = ("model", "logreg_rate_cv2_width", "logreg_raw_features")
+    names = [
+        "own",
+        *(["other lab's waveforms"] if donor is not None else []),
+        *(f"{d} ACG pairs" for d in DEPTHS),
+    ]
+    probs = {t: {k: np.zeros((len(y), len(CLASSES))) for k in methods} for t in names}
+    flags = {t: {r: np.zeros(len(y), bool) for r in REASONS} for t in names}
+    swap_rng, thin_rng = np.random.default_rng([seed, 2]), np.random.default_rng([seed, 3])
     seconds = []
     for f in range(5):
         tr, te = rows[fold != f], rows[fold == f]
@@ -212,25 +232,25 @@ def within_lab(
         tensors, meta = _train(tr_raw, labels, unl, cfg, groups)
         seconds.append(time.perf_counter() - t0)
         te_raw = _raw(fs, te)
-        sets = [(probs, flags, te_raw)]
+        sets = {"own": te_raw}
         if donor is not None:
-            te_swap = other_lab_waveforms(te_raw, fs.labels[te].astype(str), data[donor], swap_rng)
-            sets.append((swap, swap_flags, te_swap))
-        for p_set, flag_set, raw in sets:
+            sets["other lab's waveforms"] = other_lab_waveforms(
+                te_raw, fs.labels[te].astype(str), data[donor], swap_rng
+            )
+        sets.update(thinned_sets(te_raw, thin_rng))
+        for name, raw in sets.items():
             out = predict_real_ensemble(tensors, meta, raw)
-            p_set["model"][fold == f] = out["probabilities"]
+            probs[name]["model"][fold == f] = out["probabilities"]
             for r in REASONS:
-                flag_set[r][fold == f] = out[r]
-        # the baselines are fitted once per fold and score every test set (own and swapped waveforms)
-        bp = _baselines(_raw(fs, tr), _index(fs.labels[tr].astype(str)), _cat(*(raw for *_, raw in sets)))
-        for i, (p_set, *_) in enumerate(sets):
+                flags[name][r][fold == f] = out[r]
+        # the baselines are fitted once per fold and score every test set
+        bp = _baselines(_raw(fs, tr), _index(fs.labels[tr].astype(str)), _cat(*sets.values()))
+        for i, name in enumerate(sets):
             for k, p in bp.items():
-                p_set[k][fold == f] = p[i * len(te) : (i + 1) * len(te)]
-    res = _model_rows(y, probs, flags)
+                probs[name][k][fold == f] = p[i * len(te) : (i + 1) * len(te)]
+    res = _model_rows(y, probs["own"], flags["own"])
     res["train_seconds_per_fold"] = float(np.mean(seconds))
-    if donor is None:
-        return res
-    return res, _model_rows(y, swap, swap_flags)
+    return res, {t: _model_rows(y, probs[t], flags[t]) for t in names if t != "own"}
 
 
 def _model_rows(y: np.ndarray, probs: dict, flags: dict) -> dict:
@@ -429,6 +449,7 @@ def _markdown(res: dict) -> str:
             for c in m["recall"]
         )
         lines.append(f"- {ev}: {cells}")
+    lines += _depth_markdown(res)
     lines += [
         "",
         "Non-C4 units: " + json.dumps(res["non_c4"]),
@@ -441,6 +462,31 @@ def _markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def _depth_markdown(res: dict) -> list[str]:
+    """The depth-robustness table: every within-lab evaluation's held-out units as recorded and
+    thinned to each of :data:`DEPTHS`, model and simple baseline."""
+    if "depth_robustness" not in res:  # runs before model 1.5
+        return []
+    lines = [
+        "",
+        "Held-out units thinned to fewer ACG pairs (a shorter recording; same trained models, same folds):",
+        "",
+        "| evaluation | depth | method | balanced acc. (no threshold) | classified @2 | bal. recall @2, abstentions as misses | "
+        "confidently wrong | ECE | MLI recall @2 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for ev, sets in res["depth_robustness"].items():
+        for depth, r in [("as recorded", res["evaluations"][ev]), *sets.items()]:
+            for method in ("model", "logreg_rate_cv2_width"):
+                m = r[method]
+                lines.append(
+                    f"| {ev} | {depth} | {method} | {m['balanced_accuracy']:.3f} | {m['coverage_at_2']:.3f} | "
+                    f"{m['balanced_recall_at_2_abstain_as_miss']:.3f} | {m['confidently_wrong']:.3f} | {m['ece']:.3f} | "
+                    f"{m['recall_at_2_abstain_as_miss'].get('MLI', float('nan')):.2f} |"
+                )
+    return lines
+
+
 def _overrides(items: list[str]) -> dict:
     """``KEY=VALUE`` strings as RealModelConfig fields, each value cast to the field's default type."""
     defaults = RealModelConfig().to_dict()
@@ -450,7 +496,10 @@ def _overrides(items: list[str]) -> dict:
         if not sep or key not in defaults:
             raise SystemExit(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(defaults)}")
         kind = type(defaults[key])
-        out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        if kind is tuple:  # e.g. depth_bands=1000,10000
+            out[key] = tuple(float(v) for v in value.split(",") if v)
+        else:
+            out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return out
 
 
@@ -475,23 +524,22 @@ def main() -> None:
     cfg = RealModelConfig(**{**cfg.to_dict(), **_overrides(args.set)})
     data, unl = load_tables(args.data)
     t0 = time.perf_counter()
-    ev = {}
+    ev, depth = {}, {}
     for lab in ("hull", "lisberger"):
-        if lab == "hull":  # Hausser: mouse waveforms of every class, from another lab
-            ev["hull within-lab CV"], ev["hull CV, test waveforms from another lab (Hausser)"] = within_lab(
-                data, lab, unl, cfg, pool=False, donor="hausser"
-            )
-        else:
-            ev[f"{lab} within-lab CV"] = within_lab(data, lab, unl, cfg, pool=False)
-        print(f"{lab} within-lab done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-        if lab == "hull":
+        donor = "hausser" if lab == "hull" else None  # Hausser: mouse waveforms of every class
+        for pool, name, swapped in (
+            (False, f"{lab} within-lab CV", f"{lab} CV, test waveforms from another lab (Hausser)"),
             (
-                ev["hull CV, other lab pooled into training"],
-                ev["hull CV, other lab pooled, test waveforms from another lab (Hausser)"],
-            ) = within_lab(data, lab, unl, cfg, pool=True, donor="hausser")
-        else:
-            ev[f"{lab} CV, other lab pooled into training"] = within_lab(data, lab, unl, cfg, pool=True)
-        print(f"{lab} pooled done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+                True,
+                f"{lab} CV, other lab pooled into training",
+                f"{lab} CV, other lab pooled, test waveforms from another lab (Hausser)",
+            ),
+        ):
+            ev[name], other_sets = within_lab(data, lab, unl, cfg, pool=pool, donor=donor)
+            if donor is not None:
+                ev[swapped] = other_sets.pop("other lab's waveforms")
+            depth[name] = other_sets
+            print(f"{name} done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     ev["macaque->mouse"] = cross_species(data, "lisberger", "hull", unl, cfg)
     ev["mouse->macaque"] = cross_species(data, "hull", "lisberger", unl, cfg)
     both, labels, groups = pooled_units(data)
@@ -499,6 +547,7 @@ def main() -> None:
     res = {
         "config": cfg.to_dict(),
         "evaluations": ev,
+        "depth_robustness": depth,
         "non_c4": non_c4(data, tensors, meta),
         "default_model_non_c4": default_model_non_c4(),
         "chunk_robustness": chunk_robustness(tensors, meta),

@@ -391,6 +391,8 @@ def test_ratio_floor_follows_the_label_and_member_kind(trained):
     test_raw, _ = _units(4, seed=9)
     test_raw["waveform"][::3] = np.nan  # some units scored by the discharge-only members
     floors = {"full": [2.0, 2.0, 2.0], "mixed": [1.0, 1e6, 3.0], "discharge": [1e6, 1.0, 1.0]}
+    # one depth band (the model's shallow bands' floors are tested in test_real_depth.py)
+    meta = {**meta, "depth_bands": []}
     out = predict_real_ensemble(tensors, {**meta, "ratio_floors": floors}, test_raw)
     top = out["probabilities"].argmax(1)
     kind = np.where(out["used_waveform"], "mixed", "discharge")  # units with a waveform: both kinds
@@ -421,7 +423,9 @@ def test_floors_are_fitted_on_the_out_of_fold_units_handed_out():
     raw, labels = _units(6, seed=3)
     groups = np.where(np.arange(len(labels)) % 3 == 0, "lab_b", "lab_a")
     oof: dict = {}
-    cfg = RealModelConfig(**{**TINY.to_dict(), "max_confidently_wrong": 0.05})
+    # without depth copies (one set of floors, on the labelled units; with copies, the deepest
+    # band's rows are handed out: test_real_depth.py)
+    cfg = RealModelConfig(**{**TINY.to_dict(), "max_confidently_wrong": 0.05, "depth_copies": 0})
     _, meta = train_real_ensemble(raw, labels, CLASSES, None, cfg, groups, oof=oof)
     assert set(oof) == {"full", "discharge", "mixed"}
     for view, v in oof.items():

@@ -208,6 +208,7 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
     below_floor = np.zeros(n, dtype=bool)
     floor = np.full(n, np.nan)
     used_wave = np.zeros(n, dtype=bool)
+    shallow_note = np.full(n, "", dtype=object)
     if len(rows):
         sub = features.subset(rows)
         raw = {
@@ -229,6 +230,7 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
         below_floor[rows] = out["below_ratio_floor"]
         floor[rows] = out["ratio_floor"]
         used_wave[rows] = out["used_waveform"]
+        shallow_note[rows] = _depth_notes(bundle.meta, out)
     labels = np.full(n, NOT_CLASSIFIABLE, dtype=object)
     status = np.full(n, "not_classifiable", dtype=object)
     conf = np.full(n, np.nan)
@@ -259,8 +261,8 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
         elif below_floor[i] and status[i] == "unclassified" and conf[i] >= threshold:
             reasons[i] = (
                 f"{FLOOR_REASON} (ratio {conf[i]:.2f} < {floor[i]:g} for {bundle.classes[int(np.nanargmax(probs[i]))]}: "
-                "on the model's training units, labels of this class below that ratio were wrong too often)"
-                + ("" if used_wave[i] else f"; {NO_WAVEFORM_NOTE}")
+                "on the model's training units, labels of this class below that ratio were wrong too often"
+                f"{shallow_note[i]})" + ("" if used_wave[i] else f"; {NO_WAVEFORM_NOTE}")
             )
         elif not used_wave[i]:
             reasons[i] = NO_WAVEFORM_NOTE
@@ -389,3 +391,17 @@ def train_discharge_model(
         description=description,
         card_extra=extra,
     )
+
+
+def _depth_notes(meta: dict, out: dict) -> np.ndarray:
+    """Per unit, what the floor reason adds for a unit in a shallow depth band (models with
+    ``depth_bands``): how many ACG pairs it holds and below which depth those floors apply."""
+    edges = [b["below_pairs"] for b in meta.get("depth_bands") or []]
+    notes = np.full(len(out["depth_band"]), "", dtype=object)
+    for i, b in enumerate(out["depth_band"]):
+        if 0 <= b < len(edges):
+            notes[i] = (
+                f"; its ACG holds {out['acg_pairs'][i]:.0f} pairs at lags 1-100 ms, so the floors fitted "
+                f"on units with fewer than {edges[b]:g} pairs apply"
+            )
+    return notes

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,6 +26,7 @@ from ..errors import ModelError
 from ..features.discharge_inputs import discharge_inputs, waveform_inputs
 from .decision import confidence_ratio
 from .metrics import _balanced_accuracy
+from .real_depth import acg_pairs, depth_copies
 from .real_floors import MIXED, view_floors
 from .real_inference import NumpyEncoder, member_logits, softmax
 from .real_ood import fit_ood, ood_scores
@@ -67,6 +69,7 @@ def _inputs(raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         "waveform": xw,
         "has_discharge": has_d,
         "has_waveform": has_w,
+        "acg_pairs": acg_pairs(acg),
     }
 
 
@@ -152,6 +155,19 @@ def _group_weights(groups: np.ndarray) -> np.ndarray:
     return w / w.mean()
 
 
+def _row_weights(groups: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Weight per out-of-fold row: every group (lab) weighs the same in total, every labelled unit
+    within its group the same, and the rows of one unit (itself, its depth copies) share its
+    weight; (n,), mean 1. Without copies, :func:`_group_weights`."""
+    _, inv, counts = np.unique(source, return_inverse=True, return_counts=True)
+    per_row = 1.0 / counts[inv]
+    w = np.zeros(len(groups))
+    for g in np.unique(groups):
+        here = groups == g
+        w[here] = per_row[here] / per_row[here].sum()
+    return w / w.mean()
+
+
 def _unit_weights(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Loss weight per labelled unit: every class weighs the same, and within a class each group
     (lab) in proportion to the square root of its count (so a small lab is not drowned)."""
@@ -216,9 +232,14 @@ def train_real_ensemble(
         raise ModelError(f"labels has {n} rows but the raw features have {len(lab['discharge'])}.")
     groups = np.asarray(groups).astype(str) if groups is not None else np.full(n, "all")
     unl = _inputs(unlabelled_raw) if unlabelled_raw is not None else None
+    copies = None
+    if cfg.depth_copies > 0:  # shallower copies of the labelled units (:mod:`.real_depth`)
+        known = np.flatnonzero(np.isin(labels, classes) & lab["has_discharge"])
+        source, thinned = depth_copies(raw, known, cfg.depth_copies, cfg.depth_min_pairs, cfg.seed)
+        copies = (source, _inputs(thinned))
     t0 = time.perf_counter()
     with _torch_settings(cfg.seed, cfg.n_threads):
-        tensors, meta = _train(cfg, lab, labels, tuple(classes), unl, groups, oof)
+        tensors, meta = _train(cfg, lab, labels, tuple(classes), unl, groups, oof, copies)
     meta["training_seconds"] = round(time.perf_counter() - t0, 2)
     return tensors, meta
 
@@ -229,18 +250,55 @@ def _pool(lab: dict, unl: dict | None, part: str) -> np.ndarray:
     return np.concatenate(xs)
 
 
-def _train(cfg, lab, labels, classes, unl, groups, oof_out=None):
+@dataclass
+class _Rows:
+    """The rows the members train on and are scored on out of fold: the labelled units with a
+    discharge, then (``depth_copies``) their shallower copies, each in its unit's fold."""
+
+    head_in: dict[str, np.ndarray]  # per member kind (n, k)
+    y: np.ndarray
+    fold: np.ndarray
+    weight: np.ndarray  # loss weight (classes and labs balanced)
+    has_w: np.ndarray
+    groups: np.ndarray
+    depth: np.ndarray  # ACG pairs at lags 1-100 ms
+    source: np.ndarray  # the labelled unit (row < n_units) each row is or was copied from
+    n_units: int
+
+    @property
+    def is_unit(self) -> np.ndarray:
+        return np.arange(len(self.y)) < self.n_units
+
+    def with_copies(
+        self, source: np.ndarray, x: dict, lat: dict, depth: np.ndarray, has_w: np.ndarray
+    ) -> _Rows:
+        """These rows, then copies of the units ``source`` (row indices) with inputs ``x`` and
+        latents ``lat``: each copy takes its unit's class, fold, loss weight and lab."""
+        cat = np.concatenate
+        return _Rows(
+            head_in={k: cat([v, _head_inputs(lat, x, k)]) for k, v in self.head_in.items()},
+            y=cat([self.y, self.y[source]]),
+            fold=cat([self.fold, self.fold[source]]),
+            weight=cat([self.weight, self.weight[source]]),
+            has_w=cat([self.has_w, has_w]),
+            groups=cat([self.groups, self.groups[source]]),
+            depth=cat([self.depth, depth]),
+            source=cat([self.source, source]),
+            n_units=self.n_units,
+        )
+
+
+def _pretrain(cfg, lab: dict, unl: dict | None, tensors: dict) -> tuple[dict, dict]:
+    """Per part: the quantile map, standardisation and denoising autoencoder, fitted on the
+    pre-training pool (every unit given, labelled or not) and stored in ``tensors``. Returns the
+    autoencoders and the normalised inputs of the units of ``lab``."""
     import torch
 
-    from .real_networks import MemberStack, pretrain_autoencoder, train_members
-    from .training import stratified_folds
+    from .real_networks import pretrain_autoencoder
 
-    n_classes = len(classes)
-    tensors: dict[str, torch.Tensor] = {}
-    pre: dict[str, Autoencoder] = {}
-    x: dict[str, np.ndarray] = {}
     hidden = {"discharge": cfg.hidden_discharge, "waveform": cfg.hidden_waveform}
     latent = {"discharge": cfg.latent_discharge, "waveform": cfg.latent_waveform}
+    pre, x = {}, {}
     for part in _PARTS:
         pool = _pool(lab, unl, part)
         if len(pool) < 10:
@@ -258,74 +316,151 @@ def _train(cfg, lab, labels, classes, unl, groups, oof_out=None):
         for k, v in pre[part].state_dict().items():
             tensors[f"ood.{part}.{k}"] = v.clone()
         x[part] = _normalise(lab[part], tensors, part)
-    known = np.isin(labels, classes) & lab["has_discharge"]
-    rows = np.flatnonzero(known)
-    if len(rows) < cfg.folds * 2:
-        raise ModelError(f"only {len(rows)} labelled units with a discharge; need at least {cfg.folds * 2}.")
-    y = np.array([classes.index(v) for v in labels[rows]], dtype=np.int64)
-    fold = stratified_folds(y, cfg.folds, np.random.default_rng(cfg.seed))
-    w = _unit_weights(y, groups[rows])
-    has_w = lab["has_waveform"][rows]
-    member_fold = np.repeat(np.arange(cfg.folds), cfg.seeds)  # member j holds out fold member_fold[j]
-    lat = _latents(pre, x)  # once per part: the heads and the OOD scores read the same codes
-    head_in = {kind: _head_inputs(lat, x, kind)[rows] for kind in KINDS}
+    return pre, x
+
+
+def _train_kinds(cfg, r: _Rows, member_fold: np.ndarray, n_classes: int, tensors: dict) -> tuple[dict, dict]:
+    """Train both member kinds on ``r`` (member j without fold ``member_fold[j]``); store them in
+    ``tensors``. Returns per kind the out-of-fold logits (seeds, n, C), NaN where a row lacks the
+    kind's inputs, and the temperature fitted on the labelled units' own out-of-fold logits."""
+    import torch
+
+    from .real_networks import MemberStack, train_members
+
     oof, temps = {}, {}
     for kind in KINDS:
         full = kind == "full"
-        stack = MemberStack(cfg, len(member_fold), head_in[kind].shape[1], n_classes)
-        avail = has_w if full else np.ones(len(rows), bool)
-        weight = (fold[None, :] != member_fold[:, None]) * avail[None, :] * w[None, :]
-        train_members(stack, cfg, head_in[kind], y, weight, cfg.seed + (7 if full else 0))
+        stack = MemberStack(cfg, len(member_fold), r.head_in[kind].shape[1], n_classes)
+        avail = r.has_w if full else np.ones(len(r.y), bool)
+        weight = (r.fold[None, :] != member_fold[:, None]) * avail[None, :] * r.weight[None, :]
+        train_members(stack, cfg, r.head_in[kind], r.y, weight, cfg.seed + (7 if full else 0))
         with torch.no_grad():
-            logits = stack(torch.from_numpy(head_in[kind])).numpy()
-        # out-of-fold logits (seeds, n, C): each unit scored by the members that never saw it
+            logits = stack(torch.from_numpy(r.head_in[kind])).numpy()
+        # out-of-fold logits (seeds, n, C): each row scored by the members that never saw its fold
         held = np.stack([logits[member_fold == f] for f in range(cfg.folds)])  # (F, S, n, C)
         oof[kind] = np.where(
-            avail[None, :, None], held[fold, :, np.arange(len(rows))].transpose(1, 0, 2), np.nan
+            avail[None, :, None], held[r.fold, :, np.arange(len(r.y))].transpose(1, 0, 2), np.nan
         )
-        cal_w = _group_weights(groups[rows][avail]) if cfg.calibrate_per_lab else None
-        temps[kind] = _temperature(oof[kind][:, avail], y[avail], cal_w)
+        fit = avail & r.is_unit
+        cal_w = _group_weights(r.groups[fit]) if cfg.calibrate_per_lab else None
+        temps[kind] = _temperature(oof[kind][:, fit], r.y[fit], cal_w)
         for k, v in stack.state_dict().items():
             tensors[f"members.{kind}.{k}"] = v.clone()
-    avail = {"discharge": lab["has_discharge"][rows], "waveform": has_w}
-    codes = {p: {"latent": lat[p][rows], "input": lab[p][rows]} for p in _PARTS}
-    spaces = ("latent", "input") if cfg.ood_input_space else ("latent",)
-    ood_t, ood_meta = fit_ood(
-        codes, {p: _pool(lab, unl, p) for p in _PARTS}, avail, y, fold, n_classes, cfg.ood_quantile, spaces
-    )
-    tensors.update({k: torch.from_numpy(v) for k, v in ood_t.items()})
-    oof_p, oof_y, oof_w = {}, {}, {}
+    return oof, temps
+
+
+def _oof_views(cfg, oof: dict, temps: dict, r: _Rows) -> tuple[dict, dict]:
+    """Per view (kinds, and ``mixed`` with ``mix_views``, whose temperature is fitted here and
+    added to ``temps``): the calibrated out-of-fold probabilities and the rows of ``r`` they score."""
+    oof_p, oof_rows = {}, {}
     for kind in KINDS:
         ok = ~np.isnan(oof[kind][0, :, 0])
         z = oof[kind][:, ok] / temps[kind]
         p = np.exp(z - z.max(-1, keepdims=True))
-        oof_p[kind], oof_y[kind] = (p / p.sum(-1, keepdims=True)).mean(0), y[ok]
-        oof_w[kind] = _group_weights(groups[rows][ok])
-    if cfg.mix_views and has_w.any():  # units with a waveform: both kinds together (``mix_views``)
-        mix = 0.5 * (oof_p["full"] + oof_p["discharge"][has_w])
-        cal_w = _group_weights(groups[rows][has_w]) if cfg.calibrate_per_lab else None
-        temps[MIXED] = _temperature(np.log(mix + 1e-12)[None], y[has_w], cal_w)
-        oof_p[MIXED], oof_y[MIXED] = sharpen(mix, temps[MIXED]), y[has_w]
-        oof_w[MIXED] = _group_weights(groups[rows][has_w])
-    if oof_out is not None:
-        oof_out.update({k: {"p": oof_p[k], "y": oof_y[k], "w": oof_w[k]} for k in oof_p})
+        oof_p[kind], oof_rows[kind] = (p / p.sum(-1, keepdims=True)).mean(0), np.flatnonzero(ok)
+    if cfg.mix_views and r.has_w.any():  # rows with a waveform: both kinds together
+        mix = 0.5 * (oof_p["full"] + oof_p["discharge"][r.has_w])
+        fit = r.is_unit[r.has_w]
+        cal_w = _group_weights(r.groups[r.has_w][fit]) if cfg.calibrate_per_lab else None
+        temps[MIXED] = _temperature(np.log(mix[fit] + 1e-12)[None], r.y[r.has_w][fit], cal_w)
+        oof_p[MIXED], oof_rows[MIXED] = sharpen(mix, temps[MIXED]), np.flatnonzero(r.has_w)
+    return oof_p, oof_rows
+
+
+def _oof_set(oof_p: dict, oof_rows: dict, r: _Rows, select: np.ndarray) -> dict:
+    """Per view, the out-of-fold rows ``select`` (over the rows of ``r``) picks: probabilities,
+    classes and weights (:func:`_row_weights`)."""
+    out = {}
+    for k, rows in oof_rows.items():
+        rows = rows[select[rows]]
+        out[k] = {
+            "p": oof_p[k][np.searchsorted(oof_rows[k], rows)],
+            "y": r.y[rows],
+            "w": _row_weights(r.groups[rows], r.source[rows]),
+        }
+    return out
+
+
+def _train(cfg, lab, labels, classes, unl, groups, oof_out=None, copies=None):
+    import torch
+
+    from .training import stratified_folds
+
+    n_classes = len(classes)
+    tensors: dict[str, torch.Tensor] = {}
+    pre, x = _pretrain(cfg, lab, unl, tensors)
+    rows = np.flatnonzero(np.isin(labels, classes) & lab["has_discharge"])
+    if len(rows) < cfg.folds * 2:
+        raise ModelError(f"only {len(rows)} labelled units with a discharge; need at least {cfg.folds * 2}.")
+    y = np.array([classes.index(v) for v in labels[rows]], dtype=np.int64)
+    lat = _latents(pre, x)  # once per part: the heads and the OOD scores read the same codes
+    r = _Rows(
+        head_in={kind: _head_inputs(lat, x, kind)[rows] for kind in KINDS},
+        y=y,
+        fold=stratified_folds(y, cfg.folds, np.random.default_rng(cfg.seed)),
+        weight=_unit_weights(y, groups[rows]),
+        has_w=lab["has_waveform"][rows],
+        groups=groups[rows],
+        depth=lab["acg_pairs"][rows],
+        source=np.arange(len(rows)),
+        n_units=len(rows),
+    )
+    if copies is not None:  # shallower copies of the labelled units (``depth_copies``)
+        x_c = {p: _normalise(copies[1][p], tensors, p) for p in _PARTS}
+        at = np.searchsorted(rows, copies[0])
+        r = r.with_copies(at, x_c, _latents(pre, x_c), copies[1]["acg_pairs"], copies[1]["has_waveform"])
+    member_fold = np.repeat(np.arange(cfg.folds), cfg.seeds)  # member j holds out fold member_fold[j]
+    oof, temps = _train_kinds(cfg, r, member_fold, n_classes, tensors)
+    units = slice(0, r.n_units)
+    codes = {p: {"latent": lat[p][rows], "input": lab[p][rows]} for p in _PARTS}
+    ood_t, ood_meta = fit_ood(
+        codes,
+        {p: _pool(lab, unl, p) for p in _PARTS},
+        {"discharge": lab["has_discharge"][rows], "waveform": r.has_w[units]},
+        y,
+        r.fold[units],
+        n_classes,
+        cfg.ood_quantile,
+        ("latent", "input") if cfg.ood_input_space else ("latent",),
+    )
+    tensors.update({k: torch.from_numpy(v) for k, v in ood_t.items()})
+    oof_p, oof_rows = _oof_views(cfg, oof, temps, r)
+    # one set of floors per depth band, fitted on the out-of-fold rows (units and copies) whose ACG
+    # depth falls in it; without bands, on the labelled units
+    edges = sorted(float(e) for e in cfg.depth_bands) if copies is not None else []
+    bounds = zip([0.0, *edges], [*edges, np.inf], strict=True)
+    select = [(r.depth >= lo) & (r.depth < hi) for lo, hi in bounds] if edges else [r.is_unit]
+    sets = [_oof_set(oof_p, oof_rows, r, s) for s in select]
+    floors = [
+        view_floors(
+            *({k: v[key] for k, v in views.items()} for key in ("p", "y", "w")),
+            n_classes,
+            cfg.max_confidently_wrong,
+            cfg.floor_rule,
+        )
+        for views in sets
+    ]
+    if oof_out is not None:  # the deepest band's (the only one without bands)
+        oof_out.update(sets[-1])
+    # the reported inner out-of-fold scores are the labelled units' own (never their copies')
+    on_units = {k: (v["y"], v["p"].argmax(1)) for k, v in _oof_set(oof_p, oof_rows, r, r.is_unit).items()}
     meta = {
         "family": FAMILY,
         "classes": list(classes),
         "config": cfg.to_dict(),
         "n_members": {k: int(len(member_fold)) for k in KINDS},
         "temperatures": temps,
-        "ratio_floors": view_floors(
-            oof_p, oof_y, oof_w, n_classes, cfg.max_confidently_wrong, cfg.floor_rule
-        ),
+        "ratio_floors": floors[-1],
+        "depth_bands": [{"below_pairs": e, "ratio_floors": f} for e, f in zip(edges, floors, strict=False)],
         "ood": ood_meta,
-        "n_labelled": int(len(rows)),
-        "n_labelled_with_waveform": int(has_w.sum()),
+        "n_labelled": int(r.n_units),
+        "n_labelled_with_waveform": int(r.has_w[units].sum()),
+        "n_depth_copies": int(len(r.y) - r.n_units),
         "class_counts": {c: int((y == i).sum()) for i, c in enumerate(classes)},
         "n_pretrain": {part: int(len(_pool(lab, unl, part))) for part in _PARTS},
-        "inner_oof_accuracy": {k: float(np.mean(oof_p[k].argmax(1) == oof_y[k])) for k in oof_p},
+        "inner_oof_accuracy": {k: float(np.mean(t == pr)) for k, (t, pr) in on_units.items()},
         "inner_oof_balanced_accuracy": {
-            k: _balanced_accuracy(oof_y[k], oof_p[k].argmax(1), n_classes) for k in oof_p
+            k: _balanced_accuracy(t, pr, n_classes) for k, (t, pr) in on_units.items()
         },
     }
     return tensors, meta
@@ -402,11 +537,15 @@ def predict_real_ensemble(
     min_agree = float(meta["config"].get("min_agreement", 0.0))
     floor = np.ones(n)  # models before 1.2 have no floors
     top = np.nan_to_num(probs, nan=-1.0).argmax(1)
-    floors = meta.get("ratio_floors") or {}
-    for kind, kind_rows in ((MIXED if mixed else "full", used_w), ("discharge", has_d & ~has_w)):
-        if floors:  # a mixed view without floors of its own takes the full members' (at least as strict)
-            kind_floor = floors.get(kind, floors.get("full"))
-            floor[kind_rows] = np.asarray(kind_floor, dtype=np.float64)[top[kind_rows]]
+    # depth bands (models before 1.5 have none): units shallower than a band's edge take its floors
+    bands = meta.get("depth_bands") or []
+    band = np.searchsorted([b["below_pairs"] for b in bands], inp["acg_pairs"], side="right")
+    for b, floors in enumerate([b["ratio_floors"] for b in bands] + [meta.get("ratio_floors") or {}]):
+        for kind, kind_rows in ((MIXED if mixed else "full", used_w), ("discharge", has_d & ~has_w)):
+            if floors:  # a mixed view without floors of its own takes the full members' (as strict)
+                kind_floor = np.asarray(floors.get(kind, floors.get("full")), dtype=np.float64)
+                here = kind_rows & (band == b)
+                floor[here] = kind_floor[top[here]]
     with np.errstate(invalid="ignore"):
         below_floor = has_d & (confidence_ratio(probs) < floor)
     return {
@@ -419,6 +558,8 @@ def predict_real_ensemble(
         "member_agreement": agreement,
         "members_disagree": np.nan_to_num(agreement, nan=1.0) < min_agree,
         "ratio_floor": np.where(has_d, floor, np.nan),
+        "acg_pairs": inp["acg_pairs"],
+        "depth_band": np.where(has_d, band, -1),
         "below_ratio_floor": below_floor,
         "used_waveform": used_w,
         "has_discharge": has_d,

@@ -43,7 +43,15 @@ class RealModelConfig:
     ``mix_views``: a unit with a waveform is scored by the full *and* the discharge members (the
     mean of the two kinds' probabilities, sharpened by one more temperature fitted on the inner
     out-of-fold units), so that a waveform unlike the training labs' (another lab's processing)
-    cannot outvote the discharge alone (docs/validation.md, "Waveforms from another lab").
+    cannot outvote the discharge alone (docs/validation.md, "Waveforms from another lab");
+    ``depth_copies``: each labelled unit whose ACG holds more than ``depth_min_pairs`` pairs (lags
+    1-100 ms) also trains the members as that many binomially thinned copies, each as deep as a
+    recording log-uniformly shorter down to ``depth_min_pairs`` (:mod:`.real_depth`), so that the
+    members learn the shallow ACG and ISI shapes of short recordings and slow units;
+    ``depth_bands``: edges (ACG pairs) of the depth bands, each with its own ratio floors fitted on
+    the out-of-fold units and copies of that depth (unit-weighted), so that a shallow unit meets
+    floors measured on shallow units (docs/validation.md, "Recording depth"); 0 copies or no edges:
+    one set of floors fitted on the labelled units (models up to 1.4).
     """
 
     hidden_discharge: int = 64
@@ -68,6 +76,9 @@ class RealModelConfig:
     floor_rule: str = "shared-budget"
     calibrate_per_lab: bool = True
     mix_views: bool = True
+    depth_copies: int = 3
+    depth_min_pairs: float = 100.0
+    depth_bands: tuple[float, ...] = (1000.0, 10000.0)
     min_agreement: float = 0.5
     seed: int = 0
     n_threads: int = 2

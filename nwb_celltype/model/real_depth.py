@@ -1,0 +1,66 @@
+"""Recording depth: the discharge tables of a shorter recording (numpy).
+
+The labelled real units are deep: their ACGs hold 10^4-10^6 pairs at lags 1-100 ms (a complex-spike
+train a few hundred). A unit of a 10-minute recording, or one that fires slowly, has far fewer, and
+its ACG and ISI shapes are noisier than any training unit's of its class. :func:`thin_counts`
+makes such tables from deep ones: each counted pair and interval is kept with probability
+``scale`` (binomial thinning), as if only that share of the recording had been made.
+:func:`depth_copies` draws thinned copies of labelled units for training
+(``RealModelConfig.depth_copies``), so that the members learn the classes at every depth a user's
+file may have and the calibration sees shallow units too. benchmarks/bench_real_validation.py
+scores held-out units thinned to fixed depths with the same function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = ["acg_pairs", "depth_copies", "thin_counts"]
+
+
+def acg_pairs(acg_counts: np.ndarray) -> np.ndarray:
+    """Depth of each unit: its ACG pair count over the lags given (n,)."""
+    return np.nan_to_num(np.asarray(acg_counts, float)).sum(1)
+
+
+def thin_counts(
+    raw: Mapping[str, np.ndarray], scale: np.ndarray, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """``raw`` with its ``acg_counts`` and ``isi_counts`` binomially thinned, unit i by ``scale[i]``
+    in [0, 1] (1 = unchanged); other arrays are passed through."""
+    s = np.clip(np.asarray(scale, float), 0.0, 1.0)[:, None]
+    out = dict(raw)
+    for key in ("acg_counts", "isi_counts"):
+        counts = np.rint(np.nan_to_num(np.asarray(raw[key], float))).astype(np.int64)
+        out[key] = rng.binomial(np.maximum(counts, 0), s).astype(float)
+    return out
+
+
+def depth_copies(
+    raw: Mapping[str, np.ndarray], rows: np.ndarray, k: int, min_pairs: float, seed: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``k`` thinned copies of each unit in ``rows`` whose ACG holds more than ``min_pairs`` pairs.
+
+    Each copy's depth (ACG pairs) is drawn log-uniformly between ``min_pairs`` and the unit's own,
+    so every order of magnitude a shorter recording could have is covered equally.
+
+    Returns
+    -------
+    source : (m,) int
+        Row of ``raw`` each copy was made from.
+    copies : dict
+        The raw arrays of the copies (``acg_counts``, ``isi_counts``, ``waveform`` and, where
+        ``raw`` has them, the availability masks), in the order of ``source``.
+    """
+    rows = np.asarray(rows, np.int64)
+    depth = acg_pairs(np.asarray(raw["acg_counts"])[rows])
+    deep = rows[depth > min_pairs]
+    source = np.repeat(deep, k)
+    rng = np.random.default_rng([seed, 4])
+    own = np.log(acg_pairs(np.asarray(raw["acg_counts"])[source]))
+    target = np.exp(rng.uniform(np.log(min_pairs), own)) if len(source) else np.zeros(0)
+    picked = {key: np.asarray(v)[source] for key, v in raw.items()}
+    copies = thin_counts(picked, target / np.exp(own) if len(source) else target, rng)
+    return source, copies

@@ -1,0 +1,144 @@
+"""Recording depth (nwb_celltype.model.real_depth): thinned tables of shorter recordings, the depth
+copies the real ensemble trains on, and its per-depth-band ratio floors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nwb_celltype.model.real_depth import acg_pairs, depth_copies, thin_counts
+
+
+def _flat(depths, isi_share=0.25) -> dict:
+    """Units whose ACG spreads ``depths[i]`` pairs evenly over the 100 lags."""
+    d = np.asarray(depths, float)[:, None]
+    return {
+        "acg_counts": np.repeat(d / 100.0, 100, axis=1),
+        "isi_counts": np.repeat(isi_share * d / 100.0, 100, axis=1),
+        "waveform": np.arange(len(d) * 75, dtype=np.float32).reshape(len(d), 75),
+    }
+
+
+def test_thin_counts_keeps_each_count_with_the_given_probability():
+    raw = _flat([40_000, 40_000])
+    before = raw["acg_counts"].copy()
+    out = thin_counts(raw, np.array([1.0, 0.25]), np.random.default_rng(0))
+    np.testing.assert_array_equal(out["acg_counts"][0], before[0])  # scale 1: unchanged
+    # scale 0.25: binomial(400, 0.25) per lag -> the 100-lag sum is 10,000 with SD sqrt(100 * 75) = 87
+    assert abs(out["acg_counts"][1].sum() - 10_000) < 5 * 87
+    # ISI: binomial(100, 0.25) per bin -> 2,500 with SD sqrt(100 * 18.75) = 43
+    assert abs(out["isi_counts"][1].sum() - 2_500) < 5 * 43
+    assert np.array_equal(out["acg_counts"], np.round(out["acg_counts"]))
+    assert (out["acg_counts"] <= before).all()
+    np.testing.assert_array_equal(raw["acg_counts"], before)  # the input is left as it was
+    assert out["waveform"] is raw["waveform"]
+    assert thin_counts(raw, np.zeros(2), np.random.default_rng(0))["acg_counts"].sum() == 0
+
+
+def test_depth_copies_cover_every_depth_between_the_floor_and_the_units_own():
+    raw = _flat([50, 10_000, 1_000_000])
+    source, copies = depth_copies(raw, np.array([0, 1, 2]), k=200, min_pairs=100, seed=1)
+    # the unit already shallower than min_pairs gets no copy; the others k each
+    np.testing.assert_array_equal(np.bincount(source, minlength=3), [0, 200, 200])
+    np.testing.assert_array_equal(copies["waveform"], raw["waveform"][source])
+    depth = acg_pairs(copies["acg_counts"])
+    for unit, own in ((1, 1e4), (2, 1e6)):
+        d = np.log(depth[source == unit])
+        lo, hi = np.log(100), np.log(own)
+        assert d.max() <= hi and d.min() > lo - 0.5  # binomial noise around the drawn depth
+        # log-uniform: each quarter of the log range holds about a quarter of the copies (50 +- 6)
+        quarters = np.histogram(d, bins=np.linspace(lo, hi, 5))[0]
+        assert (np.abs(quarters - 50) < 25).all(), quarters
+    again = depth_copies(raw, np.array([0, 1, 2]), k=200, min_pairs=100, seed=1)
+    np.testing.assert_array_equal(again[1]["acg_counts"], copies["acg_counts"])
+    only = depth_copies(raw, np.array([1]), k=3, min_pairs=100, seed=1)[0]
+    np.testing.assert_array_equal(only, [1, 1, 1])
+
+
+torch = pytest.importorskip("torch")
+from test_real_model import CLASSES, TINY, _units  # noqa: E402
+
+from nwb_celltype.model.discharge_bundle import _depth_notes  # noqa: E402
+from nwb_celltype.model.real_ensemble import predict_real_ensemble, train_real_ensemble  # noqa: E402
+from nwb_celltype.model.real_networks import RealModelConfig  # noqa: E402
+
+EDGE = 1000.0
+
+
+@pytest.fixture(scope="module")
+def banded():
+    raw, labels = _units(10, seed=4)
+    cfg = RealModelConfig(
+        **{**TINY.to_dict(), "depth_copies": 2, "depth_min_pairs": 100.0, "depth_bands": (EDGE,)}
+    )
+    oof: dict = {}
+    tensors, meta = train_real_ensemble(raw, labels, CLASSES, None, cfg, oof=oof)
+    return raw, labels, tensors, meta, oof
+
+
+def test_depth_copies_train_the_members_and_fit_one_set_of_floors_per_band(banded):
+    raw, labels, tensors, meta, oof = banded
+    depth = acg_pairs(raw["acg_counts"])
+    assert depth.min() < EDGE < depth.max()  # the synthetic units fall in both bands
+    assert meta["n_labelled"] == len(labels) and sum(meta["class_counts"].values()) == len(labels)
+    assert meta["n_depth_copies"] == 2 * int((depth > 100).sum())
+    [band] = meta["depth_bands"]
+    assert band["below_pairs"] == EDGE and set(band["ratio_floors"]) == {"full", "discharge", "mixed"}
+    # the floors handed out are the deepest band's: units and copies with at least EDGE pairs, so
+    # fewer rows than units + copies and more than the deep units alone
+    n_deep = int((depth >= EDGE).sum())
+    assert n_deep < len(oof["discharge"]["y"]) < len(labels) + meta["n_depth_copies"]
+
+
+def test_units_take_the_floors_of_their_depth_band(banded):
+    raw, labels, tensors, meta, _ = banded
+    never = {k: [1e6] * len(CLASSES) for k in ("full", "discharge", "mixed")}
+    none = {k: [1.0] * len(CLASSES) for k in ("full", "discharge", "mixed")}
+    meta = {**meta, "ratio_floors": none, "depth_bands": [{"below_pairs": EDGE, "ratio_floors": never}]}
+    # scored without waveforms: the discharge-only members leave finite ratios on these easy units
+    raw = {**raw, "waveform": np.full_like(raw["waveform"], np.nan)}
+    out = predict_real_ensemble(tensors, meta, raw)
+    shallow = acg_pairs(raw["acg_counts"]) < EDGE
+    np.testing.assert_array_equal(out["depth_band"], np.where(shallow, 0, 1))
+    np.testing.assert_array_equal(out["ratio_floor"], np.where(shallow, 1e6, 1.0))
+    srt = np.sort(out["probabilities"], 1)
+    with np.errstate(divide="ignore"):  # a sharpened mixture can leave an exact 0 runner-up
+        ratio = srt[:, -1] / srt[:, -2]
+    np.testing.assert_array_equal(out["below_ratio_floor"], shallow & (ratio < 1e6))
+    assert out["below_ratio_floor"].any()
+    notes = _depth_notes(meta, out)
+    assert all(("fewer than 1000 pairs" in s) == sh for s, sh in zip(notes, shallow, strict=True))
+    # a model without bands (before 1.5): every unit in one band, the main floors
+    old = predict_real_ensemble(tensors, {**meta, "depth_bands": []}, raw)
+    assert (old["depth_band"] == 0).all() and not old["below_ratio_floor"].any()
+
+
+def test_without_depth_copies_there_are_no_bands():
+    raw, labels = _units(6, seed=5)
+    _, meta = train_real_ensemble(
+        raw,
+        labels,
+        CLASSES,
+        None,
+        RealModelConfig(**{**TINY.to_dict(), "depth_copies": 0, "depth_bands": (EDGE,)}),
+    )
+    assert meta["n_depth_copies"] == 0 and meta["depth_bands"] == []
+
+
+def test_band_floors_refit_from_the_rows_handed_out(banded):
+    """``oof=`` hands out the deepest band's out-of-fold rows (units and copies): refitting the
+    floors from them gives the model's main floors."""
+    from nwb_celltype.model.real_floors import ratio_floors
+
+    *_, meta, oof = banded
+    for view, v in oof.items():
+        floors = ratio_floors(v["p"], v["y"], len(CLASSES), TINY.max_confidently_wrong, v["w"])
+        assert meta["ratio_floors"][view] == floors
+
+
+def test_a_units_rows_share_its_weight_and_labs_weigh_the_same():
+    from nwb_celltype.model.real_ensemble import _row_weights
+
+    # lab a: unit 0 with one copy (two rows), unit 1 alone; lab b: unit 2 alone
+    w = _row_weights(np.array(["a", "a", "a", "b"]), np.array([0, 0, 1, 2]))
+    np.testing.assert_allclose(w, [0.5, 0.5, 1.0, 2.0])
