@@ -515,7 +515,21 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="override one RealModelConfig field (an ablation; write it to another --out), e.g. input_quantiles=0",
     )
+    ap.add_argument(
+        "--default-model-only",
+        action="store_true",
+        help="rescore only the package's default model on the simulated non-C4 units and update "
+        "default_model_non_c4 in an existing results file (after the default model was rebuilt)",
+    )
     args = ap.parse_args()
+    if args.default_model_only:
+        path = Path(args.out) / "real_validation.json"
+        res = json.loads(path.read_text())
+        res["default_model_non_c4"] = default_model_non_c4()
+        path.write_text(json.dumps(res, indent=1))
+        (path.parent / "real_validation.md").write_text(_markdown(res))
+        print(json.dumps(res["default_model_non_c4"], indent=1))
+        return
     cfg = (
         RealModelConfig(n_threads=1)
         if not args.quick

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "nwb_celltype" / "data" / "default_model"
 RESULTS = REPO / "benchmarks" / "results" / "real_validation.json"
 NAME = "nwb-celltype-real-c4"
-VERSION = "1.4.0"
+VERSION = "1.5.0"
 
 CITATION = (
     "Beau M. et al. (2025), A deep-learning strategy to identify cell types across species from "
@@ -81,12 +81,17 @@ def _validated_numbers() -> dict:
         for name, v in r.get("evaluations", {}).items()
         if "model" in v
     }
+    depth = {
+        name: {d: {k: v["model"].get(k) for k in keys[:6]} for d, v in sets.items()}
+        for name, sets in r.get("depth_robustness", {}).items()
+    }
     return {
         "source": "benchmarks/results/real_validation.json (benchmarks/bench_real_validation.py)",
         "protocol": "stratified 5-fold CV within lab and with the other lab pooled into training; cross-species "
         "train-on-one-test-on-other; calibration and out-of-distribution thresholds fitted inside each "
         "training set only; balanced accuracy over every class present; abstentions count as misses",
         "evaluations": evals,
+        "depth_robustness": depth,
         "non_c4": r.get("non_c4"),
         "published_peers": r.get("published"),
     }

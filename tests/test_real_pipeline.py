@@ -235,12 +235,20 @@ def test_units_below_their_labels_floor_are_abstained_on_with_a_reason(small_bun
     b = load_bundle(small_bundle)
     meta = b.card["model_meta"]
     meta["config"]["min_agreement"] = 0.0
-    meta["ratio_floors"] = {k: [1.0] * 5 for k in meta["ratio_floors"]}  # every view's
+
+    def set_floors(value: float) -> None:  # every view's, in every depth band
+        for floors in [meta["ratio_floors"]] + [band["ratio_floors"] for band in meta["depth_bands"]]:
+            floors.update({k: [value] * 5 for k in floors})
+
+    set_floors(1.0)
     relaxed = predict_cell_types(b, fs)
     assert (relaxed.status == "classified").any()
     assert not any(FLOOR_REASON in r for r in relaxed.reasons)
-    meta["ratio_floors"] = {k: [1e6] * 5 for k in meta["ratio_floors"]}
+    set_floors(1e6)
     strict = predict_cell_types(b, fs)
     assert not (strict.status == "classified").any()
     was = relaxed.status == "classified"
     assert all(r.startswith(FLOOR_REASON) and "< 1e+06" in r for r in strict.reasons[was])
+    # Hull complex-spike units hold a few hundred ACG pairs: their reason names the shallow band
+    shallow = [r for r in strict.reasons[was] if "pairs at lags 1-100 ms" in r]
+    assert shallow and all("fewer than 1000 pairs" in r for r in shallow)
