@@ -33,24 +33,28 @@ CITATION = (
 )
 LIMITS = [
     "Cerebellar cortex only: the five C4 classes (PkC_ss, PkC_cs, MLI, GoC, MFB); any other unit should be "
-    "abstained on, but only some kinds are caught: 30 % of simulated non-C4 units are still confidently "
-    "labelled at threshold 2 (20 % at threshold 5; irregular, merged and noise-like trains look like real units "
-    "in these features), and none of 7 Hausser granule-cell waveforms is flagged by the waveform alone "
+    "abstained on, but only some kinds are caught: 27.5 % of simulated non-C4 units are still confidently "
+    "labelled at threshold 2 (15 % at threshold 3 or 5; irregular, merged and noise-like trains look like real "
+    "units in these features), and none of 7 Hausser granule-cell waveforms is flagged by the waveform alone "
     "(docs/validation.md: non-C4 units). Where many units may lie outside cerebellar cortex, use --threshold 5.",
     "No layer input; no species input: mouse and macaque units share the heads (docs/validation.md).",
-    "Labels are given only above a floor on the confidence ratio per class and member view "
-    "(model_meta.ratio_floors): the floors of all classes are chosen together so that, on the training units' "
-    "inner out-of-fold predictions (labs weighted equally), confidently wrong labels stay within 2 % of units "
-    "while the most balanced recall is kept. Within and across the training labs 2.5-3.0 % of units are "
-    "confidently wrong and 23-30 % are left unclassified; MLI recall at threshold 2 is 0.26-0.60 for models of "
-    "this recipe. The floors are noisy across trainings: this model's floor for MLI in the mixed view (units with "
-    "a waveform) is 15, so such MLI are rarely labelled (none of 12 in the demo recording). "
-    "RealModelConfig(floor_rule='per-label') is the stricter 1.2-1.3 rule (MLI almost never labelled, 15 % of "
-    "non-C4 units labelled); max_confidently_wrong=1.0 removes the floors (docs/validation.md).",
+    "Labels are given only above a floor on the confidence ratio per class, member view and depth band "
+    "(model_meta.ratio_floors; model_meta.depth_bands for units whose ACG holds fewer than 1,000 or 10,000 pairs "
+    "at lags 1-100 ms): the floors of all classes are chosen together so that, on the training units' inner "
+    "out-of-fold predictions and their thinned copies of that depth (labs weighted equally), confidently wrong "
+    "labels stay within 2 % while the most balanced recall is kept. Within and across the training labs "
+    "2.5-3.8 % of units are confidently wrong and 22-30 % are left unclassified; MLI recall at threshold 2 is "
+    "0.07-0.33 for models of this recipe. The floors are noisy across trainings (they rest on a few wrong units "
+    "per class). RealModelConfig(floor_rule='per-label') is the stricter 1.2-1.3 rule; max_confidently_wrong=1.0 "
+    "removes the floors (docs/validation.md).",
+    "Recording depth: the labelled units are deep (10^4-10^6 ACG pairs; complex spikes 10-600). The model also "
+    "trained on binomially thinned copies of them (3 per unit, down to 100 pairs): held-out units thinned to "
+    "1,000, 300 and 100 pairs keep 0.67-0.80, 0.61-0.78 and 0.63-0.72 balanced accuracy with 2.0-5.1 %, "
+    "3.0-6.3 % and 0-4.2 % confidently wrong (model 1.4: 0.61-0.78, 0.58-0.72, 0.57-0.64; up to 6.3 %, 8.9 %, "
+    "6.2 %) (docs/validation.md: recording depth).",
     "Units with a waveform are scored by the full and the discharge-only members together (mix_views): with "
-    "mouse waveforms from another lab (Hausser) the pooled recipe keeps 0.70 balanced accuracy and 3.8 % "
-    "confidently wrong, where full members alone fell to 0.61 and 15.2 %; a model trained on macaque only "
-    "transfers worse to mouse (0.54 vs 0.60) (docs/validation.md).",
+    "mouse waveforms from another lab (Hausser) the pooled recipe keeps 0.68 balanced accuracy and 5.1 % "
+    "confidently wrong (docs/validation.md).",
     "Mouse Golgi cells rest on 2 labelled units; mouse MLI on 10: their recalls are not established.",
     "Inputs are mapped through their distribution over the training pool (mostly macaque units): better within "
     "the training labs, worse across species (docs/validation.md).",
