@@ -145,8 +145,8 @@ def model_sha256_option(f):
 THRESHOLD_HELP = (
     "Confidence ratio (best/second-best probability) below which a unit is 'unclassified' (a model's "
     "per-class floors apply as well). Higher values label fewer units, and fewer units unlike the "
-    "training classes: with the default model, 5 instead of 2 labels a fifth instead of a third of "
-    "simulated non-cerebellar-cortex units (docs/validation.md)."
+    "training classes: with the default model, 5 instead of 2 labels 12.5 instead of 15 % of simulated "
+    "non-cerebellar-cortex units (another training of its recipe: 15 instead of 27.5 %; docs/validation.md)."
 )
 
 
