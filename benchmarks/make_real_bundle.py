@@ -45,7 +45,8 @@ LIMITS = [
     "labels stay within 2 % while the most balanced recall is kept. Within and across the training labs "
     "2.5-3.8 % of units are confidently wrong and 22-30 % are left unclassified; MLI recall at threshold 2 is "
     "0.07-0.33 for models of this recipe. The floors are noisy across trainings (they rest on a few wrong units "
-    "per class). RealModelConfig(floor_rule='per-label') is the stricter 1.2-1.3 rule; max_confidently_wrong=1.0 "
+    "per class): this model's floor for MLI in the mixed view (units with a waveform) is 15 in both deep bands, "
+    "so such MLI are rarely labelled. RealModelConfig(floor_rule='per-label') is the stricter 1.2-1.3 rule; max_confidently_wrong=1.0 "
     "removes the floors (docs/validation.md).",
     "Recording depth: the labelled units are deep (10^4-10^6 ACG pairs; complex spikes 10-600). The model also "
     "trained on binomially thinned copies of them (3 per unit, down to 100 pairs): held-out units thinned to "
