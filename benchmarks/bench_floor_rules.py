@@ -90,7 +90,10 @@ def main() -> None:
     data, unl = load_tables(args.data)
     both, labels, groups = pooled_units(data)
     oof: dict = {}
-    train_real_ensemble(both, labels, CLASSES, unl, RealModelConfig(n_threads=1), groups, oof=oof)
+    # the study of 1.4 (docs/validation.md): the members of the 1.4 recipe and their units' own
+    # out-of-fold rows, without the depth copies of 1.5 (whose floors are fitted per depth band)
+    cfg = RealModelConfig(n_threads=1, depth_copies=0)
+    train_real_ensemble(both, labels, CLASSES, unl, cfg, groups, oof=oof)
     n = len(CLASSES)
     rules = {
         "no floors": lambda p, y, w: [1.0] * n,

@@ -8,7 +8,9 @@ out-of-fold logits (so calibration never sees the units it is scored on); out-of
 scores (:mod:`.real_ood`: squared Mahalanobis distance to the nearest class mean in the frozen
 latent codes and in the un-mapped inputs, per part), thresholded at the ``ood_quantile`` of their
 inner out-of-fold values on the labelled units; per-view, per-class ratio floors fitted on the same
-out-of-fold probabilities (:mod:`.real_floors`). (An autoencoder reconstruction-error score was
+out-of-fold probabilities (:mod:`.real_floors`). Since 1.5 the members also train on thinned copies
+of the labelled units (shorter recordings, :mod:`.real_depth`), scored out of fold like the units,
+and the floors are fitted once per band of ACG depth on the rows of that depth. (An autoencoder reconstruction-error score was
 tried and dropped: its threshold can only be set in-sample, and it flagged a third of
 in-distribution held-out units.)
 """
