@@ -10,9 +10,9 @@ latent codes and in the un-mapped inputs, per part), thresholded at the ``ood_qu
 inner out-of-fold values on the labelled units; per-view, per-class ratio floors fitted on the same
 out-of-fold probabilities (:mod:`.real_floors`). Since 1.5 the members also train on thinned copies
 of the labelled units (shorter recordings, :mod:`.real_depth`), scored out of fold like the units,
-and the floors are fitted once per band of ACG depth on the rows of that depth. (An autoencoder reconstruction-error score was
-tried and dropped: its threshold can only be set in-sample, and it flagged a third of
-in-distribution held-out units.)
+and the floors are fitted once per band of ACG depth on the rows of that depth. (An autoencoder
+reconstruction-error score was tried and dropped: its threshold can only be set in-sample, and it
+flagged a third of in-distribution held-out units.)
 """
 
 from __future__ import annotations
