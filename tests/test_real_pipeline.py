@@ -76,8 +76,16 @@ def test_predict_cli_writes_one_row_per_unit(small_bundle, tmp_path):
         "status",
         "confidence",
         "p_PkC_ss",
+        "acg_pairs",
         "reason",
     } <= set(rows[0])
+    # the depth column: the ACG table's pair count at lags 1-100 ms, row by row (empty without one)
+    acg = np.loadtxt(REAL / "lisberger" / "acg.csv", delimiter=",", skiprows=1)  # lags -100..100 ms
+    pairs = acg[:, 101:].sum(1)
+    got = [r["acg_pairs"] for r in rows]
+    assert [g for g in got if g == ""] == [""]  # the one unit without ACG/ISI
+    ok = [i for i, g in enumerate(got) if g != ""]
+    np.testing.assert_allclose([float(got[i]) for i in ok], np.round(pairs[ok]))
     statuses = {r["status"] for r in rows}
     assert statuses <= {"classified", "unclassified", "not_classifiable"}
     # one Lisberger row has no ACG/ISI: not classifiable, with the reason

@@ -26,7 +26,8 @@ def predict(features, out, model, threshold, overwrite, quiet, as_json):
     """Classify the units in FEATURES — a folder of per-unit feature tables (labels.csv, acg.csv,
     isi_dist.csv, waveforms.csv, dataset.json; labels optional) or a .npz written by `nwb-celltype
     features` — and write one row per unit to OUT: label, status, confidence, per-class
-    probabilities, out-of-distribution flag, whether the waveform was used, reason. Where the tables
+    probabilities, out-of-distribution flag, whether the waveform was used, the ACG's pair count
+    at lags 1-100 ms (its depth: shallow units meet the floors of shallow units), reason. Where the tables
     carry labels, the summary compares them (numbers on units the model was trained on are not a
     validation: see docs/validation.md)."""
     from ..classify import predict_features, summarise, write_predictions_tsv
