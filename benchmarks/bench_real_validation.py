@@ -31,6 +31,7 @@ from nwb_celltype.features.discharge_inputs import (
     rate_cv2_width,
 )
 from nwb_celltype.library.tables import read_feature_tables
+from nwb_celltype.model.decision import confidence_ratio
 from nwb_celltype.model.evaluate_discharge import discharge_baselines
 from nwb_celltype.model.metrics import expected_calibration_error
 from nwb_celltype.model.real_depth import acg_pairs, thin_counts
@@ -101,9 +102,7 @@ def score(y: np.ndarray, p: np.ndarray, reasons: dict | None = None) -> dict:
     for mask in reasons.values():
         abstained = abstained | mask
     pred = p.argmax(1)
-    srt = np.sort(p, 1)
-    with np.errstate(divide="ignore"):
-        ratio = srt[:, -1] / srt[:, -2]
+    ratio = confidence_ratio(p)
     classified = (ratio >= THRESHOLD) & ~abstained
     present = [c for c in range(len(CLASSES)) if np.any(y == c)]
     rec_all = {CLASSES[c]: float(np.mean(pred[y == c] == c)) for c in present}
@@ -325,9 +324,7 @@ def simulated_other(tensors, meta) -> dict:
     raw, names = _simulated_units(kinds, seed=11)
     o = predict_real_ensemble(tensors, meta, raw)
     p = o["probabilities"]
-    srt = np.sort(p, 1)
-    with np.errstate(divide="ignore"):
-        ratio = srt[:, -1] / srt[:, -2]
+    ratio = confidence_ratio(p)
     abstained = _abstain(o)
     confident = (ratio >= THRESHOLD) & ~abstained
     names = np.array(names)

@@ -18,9 +18,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from bench_real_validation import THRESHOLD, _abstain
 
 from nwb_celltype.features.discharge import align_waveform, compute_acg_counts, compute_isi_counts
 from nwb_celltype.model import load_bundle
+from nwb_celltype.model.decision import confidence_ratio
 from nwb_celltype.model.real_ensemble import predict_real_ensemble
 from nwb_celltype.model.shipped import load_default_bundle
 from nwb_celltype.simulate import class_spike_train, class_waveform
@@ -55,13 +57,9 @@ def score(bundle, trains, waves, y, n_spikes: int | None) -> dict:
     }
     out = predict_real_ensemble(bundle.tensors, bundle.card["model_meta"], raw)
     p = out["probabilities"]
-    srt = np.sort(p, 1)
-    with np.errstate(divide="ignore"):
-        ratio = srt[:, -1] / srt[:, -2]
+    ratio = confidence_ratio(p)
     pred = p.argmax(1)
-    labelled = (ratio >= 2.0) & ~(
-        out["out_of_distribution"] | out["members_disagree"] | out["below_ratio_floor"]
-    )
+    labelled = (ratio >= THRESHOLD) & ~_abstain(out)
     return {
         "median_spikes": float(np.median([len(t) for t in cut])),
         "median_acg_pairs": float(np.median(raw["acg_counts"].sum(1))),

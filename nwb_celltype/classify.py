@@ -39,10 +39,13 @@ class FeaturePredictions:
         confidence, p_<class> ..., out_of_distribution, used_waveform, acg_pairs (acg-isi-wave
         features: the pairs its ACG holds at lags 1-100 ms, the depth that picks the model's floors;
         empty without a discharge), reason."""
+        from .model.real_depth import acg_pairs
+
         p, fs = self.predictions, self.features
         ids = (getattr(fs, "meta", None) or {}).get("neuron_ids")
         truth = getattr(fs, "labels", None)
         acg = getattr(fs, "acg_counts", None)
+        pairs = None if acg is None else acg_pairs(acg)
         has_d = getattr(fs, "has_discharge", None)
         out = []
         for i in range(len(p)):
@@ -60,9 +63,9 @@ class FeaturePredictions:
                 r["out_of_distribution"] = bool(p.out_of_distribution[i])
             if p.used_waveform is not None:
                 r["used_waveform"] = bool(p.used_waveform[i])
-            if acg is not None:
+            if pairs is not None:
                 deep = has_d is None or bool(has_d[i])
-                r["acg_pairs"] = int(round(float(np.nansum(acg[i])))) if deep else None
+                r["acg_pairs"] = int(round(float(pairs[i]))) if deep else None
             r["reason"] = str(p.reasons[i])
             out.append(r)
         return out

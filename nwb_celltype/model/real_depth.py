@@ -56,11 +56,10 @@ def depth_copies(
     """
     rows = np.asarray(rows, np.int64)
     depth = acg_pairs(np.asarray(raw["acg_counts"])[rows])
-    deep = rows[depth > min_pairs]
-    source = np.repeat(deep, k)
+    deep = depth > min_pairs
+    source = np.repeat(rows[deep], k)
     rng = np.random.default_rng([seed, 4])
-    own = np.log(acg_pairs(np.asarray(raw["acg_counts"])[source]))
-    target = np.exp(rng.uniform(np.log(min_pairs), own)) if len(source) else np.zeros(0)
+    own = np.log(np.repeat(depth[deep], k))
+    target = np.exp(rng.uniform(np.log(min_pairs), own))
     picked = {key: np.asarray(v)[source] for key, v in raw.items()}
-    copies = thin_counts(picked, target / np.exp(own) if len(source) else target, rng)
-    return source, copies
+    return source, thin_counts(picked, target / np.exp(own), rng)

@@ -167,7 +167,7 @@ def _row_weights(groups: np.ndarray, source: np.ndarray) -> np.ndarray:
     for g in np.unique(groups):
         here = groups == g
         w[here] = per_row[here] / per_row[here].sum()
-    return w / w.mean()
+    return w / w.mean() if len(w) else w  # a depth band without rows has no weights
 
 
 def _unit_weights(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
