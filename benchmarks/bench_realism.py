@@ -507,7 +507,21 @@ def reverse_direction(bundle_arg: str | None, duration_s: dict[str, float], out_
             "balanced_accuracy_no_threshold": float(np.mean(list(recall_top.values()))),
             "recall_no_threshold": recall_top,
             "recall_abstain_as_miss": {c: float(np.mean(labels[truth == c] == c)) for c in C4},
+            "by_waveform_lab": _by_source_lab(truth, top, res.waveform_sources[rows]),
         }
+    return out
+
+
+def _by_source_lab(truth: np.ndarray, top: np.ndarray, sources: np.ndarray) -> dict:
+    """Recall without threshold per class and per lab of the real unit each simulated waveform was
+    drawn from (``hull_12`` -> ``hull``), with counts: a class whose misses all come from one
+    lab's waveforms points at a model that does not carry across labs, not at the simulator."""
+    lab = np.array([s.split("_")[0] if s else "template" for s in np.asarray(sources, dtype=str)])
+    out: dict = {}
+    for c in C4:
+        for name in np.unique(lab[truth == c]):
+            m = (truth == c) & (lab == name)
+            out.setdefault(c, {})[str(name)] = {"n": int(m.sum()), "recall": float(np.mean(top[m] == c))}
     return out
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nwb_celltype.model.real_depth import acg_pairs, depth_copies, thin_counts
+from nwb_celltype.model.real_depth import acg_pairs, depth_copies, stretch_waveforms, thin_counts
 
 
 def _flat(depths, isi_share=0.25) -> dict:
@@ -53,6 +53,32 @@ def test_depth_copies_cover_every_depth_between_the_floor_and_the_units_own():
     np.testing.assert_array_equal(again[1]["acg_counts"], copies["acg_counts"])
     only = depth_copies(raw, np.array([1]), k=3, min_pairs=100, seed=1)[0]
     np.testing.assert_array_equal(only, [1, 1, 1])
+
+
+def test_stretch_waveforms_widens_about_the_peak():
+    t = np.arange(75, dtype=float)
+    tri = np.maximum(0.0, 1.0 - np.abs(t - 30) / 10.0)  # a triangle of half-width 10 samples at 30
+    out = stretch_waveforms(np.stack([tri, tri, np.full(75, np.nan)]), np.array([2.0, 0.5, 1.0]))
+    # factor 2: half-width 20 samples, peak kept; factor 0.5: half-width 5
+    np.testing.assert_allclose(out[0], np.maximum(0.0, 1.0 - np.abs(t - 30) / 20.0), atol=1e-12)
+    np.testing.assert_allclose(out[1], np.maximum(0.0, 1.0 - np.abs(t - 30) / 5.0), atol=1e-12)
+    assert np.isnan(out[2]).all()  # no waveform stays no waveform
+    np.testing.assert_array_equal(stretch_waveforms(tri[None], np.ones(1))[0], tri)
+
+
+def test_stretched_copies_keep_the_thinning_draws_and_vary_the_width():
+    t = np.arange(75, dtype=float)
+    raw = _flat([10_000] * 400)
+    raw["waveform"] = np.tile(np.maximum(0.0, 1.0 - np.abs(t - 30) / 10.0), (400, 1))
+    rows = np.arange(400)
+    source, plain = depth_copies(raw, rows, k=1, min_pairs=100, seed=3)
+    source2, wide = depth_copies(raw, rows, k=1, min_pairs=100, seed=3, stretch_sd=0.2)
+    np.testing.assert_array_equal(source, source2)
+    np.testing.assert_array_equal(wide["acg_counts"], plain["acg_counts"])  # same thinning
+    np.testing.assert_array_equal(plain["waveform"], raw["waveform"])
+    # half-width = 10 * factor samples: the area under the triangle is 10 * factor
+    log_f = np.log(wide["waveform"].sum(1) / 10.0)
+    assert abs(log_f.mean()) < 0.05 and abs(log_f.std() - 0.2) < 0.03, (log_f.mean(), log_f.std())
 
 
 torch = pytest.importorskip("torch")

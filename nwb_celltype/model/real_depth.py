@@ -17,7 +17,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["acg_pairs", "depth_copies", "thin_counts"]
+__all__ = ["acg_pairs", "depth_copies", "stretch_waveforms", "thin_counts"]
+
+#: Sample of the aligned waveform's main peak (30 kHz, 75 samples; features.discharge_inputs).
+_PEAK = 30
 
 
 def acg_pairs(acg_counts: np.ndarray) -> np.ndarray:
@@ -38,13 +41,33 @@ def thin_counts(
     return out
 
 
+def stretch_waveforms(waveform: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """Each waveform row stretched in time about its main peak (sample 30) by ``factor[i]``
+    (> 1: wider), linearly interpolated; samples beyond the ends take the end values. NaN rows
+    (no waveform) stay NaN."""
+    w = np.asarray(waveform, float)
+    t = np.arange(w.shape[1], dtype=float)
+    out = np.empty_like(w)
+    for i, (row, f) in enumerate(zip(w, np.asarray(factor, float), strict=True)):
+        out[i] = np.interp(_PEAK + (t - _PEAK) / f, t, row)
+    return out
+
+
 def depth_copies(
-    raw: Mapping[str, np.ndarray], rows: np.ndarray, k: int, min_pairs: float, seed: int
+    raw: Mapping[str, np.ndarray],
+    rows: np.ndarray,
+    k: int,
+    min_pairs: float,
+    seed: int,
+    stretch_sd: float = 0.0,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """``k`` thinned copies of each unit in ``rows`` whose ACG holds more than ``min_pairs`` pairs.
 
     Each copy's depth (ACG pairs) is drawn log-uniformly between ``min_pairs`` and the unit's own,
-    so every order of magnitude a shorter recording could have is covered equally.
+    so every order of magnitude a shorter recording could have is covered equally. With
+    ``stretch_sd`` > 0, each copy's waveform is also stretched in time by a log-normal factor of
+    that log-sd (:func:`stretch_waveforms`), as another lab's probe, filter or alignment may widen
+    or narrow a class's spike; the thinning draws do not change with it.
 
     Returns
     -------
@@ -62,4 +85,7 @@ def depth_copies(
     own = np.log(np.repeat(depth[deep], k))
     target = np.exp(rng.uniform(np.log(min_pairs), own))
     picked = {key: np.asarray(v)[source] for key, v in raw.items()}
+    if stretch_sd > 0 and "waveform" in picked:
+        factor = np.exp(np.random.default_rng([seed, 5]).normal(0.0, stretch_sd, len(source)))
+        picked["waveform"] = stretch_waveforms(picked["waveform"], factor)
     return source, thin_counts(picked, target / np.exp(own), rng)

@@ -237,7 +237,9 @@ def train_real_ensemble(
     copies = None
     if cfg.depth_copies > 0:  # shallower copies of the labelled units (:mod:`.real_depth`)
         known = np.flatnonzero(np.isin(labels, classes) & lab["has_discharge"])
-        source, thinned = depth_copies(raw, known, cfg.depth_copies, cfg.depth_min_pairs, cfg.seed)
+        source, thinned = depth_copies(
+            raw, known, cfg.depth_copies, cfg.depth_min_pairs, cfg.seed, cfg.waveform_stretch
+        )
         copies = (source, _inputs(thinned))
     t0 = time.perf_counter()
     with _torch_settings(cfg.seed, cfg.n_threads):

@@ -51,7 +51,10 @@ class RealModelConfig:
     ``depth_bands``: edges (ACG pairs) of the depth bands, each with its own ratio floors fitted on
     the out-of-fold units and copies of that depth (unit-weighted), so that a shallow unit meets
     floors measured on shallow units (docs/validation.md, "Recording depth"); 0 copies or no edges:
-    one set of floors fitted on the labelled units (models up to 1.4).
+    one set of floors fitted on the labelled units (models up to 1.4); ``waveform_stretch``: log-sd
+    of a time-stretch factor applied to each depth copy's waveform (0 = copies keep their unit's
+    waveform), so that the full members see a class's spike a little wider or narrower than the
+    training labs recorded it.
     """
 
     hidden_discharge: int = 64
@@ -79,6 +82,7 @@ class RealModelConfig:
     depth_copies: int = 3
     depth_min_pairs: float = 100.0
     depth_bands: tuple[float, ...] = (1000.0, 10000.0)
+    waveform_stretch: float = 0.0
     min_agreement: float = 0.5
     seed: int = 0
     n_threads: int = 2
