@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from nwb_celltype.model.decision import confidence_ratio
-from nwb_celltype.model.real_ensemble import train_real_ensemble
 from nwb_celltype.model.real_floors import FLOOR_THRESHOLD, per_label_floors, ratio_floors
 from nwb_celltype.model.real_networks import RealModelConfig
+from nwb_celltype.model.real_training import train_real_ensemble
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_real_validation import CLASSES, load_tables, pooled_units

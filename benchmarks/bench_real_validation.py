@@ -35,8 +35,9 @@ from nwb_celltype.model.decision import confidence_ratio
 from nwb_celltype.model.evaluate_discharge import discharge_baselines
 from nwb_celltype.model.metrics import expected_calibration_error
 from nwb_celltype.model.real_depth import acg_pairs, thin_counts
-from nwb_celltype.model.real_ensemble import predict_real_ensemble, train_real_ensemble
+from nwb_celltype.model.real_ensemble import predict_real_ensemble
 from nwb_celltype.model.real_networks import RealModelConfig
+from nwb_celltype.model.real_training import train_real_ensemble
 from nwb_celltype.model.training import stratified_folds
 
 CLASSES = ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB")

@@ -85,8 +85,9 @@ torch = pytest.importorskip("torch")
 from test_real_model import CLASSES, TINY, _units  # noqa: E402
 
 from nwb_celltype.model.discharge_bundle import _depth_notes  # noqa: E402
-from nwb_celltype.model.real_ensemble import predict_real_ensemble, train_real_ensemble  # noqa: E402
+from nwb_celltype.model.real_ensemble import predict_real_ensemble  # noqa: E402
 from nwb_celltype.model.real_networks import RealModelConfig  # noqa: E402
+from nwb_celltype.model.real_training import train_real_ensemble  # noqa: E402
 
 EDGE = 1000.0
 
@@ -163,7 +164,7 @@ def test_band_floors_refit_from_the_rows_handed_out(banded):
 
 
 def test_a_units_rows_share_its_weight_and_labs_weigh_the_same():
-    from nwb_celltype.model.real_ensemble import _row_weights
+    from nwb_celltype.model.real_training import _row_weights
 
     # lab a: unit 0 with one copy (two rows), unit 1 alone; lab b: unit 2 alone
     w = _row_weights(np.array(["a", "a", "a", "b"]), np.array([0, 0, 1, 2]))

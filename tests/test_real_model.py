@@ -1,5 +1,6 @@
-"""The real-data ensemble (nwb_celltype.model.real_ensemble) and its inputs, on small synthetic
-discharge features: renewal-process trains whose classes differ in rate and regularity."""
+"""The real-data ensemble (nwb_celltype.model.real_training, .real_ensemble) and its inputs
+(.real_inputs), on small synthetic discharge features: renewal-process trains whose classes differ in
+rate and regularity."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from nwb_celltype.features.discharge_inputs import (
 )
 
 torch = pytest.importorskip("torch")
-from nwb_celltype.model.real_ensemble import predict_real_ensemble, train_real_ensemble  # noqa: E402
+from nwb_celltype.model.real_ensemble import predict_real_ensemble  # noqa: E402
 from nwb_celltype.model.real_networks import RealModelConfig  # noqa: E402
+from nwb_celltype.model.real_training import train_real_ensemble  # noqa: E402
 
 CLASSES = ("A", "B", "C")
 #: (rate Hz, gamma shape, waveform width in samples) per class
@@ -300,7 +302,7 @@ def _torch_reference(tensors, meta, raw):
         "discharge": discharge_inputs(raw["acg_counts"], raw["isi_counts"]),
         "waveform": waveform_inputs(raw["waveform"])[0],
     }
-    from nwb_celltype.model.real_ensemble import quantile_map
+    from nwb_celltype.model.real_inputs import quantile_map
 
     x = {
         p: quantile_map(v, t[f"norm.{p}.quantiles"].numpy()) if f"norm.{p}.quantiles" in t else v

@@ -4,7 +4,7 @@ bundles (:mod:`.bundle`), with their own network and prediction path (:mod:`.rea
 
 On disk (same two files as every bundle)::
 
-    weights.safetensors   the tensors of :func:`~.real_ensemble.train_real_ensemble`
+    weights.safetensors   the tensors of :func:`~.real_training.train_real_ensemble`
     model_card.json       card; ``feature_family`` = "acg-isi-wave", ``architecture.kind`` =
                           "real-ensemble", ``model_meta`` = the JSON half of the trained model
 """
@@ -44,7 +44,7 @@ class DischargeBundle(CardProperties):
     Attributes
     ----------
     tensors : dict of str -> Tensor
-        The model's weights (see :mod:`.real_ensemble`).
+        The model's weights (see :mod:`.real_training`).
     card : dict
         The model card; ``card["model_meta"]`` holds the model's JSON configuration.
     path : Path or None
@@ -123,7 +123,7 @@ def make_discharge_bundle(
     description: str = "",
     card_extra: dict | None = None,
 ) -> DischargeBundle:
-    """Wrap a trained real-data ensemble (:func:`~.real_ensemble.train_real_ensemble`) in a bundle."""
+    """Wrap a trained real-data ensemble (:func:`~.real_training.train_real_ensemble`) in a bundle."""
     from .bundle import WEIGHTS_FILE, _bundle_digest, _weights_digest, card_header, software_versions
 
     card: dict[str, Any] = {
@@ -336,7 +336,7 @@ def train_discharge_model(
     labelled with a non-C4 type such as GrC) pre-trains the encoders only. Each unit's library entry
     (lab) balances the loss across labs within a class.
     """
-    from .real_ensemble import train_real_ensemble
+    from .real_training import train_real_ensemble
 
     fs = training_set.features
     if getattr(fs, "family", None) != FAMILY:
