@@ -11,6 +11,7 @@ import pytest
 
 from nwb_celltype.errors import FeatureError
 from nwb_celltype.features import FeatureConfig, compute_acg_3d_batch, compute_log_acg
+from nwb_celltype.features import _isi_rate as rate_mod
 from nwb_celltype.features import _pairs as pairs_mod
 from nwb_celltype.features import acg as acg_mod
 from nwb_celltype.features.reference import reference_acg_3d
@@ -127,8 +128,8 @@ def test_quantiles_of_sorted_match_numpy():
         ]:
             xs = np.sort(x)
             for lv in [levels, np.linspace(0, 1, 5), np.array([0.0, 1.0, 0.5, 1 / 3])]:
-                np.testing.assert_array_equal(acg_mod._np_quantiles_of_sorted(xs, lv), np.quantile(xs, lv))
-    assert acg_mod._quantiles(np.sort(rng.random(50)), levels).shape == (10,)
+                np.testing.assert_array_equal(rate_mod._np_quantiles_of_sorted(xs, lv), np.quantile(xs, lv))
+    assert rate_mod._quantiles(np.sort(rng.random(50)), levels).shape == (10,)
 
 
 def test_rate_bins_equal_searchsorted():
@@ -137,7 +138,7 @@ def test_rate_bins_equal_searchsorted():
     thr = np.quantile(rate, np.linspace(0, 1, 12)[1:-1])  # many rates equal a threshold
     expect = np.searchsorted(thr, rate, side="left")
     expect[expect == len(thr)] = len(thr) - 1
-    np.testing.assert_array_equal(acg_mod._rate_bins(rate, thr), expect)
+    np.testing.assert_array_equal(rate_mod._rate_bins(rate, thr), expect)
 
 
 def test_many_small_units_fill_calls_by_rows(monkeypatch):
@@ -154,7 +155,7 @@ def test_many_small_units_fill_calls_by_rows(monkeypatch):
 def test_count_at_most_equals_searchsorted(monkeypatch, steps):
     # the table-accelerated search of the rate integral gives numpy's searchsorted, exactly,
     # whether the table's steps cover every cell or a binary search finishes the fullest ones
-    monkeypatch.setattr(acg_mod, "_COUNT_STEPS", steps)
+    monkeypatch.setattr(rate_mod, "_COUNT_STEPS", steps)
     rng = np.random.default_rng(12)
     for trial in range(60):
         n = int(rng.integers(2, 3000)) if trial % 2 else int(rng.integers(2048, 6000))
@@ -165,7 +166,7 @@ def test_count_at_most_equals_searchsorted(monkeypatch, steps):
         n_bins = int(m[-1]) + 1 + int(rng.integers(0, 500))
         x = np.concatenate([rng.integers(0, n_bins + 1, 400), m, m + 1, [0, n_bins]])
         x = np.clip(x, 0, n_bins)
-        got = acg_mod._CountAtMost(np.append(m, np.iinfo(np.int64).max), n_bins)(x)
+        got = rate_mod._CountAtMost(np.append(m, np.iinfo(np.int64).max), n_bins)(x)
         np.testing.assert_array_equal(got, np.searchsorted(m, x, side="right"))
 
 
@@ -185,5 +186,5 @@ def test_merge_sorted_equals_sort():
             removed = np.sort(rng.choice(n, k, replace=False))
         y = x.copy()
         y[order[removed]] += rng.normal(0, 1e-9 if trial % 3 else 5.0, k)
-        got = acg_mod._merge_sorted(sorted_x.copy(), removed, np.sort(y[order[removed]]), y)
+        got = rate_mod._merge_sorted(sorted_x.copy(), removed, np.sort(y[order[removed]]), y)
         np.testing.assert_array_equal(got, np.sort(y))
