@@ -8,7 +8,8 @@ on the scored units; encoders pre-trained on the training units + every unlabell
 abstentions (ratio < 2, out-of-distribution, or no majority of members behind the label) counted as
 misses in per-class recall. Baselines on the same folds. Non-C4 units: Hausser GrC waveforms and simulated "other" units, scored by a model
 trained on every labelled Hull + Lisberger unit. Robustness: ACG from a spike subset vs all spikes;
-Hull's held-out units scored again with Hausser waveforms of the same class (another lab's recording
+every within-lab CV's held-out units scored again without their waveforms (the discharge-only
+members, as for a file without mean waveforms) and thinned to fewer ACG pairs; Hull's held-out units scored again with Hausser waveforms of the same class (another lab's recording
 and processing).
 
 Run:  nice -n 5 python benchmarks/bench_real_validation.py [--data ../shared/real-c4] [--quick]
@@ -180,6 +181,16 @@ def other_lab_waveforms(raw: dict, labels: np.ndarray, donor, rng: np.random.Gen
     return out
 
 
+def without_waveforms(raw: dict) -> dict:
+    """``raw`` as a file without mean waveforms gives it (many real NWB files): the same units'
+    discharges, no waveform, so the model scores them with its discharge-only members."""
+    return {
+        **raw,
+        "waveform": np.full_like(raw["waveform"], np.nan),
+        "has_waveform": np.zeros(len(raw["waveform"]), bool),
+    }
+
+
 #: ACG depths (pairs at lags 1-100 ms) the held-out units are thinned to (:func:`thinned_sets`):
 #: what a shorter recording or a slower unit gives; the tables' units hold 10^4-10^6 (PkC_cs 10-600).
 DEPTHS = (30_000, 3_000, 1_000, 300, 100)
@@ -200,8 +211,8 @@ def within_lab(
 ) -> tuple[dict, dict]:
     """Stratified 5-fold CV within ``lab``; with ``pool`` the other lab's labelled units join training.
 
-    The same models also score the held-out units thinned to every depth of :data:`DEPTHS`
-    (:func:`thinned_sets`) and, with ``donor`` (a lab of waveform tables), with their waveforms
+    The same models also score the held-out units without their waveforms (:func:`without_waveforms`),
+    thinned to every depth of :data:`DEPTHS` (:func:`thinned_sets`) and, with ``donor`` (a lab of waveform tables), with their waveforms
     swapped for the donor lab's (:func:`other_lab_waveforms`). Returns the scores of the held-out
     units as they are (with ``train_seconds_per_fold``) and, per other test set, its scores.
     """
@@ -214,6 +225,7 @@ def within_lab(
     methods = ("model", "logreg_rate_cv2_width", "logreg_raw_features")
     names = [
         "own",
+        "no waveform",
         *(["other lab's waveforms"] if donor is not None else []),
         *(f"{d} ACG pairs" for d in DEPTHS),
     ]
@@ -232,7 +244,7 @@ def within_lab(
         tensors, meta = _train(tr_raw, labels, unl, cfg, groups)
         seconds.append(time.perf_counter() - t0)
         te_raw = _raw(fs, te)
-        sets = {"own": te_raw}
+        sets = {"own": te_raw, "no waveform": without_waveforms(te_raw)}
         if donor is not None:
             sets["other lab's waveforms"] = other_lab_waveforms(
                 te_raw, fs.labels[te].astype(str), data[donor], swap_rng
@@ -548,6 +560,7 @@ def main() -> None:
             ),
         ):
             ev[name], other_sets = within_lab(data, lab, unl, cfg, pool=pool, donor=donor)
+            ev[f"{name}, held-out units without waveforms"] = other_sets.pop("no waveform")
             if donor is not None:
                 ev[swapped] = other_sets.pop("other lab's waveforms")
             depth[name] = other_sets
