@@ -201,7 +201,19 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None):
 
 
 def _write_tables(
-    nwbfile, *, bundle, preds, unit_indices, table_name, threshold, source, call, skipped, precision, pinned
+    nwbfile,
+    *,
+    bundle,
+    preds,
+    unit_indices,
+    table_name,
+    threshold,
+    source,
+    call,
+    skipped,
+    precision,
+    pinned,
+    ignore_waveforms=False,
 ):
     from .nwb import add_annotations, add_classifier, add_units_columns
     from .vocabulary import CELL_ONTOLOGY_IDS
@@ -226,6 +238,7 @@ def _write_tables(
             "call": call,
             "precision": precision,
             "bundle_pinned": bool(pinned),
+            "ignore_waveforms": bool(ignore_waveforms),
             "skipped_units": skipped,
             "model_card_description": str(card.get("description", "")),
         },
@@ -356,6 +369,7 @@ def annotate(
     model_sha256: str | None = None,
     allow_read_only: bool = False,
     allow_hard_links: bool = False,
+    ignore_waveforms: bool = False,
 ) -> AnnotationResult:
     """Classify every unit of ``source`` and write the annotations into NWB.
 
@@ -364,7 +378,8 @@ def annotate(
     source : str or path
         Anything :func:`nwb_celltype.io.open_source` opens: a local path, an http(s) URL, a DANDI id.
     model : path, ModelBundle or None
-        The model bundle; ``None`` uses the bundled demo model (trained on simulated data).
+        The model bundle; ``None`` uses the package's default model (trained on real identified
+        cerebellar neurons, docs/validation.md).
     out : path, optional
         Output file. Local sources default to ``<input stem>.celltype.nwb`` beside the input (an
         annotated copy); remote sources need it (a derived NWB file is written there).
@@ -386,11 +401,18 @@ def annotate(
     allow_read_only, allow_hard_links : bool
         In place only: replace a read-only input, or one with other hard links (which then keep
         the old content); both are refused by default (see :mod:`nwb_celltype._atomic`).
+    ignore_waveforms : bool
+        Classify every unit from its discharge (ACG, ISI) alone, as if the file had no mean
+        waveforms: for waveforms that are not comparable to the training labs' (another probe or
+        processing, templates instead of means). Only for models that can (the default model's
+        family); recorded in the provenance. What it costs and buys on real held-out units:
+        docs/validation.md, "Units without a waveform".
 
     Every write goes through :func:`nwb_celltype._atomic.atomic_write`: a pid-stamped copy beside
     the target, fsync, rename, under a lock per target file; SIGTERM/SIGINT/SIGHUP and a full disk
     leave the input and the target untouched and no temporary file behind.
     """
+    from .features.families import family_of
     from .io import open_source
     from .model import predict_cell_types
 
@@ -406,6 +428,9 @@ def annotate(
         raise InvalidValueError(f"batch_size must be >= 1, got {batch_size}")
 
     bundle, is_demo = _resolve_model(model)
+    family = family_of(bundle)
+    if ignore_waveforms:
+        family.check_ignore_waveforms()
     if model_sha256 is not None:
         from .model.shipped import check_pinned
 
@@ -467,6 +492,8 @@ def annotate(
                 raise
             raise as_output_error(exc, final) from exc
         unit_indices, problems = units.unit_indices, units.problems
+        if ignore_waveforms:
+            features = family.drop_waveforms(features)
         timings["read"], timings["features"] = t_read, t_feat
         _checkpoint("features")
 
@@ -503,6 +530,7 @@ def annotate(
                 skipped=skipped,
                 precision=precision,
                 pinned=model_sha256 is not None,
+                ignore_waveforms=ignore_waveforms,
             )
 
         t0 = time.perf_counter()

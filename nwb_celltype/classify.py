@@ -94,7 +94,9 @@ def read_feature_input(path: str | os.PathLike, config=None):
     return load_features_any(path)
 
 
-def predict_features(features, *, model=None, threshold: float = 2.0) -> FeaturePredictions:
+def predict_features(
+    features, *, model=None, threshold: float = 2.0, ignore_waveforms: bool = False
+) -> FeaturePredictions:
     """Classify units given as features.
 
     Parameters
@@ -105,7 +107,10 @@ def predict_features(features, *, model=None, threshold: float = 2.0) -> Feature
         None: the default model (trained on real identified neurons).
     threshold : float
         Confidence ratio p(top1)/p(top2) below which a unit is ``unclassified``.
+    ignore_waveforms : bool
+        Classify every unit from its discharge alone (models that can: the default model's family).
     """
+    from .features.families import family_of
     from .model.predict import predict_cell_types
     from .model.shipped import resolve_model
 
@@ -118,6 +123,8 @@ def predict_features(features, *, model=None, threshold: float = 2.0) -> Feature
             f"model {bundle.name} reads {family!r} features but these are {features.family!r}; compute "
             f"them with `nwb-celltype features --model {bundle.name}` or use another model."
         )
+    if ignore_waveforms:
+        features = family_of(bundle).drop_waveforms(features)
     preds = predict_cell_types(bundle, features, threshold=threshold)
     info = {"name": bundle.name, "version": bundle.version, "sha256": bundle.sha256, "feature_family": family}
     return FeaturePredictions(predictions=preds, features=features, model=info)

@@ -526,6 +526,69 @@ def test_unknown_dandiset_is_our_error(served, tmp_path):
         annotate_dandiset("999999", tmp_path, dandi_api_url=served["api"].api_url)
 
 
+def test_worker_task_passes_ignore_waveforms_to_annotate(tmp_path):
+    """The unit of work the driver ships (here a local file with the default model): the option
+    reaches annotate, the asset's provenance records it, every unit is scored without its waveform."""
+    import json
+
+    from pynwb import NWBHDF5IO
+
+    from nwb_celltype.batch.worker import run_asset_task
+    from nwb_celltype.model.shipped import resolve_model
+    from nwb_celltype.nwb import read_annotations
+    from nwb_celltype.simulate import simulate_recording
+
+    src = tmp_path / "s.nwb"
+    simulate_recording(src, n_units=8, duration_s=120, seed=4)
+    bundle, _ = resolve_model(None)
+    task = {
+        "path": "sub-1/s.nwb",
+        "asset_id": "a1",
+        "version": "draft",
+        "dandiset_id": "000001",
+        "source": str(src),
+        "output": "sub-1/s_celltype.nwb",
+        "out_dir": str(tmp_path / "out"),
+        "tmp_name": "t.nwb",
+        "model_path": None,
+        "model_sha256": bundle.sha256,
+        "threshold": 2.0,
+        "ignore_waveforms": True,
+        "batch_size": 256,
+        "dandi_api_url": None,
+        "cache_dir": None,
+        "attempt": 0,
+        "run_id": "r1",
+    }
+    rec = run_asset_task(task)
+    assert rec["status"] == "done" and rec["n_units"] == 8
+    with NWBHDF5IO(str(tmp_path / "out" / "sub-1" / "s_celltype.nwb"), "r") as io:
+        ann = next(iter(read_annotations(io.read()).values()))
+    params = ann.classifier["parameters"]
+    params = json.loads(params) if isinstance(params, str) else params
+    assert params["ignore_waveforms"] is True
+    scored = [str(r) for r, s in zip(ann.reasons, ann.status, strict=True) if s != "not_classifiable"]
+    assert scored and all(
+        "waveforms ignored on request" in r for r in scored if "out of distribution" not in r
+    )
+
+
+@pytest.mark.network
+def test_ignore_waveforms_with_a_c4_model_is_refused_before_any_asset(served, model_path, tmp_path):
+    """The C4-family model needs waveforms: the run stops in the driver, with nothing written."""
+    from nwb_celltype.errors import FeatureError
+
+    with pytest.raises(FeatureError, match="need each unit's waveform"):
+        annotate_dandiset(
+            f"{DANDISET}@draft",
+            tmp_path / "out",
+            model=model_path,
+            ignore_waveforms=True,
+            dandi_api_url=served["api"].api_url,
+        )
+    assert not any((tmp_path / "out").rglob("*.nwb"))
+
+
 @pytest.mark.network
 def test_include_matching_nothing(served, tmp_path):
     with pytest.raises(InvalidValueError, match="no NWB assets matching"):

@@ -154,6 +154,59 @@ def test_annotate_dispatches_on_the_bundles_family(small_bundle, tmp_path):
         if s != "not_classifiable" and "out of distribution" not in str(r)
     )
 
+    # ignore_waveforms on the file *with* waveforms: exactly what the file without them gives
+    res3 = annotate(src, model=small_bundle, out=tmp_path / "c.nwb", ignore_waveforms=True)
+    with NWBHDF5IO(str(tmp_path / "c.nwb"), "r") as io:
+        rec3 = next(iter(read_annotations(io.read()).values()))
+    assert res3.n_units == 12
+    np.testing.assert_allclose(rec3.probabilities, rec2.probabilities, rtol=0, atol=1e-6)
+    assert list(rec3.labels) == list(rec2.labels) and list(rec3.status) == list(rec2.status)
+    assert not np.allclose(np.nan_to_num(rec3.probabilities), np.nan_to_num(rec.probabilities), atol=1e-3)
+    assert all(
+        "waveforms ignored on request" in str(r)
+        for r, s in zip(rec3.reasons, rec3.status, strict=True)
+        if s != "not_classifiable" and "out of distribution" not in str(r)
+    )
+    params3 = rec3.classifier["parameters"]
+    params3 = json.loads(params3) if isinstance(params3, str) else params3
+    assert params3["ignore_waveforms"] is True and params["ignore_waveforms"] is False
+
+
+def test_ignore_waveforms_is_refused_for_models_that_need_them(small_bundle, demo_bundle, tmp_path):
+    """C4-family models read the waveform as a required input: asking them to ignore it is a clear
+    error before anything is read or written; `predict --ignore-waveforms` with the real-data model
+    scores every unit from its discharge and says so."""
+    from nwb_celltype.annotate import annotate
+    from nwb_celltype.errors import FeatureError
+    from nwb_celltype.simulate import simulate_recording
+
+    src = tmp_path / "s.nwb"
+    simulate_recording(src, n_units=6, duration_s=60, seed=5)
+    before = src.read_bytes()
+    with pytest.raises(FeatureError, match="need each unit's waveform"):
+        annotate(src, model=demo_bundle, out=tmp_path / "x.nwb", ignore_waveforms=True)
+    assert not (tmp_path / "x.nwb").exists() and src.read_bytes() == before
+
+    out = tmp_path / "p.tsv"
+    args = ["predict", str(REAL / "hull"), "--out", str(out), "--model", str(small_bundle)]
+    res = CliRunner().invoke(main, [*args, "--ignore-waveforms", "--json"])
+    assert res.exit_code == 0, res.output
+    with open(out) as f:
+        f.readline()
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    scored = [r for r in rows if r["status"] != "not_classifiable"]
+    assert scored and all(r["used_waveform"] == "False" for r in scored)
+    assert all(
+        "waveforms ignored on request" in r["reason"]
+        for r in scored
+        if "out of distribution" not in r["reason"]
+    )
+    # without the option the Hull units' waveforms are used
+    res = CliRunner().invoke(main, [*args, "--overwrite"])
+    with open(out) as f:
+        f.readline()
+        assert any(r["used_waveform"] == "True" for r in csv.DictReader(f, delimiter="\t"))
+
 
 def test_far_away_units_are_abstained_on(small_bundle):
     """Units whose features resemble no training unit are unclassified with an OOD reason."""

@@ -113,15 +113,21 @@ def _check_options(workers: int | None, scheduler: str | None, client: Any, retr
         raise InvalidValueError(f"batch_size must be >= 1, got {batch_size}")
 
 
-def _load_model_identity(model: str | os.PathLike | None, model_sha256: str | None = None) -> dict:
+def _load_model_identity(
+    model: str | os.PathLike | None, model_sha256: str | None = None, ignore_waveforms: bool = False
+) -> dict:
     """Load the bundle once in the driver for its identity (sha256 decides what is done already);
-    with ``model_sha256`` it must match that pin (workers then check the same full digest)."""
+    with ``model_sha256`` it must match that pin (workers then check the same full digest); with
+    ``ignore_waveforms`` its feature family must allow it (checked before any worker starts)."""
+    from ..features.families import family_of
     from ..model.shipped import check_pinned, resolve_model
 
     path = None if model is None else str(Path(model).resolve())
     bundle, _ = resolve_model(path)
     if model_sha256 is not None:
         check_pinned(bundle, model_sha256)
+    if ignore_waveforms:
+        family_of(bundle).check_ignore_waveforms()
     return {
         "name": str(bundle.name),
         "version": str(bundle.version),
@@ -165,6 +171,7 @@ def annotate_dandiset(
     batch_size: int = 256,
     progress: bool = False,
     model_sha256: str | None = None,
+    ignore_waveforms: bool = False,
 ) -> DandisetRunResult:
     """Annotate every NWB asset of a dandiset into a derived dandiset under ``out``.
 
@@ -183,8 +190,8 @@ def annotate_dandiset(
         Version to annotate (overrides the one in ``dandiset``); default: the most recent
         published version, or the draft.
     model : path, optional
-        Model bundle; ``None`` uses the demo model (trained on simulated data). With a Dask
-        cluster the path must be readable by every worker.
+        Model bundle; ``None`` uses the package's default model (trained on real identified
+        cerebellar neurons). With a Dask cluster the path must be readable by every worker.
     model_sha256 : str, optional
         Pin the bundle: the run is refused unless its digest starts with this hex string (see
         :func:`nwb_celltype.model.shipped.check_pinned`); every asset's provenance records the pin.
@@ -214,6 +221,8 @@ def annotate_dandiset(
         remfile disk cache for streamed bytes.
     threshold : float
         Confidence ratio below which a unit is "unclassified" (see :func:`~nwb_celltype.annotate`).
+    ignore_waveforms : bool
+        Classify every unit from its discharge alone (see :func:`~nwb_celltype.annotate`).
     batch_size : int
         Units read and featurised at a time; bounds a worker's memory for reading and features.
     progress : bool
@@ -243,7 +252,7 @@ def annotate_dandiset(
             + "; check the dandiset id, version and glob"
         )
 
-    model_info = _load_model_identity(model, model_sha256)
+    model_info = _load_model_identity(model, model_sha256, ignore_waveforms)
     state = RunState(out_dir)
     state.prepare()
     run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
@@ -257,6 +266,7 @@ def annotate_dandiset(
                 "model": model_info,
                 "include": include,
                 "threshold": threshold,
+                "ignore_waveforms": bool(ignore_waveforms),
                 "batch_size": batch_size,
                 "started": time.time(),
                 "pid": os.getpid(),
@@ -320,6 +330,7 @@ def annotate_dandiset(
                     "model_sha256": model_info["sha256"],
                     "model_pinned": model_info["pinned"],
                     "threshold": float(threshold),
+                    "ignore_waveforms": bool(ignore_waveforms),
                     "batch_size": int(batch_size),
                     "dandi_api_url": dandi_api_url,
                     "cache_dir": None if cache_dir is None else str(cache_dir),

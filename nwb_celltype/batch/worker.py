@@ -104,7 +104,7 @@ def run_asset_task(task: dict) -> dict:
     task : dict
         Built by the driver: ``path``, ``asset_id``, ``version``, ``dandiset_id``, ``source`` (what
         :func:`~nwb_celltype.io.open_source` opens), ``output`` (relative to ``out_dir``),
-        ``out_dir``, ``tmp_name``, ``model_path``, ``model_sha256``, ``threshold``, ``batch_size``,
+        ``out_dir``, ``tmp_name``, ``model_path``, ``model_sha256``, ``threshold``, ``ignore_waveforms``, ``batch_size``,
         ``dandi_api_url``, ``cache_dir``, ``attempt``, ``run_id``.
 
     Returns
@@ -150,6 +150,7 @@ def run_asset_task(task: dict) -> dict:
             model=bundle,
             out=scratch,
             threshold=task["threshold"],
+            ignore_waveforms=bool(task.get("ignore_waveforms", False)),
             overwrite=True,
             dandi_api_url=task["dandi_api_url"],
             cache_dir=task["cache_dir"],

@@ -52,6 +52,7 @@ def annotate(
     dandi_api_url,
     cache_dir,
     batch_size,
+    ignore_waveforms,
     quiet,
     as_json,
 ):
@@ -77,6 +78,7 @@ def annotate(
             model_sha256=model_sha256,
             allow_read_only=allow_read_only,
             allow_hard_links=allow_hard_links,
+            ignore_waveforms=ignore_waveforms,
         )
     if as_json:
         print_json(result.to_dict())

@@ -78,6 +78,7 @@ def annotate_dandiset(
     batch_size,
     dandi_api_url,
     cache_dir,
+    ignore_waveforms,
     quiet,
     as_json,
 ):
@@ -104,6 +105,7 @@ def annotate_dandiset(
             cache_dir=cache_dir,
             progress=not (quiet or as_json),
             model_sha256=model_sha256,
+            ignore_waveforms=ignore_waveforms,
         )
     if as_json:
         print_json(result.to_dict())

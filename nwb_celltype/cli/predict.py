@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import THRESHOLD_HELP, model_option, print_json, quiet_logging
+from ._common import IGNORE_WAVEFORMS_OPTION, THRESHOLD_HELP, model_option, print_json, quiet_logging
 
 
 @click.command("predict")
@@ -19,10 +19,11 @@ from ._common import THRESHOLD_HELP, model_option, print_json, quiet_logging
     show_default=True,
     help=THRESHOLD_HELP,
 )
+@IGNORE_WAVEFORMS_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def predict(features, out, model, threshold, overwrite, quiet, as_json):
+def predict(features, out, model, threshold, ignore_waveforms, overwrite, quiet, as_json):
     """Classify the units in FEATURES — a folder of per-unit feature tables (labels.csv, acg.csv,
     isi_dist.csv, waveforms.csv, dataset.json; labels optional) or a .npz written by `nwb-celltype
     features` — and write one row per unit to OUT: label, status, confidence, per-class
@@ -33,7 +34,9 @@ def predict(features, out, model, threshold, overwrite, quiet, as_json):
     from ..classify import predict_features, summarise, write_predictions_tsv
 
     with quiet_logging(quiet):
-        result = predict_features(features, model=model, threshold=threshold)
+        result = predict_features(
+            features, model=model, threshold=threshold, ignore_waveforms=ignore_waveforms
+        )
         path = write_predictions_tsv(result, out, overwrite=overwrite)
     summary = {"output": str(path), "model": result.model, **summarise(result)}
     if as_json:

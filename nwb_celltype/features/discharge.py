@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import numpy as np
@@ -115,6 +115,17 @@ class DischargeFeatureSet:
             labels=None if self.labels is None else self.labels[index],
             meta=dict(self.meta),
             config=self.config,
+        )
+
+    def without_waveforms(self) -> DischargeFeatureSet:
+        """The same units with their waveforms set aside (``has_waveform`` False, zeros): a model of
+        this family then classifies every unit from its discharge alone. ``meta["waveforms_ignored"]``
+        records that it was asked for."""
+        return replace(
+            self,
+            waveform=np.zeros_like(self.waveform),
+            has_waveform=np.zeros(len(self), dtype=bool),
+            meta={**self.meta, "waveforms_ignored": True},
         )
 
     @staticmethod
@@ -348,6 +359,11 @@ def extract_discharge_features(
 
 #: version of the saved-features layout of this family
 FILE_FORMAT_VERSION = "1"
+
+
+def without_waveforms(fs: DischargeFeatureSet) -> DischargeFeatureSet:
+    """:meth:`DischargeFeatureSet.without_waveforms` (the family registry's entry point)."""
+    return fs.without_waveforms()
 
 
 def save_discharge_features(path, fs: DischargeFeatureSet):

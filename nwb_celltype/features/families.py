@@ -52,6 +52,10 @@ class FeatureFamily:
         ``"module:function"``: ``(UnitsBatch, config, progress=False) -> features``.
     save, load : str
         ``"module:function"`` writing / reading the family's ``.npz`` features file.
+    without_waveforms : str or None
+        ``"module:function"``: ``features -> features`` with every unit's waveform set aside, for
+        families whose models can classify from the discharge alone; None where the waveform is a
+        required input (C4).
     """
 
     name: str
@@ -61,6 +65,7 @@ class FeatureFamily:
     extract: str
     save: str
     load: str
+    without_waveforms: str | None = None
 
     @property
     def config_type(self) -> type:
@@ -90,6 +95,20 @@ class FeatureFamily:
 
     def load_features(self, path):
         return _resolve(self.load)(path)
+
+    def check_ignore_waveforms(self) -> None:
+        """Raise :class:`FeatureError` unless this family's models can classify without waveforms."""
+        if self.without_waveforms is None:
+            raise FeatureError(
+                f"models of the {self.name!r} feature family need each unit's waveform, so its waveforms "
+                "cannot be ignored; drop the ignore-waveforms option, or use a model that classifies from "
+                "the discharge alone (the default model, family 'acg-isi-wave')."
+            )
+
+    def drop_waveforms(self, fs):
+        """``fs`` with every unit's waveform set aside (see ``without_waveforms``)."""
+        self.check_ignore_waveforms()
+        return _resolve(self.without_waveforms)(fs)
 
 
 _FAMILIES: dict[str, FeatureFamily] = {}
@@ -168,5 +187,6 @@ register_family(
         extract=".discharge:extract_discharge_features",
         save=".discharge:save_discharge_features",
         load=".discharge:load_discharge_features",
+        without_waveforms=".discharge:without_waveforms",
     )
 )

@@ -34,6 +34,7 @@ OOD_REASON = "out of distribution"
 DISAGREE_REASON = "ensemble members disagree"
 FLOOR_REASON = "confidence ratio below the model's floor for this label"
 NO_WAVEFORM_NOTE = "classified from discharge alone (no usable waveform)"
+IGNORED_WAVEFORM_NOTE = "classified from discharge alone (waveforms ignored on request)"
 
 
 @dataclass
@@ -179,7 +180,8 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
     decision rule, and abstention on out-of-distribution units, on units whose label no majority
     of members backs and on units whose confidence ratio is below the model's floor for their label
     (status ``unclassified``, reason says which). Units without discharge features are ``not_classifiable``; units without a waveform are
-    classified by the discharge-only members and their reason says so."""
+    classified by the discharge-only members and their reason says so (and whether the waveforms
+    were set aside on request: :meth:`~nwb_celltype.features.discharge.DischargeFeatureSet.without_waveforms`)."""
     from .decision import check_threshold, decide
     from .predict import Predictions
     from .real_ensemble import predict_real_ensemble
@@ -246,6 +248,7 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
     given = np.asarray(features.reasons, dtype=object)
     ood_thr = 1.0  # the model reports the largest part score divided by its threshold
     min_agree = float(bundle.meta["config"].get("min_agreement", 0.0))
+    no_wave = IGNORED_WAVEFORM_NOTE if features.meta.get("waveforms_ignored") else NO_WAVEFORM_NOTE
     for i in range(n):
         if not ok[i]:
             reasons[i] = str(given[i]) or "unusable features"
@@ -256,16 +259,16 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
         elif disagree[i]:
             reasons[i] = (
                 f"{DISAGREE_REASON} (only {agreement[i]:.0%} of members back the top class, fewer than "
-                f"{min_agree:.0%})" + ("" if used_wave[i] else f"; {NO_WAVEFORM_NOTE}")
+                f"{min_agree:.0%})" + ("" if used_wave[i] else f"; {no_wave}")
             )
         elif below_floor[i] and status[i] == "unclassified" and conf[i] >= threshold:
             reasons[i] = (
                 f"{FLOOR_REASON} (ratio {conf[i]:.2f} < {floor[i]:g} for {bundle.classes[int(np.nanargmax(probs[i]))]}: "
                 "on the model's training units, labels of this class below that ratio were wrong too often"
-                f"{shallow_note[i]})" + ("" if used_wave[i] else f"; {NO_WAVEFORM_NOTE}")
+                f"{shallow_note[i]})" + ("" if used_wave[i] else f"; {no_wave}")
             )
         elif not used_wave[i]:
-            reasons[i] = NO_WAVEFORM_NOTE
+            reasons[i] = no_wave
     logger.info(
         "classified %d / %d units (%d unclassified, %d out of distribution, %d not classifiable) with %s",
         int((status == "classified").sum()),
