@@ -75,6 +75,8 @@ class AnnotationResult:
     #: ``{"unit_id", "reason"}`` of every unclassified unit: the model's own abstention reason (out of
     #: distribution, members disagree, below the label's ratio floor), or "" when the confidence was below the threshold
     unclassified: list[dict] = field(default_factory=list)
+    #: every unit was scored from its discharge alone (``ignore_waveforms``)
+    ignore_waveforms: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -560,6 +562,7 @@ def annotate(
         skipped=skipped,
         demo_model=is_demo,
         unclassified=unclassified,
+        ignore_waveforms=bool(ignore_waveforms),
     )
     logger.info("annotated %d units of %s -> %s", result.n_units, source, final)
     return result

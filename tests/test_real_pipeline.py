@@ -117,6 +117,7 @@ def test_annotate_dispatches_on_the_bundles_family(small_bundle, tmp_path):
     import h5py
 
     from nwb_celltype.annotate import annotate
+    from nwb_celltype.cli._common import format_summary
     from nwb_celltype.nwb import read_annotations
     from nwb_celltype.simulate import simulate_recording
 
@@ -158,7 +159,8 @@ def test_annotate_dispatches_on_the_bundles_family(small_bundle, tmp_path):
     res3 = annotate(src, model=small_bundle, out=tmp_path / "c.nwb", ignore_waveforms=True)
     with NWBHDF5IO(str(tmp_path / "c.nwb"), "r") as io:
         rec3 = next(iter(read_annotations(io.read()).values()))
-    assert res3.n_units == 12
+    assert res3.n_units == 12 and res3.ignore_waveforms and not res.ignore_waveforms
+    assert "waveforms ignored" in format_summary(res3) and "waveforms ignored" not in format_summary(res)
     np.testing.assert_allclose(rec3.probabilities, rec2.probabilities, rtol=0, atol=1e-6)
     assert list(rec3.labels) == list(rec2.labels) and list(rec3.status) == list(rec2.status)
     assert not np.allclose(np.nan_to_num(rec3.probabilities), np.nan_to_num(rec.probabilities), atol=1e-3)

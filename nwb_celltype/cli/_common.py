@@ -62,6 +62,11 @@ def format_summary(result) -> str:
         "abstained (reason in the table); not_classifiable = no usable features",
         f"classified {result.n_classified}, unclassified {result.n_unclassified}, "
         f"not classifiable {result.n_not_classifiable}",
+        *(
+            ["waveforms ignored (--ignore-waveforms): every unit was scored from its discharge alone"]
+            if getattr(result, "ignore_waveforms", False)
+            else []
+        ),
         "labels:",
     ]
     width = max((len(k) for k in result.label_counts), default=5)
