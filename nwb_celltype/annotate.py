@@ -74,6 +74,7 @@ class AnnotationResult:
     demo_model: bool = False
     #: ``{"unit_id", "reason"}`` of every unclassified unit: the model's own abstention reason (out of
     #: distribution, members disagree, below the label's ratio floor), or "" when the confidence was below the threshold
+    #: (for a unit scored without its waveform: "confidence ratio below the threshold (r < t); scored from its discharge alone ...")
     unclassified: list[dict] = field(default_factory=list)
     #: every unit was scored from its discharge alone (``ignore_waveforms``)
     ignore_waveforms: bool = False

@@ -198,6 +198,11 @@ def test_ignore_waveforms_is_refused_for_models_that_need_them(small_bundle, dem
         rows = list(csv.DictReader(f, delimiter="\t"))
     scored = [r for r in rows if r["status"] != "not_classifiable"]
     assert scored and all(r["used_waveform"] == "False" for r in scored)
+    # a unit the threshold alone leaves unlabelled says so, beside the waveform note
+    low = [r for r in scored if r["status"] == "unclassified" and float(r["confidence"]) < 2.0]
+    # (out of distribution and members disagreeing take precedence: their reasons say that)
+    own = [r for r in low if not r["reason"].startswith(("out of distribution", "ensemble members disagree"))]
+    assert own and all(r["reason"].startswith("confidence ratio below the threshold (") for r in own), own
     assert all(
         "waveforms ignored on request" in r["reason"]
         for r in scored

@@ -33,8 +33,10 @@ KIND = "real-ensemble"
 OOD_REASON = "out of distribution"
 DISAGREE_REASON = "ensemble members disagree"
 FLOOR_REASON = "confidence ratio below the model's floor for this label"
-NO_WAVEFORM_NOTE = "classified from discharge alone (no usable waveform)"
-IGNORED_WAVEFORM_NOTE = "classified from discharge alone (waveforms ignored on request)"
+NO_WAVEFORM_NOTE = "scored from its discharge alone (no usable waveform)"
+IGNORED_WAVEFORM_NOTE = "scored from its discharge alone (waveforms ignored on request)"
+#: reason of a unit left unclassified by the threshold alone (elsewhere given as "")
+BELOW_THRESHOLD = "confidence ratio below the threshold"
 
 
 @dataclass
@@ -267,8 +269,9 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
                 "on the model's training units, labels of this class below that ratio were wrong too often"
                 f"{shallow_note[i]})" + ("" if used_wave[i] else f"; {no_wave}")
             )
-        elif not used_wave[i]:
-            reasons[i] = no_wave
+        elif not used_wave[i]:  # said with the threshold where that is why it has no label
+            below = status[i] == "unclassified" and conf[i] < threshold
+            reasons[i] = f"{BELOW_THRESHOLD} ({conf[i]:.2f} < {threshold:g}); {no_wave}" if below else no_wave
     logger.info(
         "classified %d / %d units (%d unclassified, %d out of distribution, %d not classifiable) with %s",
         int((status == "classified").sum()),
