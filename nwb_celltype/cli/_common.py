@@ -151,7 +151,7 @@ THRESHOLD_HELP = (
     "Confidence ratio (best/second-best probability) below which a unit is 'unclassified' (a model's "
     "per-class floors apply as well). Higher values label fewer units, and fewer units unlike the "
     "training classes: with the default model, 5 instead of 2 labels 12.5 instead of 15 % of simulated "
-    "non-cerebellar-cortex units (another training of its recipe: 15 instead of 27.5 %; docs/validation.md)."
+    "non-cerebellar-cortex units (other trainings of its recipe: 12.5-17.5 instead of 20-27.5 %; docs/validation.md)."
 )
 
 
