@@ -112,6 +112,15 @@ def test_state_records_atomic_and_is_done(tmp_path):
         assert not is_done(got, tmp_path, asset_id="A", version="draft", model_sha256="m2")
         assert not is_done(got, tmp_path, asset_id="B", version="draft", model_sha256="m1")
         assert not is_done(got, tmp_path, asset_id="A", version="0.1", model_sha256="m1")
+        # a record without settings was made with the defaults; other settings redo the asset
+        assert not is_done(got, tmp_path, asset_id="A", version="draft", model_sha256="m1", threshold=3.0)
+        assert not is_done(
+            got, tmp_path, asset_id="A", version="draft", model_sha256="m1", ignore_waveforms=True
+        )
+        with_settings = {**rec, "threshold": 3.0, "ignore_waveforms": True}
+        kw = {"asset_id": "A", "version": "draft", "model_sha256": "m1"}
+        assert is_done(with_settings, tmp_path, **kw, threshold=3.0, ignore_waveforms=True)
+        assert not is_done(with_settings, tmp_path, **kw)
         out.write_bytes(b"x" * 11)  # output replaced by something else
         assert not is_done(got, tmp_path, asset_id="A", version="draft", model_sha256="m1")
         out.unlink()
@@ -360,6 +369,7 @@ def test_rerun_is_idempotent(served, model_path, local_run, tmp_path):
         f"{DANDISET}@draft",
         out,
         model=model_path,
+        threshold=1.0,  # the same command as the first run
         workers=2,
         retries=0,
         dandi_api_url=served["api"].api_url,
@@ -372,6 +382,23 @@ def test_rerun_is_idempotent(served, model_path, local_run, tmp_path):
     assert touched <= {"/" + CORRUPT}, f"done assets were read again: {touched}"
     after = {p: (out / derived_asset_path(p)).stat().st_mtime_ns for p in served["good"]}
     assert after == before
+
+    # another threshold is another labelling: a rerun (on a copy of the folder) redoes every asset
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    res = annotate_dandiset(
+        f"{DANDISET}@draft",
+        copy,
+        model=model_path,
+        threshold=2.0,
+        workers=2,
+        retries=0,
+        dandi_api_url=served["api"].api_url,
+        cache_dir=tmp_path / "cache2",
+    )
+    assert res.counts["reused"] == 0 and res.counts["annotated"] == 6
 
 
 @pytest.mark.network

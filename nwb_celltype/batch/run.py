@@ -178,7 +178,8 @@ def annotate_dandiset(
     Each asset ``A.nwb`` becomes ``out/<derived_asset_path(A)>``, a derived NWB file holding the
     asset's Units, the cell-type table and the provenance (source dandiset, version, asset id).
     Per-asset state records in ``out/.nwb-celltype/assets/`` make the run resumable: an asset whose
-    output exists for the same asset id, dandiset version and model sha256 is not done again.
+    output exists for the same asset id, dandiset version, model sha256, threshold and
+    ``ignore_waveforms`` is not done again.
 
     Parameters
     ----------
@@ -278,7 +279,13 @@ def annotate_dandiset(
             rec = state.read_record(a.path)
             version_of = _asset_version(a, resolved_version)
             if is_done(
-                rec, out_dir, asset_id=a.asset_id, version=version_of, model_sha256=model_info["sha256"]
+                rec,
+                out_dir,
+                asset_id=a.asset_id,
+                version=version_of,
+                model_sha256=model_info["sha256"],
+                threshold=threshold,
+                ignore_waveforms=ignore_waveforms,
             ):
                 records[a.path] = {**rec, "this_run": False}
             elif (

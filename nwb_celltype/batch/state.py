@@ -187,15 +187,27 @@ class RunState:
         return read_json(self.root / "run.json")
 
 
-def is_done(record: dict | None, out_dir: Path, *, asset_id: str, version: str, model_sha256: str) -> bool:
-    """Whether an asset's record says its output is complete for this asset id, dandiset version
-    and model, and that output is still on disk with the recorded size."""
+def is_done(
+    record: dict | None,
+    out_dir: Path,
+    *,
+    asset_id: str,
+    version: str,
+    model_sha256: str,
+    threshold: float = 2.0,
+    ignore_waveforms: bool = False,
+) -> bool:
+    """Whether an asset's record says its output is complete for this asset id, dandiset version,
+    model and labelling settings (threshold, ignore-waveforms; a record that predates them counts
+    as made with the defaults), and that output is still on disk with the recorded size."""
     if not record or record.get("status") != "done":
         return False
     if (
         record.get("asset_id") != asset_id
         or record.get("version") != version
         or record.get("model_sha256") != model_sha256
+        or float(record.get("threshold", 2.0)) != float(threshold)
+        or bool(record.get("ignore_waveforms", False)) != bool(ignore_waveforms)
     ):
         return False
     out = Path(out_dir) / record.get("output", "")

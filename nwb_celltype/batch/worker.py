@@ -139,6 +139,8 @@ def run_asset_task(task: dict) -> dict:
         "version": task["version"],
         "dandiset_id": task["dandiset_id"],
         "model_sha256": task["model_sha256"],
+        "threshold": float(task["threshold"]),
+        "ignore_waveforms": bool(task.get("ignore_waveforms", False)),
         "attempts": task["attempt"],
         "run_id": task["run_id"],
         "worker": f"{os.uname().nodename}:{os.getpid()}",
