@@ -514,7 +514,7 @@ def reverse_direction(bundle_arg: str | None, duration_s: dict[str, float], out_
 
 def _by_source_lab(truth: np.ndarray, top: np.ndarray, sources: np.ndarray) -> dict:
     """Recall without threshold per class and per lab of the real unit each simulated waveform was
-    drawn from (``hull_12`` -> ``hull``), with counts: a class whose misses all come from one
+    drawn from (``hull_12`` -> ``hull``; a merge of two units, ``a+b``, counts for the first's lab), with counts: a class whose misses all come from one
     lab's waveforms points at a model that does not carry across labs, not at the simulator."""
     lab = np.array([s.split("_")[0] if s else "template" for s in np.asarray(sources, dtype=str)])
     out: dict = {}

@@ -55,7 +55,10 @@ class AnnotationResult:
         Seconds spent reading, computing features, running the model and writing.
     skipped, unclassified : list of dict
         ``unit_id`` and ``reason`` of every not-classifiable / unclassified unit (an unclassified
-        unit's reason is "" when its confidence was below the threshold).
+        unit's reason is "" when its confidence was below the threshold; for a unit scored without
+        its waveform, "confidence ratio below the threshold (...); scored from its discharge alone ...").
+    ignore_waveforms : bool
+        Every unit was scored from its discharge alone (``annotate(..., ignore_waveforms=True)``).
     """
 
     output_path: str

@@ -146,8 +146,9 @@ def write_predictions_tsv(
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
             m = result.model
+            ignored = " waveforms=ignored" if result.features.meta.get("waveforms_ignored") else ""
             f.write(
-                f"# model: {m['name']} {m['version']} sha256={m['sha256']} family={m['feature_family']}\n"
+                f"# model: {m['name']} {m['version']} sha256={m['sha256']} family={m['feature_family']}{ignored}\n"
             )
             w = csv.DictWriter(f, fieldnames=fields, delimiter="\t", lineterminator="\n")
             w.writeheader()
@@ -172,7 +173,11 @@ def summarise(result: FeaturePredictions) -> dict:
     coverage and the confidently-wrong fraction of the labelled units."""
     p = result.predictions
     labels, counts = np.unique(np.asarray(p.labels, dtype=str), return_counts=True)
-    out: dict = {"n_units": len(p), "label_counts": dict(zip(labels.tolist(), counts.tolist(), strict=True))}
+    out: dict = {
+        "n_units": len(p),
+        "label_counts": dict(zip(labels.tolist(), counts.tolist(), strict=True)),
+        "ignore_waveforms": bool(getattr(result.features, "meta", {}).get("waveforms_ignored", False)),
+    }
     truth = getattr(result.features, "labels", None)
     if truth is not None:
         truth = np.asarray(truth, dtype=str)

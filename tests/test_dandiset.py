@@ -100,6 +100,8 @@ def test_state_records_atomic_and_is_done(tmp_path):
             "asset_id": "A",
             "version": "draft",
             "model_sha256": "m1",
+            "threshold": 2.0,
+            "ignore_waveforms": False,
             "output": "sub-1/a.nwb",
             "output_size": 10,
         }
@@ -112,15 +114,15 @@ def test_state_records_atomic_and_is_done(tmp_path):
         assert not is_done(got, tmp_path, asset_id="A", version="draft", model_sha256="m2")
         assert not is_done(got, tmp_path, asset_id="B", version="draft", model_sha256="m1")
         assert not is_done(got, tmp_path, asset_id="A", version="0.1", model_sha256="m1")
-        # a record without settings was made with the defaults; other settings redo the asset
-        assert not is_done(got, tmp_path, asset_id="A", version="draft", model_sha256="m1", threshold=3.0)
-        assert not is_done(
-            got, tmp_path, asset_id="A", version="draft", model_sha256="m1", ignore_waveforms=True
-        )
-        with_settings = {**rec, "threshold": 3.0, "ignore_waveforms": True}
+        # other labelling settings redo the asset; so does a record that does not say its settings
         kw = {"asset_id": "A", "version": "draft", "model_sha256": "m1"}
-        assert is_done(with_settings, tmp_path, **kw, threshold=3.0, ignore_waveforms=True)
-        assert not is_done(with_settings, tmp_path, **kw)
+        assert not is_done(got, tmp_path, **kw, threshold=3.0)
+        assert not is_done(got, tmp_path, **kw, ignore_waveforms=True)
+        other = {**rec, "threshold": 3.0, "ignore_waveforms": True}
+        assert is_done(other, tmp_path, **kw, threshold=3.0, ignore_waveforms=True)
+        assert not is_done(other, tmp_path, **kw)
+        old = {k: v for k, v in rec.items() if k not in ("threshold", "ignore_waveforms")}
+        assert not is_done(old, tmp_path, **kw)
         out.write_bytes(b"x" * 11)  # output replaced by something else
         assert not is_done(got, tmp_path, asset_id="A", version="draft", model_sha256="m1")
         out.unlink()

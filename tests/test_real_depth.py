@@ -152,6 +152,15 @@ def test_without_depth_copies_there_are_no_bands():
     assert meta["n_depth_copies"] == 0 and meta["depth_bands"] == []
 
 
+def test_waveform_stretch_without_copies_or_negative_is_refused():
+    from nwb_celltype.errors import ModelError
+
+    raw, labels = _units(2, seed=5)
+    for bad in ({"depth_copies": 0, "waveform_stretch": 0.1}, {"waveform_stretch": -0.1}):
+        with pytest.raises(ModelError, match="waveform_stretch"):
+            train_real_ensemble(raw, labels, CLASSES, None, RealModelConfig(**{**TINY.to_dict(), **bad}))
+
+
 def test_band_floors_refit_from_the_rows_handed_out(banded):
     """``oof=`` hands out the deepest band's out-of-fold rows (units and copies): refitting the
     floors from them gives the model's main floors."""

@@ -155,6 +155,8 @@ def test_annotate_dispatches_on_the_bundles_family(small_bundle, tmp_path):
         if s != "not_classifiable" and "out of distribution" not in str(r)
     )
 
+    scored2 = [str(r) for r, s in zip(rec2.reasons, rec2.status, strict=True) if s != "not_classifiable"]
+    assert all("no usable waveform" in r and "ignored on request" not in r for r in scored2)
     # ignore_waveforms on the file *with* waveforms: exactly what the file without them gives
     res3 = annotate(src, model=small_bundle, out=tmp_path / "c.nwb", ignore_waveforms=True)
     with NWBHDF5IO(str(tmp_path / "c.nwb"), "r") as io:
@@ -169,9 +171,28 @@ def test_annotate_dispatches_on_the_bundles_family(small_bundle, tmp_path):
         for r, s in zip(rec3.reasons, rec3.status, strict=True)
         if s != "not_classifiable" and "out of distribution" not in str(r)
     )
+    assert all(  # out-of-distribution units too say how they were scored
+        "waveforms ignored on request" in str(r)
+        for r, s in zip(rec3.reasons, rec3.status, strict=True)
+        if s != "not_classifiable"
+    )
     params3 = rec3.classifier["parameters"]
     params3 = json.loads(params3) if isinstance(params3, str) else params3
     assert params3["ignore_waveforms"] is True and params["ignore_waveforms"] is False
+
+
+def test_feature_sets_with_waveforms_set_aside_stay_so_when_concatenated():
+    from nwb_celltype.features.discharge import DischargeFeatureSet
+    from nwb_celltype.library.tables import read_feature_tables
+
+    fs = read_feature_tables(REAL / "hull")
+    a, b = fs.subset(np.arange(5)), fs.subset(np.arange(5, 9))
+    both = DischargeFeatureSet.concatenate([a.without_waveforms(), b.without_waveforms()])
+    assert both.meta["waveforms_ignored"] and not both.has_waveform.any() and len(both) == 9
+    assert not both.waveform.any()
+    mixed = DischargeFeatureSet.concatenate([a.without_waveforms(), b])
+    assert "waveforms_ignored" not in mixed.meta and mixed.has_waveform[5:].any()
+    assert fs.has_waveform[:9].any()  # the input keeps its waveforms
 
 
 def test_ignore_waveforms_is_refused_for_models_that_need_them(small_bundle, demo_bundle, tmp_path):

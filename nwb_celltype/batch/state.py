@@ -198,16 +198,19 @@ def is_done(
     ignore_waveforms: bool = False,
 ) -> bool:
     """Whether an asset's record says its output is complete for this asset id, dandiset version,
-    model and labelling settings (threshold, ignore-waveforms; a record that predates them counts
-    as made with the defaults), and that output is still on disk with the recorded size."""
+    model and labelling settings (threshold, ignore-waveforms; a record that predates them does
+    not say which were used, so its asset is done again), and that output is still on disk with the
+    recorded size."""
     if not record or record.get("status") != "done":
         return False
     if (
         record.get("asset_id") != asset_id
         or record.get("version") != version
         or record.get("model_sha256") != model_sha256
-        or float(record.get("threshold", 2.0)) != float(threshold)
-        or bool(record.get("ignore_waveforms", False)) != bool(ignore_waveforms)
+        or "threshold" not in record
+        or float(record["threshold"]) != float(threshold)
+        or bool(record.get("ignore_waveforms")) != bool(ignore_waveforms)
+        or "ignore_waveforms" not in record
     ):
         return False
     out = Path(out_dir) / record.get("output", "")

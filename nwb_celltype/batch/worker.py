@@ -176,11 +176,21 @@ def run_asset_task(task: dict) -> dict:
         }
         state.write_record(rec)
         return rec
-    rec = {
+    rec = _done_record(base, task["output"], scratch, result, t0)
+    state.write_record(rec)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(scratch, final)
+    return rec
+
+
+def _done_record(base: dict, output: str, scratch: Path, result, t0: float) -> dict:
+    """The state record of an annotated asset: what ``result`` (an AnnotationResult) counted, the
+    scratch output's size, this worker's model loads and memory, and the time since ``t0``."""
+    return {
         **base,
         "status": "done",
         "error": None,
-        "output": task["output"],
+        "output": output,
         "output_size": scratch.stat().st_size,
         "table_name": result.table_name,
         "n_units": result.n_units,
@@ -196,10 +206,6 @@ def run_asset_task(task: dict) -> dict:
         "finished": time.time(),
         "time_s": round(time.perf_counter() - t0, 3),
     }
-    state.write_record(rec)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(scratch, final)
-    return rec
 
 
 def _is_no_units(exc: BaseException) -> bool:

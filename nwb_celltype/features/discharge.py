@@ -139,7 +139,15 @@ class DischargeFeatureSet:
             **{k: np.concatenate([getattr(s, k) for s in sets]) for k in DischargeFeatureSet.ARRAYS},
             reasons=np.concatenate([s.reasons for s in sets]),
             labels=labels,
-            meta={"parts": [s.meta for s in sets]},
+            meta={
+                "parts": [s.meta for s in sets],
+                # sets whose waveforms were all set aside stay so (:meth:`without_waveforms`)
+                **(
+                    {"waveforms_ignored": True}
+                    if sets and all(s.meta.get("waveforms_ignored") for s in sets)
+                    else {}
+                ),
+            },
             config=cfg,
         )
 

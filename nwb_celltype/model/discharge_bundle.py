@@ -257,6 +257,7 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
         elif ood[i]:
             reasons[i] = (
                 f"{OOD_REASON} (score {ood_score[i]:.2f} > {ood_thr:.0f}: unlike every training class)"
+                + ("" if used_wave[i] else f"; {no_wave}")
             )
         elif disagree[i]:
             reasons[i] = (
@@ -271,7 +272,8 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
             )
         elif not used_wave[i]:  # said with the threshold where that is why it has no label
             below = status[i] == "unclassified" and conf[i] < threshold
-            reasons[i] = f"{BELOW_THRESHOLD} ({conf[i]:.2f} < {threshold:g}); {no_wave}" if below else no_wave
+            shown = np.floor(conf[i] * 100) / 100  # rounded down: never "2.00 < 2"
+            reasons[i] = f"{BELOW_THRESHOLD} ({shown:.2f} < {threshold:g}); {no_wave}" if below else no_wave
     logger.info(
         "classified %d / %d units (%d unclassified, %d out of distribution, %d not classifiable) with %s",
         int((status == "classified").sum()),

@@ -17,10 +17,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["acg_pairs", "depth_copies", "stretch_waveforms", "thin_counts"]
+from ..features.discharge_inputs import WAVEFORM_PEAK as _PEAK
 
-#: Sample of the aligned waveform's main peak (30 kHz, 75 samples; features.discharge_inputs).
-_PEAK = 30
+__all__ = ["acg_pairs", "depth_copies", "stretch_waveforms", "thin_counts"]
 
 
 def acg_pairs(acg_counts: np.ndarray) -> np.ndarray:

@@ -153,6 +153,11 @@ def train_real_ensemble(
     groups = np.asarray(groups).astype(str) if groups is not None else np.full(n, "all")
     unl = _inputs(unlabelled_raw) if unlabelled_raw is not None else None
     copies = None
+    if cfg.waveform_stretch < 0 or (cfg.waveform_stretch > 0 and cfg.depth_copies == 0):
+        raise ModelError(
+            f"waveform_stretch={cfg.waveform_stretch} needs depth_copies > 0 and a log-sd >= 0: the "
+            "stretched waveforms are those of the depth copies (set depth_copies, or waveform_stretch=0)."
+        )
     if cfg.depth_copies > 0:  # shallower copies of the labelled units (:mod:`.real_depth`)
         known = np.flatnonzero(np.isin(labels, classes) & lab["has_discharge"])
         source, thinned = depth_copies(
