@@ -358,6 +358,53 @@ def _write_derived(tmp: Path, src, units: _UnitsSummary, spike_file: Path, write
     _checkpoint("written")
 
 
+def _check_arguments(precision: str, threshold: float, in_place: bool, out, batch_size: int) -> None:
+    """Refuse option values annotate cannot use, before anything is opened."""
+    if precision not in ("float32", "float64"):
+        raise InvalidValueError(f"precision={precision!r}; expected 'float32' or 'float64'.")
+    if not np.isfinite(threshold) or threshold < 1.0:
+        raise InvalidValueError(
+            f"threshold must be a finite confidence ratio >= 1 (best/second-best probability), got {threshold}"
+        )
+    if in_place and out is not None:
+        raise InvalidValueError("give either out (--out) or in_place (--in-place), not both")
+    if batch_size < 1:
+        raise InvalidValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def _output_plan(
+    source, info: dict, out, in_place: bool, overwrite: bool, allow_read_only: bool, allow_hard_links: bool
+) -> tuple[Path, str, Path | None]:
+    """Where the annotations go: ``(final path, mode, local input path or None)``, mode one of
+    ``in_place``, ``copy`` (local source) and ``derived`` (remote source); refuses a remote source
+    in place or without ``out``, an output that exists (without ``overwrite``) or would clobber the
+    input, and an input that cannot be replaced in place."""
+    local = info.get("kind") == "local"
+    input_path = Path(info["path"]) if local else None
+    if in_place and not local:
+        raise InvalidValueError(
+            f"in-place annotation needs a local file, but {source} is remote ({info.get('kind')}); "
+            "DANDI assets are immutable: give --out to write a derived file"
+        )
+    if in_place:
+        final, mode = input_path, "in_place"
+    elif out is not None:
+        final, mode = Path(out), ("copy" if local else "derived")
+    elif local:
+        final, mode = input_path.with_name(input_path.name.removesuffix(".nwb") + ".celltype.nwb"), "copy"
+    else:
+        raise InvalidValueError(
+            f"{source} is remote: give out (--out PATH) for the derived NWB file to write"
+        )
+    if mode != "in_place":
+        _check_output_path(final, input_path)
+        if final.exists() and not overwrite:
+            raise AnnotationExistsError(f"{final} exists; pass overwrite=True (--overwrite) to replace it")
+    else:
+        check_replaceable(final, allow_read_only=allow_read_only, allow_hard_links=allow_hard_links)
+    return final, mode, input_path
+
+
 def annotate(
     source,
     *,
@@ -422,17 +469,7 @@ def annotate(
     from .io import open_source
     from .model import predict_cell_types
 
-    if precision not in ("float32", "float64"):
-        raise InvalidValueError(f"precision={precision!r}; expected 'float32' or 'float64'.")
-    if not np.isfinite(threshold) or threshold < 1.0:
-        raise InvalidValueError(
-            f"threshold must be a finite confidence ratio >= 1 (best/second-best probability), got {threshold}"
-        )
-    if in_place and out is not None:
-        raise InvalidValueError("give either out (--out) or in_place (--in-place), not both")
-    if batch_size < 1:
-        raise InvalidValueError(f"batch_size must be >= 1, got {batch_size}")
-
+    _check_arguments(precision, threshold, in_place, out, batch_size)
     bundle, is_demo = _resolve_model(model)
     family = family_of(bundle)
     if ignore_waveforms:
@@ -449,34 +486,9 @@ def annotate(
         stack.enter_context(cleanup_on_signals())
         src = stack.enter_context(open_source(source, dandi_api_url=dandi_api_url, cache_dir=cache_dir))
         info = src.info.to_dict()
-        local = info.get("kind") == "local"
-        input_path = Path(info["path"]) if local else None
-        if in_place and not local:
-            raise InvalidValueError(
-                f"in-place annotation needs a local file, but {source} is remote ({info.get('kind')}); "
-                "DANDI assets are immutable: give --out to write a derived file"
-            )
-        if in_place:
-            final = input_path
-            mode = "in_place"
-        elif out is not None:
-            final = Path(out)
-            mode = "copy" if local else "derived"
-        elif local:
-            final = input_path.with_name(input_path.name.removesuffix(".nwb") + ".celltype.nwb")
-            mode = "copy"
-        else:
-            raise InvalidValueError(
-                f"{source} is remote: give out (--out PATH) for the derived NWB file to write"
-            )
-        if mode != "in_place":
-            _check_output_path(final, input_path)
-            if final.exists() and not overwrite:
-                raise AnnotationExistsError(
-                    f"{final} exists; pass overwrite=True (--overwrite) to replace it"
-                )
-        else:
-            check_replaceable(final, allow_read_only=allow_read_only, allow_hard_links=allow_hard_links)
+        final, mode, input_path = _output_plan(
+            source, info, out, in_place, overwrite, allow_read_only, allow_hard_links
+        )
 
         _checkpoint("opened")
         cleanup = stack.enter_context(contextlib.ExitStack())

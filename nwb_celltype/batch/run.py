@@ -273,30 +273,9 @@ def annotate_dandiset(
                 "pid": os.getpid(),
             }
         )
-        records: dict[str, dict] = {}
-        todo = []
-        for a in assets:
-            rec = state.read_record(a.path)
-            version_of = _asset_version(a, resolved_version)
-            if is_done(
-                rec,
-                out_dir,
-                asset_id=a.asset_id,
-                version=version_of,
-                model_sha256=model_info["sha256"],
-                threshold=threshold,
-                ignore_waveforms=ignore_waveforms,
-            ):
-                records[a.path] = {**rec, "this_run": False}
-            elif (
-                rec
-                and rec.get("status") == "skipped"
-                and rec.get("asset_id") == a.asset_id
-                and rec.get("version") == version_of
-            ):
-                records[a.path] = {**rec, "this_run": False}  # no units: does not depend on the model
-            else:
-                todo.append(a)
+        records, todo = _split_done(
+            assets, state, resolved_version, model_info["sha256"], float(threshold), bool(ignore_waveforms)
+        )
         logger.info(
             "dandiset %s@%s: %d NWB assets, %d already done, %d to annotate",
             ds_id,
@@ -323,29 +302,17 @@ def annotate_dandiset(
             dashboard_link = runner.dashboard_link
             if dashboard_link:
                 logger.warning("Dask dashboard: %s", dashboard_link)
-            tasks = [
-                {
-                    "path": a.path,
-                    "asset_id": a.asset_id,
-                    "version": _asset_version(a, resolved_version),
-                    "dandiset_id": ds_id,
-                    "source": _asset_source(ds_id, resolved_version, a),
-                    "output": derived_asset_path(a.path),
-                    "out_dir": str(out_dir),
-                    "tmp_name": f"{uuid.uuid4().hex}.nwb",
-                    "model_path": model_info["path"],
-                    "model_sha256": model_info["sha256"],
-                    "model_pinned": model_info["pinned"],
-                    "threshold": float(threshold),
-                    "ignore_waveforms": bool(ignore_waveforms),
-                    "batch_size": int(batch_size),
-                    "dandi_api_url": dandi_api_url,
-                    "cache_dir": None if cache_dir is None else str(cache_dir),
-                    "attempt": 0,
-                    "run_id": run_id,
-                }
-                for a in todo
-            ]
+            labelling = {
+                "model_path": model_info["path"],
+                "model_sha256": model_info["sha256"],
+                "model_pinned": model_info["pinned"],
+                "threshold": float(threshold),
+                "ignore_waveforms": bool(ignore_waveforms),
+                "batch_size": int(batch_size),
+                "dandi_api_url": dandi_api_url,
+                "cache_dir": None if cache_dir is None else str(cache_dir),
+            }
+            tasks = [_asset_task(a, ds_id, resolved_version, out_dir, run_id, labelling) for a in todo]
             for rec in _execute(runner, tasks, state, retries, retry_backoff_s, progress, len(assets)):
                 records[rec["path"]] = {**rec, "this_run": True}
         ordered = [records[a.path] for a in assets]
@@ -370,6 +337,62 @@ def annotate_dandiset(
         if runner is not None:
             runner.close()
         state.release()
+
+
+def _split_done(
+    assets: list,
+    state: RunState,
+    resolved_version: str,
+    model_sha256: str,
+    threshold: float,
+    ignore_waveforms: bool,
+) -> tuple[dict[str, dict], list]:
+    """The assets a previous run already finished (their records, by path) and those to do: done
+    for this model and labelling settings (:func:`is_done`), or skipped for having no units (which
+    does not depend on the model)."""
+    records: dict[str, dict] = {}
+    todo = []
+    for a in assets:
+        rec = state.read_record(a.path)
+        version_of = _asset_version(a, resolved_version)
+        if is_done(
+            rec,
+            state.out_dir,
+            asset_id=a.asset_id,
+            version=version_of,
+            model_sha256=model_sha256,
+            threshold=threshold,
+            ignore_waveforms=ignore_waveforms,
+        ) or (
+            rec
+            and rec.get("status") == "skipped"
+            and rec.get("asset_id") == a.asset_id
+            and rec.get("version") == version_of
+        ):
+            records[a.path] = {**rec, "this_run": False}
+        else:
+            todo.append(a)
+    return records, todo
+
+
+def _asset_task(
+    asset: Any, ds_id: str, resolved_version: str, out_dir: Path, run_id: str, labelling: dict
+) -> dict:
+    """The unit of work of one asset (:func:`~nwb_celltype.batch.worker.run_asset_task`);
+    ``labelling``: the model and settings every task shares."""
+    return {
+        "path": asset.path,
+        "asset_id": asset.asset_id,
+        "version": _asset_version(asset, resolved_version),
+        "dandiset_id": ds_id,
+        "source": _asset_source(ds_id, resolved_version, asset),
+        "output": derived_asset_path(asset.path),
+        "out_dir": str(out_dir),
+        "tmp_name": f"{uuid.uuid4().hex}.nwb",
+        **labelling,
+        "attempt": 0,
+        "run_id": run_id,
+    }
 
 
 def _resolved_version(assets: list, version: str | None) -> str:
