@@ -60,6 +60,11 @@ def format_annotations(records: dict, *, table: str | None = None, max_rows: int
                 + (f"bundle sha256 {bundle}, " if bundle else "")
                 + f"weights sha256 {str(clf.get('weights_sha256', ''))[:12]}; "
                 f"threshold {clf.get('threshold', '')}"
+                + (
+                    "; waveforms ignored (every unit scored from its discharge)"
+                    if params.get("ignore_waveforms")
+                    else ""
+                )
             )
         counts = Counter(map(str, rec.labels))
         width = max(len(k) for k in counts)

@@ -179,6 +179,12 @@ def test_annotate_dispatches_on_the_bundles_family(small_bundle, tmp_path):
     params3 = rec3.classifier["parameters"]
     params3 = json.loads(params3) if isinstance(params3, str) else params3
     assert params3["ignore_waveforms"] is True and params["ignore_waveforms"] is False
+    from nwb_celltype.inspect_file import format_annotations
+
+    with NWBHDF5IO(str(tmp_path / "c.nwb"), "r") as io:
+        assert "waveforms ignored" in format_annotations(read_annotations(io.read()))
+    with NWBHDF5IO(str(tmp_path / "a.nwb"), "r") as io:
+        assert "waveforms ignored" not in format_annotations(read_annotations(io.read()))
 
 
 def test_feature_sets_with_waveforms_set_aside_stay_so_when_concatenated():
