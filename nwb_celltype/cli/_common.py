@@ -161,8 +161,9 @@ IGNORE_WAVEFORMS_OPTION = click.option(
     help="Classify every unit from its discharge (ACG, ISI) alone, as if there were no mean waveforms: "
     "for waveforms unlike the training labs' (another probe or processing, templates). The default "
     "model's recipe on real held-out units (pooled CVs): lower balanced accuracy (macaque 0.77 instead "
-    "of 0.86, mouse 0.67 instead of 0.74), but where the mouse waveforms came from another lab, ignoring them left 1.3 % of units "
-    "confidently wrong instead of 5.1 % (docs/validation.md, 'Units without a waveform').",
+    "of 0.86, mouse 0.67 instead of 0.74), but where the mouse waveforms came from another lab, ignoring "
+    "them left 1.3-3.8 % of units confidently wrong instead of 5.1 % (two trainings; docs/validation.md, "
+    "'Units without a waveform').",
 )
 
 
