@@ -146,7 +146,7 @@ def write_predictions_tsv(
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
             m = result.model
-            ignored = " waveforms=ignored" if result.features.meta.get("waveforms_ignored") else ""
+            ignored = " waveforms=ignored" if _waveforms_ignored(result.features) else ""
             f.write(
                 f"# model: {m['name']} {m['version']} sha256={m['sha256']} family={m['feature_family']}{ignored}\n"
             )
@@ -160,6 +160,12 @@ def write_predictions_tsv(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _waveforms_ignored(features) -> bool:
+    """Whether the features' waveforms were set aside on request (families whose sets carry no
+    ``meta``, such as C4's, never are)."""
+    return bool((getattr(features, "meta", None) or {}).get("waveforms_ignored", False))
 
 
 def _umask() -> int:
@@ -176,7 +182,7 @@ def summarise(result: FeaturePredictions) -> dict:
     out: dict = {
         "n_units": len(p),
         "label_counts": dict(zip(labels.tolist(), counts.tolist(), strict=True)),
-        "ignore_waveforms": bool(getattr(result.features, "meta", {}).get("waveforms_ignored", False)),
+        "ignore_waveforms": _waveforms_ignored(result.features),
     }
     truth = getattr(result.features, "labels", None)
     if truth is not None:

@@ -110,6 +110,25 @@ def test_predict_refuses_the_wrong_family(small_bundle, demo_bundle, tmp_path):
         predict_features(REAL / "hull", model=demo_bundle)
 
 
+def test_predict_with_a_c4_model_writes_its_table(demo_bundle, tmp_path):
+    """C4 feature sets carry no ``meta``: the TSV header and the summary still work."""
+    from nwb_celltype.classify import predict_features, summarise, write_predictions_tsv
+    from nwb_celltype.features import get_family
+    from nwb_celltype.io import read_units
+    from nwb_celltype.simulate import simulate_recording
+
+    src = tmp_path / "s.nwb"
+    simulate_recording(src, n_units=6, duration_s=60, seed=5)
+    fam = get_family("c4-3d")
+    fs = fam.concatenate([fam.extract_features(b, demo_bundle.feature_config) for b in read_units(src)])
+    result = predict_features(fs, model=demo_bundle)
+    path = write_predictions_tsv(result, tmp_path / "p.tsv")
+    header = path.read_text().splitlines()[0]
+    assert header.startswith("# model: ") and "family=c4-3d" in header and "waveforms=ignored" not in header
+    summary = summarise(result)
+    assert summary["n_units"] == 6 and summary["ignore_waveforms"] is False
+
+
 def test_annotate_dispatches_on_the_bundles_family(small_bundle, tmp_path):
     """A simulated recording annotated with the real-data bundle: features of its family, every unit
     a row, provenance names the family; units whose waveform is removed are classified from their
