@@ -207,10 +207,10 @@ def is_done(
         record.get("asset_id") != asset_id
         or record.get("version") != version
         or record.get("model_sha256") != model_sha256
-        or "threshold" not in record
+        or record.get("threshold") is None
         or float(record["threshold"]) != float(threshold)
-        or bool(record.get("ignore_waveforms")) != bool(ignore_waveforms)
-        or "ignore_waveforms" not in record
+        or record.get("ignore_waveforms") is None
+        or bool(record["ignore_waveforms"]) != bool(ignore_waveforms)
     ):
         return False
     out = Path(out_dir) / record.get("output", "")

@@ -152,7 +152,7 @@ def run_asset_task(task: dict) -> dict:
             model=bundle,
             out=scratch,
             threshold=task["threshold"],
-            ignore_waveforms=bool(task.get("ignore_waveforms", False)),
+            ignore_waveforms=base["ignore_waveforms"],
             overwrite=True,
             dandi_api_url=task["dandi_api_url"],
             cache_dir=task["cache_dir"],

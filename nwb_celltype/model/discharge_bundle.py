@@ -251,24 +251,25 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
     ood_thr = 1.0  # the model reports the largest part score divided by its threshold
     min_agree = float(bundle.meta["config"].get("min_agreement", 0.0))
     no_wave = IGNORED_WAVEFORM_NOTE if features.meta.get("waveforms_ignored") else NO_WAVEFORM_NOTE
+    wave_note = np.where(used_wave, "", f"; {no_wave}")  # what an abstention reason adds
     for i in range(n):
         if not ok[i]:
             reasons[i] = str(given[i]) or "unusable features"
         elif ood[i]:
             reasons[i] = (
                 f"{OOD_REASON} (score {ood_score[i]:.2f} > {ood_thr:.0f}: unlike every training class)"
-                + ("" if used_wave[i] else f"; {no_wave}")
+                f"{wave_note[i]}"
             )
         elif disagree[i]:
             reasons[i] = (
                 f"{DISAGREE_REASON} (only {agreement[i]:.0%} of members back the top class, fewer than "
-                f"{min_agree:.0%})" + ("" if used_wave[i] else f"; {no_wave}")
+                f"{min_agree:.0%}){wave_note[i]}"
             )
         elif below_floor[i] and status[i] == "unclassified" and conf[i] >= threshold:
             reasons[i] = (
                 f"{FLOOR_REASON} (ratio {conf[i]:.2f} < {floor[i]:g} for {bundle.classes[int(np.nanargmax(probs[i]))]}: "
                 "on the model's training units, labels of this class below that ratio were wrong too often"
-                f"{shallow_note[i]})" + ("" if used_wave[i] else f"; {no_wave}")
+                f"{shallow_note[i]}){wave_note[i]}"
             )
         elif not used_wave[i]:  # said with the threshold where that is why it has no label
             below = status[i] == "unclassified" and conf[i] < threshold
