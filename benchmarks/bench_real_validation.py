@@ -181,16 +181,6 @@ def other_lab_waveforms(raw: dict, labels: np.ndarray, donor, rng: np.random.Gen
     return out
 
 
-def without_waveforms(raw: dict) -> dict:
-    """``raw`` as a file without mean waveforms gives it (many real NWB files): the same units'
-    discharges, no waveform, so the model scores them with its discharge-only members."""
-    return {
-        **raw,
-        "waveform": np.full_like(raw["waveform"], np.nan),
-        "has_waveform": np.zeros(len(raw["waveform"]), bool),
-    }
-
-
 #: ACG depths (pairs at lags 1-100 ms) the held-out units are thinned to (:func:`thinned_sets`):
 #: what a shorter recording or a slower unit gives; the tables' units hold 10^4-10^6 (PkC_cs 10-600).
 DEPTHS = (30_000, 3_000, 1_000, 300, 100)
@@ -211,7 +201,8 @@ def within_lab(
 ) -> tuple[dict, dict]:
     """Stratified 5-fold CV within ``lab``; with ``pool`` the other lab's labelled units join training.
 
-    The same models also score the held-out units without their waveforms (:func:`without_waveforms`),
+    The same models also score the held-out units without their waveforms
+    (:meth:`~nwb_celltype.features.discharge.DischargeFeatureSet.without_waveforms`),
     thinned to every depth of :data:`DEPTHS` (:func:`thinned_sets`) and, with ``donor`` (a lab of waveform tables), with their waveforms
     swapped for the donor lab's (:func:`other_lab_waveforms`). Returns the scores of the held-out
     units as they are (with ``train_seconds_per_fold``) and, per other test set, its scores.
@@ -244,7 +235,8 @@ def within_lab(
         tensors, meta = _train(tr_raw, labels, unl, cfg, groups)
         seconds.append(time.perf_counter() - t0)
         te_raw = _raw(fs, te)
-        sets = {"own": te_raw, "no waveform": without_waveforms(te_raw)}
+        # without waveforms: as a file without mean waveforms gives them (the package's own method)
+        sets = {"own": te_raw, "no waveform": _raw(fs.subset(te).without_waveforms())}
         if donor is not None:
             sets["other lab's waveforms"] = other_lab_waveforms(
                 te_raw, fs.labels[te].astype(str), data[donor], swap_rng
