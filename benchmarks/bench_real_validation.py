@@ -81,13 +81,16 @@ def load_tables(data_dir) -> tuple[dict, dict]:
     return data, unl
 
 
-def pooled_units(data: dict) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Raw features, labels and lab of every Hull + Lisberger unit (the shipped recipe's training set)."""
-    labs = ("hull", "lisberger")
-    raws = [_raw(data[lab]) for lab in labs]
-    both = _cat(*raws)
-    labels = np.concatenate([data[lab].labels for lab in labs])
-    groups = np.concatenate([np.full(len(data[lab].labels), lab) for lab in labs])
+def pooled_units(data: dict, with_hausser: bool = False) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Raw features, labels and lab of every Hull + Lisberger unit and, ``with_hausser``, every
+    labelled Hausser unit (waveforms only): the shipped recipe's training set."""
+    labs = ("hull", "lisberger", "hausser") if with_hausser else ("hull", "lisberger")
+    rows = {lab: np.arange(len(data[lab].labels)) for lab in labs}
+    if with_hausser:  # its unlabelled units are in the pre-training pool already
+        rows["hausser"] = donor_split(data)[0]
+    both = _cat(*(_raw(data[lab], rows[lab]) for lab in labs))
+    labels = np.concatenate([data[lab].labels[rows[lab]] for lab in labs])
+    groups = np.concatenate([np.full(len(rows[lab]), lab) for lab in labs])
     return both, labels, groups
 
 
@@ -168,17 +171,31 @@ def _train(raw, labels, unl, cfg, groups):
     return train_real_ensemble(raw, labels, CLASSES, unl, cfg, groups)
 
 
-def other_lab_waveforms(raw: dict, labels: np.ndarray, donor, rng: np.random.Generator) -> dict:
+def other_lab_waveforms(
+    raw: dict, labels: np.ndarray, donor, rng: np.random.Generator, rows: np.ndarray | None = None
+) -> dict:
     """``raw`` with every unit's waveform replaced by the waveform of a random unit of the same class
-    from the ``donor`` lab's tables (a lab whose labelled units no model here was trained on): the
-    same neurons' discharges, with waveforms recorded and processed elsewhere."""
+    from the ``donor`` lab's tables (``rows`` of them: the donor units no model of this fold trained
+    on): the same neurons' discharges, with waveforms recorded and processed elsewhere."""
     out = dict(raw)
     out["waveform"] = raw["waveform"].copy()
     donor_labels = donor.labels.astype(str)
+    allowed = np.zeros(len(donor_labels), bool)
+    allowed[np.arange(len(donor_labels)) if rows is None else rows] = True
     for i, c in enumerate(labels):
-        pool = np.flatnonzero((donor_labels == c) & np.asarray(donor.has_waveform, bool))
+        pool = np.flatnonzero((donor_labels == c) & np.asarray(donor.has_waveform, bool) & allowed)
         out["waveform"][i] = donor.waveform[rng.choice(pool)]
     return out
+
+
+def donor_split(data: dict, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The labelled Hausser units of a C4 class (waveforms only) and a stratified 5-fold split of
+    them: in outer fold f of a CV, the Hausser units of the other folds join training (pre-training
+    and, with ``waveform_donors``, donors of waveforms), those of fold f give the held-out units their
+    "other lab's" waveforms, so no model scores a waveform it trained on."""
+    h = data["hausser"]
+    rows = np.flatnonzero(np.isin(h.labels.astype(str), CLASSES) & np.asarray(h.has_waveform, bool))
+    return rows, stratified_folds(_index(h.labels[rows].astype(str)), 5, np.random.default_rng([seed, 7]))
 
 
 #: ACG depths (pairs at lags 1-100 ms) the held-out units are thinned to (:func:`thinned_sets`):
@@ -197,15 +214,24 @@ def thinned_sets(raw: dict, rng: np.random.Generator) -> dict[str, dict]:
 
 
 def within_lab(
-    data: dict, lab: str, unl: dict, cfg, pool: bool, seed: int = 0, donor: str | None = None
+    data: dict,
+    lab: str,
+    unl: dict,
+    cfg,
+    pool: bool,
+    seed: int = 0,
+    donor: str | None = None,
+    donors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict, dict]:
     """Stratified 5-fold CV within ``lab``; with ``pool`` the other lab's labelled units join training.
 
     The same models also score the held-out units without their waveforms
     (:meth:`~nwb_celltype.features.discharge.DischargeFeatureSet.without_waveforms`),
     thinned to every depth of :data:`DEPTHS` (:func:`thinned_sets`) and, with ``donor`` (a lab of waveform tables), with their waveforms
-    swapped for the donor lab's (:func:`other_lab_waveforms`). Returns the scores of the held-out
-    units as they are (with ``train_seconds_per_fold``) and, per other test set, its scores.
+    swapped for the donor lab's (:func:`other_lab_waveforms`). ``donors``: the Hausser units and
+    their folds (:func:`donor_split`): those outside the outer fold join training, those inside give
+    the swapped waveforms. Returns the scores of the held-out units as they are (with
+    ``train_seconds_per_fold``) and, per other test set, its scores.
     """
     fs = data[lab]
     rows = np.flatnonzero(np.isin(fs.labels.astype(str), CLASSES) & fs.has_discharge)
@@ -231,6 +257,13 @@ def within_lab(
             tr_raw = _cat(tr_raw, _raw(data[other], orows))
             labels = np.concatenate([labels, data[other].labels[orows].astype(str)])
             groups = np.concatenate([groups, np.full(len(orows), other)])
+        swap_rows = None
+        if donors is not None:
+            h = data["hausser"]
+            d_tr, swap_rows = donors[0][donors[1] != f], donors[0][donors[1] == f]
+            tr_raw = _cat(tr_raw, _raw(h, d_tr))
+            labels = np.concatenate([labels, h.labels[d_tr].astype(str)])
+            groups = np.concatenate([groups, np.full(len(d_tr), "hausser")])
         t0 = time.perf_counter()
         tensors, meta = _train(tr_raw, labels, unl, cfg, groups)
         seconds.append(time.perf_counter() - t0)
@@ -239,7 +272,7 @@ def within_lab(
         sets = {"own": te_raw, "no waveform": _raw(fs.subset(te).without_waveforms())}
         if donor is not None:
             sets["other lab's waveforms"] = other_lab_waveforms(
-                te_raw, fs.labels[te].astype(str), data[donor], swap_rng
+                te_raw, fs.labels[te].astype(str), data[donor], swap_rng, swap_rows
             )
         sets.update(thinned_sets(te_raw, thin_rng))
         for name, raw in sets.items():
@@ -541,6 +574,7 @@ def main() -> None:
     data, unl = load_tables(args.data)
     t0 = time.perf_counter()
     ev, depth = {}, {}
+    donors = donor_split(data)
     for lab in ("hull", "lisberger"):
         donor = "hausser" if lab == "hull" else None  # Hausser: mouse waveforms of every class
         for pool, name, swapped in (
@@ -551,7 +585,11 @@ def main() -> None:
                 f"{lab} CV, other lab pooled, test waveforms from another lab (Hausser)",
             ),
         ):
-            ev[name], other_sets = within_lab(data, lab, unl, cfg, pool=pool, donor=donor)
+            # Hausser's labelled waveforms train every model with mouse units (not macaque-only ones)
+            mouse = lab == "hull" or pool
+            ev[name], other_sets = within_lab(
+                data, lab, unl, cfg, pool=pool, donor=donor, donors=donors if mouse else None
+            )
             ev[f"{name}, held-out units without waveforms"] = other_sets.pop("no waveform")
             if donor is not None:
                 ev[swapped] = other_sets.pop("other lab's waveforms")
@@ -559,7 +597,7 @@ def main() -> None:
             print(f"{name} done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     ev["macaque->mouse"] = cross_species(data, "lisberger", "hull", unl, cfg)
     ev["mouse->macaque"] = cross_species(data, "hull", "lisberger", unl, cfg)
-    both, labels, groups = pooled_units(data)
+    both, labels, groups = pooled_units(data, with_hausser=True)
     tensors, meta = _train(both, labels, unl, cfg, groups)
     res = {
         "config": cfg.to_dict(),

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..features.discharge_inputs import WAVEFORM_PEAK as _PEAK
 
-__all__ = ["acg_pairs", "depth_copies", "stretch_waveforms", "thin_counts"]
+__all__ = ["acg_pairs", "depth_copies", "donate_waveforms", "stretch_waveforms", "thin_counts"]
 
 
 def acg_pairs(acg_counts: np.ndarray) -> np.ndarray:
@@ -88,3 +88,42 @@ def depth_copies(
         factor = np.exp(np.random.default_rng([seed, 5]).normal(0.0, stretch_sd, len(source)))
         picked["waveform"] = stretch_waveforms(picked["waveform"], factor)
     return source, thin_counts(picked, target / np.exp(own), rng)
+
+
+def donate_waveforms(
+    waveform: np.ndarray,
+    labels: np.ndarray,
+    donor_waveform: np.ndarray,
+    donor_labels: np.ndarray,
+    share: float,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Waveforms of copies of labelled units, a ``share`` of them replaced by a donor's.
+
+    Each row ``i`` (of class ``labels[i]``) is picked with probability ``share``; a picked row takes
+    the waveform of a donor drawn uniformly from the donors of its class (rows whose class has no
+    donor keep theirs). A donor is a labelled unit known by its waveform alone (a table without
+    ACG/ISI, e.g. Hausser's): pairing its spike with another unit's discharge of the same class
+    assumes that, within a class, the waveform says nothing more about the discharge - the same
+    assumption as scoring held-out units with another lab's waveforms.
+
+    Returns
+    -------
+    waveform : (n, s)
+        The copies' waveforms.
+    donated : (n,) bool
+        Rows that took a donor's waveform.
+    """
+    out = np.array(waveform, dtype=float, copy=True)
+    labels, donor_labels = np.asarray(labels).astype(str), np.asarray(donor_labels).astype(str)
+    rng = np.random.default_rng([seed, 6])
+    picked = rng.random(len(out)) < share
+    draw = rng.random(len(out))  # one uniform per row: the donor drawn does not depend on the others
+    donated = np.zeros(len(out), dtype=bool)
+    for c in np.unique(labels):
+        pool = np.flatnonzero(donor_labels == c)
+        rows = np.flatnonzero(picked & (labels == c))
+        if len(pool) and len(rows):
+            out[rows] = np.asarray(donor_waveform, float)[pool[(draw[rows] * len(pool)).astype(int)]]
+            donated[rows] = True
+    return out, donated

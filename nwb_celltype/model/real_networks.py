@@ -54,7 +54,11 @@ class RealModelConfig:
     one set of floors fitted on the labelled units (models up to 1.4); ``waveform_stretch``: log-sd
     of a time-stretch factor applied to each depth copy's waveform (0 = copies keep their unit's
     waveform), so that the full members see a class's spike a little wider or narrower than the
-    training labs recorded it.
+    training labs recorded it; ``waveform_donors``: share of the depth copies whose waveform is
+    replaced by the waveform of a random *donor* of the same class - a labelled unit given with a
+    waveform but no discharge (the Hausser tables: mouse waveforms of every class from a third lab)
+    - so that the full members learn each class's spike as more than one lab recorded it (0 = the
+    donors only pre-train the waveform encoder; :func:`.real_depth.donate_waveforms`).
     """
 
     hidden_discharge: int = 64
@@ -83,6 +87,7 @@ class RealModelConfig:
     depth_min_pairs: float = 100.0
     depth_bands: tuple[float, ...] = (1000.0, 10000.0)
     waveform_stretch: float = 0.0
+    waveform_donors: float = 0.0
     min_agreement: float = 0.5
     seed: int = 0
     n_threads: int = 2

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .metrics import _balanced_accuracy
-from .real_depth import depth_copies
+from .real_depth import depth_copies, donate_waveforms
 from .real_floors import MIXED, view_floors
 from .real_inputs import (
     _PARTS,
@@ -120,7 +120,9 @@ def train_real_ensemble(
         ``has_waveform`` (n,) bool.
     labels : (n,) str
         Class of each unit; units whose label is not in ``classes`` (e.g. ``"GrC"``) or that lack a
-        discharge are used for pre-training only.
+        discharge are used for pre-training only, except that a labelled unit of ``classes`` with a
+        waveform and no discharge also lends its waveform to depth copies of its class
+        (``config.waveform_donors``).
     classes : tuple of str
         Class names, in output order.
     unlabelled_raw : mapping, optional
@@ -158,15 +160,35 @@ def train_real_ensemble(
             f"waveform_stretch={cfg.waveform_stretch} needs depth_copies > 0 and a log-sd >= 0: the "
             "stretched waveforms are those of the depth copies (set depth_copies, or waveform_stretch=0)."
         )
+    if not 0.0 <= cfg.waveform_donors <= 1.0 or (cfg.waveform_donors > 0 and cfg.depth_copies == 0):
+        raise ModelError(
+            f"waveform_donors={cfg.waveform_donors} must be a share in [0, 1] and needs depth_copies > 0: "
+            "the donors' waveforms go to the depth copies (set depth_copies, or waveform_donors=0)."
+        )
+    donors = np.flatnonzero(np.isin(labels, classes) & ~lab["has_discharge"] & lab["has_waveform"])
+    n_donated = 0
     if cfg.depth_copies > 0:  # shallower copies of the labelled units (:mod:`.real_depth`)
         known = np.flatnonzero(np.isin(labels, classes) & lab["has_discharge"])
         source, thinned = depth_copies(
             raw, known, cfg.depth_copies, cfg.depth_min_pairs, cfg.seed, cfg.waveform_stretch
         )
+        if cfg.waveform_donors > 0 and len(donors):  # some copies take another lab's spike of their class
+            wave, donated = donate_waveforms(
+                thinned["waveform"],
+                labels[source],
+                np.asarray(raw["waveform"])[donors],
+                labels[donors],
+                cfg.waveform_donors,
+                cfg.seed,
+            )
+            has_w = np.asarray(thinned.get("has_waveform", np.ones(len(source), bool)), bool)
+            thinned = {**thinned, "waveform": wave, "has_waveform": has_w | donated}
+            n_donated = int(donated.sum())
         copies = (source, _inputs(thinned))
     t0 = time.perf_counter()
     with _torch_settings(cfg.seed, cfg.n_threads):
         tensors, meta = _train(cfg, lab, labels, tuple(classes), unl, groups, oof, copies)
+    meta["donor_waveforms"] = {"n_donors": int(len(donors)), "n_copies_with_donor_waveform": n_donated}
     meta["training_seconds"] = round(time.perf_counter() - t0, 2)
     return tensors, meta
 
