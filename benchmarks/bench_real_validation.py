@@ -167,8 +167,13 @@ def _abstain_no_floor(out: dict) -> np.ndarray:
     return out["out_of_distribution"] | out["members_disagree"]
 
 
+#: Species of each lab's units (donor waveforms go only to copies of units of their own species).
+SPECIES = {"hull": "mouse", "hausser": "mouse", "lisberger": "macaque"}
+
+
 def _train(raw, labels, unl, cfg, groups):
-    return train_real_ensemble(raw, labels, CLASSES, unl, cfg, groups)
+    species = np.array([SPECIES[g] for g in groups])
+    return train_real_ensemble(raw, labels, CLASSES, unl, cfg, groups, species=species)
 
 
 def other_lab_waveforms(

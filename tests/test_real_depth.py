@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nwb_celltype.model.real_depth import acg_pairs, depth_copies, stretch_waveforms, thin_counts
+from nwb_celltype.model.real_depth import (
+    acg_pairs,
+    depth_copies,
+    donate_waveforms,
+    stretch_waveforms,
+    thin_counts,
+)
 
 
 def _flat(depths, isi_share=0.25) -> dict:
@@ -79,6 +85,29 @@ def test_stretched_copies_keep_the_thinning_draws_and_vary_the_width():
     # half-width = 10 * factor samples: the area under the triangle is 10 * factor
     log_f = np.log(wide["waveform"].sum(1) / 10.0)
     assert abs(log_f.mean()) < 0.05 and abs(log_f.std() - 0.2) < 0.03, (log_f.mean(), log_f.std())
+
+
+def test_donate_waveforms_gives_a_share_of_the_rows_a_donor_of_their_class():
+    n = 3000
+    labels = np.array(["a", "b", "c"] * (n // 3))
+    own = np.zeros((n, 75))
+    donors = np.stack([np.full(75, v) for v in (1.0, 2.0, 3.0)])
+    donor_labels = np.array(["a", "a", "b"])  # class c has no donor
+    out, donated = donate_waveforms(own, labels, donors, donor_labels, 0.25, seed=0)
+    assert (own == 0).all()  # the input is left as it was
+    assert not donated[labels == "c"].any()
+    assert (out[~donated] == 0).all()  # rows not picked keep their own waveform
+    assert set(out[donated & (labels == "a"), 0]) == {1.0, 2.0}  # a donor of the row's own class
+    assert set(out[donated & (labels == "b"), 0]) == {3.0}
+    # each row of a class with donors is picked with probability 0.25: binomial(2000, 0.25) = 500 +- 19
+    assert abs(donated.sum() - 500) < 5 * 19, donated.sum()
+    # the two donors of class a are drawn about equally often (binomial(~250, 0.5): SD ~0.03)
+    assert abs((out[donated & (labels == "a"), 0] == 1.0).mean() - 0.5) < 0.12
+    np.testing.assert_array_equal(donate_waveforms(own, labels, donors, donor_labels, 0.25, 0)[0], out)
+    assert not donate_waveforms(own, labels, donors, donor_labels, 0.0, 0)[1].any()
+    np.testing.assert_array_equal(
+        donate_waveforms(own, labels, donors, donor_labels, 1.0, 0)[1], labels != "c"
+    )
 
 
 torch = pytest.importorskip("torch")
@@ -178,3 +207,58 @@ def test_a_units_rows_share_its_weight_and_labs_weigh_the_same():
     # lab a: unit 0 with one copy (two rows), unit 1 alone; lab b: unit 2 alone
     w = _row_weights(np.array(["a", "a", "a", "b"]), np.array([0, 0, 1, 2]))
     np.testing.assert_allclose(w, [0.5, 0.5, 1.0, 2.0])
+
+
+def _with_donors(n_per_class: int, n_donors: int, seed: int) -> tuple[dict, np.ndarray]:
+    """Synthetic labelled units; the last ``n_donors`` of each class are known by their waveform
+    alone (no ACG/ISI: a waveform-only table such as Hausser's)."""
+    raw, labels = _units(n_per_class, seed=seed)
+    last = np.concatenate([np.flatnonzero(labels == c)[-n_donors:] for c in CLASSES])
+    has_d = np.ones(len(labels), bool)
+    has_d[last] = False
+    raw = {**raw, "has_discharge": has_d}
+    for key in ("acg_counts", "isi_counts"):
+        raw[key] = np.where(has_d[:, None], raw[key], 0.0)
+    return raw, labels
+
+
+def test_waveform_donors_reach_the_full_members_only():
+    """Labelled units without a discharge lend their waveforms to a share of the depth copies of
+    their class: the full members change, the discharge-only members (same discharges, same
+    seeds) do not; without the option the donors only pre-train the encoder."""
+    raw, labels = _with_donors(8, 2, seed=6)
+    base = {**TINY.to_dict(), "depth_copies": 2}
+    t0, m0 = train_real_ensemble(raw, labels, CLASSES, None, RealModelConfig(**base))
+    t1, m1 = train_real_ensemble(
+        raw, labels, CLASSES, None, RealModelConfig(**{**base, "waveform_donors": 1.0})
+    )
+    assert m0["donor_waveforms"] == {"n_donors": 2 * len(CLASSES), "n_copies_with_donor_waveform": 0}
+    # share 1 and every class has donors: every depth copy carries a donor's waveform
+    assert m1["donor_waveforms"]["n_copies_with_donor_waveform"] == m1["n_depth_copies"] > 0
+    assert m1["n_labelled"] == m0["n_labelled"] == 6 * len(CLASSES)  # donors are not labelled rows
+    assert m1["config"]["waveform_donors"] == 1.0
+    full = [k for k in t0 if k.startswith("members.full.")]
+    disc = [k for k in t0 if k.startswith("members.discharge.")]
+    assert full and disc
+    assert any(not torch.equal(t0[k], t1[k]) for k in full)
+    assert all(torch.equal(t0[k], t1[k]) for k in disc)
+    # donors lend only to units of their own species: donors of another one leave the training as it was
+    species = np.where(raw["has_discharge"], "macaque", "mouse")
+    t2, m2 = train_real_ensemble(
+        raw, labels, CLASSES, None, RealModelConfig(**{**base, "waveform_donors": 1.0}), species=species
+    )
+    assert m2["donor_waveforms"]["n_copies_with_donor_waveform"] == 0
+    assert all(torch.equal(t0[k], t2[k]) for k in full)
+
+
+def test_waveform_donors_out_of_range_or_without_copies_are_refused():
+    from nwb_celltype.errors import ModelError
+
+    raw, labels = _with_donors(3, 1, seed=7)
+    for bad in (
+        {"waveform_donors": 1.5},
+        {"waveform_donors": -0.1},
+        {"depth_copies": 0, "waveform_donors": 0.5},
+    ):
+        with pytest.raises(ModelError, match="waveform_donors"):
+            train_real_ensemble(raw, labels, CLASSES, None, RealModelConfig(**{**TINY.to_dict(), **bad}))

@@ -359,6 +359,9 @@ def train_discharge_model(
         [str(refs[int(k)].get("lab") or refs[int(k)].get("source")) for k in training_set.file_index],
         dtype=object,
     )
+    species = np.array(
+        [str(refs[int(k)].get("species") or "unknown") for k in training_set.file_index], dtype=object
+    )
     labelled = labels != ""
     if not np.isin(labels[labelled], list(classes)).any():
         raise ModelError(f"no labelled unit of the classes {list(classes)} in the training set.")
@@ -369,6 +372,7 @@ def train_discharge_model(
         unlabelled_raw=_raw(fs.subset(~labelled)) if (~labelled).any() else None,
         config=config,
         groups=groups[labelled],
+        species=species[labelled],
     )
     # heads learn from labelled units that have a discharge; the rest only pre-train the encoders
     heads = fs.has_discharge.astype(bool)

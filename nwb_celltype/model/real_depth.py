@@ -102,7 +102,8 @@ def donate_waveforms(
 
     Each row ``i`` (of class ``labels[i]``) is picked with probability ``share``; a picked row takes
     the waveform of a donor drawn uniformly from the donors of its class (rows whose class has no
-    donor keep theirs). A donor is a labelled unit known by its waveform alone (a table without
+    donor keep theirs). A "class" is any key: the trainer uses class and species, so that a mouse
+    spike never goes with a macaque discharge. A donor is a labelled unit known by its waveform alone (a table without
     ACG/ISI, e.g. Hausser's): pairing its spike with another unit's discharge of the same class
     assumes that, within a class, the waveform says nothing more about the discharge - the same
     assumption as scoring held-out units with another lab's waveforms.

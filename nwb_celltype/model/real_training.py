@@ -109,6 +109,7 @@ def train_real_ensemble(
     config: RealModelConfig | None = None,
     groups: np.ndarray | None = None,
     oof: dict | None = None,
+    species: np.ndarray | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """Train the real-unit ensemble.
 
@@ -135,6 +136,9 @@ def train_real_ensemble(
         out-of-fold probabilities of the labelled units, their classes and lab weights, on which
         the temperatures and the ratio floors were fitted (for studies of the abstention rules,
         e.g. benchmarks/bench_floor_rules.py).
+    species : (n,) str, optional
+        Species of each labelled unit: a donor lends its waveform only to copies of units of its
+        own species (``config.waveform_donors``; default: all one species).
 
     Returns
     -------
@@ -173,11 +177,13 @@ def train_real_ensemble(
             raw, known, cfg.depth_copies, cfg.depth_min_pairs, cfg.seed, cfg.waveform_stretch
         )
         if cfg.waveform_donors > 0 and len(donors):  # some copies take another lab's spike of their class
+            sp = np.asarray(species).astype(str) if species is not None else np.full(n, "")
+            key = np.char.add(np.char.add(labels, "|"), sp)  # class and species
             wave, donated = donate_waveforms(
                 thinned["waveform"],
-                labels[source],
+                key[source],
                 np.asarray(raw["waveform"])[donors],
-                labels[donors],
+                key[donors],
                 cfg.waveform_donors,
                 cfg.seed,
             )
