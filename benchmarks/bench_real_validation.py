@@ -561,6 +561,13 @@ def main() -> None:
         help="rescore only the package's default model on the simulated non-C4 units and update "
         "default_model_non_c4 in an existing results file (after the default model was rebuilt)",
     )
+    ap.add_argument(
+        "--hausser-folds",
+        action="store_true",
+        help="split the labelled Hausser units into 5 folds: in outer fold f the other folds join every "
+        "training with mouse units (pre-training; donors with --set waveform_donors=...), fold f gives "
+        "the swapped test waveforms (always on with waveform_donors > 0: the donors' labels train)",
+    )
     args = ap.parse_args()
     if args.default_model_only:
         path = Path(args.out) / "real_validation.json"
@@ -579,7 +586,9 @@ def main() -> None:
     data, unl = load_tables(args.data)
     t0 = time.perf_counter()
     ev, depth = {}, {}
-    donors = donor_split(data)
+    # Hausser labels used in training (donors): no scored waveform may be a training one
+    hausser_folds = args.hausser_folds or cfg.waveform_donors > 0
+    donors = donor_split(data) if hausser_folds else None
     for lab in ("hull", "lisberger"):
         donor = "hausser" if lab == "hull" else None  # Hausser: mouse waveforms of every class
         for pool, name, swapped in (
@@ -602,7 +611,7 @@ def main() -> None:
             print(f"{name} done, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     ev["macaque->mouse"] = cross_species(data, "lisberger", "hull", unl, cfg)
     ev["mouse->macaque"] = cross_species(data, "hull", "lisberger", unl, cfg)
-    both, labels, groups = pooled_units(data, with_hausser=True)
+    both, labels, groups = pooled_units(data, with_hausser=hausser_folds)
     tensors, meta = _train(both, labels, unl, cfg, groups)
     res = {
         "config": cfg.to_dict(),
