@@ -74,6 +74,9 @@ _LAZY: dict[str, str] = {
     "FeatureSet": ".features",
     "annotate_dandiset": ".batch",
     "DandisetRunResult": ".batch",
+    "agreements": ".agreement",
+    "agreements_in_file": ".agreement",
+    "Agreement": ".agreement",
 }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .agreement import Agreement
 from .errors import FeatureError, ModelMismatchError, OutputError
 
 logger = logging.getLogger(__name__)
@@ -188,19 +189,21 @@ def summarise(result: FeaturePredictions) -> dict:
     if truth is not None:
         truth = np.asarray(truth, dtype=str)
         known = np.isin(truth, list(p.classes))
-        if known.any():
-            classified = np.asarray(p.status)[known] == "classified"
-            correct = np.asarray(p.labels, dtype=str)[known] == truth[known]
-            recalls = [
-                float(correct[truth[known] == c].mean()) for c in p.classes if (truth[known] == c).any()
-            ]
+        if known.any():  # the units labelled with one of the model's classes, counted as annotate does
+            d = Agreement(
+                prediction="predictions",
+                reference="labels",
+                reference_kind="table",
+                classes=tuple(p.classes),
+                unit_ids=np.asarray(p.unit_ids)[known],
+                truth=truth[known],
+                predicted=np.asarray(p.labels, dtype=str)[known],
+            ).to_dict()
             out.update(
-                n_labelled=int(known.sum()),
-                coverage=float(classified.mean()),
-                accuracy_of_classified=float(correct[classified].mean())
-                if classified.any()
-                else float("nan"),
-                balanced_accuracy_abstentions_as_misses=float(np.mean(recalls)),
-                confidently_wrong=float((classified & ~correct).mean()),
+                n_labelled=d["n_units"],
+                coverage=d["coverage"],
+                accuracy_of_classified=d["accuracy_of_labelled"],
+                balanced_accuracy_abstentions_as_misses=d["balanced_recall_abstentions_as_misses"],
+                confidently_wrong=d["confidently_wrong"],
             )
     return out

@@ -96,6 +96,34 @@ def test_predict_cli_writes_one_row_per_unit(small_bundle, tmp_path):
             p = np.array([float(r[f"p_{c}"]) for c in ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB")])
             assert abs(p.sum() - 1) < 1e-4
             assert (r["status"] == "classified") == (r["label"] not in ("unclassified",))
+    # the --json summary's comparison with the tables' labels, counted here from the rows written
+    js = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            str(REAL / "lisberger"),
+            "--out",
+            str(tmp_path / "j.tsv"),
+            "--model",
+            str(small_bundle),
+            "--json",
+        ],
+    )
+    assert js.exit_code == 0, js.output
+    summary = json.loads(js.output)
+    classes = ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB")
+    known = [r for r in rows if r["true_label"] in classes]
+    labelled = [r for r in known if r["label"] in classes]
+    right = [r for r in labelled if r["label"] == r["true_label"]]
+    assert summary["n_labelled"] == len(known) == 500
+    assert summary["coverage"] == pytest.approx(len(labelled) / len(known))
+    assert summary["accuracy_of_classified"] == pytest.approx(len(right) / len(labelled))
+    assert summary["confidently_wrong"] == pytest.approx((len(labelled) - len(right)) / len(known))
+    recall = [
+        sum(r["label"] == c for r in known if r["true_label"] == c) / sum(r["true_label"] == c for r in known)
+        for c in classes
+    ]
+    assert summary["balanced_accuracy_abstentions_as_misses"] == pytest.approx(np.mean(recall))
     res = CliRunner().invoke(
         main, ["predict", str(REAL / "lisberger"), "--out", str(out), "--model", str(small_bundle)]
     )

@@ -26,6 +26,28 @@ def json_safe(obj):
     return obj
 
 
+def result_agreement(result) -> list:
+    """The agreement of the table an annotate run wrote with the ground-truth or expert labels its
+    output file holds (:mod:`nwb_celltype.agreement`; empty when it holds none)."""
+    from ..agreement import agreements_in_file
+
+    return [a for a in agreements_in_file(result.output_path) if a.prediction == result.table_name]
+
+
+def echo_result(result, as_json: bool) -> None:
+    """Print an annotate run: its JSON (with ``agreement``) or its summary, then the agreement with
+    the labels the file already held."""
+    from ..agreement import format_agreement
+
+    agreed = result_agreement(result)
+    if as_json:
+        print_json({**result.to_dict(), "agreement": [a.to_dict() for a in agreed]})
+        return
+    click.echo(format_summary(result))
+    for a in agreed:
+        click.echo(format_agreement(a))
+
+
 def print_json(obj) -> None:
     """Print ``obj`` as strict JSON on stdout (NaN -> null; numpy values and paths converted)."""
     click.echo(json.dumps(json_safe(obj), indent=2, sort_keys=True, default=str, allow_nan=False))

@@ -8,11 +8,10 @@ import click
 
 from ._common import (
     annotation_options,
-    format_summary,
+    echo_result,
     in_place_options,
     model_option,
     model_sha256_option,
-    print_json,
     quiet_logging,
 )
 
@@ -80,7 +79,5 @@ def annotate(
             allow_hard_links=allow_hard_links,
             ignore_waveforms=ignore_waveforms,
         )
-    if as_json:
-        print_json(result.to_dict())
-    elif not quiet:
-        click.echo(format_summary(result))
+    if as_json or not quiet:
+        echo_result(result, as_json)

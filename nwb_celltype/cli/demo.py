@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import format_summary, print_json
+from ._common import echo_result
 
 
 @click.command()
@@ -29,14 +29,13 @@ def demo(out, overwrite, as_json):
 
     out_path = Path(out)
     result = annotate(demo_recording_path(), out=out_path, overwrite=overwrite, call="nwb-celltype demo")
-    if as_json:
-        print_json(result.to_dict())
-    else:
+    if not as_json:
         click.echo(
             "Demo: embedded SIMULATED recording + the default model (trained on real identified neurons); "
             "simulated units that resemble no real class are 'unclassified' (out of distribution)."
         )
-        click.echo(format_summary(result))
+    echo_result(result, as_json)
+    if not as_json:
         click.echo(
             f"Read it back with plain pynwb: NWBHDF5IO({str(out_path)!r}).read().processing['cell_types']"
         )

@@ -21,7 +21,10 @@ from ._common import print_json
 @click.option("--json", "as_json", is_flag=True, help="Print the tables as JSON.")
 def show(path, table, max_rows, as_json):
     """Print the annotation tables of PATH: label counts, then one row per unit (label, status,
-    confidence, class probabilities, reason)."""
+    confidence, class probabilities, reason). Where the file also holds ground-truth or expert
+    labels, each prediction table's agreement with them follows (unclassified units count as
+    misses; in Python: nwb_celltype.agreements_in_file)."""
+    from ..agreement import agreements, format_agreement
     from ..inspect_file import format_annotations, load_annotations
 
     records = load_annotations(path)
@@ -45,3 +48,7 @@ def show(path, table, max_rows, as_json):
         )
     else:
         click.echo(format_annotations(records, table=table, max_rows=max_rows))
+        for a in agreements(records):
+            if table is not None and table not in (a.prediction, a.reference):
+                continue
+            click.echo(f"== {a.prediction}: " + format_agreement(a))

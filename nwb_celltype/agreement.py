@@ -1,0 +1,187 @@
+"""How a file's predicted cell types agree with the labels it already holds.
+
+A file annotated by ``nwb-celltype`` may also hold ground truth: optotagged or otherwise identified
+units written by ``nwb-celltype library label`` (kind ``ground_truth``), expert labels (kind
+``expert``), or the simulated classes of the demo recording. :func:`agreements` compares every
+prediction table with every such table over the units both label, counted the way
+docs/validation.md counts: a unit the model left ``unclassified`` or ``not_classifiable`` is a miss
+of its class (never dropped), the share of units labelled (coverage) and the share labelled wrongly
+(confidently wrong, of all compared units) stand beside the accuracy of the labels given, and a
+unit whose true type is not one of the model's classes (e.g. a granule cell) is wrong if labelled at
+all. ``show``, ``annotate`` and ``demo`` print it; it reads the tables only (h5py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from .vocabulary import NOT_CLASSIFIABLE, UNCLASSIFIED
+
+__all__ = ["Agreement", "agreements", "agreements_in_file", "format_agreement"]
+
+#: annotation kinds whose labels are taken as the truth to compare predictions with
+TRUTH_KINDS: tuple[str, ...] = ("ground_truth", "expert")
+_NO_LABEL = {"", UNCLASSIFIED, NOT_CLASSIFIABLE, "unlabeled", "unlabelled"}
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """One prediction table against one table of known labels, over the units both label.
+
+    ``truth`` and ``predicted`` are aligned per unit (``unit_ids``); ``predicted`` holds the
+    prediction table's labels, ``unclassified`` and ``not_classifiable`` included.
+    """
+
+    prediction: str
+    reference: str
+    reference_kind: str
+    classes: tuple[str, ...]
+    unit_ids: np.ndarray
+    truth: np.ndarray
+    predicted: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.unit_ids)
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """(n,) bool: the model gave one of its classes."""
+        return np.isin(self.predicted, self.classes)
+
+    @property
+    def right(self) -> np.ndarray:
+        return self.labelled & (self.predicted == self.truth)
+
+    @property
+    def wrong(self) -> np.ndarray:
+        return self.labelled & (self.predicted != self.truth)
+
+    def per_class(self) -> dict[str, dict[str, int]]:
+        """Per true label: units, labelled, right (a label outside the model's classes is never right)."""
+        out = {}
+        order = {c: i for i, c in enumerate(self.classes)}  # the model's classes first, in its order
+        for c in sorted(set(self.truth.tolist()), key=lambda c: (order.get(c, len(order)), c)):
+            here = self.truth == c
+            out[c] = {
+                "n": int(here.sum()),
+                "labelled": int((here & self.labelled).sum()),
+                "right": int((here & self.right).sum()),
+            }
+        return out
+
+    def balanced_recall(self) -> float:
+        """Mean recall over the model's classes present in the truth, abstentions counted as misses."""
+        rec = [v["right"] / v["n"] for c, v in self.per_class().items() if c in self.classes]
+        return float(np.mean(rec)) if rec else float("nan")
+
+    def to_dict(self) -> dict:
+        n = max(self.n, 1)
+        return {
+            "prediction": self.prediction,
+            "reference": self.reference,
+            "reference_kind": self.reference_kind,
+            "n_units": self.n,
+            "n_labelled": int(self.labelled.sum()),
+            "n_right": int(self.right.sum()),
+            "n_wrong": int(self.wrong.sum()),
+            "n_unclassified": int((self.predicted == UNCLASSIFIED).sum()),
+            "n_not_classifiable": int((self.predicted == NOT_CLASSIFIABLE).sum()),
+            "coverage": float(self.labelled.sum() / n),
+            "accuracy_of_labelled": float(self.right.sum() / self.labelled.sum())
+            if self.labelled.any()
+            else float("nan"),
+            "confidently_wrong": float(self.wrong.sum() / n),
+            "balanced_recall_abstentions_as_misses": self.balanced_recall(),
+            "per_class": self.per_class(),
+            "wrong_units": [
+                {"unit_id": int(u), "truth": str(t), "predicted": str(p)}
+                for u, t, p in zip(
+                    self.unit_ids[self.wrong], self.truth[self.wrong], self.predicted[self.wrong], strict=True
+                )
+            ],
+        }
+
+
+def _truth_rows(rec) -> np.ndarray:
+    kinds = np.asarray(rec.kinds, dtype=str)
+    labels = np.asarray(rec.labels, dtype=str)
+    return np.isin(kinds, TRUTH_KINDS) & ~np.isin(labels, list(_NO_LABEL))
+
+
+def agreements(records: Mapping) -> list[Agreement]:
+    """Every prediction table of ``records`` (:func:`nwb_celltype.nwb.read_annotations`) against
+    every table holding ground-truth or expert labels, over the units both have a row for; pairs
+    sharing no unit are left out."""
+    truth_tables = {name: rec for name, rec in records.items() if _truth_rows(rec).any()}
+    out = []
+    for pname, prec in records.items():
+        if prec.kind != "prediction" or not len(prec):
+            continue
+        pred_of = dict(
+            zip(np.asarray(prec.unit_ids).tolist(), np.asarray(prec.labels, dtype=str), strict=True)
+        )
+        for tname, trec in truth_tables.items():
+            rows = _truth_rows(trec)
+            ids = np.asarray(trec.unit_ids)[rows]
+            both = np.array([u in pred_of for u in ids.tolist()], dtype=bool)
+            if not both.any():
+                continue
+            kinds = sorted(set(np.asarray(trec.kinds, dtype=str)[rows].tolist()))
+            out.append(
+                Agreement(
+                    prediction=pname,
+                    reference=tname,
+                    reference_kind="+".join(kinds),
+                    classes=tuple(map(str, prec.classes)),
+                    unit_ids=ids[both],
+                    truth=np.asarray(trec.labels, dtype=str)[rows][both],
+                    predicted=np.array([pred_of[u] for u in ids[both].tolist()], dtype=str),
+                )
+            )
+    return out
+
+
+def agreements_in_file(path: str | os.PathLike) -> list[Agreement]:
+    """:func:`agreements` of the annotation tables of the NWB file at ``path``."""
+    from .inspect_file import load_annotations
+
+    return agreements(load_annotations(path))
+
+
+def format_agreement(a: Agreement) -> str:
+    """Plain text: counts, per-class recall with abstentions as misses, and the wrongly labelled units."""
+    d = a.to_dict()
+    n = d["n_units"]
+    acc = d["accuracy_of_labelled"]
+    lines = [
+        f"agreement with the {a.reference_kind} labels of table {a.reference!r} ({n} units labelled in both):",
+        f"   the model labelled {d['n_labelled']} of them ({d['coverage']:.0%}): {d['n_right']} right, "
+        f"{d['n_wrong']} wrong"
+        + (f" (accuracy of the labels given {acc:.0%})" if np.isfinite(acc) else "")
+        + f"; confidently wrong {d['confidently_wrong']:.0%} of the {n}; "
+        f"{d['n_unclassified']} unclassified, {d['n_not_classifiable']} not classifiable",
+        "   right / units per true class (unclassified counts as a miss): "
+        + ", ".join(f"{c} {v['right']}/{v['n']}" for c, v in d["per_class"].items())
+        + (
+            f"; balanced recall {d['balanced_recall_abstentions_as_misses']:.2f}"
+            if np.isfinite(d["balanced_recall_abstentions_as_misses"])
+            else ""
+        ),
+    ]
+    if d["wrong_units"]:
+        shown = d["wrong_units"][:20]
+        lines.append(
+            "   labelled wrongly: "
+            + ", ".join(f"unit {w['unit_id']} {w['predicted']} (is {w['truth']})" for w in shown)
+            + (
+                f", ... {len(d['wrong_units']) - len(shown)} more"
+                if len(d["wrong_units"]) > len(shown)
+                else ""
+            )
+        )
+    return "\n".join(lines)
