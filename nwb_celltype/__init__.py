@@ -77,6 +77,7 @@ _LAZY: dict[str, str] = {
     "agreements": ".agreement",
     "agreements_in_file": ".agreement",
     "Agreement": ".agreement",
+    "classify_sorting": ".classify",
 }
 
 

@@ -207,3 +207,69 @@ def summarise(result: FeaturePredictions) -> dict:
                 confidently_wrong=d["confidently_wrong"],
             )
     return out
+
+
+def classify_sorting(
+    sorting,
+    *,
+    model=None,
+    threshold: float = 2.0,
+    ignore_waveforms: bool = False,
+    set_properties: bool = True,
+):
+    """Classify the units of a SpikeInterface sorting or sorting analyzer, without an NWB file.
+
+    Parameters
+    ----------
+    sorting : spikeinterface BaseSorting or SortingAnalyzer
+        Spike times from the sorting; with an analyzer whose ``templates`` extension is computed,
+        each unit's average template on its peak channel is its waveform
+        (:func:`nwb_celltype.io._sorting.units_from_sorting`). A plain sorting's units are scored from
+        their discharge alone, and their reason says so.
+    model : path, bundle or None
+        None: the default model (trained on real identified neurons).
+    threshold : float
+        Confidence ratio p(top1)/p(top2) below which a unit is ``unclassified``.
+    ignore_waveforms : bool
+        Score every unit from its discharge alone even where the analyzer has templates.
+    set_properties : bool
+        Also set ``cell_type``, ``cell_type_probability`` and ``cell_type_confidence`` as unit
+        properties of the sorting (as :func:`nwb_celltype.bridges.set_spikeinterface_properties`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by the sorting's unit ids: ``cell_type`` (a class, ``unclassified`` or
+        ``not_classifiable``), ``status``, ``confidence``, ``p_<class>``, ``probability`` (of the
+        most probable class), ``out_of_distribution``, ``used_waveform``, ``acg_pairs`` (the depth
+        that picks the model's floors), ``reason``. ``df.attrs["model"]`` names the model.
+    """
+    import pandas as pd
+
+    from .bridges import set_spikeinterface_properties
+    from .features.families import family_of
+    from .io._sorting import units_from_sorting
+    from .model.shipped import resolve_model
+
+    bundle, _ = resolve_model(model)
+    batch, target = units_from_sorting(sorting)
+    features = family_of(bundle).extract_features(batch, bundle.feature_config)
+    result = predict_features(features, model=bundle, threshold=threshold, ignore_waveforms=ignore_waveforms)
+    df = pd.DataFrame(result.rows()).drop(columns="unit_id").rename(columns={"label": "cell_type"})
+    p = np.asarray(result.predictions.probabilities, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        df.insert(
+            df.columns.get_loc("confidence") + 1,
+            "probability",
+            np.nanmax(np.where(np.isfinite(p), p, -np.inf), axis=1),
+        )
+    df.loc[~np.isfinite(p).all(axis=1), "probability"] = np.nan
+    df.index = pd.Index(list(target.unit_ids), name="unit_id")
+    df.attrs = {
+        "model": result.model,
+        "threshold": float(threshold),
+        "ignore_waveforms": bool(ignore_waveforms),
+    }
+    if set_properties:
+        set_spikeinterface_properties(target, df)
+    return df

@@ -1,0 +1,106 @@
+"""Classifying a SpikeInterface sorting or sorting analyzer directly (nwb_celltype.classify_sorting),
+with the real SpikeInterface: the units' spike frames and peak-channel templates, taken here with
+SpikeInterface's own methods, give the same predictions as the package's feature path fed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+si = pytest.importorskip("spikeinterface.core")
+
+from nwb_celltype import classify_sorting  # noqa: E402
+from nwb_celltype.classify import predict_features  # noqa: E402
+from nwb_celltype.errors import InvalidUnitsError  # noqa: E402
+from nwb_celltype.features.discharge import extract_discharge_features  # noqa: E402
+from nwb_celltype.units import UnitsBatch  # noqa: E402
+
+CLASSES = ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB")
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    rec, sorting = si.generate_ground_truth_recording(durations=[90.0], num_units=5, seed=3)
+    sorting = sorting.rename_units([f"cell-{k}" for k in range(5)])  # string ids, as many sorters give
+    an = si.create_sorting_analyzer(sorting, rec, sparse=False)
+    an.compute(["random_spikes", "templates"], verbose=False)
+    return an
+
+
+def _by_hand(an, with_waveforms: bool) -> np.ndarray:
+    """Probabilities of the default model for the analyzer's units, built here from SpikeInterface's
+    own spike frames and templates (peak channel = largest peak-to-peak)."""
+    s = an.sorting
+    fs = s.get_sampling_frequency()
+    times = [np.sort(s.get_unit_spike_train(u, segment_index=0) / fs) for u in s.unit_ids]
+    tmpl = an.get_extension("templates").get_data(operator="average")
+    peak = [t[:, np.argmax(t.max(0) - t.min(0))] for t in tmpl]
+    batch = UnitsBatch(
+        unit_ids=np.arange(len(times)),
+        unit_indices=np.arange(len(times)),
+        spike_times_s=np.concatenate(times),
+        spike_offsets=np.r_[0, np.cumsum([len(t) for t in times])],
+        waveforms=np.array(peak, dtype=np.float32) if with_waveforms else None,
+        waveform_rate_hz=fs if with_waveforms else None,
+    )
+    return predict_features(extract_discharge_features(batch)).predictions.probabilities
+
+
+def test_analyzer_units_are_classified_with_their_templates(analyzer):
+    df = classify_sorting(analyzer)
+    assert list(df.index) == [f"cell-{k}" for k in range(5)]
+    np.testing.assert_allclose(
+        df[[f"p_{c}" for c in CLASSES]].to_numpy(), _by_hand(analyzer, True), atol=1e-6
+    )
+    assert df["used_waveform"].all()
+    assert set(df["status"]) <= {"classified", "unclassified", "not_classifiable"}
+    p = df[[f"p_{c}" for c in CLASSES]].to_numpy()
+    np.testing.assert_allclose(df["probability"], p.max(1))
+    # the labels are on the sorting too, unit by unit
+    np.testing.assert_array_equal(analyzer.sorting.get_property("cell_type"), df["cell_type"].to_numpy())
+    np.testing.assert_allclose(analyzer.sorting.get_property("cell_type_confidence"), df["confidence"])
+    assert df.attrs["model"]["feature_family"] == "acg-isi-wave"
+
+
+def test_a_plain_sorting_is_classified_from_its_discharge(analyzer):
+    s = analyzer.sorting
+    trains = {u: s.get_unit_spike_train(u, segment_index=0) for u in s.unit_ids}
+    sorting = si.NumpySorting.from_unit_dict([trains], sampling_frequency=s.get_sampling_frequency())
+    df = classify_sorting(sorting, set_properties=False)
+    np.testing.assert_allclose(
+        df[[f"p_{c}" for c in CLASSES]].to_numpy(), _by_hand(analyzer, False), atol=1e-6
+    )
+    assert not df["used_waveform"].any()
+    assert df["reason"].str.contains("discharge alone").all()
+    assert "cell_type" not in sorting.get_property_keys()
+    # an analyzer's units with their waveforms ignored score as the plain sorting's
+    ignored = classify_sorting(analyzer, ignore_waveforms=True, set_properties=False)
+    np.testing.assert_allclose(
+        ignored[[f"p_{c}" for c in CLASSES]], df[[f"p_{c}" for c in CLASSES]], atol=1e-6
+    )
+    assert ignored["reason"].str.contains("waveforms ignored on request").all()
+
+
+def test_segments_follow_one_another_without_shared_intervals():
+    from nwb_celltype.io._sorting import SEGMENT_GAP_S, units_from_sorting
+
+    fs = 30_000.0
+    rng = np.random.default_rng(0)
+    seg = [{"a": np.sort(rng.choice(300_000, 400, replace=False))} for _ in range(2)]
+    sorting = si.NumpySorting.from_unit_dict(seg, sampling_frequency=fs)
+    batch, target = units_from_sorting(sorting)
+    t = batch.spike_times(0)
+    assert len(t) == 800 and target is sorting
+    first, second = t[:400], t[400:]
+    np.testing.assert_allclose(first, seg[0]["a"] / fs)
+    # the second segment starts a gap after the first one's last spike
+    np.testing.assert_allclose(second, seg[1]["a"] / fs + seg[0]["a"].max() / fs + SEGMENT_GAP_S)
+    assert second.min() - first.max() >= SEGMENT_GAP_S
+
+
+def test_not_a_sorting_is_refused_clearly():
+    with pytest.raises(InvalidUnitsError, match="SpikeInterface sorting"):
+        classify_sorting(np.zeros(3))
+    empty = si.NumpySorting.from_unit_dict([{}], sampling_frequency=30_000.0)
+    with pytest.raises(InvalidUnitsError, match="no units"):
+        classify_sorting(empty)
