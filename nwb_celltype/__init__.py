@@ -78,6 +78,7 @@ _LAZY: dict[str, str] = {
     "agreements_in_file": ".agreement",
     "Agreement": ".agreement",
     "classify_sorting": ".classify",
+    "classify_tsgroup": ".classify",
 }
 
 

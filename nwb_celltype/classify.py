@@ -209,6 +209,32 @@ def summarise(result: FeaturePredictions) -> dict:
     return out
 
 
+def _classify_units(batch, ids, model, threshold: float, ignore_waveforms: bool):
+    """One DataFrame row per unit of ``batch`` (indexed by ``ids``): what :func:`classify_sorting` and
+    :func:`classify_tsgroup` return."""
+    import pandas as pd
+
+    from .features.families import family_of
+    from .model.shipped import resolve_model
+
+    bundle, _ = resolve_model(model)
+    features = family_of(bundle).extract_features(batch, bundle.feature_config)
+    result = predict_features(features, model=bundle, threshold=threshold, ignore_waveforms=ignore_waveforms)
+    df = pd.DataFrame(result.rows()).drop(columns="unit_id").rename(columns={"label": "cell_type"})
+    p = np.asarray(result.predictions.probabilities, dtype=np.float64)
+    ok = np.isfinite(p).all(axis=1)
+    top = np.full(len(p), np.nan)
+    top[ok] = p[ok].max(axis=1)
+    df.insert(df.columns.get_loc("confidence") + 1, "probability", top)
+    df.index = pd.Index(list(ids), name="unit_id")
+    df.attrs = {
+        "model": result.model,
+        "threshold": float(threshold),
+        "ignore_waveforms": bool(ignore_waveforms),
+    }
+    return df
+
+
 def classify_sorting(
     sorting,
     *,
@@ -240,36 +266,44 @@ def classify_sorting(
     -------
     pandas.DataFrame
         Indexed by the sorting's unit ids: ``cell_type`` (a class, ``unclassified`` or
-        ``not_classifiable``), ``status``, ``confidence``, ``p_<class>``, ``probability`` (of the
-        most probable class), ``out_of_distribution``, ``used_waveform``, ``acg_pairs`` (the depth
+        ``not_classifiable``), ``status``, ``confidence``, ``probability`` (of the most probable
+        class), ``p_<class>``, ``out_of_distribution``, ``used_waveform``, ``acg_pairs`` (the depth
         that picks the model's floors), ``reason``. ``df.attrs["model"]`` names the model.
     """
-    import pandas as pd
-
     from .bridges import set_spikeinterface_properties
-    from .features.families import family_of
     from .io._sorting import units_from_sorting
-    from .model.shipped import resolve_model
 
-    bundle, _ = resolve_model(model)
     batch, target = units_from_sorting(sorting)
-    features = family_of(bundle).extract_features(batch, bundle.feature_config)
-    result = predict_features(features, model=bundle, threshold=threshold, ignore_waveforms=ignore_waveforms)
-    df = pd.DataFrame(result.rows()).drop(columns="unit_id").rename(columns={"label": "cell_type"})
-    p = np.asarray(result.predictions.probabilities, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        df.insert(
-            df.columns.get_loc("confidence") + 1,
-            "probability",
-            np.nanmax(np.where(np.isfinite(p), p, -np.inf), axis=1),
-        )
-    df.loc[~np.isfinite(p).all(axis=1), "probability"] = np.nan
-    df.index = pd.Index(list(target.unit_ids), name="unit_id")
-    df.attrs = {
-        "model": result.model,
-        "threshold": float(threshold),
-        "ignore_waveforms": bool(ignore_waveforms),
-    }
+    df = _classify_units(batch, target.unit_ids, model, threshold, ignore_waveforms)
     if set_properties:
         set_spikeinterface_properties(target, df)
+    return df
+
+
+def classify_tsgroup(
+    tsgroup,
+    *,
+    waveforms=None,
+    waveform_rate_hz: float | None = None,
+    model=None,
+    threshold: float = 2.0,
+    ignore_waveforms: bool = False,
+    set_metadata: bool = True,
+):
+    """Classify the units of a pynapple TsGroup, without an NWB file.
+
+    ``waveforms`` (optional): each unit's peak-channel mean waveform, (n, samples) in the TsGroup's
+    index order or a dict unit -> waveform, sampled at ``waveform_rate_hz``; without them the units
+    are scored from their discharge alone. Returns the DataFrame of :func:`classify_sorting`, indexed
+    by the TsGroup's index; with ``set_metadata`` the TsGroup also gets ``cell_type``,
+    ``cell_type_probability`` and ``cell_type_confidence`` metadata
+    (:func:`nwb_celltype.bridges.set_pynapple_metadata`).
+    """
+    from .bridges import set_pynapple_metadata
+    from .io._sorting import units_from_tsgroup
+
+    batch = units_from_tsgroup(tsgroup, waveforms, waveform_rate_hz)
+    df = _classify_units(batch, np.asarray(tsgroup.index), model, threshold, ignore_waveforms)
+    if set_metadata:
+        set_pynapple_metadata(tsgroup, df)
     return df

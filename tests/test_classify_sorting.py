@@ -104,3 +104,50 @@ def test_not_a_sorting_is_refused_clearly():
     empty = si.NumpySorting.from_unit_dict([{}], sampling_frequency=30_000.0)
     with pytest.raises(InvalidUnitsError, match="no units"):
         classify_sorting(empty)
+
+
+def test_a_pynapple_tsgroup_scores_as_its_annotated_nwb_file(tmp_path):
+    """The demo recording loaded by pynapple (spike times) with its peak-channel mean waveforms read
+    by pynwb gives the same probabilities as `annotate` writes for the file."""
+    nap = pytest.importorskip("pynapple")
+    from pynwb import NWBHDF5IO
+
+    from nwb_celltype import classify_tsgroup
+    from nwb_celltype.annotate import annotate
+    from nwb_celltype.bridges import annotations_dataframe
+    from nwb_celltype.simulate import demo_recording_path
+
+    out = annotate(demo_recording_path(), out=tmp_path / "a.nwb", progress=False)
+    expected = annotations_dataframe(out.output_path)
+    with NWBHDF5IO(str(demo_recording_path()), "r") as io:
+        f = io.read()
+        ids = f.units.id[:]
+        wm = np.asarray(f.units["waveform_mean"].data[:])  # (units, samples, channels)
+        rate = float(f.units.waveform_rate)
+    peak = np.ptp(wm, axis=1).argmax(axis=1)  # the channel of largest peak-to-peak, as annotate reads it
+    waves = {int(u): wm[i, :, peak[i]] for i, u in enumerate(ids)}
+    data = nap.load_file(str(demo_recording_path()))
+    units = data["units"]
+    df = classify_tsgroup(units, waveforms=waves, waveform_rate_hz=rate)
+    data.close()
+    assert list(df.index) == list(expected.index)
+    cols = [f"p_{c}" for c in CLASSES]
+    np.testing.assert_allclose(df[cols].to_numpy(), expected[cols].to_numpy(), atol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(df["cell_type"].to_numpy(), expected["cell_type"].to_numpy())
+    np.testing.assert_array_equal(np.asarray(units.cell_type), df["cell_type"].to_numpy())  # metadata set
+    # without waveforms: every unit from its discharge alone
+    bare = classify_tsgroup(nap.TsGroup({int(u): units[u] for u in units.index}), set_metadata=False)
+    assert not bare["used_waveform"].any()
+
+
+def test_tsgroup_input_errors_are_clear():
+    nap = pytest.importorskip("pynapple")
+    from nwb_celltype import classify_tsgroup
+
+    tg = nap.TsGroup({1: nap.Ts(np.sort(np.random.default_rng(0).uniform(0, 100, 500)))})
+    with pytest.raises(InvalidUnitsError, match="waveform_rate_hz"):
+        classify_tsgroup(tg, waveforms=np.zeros((1, 60)))
+    with pytest.raises(InvalidUnitsError, match="one row per unit"):
+        classify_tsgroup(tg, waveforms=np.zeros((2, 60)), waveform_rate_hz=30_000)
+    with pytest.raises(InvalidUnitsError, match="pynapple TsGroup"):
+        classify_tsgroup([1, 2, 3])

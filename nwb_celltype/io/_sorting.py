@@ -1,8 +1,9 @@
-"""Units of a SpikeInterface sorting or sorting analyzer as a :class:`~nwb_celltype.units.UnitsBatch`:
-classifying a spike sorting before (or without) writing it to NWB.
+"""Units of the objects analysis tools hold them in, as a :class:`~nwb_celltype.units.UnitsBatch`:
+a SpikeInterface sorting or sorting analyzer (:func:`units_from_sorting`) and a pynapple TsGroup
+(:func:`units_from_tsgroup`), for classifying units before (or without) writing them to NWB.
 
-SpikeInterface is not imported here: the objects' own methods are called (``get_unit_spike_train``,
-``get_extension``), so any sorting that has them works.
+Neither SpikeInterface nor pynapple is imported here: the objects' own methods are called
+(``get_unit_spike_train``, ``get_extension``; ``index`` and ``t``), so any object that has them works.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 from ..errors import InvalidUnitsError
 from ..units import UnitsBatch
 
-__all__ = ["units_from_sorting"]
+__all__ = ["units_from_sorting", "units_from_tsgroup"]
 
 #: gap (s) put between the segments of a multi-segment sorting: longer than the 100 ms the ACG and
 #: ISI histogram reach, so no pair or interval spans two segments
@@ -84,14 +85,56 @@ def units_from_sorting(sorting) -> tuple[UnitsBatch, object]:
         np.sort(np.concatenate([f[s] / fs + offsets_s[s] for s in range(n_seg)]).astype(np.float64))
         for f in frames
     ]
-    counts = np.array([len(t) for t in times], dtype=np.int64)
     waveforms = _peak_templates(analyzer) if analyzer is not None else None
-    batch = UnitsBatch(
-        unit_ids=np.arange(len(ids), dtype=np.int64),
-        unit_indices=np.arange(len(ids), dtype=np.int64),
-        spike_times_s=np.concatenate(times) if len(times) else np.zeros(0),
+    return _batch(times, waveforms, fs), target
+
+
+def _batch(times: list[np.ndarray], waveforms: np.ndarray | None, rate_hz: float | None) -> UnitsBatch:
+    counts = np.array([len(t) for t in times], dtype=np.int64)
+    return UnitsBatch(
+        unit_ids=np.arange(len(times), dtype=np.int64),
+        unit_indices=np.arange(len(times), dtype=np.int64),
+        spike_times_s=np.concatenate(times) if times else np.zeros(0),
         spike_offsets=np.r_[0, np.cumsum(counts)].astype(np.int64),
-        waveforms=None if waveforms is None else waveforms.astype(np.float32),
-        waveform_rate_hz=fs if waveforms is not None else None,
+        waveforms=None if waveforms is None else np.asarray(waveforms, dtype=np.float32),
+        waveform_rate_hz=rate_hz if waveforms is not None else None,
     )
-    return batch, target
+
+
+def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None = None) -> UnitsBatch:
+    """Spike times of every unit of a pynapple TsGroup (in its index order; times in seconds) and,
+    optionally, their peak-channel mean waveforms.
+
+    ``waveforms``: (n, samples) in the TsGroup's index order, or a mapping unit -> (samples,) (units
+    missing from it have none), sampled at ``waveform_rate_hz``.
+    """
+    if not hasattr(tsgroup, "index") or not hasattr(tsgroup, "keys"):
+        raise InvalidUnitsError(
+            f"expected a pynapple TsGroup, got {type(tsgroup).__name__}; build one with "
+            "nap.TsGroup({unit_id: nap.Ts(spike_times_s), ...}) or nap.load_file(path)['units']."
+        )
+    ids = list(np.asarray(tsgroup.index))
+    if not ids:
+        raise InvalidUnitsError("the TsGroup has no units; nothing to classify.")
+    times = [np.sort(np.asarray(tsgroup[u].t, dtype=np.float64)) for u in ids]
+    if waveforms is None:
+        return _batch(times, None, None)
+    if waveform_rate_hz is None or not float(waveform_rate_hz) > 0:
+        raise InvalidUnitsError(
+            f"waveforms were given without a positive waveform_rate_hz (got {waveform_rate_hz!r}); pass the "
+            "rate they are sampled at, e.g. waveform_rate_hz=30000."
+        )
+    if isinstance(waveforms, dict):
+        n_samples = {len(np.ravel(w)) for w in waveforms.values()}
+        if len(n_samples) > 1:
+            raise InvalidUnitsError(f"waveforms have different lengths {sorted(n_samples)}; give one length.")
+        width = n_samples.pop() if n_samples else 1
+        rows = [np.ravel(waveforms[u]) if u in waveforms else np.full(width, np.nan) for u in ids]
+        waveforms = np.array(rows, dtype=np.float64)
+    waveforms = np.asarray(waveforms, dtype=np.float64)
+    if waveforms.ndim != 2 or len(waveforms) != len(ids):
+        raise InvalidUnitsError(
+            f"waveforms have shape {waveforms.shape}; expected ({len(ids)}, samples), one row per unit in "
+            "the TsGroup's index order (or a dict unit id -> waveform)."
+        )
+    return _batch(times, waveforms, float(waveform_rate_hz))
