@@ -151,3 +151,11 @@ def test_tsgroup_input_errors_are_clear():
         classify_tsgroup(tg, waveforms=np.zeros((2, 60)), waveform_rate_hz=30_000)
     with pytest.raises(InvalidUnitsError, match="pynapple TsGroup"):
         classify_tsgroup([1, 2, 3])
+
+
+def test_an_analyzer_without_templates_says_how_to_use_the_waveforms(analyzer, caplog):
+    bare = si.create_sorting_analyzer(analyzer.sorting, analyzer.recording, sparse=False)
+    with caplog.at_level("WARNING"):
+        df = classify_sorting(bare, set_properties=False)
+    assert not df["used_waveform"].any()
+    assert "compute(['random_spikes', 'templates'])" in caplog.text

@@ -30,8 +30,13 @@ def result_agreement(result) -> list:
     """The agreement of the table an annotate run wrote with the ground-truth or expert labels its
     output file holds (:mod:`nwb_celltype.agreement`; empty when it holds none)."""
     from ..agreement import agreements_in_file
+    from ..errors import NwbCelltypeError
 
-    return [a for a in agreements_in_file(result.output_path) if a.prediction == result.table_name]
+    try:
+        return [a for a in agreements_in_file(result.output_path) if a.prediction == result.table_name]
+    except (NwbCelltypeError, OSError) as exc:  # the annotations are written: say so, do not fail the run
+        logging.getLogger(__name__).warning("could not compare with the file's labels: %s", exc)
+        return []
 
 
 def echo_result(result, as_json: bool) -> None:

@@ -8,12 +8,16 @@ Neither SpikeInterface nor pynapple is imported here: the objects' own methods a
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from ..errors import InvalidUnitsError
 from ..units import UnitsBatch
 
 __all__ = ["units_from_sorting", "units_from_tsgroup"]
+
+logger = logging.getLogger(__name__)
 
 #: gap (s) put between the segments of a multi-segment sorting: longer than the 100 ms the ACG and
 #: ISI histogram reach, so no pair or interval spans two segments
@@ -29,6 +33,10 @@ def _peak_templates(analyzer) -> np.ndarray | None:
     None when the analyzer has no ``templates`` extension."""
     ext = analyzer.get_extension("templates")
     if ext is None:
+        logger.warning(
+            "the sorting analyzer has no 'templates' extension: its units are classified from their discharge "
+            "alone; analyzer.compute(['random_spikes', 'templates']) first to use their waveforms"
+        )
         return None
     t = np.asarray(ext.get_data(operator="average"), dtype=np.float64)  # (units, samples, channels)
     if t.ndim != 3 or len(t) != len(analyzer.sorting.unit_ids):
