@@ -72,12 +72,66 @@ class FeaturePredictions:
         return out
 
 
+def spikeinterface_object(path: Path) -> str | None:
+    """The kind of SpikeInterface object saved in the folder ``path`` (``"SortingAnalyzer"``, a
+    sorting class name, ...), from its ``spikeinterface_info.json`` (binary folders) or zarr
+    attributes; None when it is not one."""
+    import json
+
+    for name, key, field in (
+        ("spikeinterface_info.json", None, "object"),  # an analyzer (binary folder)
+        (".zattrs", "spikeinterface_info", "object"),  # an analyzer (zarr)
+        ("si_folder.json", None, "class"),  # a saved sorting or recording
+    ):
+        f = path / name
+        if f.is_file():
+            try:
+                info = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+            info = info.get(key, {}) if key else info
+            obj = info.get(field) if isinstance(info, dict) else None
+            return str(obj).rsplit(".", 1)[-1] if obj else None
+    return None
+
+
+def features_from_spikeinterface(path: Path, config=None):
+    """Features of the units of a SpikeInterface sorting analyzer or sorting saved in ``path``
+    (:func:`nwb_celltype.io._sorting.units_from_sorting`); ``meta["neuron_ids"]`` holds the
+    sorting's unit ids."""
+    from .features.discharge import DischargeConfig
+    from .features.families import family_of
+    from .io._sorting import units_from_sorting
+
+    try:
+        import spikeinterface.core as si
+    except ImportError as exc:
+        raise FeatureError(
+            f"{path} is a saved SpikeInterface object; reading it needs spikeinterface (pip install spikeinterface)."
+        ) from exc
+    obj = (
+        si.load_sorting_analyzer(path, load_extensions=True)
+        if spikeinterface_object(path) == "SortingAnalyzer"
+        else si.load(path)
+    )
+    batch, target = units_from_sorting(obj)
+    config = DischargeConfig() if config is None else config
+    fs = family_of(config).extract_features(batch, config)
+    if getattr(fs, "meta", None) is not None:
+        fs.meta["neuron_ids"] = [str(u) for u in target.unit_ids]
+        fs.meta["source"] = f"SpikeInterface {spikeinterface_object(path)} at {path}"
+    return fs
+
+
 def read_feature_input(path: str | os.PathLike, config=None):
-    """Features from a table folder (read with ``config``, an ``acg-isi-wave`` configuration) or a
-    ``.npz`` features file of any family."""
+    """Features from a table folder (read with ``config``, an ``acg-isi-wave`` configuration), a
+    saved SpikeInterface sorting analyzer or sorting (computed with ``config``), or a ``.npz``
+    features file of any family."""
     from .features.families import load_features_any
 
     path = Path(path)
+    if path.is_dir() and spikeinterface_object(path):
+        return features_from_spikeinterface(path, config)
     if path.is_dir():
         from .library.tables import read_feature_tables
 
@@ -90,7 +144,8 @@ def read_feature_input(path: str | os.PathLike, config=None):
     if not path.exists():
         raise FeatureError(
             f"{path} does not exist; give a folder of feature tables (labels.csv, acg.csv, isi_dist.csv, "
-            "waveforms.csv, dataset.json) or a features .npz written by `nwb-celltype features`."
+            "waveforms.csv, dataset.json), a saved SpikeInterface sorting analyzer or sorting, or a "
+            "features .npz written by `nwb-celltype features`."
         )
     return load_features_any(path)
 

@@ -159,3 +159,40 @@ def test_an_analyzer_without_templates_says_how_to_use_the_waveforms(analyzer, c
         df = classify_sorting(bare, set_properties=False)
     assert not df["used_waveform"].any()
     assert "compute(['random_spikes', 'templates'])" in caplog.text
+
+
+@pytest.mark.filterwarnings("ignore:The (extractor|Recording) is not serializable:UserWarning")
+def test_predict_reads_a_saved_analyzer_or_sorting(analyzer, tmp_path):
+    """`nwb-celltype predict FOLDER` on a SpikeInterface analyzer saved to disk (binary folder and
+    zarr) and on a saved sorting: one row per unit, its SpikeInterface id as neuron_id, the same
+    probabilities as classify_sorting on the object in memory."""
+    import csv
+
+    from click.testing import CliRunner
+
+    from nwb_celltype.cli import main
+
+    expected = classify_sorting(analyzer, set_properties=False)
+    cols = [f"p_{c}" for c in CLASSES]
+    plain = classify_sorting(analyzer, ignore_waveforms=True, set_properties=False)
+    saved = {
+        "binary": analyzer.save_as(format="binary_folder", folder=tmp_path / "an"),
+        "zarr": analyzer.save_as(format="zarr", folder=tmp_path / "an.zarr"),
+    }
+    analyzer.sorting.save(folder=tmp_path / "sorting")
+    for folder, want, waveform in (
+        (tmp_path / "an", expected, True),
+        (tmp_path / "an.zarr", expected, True),
+        (tmp_path / "sorting", plain, False),
+    ):
+        out = tmp_path / f"{folder.name}.tsv"
+        res = CliRunner().invoke(main, ["predict", str(folder), "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        with open(out) as f:
+            f.readline()
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        assert [r["neuron_id"] for r in rows] == [str(u) for u in want.index]
+        got = np.array([[float(r[c]) for c in cols] for r in rows])
+        np.testing.assert_allclose(got, want[cols].to_numpy(), atol=1e-5)
+        assert all((r["used_waveform"] == "True") == waveform for r in rows)
+    assert saved

@@ -25,8 +25,10 @@ from ._common import IGNORE_WAVEFORMS_OPTION, THRESHOLD_HELP, model_option, prin
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def predict(features, out, model, threshold, ignore_waveforms, overwrite, quiet, as_json):
     """Classify the units in FEATURES — a folder of per-unit feature tables (labels.csv, acg.csv,
-    isi_dist.csv, waveforms.csv, dataset.json; labels optional) or a .npz written by `nwb-celltype
-    features` — and write one row per unit to OUT: label, status, confidence, per-class
+    isi_dist.csv, waveforms.csv, dataset.json; labels optional), a saved SpikeInterface sorting
+    analyzer (its spike trains, and its templates' peak channel as the waveform) or sorting
+    (spike trains: discharge alone), or a .npz written by `nwb-celltype features` — and write one
+    row per unit to OUT (neuron_id: the sorting's unit id): label, status, confidence, per-class
     probabilities, out-of-distribution flag, whether the waveform was used, the ACG's pair count
     at lags 1-100 ms (its depth: shallow units meet the floors of shallow units), reason. Where the tables
     carry labels, the summary compares them (numbers on units the model was trained on are not a
