@@ -1,6 +1,8 @@
-"""Classify units given as features, without NWB: per-unit feature tables (the HIPPIE/C4 CSV layout)
-or a features file written by ``nwb-celltype features``; one row per unit out, as a TSV any
-spreadsheet, pandas or sorter GUI reads (``nwb-celltype predict``)."""
+"""Classify units without NWB: given as features (per-unit feature tables in the HIPPIE/C4 CSV
+layout, a features file written by ``nwb-celltype features``), as a SpikeInterface sorting or
+sorting analyzer (in memory, :func:`classify_sorting`, or saved to disk) or as a pynapple TsGroup
+(:func:`classify_tsgroup`); one row per unit out, as a TSV any spreadsheet, pandas or sorter GUI
+reads (``nwb-celltype predict``) or a DataFrame."""
 
 from __future__ import annotations
 
