@@ -271,6 +271,7 @@ def write_report(
     """
     from tqdm.auto import tqdm
 
+    from .agreement import agreements, format_agreement
     from .features._geometry import log_geometry
     from .inspect_file import format_annotations, load_annotations, units_html_table
 
@@ -317,12 +318,20 @@ def write_report(
         for uid, lab in zip(rec.unit_ids.tolist(), rec.labels, strict=True)
         if uid in drawn
     ]
+    # against the labels the file already holds (ground truth, expert), as `show` prints it
+    agreed = "".join(
+        f"<pre>{html.escape(format_agreement(a))}</pre>" for a in agreements(records) if a.prediction == name
+    )
     index = out / "index.html"
     index.write_text(
         "<html><head><meta charset='utf-8'><title>nwb-celltype report</title></head><body>"
         f"<h1>{html.escape(str(path))}</h1><h2>{html.escape(name)}</h2>"
         f"<pre>{html.escape(format_annotations({name: rec}, max_rows=0))}</pre>"
-        '<img src="summary.png">' + units_html_table(rec) + "".join(pages) + "</body></html>"
+        + agreed
+        + '<img src="summary.png">'
+        + units_html_table(rec)
+        + "".join(pages)
+        + "</body></html>"
     )
     return index
 

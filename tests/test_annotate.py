@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import signal
@@ -332,4 +333,20 @@ def test_report_of_the_default_model(rec_copy, tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert len(list((tmp_path / "rep" / "units").glob("*.png"))) == 3
-    assert "nwb-celltype-real-c4" in (tmp_path / "rep" / "index.html").read_text()
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "nwb-celltype-real-c4" in page
+    assert "agreement with" not in page  # this recording holds no ground truth
+
+
+def test_report_compares_with_the_files_ground_truth(tmp_path):
+    """The summary page of a file that holds ground truth (the demo recording) gives the agreement
+    `show` prints, with the same numbers."""
+    from nwb_celltype.agreement import agreements_in_file, format_agreement
+    from nwb_celltype.inspect_file import write_report
+    from nwb_celltype.simulate import demo_recording_path
+
+    res = annotate(demo_recording_path(), out=tmp_path / "demo.nwb", progress=False)
+    page = write_report(res.output_path, tmp_path / "rep", max_units=1).read_text()
+    [a] = agreements_in_file(res.output_path)
+    assert "agreement with the ground_truth labels" in page
+    assert html.escape(format_agreement(a)) in page
