@@ -262,6 +262,7 @@ def summarise(result: FeaturePredictions) -> dict:
                 accuracy_of_classified=d["accuracy_of_labelled"],
                 balanced_accuracy_abstentions_as_misses=d["balanced_recall_abstentions_as_misses"],
                 confidently_wrong=d["confidently_wrong"],
+                per_class=d["per_class"],
             )
     return out
 

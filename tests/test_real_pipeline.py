@@ -124,6 +124,30 @@ def test_predict_cli_writes_one_row_per_unit(small_bundle, tmp_path):
         for c in classes
     ]
     assert summary["balanced_accuracy_abstentions_as_misses"] == pytest.approx(np.mean(recall))
+    for c in classes:
+        mine = [r for r in known if r["true_label"] == c]
+        assert summary["per_class"][c] == {
+            "n": len(mine),
+            "labelled": sum(r["label"] in classes for r in mine),
+            "right": sum(r["label"] == c for r in mine),
+        }
+    text = (
+        CliRunner()
+        .invoke(
+            main,
+            [
+                "predict",
+                str(REAL / "lisberger"),
+                "--out",
+                str(tmp_path / "t.tsv"),
+                "--model",
+                str(small_bundle),
+            ],
+        )
+        .output
+    )
+    right = summary["per_class"]["PkC_ss"]["right"]
+    assert f"PkC_ss {right}/158" in text and "unclassified counts as a miss" in text
     res = CliRunner().invoke(
         main, ["predict", str(REAL / "lisberger"), "--out", str(out), "--model", str(small_bundle)]
     )

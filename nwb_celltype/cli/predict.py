@@ -53,3 +53,8 @@ def predict(features, out, model, threshold, ignore_waveforms, overwrite, quiet,
                 f"classified {summary['accuracy_of_classified']:.3f}, confidently wrong "
                 f"{summary['confidently_wrong']:.3f} (in-sample if these units trained the model)"
             )
+            click.echo(
+                "  right / units per class (unclassified counts as a miss): "
+                + ", ".join(f"{c} {v['right']}/{v['n']}" for c, v in summary["per_class"].items())
+                + f"; balanced recall {summary['balanced_accuracy_abstentions_as_misses']:.3f}"
+            )
