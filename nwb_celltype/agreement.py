@@ -74,6 +74,18 @@ class Agreement:
             }
         return out
 
+    def per_label(self) -> dict[str, dict[str, int]]:
+        """Per class the model gave (in its order): units given that label, and how many were right
+        (the precision of each label on these units)."""
+        return {
+            c: {
+                "labelled": int((self.predicted == c).sum()),
+                "right": int(((self.predicted == c) & self.right).sum()),
+            }
+            for c in self.classes
+            if (self.predicted == c).any()
+        }
+
     def balanced_recall(self) -> float:
         """Mean recall over the model's classes present in the truth, abstentions counted as misses."""
         rec = [v["right"] / v["n"] for c, v in self.per_class().items() if c in self.classes]
@@ -98,6 +110,7 @@ class Agreement:
             "confidently_wrong": float(self.wrong.sum() / n),
             "balanced_recall_abstentions_as_misses": self.balanced_recall(),
             "per_class": self.per_class(),
+            "per_label": self.per_label(),
             "wrong_units": [
                 {"unit_id": int(u), "truth": str(t), "predicted": str(p)}
                 for u, t, p in zip(
@@ -173,6 +186,11 @@ def format_agreement(a: Agreement) -> str:
             else ""
         ),
     ]
+    if d["per_label"]:
+        lines.append(
+            "   right / labels given per class: "
+            + ", ".join(f"{c} {v['right']}/{v['labelled']}" for c, v in d["per_label"].items())
+        )
     if d["wrong_units"]:
         shown = d["wrong_units"][:20]
         lines.append(

@@ -58,6 +58,12 @@ def test_counts_with_abstentions_as_misses_and_foreign_truth_as_wrong():
         "C": {"n": 1, "labelled": 1, "right": 1},
         "GrC": {"n": 2, "labelled": 1, "right": 0},
     }
+    # per label given: A twice (unit 1 right, unit 7 a GrC), B twice (unit 2 wrong, unit 4 right), C once
+    assert d["per_label"] == {
+        "A": {"labelled": 2, "right": 1},
+        "B": {"labelled": 2, "right": 1},
+        "C": {"labelled": 1, "right": 1},
+    }
     # over the model's classes only, the unclassified A and the not-classifiable B are misses
     assert d["balanced_recall_abstentions_as_misses"] == pytest.approx((1 / 3 + 1 / 2 + 1) / 3)
     assert d["wrong_units"] == [
@@ -67,6 +73,7 @@ def test_counts_with_abstentions_as_misses_and_foreign_truth_as_wrong():
     text = format_agreement(a)
     assert "labelled 5 of them (62%): 3 right, 2 wrong" in text and "unit 7 A (is GrC)" in text
     assert "A 1/3, B 1/2, C 1/1, GrC 0/2" in text
+    assert "right / labels given per class: A 1/2, B 1/2, C 1/1" in text
     # tables without shared units, and files without ground truth, give nothing
     other = _record("gt2", [20, 21], ["A", "B"], "ground_truth")
     assert agreements({"pred": pred, "gt2": other}) == []
