@@ -57,7 +57,8 @@ def annotate(
 ):
     """Classify every unit of SOURCE (a path, an http(s) URL or a DANDI id) and write the cell types,
     probabilities and provenance into NWB (an annotated copy, the input itself with --in-place, or a
-    derived file for remote sources)."""
+    derived file for remote sources). Where the output also holds ground-truth or expert labels,
+    the summary compares the new labels with them (unclassified units count as misses)."""
     from ..annotate import annotate as run
 
     with quiet_logging(quiet):
