@@ -405,6 +405,22 @@ def _output_plan(
     return final, mode, input_path
 
 
+def _unit_reasons(preds, unit_ids, problems: dict[int, str]) -> tuple[list[dict], list[dict]]:
+    """Give each not-classifiable unit without a reason of its own the reader's (``problems``: unit
+    id -> reason), in ``preds.reasons``; return ``{"unit_id", "reason"}`` of the not-classifiable
+    (skipped) and of the unclassified units."""
+    reasons = np.asarray(preds.reasons, dtype=object).copy()
+    for i, uid in enumerate(unit_ids):
+        if preds.status[i] == "not_classifiable" and int(uid) in problems and not reasons[i]:
+            reasons[i] = problems[int(uid)]
+    preds.reasons = reasons
+    rows = list(zip(unit_ids, preds.status, reasons, strict=True))
+    return tuple(
+        [{"unit_id": int(uid), "reason": str(r)} for uid, s, r in rows if s == wanted]
+        for wanted in ("not_classifiable", "unclassified")
+    )
+
+
 def annotate(
     source,
     *,
@@ -519,21 +535,7 @@ def annotate(
         preds = predict_cell_types(bundle, features, threshold=threshold, dtype=precision)
         timings["model"] = time.perf_counter() - t0
 
-        reasons = np.asarray(preds.reasons, dtype=object).copy()
-        for i, uid in enumerate(features.unit_ids):
-            if preds.status[i] == "not_classifiable" and int(uid) in problems and not reasons[i]:
-                reasons[i] = problems[int(uid)]
-        preds.reasons = reasons
-        skipped = [
-            {"unit_id": int(uid), "reason": str(r)}
-            for uid, s, r in zip(features.unit_ids, preds.status, reasons, strict=True)
-            if s == "not_classifiable"
-        ]
-        unclassified = [
-            {"unit_id": int(uid), "reason": str(r)}
-            for uid, s, r in zip(features.unit_ids, preds.status, reasons, strict=True)
-            if s == "unclassified"
-        ]
+        skipped, unclassified = _unit_reasons(preds, features.unit_ids, problems)
 
         def write_fn(nwbfile, *, derived=False):
             _write_tables(
