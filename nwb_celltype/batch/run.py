@@ -235,23 +235,9 @@ def annotate_dandiset(
     """
     t_start = time.perf_counter()
     _check_options(workers, scheduler, client, retries, batch_size)
-    from ..io import list_dandiset_assets
-
     ds_id, spec_version = parse_dandiset_spec(dandiset)
-    version = version or spec_version
     out_dir = Path(out).resolve()
-
-    # the listing is already restricted to NWB files (the io layer's default glob is "*.nwb")
-    assets = list_dandiset_assets(ds_id, version, dandi_api_url=dandi_api_url, include=include or "*.nwb")
-    assets = [a for a in assets if a.path.lower().endswith(".nwb")]
-    resolved_version = _resolved_version(assets, version)
-    assets.sort(key=lambda a: a.path)
-    if not assets:
-        raise InvalidValueError(
-            f"dandiset {ds_id}@{resolved_version} has no NWB assets"
-            + (f" matching --include {include!r}" if include else "")
-            + "; check the dandiset id, version and glob"
-        )
+    assets, resolved_version = _nwb_assets(ds_id, version or spec_version, dandi_api_url, include)
 
     model_info = _load_model_identity(model, model_sha256, ignore_waveforms)
     state = RunState(out_dir)
@@ -337,6 +323,25 @@ def annotate_dandiset(
         if runner is not None:
             runner.close()
         state.release()
+
+
+def _nwb_assets(ds_id: str, version: str | None, dandi_api_url: str | None, include: str | None):
+    """The dandiset's NWB assets (matching ``include``), sorted by path, and the version they were
+    listed at; an error when there are none."""
+    from ..io import list_dandiset_assets
+
+    # the listing is already restricted to NWB files (the io layer's default glob is "*.nwb")
+    assets = list_dandiset_assets(ds_id, version, dandi_api_url=dandi_api_url, include=include or "*.nwb")
+    assets = [a for a in assets if a.path.lower().endswith(".nwb")]
+    resolved_version = _resolved_version(assets, version)
+    assets.sort(key=lambda a: a.path)
+    if not assets:
+        raise InvalidValueError(
+            f"dandiset {ds_id}@{resolved_version} has no NWB assets"
+            + (f" matching --include {include!r}" if include else "")
+            + "; check the dandiset id, version and glob"
+        )
+    return assets, resolved_version
 
 
 def _split_done(
