@@ -148,6 +148,12 @@ def test_predict_cli_writes_one_row_per_unit(small_bundle, tmp_path):
     )
     right = summary["per_class"]["PkC_ss"]["right"]
     assert f"PkC_ss {right}/158" in text and "unclassified counts as a miss" in text
+    # the reasons are counted as annotate counts them: the one Lisberger unit without ACG/ISI
+    assert text.startswith("predicted 984 units with")
+    assert "not classifiable, by reason:\n     1  no ACG/ISI in the tables" in text
+    n_uncl = sum(r["status"] == "unclassified" for r in rows)
+    block = text.split("unclassified, by reason:\n", 1)[1].split("not classifiable, by reason:")[0]
+    assert sum(int(line.split()[0]) for line in block.strip().splitlines()) == n_uncl
     res = CliRunner().invoke(
         main, ["predict", str(REAL / "lisberger"), "--out", str(out), "--model", str(small_bundle)]
     )

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import click
 
-from ._common import IGNORE_WAVEFORMS_OPTION, THRESHOLD_HELP, model_option, print_json, quiet_logging
+from ._common import (
+    IGNORE_WAVEFORMS_OPTION,
+    THRESHOLD_HELP,
+    model_option,
+    print_json,
+    quiet_logging,
+    reason_counts,
+)
 
 
 @click.command("predict")
@@ -44,13 +51,25 @@ def predict(features, out, model, threshold, ignore_waveforms, overwrite, quiet,
     if as_json:
         print_json(summary)
     elif not quiet:
-        click.echo(f"classified {summary['n_units']} units with {result.model['name']} -> {path}")
+        click.echo(f"predicted {summary['n_units']} units with {result.model['name']} -> {path}")
         for label, n in sorted(summary["label_counts"].items(), key=lambda kv: -kv[1]):
             click.echo(f"  {label:<18} {n}")
+        p = result.predictions
+        for status, title in (("unclassified", "unclassified"), ("not_classifiable", "not classifiable")):
+            held = [
+                {"reason": str(r) or "confidence ratio below the threshold"}
+                for s, r in zip(p.status, p.reasons, strict=True)
+                if s == status
+            ]
+            if held:
+                click.echo(f"{title}, by reason:")
+                for reason, n in reason_counts(held).items():
+                    click.echo(f"  {n:>4}  {reason}")
         if "coverage" in summary:
+            acc = summary["accuracy_of_classified"]
             click.echo(
                 f"labelled units: {summary['n_labelled']}; coverage {summary['coverage']:.3f}, accuracy of "
-                f"classified {summary['accuracy_of_classified']:.3f}, confidently wrong "
+                f"classified {'-' if acc != acc else f'{acc:.3f}'}, confidently wrong "
                 f"{summary['confidently_wrong']:.3f} (in-sample if these units trained the model)"
             )
             click.echo(
