@@ -4,13 +4,14 @@ file read back with plain pynwb."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from nwb_celltype.agreement import agreements, format_agreement
+from nwb_celltype.agreement import agreements, agreements_in_file, format_agreement
 from nwb_celltype.cli import main
 from nwb_celltype.nwb import AnnotationRecord
 
@@ -108,7 +109,6 @@ def test_demo_prints_its_agreement_with_the_simulated_truth(tmp_path):
     assert right == sum(p == t for t, p in pairs)
     assert wrong == labelled - right
     js = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "j.nwb"), "--json"])
-    import json
 
     [ag] = json.loads(js.output)["agreement"]
     assert (ag["n_units"], ag["n_labelled"], ag["n_right"]) == (n, labelled, right)
@@ -132,6 +132,12 @@ def test_annotate_and_show_print_the_agreement_only_where_the_file_holds_truth(t
     )
     only_gt = r.invoke(main, ["show", str(out), "--table", "ground_truth", "--max-units", "0"])
     assert "agreement with the ground_truth labels" in only_gt.output  # the table named is one side
+    # --agreement alone, as text and as JSON (what scripts checking many files read)
+    text = r.invoke(main, ["show", str(out), "--agreement"]).output
+    assert text.startswith("== celltype_") and "label counts" not in text
+    [d] = json.loads(r.invoke(main, ["show", str(out), "--agreement", "--json"]).output)
+    [a] = agreements_in_file(out)
+    assert d["n_right"] == a.to_dict()["n_right"] and d["reference"] == "ground_truth"
     # a recording without ground-truth labels: no agreement is printed
     bare = tmp_path / "bare.nwb"
     sim = r.invoke(
@@ -141,3 +147,11 @@ def test_annotate_and_show_print_the_agreement_only_where_the_file_holds_truth(t
     res = r.invoke(main, ["annotate", str(bare), "--out", str(tmp_path / "bare_out.nwb")])
     assert res.exit_code == 0, res.output
     assert "agreement with" not in res.output
+    assert (
+        json.loads(r.invoke(main, ["show", str(tmp_path / "bare_out.nwb"), "--agreement", "--json"]).output)
+        == []
+    )
+    assert (
+        "no ground-truth or expert labels"
+        in r.invoke(main, ["show", str(tmp_path / "bare_out.nwb"), "--agreement"]).output
+    )

@@ -19,7 +19,14 @@ from ._common import print_json
     help="At most this many unit rows per table (--max-units, as in report).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the tables as JSON.")
-def show(path, table, max_rows, as_json):
+@click.option(
+    "--agreement",
+    "only_agreement",
+    is_flag=True,
+    help="Print only each prediction table's agreement with the file's ground-truth or expert labels "
+    "(with --json: a list of objects, empty when the file holds no such labels).",
+)
+def show(path, table, max_rows, as_json, only_agreement):
     """Print the annotation tables of PATH: label counts, then one row per unit (label, status,
     confidence, class probabilities, reason). Where the file also holds ground-truth or expert
     labels, each prediction table's agreement with them follows (unclassified units count as
@@ -28,6 +35,16 @@ def show(path, table, max_rows, as_json):
     from ..inspect_file import format_annotations, load_annotations
 
     records = load_annotations(path)
+    agreed = [a for a in agreements(records) if table is None or table in (a.prediction, a.reference)]
+    if only_agreement:
+        if as_json:
+            print_json([a.to_dict() for a in agreed])
+        else:
+            for a in agreed:
+                click.echo(f"== {a.prediction}: " + format_agreement(a))
+            if not agreed:
+                click.echo("no ground-truth or expert labels to compare with in this file")
+        return
     if as_json:
         print_json(
             {
@@ -48,7 +65,5 @@ def show(path, table, max_rows, as_json):
         )
     else:
         click.echo(format_annotations(records, table=table, max_rows=max_rows))
-        for a in agreements(records):
-            if table is not None and table not in (a.prediction, a.reference):
-                continue
+        for a in agreed:
             click.echo(f"== {a.prediction}: " + format_agreement(a))
