@@ -86,13 +86,16 @@ class Agreement:
             if (self.predicted == c).any()
         }
 
-    def balanced_recall(self) -> float:
-        """Mean recall over the model's classes present in the truth, abstentions counted as misses."""
-        rec = [v["right"] / v["n"] for c, v in self.per_class().items() if c in self.classes]
+    def balanced_recall(self, per_class: dict | None = None) -> float:
+        """Mean recall over the model's classes present in the truth, abstentions counted as misses
+        (from ``per_class``, :meth:`per_class`'s result, when already computed)."""
+        per_class = self.per_class() if per_class is None else per_class
+        rec = [v["right"] / v["n"] for c, v in per_class.items() if c in self.classes]
         return float(np.mean(rec)) if rec else float("nan")
 
     def to_dict(self) -> dict:
         n = max(self.n, 1)
+        per_class = self.per_class()
         return {
             "prediction": self.prediction,
             "reference": self.reference,
@@ -108,8 +111,8 @@ class Agreement:
             if self.labelled.any()
             else float("nan"),
             "confidently_wrong": float(self.wrong.sum() / n),
-            "balanced_recall_abstentions_as_misses": self.balanced_recall(),
-            "per_class": self.per_class(),
+            "balanced_recall_abstentions_as_misses": self.balanced_recall(per_class),
+            "per_class": per_class,
             "per_label": self.per_label(),
             "wrong_units": [
                 {"unit_id": int(u), "truth": str(t), "predicted": str(p)}

@@ -97,10 +97,12 @@ def spikeinterface_object(path: Path) -> str | None:
     return None
 
 
-def features_from_spikeinterface(path: Path, config=None):
+def features_from_spikeinterface(path: Path, config=None, kind: str | None = None):
     """Features of the units of a SpikeInterface sorting analyzer or sorting saved in ``path``
-    (:func:`nwb_celltype.io._sorting.units_from_sorting`); ``meta["neuron_ids"]`` holds the
+    (:func:`nwb_celltype.io._sorting.units_from_sorting`); ``kind``: what
+    :func:`spikeinterface_object` says it is (read when not given). ``meta["neuron_ids"]`` holds the
     sorting's unit ids."""
+    kind = kind or spikeinterface_object(path)
     from .features.discharge import DischargeConfig
     from .features.families import family_of
     from .io._sorting import units_from_sorting
@@ -111,17 +113,13 @@ def features_from_spikeinterface(path: Path, config=None):
         raise FeatureError(
             f"{path} is a saved SpikeInterface object; reading it needs spikeinterface (pip install spikeinterface)."
         ) from exc
-    obj = (
-        si.load_sorting_analyzer(path, load_extensions=True)
-        if spikeinterface_object(path) == "SortingAnalyzer"
-        else si.load(path)
-    )
+    obj = si.load_sorting_analyzer(path, load_extensions=True) if kind == "SortingAnalyzer" else si.load(path)
     batch, target = units_from_sorting(obj)
     config = DischargeConfig() if config is None else config
     fs = family_of(config).extract_features(batch, config)
     if getattr(fs, "meta", None) is not None:
         fs.meta["neuron_ids"] = [str(u) for u in target.unit_ids]
-        fs.meta["source"] = f"SpikeInterface {spikeinterface_object(path)} at {path}"
+        fs.meta["source"] = f"SpikeInterface {kind} at {path}"
     return fs
 
 
@@ -132,8 +130,9 @@ def read_feature_input(path: str | os.PathLike, config=None):
     from .features.families import load_features_any
 
     path = Path(path)
-    if path.is_dir() and spikeinterface_object(path):
-        return features_from_spikeinterface(path, config)
+    kind = spikeinterface_object(path) if path.is_dir() else None
+    if kind:
+        return features_from_spikeinterface(path, config, kind)
     if path.is_dir():
         from .library.tables import read_feature_tables
 

@@ -26,6 +26,23 @@ def json_safe(obj):
     return obj
 
 
+def reason_lines(unclassified: list[dict], skipped: list[dict]) -> list[str]:
+    """The "unclassified, by reason" and "not classifiable, by reason" blocks of a summary, from
+    ``{"reason"}`` dicts (:func:`reason_counts`); an unclassified unit without a reason of the
+    model's was below the threshold. Empty blocks are left out."""
+    below = "confidence ratio below the threshold"
+    lines = []
+    for title, held in (
+        ("unclassified", [{"reason": d.get("reason") or below} for d in unclassified]),
+        ("not classifiable", skipped),
+    ):
+        counts = reason_counts(held)
+        if counts:
+            lines.append(f"{title}, by reason:")
+            lines.extend(f"  {n:>4}  {reason}" for reason, n in counts.items())
+    return lines
+
+
 def result_agreement(result) -> list:
     """The agreement of the table an annotate run wrote with the ground-truth or expert labels its
     output file holds (:mod:`nwb_celltype.agreement`; empty when it holds none)."""
@@ -99,17 +116,7 @@ def format_summary(result) -> str:
     width = max((len(k) for k in result.label_counts), default=5)
     for label, n in sorted(result.label_counts.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {label:<{width}}  {n}")
-    below = "confidence ratio below the threshold"
-    held = [{"reason": d.get("reason") or below} for d in result.unclassified]
-    if held:
-        lines.append("unclassified, by reason:")
-        for reason, n in reason_counts(held).items():
-            lines.append(f"  {n:>4}  {reason}")
-    reasons = reason_counts(result.skipped)
-    if reasons:
-        lines.append("not classifiable, by reason:")
-        for reason, n in reasons.items():
-            lines.append(f"  {n:>4}  {reason}")
+    lines.extend(reason_lines(result.unclassified, result.skipped))
     t = result.timings
     lines.append(
         "time (s): " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()) + f"; total {sum(t.values()):.2f}"

@@ -11,7 +11,7 @@ from ._common import (
     model_option,
     print_json,
     quiet_logging,
-    reason_counts,
+    reason_lines,
 )
 
 
@@ -54,17 +54,12 @@ def predict(features, out, model, threshold, ignore_waveforms, overwrite, quiet,
         click.echo(f"predicted {summary['n_units']} units with {result.model['name']} -> {path}")
         for label, n in sorted(summary["label_counts"].items(), key=lambda kv: -kv[1]):
             click.echo(f"  {label:<18} {n}")
-        p = result.predictions
-        for status, title in (("unclassified", "unclassified"), ("not_classifiable", "not classifiable")):
-            held = [
-                {"reason": str(r) or "confidence ratio below the threshold"}
-                for s, r in zip(p.status, p.reasons, strict=True)
-                if s == status
-            ]
-            if held:
-                click.echo(f"{title}, by reason:")
-                for reason, n in reason_counts(held).items():
-                    click.echo(f"  {n:>4}  {reason}")
+        rows = list(zip(result.predictions.status, result.predictions.reasons, strict=True))
+        for line in reason_lines(
+            [{"reason": str(r)} for s, r in rows if s == "unclassified"],
+            [{"reason": str(r)} for s, r in rows if s == "not_classifiable"],
+        ):
+            click.echo(line)
         if "coverage" in summary:
             acc = summary["accuracy_of_classified"]
             click.echo(
