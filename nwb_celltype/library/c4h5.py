@@ -234,6 +234,249 @@ def _label(value: str, mapping: dict[str, str], where: str, unknown: list[str]) 
     return lab
 
 
+#: Units table columns of an imported file (besides the ragged ``optostims``) -> their descriptions.
+_UNIT_COLUMNS = {
+    "c4_neuron": "HDF5 group of the neuron in the C4 file",
+    "c4_relative_id": "neuron_relative_id (the unit id in the lab's spike sorting)",
+    "lab_id": "C4 lab_id",
+    "layer": f"cerebellar layer in {list(LAYERS)} (from phyllum_layer, else human_layer)",
+    "phyllum_layer": "C4 phyllum_layer (as stored)",
+    "human_layer": "C4 human_layer (as stored)",
+    "expert_label": "C4 expert_label (as stored)",
+    "ground_truth_label": "C4 ground_truth_label (as stored)",
+    "ground_truth_source": "C4 ground_truth_source (as stored)",
+    "genetic_line": "C4 line (mouse genetic line)",
+    "n_spikes_c4": "number of spikes in the C4 file before the quality filter",
+}
+#: The annotation tables an import writes: (kind, index in a neuron's label pair, table name).
+_LABEL_TABLES = (("ground_truth", 0, "ground_truth"), ("expert", 1, "expert_labels"))
+
+
+def _file_mtime_iso(path: Path) -> str:
+    """``path``'s modification time, UTC, whole seconds, ISO 8601 (the default ``labelled_at``)."""
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _by_recording(neurons: list[C4Neuron]) -> dict[tuple[str, str], list[C4Neuron]]:
+    """The neurons grouped by recording, ``(lab, dataset_id)``, each group in file order."""
+    by_ds: dict[tuple[str, str], list[C4Neuron]] = defaultdict(list)
+    for nrn in neurons:
+        by_ds[(nrn.lab, nrn.dataset)].append(nrn)
+    return by_ds
+
+
+def _vocabulary_labels(
+    neurons: list[C4Neuron], mapping: dict[str, str], path: Path, skip_unknown_labels: bool
+) -> dict[str, tuple[str, str]]:
+    """Each neuron's (ground-truth, expert) label in our vocabulary, "" for none; LibraryError naming
+    those outside it unless ``skip_unknown_labels``."""
+    unknown: list[str] = []
+    labels = {
+        n.key: (
+            _label(n.ground_truth_label, mapping, f"{n.key}/ground_truth_label", unknown),
+            _label(n.expert_label, mapping, f"{n.key}/expert_label", unknown),
+        )
+        for n in neurons
+    }
+    if unknown and not skip_unknown_labels:
+        raise LibraryError(
+            f"labels outside our vocabulary {list(LABEL_VOCABULARY)} in {path}: {', '.join(unknown[:10])}"
+            f"{' ...' if len(unknown) > 10 else ''}. Map them (e.g. --map GrC=) or pass --skip-unknown-labels."
+        )
+    return labels
+
+
+def _recording_nwbfile(path: Path, lab: str, ds: str, *, species: str, age: str | None):
+    """An empty NWBFile, with its Subject, for recording ``ds`` of ``lab`` imported from ``path``."""
+    from pynwb import NWBFile
+    from pynwb.file import Subject
+
+    ident = hashlib.sha256(f"{path.name}|{lab}|{ds}".encode()).hexdigest()[:32]
+    return NWBFile(
+        session_description=(
+            f"C4 ground-truth library neurons of recording {ds!r} (lab {lab}), imported from {path.name}. "
+            "The C4 format records no session date: session_start_time is a placeholder (1970-01-01)."
+        ),
+        identifier=ident,
+        session_start_time=UNKNOWN_START,
+        session_id=_slug(ds),
+        lab=lab,
+        subject=Subject(
+            subject_id=_slug(f"{lab}-{ds}"),
+            species=species,
+            sex="U",
+            age=age,
+            description=f"C4 dataset {ds}",
+        ),
+        source_script="nwb_celltype.library.c4h5.import_c4h5",
+        source_script_file_name="c4h5.py",
+    )
+
+
+def _add_probe_electrodes(nwb, group: list[C4Neuron]) -> dict[int, int]:
+    """Add the probe and one electrode per channel of ``group``'s neurons (positions from
+    ``channelmap``, NaN where unknown); returns channel id -> electrode row."""
+    device = nwb.create_device(name="probe", description="Neuropixels probe (C4 library recording)")
+    egroup = nwb.create_electrode_group(
+        name="probe",
+        description="channels of the C4 neurons' waveforms",
+        location="Cerebellum",
+        device=device,
+    )
+    # electrodes: union of the neurons' channels, positions from channelmap
+    chan_pos: dict[int, tuple[float, float]] = {}
+    for nrn in group:
+        if nrn.channel_ids is not None:
+            xy = (
+                nrn.channel_xy
+                if nrn.channel_xy is not None and len(nrn.channel_xy) == len(nrn.channel_ids)
+                else None
+            )
+            for j, c in enumerate(nrn.channel_ids):
+                chan_pos.setdefault(int(c), tuple(xy[j]) if xy is not None else (np.nan, np.nan))
+    order = sorted(chan_pos)
+    if order:
+        nwb.add_electrode_column(name="channel_id", description="probe channel index (C4 channel_ids)")
+        for c in order:
+            x, y = chan_pos[c]
+            nwb.add_electrode(
+                group=egroup, location="Cerebellum", x=float(x), y=float(y), z=0.0, channel_id=c
+            )
+    return {c: i for i, c in enumerate(order)}
+
+
+def _recording_rate(path: Path, ds: str, group: list[C4Neuron]) -> float:
+    """The sampling rate (Hz) of recording ``ds``; LibraryError if its neurons mix rates."""
+    rate = group[0].sampling_rate_hz
+    if any(n.sampling_rate_hz != rate for n in group):
+        raise LibraryError(
+            f"{path}: dataset {ds!r} mixes sampling rates; the C4 format has one per recording."
+        )
+    return rate
+
+
+def _unit_waveform_mean(path: Path, nrn: C4Neuron, shapes: set) -> np.ndarray | None:
+    """A unit's ``waveform_mean``: the whole waveform where the recording's waveforms (``shapes``)
+    share one shape, else its peak channel; None without one (LibraryError if others have one)."""
+    if nrn.waveform is None:
+        if shapes != {None}:
+            raise LibraryError(f"{path}:{nrn.key} has no mean_waveform_preprocessed while others do.")
+        return None
+    if len(shapes) == 1 and None not in shapes:
+        return nrn.waveform
+    peak = int(np.argmax(np.abs(nrn.waveform).max(axis=0)))
+    return nrn.waveform[:, peak]
+
+
+def _unit_layer(nrn: C4Neuron) -> str:
+    """A unit's layer in our vocabulary: from ``phyllum_layer``, else ``human_layer``."""
+    layer = _layer(nrn.phyllum_layer)
+    return layer if layer != "unknown" else _layer(nrn.human_layer)
+
+
+def _add_units(
+    nwb, path: Path, ds: str, group: list[C4Neuron], electrode_row: dict[int, int], *, quality_filter: bool
+) -> None:
+    """Add the Units table: one unit per neuron of ``group`` (spike times, waveform, electrodes and
+    the C4 columns); LibraryError on mixed sampling rates or a missing waveform."""
+    from pynwb.misc import Units
+
+    rate = _recording_rate(path, ds, group)
+    shapes = {None if n.waveform is None else n.waveform.shape for n in group}
+    nwb.units = Units(
+        name="units",
+        description=(
+            "C4 library neurons; spike times are C4's quality-checked spikes (sane_spikes & "
+            "fn_fp_filtered_spikes)"
+            if quality_filter
+            else "C4 library neurons; all spikes"
+        ),
+        resolution=1.0 / rate,
+        waveform_rate=rate,
+        waveform_unit="a.u. (C4 mean_waveform_preprocessed)",
+    )
+    for cname, cdesc in _UNIT_COLUMNS.items():
+        nwb.add_unit_column(name=cname, description=cdesc)
+    nwb.add_unit_column(name="optostims", description="C4 optostims: on/off times (s)", index=True)
+    for i, nrn in enumerate(group):
+        kw = {}
+        waveform_mean = _unit_waveform_mean(path, nrn, shapes)
+        if waveform_mean is not None:
+            kw["waveform_mean"] = waveform_mean
+        if nrn.channel_ids is not None and electrode_row:
+            kw["electrodes"] = [electrode_row[int(c)] for c in nrn.channel_ids]
+        opto = nrn.optostims.ravel().tolist() if nrn.optostims is not None else []
+        nwb.add_unit(
+            id=i,
+            spike_times=nrn.spike_times_s,
+            c4_neuron=nrn.key,
+            c4_relative_id=nrn.relative_id,
+            lab_id=nrn.lab,
+            layer=_unit_layer(nrn),
+            phyllum_layer=nrn.phyllum_layer,
+            human_layer=nrn.human_layer,
+            expert_label=nrn.expert_label,
+            ground_truth_label=nrn.ground_truth_label,
+            ground_truth_source=nrn.ground_truth_source,
+            genetic_line=nrn.line,
+            n_spikes_c4=nrn.n_spikes_raw,
+            optostims=opto,
+            **kw,
+        )
+
+
+def _label_evidence(kind: str, nrns: list[C4Neuron]) -> tuple[list[str], list[str]]:
+    """Evidence types and texts of ``nrns``' labels in the annotation table of ``kind``."""
+    if kind == "ground_truth":
+        etype = [evidence_type_from_source(n.ground_truth_source) for n in nrns]
+        etext = [
+            f"C4 ground_truth_source: {n.ground_truth_source or '(empty)'}; neuron {n.key}" for n in nrns
+        ]
+    else:
+        etype = ["expert"] * len(nrns)
+        etext = [f"C4 expert_label; neuron {n.key}" for n in nrns]
+    if any(t not in EVIDENCE_TYPES for t in etype):  # pragma: no cover - mapping returns known types
+        raise LibraryError(f"internal: evidence types {etype} outside {EVIDENCE_TYPES}")
+    return etype, etext
+
+
+def _add_label_tables(
+    nwb, group: list[C4Neuron], labels: dict[str, tuple[str, str]], *, labelled_by: str, labelled_at: str
+) -> None:
+    """Add the ``ground_truth`` and ``expert_labels`` annotation tables, each where a unit has one."""
+    from ._annotations import write_ground_truth
+
+    for kind, slot, tname in _LABEL_TABLES:
+        rows = [i for i, n in enumerate(group) if labels[n.key][slot]]
+        if not rows:
+            continue
+        nrns = [group[i] for i in rows]
+        etype, etext = _label_evidence(kind, nrns)
+        write_ground_truth(
+            nwb,
+            name=tname,
+            unit_indices=np.asarray(rows),
+            labels=np.asarray([labels[n.key][slot] for n in nrns], dtype=object),
+            evidence={
+                "evidence_type": np.asarray(etype, dtype=object),
+                "evidence_text": np.asarray(etext, dtype=object),
+                "labelled_by": np.asarray([labelled_by] * len(rows), dtype=object),
+                "labelled_at": np.asarray([labelled_at] * len(rows), dtype=object),
+            },
+            kind=kind,
+        )
+
+
+def _write_replacing(nwb, target: Path) -> None:
+    """Write ``nwb`` to a hidden temporary file beside ``target``, then rename it onto ``target``."""
+    from pynwb import NWBHDF5IO
+
+    tmp = target.with_name(f".{target.stem}.tmp.nwb")
+    with NWBHDF5IO(str(tmp), "w") as io:
+        io.write(nwb)
+    os.replace(tmp, target)
+
+
 def import_c4h5(
     path: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -287,35 +530,13 @@ def import_c4h5(
     list of pathlib.Path
         The NWB files written.
     """
-    from pynwb import NWBHDF5IO, NWBFile
-    from pynwb.file import Subject
-    from pynwb.misc import Units
-
-    from ._annotations import write_ground_truth
-
     path = Path(path)
     neurons = read_c4h5(path, quality_filter=quality_filter)
     mapping = dict(mapping or {})
     if labelled_at is None:
-        labelled_at = (
-            datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(microsecond=0).isoformat()
-        )
-    by_ds: dict[tuple[str, str], list[C4Neuron]] = defaultdict(list)
-    for nrn in neurons:
-        by_ds[(nrn.lab, nrn.dataset)].append(nrn)
-    unknown: list[str] = []
-    labels = {
-        n.key: (
-            _label(n.ground_truth_label, mapping, f"{n.key}/ground_truth_label", unknown),
-            _label(n.expert_label, mapping, f"{n.key}/expert_label", unknown),
-        )
-        for n in neurons
-    }
-    if unknown and not skip_unknown_labels:
-        raise LibraryError(
-            f"labels outside our vocabulary {list(LABEL_VOCABULARY)} in {path}: {', '.join(unknown[:10])}"
-            f"{' ...' if len(unknown) > 10 else ''}. Map them (e.g. --map GrC=) or pass --skip-unknown-labels."
-        )
+        labelled_at = _file_mtime_iso(path)
+    by_ds = _by_recording(neurons)
+    labels = _vocabulary_labels(neurons, mapping, path, skip_unknown_labels)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -323,152 +544,11 @@ def import_c4h5(
         target = out_dir / f"{_slug(lab)}_{_slug(ds)}.nwb"
         if target.exists() and not overwrite:
             raise OutputError(f"{target} exists; pass overwrite (--overwrite) or another output folder.")
-        ident = hashlib.sha256(f"{path.name}|{lab}|{ds}".encode()).hexdigest()[:32]
-        nwb = NWBFile(
-            session_description=(
-                f"C4 ground-truth library neurons of recording {ds!r} (lab {lab}), imported from {path.name}. "
-                "The C4 format records no session date: session_start_time is a placeholder (1970-01-01)."
-            ),
-            identifier=ident,
-            session_start_time=UNKNOWN_START,
-            session_id=_slug(ds),
-            lab=lab,
-            subject=Subject(
-                subject_id=_slug(f"{lab}-{ds}"),
-                species=species,
-                sex="U",
-                age=age,
-                description=f"C4 dataset {ds}",
-            ),
-            source_script="nwb_celltype.library.c4h5.import_c4h5",
-            source_script_file_name="c4h5.py",
-        )
-        device = nwb.create_device(name="probe", description="Neuropixels probe (C4 library recording)")
-        egroup = nwb.create_electrode_group(
-            name="probe",
-            description="channels of the C4 neurons' waveforms",
-            location="Cerebellum",
-            device=device,
-        )
-        # electrodes: union of the neurons' channels, positions from channelmap
-        chan_pos: dict[int, tuple[float, float]] = {}
-        for nrn in group:
-            if nrn.channel_ids is not None:
-                xy = (
-                    nrn.channel_xy
-                    if nrn.channel_xy is not None and len(nrn.channel_xy) == len(nrn.channel_ids)
-                    else None
-                )
-                for j, c in enumerate(nrn.channel_ids):
-                    chan_pos.setdefault(int(c), tuple(xy[j]) if xy is not None else (np.nan, np.nan))
-        order = sorted(chan_pos)
-        row_of = {c: i for i, c in enumerate(order)}
-        if order:
-            nwb.add_electrode_column(name="channel_id", description="probe channel index (C4 channel_ids)")
-            for c in order:
-                x, y = chan_pos[c]
-                nwb.add_electrode(
-                    group=egroup, location="Cerebellum", x=float(x), y=float(y), z=0.0, channel_id=c
-                )
-        rate = group[0].sampling_rate_hz
-        if any(n.sampling_rate_hz != rate for n in group):
-            raise LibraryError(
-                f"{path}: dataset {ds!r} mixes sampling rates; the C4 format has one per recording."
-            )
-        shapes = {None if n.waveform is None else n.waveform.shape for n in group}
-        full_wf = len(shapes) == 1 and None not in shapes
-        nwb.units = Units(
-            name="units",
-            description=(
-                "C4 library neurons; spike times are C4's quality-checked spikes (sane_spikes & "
-                "fn_fp_filtered_spikes)"
-                if quality_filter
-                else "C4 library neurons; all spikes"
-            ),
-            resolution=1.0 / rate,
-            waveform_rate=rate,
-            waveform_unit="a.u. (C4 mean_waveform_preprocessed)",
-        )
-        cols = {
-            "c4_neuron": "HDF5 group of the neuron in the C4 file",
-            "c4_relative_id": "neuron_relative_id (the unit id in the lab's spike sorting)",
-            "lab_id": "C4 lab_id",
-            "layer": f"cerebellar layer in {list(LAYERS)} (from phyllum_layer, else human_layer)",
-            "phyllum_layer": "C4 phyllum_layer (as stored)",
-            "human_layer": "C4 human_layer (as stored)",
-            "expert_label": "C4 expert_label (as stored)",
-            "ground_truth_label": "C4 ground_truth_label (as stored)",
-            "ground_truth_source": "C4 ground_truth_source (as stored)",
-            "genetic_line": "C4 line (mouse genetic line)",
-            "n_spikes_c4": "number of spikes in the C4 file before the quality filter",
-        }
-        for cname, cdesc in cols.items():
-            nwb.add_unit_column(name=cname, description=cdesc)
-        nwb.add_unit_column(name="optostims", description="C4 optostims: on/off times (s)", index=True)
-        for i, nrn in enumerate(group):
-            kw = {}
-            if nrn.waveform is not None:
-                if full_wf:
-                    kw["waveform_mean"] = nrn.waveform
-                else:
-                    peak = int(np.argmax(np.abs(nrn.waveform).max(axis=0)))
-                    kw["waveform_mean"] = nrn.waveform[:, peak]
-            elif shapes != {None}:
-                raise LibraryError(f"{path}:{nrn.key} has no mean_waveform_preprocessed while others do.")
-            if nrn.channel_ids is not None and order:
-                kw["electrodes"] = [row_of[int(c)] for c in nrn.channel_ids]
-            opto = nrn.optostims.ravel().tolist() if nrn.optostims is not None else []
-            nwb.add_unit(
-                id=i,
-                spike_times=nrn.spike_times_s,
-                c4_neuron=nrn.key,
-                c4_relative_id=nrn.relative_id,
-                lab_id=nrn.lab,
-                layer=_layer(nrn.phyllum_layer)
-                if _layer(nrn.phyllum_layer) != "unknown"
-                else _layer(nrn.human_layer),
-                phyllum_layer=nrn.phyllum_layer,
-                human_layer=nrn.human_layer,
-                expert_label=nrn.expert_label,
-                ground_truth_label=nrn.ground_truth_label,
-                ground_truth_source=nrn.ground_truth_source,
-                genetic_line=nrn.line,
-                n_spikes_c4=nrn.n_spikes_raw,
-                optostims=opto,
-                **kw,
-            )
-        for kind, slot, tname in (("ground_truth", 0, "ground_truth"), ("expert", 1, "expert_labels")):
-            rows = [i for i, n in enumerate(group) if labels[n.key][slot]]
-            if not rows:
-                continue
-            if kind == "ground_truth":
-                etype = [evidence_type_from_source(group[i].ground_truth_source) for i in rows]
-                etext = [
-                    f"C4 ground_truth_source: {group[i].ground_truth_source or '(empty)'}; neuron {group[i].key}"
-                    for i in rows
-                ]
-            else:
-                etype = ["expert"] * len(rows)
-                etext = [f"C4 expert_label; neuron {group[i].key}" for i in rows]
-            if any(t not in EVIDENCE_TYPES for t in etype):  # pragma: no cover - mapping returns known types
-                raise LibraryError(f"internal: evidence types {etype} outside {EVIDENCE_TYPES}")
-            write_ground_truth(
-                nwb,
-                name=tname,
-                unit_indices=np.asarray(rows),
-                labels=np.asarray([labels[group[i].key][slot] for i in rows], dtype=object),
-                evidence={
-                    "evidence_type": np.asarray(etype, dtype=object),
-                    "evidence_text": np.asarray(etext, dtype=object),
-                    "labelled_by": np.asarray([labelled_by] * len(rows), dtype=object),
-                    "labelled_at": np.asarray([labelled_at] * len(rows), dtype=object),
-                },
-                kind=kind,
-            )
-        tmp = target.with_name(f".{target.stem}.tmp.nwb")
-        with NWBHDF5IO(str(tmp), "w") as io:
-            io.write(nwb)
-        os.replace(tmp, target)
+        nwb = _recording_nwbfile(path, lab, ds, species=species, age=age)
+        electrode_row = _add_probe_electrodes(nwb, group)
+        _add_units(nwb, path, ds, group, electrode_row, quality_filter=quality_filter)
+        _add_label_tables(nwb, group, labels, labelled_by=labelled_by, labelled_at=labelled_at)
+        _write_replacing(nwb, target)
         written.append(target)
         logger.info("wrote %s (%d neurons)", target, len(group))
     return written
