@@ -121,6 +121,23 @@ def test_import_c4h5_unknown_label_names_neuron(tmp_path):
     assert import_c4h5(f, tmp_path / "out3", skip_unknown_labels=True)
 
 
+def test_import_c4h5_neuron_without_channel_ids_beside_others(tmp_path):
+    """A neuron whose record lacks channel_ids, in a recording whose other neurons have them, is
+    imported with no electrodes (it used to fail inside hdmf with a TypeError)."""
+    from pynwb import NWBHDF5IO
+
+    rng = np.random.default_rng(2)
+    neurons = [c4_neuron(rng, "d1", 0, "PkC_ss", "opto"), c4_neuron(rng, "d1", 1), c4_neuron(rng, "d1", 2)]
+    del neurons[1]["channel_ids"]
+    (out,) = import_c4h5(write_c4_file(tmp_path / "c4.h5", neurons), tmp_path / "out")
+    with NWBHDF5IO(str(out), "r") as io:
+        units = io.read().units
+        rows = [list(units["electrodes"][i].index) for i in range(3)]
+        channels = [list(units["electrodes"][i]["channel_id"]) for i in range(3)]
+    assert len(rows[0]) == 4 and rows[1] == [] and len(rows[2]) == 4
+    assert channels[0] == [10, 11, 12, 13] and channels[2] == [12, 13, 14, 15]
+
+
 def test_import_c4h5_rejects_other_hdf5(tmp_path):
     p = tmp_path / "x.h5"
     with h5py.File(p, "w") as f:

@@ -403,8 +403,9 @@ def _add_units(
         waveform_mean = _unit_waveform_mean(path, nrn, shapes)
         if waveform_mean is not None:
             kw["waveform_mean"] = waveform_mean
-        if nrn.channel_ids is not None and electrode_row:
-            kw["electrodes"] = [electrode_row[int(c)] for c in nrn.channel_ids]
+        if electrode_row:  # a neuron without channel ids gets none (the column is the table's)
+            ids = () if nrn.channel_ids is None else nrn.channel_ids
+            kw["electrodes"] = [electrode_row[int(c)] for c in ids]
         opto = nrn.optostims.ravel().tolist() if nrn.optostims is not None else []
         nwb.add_unit(
             id=i,
