@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from nwb_celltype.errors import LibraryError, NotNWBError
+from nwb_celltype.errors import LibraryError, NotNWBError, OutputError
 from nwb_celltype.library import import_c4h5, read_c4h5, validate_library
 from nwb_celltype.library.c4h5 import evidence_type_from_source
 from nwb_celltype.library.manifest import create_manifest
@@ -136,6 +136,29 @@ def test_import_c4h5_neuron_without_channel_ids_beside_others(tmp_path):
         channels = [list(units["electrodes"][i]["channel_id"]) for i in range(3)]
     assert len(rows[0]) == 4 and rows[1] == [] and len(rows[2]) == 4
     assert channels[0] == [10, 11, 12, 13] and channels[2] == [12, 13, 14, 15]
+
+
+def test_import_c4h5_failed_write_leaves_nothing(c4_file, tmp_path, monkeypatch):
+    """A write that fails half-way leaves neither the output nor a temporary file, and an existing
+    output replaced with overwrite keeps its old content until the new one is complete."""
+    from pynwb import NWBHDF5IO
+
+    out = tmp_path / "nwb"
+    first = import_c4h5(c4_file, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken_write(self, *args, **kwargs):
+        raise RuntimeError("disk went away")
+
+    monkeypatch.setattr(NWBHDF5IO, "write", broken_write)
+    with pytest.raises(OutputError):
+        import_c4h5(c4_file, out, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temp file, old content
+    fresh = tmp_path / "fresh"
+    with pytest.raises(OutputError):
+        import_c4h5(c4_file, fresh)
+    assert list(fresh.iterdir()) == []
+    assert len(first) == 2
 
 
 def test_import_c4h5_rejects_other_hdf5(tmp_path):
