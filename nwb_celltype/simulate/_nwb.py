@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import OutputError
 from ..vocabulary import C4_CLASSES
-from ._params import get_preset
+from ._params import Preset, get_preset
 from ._result import _EVIDENCE, _START, _UUID_NS, SimulationResult
 from ._waveforms import (
     LAYER_SUFFIX_TO_C4,
@@ -50,11 +50,7 @@ def write_nwb(
 ) -> bool:
     """Write a simulated recording as an NWB file; return whether ground-truth annotations were
     written through ``nwb_celltype.nwb.add_annotations`` (False when that layer is unavailable)."""
-    from hdmf.common import DynamicTableRegion, ElementIdentifiers, VectorData, VectorIndex
-    from pynwb import NWBHDF5IO, NWBFile
-    from pynwb.ecephys import ElectrodesTable
-    from pynwb.file import Subject
-    from pynwb.misc import Units
+    from pynwb import NWBHDF5IO
 
     path = Path(path)
     if path.exists() and not overwrite:
@@ -62,10 +58,29 @@ def write_nwb(
     if not path.parent.exists():
         raise OutputError(f"cannot write {path}: folder {path.parent} does not exist; create it first.")
     pre = get_preset(result.preset)
-    n = len(result)
-    ident = uuid.uuid5(_UUID_NS, f"{result.preset}/{result.seed}/{n}/{result.duration_s}/{path.name}")
     start = _START + datetime.timedelta(minutes=result.seed % 100000)
-    nwbfile = NWBFile(
+    nwbfile = _session(result, pre, path.name, start)
+    nwbfile.electrodes = _electrodes_table(_probe_group(nwbfile), segs)
+    nwbfile.units = _units_table(result, nwbfile.electrodes, compression)
+    written = _add_ground_truth(nwbfile, result, start)
+    try:
+        with NWBHDF5IO(str(path), "w") as io:
+            io.write(nwbfile)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {path}: {exc}; check the folder's permissions and free space."
+        ) from exc
+    return written
+
+
+def _session(result: SimulationResult, pre: Preset, file_name: str, start: datetime.datetime):
+    """An empty NWBFile with the simulated session's metadata and subject (ids from the seed)."""
+    from pynwb import NWBFile
+    from pynwb.file import Subject
+
+    n = len(result)
+    ident = uuid.uuid5(_UUID_NS, f"{result.preset}/{result.seed}/{n}/{result.duration_s}/{file_name}")
+    return NWBFile(
         session_description=(
             f"SIMULATED cerebellar Neuropixels recording ({pre.species}, preset {pre.name!r}, seed "
             f"{result.seed}, {n} units) made by nwb_celltype.simulate; not real data."
@@ -91,6 +106,10 @@ def write_nwb(
             description="simulated animal (no animal was used)",
         ),
     )
+
+
+def _probe_group(nwbfile):
+    """Add the simulated Neuropixels probe (model, device) and return its electrode group."""
     # the maker belongs to a DeviceModel (Device(manufacturer=...) is deprecated in NWB 2.9)
     model = nwbfile.create_device_model(
         name="Neuropixels 1.0", manufacturer="IMEC", description="Neuropixels 1.0 probe"
@@ -100,12 +119,19 @@ def write_nwb(
         description="Neuropixels 1.0 geometry (384 sites, 20 um pitch, 4-column checkerboard), simulated",
         model=model,
     )
-    group = nwbfile.create_electrode_group(
+    return nwbfile.create_electrode_group(
         name="probe0",
         description="simulated Neuropixels 1.0 shank",
         location="cerebellar cortex",
         device=device,
     )
+
+
+def _electrodes_table(group, segs: list[tuple]):
+    """The 384 sites with their position on the probe, depth, region and layer."""
+    from hdmf.common import ElementIdentifiers, VectorData
+    from pynwb.ecephys import ElectrodesTable
+
     geom = neuropixels_geometry()
     suffix, loc = site_layers(segs)
     top = float(geom[:, 1].max()) + 300.0
@@ -130,43 +156,66 @@ def write_nwb(
             data=[LAYER_SUFFIX_TO_C4[x] for x in suffix],
         ),
     ]
-    nwbfile.electrodes = ElectrodesTable(
-        id=ElementIdentifiers(name="id", data=np.arange(n_sites)), columns=ecols
-    )
+    return ElectrodesTable(id=ElementIdentifiers(name="id", data=np.arange(n_sites)), columns=ecols)
 
-    cols = []
+
+def _indexed(column, ends: np.ndarray) -> list:
+    """A ragged column and its index (row ``i`` ends before element ``ends[i]``)."""
+    from hdmf.common import VectorIndex
+
+    return [column, VectorIndex(name=f"{column.name}_index", data=ends, target=column)]
+
+
+def _units_table(result: SimulationResult, electrodes, compression: str | None):
+    """The Units table: spike times, observation intervals, sites and mean waveform of each unit,
+    then its ground truth (class, subtype, cell, pair, peak channel, layer, defects)."""
+    from hdmf.common import DynamicTableRegion, ElementIdentifiers, VectorData
+    from pynwb.misc import Units
+
+    n = len(result)
     st = VectorData(
         name="spike_times",
         description="spike times of each unit, s",
         data=_h5(result.spike_times_s, compression),
     )
-    cols += [st, VectorIndex(name="spike_times_index", data=result.spike_offsets[1:], target=st)]
     obs = VectorData(
         name="obs_intervals",
         description="observation intervals of each unit, s (the whole session)",
         data=np.tile([[0.0, result.duration_s]], (n, 1)),
     )
-    cols += [obs, VectorIndex(name="obs_intervals_index", data=np.arange(1, n + 1), target=obs)]
     el = DynamicTableRegion(
         name="electrodes",
         description="the sites of each unit's waveform_mean channels, in order",
         data=result.electrodes.ravel(),
-        table=nwbfile.electrodes,
+        table=electrodes,
     )
-    cols += [
-        el,
-        VectorIndex(
-            name="electrodes_index", data=np.arange(1, n + 1) * result.electrodes.shape[1], target=el
-        ),
-    ]
-    cols.append(
+    cols = [
+        *_indexed(st, result.spike_offsets[1:]),
+        *_indexed(obs, np.arange(1, n + 1)),
+        *_indexed(el, np.arange(1, n + 1) * result.electrodes.shape[1]),
         VectorData(
             name="waveform_mean",
             description="mean waveform per unit, (units, samples, channels), volts",
             data=_h5(result.waveforms, compression),
-        )
+        ),
+    ]
+    for name, (desc, data) in _truth_columns(result).items():
+        cols.append(VectorData(name=name, description=desc, data=np.asarray(data)))
+    return Units(
+        name="units",
+        description="simulated spike-sorted units (nwb_celltype.simulate)",
+        id=ElementIdentifiers(name="id", data=np.arange(n)),
+        columns=cols,
+        waveform_rate=result.waveform_rate_hz,
+        waveform_unit="volts",
+        resolution=1.0 / result.waveform_rate_hz,
+        electrode_table=electrodes,
     )
-    extra = {
+
+
+def _truth_columns(result: SimulationResult) -> dict[str, tuple[str, np.ndarray]]:
+    """The Units table's ground-truth columns: name -> (description, values)."""
+    return {
         "simulated_class": ("true class of the simulated unit (C4 class or 'other')", result.classes),
         "simulated_subtype": (
             "kind within the class (e.g. MFB positive/negative, other granule)",
@@ -181,30 +230,9 @@ def write_nwb(
         "layer": ("layer of the peak site (C4 vocabulary: ML, PCL, GCL)", result.layers),
         "simulated_defects": (
             "recording defects simulated in this unit, ';'-separated ('none' if none)",
-            _defect_strings(result.defects, n),
+            _defect_strings(result.defects, len(result)),
         ),
     }
-    for name, (desc, data) in extra.items():
-        cols.append(VectorData(name=name, description=desc, data=np.asarray(data)))
-    nwbfile.units = Units(
-        name="units",
-        description="simulated spike-sorted units (nwb_celltype.simulate)",
-        id=ElementIdentifiers(name="id", data=np.arange(n)),
-        columns=cols,
-        waveform_rate=result.waveform_rate_hz,
-        waveform_unit="volts",
-        resolution=1.0 / result.waveform_rate_hz,
-        electrode_table=nwbfile.electrodes,
-    )
-    written = _add_ground_truth(nwbfile, result, start)
-    try:
-        with NWBHDF5IO(str(path), "w") as io:
-            io.write(nwbfile)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot write {path}: {exc}; check the folder's permissions and free space."
-        ) from exc
-    return written
 
 
 def _defect_strings(defects: dict, n: int) -> np.ndarray:

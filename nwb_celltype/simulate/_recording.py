@@ -11,38 +11,30 @@ import numpy as np
 from ..errors import InvalidValueError, OutputError
 from ..vocabulary import C4_CLASSES
 from ._checks import _check_counts, _check_duration, _check_fraction, _check_int
-from ._nwb import site_layers, write_nwb
+from ._nwb import write_nwb
 from ._params import (
     C4_LABELLED_COUNTS,
     C4_UNLABELLED_COUNT,
     DEFAULT_MIX,
-    OTHER,
-    OTHER_KIND_P,
-    OTHER_KINDS,
     SIM_CLASSES,
     Preset,
     fitted_pool,
     get_preset,
 )
-from ._result import DEFECT_RATES, N_CHANNELS, SimulationResult
-from ._spikes import (
-    add_refractory_violations,
-    apply_amplitude_cutoff,
-    apply_cs_pause,
+from ._population import (
+    _choose_labelled,
+    _draw_classes,
+    _name_mfb_polarity,
+    _nearest_sites,
+    _pair_purkinje,
+    _peak_layers,
+    _place_units,
+    _render_units,
+    _spike_trains,
 )
-from ._unit import (
-    _class_train,
-    _unit_waveform_params,
-    class_spike_train,
-    class_waveform,
-)
-from ._waveforms import (
-    LAYER_SUFFIX_TO_C4,
-    make_layer_profile,
-    neuropixels_geometry,
-    render_waveforms,
-    waveform_time_ms,
-)
+from ._result import SimulationResult
+from ._unit import class_spike_train, class_waveform
+from ._waveforms import make_layer_profile
 
 logger = logging.getLogger(__name__)
 
@@ -70,79 +62,25 @@ def _default_counts(n_units: int) -> dict[str, int]:
     return counts
 
 
-# --------------------------------------------------------------------------------------------
-# per-unit generation
+def _check_purkinje_pairs(class_counts: dict[str, int]) -> None:
+    """Refuse more PkC_cs than PkC_ss units (each complex-spike unit needs its cell's simple spikes)."""
+    if class_counts.get("PkC_cs", 0) > class_counts.get("PkC_ss", 0):
+        raise InvalidValueError(
+            f"class_counts asks for {class_counts.get('PkC_cs', 0)} PkC_cs units but only "
+            f"{class_counts.get('PkC_ss', 0)} PkC_ss units; every complex-spike unit belongs to a "
+            "Purkinje cell whose simple spikes are also a unit, so give at least as many PkC_ss."
+        )
 
 
-def _apply_defects(
-    rng: np.random.Generator, t: np.ndarray, duration_s: float, flags: dict[str, bool]
-) -> np.ndarray:
-    if flags["refractory_violations"]:
-        t = add_refractory_violations(rng, t, rng.uniform(0.005, 0.04))
-    if flags["amplitude_drift"]:
-        t, _ = apply_amplitude_cutoff(rng, t, duration_s, drift=rng.uniform(-0.7, 0.5))
-    if flags["stops_firing"]:
-        lost = rng.uniform(0.2, 0.6) * duration_s
-        mode = rng.integers(3)
-        if mode == 0:  # drifts away: stops early
-            t = t[t < duration_s - lost]
-        elif mode == 1:  # drifts in: starts late
-            t = t[t >= lost]
-        else:  # silent gap in the middle
-            a = rng.uniform(0, duration_s - lost)
-            t = t[(t < a) | (t >= a + lost)]
-    if flags["few_spikes"] and len(t) > 0:
-        k = int(rng.integers(15, 90))
-        if len(t) > k:
-            t = np.sort(rng.choice(t, size=k, replace=False))
-    return t
-
-
-def _place_units(
-    rng: np.random.Generator,
-    classes: np.ndarray,
-    subtypes: np.ndarray,
-    partner: np.ndarray,
-    segs: list[tuple],
-) -> np.ndarray:
-    """(n, 3) positions (x, y along the probe, z distance from the probe plane), um."""
-    n = len(classes)
-    want = np.empty(n, dtype=object)
-    for i, (c, k) in enumerate(zip(classes, subtypes, strict=True)):
-        if c in ("PkC_ss", "PkC_cs"):
-            want[i] = "pu"
-        elif c == "MLI":
-            want[i] = "mo"
-        elif c in ("GoC", "MFB") or k == "granule":
-            want[i] = "gr"
-        else:
-            want[i] = ("mo", "pu", "gr")[rng.integers(3)]
-    misplaced = rng.uniform(size=n) < 0.07  # layer noise: boundaries are not sharp in vivo
-    want[misplaced] = np.array(["mo", "pu", "gr"], dtype=object)[rng.integers(3, size=misplaced.sum())]
-    starts = np.array([s[0] for s in segs])
-    ends = np.array([s[1] for s in segs])
-    suffix = np.array([s[2] for s in segs])
-    pos = np.empty((n, 3))
-    for i in range(n):
-        cand = np.flatnonzero(suffix == want[i])
-        if len(cand) == 0:
-            cand = np.arange(len(segs))
-        lengths = ends[cand] - starts[cand]
-        j = cand[rng.choice(len(cand), p=lengths / lengths.sum())]
-        if want[i] == "pu":  # somata sit in the middle of the thin Purkinje layer
-            mid, half = (starts[j] + ends[j]) / 2, (ends[j] - starts[j]) / 4
-            pos[i, 1] = rng.uniform(mid - half, mid + half)
-        else:
-            pos[i, 1] = rng.uniform(starts[j], ends[j])
-    pos[:, 0] = rng.uniform(-15.0, 75.0, size=n)
-    pos[:, 2] = rng.uniform(5.0, 40.0, size=n)
-    # the complex-spike unit of a Purkinje cell sits with its simple-spike unit (same soma/dendrite)
-    cs = np.flatnonzero((classes == "PkC_cs") & (partner >= 0))
-    pos[cs] = pos[partner[cs]] + np.column_stack(
-        [rng.normal(0, 5, len(cs)), rng.uniform(-8, 12, len(cs)), rng.normal(0, 3, len(cs)).clip(-2)]
-    )
-    pos[:, 2] = np.maximum(np.abs(pos[:, 2]), 3.0)
-    return pos
+def _check_waveform_rate(waveform_rate_hz: float | None, pre: Preset) -> float:
+    """The waveform sampling rate (the preset's by default), checked to lie in 5-100 kHz."""
+    wrate = float(waveform_rate_hz or pre.waveform_rate_hz)
+    if not np.isfinite(wrate) or not 5000.0 <= wrate <= 100000.0:
+        raise InvalidValueError(
+            f"waveform_rate_hz must be between 5 and 100 kHz, got {waveform_rate_hz!r} "
+            "(Neuropixels records at 30 kHz)."
+        )
+    return wrate
 
 
 def simulate_units(
@@ -185,125 +123,30 @@ def simulate_units(
     labelled_fraction = _check_fraction(labelled_fraction)
     if labelled_counts is not None:
         labelled_counts = _check_counts(labelled_counts, "labelled_counts", C4_CLASSES)
-    if class_counts.get("PkC_cs", 0) > class_counts.get("PkC_ss", 0):
-        raise InvalidValueError(
-            f"class_counts asks for {class_counts.get('PkC_cs', 0)} PkC_cs units but only "
-            f"{class_counts.get('PkC_ss', 0)} PkC_ss units; every complex-spike unit belongs to a "
-            "Purkinje cell whose simple spikes are also a unit, so give at least as many PkC_ss."
-        )
-    wrate = float(waveform_rate_hz or pre.waveform_rate_hz)
-    if not np.isfinite(wrate) or not 5000.0 <= wrate <= 100000.0:
-        raise InvalidValueError(
-            f"waveform_rate_hz must be between 5 and 100 kHz, got {waveform_rate_hz!r} "
-            "(Neuropixels records at 30 kHz)."
-        )
+    _check_purkinje_pairs(class_counts)
+    wrate = _check_waveform_rate(waveform_rate_hz, pre)
     pool = fitted_pool(pre.name, exclude_real_units, discharge_rows)
     root = np.random.SeedSequence([seed, 7919])
     s_layout, s_units, s_labels, s_wave = root.spawn(4)
     lrng = np.random.default_rng(s_layout)
 
-    classes = np.concatenate([np.full(class_counts.get(c, 0), c, dtype=object) for c in SIM_CLASSES])
-    n = len(classes)
-    if n == 0:
-        raise InvalidValueError("no units requested: give n_units >= 1 or non-zero class_counts.")
-    # table order is a random permutation (as spike sorters number clusters)
-    classes = classes[lrng.permutation(n)].astype(str)
-    subtypes = np.full(n, "", dtype=object)
-    is_other = classes == OTHER
-    subtypes[is_other] = lrng.choice(OTHER_KINDS, size=is_other.sum(), p=OTHER_KIND_P)
-    subtypes = subtypes.astype("<U16")
-    # pair each PkC_cs unit with a PkC_ss unit of the same cell
-    partner = np.full(n, -1, dtype=np.int64)
-    ss_idx = np.flatnonzero(classes == "PkC_ss")
-    cs_idx = np.flatnonzero(classes == "PkC_cs")
-    mates = lrng.choice(ss_idx, size=len(cs_idx), replace=False) if len(cs_idx) else ss_idx[:0]
-    partner[cs_idx] = mates
-    partner[mates] = cs_idx
-    cell_ids = np.arange(n, dtype=np.int64)
-    cell_ids[cs_idx] = mates
-
+    classes, subtypes = _draw_classes(lrng, class_counts)
+    partner, cell_ids = _pair_purkinje(lrng, classes)
     segs = make_layer_profile(lrng)
     pos = _place_units(lrng, classes, subtypes, partner, segs)
 
-    # spike trains: one independent stream per unit. Complex spikes first (tiny): the simple
-    # spikes of the same cell need them for their pause.
-    unit_seeds = s_units.spawn(n)
-    rates = np.zeros(n)
-    sources = np.full(n, "", dtype=object)  # the real unit each unit's fitted rows came from
-    wave_sources = np.full(n, "", dtype=object)
-    cs_trains: dict[int, np.ndarray] = {}
-    for j in np.flatnonzero(classes == "PkC_cs"):
-        cs_trains[j], rates[j], sources[j] = _class_train(
-            np.random.default_rng(unit_seeds[j]), "PkC_cs", "", pre, duration_s, pool
-        )
-    defect_flags = {k: np.zeros(n, dtype=bool) for k in DEFECT_RATES}
-    # Units are written straight into one flat array in table order, so that peak memory stays
-    # ~8 bytes per spike: the buffer is over-allocated (untouched pages cost no memory) and grown
-    # only if the generous estimate is exceeded.
-    expect = sum(pre.classes[c].rate_hz * n_c for c, n_c in class_counts.items()) * duration_s
-    buf = np.empty(int(3 * expect) + 100_000, dtype=np.float64)
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    for i in range(n):
-        rng = np.random.default_rng(unit_seeds[i])
-        if classes[i] == "PkC_cs":
-            t = cs_trains[i]
-        else:
-            t, rates[i], sources[i] = _class_train(rng, classes[i], subtypes[i], pre, duration_s, pool)
-            if classes[i] == "PkC_ss" and partner[i] >= 0:
-                pause = rng.uniform(*pre.cs_pause_ms) * 1e-3
-                t = apply_cs_pause(t, cs_trains[partner[i]], pause, rng=rng)
-        drng = np.random.default_rng(unit_seeds[i].spawn(1)[0])
-        flags = {k: bool(defects and drng.uniform() < r) for k, r in DEFECT_RATES.items()}
-        for k, v in flags.items():
-            defect_flags[k][i] = v
-        t = _apply_defects(drng, t, duration_s, flags)
-        # spike sorters report sample-quantised times
-        t = np.round(t * wrate) / wrate
-        if len(t) > 1:  # sorted already; drop spikes made simultaneous by the rounding
-            t = t[np.concatenate([[True], np.diff(t) > 0])]
-        end = offsets[i] + len(t)
-        if end > len(buf):
-            grown = np.empty(int(1.5 * end) + 100_000, dtype=np.float64)
-            grown[: offsets[i]] = buf[: offsets[i]]
-            buf = grown
-        buf[offsets[i] : end] = t
-        offsets[i + 1] = end
-    flat = buf[: offsets[-1]]
+    flat, offsets, rates, sources, defect_flags = _spike_trains(
+        s_units, classes, subtypes, partner, class_counts, pre, duration_s, pool, defects, wrate
+    )
     counts = np.diff(offsets)
 
     # waveforms on the 12 sites nearest each unit
-    geom = neuropixels_geometry()
-    t_ms = waveform_time_ms(wrate)
-    wrng = np.random.default_rng(s_wave)
-    d_all = np.sqrt(
-        (geom[None, :, 0] - pos[:, None, 0]) ** 2
-        + (geom[None, :, 1] - pos[:, None, 1]) ** 2
-        + pos[:, None, 2] ** 2
-    )  # (n, 384)
-    near = np.argsort(d_all, axis=1, kind="stable")[:, :N_CHANNELS]
-    electrodes = np.sort(near, axis=1)
-    peak_elec = near[:, 0]
-    peak_channels = np.argmax(electrodes == peak_elec[:, None], axis=1).astype(np.int64)
-    waves = np.empty((n, len(t_ms), N_CHANNELS), dtype=np.float32)
-    for i in range(n):
-        phases, amp_v, space_um, noise_v, wave_sources[i] = _unit_waveform_params(
-            wrng, classes[i], subtypes[i], pre, int(counts[i]), pool
-        )
-        waves[i] = render_waveforms(
-            phases,
-            t_ms,
-            d_all[i, electrodes[i]],
-            amplitude_v=amp_v,
-            space_um=space_um,
-            noise_v=noise_v,
-            rng=wrng,
-        )
-        if classes[i] == "MFB":  # axonal spikes: positive-going or negative-going main deflection
-            w = waves[i, :, peak_channels[i]]
-            subtypes[i] = "positive" if w.max() > -w.min() else "negative"
-    site_suffix, site_loc = site_layers(segs)
-    layers = np.array([LAYER_SUFFIX_TO_C4[site_suffix[e]] for e in peak_elec])
-    locations = site_loc[peak_elec]
+    d_all, electrodes, peak_elec, peak_channels = _nearest_sites(pos)
+    waves, wave_sources = _render_units(
+        np.random.default_rng(s_wave), classes, subtypes, pre, counts, pool, wrate, d_all, electrodes
+    )
+    _name_mfb_polarity(classes, subtypes, waves, peak_channels)
+    layers, locations = _peak_layers(segs, peak_elec)
 
     labelled = _choose_labelled(
         np.random.default_rng(s_labels), classes, partner, labelled_counts, labelled_fraction
@@ -333,33 +176,6 @@ def simulate_units(
         waveform_sources=wave_sources.astype(str),
     )
     return result, segs
-
-
-def _choose_labelled(
-    rng: np.random.Generator,
-    classes: np.ndarray,
-    partner: np.ndarray,
-    labelled_counts: dict[str, int] | None,
-    fraction: float,
-) -> np.ndarray:
-    n = len(classes)
-    labelled = np.zeros(n, dtype=bool)
-    for c in ("PkC_cs", *[c for c in C4_CLASSES if c != "PkC_cs"]):  # CS first: SS follow pairs
-        idx = np.flatnonzero(classes == c)
-        k = labelled_counts.get(c, 0) if labelled_counts is not None else int(round(fraction * len(idx)))
-        if k > len(idx):
-            raise InvalidValueError(
-                f"labelled_counts asks for {k} labelled {c} units but only {len(idx)} are simulated; "
-                f"raise class_counts[{c!r}] to at least {k}."
-            )
-        if k == 0:
-            continue
-        idx = rng.permutation(idx)
-        if c == "PkC_ss":  # Purkinje cells identified by their CS pause are labelled as pairs
-            paired = labelled[partner[idx].clip(0)] & (partner[idx] >= 0)
-            idx = np.concatenate([idx[paired], idx[~paired]])
-        labelled[idx[:k]] = True
-    return labelled
 
 
 # --------------------------------------------------------------------------------------------
