@@ -78,118 +78,170 @@ def check_columns(
     n_units : int, optional
         Number of rows of the Units table (to check ``unit_rows`` is in range).
     """
-    problems: list[str] = []
     classes = np.asarray(classes, dtype=object)
+    problems = _class_list_problems(classes)
+    problems += _text_column_problems(
+        n_rows, classes, labels=labels, ontology_ids=ontology_ids, kinds=kinds, status=status
+    )
+    if probabilities is not None:
+        problems += _probability_problems(np.asarray(probabilities, dtype=np.float64), n_rows, classes)
+    if confidence is not None:
+        problems += _confidence_problems(np.asarray(confidence, dtype=np.float64), n_rows)
+    if votes is not None:
+        problems += _vote_problems(np.asarray(votes), n_rows, len(classes))
+    if unit_rows is not None:
+        problems += _unit_row_problems(np.asarray(unit_rows), n_rows, n_units)
+    return problems
+
+
+def _class_list_problems(classes: np.ndarray) -> list[str]:
+    """Problems of the class list: empty, duplicated or empty names."""
     k = len(classes)
     if k == 0:
-        problems.append("the class list is empty; give at least one class name")
-    elif len(set(classes.tolist())) != k:
-        problems.append(f"the class list {classes.tolist()} has duplicates; class names must be unique")
-    elif any(not c for c in classes):
-        problems.append(f"the class list {classes.tolist()} has an empty name")
+        return ["the class list is empty; give at least one class name"]
+    if len(set(classes.tolist())) != k:
+        return [f"the class list {classes.tolist()} has duplicates; class names must be unique"]
+    if any(not c for c in classes):
+        return [f"the class list {classes.tolist()} has an empty name"]
+    return []
 
-    def _len(name, arr):
-        if arr is not None and len(arr) != n_rows:
-            problems.append(f"'{name}' has {len(arr)} rows, expected {n_rows} (one per annotated unit)")
-            return False
-        return arr is not None
 
-    if _len("label", labels):
-        allowed = {*classes.tolist(), UNCLASSIFIED, NOT_CLASSIFIABLE}
-        bad = ~np.isin(labels, list(allowed))
+def _outside(vocabulary):
+    """Function giving the mask of the values not in ``vocabulary``."""
+    allowed = list(vocabulary)
+    return lambda values: ~np.isin(values, allowed)
+
+
+def _malformed_ontology_ids(ids: np.ndarray) -> np.ndarray:
+    """Mask of the ontology ids that are neither empty nor of the form 'CL:0000121'."""
+    return np.array([bool(v) and not ONTOLOGY_ID_RE.match(v) for v in ids], dtype=bool)
+
+
+def _text_column_problems(
+    n_rows: int, classes: np.ndarray, *, labels, ontology_ids, kinds, status
+) -> list[str]:
+    """Problems of the per-row text columns: their lengths, their vocabularies, status against label."""
+    label_vocabulary = {*classes.tolist(), UNCLASSIFIED, NOT_CLASSIFIABLE}
+    rules = (  # column, its values, mask of the values outside its vocabulary, the vocabulary in words
+        (
+            "label",
+            labels,
+            _outside(label_vocabulary),
+            f"labels not in the class list {classes.tolist()} nor {UNCLASSIFIED!r}/{NOT_CLASSIFIABLE!r}",
+        ),
+        (
+            "ontology_id",
+            ontology_ids,
+            _malformed_ontology_ids,
+            "ontology ids must look like 'CL:0000121' or be empty",
+        ),
+        ("kind", kinds, _outside(ANNOTATION_KINDS), f"kind must be one of {list(ANNOTATION_KINDS)}"),
+        (
+            "status",
+            status,
+            _outside(ANNOTATION_STATUSES),
+            f"status must be one of {list(ANNOTATION_STATUSES)}",
+        ),
+    )
+    problems: list[str] = []
+    in_vocabulary = set()
+    for name, values, outside, vocabulary in rules:
+        if values is None:
+            continue
+        if len(values) != n_rows:
+            problems.append(f"'{name}' has {len(values)} rows, expected {n_rows} (one per annotated unit)")
+            continue
+        bad = outside(values)
         if bad.any():
-            problems.append(
-                f"labels not in the class list {classes.tolist()} nor {UNCLASSIFIED!r}/{NOT_CLASSIFIABLE!r}: "
-                f"{_first(bad, labels)}"
-            )
-    if _len("ontology_id", ontology_ids):
-        bad = np.array([bool(v) and not ONTOLOGY_ID_RE.match(v) for v in ontology_ids], dtype=bool)
-        if bad.any():
-            problems.append(
-                f"ontology ids must look like 'CL:0000121' or be empty: {_first(bad, ontology_ids)}"
-            )
-    if _len("kind", kinds):
-        bad = ~np.isin(kinds, list(ANNOTATION_KINDS))
-        if bad.any():
-            problems.append(f"kind must be one of {list(ANNOTATION_KINDS)}: {_first(bad, kinds)}")
-    if _len("status", status):
-        bad = ~np.isin(status, list(ANNOTATION_STATUSES))
-        if bad.any():
-            problems.append(f"status must be one of {list(ANNOTATION_STATUSES)}: {_first(bad, status)}")
-        elif labels is not None and len(labels) == n_rows:
-            bad = status != expected_status(labels)
-            if bad.any():
-                problems.append(
-                    "status disagrees with label (label 'unclassified' <-> status 'unclassified', "
-                    "'not_classifiable' <-> 'not_classifiable', a class name <-> 'classified'): "
-                    + ", ".join(
-                        f"row {i}: label {labels[i]!r} status {status[i]!r}" for i in np.flatnonzero(bad)[:5]
-                    )
-                )
-    if probabilities is not None:
-        p = np.asarray(probabilities, dtype=np.float64)
-        if p.ndim != 2 or p.shape != (n_rows, k):
-            problems.append(
-                f"probabilities has shape {p.shape}, expected ({n_rows}, {k}) = (rows, classes in the "
-                f"order {classes.tolist()})"
-            )
+            problems.append(f"{vocabulary}: {_first(bad, values)}")
         else:
-            nan_rows = np.isnan(p).all(axis=1)
-            partial = np.isnan(p).any(axis=1) & ~nan_rows
-            if partial.any():
-                problems.append(
-                    "probability rows must be all finite or all NaN (not classifiable): "
-                    f"{_first(partial)} are partly NaN"
-                )
-            ok = ~np.isnan(p).any(axis=1)
-            q = p[ok]
-            out = ((q < 0) | (q > 1) | ~np.isfinite(q)).any(axis=1)
-            if out.any():
-                problems.append(
-                    f"probabilities must lie in [0, 1]: {_first(_expand(ok, out))} have values outside"
-                )
-            sums = q.sum(axis=1)
-            off = np.abs(sums - 1.0) > PROBABILITY_SUM_TOL
-            if off.any():
-                rows = np.flatnonzero(_expand(ok, off))[:5]
-                problems.append(
-                    f"probability rows must sum to 1 (tolerance {PROBABILITY_SUM_TOL}): "
-                    + ", ".join(f"row {i} sums to {p[i].sum():.6g}" for i in rows)
-                )
-    if confidence is not None:
-        c = np.asarray(confidence, dtype=np.float64)
-        if c.shape != (n_rows,):
-            problems.append(f"confidence has shape {c.shape}, expected ({n_rows},)")
-        else:
-            bad = ~np.isnan(c) & (c < 0)
-            if bad.any():
-                problems.append(f"confidence must be >= 0 or NaN: {_first(bad, c)}")
-    if votes is not None:
-        v = np.asarray(votes)
-        if v.shape != (n_rows, k):
-            problems.append(f"votes has shape {v.shape}, expected ({n_rows}, {k})")
-        elif not np.issubdtype(v.dtype, np.integer):
-            problems.append(f"votes must be integers, got dtype {v.dtype}")
-        elif (v < 0).any():
-            problems.append(f"votes must be >= 0: {_first((v < 0).any(axis=1))} have negative counts")
-    if unit_rows is not None:
-        r = np.asarray(unit_rows)
-        if r.shape != (n_rows,):
-            problems.append(f"the units region has shape {r.shape}, expected ({n_rows},)")
-        elif n_rows and not np.issubdtype(r.dtype, np.integer):
-            problems.append(f"the units region must hold integer row indices, got dtype {r.dtype}")
-        elif n_units is not None:
-            bad = (r < 0) | (r >= n_units)
-            if bad.any():
-                problems.append(
-                    f"the units region points outside the Units table (it has {n_units} rows, valid "
-                    f"indices 0..{n_units - 1}): {_first(bad, r)}"
-                )
-            uniq, counts = np.unique(r, return_counts=True)
-            if (counts > 1).any():
-                problems.append(
-                    f"units annotated more than once in one table: Units rows {uniq[counts > 1][:5].tolist()}"
-                )
+            in_vocabulary.add(name)
+    if "status" in in_vocabulary and labels is not None and len(labels) == n_rows:
+        problems += _status_label_problems(status, labels)
+    return problems
+
+
+def _status_label_problems(status: np.ndarray, labels: np.ndarray) -> list[str]:
+    """Problem of the rows whose status is not the one their label implies."""
+    bad = status != expected_status(labels)
+    if not bad.any():
+        return []
+    return [
+        "status disagrees with label (label 'unclassified' <-> status 'unclassified', "
+        "'not_classifiable' <-> 'not_classifiable', a class name <-> 'classified'): "
+        + ", ".join(f"row {i}: label {labels[i]!r} status {status[i]!r}" for i in np.flatnonzero(bad)[:5])
+    ]
+
+
+def _probability_problems(p: np.ndarray, n_rows: int, classes: np.ndarray) -> list[str]:
+    """Problems of the probabilities: shape, partly-NaN rows, values outside [0, 1], row sums."""
+    k = len(classes)
+    if p.ndim != 2 or p.shape != (n_rows, k):
+        return [
+            f"probabilities has shape {p.shape}, expected ({n_rows}, {k}) = (rows, classes in the "
+            f"order {classes.tolist()})"
+        ]
+    problems: list[str] = []
+    nan_rows = np.isnan(p).all(axis=1)
+    partial = np.isnan(p).any(axis=1) & ~nan_rows
+    if partial.any():
+        problems.append(
+            f"probability rows must be all finite or all NaN (not classifiable): {_first(partial)} are partly NaN"
+        )
+    ok = ~np.isnan(p).any(axis=1)
+    q = p[ok]
+    out = ((q < 0) | (q > 1) | ~np.isfinite(q)).any(axis=1)
+    if out.any():
+        problems.append(f"probabilities must lie in [0, 1]: {_first(_expand(ok, out))} have values outside")
+    off = np.abs(q.sum(axis=1) - 1.0) > PROBABILITY_SUM_TOL
+    if off.any():
+        rows = np.flatnonzero(_expand(ok, off))[:5]
+        problems.append(
+            f"probability rows must sum to 1 (tolerance {PROBABILITY_SUM_TOL}): "
+            + ", ".join(f"row {i} sums to {p[i].sum():.6g}" for i in rows)
+        )
+    return problems
+
+
+def _confidence_problems(c: np.ndarray, n_rows: int) -> list[str]:
+    """Problems of the confidence ratios: shape, negative values."""
+    if c.shape != (n_rows,):
+        return [f"confidence has shape {c.shape}, expected ({n_rows},)"]
+    bad = ~np.isnan(c) & (c < 0)
+    return [f"confidence must be >= 0 or NaN: {_first(bad, c)}"] if bad.any() else []
+
+
+def _vote_problems(v: np.ndarray, n_rows: int, k: int) -> list[str]:
+    """Problems of the ensemble votes: shape, integer type, negative counts."""
+    if v.shape != (n_rows, k):
+        return [f"votes has shape {v.shape}, expected ({n_rows}, {k})"]
+    if not np.issubdtype(v.dtype, np.integer):
+        return [f"votes must be integers, got dtype {v.dtype}"]
+    if (v < 0).any():
+        return [f"votes must be >= 0: {_first((v < 0).any(axis=1))} have negative counts"]
+    return []
+
+
+def _unit_row_problems(r: np.ndarray, n_rows: int, n_units: int | None) -> list[str]:
+    """Problems of the units region: shape, integer type, rows outside the Units table, repeated rows."""
+    if r.shape != (n_rows,):
+        return [f"the units region has shape {r.shape}, expected ({n_rows},)"]
+    if n_rows and not np.issubdtype(r.dtype, np.integer):
+        return [f"the units region must hold integer row indices, got dtype {r.dtype}"]
+    if n_units is None:
+        return []
+    problems: list[str] = []
+    bad = (r < 0) | (r >= n_units)
+    if bad.any():
+        problems.append(
+            f"the units region points outside the Units table (it has {n_units} rows, valid "
+            f"indices 0..{n_units - 1}): {_first(bad, r)}"
+        )
+    uniq, counts = np.unique(r, return_counts=True)
+    if (counts > 1).any():
+        problems.append(
+            f"units annotated more than once in one table: Units rows {uniq[counts > 1][:5].tolist()}"
+        )
     return problems
 
 

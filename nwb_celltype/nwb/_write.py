@@ -268,94 +268,26 @@ def add_annotations(
     _check_name(nwbfile, name, "annotation table")
     if evidence is not None:
         _check_name(nwbfile, f"{name}_evidence", "annotation table")
-    units = nwbfile.units
-    if units is None:
-        raise InvalidAnnotationError(
-            "the NWB file has no Units table (nwbfile.units is None); annotations refer to rows of it. "
-            "Add the spike-sorted units first (nwbfile.add_unit / the units table of the source)."
-        )
-    rows = np.asarray(units_region)
-    if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
-        raise InvalidAnnotationError(
-            f"units_region must be a 1-D sequence of integer row indices into nwbfile.units, got "
-            f"shape {rows.shape} dtype {rows.dtype}"
-        )
-    rows = rows.astype(np.int64)
+    units = _units_table(nwbfile)
+    rows = _unit_rows(units_region)
     n = len(rows)
-    if classes is None or isinstance(classes, str):
-        raise InvalidAnnotationError(
-            f"classes must be a sequence of class names (the column order of probabilities), got {classes!r}"
-        )
-    classes_arr = as_str_array(list(classes))
-    labels_arr = _str_column(labels, n, "labels")
-    kinds = _str_column(kind, n, "kind")
-    status_arr = expected_status(labels_arr) if status is None else _str_column(status, n, "status")
-    reasons_arr = _str_column(reasons, n, "reasons", default="")
-    if ontology_ids is None:
-        lookup = dict(CELL_ONTOLOGY_IDS)
-        if classifier is not None:
-            lookup.update(
-                zip(
-                    as_str_array(classifier.classes), as_str_array(classifier.class_ontology_ids), strict=True
-                )
-            )
-        ontology_arr = np.array([lookup.get(lab, "") for lab in labels_arr], dtype=object)
-    else:
-        ontology_arr = _str_column(ontology_ids, n, "ontology_ids")
-    p = _numeric(probabilities, "probabilities", np.float64)
-    c = _numeric(confidence, "confidence", np.float64)
-    v = _numeric(votes, "votes", None)
-    if v is not None and v.size and np.issubdtype(v.dtype, np.floating) and np.array_equal(v, np.round(v)):
-        v = v.astype(np.int64)
-    problems = check_columns(
-        n_rows=n,
-        classes=classes_arr,
-        labels=labels_arr,
-        ontology_ids=ontology_arr,
-        kinds=kinds,
-        status=status_arr,
-        probabilities=p,
-        confidence=c,
-        votes=v,
-        unit_rows=rows,
-        n_units=len(units),
+    classes_arr = _class_order(classes)
+    text = _text_columns(
+        n,
+        labels=labels,
+        kind=kind,
+        status=status,
+        reasons=reasons,
+        ontology_ids=ontology_ids,
+        classifier=classifier,
     )
-    if classifier is not None:
-        clf_classes = as_str_array(classifier.classes).tolist()
-        if clf_classes != classes_arr.tolist():
-            problems.append(
-                f"classes {classes_arr.tolist()} differ from the classifier's classes {clf_classes}; "
-                "pass the classifier's class order"
-            )
-    if problems:
-        raise InvalidAnnotationError(
-            f"cannot add annotation table {name!r}: "
-            + "; ".join(problems)
-            + f" (allowed kinds: {ANNOTATION_KINDS})"
-        )
-
-    columns = [
-        DynamicTableRegion(name="units", data=rows, description="Row of the Units table.", table=units),
-        VectorData(name="label", data=labels_arr.tolist(), description="Cell-type label."),
-        VectorData(
-            name="ontology_id", data=ontology_arr.tolist(), description="Cell Ontology id ('' if none)."
-        ),
-        VectorData(name="kind", data=kinds.tolist(), description="prediction, ground_truth or expert."),
-        VectorData(
-            name="status", data=status_arr.tolist(), description="classified/unclassified/not_classifiable."
-        ),
-        VectorData(
-            name="reason", data=reasons_arr.tolist(), description="Why unclassified / not classifiable."
-        ),
-    ]
-    if p is not None:
-        columns.append(VectorData(name="probabilities", data=p, description="Per-class probabilities."))
-    if c is not None:
-        columns.append(VectorData(name="confidence", data=c, description="Ratio p(top1)/p(top2)."))
-    if v is not None:
-        columns.append(
-            VectorData(name="votes", data=v.astype(np.int64), description="Ensemble votes per class.")
-        )
+    numeric = {
+        "probabilities": _numeric(probabilities, "probabilities", np.float64),
+        "confidence": _numeric(confidence, "confidence", np.float64),
+        "votes": _vote_counts(votes),
+    }
+    _check_annotation_columns(name, classes_arr, rows, len(units), text, numeric, classifier)
+    columns = _annotation_columns(units, rows, text, numeric)
 
     module = get_cell_types_module(nwbfile)
     if classifier is not None and classifier.parent is None:
@@ -373,6 +305,150 @@ def add_annotations(
         module.add(evidence_table)
     logger.info("added annotation table %s (%d units)", name, n)
     return table
+
+
+def _units_table(nwbfile: NWBFile):
+    """The file's Units table, which the annotations refer to (an error if it has none)."""
+    units = nwbfile.units
+    if units is None:
+        raise InvalidAnnotationError(
+            "the NWB file has no Units table (nwbfile.units is None); annotations refer to rows of it. "
+            "Add the spike-sorted units first (nwbfile.add_unit / the units table of the source)."
+        )
+    return units
+
+
+def _unit_rows(units_region) -> np.ndarray:
+    """``units_region`` checked to be a 1-D sequence of integer row indices, as int64."""
+    rows = np.asarray(units_region)
+    if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
+        raise InvalidAnnotationError(
+            f"units_region must be a 1-D sequence of integer row indices into nwbfile.units, got "
+            f"shape {rows.shape} dtype {rows.dtype}"
+        )
+    return rows.astype(np.int64)
+
+
+def _class_order(classes) -> np.ndarray:
+    """The class order of the table as a str array (an error if not a sequence of names)."""
+    if classes is None or isinstance(classes, str):
+        raise InvalidAnnotationError(
+            f"classes must be a sequence of class names (the column order of probabilities), got {classes!r}"
+        )
+    return as_str_array(list(classes))
+
+
+def _text_columns(
+    n: int, *, labels, kind, status, reasons, ontology_ids, classifier
+) -> dict[str, np.ndarray]:
+    """The per-row text columns of an annotation table, in column order, with their defaults filled in."""
+    labels_arr = _str_column(labels, n, "labels")
+    kinds = _str_column(kind, n, "kind")
+    status_arr = expected_status(labels_arr) if status is None else _str_column(status, n, "status")
+    reasons_arr = _str_column(reasons, n, "reasons", default="")
+    if ontology_ids is None:
+        ontology_arr = _default_ontology_ids(labels_arr, classifier)
+    else:
+        ontology_arr = _str_column(ontology_ids, n, "ontology_ids")
+    return {
+        "label": labels_arr,
+        "ontology_id": ontology_arr,
+        "kind": kinds,
+        "status": status_arr,
+        "reason": reasons_arr,
+    }
+
+
+def _default_ontology_ids(labels: np.ndarray, classifier: CellTypeClassifier | None) -> np.ndarray:
+    """Cell Ontology id of each label: the classifier's class ids, else ``CELL_ONTOLOGY_IDS``, else ''."""
+    lookup = dict(CELL_ONTOLOGY_IDS)
+    if classifier is not None:
+        lookup.update(
+            zip(as_str_array(classifier.classes), as_str_array(classifier.class_ontology_ids), strict=True)
+        )
+    return np.array([lookup.get(lab, "") for lab in labels], dtype=object)
+
+
+def _vote_counts(votes) -> np.ndarray | None:
+    """Ensemble votes as a numeric array; whole-number floats become integers."""
+    v = _numeric(votes, "votes", None)
+    if v is not None and v.size and np.issubdtype(v.dtype, np.floating) and np.array_equal(v, np.round(v)):
+        v = v.astype(np.int64)
+    return v
+
+
+def _check_annotation_columns(
+    name: str,
+    classes: np.ndarray,
+    rows: np.ndarray,
+    n_units: int,
+    text: dict[str, np.ndarray],
+    numeric: dict[str, np.ndarray | None],
+    classifier: CellTypeClassifier | None,
+) -> None:
+    """Raise InvalidAnnotationError listing every inconsistency of a new annotation table's columns."""
+    problems = check_columns(
+        n_rows=len(rows),
+        classes=classes,
+        labels=text["label"],
+        ontology_ids=text["ontology_id"],
+        kinds=text["kind"],
+        status=text["status"],
+        **numeric,
+        unit_rows=rows,
+        n_units=n_units,
+    )
+    problems += _classifier_class_problems(classifier, classes)
+    if problems:
+        raise InvalidAnnotationError(
+            f"cannot add annotation table {name!r}: "
+            + "; ".join(problems)
+            + f" (allowed kinds: {ANNOTATION_KINDS})"
+        )
+
+
+def _classifier_class_problems(classifier: CellTypeClassifier | None, classes: np.ndarray) -> list[str]:
+    """Problem of a class order that differs from the classifier's (none without a classifier)."""
+    if classifier is None:
+        return []
+    clf_classes = as_str_array(classifier.classes).tolist()
+    if clf_classes == classes.tolist():
+        return []
+    return [
+        f"classes {classes.tolist()} differ from the classifier's classes {clf_classes}; "
+        "pass the classifier's class order"
+    ]
+
+
+#: Description of each column of an annotation table written by :func:`add_annotations` other than "units".
+_COLUMN_DESCRIPTIONS = {
+    "label": "Cell-type label.",
+    "ontology_id": "Cell Ontology id ('' if none).",
+    "kind": "prediction, ground_truth or expert.",
+    "status": "classified/unclassified/not_classifiable.",
+    "reason": "Why unclassified / not classifiable.",
+    "probabilities": "Per-class probabilities.",
+    "confidence": "Ratio p(top1)/p(top2).",
+    "votes": "Ensemble votes per class.",
+}
+
+
+def _annotation_columns(
+    units, rows: np.ndarray, text: dict[str, np.ndarray], numeric: dict[str, np.ndarray | None]
+) -> list:
+    """The columns of a new annotation table: the units region, the text columns, the numeric ones given."""
+    columns = [
+        DynamicTableRegion(name="units", data=rows, description="Row of the Units table.", table=units)
+    ]
+    columns += [
+        VectorData(name=key, data=arr.tolist(), description=_COLUMN_DESCRIPTIONS[key])
+        for key, arr in text.items()
+    ]
+    for key, arr in numeric.items():
+        if arr is not None:
+            data = arr.astype(np.int64) if key == "votes" else arr  # votes of any integer type as int64
+            columns.append(VectorData(name=key, data=data, description=_COLUMN_DESCRIPTIONS[key]))
+    return columns
 
 
 def _evidence_table(table: CellTypeAnnotations, evidence: Mapping[str, Sequence], n: int) -> CellTypeEvidence:
