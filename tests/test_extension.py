@@ -205,10 +205,30 @@ def test_add_annotations_rejects_bad_values(change, match):
     kwargs = {**_good(), **change}
     with pytest.raises(InvalidAnnotationError, match=match):
         add_annotations(nwbfile, **kwargs)
-    # nothing half-added
-    assert (
-        "cell_types" not in nwbfile.processing or "t" not in nwbfile.processing["cell_types"].data_interfaces
+    # nothing half-added: not even the cell_types module
+    assert "cell_types" not in nwbfile.processing
+
+
+@pytest.mark.parametrize(("change", "match"), [c for c in BAD_ANNOTATIONS if "evidence" in c[0]])
+def test_refused_evidence_leaves_file_and_classifier_untouched(change, match):
+    """A new classifier given with refused evidence is neither added to the file nor parented."""
+    from nwb_celltype.nwb import CellTypeClassifier
+
+    nwbfile = mock_NWBFile_with_units(4)
+    fresh = CellTypeClassifier(
+        name="new_clf",
+        version="1",
+        weights_sha256="",
+        classes=list(C4_CLASSES),
+        class_ontology_ids=[""] * len(C4_CLASSES),
+        feature_config="{}",
+        software_versions="{}",
+        created="2024-01-02T12:00:00+00:00",
+        description="made by hand, not yet in any file",
     )
+    with pytest.raises(InvalidAnnotationError, match=match):
+        add_annotations(nwbfile, **{**_good(), **change}, classifier=fresh)
+    assert "cell_types" not in nwbfile.processing and fresh.parent is None
 
 
 def test_not_classifiable_rows_may_be_nan():

@@ -289,9 +289,6 @@ def add_annotations(
     _check_annotation_columns(name, classes_arr, rows, len(units), text, numeric, classifier)
     columns = _annotation_columns(units, rows, text, numeric)
 
-    module = get_cell_types_module(nwbfile)
-    if classifier is not None and classifier.parent is None:
-        module.add(classifier)
     table = CellTypeAnnotations(
         name=name,
         classes=classes_arr.tolist(),
@@ -299,7 +296,11 @@ def add_annotations(
         classifier=classifier,
         columns=columns,
     )
+    # the evidence is checked before the file changes: a refused call leaves the file as it was
     evidence_table = None if evidence is None else _evidence_table(table, evidence, n)
+    module = get_cell_types_module(nwbfile)
+    if classifier is not None and classifier.parent is None:
+        module.add(classifier)
     module.add(table)
     if evidence_table is not None:
         module.add(evidence_table)
