@@ -634,3 +634,26 @@ def test_public_per_class_generators():
     assert w.shape == (120,) and -w.min() > w.max()
     with pytest.raises(InvalidValueError, match="unknown class 'BC'"):
         class_spike_train(rng, "BC", 10.0)
+
+
+def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
+    """simulate_recording writes through atomic_write: a write that fails half-way leaves an
+    existing file as it was and no temporary file beside it; a new path is not created."""
+    from pynwb import NWBHDF5IO
+
+    from nwb_celltype.errors import OutputError
+
+    path = tmp_path / "rec.nwb"
+    simulate_recording(path, n_units=6, duration_s=20.0, seed=1)
+    before = path.read_bytes()
+
+    def broken_write(self, *args, **kwargs):
+        raise RuntimeError("disk went away")
+
+    monkeypatch.setattr(NWBHDF5IO, "write", broken_write)
+    with pytest.raises(OutputError, match="could not write"):
+        simulate_recording(path, n_units=6, duration_s=20.0, seed=2)
+    with pytest.raises(OutputError):
+        simulate_recording(tmp_path / "new.nwb", n_units=6, duration_s=20.0, seed=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.nwb"]
+    assert path.read_bytes() == before

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import atomic_write
 from ..errors import OutputError
 from ..vocabulary import C4_CLASSES
 from ._params import Preset, get_preset
@@ -49,7 +50,9 @@ def write_nwb(
     overwrite: bool = True,
 ) -> bool:
     """Write a simulated recording as an NWB file; return whether ground-truth annotations were
-    written through ``nwb_celltype.nwb.add_annotations`` (False when that layer is unavailable)."""
+    written through ``nwb_celltype.nwb.add_annotations`` (False when that layer is unavailable).
+    The file is written through :func:`nwb_celltype._atomic.atomic_write` (OutputError on failure,
+    nothing left behind)."""
     from pynwb import NWBHDF5IO
 
     path = Path(path)
@@ -63,13 +66,10 @@ def write_nwb(
     nwbfile.electrodes = _electrodes_table(_probe_group(nwbfile), segs)
     nwbfile.units = _units_table(result, nwbfile.electrodes, compression)
     written = _add_ground_truth(nwbfile, result, start)
-    try:
-        with NWBHDF5IO(str(path), "w") as io:
-            io.write(nwbfile)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot write {path}: {exc}; check the folder's permissions and free space."
-        ) from exc
+    # a pid-stamped temporary file renamed onto ``path`` when complete: an interrupted or failed
+    # write leaves no half-written file there, and an older file is replaced only by a whole one
+    with atomic_write(path, replace=overwrite) as tmp, NWBHDF5IO(str(tmp), "w") as io:
+        io.write(nwbfile)
     return written
 
 
