@@ -105,6 +105,106 @@ def check_ragged_index(where: str, column: str, index: np.ndarray, n_data: int) 
         )
 
 
+def _ragged_index(g, where: str, column: str, n_units: int | None = None, data=None) -> np.ndarray:
+    """Read the ``*_index`` of a ragged column (its data: ``data``, else ``g[column]``) and check it."""
+    index = np.asarray(g[f"{column}_index"][()], dtype=np.int64)
+    if n_units is not None and index.shape != (n_units,):
+        raise NotNWBError(
+            f"{where}: {column}_index has {index.shape[0]} entries for {n_units} units; the table "
+            "is malformed."
+        )
+    check_ragged_index(where, column, index, (g[column] if data is None else data).shape[0])
+    return index
+
+
+def _waveform_rate(g, wm, where: str) -> float:
+    """The waveforms' sampling rate: ``waveform_mean.sampling_rate``, else the table's ``waveform_rate``."""
+    rate = wm.attrs.get("sampling_rate", g.attrs.get("waveform_rate"))
+    if rate is None or not np.isfinite(float(rate)) or float(rate) <= 0:
+        log.warning(
+            "%s: waveform_mean has no sampling_rate; assuming %g Hz. Set Units(waveform_rate=...) "
+            "when writing the file.",
+            where,
+            FALLBACK_WAVEFORM_RATE_HZ,
+        )
+        rate = FALLBACK_WAVEFORM_RATE_HZ
+    return float(rate)
+
+
+def _waveform_layout(
+    g, where: str, n: int, require_waveforms: bool
+) -> tuple[str | None, np.ndarray | None, float | None]:
+    """How ``waveform_mean`` is laid out: (kind, ragged index, sampling rate); all None without it."""
+    if "waveform_mean" not in g:
+        if require_waveforms:
+            raise NotNWBError(
+                f"{where} has no waveform_mean column; the C4 classifier needs each unit's mean waveform. "
+                "Add waveform_mean to the Units table, or pass require_waveforms=False to read spikes only."
+            )
+        return None, None, None
+    wm = g["waveform_mean"]
+    if "waveform_mean_index_index" in g:
+        raise NotNWBError(
+            f"{where}: waveform_mean is doubly ragged (waveform_mean_index_index); expected "
+            "(units, samples), (units, samples, channels) or one index level (rows per channel)."
+        )
+    wave_index = None
+    if "waveform_mean_index" in g:
+        wave_kind = "ragged"
+        wave_index = _ragged_index(g, where, "waveform_mean", data=wm)
+        if wm.ndim != 2:
+            raise NotNWBError(f"{where}: ragged waveform_mean must be 2-D (rows, samples), got {wm.shape}.")
+    elif wm.ndim == 2:
+        wave_kind = "2d"
+    elif wm.ndim == 3:
+        wave_kind = "3d"
+    else:
+        raise NotNWBError(
+            f"{where}: waveform_mean has shape {wm.shape}; expected (units, samples) or "
+            "(units, samples, channels)."
+        )
+    if wave_kind != "ragged" and wm.shape[0] != n:
+        raise NotNWBError(f"{where}: waveform_mean has {wm.shape[0]} rows for {n} units.")
+    return wave_kind, wave_index, _waveform_rate(g, wm, where)
+
+
+def _layer_column(g, where: str, layer_column: str | None, n: int) -> np.ndarray | None:
+    """Each unit's layer from a units column (``layer_column``, else ``layer``); None without one."""
+    cols = [k for k in g.keys() if not k.endswith("_index")]
+    col = layer_column
+    if col is None and "layer" in g:
+        col = "layer"
+    if col is None:
+        return None
+    if col not in g:
+        raise InvalidValueError(
+            f"layer_column={col!r} is not a column of {where}; columns: {', '.join(sorted(cols))}."
+        )
+    if f"{col}_index" in g:
+        raise InvalidValueError(f"layer_column={col!r} of {where} is ragged; expected one value per unit.")
+    layers_all = np.array([map_location_to_layer(x) for x in _strings(g[col][()])], dtype=object)
+    if len(layers_all) != n:
+        raise NotNWBError(f"{where}: column {col!r} has {len(layers_all)} values for {n} units.")
+    return layers_all
+
+
+def _electrode_layers(
+    h5, g, where: str
+) -> tuple[tuple[np.ndarray, np.ndarray | None] | None, np.ndarray | None]:
+    """The units' electrodes (rows, index) and the layer of each electrode; (None, None) if unreadable."""
+    try:
+        reg = g["electrodes"]
+        table = h5[reg.attrs["table"]]
+        locs = _strings(table["location"][()])
+        electrode_layers = np.array([map_location_to_layer(x) for x in locs], dtype=object)
+        rows = np.asarray(reg[()], dtype=np.int64)
+        idx = np.asarray(g["electrodes_index"][()], dtype=np.int64) if "electrodes_index" in g else None
+        return (rows, idx), electrode_layers
+    except (KeyError, ValueError, TypeError) as exc:
+        log.warning("%s: cannot read the electrodes' locations (%s); layers unknown", where, exc)
+        return None, None
+
+
 def _inspect(src: Source, layer_column: str | None, require_waveforms: bool, whole_table: bool) -> _Layout:
     h5 = src.h5
     g = _find_units(h5)
@@ -120,89 +220,15 @@ def _inspect(src: Source, layer_column: str | None, require_waveforms: bool, who
     if "spike_times" in g:
         if "spike_times_index" not in g:
             raise NotNWBError(f"{where}: spike_times has no spike_times_index; the table is malformed.")
-        spike_index = np.asarray(g["spike_times_index"][()], dtype=np.int64)
-        if spike_index.shape != (n,):
-            raise NotNWBError(
-                f"{where}: spike_times_index has {spike_index.shape[0]} entries for {n} units; the table "
-                "is malformed."
-            )
-        check_ragged_index(where, "spike_times", spike_index, g["spike_times"].shape[0])
-    wave_kind = wave_index = wave_rate = None
-    if "waveform_mean" in g:
-        wm = g["waveform_mean"]
-        if "waveform_mean_index_index" in g:
-            raise NotNWBError(
-                f"{where}: waveform_mean is doubly ragged (waveform_mean_index_index); expected "
-                "(units, samples), (units, samples, channels) or one index level (rows per channel)."
-            )
-        if "waveform_mean_index" in g:
-            wave_kind = "ragged"
-            wave_index = np.asarray(g["waveform_mean_index"][()], dtype=np.int64)
-            check_ragged_index(where, "waveform_mean", wave_index, wm.shape[0])
-            if wm.ndim != 2:
-                raise NotNWBError(
-                    f"{where}: ragged waveform_mean must be 2-D (rows, samples), got {wm.shape}."
-                )
-        elif wm.ndim == 2:
-            wave_kind = "2d"
-        elif wm.ndim == 3:
-            wave_kind = "3d"
-        else:
-            raise NotNWBError(
-                f"{where}: waveform_mean has shape {wm.shape}; expected (units, samples) or "
-                "(units, samples, channels)."
-            )
-        if wave_kind != "ragged" and wm.shape[0] != n:
-            raise NotNWBError(f"{where}: waveform_mean has {wm.shape[0]} rows for {n} units.")
-        rate = wm.attrs.get("sampling_rate", g.attrs.get("waveform_rate"))
-        if rate is None or not np.isfinite(float(rate)) or float(rate) <= 0:
-            log.warning(
-                "%s: waveform_mean has no sampling_rate; assuming %g Hz. Set Units(waveform_rate=...) "
-                "when writing the file.",
-                where,
-                FALLBACK_WAVEFORM_RATE_HZ,
-            )
-            rate = FALLBACK_WAVEFORM_RATE_HZ
-        wave_rate = float(rate)
-    elif require_waveforms:
-        raise NotNWBError(
-            f"{where} has no waveform_mean column; the C4 classifier needs each unit's mean waveform. "
-            "Add waveform_mean to the Units table, or pass require_waveforms=False to read spikes only."
-        )
+        spike_index = _ragged_index(g, where, "spike_times", n_units=n)
+    wave_kind, wave_index, wave_rate = _waveform_layout(g, where, n, require_waveforms)
     obs_index = None
     if "obs_intervals" in g and "obs_intervals_index" in g:
-        obs_index = np.asarray(g["obs_intervals_index"][()], dtype=np.int64)
-        check_ragged_index(where, "obs_intervals", obs_index, g["obs_intervals"].shape[0])
-
-    layers_all = None
-    cols = [k for k in g.keys() if not k.endswith("_index")]
-    col = layer_column
-    if col is None and "layer" in g:
-        col = "layer"
-    if col is not None:
-        if col not in g:
-            raise InvalidValueError(
-                f"layer_column={col!r} is not a column of {where}; columns: {', '.join(sorted(cols))}."
-            )
-        if f"{col}_index" in g:
-            raise InvalidValueError(
-                f"layer_column={col!r} of {where} is ragged; expected one value per unit."
-            )
-        layers_all = np.array([map_location_to_layer(x) for x in _strings(g[col][()])], dtype=object)
-        if len(layers_all) != n:
-            raise NotNWBError(f"{where}: column {col!r} has {len(layers_all)} values for {n} units.")
+        obs_index = _ragged_index(g, where, "obs_intervals")
+    layers_all = _layer_column(g, where, layer_column, n)
     electrodes = electrode_layers = None
     if layers_all is None and "electrodes" in g:
-        try:
-            reg = g["electrodes"]
-            table = h5[reg.attrs["table"]]
-            locs = _strings(table["location"][()])
-            electrode_layers = np.array([map_location_to_layer(x) for x in locs], dtype=object)
-            rows = np.asarray(reg[()], dtype=np.int64)
-            idx = np.asarray(g["electrodes_index"][()], dtype=np.int64) if "electrodes_index" in g else None
-            electrodes = (rows, idx)
-        except (KeyError, ValueError, TypeError) as exc:
-            log.warning("%s: cannot read the electrodes' locations (%s); layers unknown", where, exc)
+        electrodes, electrode_layers = _electrode_layers(h5, g, where)
     return _Layout(
         g,
         ids,
@@ -396,32 +422,131 @@ def _bytes_to_read(g, lay: _Layout | None, rows: np.ndarray | None) -> int:
     return total
 
 
-def _read_batch(lay: _Layout, rows: np.ndarray, prefetch) -> UnitsBatch:
-    g = lay.group
-    m = len(rows)
-    ids = lay.ids[rows]
-    reasons: list[list[str]] = [[] for _ in range(m)]
-    # spike times: one contiguous read per run of consecutive rows
-    counts = np.zeros(m, dtype=np.int64)
+def _read_runs(dset, index: np.ndarray, rows: np.ndarray, dtype, prefetch=None) -> Iterator[tuple]:
+    """Rows of a ragged column, one read per run of consecutive rows: (position in rows, data, ends)."""
+    for pos, r0, r1 in _runs(rows):
+        a, b = _bounds(index, r0, r1)
+        if prefetch is not None:
+            prefetch(dset, a, b)
+        yield pos, np.asarray(dset[a:b], dtype=dtype), index[r0:r1] - a
+
+
+def _split(block: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:
+    """Split the data of a run of ragged rows at the rows' end offsets."""
+    starts = np.r_[0, ends[:-1]]
+    return [block[s:e] for s, e in zip(starts, ends, strict=True)]
+
+
+def _read_spikes(
+    lay: _Layout, rows: np.ndarray, prefetch, reasons: list[list[str]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spike times of the units at ``rows`` and (n+1,) offsets; adds "no spikes" to ``reasons``."""
+    counts = np.zeros(len(rows), dtype=np.int64)
     pieces = []
     if lay.spike_index is not None:
-        st = g["spike_times"]
-        for pos, r0, r1 in _runs(rows):
-            a, b = _bounds(lay.spike_index, r0, r1)
-            prefetch(st, a, b)
-            pieces.append(np.asarray(st[a:b], dtype=np.float64))
-            ends = lay.spike_index[r0:r1]
-            starts = np.r_[a, ends[:-1]]
-            counts[pos : pos + (r1 - r0)] = ends - starts
+        for pos, block, ends in _read_runs(
+            lay.group["spike_times"], lay.spike_index, rows, np.float64, prefetch
+        ):
+            pieces.append(block)
+            counts[pos : pos + len(ends)] = ends - np.r_[0, ends[:-1]]
     if len(pieces) == 1:  # the usual case: no copy
         spikes = pieces[0]
     else:
         spikes = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float64)
-    offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
     for i in np.flatnonzero(counts == 0):
         reasons[i].append("no spikes")
+    return spikes, np.r_[0, np.cumsum(counts)].astype(np.int64)
 
-    # waveforms -> peak channel
+
+def _read_waveforms(lay: _Layout, rows: np.ndarray, prefetch) -> list[np.ndarray]:
+    """Mean waveform of each unit at ``rows`` as (samples, channels), one read per run of consecutive rows."""
+    wm = lay.group["waveform_mean"]
+    per_unit: list[np.ndarray] = [np.zeros((0, 0))] * len(rows)
+    if lay.wave_kind == "ragged":
+        for pos, block, ends in _read_runs(wm, lay.wave_index, rows, np.float32, prefetch):
+            for j, w in enumerate(_split(block, ends)):  # (rows=channels, samples)
+                per_unit[pos + j] = w.T
+        return per_unit
+    for pos, r0, r1 in _runs(rows):
+        prefetch(wm, r0, r1)
+        block = np.asarray(wm[r0:r1], dtype=np.float32)
+        for j in range(r1 - r0):
+            w = block[j]
+            per_unit[pos + j] = w[:, None] if lay.wave_kind == "2d" else w
+    return per_unit
+
+
+def _peak_waveforms(
+    per_unit: list[np.ndarray], reasons: list[list[str]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each unit's waveform on its peak channel, that channel and the sign; adds why not to ``reasons``."""
+    m = len(per_unit)
+    peak = np.full(m, -1, dtype=np.int64)
+    sign = np.zeros(m, dtype=np.int8)
+    n_samples = max((w.shape[0] for w in per_unit), default=0)
+    waves = np.full((m, n_samples), np.nan, dtype=np.float32)
+    if m and len({w.shape for w in per_unit}) == 1 and per_unit[0].size:  # one array op per batch
+        stack = np.stack(per_unit)
+        has, ch, sg = _peaks(stack)
+        for i in np.flatnonzero(~has):
+            reasons[i].append("no waveform")
+        good = np.flatnonzero(has)
+        peak[good], sign[good] = ch[good], sg[good]
+        waves[good] = stack[good, :, ch[good]]
+        return waves, peak, sign
+    for i, w in enumerate(per_unit):  # ragged channels or lengths: unit by unit
+        has, ch, sg = _peaks(w[None]) if w.size else (np.zeros(1, bool), None, None)
+        if not has[0]:
+            reasons[i].append("no waveform")
+            continue
+        if w.shape[0] != n_samples:
+            reasons[i].append(f"waveform has {w.shape[0]} samples, others {n_samples}")
+            continue
+        peak[i], sign[i] = ch[0], sg[0]
+        waves[i] = w[:, ch[0]]
+    return waves, peak, sign
+
+
+def _unit_layers(lay: _Layout, rows: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    """Layer of each unit at ``rows``: layer column, else peak-channel electrode's location, else unknown."""
+    if lay.layers_all is not None:
+        return lay.layers_all[rows].copy()
+    layers = np.full(len(rows), "unknown", dtype=object)
+    if lay.electrodes is None:
+        return layers
+    erows, eidx = lay.electrodes
+    for i, r in enumerate(rows):
+        if eidx is None:
+            mine = erows[r : r + 1]
+        else:
+            a, b = _bounds(eidx, int(r), int(r) + 1)
+            mine = erows[a:b]
+        if len(mine) == 0:
+            continue
+        if 0 <= peak[i] < len(mine) and len(mine) > 1:
+            layers[i] = lay.electrode_layers[mine[peak[i]]]
+        else:
+            cand = set(lay.electrode_layers[mine])
+            layers[i] = cand.pop() if len(cand) == 1 else "unknown"
+    return layers
+
+
+def _read_obs_intervals(lay: _Layout, rows: np.ndarray) -> list[np.ndarray] | None:
+    """Observation intervals, (k, 2) each, of the units at ``rows``; None without the column."""
+    if lay.obs_index is None:
+        return None
+    obs = [np.zeros((0, 2))] * len(rows)
+    for pos, block, ends in _read_runs(lay.group["obs_intervals"], lay.obs_index, rows, np.float64):
+        for j, o in enumerate(_split(block.reshape(-1, 2), ends)):
+            obs[pos + j] = o
+    return obs
+
+
+def _read_batch(lay: _Layout, rows: np.ndarray, prefetch) -> UnitsBatch:
+    m = len(rows)
+    ids = lay.ids[rows]
+    reasons: list[list[str]] = [[] for _ in range(m)]
+    spikes, offsets = _read_spikes(lay, rows, prefetch, reasons)
     waves = None
     peak = np.full(m, -1, dtype=np.int64)
     sign = np.zeros(m, dtype=np.int8)
@@ -429,79 +554,9 @@ def _read_batch(lay: _Layout, rows: np.ndarray, prefetch) -> UnitsBatch:
         for r in reasons:
             r.append("no waveform")
     else:
-        wm = g["waveform_mean"]
-        per_unit: list[np.ndarray] = [np.zeros((0, 0))] * m  # (samples, channels) per unit
-        for pos, r0, r1 in _runs(rows):
-            if lay.wave_kind == "ragged":
-                a, b = _bounds(lay.wave_index, r0, r1)
-                prefetch(wm, a, b)
-                block = np.asarray(wm[a:b], dtype=np.float32)  # (rows=channels, samples)
-                ends = lay.wave_index[r0:r1] - a
-                starts = np.r_[0, ends[:-1]]
-                for j, (s, e) in enumerate(zip(starts, ends, strict=True)):
-                    per_unit[pos + j] = block[s:e].T
-            else:
-                prefetch(wm, r0, r1)
-                block = np.asarray(wm[r0:r1], dtype=np.float32)
-                for j in range(r1 - r0):
-                    w = block[j]
-                    per_unit[pos + j] = w[:, None] if lay.wave_kind == "2d" else w
-        n_samples = max((w.shape[0] for w in per_unit), default=0)
-        waves = np.full((m, n_samples), np.nan, dtype=np.float32)
-        if m and len({w.shape for w in per_unit}) == 1 and per_unit[0].size:  # one array op per batch
-            stack = np.stack(per_unit)
-            has, ch, sg = _peaks(stack)
-            for i in np.flatnonzero(~has):
-                reasons[i].append("no waveform")
-            good = np.flatnonzero(has)
-            peak[good], sign[good] = ch[good], sg[good]
-            waves[good] = stack[good, :, ch[good]]
-        else:  # ragged channels or lengths: unit by unit
-            for i, w in enumerate(per_unit):
-                has, ch, sg = _peaks(w[None]) if w.size else (np.zeros(1, bool), None, None)
-                if not has[0]:
-                    reasons[i].append("no waveform")
-                    continue
-                if w.shape[0] != n_samples:
-                    reasons[i].append(f"waveform has {w.shape[0]} samples, others {n_samples}")
-                    continue
-                peak[i], sign[i] = ch[0], sg[0]
-                waves[i] = w[:, ch[0]]
-
-    # layers
-    if lay.layers_all is not None:
-        layers = lay.layers_all[rows].copy()
-    else:
-        layers = np.full(m, "unknown", dtype=object)
-        if lay.electrodes is not None:
-            erows, eidx = lay.electrodes
-            for i, r in enumerate(rows):
-                if eidx is None:
-                    mine = erows[r : r + 1]
-                else:
-                    a, b = _bounds(eidx, int(r), int(r) + 1)
-                    mine = erows[a:b]
-                if len(mine) == 0:
-                    continue
-                if 0 <= peak[i] < len(mine) and len(mine) > 1:
-                    layers[i] = lay.electrode_layers[mine[peak[i]]]
-                else:
-                    cand = set(lay.electrode_layers[mine])
-                    layers[i] = cand.pop() if len(cand) == 1 else "unknown"
-
-    # observation intervals
-    obs = None
-    if lay.obs_index is not None:
-        oi = g["obs_intervals"]
-        obs = [np.zeros((0, 2))] * m
-        for pos, r0, r1 in _runs(rows):
-            a, b = _bounds(lay.obs_index, r0, r1)
-            block = np.asarray(oi[a:b], dtype=np.float64).reshape(-1, 2)
-            ends = lay.obs_index[r0:r1] - a
-            starts = np.r_[0, ends[:-1]]
-            for j, (s, e) in enumerate(zip(starts, ends, strict=True)):
-                obs[pos + j] = block[s:e]
-
+        waves, peak, sign = _peak_waveforms(_read_waveforms(lay, rows, prefetch), reasons)
+    layers = _unit_layers(lay, rows, peak)
+    obs = _read_obs_intervals(lay, rows)
     reason_str = np.array(["; ".join(r) for r in reasons], dtype=object)
     skipped = [SkippedUnit(int(ids[i]), reason_str[i]) for i in range(m) if reason_str[i]]
     return UnitsBatch(
