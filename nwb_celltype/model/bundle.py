@@ -438,8 +438,27 @@ def load_bundle(
     ModelMismatchError
         The feature configuration differs from ``feature_config`` or from its recorded hash.
     """
-    from safetensors import SafetensorError
+    path = _bundle_dir(path)
+    card_path, w_path = path / CARD_FILE, path / WEIGHTS_FILE
+    card = _read_card(card_path)
+    c4_family = card.get("feature_family", "c4-3d") == "c4-3d"
+    # other families' models run in numpy (no torch import: see real_inference.py)
+    tensors = _read_weights(w_path, torch_tensors=c4_family)
+    if verify:
+        _verify_digests(path, card, tensors)
+    if not c4_family:
+        return _load_numpy_family(path, card, tensors, feature_config).to(device)
+    fc = _c4_feature_config(path, card_path, card, feature_config)
+    bundle = _c4_bundle(path, card, tensors, fc)
+    try:
+        bundle.to(device)
+    except (RuntimeError, AssertionError) as exc:
+        raise ModelError(f"cannot move model {bundle.name} to device {device!r}: {exc}") from exc
+    return bundle
 
+
+def _bundle_dir(path: str | Path) -> Path:
+    """The bundle directory ``path`` names; refuses pickle checkpoints and directories without both files."""
     path = Path(path)
     if path.is_file() and path.name == CARD_FILE:
         path = path.parent
@@ -448,12 +467,16 @@ def load_bundle(
             f"{path} looks like a pickle-based PyTorch checkpoint; loading it could execute code, so it is "
             "refused. Convert C4 ensembles with `nwb-celltype c4 import`, or pass a bundle directory."
         )
-    card_path, w_path = path / CARD_FILE, path / WEIGHTS_FILE
-    if not path.is_dir() or not card_path.is_file() or not w_path.is_file():
+    if not path.is_dir() or not (path / CARD_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
         raise ModelError(
             f"{path} is not a model bundle: expected a directory with {CARD_FILE} and {WEIGHTS_FILE}. "
             "Create one with `nwb-celltype train` or nwb_celltype.save_bundle."
         )
+    return path
+
+
+def _read_card(card_path: Path) -> dict:
+    """The model card at ``card_path``, checked to be an nwb-celltype card of a format this version reads."""
     try:
         card = json.loads(card_path.read_text())
     except (OSError, ValueError) as exc:
@@ -474,43 +497,60 @@ def load_bundle(
             f"bundle format version {card.get('format_version')} is newer than this nwb-celltype supports "
             f"({BUNDLE_FORMAT_VERSION}); upgrade nwb-celltype."
         )
-    c4_family = card.get("feature_family", "c4-3d") == "c4-3d"
+    return card
+
+
+def _read_weights(w_path: Path, *, torch_tensors: bool) -> dict:
+    """The tensors of the weights file, as torch tensors on the CPU or (without importing torch) numpy arrays."""
+    from safetensors import SafetensorError
+
     try:
-        if c4_family:  # torch networks
+        if torch_tensors:
             from safetensors.torch import load_file
 
-            tensors = load_file(str(w_path), device="cpu")
-        else:  # other families' models run in numpy (no torch import: see real_inference.py)
-            from safetensors.numpy import load_file
+            return load_file(str(w_path), device="cpu")
+        from safetensors.numpy import load_file
 
-            tensors = load_file(str(w_path))
+        return load_file(str(w_path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ModelError(f"cannot read the weights {w_path} (not a valid safetensors file?): {exc}") from exc
-    if verify:
-        got_w = _weights_digest(tensors)
-        if got_w != card.get("weights_sha256"):
-            raise ModelError(
-                f"weights of {path} do not match the model card: sha256 {got_w[:16]}... != recorded "
-                f"{str(card.get('weights_sha256'))[:16]}...; the bundle is corrupt or was modified. Re-download "
-                "or re-train it."
-            )
-        got_b = _bundle_digest(card)
-        if got_b != card.get("sha256"):
-            raise ModelError(
-                f"model card of {path} does not match its recorded sha256 ({got_b[:16]}... != "
-                f"{str(card.get('sha256'))[:16]}...); the card was edited. Re-download or re-train the bundle."
-            )
-    if not c4_family:
-        from ..features.families import get_family
-        from .discharge_bundle import load_discharge_bundle
 
-        get_family(card["feature_family"])  # a clear error for families this version does not know
-        if feature_config is not None and feature_config.sha256 != card.get("feature_config_sha256"):
-            raise ModelMismatchError(
-                f"model {card.get('name')} was trained on {card['feature_family']} features with another "
-                "configuration; recompute the features with the bundle's configuration."
-            )
-        return load_discharge_bundle(path, card, tensors).to(device)
+
+def _verify_digests(path: Path, card: dict, tensors: dict) -> None:
+    """Refuse a bundle whose weights or card do not hash to the digests its card records."""
+    got_w = _weights_digest(tensors)
+    if got_w != card.get("weights_sha256"):
+        raise ModelError(
+            f"weights of {path} do not match the model card: sha256 {got_w[:16]}... != recorded "
+            f"{str(card.get('weights_sha256'))[:16]}...; the bundle is corrupt or was modified. Re-download "
+            "or re-train it."
+        )
+    got_b = _bundle_digest(card)
+    if got_b != card.get("sha256"):
+        raise ModelError(
+            f"model card of {path} does not match its recorded sha256 ({got_b[:16]}... != "
+            f"{str(card.get('sha256'))[:16]}...); the card was edited. Re-download or re-train the bundle."
+        )
+
+
+def _load_numpy_family(path: Path, card: dict, tensors: dict, feature_config: FeatureConfig | None):
+    """The bundle of a feature family other than C4's (a numpy model: see :mod:`.discharge_bundle`)."""
+    from ..features.families import get_family
+    from .discharge_bundle import load_discharge_bundle
+
+    get_family(card["feature_family"])  # a clear error for families this version does not know
+    if feature_config is not None and feature_config.sha256 != card.get("feature_config_sha256"):
+        raise ModelMismatchError(
+            f"model {card.get('name')} was trained on {card['feature_family']} features with another "
+            "configuration; recompute the features with the bundle's configuration."
+        )
+    return load_discharge_bundle(path, card, tensors)
+
+
+def _c4_feature_config(
+    path: Path, card_path: Path, card: dict, feature_config: FeatureConfig | None
+) -> FeatureConfig:
+    """The card's C4 feature configuration, checked against its recorded hash and ``feature_config``."""
     try:
         fc = FeatureConfig.from_dict(card["feature_config"])
     except (TypeError, ValueError, KeyError) as exc:  # any failure here means an unusable card
@@ -533,6 +573,11 @@ def load_bundle(
             f"(bundle {fc.sha256[:12]} vs data {feature_config.sha256[:12]}; differing settings "
             f"{{name: (bundle, data)}} = {diff}); recompute the features with the bundle's configuration."
         )
+    return fc
+
+
+def _c4_bundle(path: Path, card: dict, tensors: dict[str, torch.Tensor], fc: FeatureConfig) -> ModelBundle:
+    """The C4-family bundle of verified weights: stacked ensemble, temperature and Laplace posterior."""
     from .ensemble_cnn import EnsembleCNN
 
     ens_t = {k.removeprefix("ensemble."): v for k, v in tensors.items() if k.startswith("ensemble.")}
@@ -547,10 +592,6 @@ def load_bundle(
         from .laplace import KronPosterior
 
         laplace = KronPosterior.from_tensors(lap_t)
-    bundle = ModelBundle(ensemble=ens, card=card, temperature=temperature, laplace=laplace, path=path)
-    bundle._feature_config = fc
-    try:
-        bundle.to(device)
-    except (RuntimeError, AssertionError) as exc:
-        raise ModelError(f"cannot move model {bundle.name} to device {device!r}: {exc}") from exc
-    return bundle
+    return ModelBundle(
+        ensemble=ens, card=card, temperature=temperature, laplace=laplace, path=path, _feature_config=fc
+    )

@@ -27,7 +27,7 @@ from ..features.config import FeatureConfig
 from ..vocabulary import C4_CLASSES, C4_CLASSES_MLI_CLUSTERING
 from .bundle import ModelBundle, bundle_from_states
 from .ensemble_cnn import StackedEnsemble
-from .laplace import fit_prior_precision, posterior_from_hessians
+from .laplace import KronPosterior, fit_prior_precision, posterior_from_hessians
 from .network import LATENT_DIM, LAYER_DIM, convert_npyx_state_dict
 
 __all__ = [
@@ -271,47 +271,9 @@ def import_c4_ensemble(
     listing = _scan_archive(archive)
     indices = [i for i, _ in listing]
     n_members = len(listing)
-    hess = safe_torch_load(hessians, str(hessians))
-    if isinstance(hess, torch.Tensor) or not isinstance(hess, Sequence):
-        raise ModelMismatchError(
-            f"{hessians} holds a {type(hess).__name__}; expected a list of per-member Kronecker Hessian dicts"
-        )
-    if len(hess) != n_members:
-        raise ModelMismatchError(
-            f"{archive} has {n_members} members but {hessians} has {len(hess)} Hessians; they must come "
-            "from the same release (same variant)."
-        )
-    # one pass to list, one to read: members go straight into preallocated stacked tensors, so the
-    # peak memory is one copy of the ensemble (2,000 members: ~2.6 GB)
-    members: dict[str, torch.Tensor] = {}
-    shapes: dict[str, tuple[int, ...]] = {}
-    n_classes = 0
-    for rank, sd in _iter_member_states(archive, {name: r for r, (_, name) in enumerate(listing)}):
-        if not members:
-            first = convert_npyx_state_dict(sd)
-            n_classes = int(first["fc2.weight"].shape[0])
-            has_layer = int(first["batch_norm.weight"].shape[0]) == 2 * LATENT_DIM + LAYER_DIM
-            if has_layer != use_layer:
-                raise ModelMismatchError(
-                    f"variant {variant!r} {'uses' if use_layer else 'does not use'} layer information but "
-                    f"the members {'do' if has_layer else 'do not'}; pass the --variant the files were "
-                    "published as."
-                )
-            shapes = {k: tuple(v.shape) for k, v in first.items()}
-            members = {
-                k: torch.empty((n_members, *v), dtype=torch.float32)
-                for k, v in shapes.items()
-                if not k.endswith("num_batches_tracked")
-            }
-        if set(sd) != set(shapes) or any(tuple(sd[k].shape) != sh for k, sh in shapes.items()):
-            sd = convert_npyx_state_dict(sd, n_classes=n_classes, use_layer=use_layer)  # raises, naming keys
-        for k, dst in members.items():
-            dst[rank] = sd[k]
-    for k, v in members.items():
-        finite = torch.isfinite(v.reshape(n_members, -1)).all(dim=1)
-        if not finite.all():
-            bad = [indices[r] for r in torch.nonzero(~finite).flatten().tolist()[:5]]
-            raise ModelError(f"model_{bad}.pt: non-finite values in {k}; the files are corrupt")
+    hess = _load_hessians(hessians, archive, n_members)
+    members, n_classes = _stack_members(archive, listing, variant=variant, use_layer=use_layer)
+    _check_finite(members, indices)
     names = tuple(classes) if classes is not None else default_classes
     if len(names) != n_classes:
         raise ModelMismatchError(
@@ -322,7 +284,99 @@ def import_c4_ensemble(
     post = posterior_from_hessians(hess, n_classes=n_classes, n_inputs=int(weight.shape[2]))
     tau = fit_prior_precision(post, weight, bias)
     archive_sha, hess_sha = _sha256(archive), _sha256(hessians)
-    extra = {
+    sources = {
+        "trained_models": {"file": archive.name, "sha256": archive_sha, "url": C4_MODELS_URLS[variant]},
+        "hessians": {"file": hessians.name, "sha256": hess_sha, "url": C4_HESSIANS_URLS[variant]},
+    }
+    bundle = bundle_from_states(
+        StackedEnsemble(members, n_classes, use_layer, "avg"),
+        classes=names,
+        feature_config=FeatureConfig(c4_unit_selection=True),
+        name=f"c4-{variant}",
+        version=f"published-{archive_sha[:12]}",
+        description=(
+            f"C4 cerebellar cell-type classifier, variant {variant!r}: the {n_members}-member ensemble "
+            "published by the C4 authors (Beau et al., Cell 2025), trained on optotagged / identified "
+            "mouse cerebellar neurons, imported by nwb-celltype with its last-layer Laplace calibration."
+        ),
+        laplace=post,
+        pool="avg",
+        card_extra=_c4_card_extra(variant, indices, sources, post, tau),
+    )
+    logger.info(
+        "imported %d C4 members (%s), prior precision %.3g..%.3g", n_members, variant, tau.min(), tau.max()
+    )
+    return bundle
+
+
+def _load_hessians(hessians: Path, archive: Path, n_members: int) -> Sequence:
+    """The per-member Kronecker Hessians of ``hessians``, one per member of ``archive``."""
+    hess = safe_torch_load(hessians, str(hessians))
+    if isinstance(hess, torch.Tensor) or not isinstance(hess, Sequence):
+        raise ModelMismatchError(
+            f"{hessians} holds a {type(hess).__name__}; expected a list of per-member Kronecker Hessian dicts"
+        )
+    if len(hess) != n_members:
+        raise ModelMismatchError(
+            f"{archive} has {n_members} members but {hessians} has {len(hess)} Hessians; they must come "
+            "from the same release (same variant)."
+        )
+    return hess
+
+
+def _stack_members(
+    archive: Path, listing: list[tuple[int, str]], *, variant: str, use_layer: bool
+) -> tuple[dict[str, torch.Tensor], int]:
+    """The members of ``archive`` in our layout, stacked in ``listing`` order, and their number of outputs."""
+    # one pass to list, one to read: members go straight into preallocated stacked tensors, so the
+    # peak memory is one copy of the ensemble (2,000 members: ~2.6 GB)
+    n_members = len(listing)
+    members: dict[str, torch.Tensor] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    n_classes = 0
+    for rank, sd in _iter_member_states(archive, {name: r for r, (_, name) in enumerate(listing)}):
+        if not members:
+            first = convert_npyx_state_dict(sd)
+            n_classes = int(first["fc2.weight"].shape[0])
+            _check_layer_use(first, variant=variant, use_layer=use_layer)
+            shapes = {k: tuple(v.shape) for k, v in first.items()}
+            members = {
+                k: torch.empty((n_members, *v), dtype=torch.float32)
+                for k, v in shapes.items()
+                if not k.endswith("num_batches_tracked")
+            }
+        if set(sd) != set(shapes) or any(tuple(sd[k].shape) != sh for k, sh in shapes.items()):
+            sd = convert_npyx_state_dict(sd, n_classes=n_classes, use_layer=use_layer)  # raises, naming keys
+        for k, dst in members.items():
+            dst[rank] = sd[k]
+    return members, n_classes
+
+
+def _check_layer_use(first: Mapping[str, torch.Tensor], *, variant: str, use_layer: bool) -> None:
+    """Refuse members whose inputs (with or without the layer one-hot) are not the variant's."""
+    has_layer = int(first["batch_norm.weight"].shape[0]) == 2 * LATENT_DIM + LAYER_DIM
+    if has_layer != use_layer:
+        raise ModelMismatchError(
+            f"variant {variant!r} {'uses' if use_layer else 'does not use'} layer information but "
+            f"the members {'do' if has_layer else 'do not'}; pass the --variant the files were "
+            "published as."
+        )
+
+
+def _check_finite(members: dict[str, torch.Tensor], indices: list[int]) -> None:
+    """Refuse stacked members with NaN or infinite weights, naming (up to 5 of) their file indices."""
+    for k, v in members.items():
+        finite = torch.isfinite(v.reshape(len(indices), -1)).all(dim=1)
+        if not finite.all():
+            bad = [indices[r] for r in torch.nonzero(~finite).flatten().tolist()[:5]]
+            raise ModelError(f"model_{bad}.pt: non-finite values in {k}; the files are corrupt")
+
+
+def _c4_card_extra(
+    variant: str, indices: list[int], sources: dict, post: KronPosterior, tau: torch.Tensor
+) -> dict:
+    """The card fields of an imported C4 ensemble: decision rule, citation, release and calibration."""
+    return {
         "decision_rule": DECISION_RULE,
         "decision": (
             "C4: per member the last-layer Laplace probit predictive; mean over members; label = argmax; "
@@ -333,16 +387,9 @@ def import_c4_ensemble(
         "citation": C4_CITATION,
         "c4": {
             "variant": variant,
-            "n_members": n_members,
+            "n_members": len(indices),
             "member_indices": indices,
-            "sources": {
-                "trained_models": {
-                    "file": archive.name,
-                    "sha256": archive_sha,
-                    "url": C4_MODELS_URLS[variant],
-                },
-                "hessians": {"file": hessians.name, "sha256": hess_sha, "url": C4_HESSIANS_URLS[variant]},
-            },
+            "sources": sources,
             "reference_implementation": "npyx 4.3.1 (npyx.c4.predict_cell_types, run_deep_classifier)",
         },
         "calibration": {
@@ -358,25 +405,6 @@ def import_c4_ensemble(
             "temperature": 1.0,
         },
     }
-    bundle = bundle_from_states(
-        StackedEnsemble(members, n_classes, use_layer, "avg"),
-        classes=names,
-        feature_config=FeatureConfig(c4_unit_selection=True),
-        name=f"c4-{variant}",
-        version=f"published-{archive_sha[:12]}",
-        description=(
-            f"C4 cerebellar cell-type classifier, variant {variant!r}: the {n_members}-member ensemble "
-            "published by the C4 authors (Beau et al., Cell 2025), trained on optotagged / identified "
-            "mouse cerebellar neurons, imported by nwb-celltype with its last-layer Laplace calibration."
-        ),
-        laplace=post,
-        pool="avg",
-        card_extra=extra,
-    )
-    logger.info(
-        "imported %d C4 members (%s), prior precision %.3g..%.3g", n_members, variant, tau.min(), tau.max()
-    )
-    return bundle
 
 
 def is_c4_card(card: Mapping) -> bool:

@@ -184,10 +184,44 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
     (status ``unclassified``, reason says which). Units without discharge features are ``not_classifiable``; units without a waveform are
     classified by the discharge-only members and their reason says so (and whether the waveforms
     were set aside on request: :meth:`~nwb_celltype.features.discharge.DischargeFeatureSet.without_waveforms`)."""
-    from .decision import check_threshold, decide
+    from .decision import check_threshold
     from .predict import Predictions
-    from .real_ensemble import predict_real_ensemble
 
+    _check_features(bundle, features)
+    threshold = check_threshold(threshold)
+    n = len(features)
+    ok = np.asarray(features.usable, dtype=bool) & np.asarray(features.has_discharge, dtype=bool)
+    rows = np.flatnonzero(ok)
+    s = _score_units(bundle, features, rows)
+    labels, status, conf = _decide_units(bundle, s, rows, threshold)
+    reasons = _reasons(bundle, features, ok, s, status, conf, threshold)
+    logger.info(
+        "classified %d / %d units (%d unclassified, %d out of distribution, %d not classifiable) with %s",
+        int((status == "classified").sum()),
+        n,
+        int((status == "unclassified").sum()),
+        int(s.ood.sum()),
+        int((~ok).sum()),
+        bundle.name,
+    )
+    return Predictions(
+        classes=bundle.classes,
+        probabilities=s.probs,
+        labels=labels,
+        confidence=conf,
+        votes=s.votes,
+        status=status,
+        reasons=reasons,
+        unit_ids=np.asarray(features.unit_ids),
+        threshold=float(threshold),
+        out_of_distribution=s.ood,
+        ood_score=s.ood_score,
+        used_waveform=s.used_wave,
+    )
+
+
+def _check_features(bundle: DischargeBundle, features) -> None:
+    """Refuse features of another family or computed with another configuration than the bundle's."""
     if not isinstance(features, DischargeFeatureSet):
         raise ModelMismatchError(
             f"model {bundle.name} reads {FAMILY!r} features, got {type(features).__name__}; compute them "
@@ -199,105 +233,128 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
             f"{bundle.name} expects {bundle.feature_config.sha256[:12]}; recompute them with "
             "the bundle's feature_config."
         )
-    threshold = check_threshold(threshold)
+
+
+@dataclass
+class _UnitScores:
+    """The ensemble's outputs per unit, for every unit (NaN / 0 / False / "" where it did not run)."""
+
+    probs: np.ndarray
+    votes: np.ndarray
+    ood: np.ndarray
+    ood_score: np.ndarray
+    disagree: np.ndarray
+    agreement: np.ndarray
+    below_floor: np.ndarray
+    floor: np.ndarray
+    used_wave: np.ndarray
+    shallow_note: np.ndarray
+
+
+def _score_units(bundle: DischargeBundle, features: DischargeFeatureSet, rows: np.ndarray) -> _UnitScores:
+    """Run the ensemble on the units ``rows`` of ``features`` and spread its outputs over all units."""
+    from .real_ensemble import predict_real_ensemble
+
     n, k = len(features), len(bundle.classes)
-    ok = np.asarray(features.usable, dtype=bool) & np.asarray(features.has_discharge, dtype=bool)
-    rows = np.flatnonzero(ok)
-    probs = np.full((n, k), np.nan)
-    votes = np.zeros((n, k), dtype=np.int64)
-    ood = np.zeros(n, dtype=bool)
-    ood_score = np.full(n, np.nan)
-    disagree = np.zeros(n, dtype=bool)
-    agreement = np.full(n, np.nan)
-    below_floor = np.zeros(n, dtype=bool)
-    floor = np.full(n, np.nan)
-    used_wave = np.zeros(n, dtype=bool)
-    shallow_note = np.full(n, "", dtype=object)
-    if len(rows):
-        sub = features.subset(rows)
-        raw = {
-            "acg_counts": sub.acg_counts,
-            "isi_counts": sub.isi_counts,
-            "waveform": sub.waveform,
-            "has_waveform": sub.has_waveform,
-        }
-        out = predict_real_ensemble(bundle.tensors, bundle.meta, raw)
-        probs[rows] = out["probabilities"]
-        mp = np.asarray(out["member_probabilities"])  # (M, r, k), NaN where a member was not used
-        used = ~np.isnan(mp).any(-1)
-        top = np.where(used, np.nan_to_num(mp).argmax(-1), -1)
-        votes[rows] = np.stack([(top == c).sum(0) for c in range(k)], axis=1)
-        ood[rows] = out["out_of_distribution"]
-        ood_score[rows] = out["ood_score"]
-        disagree[rows] = out["members_disagree"]
-        agreement[rows] = out["member_agreement"]
-        below_floor[rows] = out["below_ratio_floor"]
-        floor[rows] = out["ratio_floor"]
-        used_wave[rows] = out["used_waveform"]
-        shallow_note[rows] = _depth_notes(bundle.meta, out)
+    s = _UnitScores(
+        probs=np.full((n, k), np.nan),
+        votes=np.zeros((n, k), dtype=np.int64),
+        ood=np.zeros(n, dtype=bool),
+        ood_score=np.full(n, np.nan),
+        disagree=np.zeros(n, dtype=bool),
+        agreement=np.full(n, np.nan),
+        below_floor=np.zeros(n, dtype=bool),
+        floor=np.full(n, np.nan),
+        used_wave=np.zeros(n, dtype=bool),
+        shallow_note=np.full(n, "", dtype=object),
+    )
+    if not len(rows):
+        return s
+    sub = features.subset(rows)
+    raw = {
+        "acg_counts": sub.acg_counts,
+        "isi_counts": sub.isi_counts,
+        "waveform": sub.waveform,
+        "has_waveform": sub.has_waveform,
+    }
+    out = predict_real_ensemble(bundle.tensors, bundle.meta, raw)
+    s.probs[rows] = out["probabilities"]
+    mp = np.asarray(out["member_probabilities"])  # (M, r, k), NaN where a member was not used
+    used = ~np.isnan(mp).any(-1)
+    top = np.where(used, np.nan_to_num(mp).argmax(-1), -1)
+    s.votes[rows] = np.stack([(top == c).sum(0) for c in range(k)], axis=1)
+    s.ood[rows] = out["out_of_distribution"]
+    s.ood_score[rows] = out["ood_score"]
+    s.disagree[rows] = out["members_disagree"]
+    s.agreement[rows] = out["member_agreement"]
+    s.below_floor[rows] = out["below_ratio_floor"]
+    s.floor[rows] = out["ratio_floor"]
+    s.used_wave[rows] = out["used_waveform"]
+    s.shallow_note[rows] = _depth_notes(bundle.meta, out)
+    return s
+
+
+def _decide_units(bundle: DischargeBundle, s: _UnitScores, rows: np.ndarray, threshold: float):
+    """Label, status and confidence per unit: the decision rule, abstaining where the ensemble flags a unit."""
+    from .decision import decide
+
+    n = len(s.ood)
     labels = np.full(n, NOT_CLASSIFIABLE, dtype=object)
     status = np.full(n, "not_classifiable", dtype=object)
     conf = np.full(n, np.nan)
     if len(rows):
-        dec = decide(probs[rows], threshold)
+        dec = decide(s.probs[rows], threshold)
         conf[rows] = dec.confidence
         # out-of-distribution units, units without a majority of members behind the label and units
         # below their label's ratio floor are abstained on
-        keep = dec.classified & ~ood[rows] & ~disagree[rows] & ~below_floor[rows]
+        keep = dec.classified & ~s.ood[rows] & ~s.disagree[rows] & ~s.below_floor[rows]
         labels[rows] = np.where(keep, dec.labels(bundle.classes), UNCLASSIFIED)
         status[rows] = np.where(keep, "classified", "unclassified")
+    return labels, status, conf
+
+
+def _reasons(
+    bundle: DischargeBundle,
+    features: DischargeFeatureSet,
+    ok: np.ndarray,
+    s: _UnitScores,
+    status: np.ndarray,
+    conf: np.ndarray,
+    threshold: float,
+) -> np.ndarray:
+    """Per unit, why it has no label (or how it was scored without a waveform); "" otherwise."""
+    n = len(ok)
     reasons = np.full(n, "", dtype=object)
     given = np.asarray(features.reasons, dtype=object)
     ood_thr = 1.0  # the model reports the largest part score divided by its threshold
     min_agree = float(bundle.meta["config"].get("min_agreement", 0.0))
     no_wave = IGNORED_WAVEFORM_NOTE if features.meta.get("waveforms_ignored") else NO_WAVEFORM_NOTE
-    wave_note = np.where(used_wave, "", f"; {no_wave}")  # what an abstention reason adds
+    wave_note = np.where(s.used_wave, "", f"; {no_wave}")  # what an abstention reason adds
     for i in range(n):
         if not ok[i]:
             reasons[i] = str(given[i]) or "unusable features"
-        elif ood[i]:
+        elif s.ood[i]:
             reasons[i] = (
-                f"{OOD_REASON} (score {ood_score[i]:.2f} > {ood_thr:.0f}: unlike every training class)"
+                f"{OOD_REASON} (score {s.ood_score[i]:.2f} > {ood_thr:.0f}: unlike every training class)"
                 f"{wave_note[i]}"
             )
-        elif disagree[i]:
+        elif s.disagree[i]:
             reasons[i] = (
-                f"{DISAGREE_REASON} (only {agreement[i]:.0%} of members back the top class, fewer than "
+                f"{DISAGREE_REASON} (only {s.agreement[i]:.0%} of members back the top class, fewer than "
                 f"{min_agree:.0%}){wave_note[i]}"
             )
-        elif below_floor[i] and status[i] == "unclassified" and conf[i] >= threshold:
+        elif s.below_floor[i] and status[i] == "unclassified" and conf[i] >= threshold:
+            top = bundle.classes[int(np.nanargmax(s.probs[i]))]
             reasons[i] = (
-                f"{FLOOR_REASON} (ratio {conf[i]:.2f} < {floor[i]:g} for {bundle.classes[int(np.nanargmax(probs[i]))]}: "
+                f"{FLOOR_REASON} (ratio {conf[i]:.2f} < {s.floor[i]:g} for {top}: "
                 "on the model's training units, labels of this class below that ratio were wrong too often"
-                f"{shallow_note[i]}){wave_note[i]}"
+                f"{s.shallow_note[i]}){wave_note[i]}"
             )
-        elif not used_wave[i]:  # said with the threshold where that is why it has no label
+        elif not s.used_wave[i]:  # said with the threshold where that is why it has no label
             below = status[i] == "unclassified" and conf[i] < threshold
             shown = np.floor(conf[i] * 100) / 100  # rounded down: never "2.00 < 2"
             reasons[i] = f"{BELOW_THRESHOLD} ({shown:.2f} < {threshold:g}); {no_wave}" if below else no_wave
-    logger.info(
-        "classified %d / %d units (%d unclassified, %d out of distribution, %d not classifiable) with %s",
-        int((status == "classified").sum()),
-        n,
-        int((status == "unclassified").sum()),
-        int(ood.sum()),
-        int((~ok).sum()),
-        bundle.name,
-    )
-    return Predictions(
-        classes=bundle.classes,
-        probabilities=probs,
-        labels=labels,
-        confidence=conf,
-        votes=votes,
-        status=status,
-        reasons=reasons,
-        unit_ids=np.asarray(features.unit_ids),
-        threshold=float(threshold),
-        out_of_distribution=ood,
-        ood_score=ood_score,
-        used_waveform=used_wave,
-    )
+    return reasons
 
 
 __all__ = [
