@@ -1,7 +1,9 @@
 """One way to write a user's file: work on a pid-stamped copy beside it, fsync, rename — under a
 lock per target file, with SIGTERM/SIGINT/SIGHUP cleanup, stale-temp removal and disk-full errors
 turned into :class:`~nwb_celltype.errors.OutputError`. Every write path that touches a user's file
-(annotate in every mode, library label) goes through :func:`atomic_write`.
+(annotate in every mode, library label) goes through :func:`atomic_write`, and so do the
+other single-file outputs (simulate, features, exports, C4 library imports, bundle files;
+:func:`write_npz`, :func:`write_text_file`).
 
 Hard links: the result is a new file renamed over the target, so other hard links to the old file
 keep the old content. An in-place write to a file with several links is therefore refused unless
@@ -340,3 +342,26 @@ def scratch_file(final: Path, tag: str) -> Iterator[Path]:
         yield path
     finally:
         path.unlink(missing_ok=True)
+
+
+def write_text_file(final: str | os.PathLike, text: str, *, replace: bool = True) -> Path:
+    """Write ``text`` (UTF-8) to ``final`` through :func:`atomic_write` (complete or not at all)."""
+    final = Path(final)
+    with atomic_write(final, replace=replace) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return final
+
+
+def write_npz(final: str | os.PathLike, arrays: dict, *, replace: bool = True) -> Path:
+    """Write ``arrays`` compressed to ``final`` (``.npz`` appended when missing; no pickles) through
+    :func:`atomic_write`; returns the path written."""
+    import numpy as np
+
+    final = Path(final)
+    if final.suffix != ".npz":
+        final = final.with_name(final.name + ".npz")
+    if not final.parent.exists():
+        raise OutputError(f"cannot write {final}: folder {final.parent} does not exist; create it first.")
+    with atomic_write(final, replace=replace) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    return final

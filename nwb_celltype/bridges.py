@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._atomic import write_text_file
 from .errors import InvalidValueError, OutputError
 
 #: Per-unit values set by :func:`set_spikeinterface_properties` and :func:`set_pynapple_metadata`:
@@ -246,5 +247,4 @@ def export_phy(
         ids = np.array([cluster_ids[int(i)] for i in ids])
     lines = [f"cluster_id\t{field}"]
     lines += [f"{cid}\t{label}" for cid, label in zip(ids, df["cell_type"], strict=True)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_text_file(path, "\n".join(lines) + "\n", replace=overwrite)

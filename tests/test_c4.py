@@ -393,6 +393,42 @@ def test_cli_import_writes_bundle(tmp_path):
     assert res.exit_code == 0 and C4_MODELS_URLS["layer_information"] in res.output
 
 
+@pytest.mark.network
+def test_fetch_downloads_whole_files_or_nothing(tmp_path, monkeypatch):
+    """``c4 fetch --dest`` against a loopback server: whole files arrive; a connection cut mid-body
+    is an error of ours, leaves no partial file and keeps an earlier complete download."""
+    from nwb_celltype.cli import main
+    from nwb_celltype.model import c4 as c4_module
+    from nwb_celltype.testing.servers import RangeServer
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "figshare"
+    root.mkdir()
+    (root / "models").write_bytes(rng.bytes(300_000))
+    (root / "hessians").write_bytes(rng.bytes(50_000))
+    with RangeServer(root) as srv:
+        monkeypatch.setitem(c4_module.C4_MODELS_URLS, "base", srv.url_for("models"))
+        monkeypatch.setitem(c4_module.C4_HESSIANS_URLS, "base", srv.url_for("hessians"))
+
+        def fetch(dest):
+            return CliRunner().invoke(main, ["c4", "fetch", "--variant", "base", "--dest", str(dest)])
+
+        res = fetch(tmp_path / "ok")
+        assert res.exit_code == 0, res.output
+        assert (tmp_path / "ok" / "trained_models.tar.gz").read_bytes() == (root / "models").read_bytes()
+        assert (tmp_path / "ok" / "hessians.pt").read_bytes() == (root / "hessians").read_bytes()
+        srv.faults.only_ranges = False
+        srv.faults.cut_after_bytes = 100_000
+        res = fetch(tmp_path / "cut")
+        assert res.exit_code != 0 and "Traceback" not in res.output
+        assert "closed after 100000 of 300000 bytes" in res.output
+        assert list((tmp_path / "cut").iterdir()) == []
+        res = fetch(tmp_path / "ok")  # a cut download does not replace the complete file
+        assert res.exit_code != 0
+        assert (tmp_path / "ok" / "trained_models.tar.gz").read_bytes() == (root / "models").read_bytes()
+        assert sorted(p.name for p in (tmp_path / "ok").iterdir()) == ["hessians.pt", "trained_models.tar.gz"]
+
+
 class _Evil:
     """Unpickling this would create a file: proves that nothing is executed."""
 

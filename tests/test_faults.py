@@ -617,3 +617,83 @@ def test_dandi_api_down_is_one_line_of_ours(command, down, tmp_path):
     assert "Traceback" not in res.stderr and len(lines) == 1, res.stderr
     assert lines[0].startswith("Error: ") and "DANDI API" in lines[0], lines[0]
     assert not list(tmp_path.glob("o.nwb*")) and not (tmp_path / "runs" / "summary.tsv").exists()
+
+
+# -- every output file is written whole or not at all ---------------------------------------------
+
+
+def _failing_writer(monkeypatch, owner, attr, target_arg=0):
+    """Replace ``owner.attr`` by a writer that puts a few bytes into its target, then fails with a
+    full disk (what an interrupted or failed write leaves behind)."""
+    import errno
+
+    def broken(*args, **kwargs):
+        target = args[target_arg]
+        with contextlib.ExitStack() as stack:
+            fh = target if hasattr(target, "write") else stack.enter_context(open(target, "wb"))
+            fh.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(owner, attr, broken)
+
+
+def _run(*args):
+    from click.testing import CliRunner
+
+    from nwb_celltype.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("family", ["acg-isi-wave", "c4-3d"])
+def test_failed_features_write_keeps_old_output_and_leaves_nothing(tmp_path, monkeypatch, family):
+    from nwb_celltype.simulate import demo_recording_path
+
+    out = tmp_path / "f.npz"
+    res = _run("features", demo_recording_path(), "--out", out, "--family", family, "-q")
+    assert res.exit_code == 0, res.output
+    before = _sha(out)
+    _failing_writer(monkeypatch, np, "savez_compressed")
+    res = _run("features", demo_recording_path(), "--out", out, "--family", family, "-q", "--overwrite")
+    assert _sha(out) == before and _leftovers(tmp_path) == []  # the old output is intact
+    assert res.exit_code == 1 and "no space left" in res.output and "Traceback" not in res.output
+    res = _run("features", demo_recording_path(), "--out", tmp_path / "new.npz", "--family", family, "-q")
+    assert res.exit_code == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["f.npz"]
+
+
+def test_failed_exports_keep_old_outputs_and_leave_nothing(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from nwb_celltype.simulate import demo_recording_path
+
+    annotated = tmp_path / "a.nwb"
+    assert _run("annotate", demo_recording_path(), "--out", annotated).exit_code == 0
+    phy, tsv = tmp_path / "phy", tmp_path / "t.tsv"
+    phy.mkdir()
+    assert _run("export", annotated, "--phy", phy, "--tsv", tsv).exit_code == 0
+    before = {p: _sha(p) for p in (tsv, phy / "cluster_celltype.tsv")}
+    _failing_writer(monkeypatch, pd.DataFrame, "to_csv", target_arg=1)
+    res = _run("export", annotated, "--tsv", tsv, "--overwrite")
+    assert _sha(tsv) == before[tsv]
+    assert res.exit_code == 1 and "no space left" in res.output and "Traceback" not in res.output
+    _failing_writer(monkeypatch, Path, "write_text")
+    res = _run("export", annotated, "--phy", phy, "--overwrite")
+    assert {p: _sha(p) for p in before} == before
+    assert res.exit_code == 1 and "no space left" in res.output and "Traceback" not in res.output
+    assert _leftovers(tmp_path) == [] and _leftovers(phy) == []
+
+
+def test_failed_bundle_save_keeps_the_old_bundle(tmp_path, monkeypatch, demo_bundle):
+    """A save over an existing bundle that fails while writing the weights leaves the old bundle
+    loadable and byte-identical, with no temporary files."""
+    import safetensors.torch
+
+    from nwb_celltype.model import load_bundle, save_bundle
+
+    path = save_bundle(demo_bundle, tmp_path / "bundle")
+    before = {p.name: _sha(p) for p in path.iterdir()}
+    _failing_writer(monkeypatch, safetensors.torch, "save_file", target_arg=1)
+    with pytest.raises(OutputError, match="no space left"):
+        save_bundle(demo_bundle, path, overwrite=True)
+    assert {p.name: _sha(p) for p in path.iterdir()} == before and _leftovers(path) == []
+    assert load_bundle(path).sha256 == demo_bundle.sha256

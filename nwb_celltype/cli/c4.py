@@ -85,7 +85,7 @@ def import_(archive, hessians, variant, out, classes, overwrite, as_json):
 def fetch(variant, dest):
     """Print (or, with --dest, download) the C4 authors' figshare URLs of a variant's two files.
 
-    Not tested here (no internet); the download is a plain HTTPS GET of each URL.
+    The download is a plain HTTPS GET of each URL; a file is kept only once all of it has arrived.
     """
     from ..model.c4 import C4_HESSIANS_URLS, C4_MODELS_URLS
 
@@ -97,25 +97,41 @@ def fetch(variant, dest):
             f"then: nwb-celltype c4 import trained_models.tar.gz hessians.pt --variant {variant} --out BUNDLE"
         )
         return
-    import shutil
-    import urllib.request
     from pathlib import Path
-
-    from ..errors import RemoteError
 
     d = Path(dest)
     d.mkdir(parents=True, exist_ok=True)
     for name, url in urls.items():
         target = d / name
         click.echo(f"downloading {url} -> {target}", err=True)
-        try:
-            with urllib.request.urlopen(url, timeout=60) as resp, open(target, "wb") as f:
-                shutil.copyfileobj(resp, f)
-        except OSError as exc:
-            raise RemoteError(
-                f"could not download {name} from {url}: {exc}; check the connection, or download it in a "
-                "browser and run `nwb-celltype c4 import` on the files."
-            ) from exc
+        _download(url, target, name)
     click.echo(
         f"nwb-celltype c4 import {d / 'trained_models.tar.gz'} {d / 'hessians.pt'} --variant {variant} --out BUNDLE"
     )
+
+
+def _download(url: str, target, name: str) -> None:
+    """GET ``url`` into ``target``: into a temporary file beside it, renamed onto it only when the
+    whole body (its Content-Length) has arrived; RemoteError otherwise, with nothing left behind."""
+    import os
+    import shutil
+    import urllib.request
+
+    from .._atomic import temp_path
+    from ..errors import RemoteError
+
+    part = temp_path(target, "part")
+    how = "check the connection, or download it in a browser and run `nwb-celltype c4 import` on the files."
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, open(part, "wb") as f:
+            shutil.copyfileobj(resp, f)
+            expected, got = resp.headers.get("Content-Length"), f.tell()
+        if expected is not None and got != int(expected):
+            raise RemoteError(
+                f"could not download {name} from {url}: the connection closed after {got} of {expected} bytes; {how}"
+            )
+        os.replace(part, target)
+    except OSError as exc:
+        raise RemoteError(f"could not download {name} from {url}: {exc}; {how}") from exc
+    finally:
+        part.unlink(missing_ok=True)

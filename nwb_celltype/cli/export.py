@@ -50,5 +50,8 @@ def export(path, phy_dir, tsv_path, table, id_column, overwrite):
         out = Path(tsv_path)
         if out.exists() and not overwrite:
             raise OutputError(f"{out} exists; pass --overwrite to replace it")
-        df.to_csv(out, sep="\t")
+        from .._atomic import atomic_write
+
+        with atomic_write(out, replace=overwrite) as tmp:  # complete or not at all
+            df.to_csv(tmp, sep="\t")
         click.echo(f"annotation table: {out} ({len(df)} units, table {df.attrs['table']})")

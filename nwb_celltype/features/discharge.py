@@ -378,15 +378,8 @@ def save_discharge_features(path, fs: DischargeFeatureSet):
     """Write ``fs`` to ``path`` (``.npz``, compressed, no pickles): the arrays of
     :attr:`DischargeFeatureSet.ARRAYS`, ``reasons`` and ``labels`` (unicode; ``labels`` only when
     known), ``family``, ``config_json``, ``config_sha256``, ``meta_json``, ``format_version``."""
-    from pathlib import Path
+    from .._atomic import write_npz
 
-    from ..errors import OutputError
-
-    path = Path(path)
-    if path.suffix != ".npz":
-        path = path.with_name(path.name + ".npz")
-    if not path.parent.exists():
-        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist; create it first.")
     arrays = {k: np.asarray(getattr(fs, k)) for k in fs.ARRAYS}
     arrays["reasons"] = np.asarray([str(r) for r in fs.reasons], dtype=str).reshape(len(fs))
     if fs.labels is not None:
@@ -398,11 +391,7 @@ def save_discharge_features(path, fs: DischargeFeatureSet):
         meta_json=np.array(json.dumps(fs.meta, default=str)),
         format_version=np.array(FILE_FORMAT_VERSION),
     )
-    try:
-        np.savez_compressed(path, **arrays)
-    except OSError as exc:
-        raise OutputError(f"cannot write features to {path}: {exc}") from exc
-    return path
+    return write_npz(path, arrays)
 
 
 def load_discharge_features(path) -> DischargeFeatureSet:

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import vocabulary
-from ..errors import FeatureError, NwbCelltypeError, OutputError
+from .._atomic import write_npz
+from ..errors import FeatureError, NwbCelltypeError
 from ..units import UnitsBatch
 from ._guards import check_train
 from .acg import compute_acg_3d_batch, compute_log_acg
@@ -142,11 +143,6 @@ def save_features(path: str | os.PathLike, fs: FeatureSet) -> Path:
     ``stats__<name>`` per statistic; scalars ``config_json``, ``config_sha256``, ``format_version``.
     No pickles: :func:`load_features` reads it with ``allow_pickle=False``.
     """
-    path = Path(path)
-    if path.suffix != ".npz":
-        path = path.with_name(path.name + ".npz")
-    if not path.parent.exists():
-        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist; create it first.")
     arrays = {
         "unit_ids": np.asarray(fs.unit_ids, dtype=np.int64),
         "acg": np.asarray(fs.acg, dtype=np.float32),
@@ -160,11 +156,7 @@ def save_features(path: str | os.PathLike, fs: FeatureSet) -> Path:
     }
     for k, v in fs.stats.items():
         arrays[f"stats__{k}"] = np.asarray(v, dtype=np.float64)
-    try:
-        np.savez_compressed(path, **arrays)
-    except OSError as exc:
-        raise OutputError(f"cannot write features to {path}: {exc}") from exc
-    return path
+    return write_npz(path, arrays)
 
 
 def load_features(path: str | os.PathLike) -> FeatureSet:

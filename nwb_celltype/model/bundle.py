@@ -397,13 +397,14 @@ def save_bundle(bundle: ModelBundle, path: str | Path, *, overwrite: bool = Fals
     tensors = bundle._tensors()
     bundle.card["weights_sha256"] = _weights_digest(tensors)
     bundle.card["sha256"] = _bundle_digest(bundle.card)
-    save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": BUNDLE_FORMAT})
-    from .._files import give_mode
+    from .._atomic import atomic_write, write_text_file
 
-    give_mode(path / WEIGHTS_FILE)  # safetensors writes 0600; a bundle is meant to be shared
-    (path / CARD_FILE).write_text(
-        json.dumps(_json_safe(bundle.card), indent=1, sort_keys=True, allow_nan=False)
-    )
+    # each file whole or not at all, the card last: an interrupted save leaves no bundle, or (over
+    # an older one) new weights under the old card, which load_bundle refuses by their digest
+    with atomic_write(path / WEIGHTS_FILE, replace=True) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": BUNDLE_FORMAT})
+    card = json.dumps(_json_safe(bundle.card), indent=1, sort_keys=True, allow_nan=False)
+    write_text_file(path / CARD_FILE, card)
     bundle.path = path
     logger.info("saved model bundle %s (%s) to %s", bundle.name, bundle.sha256[:12], path)
     return path
