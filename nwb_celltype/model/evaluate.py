@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,13 @@ logger = logging.getLogger(__name__)
 __all__ = ["EvaluationReport", "evaluate_model", "rule_features"]
 
 _RATE_KEYS = ("mean_rate_hz", "firing_rate_hz", "rate_hz", "mean_firing_rate_hz")
+
+#: The baselines scored on the same folds, and what each one reads.
+_BASELINES = {
+    "logistic_regression": "standardised ACG + waveform + layer, L2 (C=0.1), balanced class weights",
+    "rule_width_rate": "CellExplorer-style rules on trough-to-peak width + log firing rate "
+    "(depth-3 decision tree learned on the training folds)",
+}
 
 
 @dataclass
@@ -113,6 +121,47 @@ class EvaluationReport:
         if figures:
             paths += _figures(self, out)
         return paths
+
+
+@dataclass
+class HeldOut:
+    """Held-out predictions of the scored units, as either evaluation scheme makes them.
+
+    Attributes
+    ----------
+    scheme : str
+        How the units were held out (:func:`outer_folds`, :func:`transfer_scheme`).
+    y : (n,) int64
+        True class index of each scored unit.
+    p : (n, k) float64
+        The model's probabilities, each from a model that never saw the unit's label.
+    base_p : dict of name -> (n, k) float64
+        The baselines' probabilities, from the same training parts.
+    abstain : (n,) bool, optional
+        Units the model did not classify (counted as misses); None where the family does not say.
+    """
+
+    scheme: str
+    y: np.ndarray
+    p: np.ndarray
+    base_p: dict[str, np.ndarray]
+    abstain: np.ndarray | None = None
+
+    def report(
+        self, classes: tuple[str, ...], threshold: float, describe: Callable[[], dict]
+    ) -> EvaluationReport:
+        """Metrics of the model and the baselines on these units; ``describe()`` (called last) gives the protocol."""
+        metrics, base_metrics = metrics_with_baselines(
+            self.y, self.p, self.base_p, classes, threshold=threshold, abstain=self.abstain
+        )
+        return EvaluationReport(
+            classes=classes,
+            y=self.y,
+            probabilities=self.p,
+            metrics=metrics,
+            baselines=base_metrics,
+            protocol=describe(),
+        )
 
 
 def _figures(rep: EvaluationReport, out: Path) -> list[Path]:
@@ -267,6 +316,52 @@ def outer_folds(y: np.ndarray, folds: int, leave_one_out: bool, seed: int) -> tu
     return fold, folds, f"{folds}-fold stratified cross-validation"
 
 
+def transfer_scheme(n_train: int, n_test: int) -> str:
+    """Description of the scheme that trains on all of the training set and scores the test set."""
+    return f"train on all {n_train} labelled units, test on {n_test} labelled units of test_set"
+
+
+#: What a family's fold scorer returns for one outer fold: the held-out units' probabilities, their
+#: abstentions (None where the family does not say) and the baselines' probabilities (name -> array).
+FoldScores = tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]]
+
+
+def cross_validate(
+    y: np.ndarray,
+    n_classes: int,
+    score_fold: Callable[[int, np.ndarray, np.ndarray], FoldScores],
+    *,
+    folds: int,
+    leave_one_out: bool,
+    seed: int,
+    base_names: tuple[str, ...] | list[str],
+    abstain: bool = False,
+    progress: bool = False,
+) -> HeldOut:
+    """Score every unit once, from the outer fold that held it out, and pool the out-of-fold predictions.
+
+    ``score_fold(f, test_idx, train_idx)`` (indices into ``y``) trains on the training part of fold
+    ``f`` and returns :data:`FoldScores` of its held-out units."""
+    fold, n_folds, scheme = outer_folds(y, folds, leave_one_out, seed)
+    p = np.zeros((len(y), n_classes))
+    held = HeldOut(
+        scheme, y, p, {b: np.zeros_like(p) for b in base_names}, np.zeros(len(y), bool) if abstain else None
+    )
+    it = range(n_folds)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="outer folds")
+    for f in it:
+        test_idx = np.flatnonzero(fold == f)
+        held.p[test_idx], fold_abstain, fold_base_p = score_fold(f, test_idx, np.flatnonzero(fold != f))
+        if held.abstain is not None:
+            held.abstain[test_idx] = fold_abstain
+        for name, bp in fold_base_p.items():
+            held.base_p[name][test_idx] = bp
+    return held
+
+
 #: Evaluation of the other feature families' models: family -> "module:function" (lazy import).
 FAMILY_EVALUATORS = {"acg-isi-wave": ".evaluate_discharge:evaluate_discharge"}
 
@@ -329,7 +424,6 @@ def evaluate_model(
     -------
     EvaluationReport
     """
-    from ..features.config import FeatureSet
     from ..features.families import family_of
 
     family = family_of(training_set.features).name
@@ -348,77 +442,98 @@ def evaluate_model(
         )
     config = config or TrainConfig()
     t0 = time.perf_counter()
-    feats = training_set.features
     rows, y, classes = labelled_rows(training_set)
+    pre = _pretrain_once(training_set, test_set, config, seed=seed, progress=progress, t0=t0)
     if test_set is not None:
-        all_feats = FeatureSet.concatenate([feats, test_set.features])
+        held = _transfer(training_set, test_set, rows, y, classes, pre, config, seed, progress, baselines)
     else:
-        all_feats = feats
+        held = cross_validate(
+            y,
+            len(classes),
+            _fold_scorer(training_set, rows, y, classes, pre.encoders, config, seed, baselines),
+            folds=folds,
+            leave_one_out=leave_one_out,
+            seed=seed,
+            base_names=tuple(_BASELINES) if baselines else (),
+            progress=progress,
+        )
+    return held.report(classes, threshold, lambda: _protocol(held.scheme, config, seed, threshold, pre, t0))
+
+
+@dataclass
+class _SharedPretraining:
+    """The VAEs pre-trained once for the whole evaluation, labels unused."""
+
+    features: object  # every unit they could see: the training set's, then the test set's
+    n_units: int
+    encoders: tuple[dict, dict]
+    history: dict
+    seconds: float  # since the evaluation started
+
+
+def _pretrain_once(training_set, test_set, config: TrainConfig, *, seed: int, progress: bool, t0: float):
+    """Pre-train the VAEs once on every usable unit of the training (and test) set, labels unused."""
+    from ..features.config import FeatureSet
+
+    feats = training_set.features
+    all_feats = FeatureSet.concatenate([feats, test_set.features]) if test_set is not None else feats
     pre_rows = np.flatnonzero(usable_rows(all_feats))
     acg_s, wvf_s, hist = pretrain_encoders(all_feats, pre_rows, config, seed=seed, progress=progress)
-    t_pre = time.perf_counter() - t0
+    return _SharedPretraining(all_feats, len(pre_rows), (acg_s, wvf_s), hist, time.perf_counter() - t0)
+
+
+def _transfer(training_set, test_set, rows, y, classes, pre, config, seed, progress, baselines) -> HeldOut:
+    """Train one ensemble on all of ``training_set``; score the labelled units of ``test_set``."""
+    t_rows, t_y, _ = labelled_rows(test_set, classes)
+    result = train_ensemble(
+        training_set, config, seed=seed, progress=progress, encoders=pre.encoders, classes=classes
+    )
+    p = _ensemble_proba(result, test_set.features, t_rows)
+    base_p = {}
+    if baselines:
+        comb_rows = np.concatenate([rows, len(training_set.features) + t_rows])
+        train_idx, test_idx = np.arange(len(rows)), np.arange(len(rows), len(comb_rows))
+        base_p = _baselines(pre.features, comb_rows, np.concatenate([y, t_y]), train_idx, test_idx, seed)
+    return HeldOut(transfer_scheme(len(rows), len(t_rows)), t_y, p, base_p)
+
+
+def _fold_scorer(training_set, rows, y, classes, encoders, config, seed, baselines):
+    """Scorer of one outer fold: an ensemble trained with the held-out labels hidden, and the baselines."""
+    feats = training_set.features
     labels = np.asarray(training_set.labels, dtype=object)
-    base_names = ("logistic_regression", "rule_width_rate")
 
-    if test_set is not None:
-        t_rows, t_y, _ = labelled_rows(test_set, classes)
+    def score(f: int, test_idx: np.ndarray, train_idx: np.ndarray) -> FoldScores:
+        sub_labels = labels.copy()
+        sub_labels[rows[test_idx]] = ""  # held-out labels are never seen
+        inner = _inner_config(config, y[train_idx], len(classes))
         result = train_ensemble(
-            training_set, config, seed=seed, progress=progress, encoders=(acg_s, wvf_s), classes=classes
+            _Subset(feats, sub_labels), inner, seed=seed + f, encoders=encoders, classes=classes
         )
-        p = _ensemble_proba(result, test_set.features, t_rows)
-        y_eval = t_y
-        base_p = {}
-        if baselines:
-            comb_rows = np.concatenate([rows, len(feats) + t_rows])
-            y_comb = np.concatenate([y, t_y])
-            tr = np.arange(len(rows))
-            te = np.arange(len(rows), len(comb_rows))
-            base_p = _baselines(all_feats, comb_rows, y_comb, tr, te, seed)
-        scheme = f"train on all {len(rows)} labelled units, test on {len(t_rows)} labelled units of test_set"
-    else:
-        fold, n_folds, scheme = outer_folds(y, folds, leave_one_out, seed)
-        p = np.zeros((len(rows), len(classes)))
-        base_p = {b: np.zeros_like(p) for b in base_names} if baselines else {}
-        it = range(n_folds)
-        if progress:
-            from tqdm.auto import tqdm
+        p = _ensemble_proba(result, feats, rows[test_idx])
+        base_p = _baselines(feats, rows, y, train_idx, test_idx, seed) if baselines else {}
+        return p, None, base_p
 
-            it = tqdm(it, desc="outer folds")
-        for f in it:
-            test_idx = np.flatnonzero(fold == f)
-            train_idx = np.flatnonzero(fold != f)
-            sub_labels = labels.copy()
-            sub_labels[rows[test_idx]] = ""  # held-out labels are never seen
-            inner = config
-            counts = np.bincount(y[train_idx], minlength=len(classes))
-            if counts.min() < config.folds:
-                from dataclasses import replace
+    return score
 
-                inner = replace(config, folds=max(2, int(counts.min())))
-            result = train_ensemble(
-                _Subset(feats, sub_labels), inner, seed=seed + f, encoders=(acg_s, wvf_s), classes=classes
-            )
-            p[test_idx] = _ensemble_proba(result, feats, rows[test_idx])
-            if baselines:
-                for name, bp in _baselines(feats, rows, y, train_idx, test_idx, seed).items():
-                    base_p[name][test_idx] = bp
-        y_eval = y
-    metrics, base_metrics = metrics_with_baselines(y_eval, p, base_p, classes, threshold=threshold)
-    protocol = {
+
+def _inner_config(config: TrainConfig, y_train: np.ndarray, n_classes: int) -> TrainConfig:
+    """``config`` with its inner folds lowered to the smallest class of the training part (at least 2)."""
+    counts = np.bincount(y_train, minlength=n_classes)
+    if counts.min() < config.folds:
+        return replace(config, folds=max(2, int(counts.min())))
+    return config
+
+
+def _protocol(scheme: str, config: TrainConfig, seed: int, threshold: float, pre: _SharedPretraining, t0):
+    """How the numbers were made: scheme, seed, config, pre-training, timings, baselines."""
+    return {
         "scheme": scheme,
         "seed": seed,
         "threshold": threshold,
         "config": config.to_dict(),
-        "pretraining": f"VAEs pre-trained once on {len(pre_rows)} usable units, labels unused",
-        "pretrain_seconds": t_pre,
+        "pretraining": f"VAEs pre-trained once on {pre.n_units} usable units, labels unused",
+        "pretrain_seconds": pre.seconds,
         "seconds": time.perf_counter() - t0,
-        "vae_final_loss": {k: v[-1] if v else None for k, v in hist.items()},
-        "baselines": {
-            "logistic_regression": "standardised ACG + waveform + layer, L2 (C=0.1), balanced class weights",
-            "rule_width_rate": "CellExplorer-style rules on trough-to-peak width + log firing rate "
-            "(depth-3 decision tree learned on the training folds)",
-        },
+        "vae_final_loss": {k: v[-1] if v else None for k, v in pre.history.items()},
+        "baselines": dict(_BASELINES),
     }
-    return EvaluationReport(
-        classes=classes, y=y_eval, probabilities=p, metrics=metrics, baselines=base_metrics, protocol=protocol
-    )

@@ -29,7 +29,6 @@ from ..features.discharge_inputs import (
     rate_cv2_width,
     waveform_inputs,
 )
-from .metrics import metrics_with_baselines
 
 __all__ = ["BASELINES", "discharge_baselines", "evaluate_discharge"]
 
@@ -91,6 +90,17 @@ class _Part:
     references: list
     file_index: np.ndarray
 
+    def without(self, rows: np.ndarray) -> _Part:
+        """This set less ``rows``: held-out units give a model neither labels nor pre-training."""
+        keep = np.ones(len(self.features), bool)
+        keep[rows] = False
+        return _Part(
+            self.features.subset(np.flatnonzero(keep)),
+            self.labels[keep],
+            self.references,
+            self.file_index[keep],
+        )
+
 
 def _raw(fs) -> dict:
     w = np.where(np.asarray(fs.has_waveform, bool)[:, None], fs.waveform, np.nan)
@@ -151,67 +161,89 @@ def evaluate_discharge(
         floor, members disagreeing) counted as misses in
         ``recall_abstain_as_miss``; baselines on the same folds.
     """
-    from .evaluate import EvaluationReport, outer_folds
+    from .evaluate import cross_validate
     from .real_networks import RealModelConfig
 
     fs = training_set.features
+    _check_family(fs)
+    config = config or RealModelConfig(seed=seed)
+    labels = np.asarray(training_set.labels, dtype=object).astype(str)
+    classes = _classes_to_score(labels, classes)
+    rows, y = _scored_rows(training_set, classes)
+    t0 = time.perf_counter()
+    whole = _Part(fs, labels, training_set.references, np.asarray(training_set.file_index))
+    if test_set is not None:
+        held = _transfer(training_set, test_set, rows, y, classes, config, threshold, baselines)
+    else:
+        held = cross_validate(
+            y,
+            len(classes),
+            _fold_scorer(whole, rows, y, classes, config, threshold, baselines),
+            folds=folds,
+            leave_one_out=leave_one_out,
+            seed=seed,
+            base_names=tuple(BASELINES) if baselines else (),
+            abstain=True,
+            progress=progress,
+        )
+    return held.report(
+        classes, threshold, lambda: _protocol(held.scheme, config, seed, threshold, baselines, t0)
+    )
+
+
+def _check_family(fs) -> None:
+    """Refuse features of another family than ``acg-isi-wave``."""
     if getattr(fs, "family", None) != FAMILY:
         raise ModelMismatchError(
             f"evaluate_discharge needs {FAMILY!r} features; load the library with config=DischargeConfig() "
             "(CLI: evaluate --family acg-isi-wave)."
         )
-    config = config or RealModelConfig(seed=seed)
-    labels = np.asarray(training_set.labels, dtype=object).astype(str)
+
+
+def _classes_to_score(labels: np.ndarray, classes) -> tuple[str, ...]:
+    """``classes``, or the C4 classes present among ``labels``; at least two."""
     if classes is None:
         classes = tuple(c for c in C4_CLASSES if c in set(labels))
     classes = tuple(classes)
     if len(classes) < 2:
         raise LibraryError(f"evaluation needs labelled units of at least 2 classes; found {list(classes)}.")
-    rows, y = _scored_rows(training_set, classes)
-    t0 = time.perf_counter()
-    refs, fidx = training_set.references, np.asarray(training_set.file_index)
-    base_p: dict[str, np.ndarray] = {}
-    if test_set is not None:
-        t_rows, y_eval = _scored_rows(test_set, classes)
-        if not len(t_rows):
-            raise LibraryError(f"the test set has no labelled unit of the classes {list(classes)}.")
-        p, abstain = _fit_and_score(
-            training_set, test_set.features.subset(t_rows), classes, config, threshold
-        )
-        if baselines:
-            base_p = discharge_baselines(
-                _raw(fs.subset(rows)), y, _raw(test_set.features.subset(t_rows)), len(classes)
-            )
-        scheme = f"train on all {len(rows)} labelled units, test on {len(t_rows)} labelled units of test_set"
-    else:
-        fold, n_folds, scheme = outer_folds(y, folds, leave_one_out, seed)
-        y_eval = y
-        p = np.zeros((len(rows), len(classes)))
-        abstain = np.zeros(len(rows), bool)
-        base_p = {b: np.zeros_like(p) for b in BASELINES} if baselines else {}
-        it = range(n_folds)
-        if progress:
-            from tqdm.auto import tqdm
+    return classes
 
-            it = tqdm(it, desc="outer folds")
-        for f in it:
-            test, train = rows[fold == f], rows[fold != f]
-            keep = np.ones(len(fs), bool)
-            keep[test] = False  # held-out units: neither labels nor pre-training
-            part = _Part(fs.subset(np.flatnonzero(keep)), labels[keep], refs, fidx[keep])
-            p[fold == f], abstain[fold == f] = _fit_and_score(
-                part, fs.subset(test), classes, config, threshold
-            )
-            if baselines:
-                bp = discharge_baselines(
-                    _raw(fs.subset(train)), y[fold != f], _raw(fs.subset(test)), len(classes)
-                )
-                for name, v in bp.items():
-                    base_p[name][fold == f] = v
-    metrics, base_metrics = metrics_with_baselines(
-        y_eval, p, base_p, classes, threshold=threshold, abstain=abstain
-    )
-    protocol = {
+
+def _transfer(training_set, test_set, rows, y, classes, config, threshold, baselines):
+    """Train one model on all of ``training_set``; classify the labelled units of ``test_set``."""
+    from .evaluate import HeldOut, transfer_scheme
+
+    t_rows, t_y = _scored_rows(test_set, classes)
+    if not len(t_rows):
+        raise LibraryError(f"the test set has no labelled unit of the classes {list(classes)}.")
+    test_fs = test_set.features.subset(t_rows)
+    p, abstain = _fit_and_score(training_set, test_fs, classes, config, threshold)
+    base_p = {}
+    if baselines:
+        base_p = discharge_baselines(_raw(training_set.features.subset(rows)), y, _raw(test_fs), len(classes))
+    return HeldOut(transfer_scheme(len(rows), len(t_rows)), t_y, p, base_p, abstain)
+
+
+def _fold_scorer(whole: _Part, rows, y, classes, config, threshold, baselines):
+    """Scorer of one outer fold: a whole model trained without the held-out units, and the baselines."""
+    fs = whole.features
+
+    def score(f: int, test_idx: np.ndarray, train_idx: np.ndarray):
+        test_fs = fs.subset(rows[test_idx])
+        p, abstain = _fit_and_score(whole.without(rows[test_idx]), test_fs, classes, config, threshold)
+        base_p = {}
+        if baselines:
+            train_raw = _raw(fs.subset(rows[train_idx]))
+            base_p = discharge_baselines(train_raw, y[train_idx], _raw(test_fs), len(classes))
+        return p, abstain, base_p
+
+    return score
+
+
+def _protocol(scheme: str, config, seed: int, threshold: float, baselines: bool, t0: float) -> dict:
+    """How the numbers were made: scheme, seed, config, what pre-trains, what abstains, timing, baselines."""
+    return {
         "family": FAMILY,
         "scheme": scheme,
         "seed": seed,
@@ -226,6 +258,3 @@ def evaluate_discharge(
         "seconds": time.perf_counter() - t0,
         "baselines": dict(BASELINES) if baselines else {},
     }
-    return EvaluationReport(
-        classes=classes, y=y_eval, probabilities=p, metrics=metrics, baselines=base_metrics, protocol=protocol
-    )

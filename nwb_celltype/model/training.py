@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,20 +36,18 @@ from torch import nn
 
 from ..errors import LibraryError, ModelError
 from ..features.config import FeatureSet
-from ..vocabulary import C4_CLASSES, LAYERS
 from .network import ACG_SHAPE, ACGDecoder, ACGEncoder, CNNCerebellum, WaveformDecoder, WaveformEncoder
+from .training_inputs import (  # also importable from here, their former home
+    TrainingSetLike,
+    check_feature_shapes,
+    labelled_rows,
+    tensors_from_features,
+    usable_rows,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["TrainConfig", "TrainingSetLike", "train_model", "usable_rows"]
-
-
-class TrainingSetLike(Protocol):
-    """What :func:`train_model` needs: ``features`` (FeatureSet) and ``labels`` ((n,) object array of
-    class names, ``""`` for unlabelled units); ``references`` (list of dicts) is optional."""
-
-    features: FeatureSet
-    labels: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -150,42 +148,6 @@ def _torch_settings(seed: int, n_threads: int):
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det)
         torch.set_rng_state(rng_state)
-
-
-def usable_rows(features: FeatureSet) -> np.ndarray:
-    """Boolean mask (n,) of rows that are usable and have finite ACG, waveform and layer values."""
-    n = len(features)
-    finite = (
-        np.isfinite(features.acg.reshape(n, -1)).all(1)
-        & np.isfinite(features.waveform.reshape(n, -1)).all(1)
-        & np.isfinite(features.layer.reshape(n, -1)).all(1)
-    )
-    return np.asarray(features.usable, dtype=bool) & finite
-
-
-def check_feature_shapes(features: FeatureSet) -> None:
-    """Raise :class:`ModelError` unless the arrays have the shapes the network takes."""
-    n = len(features)
-    want = {"acg": (n, *ACG_SHAPE), "waveform": (n, 90), "layer": (n, len(LAYERS))}
-    bad = [
-        f"{k}: expected {v}, got {tuple(np.shape(getattr(features, k)))}"
-        for k, v in want.items()
-        if tuple(np.shape(getattr(features, k))) != v
-    ]
-    if bad:
-        raise ModelError(
-            "features do not have the shapes of the C4 network (" + "; ".join(bad) + "); compute them "
-            "with nwb_celltype.features.extract_features and the default FeatureConfig layout."
-        )
-
-
-def tensors_from_features(features: FeatureSet, rows: np.ndarray | None = None):
-    """(acg (n,10,101), waveform (n,90), layer (n,4)) float32 tensors of ``rows``."""
-    sl = slice(None) if rows is None else rows
-    acg = torch.from_numpy(np.ascontiguousarray(features.acg[sl], dtype=np.float32))
-    wvf = torch.from_numpy(np.ascontiguousarray(features.waveform[sl], dtype=np.float32))
-    lay = torch.from_numpy(np.ascontiguousarray(features.layer[sl], dtype=np.float32))
-    return acg, wvf, lay
 
 
 def _kl_normal(mu: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
@@ -401,29 +363,6 @@ def _resolve_use_layer(setting, features: FeatureSet, rows: np.ndarray) -> bool:
     return bool(known.any())
 
 
-def labelled_rows(training_set: TrainingSetLike, classes: tuple[str, ...] | None = None):
-    """(rows, y, classes): usable labelled rows, their class indices and the class order."""
-    feats = training_set.features
-    labels = np.asarray(training_set.labels, dtype=object)
-    if len(labels) != len(feats):
-        raise LibraryError(
-            f"training set has {len(feats)} feature rows but {len(labels)} labels; they must match "
-            "one to one ('' for unlabelled units)."
-        )
-    is_lab = np.array([isinstance(v, str) and v != "" for v in labels])
-    ok = usable_rows(feats)
-    present = sorted({str(v) for v in labels[is_lab & ok]})
-    if classes is None:
-        # C4's order for C4's classes, then any others alphabetically
-        classes = tuple([c for c in C4_CLASSES if c in present] + [c for c in present if c not in C4_CLASSES])
-    unknown = sorted(set(present) - set(classes))
-    if unknown:
-        raise LibraryError(f"labels {unknown} are not among the model's classes {list(classes)}.")
-    rows = np.flatnonzero(is_lab & ok)
-    y = np.array([classes.index(str(v)) for v in labels[rows]], dtype=np.int64)
-    return rows, y, tuple(classes)
-
-
 def train_ensemble(
     training_set: TrainingSetLike,
     config: TrainConfig = TrainConfig(),
@@ -451,71 +390,21 @@ def train_ensemble(
     feats = training_set.features
     check_feature_shapes(feats)
     rows, y, classes = labelled_rows(training_set, classes)
-    counts = np.bincount(y, minlength=len(classes))
-    if len(classes) < 2:
-        raise LibraryError(
-            f"training needs labelled units of at least 2 classes; got {dict(zip(classes, counts, strict=True))}. "
-            "Label more units (nwb-celltype library label ...)."
-        )
-    if counts.min() < config.folds:
-        raise LibraryError(
-            f"class {classes[int(counts.argmin())]!r} has {int(counts.min())} usable labelled units, fewer "
-            f"than folds={config.folds}; label more units or lower --folds. Counts: "
-            f"{dict(zip(classes, counts.tolist(), strict=True))}"
-        )
+    _check_class_counts(y, classes, config)
     t0 = time.perf_counter()
     history: dict[str, Any] = {}
     if encoders is None:
-        all_rows = np.flatnonzero(usable_rows(feats))
-        acg_state, wvf_state, h = pretrain_encoders(feats, all_rows, config, seed=seed, progress=progress)
-        history.update(h)
-        history["n_pretrain_units"] = len(all_rows)
-    else:
-        acg_state, wvf_state = encoders
+        encoders = _pretrain_on_all_units(feats, config, seed, progress, history)
     history["pretrain_seconds"] = time.perf_counter() - t0
     use_layer = _resolve_use_layer(config.use_layer, feats, rows)
-
-    acg, wvf, lay = tensors_from_features(feats, rows)
-    yt = torch.from_numpy(y)
-    rng = np.random.default_rng(seed + 1)
-    k = len(classes)
-    oof = np.full((config.repeats, len(rows), k), np.nan, dtype=np.float32)
-    states: list[dict[str, torch.Tensor]] = []
-    member_losses = []
+    inputs = tensors_from_features(feats, rows)
     t1 = time.perf_counter()
-    with _torch_settings(seed, config.n_threads):
-        base = CNNCerebellum(n_classes=k, use_layer=use_layer, pool=config.pool)
-        base.acg_head.load_state_dict(acg_state)
-        base.wvf_head.load_state_dict(wvf_state)
-        base.eval()
-        if not config.finetune_encoders:
-            with torch.no_grad():
-                z_all = base.latent(acg, wvf)
-        jobs = [(r, f) for r in range(config.repeats) for f in range(config.folds)]
-        fold_of = [stratified_folds(y, config.folds, rng) for _ in range(config.repeats)]
-        for j, (r, f) in enumerate(_progress(jobs, progress, "ensemble members")):
-            torch.manual_seed(seed * 100_003 + j)
-            train_idx = np.flatnonzero(fold_of[r] != f)
-            test_idx = np.flatnonzero(fold_of[r] == f)
-            net = CNNCerebellum(n_classes=k, use_layer=use_layer, pool=config.pool)
-            net.acg_head.load_state_dict(acg_state)
-            net.wvf_head.load_state_dict(wvf_state)
-            tr = torch.from_numpy(train_idx)
-            if config.finetune_encoders:
-                inputs = (acg[tr], wvf[tr], lay[tr])
-            else:
-                inputs = (z_all[tr], lay[tr])
-            member_losses.append(_train_member(net, inputs, yt[tr], config, rng))
-            with torch.no_grad():
-                te = torch.from_numpy(test_idx)
-                oof[r, test_idx] = net(acg[te], wvf[te], lay[te] if use_layer else None).numpy()
-            states.append({kk: v.detach().clone() for kk, v in net.state_dict().items()})
+    states, oof, member_losses = _train_members(
+        inputs, y, len(classes), use_layer, encoders, config, seed=seed, progress=progress
+    )
     history["head_seconds"] = time.perf_counter() - t1
     history["member_loss_final"] = [float(ls[-1]) for ls in member_losses]
-    if config.calibration == "temperature":
-        temperature = _fit_temperature(oof.reshape(-1, k), np.tile(y, config.repeats))
-    else:
-        temperature = 1.0
+    temperature = _calibrate(oof, y, config)
     logger.info(
         "trained %d members (%s encoders, layer=%s) in %.1f s; temperature %.3f",
         len(states),
@@ -534,6 +423,81 @@ def train_ensemble(
         y=y,
         history=history,
     )
+
+
+def _check_class_counts(y: np.ndarray, classes: tuple[str, ...], config: TrainConfig) -> None:
+    """Refuse fewer than 2 classes, or a class with fewer labelled units than folds."""
+    counts = np.bincount(y, minlength=len(classes))
+    if len(classes) < 2:
+        raise LibraryError(
+            f"training needs labelled units of at least 2 classes; got {dict(zip(classes, counts, strict=True))}. "
+            "Label more units (nwb-celltype library label ...)."
+        )
+    if counts.min() < config.folds:
+        raise LibraryError(
+            f"class {classes[int(counts.argmin())]!r} has {int(counts.min())} usable labelled units, fewer "
+            f"than folds={config.folds}; label more units or lower --folds. Counts: "
+            f"{dict(zip(classes, counts.tolist(), strict=True))}"
+        )
+
+
+def _pretrain_on_all_units(
+    features: FeatureSet, config: TrainConfig, seed: int, progress: bool, history: dict
+):
+    """Pre-train both encoders on every usable unit (labels unused); record the losses in ``history``."""
+    all_rows = np.flatnonzero(usable_rows(features))
+    acg_state, wvf_state, h = pretrain_encoders(features, all_rows, config, seed=seed, progress=progress)
+    history.update(h)
+    history["n_pretrain_units"] = len(all_rows)
+    return acg_state, wvf_state
+
+
+def _member_network(
+    k: int, use_layer: bool, config: TrainConfig, encoders: tuple[dict, dict]
+) -> CNNCerebellum:
+    """A fresh classifier network with the pre-trained encoder weights loaded."""
+    net = CNNCerebellum(n_classes=k, use_layer=use_layer, pool=config.pool)
+    net.acg_head.load_state_dict(encoders[0])
+    net.wvf_head.load_state_dict(encoders[1])
+    return net
+
+
+def _train_members(inputs, y, k, use_layer, encoders, config: TrainConfig, *, seed: int, progress: bool):
+    """One member per (repeat, fold) of the stratified splits: their states, out-of-fold logits
+    (repeats, n, k) and loss curves."""
+    acg, wvf, lay = inputs
+    yt = torch.from_numpy(y)
+    rng = np.random.default_rng(seed + 1)
+    oof = np.full((config.repeats, len(y), k), np.nan, dtype=np.float32)
+    states: list[dict[str, torch.Tensor]] = []
+    member_losses = []
+    with _torch_settings(seed, config.n_threads):
+        base = _member_network(k, use_layer, config, encoders).eval()
+        if not config.finetune_encoders:
+            with torch.no_grad():
+                z_all = base.latent(acg, wvf)
+        jobs = [(r, f) for r in range(config.repeats) for f in range(config.folds)]
+        fold_of = [stratified_folds(y, config.folds, rng) for _ in range(config.repeats)]
+        for j, (r, f) in enumerate(_progress(jobs, progress, "ensemble members")):
+            torch.manual_seed(seed * 100_003 + j)
+            train_idx = np.flatnonzero(fold_of[r] != f)
+            test_idx = np.flatnonzero(fold_of[r] == f)
+            net = _member_network(k, use_layer, config, encoders)
+            tr = torch.from_numpy(train_idx)
+            member_inputs = (acg[tr], wvf[tr], lay[tr]) if config.finetune_encoders else (z_all[tr], lay[tr])
+            member_losses.append(_train_member(net, member_inputs, yt[tr], config, rng))
+            with torch.no_grad():
+                te = torch.from_numpy(test_idx)
+                oof[r, test_idx] = net(acg[te], wvf[te], lay[te] if use_layer else None).numpy()
+            states.append({kk: v.detach().clone() for kk, v in net.state_dict().items()})
+    return states, oof, member_losses
+
+
+def _calibrate(oof: np.ndarray, y: np.ndarray, config: TrainConfig) -> float:
+    """The ensemble's temperature: fitted on the out-of-fold logits of every repeat, or 1."""
+    if config.calibration == "temperature":
+        return _fit_temperature(oof.reshape(-1, oof.shape[-1]), np.tile(y, config.repeats))
+    return 1.0
 
 
 def train_model(
