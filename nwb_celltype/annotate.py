@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import logging
 import os
 import shutil
@@ -14,6 +15,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -100,6 +102,26 @@ def _resolve_model(model):
     return resolve_model(model)
 
 
+def _checked_bundle(model, model_sha256: str | None, ignore_waveforms: bool):
+    """``(bundle, is_demo, family)`` for ``model``, checked for ``ignore_waveforms``, then the pin."""
+    from .features.families import family_of
+
+    bundle, is_demo = _resolve_model(model)
+    family = family_of(bundle)
+    if ignore_waveforms:
+        family.check_ignore_waveforms()
+    if model_sha256 is not None:
+        from .model.shipped import check_pinned
+
+        check_pinned(bundle, model_sha256)
+    return bundle, is_demo, family
+
+
+def _model_identity(bundle) -> dict:
+    """``name``, ``version`` and ``sha256`` of a bundle, as results and provenance record it."""
+    return {"name": str(bundle.name), "version": str(bundle.version), "sha256": bundle.sha256}
+
+
 def table_name_for(bundle) -> str:
     """Name of the annotation table a bundle writes: readable and unique per model."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(bundle.name))
@@ -143,6 +165,19 @@ class _UnitsSummary:
     waveforms: np.ndarray | None
     waveform_rate_hz: float | None
     problems: dict[int, str]
+
+
+@dataclass(frozen=True)
+class _Labelling:
+    """The model and the settings a run labels units with, as the provenance records them."""
+
+    bundle: object
+    table_name: str
+    threshold: float
+    call: str
+    precision: str
+    pinned: bool
+    ignore_waveforms: bool
 
 
 def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None):
@@ -206,24 +241,12 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None):
     return summary, family.concatenate(sets), t_read, t_feat
 
 
-def _write_tables(
-    nwbfile,
-    *,
-    bundle,
-    preds,
-    unit_indices,
-    table_name,
-    threshold,
-    source,
-    call,
-    skipped,
-    precision,
-    pinned,
-    ignore_waveforms=False,
-):
+def _write_tables(nwbfile, *, labelling: _Labelling, preds, unit_indices, source, skipped) -> None:
+    """Add the classifier (provenance), the annotation table and its Units columns to ``nwbfile``."""
     from .nwb import add_annotations, add_classifier, add_units_columns
     from .vocabulary import CELL_ONTOLOGY_IDS
 
+    bundle, table_name, threshold = labelling.bundle, labelling.table_name, labelling.threshold
     classes = list(bundle.classes)
     card = bundle.card
     classifier = add_classifier(
@@ -241,10 +264,10 @@ def _write_tables(
             "model_name": str(bundle.name),
             "bundle_sha256": bundle.sha256,
             "feature_family": str(getattr(bundle, "feature_family", "c4-3d")),
-            "call": call,
-            "precision": precision,
-            "bundle_pinned": bool(pinned),
-            "ignore_waveforms": bool(ignore_waveforms),
+            "call": labelling.call,
+            "precision": labelling.precision,
+            "bundle_pinned": bool(labelling.pinned),
+            "ignore_waveforms": bool(labelling.ignore_waveforms),
             "skipped_units": skipped,
             "model_card_description": str(card.get("description", "")),
         },
@@ -372,9 +395,17 @@ def _check_arguments(precision: str, threshold: float, in_place: bool, out, batc
         raise InvalidValueError(f"batch_size must be >= 1, got {batch_size}")
 
 
+class _OutputPlan(NamedTuple):
+    """Where the annotations go and how (see :func:`_output_plan`)."""
+
+    final: Path
+    mode: str
+    input_path: Path | None
+
+
 def _output_plan(
     source, info: dict, out, in_place: bool, overwrite: bool, allow_read_only: bool, allow_hard_links: bool
-) -> tuple[Path, str, Path | None]:
+) -> _OutputPlan:
     """Where the annotations go: ``(final path, mode, local input path or None)``, mode one of
     ``in_place``, ``copy`` (local source) and ``derived`` (remote source); refuses a remote source
     in place or without ``out``, an output that exists (without ``overwrite``) or would clobber the
@@ -402,7 +433,7 @@ def _output_plan(
             raise AnnotationExistsError(f"{final} exists; pass overwrite=True (--overwrite) to replace it")
     else:
         check_replaceable(final, allow_read_only=allow_read_only, allow_hard_links=allow_hard_links)
-    return final, mode, input_path
+    return _OutputPlan(final, mode, input_path)
 
 
 def _unit_reasons(preds, unit_ids, problems: dict[int, str]) -> tuple[list[dict], list[dict]]:
@@ -418,6 +449,96 @@ def _unit_reasons(preds, unit_ids, problems: dict[int, str]) -> tuple[list[dict]
     return tuple(
         [{"unit_id": int(uid), "reason": str(r)} for uid, s, r in rows if s == wanted]
         for wanted in ("not_classifiable", "unclassified")
+    )
+
+
+def _open_spill(stack: contextlib.ExitStack, final: Path):
+    """A scratch file beside ``final`` for a derived output's spike times: ``(path, open file)``."""
+    # memory-mapped when the derived file is written: memory stays bounded by the batch size
+    spill_path = stack.enter_context(scratch_file(final, "spikes"))
+    try:
+        spill = stack.enter_context(open(spill_path, "xb"))
+    except OSError as exc:
+        raise as_output_error(exc, final) from exc
+    return spill_path, spill
+
+
+def _read_features(src, labelling: _Labelling, family, batch_size: int, progress: bool, spill, final: Path):
+    """:func:`_collect` and its timings, without waveforms if so set; a full disk spilling: OutputError."""
+    try:
+        units, features, t_read, t_feat = _collect(src, labelling.bundle, batch_size, progress, spill)
+        if spill is not None:
+            spill.close()
+    except OSError as exc:
+        if spill is None or not is_disk_full(exc):
+            raise
+        raise as_output_error(exc, final) from exc
+    if labelling.ignore_waveforms:
+        features = family.drop_waveforms(features)
+    return units, features, {"read": t_read, "features": t_feat}
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], key: str):
+    """Record in ``timings[key]`` the seconds the block took (when it succeeds)."""
+    t0 = time.perf_counter()
+    yield
+    timings[key] = time.perf_counter() - t0
+
+
+def _predict(labelling: _Labelling, features, problems: dict[int, str], timings: dict[str, float]):
+    """Run the model (timed): ``(predictions, skipped, unclassified)`` (see :func:`_unit_reasons`)."""
+    from .model import predict_cell_types
+
+    with _timed(timings, "model"):
+        preds = predict_cell_types(
+            labelling.bundle, features, threshold=labelling.threshold, dtype=labelling.precision
+        )
+    return (preds, *_unit_reasons(preds, features.unit_ids, problems))
+
+
+def _write_output(
+    plan: _OutputPlan, src, units: _UnitsSummary, spill_path, overwrite: bool, labelling, preds, info, skipped
+) -> None:
+    """Write the derived file, or the input's copy, with our tables added, through atomic_write."""
+    write_tables = functools.partial(
+        _write_tables, labelling=labelling, preds=preds, source=info, skipped=skipped
+    )
+    in_place = plan.mode == "in_place"
+    keep = plan.final if in_place else None
+    n_units = len(units.unit_indices)
+    with atomic_write(plan.final, replace=overwrite or in_place, keep_mode_of=keep) as tmp:
+        if plan.mode == "derived":  # the derived file's Units rows are the source's units in order
+            add_tables = functools.partial(write_tables, unit_indices=np.arange(n_units))
+            _write_derived(tmp, src, units, spill_path, add_tables)
+        else:
+            add_tables = functools.partial(write_tables, unit_indices=units.unit_indices)
+            _append_to_copy(plan.input_path, tmp, add_tables, labelling.table_name, overwrite, n_units)
+
+
+def _annotation_result(
+    plan: _OutputPlan, labelling: _Labelling, preds, timings, info, is_demo, skipped, unclassified
+) -> AnnotationResult:
+    """What the run did, counted from the predictions (see :func:`_unit_reasons` for the lists)."""
+    counts = Counter(str(lbl) for lbl in preds.labels)
+    status = Counter(str(s) for s in preds.status)
+    return AnnotationResult(
+        output_path=str(plan.final),
+        table_name=labelling.table_name,
+        mode=plan.mode,
+        n_units=len(preds.labels),
+        n_classified=status.get("classified", 0),
+        n_unclassified=status.get("unclassified", 0),
+        n_not_classifiable=status.get("not_classifiable", 0),
+        label_counts=dict(sorted(counts.items())),
+        threshold=float(labelling.threshold),
+        timings=timings,
+        source=info,
+        model=_model_identity(labelling.bundle),
+        skipped=skipped,
+        demo_model=is_demo,
+        unclassified=unclassified,
+        ignore_waveforms=bool(labelling.ignore_waveforms),
     )
 
 
@@ -481,106 +602,32 @@ def annotate(
     the target, fsync, rename, under a lock per target file; SIGTERM/SIGINT/SIGHUP and a full disk
     leave the input and the target untouched and no temporary file behind.
     """
-    from .features.families import family_of
     from .io import open_source
-    from .model import predict_cell_types
 
     _check_arguments(precision, threshold, in_place, out, batch_size)
-    bundle, is_demo = _resolve_model(model)
-    family = family_of(bundle)
-    if ignore_waveforms:
-        family.check_ignore_waveforms()
-    if model_sha256 is not None:
-        from .model.shipped import check_pinned
-
-        check_pinned(bundle, model_sha256)
-    timings: dict[str, float] = {}
+    bundle, is_demo, family = _checked_bundle(model, model_sha256, ignore_waveforms)
     table_name = table_name_for(bundle)
     call = call if call is not None else "nwb_celltype.annotate(" + repr(str(source)) + ")"
+    pinned = model_sha256 is not None
+    labelling = _Labelling(bundle, table_name, threshold, call, precision, pinned, ignore_waveforms)
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(cleanup_on_signals())
         src = stack.enter_context(open_source(source, dandi_api_url=dandi_api_url, cache_dir=cache_dir))
         info = src.info.to_dict()
-        final, mode, input_path = _output_plan(
-            source, info, out, in_place, overwrite, allow_read_only, allow_hard_links
-        )
-
+        plan = _output_plan(source, info, out, in_place, overwrite, allow_read_only, allow_hard_links)
         _checkpoint("opened")
-        cleanup = stack.enter_context(contextlib.ExitStack())
-        spill_path = spill = None
-        if mode == "derived":
-            # spike times go to a scratch file beside the output and are memory-mapped when the
-            # derived file is written: memory stays bounded by the batch size
-            spill_path = cleanup.enter_context(scratch_file(final, "spikes"))
-            try:
-                spill = cleanup.enter_context(open(spill_path, "xb"))
-            except OSError as exc:
-                raise as_output_error(exc, final) from exc
-        try:
-            units, features, t_read, t_feat = _collect(src, bundle, batch_size, progress, spill)
-            if spill is not None:
-                spill.close()
-        except OSError as exc:
-            if spill is None or not is_disk_full(exc):
-                raise
-            raise as_output_error(exc, final) from exc
-        unit_indices, problems = units.unit_indices, units.problems
-        if ignore_waveforms:
-            features = family.drop_waveforms(features)
-        timings["read"], timings["features"] = t_read, t_feat
+
+        spill_path, spill = _open_spill(stack, plan.final) if plan.mode == "derived" else (None, None)
+        units, features, timings = _read_features(
+            src, labelling, family, batch_size, progress, spill, plan.final
+        )
         _checkpoint("features")
 
-        t0 = time.perf_counter()
-        preds = predict_cell_types(bundle, features, threshold=threshold, dtype=precision)
-        timings["model"] = time.perf_counter() - t0
+        preds, skipped, unclassified = _predict(labelling, features, units.problems, timings)
+        with _timed(timings, "write"):
+            _write_output(plan, src, units, spill_path, overwrite, labelling, preds, info, skipped)
 
-        skipped, unclassified = _unit_reasons(preds, features.unit_ids, problems)
-
-        def write_fn(nwbfile, *, derived=False):
-            _write_tables(
-                nwbfile,
-                bundle=bundle,
-                preds=preds,
-                unit_indices=np.arange(len(unit_indices)) if derived else unit_indices,
-                table_name=table_name,
-                threshold=threshold,
-                source=info,
-                call=call,
-                skipped=skipped,
-                precision=precision,
-                pinned=model_sha256 is not None,
-                ignore_waveforms=ignore_waveforms,
-            )
-
-        t0 = time.perf_counter()
-        keep = final if mode == "in_place" else None
-        with atomic_write(final, replace=overwrite or mode == "in_place", keep_mode_of=keep) as tmp:
-            if mode == "derived":
-                _write_derived(tmp, src, units, spill_path, lambda f: write_fn(f, derived=True))
-            else:
-                _append_to_copy(input_path, tmp, write_fn, table_name, overwrite, len(unit_indices))
-        timings["write"] = time.perf_counter() - t0
-
-    counts = Counter(str(lbl) for lbl in preds.labels)
-    status = Counter(str(s) for s in preds.status)
-    result = AnnotationResult(
-        output_path=str(final),
-        table_name=table_name,
-        mode=mode,
-        n_units=len(preds.labels),
-        n_classified=status.get("classified", 0),
-        n_unclassified=status.get("unclassified", 0),
-        n_not_classifiable=status.get("not_classifiable", 0),
-        label_counts=dict(sorted(counts.items())),
-        threshold=float(threshold),
-        timings=timings,
-        source=info,
-        model={"name": str(bundle.name), "version": str(bundle.version), "sha256": bundle.sha256},
-        skipped=skipped,
-        demo_model=is_demo,
-        unclassified=unclassified,
-        ignore_waveforms=bool(ignore_waveforms),
-    )
-    logger.info("annotated %d units of %s -> %s", result.n_units, source, final)
+    result = _annotation_result(plan, labelling, preds, timings, info, is_demo, skipped, unclassified)
+    logger.info("annotated %d units of %s -> %s", result.n_units, source, plan.final)
     return result

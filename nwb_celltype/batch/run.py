@@ -4,9 +4,7 @@ retries and a summary table."""
 
 from __future__ import annotations
 
-import csv
 import heapq
-import io as _io
 import logging
 import os
 import re
@@ -17,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidValueError, NwbCelltypeError, RemoteError
-from .state import RunState, derived_asset_path, is_done, write_json_atomic
+from ._summary import SUMMARY_JSON as SUMMARY_JSON
+from ._summary import SUMMARY_TSV as SUMMARY_TSV
+from ._summary import count_assets, write_summary
+from ._summary import summary_rows as summary_rows
+from .state import RunState, derived_asset_path, is_done
 
 logger = logging.getLogger(__name__)
 
-#: file names of the summary table, in the output folder.
-SUMMARY_TSV = "celltype-summary.tsv"
-SUMMARY_JSON = "celltype-summary.json"
 #: per-asset statuses that end an asset for this run.
 STATUSES = ("done", "skipped", "failed")
 #: the most seconds between two tries of a failing asset.
@@ -79,6 +78,17 @@ class DandisetRunResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class _Run:
+    """Who this run is: the dandiset, the version listed, the output folder, the run id, the model."""
+
+    ds_id: str
+    version: str
+    out_dir: Path
+    run_id: str
+    model_info: dict
+
+
 def parse_dandiset_spec(spec: str) -> tuple[str, str | None]:
     """Split ``DANDISET[@VERSION]`` into (id, version).
 
@@ -119,6 +129,7 @@ def _load_model_identity(
     """Load the bundle once in the driver for its identity (sha256 decides what is done already);
     with ``model_sha256`` it must match that pin (workers then check the same full digest); with
     ``ignore_waveforms`` its feature family must allow it (checked before any worker starts)."""
+    from ..annotate import _model_identity
     from ..features.families import family_of
     from ..model.shipped import check_pinned, resolve_model
 
@@ -128,13 +139,7 @@ def _load_model_identity(
         check_pinned(bundle, model_sha256)
     if ignore_waveforms:
         family_of(bundle).check_ignore_waveforms()
-    return {
-        "name": str(bundle.name),
-        "version": str(bundle.version),
-        "sha256": bundle.sha256,
-        "path": path,
-        "pinned": model_sha256 is not None,
-    }
+    return {**_model_identity(bundle), "path": path, "pinned": model_sha256 is not None}
 
 
 def _is_retriable(exc: BaseException) -> bool:
@@ -243,86 +248,97 @@ def annotate_dandiset(
     state = RunState(out_dir)
     state.prepare()
     run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+    run = _Run(ds_id, resolved_version, out_dir, run_id, model_info)
     runner = None
     try:
-        state.write_run(
-            {
-                "run_id": run_id,
-                "dandiset_id": ds_id,
-                "version": resolved_version,
-                "model": model_info,
-                "include": include,
-                "threshold": threshold,
-                "ignore_waveforms": bool(ignore_waveforms),
-                "batch_size": batch_size,
-                "started": time.time(),
-                "pid": os.getpid(),
-            }
-        )
-        records, todo = _split_done(
-            assets, state, resolved_version, model_info["sha256"], float(threshold), bool(ignore_waveforms)
-        )
-        logger.info(
-            "dandiset %s@%s: %d NWB assets, %d already done, %d to annotate",
-            ds_id,
-            resolved_version,
-            len(assets),
-            len(assets) - len(todo),
-            len(todo),
-        )
-        n_workers = 0
+        state.write_run(_run_info(run, include, threshold, ignore_waveforms, batch_size))
+        records, todo = _resume(run, assets, state, threshold, ignore_waveforms)
         executor = "dask" if (scheduler or client or dashboard) else "local"
-        dashboard_link = None
         if todo:
-            runner = _make_runner(
-                executor,
-                model_info,
-                workers=workers,
-                n_todo=len(todo),
-                scheduler=scheduler,
-                client=client,
-                dashboard=dashboard,
-                dashboard_address=dashboard_address,
+            dash = dashboard_address if dashboard else None
+            runner = _make_runner(executor, model_info, workers, len(todo), scheduler, client, dash)
+            if runner.dashboard_link:
+                logger.warning("Dask dashboard: %s", runner.dashboard_link)
+            labelling = _labelling(
+                model_info, threshold, ignore_waveforms, batch_size, dandi_api_url, cache_dir
             )
-            n_workers = runner.n_workers
-            dashboard_link = runner.dashboard_link
-            if dashboard_link:
-                logger.warning("Dask dashboard: %s", dashboard_link)
-            labelling = {
-                "model_path": model_info["path"],
-                "model_sha256": model_info["sha256"],
-                "model_pinned": model_info["pinned"],
-                "threshold": float(threshold),
-                "ignore_waveforms": bool(ignore_waveforms),
-                "batch_size": int(batch_size),
-                "dandi_api_url": dandi_api_url,
-                "cache_dir": None if cache_dir is None else str(cache_dir),
-            }
-            tasks = [_asset_task(a, ds_id, resolved_version, out_dir, run_id, labelling) for a in todo]
+            tasks = [_asset_task(a, run, labelling) for a in todo]
             for rec in _execute(runner, tasks, state, retries, retry_backoff_s, progress, len(assets)):
                 records[rec["path"]] = {**rec, "this_run": True}
-        ordered = [records[a.path] for a in assets]
-        counts = _count(ordered)
-        tsv, js = _write_summary(out_dir, ds_id, resolved_version, model_info, ordered, counts, run_id)
-        logger.info("done: %s", counts)
-        return DandisetRunResult(
-            out_dir=str(out_dir),
-            dandiset_id=ds_id,
-            version=resolved_version,
-            model=model_info,
-            assets=ordered,
-            counts=counts,
-            summary_tsv=str(tsv),
-            summary_json=str(js),
-            executor=executor,
-            n_workers=n_workers,
-            dashboard_link=dashboard_link,
-            wall_s=round(time.perf_counter() - t_start, 3),
-        )
+        return _run_result(run, [records[a.path] for a in assets], executor, runner, t_start)
     finally:
         if runner is not None:
             runner.close()
         state.release()
+
+
+def _run_info(run: _Run, include, threshold, ignore_waveforms, batch_size) -> dict:
+    """The run's own record (``run.json`` in the state folder): what is annotated, how, and by whom."""
+    return {
+        "run_id": run.run_id,
+        "dandiset_id": run.ds_id,
+        "version": run.version,
+        "model": run.model_info,
+        "include": include,
+        "threshold": threshold,
+        "ignore_waveforms": bool(ignore_waveforms),
+        "batch_size": batch_size,
+        "started": time.time(),
+        "pid": os.getpid(),
+    }
+
+
+def _resume(
+    run: _Run, assets: list, state: RunState, threshold, ignore_waveforms
+) -> tuple[dict[str, dict], list]:
+    """The records of assets finished earlier and the assets left to do (:func:`_split_done`), logged."""
+    records, todo = _split_done(
+        assets, state, run.version, run.model_info["sha256"], float(threshold), bool(ignore_waveforms)
+    )
+    logger.info(
+        "dandiset %s@%s: %d NWB assets, %d already done, %d to annotate",
+        run.ds_id,
+        run.version,
+        len(assets),
+        len(assets) - len(todo),
+        len(todo),
+    )
+    return records, todo
+
+
+def _labelling(model_info: dict, threshold, ignore_waveforms, batch_size, dandi_api_url, cache_dir) -> dict:
+    """The model and settings every asset task shares (see :func:`_asset_task`)."""
+    return {
+        "model_path": model_info["path"],
+        "model_sha256": model_info["sha256"],
+        "model_pinned": model_info["pinned"],
+        "threshold": float(threshold),
+        "ignore_waveforms": bool(ignore_waveforms),
+        "batch_size": int(batch_size),
+        "dandi_api_url": dandi_api_url,
+        "cache_dir": None if cache_dir is None else str(cache_dir),
+    }
+
+
+def _run_result(run: _Run, ordered: list[dict], executor: str, runner, t_start: float) -> DandisetRunResult:
+    """Count the assets' final records (in listing order), write the summary table, and report."""
+    counts = count_assets(ordered)
+    tsv, js = write_summary(run.out_dir, run.ds_id, run.version, run.model_info, ordered, counts, run.run_id)
+    logger.info("done: %s", counts)
+    return DandisetRunResult(
+        out_dir=str(run.out_dir),
+        dandiset_id=run.ds_id,
+        version=run.version,
+        model=run.model_info,
+        assets=ordered,
+        counts=counts,
+        summary_tsv=str(tsv),
+        summary_json=str(js),
+        executor=executor,
+        n_workers=0 if runner is None else runner.n_workers,
+        dashboard_link=None if runner is None else runner.dashboard_link,
+        wall_s=round(time.perf_counter() - t_start, 3),
+    )
 
 
 def _nwb_assets(ds_id: str, version: str | None, dandi_api_url: str | None, include: str | None):
@@ -380,23 +396,21 @@ def _split_done(
     return records, todo
 
 
-def _asset_task(
-    asset: Any, ds_id: str, resolved_version: str, out_dir: Path, run_id: str, labelling: dict
-) -> dict:
+def _asset_task(asset: Any, run: _Run, labelling: dict) -> dict:
     """The unit of work of one asset (:func:`~nwb_celltype.batch.worker.run_asset_task`);
     ``labelling``: the model and settings every task shares."""
     return {
         "path": asset.path,
         "asset_id": asset.asset_id,
-        "version": _asset_version(asset, resolved_version),
-        "dandiset_id": ds_id,
-        "source": _asset_source(ds_id, resolved_version, asset),
+        "version": _asset_version(asset, run.version),
+        "dandiset_id": run.ds_id,
+        "source": _asset_source(run.ds_id, run.version, asset),
         "output": derived_asset_path(asset.path),
-        "out_dir": str(out_dir),
+        "out_dir": str(run.out_dir),
         "tmp_name": f"{uuid.uuid4().hex}.nwb",
         **labelling,
         "attempt": 0,
-        "run_id": run_id,
+        "run_id": run.run_id,
     }
 
 
@@ -418,9 +432,8 @@ def _asset_source(ds_id: str, version: str, asset: Any) -> str:
     return f"DANDI:{ds_id}/{version}/{asset.path}"
 
 
-def _make_runner(
-    executor: str, model_info: dict, *, workers, n_todo, scheduler, client, dashboard, dashboard_address
-):
+def _make_runner(executor: str, model_info: dict, workers, n_todo: int, scheduler, client, dashboard_address):
+    """The process pool (``local``) or Dask runner; ``dashboard_address`` None serves no dashboard."""
     from .executors import DaskRunner, PoolRunner
 
     if workers is None:
@@ -433,7 +446,7 @@ def _make_runner(
         address=scheduler,
         client=client,
         n_workers=workers or min(os.cpu_count() or 1, n_todo),
-        dashboard_address=dashboard_address if dashboard else None,
+        dashboard_address=dashboard_address,
     )
 
 
@@ -520,82 +533,3 @@ def _failed_record(task: dict, exc: BaseException) -> dict:
         "output": None,
         "finished": time.time(),
     }
-
-
-def _count(records: list[dict]) -> dict[str, int]:
-    counts = {"listed": len(records), "done": 0, "skipped": 0, "failed": 0, "reused": 0, "annotated": 0}
-    for r in records:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-        if r["status"] == "done":
-            counts["annotated" if r.get("this_run") else "reused"] += 1
-    return counts
-
-
-def _label_columns(records: list[dict]) -> list[str]:
-    """Cell-type labels seen in any asset, in the C4 class order (then others, sorted).
-    ``unclassified`` / ``not_classifiable`` have their own ``n_`` columns."""
-    from ..vocabulary import C4_CLASSES, C4_CLASSES_MLI_CLUSTERING
-
-    seen = {k for r in records for k in (r.get("label_counts") or {})} - {"unclassified", "not_classifiable"}
-    order = list(dict.fromkeys([*C4_CLASSES, *C4_CLASSES_MLI_CLUSTERING]))
-    return [c for c in order if c in seen] + sorted(seen - set(order))
-
-
-def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
-    """The summary table: column names and one row (dict) per asset.
-
-    Columns: ``path``, ``asset_id``, ``status`` (done / skipped / failed), ``n_units``,
-    ``n_classified``, ``n_unclassified``, ``n_not_classifiable``, one ``label_<class>`` count per
-    cell type seen, ``time_s`` (seconds on the worker, last try), ``attempts``, ``this_run``
-    (annotated by this run rather than found done), ``output`` (relative path) and ``error``.
-    """
-    labels = _label_columns(records)
-    cols = [
-        "path",
-        "asset_id",
-        "status",
-        "n_units",
-        "n_classified",
-        "n_unclassified",
-        "n_not_classifiable",
-        *[f"label_{lbl}" for lbl in labels],
-        "time_s",
-        "attempts",
-        "this_run",
-        "output",
-        "error",
-    ]
-    rows = []
-    for r in records:
-        lc = r.get("label_counts") or {}
-        row = {c: r.get(c) for c in cols}
-        for lbl in labels:
-            row[f"label_{lbl}"] = lc.get(lbl, 0) if r.get("status") == "done" else None
-        rows.append(row)
-    return cols, rows
-
-
-def _write_summary(out_dir: Path, ds_id, version, model_info, records, counts, run_id) -> tuple[Path, Path]:
-    cols, rows = summary_rows(records)
-    buf = _io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, delimiter="\t", lineterminator="\n", extrasaction="ignore")
-    w.writeheader()
-    for row in rows:
-        w.writerow({k: "" if v is None else v for k, v in row.items()})
-    tsv = out_dir / SUMMARY_TSV
-    tmp = tsv.with_name(f".{tsv.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, tsv)
-    js = out_dir / SUMMARY_JSON
-    write_json_atomic(
-        js,
-        {
-            "dandiset_id": ds_id,
-            "version": version,
-            "model": model_info,
-            "run_id": run_id,
-            "counts": counts,
-            "assets": records,
-        },
-    )
-    return tsv, js

@@ -1,0 +1,97 @@
+"""The summary table of a whole-dandiset run: one row per asset, written as TSV and JSON into the
+output folder (each replaced whole, through a temporary file and a rename)."""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import os
+import uuid
+from pathlib import Path
+
+from .state import write_json_atomic
+
+#: file names of the summary table, in the output folder.
+SUMMARY_TSV = "celltype-summary.tsv"
+SUMMARY_JSON = "celltype-summary.json"
+
+
+def count_assets(records: list[dict]) -> dict[str, int]:
+    """``listed``, then the assets per status, ``reused`` (done by an earlier run) and ``annotated``."""
+    counts = {"listed": len(records), "done": 0, "skipped": 0, "failed": 0, "reused": 0, "annotated": 0}
+    for r in records:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+        if r["status"] == "done":
+            counts["annotated" if r.get("this_run") else "reused"] += 1
+    return counts
+
+
+def _label_columns(records: list[dict]) -> list[str]:
+    """Cell-type labels seen in any asset, in the C4 class order (then others, sorted).
+    ``unclassified`` / ``not_classifiable`` have their own ``n_`` columns."""
+    from ..vocabulary import C4_CLASSES, C4_CLASSES_MLI_CLUSTERING
+
+    seen = {k for r in records for k in (r.get("label_counts") or {})} - {"unclassified", "not_classifiable"}
+    order = list(dict.fromkeys([*C4_CLASSES, *C4_CLASSES_MLI_CLUSTERING]))
+    return [c for c in order if c in seen] + sorted(seen - set(order))
+
+
+def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
+    """The summary table: column names and one row (dict) per asset.
+
+    Columns: ``path``, ``asset_id``, ``status`` (done / skipped / failed), ``n_units``,
+    ``n_classified``, ``n_unclassified``, ``n_not_classifiable``, one ``label_<class>`` count per
+    cell type seen, ``time_s`` (seconds on the worker, last try), ``attempts``, ``this_run``
+    (annotated by this run rather than found done), ``output`` (relative path) and ``error``.
+    """
+    labels = _label_columns(records)
+    cols = [
+        "path",
+        "asset_id",
+        "status",
+        "n_units",
+        "n_classified",
+        "n_unclassified",
+        "n_not_classifiable",
+        *[f"label_{lbl}" for lbl in labels],
+        "time_s",
+        "attempts",
+        "this_run",
+        "output",
+        "error",
+    ]
+    rows = []
+    for r in records:
+        lc = r.get("label_counts") or {}
+        row = {c: r.get(c) for c in cols}
+        for lbl in labels:
+            row[f"label_{lbl}"] = lc.get(lbl, 0) if r.get("status") == "done" else None
+        rows.append(row)
+    return cols, rows
+
+
+def write_summary(out_dir: Path, ds_id, version, model_info, records, counts, run_id) -> tuple[Path, Path]:
+    """Write the summary table as :data:`SUMMARY_TSV` and :data:`SUMMARY_JSON` in ``out_dir``."""
+    cols, rows = summary_rows(records)
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, delimiter="\t", lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: "" if v is None else v for k, v in row.items()})
+    tsv = out_dir / SUMMARY_TSV
+    tmp = tsv.with_name(f".{tsv.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    os.replace(tmp, tsv)
+    js = out_dir / SUMMARY_JSON
+    write_json_atomic(
+        js,
+        {
+            "dandiset_id": ds_id,
+            "version": version,
+            "model": model_info,
+            "run_id": run_id,
+            "counts": counts,
+            "assets": records,
+        },
+    )
+    return tsv, js
