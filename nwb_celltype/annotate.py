@@ -9,34 +9,19 @@ import datetime as _dt
 import functools
 import logging
 import os
-import shutil
 import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-from ._atomic import (
-    RESERVE_BASE_BYTES,
-    RESERVE_PER_UNIT_BYTES,
-    as_output_error,
-    atomic_write,
-    check_replaceable,
-    check_space,
-    cleanup_on_signals,
-    is_disk_full,
-    reserve_space,
-    scratch_file,
-)
-from .errors import AnnotationExistsError, InvalidValueError, OutputError
+from ._annotate_output import OutputPlan, append_to_copy, checkpoint, output_plan, write_derived
+from ._atomic import as_output_error, atomic_write, cleanup_on_signals, is_disk_full, scratch_file
+from .errors import InvalidValueError
 
 logger = logging.getLogger(__name__)
-
-#: Environment variable used by the kill tests: the run stops (SIGSTOP-like pause) at the named stage.
-_PAUSE_ENV = "NWB_CELLTYPE_PAUSE_AT"
 
 
 @dataclass
@@ -88,14 +73,6 @@ class AnnotationResult:
         return asdict(self)
 
 
-def _checkpoint(stage: str) -> None:
-    """Mark a stage of the run; used by fault-injection tests to kill the process at a known point."""
-    logger.debug("stage: %s", stage)
-    if os.environ.get(_PAUSE_ENV) == stage:
-        print(f"PAUSED AT {stage}", file=sys.stderr, flush=True)
-        time.sleep(3600)
-
-
 def _resolve_model(model):
     from .model.shipped import resolve_model
 
@@ -139,19 +116,6 @@ def _software_versions() -> dict[str, str]:
         with contextlib.suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
     return out
-
-
-def _check_output_path(out: Path, input_path: Path | None) -> None:
-    if input_path is not None and out.resolve() == input_path.resolve():
-        raise OutputError(
-            f"output path {out} is the input file; use in_place=True (--in-place) to annotate the "
-            "input itself, or choose another --out"
-        )
-    parent = out.parent
-    if not parent.is_dir():
-        raise OutputError(f"output folder {parent} does not exist; create it or choose another --out")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"output folder {parent} is not writable; choose another --out")
 
 
 @dataclass
@@ -296,91 +260,6 @@ def _write_tables(nwbfile, *, labelling: _Labelling, preds, unit_indices, source
     add_units_columns(nwbfile, table)
 
 
-def _existing_names(h5path: Path) -> set[str]:
-    import h5py
-
-    from .nwb import MODULE_NAME
-
-    with h5py.File(h5path, "r") as f:
-        grp = f.get(f"processing/{MODULE_NAME}")
-        return set(grp.keys()) if grp is not None else set()
-
-
-def _remove_existing(h5path: Path, names: list[str], table_name: str) -> None:
-    """Delete our tables ``names`` and the Units columns copied from ``table_name`` (--overwrite)."""
-    import h5py
-
-    from .nwb import MODULE_NAME, remove_units_columns
-
-    with h5py.File(h5path, "a") as f:
-        grp = f.get(f"processing/{MODULE_NAME}")
-        for n in names:
-            if grp is not None and n in grp:
-                del grp[n]
-        remove_units_columns(f, table_name)
-
-
-def _append_to_copy(
-    src_path: Path, tmp: Path, write_fn, table_name: str, overwrite: bool, n_units: int
-) -> None:
-    """Copy the input to ``tmp`` and append our tables to the copy (the input is only read)."""
-    from pynwb import NWBHDF5IO
-
-    shutil.copyfile(src_path, tmp)
-    reserve_space(tmp, RESERVE_BASE_BYTES + RESERVE_PER_UNIT_BYTES * n_units)
-    _checkpoint("copied")
-    names = _existing_names(tmp)
-    ours = [table_name, f"{table_name}_classifier"]
-    clash = [n for n in ours if n in names]
-    if clash and not overwrite:
-        raise AnnotationExistsError(
-            f"{src_path} already holds annotations by this model ({table_name}); pass overwrite=True "
-            "(--overwrite) to replace them, or use another model"
-        )
-    if overwrite:
-        _remove_existing(tmp, clash, table_name)
-    with NWBHDF5IO(str(tmp), mode="a") as io:
-        nwbfile = io.read()
-        write_fn(nwbfile)
-        _checkpoint("before-write")
-        io.write(nwbfile)
-    _checkpoint("written")
-
-
-def _write_derived(tmp: Path, src, units: _UnitsSummary, spike_file: Path, write_fn) -> None:
-    """A new NWB file holding the Units rows the annotations refer to, the source's probe and
-    identity (see :func:`nwb_celltype.nwb.derived_nwbfile`). Spike times come memory-mapped from
-    ``spike_file`` (written while reading), so memory stays bounded by the batch size."""
-    from hdmf.backends.hdf5 import H5DataIO
-    from pynwb import NWBHDF5IO
-
-    from .nwb import derived_nwbfile
-
-    total = int(units.spike_counts.sum())
-    data = (
-        H5DataIO(np.memmap(spike_file, dtype="<f8", mode="r", shape=(total,)), chunks=(min(total, 1 << 16),))
-        if total
-        else np.zeros(0, dtype=np.float64)
-    )
-    nwbfile = derived_nwbfile(
-        src,
-        unit_ids=units.unit_ids,
-        unit_rows=units.unit_indices,
-        spike_counts=units.spike_counts,
-        spike_data=data,
-        layers=units.layers,
-        waveforms=units.waveforms,
-        waveform_rate_hz=units.waveform_rate_hz,
-    )
-    write_fn(nwbfile)
-    waves = 0 if units.waveforms is None else units.waveforms.nbytes
-    check_space(tmp, 8 * total + waves + RESERVE_BASE_BYTES + RESERVE_PER_UNIT_BYTES * len(units.unit_ids))
-    _checkpoint("before-write")
-    with NWBHDF5IO(str(tmp), mode="w") as io:
-        io.write(nwbfile)
-    _checkpoint("written")
-
-
 def _check_arguments(precision: str, threshold: float, in_place: bool, out, batch_size: int) -> None:
     """Refuse option values annotate cannot use, before anything is opened."""
     if precision not in ("float32", "float64"):
@@ -393,47 +272,6 @@ def _check_arguments(precision: str, threshold: float, in_place: bool, out, batc
         raise InvalidValueError("give either out (--out) or in_place (--in-place), not both")
     if batch_size < 1:
         raise InvalidValueError(f"batch_size must be >= 1, got {batch_size}")
-
-
-class _OutputPlan(NamedTuple):
-    """Where the annotations go and how (see :func:`_output_plan`)."""
-
-    final: Path
-    mode: str
-    input_path: Path | None
-
-
-def _output_plan(
-    source, info: dict, out, in_place: bool, overwrite: bool, allow_read_only: bool, allow_hard_links: bool
-) -> _OutputPlan:
-    """Where the annotations go: ``(final path, mode, local input path or None)``, mode one of
-    ``in_place``, ``copy`` (local source) and ``derived`` (remote source); refuses a remote source
-    in place or without ``out``, an output that exists (without ``overwrite``) or would clobber the
-    input, and an input that cannot be replaced in place."""
-    local = info.get("kind") == "local"
-    input_path = Path(info["path"]) if local else None
-    if in_place and not local:
-        raise InvalidValueError(
-            f"in-place annotation needs a local file, but {source} is remote ({info.get('kind')}); "
-            "DANDI assets are immutable: give --out to write a derived file"
-        )
-    if in_place:
-        final, mode = input_path, "in_place"
-    elif out is not None:
-        final, mode = Path(out), ("copy" if local else "derived")
-    elif local:
-        final, mode = input_path.with_name(input_path.name.removesuffix(".nwb") + ".celltype.nwb"), "copy"
-    else:
-        raise InvalidValueError(
-            f"{source} is remote: give out (--out PATH) for the derived NWB file to write"
-        )
-    if mode != "in_place":
-        _check_output_path(final, input_path)
-        if final.exists() and not overwrite:
-            raise AnnotationExistsError(f"{final} exists; pass overwrite=True (--overwrite) to replace it")
-    else:
-        check_replaceable(final, allow_read_only=allow_read_only, allow_hard_links=allow_hard_links)
-    return _OutputPlan(final, mode, input_path)
 
 
 def _unit_reasons(preds, unit_ids, problems: dict[int, str]) -> tuple[list[dict], list[dict]]:
@@ -498,7 +336,7 @@ def _predict(labelling: _Labelling, features, problems: dict[int, str], timings:
 
 
 def _write_output(
-    plan: _OutputPlan, src, units: _UnitsSummary, spill_path, overwrite: bool, labelling, preds, info, skipped
+    plan: OutputPlan, src, units: _UnitsSummary, spill_path, overwrite: bool, labelling, preds, info, skipped
 ) -> None:
     """Write the derived file, or the input's copy, with our tables added, through atomic_write."""
     write_tables = functools.partial(
@@ -510,14 +348,14 @@ def _write_output(
     with atomic_write(plan.final, replace=overwrite or in_place, keep_mode_of=keep) as tmp:
         if plan.mode == "derived":  # the derived file's Units rows are the source's units in order
             add_tables = functools.partial(write_tables, unit_indices=np.arange(n_units))
-            _write_derived(tmp, src, units, spill_path, add_tables)
+            write_derived(tmp, src, units, spill_path, add_tables)
         else:
             add_tables = functools.partial(write_tables, unit_indices=units.unit_indices)
-            _append_to_copy(plan.input_path, tmp, add_tables, labelling.table_name, overwrite, n_units)
+            append_to_copy(plan.input_path, tmp, add_tables, labelling.table_name, overwrite, n_units)
 
 
 def _annotation_result(
-    plan: _OutputPlan, labelling: _Labelling, preds, timings, info, is_demo, skipped, unclassified
+    plan: OutputPlan, labelling: _Labelling, preds, timings, info, is_demo, skipped, unclassified
 ) -> AnnotationResult:
     """What the run did, counted from the predictions (see :func:`_unit_reasons` for the lists)."""
     counts = Counter(str(lbl) for lbl in preds.labels)
@@ -615,14 +453,14 @@ def annotate(
         stack.enter_context(cleanup_on_signals())
         src = stack.enter_context(open_source(source, dandi_api_url=dandi_api_url, cache_dir=cache_dir))
         info = src.info.to_dict()
-        plan = _output_plan(source, info, out, in_place, overwrite, allow_read_only, allow_hard_links)
-        _checkpoint("opened")
+        plan = output_plan(source, info, out, in_place, overwrite, allow_read_only, allow_hard_links)
+        checkpoint("opened")
 
         spill_path, spill = _open_spill(stack, plan.final) if plan.mode == "derived" else (None, None)
         units, features, timings = _read_features(
             src, labelling, family, batch_size, progress, spill, plan.final
         )
-        _checkpoint("features")
+        checkpoint("features")
 
         preds, skipped, unclassified = _predict(labelling, features, units.problems, timings)
         with _timed(timings, "write"):
