@@ -19,7 +19,7 @@ from nwb_celltype.features.discharge import (
     compute_isi_counts,
     extract_discharge_features,
 )
-from nwb_celltype.library.tables import import_tables, read_feature_tables
+from nwb_celltype.library.tables import import_tables, read_feature_tables, write_feature_tables
 from nwb_celltype.testing.real_data import real_c4_dir
 
 REAL = real_c4_dir() or Path("/nonexistent/real-c4")
@@ -135,6 +135,23 @@ def test_nwb_path_equals_table_path(tmp_path):
     assert np.argmax(np.abs(tab_fs.waveform), axis=1).tolist() == [30] * len(trains)
     assert np.allclose(np.abs(tab_fs.waveform).max(1), 1.0)
     assert (tab_fs.waveform[:, 30] < 0).all()  # sign kept: the trough stays negative
+
+    # the NWB path's features written as tables (to share them) read back as the same features
+    mine = write_feature_tables(tmp_path / "mine", nwb_fs, {"species": "mouse", "lab": "test lab"})
+    back = read_feature_tables(mine)
+    assert np.array_equal(back.acg_counts, nwb_fs.acg_counts)
+    assert np.array_equal(back.isi_counts, nwb_fs.isi_counts)
+    np.testing.assert_allclose(back.waveform, nwb_fs.waveform, atol=1e-6)
+    assert list(back.labels) == ["unlabeled"] * len(trains)
+    meta = json.loads((mine / "dataset.json").read_text())
+    assert meta["species"] == "mouse" and meta["waveform_rate_hz"] == nwb_fs.config.waveform_rate_hz
+    assert sorted(p.name for p in mine.iterdir()) == [
+        "acg.csv",
+        "dataset.json",
+        "isi_dist.csv",
+        "labels.csv",
+        "waveforms.csv",
+    ]
 
 
 @pytest.mark.parametrize("rate_hz", [20000.0, 25000.0, 30000.0, 32000.0, 40000.0])

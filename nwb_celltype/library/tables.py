@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import write_text_file
 from ..errors import LibraryError, NwbCelltypeError
 from ..features.discharge import DischargeConfig, DischargeFeatureSet, align_waveform
 
@@ -285,40 +287,31 @@ def write_feature_tables(folder: str | Path, fs: DischargeFeatureSet, dataset: d
         raise LibraryError("write_feature_tables writes the 100 ms layout; use the default configuration.")
     n = len(fs)
     labels = fs.labels if fs.labels is not None else np.full(n, UNLABELLED, dtype=object)
-    with open(folder / "labels.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["label"])
-        w.writerows([[str(x)] for x in labels])
+    label_text = io.StringIO()
+    w = csv.writer(label_text)
+    w.writerow(["label"])
+    w.writerows([[str(x)] for x in labels])
     full = np.concatenate([fs.acg_counts[:, ::-1], np.zeros((n, 1)), fs.acg_counts], axis=1)
-    np.savetxt(
-        folder / "acg.csv",
-        full,
-        delimiter=",",
-        fmt="%.17g",
-        header=",".join(map(str, range(-100, 101))),
-        comments="",
-    )
-    np.savetxt(
-        folder / "isi_dist.csv",
-        fs.isi_counts,
-        delimiter=",",
-        fmt="%.17g",
-        header=",".join(map(str, range(100))),
-        comments="",
-    )
-    np.savetxt(
-        folder / "waveforms.csv",
-        fs.waveform,
-        delimiter=",",
-        fmt="%.9g",
-        header=",".join(map(str, range(fs.waveform.shape[1]))),
-        comments="",
-    )
     d = {"name": folder.name, "species": "unknown", "lab": "unknown"}
     d.update(dataset or {})
     d["waveform_rate_hz"] = cfg.waveform_rate_hz
-    (folder / "dataset.json").write_text(json.dumps(d, indent=1), encoding="utf-8")
+    files = {  # all made before any is written; each written whole or not at all
+        "labels.csv": label_text.getvalue(),
+        "acg.csv": _csv_text(full, range(-100, 101), "%.17g"),
+        "isi_dist.csv": _csv_text(fs.isi_counts, range(100), "%.17g"),
+        "waveforms.csv": _csv_text(fs.waveform, range(fs.waveform.shape[1]), "%.9g"),
+        "dataset.json": json.dumps(d, indent=1),
+    }
+    for name, text in files.items():
+        write_text_file(folder / name, text)
     return folder
+
+
+def _csv_text(rows: np.ndarray, columns, fmt: str) -> str:
+    """``rows`` as comma-separated text under a header of ``columns``."""
+    buf = io.StringIO()
+    np.savetxt(buf, rows, delimiter=",", fmt=fmt, header=",".join(map(str, columns)), comments="")
+    return buf.getvalue()
 
 
 def evidence_type_of(dataset: dict) -> str:
