@@ -113,6 +113,15 @@ def score(y: np.ndarray, p: np.ndarray, reasons: dict | None = None) -> dict:
     rec_all = {CLASSES[c]: float(np.mean(pred[y == c] == c)) for c in present}
     rec_thr = {CLASSES[c]: float(((pred == y) & classified)[y == c].mean()) for c in present}
     counts = {CLASSES[c]: int(np.sum(y == c)) for c in present}
+    # how far each label can be trusted: of the units given label c at threshold 2, how many are c
+    given = {
+        CLASSES[c]: {
+            "right": int(np.sum(classified & (pred == c) & (y == c))),
+            "given": int(np.sum(classified & (pred == c))),
+        }
+        for c in range(len(CLASSES))
+        if c in present or np.any(classified & (pred == c))
+    }
     cls_rec = [
         float(np.mean(pred[classified & (y == c)] == c)) for c in present if np.any(classified & (y == c))
     ]
@@ -142,6 +151,7 @@ def score(y: np.ndarray, p: np.ndarray, reasons: dict | None = None) -> dict:
         "ece": expected_calibration_error(y, p)["ece"],
         "recall": rec_all,
         "recall_at_2_abstain_as_miss": rec_thr,
+        "labels_at_2": given,
         "accuracy_coverage": curve,
     }
 
@@ -489,6 +499,16 @@ def _markdown(res: dict) -> str:
             for c in m["recall"]
         )
         lines.append(f"- {ev}: {cells}")
+    lines += [
+        "",
+        "Labels the model gave at threshold 2, right / given per label (its precision on held-out units; "
+        "abstentions are not labels):",
+        "",
+    ]
+    for ev, r in res["evaluations"].items():
+        given = r["model"].get("labels_at_2")
+        if given:
+            lines.append(f"- {ev}: " + ", ".join(f"{c} {g['right']}/{g['given']}" for c, g in given.items()))
     lines += _depth_markdown(res)
     lines += [
         "",
