@@ -2,8 +2,8 @@
 lock per target file, with SIGTERM/SIGINT/SIGHUP cleanup, stale-temp removal and disk-full errors
 turned into :class:`~nwb_celltype.errors.OutputError`. Every write path that touches a user's file
 (annotate in every mode, library label) goes through :func:`atomic_write`, and so do the
-other single-file outputs (simulate, features, exports, C4 library imports, bundle files;
-:func:`write_npz`, :func:`write_text_file`).
+other single-file outputs (simulate, features, exports, C4 library imports, bundle files,
+figures, reports, evaluations; :func:`write_npz`, :func:`write_text_file`, :func:`write_figure`).
 
 Hard links: the result is a new file renamed over the target, so other hard links to the old file
 keep the old content. An in-place write to a file with several links is therefore refused unless
@@ -242,7 +242,9 @@ def check_space(tmp: Path, nbytes: int) -> None:
 def _quiet_abandoned_hdf5() -> Iterator[None]:
     """While a write may fail: h5py objects of a file that hit a full disk fail again when they are
     freed and Python prints each as "Exception ignored in ..." — noise after our one-line error.
-    Those (disk-full) reports are dropped; every other unraisable exception is reported as usual."""
+    Those (disk-full) reports are dropped; every other unraisable exception is reported as usual.
+    Only a failed write collects garbage (a full collection costs ~0.1 s in a process holding JAX
+    and matplotlib, per file written)."""
     import gc
     import sys
 
@@ -255,8 +257,10 @@ def _quiet_abandoned_hdf5() -> Iterator[None]:
     sys.unraisablehook = hook
     try:
         yield
-    finally:
+    except BaseException:
         gc.collect()  # free the abandoned file's objects while the filter is in place
+        raise
+    finally:
         sys.unraisablehook = previous
 
 
@@ -352,9 +356,11 @@ def write_text_file(final: str | os.PathLike, text: str, *, replace: bool = True
     return final
 
 
-def write_npz(final: str | os.PathLike, arrays: dict, *, replace: bool = True) -> Path:
-    """Write ``arrays`` compressed to ``final`` (``.npz`` appended when missing; no pickles) through
-    :func:`atomic_write`; returns the path written."""
+def write_npz(
+    final: str | os.PathLike, arrays: dict, *, replace: bool = True, compressed: bool = True
+) -> Path:
+    """Write ``arrays`` (compressed unless told) to ``final`` (``.npz`` appended when missing; no
+    pickles) through :func:`atomic_write`; returns the path written."""
     import numpy as np
 
     final = Path(final)
@@ -363,5 +369,14 @@ def write_npz(final: str | os.PathLike, arrays: dict, *, replace: bool = True) -
     if not final.parent.exists():
         raise OutputError(f"cannot write {final}: folder {final.parent} does not exist; create it first.")
     with atomic_write(final, replace=replace) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+        (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+    return final
+
+
+def write_figure(fig, final: str | os.PathLike, **savefig_kwargs) -> Path:
+    """Save a matplotlib figure to ``final`` (format from its suffix) through :func:`atomic_write`,
+    without the per-target lock (figures of one report are each written by one process)."""
+    final = Path(final)
+    with atomic_write(final, replace=True, lock=False) as tmp:
+        fig.savefig(tmp, format=final.suffix.lstrip(".") or "png", **savefig_kwargs)
     return final

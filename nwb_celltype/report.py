@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._atomic import atomic_write, write_figure, write_text_file
 from .errors import InvalidValueError
 
 logger = logging.getLogger(__name__)
@@ -165,7 +166,8 @@ class _UnitFigure:
             self.fig.draw_artist(a)
         # RGB (the figure is opaque) at low compression: encoding is the largest per-unit cost left
         rgb = np.ascontiguousarray(np.asarray(self.canvas.buffer_rgba())[..., :3])
-        Image.fromarray(rgb).save(path, compress_level=1)
+        with atomic_write(path, replace=True, lock=False) as tmp:
+            Image.fromarray(rgb).save(tmp, format="PNG", compress_level=1)
 
 
 def _draw_units(job: dict) -> int:
@@ -323,7 +325,8 @@ def write_report(
         f"<pre>{html.escape(format_agreement(a))}</pre>" for a in agreements(records) if a.prediction == name
     )
     index = out / "index.html"
-    index.write_text(
+    write_text_file(
+        index,
         "<html><head><meta charset='utf-8'><title>nwb-celltype report</title></head><body>"
         f"<h1>{html.escape(str(path))}</h1><h2>{html.escape(name)}</h2>"
         f"<pre>{html.escape(format_annotations({name: rec}, max_rows=0))}</pre>"
@@ -331,7 +334,7 @@ def write_report(
         + '<img src="summary.png">'
         + units_html_table(rec)
         + "".join(pages)
-        + "</body></html>"
+        + "</body></html>",
     )
     return index
 
@@ -349,5 +352,5 @@ def _summary_figure(rec, name: str, path: Path) -> None:
     ax.set(title=f"{name}: label counts", ylabel="units")
     plt.setp(ax.get_xticklabels(), rotation=30)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    write_figure(fig, path, dpi=DPI)
     plt.close(fig)

@@ -697,3 +697,32 @@ def test_failed_bundle_save_keeps_the_old_bundle(tmp_path, monkeypatch, demo_bun
         save_bundle(demo_bundle, path, overwrite=True)
     assert {p.name: _sha(p) for p in path.iterdir()} == before and _leftovers(path) == []
     assert load_bundle(path).sha256 == demo_bundle.sha256
+
+
+@pytest.mark.parametrize("writer", ["unit figure", "summary figure", "page"])
+def test_failed_report_write_keeps_the_old_report(tmp_path, monkeypatch, writer):
+    """A report rewritten over an older one (``--overwrite``) that fails while writing a unit's
+    figure, the summary figure or the page leaves every file of the older report as it was."""
+    import matplotlib.figure
+    from PIL import Image
+
+    from nwb_celltype.simulate import demo_recording_path
+
+    annotated = tmp_path / "a.nwb"
+    assert _run("annotate", demo_recording_path(), "--out", annotated, "-q").exit_code == 0
+    out = tmp_path / "report"
+    args = ("report", annotated, "--out", out, "--max-units", 3, "--workers", 1, "-q")
+    assert _run(*args).exit_code == 0
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    before = {p: _sha(p) for p in files}
+    assert out / "index.html" in before and out / "summary.png" in before and len(before) == 5
+    owner, attr, arg = {
+        "unit figure": (Image.Image, "save", 1),
+        "summary figure": (matplotlib.figure.Figure, "savefig", 1),
+        "page": (Path, "write_text", 0),
+    }[writer]
+    _failing_writer(monkeypatch, owner, attr, target_arg=arg)
+    res = _run(*args, "--overwrite")
+    assert {p: _sha(p) for p in files} == before
+    assert sorted(p for p in out.rglob("*") if p.is_file()) == files  # no temporary file left
+    assert res.exit_code == 1 and "no space left" in res.output and "Traceback" not in res.output

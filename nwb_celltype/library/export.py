@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+from .._atomic import write_text_file
 from ..errors import LibraryError, OutputError
 from ._hashing import sha256_file
 from ._open import open_nwb
@@ -97,8 +98,9 @@ def export_dandiset(
     desc = description or manifest.description or f"Ground-truth cell-type library {manifest.name!r}."
     import yaml
 
-    (out / "dandiset.yaml").write_text(
-        yaml.safe_dump({"identifier": "DANDI:000000", "name": title, "description": desc}, sort_keys=False)
+    write_text_file(
+        out / "dandiset.yaml",
+        yaml.safe_dump({"identifier": "DANDI:000000", "name": title, "description": desc}, sort_keys=False),
     )
     sources = [str(Path(e.source(manifest.root)).resolve()) for e in manifest.entries]
     from dandi.organize import FileOperationMode, organize

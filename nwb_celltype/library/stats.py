@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._atomic import write_figure
 from ._annotations import read_ground_truth
 from ._open import open_nwb
 from .manifest import Manifest, load_manifest
@@ -91,7 +92,7 @@ class LibraryStats:
             ax.set_xlabel("labelled units")
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
+        write_figure(fig, path, dpi=100)
         plt.close(fig)
         return path
 

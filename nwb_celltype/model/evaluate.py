@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._atomic import write_figure, write_npz, write_text_file
 from ..errors import LibraryError, OutputError
 from .bundle import _json_safe
 from .metrics import metrics_with_baselines
@@ -115,8 +116,10 @@ class EvaluationReport:
         except OSError as exc:
             raise OutputError(f"cannot create the evaluation folder {out}: {exc}") from exc
         paths = [out / "evaluation.json"]
-        paths[0].write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
-        np.savez(out / "predictions.npz", y=self.y, probabilities=self.probabilities)
+        write_text_file(paths[0], json.dumps(self.to_dict(), indent=1, allow_nan=False))
+        write_npz(
+            out / "predictions.npz", {"y": self.y, "probabilities": self.probabilities}, compressed=False
+        )
         paths.append(out / "predictions.npz")
         if figures:
             paths += _figures(self, out)
@@ -186,7 +189,7 @@ def _figures(rep: EvaluationReport, out: Path) -> list[Path]:
     ax.set_title(f"confusion (threshold {m['threshold']:g}, {m['fraction_classified']:.0%} classified)")
     fig.tight_layout()
     paths.append(out / "confusion_matrix.png")
-    fig.savefig(paths[-1], dpi=100)
+    write_figure(fig, paths[-1], dpi=100)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -200,7 +203,7 @@ def _figures(rep: EvaluationReport, out: Path) -> list[Path]:
     ax.legend(loc="lower right")
     fig.tight_layout()
     paths.append(out / "per_class.png")
-    fig.savefig(paths[-1], dpi=100)
+    write_figure(fig, paths[-1], dpi=100)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(4.5, 4))
@@ -220,7 +223,7 @@ def _figures(rep: EvaluationReport, out: Path) -> list[Path]:
     ax.legend()
     fig.tight_layout()
     paths.append(out / "threshold_curve.png")
-    fig.savefig(paths[-1], dpi=100)
+    write_figure(fig, paths[-1], dpi=100)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(4.5, 4))
@@ -236,7 +239,7 @@ def _figures(rep: EvaluationReport, out: Path) -> list[Path]:
     ax.set_title(f"reliability (ECE {m['calibration']['ece']:.3f})")
     fig.tight_layout()
     paths.append(out / "reliability.png")
-    fig.savefig(paths[-1], dpi=100)
+    write_figure(fig, paths[-1], dpi=100)
     plt.close(fig)
     return paths
 
