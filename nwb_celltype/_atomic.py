@@ -3,7 +3,7 @@ lock per target file, with SIGTERM/SIGINT/SIGHUP cleanup, stale-temp removal and
 turned into :class:`~nwb_celltype.errors.OutputError`. Every write path that touches a user's file
 (annotate in every mode, library label) goes through :func:`atomic_write`, and so do the
 other single-file outputs (simulate, features, exports, C4 library imports, bundle files,
-figures, reports, evaluations; :func:`write_npz`, :func:`write_text_file`, :func:`write_figure`).
+figures, reports, evaluations; :func:`write_nwbfile`, :func:`write_npz`, :func:`write_text_file`, :func:`write_figure`).
 
 Hard links: the result is a new file renamed over the target, so other hard links to the old file
 keep the old content. An in-place write to a file with several links is therefore refused unless
@@ -353,6 +353,16 @@ def write_text_file(final: str | os.PathLike, text: str, *, replace: bool = True
     final = Path(final)
     with atomic_write(final, replace=replace) as tmp:
         tmp.write_text(text, encoding="utf-8")
+    return final
+
+
+def write_nwbfile(nwbfile, final: str | os.PathLike, *, replace: bool) -> Path:
+    """Write an in-memory pynwb ``NWBFile`` as the new file ``final`` through :func:`atomic_write`."""
+    from pynwb import NWBHDF5IO
+
+    final = Path(final)
+    with atomic_write(final, replace=replace) as tmp, NWBHDF5IO(str(tmp), "w") as io:
+        io.write(nwbfile)
     return final
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_write
+from .._atomic import write_nwbfile
 from ..errors import LibraryError, NotNWBError, OutputError, SourceNotFoundError
 from ..vocabulary import EVIDENCE_TYPES, LAYERS
 from ._annotations import LABEL_VOCABULARY
@@ -469,15 +469,6 @@ def _add_label_tables(
         )
 
 
-def _write_replacing(nwb, target: Path, *, overwrite: bool) -> None:
-    """Write ``nwb`` to ``target`` through :func:`~nwb_celltype._atomic.atomic_write`: a hidden
-    temporary file beside it, renamed onto it only when complete (removed on any failure)."""
-    from pynwb import NWBHDF5IO
-
-    with atomic_write(target, replace=overwrite) as tmp, NWBHDF5IO(str(tmp), "w") as io:
-        io.write(nwb)
-
-
 def import_c4h5(
     path: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -549,7 +540,7 @@ def import_c4h5(
         electrode_row = _add_probe_electrodes(nwb, group)
         _add_units(nwb, path, ds, group, electrode_row, quality_filter=quality_filter)
         _add_label_tables(nwb, group, labels, labelled_by=labelled_by, labelled_at=labelled_at)
-        _write_replacing(nwb, target, overwrite=overwrite)
+        write_nwbfile(nwb, target, replace=overwrite)  # whole or not at all
         written.append(target)
         logger.info("wrote %s (%d neurons)", target, len(group))
     return written

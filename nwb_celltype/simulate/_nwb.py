@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_write
+from .._atomic import write_nwbfile
 from ..errors import OutputError
 from ..vocabulary import C4_CLASSES
 from ._params import Preset, get_preset
@@ -53,8 +53,6 @@ def write_nwb(
     written through ``nwb_celltype.nwb.add_annotations`` (False when that layer is unavailable).
     The file is written through :func:`nwb_celltype._atomic.atomic_write` (OutputError on failure,
     nothing left behind)."""
-    from pynwb import NWBHDF5IO
-
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputError(f"{path} exists; pass overwrite=True or choose another path.")
@@ -68,8 +66,7 @@ def write_nwb(
     written = _add_ground_truth(nwbfile, result, start)
     # a pid-stamped temporary file renamed onto ``path`` when complete: an interrupted or failed
     # write leaves no half-written file there, and an older file is replaced only by a whole one
-    with atomic_write(path, replace=overwrite) as tmp, NWBHDF5IO(str(tmp), "w") as io:
-        io.write(nwbfile)
+    write_nwbfile(nwbfile, path, replace=overwrite)
     return written
 
 
