@@ -4,6 +4,8 @@ turned into :class:`~nwb_celltype.errors.OutputError`. Every write path that tou
 (annotate in every mode, library label) goes through :func:`atomic_write`, and so do the
 other single-file outputs (simulate, features, exports, C4 library imports, bundle files,
 figures, reports, evaluations; :func:`write_nwbfile`, :func:`write_npz`, :func:`write_text_file`, :func:`write_figure`).
+Output folders of several files (a report, an evaluation) are built the same way as a whole:
+:func:`atomic_folder` fills a pid-stamped folder beside the target and swaps it in when complete.
 
 Hard links: the result is a new file renamed over the target, so other hard links to the old file
 keep the old content. An in-place write to a file with several links is therefore refused unless
@@ -18,11 +20,13 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import signal
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from .errors import AnnotationExistsError, NwbCelltypeError, OutputError
@@ -35,6 +39,9 @@ DEFAULT_LOCK_TIMEOUT_S = 600.0
 #: Signals that abort a write cleanly (temporary files removed, target untouched).
 CLEANUP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _TEMP = re.compile(r"^\.(?P<name>.+)\.pid(?P<pid>\d+)\.[0-9a-f]{8}\.(?P<tag>[a-z.]+)$")
+#: Tags of a folder being built by :func:`atomic_folder` and of the older folder moved aside by its swap.
+FOLDER_TAG = "tmp.dir"
+OLD_FOLDER_TAG = "old.dir"
 
 
 class Interrupted(SystemExit):
@@ -65,17 +72,37 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_temps(final: Path) -> list[Path]:
-    """Remove temporary files of ``final`` left by runs that no longer exist (killed with SIGKILL,
-    power loss); those of live runs are kept. Returns the removed paths."""
+    """Remove temporary files (and folders, :func:`atomic_folder`) of ``final`` left by runs that no
+    longer exist (killed with SIGKILL, power loss); those of live runs are kept. Returns the removed
+    paths. An older folder that a dead run had moved aside for its swap while ``final`` is missing
+    (killed between the two renames) is renamed back to ``final``, not removed."""
     removed = []
     with contextlib.suppress(OSError):
-        for p in final.parent.iterdir():
+        for p in sorted(final.parent.iterdir()):
             m = _TEMP.match(p.name)
-            if m and m["name"] == final.name and not _alive(int(m["pid"])):
-                with contextlib.suppress(FileNotFoundError):
+            if not (m and m["name"] == final.name and not _alive(int(m["pid"]))):
+                continue
+            if m["tag"] == OLD_FOLDER_TAG and not os.path.lexists(final):
+                try:
+                    os.rename(p, final)
+                    logger.warning(
+                        "restored %s, moved aside by a run (pid %s) that no longer exists", final, m["pid"]
+                    )
+                except OSError as exc:
+                    logger.warning("could not restore %s from %s: %s", final, p, exc)
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+                gone = not os.path.lexists(p)
+            else:
+                try:
                     p.unlink()
-                    removed.append(p)
-                    logger.info("removed %s, left by a run (pid %s) that no longer exists", p, m["pid"])
+                    gone = True
+                except FileNotFoundError:
+                    gone = False
+            if gone:
+                removed.append(p)
+                logger.info("removed %s, left by a run (pid %s) that no longer exists", p, m["pid"])
     return removed
 
 
@@ -301,16 +328,11 @@ def atomic_write(
     from ._files import give_mode
 
     final = Path(final)
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(cleanup_on_signals())
-        stack.enter_context(_quiet_abandoned_hdf5())
-        if lock:
-            stack.enter_context(target_lock(final))
-        remove_stale_temps(final)
+    with _write_guards(final, lock=lock):
         if not replace and final.exists():
             raise AnnotationExistsError(f"{final} exists; pass overwrite=True (--overwrite) to replace it")
         tmp = temp_path(final)
-        try:
+        with _undone_on_failure(final, lambda: tmp.unlink(missing_ok=True)):
             yield tmp
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
@@ -327,15 +349,190 @@ def atomic_write(
                     ) from None
                 tmp.unlink()
             _fsync_dir(final.parent)
-        except NwbCelltypeError:
-            tmp.unlink(missing_ok=True)
-            raise
-        except (OSError, RuntimeError) as exc:
-            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _write_guards(final: Path, *, lock: bool = True) -> Iterator[None]:
+    """What every write of ``final`` runs under: :func:`cleanup_on_signals`, the full-disk noise
+    filter, :func:`target_lock` (with ``lock``), then :func:`remove_stale_temps`."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(cleanup_on_signals())
+        stack.enter_context(_quiet_abandoned_hdf5())
+        if lock:
+            stack.enter_context(target_lock(final))
+        remove_stale_temps(final)
+        yield
+
+
+@contextlib.contextmanager
+def _undone_on_failure(final: Path, undo) -> Iterator[None]:
+    """Call ``undo`` (remove the temporary file or folder) when the block fails in any way, signals
+    included; an OSError or RuntimeError that is not ours becomes :func:`as_output_error`."""
+    try:
+        yield
+    except BaseException as exc:
+        undo()
+        if isinstance(exc, (OSError, RuntimeError)) and not isinstance(exc, NwbCelltypeError):
             raise as_output_error(exc, final) from exc
-        except BaseException:
-            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _owns(rel: str, owned: Iterable[str]) -> bool:
+    """Whether the entry at ``rel`` (a POSIX path inside the folder) is one the command writes: it
+    matches an ``owned`` pattern (:func:`fnmatch.fnmatchcase`), or is a temporary or lock file of one."""
+    parent, _, name = rel.rpartition("/")
+    m = _TEMP.match(name)
+    if m:
+        name = m["name"]
+    elif name.startswith(".") and name.endswith(".lock"):
+        name = name[1:-5]
+    rel = f"{parent}/{name}" if parent else name
+    return any(fnmatchcase(rel, pattern) for pattern in owned)
+
+
+def check_folder(
+    final: str | os.PathLike, *, replace: bool, owned: Iterable[str], what: str = "this output"
+) -> dict[str, int] | None:
+    """Whether :func:`atomic_folder` may replace the folder ``final``: None when it does not exist,
+    else the permission bits of it and of its sub-folders (by relative path; ``""`` is ``final``).
+
+    Raises
+    ------
+    OutputError
+        ``final`` is not a folder, a folder in it is not writable, or it holds entries that do not
+        match ``owned`` (a user's files, which the swap would remove): nothing is written.
+    AnnotationExistsError
+        It is not empty and ``replace`` is not given.
+    """
+    final = Path(final)
+    owned = tuple(owned)
+    if not os.path.lexists(final):
+        return None
+    if not final.is_dir():
+        raise OutputError(f"{final} exists and is not a folder; choose another output folder.")
+    modes: dict[str, int] = {}
+    foreign: list[str] = []
+    entries = 0
+
+    def walk(folder: Path, rel: str) -> None:
+        nonlocal entries
+        modes[rel.rstrip("/")] = stat.S_IMODE(os.stat(folder).st_mode)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot replace {final}: the folder {folder} is not writable.")
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            entries += 1
+            r = rel + entry.name
+            if not _owns(r, owned):
+                foreign.append(r + ("/" if entry.is_dir(follow_symlinks=False) else ""))
+            elif entry.is_dir(follow_symlinks=False):
+                walk(Path(entry.path), r + "/")
+
+    try:
+        walk(final, "")
+    except OSError as exc:
+        if isinstance(exc, NwbCelltypeError):
             raise
+        raise as_output_error(exc, final) from exc
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputError(
+            f"{final} holds files that are not part of {what} ({shown}); the folder is replaced as a "
+            "whole, so move them out of it or choose another output folder. Nothing was written."
+        )
+    if entries and not replace:
+        raise AnnotationExistsError(
+            f"{final} exists; pass --overwrite to replace it, or choose another path."
+        )
+    return modes
+
+
+@contextlib.contextmanager
+def _signals_held(held: list[int]) -> Iterator[None]:
+    """Record the cleanup signals that arrive during the block in ``held`` instead of acting on them
+    (a swap's two renames must not be cut in two). A no-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {}
+    for sig in CLEANUP_SIGNALS:
+        with contextlib.suppress(OSError, ValueError):
+            old[sig] = signal.signal(sig, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+@contextlib.contextmanager
+def atomic_folder(
+    final: str | os.PathLike, *, replace: bool, owned: Iterable[str], what: str = "this output"
+) -> Iterator[Path]:
+    """Yield a new pid-stamped folder beside ``final`` (``.NAME.pidN.XXXXXXXX.tmp.dir``, same file
+    system) to fill; when the block succeeds it is swapped in whole: the older ``final`` is renamed
+    aside, the new folder renamed into place, then the older one removed. On any failure, signal (see
+    :func:`cleanup_on_signals`) or full disk the new folder is removed and ``final`` is untouched.
+
+    Parameters
+    ----------
+    final : path
+        The folder to create or replace (a symbolic link to a folder: the folder it points to). Its
+        parent folders are created when missing.
+    replace : bool
+        Replace a ``final`` that is not empty; without it that is
+        :class:`~nwb_celltype.errors.AnnotationExistsError` (checked again at the swap).
+    owned : patterns
+        The entries the command writes, as :func:`fnmatch.fnmatchcase` patterns of paths inside the
+        folder (``"index.html"``, ``"units"``, ``"units/unit_*.png"``). An existing ``final`` holding
+        anything else (a user's files) is refused before the block and again at the swap
+        (:func:`check_folder`), since the swap would remove it; owned entries the new output lacks
+        (figures of units not drawn this time) go with the older folder.
+    what : str
+        What the folder holds, for the error naming a user's files ("a report").
+
+    The new folder and its sub-folders get the permission bits of the older ones (a new folder gets
+    a new folder's: 0777 minus the umask). :func:`target_lock` on ``final`` is held for the whole
+    block; the cleanup signals that arrive during the swap itself are acted on once it is complete.
+    A shell whose working folder was the older ``final`` is left in the removed folder (``cd`` back
+    into it)."""
+    final = Path(os.path.realpath(final))
+    owned = tuple(owned)
+    held: list[int] = []
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise as_output_error(exc, final) from exc
+    with _write_guards(final):
+        check_folder(final, replace=replace, owned=owned, what=what)
+        tmp = temp_path(final, FOLDER_TAG)
+        aside = None
+        try:
+            with _undone_on_failure(final, lambda: shutil.rmtree(tmp, ignore_errors=True)):
+                tmp.mkdir()
+                yield tmp
+                modes = check_folder(final, replace=replace, owned=owned, what=what) or {}
+                for rel, mode in sorted(modes.items(), reverse=True):
+                    if (tmp / rel).is_dir() and not (tmp / rel).is_symlink():
+                        os.chmod(tmp / rel, mode)
+                _fsync_dir(tmp)
+                with _signals_held(held):
+                    if os.path.lexists(final):
+                        older = temp_path(final, OLD_FOLDER_TAG)
+                        os.rename(final, older)
+                        try:
+                            os.rename(tmp, final)
+                        except BaseException:
+                            os.rename(older, final)  # if this fails too, a later run renames it back
+                            raise
+                        aside = older
+                    else:
+                        os.rename(tmp, final)
+                _fsync_dir(final.parent)
+        finally:
+            if aside is not None:
+                shutil.rmtree(aside, ignore_errors=True)
+    for sig in held:  # arrived during the swap: acted on now, with the caller's handlers
+        signal.raise_signal(sig)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._atomic import atomic_write, write_figure, write_text_file
+from ._atomic import atomic_folder, atomic_write, write_figure, write_text_file
 from .errors import InvalidValueError
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 #: Below this many units one process draws them all: a spawned worker's start-up (importing the
 #: NWB stack and matplotlib, ~3 s on 2 shared cores) costs more than it saves at ~0.06 s per unit.
 POOL_MIN_UNITS = 200
+#: What a report folder holds (:func:`nwb_celltype._atomic.atomic_folder` patterns): it is replaced
+#: as a whole, and a folder holding anything else is refused.
+REPORT_FILES = ("index.html", "summary.png", "units", "units/unit_*.png")
 #: Figure size (inches) and resolution of the per-unit figures.
 FIGSIZE = (12.0, 3.2)
 DPI = 80
@@ -261,7 +264,11 @@ def write_report(
     path : path
         Annotated NWB file.
     out_dir : path
-        Folder for ``index.html``, ``summary.png`` and ``units/unit_<id>.png``.
+        Folder for ``index.html``, ``summary.png`` and ``units/unit_<id>.png``. It is written whole
+        or not at all (:func:`nwb_celltype._atomic.atomic_folder`): the report is drawn into a new
+        folder beside it, which replaces an earlier report only once complete (figures of units
+        the earlier one drew and this one does not go with it). A folder holding files other than a
+        report's is refused (:class:`~nwb_celltype.errors.OutputError`), since they would go too.
     table : str, optional
         Annotation table to draw (default: :func:`default_table`).
     max_units : int, optional
@@ -271,11 +278,7 @@ def write_report(
     workers : int, optional
         Processes drawing figures (default: 2 from :data:`POOL_MIN_UNITS` units on, else 1).
     """
-    from tqdm.auto import tqdm
-
-    from .agreement import agreements, format_agreement
-    from .features._geometry import log_geometry
-    from .inspect_file import format_annotations, load_annotations, units_html_table
+    from .inspect_file import load_annotations
 
     records = load_annotations(path)
     if not records:
@@ -287,7 +290,20 @@ def write_report(
     config = _display_config((rec.classifier or {}).get("feature_config") or "")
 
     out = Path(out_dir)
-    (out / "units").mkdir(parents=True, exist_ok=True)
+    with atomic_folder(out, replace=True, owned=REPORT_FILES, what="a report") as tmp:
+        _write_report_files(path, tmp, records, name, rec, config, max_units, progress, workers)
+    return out / "index.html"
+
+
+def _write_report_files(path, out: Path, records: dict, name: str, rec, config, max_units, progress, workers):
+    """Every file of the report into the (new, empty) folder ``out``."""
+    from tqdm.auto import tqdm
+
+    from .agreement import agreements, format_agreement
+    from .features._geometry import log_geometry
+    from .inspect_file import format_annotations, units_html_table
+
+    (out / "units").mkdir()
     wanted = np.asarray(rec.unit_indices)
     if max_units is not None:
         wanted = wanted[:max_units]
@@ -324,9 +340,8 @@ def write_report(
     agreed = "".join(
         f"<pre>{html.escape(format_agreement(a))}</pre>" for a in agreements(records) if a.prediction == name
     )
-    index = out / "index.html"
     write_text_file(
-        index,
+        out / "index.html",
         "<html><head><meta charset='utf-8'><title>nwb-celltype report</title></head><body>"
         f"<h1>{html.escape(str(path))}</h1><h2>{html.escape(name)}</h2>"
         f"<pre>{html.escape(format_annotations({name: rec}, max_rows=0))}</pre>"
@@ -336,7 +351,6 @@ def write_report(
         + "".join(pages)
         + "</body></html>",
     )
-    return index
 
 
 def _summary_figure(rec, name: str, path: Path) -> None:

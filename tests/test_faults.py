@@ -622,19 +622,27 @@ def test_dandi_api_down_is_one_line_of_ours(command, down, tmp_path):
 # -- every output file is written whole or not at all ---------------------------------------------
 
 
-def _failing_writer(monkeypatch, owner, attr, target_arg=0):
+def _failing_writer(monkeypatch, owner, attr, target_arg=0, after=0):
     """Replace ``owner.attr`` by a writer that puts a few bytes into its target, then fails with a
-    full disk (what an interrupted or failed write leaves behind)."""
+    full disk (what an interrupted or failed write leaves behind); the first ``after`` calls write
+    as usual. Returns the targets of the calls made."""
     import errno
+
+    original = getattr(owner, attr)
+    calls = []
 
     def broken(*args, **kwargs):
         target = args[target_arg]
+        calls.append(target)
+        if len(calls) <= after:
+            return original(*args, **kwargs)
         with contextlib.ExitStack() as stack:
             fh = target if hasattr(target, "write") else stack.enter_context(open(target, "wb"))
             fh.write(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(owner, attr, broken)
+    return calls
 
 
 def _run(*args):
@@ -726,3 +734,201 @@ def test_failed_report_write_keeps_the_old_report(tmp_path, monkeypatch, writer)
     assert {p: _sha(p) for p in files} == before
     assert sorted(p for p in out.rglob("*") if p.is_file()) == files  # no temporary file left
     assert res.exit_code == 1 and "no space left" in res.output and "Traceback" not in res.output
+
+
+# -- output folders swapped whole (atomic_folder) -------------------------------------------------
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, str]]:
+    """Every entry of ``folder`` (itself as ""), with its permission bits and, for a file, its digest."""
+    tree = {"": (stat.S_IMODE(folder.stat().st_mode), "folder")}
+    for p in sorted(folder.rglob("*")):
+        tree[p.relative_to(folder).as_posix()] = (
+            stat.S_IMODE(p.lstat().st_mode),
+            _sha(p) if p.is_file() else "folder",
+        )
+    return tree
+
+
+@pytest.fixture(scope="module")
+def annotated_demo(tmp_path_factory) -> Path:
+    from nwb_celltype.simulate import demo_recording_path
+
+    path = tmp_path_factory.mktemp("annotated") / "a.nwb"
+    assert _run("annotate", demo_recording_path(), "--out", path, "-q").exit_code == 0
+    return path
+
+
+def test_report_rewrite_failing_half_way_keeps_the_old_folder(tmp_path, monkeypatch, annotated_demo):
+    """A report rewritten with --overwrite that fails at its third unit figure, two new figures
+    already drawn, leaves the older report folder exactly as it was: every file's bytes and mode,
+    no new file, the folder's own mode, and no temporary folder (or lock) beside it. (Before, the
+    figures drawn before the failure replaced the older ones.)"""
+    from PIL import Image
+
+    out = tmp_path / "report"
+    args = ("report", annotated_demo, "--out", out, "--workers", 1, "-q")
+    assert _run(*args, "--max-units", 2, "--table", "ground_truth").exit_code == 0
+    out.chmod(0o750)
+    before = _tree(out)
+    calls = _failing_writer(monkeypatch, Image.Image, "save", target_arg=1, after=2)
+    res = _run(*args, "--max-units", 4, "--overwrite")  # other table: every figure differs
+    assert len(calls) == 3
+    assert res.exit_code == 1 and "no space left" in res.output and "Traceback" not in res.output
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_report_rewrite_swaps_the_whole_folder(tmp_path, annotated_demo):
+    """A successful rewrite leaves exactly the new report (byte-identical to one written afresh;
+    figures of units the older report drew and this one does not are gone), keeps the folders'
+    permission bits, and leaves no temporary or older folder beside it."""
+    out, fresh = tmp_path / "report", tmp_path / "fresh"
+    args = ("report", annotated_demo, "--workers", 1, "-q")
+    assert _run(*args, "--out", out, "--max-units", 4, "--table", "ground_truth").exit_code == 0
+    out.chmod(0o750)
+    (out / "units").chmod(0o700)
+    inode = out.stat().st_ino
+    res = _run(*args, "--out", out, "--max-units", 2, "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert _run(*args, "--out", fresh, "--max-units", 2).exit_code == 0
+    tree, new = _tree(out), _tree(fresh)
+    assert sorted(tree) == ["", "index.html", "summary.png", "units", "units/unit_0.png", "units/unit_1.png"]
+    assert tree[""][0] == 0o750 and tree["units"][0] == 0o700  # the older folders' modes
+    assert {k: v[1] for k, v in tree.items()} == {k: v[1] for k, v in new.items()}
+    assert out.stat().st_ino != inode  # a new folder, renamed into place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "report"]
+
+
+def test_report_refuses_a_folder_holding_other_files(tmp_path, annotated_demo):
+    """The folder is replaced whole, so a folder holding files that are not a report's (the user's)
+    is refused, with or without --overwrite, before anything is drawn, naming the files and how to
+    fix it; the folder is untouched. (Before, the report was written among them.)"""
+    out = tmp_path / "report"
+    args = ("report", annotated_demo, "--out", out, "--max-units", 1, "--workers", 1, "-q")
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    res = _run(*args)
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "holds files that are not part of a report (notes.txt)" in res.output
+    assert "move them out of it or choose another output folder" in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    (out / "notes.txt").unlink()
+    assert _run(*args).exit_code == 0
+    (out / "units" / "mine.txt").write_text("mine")
+    (out / "extra").mkdir()
+    before = _tree(out)
+    res = _run(*args, "--overwrite")
+    assert res.exit_code == 1 and "(extra/, units/mine.txt)" in res.output
+    assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def _evaluation(seed: int, n: int = 30):
+    from nwb_celltype.model.evaluate import HeldOut
+
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.ones(3), size=n)
+    return HeldOut("test", rng.integers(0, 3, n), p, {}).report(("a", "b", "c"), 2.0, lambda: {"scheme": "t"})
+
+
+def test_evaluation_rewrite_failing_half_way_keeps_the_old_folder(tmp_path, monkeypatch):
+    """An evaluation written over an older one that fails at its second figure (evaluation.json,
+    predictions.npz and one figure already written) leaves the older folder as it was; a complete
+    one replaces it whole (figures it does not write go), keeping the folder's mode."""
+    import matplotlib.figure
+
+    out = tmp_path / "ev"
+    _evaluation(0).write(out)
+    out.chmod(0o750)
+    before = _tree(out)
+    assert len(before) == 7
+    with monkeypatch.context() as m:
+        calls = _failing_writer(m, matplotlib.figure.Figure, "savefig", target_arg=1, after=1)
+        with pytest.raises(OutputError, match="no space left"):
+            _evaluation(1).write(out)
+    assert len(calls) == 2
+    assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["ev"]
+    paths = _evaluation(1).write(out, figures=False)
+    assert paths == [out / "evaluation.json", out / "predictions.npz"]
+    tree = _tree(out)
+    assert sorted(tree) == ["", "evaluation.json", "predictions.npz"] and tree[""][0] == 0o750
+    assert tree["evaluation.json"] != before["evaluation.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ev"]
+
+
+def test_evaluation_refuses_a_folder_holding_other_files(tmp_path):
+    """An evaluation folder holding the user's files is refused (Python and CLI, the CLI before it
+    evaluates anything), the folder untouched."""
+    out = tmp_path / "ev"
+    _evaluation(0).write(out)
+    (out / "notes.txt").write_text("mine")
+    before = _tree(out)
+    with pytest.raises(OutputError, match=r"not part of an evaluation \(notes.txt\)"):
+        _evaluation(1).write(out)
+    res = _run("evaluate", tmp_path / "missing.toml", "--out", out, "--overwrite")
+    assert res.exit_code == 1 and "not part of an evaluation (notes.txt)" in res.output
+    assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["ev"]
+
+
+_FOLDER_SIGNAL_CHILD = """
+import sys, time
+from pathlib import Path
+from nwb_celltype._atomic import atomic_folder
+with atomic_folder(Path(sys.argv[1]), replace=True, owned=("a.txt", "b.txt")) as tmp:
+    (tmp / "a.txt").write_bytes(b"new")
+    print("READY", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_signals_remove_the_new_folder_and_keep_the_old(tmp_path):
+    """SIGTERM, SIGINT or SIGHUP while a folder is being built: the new folder is removed and the
+    older one is untouched. One child per signal, started together."""
+    sigs = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
+    targets, procs = [], []
+    for sig in sigs:
+        d = tmp_path / sig.name / "out"
+        d.mkdir(parents=True)
+        (d / "a.txt").write_bytes(b"old")
+        (d / "b.txt").write_bytes(b"old")
+        targets.append(d)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _FOLDER_SIGNAL_CHILD, str(d)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for sig, d, proc in zip(sigs, targets, procs, strict=True):
+        with proc:
+            assert proc.stdout.readline().strip() == "READY", proc.stderr.read()
+            assert any(n.endswith(".tmp.dir") for n in _leftovers(d.parent))
+            proc.send_signal(sig)
+            proc.wait(20)
+        assert proc.returncode != 0, sig
+        assert {p.name: p.read_bytes() for p in d.iterdir()} == {"a.txt": b"old", "b.txt": b"old"}
+        assert _leftovers(d.parent) == [], sig
+
+
+def test_stale_folders_of_dead_runs(tmp_path):
+    """A dead run's half-built folder is removed; an older folder a dead run had moved aside, its
+    target missing (killed between the swap's two renames), is renamed back; a live run's is kept.
+    (Before, a folder stopped the clean-up: unlink failed on it.)"""
+    out = tmp_path / "out"
+    built = tmp_path / f".out.pid{_dead_pid()}.0123abcd.tmp.dir"
+    aside = tmp_path / f".out.pid{_dead_pid()}.89abcdef.old.dir"
+    live = tmp_path / f".out.pid{os.getpid()}.0123abcd.tmp.dir"
+    for d in (built, aside, live):
+        (d / "units").mkdir(parents=True)
+        (d / "units" / "a.txt").write_bytes(d.name.encode())
+    assert _atomic.remove_stale_temps(out) == [built]
+    assert (out / "units" / "a.txt").read_bytes() == aside.name.encode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out"]
+    with pytest.raises(AnnotationExistsError, match="pass --overwrite"):
+        with _atomic.atomic_folder(out, replace=False, owned=("units", "units/*")):
+            pass
+    with _atomic.atomic_folder(out, replace=True, owned=("units", "units/*")) as tmp:
+        (tmp / "b.txt").write_bytes(b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out"]
+    assert [p.name for p in out.iterdir()] == ["b.txt"]

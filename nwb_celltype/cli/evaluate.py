@@ -10,13 +10,19 @@ from .train import _config_options, family_option, load_library, make_config, ma
 
 @click.command()
 @click.argument("library", nargs=-1, required=True)
-@click.option("--out", "out", required=True, type=click.Path(), help="Folder for evaluation.json + figures.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(),
+    help="Folder for evaluation.json + figures (new, empty, or holding an earlier evaluation only).",
+)
 @click.option("--outer-folds", "outer_folds", type=int, default=5, show_default=True, help="Outer CV folds.")
 @click.option("--leave-one-out", is_flag=True, help="Leave-one-out outer CV (one ensemble per unit: slow).")
 @click.option("--test", "test", multiple=True, help="Separate test library (e.g. another species).")
 @click.option("--threshold", type=float, default=2.0, show_default=True, help="Confidence-ratio threshold.")
 @click.option("--no-baselines", is_flag=True, help="Skip logistic-regression and rule baselines.")
-@overwrite_option("the contents of --out")
+@overwrite_option("an earlier evaluation in --out (swapped for the new one once complete)")
 @family_option
 @_config_options
 def evaluate(
@@ -52,9 +58,13 @@ def evaluate(
     never sees the held-out units, not even unlabelled; the options --repeats, --vae-epochs,
     --head-epochs, --use-layer and --finetune-encoders apply to c4-3d only, --floor-rule and
     --max-confidently-wrong to acg-isi-wave only."""
+    from .._atomic import check_folder
     from ..model import evaluate_model
+    from ..model.evaluate import EVALUATION_FILES
 
     refuse_existing(out, overwrite)
+    # before the (long) evaluation: the folder is replaced whole, so a user's files in it are refused
+    check_folder(out, replace=True, owned=EVALUATION_FILES, what="an evaluation")
     family = resolve_family(family, library)
     if family == "acg-isi-wave":
         cfg = make_real_config(

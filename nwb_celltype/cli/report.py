@@ -8,7 +8,11 @@ import click
 @click.command()
 @click.argument("path", type=click.Path())
 @click.option(
-    "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the report."
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the report (new, empty, or holding an earlier report only).",
 )
 @click.option(
     "--table",
@@ -22,7 +26,11 @@ import click
 @click.option(
     "--workers", type=click.IntRange(min=1), default=None, help="Processes drawing figures (default 2)."
 )
-@click.option("--overwrite", is_flag=True, help="Replace a report already in OUT.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace a report already in OUT (swapped for the new one once complete).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print nothing but errors.")
 def report(path, out_dir, table, max_units, workers, overwrite, quiet):
     """Draw, for each unit of PATH's annotations, its waveform (µV over ms), 3D ACG (lags in ms,

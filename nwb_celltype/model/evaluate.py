@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._atomic import write_figure, write_npz, write_text_file
-from ..errors import LibraryError, OutputError
+from .._atomic import atomic_folder, write_figure, write_npz, write_text_file
+from ..errors import LibraryError
 from .bundle import _json_safe
 from .metrics import metrics_with_baselines
 from .training import (
@@ -109,21 +109,33 @@ class EvaluationReport:
 
     def write(self, out_dir: str | Path, *, figures: bool = True) -> list[Path]:
         """Write ``evaluation.json`` and PNG figures (confusion matrix, per-class P/R/F1,
-        accuracy vs fraction classified, reliability diagram) into ``out_dir``; returns the paths."""
+        accuracy vs fraction classified, reliability diagram) into ``out_dir``; returns the paths.
+
+        The folder is written whole or not at all (:func:`nwb_celltype._atomic.atomic_folder`): an
+        earlier evaluation there is replaced only once every file is written, and a folder holding
+        other files (:data:`EVALUATION_FILES` are ours) is refused with
+        :class:`~nwb_celltype.errors.OutputError`."""
         out = Path(out_dir)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create the evaluation folder {out}: {exc}") from exc
-        paths = [out / "evaluation.json"]
-        write_text_file(paths[0], json.dumps(self.to_dict(), indent=1, allow_nan=False))
-        write_npz(
-            out / "predictions.npz", {"y": self.y, "probabilities": self.probabilities}, compressed=False
-        )
-        paths.append(out / "predictions.npz")
-        if figures:
-            paths += _figures(self, out)
-        return paths
+        with atomic_folder(out, replace=True, owned=EVALUATION_FILES, what="an evaluation") as tmp:
+            write_text_file(tmp / "evaluation.json", json.dumps(self.to_dict(), indent=1, allow_nan=False))
+            write_npz(
+                tmp / "predictions.npz", {"y": self.y, "probabilities": self.probabilities}, compressed=False
+            )
+            paths = [tmp / "evaluation.json", tmp / "predictions.npz"]
+            if figures:
+                paths += _figures(self, tmp)
+        return [out / p.name for p in paths]
+
+
+#: What an evaluation folder holds (:func:`nwb_celltype._atomic.atomic_folder` patterns).
+EVALUATION_FILES = (
+    "evaluation.json",
+    "predictions.npz",
+    "confusion_matrix.png",
+    "per_class.png",
+    "threshold_curve.png",
+    "reliability.png",
+)
 
 
 @dataclass
