@@ -870,6 +870,86 @@ def test_evaluation_refuses_a_folder_holding_other_files(tmp_path):
     assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["ev"]
 
 
+def _other_bundle(bundle):
+    """``bundle`` with another temperature: different weights (its calibration tensor) and card."""
+    import copy
+
+    from nwb_celltype.model import ModelBundle
+
+    card = copy.deepcopy(bundle.card)
+    for key in ("sha256", "weights_sha256"):
+        card.pop(key, None)
+    card["name"] = "other"
+    return ModelBundle(
+        ensemble=bundle.ensemble, card=card, temperature=bundle.temperature * 1.5, laplace=bundle.laplace
+    )
+
+
+def test_bundle_save_failing_at_the_card_keeps_the_old_bundle(tmp_path, monkeypatch, demo_bundle):
+    """A save over an older bundle (overwrite=True) that fails while writing the card, the new
+    weights already written, leaves the older bundle exactly as it was (both files' bytes and modes,
+    the folder's mode) and loadable, with nothing beside it. (Before, the new weights replaced the
+    older ones under the old card, and load_bundle refused the mix by its digest.)"""
+    from nwb_celltype.model import load_bundle, save_bundle
+
+    out = save_bundle(demo_bundle, tmp_path / "bundle")
+    out.chmod(0o750)
+    before = _tree(out)
+    assert sorted(before) == ["", "model_card.json", "weights.safetensors"]
+    other = _other_bundle(demo_bundle)
+    with monkeypatch.context() as m:
+        calls = _failing_writer(m, Path, "write_text")
+        with pytest.raises(OutputError, match="no space left"):
+            save_bundle(other, out, overwrite=True)
+    assert len(calls) == 1 and "model_card.json" in Path(calls[0]).name  # the weights were written
+    assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    assert load_bundle(out).sha256 == demo_bundle.sha256
+
+
+def test_bundle_overwrite_swaps_the_whole_folder(tmp_path, demo_bundle):
+    """A successful save over an older bundle leaves exactly the new bundle (byte-identical to one
+    saved afresh, loadable), in a new folder renamed into place that keeps the older folder's
+    mode, and nothing beside it."""
+    from nwb_celltype.model import load_bundle, save_bundle
+
+    out = save_bundle(demo_bundle, tmp_path / "bundle")
+    out.chmod(0o750)
+    inode = out.stat().st_ino
+    other = _other_bundle(demo_bundle)
+    assert save_bundle(other, out, overwrite=True) == out
+    fresh = save_bundle(other, tmp_path / "fresh")
+    tree = _tree(out)
+    assert sorted(tree) == ["", "model_card.json", "weights.safetensors"] and tree[""][0] == 0o750
+    assert {k: v[1] for k, v in tree.items()} == {k: v[1] for k, v in _tree(fresh).items()}
+    assert out.stat().st_ino != inode  # a new folder, renamed into place
+    assert load_bundle(out).sha256 == other.sha256 != demo_bundle.sha256
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "fresh"]
+
+
+def test_bundle_save_refuses_a_folder_holding_other_files(tmp_path, demo_bundle):
+    """A bundle folder is replaced whole, so one holding files that are not a bundle's is refused,
+    with or without overwrite (Python, train and c4 import, both before any work), the folder
+    untouched. (Before, an overwrite wrote the bundle among them.)"""
+    from nwb_celltype.model import save_bundle
+
+    out = save_bundle(demo_bundle, tmp_path / "bundle")
+    (out / "notes.txt").write_text("mine")
+    before = _tree(out)
+    for overwrite in (True, False):
+        with pytest.raises(OutputError, match=r"not part of a model bundle \(notes.txt\)"):
+            save_bundle(demo_bundle, out, overwrite=overwrite)
+    res = _run("train", tmp_path / "missing.toml", "--out", out, "--overwrite")
+    assert res.exit_code == 1 and "not part of a model bundle (notes.txt)" in res.output
+    for name in ("a.tar.gz", "h.pt"):
+        (tmp_path / name).write_bytes(b"not read")
+    args = ("c4", "import", tmp_path / "a.tar.gz", tmp_path / "h.pt", "--variant", "base", "--out", out)
+    res = _run(*args, "--overwrite")
+    assert res.exit_code == 1 and "not part of a model bundle (notes.txt)" in res.output
+    assert "Traceback" not in res.output
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "bundle", "h.pt"]
+
+
 _FOLDER_SIGNAL_CHILD = """
 import sys, time
 from pathlib import Path

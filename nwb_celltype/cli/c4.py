@@ -29,12 +29,17 @@ def c4() -> None:
     "out",
     type=click.Path(file_okay=False),
     required=True,
-    help="Directory to write the model bundle to (weights.safetensors + model_card.json).",
+    help="Directory to write the model bundle to (weights.safetensors + model_card.json): new, empty, "
+    "or holding an earlier bundle only.",
 )
 @click.option(
     "--classes", default=None, help="Comma-separated class names in output order, overriding the variant's."
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --out.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing bundle at --out (swapped for the new one once complete).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts).")
 def import_(archive, hessians, variant, out, classes, overwrite, as_json):
     """Turn C4's ARCHIVE (trained_models.tar.gz) and HESSIANS (hessians.pt) into a model bundle.
@@ -42,9 +47,10 @@ def import_(archive, hessians, variant, out, classes, overwrite, as_json):
     Nothing is unpickled beyond tensors and plain containers (torch weights_only loading); files that
     would need more are refused. The prior precision of the Laplace calibration is fitted here, once.
     """
-    from ..model.bundle import save_bundle
+    from ..model.bundle import check_bundle_folder, save_bundle
     from ..model.c4 import import_c4_ensemble
 
+    check_bundle_folder(out, overwrite=overwrite)  # before reading the archive
     names = [c.strip() for c in classes.split(",")] if classes else None
     bundle = import_c4_ensemble(archive, hessians, variant=variant, classes=names)
     path = save_bundle(bundle, out, overwrite=overwrite)

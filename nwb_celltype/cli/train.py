@@ -122,11 +122,21 @@ def make_real_config(folds: int, seed: int, threads: int, *, floor_rule: str, ma
 
 @click.command()
 @click.argument("library", nargs=-1, required=True)
-@click.option("--out", "out", required=True, type=click.Path(), help="Bundle directory to write.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(),
+    help="Bundle directory to write (new, empty, or holding an earlier bundle only).",
+)
 @click.option("--name", default="nwb-celltype-model", show_default=True, help="Model name (model card).")
 @click.option("--model-version", default="0.1.0", show_default=True, help="Model version (model card).")
 @click.option("--description", default="", help="Free text stored in the model card.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing bundle directory.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing bundle in --out (swapped for the new one once complete).",
+)
 @family_option
 @_config_options
 def train(
@@ -156,7 +166,9 @@ def train(
     real-data family (acg-isi-wave); --repeats/--vae-epochs/--head-epochs/--use-layer/--finetune-encoders
     apply to c4-3d only, --floor-rule/--max-confidently-wrong to acg-isi-wave only."""
     from ..model import save_bundle, train_model
+    from ..model.bundle import check_bundle_folder
 
+    check_bundle_folder(out, overwrite=overwrite)  # before the (long) training
     family = resolve_family(family, library)
     ts = load_library(library, cache_dir, annotation, progress, family)
     if family == "acg-isi-wave":

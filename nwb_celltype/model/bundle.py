@@ -11,6 +11,7 @@ On disk a bundle is a directory::
 ``model_card.json["weights_sha256"]`` is the sha256 of the weights file; ``["sha256"]`` (the bundle's
 identity, recorded in NWB provenance) is the sha256 of that digest + the canonical JSON of the card
 without the ``sha256`` field. Loading recomputes both and refuses a bundle that does not match.
+:func:`save_bundle` writes the folder whole or not at all (built beside it, then swapped in).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "BUNDLE_FORMAT",
     "ModelBundle",
     "bundle_from_states",
+    "check_bundle_folder",
     "load_bundle",
     "save_bundle",
 ]
@@ -50,6 +52,9 @@ BUNDLE_FORMAT = "nwb-celltype-model"
 BUNDLE_FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "model_card.json"
+#: What a bundle folder holds (:func:`nwb_celltype._atomic.atomic_folder` patterns): a save replaces
+#: the folder as a whole, so a folder holding anything else is refused.
+BUNDLE_FILES = (WEIGHTS_FILE, CARD_FILE)
 _PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".dill")
 
 
@@ -371,40 +376,60 @@ def bundle_from_training(
     )
 
 
-def save_bundle(bundle: ModelBundle, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Write ``bundle`` as a directory ``path`` (weights.safetensors + model_card.json).
+def check_bundle_folder(path: str | Path, *, overwrite: bool = False) -> None:
+    """Refuse, before any work, a ``path`` that :func:`save_bundle` would not write (``train`` and
+    ``c4 import`` call it before training or importing).
 
     Raises
     ------
     OutputError
-        ``path`` exists and is not an empty directory / a bundle (unless ``overwrite``).
+        ``path`` is a file; it is a folder holding files that are not a bundle's
+        (:data:`BUNDLE_FILES`, with or without ``overwrite``: the folder is replaced whole); or it is
+        not empty and ``overwrite`` is not given.
+    """
+    from .._atomic import check_folder
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(
+            f"cannot write a model bundle to {path}: it exists and is a file; choose a new path."
+        )
+    check_folder(path, replace=True, owned=BUNDLE_FILES, what="a model bundle")
+    existing = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    if existing and not overwrite:
+        raise OutputError(
+            f"{path} is not empty ({existing[:5]}); pass overwrite=True (CLI: --overwrite) "
+            "or choose a new directory."
+        )
+
+
+def save_bundle(bundle: ModelBundle, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``bundle`` as a directory ``path`` (weights.safetensors + model_card.json).
+
+    The folder is written whole or not at all (:func:`nwb_celltype._atomic.atomic_folder`): both files
+    are written into a new folder beside ``path``, which replaces an older bundle there only once
+    complete, so a failed or interrupted save leaves the older bundle as it was (and loadable).
+
+    Raises
+    ------
+    OutputError
+        ``path`` is a file, holds files other than a bundle's, or is not empty and ``overwrite`` is
+        not given (:func:`check_bundle_folder`); or a file could not be written.
     """
     from safetensors.torch import save_file
 
+    from .._atomic import atomic_folder, atomic_write, write_text_file
+
     path = Path(path)
-    if path.exists():
-        if not path.is_dir():
-            raise OutputError(
-                f"cannot write a model bundle to {path}: it exists and is a file; choose a new path."
-            )
-        existing = {p.name for p in path.iterdir()}
-        if existing and not overwrite:
-            raise OutputError(
-                f"{path} is not empty ({sorted(existing)[:5]}); pass overwrite=True (CLI: --overwrite) "
-                "or choose a new directory."
-            )
-    path.mkdir(parents=True, exist_ok=True)
+    check_bundle_folder(path, overwrite=overwrite)
     tensors = bundle._tensors()
     bundle.card["weights_sha256"] = _weights_digest(tensors)
     bundle.card["sha256"] = _bundle_digest(bundle.card)
-    from .._atomic import atomic_write, write_text_file
-
-    # each file whole or not at all, the card last: an interrupted save leaves no bundle, or (over
-    # an older one) new weights under the old card, which load_bundle refuses by their digest
-    with atomic_write(path / WEIGHTS_FILE, replace=True) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": BUNDLE_FORMAT})
     card = json.dumps(_json_safe(bundle.card), indent=1, sort_keys=True, allow_nan=False)
-    write_text_file(path / CARD_FILE, card)
+    with atomic_folder(path, replace=overwrite, owned=BUNDLE_FILES, what="a model bundle") as tmp:
+        with atomic_write(tmp / WEIGHTS_FILE, replace=True, lock=False) as w:
+            save_file(tensors, str(w), metadata={"format": BUNDLE_FORMAT})
+        write_text_file(tmp / CARD_FILE, card)
     bundle.path = path
     logger.info("saved model bundle %s (%s) to %s", bundle.name, bundle.sha256[:12], path)
     return path
