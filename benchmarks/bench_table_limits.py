@@ -12,9 +12,21 @@ split; balanced accuracy over every class present, per-class recall beside it.
 - ``rate_shape_feature``: the model's 74 discharge inputs with and without log(share of ISIs at
   50-100 ms / share of ACG pairs at 50-100 ms), within lab, thinned to 300 ACG pairs, across species;
 - ``demo_units``: a logistic regression trained on every real unit's discharge inputs, on the
-  shipped demo recording's labelled units (>= 100 spikes).
+  shipped demo recording's labelled units (>= 100 spikes);
+- ``classic_classifiers`` (session 11): logistic regression, an RBF support-vector machine and
+  gradient-boosted trees on the model's own inputs (quantile-mapped on the training and unlabelled
+  units), on **the validation benchmark's folds** (bench_real_validation.py: within lab, pooled,
+  across species), each decided by its most probable class and by the most probable class after
+  dividing by the training class frequencies (a balanced decision), and at confidence ratio 2
+  (coverage, balanced recall with abstentions as misses, confidently wrong);
+- ``self_training`` (session 11): pseudo-labels on the 484 unlabelled Lisberger units for a
+  logistic regression (same folds);
+- ``model_decision_bias`` (session 11, option ``--model-bias``, ~8 min on 2 cores): the real-data
+  model of bench_real_validation.py with a per-class bias on its log-probabilities fitted on its own
+  inner out-of-fold predictions (coordinate search maximising their balanced accuracy), on the
+  benchmark's folds.
 
-Usage: python benchmarks/bench_table_limits.py --data ../shared/real-c4
+Usage: python benchmarks/bench_table_limits.py --data ../shared/real-c4 [--model-bias]
 Writes benchmarks/results/table_limits.json.
 """
 
@@ -24,19 +36,23 @@ import argparse
 import json
 import platform
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import rankdata
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import QuantileTransformer, StandardScaler
+from sklearn.svm import SVC
 
 from nwb_celltype.features.discharge import compute_acg_counts, compute_isi_counts
 from nwb_celltype.features.discharge_inputs import discharge_inputs
 from nwb_celltype.library.tables import read_feature_tables
 from nwb_celltype.model.real_inputs import _inputs
+from nwb_celltype.model.training import stratified_folds
 from nwb_celltype.simulate import demo_recording_path
 
 CLASSES = ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB")
@@ -185,6 +201,191 @@ def demo_units(labs: dict) -> dict:
     return {"units": int(len(y)), **_recalls(y, pred)}
 
 
+def _benchmark_splits(labs: dict) -> dict:
+    """The splits of bench_real_validation.py: (train units, test lab, rows per fold or None)."""
+    out = {}
+    for lab, other in (("hull", "lisberger"), ("lisberger", "hull")):
+        fold = stratified_folds(labs[lab]["y"], 5, np.random.default_rng(0))
+        out[f"{lab} within-lab CV"] = (lab, None, fold)
+        out[f"{lab} CV, other lab pooled"] = (lab, other, fold)
+    out["macaque -> mouse"] = ("lisberger", "hull", None)
+    out["mouse -> macaque"] = ("hull", "lisberger", None)
+    return out
+
+
+def _split_rows(labs: dict, split: tuple):
+    """(train x, train y, test x, test y) per fold of a :func:`_benchmark_splits` split."""
+    lab, other, fold = split
+    x = {k: _model_inputs(u) for k, u in labs.items()}
+    if fold is None:  # across species: train on one lab, test on the other
+        yield x[lab], labs[lab]["y"], x[other], labs[other]["y"], np.arange(len(x[other]))
+        return
+    for f in range(5):
+        tr, te = fold != f, fold == f
+        xs, ys = [x[lab][tr]], [labs[lab]["y"][tr]]
+        if other is not None:
+            xs.append(x[other])
+            ys.append(labs[other]["y"])
+        yield np.vstack(xs), np.concatenate(ys), x[lab][te], labs[lab]["y"][te], np.flatnonzero(te)
+
+
+def _scores(y: np.ndarray, p: np.ndarray) -> dict:
+    """No threshold, and at confidence ratio 2 (abstentions count as misses)."""
+    pred = p.argmax(1)
+    top2 = np.sort(p, 1)[:, -2:]
+    sure = top2[:, 1] >= 2 * top2[:, 0]
+    present = np.unique(y)
+    return {
+        **_recalls(y, pred),
+        "classified_at_2": round(float(sure.mean()), 3),
+        "balanced_recall_at_2": round(
+            float(np.mean([np.mean(sure[y == c] & (pred[y == c] == c)) for c in present])), 3
+        ),
+        "confidently_wrong_at_2": round(float(np.mean(sure & (pred != y))), 3),
+    }
+
+
+def _classic_probabilities(a: np.ndarray, y: np.ndarray, b: np.ndarray) -> dict:
+    """Class probabilities (n, 5) of the three classifiers trained on (a, y), for b."""
+    if not hasattr(SVC(), "probability"):
+        raise SystemExit("classic_classifiers needs scikit-learn < 1.11 (SVC(probability=True)).")
+    warnings.filterwarnings("ignore", "The `probability` parameter", FutureWarning)
+    models = {
+        "logistic regression": LogisticRegression(C=0.1, max_iter=3000, class_weight="balanced"),
+        # libsvm's Platt scaling with pairwise coupling (works with Hull's 1-2 GoC per training fold,
+        # where CalibratedClassifierCV's 5 folds do not); deprecated in scikit-learn 1.9
+        "RBF SVM": SVC(C=3.0, class_weight="balanced", probability=True, random_state=0),
+        "gradient boosting": HistGradientBoostingClassifier(
+            max_iter=300, learning_rate=0.05, class_weight="balanced", random_state=0
+        ),
+    }
+    out = {}
+    for name, m in models.items():
+        p = np.zeros((len(b), len(CLASSES)))
+        m.fit(a, y)
+        p[:, m.classes_] = m.predict_proba(b)
+        out[name] = p
+    out["mean of the three"] = sum(out.values()) / 3
+    return out
+
+
+def classic_classifiers(labs: dict, unlabelled: np.ndarray) -> dict:
+    res = {}
+    for name, split in _benchmark_splits(labs).items():
+        n_test = len(labs[split[1] if split[2] is None else split[0]]["y"])
+        probs, y_all = {}, np.zeros(n_test, int)
+        for a, y, b, yb, rows in _split_rows(labs, split):
+            q = QuantileTransformer(n_quantiles=200).fit(np.vstack([a, unlabelled]))
+            freq = np.array([max(np.mean(y == c), 1e-9) for c in range(len(CLASSES))])
+            for k, p in _classic_probabilities(q.transform(a), y, q.transform(b)).items():
+                for decision, pp in (("most probable", p), ("balanced decision", p / freq)):
+                    key = f"{k}, {decision}"
+                    probs.setdefault(key, np.zeros((n_test, len(CLASSES))))[rows] = pp / pp.sum(
+                        1, keepdims=True
+                    )
+            y_all[rows] = yb
+        res[name] = {k: _scores(y_all, p) for k, p in probs.items()}
+    return res
+
+
+def self_training(labs: dict, unlabelled: np.ndarray) -> dict:
+    u = labs["lisberger"]
+    x, y = _model_inputs(u), u["y"]
+    fold = stratified_folds(y, 5, np.random.default_rng(0))
+    make = _logreg(0.1, scaled=False)
+    preds = {
+        k: np.zeros_like(y) for k in ("labelled units only", "pseudo-labels p >= 0.9", "3 rounds, p >= 0.8")
+    }
+    for f in range(5):
+        tr, te = fold != f, fold == f
+        q = QuantileTransformer(n_quantiles=200).fit(np.vstack([x[tr], unlabelled]))
+        a, b, un = q.transform(x[tr]), q.transform(x[te]), q.transform(unlabelled)
+        m = make().fit(a, y[tr])
+        preds["labelled units only"][te] = m.predict(b)
+        for key, cut, rounds in (("pseudo-labels p >= 0.9", 0.9, 1), ("3 rounds, p >= 0.8", 0.8, 3)):
+            mm = m
+            for _ in range(rounds):
+                pu = mm.predict_proba(un)
+                sel = pu.max(1) >= cut
+                w = np.r_[np.ones(int(tr.sum())), np.full(int(sel.sum()), 0.5)]
+                ya = np.r_[y[tr], mm.classes_[pu[sel].argmax(1)]]
+                mm = make().fit(np.vstack([a, un[sel]]), ya, sample_weight=w)
+            preds[key][te] = mm.predict(b)
+    return {k: _recalls(y, p) for k, p in preds.items()}
+
+
+def _fit_bias(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per-class bias on log p maximising the (w-weighted) balanced accuracy of p's rows."""
+
+    def bal(b):
+        pred = (lp + b).argmax(1)
+        return np.mean([np.sum(w[y == c] * (pred[y == c] == c)) / np.sum(w[y == c]) for c in np.unique(y)])
+
+    lp, b = np.log(p + 1e-9), np.zeros(p.shape[1])
+    best = bal(b)
+    for _ in range(3):
+        for c in range(p.shape[1]):
+            for g in np.linspace(-2, 2, 41):
+                trial = b.copy()
+                trial[c] = g
+                if (s := bal(trial)) > best + 1e-9:
+                    best, b = s, trial
+    return b
+
+
+def model_decision_bias(data_dir: str) -> dict:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import bench_real_validation as brv
+
+    from nwb_celltype.model.real_ensemble import predict_real_ensemble
+    from nwb_celltype.model.real_networks import RealModelConfig
+    from nwb_celltype.model.real_training import train_real_ensemble
+
+    cfg = RealModelConfig(n_threads=2)
+    data, unl = brv.load_tables(data_dir)
+
+    def run(src, tr, te_fs, te):
+        oof = {}
+        groups = np.full(len(tr), src)
+        species = np.array([brv.SPECIES[src]] * len(tr))
+        fs = data[src]
+        t, m = train_real_ensemble(
+            brv._raw(fs, tr), fs.labels[tr].astype(str), CLASSES, unl, cfg, groups, oof=oof, species=species
+        )
+        p = predict_real_ensemble(t, m, brv._raw(te_fs, te))["probabilities"]
+        o = oof["mixed"]
+        return p, _fit_bias(np.asarray(o["p"]), np.asarray(o["y"]), np.asarray(o["w"]))
+
+    def rows(fs):
+        return np.flatnonzero(np.isin(fs.labels.astype(str), CLASSES) & fs.has_discharge)
+
+    res = {}
+    for lab in ("hull", "lisberger"):
+        fs = data[lab]
+        r = rows(fs)
+        y = brv._index(fs.labels[r].astype(str))
+        fold = stratified_folds(y, 5, np.random.default_rng(0))
+        p, pb = np.zeros((len(y), 5)), np.zeros((len(y), 5))
+        for f in range(5):
+            p[fold == f], bias = run(lab, r[fold != f], fs, r[fold == f])
+            pb[fold == f] = np.log(p[fold == f] + 1e-9) + bias
+        res[f"{lab} within-lab CV"] = {
+            "most probable": _recalls(y, p.argmax(1)),
+            "with bias": _recalls(y, pb.argmax(1)),
+        }
+    s, d = data["lisberger"], data["hull"]
+    yd = brv._index(d.labels[rows(d)].astype(str))
+    p, bias = run("lisberger", rows(s), d, rows(d))
+    res["macaque -> mouse"] = {
+        "most probable": _recalls(yd, p.argmax(1)),
+        "with bias": _recalls(yd, (np.log(p + 1e-9) + bias).argmax(1)),
+        "bias": [round(float(v), 2) for v in bias],
+    }
+    return res
+
+
 def _machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -198,18 +399,36 @@ def _machine() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="../shared/real-c4", help="the real-c4 folder (hull/, lisberger/)")
+    ap.add_argument(
+        "--model-bias",
+        action="store_true",
+        help="also train the real-data model on the benchmark's folds with a decision bias (~8 min)",
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
     data = {lab: read_feature_tables(Path(args.data) / lab) for lab in ("hull", "lisberger")}
     for fs in data.values():
         fs.labels = np.asarray(fs.labels, dtype=object).astype(str)
     labs = {lab: _lab(data, lab) for lab in data}
+    lis = data["lisberger"]
+    unl = lis.subset(np.flatnonzero((lis.labels == "unlabeled") & np.asarray(lis.has_discharge, bool)))
+    unlabelled = _model_inputs(
+        {
+            "acg": unl.acg_counts,
+            "isi": unl.isi_counts,
+            "waveform": np.where(unl.has_waveform[:, None], unl.waveform, np.nan),
+        }
+    )
     res = {
         "readme_baseline": readme_baseline(labs),
         "per_lab_normalisation": per_lab_normalisation(labs),
         "rate_shape_feature": rate_shape_feature(labs),
         "demo_units": demo_units(labs),
+        "classic_classifiers": classic_classifiers(labs, unlabelled),
+        "self_training": self_training(labs, unlabelled),
     }
+    if args.model_bias:
+        res["model_decision_bias"] = model_decision_bias(args.data)
     res["seconds"] = round(time.perf_counter() - t0, 1)
     res["machine"] = _machine()
     OUT.parent.mkdir(parents=True, exist_ok=True)
