@@ -24,6 +24,7 @@ from .real_inputs import (
     _inputs,
     _latents,
     _normalise,
+    apply_decision_bias,
     quantile_map,
     sharpen,
 )
@@ -95,6 +96,13 @@ def predict_real_ensemble(
         n_full = meta["n_members"]["full"]
         kind_means = member_p[:n_full, used_w].mean(0), member_p[n_full:, used_w].mean(0)
         probs[used_w] = sharpen(0.5 * (kind_means[0] + kind_means[1]), meta["temperatures"][MIXED])
+    # models trained with decision_bias: each row's view bias, on the ensemble and on its members
+    for view, rows in ((MIXED if mixed else "full", used_w), ("discharge", has_d & ~has_w)):
+        bias = (meta.get("decision_bias") or {}).get(view)
+        if bias is not None and rows.any():
+            probs[rows] = apply_decision_bias(probs[rows], bias)
+            with np.errstate(invalid="ignore"):  # members not used for a row stay NaN
+                member_p[:, rows] = apply_decision_bias(member_p[:, rows], bias)
     codes = {p: {"latent": lat[p], "input": inp[p]} for p in _PARTS}
     scores = ood_scores(tensors, meta, codes, {"discharge": has_d, "waveform": has_w})
     ood = scores["combined"]

@@ -18,7 +18,7 @@ from .real_inference import NumpyEncoder
 if TYPE_CHECKING:  # torch for training only: prediction runs in numpy (real_inference.py)
     from .real_networks import Autoencoder
 
-__all__ = ["FAMILY", "KINDS", "quantile_map", "sharpen"]
+__all__ = ["FAMILY", "KINDS", "apply_decision_bias", "fit_decision_bias", "quantile_map", "sharpen"]
 
 #: Feature family the ensemble reads (the lead's registry name for ACG/ISI to 100 ms + waveform).
 FAMILY = "acg-isi-wave"
@@ -115,3 +115,33 @@ def sharpen(p: np.ndarray, temperature: float) -> np.ndarray:
     z = np.log(np.clip(p, 1e-12, None)) / temperature
     z = np.exp(z - z.max(-1, keepdims=True))
     return z / z.sum(-1, keepdims=True)
+
+
+def apply_decision_bias(p: np.ndarray, bias) -> np.ndarray:
+    """Probabilities p (n, C) times ``exp(bias)`` (C,) per class, renormalised; (n, C)."""
+    q = np.asarray(p, dtype=np.float64) * np.exp(np.asarray(bias, dtype=np.float64))
+    return q / q.sum(-1, keepdims=True)
+
+
+def fit_decision_bias(p: np.ndarray, y: np.ndarray, w: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-class log-factors (C,) on p (n, C) that maximise the w-weighted balanced accuracy of
+    their most probable class against y: coordinate search over [-2, 2] in steps of 0.1, three
+    sweeps, a change kept only when it raises the score (ties keep 0, no bias)."""
+    lp = np.log(np.clip(p, 1e-12, None))
+    present = [c for c in range(n_classes) if np.any(y == c)]
+
+    def score(b: np.ndarray) -> float:
+        pred = (lp + b).argmax(1)
+        return float(np.mean([np.sum(w[y == c] * (pred[y == c] == c)) / np.sum(w[y == c]) for c in present]))
+
+    bias = np.zeros(n_classes)
+    best = score(bias)
+    for _ in range(3):
+        for c in range(n_classes):
+            for g in np.round(np.linspace(-2.0, 2.0, 41), 1):
+                trial = bias.copy()
+                trial[c] = g
+                s = score(trial)
+                if s > best + 1e-9:
+                    best, bias = s, trial
+    return bias

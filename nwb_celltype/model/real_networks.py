@@ -40,6 +40,11 @@ class RealModelConfig:
     that label were wrong, and the mixed view's floors raised to the full members'; stricter, fewer
     MLI and MFB labels, fewer non-C4 units labelled: :func:`.real_floors.per_label_floors`);
     ``calibrate_per_lab``: the temperature's NLL weighs every lab (group) the same;
+    ``decision_bias``: each view's calibrated probabilities are multiplied by a per-class factor
+    fitted on the labelled units' inner out-of-fold probabilities to maximise their balanced accuracy
+    (:func:`.real_inputs.fit_decision_bias`), before the floors are fitted (off in the shipped model:
+    an ablation, docs/validation.md; with it, the card's inner out-of-fold scores are those of the
+    biased probabilities, on which the bias was fitted: optimistic);
     ``mix_views``: a unit with a waveform is scored by the full *and* the discharge members (the
     mean of the two kinds' probabilities, sharpened by one more temperature fitted on the inner
     out-of-fold units), so that a waveform unlike the training labs' (another lab's processing)
@@ -89,6 +94,7 @@ class RealModelConfig:
     waveform_stretch: float = 0.0
     waveform_donors: float = 0.0
     min_agreement: float = 0.5
+    decision_bias: bool = False
     seed: int = 0
     n_threads: int = 2
 

@@ -37,6 +37,8 @@ from .real_inputs import (
     _latents,
     _normalise,
     _standardise,
+    apply_decision_bias,
+    fit_decision_bias,
     quantile_map,
     sharpen,
 )
@@ -322,6 +324,19 @@ def _oof_views(cfg, oof: dict, temps: dict, r: _Rows) -> tuple[dict, dict]:
     return oof_p, oof_rows
 
 
+def _decision_biases(cfg, oof_p: dict, oof_rows: dict, r: _Rows, n_classes: int) -> dict:
+    """With ``cfg.decision_bias``, per view the bias :func:`fit_decision_bias` fits on the labelled
+    units' out-of-fold probabilities; ``oof_p`` is biased in place (the floors are fitted after)."""
+    if not cfg.decision_bias:
+        return {}
+    out = {}
+    for k, v in _oof_set(oof_p, oof_rows, r, r.is_unit).items():
+        b = fit_decision_bias(v["p"], v["y"], v["w"], n_classes)
+        oof_p[k] = apply_decision_bias(oof_p[k], b)
+        out[k] = [float(x) for x in b]
+    return out
+
+
 def _oof_set(oof_p: dict, oof_rows: dict, r: _Rows, select: np.ndarray) -> dict:
     """Per view, the out-of-fold rows ``select`` (over the rows of ``r``) picks: probabilities,
     classes and weights (:func:`_row_weights`)."""
@@ -380,6 +395,7 @@ def _train(cfg, lab, labels, classes, unl, groups, oof_out=None, copies=None):
     )
     tensors.update({k: torch.from_numpy(v) for k, v in ood_t.items()})
     oof_p, oof_rows = _oof_views(cfg, oof, temps, r)
+    biases = _decision_biases(cfg, oof_p, oof_rows, r, n_classes)
     # one set of floors per depth band, fitted on the out-of-fold rows (units and copies) whose ACG
     # depth falls in it; without bands, on the labelled units
     edges = sorted(float(e) for e in cfg.depth_bands) if copies is not None else []
@@ -405,6 +421,7 @@ def _train(cfg, lab, labels, classes, unl, groups, oof_out=None, copies=None):
         "config": cfg.to_dict(),
         "n_members": {k: int(len(member_fold)) for k in KINDS},
         "temperatures": temps,
+        **({"decision_bias": biases} if biases else {}),
         "ratio_floors": floors[-1],
         "depth_bands": [{"below_pairs": e, "ratio_floors": f} for e, f in zip(edges, floors, strict=False)],
         "ood": ood_meta,
