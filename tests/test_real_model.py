@@ -439,3 +439,56 @@ def test_floors_are_fitted_on_the_out_of_fold_units_handed_out():
     full = oof["full"]
     recall = [np.mean(full["p"][full["y"] == c].argmax(1) == c) for c in range(len(CLASSES))]
     assert abs(meta["inner_oof_balanced_accuracy"]["full"] - np.mean(recall)) < 1e-9
+
+
+def test_decision_bias_fit_finds_the_factor_a_balanced_decision_needs():
+    """Units of class 1 all scored [0.6, 0.4] and of class 0 [0.7, 0.3]: the most probable class is
+    always 0 (balanced accuracy 0.5); class 1 needs a log-factor b with 0.4 e^b > 0.6 and
+    0.3 e^b < 0.7, i.e. b in (0.405, 0.847), to get every unit right."""
+    from nwb_celltype.model.real_inputs import apply_decision_bias, fit_decision_bias
+
+    p = np.array([[0.7, 0.3]] * 30 + [[0.6, 0.4]] * 5)
+    y = np.array([0] * 30 + [1] * 5)
+    b = fit_decision_bias(p, y, np.ones(len(y)), 2)
+    assert np.log(0.6 / 0.4) < b[1] - b[0] < np.log(0.7 / 0.3)
+    q = apply_decision_bias(p, b)
+    np.testing.assert_allclose(q.sum(1), 1.0)
+    assert (q.argmax(1) == y).all()
+    # already right: no bias at all
+    assert (fit_decision_bias(np.eye(2)[y] * 0.8 + 0.1, y, np.ones(len(y)), 2) == 0).all()
+
+
+def test_decision_bias_is_applied_per_view_at_prediction(trained):
+    """A model whose card holds a decision bias multiplies each unit's probabilities (and its
+    members') by exp(bias) of the view that scored it: the mixed view's for units with a waveform,
+    the discharge members' for the others."""
+    from nwb_celltype.model.real_inputs import apply_decision_bias
+
+    raw, labels, tensors, meta = trained
+    test_raw, no_w = _half_without_waveform()
+    plain = predict_real_ensemble(tensors, meta, test_raw)
+    biased_meta = {**meta, "decision_bias": {"mixed": [0.0, 0.0, 8.0], "discharge": [0.0, 0.0, 0.0]}}
+    out = predict_real_ensemble(tensors, biased_meta, test_raw)
+    np.testing.assert_allclose(
+        out["probabilities"][~no_w],
+        apply_decision_bias(plain["probabilities"][~no_w], [0, 0, 8.0]),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(out["probabilities"][no_w], plain["probabilities"][no_w])
+    members = plain["member_probabilities"][:, ~no_w].astype(np.float64)
+    used = np.isfinite(members[..., 0])
+    np.testing.assert_allclose(
+        out["member_probabilities"][:, ~no_w][used],
+        apply_decision_bias(members[used], [0, 0, 8.0]),
+        rtol=1e-5,
+    )
+
+
+def test_decision_bias_option_trains_and_records_it():
+    """``decision_bias=True`` stores one bias per view in the card, fitted on the inner out-of-fold
+    units; without it there is none."""
+    raw, labels = _units(12, seed=0)
+    cfg = RealModelConfig(**{**TINY.to_dict(), "decision_bias": True})
+    _, meta = train_real_ensemble(raw, labels, CLASSES, None, cfg)
+    assert set(meta["decision_bias"]) == {"full", "discharge", "mixed"}
+    assert all(len(v) == 3 and all(-2.0 <= x <= 2.0 for x in v) for v in meta["decision_bias"].values())
