@@ -46,6 +46,9 @@ class AnnotationResult:
         its waveform, "confidence ratio below the threshold (...); scored from its discharge alone ...").
     ignore_waveforms : bool
         Every unit was scored from its discharge alone (``annotate(..., ignore_waveforms=True)``).
+    units_columns : list of str
+        The Units columns the labels were copied into: ``cell_type``, ``cell_type_probability``,
+        ``cell_type_confidence``, or their model-suffixed names when the plain ones were taken.
     """
 
     output_path: str
@@ -68,6 +71,8 @@ class AnnotationResult:
     unclassified: list[dict] = field(default_factory=list)
     #: every unit was scored from its discharge alone (``ignore_waveforms``)
     ignore_waveforms: bool = False
+    #: the Units columns written (plain names, or model-suffixed where the plain ones were taken)
+    units_columns: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -205,8 +210,9 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None):
     return summary, family.concatenate(sets), t_read, t_feat
 
 
-def _write_tables(nwbfile, *, labelling: _Labelling, preds, unit_indices, source, skipped) -> None:
-    """Add the classifier (provenance), the annotation table and its Units columns to ``nwbfile``."""
+def _write_tables(nwbfile, *, labelling: _Labelling, preds, unit_indices, source, skipped) -> list[str]:
+    """Add the classifier (provenance), the annotation table and its Units columns to ``nwbfile``;
+    returns the names of those columns."""
     from .nwb import add_annotations, add_classifier, add_units_columns
     from .vocabulary import CELL_ONTOLOGY_IDS
 
@@ -257,7 +263,7 @@ def _write_tables(nwbfile, *, labelling: _Labelling, preds, unit_indices, source
         description=f"cell types predicted by {bundle.name} (threshold {threshold})",
     )
     # the labels where analysis tools look: 1-D Units columns copied from the table
-    add_units_columns(nwbfile, table)
+    return add_units_columns(nwbfile, table)
 
 
 def _check_arguments(precision: str, threshold: float, in_place: bool, out, batch_size: int) -> None:
@@ -337,11 +343,16 @@ def _predict(labelling: _Labelling, features, problems: dict[int, str], timings:
 
 def _write_output(
     plan: OutputPlan, src, units: _UnitsSummary, spill_path, overwrite: bool, labelling, preds, info, skipped
-) -> None:
-    """Write the derived file, or the input's copy, with our tables added, through atomic_write."""
-    write_tables = functools.partial(
-        _write_tables, labelling=labelling, preds=preds, source=info, skipped=skipped
-    )
+) -> list[str]:
+    """Write the derived file, or the input's copy, with our tables added, through atomic_write;
+    returns the names of the Units columns written."""
+    columns: list[str] = []
+
+    def write_tables(nwbfile, *, unit_indices):
+        columns[:] = _write_tables(
+            nwbfile, labelling=labelling, preds=preds, unit_indices=unit_indices, source=info, skipped=skipped
+        )
+
     in_place = plan.mode == "in_place"
     keep = plan.final if in_place else None
     n_units = len(units.unit_indices)
@@ -352,10 +363,11 @@ def _write_output(
         else:
             add_tables = functools.partial(write_tables, unit_indices=units.unit_indices)
             append_to_copy(plan.input_path, tmp, add_tables, labelling.table_name, overwrite, n_units)
+    return columns
 
 
 def _annotation_result(
-    plan: OutputPlan, labelling: _Labelling, preds, timings, info, is_demo, skipped, unclassified
+    plan: OutputPlan, labelling: _Labelling, preds, timings, info, is_demo, skipped, unclassified, columns
 ) -> AnnotationResult:
     """What the run did, counted from the predictions (see :func:`_unit_reasons` for the lists)."""
     counts = Counter(str(lbl) for lbl in preds.labels)
@@ -377,6 +389,7 @@ def _annotation_result(
         demo_model=is_demo,
         unclassified=unclassified,
         ignore_waveforms=bool(labelling.ignore_waveforms),
+        units_columns=list(columns),
     )
 
 
@@ -464,8 +477,10 @@ def annotate(
 
         preds, skipped, unclassified = _predict(labelling, features, units.problems, timings)
         with _timed(timings, "write"):
-            _write_output(plan, src, units, spill_path, overwrite, labelling, preds, info, skipped)
+            columns = _write_output(plan, src, units, spill_path, overwrite, labelling, preds, info, skipped)
 
-    result = _annotation_result(plan, labelling, preds, timings, info, is_demo, skipped, unclassified)
+    result = _annotation_result(
+        plan, labelling, preds, timings, info, is_demo, skipped, unclassified, columns
+    )
     logger.info("annotated %d units of %s -> %s", result.n_units, source, plan.final)
     return result

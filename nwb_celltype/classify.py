@@ -176,9 +176,17 @@ def predict_features(
         features = read_feature_input(features, bundle.feature_config)
     family = getattr(bundle, "feature_family", "c4-3d")
     if features.family != family:
+        # --model takes the bundle's folder, not its name
+        how = (
+            ""
+            if model is None
+            else f" --model {bundle.path}"
+            if getattr(bundle, "path", None) is not None
+            else f" --family {family}"
+        )
         raise ModelMismatchError(
             f"model {bundle.name} reads {family!r} features but these are {features.family!r}; compute "
-            f"them with `nwb-celltype features --model {bundle.name}` or use another model."
+            f"them with `nwb-celltype features SOURCE --out FEATURES.npz{how}` or use another model."
         )
     if ignore_waveforms:
         features = family_of(bundle).drop_waveforms(features)

@@ -39,8 +39,11 @@ def format_confidence(value: float) -> str:
     return f">{CONFIDENCE_CAP:.0f}" if value > CONFIDENCE_CAP else f"{value:.2f}"
 
 
-def format_annotations(records: dict, *, table: str | None = None, max_rows: int | None = None) -> str:
-    """Plain-text rendering: per table, label counts then one row per unit."""
+def format_annotations(
+    records: dict, *, table: str | None = None, max_rows: int | None = None, more_rows_note: bool = True
+) -> str:
+    """Plain-text rendering: per table, label counts then one row per unit (at most ``max_rows``,
+    then, with ``more_rows_note``, how many more `show --max-units` would print)."""
     if not records:
         return "no cell-type annotations in this file"
     if table is not None and table not in records:
@@ -96,7 +99,7 @@ def format_annotations(records: dict, *, table: str | None = None, max_rows: int
             out.append("   " + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
             for r in rows:
                 out.append("   " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
-        if n < len(rec.labels):
+        if n < len(rec.labels) and more_rows_note:
             out.append(f"   ... {len(rec.labels) - n} more unit rows (--max-units to show more)")
     return "\n".join(out)
 

@@ -344,7 +344,9 @@ def _write_report_files(path, out: Path, records: dict, name: str, rec, config, 
         out / "index.html",
         "<html><head><meta charset='utf-8'><title>nwb-celltype report</title></head><body>"
         f"<h1>{html.escape(str(path))}</h1><h2>{html.escape(name)}</h2>"
-        f"<pre>{html.escape(format_annotations({name: rec}, max_rows=0))}</pre>"
+        # the page's table lists every unit: no "more unit rows (--max-units ...)" note, which would
+        # point at show's option (report's --max-units limits the figures)
+        f"<pre>{html.escape(format_annotations({name: rec}, max_rows=0, more_rows_note=False))}</pre>"
         + agreed
         + '<img src="summary.png">'
         + units_html_table(rec)

@@ -820,6 +820,10 @@ def test_report_refuses_a_folder_holding_other_files(tmp_path, annotated_demo):
     before = _tree(out)
     res = _run(*args, "--overwrite")
     assert res.exit_code == 1 and "(extra/, units/mine.txt)" in res.output
+    # without --overwrite too: the error names the user's files, not "pass --overwrite" (which
+    # would only lead to this error)
+    res = _run(*args)
+    assert res.exit_code == 1 and "(extra/, units/mine.txt)" in res.output and "--overwrite" not in res.output
     assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["report"]
 
 
@@ -865,8 +869,9 @@ def test_evaluation_refuses_a_folder_holding_other_files(tmp_path):
     before = _tree(out)
     with pytest.raises(OutputError, match=r"not part of an evaluation \(notes.txt\)"):
         _evaluation(1).write(out)
-    res = _run("evaluate", tmp_path / "missing.toml", "--out", out, "--overwrite")
-    assert res.exit_code == 1 and "not part of an evaluation (notes.txt)" in res.output
+    for extra in (("--overwrite",), ()):  # without --overwrite too: not "pass --overwrite" first
+        res = _run("evaluate", tmp_path / "missing.toml", "--out", out, *extra)
+        assert res.exit_code == 1 and "not part of an evaluation (notes.txt)" in res.output, res.output
     assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["ev"]
 
 

@@ -138,7 +138,8 @@ def test_report_index_lists_every_unit(recording, demo_bundle, tmp_path):
     rec = load_annotations(res.output_path)[res.table_name]
     rows = re.findall(r"<tr><td><a href=\"#unit-(\d+)\">", page)
     assert [int(r) for r in rows] == rec.unit_ids.tolist()
-    assert "more rows" not in page or "more unit rows" in page
+    # the table lists every unit: no "... N more unit rows (--max-units to show more)" above it
+    assert "more rows" not in page and "more unit rows" not in page
     assert "unit_id  label" not in page  # no text header without rows
 
 
@@ -374,3 +375,26 @@ def test_manifest_commands_refuse_to_replace_without_overwrite(tmp_path):
     assert r.invoke(main, ["library", "merge", str(lib), "--out", str(out), "--overwrite"]).exit_code == 0
     for cmd in (["library", "create", "--help"], ["library", "merge", "--help"], ["evaluate", "--help"]):
         assert "--overwrite" in r.invoke(main, cmd).output
+
+
+def test_predict_of_the_wrong_family_names_a_features_command_that_works(recording, demo_bundle, tmp_path):
+    """Features of another family than the model's: the error's `nwb-celltype features ...` command
+    runs and gives features the model reads (it named the model, which `--model` does not take)."""
+    runner = CliRunner()
+    c4, acg = tmp_path / "c4.npz", tmp_path / "acg.npz"
+    for out, family in ((c4, "c4-3d"), (acg, "acg-isi-wave")):
+        res = runner.invoke(main, ["features", str(recording), "--out", str(out), "--family", family, "-q"])
+        assert res.exit_code == 0, res.output
+    for k, (model, wrong) in enumerate(((None, c4), (demo_bundle.path, acg))):
+        given = [] if model is None else ["--model", str(model)]
+        res = runner.invoke(main, ["predict", str(wrong), "--out", str(tmp_path / f"p{k}.tsv"), *given])
+        assert res.exit_code == 1 and "reads" in res.output, res.output
+        command = shlex.split(re.search(r"`nwb-celltype (features [^`]*)`", res.output).group(1))
+        right = tmp_path / f"right{k}.npz"
+        command = [
+            str(recording) if a == "SOURCE" else str(right) if a == "FEATURES.npz" else a for a in command
+        ]
+        res = runner.invoke(main, [*command, "-q"])
+        assert res.exit_code == 0, res.output
+        res = runner.invoke(main, ["predict", str(right), "--out", str(tmp_path / f"p{k}.tsv"), "-q", *given])
+        assert res.exit_code == 0, res.output

@@ -302,6 +302,8 @@ def test_tables_join_manifests_stats_validate_training(tmp_path):
     assert {r["evidence_type"] for r in st.records} == {"optotagging"}
     rep = validate_library(tmp_path / "lib" / "lib.toml")
     assert rep.ok, rep.issues
+    # the labelled rows are counted as `library stats` counts them (it said "0 labelled units")
+    assert rep.n_labelled == len(st.records) == 4 and "4 labelled units" in rep.summary()
     ts = load_training_set(tmp_path / "lib" / "lib.toml", config=DischargeConfig())
     assert ts.labels.tolist() == ["PkC_ss", "MLI", "", "GoC", "GrC"]
     assert ts.references[0]["kind"] == "feature tables" and ts.references[0]["sha256"] == infos[0].sha256

@@ -94,14 +94,20 @@ def test_in_place_overwrite_replaces_only_our_columns(rec_copy, demo_bundle):
 
 
 def test_second_model_gets_suffixed_columns_first_keeps_plain(rec_copy, demo_bundle, second_bundle):
-    annotate(rec_copy, model=demo_bundle, in_place=True)
+    from nwb_celltype.cli._common import format_summary
+
+    first = annotate(rec_copy, model=demo_bundle, in_place=True)
     plain_before = dataset_checksums(rec_copy)
-    annotate(rec_copy, model=second_bundle, in_place=True)
+    second = annotate(rec_copy, model=second_bundle, in_place=True)
     t1, t2 = table_name_for(demo_bundle), table_name_for(second_bundle)
     suffixed = column_names(t2, plain=False)
     assert suffixed == [
         f"{c.base}_second-model_{second_bundle.sha256[:8]}".replace("-", "_") for c in UNITS_COLUMNS
     ]
+    # the result and the printed summary name the columns actually written (it said the plain ones)
+    assert first.units_columns == PLAIN and second.units_columns == suffixed
+    assert f"(+ Units columns {', '.join(suffixed)})" in format_summary(second)
+    assert f"(+ Units columns {', '.join(PLAIN)})" in format_summary(first)
     _assert_mirror(rec_copy, t1, PLAIN)
     _assert_mirror(rec_copy, t2, suffixed)
     after = dataset_checksums(rec_copy)

@@ -87,6 +87,10 @@ def reason_counts(skipped: list[dict]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+#: the Units columns a first model writes (AnnotationResult.units_columns names those written)
+_PLAIN_COLUMNS = ("cell_type", "cell_type_probability", "cell_type_confidence")
+
+
 def format_summary(result) -> str:
     """Human-readable summary of an :class:`~nwb_celltype.annotate.AnnotationResult`."""
     lines = [
@@ -98,8 +102,9 @@ def format_summary(result) -> str:
             if result.demo_model
             else ""
         ),
-        f"table: processing/cell_types/{result.table_name} (+ Units columns cell_type, "
-        "cell_type_probability, cell_type_confidence)",
+        f"table: processing/cell_types/{result.table_name} (+ Units columns "
+        + ", ".join(getattr(result, "units_columns", None) or _PLAIN_COLUMNS)
+        + ")",
         f"threshold {result.threshold:g}: a unit gets a class only if that class is at least "
         f"{result.threshold:g}x as probable as the second best (best/second-best probability ratio)",
         "unclassified = features computed, but no label: below the threshold, or the model "

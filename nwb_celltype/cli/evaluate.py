@@ -62,9 +62,10 @@ def evaluate(
     from ..model import evaluate_model
     from ..model.evaluate import EVALUATION_FILES
 
-    refuse_existing(out, overwrite)
     # before the (long) evaluation: the folder is replaced whole, so a user's files in it are refused
+    # (first: --overwrite would not help with those)
     check_folder(out, replace=True, owned=EVALUATION_FILES, what="an evaluation")
+    refuse_existing(out, overwrite)
     family = resolve_family(family, library)
     if family == "acg-isi-wave":
         cfg = make_real_config(

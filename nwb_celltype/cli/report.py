@@ -24,7 +24,10 @@ import click
     "--max-units", type=int, default=None, help="Draw at most this many units (the page lists all)."
 )
 @click.option(
-    "--workers", type=click.IntRange(min=1), default=None, help="Processes drawing figures (default 2)."
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes drawing figures (default: 2 from 200 drawn units on, else 1).",
 )
 @click.option(
     "--overwrite",
@@ -38,9 +41,12 @@ def report(path, out_dir, table, max_units, workers, overwrite, quiet):
     page listing every unit (OUT/index.html)."""
     from pathlib import Path
 
+    from .._atomic import check_folder
     from ..errors import OutputError
-    from ..report import write_report
+    from ..report import REPORT_FILES, write_report
 
+    # a user's files in OUT first: --overwrite would not help with those
+    check_folder(out_dir, replace=True, owned=REPORT_FILES, what="a report")
     if (Path(out_dir) / "index.html").exists() and not overwrite:
         raise OutputError(
             f"{out_dir} holds a report; pass --overwrite to replace it, or choose another --out"

@@ -118,7 +118,7 @@ def validate_library(
         where = entry.identity()
         source = entry.source(manifest.root)
         if entry.is_tables:
-            _check_tables(entry, source, where, check_hashes, add)
+            rep.n_labelled += _check_tables(entry, source, where, check_hashes, add)
             continue
         if entry.is_local:
             if not Path(source).is_file():
@@ -175,15 +175,16 @@ def validate_library(
     return rep
 
 
-def _check_tables(entry, source, where, check_hashes, add) -> None:
-    """A tables entry: readable layout, aligned rows, known labels, matching hash (errors as issues)."""
+def _check_tables(entry, source, where, check_hashes, add) -> int:
+    """A tables entry: readable layout, aligned rows, known labels, matching hash (errors as issues).
+    Returns its number of labelled rows (0 when unreadable)."""
     from .tables import read_feature_tables
 
     try:
         fs = read_feature_tables(source)
     except NwbCelltypeError as exc:
         add("error", "bad-tables", where, str(exc))
-        return
+        return 0
     if check_hashes and entry.sha256 and fs.meta["sha256"] != entry.sha256:
         add("error", "hash-mismatch", where, "tables changed since the manifest was made; re-import them")
     if not entry.sha256:
@@ -193,6 +194,7 @@ def _check_tables(entry, source, where, check_hashes, add) -> None:
         add("warning", "no-ground-truth", where, "no labelled rows (usable for pre-training only)")
     for i in np.flatnonzero(labelled & ~fs.has_discharge):
         add("warning", "no-discharge", where, f"row {int(i)} ({fs.labels[i]}): no ACG/ISI, waveform only")
+    return int(labelled.sum())
 
 
 def _check_file(nwbfile, annotation, where, min_spikes, require_waveforms, add, rep) -> None:
