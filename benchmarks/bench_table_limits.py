@@ -18,13 +18,13 @@ split; balanced accuracy over every class present, per-class recall beside it.
   units), on **the validation benchmark's folds** (bench_real_validation.py: within lab, pooled,
   across species), each decided by its most probable class and by the most probable class after
   dividing by the training class frequencies (a balanced decision), and at confidence ratio 2
-  (coverage, balanced recall with abstentions as misses, confidently wrong);
+  (coverage, balanced recall with abstentions as misses, confidently wrong; also at 3, 5, 10, 20);
 - ``self_training`` (session 11): pseudo-labels on the 484 unlabelled Lisberger units for a
   logistic regression (same folds);
 - ``model_decision_bias`` (session 11, option ``--model-bias``, ~8 min on 2 cores): the real-data
   model of bench_real_validation.py with a per-class bias on its log-probabilities fitted on its own
   inner out-of-fold predictions (coordinate search maximising their balanced accuracy), on the
-  benchmark's folds.
+  benchmark's folds (without the option, the previous run's values are kept and marked so).
 
 Usage: python benchmarks/bench_table_limits.py --data ../shared/real-c4 [--model-bias]
 Writes benchmarks/results/table_limits.json.
@@ -242,6 +242,16 @@ def _scores(y: np.ndarray, p: np.ndarray) -> dict:
             float(np.mean([np.mean(sure[y == c] & (pred[y == c] == c)) for c in present])), 3
         ),
         "confidently_wrong_at_2": round(float(np.mean(sure & (pred != y))), 3),
+        # the accuracy-coverage curve: at each ratio threshold, classified / balanced recall with
+        # abstentions as misses / confidently wrong
+        "by_threshold": {
+            str(t): [
+                round(float(np.mean(ok := top2[:, 1] >= t * top2[:, 0])), 3),
+                round(float(np.mean([np.mean(ok[y == c] & (pred[y == c] == c)) for c in present])), 3),
+                round(float(np.mean(ok & (pred != y))), 3),
+            ]
+            for t in (3, 5, 10, 20)
+        },
     }
 
 
@@ -429,6 +439,8 @@ def main() -> None:
     }
     if args.model_bias:
         res["model_decision_bias"] = model_decision_bias(args.data)
+    elif OUT.exists() and "model_decision_bias" in (old := json.loads(OUT.read_text())):
+        res["model_decision_bias"] = {**old["model_decision_bias"], "kept_from_previous_run": True}
     res["seconds"] = round(time.perf_counter() - t0, 1)
     res["machine"] = _machine()
     OUT.parent.mkdir(parents=True, exist_ok=True)
