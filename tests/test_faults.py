@@ -370,34 +370,38 @@ with atomic_write(Path(sys.argv[1]), replace=True) as tmp:
 """
 
 
-def test_signals_remove_temp_and_keep_target(tmp_path):
-    """Finding 6: SIGTERM had no handler and left the full-size temporary file. One child per
-    signal, started together (each imports the package)."""
+def _signal_children(script: str, targets: list, marker: str) -> None:
+    """One child per cleanup signal, started together (each imports the package), running
+    ``script`` on its target; once it is READY (its temporary ``marker`` beside the target), it gets
+    its signal and must exit with a failure."""
     sigs = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
-    targets, procs = [], []
-    for sig in sigs:
-        d = tmp_path / sig.name
-        d.mkdir()
-        f = d / "a.nwb"
-        f.write_bytes(b"original")
-        targets.append(f)
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-c", _SIGNAL_CHILD, str(f)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(t)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-    for sig, f, proc in zip(sigs, targets, procs, strict=True):
+        for t in targets
+    ]
+    for sig, t, proc in zip(sigs, targets, procs, strict=True):
         with proc:
             assert proc.stdout.readline().strip() == "READY", proc.stderr.read()
-            assert any(n.endswith(".tmp.nwb") for n in _leftovers(f.parent))
+            assert any(n.endswith(marker) for n in _leftovers(t.parent))
             proc.send_signal(sig)
             proc.wait(20)
         assert proc.returncode != 0, sig
+
+
+def test_signals_remove_temp_and_keep_target(tmp_path):
+    """Finding 6: SIGTERM had no handler and left the full-size temporary file."""
+    targets = []
+    for name in ("SIGTERM", "SIGINT", "SIGHUP"):
+        (tmp_path / name).mkdir()
+        f = tmp_path / name / "a.nwb"
+        f.write_bytes(b"original")
+        targets.append(f)
+    _signal_children(_SIGNAL_CHILD, targets, ".tmp.nwb")
+    for f in targets:
         assert f.read_bytes() == b"original"
-        assert _leftovers(f.parent) == [], sig
+        assert _leftovers(f.parent) == [], f
 
 
 # -- malformed units and implausible trains ------------------------------------------------------
@@ -968,32 +972,18 @@ with atomic_folder(Path(sys.argv[1]), replace=True, owned=("a.txt", "b.txt")) as
 
 def test_signals_remove_the_new_folder_and_keep_the_old(tmp_path):
     """SIGTERM, SIGINT or SIGHUP while a folder is being built: the new folder is removed and the
-    older one is untouched. One child per signal, started together."""
-    sigs = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
-    targets, procs = [], []
-    for sig in sigs:
-        d = tmp_path / sig.name / "out"
+    older one is untouched."""
+    targets = []
+    for name in ("SIGTERM", "SIGINT", "SIGHUP"):
+        d = tmp_path / name / "out"
         d.mkdir(parents=True)
         (d / "a.txt").write_bytes(b"old")
         (d / "b.txt").write_bytes(b"old")
         targets.append(d)
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-c", _FOLDER_SIGNAL_CHILD, str(d)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    for sig, d, proc in zip(sigs, targets, procs, strict=True):
-        with proc:
-            assert proc.stdout.readline().strip() == "READY", proc.stderr.read()
-            assert any(n.endswith(".tmp.dir") for n in _leftovers(d.parent))
-            proc.send_signal(sig)
-            proc.wait(20)
-        assert proc.returncode != 0, sig
+    _signal_children(_FOLDER_SIGNAL_CHILD, targets, ".tmp.dir")
+    for d in targets:
         assert {p.name: p.read_bytes() for p in d.iterdir()} == {"a.txt": b"old", "b.txt": b"old"}
-        assert _leftovers(d.parent) == [], sig
+        assert _leftovers(d.parent) == [], d
 
 
 def test_stale_folders_of_dead_runs(tmp_path):
