@@ -21,10 +21,11 @@ split; balanced accuracy over every class present, per-class recall beside it.
   (coverage, balanced recall with abstentions as misses, confidently wrong; also at 3, 5, 10, 20);
 - ``self_training`` (session 11): pseudo-labels on the 484 unlabelled Lisberger units for a
   logistic regression (same folds);
-- ``model_decision_bias`` (session 11, option ``--model-bias``, ~8 min on 2 cores): the real-data
+- ``model_decision_bias`` (session 11, option ``--model-bias``, ~15 min on 2 cores): the real-data
   model of bench_real_validation.py with a per-class bias on its log-probabilities fitted on its own
-  inner out-of-fold predictions (coordinate search maximising their balanced accuracy), on the
-  benchmark's folds (without the option, the previous run's values are kept and marked so).
+  inner out-of-fold predictions (coordinate search maximising their balanced accuracy), and its
+  probabilities mixed half and half with the RBF SVM's balanced decision, on the benchmark's folds
+  (within lab, pooled, macaque -> mouse) (without the option, the previous run's values are kept and marked so).
 
 Usage: python benchmarks/bench_table_limits.py --data ../shared/real-c4 [--model-bias]
 Writes benchmarks/results/table_limits.json.
@@ -343,7 +344,19 @@ def _fit_bias(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return b
 
 
-def model_decision_bias(data_dir: str) -> dict:
+def _svm_balanced(a: np.ndarray, y: np.ndarray, b: np.ndarray, unlabelled: np.ndarray) -> np.ndarray:
+    """The RBF SVM's balanced-decision probabilities (n, 5) for b, as in :func:`classic_classifiers`."""
+    q = QuantileTransformer(n_quantiles=200).fit(np.vstack([a, unlabelled]))
+    freq = np.array([max(np.mean(y == c), 1e-9) for c in range(len(CLASSES))])
+    p = _classic_probabilities(q.transform(a), y, q.transform(b))["RBF SVM"] / freq
+    return p / p.sum(1, keepdims=True)
+
+
+def model_decision_bias(data_dir: str, unlabelled: np.ndarray) -> dict:
+    """The real-data model of bench_real_validation.py on its folds: most probable class, with a
+    decision bias fitted on its inner out-of-fold units, and mixed half and half with the RBF SVM's
+    balanced-decision probabilities trained on the same units (all without the model's abstentions;
+    :func:`_scores`)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
@@ -356,41 +369,54 @@ def model_decision_bias(data_dir: str) -> dict:
     cfg = RealModelConfig(n_threads=2)
     data, unl = brv.load_tables(data_dir)
 
-    def run(src, tr, te_fs, te):
+    def x_of(raw):
+        i = _inputs(raw)
+        return np.hstack([i["discharge"], np.nan_to_num(i["waveform"])])
+
+    def run(sources, te_fs, te):
         oof = {}
-        groups = np.full(len(tr), src)
-        species = np.array([brv.SPECIES[src]] * len(tr))
-        fs = data[src]
-        t, m = train_real_ensemble(
-            brv._raw(fs, tr), fs.labels[tr].astype(str), CLASSES, unl, cfg, groups, oof=oof, species=species
-        )
+        raw = brv._cat(*(brv._raw(data[lab], r) for lab, r in sources))
+        labels = np.concatenate([data[lab].labels[r].astype(str) for lab, r in sources])
+        groups = np.concatenate([np.full(len(r), lab) for lab, r in sources])
+        species = np.array([brv.SPECIES[g] for g in groups])
+        t, m = train_real_ensemble(raw, labels, CLASSES, unl, cfg, groups, oof=oof, species=species)
         p = predict_real_ensemble(t, m, brv._raw(te_fs, te))["probabilities"]
         o = oof["mixed"]
-        return p, _fit_bias(np.asarray(o["p"]), np.asarray(o["y"]), np.asarray(o["w"]))
+        bias = _fit_bias(np.asarray(o["p"]), np.asarray(o["y"]), np.asarray(o["w"]))
+        svm = _svm_balanced(x_of(raw), brv._index(labels), x_of(brv._raw(te_fs, te)), unlabelled)
+        return p, bias, svm
 
     def rows(fs):
         return np.flatnonzero(np.isin(fs.labels.astype(str), CLASSES) & fs.has_discharge)
 
+    def summary(y, p, pb, svm):
+        return {
+            "most probable": _recalls(y, p.argmax(1)),
+            "with bias": _recalls(y, pb.argmax(1)),
+            "model probabilities": _scores(y, p),
+            "RBF SVM, balanced decision": _scores(y, svm),
+            "model and SVM, half and half": _scores(y, 0.5 * (p + svm)),
+        }
+
     res = {}
-    for lab in ("hull", "lisberger"):
+    for lab, other in (("hull", "lisberger"), ("lisberger", "hull")):
         fs = data[lab]
         r = rows(fs)
         y = brv._index(fs.labels[r].astype(str))
         fold = stratified_folds(y, 5, np.random.default_rng(0))
-        p, pb = np.zeros((len(y), 5)), np.zeros((len(y), 5))
-        for f in range(5):
-            p[fold == f], bias = run(lab, r[fold != f], fs, r[fold == f])
-            pb[fold == f] = np.log(p[fold == f] + 1e-9) + bias
-        res[f"{lab} within-lab CV"] = {
-            "most probable": _recalls(y, p.argmax(1)),
-            "with bias": _recalls(y, pb.argmax(1)),
-        }
+        for pooled in (False, True):
+            p, pb, svm = (np.zeros((len(y), 5)) for _ in range(3))
+            for f in range(5):
+                sources = [(lab, r[fold != f])] + ([(other, rows(data[other]))] if pooled else [])
+                p[fold == f], bias, svm[fold == f] = run(sources, fs, r[fold == f])
+                pb[fold == f] = np.log(p[fold == f] + 1e-9) + bias
+            name = f"{lab} CV, other lab pooled" if pooled else f"{lab} within-lab CV"
+            res[name] = summary(y, p, pb, svm)
     s, d = data["lisberger"], data["hull"]
     yd = brv._index(d.labels[rows(d)].astype(str))
-    p, bias = run("lisberger", rows(s), d, rows(d))
+    p, bias, svm = run([("lisberger", rows(s))], d, rows(d))
     res["macaque -> mouse"] = {
-        "most probable": _recalls(yd, p.argmax(1)),
-        "with bias": _recalls(yd, (np.log(p + 1e-9) + bias).argmax(1)),
+        **summary(yd, p, np.log(p + 1e-9) + bias, svm),
         "bias": [round(float(v), 2) for v in bias],
     }
     return res
@@ -438,7 +464,7 @@ def main() -> None:
         "self_training": self_training(labs, unlabelled),
     }
     if args.model_bias:
-        res["model_decision_bias"] = model_decision_bias(args.data)
+        res["model_decision_bias"] = model_decision_bias(args.data, unlabelled)
     elif OUT.exists() and "model_decision_bias" in (old := json.loads(OUT.read_text())):
         res["model_decision_bias"] = {**old["model_decision_bias"], "kept_from_previous_run": True}
     res["seconds"] = round(time.perf_counter() - t0, 1)
