@@ -127,7 +127,8 @@ def make_discharge_bundle(
     card_extra: dict | None = None,
 ) -> DischargeBundle:
     """Wrap a trained real-data ensemble (:func:`~.real_training.train_real_ensemble`) in a bundle."""
-    from .bundle import WEIGHTS_FILE, _bundle_digest, _weights_digest, card_header, software_versions
+    from ._bundle_digest import _bundle_digest, _weights_digest
+    from .bundle import WEIGHTS_FILE, card_header, software_versions
 
     card: dict[str, Any] = {
         **card_header(name=name, version=version, description=description, classes=classes),
@@ -370,7 +371,7 @@ __all__ = [
 
 def card_json(bundle: DischargeBundle) -> str:
     """The card as canonical JSON (for tests and `show`)."""
-    from .bundle import _json_safe
+    from ._bundle_digest import _json_safe
 
     return json.dumps(_json_safe(bundle.card), sort_keys=True)
 

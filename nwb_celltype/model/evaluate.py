@@ -20,7 +20,7 @@ import torch
 
 from .._atomic import atomic_folder, write_figure, write_npz, write_text_file
 from ..errors import LibraryError
-from .bundle import _json_safe
+from ._bundle_digest import _json_safe
 from .metrics import metrics_with_baselines
 from .training import (
     TrainConfig,
