@@ -105,10 +105,15 @@ def _minmax(a: np.ndarray) -> np.ndarray:
     return (a - lo) / np.where(hi > lo, hi - lo, 1.0)
 
 
-def _model_inputs(u: dict) -> np.ndarray:
-    """The real-trained model's discharge and waveform inputs, unmapped."""
-    i = _inputs({"acg_counts": u["acg"], "isi_counts": u["isi"], "waveform": u["waveform"]})
+def _input_matrix(raw: dict) -> np.ndarray:
+    """The real-trained model's discharge and waveform inputs, unmapped, of raw feature arrays."""
+    i = _inputs(raw)
     return np.hstack([i["discharge"], np.nan_to_num(i["waveform"])])
+
+
+def _model_inputs(u: dict) -> np.ndarray:
+    """:func:`_input_matrix` of a :func:`_lab` set of units."""
+    return _input_matrix({"acg_counts": u["acg"], "isi_counts": u["isi"], "waveform": u["waveform"]})
 
 
 def readme_baseline(labs: dict) -> dict:
@@ -231,29 +236,37 @@ def _split_rows(labs: dict, split: tuple):
 
 
 def _scores(y: np.ndarray, p: np.ndarray) -> dict:
-    """No threshold, and at confidence ratio 2 (abstentions count as misses)."""
+    """No threshold, and at confidence ratio 2 (abstentions count as misses); ``by_threshold``: the
+    accuracy-coverage curve, at each ratio threshold classified / balanced recall with abstentions as
+    misses / confidently wrong."""
     pred = p.argmax(1)
     top2 = np.sort(p, 1)[:, -2:]
-    sure = top2[:, 1] >= 2 * top2[:, 0]
-    present = np.unique(y)
+
+    def at(t: float) -> list[float]:
+        sure = top2[:, 1] >= t * top2[:, 0]
+        recall = [np.mean(sure[y == c] & (pred[y == c] == c)) for c in np.unique(y)]
+        return [round(float(v), 3) for v in (sure.mean(), np.mean(recall), np.mean(sure & (pred != y)))]
+
+    at_2 = at(2)
     return {
         **_recalls(y, pred),
-        "classified_at_2": round(float(sure.mean()), 3),
-        "balanced_recall_at_2": round(
-            float(np.mean([np.mean(sure[y == c] & (pred[y == c] == c)) for c in present])), 3
-        ),
-        "confidently_wrong_at_2": round(float(np.mean(sure & (pred != y))), 3),
-        # the accuracy-coverage curve: at each ratio threshold, classified / balanced recall with
-        # abstentions as misses / confidently wrong
-        "by_threshold": {
-            str(t): [
-                round(float(np.mean(ok := top2[:, 1] >= t * top2[:, 0])), 3),
-                round(float(np.mean([np.mean(ok[y == c] & (pred[y == c] == c)) for c in present])), 3),
-                round(float(np.mean(ok & (pred != y))), 3),
-            ]
-            for t in (3, 5, 10, 20)
-        },
+        "classified_at_2": at_2[0],
+        "balanced_recall_at_2": at_2[1],
+        "confidently_wrong_at_2": at_2[2],
+        "by_threshold": {str(t): at(t) for t in (3, 5, 10, 20)},
     }
+
+
+def _quantile_mapped(a: np.ndarray, b: np.ndarray, unlabelled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """a and b through the quantile map of a's and the unlabelled units' inputs."""
+    q = QuantileTransformer(n_quantiles=200).fit(np.vstack([a, unlabelled]))
+    return q.transform(a), q.transform(b)
+
+
+def _balanced_decision(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """p divided by the training class frequencies (of y), renormalised."""
+    q = p / np.array([max(np.mean(y == c), 1e-9) for c in range(len(CLASSES))])
+    return q / q.sum(1, keepdims=True)
 
 
 def _classic_probabilities(a: np.ndarray, y: np.ndarray, b: np.ndarray) -> dict:
@@ -286,14 +299,13 @@ def classic_classifiers(labs: dict, unlabelled: np.ndarray) -> dict:
         n_test = len(labs[split[1] if split[2] is None else split[0]]["y"])
         probs, y_all = {}, np.zeros(n_test, int)
         for a, y, b, yb, rows in _split_rows(labs, split):
-            q = QuantileTransformer(n_quantiles=200).fit(np.vstack([a, unlabelled]))
-            freq = np.array([max(np.mean(y == c), 1e-9) for c in range(len(CLASSES))])
-            for k, p in _classic_probabilities(q.transform(a), y, q.transform(b)).items():
-                for decision, pp in (("most probable", p), ("balanced decision", p / freq)):
-                    key = f"{k}, {decision}"
-                    probs.setdefault(key, np.zeros((n_test, len(CLASSES))))[rows] = pp / pp.sum(
-                        1, keepdims=True
-                    )
+            ma, mb = _quantile_mapped(a, b, unlabelled)
+            for k, p in _classic_probabilities(ma, y, mb).items():
+                for decision, pp in (
+                    ("most probable", p / p.sum(1, keepdims=True)),
+                    ("balanced decision", _balanced_decision(p, y)),
+                ):
+                    probs.setdefault(f"{k}, {decision}", np.zeros((n_test, len(CLASSES))))[rows] = pp
             y_all[rows] = yb
         res[name] = {k: _scores(y_all, p) for k, p in probs.items()}
     return res
@@ -325,34 +337,7 @@ def self_training(labs: dict, unlabelled: np.ndarray) -> dict:
     return {k: _recalls(y, p) for k, p in preds.items()}
 
 
-def _fit_bias(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Per-class bias on log p maximising the (w-weighted) balanced accuracy of p's rows."""
-
-    def bal(b):
-        pred = (lp + b).argmax(1)
-        return np.mean([np.sum(w[y == c] * (pred[y == c] == c)) / np.sum(w[y == c]) for c in np.unique(y)])
-
-    lp, b = np.log(p + 1e-9), np.zeros(p.shape[1])
-    best = bal(b)
-    for _ in range(3):
-        for c in range(p.shape[1]):
-            for g in np.linspace(-2, 2, 41):
-                trial = b.copy()
-                trial[c] = g
-                if (s := bal(trial)) > best + 1e-9:
-                    best, b = s, trial
-    return b
-
-
-def _svm_balanced(a: np.ndarray, y: np.ndarray, b: np.ndarray, unlabelled: np.ndarray) -> np.ndarray:
-    """The RBF SVM's balanced-decision probabilities (n, 5) for b, as in :func:`classic_classifiers`."""
-    q = QuantileTransformer(n_quantiles=200).fit(np.vstack([a, unlabelled]))
-    freq = np.array([max(np.mean(y == c), 1e-9) for c in range(len(CLASSES))])
-    p = _classic_probabilities(q.transform(a), y, q.transform(b))["RBF SVM"] / freq
-    return p / p.sum(1, keepdims=True)
-
-
-def model_decision_bias(data_dir: str, unlabelled: np.ndarray) -> dict:
+def model_decision_bias(data_dir: str, labs: dict, unlabelled: np.ndarray) -> dict:
     """The real-data model of bench_real_validation.py on its folds: most probable class, with a
     decision bias fitted on its inner out-of-fold units, and mixed half and half with the RBF SVM's
     balanced-decision probabilities trained on the same units (all without the model's abstentions;
@@ -363,15 +348,12 @@ def model_decision_bias(data_dir: str, unlabelled: np.ndarray) -> dict:
     import bench_real_validation as brv
 
     from nwb_celltype.model.real_ensemble import predict_real_ensemble
+    from nwb_celltype.model.real_inputs import fit_decision_bias
     from nwb_celltype.model.real_networks import RealModelConfig
     from nwb_celltype.model.real_training import train_real_ensemble
 
     cfg = RealModelConfig(n_threads=2)
     data, unl = brv.load_tables(data_dir)
-
-    def x_of(raw):
-        i = _inputs(raw)
-        return np.hstack([i["discharge"], np.nan_to_num(i["waveform"])])
 
     def run(sources, te_fs, te):
         oof = {}
@@ -382,9 +364,11 @@ def model_decision_bias(data_dir: str, unlabelled: np.ndarray) -> dict:
         t, m = train_real_ensemble(raw, labels, CLASSES, unl, cfg, groups, oof=oof, species=species)
         p = predict_real_ensemble(t, m, brv._raw(te_fs, te))["probabilities"]
         o = oof["mixed"]
-        bias = _fit_bias(np.asarray(o["p"]), np.asarray(o["y"]), np.asarray(o["w"]))
-        svm = _svm_balanced(x_of(raw), brv._index(labels), x_of(brv._raw(te_fs, te)), unlabelled)
-        return p, bias, svm
+        bias = fit_decision_bias(np.asarray(o["p"]), np.asarray(o["y"]), np.asarray(o["w"]), len(CLASSES))
+        # the RBF SVM as classic_classifiers trains it, on the same units
+        y = brv._index(labels)
+        a, b = _quantile_mapped(_input_matrix(raw), _input_matrix(brv._raw(te_fs, te)), unlabelled)
+        return p, bias, _balanced_decision(_classic_probabilities(a, y, b)["RBF SVM"], y)
 
     def rows(fs):
         return np.flatnonzero(np.isin(fs.labels.astype(str), CLASSES) & fs.has_discharge)
@@ -399,26 +383,23 @@ def model_decision_bias(data_dir: str, unlabelled: np.ndarray) -> dict:
         }
 
     res = {}
-    for lab, other in (("hull", "lisberger"), ("lisberger", "hull")):
-        fs = data[lab]
-        r = rows(fs)
-        y = brv._index(fs.labels[r].astype(str))
-        fold = stratified_folds(y, 5, np.random.default_rng(0))
-        for pooled in (False, True):
-            p, pb, svm = (np.zeros((len(y), 5)) for _ in range(3))
-            for f in range(5):
-                sources = [(lab, r[fold != f])] + ([(other, rows(data[other]))] if pooled else [])
-                p[fold == f], bias, svm[fold == f] = run(sources, fs, r[fold == f])
-                pb[fold == f] = np.log(p[fold == f] + 1e-9) + bias
-            name = f"{lab} CV, other lab pooled" if pooled else f"{lab} within-lab CV"
-            res[name] = summary(y, p, pb, svm)
-    s, d = data["lisberger"], data["hull"]
-    yd = brv._index(d.labels[rows(d)].astype(str))
-    p, bias, svm = run([("lisberger", rows(s))], d, rows(d))
-    res["macaque -> mouse"] = {
-        **summary(yd, p, np.log(p + 1e-9) + bias, svm),
-        "bias": [round(float(v), 2) for v in bias],
-    }
+    for name, (lab, other, fold) in _benchmark_splits(labs).items():
+        if name == "mouse -> macaque":
+            continue
+        if fold is None:  # across species: every unit of one lab trains, the other's are scored
+            p, bias, svm = run([(lab, rows(data[lab]))], data[other], rows(data[other]))
+            res[name] = {
+                **summary(labs[other]["y"], p, np.log(p + 1e-9) + bias, svm),
+                "bias": [round(float(v), 2) for v in bias],
+            }
+            continue
+        r, y = rows(data[lab]), labs[lab]["y"]
+        p, pb, svm = (np.zeros((len(y), 5)) for _ in range(3))
+        for f in range(5):
+            sources = [(lab, r[fold != f])] + ([(other, rows(data[other]))] if other else [])
+            p[fold == f], bias, svm[fold == f] = run(sources, data[lab], r[fold == f])
+            pb[fold == f] = np.log(p[fold == f] + 1e-9) + bias
+        res[name] = summary(y, p, pb, svm)
     return res
 
 
@@ -464,7 +445,7 @@ def main() -> None:
         "self_training": self_training(labs, unlabelled),
     }
     if args.model_bias:
-        res["model_decision_bias"] = model_decision_bias(args.data, unlabelled)
+        res["model_decision_bias"] = model_decision_bias(args.data, labs, unlabelled)
     elif OUT.exists() and "model_decision_bias" in (old := json.loads(OUT.read_text())):
         res["model_decision_bias"] = {**old["model_decision_bias"], "kept_from_previous_run": True}
     res["seconds"] = round(time.perf_counter() - t0, 1)
