@@ -140,9 +140,24 @@ def make_discharge_bundle(
             "kind": KIND,
             "n_members": _n_members(meta),
             "members_by_kind": meta.get("n_members"),
+            **(
+                {
+                    "kernel_members_by_kind": {
+                        k: meta["kernel"]["n_members"] for k in meta["kernel"]["temperatures"]
+                    }
+                }
+                if meta.get("kernel")
+                else {}
+            ),
         },
         "calibration": dict(meta.get("calibration", {"method": "temperature"})),
-        "decision": "mean probability over members; label = argmax; confidence = p(top1) / p(top2); "
+        "decision": "mean probability over members"
+        + (
+            f", mixed with the kernel members' mean ({meta['kernel']['share']:g} of it; model_meta.kernel)"
+            if meta.get("kernel")
+            else ""
+        )
+        + "; label = argmax; confidence = p(top1) / p(top2); "
         "unclassified: confidence below the threshold or below the model's floor for the label "
         "(model_meta.ratio_floors, per member kind and class), out of distribution "
         "(model_meta.ood), or no majority of members behind the label (config.min_agreement)",

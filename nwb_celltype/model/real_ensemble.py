@@ -28,6 +28,7 @@ from .real_inputs import (
     quantile_map,
     sharpen,
 )
+from .real_kernel import kernel_inputs, kernel_logits
 from .real_ood import ood_scores
 from .real_training import train_real_ensemble
 
@@ -96,6 +97,9 @@ def predict_real_ensemble(
         n_full = meta["n_members"]["full"]
         kind_means = member_p[:n_full, used_w].mean(0), member_p[n_full:, used_w].mean(0)
         probs[used_w] = sharpen(0.5 * (kind_means[0] + kind_means[1]), meta["temperatures"][MIXED])
+    _mix_kernel(
+        tensors, meta, probs, x, ((MIXED if mixed else "full", used_w), ("discharge", has_d & ~has_w))
+    )
     # models trained with decision_bias: each row's view bias, on the ensemble and on its members
     for view, rows in ((MIXED if mixed else "full", used_w), ("discharge", has_d & ~has_w)):
         bias = (meta.get("decision_bias") or {}).get(view)
@@ -137,6 +141,23 @@ def predict_real_ensemble(
         "used_waveform": used_w,
         "has_discharge": has_d,
     }
+
+
+def _mix_kernel(tensors: Mapping, meta: Mapping, probs: np.ndarray, x: Mapping, views) -> None:
+    """Models trained with ``kernel_share`` (from 1.6): each view's rows of ``probs`` (in place) mixed
+    with the mean probabilities of its kernel kind's members and sharpened by the view's temperature
+    (:func:`.real_training._with_kernel`); x the standardised inputs per part."""
+    kern = meta.get("kernel")
+    if not kern:
+        return
+    share = float(kern["share"])
+    for view, rows in views:
+        if not rows.any():
+            continue
+        kind = "discharge" if view == "discharge" else "full"
+        k_in = kernel_inputs({p: v[rows] for p, v in x.items()}, tensors, kind)
+        pk = softmax(kernel_logits(tensors, kind, k_in) / kern["temperatures"][kind]).mean(0)
+        probs[rows] = sharpen((1.0 - share) * probs[rows] + share * pk, kern["view_temperatures"][view])
 
 
 def member_agreement(member_p: np.ndarray, probs: np.ndarray) -> np.ndarray:

@@ -45,6 +45,11 @@ class RealModelConfig:
     (:func:`.real_inputs.fit_decision_bias`), before the floors are fitted (off in the shipped model:
     an ablation, docs/validation.md; with it, the card's inner out-of-fold scores are those of the
     biased probabilities, on which the bias was fitted: optimistic);
+    ``kernel_share``: weight of the kernel members (:mod:`.real_kernel`: a logistic regression on
+    ``kernel_features`` random Fourier features of the quantile-mapped inputs, inverse regularisation
+    ``kernel_c``, one member per fold, decided balanced) in each view's probabilities, mixed after the
+    neural members' and sharpened by one more temperature per view fitted on the inner out-of-fold
+    units (0 = no kernel members: models up to 1.5);
     ``mix_views``: a unit with a waveform is scored by the full *and* the discharge members (the
     mean of the two kinds' probabilities, sharpened by one more temperature fitted on the inner
     out-of-fold units), so that a waveform unlike the training labs' (another lab's processing)
@@ -95,6 +100,9 @@ class RealModelConfig:
     waveform_donors: float = 0.0
     min_agreement: float = 0.5
     decision_bias: bool = False
+    kernel_share: float = 0.0
+    kernel_features: int = 500
+    kernel_c: float = 30.0
     seed: int = 0
     n_threads: int = 2
 

@@ -42,6 +42,7 @@ from .real_inputs import (
     quantile_map,
     sharpen,
 )
+from .real_kernel import fit_feature_map, kernel_features, kernel_inputs, train_kernel_members
 from .real_ood import fit_ood
 
 if TYPE_CHECKING:
@@ -306,6 +307,50 @@ def _train_kinds(cfg, r: _Rows, member_fold: np.ndarray, n_classes: int, tensors
     return oof, temps
 
 
+def _kernel_members(cfg, r: _Rows, k_in: dict, n_classes: int, tensors: dict) -> tuple[dict, dict]:
+    """With ``cfg.kernel_share > 0``, per member kind the kernel members (:mod:`.real_kernel`) trained
+    on the rows of ``r`` (kernel inputs ``k_in[kind]``, one member without each fold) and stored in
+    ``tensors``. Returns per kind the out-of-fold logits (1, n, C), NaN where a row lacks the kind's
+    inputs, and the temperature fitted on the labelled units' own out-of-fold logits."""
+    import torch
+
+    oof, temps = {}, {}
+    if cfg.kernel_share <= 0:
+        return oof, temps
+    for kind in KINDS:
+        usable = r.has_w if kind == "full" else np.ones(len(r.y), bool)
+        w, b = fit_feature_map(
+            k_in[kind][usable], cfg.kernel_features, cfg.seed + (7 if kind == "full" else 0)
+        )
+        z = kernel_features(k_in[kind], w, b)
+        coef, icpt, oof[kind] = train_kernel_members(z, r.y, r.fold, usable, n_classes, cfg.kernel_c)
+        fit = usable & r.is_unit
+        cal_w = _group_weights(r.groups[fit]) if cfg.calibrate_per_lab else None
+        temps[kind] = _temperature(oof[kind][:, fit], r.y[fit], cal_w)
+        for name, v in (("map_w", w), ("map_b", b), ("coef", coef), ("intercept", icpt)):
+            tensors[f"kernel.{kind}.{name}"] = torch.from_numpy(np.ascontiguousarray(v))
+    return oof, temps
+
+
+def _with_kernel(cfg, oof_p: dict, oof_rows: dict, kernel_oof: dict, kernel_temps: dict, r: _Rows) -> dict:
+    """Each view's out-of-fold probabilities mixed with its kernel kind's (``discharge`` for the
+    discharge view, ``full`` for the others), ``(1 - kernel_share) p + kernel_share p_kernel``,
+    sharpened by a temperature per view fitted on the labelled units (in place). Returns the view
+    temperatures."""
+    out = {}
+    for view, rows in oof_rows.items():
+        kind = "discharge" if view == "discharge" else "full"
+        z = kernel_oof[kind][:, rows] / kernel_temps[kind]
+        pk = np.exp(z - z.max(-1, keepdims=True))
+        pk = (pk / pk.sum(-1, keepdims=True)).mean(0)
+        mix = (1.0 - cfg.kernel_share) * oof_p[view] + cfg.kernel_share * pk
+        fit = r.is_unit[rows]
+        cal_w = _group_weights(r.groups[rows][fit]) if cfg.calibrate_per_lab else None
+        out[view] = _temperature(np.log(mix[fit] + 1e-12)[None], r.y[rows][fit], cal_w)
+        oof_p[view] = sharpen(mix, out[view])
+    return out
+
+
 def _oof_views(cfg, oof: dict, temps: dict, r: _Rows) -> tuple[dict, dict]:
     """Per view (kinds, and ``mixed`` with ``mix_views``, whose temperature is fitted here and
     added to ``temps``): the calibrated out-of-fold probabilities and the rows of ``r`` they score."""
@@ -379,6 +424,13 @@ def _train(cfg, lab, labels, classes, unl, groups, oof_out=None, copies=None):
         x_c = {p: _normalise(copies[1][p], tensors, p) for p in _PARTS}
         at = np.searchsorted(rows, copies[0])
         r = r.with_copies(at, x_c, _latents(pre, x_c), copies[1]["acg_pairs"], copies[1]["has_waveform"])
+    k_in = {
+        kind: np.concatenate(
+            [kernel_inputs({p: v[rows] for p, v in x.items()}, tensors, kind)]
+            + ([kernel_inputs(x_c, tensors, kind)] if copies is not None else [])
+        )
+        for kind in KINDS
+    }
     member_fold = np.repeat(np.arange(cfg.folds), cfg.seeds)  # member j holds out fold member_fold[j]
     oof, temps = _train_kinds(cfg, r, member_fold, n_classes, tensors)
     units = slice(0, r.n_units)
@@ -395,6 +447,8 @@ def _train(cfg, lab, labels, classes, unl, groups, oof_out=None, copies=None):
     )
     tensors.update({k: torch.from_numpy(v) for k, v in ood_t.items()})
     oof_p, oof_rows = _oof_views(cfg, oof, temps, r)
+    kernel_oof, kernel_temps = _kernel_members(cfg, r, k_in, n_classes, tensors)
+    view_temps = _with_kernel(cfg, oof_p, oof_rows, kernel_oof, kernel_temps, r) if kernel_oof else {}
     biases = _decision_biases(cfg, oof_p, oof_rows, r, n_classes)
     # one set of floors per depth band, fitted on the out-of-fold rows (units and copies) whose ACG
     # depth falls in it; without bands, on the labelled units
@@ -422,6 +476,20 @@ def _train(cfg, lab, labels, classes, unl, groups, oof_out=None, copies=None):
         "n_members": {k: int(len(member_fold)) for k in KINDS},
         "temperatures": temps,
         **({"decision_bias": biases} if biases else {}),
+        **(
+            {
+                "kernel": {
+                    "share": cfg.kernel_share,
+                    "n_members": cfg.folds,
+                    "n_features": cfg.kernel_features,
+                    "c": cfg.kernel_c,
+                    "temperatures": kernel_temps,
+                    "view_temperatures": view_temps,
+                }
+            }
+            if kernel_oof
+            else {}
+        ),
         "ratio_floors": floors[-1],
         "depth_bands": [{"below_pairs": e, "ratio_floors": f} for e, f in zip(edges, floors, strict=False)],
         "ood": ood_meta,

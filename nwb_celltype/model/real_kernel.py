@@ -1,0 +1,105 @@
+"""Kernel members of the real-trained ensemble: a multinomial logistic regression on random Fourier
+features of the model's quantile-mapped inputs (an approximate RBF-kernel classifier), beside the
+neural members.
+
+Why (docs/validation.md, "Kernel members"): on the validation benchmark's folds an RBF support
+vector machine on the same inputs labelled macaque MLI and units of the other species better than
+the neural members (benchmarks/bench_table_limits.py), and the two were partly complementary. A
+support vector machine stores its support vectors - copies of the training units' features - so the
+shipped model uses random Fourier features instead (Rahimi & Recht, NIPS 2007): ``z(x) = sqrt(2/D)
+cos(x W + b)``, ``W ~ N(0, 2 gamma)``, ``b ~ U(0, 2 pi)``, whose inner products approximate the RBF
+kernel ``exp(-gamma |x - x'|^2)``; what ships is the random map and the regression weights, no unit.
+``gamma`` is scikit-learn's ``"scale"`` rule, ``1 / (d var(x))`` over the pre-training pool.
+
+The regression is trained *unweighted* and decided *balanced*: its log-probabilities minus the log
+of each class's share of the training rows (probabilities divided by the training class frequencies),
+which labelled the small classes (MLI) better than class-weighted training on the same folds. One
+member per fold (trained without it), like the neural members; a kernel kind per neural kind
+(``full``: discharge + waveform inputs, ``discharge``: discharge inputs only). numpy at prediction;
+scikit-learn (a runtime dependency) to train.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..errors import ModelError
+
+__all__ = ["fit_feature_map", "kernel_features", "kernel_inputs", "kernel_logits", "train_kernel_members"]
+
+#: Logit of a class absent from a member's training rows (never its most probable class).
+_ABSENT = -30.0
+
+
+def kernel_inputs(x: Mapping[str, np.ndarray], tensors: Mapping, kind: str) -> np.ndarray:
+    """Kernel input (n, d) of member kind ``kind`` from the standardised model inputs ``x[part]``:
+    each part times its standardisation scale (the quantile-mapped inputs, shifted by their pool mean,
+    which an RBF kernel does not see), discharge then waveform (``full``) or discharge only."""
+    parts = ("discharge", "waveform") if kind == "full" else ("discharge",)
+    cols = [np.asarray(x[p], np.float64) * np.asarray(tensors[f"norm.{p}.std"], np.float64) for p in parts]
+    return np.nan_to_num(np.concatenate(cols, axis=1))
+
+
+def fit_feature_map(pool: np.ndarray, n_features: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The random map (W (d, D), b (D,)) for kernel inputs like ``pool`` (n, d): gamma =
+    ``1 / (d var(pool))``, W ~ N(0, 2 gamma), b ~ U(0, 2 pi); float32."""
+    pool = np.asarray(pool, np.float64)
+    d = pool.shape[1]
+    gamma = 1.0 / (d * max(float(pool.var()), 1e-12))
+    rng = np.random.default_rng(seed)
+    w = rng.normal(0.0, np.sqrt(2.0 * gamma), (d, n_features))
+    b = rng.uniform(0.0, 2.0 * np.pi, n_features)
+    return w.astype(np.float32), b.astype(np.float32)
+
+
+def kernel_features(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Random Fourier features ``sqrt(2/D) cos(x W + b)`` (n, D), float64."""
+    w, b = np.asarray(w, np.float64), np.asarray(b, np.float64)
+    return np.sqrt(2.0 / w.shape[1]) * np.cos(np.asarray(x, np.float64) @ w + b)
+
+
+def train_kernel_members(
+    z: np.ndarray, y: np.ndarray, fold: np.ndarray, usable: np.ndarray, n_classes: int, c: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One logistic regression per fold f on the usable rows of the other folds.
+
+    z (n, D) features, y (n,) classes, fold (n,) fold of each row, usable (n,) bool. Each member's
+    intercept includes minus the log of each class's share of its training rows (the balanced
+    decision; a class absent from them gets a logit of -30). Returns coefficients (F, C, D),
+    intercepts (F, C) and the out-of-fold logits (1, n, C) of the usable rows (NaN elsewhere).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    folds = int(fold.max()) + 1
+    coef = np.zeros((folds, n_classes, z.shape[1]))
+    intercept = np.full((folds, n_classes), _ABSENT)
+    oof = np.full((1, len(y), n_classes), np.nan)
+    for f in range(folds):
+        train = usable & (fold != f)
+        present = np.unique(y[train])
+        if len(present) < 2:
+            raise ModelError(f"fold {f}'s kernel member would train on fewer than two classes.")
+        m = LogisticRegression(C=c, max_iter=5000, tol=1e-6).fit(z[train], y[train])
+        share = np.array([np.mean(y[train] == k) for k in m.classes_])
+        if len(present) == 2:  # scikit-learn's binary layout: one row for the second class
+            coef[f, present[1]] = m.coef_[0]
+            intercept[f, present] = (0.0, m.intercept_[0])
+        else:
+            coef[f, m.classes_], intercept[f, m.classes_] = m.coef_, m.intercept_
+        intercept[f, m.classes_] -= np.log(share)
+        held = usable & (fold == f)
+        oof[0, held] = z[held] @ coef[f].T + intercept[f]
+    return coef.astype(np.float32), intercept.astype(np.float32), oof
+
+
+def kernel_logits(tensors: Mapping, kind: str, x: np.ndarray) -> np.ndarray:
+    """Logits (F, n, C) of the kernel members of kind ``kind`` for kernel inputs x (n, d):
+    ``kernel.<kind>.map_w`` / ``map_b`` (the random map), ``coef`` (F, C, D), ``intercept`` (F, C)."""
+    p = f"kernel.{kind}."
+    if p + "coef" not in tensors:
+        raise ModelError(f"the model has no {kind!r} kernel members (no {p}coef tensor).")
+    zx = kernel_features(x, tensors[p + "map_w"], tensors[p + "map_b"])
+    coef, icpt = np.asarray(tensors[p + "coef"], np.float64), np.asarray(tensors[p + "intercept"], np.float64)
+    return np.einsum("nd,fcd->fnc", zx, coef) + icpt[:, None, :]
