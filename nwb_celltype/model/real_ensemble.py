@@ -59,11 +59,13 @@ def predict_real_ensemble(
     Returns
     -------
     dict with ``probabilities`` (n, C) mean over the members used; ``member_probabilities``
-    (M, n, C), NaN where a member was not used for a unit; ``ood_score`` (n,) (> 1 means out of
+    (M, n, C), NaN where a member was not used for a unit (the neural members, then a model's
+    kernel members: :mod:`.real_kernel`); ``ood_score`` (n,) (> 1 means out of
     distribution: the largest of the part scores divided by their thresholds);
     ``ood_score_discharge`` / ``ood_score_waveform`` (n,), NaN where the part is missing;
     ``out_of_distribution`` (n,) bool; ``member_agreement`` (n,) the fraction of the members used
-    whose own top class is the ensemble's (NaN without a discharge); ``members_disagree`` (n,) bool,
+    whose own top class is the ensemble's (NaN without a discharge; with kernel members, the neural
+    and the kernel members' fractions weighted as in the mixture, ``model_meta.kernel.share``); ``members_disagree`` (n,) bool,
     agreement below the configuration's ``min_agreement`` (no majority of members backs the label);
     ``ratio_floor`` (n,) the model's floor on the confidence ratio for the unit's top class and member
     kind (:mod:`.real_floors`; NaN without a discharge); ``below_ratio_floor`` (n,) bool, the
@@ -97,11 +99,12 @@ def predict_real_ensemble(
         n_full = meta["n_members"]["full"]
         kind_means = member_p[:n_full, used_w].mean(0), member_p[n_full:, used_w].mean(0)
         probs[used_w] = sharpen(0.5 * (kind_means[0] + kind_means[1]), meta["temperatures"][MIXED])
-    _mix_kernel(
-        tensors, meta, probs, x, ((MIXED if mixed else "full", used_w), ("discharge", has_d & ~has_w))
-    )
+    views = ((MIXED if mixed else "full", used_w), ("discharge", has_d & ~has_w))
+    kernel_p, share = _mix_kernel(tensors, meta, probs, x, views)
+    neural = len(member_p)
+    member_p = np.concatenate([member_p, kernel_p])  # the kernel members after the neural ones
     # models trained with decision_bias: each row's view bias, on the ensemble and on its members
-    for view, rows in ((MIXED if mixed else "full", used_w), ("discharge", has_d & ~has_w)):
+    for view, rows in views:
         bias = (meta.get("decision_bias") or {}).get(view)
         if bias is not None and rows.any():
             probs[rows] = apply_decision_bias(probs[rows], bias)
@@ -110,7 +113,9 @@ def predict_real_ensemble(
     codes = {p: {"latent": lat[p], "input": inp[p]} for p in _PARTS}
     scores = ood_scores(tensors, meta, codes, {"discharge": has_d, "waveform": has_w})
     ood = scores["combined"]
-    agreement = member_agreement(member_p, probs)
+    agreement = member_agreement(member_p[:neural], probs)
+    if share > 0:  # neural and kernel members weigh as in the mixture
+        agreement = (1.0 - share) * agreement + share * member_agreement(member_p[neural:], probs)
     min_agree = float(meta["config"].get("min_agreement", 0.0))
     floor = np.ones(n)  # models before 1.2 have no floors
     top = np.nan_to_num(probs, nan=-1.0).argmax(1)
@@ -143,21 +148,31 @@ def predict_real_ensemble(
     }
 
 
-def _mix_kernel(tensors: Mapping, meta: Mapping, probs: np.ndarray, x: Mapping, views) -> None:
+def _mix_kernel(
+    tensors: Mapping, meta: Mapping, probs: np.ndarray, x: Mapping, views
+) -> tuple[np.ndarray, float]:
     """Models trained with ``kernel_share`` (from 1.6): each view's rows of ``probs`` (in place) mixed
     with the mean probabilities of its kernel kind's members and sharpened by the view's temperature
-    (:func:`.real_training._with_kernel`); x the standardised inputs per part."""
+    (:func:`.real_training._with_kernel`); x the standardised inputs per part, views (view, rows)
+    pairs. Returns the kernel members' calibrated probabilities (K, n, C) - the full kind's members,
+    then the discharge kind's, NaN where a member was not used - and the kernel's share (K = 0 and
+    share 0 for models without kernel members)."""
+    n, n_classes = probs.shape
     kern = meta.get("kernel")
     if not kern:
-        return
+        return np.zeros((0, n, n_classes), np.float32), 0.0
     share = float(kern["share"])
+    blocks = []
     for view, rows in views:
-        if not rows.any():
-            continue
         kind = "discharge" if view == "discharge" else "full"
-        k_in = kernel_inputs({p: v[rows] for p, v in x.items()}, tensors, kind)
-        pk = softmax(kernel_logits(tensors, kind, k_in) / kern["temperatures"][kind]).mean(0)
-        probs[rows] = sharpen((1.0 - share) * probs[rows] + share * pk, kern["view_temperatures"][view])
+        kp = np.full((int(kern["n_members"]), n, n_classes), np.nan, np.float32)
+        if rows.any():
+            k_in = kernel_inputs({p: v[rows] for p, v in x.items()}, tensors, kind)
+            kp[:, rows] = softmax(kernel_logits(tensors, kind, k_in) / kern["temperatures"][kind])
+            mix = (1.0 - share) * probs[rows] + share * kp[:, rows].mean(0)
+            probs[rows] = sharpen(mix, kern["view_temperatures"][view])
+        blocks.append(kp)
+    return np.concatenate(blocks), share
 
 
 def member_agreement(member_p: np.ndarray, probs: np.ndarray) -> np.ndarray:

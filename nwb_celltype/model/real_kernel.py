@@ -2,14 +2,15 @@
 features of the model's quantile-mapped inputs (an approximate RBF-kernel classifier), beside the
 neural members.
 
-Why (docs/validation.md, "Kernel members"): on the validation benchmark's folds an RBF support
+Why (docs/validation.md, "Kernel members (new in 1.6)"): on the validation benchmark's folds an RBF support
 vector machine on the same inputs labelled macaque MLI and units of the other species better than
 the neural members (benchmarks/bench_table_limits.py), and the two were partly complementary. A
 support vector machine stores its support vectors - copies of the training units' features - so the
 shipped model uses random Fourier features instead (Rahimi & Recht, NIPS 2007): ``z(x) = sqrt(2/D)
 cos(x W + b)``, ``W ~ N(0, 2 gamma)``, ``b ~ U(0, 2 pi)``, whose inner products approximate the RBF
 kernel ``exp(-gamma |x - x'|^2)``; what ships is the random map and the regression weights, no unit.
-``gamma`` is scikit-learn's ``"scale"`` rule, ``1 / (d var(x))`` over the pre-training pool.
+``gamma`` is scikit-learn's ``"scale"`` rule, ``1 / (d var(x))`` over the rows the members train
+on (every fold's: labels unused).
 
 The regression is trained *unweighted* and decided *balanced*: its log-probabilities minus the log
 of each class's share of the training rows (probabilities divided by the training class frequencies),
@@ -61,7 +62,13 @@ def kernel_features(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def train_kernel_members(
-    z: np.ndarray, y: np.ndarray, fold: np.ndarray, usable: np.ndarray, n_classes: int, c: float
+    z: np.ndarray,
+    y: np.ndarray,
+    fold: np.ndarray,
+    usable: np.ndarray,
+    n_classes: int,
+    c: float,
+    kind: str = "full",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One logistic regression per fold f on the usable rows of the other folds.
 
@@ -80,7 +87,10 @@ def train_kernel_members(
         train = usable & (fold != f)
         present = np.unique(y[train])
         if len(present) < 2:
-            raise ModelError(f"fold {f}'s kernel member would train on fewer than two classes.")
+            raise ModelError(
+                f"the {kind!r} kernel member without fold {f} would train on {len(present)} class(es) "
+                "only; give more labelled units per class (or train with kernel_share=0)."
+            )
         m = LogisticRegression(C=c, max_iter=5000, tol=1e-6).fit(z[train], y[train])
         share = np.array([np.mean(y[train] == k) for k in m.classes_])
         if len(present) == 2:  # scikit-learn's binary layout: one row for the second class

@@ -167,6 +167,11 @@ def train_real_ensemble(
             f"waveform_stretch={cfg.waveform_stretch} needs depth_copies > 0 and a log-sd >= 0: the "
             "stretched waveforms are those of the depth copies (set depth_copies, or waveform_stretch=0)."
         )
+    if not (0.0 <= cfg.kernel_share <= 1.0 and cfg.kernel_features >= 1 and cfg.kernel_c > 0):
+        raise ModelError(
+            f"kernel_share={cfg.kernel_share} must be a share in [0, 1], kernel_features={cfg.kernel_features} "
+            f"at least 1 and kernel_c={cfg.kernel_c} positive (kernel_share=0: no kernel members)."
+        )
     if not 0.0 <= cfg.waveform_donors <= 1.0 or (cfg.waveform_donors > 0 and cfg.depth_copies == 0):
         raise ModelError(
             f"waveform_donors={cfg.waveform_donors} must be a share in [0, 1] and needs depth_copies > 0: "
@@ -319,11 +324,17 @@ def _kernel_members(cfg, r: _Rows, k_in: dict, n_classes: int, tensors: dict) ->
         return oof, temps
     for kind in KINDS:
         usable = r.has_w if kind == "full" else np.ones(len(r.y), bool)
+        if len(np.unique(r.y[usable])) < 2:
+            raise ModelError(
+                f"kernel members of kind {kind!r} need labelled units of two classes or more "
+                f"{'with a waveform ' if kind == 'full' else ''}(found {len(np.unique(r.y[usable]))}); "
+                "train with kernel_share=0."
+            )
         w, b = fit_feature_map(
             k_in[kind][usable], cfg.kernel_features, cfg.seed + (7 if kind == "full" else 0)
         )
         z = kernel_features(k_in[kind], w, b)
-        coef, icpt, oof[kind] = train_kernel_members(z, r.y, r.fold, usable, n_classes, cfg.kernel_c)
+        coef, icpt, oof[kind] = train_kernel_members(z, r.y, r.fold, usable, n_classes, cfg.kernel_c, kind)
         fit = usable & r.is_unit
         cal_w = _group_weights(r.groups[fit]) if cfg.calibrate_per_lab else None
         temps[kind] = _temperature(oof[kind][:, fit], r.y[fit], cal_w)
@@ -424,12 +435,12 @@ def _train(cfg, lab, labels, classes, unl, groups, oof_out=None, copies=None):
         x_c = {p: _normalise(copies[1][p], tensors, p) for p in _PARTS}
         at = np.searchsorted(rows, copies[0])
         r = r.with_copies(at, x_c, _latents(pre, x_c), copies[1]["acg_pairs"], copies[1]["has_waveform"])
-    k_in = {
+    k_in = {  # kernel inputs of the rows of r (units, then copies), for kernel members
         kind: np.concatenate(
             [kernel_inputs({p: v[rows] for p, v in x.items()}, tensors, kind)]
             + ([kernel_inputs(x_c, tensors, kind)] if copies is not None else [])
         )
-        for kind in KINDS
+        for kind in (KINDS if cfg.kernel_share > 0 else ())
     }
     member_fold = np.repeat(np.arange(cfg.folds), cfg.seeds)  # member j holds out fold member_fold[j]
     oof, temps = _train_kinds(cfg, r, member_fold, n_classes, tensors)
@@ -480,7 +491,7 @@ def _train(cfg, lab, labels, classes, unl, groups, oof_out=None, copies=None):
             {
                 "kernel": {
                     "share": cfg.kernel_share,
-                    "n_members": cfg.folds,
+                    "n_members": int(tensors["kernel.full.coef"].shape[0]),
                     "n_features": cfg.kernel_features,
                     "c": cfg.kernel_c,
                     "temperatures": kernel_temps,
