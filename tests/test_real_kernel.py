@@ -127,3 +127,122 @@ def test_prediction_mixes_each_view_with_its_kernel_kind(trained_kernel):
     assert not np.allclose(out["probabilities"], neural["probabilities"])
     truth = np.repeat(np.arange(len(CLASSES)), 4)  # _half_without_waveform: 4 units per class
     assert (out["probabilities"].argmax(1) == truth).mean() > 0.9
+
+
+def test_binary_folds_and_classes_absent_from_some_folds():
+    """A fold whose training rows hold two classes uses scikit-learn's binary layout (the second
+    class's logit w.z + b against 0); a class a member never saw gets -30 and never wins."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    y = np.array([0] * 20 + [2] * 20 + [1])  # class 1: one unit, in fold 0 only
+    z = rng.standard_normal((41, 4)) + (y[:, None] == 2) * 1.5
+    fold = np.concatenate([np.tile(np.arange(2), 20), [0]])
+    usable = np.ones(41, bool)
+    coef, icpt, oof = train_kernel_members(z, y, fold, usable, 3, c=1.0)
+    # member 0 trains on fold 1: classes 0 and 2 only (binary)
+    train = fold == 1
+    ref = LogisticRegression(C=1.0, max_iter=5000, tol=1e-6).fit(z[train], y[train])
+    assert icpt[0, 1] == -30.0 and (coef[0, 1] == 0).all()
+    held = fold == 0
+    share = np.array([np.mean(y[train] == 0), np.mean(y[train] == 2)])
+    expect = ref.predict_proba(z[held]) / share
+    expect /= expect.sum(1, keepdims=True)
+    lg = oof[0, held][:, [0, 2]]
+    got = np.exp(lg - lg.max(1, keepdims=True))
+    np.testing.assert_allclose(got / got.sum(1, keepdims=True), expect, atol=1e-4)
+    assert (oof[0, held].argmax(1) != 1).all()
+    # member 1 saw class 1 (three classes): its logit is finite
+    assert icpt[1, 1] > -30.0
+    with pytest.raises(Exception, match="kernel member without fold 0 would train on 1 class"):
+        train_kernel_members(z[:40], np.where(fold[:40] == 1, 0, y[:40]), fold[:40], usable[:40], 3, 1.0)
+
+
+def test_training_rows_match_prediction_inputs(monkeypatch):
+    """The kernel members train on the same inputs prediction gives them: every labelled unit's
+    out-of-fold kernel logits, recomputed by prediction's code from the stored members (the member
+    that never saw its fold), equal the ones training scored and calibrated."""
+    import nwb_celltype.model.real_training as rt
+    from nwb_celltype.model.real_inputs import _inputs, _normalise
+
+    captured = {}
+    original = rt._kernel_members
+
+    def spy(cfg, r, k_in, n_classes, tensors):
+        oof, temps = original(cfg, r, k_in, n_classes, tensors)
+        captured.update(r=r, oof=oof)
+        return oof, temps
+
+    monkeypatch.setattr(rt, "_kernel_members", spy)
+    raw, labels = _units(10, seed=4)
+    raw["waveform"][::3] = np.nan  # a third of the units without a waveform
+    cfg = RealModelConfig(**{**TINY.to_dict(), "kernel_share": 0.5, "kernel_features": 64})
+    tensors, meta = train_real_ensemble(raw, labels, CLASSES, None, cfg)
+    r = captured["r"]
+    assert len(r.y) > r.n_units  # depth copies are part of the rows
+    inp = _inputs(raw)
+    x = {p: _normalise(inp[p], tensors, p) for p in ("discharge", "waveform")}
+    for kind in ("full", "discharge"):
+        k_in = kernel_inputs(x, tensors, kind)
+        logits = kernel_logits(tensors, kind, k_in)  # (F, n, C), every unit, every member
+        units = np.arange(r.n_units)
+        own = logits[r.fold[units], units]  # each unit by the member without its fold
+        ok = np.isfinite(captured["oof"][kind][0, units, 0])
+        assert ok.sum() == (inp["has_waveform"].sum() if kind == "full" else len(units))
+        np.testing.assert_allclose(own[ok], captured["oof"][kind][0, units][ok], rtol=1e-3, atol=1e-3)
+
+
+def test_agreement_weighs_neural_and_kernel_members_as_the_mixture(trained_kernel):
+    """member_agreement = (1 - share) x the neural members' fraction + share x the kernel members';
+    the kernel members' probabilities follow the neural members' in member_probabilities."""
+    from nwb_celltype.model.real_ensemble import member_agreement
+
+    raw, labels, tensors, meta = trained_kernel
+    test_raw, no_w = _half_without_waveform()
+    out = predict_real_ensemble(tensors, meta, test_raw)
+    n_neural = sum(meta["n_members"].values())
+    mp = out["member_probabilities"]
+    assert mp.shape[0] == n_neural + 2 * meta["kernel"]["n_members"]
+    kernel = mp[n_neural:]
+    # full kernel members for units with a waveform, discharge kernel members for the others
+    assert np.isfinite(kernel[: TINY.folds, ~no_w]).all() and np.isnan(kernel[: TINY.folds, no_w]).all()
+    assert np.isfinite(kernel[TINY.folds :, no_w]).all() and np.isnan(kernel[TINY.folds :, ~no_w]).all()
+    expect = 0.5 * member_agreement(mp[:n_neural], out["probabilities"]) + 0.5 * member_agreement(
+        kernel, out["probabilities"]
+    )
+    np.testing.assert_allclose(out["member_agreement"], expect)
+    # hand-made: 4 neural members, 2 kernel members; the label is class 0
+    p = np.array([[0.6, 0.4]])
+    votes = np.array([[[0.9, 0.1]], [[0.8, 0.2]], [[0.2, 0.8]], [[0.3, 0.7]]])  # 2 of 4 back it
+    assert member_agreement(votes, p)[0] == 0.5
+
+
+def test_one_view_model_mixes_the_full_view():
+    """Without mix_views, units with a waveform are scored by the full members, mixed with the full
+    kernel members and sharpened by the full view's temperature."""
+    raw, labels = _units(12, seed=0)
+    cfg = RealModelConfig(
+        **{
+            **TINY.to_dict(),
+            "mix_views": False,
+            "kernel_share": 0.5,
+            "kernel_features": 100,
+            "kernel_c": 10.0,
+        }
+    )
+    tensors, meta = train_real_ensemble(raw, labels, CLASSES, None, cfg)
+    assert set(meta["kernel"]["view_temperatures"]) == {"full", "discharge"}
+    test_raw, no_w = _half_without_waveform()
+    out = predict_real_ensemble(tensors, meta, test_raw)
+    neural = predict_real_ensemble(tensors, {k: v for k, v in meta.items() if k != "kernel"}, test_raw)
+    kern = meta["kernel"]
+    pk = np.nanmean(out["member_probabilities"][sum(meta["n_members"].values()) :][: TINY.folds, ~no_w], 0)
+    expect = sharpen(0.5 * neural["probabilities"][~no_w] + 0.5 * pk, kern["view_temperatures"]["full"])
+    np.testing.assert_allclose(out["probabilities"][~no_w], expect, rtol=1e-5, atol=1e-7)
+
+
+def test_bad_kernel_settings_are_refused():
+    raw, labels = _units(6, seed=0)
+    for bad in ({"kernel_share": 1.5}, {"kernel_share": 0.5, "kernel_c": 0.0}):
+        with pytest.raises(Exception, match="kernel_share=.*must be a share"):
+            train_real_ensemble(raw, labels, CLASSES, None, RealModelConfig(**{**TINY.to_dict(), **bad}))
