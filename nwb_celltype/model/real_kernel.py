@@ -74,7 +74,8 @@ def train_kernel_members(
 
     z (n, D) features, y (n,) classes, fold (n,) fold of each row, usable (n,) bool. Each member's
     intercept includes minus the log of each class's share of its training rows (the balanced
-    decision; a class absent from them gets a logit of -30). Returns coefficients (F, C, D),
+    decision; a class absent from them gets a logit of -30; a member whose rows hold one class says
+    that class). Returns coefficients (F, C, D),
     intercepts (F, C) and the out-of-fold logits (1, n, C) of the usable rows (NaN elsewhere).
     """
     from sklearn.linear_model import LogisticRegression
@@ -86,11 +87,16 @@ def train_kernel_members(
     for f in range(folds):
         train = usable & (fold != f)
         present = np.unique(y[train])
-        if len(present) < 2:
+        held = usable & (fold == f)
+        if len(present) == 0:
             raise ModelError(
-                f"the {kind!r} kernel member without fold {f} would train on {len(present)} class(es) "
-                "only; give more labelled units per class (or train with kernel_share=0)."
+                f"the {kind!r} kernel member without fold {f} has no labelled rows to train on; give "
+                "more labelled units (or train with kernel_share=0)."
             )
+        if len(present) == 1:  # a small library: the member can only say the class it saw
+            intercept[f, present[0]] = 0.0
+            oof[0, held] = intercept[f]
+            continue
         m = LogisticRegression(C=c, max_iter=5000, tol=1e-6).fit(z[train], y[train])
         share = np.array([np.mean(y[train] == k) for k in m.classes_])
         if len(present) == 2:  # scikit-learn's binary layout: one row for the second class
@@ -99,7 +105,6 @@ def train_kernel_members(
         else:
             coef[f, m.classes_], intercept[f, m.classes_] = m.coef_, m.intercept_
         intercept[f, m.classes_] -= np.log(share)
-        held = usable & (fold == f)
         oof[0, held] = z[held] @ coef[f].T + intercept[f]
     return coef.astype(np.float32), intercept.astype(np.float32), oof
 
