@@ -69,11 +69,13 @@ def train_kernel_members(
     n_classes: int,
     c: float,
     kind: str = "full",
+    weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One logistic regression per fold f on the usable rows of the other folds.
 
-    z (n, D) features, y (n,) classes, fold (n,) fold of each row, usable (n,) bool. Each member's
-    intercept includes minus the log of each class's share of its training rows (the balanced
+    z (n, D) features, y (n,) classes, fold (n,) fold of each row, usable (n,) bool, weight (n,)
+    optional sample weights (scaled to mean 1 over each member's training rows). Each member's
+    intercept includes minus the log of each class's (weighted) share of its training rows (the balanced
     decision; a class absent from them gets a logit of -30; a member whose rows hold one class says
     that class). Returns coefficients (F, C, D),
     intercepts (F, C) and the out-of-fold logits (1, n, C) of the usable rows (NaN elsewhere).
@@ -97,8 +99,10 @@ def train_kernel_members(
             intercept[f, present[0]] = 0.0
             oof[0, held] = intercept[f]
             continue
-        m = LogisticRegression(C=c, max_iter=5000, tol=1e-6).fit(z[train], y[train])
-        share = np.array([np.mean(y[train] == k) for k in m.classes_])
+        w = np.ones(int(train.sum())) if weight is None else np.asarray(weight, np.float64)[train]
+        w = w / w.mean()
+        m = LogisticRegression(C=c, max_iter=5000, tol=1e-6).fit(z[train], y[train], sample_weight=w)
+        share = np.array([w[y[train] == k].sum() / w.sum() for k in m.classes_])
         if len(present) == 2:  # scikit-learn's binary layout: one row for the second class
             coef[f, present[1]] = m.coef_[0]
             intercept[f, present] = (0.0, m.intercept_[0])

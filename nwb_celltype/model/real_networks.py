@@ -49,7 +49,9 @@ class RealModelConfig:
     ``kernel_features`` random Fourier features of the quantile-mapped inputs, inverse regularisation
     ``kernel_c``, one member per fold, decided balanced) in each view's probabilities, mixed after the
     neural members' and sharpened by one more temperature per view fitted on the inner out-of-fold
-    units (0 = no kernel members: models up to 1.5);
+    units (0 = no kernel members: models up to 1.5); ``kernel_lab_weights``: the kernel members' rows
+    weighted so that within each class the labs weigh as in the neural members' loss (square root of
+    their counts), each class keeping its number of rows (False: every row the same);
     ``mix_views``: a unit with a waveform is scored by the full *and* the discharge members (the
     mean of the two kinds' probabilities, sharpened by one more temperature fitted on the inner
     out-of-fold units), so that a waveform unlike the training labs' (another lab's processing)
@@ -103,6 +105,7 @@ class RealModelConfig:
     kernel_share: float = 0.0
     kernel_features: int = 500
     kernel_c: float = 30.0
+    kernel_lab_weights: bool = False
     seed: int = 0
     n_threads: int = 2
 

@@ -322,6 +322,10 @@ def _kernel_members(cfg, r: _Rows, k_in: dict, n_classes: int, tensors: dict) ->
     oof, temps = {}, {}
     if cfg.kernel_share <= 0:
         return oof, temps
+    # kernel_lab_weights: within each class the labs weigh as in the neural members' loss (square
+    # root of their counts), each class keeping its number of rows (its prior, which the balanced
+    # decision divides out)
+    lab_weight = r.weight * np.bincount(r.y, minlength=n_classes)[r.y]
     for kind in KINDS:
         usable = r.has_w if kind == "full" else np.ones(len(r.y), bool)
         if len(np.unique(r.y[usable])) < 2:
@@ -334,7 +338,16 @@ def _kernel_members(cfg, r: _Rows, k_in: dict, n_classes: int, tensors: dict) ->
             k_in[kind][usable], cfg.kernel_features, cfg.seed + (7 if kind == "full" else 0)
         )
         z = kernel_features(k_in[kind], w, b)
-        coef, icpt, oof[kind] = train_kernel_members(z, r.y, r.fold, usable, n_classes, cfg.kernel_c, kind)
+        coef, icpt, oof[kind] = train_kernel_members(
+            z,
+            r.y,
+            r.fold,
+            usable,
+            n_classes,
+            cfg.kernel_c,
+            kind,
+            lab_weight if cfg.kernel_lab_weights else None,
+        )
         fit = usable & r.is_unit
         cal_w = _group_weights(r.groups[fit]) if cfg.calibrate_per_lab else None
         temps[kind] = _temperature(oof[kind][:, fit], r.y[fit], cal_w)
@@ -494,6 +507,7 @@ def _train(cfg, lab, labels, classes, unl, groups, oof_out=None, copies=None):
                     "n_members": int(tensors["kernel.full.coef"].shape[0]),
                     "n_features": cfg.kernel_features,
                     "c": cfg.kernel_c,
+                    "lab_weights": cfg.kernel_lab_weights,
                     "temperatures": kernel_temps,
                     "view_temperatures": view_temps,
                 }
