@@ -249,3 +249,27 @@ def test_bad_kernel_settings_are_refused():
     for bad in ({"kernel_share": 1.5}, {"kernel_share": 0.5, "kernel_c": 0.0}):
         with pytest.raises(Exception, match="kernel_share=.*must be a share"):
             train_real_ensemble(raw, labels, CLASSES, None, RealModelConfig(**{**TINY.to_dict(), **bad}))
+
+
+def test_sample_weights_reach_the_regression_and_its_balanced_decision():
+    """With weights, member f is scikit-learn's regression fitted with those weights (scaled to mean
+    1), and the balanced decision divides out the weighted class shares."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(5)
+    y = np.repeat([0, 1], [30, 30])
+    z = rng.standard_normal((60, 3)) + y[:, None]
+    fold = np.tile(np.arange(2), 30)
+    weight = np.where(np.arange(60) % 3 == 0, 4.0, 1.0)
+    coef, icpt, oof = train_kernel_members(z, y, fold, np.ones(60, bool), 2, 1.0, weight=weight)
+    train = fold == 1
+    w = weight[train] / weight[train].mean()
+    ref = LogisticRegression(C=1.0, max_iter=5000, tol=1e-6).fit(z[train], y[train], sample_weight=w)
+    share = np.array([w[y[train] == 0].sum(), w[y[train] == 1].sum()]) / w.sum()
+    expect = ref.predict_proba(z[fold == 0]) / share
+    expect /= expect.sum(1, keepdims=True)
+    lg = oof[0, fold == 0]
+    got = np.exp(lg - lg.max(1, keepdims=True))
+    np.testing.assert_allclose(got / got.sum(1, keepdims=True), expect, atol=1e-4)
+    unweighted = train_kernel_members(z, y, fold, np.ones(60, bool), 2, 1.0)[2]
+    assert not np.allclose(unweighted[0, fold == 0], oof[0, fold == 0], atol=1e-3)
