@@ -129,30 +129,45 @@ def test_cli_evaluates_a_tables_manifest_and_a_test_lab(hull, tmp_path, monkeypa
 
 
 def test_cli_train_passes_the_floor_rule_and_budget_to_the_model(hull, tmp_path, monkeypatch):
-    """`train --floor-rule/--max-confidently-wrong` reach the acg-isi-wave model: with the per-label
-    rule and a budget of 1 every floor is 1 (no floor); a budget outside [0, 1] or an unknown rule is
-    refused before anything is trained."""
+    """`train --floor-rule/--max-confidently-wrong/--kernel-share` reach the acg-isi-wave model: with
+    the per-label rule and a budget of 1 every floor is 1 (no floor); --kernel-share 0.25 trains
+    kernel members mixed at a quarter; a budget or share outside [0, 1] or an unknown rule is refused
+    before anything is trained."""
     from nwb_celltype.cli import train as train_cli
     from nwb_celltype.model.real_networks import RealModelConfig
 
     cfg = train_cli.make_real_config(5, 3, 1, floor_rule="per-label", max_confidently_wrong=0.5)
     assert (cfg.floor_rule, cfg.max_confidently_wrong, cfg.folds, cfg.seed) == ("per-label", 0.5, 5, 3)
+    assert cfg.kernel_share == RealModelConfig().kernel_share  # not given: the shipped recipe's
+    assert (
+        train_cli.make_real_config(
+            5, 3, 1, floor_rule="per-label", max_confidently_wrong=0.5, kernel_share=0.0
+        ).kernel_share
+        == 0.0
+    )
     small = {k: v for k, v in _small().to_dict().items() if k not in ("folds", "seed", "n_threads")}
 
     def make(folds, seed, threads, **floors):
-        return RealModelConfig(**{**small, "folds": folds, "seed": seed, "n_threads": threads, **floors})
+        given = {k: v for k, v in floors.items() if v is not None}
+        return RealModelConfig(**{**small, "folds": folds, "seed": seed, "n_threads": threads, **given})
 
     monkeypatch.setattr(train_cli, "make_real_config", make)
     manifest, _ = hull
     out = tmp_path / "m"
     args = ["train", str(manifest), "--out", str(out), "--folds", "3", "--no-progress"]
-    res = CliRunner().invoke(main, [*args, "--floor-rule", "per-label", "--max-confidently-wrong", "1"])
+    res = CliRunner().invoke(
+        main, [*args, "--floor-rule", "per-label", "--max-confidently-wrong", "1", "--kernel-share", "0.25"]
+    )
     assert res.exit_code == 0, res.output
     card = json.loads((out / "model_card.json").read_text())
     meta = card["model_meta"]
     assert meta["config"]["floor_rule"] == "per-label" and meta["config"]["max_confidently_wrong"] == 1.0
     assert all(f == 1.0 for view in meta["ratio_floors"].values() for f in view)
-    for bad in (["--max-confidently-wrong", "1.5"], ["--floor-rule", "strict"]):
+    assert meta["kernel"]["share"] == 0.25 and card["architecture"]["kernel_members_by_kind"] == {
+        "full": 3,
+        "discharge": 3,
+    }
+    for bad in (["--max-confidently-wrong", "1.5"], ["--floor-rule", "strict"], ["--kernel-share", "2"]):
         res = CliRunner().invoke(main, [*args[:3], "--out", str(tmp_path / "x"), *bad])
         assert res.exit_code != 0 and "Invalid value" in res.output and not (tmp_path / "x").exists(), (
             res.output

@@ -44,6 +44,7 @@ def evaluate(
     finetune_encoders,
     floor_rule,
     max_confidently_wrong,
+    kernel_share,
     threads,
     cache_dir,
     annotation,
@@ -56,8 +57,8 @@ def evaluate(
     on the same folds.
     Manifests with feature tables evaluate the real-data family (acg-isi-wave): each fold's model
     never sees the held-out units, not even unlabelled; the options --repeats, --vae-epochs,
-    --head-epochs, --use-layer and --finetune-encoders apply to c4-3d only, --floor-rule and
-    --max-confidently-wrong to acg-isi-wave only."""
+    --head-epochs, --use-layer and --finetune-encoders apply to c4-3d only, --floor-rule,
+    --max-confidently-wrong and --kernel-share to acg-isi-wave only."""
     from .._atomic import check_folder
     from ..model import evaluate_model
     from ..model.evaluate import EVALUATION_FILES
@@ -69,7 +70,12 @@ def evaluate(
     family = resolve_family(family, library)
     if family == "acg-isi-wave":
         cfg = make_real_config(
-            folds, seed, threads, floor_rule=floor_rule, max_confidently_wrong=max_confidently_wrong
+            folds,
+            seed,
+            threads,
+            floor_rule=floor_rule,
+            max_confidently_wrong=max_confidently_wrong,
+            kernel_share=kernel_share,
         )
     else:
         cfg = make_config(folds, repeats, vae_epochs, head_epochs, use_layer, finetune_encoders, threads)

@@ -46,6 +46,14 @@ def _config_options(f):
             help="acg-isi-wave: the floors' budget, the fraction of inner out-of-fold units allowed "
             "to be confidently wrong (1 = no floors).",
         ),
+        click.option(
+            "--kernel-share",
+            type=click.FloatRange(0.0, 1.0),
+            default=None,
+            help="acg-isi-wave: weight of the kernel members (logistic regression on random Fourier "
+            "features) in each unit's probabilities, beside the neural members; 0 = neural members only "
+            "(the 1.5 recipe). Default: the shipped model's recipe. docs/validation.md.",
+        ),
         click.option("--threads", type=int, default=1, show_default=True, help="torch threads."),
         click.option("--cache-dir", type=click.Path(), default=None, help="Feature cache folder."),
         click.option("--annotation", default=None, help="Ground-truth table name in every file."),
@@ -107,7 +115,15 @@ def family_option(f):
     )(f)
 
 
-def make_real_config(folds: int, seed: int, threads: int, *, floor_rule: str, max_confidently_wrong: float):
+def make_real_config(
+    folds: int,
+    seed: int,
+    threads: int,
+    *,
+    floor_rule: str,
+    max_confidently_wrong: float,
+    kernel_share: float | None = None,
+):
     """The acg-isi-wave model's settings from the shared options (the rest: the shipped model's)."""
     from ..model.real_networks import RealModelConfig
 
@@ -117,6 +133,7 @@ def make_real_config(folds: int, seed: int, threads: int, *, floor_rule: str, ma
         n_threads=threads,
         floor_rule=floor_rule,
         max_confidently_wrong=max_confidently_wrong,
+        **({} if kernel_share is None else {"kernel_share": kernel_share}),
     )
 
 
@@ -156,6 +173,7 @@ def train(
     finetune_encoders,
     floor_rule,
     max_confidently_wrong,
+    kernel_share,
     threads,
     cache_dir,
     annotation,
@@ -164,7 +182,7 @@ def train(
     """Train a model bundle on LIBRARY (a manifest, or NWB files / URLs / DANDI ids with ground-truth
     labels; unlabelled units pre-train the autoencoders). Manifests with feature tables train the
     real-data family (acg-isi-wave); --repeats/--vae-epochs/--head-epochs/--use-layer/--finetune-encoders
-    apply to c4-3d only, --floor-rule/--max-confidently-wrong to acg-isi-wave only."""
+    apply to c4-3d only, --floor-rule/--max-confidently-wrong/--kernel-share to acg-isi-wave only."""
     from ..model import save_bundle, train_model
     from ..model.bundle import check_bundle_folder
 
@@ -177,7 +195,12 @@ def train(
         bundle = train_discharge_model(
             ts,
             config=make_real_config(
-                folds, seed, threads, floor_rule=floor_rule, max_confidently_wrong=max_confidently_wrong
+                folds,
+                seed,
+                threads,
+                floor_rule=floor_rule,
+                max_confidently_wrong=max_confidently_wrong,
+                kernel_share=kernel_share,
             ),
             name=name,
             version=model_version,
