@@ -26,8 +26,16 @@ from nwb_celltype.model.real_training import train_real_ensemble  # noqa: E402
 CLASSES = ("A", "B", "C")
 #: (rate Hz, gamma shape, waveform width in samples) per class
 SPEC = {"A": (8.0, 1.0, 4), "B": (40.0, 6.0, 8), "C": (15.0, 0.5, 14)}
+#: the neural members alone (kernel members, on by default since 1.6: tests/test_real_kernel.py)
 TINY = RealModelConfig(
-    pretrain_epochs=30, epochs=60, folds=3, seeds=2, hidden_discharge=16, hidden_waveform=8, n_threads=1
+    pretrain_epochs=30,
+    epochs=60,
+    folds=3,
+    seeds=2,
+    hidden_discharge=16,
+    hidden_waveform=8,
+    n_threads=1,
+    kernel_share=0.0,
 )
 
 
@@ -353,9 +361,15 @@ def test_numpy_inference_equals_the_torch_modules(trained):
     ref = _torch_reference(bundle.tensors, bundle.meta, real_raw)
     np.testing.assert_allclose(out["member_probabilities"][: len(ref)], ref, atol=2e-6)
     # the shipped model scores units with a waveform in the mixed view: both kinds, then p ** (1/T)
-    mix = 0.5 * (ref.mean(0) + out["member_probabilities"][len(ref) :].mean(0))
+    # (its kernel members' share, mixed in after: tests/test_real_kernel.py)
+    assert bundle.meta["kernel"]["share"] == 0.5
+    neural_meta = {k: v for k, v in bundle.meta.items() if k != "kernel"}
+    neural = predict_real_ensemble(bundle.tensors, neural_meta, real_raw)
+    n_neural = sum(bundle.meta["n_members"].values())
+    np.testing.assert_allclose(neural["member_probabilities"], out["member_probabilities"][:n_neural])
+    mix = 0.5 * (ref.mean(0) + neural["member_probabilities"][len(ref) :].mean(0))
     sharp = mix ** (1.0 / bundle.meta["temperatures"]["mixed"])
-    np.testing.assert_allclose(out["probabilities"], sharp / sharp.sum(1, keepdims=True), atol=2e-6)
+    np.testing.assert_allclose(neural["probabilities"], sharp / sharp.sum(1, keepdims=True), atol=2e-6)
 
 
 def test_numpy_gelu_matches_torch():

@@ -1,7 +1,7 @@
 """Inference of the real-data ensemble in numpy: the pre-trained encoders and the stacked classifier
 heads of :mod:`.real_networks`, evaluated from their stored weights without importing torch.
 
-The ensemble is small (a few hundred kB), so numpy runs it at thousands of units per second; what
+The ensemble is small (about 1 MB with its kernel members), so numpy runs it at thousands of units per second; what
 this buys is start-up: ``annotate``, ``predict`` and every ``annotate-dandiset`` worker with the
 default model load no torch (~1 s of CPU and ~200 MB per process). Training stays in torch; the
 numerics agree with the torch modules to float32 rounding (tests/test_real_model.py).

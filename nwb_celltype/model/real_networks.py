@@ -51,7 +51,8 @@ class RealModelConfig:
     neural members' and sharpened by one more temperature per view fitted on the inner out-of-fold
     units (0 = no kernel members: models up to 1.5); ``kernel_lab_weights``: the kernel members' rows
     weighted so that within each class the labs weigh as in the neural members' loss (square root of
-    their counts), each class keeping its number of rows (False: every row the same);
+    their counts), each class keeping its number of rows (False: every row the same; both settings
+    benchmarked, docs/validation.md);
     ``mix_views``: a unit with a waveform is scored by the full *and* the discharge members (the
     mean of the two kinds' probabilities, sharpened by one more temperature fitted on the inner
     out-of-fold units), so that a waveform unlike the training labs' (another lab's processing)
@@ -102,10 +103,10 @@ class RealModelConfig:
     waveform_donors: float = 0.0
     min_agreement: float = 0.5
     decision_bias: bool = False
-    kernel_share: float = 0.0
+    kernel_share: float = 0.5
     kernel_features: int = 500
     kernel_c: float = 30.0
-    kernel_lab_weights: bool = False
+    kernel_lab_weights: bool = True
     seed: int = 0
     n_threads: int = 2
 
