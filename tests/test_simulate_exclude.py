@@ -9,6 +9,7 @@ import pytest
 
 from nwb_celltype.errors import InvalidValueError
 from nwb_celltype.simulate import simulate_units
+from nwb_celltype.simulate._model import model_tables
 from nwb_celltype.simulate._params import fitted_classes, fitted_pool
 from nwb_celltype.testing.real_data import real_c4_dir
 
@@ -103,7 +104,12 @@ def test_row_identities_are_the_units_fitted():
         lab = labs[u.split("_")[0]]
         i = list(lab["neuron_ids"]).index(u)
         ph, _ = fit_waveform(align_real_waveform(lab["waveforms"][i], lab["rate_hz"]))
-        np.testing.assert_allclose(ph, f.waveforms[j], rtol=1e-3, atol=1e-4)
+        # the refit is row j's (the optimiser's last digits move with the CPU's floating point: 0.2 %
+        # on an AMD EPYC against the shipped rows, fitted on another machine), and no other row of the
+        # class is as near
+        np.testing.assert_allclose(ph, f.waveforms[j], rtol=1e-2, atol=1e-3)
+        dist = np.abs(np.asarray(f.waveforms) - ph).reshape(len(f.waveforms), -1).max(1)
+        assert dist.argmin() == j and np.sort(dist)[1] > 10 * dist[j]
 
 
 @pytest.mark.skipif(REAL is None, reason="real tables (real-c4) not on this machine")
@@ -116,7 +122,14 @@ def test_refit_without_held_out_units():
     goc = fitted_classes("mouse")["GoC"]
     rows, ids = refit_discharge(labs, "mouse", "GoC", goc.discharge_ids)
     assert ids == list(goc.discharge_ids)
-    np.testing.assert_allclose(rows, goc.discharge, rtol=1e-3, atol=1e-4)
+    # the same ACG and ISI as the shipped rows: what the simulator draws from (a parameter the tables
+    # do not pin, e.g. a GoC's burst-decay shape when its burst delay sits at the bound, lands where
+    # the CPU's floating point takes the optimiser: 19.3 on an AMD EPYC, 22.3 on the machine that
+    # fitted the shipped rows)
+    for got, shipped in zip(rows, goc.discharge, strict=True):
+        for a, b in zip(model_tables(got), model_tables(shipped), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * np.abs(b).max())
+    np.testing.assert_allclose(rows[:, [0, 1, 4, 5]], goc.discharge[:, [0, 1, 4, 5]], rtol=1e-2)
     kept = goc.discharge_ids[1]
     rows1, ids1 = refit_discharge(labs, "mouse", "GoC", [kept])
     assert ids1 == [kept] and not np.allclose(rows1[0], goc.discharge[1], rtol=1e-3)
