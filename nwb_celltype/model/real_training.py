@@ -375,6 +375,23 @@ def _with_kernel(cfg, oof_p: dict, oof_rows: dict, kernel_oof: dict, kernel_temp
     return out
 
 
+def _kernel_meta(cfg, tensors: dict, kernel_temps: dict, view_temps: dict) -> dict:
+    """The card's ``kernel`` entry (models with kernel members; empty otherwise)."""
+    if not kernel_temps:
+        return {}
+    return {
+        "kernel": {
+            "share": cfg.kernel_share,
+            "n_members": int(tensors["kernel.full.coef"].shape[0]),
+            "n_features": cfg.kernel_features,
+            "c": cfg.kernel_c,
+            "lab_weights": cfg.kernel_lab_weights,
+            "temperatures": kernel_temps,
+            "view_temperatures": view_temps,
+        }
+    }
+
+
 def _oof_views(cfg, oof: dict, temps: dict, r: _Rows) -> tuple[dict, dict]:
     """Per view (kinds, and ``mixed`` with ``mix_views``, whose temperature is fitted here and
     added to ``temps``): the calibrated out-of-fold probabilities and the rows of ``r`` they score."""
@@ -500,21 +517,7 @@ def _train(cfg, lab, labels, classes, unl, groups, oof_out=None, copies=None):
         "n_members": {k: int(len(member_fold)) for k in KINDS},
         "temperatures": temps,
         **({"decision_bias": biases} if biases else {}),
-        **(
-            {
-                "kernel": {
-                    "share": cfg.kernel_share,
-                    "n_members": int(tensors["kernel.full.coef"].shape[0]),
-                    "n_features": cfg.kernel_features,
-                    "c": cfg.kernel_c,
-                    "lab_weights": cfg.kernel_lab_weights,
-                    "temperatures": kernel_temps,
-                    "view_temperatures": view_temps,
-                }
-            }
-            if kernel_oof
-            else {}
-        ),
+        **_kernel_meta(cfg, tensors, kernel_temps, view_temps),
         "ratio_floors": floors[-1],
         "depth_bands": [{"below_pairs": e, "ratio_floors": f} for e, f in zip(edges, floors, strict=False)],
         "ood": ood_meta,
