@@ -12,9 +12,11 @@ kernel ``exp(-gamma |x - x'|^2)``; what ships is the random map and the regressi
 ``gamma`` is scikit-learn's ``"scale"`` rule, ``1 / (d var(x))`` over the rows the members train
 on (every fold's: labels unused).
 
-The regression is trained *unweighted* and decided *balanced*: its log-probabilities minus the log
-of each class's share of the training rows (probabilities divided by the training class frequencies),
-which labelled the small classes (MLI) better than class-weighted training on the same folds. One
+The regression is trained without class balancing (optional sample weights, e.g. the labs within a
+class: ``RealModelConfig.kernel_lab_weights``) and decided *balanced*: its log-probabilities minus the
+log of each class's (weighted) share of the training rows (probabilities divided by the training class
+frequencies), which labelled the small classes (MLI) better than class-weighted training on the same
+folds. One
 member per fold (trained without it), like the neural members; a kernel kind per neural kind
 (``full``: discharge + waveform inputs, ``discharge``: discharge inputs only). numpy at prediction;
 scikit-learn (a runtime dependency) to train.
