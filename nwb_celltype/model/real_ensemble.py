@@ -28,7 +28,7 @@ from .real_inputs import (
     quantile_map,
     sharpen,
 )
-from .real_kernel import kernel_inputs, kernel_logits
+from .real_kernel import kernel_inputs, kernel_kind, kernel_logits, mix_kernel
 from .real_ood import ood_scores
 from .real_training import train_real_ensemble
 
@@ -164,12 +164,12 @@ def _mix_kernel(
     share = float(kern["share"])
     blocks = []
     for view, rows in views:
-        kind = "discharge" if view == "discharge" else "full"
+        kind = kernel_kind(view)
         kp = np.full((int(kern["n_members"]), n, n_classes), np.nan, np.float32)
         if rows.any():
             k_in = kernel_inputs({p: v[rows] for p, v in x.items()}, tensors, kind)
             kp[:, rows] = softmax(kernel_logits(tensors, kind, k_in) / kern["temperatures"][kind])
-            mix = (1.0 - share) * probs[rows] + share * kp[:, rows].mean(0)
+            mix = mix_kernel(probs[rows], kp[:, rows].mean(0), share)
             probs[rows] = sharpen(mix, kern["view_temperatures"][view])
         blocks.append(kp)
     return np.concatenate(blocks), share

@@ -30,10 +30,30 @@ import numpy as np
 
 from ..errors import ModelError
 
-__all__ = ["fit_feature_map", "kernel_features", "kernel_inputs", "kernel_logits", "train_kernel_members"]
+__all__ = [
+    "fit_feature_map",
+    "kernel_features",
+    "kernel_inputs",
+    "kernel_kind",
+    "kernel_logits",
+    "mix_kernel",
+    "train_kernel_members",
+]
 
 #: Logit of a class absent from a member's training rows (never its most probable class).
 _ABSENT = -30.0
+
+
+def kernel_kind(view: str) -> str:
+    """The kernel kind whose members mix into a view: ``discharge`` for the discharge-only view,
+    ``full`` for the others (``full``, ``mixed``)."""
+    return "discharge" if view == "discharge" else "full"
+
+
+def mix_kernel(p: np.ndarray, p_kernel: np.ndarray, share: float) -> np.ndarray:
+    """A view's probabilities p (n, C) mixed with its kernel members' mean p_kernel (n, C):
+    ``(1 - share) p + share p_kernel`` (before the view's sharpening), at training and prediction."""
+    return (1.0 - share) * p + share * p_kernel
 
 
 def kernel_inputs(x: Mapping[str, np.ndarray], tensors: Mapping, kind: str) -> np.ndarray:

@@ -28,6 +28,7 @@ from ..errors import ModelError
 from .metrics import _balanced_accuracy
 from .real_depth import depth_copies, donate_waveforms
 from .real_floors import MIXED, view_floors
+from .real_inference import softmax
 from .real_inputs import (
     _PARTS,
     FAMILY,
@@ -42,7 +43,14 @@ from .real_inputs import (
     quantile_map,
     sharpen,
 )
-from .real_kernel import fit_feature_map, kernel_features, kernel_inputs, train_kernel_members
+from .real_kernel import (
+    fit_feature_map,
+    kernel_features,
+    kernel_inputs,
+    kernel_kind,
+    mix_kernel,
+    train_kernel_members,
+)
 from .real_ood import fit_ood
 
 if TYPE_CHECKING:
@@ -69,6 +77,18 @@ def _temperature(logits: np.ndarray, y: np.ndarray, weights: np.ndarray | None =
         if nll < best:
             best, best_t = nll, float(t)
     return best_t
+
+
+def _fit_temperature(cfg, logits: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
+    """:func:`_temperature` of out-of-fold logits (S, n, C) of labelled units (classes y, labs
+    groups), every lab weighing the same with ``cfg.calibrate_per_lab``."""
+    return _temperature(logits, y, _group_weights(groups) if cfg.calibrate_per_lab else None)
+
+
+def _fit_mixture_temperature(cfg, mix: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
+    """The temperature that sharpens a mixture of calibrated probabilities mix (n, C)
+    (:func:`.real_inputs.sharpen`), fitted as :func:`_fit_temperature` on its log-probabilities."""
+    return _fit_temperature(cfg, np.log(mix + 1e-12)[None], y, groups)
 
 
 def _group_weights(groups: np.ndarray) -> np.ndarray:
@@ -305,8 +325,7 @@ def _train_kinds(cfg, r: _Rows, member_fold: np.ndarray, n_classes: int, tensors
             avail[None, :, None], held[r.fold, :, np.arange(len(r.y))].transpose(1, 0, 2), np.nan
         )
         fit = avail & r.is_unit
-        cal_w = _group_weights(r.groups[fit]) if cfg.calibrate_per_lab else None
-        temps[kind] = _temperature(oof[kind][:, fit], r.y[fit], cal_w)
+        temps[kind] = _fit_temperature(cfg, oof[kind][:, fit], r.y[fit], r.groups[fit])
         for k, v in stack.state_dict().items():
             tensors[f"members.{kind}.{k}"] = v.clone()
     return oof, temps
@@ -349,8 +368,7 @@ def _kernel_members(cfg, r: _Rows, k_in: dict, n_classes: int, tensors: dict) ->
             lab_weight if cfg.kernel_lab_weights else None,
         )
         fit = usable & r.is_unit
-        cal_w = _group_weights(r.groups[fit]) if cfg.calibrate_per_lab else None
-        temps[kind] = _temperature(oof[kind][:, fit], r.y[fit], cal_w)
+        temps[kind] = _fit_temperature(cfg, oof[kind][:, fit], r.y[fit], r.groups[fit])
         for name, v in (("map_w", w), ("map_b", b), ("coef", coef), ("intercept", icpt)):
             tensors[f"kernel.{kind}.{name}"] = torch.from_numpy(np.ascontiguousarray(v))
     return oof, temps
@@ -363,14 +381,11 @@ def _with_kernel(cfg, oof_p: dict, oof_rows: dict, kernel_oof: dict, kernel_temp
     temperatures."""
     out = {}
     for view, rows in oof_rows.items():
-        kind = "discharge" if view == "discharge" else "full"
-        z = kernel_oof[kind][:, rows] / kernel_temps[kind]
-        pk = np.exp(z - z.max(-1, keepdims=True))
-        pk = (pk / pk.sum(-1, keepdims=True)).mean(0)
-        mix = (1.0 - cfg.kernel_share) * oof_p[view] + cfg.kernel_share * pk
+        kind = kernel_kind(view)
+        pk = softmax(kernel_oof[kind][:, rows] / kernel_temps[kind]).mean(0)
+        mix = mix_kernel(oof_p[view], pk, cfg.kernel_share)
         fit = r.is_unit[rows]
-        cal_w = _group_weights(r.groups[rows][fit]) if cfg.calibrate_per_lab else None
-        out[view] = _temperature(np.log(mix[fit] + 1e-12)[None], r.y[rows][fit], cal_w)
+        out[view] = _fit_mixture_temperature(cfg, mix[fit], r.y[rows][fit], r.groups[rows][fit])
         oof_p[view] = sharpen(mix, out[view])
     return out
 
@@ -398,14 +413,11 @@ def _oof_views(cfg, oof: dict, temps: dict, r: _Rows) -> tuple[dict, dict]:
     oof_p, oof_rows = {}, {}
     for kind in KINDS:
         ok = ~np.isnan(oof[kind][0, :, 0])
-        z = oof[kind][:, ok] / temps[kind]
-        p = np.exp(z - z.max(-1, keepdims=True))
-        oof_p[kind], oof_rows[kind] = (p / p.sum(-1, keepdims=True)).mean(0), np.flatnonzero(ok)
+        oof_p[kind], oof_rows[kind] = softmax(oof[kind][:, ok] / temps[kind]).mean(0), np.flatnonzero(ok)
     if cfg.mix_views and r.has_w.any():  # rows with a waveform: both kinds together
         mix = 0.5 * (oof_p["full"] + oof_p["discharge"][r.has_w])
         fit = r.is_unit[r.has_w]
-        cal_w = _group_weights(r.groups[r.has_w][fit]) if cfg.calibrate_per_lab else None
-        temps[MIXED] = _temperature(np.log(mix[fit] + 1e-12)[None], r.y[r.has_w][fit], cal_w)
+        temps[MIXED] = _fit_mixture_temperature(cfg, mix[fit], r.y[r.has_w][fit], r.groups[r.has_w][fit])
         oof_p[MIXED], oof_rows[MIXED] = sharpen(mix, temps[MIXED]), np.flatnonzero(r.has_w)
     return oof_p, oof_rows
 
