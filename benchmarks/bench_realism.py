@@ -236,10 +236,20 @@ def folds(labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         return list(StratifiedKFold(N_FOLDS, shuffle=True, random_state=0).split(labels, labels))
 
 
-def discharge_config():
-    """The package's real-data model family in the small setting of tests/test_real_pipeline.py."""
+#: Settings of the real-data model family the transfer tests train (``--model-recipe``).
+MODEL_RECIPES = ("small", "shipped")
+
+
+def discharge_config(recipe: str = "small"):
+    """The package's real-data model family: ``small``, the setting of tests/test_real_pipeline.py;
+    ``shipped``, the default model's recipe (``RealModelConfig()``, as benchmarks/make_real_bundle.py
+    trains it), on one thread."""
     from nwb_celltype.model.real_networks import RealModelConfig
 
+    if recipe == "shipped":
+        return RealModelConfig(n_threads=1)
+    if recipe != "small":
+        raise ValueError(f"model recipe must be one of {MODEL_RECIPES}, got {recipe!r}")
     return RealModelConfig(pretrain_epochs=30, epochs=40, folds=3, seeds=1, n_threads=1)
 
 
@@ -305,14 +315,17 @@ def sparse_classes(real: dict, share: float = 0.1) -> list[str]:
     return [c for c in C4 if (weighed & (real["labels"] == c)).any()]
 
 
-def cross_fitted(preset: str, real: dict, n_per_class: int, duration_s: float, seed: int, data: Path) -> dict:
+def cross_fitted(
+    preset: str, real: dict, n_per_class: int, duration_s: float, seed: int, data: Path, config=None
+) -> dict:
     """Sim -> real transfer without leakage: for each fold of the real units, simulate units only
     from the fitted rows of the real units outside the fold (classes with sparse tables: rows
     refitted to those units alone, class prior included), train on them, predict the fold; pool.
 
     Two classifiers: the plain logistic regression on the min-max blocks, and the package's
-    real-data model (``train_discharge_model``, small setting). The same model trained on the real
-    units of the other folds (the real CV ceiling) is reported beside it."""
+    real-data model (``train_discharge_model``, ``config``: default the small setting). The same
+    model trained on the real units of the other folds (the real CV ceiling) is reported beside it."""
+    config = config or discharge_config()
     from nwb_celltype.simulate._fit import SOURCES, read_lab, refit_discharge
 
     labs = {lab: read_lab(data, lab) for lab in SOURCES[preset]["discharge"]}
@@ -335,10 +348,10 @@ def cross_fitted(preset: str, real: dict, n_per_class: int, duration_s: float, s
         xr = design(blocks(real["acg"][te], real["isi"][te], real["wave"][te]))
         pred["logistic"][te] = _classifier().fit(xs, sim["labels"]).predict(xr)
         test = real["features"].subset(te)
-        m = discharge_model_predict(sim, test)
+        m = discharge_model_predict(sim, test, config)
         pred["model"][te], pred["model_decision"][te] = m["argmax"], m["labels"]
         train_real = {"features": real["features"].subset(tr), "labels": real["labels"][tr]}
-        pred["model_real_cv"][te] = discharge_model_predict(train_real, test)["argmax"]
+        pred["model_real_cv"][te] = discharge_model_predict(train_real, test, config)["argmax"]
         print(f"  {preset} fold {f + 1}/{N_FOLDS}: {len(te)} real units held out", flush=True)
     truth = real["labels"]
     decided = np.isin(pred["model_decision"].astype(str), C4)
@@ -348,7 +361,7 @@ def cross_fitted(preset: str, real: dict, n_per_class: int, duration_s: float, s
         "logistic": scores(truth, pred["logistic"].astype(str)),
         "model": scores(truth, pred["model"].astype(str)),
         "model_real_cv": scores(truth, pred["model_real_cv"].astype(str), "real_cv"),
-        "model_config": discharge_config().to_dict(),
+        "model_config": config.to_dict(),
         "refit_per_fold": refit,
     }
     out["model"]["fraction_classified"] = float(decided.mean())
@@ -531,6 +544,7 @@ def _by_source_lab(truth: np.ndarray, top: np.ndarray, sources: np.ndarray) -> d
 def measure_preset(preset: str, data: Path, args: argparse.Namespace) -> tuple[dict, dict]:
     """Everything measured on one preset against its lab: (results entry, arrays for the figures)."""
     lab, wave_labs = LABS[preset]
+    config = discharge_config(args.model_recipe)
     real = real_set(data, lab)
     duration = args.duration or table_duration_s(preset, real)
     t0 = time.perf_counter()
@@ -546,7 +560,9 @@ def measure_preset(preset: str, data: Path, args: argparse.Namespace) -> tuple[d
         **transfer(sim, real),
         "summary_stats_balanced_accuracy": summary_stats_accuracy(sim),
     }
-    r["leaky_model"] = scores(real["labels"], discharge_model_predict(sim, real["features"])["argmax"])
+    r["leaky_model"] = scores(
+        real["labels"], discharge_model_predict(sim, real["features"], config)["argmax"]
+    )
     print(
         f"{preset}: sim->{lab} (leaky: fits of the scored units) {r['sim_to_real_balanced_accuracy']:.3f} "
         f"(classes with >= 5 real units {r['sim_to_real_balanced_accuracy_classes_n5']:.3f}), real-data model "
@@ -556,7 +572,9 @@ def measure_preset(preset: str, data: Path, args: argparse.Namespace) -> tuple[d
         flush=True,
     )
     if not args.no_cross_fit:
-        cf = r["cross_fitted"] = cross_fitted(preset, real, args.n_per_class, duration, args.seed, data)
+        cf = r["cross_fitted"] = cross_fitted(
+            preset, real, args.n_per_class, duration, args.seed, data, config
+        )
         print(
             f"{preset}: cross-fitted sim->{lab}: logistic {cf['logistic']['sim_to_real_balanced_accuracy']:.3f} "
             f"({cf['logistic']['sim_to_real_balanced_accuracy_classes_n5']:.3f}); real-data model "
@@ -631,6 +649,12 @@ def main() -> None:
         action="store_true",
         help="measure only the reverse direction and replace it in OUT (e.g. after rebuilding the default model)",
     )
+    ap.add_argument(
+        "--model-recipe",
+        choices=MODEL_RECIPES,
+        default="small",
+        help="setting of the real-data model the transfer tests train: small (fast) or shipped (the default model's recipe)",
+    )
     ap.add_argument("--presets", default=",".join(LABS), help="comma-separated presets to measure")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "realism.json"))
     ap.add_argument("--figures", default=str(ROOT / "docs" / "figures"))
@@ -647,6 +671,7 @@ def main() -> None:
         raise SystemExit("no real-c4 tables found: pass --data DIR (see docs/validation.md)")
     results: dict = {
         "n_per_class": args.n_per_class,
+        "model_recipe": args.model_recipe,
         "duration_s": args.duration or "per preset, matched to the real tables (table_duration_s)",
         "presets": {},
     }
