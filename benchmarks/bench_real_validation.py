@@ -164,7 +164,7 @@ def _baselines(tr_raw, ytr, te_raw) -> dict[str, np.ndarray]:
 #: The model's own abstentions besides the ratio threshold (what ``predict`` reports as unclassified
 #: with a reason): out of distribution, no majority of members behind the label, a ratio below the
 #: model's floor for the label.
-REASONS = ("out_of_distribution", "members_disagree", "below_ratio_floor")
+REASONS = ("out_of_distribution", "members_disagree", "below_ratio_floor", "species_unsupported")
 
 
 def _abstain(out: dict) -> np.ndarray:
@@ -172,9 +172,16 @@ def _abstain(out: dict) -> np.ndarray:
     return _abstain_no_floor(out) | out["below_ratio_floor"]
 
 
+def _of_species(raw: dict, lab: str) -> dict:
+    """``raw`` as units of ``lab``'s species (:data:`SPECIES`), as a user's file or tables state it:
+    the model withholds labels that species gave it too few training units of
+    (:mod:`nwb_celltype.model.real_species`)."""
+    return {**raw, "species": SPECIES[lab]}
+
+
 def _abstain_no_floor(out: dict) -> np.ndarray:
     """The model's abstentions without its ratio floors (what the floors cost and buy)."""
-    return out["out_of_distribution"] | out["members_disagree"]
+    return out["out_of_distribution"] | out["members_disagree"] | out["species_unsupported"]
 
 
 #: Species of each lab's units (donor waveforms go only to copies of units of their own species).
@@ -291,7 +298,7 @@ def within_lab(
             )
         sets.update(thinned_sets(te_raw, thin_rng))
         for name, raw in sets.items():
-            out = predict_real_ensemble(tensors, meta, raw)
+            out = predict_real_ensemble(tensors, meta, _of_species(raw, lab))
             probs[name]["model"][fold == f] = out["probabilities"]
             for r in REASONS:
                 flags[name][r][fold == f] = out[r]
@@ -327,7 +334,7 @@ def cross_species(data: dict, src: str, dst: str, unl: dict, cfg) -> dict:
     shared = sorted(set(s.labels[srow].astype(str)) & set(CLASSES))
     drow = np.flatnonzero(np.isin(d.labels.astype(str), shared) & d.has_discharge)
     tensors, meta = _train(_raw(s, srow), s.labels[srow].astype(str), unl, cfg, np.full(len(srow), src))
-    out = predict_real_ensemble(tensors, meta, _raw(d, drow))
+    out = predict_real_ensemble(tensors, meta, _of_species(_raw(d, drow), dst))
     y = _index(d.labels[drow].astype(str))
     probs = {"model": out["probabilities"]}
     probs.update(_baselines(_raw(s, srow), _index(s.labels[srow].astype(str)), _raw(d, drow)))

@@ -330,13 +330,20 @@ def _timed(timings: dict[str, float], key: str):
     timings[key] = time.perf_counter() - t0
 
 
-def _predict(labelling: _Labelling, features, problems: dict[int, str], timings: dict[str, float]):
-    """Run the model (timed): ``(predictions, skipped, unclassified)`` (see :func:`_unit_reasons`)."""
+def _predict(
+    labelling: _Labelling, features, problems: dict[int, str], timings: dict[str, float], species: str = ""
+):
+    """Run the model (timed) on units of ``species`` (the file's Subject, "" for none):
+    ``(predictions, skipped, unclassified)`` (see :func:`_unit_reasons`)."""
     from .model import predict_cell_types
 
     with _timed(timings, "model"):
         preds = predict_cell_types(
-            labelling.bundle, features, threshold=labelling.threshold, dtype=labelling.precision
+            labelling.bundle,
+            features,
+            threshold=labelling.threshold,
+            dtype=labelling.precision,
+            species=species or None,
         )
     return (preds, *_unit_reasons(preds, features.unit_ids, problems))
 
@@ -475,7 +482,7 @@ def annotate(
         )
         checkpoint("features")
 
-        preds, skipped, unclassified = _predict(labelling, features, units.problems, timings)
+        preds, skipped, unclassified = _predict(labelling, features, units.problems, timings, src.species)
         with _timed(timings, "write"):
             columns = _write_output(plan, src, units, spill_path, overwrite, labelling, preds, info, skipped)
 

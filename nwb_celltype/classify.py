@@ -152,7 +152,12 @@ def read_feature_input(path: str | os.PathLike, config=None):
 
 
 def predict_features(
-    features, *, model=None, threshold: float = 2.0, ignore_waveforms: bool = False
+    features,
+    *,
+    model=None,
+    threshold: float = 2.0,
+    ignore_waveforms: bool = False,
+    species: str | None = None,
 ) -> FeaturePredictions:
     """Classify units given as features.
 
@@ -166,6 +171,11 @@ def predict_features(
         Confidence ratio p(top1)/p(top2) below which a unit is ``unclassified``.
     ignore_waveforms : bool
         Classify every unit from its discharge alone (models that can: the default model's family).
+    species : str, optional
+        The units' species ("mouse", "Mus musculus", "macaque", ...); default: the tables'
+        dataset.json ``species``, else none. A model of the default family withholds from units of a
+        species it was trained on the labels too few of that species' training units had
+        (:mod:`nwb_celltype.model.real_species`).
     """
     from .features.families import family_of
     from .model.predict import predict_cell_types
@@ -190,7 +200,7 @@ def predict_features(
         )
     if ignore_waveforms:
         features = family_of(bundle).drop_waveforms(features)
-    preds = predict_cell_types(bundle, features, threshold=threshold)
+    preds = predict_cell_types(bundle, features, threshold=threshold, species=species)
     info = {"name": bundle.name, "version": bundle.version, "sha256": bundle.sha256, "feature_family": family}
     return FeaturePredictions(predictions=preds, features=features, model=info)
 

@@ -27,10 +27,17 @@ from ._common import (
     help=THRESHOLD_HELP,
 )
 @IGNORE_WAVEFORMS_OPTION
+@click.option(
+    "--species",
+    default=None,
+    help="The units' species (mouse, Mus musculus, macaque, Macaca mulatta, ...; default: the tables' "
+    "dataset.json species, else none). Units of a species the model was trained on get no label of a "
+    "class that species gave it fewer than 5 training units of (the default model: no GoC for mouse units).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def predict(features, out, model, threshold, ignore_waveforms, overwrite, quiet, as_json):
+def predict(features, out, model, threshold, ignore_waveforms, species, overwrite, quiet, as_json):
     """Classify the units in FEATURES — a folder of per-unit feature tables (labels.csv, acg.csv,
     isi_dist.csv, waveforms.csv, dataset.json; labels optional), a saved SpikeInterface sorting
     analyzer (its spike trains, and its templates' peak channel as the waveform) or sorting
@@ -44,7 +51,7 @@ def predict(features, out, model, threshold, ignore_waveforms, overwrite, quiet,
 
     with quiet_logging(quiet):
         result = predict_features(
-            features, model=model, threshold=threshold, ignore_waveforms=ignore_waveforms
+            features, model=model, threshold=threshold, ignore_waveforms=ignore_waveforms, species=species
         )
         path = write_predictions_tsv(result, out, overwrite=overwrite)
     summary = {"output": str(path), "model": result.model, **summarise(result)}

@@ -111,6 +111,16 @@ class Source:
         return self._nwbfile
 
     @property
+    def species(self) -> str:
+        """The file's ``general/subject/species`` as written ("" where the file names none)."""
+        with self.guard("reading the subject's species"):
+            node = self.h5.get("general/subject/species") if self.h5 is not None else None
+            if node is None or not hasattr(node, "shape") or node.shape != ():
+                return ""
+            value = node[()]
+        return (value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)).strip()
+
+    @property
     def remote_file(self) -> GuardedFile | None:
         """The remote file object (None for local files)."""
         return self._fileobj

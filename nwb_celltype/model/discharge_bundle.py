@@ -23,6 +23,7 @@ from ..errors import ModelError, ModelMismatchError
 from ..features.discharge import FAMILY, DischargeConfig, DischargeFeatureSet
 from ..vocabulary import NOT_CLASSIFIABLE, UNCLASSIFIED
 from .bundle import CardProperties
+from .real_species import SPECIES_REASON
 
 if TYPE_CHECKING:
     import torch
@@ -95,9 +96,9 @@ class DischargeBundle(CardProperties):
 
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.tensors.items()}
 
-    def predict(self, features: DischargeFeatureSet, *, threshold: float = 2.0, dtype=None):
+    def predict(self, features: DischargeFeatureSet, *, threshold: float = 2.0, dtype=None, species=None):
         """Classify every unit of ``features``; see :func:`~.predict.predict_cell_types`."""
-        return predict_discharge(self, features, threshold=threshold)
+        return predict_discharge(self, features, threshold=threshold, species=species)
 
 
 def _as_arrays(tensors: dict) -> dict[str, np.ndarray]:
@@ -160,7 +161,14 @@ def make_discharge_bundle(
         + "; label = argmax; confidence = p(top1) / p(top2); "
         "unclassified: confidence below the threshold or below the model's floor for the label "
         "(model_meta.ratio_floors, per member kind and class), out of distribution "
-        "(model_meta.ood), or no majority of members behind the label (config.min_agreement)",
+        "(model_meta.ood), or no majority of members behind the label (config.min_agreement)"
+        + (
+            ", or a label whose class the unit's species gave the model fewer than "
+            f"{meta['config']['min_species_class_units']} training units of (model_meta.species_support; "
+            "units of other or unstated species are not affected)"
+            if meta.get("species_support") and meta["config"].get("min_species_class_units", 0) > 0
+            else ""
+        ),
         "software": software_versions(),
         "weights_file": WEIGHTS_FILE,
         "model_meta": meta,
@@ -193,13 +201,20 @@ def load_discharge_bundle(path: Path, card: dict, tensors: dict[str, np.ndarray]
     return DischargeBundle(tensors=tensors, card=card, path=path, _feature_config=fc)
 
 
-def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *, threshold: float = 2.0):
+def predict_discharge(
+    bundle: DischargeBundle, features: DischargeFeatureSet, *, threshold: float = 2.0, species=None
+):
     """Per-unit predictions of a real-data bundle: mean calibrated probability over members, the
     decision rule, and abstention on out-of-distribution units, on units whose label no majority
     of members backs and on units whose confidence ratio is below the model's floor for their label
     (status ``unclassified``, reason says which). Units without discharge features are ``not_classifiable``; units without a waveform are
     classified by the discharge-only members and their reason says so (and whether the waveforms
-    were set aside on request: :meth:`~nwb_celltype.features.discharge.DischargeFeatureSet.without_waveforms`)."""
+    were set aside on request: :meth:`~nwb_celltype.features.discharge.DischargeFeatureSet.without_waveforms`).
+
+    ``species``: the units' species (one name, e.g. an NWB Subject's ``species``, or one per unit;
+    default ``features.meta["species"]``, which feature tables carry from their dataset.json): a unit
+    of a species the model was trained on is not given a label whose class that species gave the
+    model fewer than ``min_species_class_units`` training units (:mod:`.real_species`)."""
     from .decision import check_threshold
     from .predict import Predictions
 
@@ -208,7 +223,9 @@ def predict_discharge(bundle: DischargeBundle, features: DischargeFeatureSet, *,
     n = len(features)
     ok = np.asarray(features.usable, dtype=bool) & np.asarray(features.has_discharge, dtype=bool)
     rows = np.flatnonzero(ok)
-    s = _score_units(bundle, features, rows)
+    if species is None:
+        species = features.meta.get("species")
+    s = _score_units(bundle, features, rows, species)
     labels, status, conf = _decide_units(bundle, s, rows, threshold)
     reasons = _reasons(bundle, features, ok, s, status, conf, threshold)
     logger.info(
@@ -263,12 +280,17 @@ class _UnitScores:
     agreement: np.ndarray
     below_floor: np.ndarray
     floor: np.ndarray
+    species_withheld: np.ndarray
+    species_units: np.ndarray
     used_wave: np.ndarray
     shallow_note: np.ndarray
 
 
-def _score_units(bundle: DischargeBundle, features: DischargeFeatureSet, rows: np.ndarray) -> _UnitScores:
-    """Run the ensemble on the units ``rows`` of ``features`` and spread its outputs over all units."""
+def _score_units(
+    bundle: DischargeBundle, features: DischargeFeatureSet, rows: np.ndarray, species
+) -> _UnitScores:
+    """Run the ensemble on the units ``rows`` of ``features`` (of ``species``: one name or one per
+    unit, or None) and spread its outputs over all units."""
     from .real_ensemble import predict_real_ensemble
 
     n, k = len(features), len(bundle.classes)
@@ -281,6 +303,8 @@ def _score_units(bundle: DischargeBundle, features: DischargeFeatureSet, rows: n
         agreement=np.full(n, np.nan),
         below_floor=np.zeros(n, dtype=bool),
         floor=np.full(n, np.nan),
+        species_withheld=np.zeros(n, dtype=bool),
+        species_units=np.full(n, -1, dtype=np.int64),
         used_wave=np.zeros(n, dtype=bool),
         shallow_note=np.full(n, "", dtype=object),
     )
@@ -293,6 +317,8 @@ def _score_units(bundle: DischargeBundle, features: DischargeFeatureSet, rows: n
         "waveform": sub.waveform,
         "has_waveform": sub.has_waveform,
     }
+    if species is not None:
+        raw["species"] = np.broadcast_to(np.asarray(species, dtype=object), (n,))[rows]
     out = predict_real_ensemble(bundle.tensors, bundle.meta, raw)
     s.probs[rows] = out["probabilities"]
     mp = np.asarray(out["member_probabilities"])  # (M, r, k), NaN where a member was not used
@@ -305,6 +331,8 @@ def _score_units(bundle: DischargeBundle, features: DischargeFeatureSet, rows: n
     s.agreement[rows] = out["member_agreement"]
     s.below_floor[rows] = out["below_ratio_floor"]
     s.floor[rows] = out["ratio_floor"]
+    s.species_withheld[rows] = out["species_unsupported"]
+    s.species_units[rows] = out["species_class_units"]
     s.used_wave[rows] = out["used_waveform"]
     s.shallow_note[rows] = _depth_notes(bundle.meta, out)
     return s
@@ -321,9 +349,11 @@ def _decide_units(bundle: DischargeBundle, s: _UnitScores, rows: np.ndarray, thr
     if len(rows):
         dec = decide(s.probs[rows], threshold)
         conf[rows] = dec.confidence
-        # out-of-distribution units, units without a majority of members behind the label and units
-        # below their label's ratio floor are abstained on
+        # out-of-distribution units, units without a majority of members behind the label, units
+        # below their label's ratio floor and units of a species too few of whose training units
+        # had that label are abstained on
         keep = dec.classified & ~s.ood[rows] & ~s.disagree[rows] & ~s.below_floor[rows]
+        keep &= ~s.species_withheld[rows]
         labels[rows] = np.where(keep, dec.labels(bundle.classes), UNCLASSIFIED)
         status[rows] = np.where(keep, "classified", "unclassified")
     return labels, status, conf
@@ -353,6 +383,13 @@ def _reasons(
             reasons[i] = (
                 f"{OOD_REASON} (score {s.ood_score[i]:.2f} > {ood_thr:.0f}: unlike every training class)"
                 f"{wave_note[i]}"
+            )
+        elif s.species_withheld[i] and status[i] == "unclassified" and conf[i] >= threshold:
+            top = bundle.classes[int(np.nanargmax(s.probs[i]))]
+            need = int(bundle.meta["config"].get("min_species_class_units", 0))
+            reasons[i] = (
+                f"{SPECIES_REASON} ({top}: the model was trained on {s.species_units[i]} such units of the "
+                f"unit's species, fewer than {need}; its {top} labels on them were not validated){wave_note[i]}"
             )
         elif s.disagree[i]:
             reasons[i] = (

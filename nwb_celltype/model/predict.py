@@ -134,6 +134,7 @@ def predict_cell_types(
     *,
     threshold: float = 2.0,
     dtype: str | torch.dtype = "float32",
+    species: str | None = None,
 ) -> Predictions:
     """Classify every unit of ``features`` with the ensemble of ``bundle``.
 
@@ -149,6 +150,12 @@ def predict_cell_types(
         Precision of the network and calibration. float32 (default) is how the models are trained
         and how C4 runs them; float64 runs the same stored weights (converted exactly) in double
         precision, 2-3.5x slower: a reference to check float32 results against.
+    species : str, optional
+        The units' species (an NWB Subject's ``species``, "mouse", "Macaca mulatta", ...). Models of
+        the ``acg-isi-wave`` family from 1.7 do not give a unit of a species they were trained on a
+        label whose class that species gave them fewer than ``min_species_class_units`` training
+        units (:mod:`nwb_celltype.model.real_species`); default: what the features say
+        (``features.meta["species"]`` for feature tables), else no species. C4-family models ignore it.
 
     Returns
     -------
@@ -165,7 +172,7 @@ def predict_cell_types(
         ``dtype`` is not float32 or float64.
     """
     if getattr(bundle, "feature_family", "c4-3d") != "c4-3d":  # another family's own prediction path
-        return bundle.predict(features, threshold=threshold, dtype=dtype)
+        return bundle.predict(features, threshold=threshold, dtype=dtype, species=species)
     import torch
 
     from .c4 import resolve_dtype

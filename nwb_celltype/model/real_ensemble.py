@@ -30,6 +30,7 @@ from .real_inputs import (
 )
 from .real_kernel import kernel_inputs, kernel_kind, kernel_logits, mix_kernel
 from .real_ood import ood_scores
+from .real_species import unsupported_for_species
 from .real_training import train_real_ensemble
 
 if TYPE_CHECKING:  # torch in annotations only: prediction runs in numpy (real_inference.py)
@@ -70,6 +71,10 @@ def predict_real_ensemble(
     ``ratio_floor`` (n,) the model's floor on the confidence ratio for the unit's top class and member
     kind (:mod:`.real_floors`; NaN without a discharge); ``below_ratio_floor`` (n,) bool, the
     unit's ratio is below it;
+    ``species_unsupported`` (n,) bool, the unit's species (``raw["species"]``: one name or (n,)
+    names, optional) gave the model too few training units of its top class
+    (:func:`.real_species.unsupported_for_species`), and ``species_class_units`` (n,) how many (-1
+    where no species rule applies);
     ``used_waveform`` (n,) bool; ``has_discharge`` (n,) bool.
     """
     inp = _inputs(raw)
@@ -130,6 +135,7 @@ def predict_real_ensemble(
                 floor[here] = kind_floor[top[here]]
     with np.errstate(invalid="ignore"):
         below_floor = has_d & (confidence_ratio(probs) < floor)
+    withheld, species_units = unsupported_for_species(meta, raw.get("species"), np.where(has_d, top, -1))
     return {
         "probabilities": probs,
         "member_probabilities": member_p,
@@ -143,6 +149,8 @@ def predict_real_ensemble(
         "acg_pairs": inp["acg_pairs"],
         "depth_band": np.where(has_d, band, -1),
         "below_ratio_floor": below_floor,
+        "species_unsupported": withheld,
+        "species_class_units": species_units,
         "used_waveform": used_w,
         "has_discharge": has_d,
     }

@@ -71,7 +71,10 @@ class RealModelConfig:
     replaced by the waveform of a random *donor* of the same class - a labelled unit given with a
     waveform but no discharge (the Hausser tables: mouse waveforms of every class from a third lab)
     - so that the full members learn each class's spike as more than one lab recorded it (0 = the
-    donors only pre-train the waveform encoder; :func:`.real_depth.donate_waveforms`).
+    donors only pre-train the waveform encoder; :func:`.real_depth.donate_waveforms`);
+    ``min_species_class_units``: a unit of a species the model was trained on is not given a label
+    whose class that species gave fewer than this many labelled training units with a discharge
+    (:mod:`.real_species`; 0 = no such rule: models up to 1.6).
     """
 
     hidden_discharge: int = 64
@@ -107,6 +110,7 @@ class RealModelConfig:
     kernel_features: int = 500
     kernel_c: float = 30.0
     kernel_lab_weights: bool = True
+    min_species_class_units: int = 5
     seed: int = 0
     n_threads: int = 2
 

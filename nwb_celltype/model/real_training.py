@@ -52,6 +52,7 @@ from .real_kernel import (
     train_kernel_members,
 )
 from .real_ood import fit_ood
+from .real_species import species_support
 
 if TYPE_CHECKING:
     import torch
@@ -161,7 +162,10 @@ def train_real_ensemble(
         e.g. benchmarks/bench_floor_rules.py).
     species : (n,) str, optional
         Species of each labelled unit: a donor lends its waveform only to copies of units of its
-        own species (``config.waveform_donors``; default: all one species).
+        own species (``config.waveform_donors``; default: all one species); the model records the
+        units each species gave per class (``species_support``), and withholds from units of a
+        species the labels of classes it gave fewer than ``config.min_species_class_units``
+        (:mod:`.real_species`).
 
     Returns
     -------
@@ -191,6 +195,10 @@ def train_real_ensemble(
         raise ModelError(
             f"kernel_share={cfg.kernel_share} must be a share in [0, 1], kernel_features={cfg.kernel_features} "
             f"at least 1 and kernel_c={cfg.kernel_c} positive (kernel_share=0: no kernel members)."
+        )
+    if cfg.min_species_class_units < 0:
+        raise ModelError(
+            f"min_species_class_units={cfg.min_species_class_units} must be >= 0 (0: no species rule)."
         )
     if not 0.0 <= cfg.waveform_donors <= 1.0 or (cfg.waveform_donors > 0 and cfg.depth_copies == 0):
         raise ModelError(
@@ -223,6 +231,7 @@ def train_real_ensemble(
     with _torch_settings(cfg.seed, cfg.n_threads):
         tensors, meta = _train(cfg, lab, labels, tuple(classes), unl, groups, oof, copies)
     meta["donor_waveforms"] = {"n_donors": int(len(donors)), "n_copies_with_donor_waveform": n_donated}
+    meta["species_support"] = species_support(species, labels, lab["has_discharge"], tuple(classes))
     meta["training_seconds"] = round(time.perf_counter() - t0, 2)
     return tensors, meta
 

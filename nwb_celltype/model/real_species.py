@@ -1,0 +1,110 @@
+"""Which labels the real-trained ensemble gives units of a species it was trained on (numpy only).
+
+A model trained on a species' units learns each class of that species from its labelled units. Where
+a class has almost none of them (the Hull tables hold 2 mouse Golgi cells, against 141 macaque ones),
+the model's labels of that class on the species' units rest on the other species' units of the class,
+and on the units of the validation those labels were wrong every time (docs/validation.md, "Labels a
+species' training units cannot support"). So the training records how many labelled units with a
+discharge of each class each species gave (``model_meta.species_support``), and a unit whose species
+is known and among them does not get a label whose class that species gave fewer than
+``RealModelConfig.min_species_class_units`` units (status ``unclassified``, reason
+:data:`SPECIES_REASON`). A unit of another species (the cross-species case) or of no stated species is
+labelled as before: what the model does there is what the cross-species rows of the validation
+measure.
+
+Species names are compared after :func:`canonical_species` (``"mouse"`` in the tables' dataset.json,
+``"Mus musculus"`` in an NWB file's Subject, an NCBI taxonomy term in DANDI metadata).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = [
+    "SPECIES_REASON",
+    "canonical_species",
+    "species_support",
+    "unsupported_for_species",
+]
+
+#: The abstention reason of a label withheld by :func:`unsupported_for_species`.
+SPECIES_REASON = "too few training units of this class in this species"
+
+# lower-case aliases -> binomial name (NCBI taxonomy ids as DANDI writes them)
+_ALIASES = {
+    "Mus musculus": (
+        "mouse",
+        "mice",
+        "house mouse",
+        "mus musculus",
+        "ncbitaxon:10090",
+        "ncbitaxon_10090",
+        "http://purl.obolibrary.org/obo/ncbitaxon_10090",
+    ),
+    "Macaca mulatta": (
+        "macaque",
+        "macaques",
+        "rhesus",
+        "rhesus macaque",
+        "rhesus monkey",
+        "macaca mulatta",
+        "ncbitaxon:9544",
+        "ncbitaxon_9544",
+        "http://purl.obolibrary.org/obo/ncbitaxon_9544",
+    ),
+}
+_CANONICAL = {alias: name for name, aliases in _ALIASES.items() for alias in aliases}
+_UNKNOWN = ("", "unknown", "none", "nan", "n/a")
+
+
+def canonical_species(name) -> str:
+    """The binomial name of ``name`` where it is a known alias (mouse, Mus musculus, NCBITaxon_10090;
+    macaque, rhesus macaque, Macaca mulatta, NCBITaxon_9544), else ``name`` stripped; "" for no
+    species (None, "", "unknown")."""
+    s = "" if name is None else str(name).strip()
+    if s.lower() in _UNKNOWN:
+        return ""
+    return _CANONICAL.get(s.lower(), s)
+
+
+def species_support(
+    species: np.ndarray | None, labels: np.ndarray, has_discharge: np.ndarray, classes: tuple[str, ...]
+) -> dict[str, dict[str, int]]:
+    """Per named species, the labelled units with a discharge of each class (the units whose class
+    the members learn). Units of no stated species count for none."""
+    if species is None:
+        return {}
+    sp = np.array([canonical_species(s) for s in np.asarray(species, dtype=object)], dtype=object)
+    labels, heads = np.asarray(labels).astype(str), np.asarray(has_discharge, dtype=bool)
+    out = {}
+    for s in sorted({x for x in sp if x}):
+        here = heads & (sp == s)
+        if np.isin(labels[here], classes).any():
+            out[str(s)] = {c: int((here & (labels == c)).sum()) for c in classes}
+    return out
+
+
+def unsupported_for_species(meta: Mapping, species, top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Units whose top class (``top``, indices into ``meta["classes"]``; -1 for none) their species
+    gave the model fewer than ``min_species_class_units`` training units of: ``(withheld (n,) bool,
+    units (n,) the species' training units of that class, -1 where no rule applies)``.
+
+    ``species``: one name for every unit, or (n,) names; None, "" or a species the model was not
+    trained on withholds nothing (nor does a model trained before this rule: no ``species_support``)."""
+    n = len(top)
+    counts = np.full(n, -1, dtype=np.int64)
+    support = meta.get("species_support") or {}
+    need = int(meta["config"].get("min_species_class_units", 0))
+    if species is None or not support or need <= 0:
+        return np.zeros(n, dtype=bool), counts
+    names = np.broadcast_to(np.asarray(species, dtype=object), (n,))
+    classes = list(meta["classes"])
+    for s in {str(x) for x in names}:
+        table = support.get(canonical_species(s))
+        if table is None:
+            continue
+        here = (names == s) & (top >= 0)
+        counts[here] = [int(table.get(classes[t], 0)) for t in top[here]]
+    return (counts >= 0) & (counts < need), counts

@@ -1,0 +1,208 @@
+"""Labels a species' training units cannot support (nwb_celltype.model.real_species): what the
+training records, which units prediction withholds labels from, and that `predict` (tables' species,
+--species) and `annotate` (the NWB Subject's species) hand the species to the model."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nwb_celltype.features.discharge import DischargeConfig
+from nwb_celltype.model.real_species import (
+    SPECIES_REASON,
+    canonical_species,
+    species_support,
+    unsupported_for_species,
+)
+from nwb_celltype.testing.real_data import real_c4_dir
+
+REAL = real_c4_dir()
+CLASSES = ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("mouse", "Mus musculus"),
+        (" Mus musculus ", "Mus musculus"),
+        ("http://purl.obolibrary.org/obo/NCBITaxon_10090", "Mus musculus"),
+        ("macaque", "Macaca mulatta"),
+        ("Rhesus monkey", "Macaca mulatta"),
+        ("NCBITaxon:9544", "Macaca mulatta"),
+        ("Macaca fascicularis", "Macaca fascicularis"),  # another species: kept as named
+        ("unknown", ""),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_species_names_are_compared_by_their_binomial(name, expected):
+    assert canonical_species(name) == expected
+
+
+def test_support_counts_labelled_units_with_a_discharge_per_species():
+    species = np.array(["mouse", "Mus musculus", "mouse", "mouse", "macaque", "", "macaque"], dtype=object)
+    labels = np.array(["GoC", "GoC", "PkC_ss", "GoC", "GoC", "MLI", "GrC"])
+    has_d = np.array([True, True, True, False, True, True, True])  # the 4th unit only has a waveform
+    support = species_support(species, labels, has_d, CLASSES)
+    assert support == {
+        "Mus musculus": {"PkC_ss": 1, "PkC_cs": 0, "MLI": 0, "GoC": 2, "MFB": 0},
+        "Macaca mulatta": {"PkC_ss": 0, "PkC_cs": 0, "MLI": 0, "GoC": 1, "MFB": 0},
+    }
+    assert species_support(None, labels, has_d, CLASSES) == {}
+
+
+def test_labels_are_withheld_only_for_units_of_a_species_the_model_was_trained_on():
+    meta = {
+        "classes": list(CLASSES),
+        "config": {"min_species_class_units": 5},
+        "species_support": {
+            "Mus musculus": {"PkC_ss": 27, "PkC_cs": 26, "MLI": 10, "GoC": 2, "MFB": 14},
+            "Macaca mulatta": {"PkC_ss": 158, "PkC_cs": 109, "MLI": 27, "GoC": 141, "MFB": 4},
+        },
+    }
+    top = np.array([3, 0, 3, 4, 4, -1])  # GoC, PkC_ss, GoC, MFB, MFB, none
+    sp = np.array(["mouse", "mouse", "macaque", "macaque", "Mus musculus", "mouse"], dtype=object)
+    withheld, counts = unsupported_for_species(meta, sp, top)
+    assert withheld.tolist() == [True, False, False, True, False, False]
+    assert counts.tolist() == [2, 27, 141, 4, 14, -1]
+    # one name for every unit
+    withheld, _ = unsupported_for_species(meta, "mouse", top)
+    assert withheld.tolist() == [True, False, True, False, False, False]
+    # no species, a species the model was not trained on, the rule off, a model without the rule
+    for m, s in [
+        (meta, None),
+        (meta, "Macaca fascicularis"),
+        (meta, ""),
+        ({**meta, "config": {"min_species_class_units": 0}}, "mouse"),
+        ({k: v for k, v in meta.items() if k != "species_support"}, "mouse"),
+    ]:
+        withheld, counts = unsupported_for_species(m, s, top)
+        assert not withheld.any() and (counts == -1).all()
+
+
+def test_a_negative_minimum_is_refused():
+    pytest.importorskip("torch")
+    from nwb_celltype.errors import ModelError
+    from nwb_celltype.model.real_networks import RealModelConfig
+    from nwb_celltype.model.real_training import train_real_ensemble
+
+    raw = {"acg_counts": np.ones((4, 100)), "isi_counts": np.ones((4, 100)), "waveform": np.zeros((4, 75))}
+    with pytest.raises(ModelError, match="min_species_class_units"):
+        train_real_ensemble(
+            raw, np.array(["A", "B"] * 2), ("A", "B"), config=RealModelConfig(min_species_class_units=-1)
+        )
+
+
+needs_tables = pytest.mark.skipif(
+    REAL is None, reason="real tables not on this machine (NWB_CELLTYPE_REAL_C4)"
+)
+
+
+@pytest.fixture(scope="module")
+def strict_bundle(tmp_path_factory):
+    """A small training on the Hull tables (mouse: 27 PkC_ss, 26 PkC_cs, 10 MLI, 2 GoC, 14 MFB) with
+    Hausser waveforms, asking each class for 20 units of the unit's species: for mouse units, MLI,
+    GoC and MFB labels are withheld, PkC_ss and PkC_cs labels are not."""
+    pytest.importorskip("torch")
+    from nwb_celltype.library import load_training_set
+    from nwb_celltype.library.tables import import_tables
+    from nwb_celltype.model import save_bundle
+    from nwb_celltype.model.discharge_bundle import train_discharge_model
+    from nwb_celltype.model.real_networks import RealModelConfig
+
+    d = tmp_path_factory.mktemp("species")
+    import_tables([REAL / "hull", REAL / "hausser"], d / "lib.toml")
+    ts = load_training_set(d / "lib.toml", config=DischargeConfig())
+    cfg = RealModelConfig(
+        pretrain_epochs=30, epochs=40, folds=3, seeds=1, n_threads=1, min_species_class_units=20
+    )
+    return save_bundle(train_discharge_model(ts, config=cfg, name="test-species"), d / "model")
+
+
+@needs_tables
+def test_the_card_records_each_species_training_units(strict_bundle):
+    from nwb_celltype.model import load_bundle
+
+    b = load_bundle(strict_bundle)
+    meta = b.card["model_meta"]
+    # the Hull README's counts; the Hausser units (waveforms only) train no class
+    assert meta["species_support"] == {
+        "Mus musculus": {"PkC_ss": 27, "PkC_cs": 26, "MLI": 10, "GoC": 2, "MFB": 14}
+    }
+    assert meta["config"]["min_species_class_units"] == 20
+    assert "fewer than 20 training units" in b.card["decision"]
+
+
+@needs_tables
+def test_predict_withholds_the_labels_a_species_gave_too_few_units_of(strict_bundle, tmp_path):
+    from nwb_celltype.library.tables import read_feature_tables
+    from nwb_celltype.model import load_bundle, predict_cell_types
+
+    fs = read_feature_tables(REAL / "hull", config=DischargeConfig())
+    assert fs.meta["species"] == "mouse"
+    b = load_bundle(strict_bundle)
+    b.card["model_meta"]["config"]["min_agreement"] = 0.0  # fewer other abstentions to look through
+    mouse = predict_cell_types(b, fs)  # the tables' species
+    other = predict_cell_types(b, fs, species="Macaca fascicularis")  # a species it was not trained on
+    top = np.asarray(b.classes)[np.nan_to_num(mouse.probabilities, nan=-1).argmax(1)]
+    np.testing.assert_array_equal(mouse.probabilities, other.probabilities)
+    assert not np.isin(mouse.labels, ["MLI", "GoC", "MFB"]).any()
+    assert np.isin(other.labels, ["MLI", "MFB"]).any()
+    lost = (other.status == "classified") & (mouse.status != "classified")
+    assert lost.any() and set(top[lost]) <= {"MLI", "GoC", "MFB"}
+    for r, t in zip(mouse.reasons[lost], top[lost], strict=True):
+        n = {"MLI": 10, "GoC": 2, "MFB": 14}[t]
+        assert r.startswith(SPECIES_REASON) and f"{t}: the model was trained on {n} such units" in r
+    # what the other species keeps, the mouse units keep too
+    kept = other.status == "classified"
+    same = kept & np.isin(top, ["PkC_ss", "PkC_cs"])
+    assert same.any() and (mouse.labels[same] == other.labels[same]).all()
+
+    # the CLI: the tables' species by default, --species to state another
+    outs = {}
+    for name, extra in (("tables", []), ("other", ["--species", "Macaca fascicularis"])):
+        out = tmp_path / f"{name}.tsv"
+        args = ["predict", str(REAL / "hull"), "--out", str(out), "--model", str(strict_bundle), *extra]
+        res = CliRunner().invoke(__import__("nwb_celltype.cli", fromlist=["main"]).main, args)
+        assert res.exit_code == 0, res.output
+        with open(out) as f:
+            f.readline()
+            outs[name] = [r["label"] for r in csv.DictReader(f, delimiter="\t")]
+    assert not {"MLI", "GoC", "MFB"} & set(outs["tables"])
+    assert {"MLI", "GoC", "MFB"} & set(outs["other"])
+
+
+@needs_tables
+def test_annotate_reads_the_species_from_the_nwb_subject(strict_bundle, tmp_path):
+    import h5py
+    from pynwb import NWBHDF5IO
+
+    from nwb_celltype.annotate import annotate
+    from nwb_celltype.io import open_source
+    from nwb_celltype.nwb import read_annotations
+    from nwb_celltype.simulate import simulate_recording
+
+    mouse = tmp_path / "mouse.nwb"
+    simulate_recording(mouse, n_units=40, duration_s=300, seed=3)
+    rhesus = tmp_path / "rhesus.nwb"
+    rhesus.write_bytes(mouse.read_bytes())
+    with h5py.File(rhesus, "a") as f:
+        del f["general/subject/species"]
+        f["general/subject/species"] = "Macaca fascicularis"
+    with open_source(mouse) as src, open_source(rhesus) as other:
+        assert src.species == "Mus musculus" and other.species == "Macaca fascicularis"
+
+    recs = {}
+    for name, path in (("mouse", mouse), ("rhesus", rhesus)):
+        annotate(path, model=strict_bundle, out=tmp_path / f"{name}-a.nwb")
+        with NWBHDF5IO(str(tmp_path / f"{name}-a.nwb"), "r") as io:
+            recs[name] = next(iter(read_annotations(io.read()).values()))
+    m, r = recs["mouse"], recs["rhesus"]
+    np.testing.assert_allclose(np.nan_to_num(m.probabilities), np.nan_to_num(r.probabilities))
+    assert not np.isin(np.asarray(m.labels, dtype=str), ["MLI", "GoC", "MFB"]).any()
+    lost = (np.asarray(r.status) == "classified") & (np.asarray(m.status) != "classified")
+    assert lost.any()
+    assert all(str(x).startswith(SPECIES_REASON) for x in np.asarray(m.reasons)[lost])
