@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +147,9 @@ class _Labelling:
     precision: str
     pinned: bool
     ignore_waveforms: bool
+    #: the source's ``general/subject/species`` ("" for none): the model withholds the labels that
+    #: species gave it too few training units of (:mod:`nwb_celltype.model.real_species`)
+    species: str = ""
 
 
 def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None):
@@ -238,6 +241,7 @@ def _write_tables(nwbfile, *, labelling: _Labelling, preds, unit_indices, source
             "precision": labelling.precision,
             "bundle_pinned": bool(labelling.pinned),
             "ignore_waveforms": bool(labelling.ignore_waveforms),
+            "subject_species": labelling.species,
             "skipped_units": skipped,
             "model_card_description": str(card.get("description", "")),
         },
@@ -330,10 +334,8 @@ def _timed(timings: dict[str, float], key: str):
     timings[key] = time.perf_counter() - t0
 
 
-def _predict(
-    labelling: _Labelling, features, problems: dict[int, str], timings: dict[str, float], species: str = ""
-):
-    """Run the model (timed) on units of ``species`` (the file's Subject, "" for none):
+def _predict(labelling: _Labelling, features, problems: dict[int, str], timings: dict[str, float]):
+    """Run the model (timed) on units of ``labelling.species`` (the file's Subject, "" for none):
     ``(predictions, skipped, unclassified)`` (see :func:`_unit_reasons`)."""
     from .model import predict_cell_types
 
@@ -343,7 +345,7 @@ def _predict(
             features,
             threshold=labelling.threshold,
             dtype=labelling.precision,
-            species=species or None,
+            species=labelling.species or None,
         )
     return (preds, *_unit_reasons(preds, features.unit_ids, problems))
 
@@ -482,7 +484,8 @@ def annotate(
         )
         checkpoint("features")
 
-        preds, skipped, unclassified = _predict(labelling, features, units.problems, timings, src.species)
+        labelling = replace(labelling, species=src.species)
+        preds, skipped, unclassified = _predict(labelling, features, units.problems, timings)
         with _timed(timings, "write"):
             columns = _write_output(plan, src, units, spill_path, overwrite, labelling, preds, info, skipped)
 

@@ -284,7 +284,7 @@ def summarise(result: FeaturePredictions) -> dict:
     return out
 
 
-def _classify_units(batch, ids, model, threshold: float, ignore_waveforms: bool):
+def _classify_units(batch, ids, model, threshold: float, ignore_waveforms: bool, species: str | None = None):
     """One DataFrame row per unit of ``batch`` (indexed by ``ids``): what :func:`classify_sorting` and
     :func:`classify_tsgroup` return."""
     import pandas as pd
@@ -294,7 +294,9 @@ def _classify_units(batch, ids, model, threshold: float, ignore_waveforms: bool)
 
     bundle, _ = resolve_model(model)
     features = family_of(bundle).extract_features(batch, bundle.feature_config)
-    result = predict_features(features, model=bundle, threshold=threshold, ignore_waveforms=ignore_waveforms)
+    result = predict_features(
+        features, model=bundle, threshold=threshold, ignore_waveforms=ignore_waveforms, species=species
+    )
     df = pd.DataFrame(result.rows()).drop(columns="unit_id").rename(columns={"label": "cell_type"})
     p = np.asarray(result.predictions.probabilities, dtype=np.float64)
     ok = np.isfinite(p).all(axis=1)
@@ -306,6 +308,7 @@ def _classify_units(batch, ids, model, threshold: float, ignore_waveforms: bool)
         "model": result.model,
         "threshold": float(threshold),
         "ignore_waveforms": bool(ignore_waveforms),
+        "species": species,
     }
     return df
 
@@ -317,6 +320,7 @@ def classify_sorting(
     threshold: float = 2.0,
     ignore_waveforms: bool = False,
     set_properties: bool = True,
+    species: str | None = None,
 ):
     """Classify the units of a SpikeInterface sorting or sorting analyzer, without an NWB file.
 
@@ -336,6 +340,10 @@ def classify_sorting(
     set_properties : bool
         Also set ``cell_type``, ``cell_type_probability`` and ``cell_type_confidence`` as unit
         properties of the sorting (as :func:`nwb_celltype.bridges.set_spikeinterface_properties`).
+    species : str, optional
+        The animal's species ("mouse", "Mus musculus", "macaque", ...): a unit of a species the model
+        was trained on gets no label of a class that species gave it too few training units of
+        (:mod:`nwb_celltype.model.real_species`; the default model: no GoC for mouse units).
 
     Returns
     -------
@@ -349,7 +357,7 @@ def classify_sorting(
     from .io._sorting import units_from_sorting
 
     batch, target = units_from_sorting(sorting)
-    df = _classify_units(batch, target.unit_ids, model, threshold, ignore_waveforms)
+    df = _classify_units(batch, target.unit_ids, model, threshold, ignore_waveforms, species)
     if set_properties:
         set_spikeinterface_properties(target, df)
     return df
@@ -364,12 +372,13 @@ def classify_tsgroup(
     threshold: float = 2.0,
     ignore_waveforms: bool = False,
     set_metadata: bool = True,
+    species: str | None = None,
 ):
     """Classify the units of a pynapple TsGroup, without an NWB file.
 
     ``waveforms`` (optional): each unit's peak-channel mean waveform, (n, samples) in the TsGroup's
     index order or a dict unit -> waveform, sampled at ``waveform_rate_hz``; without them the units
-    are scored from their discharge alone. Returns the DataFrame of :func:`classify_sorting`, indexed
+    are scored from their discharge alone; ``species`` as in :func:`classify_sorting`. Returns the DataFrame of :func:`classify_sorting`, indexed
     by the TsGroup's index; with ``set_metadata`` the TsGroup also gets ``cell_type``,
     ``cell_type_probability`` and ``cell_type_confidence`` metadata
     (:func:`nwb_celltype.bridges.set_pynapple_metadata`).
@@ -378,7 +387,7 @@ def classify_tsgroup(
     from .io._sorting import units_from_tsgroup
 
     batch = units_from_tsgroup(tsgroup, waveforms, waveform_rate_hz)
-    df = _classify_units(batch, np.asarray(tsgroup.index), model, threshold, ignore_waveforms)
+    df = _classify_units(batch, np.asarray(tsgroup.index), model, threshold, ignore_waveforms, species)
     if set_metadata:
         set_pynapple_metadata(tsgroup, df)
     return df

@@ -36,7 +36,7 @@ def hull(tmp_path_factory):
 
 def test_held_out_units_never_reach_a_folds_model(hull, monkeypatch):
     """Every fold's model is trained without the units it scores (not even as unlabelled units), and
-    every labelled unit is scored exactly once."""
+    every labelled unit is scored exactly once, as a unit of its table's species."""
     from nwb_celltype.model import discharge_bundle, evaluate_model
 
     _, ts = hull
@@ -50,8 +50,11 @@ def test_held_out_units_never_reach_a_folds_model(hull, monkeypatch):
     scored = []
     real_predict = discharge_bundle.predict_discharge
 
+    species = []
+
     def spy_predict(bundle, fs, **kw):
         scored.append(set(map(int, fs.unit_ids)))
+        species.append(kw.get("species"))
         return real_predict(bundle, fs, **kw)
 
     monkeypatch.setattr(discharge_bundle, "train_discharge_model", spy)
@@ -62,6 +65,8 @@ def test_held_out_units_never_reach_a_folds_model(hull, monkeypatch):
         assert tested and not (trained & tested)
     assert sum(len(s) for s in scored) == len(ts.labels) == rep.metrics["n_units"] == 79
     assert set.union(*scored) == set(map(int, ts.features.unit_ids))
+    # each held-out unit is scored as a unit of its table's species (dataset.json: mouse)
+    assert all(len(s) == len(t) and set(s) == {"mouse"} for s, t in zip(species, scored, strict=True))
 
 
 def test_evaluation_counts_abstentions_and_scores_baselines(hull):
@@ -129,16 +134,18 @@ def test_cli_evaluates_a_tables_manifest_and_a_test_lab(hull, tmp_path, monkeypa
 
 
 def test_cli_train_passes_the_floor_rule_and_budget_to_the_model(hull, tmp_path, monkeypatch):
-    """`train --floor-rule/--max-confidently-wrong/--kernel-share` reach the acg-isi-wave model: with
-    the per-label rule and a budget of 1 every floor is 1 (no floor); --kernel-share 0.25 trains
-    kernel members mixed at a quarter; a budget or share outside [0, 1] or an unknown rule is refused
-    before anything is trained."""
+    """`train --floor-rule/--max-confidently-wrong/--kernel-share/--min-species-class-units` reach the
+    acg-isi-wave model: with the per-label rule and a budget of 1 every floor is 1 (no floor);
+    --kernel-share 0.25 trains kernel members mixed at a quarter; the species minimum reaches the card;
+    a budget or share outside [0, 1], a negative minimum or an unknown rule is refused before anything
+    is trained."""
     from nwb_celltype.cli import train as train_cli
     from nwb_celltype.model.real_networks import RealModelConfig
 
     cfg = train_cli.make_real_config(5, 3, 1, floor_rule="per-label", max_confidently_wrong=0.5)
     assert (cfg.floor_rule, cfg.max_confidently_wrong, cfg.folds, cfg.seed) == ("per-label", 0.5, 5, 3)
     assert cfg.kernel_share == RealModelConfig().kernel_share  # not given: the shipped recipe's
+    assert cfg.min_species_class_units == RealModelConfig().min_species_class_units == 5
     assert (
         train_cli.make_real_config(
             5, 3, 1, floor_rule="per-label", max_confidently_wrong=0.5, kernel_share=0.0
@@ -156,18 +163,31 @@ def test_cli_train_passes_the_floor_rule_and_budget_to_the_model(hull, tmp_path,
     out = tmp_path / "m"
     args = ["train", str(manifest), "--out", str(out), "--folds", "3", "--no-progress"]
     res = CliRunner().invoke(
-        main, [*args, "--floor-rule", "per-label", "--max-confidently-wrong", "1", "--kernel-share", "0.25"]
+        main,
+        [
+            *args,
+            *("--floor-rule", "per-label", "--max-confidently-wrong", "1", "--kernel-share", "0.25"),
+            *("--min-species-class-units", "12"),
+        ],
     )
     assert res.exit_code == 0, res.output
     card = json.loads((out / "model_card.json").read_text())
     meta = card["model_meta"]
     assert meta["config"]["floor_rule"] == "per-label" and meta["config"]["max_confidently_wrong"] == 1.0
     assert all(f == 1.0 for view in meta["ratio_floors"].values() for f in view)
+    # Hull's 10 MLI and 2 GoC are fewer than 12: the card says which labels mouse units do not get
+    assert meta["config"]["min_species_class_units"] == 12
+    assert meta["species_support"]["Mus musculus"]["MLI"] == 10 and "fewer than 12" in card["decision"]
     assert meta["kernel"]["share"] == 0.25 and card["architecture"]["kernel_members_by_kind"] == {
         "full": 3,
         "discharge": 3,
     }
-    for bad in (["--max-confidently-wrong", "1.5"], ["--floor-rule", "strict"], ["--kernel-share", "2"]):
+    for bad in (
+        ["--max-confidently-wrong", "1.5"],
+        ["--floor-rule", "strict"],
+        ["--kernel-share", "2"],
+        ["--min-species-class-units", "-1"],
+    ):
         res = CliRunner().invoke(main, [*args[:3], "--out", str(tmp_path / "x"), *bad])
         assert res.exit_code != 0 and "Invalid value" in res.output and not (tmp_path / "x").exists(), (
             res.output

@@ -5,6 +5,7 @@ training records, which units prediction withholds labels from, and that `predic
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -201,8 +202,29 @@ def test_annotate_reads_the_species_from_the_nwb_subject(strict_bundle, tmp_path
         with NWBHDF5IO(str(tmp_path / f"{name}-a.nwb"), "r") as io:
             recs[name] = next(iter(read_annotations(io.read()).values()))
     m, r = recs["mouse"], recs["rhesus"]
+    for rec, named in ((m, "Mus musculus"), (r, "Macaca fascicularis")):  # the provenance says which
+        params = rec.classifier["parameters"]
+        assert (json.loads(params) if isinstance(params, str) else params)["subject_species"] == named
     np.testing.assert_allclose(np.nan_to_num(m.probabilities), np.nan_to_num(r.probabilities))
     assert not np.isin(np.asarray(m.labels, dtype=str), ["MLI", "GoC", "MFB"]).any()
     lost = (np.asarray(r.status) == "classified") & (np.asarray(m.status) != "classified")
     assert lost.any()
     assert all(str(x).startswith(SPECIES_REASON) for x in np.asarray(m.reasons)[lost])
+
+    # pynapple users state the species themselves: the same rule, on the discharge alone
+    import pynapple as nap
+
+    from nwb_celltype import classify_tsgroup
+
+    with NWBHDF5IO(str(mouse), "r") as io:
+        units = io.read().units
+        trains = {int(i): nap.Ts(t=np.asarray(units["spike_times"][k])) for k, i in enumerate(units.id[:])}
+    frames = {
+        s: classify_tsgroup(nap.TsGroup(trains), model=strict_bundle, species=s, set_metadata=False)
+        for s in ("mouse", "Macaca fascicularis")
+    }
+    fm, fo = frames["mouse"], frames["Macaca fascicularis"]
+    assert fm.attrs["species"] == "mouse"
+    assert not fm.cell_type.isin(["MLI", "GoC", "MFB"]).any()
+    gone = (fo.status == "classified") & (fm.status != "classified")
+    assert gone.any() and fm.reason[gone].str.startswith(SPECIES_REASON).all()

@@ -45,6 +45,7 @@ def evaluate(
     floor_rule,
     max_confidently_wrong,
     kernel_share,
+    min_species_class_units,
     threads,
     cache_dir,
     annotation,
@@ -58,7 +59,7 @@ def evaluate(
     Manifests with feature tables evaluate the real-data family (acg-isi-wave): each fold's model
     never sees the held-out units, not even unlabelled; the options --repeats, --vae-epochs,
     --head-epochs, --use-layer and --finetune-encoders apply to c4-3d only, --floor-rule,
-    --max-confidently-wrong and --kernel-share to acg-isi-wave only."""
+    --max-confidently-wrong, --kernel-share and --min-species-class-units to acg-isi-wave only."""
     from .._atomic import check_folder
     from ..model import evaluate_model
     from ..model.evaluate import EVALUATION_FILES
@@ -76,6 +77,7 @@ def evaluate(
             floor_rule=floor_rule,
             max_confidently_wrong=max_confidently_wrong,
             kernel_share=kernel_share,
+            min_species_class_units=min_species_class_units,
         )
     else:
         cfg = make_config(folds, repeats, vae_epochs, head_epochs, use_layer, finetune_encoders, threads)

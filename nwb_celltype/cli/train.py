@@ -54,6 +54,14 @@ def _config_options(f):
             "features) in each unit's probabilities, beside the neural members; 0 = neural members only "
             "(the 1.5 recipe). Default: the shipped model's recipe. docs/validation.md.",
         ),
+        click.option(
+            "--min-species-class-units",
+            type=click.IntRange(0),
+            default=5,
+            show_default=True,
+            help="acg-isi-wave: units of a species the model trains on get no label of a class that species "
+            "gave it fewer labelled units of (0 = no such rule). docs/validation.md.",
+        ),
         click.option("--threads", type=int, default=1, show_default=True, help="torch threads."),
         click.option("--cache-dir", type=click.Path(), default=None, help="Feature cache folder."),
         click.option("--annotation", default=None, help="Ground-truth table name in every file."),
@@ -123,6 +131,7 @@ def make_real_config(
     floor_rule: str,
     max_confidently_wrong: float,
     kernel_share: float | None = None,
+    min_species_class_units: int = 5,
 ):
     """The acg-isi-wave model's settings from the shared options (the rest: the shipped model's)."""
     from ..model.real_networks import RealModelConfig
@@ -133,6 +142,7 @@ def make_real_config(
         n_threads=threads,
         floor_rule=floor_rule,
         max_confidently_wrong=max_confidently_wrong,
+        min_species_class_units=min_species_class_units,
         **({} if kernel_share is None else {"kernel_share": kernel_share}),
     )
 
@@ -174,6 +184,7 @@ def train(
     floor_rule,
     max_confidently_wrong,
     kernel_share,
+    min_species_class_units,
     threads,
     cache_dir,
     annotation,
@@ -182,7 +193,8 @@ def train(
     """Train a model bundle on LIBRARY (a manifest, or NWB files / URLs / DANDI ids with ground-truth
     labels; unlabelled units pre-train the autoencoders). Manifests with feature tables train the
     real-data family (acg-isi-wave); --repeats/--vae-epochs/--head-epochs/--use-layer/--finetune-encoders
-    apply to c4-3d only, --floor-rule/--max-confidently-wrong/--kernel-share to acg-isi-wave only."""
+    apply to c4-3d only, --floor-rule/--max-confidently-wrong/--kernel-share/--min-species-class-units to
+    acg-isi-wave only."""
     from ..model import save_bundle, train_model
     from ..model.bundle import check_bundle_folder
 
@@ -201,6 +213,7 @@ def train(
                 floor_rule=floor_rule,
                 max_confidently_wrong=max_confidently_wrong,
                 kernel_share=kernel_share,
+                min_species_class_units=min_species_class_units,
             ),
             name=name,
             version=model_version,

@@ -116,13 +116,21 @@ def _scored_rows(training_set, classes) -> tuple[np.ndarray, np.ndarray]:
     return rows, np.array([classes.index(v) for v in labels[rows]], dtype=np.int64)
 
 
-def _fit_and_score(part: _Part, test_fs, classes, config, threshold):
-    """Train a whole model on ``part``; classify ``test_fs`` as annotate does. Returns the held-out
-    probabilities and the units the model did not classify (abstained or below the threshold)."""
+def _species(part, rows: np.ndarray) -> np.ndarray:
+    """The species each of ``rows`` of a training set's units comes from (its file's or table's
+    reference; "" where none is stated)."""
+    refs, index = part.references, np.asarray(part.file_index)[rows]
+    return np.array([str(refs[int(k)].get("species") or "") for k in index], dtype=object)
+
+
+def _fit_and_score(part: _Part, test_fs, classes, config, threshold, species=None):
+    """Train a whole model on ``part``; classify ``test_fs`` (units of ``species``) as annotate does.
+    Returns the held-out probabilities and the units the model did not classify (abstained or below
+    the threshold)."""
     from .discharge_bundle import predict_discharge, train_discharge_model
 
     bundle = train_discharge_model(part, classes=classes, config=config, name="evaluate", version="0")
-    pred = predict_discharge(bundle, test_fs, threshold=threshold)
+    pred = predict_discharge(bundle, test_fs, threshold=threshold, species=species)
     return np.asarray(pred.probabilities, float), np.asarray(pred.status) != "classified"
 
 
@@ -218,7 +226,7 @@ def _transfer(training_set, test_set, rows, y, classes, config, threshold, basel
     if not len(t_rows):
         raise LibraryError(f"the test set has no labelled unit of the classes {list(classes)}.")
     test_fs = test_set.features.subset(t_rows)
-    p, abstain = _fit_and_score(training_set, test_fs, classes, config, threshold)
+    p, abstain = _fit_and_score(training_set, test_fs, classes, config, threshold, _species(test_set, t_rows))
     base_p = {}
     if baselines:
         base_p = discharge_baselines(_raw(training_set.features.subset(rows)), y, _raw(test_fs), len(classes))
@@ -231,7 +239,14 @@ def _fold_scorer(whole: _Part, rows, y, classes, config, threshold, baselines):
 
     def score(f: int, test_idx: np.ndarray, train_idx: np.ndarray):
         test_fs = fs.subset(rows[test_idx])
-        p, abstain = _fit_and_score(whole.without(rows[test_idx]), test_fs, classes, config, threshold)
+        p, abstain = _fit_and_score(
+            whole.without(rows[test_idx]),
+            test_fs,
+            classes,
+            config,
+            threshold,
+            _species(whole, rows[test_idx]),
+        )
         base_p = {}
         if baselines:
             train_raw = _raw(fs.subset(rows[train_idx]))
@@ -251,8 +266,9 @@ def _protocol(scheme: str, config, seed: int, threshold: float, baselines: bool,
         "config": config.to_dict(),
         "pretraining": "each fold's autoencoders pre-train on its training units and every unlabelled unit "
         "(labels unused), never on the held-out units",
-        "abstentions": "below the threshold or the model's floor for the label, out of distribution, or no "
-        "majority of members behind the label "
+        "abstentions": "below the threshold or the model's floor for the label, out of distribution, no "
+        "majority of members behind the label, or a label whose class the unit's species (its file's or "
+        "table's) gave the model too few training units of "
         "(predict_discharge, as annotate); "
         "counted as misses in recall_abstain_as_miss",
         "seconds": time.perf_counter() - t0,
