@@ -122,17 +122,8 @@ def predict_real_ensemble(
     if share > 0:  # neural and kernel members weigh as in the mixture
         agreement = (1.0 - share) * agreement + share * member_agreement(member_p[neural:], probs)
     min_agree = float(meta["config"].get("min_agreement", 0.0))
-    floor = np.ones(n)  # models before 1.2 have no floors
     top = np.nan_to_num(probs, nan=-1.0).argmax(1)
-    # depth bands (models before 1.5 have none): units shallower than a band's edge take its floors
-    bands = meta.get("depth_bands") or []
-    band = np.searchsorted([b["below_pairs"] for b in bands], inp["acg_pairs"], side="right")
-    for b, floors in enumerate([b["ratio_floors"] for b in bands] + [meta.get("ratio_floors") or {}]):
-        for kind, kind_rows in ((MIXED if mixed else "full", used_w), ("discharge", has_d & ~has_w)):
-            if floors:  # a mixed view without floors of its own takes the full members' (as strict)
-                kind_floor = np.asarray(floors.get(kind, floors.get("full")), dtype=np.float64)
-                here = kind_rows & (band == b)
-                floor[here] = kind_floor[top[here]]
+    floor, band = _unit_floors(meta, top, inp["acg_pairs"], views)
     with np.errstate(invalid="ignore"):
         below_floor = has_d & (confidence_ratio(probs) < floor)
     withheld, species_units = unsupported_for_species(meta, raw.get("species"), np.where(has_d, top, -1))
@@ -154,6 +145,24 @@ def predict_real_ensemble(
         "used_waveform": used_w,
         "has_discharge": has_d,
     }
+
+
+def _unit_floors(
+    meta: Mapping, top: np.ndarray, acg_pairs: np.ndarray, views
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each unit's ratio floor for its top class ``top`` in its view (``views``: (view, rows) pairs)
+    and depth band: ``(floor (n,), band (n,))``. Units shallower than a band's edge take that band's
+    floors (models before 1.5 have no bands); models before 1.2 have no floors (1)."""
+    floor = np.ones(len(top))
+    bands = meta.get("depth_bands") or []
+    band = np.searchsorted([b["below_pairs"] for b in bands], acg_pairs, side="right")
+    for b, floors in enumerate([b["ratio_floors"] for b in bands] + [meta.get("ratio_floors") or {}]):
+        for kind, kind_rows in views:
+            if floors:  # a mixed view without floors of its own takes the full members' (as strict)
+                kind_floor = np.asarray(floors.get(kind, floors.get("full")), dtype=np.float64)
+                here = kind_rows & (band == b)
+                floor[here] = kind_floor[top[here]]
+    return floor, band
 
 
 def _mix_kernel(

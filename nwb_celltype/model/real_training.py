@@ -125,6 +125,29 @@ def _unit_weights(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return w / w.mean()
 
 
+def _check_config(cfg) -> None:
+    """Refuse settings that cannot train (clear errors before any work)."""
+    if cfg.waveform_stretch < 0 or (cfg.waveform_stretch > 0 and cfg.depth_copies == 0):
+        raise ModelError(
+            f"waveform_stretch={cfg.waveform_stretch} needs depth_copies > 0 and a log-sd >= 0: the "
+            "stretched waveforms are those of the depth copies (set depth_copies, or waveform_stretch=0)."
+        )
+    if not (0.0 <= cfg.kernel_share <= 1.0 and cfg.kernel_features >= 1 and cfg.kernel_c > 0):
+        raise ModelError(
+            f"kernel_share={cfg.kernel_share} must be a share in [0, 1], kernel_features={cfg.kernel_features} "
+            f"at least 1 and kernel_c={cfg.kernel_c} positive (kernel_share=0: no kernel members)."
+        )
+    if cfg.min_species_class_units < 0:
+        raise ModelError(
+            f"min_species_class_units={cfg.min_species_class_units} must be >= 0 (0: no species rule)."
+        )
+    if not 0.0 <= cfg.waveform_donors <= 1.0 or (cfg.waveform_donors > 0 and cfg.depth_copies == 0):
+        raise ModelError(
+            f"waveform_donors={cfg.waveform_donors} must be a share in [0, 1] and needs depth_copies > 0: "
+            "the donors' waveforms go to the depth copies (set depth_copies, or waveform_donors=0)."
+        )
+
+
 def train_real_ensemble(
     raw: Mapping[str, np.ndarray],
     labels: np.ndarray,
@@ -185,26 +208,8 @@ def train_real_ensemble(
         raise ModelError(f"labels has {n} rows but the raw features have {len(lab['discharge'])}.")
     groups = np.asarray(groups).astype(str) if groups is not None else np.full(n, "all")
     unl = _inputs(unlabelled_raw) if unlabelled_raw is not None else None
+    _check_config(cfg)
     copies = None
-    if cfg.waveform_stretch < 0 or (cfg.waveform_stretch > 0 and cfg.depth_copies == 0):
-        raise ModelError(
-            f"waveform_stretch={cfg.waveform_stretch} needs depth_copies > 0 and a log-sd >= 0: the "
-            "stretched waveforms are those of the depth copies (set depth_copies, or waveform_stretch=0)."
-        )
-    if not (0.0 <= cfg.kernel_share <= 1.0 and cfg.kernel_features >= 1 and cfg.kernel_c > 0):
-        raise ModelError(
-            f"kernel_share={cfg.kernel_share} must be a share in [0, 1], kernel_features={cfg.kernel_features} "
-            f"at least 1 and kernel_c={cfg.kernel_c} positive (kernel_share=0: no kernel members)."
-        )
-    if cfg.min_species_class_units < 0:
-        raise ModelError(
-            f"min_species_class_units={cfg.min_species_class_units} must be >= 0 (0: no species rule)."
-        )
-    if not 0.0 <= cfg.waveform_donors <= 1.0 or (cfg.waveform_donors > 0 and cfg.depth_copies == 0):
-        raise ModelError(
-            f"waveform_donors={cfg.waveform_donors} must be a share in [0, 1] and needs depth_copies > 0: "
-            "the donors' waveforms go to the depth copies (set depth_copies, or waveform_donors=0)."
-        )
     donors = np.flatnonzero(np.isin(labels, classes) & ~lab["has_discharge"] & lab["has_waveform"])
     n_donated = 0
     if cfg.depth_copies > 0:  # shallower copies of the labelled units (:mod:`.real_depth`)
