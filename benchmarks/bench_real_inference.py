@@ -44,6 +44,8 @@ def main() -> None:
     data, _ = load_tables(args.data)
     one = _raw(data["lisberger"])
     raw = {k: np.concatenate([v] * 10) for k, v in one.items()}
+    # each unit named by its species, as an NWB Subject or the tables name it (models from 1.7 check it)
+    raw["species"] = np.full(len(raw["acg_counts"]), data["lisberger"].meta["species"], dtype=object)
     bundles = [load_bundle(b) for b in args.bundles] or [load_default_bundle()]
     rows = [
         {

@@ -46,14 +46,17 @@ def simulated_units(preset: str, n_per_class: int = 20, duration_s: float = 1200
     return trains, np.array(waves, dtype=np.float32), np.array(y)
 
 
-def score(bundle, trains, waves, y, n_spikes: int | None) -> dict:
+def score(bundle, trains, waves, y, n_spikes: int | None, species: str | None = None) -> dict:
     """Coverage at threshold 2 with the model's own abstentions, accuracy of the labelled units,
-    confidently wrong fraction, accuracy of the most probable class, median confidence ratio."""
+    confidently wrong fraction, accuracy of the most probable class, median confidence ratio.
+    ``species``: the units' species, as the simulated recording's Subject names it (models from 1.7
+    withhold the labels that species gave them too few training units of)."""
     cut = [t[:n_spikes] for t in trains]
     raw = {
         "acg_counts": np.array([compute_acg_counts(t) for t in cut]),
         "isi_counts": np.array([compute_isi_counts(t) for t in cut]),
         "waveform": waves,
+        "species": species,
     }
     out = predict_real_ensemble(bundle.tensors, bundle.card["model_meta"], raw)
     p = out["probabilities"]
@@ -80,7 +83,10 @@ def main() -> None:
     units = {preset: simulated_units(preset) for preset in ("mouse", "macaque")}
     res = {"spikes": [n or "all" for n in SPIKES], "bundles": {}}
     for b in bundles:
-        rows = {preset: {str(n or "all"): score(b, *units[preset], n) for n in SPIKES} for preset in units}
+        rows = {
+            preset: {str(n or "all"): score(b, *units[preset], n, species=preset) for n in SPIKES}
+            for preset in units
+        }
         res["bundles"][f"{b.name} {b.version}"] = {"sha256": b.sha256, "presets": rows}
         for preset, by_n in rows.items():
             for n, r in by_n.items():

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "nwb_celltype" / "data" / "default_model"
 RESULTS = REPO / "benchmarks" / "results" / "real_validation.json"
 NAME = "nwb-celltype-real-c4"
-VERSION = "1.6.0"
+VERSION = "1.7.0"
 
 CITATION = (
     "Beau M. et al. (2025), A deep-learning strategy to identify cell types across species from "
@@ -38,26 +38,31 @@ LIMITS = [
     "and 10 %; irregular, merged and noise-like trains look like real "
     "units in these features), and none of 7 Hausser granule-cell waveforms is flagged by the waveform alone "
     "(docs/validation.md: non-C4 units). Where many units may lie outside cerebellar cortex, use --threshold 5.",
-    "No layer input; no species input: mouse and macaque units share the heads (docs/validation.md).",
+    "No layer input; no species input to the network: mouse and macaque units share the heads. The species "
+    "enters only as a rule (new in 1.7, model_meta.species_support): a unit whose stated species (NWB Subject, "
+    "tables' dataset.json, predict --species) is mouse or macaque gets no label of a class that species gave "
+    "fewer than 5 training units of, which withholds GoC from mouse units (2 Hull Golgi cells; none of the "
+    "GoC labels earlier models gave mouse units in validation was right). Units of other or unstated species "
+    "can still be labelled GoC from the macaque Golgi cells (docs/validation.md).",
     "Labels are given only above a floor on the confidence ratio per class, member view and depth band "
     "(model_meta.ratio_floors; model_meta.depth_bands for units whose ACG holds fewer than 1,000 or 10,000 pairs "
     "at lags 1-100 ms): the floors of all classes are chosen together so that, on the training units' inner "
     "out-of-fold predictions and their thinned copies of that depth (labs weighted equally), confidently wrong "
     "labels stay within 2 % while the most balanced recall is kept. Within and across the training labs "
-    "2.6-5.1 % of units are confidently wrong (mouse units pooled with macaque ones, as this model trained: "
-    "5.1 %) and 21-27 % are left unclassified; MLI recall at threshold 2 is 0.37-0.44 for models of this "
+    "2.5-3.8 % of units are confidently wrong (mouse units pooled with macaque ones, as this model trained: "
+    "3.8 %; 1.6.0, without the species rule: 5.1 %) and 21-28 % are left unclassified; MLI recall at threshold 2 is 0.37-0.44 for models of this "
     "recipe. The floors are noisy across trainings (they rest on a few wrong units per class): this model's "
     "floors in the mixed view (units with a waveform) are 15 for MLI in the deepest band and 50 for PkC_ss "
     "between 1,000 and 10,000 pairs, so such units are rarely labelled. RealModelConfig(floor_rule='per-label') is the stricter 1.2-1.3 rule; max_confidently_wrong=1.0 "
     "removes the floors (docs/validation.md).",
     "Recording depth: the labelled units are deep (10^4-10^6 ACG pairs; complex spikes 10-600). The model also "
     "trained on binomially thinned copies of them (3 per unit, down to 100 pairs): held-out units thinned to "
-    "1,000, 300 and 100 pairs keep 0.71-0.84, 0.64-0.79 and 0.63-0.76 balanced accuracy with 2.8-3.8 %, "
-    "4.2-6.3 % and 1.3-6.3 % confidently wrong (model 1.5: 0.67-0.80, 0.61-0.78, 0.63-0.72; 2.0-5.1 %, "
+    "1,000, 300 and 100 pairs keep 0.71-0.84, 0.64-0.79 and 0.63-0.76 balanced accuracy with 2.5-3.8 %, "
+    "3.8-5.1 % and 1.3-5.1 % confidently wrong (model 1.5: 0.67-0.80, 0.61-0.78, 0.63-0.72; 2.0-5.1 %, "
     "3.0-6.3 %, 0-4.2 %) (docs/validation.md: recording depth).",
     "Units with a waveform are scored by the full and the discharge-only members together (mix_views): with "
-    "mouse waveforms from another lab (Hausser) the pooled recipe keeps 0.68 balanced accuracy and 7.6 % "
-    "confidently wrong (docs/validation.md).",
+    "mouse waveforms from another lab (Hausser) the pooled recipe keeps 0.68 balanced accuracy and 2.5 % "
+    "confidently wrong (7.6 % without the species rule: its GoC labels; docs/validation.md).",
     "Half of each unit's probabilities come from kernel members (logistic regression on random Fourier "
     "features, model_meta.kernel; new in 1.6): better on macaque units and from macaque to mouse, a unit or two "
     "more confidently wrong on mouse units (docs/validation.md: what 1.6 changes).",

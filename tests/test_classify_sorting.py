@@ -124,17 +124,28 @@ def test_a_pynapple_tsgroup_scores_as_its_annotated_nwb_file(tmp_path):
         ids = f.units.id[:]
         wm = np.asarray(f.units["waveform_mean"].data[:])  # (units, samples, channels)
         rate = float(f.units.waveform_rate)
+        species = f.subject.species  # annotate reads it from the file; pynapple users say it
     peak = np.ptp(wm, axis=1).argmax(axis=1)  # the channel of largest peak-to-peak, as annotate reads it
     waves = {int(u): wm[i, :, peak[i]] for i, u in enumerate(ids)}
     data = nap.load_file(str(demo_recording_path()))
     units = data["units"]
-    df = classify_tsgroup(units, waveforms=waves, waveform_rate_hz=rate)
+    df = classify_tsgroup(units, waveforms=waves, waveform_rate_hz=rate, species=species)
+    unnamed = classify_tsgroup(units, waveforms=waves, waveform_rate_hz=rate, set_metadata=False)
     data.close()
     assert list(df.index) == list(expected.index)
     cols = [f"p_{c}" for c in CLASSES]
     np.testing.assert_allclose(df[cols].to_numpy(), expected[cols].to_numpy(), atol=1e-6, equal_nan=True)
     np.testing.assert_array_equal(df["cell_type"].to_numpy(), expected["cell_type"].to_numpy())
     np.testing.assert_array_equal(np.asarray(units.cell_type), df["cell_type"].to_numpy())  # metadata set
+    # without the species, only the labels the species rule withheld differ (mouse: GoC)
+    from nwb_celltype.model.real_species import SPECIES_REASON
+
+    withheld = expected["reason"].str.startswith(SPECIES_REASON).to_numpy()
+    assert species == "Mus musculus" and withheld.any()
+    # (a withheld unit may also be below its floor: unlabelled either way)
+    assert unnamed["cell_type"][withheld].isin(["GoC", "unclassified"]).all()
+    assert (unnamed["cell_type"] == "GoC").any() and (unnamed["cell_type"] != "GoC")[~withheld].all()
+    np.testing.assert_array_equal(unnamed["cell_type"][~withheld], expected["cell_type"][~withheld])
     # without waveforms: every unit from its discharge alone
     bare = classify_tsgroup(nap.TsGroup({int(u): units[u] for u in units.index}), set_metadata=False)
     assert not bare["used_waveform"].any()
