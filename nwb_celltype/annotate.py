@@ -147,9 +147,12 @@ class _Labelling:
     precision: str
     pinned: bool
     ignore_waveforms: bool
-    #: the source's ``general/subject/species`` ("" for none): the model withholds the labels that
-    #: species gave it too few training units of (:mod:`nwb_celltype.model.real_species`)
+    #: the units' species, the source's ``general/subject/species`` unless stated ("" for none): the
+    #: model withholds the labels that species gave it too few training units of
+    #: (:mod:`nwb_celltype.model.real_species`)
     species: str = ""
+    #: the source's own ``general/subject/species`` ("" for none), recorded beside ``species``
+    subject_species: str = ""
 
 
 def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None):
@@ -241,7 +244,8 @@ def _write_tables(nwbfile, *, labelling: _Labelling, preds, unit_indices, source
             "precision": labelling.precision,
             "bundle_pinned": bool(labelling.pinned),
             "ignore_waveforms": bool(labelling.ignore_waveforms),
-            "subject_species": labelling.species,
+            "subject_species": labelling.subject_species,
+            "species": labelling.species,
             "skipped_units": skipped,
             "model_card_description": str(card.get("description", "")),
         },
@@ -420,6 +424,7 @@ def annotate(
     allow_read_only: bool = False,
     allow_hard_links: bool = False,
     ignore_waveforms: bool = False,
+    species: str | None = None,
 ) -> AnnotationResult:
     """Classify every unit of ``source`` and write the annotations into NWB.
 
@@ -457,6 +462,13 @@ def annotate(
         processing, templates instead of means). Only for models that can (the default model's
         family); recorded in the provenance. What it costs and buys on real held-out units:
         docs/validation.md, "Units without a waveform".
+    species : str, optional
+        The units' species ("mouse", "Mus musculus", "macaque", ...), for files whose
+        ``general/subject/species`` is missing or wrong; default: the file's. A model of the default
+        family gives units of a species it was trained on no label of a class that species gave it
+        fewer than ``min_species_class_units`` training units of (the default model: no GoC for mouse
+        units; :mod:`nwb_celltype.model.real_species`). The provenance records the file's species
+        (``subject_species``) and the one used (``species``).
 
     Every write goes through :func:`nwb_celltype._atomic.atomic_write`: a pid-stamped copy beside
     the target, fsync, rename, under a lock per target file; SIGTERM/SIGINT/SIGHUP and a full disk
@@ -484,7 +496,8 @@ def annotate(
         )
         checkpoint("features")
 
-        labelling = replace(labelling, species=src.species)
+        labelling = replace(labelling, subject_species=src.species)
+        labelling = replace(labelling, species=src.species if species is None else str(species))
         preds, skipped, unclassified = _predict(labelling, features, units.problems, timings)
         with _timed(timings, "write"):
             columns = _write_output(plan, src, units, spill_path, overwrite, labelling, preds, info, skipped)

@@ -211,6 +211,38 @@ def test_annotate_reads_the_species_from_the_nwb_subject(strict_bundle, tmp_path
     assert lost.any()
     assert all(str(x).startswith(SPECIES_REASON) for x in np.asarray(m.reasons)[lost])
 
+    # `features` keeps the Subject's species in its file, and `predict` uses it
+    cli = __import__("nwb_celltype.cli", fromlist=["main"]).main
+    labels = {}
+    for name, path in (("mouse", mouse), ("rhesus", rhesus)):
+        npz, tsv = tmp_path / f"{name}.npz", tmp_path / f"{name}.tsv"
+        res = CliRunner().invoke(
+            cli, ["features", str(path), "--out", str(npz), "--model", str(strict_bundle), "-q"]
+        )
+        assert res.exit_code == 0, res.output
+        res = CliRunner().invoke(
+            cli, ["predict", str(npz), "--out", str(tsv), "--model", str(strict_bundle), "-q"]
+        )
+        assert res.exit_code == 0, res.output
+        with open(tsv) as f:
+            f.readline()
+            labels[name] = [r["label"] for r in csv.DictReader(f, delimiter="\t")]
+    assert labels["mouse"] == [str(x) for x in m.labels] and labels["rhesus"] == [str(x) for x in r.labels]
+
+    # a file whose Subject names the wrong species (or none): --species says which
+    res = CliRunner().invoke(
+        __import__("nwb_celltype.cli", fromlist=["main"]).main,
+        ["annotate", str(rhesus), "--model", str(strict_bundle), "--out", str(tmp_path / "stated.nwb")]
+        + ["--species", "mouse", "--quiet"],
+    )
+    assert res.exit_code == 0, res.output
+    with NWBHDF5IO(str(tmp_path / "stated.nwb"), "r") as io:
+        stated = next(iter(read_annotations(io.read()).values()))
+    np.testing.assert_array_equal(np.asarray(stated.labels), np.asarray(m.labels))
+    params = stated.classifier["parameters"]
+    params = json.loads(params) if isinstance(params, str) else params
+    assert (params["subject_species"], params["species"]) == ("Macaca fascicularis", "mouse")
+
     # pynapple users state the species themselves: the same rule, on the discharge alone
     import pynapple as nap
 

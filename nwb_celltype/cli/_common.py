@@ -189,8 +189,8 @@ def model_sha256_option(f):
 THRESHOLD_HELP = (
     "Confidence ratio (best/second-best probability) below which a unit is 'unclassified' (a model's "
     "per-class floors apply as well). Higher values label fewer units, and fewer units unlike the "
-    "training classes: with the default model, 5 instead of 2 labels 12.5 instead of 15 % of simulated "
-    "non-cerebellar-cortex units (other trainings of its recipe: 12.5-17.5 instead of 20-27.5 %; docs/validation.md)."
+    "training classes: with the default model, 5 instead of 2 labels 12.5 instead of 22.5 % of simulated "
+    "non-cerebellar-cortex units (the benchmark's training of its recipe: 10 instead of 20 %; docs/validation.md)."
 )
 
 
@@ -199,9 +199,9 @@ IGNORE_WAVEFORMS_OPTION = click.option(
     is_flag=True,
     help="Classify every unit from its discharge (ACG, ISI) alone, as if there were no mean waveforms: "
     "for waveforms unlike the training labs' (another probe or processing, templates). The default "
-    "model's recipe on real held-out units (pooled CVs): lower balanced accuracy (macaque 0.77 instead "
-    "of 0.86, mouse 0.67 instead of 0.74), but where the mouse waveforms came from another lab, ignoring "
-    "them left 1.3-3.8 % of units confidently wrong instead of 5.1 % (two trainings; docs/validation.md, "
+    "model's recipe on real held-out units (pooled CVs): lower balanced accuracy (macaque 0.80 instead "
+    "of 0.87, mouse 0.69 instead of 0.74), but where the mouse waveforms came from another lab, ignoring "
+    "them left 1.3 % of units confidently wrong instead of 2.5 % (model 1.7; docs/validation.md, "
     "'Units without a waveform').",
 )
 

@@ -36,6 +36,14 @@ from ._common import (
     help="Precision the ensemble runs in; float64 is a slower reference (recorded in the provenance).",
 )
 @model_sha256_option
+@click.option(
+    "--species",
+    default=None,
+    help="The units' species (mouse, Mus musculus, macaque, ...) where the file's Subject names none or "
+    "the wrong one (default: the file's general/subject/species). Units of a species the model was trained "
+    "on get no label of a class that species gave it fewer than 5 training units of (the default model: "
+    "no GoC for mouse units).",
+)
 @annotation_options
 def annotate(
     source,
@@ -45,6 +53,7 @@ def annotate(
     allow_read_only,
     allow_hard_links,
     model_sha256,
+    species,
     threshold,
     overwrite,
     precision,
@@ -79,6 +88,7 @@ def annotate(
             allow_read_only=allow_read_only,
             allow_hard_links=allow_hard_links,
             ignore_waveforms=ignore_waveforms,
+            species=species,
         )
     if as_json or not quiet:
         echo_result(result, as_json)

@@ -84,9 +84,13 @@ def features(source, out, family, model, config_path, batch_size, c4_selection, 
         # every unit gets a row: units without waveforms are classified from discharge alone
         for batch in read_units(src, batch_size=batch_size, require_waveforms=False):
             sets.append(fam.extract_features(batch, config, progress=not quiet))
+        species = src.species
     if not sets:
         raise OutputError(f"{source} has no units: nothing to write.")
     fs = fam.concatenate(sets)
+    if species and isinstance(getattr(fs, "meta", None), dict):
+        # the file's Subject, for `predict` (models of the acg-isi-wave family use it; the file keeps it)
+        fs.meta["species"] = species
     path = fam.save_features(out_path, fs)
     if not quiet:
         click.echo(f"wrote {fam.name} features of {len(fs)} units ({int(fs.usable.sum())} usable) to {path}")
