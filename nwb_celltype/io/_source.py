@@ -251,8 +251,8 @@ def open_source(
     if spec.kind == "local":
         return _open_local(spec)
     # the HTTP stack only for remote sources: a local file imports none of it
-    from ._cache import BoundedDiskCache, cache_root, chunk_key
-    from ._remote import BoundedSession, open_remfile, probe_url
+    from ._cache import BoundedDiskCache, cache_root
+    from ._remote import BoundedSession, open_remfile
 
     cache = None
     if cache_dir is not False:
@@ -261,6 +261,40 @@ def open_source(
     session = BoundedSession(
         timeout_s=timeout_s, retries=retries, deadline_s=deadline_s, min_bytes_per_s=min_bytes_per_s
     )
+    info, first, last = _identify_remote(
+        spec, cache, session, dandi_api_url, timeout_s, retries, min_chunk_bytes
+    )
+    fileobj = open_remfile(
+        info.url,
+        size=info.size,
+        session=session,
+        disk_cache=cache,
+        min_chunk_bytes=min_chunk_bytes,
+        max_memory_bytes=memory_bytes,
+        where=info.describe(),
+    )
+    if first:
+        fileobj.seed(first)
+    if last[1]:
+        fileobj.seed(last[1], last[0])
+    try:
+        h5 = _open_h5(fileobj, info, fileobj)
+    except BaseException:
+        fileobj.close()
+        raise
+    return Source(info, h5, fileobj, cache)
+
+
+def _identify_remote(
+    spec: SourceSpec, cache, session, dandi_api_url, timeout_s: float, retries: int, min_chunk_bytes: int
+) -> tuple[SourceInfo, bytes, tuple[int, bytes]]:
+    """Who a remote source is: its :class:`SourceInfo` (a DANDI asset resolved through the API, a
+    URL probed for its size and etag, or both from the cache's record), with the cache keyed to it,
+    and the file's first bytes and (offset, bytes) of its last ones where a size probe fetched them
+    (opening an HDF5 file reads both first)."""
+    from ._cache import chunk_key
+    from ._remote import probe_url
+
     first = b""  # the file's first bytes, when a size probe fetched them
     last: tuple[int, bytes] = (0, b"")  # (offset, bytes) of its last bytes, fetched alongside
     if spec.kind == "dandi":
@@ -304,25 +338,7 @@ def open_source(
         if size != info.size:
             log.warning("%s: the archive lists %s bytes, the server has %d", info.describe(), info.size, size)
             info.size = size
-    fileobj = open_remfile(
-        info.url,
-        size=info.size,
-        session=session,
-        disk_cache=cache,
-        min_chunk_bytes=min_chunk_bytes,
-        max_memory_bytes=memory_bytes,
-        where=info.describe(),
-    )
-    if first:
-        fileobj.seed(first)
-    if last[1]:
-        fileobj.seed(last[1], last[0])
-    try:
-        h5 = _open_h5(fileobj, info, fileobj)
-    except BaseException:
-        fileobj.close()
-        raise
-    return Source(info, h5, fileobj, cache)
+    return info, first, last
 
 
 def _open_local(spec: SourceSpec) -> Source:
