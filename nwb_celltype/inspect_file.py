@@ -68,6 +68,7 @@ def format_annotations(
                     if params.get("ignore_waveforms")
                     else ""
                 )
+                + (f"; units scored as {params['species']}" if params.get("species") else "")
             )
         counts = Counter(map(str, rec.labels))
         width = max(len(k) for k in counts)

@@ -242,6 +242,8 @@ def test_annotate_reads_the_species_from_the_nwb_subject(strict_bundle, tmp_path
     params = stated.classifier["parameters"]
     params = json.loads(params) if isinstance(params, str) else params
     assert (params["subject_species"], params["species"]) == ("Macaca fascicularis", "mouse")
+    shown = CliRunner().invoke(cli, ["show", str(tmp_path / "stated.nwb"), "--max-units", "1"])
+    assert shown.exit_code == 0 and "units scored as mouse" in shown.output, shown.output
 
     # pynapple users state the species themselves: the same rule, on the discharge alone
     import pynapple as nap
