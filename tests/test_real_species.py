@@ -262,3 +262,19 @@ def test_annotate_reads_the_species_from_the_nwb_subject(strict_bundle, tmp_path
     assert not fm.cell_type.isin(["MLI", "GoC", "MFB"]).any()
     gone = (fo.status == "classified") & (fm.status != "classified")
     assert gone.any() and fm.reason[gone].str.startswith(SPECIES_REASON).all()
+
+
+def test_a_file_without_a_subject_names_no_species(tmp_path):
+    """`Source.species` is "" for an NWB file with no Subject (annotate then rules on no species)."""
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile
+
+    from nwb_celltype.io import open_source
+
+    path = tmp_path / "bare.nwb"
+    nwb = NWBFile("no subject", "bare", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    with open_source(path) as src:
+        assert src.species == ""
