@@ -278,3 +278,17 @@ def test_a_file_without_a_subject_names_no_species(tmp_path):
         io.write(nwb)
     with open_source(path) as src:
         assert src.species == ""
+
+
+def test_an_nwb_library_records_each_files_species(tmp_path):
+    """Training sets read from NWB files carry the Subject's species per file (what the model's
+    species_support counts), computed and from the feature cache alike."""
+    from nwb_celltype.library import load_training_set
+    from nwb_celltype.simulate import simulate_recording
+
+    mouse, macaque = tmp_path / "m.nwb", tmp_path / "q.nwb"
+    simulate_recording(mouse, n_units=6, duration_s=60, seed=1)
+    simulate_recording(macaque, n_units=6, duration_s=60, seed=2, preset="macaque")
+    for _ in range(2):  # the second time from the cache
+        ts = load_training_set([mouse, macaque], config=DischargeConfig(), cache_dir=tmp_path / "cache")
+        assert [r.get("species") for r in ts.references] == ["Mus musculus", "Macaca mulatta"]

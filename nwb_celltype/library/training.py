@@ -189,6 +189,8 @@ def _featurise(source: str, config, annotation: str | None, where: str, layer_co
         if not sets:
             raise LibraryError(f"{where}: the file has no units; remove it from the library.")
         fs = family.concatenate(sets)
+        if src.species and isinstance(getattr(fs, "meta", None), dict):
+            fs.meta["species"] = src.species  # the Subject's, for the model's species rule (and the cache)
         labels = _labels_of(src.nwbfile, fs.unit_ids, annotation, where)
         info = src.info.to_dict() if hasattr(src, "info") else {}
     return fs, labels, info
@@ -344,8 +346,10 @@ def load_training_set(
             extra.update({f: str(fs.meta[f]) for f in ("name", "lab", "species", "source") if f in fs.meta})
         else:
             fs, labels, sha = _nwb_entry(entry, source, where, annotation, config, cache, layer_column)
+            species = (getattr(fs, "meta", None) or {}).get("species")
+            extra = {"species": str(species)} if species else {}
             if entry.dandiset:
-                extra = {"dandiset": entry.dandiset, "version": entry.version or "draft"}
+                extra.update({"dandiset": entry.dandiset, "version": entry.version or "draft"})
                 extra["asset_path"] = entry.asset_path
         lab = np.asarray(labels["labels"], dtype=object)
         sets.append(fs)
