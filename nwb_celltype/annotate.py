@@ -496,8 +496,10 @@ def annotate(
         )
         checkpoint("features")
 
-        labelling = replace(labelling, subject_species=src.species)
-        labelling = replace(labelling, species=src.species if species is None else str(species))
+        named = src.species
+        labelling = replace(
+            labelling, subject_species=named, species=named if species is None else str(species)
+        )
         preds, skipped, unclassified = _predict(labelling, features, units.problems, timings)
         with _timed(timings, "write"):
             columns = _write_output(plan, src, units, spill_path, overwrite, labelling, preds, info, skipped)

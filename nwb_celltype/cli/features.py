@@ -88,9 +88,7 @@ def features(source, out, family, model, config_path, batch_size, c4_selection, 
     if not sets:
         raise OutputError(f"{source} has no units: nothing to write.")
     fs = fam.concatenate(sets)
-    if species and isinstance(getattr(fs, "meta", None), dict):
-        # the file's Subject, for `predict` (models of the acg-isi-wave family use it; the file keeps it)
-        fs.meta["species"] = species
+    fam.note_species(fs, species)  # the file's Subject, for `predict`
     path = fam.save_features(out_path, fs)
     if not quiet:
         click.echo(f"wrote {fam.name} features of {len(fs)} units ({int(fs.usable.sum())} usable) to {path}")

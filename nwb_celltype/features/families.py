@@ -105,6 +105,14 @@ class FeatureFamily:
                 "the discharge alone (the default model, family 'acg-isi-wave')."
             )
 
+    def note_species(self, fs, species: str) -> None:
+        """Record a source's species (its NWB Subject's; "" for none) in ``fs`` where the family's
+        features keep source metadata (``fs.meta``, saved with them: ``acg-isi-wave``, whose models
+        withhold the labels a species gave them too few training units of); other families keep none."""
+        meta = getattr(fs, "meta", None)
+        if species and isinstance(meta, dict):
+            meta["species"] = species
+
     def drop_waveforms(self, fs):
         """``fs`` with every unit's waveform set aside (see ``without_waveforms``)."""
         self.check_ignore_waveforms()

@@ -189,8 +189,7 @@ def _featurise(source: str, config, annotation: str | None, where: str, layer_co
         if not sets:
             raise LibraryError(f"{where}: the file has no units; remove it from the library.")
         fs = family.concatenate(sets)
-        if src.species and isinstance(getattr(fs, "meta", None), dict):
-            fs.meta["species"] = src.species  # the Subject's, for the model's species rule (and the cache)
+        family.note_species(fs, src.species)  # for the model's species rule (and the cache)
         labels = _labels_of(src.nwbfile, fs.unit_ids, annotation, where)
         info = src.info.to_dict() if hasattr(src, "info") else {}
     return fs, labels, info
