@@ -73,6 +73,10 @@ class AnnotationResult:
     ignore_waveforms: bool = False
     #: the Units columns written (plain names, or model-suffixed where the plain ones were taken)
     units_columns: list[str] = field(default_factory=list)
+    #: the units' species against the model's training species
+    #: (:meth:`.model.real_species.SpeciesCoverage.to_dict`: ``kind`` trained / not_trained / unstated /
+    #: unrecorded, ``stated``, ``trained``, ``note``)
+    species: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -153,6 +157,10 @@ class _Labelling:
     species: str = ""
     #: the source's own ``general/subject/species`` ("" for none), recorded beside ``species``
     subject_species: str = ""
+
+    def species_coverage(self):
+        """``species`` against the model's training species (:class:`.model.real_species.SpeciesCoverage`)."""
+        return self.bundle.species_coverage(self.species or None)
 
 
 def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None):
@@ -246,6 +254,7 @@ def _write_tables(nwbfile, *, labelling: _Labelling, preds, unit_indices, source
             "ignore_waveforms": bool(labelling.ignore_waveforms),
             "subject_species": labelling.subject_species,
             "species": labelling.species,
+            "species_coverage": labelling.species_coverage().kind,
             "skipped_units": skipped,
             "model_card_description": str(card.get("description", "")),
         },
@@ -351,6 +360,9 @@ def _predict(labelling: _Labelling, features, problems: dict[int, str], timings:
             dtype=labelling.precision,
             species=labelling.species or None,
         )
+    note = labelling.species_coverage().note
+    if note:
+        logger.warning("%s", note)
     return (preds, *_unit_reasons(preds, features.unit_ids, problems))
 
 
@@ -403,6 +415,7 @@ def _annotation_result(
         unclassified=unclassified,
         ignore_waveforms=bool(labelling.ignore_waveforms),
         units_columns=list(columns),
+        species=labelling.species_coverage().to_dict(),
     )
 
 

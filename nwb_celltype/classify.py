@@ -31,11 +31,16 @@ class FeaturePredictions:
     features : the feature set that was classified (its ``labels`` are the ground truth, if any)
     model : dict
         name, version, sha256 and feature family of the model.
+    species : SpeciesCoverage or None
+        The units' species against the model's training species
+        (:class:`nwb_celltype.model.real_species.SpeciesCoverage`): ``kind`` and a ``note`` where the
+        species is not stated or not one the model learnt from.
     """
 
     predictions: object
     features: object
     model: dict
+    species: object = None
 
     def rows(self) -> list[dict]:
         """One dict per unit: unit_id (+ neuron_id, true_label where known), label, status,
@@ -202,7 +207,11 @@ def predict_features(
         features = family_of(bundle).drop_waveforms(features)
     preds = predict_cell_types(bundle, features, threshold=threshold, species=species)
     info = {"name": bundle.name, "version": bundle.version, "sha256": bundle.sha256, "feature_family": family}
-    return FeaturePredictions(predictions=preds, features=features, model=info)
+    named = species if species is not None else (getattr(features, "meta", None) or {}).get("species")
+    coverage = bundle.species_coverage(named)
+    if coverage.note:
+        logger.warning("%s", coverage.note)
+    return FeaturePredictions(predictions=preds, features=features, model=info, species=coverage)
 
 
 def write_predictions_tsv(
@@ -259,6 +268,8 @@ def summarise(result: FeaturePredictions) -> dict:
         "label_counts": dict(zip(labels.tolist(), counts.tolist(), strict=True)),
         "ignore_waveforms": _waveforms_ignored(result.features),
     }
+    if result.species is not None:
+        out["species"] = result.species.to_dict()
     truth = getattr(result.features, "labels", None)
     if truth is not None:
         truth = np.asarray(truth, dtype=str)
@@ -309,6 +320,7 @@ def _classify_units(batch, ids, model, threshold: float, ignore_waveforms: bool,
         "threshold": float(threshold),
         "ignore_waveforms": bool(ignore_waveforms),
         "species": species,
+        "species_coverage": result.species.to_dict() if result.species is not None else None,
     }
     return df
 

@@ -16,6 +16,13 @@ from .errors import InvalidValueError
 logger = logging.getLogger(__name__)
 
 
+#: what ``show`` adds for a provenance's ``species_coverage`` (annotate from model 1.7 on)
+_COVERAGE_NOTES = {
+    "not_trained": " (a species the model was not trained on: cross-species labels)",
+    "unstated": "; species not stated (the model's species rule did not apply)",
+}
+
+
 def load_annotations(path: str | os.PathLike) -> dict:
     """All annotation tables of the NWB file at ``path`` (see :func:`nwb_celltype.nwb.read_annotations`)."""
 
@@ -69,6 +76,7 @@ def format_annotations(
                     else ""
                 )
                 + (f"; units scored as {params['species']}" if params.get("species") else "")
+                + _COVERAGE_NOTES.get(str(params.get("species_coverage", "")), "")
             )
         counts = Counter(map(str, rec.labels))
         width = max(len(k) for k in counts)

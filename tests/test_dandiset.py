@@ -196,6 +196,11 @@ def test_summary_rows_label_columns():
     assert [c for c in cols if c.startswith("label_")] == ["label_MLI", "label_PkC_ss"]  # C4 order
     assert len(cols) == len(set(cols))
     assert rows[0]["label_PkC_ss"] == 3 and rows[1]["label_MLI"] is None and rows[1]["error"] == "x"
+    # the species each asset's units were scored as, and whether the model learnt from it
+    recs[0]["species"] = {"kind": "not_trained", "stated": ["Rattus norvegicus"], "trained": ["Mus musculus"]}
+    _, rows = summary_rows(recs)
+    assert (rows[0]["species"], rows[0]["species_coverage"]) == ("Rattus norvegicus", "not_trained")
+    assert (rows[1]["species"], rows[1]["species_coverage"]) == (None, None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,6 +359,9 @@ def test_full_local_run(served, local_run):
         rows = list(reader)
     assert len(rows) == 8 and {"path", "status", "n_units", "time_s", "error"} <= set(reader.fieldnames)
     assert {r["path"]: r["status"] for r in rows} == {p: a["status"] for p, a in by_path.items()}
+    # a C4-family model records no training species; the assets' Subject species is still reported
+    done = [r for r in rows if r["status"] == "done"]
+    assert done and {(r["species"], r["species_coverage"]) for r in done} == {("Mus musculus", "unrecorded")}
     summary = json.loads((out / "celltype-summary.json").read_text())
     assert summary["counts"] == res.counts and summary["model"]["sha256"] == res.model["sha256"]
     # no scratch files left

@@ -15,6 +15,7 @@ from nwb_celltype.features.discharge import DischargeConfig
 from nwb_celltype.model.real_species import (
     SPECIES_REASON,
     canonical_species,
+    species_coverage,
     species_support,
     unsupported_for_species,
 )
@@ -33,6 +34,8 @@ CLASSES = ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB")
         ("macaque", "Macaca mulatta"),
         ("Rhesus monkey", "Macaca mulatta"),
         ("NCBITaxon:9544", "Macaca mulatta"),
+        ("rat", "Rattus norvegicus"),
+        ("NCBITaxon_10116", "Rattus norvegicus"),
         ("Macaca fascicularis", "Macaca fascicularis"),  # another species: kept as named
         ("unknown", ""),
         ("", ""),
@@ -55,15 +58,20 @@ def test_support_counts_labelled_units_with_a_discharge_per_species():
     assert species_support(None, labels, has_d, CLASSES) == {}
 
 
-def test_labels_are_withheld_only_for_units_of_a_species_the_model_was_trained_on():
-    meta = {
+def _meta(mouse_mfb: int, macaque_mfb: int) -> dict:
+    """A model_meta with the shipped model's species support (MFB counts as given), minimum 5."""
+    return {
         "classes": list(CLASSES),
         "config": {"min_species_class_units": 5},
         "species_support": {
-            "Mus musculus": {"PkC_ss": 27, "PkC_cs": 26, "MLI": 10, "GoC": 2, "MFB": 14},
-            "Macaca mulatta": {"PkC_ss": 158, "PkC_cs": 109, "MLI": 27, "GoC": 141, "MFB": 4},
+            "Mus musculus": {"PkC_ss": 27, "PkC_cs": 26, "MLI": 10, "GoC": 2, "MFB": mouse_mfb},
+            "Macaca mulatta": {"PkC_ss": 158, "PkC_cs": 109, "MLI": 27, "GoC": 141, "MFB": macaque_mfb},
         },
     }
+
+
+def test_labels_are_withheld_only_for_units_of_a_species_the_model_was_trained_on():
+    meta = _meta(mouse_mfb=14, macaque_mfb=4)
     top = np.array([3, 0, 3, 4, 4, -1])  # GoC, PkC_ss, GoC, MFB, MFB, none
     sp = np.array(["mouse", "mouse", "macaque", "macaque", "Mus musculus", "mouse"], dtype=object)
     withheld, counts = unsupported_for_species(meta, sp, top)
@@ -292,3 +300,124 @@ def test_an_nwb_library_records_each_files_species(tmp_path):
     for _ in range(2):  # the second time from the cache
         ts = load_training_set([mouse, macaque], config=DischargeConfig(), cache_dir=tmp_path / "cache")
         assert [r.get("species") for r in ts.references] == ["Mus musculus", "Macaca mulatta"]
+
+
+def test_species_coverage_says_whether_the_model_learnt_from_the_units_species():
+    meta = _meta(mouse_mfb=4, macaque_mfb=64)
+    both = ("Macaca mulatta", "Mus musculus")
+    for named in ("mouse", ["mouse", "macaque", "Mus musculus"]):
+        c = species_coverage(meta, named)
+        assert (c.kind, c.note) == ("trained", "") and c.trained == both
+    c = species_coverage(meta, "Rattus norvegicus")
+    assert (c.kind, c.stated) == ("not_trained", ("Rattus norvegicus",))
+    assert "not trained on units of Rattus norvegicus" in c.note and "cross-species" in c.note
+    # one unit of another species makes the set a transfer, whatever the others are
+    assert species_coverage(meta, ["mouse", "rat", ""]).kind == "not_trained"
+    for named in (None, "", "unknown", ["mouse", ""]):
+        c = species_coverage(meta, named)
+        assert c.kind == "unstated", named
+        # the note names what the rule would have withheld: classes below 5 units, per species
+        assert "Mus musculus: GoC, MFB" in c.note and "Macaca mulatta:" not in c.note
+    assert species_coverage(meta, ["mouse", ""]).note.startswith("some units' species is not stated")
+    # models that record no training species (before 1.7, C4 family) say nothing
+    for m in ({}, {"species_support": {}}):
+        for named in ("rat", None):
+            assert (species_coverage(m, named).kind, species_coverage(m, named).note) == ("unrecorded", "")
+    assert species_coverage({**meta, "config": {"min_species_class_units": 0}}, None).note.endswith(
+        "units of only from units whose species is stated"
+    )
+
+
+def test_users_are_told_when_the_units_species_is_unstated_or_not_trained(tmp_path, caplog):
+    """The default model (trained on mouse and macaque units) on the demo recording (a mouse file):
+    annotate, show, predict and classify_tsgroup say when the species is none the model learnt from,
+    or not stated, and record which in the provenance and results."""
+    import logging
+
+    import h5py
+    from pynwb import NWBHDF5IO
+
+    from nwb_celltype import classify_tsgroup
+    from nwb_celltype.annotate import annotate
+    from nwb_celltype.nwb import read_annotations
+    from nwb_celltype.simulate import demo_recording_path
+
+    cli = __import__("nwb_celltype.cli", fromlist=["main"]).main
+    demo = tmp_path / "demo.nwb"
+    demo.write_bytes(demo_recording_path().read_bytes())
+    bare = tmp_path / "bare.nwb"
+    bare.write_bytes(demo.read_bytes())
+    with h5py.File(bare, "a") as f:
+        del f["general/subject/species"]
+
+    def provenance(path):
+        with NWBHDF5IO(str(path), "r") as io:
+            params = next(iter(read_annotations(io.read()).values())).classifier["parameters"]
+        return json.loads(params) if isinstance(params, str) else params
+
+    runs = {}
+    for name, path, extra in (
+        ("mouse", demo, {}),
+        ("rat", demo, {"species": "rat"}),
+        ("bare", bare, {}),
+    ):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="nwb_celltype"):
+            r = annotate(path, out=tmp_path / f"{name}-a.nwb", **extra)
+        warned = [m.getMessage() for m in caplog.records if "species" in m.getMessage()]
+        runs[name] = (r, warned, provenance(r.output_path))
+    r, warned, params = runs["mouse"]
+    assert r.species["kind"] == "trained" and r.species["stated"] == ["Mus musculus"] and not warned
+    assert params["species_coverage"] == "trained"
+    r, warned, params = runs["rat"]
+    assert r.species["kind"] == "not_trained" and r.species["stated"] == ["Rattus norvegicus"]
+    assert params["species_coverage"] == "not_trained" and len(warned) == 1
+    assert "not trained on units of Rattus norvegicus" in warned[0]
+    r, warned, params = runs["bare"]
+    assert (r.species["kind"], params["species_coverage"], params["subject_species"]) == (
+        "unstated",
+        "unstated",
+        "",
+    )
+    assert len(warned) == 1 and "Mus musculus: GoC" in warned[0]
+    # the rule is off without a species: the GoC labels a mouse file's units do not get come back
+    goc = {k: runs[k][0].label_counts.get("GoC", 0) for k in runs}
+    assert goc["mouse"] == 0 and goc["bare"] >= 1, goc
+
+    # the CLI summary and `show` say it too; a mouse file's summary has no species line
+    out = {}
+    for name, args in (
+        ("mouse", [str(demo)]),
+        ("rat", [str(demo), "--species", "rat"]),
+        ("bare", [str(bare)]),
+    ):
+        res = CliRunner().invoke(cli, ["annotate", *args, "--out", str(tmp_path / f"{name}-cli.nwb")])
+        assert res.exit_code == 0, res.output
+        out[name] = res.output
+    assert "species:" not in out["mouse"]
+    assert "species: Rattus norvegicus, which the model was not trained on" in out["rat"]
+    assert "species: not stated for every unit" in out["bare"]
+    shown = CliRunner().invoke(cli, ["show", str(tmp_path / "rat-cli.nwb"), "--max-units", "1"])
+    assert shown.exit_code == 0 and "a species the model was not trained on" in shown.output, shown.output
+    shown = CliRunner().invoke(cli, ["show", str(tmp_path / "mouse-cli.nwb"), "--max-units", "1"])
+    assert shown.exit_code == 0 and "not trained" not in shown.output and "not stated" not in shown.output
+
+    # predict on a features file: its species by default, --species to state another; --json has it
+    npz = tmp_path / "demo.npz"
+    res = CliRunner().invoke(cli, ["features", str(demo), "--out", str(npz), "-q"])
+    assert res.exit_code == 0, res.output
+    for extra, kind in (([], "trained"), (["--species", "Rattus norvegicus"], "not_trained")):
+        tsv = tmp_path / f"p{kind}.tsv"
+        res = CliRunner().invoke(cli, ["predict", str(npz), "--out", str(tsv), "--json", *extra])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.output[res.output.index("{") :])["species"]["kind"] == kind
+
+    # pynapple users who state no species are told the rule did not apply
+    import pynapple as nap
+
+    with NWBHDF5IO(str(demo), "r") as io:
+        units = io.read().units
+        trains = {int(i): nap.Ts(t=np.asarray(units["spike_times"][k])) for k, i in enumerate(units.id[:])}
+    for species, kind in ((None, "unstated"), ("mouse", "trained"), ("Macaca fascicularis", "not_trained")):
+        df = classify_tsgroup(nap.TsGroup(trains), species=species, set_metadata=False)
+        assert df.attrs["species_coverage"]["kind"] == kind

@@ -41,7 +41,9 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
 
     Columns: ``path``, ``asset_id``, ``status`` (done / skipped / failed), ``n_units``,
     ``n_classified``, ``n_unclassified``, ``n_not_classifiable``, one ``label_<class>`` count per
-    cell type seen, ``time_s`` (seconds on the worker, last try), ``attempts``, ``this_run``
+    cell type seen, ``species`` (the asset's species as the model scored its units) and
+    ``species_coverage`` (trained / not_trained / unstated / unrecorded: whether the model learnt
+    from that species), ``time_s`` (seconds on the worker, last try), ``attempts``, ``this_run``
     (annotated by this run rather than found done), ``output`` (relative path) and ``error``.
     """
     labels = _label_columns(records)
@@ -54,6 +56,8 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
         "n_unclassified",
         "n_not_classifiable",
         *[f"label_{lbl}" for lbl in labels],
+        "species",
+        "species_coverage",
         "time_s",
         "attempts",
         "this_run",
@@ -64,6 +68,9 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
     for r in records:
         lc = r.get("label_counts") or {}
         row = {c: r.get(c) for c in cols}
+        sp = r.get("species") or {}
+        row["species"] = ", ".join(sp.get("stated") or ()) if sp else None
+        row["species_coverage"] = sp.get("kind") if sp else None
         for lbl in labels:
             row[f"label_{lbl}"] = lc.get(lbl, 0) if r.get("status") == "done" else None
         rows.append(row)

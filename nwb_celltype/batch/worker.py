@@ -198,6 +198,7 @@ def _done_record(base: dict, output: str, scratch: Path, result, t0: float) -> d
         "n_unclassified": result.n_unclassified,
         "n_not_classifiable": result.n_not_classifiable,
         "label_counts": dict(result.label_counts),
+        "species": result.species,
         "timings": {k: round(float(v), 4) for k, v in result.timings.items()},
         "model": result.model,
         "source": result.source,

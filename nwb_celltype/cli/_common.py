@@ -87,6 +87,25 @@ def reason_counts(skipped: list[dict]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def species_line(coverage: dict | None) -> str:
+    """One summary line on the units' species against the model's training species (from
+    :meth:`SpeciesCoverage.to_dict`); "" where there is nothing to say (trained or unrecorded)."""
+    if not coverage or coverage.get("kind") not in ("not_trained", "unstated"):
+        return ""
+    learnt = " and ".join(coverage.get("trained") or ())
+    if coverage["kind"] == "not_trained":
+        others = [s for s in coverage.get("stated") or () if s not in (coverage.get("trained") or ())]
+        return (
+            f"species: {', '.join(others)}, which the model was not trained on (it learnt from {learnt}): "
+            "cross-species labels, with more confident errors (docs/validation.md)"
+        )
+    return (
+        f"species: not stated for {'every' if not coverage.get('stated') else 'some'} unit "
+        f"(the model learnt from {learnt}); give --species so that it withholds the labels that "
+        "species gave it too few training units of"
+    )
+
+
 #: the Units columns a first model writes (AnnotationResult.units_columns names those written)
 _PLAIN_COLUMNS = ("cell_type", "cell_type_probability", "cell_type_confidence")
 
@@ -111,6 +130,7 @@ def format_summary(result) -> str:
         "abstained (reason in the table); not_classifiable = no usable features",
         f"classified {result.n_classified}, unclassified {result.n_unclassified}, "
         f"not classifiable {result.n_not_classifiable}",
+        *([line] if (line := species_line(getattr(result, "species", None))) else []),
         *(
             ["waveforms ignored (--ignore-waveforms): every unit was scored from its discharge alone"]
             if getattr(result, "ignore_waveforms", False)

@@ -42,7 +42,8 @@ from ._common import (
     help="The units' species (mouse, Mus musculus, macaque, ...) where the file's Subject names none or "
     "the wrong one (default: the file's general/subject/species). Units of a species the model was trained "
     "on get no label of a class that species gave it fewer than 5 training units of (the default model: "
-    "no GoC for mouse units).",
+    "no GoC for mouse units). The summary says when the species is not stated or is one the model was not "
+    "trained on.",
 )
 @annotation_options
 def annotate(

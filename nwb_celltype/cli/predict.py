@@ -12,6 +12,7 @@ from ._common import (
     print_json,
     quiet_logging,
     reason_lines,
+    species_line,
 )
 
 
@@ -32,7 +33,8 @@ from ._common import (
     default=None,
     help="The units' species (mouse, Mus musculus, macaque, Macaca mulatta, ...; default: the tables' "
     "dataset.json species, else none). Units of a species the model was trained on get no label of a "
-    "class that species gave it fewer than 5 training units of (the default model: no GoC for mouse units).",
+    "class that species gave it fewer than 5 training units of (the default model: no GoC for mouse units); "
+    "the summary says when the species is not stated or is one the model was not trained on.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
@@ -59,6 +61,9 @@ def predict(features, out, model, threshold, ignore_waveforms, species, overwrit
         print_json(summary)
     elif not quiet:
         click.echo(f"predicted {summary['n_units']} units with {result.model['name']} -> {path}")
+        line = species_line(summary.get("species"))
+        if line:
+            click.echo(line)
         for label, n in sorted(summary["label_counts"].items(), key=lambda kv: -kv[1]):
             click.echo(f"  {label:<18} {n}")
         rows = list(zip(result.predictions.status, result.predictions.reasons, strict=True))

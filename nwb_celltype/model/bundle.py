@@ -97,6 +97,15 @@ class CardProperties:
     def classes(self) -> tuple[str, ...]:
         return tuple(c["name"] for c in self.card["classes"])
 
+    def species_coverage(self, species):
+        """How ``species`` (the units' species: None, a name, or one per unit) stands to the species
+        the model was trained on (:func:`nwb_celltype.model.real_species.species_coverage`; kind
+        ``unrecorded`` for models whose card names none)."""
+        from .real_species import species_coverage
+
+        meta = self.card.get("model_meta")
+        return species_coverage(meta if isinstance(meta, dict) else {}, species)
+
 
 @dataclass
 class ModelBundle(CardProperties):

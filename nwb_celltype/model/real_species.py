@@ -19,12 +19,15 @@ Species names are compared after :func:`canonical_species` (``"mouse"`` in the t
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 __all__ = [
     "SPECIES_REASON",
+    "SpeciesCoverage",
     "canonical_species",
+    "species_coverage",
     "species_support",
     "unsupported_for_species",
 ]
@@ -53,6 +56,16 @@ _ALIASES = {
         "ncbitaxon:9544",
         "ncbitaxon_9544",
         "http://purl.obolibrary.org/obo/ncbitaxon_9544",
+    ),
+    "Rattus norvegicus": (
+        "rat",
+        "rats",
+        "norway rat",
+        "brown rat",
+        "rattus norvegicus",
+        "ncbitaxon:10116",
+        "ncbitaxon_10116",
+        "http://purl.obolibrary.org/obo/ncbitaxon_10116",
     ),
 }
 _CANONICAL = {alias: name for name, aliases in _ALIASES.items() for alias in aliases}
@@ -108,3 +121,69 @@ def unsupported_for_species(meta: Mapping, species, top: np.ndarray) -> tuple[np
         here = (names == s) & (top >= 0)
         counts[here] = [int(table.get(classes[t], 0)) for t in top[here]]
     return (counts >= 0) & (counts < need), counts
+
+
+@dataclass(frozen=True)
+class SpeciesCoverage:
+    """Whether the species of the units a model scores is one it learnt from.
+
+    ``kind``: ``"trained"`` (every unit's species is among the model's training species),
+    ``"not_trained"`` (some unit's stated species is not: its labels are a cross-species transfer),
+    ``"unstated"`` (some unit has no stated species, so the species rule cannot apply to it), or
+    ``"unrecorded"`` (the model records no training species: models before 1.7, C4-family models).
+    ``stated``: the canonical species named for the units; ``trained``: the model's training species;
+    ``note``: what a user should know ("" for ``trained`` and ``unrecorded``)."""
+
+    kind: str
+    stated: tuple[str, ...]
+    trained: tuple[str, ...]
+    note: str
+
+    def to_dict(self) -> dict:
+        """As JSON holds it (lists for the tuples)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def _withheld_classes(meta: Mapping) -> list[str]:
+    """``"species: class, class"`` for each training species with classes below the minimum."""
+    need = int((meta.get("config") or {}).get("min_species_class_units", 0))
+    out = []
+    for s, table in sorted((meta.get("species_support") or {}).items()):
+        few = [c for c in meta.get("classes", table) if int(table.get(c, 0)) < need]
+        if need > 0 and few:
+            out.append(f"{s}: {', '.join(few)}")
+    return out
+
+
+def species_coverage(meta: Mapping, species) -> SpeciesCoverage:
+    """How the units' species (``species``: None, one name, or (n,) names; "" for a unit of no stated
+    species) stands to the species a model of ``meta`` (``model_meta``) was trained on."""
+    trained = tuple(sorted(meta.get("species_support") or {}))
+    if species is None:
+        names = [""]
+    else:
+        names = [canonical_species(x) for x in np.atleast_1d(np.asarray(species, dtype=object))] or [""]
+    stated = tuple(sorted({x for x in names if x}))
+    if not trained:
+        return SpeciesCoverage("unrecorded", stated, trained, "")
+    learnt = " and ".join(trained)
+    others = [x for x in stated if x not in trained]
+    if others:
+        note = (
+            f"the model was not trained on units of {' or '.join(others)} (it learnt from {learnt}): its "
+            "labels of these units are a transfer across species, which the validation measured with "
+            "more confident errors than within a species (docs/validation.md, cross-species rows); "
+            "state the right species if the file's is wrong"
+        )
+        return SpeciesCoverage("not_trained", stated, trained, note)
+    if "" in names:
+        withheld = _withheld_classes(meta)
+        note = (
+            f"{'the' if not stated else 'some'} units' species is not stated (an NWB file's "
+            "general/subject/species, a table's dataset.json, or the species option): the model learnt "
+            f"from {learnt}, and it withholds the labels a species gave it too few training units of"
+            + (f" ({'; '.join(withheld)})" if withheld else "")
+            + " only from units whose species is stated"
+        )
+        return SpeciesCoverage("unstated", stated, trained, note)
+    return SpeciesCoverage("trained", stated, trained, "")
