@@ -377,19 +377,29 @@ def _simulated_units(
 NON_C4_THRESHOLDS = (2.0, 3.0, 5.0, 10.0)
 
 
-def simulated_other(tensors, meta) -> dict:
-    """The 40 simulated "other" units (seed 11): the fraction confidently labelled (ratio >= 2 and no
-    abstention of the model's own), per kind and per threshold, and why the others were not."""
+#: Seeds of the simulated non-C4 sets, 40 units each (10 per kind). Up to session 13 the benchmark
+#: scored seed 11's set alone; one set of 40 proved too small (the shipped 1.7.0 bytes: 22.5 % on it,
+#: 20-40 % on each of the nine next), so it scores ten (400 units) and keeps seed 11's figure beside.
+NON_C4_SEEDS = tuple(range(11, 21))
+
+
+def simulated_other(tensors, meta, seeds: tuple[int, ...] = NON_C4_SEEDS) -> dict:
+    """The simulated "other" units (40 per seed): the fraction confidently labelled (ratio >= 2 and no
+    abstention of the model's own), per kind, per threshold and per seed, and why the others were not."""
     kinds = {"other:granule": 10, "other:mixture": 10, "other:noise": 10, "other:irregular": 10}
-    raw, names = _simulated_units(kinds, seed=11)
+    sets = [_simulated_units(kinds, seed=s) for s in seeds]
+    raw = {k: np.concatenate([r[k] for r, _ in sets]) for k in sets[0][0]}
+    names = np.concatenate([np.array(n) for _, n in sets])
+    seed_of = np.repeat(np.array(seeds), [len(n) for _, n in sets])
     o = predict_real_ensemble(tensors, meta, raw)
     p = o["probabilities"]
     ratio = confidence_ratio(p)
     abstained = _abstain(o)
     confident = (ratio >= THRESHOLD) & ~abstained
-    names = np.array(names)
+    top = np.asarray(meta["classes"])[np.nan_to_num(p, nan=-1.0).argmax(1)]
     return {
         "n": int(len(names)),
+        "seeds": list(seeds),
         "confidently_labelled": float(confident.mean()),
         "confidently_labelled_by_threshold": {
             f"{t:g}": float(np.mean((ratio >= t) & ~abstained)) for t in NON_C4_THRESHOLDS
@@ -399,6 +409,17 @@ def simulated_other(tensors, meta) -> dict:
         "out_of_distribution": float(o["out_of_distribution"].mean()),
         "members_disagree": float(o["members_disagree"].mean()),
         "by_kind": {k: float(confident[names == k].mean()) for k in kinds},
+        "labels_given_by_kind": {
+            k: {c: int((confident & (names == k) & (top == c)).sum()) for c in meta["classes"]} for k in kinds
+        },
+        "by_seed": {str(s): float(confident[seed_of == s].mean()) for s in seeds},
+        # the simulator's mouse preset made them: as a mouse recording's Subject states it
+        "confidently_labelled_as_mouse_units": float(
+            np.mean(
+                (ratio >= THRESHOLD)
+                & ~_abstain(predict_real_ensemble(tensors, meta, _of_species(raw, "hull")))
+            )
+        ),
     }
 
 
@@ -595,7 +616,27 @@ def main() -> None:
         "training with mouse units (pre-training; donors with --set waveform_donors=...), fold f gives "
         "the swapped test waveforms (always on with waveform_donors > 0: the donors' labels train)",
     )
+    ap.add_argument(
+        "--non-c4-only",
+        action="store_true",
+        help="retrain only the pooled model (the recipe on every labelled unit) and rescore it and the "
+        "default model on the simulated non-C4 units; update non_c4 and default_model_non_c4 in an "
+        "existing results file (after the non-C4 sets changed)",
+    )
     args = ap.parse_args()
+    if args.non_c4_only:
+        path = Path(args.out) / "real_validation.json"
+        res = json.loads(path.read_text())
+        cfg = RealModelConfig(**{**res["config"], **_overrides(args.set)})
+        data, unl = load_tables(args.data)
+        both, labels, groups = pooled_units(data, with_hausser=args.hausser_folds or cfg.waveform_donors > 0)
+        tensors, meta = _train(both, labels, unl, cfg, groups)
+        res["non_c4"] = non_c4(data, tensors, meta)
+        res["default_model_non_c4"] = default_model_non_c4()
+        path.write_text(json.dumps(res, indent=1))
+        (path.parent / "real_validation.md").write_text(_markdown(res))
+        print(json.dumps({k: res[k] for k in ("non_c4", "default_model_non_c4")}, indent=1))
+        return
     if args.default_model_only:
         path = Path(args.out) / "real_validation.json"
         res = json.loads(path.read_text())

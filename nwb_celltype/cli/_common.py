@@ -209,8 +209,8 @@ def model_sha256_option(f):
 THRESHOLD_HELP = (
     "Confidence ratio (best/second-best probability) below which a unit is 'unclassified' (a model's "
     "per-class floors apply as well). Higher values label fewer units, and fewer units unlike the "
-    "training classes: with the default model, 5 instead of 2 labels 12.5 instead of 22.5 % of simulated "
-    "non-cerebellar-cortex units (the benchmark's training of its recipe: 10 instead of 20 %; docs/validation.md)."
+    "training classes: with the default model, 5 instead of 2 labels 22 instead of 28 % of 400 simulated "
+    "non-cerebellar-cortex units, 10 instead of 15 %: 16 instead of 28 % (docs/validation.md)."
 )
 
 
