@@ -101,9 +101,11 @@ def existing_names(h5path: Path) -> set[str]:
 
 
 def remove_existing(h5path: Path, names: list[str], table_name: str) -> None:
-    """Delete our tables ``names`` and the Units columns copied from ``table_name`` (--overwrite)."""
+    """Delete our tables ``names`` and the Units columns copied from ``table_name``, in whichever of
+    the file's Units tables they are (--overwrite; the table may have annotated another one)."""
     import h5py
 
+    from .io import units_table_paths
     from .nwb import MODULE_NAME, remove_units_columns
 
     with h5py.File(h5path, "a") as f:
@@ -111,7 +113,8 @@ def remove_existing(h5path: Path, names: list[str], table_name: str) -> None:
         for n in names:
             if grp is not None and n in grp:
                 del grp[n]
-        remove_units_columns(f, table_name)
+        for units_path in units_table_paths(f):
+            remove_units_columns(f, table_name, units_path=units_path)
 
 
 def append_to_copy(
@@ -165,6 +168,7 @@ def write_derived(tmp: Path, src, units: _UnitsSummary, spike_file: Path, write_
         layers=units.layers,
         waveforms=units.waveforms,
         waveform_rate_hz=units.waveform_rate_hz,
+        units_path=units.table_path,
     )
     write_fn(nwbfile)
     waves = 0 if units.waveforms is None else units.waveforms.nbytes

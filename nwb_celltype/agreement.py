@@ -131,8 +131,9 @@ def _truth_rows(rec) -> np.ndarray:
 
 def agreements(records: Mapping) -> list[Agreement]:
     """Every prediction table of ``records`` (:func:`nwb_celltype.nwb.read_annotations`) against
-    every table holding ground-truth or expert labels, over the units both have a row for; pairs
-    sharing no unit are left out."""
+    every table holding ground-truth or expert labels of the same Units table, over the units both
+    have a row for (by unit id); pairs sharing no unit, or labelling different Units tables (two
+    sortings' ids name different units), are left out."""
     truth_tables = {name: rec for name, rec in records.items() if _truth_rows(rec).any()}
     out = []
     for pname, prec in records.items():
@@ -142,6 +143,8 @@ def agreements(records: Mapping) -> list[Agreement]:
             zip(np.asarray(prec.unit_ids).tolist(), np.asarray(prec.labels, dtype=str), strict=True)
         )
         for tname, trec in truth_tables.items():
+            if getattr(trec, "units_table", "/units") != getattr(prec, "units_table", "/units"):
+                continue
             rows = _truth_rows(trec)
             ids = np.asarray(trec.unit_ids)[rows]
             both = np.array([u in pred_of for u in ids.tolist()], dtype=bool)

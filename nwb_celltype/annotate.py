@@ -77,6 +77,8 @@ class AnnotationResult:
     #: (:meth:`.model.real_species.SpeciesCoverage.to_dict`: ``kind`` trained / not_trained / unstated /
     #: unrecorded, ``stated``, ``trained``, ``note``)
     species: dict | None = None
+    #: the source's Units table that was annotated (``/units``, or one in a processing module)
+    units_table: str = "/units"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,6 +140,9 @@ class _UnitsSummary:
     waveforms: np.ndarray | None
     waveform_rate_hz: float | None
     problems: dict[int, str]
+    #: HDF5 path of the source's Units table they were read from (``units``, or a Units table in a
+    #: processing module: :func:`nwb_celltype.io.resolve_units_table`)
+    table_path: str = "units"
 
 
 @dataclass(frozen=True)
@@ -163,29 +168,32 @@ class _Labelling:
         return self.bundle.species_coverage(self.species or None)
 
 
-def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None):
-    """Read all units and compute features, one batch at a time; memory is bounded by the batch
-    size plus the small per-unit arrays. With ``spill`` (a binary file object), every batch's spike
-    times (float64) are appended to it, for a derived file to memory-map later.
+def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None, units_table: str | None = None):
+    """Read all units of the Units table ``units_table`` (default: :func:`~nwb_celltype.io.resolve_units_table`)
+    and compute features, one batch at a time; memory is bounded by the batch size plus the small
+    per-unit arrays. With ``spill`` (a binary file object), every batch's spike times (float64) are
+    appended to it, for a derived file to memory-map later.
     Returns (_UnitsSummary, FeatureSet, read_s, features_s)."""
     from tqdm.auto import tqdm
 
     from .features.families import family_of
-    from .io import read_units
+    from .io import read_units, resolve_units_table
 
     family = family_of(bundle)  # the feature family the model declares
+    with source_obj.guard("finding the Units table"):
+        table_path = resolve_units_table(source_obj.h5, units_table)
 
     sets, ids, indices, counts, layers, waves = [], [], [], [], [], []
     problems: dict[int, str] = {}
     rate = None
     t_read = t_feat = 0.0
     try:
-        total = int(source_obj.h5["units/id"].shape[0])
+        total = int(source_obj.h5[f"{table_path}/id"].shape[0])
     except (AttributeError, KeyError, TypeError):
         total = None
     bar = tqdm(total=total, unit="unit", desc="annotate", disable=not progress, leave=False)
     # every unit gets a row: a file without waveforms yields 'no waveform' rows, not an error
-    it = read_units(source_obj, batch_size=batch_size, require_waveforms=False)
+    it = read_units(source_obj, batch_size=batch_size, require_waveforms=False, units_table=table_path)
     while True:
         t0 = time.perf_counter()
         batch = next(it, None)
@@ -220,14 +228,26 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None):
         waveforms=waveforms,
         waveform_rate_hz=rate,
         problems=problems,
+        table_path=table_path,
     )
     return summary, family.concatenate(sets), t_read, t_feat
 
 
-def _write_tables(nwbfile, *, labelling: _Labelling, preds, unit_indices, source, skipped) -> list[str]:
-    """Add the classifier (provenance), the annotation table and its Units columns to ``nwbfile``;
-    returns the names of those columns."""
-    from .nwb import add_annotations, add_classifier, add_units_columns
+def _write_tables(
+    nwbfile,
+    *,
+    labelling: _Labelling,
+    preds,
+    unit_indices,
+    source,
+    skipped,
+    units_path: str,
+    source_units: str,
+) -> list[str]:
+    """Add the classifier (provenance), the annotation table and its Units columns to ``nwbfile``,
+    whose Units table at ``units_path`` holds the units (``source_units``: the source's table they
+    were read from, recorded); returns the names of those columns."""
+    from .nwb import add_annotations, add_classifier, add_units_columns, units_table_at
     from .vocabulary import CELL_ONTOLOGY_IDS
 
     bundle, table_name, threshold = labelling.bundle, labelling.table_name, labelling.threshold
@@ -255,6 +275,7 @@ def _write_tables(nwbfile, *, labelling: _Labelling, preds, unit_indices, source
             "subject_species": labelling.subject_species,
             "species": labelling.species,
             "species_coverage": labelling.species_coverage().kind,
+            "units_table": f"/{source_units}",
             "skipped_units": skipped,
             "model_card_description": str(card.get("description", "")),
         },
@@ -263,8 +284,10 @@ def _write_tables(nwbfile, *, labelling: _Labelling, preds, unit_indices, source
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(),
     )
     ontology = np.array([CELL_ONTOLOGY_IDS.get(str(lbl), "") for lbl in preds.labels], dtype=object)
+    units = units_table_at(nwbfile, units_path)
     table = add_annotations(
         nwbfile,
+        units=units,
         name=table_name,
         units_region=np.asarray(unit_indices, dtype=np.int64),
         labels=np.asarray(preds.labels, dtype=object),
@@ -280,7 +303,7 @@ def _write_tables(nwbfile, *, labelling: _Labelling, preds, unit_indices, source
         description=f"cell types predicted by {bundle.name} (threshold {threshold})",
     )
     # the labels where analysis tools look: 1-D Units columns copied from the table
-    return add_units_columns(nwbfile, table)
+    return add_units_columns(nwbfile, table, units=units)
 
 
 def _check_arguments(precision: str, threshold: float, in_place: bool, out, batch_size: int) -> None:
@@ -324,10 +347,15 @@ def _open_spill(stack: contextlib.ExitStack, final: Path):
     return spill_path, spill
 
 
-def _read_features(src, labelling: _Labelling, family, batch_size: int, progress: bool, spill, final: Path):
-    """:func:`_collect` and its timings, without waveforms if so set; a full disk spilling: OutputError."""
+def _read_features(
+    src, labelling: _Labelling, family, batch_size: int, progress: bool, spill, final: Path, units_table=None
+):
+    """:func:`_collect` (of the Units table ``units_table``) and its timings, without waveforms if so
+    set; a full disk spilling: OutputError."""
     try:
-        units, features, t_read, t_feat = _collect(src, labelling.bundle, batch_size, progress, spill)
+        units, features, t_read, t_feat = _collect(
+            src, labelling.bundle, batch_size, progress, spill, units_table
+        )
         if spill is not None:
             spill.close()
     except OSError as exc:
@@ -373,9 +401,16 @@ def _write_output(
     returns the names of the Units columns written."""
     columns: list[str] = []
 
-    def write_tables(nwbfile, *, unit_indices):
+    def write_tables(nwbfile, *, unit_indices, units_path):
         columns[:] = _write_tables(
-            nwbfile, labelling=labelling, preds=preds, unit_indices=unit_indices, source=info, skipped=skipped
+            nwbfile,
+            labelling=labelling,
+            preds=preds,
+            unit_indices=unit_indices,
+            source=info,
+            skipped=skipped,
+            units_path=units_path,
+            source_units=units.table_path,
         )
 
     in_place = plan.mode == "in_place"
@@ -383,16 +418,27 @@ def _write_output(
     n_units = len(units.unit_indices)
     with atomic_write(plan.final, replace=overwrite or in_place, keep_mode_of=keep) as tmp:
         if plan.mode == "derived":  # the derived file's Units rows are the source's units in order
-            add_tables = functools.partial(write_tables, unit_indices=np.arange(n_units))
+            add_tables = functools.partial(write_tables, unit_indices=np.arange(n_units), units_path="units")
             write_derived(tmp, src, units, spill_path, add_tables)
         else:
-            add_tables = functools.partial(write_tables, unit_indices=units.unit_indices)
+            add_tables = functools.partial(
+                write_tables, unit_indices=units.unit_indices, units_path=units.table_path
+            )
             append_to_copy(plan.input_path, tmp, add_tables, labelling.table_name, overwrite, n_units)
     return columns
 
 
 def _annotation_result(
-    plan: OutputPlan, labelling: _Labelling, preds, timings, info, is_demo, skipped, unclassified, columns
+    plan: OutputPlan,
+    labelling: _Labelling,
+    preds,
+    timings,
+    info,
+    is_demo,
+    skipped,
+    unclassified,
+    columns,
+    units_path: str = "units",
 ) -> AnnotationResult:
     """What the run did, counted from the predictions (see :func:`_unit_reasons` for the lists)."""
     counts = Counter(str(lbl) for lbl in preds.labels)
@@ -416,6 +462,7 @@ def _annotation_result(
         ignore_waveforms=bool(labelling.ignore_waveforms),
         units_columns=list(columns),
         species=labelling.species_coverage().to_dict(),
+        units_table=f"/{units_path}",
     )
 
 
@@ -438,6 +485,7 @@ def annotate(
     allow_hard_links: bool = False,
     ignore_waveforms: bool = False,
     species: str | None = None,
+    units_table: str | None = None,
 ) -> AnnotationResult:
     """Classify every unit of ``source`` and write the annotations into NWB.
 
@@ -482,6 +530,12 @@ def annotate(
         fewer than ``min_species_class_units`` training units of (the default model: no GoC for mouse
         units; :mod:`nwb_celltype.model.real_species`). The provenance records the file's species
         (``subject_species``) and the one used (``species``).
+    units_table : str, optional
+        Path of the Units table to annotate in the file, for files holding several (e.g.
+        ``processing/ecephys/kilosort``, a second sorting); default ``units`` (``NWBFile.units``),
+        else the file's only Units table. The annotation table refers to its rows, its Units
+        columns go into it (a derived file for a remote source holds its units as ``units``), and
+        the provenance records it (``units_table``).
 
     Every write goes through :func:`nwb_celltype._atomic.atomic_write`: a pid-stamped copy beside
     the target, fsync, rename, under a lock per target file; SIGTERM/SIGINT/SIGHUP and a full disk
@@ -505,7 +559,7 @@ def annotate(
 
         spill_path, spill = _open_spill(stack, plan.final) if plan.mode == "derived" else (None, None)
         units, features, timings = _read_features(
-            src, labelling, family, batch_size, progress, spill, plan.final
+            src, labelling, family, batch_size, progress, spill, plan.final, units_table
         )
         checkpoint("features")
 
@@ -518,7 +572,7 @@ def annotate(
             columns = _write_output(plan, src, units, spill_path, overwrite, labelling, preds, info, skipped)
 
     result = _annotation_result(
-        plan, labelling, preds, timings, info, is_demo, skipped, unclassified, columns
+        plan, labelling, preds, timings, info, is_demo, skipped, unclassified, columns, units.table_path
     )
     logger.info("annotated %d units of %s -> %s", result.n_units, source, plan.final)
     return result

@@ -35,14 +35,19 @@ LABEL_FIELDS: dict[str, str] = {
 
 
 def plain_owner(path: Path) -> str | None:
-    """The annotation table whose labels fill the plain ``cell_type`` Units column of ``path``."""
+    """The annotation table whose labels fill the plain ``cell_type`` column of ``path``'s Units
+    table (``/units`` first, then Units tables in processing modules)."""
     import h5py
 
+    from .io import units_table_paths
     from .nwb import units_columns_on_disk
 
     with h5py.File(path, "r") as f:
-        units = f.get("units")
-        return None if units is None else units_columns_on_disk(units).get("cell_type")
+        for units_path in units_table_paths(f):
+            owner = units_columns_on_disk(f[units_path]).get("cell_type")
+            if owner is not None:
+                return owner
+    return None
 
 
 def _pick(records: Mapping, table: str | None, preferred: str | None):

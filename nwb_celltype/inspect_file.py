@@ -61,7 +61,12 @@ def format_annotations(
             continue
         clf = rec.classifier or {}
         kinds = sorted(set(map(str, rec.kinds)))
-        out.append(f"== {name}  ({', '.join(kinds)}; {len(rec.labels)} units)")
+        of = getattr(rec, "units_table", "/units")
+        out.append(
+            f"== {name}  ({', '.join(kinds)}; {len(rec.labels)} units"
+            + (f" of {of}" if of != "/units" else "")
+            + ")"
+        )
         if clf:
             params = clf.get("parameters") if isinstance(clf.get("parameters"), dict) else {}
             bundle = str(params.get("bundle_sha256", ""))[:12]

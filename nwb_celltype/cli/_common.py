@@ -123,7 +123,12 @@ def format_summary(result) -> str:
         ),
         f"table: processing/cell_types/{result.table_name} (+ Units columns "
         + ", ".join(getattr(result, "units_columns", None) or _PLAIN_COLUMNS)
-        + ")",
+        + ")"
+        + (
+            f"; the units of the source's {result.units_table}"
+            if getattr(result, "units_table", "/units") != "/units"
+            else ""
+        ),
         f"threshold {result.threshold:g}: a unit gets a class only if that class is at least "
         f"{result.threshold:g}x as probable as the second best (best/second-best probability ratio)",
         "unclassified = features computed, but no label: below the threshold, or the model "

@@ -45,6 +45,13 @@ from ._common import (
     "no GoC for mouse units). The summary says when the species is not stated or is one the model was not "
     "trained on.",
 )
+@click.option(
+    "--units-table",
+    default=None,
+    metavar="PATH",
+    help="Path of the Units table to annotate, for files holding several sortings, e.g. "
+    "processing/ecephys/kilosort (default: /units, else the file's only Units table).",
+)
 @annotation_options
 def annotate(
     source,
@@ -55,6 +62,7 @@ def annotate(
     allow_hard_links,
     model_sha256,
     species,
+    units_table,
     threshold,
     overwrite,
     precision,
@@ -90,6 +98,7 @@ def annotate(
             allow_hard_links=allow_hard_links,
             ignore_waveforms=ignore_waveforms,
             species=species,
+            units_table=units_table,
         )
     if as_json or not quiet:
         echo_result(result, as_json)

@@ -53,9 +53,18 @@ def _model_family(model: str) -> tuple[str, dict]:
     show_default=True,
     help="c4-3d only: apply C4's unit selection (10 s chunks, refractory/amplitude tests).",
 )
+@click.option(
+    "--units-table",
+    default=None,
+    metavar="PATH",
+    help="Path of the Units table to read, for files holding several sortings, e.g. "
+    "processing/ecephys/kilosort (default: /units, else the file's only Units table).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print nothing but errors.")
-def features(source, out, family, model, config_path, batch_size, c4_selection, overwrite, quiet) -> None:
+def features(
+    source, out, family, model, config_path, batch_size, c4_selection, units_table, overwrite, quiet
+) -> None:
     """Compute the features of every unit of SOURCE (path, URL or DANDI id) into OUT."""
     from dataclasses import replace
 
@@ -82,7 +91,7 @@ def features(source, out, family, model, config_path, batch_size, c4_selection, 
     sets = []
     with open_source(source) as src:
         # every unit gets a row: units without waveforms are classified from discharge alone
-        for batch in read_units(src, batch_size=batch_size, require_waveforms=False):
+        for batch in read_units(src, batch_size=batch_size, require_waveforms=False, units_table=units_table):
             sets.append(fam.extract_features(batch, config, progress=not quiet))
         species = src.species
     if not sets:

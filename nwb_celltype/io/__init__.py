@@ -7,7 +7,7 @@ DANDI listing needs it: reading a local file does not load it."""
 from .._lazy import lazy_exports
 from ._parse import SourceSpec, parse_source
 from ._source import Source, SourceInfo, open_source
-from ._units import map_location_to_layer, read_units
+from ._units import map_location_to_layer, read_units, resolve_units_table, units_table_paths
 
 __all__ = [
     "AssetInfo",
@@ -19,6 +19,8 @@ __all__ = [
     "open_source",
     "parse_source",
     "read_units",
+    "resolve_units_table",
+    "units_table_paths",
 ]
 
 _LAZY = {"AssetInfo": "._dandi", "list_dandiset_assets": "._dandi"}

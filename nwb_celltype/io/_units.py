@@ -19,7 +19,7 @@ from ._source import Source, open_source
 
 log = logging.getLogger(__name__)
 
-__all__ = ["map_location_to_layer", "read_units"]
+__all__ = ["map_location_to_layer", "read_units", "resolve_units_table", "units_table_paths"]
 
 #: Waveform sampling rate assumed when the file does not say (``waveform_mean.sampling_rate``).
 FALLBACK_WAVEFORM_RATE_HZ = 30000.0
@@ -41,26 +41,50 @@ class _Layout:
     electrode_layers: np.ndarray | None  # (n_electrodes,) layer per electrodes-table row
 
 
-def _find_units(h5) -> object:
+def _is_units(obj) -> bool:
+    nt = obj.attrs.get("neurodata_type") if hasattr(obj, "attrs") else None
+    return (nt.decode() if isinstance(nt, bytes) else nt) == "Units"
+
+
+def units_table_paths(h5) -> list[str]:
+    """HDF5 paths of the file's Units tables: ``units`` (``NWBFile.units``) first if present, then
+    every Units table in a processing module (``processing/<module>/<name>``, e.g. a second sorting)."""
+    found = []
     g = h5.get("units")
     if g is not None and hasattr(g, "keys"):
-        return g
-    found = []
+        found.append("units")
     proc = h5.get("processing")
     if proc is not None:
-        for mod in proc.values():
-            for obj in getattr(mod, "values", list)():
-                nt = obj.attrs.get("neurodata_type") if hasattr(obj, "attrs") else None
-                nt = nt.decode() if isinstance(nt, bytes) else nt
-                if nt == "Units":
-                    found.append(obj)
-    if len(found) == 1:
-        return found[0]
-    if found:
-        names = ", ".join(o.name for o in found)
+        for mod_name, mod in proc.items():
+            for name, obj in getattr(mod, "items", dict().items)():
+                if hasattr(obj, "keys") and _is_units(obj):
+                    found.append(f"processing/{mod_name}/{name}")
+    return found
+
+
+def resolve_units_table(h5, requested: str | None = None) -> str:
+    """The HDF5 path of the Units table to read: ``requested`` (a path in the file such as
+    ``processing/ecephys/kilosort``; a leading "/" is allowed) where given, else ``units``, else the
+    file's only Units table in a processing module. Raises :class:`~nwb_celltype.errors.NotNWBError`
+    naming the file's Units tables when ``requested`` is not one, or when several could be meant."""
+    paths = units_table_paths(h5)
+    listed = ", ".join(f"/{p}" for p in paths) or "none"
+    if requested is not None:
+        want = str(requested).strip().strip("/")
+        if want in paths:
+            return want
         raise NotNWBError(
-            f"the file has no /units table but several Units tables ({names}); expected one. "
-            "Open the file with pynwb and copy the table you want to NWBFile.units."
+            f"the file has no Units table at /{want}; its Units tables: {listed}. Pass one of them "
+            "(units_table=..., --units-table)."
+        )
+    if "units" in paths:
+        return "units"
+    if len(paths) == 1:
+        return paths[0]
+    if paths:
+        raise NotNWBError(
+            f"the file has no /units table but several Units tables ({listed}); choose one with "
+            "units_table=... (--units-table)."
         )
     raise NotNWBError(
         "the file has no Units table (/units); expected spike-sorted units. Add them with "
@@ -205,9 +229,11 @@ def _electrode_layers(
         return None, None
 
 
-def _inspect(src: Source, layer_column: str | None, require_waveforms: bool, whole_table: bool) -> _Layout:
+def _inspect(
+    src: Source, layer_column: str | None, require_waveforms: bool, whole_table: bool, units_table: str | None
+) -> _Layout:
     h5 = src.h5
-    g = _find_units(h5)
+    g = h5[resolve_units_table(h5, units_table)]
     where = f"{src.info.describe()}:{g.name}"
     if "id" not in g:
         raise NotNWBError(f"{where} has no 'id' dataset; it is not a valid NWB Units table.")
@@ -283,6 +309,7 @@ def read_units(
     layer_column: str | None = None,
     unit_ids: Sequence[int] | np.ndarray | None = None,
     require_waveforms: bool = True,
+    units_table: str | None = None,
     **open_kwargs,
 ) -> Iterator[UnitsBatch]:
     """Stream the units of an NWB source in batches of plain numpy arrays.
@@ -312,6 +339,9 @@ def read_units(
     require_waveforms : bool
         Raise :class:`~nwb_celltype.errors.NotNWBError` when the table has no ``waveform_mean``
         column (default). False yields NaN waveforms (``waveform_rate_hz`` None) instead.
+    units_table : str or None
+        Path of the Units table in the file (e.g. ``processing/ecephys/kilosort``, a second
+        sorting); default ``units``, else the file's only Units table (:func:`resolve_units_table`).
 
     Yields
     ------
@@ -341,15 +371,17 @@ def read_units(
                 f"options {sorted(open_kwargs)} apply when read_units opens the source itself; "
                 "this source is already open, so pass them to open_source instead."
             )
-        yield from _read(source, int(batch_size), layer_column, unit_ids, require_waveforms)
+        yield from _read(source, int(batch_size), layer_column, unit_ids, require_waveforms, units_table)
         return
     with open_source(source, **open_kwargs) as src:
-        yield from _read(src, int(batch_size), layer_column, unit_ids, require_waveforms)
+        yield from _read(src, int(batch_size), layer_column, unit_ids, require_waveforms, units_table)
 
 
-def _read(src: Source, batch_size: int, layer_column, unit_ids, require_waveforms) -> Iterator[UnitsBatch]:
+def _read(
+    src: Source, batch_size: int, layer_column, unit_ids, require_waveforms, units_table=None
+) -> Iterator[UnitsBatch]:
     with src.guard("reading the Units table"):
-        lay = _inspect(src, layer_column, require_waveforms, whole_table=unit_ids is None)
+        lay = _inspect(src, layer_column, require_waveforms, unit_ids is None, units_table)
     n = len(lay.ids)
     if unit_ids is None:
         rows = np.arange(n, dtype=np.int64)

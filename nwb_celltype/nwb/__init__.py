@@ -26,6 +26,7 @@ from ._write import (
     add_classifier,
     default_software_versions,
     get_cell_types_module,
+    units_table_at,
 )
 
 __all__ = [
@@ -51,4 +52,5 @@ __all__ = [
     "remove_units_columns",
     "spec_dir",
     "units_columns_on_disk",
+    "units_table_at",
 ]

@@ -115,9 +115,9 @@ def _copy_electrodes(srcfile, nwbfile, groups: dict) -> bool:
     return True
 
 
-def _units_electrodes(h5, rows: np.ndarray, nwbfile):
+def _units_electrodes(h5, rows: np.ndarray, nwbfile, units_path: str = "units"):
     """The source Units' ``electrodes`` region for ``rows`` (data, index), or None."""
-    units = h5.get("units") if h5 is not None else None
+    units = h5.get(units_path) if h5 is not None else None
     if units is None or "electrodes" not in units or "electrodes_index" not in units:
         return None
     ends = np.asarray(units["electrodes_index"][()], dtype=np.int64)
@@ -130,7 +130,16 @@ def _units_electrodes(h5, rows: np.ndarray, nwbfile):
 
 
 def derived_nwbfile(
-    src, *, unit_ids, unit_rows, spike_counts, spike_data, layers, waveforms, waveform_rate_hz
+    src,
+    *,
+    unit_ids,
+    unit_rows,
+    spike_counts,
+    spike_data,
+    layers,
+    waveforms,
+    waveform_rate_hz,
+    units_path: str = "units",
 ):
     """An in-memory NWBFile holding the source's units (ids, spike times, peak-channel waveforms,
     layer, source row and id), its probe and session metadata.
@@ -146,6 +155,9 @@ def derived_nwbfile(
     layers : (n,) str
     waveforms : (n, samples) float or None
     waveform_rate_hz : float or None
+    units_path : str
+        HDF5 path of the source's Units table the units come from (``units``, or a Units table in a
+        processing module); the derived file holds them as its ``units``.
     """
     from hdmf.common import DynamicTableRegion, ElementIdentifiers, VectorData, VectorIndex
     from pynwb import NWBFile
@@ -189,12 +201,12 @@ def derived_nwbfile(
         VectorIndex(name="spike_times_index", data=np.cumsum(spike_counts), target=st),
         VectorData(
             name="source_unit_row",
-            description="row of the unit in the source's Units table (0-based)",
+            description=f"row of the unit in the source's Units table /{units_path} (0-based)",
             data=np.asarray(unit_rows, dtype=np.int64),
         ),
         VectorData(
             name="source_unit_id",
-            description="id of the unit in the source's Units table (units.id there; the same as id here)",
+            description=f"id of the unit in the source's Units table /{units_path} (its id column; the same as id here)",
             data=np.asarray(unit_ids, dtype=np.int64),
         ),
         VectorData(
@@ -203,7 +215,7 @@ def derived_nwbfile(
             data=[str(x) for x in layers],
         ),
     ]
-    region = _units_electrodes(src.h5, np.asarray(unit_rows, dtype=np.int64), nwbfile)
+    region = _units_electrodes(src.h5, np.asarray(unit_rows, dtype=np.int64), nwbfile, units_path)
     if region is not None:
         el = DynamicTableRegion(
             name="electrodes",
@@ -225,7 +237,7 @@ def derived_nwbfile(
             kwargs = {"waveform_rate": float(waveform_rate_hz), "resolution": 1.0 / waveform_rate_hz}
     nwbfile.units = Units(
         name="units",
-        description=f"units of the source ({where}) that the cell-type annotations refer to",
+        description=f"units of the source ({where}, /{units_path}) that the cell-type annotations refer to",
         id=ElementIdentifiers(name="id", data=np.asarray(unit_ids)),
         columns=cols,
         electrode_table=nwbfile.electrodes,

@@ -43,6 +43,9 @@ class AnnotationRecord:
     description : str
     module : str
         Processing module holding the table.
+    units_table : str
+        HDF5 path of the Units table its rows refer to (``/units``, or a Units table in a processing
+        module).
     """
 
     name: str
@@ -62,6 +65,7 @@ class AnnotationRecord:
     description: str = ""
     module: str = ""
     extra: dict = field(default_factory=dict)
+    units_table: str = "/units"
 
     def __len__(self) -> int:
         return len(self.unit_indices)
@@ -178,7 +182,7 @@ def _merge_evidence(parts: list[dict]) -> dict | None:
 
 
 def _build_record(
-    col, *, name, classes, rows, ids, classifier, evidence, description, module
+    col, *, name, classes, rows, ids, classifier, evidence, description, module, units_table="/units"
 ) -> AnnotationRecord:
     """An AnnotationRecord from a column getter ``col(name, text=False)`` (pynwb or h5py reader)."""
     p = col("probabilities")
@@ -201,7 +205,16 @@ def _build_record(
         evidence=evidence,
         description=description,
         module=module,
+        units_table=units_table,
     )
+
+
+def _units_path_of(units) -> str:
+    """HDF5 path of a pynwb Units table: ``/units``, or ``/processing/<module>/<name>``."""
+    parent = getattr(units, "parent", None)
+    if parent is not None and type(parent).__name__ == "ProcessingModule":
+        return f"/processing/{parent.name}/{units.name}"
+    return "/units"
 
 
 def _record_from_table(table, module: str, evidence_tables: list) -> AnnotationRecord:
@@ -229,6 +242,7 @@ def _record_from_table(table, module: str, evidence_tables: list) -> AnnotationR
         evidence=evidence,
         description=_str(table.description),
         module=module,
+        units_table=_units_path_of(region.table),
     )
 
 
@@ -300,4 +314,5 @@ def _record_from_h5(group, module: str, root, evidence_groups: list) -> Annotati
         evidence=evidence,
         description=_str(group.attrs.get("description", "")),
         module=module,
+        units_table=units.name,
     )

@@ -141,7 +141,7 @@ def _full(column: UnitsColumn, values: np.ndarray, rows: np.ndarray, n_units: in
     return out
 
 
-def add_units_columns(nwbfile, table, *, module: str = "cell_types") -> list[str]:
+def add_units_columns(nwbfile, table, *, module: str = "cell_types", units=None) -> list[str]:
     """Copy the labels, probability and confidence of an annotation table into 1-D Units columns.
 
     Parameters
@@ -152,6 +152,8 @@ def add_units_columns(nwbfile, table, *, module: str = "cell_types") -> list[str
         The annotation table; its ``units`` region must point at ``nwbfile.units``.
     module : str
         Processing module of the table (named in the descriptions).
+    units : pynwb.misc.Units, optional
+        The Units table the annotation's rows refer to (default ``nwbfile.units``).
 
     Returns
     -------
@@ -163,7 +165,7 @@ def add_units_columns(nwbfile, table, *, module: str = "cell_types") -> list[str
     AnnotationExistsError
         The model-suffixed names are taken too (remove those columns or the table first).
     """
-    units = nwbfile.units
+    units = nwbfile.units if units is None else units
     if units is None:
         raise InvalidAnnotationError("the NWB file has no Units table to add cell-type columns to")
     existing = set(units.colnames)

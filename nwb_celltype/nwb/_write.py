@@ -213,6 +213,7 @@ def add_annotations(
     classifier: CellTypeClassifier | None = None,
     evidence: Mapping[str, Sequence] | None = None,
     description: str = "",
+    units=None,
 ) -> CellTypeAnnotations:
     """Add a table of cell-type annotations of units to ``nwbfile`` (``processing/cell_types/<name>``).
 
@@ -253,6 +254,9 @@ def add_annotations(
         allowed). Without ``"row"``, m == n and item i supports row i; rows whose evidence_type is ''
         are skipped. ``labelled_at`` entries may be datetimes or ISO 8601 text.
     description : str
+    units : pynwb.misc.Units, optional
+        The Units table the rows refer to (default ``nwbfile.units``; e.g. a second sorting in a
+        processing module, :func:`units_table_at`).
 
     Returns
     -------
@@ -268,7 +272,7 @@ def add_annotations(
     _check_name(nwbfile, name, "annotation table")
     if evidence is not None:
         _check_name(nwbfile, f"{name}_evidence", "annotation table")
-    units = _units_table(nwbfile)
+    units = _units_table(nwbfile) if units is None else units
     rows = _unit_rows(units_region)
     n = len(rows)
     classes_arr = _class_order(classes)
@@ -305,6 +309,25 @@ def add_annotations(
     if evidence_table is not None:
         module.add(evidence_table)
     logger.info("added annotation table %s (%d units)", name, n)
+    return table
+
+
+def units_table_at(nwbfile: NWBFile, path: str = "units"):
+    """The Units table of ``nwbfile`` at HDF5 path ``path``: ``units`` (``nwbfile.units``) or
+    ``processing/<module>/<name>`` (:func:`nwb_celltype.io.resolve_units_table` names them)."""
+    from pynwb.misc import Units
+
+    parts = str(path).strip("/").split("/")
+    if parts == ["units"]:
+        return _units_table(nwbfile)
+    table = None
+    if len(parts) == 3 and parts[0] == "processing" and parts[1] in nwbfile.processing:
+        table = nwbfile.processing[parts[1]].data_interfaces.get(parts[2])
+    if not isinstance(table, Units):
+        raise InvalidAnnotationError(
+            f"the NWB file has no Units table at /{'/'.join(parts)}; annotations refer to rows of one "
+            "(NWBFile.units, or a Units table in a processing module)."
+        )
     return table
 
 

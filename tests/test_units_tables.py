@@ -1,0 +1,218 @@
+"""Files whose spike-sorted units are not (only) in ``NWBFile.units``: a sorting stored as a Units table
+in a processing module, or several sortings side by side. Reading finds or takes the table asked for,
+and annotate writes its table, Units columns and provenance against that table: as a copy, in place,
+and as a derived file for a remote source (a real loopback Range server)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from pynwb import NWBHDF5IO, NWBFile
+from pynwb.file import Subject
+from pynwb.misc import Units
+
+from nwb_celltype.annotate import annotate
+from nwb_celltype.errors import NotNWBError
+from nwb_celltype.io import open_source, read_units, resolve_units_table, units_table_paths
+from nwb_celltype.nwb import read_annotations
+from nwb_celltype.simulate import demo_recording_path
+
+CLI = __import__("nwb_celltype.cli", fromlist=["main"]).main
+KS, CURATED = "processing/ecephys/kilosort", "processing/ecephys/curated"
+#: the curated sorting keeps every other unit of the demo's first 40, under other ids
+CURATED_ROWS = np.arange(0, 40, 2)
+CURATED_ID0 = 1000
+
+
+@pytest.fixture(scope="module")
+def demo_units():
+    with NWBHDF5IO(str(demo_recording_path()), "r") as io:
+        u = io.read().units
+        ids = np.asarray(u.id[:])
+        trains = [np.asarray(u["spike_times"][i]) for i in range(len(ids))]
+        waves = np.asarray(u["waveform_mean"][:])
+        return ids, trains, waves, float(u.waveform_rate)
+
+
+def _write(path, demo_units, *, tables: dict[str, np.ndarray], main: bool = False):
+    """An NWB file (mouse Subject) with the demo's units in ``units`` (``main``) and/or Units tables
+    ``processing/ecephys/<name>`` holding the demo rows ``tables[name]`` (curated ids renumbered)."""
+    ids, trains, waves, rate = demo_units
+    f = NWBFile("sortings", "s1", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    f.subject = Subject(subject_id="m1", species="Mus musculus")
+
+    def fill(u: Units, rows, id0=None):
+        for k, r in enumerate(rows):
+            uid = int(ids[r]) if id0 is None else id0 + k
+            u.add_unit(spike_times=trains[r], waveform_mean=waves[r], id=uid)
+
+    if main:
+        f.units = Units(name="units", description="main sorting", waveform_rate=rate)
+        fill(f.units, np.arange(len(ids)))
+    if tables:
+        mod = f.create_processing_module("ecephys", "sortings")
+        for name, rows in tables.items():
+            u = Units(name=name, description=f"{name} sorting", waveform_rate=rate)
+            fill(u, rows, CURATED_ID0 if name == "curated" else None)
+            mod.add(u)
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(f)
+    return path
+
+
+def _annotation(path):
+    with NWBHDF5IO(str(path), "r") as io:
+        recs = read_annotations(io.read())
+    (rec,) = [r for r in recs.values() if r.kind == "prediction"]  # the demo also holds ground truth
+    params = rec.classifier["parameters"]
+    return rec, json.loads(params) if isinstance(params, str) else params
+
+
+def _columns(path, table: str) -> list[str]:
+    with h5py.File(path, "r") as f:
+        return [c.decode() if isinstance(c, bytes) else str(c) for c in f[table].attrs["colnames"]]
+
+
+def test_the_units_table_is_found_or_named(tmp_path, demo_units):
+    n = len(demo_units[0])
+    one = _write(tmp_path / "one.nwb", demo_units, tables={"kilosort": np.arange(n)})
+    two = _write(tmp_path / "two.nwb", demo_units, tables={"kilosort": np.arange(n), "curated": CURATED_ROWS})
+    both = _write(tmp_path / "both.nwb", demo_units, tables={"curated": CURATED_ROWS}, main=True)
+    with h5py.File(one) as f:
+        assert units_table_paths(f) == [KS] and resolve_units_table(f) == KS
+    with h5py.File(two) as f:
+        assert sorted(units_table_paths(f)) == [CURATED, KS]
+        with pytest.raises(NotNWBError, match="several Units tables.*curated.*kilosort.*--units-table"):
+            resolve_units_table(f)
+        assert resolve_units_table(f, "/" + CURATED + "/") == CURATED
+        with pytest.raises(
+            NotNWBError, match=r"no Units table at /processing/ecephys/nope; its Units tables"
+        ):
+            resolve_units_table(f, "processing/ecephys/nope")
+    with h5py.File(both) as f:  # NWBFile.units is the default where it exists
+        assert units_table_paths(f) == ["units", CURATED] and resolve_units_table(f) == "units"
+    # reading a named table yields its units, ids and spike trains
+    batches = list(read_units(two, units_table=CURATED, require_waveforms=False))
+    ids = np.concatenate([b.unit_ids for b in batches])
+    np.testing.assert_array_equal(ids, CURATED_ID0 + np.arange(len(CURATED_ROWS)))
+    first = batches[0].spike_times_s[batches[0].spike_offsets[0] : batches[0].spike_offsets[1]]
+    np.testing.assert_array_equal(first, demo_units[1][CURATED_ROWS[0]])
+
+
+def test_annotate_a_sorting_kept_in_a_processing_module(tmp_path, demo_units):
+    """Before, such a file was read but its annotations could not be written ("no Units table")."""
+    n = len(demo_units[0])
+    one = _write(tmp_path / "one.nwb", demo_units, tables={"kilosort": np.arange(n)})
+    ref = annotate(demo_recording_path(), out=tmp_path / "demo-a.nwb")
+    res = annotate(one, out=tmp_path / "one-a.nwb")
+    assert res.units_table == f"/{KS}" and ref.units_table == "/units"
+    rec, params = _annotation(tmp_path / "one-a.nwb")
+    want, _ = _annotation(tmp_path / "demo-a.nwb")
+    assert rec.units_table == f"/{KS}" and params["units_table"] == f"/{KS}"
+    # the same units, the same labels as the demo file's own Units table gets
+    np.testing.assert_array_equal(rec.unit_ids, want.unit_ids)
+    np.testing.assert_array_equal(rec.labels, want.labels)
+    assert "cell_type" in _columns(tmp_path / "one-a.nwb", KS)
+    with NWBHDF5IO(str(tmp_path / "one-a.nwb"), "r") as io:  # pynwb reads the columns back
+        ks = io.read().processing["ecephys"]["kilosort"]
+        np.testing.assert_array_equal(np.asarray(ks["cell_type"][:], dtype=str), np.asarray(want.labels, str))
+    # in place too; `show` names the table
+    res = annotate(one, in_place=True)
+    assert res.mode == "in_place" and "cell_type" in _columns(one, KS)
+    shown = CliRunner().invoke(CLI, ["show", str(one), "--max-units", "1"])
+    assert shown.exit_code == 0 and f"units of /{KS})" in shown.output, shown.output
+
+
+def test_annotate_one_of_several_sortings(tmp_path, demo_units):
+    n = len(demo_units[0])
+    two = _write(tmp_path / "two.nwb", demo_units, tables={"kilosort": np.arange(n), "curated": CURATED_ROWS})
+    before = two.read_bytes()
+    res = CliRunner().invoke(CLI, ["annotate", str(two), "--out", str(tmp_path / "x.nwb"), "-q"])
+    assert res.exit_code != 0 and "several Units tables" in res.output and "--units-table" in res.output
+    assert not (tmp_path / "x.nwb").exists() and two.read_bytes() == before
+
+    out = tmp_path / "two-a.nwb"
+    res = CliRunner().invoke(CLI, ["annotate", str(two), "--out", str(out), "--units-table", CURATED])
+    assert res.exit_code == 0, res.output
+    assert f"the units of the source's /{CURATED}" in res.output
+    rec, params = _annotation(out)
+    assert params["units_table"] == f"/{CURATED}" and rec.units_table == f"/{CURATED}"
+    np.testing.assert_array_equal(rec.unit_ids, CURATED_ID0 + np.arange(len(CURATED_ROWS)))
+    assert "cell_type" in _columns(out, CURATED) and "cell_type" not in _columns(out, KS)
+    # the curated units are the demo's rows CURATED_ROWS: the same labels as those rows get
+    annotate(two, out=tmp_path / "ks.nwb", units_table=KS)
+    full, _ = _annotation(tmp_path / "ks.nwb")
+    np.testing.assert_array_equal(rec.labels, np.asarray(full.labels)[CURATED_ROWS])
+
+    # re-annotating the other sorting with the same model replaces the table and moves the columns
+    res = annotate(out, in_place=True, overwrite=True, units_table=KS)
+    rec, params = _annotation(out)
+    assert params["units_table"] == f"/{KS}" and len(rec) == n
+    assert "cell_type" in _columns(out, KS) and "cell_type" not in _columns(out, CURATED)
+    # `features` reads the table asked for, and `predict` gives annotate's labels
+    npz = tmp_path / "curated.npz"
+    res = CliRunner().invoke(CLI, ["features", str(two), "--out", str(npz), "--units-table", CURATED, "-q"])
+    assert res.exit_code == 0, res.output
+    tsv = tmp_path / "curated.tsv"
+    res = CliRunner().invoke(CLI, ["predict", str(npz), "--out", str(tsv), "-q"])
+    assert res.exit_code == 0, res.output
+    labels = [line.split("\t")[1] for line in tsv.read_text().splitlines()[2:]]
+    assert labels == [str(x) for x in np.asarray(full.labels)[CURATED_ROWS]]
+
+
+@pytest.mark.network
+def test_a_derived_file_of_a_remote_sorting_holds_the_table_asked_for(tmp_path, demo_units):
+    from nwb_celltype.testing.servers import RangeServer
+
+    n = len(demo_units[0])
+    root = tmp_path / "served"
+    root.mkdir()
+    _write(root / "two.nwb", demo_units, tables={"kilosort": np.arange(n), "curated": CURATED_ROWS})
+    out = tmp_path / "derived.nwb"
+    with RangeServer(root) as files:
+        url = files.url_for("two.nwb")
+        with pytest.raises(NotNWBError, match="several Units tables"):
+            annotate(url, out=tmp_path / "x.nwb", cache_dir=tmp_path / "cache")
+        res = annotate(url, out=out, units_table=CURATED, cache_dir=tmp_path / "cache")
+    assert res.mode == "derived" and res.units_table == f"/{CURATED}"
+    rec, params = _annotation(out)
+    assert params["units_table"] == f"/{CURATED}" and rec.units_table == "/units"
+    with NWBHDF5IO(str(out), "r") as io:
+        units = io.read().units
+        np.testing.assert_array_equal(units.id[:], CURATED_ID0 + np.arange(len(CURATED_ROWS)))
+        np.testing.assert_array_equal(units["spike_times"][0], demo_units[1][CURATED_ROWS[0]])
+        assert CURATED in units["source_unit_row"].description
+    with open_source(root / "two.nwb") as src:  # the source was only read
+        assert sorted(units_table_paths(src.h5)) == [CURATED, KS]
+
+
+def test_labels_of_another_sorting_are_not_compared_with_ground_truth():
+    """Unit ids of two sortings name different units: agreement pairs tables of one Units table."""
+    from nwb_celltype.agreement import agreements
+    from nwb_celltype.nwb import AnnotationRecord
+
+    def record(kind, labels, units_table):
+        n = len(labels)
+        return AnnotationRecord(
+            name=kind,
+            classes=("PkC_ss", "MLI"),
+            unit_indices=np.arange(n),
+            unit_ids=np.arange(n),
+            labels=np.array(labels, dtype=object),
+            ontology_ids=np.array([""] * n, dtype=object),
+            kinds=np.array([kind] * n, dtype=object),
+            status=np.array(["classified"] * n, dtype=object),
+            reasons=np.array([""] * n, dtype=object),
+            units_table=units_table,
+        )
+
+    truth = record("ground_truth", ["PkC_ss", "MLI"], "/units")
+    same = record("prediction", ["PkC_ss", "PkC_ss"], "/units")
+    other = record("prediction", ["MLI", "MLI"], f"/{KS}")
+    assert [a.reference for a in agreements({"t": truth, "p": same})] == ["t"]
+    assert agreements({"t": truth, "p": other}) == []
