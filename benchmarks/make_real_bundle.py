@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "nwb_celltype" / "data" / "default_model"
 RESULTS = REPO / "benchmarks" / "results" / "real_validation.json"
 NAME = "nwb-celltype-real-c4"
-VERSION = "1.7.0"
+VERSION = "1.7.1"
 
 CITATION = (
     "Beau M. et al. (2025), A deep-learning strategy to identify cell types across species from "
@@ -33,17 +33,19 @@ CITATION = (
 )
 LIMITS = [
     "Cerebellar cortex only: the five C4 classes (PkC_ss, PkC_cs, MLI, GoC, MFB); any other unit should be "
-    "abstained on, but only some kinds are caught: 22.5 % of simulated non-C4 units are still confidently "
-    "labelled at threshold 2 by this model (12.5 % at threshold 5; the benchmark's training of this recipe: 20 % "
-    "and 10 %; irregular, merged and noise-like trains look like real "
-    "units in these features), and none of 7 Hausser granule-cell waveforms is flagged by the waveform alone "
-    "(docs/validation.md: non-C4 units). Where many units may lie outside cerebellar cortex, use --threshold 5.",
+    "abstained on, but only some kinds are caught: 28 % of 400 simulated non-C4 units (seeds 11-20) are still "
+    "confidently labelled at threshold 2 by this model's weights (22 % at threshold 5, 16 % at 10; the "
+    "benchmark's training of this recipe: 28 % and 20 %; irregular trains are called MLI, merged units MLI or "
+    "PkC_ss, noise-like trains MFB: they look like real units in these features), and none of 7 Hausser "
+    "granule-cell waveforms is flagged by the waveform alone (docs/validation.md: non-C4 units). Where many "
+    "units may lie outside cerebellar cortex, use --threshold 5 or 10.",
     "No layer input; no species input to the network: mouse and macaque units share the heads. The species "
     "enters only as a rule (new in 1.7, model_meta.species_support): a unit whose stated species (NWB Subject, "
     "tables' dataset.json, predict --species) is mouse or macaque gets no label of a class that species gave "
-    "fewer than 5 training units of, which withholds GoC from mouse units (2 Hull Golgi cells; none of the "
-    "GoC labels earlier models gave mouse units in validation was right). Units of other or unstated species "
-    "can still be labelled GoC from the macaque Golgi cells (docs/validation.md).",
+    "fewer than 5 training units of, which withholds GoC from mouse units (2 Hull Golgi cells; 1 of the 17 "
+    "GoC labels model 1.6 gave mouse units in validation was right). Units of other or unstated species "
+    "can still be labelled GoC from the macaque Golgi cells, and annotate, predict and classify_* warn "
+    "that the validated numbers do not cover them (docs/validation.md).",
     "Labels are given only above a floor on the confidence ratio per class, member view and depth band "
     "(model_meta.ratio_floors; model_meta.depth_bands for units whose ACG holds fewer than 1,000 or 10,000 pairs "
     "at lags 1-100 ms): the floors of all classes are chosen together so that, on the training units' inner "

@@ -215,7 +215,7 @@ THRESHOLD_HELP = (
     "Confidence ratio (best/second-best probability) below which a unit is 'unclassified' (a model's "
     "per-class floors apply as well). Higher values label fewer units, and fewer units unlike the "
     "training classes: with the default model, 5 instead of 2 labels 22 instead of 28 % of 400 simulated "
-    "non-cerebellar-cortex units, 10 instead of 15 %: 16 instead of 28 % (docs/validation.md)."
+    "non-cerebellar-cortex units, and 10 labels 16 % (docs/validation.md)."
 )
 
 

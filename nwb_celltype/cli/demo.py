@@ -23,8 +23,8 @@ def demo(out, overwrite, as_json):
     """Annotate the simulated recording shipped with the package using the default model (trained
     on real identified neurons), write an annotated copy and print the summary. The recording is
     simulated: the labels show the pipeline, and how the model treats units it has never seen —
-    not biology. The summary ends with how the labels agree with the simulated classes the
-    recording holds for 50 of its units."""
+    not biology. The summary closes with how the labels agree with the simulated classes the
+    recording holds for 50 of its units, then how to read the file back with pynwb."""
     from ..annotate import annotate
     from ..simulate import demo_recording_path
 

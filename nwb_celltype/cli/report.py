@@ -27,7 +27,7 @@ import click
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Processes drawing figures (default: 2 from 200 drawn units on, else 1).",
+    help="Processes drawing figures (default: 2, or 1 on a one-core machine, from 200 drawn units on, else 1).",
 )
 @click.option(
     "--overwrite",

@@ -11,6 +11,7 @@ from .export import export_dandiset, validate_dandiset
 from .labels import LabelTable, label_file, labels_from_units_column, parse_mapping, read_label_table
 from .manifest import LibraryEntry, Manifest, create_manifest, load_manifest, merge_manifests
 from .stats import LibraryStats, library_stats
+from .tables import import_tables, read_feature_tables
 from .training import TrainingSet, default_cache_dir, load_training_set
 from .validate import Issue, ValidationReport, validate_library
 
@@ -29,6 +30,7 @@ __all__ = [
     "default_cache_dir",
     "export_dandiset",
     "import_c4h5",
+    "import_tables",
     "label_file",
     "labels_from_units_column",
     "library_stats",
@@ -39,6 +41,7 @@ __all__ = [
     "parse_mapping",
     "read_c4h5",
     "read_ground_truth",
+    "read_feature_tables",
     "read_label_table",
     "validate_dandiset",
     "validate_library",
