@@ -115,8 +115,24 @@ def is_disk_full(exc: BaseException) -> bool:
     return "errno = 28" in text or "No space left on device" in text or "Disk quota exceeded" in text
 
 
-def as_output_error(exc: BaseException, final: Path) -> OutputError:
-    """Our one-line error for a failed write of ``final`` (disk full named as such)."""
+#: Cleanup signals received inside :func:`cleanup_on_signals` (HDF5 may turn the exception our
+#: handler raises inside its C code into its own write error: the signal is what happened).
+_RECEIVED: list[int] = []
+
+
+def as_output_error(exc: BaseException, final: Path) -> BaseException:
+    """Our one-line error for a failed write of ``final`` (disk full named as such), or
+    :class:`Interrupted` when a cleanup signal caused it (HDF5 reports an exception raised inside
+    its C code as a failed write)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, Interrupted):
+            return Interrupted(cause.signum)
+        if isinstance(cause, KeyboardInterrupt):
+            return Interrupted(signal.SIGINT)
+        cause = cause.__cause__ or cause.__context__
+    if _RECEIVED:
+        return Interrupted(_RECEIVED[-1])
     if is_disk_full(exc):
         return OutputError(
             f"no space left on the device holding {final.parent} while writing {final.name}; free "
@@ -137,8 +153,10 @@ def cleanup_on_signals() -> Iterator[None]:
         return
 
     def handler(signum, frame):
+        _RECEIVED.append(signum)
         raise Interrupted(signum)
 
+    _RECEIVED.clear()
     old = {}
     for sig in CLEANUP_SIGNALS:
         with contextlib.suppress(OSError, ValueError):
@@ -148,6 +166,7 @@ def cleanup_on_signals() -> Iterator[None]:
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
+        _RECEIVED.clear()
 
 
 def lock_timeout_s() -> float:

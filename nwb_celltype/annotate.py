@@ -79,6 +79,9 @@ class AnnotationResult:
     species: dict | None = None
     #: the source's Units table that was annotated (``/units``, or one in a processing module)
     units_table: str = "/units"
+    #: the waveforms' sampling rate used (``hz``) and where it came from (``source``: file, stated,
+    #: assumed; "" without waveforms)
+    waveform_rate: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,6 +146,18 @@ class _UnitsSummary:
     #: HDF5 path of the source's Units table they were read from (``units``, or a Units table in a
     #: processing module: :func:`nwb_celltype.io.resolve_units_table`)
     table_path: str = "units"
+    #: where ``waveform_rate_hz`` came from: "file", "stated" (the user's) or "assumed" (30 kHz)
+    waveform_rate_source: str = ""
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What the user said about the source's units (:func:`nwb_celltype.io.read_units`)."""
+
+    #: the Units table to read (None: ``units``, else the file's only one)
+    units_table: str | None = None
+    #: the waveforms' sampling rate (None: the file's, else 30 kHz assumed)
+    waveform_rate_hz: float | None = None
 
 
 @dataclass(frozen=True)
@@ -168,9 +183,9 @@ class _Labelling:
         return self.bundle.species_coverage(self.species or None)
 
 
-def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None, units_table: str | None = None):
-    """Read all units of the Units table ``units_table`` (default: :func:`~nwb_celltype.io.resolve_units_table`)
-    and compute features, one batch at a time; memory is bounded by the batch size plus the small
+def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None, reading: _Reading = _Reading()):
+    """Read all units of the Units table ``reading.units_table`` (default:
+    :func:`~nwb_celltype.io.resolve_units_table`) and compute features, one batch at a time; memory is bounded by the batch size plus the small
     per-unit arrays. With ``spill`` (a binary file object), every batch's spike times (float64) are
     appended to it, for a derived file to memory-map later.
     Returns (_UnitsSummary, FeatureSet, read_s, features_s)."""
@@ -181,7 +196,7 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None, un
 
     family = family_of(bundle)  # the feature family the model declares
     with source_obj.guard("finding the Units table"):
-        table_path = resolve_units_table(source_obj.h5, units_table)
+        table_path = resolve_units_table(source_obj.h5, reading.units_table)
 
     sets, ids, indices, counts, layers, waves = [], [], [], [], [], []
     problems: dict[int, str] = {}
@@ -193,7 +208,14 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None, un
         total = None
     bar = tqdm(total=total, unit="unit", desc="annotate", disable=not progress, leave=False)
     # every unit gets a row: a file without waveforms yields 'no waveform' rows, not an error
-    it = read_units(source_obj, batch_size=batch_size, require_waveforms=False, units_table=table_path)
+    it = read_units(
+        source_obj,
+        batch_size=batch_size,
+        require_waveforms=False,
+        units_table=table_path,
+        waveform_rate_hz=reading.waveform_rate_hz,
+    )
+    rate_source = ""
     while True:
         t0 = time.perf_counter()
         batch = next(it, None)
@@ -206,6 +228,7 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None, un
         layers.append(np.asarray(batch.layers, dtype=object))
         waves.append(batch.waveforms)
         rate = rate or batch.waveform_rate_hz
+        rate_source = rate_source or (batch.extra or {}).get("waveform_rate_source", "")
         if spill is not None:
             spill.write(np.ascontiguousarray(batch.spike_times_s, dtype="<f8").tobytes())
         for uid, reason in (batch.extra.get("problems") or {}).items():
@@ -229,6 +252,7 @@ def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None, un
         waveform_rate_hz=rate,
         problems=problems,
         table_path=table_path,
+        waveform_rate_source=rate_source if waveforms is not None else "",
     )
     return summary, family.concatenate(sets), t_read, t_feat
 
@@ -242,11 +266,11 @@ def _write_tables(
     source,
     skipped,
     units_path: str,
-    source_units: str,
+    read: _UnitsSummary,
 ) -> list[str]:
     """Add the classifier (provenance), the annotation table and its Units columns to ``nwbfile``,
-    whose Units table at ``units_path`` holds the units (``source_units``: the source's table they
-    were read from, recorded); returns the names of those columns."""
+    whose Units table at ``units_path`` holds the units (``read``: what was read from the source,
+    whose table and waveform rate are recorded); returns the names of those columns."""
     from .nwb import add_annotations, add_classifier, add_units_columns, units_table_at
     from .vocabulary import CELL_ONTOLOGY_IDS
 
@@ -275,7 +299,9 @@ def _write_tables(
             "subject_species": labelling.subject_species,
             "species": labelling.species,
             "species_coverage": labelling.species_coverage().kind,
-            "units_table": f"/{source_units}",
+            "units_table": f"/{read.table_path}",
+            "waveform_rate_hz": read.waveform_rate_hz,
+            "waveform_rate_source": read.waveform_rate_source,
             "skipped_units": skipped,
             "model_card_description": str(card.get("description", "")),
         },
@@ -348,13 +374,13 @@ def _open_spill(stack: contextlib.ExitStack, final: Path):
 
 
 def _read_features(
-    src, labelling: _Labelling, family, batch_size: int, progress: bool, spill, final: Path, units_table=None
+    src, labelling: _Labelling, family, batch_size: int, progress: bool, spill, final: Path, reading: _Reading
 ):
-    """:func:`_collect` (of the Units table ``units_table``) and its timings, without waveforms if so
+    """:func:`_collect` (as ``reading`` says) and its timings, without waveforms if so
     set; a full disk spilling: OutputError."""
     try:
         units, features, t_read, t_feat = _collect(
-            src, labelling.bundle, batch_size, progress, spill, units_table
+            src, labelling.bundle, batch_size, progress, spill, reading
         )
         if spill is not None:
             spill.close()
@@ -410,7 +436,7 @@ def _write_output(
             source=info,
             skipped=skipped,
             units_path=units_path,
-            source_units=units.table_path,
+            read=units,
         )
 
     in_place = plan.mode == "in_place"
@@ -438,7 +464,7 @@ def _annotation_result(
     skipped,
     unclassified,
     columns,
-    units_path: str = "units",
+    read: _UnitsSummary,
 ) -> AnnotationResult:
     """What the run did, counted from the predictions (see :func:`_unit_reasons` for the lists)."""
     counts = Counter(str(lbl) for lbl in preds.labels)
@@ -462,7 +488,8 @@ def _annotation_result(
         ignore_waveforms=bool(labelling.ignore_waveforms),
         units_columns=list(columns),
         species=labelling.species_coverage().to_dict(),
-        units_table=f"/{units_path}",
+        units_table=f"/{read.table_path}",
+        waveform_rate={"hz": read.waveform_rate_hz, "source": read.waveform_rate_source},
     )
 
 
@@ -486,6 +513,7 @@ def annotate(
     ignore_waveforms: bool = False,
     species: str | None = None,
     units_table: str | None = None,
+    waveform_rate_hz: float | None = None,
 ) -> AnnotationResult:
     """Classify every unit of ``source`` and write the annotations into NWB.
 
@@ -536,6 +564,11 @@ def annotate(
         else the file's only Units table. The annotation table refers to its rows, its Units
         columns go into it (a derived file for a remote source holds its units as ``units``), and
         the provenance records it (``units_table``).
+    waveform_rate_hz : float, optional
+        Sampling rate of the file's ``waveform_mean`` in Hz, where the file does not state it
+        (neuroconv's exports do not) or states it wrongly; default: the file's, else 30 kHz with a
+        warning. The provenance records the rate used and where it came from
+        (``waveform_rate_hz``, ``waveform_rate_source``: file, stated or assumed).
 
     Every write goes through :func:`nwb_celltype._atomic.atomic_write`: a pid-stamped copy beside
     the target, fsync, rename, under a lock per target file; SIGTERM/SIGINT/SIGHUP and a full disk
@@ -549,6 +582,13 @@ def annotate(
     call = call if call is not None else "nwb_celltype.annotate(" + repr(str(source)) + ")"
     pinned = model_sha256 is not None
     labelling = _Labelling(bundle, table_name, threshold, call, precision, pinned, ignore_waveforms)
+    if waveform_rate_hz is not None and not (
+        np.isfinite(float(waveform_rate_hz)) and float(waveform_rate_hz) > 0
+    ):
+        raise InvalidValueError(
+            f"waveform_rate_hz must be a positive sampling rate in Hz, got {waveform_rate_hz!r}"
+        )
+    reading = _Reading(units_table, None if waveform_rate_hz is None else float(waveform_rate_hz))
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(cleanup_on_signals())
@@ -559,7 +599,7 @@ def annotate(
 
         spill_path, spill = _open_spill(stack, plan.final) if plan.mode == "derived" else (None, None)
         units, features, timings = _read_features(
-            src, labelling, family, batch_size, progress, spill, plan.final, units_table
+            src, labelling, family, batch_size, progress, spill, plan.final, reading
         )
         checkpoint("features")
 
@@ -572,7 +612,7 @@ def annotate(
             columns = _write_output(plan, src, units, spill_path, overwrite, labelling, preds, info, skipped)
 
     result = _annotation_result(
-        plan, labelling, preds, timings, info, is_demo, skipped, unclassified, columns, units.table_path
+        plan, labelling, preds, timings, info, is_demo, skipped, unclassified, columns, units
     )
     logger.info("annotated %d units of %s -> %s", result.n_units, source, plan.final)
     return result

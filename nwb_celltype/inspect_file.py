@@ -125,6 +125,14 @@ def write_report(path: str | os.PathLike, out_dir: str | os.PathLike, **kwargs) 
     return _write(path, out_dir, **kwargs)
 
 
+def figure_stem(rec, i: int) -> str:
+    """Name of unit row ``i``'s report figure: ``unit_<id>``, with ``_row<row>`` where ids repeat
+    (a file with one id for two units must not draw both into one file)."""
+    uid = int(rec.unit_ids[i])
+    repeated = int((np.asarray(rec.unit_ids) == uid).sum()) > 1
+    return f"unit_{uid}_row{int(rec.unit_indices[i])}" if repeated else f"unit_{uid}"
+
+
 def units_html_table(rec) -> str:
     """Every unit of an annotation record as an HTML table row: id (linked to its figure, where
     drawn), label, status, confidence, probability of each class, reason."""
@@ -140,7 +148,7 @@ def units_html_table(rec) -> str:
         conf = "" if rec.confidence is None else format_confidence(rec.confidence[i])
         cells = [str(rec.labels[i]), str(rec.status[i]), conf, *probs, str(rec.reasons[i])]
         rows.append(
-            f'<tr><td><a href="#unit-{uid}">{uid}</a></td>'
+            f'<tr><td><a href="#{figure_stem(rec, i).replace("_", "-")}">{uid}</a></td>'
             + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
             + "</tr>"
         )

@@ -20,6 +20,7 @@ import numpy as np
 
 from ._atomic import atomic_folder, atomic_write, write_figure, write_text_file
 from .errors import InvalidValueError
+from .inspect_file import figure_stem
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ def _unit_jobs(path, rec, config, wanted: np.ndarray, out: Path) -> list[dict]:
                 uid = int(rec.unit_ids[i])
                 units.append(
                     {
-                        "file": f"units/unit_{uid}.png",
+                        "file": f"units/{figure_stem(rec, i)}.png",
                         "title": f"unit {uid}",
                         "label": str(rec.labels[i]),
                         "status": str(rec.status[i]),
@@ -328,13 +329,13 @@ def _write_report_files(path, out: Path, records: dict, name: str, rec, config, 
             for n in pool.map(_draw_units, [{**base, "units": s} for s in shares]):
                 bar.update(n)
     bar.close()
-    drawn = {int(u) for u in rec.unit_ids[np.isin(rec.unit_indices, wanted)]}
+    drawn = np.isin(rec.unit_indices, wanted)
     _summary_figure(rec, name, out / "summary.png")
     pages = [
-        f'<div id="unit-{uid}"><h3>unit {uid}: {html.escape(str(lab))}</h3>'
-        f'<img src="units/unit_{uid}.png" width="960"></div>'
-        for uid, lab in zip(rec.unit_ids.tolist(), rec.labels, strict=True)
-        if uid in drawn
+        f'<div id="{figure_stem(rec, i).replace("_", "-")}"><h3>unit {uid}: {html.escape(str(lab))}</h3>'
+        f'<img src="units/{figure_stem(rec, i)}.png" width="960"></div>'
+        for i, (uid, lab) in enumerate(zip(rec.unit_ids.tolist(), rec.labels, strict=True))
+        if drawn[i]
     ]
     # against the labels the file already holds (ground truth, expert), as `show` prints it
     agreed = "".join(

@@ -204,6 +204,11 @@ def test_no_waveforms(tmp_path):
         ("CA1", "unknown"),
         ("", "unknown"),
         (b"ANcr1mo", "ML"),
+        ("FLpu", "PCL"),
+        ("NODgr", "GCL"),
+        ("MOBgr", "unknown"),  # the olfactory bulb's granule layer
+        ("AOBgr", "unknown"),
+        ("Sumo", "unknown"),
         (None, "unknown"),
     ],
 )

@@ -166,6 +166,59 @@ def test_align_waveform_matches_an_analytic_signal(rate_hz):
     np.testing.assert_allclose(out[20:40], ref[20:40], atol=0.02)
 
 
+@pytest.mark.parametrize("rate_hz", [20_000, 30_000, 32_000, 40_000])
+def test_counts_on_a_sample_grid_do_not_depend_on_the_time_origin(rate_hz):
+    """Spike times on a sample grid put many differences exactly on the 1 ms bin edges (at 30 kHz,
+    every whole ms): the counts equal exact integer arithmetic on the samples at any offset of the
+    times, where float rounding used to send such pairs to either bin."""
+    rng = np.random.default_rng(rate_hz)
+    # intervals of whole samples, many of them whole ms (edges), the rest anything
+    steps = np.where(
+        rng.uniform(size=4000) < 0.5,
+        rng.integers(1, 40, 4000) * rate_hz // 1000,
+        rng.integers(1, int(0.04 * rate_hz), 4000),
+    )
+    samples = np.cumsum(steps)
+    d = samples[None, :] - samples[:, None]
+    d = d[(d > 0) & (2 * d * 1000 < (2 * 100 + 1) * rate_hz)]  # lags below 100.5 ms
+    lag_bin = (2 * d * 1000 + rate_hz) // (2 * rate_hz)  # k: k - 0.5 <= lag < k + 0.5 ms, exactly
+    want_acg = np.bincount(lag_bin, minlength=101)[1:101].astype(float)
+    isi = np.diff(samples)
+    isi_bin = isi[isi * 1000 < 100 * rate_hz] * 1000 // rate_hz
+    want_isi = np.bincount(isi_bin, minlength=100)[:100].astype(float)
+    assert want_isi.sum() > 3000 and want_acg.sum() > 10_000
+    for offset_s in (0.0, 3600.0, 86_400.0, 600_000.0, -3600.0):
+        t = offset_s + samples / rate_hz
+        np.testing.assert_array_equal(compute_acg_counts(t), want_acg, err_msg=f"offset {offset_s}")
+        np.testing.assert_array_equal(compute_isi_counts(t), want_isi, err_msg=f"offset {offset_s}")
+
+
+def test_bad_spike_times_are_dropped_with_a_note():
+    """NaN and exact duplicates are dropped (no neuron fires twice at one instant), times before the
+    session's reference time are kept (the counts use differences only): the unit is classified
+    from the same counts as its clean train, and its reasons say what was dropped."""
+    from nwb_celltype.units import UnitsBatch
+
+    clean = _trains(2, 1)[0]
+    dirty = np.r_[clean[::-1], np.nan, np.inf, clean[::10]]  # unsorted, 2 non-finite, duplicates
+    early = clean - 5.0  # the first seconds before 0
+    trains = [clean, dirty, early]
+    batch = UnitsBatch(
+        unit_ids=np.array([1, 2, 3]),
+        unit_indices=np.array([0, 1, 2]),
+        spike_times_s=np.concatenate(trains),
+        spike_offsets=np.r_[0, np.cumsum([len(x) for x in trains])],
+    )
+    fs = extract_discharge_features(batch)
+    assert fs.usable.all()
+    for i in (1, 2):
+        np.testing.assert_array_equal(fs.acg_counts[i], fs.acg_counts[0])
+        np.testing.assert_array_equal(fs.isi_counts[i], fs.isi_counts[0])
+    n_dup = len(clean[::10])
+    assert f"2 non-finite spike times dropped; {n_dup} duplicate spike times dropped" in fs.reasons[1]
+    assert "dropped" not in fs.reasons[0] and "dropped" not in fs.reasons[2]
+
+
 def test_units_without_waveform_stay_usable():
     from nwb_celltype.units import UnitsBatch
 

@@ -216,3 +216,130 @@ def test_labels_of_another_sorting_are_not_compared_with_ground_truth():
     other = record("prediction", ["MLI", "MLI"], f"/{KS}")
     assert [a.reference for a in agreements({"t": truth, "p": same})] == ["t"]
     assert agreements({"t": truth, "p": other}) == []
+
+
+def _with_waveforms(path, demo_units, waves, rate):
+    """The demo's units in ``units`` with ``waves`` as waveform_mean, sampled at ``rate`` (None: the
+    file states no rate, as neuroconv's exports)."""
+    ids, trains, _, _ = demo_units
+    f = NWBFile("waveforms", "w1", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    f.subject = Subject(subject_id="m1", species="Mus musculus")
+    f.units = Units(name="units", description="sorting", waveform_rate=rate)
+    for i in range(len(ids)):
+        f.units.add_unit(spike_times=trains[i], waveform_mean=waves[i], id=int(ids[i]))
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(f)
+    return path
+
+
+def test_a_waveform_rate_the_file_does_not_state_can_be_given(tmp_path, demo_units):
+    _, _, waves, rate = demo_units
+    bare = _with_waveforms(tmp_path / "bare.nwb", demo_units, waves, None)
+    with h5py.File(bare) as f:
+        assert (
+            "sampling_rate" not in f["units/waveform_mean"].attrs and "waveform_rate" not in f["units"].attrs
+        )
+    ref = annotate(demo_recording_path(), out=tmp_path / "ref.nwb")
+    runs = {}
+    for name, stated in (("assumed", None), ("stated", rate), ("wrong", 2 * rate)):
+        res = annotate(bare, out=tmp_path / f"{name}.nwb", waveform_rate_hz=stated)
+        rec, params = _annotation(res.output_path)
+        runs[name] = rec
+        want = rate if stated is None else stated
+        assert res.waveform_rate == {"hz": want, "source": name if name != "wrong" else "stated"}
+        assert (params["waveform_rate_hz"], params["waveform_rate_source"]) == (
+            want,
+            res.waveform_rate["source"],
+        )
+    want, _ = _annotation(ref.output_path)
+    assert ref.waveform_rate == {"hz": rate, "source": "file"}
+    # 30 kHz assumed or stated: the demo's labels; a rate stated wrongly is used (and changes labels)
+    np.testing.assert_array_equal(runs["assumed"].labels, want.labels)
+    np.testing.assert_array_equal(runs["stated"].labels, want.labels)
+    assert not np.allclose(np.nan_to_num(runs["wrong"].probabilities), np.nan_to_num(want.probabilities))
+    # the CLI says when it assumed the rate; a bad rate is refused before anything is written
+    out = CliRunner().invoke(CLI, ["annotate", str(bare), "--out", str(tmp_path / "cli.nwb")])
+    assert out.exit_code == 0 and "assumed 30000 Hz (state it with --waveform-rate" in out.output, out.output
+    out = CliRunner().invoke(
+        CLI, ["annotate", str(bare), "--out", str(tmp_path / "x.nwb"), "--waveform-rate", "0"]
+    )
+    assert out.exit_code != 0 and not (tmp_path / "x.nwb").exists()
+    with pytest.raises(Exception, match="positive sampling rate"):
+        annotate(bare, out=tmp_path / "y.nwb", waveform_rate_hz=float("nan"))
+    assert not (tmp_path / "y.nwb").exists()
+
+
+def test_waveforms_with_their_axes_swapped_are_set_aside(tmp_path, demo_units, caplog):
+    """(units, channels, samples), as some writers store them: 12 "samples" are 0.4 ms at 30 kHz, no
+    spike waveform; the units are scored from their discharge alone, and every reason says why."""
+    import logging
+
+    _, _, waves, rate = demo_units
+    swapped = _with_waveforms(
+        tmp_path / "swapped.nwb", demo_units, np.ascontiguousarray(waves.transpose(0, 2, 1)), rate
+    )
+    with pytest.raises(NotNWBError, match=r"its axes may be \(units, channels, samples\)"):
+        next(read_units(swapped))
+    batch = next(read_units(swapped, require_waveforms=False))
+    assert batch.waveforms is None and all(
+        r.startswith("waveform_mean set aside") for r in batch.extra["reasons"]
+    )
+    with caplog.at_level(logging.WARNING, logger="nwb_celltype"):
+        res = annotate(swapped, out=tmp_path / "a.nwb")
+    assert any("shorter than a spike waveform" in m.getMessage() for m in caplog.records)
+    ref = annotate(demo_recording_path(), out=tmp_path / "ref.nwb", ignore_waveforms=True)
+    rec, _ = _annotation(res.output_path)
+    want, _ = _annotation(ref.output_path)
+    np.testing.assert_array_equal(rec.labels, want.labels)  # the discharge alone, as asked for there
+    assert res.n_classified > 0
+
+
+def test_units_tables_that_would_mislead_are_named_in_warnings(tmp_path, demo_units, caplog):
+    """Repeated unit ids, float32 spike times far from 0 and times that look like milliseconds are
+    read as written, with a warning each; a report draws units sharing an id into separate figures."""
+    import logging
+
+    from nwb_celltype.inspect_file import write_report
+
+    ids, trains, waves, rate = demo_units
+
+    def write(path, *, unit_ids, scale=1.0, offset=0.0, dtype=np.float64):
+        f = NWBFile("odd", "o1", datetime(2026, 1, 1, tzinfo=timezone.utc))
+        f.units = Units(name="units", description="odd", waveform_rate=rate)
+        for k, uid in enumerate(unit_ids):
+            f.units.add_unit(spike_times=(trains[k] + offset) * scale, waveform_mean=waves[k], id=int(uid))
+        with NWBHDF5IO(str(path), "w") as io:
+            io.write(f)
+        if dtype != np.float64:  # pynwb writes float64 only; other writers (h5py, MatNWB) may not
+            with h5py.File(path, "a") as h:
+                old = h["units/spike_times"]
+                data, attrs = old[()].astype(dtype), dict(old.attrs)
+                del h["units/spike_times"]
+                new = h["units"].create_dataset("spike_times", data=data)
+                new.attrs.update(attrs)
+        return path
+
+    cases = {
+        "repeated": (write(tmp_path / "rep.nwb", unit_ids=[0, 1, 2, 0, 1, 2]), "occur more than once"),
+        "float32": (
+            write(tmp_path / "f32.nwb", unit_ids=range(6), offset=10_000.0, dtype=np.float32),
+            "resolved to only",
+        ),
+        "ms": (write(tmp_path / "ms.nwb", unit_ids=range(6), scale=1000.0), "in milliseconds"),
+        "plain": (write(tmp_path / "ok.nwb", unit_ids=range(6)), None),
+    }
+    for name, (path, warning) in cases.items():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="nwb_celltype.io"):
+            list(read_units(path))
+        said = " ".join(m.getMessage() for m in caplog.records)
+        assert (warning in said) if warning else not said, (name, said)
+    res = annotate(cases["repeated"][0], out=tmp_path / "rep-a.nwb")
+    index = write_report(res.output_path, tmp_path / "report", table=res.table_name)
+    drawn = sorted(p.name for p in (tmp_path / "report" / "units").iterdir())
+    assert drawn == ["unit_0_row0.png", "unit_0_row3.png", "unit_1_row1.png", "unit_1_row4.png"] + [
+        "unit_2_row2.png",
+        "unit_2_row5.png",
+    ]
+    page = index.read_text()
+    assert page.count('href="#unit-0-row3"') == 1 and page.count('id="unit-0-row3"') == 1

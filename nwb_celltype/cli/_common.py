@@ -137,6 +137,14 @@ def format_summary(result) -> str:
         f"not classifiable {result.n_not_classifiable}",
         *([line] if (line := species_line(getattr(result, "species", None))) else []),
         *(
+            [
+                f"waveforms: the file states no sampling rate; assumed {rate['hz']:g} Hz "
+                "(state it with --waveform-rate if it differs)"
+            ]
+            if (rate := getattr(result, "waveform_rate", None) or {}).get("source") == "assumed"
+            else []
+        ),
+        *(
             ["waveforms ignored (--ignore-waveforms): every unit was scored from its discharge alone"]
             if getattr(result, "ignore_waveforms", False)
             else []

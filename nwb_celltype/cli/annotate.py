@@ -52,6 +52,15 @@ from ._common import (
     help="Path of the Units table to annotate, for files holding several sortings, e.g. "
     "processing/ecephys/kilosort (default: /units, else the file's only Units table).",
 )
+@click.option(
+    "--waveform-rate",
+    "waveform_rate_hz",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="HZ",
+    help="Sampling rate of the file's waveform_mean in Hz, where the file does not state it (neuroconv "
+    "exports do not) or states it wrongly (default: the file's, else 30000 with a warning).",
+)
 @annotation_options
 def annotate(
     source,
@@ -63,6 +72,7 @@ def annotate(
     model_sha256,
     species,
     units_table,
+    waveform_rate_hz,
     threshold,
     overwrite,
     precision,
@@ -99,6 +109,7 @@ def annotate(
             ignore_waveforms=ignore_waveforms,
             species=species,
             units_table=units_table,
+            waveform_rate_hz=waveform_rate_hz,
         )
     if as_json or not quiet:
         echo_result(result, as_json)

@@ -14,15 +14,19 @@ MAX_RATE_HZ = 1000.0
 MAX_TIME_S = 7 * 24 * 3600.0
 
 
-def check_train(times_s: np.ndarray) -> tuple[np.ndarray, str]:
+def check_train(times_s: np.ndarray, allow_negative: bool = False) -> tuple[np.ndarray, str]:
     """The part of a spike train that features may use, and why the unit is unusable ('' if it is
-    not). Non-finite or negative times are dropped (the rest is returned); a train that is too
-    long, reaches past :data:`MAX_TIME_S` or fires above :data:`MAX_RATE_HZ` is returned empty.
+    not). Non-finite or (unless ``allow_negative``) negative times make the unit unusable (the
+    other times are returned); a train that is too long, reaches past :data:`MAX_TIME_S` (either
+    side of 0 with ``allow_negative``) or fires above :data:`MAX_RATE_HZ` is returned empty.
 
     Parameters
     ----------
     times_s : (n,) float
         Spike times of one unit, in s.
+    allow_negative : bool
+        Times before the session's reference time are valid (features that use only differences
+        of times: the ``acg-isi-wave`` family).
 
     Returns
     -------
@@ -35,12 +39,12 @@ def check_train(times_s: np.ndarray) -> tuple[np.ndarray, str]:
     empty = np.zeros(0, dtype=np.float64)
     if len(t) > MAX_SPIKES_PER_UNIT:
         return empty, f"{len(t)} spikes > {MAX_SPIKES_PER_UNIT} per unit (implausible; not computed)"
-    bad = ~np.isfinite(t) | (t < 0)
+    bad = ~np.isfinite(t) if allow_negative else ~np.isfinite(t) | (t < 0)
     if bad.any():
-        return t[~bad], f"{int(bad.sum())} non-finite or negative spike times"
+        return t[~bad], f"{int(bad.sum())} non-finite{'' if allow_negative else ' or negative'} spike times"
     if len(t) == 0:
         return t, ""
-    late = int((t > MAX_TIME_S).sum())
+    late = int((np.abs(t) > MAX_TIME_S).sum())
     if late:
         return empty, (
             f"{late} spike times after {MAX_TIME_S:.0f} s (outside any plausible session; wrong units?)"

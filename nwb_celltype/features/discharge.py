@@ -32,6 +32,10 @@ from .config import ConfigMixin, common_config
 log = logging.getLogger(__name__)
 
 FAMILY = "acg-isi-wave"
+#: Differences within this many ms below a bin edge count in the bin above it: float64 times carry
+#: rounding of up to ~1e-7 ms at a week's offset, and spike times on a sample grid put many
+#: differences exactly on the 1 ms edges; 1 ns is far below any recording's time resolution.
+EDGE_TOLERANCE_MS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,25 @@ class DischargeFeatureSet:
 # --------------------------------------------------------------------------------------- spikes
 
 
+def _clean_train(times_s: np.ndarray) -> tuple[np.ndarray, str]:
+    """A unit's spike times without non-finite values and exact duplicates (no neuron fires twice
+    at one instant: a sorter or file artefact that would fill the 0-1 ms ISI bin), sorted, and a
+    note saying how many were dropped ('' if none)."""
+    t = np.asarray(times_s, dtype=np.float64)
+    finite = np.isfinite(t)
+    t = _sorted(t[finite])
+    dup = np.zeros(len(t), dtype=bool)
+    if len(t) > 1:
+        dup[1:] = np.diff(t) == 0
+    notes = []
+    if not finite.all():
+        notes.append(f"{int((~finite).sum())} non-finite spike times dropped")
+    if dup.any():
+        notes.append(f"{int(dup.sum())} duplicate spike times dropped")
+        t = t[~dup]
+    return t, "; ".join(notes)
+
+
 def compute_acg_counts(times_s: np.ndarray, lags_ms: int = 100) -> np.ndarray:
     """ACG pair counts of one spike train at lags 1..``lags_ms`` ms in centred 1 ms bins.
 
@@ -169,7 +192,10 @@ def compute_acg_counts(times_s: np.ndarray, lags_ms: int = 100) -> np.ndarray:
     -------
     (lags_ms,) float64
         ``out[k-1]`` = number of ordered pairs (i < j) with ``t_j - t_i`` in [k-0.5, k+0.5) ms. The
-        ACG is symmetric: the count at lag -k is the same.
+        ACG is symmetric: the count at lag -k is the same. A difference on a bin edge goes to the
+        upper bin whatever the float rounding of the times (:data:`EDGE_TOLERANCE_MS`), so that
+        trains on a sample grid (30 kHz: every whole ms is an edge) give the same counts at any time
+        offset.
     """
     return _acg_counts(_sorted(times_s), lags_ms)
 
@@ -190,7 +216,7 @@ def _acg_counts(t: np.ndarray, lags_ms: int) -> np.ndarray:
     the work follows the number of pairs in the window, not the burstiest spike's neighbours."""
     n = len(t)
     out = np.zeros(lags_ms + 1, dtype=np.int64)
-    limit = lags_ms + 0.5
+    limit = lags_ms + 1.0  # on the shifted scale below: lags_ms + 0.5 ms
     idx = None  # None: every spike is still a candidate (slices); else the candidates (sorted)
     for j in range(1, n):
         if idx is None:
@@ -199,6 +225,7 @@ def _acg_counts(t: np.ndarray, lags_ms: int) -> np.ndarray:
             idx = idx[: np.searchsorted(idx, n - j)]  # those with a spike j later
             d = t[idx + j] - t[idx]
         d *= 1000.0
+        d += 0.5 + EDGE_TOLERANCE_MS  # bin k holds [k - 0.5, k + 0.5) ms: floor of the shifted lag
         near = d < limit
         d = d[near]
         if not len(d):
@@ -207,19 +234,19 @@ def _acg_counts(t: np.ndarray, lags_ms: int) -> np.ndarray:
             idx = idx[near]
         elif len(d) < (n - j) // 4:
             idx = np.flatnonzero(near)
-        d += 0.5
         out += np.bincount(np.floor(d, out=d).astype(np.int64), minlength=lags_ms + 1)[: lags_ms + 1]
     return out[1:].astype(np.float64)
 
 
 def compute_isi_counts(times_s: np.ndarray, bins_ms: int = 100) -> np.ndarray:
-    """ISI histogram of one spike train: counts in [k, k+1) ms bins, k = 0..``bins_ms``-1.
+    """ISI histogram of one spike train: counts in [k, k+1) ms bins, k = 0..``bins_ms``-1 (an
+    interval on an edge goes to the upper bin whatever the rounding: :data:`EDGE_TOLERANCE_MS`).
 
     Returns
     -------
     (bins_ms,) float64
     """
-    isi_ms = np.diff(_sorted(times_s)) * 1000.0
+    isi_ms = np.diff(_sorted(times_s)) * 1000.0 + EDGE_TOLERANCE_MS
     isi_ms = isi_ms[isi_ms < bins_ms]
     return np.bincount(np.floor(isi_ms).astype(np.int64), minlength=bins_ms)[:bins_ms].astype(np.float64)
 
@@ -336,8 +363,13 @@ def extract_discharge_features(
     has_discharge = np.zeros(n, dtype=bool)
     if progress:
         log.info("ACG and ISI counts of %d units (%d spikes)", n, int(batch.spike_offsets[-1]))
+    cleaned = []
     for i in range(n):
-        t, why = check_train(batch.spike_times(i))
+        t, note = _clean_train(batch.spike_times(i))
+        if note:  # a note, not a failure: the unit is classified from the rest
+            reasons[i].append(note)
+            cleaned.append(f"unit {int(batch.unit_ids[i])}: {note}")
+        t, why = check_train(t, allow_negative=True)  # counts use differences of times only
         if why:  # before the pair counts, whose work grows with rate x spikes
             reasons[i].append(why)
             continue
@@ -347,6 +379,12 @@ def extract_discharge_features(
         acg[i] = compute_acg_counts(t, config.acg_lags_ms)
         isi[i] = compute_isi_counts(t, config.isi_bins_ms)
         has_discharge[i] = True
+    if cleaned:
+        log.warning(
+            "%d units had spike times no neuron can have, dropped before counting: %s",
+            len(cleaned),
+            "; ".join(cleaned[:5]) + (f"; ... {len(cleaned) - 5} more" if len(cleaned) > 5 else ""),
+        )
     wave, has_wave = _align_waveforms(batch.waveforms, batch.waveform_rate_hz, config, reasons)
     # a missing waveform is a note, not a failure: discharge-only members classify such units
     usable = has_discharge & ~fatal

@@ -25,7 +25,12 @@ _LAYER_NAMES = {
     "granule layer": "GCL",
     "unknown": "unknown",
 }
-_ACRONYM = re.compile(r"[A-Za-z][A-Za-z0-9, /]*?(mo|pu|gr)")
+#: Allen CCF cerebellar-cortex regions (vermis lobules, hemisphere lobules, flocculus) followed by
+#: their layer suffix: CENT3mo, SIMpu, CUL4, 5gr, ANcr1mo, PFLgr; not MOBgr (olfactory bulb).
+_ACRONYM = re.compile(
+    r"(LING|CENT\d?|CUL(\d(, ?\d)?)?|DEC|FOTU|PYR|UVU|NOD|SIM|AN(cr[12])?|PRM|COPY|PFL|FL)(mo|pu|gr)",
+    re.IGNORECASE,
+)
 _SUFFIX_LAYER = {"mo": "ML", "pu": "PCL", "gr": "GCL"}
 
 
@@ -35,10 +40,11 @@ def map_location_to_layer(location: str | bytes | None) -> str:
 
     Rule, in order (case-insensitive): a C4 layer name (``ML``, ``PCL``, ``GCL``, ``unknown``) or a
     common spelling (``molecular layer``, ``Purkinje layer``, ``granular layer``, ...) maps to that
-    layer; an Allen-CCF-style cerebellar acronym (letters/digits, no hyphen) ending in ``mo`` maps
-    to ``ML``, in ``pu`` to ``PCL``, in ``gr`` to ``GCL`` (``CENT3mo``, ``SIMpu``, ``CUL4, 5gr``);
-    anything else is ``unknown``. Hyphenated acronyms (``DG-mo`` is the dentate gyrus) are not
-    cerebellar layers and map to ``unknown``.
+    layer; an Allen CCF cerebellar-cortex acronym (a lobule: LING, CENT, CUL, DEC, FOTU, PYR, UVU,
+    NOD, SIM, AN/ANcr1/ANcr2, PRM, COPY, PFL, FL) ending in ``mo`` maps to ``ML``, in ``pu`` to
+    ``PCL``, in ``gr`` to ``GCL`` (``CENT3mo``, ``SIMpu``, ``CUL4, 5gr``); anything else is
+    ``unknown``, including other structures' layers (``MOBgr``, the olfactory bulb's granule layer;
+    ``DG-mo``, the dentate gyrus).
     """
     if location is None:
         return "unknown"
@@ -52,6 +58,6 @@ def map_location_to_layer(location: str | bytes | None) -> str:
         if s.lower() == layer.lower():
             return layer
     m = _ACRONYM.fullmatch(s)
-    if m is not None and "-" not in s:
-        return _SUFFIX_LAYER[m.group(1)]
+    if m is not None:
+        return _SUFFIX_LAYER[m.group(5).lower()]
     return "unknown"

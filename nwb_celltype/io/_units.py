@@ -39,6 +39,8 @@ class _Layout:
     layers_all: np.ndarray | None  # (n,) layer per unit from a units column
     electrodes: tuple[np.ndarray, np.ndarray | None] | None  # (rows per unit, index) into electrodes
     electrode_layers: np.ndarray | None  # (n_electrodes,) layer per electrodes-table row
+    wave_rate_source: str = ""  # "file" | "stated" | "assumed" ("" without waveforms)
+    wave_note: str = ""  # why waveform_mean was set aside ("" if it was not)
 
 
 def _is_units(obj) -> bool:
@@ -141,31 +143,64 @@ def _ragged_index(g, where: str, column: str, n_units: int | None = None, data=N
     return index
 
 
-def _waveform_rate(g, wm, where: str) -> float:
-    """The waveforms' sampling rate: ``waveform_mean.sampling_rate``, else the table's ``waveform_rate``."""
+#: Shortest plausible span of a mean spike waveform, in ms: a shorter waveform_mean is set aside.
+MIN_WAVEFORM_MS = 0.8
+
+
+def _waveform_rate(g, wm, where: str, stated: float | None = None) -> tuple[float, str]:
+    """The waveforms' sampling rate and where it came from: ``stated`` (the user's), else
+    ``waveform_mean.sampling_rate``, else the table's ``waveform_rate`` ("file"), else 30 kHz
+    ("assumed", with a warning)."""
     rate = wm.attrs.get("sampling_rate", g.attrs.get("waveform_rate"))
-    if rate is None or not np.isfinite(float(rate)) or float(rate) <= 0:
+    ok = rate is not None and np.isfinite(float(rate)) and float(rate) > 0
+    if stated is not None:
+        if ok and abs(float(rate) - float(stated)) > 1e-6 * float(stated):
+            log.warning(
+                "%s: the file says waveforms are at %g Hz; using the stated %g Hz", where, float(rate), stated
+            )
+        return float(stated), "stated"
+    if not ok:
         log.warning(
-            "%s: waveform_mean has no sampling_rate; assuming %g Hz. Set Units(waveform_rate=...) "
-            "when writing the file.",
+            "%s: waveform_mean has no sampling_rate; assuming %g Hz. State it (annotate --waveform-rate, "
+            "waveform_rate_hz=...), or set Units(waveform_rate=...) when writing the file.",
             where,
             FALLBACK_WAVEFORM_RATE_HZ,
         )
-        rate = FALLBACK_WAVEFORM_RATE_HZ
-    return float(rate)
+        return FALLBACK_WAVEFORM_RATE_HZ, "assumed"
+    return float(rate), "file"
+
+
+def _implausible_waveforms(wm, rate: float, kind: str) -> str:
+    """Why ``waveform_mean`` cannot hold spike waveforms at ``rate`` ('' if it can): fewer samples
+    than :data:`MIN_WAVEFORM_MS` spans, as when the axes are (units, channels, samples)."""
+    n_samples = int(wm.shape[1])
+    span_ms = n_samples / rate * 1e3
+    if span_ms >= MIN_WAVEFORM_MS:
+        return ""
+    hint = (  # no "; ": reasons are split there
+        f", so its axes may be (units, channels, samples) {tuple(wm.shape)} where NWB's layout is "
+        "(units, samples, channels)"
+        if kind == "3d" and wm.shape[2] > wm.shape[1]
+        else ": is the sampling rate right?"
+    )
+    return (
+        f"waveform_mean has {n_samples} samples, {span_ms:.2f} ms at {rate:g} Hz: shorter than a spike "
+        f"waveform ({MIN_WAVEFORM_MS} ms){hint}"
+    )
 
 
 def _waveform_layout(
-    g, where: str, n: int, require_waveforms: bool
-) -> tuple[str | None, np.ndarray | None, float | None]:
-    """How ``waveform_mean`` is laid out: (kind, ragged index, sampling rate); all None without it."""
+    g, where: str, n: int, require_waveforms: bool, stated_rate: float | None = None
+) -> tuple[str | None, np.ndarray | None, float | None, str, str]:
+    """How ``waveform_mean`` is laid out: (kind, ragged index, sampling rate, where the rate came
+    from, why it was set aside); None / "" without it."""
     if "waveform_mean" not in g:
         if require_waveforms:
             raise NotNWBError(
                 f"{where} has no waveform_mean column; the C4 classifier needs each unit's mean waveform. "
                 "Add waveform_mean to the Units table, or pass require_waveforms=False to read spikes only."
             )
-        return None, None, None
+        return None, None, None, "", ""
     wm = g["waveform_mean"]
     if "waveform_mean_index_index" in g:
         raise NotNWBError(
@@ -188,8 +223,16 @@ def _waveform_layout(
             "(units, samples, channels)."
         )
     if wave_kind != "ragged" and wm.shape[0] != n:
-        raise NotNWBError(f"{where}: waveform_mean has {wm.shape[0]} rows for {n} units.")
-    return wave_kind, wave_index, _waveform_rate(g, wm, where)
+        hint = "; its axes may be reversed (MatNWB writes them in the other order)" if n in wm.shape else ""
+        raise NotNWBError(f"{where}: waveform_mean has {wm.shape[0]} rows for {n} units{hint}.")
+    rate, source = _waveform_rate(g, wm, where, stated_rate)
+    why = _implausible_waveforms(wm, rate, wave_kind)
+    if why:
+        if require_waveforms:
+            raise NotNWBError(f"{where}: {why}.")
+        log.warning("%s: %s; set aside: every unit is scored from its discharge alone.", where, why)
+        return None, None, None, "", f"waveform_mean set aside ({why})"
+    return wave_kind, wave_index, rate, source, ""
 
 
 def _layer_column(g, where: str, layer_column: str | None, n: int) -> np.ndarray | None:
@@ -230,7 +273,12 @@ def _electrode_layers(
 
 
 def _inspect(
-    src: Source, layer_column: str | None, require_waveforms: bool, whole_table: bool, units_table: str | None
+    src: Source,
+    layer_column: str | None,
+    require_waveforms: bool,
+    whole_table: bool,
+    units_table: str | None,
+    stated_rate: float | None = None,
 ) -> _Layout:
     h5 = src.h5
     g = h5[resolve_units_table(h5, units_table)]
@@ -242,12 +290,16 @@ def _inspect(
         src.remote_file.fetch_rest(_bytes_to_read(g, None, None))
     ids = np.asarray(g["id"][()], dtype=np.int64)
     n = len(ids)
+    _warn_repeated_ids(ids, where)
     spike_index = None
     if "spike_times" in g:
         if "spike_times_index" not in g:
             raise NotNWBError(f"{where}: spike_times has no spike_times_index; the table is malformed.")
         spike_index = _ragged_index(g, where, "spike_times", n_units=n)
-    wave_kind, wave_index, wave_rate = _waveform_layout(g, where, n, require_waveforms)
+        _warn_spike_time_scale(g["spike_times"], where)
+    wave_kind, wave_index, wave_rate, rate_source, wave_note = _waveform_layout(
+        g, where, n, require_waveforms, stated_rate
+    )
     obs_index = None
     if "obs_intervals" in g and "obs_intervals_index" in g:
         obs_index = _ragged_index(g, where, "obs_intervals")
@@ -266,7 +318,54 @@ def _inspect(
         layers_all,
         electrodes,
         electrode_layers,
+        rate_source,
+        wave_note,
     )
+
+
+#: Latest spike time, in s, past which the times are more likely ms than s (2 days).
+LATE_SPIKE_WARNING_S = 2 * 24 * 3600.0
+
+
+def _warn_repeated_ids(ids: np.ndarray, where: str) -> None:
+    """Warn when unit ids repeat (two sortings concatenated?): labels go to rows, but whatever keys
+    units by id (figures, phy exports, pynapple) cannot tell those units apart."""
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        rep = uniq[counts > 1]
+        log.warning(
+            "%s: %d unit ids occur more than once (e.g. %s); NWB expects one id per unit. Labels are "
+            "written per row, but tools that key units by id cannot tell these units apart.",
+            where,
+            len(rep),
+            ", ".join(str(int(u)) for u in rep[:5]),
+        )
+
+
+def _warn_spike_time_scale(st, where: str) -> None:
+    """Warn when ``spike_times`` cannot resolve the 1 ms bins the features count in (float32 far
+    from the reference time), or ends so late that the times look like milliseconds."""
+    if not len(st):
+        return
+    last = abs(float(st[-1]))
+    if np.dtype(st.dtype).itemsize < 8:
+        step_ms = float(np.spacing(np.asarray(last, dtype=st.dtype))) * 1e3
+        log.warning(
+            "%s: spike_times are stored as %s: near %.0f s they are resolved to only %.3g ms, coarse "
+            "against the 1 ms bins of the ACG and ISI features; write them as float64.",
+            where,
+            np.dtype(st.dtype).name,
+            last,
+            step_ms,
+        )
+    if last > LATE_SPIKE_WARNING_S:
+        log.warning(
+            "%s: the last spike time is %.0f s (%.1f days) after the session's reference time: are "
+            "the times in milliseconds? NWB stores them in seconds.",
+            where,
+            last,
+            last / 86400.0,
+        )
 
 
 def _runs(rows: np.ndarray) -> list[tuple[int, int, int]]:
@@ -310,6 +409,7 @@ def read_units(
     unit_ids: Sequence[int] | np.ndarray | None = None,
     require_waveforms: bool = True,
     units_table: str | None = None,
+    waveform_rate_hz: float | None = None,
     **open_kwargs,
 ) -> Iterator[UnitsBatch]:
     """Stream the units of an NWB source in batches of plain numpy arrays.
@@ -342,6 +442,13 @@ def read_units(
     units_table : str or None
         Path of the Units table in the file (e.g. ``processing/ecephys/kilosort``, a second
         sorting); default ``units``, else the file's only Units table (:func:`resolve_units_table`).
+    waveform_rate_hz : float or None
+        Sampling rate of ``waveform_mean`` where the file does not state it, or states it wrongly
+        (default: the file's ``waveform_mean.sampling_rate`` or ``waveform_rate``, else 30 kHz with a
+        warning; ``batch.extra["waveform_rate_source"]`` says "stated", "file" or "assumed"). A
+        ``waveform_mean`` spanning less than 0.8 ms at its rate (12 samples: axes (units,
+        channels, samples)?) is set aside with a warning and a reason on every unit (an error with
+        ``require_waveforms``).
 
     Yields
     ------
@@ -371,17 +478,31 @@ def read_units(
                 f"options {sorted(open_kwargs)} apply when read_units opens the source itself; "
                 "this source is already open, so pass them to open_source instead."
             )
-        yield from _read(source, int(batch_size), layer_column, unit_ids, require_waveforms, units_table)
+        yield from _read(
+            source, int(batch_size), layer_column, unit_ids, require_waveforms, units_table, waveform_rate_hz
+        )
         return
     with open_source(source, **open_kwargs) as src:
-        yield from _read(src, int(batch_size), layer_column, unit_ids, require_waveforms, units_table)
+        yield from _read(
+            src, int(batch_size), layer_column, unit_ids, require_waveforms, units_table, waveform_rate_hz
+        )
 
 
 def _read(
-    src: Source, batch_size: int, layer_column, unit_ids, require_waveforms, units_table=None
+    src: Source,
+    batch_size: int,
+    layer_column,
+    unit_ids,
+    require_waveforms,
+    units_table=None,
+    stated_rate=None,
 ) -> Iterator[UnitsBatch]:
+    if stated_rate is not None and not (np.isfinite(float(stated_rate)) and float(stated_rate) > 0):
+        raise InvalidValueError(
+            f"waveform_rate_hz must be a positive sampling rate in Hz, got {stated_rate!r}."
+        )
     with src.guard("reading the Units table"):
-        lay = _inspect(src, layer_column, require_waveforms, unit_ids is None, units_table)
+        lay = _inspect(src, layer_column, require_waveforms, unit_ids is None, units_table, stated_rate)
     n = len(lay.ids)
     if unit_ids is None:
         rows = np.arange(n, dtype=np.int64)
@@ -584,7 +705,7 @@ def _read_batch(lay: _Layout, rows: np.ndarray, prefetch) -> UnitsBatch:
     sign = np.zeros(m, dtype=np.int8)
     if lay.wave_kind is None:
         for r in reasons:
-            r.append("no waveform")
+            r.append(lay.wave_note or "no waveform")
     else:
         waves, peak, sign = _peak_waveforms(_read_waveforms(lay, rows, prefetch), reasons)
     layers = _unit_layers(lay, rows, peak)
@@ -603,6 +724,7 @@ def _read_batch(lay: _Layout, rows: np.ndarray, prefetch) -> UnitsBatch:
         obs_intervals=obs,
         extra={
             "peak_sign": sign,
+            "waveform_rate_source": lay.wave_rate_source,
             "reasons": reason_str,
             "skipped": skipped,
             "problems": {s.unit_id: s.reason for s in skipped},
