@@ -176,8 +176,6 @@ def test_a_derived_file_of_a_remote_sorting_holds_the_table_asked_for(tmp_path, 
     out = tmp_path / "derived.nwb"
     with RangeServer(root) as files:
         url = files.url_for("two.nwb")
-        with pytest.raises(NotNWBError, match="several Units tables"):
-            annotate(url, out=tmp_path / "x.nwb", cache_dir=tmp_path / "cache")
         res = annotate(url, out=out, units_table=CURATED, cache_dir=tmp_path / "cache")
     assert res.mode == "derived" and res.units_table == f"/{CURATED}"
     rec, params = _annotation(out)
