@@ -20,7 +20,7 @@ from ._atomic import RESERVE_BASE_BYTES, RESERVE_PER_UNIT_BYTES, check_replaceab
 from .errors import AnnotationExistsError, InvalidValueError, OutputError
 
 if TYPE_CHECKING:
-    from .annotate import _UnitsSummary
+    from ._annotate_input import UnitsSummary
 
 logger = logging.getLogger("nwb_celltype.annotate")
 
@@ -144,7 +144,7 @@ def append_to_copy(
     checkpoint("written")
 
 
-def write_derived(tmp: Path, src, units: _UnitsSummary, spike_file: Path, write_fn) -> None:
+def write_derived(tmp: Path, src, units: UnitsSummary, spike_file: Path, write_fn) -> None:
     """A new NWB file holding the Units rows the annotations refer to, the source's probe and
     identity (see :func:`nwb_celltype.nwb.derived_nwbfile`). Spike times come memory-mapped from
     ``spike_file`` (written while reading), so memory stays bounded by the batch size."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._annotate_input import Reading, UnitsSummary, collect
 from ._annotate_output import OutputPlan, append_to_copy, checkpoint, output_plan, write_derived
 from ._atomic import as_output_error, atomic_write, cleanup_on_signals, is_disk_full, scratch_file
 from .errors import InvalidValueError
@@ -132,34 +133,6 @@ def _software_versions() -> dict[str, str]:
     return out
 
 
-@dataclass
-class _UnitsSummary:
-    """What the write step needs of the units, without their spike times (bounded memory)."""
-
-    unit_ids: np.ndarray
-    unit_indices: np.ndarray
-    spike_counts: np.ndarray
-    layers: np.ndarray
-    waveforms: np.ndarray | None
-    waveform_rate_hz: float | None
-    problems: dict[int, str]
-    #: HDF5 path of the source's Units table they were read from (``units``, or a Units table in a
-    #: processing module: :func:`nwb_celltype.io.resolve_units_table`)
-    table_path: str = "units"
-    #: where ``waveform_rate_hz`` came from: "file", "stated" (the user's) or "assumed" (30 kHz)
-    waveform_rate_source: str = ""
-
-
-@dataclass(frozen=True)
-class _Reading:
-    """What the user said about the source's units (:func:`nwb_celltype.io.read_units`)."""
-
-    #: the Units table to read (None: ``units``, else the file's only one)
-    units_table: str | None = None
-    #: the waveforms' sampling rate (None: the file's, else 30 kHz assumed)
-    waveform_rate_hz: float | None = None
-
-
 @dataclass(frozen=True)
 class _Labelling:
     """The model and the settings a run labels units with, as the provenance records them."""
@@ -178,83 +151,11 @@ class _Labelling:
     #: the source's own ``general/subject/species`` ("" for none), recorded beside ``species``
     subject_species: str = ""
 
+    @functools.cached_property
     def species_coverage(self):
-        """``species`` against the model's training species (:class:`.model.real_species.SpeciesCoverage`)."""
+        """``species`` against the model's training species (:class:`.model.real_species.SpeciesCoverage`;
+        computed once per labelling: the provenance, the warning and the result share it)."""
         return self.bundle.species_coverage(self.species or None)
-
-
-def _collect(source_obj, bundle, batch_size: int, progress: bool, spill=None, reading: _Reading = _Reading()):
-    """Read all units of the Units table ``reading.units_table`` (default:
-    :func:`~nwb_celltype.io.resolve_units_table`) and compute features, one batch at a time; memory is bounded by the batch size plus the small
-    per-unit arrays. With ``spill`` (a binary file object), every batch's spike times (float64) are
-    appended to it, for a derived file to memory-map later.
-    Returns (_UnitsSummary, FeatureSet, read_s, features_s)."""
-    from tqdm.auto import tqdm
-
-    from .features.families import family_of
-    from .io import read_units, resolve_units_table
-
-    family = family_of(bundle)  # the feature family the model declares
-    with source_obj.guard("finding the Units table"):
-        table_path = resolve_units_table(source_obj.h5, reading.units_table)
-
-    sets, ids, indices, counts, layers, waves = [], [], [], [], [], []
-    problems: dict[int, str] = {}
-    rate = None
-    t_read = t_feat = 0.0
-    try:
-        total = int(source_obj.h5[f"{table_path}/id"].shape[0])
-    except (AttributeError, KeyError, TypeError):
-        total = None
-    bar = tqdm(total=total, unit="unit", desc="annotate", disable=not progress, leave=False)
-    # every unit gets a row: a file without waveforms yields 'no waveform' rows, not an error
-    it = read_units(
-        source_obj,
-        batch_size=batch_size,
-        require_waveforms=False,
-        units_table=table_path,
-        waveform_rate_hz=reading.waveform_rate_hz,
-    )
-    rate_source = ""
-    while True:
-        t0 = time.perf_counter()
-        batch = next(it, None)
-        t_read += time.perf_counter() - t0
-        if batch is None:
-            break
-        ids.append(np.asarray(batch.unit_ids))
-        indices.append(np.asarray(batch.unit_indices))
-        counts.append(batch.spike_counts)
-        layers.append(np.asarray(batch.layers, dtype=object))
-        waves.append(batch.waveforms)
-        rate = rate or batch.waveform_rate_hz
-        rate_source = rate_source or (batch.extra or {}).get("waveform_rate_source", "")
-        if spill is not None:
-            spill.write(np.ascontiguousarray(batch.spike_times_s, dtype="<f8").tobytes())
-        for uid, reason in (batch.extra.get("problems") or {}).items():
-            problems[int(uid)] = reason
-        t0 = time.perf_counter()
-        sets.append(family.extract_features(batch, bundle.feature_config))
-        t_feat += time.perf_counter() - t0
-        bar.update(len(batch))
-    bar.close()
-    if not sets:
-        raise InvalidValueError("the source's Units table has no units; nothing to annotate")
-    waveforms = None
-    if all(w is not None for w in waves) and len({w.shape[1] for w in waves}) == 1:
-        waveforms = np.concatenate(waves).astype(np.float32)
-    summary = _UnitsSummary(
-        unit_ids=np.concatenate(ids),
-        unit_indices=np.concatenate(indices),
-        spike_counts=np.concatenate(counts),
-        layers=np.concatenate(layers),
-        waveforms=waveforms,
-        waveform_rate_hz=rate,
-        problems=problems,
-        table_path=table_path,
-        waveform_rate_source=rate_source if waveforms is not None else "",
-    )
-    return summary, family.concatenate(sets), t_read, t_feat
 
 
 def _write_tables(
@@ -266,7 +167,7 @@ def _write_tables(
     source,
     skipped,
     units_path: str,
-    read: _UnitsSummary,
+    read: UnitsSummary,
 ) -> list[str]:
     """Add the classifier (provenance), the annotation table and its Units columns to ``nwbfile``,
     whose Units table at ``units_path`` holds the units (``read``: what was read from the source,
@@ -298,7 +199,7 @@ def _write_tables(
             "ignore_waveforms": bool(labelling.ignore_waveforms),
             "subject_species": labelling.subject_species,
             "species": labelling.species,
-            "species_coverage": labelling.species_coverage().kind,
+            "species_coverage": labelling.species_coverage.kind,
             "units_table": f"/{read.table_path}",
             "waveform_rate_hz": read.waveform_rate_hz,
             "waveform_rate_source": read.waveform_rate_source,
@@ -332,8 +233,13 @@ def _write_tables(
     return add_units_columns(nwbfile, table, units=units)
 
 
-def _check_arguments(precision: str, threshold: float, in_place: bool, out, batch_size: int) -> None:
-    """Refuse option values annotate cannot use, before anything is opened."""
+def _check_arguments(
+    precision: str, threshold: float, in_place: bool, out, batch_size: int, waveform_rate_hz=None
+) -> float | None:
+    """Refuse option values annotate cannot use, before anything is opened; returns the stated
+    waveform rate as float (None if not stated)."""
+    from .io._units import checked_waveform_rate
+
     if precision not in ("float32", "float64"):
         raise InvalidValueError(f"precision={precision!r}; expected 'float32' or 'float64'.")
     if not np.isfinite(threshold) or threshold < 1.0:
@@ -344,6 +250,7 @@ def _check_arguments(precision: str, threshold: float, in_place: bool, out, batc
         raise InvalidValueError("give either out (--out) or in_place (--in-place), not both")
     if batch_size < 1:
         raise InvalidValueError(f"batch_size must be >= 1, got {batch_size}")
+    return checked_waveform_rate(waveform_rate_hz)
 
 
 def _unit_reasons(preds, unit_ids, problems: dict[int, str]) -> tuple[list[dict], list[dict]]:
@@ -374,14 +281,12 @@ def _open_spill(stack: contextlib.ExitStack, final: Path):
 
 
 def _read_features(
-    src, labelling: _Labelling, family, batch_size: int, progress: bool, spill, final: Path, reading: _Reading
+    src, labelling: _Labelling, family, batch_size: int, progress: bool, spill, final: Path, reading: Reading
 ):
-    """:func:`_collect` (as ``reading`` says) and its timings, without waveforms if so
+    """:func:`._annotate_input.collect` (as ``reading`` says) and its timings, without waveforms if so
     set; a full disk spilling: OutputError."""
     try:
-        units, features, t_read, t_feat = _collect(
-            src, labelling.bundle, batch_size, progress, spill, reading
-        )
+        units, features, t_read, t_feat = collect(src, labelling.bundle, batch_size, progress, spill, reading)
         if spill is not None:
             spill.close()
     except OSError as exc:
@@ -414,14 +319,14 @@ def _predict(labelling: _Labelling, features, problems: dict[int, str], timings:
             dtype=labelling.precision,
             species=labelling.species or None,
         )
-    note = labelling.species_coverage().note
+    note = labelling.species_coverage.note
     if note:
         logger.warning("%s", note)
     return (preds, *_unit_reasons(preds, features.unit_ids, problems))
 
 
 def _write_output(
-    plan: OutputPlan, src, units: _UnitsSummary, spill_path, overwrite: bool, labelling, preds, info, skipped
+    plan: OutputPlan, src, units: UnitsSummary, spill_path, overwrite: bool, labelling, preds, info, skipped
 ) -> list[str]:
     """Write the derived file, or the input's copy, with our tables added, through atomic_write;
     returns the names of the Units columns written."""
@@ -464,7 +369,7 @@ def _annotation_result(
     skipped,
     unclassified,
     columns,
-    read: _UnitsSummary,
+    read: UnitsSummary,
 ) -> AnnotationResult:
     """What the run did, counted from the predictions (see :func:`_unit_reasons` for the lists)."""
     counts = Counter(str(lbl) for lbl in preds.labels)
@@ -487,7 +392,7 @@ def _annotation_result(
         unclassified=unclassified,
         ignore_waveforms=bool(labelling.ignore_waveforms),
         units_columns=list(columns),
-        species=labelling.species_coverage().to_dict(),
+        species=labelling.species_coverage.to_dict(),
         units_table=f"/{read.table_path}",
         waveform_rate={"hz": read.waveform_rate_hz, "source": read.waveform_rate_source},
     )
@@ -576,19 +481,13 @@ def annotate(
     """
     from .io import open_source
 
-    _check_arguments(precision, threshold, in_place, out, batch_size)
+    waveform_rate_hz = _check_arguments(precision, threshold, in_place, out, batch_size, waveform_rate_hz)
     bundle, is_demo, family = _checked_bundle(model, model_sha256, ignore_waveforms)
     table_name = table_name_for(bundle)
     call = call if call is not None else "nwb_celltype.annotate(" + repr(str(source)) + ")"
     pinned = model_sha256 is not None
     labelling = _Labelling(bundle, table_name, threshold, call, precision, pinned, ignore_waveforms)
-    if waveform_rate_hz is not None and not (
-        np.isfinite(float(waveform_rate_hz)) and float(waveform_rate_hz) > 0
-    ):
-        raise InvalidValueError(
-            f"waveform_rate_hz must be a positive sampling rate in Hz, got {waveform_rate_hz!r}"
-        )
-    reading = _Reading(units_table, None if waveform_rate_hz is None else float(waveform_rate_hz))
+    reading = Reading(units_table, waveform_rate_hz)
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(cleanup_on_signals())

@@ -48,18 +48,25 @@ def _is_units(obj) -> bool:
     return (nt.decode() if isinstance(nt, bytes) else nt) == "Units"
 
 
+def _is_units_table(h5, path: str) -> bool:
+    """Whether ``path`` is a Units table this reader and the writers can use: ``units`` (a group),
+    or a group of type Units at ``processing/<module>/<name>``."""
+    obj = h5.get(path)
+    if obj is None or not hasattr(obj, "keys"):
+        return False
+    parts = path.split("/")
+    return parts == ["units"] or (len(parts) == 3 and parts[0] == "processing" and _is_units(obj))
+
+
 def units_table_paths(h5) -> list[str]:
     """HDF5 paths of the file's Units tables: ``units`` (``NWBFile.units``) first if present, then
     every Units table in a processing module (``processing/<module>/<name>``, e.g. a second sorting)."""
-    found = []
-    g = h5.get("units")
-    if g is not None and hasattr(g, "keys"):
-        found.append("units")
+    found = ["units"] if _is_units_table(h5, "units") else []
     proc = h5.get("processing")
     if proc is not None:
         for mod_name, mod in proc.items():
-            for name, obj in getattr(mod, "items", dict().items)():
-                if hasattr(obj, "keys") and _is_units(obj):
+            for name in getattr(mod, "keys", list)():
+                if _is_units_table(h5, f"processing/{mod_name}/{name}"):
                     found.append(f"processing/{mod_name}/{name}")
     return found
 
@@ -68,19 +75,18 @@ def resolve_units_table(h5, requested: str | None = None) -> str:
     """The HDF5 path of the Units table to read: ``requested`` (a path in the file such as
     ``processing/ecephys/kilosort``; a leading "/" is allowed) where given, else ``units``, else the
     file's only Units table in a processing module. Raises :class:`~nwb_celltype.errors.NotNWBError`
-    naming the file's Units tables when ``requested`` is not one, or when several could be meant."""
+    naming the file's Units tables when ``requested`` is not one, or when several could be meant.
+    The processing modules are listed only where the answer needs them (remote reads)."""
+    want = "units" if requested is None else str(requested).strip().strip("/")
+    if _is_units_table(h5, want):
+        return want
     paths = units_table_paths(h5)
     listed = ", ".join(f"/{p}" for p in paths) or "none"
     if requested is not None:
-        want = str(requested).strip().strip("/")
-        if want in paths:
-            return want
         raise NotNWBError(
             f"the file has no Units table at /{want}; its Units tables: {listed}. Pass one of them "
             "(units_table=..., --units-table)."
         )
-    if "units" in paths:
-        return "units"
     if len(paths) == 1:
         return paths[0]
     if paths:
@@ -145,6 +151,16 @@ def _ragged_index(g, where: str, column: str, n_units: int | None = None, data=N
 
 #: Shortest plausible span of a mean spike waveform, in ms: a shorter waveform_mean is set aside.
 MIN_WAVEFORM_MS = 0.8
+
+
+def checked_waveform_rate(rate) -> float | None:
+    """A stated waveform sampling rate as float (None stays None); a non-positive or non-finite one
+    is refused (:class:`~nwb_celltype.errors.InvalidValueError`)."""
+    if rate is None:
+        return None
+    if not (np.isfinite(float(rate)) and float(rate) > 0):
+        raise InvalidValueError(f"waveform_rate_hz must be a positive sampling rate in Hz, got {rate!r}.")
+    return float(rate)
 
 
 def _waveform_rate(g, wm, where: str, stated: float | None = None) -> tuple[float, str]:
@@ -497,10 +513,7 @@ def _read(
     units_table=None,
     stated_rate=None,
 ) -> Iterator[UnitsBatch]:
-    if stated_rate is not None and not (np.isfinite(float(stated_rate)) and float(stated_rate) > 0):
-        raise InvalidValueError(
-            f"waveform_rate_hz must be a positive sampling rate in Hz, got {stated_rate!r}."
-        )
+    stated_rate = checked_waveform_rate(stated_rate)
     with src.guard("reading the Units table"):
         lay = _inspect(src, layer_column, require_waveforms, unit_ids is None, units_table, stated_rate)
     n = len(lay.ids)

@@ -1,0 +1,115 @@
+"""The reading side of an annotation run (for :func:`nwb_celltype.annotate.annotate`): the units of
+the chosen Units table read batch by batch, their features computed, and what the write step needs
+of them kept without their spike times (bounded memory; a derived file's spike times are spilled to
+a scratch file as they are read)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InvalidValueError
+
+
+@dataclass
+class UnitsSummary:
+    """What the write step needs of the units, without their spike times (bounded memory)."""
+
+    unit_ids: np.ndarray
+    unit_indices: np.ndarray
+    spike_counts: np.ndarray
+    layers: np.ndarray
+    waveforms: np.ndarray | None
+    waveform_rate_hz: float | None
+    problems: dict[int, str]
+    #: HDF5 path of the source's Units table they were read from (``units``, or a Units table in a
+    #: processing module: :func:`nwb_celltype.io.resolve_units_table`)
+    table_path: str = "units"
+    #: where ``waveform_rate_hz`` came from: "file", "stated" (the user's) or "assumed" (30 kHz)
+    waveform_rate_source: str = ""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the user said about the source's units (:func:`nwb_celltype.io.read_units`)."""
+
+    #: the Units table to read (None: ``units``, else the file's only one)
+    units_table: str | None = None
+    #: the waveforms' sampling rate (None: the file's, else 30 kHz assumed)
+    waveform_rate_hz: float | None = None
+
+
+def collect(source_obj, bundle, batch_size: int, progress: bool, spill=None, reading: Reading = Reading()):
+    """Read all units of the Units table ``reading.units_table`` (default:
+    :func:`~nwb_celltype.io.resolve_units_table`) and compute features, one batch at a time; memory is bounded by the batch size plus the small
+    per-unit arrays. With ``spill`` (a binary file object), every batch's spike times (float64) are
+    appended to it, for a derived file to memory-map later.
+    Returns (UnitsSummary, FeatureSet, read_s, features_s)."""
+    from tqdm.auto import tqdm
+
+    from .features.families import family_of
+    from .io import read_units, resolve_units_table
+
+    family = family_of(bundle)  # the feature family the model declares
+    with source_obj.guard("finding the Units table"):
+        table_path = resolve_units_table(source_obj.h5, reading.units_table)
+
+    sets, ids, indices, counts, layers, waves = [], [], [], [], [], []
+    problems: dict[int, str] = {}
+    rate = None
+    t_read = t_feat = 0.0
+    try:
+        total = int(source_obj.h5[f"{table_path}/id"].shape[0])
+    except (AttributeError, KeyError, TypeError):
+        total = None
+    bar = tqdm(total=total, unit="unit", desc="annotate", disable=not progress, leave=False)
+    # every unit gets a row: a file without waveforms yields 'no waveform' rows, not an error
+    it = read_units(
+        source_obj,
+        batch_size=batch_size,
+        require_waveforms=False,
+        units_table=table_path,
+        waveform_rate_hz=reading.waveform_rate_hz,
+    )
+    rate_source = ""
+    while True:
+        t0 = time.perf_counter()
+        batch = next(it, None)
+        t_read += time.perf_counter() - t0
+        if batch is None:
+            break
+        ids.append(np.asarray(batch.unit_ids))
+        indices.append(np.asarray(batch.unit_indices))
+        counts.append(batch.spike_counts)
+        layers.append(np.asarray(batch.layers, dtype=object))
+        waves.append(batch.waveforms)
+        rate = rate or batch.waveform_rate_hz
+        rate_source = rate_source or (batch.extra or {}).get("waveform_rate_source", "")
+        if spill is not None:
+            spill.write(np.ascontiguousarray(batch.spike_times_s, dtype="<f8").tobytes())
+        for uid, reason in (batch.extra.get("problems") or {}).items():
+            problems[int(uid)] = reason
+        t0 = time.perf_counter()
+        sets.append(family.extract_features(batch, bundle.feature_config))
+        t_feat += time.perf_counter() - t0
+        bar.update(len(batch))
+    bar.close()
+    if not sets:
+        raise InvalidValueError("the source's Units table has no units; nothing to annotate")
+    waveforms = None
+    if all(w is not None for w in waves) and len({w.shape[1] for w in waves}) == 1:
+        waveforms = np.concatenate(waves).astype(np.float32)
+    summary = UnitsSummary(
+        unit_ids=np.concatenate(ids),
+        unit_indices=np.concatenate(indices),
+        spike_counts=np.concatenate(counts),
+        layers=np.concatenate(layers),
+        waveforms=waveforms,
+        waveform_rate_hz=rate,
+        problems=problems,
+        table_path=table_path,
+        waveform_rate_source=rate_source if waveforms is not None else "",
+    )
+    return summary, family.concatenate(sets), t_read, t_feat
