@@ -1,8 +1,7 @@
 """Files whose spike-sorted units are not (only) in ``NWBFile.units``: a sorting stored as a Units table
 in a processing module, or several sortings side by side. Reading finds or takes the table asked for,
-and annotate writes its table, Units columns and provenance against that table: as a copy and in
-place. (A derived-file test through a loopback Range server hung intermittently in full-suite runs,
-inside remfile chunk reads; it is left out until that hang is understood: see the session-14 note.)"""
+and annotate writes its table, Units columns and provenance against that table: as a copy, in place,
+and as a derived file for a remote source (a real loopback Range server)."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from pynwb.misc import Units
 
 from nwb_celltype.annotate import annotate
 from nwb_celltype.errors import NotNWBError
-from nwb_celltype.io import read_units, resolve_units_table, units_table_paths
+from nwb_celltype.io import open_source, read_units, resolve_units_table, units_table_paths
 from nwb_celltype.nwb import read_annotations
 from nwb_celltype.simulate import demo_recording_path
 
@@ -164,6 +163,30 @@ def test_annotate_one_of_several_sortings(tmp_path, demo_units):
     assert res.exit_code == 0, res.output
     labels = [line.split("\t")[1] for line in tsv.read_text().splitlines()[2:]]
     assert labels == [str(x) for x in np.asarray(full.labels)[CURATED_ROWS]]
+
+
+@pytest.mark.network
+def test_a_derived_file_of_a_remote_sorting_holds_the_table_asked_for(tmp_path, demo_units):
+    from nwb_celltype.testing.servers import RangeServer
+
+    n = len(demo_units[0])
+    root = tmp_path / "served"
+    root.mkdir()
+    _write(root / "two.nwb", demo_units, tables={"kilosort": np.arange(n), "curated": CURATED_ROWS})
+    out = tmp_path / "derived.nwb"
+    with RangeServer(root) as files:
+        url = files.url_for("two.nwb")
+        res = annotate(url, out=out, units_table=CURATED, cache_dir=tmp_path / "cache")
+    assert res.mode == "derived" and res.units_table == f"/{CURATED}"
+    rec, params = _annotation(out)
+    assert params["units_table"] == f"/{CURATED}" and rec.units_table == "/units"
+    with NWBHDF5IO(str(out), "r") as io:
+        units = io.read().units
+        np.testing.assert_array_equal(units.id[:], CURATED_ID0 + np.arange(len(CURATED_ROWS)))
+        np.testing.assert_array_equal(units["spike_times"][0], demo_units[1][CURATED_ROWS[0]])
+        assert CURATED in units["source_unit_row"].description
+    with open_source(root / "two.nwb") as src:  # the source was only read
+        assert sorted(units_table_paths(src.h5)) == [CURATED, KS]
 
 
 def test_labels_of_another_sorting_are_not_compared_with_ground_truth():

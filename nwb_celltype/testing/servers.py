@@ -2,6 +2,12 @@
 and request/byte counters, and a minimal server shaped like the DANDI REST API (enough for the real
 ``dandi`` client). Both run an aiohttp event loop in a background thread and are context managers.
 
+While any of them runs, Python's automatic garbage collection is paused (:func:`_pause_gc`): a
+collection in the server thread can free an h5py object, which waits for h5py's global lock, and the
+client thread holds that lock while h5py reads the remote file through us and waits for this very
+server -- a deadlock until the client's read times out. It hung late, intermittent, full-suite
+runs.
+
 Example
 -------
 >>> with RangeServer(tmp_path, latency_s=0.03) as files, DandiApiServer(files) as api:  # doctest: +SKIP
@@ -12,6 +18,7 @@ Example
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import os
 import threading
@@ -100,6 +107,32 @@ class ServerStats:
     ranges: list[tuple[str, int, int]] = field(default_factory=list)
 
 
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = True
+
+
+def _pause_gc() -> None:
+    """Collect once, then pause automatic garbage collection until every in-process server has
+    stopped (:func:`_resume_gc`). Why: the module docstring."""
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.collect()  # in the starting thread, which holds no lock a collection could need
+            gc.disable()
+        _gc_pauses += 1
+
+
+def _resume_gc() -> None:
+    """Undo one :func:`_pause_gc`; the last one restores the state found by the first."""
+    global _gc_pauses
+    with _gc_lock:
+        _gc_pauses = max(_gc_pauses - 1, 0)
+        if _gc_pauses == 0 and _gc_was_enabled:
+            gc.enable()
+
+
 class _ThreadedApp:
     """Runs an aiohttp application on 127.0.0.1 in a daemon thread with its own event loop."""
 
@@ -108,6 +141,7 @@ class _ThreadedApp:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._gc_paused = False
         self.port: int | None = None
 
     def _make_app(self) -> web.Application:  # pragma: no cover - overridden
@@ -149,11 +183,16 @@ class _ThreadedApp:
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
+        if not self._gc_paused:
+            _pause_gc()
+            self._gc_paused = True
         self._thread = threading.Thread(target=run, name=type(self).__name__, daemon=True)
         self._thread.start()
         if not ready.wait(30):
+            self.stop()
             raise RuntimeError(f"{type(self).__name__} did not start within 30 s")
         if errors:
+            self.stop()
             raise RuntimeError(f"{type(self).__name__} failed to start: {errors[0]!r}") from errors[0]
         return self
 
@@ -164,6 +203,9 @@ class _ThreadedApp:
             self._thread.join(10)
         self._loop = None
         self._thread = None
+        if self._gc_paused:
+            self._gc_paused = False
+            _resume_gc()
 
     def __enter__(self):
         return self.start()
