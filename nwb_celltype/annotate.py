@@ -238,7 +238,7 @@ def _check_arguments(
 ) -> float | None:
     """Refuse option values annotate cannot use, before anything is opened; returns the stated
     waveform rate as float (None if not stated)."""
-    from .io._units import checked_waveform_rate
+    from .io._units_layout import checked_waveform_rate
 
     if precision not in ("float32", "float64"):
         raise InvalidValueError(f"precision={precision!r}; expected 'float32' or 'float64'.")

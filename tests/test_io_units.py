@@ -174,7 +174,7 @@ def test_layer_column_and_unit_ids(tmp_path):
 def test_missing_rate_falls_back_with_warning(tmp_path, caplog):
     f = tmp_path / "norate.nwb"
     write_units_nwb(f, rate_hz=None, n_units=2)
-    with caplog.at_level(logging.WARNING, logger="nwb_celltype.io._units"):
+    with caplog.at_level(logging.WARNING, logger="nwb_celltype.io._units_layout"):
         (b,) = list(read_units(f))
     assert b.waveform_rate_hz == 30000.0
     assert "no sampling_rate" in caplog.text

@@ -1,0 +1,365 @@
+"""How one file's Units table is laid out (:class:`_Layout`): its ragged indices, waveform layout
+and rate, layer sources, the bytes a read will cost, and the warnings about a table written in a way
+that would mislead (repeated ids, float32 or millisecond spike times, implausible waveforms)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InvalidUnitsError, InvalidValueError, NotNWBError
+from ._layers import map_location_to_layer
+from ._source import Source
+from ._units_tables import resolve_units_table
+
+log = logging.getLogger(__name__)
+
+
+#: Waveform sampling rate assumed when the file does not say (``waveform_mean.sampling_rate``).
+FALLBACK_WAVEFORM_RATE_HZ = 30000.0
+
+
+@dataclass
+class _Layout:
+    """How the Units table of one file is laid out on disk."""
+
+    group: object  # h5py.Group
+    ids: np.ndarray
+    spike_index: np.ndarray | None  # (n,) end offsets into spike_times
+    wave_kind: str | None  # "2d" | "3d" | "ragged" | None
+    wave_index: np.ndarray | None  # (n,) end offsets into waveform_mean rows (ragged)
+    wave_rate_hz: float | None
+    obs_index: np.ndarray | None
+    layers_all: np.ndarray | None  # (n,) layer per unit from a units column
+    electrodes: tuple[np.ndarray, np.ndarray | None] | None  # (rows per unit, index) into electrodes
+    electrode_layers: np.ndarray | None  # (n_electrodes,) layer per electrodes-table row
+    wave_rate_source: str = ""  # "file" | "stated" | "assumed" ("" without waveforms)
+    wave_note: str = ""  # why waveform_mean was set aside ("" if it was not)
+
+
+def _strings(arr: np.ndarray) -> np.ndarray:
+    return np.array(
+        [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in arr], dtype=object
+    )
+
+
+def check_ragged_index(where: str, column: str, index: np.ndarray, n_data: int) -> None:
+    """Refuse a ragged column's ``*_index`` that would hand one unit another's data: it must be
+    non-decreasing, start at >= 0 and end within the ``n_data`` rows of the data.
+
+    Raises
+    ------
+    InvalidUnitsError
+        Naming the first bad row and how to fix the file.
+    """
+    if len(index) == 0:
+        return
+    if index[0] < 0:
+        raise InvalidUnitsError(
+            f"{where}: {column}_index starts at {int(index[0])} (< 0); the Units table is malformed. "
+            "Rewrite the file with pynwb (add_unit) or fix the sorter export."
+        )
+    drops = np.flatnonzero(np.diff(index) < 0)
+    if len(drops):
+        i = int(drops[0]) + 1
+        raise InvalidUnitsError(
+            f"{where}: {column}_index decreases at row {i} ({int(index[i - 1])} -> {int(index[i])}); "
+            f"it must be non-decreasing, else units would get other units' {column}. The Units table is "
+            "malformed: rewrite the file with pynwb (add_unit) or fix the sorter export."
+        )
+    if index[-1] > n_data:
+        raise InvalidUnitsError(
+            f"{where}: {column}_index ends at {int(index[-1])}, past the {n_data} values of {column}; "
+            "the Units table is malformed (truncated data?). Rewrite the file or fix the sorter export."
+        )
+
+
+def _ragged_index(g, where: str, column: str, n_units: int | None = None, data=None) -> np.ndarray:
+    """Read the ``*_index`` of a ragged column (its data: ``data``, else ``g[column]``) and check it."""
+    index = np.asarray(g[f"{column}_index"][()], dtype=np.int64)
+    if n_units is not None and index.shape != (n_units,):
+        raise NotNWBError(
+            f"{where}: {column}_index has {index.shape[0]} entries for {n_units} units; the table "
+            "is malformed."
+        )
+    check_ragged_index(where, column, index, (g[column] if data is None else data).shape[0])
+    return index
+
+
+#: Shortest plausible span of a mean spike waveform, in ms: a shorter waveform_mean is set aside.
+MIN_WAVEFORM_MS = 0.8
+
+
+def checked_waveform_rate(rate) -> float | None:
+    """A stated waveform sampling rate as float (None stays None); a non-positive or non-finite one
+    is refused (:class:`~nwb_celltype.errors.InvalidValueError`)."""
+    if rate is None:
+        return None
+    if not (np.isfinite(float(rate)) and float(rate) > 0):
+        raise InvalidValueError(f"waveform_rate_hz must be a positive sampling rate in Hz, got {rate!r}.")
+    return float(rate)
+
+
+def _waveform_rate(g, wm, where: str, stated: float | None = None) -> tuple[float, str]:
+    """The waveforms' sampling rate and where it came from: ``stated`` (the user's), else
+    ``waveform_mean.sampling_rate``, else the table's ``waveform_rate`` ("file"), else 30 kHz
+    ("assumed", with a warning)."""
+    rate = wm.attrs.get("sampling_rate", g.attrs.get("waveform_rate"))
+    ok = rate is not None and np.isfinite(float(rate)) and float(rate) > 0
+    if stated is not None:
+        if ok and abs(float(rate) - float(stated)) > 1e-6 * float(stated):
+            log.warning(
+                "%s: the file says waveforms are at %g Hz; using the stated %g Hz", where, float(rate), stated
+            )
+        return float(stated), "stated"
+    if not ok:
+        log.warning(
+            "%s: waveform_mean has no sampling_rate; assuming %g Hz. State it (annotate --waveform-rate, "
+            "waveform_rate_hz=...), or set Units(waveform_rate=...) when writing the file.",
+            where,
+            FALLBACK_WAVEFORM_RATE_HZ,
+        )
+        return FALLBACK_WAVEFORM_RATE_HZ, "assumed"
+    return float(rate), "file"
+
+
+def _implausible_waveforms(wm, rate: float, kind: str) -> str:
+    """Why ``waveform_mean`` cannot hold spike waveforms at ``rate`` ('' if it can): fewer samples
+    than :data:`MIN_WAVEFORM_MS` spans, as when the axes are (units, channels, samples)."""
+    n_samples = int(wm.shape[1])
+    span_ms = n_samples / rate * 1e3
+    if span_ms >= MIN_WAVEFORM_MS:
+        return ""
+    hint = (  # no "; ": reasons are split there
+        f", so its axes may be (units, channels, samples) {tuple(wm.shape)} where NWB's layout is "
+        "(units, samples, channels)"
+        if kind == "3d" and wm.shape[2] > wm.shape[1]
+        else ": is the sampling rate right?"
+    )
+    return (
+        f"waveform_mean has {n_samples} samples, {span_ms:.2f} ms at {rate:g} Hz: shorter than a spike "
+        f"waveform ({MIN_WAVEFORM_MS} ms){hint}"
+    )
+
+
+def _waveform_layout(
+    g, where: str, n: int, require_waveforms: bool, stated_rate: float | None = None
+) -> tuple[str | None, np.ndarray | None, float | None, str, str]:
+    """How ``waveform_mean`` is laid out: (kind, ragged index, sampling rate, where the rate came
+    from, why it was set aside); None / "" without it."""
+    if "waveform_mean" not in g:
+        if require_waveforms:
+            raise NotNWBError(
+                f"{where} has no waveform_mean column; the C4 classifier needs each unit's mean waveform. "
+                "Add waveform_mean to the Units table, or pass require_waveforms=False to read spikes only."
+            )
+        return None, None, None, "", ""
+    wm = g["waveform_mean"]
+    if "waveform_mean_index_index" in g:
+        raise NotNWBError(
+            f"{where}: waveform_mean is doubly ragged (waveform_mean_index_index); expected "
+            "(units, samples), (units, samples, channels) or one index level (rows per channel)."
+        )
+    wave_index = None
+    if "waveform_mean_index" in g:
+        wave_kind = "ragged"
+        wave_index = _ragged_index(g, where, "waveform_mean", data=wm)
+        if wm.ndim != 2:
+            raise NotNWBError(f"{where}: ragged waveform_mean must be 2-D (rows, samples), got {wm.shape}.")
+    elif wm.ndim == 2:
+        wave_kind = "2d"
+    elif wm.ndim == 3:
+        wave_kind = "3d"
+    else:
+        raise NotNWBError(
+            f"{where}: waveform_mean has shape {wm.shape}; expected (units, samples) or "
+            "(units, samples, channels)."
+        )
+    if wave_kind != "ragged" and wm.shape[0] != n:
+        hint = "; its axes may be reversed (MatNWB writes them in the other order)" if n in wm.shape else ""
+        raise NotNWBError(f"{where}: waveform_mean has {wm.shape[0]} rows for {n} units{hint}.")
+    rate, source = _waveform_rate(g, wm, where, stated_rate)
+    why = _implausible_waveforms(wm, rate, wave_kind)
+    if why:
+        if require_waveforms:
+            raise NotNWBError(f"{where}: {why}.")
+        log.warning("%s: %s; set aside: every unit is scored from its discharge alone.", where, why)
+        return None, None, None, "", f"waveform_mean set aside ({why})"
+    return wave_kind, wave_index, rate, source, ""
+
+
+def _layer_column(g, where: str, layer_column: str | None, n: int) -> np.ndarray | None:
+    """Each unit's layer from a units column (``layer_column``, else ``layer``); None without one."""
+    cols = [k for k in g.keys() if not k.endswith("_index")]
+    col = layer_column
+    if col is None and "layer" in g:
+        col = "layer"
+    if col is None:
+        return None
+    if col not in g:
+        raise InvalidValueError(
+            f"layer_column={col!r} is not a column of {where}; columns: {', '.join(sorted(cols))}."
+        )
+    if f"{col}_index" in g:
+        raise InvalidValueError(f"layer_column={col!r} of {where} is ragged; expected one value per unit.")
+    layers_all = np.array([map_location_to_layer(x) for x in _strings(g[col][()])], dtype=object)
+    if len(layers_all) != n:
+        raise NotNWBError(f"{where}: column {col!r} has {len(layers_all)} values for {n} units.")
+    return layers_all
+
+
+def _electrode_layers(
+    h5, g, where: str
+) -> tuple[tuple[np.ndarray, np.ndarray | None] | None, np.ndarray | None]:
+    """The units' electrodes (rows, index) and the layer of each electrode; (None, None) if unreadable."""
+    try:
+        reg = g["electrodes"]
+        table = h5[reg.attrs["table"]]
+        locs = _strings(table["location"][()])
+        electrode_layers = np.array([map_location_to_layer(x) for x in locs], dtype=object)
+        rows = np.asarray(reg[()], dtype=np.int64)
+        idx = np.asarray(g["electrodes_index"][()], dtype=np.int64) if "electrodes_index" in g else None
+        return (rows, idx), electrode_layers
+    except (KeyError, ValueError, TypeError) as exc:
+        log.warning("%s: cannot read the electrodes' locations (%s); layers unknown", where, exc)
+        return None, None
+
+
+def _inspect(
+    src: Source,
+    layer_column: str | None,
+    require_waveforms: bool,
+    whole_table: bool,
+    units_table: str | None,
+    stated_rate: float | None = None,
+) -> _Layout:
+    h5 = src.h5
+    g = h5[resolve_units_table(h5, units_table)]
+    where = f"{src.info.describe()}:{g.name}"
+    if "id" not in g:
+        raise NotNWBError(f"{where} has no 'id' dataset; it is not a valid NWB Units table.")
+    if whole_table and src.remote_file is not None:
+        # before any column is read: when the table is most of the file, fetch it in one go
+        src.remote_file.fetch_rest(_bytes_to_read(g, None, None))
+    ids = np.asarray(g["id"][()], dtype=np.int64)
+    n = len(ids)
+    _warn_repeated_ids(ids, where)
+    spike_index = None
+    if "spike_times" in g:
+        if "spike_times_index" not in g:
+            raise NotNWBError(f"{where}: spike_times has no spike_times_index; the table is malformed.")
+        spike_index = _ragged_index(g, where, "spike_times", n_units=n)
+        _warn_spike_time_scale(g["spike_times"], where)
+    wave_kind, wave_index, wave_rate, rate_source, wave_note = _waveform_layout(
+        g, where, n, require_waveforms, stated_rate
+    )
+    obs_index = None
+    if "obs_intervals" in g and "obs_intervals_index" in g:
+        obs_index = _ragged_index(g, where, "obs_intervals")
+    layers_all = _layer_column(g, where, layer_column, n)
+    electrodes = electrode_layers = None
+    if layers_all is None and "electrodes" in g:
+        electrodes, electrode_layers = _electrode_layers(h5, g, where)
+    return _Layout(
+        g,
+        ids,
+        spike_index,
+        wave_kind,
+        wave_index,
+        wave_rate,
+        obs_index,
+        layers_all,
+        electrodes,
+        electrode_layers,
+        rate_source,
+        wave_note,
+    )
+
+
+#: Latest spike time, in s, past which the times are more likely ms than s (2 days).
+LATE_SPIKE_WARNING_S = 2 * 24 * 3600.0
+
+
+def _warn_repeated_ids(ids: np.ndarray, where: str) -> None:
+    """Warn when unit ids repeat (two sortings concatenated?): labels go to rows, but whatever keys
+    units by id (figures, phy exports, pynapple) cannot tell those units apart."""
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        rep = uniq[counts > 1]
+        log.warning(
+            "%s: %d unit ids occur more than once (e.g. %s); NWB expects one id per unit. Labels are "
+            "written per row, but tools that key units by id cannot tell these units apart.",
+            where,
+            len(rep),
+            ", ".join(str(int(u)) for u in rep[:5]),
+        )
+
+
+def _warn_spike_time_scale(st, where: str) -> None:
+    """Warn when ``spike_times`` cannot resolve the 1 ms bins the features count in (float32 far
+    from the reference time), or ends so late that the times look like milliseconds."""
+    if not len(st):
+        return
+    last = abs(float(st[-1]))
+    if np.dtype(st.dtype).itemsize < 8:
+        step_ms = float(np.spacing(np.asarray(last, dtype=st.dtype))) * 1e3
+        log.warning(
+            "%s: spike_times are stored as %s: near %.0f s they are resolved to only %.3g ms, coarse "
+            "against the 1 ms bins of the ACG and ISI features; write them as float64.",
+            where,
+            np.dtype(st.dtype).name,
+            last,
+            step_ms,
+        )
+    if last > LATE_SPIKE_WARNING_S:
+        log.warning(
+            "%s: the last spike time is %.0f s (%.1f days) after the session's reference time: are "
+            "the times in milliseconds? NWB stores them in seconds.",
+            where,
+            last,
+            last / 86400.0,
+        )
+
+
+def _dataset_bytes(dset, fraction: float) -> int:
+    """Bytes of a dataset that reading ``fraction`` of its rows costs: its in-memory size for an
+    unfiltered dataset (no chunk-index read needed), its storage size for a compressed one."""
+    if dset.compression is not None or getattr(dset, "_filters", None):
+        size = dset.id.get_storage_size()
+    else:
+        size = dset.size * dset.dtype.itemsize
+    return int(size * fraction)
+
+
+def _bytes_to_read(g, lay: _Layout | None, rows: np.ndarray | None) -> int:
+    """Storage bytes of the per-unit columns that reading the rows ``rows`` costs (every row when
+    ``rows`` is None; then the index columns are counted too): what
+    :meth:`GuardedFile.fetch_rest` weighs a whole-file fetch against."""
+    total = 0
+    names = ["spike_times", "waveform_mean", "obs_intervals"]
+    if rows is None:
+        names += ["id", "spike_times_index", "waveform_mean_index", "obs_intervals_index"]
+        names += ["electrodes", "electrodes_index"]
+    index_of = {}
+    if lay is not None:
+        ragged_wave = lay.wave_index if lay.wave_kind == "ragged" else None
+        index_of = {
+            "spike_times": lay.spike_index,
+            "waveform_mean": ragged_wave,
+            "obs_intervals": lay.obs_index,
+        }
+    for name in names:
+        if name not in g:
+            continue
+        fraction = 1.0
+        if rows is not None:
+            index = index_of.get(name)
+            if index is not None and len(index) and index[-1] > 0:
+                starts = np.r_[0, index[:-1]]
+                fraction = float((index[rows] - starts[rows]).sum()) / float(index[-1])
+            else:
+                fraction = len(rows) / max(len(lay.ids), 1)
+        total += _dataset_bytes(g[name], fraction)
+    return total
