@@ -293,19 +293,21 @@ def test_waveforms_with_their_axes_swapped_are_set_aside(tmp_path, demo_units, c
 
 
 def test_units_tables_that_would_mislead_are_named_in_warnings(tmp_path, demo_units, caplog):
-    """Repeated unit ids, float32 spike times far from 0 and times that look like milliseconds are
-    read as written, with a warning each; a report draws units sharing an id into separate figures."""
+    """Repeated unit ids, float32 spike times far from 0 and times that look like milliseconds (by
+    the last spike, or, for a session under 173 s, by the intervals) are read as written, with one
+    warning each; a report draws units sharing an id into separate figures."""
     import logging
 
     from nwb_celltype.inspect_file import write_report
 
     ids, trains, waves, rate = demo_units
 
-    def write(path, *, unit_ids, scale=1.0, offset=0.0, dtype=np.float64):
+    def write(path, *, unit_ids, scale=1.0, offset=0.0, dtype=np.float64, until=np.inf):
         f = NWBFile("odd", "o1", datetime(2026, 1, 1, tzinfo=timezone.utc))
         f.units = Units(name="units", description="odd", waveform_rate=rate)
         for k, uid in enumerate(unit_ids):
-            f.units.add_unit(spike_times=(trains[k] + offset) * scale, waveform_mean=waves[k], id=int(uid))
+            t = trains[k][trains[k] < until]
+            f.units.add_unit(spike_times=(t + offset) * scale, waveform_mean=waves[k], id=int(uid))
         with NWBHDF5IO(str(path), "w") as io:
             io.write(f)
         if dtype != np.float64:  # pynwb writes float64 only; other writers (h5py, MatNWB) may not
@@ -324,6 +326,11 @@ def test_units_tables_that_would_mislead_are_named_in_warnings(tmp_path, demo_un
             "resolved to only",
         ),
         "ms": (write(tmp_path / "ms.nwb", unit_ids=range(6), scale=1000.0), "in milliseconds"),
+        "short ms": (
+            write(tmp_path / "ms100.nwb", unit_ids=range(6), scale=1000.0, until=100.0),
+            "look like milliseconds",
+        ),
+        "short": (write(tmp_path / "s100.nwb", unit_ids=range(6), until=100.0), None),
         "plain": (write(tmp_path / "ok.nwb", unit_ids=range(6)), None),
     }
     for name, (path, warning) in cases.items():
@@ -332,6 +339,7 @@ def test_units_tables_that_would_mislead_are_named_in_warnings(tmp_path, demo_un
             list(read_units(path))
         said = " ".join(m.getMessage() for m in caplog.records)
         assert (warning in said) if warning else not said, (name, said)
+        assert said.count("milliseconds") <= 1, (name, said)
     res = annotate(cases["repeated"][0], out=tmp_path / "rep-a.nwb")
     index = write_report(res.output_path, tmp_path / "report", table=res.table_name)
     drawn = sorted(p.name for p in (tmp_path / "report" / "units").iterdir())

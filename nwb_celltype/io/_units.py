@@ -181,8 +181,12 @@ def _read(
         with src.guard(f"reading units {b0}..{b0 + len(brows) - 1}"):
             batch = _read_batch(lay, brows, prefetch)
         batch.extra["source"] = info
+        if lay.time_scale is not None:
+            lay.time_scale.feed(batch.spike_times_s, batch.spike_offsets)
         if b0 + batch_size >= len(rows):
             prefetch.release()
+            if lay.time_scale is not None:
+                lay.time_scale.finish()
         yield batch
 
 

@@ -37,6 +37,7 @@ class _Layout:
     electrode_layers: np.ndarray | None  # (n_electrodes,) layer per electrodes-table row
     wave_rate_source: str = ""  # "file" | "stated" | "assumed" ("" without waveforms)
     wave_note: str = ""  # why waveform_mean was set aside ("" if it was not)
+    time_scale: TimeScaleCheck | None = None  # fed the spikes as they are read
 
 
 def _strings(arr: np.ndarray) -> np.ndarray:
@@ -247,11 +248,12 @@ def _inspect(
     n = len(ids)
     _warn_repeated_ids(ids, where)
     spike_index = None
+    time_scale_warned = False
     if "spike_times" in g:
         if "spike_times_index" not in g:
             raise NotNWBError(f"{where}: spike_times has no spike_times_index; the table is malformed.")
         spike_index = _ragged_index(g, where, "spike_times", n_units=n)
-        _warn_spike_time_scale(g["spike_times"], where)
+        time_scale_warned = _warn_spike_time_scale(g["spike_times"], where)
     wave_kind, wave_index, wave_rate, rate_source, wave_note = _waveform_layout(
         g, where, n, require_waveforms, stated_rate
     )
@@ -275,6 +277,7 @@ def _inspect(
         electrode_layers,
         rate_source,
         wave_note,
+        TimeScaleCheck(where, done=time_scale_warned),
     )
 
 
@@ -297,11 +300,12 @@ def _warn_repeated_ids(ids: np.ndarray, where: str) -> None:
         )
 
 
-def _warn_spike_time_scale(st, where: str) -> None:
+def _warn_spike_time_scale(st, where: str) -> bool:
     """Warn when ``spike_times`` cannot resolve the 1 ms bins the features count in (float32 far
-    from the reference time), or ends so late that the times look like milliseconds."""
+    from the reference time), or ends so late that the times look like milliseconds (returns whether
+    it said so)."""
     if not len(st):
-        return
+        return False
     last = abs(float(st[-1]))
     if np.dtype(st.dtype).itemsize < 8:
         step_ms = float(np.spacing(np.asarray(last, dtype=st.dtype))) * 1e3
@@ -321,6 +325,69 @@ def _warn_spike_time_scale(st, where: str) -> None:
             last,
             last / 86400.0,
         )
+        return True
+    return False
+
+
+#: Intervals under this (s) are a few percent or more of every unit's intervals when times are in
+#: seconds (a 0.5 Hz irregular unit: ~5 %); in milliseconds read as seconds they would be intervals
+#: under 0.1 ms, which real units do not have.
+SHORT_INTERVAL_S = 0.1
+
+
+class TimeScaleCheck:
+    """Warns once per table when the spike intervals look like milliseconds read as seconds, for a
+    session too short for the last-spike check (under 2 days, i.e. under 173 s recorded in ms):
+    among the first ``n_units`` units with at least ``min_spikes`` spikes, the median share of
+    intervals under :data:`SHORT_INTERVAL_S` is below ``max_share``. Fed batch by batch."""
+
+    def __init__(
+        self,
+        where: str,
+        *,
+        done: bool = False,
+        n_units: int = 20,
+        min_units: int = 3,
+        min_spikes: int = 50,
+        max_share: float = 0.002,
+    ) -> None:
+        self.where = where
+        self.n_units, self.min_units, self.min_spikes, self.max_share = (
+            n_units,
+            min_units,
+            min_spikes,
+            max_share,
+        )
+        self.shares: list[float] = []
+        self.done = done  # True: nothing to check (the last-spike check has already warned)
+
+    def feed(self, spikes: np.ndarray, offsets: np.ndarray) -> None:
+        if self.done:
+            return
+        for a, b in zip(offsets[:-1], offsets[1:], strict=True):
+            if b - a >= self.min_spikes:
+                d = np.diff(spikes[a:b])
+                d = d[d > 0]
+                if len(d):
+                    self.shares.append(float(np.mean(d < SHORT_INTERVAL_S)))
+            if len(self.shares) >= self.n_units:
+                self.finish()
+                return
+
+    def finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if len(self.shares) >= self.min_units and float(np.median(self.shares)) < self.max_share:
+            log.warning(
+                "%s: the spike times look like milliseconds: in %d units, a median %.2g %% of the "
+                "intervals are under %g s (units recorded in seconds have several percent). NWB "
+                "stores spike times in seconds; divide them by 1000.",
+                self.where,
+                len(self.shares),
+                100 * float(np.median(self.shares)),
+                SHORT_INTERVAL_S,
+            )
 
 
 def _dataset_bytes(dset, fraction: float) -> int:
