@@ -123,6 +123,15 @@ def test_state_records_atomic_and_is_done(tmp_path):
         assert not is_done(other, tmp_path, **kw)
         old = {k: v for k, v in rec.items() if k not in ("threshold", "ignore_waveforms")}
         assert not is_done(old, tmp_path, **kw)
+        # the Units table and waveform rate asked for: a record without them used the defaults
+        assert is_done(rec, tmp_path, **kw, units_table=None, waveform_rate_hz=None)
+        assert not is_done(rec, tmp_path, **kw, units_table="processing/ecephys/curated")
+        assert not is_done(rec, tmp_path, **kw, waveform_rate_hz=20000.0)
+        chosen = {**rec, "units_table": "processing/ecephys/curated", "waveform_rate_hz": 20000.0}
+        assert is_done(
+            chosen, tmp_path, **kw, units_table="processing/ecephys/curated", waveform_rate_hz=20000.0
+        )
+        assert not is_done(chosen, tmp_path, **kw)
         out.write_bytes(b"x" * 11)  # output replaced by something else
         assert not is_done(got, tmp_path, asset_id="A", version="draft", model_sha256="m1")
         out.unlink()

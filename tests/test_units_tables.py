@@ -5,6 +5,7 @@ and as a derived file for a remote source (a real loopback Range server)."""
 
 from __future__ import annotations
 
+import csv
 import json
 from datetime import datetime, timezone
 
@@ -349,3 +350,56 @@ def test_units_tables_that_would_mislead_are_named_in_warnings(tmp_path, demo_un
     ]
     page = index.read_text()
     assert page.count('href="#unit-0-row3"') == 1 and page.count('id="unit-0-row3"') == 1
+
+
+@pytest.mark.network
+def test_a_dandiset_of_two_sorting_assets_is_annotated_from_the_table_asked_for(tmp_path, demo_units):
+    """annotate-dandiset takes the Units table and the waveform rate for every asset: without them
+    each asset fails with the error naming its tables; with them every asset is labelled as annotate
+    labels that table of the file, the summary says which table and rate were used, and a rerun
+    redoes an asset only when the table or the rate asked for changed."""
+    from nwb_celltype.batch import annotate_dandiset
+    from nwb_celltype.testing.servers import DandiApiServer, RangeServer
+
+    ids, trains, waves, _ = demo_units
+    unstated = (ids, trains, waves, None)  # like neuroconv's exports: no waveform rate
+    root = tmp_path / "ds"
+    paths = []
+    for k in range(2):
+        p = root / f"sub-{k}" / f"sub-{k}_ecephys.nwb"
+        p.parent.mkdir(parents=True)
+        _write(p, unstated, tables={"kilosort": np.arange(len(ids)), "curated": CURATED_ROWS})
+        paths.append(p)
+    local = annotate(paths[0], out=tmp_path / "local.nwb", units_table=CURATED, waveform_rate_hz=30000)
+    want, _ = _annotation(local.output_path)
+    with RangeServer(root) as files, DandiApiServer(files) as api:
+        for p in paths:
+            api.add_asset("000077", p.relative_to(root).as_posix(), p)
+
+        def run(out, **kw):
+            res = annotate_dandiset("000077@draft", out, workers=1, dandi_api_url=api.api_url, **kw)
+            return res, {r["path"]: r for r in res.to_dict()["assets"]}
+
+        res, recs = run(tmp_path / "auto")
+        assert res.counts["failed"] == 2
+        assert all("several Units tables" in r["error"] for r in recs.values())
+
+        out = tmp_path / "out"
+        res, recs = run(out, units_table=f"/{CURATED}", waveform_rate_hz=30000)
+        assert res.counts["done"] == 2
+        for r in recs.values():
+            assert r["source_units_table"] == f"/{CURATED}"
+            assert r["source_waveform_rate"] == {"hz": 30000.0, "source": "stated"}
+            got, params = _annotation(out / r["output"])
+            assert params["units_table"] == f"/{CURATED}"
+            assert [str(x) for x in got.labels] == [str(x) for x in want.labels]
+        with open(out / "celltype-summary.tsv") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        assert {(r["units_table"], r["waveform_rate"]) for r in rows} == {(f"/{CURATED}", "30000 (stated)")}
+
+        _, recs = run(out, units_table=CURATED, waveform_rate_hz=30000.0)  # the same settings
+        assert not any(r["this_run"] for r in recs.values())
+        _, recs = run(out, units_table=KS, waveform_rate_hz=30000.0)
+        assert all(r["this_run"] and r["source_units_table"] == f"/{KS}" for r in recs.values())
+        _, recs = run(out, units_table=KS)  # the rate left to the files: assumed, redone
+        assert all(r["this_run"] and r["source_waveform_rate"]["source"] == "assumed" for r in recs.values())

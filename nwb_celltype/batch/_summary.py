@@ -43,7 +43,9 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
     ``n_classified``, ``n_unclassified``, ``n_not_classifiable``, one ``label_<class>`` count per
     cell type seen, ``species`` (the asset's species as the model scored its units) and
     ``species_coverage`` (trained / not_trained / unstated / unrecorded: whether the model learnt
-    from that species), ``time_s`` (seconds on the worker, last try), ``attempts``, ``this_run``
+    from that species), ``units_table`` (the asset's Units table that was annotated),
+    ``waveform_rate`` (Hz and where it came from: ``30000 (assumed)`` where the asset does not
+    state it and no rate was given), ``time_s`` (seconds on the worker, last try), ``attempts``, ``this_run``
     (annotated by this run rather than found done), ``output`` (relative path) and ``error``.
     """
     labels = _label_columns(records)
@@ -58,6 +60,8 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
         *[f"label_{lbl}" for lbl in labels],
         "species",
         "species_coverage",
+        "units_table",
+        "waveform_rate",
         "time_s",
         "attempts",
         "this_run",
@@ -71,6 +75,9 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
         sp = r.get("species") or {}
         row["species"] = ", ".join(sp.get("stated") or ()) if sp else None
         row["species_coverage"] = sp.get("kind") if sp else None
+        row["units_table"] = r.get("source_units_table")
+        rate = r.get("source_waveform_rate") or {}
+        row["waveform_rate"] = f"{rate['hz']:g} ({rate['source']})" if rate.get("hz") else None
         for lbl in labels:
             row[f"label_{lbl}"] = lc.get(lbl, 0) if r.get("status") == "done" else None
         rows.append(row)

@@ -19,7 +19,7 @@ from ._summary import SUMMARY_JSON as SUMMARY_JSON
 from ._summary import SUMMARY_TSV as SUMMARY_TSV
 from ._summary import count_assets, write_summary
 from ._summary import summary_rows as summary_rows
-from .state import RunState, derived_asset_path, is_done
+from .state import RunState, derived_asset_path, is_done, labelling_settings
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +177,8 @@ def annotate_dandiset(
     progress: bool = False,
     model_sha256: str | None = None,
     ignore_waveforms: bool = False,
+    units_table: str | None = None,
+    waveform_rate_hz: float | None = None,
 ) -> DandisetRunResult:
     """Annotate every NWB asset of a dandiset into a derived dandiset under ``out``.
 
@@ -229,6 +231,11 @@ def annotate_dandiset(
         Confidence ratio below which a unit is "unclassified" (see :func:`~nwb_celltype.annotate`).
     ignore_waveforms : bool
         Classify every unit from its discharge alone (see :func:`~nwb_celltype.annotate`).
+    units_table : str, optional
+        Path of the Units table to annotate in every asset (``processing/ecephys/curated``), for
+        assets holding several sortings; default: ``/units``, else an asset's only Units table.
+    waveform_rate_hz : float, optional
+        Sampling rate of every asset's ``waveform_mean`` where the assets do not state it.
     batch_size : int
         Units read and featurised at a time; bounds a worker's memory for reading and features.
     progress : bool
@@ -240,6 +247,7 @@ def annotate_dandiset(
     """
     t_start = time.perf_counter()
     _check_options(workers, scheduler, client, retries, batch_size)
+    settings = labelling_settings(threshold, ignore_waveforms, units_table, waveform_rate_hz)
     ds_id, spec_version = parse_dandiset_spec(dandiset)
     out_dir = Path(out).resolve()
     assets, resolved_version = _nwb_assets(ds_id, version or spec_version, dandi_api_url, include)
@@ -251,17 +259,15 @@ def annotate_dandiset(
     run = _Run(ds_id, resolved_version, out_dir, run_id, model_info)
     runner = None
     try:
-        state.write_run(_run_info(run, include, threshold, ignore_waveforms, batch_size))
-        records, todo = _resume(run, assets, state, threshold, ignore_waveforms)
+        state.write_run(_run_info(run, include, settings, batch_size))
+        records, todo = _resume(run, assets, state, settings)
         executor = "dask" if (scheduler or client or dashboard) else "local"
         if todo:
             dash = dashboard_address if dashboard else None
             runner = _make_runner(executor, model_info, workers, len(todo), scheduler, client, dash)
             if runner.dashboard_link:
                 logger.warning("Dask dashboard: %s", runner.dashboard_link)
-            labelling = _labelling(
-                model_info, threshold, ignore_waveforms, batch_size, dandi_api_url, cache_dir
-            )
+            labelling = _labelling(model_info, settings, batch_size, dandi_api_url, cache_dir)
             tasks = [_asset_task(a, run, labelling) for a in todo]
             for rec in _execute(runner, tasks, state, retries, retry_backoff_s, progress, len(assets)):
                 records[rec["path"]] = {**rec, "this_run": True}
@@ -272,7 +278,7 @@ def annotate_dandiset(
         state.release()
 
 
-def _run_info(run: _Run, include, threshold, ignore_waveforms, batch_size) -> dict:
+def _run_info(run: _Run, include, settings: dict, batch_size) -> dict:
     """The run's own record (``run.json`` in the state folder): what is annotated, how, and by whom."""
     return {
         "run_id": run.run_id,
@@ -280,21 +286,16 @@ def _run_info(run: _Run, include, threshold, ignore_waveforms, batch_size) -> di
         "version": run.version,
         "model": run.model_info,
         "include": include,
-        "threshold": threshold,
-        "ignore_waveforms": bool(ignore_waveforms),
+        **settings,
         "batch_size": batch_size,
         "started": time.time(),
         "pid": os.getpid(),
     }
 
 
-def _resume(
-    run: _Run, assets: list, state: RunState, threshold, ignore_waveforms
-) -> tuple[dict[str, dict], list]:
+def _resume(run: _Run, assets: list, state: RunState, settings: dict) -> tuple[dict[str, dict], list]:
     """The records of assets finished earlier and the assets left to do (:func:`_split_done`), logged."""
-    records, todo = _split_done(
-        assets, state, run.version, run.model_info["sha256"], float(threshold), bool(ignore_waveforms)
-    )
+    records, todo = _split_done(assets, state, run.version, run.model_info["sha256"], settings)
     logger.info(
         "dandiset %s@%s: %d NWB assets, %d already done, %d to annotate",
         run.ds_id,
@@ -306,14 +307,13 @@ def _resume(
     return records, todo
 
 
-def _labelling(model_info: dict, threshold, ignore_waveforms, batch_size, dandi_api_url, cache_dir) -> dict:
+def _labelling(model_info: dict, settings: dict, batch_size, dandi_api_url, cache_dir) -> dict:
     """The model and settings every asset task shares (see :func:`_asset_task`)."""
     return {
         "model_path": model_info["path"],
         "model_sha256": model_info["sha256"],
         "model_pinned": model_info["pinned"],
-        "threshold": float(threshold),
-        "ignore_waveforms": bool(ignore_waveforms),
+        **settings,
         "batch_size": int(batch_size),
         "dandi_api_url": dandi_api_url,
         "cache_dir": None if cache_dir is None else str(cache_dir),
@@ -365,8 +365,7 @@ def _split_done(
     state: RunState,
     resolved_version: str,
     model_sha256: str,
-    threshold: float,
-    ignore_waveforms: bool,
+    settings: dict,
 ) -> tuple[dict[str, dict], list]:
     """The assets a previous run already finished (their records, by path) and those to do: done
     for this model and labelling settings (:func:`is_done`), or skipped for having no units (which
@@ -382,8 +381,7 @@ def _split_done(
             asset_id=a.asset_id,
             version=version_of,
             model_sha256=model_sha256,
-            threshold=threshold,
-            ignore_waveforms=ignore_waveforms,
+            **settings,
         ) or (
             rec
             and rec.get("status") == "skipped"

@@ -187,6 +187,24 @@ class RunState:
         return read_json(self.root / "run.json")
 
 
+def labelling_settings(
+    threshold: float = 2.0,
+    ignore_waveforms: bool = False,
+    units_table: str | None = None,
+    waveform_rate_hz: float | None = None,
+) -> dict:
+    """The settings besides the model that decide an asset's labels, normalised as records keep
+    them (a Units table path without its leading "/"; a checked rate)."""
+    from ..io._units_layout import checked_waveform_rate
+
+    return {
+        "threshold": float(threshold),
+        "ignore_waveforms": bool(ignore_waveforms),
+        "units_table": None if units_table is None else str(units_table).strip().strip("/"),
+        "waveform_rate_hz": checked_waveform_rate(waveform_rate_hz),
+    }
+
+
 def is_done(
     record: dict | None,
     out_dir: Path,
@@ -196,11 +214,14 @@ def is_done(
     model_sha256: str,
     threshold: float = 2.0,
     ignore_waveforms: bool = False,
+    units_table: str | None = None,
+    waveform_rate_hz: float | None = None,
 ) -> bool:
     """Whether an asset's record says its output is complete for this asset id, dandiset version,
-    model and labelling settings (threshold, ignore-waveforms; a record that predates them does
-    not say which were used, so its asset is done again), and that output is still on disk with the
-    recorded size."""
+    model and labelling settings (:func:`labelling_settings`; a record that predates the threshold
+    or ignore-waveforms does not say which were used, so its asset is done again; one that predates
+    the Units table and waveform rate was made with the defaults, the only choice then), and that
+    output is still on disk with the recorded size."""
     if not record or record.get("status") != "done":
         return False
     if (
@@ -211,6 +232,8 @@ def is_done(
         or float(record["threshold"]) != float(threshold)
         or record.get("ignore_waveforms") is None
         or bool(record["ignore_waveforms"]) != bool(ignore_waveforms)
+        or record.get("units_table") != units_table
+        or record.get("waveform_rate_hz") != waveform_rate_hz
     ):
         return False
     out = Path(out_dir) / record.get("output", "")

@@ -104,7 +104,7 @@ def run_asset_task(task: dict) -> dict:
     task : dict
         Built by the driver: ``path``, ``asset_id``, ``version``, ``dandiset_id``, ``source`` (what
         :func:`~nwb_celltype.io.open_source` opens), ``output`` (relative to ``out_dir``),
-        ``out_dir``, ``tmp_name``, ``model_path``, ``model_sha256``, ``threshold``, ``ignore_waveforms``, ``batch_size``,
+        ``out_dir``, ``tmp_name``, ``model_path``, ``model_sha256``, ``threshold``, ``ignore_waveforms``, ``units_table``, ``waveform_rate_hz``, ``batch_size``,
         ``dandi_api_url``, ``cache_dir``, ``attempt``, ``run_id``.
 
     Returns
@@ -141,6 +141,8 @@ def run_asset_task(task: dict) -> dict:
         "model_sha256": task["model_sha256"],
         "threshold": float(task["threshold"]),
         "ignore_waveforms": bool(task.get("ignore_waveforms", False)),
+        "units_table": task.get("units_table"),
+        "waveform_rate_hz": task.get("waveform_rate_hz"),
         "attempts": task["attempt"],
         "run_id": task["run_id"],
         "worker": f"{os.uname().nodename}:{os.getpid()}",
@@ -153,6 +155,8 @@ def run_asset_task(task: dict) -> dict:
             out=scratch,
             threshold=task["threshold"],
             ignore_waveforms=base["ignore_waveforms"],
+            units_table=base["units_table"],
+            waveform_rate_hz=base["waveform_rate_hz"],
             overwrite=True,
             dandi_api_url=task["dandi_api_url"],
             cache_dir=task["cache_dir"],
@@ -199,6 +203,8 @@ def _done_record(base: dict, output: str, scratch: Path, result, t0: float) -> d
         "n_not_classifiable": result.n_not_classifiable,
         "label_counts": dict(result.label_counts),
         "species": result.species,
+        "source_units_table": result.units_table,
+        "source_waveform_rate": result.waveform_rate,
         "timings": {k: round(float(v), 4) for k, v in result.timings.items()},
         "model": result.model,
         "source": result.source,

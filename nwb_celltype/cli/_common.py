@@ -239,6 +239,30 @@ IGNORE_WAVEFORMS_OPTION = click.option(
 )
 
 
+def units_table_option(what: str = "annotate", extra: str = ""):
+    """``--units-table PATH``: which Units table of a file to ``what`` (read, annotate)."""
+    return click.option(
+        "--units-table",
+        default=None,
+        metavar="PATH",
+        help=f"Path of the Units table to {what}, for files holding several sortings, e.g. "
+        f"processing/ecephys/kilosort (default: /units, else the file's only Units table){extra}.",
+    )
+
+
+def waveform_rate_option(extra: str = ""):
+    """``--waveform-rate HZ``: the waveforms' sampling rate where a file does not state it."""
+    return click.option(
+        "--waveform-rate",
+        "waveform_rate_hz",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        metavar="HZ",
+        help="Sampling rate of the file's waveform_mean in Hz, where the file does not state it (neuroconv "
+        f"exports do not) or states it wrongly (default: the file's, else 30000 with a warning){extra}.",
+    )
+
+
 def annotation_options(f):
     """Options shared by every command that annotates sources: threshold, batch size, ignoring waveforms, where remote
     sources come from, and the output format (quiet / JSON)."""

@@ -13,6 +13,8 @@ from ._common import (
     model_option,
     model_sha256_option,
     quiet_logging,
+    units_table_option,
+    waveform_rate_option,
 )
 
 
@@ -45,22 +47,8 @@ from ._common import (
     "no GoC for mouse units). The summary says when the species is not stated or is one the model was not "
     "trained on.",
 )
-@click.option(
-    "--units-table",
-    default=None,
-    metavar="PATH",
-    help="Path of the Units table to annotate, for files holding several sortings, e.g. "
-    "processing/ecephys/kilosort (default: /units, else the file's only Units table).",
-)
-@click.option(
-    "--waveform-rate",
-    "waveform_rate_hz",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    metavar="HZ",
-    help="Sampling rate of the file's waveform_mean in Hz, where the file does not state it (neuroconv "
-    "exports do not) or states it wrongly (default: the file's, else 30000 with a warning).",
-)
+@units_table_option("annotate")
+@waveform_rate_option()
 @annotation_options
 def annotate(
     source,

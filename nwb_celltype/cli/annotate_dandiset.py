@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import click
 
-from ._common import annotation_options, model_option, model_sha256_option, print_json, quiet_logging
+from ._common import (
+    annotation_options,
+    model_option,
+    model_sha256_option,
+    print_json,
+    quiet_logging,
+    units_table_option,
+    waveform_rate_option,
+)
 
 
 @click.command("annotate-dandiset")
@@ -61,6 +69,8 @@ from ._common import annotation_options, model_option, model_sha256_option, prin
     show_default=True,
     help="host:port of the local cluster's dashboard.",
 )
+@units_table_option("annotate", "; the same path in every asset")
+@waveform_rate_option("; the same rate for every asset")
 @annotation_options
 def annotate_dandiset(
     dandiset,
@@ -74,6 +84,8 @@ def annotate_dandiset(
     retry_backoff,
     dashboard,
     dashboard_address,
+    units_table,
+    waveform_rate_hz,
     threshold,
     batch_size,
     dandi_api_url,
@@ -106,6 +118,8 @@ def annotate_dandiset(
             progress=not (quiet or as_json),
             model_sha256=model_sha256,
             ignore_waveforms=ignore_waveforms,
+            units_table=units_table,
+            waveform_rate_hz=waveform_rate_hz,
         )
     if as_json:
         print_json(result.to_dict())

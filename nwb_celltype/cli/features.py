@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from ._common import units_table_option
+
 log = logging.getLogger(__name__)
 
 
@@ -53,13 +55,7 @@ def _model_family(model: str) -> tuple[str, dict]:
     show_default=True,
     help="c4-3d only: apply C4's unit selection (10 s chunks, refractory/amplitude tests).",
 )
-@click.option(
-    "--units-table",
-    default=None,
-    metavar="PATH",
-    help="Path of the Units table to read, for files holding several sortings, e.g. "
-    "processing/ecephys/kilosort (default: /units, else the file's only Units table).",
-)
+@units_table_option("read")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print nothing but errors.")
 def features(
