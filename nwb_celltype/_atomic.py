@@ -120,10 +120,10 @@ def is_disk_full(exc: BaseException) -> bool:
 _RECEIVED: list[int] = []
 
 
-def as_output_error(exc: BaseException, final: Path) -> BaseException:
-    """Our one-line error for a failed write of ``final`` (disk full named as such), or
-    :class:`Interrupted` when a cleanup signal caused it (HDF5 reports an exception raised inside
-    its C code as a failed write)."""
+def as_output_error(exc: BaseException, final: Path | None) -> BaseException:
+    """Our one-line error for a failed write of ``final`` (None: not known; disk full named as
+    such), or :class:`Interrupted` when a cleanup signal caused it (HDF5 reports an exception raised
+    inside its C code as a failed write)."""
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, Interrupted):
@@ -133,14 +133,33 @@ def as_output_error(exc: BaseException, final: Path) -> BaseException:
         cause = cause.__cause__ or cause.__context__
     if _RECEIVED:
         return Interrupted(_RECEIVED[-1])
+    where = "" if final is None else f" holding {final.parent} while writing {final.name}"
     if is_disk_full(exc):
         return OutputError(
-            f"no space left on the device holding {final.parent} while writing {final.name}; free "
-            "some space (the result needs about the input's size plus the annotations) or write "
-            "elsewhere with --out. Nothing was written; the input is unchanged."
+            f"no space left on the device{where}; free some space or write elsewhere. Nothing was "
+            "written; the input is unchanged."
         )
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return OutputError(f"could not write {final}: {first}. Nothing was written; the input is unchanged.")
+    what = "the output" if final is None else str(final)
+    return OutputError(f"could not write {what}: {first}. Nothing was written; the input is unchanged.")
+
+
+def write_target(final: Path) -> Path:
+    """The file a write of ``final`` creates or replaces: a symbolic link's target (written through,
+    as a shell redirection would; the link stays), refused with OutputError when it exists and is
+    not a regular file (a folder, FIFO or device, which a rename would replace)."""
+    if final.is_symlink():
+        final = final.resolve()
+    try:
+        st = os.stat(final)
+    except FileNotFoundError:
+        return final
+    except OSError as exc:
+        raise as_output_error(exc, final) from exc
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, socket or device)"
+        raise OutputError(f"cannot write {final}: it exists and is {kind}; name a file to write.")
+    return final
 
 
 @contextlib.contextmanager
@@ -346,7 +365,7 @@ def atomic_write(
     """
     from ._files import give_mode
 
-    final = Path(final)
+    final = write_target(Path(final))
     with _write_guards(final, lock=lock):
         if not replace and final.exists():
             raise AnnotationExistsError(f"{final} exists; pass overwrite=True (--overwrite) to replace it")

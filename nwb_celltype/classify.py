@@ -7,14 +7,15 @@ reads (``nwb-celltype predict``) or a DataFrame."""
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ._atomic import write_text_file
 from .agreement import Agreement
 from .errors import FeatureError, ModelMismatchError, OutputError
 
@@ -146,7 +147,7 @@ def read_feature_input(path: str | os.PathLike, config=None):
                 f"{path} is a folder of feature tables ('acg-isi-wave' features), but the model reads "
                 f"{config.family!r} features; use a model trained on tables (e.g. the default model)."
             )
-        return read_feature_tables(path, config)
+        return read_feature_tables(path, config, labels_required=False)
     if not path.exists():
         raise FeatureError(
             f"{path} does not exist; give a folder of feature tables (labels.csv, acg.csv, isi_dist.csv, "
@@ -220,42 +221,36 @@ def write_predictions_tsv(
     """Write :meth:`FeaturePredictions.rows` as a tab-separated file (atomically: a failed write
     leaves no partial file). Header comments give the model's identity."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} exists; pass overwrite=True (--overwrite) to replace it.")
-    if not path.parent.is_dir():
-        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist; create it first.")
+    check_output_path(path, overwrite)
     rows = result.rows()
     fields = list(rows[0]) if rows else ["unit_id", "label", "status", "confidence", "reason"]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            m = result.model
-            ignored = " waveforms=ignored" if _waveforms_ignored(result.features) else ""
-            f.write(
-                f"# model: {m['name']} {m['version']} sha256={m['sha256']} family={m['feature_family']}{ignored}\n"
-            )
-            w = csv.DictWriter(f, fieldnames=fields, delimiter="\t", lineterminator="\n")
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    f = io.StringIO()
+    m = result.model
+    ignored = " waveforms=ignored" if _waveforms_ignored(result.features) else ""
+    f.write(
+        f"# model: {m['name']} {m['version']} sha256={m['sha256']} family={m['feature_family']}{ignored}\n"
+    )
+    w = csv.DictWriter(f, fieldnames=fields, delimiter="\t", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    return write_text_file(path, f.getvalue(), replace=overwrite)
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool) -> None:
+    """Refuse, before any work, an output that exists (without ``overwrite``) or whose folder does
+    not."""
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise OutputError(f"{path} exists; pass --overwrite (overwrite=True) to replace it.")
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist; create it first.")
 
 
 def _waveforms_ignored(features) -> bool:
     """Whether the features' waveforms were set aside on request (families whose sets carry no
     ``meta``, such as C4's, never are)."""
     return bool((getattr(features, "meta", None) or {}).get("waveforms_ignored", False))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def summarise(result: FeaturePredictions) -> dict:

@@ -287,6 +287,20 @@ def _drop_last_row(p: Path):
     p.write_text("\n".join(lines[:-1]) + "\n")
 
 
+def _edit_all(fn):
+    def edit(folder: Path):
+        for name in ("labels.csv", "acg.csv", "isi_dist.csv", "waveforms.csv"):
+            _edit_csv(name, fn)(folder)
+
+    return edit
+
+
+def _set_rate(folder: Path, rate) -> None:
+    d = json.loads((folder / "dataset.json").read_text())
+    d["waveform_rate_hz"] = rate
+    (folder / "dataset.json").write_text(json.dumps(d))
+
+
 def _edit_csv(name, fn):
     def edit(folder: Path):
         p = folder / name
@@ -310,7 +324,12 @@ BAD = [
         "unknown labels \\['Purkinje'\\]",
     ),
     ("wrong column count", _edit_csv("acg.csv", lambda r: [x[:-1] for x in r]), "expected 201 columns"),
-    ("non-numeric", _edit_csv("isi_dist.csv", lambda r: r[:2] + [["x"] * 100] + r[3:]), "non-numeric value"),
+    (
+        "non-numeric",
+        _edit_csv("isi_dist.csv", lambda r: r[:2] + [r[2][:7] + ["x"] + r[2][8:]] + r[3:]),
+        "row 2, column 8 \\('7'\\) holds 'x', not a number",
+    ),
+    ("empty cell", _edit_csv("isi_dist.csv", lambda r: r[:1] + [[""] + r[1][1:]] + r[2:]), "row 1, column 1"),
     ("ragged row", _edit_csv("waveforms.csv", lambda r: r[:2] + [r[2][:-3]] + r[3:]), "row 2 has 72 values"),
     ("no dataset.json", lambda f: (f / "dataset.json").unlink(), "has no dataset.json"),
     (
@@ -322,7 +341,37 @@ BAD = [
     ("acg without isi", lambda f: (f / "isi_dist.csv").unlink(), "come together"),
     ("no labels", lambda f: (f / "labels.csv").unlink(), "neither labels.csv nor units.csv"),
     ("not utf-8", lambda f: (f / "labels.csv").write_bytes(b"label\n\xff\xfe\n"), "not UTF-8"),
-    ("negative counts", _edit_csv("acg.csv", lambda r: r[:1] + [["-1"] * 201] + r[2:]), "negative counts"),
+    (
+        "negative counts",
+        _edit_csv("acg.csv", lambda r: r[:2] + [["-1"] * 201] + r[3:]),
+        "acg.csv: row 2 \\(t_1\\) has a negative count",
+    ),
+    ("header rows only", _edit_all(lambda r: r[:1]), "hold no units"),
+    (
+        "no header on waveforms",
+        _edit_csv("waveforms.csv", lambda r: r[1:] + r[1:2]),
+        "is numbers, not a header",
+    ),
+    (
+        "labels disagree",
+        lambda f: (f / "units.csv").write_text("neuron_id,label\na,PkC_ss\nb,MLI\nc,MFB\nd,GoC\ne,GrC\n"),
+        "disagree first at row 3 \\('unlabeled' vs 'MFB'\\)",
+    ),
+    (
+        "repeated ids",
+        lambda f: (f / "units.csv").write_text(
+            "neuron_id,label\na,PkC_ss\nb,MLI\na,unlabeled\nd,GoC\ne,GrC\n"
+        ),
+        "neuron_id a \\(x2\\) are repeated",
+    ),
+    ("rate NaN", lambda f: _set_rate(f, float("nan")), "must be a positive number"),
+    ("rate true", lambda f: _set_rate(f, True), "must be a positive number"),
+    ("rate in kHz", lambda f: _set_rate(f, 30), "In kHz\\? Then write 30000"),
+    (
+        "semicolons",
+        lambda f: (f / "acg.csv").write_text(";".join(str(k) for k in range(-100, 101)) + "\n"),
+        "separated by ';'",
+    ),
     ("nan", _edit_csv("isi_dist.csv", lambda r: r[:1] + [["nan"] * 100] + r[2:]), "NaN or infinite"),
 ]
 
@@ -406,3 +455,85 @@ def test_discharge_features_file_round_trip(tmp_path):
 
     with pytest.raises(FeatureError, match="not C4"):
         load_features(p)
+
+
+def test_tables_saved_with_a_byte_order_mark_read_as_without(tmp_path):
+    """Excel's "CSV UTF-8" starts each file with a BOM: it is not part of the first column's name."""
+    folder = _good(tmp_path)
+    plain = read_feature_tables(folder)
+    (folder / "units.csv").write_text("neuron_id,label\na,PkC_ss\nb,MLI\nc,unlabeled\nd,GoC\ne,GrC\n")
+    for name in ("labels.csv", "units.csv", "acg.csv", "dataset.json"):
+        p = folder / name
+        p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())
+    bom = read_feature_tables(folder)
+    np.testing.assert_array_equal(bom.acg_counts, plain.acg_counts)
+    assert bom.labels.tolist() == plain.labels.tolist() and bom.meta["neuron_ids"] == list("abcde")
+
+
+def test_tables_without_labels_are_read_for_classifying_only(tmp_path, caplog):
+    folder = _good(tmp_path)
+    (folder / "labels.csv").unlink()
+    with pytest.raises(LibraryError, match="neither labels.csv nor units.csv"):
+        read_feature_tables(folder)  # a training library needs them
+    fs = read_feature_tables(folder, labels_required=False)
+    assert fs.labels is None and len(fs) == 5 and fs.meta["neuron_ids"] == [f"t_{i}" for i in range(5)]
+    (folder / "units.csv").write_text("neuron_id\na\nb\nc\nd\ne\n")
+    assert read_feature_tables(folder, labels_required=False).meta["neuron_ids"] == list("abcde")
+    (folder / "units.csv").write_text("neuron_id,label\na,Purkinje\nb,MLI\nc,x\nd,GoC\ne,GrC\n")
+    with pytest.raises(LibraryError, match="unknown labels"):
+        read_feature_tables(folder)
+    fs = read_feature_tables(folder, labels_required=False)
+    assert fs.labels.tolist() == ["unlabeled", "MLI", "unlabeled", "GoC", "GrC"]
+    assert "read as unlabeled" in caplog.text
+
+
+def test_import_tables_needs_a_folder_and_validate_finds_one_listed_twice(tmp_path):
+    from nwb_celltype.library import validate_library
+
+    with pytest.raises(LibraryError, match="no table folders given"):
+        import_tables([], tmp_path / "l.toml")
+    folder = _good(tmp_path)
+    copy = shutil.copytree(folder, tmp_path / "copy")
+    import_tables([folder, copy], tmp_path / "l.toml")
+    rep = validate_library(tmp_path / "l.toml")
+    assert not rep.ok and [i.code for i in rep.issues if i.severity == "error"] == ["duplicate-file"]
+
+
+def test_predict_cli_on_broken_inputs_and_odd_outputs(tmp_path):
+    """One-line errors that say what the input is; an existing output refused before any work; a
+    symbolic link written through; a FIFO refused; a folder without labels classified."""
+    import os
+
+    from click.testing import CliRunner
+
+    from nwb_celltype.cli import main
+    from nwb_celltype.simulate import demo_recording_path
+
+    def predict(src, out, *extra):
+        return CliRunner().invoke(main, ["predict", str(src), "--out", str(out), "-q", *extra])
+
+    folder = _good(tmp_path)
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "notes.npz").write_text("not an archive")
+    shutil.copy(demo_recording_path(), tmp_path / "demo.nwb")
+    for src, match in (
+        ("empty.npz", "is not a features file: it is empty"),
+        ("notes.npz", "it is not a .npz archive"),
+        ("demo.nwb", "it is an NWB file: label its units with `nwb-celltype annotate`"),
+    ):
+        res = predict(tmp_path / src, tmp_path / "p.tsv")
+        assert res.exit_code == 1 and res.output.startswith("Error: ") and match in res.output, res.output
+    (tmp_path / "exists.tsv").write_text("mine")
+    res = predict(tmp_path / "empty.npz", tmp_path / "exists.tsv")  # the output is checked first
+    assert res.exit_code == 1 and "exists.tsv exists; pass --overwrite" in res.output
+    target = tmp_path / "target.tsv"
+    target.write_text("old")
+    (tmp_path / "link.tsv").symlink_to(target)
+    (folder / "labels.csv").unlink()  # classifying needs no labels
+    res = predict(folder, tmp_path / "link.tsv", "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "link.tsv").is_symlink() and target.read_text().count("\n") == 1 + 1 + 5
+    os.mkfifo(tmp_path / "fifo")
+    res = predict(folder, tmp_path / "fifo", "--overwrite")
+    assert res.exit_code == 1 and "is not a regular file" in res.output
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary or lock files

@@ -60,9 +60,13 @@ class _LazyGroup(click.Group):
         except Interrupted as exc:
             _fail(str(exc), exc.code)
         except (OSError, RuntimeError) as exc:
-            if not is_disk_full(exc):
-                raise
-            _fail(str(as_output_error(exc, Path(getattr(exc, "filename", None) or "."))))
+            if is_disk_full(exc):
+                name = getattr(exc, "filename", None)
+                _fail(str(as_output_error(exc, Path(name) if name else None)))
+            if isinstance(exc, OSError) and exc.strerror:  # permissions, read-only file systems, ...
+                name = f": {exc.filename}" if exc.filename else ""
+                _fail(f"{exc.strerror}{name}. Nothing was written; the input is unchanged.")
+            raise
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """Click's usage errors (unknown option, bad value, missing argument) and aborts become

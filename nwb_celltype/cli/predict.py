@@ -49,8 +49,9 @@ def predict(features, out, model, threshold, ignore_waveforms, species, overwrit
     at lags 1-100 ms (its depth: shallow units meet the floors of shallow units), reason. Where the tables
     carry labels, the summary compares them (numbers on units the model was trained on are not a
     validation: see docs/validation.md)."""
-    from ..classify import predict_features, summarise, write_predictions_tsv
+    from ..classify import check_output_path, predict_features, summarise, write_predictions_tsv
 
+    check_output_path(out, overwrite)  # before the work, not after it
     with quiet_logging(quiet):
         result = predict_features(
             features, model=model, threshold=threshold, ignore_waveforms=ignore_waveforms, species=species

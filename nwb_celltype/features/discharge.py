@@ -436,12 +436,12 @@ def load_discharge_features(path) -> DischargeFeatureSet:
     """Read a file written by :func:`save_discharge_features` (checks family, version, hash)."""
     from pathlib import Path
 
+    from ._npz import read_npz
+
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise FeatureError(f"{path} is not a features file (.npz without pickles): {exc}") from exc
+    if not path.exists():
+        raise FeatureError(f"features file {path} does not exist; write it with `nwb-celltype features`.")
+    d = read_npz(path)
     if str(d.get("family", "")) != FAMILY:
         raise FeatureError(
             f"{path} holds features of family {str(d.get('family', 'c4-3d'))!r}, not {FAMILY!r}."

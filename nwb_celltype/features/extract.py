@@ -15,6 +15,7 @@ from .._atomic import write_npz
 from ..errors import FeatureError, NwbCelltypeError
 from ..units import UnitsBatch
 from ._guards import check_train
+from ._npz import read_npz
 from .acg import compute_acg_3d_batch, compute_log_acg
 from .config import FeatureConfig, FeatureSet
 from .stats import STAT_NAMES, compute_spike_stats
@@ -164,11 +165,7 @@ def load_features(path: str | os.PathLike) -> FeatureSet:
     path = Path(path)
     if not path.exists():
         raise FeatureError(f"features file {path} does not exist; write it with `nwb-celltype features`.")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise FeatureError(f"{path} is not a features file (.npz without pickles): {exc}") from exc
+    d = read_npz(path)
     if "family" in d and str(d["family"]) != "c4-3d":
         raise FeatureError(
             f"{path} holds {str(d['family'])!r} features, not C4 ('c4-3d') features; read it with "

@@ -156,13 +156,10 @@ def family_of(obj) -> FeatureFamily:
 
 def read_family_name(path) -> str:
     """Family of a saved ``.npz`` features file (files without the key are :data:`DEFAULT_FAMILY`)."""
-    import numpy as np
+    from ._npz import read_npz
 
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return str(z["family"]) if "family" in z.files else DEFAULT_FAMILY
-    except (OSError, ValueError) as exc:
-        raise FeatureError(f"{path} is not a features file (.npz without pickles): {exc}") from exc
+    d = read_npz(path, keys=("family",))
+    return str(d["family"]) if "family" in d else DEFAULT_FAMILY
 
 
 def load_features_any(path):

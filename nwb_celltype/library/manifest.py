@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .._atomic import write_text_file
 from ..errors import LibraryError, SourceNotFoundError
 from ._hashing import sha256_file
 
@@ -157,10 +158,7 @@ class Manifest:
             text = yaml.safe_dump(data, sort_keys=False)
         else:
             text = _to_toml(data)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-        return path
+        return write_text_file(path, text, replace=True)
 
 
 def _toml_value(v) -> str:

@@ -57,7 +57,7 @@ class TableInfo:
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM (Excel's "CSV UTF-8") is dropped
             rows = list(csv.reader(f))
     except UnicodeDecodeError as exc:
         raise LibraryError(f"{path} is not UTF-8 text ({exc}); save the table as UTF-8 CSV.") from exc
@@ -77,11 +77,19 @@ def _numeric_table(path: Path, expected_columns: list[int] | None) -> np.ndarray
         except ValueError:
             got = None
         if got != expected_columns:
+            sep = next((c for c in ";\t" if len(header) == 1 and c in header[0]), None)
+            hint = f" The values are separated by {sep!r}, not commas." if sep else ""
             raise LibraryError(
                 f"{path}: expected {len(expected_columns)} columns named {expected_columns[0]}.."
                 f"{expected_columns[-1]} (ms), got {len(header)} columns "
-                f"({', '.join(header[:3])}, ...). Check the table's layout (docs/library.md)."
+                f"({', '.join(h[:12] for h in header[:3])}, ...).{hint} Check the table's layout "
+                "(docs/library.md)."
             )
+    elif _looks_numeric(header):
+        raise LibraryError(
+            f"{path}: its first row ({', '.join(header[:3])}, ...) is numbers, not a header; add a header "
+            "row (e.g. the sample index 0, 1, 2, ...) above the first unit's row."
+        )
     for i, r in enumerate(rows):
         if len(r) != len(header):
             raise LibraryError(
@@ -89,24 +97,50 @@ def _numeric_table(path: Path, expected_columns: list[int] | None) -> np.ndarray
             )
     try:
         arr = np.array(rows, dtype=np.float64).reshape(len(rows), len(header))
-    except ValueError as exc:
-        raise LibraryError(f"{path}: non-numeric value ({exc}); every cell must be a number.") from exc
+    except ValueError:
+        i, j, cell = _first_non_numeric(rows)
+        raise LibraryError(
+            f"{path}: row {i + 1}, column {j + 1} ({header[j]!r}) holds {cell!r}, not a number; every "
+            "cell must be a number."
+        ) from None
     if not np.isfinite(arr).all():
         bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
         raise LibraryError(f"{path}: row {bad + 1} has NaN or infinite values.")
     return arr
 
 
-def _read_labels(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, neuron ids) from labels.csv and/or units.csv; they must agree where both exist."""
+def _looks_numeric(header: list[str]) -> bool:
+    """Whether a header row is all numbers with a fractional or large value (a unit's data row
+    rather than sample or lag names)."""
+    try:
+        vals = [float(h) for h in header]
+    except ValueError:
+        return False
+    return bool(vals) and any(v != round(v) or abs(v) > 1e4 for v in vals)
+
+
+def _first_non_numeric(rows: list[list[str]]) -> tuple[int, int, str]:
+    for i, r in enumerate(rows):
+        for j, cell in enumerate(r):
+            try:
+                float(cell)
+            except ValueError:
+                return i, j, cell
+    return 0, 0, ""
+
+
+def _read_labels(folder: Path, required: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(labels, neuron ids) from labels.csv and/or units.csv; they must agree where both exist.
+    Without ``required`` (classifying, not training) a folder without labels gives (None, ids or
+    None), and labels outside :data:`TABLE_LABELS` are read as unlabeled (compared with nothing)."""
     labels = ids = None
     if (folder / "units.csv").exists():
         header, rows = _read_csv(folder / "units.csv")
-        if "label" not in header:
+        if "label" not in header and (required or "neuron_id" not in header):
             raise LibraryError(f"{folder / 'units.csv'} has no 'label' column (columns: {header}).")
-        li = header.index("label")
         ii = header.index("neuron_id") if "neuron_id" in header else None
-        labels = np.array([r[li] for r in rows], dtype=object)
+        if "label" in header:
+            labels = np.array([r[header.index("label")] for r in rows], dtype=object)
         if ii is not None:
             ids = np.array([r[ii] for r in rows], dtype=object)
     if (folder / "labels.csv").exists():
@@ -115,16 +149,29 @@ def _read_labels(folder: Path) -> tuple[np.ndarray, np.ndarray]:
             raise LibraryError(f"{folder / 'labels.csv'} has no 'label' column (columns: {header}).")
         li = header.index("label")
         lab2 = np.array([r[li] for r in rows], dtype=object)
-        if labels is not None and (len(lab2) != len(labels) or (lab2 != labels).any()):
+        if labels is not None and len(lab2) != len(labels):
             raise LibraryError(
-                f"{folder}: labels.csv and units.csv disagree ({len(lab2)} vs {len(labels)} rows); "
-                "rows must be aligned across files."
+                f"{folder}: labels.csv has {len(lab2)} rows and units.csv {len(labels)}; rows must be "
+                "aligned across files."
+            )
+        if labels is not None and (lab2 != labels).any():
+            i = int(np.flatnonzero(lab2 != labels)[0])
+            raise LibraryError(
+                f"{folder}: labels.csv and units.csv disagree first at row {i + 1} ({lab2[i]!r} vs "
+                f"{labels[i]!r}); rows must be aligned across files, with the same labels."
             )
         labels = lab2
+    if ids is not None:
+        _check_unique_ids(folder, ids)
     if labels is None:
+        if not required:
+            return None, ids
         raise LibraryError(f"{folder} has neither labels.csv nor units.csv: one gives each row's label.")
     unknown = sorted(set(labels) - set(TABLE_LABELS))
-    if unknown:
+    if unknown and not required:
+        logger.warning("%s: labels %s are not in the tables' vocabulary; read as unlabeled", folder, unknown)
+        labels = np.array([x if x in TABLE_LABELS else UNLABELLED for x in labels], dtype=object)
+    elif unknown:
         raise LibraryError(
             f"{folder}: unknown labels {unknown}; allowed: {list(TABLE_LABELS)}. Rename them, or use "
             "'unlabeled' for units without ground truth."
@@ -134,6 +181,17 @@ def _read_labels(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return labels, ids
 
 
+def _check_unique_ids(folder: Path, ids: np.ndarray) -> None:
+    """Refuse repeated neuron ids: one unit twice could sit on both sides of a cross-validation."""
+    values, counts = np.unique(ids.astype(str), return_counts=True)
+    if (counts > 1).any():
+        rep = [f"{v} (x{c})" for v, c in zip(values[counts > 1], counts[counts > 1], strict=True)]
+        raise LibraryError(
+            f"{folder}/units.csv: neuron_id {', '.join(rep[:5])}{' ...' if len(rep) > 5 else ''} "
+            "are repeated; each row must be another unit (remove the repeated rows)."
+        )
+
+
 def _dataset_json(folder: Path) -> dict:
     p = folder / "dataset.json"
     if not p.exists():
@@ -141,7 +199,7 @@ def _dataset_json(folder: Path) -> dict:
             f"{folder} has no dataset.json; write one with at least waveform_rate_hz, species and lab."
         )
     try:
-        d = json.loads(p.read_text(encoding="utf-8"))
+        d = json.loads(p.read_text(encoding="utf-8-sig"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise LibraryError(f"{p} is not valid JSON: {exc}") from exc
     if not isinstance(d, dict):
@@ -161,13 +219,15 @@ def table_sha256(folder: str | Path) -> str:
     return h.hexdigest()
 
 
-def inspect_tables(folder: str | Path) -> TableInfo:
-    """Check a table folder's layout cheaply and describe it (no feature computation)."""
+def inspect_tables(folder: str | Path, labels_required: bool = True) -> TableInfo:
+    """Check a table folder's layout cheaply and describe it (no feature computation); without
+    ``labels_required`` a folder without labels.csv / units.csv is described too (its unit count
+    from its first data file)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise LibraryError(f"{folder} is not a folder of feature tables (labels.csv, acg.csv, ...).")
     d = _dataset_json(folder)
-    labels, _ = _read_labels(folder)
+    labels, _ = _read_labels(folder, required=labels_required)
     has_acg = (folder / "acg.csv").exists()
     has_isi = (folder / "isi_dist.csv").exists()
     if has_acg != has_isi:
@@ -175,12 +235,23 @@ def inspect_tables(folder: str | Path) -> TableInfo:
     has_wave = (folder / "waveforms.csv").exists()
     if not (has_acg or has_wave):
         raise LibraryError(f"{folder} has neither acg.csv + isi_dist.csv nor waveforms.csv: no features.")
+    n = (
+        len(labels)
+        if labels is not None
+        else len(_read_csv(folder / ("acg.csv" if has_acg else "waveforms.csv"))[1])
+    )
+    if n == 0:
+        raise LibraryError(
+            f"{folder}: the tables hold no units (header rows only); add one row per unit to every file."
+        )
+    if has_wave:
+        _check_waveform_rate(folder, d.get("waveform_rate_hz"))
     return TableInfo(
         path=folder,
         name=str(d.get("name", folder.name)),
         species=str(d.get("species", "unknown")),
         lab=str(d.get("lab", "unknown")),
-        n_units=len(labels),
+        n_units=n,
         has_acg=has_acg,
         has_waveforms=has_wave,
         sha256=table_sha256(folder),
@@ -188,7 +259,24 @@ def inspect_tables(folder: str | Path) -> TableInfo:
     )
 
 
-def read_feature_tables(folder: str | Path, config: DischargeConfig | None = None) -> DischargeFeatureSet:
+def _check_waveform_rate(folder: Path, rate) -> None:
+    """``waveform_rate_hz`` must be a plausible sampling rate in Hz (1-200 kHz)."""
+    ok = isinstance(rate, (int, float)) and not isinstance(rate, bool) and np.isfinite(rate)
+    if not ok or rate <= 0:
+        raise LibraryError(
+            f"{folder}/dataset.json: waveform_rate_hz must be a positive number (Hz), got {rate!r}."
+        )
+    if not 1_000 <= rate <= 200_000:
+        hint = f" In kHz? Then write {rate * 1000:g}." if rate < 1_000 else ""
+        raise LibraryError(
+            f"{folder}/dataset.json: waveform_rate_hz is {rate:g} Hz, outside 1,000-200,000 Hz, the "
+            f"sampling rates of extracellular probes.{hint}"
+        )
+
+
+def read_feature_tables(
+    folder: str | Path, config: DischargeConfig | None = None, *, labels_required: bool = True
+) -> DischargeFeatureSet:
     """Read a table folder as ``acg-isi-wave`` features (one row per table row).
 
     Parameters
@@ -197,6 +285,10 @@ def read_feature_tables(folder: str | Path, config: DischargeConfig | None = Non
         Folder in the layout of this module's docstring.
     config : DischargeConfig
         Must have ``acg_lags_ms`` <= 100 and ``isi_bins_ms`` <= 100 (what the tables hold).
+    labels_required : bool
+        Refuse a folder without labels (a training library's); False (classifying the units) reads
+        one without labels.csv / units.csv (``labels`` None) and reads labels outside the tables'
+        vocabulary as unlabeled.
 
     Returns
     -------
@@ -211,10 +303,16 @@ def read_feature_tables(folder: str | Path, config: DischargeConfig | None = Non
         Missing files, misaligned rows, wrong column counts, unknown labels, non-numeric cells.
     """
     config = DischargeConfig() if config is None else config
-    info = inspect_tables(folder)
+    info = inspect_tables(folder, labels_required)
     folder = info.path
-    labels, ids = _read_labels(folder)
-    n = len(labels)
+    labels, ids = _read_labels(folder, required=labels_required)
+    n = info.n_units
+    if ids is None:
+        ids = np.array([f"{folder.name}_{i}" for i in range(n)], dtype=object)
+    elif len(ids) != n:
+        raise LibraryError(
+            f"{folder}: units.csv has {len(ids)} rows but the tables {n}; rows must be aligned."
+        )
     acg = np.zeros((n, config.acg_lags_ms))
     isi = np.zeros((n, config.isi_bins_ms))
     has_discharge = np.zeros(n, dtype=bool)
@@ -227,8 +325,13 @@ def read_feature_tables(folder: str | Path, config: DischargeConfig | None = Non
                     f"{folder}: {name} has {len(t)} rows but the labels have {n}; rows must be aligned "
                     "(one row per unit, same order in every file)."
                 )
-        if (a < 0).any() or (s < 0).any():
-            raise LibraryError(f"{folder}: negative counts in acg.csv or isi_dist.csv; expected raw counts.")
+        for name, t in (("acg.csv", a), ("isi_dist.csv", s)):
+            if (t < 0).any():
+                i, j = (int(x[0]) for x in np.nonzero(t < 0))
+                raise LibraryError(
+                    f"{folder}/{name}: row {i + 1} ({ids[i]}) has a negative count ({t[i, j]:g}); "
+                    "the tables hold raw pair and interval counts."
+                )
         if config.acg_lags_ms > 100 or config.isi_bins_ms > 100:
             raise LibraryError(f"{folder}: tables hold 100 ms of ACG/ISI; the configuration asks for more.")
         acg = a[:, 101 : 101 + config.acg_lags_ms].copy()
@@ -238,11 +341,7 @@ def read_feature_tables(folder: str | Path, config: DischargeConfig | None = Non
     has_wave = np.zeros(n, dtype=bool)
     reasons = [[] for _ in range(n)]
     if info.has_waveforms:
-        rate = info.dataset.get("waveform_rate_hz")
-        if not isinstance(rate, (int, float)) or rate <= 0:
-            raise LibraryError(
-                f"{folder}/dataset.json: waveform_rate_hz must be a positive number (Hz), got {rate!r}."
-            )
+        rate = info.dataset["waveform_rate_hz"]  # checked by inspect_tables
         w = _numeric_table(folder / "waveforms.csv", None)
         if len(w) != n:
             raise LibraryError(
@@ -270,7 +369,7 @@ def read_feature_tables(folder: str | Path, config: DischargeConfig | None = Non
         has_waveform=has_wave,
         usable=has_discharge.copy(),
         reasons=np.array(["; ".join(r) for r in reasons], dtype=object),
-        labels=np.asarray(labels, dtype=object),
+        labels=None if labels is None else np.asarray(labels, dtype=object),
         meta=meta,
         config=config,
     )
@@ -395,6 +494,9 @@ def import_tables(
 
     if isinstance(folders, (str, Path)):
         folders = [folders]
+    folders = list(folders)
+    if not folders:
+        raise LibraryError("no table folders given; name at least one folder of feature tables.")
     infos = []
     for f in folders:
         fs = read_feature_tables(f)  # raises a LibraryError that names the problem
@@ -403,6 +505,8 @@ def import_tables(
     mpath = Path(manifest) if manifest is not None else None
     if mpath is not None and mpath.exists():
         m = load_manifest(mpath)
+        if name is not None and name != m.name:
+            logger.warning("%s exists: its library name %r is kept (name %r not used)", mpath, m.name, name)
     else:
         default = mpath.stem if mpath is not None else Path(str(folders[0])).name
         root = mpath.parent.resolve() if mpath is not None else Path.cwd().resolve()

@@ -118,7 +118,7 @@ def validate_library(
         where = entry.identity()
         source = entry.source(manifest.root)
         if entry.is_tables:
-            rep.n_labelled += _check_tables(entry, source, where, check_hashes, add)
+            rep.n_labelled += _check_tables(entry, source, where, check_hashes, add, by_hash)
             continue
         if entry.is_local:
             if not Path(source).is_file():
@@ -175,9 +175,10 @@ def validate_library(
     return rep
 
 
-def _check_tables(entry, source, where, check_hashes, add) -> int:
-    """A tables entry: readable layout, aligned rows, known labels, matching hash (errors as issues).
-    Returns its number of labelled rows (0 when unreadable)."""
+def _check_tables(entry, source, where, check_hashes, add, by_hash: dict) -> int:
+    """A tables entry: readable layout, aligned rows, known labels, matching hash, not the same
+    content as another entry (errors as issues). Returns its number of labelled rows (0 when
+    unreadable)."""
     from .tables import read_feature_tables
 
     try:
@@ -189,11 +190,21 @@ def _check_tables(entry, source, where, check_hashes, add) -> int:
         add("error", "hash-mismatch", where, "tables changed since the manifest was made; re-import them")
     if not entry.sha256:
         add("warning", "no-hash", where, "no sha256 recorded; `library import-tables` records it")
-    labelled = np.array([x != "unlabeled" for x in fs.labels])
+    sha = fs.meta["sha256"]
+    if sha in by_hash:
+        add("error", "duplicate-file", where, f"same tables as {by_hash[sha]} (listed twice)")
+    by_hash.setdefault(sha, where)
+    labelled = np.array([x != "unlabeled" for x in fs.labels], dtype=bool)
     if not labelled.any():
         add("warning", "no-ground-truth", where, "no labelled rows (usable for pre-training only)")
     for i in np.flatnonzero(labelled & ~fs.has_discharge):
-        add("warning", "no-discharge", where, f"row {int(i)} ({fs.labels[i]}): no ACG/ISI, waveform only")
+        ids = fs.meta["neuron_ids"]
+        add(
+            "warning",
+            "no-discharge",
+            where,
+            f"row {int(i) + 1} ({ids[i]}, {fs.labels[i]}): no ACG/ISI, waveform only",
+        )
     return int(labelled.sum())
 
 
