@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import functools
+import json
 import logging
 import os
 import sys
@@ -42,9 +43,9 @@ class AnnotationResult:
     timings : dict
         Seconds spent reading, computing features, running the model and writing.
     skipped, unclassified : list of dict
-        ``unit_id`` and ``reason`` of every not-classifiable / unclassified unit (an unclassified
-        unit's reason is "" when its confidence was below the threshold; for a unit scored without
-        its waveform, "confidence ratio below the threshold (...); scored from its discharge alone ...").
+        ``unit_id`` and ``reason`` of every not-classifiable / unclassified unit (a unit whose
+        confidence was below the threshold: "confidence ratio below the threshold (1.49 < 2)", for a
+        unit scored without its waveform followed by "; scored from its discharge alone ...").
     ignore_waveforms : bool
         Every unit was scored from its discharge alone (``annotate(..., ignore_waveforms=True)``).
     units_columns : list of str
@@ -67,8 +68,8 @@ class AnnotationResult:
     skipped: list[dict] = field(default_factory=list)
     demo_model: bool = False
     #: ``{"unit_id", "reason"}`` of every unclassified unit: the model's own abstention reason (out of
-    #: distribution, members disagree, below the label's ratio floor), or "" when the confidence was below the threshold
-    #: (for a unit scored without its waveform: "confidence ratio below the threshold (r < t); scored from its discharge alone ...")
+    #: distribution, members disagree, below the label's ratio floor), or "confidence ratio below the threshold (r < t)"
+    #: (for a unit scored without its waveform followed by "; scored from its discharge alone ...")
     unclassified: list[dict] = field(default_factory=list)
     #: every unit was scored from its discharge alone (``ignore_waveforms``)
     ignore_waveforms: bool = False
@@ -186,7 +187,9 @@ def _write_tables(
         classes=classes,
         class_ontology_ids=[CELL_ONTOLOGY_IDS.get(c, "") for c in classes],
         feature_config_json=bundle.feature_config.to_json(),
-        training_data=[str(r) for r in card.get("training_data", [])],
+        training_data=[
+            r if isinstance(r, str) else json.dumps(r, sort_keys=True) for r in card.get("training_data", [])
+        ],
         software_versions=_software_versions(),
         threshold=float(threshold),
         parameters={

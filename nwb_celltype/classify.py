@@ -1,8 +1,9 @@
 """Classify units without NWB: given as features (per-unit feature tables in the HIPPIE/C4 CSV
 layout, a features file written by ``nwb-celltype features``), as a SpikeInterface sorting or
 sorting analyzer (in memory, :func:`classify_sorting`, or saved to disk) or as a pynapple TsGroup
-(:func:`classify_tsgroup`); one row per unit out, as a TSV any spreadsheet, pandas or sorter GUI
-reads (``nwb-celltype predict``) or a DataFrame."""
+(:func:`classify_tsgroup`); one row per unit out, as a TSV (``nwb-celltype predict``; its first line
+is a ``# model: ...`` comment naming the model: ``pandas.read_csv(path, sep="\t", comment="#")``) or
+a DataFrame."""
 
 from __future__ import annotations
 

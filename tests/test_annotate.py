@@ -350,3 +350,22 @@ def test_report_compares_with_the_files_ground_truth(tmp_path):
     [a] = agreements_in_file(res.output_path)
     assert "agreement with the ground_truth labels" in page
     assert html.escape(format_agreement(a)) in page
+
+
+def test_training_data_in_the_provenance_is_json(tmp_path):
+    """The classifier's training_data references are JSON objects any reader can parse (they were
+    Python reprs), one per training library entry of the model card."""
+    import json
+
+    from pynwb import NWBHDF5IO
+
+    from nwb_celltype.model.shipped import resolve_model
+    from nwb_celltype.nwb import read_annotations
+    from nwb_celltype.simulate import demo_recording_path
+
+    res = annotate(demo_recording_path(), out=tmp_path / "a.nwb")
+    with NWBHDF5IO(str(res.output_path), "r") as io:
+        rec = read_annotations(io.read())[res.table_name]
+        refs = [json.loads(str(r)) for r in rec.classifier["training_data"]]
+    card = resolve_model(None)[0].card
+    assert refs == card["training_data"] and {r["name"] for r in refs} >= {"hull", "lisberger"}

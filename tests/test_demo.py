@@ -81,4 +81,7 @@ def test_demo_summary_explains_threshold_statuses_and_reasons(tmp_path, monkeypa
     assert len(reasons) == n_uncl == int((units["cell_type"] == "unclassified").sum())
     n_ood = sum(r.startswith("out of distribution") for r in reasons)
     assert counts.get("out of distribution", 0) == n_ood
-    assert counts.get("confidence ratio below the threshold", 0) == sum(r == "" for r in reasons)
+    assert counts.get("confidence ratio below the threshold", 0) == sum(
+        r.startswith("confidence ratio below the threshold (") for r in reasons
+    )
+    assert "" not in reasons  # every unclassified unit says why

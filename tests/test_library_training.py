@@ -210,3 +210,21 @@ def test_dandiset_library_from_fake_archive(tmp_path, counting, monkeypatch):
     assert ts.labels.tolist() == ["PkC_ss", "", "", "MLI", "", "", "", "GoC", ""]
     assert ts.references[1]["dandiset"] == "000123" and ts.references[1]["version"] == "0.240101.0000"
     assert counting["read_units"] == 2
+
+
+def test_a_file_listed_twice_or_without_units_is_named(tmp_path, counting):
+    """A file listed twice (same content) would sit on both sides of the cross-validation and count
+    twice: refused, naming both entries. A file's own error names the file."""
+    import shutil
+
+    from pynwb import NWBHDF5IO
+    from pynwb.testing.mock.file import mock_NWBFile
+
+    la, lb = _library(tmp_path)
+    shutil.copy(la, tmp_path / "copy.nwb")
+    with pytest.raises(LibraryError, match=r"copy\.nwb has the same content as \S*a\.labelled\.nwb"):
+        load_training_set([la, lb, tmp_path / "copy.nwb"], cache_dir=tmp_path / "cache")
+    with NWBHDF5IO(str(tmp_path / "nounits.nwb"), "w") as io:
+        io.write(mock_NWBFile())
+    with pytest.raises(Exception, match=r"nounits\.nwb.*no Units table"):
+        load_training_set([la, tmp_path / "nounits.nwb"], cache_dir=tmp_path / "cache")

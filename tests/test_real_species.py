@@ -421,3 +421,23 @@ def test_users_are_told_when_the_units_species_is_unstated_or_not_trained(tmp_pa
     for species, kind in ((None, "unstated"), ("mouse", "trained"), ("Macaca fascicularis", "not_trained")):
         df = classify_tsgroup(nap.TsGroup(trains), species=species, set_metadata=False)
         assert df.attrs["species_coverage"]["kind"] == kind
+
+
+def test_training_warns_of_the_labels_a_species_will_never_get(caplog):
+    """A library with 2 mouse Golgi cells: the trained model withholds GoC from mouse units, and the
+    training says so (it was silent; users found out at annotate time)."""
+    import logging
+
+    from nwb_celltype.model.real_species import warn_withheld_classes
+
+    meta = {
+        "classes": ["PkC_ss", "GoC"],
+        "config": {"min_species_class_units": 5},
+        "species_support": {"mouse": {"PkC_ss": 27, "GoC": 2}, "macaque": {"PkC_ss": 158, "GoC": 141}},
+    }
+    with caplog.at_level(logging.WARNING, logger="nwb_celltype"):
+        assert warn_withheld_classes(meta) == ["mouse: GoC"]
+    assert "fewer than 5 training units" in caplog.text and "mouse: GoC" in caplog.text
+    caplog.clear()
+    assert warn_withheld_classes({**meta, "config": {"min_species_class_units": 0}}) == []
+    assert not caplog.text

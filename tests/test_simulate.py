@@ -596,6 +596,7 @@ def test_rate_alone_is_not_enough_but_features_are():
         ({"class_counts": {"Lugaro": 3}}, "unknown class 'Lugaro'"),
         ({"class_counts": {"MLI": 2}, "labelled_counts": {"MLI": 3}}, "asks for 3 labelled MLI"),
         ({"waveform_rate_hz": 100.0}, "waveform_rate_hz must be between"),
+        ({"waveform_rate_hz": 0}, "waveform_rate_hz must be between"),  # not the preset's rate
     ],
 )
 def test_bad_input_raises_clear_errors(kwargs, match):

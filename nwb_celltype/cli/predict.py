@@ -44,11 +44,12 @@ def predict(features, out, model, threshold, ignore_waveforms, species, overwrit
     isi_dist.csv, waveforms.csv, dataset.json; labels optional), a saved SpikeInterface sorting
     analyzer (its spike trains, and its templates' peak channel as the waveform) or sorting
     (spike trains: discharge alone), or a .npz written by `nwb-celltype features` — and write one
-    row per unit to OUT (neuron_id: the sorting's unit id): label, status, confidence, per-class
-    probabilities, out-of-distribution flag, whether the waveform was used, the ACG's pair count
-    at lags 1-100 ms (its depth: shallow units meet the floors of shallow units), reason. Where the tables
-    carry labels, the summary compares them (numbers on units the model was trained on are not a
-    validation: see docs/validation.md)."""
+    row per unit to OUT, a TSV after one '# model: ...' comment line (neuron_id: the sorting's unit
+    id): label, status, confidence, per-class probabilities, for models of the default family the
+    out-of-distribution flag, whether the waveform was used and the ACG's pair count at lags 1-100 ms
+    (its depth: shallow units meet the floors of shallow units), and the reason a unit has no label.
+    Where the tables carry labels, the summary compares them (numbers on units the model was trained
+    on are not a validation: see docs/validation.md)."""
     from ..classify import check_output_path, predict_features, summarise, write_predictions_tsv
 
     check_output_path(out, overwrite)  # before the work, not after it

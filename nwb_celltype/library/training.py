@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LibraryError
+from ..errors import LibraryError, NwbCelltypeError
 from ..features.config import FeatureConfig, FeatureSet
 from ._annotations import EVIDENCE_FIELDS, read_ground_truth
 from ._hashing import cached_sha256, sha256_file
@@ -248,7 +248,12 @@ def _nwb_entry(entry: LibraryEntry, source: str, where: str, annotation, config,
                 "restore the file or fix the manifest path."
             )
         logger.info("computing features of %s", where)
-        fs, labels, info = _featurise(source, config, annotation, where, layer_column)
+        try:
+            fs, labels, info = _featurise(source, config, annotation, where, layer_column)
+        except NwbCelltypeError as exc:
+            if where in str(exc):
+                raise
+            raise type(exc)(f"{where}: {exc}") from exc  # which file of the library
         remote_sha = str(info.get("sha256") or "")
         if entry.sha256 and len(remote_sha) == 64 and remote_sha != entry.sha256:
             raise LibraryError(
@@ -333,6 +338,7 @@ def load_training_set(
 
         it = tqdm(it, desc="library files", unit="file")
     sets, all_labels, refs, file_index = [], [], [], []
+    seen: dict[str, str] = {}  # content hash -> the entry that had it
     evidence: dict[str, list] = {f: [] for f in (*EVIDENCE_FIELDS, "annotation")}
     for k, entry in enumerate(it):
         source = entry.source(manifest.root)
@@ -350,6 +356,14 @@ def load_training_set(
             if entry.dandiset:
                 extra.update({"dandiset": entry.dandiset, "version": entry.version or "draft"})
                 extra["asset_path"] = entry.asset_path
+        if sha and sha in seen:
+            raise LibraryError(
+                f"{where} has the same content as {seen[sha]} (sha256 {sha[:12]}...): a file listed twice "
+                "would put its units on both sides of the cross-validation and count them twice. Remove "
+                "one of them (`nwb-celltype library validate` lists every such problem)."
+            )
+        if sha:
+            seen[sha] = where
         lab = np.asarray(labels["labels"], dtype=object)
         sets.append(fs)
         all_labels.append(lab)

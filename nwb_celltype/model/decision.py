@@ -19,6 +19,16 @@ from ..vocabulary import UNCLASSIFIED
 
 __all__ = ["Decision", "check_threshold", "confidence_ratio", "decide"]
 
+#: Reason of a unit left unclassified by the threshold alone.
+BELOW_THRESHOLD = "confidence ratio below the threshold"
+
+
+def below_threshold_reason(confidence: float, threshold: float) -> str:
+    """The reason of a unit left unclassified by the threshold alone: "confidence ratio below the
+    threshold (1.49 < 2)" (the ratio rounded down: never "2.00 < 2")."""
+    shown = np.floor(confidence * 100) / 100
+    return f"{BELOW_THRESHOLD} ({shown:.2f} < {threshold:g})"
+
 
 def check_threshold(threshold: float) -> float:
     """The threshold as a float; :class:`InvalidValueError` unless it is a finite ratio >= 1."""

@@ -23,6 +23,7 @@ from ..errors import ModelError, ModelMismatchError
 from ..features.discharge import FAMILY, DischargeConfig, DischargeFeatureSet
 from ..vocabulary import NOT_CLASSIFIABLE, UNCLASSIFIED
 from .bundle import CardProperties
+from .decision import BELOW_THRESHOLD, below_threshold_reason  # noqa: F401  (BELOW_THRESHOLD: re-exported)
 from .real_species import SPECIES_REASON
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ FLOOR_REASON = "confidence ratio below the model's floor for this label"
 NO_WAVEFORM_NOTE = "scored from its discharge alone (no usable waveform)"
 IGNORED_WAVEFORM_NOTE = "scored from its discharge alone (waveforms ignored on request)"
 #: reason of a unit left unclassified by the threshold alone (elsewhere given as "")
-BELOW_THRESHOLD = "confidence ratio below the threshold"
 
 
 @dataclass
@@ -403,10 +403,12 @@ def _reasons(
                 "on the model's training units, labels of this class below that ratio were wrong too often"
                 f"{s.shallow_note[i]}){wave_note[i]}"
             )
-        elif not s.used_wave[i]:  # said with the threshold where that is why it has no label
-            below = status[i] == "unclassified" and conf[i] < threshold
-            shown = np.floor(conf[i] * 100) / 100  # rounded down: never "2.00 < 2"
-            reasons[i] = f"{BELOW_THRESHOLD} ({shown:.2f} < {threshold:g}); {no_wave}" if below else no_wave
+        else:  # said with the threshold where that is why it has no label
+            below = below_threshold_reason(conf[i], threshold) if status[i] == "unclassified" else ""
+            if not s.used_wave[i]:
+                reasons[i] = f"{below}; {no_wave}" if below else no_wave
+            else:
+                reasons[i] = below
     return reasons
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ModelMismatchError
 from ..vocabulary import NOT_CLASSIFIABLE
-from .decision import check_threshold, decide
+from .decision import below_threshold_reason, check_threshold, decide
 
 if TYPE_CHECKING:  # torch is imported only by the C4 family's path: the real-data models run in numpy
     import torch
@@ -213,6 +213,8 @@ def predict_cell_types(
     labels[rows] = decision.labels(bundle.classes)
     status[rows] = np.where(decision.classified, "classified", "unclassified")
     reasons = np.full(n, "", dtype=object)
+    for i in np.flatnonzero(status == "unclassified"):
+        reasons[i] = below_threshold_reason(conf[i], threshold)
     given = np.asarray(features.reasons, dtype=object)
     for i in np.flatnonzero(~ok):
         r = given[i] if isinstance(given[i], str) and given[i] else ""

@@ -18,6 +18,7 @@ Species names are compared after :func:`canonical_species` (``"mouse"`` in the t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
@@ -153,6 +154,22 @@ def _withheld_classes(meta: Mapping) -> list[str]:
         if need > 0 and few:
             out.append(f"{s}: {', '.join(few)}")
     return out
+
+
+def warn_withheld_classes(meta: Mapping) -> list[str]:
+    """Log a warning, at training, naming the labels a model of ``meta`` will never give units of
+    a species (:func:`_withheld_classes`); returns them."""
+    withheld = _withheld_classes(meta)
+    if withheld:
+        need = int((meta.get("config") or {}).get("min_species_class_units", 0))
+        logging.getLogger(__name__).warning(
+            "the model will not give units of these species these labels: fewer than %d training units "
+            "of the class (with a discharge) came from that species (%s). Add labelled units of those "
+            "classes, or lower min_species_class_units.",
+            need,
+            "; ".join(withheld),
+        )
+    return withheld
 
 
 def species_coverage(meta: Mapping, species) -> SpeciesCoverage:

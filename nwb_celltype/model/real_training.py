@@ -52,7 +52,7 @@ from .real_kernel import (
     train_kernel_members,
 )
 from .real_ood import fit_ood
-from .real_species import species_support
+from .real_species import species_support, warn_withheld_classes
 
 if TYPE_CHECKING:
     import torch
@@ -237,6 +237,7 @@ def train_real_ensemble(
         tensors, meta = _train(cfg, lab, labels, tuple(classes), unl, groups, oof, copies)
     meta["donor_waveforms"] = {"n_donors": int(len(donors)), "n_copies_with_donor_waveform": n_donated}
     meta["species_support"] = species_support(species, labels, lab["has_discharge"], tuple(classes))
+    warn_withheld_classes(meta)
     meta["training_seconds"] = round(time.perf_counter() - t0, 2)
     return tensors, meta
 

@@ -99,7 +99,8 @@ def add_classifier(
     feature_config_json : str
         Feature configuration as JSON text (``FeatureConfig.to_json()``).
     training_data : sequence of str
-        References to training data (URLs, DOIs, manifest hashes).
+        References to training data (URLs, DOIs, manifest hashes; `annotate` writes one JSON object
+        per training library entry, from the model card).
     software_versions : mapping str -> str, optional
         Package versions; default: nwb-celltype, pynwb, hdmf, numpy.
     threshold : float, optional

@@ -74,7 +74,7 @@ def _check_purkinje_pairs(class_counts: dict[str, int]) -> None:
 
 def _check_waveform_rate(waveform_rate_hz: float | None, pre: Preset) -> float:
     """The waveform sampling rate (the preset's by default), checked to lie in 5-100 kHz."""
-    wrate = float(waveform_rate_hz or pre.waveform_rate_hz)
+    wrate = float(pre.waveform_rate_hz if waveform_rate_hz is None else waveform_rate_hz)
     if not np.isfinite(wrate) or not 5000.0 <= wrate <= 100000.0:
         raise InvalidValueError(
             f"waveform_rate_hz must be between 5 and 100 kHz, got {waveform_rate_hz!r} "
