@@ -23,6 +23,7 @@ import secrets
 import shutil
 import signal
 import stat
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -175,17 +176,30 @@ def cleanup_on_signals() -> Iterator[None]:
         _RECEIVED.append(signum)
         raise Interrupted(signum)
 
+    def unraisable(report):  # raised inside a finalizer, where Python can only print it: the
+        if not isinstance(report.exc_value, Interrupted):  # signal is recorded, and acted on before
+            previous_hook(report)  # the write is committed (atomic_write, atomic_folder)
+
     _RECEIVED.clear()
     old = {}
     for sig in CLEANUP_SIGNALS:
         with contextlib.suppress(OSError, ValueError):
             old[sig] = signal.signal(sig, handler)
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for sig, h in old.items():
             signal.signal(sig, h)
         _RECEIVED.clear()
+
+
+def raise_if_interrupted() -> None:
+    """Act on a cleanup signal that arrived where its exception could not propagate (a finalizer):
+    called just before a write is committed."""
+    if _RECEIVED:
+        raise Interrupted(_RECEIVED[-1])
 
 
 def lock_timeout_s() -> float:
@@ -375,6 +389,7 @@ def atomic_write(
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             give_mode(tmp, keep_mode_of)
+            raise_if_interrupted()
             if replace:
                 os.replace(tmp, final)
             else:
@@ -553,6 +568,7 @@ def atomic_folder(
                     if (tmp / rel).is_dir() and not (tmp / rel).is_symlink():
                         os.chmod(tmp / rel, mode)
                 _fsync_dir(tmp)
+                raise_if_interrupted()
                 with _signals_held(held):
                     if os.path.lexists(final):
                         older = temp_path(final, OLD_FOLDER_TAG)

@@ -292,13 +292,13 @@ def test_concurrent_in_place_labels_lose_nothing(nwb, labels_csv):
 
     errors = []
 
-    def run():
+    def run(k):  # three labellers (the same labels by the same labeller twice are refused)
         try:
-            label_file(nwb, labels_csv, in_place=True, **LABEL_KW)
+            label_file(nwb, labels_csv, in_place=True, **{**LABEL_KW, "labelled_by": f"tester{k}"})
         except Exception as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=run) for _ in range(3)]
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(3)]
     for t in threads:
         t.start()
     for t in threads:
@@ -1038,3 +1038,51 @@ def test_a_write_error_caused_by_a_signal_is_reported_as_the_signal():
         assert isinstance(got, _atomic.Interrupted) and got.code == 128 + signal.SIGTERM
     finally:
         _atomic._RECEIVED.clear()
+
+
+def test_a_signal_swallowed_by_a_finalizer_still_stops_the_write(tmp_path, capfd):
+    """A cleanup signal whose exception is raised inside a finalizer (garbage collection, weakref
+    callbacks) cannot propagate: Python printed "Exception ignored in ..." with our traceback and the
+    write went on. Now the signal is recorded, nothing is printed, and the write stops before it is
+    committed: the target keeps its content, no temporary file is left."""
+    import gc
+    import signal
+
+    from nwb_celltype import _atomic
+
+    final = tmp_path / "out.txt"
+    final.write_text("original")
+
+    class SignalWhenFreed:
+        def __del__(self):
+            signal.raise_signal(signal.SIGTERM)
+
+    with pytest.raises(_atomic.Interrupted) as info, _atomic.atomic_write(final, replace=True) as tmp:
+        tmp.write_text("new")
+        a = SignalWhenFreed()
+        a.me = a  # freed by the collector, inside its finalizer
+        del a
+        gc.collect()
+    assert info.value.code == 128 + signal.SIGTERM
+    assert final.read_text() == "original" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+    assert "Exception ignored" not in capfd.readouterr().err
+
+
+def test_sigint_outside_a_write_exits_like_one_inside(tmp_path, monkeypatch):
+    """Ctrl-C while features are computed or a model runs (no write under way) ended with "aborted
+    (interrupted)" and status 1; inside a write with status 130. Now both are 128 + SIGINT."""
+    import signal
+
+    from click.testing import CliRunner
+
+    import nwb_celltype.classify as classify
+    from nwb_celltype.cli import main
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(classify, "predict_features", interrupted)
+    res = CliRunner().invoke(main, ["predict", str(tmp_path), "--out", str(tmp_path / "p.tsv")])
+    assert res.exit_code == 128 + signal.SIGINT
+    assert res.output.strip() == "Error: interrupted by SIGINT; no partial output was left"
+    assert not (tmp_path / "p.tsv").exists()

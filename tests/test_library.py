@@ -84,6 +84,14 @@ def test_read_label_table_phy_tsv_with_mapping_and_row_evidence(tmp_path):
         ("unit_id,label\n1,MLI\n", {"labelled_by": None}, r"no labeller for rows t\.csv:2"),
         ("unit_id,label\n1,MLI\n", {"mapping": ["MLI"]}, r"has no '='"),
         ("unit_id,label\n1,MLI\n", {"mapping": ["MLI=Basket"]}, r"not in the vocabulary"),
+        # dates must be ISO 8601: the option's value once, a column's values by row
+        ("unit_id,label\n1,MLI\n", {"labelled_at": "yesterday"}, r"--labelled-at 'yesterday' .*ISO 8601"),
+        ("unit_id,label\n1,MLI\n", {"labelled_at": "2024-13-45"}, r"--labelled-at '2024-13-45' .*ISO 8601"),
+        (
+            "unit_id,label,date\n1,MLI,2024-05-01\n2,MLI,2024-13-45\n",
+            {},
+            r"labelled_at values in rows t\.csv:3 \('2024-13-45'\) are not ISO 8601",
+        ),
     ],
 )
 def test_read_label_table_errors_name_rows(tmp_path, text, kwargs, match):
@@ -91,6 +99,58 @@ def test_read_label_table_errors_name_rows(tmp_path, text, kwargs, match):
     kw = {"evidence_type": "optotagging", "labelled_by": "me", **kwargs}
     with pytest.raises(LibraryError, match=match):
         read_label_table(p, **kw)
+
+
+def test_read_label_table_dates_are_iso_8601_and_normalised(tmp_path):
+    p = _csv(tmp_path / "t.csv", "unit_id,label,labelled_at\n1,MLI,2024-05-01 10:00\n2,GoC,\n")
+    t = read_label_table(p, evidence_type="expert", labelled_by="me", labelled_at="2024-05-02")
+    assert t.evidence["labelled_at"].tolist() == ["2024-05-01T10:00:00", "2024-05-02"]
+
+
+def test_bad_evidence_type_option_is_reported_once_not_per_row(tmp_path):
+    from nwb_celltype.cli import main
+
+    rows = "".join(f"{i},MLI\n" for i in range(12))
+    p = _csv(tmp_path / "labels0.csv", "unit_id,label\n" + rows)
+    with pytest.raises(LibraryError) as err:
+        read_label_table(p, evidence_type="optogenetics", labelled_by="me")
+    msg = str(err.value)
+    assert msg.count("'optogenetics'") == 1 and "--evidence-type 'optogenetics'" in msg
+    assert "labels0.csv:" not in msg and "more" not in msg
+    # a row's own bad value is still named with its row, next to the option's
+    p2 = _csv(tmp_path / "l2.csv", "unit_id,label,evidence_type\n0,MLI,vibes\n1,MLI,\n")
+    with pytest.raises(LibraryError) as err:
+        read_label_table(p2, evidence_type="optogenetics", labelled_by="me")
+    assert "l2.csv:2 ('vibes')" in str(err.value) and "l2.csv:3" not in str(err.value)
+    assert str(err.value).count("'optogenetics'") == 1
+    src = mock_library_file(tmp_path / "rec.nwb", n_units=12)
+    res = CliRunner().invoke(
+        main,
+        ["library", "label", str(src), "--labels", str(p), "--evidence-type", "optogenetics"]
+        + ["--labelled-by", "a", "--out", str(tmp_path / "o.nwb")],
+    )
+    assert res.exit_code == 1 and res.output.count("optogenetics") == 1, res.output
+    assert not (tmp_path / "o.nwb").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "match"),
+    [
+        ("tab.csv", "unit_id\tlabel\n1\tMLI\n", r"tab-separated but its suffix \.csv says comma.*tab\.tsv"),
+        ("semicolon.csv", "unit_id;label\n1;MLI\n", r"semicolon-separated but its suffix \.csv"),
+        ("phy.tsv", "cluster_id,group\n1,MLI\n", r"comma-separated but its suffix \.tsv.*phy\.csv"),
+    ],
+)
+def test_wrong_delimiter_is_named_not_blamed_on_the_column(tmp_path, name, text, match):
+    p = _csv(tmp_path / name, text)
+    with pytest.raises(LibraryError, match=match) as err:
+        read_label_table(p, evidence_type="expert", labelled_by="me")
+    assert "no unit id column" not in str(err.value)
+
+
+def test_wrong_delimiter_with_another_suffix_is_sniffed(tmp_path):
+    p = _csv(tmp_path / "semicolon.txt", "unit_id;label\n1;MLI\n")
+    assert read_label_table(p, evidence_type="expert", labelled_by="me").unit_ids.tolist() == [1]
 
 
 # -- labelling files ---------------------------------------------------------------------------
@@ -161,6 +221,94 @@ def test_label_file_output_rules(nwb_file, tmp_path):
         label_file(nwb_file, p, out=tmp_path / "x.nwb", **kw)
     with pytest.raises(LibraryError, match="Units has no column 'kind'"):
         label_file(nwb_file, column="kind", out=tmp_path / "y.nwb", **kw)
+
+
+# NeuroConv / SpikeInterface exports: NWB ids 0..19, the sorter's ids kept in a cluster_id column
+PHY_CLUSTERS = [0, 2, 3, 5, 8, 9, 11, 12, 14, 15, 17, 20, 21, 23, 26, 27, 29, 30, 32, 33]
+
+
+def test_label_file_cluster_ids_map_through_the_units_cluster_id_column(tmp_path):
+    from nwb_celltype.cli import main
+
+    src = mock_library_file(tmp_path / "phy_like.nwb", n_units=20, extra_columns={"cluster_id": PHY_CLUSTERS})
+    p = _csv(tmp_path / "phy_labels.csv", "cluster_id,group\n2,GoC\n5,PkC_cs\n8,PkC_ss\n")
+    kw = {"evidence_type": "expert", "labelled_by": "a"}
+    out = label_file(src, p, out=tmp_path / "out.nwb", **kw)
+    gt = _gt(out)["ground_truth"]
+    assert gt.unit_indices.tolist() == [1, 3, 4]  # the rows whose cluster_id is 2, 5, 8
+    assert gt.labels.tolist() == ["GoC", "PkC_cs", "PkC_ss"]
+    # --id-column id: the keys are NWB ids after all
+    out = label_file(src, p, out=tmp_path / "by_id.nwb", id_column="id", **kw)
+    assert _gt(out)["ground_truth"].unit_indices.tolist() == [2, 5, 8]
+    # any Units column, named; keys missing from it are an error naming the rows
+    p2 = _csv(tmp_path / "u.csv", "unit,label\n33,MLI\n7,GoC\n")
+    with pytest.raises(LibraryError, match=r"unknown units in rows u\.csv:3 \(cluster_id 7\)"):
+        label_file(src, p2, out=tmp_path / "u.nwb", id_column="cluster_id", **kw)
+    assert not (tmp_path / "u.nwb").exists()
+    with pytest.raises(LibraryError, match=r"Units has no column 'sorter_id' \(--id-column\)"):
+        label_file(src, p2, out=tmp_path / "u.nwb", id_column="sorter_id", **kw)
+    # the CLI option
+    res = CliRunner().invoke(
+        main,
+        ["library", "label", str(src), "--labels", str(p2), "--id-column", "cluster_id"]
+        + ["--evidence-type", "expert", "--labelled-by", "a", "--out", str(tmp_path / "cli.nwb")],
+    )
+    assert res.exit_code == 1 and "u.csv:3 (cluster_id 7)" in res.output, res.output
+    res = CliRunner().invoke(
+        main,
+        ["library", "label", str(src), "--labels", str(p), "--evidence-type", "expert"]
+        + ["--labelled-by", "a", "--out", str(tmp_path / "cli.nwb")],
+    )
+    assert res.exit_code == 0, res.output
+    assert _gt(tmp_path / "cli.nwb")["ground_truth"].unit_indices.tolist() == [1, 3, 4]
+
+
+def test_label_file_ambiguous_cluster_ids_and_unit_names(tmp_path):
+    # two sortings in one Units table: cluster ids repeat
+    src = mock_library_file(
+        tmp_path / "two.nwb",
+        n_units=6,
+        extra_columns={"cluster_id": [0, 1, 2, 0, 1, 7], "unit_name": ["a0", "a1", "a2", "b0", "b1", "b7"]},
+    )
+    kw = {"evidence_type": "expert", "labelled_by": "a"}
+    p = _csv(tmp_path / "l.csv", "cluster_id,label\n7,MLI\n1,GoC\n")
+    with pytest.raises(
+        LibraryError, match=r"ambiguous units in rows l\.csv:3 \(cluster_id 1: Units row 1 \(id 1\), row 4"
+    ):
+        label_file(src, p, out=tmp_path / "o.nwb", **kw)
+    assert not (tmp_path / "o.nwb").exists()
+    # names (not integers) as keys, matched through the Units unit_name column
+    p = _csv(tmp_path / "n.csv", "unit_name,label\nb1,GoC\na2,MLI\n")
+    out = label_file(src, p, out=tmp_path / "n.nwb", **kw)
+    assert _gt(out)["ground_truth"].unit_indices.tolist() == [4, 2]
+    # names cannot be NWB ids
+    with pytest.raises(LibraryError, match=r"rows n\.csv:2 \('b1'\), n\.csv:3 \('a2'\) are not integers"):
+        label_file(src, p, out=tmp_path / "m.nwb", id_column="id", **kw)
+
+
+def test_label_file_refuses_the_same_labels_twice(nwb_file, tmp_path):
+    from nwb_celltype.cli import main
+
+    p = _csv(tmp_path / "l.csv", "unit_id,label\n0,PkC_ss\n3,MLI\n")
+    args = ["library", "label", str(nwb_file), "--labels", str(p), "--evidence-type", "optotagging"]
+    args += ["--labelled-by", "alice", "--in-place"]
+    r = CliRunner()
+    res = r.invoke(main, args)
+    assert res.exit_code == 0, res.output
+    before = nwb_file.read_bytes()
+    res = r.invoke(main, args)  # a rerun (another time stamp): refused, nothing written
+    assert res.exit_code == 1, res.output
+    assert "already holds these labels: table 'ground_truth'" in res.output
+    assert "Nothing was written" in res.output
+    assert nwb_file.read_bytes() == before
+    with pytest.raises(LibraryError, match="already holds these labels"):
+        label_file(nwb_file, p, out=tmp_path / "o.nwb", evidence_type="optotagging", labelled_by="alice")
+    assert not (tmp_path / "o.nwb").exists()
+    # different labels (or another evidence type) for the same units: a second table, as before
+    p2 = _csv(tmp_path / "l2.csv", "unit_id,label\n0,PkC_cs\n3,MLI\n")
+    label_file(nwb_file, p2, in_place=True, evidence_type="optotagging", labelled_by="alice")
+    label_file(nwb_file, p, in_place=True, evidence_type="pharmacology", labelled_by="alice")
+    assert sorted(_gt(nwb_file)) == ["ground_truth", "ground_truth_2", "ground_truth_3"]
 
 
 # -- manifests, merge --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -59,6 +60,8 @@ class _LazyGroup(click.Group):
             _fail(str(exc))
         except Interrupted as exc:
             _fail(str(exc), exc.code)
+        except KeyboardInterrupt:  # SIGINT outside a write: the same status as inside one
+            _fail("interrupted by SIGINT; no partial output was left", 128 + signal.SIGINT)
         except (OSError, RuntimeError) as exc:
             if is_disk_full(exc):
                 name = getattr(exc, "filename", None)

@@ -21,12 +21,20 @@ def library() -> None:
     "--labels",
     "labels",
     type=click.Path(exists=True, dir_okay=False),
-    help="CSV/TSV keyed by unit id (or phy cluster_id).",
+    help="CSV/TSV keyed by unit id (or phy cluster_id, unit_name). Delimiter by suffix: .csv comma, "
+    ".tsv/.tab tab, other suffixes detected.",
 )
 @click.option("--column", help="Take labels from this existing Units column instead (e.g. cell_type).")
 @click.option(
     "--unit-column",
-    help="Column of the --labels table holding unit ids (default: unit_id, id, cluster_id or unit).",
+    help="Column of the --labels table holding unit ids (default: unit_id, id, cluster_id, unit or "
+    "unit_name).",
+)
+@click.option(
+    "--id-column",
+    help="Units column that the --labels table's ids refer to, e.g. cluster_id ('id': the NWB unit ids). "
+    "Default: the NWB ids, except that a cluster_id (or unit_name) key column is matched through the "
+    "Units column of that name when the file has one.",
 )
 @click.option(
     "--label-column",
@@ -45,7 +53,7 @@ def library() -> None:
     "--evidence", "evidence_text", default="", help="Free-text evidence for rows that do not give one."
 )
 @click.option("--labelled-by", help="Who labelled (for rows that do not say).")
-@click.option("--labelled-at", help="When (ISO 8601; default now).")
+@click.option("--labelled-at", help="When: ISO 8601 date or date-time, e.g. 2024-05-01 (default now, UTC).")
 @click.option(
     "--name",
     default=None,
@@ -67,6 +75,7 @@ def label_cmd(
     labels,
     column,
     unit_column,
+    id_column,
     label_column,
     mapping,
     evidence_type,
@@ -83,7 +92,8 @@ def label_cmd(
 ):
     """Write ground-truth labels into the NWB file SOURCE (a labelled copy, or SOURCE itself with
     --in-place). Every row needs an evidence type and a labeller: columns of the table, or
-    --evidence-type and --labelled-by for all rows."""
+    --evidence-type and --labelled-by for all rows. Labels that a table of SOURCE already holds
+    (same units, labels, evidence types and labellers) are refused: nothing is written."""
     from ..library import label_file
 
     before = _table_names(source) if name is None else set()
@@ -103,6 +113,7 @@ def label_cmd(
         kind=kind,
         unit_column=unit_column,
         label_column=label_column,
+        id_column=id_column,
         allow_read_only=allow_read_only,
         allow_hard_links=allow_hard_links,
     )
