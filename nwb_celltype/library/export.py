@@ -4,12 +4,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
-from .._atomic import write_text_file
+from .._atomic import (
+    Interrupted,
+    as_output_error,
+    atomic_folder,
+    check_folder,
+    cleanup_on_signals,
+    raise_if_interrupted,
+    write_text_file,
+)
 from ..errors import LibraryError, OutputError
 from ._hashing import sha256_file
 from ._open import open_nwb
@@ -46,6 +57,12 @@ def export_dandiset(
 ) -> dict[str, Path]:
     """Copy a library's local files into ``out`` as an organized dandiset.
 
+    The dandiset is built and validated in a hidden folder beside ``out``
+    (``.NAME.pidN.XXXXXXXX.tmp.dir``, :func:`~nwb_celltype._atomic.atomic_folder`) and renamed into
+    place only when complete: any failure or signal (SIGINT, SIGTERM, SIGHUP) leaves no ``out``
+    (an empty ``out`` that existed before is left as it was, and parent folders created for it are
+    removed again).
+
     Parameters
     ----------
     manifest : Manifest or path
@@ -65,9 +82,12 @@ def export_dandiset(
     Raises
     ------
     LibraryError
-        Remote entries, files without subject metadata, or validation errors (listed).
+        Remote entries, files without subject metadata, or validation errors (listed); nothing is
+        written.
     OutputError
-        ``out`` is not empty.
+        ``out`` is not empty, or is not a folder.
+    nwb_celltype._atomic.Interrupted
+        A cleanup signal arrived; nothing is written.
     """
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest)
@@ -85,33 +105,113 @@ def export_dandiset(
             "export the local part of the library, and cite the remote assets by their manifest entries."
         )
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
+    if out.is_dir() and any(out.iterdir()):
         raise OutputError(f"export folder {out} is not empty; give a new or empty folder.")
-    problems = _check_metadata(manifest)
+    check_folder(out, replace=False, owned=(), what="the exported dandiset")  # a file; not writable
+    with cleanup_on_signals():  # SIGTERM and SIGHUP, like SIGINT, end in our one-line error
+        try:
+            problems = _check_metadata(manifest)
+        except Exception as exc:
+            interrupted = _interrupted(exc)
+            if interrupted is None:
+                raise
+            raise interrupted from exc
+        raise_if_interrupted()
     if problems:
         raise LibraryError(
             "files lack the subject metadata DANDI needs: " + "; ".join(problems) + ". Set "
             'nwbfile.subject = Subject(subject_id=..., species=..., age="P90D" or an ISO 8601 range such as "P60D/P120D") when writing them (import-c4h5: --age).'
         )
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(os.path.realpath(out))
+    empty_mode = stat.S_IMODE(os.stat(final).st_mode) if final.is_dir() else None
+    created_parents = [p for p in final.parents if not os.path.lexists(p)]
+    built: list[int] = []  # the inode of the manifest written into the new folder
+    try:
+        with (
+            cleanup_on_signals(),
+            atomic_folder(final, replace=False, owned=(), what="the exported dandiset") as tmp,
+        ):
+            mapping = _build(manifest, tmp, out, name=name, description=description, validate=validate)
+            raise_if_interrupted()  # a signal lost in a finalizer during validation
+            built.append(os.stat(tmp / EXPORTED_MANIFEST).st_ino)
+    except BaseException:
+        _undo(final, built, empty_mode, created_parents)
+        raise
+    logger.info("exported %d files to %s", len(mapping), out)
+    return mapping
+
+
+def _undo(final: Path, built: list[int], empty_mode: int | None, created_parents: list[Path]) -> None:
+    """After a failed or interrupted export: remove the new dandiset if it was already renamed into
+    place (a signal during :func:`atomic_folder`'s swap is acted on right after it), restore the
+    empty folder that was there before, and remove the parent folders created for ``final``."""
+    try:
+        done = bool(built) and os.stat(final / EXPORTED_MANIFEST).st_ino == built[0]
+    except OSError:
+        done = False
+    if done:
+        shutil.rmtree(final, ignore_errors=True)
+        if empty_mode is not None:
+            with contextlib.suppress(OSError):
+                final.mkdir()
+                os.chmod(final, empty_mode)
+    for parent in created_parents:  # deepest first; only while empty
+        with contextlib.suppress(OSError):
+            parent.rmdir()
+
+
+@contextlib.contextmanager
+def _dandi_log_names(tmp: Path, out: Path) -> Iterator[None]:
+    """dandi's log messages name ``out``, not the hidden folder it is being built in."""
+
+    def rename(record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if str(tmp) in text:
+            record.msg, record.args = text.replace(str(tmp), str(out)), ()
+        return True
+
+    dandi_logger = logging.getLogger("dandi")
+    dandi_logger.addFilter(rename)
+    try:
+        yield
+    finally:
+        dandi_logger.removeFilter(rename)
+
+
+def _interrupted(exc: BaseException) -> Interrupted | None:
+    """The :class:`Interrupted` to raise when a cleanup signal caused ``exc`` (h5py may report an
+    exception raised by our handler inside HDF5 as its own error; dandi then as a failure)."""
+    err = as_output_error(exc, None)
+    return err if isinstance(err, Interrupted) else None
+
+
+def _build(
+    manifest: Manifest,
+    tmp: Path,
+    out: Path,
+    *,
+    name: str | None,
+    description: str | None,
+    validate: bool,
+) -> dict[str, Path]:
+    """Fill the empty folder ``tmp`` with the dandiset (to be renamed to ``out``), validated."""
     title = name or manifest.name
     desc = description or manifest.description or f"Ground-truth cell-type library {manifest.name!r}."
     import yaml
 
     write_text_file(
-        out / "dandiset.yaml",
+        tmp / "dandiset.yaml",
         yaml.safe_dump({"identifier": "DANDI:000000", "name": title, "description": desc}, sort_keys=False),
     )
     sources = [str(Path(e.source(manifest.root)).resolve()) for e in manifest.entries]
     from dandi.organize import FileOperationMode, organize
 
-    before = set(out.rglob("*.nwb"))
     try:
-        organize(sources, dandiset_path=str(out), files_mode=FileOperationMode.COPY, jobs=1)
+        with _dandi_log_names(tmp, out):
+            organize(sources, dandiset_path=str(tmp), files_mode=FileOperationMode.COPY, jobs=1)
     except Exception as exc:  # dandi raises plain exceptions; report them as ours, with the cause
-        shutil.rmtree(out, ignore_errors=True)
-        raise LibraryError(f"dandi organize failed on the library: {exc}") from exc
-    created = sorted(set(out.rglob("*.nwb")) - before)
+        raise _interrupted(exc) or LibraryError(f"dandi organize failed on the library: {exc}") from exc
+    created = sorted(tmp.rglob("*.nwb"))
     # map each source to its organized copy by content hash (organize copies bytes unchanged)
     by_hash = {sha256_file(p): p for p in created}
     mapping: dict[str, Path] = {}
@@ -121,32 +221,57 @@ def export_dandiset(
         dest = by_hash.get(sha)
         if dest is None:
             raise LibraryError(
-                f"{e.identity()}: no organized copy found in {out}; dandi organize skipped it."
+                f"{e.identity()}: no organized copy found for {out}; dandi organize skipped it. "
+                "Nothing was written."
             )
-        mapping[e.identity()] = dest
+        rel = dest.relative_to(tmp).as_posix()
+        mapping[e.identity()] = out / rel
         d = e.to_dict()
-        d.update(path=dest.relative_to(out).as_posix(), sha256=sha)
+        d.update(path=rel, sha256=sha)
         entries.append(LibraryEntry(**d))
-    Manifest(name=manifest.name, entries=entries, description=desc, root=out.resolve()).save(
-        out / EXPORTED_MANIFEST
+    raise_if_interrupted()  # before the save: its atomic write forgets the signals seen so far
+    Manifest(name=manifest.name, entries=entries, description=desc, root=tmp.resolve()).save(
+        tmp / EXPORTED_MANIFEST
     )
     if validate:
-        errors = validate_dandiset(out)
+        errors = [f"{out / rel}: {text}" for rel, text in _validation_errors(tmp)]
         if errors:
-            raise LibraryError(
-                f"the exported dandiset {out} does not pass dandi validate: " + "; ".join(errors[:10])
+            exc = LibraryError(
+                f"the dandiset exported to {out} does not pass dandi validate, so nothing was written: "
+                + "; ".join(errors[:10])
+                + (f"; and {len(errors) - 10} more" if len(errors) > 10 else "")
             )
-    logger.info("exported %d files to %s", len(mapping), out)
+            raise _interrupted(exc) or exc
     return mapping
 
 
-def validate_dandiset(path: str | os.PathLike) -> list[str]:
-    """Errors (severity ERROR or worse) that ``dandi validate`` reports for ``path``, offline."""
+def _validation_errors(folder: Path) -> list[tuple[str, str]]:
+    """(path relative to ``folder``, "[id] message") of each error (severity ERROR or worse) that
+    ``dandi validate`` reports for the dandiset ``folder``, offline.
+
+    dandi skips every path whose name starts with a period, a dandiset folder given by such a name
+    included (it finds nothing and reports no error): a hidden folder (ours while it is being
+    built) is validated through its visible entries, which is what dandi does with the folder."""
     from dandi.validate._core import validate
     from dandi.validate._types import Severity
 
+    folder = Path(os.path.abspath(folder))
+    targets = [folder]
+    if folder.name.startswith(".") and folder.is_dir():
+        targets = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        if not targets:
+            return []
     errors = []
-    for r in validate(str(path)):
+    for r in validate(*map(str, targets)):
         if r.severity is not None and r.severity >= Severity.ERROR:
-            errors.append(f"{r.path}: [{r.id}] {r.message}")
+            path = Path(os.path.abspath(r.path)) if r.path is not None else folder
+            rel = path.relative_to(folder).as_posix() if path.is_relative_to(folder) else str(path)
+            errors.append((rel, f"[{r.id}] {r.message}"))
     return errors
+
+
+def validate_dandiset(path: str | os.PathLike) -> list[str]:
+    """Errors (severity ERROR or worse) that ``dandi validate`` reports for ``path``, offline (a
+    folder whose name starts with a period, which dandi itself skips, through its visible entries)."""
+    folder = Path(os.path.abspath(path))
+    return [f"{folder / rel}: {text}" for rel, text in _validation_errors(folder)]
