@@ -119,6 +119,9 @@ def is_disk_full(exc: BaseException) -> bool:
 #: Cleanup signals received inside :func:`cleanup_on_signals` (HDF5 may turn the exception our
 #: handler raises inside its C code into its own write error: the signal is what happened).
 _RECEIVED: list[int] = []
+#: Open :func:`cleanup_on_signals` blocks (an inner one, e.g. a manifest written during an export,
+#: leaves the outer one's handlers and record in place).
+_NESTED: list[bool] = []
 
 
 def as_output_error(exc: BaseException, final: Path | None) -> BaseException:
@@ -171,6 +174,14 @@ def cleanup_on_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    if _NESTED:
+        _NESTED.append(True)  # nested: the outer block's handlers and record of signals stay
+        try:
+            yield
+        finally:
+            _NESTED.pop()
+        return
+    _NESTED.append(True)
 
     def handler(signum, frame):
         _RECEIVED.append(signum)
@@ -193,6 +204,7 @@ def cleanup_on_signals() -> Iterator[None]:
         for sig, h in old.items():
             signal.signal(sig, h)
         _RECEIVED.clear()
+        _NESTED.pop()
 
 
 def raise_if_interrupted() -> None:

@@ -1086,3 +1086,22 @@ def test_sigint_outside_a_write_exits_like_one_inside(tmp_path, monkeypatch):
     assert res.exit_code == 128 + signal.SIGINT
     assert res.output.strip() == "Error: interrupted by SIGINT; no partial output was left"
     assert not (tmp_path / "p.tsv").exists()
+
+
+def test_a_nested_write_keeps_the_outer_record_of_signals():
+    """A write inside a write (an export's manifest) cleared the outer block's record of a swallowed
+    signal and restored the handlers early: the outer write was then committed."""
+    import signal
+
+    from nwb_celltype import _atomic
+
+    before = signal.getsignal(signal.SIGTERM)
+    with _atomic.cleanup_on_signals():
+        outer = signal.getsignal(signal.SIGTERM)
+        _atomic._RECEIVED.append(signal.SIGTERM)  # as the handler does when its exception is lost
+        with _atomic.cleanup_on_signals():
+            assert signal.getsignal(signal.SIGTERM) is outer
+        assert signal.getsignal(signal.SIGTERM) is outer and _atomic._RECEIVED == [signal.SIGTERM]
+        with pytest.raises(_atomic.Interrupted):
+            _atomic.raise_if_interrupted()
+    assert signal.getsignal(signal.SIGTERM) is before and _atomic._RECEIVED == []
