@@ -84,7 +84,10 @@ def output_plan(
     if mode != "in_place":
         check_output_path(final, input_path)
         if final.exists() and not overwrite:
-            raise AnnotationExistsError(f"{final} exists; pass overwrite=True (--overwrite) to replace it")
+            raise AnnotationExistsError(
+                f"{final} exists; pass --overwrite (overwrite=True) to replace it, with every table it "
+                f"holds, or annotate it in place (--in-place) to add this model's table to it"
+            )
     else:
         check_replaceable(final, allow_read_only=allow_read_only, allow_hard_links=allow_hard_links)
     return OutputPlan(final, mode, input_path)
@@ -131,8 +134,8 @@ def append_to_copy(
     clash = [n for n in ours if n in names]
     if clash and not overwrite:
         raise AnnotationExistsError(
-            f"{src_path} already holds annotations by this model ({table_name}); pass overwrite=True "
-            "(--overwrite) to replace them, or use another model"
+            f"{src_path} already holds annotations by this model ({table_name}); pass --overwrite "
+            "(overwrite=True) to replace them, or use another model"
         )
     if overwrite:
         remove_existing(tmp, clash, table_name)

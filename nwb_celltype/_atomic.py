@@ -394,7 +394,7 @@ def atomic_write(
     final = write_target(Path(final))
     with _write_guards(final, lock=lock):
         if not replace and final.exists():
-            raise AnnotationExistsError(f"{final} exists; pass overwrite=True (--overwrite) to replace it")
+            raise AnnotationExistsError(f"{final} exists; pass --overwrite (overwrite=True) to replace it")
         tmp = temp_path(final)
         with _undone_on_failure(final, lambda: tmp.unlink(missing_ok=True)):
             yield tmp
@@ -409,7 +409,7 @@ def atomic_write(
                     os.link(tmp, final)  # fails if final exists: nobody else's result is replaced
                 except FileExistsError:
                     raise AnnotationExistsError(
-                        f"{final} was created by another run meanwhile; pass overwrite=True (--overwrite) "
+                        f"{final} was created by another run meanwhile; pass --overwrite (overwrite=True) "
                         "to replace it"
                     ) from None
                 tmp.unlink()

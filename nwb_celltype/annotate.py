@@ -441,8 +441,10 @@ def annotate(
     threshold : float
         Confidence ratio (best / second-best probability) below which a unit is "unclassified".
     overwrite : bool
-        Replace annotations already written by the same model instead of raising
-        :class:`~nwb_celltype.errors.AnnotationExistsError`.
+        In place: replace annotations already written by the same model instead of raising
+        :class:`~nwb_celltype.errors.AnnotationExistsError`. As a copy (``out``): replace an existing
+        output file, with every table it held; to add a second model's table to an annotated copy,
+        annotate that copy in place.
     precision : {"float32", "float64"}
         Precision the ensemble runs in (see :func:`nwb_celltype.model.predict_cell_types`); float64
         is a slower reference for checking float32 results. Recorded in the provenance.

@@ -243,7 +243,7 @@ def export_phy(
     if not path.parent.is_dir():
         raise OutputError(f"folder {path.parent} does not exist; give the phy folder")
     if path.exists() and not overwrite:
-        raise OutputError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+        raise OutputError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
     ids = df.index.to_numpy()
     if cluster_ids is not None:
         missing = [int(i) for i in ids if int(i) not in cluster_ids]

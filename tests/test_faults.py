@@ -1105,3 +1105,26 @@ def test_a_nested_write_keeps_the_outer_record_of_signals():
         with pytest.raises(_atomic.Interrupted):
             _atomic.raise_if_interrupted()
     assert signal.getsignal(signal.SIGTERM) is before and _atomic._RECEIVED == []
+
+
+def test_output_piped_into_a_reader_that_left_ends_quietly():
+    """`nwb-celltype show FILE --json | head`: the reader closing the pipe is no error of ours (it
+    printed "Error: Broken pipe. Nothing was written ..."): silent, status 128 + SIGPIPE."""
+    import os
+    import signal
+
+    from nwb_celltype.simulate import demo_recording_path
+
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before anything is written
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "nwb_celltype.cli", "show", str(demo_recording_path()), "--json"],
+            stdout=w,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(w)
+    assert proc.returncode == 128 + signal.SIGPIPE and proc.stderr == "", proc.stderr

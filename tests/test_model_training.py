@@ -128,7 +128,7 @@ def test_bad_threshold(bundle, threshold):
 def test_feature_config_mismatch_is_refused(bundle):
     feats = make_synthetic_features(np.array(["GoC", "MLI"], dtype=object))
     feats.config = FeatureConfig(min_spikes=50)
-    with pytest.raises(ModelMismatchError, match="recompute"):
+    with pytest.raises(ModelMismatchError, match=r"min_spikes=50 \(100\) \(the model.s values in brackets\)"):
         predict_cell_types(bundle, feats)
 
 

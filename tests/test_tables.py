@@ -537,3 +537,25 @@ def test_predict_cli_on_broken_inputs_and_odd_outputs(tmp_path):
     res = predict(folder, tmp_path / "fifo", "--overwrite")
     assert res.exit_code == 1 and "is not a regular file" in res.output
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary or lock files
+
+
+def test_features_of_other_settings_are_refused_naming_the_settings(tmp_path):
+    from nwb_celltype.errors import ModelMismatchError
+    from nwb_celltype.model import predict_cell_types
+    from nwb_celltype.model.shipped import resolve_model
+
+    bundle, _ = resolve_model(None)
+    fs = read_feature_tables(_good(tmp_path), DischargeConfig(acg_lags_ms=50))
+    with pytest.raises(ModelMismatchError, match=r"acg_lags_ms=50 \(100\)"):
+        predict_cell_types(bundle, fs)
+
+
+def test_library_create_with_a_folder_says_to_list_its_files(tmp_path):
+    from nwb_celltype.errors import SourceNotFoundError
+    from nwb_celltype.library import create_manifest
+
+    (tmp_path / "half").mkdir()
+    with pytest.raises(
+        SourceNotFoundError, match=r"half is a folder; list its NWB files \(e\.g\. .*half/\*\.nwb\)"
+    ):
+        create_manifest([tmp_path / "half"], name="x")

@@ -3,6 +3,7 @@ inside the commands. Our own errors become one line on stderr and exit status 1.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import logging
@@ -62,6 +63,10 @@ class _LazyGroup(click.Group):
             _fail(str(exc), exc.code)
         except KeyboardInterrupt:  # SIGINT outside a write: the same status as inside one
             _fail("interrupted by SIGINT; no partial output was left", 128 + signal.SIGINT)
+        except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as other tools do
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(128 + signal.SIGPIPE)
         except (OSError, RuntimeError) as exc:
             if is_disk_full(exc):
                 name = getattr(exc, "filename", None)

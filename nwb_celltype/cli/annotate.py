@@ -29,7 +29,13 @@ from ._common import (
     "required for remote sources, where a derived file is written).",
 )
 @in_place_options("the local input file")
-@click.option("--overwrite", is_flag=True, help="Replace annotations already written by the same model.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="With --in-place: replace annotations already written by the same model. As a copy: replace an "
+    "existing output file, with every table it held (to add a second model's table to an annotated copy, "
+    "annotate that copy with --in-place).",
+)
 @click.option(
     "--precision",
     type=click.Choice(["float32", "float64"]),

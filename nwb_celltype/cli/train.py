@@ -197,6 +197,7 @@ def train(
     acg-isi-wave only."""
     from ..model import save_bundle, train_model
     from ..model.bundle import check_bundle_folder
+    from ..model.evaluate import score_text
 
     check_bundle_folder(out, overwrite=overwrite)  # before the (long) training
     family = resolve_family(family, library)
@@ -239,6 +240,6 @@ def train(
     m = bundle.card["metrics"]["cross_validated"]
     click.echo(
         f"wrote {path} ({bundle.n_members} members, layer={bundle.uses_layer}, sha256 {bundle.sha256[:12]}); "
-        f"cross-validated balanced accuracy {m['balanced_accuracy']:.3f} at threshold {m['threshold']:g} "
+        f"cross-validated balanced accuracy {score_text(m['balanced_accuracy'])} at threshold {m['threshold']:g} "
         f"({m['fraction_classified']:.0%} classified)"
     )

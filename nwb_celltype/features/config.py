@@ -29,6 +29,25 @@ class ConfigMixin:
         """sha256 of :meth:`to_json`: two configurations give equal features iff hashes match."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
+    def differences(self, other) -> str:
+        """The settings that differ from ``other``'s, as ``name=mine (other's)``, comma-separated."""
+        a, b = self.to_dict(), other.to_dict()
+        keys = sorted(set(a) | set(b))
+        return ", ".join(f"{k}={a.get(k)!r} ({b.get(k)!r})" for k in keys if a.get(k) != b.get(k))
+
+    def check_same(self, expected, what: str) -> None:
+        """Raise :class:`~nwb_celltype.errors.ModelMismatchError` naming the settings in which these
+        features' configuration differs from ``expected`` (``what``: the model that expects it)."""
+        if self.sha256 != expected.sha256:
+            from ..errors import ModelMismatchError
+
+            raise ModelMismatchError(
+                f"the features were computed with other settings than {what} expects: "
+                f"{self.differences(expected) or 'another configuration'} (the model's values in "
+                "brackets). Recompute them with the model's configuration (`nwb-celltype features SOURCE "
+                "--model MODEL`, or extract with bundle.feature_config)."
+            )
+
     @classmethod
     def from_dict(cls, d: dict):
         """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""

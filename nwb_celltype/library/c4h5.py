@@ -535,7 +535,7 @@ def import_c4h5(
     for (lab, ds), group in sorted(by_ds.items()):
         target = out_dir / f"{_slug(lab)}_{_slug(ds)}.nwb"
         if target.exists() and not overwrite:
-            raise OutputError(f"{target} exists; pass overwrite (--overwrite) or another output folder.")
+            raise OutputError(f"{target} exists; pass --overwrite (overwrite=True) or another output folder.")
         nwb = _recording_nwbfile(path, lab, ds, species=species, age=age)
         electrode_row = _add_probe_electrodes(nwb, group)
         _add_units(nwb, path, ds, group, electrode_row, quality_filter=quality_filter)

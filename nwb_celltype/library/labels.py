@@ -365,7 +365,7 @@ def label_file(
         if target.resolve() == src.resolve():
             raise OutputError(f"--out {target} is the source itself; use --in-place to modify it.")
         if target.exists() and not overwrite:
-            raise OutputError(f"{target} exists; pass overwrite (--overwrite) or choose another --out.")
+            raise OutputError(f"{target} exists; pass --overwrite (overwrite=True) or choose another --out.")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

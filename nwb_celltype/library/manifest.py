@@ -272,6 +272,11 @@ def create_manifest(
             entries.append(LibraryEntry(url=s, annotation=annotation, library=name))
             continue
         p = Path(s)
+        if p.is_dir():
+            raise SourceNotFoundError(
+                f"{p} is a folder; list its NWB files (e.g. {p / '*.nwb'}), or import a folder of feature "
+                "tables with `nwb-celltype library import-tables`."
+            )
         if not p.is_file():
             raise SourceNotFoundError(f"library file {p} does not exist.")
         rel = os.path.relpath(p.resolve(), root_p)

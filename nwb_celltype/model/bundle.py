@@ -344,7 +344,7 @@ def check_bundle_folder(path: str | Path, *, overwrite: bool = False) -> None:
     existing = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
     if existing and not overwrite:
         raise OutputError(
-            f"{path} is not empty ({existing[:5]}); pass overwrite=True (CLI: --overwrite) "
+            f"{path} is not empty ({existing[:5]}); pass --overwrite (overwrite=True) "
             "or choose a new directory."
         )
 

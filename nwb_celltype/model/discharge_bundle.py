@@ -260,12 +260,7 @@ def _check_features(bundle: DischargeBundle, features) -> None:
             f"model {bundle.name} reads {FAMILY!r} features, got {type(features).__name__}; compute them "
             "with the bundle's family (nwb_celltype.features.get_family(bundle.feature_family))."
         )
-    if features.config.sha256 != bundle.feature_config.sha256:
-        raise ModelMismatchError(
-            f"features were computed with configuration {features.config.sha256[:12]} but model "
-            f"{bundle.name} expects {bundle.feature_config.sha256[:12]}; recompute them with "
-            "the bundle's feature_config."
-        )
+    features.config.check_same(bundle.feature_config, f"model {bundle.name}")
 
 
 @dataclass

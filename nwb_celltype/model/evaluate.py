@@ -88,7 +88,7 @@ class EvaluationReport:
         m = self.metrics
         lines = [
             f"units evaluated: {m['n_units']} ({self.protocol.get('scheme')})",
-            f"balanced accuracy @ threshold {m['threshold']:g}: {m['balanced_accuracy']:.3f} "
+            f"balanced accuracy @ threshold {m['threshold']:g}: {score_text(m['balanced_accuracy'])} "
             f"(fraction classified {m['fraction_classified']:.3f}); without threshold "
             f"{m['balanced_accuracy_all']:.3f}; ECE {m['calibration']['ece']:.3f}",
             f"abstentions counted as misses: balanced recall {m['balanced_recall_abstain_as_miss']:.3f}; "
@@ -552,3 +552,8 @@ def _protocol(scheme: str, config: TrainConfig, seed: int, threshold: float, pre
         "vae_final_loss": {k: v[-1] if v else None for k, v in pre.history.items()},
         "baselines": dict(_BASELINES),
     }
+
+
+def score_text(x) -> str:
+    """A score to 3 decimals, or "n/a (no unit classified)" where it is undefined (NaN)."""
+    return "n/a (no unit classified)" if x is None or x != x else f"{x:.3f}"

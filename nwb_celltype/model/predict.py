@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import ModelMismatchError
 from ..vocabulary import NOT_CLASSIFIABLE
 from .decision import below_threshold_reason, check_threshold, decide
 
@@ -180,12 +179,7 @@ def predict_cell_types(
 
     dtype = resolve_dtype(dtype)
     check_threshold(threshold)
-    if features.config.sha256 != bundle.feature_config.sha256:
-        raise ModelMismatchError(
-            f"features were computed with configuration {features.config.sha256[:12]} but model "
-            f"{bundle.name} expects {bundle.feature_config.sha256[:12]}; recompute them with "
-            "extract_features(batch, config=bundle.feature_config)."
-        )
+    features.config.check_same(bundle.feature_config, f"model {bundle.name}")
     check_feature_shapes(features)
     n, k = len(features), len(bundle.classes)
     ok = usable_rows(features)
