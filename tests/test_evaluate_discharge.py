@@ -131,6 +131,17 @@ def test_cli_evaluates_a_tables_manifest_and_a_test_lab(hull, tmp_path, monkeypa
     doc = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert doc["protocol"]["family"] == "acg-isi-wave" and doc["metrics"]["n_units"] == 79
     assert doc["protocol"]["scheme"].startswith("train on all 499 labelled units")  # one has no ACG
+    # what was evaluated, and which unit each scored row is (the evaluation said neither)
+    assert [r["name"] for r in doc["data"]["training"]] == ["lisberger"]
+    assert [r["name"] for r in doc["data"]["test"]] == ["hull"] and "numpy" in doc["data"][
+        "software_versions"
+    ]
+    with np.load(tmp_path / "ev" / "predictions.npz") as z:
+        assert len(z["unit_id"]) == len(z["y"]) == 79 and set(z["source"]) == {
+            doc["data"]["test"][0]["source"]
+        }
+        assert sorted(set(z["true_label"])) == sorted(doc["classes"])
+        assert (np.asarray(doc["classes"])[z["y"]] == z["true_label"]).all()
 
 
 def test_cli_train_passes_the_floor_rule_and_budget_to_the_model(hull, tmp_path, monkeypatch):

@@ -267,6 +267,7 @@ def test_evaluate_transfer_to_test_set(tset):
         tset, test_set=shifted, config=replace(FAST, vae_epochs=2, head_epochs=4), baselines=False
     )
     assert rep.metrics["n_units"] == 40 and "test_set" in rep.protocol["scheme"]
+    assert rep.protocol["baselines"] == {}  # none were scored: none are described
 
 
 def test_cli_train_and_evaluate(tset, tmp_path, monkeypatch):

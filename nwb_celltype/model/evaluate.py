@@ -64,6 +64,12 @@ class EvaluationReport:
         Same folds, same units.
     protocol : dict
         How the numbers were made (folds, seeds, config, timings).
+    data : dict
+        What was evaluated: ``training`` (and ``test``) references of the data (source, sha256,
+        library, counts per file, as the model card records them) and ``software_versions``.
+    units : dict of str -> (n,) array
+        Which unit each row of ``y`` is: ``source`` (its file or tables) and ``unit_id``, where the
+        data say (:func:`describe_data`).
     """
 
     classes: tuple[str, ...]
@@ -72,6 +78,8 @@ class EvaluationReport:
     metrics: dict
     baselines: dict = field(default_factory=dict)
     protocol: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    units: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return _json_safe(
@@ -80,6 +88,7 @@ class EvaluationReport:
                 "metrics": self.metrics,
                 "baselines": self.baselines,
                 "protocol": self.protocol,
+                "data": self.data,
             }
         )
 
@@ -118,8 +127,12 @@ class EvaluationReport:
         out = Path(out_dir)
         with atomic_folder(out, replace=True, owned=EVALUATION_FILES, what="an evaluation") as tmp:
             write_text_file(tmp / "evaluation.json", json.dumps(self.to_dict(), indent=1, allow_nan=False))
+            units = {k: np.asarray(v) for k, v in self.units.items()}
+            true = np.asarray(self.classes, dtype=str)[np.asarray(self.y, dtype=np.int64)]
             write_npz(
-                tmp / "predictions.npz", {"y": self.y, "probabilities": self.probabilities}, compressed=False
+                tmp / "predictions.npz",
+                {"y": self.y, "probabilities": self.probabilities, "true_label": true, **units},
+                compressed=False,
             )
             paths = [tmp / "evaluation.json", tmp / "predictions.npz"]
             if figures:
@@ -161,6 +174,8 @@ class HeldOut:
     p: np.ndarray
     base_p: dict[str, np.ndarray]
     abstain: np.ndarray | None = None
+    #: rows of the evaluated set (the test set of a transfer) the scored units are, where known
+    rows: np.ndarray | None = None
 
     def report(
         self, classes: tuple[str, ...], threshold: float, describe: Callable[[], dict]
@@ -177,6 +192,32 @@ class HeldOut:
             baselines=base_metrics,
             protocol=describe(),
         )
+
+
+def describe_data(
+    report: EvaluationReport, training_set, test_set, rows: np.ndarray | None
+) -> EvaluationReport:
+    """Record in ``report`` what was evaluated: the data references of the training (and test) set,
+    the software versions, and which unit (source, unit id) each scored row is (``rows``: indices
+    into the evaluated set, the test set of a transfer)."""
+    from ..annotate import _software_versions
+
+    def refs(ts) -> list:
+        return [dict(r) for r in (getattr(ts, "references", None) or [])]
+
+    report.data = {"training": refs(training_set), "software_versions": _software_versions()}
+    if test_set is not None:
+        report.data["test"] = refs(test_set)
+    evaluated = test_set if test_set is not None else training_set
+    fi = getattr(evaluated, "file_index", None)
+    if rows is not None and fi is not None and len(rows) == len(report.y):
+        sources = [str(r.get("source", "")) for r in refs(evaluated)]
+        fi = np.asarray(fi, dtype=np.int64)[rows]
+        report.units = {
+            "source": np.array([sources[i] if 0 <= i < len(sources) else "" for i in fi], dtype=str),
+            "unit_id": np.asarray(evaluated.features.unit_ids, dtype=np.int64)[rows],
+        }
+    return report
 
 
 def _figures(rep: EvaluationReport, out: Path) -> list[Path]:
@@ -472,7 +513,11 @@ def evaluate_model(
             base_names=tuple(_BASELINES) if baselines else (),
             progress=progress,
         )
-    return held.report(classes, threshold, lambda: _protocol(held.scheme, config, seed, threshold, pre, t0))
+        held.rows = rows
+    report = held.report(
+        classes, threshold, lambda: _protocol(held.scheme, config, seed, threshold, pre, t0, baselines)
+    )
+    return describe_data(report, training_set, test_set, held.rows)
 
 
 @dataclass
@@ -509,7 +554,7 @@ def _transfer(training_set, test_set, rows, y, classes, pre, config, seed, progr
         comb_rows = np.concatenate([rows, len(training_set.features) + t_rows])
         train_idx, test_idx = np.arange(len(rows)), np.arange(len(rows), len(comb_rows))
         base_p = _baselines(pre.features, comb_rows, np.concatenate([y, t_y]), train_idx, test_idx, seed)
-    return HeldOut(transfer_scheme(len(rows), len(t_rows)), t_y, p, base_p)
+    return HeldOut(transfer_scheme(len(rows), len(t_rows)), t_y, p, base_p, rows=t_rows)
 
 
 def _fold_scorer(training_set, rows, y, classes, encoders, config, seed, baselines):
@@ -539,7 +584,9 @@ def _inner_config(config: TrainConfig, y_train: np.ndarray, n_classes: int) -> T
     return config
 
 
-def _protocol(scheme: str, config: TrainConfig, seed: int, threshold: float, pre: _SharedPretraining, t0):
+def _protocol(
+    scheme: str, config: TrainConfig, seed: int, threshold: float, pre: _SharedPretraining, t0, baselines=True
+):
     """How the numbers were made: scheme, seed, config, pre-training, timings, baselines."""
     return {
         "scheme": scheme,
@@ -550,7 +597,7 @@ def _protocol(scheme: str, config: TrainConfig, seed: int, threshold: float, pre
         "pretrain_seconds": pre.seconds,
         "seconds": time.perf_counter() - t0,
         "vae_final_loss": {k: v[-1] if v else None for k, v in pre.history.items()},
-        "baselines": dict(_BASELINES),
+        "baselines": dict(_BASELINES) if baselines else {},
     }
 
 

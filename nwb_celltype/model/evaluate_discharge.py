@@ -169,7 +169,7 @@ def evaluate_discharge(
         floor, members disagreeing) counted as misses in
         ``recall_abstain_as_miss``; baselines on the same folds.
     """
-    from .evaluate import cross_validate
+    from .evaluate import cross_validate, describe_data
     from .real_networks import RealModelConfig
 
     fs = training_set.features
@@ -194,9 +194,11 @@ def evaluate_discharge(
             abstain=True,
             progress=progress,
         )
-    return held.report(
+        held.rows = rows
+    report = held.report(
         classes, threshold, lambda: _protocol(held.scheme, config, seed, threshold, baselines, t0)
     )
+    return describe_data(report, training_set, test_set, held.rows)
 
 
 def _check_family(fs) -> None:
@@ -230,7 +232,7 @@ def _transfer(training_set, test_set, rows, y, classes, config, threshold, basel
     base_p = {}
     if baselines:
         base_p = discharge_baselines(_raw(training_set.features.subset(rows)), y, _raw(test_fs), len(classes))
-    return HeldOut(transfer_scheme(len(rows), len(t_rows)), t_y, p, base_p, abstain)
+    return HeldOut(transfer_scheme(len(rows), len(t_rows)), t_y, p, base_p, abstain, rows=t_rows)
 
 
 def _fold_scorer(whole: _Part, rows, y, classes, config, threshold, baselines):
