@@ -218,3 +218,21 @@ def test_signal_during_the_final_rename_undoes_it(library, tmp_path, monkeypatch
     mapping = export_dandiset(library[0], out, validate=False)
     assert sorted(p.relative_to(out).parts[0] for p in mapping.values()) == ["sub-m0", "sub-m1", "sub-m2"]
     assert (out / EXPORTED_MANIFEST).exists() and oct(os.stat(out).st_mode & 0o777) == oct(0o700)
+
+
+def test_a_complete_export_prints_no_dandi_info_lines(library, tmp_path):
+    """dandi's INFO lines ("INFO dandi: ...") went to stderr on every export; they show with -v only."""
+    manifest, _ = library
+    args = [sys.executable, "-m", "nwb_celltype.cli", "library", "export", str(manifest), "--out"]
+    env = {**os.environ, **DANDI_ENV}
+    quiet = subprocess.run([*args, str(tmp_path / "a")], capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "INFO" not in quiet.stderr, quiet.stderr
+    loud = subprocess.run(
+        [sys.executable, "-m", "nwb_celltype.cli", "-v", *args[3:], str(tmp_path / "b")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert loud.returncode == 0 and "INFO dandi" in loud.stderr, loud.stderr

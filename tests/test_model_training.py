@@ -345,3 +345,24 @@ def test_finetuned_encoders_give_per_member_encoders(tset):
     feats = make_synthetic_features(np.array(["GoC", "PkC_cs"], dtype=object), seed=4)
     p = predict_cell_types(b, feats)
     np.testing.assert_allclose(p.probabilities.sum(1), 1.0, rtol=1e-6)
+
+
+def test_the_card_summarises_the_labels_evidence():
+    """A user's model records how its labels were obtained, and one trained on simulation evidence
+    alone is flagged as the demo model is (annotate then says so)."""
+    from types import SimpleNamespace
+
+    from nwb_celltype.model.training_inputs import evidence_card
+
+    labels = np.array(["GoC", "", "MLI", "PkC_ss"], dtype=object)
+    ev = {
+        "evidence_type": np.array(["optotagging", "", "expert", "expert"], dtype=object),
+        "labelled_by": np.array(["ana", "", "ben", "ben"], dtype=object),
+    }
+    card = evidence_card(SimpleNamespace(labels=labels, evidence=ev))
+    assert card == {
+        "evidence": {"evidence_type": {"expert": 2, "optotagging": 1}, "labelled_by": {"ana": 1, "ben": 2}}
+    }
+    ev["evidence_type"] = np.array(["simulation"] * 4, dtype=object)
+    assert evidence_card(SimpleNamespace(labels=labels, evidence=ev))["trained_on_simulated_data"] is True
+    assert evidence_card(SimpleNamespace(labels=labels, evidence={})) == {}

@@ -559,3 +559,31 @@ def test_library_create_with_a_folder_says_to_list_its_files(tmp_path):
         SourceNotFoundError, match=r"half is a folder; list its NWB files \(e\.g\. .*half/\*\.nwb\)"
     ):
         create_manifest([tmp_path / "half"], name="x")
+
+
+def test_train_names_options_the_family_does_not_read(tmp_path, monkeypatch):
+    """`train TABLES.toml --use-layer yes`: the real-data family reads no --use-layer; it was
+    silently ignored."""
+    from click.testing import CliRunner
+
+    import nwb_celltype.model.discharge_bundle as db
+    from nwb_celltype.cli import main
+
+    def stop(*a, **k):
+        raise LibraryError("stopped before training")
+
+    monkeypatch.setattr(db, "train_discharge_model", stop)
+    import_tables(_good(tmp_path), tmp_path / "t.toml")
+    args = [
+        "train",
+        str(tmp_path / "t.toml"),
+        "--out",
+        str(tmp_path / "m"),
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
+    res = CliRunner().invoke(main, [*args, "--use-layer", "yes", "--vae-epochs", "3"])
+    assert res.exit_code == 1 and "stopped before training" in res.output
+    assert "--vae-epochs, --use-layer are not read by the acg-isi-wave family" in res.output, res.output
+    res = CliRunner().invoke(main, [*args, "--kernel-share", "0.5"])
+    assert "not read by" not in res.output

@@ -86,9 +86,37 @@ def make_config(folds, repeats, vae_epochs, head_epochs, use_layer, finetune_enc
     )
 
 
+#: Options that only one family reads (parameter names of :func:`_config_options`).
+FAMILY_ONLY_OPTIONS = {
+    "c4-3d": ("repeats", "vae_epochs", "head_epochs", "use_layer", "finetune_encoders"),
+    "acg-isi-wave": ("floor_rule", "max_confidently_wrong", "kernel_share", "min_species_class_units"),
+}
+
+
 def resolve_family(family: str, library) -> str:
     """``auto``: acg-isi-wave when the library lists feature tables (they hold nothing else), else
-    C4's c4-3d."""
+    C4's c4-3d. Options of the other family given on the command line are named in a warning (they
+    change nothing)."""
+    family = _resolve_family(family, library)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        unused = [
+            "--" + name.replace("_", "-")
+            for other, names in FAMILY_ONLY_OPTIONS.items()
+            if other != family
+            for name in names
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        ]
+        if unused:
+            click.echo(
+                f"warning: {', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not read by the "
+                f"{family} family this run uses; {'it changes' if len(unused) == 1 else 'they change'} nothing.",
+                err=True,
+            )
+    return family
+
+
+def _resolve_family(family: str, library) -> str:
     if family != "auto":
         return family
     from ..library.manifest import is_manifest_path, load_manifest

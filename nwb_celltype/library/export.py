@@ -162,7 +162,8 @@ def _undo(final: Path, built: list[int], empty_mode: int | None, created_parents
 
 @contextlib.contextmanager
 def _dandi_log_names(tmp: Path, out: Path) -> Iterator[None]:
-    """dandi's log messages name ``out``, not the hidden folder it is being built in."""
+    """dandi's log messages name ``out``, not the hidden folder it is being built in; its INFO lines
+    are shown only when ours are (``-v``)."""
 
     def rename(record: logging.LogRecord) -> bool:
         text = record.getMessage()
@@ -172,9 +173,13 @@ def _dandi_log_names(tmp: Path, out: Path) -> Iterator[None]:
 
     dandi_logger = logging.getLogger("dandi")
     dandi_logger.addFilter(rename)
+    level = dandi_logger.level
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        dandi_logger.setLevel(logging.WARNING)
     try:
         yield
     finally:
+        dandi_logger.setLevel(level)
         dandi_logger.removeFilter(rename)
 
 

@@ -272,6 +272,8 @@ def bundle_from_training(
     result, training_set, *, config, seed, name, version, description, metrics, train_seconds, card_extra=None
 ) -> ModelBundle:
     """Bundle of a :class:`~.training.TrainResult` with its training provenance in the card."""
+    from .training_inputs import evidence_card
+
     feats = training_set.features
     labels = np.asarray(training_set.labels, dtype=object)
     n_lab = int(sum(1 for v in labels if isinstance(v, str) and v))
@@ -307,6 +309,7 @@ def bundle_from_training(
         },
         "training_data": _json_safe(refs),
         "metrics": {"cross_validated": metrics},
+        **evidence_card(training_set),
     }
     extra.update(card_extra or {})
     return bundle_from_states(

@@ -453,6 +453,7 @@ def train_discharge_model(
     (lab) balances the loss across labs within a class.
     """
     from .real_training import train_real_ensemble
+    from .training_inputs import evidence_card
 
     fs = training_set.features
     if getattr(fs, "family", None) != FAMILY:
@@ -499,6 +500,7 @@ def train_discharge_model(
             "seconds": meta.get("training_seconds"),
         },
         "training_data": [dict(r) for r in refs],
+        **evidence_card(training_set),
     }
     extra.update(card_extra or {})
     return make_discharge_bundle(

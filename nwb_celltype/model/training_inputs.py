@@ -81,3 +81,26 @@ def labelled_rows(training_set: TrainingSetLike, classes: tuple[str, ...] | None
     rows = np.flatnonzero(is_lab & ok)
     y = np.array([classes.index(str(v)) for v in labels[rows]], dtype=np.int64)
     return rows, y, tuple(classes)
+
+
+def evidence_card(training_set) -> dict:
+    """Card fields on the labels' evidence: ``evidence`` (per field, ``evidence_type`` and
+    ``labelled_by``, the labelled units' count of each value), and ``trained_on_simulated_data``
+    True when every labelled unit's evidence is ``simulation`` (then annotate flags the model as it
+    flags the demo model). {} where the training set records no evidence."""
+    from collections import Counter
+
+    ev = getattr(training_set, "evidence", None) or {}
+    labels = np.asarray(training_set.labels, dtype=object)
+    labelled = np.array([isinstance(v, str) and v != "" for v in labels], dtype=bool)
+    summary = {}
+    for f in ("evidence_type", "labelled_by"):
+        vals = ev.get(f)
+        if vals is not None and len(vals) == len(labels):
+            counts = Counter(str(v) or "unknown" for v in np.asarray(vals, dtype=object)[labelled])
+            summary[f] = dict(sorted(counts.items()))
+    card: dict = {"evidence": summary} if summary else {}
+    types = set(summary.get("evidence_type", {}))
+    if types and types <= {"simulation"}:
+        card["trained_on_simulated_data"] = True
+    return card
