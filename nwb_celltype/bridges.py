@@ -16,6 +16,7 @@ they are given.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +25,8 @@ import numpy as np
 
 from ._atomic import write_text_file
 from .errors import InvalidValueError, OutputError
+
+logger = logging.getLogger(__name__)
 
 #: Per-unit values set by :func:`set_spikeinterface_properties` and :func:`set_pynapple_metadata`:
 #: name on the target object -> DataFrame column (the names match the NWB Units columns).
@@ -103,8 +106,9 @@ def annotations_dataframe(annotations, *, table: str | None = None):
         ``unclassified`` / ``not_classifiable``), ``status``, ``reason``, ``probability`` (of the
         most probable class; NaN when not classifiable), ``confidence`` (p(top1)/p(top2)), ``kind``,
         ``ontology_id``, ``units_row`` (row in the Units table), then ``p_<class>`` and
-        ``votes_<class>`` per class when the table has them. ``df.attrs`` holds the table name and
-        its classifier's provenance.
+        ``votes_<class>`` per class when the table has them, and ``unit_name`` where the annotated
+        Units table has that column (a file's sorter ids, NeuroConv's layout). ``df.attrs`` holds the
+        table name, its classifier's provenance and the annotated ``units_table``.
     """
     import pandas as pd
 
@@ -133,23 +137,76 @@ def annotations_dataframe(annotations, *, table: str | None = None):
     for j, cls in enumerate(rec.classes):
         if rec.votes is not None:
             data[f"votes_{cls}"] = rec.votes[:, j]
+    names = _unit_names(annotations, rec)
+    if names is not None:
+        data["unit_name"] = names
     df = pd.DataFrame(data, index=pd.Index(rec.unit_ids, name="unit_id"))
-    df.attrs = {"table": rec.name, "classes": list(rec.classes), "classifier": rec.classifier}
+    df.attrs = {
+        "table": rec.name,
+        "classes": list(rec.classes),
+        "classifier": rec.classifier,
+        "units_table": getattr(rec, "units_table", "/units"),
+    }
     return df
 
 
-def _aligned(df, ids) -> dict[str, np.ndarray]:
+def _unit_names(annotations, rec) -> np.ndarray | None:
+    """The annotated Units table's ``unit_name`` column for the annotated rows (NeuroConv and
+    SpikeInterface keep the sorter's unit id there, and SpikeInterface's NWB reader uses it as the
+    unit id), or None where the table has none or the source is not a file."""
+    table = str(getattr(rec, "units_table", "/units") or "/units")
+    rows = np.asarray(rec.unit_indices, dtype=np.int64)
+    values = None
+    if isinstance(annotations, (str, os.PathLike)):
+        import h5py
+
+        with h5py.File(annotations, "r") as f:
+            g = f.get(table)
+            if g is not None and "unit_name" in g and g["unit_name"].shape == g["id"].shape:
+                values = g["unit_name"][()]
+    elif hasattr(annotations, "processing"):  # a pynwb NWBFile
+        from .nwb import units_table_at
+
+        units = units_table_at(annotations, table)
+        if units is not None and "unit_name" in units.colnames:
+            values = np.asarray(units["unit_name"].data[:])
+    if values is None or (len(rows) and rows.max() >= len(values)):
+        return None
+    return np.array(
+        [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values)[rows]], dtype=object
+    )
+
+
+def _aligned(df, ids, *, names_first: bool = False) -> dict[str, np.ndarray]:
     """LABEL_FIELDS values for the unit ids ``ids`` of a target object ('' / NaN for units the
-    annotations do not cover). Ids match as integers, or as text (SpikeInterface turns a
-    ``unit_name`` column into string ids)."""
-    keys = [str(i) for i in df.index]
-    pos = {k: i for i, k in enumerate(keys)}
+    annotations do not cover, with a warning). Ids match the NWB unit ids (as integers or text), or,
+    with ``names_first`` and where every id is one, the annotated table's ``unit_name`` values
+    (SpikeInterface's NWB reader makes a ``unit_name`` column the unit ids, and NeuroConv's exports
+    keep the sorter's id there while the NWB ids are 0..n-1)."""
     want = [str(i) for i in ids]
+    keys = [str(i) for i in df.index]
+    if names_first and "unit_name" in df and len(want) and set(want) <= set(df["unit_name"]):
+        keys = [str(v) for v in df["unit_name"]]
+        if len(set(keys)) < len(keys):
+            raise InvalidValueError(
+                "the annotated Units table's unit_name values repeat, so they cannot name its units; "
+                "set the properties by NWB unit id instead"
+            )
+    pos = {k: i for i, k in enumerate(keys)}
     hit = np.array([pos.get(k, -1) for k in want], dtype=np.int64)
     if len(want) and not (hit >= 0).any():
         raise InvalidValueError(
             f"none of the object's unit ids ({want[:5]}...) are annotated unit ids ({keys[:5]}...); "
             "pass annotations whose unit ids are the object's unit ids"
+        )
+    if (hit < 0).any():
+        miss = [w for w, h in zip(want, hit, strict=True) if h < 0]
+        logger.warning(
+            "%d of the object's %d units have no annotation (ids %s%s): they get '' / NaN",
+            len(miss),
+            len(want),
+            miss[:5],
+            " ..." if len(miss) > 5 else "",
         )
     out = {}
     for name, col in LABEL_FIELDS.items():
@@ -167,10 +224,12 @@ def set_spikeinterface_properties(sorting, annotations, *, table: str | None = N
     of a SpikeInterface sorting (or sorting analyzer's sorting), matching unit ids.
 
     ``set_spikeinterface_properties(sorting, "session.celltype.nwb")``. Units without an annotation
-    get '' / NaN. Returns ``sorting``.
+    get '' / NaN (with a warning). Where the annotated Units table has a ``unit_name`` column (NeuroConv
+    and SpikeInterface exports) and the sorting's ids are its values (SpikeInterface's NWB reader makes
+    them the unit ids), units are matched by name. Returns ``sorting``.
     """
     df = annotations_dataframe(annotations, table=table)
-    for name, values in _aligned(df, sorting.unit_ids).items():
+    for name, values in _aligned(df, sorting.unit_ids, names_first=True).items():
         sorting.set_property(name, values.astype(str) if values.dtype == object else values)
     return sorting
 
@@ -188,15 +247,18 @@ def set_pynapple_metadata(tsgroup, annotations, *, table: str | None = None):
     return tsgroup
 
 
-def unit_column(path: str | os.PathLike, column: str) -> dict[int, object]:
-    """Unit id -> value of one 1-D Units column of an NWB file (e.g. the sorter's cluster id)."""
+def unit_column(path: str | os.PathLike, column: str, units_table: str = "/units") -> dict[int, object]:
+    """Unit id -> value of one 1-D column of a Units table of an NWB file (e.g. the sorter's cluster
+    id); ``units_table``: the table's path (an annotation's ``units_table``)."""
     import h5py
 
     with h5py.File(path, "r") as f:
-        units = f.get("units")
+        units = f.get(units_table)
         if units is None or column not in units:
             have = [] if units is None else sorted(k for k in units if isinstance(units[k], h5py.Dataset))
-            raise InvalidValueError(f"the Units table of {path} has no column {column!r}; it has {have}")
+            raise InvalidValueError(
+                f"the Units table {units_table} of {path} has no column {column!r}; it has {have}"
+            )
         ids = units["id"][()]
         values = units[column][()]
     if values.shape != ids.shape:
@@ -205,6 +267,31 @@ def unit_column(path: str | os.PathLike, column: str) -> dict[int, object]:
         int(i): v.decode("utf-8") if isinstance(v, bytes) else np.asarray(v).item()
         for i, v in zip(ids, values, strict=True)
     }
+
+
+def _check_cluster_ids(ids: np.ndarray) -> None:
+    """phy's cluster ids are one distinct integer per cluster: refuse a column that is not that."""
+    bad, ints = [], []
+    for v in ids:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            f = None
+        if isinstance(v, bool) or f is None or not f.is_integer():
+            bad.append(v)
+        else:
+            ints.append(int(f))
+    if bad:
+        raise InvalidValueError(
+            f"cluster ids must be integers (phy's cluster_id); the id column holds {bad[:5]}. Name a "
+            "column of the sorter's cluster ids (e.g. cluster_id)."
+        )
+    values, counts = np.unique(np.array(ints), return_counts=True)
+    if (counts > 1).any():
+        raise InvalidValueError(
+            f"cluster ids repeat ({values[counts > 1][:5].tolist()}): one per cluster is needed. Name a "
+            "column of the sorter's cluster ids (e.g. cluster_id)."
+        )
 
 
 def export_phy(
@@ -249,7 +336,8 @@ def export_phy(
         missing = [int(i) for i in ids if int(i) not in cluster_ids]
         if missing:
             raise InvalidValueError(f"no cluster id for unit ids {missing[:10]}")
-        ids = np.array([cluster_ids[int(i)] for i in ids])
+        ids = np.array([cluster_ids[int(i)] for i in ids], dtype=object)
+        _check_cluster_ids(ids)
     lines = [f"cluster_id\t{field}"]
     lines += [f"{cid}\t{label}" for cid, label in zip(ids, df["cell_type"], strict=True)]
     return write_text_file(path, "\n".join(lines) + "\n", replace=overwrite)

@@ -139,8 +139,12 @@ def test_phy_export(annotated, tmp_path):
     assert rows[1:] == [[str(u), lab] for u, lab in zip(rec.unit_ids, rec.labels, strict=True)]
     with pytest.raises(OutputError, match="exists"):
         export_phy(annotated[1], tmp_path)
-    # sorter cluster ids from a Units column (here the peak channel stands in for one)
-    ids = unit_column(annotated[1], "peak_channel")
+    # sorter cluster ids from a Units column: the peak channel repeats, so it cannot be one
+    with pytest.raises(InvalidValueError, match="cluster ids repeat"):
+        export_phy(
+            annotated[1], tmp_path / "by_col.tsv", cluster_ids=unit_column(annotated[1], "peak_channel")
+        )
+    ids = {int(u): 1000 + 3 * int(u) for u in rec.unit_ids}
     export_phy(annotated[1], tmp_path / "by_col.tsv", cluster_ids=ids)
     got = [r.split("\t")[0] for r in (tmp_path / "by_col.tsv").read_text().splitlines()[1:]]
     assert got == [str(ids[int(u)]) for u in rec.unit_ids]
@@ -162,3 +166,102 @@ def test_cli_export(annotated, tmp_path):
     assert res.exit_code == 1 and "--phy" in res.output
     res = runner.invoke(main, ["export", str(annotated[1]), "--phy", str(tmp_path)])
     assert res.exit_code == 1 and "--overwrite" in res.output
+
+
+def _trains(src: Path) -> list[np.ndarray]:
+    import pynwb
+
+    with pynwb.NWBHDF5IO(str(src), "r") as io:
+        return [np.asarray(t) for t in io.read().units["spike_times"][:]]
+
+
+def _write_sortings(path: Path, trains, *, unit_names=None, tables: dict | None = None) -> Path:
+    """An NWB file as NeuroConv / SpikeInterface write sortings: NWB ids 0..n-1 in /units, the sorter's
+    ids in ``unit_name`` (text) or ``cluster_id``; ``tables``: more Units tables in processing/ecephys,
+    name -> cluster ids."""
+    from datetime import datetime, timezone
+
+    import pynwb
+    from pynwb.file import Subject
+    from pynwb.misc import Units
+
+    nf = pynwb.NWBFile(
+        "s",
+        path.stem,
+        datetime(2024, 1, 1, tzinfo=timezone.utc),
+        subject=Subject(subject_id="m", species="Mus musculus"),
+    )
+    if unit_names is not None:
+        nf.add_unit_column("unit_name", "the sorter's unit id")
+    else:
+        nf.add_unit_column("cluster_id", "the sorter's cluster id")
+    for i, t in enumerate(trains):
+        extra = {"unit_name": str(unit_names[i])} if unit_names is not None else {"cluster_id": 100 + i}
+        nf.add_unit(spike_times=t, id=i, **extra)
+    if tables:
+        mod = nf.create_processing_module("ecephys", "sortings")
+        for name, cids in tables.items():
+            u = Units(name=name, description=f"sorting {name}")
+            u.add_column("cluster_id", "the sorter's cluster id")
+            for i, t in enumerate(trains):
+                u.add_unit(spike_times=t, id=i, cluster_id=int(cids[i]))
+            mod.add(u)
+    nf.units.resolution = 1 / 30000  # SpikeInterface's reader needs a sampling rate
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nf)
+    return path
+
+
+def test_a_sorting_read_by_unit_name_gets_its_own_units_labels(annotated, tmp_path):
+    """NeuroConv's layout: NWB ids 0..n-1, the sorter's id in unit_name, which SpikeInterface's reader
+    makes the unit ids. The helper matched those names against the NWB ids as text: where they
+    overlapped, units got other units' labels, silently."""
+    pytest.importorskip("spikeinterface")
+    from spikeinterface.extractors import read_nwb_sorting
+
+    trains = _trains(annotated[0])
+    names = [0, 2, 3, 5, 7, 8, 9, 11, 12, 14][: len(trains)]
+    src = _write_sortings(tmp_path / "nc.nwb", trains, unit_names=names)
+    out = annotate(src, out=tmp_path / "nc.celltype.nwb").output_path
+    truth = read_nwb_sorting(str(out))  # the Units columns the file holds, by unit_name
+    want = dict(zip(truth.unit_ids, truth.get_property("cell_type"), strict=True))
+    raw = set_spikeinterface_properties(read_nwb_sorting(str(src)), out)
+    got = dict(zip(raw.unit_ids, raw.get_property("cell_type"), strict=True))
+    assert got == want and len({str(v) for v in got.values()}) > 1
+
+
+def test_export_reads_cluster_ids_from_the_annotated_table_and_checks_them(tmp_path, annotated):
+    trains = _trains(annotated[0])
+    ks_ids = [200 + 3 * i for i in range(len(trains))]
+    src = _write_sortings(tmp_path / "two.nwb", trains, tables={"kilosort": ks_ids})
+    annotate(src, out=tmp_path / "two.celltype.nwb", units_table="processing/ecephys/kilosort")
+    res = CliRunner().invoke(
+        main,
+        ["export", str(tmp_path / "two.celltype.nwb"), "--phy", str(tmp_path), "--id-column", "cluster_id"],
+    )
+    assert res.exit_code == 0, res.output
+    with open(tmp_path / "cluster_celltype.tsv", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    assert [int(r["cluster_id"]) for r in rows] == ks_ids  # the kilosort table's, not /units' 100..
+    (tmp_path / "cluster_celltype.tsv").unlink()
+    with pytest.raises(InvalidValueError, match="cluster ids repeat"):
+        export_phy(tmp_path / "two.celltype.nwb", tmp_path, cluster_ids=dict.fromkeys(range(len(trains)), 7))
+    with pytest.raises(InvalidValueError, match="must be integers"):
+        export_phy(
+            tmp_path / "two.celltype.nwb", tmp_path, cluster_ids=dict.fromkeys(range(len(trains)), "ML")
+        )
+    # both outputs are checked before either is written
+    (tmp_path / "labels.tsv").write_text("mine")
+    res = CliRunner().invoke(
+        main,
+        [
+            "export",
+            str(tmp_path / "two.celltype.nwb"),
+            "--phy",
+            str(tmp_path),
+            "--tsv",
+            str(tmp_path / "labels.tsv"),
+        ],
+    )
+    assert res.exit_code == 1 and "labels.tsv exists" in res.output
+    assert not (tmp_path / "cluster_celltype.tsv").exists()

@@ -42,14 +42,14 @@ def export(path, phy_dir, tsv_path, table, id_column, overwrite):
     if phy_dir is None and tsv_path is None:
         raise InvalidValueError("nothing to export: give --phy DIR and/or --tsv FILE")
     df = annotations_dataframe(path, table=table)
+    if tsv_path is not None and Path(tsv_path).exists() and not overwrite:  # both outputs checked first
+        raise OutputError(f"{tsv_path} exists; pass --overwrite to replace it")
     if phy_dir is not None:
-        ids = unit_column(path, id_column) if id_column else None
+        ids = unit_column(path, id_column, df.attrs["units_table"]) if id_column else None
         written = export_phy(df, phy_dir, cluster_ids=ids, overwrite=overwrite)
         click.echo(f"phy labels: {written} ({len(df)} clusters, table {df.attrs['table']})")
     if tsv_path is not None:
         out = Path(tsv_path)
-        if out.exists() and not overwrite:
-            raise OutputError(f"{out} exists; pass --overwrite to replace it")
         from .._atomic import atomic_write
 
         with atomic_write(out, replace=overwrite) as tmp:  # complete or not at all
