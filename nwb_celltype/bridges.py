@@ -229,6 +229,8 @@ def set_spikeinterface_properties(sorting, annotations, *, table: str | None = N
     them the unit ids), units are matched by name. Returns ``sorting``.
     """
     df = annotations_dataframe(annotations, table=table)
+    keys = sorting.get_property_keys() if hasattr(sorting, "get_property_keys") else []
+    _warn_replaced([k for k in LABEL_FIELDS if k in keys], "unit properties of the sorting")
     for name, values in _aligned(df, sorting.unit_ids, names_first=True).items():
         sorting.set_property(name, values.astype(str) if values.dtype == object else values)
     return sorting
@@ -242,9 +244,24 @@ def set_pynapple_metadata(tsgroup, annotations, *, table: str | None = None):
     ``units[units.cell_type == "PkC_ss"]``. Returns ``tsgroup``.
     """
     df = annotations_dataframe(annotations, table=table)
+    columns = getattr(tsgroup, "metadata_columns", None)
+    if columns is None:
+        meta = getattr(tsgroup, "_metadata", None)
+        columns = list(getattr(meta, "columns", []))
+    _warn_replaced([k for k in LABEL_FIELDS if k in list(columns)], "metadata of the TsGroup")
     index = np.asarray(tsgroup.index)
     tsgroup.set_info(**dict(_aligned(df, index).items()))
     return tsgroup
+
+
+def _warn_replaced(names: list[str], where: str) -> None:
+    if names:
+        logger.warning(
+            "replacing the existing %s %s (labels read from a file, or another classifier's): copy them "
+            "first to keep them",
+            where,
+            ", ".join(names),
+        )
 
 
 def unit_column(path: str | os.PathLike, column: str, units_table: str = "/units") -> dict[int, object]:

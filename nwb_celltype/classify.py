@@ -45,7 +45,9 @@ class FeaturePredictions:
     species: object = None
 
     def rows(self) -> list[dict]:
-        """One dict per unit: unit_id (+ neuron_id, true_label where known), label, status,
+        """One dict per unit: unit_id (features of NWB units: the Units id), or, where the input names
+        its units itself (feature tables, SpikeInterface sortings), row (the position) and neuron_id
+        (the unit's own id); true_label where known; label, status,
         confidence, p_<class> ..., out_of_distribution, used_waveform, acg_pairs (acg-isi-wave
         features: the pairs its ACG holds at lags 1-100 ms, the depth that picks the model's floors;
         empty without a discharge), reason."""
@@ -59,9 +61,10 @@ class FeaturePredictions:
         has_d = getattr(fs, "has_discharge", None)
         out = []
         for i in range(len(p)):
-            r: dict = {"unit_id": int(p.unit_ids[i])}
-            if ids is not None:
-                r["neuron_id"] = str(ids[i])
+            if ids is not None:  # a position beside the unit's own id (a "unit_id" here was misread as it)
+                r: dict = {"row": int(p.unit_ids[i]), "neuron_id": str(ids[i])}
+            else:
+                r = {"unit_id": int(p.unit_ids[i])}
             if truth is not None:
                 r["true_label"] = str(truth[i])
             r["label"] = str(p.labels[i])
@@ -120,7 +123,17 @@ def features_from_spikeinterface(path: Path, config=None, kind: str | None = Non
         raise FeatureError(
             f"{path} is a saved SpikeInterface object; reading it needs spikeinterface (pip install spikeinterface)."
         ) from exc
-    obj = si.load_sorting_analyzer(path, load_extensions=True) if kind == "SortingAnalyzer" else si.load(path)
+    try:
+        obj = (
+            si.load_sorting_analyzer(path, load_extensions=True)
+            if kind == "SortingAnalyzer"
+            else si.load(path)
+        )
+    except Exception as exc:  # SpikeInterface's own errors for damaged or incomplete folders
+        raise FeatureError(
+            f"{path} looks like a saved SpikeInterface {kind} but SpikeInterface cannot load it "
+            f"({type(exc).__name__}: {exc}); save it again (analyzer.save_as / sorting.save)."
+        ) from exc
     batch, target = units_from_sorting(obj)
     config = DischargeConfig() if config is None else config
     fs = family_of(config).extract_features(batch, config)
@@ -304,7 +317,10 @@ def _classify_units(batch, ids, model, threshold: float, ignore_waveforms: bool,
     result = predict_features(
         features, model=bundle, threshold=threshold, ignore_waveforms=ignore_waveforms, species=species
     )
-    df = pd.DataFrame(result.rows()).drop(columns="unit_id").rename(columns={"label": "cell_type"})
+    rows = pd.DataFrame(result.rows())
+    df = rows.drop(columns=[c for c in ("unit_id", "row") if c in rows]).rename(
+        columns={"label": "cell_type"}
+    )
     p = np.asarray(result.predictions.probabilities, dtype=np.float64)
     ok = np.isfinite(p).all(axis=1)
     top = np.full(len(p), np.nan)

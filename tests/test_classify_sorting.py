@@ -207,3 +207,57 @@ def test_predict_reads_a_saved_analyzer_or_sorting(analyzer, tmp_path):
         np.testing.assert_allclose(got, want[cols].to_numpy(), atol=1e-5)
         assert all((r["used_waveform"] == "True") == waveform for r in rows)
     assert saved
+
+
+def test_median_templates_damaged_folders_and_existing_labels(analyzer, tmp_path, caplog):
+    """From an audit: an analyzer whose templates hold a median only raised SpikeInterface's
+    "operator=average" error; a damaged saved analyzer printed a traceback; labels already on the
+    sorting were replaced without a word."""
+    import logging
+    import shutil
+
+    from click.testing import CliRunner
+
+    from nwb_celltype.cli import main
+
+    rec, sorting = si.generate_ground_truth_recording(durations=[60.0], num_units=3, seed=4)
+    med = si.create_sorting_analyzer(sorting, rec, sparse=False)
+    med.compute(["random_spikes", "waveforms"], verbose=False)
+    med.compute("templates", operators=["median"], verbose=False)
+    caplog.set_level(logging.WARNING, logger="nwb_celltype")
+    df = classify_sorting(med)
+    assert df["used_waveform"].all() and "median templates" in caplog.text
+    caplog.clear()
+    classify_sorting(med)  # the sorting now has cell_type: a second run says it replaces them
+    assert "replacing the existing unit properties of the sorting cell_type" in caplog.text
+    import warnings
+
+    with warnings.catch_warnings():  # SpikeInterface: "provenance will not be saved" (not ours)
+        warnings.simplefilter("ignore", UserWarning)
+        med.save_as(format="binary_folder", folder=tmp_path / "an")
+    shutil.rmtree(tmp_path / "an" / "sorting")
+    res = CliRunner().invoke(main, ["predict", str(tmp_path / "an"), "--out", str(tmp_path / "p.tsv")])
+    assert res.exit_code == 1 and res.output.startswith("Error: ") and "cannot load it" in res.output, (
+        res.output
+    )
+
+
+def test_tsgroup_in_milliseconds_a_dataframe_and_unknown_waveform_keys_are_named(caplog):
+    import logging
+
+    import pandas as pd
+
+    nap = pytest.importorskip("pynapple")
+    from nwb_celltype import classify_tsgroup
+
+    rng = np.random.default_rng(0)
+    trains = {u: np.sort(rng.uniform(0, 120.0, 600)) for u in (3, 8, 11)}
+    caplog.set_level(logging.WARNING, logger="nwb_celltype")
+    classify_tsgroup(nap.TsGroup({u: nap.Ts(t * 1000.0) for u, t in trains.items()}), set_metadata=False)
+    assert "look like milliseconds" in caplog.text
+    caplog.clear()
+    g = nap.TsGroup({u: nap.Ts(t) for u, t in trains.items()})
+    classify_tsgroup(g, waveforms={"3": np.zeros(60)}, waveform_rate_hz=30000, set_metadata=False)
+    assert "name no unit of the TsGroup" in caplog.text and "milliseconds" not in caplog.text
+    with pytest.raises(InvalidUnitsError, match="got a pandas DataFrame"):
+        classify_tsgroup(pd.DataFrame({"spike_times": [trains[3]]}))

@@ -69,7 +69,7 @@ def test_predict_cli_writes_one_row_per_unit(small_bundle, tmp_path):
         rows = list(csv.DictReader(f, delimiter="\t"))
     assert len(rows) == 984
     assert {
-        "unit_id",
+        "row",
         "neuron_id",
         "true_label",
         "label",

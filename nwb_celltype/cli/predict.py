@@ -44,8 +44,8 @@ def predict(features, out, model, threshold, ignore_waveforms, species, overwrit
     isi_dist.csv, waveforms.csv, dataset.json; labels optional), a saved SpikeInterface sorting
     analyzer (its spike trains, and its templates' peak channel as the waveform) or sorting
     (spike trains: discharge alone), or a .npz written by `nwb-celltype features` — and write one
-    row per unit to OUT, a TSV after one '# model: ...' comment line (neuron_id: the sorting's unit
-    id): label, status, confidence, per-class probabilities, for models of the default family the
+    row per unit to OUT, a TSV after one '# model: ...' comment line (row and neuron_id, the unit's own
+    id: the tables' or the sorting's; unit_id for a features file of NWB units): label, status, confidence, per-class probabilities, for models of the default family the
     out-of-distribution flag, whether the waveform was used and the ACG's pair count at lags 1-100 ms
     (its depth: shallow units meet the floors of shallow units), and the reason a unit has no label.
     Where the tables carry labels, the summary compares them (numbers on units the model was trained

@@ -38,7 +38,20 @@ def _peak_templates(analyzer) -> np.ndarray | None:
             "alone; analyzer.compute(['random_spikes', 'templates']) first to use their waveforms"
         )
         return None
-    t = np.asarray(ext.get_data(operator="average"), dtype=np.float64)  # (units, samples, channels)
+    computed = _template_operators(ext)
+    op = next((o for o in ("average", "median") if o in computed or not computed), None)
+    if op is None:
+        logger.warning(
+            "the analyzer's templates hold neither an average nor a median (%s): its units are classified "
+            "from their discharge alone; analyzer.compute('templates') to use their waveforms",
+            computed,
+        )
+        return None
+    if op != "average":
+        logger.warning(
+            "the analyzer's templates hold no average; its median templates are the units' waveforms"
+        )
+    t = np.asarray(ext.get_data(operator=op), dtype=np.float64)  # (units, samples, channels)
     if t.ndim != 3 or len(t) != len(analyzer.sorting.unit_ids):
         raise InvalidUnitsError(
             f"the analyzer's templates have shape {t.shape}; expected (units, samples, channels) with one "
@@ -46,6 +59,14 @@ def _peak_templates(analyzer) -> np.ndarray | None:
         )
     peak = np.ptp(t, axis=1).argmax(axis=1)
     return t[np.arange(len(t)), :, peak]
+
+
+def _template_operators(ext) -> list[str]:
+    """The operators (average, median, std, percentile...) the templates extension computed, in the
+    order it lists them ([] where it does not say)."""
+    params = getattr(ext, "params", None) or {}
+    ops = params.get("operators") or []
+    return [o if isinstance(o, str) else str(o[0]) for o in ops if o]
 
 
 def units_from_sorting(sorting) -> tuple[UnitsBatch, object]:
@@ -97,6 +118,24 @@ def units_from_sorting(sorting) -> tuple[UnitsBatch, object]:
     return _batch(times, waveforms, fs), target
 
 
+def _check_time_scale(times: list[np.ndarray]) -> None:
+    """Warn when the spike times look like milliseconds (the check NWB files get on reading)."""
+    from ._units_layout import LATE_SPIKE_WARNING_S, TimeScaleCheck
+
+    last = max((float(np.abs(t).max()) for t in times if len(t)), default=0.0)
+    if last > LATE_SPIKE_WARNING_S:
+        logger.warning(
+            "the last spike time is %.0f s (%.1f days): are the times in milliseconds? Give them in seconds.",
+            last,
+            last / 86400.0,
+        )
+        return
+    check = TimeScaleCheck("the TsGroup")
+    counts = np.array([len(t) for t in times], dtype=np.int64)
+    check.feed(np.concatenate(times) if times else np.zeros(0), np.r_[0, np.cumsum(counts)])
+    check.finish()
+
+
 def _batch(times: list[np.ndarray], waveforms: np.ndarray | None, rate_hz: float | None) -> UnitsBatch:
     counts = np.array([len(t) for t in times], dtype=np.int64)
     return UnitsBatch(
@@ -121,10 +160,16 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
             f"expected a pynapple TsGroup, got {type(tsgroup).__name__}; build one with "
             "nap.TsGroup({unit_id: nap.Ts(spike_times_s), ...}) or nap.load_file(path)['units']."
         )
+    if hasattr(tsgroup, "columns") and hasattr(tsgroup, "iloc"):  # a pandas DataFrame passes the test above
+        raise InvalidUnitsError(
+            "expected a pynapple TsGroup, got a pandas DataFrame (e.g. nwbfile.units.to_dataframe()); build a "
+            "TsGroup with nap.TsGroup({unit_id: nap.Ts(spike_times_s), ...}) or nap.load_file(path)['units']."
+        )
     ids = list(np.asarray(tsgroup.index))
     if not ids:
         raise InvalidUnitsError("the TsGroup has no units; nothing to classify.")
     times = [np.sort(np.asarray(tsgroup[u].t, dtype=np.float64)) for u in ids]
+    _check_time_scale(times)
     if waveforms is None:
         return _batch(times, None, None)
     if waveform_rate_hz is None or not float(waveform_rate_hz) > 0:
@@ -133,6 +178,16 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
             "rate they are sampled at, e.g. waveform_rate_hz=30000."
         )
     if isinstance(waveforms, dict):
+        unknown = [k for k in waveforms if k not in set(ids)]
+        if unknown:
+            logger.warning(
+                "waveforms given for %d keys that name no unit of the TsGroup (%s%s; its units: %s...): "
+                "ignored; key the dict by the TsGroup's index values",
+                len(unknown),
+                unknown[:5],
+                " ..." if len(unknown) > 5 else "",
+                ids[:5],
+            )
         n_samples = {len(np.ravel(w)) for w in waveforms.values()}
         if len(n_samples) > 1:
             raise InvalidUnitsError(f"waveforms have different lengths {sorted(n_samples)}; give one length.")
