@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from ._atomic import RESERVE_BASE_BYTES, RESERVE_PER_UNIT_BYTES, check_replaceable, check_space, reserve_space
-from .errors import AnnotationExistsError, InvalidValueError, OutputError
+from .errors import AnnotationExistsError, InvalidValueError, NotNWBError, OutputError
 
 if TYPE_CHECKING:
     from ._annotate_input import UnitsSummary
@@ -140,7 +140,14 @@ def append_to_copy(
     if overwrite:
         remove_existing(tmp, clash, table_name)
     with NWBHDF5IO(str(tmp), mode="a") as io:
-        nwbfile = io.read()
+        try:
+            nwbfile = io.read()
+        except (KeyError, ValueError, TypeError) as exc:  # what pynwb/h5py raise for broken objects
+            raise NotNWBError(
+                f"{src_path} is an HDF5 file that pynwb cannot read back ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:300]}), so nothing can be appended to it; find the broken object with `nwbinspector` or "
+                "`python -m pynwb.validate`."
+            ) from exc
         write_fn(nwbfile)
         checkpoint("before-write")
         io.write(nwbfile)

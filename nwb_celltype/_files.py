@@ -45,6 +45,12 @@ def require_regular_file(path: str | os.PathLike, what: str = "an NWB (HDF5) fil
     path likewise, each with our error."""
     from .errors import NotNWBError, SourceNotFoundError
 
+    text = str(path)
+    if "://" in text or text.upper().startswith("DANDI:"):
+        raise NotNWBError(
+            f"{text} is remote; this command reads local files only. Annotate it into a local derived "
+            "file first (`nwb-celltype annotate SOURCE --out FILE.nwb`), or download it."
+        )
     p = Path(path)
     try:
         mode = os.stat(p).st_mode

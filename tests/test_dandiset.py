@@ -176,6 +176,13 @@ def test_retry_policy(exc, retriable):
         (InvalidValueError("the source's Units table has no units; nothing to annotate"), True),
         (NotNWBError("x.nwb is not an HDF5 file (truncated file); expected an NWB 2.x HDF5 file"), False),
         (RemoteError("the file has no units table"), False),  # a remote failure is not "no units"
+        # --units-table named a table the asset lacks: a failure (it was "skipped", and stayed so)
+        (
+            NotNWBError(
+                "the file has no Units table at /processing/ecephys/curated; its Units tables: /units"
+            ),
+            False,
+        ),
     ],
 )
 def test_no_units_detection(exc, no_units):
@@ -715,3 +722,43 @@ def test_cli_summary_text():
     assert "dandiset 000042@draft: 2 NWB assets" in text and "failed 1" in text
     assert "failed: b.nwb: NotNWBError: truncated" in text and "a.nwb" not in text
     assert "DEMO" not in text
+    # the default model (no path) is no demo model; the demo model is flagged wherever it comes from
+    from dataclasses import replace
+
+    assert "DEMO" not in format_run(replace(res, model={**res.model, "path": None, "demo": False}))
+    assert "DEMO" in format_run(replace(res, model={**res.model, "demo": True}))
+
+
+def _dies_once(task: dict) -> dict:
+    """Run in a pool process: the first asset to run kills its process (as the kernel's OOM killer
+    would); every later one returns a record."""
+    marker = Path(task["out_dir"]) / "died"
+    if not marker.exists():
+        marker.write_text("x")
+        os._exit(137)
+    time.sleep(0.2)
+    return {"path": task["path"], "status": "done", "attempts": task["attempt"]}
+
+
+def test_a_dead_worker_costs_a_retry_not_the_run(tmp_path, monkeypatch):
+    """Two tasks in flight on one worker when it dies: both futures break. The first was handled
+    (the pool restarted, both rescheduled); the second then raised KeyError and ended the run."""
+    from nwb_celltype.batch import run as run_mod
+    from nwb_celltype.batch import worker as worker_mod
+    from nwb_celltype.batch.executors import PoolRunner
+    from nwb_celltype.model.shipped import resolve_model
+
+    monkeypatch.setattr(worker_mod, "run_asset_task", _dies_once)
+    state = RunState(tmp_path)
+    state.prepare()
+    runner = PoolRunner(1, None, resolve_model(None)[0].sha256)
+    tasks = [{"path": f"a{k}.nwb", "attempt": 0, "out_dir": str(tmp_path)} for k in range(3)]
+    try:
+        recs = list(
+            run_mod._execute(runner, tasks, state, retries=2, backoff_s=0.01, progress=False, total=3)
+        )
+    finally:
+        runner.close()
+        state.release()
+    assert sorted(r["path"] for r in recs) == ["a0.nwb", "a1.nwb", "a2.nwb"]
+    assert all(r["status"] == "done" for r in recs)

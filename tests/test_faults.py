@@ -1128,3 +1128,43 @@ def test_output_piped_into_a_reader_that_left_ends_quietly():
     finally:
         os.close(w)
     assert proc.returncode == 128 + signal.SIGPIPE and proc.stderr == "", proc.stderr
+
+
+def test_a_file_pynwb_cannot_read_back_is_one_clear_error(tmp_path):
+    """A dangling object reference (the referenced dataset deleted) made pynwb's read of the copy
+    raise KeyError through annotate: an 81-line traceback. Now one error naming the file."""
+    import shutil
+
+    import h5py
+
+    from nwb_celltype.annotate import annotate
+    from nwb_celltype.errors import NotNWBError
+    from nwb_celltype.simulate import demo_recording_path
+
+    f = tmp_path / "dang.nwb"
+    shutil.copy(demo_recording_path(), f)
+    with h5py.File(f, "a") as h:
+        tmp = h["acquisition"].create_dataset("tmp", data=[1])
+        h["units/spike_times_index"].attrs["target"] = tmp.ref
+        del h["acquisition/tmp"]
+    before = _sha(f)
+    with pytest.raises(NotNWBError, match=r"dang\.nwb is an HDF5 file that pynwb cannot read back"):
+        annotate(f, out=tmp_path / "out.nwb")
+    assert _sha(f) == before and sorted(p.name for p in tmp_path.iterdir()) == ["dang.nwb"]
+
+
+def test_show_and_report_say_they_read_local_files_only(tmp_path):
+    """`show URL` said "http:/127.0.0.1:.../s1.nwb does not exist" (the URL mangled as a path)."""
+    from click.testing import CliRunner
+
+    from nwb_celltype.cli import main
+
+    for args in (
+        ["show", "http://127.0.0.1:9/s1.nwb"],
+        ["report", "DANDI:000409/draft/x.nwb", "--out", str(tmp_path / "r")],
+    ):
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 1 and "is remote; this command reads local files only" in res.output, (
+            res.output
+        )
+        assert args[1] in res.output

@@ -134,12 +134,17 @@ def _load_model_identity(
     from ..model.shipped import check_pinned, resolve_model
 
     path = None if model is None else str(Path(model).resolve())
-    bundle, _ = resolve_model(path)
+    bundle, is_demo = resolve_model(path)
     if model_sha256 is not None:
         check_pinned(bundle, model_sha256)
     if ignore_waveforms:
         family_of(bundle).check_ignore_waveforms()
-    return {**_model_identity(bundle), "path": path, "pinned": model_sha256 is not None}
+    return {
+        **_model_identity(bundle),
+        "path": path,
+        "pinned": model_sha256 is not None,
+        "demo": bool(is_demo),
+    }
 
 
 def _is_retriable(exc: BaseException) -> bool:
@@ -387,6 +392,7 @@ def _split_done(
             and rec.get("status") == "skipped"
             and rec.get("asset_id") == a.asset_id
             and rec.get("version") == version_of
+            and rec.get("units_table") == settings["units_table"]  # no units in *that* table
         ):
             records[a.path] = {**rec, "this_run": False}
         else:
@@ -479,6 +485,8 @@ def _execute(
                 continue
             timeout = max(0.05, waiting[0][0] - now) if waiting else None
             for fut in runner.wait(inflight, timeout):
+                if fut not in inflight:  # lost with a dead worker's pool, already scheduled again
+                    continue
                 task = inflight.pop(fut)
                 rec, exc = runner.outcome(fut)
                 if exc is None:

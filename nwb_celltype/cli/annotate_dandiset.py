@@ -135,7 +135,7 @@ def format_run(result) -> str:
     lines = [
         f"dandiset {result.dandiset_id}@{result.version}: {c['listed']} NWB assets -> {result.out_dir}",
         f"model: {result.model['name']} {result.model['version']} (sha256 {result.model['sha256'][:12]})"
-        + ("  [DEMO model trained on simulated data]" if result.model.get("path") is None else ""),
+        + ("  [DEMO model trained on simulated data]" if result.model.get("demo") else ""),
         f"done {c['done']} (this run {c['annotated']}, earlier {c['reused']}), "
         f"skipped (no units) {c['skipped']}, failed {c['failed']}; "
         f"{result.executor} x{result.n_workers}, {result.wall_s:.1f} s",
