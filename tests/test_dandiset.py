@@ -762,3 +762,33 @@ def test_a_dead_worker_costs_a_retry_not_the_run(tmp_path, monkeypatch):
         state.release()
     assert sorted(r["path"] for r in recs) == ["a0.nwb", "a1.nwb", "a2.nwb"]
     assert all(r["status"] == "done" for r in recs)
+
+
+@pytest.mark.network
+def test_two_ctrl_c_end_the_run(served, model_path, tmp_path):
+    """Ctrl-C twice (the terminal signals the whole process group) while workers are busy: the run
+    hung for good, waiting on a worker the second signal caught mid-task. Now the busy workers are
+    killed and the run ends (their assets are redone by the next run)."""
+    cmd = [sys.executable, "-c", "from nwb_celltype.cli import main; main()", "annotate-dandiset"]
+    cmd += [f"{DANDISET}@draft", "--out", str(tmp_path / "out"), "--model", str(model_path)]
+    cmd += ["--workers", "1", "--quiet", "--cache-dir", str(tmp_path / "cache")]
+    env = {**_env(served["api"]), "NWB_CELLTYPE_PAUSE_AT": "features"}  # each worker waits in its task
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 120
+        while "PAUSED AT features" not in line and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            assert line or proc.poll() is None, "the run ended before a worker was busy"
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGINT)
+        rc = proc.wait(60)
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stderr.close()
+    # 130, or ended by the second SIGINT itself (the shell reports both as 130)
+    assert rc in (128 + signal.SIGINT, -signal.SIGINT), err

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
 import multiprocessing
 from typing import Any
@@ -60,7 +61,16 @@ class PoolRunner:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = self._new_pool()
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Wait for the pool's processes to finish; with ``abort`` (the run was interrupted) kill
+        them first: waiting on workers that a second Ctrl-C caught mid-task hung the run for good.
+        Their assets are in ``tmp/``, which the next run empties."""
+        if abort:
+            for p in list((getattr(self._pool, "_processes", None) or {}).values()):
+                with contextlib.suppress(Exception):
+                    p.kill()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            return
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -147,7 +157,7 @@ class DaskRunner:
     def restart(self) -> None:  # pragma: no cover - Dask reschedules lost tasks itself
         pass
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:  # Dask's own shutdown stops its workers either way
         if self._own_client:
             self.client.close()
             if self._cluster is not None:

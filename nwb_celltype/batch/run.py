@@ -277,6 +277,11 @@ def annotate_dandiset(
             for rec in _execute(runner, tasks, state, retries, retry_backoff_s, progress, len(assets)):
                 records[rec["path"]] = {**rec, "this_run": True}
         return _run_result(run, [records[a.path] for a in assets], executor, runner, t_start)
+    except BaseException:
+        if runner is not None:
+            runner, busy = None, runner
+            busy.close(abort=True)
+        raise
     finally:
         if runner is not None:
             runner.close()
