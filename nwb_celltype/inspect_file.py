@@ -133,9 +133,10 @@ def figure_stem(rec, i: int) -> str:
     return f"unit_{uid}_row{int(rec.unit_indices[i])}" if repeated else f"unit_{uid}"
 
 
-def units_html_table(rec) -> str:
+def units_html_table(rec, drawn=None) -> str:
     """Every unit of an annotation record as an HTML table row: id (linked to its figure, where
-    drawn), label, status, confidence, probability of each class, reason."""
+    drawn: ``drawn`` (n,) bool, default every unit), label, status, confidence, probability of each
+    class, reason."""
     head = ["unit id", "label", "status", "confidence", *rec.classes, "reason"]
     rows = []
     for i in range(len(rec.labels)):
@@ -147,11 +148,9 @@ def units_html_table(rec) -> str:
         )
         conf = "" if rec.confidence is None else format_confidence(rec.confidence[i])
         cells = [str(rec.labels[i]), str(rec.status[i]), conf, *probs, str(rec.reasons[i])]
-        rows.append(
-            f'<tr><td><a href="#{figure_stem(rec, i).replace("_", "-")}">{uid}</a></td>'
-            + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
-            + "</tr>"
-        )
+        link = drawn is None or bool(drawn[i])
+        anchor = f'<a href="#{figure_stem(rec, i).replace("_", "-")}">{uid}</a>' if link else str(uid)
+        rows.append(f"<tr><td>{anchor}</td>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     return (
         '<table border="1" cellspacing="0" cellpadding="3"><thead><tr>'
         + "".join(f"<th>{html.escape(h)}</th>" for h in head)

@@ -350,7 +350,13 @@ def _write_report_files(path, out: Path, records: dict, name: str, rec, config, 
         f"<pre>{html.escape(format_annotations({name: rec}, max_rows=0, more_rows_note=False))}</pre>"
         + agreed
         + '<img src="summary.png">'
-        + units_html_table(rec)
+        + (
+            f"<p>Figures of the first {int(drawn.sum())} of {len(drawn)} units (--max-units); the others "
+            "are listed without a link.</p>"
+            if not drawn.all()
+            else ""
+        )
+        + units_html_table(rec, drawn)
         + "".join(pages)
         + "</body></html>",
     )

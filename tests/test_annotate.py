@@ -6,6 +6,7 @@ import hashlib
 import html
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -317,6 +318,11 @@ def test_report_draws_figures(rec_copy, demo_bundle, tmp_path):
     index = write_report(res.output_path, tmp_path / "report", max_units=3)
     assert index.exists() and (tmp_path / "report" / "summary.png").exists()
     assert len(list((tmp_path / "report" / "units").glob("*.png"))) == 3
+    # the table links the drawn units only (it linked every unit to anchors that did not exist)
+    page = index.read_text()
+    links = re.findall(r'href="#(unit-[^"]+)"', page)
+    assert len(links) == 3 and all(f'id="{a}"' in page for a in links)
+    assert "Figures of the first 3 of" in page
 
 
 def test_report_of_the_default_model(rec_copy, tmp_path):
