@@ -696,6 +696,8 @@ def test_dashboard_is_served(served, model_path, tmp_path):
     assert seen.get("status") == 200 and seen["url"] == res.dashboard_link
     assert "bokeh" in seen["body"].lower() or "dask" in seen["body"].lower()
     assert res.counts["done"] == 1
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:  # distributed's INFO lines only with -v
+        assert logging.getLogger("distributed").getEffectiveLevel() >= logging.WARNING
 
 
 def test_cli_summary_text():

@@ -102,6 +102,8 @@ class DaskRunner:
             ) from exc
         from ._dask import ModelPlugin
 
+        if logging.getLogger().getEffectiveLevel() > logging.INFO:  # its INFO lines only with -v
+            logging.getLogger("distributed").setLevel(logging.WARNING)
         self._distributed = distributed
         self._own_client = client is None
         self._cluster = None
@@ -121,6 +123,7 @@ class DaskRunner:
                     processes=True,
                     host="127.0.0.1",
                     dashboard_address=dashboard_address,
+                    silence_logs=logging.getLogger("distributed").getEffectiveLevel(),
                 )
                 client = distributed.Client(self._cluster)
         self.client = client
