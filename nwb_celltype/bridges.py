@@ -158,12 +158,9 @@ def _unit_names(annotations, rec) -> np.ndarray | None:
     rows = np.asarray(rec.unit_indices, dtype=np.int64)
     values = None
     if isinstance(annotations, (str, os.PathLike)):
-        import h5py
-
-        with h5py.File(annotations, "r") as f:
-            g = f.get(table)
-            if g is not None and "unit_name" in g and g["unit_name"].shape == g["id"].shape:
-                values = g["unit_name"][()]
+        read = _read_column(annotations, table, "unit_name")
+        if read is not None and read[1].shape == read[0].shape:
+            values = read[1]
     elif hasattr(annotations, "processing"):  # a pynwb NWBFile
         from .nwb import units_table_at
 
@@ -264,20 +261,32 @@ def _warn_replaced(names: list[str], where: str) -> None:
         )
 
 
-def unit_column(path: str | os.PathLike, column: str, units_table: str = "/units") -> dict[int, object]:
-    """Unit id -> value of one 1-D column of a Units table of an NWB file (e.g. the sorter's cluster
-    id); ``units_table``: the table's path (an annotation's ``units_table``)."""
+def _read_column(path: str | os.PathLike, units_table: str, column: str):
+    """``(ids, values)`` of one column of the Units table ``units_table`` of the NWB file ``path``, or
+    None where the table or the column is missing."""
     import h5py
 
     with h5py.File(path, "r") as f:
         units = f.get(units_table)
         if units is None or column not in units:
+            return None
+        return units["id"][()], units[column][()]
+
+
+def unit_column(path: str | os.PathLike, column: str, units_table: str = "/units") -> dict[int, object]:
+    """Unit id -> value of one 1-D column of a Units table of an NWB file (e.g. the sorter's cluster
+    id); ``units_table``: the table's path (an annotation's ``units_table``)."""
+    read = _read_column(path, units_table, column)
+    if read is None:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            units = f.get(units_table)
             have = [] if units is None else sorted(k for k in units if isinstance(units[k], h5py.Dataset))
-            raise InvalidValueError(
-                f"the Units table {units_table} of {path} has no column {column!r}; it has {have}"
-            )
-        ids = units["id"][()]
-        values = units[column][()]
+        raise InvalidValueError(
+            f"the Units table {units_table} of {path} has no column {column!r}; it has {have}"
+        )
+    ids, values = read
     if values.shape != ids.shape:
         raise InvalidValueError(f"Units column {column!r} is not one value per unit (shape {values.shape})")
     return {

@@ -119,18 +119,12 @@ def units_from_sorting(sorting) -> tuple[UnitsBatch, object]:
 
 
 def _check_time_scale(times: list[np.ndarray]) -> None:
-    """Warn when the spike times look like milliseconds (the check NWB files get on reading)."""
-    from ._units_layout import LATE_SPIKE_WARNING_S, TimeScaleCheck
+    """Warn when the spike times look like milliseconds: the checks NWB files get on reading (the
+    last spike, then the intervals)."""
+    from ._units_layout import TimeScaleCheck, _warn_spike_time_scale
 
     last = max((float(np.abs(t).max()) for t in times if len(t)), default=0.0)
-    if last > LATE_SPIKE_WARNING_S:
-        logger.warning(
-            "the last spike time is %.0f s (%.1f days): are the times in milliseconds? Give them in seconds.",
-            last,
-            last / 86400.0,
-        )
-        return
-    check = TimeScaleCheck("the TsGroup")
+    check = TimeScaleCheck("the TsGroup", done=_warn_spike_time_scale(np.array([last]), "the TsGroup"))
     counts = np.array([len(t) for t in times], dtype=np.int64)
     check.feed(np.concatenate(times) if times else np.zeros(0), np.r_[0, np.cumsum(counts)])
     check.finish()
@@ -178,7 +172,8 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
             "rate they are sampled at, e.g. waveform_rate_hz=30000."
         )
     if isinstance(waveforms, dict):
-        unknown = [k for k in waveforms if k not in set(ids)]
+        known = set(ids)
+        unknown = [k for k in waveforms if k not in known]
         if unknown:
             logger.warning(
                 "waveforms given for %d keys that name no unit of the TsGroup (%s%s; its units: %s...): "

@@ -55,17 +55,33 @@ class TableInfo:
     dataset: dict
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+def _csv_rows(path: Path):
+    """Every row of a CSV file (a BOM, Excel's "CSV UTF-8", dropped), read as it is iterated; our
+    errors for text that is not UTF-8, an unreadable file and an empty one."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM (Excel's "CSV UTF-8") is dropped
-            rows = list(csv.reader(f))
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            empty = True
+            for row in csv.reader(f):
+                empty = False
+                yield row
     except UnicodeDecodeError as exc:
         raise LibraryError(f"{path} is not UTF-8 text ({exc}); save the table as UTF-8 CSV.") from exc
     except OSError as exc:
         raise LibraryError(f"cannot read {path}: {exc}") from exc
-    if not rows:
+    if empty:
         raise LibraryError(f"{path} is empty; expected a header row and one row per unit.")
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    rows = list(_csv_rows(path))
     return rows[0], [r for r in rows[1:] if r]
+
+
+def _count_rows(path: Path) -> int:
+    """Data rows of a CSV as :func:`_read_csv` counts them (blank lines skipped), without keeping them."""
+    rows = _csv_rows(path)
+    next(rows)  # the header
+    return sum(1 for r in rows if r)
 
 
 def _numeric_table(path: Path, expected_columns: list[int] | None) -> np.ndarray:
@@ -238,7 +254,7 @@ def inspect_tables(folder: str | Path, labels_required: bool = True) -> TableInf
     n = (
         len(labels)
         if labels is not None
-        else len(_read_csv(folder / ("acg.csv" if has_acg else "waveforms.csv"))[1])
+        else _count_rows(folder / ("acg.csv" if has_acg else "waveforms.csv"))
     )
     if n == 0:
         raise LibraryError(
