@@ -839,7 +839,7 @@ def test_report_refuses_a_folder_holding_other_files(tmp_path, annotated_demo):
 
 
 def _evaluation(seed: int, n: int = 30):
-    from nwb_celltype.model.evaluate import HeldOut
+    from nwb_celltype.model.evaluation_report import HeldOut
 
     rng = np.random.default_rng(seed)
     p = rng.dirichlet(np.ones(3), size=n)

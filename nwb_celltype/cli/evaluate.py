@@ -62,7 +62,7 @@ def evaluate(
     --max-confidently-wrong, --kernel-share and --min-species-class-units to acg-isi-wave only."""
     from .._atomic import check_folder
     from ..model import evaluate_model
-    from ..model.evaluate import EVALUATION_FILES
+    from ..model.evaluation_report import EVALUATION_FILES
 
     # before the (long) evaluation: the folder is replaced whole, so a user's files in it are refused
     # (first: --overwrite would not help with those)

@@ -225,7 +225,7 @@ def train(
     acg-isi-wave only."""
     from ..model import save_bundle, train_model
     from ..model.bundle import check_bundle_folder
-    from ..model.evaluate import score_text
+    from ..model.evaluation_report import score_text
 
     check_bundle_folder(out, overwrite=overwrite)  # before the (long) training
     family = resolve_family(family, library)

@@ -169,7 +169,8 @@ def evaluate_discharge(
         floor, members disagreeing) counted as misses in
         ``recall_abstain_as_miss``; baselines on the same folds.
     """
-    from .evaluate import cross_validate, describe_data
+    from .evaluate import cross_validate
+    from .evaluation_report import describe_data
     from .real_networks import RealModelConfig
 
     fs = training_set.features
@@ -222,7 +223,8 @@ def _classes_to_score(labels: np.ndarray, classes) -> tuple[str, ...]:
 
 def _transfer(training_set, test_set, rows, y, classes, config, threshold, baselines):
     """Train one model on all of ``training_set``; classify the labelled units of ``test_set``."""
-    from .evaluate import HeldOut, transfer_scheme
+    from .evaluate import transfer_scheme
+    from .evaluation_report import HeldOut
 
     t_rows, t_y = _scored_rows(test_set, classes)
     if not len(t_rows):
