@@ -178,6 +178,38 @@ def _clean_train(times_s: np.ndarray) -> tuple[np.ndarray, str]:
     return t, "; ".join(notes)
 
 
+def observed_segments(times_s: np.ndarray, intervals) -> tuple[list[np.ndarray], str]:
+    """A unit's sorted spike times cut into its observation intervals (NWB Units
+    ``obs_intervals``), and a note on what was set aside ('' if nothing).
+
+    Intervals are merged where they overlap or touch; spikes outside every interval are dropped
+    (the note counts them). Counts summed over the segments hold only pairs and intervals of spikes
+    observed together: no ISI or ACG pair spans a gap in the observation. ``intervals`` None or
+    empty (the file says nothing) keeps the whole train as one segment; rows that are not finite
+    or end before they start are ignored (the note says how many)."""
+    t = np.asarray(times_s, dtype=np.float64)
+    if intervals is None:
+        return [t], ""
+    iv = np.asarray(intervals, dtype=np.float64).reshape(-1, 2)
+    ok = np.isfinite(iv).all(1) & (iv[:, 1] >= iv[:, 0])
+    notes = [f"{int((~ok).sum())} invalid observation intervals ignored"] if not ok.all() else []
+    iv = iv[ok]
+    if not len(iv):
+        return [t], "; ".join(notes)
+    iv = iv[np.argsort(iv[:, 0], kind="stable")]
+    merged = [list(iv[0])]
+    for a, b in iv[1:]:
+        if a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    segments = [t[np.searchsorted(t, a, "left") : np.searchsorted(t, b, "right")] for a, b in merged]
+    outside = len(t) - sum(len(x) for x in segments)
+    if outside:
+        notes.append(f"{outside} spikes outside the unit's observation intervals ignored")
+    return segments, "; ".join(notes)
+
+
 def compute_acg_counts(times_s: np.ndarray, lags_ms: int = 100) -> np.ndarray:
     """ACG pair counts of one spike train at lags 1..``lags_ms`` ms in centred 1 ms bins.
 
@@ -364,6 +396,7 @@ def extract_discharge_features(
     if progress:
         log.info("ACG and ISI counts of %d units (%d spikes)", n, int(batch.spike_offsets[-1]))
     cleaned = []
+    obs = batch.obs_intervals if batch.obs_intervals is not None and len(batch.obs_intervals) == n else None
     for i in range(n):
         t, note = _clean_train(batch.spike_times(i))
         if note:  # a note, not a failure: the unit is classified from the rest
@@ -373,11 +406,16 @@ def extract_discharge_features(
         if why:  # before the pair counts, whose work grows with rate x spikes
             reasons[i].append(why)
             continue
-        if len(t) < config.min_spikes:
-            reasons[i].append(f"{len(t)} spikes < min_spikes={config.min_spikes}")
+        segments, note = observed_segments(t, obs[i] if obs is not None else None)
+        if note:
+            reasons[i].append(note)
+        n_observed = sum(len(x) for x in segments)
+        if n_observed < config.min_spikes:
+            reasons[i].append(f"{n_observed} spikes < min_spikes={config.min_spikes}")
             continue
-        acg[i] = compute_acg_counts(t, config.acg_lags_ms)
-        isi[i] = compute_isi_counts(t, config.isi_bins_ms)
+        for x in segments:  # pairs and intervals within one observation interval only
+            acg[i] += compute_acg_counts(x, config.acg_lags_ms)
+            isi[i] += compute_isi_counts(x, config.isi_bins_ms)
         has_discharge[i] = True
     if cleaned:
         log.warning(

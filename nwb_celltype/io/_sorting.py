@@ -130,7 +130,14 @@ def _check_time_scale(times: list[np.ndarray]) -> None:
     check.finish()
 
 
-def _batch(times: list[np.ndarray], waveforms: np.ndarray | None, rate_hz: float | None) -> UnitsBatch:
+def _batch(
+    times: list[np.ndarray],
+    waveforms: np.ndarray | None,
+    rate_hz: float | None,
+    support: np.ndarray | None = None,
+) -> UnitsBatch:
+    """``support``: the (k, 2) intervals (s) every unit was observed in (a TsGroup's time support),
+    as each unit's ``obs_intervals``."""
     counts = np.array([len(t) for t in times], dtype=np.int64)
     return UnitsBatch(
         unit_ids=np.arange(len(times), dtype=np.int64),
@@ -139,6 +146,7 @@ def _batch(times: list[np.ndarray], waveforms: np.ndarray | None, rate_hz: float
         spike_offsets=np.r_[0, np.cumsum(counts)].astype(np.int64),
         waveforms=None if waveforms is None else np.asarray(waveforms, dtype=np.float32),
         waveform_rate_hz=rate_hz if waveforms is not None else None,
+        obs_intervals=None if support is None else [support] * len(times),
     )
 
 
@@ -164,8 +172,9 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
         raise InvalidUnitsError("the TsGroup has no units; nothing to classify.")
     times = [np.sort(np.asarray(tsgroup[u].t, dtype=np.float64)) for u in ids]
     _check_time_scale(times)
+    support = _time_support(tsgroup)
     if waveforms is None:
-        return _batch(times, None, None)
+        return _batch(times, None, None, support)
     if waveform_rate_hz is None or not float(waveform_rate_hz) > 0:
         raise InvalidUnitsError(
             f"waveforms were given without a positive waveform_rate_hz (got {waveform_rate_hz!r}); pass the "
@@ -195,4 +204,14 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
             f"waveforms have shape {waveforms.shape}; expected ({len(ids)}, samples), one row per unit in "
             "the TsGroup's index order (or a dict unit id -> waveform)."
         )
-    return _batch(times, waveforms, float(waveform_rate_hz))
+    return _batch(times, waveforms, float(waveform_rate_hz), support)
+
+
+def _time_support(tsgroup) -> np.ndarray | None:
+    """The TsGroup's time support as (k, 2) seconds (e.g. the epochs of ``tsgroup.restrict(epochs)``):
+    ISIs and ACG pairs are counted within it (:func:`~nwb_celltype.features.discharge.observed_segments`)."""
+    ts = getattr(tsgroup, "time_support", None)
+    if ts is None:
+        return None
+    iv = np.column_stack([np.asarray(ts.start, dtype=np.float64), np.asarray(ts.end, dtype=np.float64)])
+    return iv if len(iv) else None
