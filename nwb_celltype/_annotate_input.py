@@ -29,6 +29,8 @@ class UnitsSummary:
     table_path: str = "units"
     #: where ``waveform_rate_hz`` came from: "file", "stated" (the user's) or "assumed" (30 kHz)
     waveform_rate_source: str = ""
+    #: (n,) the ``location`` of each unit's electrode ("" where unknown; None: not read)
+    locations: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def collect(source_obj, bundle, batch_size: int, progress: bool, spill=None, rea
     with source_obj.guard("finding the Units table"):
         table_path = resolve_units_table(source_obj.h5, reading.units_table)
 
-    sets, ids, indices, counts, layers, waves = [], [], [], [], [], []
+    sets, ids, indices, counts, layers, waves, locations = [], [], [], [], [], [], []
     problems: dict[int, str] = {}
     rate = None
     t_read = t_feat = 0.0
@@ -84,6 +86,7 @@ def collect(source_obj, bundle, batch_size: int, progress: bool, spill=None, rea
         indices.append(np.asarray(batch.unit_indices))
         counts.append(batch.spike_counts)
         layers.append(np.asarray(batch.layers, dtype=object))
+        locations.append(np.asarray((batch.extra or {}).get("locations", [""] * len(batch)), dtype=object))
         waves.append(batch.waveforms)
         rate = rate or batch.waveform_rate_hz
         rate_source = rate_source or (batch.extra or {}).get("waveform_rate_source", "")
@@ -111,5 +114,6 @@ def collect(source_obj, bundle, batch_size: int, progress: bool, spill=None, rea
         problems=problems,
         table_path=table_path,
         waveform_rate_source=rate_source if waveforms is not None else "",
+        locations=np.concatenate(locations),
     )
     return summary, family.concatenate(sets), t_read, t_feat

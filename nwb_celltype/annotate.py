@@ -84,6 +84,9 @@ class AnnotationResult:
     #: the waveforms' sampling rate used (``hz``) and where it came from (``source``: file, stated,
     #: assumed; "" without waveforms)
     waveform_rate: dict | None = None
+    #: units whose label was withheld because their electrode's location is outside the cerebellar
+    #: cortex (:mod:`nwb_celltype.model.scope`; 0 with ``any_region``)
+    outside_cerebellar_cortex: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -151,6 +154,8 @@ class _Labelling:
     species: str = ""
     #: the source's own ``general/subject/species`` ("" for none), recorded beside ``species``
     subject_species: str = ""
+    #: label units recorded outside the cerebellar cortex too (:mod:`nwb_celltype.model.scope`)
+    any_region: bool = False
 
     @functools.cached_property
     def species_coverage(self):
@@ -203,6 +208,8 @@ def _write_tables(
             "subject_species": labelling.subject_species,
             "species": labelling.species,
             "species_coverage": labelling.species_coverage.kind,
+            "any_region": bool(labelling.any_region),
+            "outside_cerebellar_cortex": _n_outside(preds),
             "units_table": f"/{read.table_path}",
             "waveform_rate_hz": read.waveform_rate_hz,
             "waveform_rate_source": read.waveform_rate_source,
@@ -309,8 +316,9 @@ def _timed(timings: dict[str, float], key: str):
     timings[key] = time.perf_counter() - t0
 
 
-def _predict(labelling: _Labelling, features, problems: dict[int, str], timings: dict[str, float]):
-    """Run the model (timed) on units of ``labelling.species`` (the file's Subject, "" for none):
+def _predict(labelling: _Labelling, features, read: UnitsSummary, timings: dict[str, float]):
+    """Run the model (timed) on units of ``labelling.species`` (the file's Subject, "" for none),
+    withhold the labels of units recorded outside the cerebellar cortex (unless ``any_region``):
     ``(predictions, skipped, unclassified)`` (see :func:`_unit_reasons`)."""
     from .model import predict_cell_types
 
@@ -325,7 +333,34 @@ def _predict(labelling: _Labelling, features, problems: dict[int, str], timings:
     note = labelling.species_coverage.note
     if note:
         logger.warning("%s", note)
-    return (preds, *_unit_reasons(preds, features.unit_ids, problems))
+    if not labelling.any_region and read.locations is not None:
+        _withhold_outside(preds, read.locations)
+    return (preds, *_unit_reasons(preds, features.unit_ids, read.problems))
+
+
+def _n_outside(preds) -> int:
+    """Units whose label :func:`_withhold_outside` withheld."""
+    from .model.scope import OUTSIDE_REASON
+
+    return sum(str(r).startswith(OUTSIDE_REASON) for r in preds.reasons)
+
+
+def _withhold_outside(preds, locations: np.ndarray) -> None:
+    """:func:`.model.scope.withhold_outside_cerebellar_cortex` on the units' electrode locations,
+    with a warning naming the regions."""
+    from .io import location_scope
+    from .model.scope import withhold_outside_cerebellar_cortex
+
+    outside = np.array([location_scope(x) == "outside" for x in locations], dtype=bool)
+    hit = withhold_outside_cerebellar_cortex(preds, outside, locations)
+    if hit.any():
+        where = Counter(str(x) for x in np.asarray(locations, dtype=object)[hit])
+        logger.warning(
+            "%d units were recorded outside the cerebellar cortex (%s): their labels are withheld "
+            "(unclassified); any_region=True (--any-region) labels them anyway",
+            int(hit.sum()),
+            ", ".join(f"{k} {v}" for k, v in where.most_common(8)),
+        )
 
 
 def _write_output(
@@ -398,6 +433,7 @@ def _annotation_result(
         species=labelling.species_coverage.to_dict(),
         units_table=f"/{read.table_path}",
         waveform_rate={"hz": read.waveform_rate_hz, "source": read.waveform_rate_source},
+        outside_cerebellar_cortex=_n_outside(preds),
     )
 
 
@@ -422,6 +458,7 @@ def annotate(
     species: str | None = None,
     units_table: str | None = None,
     waveform_rate_hz: float | None = None,
+    any_region: bool = False,
 ) -> AnnotationResult:
     """Classify every unit of ``source`` and write the annotations into NWB.
 
@@ -479,6 +516,12 @@ def annotate(
         (neuroconv's exports do not) or states it wrongly; default: the file's, else 30 kHz with a
         warning. The provenance records the rate used and where it came from
         (``waveform_rate_hz``, ``waveform_rate_source``: file, stated or assumed).
+    any_region : bool
+        Label units whose electrode's ``location`` names a brain region outside the cerebellar
+        cortex (an Allen CCF acronym such as ``CA1`` or ``VISp5``, or a cerebellar nucleus); by
+        default their labels are withheld (status unclassified, reason "recorded outside the
+        cerebellar cortex ..."; :mod:`nwb_celltype.model.scope`). Locations that name no region
+        withhold nothing. Recorded in the provenance (``any_region``, ``outside_cerebellar_cortex``).
 
     Every write goes through :func:`nwb_celltype._atomic.atomic_write`: a pid-stamped copy beside
     the target, fsync, rename, under a lock per target file; SIGTERM/SIGINT/SIGHUP and a full disk
@@ -491,7 +534,9 @@ def annotate(
     table_name = table_name_for(bundle)
     call = call if call is not None else "nwb_celltype.annotate(" + repr(str(source)) + ")"
     pinned = model_sha256 is not None
-    labelling = _Labelling(bundle, table_name, threshold, call, precision, pinned, ignore_waveforms)
+    labelling = _Labelling(
+        bundle, table_name, threshold, call, precision, pinned, ignore_waveforms, any_region=bool(any_region)
+    )
     reading = Reading(units_table, waveform_rate_hz)
 
     with contextlib.ExitStack() as stack:
@@ -511,7 +556,7 @@ def annotate(
         labelling = replace(
             labelling, subject_species=named, species=named if species is None else str(species)
         )
-        preds, skipped, unclassified = _predict(labelling, features, units.problems, timings)
+        preds, skipped, unclassified = _predict(labelling, features, units, timings)
         with _timed(timings, "write"):
             columns = _write_output(plan, src, units, spill_path, overwrite, labelling, preds, info, skipped)
 

@@ -149,6 +149,14 @@ def format_summary(result) -> str:
             if getattr(result, "ignore_waveforms", False)
             else []
         ),
+        *(
+            [
+                f"{n} units recorded outside the cerebellar cortex (their electrodes' location): labels "
+                "withheld (--any-region labels them)"
+            ]
+            if (n := getattr(result, "outside_cerebellar_cortex", 0))
+            else []
+        ),
         "labels:",
     ]
     width = max((len(k) for k in result.label_counts), default=5)

@@ -53,6 +53,14 @@ from ._common import (
     "no GoC for mouse units). The summary says when the species is not stated or is one the model was not "
     "trained on.",
 )
+@click.option(
+    "--any-region",
+    is_flag=True,
+    help="Label units whose electrode location names a brain region outside the cerebellar cortex (an "
+    "Allen CCF acronym such as CA1 or VISp5, or a cerebellar nucleus); by default their labels are withheld "
+    "(unclassified, reason 'recorded outside the cerebellar cortex'). Locations naming no region withhold "
+    "nothing.",
+)
 @units_table_option("annotate")
 @waveform_rate_option()
 @annotation_options
@@ -65,6 +73,7 @@ def annotate(
     allow_hard_links,
     model_sha256,
     species,
+    any_region,
     units_table,
     waveform_rate_hz,
     threshold,
@@ -104,6 +113,7 @@ def annotate(
             species=species,
             units_table=units_table,
             waveform_rate_hz=waveform_rate_hz,
+            any_region=any_region,
         )
     if as_json or not quiet:
         echo_result(result, as_json)

@@ -6,6 +6,7 @@ DANDI listing needs it: reading a local file does not load it."""
 
 from .._lazy import lazy_exports
 from ._parse import SourceSpec, parse_source
+from ._regions import location_scope
 from ._source import Source, SourceInfo, open_source
 from ._units import map_location_to_layer, read_units, resolve_units_table, units_table_paths
 
@@ -15,6 +16,7 @@ __all__ = [
     "SourceInfo",
     "SourceSpec",
     "list_dandiset_assets",
+    "location_scope",
     "map_location_to_layer",
     "open_source",
     "parse_source",

@@ -114,8 +114,9 @@ def read_units(
         float32 (file units, peak channel, sign as recorded), ``waveform_rate_hz``, ``layers`` (n,)
         str, ``peak_channels`` (n,) int64 (index into the unit's channels; -1 unknown),
         ``obs_intervals`` list of (k, 2) float64 (s) or None; ``extra``: ``peak_sign`` (n,) int8
-        (+1 positive, -1 negative spike, 0 unknown), ``reasons``, ``skipped``, ``problems``, ``source``
-        (``SourceInfo.to_dict()``).
+        (+1 positive, -1 negative spike, 0 unknown), ``reasons``, ``locations`` (n,) str (the
+        ``location`` of the unit's electrode, as for the layer; "" where unknown), ``skipped``,
+        ``problems``, ``source`` (``SourceInfo.to_dict()``).
 
     Raises
     ------
@@ -279,9 +280,17 @@ def _unit_layers(lay: _Layout, rows: np.ndarray, peak: np.ndarray) -> np.ndarray
     """Layer of each unit at ``rows``: layer column, else peak-channel electrode's location, else unknown."""
     if lay.layers_all is not None:
         return lay.layers_all[rows].copy()
-    layers = np.full(len(rows), "unknown", dtype=object)
-    if lay.electrodes is None:
-        return layers
+    return _per_unit_electrode_value(lay, rows, peak, lay.electrode_layers, "unknown")
+
+
+def _per_unit_electrode_value(
+    lay: _Layout, rows: np.ndarray, peak: np.ndarray, values: np.ndarray | None, default: str
+) -> np.ndarray:
+    """``values`` (one per electrodes-table row) of each unit's electrode: its peak channel's where
+    known, else the value all its electrodes share, else ``default``."""
+    out = np.full(len(rows), default, dtype=object)
+    if lay.electrodes is None or values is None:
+        return out
     erows, eidx = lay.electrodes
     for i, r in enumerate(rows):
         if eidx is None:
@@ -292,11 +301,11 @@ def _unit_layers(lay: _Layout, rows: np.ndarray, peak: np.ndarray) -> np.ndarray
         if len(mine) == 0:
             continue
         if 0 <= peak[i] < len(mine) and len(mine) > 1:
-            layers[i] = lay.electrode_layers[mine[peak[i]]]
+            out[i] = values[mine[peak[i]]]
         else:
-            cand = set(lay.electrode_layers[mine])
-            layers[i] = cand.pop() if len(cand) == 1 else "unknown"
-    return layers
+            cand = set(values[mine])
+            out[i] = cand.pop() if len(cand) == 1 else default
+    return out
 
 
 def _read_obs_intervals(lay: _Layout, rows: np.ndarray) -> list[np.ndarray] | None:
@@ -324,6 +333,7 @@ def _read_batch(lay: _Layout, rows: np.ndarray, prefetch) -> UnitsBatch:
     else:
         waves, peak, sign = _peak_waveforms(_read_waveforms(lay, rows, prefetch), reasons)
     layers = _unit_layers(lay, rows, peak)
+    locations = _per_unit_electrode_value(lay, rows, peak, lay.electrode_locations, "")
     obs = _read_obs_intervals(lay, rows)
     reason_str = np.array(["; ".join(r) for r in reasons], dtype=object)
     skipped = [SkippedUnit(int(ids[i]), reason_str[i]) for i in range(m) if reason_str[i]]
@@ -341,6 +351,7 @@ def _read_batch(lay: _Layout, rows: np.ndarray, prefetch) -> UnitsBatch:
             "peak_sign": sign,
             "waveform_rate_source": lay.wave_rate_source,
             "reasons": reason_str,
+            "locations": locations,
             "skipped": skipped,
             "problems": {s.unit_id: s.reason for s in skipped},
         },

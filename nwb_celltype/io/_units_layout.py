@@ -38,6 +38,7 @@ class _Layout:
     wave_rate_source: str = ""  # "file" | "stated" | "assumed" ("" without waveforms)
     wave_note: str = ""  # why waveform_mean was set aside ("" if it was not)
     time_scale: TimeScaleCheck | None = None  # fed the spikes as they are read
+    electrode_locations: np.ndarray | None = None  # (n_electrodes,) their ``location`` strings
 
 
 def _strings(arr: np.ndarray) -> np.ndarray:
@@ -213,8 +214,9 @@ def _layer_column(g, where: str, layer_column: str | None, n: int) -> np.ndarray
 
 def _electrode_layers(
     h5, g, where: str
-) -> tuple[tuple[np.ndarray, np.ndarray | None] | None, np.ndarray | None]:
-    """The units' electrodes (rows, index) and the layer of each electrode; (None, None) if unreadable."""
+) -> tuple[tuple[np.ndarray, np.ndarray | None] | None, np.ndarray | None, np.ndarray | None]:
+    """The units' electrodes (rows, index), the layer of each electrode and its ``location``
+    string; (None, None, None) if unreadable."""
     try:
         reg = g["electrodes"]
         table = h5[reg.attrs["table"]]
@@ -222,10 +224,12 @@ def _electrode_layers(
         electrode_layers = np.array([map_location_to_layer(x) for x in locs], dtype=object)
         rows = np.asarray(reg[()], dtype=np.int64)
         idx = np.asarray(g["electrodes_index"][()], dtype=np.int64) if "electrodes_index" in g else None
-        return (rows, idx), electrode_layers
+        return (rows, idx), electrode_layers, locs
     except (KeyError, ValueError, TypeError) as exc:
-        log.warning("%s: cannot read the electrodes' locations (%s); layers unknown", where, exc)
-        return None, None
+        log.warning(
+            "%s: cannot read the electrodes' locations (%s); layers and brain regions unknown", where, exc
+        )
+        return None, None, None
 
 
 def _inspect(
@@ -261,9 +265,9 @@ def _inspect(
     if "obs_intervals" in g and "obs_intervals_index" in g:
         obs_index = _ragged_index(g, where, "obs_intervals")
     layers_all = _layer_column(g, where, layer_column, n)
-    electrodes = electrode_layers = None
-    if layers_all is None and "electrodes" in g:
-        electrodes, electrode_layers = _electrode_layers(h5, g, where)
+    electrodes = electrode_layers = electrode_locations = None
+    if "electrodes" in g:  # layers (unless a column gives them) and brain regions
+        electrodes, electrode_layers, electrode_locations = _electrode_layers(h5, g, where)
     return _Layout(
         g,
         ids,
@@ -278,6 +282,7 @@ def _inspect(
         rate_source,
         wave_note,
         TimeScaleCheck(where, done=time_scale_warned),
+        electrode_locations,
     )
 
 

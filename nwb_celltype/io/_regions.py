@@ -1,0 +1,54 @@
+"""Whether an electrode's ``location`` names the cerebellar cortex, a brain region outside it, or
+neither: the scope check of ``annotate`` (docs/annotate.md, "Units recorded outside the cerebellar
+cortex"). The Allen CCF acronyms come from ``data/brain_regions.json`` (built from the Allen
+structure ontology by ``benchmarks/make_brain_regions.py``)."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+
+from ._layers import map_location_to_layer
+
+__all__ = ["CEREBELLAR_CORTEX", "OUTSIDE", "UNKNOWN", "location_scope"]
+
+#: A location in the cerebellar cortex (a C4 layer name, a lobule or its layer).
+CEREBELLAR_CORTEX = "cerebellar cortex"
+#: A grey-matter region outside the cerebellar cortex (the cerebellar nuclei included).
+OUTSIDE = "outside"
+#: Anything else: no location, free text, fibre tracts, ventricles, "CB" (cortex and nuclei).
+UNKNOWN = "unknown"
+
+
+def _key(s: str) -> str:
+    # "CUL4, 5gr" in NWB files, "CUL4 5gr" in the ontology's CSV
+    return " ".join(s.replace(",", " ").split()).lower()
+
+
+@lru_cache(maxsize=1)
+def _scopes() -> dict[str, str]:
+    data = json.loads((resources.files("nwb_celltype") / "data" / "brain_regions.json").read_text("utf-8"))
+    out = {_key(a): OUTSIDE for a in data["outside"]}
+    out.update({_key(a): CEREBELLAR_CORTEX for a in data["cerebellar_cortex"]})
+    return out
+
+
+def location_scope(location: str | bytes | None) -> str:
+    """:data:`CEREBELLAR_CORTEX`, :data:`OUTSIDE` or :data:`UNKNOWN` for an electrode's location.
+
+    Case-insensitive. A C4 layer name or cerebellar acronym that
+    :func:`~nwb_celltype.io.map_location_to_layer` maps to a layer is cerebellar cortex; an Allen
+    CCF acronym is looked up (``CA1``, ``VISp5``, ``MOBgr``, ``IP`` -> outside; ``SIM``, ``CENT3``,
+    ``PFLgr`` -> cerebellar cortex); anything else (free text, ``arb``, ``root``, ``CB``) is unknown.
+    """
+    if location is None:
+        return UNKNOWN
+    if isinstance(location, bytes):
+        location = location.decode("utf-8", "replace")
+    s = str(location).strip()
+    if not s:
+        return UNKNOWN
+    if map_location_to_layer(s) != "unknown":
+        return CEREBELLAR_CORTEX
+    return _scopes().get(_key(s), UNKNOWN)

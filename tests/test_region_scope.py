@@ -1,0 +1,160 @@
+"""Units recorded outside the cerebellar cortex get no label: the Allen CCF scope of an electrode's
+location, the reader's per-unit location, and ``annotate`` on the demo recording with its electrodes
+relabelled (a real NWB file, the default model, the CLI)."""
+
+from __future__ import annotations
+
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nwb_celltype.annotate import annotate
+from nwb_celltype.cli import main
+from nwb_celltype.io import location_scope
+from nwb_celltype.simulate import demo_recording_path
+
+ELECTRODES = "general/extracellular_ephys/electrodes/location"
+
+
+@pytest.mark.parametrize(
+    ("location", "scope"),
+    [
+        ("CA1", "outside"),  # hippocampus
+        ("VISp5", "outside"),  # visual cortex, layer 5
+        ("MOBgr", "outside"),  # the olfactory bulb's granule layer, not the cerebellum's
+        ("IP", "outside"),  # interposed nucleus: cerebellar, but no C4 class lives there
+        ("ca1", "outside"),
+        ("SIM", "cerebellar cortex"),
+        ("CENT3mo", "cerebellar cortex"),
+        ("CUL4, 5gr", "cerebellar cortex"),
+        ("PFLgr", "cerebellar cortex"),
+        ("granular layer", "cerebellar cortex"),
+        ("arb", "unknown"),  # arbor vitae: a fibre tract
+        ("CB", "unknown"),  # the whole cerebellum: cortex and nuclei
+        ("root", "unknown"),
+        ("cerebellum, lobule V", "unknown"),  # free text
+        ("", "unknown"),
+        (None, "unknown"),
+    ],
+)
+def test_location_scope(location, scope):
+    assert location_scope(location) == scope
+
+
+def _demo_with_locations(tmp_path, name: str, location: str | None):
+    path = tmp_path / name
+    shutil.copyfile(demo_recording_path(), path)
+    if location is not None:
+        with h5py.File(path, "r+") as f:
+            loc = f[ELECTRODES]
+            loc[...] = np.array([location.encode()] * len(loc), dtype=object)
+    return path
+
+
+def _record(path):
+    from nwb_celltype.nwb import read_annotations
+
+    with h5py.File(path, "r") as f:
+        (rec,) = [r for r in read_annotations(f).values() if r.classifier is not None]
+    return rec
+
+
+def _cell_types(path) -> tuple[np.ndarray, np.ndarray]:
+    """Each unit's label and reason, in the Units table's order."""
+    rec = _record(path)
+    order = np.argsort(rec.unit_indices)
+    return np.asarray(rec.labels, dtype=str)[order], np.asarray(rec.reasons, dtype=str)[order]
+
+
+def _parameters(path) -> dict:
+    return _record(path).classifier["parameters"]
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    """The demo recording (its sites name cerebellar lobules and layers) annotated as shipped."""
+    tmp = tmp_path_factory.mktemp("scope")
+    res = annotate(_demo_with_locations(tmp, "demo.nwb", None), out=tmp / "demo.annotated.nwb")
+    return res, *_cell_types(tmp / "demo.annotated.nwb")
+
+
+def test_cerebellar_sites_withhold_nothing(baseline):
+    res, labels, _ = baseline
+    assert res.outside_cerebellar_cortex == 0
+    assert res.n_classified > 0
+
+
+def test_units_in_the_hippocampus_get_no_label(tmp_path, baseline):
+    base, base_labels, _ = baseline
+    path = _demo_with_locations(tmp_path, "ca1.nwb", "CA1")
+    res = annotate(path, out=tmp_path / "ca1.annotated.nwb")
+    labels, reasons = _cell_types(tmp_path / "ca1.annotated.nwb")
+    scored = base_labels != "not_classifiable"
+    assert res.outside_cerebellar_cortex == scored.sum() > 0
+    assert res.n_classified == 0
+    assert set(labels[scored]) == {"unclassified"}
+    assert all(
+        r.startswith("recorded outside the cerebellar cortex (electrode location 'CA1')")
+        for r in reasons[scored]
+    )
+    np.testing.assert_array_equal(labels[~scored], base_labels[~scored])
+    # the provenance records the rule and its count
+    params = _parameters(tmp_path / "ca1.annotated.nwb")
+    assert params["any_region"] is False and params["outside_cerebellar_cortex"] == scored.sum()
+
+
+def test_any_region_labels_them_as_before(tmp_path, baseline):
+    _, base_labels, _ = baseline
+    path = _demo_with_locations(tmp_path, "ca1.nwb", "CA1")
+    out = tmp_path / "ca1.any.nwb"
+    r = CliRunner().invoke(main, ["annotate", str(path), "--out", str(out), "--any-region", "--quiet"])
+    assert r.exit_code == 0, r.output
+    labels, _ = _cell_types(out)
+    np.testing.assert_array_equal(labels, base_labels)
+    assert _parameters(out)["any_region"] is True
+
+
+def test_cli_summary_says_how_many(tmp_path):
+    path = _demo_with_locations(tmp_path, "vis.nwb", "VISp5")
+    r = CliRunner().invoke(main, ["annotate", str(path), "--out", str(tmp_path / "vis.annotated.nwb")])
+    assert r.exit_code == 0, r.output
+    assert "recorded outside the cerebellar cortex" in r.output and "--any-region" in r.output
+
+
+def test_fibre_tract_sites_withhold_nothing(tmp_path, baseline):
+    _, base_labels, _ = baseline
+    path = _demo_with_locations(tmp_path, "arb.nwb", "arb")
+    res = annotate(path, out=tmp_path / "arb.annotated.nwb")
+    assert res.outside_cerebellar_cortex == 0
+    np.testing.assert_array_equal(_cell_types(tmp_path / "arb.annotated.nwb")[0], base_labels)
+
+
+def test_reader_gives_each_unit_its_electrode_location(tmp_path):
+    """The location of a unit's one electrode; of its peak channel's electrode when it has several;
+    "" when several electrodes disagree and no waveform says which is the peak (a NaN waveform)."""
+    import datetime
+
+    from pynwb import NWBHDF5IO, NWBFile
+
+    from nwb_celltype.io import read_units
+
+    nwb = NWBFile("regions", "regions", datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc))
+    dev = nwb.create_device(name="probe")
+    grp = nwb.create_electrode_group(name="shank", description="s", location="brain", device=dev)
+    for loc in ("CA1", "SIMpu", "VISp5"):
+        nwb.add_electrode(group=grp, location=loc)
+    t = np.arange(200) * 0.05
+    wave = np.zeros((40, 2), dtype=np.float32)
+    wave[13, 1] = -100.0  # the second channel is the peak
+    one = np.zeros((40, 2), dtype=np.float32)
+    one[13, 0] = -100.0
+    nwb.add_unit(spike_times=t, electrodes=[0], waveform_mean=one)
+    nwb.add_unit(spike_times=t, electrodes=[0, 1], waveform_mean=wave)
+    nwb.add_unit(spike_times=t, electrodes=[1, 2], waveform_mean=np.full((40, 2), np.nan, np.float32))
+    with NWBHDF5IO(str(tmp_path / "r.nwb"), "w") as io:
+        io.write(nwb)
+    (batch,) = list(read_units(tmp_path / "r.nwb", require_waveforms=False))
+    assert list(batch.extra["locations"]) == ["CA1", "SIMpu", ""]
