@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import in_place_options, overwrite_option, refuse_existing
+from ._common import in_place_options, overwrite_option, refuse_existing, units_table_option
 
 
 @click.group("library")
@@ -36,6 +36,7 @@ def library() -> None:
     "Default: the NWB ids, except that a cluster_id (or unit_name) key column is matched through the "
     "Units column of that name when the file has one.",
 )
+@units_table_option("label", "; the labels refer to its rows")
 @click.option(
     "--label-column",
     help="Column of the --labels table holding labels (default: label, cell_type, celltype, class or group).",
@@ -67,7 +68,11 @@ def library() -> None:
     show_default=True,
     help="ground_truth: identified units (optotagging, pharmacology, ...); expert: expert opinion.",
 )
-@click.option("--out", type=click.Path(dir_okay=False), help="Labelled copy (default <stem>.labelled.nwb).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Labelled copy (default <stem>.labelled.nwb); its folder must exist.",
+)
 @in_place_options("SOURCE")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 def label_cmd(
@@ -76,6 +81,7 @@ def label_cmd(
     column,
     unit_column,
     id_column,
+    units_table,
     label_column,
     mapping,
     evidence_type,
@@ -114,6 +120,7 @@ def label_cmd(
         unit_column=unit_column,
         label_column=label_column,
         id_column=id_column,
+        units_table=units_table,
         allow_read_only=allow_read_only,
         allow_hard_links=allow_hard_links,
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._annotate_output import check_output_path
 from .._atomic import (
     RESERVE_BASE_BYTES,
     RESERVE_PER_UNIT_BYTES,
@@ -21,7 +22,7 @@ from .._atomic import (
     reserve_space,
 )
 from ..errors import LibraryError, OutputError
-from ._annotations import GroundTruth, read_ground_truth, write_ground_truth
+from ._annotations import EVIDENCE_FIELDS, LABEL_VOCABULARY, GroundTruth, read_ground_truth
 from .label_tables import (  # noqa: F401  (re-exported: the library's public names)
     _MAX_ROWS_IN_MESSAGE,
     AUTO_ID_COLUMNS,
@@ -49,18 +50,21 @@ def labels_from_units_column(
     evidence_text: str = "",
     labelled_by: str | None = None,
     labelled_at: str | None = None,
+    units=None,
 ) -> LabelTable:
     """Labels from an existing Units column (e.g. ``cell_type``) of an open NWB file.
 
     Empty values are skipped (unlabelled); every other value must be in our vocabulary or mapped to
     it with ``mapping`` (``{"PC": "PkC_ss"}``); map a value to ``""`` to leave those units out.
+    ``units``: the Units table to read (default ``nwbfile.units``; e.g. a sorting in a processing
+    module, :func:`nwb_celltype.nwb.units_table_at`).
     """
-    units = nwbfile.units
+    units = nwbfile.units if units is None else units
     if units is None or len(units) == 0:
         raise LibraryError("the file has no Units table (or it is empty); there is nothing to label.")
     if column not in units.colnames:
         raise LibraryError(
-            f"Units has no column {column!r}; its columns are {list(units.colnames)}. "
+            f"{_units_name(units)} has no column {column!r}; its columns are {list(units.colnames)}. "
             "Name an existing column or give a --labels CSV/TSV table."
         )
     values = units[column].data[:]
@@ -98,6 +102,24 @@ def free_table_name(path: str | os.PathLike, base: str = "ground_truth") -> str:
     return name
 
 
+def _units_name(units) -> str:
+    """``Units`` for ``NWBFile.units``, else the table's path, for messages (files with several)."""
+    parent = getattr(units, "parent", None)
+    if parent is not None and type(parent).__name__ == "ProcessingModule":
+        return f"Units table /processing/{parent.name}/{units.name}"
+    return "Units"
+
+
+def _units_table_path(src: Path, units_table: str | None) -> str:
+    """The HDF5 path of the Units table to label, chosen as ``annotate`` chooses it (``units_table``,
+    else ``units``, else the file's only Units table; errors name the file's Units tables)."""
+    from .._files import open_nwb_h5
+    from ..io import resolve_units_table
+
+    with open_nwb_h5(src, "a local NWB file to label") as f:
+        return resolve_units_table(f, units_table)
+
+
 def _units_key_column(units, table: LabelTable, id_column: str | None) -> str | None:
     """The Units column ``table``'s keys refer to, or None for the NWB ids (``units.id``)."""
     if id_column is not None:
@@ -105,7 +127,7 @@ def _units_key_column(units, table: LabelTable, id_column: str | None) -> str | 
             return None
         if id_column not in units.colnames:
             raise LibraryError(
-                f"Units has no column {id_column!r} (--id-column); its columns are "
+                f"{_units_name(units)} has no column {id_column!r} (--id-column); its columns are "
                 f"{list(units.colnames)}. Name the Units column that holds the label table's ids, or "
                 "'id' for the NWB unit ids."
             )
@@ -122,10 +144,10 @@ def _units_key_column(units, table: LabelTable, id_column: str | None) -> str | 
     return None
 
 
-def _resolve_rows(nwbfile, table: LabelTable, id_column: str | None = None) -> np.ndarray:
-    """Rows of the Units table that ``table``'s keys name: by NWB id, or through a Units column
-    (``id_column``, or automatically a ``cluster_id``/``unit_name`` column matching the key column)."""
-    units = nwbfile.units
+def _resolve_rows(units, table: LabelTable, id_column: str | None = None) -> np.ndarray:
+    """Rows of the Units table ``units`` that ``table``'s keys name: by NWB id, or through a Units
+    column (``id_column``, or automatically a ``cluster_id``/``unit_name`` column matching the key
+    column)."""
     if units is None:
         raise LibraryError("the file has no Units table; labels need units to point at.")
     ids = np.asarray(units.id.data[:], dtype=np.int64)
@@ -149,7 +171,7 @@ def _resolve_rows(nwbfile, table: LabelTable, id_column: str | None = None) -> n
                 else ""
             )
             raise LibraryError(
-                f"unknown units in rows {_rows_msg(missing)}: the file's Units ids are "
+                f"unknown units in rows {_rows_msg(missing)}: the ids of the file's {_units_name(units)} are "
                 f"{ids.min() if len(ids) else '-'}..{ids.max() if len(ids) else '-'} ({len(ids)} units). "
                 "Check that the table belongs to this file and is keyed by unit id (phy: cluster_id)"
                 + hint
@@ -217,28 +239,56 @@ def _open_rw(path: Path, mode: str):
     return NWBHDF5IO(str(path), mode=mode, load_namespaces=True)
 
 
+def _write_table(nwbfile, units, *, name: str, rows: np.ndarray, labels: LabelTable, kind: str) -> None:
+    """Add the annotation table ``name`` with ``labels`` on ``rows`` of the Units table ``units``, as
+    :func:`._annotations.write_ground_truth` does for ``NWBFile.units`` (which takes no other table)."""
+    from ..nwb import add_annotations
+    from ..vocabulary import C4_CLASSES
+
+    values = np.asarray(labels.labels, dtype=object)
+    classes = C4_CLASSES if set(values) <= set(C4_CLASSES) else LABEL_VOCABULARY
+    add_annotations(
+        nwbfile,
+        units=units,
+        name=name,
+        units_region=np.asarray(rows, dtype=np.int64),
+        labels=values,
+        classes=list(classes),
+        kind=kind,
+        evidence={f: list(labels.evidence[f]) for f in EVIDENCE_FIELDS},
+    )
+
+
 def _append_labels(
-    work: Path, src: Path, labels, column, name, kind, mapping, ev: dict, id_column: str | None = None
+    work: Path, src: Path, labels, column, name, kind, mapping, ev: dict, id_column=None, units_path="units"
 ) -> LabelTable:
-    """Append the label table ``name`` to the NWB file ``work`` (a copy of ``src``), unless a table of
-    the same kind already holds the same labels (an error: a second copy would count them twice)."""
+    """Append the label table ``name``, on the Units table at ``units_path``, to the NWB file ``work``
+    (a copy of ``src``), unless a table of the same kind already holds the same labels of that Units
+    table (an error: a second copy would count them twice)."""
+    from ..nwb import read_annotations, units_table_at
+
     with _open_rw(work, "a") as io:
         nwbfile = io.read()
+        units = units_table_at(nwbfile, units_path)
         if column is not None:
-            labels = labels_from_units_column(nwbfile, column, mapping=mapping, **ev)
+            labels = labels_from_units_column(nwbfile, column, mapping=mapping, units=units, **ev)
         if len(labels) == 0:
             raise LibraryError("the label table holds no labels; nothing to write.")
-        existing = {
-            g.table for g in read_ground_truth(nwbfile, kinds=("ground_truth", "expert", "prediction"))
-        }
-        if name in existing:
+        records = read_annotations(nwbfile)
+        if name in records:
             raise LibraryError(
                 f"{src} already has an annotation table {name!r}; tables on disk cannot be "
                 "changed, so give the new labels another --name."
             )
-        rows = _resolve_rows(nwbfile, labels, id_column)
+        rows = _resolve_rows(units, labels, id_column)
         new = GroundTruth(name, kind, rows, labels.labels, labels.evidence)
-        same = [g.table for g in read_ground_truth(nwbfile, kinds=(kind,)) if _same_labels(new, g)]
+        # row numbers only mean the same units within one Units table
+        on_table = {n for n, r in records.items() if r.units_table.strip("/") == units_path}
+        same = [
+            g.table
+            for g in read_ground_truth(nwbfile, kinds=(kind,))
+            if g.table in on_table and _same_labels(new, g)
+        ]
         if same:
             raise LibraryError(
                 f"{src} already holds these labels: table {same[0]!r} labels the same {len(new)} units "
@@ -246,16 +296,25 @@ def _append_labels(
                 "copy would make `library validate` report every unit as labelled twice and "
                 "`library stats` count it twice); labels that differ go into a new table as before."
             )
-        write_ground_truth(
-            nwbfile,
-            name=name,
-            unit_indices=rows,
-            labels=labels.labels,
-            evidence=labels.evidence,
-            kind=kind,
-        )
+        _write_table(nwbfile, units, name=name, rows=rows, labels=labels, kind=kind)
         io.write(nwbfile)
     return labels
+
+
+def _target(src: Path, out, in_place: bool, overwrite: bool, allow_read_only: bool, allow_hard_links: bool):
+    """The file the labels go to, checked before any copy: ``src`` itself (``in_place``, if it may be
+    replaced), or ``out`` / ``<stem>.labelled.nwb`` in an existing folder, not clobbering ``src`` nor
+    (without ``overwrite``) another file."""
+    if in_place:
+        check_replaceable(src, allow_read_only=allow_read_only, allow_hard_links=allow_hard_links)
+        return src
+    target = Path(out) if out is not None else src.with_name(src.stem + ".labelled.nwb")
+    if target.resolve() == src.resolve():
+        raise OutputError(f"--out {target} is the source itself; use --in-place to modify it.")
+    check_output_path(target, None)  # a missing folder is refused, as by annotate --out
+    if target.exists() and not overwrite:
+        raise OutputError(f"{target} exists; pass --overwrite (overwrite=True) or choose another --out.")
+    return target
 
 
 def label_file(
@@ -276,6 +335,7 @@ def label_file(
     unit_column: str | None = None,
     label_column: str | None = None,
     id_column: str | None = None,
+    units_table: str | None = None,
     allow_read_only: bool = False,
     allow_hard_links: bool = False,
 ) -> Path:
@@ -318,6 +378,12 @@ def label_file(
         column is matched through the Units column of that name when the file has one (NeuroConv /
         SpikeInterface exports keep the sorter's ids there). Keys missing from that column, or held
         by several units, are an error naming the rows.
+    units_table : str, optional
+        HDF5 path of the Units table whose units are labelled, for files holding several sortings
+        (e.g. ``processing/ecephys/kilosort``; a leading "/" is allowed). Default, as for
+        :func:`nwb_celltype.annotate`: ``/units``, else the file's only Units table in a processing
+        module; an error naming the file's Units tables when several could be meant or the path is
+        not one. The annotation table's rows refer to that table.
 
     Returns
     -------
@@ -337,6 +403,7 @@ def label_file(
             "to their own rows."
         )
     free_table_name(src, kind)  # a clear error now if the source is not HDF5 (before any copy)
+    units_path = _units_table_path(src, units_table)
     ev_defaults = {
         "evidence_type": evidence_type,
         "evidence_text": evidence_text,
@@ -357,19 +424,7 @@ def label_file(
         )
     elif column is not None:  # the option values are checked before any copy is made
         _finish_table([], [], [], {}, mapping={}, defaults=_option_defaults(ev_defaults))
-    if in_place:
-        target = src
-        check_replaceable(src, allow_read_only=allow_read_only, allow_hard_links=allow_hard_links)
-    else:
-        target = Path(out) if out is not None else src.with_name(src.stem + ".labelled.nwb")
-        if target.resolve() == src.resolve():
-            raise OutputError(f"--out {target} is the source itself; use --in-place to modify it.")
-        if target.exists() and not overwrite:
-            raise OutputError(f"{target} exists; pass --overwrite (overwrite=True) or choose another --out.")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create the folder of {target}: {exc}") from exc
+    target = _target(src, out, in_place, overwrite, allow_read_only, allow_hard_links)
     # one mechanism for every mode: a copy of the source, written and renamed under the target's lock
     with atomic_write(target, replace=in_place or overwrite, keep_mode_of=src if in_place else None) as work:
         shutil.copyfile(src, work)
@@ -377,6 +432,8 @@ def label_file(
         reserve_space(work, RESERVE_BASE_BYTES + RESERVE_PER_UNIT_BYTES * n)
         # under the lock: two runs adding labels to one file get ground_truth and ground_truth_2
         name = name if name is not None else free_table_name(work, kind)
-        labels = _append_labels(work, src, labels, column, name, kind, mapping, ev_defaults, id_column)
-    logger.info("wrote %d %s labels to %s (table %r)", len(labels), kind, target, name)
+        labels = _append_labels(
+            work, src, labels, column, name, kind, mapping, ev_defaults, id_column, units_path
+        )
+    logger.info("wrote %d %s labels of /%s to %s (table %r)", len(labels), kind, units_path, target, name)
     return target
