@@ -37,6 +37,12 @@ CLASSES = ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB")
         ("rat", "Rattus norvegicus"),
         ("NCBITaxon_10116", "Rattus norvegicus"),
         ("Macaca fascicularis", "Macaca fascicularis"),  # another species: kept as named
+        # a strain or note after the species (DANDI files often say so): the species decides
+        ("Mus musculus (C57BL/6)", "Mus musculus"),
+        ("Mus musculus C57BL/6J", "Mus musculus"),
+        ("mouse [PV-Cre]", "Mus musculus"),
+        ("Rattus norvegicus (Long-Evans)", "Rattus norvegicus"),
+        ("Homo sapiens", "Homo sapiens"),
         ("unknown", ""),
         ("", ""),
         (None, ""),

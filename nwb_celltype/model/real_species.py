@@ -19,6 +19,7 @@ Species names are compared after :func:`canonical_species` (``"mouse"`` in the t
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
@@ -80,7 +81,16 @@ def canonical_species(name) -> str:
     s = "" if name is None else str(name).strip()
     if s.lower() in _UNKNOWN:
         return ""
-    return _CANONICAL.get(s.lower(), s)
+    key = s.lower()
+    if key in _CANONICAL:
+        return _CANONICAL[key]
+    # a strain or note after the species: "Mus musculus (C57BL/6)", "Mus musculus C57BL/6J",
+    # "mouse [PV-Cre]"; the binomial or common name before it decides
+    bare = " ".join(re.sub(r"[(\[].*?([)\]]|$)", " ", key).split())
+    for cand in (bare, " ".join(bare.split()[:2]), " ".join(bare.split()[:1])):
+        if cand in _CANONICAL:
+            return _CANONICAL[cand]
+    return s
 
 
 def species_support(
