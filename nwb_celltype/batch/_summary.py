@@ -39,19 +39,24 @@ def _label_columns(records: list[dict]) -> list[str]:
 def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
     """The summary table: column names and one row (dict) per asset.
 
-    Columns: ``path``, ``asset_id``, ``status`` (done / skipped / failed), ``n_units``,
+    Columns: ``path``, ``asset_id``, ``version`` (the dandiset version the row's run listed),
+    ``status`` (done / skipped / failed), ``n_units``,
     ``n_classified``, ``n_unclassified``, ``n_not_classifiable``, one ``label_<class>`` count per
     cell type seen, ``species`` (the asset's species as the model scored its units) and
     ``species_coverage`` (trained / not_trained / unstated / unrecorded: whether the model learnt
     from that species), ``units_table`` (the asset's Units table that was annotated),
     ``waveform_rate`` (Hz and where it came from: ``30000 (assumed)`` where the asset does not
     state it and no rate was given), ``time_s`` (seconds on the worker, last try), ``attempts``, ``this_run``
-    (annotated by this run rather than found done), ``output`` (relative path) and ``error``.
+    (annotated by this run rather than found done), ``selected`` (in this run's selection; False:
+    a row kept from an earlier run, see ``note``), ``run_id`` (the run that recorded the row),
+    ``output`` (relative path), ``error`` and ``note`` (where a kept row comes from and whether it
+    is current; derived files of earlier runs that the row's outcome superseded and that were removed).
     """
     labels = _label_columns(records)
     cols = [
         "path",
         "asset_id",
+        "version",
         "status",
         "n_units",
         "n_classified",
@@ -65,8 +70,11 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
         "time_s",
         "attempts",
         "this_run",
+        "selected",
+        "run_id",
         "output",
         "error",
+        "note",
     ]
     rows = []
     for r in records:
@@ -80,12 +88,21 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
         row["waveform_rate"] = f"{rate['hz']:g} ({rate['source']})" if rate.get("hz") else None
         for lbl in labels:
             row[f"label_{lbl}"] = lc.get(lbl, 0) if r.get("status") == "done" else None
+        row["selected"] = r.get("selected", True)
+        notes = [r["note"]] if r.get("note") else []
+        if r.get("removed_outputs"):
+            notes.append(f"removed {', '.join(r['removed_outputs'])} (derived by an earlier run, superseded)")
+        row["note"] = "; ".join(notes) or None
         rows.append(row)
     return cols, rows
 
 
-def write_summary(out_dir: Path, ds_id, version, model_info, records, counts, run_id) -> tuple[Path, Path]:
-    """Write the summary table as :data:`SUMMARY_TSV` and :data:`SUMMARY_JSON` in ``out_dir``."""
+def write_summary(
+    out_dir: Path, ds_id, version, model_info, records, counts, run_id, include=None
+) -> tuple[Path, Path]:
+    """Write the summary table as :data:`SUMMARY_TSV` and :data:`SUMMARY_JSON` in ``out_dir``:
+    one row per record, those of this run's selection (``counts``) and those kept from earlier
+    runs (``selected`` False); ``include``: this run's ``--include``."""
     cols, rows = summary_rows(records)
     buf = _io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, delimiter="\t", lineterminator="\n", extrasaction="ignore")
@@ -94,8 +111,12 @@ def write_summary(out_dir: Path, ds_id, version, model_info, records, counts, ru
         w.writerow({k: "" if v is None else v for k, v in row.items()})
     tsv = out_dir / SUMMARY_TSV
     tmp = tsv.with_name(f".{tsv.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, tsv)
+    try:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+        os.replace(tmp, tsv)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     js = out_dir / SUMMARY_JSON
     write_json_atomic(
         js,
@@ -104,7 +125,9 @@ def write_summary(out_dir: Path, ds_id, version, model_info, records, counts, ru
             "version": version,
             "model": model_info,
             "run_id": run_id,
+            "include": include,
             "counts": counts,
+            "kept": sum(1 for r in records if r.get("selected") is False),
             "assets": records,
         },
     )

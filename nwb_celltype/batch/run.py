@@ -4,22 +4,24 @@ retries and a summary table."""
 
 from __future__ import annotations
 
+import fnmatch
 import heapq
 import logging
 import os
 import re
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidValueError, NwbCelltypeError, RemoteError
+from ._outputs import kept_records, sweep_outputs
 from ._summary import SUMMARY_JSON as SUMMARY_JSON
 from ._summary import SUMMARY_TSV as SUMMARY_TSV
 from ._summary import count_assets, write_summary
 from ._summary import summary_rows as summary_rows
-from .state import RunState, derived_asset_path, is_done, labelling_settings
+from .state import RunState, derived_paths, is_done, labelling_settings, remove_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +46,13 @@ class DandisetRunResult:
     model : dict
         ``name``, ``version``, ``sha256`` and ``path`` (None for the demo model) of the bundle.
     assets : list of dict
-        One record per listed NWB asset (``path``, ``asset_id``, ``status``, ``n_units``,
-        ``label_counts``, ``time_s``, ``attempts``, ``error``, ``output``, ``this_run``, ...).
+        One record per NWB asset this run selected (``path``, ``asset_id``, ``status``,
+        ``n_units``, ``label_counts``, ``time_s``, ``attempts``, ``error``, ``output``,
+        ``this_run``, ``removed_outputs``: derived files of earlier runs that its outcome
+        superseded, ...).
     counts : dict
-        ``listed``, ``done``, ``skipped``, ``failed``, ``reused`` (done by an earlier run) and
-        ``annotated`` (done by this run).
+        Over :attr:`assets`: ``listed``, ``done``, ``skipped``, ``failed``, ``reused`` (done by an
+        earlier run) and ``annotated`` (done by this run).
     summary_tsv, summary_json : str
         Paths of the summary table.
     executor : str
@@ -59,6 +63,10 @@ class DandisetRunResult:
         The Dask dashboard's URL when one runs.
     wall_s : float
         Seconds the run took.
+    kept_assets : list of dict
+        Records of assets outside this run's selection (another ``--include``, or no longer in
+        the dandiset) that earlier runs left in the output folder; the summary keeps their rows,
+        with ``selected`` False and a ``note`` saying which run they come from.
     """
 
     out_dir: str
@@ -73,6 +81,7 @@ class DandisetRunResult:
     n_workers: int
     dashboard_link: str | None = None
     wall_s: float = 0.0
+    kept_assets: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,6 +96,7 @@ class _Run:
     out_dir: Path
     run_id: str
     model_info: dict
+    include: str | None = None
 
 
 def parse_dandiset_spec(spec: str) -> tuple[str, str | None]:
@@ -210,6 +220,8 @@ def annotate_dandiset(
         :func:`nwb_celltype.model.shipped.check_pinned`); every asset's provenance records the pin.
     include : str, optional
         Glob on asset paths (``fnmatch``; e.g. ``sub-M1/*``) selecting the assets to annotate.
+        The summary keeps the rows of assets that earlier runs into ``out`` annotated outside
+        this selection (``selected`` False).
     workers : int, optional
         Size of the local process pool (default 1 ... the number of CPU cores, at most the number
         of assets). Exclusive with ``scheduler``/``client``.
@@ -255,17 +267,18 @@ def annotate_dandiset(
     settings = labelling_settings(threshold, ignore_waveforms, units_table, waveform_rate_hz)
     ds_id, spec_version = parse_dandiset_spec(dandiset)
     out_dir = Path(out).resolve()
-    assets, resolved_version = _nwb_assets(ds_id, version or spec_version, dandi_api_url, include)
+    assets, listing, resolved_version = _nwb_assets(ds_id, version or spec_version, dandi_api_url, include)
+    derived = derived_paths(a.path for a in assets)  # two assets into one file: refused before any work
 
     model_info = _load_model_identity(model, model_sha256, ignore_waveforms)
     state = RunState(out_dir)
     state.prepare()
     run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
-    run = _Run(ds_id, resolved_version, out_dir, run_id, model_info)
+    run = _Run(ds_id, resolved_version, out_dir, run_id, model_info, include)
     runner = None
     try:
         state.write_run(_run_info(run, include, settings, batch_size))
-        records, todo = _resume(run, assets, state, settings)
+        records, todo, superseded = _resume(run, assets, state, settings, derived)
         executor = "dask" if (scheduler or client or dashboard) else "local"
         if todo:
             dash = dashboard_address if dashboard else None
@@ -273,10 +286,12 @@ def annotate_dandiset(
             if runner.dashboard_link:
                 logger.warning("Dask dashboard: %s", runner.dashboard_link)
             labelling = _labelling(model_info, settings, batch_size, dandi_api_url, cache_dir)
-            tasks = [_asset_task(a, run, labelling) for a in todo]
+            tasks = [_asset_task(a, run, labelling, derived[a.path], superseded[a.path]) for a in todo]
             for rec in _execute(runner, tasks, state, retries, retry_backoff_s, progress, len(assets)):
-                records[rec["path"]] = {**rec, "this_run": True}
-        return _run_result(run, [records[a.path] for a in assets], executor, runner, t_start)
+                records[rec["path"]] = {**rec, "this_run": True, "selected": True}
+                _log_removed(rec)
+        kept = kept_records(state, {a.path for a in assets}, listing, ds_id, resolved_version)
+        return _run_result(run, [records[a.path] for a in assets], kept, executor, runner, t_start)
     except BaseException:
         if runner is not None:
             runner, busy = None, runner
@@ -303,9 +318,12 @@ def _run_info(run: _Run, include, settings: dict, batch_size) -> dict:
     }
 
 
-def _resume(run: _Run, assets: list, state: RunState, settings: dict) -> tuple[dict[str, dict], list]:
-    """The records of assets finished earlier and the assets left to do (:func:`_split_done`), logged."""
-    records, todo = _split_done(assets, state, run.version, run.model_info["sha256"], settings)
+def _resume(run: _Run, assets: list, state: RunState, settings: dict, derived: dict[str, str]):
+    """The records of assets finished earlier, the assets left to do and the derived files of
+    their earlier records (:func:`_split_done`), logged."""
+    records, todo, superseded = _split_done(
+        assets, state, run.version, run.model_info["sha256"], settings, derived
+    )
     logger.info(
         "dandiset %s@%s: %d NWB assets, %d already done, %d to annotate",
         run.ds_id,
@@ -314,7 +332,17 @@ def _resume(run: _Run, assets: list, state: RunState, settings: dict) -> tuple[d
         len(assets) - len(todo),
         len(todo),
     )
-    return records, todo
+    return records, todo, superseded
+
+
+def _log_removed(rec: dict) -> None:
+    if rec.get("removed_outputs"):
+        logger.warning(
+            "%s: removed %s, a derived file of an earlier run that this run's outcome (%s) supersedes",
+            rec["path"],
+            ", ".join(rec["removed_outputs"]),
+            rec["status"],
+        )
 
 
 def _labelling(model_info: dict, settings: dict, batch_size, dandi_api_url, cache_dir) -> dict:
@@ -330,11 +358,19 @@ def _labelling(model_info: dict, settings: dict, batch_size, dandi_api_url, cach
     }
 
 
-def _run_result(run: _Run, ordered: list[dict], executor: str, runner, t_start: float) -> DandisetRunResult:
-    """Count the assets' final records (in listing order), write the summary table, and report."""
+def _run_result(
+    run: _Run, ordered: list[dict], kept: list[dict], executor: str, runner, t_start: float
+) -> DandisetRunResult:
+    """Count the selected assets' final records (in listing order), remove any derived file that
+    no ``done`` row accounts for, write the summary table (with the ``kept`` rows of assets
+    outside this run's selection), and report."""
     counts = count_assets(ordered)
-    tsv, js = write_summary(run.out_dir, run.ds_id, run.version, run.model_info, ordered, counts, run.run_id)
-    logger.info("done: %s", counts)
+    rows = sorted([*ordered, *kept], key=lambda r: r["path"])
+    sweep_outputs(run.out_dir, rows)  # before the summary that reports these rows
+    tsv, js = write_summary(
+        run.out_dir, run.ds_id, run.version, run.model_info, rows, counts, run.run_id, run.include
+    )
+    logger.info("done: %s%s", counts, f"; {len(kept)} rows kept from earlier runs" if kept else "")
     return DandisetRunResult(
         out_dir=str(run.out_dir),
         dandiset_id=run.ds_id,
@@ -348,26 +384,30 @@ def _run_result(run: _Run, ordered: list[dict], executor: str, runner, t_start: 
         n_workers=0 if runner is None else runner.n_workers,
         dashboard_link=None if runner is None else runner.dashboard_link,
         wall_s=round(time.perf_counter() - t_start, 3),
+        kept_assets=kept,
     )
 
 
 def _nwb_assets(ds_id: str, version: str | None, dandi_api_url: str | None, include: str | None):
-    """The dandiset's NWB assets (matching ``include``), sorted by path, and the version they were
-    listed at; an error when there are none."""
+    """The dandiset's NWB assets matching ``include`` (default ``*.nwb``), sorted by path; every
+    NWB asset it lists, by path (to tell whether rows kept from earlier runs are current); and the
+    version they were listed at. An error when none matches."""
     from ..io import list_dandiset_assets
 
-    # the listing is already restricted to NWB files (the io layer's default glob is "*.nwb")
-    assets = list_dandiset_assets(ds_id, version, dandi_api_url=dandi_api_url, include=include or "*.nwb")
-    assets = [a for a in assets if a.path.lower().endswith(".nwb")]
-    resolved_version = _resolved_version(assets, version)
-    assets.sort(key=lambda a: a.path)
+    # one listing of everything (the io layer filters on this side too), selected here
+    listed = list_dandiset_assets(ds_id, version, dandi_api_url=dandi_api_url, include="*")
+    listed = [a for a in listed if a.path.lower().endswith(".nwb")]
+    resolved_version = _resolved_version(listed, version)
+    assets = sorted(
+        (a for a in listed if fnmatch.fnmatchcase(a.path, include or "*.nwb")), key=lambda a: a.path
+    )
     if not assets:
         raise InvalidValueError(
             f"dandiset {ds_id}@{resolved_version} has no NWB assets"
             + (f" matching --include {include!r}" if include else "")
             + "; check the dandiset id, version and glob"
         )
-    return assets, resolved_version
+    return assets, {a.path: a for a in listed}, resolved_version
 
 
 def _split_done(
@@ -376,12 +416,15 @@ def _split_done(
     resolved_version: str,
     model_sha256: str,
     settings: dict,
-) -> tuple[dict[str, dict], list]:
-    """The assets a previous run already finished (their records, by path) and those to do: done
-    for this model and labelling settings (:func:`is_done`), or skipped for having no units (which
-    does not depend on the model)."""
+    derived: dict[str, str],
+) -> tuple[dict[str, dict], list, dict[str, list[str]]]:
+    """The assets a previous run already finished (their records, by path), those to do, and
+    the derived files the records of those to do name (superseded by whatever this run records
+    for them): done for this model, labelling settings and derived name (:func:`is_done`), or
+    skipped for having no units (which does not depend on the model)."""
     records: dict[str, dict] = {}
     todo = []
+    superseded: dict[str, list[str]] = {}
     for a in assets:
         rec = state.read_record(a.path)
         version_of = _asset_version(a, resolved_version)
@@ -392,6 +435,7 @@ def _split_done(
             version=version_of,
             model_sha256=model_sha256,
             **settings,
+            output=derived[a.path],
         ) or (
             rec
             and rec.get("status") == "skipped"
@@ -399,22 +443,26 @@ def _split_done(
             and rec.get("version") == version_of
             and rec.get("units_table") == settings["units_table"]  # no units in *that* table
         ):
-            records[a.path] = {**rec, "this_run": False}
+            records[a.path] = {**rec, "this_run": False, "selected": True}
         else:
             todo.append(a)
-    return records, todo
+            earlier = (rec or {}).get("output")
+            superseded[a.path] = [earlier] if isinstance(earlier, str) else []
+    return records, todo, superseded
 
 
-def _asset_task(asset: Any, run: _Run, labelling: dict) -> dict:
+def _asset_task(asset: Any, run: _Run, labelling: dict, output: str, superseded: list[str]) -> dict:
     """The unit of work of one asset (:func:`~nwb_celltype.batch.worker.run_asset_task`);
-    ``labelling``: the model and settings every task shares."""
+    ``labelling``: the model and settings every task shares; ``output``: its derived path;
+    ``superseded``: derived files its earlier record names, to go when its new record is written."""
     return {
         "path": asset.path,
         "asset_id": asset.asset_id,
         "version": _asset_version(asset, run.version),
         "dandiset_id": run.ds_id,
         "source": _asset_source(run.ds_id, run.version, asset),
-        "output": derived_asset_path(asset.path),
+        "output": output,
+        "stale_outputs": list(superseded),
         "out_dir": str(run.out_dir),
         "tmp_name": f"{uuid.uuid4().hex}.nwb",
         **labelling,
@@ -521,6 +569,10 @@ def _execute(
                         continue
                     failed += 1
                     rec = _failed_record(t, exc)
+                    # before the record: a kill in between must not leave a derived file beside it
+                    rec["removed_outputs"] = remove_outputs(
+                        state.out_dir, [*t.get("stale_outputs", ()), t.get("output")]
+                    )
                     state.write_record(rec)
                     logger.error("%s failed after %d tries: %s", t["path"], t["attempt"], rec["error"])
                     bar.update(1)

@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -80,10 +80,15 @@ def read_json(path: Path) -> Any | None:
 def derived_asset_path(asset_path: str) -> str:
     """Path of the derived (annotated) file for a dandiset asset, relative to the output folder.
 
-    The asset's folders are mirrored and a ``_desc-celltype`` entity is inserted before the
-    modality suffix, as DANDI's layout allows: ``sub-M1/sub-M1_ses-S1_ecephys.nwb`` becomes
-    ``sub-M1/sub-M1_ses-S1_desc-celltype_ecephys.nwb``. A name without a suffix gets the entity
-    appended (``rec.nwb`` -> ``rec_desc-celltype.nwb``).
+    The asset's folders are mirrored and its name carries one ``desc`` entity, as DANDI's (BIDS)
+    layout allows: a name without one gets ``_desc-celltype`` before its modality suffix
+    (``sub-M1/sub-M1_ses-S1_ecephys.nwb`` -> ``sub-M1/sub-M1_ses-S1_desc-celltype_ecephys.nwb``),
+    or appended where it has no BIDS-like suffix (``rec.nwb`` -> ``rec_desc-celltype.nwb``); a name
+    that has a ``desc-<label>`` keeps it there with ``Celltype`` appended to the label
+    (``..._desc-raw_ecephys.nwb`` -> ``..._desc-rawCelltype_ecephys.nwb``; of several, the last).
+    The ``.nwb`` extension keeps its case. The mapping is one-to-one: a ``desc`` label ending in
+    ``Celltype`` comes from a name that had a ``desc``, the label ``celltype`` from one that had
+    none, so two asset paths never share a derived path (:func:`derived_paths` checks it anyway).
 
     Parameters
     ----------
@@ -96,19 +101,97 @@ def derived_asset_path(asset_path: str) -> str:
         POSIX path relative to the output folder.
     """
     p = PurePosixPath(asset_path)
-    if p.is_absolute() or ".." in p.parts or not p.name:
+    if p.is_absolute() or ".." in p.parts or not p.name or p.parts[0] == STATE_DIRNAME:
         raise InvalidValueError(
             f"asset path {asset_path!r} cannot be mirrored under the output folder: expected a "
-            "relative POSIX path without '..' (as DANDI asset paths are)"
+            f"relative POSIX path without '..' and outside {STATE_DIRNAME}/ (as DANDI asset paths are)"
         )
-    stem = p.name[:-4] if p.name.lower().endswith(".nwb") else p.name
+    ext = p.name[-4:] if p.name.lower().endswith(".nwb") else ""
+    stem = p.name[: len(p.name) - len(ext)]
+    parts = stem.split("_")
+    descs = [i for i, part in enumerate(parts) if part.startswith("desc-")]
+    if descs:  # one desc entity per name: extend the asset's own label
+        parts[descs[-1]] += DERIVED_DESC.capitalize()
+        return str(p.with_name("_".join(parts) + ext))
     m = _MODALITY_RE.match(stem)
     entities = m.group("head").split("_") if m else []
     if m and entities and all("-" in e for e in entities):  # BIDS-like: key-value entities + suffix
-        name = f"{m.group('head')}_desc-{DERIVED_DESC}_{m.group('suffix')}.nwb"
+        name = f"{m.group('head')}_desc-{DERIVED_DESC}_{m.group('suffix')}"
     else:
-        name = f"{stem}_desc-{DERIVED_DESC}.nwb"
-    return str(p.with_name(name))
+        name = f"{stem}_desc-{DERIVED_DESC}"
+    return str(p.with_name(name + (ext or ".nwb")))
+
+
+def derived_paths(asset_paths: Iterable[str]) -> dict[str, str]:
+    """The derived path of each asset (:func:`derived_asset_path`), checked to be distinct.
+
+    Raises
+    ------
+    InvalidValueError
+        Two assets would be written to the same derived file, or an asset path cannot be mirrored;
+        raised before any work, naming the assets.
+    """
+    out: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for path in asset_paths:
+        derived = derived_asset_path(path)
+        if derived in owner:
+            raise InvalidValueError(
+                f"assets {owner[derived]!r} and {path!r} would both be annotated into {derived!r}; "
+                "annotate them into separate --out folders (select each with --include)"
+            )
+        owner[derived] = path
+        out[path] = derived
+    return out
+
+
+def remove_outputs(out_dir: Path, outputs: Iterable[str]) -> list[str]:
+    """Remove derived files (paths relative to ``out_dir``) superseded by a new outcome of their
+    asset; returns the paths removed (:func:`prune_folders` clears the folders
+    left empty).
+
+    Called *before* the asset's new record is written: a kill in between leaves the old record
+    pointing at a missing file, which :func:`is_done` treats as not done, never a derived file
+    beside a record that does not account for it. Paths that are not derived NWB files inside
+    ``out_dir`` (a hand-edited record) are left alone.
+
+    Raises
+    ------
+    OutputError
+        A file exists but cannot be removed.
+    """
+    removed = []
+    for rel in dict.fromkeys(o for o in outputs if o):
+        p = PurePosixPath(rel)
+        if p.suffix.lower() != ".nwb" or p.is_absolute() or ".." in p.parts or p.parts[0] == STATE_DIRNAME:
+            logger.warning("not removing %r: not a derived NWB file inside %s", rel, out_dir)
+            continue
+        path = Path(out_dir).joinpath(*p.parts)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise OutputError(
+                f"cannot remove {path}, a derived file of an earlier run that this run's outcome "
+                f"supersedes: {exc}; remove it by hand and run again"
+            ) from exc
+        removed.append(rel)
+    return removed
+
+
+def prune_folders(out_dir: Path, outputs: Iterable[str]) -> None:
+    """Remove the folders of ``outputs`` (relative paths) left empty, up to ``out_dir``. Only the
+    driver calls this, once no worker runs: a worker might be about to rename a file into one."""
+    out_dir = Path(out_dir)
+    for rel in outputs:
+        folder = out_dir.joinpath(*PurePosixPath(rel).parts).parent
+        while folder != out_dir and out_dir in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or gone): stop
+                break
+            folder = folder.parent
 
 
 def asset_key(asset_path: str) -> str:
@@ -216,12 +299,14 @@ def is_done(
     ignore_waveforms: bool = False,
     units_table: str | None = None,
     waveform_rate_hz: float | None = None,
+    output: str | None = None,
 ) -> bool:
     """Whether an asset's record says its output is complete for this asset id, dandiset version,
     model and labelling settings (:func:`labelling_settings`; a record that predates the threshold
     or ignore-waveforms does not say which were used, so its asset is done again; one that predates
     the Units table and waveform rate was made with the defaults, the only choice then), and that
-    output is still on disk with the recorded size."""
+    output is still on disk with the recorded size. With ``output`` (the derived path the current
+    naming gives), a record whose output has another name (an earlier naming) is not done."""
     if not record or record.get("status") != "done":
         return False
     if (
@@ -234,6 +319,7 @@ def is_done(
         or bool(record["ignore_waveforms"]) != bool(ignore_waveforms)
         or record.get("units_table") != units_table
         or record.get("waveform_rate_hz") != waveform_rate_hz
+        or (output is not None and record.get("output") != output)
     ):
         return False
     out = Path(out_dir) / record.get("output", "")

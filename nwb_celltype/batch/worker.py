@@ -105,7 +105,9 @@ def run_asset_task(task: dict) -> dict:
         Built by the driver: ``path``, ``asset_id``, ``version``, ``dandiset_id``, ``source`` (what
         :func:`~nwb_celltype.io.open_source` opens), ``output`` (relative to ``out_dir``),
         ``out_dir``, ``tmp_name``, ``model_path``, ``model_sha256``, ``threshold``, ``ignore_waveforms``, ``units_table``, ``waveform_rate_hz``, ``batch_size``,
-        ``dandi_api_url``, ``cache_dir``, ``attempt``, ``run_id``.
+        ``dandi_api_url``, ``cache_dir``, ``attempt``, ``run_id``, and ``stale_outputs``: derived
+        files (relative paths) of earlier runs for this asset under other names, removed before its
+        new record is written, as is a file at ``output`` (a ``done`` record's file then replaces it).
 
     Returns
     -------
@@ -119,11 +121,13 @@ def run_asset_task(task: dict) -> dict:
     a scratch path (atomically, by :func:`~nwb_celltype.annotate.annotate`), then the ``done``
     record (atomically), then the file is renamed into place. A record without its file, or a
     scratch file without a record, makes the next run redo the asset; nothing is done twice once
-    both exist.
+    both exist. Superseded derived files of earlier runs go before the new record is written
+    (:func:`~nwb_celltype.batch.state.remove_outputs`), so no record ever sits beside a derived
+    file it does not account for.
     """
     from ..annotate import annotate
     from ..errors import NwbCelltypeError
-    from .state import RunState
+    from .state import RunState, remove_outputs
 
     _quiet_worker()
     t0 = time.perf_counter()
@@ -169,18 +173,24 @@ def run_asset_task(task: dict) -> dict:
             raise
         result = None
         reason = str(exc)
+    stale = task.get("stale_outputs") or ()
     if result is None:
         rec = {
             **base,
             "status": "skipped",
             "error": f"no units: {reason}",
             "output": None,
+            "removed_outputs": remove_outputs(state.out_dir, [*stale, task["output"]]),
             "finished": time.time(),
             "time_s": round(time.perf_counter() - t0, 3),
         }
         state.write_record(rec)
         return rec
     rec = _done_record(base, task["output"], scratch, result, t0)
+    # the file at this output too: a kill before the rename below must not leave an earlier run's
+    # file beside this record (it might even have the size this record states)
+    removed = remove_outputs(state.out_dir, [*stale, task["output"]])
+    rec["removed_outputs"] = [r for r in removed if r != task["output"]]  # replaced, not removed
     state.write_record(rec)
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(scratch, final)

@@ -30,7 +30,8 @@ from ._common import (
     "--include",
     default=None,
     metavar="GLOB",
-    help="Only assets whose path matches this glob, e.g. 'sub-M1/*'.",
+    help="Only assets whose path matches this glob, e.g. 'sub-M1/*' (the summary keeps the rows of "
+    "assets that earlier runs into --out annotated).",
 )
 @click.option(
     "--workers",
@@ -145,5 +146,12 @@ def format_run(result) -> str:
     for a in result.assets:
         if a["status"] != "done":
             lines.append(f"  {a['status']}: {a['path']}: {a.get('error')}")
+        if a.get("removed_outputs") and a.get("this_run"):
+            lines.append(f"  removed (superseded): {', '.join(a['removed_outputs'])}")
+    if result.kept_assets:
+        lines.append(
+            f"the summary also keeps {len(result.kept_assets)} rows of earlier runs for assets outside this run's "
+            "selection (selected=False)"
+        )
     lines.append(f"summary: {result.summary_tsv}")
     return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""What the output folder of a whole-dandiset run may hold: the summary rows kept from earlier runs
+for assets outside this run's selection, and the sweep that removes any derived file that no
+``done`` row accounts for."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidValueError
+from .state import RunState, derived_asset_path, prune_folders, remove_outputs
+
+logger = logging.getLogger(__name__)
+
+_STATUSES = ("done", "skipped", "failed")
+
+
+def output_intact(record: dict, out_dir: Path) -> bool:
+    """Whether a ``done`` record's derived file is on disk with the size the record states."""
+    try:
+        out = Path(out_dir) / record["output"]
+        return out.is_file() and out.stat().st_size == record.get("output_size")
+    except (KeyError, TypeError, OSError):
+        return False
+
+
+def kept_records(
+    state: RunState, selected: set[str], listing: dict[str, Any], ds_id: str, version: str
+) -> list[dict]:
+    """The records of assets outside this run's selection (another ``--include``, or no longer
+    listed), as earlier runs left them, marked ``selected`` False and ``this_run`` False with a
+    ``note`` saying which run they come from and whether they are still current.
+
+    Parameters
+    ----------
+    state : RunState
+        The output folder's state.
+    selected : set of str
+        Paths of the assets this run selected (their rows come from this run's records).
+    listing : dict
+        Every NWB asset the dandiset lists now, by path (``AssetInfo``).
+    ds_id, version : str
+        The dandiset and version this run listed.
+    """
+    kept = []
+    for rec in state.iter_records():
+        path = rec.get("path")
+        if not isinstance(path, str) or path in selected or rec.get("status") not in _STATUSES:
+            continue
+        note = _kept_note(rec, listing.get(path), state.out_dir, ds_id, version)
+        kept.append({**rec, "this_run": False, "selected": False, "note": note})
+    return kept
+
+
+def _kept_note(rec: dict, current: Any, out_dir: Path, ds_id: str, version: str) -> str:
+    note = f"outside this run's selection: row of an earlier run ({rec.get('run_id')})"
+    if rec.get("dandiset_id") != ds_id:
+        note += f" of dandiset {rec.get('dandiset_id')}"
+    elif current is None:
+        note += f"; the asset is not in {ds_id}@{version}"
+    elif current.asset_id != rec.get("asset_id") or str(getattr(current, "version", None) or version) != str(
+        rec.get("version")
+    ):
+        note += f"; the asset has changed since (now {current.asset_id}): rerun with --include to update it"
+    if rec.get("status") == "done" and not output_intact(rec, out_dir):
+        note += "; its derived file is missing or changed"
+    return note
+
+
+def sweep_outputs(out_dir: Path, rows: list[dict]) -> None:
+    """Remove the derived file of every row that is not ``done``, unless a ``done`` row accounts
+    for it, and note the removal in that row (``removed_outputs``); then remove the folders this
+    run's removals left empty. Call it once no worker runs, before the summary is written.
+
+    The workers already remove an asset's superseded files before its new record is written; this
+    catches what they could not: files beside ``failed`` / ``skipped`` records left by versions of
+    this tool that kept them, for assets this run did not redo."""
+    claimed = {r.get("output") for r in rows if r.get("status") == "done"}
+    removed_now = [o for r in rows if r.get("this_run") for o in r.get("removed_outputs") or ()]
+    for r in rows:
+        if r.get("status") == "done":
+            continue
+        try:
+            derived = derived_asset_path(r["path"])
+        except InvalidValueError:  # a hand-made record; nothing of ours can be there
+            continue
+        if derived in claimed:
+            continue
+        removed = remove_outputs(out_dir, [derived])
+        if removed:
+            logger.warning(
+                "removed %s: a derived file of an earlier run, while %s is recorded %s",
+                derived,
+                r["path"],
+                r["status"],
+            )
+            r["removed_outputs"] = [*(r.get("removed_outputs") or ()), *removed]
+            removed_now += removed
+    prune_folders(out_dir, removed_now)

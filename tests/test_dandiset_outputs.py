@@ -1,0 +1,283 @@
+"""annotate-dandiset's output folder over several runs into it: no derived file without a ``done``
+summary row that names it (files an outcome supersedes are removed), rows of assets outside a
+rerun's ``--include`` kept, and derived names with one ``desc`` entity, distinct per asset.
+
+The dandisets are small simulated assets behind the loopback DANDI API and Range server, annotated
+with the real ``dandi`` client and worker processes, as in tests/test_dandiset.py."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from test_dandiset import _make_no_units_file
+from test_dandiset import model_path as model_path  # a fixture: a small real model bundle
+
+from nwb_celltype.batch import annotate_dandiset, derived_asset_path
+from nwb_celltype.batch.state import STATE_DIRNAME, RunState, derived_paths
+from nwb_celltype.errors import InvalidValueError
+
+DANDISET = "000077"
+A = "sub-A/sub-A_ses-1_ecephys.nwb"
+B = "sub-B/sub-B_ses-1_ecephys.nwb"
+C = "sub-C/sub-C_ses-1_desc-raw_ecephys.nwb"  # already has a desc entity
+
+
+# ---------------------------------------------------------------------------------------------
+# derived names (pure)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("asset", "derived"),
+    [
+        ("sub-1/sub-1_ses-2_desc-raw_ecephys.nwb", "sub-1/sub-1_ses-2_desc-rawCelltype_ecephys.nwb"),
+        ("sub-1/sub-1_desc-raw_behavior+ecephys.nwb", "sub-1/sub-1_desc-rawCelltype_behavior+ecephys.nwb"),
+        (
+            "sub-1/sub-1_ses-2_desc-celltype_ecephys.nwb",
+            "sub-1/sub-1_ses-2_desc-celltypeCelltype_ecephys.nwb",
+        ),
+        ("rec_desc-a.nwb", "rec_desc-aCelltype.nwb"),
+        ("sub-1/sub-1_ses-2_ecephys.NWB", "sub-1/sub-1_ses-2_desc-celltype_ecephys.NWB"),
+    ],
+)
+def test_derived_name_has_one_desc_entity(asset, derived):
+    assert derived_asset_path(asset) == derived
+    assert sum(e.startswith("desc-") for e in Path(derived).name.split("_")) == 1
+
+
+def test_derived_names_are_distinct():
+    """Names built to collide under naive schemes (a desc inserted or appended, the label
+    lower-cased, the extension's case dropped) all map to distinct derived names."""
+    names = [
+        "sub-1/sub-1_ses-2_ecephys.nwb",
+        "sub-1/sub-1_ses-2_desc-celltype_ecephys.nwb",
+        "sub-1/sub-1_ses-2_desc-Celltype_ecephys.nwb",
+        "sub-1/sub-1_ses-2_desc-celltypeCelltype_ecephys.nwb",
+        "sub-1/sub-1_ses-2_desc-raw_ecephys.nwb",
+        "sub-1/sub-1_ses-2_desc-rawCelltype_ecephys.nwb",
+        "sub-1/sub-1_ses-2_desc-raw_desc-celltype_ecephys.nwb",
+        "sub-1/sub-1_ses-2_ecephys_desc-celltype.nwb",
+        "sub-1/sub-1_ses-2_ecephys.NWB",
+        "sub-1/sub-1_ses-2.nwb",
+        "sub-1/sub-1_ses-2_desc-celltype.nwb",
+        "rec.nwb",
+        "rec_desc-celltype.nwb",
+        "desc-x.nwb",
+    ]
+    got = derived_paths(names)
+    assert len(set(got.values())) == len(names), got
+    for asset, derived in got.items():
+        n_desc = sum(e.startswith("desc-") for e in Path(asset).name.split("_"))
+        assert sum(e.startswith("desc-") for e in Path(derived).name.split("_")) == max(1, n_desc), derived
+
+
+@pytest.mark.parametrize(
+    ("paths", "match"),
+    [
+        (["sub-1/x", "sub-1/x.nwb"], r"'sub-1/x' and 'sub-1/x.nwb' would both be annotated into"),
+        ([f"{STATE_DIRNAME}/tmp/x.nwb"], "cannot be mirrored .* outside .nwb-celltype/"),
+    ],
+)
+def test_derived_paths_refuses_collisions(paths, match):
+    with pytest.raises(InvalidValueError, match=match):
+        derived_paths(paths)
+
+
+# ---------------------------------------------------------------------------------------------
+# a small served dandiset, runs into one output folder
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> dict[str, Path]:
+    """Simulated recordings (3 assets, and a changed version of A), a file without units and a
+    truncated (corrupt) one."""
+    from nwb_celltype import simulate
+
+    root = tmp_path_factory.mktemp("sources")
+    files = {}
+    for k, name in enumerate(["a", "b", "c", "a2"]):
+        files[name] = root / f"{name}.nwb"
+        simulate.simulate_recording(
+            files[name], n_units=6, duration_s=30.0, seed=300 + k, labelled_fraction=0.0, defects=False
+        )
+    files["no_units"] = root / "no_units.nwb"
+    _make_no_units_file(files["no_units"])
+    files["corrupt"] = root / "corrupt.nwb"
+    data = files["a"].read_bytes()
+    files["corrupt"].write_bytes(data[: len(data) // 2])
+    return files
+
+
+class Archive:
+    """The served dandiset: assets A, B and C; ``publish`` replaces an asset's file (a new asset
+    id, as a changed draft asset gets); ``run`` annotates into ``out``."""
+
+    def __init__(self, root: Path, files, api, model: Path, tmp: Path):
+        self.root, self.files, self.api, self.model, self.tmp = root, files, api, model, tmp
+        self.n_runs = 0
+
+    def publish(self, path: str, source: Path) -> None:
+        dest = self.root / "v" / str(self.n_runs) / path  # a new file: never rewrite a served one
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, dest)
+        self.api.add_asset(DANDISET, path, dest)
+
+    def run(self, out: Path, **kw):
+        self.n_runs += 1
+        return annotate_dandiset(
+            f"{DANDISET}@draft",
+            out,
+            model=self.model,
+            workers=1,
+            retries=0,
+            dandi_api_url=self.api.api_url,
+            cache_dir=self.tmp / f"cache{self.n_runs}",  # empty: each run reads from the server
+            **kw,
+        )
+
+
+@pytest.fixture
+def archive(sources, model_path, tmp_path):
+    from nwb_celltype.testing.servers import DandiApiServer, RangeServer
+
+    root = tmp_path / "served"
+    root.mkdir()
+    with RangeServer(root) as files, DandiApiServer(files) as api:
+        arch = Archive(root, files, api, model_path, tmp_path)
+        for path, name in [(A, "a"), (B, "b"), (C, "c")]:
+            arch.publish(path, sources[name])
+        yield arch
+
+
+def _summary(out: Path) -> tuple[dict[str, dict], dict]:
+    with open(out / "celltype-summary.tsv", newline="") as fh:
+        rows = {r["path"]: r for r in csv.DictReader(fh, delimiter="\t")}
+    return rows, json.loads((out / "celltype-summary.json").read_text())
+
+
+def _assert_every_file_accounted_for(out: Path) -> None:
+    """Each derived file in the folder has a ``done`` row naming it, and each ``done`` row's file
+    is there (the TSV and the JSON agree)."""
+    rows, js = _summary(out)
+    files = {
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and p.suffix.lower() == ".nwb" and STATE_DIRNAME not in p.relative_to(out).parts
+    }
+    done = {r["output"] for r in rows.values() if r["status"] == "done"}
+    assert files == done, (
+        f"derived files without a done row: {files - done}; done rows without: {done - files}"
+    )
+    assert {a["path"]: a["status"] for a in js["assets"]} == {p: r["status"] for p, r in rows.items()}
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_superseded_derived_files_are_removed(archive, sources, tmp_path):
+    """An asset done by an earlier run and then recorded skipped (its new version has no units) or
+    failed (its new version is corrupt) keeps no derived file; nor does one that a former version
+    of the tool left beside a skipped record."""
+    out = tmp_path / "out"
+    res = archive.run(out)
+    assert res.counts["done"] == 3
+    derived = {p: derived_asset_path(p) for p in (A, B, C)}
+    assert all((out / d).is_file() for d in derived.values())
+
+    archive.publish(A, sources["no_units"])
+    archive.publish(B, sources["corrupt"])
+    res = archive.run(out)
+    recs = {a["path"]: a for a in res.assets}
+    assert (recs[A]["status"], recs[B]["status"], recs[C]["status"]) == ("skipped", "failed", "done")
+    assert not (out / derived[A]).exists() and not (out / derived[B]).exists()
+    assert not (out / "sub-A").exists(), "the folder the removal emptied stays"
+    assert recs[A]["removed_outputs"] == [derived[A]] and recs[B]["removed_outputs"] == [derived[B]]
+    assert RunState(out).read_record(A)["removed_outputs"] == [derived[A]]  # the record says so too
+    rows, _ = _summary(out)
+    assert derived[A] in rows[A]["note"] and "removed" in rows[A]["note"] and derived[B] in rows[B]["note"]
+    assert not rows[C]["note"]
+    _assert_every_file_accounted_for(out)
+
+    # a folder written by a former version: a skipped record with a derived file beside it
+    (out / derived[A]).parent.mkdir()
+    shutil.copyfile(out / derived[C], out / derived[A])
+    res = archive.run(out)
+    recs = {a["path"]: a for a in res.assets}
+    assert recs[A]["status"] == "skipped" and not recs[A]["this_run"]
+    assert not (out / derived[A]).exists()
+    assert derived[A] in _summary(out)[0][A]["note"]
+    _assert_every_file_accounted_for(out)
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_include_keeps_rows_of_earlier_selections(archive, sources, tmp_path):
+    """A rerun with another --include keeps the summary rows (and files) of the assets annotated
+    before, marked as not selected; a later full run reuses them and redoes only what changed."""
+    out = tmp_path / "out"
+    archive.run(out, include="sub-A/*")
+    first_run = RunState(out).read_record(A)["run_id"]
+    res = archive.run(out, include="sub-B/*")
+    assert res.counts["listed"] == 1 and res.counts["annotated"] == 1
+    rows, js = _summary(out)
+    assert set(rows) == {A, B}, "the rows of the earlier --include were dropped"
+    assert [r["path"] for r in res.kept_assets] == [A]
+    assert (rows[A]["status"], rows[A]["selected"], rows[A]["this_run"]) == ("done", "False", "False")
+    assert rows[A]["run_id"] == first_run and "outside this run's selection" in rows[A]["note"]
+    assert "changed" not in rows[A]["note"] and "missing" not in rows[A]["note"]
+    assert (rows[B]["selected"], rows[B]["this_run"]) == ("True", "True") and not rows[B]["note"]
+    assert js["include"] == "sub-B/*" and js["kept"] == 1 and js["counts"] == res.counts
+    _assert_every_file_accounted_for(out)
+
+    archive.publish(A, sources["a2"])  # A changes in the draft: its kept row says it is out of date
+    res = archive.run(out, include="sub-B/*")
+    assert res.counts["reused"] == 1 and res.counts["annotated"] == 0
+    assert "the asset has changed since" in _summary(out)[0][A]["note"]
+
+    res = archive.run(out)  # everything: A redone (changed), B reused, C new
+    by = {a["path"]: a for a in res.assets}
+    assert {p: (a["status"], a["this_run"]) for p, a in by.items()} == {
+        A: ("done", True),
+        B: ("done", False),
+        C: ("done", True),
+    }
+    assert not res.kept_assets and _summary(out)[1]["kept"] == 0
+    assert all(r["selected"] == "True" for r in _summary(out)[0].values())
+    _assert_every_file_accounted_for(out)
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_derived_names_in_a_run(archive, sources, tmp_path):
+    """An asset named with a desc entity is annotated into a name with one desc entity; a folder
+    written under the former naming (two desc entities) is redone under the new one, the old file
+    removed."""
+    out = tmp_path / "out"
+    res = archive.run(out, include="sub-C/*")
+    (rec,) = res.assets
+    assert rec["output"] == "sub-C/sub-C_ses-1_desc-rawCelltype_ecephys.nwb"
+    assert (out / rec["output"]).is_file()
+
+    # as the former naming left it: the file and its record under the two-desc name
+    old = "sub-C/sub-C_ses-1_desc-raw_desc-celltype_ecephys.nwb"
+    (out / rec["output"]).rename(out / old)
+    state = RunState(out)
+    state.write_record({**state.read_record(C), "output": old})
+    res = archive.run(out, include="sub-C/*")
+    (rec,) = res.assets
+    assert rec["this_run"] and rec["output"] == derived_asset_path(C) and rec["removed_outputs"] == [old]
+    assert not (out / old).exists() and (out / rec["output"]).is_file()
+    _assert_every_file_accounted_for(out)
+
+
+@pytest.mark.network
+def test_asset_in_the_state_folder_is_refused_before_any_work(archive, sources, tmp_path):
+    archive.publish(f"{STATE_DIRNAME}/tmp/x.nwb", sources["a"])
+    out = tmp_path / "out"
+    with pytest.raises(InvalidValueError, match="cannot be mirrored"):
+        archive.run(out)
+    assert not out.exists()
