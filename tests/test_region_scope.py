@@ -158,3 +158,36 @@ def test_reader_gives_each_unit_its_electrode_location(tmp_path):
         io.write(nwb)
     (batch,) = list(read_units(tmp_path / "r.nwb", require_waveforms=False))
     assert list(batch.extra["locations"]) == ["CA1", "SIMpu", ""]
+
+
+@pytest.mark.network
+def test_annotate_dandiset_applies_the_rule_and_any_region_redoes(tmp_path, baseline):
+    """A dandiset whose asset's sites say CA1: every scored unit withheld and counted in the record
+    and the summary; a rerun with any_region labels them (the asset is redone, as a changed setting)."""
+    import csv
+
+    from nwb_celltype.batch import annotate_dandiset
+    from nwb_celltype.testing.servers import DandiApiServer, RangeServer
+
+    _, base_labels, _ = baseline
+    root = tmp_path / "ds"
+    (root / "sub-1").mkdir(parents=True)
+    asset = _demo_with_locations(root / "sub-1", "sub-1_ecephys.nwb", "CA1")
+    out = tmp_path / "out"
+    with RangeServer(root) as files, DandiApiServer(files) as api:
+        api.add_asset("000078", "sub-1/sub-1_ecephys.nwb", asset)
+        res = annotate_dandiset("000078@draft", out, workers=1, dandi_api_url=api.api_url)
+        (rec,) = res.to_dict()["assets"]
+        scored = int((base_labels != "not_classifiable").sum())
+        assert (
+            rec["status"] == "done"
+            and rec["outside_cerebellar_cortex"] == scored
+            and rec["n_classified"] == 0
+        )
+        with open(out / "celltype-summary.tsv") as fh:
+            (row,) = list(csv.DictReader(fh, delimiter="\t"))
+        assert int(row["outside_cerebellar_cortex"]) == scored
+        res = annotate_dandiset("000078@draft", out, workers=1, dandi_api_url=api.api_url, any_region=True)
+        (rec,) = res.to_dict()["assets"]
+        assert rec["this_run"] and rec["outside_cerebellar_cortex"] == 0
+        np.testing.assert_array_equal(_cell_types(out / rec["output"])[0], base_labels)

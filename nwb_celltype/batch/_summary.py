@@ -41,7 +41,8 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
 
     Columns: ``path``, ``asset_id``, ``version`` (the dandiset version the row's run listed),
     ``status`` (done / skipped / failed), ``n_units``,
-    ``n_classified``, ``n_unclassified``, ``n_not_classifiable``, one ``label_<class>`` count per
+    ``n_classified``, ``n_unclassified``, ``n_not_classifiable``, ``outside_cerebellar_cortex`` (units
+    whose label the location rule withheld), one ``label_<class>`` count per
     cell type seen, ``species`` (the asset's species as the model scored its units) and
     ``species_coverage`` (trained / not_trained / unstated / unrecorded: whether the model learnt
     from that species), ``units_table`` (the asset's Units table that was annotated),
@@ -62,6 +63,7 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
         "n_classified",
         "n_unclassified",
         "n_not_classifiable",
+        "outside_cerebellar_cortex",
         *[f"label_{lbl}" for lbl in labels],
         "species",
         "species_coverage",

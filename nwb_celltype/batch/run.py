@@ -194,6 +194,7 @@ def annotate_dandiset(
     ignore_waveforms: bool = False,
     units_table: str | None = None,
     waveform_rate_hz: float | None = None,
+    any_region: bool = False,
 ) -> DandisetRunResult:
     """Annotate every NWB asset of a dandiset into a derived dandiset under ``out``.
 
@@ -253,6 +254,8 @@ def annotate_dandiset(
         assets holding several sortings; default: ``/units``, else an asset's only Units table.
     waveform_rate_hz : float, optional
         Sampling rate of every asset's ``waveform_mean`` where the assets do not state it.
+    any_region : bool
+        Label units recorded outside the cerebellar cortex too (see :func:`~nwb_celltype.annotate`).
     batch_size : int
         Units read and featurised at a time; bounds a worker's memory for reading and features.
     progress : bool
@@ -264,7 +267,7 @@ def annotate_dandiset(
     """
     t_start = time.perf_counter()
     _check_options(workers, scheduler, client, retries, batch_size)
-    settings = labelling_settings(threshold, ignore_waveforms, units_table, waveform_rate_hz)
+    settings = labelling_settings(threshold, ignore_waveforms, units_table, waveform_rate_hz, any_region)
     ds_id, spec_version = parse_dandiset_spec(dandiset)
     out_dir = Path(out).resolve()
     assets, listing, resolved_version = _nwb_assets(ds_id, version or spec_version, dandi_api_url, include)

@@ -275,6 +275,7 @@ def labelling_settings(
     ignore_waveforms: bool = False,
     units_table: str | None = None,
     waveform_rate_hz: float | None = None,
+    any_region: bool = False,
 ) -> dict:
     """The settings besides the model that decide an asset's labels, normalised as records keep
     them (a Units table path without its leading "/"; a checked rate)."""
@@ -285,6 +286,7 @@ def labelling_settings(
         "ignore_waveforms": bool(ignore_waveforms),
         "units_table": None if units_table is None else str(units_table).strip().strip("/"),
         "waveform_rate_hz": checked_waveform_rate(waveform_rate_hz),
+        "any_region": bool(any_region),
     }
 
 
@@ -299,12 +301,15 @@ def is_done(
     ignore_waveforms: bool = False,
     units_table: str | None = None,
     waveform_rate_hz: float | None = None,
+    any_region: bool = False,
     output: str | None = None,
 ) -> bool:
     """Whether an asset's record says its output is complete for this asset id, dandiset version,
     model and labelling settings (:func:`labelling_settings`; a record that predates the threshold
     or ignore-waveforms does not say which were used, so its asset is done again; one that predates
-    the Units table and waveform rate was made with the defaults, the only choice then), and that
+    the Units table and waveform rate was made with the defaults, the only choice then; one that
+    predates the location rule (``any_region``) labelled units wherever they were, so it is done
+    again), and that
     output is still on disk with the recorded size. With ``output`` (the derived path the current
     naming gives), a record whose output has another name (an earlier naming) is not done."""
     if not record or record.get("status") != "done":
@@ -319,6 +324,8 @@ def is_done(
         or bool(record["ignore_waveforms"]) != bool(ignore_waveforms)
         or record.get("units_table") != units_table
         or record.get("waveform_rate_hz") != waveform_rate_hz
+        or record.get("any_region") is None
+        or bool(record["any_region"]) != bool(any_region)
         or (output is not None and record.get("output") != output)
     ):
         return False

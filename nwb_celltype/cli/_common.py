@@ -170,6 +170,18 @@ def format_summary(result) -> str:
     return "\n".join(lines)
 
 
+def any_region_option(f):
+    """``--any-region``: label units recorded outside the cerebellar cortex too."""
+    return click.option(
+        "--any-region",
+        is_flag=True,
+        help="Label units whose electrode location names a brain region outside the cerebellar cortex (an "
+        "Allen CCF acronym such as CA1 or VISp5, or a cerebellar nucleus); by default their labels are "
+        "withheld (unclassified, reason 'recorded outside the cerebellar cortex'). Locations naming no region "
+        "withhold nothing.",
+    )(f)
+
+
 def model_option(f):
     """``--model BUNDLE`` (default: the package's default model)."""
     return click.option(

@@ -8,6 +8,7 @@ import click
 
 from ._common import (
     annotation_options,
+    any_region_option,
     echo_result,
     in_place_options,
     model_option,
@@ -53,14 +54,7 @@ from ._common import (
     "no GoC for mouse units). The summary says when the species is not stated or is one the model was not "
     "trained on.",
 )
-@click.option(
-    "--any-region",
-    is_flag=True,
-    help="Label units whose electrode location names a brain region outside the cerebellar cortex (an "
-    "Allen CCF acronym such as CA1 or VISp5, or a cerebellar nucleus); by default their labels are withheld "
-    "(unclassified, reason 'recorded outside the cerebellar cortex'). Locations naming no region withhold "
-    "nothing.",
-)
+@any_region_option
 @units_table_option("annotate")
 @waveform_rate_option()
 @annotation_options

@@ -7,6 +7,7 @@ import click
 
 from ._common import (
     annotation_options,
+    any_region_option,
     model_option,
     model_sha256_option,
     print_json,
@@ -70,6 +71,7 @@ from ._common import (
     show_default=True,
     help="host:port of the local cluster's dashboard.",
 )
+@any_region_option
 @units_table_option("annotate", "; the same path in every asset")
 @waveform_rate_option("; the same rate for every asset")
 @annotation_options
@@ -85,6 +87,7 @@ def annotate_dandiset(
     retry_backoff,
     dashboard,
     dashboard_address,
+    any_region,
     units_table,
     waveform_rate_hz,
     threshold,
@@ -121,6 +124,7 @@ def annotate_dandiset(
             ignore_waveforms=ignore_waveforms,
             units_table=units_table,
             waveform_rate_hz=waveform_rate_hz,
+            any_region=any_region,
         )
     if as_json:
         print_json(result.to_dict())
