@@ -1,6 +1,7 @@
 """Folders written whole or not at all (:func:`atomic_folder`): built beside the target, then
 swapped in with two renames, with the entries a command writes told from a user's files
-(:func:`check_folder`); the file-level machinery is :mod:`._atomic`."""
+(:func:`check_folder`), and cleaned up whole when a write fails (:func:`cleanup_scope`: a second
+signal does not cut the cleanup short); the file-level machinery is :mod:`._atomic`."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from ._atomic import (
     CLEANUP_SIGNALS,
     FOLDER_TAG,
     OLD_FOLDER_TAG,
+    Interrupted,
     _fsync_dir,
     _undone_on_failure,
     _write_guards,
     as_output_error,
+    cleanup_on_signals,
     raise_if_interrupted,
     temp_path,
 )
@@ -116,6 +119,80 @@ def _signals_held(held: list[int]) -> Iterator[None]:
             signal.signal(sig, h)
 
 
+#: Open :func:`cleanup_scope` blocks; the depth of the one a cleanup began in (0: none begun);
+#: the cleanup signals recorded (not acted on) since, and the handlers that recording replaced.
+_SCOPES: list[bool] = []
+_BEGUN_AT: list[int] = [0]
+_LATE: list[int] = []
+_REPLACED: dict[int, object] = {}
+
+
+def _record_late(signum, frame) -> None:
+    _LATE.append(signum)
+
+
+def begin_cleanup() -> None:
+    """Start cleaning up after a failed or interrupted write: until the :func:`cleanup_scope` it
+    began in ends (or the outermost one, while the failure propagates), cleanup signals are recorded
+    instead of raising, so that a second Ctrl-C or SIGTERM cannot leave a half-removed folder. A
+    no-op outside a scope, when already begun, and outside the main thread."""
+    if not _SCOPES or _BEGUN_AT[0] or threading.current_thread() is not threading.main_thread():
+        return
+    _BEGUN_AT[0] = len(_SCOPES)
+    for sig in CLEANUP_SIGNALS:
+        with contextlib.suppress(OSError, ValueError):
+            _REPLACED[sig] = signal.signal(sig, _record_late)
+
+
+def _end_cleanup() -> list[int]:
+    """Put back the handlers :func:`begin_cleanup` replaced (those someone else has since set are
+    left alone); the signals recorded meanwhile."""
+    for sig, handler in _REPLACED.items():
+        with contextlib.suppress(OSError, ValueError):
+            if signal.getsignal(sig) is _record_late:
+                signal.signal(sig, handler)
+    _REPLACED.clear()
+    _BEGUN_AT[0] = 0
+    late = list(_LATE)
+    _LATE.clear()
+    return late
+
+
+@contextlib.contextmanager
+def cleanup_scope() -> Iterator[None]:
+    """Where a cleanup begun by :func:`begin_cleanup` runs; place it inside
+    :func:`~._atomic.cleanup_on_signals`. Scopes nest: a failure leaving an inner scope hands its
+    cleanup on to the enclosing one (an export removes more after its folder's own cleanup). A
+    cleanup signal recorded meanwhile is acted on when the cleanup ends, as
+    :class:`~._atomic.Interrupted`, unless the block already ends in an interruption (the run is
+    stopping; the first signal's exit status is kept)."""
+    _SCOPES.append(True)
+    depth = len(_SCOPES)
+    try:
+        yield
+    except BaseException as exc:
+        ours = _BEGUN_AT[0] >= depth
+        if ours and depth > 1:
+            _BEGUN_AT[0] = depth - 1  # still cleaning up: the enclosing scope goes on with it
+            raise
+        late = _end_cleanup() if ours else []
+        if late and not isinstance(exc, (Interrupted, KeyboardInterrupt)):
+            raise Interrupted(late[0]) from exc
+        raise
+    else:
+        late = _end_cleanup() if _BEGUN_AT[0] >= depth else []  # the block caught the failure
+        if late:
+            raise Interrupted(late[0])
+    finally:
+        _SCOPES.pop()
+
+
+def remove_folder(path: Path) -> None:
+    """Remove ``path``, a folder that a failed write built, as a cleanup (:func:`begin_cleanup`)."""
+    begin_cleanup()
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_folder(
     final: str | os.PathLike, *, replace: bool, owned: Iterable[str], what: str = "this output"
@@ -144,7 +221,8 @@ def atomic_folder(
 
     The new folder and its sub-folders get the permission bits of the older ones (a new folder gets
     a new folder's: 0777 minus the umask). :func:`target_lock` on ``final`` is held for the whole
-    block; the cleanup signals that arrive during the swap itself are acted on once it is complete.
+    block; the cleanup signals that arrive during the swap itself are acted on once it is complete,
+    and those that arrive while a failed build is removed once that is complete (:func:`cleanup_scope`).
     A shell whose working folder was the older ``final`` is left in the removed folder (``cd`` back
     into it)."""
     final = Path(os.path.realpath(final))
@@ -154,12 +232,13 @@ def atomic_folder(
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise as_output_error(exc, final) from exc
-    with _write_guards(final):
+    # the scope is outside the lock: its release is part of a cleanup that a signal must not cut
+    with cleanup_on_signals(), cleanup_scope(), _write_guards(final):
         check_folder(final, replace=replace, owned=owned, what=what)
         tmp = temp_path(final, FOLDER_TAG)
         aside = None
         try:
-            with _undone_on_failure(final, lambda: shutil.rmtree(tmp, ignore_errors=True)):
+            with _undone_on_failure(final, lambda: remove_folder(tmp)):
                 tmp.mkdir()
                 yield tmp
                 modes = check_folder(final, replace=replace, owned=owned, what=what) or {}
@@ -183,6 +262,7 @@ def atomic_folder(
                 _fsync_dir(final.parent)
         finally:
             if aside is not None:
-                shutil.rmtree(aside, ignore_errors=True)
+                with _signals_held(held):  # the swap's last step, acted on like the swap
+                    shutil.rmtree(aside, ignore_errors=True)
     for sig in held:  # arrived during the swap: acted on now, with the caller's handlers
         signal.raise_signal(sig)

@@ -21,6 +21,7 @@ from .._atomic import (
     raise_if_interrupted,
     write_text_file,
 )
+from .._atomic_folder import begin_cleanup, cleanup_scope
 from ..errors import LibraryError, OutputError
 from ._hashing import sha256_file
 from ._open import open_nwb
@@ -61,7 +62,7 @@ def export_dandiset(
     (``.NAME.pidN.XXXXXXXX.tmp.dir``, :func:`~nwb_celltype._atomic.atomic_folder`) and renamed into
     place only when complete: any failure or signal (SIGINT, SIGTERM, SIGHUP) leaves no ``out``
     (an empty ``out`` that existed before is left as it was, and parent folders created for it are
-    removed again).
+    removed again). A second signal during that cleanup waits for it to complete.
 
     Parameters
     ----------
@@ -126,25 +127,35 @@ def export_dandiset(
     empty_mode = stat.S_IMODE(os.stat(final).st_mode) if final.is_dir() else None
     created_parents = [p for p in final.parents if not os.path.lexists(p)]
     built: list[int] = []  # the inode of the manifest written into the new folder
-    try:
-        with (
-            cleanup_on_signals(),
-            atomic_folder(final, replace=False, owned=(), what="the exported dandiset") as tmp,
-        ):
-            mapping = _build(manifest, tmp, out, name=name, description=description, validate=validate)
-            raise_if_interrupted()  # a signal lost in a finalizer during validation
-            built.append(os.stat(tmp / EXPORTED_MANIFEST).st_ino)
-    except BaseException:
-        _undo(final, built, empty_mode, created_parents)
-        raise
+    tmps: list[Path] = []  # the hidden folder it was built in
+    # a second signal during the cleanup is recorded, not acted on, until the cleanup is complete
+    with cleanup_on_signals(), cleanup_scope():
+        try:
+            with atomic_folder(final, replace=False, owned=(), what="the exported dandiset") as tmp:
+                tmps.append(tmp)
+                mapping = _build(manifest, tmp, out, name=name, description=description, validate=validate)
+                raise_if_interrupted()  # a signal lost in a finalizer during validation
+                built.append(os.stat(tmp / EXPORTED_MANIFEST).st_ino)
+        except BaseException:
+            begin_cleanup()
+            _undo(final, built, tmps, empty_mode, created_parents)
+            raise
     logger.info("exported %d files to %s", len(mapping), out)
     return mapping
 
 
-def _undo(final: Path, built: list[int], empty_mode: int | None, created_parents: list[Path]) -> None:
+def _undo(
+    final: Path, built: list[int], tmps: list[Path], empty_mode: int | None, created_parents: list[Path]
+) -> None:
     """After a failed or interrupted export: remove the new dandiset if it was already renamed into
-    place (a signal during :func:`atomic_folder`'s swap is acted on right after it), restore the
-    empty folder that was there before, and remove the parent folders created for ``final``."""
+    place (a signal during :func:`atomic_folder`'s swap is acted on right after it) and the hidden
+    folder if :func:`atomic_folder` could not, restore the empty folder that was there before, and
+    remove the parent folders created for ``final``."""
+    for tmp in tmps:
+        if os.path.lexists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        if os.path.lexists(tmp):  # a later export removes it (its run is gone), or remove it by hand
+            logger.warning("could not remove the unfinished export %s; remove it by hand", tmp)
     try:
         done = bool(built) and os.stat(final / EXPORTED_MANIFEST).st_ino == built[0]
     except OSError:

@@ -272,12 +272,11 @@ def bundle_from_training(
     result, training_set, *, config, seed, name, version, description, metrics, train_seconds, card_extra=None
 ) -> ModelBundle:
     """Bundle of a :class:`~.training.TrainResult` with its training provenance in the card."""
-    from .training_inputs import evidence_card
+    from .training_inputs import evidence_card, training_data_card
 
     feats = training_set.features
     labels = np.asarray(training_set.labels, dtype=object)
     n_lab = int(sum(1 for v in labels if isinstance(v, str) and v))
-    refs = list(getattr(training_set, "references", None) or [])
     counts = np.bincount(result.y, minlength=len(result.classes)).tolist()
     extra = {
         "training": {
@@ -307,7 +306,7 @@ def bundle_from_training(
                 k: (v[-1] if v else None) for k, v in result.history.items() if k.endswith("vae_loss")
             },
         },
-        "training_data": _json_safe(refs),
+        **_json_safe(training_data_card(training_set)),  # sources and manifest, no absolute paths
         "metrics": {"cross_validated": metrics},
         **evidence_card(training_set),
     }

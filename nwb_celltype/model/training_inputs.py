@@ -1,24 +1,39 @@
 """Inputs of the c4-3d training: which rows are usable and labelled, in which class order, whether
-the arrays have the network's shapes, and the float32 tensors the network takes."""
+the arrays have the network's shapes, and the float32 tensors the network takes; and what a model
+card records of them (sources, the manifest that listed them) without the build machine's paths."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Protocol
 
 import numpy as np
-import torch
 
-from ..errors import LibraryError, ModelError
+from ..errors import LibraryError, ModelError, ModelMismatchError
 from ..features.config import FeatureSet
 from ..vocabulary import C4_CLASSES, LAYERS
-from .network import ACG_SHAPE
 
-__all__ = ["TrainingSetLike", "check_feature_shapes", "labelled_rows", "tensors_from_features", "usable_rows"]
+# torch is imported where tensors are made: checking a manifest against a card needs none
+
+__all__ = [
+    "TrainingSetLike",
+    "check_feature_shapes",
+    "identify_manifest",
+    "labelled_rows",
+    "tensors_from_features",
+    "training_data_card",
+    "usable_rows",
+    "verify_training_manifest",
+]
 
 
 class TrainingSetLike(Protocol):
     """What :func:`~.training.train_model` needs: ``features`` (FeatureSet) and ``labels`` ((n,) object array of
-    class names, ``""`` for unlabelled units); ``references`` (list of dicts) is optional."""
+    class names, ``""`` for unlabelled units); ``references`` (list of dicts) and ``manifest`` (what
+    :func:`identify_manifest` returns for the manifest the set was loaded from) are optional."""
 
     features: FeatureSet
     labels: np.ndarray
@@ -37,6 +52,8 @@ def usable_rows(features: FeatureSet) -> np.ndarray:
 
 def check_feature_shapes(features: FeatureSet) -> None:
     """Raise :class:`ModelError` unless the arrays have the shapes the network takes."""
+    from .network import ACG_SHAPE
+
     n = len(features)
     want = {"acg": (n, *ACG_SHAPE), "waveform": (n, 90), "layer": (n, len(LAYERS))}
     bad = [
@@ -53,6 +70,8 @@ def check_feature_shapes(features: FeatureSet) -> None:
 
 def tensors_from_features(features: FeatureSet, rows: np.ndarray | None = None):
     """(acg (n,10,101), waveform (n,90), layer (n,4)) float32 tensors of ``rows``."""
+    import torch
+
     sl = slice(None) if rows is None else rows
     acg = torch.from_numpy(np.ascontiguousarray(features.acg[sl], dtype=np.float32))
     wvf = torch.from_numpy(np.ascontiguousarray(features.waveform[sl], dtype=np.float32))
@@ -104,3 +123,86 @@ def evidence_card(training_set) -> dict:
     if types and types <= {"simulation"}:
         card["trained_on_simulated_data"] = True
     return card
+
+
+#: How a card's ``training_manifest`` is checked against a manifest file (stored in the card).
+VERIFY_TEXT = (
+    "the manifest file's bytes must have this sha256 (`sha256sum FILE`, or "
+    "nwb_celltype.model.training_inputs.verify_training_manifest(card, FILE)); its file name may differ"
+)
+
+
+def identify_manifest(path: str | os.PathLike) -> dict:
+    """The identity of a library manifest that a model card records, without its location:
+    ``file_name``, ``sha256`` (hex, of the file's bytes) and ``size_bytes``."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LibraryError(f"cannot read the manifest {path}: {exc.strerror or exc}.") from exc
+    return {"file_name": path.name, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)}
+
+
+def _portable_source(ref: Mapping) -> dict:
+    """``ref`` with an absolute local ``source`` (a path on the build machine) cut to its file name;
+    its ``sha256`` still identifies the file."""
+    ref = dict(ref)
+    src = ref.get("source")
+    if isinstance(src, str) and (PurePosixPath(src).is_absolute() or PureWindowsPath(src).is_absolute()):
+        ref["source"] = PureWindowsPath(src).name if "\\" in src else PurePosixPath(src).name
+        ref["source_note"] = "file name only: the absolute path on the build machine is not recorded"
+    return ref
+
+
+def training_data_card(training_set) -> dict:
+    """Card fields on where the training data came from: ``training_data`` (the set's
+    ``references``: one per source, with its content ``sha256``; a source is an entry's path as the
+    manifest lists it, relative to the manifest's folder, and an absolute path is cut to its file
+    name) and, when the set records the manifest it was loaded from (``manifest``: a path or
+    :func:`identify_manifest`'s dict), ``training_manifest``: that file's name, sha256 and size and
+    how to check a manifest against it (:data:`VERIFY_TEXT`) — never its absolute location."""
+    refs = [_portable_source(r) for r in (getattr(training_set, "references", None) or [])]
+    card: dict = {"training_data": refs}
+    manifest = getattr(training_set, "manifest", None)
+    if isinstance(manifest, (str, os.PathLike)):
+        manifest = identify_manifest(manifest)
+    if manifest:
+        card["training_manifest"] = {
+            "file_name": str(manifest["file_name"]),
+            "sha256": str(manifest["sha256"]),
+            "size_bytes": int(manifest["size_bytes"]),
+            "sources": "training_data lists the manifest's entries; their paths are relative to its folder",
+            "verify": VERIFY_TEXT,
+        }
+    return card
+
+
+def verify_training_manifest(card, path: str | os.PathLike) -> dict:
+    """Check that the manifest file ``path`` is the one the model of ``card`` (a model card dict, or
+    a bundle with ``.card``) was trained from: the same bytes (sha256), whatever its name or folder.
+    Returns the card's ``training_manifest`` record.
+
+    Raises
+    ------
+    ModelError
+        The card records no training manifest (a model trained before cards recorded it, or not
+        from a manifest).
+    ModelMismatchError
+        ``path`` is another manifest, or another version of it.
+    """
+    card = getattr(card, "card", card)
+    record = card.get("training_manifest") if isinstance(card, Mapping) else None
+    if not record:
+        raise ModelError(
+            f"model {card.get('name', '?') if isinstance(card, Mapping) else '?'} records no training "
+            "manifest (trained from a list of files, or before cards recorded it); compare its "
+            "training_data sha256 values with your files instead."
+        )
+    got = identify_manifest(path)
+    if got["sha256"] != record["sha256"]:
+        raise ModelMismatchError(
+            f"{path} (sha256 {got['sha256'][:12]}..., {got['size_bytes']} bytes) is not the manifest "
+            f"model {card.get('name', '?')} was trained from ({record['file_name']}, sha256 "
+            f"{record['sha256'][:12]}..., {record['size_bytes']} bytes); find that version of it."
+        )
+    return dict(record)
