@@ -57,6 +57,12 @@ def collect(source_obj, bundle, batch_size: int, progress: bool, spill=None, rea
     family = family_of(bundle)  # the feature family the model declares
     with source_obj.guard("finding the Units table"):
         table_path = resolve_units_table(source_obj.h5, reading.units_table)
+        no_spikes = "spike_times" not in source_obj.h5[table_path]
+    if no_spikes:  # every unit would be "not classifiable: no spikes"
+        raise InvalidValueError(
+            f"the source's Units table /{table_path} has no spike_times column: it has no units to "
+            "classify (the cell types are read from the spike trains)"
+        )
 
     sets, ids, indices, counts, layers, waves, locations = [], [], [], [], [], [], []
     problems: dict[int, str] = {}

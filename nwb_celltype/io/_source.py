@@ -354,6 +354,12 @@ def _open_local(spec: SourceSpec) -> Source:
     return Source(info, h5, None, None)
 
 
+def _locked(exc: OSError) -> bool:
+    """Whether h5py's error is HDF5's file lock (another process holds the file open for writing)."""
+    text = str(exc).lower()
+    return "unable to lock file" in text or "file locking" in text or getattr(exc, "errno", None) == 11
+
+
 def _open_h5(target, info: SourceInfo, fileobj: GuardedFile | None):
     import h5py
 
@@ -363,6 +369,12 @@ def _open_h5(target, info: SourceInfo, fileobj: GuardedFile | None):
         err = fileobj.error if fileobj is not None else None
         if err is not None:
             raise type(err)(f"{err} (opening {info.describe()})") from exc
+        if isinstance(exc, OSError) and _locked(exc):
+            raise SourceError(
+                f"{info.describe()} is open for writing in another process (HDF5 file lock: {exc}); close "
+                "it there and retry (or, only if that process does not write to it, set "
+                "HDF5_USE_FILE_LOCKING=FALSE)"
+            ) from exc
         if isinstance(exc, OSError):
             raise NotNWBError(
                 f"{info.describe()} is not an HDF5 file ({exc}); expected an NWB 2.x HDF5 file. "

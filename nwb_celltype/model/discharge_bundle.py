@@ -404,7 +404,18 @@ def _reasons(
                 reasons[i] = f"{below}; {no_wave}" if below else no_wave
             else:
                 reasons[i] = below
+    for i in np.flatnonzero(ok):  # what was set aside before counting, e.g. spikes outside obs_intervals
+        notes = _spike_notes(given[i])
+        if notes:
+            reasons[i] = "; ".join(filter(None, [reasons[i], notes]))
     return reasons
+
+
+def _spike_notes(given) -> str:
+    """The notes of a classifiable unit's feature reasons on its spike times (duplicates, non-finite
+    times, spikes outside its observation intervals); waveform notes are said otherwise."""
+    parts = [p for p in str(given or "").split("; ") if p]
+    return "; ".join(p for p in parts if not p.startswith(("no waveform", "waveform")))
 
 
 __all__ = [
