@@ -17,7 +17,14 @@ from .train import _config_options, family_option, load_library, make_config, ma
     type=click.Path(),
     help="Folder for evaluation.json + figures (new, empty, or holding an earlier evaluation only).",
 )
-@click.option("--outer-folds", "outer_folds", type=int, default=5, show_default=True, help="Outer CV folds.")
+@click.option(
+    "--outer-folds",
+    "outer_folds",
+    type=click.IntRange(min=2),
+    default=5,
+    show_default=True,
+    help="Outer CV folds (at least 2).",
+)
 @click.option("--leave-one-out", is_flag=True, help="Leave-one-out outer CV (one ensemble per unit: slow).")
 @click.option("--test", "test", multiple=True, help="Separate test library (e.g. another species).")
 @click.option("--threshold", type=float, default=2.0, show_default=True, help="Confidence-ratio threshold.")

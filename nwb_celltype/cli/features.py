@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ._common import units_table_option
+from ._common import units_table_option, waveform_rate_option
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,13 @@ def _model_family(model: str) -> tuple[str, dict]:
     default=None,
     help="Feature configuration JSON of the family (default: the family's defaults).",
 )
-@click.option("--batch-size", default=256, show_default=True, help="Units read and featurised at once.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Units read and featurised at once.",
+)
 @click.option(
     "--c4-selection/--no-c4-selection",
     default=False,
@@ -56,12 +62,25 @@ def _model_family(model: str) -> tuple[str, dict]:
     help="c4-3d only: apply C4's unit selection (10 s chunks, refractory/amplitude tests).",
 )
 @units_table_option("read")
+@waveform_rate_option()
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print nothing but errors.")
 def features(
-    source, out, family, model, config_path, batch_size, c4_selection, units_table, overwrite, quiet
+    source,
+    out,
+    family,
+    model,
+    config_path,
+    batch_size,
+    c4_selection,
+    units_table,
+    waveform_rate_hz,
+    overwrite,
+    quiet,
 ) -> None:
-    """Compute the features of every unit of SOURCE (path, URL or DANDI id) into OUT."""
+    """Compute the features of every unit of SOURCE (path, URL or DANDI id) into OUT. The waveforms'
+    sampling rate (--waveform-rate where the file does not state it) is recorded in OUT where the
+    family keeps source metadata (acg-isi-wave)."""
     from dataclasses import replace
 
     from ..errors import InvalidValueError, OutputError
@@ -84,16 +103,31 @@ def features(
         if fam.name != "c4-3d":
             raise InvalidValueError("--c4-selection applies to the c4-3d family only (add --family c4-3d).")
         config = replace(config, c4_unit_selection=True)
-    sets = []
+    sets, rate = [], {}
     with open_source(source) as src:
         # every unit gets a row: units without waveforms are classified from discharge alone
-        for batch in read_units(src, batch_size=batch_size, require_waveforms=False, units_table=units_table):
+        for batch in read_units(
+            src,
+            batch_size=batch_size,
+            require_waveforms=False,
+            units_table=units_table,
+            waveform_rate_hz=waveform_rate_hz,
+        ):
             sets.append(fam.extract_features(batch, config, progress=not quiet))
+            if batch.waveform_rate_hz is not None and not rate:
+                rate = {"hz": batch.waveform_rate_hz, "source": batch.extra.get("waveform_rate_source", "")}
         species = src.species
     if not sets:
         raise OutputError(f"{source} has no units: nothing to write.")
     fs = fam.concatenate(sets)
     fam.note_species(fs, species)  # the file's Subject, for `predict`
+    if rate and isinstance(getattr(fs, "meta", None), dict):
+        fs.meta["waveform_rate"] = rate  # what the waveforms were read at, and who said so
     path = fam.save_features(out_path, fs)
     if not quiet:
         click.echo(f"wrote {fam.name} features of {len(fs)} units ({int(fs.usable.sum())} usable) to {path}")
+        if rate.get("source") == "assumed":
+            click.echo(
+                f"waveforms: the file states no sampling rate; assumed {rate['hz']:g} Hz "
+                "(state it with --waveform-rate if it differs)"
+            )

@@ -8,14 +8,34 @@ import click
 def _config_options(f):
     opts = [
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of everything random."),
-        click.option("--folds", type=int, default=5, show_default=True, help="CV folds per ensemble repeat."),
         click.option(
-            "--repeats", type=int, default=4, show_default=True, help="Repeats; members = folds x repeats."
+            "--folds",
+            type=click.IntRange(min=2),
+            default=5,
+            show_default=True,
+            help="CV folds per ensemble repeat (at least 2).",
         ),
         click.option(
-            "--vae-epochs", type=int, default=30, show_default=True, help="VAE pre-training epochs."
+            "--repeats",
+            type=click.IntRange(min=1),
+            default=4,
+            show_default=True,
+            help="Repeats; members = folds x repeats.",
         ),
-        click.option("--head-epochs", type=int, default=20, show_default=True, help="Epochs per member."),
+        click.option(
+            "--vae-epochs",
+            type=click.IntRange(min=0),
+            default=30,
+            show_default=True,
+            help="VAE pre-training epochs.",
+        ),
+        click.option(
+            "--head-epochs",
+            type=click.IntRange(min=1),
+            default=20,
+            show_default=True,
+            help="Epochs per member.",
+        ),
         click.option(
             "--use-layer",
             type=click.Choice(["auto", "yes", "no"]),
@@ -62,7 +82,9 @@ def _config_options(f):
             help="acg-isi-wave: units of a species the model trains on get no label of a class that species "
             "gave it fewer labelled units of (0 = no such rule). docs/validation.md.",
         ),
-        click.option("--threads", type=int, default=1, show_default=True, help="torch threads."),
+        click.option(
+            "--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch threads."
+        ),
         click.option("--cache-dir", type=click.Path(), default=None, help="Feature cache folder."),
         click.option("--annotation", default=None, help="Ground-truth table name in every file."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars."),

@@ -118,8 +118,9 @@ def _waveform_rate(g, wm, where: str, stated: float | None = None) -> tuple[floa
         return float(stated), "stated"
     if not ok:
         log.warning(
-            "%s: waveform_mean has no sampling_rate; assuming %g Hz. State it (annotate --waveform-rate, "
-            "waveform_rate_hz=...), or set Units(waveform_rate=...) when writing the file.",
+            "%s: waveform_mean has no sampling_rate; assuming %g Hz. State it (--waveform-rate of annotate, "
+            "annotate-dandiset or features; waveform_rate_hz=...), or set Units(waveform_rate=...) when "
+            "writing the file.",
             where,
             FALLBACK_WAVEFORM_RATE_HZ,
         )

@@ -36,6 +36,7 @@ __all__ = [
     "EVALUATION_FILES",
     "EvaluationReport",
     "HeldOut",
+    "check_test_set_independent",
     "describe_data",
     "evaluate_model",
     "rule_features",
@@ -127,9 +128,68 @@ def outer_folds(y: np.ndarray, folds: int, leave_one_out: bool, seed: int) -> tu
     return fold, folds, f"{folds}-fold stratified cross-validation"
 
 
-def transfer_scheme(n_train: int, n_test: int) -> str:
-    """Description of the scheme that trains on all of the training set and scores the test set."""
-    return f"train on all {n_train} labelled units, test on {n_test} labelled units of test_set"
+def transfer_scheme(n_train: int, n_test: int, untrained: dict[str, int] | None = None) -> str:
+    """Description of the scheme that trains on all of the training set and scores the test set
+    (``untrained``: class -> count of test units of classes the training set lacks, scored as misses)."""
+    scheme = f"train on all {n_train} labelled units, test on {n_test} labelled units of test_set"
+    if untrained:
+        listed = ", ".join(f"{c} {n}" for c, n in untrained.items())
+        scheme += (
+            f" ({sum(untrained.values())} of classes the training set lacks, scored as misses: {listed})"
+        )
+    return scheme
+
+
+#: Feature arrays compared, row by row, between a training and a test set (whichever a family has).
+_CONTENT_ARRAYS = ("acg_counts", "isi_counts", "acg", "waveform")
+
+
+def _labelled_feature_rows(ts) -> set[bytes]:
+    """The feature rows (bytes) of ``ts``'s labelled units, less rows without any finite non-zero content."""
+    fs = ts.features
+    n = len(fs)
+    x = np.concatenate(
+        [
+            np.asarray(getattr(fs, a), dtype=np.float64).reshape(n, -1)
+            for a in _CONTENT_ARRAYS
+            if hasattr(fs, a)
+        ],
+        axis=1,
+    )
+    labelled = np.array([isinstance(v, str) and v != "" for v in np.asarray(ts.labels, dtype=object)], bool)
+    keep = labelled & np.isfinite(x).all(1) & (x != 0).any(1)
+    return {x[i].tobytes() for i in np.flatnonzero(keep)}
+
+
+def check_test_set_independent(training_set, test_set) -> None:
+    """Refuse a test set that holds data of the training set: scores on units a model was trained on
+    are in-sample, not a transfer. Raises :class:`~nwb_celltype.errors.LibraryError` where an entry
+    of each has the same content sha256 (their references), or where a labelled test unit's feature
+    row equals a labelled training unit's (the same units, imported or cut differently)."""
+    train_sha = {str(r.get("sha256") or ""): r for r in getattr(training_set, "references", None) or []}
+    shared = [
+        r
+        for r in getattr(test_set, "references", None) or []
+        if str(r.get("sha256") or "") in train_sha.keys() - {""}
+    ]
+    fix = (
+        "a transfer evaluation needs a test library of other recordings; to score the training library "
+        "itself, drop --test (test_set) and cross-validate."
+    )
+    if shared:
+        names = ", ".join(
+            f"{r.get('name') or r.get('source')} (sha256 {str(r['sha256'])[:12]})" for r in shared
+        )
+        raise LibraryError(
+            f"the test library shares {len(shared)} entr{'y' if len(shared) == 1 else 'ies'} with the training "
+            f"library: {names}; its scores would be in-sample; {fix}"
+        )
+    same = _labelled_feature_rows(test_set) & _labelled_feature_rows(training_set)
+    if same:
+        raise LibraryError(
+            f"{len(same)} labelled units of the test library have the same features as labelled units of the "
+            f"training library (the same units, imported again?); their scores would be in-sample; {fix}"
+        )
 
 
 #: What a family's fold scorer returns for one outer fold: the held-out units' probabilities, their
@@ -218,7 +278,9 @@ def evaluate_model(
         One outer fold per labelled unit (slow: one ensemble per unit; use a small ``config``).
     test_set : TrainingSetLike, optional
         Train once on all of ``training_set``, evaluate on the labelled units of ``test_set``
-        (e.g. mouse -> macaque). Its units also pre-train the VAEs, labels unused.
+        (e.g. mouse -> macaque). Its units also pre-train the VAEs, labels unused. Refused where it
+        holds training data (:func:`check_test_set_independent`); its units of classes the training
+        set lacks are scored as misses (``EvaluationReport.untrained``).
     config : TrainConfig, optional
         Settings of each trained ensemble. For features of another family (e.g. ``acg-isi-wave``
         tables) that family's evaluation runs instead (:data:`FAMILY_EVALUATORS`; for
@@ -253,6 +315,8 @@ def evaluate_model(
         )
     config = config or TrainConfig()
     t0 = time.perf_counter()
+    if test_set is not None:
+        check_test_set_independent(training_set, test_set)
     rows, y, classes = labelled_rows(training_set)
     pre = _pretrain_once(training_set, test_set, config, seed=seed, progress=progress, t0=t0)
     if test_set is not None:
@@ -298,8 +362,12 @@ def _pretrain_once(training_set, test_set, config: TrainConfig, *, seed: int, pr
 
 
 def _transfer(training_set, test_set, rows, y, classes, pre, config, seed, progress, baselines) -> HeldOut:
-    """Train one ensemble on all of ``training_set``; score the labelled units of ``test_set``."""
-    t_rows, t_y, _ = labelled_rows(test_set, classes)
+    """Train one ensemble on all of ``training_set``; score the labelled units of ``test_set``, those of
+    classes the training set lacks too (as misses: the ensemble cannot give their label)."""
+    untrained = tuple(c for c in labelled_rows(test_set)[2] if c not in classes)
+    t_rows, t_y, _ = labelled_rows(test_set, classes + untrained)
+    if not len(t_rows):
+        raise LibraryError("the test set has no usable labelled unit: nothing to score.")
     result = train_ensemble(
         training_set, config, seed=seed, progress=progress, encoders=pre.encoders, classes=classes
     )
@@ -309,7 +377,9 @@ def _transfer(training_set, test_set, rows, y, classes, pre, config, seed, progr
         comb_rows = np.concatenate([rows, len(training_set.features) + t_rows])
         train_idx, test_idx = np.arange(len(rows)), np.arange(len(rows), len(comb_rows))
         base_p = _baselines(pre.features, comb_rows, np.concatenate([y, t_y]), train_idx, test_idx, seed)
-    return HeldOut(transfer_scheme(len(rows), len(t_rows)), t_y, p, base_p, rows=t_rows)
+    counts = {c: int(np.sum(t_y == len(classes) + i)) for i, c in enumerate(untrained)}
+    scheme = transfer_scheme(len(rows), len(t_rows), counts)
+    return HeldOut(scheme, t_y, p, base_p, rows=t_rows, untrained=untrained)
 
 
 def _fold_scorer(training_set, rows, y, classes, encoders, config, seed, baselines):

@@ -169,20 +169,25 @@ def evaluate_discharge(
         floor, members disagreeing) counted as misses in
         ``recall_abstain_as_miss``; baselines on the same folds.
     """
-    from .evaluate import cross_validate
+    from .evaluate import check_test_set_independent, cross_validate
     from .evaluation_report import describe_data
     from .real_networks import RealModelConfig
 
     fs = training_set.features
     _check_family(fs)
+    if test_set is not None:
+        _check_family(test_set.features)
+        check_test_set_independent(training_set, test_set)
     config = config or RealModelConfig(seed=seed)
     labels = np.asarray(training_set.labels, dtype=object).astype(str)
+    # test units of these classes are scored even where the training set lacks their class
+    scope = C4_CLASSES if classes is None else tuple(classes)
     classes = _classes_to_score(labels, classes)
     rows, y = _scored_rows(training_set, classes)
     t0 = time.perf_counter()
     whole = _Part(fs, labels, training_set.references, np.asarray(training_set.file_index))
     if test_set is not None:
-        held = _transfer(training_set, test_set, rows, y, classes, config, threshold, baselines)
+        held = _transfer(training_set, test_set, rows, y, (classes, scope), config, threshold, baselines)
     else:
         held = cross_validate(
             y,
@@ -221,12 +226,17 @@ def _classes_to_score(labels: np.ndarray, classes) -> tuple[str, ...]:
     return classes
 
 
-def _transfer(training_set, test_set, rows, y, classes, config, threshold, baselines):
-    """Train one model on all of ``training_set``; classify the labelled units of ``test_set``."""
+def _transfer(training_set, test_set, rows, y, classes_scope, config, threshold, baselines):
+    """Train one model on all of ``training_set``; classify the labelled units of ``test_set`` whose
+    class is in ``scope`` (``classes_scope`` = (the model's classes, scope)): those of a class the
+    model was not trained on are scored as misses (it cannot give their label)."""
     from .evaluate import transfer_scheme
     from .evaluation_report import HeldOut
 
-    t_rows, t_y = _scored_rows(test_set, classes)
+    classes, scope = classes_scope
+    test_labels = set(np.asarray(test_set.labels, dtype=object).astype(str))
+    untrained = tuple(c for c in scope if c in test_labels and c not in classes)
+    t_rows, t_y = _scored_rows(test_set, classes + untrained)
     if not len(t_rows):
         raise LibraryError(f"the test set has no labelled unit of the classes {list(classes)}.")
     test_fs = test_set.features.subset(t_rows)
@@ -234,7 +244,9 @@ def _transfer(training_set, test_set, rows, y, classes, config, threshold, basel
     base_p = {}
     if baselines:
         base_p = discharge_baselines(_raw(training_set.features.subset(rows)), y, _raw(test_fs), len(classes))
-    return HeldOut(transfer_scheme(len(rows), len(t_rows)), t_y, p, base_p, abstain, rows=t_rows)
+    counts = {c: int(np.sum(t_y == len(classes) + i)) for i, c in enumerate(untrained)}
+    scheme = transfer_scheme(len(rows), len(t_rows), counts)
+    return HeldOut(scheme, t_y, p, base_p, abstain, rows=t_rows, untrained=untrained)
 
 
 def _fold_scorer(whole: _Part, rows, y, classes, config, threshold, baselines):

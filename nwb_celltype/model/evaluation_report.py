@@ -40,6 +40,10 @@ class EvaluationReport:
     units : dict of str -> (n,) array
         Which unit each row of ``y`` is: ``source`` (its file or tables) and ``unit_id``, where the
         data say (:func:`describe_data`).
+    untrained : dict of str -> int
+        Test units of classes the training set lacks (class -> count; a transfer only). They are
+        scored, as misses: the model gives their class probability 0, so its recall is 0 and they
+        count in every metric (the last ``classes`` are theirs).
     """
 
     classes: tuple[str, ...]
@@ -50,6 +54,7 @@ class EvaluationReport:
     protocol: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
     units: dict = field(default_factory=dict)
+    untrained: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return _json_safe(
@@ -59,6 +64,7 @@ class EvaluationReport:
                 "baselines": self.baselines,
                 "protocol": self.protocol,
                 "data": self.data,
+                "classes_not_in_training": self.untrained,
             }
         )
 
@@ -78,6 +84,12 @@ class EvaluationReport:
                 for c, r in m["recall_abstain_as_miss"].items()
             ),
         ]
+        if self.untrained:
+            lines.append(
+                f"{sum(self.untrained.values())} test units of classes the training set lacks ("
+                + ", ".join(f"{c} {n}" for c, n in self.untrained.items())
+                + "): scored as misses (the model cannot give their label)"
+            )
         for name, b in self.baselines.items():
             lines.append(
                 f"baseline {name}: balanced accuracy {b['balanced_accuracy_all']:.3f} without threshold; "
@@ -137,6 +149,11 @@ class HeldOut:
         The baselines' probabilities, from the same training parts.
     abstain : (n,) bool, optional
         Units the model did not classify (counted as misses); None where the family does not say.
+    rows : (n,) int, optional
+        Rows of the evaluated set (the test set of a transfer) the scored units are, where known.
+    untrained : tuple of str
+        Classes of scored test units that the model was not trained on, in the order their indices in
+        ``y`` follow the model's classes; ``p`` and ``base_p`` give them probability 0.
     """
 
     scheme: str
@@ -144,24 +161,37 @@ class HeldOut:
     p: np.ndarray
     base_p: dict[str, np.ndarray]
     abstain: np.ndarray | None = None
-    #: rows of the evaluated set (the test set of a transfer) the scored units are, where known
     rows: np.ndarray | None = None
+    untrained: tuple[str, ...] = ()
 
     def report(
         self, classes: tuple[str, ...], threshold: float, describe: Callable[[], dict]
     ) -> EvaluationReport:
-        """Metrics of the model and the baselines on these units; ``describe()`` (called last) gives the protocol."""
+        """Metrics of the model and the baselines on these units; ``describe()`` (called last) gives the
+        protocol. ``classes`` are the model's; :attr:`untrained` classes follow them, with probability 0."""
+        classes = tuple(classes) + tuple(self.untrained)
+        p = _pad_classes(self.p, len(classes))
+        base_p = {name: _pad_classes(bp, len(classes)) for name, bp in self.base_p.items()}
         metrics, base_metrics = metrics_with_baselines(
-            self.y, self.p, self.base_p, classes, threshold=threshold, abstain=self.abstain
+            self.y, p, base_p, classes, threshold=threshold, abstain=self.abstain
         )
+        n_model = len(classes) - len(self.untrained)
+        untrained = {c: int(np.sum(self.y == n_model + i)) for i, c in enumerate(self.untrained)}
         return EvaluationReport(
             classes=classes,
             y=self.y,
-            probabilities=self.p,
+            probabilities=p,
             metrics=metrics,
             baselines=base_metrics,
             protocol=describe(),
+            untrained=untrained,
         )
+
+
+def _pad_classes(p: np.ndarray, k: int) -> np.ndarray:
+    """Probabilities (n, <= k) with zero columns appended for classes the model does not know."""
+    p = np.asarray(p, dtype=np.float64)
+    return np.pad(p, ((0, 0), (0, k - p.shape[1]))) if p.shape[1] < k else p
 
 
 def describe_data(

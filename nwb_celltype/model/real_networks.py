@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import ModelError
+
 __all__ = ["Autoencoder", "MemberStack", "RealModelConfig", "pretrain_autoencoder", "train_members"]
 
 
@@ -113,6 +115,26 @@ class RealModelConfig:
     min_species_class_units: int = 5
     seed: int = 0
     n_threads: int = 2
+
+    def __post_init__(self) -> None:
+        rules = {
+            "folds": (lambda v: v >= 2, ">= 2 (the inner out-of-fold scores need held-out folds)"),
+            "seeds": (lambda v: v >= 1, ">= 1"),
+            "epochs": (lambda v: v >= 1, ">= 1"),
+            "pretrain_epochs": (lambda v: v >= 0, ">= 0"),
+            "depth_copies": (lambda v: v >= 0, ">= 0"),
+            "kernel_share": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+            "max_confidently_wrong": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+            "min_species_class_units": (lambda v: v >= 0, ">= 0"),
+            "n_threads": (lambda v: v >= 1, ">= 1"),
+        }
+        bad = [
+            f"{k} must be {rule}, got {getattr(self, k)!r}"
+            for k, (ok, rule) in rules.items()
+            if not ok(getattr(self, k))
+        ]
+        if bad:
+            raise ModelError(f"invalid RealModelConfig: {'; '.join(bad)}.")
 
     def to_dict(self) -> dict:
         return asdict(self)
