@@ -107,7 +107,8 @@ def annotations_dataframe(annotations, *, table: str | None = None):
         most probable class; NaN when not classifiable), ``confidence`` (p(top1)/p(top2)), ``kind``,
         ``ontology_id``, ``units_row`` (row in the Units table), then ``p_<class>`` and
         ``votes_<class>`` per class when the table has them, and ``unit_name`` where the annotated
-        Units table has that column (a file's sorter ids, NeuroConv's layout). ``df.attrs`` holds the
+        Units table has that column (a file's sorter ids, NeuroConv's layout), and ``n_spikes`` (the
+        annotated units' spike counts, where the source is a file). ``df.attrs`` holds the
         table name, its classifier's provenance and the annotated ``units_table``.
     """
     import pandas as pd
@@ -140,6 +141,9 @@ def annotations_dataframe(annotations, *, table: str | None = None):
     names = _unit_names(annotations, rec)
     if names is not None:
         data["unit_name"] = names
+    counts = _spike_counts(annotations, rec)
+    if counts is not None:
+        data["n_spikes"] = counts
     df = pd.DataFrame(data, index=pd.Index(rec.unit_ids, name="unit_id"))
     df.attrs = {
         "table": rec.name,
@@ -174,7 +178,60 @@ def _unit_names(annotations, rec) -> np.ndarray | None:
     )
 
 
-def _aligned(df, ids, *, names_first: bool = False) -> dict[str, np.ndarray]:
+def _spike_counts(annotations, rec) -> np.ndarray | None:
+    """Spike counts of the annotated units in their Units table (to check that the object given
+    labels is that sorting), or None where the source is not a file or has no spike_times."""
+    table = str(getattr(rec, "units_table", "/units") or "/units")
+    rows = np.asarray(rec.unit_indices, dtype=np.int64)
+    index = None
+    if isinstance(annotations, (str, os.PathLike)):
+        read = _read_column(annotations, table, "spike_times_index")
+        index = None if read is None else np.asarray(read[1], dtype=np.int64)
+    elif hasattr(annotations, "processing"):  # a pynwb NWBFile
+        from .nwb import units_table_at
+
+        units = units_table_at(annotations, table)
+        if units is not None and "spike_times" in units.colnames:
+            index = np.asarray(units["spike_times"].data[:], dtype=np.int64)
+    if index is None or (len(rows) and rows.max() >= len(index)):
+        return None
+    return np.diff(np.r_[0, index])[rows]
+
+
+def _check_same_units(df, hit: np.ndarray, want: list[str], counts: np.ndarray | None) -> None:
+    """Refuse labels for another sorting's units: a matched unit with more spikes than the annotated
+    unit of that id is not that unit (a subset of its spikes, e.g. a TsGroup restricted to epochs, may
+    have fewer: a warning)."""
+    if counts is None or "n_spikes" not in df:
+        return
+    ok = hit >= 0
+    have = np.asarray(counts, dtype=np.int64)[ok]
+    annotated = df["n_spikes"].to_numpy(dtype=np.int64)[hit[ok]]
+    ids = np.asarray(want, dtype=object)[ok]
+    where = df.attrs.get("units_table", "/units")
+    more = np.flatnonzero(have > annotated)
+    if len(more):
+        i = more[0]
+        raise InvalidValueError(
+            f"{len(more)} of the {int(ok.sum())} matched units have more spikes than the annotated units of "
+            f"{where} with the same id (unit {ids[i]}: {have[i]} here, {annotated[i]} annotated): these "
+            "annotations label another sorting's units; pass the annotations of this sorting (table=...)"
+        )
+    fewer = np.flatnonzero(have < annotated)
+    if len(fewer):
+        i = fewer[0]
+        logger.warning(
+            "%d matched units have fewer spikes than the annotated units of %s (unit %s: %d here, %d "
+            "annotated): a subset of their spikes (restricted to epochs?) or another sorting's units",
+            len(fewer),
+            where,
+            ids[i],
+            have[i],
+            annotated[i],
+        )
+
+
+def _aligned(df, ids, *, names_first: bool = False, counts=None) -> dict[str, np.ndarray]:
     """LABEL_FIELDS values for the unit ids ``ids`` of a target object ('' / NaN for units the
     annotations do not cover, with a warning). Ids match the NWB unit ids (as integers or text), or,
     with ``names_first`` and where every id is one, the annotated table's ``unit_name`` values
@@ -205,6 +262,7 @@ def _aligned(df, ids, *, names_first: bool = False) -> dict[str, np.ndarray]:
             miss[:5],
             " ..." if len(miss) > 5 else "",
         )
+    _check_same_units(df, hit, want, counts)
     out = {}
     for name, col in LABEL_FIELDS.items():
         values = df[col].to_numpy()
@@ -228,7 +286,11 @@ def set_spikeinterface_properties(sorting, annotations, *, table: str | None = N
     df = annotations_dataframe(annotations, table=table)
     keys = sorting.get_property_keys() if hasattr(sorting, "get_property_keys") else []
     _warn_replaced([k for k in LABEL_FIELDS if k in keys], "unit properties of the sorting")
-    for name, values in _aligned(df, sorting.unit_ids, names_first=True).items():
+    counts = [
+        sum(len(sorting.get_unit_spike_train(u, segment_index=s)) for s in range(sorting.get_num_segments()))
+        for u in sorting.unit_ids
+    ]
+    for name, values in _aligned(df, sorting.unit_ids, names_first=True, counts=counts).items():
         sorting.set_property(name, values.astype(str) if values.dtype == object else values)
     return sorting
 
@@ -247,7 +309,8 @@ def set_pynapple_metadata(tsgroup, annotations, *, table: str | None = None):
         columns = list(getattr(meta, "columns", []))
     _warn_replaced([k for k in LABEL_FIELDS if k in list(columns)], "metadata of the TsGroup")
     index = np.asarray(tsgroup.index)
-    tsgroup.set_info(**dict(_aligned(df, index).items()))
+    counts = [len(tsgroup[u]) for u in index]
+    tsgroup.set_info(**dict(_aligned(df, index, counts=counts).items()))
     return tsgroup
 
 

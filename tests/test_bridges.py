@@ -265,3 +265,46 @@ def test_export_reads_cluster_ids_from_the_annotated_table_and_checks_them(tmp_p
     )
     assert res.exit_code == 1 and "labels.tsv exists" in res.output
     assert not (tmp_path / "cluster_celltype.tsv").exists()
+
+
+def test_labels_of_another_sorting_with_the_same_ids_are_refused(annotated, tmp_path, caplog):
+    """A file annotated on processing/ecephys/ks, whose /units holds another sorting with the same
+    ids: matching ids alone put the ks labels on /units' units, silently. Units with more spikes than
+    the annotated unit of their id are refused; fewer (a subset of its spikes) is a warning."""
+    from datetime import datetime, timezone
+
+    import pynapple as nap
+    import pynwb
+    from pynwb.misc import Units
+
+    trains = _trains(annotated[0])
+    halves = [t[: len(t) // 2] for t in trains]  # the ks sorting: other units, fewer spikes
+    nf = pynwb.NWBFile("s", "two", datetime(2024, 1, 1, tzinfo=timezone.utc))
+    for i, t in enumerate(trains):
+        nf.add_unit(spike_times=t, id=i)
+    ks = Units(name="ks", description="another sorting")
+    for i, t in enumerate(halves):
+        ks.add_unit(spike_times=t, id=i)
+    nf.create_processing_module("ecephys", "sortings").add(ks)
+    nf.units.resolution = 1 / 30000
+    with pynwb.NWBHDF5IO(str(tmp_path / "two.nwb"), "w") as io:
+        io.write(nf)
+    out = annotate(
+        tmp_path / "two.nwb", out=tmp_path / "two.celltype.nwb", units_table="processing/ecephys/ks"
+    )
+    df = annotations_dataframe(out.output_path)
+    assert list(df["n_spikes"]) == [len(t) for t in halves]
+    units = nap.TsGroup({i: nap.Ts(t) for i, t in enumerate(trains)})
+    with pytest.raises(InvalidValueError, match="label another sorting's units"):
+        set_pynapple_metadata(units, out.output_path)
+    own = nap.TsGroup({i: nap.Ts(t) for i, t in enumerate(halves)})
+    set_pynapple_metadata(own, out.output_path)
+    assert list(own.cell_type) == list(df["cell_type"])
+    fewer = nap.TsGroup({i: nap.Ts(t[: len(t) // 2]) for i, t in enumerate(halves)})
+    set_pynapple_metadata(fewer, out.output_path)
+    assert "fewer spikes than the annotated units" in caplog.text
+    pytest.importorskip("spikeinterface")
+    from spikeinterface.extractors import read_nwb_sorting
+
+    with pytest.raises(InvalidValueError, match="label another sorting's units"):
+        set_spikeinterface_properties(read_nwb_sorting(str(tmp_path / "two.nwb")), out.output_path)
