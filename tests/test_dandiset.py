@@ -102,6 +102,7 @@ def test_state_records_atomic_and_is_done(tmp_path):
             "model_sha256": "m1",
             "threshold": 2.0,
             "ignore_waveforms": False,
+            "any_region": False,
             "output": "sub-1/a.nwb",
             "output_size": 10,
         }
@@ -132,6 +133,11 @@ def test_state_records_atomic_and_is_done(tmp_path):
             chosen, tmp_path, **kw, units_table="processing/ecephys/curated", waveform_rate_hz=20000.0
         )
         assert not is_done(chosen, tmp_path, **kw)
+        # the location rule: another setting redoes; a record from before the rule does not say
+        assert not is_done(rec, tmp_path, **kw, any_region=True)
+        assert is_done({**rec, "any_region": True}, tmp_path, **kw, any_region=True)
+        before_rule = {k: v for k, v in rec.items() if k != "any_region"}
+        assert not is_done(before_rule, tmp_path, **kw)
         out.write_bytes(b"x" * 11)  # output replaced by something else
         assert not is_done(got, tmp_path, asset_id="A", version="draft", model_sha256="m1")
         out.unlink()
