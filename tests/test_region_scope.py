@@ -26,7 +26,16 @@ ELECTRODES = "general/extracellular_ephys/electrodes/location"
         ("VISp5", "outside"),  # visual cortex, layer 5
         ("MOBgr", "outside"),  # the olfactory bulb's granule layer, not the cerebellum's
         ("IP", "outside"),  # interposed nucleus: cerebellar, but no C4 class lives there
-        ("ca1", "outside"),
+        ("DN", "outside"),  # dentate nucleus
+        # Allen acronyms are case-sensitive, and cerebellar labs write some of them for other things
+        ("ca1", "unknown"),
+        ("VI", "unknown"),  # lobule VI, not Allen's abducens nucleus
+        ("IV", "unknown"),
+        ("LS", "unknown"),  # lobulus simplex
+        ("PF", "unknown"),  # paraflocculus
+        ("GR", "unknown"),  # granular layer
+        ("gr", "unknown"),
+        ("sim", "cerebellar cortex"),
         ("SIM", "cerebellar cortex"),
         ("CENT3mo", "cerebellar cortex"),
         ("CUL4, 5gr", "cerebellar cortex"),
