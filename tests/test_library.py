@@ -197,7 +197,7 @@ def test_label_file_copy_then_in_place_second_table(nwb_file, tmp_path):
 
 
 def test_label_file_unknown_units_fail_without_leaving_output(nwb_file, tmp_path):
-    p = _csv(tmp_path / "l.csv", "cluster_id,label\n0,PkC_ss\n42,MLI\n43,GoC\n")
+    p = _csv(tmp_path / "l.csv", "unit_id,label\n0,PkC_ss\n42,MLI\n43,GoC\n")
     out = tmp_path / "o.nwb"
     with pytest.raises(
         LibraryError, match=r"unknown units in rows l\.csv:3 \(unit 42\), l\.csv:4 \(unit 43\)"

@@ -64,7 +64,7 @@ def _library(tmp_path):
     (tmp_path / "la.csv").write_text(
         "unit_id,label,evidence_type\n0,PkC_ss,optotagging\n3,MLI,pharmacology\n"
     )
-    (tmp_path / "lb.csv").write_text("cluster_id,label\n12,GoC\n")
+    (tmp_path / "lb.csv").write_text("unit_id,label\n12,GoC\n")
     la = label_file(a, tmp_path / "la.csv", labelled_by="alice")
     lb = label_file(b, tmp_path / "lb.csv", labelled_by="bob", evidence_type="expert", evidence_text="pauses")
     return la, lb

@@ -28,10 +28,13 @@ class GroundTruth:
     kind : str
         ``"ground_truth"`` or ``"expert"``.
     unit_indices : (n,) int64
-        Row indices into the file's Units table.
+        Row indices into the Units table at ``units_table``.
     labels : (n,) object (str)
     evidence : dict of field -> (n,) object (str)
         ``evidence_type``, ``evidence_text``, ``labelled_by``, ``labelled_at`` (ISO 8601).
+    units_table : str
+        HDF5 path of the Units table the rows refer to: ``/units`` (``NWBFile.units``) or a sorting in
+        a processing module (``/processing/ecephys/kilosort``); :func:`units_of` opens it.
     """
 
     table: str
@@ -39,6 +42,7 @@ class GroundTruth:
     unit_indices: np.ndarray
     labels: np.ndarray
     evidence: dict[str, np.ndarray]
+    units_table: str = "/units"
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -114,9 +118,52 @@ def read_ground_truth(nwbfile, *, kinds: tuple[str, ...] = ("ground_truth",), na
                 unit_indices=np.asarray(rec.unit_indices, dtype=np.int64)[keep],
                 labels=labels[keep],
                 evidence={f: v[keep] for f, v in ev.items()},
+                units_table=rec.units_table,
             )
         )
     return out
+
+
+def units_of(nwbfile, units_table: str = "/units"):
+    """The Units table of an open NWB file at HDF5 path ``units_table`` (a :class:`GroundTruth`'s)."""
+    from ..nwb import units_table_at
+
+    return units_table_at(nwbfile, units_table)
+
+
+def units_tables(nwbfile) -> list[str]:
+    """HDF5 paths of the Units tables of an open NWB file: ``/units`` first if present, then those
+    in processing modules (``/processing/<module>/<name>``)."""
+    from pynwb.misc import Units
+
+    found = ["/units"] if nwbfile.units is not None else []
+    for m, module in nwbfile.processing.items():
+        found += [
+            f"/processing/{m}/{n}" for n, obj in module.data_interfaces.items() if isinstance(obj, Units)
+        ]
+    return found
+
+
+def default_units_table(nwbfile) -> str | None:
+    """HDF5 path of the Units table ``annotate`` reads from an open NWB file: ``/units``, else the
+    file's only Units table in a processing module; None when it has none, or several."""
+    found = units_tables(nwbfile)
+    return found[0] if found and (found[0] == "/units" or len(found) == 1) else None
+
+
+def labelled_units_table(nwbfile, tables: list[GroundTruth], where: str) -> str | None:
+    """HDF5 path of the one Units table the ground-truth ``tables`` label (without tables,
+    :func:`default_units_table`). Tables labelling units of several Units tables (two sortings of one
+    recording: possibly the same neurons twice) are an error."""
+    paths = list(dict.fromkeys(g.units_table for g in tables))
+    if len(paths) > 1:
+        raise LibraryError(
+            f"{where}: its ground-truth tables label units of several Units tables ("
+            + ", ".join(f"{g.table!r} -> {g.units_table}" for g in tables)
+            + "), possibly the same neurons sorted twice; name one table with annotation = NAME in "
+            "the manifest (annotation_name= in load_training_set)."
+        )
+    return paths[0] if paths else default_units_table(nwbfile)
 
 
 def write_ground_truth(
@@ -127,14 +174,18 @@ def write_ground_truth(
     labels: np.ndarray,
     evidence: dict[str, np.ndarray],
     kind: str = "ground_truth",
+    units=None,
 ):
-    """Add a ground-truth (or expert) annotation table to an open, writable NWB file."""
+    """Add a ground-truth (or expert) annotation table to an open, writable NWB file; its rows
+    ``unit_indices`` refer to ``units`` (a pynwb Units table: default ``nwbfile.units``; a sorting in
+    a processing module through :func:`units_of`)."""
     from ..nwb import add_annotations
 
     labels = np.asarray(labels, dtype=object)
     classes = C4_CLASSES if set(labels) <= set(C4_CLASSES) else LABEL_VOCABULARY
     return add_annotations(
         nwbfile,
+        units=units,
         name=name,
         units_region=np.asarray(unit_indices, dtype=np.int64),
         labels=labels,

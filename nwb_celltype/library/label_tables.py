@@ -24,8 +24,9 @@ logger = logging.getLogger(__name__)
 
 #: Column names accepted for the unit key, in order of preference.
 UNIT_COLUMNS: tuple[str, ...] = ("unit_id", "id", "cluster_id", "unit", "unit_name")
-#: Key columns of a label table that refer to the Units column of the same name when the file has
-#: one (NeuroConv / SpikeInterface exports keep the sorter's ids there, the NWB ids are 0..n-1).
+#: Key columns of a label table that refer to the Units column of the same name (NeuroConv /
+#: SpikeInterface exports keep the sorter's ids there, the NWB ids are 0..n-1); a file without that
+#: column needs ``id_column`` (the keys are never assumed to be the NWB ids).
 AUTO_ID_COLUMNS: tuple[str, ...] = ("cluster_id", "unit_name")
 #: Column names accepted for the label, in order of preference.
 LABEL_COLUMNS: tuple[str, ...] = ("label", "cell_type", "celltype", "class", "group")

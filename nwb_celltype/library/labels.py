@@ -22,7 +22,7 @@ from .._atomic import (
     reserve_space,
 )
 from ..errors import LibraryError, OutputError
-from ._annotations import EVIDENCE_FIELDS, LABEL_VOCABULARY, GroundTruth, read_ground_truth
+from ._annotations import GroundTruth, read_ground_truth, write_ground_truth
 from .label_tables import (  # noqa: F401  (re-exported: the library's public names)
     _MAX_ROWS_IN_MESSAGE,
     AUTO_ID_COLUMNS,
@@ -132,16 +132,30 @@ def _units_key_column(units, table: LabelTable, id_column: str | None) -> str | 
                 "'id' for the NWB unit ids."
             )
         return id_column
-    if table.key_column in AUTO_ID_COLUMNS:
-        if table.key_column in units.colnames:
-            return table.key_column
-        if table.key_column == "unit_name":
-            raise LibraryError(
-                f"the label table is keyed by 'unit_name' but Units has no 'unit_name' column (its "
-                f"columns are {list(units.colnames)}); name the Units column that holds these ids "
-                "with --id-column, or --id-column id if they are the NWB unit ids."
-            )
+    key = table.key_column
+    if key in AUTO_ID_COLUMNS:
+        if key in units.colnames:
+            return key
+        # NeuroConv numbers units 0..n-1 and keeps the sorter's ids elsewhere: matching these keys
+        # against the NWB ids would label the wrong units without a word
+        raise LibraryError(
+            f"the label table is keyed by {key!r} (the sorter's ids) but {_units_name(units)} has no "
+            f"{key!r} column (its columns are {list(units.colnames)}), so its ids cannot be assumed to "
+            f"be the NWB unit ids{_unit_name_hint(units, table, key)}; name the Units column that holds "
+            "them with --id-column (id_column= in Python), or --id-column id if they are the NWB unit "
+            "ids. Nothing was written."
+        )
     return None
+
+
+def _unit_name_hint(units, table: LabelTable, key: str) -> str:
+    """``: ... use --id-column unit_name`` when the Units column ``unit_name`` holds every key."""
+    if key == "unit_name" or "unit_name" not in units.colnames:
+        return ""
+    names = {_key(v) for v in units["unit_name"].data[:]}
+    if not all(_key(u) in names for u in table.unit_ids):
+        return ""
+    return f"; its 'unit_name' column holds every {key} of the table: use --id-column unit_name"
 
 
 def _resolve_rows(units, table: LabelTable, id_column: str | None = None) -> np.ndarray:
@@ -239,26 +253,6 @@ def _open_rw(path: Path, mode: str):
     return NWBHDF5IO(str(path), mode=mode, load_namespaces=True)
 
 
-def _write_table(nwbfile, units, *, name: str, rows: np.ndarray, labels: LabelTable, kind: str) -> None:
-    """Add the annotation table ``name`` with ``labels`` on ``rows`` of the Units table ``units``, as
-    :func:`._annotations.write_ground_truth` does for ``NWBFile.units`` (which takes no other table)."""
-    from ..nwb import add_annotations
-    from ..vocabulary import C4_CLASSES
-
-    values = np.asarray(labels.labels, dtype=object)
-    classes = C4_CLASSES if set(values) <= set(C4_CLASSES) else LABEL_VOCABULARY
-    add_annotations(
-        nwbfile,
-        units=units,
-        name=name,
-        units_region=np.asarray(rows, dtype=np.int64),
-        labels=values,
-        classes=list(classes),
-        kind=kind,
-        evidence={f: list(labels.evidence[f]) for f in EVIDENCE_FIELDS},
-    )
-
-
 def _append_labels(
     work: Path, src: Path, labels, column, name, kind, mapping, ev: dict, id_column=None, units_path="units"
 ) -> LabelTable:
@@ -281,7 +275,7 @@ def _append_labels(
                 "changed, so give the new labels another --name."
             )
         rows = _resolve_rows(units, labels, id_column)
-        new = GroundTruth(name, kind, rows, labels.labels, labels.evidence)
+        new = GroundTruth(name, kind, rows, labels.labels, labels.evidence, units_table="/" + units_path)
         # row numbers only mean the same units within one Units table
         on_table = {n for n, r in records.items() if r.units_table.strip("/") == units_path}
         same = [
@@ -296,7 +290,15 @@ def _append_labels(
                 "copy would make `library validate` report every unit as labelled twice and "
                 "`library stats` count it twice); labels that differ go into a new table as before."
             )
-        _write_table(nwbfile, units, name=name, rows=rows, labels=labels, kind=kind)
+        write_ground_truth(
+            nwbfile,
+            name=name,
+            unit_indices=rows,
+            labels=labels.labels,
+            evidence=labels.evidence,
+            kind=kind,
+            units=units,
+        )
         io.write(nwbfile)
     return labels
 
@@ -375,9 +377,10 @@ def label_file(
     id_column : str, optional
         The Units column the label table's ids refer to (e.g. ``"cluster_id"``; ``"id"`` for the
         NWB unit ids). Default: the NWB ids, except that a ``cluster_id`` (or ``unit_name``) key
-        column is matched through the Units column of that name when the file has one (NeuroConv /
-        SpikeInterface exports keep the sorter's ids there). Keys missing from that column, or held
-        by several units, are an error naming the rows.
+        column is matched through the Units column of that name (NeuroConv / SpikeInterface exports
+        keep the sorter's ids there), and is an error when the Units table has no such column (the
+        sorter's ids are not the NWB ids there; the error names a ``unit_name`` column holding
+        them). Keys missing from that column, or held by several units, are an error naming the rows.
     units_table : str, optional
         HDF5 path of the Units table whose units are labelled, for files holding several sortings
         (e.g. ``processing/ecephys/kilosort``; a leading "/" is allowed). Default, as for

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._atomic import write_figure
-from ._annotations import read_ground_truth
+from ._annotations import default_units_table, read_ground_truth, units_of
 from ._open import open_nwb
 from .manifest import Manifest, load_manifest
 
@@ -99,7 +99,9 @@ class LibraryStats:
 
 def library_stats(manifest: Manifest | str | os.PathLike) -> LibraryStats:
     """Collect :class:`LibraryStats` by reading each file's Units ids and ground-truth tables
-    (no spikes are read)."""
+    (no spikes are read). A label's ``unit_id`` is the id in the Units table it refers to (``/units``
+    or a sorting in a processing module); ``n_units`` counts the units of the labelled tables (of the
+    table ``annotate`` reads in a file without labels)."""
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest)
     st = LibraryStats(library=manifest.name, n_files=len(manifest.entries))
@@ -112,26 +114,39 @@ def library_stats(manifest: Manifest | str | os.PathLike) -> LibraryStats:
             st.records += table_label_records(src, library=entry.library, where=entry.identity())
             continue
         with open_nwb(entry.source(manifest.root)) as nwbfile:
-            ids = nwbfile.units.id.data[:] if nwbfile.units is not None else []
-            st.n_units += len(ids)
-            subject = nwbfile.subject
-            species = str(getattr(subject, "species", "") or "") if subject is not None else ""
-            subject_id = str(getattr(subject, "subject_id", "") or "") if subject is not None else ""
-            lab = str(nwbfile.lab or "")
-            for gt in read_ground_truth(nwbfile, name=entry.annotation):
-                for row, lab_, etype in zip(
-                    gt.unit_indices, gt.labels, gt.evidence["evidence_type"], strict=True
-                ):
-                    st.records.append(
-                        {
-                            "label": str(lab_),
-                            "evidence_type": str(etype),
-                            "lab": lab,
-                            "species": species,
-                            "library": entry.library,
-                            "subject": subject_id,
-                            "file": entry.identity(),
-                            "unit_id": int(ids[row]) if 0 <= row < len(ids) else -1,
-                        }
-                    )
+            n_units, records = _nwb_records(nwbfile, entry)
+        st.n_units += n_units
+        st.records += records
     return st
+
+
+def _nwb_records(nwbfile, entry) -> tuple[int, list[dict]]:
+    """The number of units of an open NWB file (those of the Units tables its ground truth labels,
+    else of the table ``annotate`` reads) and one record per labelled unit, with its id in the Units
+    table its label refers to."""
+    tables = read_ground_truth(nwbfile, name=entry.annotation)
+    paths = list(dict.fromkeys(gt.units_table for gt in tables))
+    if not paths and (default := default_units_table(nwbfile)) is not None:
+        paths = [default]
+    ids = {p: units_of(nwbfile, p).id.data[:] for p in paths}
+    subject = nwbfile.subject
+    species = str(getattr(subject, "species", "") or "") if subject is not None else ""
+    subject_id = str(getattr(subject, "subject_id", "") or "") if subject is not None else ""
+    lab = str(nwbfile.lab or "")
+    records = []
+    for gt in tables:
+        table_ids = ids[gt.units_table]
+        for row, label, etype in zip(gt.unit_indices, gt.labels, gt.evidence["evidence_type"], strict=True):
+            records.append(
+                {
+                    "label": str(label),
+                    "evidence_type": str(etype),
+                    "lab": lab,
+                    "species": species,
+                    "library": entry.library,
+                    "subject": subject_id,
+                    "file": entry.identity(),
+                    "unit_id": int(table_ids[row]) if 0 <= row < len(table_ids) else -1,
+                }
+            )
+    return sum(len(v) for v in ids.values()), records

@@ -56,14 +56,15 @@ class TableInfo:
 
 
 def _csv_rows(path: Path):
-    """Every row of a CSV file (a BOM, Excel's "CSV UTF-8", dropped), read as it is iterated; our
-    errors for text that is not UTF-8, an unreadable file and an empty one."""
+    """Every row of a CSV file with its line number (a BOM, Excel's "CSV UTF-8", dropped), read as
+    it is iterated; our errors for text that is not UTF-8, an unreadable file and an empty one."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             empty = True
-            for row in csv.reader(f):
+            reader = csv.reader(f)
+            for row in reader:
                 empty = False
-                yield row
+                yield reader.line_num, row
     except UnicodeDecodeError as exc:
         raise LibraryError(f"{path} is not UTF-8 text ({exc}); save the table as UTF-8 CSV.") from exc
     except OSError as exc:
@@ -72,16 +73,38 @@ def _csv_rows(path: Path):
         raise LibraryError(f"{path} is empty; expected a header row and one row per unit.")
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+def _read_csv_lines(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    """(header, data rows, each data row's line number in the file); blank lines skipped."""
     rows = list(_csv_rows(path))
-    return rows[0], [r for r in rows[1:] if r]
+    data = [(n, r) for n, r in rows[1:] if r]
+    return rows[0][1], [r for _, r in data], [n for n, _ in data]
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    header, rows, _ = _read_csv_lines(path)
+    return header, rows
 
 
 def _count_rows(path: Path) -> int:
     """Data rows of a CSV as :func:`_read_csv` counts them (blank lines skipped), without keeping them."""
     rows = _csv_rows(path)
     next(rows)  # the header
-    return sum(1 for r in rows if r)
+    return sum(1 for _, r in rows if r)
+
+
+def _text_column(path: Path, table: tuple, name: str) -> np.ndarray:
+    """The cells of the header column ``name`` of the CSV ``table`` (:func:`_read_csv_lines` of
+    ``path``), as object; a row too short to hold one is an error naming the file and line."""
+    header, rows, lines = table
+    j = header.index(name)
+    for r, line in zip(rows, lines, strict=True):
+        if len(r) <= j:
+            raise LibraryError(
+                f"{path}:{line}: the row ({','.join(r)[:40]}) has {len(r)} value(s) but the header has "
+                f"{len(header)} columns ({','.join(header)[:60]}): no {name!r} cell; every row needs "
+                "one value per header column."
+            )
+    return np.array([r[j] for r in rows], dtype=object)
 
 
 def _numeric_table(path: Path, expected_columns: list[int] | None) -> np.ndarray:
@@ -151,20 +174,19 @@ def _read_labels(folder: Path, required: bool = True) -> tuple[np.ndarray | None
     None), and labels outside :data:`TABLE_LABELS` are read as unlabeled (compared with nothing)."""
     labels = ids = None
     if (folder / "units.csv").exists():
-        header, rows = _read_csv(folder / "units.csv")
+        table = _read_csv_lines(folder / "units.csv")
+        header = table[0]
         if "label" not in header and (required or "neuron_id" not in header):
             raise LibraryError(f"{folder / 'units.csv'} has no 'label' column (columns: {header}).")
-        ii = header.index("neuron_id") if "neuron_id" in header else None
         if "label" in header:
-            labels = np.array([r[header.index("label")] for r in rows], dtype=object)
-        if ii is not None:
-            ids = np.array([r[ii] for r in rows], dtype=object)
+            labels = _text_column(folder / "units.csv", table, "label")
+        if "neuron_id" in header:
+            ids = _text_column(folder / "units.csv", table, "neuron_id")
     if (folder / "labels.csv").exists():
-        header, rows = _read_csv(folder / "labels.csv")
-        if "label" not in header:
-            raise LibraryError(f"{folder / 'labels.csv'} has no 'label' column (columns: {header}).")
-        li = header.index("label")
-        lab2 = np.array([r[li] for r in rows], dtype=object)
+        table = _read_csv_lines(folder / "labels.csv")
+        if "label" not in table[0]:
+            raise LibraryError(f"{folder / 'labels.csv'} has no 'label' column (columns: {table[0]}).")
+        lab2 = _text_column(folder / "labels.csv", table, "label")
         if labels is not None and len(lab2) != len(labels):
             raise LibraryError(
                 f"{folder}: labels.csv has {len(lab2)} rows and units.csv {len(labels)}; rows must be "

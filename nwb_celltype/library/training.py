@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import LibraryError, NwbCelltypeError
 from ..features.config import FeatureConfig, FeatureSet
-from ._annotations import EVIDENCE_FIELDS, read_ground_truth
+from ._annotations import EVIDENCE_FIELDS, labelled_units_table, read_ground_truth, units_of
 from ._hashing import cached_sha256, sha256_file
 from .manifest import LibraryEntry, Manifest, is_manifest_path, load_manifest
 
@@ -43,13 +43,20 @@ class TrainingSet:
     labels : (n,) object (str)
         Ground-truth class per unit, ``""`` where unlabelled.
     references : list of dict
-        One per file: ``source``, ``sha256``, ``library``, ``annotation_tables``, ``n_units``,
-        ``n_labelled`` (stored in model cards as the training library's identity).
+        One per file: ``source`` (the entry's path, URL or table folder), ``sha256``, ``library``,
+        ``annotation_tables``, ``n_units``, ``n_labelled`` (stored in model cards as the training
+        library's identity); ``lab`` (an NWB file's ``general/lab``, a table folder's dataset.json
+        ``lab``: the loss balances labs), ``species``; for table folders also ``kind``, ``name`` and
+        ``dataset_source`` (dataset.json's ``source`` text).
     file_index : (n,) int64
         Index into ``references`` of each unit's file.
     evidence : dict of field -> (n,) object (str)
         Per-unit ``evidence_type``, ``evidence_text``, ``labelled_by``, ``labelled_at`` and
         ``annotation`` (the table the label came from); ``""`` where unlabelled.
+    neuron_ids : (n,) object (str)
+        The tables' own ``neuron_id`` of each row of a feature-table entry (its ``features.unit_ids``
+        are row numbers 0..n-1, repeated across folders); ``""`` for units of NWB files, which their
+        Units id (``features.unit_ids``) and file (``references[file_index]``) identify.
     """
 
     features: FeatureSet
@@ -57,6 +64,7 @@ class TrainingSet:
     references: list[dict]
     file_index: np.ndarray
     evidence: dict[str, np.ndarray] = field(default_factory=dict)
+    neuron_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -140,22 +148,22 @@ def _load_featureset(path: Path, config):
 # -- one file ----------------------------------------------------------------------------------
 
 
-def _labels_of(nwbfile, unit_ids: np.ndarray, annotation: str | None, where: str) -> dict:
-    """Per-unit labels + evidence from the file's ground-truth tables (conflicts are errors)."""
-    file_ids = np.asarray(nwbfile.units.id.data[:], dtype=np.int64)
+def _labels_of(nwbfile, unit_ids: np.ndarray, tables: list, units_table: str | None, where: str) -> dict:
+    """Per-unit labels + evidence from the file's ground-truth ``tables``, whose rows refer to the
+    Units table at ``units_table`` (the one whose units ``unit_ids`` are); conflicts are errors."""
+    file_ids = np.asarray(units_of(nwbfile, units_table).id.data[:], dtype=np.int64) if tables else []
     n = len(unit_ids)
     pos = {int(u): i for i, u in enumerate(unit_ids)}
     labels = np.full(n, "", dtype=object)
     ev = {f: np.full(n, "", dtype=object) for f in (*EVIDENCE_FIELDS, "annotation")}
-    tables = read_ground_truth(nwbfile, name=annotation)
     for gt in tables:
         for row, lab, *evs in zip(
             gt.unit_indices, gt.labels, *(gt.evidence[f] for f in EVIDENCE_FIELDS), strict=True
         ):
             if not 0 <= row < len(file_ids):
                 raise LibraryError(
-                    f"{where}: table {gt.table!r} points at Units row {row}, but Units has "
-                    f"{len(file_ids)} rows; the file is inconsistent - relabel it."
+                    f"{where}: table {gt.table!r} points at row {row} of the Units table "
+                    f"{units_table}, which has {len(file_ids)} rows; the file is inconsistent - relabel it."
                 )
             i = pos[int(file_ids[row])]
             if labels[i] and labels[i] != lab:
@@ -172,6 +180,7 @@ def _labels_of(nwbfile, unit_ids: np.ndarray, annotation: str | None, where: str
         "labels": labels.tolist(),
         "evidence": {k: v.tolist() for k, v in ev.items()},
         "tables": [g.table for g in tables],
+        "lab": str(nwbfile.lab or ""),  # general/lab: the loss balances labs, not files
     }
 
 
@@ -182,15 +191,20 @@ def _featurise(source: str, config, annotation: str | None, where: str, layer_co
     family = family_of(config)
     sets = []
     with open_source(source) as src:
+        # the units the labels refer to: /units or a sorting in a processing module
+        tables = read_ground_truth(src.nwbfile, name=annotation)
+        units_table = labelled_units_table(src.nwbfile, tables, where)
         # families that classify units without a waveform read files without waveform_mean too
         need_waves = family.name == "c4-3d"
-        for batch in read_units(src, layer_column=layer_column, require_waveforms=need_waves):
+        for batch in read_units(
+            src, layer_column=layer_column, require_waveforms=need_waves, units_table=units_table
+        ):
             sets.append(family.extract_features(batch, config))
         if not sets:
             raise LibraryError(f"{where}: the file has no units; remove it from the library.")
         fs = family.concatenate(sets)
         family.note_species(fs, src.species)  # for the model's species rule (and the cache)
-        labels = _labels_of(src.nwbfile, fs.unit_ids, annotation, where)
+        labels = _labels_of(src.nwbfile, fs.unit_ids, tables, units_table, where)
         info = src.info.to_dict() if hasattr(src, "info") else {}
     return fs, labels, info
 
@@ -231,6 +245,24 @@ def _entry_sha(entry: LibraryEntry, source: str, memo_dir: Path) -> str | None:
     return entry.sha256
 
 
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _lab_of(entry: LibraryEntry, source: str, where: str) -> str:
+    """The NWB file's ``general/lab`` (no spikes read), for labels cached before they recorded it;
+    "" (the file balanced as its own lab) when a local file is gone."""
+    from ._open import open_nwb
+
+    if entry.is_local and not Path(source).exists():
+        logger.warning("%s: file missing, so its lab is unknown; it is balanced as a lab of its own", where)
+        return ""
+    with open_nwb(source) as nwbfile:
+        return str(nwbfile.lab or "")
+
+
 def _nwb_entry(entry: LibraryEntry, source: str, where: str, annotation, config, cache: Path, layer_column):
     """Features + labels of an NWB entry, from the feature cache when its hash is known."""
     sha = _entry_sha(entry, source, cache)
@@ -241,6 +273,9 @@ def _nwb_entry(entry: LibraryEntry, source: str, where: str, annotation, config,
         if fpath.exists() and lpath.exists():
             fs = _load_featureset(fpath, config)
             labels = json.loads(lpath.read_text()) if fs is not None else None
+            if labels is not None and "lab" not in labels:  # cached before the labels kept the lab
+                labels["lab"] = _lab_of(entry, source, where)
+                _write_json(lpath, labels)
     if fs is None:
         if entry.is_local and not Path(source).exists():
             raise LibraryError(
@@ -266,9 +301,7 @@ def _nwb_entry(entry: LibraryEntry, source: str, where: str, annotation, config,
         if sha:
             fpath, lpath = _cache_paths(cache, sha, config, annotation)
             _save_featureset(fpath, fs)
-            tmp = lpath.with_name(f".{lpath.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(labels))
-            os.replace(tmp, lpath)
+            _write_json(lpath, labels)
     else:
         logger.info("features of %s served from cache %s", where, fpath)
     return fs, labels, sha
@@ -337,22 +370,27 @@ def load_training_set(
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc="library files", unit="file")
-    sets, all_labels, refs, file_index = [], [], [], []
+    sets, all_labels, refs, file_index, neuron_ids = [], [], [], [], []
     seen: dict[str, str] = {}  # content hash -> the entry that had it
     evidence: dict[str, list] = {f: [] for f in (*EVIDENCE_FIELDS, "annotation")}
     for k, entry in enumerate(it):
         source = entry.source(manifest.root)
         where = entry.identity()
         annotation = annotation_name if annotation_name is not None else entry.annotation
-        extra: dict = {}
         if entry.is_tables:
             fs, labels, sha = _tables_entry(entry, source, config, where)
             extra = {"kind": "feature tables"}
-            extra.update({f: str(fs.meta[f]) for f in ("name", "lab", "species", "source") if f in fs.meta})
+            extra.update({f: str(fs.meta[f]) for f in ("name", "lab", "species") if f in fs.meta})
+            if "source" in fs.meta:  # dataset.json's text; "source" stays the folder, as for files
+                extra["dataset_source"] = str(fs.meta["source"])
+            names = [str(x) for x in fs.meta["neuron_ids"]]
         else:
             fs, labels, sha = _nwb_entry(entry, source, where, annotation, config, cache, layer_column)
             species = (getattr(fs, "meta", None) or {}).get("species")
             extra = {"species": str(species)} if species else {}
+            if labels.get("lab"):  # files of one lab are balanced as one lab, not one lab each
+                extra["lab"] = labels["lab"]
+            names = [""] * len(fs)
             if entry.dandiset:
                 extra.update({"dandiset": entry.dandiset, "version": entry.version or "draft"})
                 extra["asset_path"] = entry.asset_path
@@ -370,6 +408,7 @@ def load_training_set(
         for f in evidence:
             evidence[f].extend(labels["evidence"][f])
         file_index.append(np.full(len(fs), k, dtype=np.int64))
+        neuron_ids += names
         refs.append(
             {
                 "source": where,
@@ -389,4 +428,5 @@ def load_training_set(
         references=refs,
         file_index=np.concatenate(file_index),
         evidence={f: np.asarray(v, dtype=object) for f, v in evidence.items()},
+        neuron_ids=np.asarray(neuron_ids, dtype=object),
     )

@@ -13,9 +13,9 @@ import numpy as np
 
 from ..errors import LibraryError, NwbCelltypeError
 from ..vocabulary import EVIDENCE_TYPES
-from ._annotations import LABEL_VOCABULARY, read_ground_truth
+from ._annotations import LABEL_VOCABULARY, default_units_table, read_ground_truth, units_of, units_tables
 from ._hashing import sha256_file
-from ._open import open_nwb, spike_counts
+from ._open import open_nwb
 from .manifest import Manifest, load_manifest
 
 logger = logging.getLogger(__name__)
@@ -209,81 +209,107 @@ def _check_tables(entry, source, where, check_hashes, add, by_hash: dict) -> int
 
 
 def _check_file(nwbfile, annotation, where, min_spikes, require_waveforms, add, rep) -> None:
-    units = nwbfile.units
-    if units is None or len(units) == 0:
-        add("error", "no-units", where, "no Units table")
-        return
-    n_units = len(units)
-    ids = np.asarray(units.id.data[:], dtype=np.int64)
+    """The ground-truth tables of an open NWB file, each against the Units table its rows refer to
+    (``/units`` or a sorting in a processing module)."""
     try:
         tables = read_ground_truth(nwbfile, name=annotation)
+        problem = "no ground-truth annotation table (label it with `library label`)"
     except LibraryError as exc:
-        add("error", "no-ground-truth", where, str(exc))
-        return
+        tables, problem = [], str(exc)
     if not tables:
+        default = default_units_table(nwbfile)
+        if not units_tables(nwbfile) or (default is not None and len(units_of(nwbfile, default)) == 0):
+            add("error", "no-units", where, "no Units table (or it is empty)")
+        else:
+            add("error", "no-ground-truth", where, problem)
+        return
+    paths = list(dict.fromkeys(gt.units_table for gt in tables))
+    if len(paths) > 1:
         add(
             "error",
-            "no-ground-truth",
+            "several-units-tables",
             where,
-            "no ground-truth annotation table (label it with `library label`)",
+            "ground-truth tables label units of several Units tables ("
+            + ", ".join(f"{gt.table!r} -> {gt.units_table}" for gt in tables)
+            + "), possibly the same neurons sorted twice; name one table with annotation = NAME in "
+            "the manifest",
         )
-        return
-    counts = spike_counts(nwbfile)
-    has_wf = "waveform_mean" in units.colnames
-    seen: dict[int, tuple[str, str]] = {}
+    units = {p: units_of(nwbfile, p) for p in paths}
+    seen: dict[tuple[str, int], tuple[str, str]] = {}
     for gt in tables:
-        tw = f"{where} [{gt.table}]"
-        for row, lab, etype, etext, who, when in zip(
-            gt.unit_indices,
-            gt.labels,
-            gt.evidence["evidence_type"],
-            gt.evidence["evidence_text"],
-            gt.evidence["labelled_by"],
-            gt.evidence["labelled_at"],
-            strict=True,
-        ):
-            if not 0 <= row < n_units:
-                add("error", "unit-out-of-range", tw, f"row {row} but Units has {n_units} rows")
-                continue
-            uid = int(ids[row])
-            u = f"unit {uid}"
-            rep.n_labelled += 1
-            if lab not in LABEL_VOCABULARY:
-                add("error", "unknown-label", tw, f"{u}: label {lab!r} not in {list(LABEL_VOCABULARY)}")
-            types = [t for t in etype.split("; ") if t]
-            if not types:
-                add("error", "no-evidence", tw, f"{u}: no evidence type recorded")
-            elif any(t not in EVIDENCE_TYPES for t in types):
-                add(
-                    "error",
-                    "unknown-evidence",
-                    tw,
-                    f"{u}: evidence type {etype!r} not in {list(EVIDENCE_TYPES)}",
-                )
-            if not who:
-                add("error", "no-labeller", tw, f"{u}: who labelled it is not recorded")
-            if not etext:
-                add("warning", "no-evidence-text", tw, f"{u}: no free-text evidence")
-            if not when:
-                add("warning", "no-time", tw, f"{u}: labelling time not recorded")
-            if uid in seen:
-                prev_table, prev_label = seen[uid]
-                kind = "conflicting" if prev_label != lab else "repeated"
-                add(
-                    "error",
-                    "duplicate-label",
-                    tw,
-                    f"{u} labelled twice ({kind}): {prev_label!r} in {prev_table!r}, {lab!r} here; name one "
-                    "table with annotation = NAME in the manifest",
-                )
-            seen[uid] = (gt.table, lab)
-            if counts is not None and counts[row] < min_spikes:
-                add("error", "too-few-spikes", tw, f"{u}: {counts[row]} spikes < {min_spikes}")
-            if counts is None:
-                add("error", "no-spikes", tw, f"{u}: Units has no spike_times")
-            if require_waveforms and not has_wf:
-                add("error", "no-waveform", tw, f"{u}: Units has no waveform_mean column")
+        if len(units[gt.units_table]) == 0:
+            add("error", "no-units", f"{where} [{gt.table}]", f"its Units table {gt.units_table} is empty")
+            continue
+        _check_rows(
+            gt, units[gt.units_table], f"{where} [{gt.table}]", seen, add, rep, min_spikes, require_waveforms
+        )
     per_class = defaultdict(int)
     for _, lab in seen.values():
         per_class[lab] += 1
     logger.info("%s: %d labelled units %s", where, len(seen), dict(per_class))
+
+
+def _check_rows(gt, units, tw, seen: dict, add, rep, min_spikes, require_waveforms) -> None:
+    """The rows of the ground-truth table ``gt`` against its Units table ``units``; ``seen``: (Units
+    table, unit id) -> (table, label) of the units labelled so far in the file."""
+    n_units = len(units)
+    ids = np.asarray(units.id.data[:], dtype=np.int64)
+    counts = _spike_counts(units)
+    has_wf = "waveform_mean" in units.colnames
+    name = "Units" if gt.units_table == "/units" else f"Units table {gt.units_table}"
+    for row, lab, etype, etext, who, when in zip(
+        gt.unit_indices,
+        gt.labels,
+        gt.evidence["evidence_type"],
+        gt.evidence["evidence_text"],
+        gt.evidence["labelled_by"],
+        gt.evidence["labelled_at"],
+        strict=True,
+    ):
+        if not 0 <= row < n_units:
+            add("error", "unit-out-of-range", tw, f"row {row} but {name} has {n_units} rows")
+            continue
+        uid = int(ids[row])
+        u = f"unit {uid}"
+        rep.n_labelled += 1
+        if lab not in LABEL_VOCABULARY:
+            add("error", "unknown-label", tw, f"{u}: label {lab!r} not in {list(LABEL_VOCABULARY)}")
+        types = [t for t in etype.split("; ") if t]
+        if not types:
+            add("error", "no-evidence", tw, f"{u}: no evidence type recorded")
+        elif any(t not in EVIDENCE_TYPES for t in types):
+            add(
+                "error", "unknown-evidence", tw, f"{u}: evidence type {etype!r} not in {list(EVIDENCE_TYPES)}"
+            )
+        if not who:
+            add("error", "no-labeller", tw, f"{u}: who labelled it is not recorded")
+        if not etext:
+            add("warning", "no-evidence-text", tw, f"{u}: no free-text evidence")
+        if not when:
+            add("warning", "no-time", tw, f"{u}: labelling time not recorded")
+        if (gt.units_table, uid) in seen:
+            prev_table, prev_label = seen[gt.units_table, uid]
+            kind = "conflicting" if prev_label != lab else "repeated"
+            add(
+                "error",
+                "duplicate-label",
+                tw,
+                f"{u} labelled twice ({kind}): {prev_label!r} in {prev_table!r}, {lab!r} here; name one "
+                "table with annotation = NAME in the manifest",
+            )
+        seen[gt.units_table, uid] = (gt.table, lab)
+        if counts is not None and counts[row] < min_spikes:
+            add("error", "too-few-spikes", tw, f"{u}: {counts[row]} spikes < {min_spikes}")
+        if counts is None:
+            add("error", "no-spikes", tw, f"{u}: {name} has no spike_times")
+        if require_waveforms and not has_wf:
+            add("error", "no-waveform", tw, f"{u}: {name} has no waveform_mean column")
+
+
+def _spike_counts(units) -> np.ndarray | None:
+    """(n_units,) spike count per unit of a Units table from its ``spike_times`` index alone (no
+    spike is read), as :func:`._open.spike_counts` gives for ``NWBFile.units``; None without spikes."""
+    if "spike_times" not in units.colnames:
+        return None
+    ends = np.asarray(units["spike_times"].data[:], dtype=np.int64)  # VectorIndex: end offsets
+    return np.diff(np.r_[0, ends])
