@@ -5,6 +5,7 @@ without a waveform, and units unlike every class."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 
 import numpy as np
@@ -46,6 +47,11 @@ def test_bundle_round_trip_and_card(small_bundle):
     card = json.loads((small_bundle / "model_card.json").read_text())
     assert card["training"]["class_counts"]["PkC_ss"] == 27  # Hull's 27 simple-spike units
     assert {r["name"] for r in card["training_data"]} == {"hull", "hausser"}
+    # the manifest it was trained from, by identity, and no folder of the build machine
+    lib = small_bundle.parent / "lib.toml"
+    assert card["training_manifest"]["file_name"] == "lib.toml"
+    assert card["training_manifest"]["sha256"] == hashlib.sha256(lib.read_bytes()).hexdigest()
+    assert str(small_bundle.parent) not in json.dumps(card)
     assert b.n_members > 0
     # an edited card is refused
     card["name"] = "edited"

@@ -4,6 +4,7 @@ holds each file's labels. ``train`` / ``evaluate`` and the ``library`` commands 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -357,3 +358,14 @@ def merge_manifests(manifests: Sequence[Manifest], *, name: str, description: st
             seen[key] = len(out)
             out.append(new)
     return Manifest(name=name, entries=out, description=description, root=root)
+
+
+def identify_manifest(path: str | os.PathLike) -> dict:
+    """The identity of a library manifest that a model card records, without its location:
+    ``file_name``, ``sha256`` (hex, of the file's bytes) and ``size_bytes``."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LibraryError(f"cannot read the manifest {path}: {exc.strerror or exc}.") from exc
+    return {"file_name": path.name, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)}

@@ -17,7 +17,7 @@ from ..errors import LibraryError, NwbCelltypeError
 from ..features.config import FeatureConfig, FeatureSet
 from ._annotations import EVIDENCE_FIELDS, labelled_units_table, read_ground_truth, units_of
 from ._hashing import cached_sha256, sha256_file
-from .manifest import LibraryEntry, Manifest, is_manifest_path, load_manifest
+from .manifest import LibraryEntry, Manifest, identify_manifest, is_manifest_path, load_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ class TrainingSet:
     evidence : dict of field -> (n,) object (str)
         Per-unit ``evidence_type``, ``evidence_text``, ``labelled_by``, ``labelled_at`` and
         ``annotation`` (the table the label came from); ``""`` where unlabelled.
+    manifest : dict or None
+        The manifest file the set was loaded from, without its location (file name, sha256, size:
+        :func:`~nwb_celltype.library.manifest.identify_manifest`); None when not loaded from a file.
     neuron_ids : (n,) object (str)
         The tables' own ``neuron_id`` of each row of a feature-table entry (its ``features.unit_ids``
         are row numbers 0..n-1, repeated across folders); ``""`` for units of NWB files, which their
@@ -65,6 +68,7 @@ class TrainingSet:
     file_index: np.ndarray
     evidence: dict[str, np.ndarray] = field(default_factory=dict)
     neuron_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    manifest: dict | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -342,10 +346,12 @@ def load_training_set(
     """
     config = config or FeatureConfig()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    manifest_id = None
     if isinstance(sources_or_manifest, Manifest):
         manifest = sources_or_manifest
     elif isinstance(sources_or_manifest, (str, os.PathLike)) and is_manifest_path(sources_or_manifest):
         manifest = load_manifest(sources_or_manifest)
+        manifest_id = identify_manifest(sources_or_manifest)  # what a model card records of it
     else:
         srcs = (
             [sources_or_manifest]
@@ -429,4 +435,5 @@ def load_training_set(
         file_index=np.concatenate(file_index),
         evidence={f: np.asarray(v, dtype=object) for f, v in evidence.items()},
         neuron_ids=np.asarray(neuron_ids, dtype=object),
+        manifest=manifest_id,
     )

@@ -464,7 +464,7 @@ def train_discharge_model(
     (lab) balances the loss across labs within a class.
     """
     from .real_training import train_real_ensemble
-    from .training_inputs import evidence_card
+    from .training_inputs import evidence_card, training_data_card
 
     fs = training_set.features
     if getattr(fs, "family", None) != FAMILY:
@@ -510,7 +510,7 @@ def train_discharge_model(
             "n_pretrain_only": int(len(fs) - sum(counts.values())),
             "seconds": meta.get("training_seconds"),
         },
-        "training_data": [dict(r) for r in refs],
+        **training_data_card(training_set),  # sources and manifest, no absolute paths
         **evidence_card(training_set),
     }
     extra.update(card_extra or {})

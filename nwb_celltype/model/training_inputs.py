@@ -4,16 +4,16 @@ card records of them (sources, the manifest that listed them) without the build 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Protocol
 
 import numpy as np
 
 from ..errors import LibraryError, ModelError, ModelMismatchError
 from ..features.config import FeatureSet
+from ..library.manifest import identify_manifest
 from ..vocabulary import C4_CLASSES, LAYERS
 
 # torch is imported where tensors are made: checking a manifest against a card needs none
@@ -130,17 +130,6 @@ VERIFY_TEXT = (
     "the manifest file's bytes must have this sha256 (`sha256sum FILE`, or "
     "nwb_celltype.model.training_inputs.verify_training_manifest(card, FILE)); its file name may differ"
 )
-
-
-def identify_manifest(path: str | os.PathLike) -> dict:
-    """The identity of a library manifest that a model card records, without its location:
-    ``file_name``, ``sha256`` (hex, of the file's bytes) and ``size_bytes``."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise LibraryError(f"cannot read the manifest {path}: {exc.strerror or exc}.") from exc
-    return {"file_name": path.name, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)}
 
 
 def _portable_source(ref: Mapping) -> dict:
