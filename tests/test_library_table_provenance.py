@@ -77,6 +77,7 @@ def test_evaluation_rows_name_the_folder_of_each_unit(tmp_path):
     rep = describe_data(empty, ts, None, rows)
     src = rep.units["source"].tolist()
     assert src[0] != src[1] and src[0].endswith("hull") and src[1].endswith("lisberger")
+    assert rep.units["neuron_id"].tolist() == ["hull_0", "lisberger_0"]  # the tables' own ids
 
 
 @pytest.mark.parametrize("name", ["units.csv", "labels.csv"])

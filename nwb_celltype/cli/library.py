@@ -32,9 +32,9 @@ def library() -> None:
 )
 @click.option(
     "--id-column",
-    help="Units column that the --labels table's ids refer to, e.g. cluster_id ('id': the NWB unit ids). "
-    "Default: the NWB ids, except that a cluster_id (or unit_name) key column is matched through the "
-    "Units column of that name when the file has one.",
+    help="Units column that the --labels table's ids refer to, e.g. cluster_id or unit_name ('id': the NWB "
+    "unit ids). Default: a cluster_id (or unit_name) key column is matched through the Units column of that "
+    "name, and is an error when the file has none; unit_id / id keys are the NWB ids.",
 )
 @units_table_option("label", "; the labels refer to its rows")
 @click.option(

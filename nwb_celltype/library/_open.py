@@ -34,11 +34,11 @@ def open_nwb(source: str) -> Iterator:
         yield io.read()
 
 
-def spike_counts(nwbfile):
-    """(n_units,) spike count per unit from the ``spike_times`` index alone (no spike is read)."""
+def spike_counts(units):
+    """(n_units,) spike count per unit of a Units table (``NWBFile.units`` or one in a processing
+    module) from its ``spike_times`` index alone (no spike is read); None without spikes."""
     import numpy as np
 
-    units = nwbfile.units
     if units is None or "spike_times" not in units.colnames:
         return None
     ends = np.asarray(units["spike_times"].data[:], dtype=np.int64)  # VectorIndex: end offsets

@@ -15,7 +15,7 @@ from ..errors import LibraryError, NwbCelltypeError
 from ..vocabulary import EVIDENCE_TYPES
 from ._annotations import LABEL_VOCABULARY, default_units_table, read_ground_truth, units_of, units_tables
 from ._hashing import sha256_file
-from ._open import open_nwb
+from ._open import open_nwb, spike_counts
 from .manifest import Manifest, load_manifest
 
 logger = logging.getLogger(__name__)
@@ -254,7 +254,7 @@ def _check_rows(gt, units, tw, seen: dict, add, rep, min_spikes, require_wavefor
     table, unit id) -> (table, label) of the units labelled so far in the file."""
     n_units = len(units)
     ids = np.asarray(units.id.data[:], dtype=np.int64)
-    counts = _spike_counts(units)
+    counts = spike_counts(units)
     has_wf = "waveform_mean" in units.colnames
     name = "Units" if gt.units_table == "/units" else f"Units table {gt.units_table}"
     for row, lab, etype, etext, who, when in zip(
@@ -304,12 +304,3 @@ def _check_rows(gt, units, tw, seen: dict, add, rep, min_spikes, require_wavefor
             add("error", "no-spikes", tw, f"{u}: {name} has no spike_times")
         if require_waveforms and not has_wf:
             add("error", "no-waveform", tw, f"{u}: {name} has no waveform_mean column")
-
-
-def _spike_counts(units) -> np.ndarray | None:
-    """(n_units,) spike count per unit of a Units table from its ``spike_times`` index alone (no
-    spike is read), as :func:`._open.spike_counts` gives for ``NWBFile.units``; None without spikes."""
-    if "spike_times" not in units.colnames:
-        return None
-    ends = np.asarray(units["spike_times"].data[:], dtype=np.int64)  # VectorIndex: end offsets
-    return np.diff(np.r_[0, ends])

@@ -217,6 +217,9 @@ def describe_data(
             "source": np.array([sources[i] if 0 <= i < len(sources) else "" for i in fi], dtype=str),
             "unit_id": np.asarray(evaluated.features.unit_ids, dtype=np.int64)[rows],
         }
+        neuron_ids = np.asarray(getattr(evaluated, "neuron_ids", ()), dtype=object)
+        if len(neuron_ids) == len(evaluated.features.unit_ids):  # the tables' own ids ("" for NWB units)
+            report.units["neuron_id"] = neuron_ids[rows].astype(str)
     return report
 
 
