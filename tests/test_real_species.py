@@ -43,6 +43,14 @@ CLASSES = ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB")
         ("mouse [PV-Cre]", "Mus musculus"),
         ("Rattus norvegicus (Long-Evans)", "Rattus norvegicus"),
         ("Homo sapiens", "Homo sapiens"),
+        ("Mus musculus, C57BL/6J", "Mus musculus"),
+        ("Mus musculus; Pcp2-Cre", "Mus musculus"),
+        ("C57BL/6J mouse", "Mus musculus"),
+        ("PV-Cre mice", "Mus musculus"),
+        ("Long-Evans rat", "Rattus norvegicus"),
+        ("Sprague Dawley rat", "Rattus norvegicus"),
+        ("mouse lemur", "mouse lemur"),  # a primate: not a mouse
+        ("deer mouse", "deer mouse"),  # Peromyscus
         ("unknown", ""),
         ("", ""),
         (None, ""),

@@ -27,6 +27,8 @@ ELECTRODES = "general/extracellular_ephys/electrodes/location"
         ("MOBgr", "outside"),  # the olfactory bulb's granule layer, not the cerebellum's
         ("IP", "outside"),  # interposed nucleus: cerebellar, but no C4 class lives there
         ("DN", "outside"),  # dentate nucleus
+        ("PL", "outside"),  # prelimbic area (IBL, Steinmetz et al. 2019), not "Purkinje layer"
+        ("pl", "cerebellar cortex"),
         # Allen acronyms are case-sensitive, and cerebellar labs write some of them for other things
         ("ca1", "unknown"),
         ("VI", "unknown"),  # lobule VI, not Allen's abducens nucleus

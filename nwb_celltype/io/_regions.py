@@ -85,8 +85,10 @@ def location_scope(location: str | bytes | None) -> str:
     s = str(location).strip()
     if not s:
         return UNKNOWN
-    if map_location_to_layer(s) != "unknown":
-        return CEREBELLAR_CORTEX
     outside, cortex = _scopes()
     key = _key(s)
-    return cortex.get(key.lower()) or outside.get(key, UNKNOWN)
+    if key in outside:  # an atlas acronym as the atlas writes it: "PL" is the prelimbic area
+        return OUTSIDE
+    if map_location_to_layer(s) != "unknown":
+        return CEREBELLAR_CORTEX
+    return cortex.get(key.lower(), UNKNOWN)

@@ -84,13 +84,30 @@ def canonical_species(name) -> str:
     key = s.lower()
     if key in _CANONICAL:
         return _CANONICAL[key]
-    # a strain or note after the species: "Mus musculus (C57BL/6)", "Mus musculus C57BL/6J",
-    # "mouse [PV-Cre]"; the binomial or common name before it decides
-    bare = " ".join(re.sub(r"[(\[].*?([)\]]|$)", " ", key).split())
-    for cand in (bare, " ".join(bare.split()[:2]), " ".join(bare.split()[:1])):
-        if cand in _CANONICAL:
-            return _CANONICAL[cand]
-    return s
+    return _species_in(s) or s
+
+
+def _species_in(s: str) -> str:
+    """The known species a longer name states (a strain or note beside it), else "": the part before
+    a comma, semicolon, " - " or bracket ("Mus musculus, C57BL/6J", "mouse [PV-Cre]"), read as a
+    binomial followed by more ("Mus musculus C57BL/6J") or a common name after strain-like words
+    ("C57BL/6J mouse", "PV-Cre mice", "Sprague Dawley rat"; not "mouse lemur" nor "deer mouse")."""
+    head = re.split(r"[,;(\[]|\s-\s", s, maxsplit=1)[0].strip()
+    words = head.split()
+    if not words:
+        return ""
+    for cand in (head, " ".join(words[:2])):
+        if cand.lower() in _CANONICAL:
+            return _CANONICAL[cand.lower()]
+    if words[-1].lower() in _CANONICAL and all(_strain_like(w) for w in words[:-1]):
+        return _CANONICAL[words[-1].lower()]
+    return ""
+
+
+def _strain_like(word: str) -> bool:
+    """A strain or genotype word: C57BL/6J, PV-Cre, Long-Evans, Sprague (capitalised or with a digit,
+    a hyphen or a slash), not a common noun ("deer")."""
+    return word[:1].isupper() or any(c.isdigit() or c in "-/" for c in word)
 
 
 def species_support(
