@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nwb_celltype.errors import ModelError
 from nwb_celltype.model.real_kernel import (
     fit_feature_map,
     kernel_features,
@@ -246,9 +247,13 @@ def test_one_view_model_mixes_the_full_view():
 
 def test_bad_kernel_settings_are_refused():
     raw, labels = _units(6, seed=0)
-    for bad in ({"kernel_share": 1.5}, {"kernel_share": 0.5, "kernel_c": 0.0}):
-        with pytest.raises(Exception, match="kernel_share=.*must be a share"):
-            train_real_ensemble(raw, labels, CLASSES, None, RealModelConfig(**{**TINY.to_dict(), **bad}))
+    # a share outside [0, 1]: refused by the configuration itself
+    with pytest.raises(ModelError, match=r"kernel_share must be in \[0, 1\], got 1.5"):
+        RealModelConfig(**{**TINY.to_dict(), "kernel_share": 1.5})
+    # no kernel regularisation with a kernel share: refused by the training
+    bad = {"kernel_share": 0.5, "kernel_c": 0.0}
+    with pytest.raises(Exception, match="kernel_share=.*must be a share"):
+        train_real_ensemble(raw, labels, CLASSES, None, RealModelConfig(**{**TINY.to_dict(), **bad}))
 
 
 def test_sample_weights_reach_the_regression_and_its_balanced_decision():
