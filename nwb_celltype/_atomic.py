@@ -490,8 +490,15 @@ def write_figure(fig, final: str | os.PathLike, **savefig_kwargs) -> Path:
     """Save a matplotlib figure to ``final`` (format from its suffix) through :func:`atomic_write`,
     without the per-target lock (figures of one report are each written by one process)."""
     final = Path(final)
+    fmt = final.suffix.lstrip(".").lower() or "png"
+    supported = fig.canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise OutputError(
+            f"cannot write a figure as {final.name}: matplotlib writes {', '.join(sorted(supported))}; "
+            "name the file .png (or .pdf, .svg)"
+        )
     with atomic_write(final, replace=True, lock=False) as tmp:
-        fig.savefig(tmp, format=final.suffix.lstrip(".") or "png", **savefig_kwargs)
+        fig.savefig(tmp, format=fmt, **savefig_kwargs)
     return final
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .vocabulary import NOT_CLASSIFIABLE, UNCLASSIFIED
+from .vocabulary import NOT_CLASSIFIABLE, PARENT_CLASS, UNCLASSIFIED
 
 __all__ = ["Agreement", "agreements", "agreements_in_file", "format_agreement"]
 
@@ -55,11 +55,13 @@ class Agreement:
 
     @property
     def right(self) -> np.ndarray:
-        return self.labelled & (self.predicted == self.truth)
+        """(n,) bool: labelled with the true class, or with a part of it (MLI_A or MLI_B on an MLI)."""
+        parent = np.array([PARENT_CLASS.get(str(p), str(p)) for p in self.predicted], dtype=object)
+        return self.labelled & ((self.predicted == self.truth) | (parent == self.truth))
 
     @property
     def wrong(self) -> np.ndarray:
-        return self.labelled & (self.predicted != self.truth)
+        return self.labelled & ~self.right
 
     def per_class(self) -> dict[str, dict[str, int]]:
         """Per true label: units, labelled, right (a label outside the model's classes is never right)."""
@@ -90,7 +92,8 @@ class Agreement:
         """Mean recall over the model's classes present in the truth, abstentions counted as misses
         (from ``per_class``, :meth:`per_class`'s result, when already computed)."""
         per_class = self.per_class() if per_class is None else per_class
-        rec = [v["right"] / v["n"] for c, v in per_class.items() if c in self.classes]
+        scored = {*self.classes, *(PARENT_CLASS.get(c, c) for c in self.classes)}  # MLI for MLI_A/B
+        rec = [v["right"] / v["n"] for c, v in per_class.items() if c in scored]
         return float(np.mean(rec)) if rec else float("nan")
 
     def to_dict(self) -> dict:

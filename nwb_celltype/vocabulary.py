@@ -9,6 +9,8 @@ from __future__ import annotations
 C4_CLASSES: tuple[str, ...] = ("GoC", "MLI", "MFB", "PkC_ss", "PkC_cs")
 #: Output order of C4's ``mli_clustering`` variants (MLI split into two clusters).
 C4_CLASSES_MLI_CLUSTERING: tuple[str, ...] = ("GoC", "MLI_A", "MLI_B", "MFB", "PkC_ss", "PkC_cs")
+#: Classes that are a part of a C4 class: an MLI_A or MLI_B label names a molecular layer interneuron.
+PARENT_CLASS: dict[str, str] = {"MLI_A": "MLI", "MLI_B": "MLI"}
 
 #: Label given to a unit whose confidence ratio is below the threshold (it keeps its probabilities).
 UNCLASSIFIED = "unclassified"

@@ -81,6 +81,20 @@ def test_counts_with_abstentions_as_misses_and_foreign_truth_as_wrong():
     assert agreements({"pred": pred}) == []
 
 
+def test_mli_clustering_labels_are_right_on_mli_units():
+    """C4's mli_clustering variants label MLI_A / MLI_B: on a unit whose truth is MLI, either is
+    right, and MLI enters the balanced recall (it was counted wrong and left out)."""
+    classes = ("GoC", "MLI_A", "MLI_B", "MFB", "PkC_ss", "PkC_cs")
+    pred = _record("pred", [1, 2, 3, 4], ["MLI_A", "MLI_B", "GoC", "unclassified"], "prediction", classes)
+    truth = _record("gt", [1, 2, 3, 4], ["MLI", "MLI", "MLI", "GoC"], "ground_truth", classes)
+    [a] = agreements({"pred": pred, "gt": truth})
+    d = a.to_dict()
+    assert (d["n_labelled"], d["n_right"], d["n_wrong"]) == (3, 2, 1)
+    assert d["per_class"]["MLI"] == {"n": 3, "labelled": 3, "right": 2}
+    assert d["balanced_recall_abstentions_as_misses"] == pytest.approx((2 / 3 + 0) / 2)  # MLI and GoC
+    assert d["wrong_units"] == [{"unit_id": 3, "truth": "MLI", "predicted": "GoC"}]
+
+
 def test_demo_prints_its_agreement_with_the_simulated_truth(tmp_path):
     """The numbers the demo prints equal those counted from the written file with plain pynwb
     (the Units table's cell_type column against the ground-truth annotation table)."""

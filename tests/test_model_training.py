@@ -366,3 +366,13 @@ def test_the_card_summarises_the_labels_evidence():
     ev["evidence_type"] = np.array(["simulation"] * 4, dtype=object)
     assert evidence_card(SimpleNamespace(labels=labels, evidence=ev))["trained_on_simulated_data"] is True
     assert evidence_card(SimpleNamespace(labels=labels, evidence={})) == {}
+    # the package's simulator writes stand-in evidence types ("optotagging", "expert") and says who
+    # labelled: such labels are simulated too (a model trained on `simulate` output was not flagged)
+    ev = {
+        "evidence_type": np.array(["optotagging", "", "expert", "expert"], dtype=object),
+        "labelled_by": np.array(["nwb_celltype.simulate 0.9"] * 3 + ["ben"], dtype=object),
+    }
+    card = evidence_card(SimpleNamespace(labels=labels, evidence=ev))
+    assert card["simulated_label_fraction"] == pytest.approx(2 / 3) and "trained_on_simulated_data" not in card
+    ev["labelled_by"] = np.array(["nwb_celltype.simulate 0.9"] * 4, dtype=object)
+    assert evidence_card(SimpleNamespace(labels=labels, evidence=ev))["trained_on_simulated_data"] is True

@@ -21,7 +21,10 @@ import click
     "first prediction).",
 )
 @click.option(
-    "--max-units", type=int, default=None, help="Draw at most this many units (the page lists all)."
+    "--max-units",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Draw at most this many units (the page lists all).",
 )
 @click.option(
     "--workers",

@@ -14,7 +14,7 @@ from ._common import print_json
     "--max-units",
     "--max-rows",
     "max_rows",
-    type=int,
+    type=click.IntRange(min=0),
     default=None,
     help="At most this many unit rows per table (--max-units, as in report).",
 )

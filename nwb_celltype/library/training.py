@@ -358,6 +358,12 @@ def load_training_set(
             if isinstance(sources_or_manifest, (str, os.PathLike))
             else sources_or_manifest
         )
+        manifests = [str(s) for s in srcs if is_manifest_path(s)]
+        if manifests:
+            raise LibraryError(
+                f"{', '.join(manifests)}: a manifest is given alone; give one manifest (merge several with "
+                "`nwb-celltype library merge`) or NWB files, not both."
+            )
         entries = []
         for s in srcs:
             s = str(s)

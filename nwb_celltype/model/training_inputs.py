@@ -104,9 +104,10 @@ def labelled_rows(training_set: TrainingSetLike, classes: tuple[str, ...] | None
 
 def evidence_card(training_set) -> dict:
     """Card fields on the labels' evidence: ``evidence`` (per field, ``evidence_type`` and
-    ``labelled_by``, the labelled units' count of each value), and ``trained_on_simulated_data``
-    True when every labelled unit's evidence is ``simulation`` (then annotate flags the model as it
-    flags the demo model). {} where the training set records no evidence."""
+    ``labelled_by``, the labelled units' count of each value), ``simulated_label_fraction`` (the
+    labelled units whose label a simulation made, where any did: :func:`_simulated`) and
+    ``trained_on_simulated_data`` True when every one did (then annotate flags the model as it flags
+    the demo model). {} where the training set records no evidence."""
     from collections import Counter
 
     ev = getattr(training_set, "evidence", None) or {}
@@ -119,10 +120,28 @@ def evidence_card(training_set) -> dict:
             counts = Counter(str(v) or "unknown" for v in np.asarray(vals, dtype=object)[labelled])
             summary[f] = dict(sorted(counts.items()))
     card: dict = {"evidence": summary} if summary else {}
-    types = set(summary.get("evidence_type", {}))
-    if types and types <= {"simulation"}:
+    simulated = _simulated(ev, len(labels))[labelled]
+    if simulated.any():
+        card["simulated_label_fraction"] = float(simulated.mean())
+    if len(simulated) and simulated.all():
         card["trained_on_simulated_data"] = True
     return card
+
+
+def _simulated(ev: Mapping, n: int) -> np.ndarray:
+    """(n,) bool: units whose label comes from a simulation, by its evidence (``simulation``) or by
+    what the package's simulator writes beside its stand-in evidence types (``labelled_by``
+    "nwb_celltype.simulate ...", ``evidence_text`` "SIMULATED unit ...")."""
+    out = np.zeros(n, dtype=bool)
+    for field, test in (
+        ("evidence_type", lambda v: v == "simulation"),
+        ("labelled_by", lambda v: v.startswith("nwb_celltype.simulate")),
+        ("evidence_text", lambda v: v.startswith("SIMULATED")),
+    ):
+        vals = ev.get(field)
+        if vals is not None and len(vals) == n:
+            out |= np.array([test(str(v)) for v in np.asarray(vals, dtype=object)], dtype=bool)
+    return out
 
 
 #: How a card's ``training_manifest`` is checked against a manifest file (stored in the card).
