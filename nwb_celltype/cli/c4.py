@@ -33,7 +33,10 @@ def c4() -> None:
     "or holding an earlier bundle only.",
 )
 @click.option(
-    "--classes", default=None, help="Comma-separated class names in output order, overriding the variant's."
+    "--classes",
+    default=None,
+    help="Comma-separated class names in output order, overriding the variant's: one per model output, "
+    "unique, not 'unclassified' or 'not_classifiable' (checked before the archive is read).",
 )
 @click.option(
     "--overwrite",

@@ -97,7 +97,12 @@ def features(
         family, config_dict = _model_family(model)
     fam = get_family(family or DEFAULT_MODEL_FAMILY)
     if config_path:
-        config_dict = json.loads(Path(config_path).read_text())
+        try:
+            config_dict = json.loads(Path(config_path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidValueError(f"--config {config_path}: not a readable JSON file ({exc}).") from exc
+        if not isinstance(config_dict, dict):
+            raise InvalidValueError(f"--config {config_path}: expected a JSON object of settings.")
     config = fam.config_from_dict(config_dict) if config_dict is not None else fam.default_config()
     if c4_selection:
         if fam.name != "c4-3d":

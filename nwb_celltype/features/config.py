@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import ClassVar
 
@@ -13,8 +15,52 @@ import numpy as np
 from ..errors import FeatureError
 
 
+@dataclass(frozen=True)
+class Allowed:
+    """What one configuration setting may hold: its kind (bool, int, float or str) and, for numbers,
+    the range ``lo <= value <= hi`` (``lo < value`` where ``lo_open``)."""
+
+    kind: type
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+
+    def accepts(self, value) -> bool:
+        """Whether ``value`` is of this kind (ints count as floats, bools never as numbers) and in range."""
+        if self.kind is bool or isinstance(value, bool):
+            return self.kind is bool and isinstance(value, bool)
+        if self.kind is str:
+            return isinstance(value, str)
+        number = numbers.Integral if self.kind is int else numbers.Real
+        if not isinstance(value, number) or not math.isfinite(value):
+            return False
+        above = self.lo is None or (value > self.lo if self.lo_open else value >= self.lo)
+        return above and (self.hi is None or value <= self.hi)
+
+    def describe(self) -> str:
+        if self.kind is bool:
+            return "true or false (a JSON boolean, not a string or number)"
+        if self.kind is str:
+            return "a string"
+        what = "an integer" if self.kind is int else "a number"
+        lo = "" if self.lo is None else f"{'>' if self.lo_open else '>='} {_number(self.lo)}"
+        hi = "" if self.hi is None else f"<= {_number(self.hi)}"
+        return f"{what} {' and '.join(x for x in (lo, hi) if x)}".rstrip()
+
+
+def _number(x: float) -> str:
+    """``x`` for messages: whole numbers with thousands separators, others as ``%g``."""
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:g}"
+
+
 class ConfigMixin:
-    """JSON round trip and hashing shared by every family's frozen configuration dataclass."""
+    """JSON round trip and hashing shared by every family's frozen configuration dataclass.
+
+    A subclass lists what each setting may hold in ``ALLOWED`` (:class:`Allowed`; every field must
+    be listed) and checks settings that must agree with each other in ``_check_consistency``.
+    """
+
+    ALLOWED: ClassVar[dict[str, Allowed]] = {}
 
     def to_dict(self) -> dict:
         """Plain dict of all settings (JSON-serialisable)."""
@@ -62,7 +108,29 @@ class ConfigMixin:
             )
         if d.get("family", cls.family) != cls.family:
             raise FeatureError(f"configuration of family {d['family']!r} given to {cls.family!r}.")
-        return cls(**d)
+        config = cls(**d)
+        config.check_settings()
+        return config
+
+    def check_settings(self) -> None:
+        """Raise a one-line :class:`~nwb_celltype.errors.FeatureError` naming the first setting whose
+        type or value is not allowed (``ALLOWED``), or settings that disagree with each other.
+
+        :meth:`from_dict` calls it: configurations read from JSON (``--config``, model cards, feature
+        files) are checked before any feature is computed with them."""
+        for f in fields(self):
+            allowed, value = self.ALLOWED.get(f.name), getattr(self, f.name)
+            if allowed is None:  # a field added without saying what it may hold
+                raise FeatureError(f"{self.family} feature configuration: {f.name} has no allowed range.")
+            if not allowed.accepts(value):
+                raise FeatureError(
+                    f"{self.family} feature configuration: {f.name}={value!r} is not allowed; expected "
+                    f"{allowed.describe()}."
+                )
+        self._check_consistency()
+
+    def _check_consistency(self) -> None:
+        """Settings that must agree with each other (each in its range already); none by default."""
 
     @classmethod
     def from_json(cls, s: str):
@@ -113,6 +181,69 @@ class FeatureConfig(ConfigMixin):
     min_good_duration_s: float = 180.0
     version: str = "1"
     family: ClassVar[str] = "c4-3d"  # the feature family (features/families.py); not a setting
+
+    #: Ranges: C4's value (npyx 4.3.1) times a generous factor where a setting sizes arrays or
+    #: loops (ACG window 2 s -> 20 s, at most 20,000 linear lags: log_geometry's matrix then
+    #: takes ~1 GB), physically meaningful bounds elsewhere (fractions in [0, 1]).
+    ALLOWED: ClassVar[dict[str, Allowed]] = {
+        "sampling_rate_hz": Allowed(float, 0, 1e6, lo_open=True),
+        "acg_bin_ms": Allowed(float, 0, 100.0, lo_open=True),
+        "acg_window_ms": Allowed(float, 0, 20_000.0, lo_open=True),
+        "acg_rate_bins": Allowed(int, 1, 100),
+        "acg_smooth_ms": Allowed(float, 0, 10_000.0),
+        "acg_log_points": Allowed(int, 2, 1000),
+        "acg_log_smooth_sigma": Allowed(float, 0, 100.0),
+        "acg_scale": Allowed(float, 0, 1e6, lo_open=True),
+        "waveform_rate_hz": Allowed(float, 0, 1e6, lo_open=True),
+        "waveform_samples": Allowed(int, 3, 10_000),
+        "waveform_pre_ms": Allowed(float, 0, 10.0),
+        "waveform_post_ms": Allowed(float, 0, 10.0),
+        "min_spikes": Allowed(int, 2, 10**9),
+        "refractory_ms": Allowed(float, 0, 10.0, lo_open=True),
+        "stats_burst_isi_ms": Allowed(float, 0, 1000.0, lo_open=True),
+        "stats_long_isi_s": Allowed(float, 0, 3600.0, lo_open=True),
+        "c4_unit_selection": Allowed(bool),
+        "chunk_s": Allowed(float, 0, 3600.0, lo_open=True),
+        "max_refractory_violation": Allowed(float, 0, 1.0),
+        "max_amplitude_cutoff": Allowed(float, 0, 1.0),
+        "min_good_duration_s": Allowed(float, 0, 1e6),
+        "version": Allowed(str),
+    }
+    #: Most linear ACG lags (acg_window_ms / acg_bin_ms): C4 uses 2,000.
+    MAX_ACG_LAGS: ClassVar[int] = 20_000
+
+    def _check_consistency(self) -> None:
+        where = f"{self.family} feature configuration"
+        lags = self.acg_window_ms / self.acg_bin_ms
+        if lags > self.MAX_ACG_LAGS:
+            raise FeatureError(
+                f"{where}: acg_window_ms={self.acg_window_ms} / acg_bin_ms={self.acg_bin_ms} gives "
+                f"{lags:.0f} linear ACG lags; at most {self.MAX_ACG_LAGS} are allowed (C4: 2000 / 1)."
+            )
+        sigma = self.acg_log_smooth_sigma
+        if sigma != int(sigma):
+            raise FeatureError(f"{where}: acg_log_smooth_sigma={sigma} must be a whole number of log bins.")
+        # the formula of features/waveform.py, so that no unit fails later for this reason
+        n = int(round((self.waveform_pre_ms / 1000 + self.waveform_post_ms / 1000) * self.waveform_rate_hz))
+        if n != self.waveform_samples:
+            raise FeatureError(
+                f"{where}: waveform_samples={self.waveform_samples} but waveform_pre_ms + waveform_post_ms "
+                f"= {self.waveform_pre_ms} + {self.waveform_post_ms} ms at {self.waveform_rate_hz} Hz is "
+                f"{n} samples; make them agree."
+            )
+        from ._geometry import acg_geometry  # cheap (no large arrays); raises for unusable ACG settings
+
+        try:
+            n_lags = acg_geometry(self).n_lags
+        except FeatureError as exc:
+            raise FeatureError(f"{where}: {exc}") from exc
+        # log_geometry's own check, made here without building its (lags x lags) matrix
+        cbin, cwin = self.acg_bin_ms, self.acg_window_ms
+        if len(np.arange(-cwin // 2, cwin // 2 + cbin, cbin)) != n_lags:
+            raise FeatureError(
+                f"{where}: acg_window_ms={cwin} is not a multiple of 2 x acg_bin_ms={cbin} ms; "
+                "use a window that is a multiple of 2 bins."
+            )
 
 
 @dataclass

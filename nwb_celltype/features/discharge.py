@@ -21,13 +21,14 @@ import json
 import logging
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import ClassVar
 
 import numpy as np
 
 from ..errors import FeatureError, NwbCelltypeError
 from ..units import UnitsBatch
 from ._guards import check_train
-from .config import ConfigMixin, common_config
+from .config import Allowed, ConfigMixin, common_config
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,28 @@ class DischargeConfig(ConfigMixin):
     min_spikes: int = 100
     family: str = FAMILY
     version: str = "1"
+
+    #: Ranges (checked by ``from_dict``): the tables' value times a generous factor where a setting
+    #: sizes arrays or loops, physically meaningful bounds elsewhere.
+    ALLOWED: ClassVar[dict[str, Allowed]] = {
+        "acg_lags_ms": Allowed(int, 1, 1000),
+        "isi_bins_ms": Allowed(int, 1, 1000),
+        "waveform_rate_hz": Allowed(float, 0, 1e6, lo_open=True),
+        "waveform_pre_ms": Allowed(float, 0, 10.0),
+        "waveform_post_ms": Allowed(float, 0, 10.0),
+        "baseline_ms": Allowed(float, 0, 10.0),
+        "min_spikes": Allowed(int, 2, 10**9),
+        "family": Allowed(str),
+        "version": Allowed(str),
+    }
+
+    def _check_consistency(self) -> None:
+        if not 5 <= self.waveform_samples <= 10_000:
+            raise FeatureError(
+                f"{FAMILY} feature configuration: waveform_pre_ms + waveform_post_ms = "
+                f"{self.waveform_pre_ms} + {self.waveform_post_ms} ms at {self.waveform_rate_hz} Hz "
+                f"is {self.waveform_samples} waveform samples; allowed: 5 to 10000."
+            )
 
     @property
     def waveform_samples(self) -> int:

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import ModelError, ModelMismatchError, UnsafeFileError
 from ..features.config import FeatureConfig
-from ..vocabulary import C4_CLASSES, C4_CLASSES_MLI_CLUSTERING
+from ..vocabulary import C4_CLASSES, C4_CLASSES_MLI_CLUSTERING, NOT_CLASSIFIABLE, UNCLASSIFIED
 from .bundle import ModelBundle, bundle_from_states
 from .ensemble_cnn import StackedEnsemble
 from .laplace import KronPosterior, fit_prior_precision, posterior_from_hessians
@@ -247,8 +247,10 @@ def import_c4_ensemble(
         The matching ``hessians.pt``.
     variant : {"base", "mli_clustering", "layer_information", "layer_information_mli_clustering"}
     classes : sequence of str, optional
-        Output class names, overriding the variant's (needed only if the released files have a
-        different number of outputs than the variant's class list).
+        Output class names in output order, overriding the variant's (needed only if the released
+        files have a different number of outputs than the variant's class list): one per output,
+        unique, non-empty, without surrounding spaces, and none of the reserved labels
+        ``"unclassified"`` / ``"not_classifiable"``. Checked before the archive is read.
 
     Returns
     -------
@@ -260,10 +262,13 @@ def import_c4_ensemble(
     Raises
     ------
     UnsafeFileError, ModelError, ModelMismatchError
+        ModelError also for unusable ``classes``; ModelMismatchError where their number is not the
+        members' number of outputs.
     """
     if variant not in C4_VARIANTS:
         raise ModelError(f"unknown C4 variant {variant!r}; choose one of {sorted(C4_VARIANTS)}")
     use_layer, default_classes = C4_VARIANTS[variant]
+    names = _check_class_names(classes) if classes is not None else default_classes
     archive, hessians = Path(archive), Path(hessians)
     for p in (archive, hessians):
         if not p.is_file():
@@ -274,7 +279,6 @@ def import_c4_ensemble(
     hess = _load_hessians(hessians, archive, n_members)
     members, n_classes = _stack_members(archive, listing, variant=variant, use_layer=use_layer)
     _check_finite(members, indices)
-    names = tuple(classes) if classes is not None else default_classes
     if len(names) != n_classes:
         raise ModelMismatchError(
             f"the members have {n_classes} outputs but variant {variant!r} names {len(names)} classes "
@@ -307,6 +311,36 @@ def import_c4_ensemble(
         "imported %d C4 members (%s), prior precision %.3g..%.3g", n_members, variant, tau.min(), tau.max()
     )
     return bundle
+
+
+def _check_class_names(classes: Sequence[str]) -> tuple[str, ...]:
+    """``classes`` as a tuple, refused with a one-line :class:`ModelError` where a name cannot label a
+    model output: not a string, empty, with surrounding spaces, a label the package reserves
+    (:data:`~nwb_celltype.vocabulary.UNCLASSIFIED`, :data:`~nwb_celltype.vocabulary.NOT_CLASSIFIABLE`),
+    or given twice (two outputs would share one ``p_<class>`` column and one label)."""
+    if isinstance(classes, str):
+        raise ModelError(
+            f"classes must be a list of names, got the string {classes!r}; split it (--classes A,B,C)."
+        )
+    names = tuple(classes)
+    bad = [c for c in names if not isinstance(c, str) or not c.strip() or c != c.strip()]
+    reserved = [c for c in names if c in (UNCLASSIFIED, NOT_CLASSIFIABLE)]
+    twice = sorted({c for c in names if isinstance(c, str) and names.count(c) > 1})
+    if not names:
+        problem = "no class names"
+    elif bad:
+        problem = f"empty, non-string or space-padded names {bad}"
+    elif reserved:
+        problem = f"{reserved} {'is a reserved label' if len(reserved) == 1 else 'are reserved labels'}"
+    elif twice:
+        problem = f"{twice} given more than once"
+    else:
+        return names
+    raise ModelError(
+        f"class names {list(names)}: {problem}; give one unique, non-empty name per model output, in "
+        f"output order, other than {UNCLASSIFIED!r} and {NOT_CLASSIFIABLE!r} (e.g. --classes "
+        f"{','.join(C4_CLASSES)})."
+    )
 
 
 def _load_hessians(hessians: Path, archive: Path, n_members: int) -> Sequence:
