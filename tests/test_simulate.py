@@ -494,8 +494,8 @@ def test_nwb_valid_and_inspector_clean(small_file, inspect_nwb):
 def test_library_counts_and_rates(tmp_path):
     lab = {"PkC_ss": 7, "PkC_cs": 5, "MLI": 4, "GoC": 3, "MFB": 4}
     res = simulate_library(
-        tmp_path, labelled_counts=lab, n_unlabelled=90, n_sessions=3, duration_s=60.0, seed=1
-    )
+        tmp_path, labelled_counts=lab, n_unlabelled=90, n_sessions=3, duration_s=120.0, seed=1
+    )  # 120 s: complex spikes (~1 Hz) reach the 100 spikes a labelled unit needs
     assert len(res) == 3 and all(r.path.exists() for r in res)
     for c, k in lab.items():
         assert sum(int((r.classes[r.labelled] == c).sum()) for r in res) == k
@@ -509,7 +509,7 @@ def test_library_counts_and_rates(tmp_path):
 
 @pytest.mark.slow
 def test_default_library_mirrors_c4(tmp_path):
-    res = simulate_library(tmp_path, duration_s=60.0, seed=0)
+    res = simulate_library(tmp_path, duration_s=120.0, seed=0)  # labelled units need 100 spikes
     lab = np.concatenate([r.classes[r.labelled] for r in res])
     assert {c: int((lab == c).sum()) for c in C4_CLASSES} == {
         "GoC": 18,

@@ -31,14 +31,16 @@ from ._common import print_json
     type=float,
     default=0.3,
     show_default=True,
-    help="Fraction of the units of each C4 class given a ground-truth label.",
+    help="Fraction of the units of each C4 class given a ground-truth label (never a unit with "
+    "fewer than 100 spikes, which a library may not label).",
 )
 @click.option(
     "--waveform-rate",
     "waveform_rate_hz",
     type=float,
     default=None,
-    help="Waveform sampling rate in Hz (default 30000).",
+    help="Waveform sampling rate in Hz (default 30000; a --library cycles 30000/25000/40000 "
+    "unless this is given, then every session uses it).",
 )
 @click.option(
     "--no-defects", is_flag=True, help="Simulate clean units (no refractory violations, drift, ...)."
@@ -51,7 +53,11 @@ from ._common import print_json
     "--sessions files) into the folder OUT; --units/--labelled-fraction are then ignored.",
 )
 @click.option("--sessions", type=int, default=12, show_default=True, help="Session files of a --library.")
-@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace OUT if it exists (a --library folder as a whole, once the new one is complete).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
 def simulate(
     out,
@@ -70,7 +76,11 @@ def simulate(
 ):
     """Simulate a cerebellar Neuropixels recording (spike trains + mean waveforms of PkC_ss, PkC_cs,
     MLI, GoC, MFB and unidentified units, with ground-truth labels for a fraction of them) and write
-    it to the NWB file OUT. Simulated data: for trying the pipeline, not for biology."""
+    it to the NWB file OUT. Simulated data: for trying the pipeline, not for biology.
+
+    With --library, OUT is a new or empty folder (or, with --overwrite, an older library); it is
+    written in a hidden folder beside it and renamed into place when complete, so an interrupted
+    or failed run leaves OUT as it was."""
     from pathlib import Path
 
     import numpy as np
@@ -88,8 +98,10 @@ def simulate(
             n_sessions=sessions,
             duration_s=duration_s,
             seed=seed,
+            waveform_rates_hz=None if waveform_rate_hz is None else (waveform_rate_hz,),
             defects=not no_defects,
             compression=compression,
+            overwrite=overwrite,
         )
     else:
         results = [

@@ -10,8 +10,17 @@ from pathlib import Path
 
 from ..errors import SourceNotFoundError
 from ._nwb import site_layers, write_nwb
-from ._params import C4_LABELLED_COUNTS, C4_UNLABELLED_COUNT, OTHER, PRESETS, SIM_CLASSES, get_preset
+from ._params import (
+    C4_LABELLED_COUNTS,
+    C4_UNLABELLED_COUNT,
+    LABEL_MIN_SPIKES,
+    OTHER,
+    PRESETS,
+    SIM_CLASSES,
+    get_preset,
+)
 from ._recording import (
+    LIBRARY_FILES,
     class_spike_train,
     class_waveform,
     simulate_library,
@@ -69,6 +78,8 @@ __all__ = [
     "DEFECT_RATES",
     "DEMO_ARGS",
     "DEMO_RECORDING",
+    "LABEL_MIN_SPIKES",
+    "LIBRARY_FILES",
     "OTHER",
     "PRESETS",
     "SIM_CLASSES",

@@ -177,6 +177,10 @@ DEFAULT_MIX: dict[str, float] = {
 C4_LABELLED_COUNTS: dict[str, int] = {"PkC_ss": 69, "PkC_cs": 58, "MLI": 27, "GoC": 18, "MFB": 30}
 #: Number of unlabelled units used by C4 to pre-train its autoencoders (approximately).
 C4_UNLABELLED_COUNT: int = 3090
+#: Fewest spikes a unit needs to get a ground-truth label: the minimum of C4 that
+#: ``library validate`` (``validate_library(min_spikes=100)``) and the feature layer
+#: (``FeatureConfig.min_spikes``) apply, so a simulated library validates and every label is scored.
+LABEL_MIN_SPIKES: int = 100
 
 
 def get_preset(preset: str | Preset) -> Preset:

@@ -302,10 +302,19 @@ def _choose_labelled(
     partner: np.ndarray,
     labelled_counts: dict[str, int] | None,
     fraction: float,
+    spike_counts: np.ndarray,
+    min_spikes: int,
 ) -> np.ndarray:
-    """Which units carry a ground-truth label: per C4 class, ``labelled_counts`` or ``fraction``."""
+    """Which units carry a ground-truth label: per C4 class, ``labelled_counts`` or ``fraction`` of
+    its units, drawn among those with at least ``min_spikes`` spikes (a PkC_cs unit also needs its
+    PkC_ss unit to have them: it is identified by that unit's pause). Fewer are labelled where too
+    few units qualify."""
     n = len(classes)
     labelled = np.zeros(n, dtype=bool)
+    enough = np.asarray(spike_counts) >= min_spikes
+    eligible = enough.copy()
+    cs = np.flatnonzero(classes == "PkC_cs")
+    eligible[cs] &= (partner[cs] >= 0) & enough[partner[cs].clip(0)]
     for c in ("PkC_cs", *[c for c in C4_CLASSES if c != "PkC_cs"]):  # CS first: SS follow pairs
         idx = np.flatnonzero(classes == c)
         k = labelled_counts.get(c, 0) if labelled_counts is not None else int(round(fraction * len(idx)))
@@ -320,5 +329,7 @@ def _choose_labelled(
         if c == "PkC_ss":  # Purkinje cells identified by their CS pause are labelled as pairs
             paired = labelled[partner[idx].clip(0)] & (partner[idx] >= 0)
             idx = np.concatenate([idx[paired], idx[~paired]])
-        labelled[idx[:k]] = True
+        # filtered after the draw, which is as before: a qualifying unit keeps its label, and a unit
+        # with too few spikes hands it to the next one drawn
+        labelled[idx[eligible[idx]][:k]] = True
     return labelled

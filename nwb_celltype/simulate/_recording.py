@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidValueError, OutputError
+from .._atomic_folder import atomic_folder
+from ..errors import InvalidValueError
 from ..vocabulary import C4_CLASSES
 from ._checks import _check_counts, _check_duration, _check_fraction, _check_int
 from ._nwb import write_nwb
@@ -16,6 +17,8 @@ from ._params import (
     C4_LABELLED_COUNTS,
     C4_UNLABELLED_COUNT,
     DEFAULT_MIX,
+    LABEL_MIN_SPIKES,
+    PRESETS,
     SIM_CLASSES,
     Preset,
     fitted_pool,
@@ -95,6 +98,7 @@ def simulate_units(
     labelled_fraction: float = 0.0,
     exclude_real_units=None,
     discharge_rows: dict | None = None,
+    label_min_spikes: int = LABEL_MIN_SPIKES,
 ) -> tuple[SimulationResult, list[tuple]]:
     """Simulate units (no file written): the pure-numpy core of :func:`simulate_recording`.
 
@@ -107,7 +111,8 @@ def simulate_units(
     discharge_rows : dict, optional
         ``{class: (rows (k, 7), neuron_ids (k,))}``: discharge rows to draw that class from instead
         of the shipped ones (e.g. refitted without the held-out units). Other arguments:
-        :func:`simulate_recording`.
+        :func:`simulate_recording` (no warning here when fewer units than ``labelled_counts`` have
+        ``label_min_spikes`` spikes: compare ``result.labelled`` with it).
 
     Returns
     -------
@@ -121,6 +126,7 @@ def simulate_units(
     class_counts = _check_counts(class_counts, "class_counts", SIM_CLASSES)
     seed = _check_int("seed", seed, 0)
     labelled_fraction = _check_fraction(labelled_fraction)
+    label_min_spikes = _check_int("label_min_spikes", label_min_spikes, 0)
     if labelled_counts is not None:
         labelled_counts = _check_counts(labelled_counts, "labelled_counts", C4_CLASSES)
     _check_purkinje_pairs(class_counts)
@@ -149,7 +155,13 @@ def simulate_units(
     layers, locations = _peak_layers(segs, peak_elec)
 
     labelled = _choose_labelled(
-        np.random.default_rng(s_labels), classes, partner, labelled_counts, labelled_fraction
+        np.random.default_rng(s_labels),
+        classes,
+        partner,
+        labelled_counts,
+        labelled_fraction,
+        counts,
+        label_min_spikes,
     )
     result = SimulationResult(
         path=None,
@@ -197,6 +209,7 @@ def simulate_recording(
     compression: str | None = "gzip",
     keep_spikes: bool = True,
     exclude_real_units=None,
+    label_min_spikes: int = LABEL_MIN_SPIKES,
 ) -> SimulationResult:
     """Simulate a cerebellar Neuropixels recording and write it as an NWB file.
 
@@ -213,12 +226,14 @@ def simulate_recording(
     seed : int
         Seed; the same seed gives the same units, spikes, waveforms and file contents.
     labelled_fraction : float in [0, 1]
-        Fraction of the units of each C4 class that get a ground-truth label.
+        Fraction of the units of each C4 class that get a ground-truth label (only units with
+        ``label_min_spikes`` spikes are labelled, so 1.0 may label fewer).
     class_counts : dict, optional
         Units per class (``"GoC"``, ``"MLI"``, ``"MFB"``, ``"PkC_ss"``, ``"PkC_cs"``, ``"other"``);
         every PkC_cs unit is paired with a PkC_ss unit of the same cell.
     labelled_counts : dict, optional
-        Exact number of labelled units per C4 class (overrides ``labelled_fraction``).
+        Number of labelled units per C4 class (overrides ``labelled_fraction``); fewer, with a
+        logged warning, where fewer units of the class have ``label_min_spikes`` spikes.
     defects : bool
         Simulate recording defects (refractory violations, amplitude drift, units that stop
         firing, units with very few spikes) at the rates of ``DEFECT_RATES``.
@@ -232,6 +247,9 @@ def simulate_recording(
         Real units whose fitted rows no simulated unit may be drawn from (see
         :func:`simulate_units`); ``result.discharge_sources`` / ``waveform_sources`` say which
         real units were used.
+    label_min_spikes : int
+        Fewest spikes a labelled unit has (default 100, the minimum of ``library validate`` and
+        of the feature layer: ground truth on a unit no classifier scores is of no use).
 
     Returns
     -------
@@ -254,21 +272,54 @@ def simulate_recording(
         labelled_counts=labelled_counts,
         labelled_fraction=labelled_fraction,
         exclude_real_units=exclude_real_units,
+        label_min_spikes=label_min_spikes,
     )
+    _warn_unlabelled(labelled_counts, [result], label_min_spikes)
+    n_spikes = len(result.spike_times_s)
+    result = _write(path, result, segs, compression, keep_spikes)
+    if path is not None:
+        logger.info("wrote %s: %d units, %d spikes", path, len(result), n_spikes)
+    return result
+
+
+def _write(
+    path: str | Path | None, result: SimulationResult, segs: list, compression: str | None, keep_spikes: bool
+) -> SimulationResult:
+    """Write ``result`` to ``path`` (None: no file); drop its spike times unless ``keep_spikes``."""
     if path is not None:
         result.annotations_written = write_nwb(path, result, segs, compression=compression)
         result.path = Path(path)
-        logger.info("wrote %s: %d units, %d spikes", path, len(result), len(result.spike_times_s))
     if not keep_spikes:
         result.spike_times_s = None
         result.spike_offsets = None
     return result
 
 
+def _warn_unlabelled(asked: dict[str, int] | None, results: list[SimulationResult], min_spikes: int) -> None:
+    """Log a warning where fewer units than ``asked`` (summed over ``results``) got a label because
+    too few units of their class have ``min_spikes`` spikes."""
+    if not asked:
+        return
+    got = {c: sum(int((r.labelled & (r.classes == c)).sum()) for r in results) for c in asked}
+    short = [f"{got[c]} of {k} {c}" for c, k in asked.items() if got[c] < k]
+    if short:
+        logger.warning(
+            "labelled only %s units: the other units have fewer than %d spikes (the fewest a "
+            "library's labelled unit needs); simulate a longer duration for more",
+            ", ".join(short),
+            min_spikes,
+        )
+
+
 def _split(total: int, parts: int) -> np.ndarray:
     base = np.full(parts, total // parts)
     base[: total % parts] += 1
     return base
+
+
+#: What a simulated library folder holds (:func:`~nwb_celltype._atomic_folder.atomic_folder`
+#: patterns): its session files, ``<preset>_s<seed>_<k>.nwb``.
+LIBRARY_FILES: tuple[str, ...] = tuple(f"{name}_s*_*.nwb" for name in PRESETS)
 
 
 def simulate_library(
@@ -284,20 +335,42 @@ def simulate_library(
     defects: bool = True,
     compression: str | None = None,
     keep_spikes: bool = False,
+    overwrite: bool = False,
+    label_min_spikes: int = LABEL_MIN_SPIKES,
 ) -> list[SimulationResult]:
     """Simulate a labelled library split over several session files (C4's shape by default).
 
     The labelled units (``labelled_counts``, default C4's 69 PkC_ss / 58 PkC_cs / 27 MLI /
     18 GoC / 30 MFB) and ``n_unlabelled`` unlabelled units (all classes and "other", in the
     default mix) are spread evenly over ``n_sessions`` files ``<preset>_s<seed>_<k>.nwb``.
-    Sessions use waveform rates cycling through ``waveform_rates_hz`` (default: mostly 30 kHz,
-    some 25 and 40 kHz). Datasets are uncompressed by default: a library is usually generated at
-    run time for training, where speed matters more than disk (``compression="gzip"`` to keep it).
+    Only units with ``label_min_spikes`` spikes are labelled (see :func:`simulate_recording`):
+    short sessions label fewer, with a logged warning. Sessions use waveform rates cycling through
+    ``waveform_rates_hz`` (default: mostly 30 kHz, some 25 and 40 kHz). Datasets are uncompressed
+    by default: a library is usually generated at run time for training, where speed matters more
+    than disk (``compression="gzip"`` to keep it).
+
+    The folder is written whole or not at all (:func:`nwb_celltype._atomic.atomic_folder`): the
+    sessions are written into a hidden folder beside ``out_dir``, renamed into place when all are
+    complete; a failure or an interruption leaves ``out_dir`` as it was.
+
+    Parameters
+    ----------
+    overwrite : bool
+        Replace a non-empty ``out_dir`` as a whole (its older session files go with it). Without
+        it a non-empty ``out_dir`` is refused; with it, one holding files other than session files
+        (:data:`LIBRARY_FILES`) still is. Other parameters: above and :func:`simulate_recording`.
 
     Returns
     -------
     list of SimulationResult
         One per session (spike times dropped unless ``keep_spikes``).
+
+    Raises
+    ------
+    AnnotationExistsError
+        ``out_dir`` is not empty and ``overwrite`` is not given; nothing is written.
+    OutputError
+        ``out_dir`` is a file, holds other files, or cannot be written.
     """
     out_dir = Path(out_dir)
     n_sessions = _check_int("n_sessions", n_sessions, 1)
@@ -310,31 +383,39 @@ def simulate_library(
     )
     if waveform_rates_hz is None:
         waveform_rates_hz = (30000.0, 30000.0, 25000.0, 30000.0, 40000.0, 30000.0)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create library folder {out_dir}: {exc}") from exc
+    pre = get_preset(preset)
+    # checked before anything is written (each session checks its own rate again)
+    rates = [_check_waveform_rate(r, pre) for r in np.atleast_1d(np.asarray(waveform_rates_hz, dtype=object))]
+    if not rates:
+        raise InvalidValueError("waveform_rates_hz is empty; give at least one rate in Hz (e.g. (30000.0,)).")
+    name = pre.name
     lab_split = {c: _split(k, n_sessions) for c, k in lab.items()}
     unl = _default_counts(n_unlabelled)
     unl_split = {c: _split(k, n_sessions) for c, k in unl.items()}
     results = []
-    for s in range(n_sessions):
-        counts = {c: int(unl_split[c][s] + (lab_split[c][s] if c in lab_split else 0)) for c in SIM_CLASSES}
-        lab_s = {c: int(v[s]) for c, v in lab_split.items()}
-        if counts["PkC_cs"] > counts["PkC_ss"]:  # keep pairs possible: add unlabelled SS units
-            counts["PkC_ss"] = counts["PkC_cs"]
-        res = simulate_recording(
-            out_dir / f"{get_preset(preset).name}_s{seed}_{s:02d}.nwb",
-            preset=preset,
-            n_units=max(sum(counts.values()), 1),
-            duration_s=duration_s,
-            seed=seed * 1000 + s,
-            class_counts=counts,
-            labelled_counts=lab_s,
-            defects=defects,
-            waveform_rate_hz=waveform_rates_hz[s % len(waveform_rates_hz)],
-            compression=compression,
-            keep_spikes=keep_spikes,
-        )
-        results.append(res)
+    with atomic_folder(out_dir, replace=overwrite, owned=LIBRARY_FILES, what="a simulated library") as tmp:
+        for s in range(n_sessions):
+            counts = {
+                c: int(unl_split[c][s] + (lab_split[c][s] if c in lab_split else 0)) for c in SIM_CLASSES
+            }
+            lab_s = {c: int(v[s]) for c, v in lab_split.items()}
+            if counts["PkC_cs"] > counts["PkC_ss"]:  # keep pairs possible: add unlabelled SS units
+                counts["PkC_ss"] = counts["PkC_cs"]
+            result, segs = simulate_units(
+                preset=preset,
+                class_counts=counts,
+                duration_s=duration_s,
+                seed=seed * 1000 + s,
+                defects=defects,
+                waveform_rate_hz=rates[s % len(rates)],
+                labelled_counts=lab_s,
+                label_min_spikes=label_min_spikes,
+            )
+            results.append(
+                _write(tmp / f"{name}_s{seed}_{s:02d}.nwb", result, segs, compression, keep_spikes)
+            )
+    for r in results:  # where they are now that the folder is in place
+        r.path = out_dir / r.path.name
+    logger.info("wrote the library %s: %d sessions, %d units", out_dir, len(results), sum(map(len, results)))
+    _warn_unlabelled(lab, results, label_min_spikes)
     return results
