@@ -17,7 +17,7 @@ from test_dandiset import _make_no_units_file
 from test_dandiset import model_path as model_path  # a fixture: a small real model bundle
 
 from nwb_celltype.batch import annotate_dandiset, derived_asset_path
-from nwb_celltype.batch.state import STATE_DIRNAME, RunState, derived_paths
+from nwb_celltype.batch.state import STATE_DIRNAME, RunState, derived_paths, is_done
 from nwb_celltype.errors import InvalidValueError
 
 DANDISET = "000077"
@@ -160,20 +160,26 @@ def _summary(out: Path) -> tuple[dict[str, dict], dict]:
     return rows, json.loads((out / "celltype-summary.json").read_text())
 
 
-def _assert_every_file_accounted_for(out: Path) -> None:
-    """Each derived file in the folder has a ``done`` row naming it, and each ``done`` row's file
-    is there (the TSV and the JSON agree)."""
-    rows, js = _summary(out)
-    files = {
+def _derived_files(out: Path) -> set[str]:
+    return {
         p.relative_to(out).as_posix()
         for p in out.rglob("*")
         if p.is_file() and p.suffix.lower() == ".nwb" and STATE_DIRNAME not in p.relative_to(out).parts
     }
+
+
+def _assert_every_file_accounted_for(out: Path) -> None:
+    """Each derived file in the folder has a ``done`` row naming it, or a ``failed`` row whose
+    ``earlier_output`` keeps it, and each such row's file is there (the TSV and the JSON agree)."""
+    rows, js = _summary(out)
+    files = _derived_files(out)
     done = {r["output"] for r in rows.values() if r["status"] == "done"}
+    done |= {a["earlier_output"]["output"] for a in js["assets"] if a.get("earlier_output")}
     assert files == done, (
         f"derived files without a done row: {files - done}; done rows without: {done - files}"
     )
     assert {a["path"]: a["status"] for a in js["assets"]} == {p: r["status"] for p, r in rows.items()}
+    assert all(not r["output"] for r in rows.values() if r["status"] != "done")
 
 
 @pytest.mark.network
@@ -281,3 +287,178 @@ def test_asset_in_the_state_folder_is_refused_before_any_work(archive, sources, 
     with pytest.raises(InvalidValueError, match="cannot be mirrored"):
         archive.run(out)
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# a failed rerun keeps the earlier good derived file
+# ---------------------------------------------------------------------------------------------
+
+
+class _ServerDown:
+    """Every file request answered 503 (the API still lists the assets): each asset read fails
+    after the reading layer's retries and the run's (none here), as a network outage would."""
+
+    def __init__(self, archive: Archive):
+        self.faults = archive.files.faults
+
+    def __enter__(self):
+        self.faults.status = 503
+
+    def __exit__(self, *exc):
+        self.faults.status = None
+
+
+def _kept_note(path: str, rec: dict, which: str = "this run") -> str:
+    return (
+        f"the earlier output {path} (model {rec['model_sha256'][:12]}, run {rec['run_id']}) is kept: "
+        f"not replaced, since {which} failed"
+    )
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_failed_rerun_keeps_the_earlier_output(archive, tmp_path):
+    """A rerun with another threshold whose reads all fail keeps the asset's earlier derived file
+    (its failed record and row say so, the sweep keeps it, the next run does not take it for done),
+    twice in a row and while a run of another selection keeps the row; a file under a former
+    derived name still goes; a later successful run replaces the kept file."""
+    out = tmp_path / "out"
+    archive.run(out, include="sub-[AC]/*")
+    state = RunState(out)
+    first = state.read_record(A)
+    dA, dC = derived_asset_path(A), derived_asset_path(C)
+    mtime = (out / dA).stat().st_mtime_ns
+    old_c = "sub-C/sub-C_ses-1_desc-raw_desc-celltype_ecephys.nwb"  # C as the former naming left it
+    (out / dC).rename(out / old_c)
+    state.write_record({**state.read_record(C), "output": old_c})
+    want = {k: first[k] for k in ("output", "output_size", "asset_id", "model_sha256", "run_id", "finished")}
+
+    for n_failed in (1, 2):
+        with _ServerDown(archive):
+            res = archive.run(out, include="sub-[AC]/*", threshold=3.0)
+        recs = {a["path"]: a for a in res.assets}
+        assert recs[A]["status"] == "failed" and recs[A]["output"] is None, recs[A]
+        assert recs[A]["earlier_output"] == want, f"failed rerun {n_failed}"
+        assert recs[A]["removed_outputs"] == []
+        assert (out / dA).stat().st_mtime_ns == mtime, "the earlier file was touched"
+        on_disk = state.read_record(A)
+        assert on_disk["status"] == "failed" and on_disk["earlier_output"] == want
+        for threshold in (2.0, 3.0):  # neither the earlier settings nor these: the asset is redone
+            kw = {"asset_id": first["asset_id"], "version": first["version"], "threshold": threshold}
+            assert not is_done(on_disk, out, **kw, model_sha256=first["model_sha256"], output=dA)
+        rows, _ = _summary(out)
+        assert rows[A]["status"] == "failed" and rows[A]["output"] == ""
+        assert rows[A]["note"] == _kept_note(dA, first)
+        # C's earlier file was under a former name: removed, not kept
+        assert recs[C]["status"] == "failed" and "earlier_output" not in recs[C]
+        assert not (out / old_c).exists() and not (out / dC).exists()
+        _assert_every_file_accounted_for(out)
+
+    # another selection keeps A's failed row, and the sweep its earlier file
+    res = archive.run(out, include="sub-B/*")
+    assert {r["path"] for r in res.kept_assets} == {A, C}
+    rows, _ = _summary(out)
+    assert rows[A]["selected"] == "False" and (out / dA).stat().st_mtime_ns == mtime
+    assert _kept_note(dA, first, "the run that recorded it") in rows[A]["note"]
+    _assert_every_file_accounted_for(out)
+
+    res = archive.run(out, include="sub-A/*", threshold=3.0)  # the server is back: replaced
+    (rec,) = res.assets
+    assert rec["status"] == "done" and rec["this_run"] and rec["output"] == dA
+    assert "earlier_output" not in rec and rec["removed_outputs"] == []
+    assert rec["run_id"] != first["run_id"] and (out / dA).stat().st_size == rec["output_size"]
+    assert (out / dA).stat().st_mtime_ns != mtime
+    assert not _summary(out)[0][A]["note"]
+    _assert_every_file_accounted_for(out)
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_kept_output_goes_when_the_asset_is_skipped_or_changed(archive, sources, tmp_path):
+    """A file kept by a failure is stale once the asset has no units (skipped: removed) and is
+    never kept for a changed asset (a new asset id that fails)."""
+    out = tmp_path / "out"
+    archive.run(out, include="sub-[AB]/*")
+    dA, dB = derived_asset_path(A), derived_asset_path(B)
+    with _ServerDown(archive):
+        res = archive.run(out, include="sub-[AB]/*", threshold=3.0)
+    assert all(a["status"] == "failed" and a["earlier_output"] for a in res.assets)
+    assert (out / dA).is_file() and (out / dB).is_file()
+
+    archive.publish(A, sources["no_units"])
+    archive.publish(B, sources["a2"])
+    with _ServerDown(archive):  # B changed and fails: its earlier file annotates content gone
+        res = archive.run(out, include="sub-B/*", threshold=3.0)
+    (rec,) = res.assets
+    assert rec["status"] == "failed" and "earlier_output" not in rec and rec["removed_outputs"] == [dB]
+    assert not (out / dB).exists()
+    res = archive.run(out, include="sub-A/*", threshold=3.0)
+    (rec,) = res.assets
+    assert rec["status"] == "skipped" and rec["removed_outputs"] == [dA] and not (out / dA).exists()
+    _assert_every_file_accounted_for(out)
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_kill_while_recording_a_failure_leaves_the_file_accounted_for(archive, tmp_path, monkeypatch):
+    """The run dies as the failed record is written: the earlier record (still on disk) names the
+    kept file, and the next run keeps it the same way."""
+    out = tmp_path / "out"
+    archive.run(out, include="sub-A/*")
+    first = RunState(out).read_record(A)
+
+    def killed(self, record):
+        raise KeyboardInterrupt  # stands in for a kill between the removals and the record
+
+    with _ServerDown(archive), monkeypatch.context() as m:
+        m.setattr(RunState, "write_record", killed)  # the driver's copy: it writes failed records
+        with pytest.raises(KeyboardInterrupt):
+            archive.run(out, include="sub-A/*", threshold=3.0)
+    assert RunState(out).read_record(A) == first and (out / first["output"]).is_file()
+    assert _derived_files(out) == {first["output"]}
+    with _ServerDown(archive):
+        (rec,) = archive.run(out, include="sub-A/*", threshold=3.0).assets
+    assert rec["status"] == "failed" and rec["earlier_output"]["run_id"] == first["run_id"]
+    _assert_every_file_accounted_for(out)
+
+
+def test_earlier_output_and_sweep(tmp_path):
+    """Which earlier file a failure keeps, and the sweep of a failed row whose kept file changed."""
+    from nwb_celltype.batch._outputs import earlier_output, sweep_outputs
+
+    out_a = derived_asset_path(A)
+    (tmp_path / out_a).parent.mkdir()
+    (tmp_path / out_a).write_bytes(b"x" * 10)
+    done = {
+        "path": A,
+        "status": "done",
+        "asset_id": "id1",
+        "model_sha256": "m" * 64,
+        "run_id": "r1",
+        "finished": 1.0,
+        "output": out_a,
+        "output_size": 10,
+    }
+    kept = earlier_output(done, out_a, "id1", tmp_path)
+    assert kept == {
+        k: done[k] for k in ("output", "output_size", "asset_id", "model_sha256", "run_id", "finished")
+    }
+    failed = {"path": A, "status": "failed", "asset_id": "id1", "output": None, "earlier_output": kept}
+    assert earlier_output(failed, out_a, "id1", tmp_path) == kept  # carried forward
+    for rec, output, asset_id in [
+        (done, "sub-A/other_desc-celltype.nwb", "id1"),  # another (former) derived name
+        (done, out_a, "id2"),  # the asset changed
+        ({**done, "output_size": 11}, out_a, "id1"),  # the file changed
+        ({**done, "status": "skipped"}, out_a, "id1"),
+        ({**failed, "earlier_output": "x"}, out_a, "id1"),  # a hand-edited record
+        (None, out_a, "id1"),
+    ]:
+        assert earlier_output(rec, output, asset_id, tmp_path) is None, rec
+
+    rows = [{**failed, "this_run": True}]
+    sweep_outputs(tmp_path, rows)
+    assert (tmp_path / out_a).is_file() and rows[0]["earlier_output"] == kept
+    (tmp_path / out_a).write_bytes(b"y" * 11)  # no longer the kept file
+    sweep_outputs(tmp_path, rows)
+    assert not (tmp_path / out_a).exists() and "earlier_output" not in rows[0]
+    assert rows[0]["removed_outputs"] == [out_a]

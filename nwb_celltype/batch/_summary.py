@@ -50,8 +50,10 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
     state it and no rate was given), ``time_s`` (seconds on the worker, last try), ``attempts``, ``this_run``
     (annotated by this run rather than found done), ``selected`` (in this run's selection; False:
     a row kept from an earlier run, see ``note``), ``run_id`` (the run that recorded the row),
-    ``output`` (relative path), ``error`` and ``note`` (where a kept row comes from and whether it
-    is current; derived files of earlier runs that the row's outcome superseded and that were removed).
+    ``output`` (relative path; empty where the run wrote none), ``error`` and ``note`` (where a
+    kept row comes from and whether it is current; derived files of earlier runs that the row's
+    outcome superseded and that were removed; on a ``failed`` row, the earlier derived file that
+    the failure kept, from its ``earlier_output``).
     """
     labels = _label_columns(records)
     cols = [
@@ -92,6 +94,13 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
             row[f"label_{lbl}"] = lc.get(lbl, 0) if r.get("status") == "done" else None
         row["selected"] = r.get("selected", True)
         notes = [r["note"]] if r.get("note") else []
+        kept = r.get("earlier_output") if r.get("status") == "failed" else None
+        if isinstance(kept, dict):
+            which = "this run" if r.get("this_run", True) else "the run that recorded it"
+            notes.append(
+                f"the earlier output {kept.get('output')} (model {str(kept.get('model_sha256'))[:12]}, run "
+                f"{kept.get('run_id')}) is kept: not replaced, since {which} failed"
+            )
         if r.get("removed_outputs"):
             notes.append(f"removed {', '.join(r['removed_outputs'])} (derived by an earlier run, superseded)")
         row["note"] = "; ".join(notes) or None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidValueError, NwbCelltypeError, RemoteError
-from ._outputs import kept_records, sweep_outputs
+from ._outputs import earlier_output, kept_records, sweep_outputs
 from ._summary import SUMMARY_JSON as SUMMARY_JSON
 from ._summary import SUMMARY_TSV as SUMMARY_TSV
 from ._summary import count_assets, write_summary
@@ -49,7 +49,9 @@ class DandisetRunResult:
         One record per NWB asset this run selected (``path``, ``asset_id``, ``status``,
         ``n_units``, ``label_counts``, ``time_s``, ``attempts``, ``error``, ``output``,
         ``this_run``, ``removed_outputs``: derived files of earlier runs that its outcome
-        superseded, ...).
+        superseded, ``earlier_output``: on a ``failed`` record, the earlier ``done`` record's
+        derived file that the failure kept (``output``, ``output_size``, ``asset_id``,
+        ``model_sha256``, ``run_id``, ``finished``), ...).
     counts : dict
         Over :attr:`assets`: ``listed``, ``done``, ``skipped``, ``failed``, ``reused`` (done by an
         earlier run) and ``annotated`` (done by this run).
@@ -449,9 +451,18 @@ def _split_done(
             records[a.path] = {**rec, "this_run": False, "selected": True}
         else:
             todo.append(a)
-            earlier = (rec or {}).get("output")
-            superseded[a.path] = [earlier] if isinstance(earlier, str) else []
+            superseded[a.path] = _named_outputs(rec)
     return records, todo, superseded
+
+
+def _named_outputs(rec: dict | None) -> list[str]:
+    """The derived files an asset's record accounts for: a ``done`` record's output, a ``failed``
+    one's kept earlier output."""
+    if not isinstance(rec, dict):
+        return []
+    kept = rec.get("earlier_output")
+    named = [rec.get("output"), kept.get("output") if isinstance(kept, dict) else None]
+    return [o for o in named if isinstance(o, str)]
 
 
 def _asset_task(asset: Any, run: _Run, labelling: dict, output: str, superseded: list[str]) -> dict:
@@ -571,18 +582,36 @@ def _execute(
                         heapq.heappush(waiting, (time.monotonic() + delay, seq, t))
                         continue
                     failed += 1
-                    rec = _failed_record(t, exc)
-                    # before the record: a kill in between must not leave a derived file beside it
-                    rec["removed_outputs"] = remove_outputs(
-                        state.out_dir, [*t.get("stale_outputs", ()), t.get("output")]
-                    )
-                    state.write_record(rec)
+                    rec = _record_failure(state, t, exc)
                     logger.error("%s failed after %d tries: %s", t["path"], t["attempt"], rec["error"])
                     bar.update(1)
                     bar.set_postfix(failed=failed)
                     yield rec
     finally:
         bar.close()
+
+
+def _record_failure(state: RunState, task: dict, exc: BaseException) -> dict:
+    """Write (and return) the ``failed`` record of a task that failed for good. Its earlier derived
+    files go first, except one that a failure keeps (:func:`~._outputs.earlier_output`), which the
+    new record names as ``earlier_output``: a kill at any point leaves each derived file named by
+    the asset's record on disk then (the earlier record until the failed one replaces it)."""
+    rec = _failed_record(task, exc)
+    kept = earlier_output(state.read_record(task["path"]), task["output"], task["asset_id"], state.out_dir)
+    keep = kept["output"] if kept else None
+    outputs = [o for o in [*task.get("stale_outputs", ()), task.get("output")] if o != keep]
+    rec["removed_outputs"] = remove_outputs(state.out_dir, outputs)
+    if kept:
+        rec["earlier_output"] = kept
+        logger.warning(
+            "%s: keeping the earlier output %s (model %s, run %s): not replaced, since this run failed",
+            task["path"],
+            keep,
+            str(kept["model_sha256"])[:12],
+            kept["run_id"],
+        )
+    state.write_record(rec)
+    return rec
 
 
 def _failed_record(task: dict, exc: BaseException) -> dict:

@@ -150,6 +150,8 @@ def format_run(result) -> str:
     for a in result.assets:
         if a["status"] != "done":
             lines.append(f"  {a['status']}: {a['path']}: {a.get('error')}")
+        if a["status"] == "failed" and a.get("earlier_output"):
+            lines.append(f"  kept (not replaced, since this run failed): {a['earlier_output']['output']}")
         if a.get("removed_outputs") and a.get("this_run"):
             lines.append(f"  removed (superseded): {', '.join(a['removed_outputs'])}")
     if result.kept_assets:
