@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from nwb_celltype.batch import annotate_dandiset, derived_asset_path, parse_dandiset_spec
-from nwb_celltype.batch.run import _is_retriable, summary_rows
+from nwb_celltype.batch._execute import _is_retriable
+from nwb_celltype.batch.run import summary_rows
 from nwb_celltype.batch.state import RunState, is_done, read_json, write_json_atomic
 from nwb_celltype.batch.worker import _is_no_units
 from nwb_celltype.errors import (
