@@ -373,6 +373,8 @@ def test_the_card_summarises_the_labels_evidence():
         "labelled_by": np.array(["nwb_celltype.simulate 0.9"] * 3 + ["ben"], dtype=object),
     }
     card = evidence_card(SimpleNamespace(labels=labels, evidence=ev))
-    assert card["simulated_label_fraction"] == pytest.approx(2 / 3) and "trained_on_simulated_data" not in card
+    assert (
+        card["simulated_label_fraction"] == pytest.approx(2 / 3) and "trained_on_simulated_data" not in card
+    )
     ev["labelled_by"] = np.array(["nwb_celltype.simulate 0.9"] * 4, dtype=object)
     assert evidence_card(SimpleNamespace(labels=labels, evidence=ev))["trained_on_simulated_data"] is True
