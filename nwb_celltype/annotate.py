@@ -21,6 +21,7 @@ import numpy as np
 from ._annotate_input import Reading, UnitsSummary, collect
 from ._annotate_output import OutputPlan, append_to_copy, checkpoint, output_plan, write_derived
 from ._atomic import as_output_error, atomic_write, cleanup_on_signals, is_disk_full, scratch_file
+from ._location_rule import n_outside, withhold_outside
 from .errors import InvalidValueError
 
 logger = logging.getLogger(__name__)
@@ -209,7 +210,7 @@ def _write_tables(
             "species": labelling.species,
             "species_coverage": labelling.species_coverage.kind,
             "any_region": bool(labelling.any_region),
-            "outside_cerebellar_cortex": _n_outside(preds),
+            "outside_cerebellar_cortex": n_outside(preds),
             "units_table": f"/{read.table_path}",
             "waveform_rate_hz": read.waveform_rate_hz,
             "waveform_rate_source": read.waveform_rate_source,
@@ -334,33 +335,8 @@ def _predict(labelling: _Labelling, features, read: UnitsSummary, timings: dict[
     if note:
         logger.warning("%s", note)
     if not labelling.any_region and read.locations is not None:
-        _withhold_outside(preds, read.locations)
+        withhold_outside(preds, read.locations)
     return (preds, *_unit_reasons(preds, features.unit_ids, read.problems))
-
-
-def _n_outside(preds) -> int:
-    """Units whose label :func:`_withhold_outside` withheld."""
-    from .model.scope import OUTSIDE_REASON
-
-    return sum(str(r).startswith(OUTSIDE_REASON) for r in preds.reasons)
-
-
-def _withhold_outside(preds, locations: np.ndarray) -> None:
-    """:func:`.model.scope.withhold_outside_cerebellar_cortex` on the units' electrode locations,
-    with a warning naming the regions."""
-    from .io import location_scope
-    from .model.scope import withhold_outside_cerebellar_cortex
-
-    outside = np.array([location_scope(x) == "outside" for x in locations], dtype=bool)
-    hit = withhold_outside_cerebellar_cortex(preds, outside, locations)
-    if hit.any():
-        where = Counter(str(x) for x in np.asarray(locations, dtype=object)[hit])
-        logger.warning(
-            "%d units were recorded outside the cerebellar cortex (%s): their labels are withheld "
-            "(unclassified); any_region=True (--any-region) labels them anyway",
-            int(hit.sum()),
-            ", ".join(f"{k} {v}" for k, v in where.most_common(8)),
-        )
 
 
 def _write_output(
@@ -433,7 +409,7 @@ def _annotation_result(
         species=labelling.species_coverage.to_dict(),
         units_table=f"/{read.table_path}",
         waveform_rate={"hz": read.waveform_rate_hz, "source": read.waveform_rate_source},
-        outside_cerebellar_cortex=_n_outside(preds),
+        outside_cerebellar_cortex=n_outside(preds),
     )
 
 

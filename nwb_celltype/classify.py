@@ -140,7 +140,16 @@ def features_from_spikeinterface(path: Path, config=None, kind: str | None = Non
     if getattr(fs, "meta", None) is not None:
         fs.meta["neuron_ids"] = [str(u) for u in target.unit_ids]
         fs.meta["source"] = f"SpikeInterface {kind} at {path}"
+        _keep_locations(fs, batch)
     return fs
+
+
+def _keep_locations(fs, batch) -> None:
+    """The units' locations (a sorting's ``brain_area`` / ``location`` property, a TsGroup's
+    metadata) in ``fs.meta["locations"]``, where the location rule of :func:`predict_features`
+    finds them."""
+    if "locations" in (batch.extra or {}) and getattr(fs, "meta", None) is not None:
+        fs.meta["locations"] = [str(x) for x in batch.extra["locations"]]
 
 
 def read_feature_input(path: str | os.PathLike, config=None):
@@ -178,6 +187,7 @@ def predict_features(
     threshold: float = 2.0,
     ignore_waveforms: bool = False,
     species: str | None = None,
+    any_region: bool = False,
 ) -> FeaturePredictions:
     """Classify units given as features.
 
@@ -196,7 +206,12 @@ def predict_features(
         dataset.json ``species``, else none. A model of the default family withholds from units of a
         species it was trained on the labels too few of that species' training units had
         (:mod:`nwb_celltype.model.real_species`).
+    any_region : bool
+        Label units whose location (``meta["locations"]``: kept by ``nwb-celltype features`` from the
+        electrodes table, or a sorting's ``brain_area`` / ``location``) names a region outside the
+        cerebellar cortex; by default their labels are withheld (:mod:`nwb_celltype.model.scope`).
     """
+    from ._location_rule import withhold_outside
     from .features.families import family_of
     from .model.predict import predict_cell_types
     from .model.shipped import resolve_model
@@ -221,6 +236,9 @@ def predict_features(
     if ignore_waveforms:
         features = family_of(bundle).drop_waveforms(features)
     preds = predict_cell_types(bundle, features, threshold=threshold, species=species)
+    locations = (getattr(features, "meta", None) or {}).get("locations")
+    if not any_region and locations is not None and len(locations) == len(preds.labels):
+        withhold_outside(preds, locations)
     info = {"name": bundle.name, "version": bundle.version, "sha256": bundle.sha256, "feature_family": family}
     named = species if species is not None else (getattr(features, "meta", None) or {}).get("species")
     coverage = bundle.species_coverage(named)
@@ -279,6 +297,9 @@ def summarise(result: FeaturePredictions) -> dict:
     }
     if result.species is not None:
         out["species"] = result.species.to_dict()
+    from ._location_rule import n_outside
+
+    out["outside_cerebellar_cortex"] = n_outside(p)
     truth = getattr(result.features, "labels", None)
     if truth is not None:
         truth = np.asarray(truth, dtype=str)
@@ -304,7 +325,9 @@ def summarise(result: FeaturePredictions) -> dict:
     return out
 
 
-def _classify_units(batch, ids, model, threshold: float, ignore_waveforms: bool, species: str | None = None):
+def _classify_units(
+    batch, ids, model, threshold: float, ignore_waveforms: bool, species: str | None = None, any_region=False
+):
     """One DataFrame row per unit of ``batch`` (indexed by ``ids``): what :func:`classify_sorting` and
     :func:`classify_tsgroup` return."""
     import pandas as pd
@@ -314,8 +337,14 @@ def _classify_units(batch, ids, model, threshold: float, ignore_waveforms: bool,
 
     bundle, _ = resolve_model(model)
     features = family_of(bundle).extract_features(batch, bundle.feature_config)
+    _keep_locations(features, batch)
     result = predict_features(
-        features, model=bundle, threshold=threshold, ignore_waveforms=ignore_waveforms, species=species
+        features,
+        model=bundle,
+        threshold=threshold,
+        ignore_waveforms=ignore_waveforms,
+        species=species,
+        any_region=any_region,
     )
     rows = pd.DataFrame(result.rows())
     df = rows.drop(columns=[c for c in ("unit_id", "row") if c in rows]).rename(
@@ -345,6 +374,7 @@ def classify_sorting(
     ignore_waveforms: bool = False,
     set_properties: bool = True,
     species: str | None = None,
+    any_region: bool = False,
 ):
     """Classify the units of a SpikeInterface sorting or sorting analyzer, without an NWB file.
 
@@ -368,6 +398,10 @@ def classify_sorting(
         The animal's species ("mouse", "Mus musculus", "macaque", ...): a unit of a species the model
         was trained on gets no label of a class that species gave it too few training units of
         (:mod:`nwb_celltype.model.real_species`; the default model: no GoC for mouse units).
+    any_region : bool
+        Label units whose ``brain_area`` (or ``location``) unit property names a brain region
+        outside the cerebellar cortex (IBL's extractor sets Allen acronyms there); by default their
+        labels are withheld (:mod:`nwb_celltype.model.scope`).
 
     Returns
     -------
@@ -381,7 +415,7 @@ def classify_sorting(
     from .io._sorting import units_from_sorting
 
     batch, target = units_from_sorting(sorting)
-    df = _classify_units(batch, target.unit_ids, model, threshold, ignore_waveforms, species)
+    df = _classify_units(batch, target.unit_ids, model, threshold, ignore_waveforms, species, any_region)
     if set_properties:
         set_spikeinterface_properties(target, df)
     return df
@@ -397,12 +431,14 @@ def classify_tsgroup(
     ignore_waveforms: bool = False,
     set_metadata: bool = True,
     species: str | None = None,
+    any_region: bool = False,
 ):
     """Classify the units of a pynapple TsGroup, without an NWB file.
 
     ``waveforms`` (optional): each unit's peak-channel mean waveform, (n, samples) in the TsGroup's
     index order or a dict unit -> waveform, sampled at ``waveform_rate_hz``; without them the units
-    are scored from their discharge alone; ``species`` as in :func:`classify_sorting`. Returns the DataFrame of :func:`classify_sorting`, indexed
+    are scored from their discharge alone; ``species`` as in :func:`classify_sorting`, and
+    ``any_region`` with the TsGroup's ``brain_area`` or ``location`` metadata. Returns the DataFrame of :func:`classify_sorting`, indexed
     by the TsGroup's index; with ``set_metadata`` the TsGroup also gets ``cell_type``,
     ``cell_type_probability`` and ``cell_type_confidence`` metadata
     (:func:`nwb_celltype.bridges.set_pynapple_metadata`).
@@ -411,7 +447,9 @@ def classify_tsgroup(
     from .io._sorting import units_from_tsgroup
 
     batch = units_from_tsgroup(tsgroup, waveforms, waveform_rate_hz)
-    df = _classify_units(batch, np.asarray(tsgroup.index), model, threshold, ignore_waveforms, species)
+    df = _classify_units(
+        batch, np.asarray(tsgroup.index), model, threshold, ignore_waveforms, species, any_region
+    )
     if set_metadata:
         set_pynapple_metadata(tsgroup, df)
     return df

@@ -202,3 +202,92 @@ def test_annotate_dandiset_applies_the_rule_and_any_region_redoes(tmp_path, base
         (rec,) = res.to_dict()["assets"]
         assert rec["this_run"] and rec["outside_cerebellar_cortex"] == 0
         np.testing.assert_array_equal(_cell_types(out / rec["output"])[0], base_labels)
+
+
+def test_features_then_predict_keep_the_locations(tmp_path, baseline):
+    """`nwb-celltype features` keeps each unit's electrode location; `predict` applies the rule to
+    them (and `--any-region` labels them as annotate does)."""
+    import csv
+
+    _, base_labels, _ = baseline
+    path = _demo_with_locations(tmp_path, "ca1.nwb", "CA1")
+    runner = CliRunner()
+    r = runner.invoke(main, ["features", str(path), "--out", str(tmp_path / "f.npz"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["predict", str(tmp_path / "f.npz"), "--out", str(tmp_path / "p.tsv")])
+    assert r.exit_code == 0 and "recorded outside the cerebellar cortex" in r.output, r.output
+
+    def labels(tsv):
+        with open(tsv) as fh:
+            rows = list(csv.DictReader((x for x in fh if not x.startswith("#")), delimiter="\t"))
+        return np.array([row["label"] for row in rows]), [row["reason"] for row in rows]
+
+    got, reasons = labels(tmp_path / "p.tsv")
+    scored = base_labels != "not_classifiable"
+    assert set(got[scored]) == {"unclassified"}
+    assert all(
+        r.startswith("recorded outside the cerebellar cortex (electrode location 'CA1')")
+        for r in np.array(reasons)[scored]
+    )
+    r = runner.invoke(
+        main,
+        ["predict", str(tmp_path / "f.npz"), "--out", str(tmp_path / "q.tsv"), "--any-region", "--quiet"],
+    )
+    assert r.exit_code == 0, r.output
+    np.testing.assert_array_equal(labels(tmp_path / "q.tsv")[0], base_labels)
+
+
+def _demo_trains():
+    with h5py.File(demo_recording_path(), "r") as f:
+        st, idx = f["units/spike_times"][()], f["units/spike_times_index"][()]
+    return np.split(st, idx[:-1])
+
+
+def test_a_tsgroup_brain_area_is_its_location():
+    import pandas as pd
+    import pynapple as nap
+
+    from nwb_celltype import classify_tsgroup
+
+    trains = _demo_trains()[:20]
+
+    def group(area):
+        meta = None if area is None else pd.DataFrame({"brain_area": [area] * len(trains)})
+        return nap.TsGroup({i: nap.Ts(t) for i, t in enumerate(trains)}, metadata=meta)
+
+    plain = classify_tsgroup(group(None), set_metadata=False)
+    assert (plain["status"] == "classified").any()
+    pd.testing.assert_series_equal(
+        classify_tsgroup(group("SIM"), set_metadata=False)["cell_type"], plain["cell_type"]
+    )
+    ca1 = classify_tsgroup(group("CA1"), set_metadata=False)
+    assert not (ca1["status"] == "classified").any()
+    scored = plain["status"] != "not_classifiable"
+    assert ca1.loc[scored, "reason"].str.startswith("recorded outside the cerebellar cortex").all()
+    pd.testing.assert_series_equal(
+        classify_tsgroup(group("CA1"), set_metadata=False, any_region=True)["cell_type"], plain["cell_type"]
+    )
+
+
+def test_a_sorting_brain_area_property_is_its_location():
+    pytest.importorskip("spikeinterface")
+    import pandas as pd
+    from spikeinterface.core import NumpySorting
+
+    from nwb_celltype import classify_sorting
+
+    trains = _demo_trains()[:20]
+    fs = 30000.0
+    spikes = {i: np.round(t * fs).astype(np.int64) for i, t in enumerate(trains)}
+    plain = classify_sorting(NumpySorting.from_unit_dict([spikes], fs), set_properties=False)
+    sorting = NumpySorting.from_unit_dict([spikes], fs)
+    sorting.set_property("brain_area", np.array(["VISp5"] * 10 + ["CENT3gr"] * 10))
+    got = classify_sorting(sorting, set_properties=False)
+    first = got.index[:10]
+    assert (plain.loc[first, "status"] == "classified").any()  # so the rule has labels to withhold
+    assert not (got.loc[first, "status"] == "classified").any()
+    assert (
+        got.loc[first, "reason"].str.startswith("recorded outside the cerebellar cortex")
+        | (plain.loc[first, "status"] == "not_classifiable")
+    ).all()
+    pd.testing.assert_series_equal(got["cell_type"].iloc[10:], plain["cell_type"].iloc[10:])

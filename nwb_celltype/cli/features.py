@@ -108,7 +108,7 @@ def features(
         if fam.name != "c4-3d":
             raise InvalidValueError("--c4-selection applies to the c4-3d family only (add --family c4-3d).")
         config = replace(config, c4_unit_selection=True)
-    sets, rate = [], {}
+    sets, rate, locations = [], {}, []
     with open_source(source) as src:
         # every unit gets a row: units without waveforms are classified from discharge alone
         for batch in read_units(
@@ -119,6 +119,7 @@ def features(
             waveform_rate_hz=waveform_rate_hz,
         ):
             sets.append(fam.extract_features(batch, config, progress=not quiet))
+            locations += [str(x) for x in (batch.extra or {}).get("locations", [""] * len(batch))]
             if batch.waveform_rate_hz is not None and not rate:
                 rate = {"hz": batch.waveform_rate_hz, "source": batch.extra.get("waveform_rate_source", "")}
         species = src.species
@@ -128,6 +129,8 @@ def features(
     fam.note_species(fs, species)  # the file's Subject, for `predict`
     if rate and isinstance(getattr(fs, "meta", None), dict):
         fs.meta["waveform_rate"] = rate  # what the waveforms were read at, and who said so
+    if any(locations) and isinstance(getattr(fs, "meta", None), dict):
+        fs.meta["locations"] = locations  # each unit's electrode location, for `predict`'s location rule
     path = fam.save_features(out_path, fs)
     if not quiet:
         click.echo(f"wrote {fam.name} features of {len(fs)} units ({int(fs.usable.sum())} usable) to {path}")

@@ -8,6 +8,7 @@ import click
 from ._common import (
     IGNORE_WAVEFORMS_OPTION,
     THRESHOLD_HELP,
+    any_region_option,
     model_option,
     print_json,
     quiet_logging,
@@ -36,10 +37,13 @@ from ._common import (
     "class that species gave it fewer than 5 training units of (the default model: no GoC for mouse units); "
     "the summary says when the species is not stated or is one the model was not trained on.",
 )
+@any_region_option
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def predict(features, out, model, threshold, ignore_waveforms, species, overwrite, quiet, as_json):
+def predict(
+    features, out, model, threshold, ignore_waveforms, species, any_region, overwrite, quiet, as_json
+):
     """Classify the units in FEATURES — a folder of per-unit feature tables (labels.csv, acg.csv,
     isi_dist.csv, waveforms.csv, dataset.json; labels optional), a saved SpikeInterface sorting
     analyzer (its spike trains, and its templates' peak channel as the waveform) or sorting
@@ -55,7 +59,12 @@ def predict(features, out, model, threshold, ignore_waveforms, species, overwrit
     check_output_path(out, overwrite)  # before the work, not after it
     with quiet_logging(quiet):
         result = predict_features(
-            features, model=model, threshold=threshold, ignore_waveforms=ignore_waveforms, species=species
+            features,
+            model=model,
+            threshold=threshold,
+            ignore_waveforms=ignore_waveforms,
+            species=species,
+            any_region=any_region,
         )
         path = write_predictions_tsv(result, out, overwrite=overwrite)
     summary = {"output": str(path), "model": result.model, **summarise(result)}
@@ -66,6 +75,11 @@ def predict(features, out, model, threshold, ignore_waveforms, species, overwrit
         line = species_line(summary.get("species"))
         if line:
             click.echo(line)
+        if summary.get("outside_cerebellar_cortex"):
+            click.echo(
+                f"{summary['outside_cerebellar_cortex']} units recorded outside the cerebellar cortex (their "
+                "locations): labels withheld (--any-region labels them)"
+            )
         for label, n in sorted(summary["label_counts"].items(), key=lambda kv: -kv[1]):
             click.echo(f"  {label:<18} {n}")
         rows = list(zip(result.predictions.status, result.predictions.reasons, strict=True))

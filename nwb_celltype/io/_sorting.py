@@ -115,7 +115,42 @@ def units_from_sorting(sorting) -> tuple[UnitsBatch, object]:
         for f in frames
     ]
     waveforms = _peak_templates(analyzer) if analyzer is not None else None
-    return _batch(times, waveforms, fs), target
+    batch = _batch(times, waveforms, fs)
+    locations = _sorting_locations(target, len(ids))
+    if locations is not None:
+        batch.extra["locations"] = locations
+    return batch, target
+
+
+#: Unit properties (SpikeInterface) and metadata columns (pynapple) read as a unit's brain region.
+LOCATION_KEYS: tuple[str, ...] = ("brain_area", "location")
+
+
+def _strings_or_none(values, n: int) -> np.ndarray | None:
+    vals = list(values) if values is not None else []
+    if len(vals) != n:
+        return None
+    return np.array(["" if v is None or v != v else str(v) for v in vals], dtype=object)
+
+
+def _sorting_locations(target, n: int) -> np.ndarray | None:
+    """Each unit's brain region from the sorting's ``brain_area`` (IBL's and others' extractors set
+    it) or ``location`` unit property, where it has one."""
+    keys = set(target.get_property_keys()) if hasattr(target, "get_property_keys") else set()
+    for key in LOCATION_KEYS:
+        if key in keys:
+            return _strings_or_none(target.get_property(key), n)
+    return None
+
+
+def _tsgroup_locations(tsgroup, ids: list) -> np.ndarray | None:
+    """Each unit's brain region from the TsGroup's ``brain_area`` or ``location`` metadata column."""
+    meta = getattr(tsgroup, "metadata", None)
+    columns = list(getattr(meta, "columns", []))
+    for key in LOCATION_KEYS:
+        if key in columns:
+            return _strings_or_none(meta[key].reindex(ids).tolist(), len(ids))
+    return None
 
 
 def _check_time_scale(times: list[np.ndarray]) -> None:
@@ -173,8 +208,9 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
     times = [np.sort(np.asarray(tsgroup[u].t, dtype=np.float64)) for u in ids]
     _check_time_scale(times)
     support = _time_support(tsgroup)
+    locations = _tsgroup_locations(tsgroup, ids)
     if waveforms is None:
-        return _batch(times, None, None, support)
+        return _with_locations(_batch(times, None, None, support), locations)
     if waveform_rate_hz is None or not float(waveform_rate_hz) > 0:
         raise InvalidUnitsError(
             f"waveforms were given without a positive waveform_rate_hz (got {waveform_rate_hz!r}); pass the "
@@ -204,7 +240,13 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
             f"waveforms have shape {waveforms.shape}; expected ({len(ids)}, samples), one row per unit in "
             "the TsGroup's index order (or a dict unit id -> waveform)."
         )
-    return _batch(times, waveforms, float(waveform_rate_hz), support)
+    return _with_locations(_batch(times, waveforms, float(waveform_rate_hz), support), locations)
+
+
+def _with_locations(batch: UnitsBatch, locations: np.ndarray | None) -> UnitsBatch:
+    if locations is not None:
+        batch.extra["locations"] = locations
+    return batch
 
 
 def _time_support(tsgroup) -> np.ndarray | None:
