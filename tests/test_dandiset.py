@@ -170,10 +170,42 @@ def test_read_json_tolerates_garbage(tmp_path):
         (NotNWBError("not HDF5"), False),
         (InvalidValueError("bad"), False),
         (OutputError("disk full"), False),
+        (KeyboardInterrupt(), False),  # Ctrl-C in a worker: an interruption, not a fault
     ],
 )
 def test_retry_policy(exc, retriable):
     assert _is_retriable(exc) is retriable
+
+
+def test_a_worker_interrupted_by_ctrl_c_ends_the_run(tmp_path):
+    """The terminal's Ctrl-C reaches the workers too: a task that ended with KeyboardInterrupt was
+    retried (a new worker started it again, and the run could wait on it for good, as a full suite
+    on a loaded machine showed twice). Now it interrupts the run, and nothing is submitted again."""
+    from nwb_celltype.batch._execute import _execute
+
+    class Runner:  # the PoolRunner interface, one task that a Ctrl-C interrupted
+        n_workers = 1
+        submitted = 0
+
+        def submit(self, fn, task):
+            self.submitted += 1
+            return object()
+
+        def wait(self, inflight, timeout):
+            return list(inflight)
+
+        def outcome(self, fut):
+            return None, KeyboardInterrupt()
+
+        def is_broken(self, exc):
+            return False
+
+    runner, state = Runner(), RunState(tmp_path)
+    task = {"path": "sub-1/a.nwb", "attempt": 0}
+    with pytest.raises(KeyboardInterrupt, match="its worker was interrupted"):
+        list(_execute(runner, [task], state, retries=3, backoff_s=0.0, progress=False, total=1))
+    assert runner.submitted == 1
+    assert state.read_record("sub-1/a.nwb") is None  # no failure recorded: the run was interrupted
 
 
 @pytest.mark.parametrize(

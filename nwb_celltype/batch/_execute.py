@@ -25,6 +25,8 @@ def _is_retriable(exc: BaseException) -> bool:
     units, model mismatch, output not writable) would fail the same way again."""
     if isinstance(exc, RemoteError):
         return True
+    if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: an interruption, not a fault
+        return False
     return not isinstance(exc, NwbCelltypeError)
 
 
@@ -72,6 +74,11 @@ def _execute(
                     bar.update(1)
                     yield rec
                     continue
+                if isinstance(exc, KeyboardInterrupt):
+                    # Ctrl-C reached a worker (the terminal signals the whole process group): the user
+                    # interrupted the run, whether or not this process has seen its own SIGINT yet.
+                    # Retrying it started the task again and the run waited on it for good.
+                    raise KeyboardInterrupt(f"{task['path']}: its worker was interrupted (SIGINT)")
                 if runner.is_broken(exc):
                     # a worker process died: every task in flight is lost, not only this one
                     lost = [task, *inflight.values()]
