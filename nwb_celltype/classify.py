@@ -188,6 +188,7 @@ def predict_features(
     ignore_waveforms: bool = False,
     species: str | None = None,
     any_region: bool = False,
+    locations=None,
 ) -> FeaturePredictions:
     """Classify units given as features.
 
@@ -210,6 +211,9 @@ def predict_features(
         Label units whose location (``meta["locations"]``: kept by ``nwb-celltype features`` from the
         electrodes table, or a sorting's ``brain_area`` / ``location``) names a region outside the
         cerebellar cortex; by default their labels are withheld (:mod:`nwb_celltype.model.scope`).
+    locations : sequence of str, optional
+        Each unit's location, where the features cannot carry it (the ``c4-3d`` family keeps no
+        metadata); default ``meta["locations"]``.
     """
     from ._location_rule import withhold_outside
     from .features.families import family_of
@@ -236,7 +240,8 @@ def predict_features(
     if ignore_waveforms:
         features = family_of(bundle).drop_waveforms(features)
     preds = predict_cell_types(bundle, features, threshold=threshold, species=species)
-    locations = (getattr(features, "meta", None) or {}).get("locations")
+    if locations is None:
+        locations = (getattr(features, "meta", None) or {}).get("locations")
     if not any_region and locations is not None and len(locations) == len(preds.labels):
         withhold_outside(preds, locations)
     info = {"name": bundle.name, "version": bundle.version, "sha256": bundle.sha256, "feature_family": family}
@@ -345,6 +350,7 @@ def _classify_units(
         ignore_waveforms=ignore_waveforms,
         species=species,
         any_region=any_region,
+        locations=(batch.extra or {}).get("locations"),  # also for families without metadata
     )
     rows = pd.DataFrame(result.rows())
     df = rows.drop(columns=[c for c in ("unit_id", "row") if c in rows]).rename(

@@ -119,3 +119,18 @@ def test_a_config_file_that_is_not_a_json_object_is_one_line(tmp_path, text):
     )
     assert r.exit_code == 1 and "Traceback" not in r.output and "--config" in r.output, r.output
     assert not (tmp_path / "f.npz").exists()
+
+
+def test_configs_are_checked_when_made_not_only_when_read():
+    """A configuration made in Python (or changed with replace) that from_dict would refuse was
+    used, saved into feature files and models, and then those could not be read back."""
+    import dataclasses
+
+    from nwb_celltype.errors import FeatureError
+    from nwb_celltype.features.config import FeatureConfig
+    from nwb_celltype.features.discharge import DischargeConfig
+
+    with pytest.raises(FeatureError, match=r"min_spikes=50.0 is not allowed"):
+        DischargeConfig(min_spikes=50.0)
+    with pytest.raises(FeatureError, match=r"c4_unit_selection='false' is not allowed"):
+        dataclasses.replace(FeatureConfig(), c4_unit_selection="false")

@@ -291,3 +291,31 @@ def test_a_sorting_brain_area_property_is_its_location():
         | (plain.loc[first, "status"] == "not_classifiable")
     ).all()
     pd.testing.assert_series_equal(got["cell_type"].iloc[10:], plain["cell_type"].iloc[10:])
+
+
+def test_c4_family_models_apply_the_rule_too():
+    """A c4-3d feature set keeps no metadata: the locations reach the rule directly (they were lost,
+    and a C4 model labelled a TsGroup's hippocampal units)."""
+    import pandas as pd
+    import pynapple as nap
+
+    from nwb_celltype import classify_tsgroup
+    from nwb_celltype.io import read_units
+    from nwb_celltype.model import load_demo_bundle
+
+    (batch,) = list(read_units(demo_recording_path(), batch_size=1000))
+    rows = np.arange(20)
+    waves = {int(i): batch.waveforms[i] for i in rows}
+
+    def group(area):
+        meta = None if area is None else pd.DataFrame({"brain_area": [area] * len(rows)})
+        return nap.TsGroup({int(i): nap.Ts(batch.spike_times(i)) for i in rows}, metadata=meta)
+
+    kw = dict(
+        waveforms=waves, waveform_rate_hz=batch.waveform_rate_hz, model=load_demo_bundle(), threshold=1.0
+    )
+    plain = classify_tsgroup(group(None), set_metadata=False, **kw)
+    assert (plain["status"] == "classified").any()  # so the rule has labels to withhold
+    got = classify_tsgroup(group("CA1"), set_metadata=False, **kw)
+    assert not (got["status"] == "classified").any()
+    assert got.loc[plain["status"] != "not_classifiable", "reason"].str.startswith("recorded outside").all()

@@ -131,6 +131,11 @@ def features(
         fs.meta["waveform_rate"] = rate  # what the waveforms were read at, and who said so
     if any(locations) and isinstance(getattr(fs, "meta", None), dict):
         fs.meta["locations"] = locations  # each unit's electrode location, for `predict`'s location rule
+    elif any(locations) and not quiet:
+        click.echo(
+            f"note: {fam.name} features files keep no unit locations, so `predict` cannot withhold the "
+            "labels of units recorded outside the cerebellar cortex; annotate the NWB file for that"
+        )
     path = fam.save_features(out_path, fs)
     if not quiet:
         click.echo(f"wrote {fam.name} features of {len(fs)} units ({int(fs.usable.sum())} usable) to {path}")

@@ -108,16 +108,20 @@ class ConfigMixin:
             )
         if d.get("family", cls.family) != cls.family:
             raise FeatureError(f"configuration of family {d['family']!r} given to {cls.family!r}.")
-        config = cls(**d)
-        config.check_settings()
-        return config
+        return cls(**d)  # checked on construction (:meth:`__post_init__`)
+
+    def __post_init__(self) -> None:
+        # every configuration is checked when made (constructor, replace(), from_dict): the package
+        # never computes, saves or trains with one it would refuse to read back
+        self.check_settings()
 
     def check_settings(self) -> None:
         """Raise a one-line :class:`~nwb_celltype.errors.FeatureError` naming the first setting whose
         type or value is not allowed (``ALLOWED``), or settings that disagree with each other.
 
-        :meth:`from_dict` calls it: configurations read from JSON (``--config``, model cards, feature
-        files) are checked before any feature is computed with them."""
+        Called on construction: configurations made in Python, read from JSON (``--config``, model
+        cards, feature files) or changed with ``dataclasses.replace`` are checked before any feature
+        is computed, saved or trained with them."""
         for f in fields(self):
             allowed, value = self.ALLOWED.get(f.name), getattr(self, f.name)
             if allowed is None:  # a field added without saying what it may hold

@@ -393,7 +393,8 @@ def simulate_library(
     unl = _default_counts(n_unlabelled)
     unl_split = {c: _split(k, n_sessions) for c, k in unl.items()}
     results = []
-    with atomic_folder(out_dir, replace=overwrite, owned=LIBRARY_FILES, what="a simulated library") as tmp:
+    owned = tuple(dict.fromkeys((*LIBRARY_FILES, f"{name}_s*_*.nwb")))  # a custom preset's names too
+    with atomic_folder(out_dir, replace=overwrite, owned=owned, what="a simulated library") as tmp:
         for s in range(n_sessions):
             counts = {
                 c: int(unl_split[c][s] + (lab_split[c][s] if c in lab_split else 0)) for c in SIM_CLASSES
