@@ -455,10 +455,20 @@ def test_earlier_output_and_sweep(tmp_path):
     ]:
         assert earlier_output(rec, output, asset_id, tmp_path) is None, rec
 
-    rows = [{**failed, "this_run": True}]
-    sweep_outputs(tmp_path, rows)
-    assert (tmp_path / out_a).is_file() and rows[0]["earlier_output"] == kept
-    (tmp_path / out_a).write_bytes(b"y" * 11)  # no longer the kept file
-    sweep_outputs(tmp_path, rows)
-    assert not (tmp_path / out_a).exists() and "earlier_output" not in rows[0]
-    assert rows[0]["removed_outputs"] == [out_a]
+    from nwb_celltype.batch.state import RunState
+
+    state = RunState(tmp_path)
+    state.prepare()
+    try:
+        state.write_record(failed)
+        rows = [{**failed, "this_run": True}]
+        sweep_outputs(tmp_path, rows, state)
+        assert (tmp_path / out_a).is_file() and rows[0]["earlier_output"] == kept
+        (tmp_path / out_a).write_bytes(b"y" * 11)  # no longer the kept file
+        sweep_outputs(tmp_path, rows, state)
+        assert not (tmp_path / out_a).exists() and "earlier_output" not in rows[0]
+        assert rows[0]["removed_outputs"] == [out_a]
+        # the record on disk agrees with the row (it kept naming the file until the next run)
+        assert "earlier_output" not in state.read_record(A)
+    finally:
+        state.release()

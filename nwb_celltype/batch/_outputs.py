@@ -107,7 +107,7 @@ def _kept_note(rec: dict, current: Any, out_dir: Path, ds_id: str, version: str)
     return note
 
 
-def sweep_outputs(out_dir: Path, rows: list[dict]) -> None:
+def sweep_outputs(out_dir: Path, rows: list[dict], state: RunState | None = None) -> None:
     """Remove the derived file of every row that is not ``done``, unless a ``done`` row, or a
     ``failed`` row's intact ``earlier_output`` (:func:`earlier_output`), accounts for it, and
     note the removal in that row (``removed_outputs``); then remove the folders this run's
@@ -116,7 +116,8 @@ def sweep_outputs(out_dir: Path, rows: list[dict]) -> None:
     The workers already remove an asset's superseded files before its new record is written; this
     catches what they could not: files beside ``failed`` / ``skipped`` records left by versions of
     this tool that kept them, for assets this run did not redo. A failed row whose kept file is
-    missing or changed loses its ``earlier_output`` here (what is there is no longer that file)."""
+    missing or changed loses its ``earlier_output`` here (what is there is no longer that file), in
+    the row and, with ``state``, in the asset's record on disk."""
     claimed = {r.get("output") for r in rows if r.get("status") == "done"}
     for r in rows:
         if r.get("status") != "failed" or r.get("earlier_output") is None:
@@ -128,6 +129,7 @@ def sweep_outputs(out_dir: Path, rows: list[dict]) -> None:
                 "%s: the earlier derived file its failed record kept is missing or changed", r["path"]
             )
             del r["earlier_output"]
+            _forget_earlier_output(state, r["path"])
     removed_now = [o for r in rows if r.get("this_run") for o in r.get("removed_outputs") or ()]
     for r in rows:
         if r.get("status") == "done":
@@ -149,3 +151,13 @@ def sweep_outputs(out_dir: Path, rows: list[dict]) -> None:
             r["removed_outputs"] = [*(r.get("removed_outputs") or ()), *removed]
             removed_now += removed
     prune_folders(out_dir, removed_now)
+
+
+def _forget_earlier_output(state: RunState | None, path: str) -> None:
+    """Drop ``earlier_output`` from the asset's record on disk too, so that record and summary agree
+    (before the file goes: a kill in between leaves a file no record claims, which the next sweep
+    removes)."""
+    rec = state.read_record(path) if state is not None else None
+    if rec and rec.get("earlier_output") is not None:
+        rec = {k: v for k, v in rec.items() if k != "earlier_output"}
+        state.write_record(rec)

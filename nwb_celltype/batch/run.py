@@ -281,7 +281,7 @@ def annotate_dandiset(
                 records[rec["path"]] = {**rec, "this_run": True, "selected": True}
                 _log_removed(rec)
         kept = kept_records(state, {a.path for a in assets}, listing, ds_id, resolved_version)
-        return _run_result(run, [records[a.path] for a in assets], kept, executor, runner, t_start)
+        return _run_result(run, [records[a.path] for a in assets], kept, executor, runner, t_start, state)
     except BaseException:
         if runner is not None:
             runner, busy = None, runner
@@ -349,14 +349,14 @@ def _labelling(model_info: dict, settings: dict, batch_size, dandi_api_url, cach
 
 
 def _run_result(
-    run: _Run, ordered: list[dict], kept: list[dict], executor: str, runner, t_start: float
+    run: _Run, ordered: list[dict], kept: list[dict], executor: str, runner, t_start: float, state=None
 ) -> DandisetRunResult:
     """Count the selected assets' final records (in listing order), remove any derived file that
     no ``done`` row accounts for, write the summary table (with the ``kept`` rows of assets
     outside this run's selection), and report."""
     counts = count_assets(ordered)
     rows = sorted([*ordered, *kept], key=lambda r: r["path"])
-    sweep_outputs(run.out_dir, rows)  # before the summary that reports these rows
+    sweep_outputs(run.out_dir, rows, state)  # before the summary that reports these rows
     tsv, js = write_summary(
         run.out_dir, run.ds_id, run.version, run.model_info, rows, counts, run.run_id, run.include
     )
