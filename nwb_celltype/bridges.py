@@ -154,48 +154,48 @@ def annotations_dataframe(annotations, *, table: str | None = None):
     return df
 
 
-def _unit_names(annotations, rec) -> np.ndarray | None:
-    """The annotated Units table's ``unit_name`` column for the annotated rows (NeuroConv and
-    SpikeInterface keep the sorter's unit id there, and SpikeInterface's NWB reader uses it as the
-    unit id), or None where the table has none or the source is not a file."""
+def _annotated_column(annotations, rec, column: str, nwb_column: str | None = None) -> np.ndarray | None:
+    """One value per unit of a column of the Units table ``rec`` annotates, read from the file
+    (``column``, its HDF5 name) or the pynwb NWBFile (``nwb_column``, default the same), or None
+    where the source is neither, the table lacks the column, or it does not cover the annotated rows."""
     table = str(getattr(rec, "units_table", "/units") or "/units")
     rows = np.asarray(rec.unit_indices, dtype=np.int64)
     values = None
     if isinstance(annotations, (str, os.PathLike)):
-        read = _read_column(annotations, table, "unit_name")
+        read = _read_column(annotations, table, column)
         if read is not None and read[1].shape == read[0].shape:
             values = read[1]
     elif hasattr(annotations, "processing"):  # a pynwb NWBFile
         from .nwb import units_table_at
 
         units = units_table_at(annotations, table)
-        if units is not None and "unit_name" in units.colnames:
-            values = np.asarray(units["unit_name"].data[:])
+        name = nwb_column or column
+        if units is not None and name in units.colnames:
+            values = np.asarray(units[name].data[:])
     if values is None or (len(rows) and rows.max() >= len(values)):
         return None
-    return np.array(
-        [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values)[rows]], dtype=object
-    )
+    return np.asarray(values)
+
+
+def _unit_names(annotations, rec) -> np.ndarray | None:
+    """The annotated Units table's ``unit_name`` column for the annotated rows (NeuroConv and
+    SpikeInterface keep the sorter's unit id there, and SpikeInterface's NWB reader uses it as the
+    unit id), or None where the table has none or the source is not a file."""
+    values = _annotated_column(annotations, rec, "unit_name")
+    if values is None:
+        return None
+    rows = np.asarray(rec.unit_indices, dtype=np.int64)
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values[rows]], dtype=object)
 
 
 def _spike_counts(annotations, rec) -> np.ndarray | None:
     """Spike counts of the annotated units in their Units table (to check that the object given
     labels is that sorting), or None where the source is not a file or has no spike_times."""
-    table = str(getattr(rec, "units_table", "/units") or "/units")
-    rows = np.asarray(rec.unit_indices, dtype=np.int64)
-    index = None
-    if isinstance(annotations, (str, os.PathLike)):
-        read = _read_column(annotations, table, "spike_times_index")
-        index = None if read is None else np.asarray(read[1], dtype=np.int64)
-    elif hasattr(annotations, "processing"):  # a pynwb NWBFile
-        from .nwb import units_table_at
-
-        units = units_table_at(annotations, table)
-        if units is not None and "spike_times" in units.colnames:
-            index = np.asarray(units["spike_times"].data[:], dtype=np.int64)
-    if index is None or (len(rows) and rows.max() >= len(index)):
+    index = _annotated_column(annotations, rec, "spike_times_index", "spike_times")  # end offsets
+    if index is None:
         return None
-    return np.diff(np.r_[0, index])[rows]
+    rows = np.asarray(rec.unit_indices, dtype=np.int64)
+    return np.diff(np.r_[0, index.astype(np.int64)])[rows]
 
 
 def _check_same_units(df, hit: np.ndarray, want: list[str], counts: np.ndarray | None) -> None:

@@ -145,9 +145,8 @@ def features_from_spikeinterface(path: Path, config=None, kind: str | None = Non
 
 
 def _keep_locations(fs, batch) -> None:
-    """The units' locations (a sorting's ``brain_area`` / ``location`` property, a TsGroup's
-    metadata) in ``fs.meta["locations"]``, where the location rule of :func:`predict_features`
-    finds them."""
+    """The units' locations (a sorting's ``brain_area`` / ``location`` property) in
+    ``fs.meta["locations"]``, where the location rule of :func:`predict_features` finds them."""
     if "locations" in (batch.extra or {}) and getattr(fs, "meta", None) is not None:
         fs.meta["locations"] = [str(x) for x in batch.extra["locations"]]
 
@@ -293,6 +292,8 @@ def _waveforms_ignored(features) -> bool:
 def summarise(result: FeaturePredictions) -> dict:
     """Label counts, and (where the features carry ground truth of the model's classes) accuracy,
     coverage and the confidently-wrong fraction of the labelled units."""
+    from ._location_rule import n_outside
+
     p = result.predictions
     labels, counts = np.unique(np.asarray(p.labels, dtype=str), return_counts=True)
     out: dict = {
@@ -302,8 +303,6 @@ def summarise(result: FeaturePredictions) -> dict:
     }
     if result.species is not None:
         out["species"] = result.species.to_dict()
-    from ._location_rule import n_outside
-
     out["outside_cerebellar_cortex"] = n_outside(p)
     truth = getattr(result.features, "labels", None)
     if truth is not None:
@@ -342,7 +341,6 @@ def _classify_units(
 
     bundle, _ = resolve_model(model)
     features = family_of(bundle).extract_features(batch, bundle.feature_config)
-    _keep_locations(features, batch)
     result = predict_features(
         features,
         model=bundle,
@@ -350,7 +348,7 @@ def _classify_units(
         ignore_waveforms=ignore_waveforms,
         species=species,
         any_region=any_region,
-        locations=(batch.extra or {}).get("locations"),  # also for families without metadata
+        locations=(batch.extra or {}).get("locations"),  # passed, not kept: c4-3d features have no metadata
     )
     rows = pd.DataFrame(result.rows())
     df = rows.drop(columns=[c for c in ("unit_id", "row") if c in rows]).rename(

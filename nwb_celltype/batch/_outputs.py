@@ -9,22 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidValueError
-from .state import RunState, derived_asset_path, prune_folders, remove_outputs
+from .state import RunState, derived_asset_path, output_intact, prune_folders, remove_outputs
 
 logger = logging.getLogger(__name__)
 
 _STATUSES = ("done", "skipped", "failed")
 #: what a failed record keeps of the earlier record whose derived file it keeps (``earlier_output``).
 EARLIER_OUTPUT_KEYS = ("output", "output_size", "asset_id", "model_sha256", "run_id", "finished")
-
-
-def output_intact(record: dict, out_dir: Path) -> bool:
-    """Whether a ``done`` record's derived file is on disk with the size the record states."""
-    try:
-        out = Path(out_dir) / record["output"]
-        return out.is_file() and out.stat().st_size == record.get("output_size")
-    except (KeyError, TypeError, OSError):
-        return False
 
 
 def earlier_output(record: dict | None, output: str, asset_id: str, out_dir: Path) -> dict | None:

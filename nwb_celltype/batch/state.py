@@ -329,8 +329,13 @@ def is_done(
         or (output is not None and record.get("output") != output)
     ):
         return False
-    out = Path(out_dir) / record.get("output", "")
+    return output_intact(record, out_dir)
+
+
+def output_intact(record: dict, out_dir: Path) -> bool:
+    """Whether a record's derived file (``output``) is on disk with the size it states."""
     try:
+        out = Path(out_dir) / record["output"]
         return out.is_file() and out.stat().st_size == record.get("output_size")
-    except OSError:
+    except (KeyError, TypeError, OSError):
         return False

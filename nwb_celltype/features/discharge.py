@@ -57,7 +57,7 @@ class DischargeConfig(ConfigMixin):
     family: str = FAMILY
     version: str = "1"
 
-    #: Ranges (checked by ``from_dict``): the tables' value times a generous factor where a setting
+    #: Ranges (checked on construction): the tables' value times a generous factor where a setting
     #: sizes arrays or loops, physically meaningful bounds elsewhere.
     ALLOWED: ClassVar[dict[str, Allowed]] = {
         "acg_lags_ms": Allowed(int, 1, 1000),

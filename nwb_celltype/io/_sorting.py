@@ -115,11 +115,7 @@ def units_from_sorting(sorting) -> tuple[UnitsBatch, object]:
         for f in frames
     ]
     waveforms = _peak_templates(analyzer) if analyzer is not None else None
-    batch = _batch(times, waveforms, fs)
-    locations = _sorting_locations(target, len(ids))
-    if locations is not None:
-        batch.extra["locations"] = locations
-    return batch, target
+    return _batch(times, waveforms, fs, locations=_sorting_locations(target, len(ids))), target
 
 
 #: Unit properties (SpikeInterface) and metadata columns (pynapple) read as a unit's brain region.
@@ -170,9 +166,11 @@ def _batch(
     waveforms: np.ndarray | None,
     rate_hz: float | None,
     support: np.ndarray | None = None,
+    locations: np.ndarray | None = None,
 ) -> UnitsBatch:
     """``support``: the (k, 2) intervals (s) every unit was observed in (a TsGroup's time support),
-    as each unit's ``obs_intervals``."""
+    as each unit's ``obs_intervals``; ``locations``: each unit's brain region (``extra["locations"]``,
+    as the NWB reader gives them)."""
     counts = np.array([len(t) for t in times], dtype=np.int64)
     return UnitsBatch(
         unit_ids=np.arange(len(times), dtype=np.int64),
@@ -182,6 +180,7 @@ def _batch(
         waveforms=None if waveforms is None else np.asarray(waveforms, dtype=np.float32),
         waveform_rate_hz=rate_hz if waveforms is not None else None,
         obs_intervals=None if support is None else [support] * len(times),
+        extra={} if locations is None else {"locations": locations},
     )
 
 
@@ -210,7 +209,7 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
     support = _time_support(tsgroup)
     locations = _tsgroup_locations(tsgroup, ids)
     if waveforms is None:
-        return _with_locations(_batch(times, None, None, support), locations)
+        return _batch(times, None, None, support, locations)
     if waveform_rate_hz is None or not float(waveform_rate_hz) > 0:
         raise InvalidUnitsError(
             f"waveforms were given without a positive waveform_rate_hz (got {waveform_rate_hz!r}); pass the "
@@ -240,13 +239,7 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
             f"waveforms have shape {waveforms.shape}; expected ({len(ids)}, samples), one row per unit in "
             "the TsGroup's index order (or a dict unit id -> waveform)."
         )
-    return _with_locations(_batch(times, waveforms, float(waveform_rate_hz), support), locations)
-
-
-def _with_locations(batch: UnitsBatch, locations: np.ndarray | None) -> UnitsBatch:
-    if locations is not None:
-        batch.extra["locations"] = locations
-    return batch
+    return _batch(times, waveforms, float(waveform_rate_hz), support, locations)
 
 
 def _time_support(tsgroup) -> np.ndarray | None:
