@@ -472,3 +472,41 @@ def test_earlier_output_and_sweep(tmp_path):
         assert "earlier_output" not in state.read_record(A)
     finally:
         state.release()
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_summary_while_running_and_after_an_interruption(archive, tmp_path, monkeypatch):
+    """The summary is on disk while a run goes (every selected asset ``pending`` until its record
+    comes) and after Ctrl-C (the finished assets' rows, ``pending`` rows for the rest, state
+    ``stopped``); it was the previous run's until a run ended. The next run completes it."""
+    import nwb_celltype.batch.run as run_mod
+
+    out = tmp_path / "out"
+    seen = []
+
+    def interrupted(rec):  # the driver has just recorded the first finished asset
+        seen.append(_summary(out))
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(run_mod, "_log_removed", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            archive.run(out)
+    (running,) = seen
+    assert running[1]["state"] == "running"
+    assert {p: r["status"] for p, r in running[0].items()} == {A: "pending", B: "pending", C: "pending"}
+    rows, js = _summary(out)
+    assert js["state"] == "stopped" and rows[A]["status"] == "done"
+    pending = [p for p in (B, C) if rows[p]["status"] == "pending"]
+    assert pending, rows  # one worker, two tasks in flight at most: C was not finished
+    for p in pending:
+        assert "was interrupted" in rows[p]["note"] and not rows[p]["output"]
+    assert js["counts"]["pending"] == len(pending) and js["counts"]["done"] == 3 - len(pending)
+    _assert_every_file_accounted_for(out)  # a file a worker finished unheard-of has its done row
+
+    res = archive.run(out)
+    rows, js = _summary(out)
+    assert js["state"] == "complete" and res.counts["done"] == 3 and "pending" not in res.counts
+    assert {r["status"] for r in rows.values()} == {"done"}
+    _assert_every_file_accounted_for(out)

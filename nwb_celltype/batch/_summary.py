@@ -40,7 +40,8 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
     """The summary table: column names and one row (dict) per asset.
 
     Columns: ``path``, ``asset_id``, ``version`` (the dandiset version the row's run listed),
-    ``status`` (done / skipped / failed), ``n_units``,
+    ``status`` (done / skipped / failed; ``pending`` in a table written while a run goes or after
+    it stopped early), ``n_units``,
     ``n_classified``, ``n_unclassified``, ``n_not_classifiable``, ``outside_cerebellar_cortex`` (units
     whose label the location rule withheld), one ``label_<class>`` count per
     cell type seen, ``species`` (the asset's species as the model scored its units) and
@@ -109,11 +110,13 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
 
 
 def write_summary(
-    out_dir: Path, ds_id, version, model_info, records, counts, run_id, include=None
+    out_dir: Path, ds_id, version, model_info, records, counts, run_id, include=None, state="complete"
 ) -> tuple[Path, Path]:
     """Write the summary table as :data:`SUMMARY_TSV` and :data:`SUMMARY_JSON` in ``out_dir``:
     one row per record, those of this run's selection (``counts``) and those kept from earlier
-    runs (``selected`` False); ``include``: this run's ``--include``."""
+    runs (``selected`` False); ``include``: this run's ``--include``; ``state``: ``complete``,
+    ``running`` (a table written during the run) or ``stopped`` (the run ended early: its
+    unfinished assets have ``pending`` rows)."""
     cols, rows = summary_rows(records)
     buf = _io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, delimiter="\t", lineterminator="\n", extrasaction="ignore")
@@ -136,6 +139,7 @@ def write_summary(
             "version": version,
             "model": model_info,
             "run_id": run_id,
+            "state": state,
             "include": include,
             "counts": counts,
             "kept": sum(1 for r in records if r.get("selected") is False),

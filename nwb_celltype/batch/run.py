@@ -266,11 +266,15 @@ def annotate_dandiset(
     run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
     run = _Run(ds_id, resolved_version, out_dir, run_id, model_info, include)
     runner = None
+    live = None
     try:
         state.write_run(_run_info(run, include, settings, batch_size))
         records, todo, superseded = _resume(run, assets, state, settings, derived)
+        kept = kept_records(state, {a.path for a in assets}, listing, ds_id, resolved_version)
+        live = _LiveSummary(run, state, assets, records, kept)
         executor = "dask" if (scheduler or client or dashboard) else "local"
         if todo:
+            live.write()
             dash = dashboard_address if dashboard else None
             runner = _make_runner(executor, model_info, workers, len(todo), scheduler, client, dash)
             if runner.dashboard_link:
@@ -280,17 +284,83 @@ def annotate_dandiset(
             for rec in _execute(runner, tasks, state, retries, retry_backoff_s, progress, len(assets)):
                 records[rec["path"]] = {**rec, "this_run": True, "selected": True}
                 _log_removed(rec)
-        kept = kept_records(state, {a.path for a in assets}, listing, ds_id, resolved_version)
+                live.write(throttle=True)
         return _run_result(run, [records[a.path] for a in assets], kept, executor, runner, t_start, state)
-    except BaseException:
+    except BaseException as exc:
         if runner is not None:
             runner, busy = None, runner
             busy.close(abort=True)
+        if live is not None:
+            live.write_stopped(exc)
         raise
     finally:
         if runner is not None:
             runner.close()
         state.release()
+
+
+class _LiveSummary:
+    """The summary table while a run goes and after one stopped early: the rows of the assets
+    finished so far (this run's records, those found done, the ``kept`` rows of earlier runs) and a
+    ``pending`` row for each selected asset not finished yet; the JSON's ``state`` says
+    ``running`` or ``stopped``. Written when the run starts work, after a finished asset (at most
+    every ``every_s`` seconds) and when it stops early; the run's end writes the final table
+    (:func:`_run_result`)."""
+
+    def __init__(
+        self, run: _Run, state: RunState, assets: list, records: dict, kept: list[dict], every_s: float = 5.0
+    ):
+        self.run, self.state, self.assets, self.records, self.kept = run, state, assets, records, kept
+        self.every_s = every_s
+        self._last = -float("inf")
+
+    def _pending(self, asset: Any, note: str) -> dict:
+        return {
+            "path": asset.path,
+            "asset_id": asset.asset_id,
+            "version": _asset_version(asset, self.run.version),
+            "dandiset_id": self.run.ds_id,
+            "status": "pending",
+            "this_run": True,
+            "selected": True,
+            "run_id": self.run.run_id,
+            "output": None,
+            "note": note,
+        }
+
+    def write(self, throttle: bool = False, state: str = "running", note: str | None = None) -> None:
+        if throttle and time.monotonic() - self._last < self.every_s:
+            return
+        note = note or f"not finished yet: run {self.run.run_id} is annotating the dandiset"
+        ordered = [self.records.get(a.path) or self._pending(a, note) for a in self.assets]
+        rows = sorted([*ordered, *self.kept], key=lambda r: r["path"])
+        r = self.run
+        write_summary(
+            r.out_dir,
+            r.ds_id,
+            r.version,
+            r.model_info,
+            rows,
+            count_assets(ordered),
+            r.run_id,
+            r.include,
+            state,
+        )
+        self._last = time.monotonic()
+
+    def write_stopped(self, exc: BaseException) -> None:
+        """The table of a run that stopped early (Ctrl-C, a lost scheduler, a full disk): its
+        ``pending`` rows say the next run into the folder annotates them. Never raises over ``exc``."""
+        why = "was interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped ({type(exc).__name__})"
+        note = f"not annotated: run {self.run.run_id} {why} before it; the next run into this folder does it"
+        try:
+            for a in self.assets:  # a worker may have finished an asset the driver had not heard of
+                rec = None if a.path in self.records else self.state.read_record(a.path)
+                if isinstance(rec, dict) and rec.get("run_id") == self.run.run_id:
+                    self.records[a.path] = {**rec, "this_run": True, "selected": True}
+            self.write(state="stopped", note=note)
+        except Exception as err:  # the run's own error is the one to report
+            logger.error("could not write the summary of the stopped run: %s", err)
 
 
 def _run_info(run: _Run, include, settings: dict, batch_size) -> dict:
