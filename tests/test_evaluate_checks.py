@@ -100,6 +100,45 @@ def test_test_units_of_a_class_the_training_set_lacks_count_as_misses(hull):
     assert "3 test units of classes the training set lacks (MLI 3)" in rep.summary()
 
 
+@needs_tables
+def test_test_units_outside_every_class_are_reported_as_labelled_or_not(hull, monkeypatch, tmp_path):
+    """Test units labelled GrC (a class no model here has) were scored nowhere; now the report says
+    how many of them the model gave a C4 label and which, counted from predict_discharge's own
+    output for those units. They stay out of the C4 metrics."""
+    from nwb_celltype.model import discharge_bundle
+
+    _, ts = hull
+    labels = np.asarray(ts.labels, dtype=object)
+    test_rows = np.concatenate([np.flatnonzero(labels == c)[:k] for c, k in (("PkC_ss", 4), ("MFB", 8))])
+    train_rows = np.setdiff1d(np.arange(len(labels)), test_rows)
+    test = _part(ts, test_rows, sha256="2" * 64, name="hull-grc")
+    test_labels = np.asarray(test.labels, dtype=object).copy()
+    test_labels[4:] = "GrC"  # the 8 MFB pose as granule cells
+    test = replace(test, labels=test_labels)
+    seen = {}
+    real_predict = discharge_bundle.predict_discharge
+
+    def spy(bundle, fs, **kw):
+        pred = real_predict(bundle, fs, **kw)
+        for uid, lab, st in zip(fs.unit_ids, pred.labels, pred.status, strict=True):
+            seen[int(uid)] = (str(lab), str(st))
+        return pred
+
+    monkeypatch.setattr(discharge_bundle, "predict_discharge", spy)
+    rep = evaluate_model(_part(ts, train_rows), test_set=test, config=SMALL, baselines=False)
+    grc_ids = [int(u) for u in np.asarray(test.features.unit_ids)[4:]]
+    given = [seen[u][0] for u in grc_ids if seen[u][1] == "classified"]
+    o = rep.outside["GrC"]
+    assert o["units"] == 8 and o["confidently_labelled"] == len(given)
+    assert o["labels_given"] == {c: given.count(c) for c in set(given)}
+    assert rep.metrics["n_units"] == 4 and "GrC" not in rep.classes  # not in the C4 metrics
+    rep.write(tmp_path / "ev", figures=False)
+    assert json.loads((tmp_path / "ev" / "evaluation.json").read_text())["outside_classes"]["GrC"] == o
+    assert (
+        f"GrC (a class no model here has): {len(given)} of 8 test units confidently labelled" in rep.summary()
+    )
+
+
 def test_c4_family_scores_untrained_test_classes_as_misses(tmp_path):
     train = make_synthetic_training_set({"GoC": 6, "PkC_ss": 6, "MFB": 6}, n_unlabelled=0, seed=3)
     test = make_synthetic_training_set({"GoC": 3, "MLI": 2, "PkC_ss": 3}, n_unlabelled=0, seed=11, shift=0.1)

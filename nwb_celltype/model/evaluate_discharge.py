@@ -131,7 +131,11 @@ def _fit_and_score(part: _Part, test_fs, classes, config, threshold, species=Non
 
     bundle = train_discharge_model(part, classes=classes, config=config, name="evaluate", version="0")
     pred = predict_discharge(bundle, test_fs, threshold=threshold, species=species)
-    return np.asarray(pred.probabilities, float), np.asarray(pred.status) != "classified"
+    return (
+        np.asarray(pred.probabilities, float),
+        np.asarray(pred.status) != "classified",
+        np.asarray(pred.labels),
+    )
 
 
 def evaluate_discharge(
@@ -239,14 +243,54 @@ def _transfer(training_set, test_set, rows, y, classes_scope, config, threshold,
     t_rows, t_y = _scored_rows(test_set, classes + untrained)
     if not len(t_rows):
         raise LibraryError(f"the test set has no labelled unit of the classes {list(classes)}.")
-    test_fs = test_set.features.subset(t_rows)
-    p, abstain = _fit_and_score(training_set, test_fs, classes, config, threshold, _species(test_set, t_rows))
+    o_rows, o_labels = _outside_rows(test_set, scope)
+    both = np.concatenate([t_rows, o_rows])
+    p, abstain, given = _fit_and_score(
+        training_set, test_set.features.subset(both), classes, config, threshold, _species(test_set, both)
+    )
+    n = len(t_rows)
+    outside = outside_classes_summary(o_labels, given[n:], abstain[n:])
+    p, abstain, test_fs = p[:n], abstain[:n], test_set.features.subset(t_rows)
     base_p = {}
     if baselines:
         base_p = discharge_baselines(_raw(training_set.features.subset(rows)), y, _raw(test_fs), len(classes))
     counts = {c: int(np.sum(t_y == len(classes) + i)) for i, c in enumerate(untrained)}
     scheme = transfer_scheme(len(rows), len(t_rows), counts)
-    return HeldOut(scheme, t_y, p, base_p, abstain, rows=t_rows, untrained=untrained)
+    return HeldOut(scheme, t_y, p, base_p, abstain, rows=t_rows, untrained=untrained, outside=outside)
+
+
+def _outside_rows(test_set, scope) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of test units labelled with a class outside ``scope`` (GrC, UBC, ...) that the model can
+    score (discharge present), and their labels: no model here can give their label, so what counts
+    is how often it labels them at all."""
+    fs = test_set.features
+    labels = np.asarray(test_set.labels, dtype=object).astype(str)
+    named = ~np.isin(labels, list(scope)) & ~np.isin(np.char.lower(labels.astype(str)), list(_NO_LABEL))
+    rows = np.flatnonzero(named & np.asarray(fs.usable, bool) & np.asarray(fs.has_discharge, bool))
+    return rows, labels[rows]
+
+
+#: label values of units without ground truth.
+_NO_LABEL = ("", "unlabeled", "unlabelled", "nan", "none")
+
+
+def outside_classes_summary(labels: np.ndarray, given: np.ndarray, abstain: np.ndarray) -> dict:
+    """Per class outside the model's (``labels`` of the units): ``units``, ``confidently_labelled``
+    (units given a C4 label, at the threshold and the model's rules), its ``fraction`` and
+    ``labels_given`` (label -> units)."""
+    out = {}
+    for c in dict.fromkeys(labels.tolist()):
+        m = labels == c
+        lab = m & ~abstain
+        out[c] = {
+            "units": int(m.sum()),
+            "confidently_labelled": int(lab.sum()),
+            "fraction": float(lab.sum() / m.sum()),
+            "labels_given": {
+                str(k): int(v) for k, v in zip(*np.unique(given[lab], return_counts=True), strict=True)
+            },
+        }
+    return out
 
 
 def _fold_scorer(whole: _Part, rows, y, classes, config, threshold, baselines):
@@ -255,7 +299,7 @@ def _fold_scorer(whole: _Part, rows, y, classes, config, threshold, baselines):
 
     def score(f: int, test_idx: np.ndarray, train_idx: np.ndarray):
         test_fs = fs.subset(rows[test_idx])
-        p, abstain = _fit_and_score(
+        p, abstain, _ = _fit_and_score(
             whole.without(rows[test_idx]),
             test_fs,
             classes,

@@ -44,6 +44,11 @@ class EvaluationReport:
         Test units of classes the training set lacks (class -> count; a transfer only). They are
         scored, as misses: the model gives their class probability 0, so its recall is 0 and they
         count in every metric (the last ``classes`` are theirs).
+    outside : dict of str -> dict
+        Test units labelled with a class outside every model's (GrC, UBC, ...; a transfer of the
+        real-data family only): per class ``units``, ``confidently_labelled`` (given a C4 label),
+        ``fraction`` and ``labels_given``. Not in ``metrics``: no label is right for them; the
+        fewer labelled, the better the model knows what it does not know.
     """
 
     classes: tuple[str, ...]
@@ -55,6 +60,7 @@ class EvaluationReport:
     data: dict = field(default_factory=dict)
     units: dict = field(default_factory=dict)
     untrained: dict = field(default_factory=dict)
+    outside: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return _json_safe(
@@ -65,6 +71,7 @@ class EvaluationReport:
                 "protocol": self.protocol,
                 "data": self.data,
                 "classes_not_in_training": self.untrained,
+                "outside_classes": self.outside,
             }
         )
 
@@ -89,6 +96,12 @@ class EvaluationReport:
                 f"{sum(self.untrained.values())} test units of classes the training set lacks ("
                 + ", ".join(f"{c} {n}" for c, n in self.untrained.items())
                 + "): scored as misses (the model cannot give their label)"
+            )
+        for c, o in self.outside.items():
+            given = ", ".join(f"{k} {v}" for k, v in o["labels_given"].items())
+            lines.append(
+                f"{c} (a class no model here has): {o['confidently_labelled']} of {o['units']} test units "
+                f"confidently labelled ({o['fraction']:.0%})" + (f": {given}" if given else "")
             )
         for name, b in self.baselines.items():
             lines.append(
@@ -163,6 +176,7 @@ class HeldOut:
     abstain: np.ndarray | None = None
     rows: np.ndarray | None = None
     untrained: tuple[str, ...] = ()
+    outside: dict = field(default_factory=dict)
 
     def report(
         self, classes: tuple[str, ...], threshold: float, describe: Callable[[], dict]
@@ -185,6 +199,7 @@ class HeldOut:
             baselines=base_metrics,
             protocol=describe(),
             untrained=untrained,
+            outside=self.outside,
         )
 
 
