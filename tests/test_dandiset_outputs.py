@@ -510,3 +510,18 @@ def test_summary_while_running_and_after_an_interruption(archive, tmp_path, monk
     assert js["state"] == "complete" and res.counts["done"] == 3 and "pending" not in res.counts
     assert {r["status"] for r in rows.values()} == {"done"}
     _assert_every_file_accounted_for(out)
+
+
+def test_assets_differing_only_in_case(tmp_path, monkeypatch):
+    """Derived paths differing only in case: refused where the output folder's file system ignores
+    case (they would be one file there), kept apart where it does not (this machine's)."""
+    from nwb_celltype.batch import state as state_mod
+
+    derived = derived_paths([A, A.replace("sub-A/sub-A", "sub-a/sub-a"), B])
+    assert not state_mod.ignores_case(tmp_path)  # Linux: case-sensitive
+    assert list(tmp_path.iterdir()) == []  # the probe leaves nothing behind
+    state_mod.check_case_collisions(derived, tmp_path)  # nothing refused here
+    monkeypatch.setattr(state_mod, "ignores_case", lambda folder: True)
+    with pytest.raises(InvalidValueError, match="differ only in case"):
+        state_mod.check_case_collisions(derived, tmp_path)
+    state_mod.check_case_collisions(derived_paths([A, B]), tmp_path)  # no case-only pair: fine

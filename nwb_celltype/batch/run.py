@@ -22,7 +22,7 @@ from ._summary import SUMMARY_JSON as SUMMARY_JSON
 from ._summary import SUMMARY_TSV as SUMMARY_TSV
 from ._summary import count_assets, write_summary
 from ._summary import summary_rows as summary_rows
-from .state import RunState, derived_paths, is_done, labelling_settings
+from .state import RunState, check_case_collisions, derived_paths, is_done, labelling_settings
 
 logger = logging.getLogger(__name__)
 
@@ -263,6 +263,11 @@ def annotate_dandiset(
     model_info = _load_model_identity(model, model_sha256, ignore_waveforms)
     state = RunState(out_dir)
     state.prepare()
+    try:
+        check_case_collisions(derived, state.root)
+    except BaseException:
+        state.release()
+        raise
     run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
     run = _Run(ds_id, resolved_version, out_dir, run_id, model_info, include)
     runner = None

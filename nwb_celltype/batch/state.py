@@ -145,6 +145,42 @@ def derived_paths(asset_paths: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def check_case_collisions(derived: dict[str, str], out_dir: Path) -> None:
+    """Refuse assets whose derived paths differ only in case when ``out_dir`` (the output folder or
+    its state folder) is on a file system
+    that ignores case (macOS and Windows defaults, FAT / exFAT drives): there the two would be
+    annotated into one file, each run overwriting the other. Case-sensitive file systems keep them
+    apart and nothing is refused. Checked after the output folder exists, before any work.
+
+    Raises
+    ------
+    InvalidValueError
+        Naming the two assets.
+    """
+    first: dict[str, str] = {}
+    for asset, d in derived.items():
+        other = first.setdefault(d.casefold(), asset)
+        if other != asset and ignores_case(out_dir):
+            raise InvalidValueError(
+                f"assets {other!r} and {asset!r} differ only in case, and the file system of {out_dir} "
+                "ignores case: both would be annotated into one file; annotate them into --out folders on "
+                "a case-sensitive file system, or into separate --out folders (select each with --include)"
+            )
+
+
+def ignores_case(folder: Path) -> bool:
+    """Whether ``folder``'s file system treats names differing only in case as one name (probed
+    with a scratch file, removed again)."""
+    probe = Path(folder) / f".case-probe-{os.getpid()}-{os.urandom(4).hex()}-Aa"
+    try:
+        probe.touch(exist_ok=False)
+        return probe.with_name(probe.name[:-2] + "aA").exists()
+    except OSError:
+        return False
+    finally:
+        probe.unlink(missing_ok=True)
+
+
 def remove_outputs(out_dir: Path, outputs: Iterable[str]) -> list[str]:
     """Remove derived files (paths relative to ``out_dir``) superseded by a new outcome of their
     asset; returns the paths removed (:func:`prune_folders` clears the folders
