@@ -834,3 +834,8 @@ def test_two_ctrl_c_end_the_run(served, model_path, tmp_path):
         proc.stderr.close()
     # 130, or ended by the second SIGINT itself (the shell reports both as 130)
     assert rc in (128 + signal.SIGINT, -signal.SIGINT), err
+    if rc == 128 + signal.SIGINT:  # the CLI's own exit (not the second SIGINT's): it says how to go on
+        assert "interrupted by SIGINT" in err and "rerun the same command to resume" in err, err
+        summary = json.loads((tmp_path / "out" / "celltype-summary.json").read_text())
+        # "running" where the second SIGINT cut the stopped run's table short
+        assert summary["state"] in ("stopped", "running") and summary["counts"]["pending"] >= 1

@@ -3,6 +3,10 @@ dandiset folder, locally or on a Dask cluster, resumably."""
 
 from __future__ import annotations
 
+import signal
+import sys
+from pathlib import Path
+
 import click
 
 from ._common import (
@@ -102,30 +106,41 @@ def annotate_dandiset(
     dandiset under --out, and write celltype-summary.tsv/.json there. A rerun with the same --out
     does only what is not done yet."""
     from ..batch import annotate_dandiset as run
+    from ..batch.run import SUMMARY_TSV
 
-    with quiet_logging(quiet):
-        result = run(
-            dandiset,
-            out,
-            model=model,
-            include=include,
-            workers=workers,
-            scheduler=scheduler,
-            retries=retries,
-            retry_backoff_s=retry_backoff,
-            dashboard=dashboard,
-            dashboard_address=dashboard_address,
-            threshold=threshold,
-            batch_size=batch_size,
-            dandi_api_url=dandi_api_url,
-            cache_dir=cache_dir,
-            progress=not (quiet or as_json),
-            model_sha256=model_sha256,
-            ignore_waveforms=ignore_waveforms,
-            units_table=units_table,
-            waveform_rate_hz=waveform_rate_hz,
-            any_region=any_region,
+    try:
+        with quiet_logging(quiet):
+            result = run(
+                dandiset,
+                out,
+                model=model,
+                include=include,
+                workers=workers,
+                scheduler=scheduler,
+                retries=retries,
+                retry_backoff_s=retry_backoff,
+                dashboard=dashboard,
+                dashboard_address=dashboard_address,
+                threshold=threshold,
+                batch_size=batch_size,
+                dandi_api_url=dandi_api_url,
+                cache_dir=cache_dir,
+                progress=not (quiet or as_json),
+                model_sha256=model_sha256,
+                ignore_waveforms=ignore_waveforms,
+                units_table=units_table,
+                waveform_rate_hz=waveform_rate_hz,
+                any_region=any_region,
+            )
+    except KeyboardInterrupt:  # the assets finished so far stay done: say so, and how to go on
+        table = Path(out) / SUMMARY_TSV
+        where = f" ({table} lists them; the others are pending)" if table.is_file() else ""
+        click.echo(
+            f"Error: interrupted by SIGINT; the assets finished so far are kept{where}: rerun the same "
+            "command to resume",
+            err=True,
         )
+        sys.exit(128 + signal.SIGINT)
     if as_json:
         print_json(result.to_dict())
     elif not quiet:
