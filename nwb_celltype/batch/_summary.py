@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import csv
 import io as _io
+import logging
 import os
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
-from .state import write_json_atomic
+from .state import RunState, asset_version, write_json_atomic
 
 #: file names of the summary table, in the output folder.
 SUMMARY_TSV = "celltype-summary.tsv"
 SUMMARY_JSON = "celltype-summary.json"
+
+logger = logging.getLogger(__name__)
 
 
 def count_assets(records: list[dict]) -> dict[str, int]:
@@ -147,3 +152,67 @@ def write_summary(
         },
     )
     return tsv, js
+
+
+class LiveSummary:
+    """The summary table while a run goes and after one stopped early: the rows of the assets
+    finished so far (this run's records, those found done, the ``kept`` rows of earlier runs) and a
+    ``pending`` row for each selected asset not finished yet; the JSON's ``state`` says
+    ``running`` or ``stopped``. Written when the run starts work, after a finished asset (at most
+    every ``every_s`` seconds) and when it stops early; the run's end writes the final table
+    (``run._run_result``)."""
+
+    def __init__(
+        self, run: Any, state: RunState, assets: list, records: dict, kept: list[dict], every_s: float = 5.0
+    ):
+        self.run, self.state, self.assets, self.records, self.kept = run, state, assets, records, kept
+        self.every_s = every_s
+        self._last = -float("inf")
+
+    def _pending(self, asset: Any, note: str) -> dict:
+        return {
+            "path": asset.path,
+            "asset_id": asset.asset_id,
+            "version": asset_version(asset, self.run.version),
+            "dandiset_id": self.run.ds_id,
+            "status": "pending",
+            "this_run": True,
+            "selected": True,
+            "run_id": self.run.run_id,
+            "output": None,
+            "note": note,
+        }
+
+    def write(self, throttle: bool = False, state: str = "running", note: str | None = None) -> None:
+        if throttle and time.monotonic() - self._last < self.every_s:
+            return
+        note = note or f"not finished yet: run {self.run.run_id} is annotating the dandiset"
+        ordered = [self.records.get(a.path) or self._pending(a, note) for a in self.assets]
+        rows = sorted([*ordered, *self.kept], key=lambda r: r["path"])
+        r = self.run
+        write_summary(
+            r.out_dir,
+            r.ds_id,
+            r.version,
+            r.model_info,
+            rows,
+            count_assets(ordered),
+            r.run_id,
+            r.include,
+            state,
+        )
+        self._last = time.monotonic()
+
+    def write_stopped(self, exc: BaseException) -> None:
+        """The table of a run that stopped early (Ctrl-C, a lost scheduler, a full disk): its
+        ``pending`` rows say the next run into the folder annotates them. Never raises over ``exc``."""
+        why = "was interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped ({type(exc).__name__})"
+        note = f"not annotated: run {self.run.run_id} {why} before it; the next run into this folder does it"
+        try:
+            for a in self.assets:  # a worker may have finished an asset the driver had not heard of
+                rec = None if a.path in self.records else self.state.read_record(a.path)
+                if isinstance(rec, dict) and rec.get("run_id") == self.run.run_id:
+                    self.records[a.path] = {**rec, "this_run": True, "selected": True}
+            self.write(state="stopped", note=note)
+        except Exception as err:  # the run's own error is the one to report
+            logger.error("could not write the summary of the stopped run: %s", err)

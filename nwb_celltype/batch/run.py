@@ -20,9 +20,9 @@ from ._execute import _execute
 from ._outputs import kept_records, sweep_outputs
 from ._summary import SUMMARY_JSON as SUMMARY_JSON
 from ._summary import SUMMARY_TSV as SUMMARY_TSV
-from ._summary import count_assets, write_summary
+from ._summary import LiveSummary, count_assets, write_summary
 from ._summary import summary_rows as summary_rows
-from .state import RunState, check_case_collisions, derived_paths, is_done, labelling_settings
+from .state import RunState, asset_version, check_case_collisions, derived_paths, is_done, labelling_settings
 
 logger = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ def annotate_dandiset(
         state.write_run(_run_info(run, include, settings, batch_size))
         records, todo, superseded = _resume(run, assets, state, settings, derived)
         kept = kept_records(state, {a.path for a in assets}, listing, ds_id, resolved_version)
-        live = _LiveSummary(run, state, assets, records, kept)
+        live = LiveSummary(run, state, assets, records, kept)
         executor = "dask" if (scheduler or client or dashboard) else "local"
         if todo:
             live.write()
@@ -302,70 +302,6 @@ def annotate_dandiset(
         if runner is not None:
             runner.close()
         state.release()
-
-
-class _LiveSummary:
-    """The summary table while a run goes and after one stopped early: the rows of the assets
-    finished so far (this run's records, those found done, the ``kept`` rows of earlier runs) and a
-    ``pending`` row for each selected asset not finished yet; the JSON's ``state`` says
-    ``running`` or ``stopped``. Written when the run starts work, after a finished asset (at most
-    every ``every_s`` seconds) and when it stops early; the run's end writes the final table
-    (:func:`_run_result`)."""
-
-    def __init__(
-        self, run: _Run, state: RunState, assets: list, records: dict, kept: list[dict], every_s: float = 5.0
-    ):
-        self.run, self.state, self.assets, self.records, self.kept = run, state, assets, records, kept
-        self.every_s = every_s
-        self._last = -float("inf")
-
-    def _pending(self, asset: Any, note: str) -> dict:
-        return {
-            "path": asset.path,
-            "asset_id": asset.asset_id,
-            "version": _asset_version(asset, self.run.version),
-            "dandiset_id": self.run.ds_id,
-            "status": "pending",
-            "this_run": True,
-            "selected": True,
-            "run_id": self.run.run_id,
-            "output": None,
-            "note": note,
-        }
-
-    def write(self, throttle: bool = False, state: str = "running", note: str | None = None) -> None:
-        if throttle and time.monotonic() - self._last < self.every_s:
-            return
-        note = note or f"not finished yet: run {self.run.run_id} is annotating the dandiset"
-        ordered = [self.records.get(a.path) or self._pending(a, note) for a in self.assets]
-        rows = sorted([*ordered, *self.kept], key=lambda r: r["path"])
-        r = self.run
-        write_summary(
-            r.out_dir,
-            r.ds_id,
-            r.version,
-            r.model_info,
-            rows,
-            count_assets(ordered),
-            r.run_id,
-            r.include,
-            state,
-        )
-        self._last = time.monotonic()
-
-    def write_stopped(self, exc: BaseException) -> None:
-        """The table of a run that stopped early (Ctrl-C, a lost scheduler, a full disk): its
-        ``pending`` rows say the next run into the folder annotates them. Never raises over ``exc``."""
-        why = "was interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped ({type(exc).__name__})"
-        note = f"not annotated: run {self.run.run_id} {why} before it; the next run into this folder does it"
-        try:
-            for a in self.assets:  # a worker may have finished an asset the driver had not heard of
-                rec = None if a.path in self.records else self.state.read_record(a.path)
-                if isinstance(rec, dict) and rec.get("run_id") == self.run.run_id:
-                    self.records[a.path] = {**rec, "this_run": True, "selected": True}
-            self.write(state="stopped", note=note)
-        except Exception as err:  # the run's own error is the one to report
-            logger.error("could not write the summary of the stopped run: %s", err)
 
 
 def _run_info(run: _Run, include, settings: dict, batch_size) -> dict:
@@ -492,7 +428,7 @@ def _split_done(
     superseded: dict[str, list[str]] = {}
     for a in assets:
         rec = state.read_record(a.path)
-        version_of = _asset_version(a, resolved_version)
+        version_of = asset_version(a, resolved_version)
         if is_done(
             rec,
             state.out_dir,
@@ -532,7 +468,7 @@ def _asset_task(asset: Any, run: _Run, labelling: dict, output: str, superseded:
     return {
         "path": asset.path,
         "asset_id": asset.asset_id,
-        "version": _asset_version(asset, run.version),
+        "version": asset_version(asset, run.version),
         "dandiset_id": run.ds_id,
         "source": _asset_source(run.ds_id, run.version, asset),
         "output": output,
@@ -551,10 +487,6 @@ def _resolved_version(assets: list, version: str | None) -> str:
         if v:
             return str(v)
     return version or "draft"
-
-
-def _asset_version(asset: Any, resolved: str) -> str:
-    return str(getattr(asset, "version", None) or resolved)
 
 
 def _asset_source(ds_id: str, version: str, asset: Any) -> str:

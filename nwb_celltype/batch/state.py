@@ -145,6 +145,11 @@ def derived_paths(asset_paths: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def asset_version(asset: Any, resolved: str) -> str:
+    """The dandiset version an asset was listed at (``resolved``: the run's, where it says none)."""
+    return str(getattr(asset, "version", None) or resolved)
+
+
 def check_case_collisions(derived: dict[str, str], out_dir: Path) -> None:
     """Refuse assets whose derived paths differ only in case when ``out_dir`` (the output folder or
     its state folder) is on a file system
