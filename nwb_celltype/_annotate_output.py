@@ -32,7 +32,7 @@ def checkpoint(stage: str) -> None:
     """Mark a stage of the run; used by fault-injection tests to kill the process at a known point."""
     logger.debug("stage: %s", stage)
     if os.environ.get(_PAUSE_ENV) == stage:
-        print(f"PAUSED AT {stage}", file=sys.stderr, flush=True)
+        print(f"PAUSED AT {stage} (pid {os.getpid()})", file=sys.stderr, flush=True)
         time.sleep(3600)
 
 

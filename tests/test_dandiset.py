@@ -177,7 +177,8 @@ def test_retry_policy(exc, retriable):
     assert _is_retriable(exc) is retriable
 
 
-def test_a_worker_interrupted_by_ctrl_c_ends_the_run(tmp_path):
+@pytest.mark.parametrize("ctrl_c", ["KeyboardInterrupt", "Interrupted"])
+def test_a_worker_interrupted_by_ctrl_c_ends_the_run(tmp_path, ctrl_c):
     """The terminal's Ctrl-C reaches the workers too: a task that ended with KeyboardInterrupt was
     retried (a new worker started it again, and the run could wait on it for good, as a full suite
     on a loaded machine showed twice). Now it interrupts the run, and nothing is submitted again."""
@@ -194,8 +195,10 @@ def test_a_worker_interrupted_by_ctrl_c_ends_the_run(tmp_path):
         def wait(self, inflight, timeout):
             return list(inflight)
 
-        def outcome(self, fut):
-            return None, KeyboardInterrupt()
+        def outcome(self, fut):  # SIGINT during a write arrives as the cleanup's Interrupted
+            from nwb_celltype._atomic import Interrupted
+
+            return None, KeyboardInterrupt() if ctrl_c == "KeyboardInterrupt" else Interrupted(signal.SIGINT)
 
         def is_broken(self, exc):
             return False
@@ -768,6 +771,40 @@ def test_cli_summary_text():
 
     assert "DEMO" not in format_run(replace(res, model={**res.model, "path": None, "demo": False}))
     assert "DEMO" in format_run(replace(res, model={**res.model, "demo": True}))
+
+
+@pytest.mark.network
+def test_a_worker_ended_by_sigterm_is_replaced_and_its_asset_retried(served, model_path, tmp_path):
+    """SIGTERM to one pool process (a job system, ``kill PID``) mid-asset: the asset was recorded
+    failed (Interrupted, not retried) and the same process went on with the next asset, whose read
+    could fail on library state the cut read left behind. Now the process ends, a new one starts
+    and the asset is tried again."""
+    import re
+
+    cmd = [sys.executable, "-c", "from nwb_celltype.cli import main; main()", "annotate-dandiset"]
+    cmd += [f"{DANDISET}@draft", "--out", str(tmp_path / "out"), "--model", str(model_path)]
+    cmd += ["--workers", "1", "--quiet", "--retries", "1", "--retry-backoff", "0.1"]
+    cmd += ["--cache-dir", str(tmp_path / "cache")]
+    env = {**_env(served["api"]), "NWB_CELLTYPE_PAUSE_AT": "features"}  # each worker waits in its task
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    pids = []
+    try:
+        deadline = time.monotonic() + 180
+        while len(pids) < 2 and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            assert line or proc.poll() is None, "the run ended before a worker was busy"
+            m = re.search(r"PAUSED AT features \(pid (\d+)\)", line)
+            if m:
+                pids.append(int(m.group(1)))
+                if len(pids) == 1:
+                    os.kill(pids[0], signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+    assert len(pids) == 2 and pids[1] != pids[0], pids  # a new process took the asset up again
+    rec = RunState(tmp_path / "out").read_record(_asset_path(*GOOD[0]))
+    assert rec is None or rec["status"] != "failed", rec  # not recorded failed for the signal
 
 
 def _dies_once(task: dict) -> dict:

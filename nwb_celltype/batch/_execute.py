@@ -30,6 +30,17 @@ def _is_retriable(exc: BaseException) -> bool:
     return not isinstance(exc, NwbCelltypeError)
 
 
+def _is_ctrl_c(exc: BaseException) -> bool:
+    """A task ended by SIGINT: KeyboardInterrupt, or the ``Interrupted`` of a write's cleanup."""
+    import signal
+
+    from .._atomic import Interrupted
+
+    return isinstance(exc, KeyboardInterrupt) or (
+        isinstance(exc, Interrupted) and exc.signum == signal.SIGINT
+    )
+
+
 def _one_line(exc: BaseException) -> str:
     msg = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {msg}"[:1000]
@@ -74,7 +85,7 @@ def _execute(
                     bar.update(1)
                     yield rec
                     continue
-                if isinstance(exc, KeyboardInterrupt):
+                if _is_ctrl_c(exc):
                     # Ctrl-C reached a worker (the terminal signals the whole process group): the user
                     # interrupted the run, whether or not this process has seen its own SIGINT yet.
                     # Retrying it started the task again and the run waited on it for good.

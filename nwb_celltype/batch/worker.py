@@ -23,6 +23,8 @@ _MODELS: dict[tuple[str | None, str], Any] = {}
 _MODELS_LOCK = threading.Lock()
 #: how many times this process loaded a model (reported per asset; tests check it stays 1).
 _LOAD_COUNT = 0
+#: True in the processes of the local pool (:func:`init_pool_worker`).
+_POOL_PROCESS = False
 
 
 def load_worker_model(model_path: str | None, model_sha256: str) -> Any:
@@ -58,6 +60,8 @@ def load_worker_model(model_path: str | None, model_sha256: str) -> Any:
 
 def init_pool_worker(model_path: str | None, model_sha256: str) -> None:
     """Initializer of pool processes: quiet the libraries and load the model up front."""
+    global _POOL_PROCESS
+    _POOL_PROCESS = True
     _quiet_worker()
     _die_with_parent()
     load_worker_model(model_path, model_sha256)
@@ -97,6 +101,30 @@ def _peak_rss_mb() -> float:
 
 
 def run_asset_task(task: dict) -> dict:
+    """Annotate one asset (:func:`_annotate_asset`); a pool process whose task a signal other
+    than SIGINT ended (SIGTERM, SIGHUP: ``Interrupted``, after the task's own cleanup) ends too, so
+    that the driver starts a new one and retries its assets, as for a process that died: a read cut
+    short can leave library state of the process (pynwb's type map) unusable for the next asset.
+    SIGINT (Ctrl-C) goes back to the driver, which ends the run."""
+    import signal
+
+    try:
+        return _annotate_asset(task)
+    except SystemExit as exc:
+        signum = getattr(exc, "signum", None)
+        if _POOL_PROCESS and signum is not None and signum != signal.SIGINT:
+            logger.warning(
+                "%s: worker %d ended by signal %d; the run retries its asset",
+                task["path"],
+                os.getpid(),
+                signum,
+            )
+            logging.shutdown()
+            os._exit(128 + int(signum))
+        raise
+
+
+def _annotate_asset(task: dict) -> dict:
     """Annotate one asset; the unit of work shipped to workers.
 
     Parameters
