@@ -807,6 +807,36 @@ def test_a_worker_ended_by_sigterm_is_replaced_and_its_asset_retried(served, mod
     assert rec is None or rec["status"] != "failed", rec  # not recorded failed for the signal
 
 
+@pytest.mark.network
+def test_sigterm_to_the_driver_stops_the_run_as_ctrl_c_does(served, model_path, tmp_path):
+    """``kill PID``, ``timeout``, a job system's time limit: SIGTERM killed the driver outright,
+    leaving a summary that said the run was still going. Now the pool is aborted, the summary is
+    ``stopped`` with the unfinished assets pending, and the CLI says how to go on (exit 143)."""
+    cmd = [sys.executable, "-c", "from nwb_celltype.cli import main; main()", "annotate-dandiset"]
+    cmd += [f"{DANDISET}@draft", "--out", str(tmp_path / "out"), "--model", str(model_path)]
+    cmd += ["--workers", "1", "--quiet", "--cache-dir", str(tmp_path / "cache")]
+    env = {**_env(served["api"]), "NWB_CELLTYPE_PAUSE_AT": "features"}
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 120
+        while "PAUSED AT features" not in line and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            assert line or proc.poll() is None, "the run ended before a worker was busy"
+        proc.send_signal(signal.SIGTERM)  # the driver only
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted by SIGTERM" in err and "rerun the same command to resume" in err, err
+    summary = json.loads((tmp_path / "out" / "celltype-summary.json").read_text())
+    assert summary["state"] == "stopped" and summary["counts"]["pending"] >= 1
+    pending = [a for a in summary["assets"] if a["status"] == "pending"]
+    assert all("was interrupted (SIGTERM)" in a["note"] for a in pending)
+
+
 def _dies_once(task: dict) -> dict:
     """Run in a pool process: the first asset to run kills its process (as the kernel's OOM killer
     would); every later one returns a record."""

@@ -7,6 +7,7 @@ import csv
 import io as _io
 import logging
 import os
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -206,7 +207,14 @@ class LiveSummary:
     def write_stopped(self, exc: BaseException) -> None:
         """The table of a run that stopped early (Ctrl-C, a lost scheduler, a full disk): its
         ``pending`` rows say the next run into the folder annotates them. Never raises over ``exc``."""
-        why = "was interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped ({type(exc).__name__})"
+        from .._atomic import Interrupted
+
+        if isinstance(exc, KeyboardInterrupt):
+            why = "was interrupted"
+        elif isinstance(exc, Interrupted):
+            why = f"was interrupted ({signal.Signals(exc.signum).name})"
+        else:
+            why = f"stopped ({type(exc).__name__})"
         note = f"not annotated: run {self.run.run_id} {why} before it; the next run into this folder does it"
         try:
             for a in self.assets:  # a worker may have finished an asset the driver had not heard of

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._atomic import cleanup_on_signals
 from ..errors import InvalidValueError
 from ._execute import MAX_BACKOFF_S as MAX_BACKOFF_S
 from ._execute import _execute
@@ -263,30 +264,57 @@ def annotate_dandiset(
     model_info = _load_model_identity(model, model_sha256, ignore_waveforms)
     state = RunState(out_dir)
     state.prepare()
-    try:
-        check_case_collisions(derived, state.root)
-    except BaseException:
-        state.release()
-        raise
     run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
     run = _Run(ds_id, resolved_version, out_dir, run_id, model_info, include)
+    how = {
+        "workers": workers,
+        "scheduler": scheduler,
+        "client": client,
+        "dashboard_address": dashboard_address if dashboard else None,
+        "dask": bool(scheduler or client or dashboard),
+        "retries": retries,
+        "retry_backoff_s": retry_backoff_s,
+        "progress": progress,
+        "labelling": _labelling(model_info, settings, batch_size, dandi_api_url, cache_dir),
+    }
+    try:
+        with cleanup_on_signals():  # SIGTERM / SIGHUP end the run as Ctrl-C does (Interrupted)
+            check_case_collisions(derived, state.root)
+            state.write_run(_run_info(run, include, settings, batch_size))
+            return _annotate_assets(run, state, assets, listing, derived, settings, how, t_start)
+    finally:
+        state.release()
+
+
+def _annotate_assets(
+    run: _Run, state: RunState, assets: list, listing: dict, derived: dict, settings: dict, how: dict, t_start
+) -> DandisetRunResult:
+    """The run proper, once the output folder is locked: the assets not done yet go to the workers
+    (``how``: the executor's options and the labelling every task shares); the summary is kept on
+    disk as they finish, and written as ``stopped`` if the run ends early (the pool aborted)."""
     runner = None
     live = None
     try:
-        state.write_run(_run_info(run, include, settings, batch_size))
         records, todo, superseded = _resume(run, assets, state, settings, derived)
-        kept = kept_records(state, {a.path for a in assets}, listing, ds_id, resolved_version)
+        kept = kept_records(state, {a.path for a in assets}, listing, run.ds_id, run.version)
         live = LiveSummary(run, state, assets, records, kept)
-        executor = "dask" if (scheduler or client or dashboard) else "local"
+        executor = "dask" if how["dask"] else "local"
         if todo:
             live.write()
-            dash = dashboard_address if dashboard else None
-            runner = _make_runner(executor, model_info, workers, len(todo), scheduler, client, dash)
+            runner = _make_runner(
+                executor,
+                run.model_info,
+                how["workers"],
+                len(todo),
+                how["scheduler"],
+                how["client"],
+                how["dashboard_address"],
+            )
             if runner.dashboard_link:
                 logger.warning("Dask dashboard: %s", runner.dashboard_link)
-            labelling = _labelling(model_info, settings, batch_size, dandi_api_url, cache_dir)
-            tasks = [_asset_task(a, run, labelling, derived[a.path], superseded[a.path]) for a in todo]
-            for rec in _execute(runner, tasks, state, retries, retry_backoff_s, progress, len(assets)):
+            tasks = [_asset_task(a, run, how["labelling"], derived[a.path], superseded[a.path]) for a in todo]
+            retries, backoff = how["retries"], how["retry_backoff_s"]
+            for rec in _execute(runner, tasks, state, retries, backoff, how["progress"], len(assets)):
                 records[rec["path"]] = {**rec, "this_run": True, "selected": True}
                 _log_removed(rec)
                 live.write(throttle=True)
@@ -301,7 +329,6 @@ def annotate_dandiset(
     finally:
         if runner is not None:
             runner.close()
-        state.release()
 
 
 def _run_info(run: _Run, include, settings: dict, batch_size) -> dict:

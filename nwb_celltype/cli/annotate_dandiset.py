@@ -105,6 +105,7 @@ def annotate_dandiset(
     """Annotate every NWB asset of DANDISET[@VERSION] (e.g. 000409, 000409@draft) into a derived
     dandiset under --out, and write celltype-summary.tsv/.json there. A rerun with the same --out
     does only what is not done yet."""
+    from .._atomic import Interrupted
     from ..batch import annotate_dandiset as run
     from ..batch.run import SUMMARY_TSV
 
@@ -132,15 +133,16 @@ def annotate_dandiset(
                 waveform_rate_hz=waveform_rate_hz,
                 any_region=any_region,
             )
-    except KeyboardInterrupt:  # the assets finished so far stay done: say so, and how to go on
+    except (KeyboardInterrupt, Interrupted) as exc:  # the assets finished so far stay done: say so
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         table = Path(out) / SUMMARY_TSV
         where = f" ({table} lists them; the others are pending)" if table.is_file() else ""
         click.echo(
-            f"Error: interrupted by SIGINT; the assets finished so far are kept{where}: rerun the same "
-            "command to resume",
+            f"Error: interrupted by {signal.Signals(signum).name}; the assets finished so far are "
+            f"kept{where}: rerun the same command to resume",
             err=True,
         )
-        sys.exit(128 + signal.SIGINT)
+        sys.exit(128 + signum)
     if as_json:
         print_json(result.to_dict())
     elif not quiet:
