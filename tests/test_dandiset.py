@@ -60,7 +60,9 @@ def test_parse_dandiset_spec(spec, expected):
     assert parse_dandiset_spec(spec) == expected
 
 
-@pytest.mark.parametrize("spec", ["409", "000409@", "abc", "000409/draft/sub-1/x.nwb", ""])
+@pytest.mark.parametrize(
+    "spec", ["409", "000409@", "abc", "https://example.org/x.nwb", ""]
+)  # a file of the dandiset is read (tests/test_dandiset_outputs.py)
 def test_parse_dandiset_spec_rejects(spec):
     with pytest.raises(InvalidValueError, match="DANDISET\\[@VERSION\\]"):
         parse_dandiset_spec(spec)

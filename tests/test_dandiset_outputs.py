@@ -127,10 +127,10 @@ class Archive:
         shutil.copyfile(source, dest)
         self.api.add_asset(DANDISET, path, dest)
 
-    def run(self, out: Path, **kw):
+    def run(self, out: Path, dandiset: str = f"{DANDISET}@draft", **kw):
         self.n_runs += 1
         return annotate_dandiset(
-            f"{DANDISET}@draft",
+            dandiset,
             out,
             model=self.model,
             workers=1,
@@ -525,3 +525,80 @@ def test_assets_differing_only_in_case(tmp_path, monkeypatch):
     with pytest.raises(InvalidValueError, match="differ only in case"):
         state_mod.check_case_collisions(derived, tmp_path)
     state_mod.check_case_collisions(derived_paths([A, B]), tmp_path)  # no case-only pair: fine
+
+
+@pytest.mark.parametrize(
+    ("spec", "target"),
+    [
+        ("000409", ("000409", None, None)),
+        ("DANDI:000409/draft", ("000409", "draft", None)),
+        ("https://dandiarchive.org/dandiset/000409/draft", ("000409", "draft", None)),
+        ("https://dandiarchive.org/dandiset/000409/0.230101.1234", ("000409", "0.230101.1234", None)),
+        ("dandi://dandi/000409@draft", ("000409", "draft", None)),
+        ("000409@draft/sub-2/", ("000409", "draft", "sub-2/")),
+        ("DANDI:000409/draft/sub-1/sub-1_ecephys.nwb", ("000409", "draft", "sub-1/sub-1_ecephys.nwb")),
+    ],
+)
+def test_dandiset_references_in_every_common_form(spec, target):
+    """annotate-dandiset read only DANDISET[@VERSION]; `assets` and `annotate` read the archive's
+    URLs and dandi:// too. One reading now serves all of them."""
+    from nwb_celltype.batch.run import parse_dandiset_spec, parse_dandiset_target
+
+    assert parse_dandiset_target(spec) == target
+    assert parse_dandiset_spec(spec) == target[:2]
+
+
+def test_selection_of_assets():
+    from nwb_celltype.batch.run import _selection
+
+    assert _selection(None, None) is None
+    assert _selection(None, ["sub-1/*", "sub-2/*"]) == ("sub-1/*", "sub-2/*")
+    assert _selection("sub-2/", None) == ("sub-2/*",)
+    assert _selection("sub-2", ()) == ("sub-2/*",)  # a folder named without its slash
+    assert _selection("sub-1/a[1].nwb", None) == ("sub-1/a[[]1].nwb",)  # one file, matched literally
+    with pytest.raises(InvalidValueError, match="select the assets one way"):
+        _selection("sub-2/", "sub-1/*")
+    with pytest.raises(InvalidValueError, match="cannot read the dandiset"):
+        from nwb_celltype.batch.run import parse_dandiset_target
+
+        parse_dandiset_target("https://example.org/x.nwb")
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_a_folder_of_the_dandiset_and_several_globs_select_assets(archive, tmp_path):
+    """A folder named in the reference selects its assets; --include given twice kept only the last
+    glob (click's single option); now any of them matches."""
+    res = archive.run(tmp_path / "o1", dandiset=f"{DANDISET}@draft/sub-B/")
+    assert [a["path"] for a in res.assets] == [B]
+    js = json.loads((tmp_path / "o1" / "celltype-summary.json").read_text())
+    assert js["include"] == "sub-B/*"
+    res = archive.run(tmp_path / "o2", include=["sub-A/*", "sub-C/*"])
+    assert [a["path"] for a in res.assets] == [A, C]
+    # the CLI: --include twice, the version as an option
+    from click.testing import CliRunner
+
+    from nwb_celltype.cli import main
+
+    args = ["annotate-dandiset", DANDISET, "--version", "draft", "--out", str(tmp_path / "o3")]
+    args += ["--include", "sub-A/*", "--include", "sub-C/*", "--model", str(archive.model), "--workers", "1"]
+    args += ["--dandi-api-url", archive.api.api_url, "--json", "--cache-dir", str(tmp_path / "c3")]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    assert [a["path"] for a in json.loads(out.output)["assets"]] == [A, C]
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_an_output_folder_of_another_dandiset_is_refused(archive, sources, tmp_path):
+    """Derived paths such as sub-A/... recur across dandisets: a second dandiset annotated into the
+    same --out replaced the first one's files at the same paths without a word."""
+    out = tmp_path / "out"
+    archive.run(out, include="sub-A/*")
+    before = {p: (out / p).read_bytes() for p in _derived_files(out)}
+    archive.api.add_asset("000078", A, archive.root / "v" / "0" / A)  # another dandiset, same path
+    with pytest.raises(InvalidValueError, match="holds the derived dandiset of 000077"):
+        annotate_dandiset(
+            "000078@draft", out, model=archive.model, workers=1, dandi_api_url=archive.api.api_url
+        )
+    assert {p: (out / p).read_bytes() for p in _derived_files(out)} == before

@@ -5,6 +5,7 @@ retries and a summary table."""
 from __future__ import annotations
 
 import fnmatch
+import glob
 import logging
 import os
 import re
@@ -98,13 +99,16 @@ class _Run:
     out_dir: Path
     run_id: str
     model_info: dict
-    include: str | None = None
+    include: str | list[str] | None = None
 
 
 def parse_dandiset_spec(spec: str) -> tuple[str, str | None]:
     """Split ``DANDISET[@VERSION]`` into (id, version).
 
-    Accepts ``000409``, ``000409@0.230101.1234``, ``DANDI:000409/draft`` and ``000409@draft``.
+    Accepts ``000409``, ``000409@0.230101.1234``, ``DANDI:000409/draft``, ``000409@draft`` and the
+    other forms of a dandiset that :func:`nwb_celltype.io.parse_source` reads (archive web URLs,
+    ``dandi://dandi/000409@draft``); a folder or file inside the dandiset is
+    :func:`parse_dandiset_target`'s third part.
 
     Returns
     -------
@@ -112,13 +116,58 @@ def parse_dandiset_spec(spec: str) -> tuple[str, str | None]:
         The six-digit dandiset id and the version (None: the most recent published version, or the
         draft when none is published).
     """
+    return parse_dandiset_target(spec)[:2]
+
+
+def parse_dandiset_target(spec: str) -> tuple[str, str | None, str | None]:
+    """(id, version, path inside the dandiset or None) of ``spec``: ``DANDISET[@VERSION]``, or a
+    folder or file of one (``000409@draft/sub-2/``, an archive URL with ``files?location=``)."""
     m = _SPEC_RE.match(spec.strip())
-    if m is None:
+    if m is not None:
+        return m.group("id"), m.group("version"), None
+    from ..io import parse_source
+
+    try:
+        src = parse_source(spec) if not Path(spec.strip()).expanduser().exists() else None
+    except InvalidValueError:
+        src = None
+    if src is None or src.kind != "dandi" or not src.dandiset_id:
         raise InvalidValueError(
             f"cannot read the dandiset {spec!r}: expected DANDISET[@VERSION] such as 000409, "
-            "000409@draft or DANDI:000409/0.230101.1234"
+            "000409@draft, DANDI:000409/0.230101.1234 or https://dandiarchive.org/dandiset/000409/draft"
         )
-    return m.group("id"), m.group("version")
+    return src.dandiset_id, src.version, src.asset_path or None
+
+
+def _selection(spec_path: str | None, include) -> tuple[str, ...] | None:
+    """The globs selecting the assets to annotate: ``include`` (one glob or several, any matching),
+    or the folder / file that ``spec`` named inside the dandiset; None: every NWB asset."""
+    if isinstance(include, str):
+        include = [include]
+    include = [g for g in (include or ()) if g]
+    if spec_path and include:
+        raise InvalidValueError(
+            f"the dandiset reference names {spec_path!r} inside it and --include is given too; select "
+            "the assets one way: a folder in the reference, or --include globs"
+        )
+    if spec_path:
+        path = spec_path.strip("/")
+        folder = spec_path.endswith("/") or not path.lower().endswith(".nwb")
+        return (f"{glob.escape(path)}/*",) if folder else (glob.escape(path),)
+    return tuple(include) or None
+
+
+def _check_same_dandiset(state: RunState, ds_id: str) -> None:
+    """Refuse an output folder holding another dandiset's derived files: paths such as
+    ``sub-1/sub-1_ecephys.nwb`` recur across dandisets, and this run would replace them."""
+    prev = state.read_run() or {}
+    others = {prev.get("dandiset_id")} | {r.get("dandiset_id") for r in state.iter_records()}
+    others = sorted(str(d) for d in others - {None, ds_id})
+    if others:
+        raise InvalidValueError(
+            f"{state.out_dir} holds the derived dandiset of {', '.join(others)}; annotate {ds_id} into "
+            "another --out folder (its derived files would replace those at the same paths)"
+        )
 
 
 def _check_options(workers: int | None, scheduler: str | None, client: Any, retries: int, batch_size: int):
@@ -165,7 +214,7 @@ def annotate_dandiset(
     *,
     version: str | None = None,
     model: str | os.PathLike | None = None,
-    include: str | None = None,
+    include: str | list[str] | tuple[str, ...] | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     client: Any = None,
@@ -207,8 +256,9 @@ def annotate_dandiset(
     model_sha256 : str, optional
         Pin the bundle: the run is refused unless its digest starts with this hex string (see
         :func:`nwb_celltype.model.shipped.check_pinned`); every asset's provenance records the pin.
-    include : str, optional
-        Glob on asset paths (``fnmatch``; e.g. ``sub-M1/*``) selecting the assets to annotate.
+    include : str or sequence of str, optional
+        Glob(s) on asset paths (``fnmatch``; e.g. ``sub-M1/*``) selecting the assets to annotate
+        (any matching). ``dandiset`` may name a folder or file instead (``000409@draft/sub-M1/``).
         The summary keeps the rows of assets that earlier runs into ``out`` annotated outside
         this selection (``selected`` False).
     workers : int, optional
@@ -256,9 +306,13 @@ def annotate_dandiset(
     t_start = time.perf_counter()
     _check_options(workers, scheduler, client, retries, batch_size)
     settings = labelling_settings(threshold, ignore_waveforms, units_table, waveform_rate_hz, any_region)
-    ds_id, spec_version = parse_dandiset_spec(dandiset)
+    ds_id, spec_version, spec_path = parse_dandiset_target(dandiset)
+    if spec_version is not None and spec_version.lower() == "latest":  # what our own messages write
+        spec_version = None
+    selection = _selection(spec_path, include)
+    include = None if selection is None else (selection[0] if len(selection) == 1 else list(selection))
     out_dir = Path(out).resolve()
-    assets, listing, resolved_version = _nwb_assets(ds_id, version or spec_version, dandi_api_url, include)
+    assets, listing, resolved_version = _nwb_assets(ds_id, version or spec_version, dandi_api_url, selection)
     derived = derived_paths(a.path for a in assets)  # two assets into one file: refused before any work
 
     model_info = _load_model_identity(model, model_sha256, ignore_waveforms)
@@ -279,6 +333,7 @@ def annotate_dandiset(
     }
     try:
         with cleanup_on_signals():  # SIGTERM / SIGHUP end the run as Ctrl-C does (Interrupted)
+            _check_same_dandiset(state, ds_id)
             check_case_collisions(derived, state.root)
             state.write_run(_run_info(run, include, settings, batch_size))
             return _annotate_assets(run, state, assets, listing, derived, settings, how, t_start)
@@ -416,23 +471,26 @@ def _run_result(
     )
 
 
-def _nwb_assets(ds_id: str, version: str | None, dandi_api_url: str | None, include: str | None):
-    """The dandiset's NWB assets matching ``include`` (default ``*.nwb``), sorted by path; every
-    NWB asset it lists, by path (to tell whether rows kept from earlier runs are current); and the
-    version they were listed at. An error when none matches."""
+def _nwb_assets(ds_id: str, version: str | None, dandi_api_url: str | None, include: tuple[str, ...] | None):
+    """The dandiset's NWB assets matching any of the ``include`` globs (default ``*.nwb``), sorted
+    by path; every NWB asset it lists, by path (to tell whether rows kept from earlier runs are
+    current); and the version they were listed at. An error when none matches."""
     from ..io import list_dandiset_assets
 
     # one listing of everything (the io layer filters on this side too), selected here
     listed = list_dandiset_assets(ds_id, version, dandi_api_url=dandi_api_url, include="*")
     listed = [a for a in listed if a.path.lower().endswith(".nwb")]
     resolved_version = _resolved_version(listed, version)
+    globs = include or ("*.nwb",)
     assets = sorted(
-        (a for a in listed if fnmatch.fnmatchcase(a.path, include or "*.nwb")), key=lambda a: a.path
+        (a for a in listed if any(fnmatch.fnmatchcase(a.path, g) for g in globs)), key=lambda a: a.path
     )
     if not assets:
+        which = f"{ds_id}@{version}" if (listed or version) else f"{ds_id} (its most recent version)"
+        which = f"{ds_id}@{resolved_version}" if listed else which
         raise InvalidValueError(
-            f"dandiset {ds_id}@{resolved_version} has no NWB assets"
-            + (f" matching --include {include!r}" if include else "")
+            f"dandiset {which} has no NWB assets"
+            + (f" matching {' or '.join(repr(g) for g in include)}" if include else "")
             + "; check the dandiset id, version and glob"
         )
     return assets, {a.path: a for a in listed}, resolved_version

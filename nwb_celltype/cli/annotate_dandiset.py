@@ -33,10 +33,19 @@ from ._common import (
 @model_sha256_option
 @click.option(
     "--include",
-    default=None,
+    multiple=True,
     metavar="GLOB",
-    help="Only assets whose path matches this glob, e.g. 'sub-M1/*' (the summary keeps the rows of "
-    "assets that earlier runs into --out annotated).",
+    help="Only assets whose path matches this glob, e.g. 'sub-M1/*' (repeatable: any matching; "
+    "DANDISET may name a folder instead, e.g. 000409@draft/sub-M1/). The summary keeps the rows of "
+    "assets that earlier runs into --out annotated.",
+)
+@click.option(
+    "--version",
+    "version",
+    default=None,
+    metavar="VERSION",
+    help="Dandiset version to annotate (draft or 0.YYMMDD.HHMM; overrides one in DANDISET); default: "
+    "the most recent published version, else the draft.",
 )
 @click.option(
     "--workers",
@@ -85,6 +94,7 @@ def annotate_dandiset(
     model,
     model_sha256,
     include,
+    version,
     workers,
     scheduler,
     retries,
@@ -102,9 +112,11 @@ def annotate_dandiset(
     quiet,
     as_json,
 ):
-    """Annotate every NWB asset of DANDISET[@VERSION] (e.g. 000409, 000409@draft) into a derived
-    dandiset under --out, and write celltype-summary.tsv/.json there. A rerun with the same --out
-    does only what is not done yet."""
+    """Annotate every NWB asset of DANDISET[@VERSION] (e.g. 000409, 000409@draft,
+    DANDI:000409/draft, https://dandiarchive.org/dandiset/000409/draft; a folder of it:
+    000409@draft/sub-M1/) into a derived dandiset under --out, and write celltype-summary.tsv/.json
+    there. A rerun with the same --out does only what is not done yet; an --out holding another
+    dandiset's derived files is refused."""
     from .._atomic import Interrupted
     from ..batch import annotate_dandiset as run
     from ..batch.run import SUMMARY_TSV
@@ -115,7 +127,8 @@ def annotate_dandiset(
                 dandiset,
                 out,
                 model=model,
-                include=include,
+                include=list(include) or None,
+                version=version,
                 workers=workers,
                 scheduler=scheduler,
                 retries=retries,
