@@ -25,7 +25,9 @@ __all__ = ["Agreement", "agreements", "agreements_in_file", "format_agreement"]
 
 #: annotation kinds whose labels are taken as the truth to compare predictions with
 TRUTH_KINDS: tuple[str, ...] = ("ground_truth", "expert")
-_NO_LABEL = {"", UNCLASSIFIED, NOT_CLASSIFIABLE, "unlabeled", "unlabelled"}
+#: label texts that say a unit has no known type (compared with nothing)
+NO_LABEL: frozenset[str] = frozenset({"", UNCLASSIFIED, NOT_CLASSIFIABLE, "unlabeled", "unlabelled"})
+_NO_LABEL = NO_LABEL
 
 
 @dataclass(frozen=True)

@@ -290,9 +290,16 @@ def _waveforms_ignored(features) -> bool:
 
 
 def summarise(result: FeaturePredictions) -> dict:
-    """Label counts, and (where the features carry ground truth of the model's classes) accuracy,
-    coverage and the confidently-wrong fraction of the labelled units."""
+    """Label counts, and (where the features carry ground truth) accuracy, coverage and the
+    confidently-wrong fraction of every unit with a true label, counted as annotate counts them
+    (:class:`nwb_celltype.agreement.Agreement`): a unit whose true type is none of the model's
+    classes (a granule cell, say) is wrong if labelled at all. ``n_labelled`` counts those units,
+    ``n_given_label`` how many of them the model labelled, and ``n_outside_classes`` /
+    ``n_outside_classes_given_label`` how many are of a type the model does not know (and how many of
+    those got a label, each one wrong)."""
     from ._location_rule import n_outside
+    from .agreement import NO_LABEL
+    from .vocabulary import PARENT_CLASS
 
     p = result.predictions
     labels, counts = np.unique(np.asarray(p.labels, dtype=str), return_counts=True)
@@ -307,9 +314,9 @@ def summarise(result: FeaturePredictions) -> dict:
     truth = getattr(result.features, "labels", None)
     if truth is not None:
         truth = np.asarray(truth, dtype=str)
-        known = np.isin(truth, list(p.classes))
-        if known.any():  # the units labelled with one of the model's classes, counted as annotate does
-            d = Agreement(
+        known = ~np.isin(truth, list(NO_LABEL))  # every real label, of the model's classes or not
+        if known.any():
+            ag = Agreement(
                 prediction="predictions",
                 reference="labels",
                 reference_kind="table",
@@ -317,9 +324,15 @@ def summarise(result: FeaturePredictions) -> dict:
                 unit_ids=np.asarray(p.unit_ids)[known],
                 truth=truth[known],
                 predicted=np.asarray(p.labels, dtype=str)[known],
-            ).to_dict()
+            )
+            d = ag.to_dict()
+            ours = {*map(str, p.classes), *(PARENT_CLASS.get(str(c), str(c)) for c in p.classes)}
+            alien = ~np.isin(ag.truth, list(ours))
             out.update(
                 n_labelled=d["n_units"],
+                n_given_label=d["n_labelled"],
+                n_outside_classes=int(alien.sum()),
+                n_outside_classes_given_label=int((alien & ag.labelled).sum()),
                 coverage=d["coverage"],
                 accuracy_of_classified=d["accuracy_of_labelled"],
                 balanced_accuracy_abstentions_as_misses=d["balanced_recall_abstentions_as_misses"],

@@ -66,7 +66,9 @@ def library() -> None:
     type=click.Choice(["ground_truth", "expert"]),
     default="ground_truth",
     show_default=True,
-    help="ground_truth: identified units (optotagging, pharmacology, ...); expert: expert opinion.",
+    help="ground_truth: identified units (optotagging, pharmacology, ...); expert: expert opinion, which "
+    "show, report and annotate compare predictions with but libraries (stats, validate, train) do not "
+    "read: to train on expert labels use --kind ground_truth --evidence-type expert.",
 )
 @click.option(
     "--out",
@@ -165,23 +167,42 @@ def create_cmd(manifest, files, name, description, annotation, overwrite):
 @click.option(
     "--min-spikes", type=int, default=100, show_default=True, help="Labelled units need this many spikes."
 )
-@click.option("--no-waveforms-needed", is_flag=True, help="Do not require waveform_mean for labelled units.")
+@click.option(
+    "--no-waveforms-needed",
+    is_flag=True,
+    help="Do not require a waveform_mean (finite, not flat) for labelled units: the acg-isi-wave family "
+    "scores a unit without one from its discharge alone; the c4-3d family needs one.",
+)
 @click.option(
     "--features",
     "check_features",
     is_flag=True,
     help="Also compute features; report unusable labelled units.",
 )
+@click.option(
+    "--family",
+    type=click.Choice(["auto", "acg-isi-wave", "c4-3d"]),
+    default="auto",
+    show_default=True,
+    help="Feature family of --features, as for train: acg-isi-wave (the only one feature tables allow) or "
+    "c4-3d (NWB files only); auto = acg-isi-wave if the manifest lists feature tables, else c4-3d.",
+)
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Feature cache folder (with --features).")
-def validate_cmd(manifest, min_spikes, no_waveforms_needed, check_features, cache_dir):
+def validate_cmd(manifest, min_spikes, no_waveforms_needed, check_features, family, cache_dir):
     """Check MANIFEST's library; exit status 1 if there are errors."""
     from ..library import validate_library
 
+    config = None
+    if family != "auto":
+        from ..features.families import get_family
+
+        config = get_family(family).default_config()
     rep = validate_library(
         manifest,
         min_spikes=min_spikes,
         require_waveforms=not no_waveforms_needed,
         check_features=check_features,
+        config=config,
         cache_dir=cache_dir,
     )
     click.echo(rep.summary())

@@ -90,11 +90,18 @@ def predict(
             click.echo(line)
         if "coverage" in summary:
             acc = summary["accuracy_of_classified"]
+            n_out = summary["n_outside_classes"]
             click.echo(
-                f"labelled units: {summary['n_labelled']}; coverage {summary['coverage']:.3f}, accuracy of "
-                f"classified {'-' if acc != acc else f'{acc:.3f}'}, confidently wrong "
-                f"{summary['confidently_wrong']:.3f} (in-sample if these units trained the model)"
+                f"units with a true label: {summary['n_labelled']}, {summary['n_given_label']} labelled by the model; coverage "
+                f"{summary['coverage']:.3f}, accuracy of classified {'-' if acc != acc else f'{acc:.3f}'}, "
+                f"confidently wrong {summary['confidently_wrong']:.3f} (in-sample if these units trained the model)"
             )
+            if n_out:
+                n_given = summary["n_outside_classes_given_label"]
+                click.echo(
+                    f"  {n_out} of them are of a type none of the model's classes is; any label on one is "
+                    f"wrong: {n_given} {'was' if n_given == 1 else 'were'} given one"
+                )
             click.echo(
                 "  right / units per class (unclassified counts as a miss): "
                 + ", ".join(f"{c} {v['right']}/{v['n']}" for c, v in summary["per_class"].items())

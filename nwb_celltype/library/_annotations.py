@@ -48,6 +48,26 @@ class GroundTruth:
         return len(self.labels)
 
 
+#: What to do with labels written as kind ``expert``: libraries (stats, validate, training) read only
+#: kind ``ground_truth`` tables.
+RELABEL_EXPERT = (
+    "libraries train on kind ground_truth tables only; relabel with `nwb-celltype library label "
+    "--kind ground_truth --evidence-type expert` to train on expert labels"
+)
+
+
+def expert_tables(nwbfile) -> list[str]:
+    """Names of the annotation tables of an open NWB file holding rows of kind ``expert`` (which
+    libraries do not read)."""
+    from ..nwb import read_annotations
+
+    return [
+        name
+        for name, rec in read_annotations(nwbfile).items()
+        if any(_text(k) == "expert" for k in rec.kinds)
+    ]
+
+
 def _text(v) -> str:
     return v.decode() if isinstance(v, bytes) else ("" if v is None else str(v))
 
@@ -104,9 +124,11 @@ def read_ground_truth(nwbfile, *, kinds: tuple[str, ...] = ("ground_truth",), na
         keep = np.isin(row_kinds, list(kinds))
         if not keep.any():
             if name is not None:
+                has = sorted(set(row_kinds.tolist()))
+                hint = f"; {RELABEL_EXPERT}" if "expert" in has and "expert" not in kinds else ""
                 raise LibraryError(
-                    f"annotation table {name!r} holds no rows of kind {list(kinds)} (it has "
-                    f"{sorted(set(row_kinds.tolist()))}); name a ground-truth table."
+                    f"annotation table {name!r} holds no rows of kind {list(kinds)} (it has {has}); name a "
+                    f"ground-truth table{hint}."
                 )
             continue
         ev = _evidence_per_row(rec, len(rec))

@@ -15,7 +15,14 @@ import numpy as np
 
 from ..errors import LibraryError, NwbCelltypeError
 from ..features.config import FeatureConfig, FeatureSet
-from ._annotations import EVIDENCE_FIELDS, labelled_units_table, read_ground_truth, units_of
+from ._annotations import (
+    EVIDENCE_FIELDS,
+    RELABEL_EXPERT,
+    expert_tables,
+    labelled_units_table,
+    read_ground_truth,
+    units_of,
+)
 from ._hashing import cached_sha256, sha256_file
 from .manifest import LibraryEntry, Manifest, identify_manifest, is_manifest_path, load_manifest
 
@@ -209,6 +216,8 @@ def _featurise(source: str, config, annotation: str | None, where: str, layer_co
         fs = family.concatenate(sets)
         family.note_species(fs, src.species)  # for the model's species rule (and the cache)
         labels = _labels_of(src.nwbfile, fs.unit_ids, tables, units_table, where)
+        if not tables:  # labels written as kind expert are not read: say so (see load_training_set)
+            labels["expert_tables"] = expert_tables(src.nwbfile)
         info = src.info.to_dict() if hasattr(src, "info") else {}
     return fs, labels, info
 
@@ -220,8 +229,8 @@ def _tables_entry(entry: LibraryEntry, source: str, config, where: str):
     if config.family != "acg-isi-wave":
         raise LibraryError(
             f"{where} is a folder of feature tables, which hold 'acg-isi-wave' features only, but the "
-            f"features asked for are {config.family!r}; train with the acg-isi-wave family "
-            "(nwb_celltype.features.DischargeConfig, CLI: --family acg-isi-wave)."
+            f"features asked for are {config.family!r}; train or evaluate with the acg-isi-wave family "
+            "(nwb_celltype.features.DischargeConfig; CLI: --family acg-isi-wave, or auto with a manifest)."
         )
     fs = read_feature_tables(source, config)
     if entry.sha256 and fs.meta["sha256"] != entry.sha256:
@@ -231,6 +240,43 @@ def _tables_entry(entry: LibraryEntry, source: str, config, where: str):
             "(`library import-tables`) if the change is intended."
         )
     return fs, table_training_labels(fs), fs.meta["sha256"]
+
+
+def table_neurons(fs) -> tuple[str, dict[str, int]]:
+    """(dataset, {neuron_id: row}) of a table folder's feature set: the dataset is its dataset.json
+    ``lab`` (else ``name``), and the neuron ids those of its ``units.csv``. Two folders with the same
+    dataset and neuron id hold the same neuron, whatever their content hash. Ids made up from the row
+    position (a folder without ``neuron_id``s) and folders naming neither lab nor name identify no
+    neuron: ``{}``."""
+    meta = getattr(fs, "meta", None) or {}
+    dataset = str(meta.get("lab") or meta.get("name") or "")
+    ids = [str(x) for x in meta.get("neuron_ids", [])]
+    folder = Path(str(meta.get("folder", ""))).name
+    if not dataset or ids == [f"{folder}_{i}" for i in range(len(ids))]:
+        return dataset, {}
+    return dataset, {n: i for i, n in enumerate(ids)}
+
+
+def repeated_neurons(dataset: str, neurons: dict[str, int], seen: dict, where: str) -> tuple[str, list[str]]:
+    """The neurons of a table folder (:func:`table_neurons`) already listed by an earlier folder:
+    (that folder, their ids); ``("", [])`` when none. ``seen`` maps (dataset, neuron id) to the
+    folder that listed it first, and is updated."""
+    first, repeated = "", []
+    for n in neurons:
+        prev = seen.setdefault((dataset, n), where)
+        if prev != where:
+            first = first or prev
+            repeated.append(n)
+    return first, repeated
+
+
+def describe_repeated(dataset: str, first: str, ids: list[str]) -> str:
+    """One sentence naming neurons that two table folders both list."""
+    shown = ", ".join(ids[:3]) + (f", ... ({len(ids)} in all)" if len(ids) > 3 else "")
+    return (
+        f"{len(ids)} neuron(s) of {dataset!r} ({shown}) are also in {first}: the same neurons listed "
+        "twice count twice and can sit on both sides of the cross-validation"
+    )
 
 
 def _entry_sha(entry: LibraryEntry, source: str, memo_dir: Path) -> str | None:
@@ -384,6 +430,7 @@ def load_training_set(
         it = tqdm(it, desc="library files", unit="file")
     sets, all_labels, refs, file_index, neuron_ids = [], [], [], [], []
     seen: dict[str, str] = {}  # content hash -> the entry that had it
+    seen_neurons: dict[tuple[str, str], str] = {}  # (dataset, neuron id) of table folders -> folder
     evidence: dict[str, list] = {f: [] for f in (*EVIDENCE_FIELDS, "annotation")}
     for k, entry in enumerate(it):
         source = entry.source(manifest.root)
@@ -398,6 +445,13 @@ def load_training_set(
             names = [str(x) for x in fs.meta["neuron_ids"]]
         else:
             fs, labels, sha = _nwb_entry(entry, source, where, annotation, config, cache, layer_column)
+            if labels.get("expert_tables"):
+                logger.warning(
+                    "%s: no ground-truth table, only expert table(s) %s, whose labels are not used; %s",
+                    where,
+                    ", ".join(map(repr, labels["expert_tables"])),
+                    RELABEL_EXPERT,
+                )
             species = (getattr(fs, "meta", None) or {}).get("species")
             extra = {"species": str(species)} if species else {}
             if labels.get("lab"):  # files of one lab are balanced as one lab, not one lab each
@@ -414,6 +468,14 @@ def load_training_set(
             )
         if sha:
             seen[sha] = where
+        if entry.is_tables:
+            dataset, neurons = table_neurons(fs)
+            first, repeated = repeated_neurons(dataset, neurons, seen_neurons, where)
+            if repeated:
+                raise LibraryError(
+                    f"{where}: {describe_repeated(dataset, first, repeated)}. Remove one of the folders "
+                    "(`nwb-celltype library validate` lists every such problem)."
+                )
         lab = np.asarray(labels["labels"], dtype=object)
         sets.append(fs)
         all_labels.append(lab)

@@ -13,7 +13,15 @@ import numpy as np
 
 from ..errors import LibraryError, NwbCelltypeError
 from ..vocabulary import EVIDENCE_TYPES
-from ._annotations import LABEL_VOCABULARY, default_units_table, read_ground_truth, units_of, units_tables
+from ._annotations import (
+    LABEL_VOCABULARY,
+    RELABEL_EXPERT,
+    default_units_table,
+    expert_tables,
+    read_ground_truth,
+    units_of,
+    units_tables,
+)
 from ._hashing import sha256_file
 from ._open import open_nwb, spike_counts
 from .manifest import Manifest, load_manifest
@@ -85,8 +93,10 @@ def validate_library(
     Errors: missing or changed file (sha256), unreadable file, no ground-truth table, labelled unit
     out of range, label outside the vocabulary, missing or unknown evidence type, no labeller, the
     same unit labelled twice (within or across tables), the same file listed twice (equal sha256 or
-    equal NWB identifier), labelled unit with fewer than ``min_spikes`` spikes, labelled unit without
-    a mean waveform (``require_waveforms``). Warnings: empty evidence text or time.
+    equal NWB identifier), the same neurons in two table folders (equal dataset.json ``lab`` and
+    ``neuron_id``), labelled unit with fewer than ``min_spikes`` spikes, labelled unit without a
+    mean waveform of finite, not all equal samples (``require_waveforms``). Warnings: empty evidence
+    text or time.
 
     Parameters
     ----------
@@ -94,14 +104,19 @@ def validate_library(
     min_spikes : int
         C4's minimum of 100 spikes by default.
     require_waveforms : bool
-        Whether a labelled unit needs a ``waveform_mean`` (C4 needs one).
+        Whether a labelled unit needs a ``waveform_mean`` with finite samples, not all equal: the
+        ``c4-3d`` family (what ``train`` uses for a library of NWB files only) needs one; the
+        ``acg-isi-wave`` family scores a unit without one from its discharge alone.
     check_hashes : bool
         Compare local files with their recorded sha256 (reads each file once).
     check_features : bool
         Also compute (or take from the cache) the features of every unit with ``config`` and report
         each labelled unit the feature layer marks unusable, with its reason (error
         ``unusable-unit``). Only run when the other checks pass.
-    config : FeatureConfig, optional
+    config : FeatureConfig or DischargeConfig, optional
+        The features ``check_features`` computes; default, as ``train --family auto``: the
+        ``acg-isi-wave`` family's (``DischargeConfig()``) when the manifest lists table folders,
+        else the ``c4-3d`` family's.
     cache_dir : path, optional
         Feature cache (see :func:`~nwb_celltype.library.load_training_set`).
     """
@@ -114,11 +129,12 @@ def validate_library(
 
     by_hash: dict[str, str] = {}
     by_identifier: dict[str, str] = {}
+    by_neuron: dict[tuple[str, str], str] = {}
     for entry in manifest.entries:
         where = entry.identity()
         source = entry.source(manifest.root)
         if entry.is_tables:
-            rep.n_labelled += _check_tables(entry, source, where, check_hashes, add, by_hash)
+            rep.n_labelled += _check_tables(entry, source, where, check_hashes, add, by_hash, by_neuron)
             continue
         if entry.is_local:
             if not Path(source).is_file():
@@ -161,7 +177,7 @@ def validate_library(
     if check_features and rep.ok:
         from .training import load_training_set
 
-        ts = load_training_set(manifest, config=config, cache_dir=cache_dir)
+        ts = load_training_set(manifest, config=_feature_config(manifest, config), cache_dir=cache_dir)
         bad = np.flatnonzero(ts.labelled & ~np.asarray(ts.features.usable, dtype=bool))
         for i in bad:
             ref = ts.references[int(ts.file_index[i])]
@@ -175,11 +191,30 @@ def validate_library(
     return rep
 
 
-def _check_tables(entry, source, where, check_hashes, add, by_hash: dict) -> int:
+def _feature_config(manifest: Manifest, config):
+    """The configuration ``check_features`` computes features with: ``config``, or the family
+    ``train --family auto`` picks (acg-isi-wave when the manifest lists table folders, else c4-3d).
+    A c4-3d configuration with table folders is refused, with the option that fixes it."""
+    from ..features.families import get_family
+
+    tables = [e.identity() for e in manifest.entries if e.is_tables]
+    if config is None:
+        return get_family("acg-isi-wave" if tables else "c4-3d").default_config()
+    if tables and config.family != "acg-isi-wave":
+        raise LibraryError(
+            f"{tables[0]} is a folder of feature tables, which hold 'acg-isi-wave' features only, but the "
+            f"features asked for are {config.family!r}; validate with the acg-isi-wave family "
+            "(`library validate --features --family acg-isi-wave`, or auto; Python: config=DischargeConfig())."
+        )
+    return config
+
+
+def _check_tables(entry, source, where, check_hashes, add, by_hash: dict, by_neuron: dict) -> int:
     """A tables entry: readable layout, aligned rows, known labels, matching hash, not the same
-    content as another entry (errors as issues). Returns its number of labelled rows (0 when
-    unreadable)."""
+    content or the same neurons as another entry (errors as issues). Returns its number of labelled
+    rows (0 when unreadable)."""
     from .tables import read_feature_tables
+    from .training import describe_repeated, repeated_neurons, table_neurons
 
     try:
         fs = read_feature_tables(source)
@@ -193,6 +228,16 @@ def _check_tables(entry, source, where, check_hashes, add, by_hash: dict) -> int
     sha = fs.meta["sha256"]
     if sha in by_hash:
         add("error", "duplicate-file", where, f"same tables as {by_hash[sha]} (listed twice)")
+    else:  # the same neurons in another folder whose content differs (re-exported, relabelled, ...)
+        dataset, neurons = table_neurons(fs)
+        first, repeated = repeated_neurons(dataset, neurons, by_neuron, where)
+        if repeated:
+            add(
+                "error",
+                "duplicate-neuron",
+                where,
+                describe_repeated(dataset, first, repeated) + "; remove one folder",
+            )
     by_hash.setdefault(sha, where)
     labelled = np.array([x != "unlabeled" for x in fs.labels], dtype=bool)
     if not labelled.any():
@@ -214,6 +259,12 @@ def _check_file(nwbfile, annotation, where, min_spikes, require_waveforms, add, 
     try:
         tables = read_ground_truth(nwbfile, name=annotation)
         problem = "no ground-truth annotation table (label it with `library label`)"
+        experts = expert_tables(nwbfile) if not tables else []
+        if experts:
+            problem = (
+                f"no ground-truth annotation table, only expert table(s) {', '.join(map(repr, experts))}; "
+                + RELABEL_EXPERT
+            )
     except LibraryError as exc:
         tables, problem = [], str(exc)
     if not tables:
@@ -304,3 +355,22 @@ def _check_rows(gt, units, tw, seen: dict, add, rep, min_spikes, require_wavefor
             add("error", "no-spikes", tw, f"{u}: {name} has no spike_times")
         if require_waveforms and not has_wf:
             add("error", "no-waveform", tw, f"{u}: {name} has no waveform_mean column")
+        elif require_waveforms:
+            problem = _waveform_problem(units["waveform_mean"][row])
+            if problem:
+                add("error", "no-waveform", tw, f"{u}: its waveform_mean {problem}")
+
+
+def _waveform_problem(wf) -> str:
+    """Why a unit's ``waveform_mean`` (any shape) is no waveform at all, or ``""``: no finite sample
+    (all NaN, as files write for units without one), or every finite sample equal (e.g. all zeros)."""
+    try:
+        w = np.asarray(wf, dtype=np.float64).ravel()
+    except (TypeError, ValueError):  # a ragged or non-numeric layout: left to the feature layer
+        return ""
+    finite = w[np.isfinite(w)]
+    if finite.size == 0:
+        return "has no finite sample (NaN or infinite): the unit has no waveform"
+    if np.ptp(finite) == 0:
+        return "is flat (every sample equal, e.g. all zeros): the unit has no waveform"
+    return ""
