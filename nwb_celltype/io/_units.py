@@ -16,7 +16,7 @@ from ..units import SkippedUnit, UnitsBatch
 from ._layers import map_location_to_layer
 from ._prefetch import ChunkPrefetcher
 from ._source import Source, open_source
-from ._units_layout import _bytes_to_read, _inspect, _Layout, checked_waveform_rate
+from ._units_layout import _bytes_to_read, _electrode_layout, _inspect, _Layout, checked_waveform_rate
 from ._units_tables import resolve_units_table, units_table_paths
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,8 @@ def read_units(
     layer_column : str or None
         Units column holding each unit's layer or location, mapped with
         :func:`map_location_to_layer`. Default: a column named ``layer`` if present, else the
-        location of each unit's peak-channel electrode (``electrodes`` column), else ``unknown``.
+        location of each unit's peak electrode (``extra["peak_electrodes"]``), else the one all its
+        electrodes share, else ``unknown``.
     unit_ids : sequence of int or None
         Read only these unit ids (Units ``id`` column), in table order.
     require_waveforms : bool
@@ -102,8 +103,9 @@ def read_units(
         Sampling rate of ``waveform_mean`` where the file does not state it, or states it wrongly
         (default: the file's ``waveform_mean.sampling_rate`` or ``waveform_rate``, else 30 kHz with a
         warning; ``batch.extra["waveform_rate_source"]`` says "stated", "file" or "assumed"). A
-        ``waveform_mean`` spanning less than 0.8 ms at its rate (12 samples: axes (units,
-        channels, samples)?) is set aside with a warning and a reason on every unit (an error with
+        ``waveform_mean`` spanning less than 0.8 ms or more than 10 ms at its rate, or whose
+        "samples" match the units' electrode count while its channels do not (axes (units,
+        channels, samples)?), is set aside with a warning and a reason on every unit (an error with
         ``require_waveforms``).
 
     Yields
@@ -115,7 +117,9 @@ def read_units(
         str, ``peak_channels`` (n,) int64 (index into the unit's channels; -1 unknown),
         ``obs_intervals`` list of (k, 2) float64 (s) or None; ``extra``: ``peak_sign`` (n,) int8
         (+1 positive, -1 negative spike, 0 unknown), ``reasons``, ``locations`` (n,) str (the
-        ``location`` of the unit's electrode, as for the layer; "" where unknown), ``skipped``,
+        ``location`` of the unit's electrode, as for the layer; "" where unknown),
+        ``peak_electrodes`` (n,) int64 (electrodes-table row of the peak channel; -1 unknown, as for
+        a (units, samples) waveform without a ``peak_electrode`` column), ``skipped``,
         ``problems``, ``source`` (``SourceInfo.to_dict()``).
 
     Raises
@@ -276,35 +280,137 @@ def _peak_waveforms(
     return waves, peak, sign
 
 
-def _unit_layers(lay: _Layout, rows: np.ndarray, peak: np.ndarray) -> np.ndarray:
-    """Layer of each unit at ``rows``: layer column, else peak-channel electrode's location, else unknown."""
+def _unit_layers(lay: _Layout, rows: np.ndarray, peak_electrodes: np.ndarray) -> np.ndarray:
+    """Layer of each unit at ``rows``: layer column, else its peak electrode's location (else the
+    one all its electrodes share), else unknown."""
     if lay.layers_all is not None:
         return lay.layers_all[rows].copy()
-    return _per_unit_electrode_value(lay, rows, peak, lay.electrode_layers, "unknown")
+    return _per_unit_electrode_value(lay, rows, peak_electrodes, lay.electrode_layers, "unknown")
+
+
+def _electrodes_of(lay: _Layout, r: int) -> np.ndarray:
+    """The electrodes-table rows the unit at row ``r`` lists (empty without the column)."""
+    if lay.electrodes is None:
+        return np.zeros(0, dtype=np.int64)
+    erows, eidx = lay.electrodes
+    if eidx is None:
+        return erows[r : r + 1]
+    a, b = _bounds(eidx, r, r + 1)
+    return erows[a:b]
+
+
+def _peak_electrodes(lay: _Layout, rows: np.ndarray, peak: np.ndarray, n_channels: np.ndarray) -> np.ndarray:
+    """Electrodes-table row of the peak channel of each unit at ``rows`` (-1 where unknown).
+
+    ``peak`` is the index of the peak channel among the unit's ``n_channels`` waveform channels
+    (-1: no waveform; ``n_channels`` -1: the waveform has one channel, (units, samples), so it does
+    not say which electrode it was recorded on). NWB does not tie the waveform's channel axis to the
+    unit's ``electrodes``, so the channel is mapped to an electrode only where the counts say how:
+    the unit's own list where it has one entry per channel, else the electrodes table's rows where
+    the waveform spans the whole table. A ``peak_electrode`` column (derived files) answers for
+    one-channel waveforms, where it names one of the unit's electrodes."""
+    out = np.full(len(rows), -1, dtype=np.int64)
+    if lay.electrode_locations is None:
+        return out
+    n_el = len(lay.electrode_locations)
+    for i, r in enumerate(rows):
+        mine = _electrodes_of(lay, int(r))
+        if n_channels[i] > 0 and peak[i] >= 0:
+            if len(mine) == n_channels[i]:
+                out[i] = mine[peak[i]]
+            elif n_channels[i] == n_el:
+                out[i] = peak[i]
+            elif len(mine) > 1:
+                lay.note(
+                    "channels",
+                    "%s: waveform_mean has %d channels, but unit row %d lists %d electrodes and the "
+                    "electrodes table has %d: which electrode the peak channel is cannot be told, so "
+                    "such units get the location and layer all their electrodes share, else unknown",
+                    lay.where,
+                    int(n_channels[i]),
+                    int(r),
+                    len(mine),
+                    n_el,
+                )
+        elif lay.peak_electrode is not None and lay.peak_electrode[r] >= 0:
+            pe = int(lay.peak_electrode[r])
+            if pe < n_el and (len(mine) == 0 or pe in mine):
+                out[i] = pe
+            else:
+                lay.note(
+                    "peak_electrode",
+                    "%s: the peak_electrode of unit row %d is %d, not one of its electrodes %s (rows "
+                    "of the %d-row electrodes table); not used",
+                    lay.where,
+                    int(r),
+                    pe,
+                    mine.tolist()[:8],
+                    n_el,
+                )
+    return out
 
 
 def _per_unit_electrode_value(
-    lay: _Layout, rows: np.ndarray, peak: np.ndarray, values: np.ndarray | None, default: str
+    lay: _Layout, rows: np.ndarray, peak_electrodes: np.ndarray, values: np.ndarray | None, default: str
 ) -> np.ndarray:
-    """``values`` (one per electrodes-table row) of each unit's electrode: its peak channel's where
-    known, else the value all its electrodes share, else ``default``."""
+    """``values`` (one per electrodes-table row) of each unit's electrode: its peak electrode's
+    (``peak_electrodes``, -1 unknown) where known, else the value all its electrodes share (its
+    only electrode's), else ``default``."""
     out = np.full(len(rows), default, dtype=object)
     if lay.electrodes is None or values is None:
         return out
-    erows, eidx = lay.electrodes
     for i, r in enumerate(rows):
-        if eidx is None:
-            mine = erows[r : r + 1]
-        else:
-            a, b = _bounds(eidx, int(r), int(r) + 1)
-            mine = erows[a:b]
-        if len(mine) == 0:
+        if peak_electrodes[i] >= 0:
+            out[i] = values[peak_electrodes[i]]
             continue
-        if 0 <= peak[i] < len(mine) and len(mine) > 1:
-            out[i] = values[mine[peak[i]]]
-        else:
-            cand = set(values[mine])
-            out[i] = cand.pop() if len(cand) == 1 else default
+        mine = _electrodes_of(lay, int(r))
+        cand = set(values[mine])
+        if len(cand) == 1:
+            out[i] = cand.pop()
+    return out
+
+
+def _channel_counts(lay: _Layout, per_unit: list[np.ndarray]) -> np.ndarray:
+    """Waveform channels of each unit (-1 for a (units, samples) waveform: one channel, no electrode)."""
+    if lay.wave_kind == "2d":
+        return np.full(len(per_unit), -1, dtype=np.int64)
+    return np.array([w.shape[1] if w.ndim == 2 else 0 for w in per_unit], dtype=np.int64)
+
+
+def unit_peak_electrodes(src: Source, units_table: str | None, rows) -> np.ndarray:
+    """Electrodes-table row of the peak-channel electrode of the units at ``rows`` (-1 where
+    unknown), as :func:`read_units` determines it (``batch.extra["peak_electrodes"]``), for a table
+    already read: only the electrodes and, for units listing several, the waveforms are read again.
+
+    Parameters
+    ----------
+    src : Source
+        The opened source.
+    units_table : str or None
+        Path of the Units table (as for :func:`read_units`).
+    rows : (n,) int
+        Rows of the Units table, in any order.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.full(len(rows), -1, dtype=np.int64)
+    with src.guard("reading the units' peak electrodes"):
+        lay = _electrode_layout(src, units_table)
+        if lay.electrodes is None or not len(rows):
+            return out
+        order = np.argsort(rows, kind="stable")
+        srt = rows[order]
+        peak = np.full(len(rows), -1, dtype=np.int64)
+        n_channels = np.full(len(rows), -1, dtype=np.int64)
+        several = np.array([len(_electrodes_of(lay, int(r))) > 1 for r in srt], dtype=bool)
+        if lay.wave_kind in ("3d", "ragged") and several.any():
+            need = np.flatnonzero(several)
+            rf = src.remote_file
+            prefetch = ChunkPrefetcher(rf, max(rf.remfile._max_chunk_size, 1 << 20) if rf is not None else 0)
+            per_unit = _read_waveforms(lay, srt[need], prefetch)
+            prefetch.release()
+            _, pk, _ = _peak_waveforms(per_unit, [[] for _ in need])
+            peak[need], n_channels[need] = pk, _channel_counts(lay, per_unit)
+        out[order] = _peak_electrodes(lay, srt, peak, n_channels)
     return out
 
 
@@ -326,14 +432,18 @@ def _read_batch(lay: _Layout, rows: np.ndarray, prefetch) -> UnitsBatch:
     spikes, offsets = _read_spikes(lay, rows, prefetch, reasons)
     waves = None
     peak = np.full(m, -1, dtype=np.int64)
+    n_channels = np.full(m, -1, dtype=np.int64)
     sign = np.zeros(m, dtype=np.int8)
     if lay.wave_kind is None:
         for r in reasons:
             r.append(lay.wave_note or "no waveform")
     else:
-        waves, peak, sign = _peak_waveforms(_read_waveforms(lay, rows, prefetch), reasons)
-    layers = _unit_layers(lay, rows, peak)
-    locations = _per_unit_electrode_value(lay, rows, peak, lay.electrode_locations, "")
+        per_unit = _read_waveforms(lay, rows, prefetch)
+        n_channels = _channel_counts(lay, per_unit)
+        waves, peak, sign = _peak_waveforms(per_unit, reasons)
+    peak_electrodes = _peak_electrodes(lay, rows, peak, n_channels)
+    layers = _unit_layers(lay, rows, peak_electrodes)
+    locations = _per_unit_electrode_value(lay, rows, peak_electrodes, lay.electrode_locations, "")
     obs = _read_obs_intervals(lay, rows)
     reason_str = np.array(["; ".join(r) for r in reasons], dtype=object)
     skipped = [SkippedUnit(int(ids[i]), reason_str[i]) for i in range(m) if reason_str[i]]
@@ -352,6 +462,7 @@ def _read_batch(lay: _Layout, rows: np.ndarray, prefetch) -> UnitsBatch:
             "waveform_rate_source": lay.wave_rate_source,
             "reasons": reason_str,
             "locations": locations,
+            "peak_electrodes": peak_electrodes,
             "skipped": skipped,
             "problems": {s.unit_id: s.reason for s in skipped},
         },

@@ -5,7 +5,7 @@ that would mislead (repeated ids, float32 or millisecond spike times, implausibl
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,6 +39,18 @@ class _Layout:
     wave_note: str = ""  # why waveform_mean was set aside ("" if it was not)
     time_scale: TimeScaleCheck | None = None  # fed the spikes as they are read
     electrode_locations: np.ndarray | None = None  # (n_electrodes,) their ``location`` strings
+    #: (n,) electrodes-table row of each unit's peak electrode from a ``peak_electrode`` column (what
+    #: derived files write; -1 unknown), or None without one
+    peak_electrode: np.ndarray | None = None
+    where: str = ""  # the table, for messages
+    noted: set = field(default_factory=set)  # the once-per-table warnings already given
+    quiet: bool = False  # a second look at a table already read: its warnings were given then
+
+    def note(self, key: str, msg: str, *args) -> None:
+        """Log a warning about this table once (not at all when ``quiet``)."""
+        if key not in self.noted and not self.quiet:
+            log.warning(msg, *args)
+        self.noted.add(key)
 
 
 def _strings(arr: np.ndarray) -> np.ndarray:
@@ -92,6 +104,10 @@ def _ragged_index(g, where: str, column: str, n_units: int | None = None, data=N
 
 #: Shortest plausible span of a mean spike waveform, in ms: a shorter waveform_mean is set aside.
 MIN_WAVEFORM_MS = 0.8
+#: Longest plausible span, in ms: mean-waveform snippets are 1-6 ms (Kilosort's 82 samples at 30 kHz
+#: are 2.7 ms, C4's windows 6 ms); a longer waveform_mean is set aside (a 384-channel probe's
+#: (units, channels, samples) array read as samples spans 12.8 ms at 30 kHz).
+MAX_WAVEFORM_MS = 10.0
 
 
 def checked_waveform_rate(rate) -> float | None:
@@ -128,30 +144,52 @@ def _waveform_rate(g, wm, where: str, stated: float | None = None) -> tuple[floa
     return float(rate), "file"
 
 
-def _implausible_waveforms(wm, rate: float, kind: str) -> str:
+def _implausible_waveforms(wm, rate: float, kind: str, electrode_counts: set[int] | None = None) -> str:
     """Why ``waveform_mean`` cannot hold spike waveforms at ``rate`` ('' if it can): fewer samples
-    than :data:`MIN_WAVEFORM_MS` spans, as when the axes are (units, channels, samples)."""
+    than :data:`MIN_WAVEFORM_MS` spans or more than :data:`MAX_WAVEFORM_MS`, or (3-D) as many
+    "samples" as the units have electrodes (``electrode_counts``: the electrodes each unit lists and
+    the electrodes table's size) while the channels match none of them, as when the axes are
+    (units, channels, samples)."""
     n_samples = int(wm.shape[1])
     span_ms = n_samples / rate * 1e3
-    if span_ms >= MIN_WAVEFORM_MS:
-        return ""
-    hint = (  # no "; ": reasons are split there
+    # the last axis read as samples would span a spike waveform: the axes may be swapped
+    swappable = kind == "3d" and MIN_WAVEFORM_MS <= int(wm.shape[2]) / rate * 1e3 <= MAX_WAVEFORM_MS
+    swapped = (  # no "; ": reasons are split there
         f", so its axes may be (units, channels, samples) {tuple(wm.shape)} where NWB's layout is "
         "(units, samples, channels)"
-        if kind == "3d" and wm.shape[2] > wm.shape[1]
-        else ": is the sampling rate right?"
     )
-    return (
-        f"waveform_mean has {n_samples} samples, {span_ms:.2f} ms at {rate:g} Hz: shorter than a spike "
-        f"waveform ({MIN_WAVEFORM_MS} ms){hint}"
-    )
+    if span_ms < MIN_WAVEFORM_MS:
+        hint = swapped if kind == "3d" and wm.shape[2] > wm.shape[1] else ": is the sampling rate right?"
+        return (
+            f"waveform_mean has {n_samples} samples, {span_ms:.2f} ms at {rate:g} Hz: shorter than a spike "
+            f"waveform ({MIN_WAVEFORM_MS} ms){hint}"
+        )
+    if span_ms > MAX_WAVEFORM_MS:
+        hint = swapped if swappable else ": is the sampling rate right?"
+        return (
+            f"waveform_mean has {n_samples} samples, {span_ms:.2f} ms at {rate:g} Hz: longer than a mean "
+            f"spike waveform (at most {MAX_WAVEFORM_MS:g} ms){hint}"
+        )
+    counts = electrode_counts or set()
+    if swappable and n_samples in counts and int(wm.shape[2]) not in counts:
+        return (
+            f"waveform_mean's {n_samples} samples match the units' {n_samples} electrodes while its "
+            f"{int(wm.shape[2])} channels match none{swapped}"
+        )
+    return ""
 
 
 def _waveform_layout(
-    g, where: str, n: int, require_waveforms: bool, stated_rate: float | None = None
+    g,
+    where: str,
+    n: int,
+    require_waveforms: bool,
+    stated_rate: float | None = None,
+    electrode_counts: set[int] | None = None,
 ) -> tuple[str | None, np.ndarray | None, float | None, str, str]:
     """How ``waveform_mean`` is laid out: (kind, ragged index, sampling rate, where the rate came
-    from, why it was set aside); None / "" without it."""
+    from, why it was set aside); None / "" without it. ``electrode_counts``: see
+    :func:`_implausible_waveforms`."""
     if "waveform_mean" not in g:
         if require_waveforms:
             raise NotNWBError(
@@ -159,6 +197,21 @@ def _waveform_layout(
                 "Add waveform_mean to the Units table, or pass require_waveforms=False to read spikes only."
             )
         return None, None, None, "", ""
+    wave_kind, wave_index = _waveform_kind(g, where, n)
+    wm = g["waveform_mean"]
+    rate, source = _waveform_rate(g, wm, where, stated_rate)
+    why = _implausible_waveforms(wm, rate, wave_kind, electrode_counts)
+    if why:
+        if require_waveforms:
+            raise NotNWBError(f"{where}: {why}.")
+        log.warning("%s: %s; set aside: every unit is scored from its discharge alone.", where, why)
+        return None, None, None, "", f"waveform_mean set aside ({why})"
+    return wave_kind, wave_index, rate, source, ""
+
+
+def _waveform_kind(g, where: str, n: int) -> tuple[str, np.ndarray | None]:
+    """``waveform_mean``'s layout ("2d", "3d" or "ragged") and its ragged index (None unless ragged);
+    :class:`NotNWBError` for a shape no reading fits."""
     wm = g["waveform_mean"]
     if "waveform_mean_index_index" in g:
         raise NotNWBError(
@@ -183,14 +236,7 @@ def _waveform_layout(
     if wave_kind != "ragged" and wm.shape[0] != n:
         hint = "; its axes may be reversed (MatNWB writes them in the other order)" if n in wm.shape else ""
         raise NotNWBError(f"{where}: waveform_mean has {wm.shape[0]} rows for {n} units{hint}.")
-    rate, source = _waveform_rate(g, wm, where, stated_rate)
-    why = _implausible_waveforms(wm, rate, wave_kind)
-    if why:
-        if require_waveforms:
-            raise NotNWBError(f"{where}: {why}.")
-        log.warning("%s: %s; set aside: every unit is scored from its discharge alone.", where, why)
-        return None, None, None, "", f"waveform_mean set aside ({why})"
-    return wave_kind, wave_index, rate, source, ""
+    return wave_kind, wave_index
 
 
 def _layer_column(g, where: str, layer_column: str | None, n: int) -> np.ndarray | None:
@@ -214,23 +260,120 @@ def _layer_column(g, where: str, layer_column: str | None, n: int) -> np.ndarray
 
 
 def _electrode_layers(
-    h5, g, where: str
+    h5, g, where: str, ids: np.ndarray, quiet: bool = False
 ) -> tuple[tuple[np.ndarray, np.ndarray | None] | None, np.ndarray | None, np.ndarray | None]:
     """The units' electrodes (rows, index), the layer of each electrode and its ``location``
-    string; (None, None, None) if unreadable."""
+    string; (None, None, None) if unreadable, or if the units' electrodes are not rows of the
+    electrodes table (an index out of range, or a malformed ``electrodes_index``): a converter that
+    wrote one row wrong may have shifted them all, so none is trusted (a warning names the first)."""
     try:
         reg = g["electrodes"]
         table = h5[reg.attrs["table"]]
         locs = _strings(table["location"][()])
         electrode_layers = np.array([map_location_to_layer(x) for x in locs], dtype=object)
-        rows = np.asarray(reg[()], dtype=np.int64)
-        idx = np.asarray(g["electrodes_index"][()], dtype=np.int64) if "electrodes_index" in g else None
+        rows = np.asarray(reg[()], dtype=np.int64).ravel()
+        idx = None
+        if "electrodes_index" in g:
+            idx = _ragged_index(g, where, "electrodes", n_units=len(ids), data=rows)
+        _check_electrode_rows(where, rows, idx, ids, len(locs))
         return (rows, idx), electrode_layers, locs
-    except (KeyError, ValueError, TypeError) as exc:
-        log.warning(
-            "%s: cannot read the electrodes' locations (%s); layers and brain regions unknown", where, exc
-        )
+    except (KeyError, ValueError, TypeError, NotNWBError) as exc:  # InvalidUnitsError is a ValueError
+        if not quiet:
+            log.warning(
+                "%s: cannot read the electrodes' locations (%s); layers and brain regions unknown",
+                where,
+                str(exc).removeprefix(f"{where}: "),
+            )
         return None, None, None
+
+
+def _check_electrode_rows(
+    where: str, rows: np.ndarray, idx: np.ndarray | None, ids: np.ndarray, n_electrodes: int
+) -> None:
+    """:class:`InvalidUnitsError` naming the first unit whose ``electrodes`` are not rows
+    0..n_electrodes-1 of the electrodes table (h5py would fail past the end and wrap a negative)."""
+    bad = np.flatnonzero((rows < 0) | (rows >= n_electrodes))
+    if not len(bad):
+        return
+    k = int(bad[0])
+    unit = int(np.searchsorted(idx, k, side="right")) if idx is not None else k
+    uid = f" (id {int(ids[unit])})" if unit < len(ids) else ""
+    raise InvalidUnitsError(
+        f"unit row {unit}{uid} lists electrode {int(rows[k])}, but the electrodes table has "
+        f"{n_electrodes} rows ({len(bad)} of the {len(rows)} values of the Units electrodes column "
+        "are out of range). They must be 0-based rows of the electrodes table: fix the converter "
+        "that wrote them, or rewrite the Units table with pynwb (add_unit(electrodes=[...]))"
+    )
+
+
+def _electrode_counts(
+    electrodes: tuple[np.ndarray, np.ndarray | None] | None, n_electrodes: int | None
+) -> set[int]:
+    """The electrodes table's size and the number of electrodes every unit lists, where all list
+    the same number: the channel counts a 3-D ``waveform_mean`` of these units may have."""
+    counts = {int(n_electrodes)} if n_electrodes else set()
+    if electrodes is not None:
+        rows, idx = electrodes
+        per_unit = np.diff(np.r_[0, idx]) if idx is not None else np.ones(len(rows), dtype=np.int64)
+        if len(per_unit) and (per_unit == per_unit[0]).all() and per_unit[0] > 0:
+            counts.add(int(per_unit[0]))
+    return counts
+
+
+#: Units column naming each unit's peak electrode (row of the electrodes table, -1 unknown), as
+#: derived files write it; the reader prefers it where the waveform does not say (one channel).
+PEAK_ELECTRODE_COLUMN = "peak_electrode"
+
+
+def _peak_electrode_column(g, where: str, n: int, quiet: bool = False) -> np.ndarray | None:
+    """The :data:`PEAK_ELECTRODE_COLUMN` of the table as int64 (one per unit), or None without a
+    usable one (a warning says why it is not used)."""
+    col = PEAK_ELECTRODE_COLUMN
+    if col not in g:
+        return None
+    d = g[col]
+    if f"{col}_index" in g or d.shape != (n,) or not np.issubdtype(d.dtype, np.integer):
+        if not quiet:
+            log.warning(
+                "%s: column %r is not one integer per unit (shape %s, %s); not used for the units' "
+                "electrodes",
+                where,
+                col,
+                d.shape,
+                d.dtype,
+            )
+        return None
+    return np.asarray(d[()], dtype=np.int64)
+
+
+def _electrode_layout(src: Source, units_table: str | None) -> _Layout:
+    """What :func:`~nwb_celltype.io._units.unit_peak_electrodes` needs of a table that was already
+    read: its ids, waveform layout and electrodes, without the reader's checks and warnings."""
+    h5 = src.h5
+    g = h5[resolve_units_table(h5, units_table)]
+    where = f"{src.info.describe()}:{g.name}"
+    ids = np.asarray(g["id"][()], dtype=np.int64)
+    n = len(ids)
+    wave_kind, wave_index = _waveform_kind(g, where, n) if "waveform_mean" in g else (None, None)
+    electrodes = electrode_locations = None
+    if "electrodes" in g:
+        electrodes, _, electrode_locations = _electrode_layers(h5, g, where, ids, quiet=True)
+    return _Layout(
+        g,
+        ids,
+        None,
+        wave_kind,
+        wave_index,
+        None,
+        None,
+        None,
+        electrodes,
+        None,
+        electrode_locations=electrode_locations,
+        peak_electrode=_peak_electrode_column(g, where, n, quiet=True),
+        where=where,
+        quiet=True,
+    )
 
 
 def _inspect(
@@ -259,16 +402,17 @@ def _inspect(
             raise NotNWBError(f"{where}: spike_times has no spike_times_index; the table is malformed.")
         spike_index = _ragged_index(g, where, "spike_times", n_units=n)
         time_scale_warned = _warn_spike_time_scale(g["spike_times"], where)
+    electrodes = electrode_layers = electrode_locations = None
+    if "electrodes" in g:  # layers (unless a column gives them) and brain regions
+        electrodes, electrode_layers, electrode_locations = _electrode_layers(h5, g, where, ids)
+    n_electrodes = None if electrode_locations is None else len(electrode_locations)
     wave_kind, wave_index, wave_rate, rate_source, wave_note = _waveform_layout(
-        g, where, n, require_waveforms, stated_rate
+        g, where, n, require_waveforms, stated_rate, _electrode_counts(electrodes, n_electrodes)
     )
     obs_index = None
     if "obs_intervals" in g and "obs_intervals_index" in g:
         obs_index = _ragged_index(g, where, "obs_intervals")
     layers_all = _layer_column(g, where, layer_column, n)
-    electrodes = electrode_layers = electrode_locations = None
-    if "electrodes" in g:  # layers (unless a column gives them) and brain regions
-        electrodes, electrode_layers, electrode_locations = _electrode_layers(h5, g, where)
     return _Layout(
         g,
         ids,
@@ -284,6 +428,8 @@ def _inspect(
         wave_note,
         TimeScaleCheck(where, done=time_scale_warned),
         electrode_locations,
+        _peak_electrode_column(g, where, n) if electrodes is not None else None,
+        where,
     )
 
 

@@ -4,7 +4,9 @@ refer to, the source's electrodes and session metadata, and its identity.
 Column names avoid the ``_index`` ending (SpikeInterface's NWB reader drops every column ending
 in ``_index``); the source's probe (devices, electrode groups, electrodes table) is copied so that
 the file is recognisably extracellular electrophysiology (``dandi organize`` names it ``_ecephys``)
-and each unit keeps its electrodes.
+and each unit keeps its electrodes. The waveform kept is the peak channel's alone, so a
+``peak_electrode`` column says which of the unit's electrodes that is: reading the file again gives
+each unit the location of the electrode the source's reading gave it.
 """
 
 from __future__ import annotations
@@ -116,7 +118,8 @@ def _copy_electrodes(srcfile, nwbfile, groups: dict) -> bool:
 
 
 def _units_electrodes(h5, rows: np.ndarray, nwbfile, units_path: str = "units"):
-    """The source Units' ``electrodes`` region for ``rows`` (data, index), or None."""
+    """The source Units' ``electrodes`` region for ``rows`` (data, index), or None (none there, or
+    values that are not rows of the copied electrodes table)."""
     units = h5.get(units_path) if h5 is not None else None
     if units is None or "electrodes" not in units or "electrodes_index" not in units:
         return None
@@ -124,9 +127,24 @@ def _units_electrodes(h5, rows: np.ndarray, nwbfile, units_path: str = "units"):
     data = np.asarray(units["electrodes"][()], dtype=np.int64)
     starts = np.concatenate([[0], ends[:-1]])
     parts = [data[starts[r] : ends[r]] for r in rows]
-    if nwbfile.electrodes is None or (len(data) and data.max() >= len(nwbfile.electrodes)):
+    if nwbfile.electrodes is None or (
+        len(data) and (data.max() >= len(nwbfile.electrodes) or data.min() < 0)
+    ):
         return None
     return np.concatenate(parts) if parts else np.zeros(0, np.int64), np.cumsum([len(p) for p in parts])
+
+
+def _peak_electrodes(src, rows: np.ndarray, units_path: str, waveforms, given) -> np.ndarray:
+    """Electrodes-table row of each unit's peak channel (-1 unknown): ``given`` (the reader's
+    ``batch.extra["peak_electrodes"]``) where passed, else as the reader determines it from the
+    source; all unknown without waveforms (none read, or set aside)."""
+    if given is not None:
+        return np.asarray(given, dtype=np.int64)
+    if waveforms is None:
+        return np.full(len(rows), -1, dtype=np.int64)
+    from ..io._units import unit_peak_electrodes
+
+    return unit_peak_electrodes(src, units_path, rows)
 
 
 def derived_nwbfile(
@@ -140,9 +158,10 @@ def derived_nwbfile(
     waveforms,
     waveform_rate_hz,
     units_path: str = "units",
+    peak_electrodes=None,
 ):
     """An in-memory NWBFile holding the source's units (ids, spike times, peak-channel waveforms,
-    layer, source row and id), its probe and session metadata.
+    layer, source row and id, electrodes and peak electrode), its probe and session metadata.
 
     Parameters
     ----------
@@ -158,6 +177,11 @@ def derived_nwbfile(
     units_path : str
         HDF5 path of the source's Units table the units come from (``units``, or a Units table in a
         processing module); the derived file holds them as its ``units``.
+    peak_electrodes : (n,) int or None
+        Electrodes-table row of each unit's peak channel, -1 unknown (``read_units``'
+        ``batch.extra["peak_electrodes"]``); default: determined from the source again. Written as
+        the ``peak_electrode`` column next to the unit's ``electrodes``, which the reader uses for
+        the one-channel waveform kept here.
     """
     from hdmf.common import DynamicTableRegion, ElementIdentifiers, VectorData, VectorIndex
     from pynwb import NWBFile
@@ -215,7 +239,8 @@ def derived_nwbfile(
             data=[str(x) for x in layers],
         ),
     ]
-    region = _units_electrodes(src.h5, np.asarray(unit_rows, dtype=np.int64), nwbfile, units_path)
+    rows = np.asarray(unit_rows, dtype=np.int64)
+    region = _units_electrodes(src.h5, rows, nwbfile, units_path)
     if region is not None:
         el = DynamicTableRegion(
             name="electrodes",
@@ -224,6 +249,17 @@ def derived_nwbfile(
             table=nwbfile.electrodes,
         )
         cols += [el, VectorIndex(name="electrodes_index", data=region[1], target=el)]
+        cols.append(
+            VectorData(
+                name="peak_electrode",
+                description=(
+                    "row (0-based) of the electrodes table of the electrode whose waveform is "
+                    "waveform_mean (the unit's peak channel in the source); -1: unknown (the "
+                    "source's waveform had one channel, or none)"
+                ),
+                data=_peak_electrodes(src, rows, units_path, waveforms, peak_electrodes),
+            )
+        )
     kwargs = {}
     if waveforms is not None:
         cols.append(
