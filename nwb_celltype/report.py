@@ -51,6 +51,26 @@ def _snap(value: float, scales) -> float:
     return next((s for s in scales if s >= value), scales[-1])
 
 
+#: Time span (ms) of the waveform panel of a unit without a usable waveform (~75 samples at 30 kHz).
+NO_WAVE_SPAN_MS = (0.0, 2.5)
+#: Characters per line (and lines at most) of the reasons written in the ACG and probability panels:
+#: what fits their width at the figure's size, so no reason runs past a panel or off the figure.
+NOTE_WIDTH = {"acg": 34, "prob": 30}
+NOTE_LINES = 7
+
+
+def _wrap(text: str, width: int, max_lines: int = NOTE_LINES) -> str:
+    """``text`` broken into lines of at most ``width`` characters (its own line breaks kept), at most
+    ``max_lines`` of them (the last ending in "…" when cut)."""
+    import textwrap
+
+    lines = [w for part in text.split("\n") for w in (textwrap.wrap(part, width) or [""])]
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][: width - 1].rstrip() + "…"
+    return "\n".join(lines)
+
+
 class _UnitFigure:
     """One reusable figure: waveform, 3D ACG heatmap with colour bar, class probabilities.
 
@@ -70,7 +90,8 @@ class _UnitFigure:
         ax_c = fig.add_axes((0.62, 0.17, 0.01, 0.66))
         ax_p = fig.add_axes((0.77, 0.17, 0.21, 0.66))
         (self.wave,) = ax_w.plot([], [], color="k", lw=1.2)
-        ax_w.set(title="peak-channel mean waveform", xlabel="time (ms)", ylabel="µV")
+        ax_w.set(title="peak-channel mean waveform", xlabel="time (ms)", ylabel="µV", xlim=NO_WAVE_SPAN_MS)
+        self.wave_note = ax_w.text(0.5, 0.5, "", ha="center", va="center", transform=ax_w.transAxes)
         edges = np.sqrt(lags_ms[1:] * lags_ms[:-1])
         edges = np.concatenate([[lags_ms[0] ** 2 / edges[0]], edges, [lags_ms[-1] ** 2 / edges[-1]]])
         self.mesh = ax_a.pcolormesh(
@@ -84,15 +105,20 @@ class _UnitFigure:
             xlim=(edges[0], edges[-1]),
         )
         fig.colorbar(self.mesh, cax=ax_c).set_label("rate (Hz)")
-        self.acg_note = ax_a.text(0.5, 0.5, "", ha="center", va="center", transform=ax_a.transAxes)
+        self.acg_note = ax_a.text(
+            0.5, 0.5, "", ha="center", va="center", transform=ax_a.transAxes, fontsize=9
+        )
         self.bars = list(ax_p.bar(range(len(classes)), np.zeros(len(classes)), color="tab:blue"))
         ax_p.set_xticks(range(len(classes)), classes, rotation=30)
         ax_p.set(ylim=(0, 1), ylabel="probability")
         self.prob_title = ax_p.set_title("")
-        self.prob_note = ax_p.text(0.5, 0.5, "", ha="center", va="center", transform=ax_p.transAxes)
+        self.prob_note = ax_p.text(
+            0.5, 0.5, "", ha="center", va="center", transform=ax_p.transAxes, fontsize=9
+        )
         self.suptitle = fig.suptitle("")
         self.dynamic = [
             self.wave,
+            self.wave_note,
             self.mesh,
             self.acg_note,
             *self.bars,
@@ -144,7 +170,8 @@ class _UnitFigure:
         classifiable = status != "not_classifiable" and acg is not None and np.isfinite(acg).all()
         hz = acg * self.hz_per_unit if classifiable else None
         top = _snap(float(hz.max()), RATE_SCALES_HZ) if classifiable else 100
-        span = (float(t_ms[0]), float(t_ms[-1])) if has_wave else self.ax_w.get_xlim()
+        # a fixed span without a waveform (not the previous unit's, nor matplotlib's -0.05..0.05)
+        span = (float(t_ms[0]), float(t_ms[-1])) if has_wave else NO_WAVE_SPAN_MS
         wave_bg = self._panel(self.wave_bg, (half, *span), "wave", self._wave_limits)
         rate_bg = self._panel(self.rate_bg, top, "rate", lambda k: self.mesh.set_clim(0, k))
         self.canvas.restore_region(self.base)
@@ -157,14 +184,19 @@ class _UnitFigure:
         if has_wave:
             self.wave.set_data(t_ms, wave_uv)
         self.wave.set_visible(has_wave)
+        self.wave_note.set_text("" if has_wave else "no waveform")
         self.mesh.set_visible(classifiable)
         if classifiable:
             self.mesh.set_array(hz.ravel())
-        self.acg_note.set_text("" if classifiable else f"not classifiable:\n{reason or 'no usable features'}")
+        self.acg_note.set_text(
+            ""
+            if classifiable
+            else _wrap(f"not classifiable:\n{reason or 'no usable features'}", NOTE_WIDTH["acg"])
+        )
         ok = probs is not None and np.isfinite(probs).all()
         for bar, p in zip(self.bars, probs if ok else np.zeros(len(self.bars)), strict=True):
             bar.set_height(float(p))
-        self.prob_note.set_text("" if ok else (reason or "no probabilities"))
+        self.prob_note.set_text("" if ok else _wrap(reason or "no probabilities", NOTE_WIDTH["prob"]))
         self.prob_title.set_text(f"{label} ({status})")
         for a in self.dynamic:
             self.fig.draw_artist(a)

@@ -16,7 +16,8 @@ from ._common import print_json
     "max_rows",
     type=click.IntRange(min=0),
     default=None,
-    help="At most this many unit rows per table (--max-units, as in report).",
+    help="At most this many unit rows per table (--max-units, as in report); with --json, the first "
+    "this many units of each table (its n_units is the table's total).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the tables as JSON.")
 @click.option(
@@ -32,9 +33,13 @@ def show(path, table, max_rows, as_json, only_agreement):
     labels, each prediction table's agreement with them follows (unclassified units count as
     misses; in Python: nwb_celltype.agreements_in_file)."""
     from ..agreement import agreements, format_agreement
+    from ..errors import InvalidValueError
     from ..inspect_file import format_annotations, load_annotations
 
     records = load_annotations(path)
+    if table is not None and table not in records:  # an error in every mode (--json, --agreement)
+        held = f"the file has {sorted(records)}" if records else "the file holds no cell-type annotations"
+        raise InvalidValueError(f"no annotation table {table!r}; {held}")
     agreed = [a for a in agreements(records) if table is None or table in (a.prediction, a.reference)]
     if only_agreement:
         if as_json:
@@ -46,17 +51,19 @@ def show(path, table, max_rows, as_json, only_agreement):
                 click.echo("no ground-truth or expert labels to compare with in this file")
         return
     if as_json:
+        rows = slice(None, max_rows)  # the first max_rows units of each table, as the text prints
         print_json(
             {
                 name: {
                     "classes": list(r.classes),
-                    "unit_ids": r.unit_ids.tolist(),
-                    "labels": [str(x) for x in r.labels],
-                    "status": [str(x) for x in r.status],
-                    "kinds": [str(x) for x in r.kinds],
-                    "reasons": [str(x) for x in r.reasons],
-                    "confidence": None if r.confidence is None else r.confidence.tolist(),
-                    "probabilities": None if r.probabilities is None else r.probabilities.tolist(),
+                    "n_units": len(r.labels),
+                    "unit_ids": r.unit_ids[rows].tolist(),
+                    "labels": [str(x) for x in r.labels[rows]],
+                    "status": [str(x) for x in r.status[rows]],
+                    "kinds": [str(x) for x in r.kinds[rows]],
+                    "reasons": [str(x) for x in r.reasons[rows]],
+                    "confidence": None if r.confidence is None else r.confidence[rows].tolist(),
+                    "probabilities": None if r.probabilities is None else r.probabilities[rows].tolist(),
                     "classifier": r.classifier,
                 }
                 for name, r in records.items()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import io
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -338,13 +339,14 @@ def read_label_table(
     elif path.suffix.lower() == ".csv":
         delim = ","
     else:
+        # the first physical line: str.splitlines would also split at U+2028, \x0c, \x85 ...
+        first = text.split("\n", 1)[0].rstrip("\r")
         try:
-            delim = csv.Sniffer().sniff(text.splitlines()[0] if text else "", delimiters=",\t;").delimiter
+            delim = csv.Sniffer().sniff(first, delimiters=",\t;").delimiter
         except csv.Error:
             delim = ","
-    reader = csv.DictReader(text.splitlines(), delimiter=delim)
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
+    records = _csv_records(path, text, delim)
+    header = [h.strip() for h in (records[0][1] if records else [])]
     _check_delimiter(path, header, delim)
 
     def pick(given, candidates, what):
@@ -369,7 +371,8 @@ def read_label_table(
     bad_ids = []
     # names (not integers) can only be matched through a Units column, never against NWB ids
     names_ok = (id_column is not None and id_column != "id") or (id_column is None and ucol == "unit_name")
-    for line_no, rec in enumerate(reader, start=2):
+    for line_no, cells in records[1:]:
+        rec = dict(zip(header, cells, strict=False))  # a short row's missing cells read as empty
         where = f"{path.name}:{line_no}"
         key = (rec.get(ucol) or "").strip()
         uid = _key(key)
@@ -398,6 +401,22 @@ def read_label_table(
         }
     )
     return _finish_table(unit_ids, raw, rows, ev_rows, mapping=mapping, defaults=defaults, key_column=ucol)
+
+
+def _csv_records(path: Path, text: str, delim: str) -> list[tuple[int, list[str]]]:
+    """The non-blank records of ``text`` with the line each starts on. Records end only at a
+    newline (\\n, \\r\\n or \\r) outside quotes: a quoted cell keeps its newlines, and U+2028,
+    form feeds and the like are text, not line breaks (as :meth:`str.splitlines` would have them)."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+    out, prev = [], 0
+    try:
+        for cells in reader:
+            if cells:  # a blank line is no record
+                out.append((prev + 1, cells))
+            prev = reader.line_num
+    except csv.Error as exc:
+        raise LibraryError(f"{path}:{prev + 1}: not readable as CSV ({exc}).") from None
+    return out
 
 
 def _check_delimiter(path: Path, header: list[str], delim: str) -> None:

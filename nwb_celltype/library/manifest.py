@@ -167,7 +167,16 @@ def _toml_value(v) -> str:
         return "true" if v else "false"
     if isinstance(v, int):
         return str(v)
-    return json.dumps(str(v))  # JSON string escapes are valid TOML basic strings
+    # JSON's escapes of quotes, backslashes and control characters are valid TOML basic-string
+    # escapes; characters beyond them are written as they are (TOML files are UTF-8): with
+    # ensure_ascii, one outside the BMP (an emoji) would become a surrogate pair, which TOML refuses
+    text = str(v)
+    if any("\ud800" <= c <= "\udfff" for c in text):  # a file name's undecodable bytes
+        raise LibraryError(
+            f"{text.encode('utf-8', 'backslashreplace').decode()!r} is not valid UTF-8 text, which a "
+            "TOML manifest cannot hold; rename the file, or save the manifest as .json."
+        )
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _to_toml(data: dict) -> str:
@@ -196,7 +205,12 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
     if not path.is_file():
         raise SourceNotFoundError(f"manifest {path} does not exist; create one with `library create`.")
     suffix = path.suffix.lower()
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # as written (a BOM of an editor dropped)
+    except UnicodeDecodeError as exc:
+        raise LibraryError(
+            f"manifest {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8."
+        ) from None
     try:
         if suffix == ".toml":
             try:

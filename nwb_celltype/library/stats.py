@@ -16,14 +16,27 @@ from .manifest import Manifest, load_manifest
 
 logger = logging.getLogger(__name__)
 
-#: Grouping keys of :meth:`LibraryStats.counts`.
-STAT_KEYS: tuple[str, ...] = ("label", "evidence_type", "lab", "species", "library", "subject", "file")
+#: Grouping keys of :meth:`LibraryStats.counts`. ``species`` is the canonical name training groups
+#: units by (:func:`~nwb_celltype.model.real_species.canonical_species`: "mouse" in a table's
+#: dataset.json and "Mus musculus" in an NWB Subject are one species); ``species_as_written`` keeps
+#: each file's own spelling.
+STAT_KEYS: tuple[str, ...] = (
+    "label",
+    "evidence_type",
+    "lab",
+    "species",
+    "species_as_written",
+    "library",
+    "subject",
+    "file",
+)
 
 
 @dataclass
 class LibraryStats:
-    """One record per labelled unit (``label``, ``evidence_type``, ``lab``, ``species``,
-    ``library``, ``subject``, ``file``, ``unit_id``), and the number of units in all files."""
+    """One record per labelled unit (``label``, ``evidence_type``, ``lab``, ``species`` (canonical),
+    ``species_as_written``, ``library``, ``subject``, ``file``, ``unit_id``), and the number of units
+    in all files."""
 
     library: str
     records: list[dict] = field(default_factory=list)
@@ -65,13 +78,15 @@ class LibraryStats:
         return "\n".join(lines)
 
     def plot(self, path: str | os.PathLike) -> Path:
-        """Save a PNG: labelled units per class stacked by evidence type, and per lab / species."""
+        """Save a PNG (or another format matplotlib writes, from the suffix): labelled units per class
+        stacked by evidence type, and per lab / species. The folder must exist
+        (:func:`check_figure_path`)."""
+        path = check_figure_path(path)
         import matplotlib
 
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
-        path = Path(path)
         fig, axes = plt.subplots(1, 3, figsize=(13, 4), width_ratios=[2, 1, 1])
         ct = self.crosstab("evidence_type")
         classes = list(ct)
@@ -91,10 +106,35 @@ class LibraryStats:
             ax.set_title(f"by {key}")
             ax.set_xlabel("labelled units")
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_figure(fig, path, dpi=100)
         plt.close(fig)
         return path
+
+
+def check_figure_path(path: str | os.PathLike) -> Path:
+    """Refuse, before any work, a figure path that cannot be written as other outputs are refused:
+    a format matplotlib does not write (from the suffix), a folder that does not exist (it is not
+    made) or is not writable, or an existing folder or other non-file at the path. Returns the path."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from ..errors import OutputError
+
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in supported:
+        raise OutputError(
+            f"cannot write a figure as {path.name}: matplotlib writes {', '.join(sorted(supported))}; "
+            "name the file .png (or .pdf, .svg)"
+        )
+    parent = path.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {parent.resolve()} does not exist; create it first.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: folder {parent.resolve()} is not writable.")
+    if path.exists() and not path.is_file():
+        raise OutputError(f"cannot write {path}: it exists and is not a regular file; name a file to write.")
+    return path
 
 
 def library_stats(manifest: Manifest | str | os.PathLike) -> LibraryStats:
@@ -117,6 +157,11 @@ def library_stats(manifest: Manifest | str | os.PathLike) -> LibraryStats:
             n_units, records = _nwb_records(nwbfile, entry)
         st.n_units += n_units
         st.records += records
+    from ..model.real_species import canonical_species  # numpy only
+
+    for r in st.records:  # grouped as training groups them (its per-species class counts)
+        r["species_as_written"] = r["species"]
+        r["species"] = canonical_species(r["species"])
     return st
 
 

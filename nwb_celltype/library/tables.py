@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import write_text_file
-from ..errors import LibraryError, NwbCelltypeError
+from ..errors import LibraryError, NwbCelltypeError, SourceNotFoundError
 from ..features.discharge import DischargeConfig, DischargeFeatureSet, align_waveform
 
 logger = logging.getLogger(__name__)
@@ -110,20 +110,25 @@ def _text_column(path: Path, table: tuple, name: str) -> np.ndarray:
 def _numeric_table(path: Path, expected_columns: list[int] | None) -> np.ndarray:
     """A numeric CSV as (rows, columns) float64, checking the header against ``expected_columns``."""
     header, rows = _read_csv(path)
+    sep = next((c for c in ";\t" if len(header) == 1 and c in header[0]), None)
+    hint = f" The values are separated by {sep!r}, not commas." if sep else ""
     if expected_columns is not None:
         try:
             got = [int(round(float(h))) for h in header]
         except ValueError:
             got = None
         if got != expected_columns:
-            sep = next((c for c in ";\t" if len(header) == 1 and c in header[0]), None)
-            hint = f" The values are separated by {sep!r}, not commas." if sep else ""
             raise LibraryError(
                 f"{path}: expected {len(expected_columns)} columns named {expected_columns[0]}.."
                 f"{expected_columns[-1]} (ms), got {len(header)} columns "
                 f"({', '.join(h[:12] for h in header[:3])}, ...).{hint} Check the table's layout "
                 "(docs/library.md)."
             )
+    elif sep:
+        raise LibraryError(
+            f"{path}: the header is read as one column ({header[0][:24]}...).{hint} Save the table "
+            "comma-separated (CSV, docs/library.md)."
+        )
     elif _looks_numeric(header):
         raise LibraryError(
             f"{path}: its first row ({', '.join(header[:3])}, ...) is numbers, not a header; add a header "
@@ -168,25 +173,88 @@ def _first_non_numeric(rows: list[list[str]]) -> tuple[int, int, str]:
     return 0, 0, ""
 
 
+def _read_label_lines(path: Path) -> tuple[tuple[list[str], list[list[str]], list[int]], list[int]]:
+    """(:func:`_read_csv_lines` of labels.csv / units.csv, the lines of its blank data lines). Their
+    rows are aligned with the feature tables': a blank line between rows (an empty label, in
+    one-column labels.csv) is an error (:func:`_refuse_blank_lines`), not skipped, which would shift
+    every later label onto the next unit. Blank lines after the last row are ignored."""
+    rows = list(_csv_rows(path))
+    data = rows[1:]
+    while data and not data[-1][1]:
+        data.pop()
+    blank = [n for n, r in data if not r]
+    data = [(n, r) for n, r in data if r]
+    return (rows[0][1], [r for _, r in data], [n for n, _ in data]), blank
+
+
+def _refuse_blank_lines(path: Path, blank: list[int]) -> None:
+    if blank:
+        raise LibraryError(
+            f"{path}:{blank[0]}: the line is blank (an empty label?){_more(blank)}; each line is one "
+            "unit, aligned with the other tables: write 'unlabeled' for a unit without ground truth, "
+            "or delete the line if it is no unit."
+        )
+
+
+def _more(lines: list) -> str:
+    """ ", and 2 more line(s) (7, 9)" for the lines after the first one named."""
+    if len(lines) < 2:
+        return ""
+    shown = ", ".join(map(str, lines[1:6])) + (" ..." if len(lines) > 6 else "")
+    return f", and {len(lines) - 1} more line(s) ({shown})"
+
+
+def _label_column(path: Path, table: tuple, required: bool) -> np.ndarray:
+    """The ``label`` cells of labels.csv / units.csv, stripped of surrounding whitespace; an empty
+    one is an error naming its line when labels are ``required``, else read as unlabeled."""
+    labels = np.array([str(x).strip() for x in _text_column(path, table, "label")], dtype=object)
+    empty = [table[2][i] for i in np.flatnonzero(labels == "")]
+    if empty and required:
+        raise LibraryError(
+            f"{path}:{empty[0]}: empty label{_more(empty)}; write 'unlabeled' for a unit without "
+            "ground truth."
+        )
+    labels[labels == ""] = UNLABELLED
+    return labels
+
+
+def _label_hint(label: str) -> str:
+    """The label of :data:`TABLE_LABELS` that ``label`` may mean (a case variant first), as
+    ``"'GoC' for 'goc'"``, or "" when none is close."""
+    import difflib
+
+    same = [x for x in TABLE_LABELS if x.lower() == label.lower()]
+    near = same or difflib.get_close_matches(label, TABLE_LABELS, n=1)
+    return f"{near[0]!r} for {label!r}" if near else ""
+
+
 def _read_labels(folder: Path, required: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(labels, neuron ids) from labels.csv and/or units.csv; they must agree where both exist.
-    Without ``required`` (classifying, not training) a folder without labels gives (None, ids or
-    None), and labels outside :data:`TABLE_LABELS` are read as unlabeled (compared with nothing)."""
+    Labels are stripped of surrounding whitespace. Without ``required`` (classifying, not training)
+    a folder without labels gives (None, ids or None), and labels outside :data:`TABLE_LABELS` are
+    read as unlabeled (compared with nothing; a warning names them)."""
     labels = ids = None
     if (folder / "units.csv").exists():
-        table = _read_csv_lines(folder / "units.csv")
+        table, blank = _read_label_lines(folder / "units.csv")
         header = table[0]
         if "label" not in header and (required or "neuron_id" not in header):
             raise LibraryError(f"{folder / 'units.csv'} has no 'label' column (columns: {header}).")
-        if "label" in header:
-            labels = _text_column(folder / "units.csv", table, "label")
         if "neuron_id" in header:
-            ids = _text_column(folder / "units.csv", table, "neuron_id")
+            ids = np.array(
+                [str(x).strip() for x in _text_column(folder / "units.csv", table, "neuron_id")], dtype=object
+            )
+        if "label" in header:
+            _text_column(folder / "units.csv", table, "label")  # a short row named before a blank line
+        _refuse_blank_lines(folder / "units.csv", blank)
+        if "label" in header:
+            labels = _label_column(folder / "units.csv", table, required)
     if (folder / "labels.csv").exists():
-        table = _read_csv_lines(folder / "labels.csv")
+        table, blank = _read_label_lines(folder / "labels.csv")
         if "label" not in table[0]:
             raise LibraryError(f"{folder / 'labels.csv'} has no 'label' column (columns: {table[0]}).")
-        lab2 = _text_column(folder / "labels.csv", table, "label")
+        _text_column(folder / "labels.csv", table, "label")
+        _refuse_blank_lines(folder / "labels.csv", blank)
+        lab2 = _label_column(folder / "labels.csv", table, required)
         if labels is not None and len(lab2) != len(labels):
             raise LibraryError(
                 f"{folder}: labels.csv has {len(lab2)} rows and units.csv {len(labels)}; rows must be "
@@ -206,12 +274,16 @@ def _read_labels(folder: Path, required: bool = True) -> tuple[np.ndarray | None
             return None, ids
         raise LibraryError(f"{folder} has neither labels.csv nor units.csv: one gives each row's label.")
     unknown = sorted(set(labels) - set(TABLE_LABELS))
+    hints = [h for h in (_label_hint(x) for x in unknown) if h]
+    if len(unknown) == 1 and hints:
+        hints = [hints[0].split(" for ")[0]]  # "did you mean 'GoC'?"
+    named = f"{unknown}" + (f" (did you mean {', '.join(hints)}?)" if hints else "")
     if unknown and not required:
-        logger.warning("%s: labels %s are not in the tables' vocabulary; read as unlabeled", folder, unknown)
+        logger.warning("%s: labels %s are not in the tables' vocabulary; read as unlabeled", folder, named)
         labels = np.array([x if x in TABLE_LABELS else UNLABELLED for x in labels], dtype=object)
     elif unknown:
         raise LibraryError(
-            f"{folder}: unknown labels {unknown}; allowed: {list(TABLE_LABELS)}. Rename them, or use "
+            f"{folder}: unknown labels {named}; allowed: {list(TABLE_LABELS)}. Rename them, or use "
             "'unlabeled' for units without ground truth."
         )
     if ids is None:
@@ -261,11 +333,26 @@ def inspect_tables(folder: str | Path, labels_required: bool = True) -> TableInf
     """Check a table folder's layout cheaply and describe it (no feature computation); without
     ``labels_required`` a folder without labels.csv / units.csv is described too (its unit count
     from its first data file)."""
+    return _inspect(folder, labels_required)[0]
+
+
+def _inspect(
+    folder: str | Path, labels_required: bool
+) -> tuple[TableInfo, np.ndarray | None, np.ndarray | None]:
+    """:func:`inspect_tables`, with the labels and neuron ids it read (:func:`_read_labels`, read
+    once: its warnings are given once)."""
     folder = Path(folder)
+    if not folder.exists():
+        raise SourceNotFoundError(
+            f"table folder {folder.resolve()} does not exist (a folder of feature tables: labels.csv, "
+            "acg.csv, ...)."
+        )
     if not folder.is_dir():
-        raise LibraryError(f"{folder} is not a folder of feature tables (labels.csv, acg.csv, ...).")
+        raise LibraryError(
+            f"{folder.resolve()} is not a folder of feature tables (labels.csv, acg.csv, ...): it is a file."
+        )
     d = _dataset_json(folder)
-    labels, _ = _read_labels(folder, required=labels_required)
+    labels, ids = _read_labels(folder, required=labels_required)
     has_acg = (folder / "acg.csv").exists()
     has_isi = (folder / "isi_dist.csv").exists()
     if has_acg != has_isi:
@@ -284,7 +371,7 @@ def inspect_tables(folder: str | Path, labels_required: bool = True) -> TableInf
         )
     if has_wave:
         _check_waveform_rate(folder, d.get("waveform_rate_hz"))
-    return TableInfo(
+    info = TableInfo(
         path=folder,
         name=str(d.get("name", folder.name)),
         species=str(d.get("species", "unknown")),
@@ -295,6 +382,7 @@ def inspect_tables(folder: str | Path, labels_required: bool = True) -> TableInf
         sha256=table_sha256(folder),
         dataset=d,
     )
+    return info, labels, ids
 
 
 def _check_waveform_rate(folder: Path, rate) -> None:
@@ -341,9 +429,8 @@ def read_feature_tables(
         Missing files, misaligned rows, wrong column counts, unknown labels, non-numeric cells.
     """
     config = DischargeConfig() if config is None else config
-    info = inspect_tables(folder, labels_required)
+    info, labels, ids = _inspect(folder, labels_required)
     folder = info.path
-    labels, ids = _read_labels(folder, required=labels_required)
     n = info.n_units
     if ids is None:
         ids = np.array([f"{folder.name}_{i}" for i in range(n)], dtype=object)
@@ -466,8 +553,7 @@ def evidence_type_of(dataset: dict) -> str:
 def table_label_records(folder: str | Path, library: str = "", where: str = "") -> list[dict]:
     """One record per labelled row (label, evidence_type, lab, species, library, file, unit_id), the
     shape :func:`~.stats.library_stats` collects from NWB ground-truth tables."""
-    info = inspect_tables(folder)
-    labels, _ = _read_labels(info.path)
+    info, labels, _ = _inspect(folder, True)
     etype = evidence_type_of(info.dataset)
     return [
         {
@@ -551,10 +637,19 @@ def import_tables(
         m = Manifest(name=name or default, entries=[], description=description, root=root)
     for info in infos:
         rel = os.path.relpath(info.path.resolve(), m.root)
-        m.entries = [
-            e for e in m.entries if not (e.is_tables and (m.root / e.tables).resolve() == info.path.resolve())
+        same = [
+            i
+            for i, e in enumerate(m.entries)
+            if e.is_tables and (m.root / e.tables).resolve() == info.path.resolve()
         ]
-        m.entries.append(LibraryEntry(tables=rel, sha256=info.sha256, library=m.name))
+        # an updated entry keeps its place and the library it came from (provenance through merges)
+        library = m.entries[same[0]].library if same else m.name
+        new = LibraryEntry(tables=rel, sha256=info.sha256, library=library or m.name)
+        if same:
+            m.entries[same[0]] = new
+            m.entries = [e for i, e in enumerate(m.entries) if i not in same[1:]]
+        else:
+            m.entries.append(new)
     if mpath is not None:
         m.save(mpath)
     return m, infos
