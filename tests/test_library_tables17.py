@@ -205,6 +205,7 @@ def test_a_missing_table_folder_is_named_missing(tmp_path):
     rep = validate_library(moved)
     [issue] = rep.issues
     assert f"table folder {tmp_path / 'moved' / 't'} does not exist" in issue.message, issue
+    assert issue.code == "missing-file"  # as a missing NWB file is reported
     assert "not a folder of feature tables" not in issue.message
     r = CliRunner().invoke(main, ["library", "stats", str(moved)])
     assert r.exit_code == 1 and f"{tmp_path / 'moved' / 't'} does not exist" in r.output, r.output
@@ -317,6 +318,7 @@ def test_stats_figure_refuses_a_missing_folder(tmp_path):
     assert (
         r.exit_code == 1 and "does not exist; create it first" in r.output and not (tmp_path / "n2").exists()
     )
+    assert "labelled" not in r.output and "MLI" not in r.output, r.output  # refused before the table
     with pytest.raises(OutputError, match="cannot write a figure as s.txt"):
         check_figure_path(tmp_path / "s.txt")
     (tmp_path / "d.png").mkdir()

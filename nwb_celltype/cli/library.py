@@ -217,8 +217,10 @@ def validate_cmd(manifest, min_spikes, no_waveforms_needed, check_features, fami
 def stats_cmd(manifest, figure, as_json):
     """Labelled units per class, evidence, lab, species and library."""
     from ..library import library_stats
-    from ..library.stats import STAT_KEYS
+    from ..library.stats import STAT_KEYS, check_figure_path
 
+    if figure:
+        check_figure_path(figure)  # before anything is read or printed
     st = library_stats(manifest)
     if as_json:
         from ._common import print_json

@@ -216,6 +216,9 @@ def _check_tables(entry, source, where, check_hashes, add, by_hash: dict, by_neu
     from .tables import read_feature_tables
     from .training import describe_repeated, repeated_neurons, table_neurons
 
+    if not Path(source).exists():  # as an NWB entry's missing file is reported
+        add("error", "missing-file", where, f"table folder {Path(source).resolve()} does not exist")
+        return 0
     try:
         fs = read_feature_tables(source)
     except NwbCelltypeError as exc:
