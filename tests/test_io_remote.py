@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from test_io_units import write_units_nwb
@@ -19,11 +20,13 @@ from test_io_units import write_units_nwb
 from nwb_celltype.errors import InvalidValueError, NotNWBError, RemoteError, SourceNotFoundError
 from nwb_celltype.io import list_dandiset_assets, open_source, parse_source, read_units
 from nwb_celltype.io._remote import BoundedDiskCache
+from nwb_celltype.testing._threaded_app import _ThreadedApp
 from nwb_celltype.testing.servers import DandiApiServer, RangeServer
 
 pytestmark = pytest.mark.network
 
 DS = "000123"
+DS_MIXED = "000555"
 VERSION = "0.260101.1200"
 
 
@@ -51,6 +54,10 @@ def served(tmp_path_factory):
     write_units_nwb(root / "published.nwb", layout="2d", n_units=3, seed=3)
     (root / "notes.txt").write_text("not an asset we list by default")
     (root / "junk.nwb").write_bytes(b"\0" * 5000)
+    (root / "page.nwb").write_text("<!DOCTYPE html>\n<html><body>Not found</body></html>\n")  # a soft 404
+    (root / "empty.nwb").write_bytes(b"")
+    whole = (root / "published.nwb").read_bytes()
+    (root / "truncated.nwb").write_bytes(whole[: len(whole) // 2])
     with RangeServer(root) as files, DandiApiServer(files) as api:
         ids = {
             "sub1": api.add_asset(DS, "sub-1/sub-1_ecephys.nwb", root / "sub-1" / "sub-1_ecephys.nwb"),
@@ -58,6 +65,14 @@ def served(tmp_path_factory):
             "notes": api.add_asset(DS, "notes.txt", root / "notes.txt"),
             "pub": api.add_asset(DS, "sub-1/sub-1_ecephys.nwb", root / "published.nwb", version=VERSION),
         }
+        # NWB files in any case, files that are not NWB, and folders whose names share a prefix
+        for path, file in [
+            ("sub-1/rec.NWB", "published.nwb"),
+            ("sub-1/notes.txt", "notes.txt"),
+            ("sub-1/raw.nwb.zarr", "notes.txt"),
+            ("sub-10/sub-10.nwb", "published.nwb"),
+        ]:
+            api.add_asset(DS_MIXED, path, root / file)
         yield {"root": root, "files": files, "api": api, "truth": truth, "ids": ids}
 
 
@@ -71,7 +86,7 @@ def fresh(served):
     served["api"].faults.__init__()
 
 
-def test_url_matches_local_and_second_run_makes_no_range_requests(fresh, tmp_path):
+def test_url_matches_local_and_second_run_makes_one_small_request(fresh, tmp_path):
     files, root = fresh["files"], fresh["root"]
     local = _digest(read_units(root / "sub-1" / "sub-1_ecephys.nwb", batch_size=7))
     url = files.url_for("sub-1/sub-1_ecephys.nwb")
@@ -82,7 +97,8 @@ def test_url_matches_local_and_second_run_makes_no_range_requests(fresh, tmp_pat
     files.reset_stats()
     second = _digest(read_units(url, batch_size=7, cache_dir=tmp_path / "c"))
     assert second == local
-    assert files.stats().requests == 0  # size and chunks all came from the disk cache
+    # one byte checks that the file is unchanged; the chunks all came from the disk cache
+    assert files.stats().ranges == [("/sub-1/sub-1_ecephys.nwb", 0, 0)]
     with open_source(url, cache_dir=tmp_path / "c") as src:
         d = src.info.to_dict()
         assert d["kind"] == "url" and d["url"] == url
@@ -138,7 +154,8 @@ def test_list_assets(fresh):
     assert assets[0].version == "draft" and assets[0].asset_id == fresh["ids"]["sub1"]
     assert json.dumps(assets[0].to_dict())
     everything = list_dandiset_assets(DS, "draft", dandi_api_url=api.api_url, include="*")
-    assert len(everything) == 3  # pagination (page size 2) followed
+    # notes.txt (first page of 2) is not an NWB file; sub-2 is on the second page
+    assert [a.path for a in everything] == ["sub-1/sub-1_ecephys.nwb", "sub-2/sub-2_ecephys.nwb"]
     only2 = list_dandiset_assets(f"{DS}/draft/sub-2/", dandi_api_url=api.api_url)
     assert [a.path for a in only2] == ["sub-2/sub-2_ecephys.nwb"]
     # the listed download URL works as a source
@@ -172,9 +189,27 @@ def _free_port() -> int:
         ("DANDI:{ds}/0.999999.9999/sub-1/sub-1_ecephys.nwb", None, SourceNotFoundError, "not found"),
         ("00000000-0000-4000-8000-000000000000", None, SourceNotFoundError, "not found"),
         ("DANDI:{ds}/draft", None, InvalidValueError, "not one file"),
+        (
+            "https://dandiarchive.org/dandiset/{ds}/draft/files?location=sub-2%2F",
+            None,
+            InvalidValueError,
+            r"names a dandiset or folder, not one file. Give an asset path, e.g. \d+/sub-2/sub-2_ecephys.nwb "
+            r"\(list them with `nwb-celltype assets \d+@draft/sub-2/`\)",
+        ),
+        ("{ds}/draft/sub-2", None, InvalidValueError, "names a dandiset or folder, not one file"),
+        ("{ds}/draft/sub", None, SourceNotFoundError, "not found"),
         ("DANDI:{ds}/draft/notes.txt", None, NotNWBError, "not an HDF5 file"),
         ("{files}/missing.nwb", None, SourceNotFoundError, "HTTP 404"),
         ("{files}/junk.nwb", None, NotNWBError, "not an HDF5 file"),
+        (
+            "{files}/page.nwb",
+            None,
+            NotNWBError,
+            r"answered an HTML page \(HTTP 206, \d+ bytes\), not the file",
+        ),
+        ("{files}/page.nwb", {"ignore_range": True}, NotNWBError, r"answered an HTML page \(HTTP 200"),
+        ("{files}/empty.nwb", None, NotNWBError, r"is empty \(0 bytes"),
+        ("{files}/truncated.nwb", None, NotNWBError, r"is truncated: the server has \d+ of the \d+ bytes"),
         ("{files}/published.nwb", {"status": 403}, RemoteError, "HTTP 403"),
         ("{files}/published.nwb", {"status": 503}, RemoteError, "failed after 2 attempts"),
         ("{files}/published.nwb", {"ignore_range": True}, RemoteError, "ignored the HTTP Range"),
@@ -264,7 +299,7 @@ def test_two_processes_share_the_cache(fresh, tmp_path):
     files.reset_stats()  # a third reader, in this process, finds everything in the shared cache
     again = list(read_units(url, batch_size=4, cache_dir=cache, min_chunk_bytes=8192))
     assert float(sum(b.spike_times_s.sum() for b in again)) == pytest.approx(want_total, rel=0, abs=1e-9)
-    assert files.stats().requests == 0
+    assert files.stats().ranges == [("/sub-1/sub-1_ecephys.nwb", 0, 0)]  # the check that it is unchanged
     assert not list(cache.rglob(".tmp-*"))
 
 
@@ -286,6 +321,10 @@ def test_parse_source_forms():
     assert (p.instance, p.version, p.asset_path) == ("dandi-sandbox", "draft", "a/b.nwb")
     p = parse_source("https://dandiarchive.org/dandiset/000409")
     assert (p.dandiset_id, p.version) == ("000409", None)
+    p = parse_source("https://dandiarchive.org/dandiset/000409/draft/files?location=sub-2%2F")
+    assert (p.dandiset_id, p.version, p.asset_path) == ("000409", "draft", "sub-2/")  # a folder
+    p = parse_source("https://dandiarchive.org/dandiset/000409/draft/files?location=%2Fsub-2%2Fx.nwb")
+    assert p.asset_path == "sub-2/x.nwb"
     p = parse_source("https://example.org/data/file.nwb?x=1")
     assert (p.kind, p.url) == ("url", "https://example.org/data/file.nwb?x=1")
     assert parse_source("no/such/file.nwb").kind == "local"
@@ -481,3 +520,151 @@ def test_server_ignoring_ranges_is_not_downloaded_whole(fresh):
         open_source(files.url_for("big_raw.nwb"), cache_dir=False)
     time.sleep(0.2)  # let the server notice the closed connections
     assert files.stats().bytes_sent < 0.5 * size, (files.stats().bytes_sent, size)
+
+
+def _ids(url: str, **kw) -> list[int]:
+    return [int(i) for b in read_units(url, **kw) for i in b.unit_ids]
+
+
+def test_a_replaced_url_is_read_again_not_from_the_cache(tmp_path, caplog):
+    """The content behind a plain URL can change: a cached URL is checked with one small request,
+    and the chunks of a file that changed are dropped (with a warning), also when the new file has
+    the same size (its ETag / Last-Modified differ)."""
+    root, cache = tmp_path / "www", tmp_path / "cache"
+    root.mkdir()
+    rec = root / "rec.nwb"
+    write_units_nwb(rec, n_units=5, seed=1)
+    with RangeServer(root) as files:
+        url = files.url_for("rec.nwb")
+        assert len(_ids(url, cache_dir=cache)) == 5
+        files.reset_stats()
+        assert len(_ids(url, cache_dir=cache)) == 5
+        assert files.stats().ranges == [("/rec.nwb", 0, 0)]  # unchanged: one byte, then the cache
+        for same_size in (False, True):  # a new recording; then new spike times in place
+            size = rec.stat().st_size
+            time.sleep(0.01)
+            if same_size:
+                with h5py.File(rec, "r+") as f:
+                    f["units/spike_times"][:] = f["units/spike_times"][:] + 1.0
+            else:
+                write_units_nwb(rec, n_units=9, seed=2)
+            local = _digest(read_units(rec))
+            caplog.clear()
+            with caplog.at_level("WARNING", logger="nwb_celltype.io"):
+                assert _digest(read_units(url, cache_dir=cache)) == local
+            assert "changed since it was cached" in caplog.text and "read again" in caplog.text
+        assert rec.stat().st_size == size  # the last replacement kept the size
+        files.reset_stats()
+        assert _digest(read_units(url, cache_dir=cache)) == local  # and is cached in turn
+        assert files.stats().ranges == [("/rec.nwb", 0, 0)]
+
+
+def test_a_file_changing_while_it_is_read_is_said_so(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    write_units_nwb(root / "rec.nwb", n_units=5, seed=1)
+    with RangeServer(root) as files:
+        with open_source(files.url_for("rec.nwb"), cache_dir=False, min_chunk_bytes=4096) as src:
+            write_units_nwb(root / "rec.nwb", n_units=40, seed=2)  # re-exported meanwhile
+            with pytest.raises(RemoteError, match="changed while it was being read: the server now reports"):
+                list(read_units(src))
+
+
+def test_no_cache_option(tmp_path, monkeypatch):
+    """``--no-cache`` reads without the disk cache (over $NWB_CELLTYPE_CACHE_DIR too) and excludes
+    ``--cache-dir``."""
+    import importlib
+
+    from click.testing import CliRunner
+
+    from nwb_celltype.cli import main
+
+    seen = []
+    module = importlib.import_module("nwb_celltype.annotate")
+    monkeypatch.setattr(module, "annotate", lambda source, **kw: seen.append(kw["cache_dir"]) or sys.exit(0))
+    monkeypatch.setenv("NWB_CELLTYPE_CACHE_DIR", str(tmp_path / "env"))
+    url = "http://127.0.0.1:9/rec.nwb"
+    for extra, want in (([], str(tmp_path / "env")), (["--no-cache"], False), (["--cache-dir", "c"], "c")):
+        res = CliRunner().invoke(main, ["annotate", url, "--out", str(tmp_path / "o.nwb"), *extra])
+        assert res.exit_code == 0, res.output
+        assert seen.pop() == want
+    res = CliRunner().invoke(main, ["annotate", url, "--out", "o.nwb", "--cache-dir", "c", "--no-cache"])
+    assert res.exit_code != 0 and "--no-cache and --cache-dir exclude each other" in res.output
+    assert not seen
+
+
+def test_listing_holds_only_nwb_files_of_the_folder_named(fresh):
+    """``include`` narrows the NWB files, never adds other files; ``.NWB`` counts; a folder
+    matches only itself (sub-1 is not sub-10); the listing says which version it listed."""
+    from nwb_celltype.io import dandiset_listing
+
+    api = fresh["api"].api_url
+    paths = lambda *a, **kw: [x.path for x in list_dandiset_assets(*a, dandi_api_url=api, **kw)]  # noqa: E731
+    assert paths(DS_MIXED, "draft") == ["sub-1/rec.NWB", "sub-10/sub-10.nwb"]
+    assert paths(DS_MIXED, "draft", include="sub-1/*") == ["sub-1/rec.NWB"]
+    assert paths(DS_MIXED, "draft", include=["*.txt", "*.zarr"]) == []
+    for folder in ("sub-1", "sub-1/"):
+        assert paths(f"{DS_MIXED}/draft/{folder}") == ["sub-1/rec.NWB"]
+    assert paths(f"{DS_MIXED}/draft/sub-1/rec.NWB") == ["sub-1/rec.NWB"]
+    listing = dandiset_listing(f"{DS}/sub-2/", dandi_api_url=api)  # the published version has no sub-2
+    assert (listing.dandiset_id, listing.version, listing.assets) == (DS, VERSION, [])
+
+
+def test_cli_assets_lists_nwb_files_only_and_names_the_version(fresh):
+    from click.testing import CliRunner
+
+    from nwb_celltype.cli import main
+
+    api = ["--api-url", fresh["api"].api_url]
+    res = CliRunner().invoke(main, ["assets", DS_MIXED, "--version", "draft", "--include", "sub-1/*", *api])
+    assert res.exit_code == 0, res.output
+    assert "sub-1/rec.NWB" in res.output and "notes.txt" not in res.output and ".zarr" not in res.output
+    assert "1 NWB assets" in res.output
+    res = CliRunner().invoke(main, ["assets", f"{DS}/sub-2/", *api])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == f"no matching NWB assets in dandiset {DS}@{VERSION}"
+
+
+class _HtmlSite(_ThreadedApp):
+    """Answers every request with a web page (an archive's site, a proxy's sign-in page)."""
+
+    def _make_app(self):
+        from aiohttp import web
+
+        async def page(request):
+            return web.Response(
+                text="<!DOCTYPE html><html><body>Sign in</body></html>", content_type="text/html"
+            )
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", page)
+        return app
+
+
+def test_a_wrong_api_url_is_named_so(fresh):
+    """An API URL that answers web pages, or one without /api, is said to be the problem (not the
+    JSON decoder's message, nor "no such dandiset")."""
+    with _HtmlSite() as site, pytest.raises(RemoteError, match="not JSON") as err:
+        list_dandiset_assets(DS, "draft", dandi_api_url=f"{site.url}/api", retries=0)
+    assert "Expecting value" not in str(err.value) and "which ends in /api" in str(err.value)
+    root = fresh["api"].api_url.removesuffix("/api")
+    with pytest.raises(
+        SourceNotFoundError, match="does not end in /api: check that it is a DANDI API.s base URL"
+    ):
+        list_dandiset_assets(DS, "draft", dandi_api_url=root, retries=0)
+    with pytest.raises(SourceNotFoundError) as err:  # a real not-found on a real API: no such hint
+        list_dandiset_assets("999999", dandi_api_url=fresh["api"].api_url, retries=0)
+    assert "does not end in /api" not in str(err.value)
+
+
+def test_a_cached_url_is_read_when_its_server_cannot_be_reached(tmp_path, caplog):
+    root, cache = tmp_path / "www", tmp_path / "cache"
+    root.mkdir()
+    write_units_nwb(root / "rec.nwb", n_units=6, seed=4)
+    local = _digest(read_units(root / "rec.nwb"))
+    with RangeServer(root) as files:
+        url = files.url_for("rec.nwb")
+        assert _digest(read_units(url, cache_dir=cache)) == local
+    with caplog.at_level("WARNING", logger="nwb_celltype.io"):  # the server is gone
+        assert _digest(read_units(url, cache_dir=cache, timeout_s=1.0, retries=0)) == local
+    assert "could not check whether" in caplog.text and "reading the cached copy" in caplog.text

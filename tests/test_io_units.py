@@ -233,6 +233,12 @@ def _no_units(p: Path) -> None:
         io.write(nwb)
 
 
+def _half_of_a_file(p):
+    write_units_nwb(p.with_name("whole.nwb"), n_units=20)
+    whole = p.with_name("whole.nwb").read_bytes()
+    p.write_bytes(whole[: len(whole) // 2])
+
+
 @pytest.mark.parametrize(
     ("make", "exc", "match"),
     [
@@ -241,6 +247,11 @@ def _no_units(p: Path) -> None:
         (_not_nwb_hdf5, NotNWBError, "not NWB"),
         (_no_units, NotNWBError, "no Units table"),
         (lambda p: p.mkdir(), NotNWBError, "directory"),
+        (
+            _half_of_a_file,
+            NotNWBError,
+            r"is truncated: it holds \d+ of the \d+ bytes its HDF5 header declares",
+        ),
     ],
 )
 def test_bad_local_sources(tmp_path, make, exc, match):

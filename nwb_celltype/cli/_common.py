@@ -283,6 +283,23 @@ def waveform_rate_option(extra: str = ""):
     )
 
 
+_NO_CACHE = "nwb_celltype.no_cache"
+
+
+def _note_no_cache(ctx: click.Context, _param, value: bool) -> None:
+    if value:
+        ctx.meta[_NO_CACHE] = True
+
+
+def _cache_dir_or_none(ctx: click.Context, param, value):
+    """``--cache-dir``'s value, or False (no disk cache) with ``--no-cache``."""
+    if not ctx.meta.get(_NO_CACHE):
+        return value
+    if ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--no-cache and --cache-dir exclude each other; give one of them.", ctx)
+    return False  # also over $NWB_CELLTYPE_CACHE_DIR
+
+
 def annotation_options(f):
     """Options shared by every command that annotates sources: threshold, batch size, ignoring waveforms, where remote
     sources come from, and the output format (quiet / JSON)."""
@@ -311,7 +328,18 @@ def annotation_options(f):
             "--cache-dir",
             envvar="NWB_CELLTYPE_CACHE_DIR",
             default=None,
-            help="On-disk cache for remote bytes (env NWB_CELLTYPE_CACHE_DIR).",
+            callback=_cache_dir_or_none,
+            help="On-disk cache for remote bytes (env NWB_CELLTYPE_CACHE_DIR; default "
+            "~/.cache/nwb-celltype/remote). A plain URL's cached bytes are used while the server reports "
+            "the same size, ETag and Last-Modified (one small request checks); DANDI assets never change.",
+        ),
+        click.option(
+            "--no-cache",
+            is_flag=True,
+            is_eager=True,
+            expose_value=False,
+            callback=_note_no_cache,
+            help="Read remote bytes without the on-disk cache (excludes --cache-dir).",
         ),
         IGNORE_WAVEFORMS_OPTION,
         click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors."),

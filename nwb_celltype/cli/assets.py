@@ -25,7 +25,12 @@ def _human(n: int) -> str:
     help="Dandiset version: 'draft' or a published version (default: the version in DANDISET, "
     "else the most recent published one, else draft).",
 )
-@click.option("--include", multiple=True, help="Glob pattern over asset paths (repeatable; default '*.nwb').")
+@click.option(
+    "--include",
+    multiple=True,
+    help="Glob pattern over asset paths, e.g. 'sub-1/*' (repeatable: NWB files matching any are listed; "
+    "default: every NWB file).",
+)
 @click.option(
     "--api-url",
     "--dandi-api-url",
@@ -36,16 +41,17 @@ def _human(n: int) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the assets as JSON (for scripts).")
 def assets(dandiset, version, include, api_url, as_json):
-    """List the NWB assets of DANDISET (e.g. 000409, DANDI:000409/draft, a dandiarchive.org URL, or
-    000409/sub-1/ for one folder) with their sizes."""
-    from ..io import list_dandiset_assets
+    """List the NWB assets (.nwb files, in any case) of DANDISET (e.g. 000409, DANDI:000409/draft, a
+    dandiarchive.org URL, or 000409/sub-1/ for one folder) with their sizes."""
+    from ..io import dandiset_listing
 
-    found = list_dandiset_assets(dandiset, version, dandi_api_url=api_url, include=list(include) or None)
+    listing = dandiset_listing(dandiset, version, dandi_api_url=api_url, include=list(include) or None)
+    found = listing.assets
     if as_json:
         print_json([a.to_dict() for a in found])
         return
     if not found:
-        click.echo("no matching assets")
+        click.echo(f"no matching NWB assets in dandiset {listing.dandiset_id}@{listing.version}")
         return
     width = max(len(a.path) for a in found)
     for a in found:

@@ -5,16 +5,19 @@ The HTTP stack (requests, remfile, the dandi client) is imported only when a rem
 DANDI listing needs it: reading a local file does not load it."""
 
 from .._lazy import lazy_exports
-from ._parse import SourceSpec, parse_source
+from ._parse import SourceSpec, is_nwb_path, parse_source
 from ._regions import location_scope
 from ._source import Source, SourceInfo, open_source
 from ._units import map_location_to_layer, read_units, resolve_units_table, units_table_paths
 
 __all__ = [
     "AssetInfo",
+    "AssetListing",
     "Source",
     "SourceInfo",
     "SourceSpec",
+    "dandiset_listing",
+    "is_nwb_path",
     "list_dandiset_assets",
     "location_scope",
     "map_location_to_layer",
@@ -25,5 +28,10 @@ __all__ = [
     "units_table_paths",
 ]
 
-_LAZY = {"AssetInfo": "._dandi", "list_dandiset_assets": "._dandi"}
+_LAZY = {
+    "AssetInfo": "._dandi",
+    "AssetListing": "._dandi",
+    "dandiset_listing": "._dandi",
+    "list_dandiset_assets": "._dandi",
+}
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -16,13 +16,19 @@ from ..errors import SourceError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BoundedDiskCache", "cache_root", "chunk_key"]
+__all__ = ["BoundedDiskCache", "cache_root", "chunk_key", "url_identity"]
 
 
 def chunk_key(url: str, chunk_bytes: int, index: int) -> str:
     """Disk-cache key of remfile chunk ``index`` (``chunk_bytes`` long) of ``url``: remfile's own
     layout, which :class:`BoundedDiskCache` maps onto the file's stable identity."""
     return f"{url}|{chunk_bytes}|{index}"
+
+
+def url_identity(url: str, version: dict) -> str:
+    """Cache identity of the content of a plain URL: the full URL (query included) with the size,
+    ETag and Last-Modified that ``version`` (a record of :meth:`BoundedDiskCache.get_meta`) gives."""
+    return f"url:{url}|{version.get('size')}|{version.get('etag') or ''}|{version.get('modified') or ''}"
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -41,8 +47,10 @@ class BoundedDiskCache(DiskCache):
 
     Chunks are written to a temporary file and renamed into place (readers never see a partial
     chunk). When the total size passes ``max_bytes``, the oldest chunks (by modification time) are
-    deleted until it is below 90 % of the bound. Keys use ``identity`` (e.g. a DANDI asset id or
-    the URL without its query) instead of the URL, so presigned URLs that change still hit.
+    deleted until it is below 90 % of the bound. Keys use ``identity`` instead of the URL: a DANDI
+    asset's id and etag (so presigned URLs that change still hit), or a plain URL in full (query
+    included) with the size, ETag and Last-Modified it had (:func:`url_identity`), so the chunks
+    of a replaced file are never read as the new file's.
 
     Parameters
     ----------
@@ -79,8 +87,26 @@ class BoundedDiskCache(DiskCache):
         return key
 
     def _file(self, key: str) -> Path:
-        h = hashlib.sha1(self._key(key).encode("utf-8")).hexdigest()
+        return self._path(self._key(key))
+
+    def _path(self, key: str) -> Path:
+        h = hashlib.sha1(key.encode("utf-8")).hexdigest()
         return self.root / "chunks" / h[:2] / h[2:4] / h
+
+    def discard(self, identity: str, size: int, chunk_bytes: int) -> int:
+        """Delete the chunks of ``identity`` (a file of ``size`` bytes read in ``chunk_bytes``
+        chunks); returns how many there were. Chunks of other chunk sizes are left to eviction."""
+        n = 0
+        for i in range(-(-int(size) // int(chunk_bytes))):
+            try:
+                self._path(f"{identity}|{chunk_bytes}|{i}").unlink()
+                n += 1
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("could not delete a chunk from the cache %s: %s", self.root, exc)
+        self._approx_total = None
+        return n
 
     def get(self, key: str) -> bytes | None:
         try:
@@ -145,7 +171,8 @@ class BoundedDiskCache(DiskCache):
             log.info("evicted %d bytes from the cache %s", freed, self.root)
         return freed
 
-    # Small JSON records (size/ETag of plain URLs), so a cached second open needs no request.
+    # Small JSON records (size, ETag, Last-Modified of plain URLs), which a second open checks with
+    # one small request before it trusts the chunks.
     def get_meta(self, name: str) -> dict | None:
         p = self.root / "meta" / (hashlib.sha1(name.encode()).hexdigest() + ".json")
         try:

@@ -9,12 +9,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from ..errors import InvalidValueError, NwbCelltypeError, RemoteError, SourceNotFoundError
 from ._defaults import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S
-from ._parse import SourceSpec, parse_source
+from ._parse import SourceSpec, is_nwb_path, parse_source
 from ._remote import BoundedSession
 
 # The dandi client otherwise asks a telemetry server for newer releases on every client creation
@@ -23,10 +23,12 @@ os.environ.setdefault("DANDI_NO_ET", "1")
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AssetInfo", "list_dandiset_assets", "resolve_api_url"]
+__all__ = ["AssetInfo", "AssetListing", "dandiset_listing", "list_dandiset_assets", "resolve_api_url"]
 
 #: Environment variable naming the DANDI API base URL (e.g. ``https://api.dandiarchive.org/api``).
 API_URL_ENV = "NWB_CELLTYPE_DANDI_API_URL"
+#: Where a DANDI API URL comes from, for messages.
+_API_URL_SOURCES = f"--dandi-api-url, dandi_api_url= or ${API_URL_ENV}"
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,17 @@ def translate_dandi_errors(what: str, api_url: str) -> Iterator[None]:
     old_level = dandi_log.level
     if not log.isEnabledFor(logging.DEBUG):
         dandi_log.setLevel(logging.CRITICAL)
+    base = (
+        "a DANDI API's base URL, which ends in /api (e.g. https://api.dandiarchive.org/api; set with "
+        f"{_API_URL_SOURCES})"
+    )
+    unexpected = f"Check that {api_url} is {base}."
+    # a not-found from a URL that is not an API base says nothing about the dandiset
+    not_api = (
+        ""
+        if api_url.rstrip("/").endswith("/api")
+        else f" {api_url} does not end in /api: check that it is {base}."
+    )
     try:
         yield
     except NwbCelltypeError:
@@ -128,22 +141,27 @@ def translate_dandi_errors(what: str, api_url: str) -> Iterator[None]:
     except NotFoundError as exc:
         raise SourceNotFoundError(
             f"{what}: not found on the DANDI API at {api_url} ({exc}). Check the dandiset id, "
-            "version and asset path (list them with `nwb-celltype assets DANDISET`)."
+            f"version and asset path (list them with `nwb-celltype assets DANDISET`).{not_api}"
         ) from exc
     except requests.HTTPError as exc:
         code = exc.response.status_code if exc.response is not None else None
         if code == 404:
             raise SourceNotFoundError(
                 f"{what}: not found on the DANDI API at {api_url} (HTTP 404). Check the dandiset "
-                "id, version and asset path."
+                f"id, version and asset path.{not_api}"
             ) from exc
         raise RemoteError(f"{what}: the DANDI API at {api_url} answered HTTP {code}: {exc}") from exc
+    except requests.exceptions.InvalidJSONError as exc:  # a web page, not JSON (also a RequestException)
+        raise RemoteError(
+            f"{what}: the DANDI API at {api_url} answered something that is not JSON (an HTML page?). "
+            f"{unexpected}"
+        ) from exc
     except requests.RequestException as exc:
         raise RemoteError(f"{what}: request to the DANDI API at {api_url} failed: {exc}") from exc
     except (ValueError, KeyError, TypeError) as exc:
         raise RemoteError(
             f"{what}: the DANDI API at {api_url} answered something unexpected ({type(exc).__name__}: "
-            f"{exc}). Check dandi_api_url points at a DANDI API (it ends in /api)."
+            f"{exc}). {unexpected}"
         ) from exc
     finally:
         dandi_log.setLevel(old_level)
@@ -184,19 +202,17 @@ def resolve_asset(
                 dandiset.get_asset(spec.asset_id) if dandiset is not None else client.get_asset(spec.asset_id)
             )
         elif spec.asset_path and not spec.asset_path.endswith("/"):
-            asset = dandiset.get_asset_by_path(spec.asset_path)
+            try:
+                asset = dandiset.get_asset_by_path(spec.asset_path)
+            except Exception as exc:
+                if not _is_not_found(exc):
+                    raise
+                folder = _nwb_example(dandiset, spec.asset_path + "/")  # a folder named without its "/"
+                if folder is None:
+                    raise
+                raise InvalidValueError(_not_one_file(what, spec, folder)) from None
         else:
-            examples = []
-            for a in dandiset.get_assets_with_path_prefix(spec.asset_path or ""):
-                if a.path.endswith(".nwb"):
-                    examples.append(a.path)
-                if len(examples) == 3:
-                    break
-            hint = f" e.g. {spec.dandiset_id}/{examples[0]}" if examples else ""
-            raise InvalidValueError(
-                f"{what} names a dandiset or folder, not one file. Give an asset path,{hint} (list "
-                f"them with `nwb-celltype assets {spec.dandiset_id}`)."
-            )
+            raise InvalidValueError(_not_one_file(what, spec, _nwb_example(dandiset, spec.asset_path or "")))
         meta = asset.get_raw_metadata()
         url = asset.get_content_url(follow_redirects=1, strip_query=True)
         digest = meta.get("digest", {}) if isinstance(meta, dict) else {}
@@ -213,6 +229,34 @@ def resolve_asset(
         )
 
 
+def _is_not_found(exc: BaseException) -> bool:
+    """Whether the dandi client's error is a not-found."""
+    from dandi.exceptions import NotFoundError
+
+    response = getattr(exc, "response", None)
+    return isinstance(exc, NotFoundError) or getattr(response, "status_code", None) == 404
+
+
+def _nwb_example(dandiset, prefix: str) -> str | None:
+    """The path of an NWB asset of ``dandiset`` under ``prefix``, if any."""
+    for a in dandiset.get_assets_with_path_prefix(prefix):
+        if is_nwb_path(a.path) and a.path.startswith(prefix):
+            return a.path
+    return None
+
+
+def _not_one_file(what: str, spec: SourceSpec, example: str | None) -> str:
+    folder = (spec.asset_path or "").strip("/")
+    listed = (
+        spec.dandiset_id + (f"@{spec.version}" if spec.version else "") + (f"/{folder}/" if folder else "")
+    )
+    hint = f" e.g. {spec.dandiset_id}/{example}" if example else ""
+    return (
+        f"{what} names a dandiset or folder, not one file. Give an asset path,{hint} (list them with "
+        f"`nwb-celltype assets {listed}`)."
+    )
+
+
 def _describe(spec: SourceSpec) -> str:
     if spec.dandiset_id is None:
         return f"DANDI asset {spec.asset_id}"
@@ -220,6 +264,14 @@ def _describe(spec: SourceSpec) -> str:
     if spec.asset_id:
         return f"{s} asset {spec.asset_id}"
     return f"{s} path {spec.asset_path!r}" if spec.asset_path else s
+
+
+class AssetListing(NamedTuple):
+    """The NWB assets of a dandiset (:func:`dandiset_listing`), and which version they were listed at."""
+
+    dandiset_id: str
+    version: str
+    assets: list[AssetInfo]
 
 
 def list_dandiset_assets(
@@ -231,34 +283,55 @@ def list_dandiset_assets(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     retries: int = DEFAULT_RETRIES,
 ) -> list[AssetInfo]:
-    """List the NWB assets of a dandiset, with sizes.
+    """List the NWB assets of a dandiset, with sizes (:func:`dandiset_listing`'s ``assets``; that
+    function also says which version was listed)."""
+    return dandiset_listing(
+        dandiset, version, dandi_api_url=dandi_api_url, include=include, timeout_s=timeout_s, retries=retries
+    ).assets
+
+
+def dandiset_listing(
+    dandiset: str,
+    version: str | None = None,
+    *,
+    dandi_api_url: str | None = None,
+    include: str | list[str] | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    retries: int = DEFAULT_RETRIES,
+) -> AssetListing:
+    """List the NWB assets of a dandiset, with sizes, and say which version was listed.
+
+    Only NWB files are listed (:func:`is_nwb_path`: ``.nwb`` in any case; not NWB Zarr).
 
     Parameters
     ----------
     dandiset : str
-        Dandiset id (``"000409"``) or any DANDI form accepted by :func:`parse_source`; a folder
-        path in it (``000409/sub-1/``) restricts the listing to that folder.
+        Dandiset id (``"000409"``) or any DANDI form accepted by :func:`parse_source`; a path in
+        it restricts the listing to that folder (``000409/sub-1/`` or ``000409/sub-1``, which do not
+        list ``sub-10/``) or file.
     version : str or None
         ``"draft"`` or a published version; None uses the version in ``dandiset`` if any, else the
         most recent published version, else draft.
     dandi_api_url : str or None
         API base URL (default: see :func:`resolve_api_url`).
     include : str or list of str or None
-        Glob pattern(s) matched against asset paths (default ``"*.nwb"``).
+        Glob pattern(s) matched against asset paths (case-sensitive): NWB files matching any of them
+        are listed (default: every NWB file).
     timeout_s, retries : float, int
         Per-request timeout in seconds and retries of transient failures.
 
     Returns
     -------
-    list of AssetInfo
-        Sorted by path.
+    AssetListing
+        The dandiset id, the version listed (the resolved one where ``version`` was None) and the
+        assets, sorted by path.
     """
     spec = parse_source(dandiset)
     if spec.kind != "dandi" or spec.dandiset_id is None:
         raise InvalidValueError(
             f"{dandiset!r} is not a dandiset; give a six-digit id such as '000409' or 'DANDI:000409/draft'."
         )
-    patterns = [include] if isinstance(include, str) else list(include or ["*.nwb"])
+    patterns = [include] if isinstance(include, str) else list(include or ["*"])
     api_url = resolve_api_url(spec, dandi_api_url)
     client = make_client(api_url, timeout_s=timeout_s, retries=retries)
     ver = version or spec.version
@@ -266,6 +339,8 @@ def list_dandiset_assets(
         ds = client.get_dandiset(spec.dandiset_id, ver, lazy=False)
         prefix = spec.asset_path or ""
         assets = ds.get_assets_with_path_prefix(prefix) if prefix else ds.get_assets()
+        # a folder is its path and a "/": sub-1 must not list sub-10/
+        where = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         out = [
             AssetInfo(
                 path=a.path,
@@ -276,7 +351,9 @@ def list_dandiset_assets(
                 version=ds.version_id,
             )
             for a in assets
-            if any(fnmatch.fnmatchcase(a.path, p) for p in patterns)
+            if (a.path.startswith(where) or a.path == prefix)
+            and is_nwb_path(a.path)
+            and any(fnmatch.fnmatchcase(a.path, p) for p in patterns)
         ]
-    log.info("dandiset %s@%s: %d assets match %s", ds.identifier, ds.version_id, len(out), patterns)
-    return sorted(out, key=lambda a: a.path)
+    log.info("dandiset %s@%s: %d NWB assets match %s", ds.identifier, ds.version_id, len(out), patterns)
+    return AssetListing(ds.identifier, ds.version_id, sorted(out, key=lambda a: a.path))

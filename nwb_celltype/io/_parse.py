@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import InvalidValueError
 
-__all__ = ["SourceSpec", "parse_source"]
+__all__ = ["SourceSpec", "is_nwb_path", "parse_source"]
 
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _DANDISET = r"\d{6}"
@@ -23,6 +23,13 @@ _GUI_HOSTS = {
     "sandbox.dandiarchive.org": "dandi-sandbox",
     "gui-staging.dandiarchive.org": "dandi-sandbox",
 }
+
+
+def is_nwb_path(path: str) -> bool:
+    """Whether an asset path names an NWB file: it ends in ``.nwb``, in any case (``x.NWB`` too;
+    an NWB Zarr folder, ``x.nwb.zarr``, does not). The rule ``assets`` and ``annotate-dandiset``
+    share."""
+    return path.lower().endswith(".nwb")
 
 
 @dataclass(frozen=True)
@@ -163,7 +170,8 @@ def _parse_http(s: str) -> SourceSpec:
             url=s,
             dandiset_id=m.group(1),
             version=m.group(2),
-            asset_path=unquote(location).strip("/") or None if location else None,
+            # a trailing "/" marks a folder (the archive's link to one): kept, so it is refused as one
+            asset_path=unquote(location).lstrip("/") or None if location else None,
             instance=_GUI_HOSTS[host],
         )
     api = re.fullmatch(

@@ -9,13 +9,13 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from ..errors import RemoteError, SourceError, SourceNotFoundError
+from ..errors import NotNWBError, RemoteError, SourceError, SourceNotFoundError
 from ._defaults import (
     DEFAULT_DEADLINE_S,
     DEFAULT_MIN_BYTES_PER_S,
@@ -43,6 +43,10 @@ class _FinalRemoteError(RemoteError, _RemfilePermanent):  # type: ignore[misc, v
 
 class _FinalNotFoundError(SourceNotFoundError, _RemfilePermanent):  # type: ignore[misc, valid-type]
     """A 404/410 from the server; remfile must not retry it."""
+
+
+class _FinalNotNWBError(NotNWBError, _RemfilePermanent):  # type: ignore[misc, valid-type]
+    """The server answered something that is not the file (an HTML page, an empty file)."""
 
 
 class _SlowRead(OSError):
@@ -119,6 +123,9 @@ class BoundedSession(requests.Session):
         self.pass_http_errors = False
         self.n_requests = 0
         self.n_bytes = 0
+        #: The file's size when it was opened: a range answer reporting another size means that the
+        #: file changed while it was being read (set by ``open_source``; None: not checked).
+        self.expected_size: int | None = None
         self._url = ""
         self._lock = threading.Lock()
         if deadline_s is None:
@@ -188,6 +195,7 @@ class BoundedSession(requests.Session):
                 continue
             if self.pass_http_errors and resp.status_code >= 400:
                 return resp
+            self._check_size(method, url, resp)
             if resp.status_code in (404, 410):
                 raise _FinalNotFoundError(
                     f"{url} answered HTTP {resp.status_code} {resp.reason}{self._at()}: the file does "
@@ -214,8 +222,14 @@ class BoundedSession(requests.Session):
         resp = super().request(method, url, *args, stream=True, **kwargs)
         rng = (kwargs.get("headers") or {}).get("Range")
         if rng and resp.status_code == 200 and not _is_whole(rng, resp.headers.get("Content-Length")):
-            # the whole file is coming instead of the range: do not read it
+            # the whole file (or a web page) is coming instead of the range: do not read it
+            try:
+                head = resp.raw.read(512, decode_content=True)
+            except Exception:  # only a peek: the error below stands without it
+                head = b""
             resp.close()
+            if _is_html(resp, head):
+                raise _html_error(url, resp, self._at())
             raise _FinalRemoteError(
                 f"{url} ignored the HTTP Range header (answered 200 with the whole file for {rng}). "
                 "Serve the file from a server that supports range requests, or download it and open "
@@ -246,6 +260,54 @@ class BoundedSession(requests.Session):
     def _at(self) -> str:
         return f" while reading {self.where}" if self.where and self.where not in self._url else ""
 
+    def _check_size(self, method, url, resp) -> None:
+        """Our error for a range answer about a file of another size than the one opened (it changed
+        while it was being read), and for a 416 about an empty file."""
+        if resp.status_code not in (206, 416):
+            return
+        total = _range_total(resp.headers.get("Content-Range", ""))
+        expected = self.expected_size
+        if expected is not None and total is not None and total != expected:
+            resp.close()
+            raise _FinalRemoteError(
+                f"{self.where or url} changed while it was being read: the server now reports {total} "
+                f"bytes, {expected} when it was opened. Read it again once it has stopped changing."
+            )
+        if resp.status_code == 416 and total == 0:
+            resp.close()
+            raise _FinalNotNWBError(
+                f"{url} is empty (0 bytes; the server answered HTTP 416 to {method} of a byte range)"
+                f"{self._at()}; expected an NWB file. Check the URL, or upload the file again."
+            )
+
+
+def _range_total(content_range: str) -> int | None:
+    """The complete length in a ``Content-Range`` header (``bytes 0-9/1234``, ``bytes */1234``);
+    None when absent or unknown (``*``)."""
+    unit, _, rest = content_range.strip().partition(" ")
+    total = rest.rpartition("/")[2].strip()
+    return int(total) if unit.lower() == "bytes" and total.isdigit() else None
+
+
+def _is_html(resp, body: bytes = b"") -> bool:
+    """Whether a response is a web page (a sign-in or "not found" page, a file-sharing site's
+    viewer) rather than the file's bytes: an HTML content type whose body, if any, starts like
+    markup, or a body that starts with an HTML document's first tag."""
+    start = body[:512].lstrip().lower()
+    if start.startswith((b"<!doctype html", b"<html")):
+        return True
+    ctype = resp.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    return ctype in ("text/html", "application/xhtml+xml") and (not start or start.startswith(b"<"))
+
+
+def _html_error(url: str, resp, at: str = "") -> _FinalNotNWBError:
+    length = resp.headers.get("Content-Length")
+    size = f", {length} bytes" if length and length.isdigit() else ""
+    return _FinalNotNWBError(
+        f"{url} answered an HTML page (HTTP {resp.status_code}{size}), not the file{at}; check the URL: "
+        "it must give the file's bytes (a download link), not a web page about it."
+    )
+
 
 def _is_whole(rng: str, length: str | None) -> bool:
     """Whether the range ``bytes=0-b`` asks for exactly ``length`` bytes (a server may then answer
@@ -254,16 +316,24 @@ def _is_whole(rng: str, length: str | None) -> bool:
     return start == "0" and end.isdigit() and length is not None and length == str(int(end) + 1)
 
 
-def probe_url(
-    session: BoundedSession, url: str, first_bytes: int = 1, last_bytes: int = 0
-) -> tuple[int, str | None, bytes, tuple[int, bytes]]:
-    """Size in bytes, ETag and the first ``first_bytes`` bytes of a remote file, from one range
+class Probe(NamedTuple):
+    """What :func:`probe_url` learnt of a remote file."""
+
+    size: int
+    etag: str | None
+    first: bytes
+    last: tuple[int, bytes]
+    modified: str | None = None
+
+
+def probe_url(session: BoundedSession, url: str, first_bytes: int = 1, last_bytes: int = 0) -> Probe:
+    """Size in bytes, ETag, Last-Modified and the first ``first_bytes`` bytes of a remote file, from one range
     request (works with presigned URLs, which refuse HEAD; the bytes seed the file's first chunk,
     so the size costs no extra round trip). With ``last_bytes``, a suffix range request for the
     file's last bytes runs at the same time (HDF5 files written by h5py keep much of their
     metadata at the end, which opening them reads next): returns (offset, bytes) of that tail, or
-    (0, b"") when the server did not give it. Raises our errors for unreachable servers and HTTP
-    errors."""
+    (0, b"") when the server did not give it. Returns a :class:`Probe`. Raises our errors for
+    unreachable servers, HTTP errors and web pages answered instead of the file."""
     tail: dict[str, Any] = {}
 
     def fetch_tail() -> None:
@@ -282,6 +352,8 @@ def probe_url(
             worker.join()
     size: int | None = None
     cr = resp.headers.get("Content-Range", "")
+    if _is_html(resp, resp.content):
+        raise _html_error(url, resp)
     if resp.status_code == 206 and "/" in cr and not cr.endswith("/*"):
         size = int(cr.rsplit("/", 1)[1])
     elif resp.status_code == 200:
@@ -298,4 +370,4 @@ def probe_url(
         first_byte = int(tcr[len("bytes ") :].split("-", 1)[0])
         if first_byte + len(t.content) == size:
             last = (first_byte, t.content)
-    return size, resp.headers.get("ETag"), resp.content, last
+    return Probe(size, resp.headers.get("ETag"), resp.content, last, resp.headers.get("Last-Modified"))

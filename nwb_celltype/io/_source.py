@@ -103,9 +103,11 @@ class Source:
     def nwbfile(self):
         """The pynwb ``NWBFile`` (read lazily on first access; datasets stay on disk/remote)."""
         if self._nwbfile is None:
-            from pynwb import NWBHDF5IO
+            from ._pynwb import nwbhdf5io
 
+            NWBHDF5IO = nwbhdf5io()
             with self.guard("reading the NWB file structure"):
+                # the file's cached namespaces go into a copy of pynwb's type map (pynwb copies it)
                 self._io = NWBHDF5IO(file=self.h5, mode="r", load_namespaces=True)
                 self._nwbfile = self._io.read()
         return self._nwbfile
@@ -264,6 +266,7 @@ def open_source(
     info, first, last = _identify_remote(
         spec, cache, session, dandi_api_url, timeout_s, retries, min_chunk_bytes
     )
+    session.expected_size = info.size  # a range answer reporting another size: the file changed
     fileobj = open_remfile(
         info.url,
         size=info.size,
@@ -315,18 +318,7 @@ def _identify_remote(
         )
         identity = f"dandi-asset:{r.asset_id}:{r.etag or r.sha256 or r.size}"
     else:
-        info = SourceInfo(kind="url", url=spec.url)
-        identity = spec.url
-        meta = cache.get_meta(identity) if cache is not None else None
-        if meta is not None:
-            info.size, info.etag = int(meta["size"]), meta.get("etag")
-        else:
-            session.where = spec.url
-            info.size, info.etag, first, last = probe_url(
-                session, spec.url, min_chunk_bytes, 2 * min_chunk_bytes
-            )
-            if cache is not None:
-                cache.set_meta(identity, {"size": info.size, "etag": info.etag})
+        info, identity, first, last = _identify_url(spec.url, cache, session, min_chunk_bytes)
     session.where = info.describe()
     if cache is not None:
         cache.identity = identity
@@ -334,11 +326,55 @@ def _identify_remote(
         cache is None or not cache._file(chunk_key(info.url, min_chunk_bytes, 0)).exists()
     ):
         # the head and the tail in one round trip (opening an HDF5 file reads both first)
-        size, _etag, first, last = probe_url(session, info.url, min_chunk_bytes, 2 * min_chunk_bytes)
+        probe = probe_url(session, info.url, min_chunk_bytes, 2 * min_chunk_bytes)
+        size, first, last = probe.size, probe.first, probe.last
         if size != info.size:
             log.warning("%s: the archive lists %s bytes, the server has %d", info.describe(), info.size, size)
             info.size = size
     return info, first, last
+
+
+def _identify_url(
+    url: str, cache, session, min_chunk_bytes: int
+) -> tuple[SourceInfo, str, bytes, tuple[int, bytes]]:
+    """A plain URL's :class:`SourceInfo`, cache identity, first bytes and (offset, bytes) of its
+    last ones, from one request. The content behind a URL can change, so the disk cache's chunks
+    count only while the size, ETag and Last-Modified are those the server reports now: a first
+    open fetches the head and tail with them; a later one asks for one byte, and drops the cached
+    chunks of a file that changed. A server that cannot be reached for that check leaves the cached
+    copy in use, with a warning."""
+    from ._cache import url_identity
+    from ._remote import probe_url
+
+    session.where = url
+    meta = cache.get_meta(url) if cache is not None else None
+    cached_head = meta is not None and cache._path(f"{url_identity(url, meta)}|{min_chunk_bytes}|0").exists()
+    if cached_head:
+        try:
+            probe = probe_url(session, url, 1)
+        except RemoteError as exc:  # unreachable (not a 404: a file gone is not read from the cache)
+            log.warning("could not check whether %s changed (%s); reading the cached copy", url, exc)
+            info = SourceInfo(kind="url", url=url, size=int(meta["size"]), etag=meta.get("etag"))
+            return info, url_identity(url, meta), b"", (0, b"")
+    else:
+        probe = probe_url(session, url, min_chunk_bytes, 2 * min_chunk_bytes)
+    info = SourceInfo(kind="url", url=url, size=probe.size, etag=probe.etag)
+    version = {"size": probe.size, "etag": probe.etag, "modified": probe.modified}
+    if cache is not None and meta != version:
+        if meta is not None:
+            cache.discard(url_identity(url, meta), int(meta.get("size") or 0), min_chunk_bytes)
+        if meta is not None and "modified" in meta:  # (a record of an older release keyed chunks otherwise)
+            log.warning(
+                "%s changed since it was cached (%s); its cached bytes are dropped and read again",
+                url,
+                ", ".join(
+                    f"{k} {meta.get(k)} -> {version[k]}"
+                    for k in ("size", "etag", "modified")
+                    if meta.get(k) != version[k]
+                ),
+            )
+        cache.set_meta(url, version)
+    return info, url_identity(url, version), probe.first, probe.last
 
 
 def _open_local(spec: SourceSpec) -> Source:
@@ -360,6 +396,15 @@ def _locked(exc: OSError) -> bool:
     return "unable to lock file" in text or "file locking" in text or getattr(exc, "errno", None) == 11
 
 
+def _truncated(exc: BaseException) -> tuple[int, int] | None:
+    """(bytes there, bytes declared) when h5py's error says the file is shorter than its superblock
+    declares (HDF5's "truncated file: eof = N, ..., stored_eof = M"), else None."""
+    import re
+
+    m = re.search(r"truncated file: eof = (\d+).*?stored_eof = (\d+)", str(exc))
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def _open_h5(target, info: SourceInfo, fileobj: GuardedFile | None):
     import h5py
 
@@ -374,6 +419,14 @@ def _open_h5(target, info: SourceInfo, fileobj: GuardedFile | None):
                 f"{info.describe()} is open for writing in another process (HDF5 file lock: {exc}); close "
                 "it there and retry (or, only if that process does not write to it, set "
                 "HDF5_USE_FILE_LOCKING=FALSE)"
+            ) from exc
+        truncated = _truncated(exc)
+        if truncated is not None:
+            have, declared = truncated
+            whose = "the server has" if fileobj is not None else "it holds"
+            raise NotNWBError(
+                f"{info.describe()} is truncated: {whose} {have} of the {declared} bytes its HDF5 header "
+                "declares (an incomplete upload, copy or download); get the complete file."
             ) from exc
         if isinstance(exc, OSError):
             raise NotNWBError(

@@ -124,9 +124,21 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+def _validators(path: Path) -> dict[str, str]:
+    """``ETag`` and ``Last-Modified`` of a served file, from its modification time and size (as
+    nginx makes them), so a replaced file gets new ones."""
+    from email.utils import formatdate
+
+    st = path.stat()
+    return {
+        "ETag": f'"{st.st_mtime_ns:x}-{st.st_size:x}"',
+        "Last-Modified": formatdate(st.st_mtime, usegmt=True),
+    }
+
+
 class RangeServer(_ThreadedApp):
     """Static file server on 127.0.0.1 that honours single HTTP Range requests, counts requests and
-    bytes, and injects faults (:class:`Faults`).
+    bytes, sends an ``ETag`` and ``Last-Modified`` per file, and injects faults (:class:`Faults`).
 
     Parameters
     ----------
@@ -208,7 +220,9 @@ class RangeServer(_ThreadedApp):
         else:
             start, end, status, headers = 0, size - 1, 200, {}
         length = end - start + 1
-        headers.update({"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"})
+        headers.update(
+            {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream", **_validators(path)}
+        )
         resp = web.StreamResponse(status=status, headers=headers)
         resp.content_length = length
         await resp.prepare(request)
