@@ -602,3 +602,25 @@ def test_an_output_folder_of_another_dandiset_is_refused(archive, sources, tmp_p
             "000078@draft", out, model=archive.model, workers=1, dandi_api_url=archive.api.api_url
         )
     assert {p: (out / p).read_bytes() for p in _derived_files(out)} == before
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_upper_case_nwb_assets_and_no_cache(archive, sources, tmp_path, monkeypatch):
+    """`.NWB` assets are NWB files for annotate-dandiset as for `assets` (the default glob was a
+    case-sensitive '*.nwb'); --no-cache (cache_dir=False) reached the workers as a folder 'False'."""
+    archive.publish("sub-D/rec.NWB", sources["b"])
+    monkeypatch.chdir(tmp_path)
+    res = annotate_dandiset(
+        f"{DANDISET}@draft",
+        tmp_path / "out",
+        model=archive.model,
+        workers=1,
+        dandi_api_url=archive.api.api_url,
+        cache_dir=False,
+        include=["sub-D/*", "sub-A/*"],
+    )
+    assert [a["path"] for a in res.assets] == [A, "sub-D/rec.NWB"] and res.counts["done"] == 2
+    assert not (tmp_path / "False").exists()
+    res = archive.run(tmp_path / "out2")
+    assert "sub-D/rec.NWB" in [a["path"] for a in res.assets]

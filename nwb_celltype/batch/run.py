@@ -223,7 +223,7 @@ def annotate_dandiset(
     dashboard: bool = False,
     dashboard_address: str = "127.0.0.1:8787",
     dandi_api_url: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | bool | None = None,
     threshold: float = 2.0,
     batch_size: int = 256,
     progress: bool = False,
@@ -281,8 +281,8 @@ def annotate_dandiset(
         Where the local cluster's dashboard listens (``host:port``).
     dandi_api_url : str, optional
         DANDI API to ask (default: the public archive).
-    cache_dir : path, optional
-        remfile disk cache for streamed bytes.
+    cache_dir : path or False, optional
+        Disk cache for streamed bytes (default: the user cache; False: none, ``--no-cache``).
     threshold : float
         Confidence ratio below which a unit is "unclassified" (see :func:`~nwb_celltype.annotate`).
     ignore_waveforms : bool
@@ -437,7 +437,7 @@ def _labelling(model_info: dict, settings: dict, batch_size, dandi_api_url, cach
         **settings,
         "batch_size": int(batch_size),
         "dandi_api_url": dandi_api_url,
-        "cache_dir": None if cache_dir is None else str(cache_dir),
+        "cache_dir": cache_dir if cache_dir in (None, False) else str(cache_dir),  # False: no cache
     }
 
 
@@ -472,24 +472,21 @@ def _run_result(
 
 
 def _nwb_assets(ds_id: str, version: str | None, dandi_api_url: str | None, include: tuple[str, ...] | None):
-    """The dandiset's NWB assets matching any of the ``include`` globs (default ``*.nwb``), sorted
+    """The dandiset's NWB assets (``.nwb`` in any case) matching any of the ``include`` globs, sorted
     by path; every NWB asset it lists, by path (to tell whether rows kept from earlier runs are
     current); and the version they were listed at. An error when none matches."""
-    from ..io import list_dandiset_assets
+    from ..io import dandiset_listing
 
-    # one listing of everything (the io layer filters on this side too), selected here
-    listed = list_dandiset_assets(ds_id, version, dandi_api_url=dandi_api_url, include="*")
-    listed = [a for a in listed if a.path.lower().endswith(".nwb")]
-    resolved_version = _resolved_version(listed, version)
-    globs = include or ("*.nwb",)
+    # one listing of every NWB asset (NWB files only, ".nwb" in any case), selected here
+    listed_at = dandiset_listing(ds_id, version, dandi_api_url=dandi_api_url)
+    listed, resolved_version = listed_at.assets, listed_at.version
+    globs = include or ("*",)
     assets = sorted(
         (a for a in listed if any(fnmatch.fnmatchcase(a.path, g) for g in globs)), key=lambda a: a.path
     )
     if not assets:
-        which = f"{ds_id}@{version}" if (listed or version) else f"{ds_id} (its most recent version)"
-        which = f"{ds_id}@{resolved_version}" if listed else which
         raise InvalidValueError(
-            f"dandiset {which} has no NWB assets"
+            f"dandiset {ds_id}@{resolved_version} has no NWB assets"
             + (f" matching {' or '.join(repr(g) for g in include)}" if include else "")
             + "; check the dandiset id, version and glob"
         )
@@ -564,14 +561,6 @@ def _asset_task(asset: Any, run: _Run, labelling: dict, output: str, superseded:
         "attempt": 0,
         "run_id": run.run_id,
     }
-
-
-def _resolved_version(assets: list, version: str | None) -> str:
-    for a in assets:
-        v = getattr(a, "version", None)
-        if v:
-            return str(v)
-    return version or "draft"
 
 
 def _asset_source(ds_id: str, version: str, asset: Any) -> str:
