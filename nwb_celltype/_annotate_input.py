@@ -43,11 +43,44 @@ class Reading:
     waveform_rate_hz: float | None = None
 
 
-def collect(source_obj, bundle, batch_size: int, progress: bool, spill=None, reading: Reading = Reading()):
+def _other_tables(source_obj, table_path: str) -> str:
+    """For an error about an empty Units table (e.g. a ``/units`` placeholder beside the sorting in
+    ``processing/ecephys``): "; the file's Units tables with spike times: ... pass one with
+    --units-table", or "" where the file has no other."""
+    from .io import units_table_paths
+
+    try:
+        h5 = source_obj.h5
+        others = [
+            p
+            for p in units_table_paths(h5)
+            if p != table_path and "spike_times" in h5[p] and len(h5[p]["spike_times"]) > 0
+        ]
+    except Exception:  # a hint only: reading it must not hide the error it adds to
+        return ""
+    if not others:
+        return ""
+    listed = ", ".join(f"/{p}" for p in others)
+    return (
+        f"; the file's Units tables with spike times: {listed}. Pass one with --units-table "
+        f"{others[0]} (units_table=...)"
+    )
+
+
+def collect(
+    source_obj,
+    bundle,
+    batch_size: int,
+    progress: bool,
+    spill=None,
+    reading: Reading = Reading(),
+    before_reading=None,
+):
     """Read all units of the Units table ``reading.units_table`` (default:
     :func:`~nwb_celltype.io.resolve_units_table`) and compute features, one batch at a time; memory is bounded by the batch size plus the small
     per-unit arrays. With ``spill`` (a binary file object), every batch's spike times (float64) are
-    appended to it, for a derived file to memory-map later.
+    appended to it, for a derived file to memory-map later. ``before_reading`` (no arguments) is
+    called once the table was found and has spike times, before any unit is read.
     Returns (UnitsSummary, FeatureSet, read_s, features_s)."""
     from tqdm.auto import tqdm
 
@@ -61,8 +94,10 @@ def collect(source_obj, bundle, batch_size: int, progress: bool, spill=None, rea
     if no_spikes:  # every unit would be "not classifiable: no spikes"
         raise InvalidValueError(
             f"the source's Units table /{table_path} has no spike_times column: it has no units to "
-            "classify (the cell types are read from the spike trains)"
+            f"classify (the cell types are read from the spike trains){_other_tables(source_obj, table_path)}"
         )
+    if before_reading is not None:
+        before_reading()
 
     sets, ids, indices, counts, layers, waves, locations = [], [], [], [], [], [], []
     problems: dict[int, str] = {}
@@ -106,7 +141,10 @@ def collect(source_obj, bundle, batch_size: int, progress: bool, spill=None, rea
         bar.update(len(batch))
     bar.close()
     if not sets:
-        raise InvalidValueError("the source's Units table has no units; nothing to annotate")
+        raise InvalidValueError(
+            f"the source's Units table /{table_path} has no units; nothing to annotate"
+            f"{_other_tables(source_obj, table_path)}"
+        )
     waveforms = None
     if all(w is not None for w in waves) and len({w.shape[1] for w in waves}) == 1:
         waveforms = np.concatenate(waves).astype(np.float32)

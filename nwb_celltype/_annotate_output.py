@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from ._atomic import RESERVE_BASE_BYTES, RESERVE_PER_UNIT_BYTES, check_replaceable, check_space, reserve_space
-from .errors import AnnotationExistsError, InvalidValueError, NotNWBError, OutputError
+from .errors import AnnotationExistsError, InvalidValueError, NotNWBError, OutputError, SourceError
 
 if TYPE_CHECKING:
     from ._annotate_input import UnitsSummary
@@ -93,14 +93,153 @@ def output_plan(
     return OutputPlan(final, mode, input_path)
 
 
-def existing_names(h5path: Path) -> set[str]:
+def existing_names(h5path) -> set[str]:
+    """Names in the file's ``processing/cell_types`` module (``h5path``: a path or an open h5py File)."""
     import h5py
 
     from .nwb import MODULE_NAME
 
-    with h5py.File(h5path, "r") as f:
-        grp = f.get(f"processing/{MODULE_NAME}")
+    if isinstance(h5path, h5py.File):
+        grp = h5path.get(f"processing/{MODULE_NAME}")
         return set(grp.keys()) if grp is not None else set()
+    with h5py.File(h5path, "r") as f:
+        return existing_names(f)
+
+
+def _already_annotated(src_path, table_name: str) -> AnnotationExistsError:
+    return AnnotationExistsError(
+        f"{src_path} already holds annotations by this model ({table_name}); pass --overwrite "
+        "(overwrite=True) to replace them, or use another model"
+    )
+
+
+def held_for_writing_here(path: Path) -> bool:
+    """Whether this Python process holds ``path`` open for writing through HDF5 (an ``h5py.File`` or
+    ``NWBHDF5IO`` in mode ``a``, ``r+`` or ``w``). HDF5's file lock only keeps *other* processes out:
+    in this one, our read shares the open file, a byte copy misses what the handle has not flushed,
+    and a rename over the file leaves the handle writing to the replaced one."""
+    import h5py
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        try:
+            if not fid.get_intent() & h5py.h5f.ACC_RDWR:
+                continue
+            try:
+                handle = fid.get_vfd_handle()
+                fst = os.fstat(handle) if isinstance(handle, int) and handle >= 0 else None
+            except Exception:  # a driver without a file descriptor (core, fileobj)
+                fst = None
+            if fst is None:
+                name = fid.name
+                fst = os.stat(os.fsdecode(name))
+        except Exception:  # an id closed meanwhile, a name that no longer exists
+            continue
+        if (fst.st_dev, fst.st_ino) == (st.st_dev, st.st_ino):
+            return True
+    return False
+
+
+def _describe_construct_error(h5, exc) -> str:
+    """What pynwb could not build, in one phrase: the object's path, hdmf's reason and, for a table,
+    the columns whose length differs from its ids' or that its type requires but it lacks."""
+    builder = exc.args[0] if exc.args else None
+    reason = exc.args[1] if len(exc.args) > 1 else str(exc)
+    path = str(getattr(builder, "path", "") or "").removeprefix("root").strip("/")
+    detail = ""
+    try:
+        detail = _table_problems(h5, path, getattr(builder, "attributes", {}) or {})
+    except Exception:  # the description is a help, never a second failure
+        detail = ""
+    text = " ".join(str(reason).split())[:300]
+    return f"/{path}: {text}" + (f" ({detail})" if detail else "")
+
+
+def _table_problems(h5, path: str, attributes) -> str:
+    """The columns of the table at ``path`` that do not fit it (see :func:`_describe_construct_error`)."""
+    import h5py
+
+    grp = h5.get(path) if path else None
+    if not isinstance(grp, h5py.Group) or "id" not in grp:
+        return ""
+    n = len(grp["id"])
+    out = []
+    for raw in grp.attrs.get("colnames", []):
+        name = raw.decode() if isinstance(raw, bytes) else str(raw)
+        node = grp.get(f"{name}_index", grp.get(name))
+        if node is None:
+            out.append(f"column {name!r} is listed but missing")
+        elif isinstance(node, h5py.Dataset) and node.shape and node.shape[0] != n:
+            out.append(f"column {name!r} has {node.shape[0]} values for {n} rows")
+    dtype, ns = attributes.get("neurodata_type"), attributes.get("namespace")
+    if dtype and ns:
+        from pynwb import get_type_map
+
+        cls = get_type_map().get_dt_container_cls(str(dtype), str(ns))
+        for col in getattr(cls, "__columns__", ()):
+            if isinstance(col, dict) and col.get("required") and col["name"] not in grp:
+                out.append(f"required column {col['name']!r} is missing")
+    return "; ".join(out[:5])
+
+
+def check_before_reading(src, plan: OutputPlan, table_name: str, overwrite: bool) -> None:
+    """Refuse, before anything is read or copied, what would fail or lose data later: a local input
+    (or a copy's existing target) that this process holds open for writing, and annotations by this
+    model already in the input (without ``overwrite``)."""
+    name = plan.input_path if plan.input_path is not None else src.info.describe()
+    if plan.input_path is not None and held_for_writing_here(plan.input_path):
+        raise SourceError(
+            f"{plan.input_path} is open for writing in this Python process (an h5py.File or NWBHDF5IO "
+            "with mode 'a', 'r+' or 'w'); close it there (File.close(), io.close()) and retry: a copy "
+            "would miss what it has not flushed"
+            + (
+                ", and replacing the file in place would discard what is written through it later"
+                if plan.mode == "in_place"
+                else ""
+            )
+        )
+    if plan.mode == "copy" and held_for_writing_here(plan.final):
+        raise OutputError(
+            f"{plan.final} is open for writing in this Python process; close it there and retry: "
+            "replacing it (--overwrite) would discard what is written through that handle"
+        )
+    if plan.mode != "derived" and not overwrite:
+        with src.guard("listing the file's annotations"):
+            names = existing_names(src.h5)
+        if table_name in names or f"{table_name}_classifier" in names:
+            raise _already_annotated(name, table_name)
+
+
+def check_pynwb_reads(src, plan: OutputPlan) -> None:
+    """Refuse a file pynwb cannot build (the append and the derived file both go through pynwb)
+    before its units are read: called once the Units table to annotate was found and checked
+    (:func:`._annotate_input.collect`), whose errors name its problems more precisely."""
+    from hdmf.build.errors import ConstructError
+
+    name = plan.input_path if plan.input_path is not None else src.info.describe()
+    try:
+        src.nwbfile  # noqa: B018  (read once; the derived file reuses it)
+    except ConstructError as exc:  # hdmf's, which no guard turns into ours: a 15 KB traceback
+        what = (
+            "nothing can be appended to it"
+            if plan.mode != "derived"
+            else "no derived file can be written from it"
+        )
+        raise NotNWBError(
+            f"{name} is an HDF5 file that pynwb cannot read back: {_describe_construct_error(src.h5, exc)}; "
+            f"{what} (nothing was written). Fix that object (e.g. with h5py) and retry; `nwbinspector` "
+            "or `python -m pynwb.validate` list what else is wrong."
+        ) from exc
+    except NotNWBError as exc:
+        # another broken object (a Units index pointing past its data, a dangling reference):
+        # reading the units names a broken Units table more precisely (InvalidUnitsError, with the
+        # row), and the append reports the rest as before, still before anything is written
+        if exc.__cause__ is None:
+            raise
+        logger.debug("pynwb cannot read %s; left to the units reader and the append: %s", name, exc)
 
 
 def remove_existing(h5path: Path, names: list[str], table_name: str) -> None:
@@ -124,6 +263,7 @@ def append_to_copy(
     src_path: Path, tmp: Path, write_fn, table_name: str, overwrite: bool, n_units: int
 ) -> None:
     """Copy the input to ``tmp`` and append our tables to the copy (the input is only read)."""
+    from hdmf.build.errors import ConstructError
     from pynwb import NWBHDF5IO
 
     shutil.copyfile(src_path, tmp)
@@ -132,20 +272,22 @@ def append_to_copy(
     names = existing_names(tmp)
     ours = [table_name, f"{table_name}_classifier"]
     clash = [n for n in ours if n in names]
-    if clash and not overwrite:
-        raise AnnotationExistsError(
-            f"{src_path} already holds annotations by this model ({table_name}); pass --overwrite "
-            "(overwrite=True) to replace them, or use another model"
-        )
+    if clash and not overwrite:  # checked on the input before reading (check_before_reading) too
+        raise _already_annotated(src_path, table_name)
     if overwrite:
         remove_existing(tmp, clash, table_name)
     with NWBHDF5IO(str(tmp), mode="a") as io:
         try:
             nwbfile = io.read()
-        except (KeyError, ValueError, TypeError) as exc:  # what pynwb/h5py raise for broken objects
+        except (KeyError, ValueError, TypeError, ConstructError) as exc:  # pynwb/h5py/hdmf on broken objects
+            problem = (  # hdmf's own text is a dump of the whole object (kilobytes)
+                _describe_construct_error(None, exc)
+                if isinstance(exc, ConstructError)
+                else " ".join(str(exc).split())[:300]
+            )
             raise NotNWBError(
                 f"{src_path} is an HDF5 file that pynwb cannot read back ({type(exc).__name__}: "
-                f"{' '.join(str(exc).split())[:300]}), so nothing can be appended to it; find the broken object with `nwbinspector` or "
+                f"{problem}), so nothing can be appended to it; find the broken object with `nwbinspector` or "
                 "`python -m pynwb.validate`."
             ) from exc
         write_fn(nwbfile)

@@ -19,7 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from ._annotate_input import Reading, UnitsSummary, collect
-from ._annotate_output import OutputPlan, append_to_copy, checkpoint, output_plan, write_derived
+from ._annotate_output import (
+    OutputPlan,
+    append_to_copy,
+    check_before_reading,
+    check_pynwb_reads,
+    checkpoint,
+    output_plan,
+    write_derived,
+)
 from ._atomic import as_output_error, atomic_write, cleanup_on_signals, is_disk_full, scratch_file
 from ._location_rule import n_outside, withhold_outside
 from .errors import InvalidValueError
@@ -292,12 +300,24 @@ def _open_spill(stack: contextlib.ExitStack, final: Path):
 
 
 def _read_features(
-    src, labelling: _Labelling, family, batch_size: int, progress: bool, spill, final: Path, reading: Reading
+    src,
+    labelling: _Labelling,
+    family,
+    batch_size: int,
+    progress: bool,
+    spill,
+    plan: OutputPlan,
+    reading: Reading,
 ):
     """:func:`._annotate_input.collect` (as ``reading`` says) and its timings, without waveforms if so
-    set; a full disk spilling: OutputError."""
+    set; a file pynwb cannot build is refused once the Units table was checked, before any unit is
+    read (:func:`._annotate_output.check_pynwb_reads`); a full disk spilling: OutputError."""
+    final = plan.final
+    check = functools.partial(check_pynwb_reads, src, plan)
     try:
-        units, features, t_read, t_feat = collect(src, labelling.bundle, batch_size, progress, spill, reading)
+        units, features, t_read, t_feat = collect(
+            src, labelling.bundle, batch_size, progress, spill, reading, before_reading=check
+        )
         if spill is not None:
             spill.close()
     except OSError as exc:
@@ -359,7 +379,9 @@ def _write_output(
         )
 
     in_place = plan.mode == "in_place"
-    keep = plan.final if in_place else None
+    # a replaced file keeps its permission bits (the input in place; an existing output with
+    # --overwrite): a user who restricted a file does not find it widened; a new file gets the umask's
+    keep = plan.final if in_place or overwrite else None
     n_units = len(units.unit_indices)
     with atomic_write(plan.final, replace=overwrite or in_place, keep_mode_of=keep) as tmp:
         if plan.mode == "derived":  # the derived file's Units rows are the source's units in order
@@ -520,11 +542,12 @@ def annotate(
         src = stack.enter_context(open_source(source, dandi_api_url=dandi_api_url, cache_dir=cache_dir))
         info = src.info.to_dict()
         plan = output_plan(source, info, out, in_place, overwrite, allow_read_only, allow_hard_links)
+        check_before_reading(src, plan, table_name, overwrite)
         checkpoint("opened")
 
         spill_path, spill = _open_spill(stack, plan.final) if plan.mode == "derived" else (None, None)
         units, features, timings = _read_features(
-            src, labelling, family, batch_size, progress, spill, plan.final, reading
+            src, labelling, family, batch_size, progress, spill, plan, reading
         )
         checkpoint("features")
 

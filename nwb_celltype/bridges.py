@@ -421,6 +421,14 @@ def export_phy(
     if path.exists() and not overwrite:
         raise OutputError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
     ids = df.index.to_numpy()
+    values, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():  # rows sharing a unit id would give one cluster contradictory labels
+        raise InvalidValueError(
+            f"the annotated Units table's ids repeat ({values[counts > 1][:5].tolist()}): phy needs one "
+            "row per cluster, and rows sharing a unit id cannot be told apart there (nor mapped to "
+            "cluster ids by --id-column). Give the file's units distinct ids (the sorter's cluster ids) "
+            "and annotate again, or export the whole table with --tsv (its units_row tells the rows apart)."
+        )
     if cluster_ids is not None:
         missing = [int(i) for i in ids if int(i) not in cluster_ids]
         if missing:
