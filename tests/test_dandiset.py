@@ -218,6 +218,15 @@ def test_a_worker_interrupted_by_ctrl_c_ends_the_run(tmp_path, ctrl_c):
     [
         (NotNWBError("the file has no Units table (/units); expected spike-sorted units."), True),
         (InvalidValueError("the source's Units table has no units; nothing to annotate"), True),
+        # an empty /units placeholder beside the real sorting: a failure naming --units-table, not a skip
+        (
+            InvalidValueError(
+                "the source's Units table /units has no spike_times column: it has no units to classify "
+                "(...); the file's Units tables with spike times: /processing/ecephys/units. Pass one "
+                "with --units-table processing/ecephys/units (units_table=...)"
+            ),
+            False,
+        ),
         (NotNWBError("x.nwb is not an HDF5 file (truncated file); expected an NWB 2.x HDF5 file"), False),
         (RemoteError("the file has no units table"), False),  # a remote failure is not "no units"
         # --units-table named a table the asset lacks: a failure (it was "skipped", and stayed so)
