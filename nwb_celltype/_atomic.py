@@ -370,6 +370,7 @@ def atomic_write(
     replace: bool,
     keep_mode_of: str | os.PathLike | None = None,
     lock: bool = True,
+    tag: str = "tmp.nwb",
 ) -> Iterator[Path]:
     """Yield a pid-stamped temporary path beside ``final``; when the block succeeds it is fsynced
     and renamed onto ``final``. On any failure, signal (see :func:`cleanup_on_signals`) or full disk
@@ -387,6 +388,8 @@ def atomic_write(
         file's (0666 minus the umask).
     lock : bool
         Hold :func:`target_lock` on ``final`` for the whole block (concurrent runs serialise).
+    tag : str
+        The temporary file's last name part (lower-case letters and dots; :func:`temp_path`).
     """
     from ._files import give_mode
 
@@ -394,7 +397,7 @@ def atomic_write(
     with _write_guards(final, lock=lock):
         if not replace and final.exists():
             raise AnnotationExistsError(f"{final} exists; pass --overwrite (overwrite=True) to replace it")
-        tmp = temp_path(final)
+        tmp = temp_path(final, tag)
         with _undone_on_failure(final, lambda: tmp.unlink(missing_ok=True)):
             yield tmp
             with open(tmp, "rb+") as fh:
@@ -497,7 +500,8 @@ def write_figure(fig, final: str | os.PathLike, **savefig_kwargs) -> Path:
             f"cannot write a figure as {final.name}: matplotlib writes {', '.join(sorted(supported))}; "
             "name the file .png (or .pdf, .svg)"
         )
-    with atomic_write(final, replace=True, lock=False) as tmp:
+    tag = f"tmp.{fmt}" if re.fullmatch(r"[a-z]+", fmt) else "tmp"  # .NAME.pidN.XXXXXXXX.tmp.png
+    with atomic_write(final, replace=True, lock=False, tag=tag) as tmp:
         fig.savefig(tmp, format=fmt, **savefig_kwargs)
     return final
 

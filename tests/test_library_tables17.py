@@ -347,3 +347,24 @@ def test_import_tables_keeps_the_library_of_an_entry_it_updates(tmp_path):
         ("hull", "hull"),  # updated in place, still from library 'hull'
         ("other", "nwb2"),  # new: the manifest's library
     ]
+
+
+def test_a_figure_is_written_through_a_temporary_file_named_for_it(tmp_path, monkeypatch):
+    """The temporary file of a figure was named `.s.png.pidN.XXXXXXXX.tmp.nwb` (shown in errors)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nwb_celltype import _atomic
+
+    seen = []
+    real = _atomic.temp_path
+    monkeypatch.setattr(
+        _atomic, "temp_path", lambda final, tag="tmp.nwb": seen.append(tag) or real(final, tag)
+    )
+    fig = plt.figure()
+    _atomic.write_figure(fig, tmp_path / "s.png")
+    plt.close(fig)
+    assert seen == ["tmp.png"] and (tmp_path / "s.png").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["s.png"]
