@@ -353,3 +353,33 @@ def test_another_threshold_with_the_same_model_is_refused_as_extension_md_says(r
     doc = " ".join((REPO / "docs" / "extension.md").read_text().split())
     assert "a re-run with another threshold." not in doc
     assert "same model and another `--threshold` is refused" in doc
+
+
+def test_a_nan_waveform_is_named_once_in_the_reason(tmp_path):
+    """A unit whose waveform has NaN samples is scored from its discharge; its reason said so twice
+    ("... (no usable waveform); the unit has no usable waveform.") and never why. Now once, with why."""
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile
+
+    from nwb_celltype.annotate import annotate
+    from nwb_celltype.inspect_file import load_annotations
+
+    rng = np.random.default_rng(0)
+    f = NWBFile("s", "id-nan", datetime(2024, 1, 1, tzinfo=timezone.utc))
+    wf = np.zeros(82, np.float32)
+    wf[30:40] = -np.hanning(10) * 80e-6
+    half = wf.copy()
+    half[50:53] = np.nan
+    for w in (wf, half):
+        f.add_unit(spike_times=np.sort(rng.uniform(0, 600, 6000)), waveform_mean=w)
+    f.units.waveform_rate = 30000.0
+    path = tmp_path / "nan.nwb"
+    with NWBHDF5IO(path, "w") as io:
+        io.write(f)
+    res = annotate(path, out=tmp_path / "out.nwb")
+    rec = load_annotations(res.output_path)[res.table_name]
+    reason = str(rec.reasons[1])
+    assert "no usable waveform: waveform contains NaN or infinite samples (3 of 82)" in reason, reason
+    assert reason.count("usable waveform") == 1, reason
+    assert "no usable waveform" not in str(rec.reasons[0])

@@ -344,7 +344,9 @@ def align_waveform(wvf: np.ndarray, rate_hz: float, config: DischargeConfig | No
     if w.ndim != 1 or len(w) < 5:
         raise FeatureError(f"waveform: expected a 1-d array of >= 5 samples, got shape {w.shape}.")
     if not np.isfinite(w).all():
-        raise FeatureError("waveform contains NaN or infinite samples; the unit has no usable waveform.")
+        raise FeatureError(
+            f"waveform contains NaN or infinite samples ({int((~np.isfinite(w)).sum())} of {w.size})"
+        )
     if not (rate_hz and np.isfinite(rate_hz) and rate_hz > 0):
         raise FeatureError(f"waveform rate must be > 0 Hz, got {rate_hz}; pass the file's sampling rate.")
     if np.ptp(w) == 0:

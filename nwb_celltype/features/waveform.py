@@ -116,7 +116,9 @@ def preprocess_waveform(
     if w.ndim != 1 or len(w) < 3:
         raise FeatureError(f"waveform: expected a 1-d array of >= 3 samples, got shape {w.shape}.")
     if not np.isfinite(w).all():
-        raise FeatureError("waveform contains NaN or infinite samples; the unit has no usable waveform.")
+        raise FeatureError(
+            f"waveform contains NaN or infinite samples ({int((~np.isfinite(w)).sum())} of {w.size})"
+        )
     if not (rate_hz and rate_hz > 0):
         raise FeatureError(f"waveform rate must be > 0 Hz, got {rate_hz}; pass the file's sampling rate.")
     out_rate = float(config.waveform_rate_hz)

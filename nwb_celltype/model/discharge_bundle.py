@@ -369,8 +369,9 @@ def _reasons(
     given = np.asarray(features.reasons, dtype=object)
     ood_thr = 1.0  # the model reports the largest part score divided by its threshold
     min_agree = float(bundle.meta["config"].get("min_agreement", 0.0))
-    no_wave = IGNORED_WAVEFORM_NOTE if features.meta.get("waveforms_ignored") else NO_WAVEFORM_NOTE
-    wave_note = np.where(s.used_wave, "", f"; {no_wave}")  # what an abstention reason adds
+    ignored = bool(features.meta.get("waveforms_ignored"))
+    no_waves = [IGNORED_WAVEFORM_NOTE if ignored else _no_waveform_note(g) for g in given]
+    wave_note = [("" if s.used_wave[i] else f"; {no_waves[i]}") for i in range(n)]  # what an abstention adds
     for i in range(n):
         if not ok[i]:
             reasons[i] = str(given[i]) or "unusable features"
@@ -401,7 +402,7 @@ def _reasons(
         else:  # said with the threshold where that is why it has no label
             below = below_threshold_reason(conf[i], threshold) if status[i] == "unclassified" else ""
             if not s.used_wave[i]:
-                reasons[i] = f"{below}; {no_wave}" if below else no_wave
+                reasons[i] = f"{below}; {no_waves[i]}" if below else no_waves[i]
             else:
                 reasons[i] = below
     for i in np.flatnonzero(ok):  # what was set aside before counting, e.g. spikes outside obs_intervals
@@ -409,6 +410,13 @@ def _reasons(
         if notes:
             reasons[i] = "; ".join(filter(None, [reasons[i], notes]))
     return reasons
+
+
+def _no_waveform_note(given) -> str:
+    """:data:`NO_WAVEFORM_NOTE`, with why the unit's waveform was unusable where its feature reasons
+    say (``waveform: ...``: NaN samples, flat, ...)."""
+    why = [p[len("waveform: ") :] for p in str(given or "").split("; ") if p.startswith("waveform: ")]
+    return f"{NO_WAVEFORM_NOTE[:-1]}: {why[0]})" if why else NO_WAVEFORM_NOTE
 
 
 def _spike_notes(given) -> str:
