@@ -472,6 +472,22 @@ def test_implausible_units_not_classifiable_before_pair_counts(family, case, mon
     assert _guards.check_train(_GOOD)[1] == ""
 
 
+def test_a_session_far_from_the_reference_time_is_usable_for_time_differences():
+    """Spike times 1e6 s after the reference time (a file whose timestamps count from an earlier
+    epoch): every unit was not_classifiable for the acg-isi-wave family, which uses differences of
+    times only. Now only a span past 7 days is refused there; c4-3d keeps the absolute bound."""
+    from nwb_celltype.features import _guards
+    from nwb_celltype.features.discharge import extract_discharge_features
+
+    far = _GOOD + 1e6
+    assert _guards.check_train(far, allow_negative=True)[1] == ""
+    assert "after 604800 s" in _guards.check_train(far)[1]
+    fs = extract_discharge_features(_batch([_GOOD, far]))
+    assert fs.usable[1], fs.reasons[1]
+    np.testing.assert_array_equal(fs.acg_counts[1], fs.acg_counts[0])  # float64 keeps the differences
+    assert "span" in _guards.check_train(np.r_[_GOOD, 8 * 24 * 3600.0], allow_negative=True)[1]
+
+
 def test_too_many_spikes_not_computed(monkeypatch):
     from nwb_celltype.features import _guards
 
