@@ -98,3 +98,33 @@ def open_nwb_h5(path: str | os.PathLike, what: str = "an NWB (HDF5) file"):
         f.close()
         raise
     return f
+
+
+def held_for_writing_here(path: Path) -> bool:
+    """Whether this Python process holds ``path`` open for writing through HDF5 (an ``h5py.File`` or
+    ``NWBHDF5IO`` in mode ``a``, ``r+`` or ``w``). HDF5's file lock only keeps *other* processes out:
+    in this one, our read shares the open file, a byte copy misses what the handle has not flushed,
+    and a rename over the file leaves the handle writing to the replaced one."""
+    import h5py
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        try:
+            if not fid.get_intent() & h5py.h5f.ACC_RDWR:
+                continue
+            try:
+                handle = fid.get_vfd_handle()
+                fst = os.fstat(handle) if isinstance(handle, int) and handle >= 0 else None
+            except Exception:  # a driver without a file descriptor (core, fileobj)
+                fst = None
+            if fst is None:
+                name = fid.name
+                fst = os.stat(os.fsdecode(name))
+        except Exception:  # an id closed meanwhile, a name that no longer exists
+            continue
+        if (fst.st_dev, fst.st_ino) == (st.st_dev, st.st_ino):
+            return True
+    return False

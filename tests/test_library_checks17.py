@@ -265,3 +265,32 @@ def test_validate_refuses_labelled_units_without_a_usable_waveform(tmp_path, val
     )
     assert why in rep.errors[0].message
     assert validate_library(m, require_waveforms=False).ok
+
+
+def test_label_in_place_refuses_a_file_this_process_holds_open_for_writing(tmp_path):
+    """`library label --in-place` (and a copy onto an open --out) while this process holds the file
+    open for writing: the copy missed the unflushed data and the rename discarded it, as annotate
+    did (audit 17, M6). Refused now; the user's data survives."""
+    import h5py
+
+    from nwb_celltype.errors import OutputError
+
+    f = mock_library_file(tmp_path / "raw.nwb", n_units=4, seed=3)
+    labels = _csv(tmp_path / "l.csv", "unit_id,label\n0,PkC_ss\n1,MLI\n")
+    ev = {"evidence_type": "optotagging", "labelled_by": "me"}
+    h = h5py.File(f, "a")
+    try:
+        h.create_dataset("mine", data=np.arange(5))
+        with pytest.raises(OutputError, match="open for writing in this Python process"):
+            label_file(f, labels, in_place=True, **ev)
+    finally:
+        h.close()
+    with h5py.File(f, "r") as r:
+        assert list(r["mine"][()]) == [0, 1, 2, 3, 4]
+    out = tmp_path / "out.nwb"
+    out.write_bytes(f.read_bytes())
+    with h5py.File(out, "a") as h2:  # the --out file is the one held
+        with pytest.raises(OutputError, match=f"{out.name} is open for writing"):
+            label_file(f, labels, out=out, overwrite=True, **ev)
+        assert h2.id.valid
+    label_file(f, labels, in_place=True, **ev)  # closed: labelled

@@ -21,6 +21,7 @@ from .._atomic import (
     check_replaceable,
     reserve_space,
 )
+from .._files import held_for_writing_here
 from ..errors import LibraryError, OutputError
 from ._annotations import GroundTruth, read_ground_truth, write_ground_truth
 from .label_tables import (  # noqa: F401  (re-exported: the library's public names)
@@ -428,6 +429,13 @@ def label_file(
     elif column is not None:  # the option values are checked before any copy is made
         _finish_table([], [], [], {}, mapping={}, defaults=_option_defaults(ev_defaults))
     target = _target(src, out, in_place, overwrite, allow_read_only, allow_hard_links)
+    for held in dict.fromkeys([src, target]):  # HDF5's lock keeps other processes out, not this one
+        if held_for_writing_here(held):
+            raise OutputError(
+                f"{held} is open for writing in this Python process (an h5py.File or NWBHDF5IO with mode "
+                "'a', 'r+' or 'w'); close it there and retry: a copy would miss what it has not flushed, "
+                "and replacing the file would discard what is written through it later"
+            )
     # one mechanism for every mode: a copy of the source, written and renamed under the target's lock
     with atomic_write(target, replace=in_place or overwrite, keep_mode_of=src if in_place else None) as work:
         shutil.copyfile(src, work)
