@@ -489,17 +489,27 @@ def write_npz(
     return final
 
 
-def write_figure(fig, final: str | os.PathLike, **savefig_kwargs) -> Path:
-    """Save a matplotlib figure to ``final`` (format from its suffix) through :func:`atomic_write`,
-    without the per-target lock (figures of one report are each written by one process)."""
+def figure_format(final: str | os.PathLike) -> str:
+    """The format a figure named ``final`` is written in (its suffix; none: png), refused with
+    :class:`OutputError` where matplotlib writes no such format."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
     final = Path(final)
     fmt = final.suffix.lstrip(".").lower() or "png"
-    supported = fig.canvas.get_supported_filetypes()
+    supported = FigureCanvasBase.get_supported_filetypes()
     if fmt not in supported:
         raise OutputError(
             f"cannot write a figure as {final.name}: matplotlib writes {', '.join(sorted(supported))}; "
             "name the file .png (or .pdf, .svg)"
         )
+    return fmt
+
+
+def write_figure(fig, final: str | os.PathLike, **savefig_kwargs) -> Path:
+    """Save a matplotlib figure to ``final`` (format from its suffix) through :func:`atomic_write`,
+    without the per-target lock (figures of one report are each written by one process)."""
+    final = Path(final)
+    fmt = figure_format(final)
     tag = f"tmp.{fmt}" if re.fullmatch(r"[a-z]+", fmt) else "tmp"  # .NAME.pidN.XXXXXXXX.tmp.png
     with atomic_write(final, replace=True, lock=False, tag=tag) as tmp:
         fig.savefig(tmp, format=fmt, **savefig_kwargs)

@@ -784,6 +784,28 @@ def test_cli_summary_text():
     assert "DEMO" in format_run(replace(res, model={**res.model, "demo": True}))
 
 
+def _paused_run(served, model_path, tmp_path, *extra: str) -> subprocess.Popen:
+    """`annotate-dandiset` in a new session with one worker, once that worker waits in its first
+    task (NWB_CELLTYPE_PAUSE_AT=features): the process, its stderr a pipe (read it with communicate)."""
+    cmd = [sys.executable, "-c", "from nwb_celltype.cli import main; main()", "annotate-dandiset"]
+    cmd += [f"{DANDISET}@draft", "--out", str(tmp_path / "out"), "--model", str(model_path)]
+    cmd += ["--workers", "1", "--quiet", "--cache-dir", str(tmp_path / "cache"), *extra]
+    env = {**_env(served["api"]), "NWB_CELLTYPE_PAUSE_AT": "features"}  # each worker waits in its task
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    line = ""
+    deadline = time.monotonic() + 120
+    while "PAUSED AT features" not in line and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line and proc.poll() is not None:
+            proc.communicate()
+            raise AssertionError("the run ended before a worker was busy")
+    if "PAUSED AT features" not in line:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError("no worker was busy within 120 s")
+    return proc
+
+
 @pytest.mark.network
 def test_a_worker_ended_by_sigterm_is_replaced_and_its_asset_retried(served, model_path, tmp_path):
     """SIGTERM to one pool process (a job system, ``kill PID``) mid-asset: the asset was recorded
@@ -823,17 +845,8 @@ def test_sigterm_to_the_driver_stops_the_run_as_ctrl_c_does(served, model_path, 
     """``kill PID``, ``timeout``, a job system's time limit: SIGTERM killed the driver outright,
     leaving a summary that said the run was still going. Now the pool is aborted, the summary is
     ``stopped`` with the unfinished assets pending, and the CLI says how to go on (exit 143)."""
-    cmd = [sys.executable, "-c", "from nwb_celltype.cli import main; main()", "annotate-dandiset"]
-    cmd += [f"{DANDISET}@draft", "--out", str(tmp_path / "out"), "--model", str(model_path)]
-    cmd += ["--workers", "1", "--quiet", "--cache-dir", str(tmp_path / "cache")]
-    env = {**_env(served["api"]), "NWB_CELLTYPE_PAUSE_AT": "features"}
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = _paused_run(served, model_path, tmp_path)
     try:
-        line = ""
-        deadline = time.monotonic() + 120
-        while "PAUSED AT features" not in line and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            assert line or proc.poll() is None, "the run ended before a worker was busy"
         proc.send_signal(signal.SIGTERM)  # the driver only
         err = proc.communicate(timeout=120)[1]
     finally:
@@ -888,17 +901,8 @@ def test_two_ctrl_c_end_the_run(served, model_path, tmp_path):
     """Ctrl-C twice (the terminal signals the whole process group) while workers are busy: the run
     hung for good, waiting on a worker the second signal caught mid-task. Now the busy workers are
     killed and the run ends (their assets are redone by the next run)."""
-    cmd = [sys.executable, "-c", "from nwb_celltype.cli import main; main()", "annotate-dandiset"]
-    cmd += [f"{DANDISET}@draft", "--out", str(tmp_path / "out"), "--model", str(model_path)]
-    cmd += ["--workers", "1", "--quiet", "--cache-dir", str(tmp_path / "cache")]
-    env = {**_env(served["api"]), "NWB_CELLTYPE_PAUSE_AT": "features"}  # each worker waits in its task
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = _paused_run(served, model_path, tmp_path)
     try:
-        line = ""
-        deadline = time.monotonic() + 120
-        while "PAUSED AT features" not in line and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            assert line or proc.poll() is None, "the run ended before a worker was busy"
         os.killpg(proc.pid, signal.SIGINT)
         time.sleep(0.3)
         os.killpg(proc.pid, signal.SIGINT)

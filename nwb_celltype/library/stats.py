@@ -115,18 +115,11 @@ def check_figure_path(path: str | os.PathLike) -> Path:
     """Refuse, before any work, a figure path that cannot be written as other outputs are refused:
     a format matplotlib does not write (from the suffix), a folder that does not exist (it is not
     made) or is not writable, or an existing folder or other non-file at the path. Returns the path."""
-    from matplotlib.backend_bases import FigureCanvasBase
-
+    from .._atomic import figure_format
     from ..errors import OutputError
 
     path = Path(path)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    supported = FigureCanvasBase.get_supported_filetypes()
-    if fmt not in supported:
-        raise OutputError(
-            f"cannot write a figure as {path.name}: matplotlib writes {', '.join(sorted(supported))}; "
-            "name the file .png (or .pdf, .svg)"
-        )
+    figure_format(path)
     parent = path.parent
     if not parent.is_dir():
         raise OutputError(f"cannot write {path}: folder {parent.resolve()} does not exist; create it first.")
