@@ -26,7 +26,9 @@ __all__ = ["Agreement", "agreements", "agreements_in_file", "format_agreement"]
 #: annotation kinds whose labels are taken as the truth to compare predictions with
 TRUTH_KINDS: tuple[str, ...] = ("ground_truth", "expert")
 #: label texts that say a unit has no known type (compared with nothing)
-NO_LABEL: frozenset[str] = frozenset({"", UNCLASSIFIED, NOT_CLASSIFIABLE, "unlabeled", "unlabelled"})
+NO_LABEL: frozenset[str] = frozenset(
+    {"", UNCLASSIFIED, NOT_CLASSIFIABLE, "unlabeled", "unlabelled", "nan", "none"}
+)
 _NO_LABEL = NO_LABEL
 
 

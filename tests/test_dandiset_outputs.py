@@ -525,6 +525,11 @@ def test_assets_differing_only_in_case(tmp_path, monkeypatch):
     with pytest.raises(InvalidValueError, match="differ only in case"):
         state_mod.check_case_collisions(derived, tmp_path)
     state_mod.check_case_collisions(derived_paths([A, B]), tmp_path)  # no case-only pair: fine
+    # a run of sub-a/* after one of sub-A/* into the same folder: the earlier record's file counts
+    lower = A.replace("sub-A/sub-A", "sub-a/sub-a")
+    with pytest.raises(InvalidValueError, match="differ only in case"):
+        state_mod.check_case_collisions(derived_paths([lower]), tmp_path, {A: derived_asset_path(A)})
+    state_mod.check_case_collisions(derived_paths([A]), tmp_path, {A: derived_asset_path(A)})  # itself
 
 
 @pytest.mark.parametrize(
@@ -536,6 +541,11 @@ def test_assets_differing_only_in_case(tmp_path, monkeypatch):
         ("https://dandiarchive.org/dandiset/000409/0.230101.1234", ("000409", "0.230101.1234", None)),
         ("dandi://dandi/000409@draft", ("000409", "draft", None)),
         ("000409@draft/sub-2/", ("000409", "draft", "sub-2/")),
+        ("000409/sub-2/", ("000409", None, "sub-2/")),  # a folder, not version "sub-2"
+        ("000409/sub-2", ("000409", None, "sub-2")),
+        ("000409@latest", ("000409", None, None)),  # what the archive and our messages write
+        ("DANDI:000409/LATEST", ("000409", None, None)),
+        ("https://dandiarchive.org/dandiset/000409/latest", ("000409", None, None)),
         ("DANDI:000409/draft/sub-1/sub-1_ecephys.nwb", ("000409", "draft", "sub-1/sub-1_ecephys.nwb")),
     ],
 )
@@ -546,6 +556,23 @@ def test_dandiset_references_in_every_common_form(spec, target):
 
     assert parse_dandiset_target(spec) == target
     assert parse_dandiset_spec(spec) == target[:2]
+
+
+def test_latest_is_the_most_recent_version_everywhere():
+    """`@latest` was read as a version named "latest" (not found) by `assets` and `annotate`."""
+    from nwb_celltype.io import parse_source
+    from nwb_celltype.io._parse import normalise_version
+
+    assert parse_source("DANDI:000409@latest/sub-1/x.nwb").version is None
+    assert parse_source("dandi://dandi/000409@Latest").version is None
+    assert parse_source("000409@DRAFT/sub-1/x.nwb").version == "draft"
+    assert [normalise_version(v) for v in (None, "", "latest", "draft", "0.230101.1234")] == [
+        None,
+        None,
+        None,
+        "draft",
+        "0.230101.1234",
+    ]
 
 
 def test_selection_of_assets():

@@ -17,6 +17,7 @@ from typing import Any
 
 from .._atomic import cleanup_on_signals
 from ..errors import InvalidValueError
+from ..io._parse import normalise_version
 from ._execute import MAX_BACKOFF_S as MAX_BACKOFF_S
 from ._execute import _execute
 from ._outputs import kept_records, sweep_outputs
@@ -31,7 +32,12 @@ logger = logging.getLogger(__name__)
 #: per-asset statuses that end an asset for this run.
 STATUSES = ("done", "skipped", "failed")
 
-_SPEC_RE = re.compile(r"^(?:DANDI:)?(?P<id>\d{6})(?:[@/](?P<version>[^/@\s]+))?/?$", re.IGNORECASE)
+#: ``[DANDI:]ID[@VERSION]`` or ``[DANDI:]ID/VERSION`` (after a "/" only a version: ``000409/sub-1/``
+#: is a folder, read by :func:`nwb_celltype.io.parse_source`)
+_SPEC_RE = re.compile(
+    r"^(?:DANDI:)?(?P<id>\d{6})(?:@(?P<at>[^/@\s]+)|/(?P<slash>draft|latest|\d+\.\d{6}\.\d{4}))?/?$",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -124,7 +130,7 @@ def parse_dandiset_target(spec: str) -> tuple[str, str | None, str | None]:
     folder or file of one (``000409@draft/sub-2/``, an archive URL with ``files?location=``)."""
     m = _SPEC_RE.match(spec.strip())
     if m is not None:
-        return m.group("id"), m.group("version"), None
+        return m.group("id"), normalise_version(m.group("at") or m.group("slash")), None
     from ..io import parse_source
 
     try:
@@ -307,8 +313,7 @@ def annotate_dandiset(
     _check_options(workers, scheduler, client, retries, batch_size)
     settings = labelling_settings(threshold, ignore_waveforms, units_table, waveform_rate_hz, any_region)
     ds_id, spec_version, spec_path = parse_dandiset_target(dandiset)
-    if spec_version is not None and spec_version.lower() == "latest":  # what our own messages write
-        spec_version = None
+    version = normalise_version(version)  # "latest": the most recent published version, else draft
     selection = _selection(spec_path, include)
     include = None if selection is None else (selection[0] if len(selection) == 1 else list(selection))
     out_dir = Path(out).resolve()
@@ -334,7 +339,10 @@ def annotate_dandiset(
     try:
         with cleanup_on_signals():  # SIGTERM / SIGHUP end the run as Ctrl-C does (Interrupted)
             _check_same_dandiset(state, ds_id)
-            check_case_collisions(derived, state.root)
+            earlier = {
+                r["path"]: r.get("output") for r in state.iter_records() if isinstance(r.get("path"), str)
+            }
+            check_case_collisions(derived, state.root, earlier)
             state.write_run(_run_info(run, include, settings, batch_size))
             return _annotate_assets(run, state, assets, listing, derived, settings, how, t_start)
     finally:

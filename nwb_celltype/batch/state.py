@@ -150,12 +150,16 @@ def asset_version(asset: Any, resolved: str) -> str:
     return str(getattr(asset, "version", None) or resolved)
 
 
-def check_case_collisions(derived: dict[str, str], out_dir: Path) -> None:
+def check_case_collisions(
+    derived: dict[str, str], out_dir: Path, earlier: dict[str, str] | None = None
+) -> None:
     """Refuse assets whose derived paths differ only in case when ``out_dir`` (the output folder or
     its state folder) is on a file system
     that ignores case (macOS and Windows defaults, FAT / exFAT drives): there the two would be
     annotated into one file, each run overwriting the other. Case-sensitive file systems keep them
-    apart and nothing is refused. Checked after the output folder exists, before any work.
+    apart and nothing is refused. ``earlier``: asset -> derived file of the records earlier runs
+    left in the folder (a run of ``sub-a/*`` after one of ``sub-A/*``). Checked after the output
+    folder exists, before any work.
 
     Raises
     ------
@@ -163,7 +167,8 @@ def check_case_collisions(derived: dict[str, str], out_dir: Path) -> None:
         Naming the two assets.
     """
     first: dict[str, str] = {}
-    for asset, d in derived.items():
+    kept = ((a, d) for a, d in (earlier or {}).items() if a not in derived and isinstance(d, str))
+    for asset, d in [*derived.items(), *kept]:  # earlier: derived files other runs left in the folder
         other = first.setdefault(d.casefold(), asset)
         if other != asset and ignores_case(out_dir):
             raise InvalidValueError(

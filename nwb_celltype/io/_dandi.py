@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from ..errors import InvalidValueError, NwbCelltypeError, RemoteError, SourceNotFoundError
 from ._defaults import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S
-from ._parse import SourceSpec, is_nwb_path, parse_source
+from ._parse import SourceSpec, is_nwb_path, normalise_version, parse_source
 from ._remote import BoundedSession
 
 # The dandi client otherwise asks a telemetry server for newer releases on every client creation
@@ -334,7 +334,7 @@ def dandiset_listing(
     patterns = [include] if isinstance(include, str) else list(include or ["*"])
     api_url = resolve_api_url(spec, dandi_api_url)
     client = make_client(api_url, timeout_s=timeout_s, retries=retries)
-    ver = version or spec.version
+    ver = normalise_version(version) or spec.version
     with client, translate_dandi_errors(f"dandiset {spec.dandiset_id}@{ver or 'latest'}", api_url):
         ds = client.get_dandiset(spec.dandiset_id, ver, lazy=False)
         prefix = spec.asset_path or ""

@@ -15,7 +15,7 @@ __all__ = ["SourceSpec", "is_nwb_path", "parse_source"]
 
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _DANDISET = r"\d{6}"
-_VERSION = r"draft|\d+\.\d{6}\.\d{4}"
+_VERSION = r"draft|latest|\d+\.\d{6}\.\d{4}"
 _GUI_HOSTS = {
     "dandiarchive.org": "dandi",
     "gui.dandiarchive.org": "dandi",
@@ -68,6 +68,19 @@ class SourceSpec:
     asset_id: str | None = None
     instance: str | None = None
     api_url: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "version", normalise_version(self.version))
+
+
+def normalise_version(version: str | None) -> str | None:
+    """A dandiset version as the DANDI API names it: ``latest`` (any case; what the archive's
+    pages and this package's messages write for "the most recent published version, else the
+    draft") is None, as is an empty string; ``DRAFT`` is ``draft``."""
+    if version is None or not str(version).strip() or str(version).strip().lower() == "latest":
+        return None
+    v = str(version).strip()
+    return "draft" if v.lower() == "draft" else v
 
 
 def _split_version(s: str) -> tuple[str, str | None, str | None]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..agreement import NO_LABEL
 from ..errors import LibraryError, ModelMismatchError
 from ..features.discharge import FAMILY
 from ..features.discharge_inputs import (
@@ -265,13 +266,9 @@ def _outside_rows(test_set, scope) -> tuple[np.ndarray, np.ndarray]:
     is how often it labels them at all."""
     fs = test_set.features
     labels = np.asarray(test_set.labels, dtype=object).astype(str)
-    named = ~np.isin(labels, list(scope)) & ~np.isin(np.char.lower(labels.astype(str)), list(_NO_LABEL))
+    named = ~np.isin(labels, list(scope)) & ~np.isin(np.char.lower(labels.astype(str)), list(NO_LABEL))
     rows = np.flatnonzero(named & np.asarray(fs.usable, bool) & np.asarray(fs.has_discharge, bool))
     return rows, labels[rows]
-
-
-#: label values of units without ground truth.
-_NO_LABEL = ("", "unlabeled", "unlabelled", "nan", "none")
 
 
 def outside_classes_summary(labels: np.ndarray, given: np.ndarray, abstain: np.ndarray) -> dict:
