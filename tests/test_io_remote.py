@@ -668,3 +668,55 @@ def test_a_cached_url_is_read_when_its_server_cannot_be_reached(tmp_path, caplog
     with caplog.at_level("WARNING", logger="nwb_celltype.io"):  # the server is gone
         assert _digest(read_units(url, cache_dir=cache, timeout_s=1.0, retries=0)) == local
     assert "could not check whether" in caplog.text and "reading the cached copy" in caplog.text
+
+
+def test_a_cached_url_whose_server_does_not_answer_falls_back_quickly(tmp_path, caplog):
+    """The check of a cached URL is one attempt with a short timeout (min(timeout_s, 5 s)), not the
+    read's retries and timeouts: offline (packets dropped, a hung server) every open of a cached
+    URL waited (retries + 1) x timeout_s, up to 2 minutes, before reading the cached copy."""
+    root, cache = tmp_path / "www", tmp_path / "cache"
+    root.mkdir()
+    write_units_nwb(root / "rec.nwb", n_units=6, seed=4)
+    local = _digest(read_units(root / "rec.nwb"))
+    with RangeServer(root) as files:
+        url, port = files.url_for("rec.nwb"), files.port
+        assert _digest(read_units(url, cache_dir=cache)) == local
+    # the server's port now accepts connections and never answers
+    silent = socket.socket()
+    silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    silent.bind(("127.0.0.1", port))
+    silent.listen(16)
+    try:
+        t0 = time.monotonic()
+        with caplog.at_level("WARNING", logger="nwb_celltype.io"):
+            assert _digest(read_units(url, cache_dir=cache, timeout_s=12.0, retries=1)) == local
+        elapsed = time.monotonic() - t0
+    finally:
+        silent.close()
+    assert "could not check whether" in caplog.text and "reading the cached copy" in caplog.text
+    assert elapsed < 9.0, elapsed  # one attempt of 5 s, well under the read's 2 x 12 s
+
+
+def test_a_dandi_asset_whose_archive_size_is_wrong_is_reopened_with_the_servers(tmp_path, caplog):
+    """The probe corrects an archive's wrong size (with a warning); the corrected size is kept with
+    the cache's record of the asset, so a reopen that reads uncached ranges does not take the
+    server's size for a file that changed while it was being read."""
+    root = tmp_path / "www"
+    root.mkdir()
+    f = root / "rec.nwb"
+    write_units_nwb(f, layout="3d", n_units=40, seed=5)
+    local, size = _digest(read_units(f)), f.stat().st_size
+    with RangeServer(root) as files, DandiApiServer(files) as api:
+        aid = api.add_asset(DS, "sub-1/rec.nwb", f)
+        api._find_asset(aid).size = size + 1000  # the archive lists another size than the server's
+        source = f"DANDI:{DS}/draft/sub-1/rec.nwb"
+        kw = {"dandi_api_url": api.api_url, "cache_dir": tmp_path / "c", "min_chunk_bytes": 4096}
+        with caplog.at_level("WARNING", logger="nwb_celltype.io"):
+            with open_source(source, **kw) as src:  # opened only: the units' chunks are not cached
+                assert src.info.size == size
+        assert f"the archive lists {size + 1000} bytes, the server has {size}" in caplog.text
+        files.reset_stats()
+        assert _digest(read_units(source, **kw)) == local
+        assert files.stats().range_requests >= 1  # some ranges came from the server
+        with open_source(source, **kw) as src:
+            assert src.info.size == size

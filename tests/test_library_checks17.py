@@ -1,7 +1,8 @@
 """Audit 17 (libraries): predict's summary counts units of types outside the model's classes;
 ``library validate --features`` picks the feature family as ``train --family auto`` does; the same
-neurons in two table folders are refused; expert tables are named where libraries ignore them; a
-labelled unit's waveform must have finite, not flat samples."""
+neurons in two table folders (same lab, neuron_id and data) are refused, while sessions that reuse
+ids are not; expert tables are named where libraries ignore them; a labelled unit's waveform must
+have finite, not flat samples."""
 
 from __future__ import annotations
 
@@ -185,6 +186,85 @@ def test_different_labs_neurons_are_not_duplicates(tmp_path):
     import_tables([a, b], tmp_path / "two.toml")
     rep = validate_library(tmp_path / "two.toml")
     assert "duplicate-neuron" not in {i.code for i in rep.issues}, rep.summary()
+
+
+def _session_tables(folder: Path, n: int, seed: int, lab: str = "One lab") -> Path:
+    """A small table folder of one recording session: ``units.csv`` numbering its units 1..n (as
+    per-session exports and sorters do), random ACG/ISI counts and waveforms."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    (folder / "dataset.json").write_text(
+        json.dumps({"name": folder.name, "lab": lab, "species": "mouse", "waveform_rate_hz": 30000})
+    )
+    labels = ["PkC_ss", "MLI", "GoC", "PkC_cs", "MFB"]
+    (folder / "units.csv").write_text(
+        "neuron_id,label\n" + "".join(f"{i + 1},{labels[i % len(labels)]}\n" for i in range(n))
+    )
+    for name, cols, data in (
+        ("acg.csv", range(-100, 101), rng.integers(1, 20, (n, 201))),
+        ("isi_dist.csv", range(100), rng.integers(0, 20, (n, 100))),
+        (
+            "waveforms.csv",
+            range(60),
+            -80 * np.exp(-(((np.arange(60) - 24) / 4.0) ** 2)) + rng.normal(0, 1, (n, 60)),
+        ),
+    ):
+        lines = [",".join(map(str, cols))] + [",".join(f"{v:g}" for v in row) for row in data]
+        (folder / name).write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def _change_row(folder: Path, name: str, row: int, column: int) -> None:
+    """Add 1 to one cell (``row`` 0-based below the header) of a table."""
+    lines = (folder / name).read_text().splitlines()
+    cells = lines[row + 1].split(",")
+    cells[column] = f"{float(cells[column]) + 1:g}"
+    lines[row + 1] = ",".join(cells)
+    (folder / name).write_text("\n".join(lines) + "\n")
+
+
+def test_sessions_of_one_lab_that_reuse_neuron_ids_are_different_neurons(tmp_path):
+    """One folder per session, each numbering its units 1..6, one lab: different neurons (their data
+    differ), so validate reports no duplicate and training reads all of them."""
+    from nwb_celltype.features.discharge import DischargeConfig
+    from nwb_celltype.library import load_training_set
+
+    folders = [_session_tables(tmp_path / f"ses-{k}", 6, seed=k) for k in range(3)]
+    import_tables(folders, tmp_path / "sessions.toml")
+    rep = validate_library(tmp_path / "sessions.toml")
+    assert not rep.errors, rep.summary()
+    assert "duplicate-neuron" not in {i.code for i in rep.issues}, rep.summary()
+    ts = load_training_set(tmp_path / "sessions.toml", config=DischargeConfig())
+    assert len(ts.labels) == 18 and ts.neuron_ids.tolist() == [str(i) for i in range(1, 7)] * 3
+
+
+@pytest.mark.parametrize(
+    "change, n_same",
+    [
+        ([], 6),  # a relabelled copy (the labels are not content)
+        ([("acg.csv", 0, 102)], 6),  # row 0's ACG at lag +1 ms differs, its waveform does not
+        ([("acg.csv", 0, 102), ("waveforms.csv", 0, 20)], 5),  # row 0 differs throughout: 5 repeated
+    ],
+)
+def test_a_copy_of_a_session_with_some_cells_changed_repeats_its_neurons(tmp_path, change, n_same):
+    """The same lab and neuron_id with the same ACG/ISI counts or the same waveform is the same
+    neuron: a copy of a folder with a few cells changed (or relabelled) is still caught."""
+    from nwb_celltype.features.discharge import DischargeConfig
+    from nwb_celltype.library import load_training_set
+
+    a = _session_tables(tmp_path / "a" / "ses", 6, seed=1)
+    b = shutil.copytree(a, tmp_path / "b" / "ses")
+    (b / "units.csv").write_text((b / "units.csv").read_text().replace("MLI", "GoC"))
+    for name, row, column in change:
+        _change_row(b, name, row, column)
+    import_tables([a, b], tmp_path / "dup.toml")
+    rep = validate_library(tmp_path / "dup.toml")
+    assert [i.code for i in rep.errors] == ["duplicate-neuron"], rep.summary()
+    msg = rep.errors[0].message
+    assert msg.startswith(f"{n_same} neuron(s) of 'One lab' (") and "a/ses" in msg
+    assert ("(1, " in msg) == (n_same == 6)  # neuron 1 counts only while some of its data are the same
+    with pytest.raises(LibraryError, match=rf"{n_same} neuron\(s\) of 'One lab'.*same neuron_id"):
+        load_training_set(tmp_path / "dup.toml", config=DischargeConfig())
 
 
 # -- F6: expert tables ---------------------------------------------------------------------------

@@ -30,6 +30,10 @@ __all__ = ["Source", "SourceInfo", "open_source"]
 DEFAULT_MIN_CHUNK_BYTES = 512 * 1024
 #: Bound of remfile's in-memory chunk store per open file, in bytes.
 DEFAULT_MEMORY_BYTES = 128 * 1024**2
+#: Timeout in s (at most; the read's ``timeout_s`` when smaller) of the one attempt that checks
+#: whether a cached plain URL changed: a usable copy is on disk, so a server that cannot be reached
+#: must not hold every open for the read's retries and timeouts (4 x 30 s by default).
+REVALIDATE_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -322,14 +326,27 @@ def _identify_remote(
     session.where = info.describe()
     if cache is not None:
         cache.identity = identity
-    if spec.kind == "dandi" and (
-        cache is None or not cache._file(chunk_key(info.url, min_chunk_bytes, 0)).exists()
-    ):
+    if spec.kind != "dandi":
+        return info, first, last
+    if cache is None or not cache._file(chunk_key(info.url, min_chunk_bytes, 0)).exists():
         # the head and the tail in one round trip (opening an HDF5 file reads both first)
         probe = probe_url(session, info.url, min_chunk_bytes, 2 * min_chunk_bytes)
         size, first, last = probe.size, probe.first, probe.last
+        if cache is not None and (size != info.size or cache.get_meta(identity) is not None):
+            cache.set_meta(identity, {"size": size})  # the size a reopen from the cache reads with
         if size != info.size:
             log.warning("%s: the archive lists %s bytes, the server has %d", info.describe(), info.size, size)
+            info.size = size
+    else:  # cached: the size the server had when it was (an archive's wrong size is not read again)
+        kept = cache.get_meta(identity) or {}
+        size = kept.get("size")
+        if isinstance(size, int) and size != info.size:
+            log.info(
+                "%s: the archive lists %s bytes, the server had %d when cached",
+                info.describe(),
+                info.size,
+                size,
+            )
             info.size = size
     return info, first, last
 
@@ -341,8 +358,8 @@ def _identify_url(
     last ones, from one request. The content behind a URL can change, so the disk cache's chunks
     count only while the size, ETag and Last-Modified are those the server reports now: a first
     open fetches the head and tail with them; a later one asks for one byte, and drops the cached
-    chunks of a file that changed. A server that cannot be reached for that check leaves the cached
-    copy in use, with a warning."""
+    chunks of a file that changed. A server that cannot be reached for that check, in one attempt of
+    at most :data:`REVALIDATE_TIMEOUT_S`, leaves the cached copy in use, with a warning."""
     from ._cache import url_identity
     from ._remote import probe_url
 
@@ -350,12 +367,15 @@ def _identify_url(
     meta = cache.get_meta(url) if cache is not None else None
     cached_head = meta is not None and cache._path(f"{url_identity(url, meta)}|{min_chunk_bytes}|0").exists()
     if cached_head:
+        check = _revalidation_session(session)
         try:
-            probe = probe_url(session, url, 1)
+            probe = probe_url(check, url, 1)
         except RemoteError as exc:  # unreachable (not a 404: a file gone is not read from the cache)
             log.warning("could not check whether %s changed (%s); reading the cached copy", url, exc)
             info = SourceInfo(kind="url", url=url, size=int(meta["size"]), etag=meta.get("etag"))
             return info, url_identity(url, meta), b"", (0, b"")
+        finally:
+            check.close()
     else:
         probe = probe_url(session, url, min_chunk_bytes, 2 * min_chunk_bytes)
     info = SourceInfo(kind="url", url=url, size=probe.size, etag=probe.etag)
@@ -375,6 +395,22 @@ def _identify_url(
             )
         cache.set_meta(url, version)
     return info, url_identity(url, version), probe.first, probe.last
+
+
+def _revalidation_session(session):
+    """A session for the one-byte check of a cached URL: the read's, but one attempt (no retries)
+    with a timeout of at most :data:`REVALIDATE_TIMEOUT_S`."""
+    from ._remote import BoundedSession
+
+    check = BoundedSession(
+        timeout_s=min(session.timeout_s, REVALIDATE_TIMEOUT_S),
+        retries=0,
+        where=session.where,
+        deadline_s=session.deadline_s or 0,
+        min_bytes_per_s=session.min_bytes_per_s,
+    )
+    check.headers.update(session.headers)
+    return check
 
 
 def _open_local(spec: SourceSpec) -> Source:

@@ -93,10 +93,10 @@ def validate_library(
     Errors: missing or changed file (sha256), unreadable file, no ground-truth table, labelled unit
     out of range, label outside the vocabulary, missing or unknown evidence type, no labeller, the
     same unit labelled twice (within or across tables), the same file listed twice (equal sha256 or
-    equal NWB identifier), the same neurons in two table folders (equal dataset.json ``lab`` and
-    ``neuron_id``), labelled unit with fewer than ``min_spikes`` spikes, labelled unit without a
-    mean waveform of finite, not all equal samples (``require_waveforms``). Warnings: empty evidence
-    text or time.
+    equal NWB identifier), the same neurons in two table folders (equal dataset.json ``lab``,
+    ``neuron_id`` and ACG/ISI counts or waveform), labelled unit with fewer than ``min_spikes``
+    spikes, labelled unit without a mean waveform of finite, not all equal samples
+    (``require_waveforms``). Warnings: empty evidence text or time.
 
     Parameters
     ----------
@@ -129,7 +129,7 @@ def validate_library(
 
     by_hash: dict[str, str] = {}
     by_identifier: dict[str, str] = {}
-    by_neuron: dict[tuple[str, str], str] = {}
+    by_neuron: dict[tuple, str] = {}  # (dataset, neuron id, fingerprint) of table rows -> folder
     for entry in manifest.entries:
         where = entry.identity()
         source = entry.source(manifest.root)
