@@ -31,6 +31,10 @@ class UnitsSummary:
     waveform_rate_source: str = ""
     #: (n,) the ``location`` of each unit's electrode ("" where unknown; None: not read)
     locations: np.ndarray | None = None
+    #: (n,) int64 electrodes-table row of each unit's peak channel, -1 unknown (the reader's
+    #: ``batch.extra["peak_electrodes"]``; None: not read): the derived file's ``peak_electrode``
+    #: column, so that writing it does not read the waveforms again
+    peak_electrodes: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ def collect(
     if before_reading is not None:
         before_reading()
 
-    sets, ids, indices, counts, layers, waves, locations = [], [], [], [], [], [], []
+    sets, ids, indices, counts, layers, waves, locations, peaks = [], [], [], [], [], [], [], []
     problems: dict[int, str] = {}
     rate = None
     t_read = t_feat = 0.0
@@ -129,6 +133,8 @@ def collect(
         layers.append(np.asarray(batch.layers, dtype=object))
         locations.append(np.asarray((batch.extra or {}).get("locations", [""] * len(batch)), dtype=object))
         waves.append(batch.waveforms)
+        peak = (batch.extra or {}).get("peak_electrodes")
+        peaks.append(None if peak is None else np.asarray(peak, dtype=np.int64))
         rate = rate or batch.waveform_rate_hz
         rate_source = rate_source or (batch.extra or {}).get("waveform_rate_source", "")
         if spill is not None:
@@ -159,5 +165,6 @@ def collect(
         table_path=table_path,
         waveform_rate_source=rate_source if waveforms is not None else "",
         locations=np.concatenate(locations),
+        peak_electrodes=None if any(p is None for p in peaks) else np.concatenate(peaks),
     )
     return summary, family.concatenate(sets), t_read, t_feat

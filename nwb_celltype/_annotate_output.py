@@ -184,33 +184,54 @@ def check_before_reading(src, plan: OutputPlan, table_name: str, overwrite: bool
             raise _already_annotated(name, table_name)
 
 
+def _cannot_read_back(name, h5, exc, what: str) -> NotNWBError:
+    """The one-line refusal of a file pynwb cannot build (hdmf's ``ConstructError`` ``exc``; ``h5``:
+    the file open with h5py, for the columns at fault, or None)."""
+    return NotNWBError(
+        f"{name} is an HDF5 file that pynwb cannot read back: {_describe_construct_error(h5, exc)}; "
+        f"{what} (nothing was written). Fix that object (e.g. with h5py) and retry; `nwbinspector` "
+        "or `python -m pynwb.validate` list what else is wrong."
+    )
+
+
+def _input_cannot_read_back(src_path: Path, exc) -> NotNWBError:
+    """:func:`_cannot_read_back` for the append to a local input's copy; the columns at fault are
+    read from the input (the copy is open for writing)."""
+    import h5py
+
+    try:
+        h5 = h5py.File(src_path, "r")
+    except OSError:  # the description is a help, never a second failure
+        return _cannot_read_back(src_path, None, exc, "nothing can be appended to it")
+    with h5:
+        return _cannot_read_back(src_path, h5, exc, "nothing can be appended to it")
+
+
 def check_pynwb_reads(src, plan: OutputPlan) -> None:
-    """Refuse a file pynwb cannot build (the append and the derived file both go through pynwb)
-    before its units are read: called once the Units table to annotate was found and checked
-    (:func:`._annotate_input.collect`), whose errors name its problems more precisely."""
+    """For a derived file (written from the source's pynwb ``NWBFile``): refuse a source pynwb cannot
+    build before its units are read; called once the Units table to annotate was found and checked
+    (:func:`._annotate_input.collect`), whose errors name its problems more precisely. The build is
+    kept: :func:`write_derived` reuses it. A copy or an in-place run does not build the input here:
+    its append builds the copy (:func:`append_to_copy`), which refuses such a file with the same
+    one-line error before anything is renamed into place; building the input too would double
+    pynwb's work on every local run (docs/performance.md)."""
+    if plan.mode != "derived":
+        return
     from hdmf.build.errors import ConstructError
 
-    name = plan.input_path if plan.input_path is not None else src.info.describe()
+    name = src.info.describe()
     try:
         src.nwbfile  # noqa: B018  (read once; the derived file reuses it)
     except ConstructError as exc:  # hdmf's, which no guard turns into ours: a 15 KB traceback
-        what = (
-            "nothing can be appended to it"
-            if plan.mode != "derived"
-            else "no derived file can be written from it"
-        )
-        raise NotNWBError(
-            f"{name} is an HDF5 file that pynwb cannot read back: {_describe_construct_error(src.h5, exc)}; "
-            f"{what} (nothing was written). Fix that object (e.g. with h5py) and retry; `nwbinspector` "
-            "or `python -m pynwb.validate` list what else is wrong."
-        ) from exc
+        raise _cannot_read_back(name, src.h5, exc, "no derived file can be written from it") from exc
     except NotNWBError as exc:
         # another broken object (a Units index pointing past its data, a dangling reference):
         # reading the units names a broken Units table more precisely (InvalidUnitsError, with the
-        # row), and the append reports the rest as before, still before anything is written
+        # row), and the derived file's build reports the rest as before, still before anything is
+        # written
         if exc.__cause__ is None:
             raise
-        logger.debug("pynwb cannot read %s; left to the units reader and the append: %s", name, exc)
+        logger.debug("pynwb cannot read %s; left to the units reader and the writer: %s", name, exc)
 
 
 def remove_existing(h5path: Path, names: list[str], table_name: str) -> None:
@@ -250,16 +271,13 @@ def append_to_copy(
     with NWBHDF5IO(str(tmp), mode="a") as io:
         try:
             nwbfile = io.read()
-        except (KeyError, ValueError, TypeError, ConstructError) as exc:  # pynwb/h5py/hdmf on broken objects
-            problem = (  # hdmf's own text is a dump of the whole object (kilobytes)
-                _describe_construct_error(None, exc)
-                if isinstance(exc, ConstructError)
-                else " ".join(str(exc).split())[:300]
-            )
+        except ConstructError as exc:  # hdmf's own text is a dump of the whole object (kilobytes)
+            raise _input_cannot_read_back(src_path, exc) from exc
+        except (KeyError, ValueError, TypeError) as exc:  # pynwb/h5py on other broken objects
             raise NotNWBError(
                 f"{src_path} is an HDF5 file that pynwb cannot read back ({type(exc).__name__}: "
-                f"{problem}), so nothing can be appended to it; find the broken object with `nwbinspector` or "
-                "`python -m pynwb.validate`."
+                f"{' '.join(str(exc).split())[:300]}), so nothing can be appended to it; find the broken "
+                "object with `nwbinspector` or `python -m pynwb.validate`."
             ) from exc
         write_fn(nwbfile)
         checkpoint("before-write")
@@ -292,6 +310,7 @@ def write_derived(tmp: Path, src, units: UnitsSummary, spike_file: Path, write_f
         waveforms=units.waveforms,
         waveform_rate_hz=units.waveform_rate_hz,
         units_path=units.table_path,
+        peak_electrodes=units.peak_electrodes,  # the reader's: the waveforms are not read again
     )
     write_fn(nwbfile)
     waves = 0 if units.waveforms is None else units.waveforms.nbytes

@@ -1,6 +1,7 @@
 """What ``annotate`` refuses before it reads or copies anything, and what its outputs keep (audit 17):
-a file pynwb cannot build (M4), a file this process holds open for writing (M6), a rerun of the
-same model (L1); an overwritten output's mode (L2); the root ``nwb_version`` pynwb's append sets
+a file this process holds open for writing (M6), a rerun of the same model (L1); a file pynwb
+cannot build, refused in one line before anything is replaced, with one pynwb build per local run
+(M4); an overwritten output's mode (L2); the root ``nwb_version`` pynwb's append sets
 (L3); repeated unit ids in a phy export (L4); an empty ``/units`` placeholder beside the sorting
 (L5); a rerun with another threshold (L6). Every file is written by pynwb (the package's
 simulator, or an NWBFile built here), then broken with h5py where pynwb would not write it so."""
@@ -29,8 +30,6 @@ from nwb_celltype.errors import (
     OutputError,
     SourceError,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +63,6 @@ def _boom(*args, **kwargs):
 def _no_reading(monkeypatch):
     """Make reading the Units table fail loudly: a check that comes first never gets there."""
     monkeypatch.setattr(annotate_module, "collect", _boom)
-
-
-def _no_units_read(monkeypatch):
-    """Make reading the units themselves fail loudly (the Units table may be found and checked)."""
-    import nwb_celltype.io
-
-    monkeypatch.setattr(nwb_celltype.io, "read_units", _boom)
 
 
 def _leftovers(folder: Path, keep: set[str]) -> list[str]:
@@ -128,12 +120,13 @@ def _drop_electrode_column(path: Path, column: str) -> None:
     ids=["units-column-short", "electrodes-no-location", "electrodes-no-group"],
 )
 @pytest.mark.parametrize("in_place", [False, True], ids=["copy", "in-place"])
-def test_a_file_pynwb_cannot_build_is_refused_in_one_line_before_reading(
-    rec_copy, demo_bundle, monkeypatch, breakage, expected, in_place
+def test_a_file_pynwb_cannot_build_is_refused_in_one_line_before_anything_is_replaced(
+    rec_copy, demo_bundle, breakage, expected, in_place
 ):
+    """A copy or an in-place run: the append's pynwb build of the copy refuses it (the input is not
+    built a second time beforehand), before anything is renamed into place."""
     breakage(rec_copy)
     before = _sha(rec_copy)
-    _no_units_read(monkeypatch)
     with pytest.raises(NotNWBError, match=expected) as err:
         annotate(rec_copy, model=demo_bundle, in_place=in_place)
     msg = str(err.value)
@@ -141,6 +134,46 @@ def test_a_file_pynwb_cannot_build_is_refused_in_one_line_before_reading(
     assert len(msg) < 700  # not hdmf's dump of the whole builder
     assert _sha(rec_copy) == before
     assert _leftovers(rec_copy.parent, {rec_copy.name}) == []
+
+
+@pytest.mark.network
+def test_a_remote_file_pynwb_cannot_build_is_refused_before_its_units_are_read(
+    rec_copy, demo_bundle, monkeypatch, tmp_path
+):
+    """A derived file is written from the source's pynwb build, made (and kept) before the units
+    are read: a source pynwb cannot build is refused then, in one line."""
+    import nwb_celltype.io
+    from nwb_celltype.testing.servers import RangeServer
+
+    _short_column(rec_copy)
+    monkeypatch.setattr(nwb_celltype.io, "read_units", _boom)
+    out = tmp_path / "out" / "derived.nwb"
+    out.parent.mkdir()
+    with RangeServer(rec_copy.parent) as files:
+        with pytest.raises(NotNWBError, match=r"/units: .*column 'quality' has 5 values for 6 rows") as err:
+            annotate(files.url_for(rec_copy.name), model=demo_bundle, out=out, cache_dir=False)
+    msg = str(err.value)
+    assert "no derived file can be written from it (nothing was written)" in msg and "\n" not in msg
+    assert list(out.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["copy", "in-place"])
+def test_a_local_run_builds_the_file_with_pynwb_once(rec_copy, demo_bundle, monkeypatch, in_place):
+    """The append builds the copy with pynwb; the input is not built beforehand as well (that
+    doubled pynwb's work on every local run)."""
+    from pynwb import NWBHDF5IO
+
+    builds = []
+    read = NWBHDF5IO.read
+
+    def counted(self, *args, **kwargs):
+        builds.append(self.source)
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(NWBHDF5IO, "read", counted)
+    res = annotate(rec_copy, model=demo_bundle, in_place=in_place)
+    assert len(builds) == 1, builds
+    assert res.n_units == 6
 
 
 def test_cli_gives_one_line_for_a_file_pynwb_cannot_build(rec_copy, demo_bundle, tmp_path):
@@ -228,7 +261,11 @@ def test_overwrite_keeps_the_existing_outputs_mode(recording, demo_bundle, tmp_p
 # ------------------------------------------------------- L3: what pynwb's append does to the root
 
 
-def test_append_sets_nwb_version_as_the_docs_say(rec_copy, demo_bundle, inspect_nwb):
+def test_append_sets_the_installed_nwb_version_and_keeps_the_inputs_datasets(
+    rec_copy, demo_bundle, inspect_nwb
+):
+    """As docs/annotate.md says: pynwb's append sets the root ``nwb_version`` to its own and caches
+    that ``core`` beside the file's; every dataset of the input is kept byte for byte."""
     from nwbinspector import Importance
     from pynwb import NWBHDF5IO, get_type_map
 
@@ -249,9 +286,6 @@ def test_append_sets_nwb_version_as_the_docs_say(rec_copy, demo_bundle, inspect_
         assert "cell_types" in io.read().processing
     worse = Importance.BEST_PRACTICE_SUGGESTION.value
     assert [m for m in inspect_nwb(res.output_path) if m.importance.value > worse] == []
-    doc = (REPO / "docs" / "annotate.md").read_text()
-    assert "the input's bytes plus our tables" not in doc
-    assert "`nwb_version`" in doc and "hdmf-dev/hdmf#1098" in doc
 
 
 # ----------------------------------------------------------------- NWB files built here by pynwb
@@ -343,16 +377,16 @@ def test_empty_units_placeholder_names_the_sorting_and_the_option(tmp_path, demo
     assert res.n_units == 3
 
 
-# ---------------------------------------------------- L6: a rerun with another threshold (docs)
+# ----------------------------------------------------------- L6: a rerun with another threshold
 
 
-def test_another_threshold_with_the_same_model_is_refused_as_extension_md_says(rec_copy, demo_bundle):
+def test_another_threshold_with_the_same_model_is_refused(rec_copy, demo_bundle):
+    """As docs/extension.md says: the same model with another ``--threshold`` is refused."""
     annotate(rec_copy, model=demo_bundle, in_place=True)
-    with pytest.raises(AnnotationExistsError):
+    before = _sha(rec_copy)
+    with pytest.raises(AnnotationExistsError, match="already holds annotations by this model"):
         annotate(rec_copy, model=demo_bundle, in_place=True, threshold=3.0)
-    doc = " ".join((REPO / "docs" / "extension.md").read_text().split())
-    assert "a re-run with another threshold." not in doc
-    assert "same model and another `--threshold` is refused" in doc
+    assert _sha(rec_copy) == before
 
 
 def test_a_nan_waveform_is_named_once_in_the_reason(tmp_path):

@@ -183,6 +183,45 @@ def test_derived_file_keeps_each_units_peak_electrode(tmp_path, demo_units):
         np.testing.assert_array_equal(unit_peak_electrodes(s, None, np.arange(24)[::-1]), src_peak[::-1])
 
 
+@pytest.mark.network
+def test_derived_annotate_reads_each_waveform_once(tmp_path, monkeypatch):
+    """The derived writer takes the reader's peak electrodes: one derived annotate reads each unit's
+    waveform_mean once, batch by batch (it read every unit's a second time, in one call, for the
+    peak_electrode column). The fallback for callers without the reader's output reads in batches."""
+    import nwb_celltype.io._units as units_module
+    from nwb_celltype.annotate import annotate
+    from nwb_celltype.io import open_source
+    from nwb_celltype.testing.servers import RangeServer
+
+    served = tmp_path / "served"
+    served.mkdir()
+    units = [{"waveform_mean": spike_wave(82, 8, i % 8), "electrodes": list(range(8))} for i in range(20)]
+    src = write_file(served / "src.nwb", locations=["SIMgr"] * 4 + ["CA1"] * 4, units=units)
+    calls: list[list[int]] = []
+    read = units_module._read_waveforms
+
+    def counted(lay, rows, prefetch):
+        calls.append(np.asarray(rows).tolist())
+        return read(lay, rows, prefetch)
+
+    monkeypatch.setattr(units_module, "_read_waveforms", counted)
+    with RangeServer(served) as files:
+        res = annotate(files.url_for("src.nwb"), out=tmp_path / "derived.nwb", cache_dir=False, batch_size=8)
+    assert res.mode == "derived"
+    assert sorted(r for c in calls for r in c) == list(range(20))  # each unit once
+    assert max(len(c) for c in calls) <= 8
+    with h5py.File(res.output_path, "r") as f:
+        np.testing.assert_array_equal(f["units/peak_electrode"][()], [i % 8 for i in range(20)])
+
+    from nwb_celltype.io._units import unit_peak_electrodes
+
+    calls.clear()
+    with open_source(src) as s:
+        peaks = unit_peak_electrodes(s, None, np.arange(20)[::-1], batch_size=7)
+    np.testing.assert_array_equal(peaks, [i % 8 for i in range(20)][::-1])
+    assert [len(c) for c in calls] == [7, 7, 6]
+
+
 # --- M3: (units, channels, samples) on probes of any size -------------------------------------
 
 
@@ -197,7 +236,12 @@ def _swapped_units(n_units: int, n_channels: int, electrodes: bool):
 @pytest.mark.parametrize(
     ("n_channels", "electrodes", "why"),
     [
-        (32, True, "waveform_mean's 32 samples match the units' 32 electrodes while its 120 channels"),
+        (
+            32,
+            True,
+            "waveform_mean's 32 samples match the 32 electrodes each unit lists (all the electrodes "
+            "table's) while its 120 channels match no electrode count",
+        ),
         (384, False, "384 samples, 12.80 ms at 30000 Hz: longer than a mean spike waveform"),
     ],
 )
@@ -224,6 +268,9 @@ def test_swapped_axes_are_set_aside_on_any_probe(tmp_path, caplog, n_channels, e
         (180, 12, 30000.0, 12, 12),  # C4's 6 ms windows
         (32, 4, 32000.0, 32, 4),  # Neuralynx: 1 ms on a tetrode of 8 (32 samples = 32 electrodes)
         (90, 1, 30000.0, 4, 1),
+        # 64 samples (2.1 ms) on the 32 nearest channels of a 64-site probe, each unit listing one
+        # electrode: the sample count equals the table's size, which says nothing here
+        (64, 32, 30000.0, 64, 1),
     ],
 )
 def test_correct_layouts_are_read(
@@ -244,6 +291,37 @@ def test_correct_layouts_are_read(
     assert not caplog.records
     assert batch.waveforms.shape == (5, n_samples) and list(batch.extra["reasons"]) == [""] * 5
     np.testing.assert_array_equal(batch.peak_channels, [i % n_channels for i in range(5)])
+
+
+def test_content_keeps_a_correct_layout_whose_samples_match_the_units_electrodes(tmp_path, caplog):
+    """Each unit lists 64 of 128 electrodes, as many as its waveform's samples, on 32 channels: the
+    counts alone would call the axes swapped, but every unit's trough is at the same sample, on
+    different channels, so the layout is NWB's and the waveforms are read."""
+    units = [{"waveform_mean": spike_wave(64, 32, 5 * i), "electrodes": list(range(64))} for i in range(5)]
+    path = write_file(tmp_path / "ok.nwb", locations=["SIMgr"] * 128, units=units)
+    with caplog.at_level(logging.WARNING, logger=LOG):
+        (batch,) = list(read_units(path))
+    assert not [r for r in caplog.records if "set aside" in r.getMessage()]
+    assert batch.waveforms.shape == (5, 64) and list(batch.extra["reasons"]) == [""] * 5
+    np.testing.assert_array_equal(batch.peak_channels, [5 * i for i in range(5)])
+
+
+def test_electrode_counts_name_what_they_count():
+    """The channel counts a (units, samples, channels) array may have: the electrodes every unit
+    lists, and the table's size only where the units list none (not where they list some)."""
+    from nwb_celltype.io._units_layout import _electrode_counts
+
+    one_each = (np.arange(6), np.arange(1, 7))
+    assert _electrode_counts(one_each, 64) == {1: "the 1 electrodes each unit lists"}
+    all_of_them = (np.tile(np.arange(32), 3), np.array([32, 64, 96]))
+    assert _electrode_counts(all_of_them, 32) == {
+        32: "the 32 electrodes each unit lists (all the electrodes table's)"
+    }
+    assert _electrode_counts((np.zeros(0, np.int64), np.zeros(3, np.int64)), 64) == {
+        64: "the electrodes table's 64 rows (the units list none)"
+    }
+    assert _electrode_counts((np.arange(3), np.array([1, 3])), 64) == {}  # differing numbers
+    assert _electrode_counts(None, None) == {}
 
 
 def test_one_channel_waveform_longer_than_a_spike_is_set_aside(tmp_path):

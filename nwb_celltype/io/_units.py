@@ -104,9 +104,10 @@ def read_units(
         (default: the file's ``waveform_mean.sampling_rate`` or ``waveform_rate``, else 30 kHz with a
         warning; ``batch.extra["waveform_rate_source"]`` says "stated", "file" or "assumed"). A
         ``waveform_mean`` spanning less than 0.8 ms or more than 10 ms at its rate, or whose
-        "samples" match the units' electrode count while its channels do not (axes (units,
-        channels, samples)?), is set aside with a warning and a reason on every unit (an error with
-        ``require_waveforms``).
+        "samples" match the units' electrode count (the number every unit lists, or the electrodes
+        table's size where they list none) while its channels do not and its content does not say
+        NWB's layout (axes (units, channels, samples)?), is set aside with a warning and a reason
+        on every unit (an error with ``require_waveforms``).
 
     Yields
     ------
@@ -377,10 +378,12 @@ def _channel_counts(lay: _Layout, per_unit: list[np.ndarray]) -> np.ndarray:
     return np.array([w.shape[1] if w.ndim == 2 else 0 for w in per_unit], dtype=np.int64)
 
 
-def unit_peak_electrodes(src: Source, units_table: str | None, rows) -> np.ndarray:
+def unit_peak_electrodes(src: Source, units_table: str | None, rows, batch_size: int = 256) -> np.ndarray:
     """Electrodes-table row of the peak-channel electrode of the units at ``rows`` (-1 where
     unknown), as :func:`read_units` determines it (``batch.extra["peak_electrodes"]``), for a table
-    already read: only the electrodes and, for units listing several, the waveforms are read again.
+    already read whose batches were not kept: only the electrodes and, for units listing several,
+    the waveforms are read again, ``batch_size`` units at a time (memory bounded as in
+    :func:`read_units`). Prefer the reader's own ``peak_electrodes`` where it is at hand.
 
     Parameters
     ----------
@@ -390,7 +393,11 @@ def unit_peak_electrodes(src: Source, units_table: str | None, rows) -> np.ndarr
         Path of the Units table (as for :func:`read_units`).
     rows : (n,) int
         Rows of the Units table, in any order.
+    batch_size : int
+        Units whose waveforms are read at a time.
     """
+    if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise InvalidValueError(f"batch_size must be a positive int, got {batch_size!r}.")
     rows = np.asarray(rows, dtype=np.int64)
     out = np.full(len(rows), -1, dtype=np.int64)
     with src.guard("reading the units' peak electrodes"):
@@ -406,10 +413,14 @@ def unit_peak_electrodes(src: Source, units_table: str | None, rows) -> np.ndarr
             need = np.flatnonzero(several)
             rf = src.remote_file
             prefetch = ChunkPrefetcher(rf, max(rf.remfile._max_chunk_size, 1 << 20) if rf is not None else 0)
-            per_unit = _read_waveforms(lay, srt[need], prefetch)
-            prefetch.release()
-            _, pk, _ = _peak_waveforms(per_unit, [[] for _ in need])
-            peak[need], n_channels[need] = pk, _channel_counts(lay, per_unit)
+            try:
+                for b0 in range(0, len(need), int(batch_size)):
+                    part = need[b0 : b0 + int(batch_size)]
+                    per_unit = _read_waveforms(lay, srt[part], prefetch)
+                    _, pk, _ = _peak_waveforms(per_unit, [[] for _ in part])
+                    peak[part], n_channels[part] = pk, _channel_counts(lay, per_unit)
+            finally:
+                prefetch.release()
         out[order] = _peak_electrodes(lay, srt, peak, n_channels)
     return out
 

@@ -144,12 +144,12 @@ def _waveform_rate(g, wm, where: str, stated: float | None = None) -> tuple[floa
     return float(rate), "file"
 
 
-def _implausible_waveforms(wm, rate: float, kind: str, electrode_counts: set[int] | None = None) -> str:
+def _implausible_waveforms(wm, rate: float, kind: str, electrode_counts: dict[int, str] | None = None) -> str:
     """Why ``waveform_mean`` cannot hold spike waveforms at ``rate`` ('' if it can): fewer samples
     than :data:`MIN_WAVEFORM_MS` spans or more than :data:`MAX_WAVEFORM_MS`, or (3-D) as many
-    "samples" as the units have electrodes (``electrode_counts``: the electrodes each unit lists and
-    the electrodes table's size) while the channels match none of them, as when the axes are
-    (units, channels, samples)."""
+    "samples" as the units have electrodes (``electrode_counts``: :func:`_electrode_counts`, count ->
+    what it counts) while the channels match none of them and the swapped reading would span a spike
+    waveform, as when the axes are (units, channels, samples)."""
     n_samples = int(wm.shape[1])
     span_ms = n_samples / rate * 1e3
     # the last axis read as samples would span a spike waveform: the axes may be swapped
@@ -170,13 +170,51 @@ def _implausible_waveforms(wm, rate: float, kind: str, electrode_counts: set[int
             f"waveform_mean has {n_samples} samples, {span_ms:.2f} ms at {rate:g} Hz: longer than a mean "
             f"spike waveform (at most {MAX_WAVEFORM_MS:g} ms){hint}"
         )
-    counts = electrode_counts or set()
-    if swappable and n_samples in counts and int(wm.shape[2]) not in counts:
+    counts = electrode_counts or {}
+    if (
+        swappable
+        and n_samples in counts
+        and int(wm.shape[2]) not in counts
+        and _samples_axis(wm) != 1  # the content does not say the layout is NWB's
+    ):
         return (
-            f"waveform_mean's {n_samples} samples match the units' {n_samples} electrodes while its "
-            f"{int(wm.shape[2])} channels match none{swapped}"
+            f"waveform_mean's {n_samples} samples match {counts[n_samples]} while its "
+            f"{int(wm.shape[2])} channels match no electrode count{swapped}"
         )
     return ""
+
+
+#: Units whose waveforms :func:`_samples_axis` looks at (the first ones of the table).
+CONTENT_CHECK_UNITS = 16
+
+
+def _samples_axis(wm, n_units: int = CONTENT_CHECK_UNITS) -> int | None:
+    """Which axis of a 3-D ``waveform_mean`` the samples are on, by its content: sorters align the
+    mean waveforms of all units on their peak, so the sample of each unit's largest deviation is
+    the same from unit to unit, while its channel differs. 1 or 2 where one axis is aligned (the
+    position of the largest deviation within +-1 of the median in 80 % of the units) and the other
+    is not, None where the content does not tell (fewer than 3 units with a waveform among the
+    first ``n_units``, every unit peaking on the same channel, or no alignment)."""
+    block = np.asarray(wm[: min(int(wm.shape[0]), n_units)], dtype=np.float64)
+    where = []
+    for x in block:
+        if not np.isfinite(x).any():
+            continue
+        x = np.nan_to_num(x - np.nanmedian(x))
+        if not np.abs(x).max() > 0:
+            continue
+        where.append(np.unravel_index(int(np.argmax(np.abs(x))), x.shape))
+    if len(where) < 3:
+        return None
+    pos = np.asarray(where, dtype=np.int64)
+
+    def aligned(p: np.ndarray) -> bool:
+        return float(np.mean(np.abs(p - np.median(p)) <= 1)) >= 0.8
+
+    on1, on2 = aligned(pos[:, 0]), aligned(pos[:, 1])
+    if on1 != on2:
+        return 1 if on1 else 2
+    return None
 
 
 def _waveform_layout(
@@ -308,15 +346,24 @@ def _check_electrode_rows(
 
 def _electrode_counts(
     electrodes: tuple[np.ndarray, np.ndarray | None] | None, n_electrodes: int | None
-) -> set[int]:
-    """The electrodes table's size and the number of electrodes every unit lists, where all list
-    the same number: the channel counts a 3-D ``waveform_mean`` of these units may have."""
-    counts = {int(n_electrodes)} if n_electrodes else set()
+) -> dict[int, str]:
+    """The channel counts a 3-D ``waveform_mean`` of these units may have, each with what it counts
+    (for messages): the number of electrodes every unit lists, where all list the same number, and
+    the electrodes table's size only where no unit lists any (a (units, samples, channels) array
+    over the whole probe). Where units list some electrodes but not all, the table's size says
+    nothing about the waveforms' channels: a correct array whose sample count happens to equal it
+    (64 samples on a 64-site probe) must not look swapped."""
+    per_unit = None
     if electrodes is not None:
         rows, idx = electrodes
         per_unit = np.diff(np.r_[0, idx]) if idx is not None else np.ones(len(rows), dtype=np.int64)
-        if len(per_unit) and (per_unit == per_unit[0]).all() and per_unit[0] > 0:
-            counts.add(int(per_unit[0]))
+    counts: dict[int, str] = {}
+    if per_unit is not None and len(per_unit) and (per_unit == per_unit[0]).all() and per_unit[0] > 0:
+        k = int(per_unit[0])
+        every = " (all the electrodes table's)" if n_electrodes and k == int(n_electrodes) else ""
+        counts[k] = f"the {k} electrodes each unit lists{every}"
+    elif n_electrodes and (per_unit is None or not per_unit.any()):
+        counts[int(n_electrodes)] = f"the electrodes table's {int(n_electrodes)} rows (the units list none)"
     return counts
 
 

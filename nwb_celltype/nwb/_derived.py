@@ -136,10 +136,14 @@ def _units_electrodes(h5, rows: np.ndarray, nwbfile, units_path: str = "units"):
 
 def _peak_electrodes(src, rows: np.ndarray, units_path: str, waveforms, given) -> np.ndarray:
     """Electrodes-table row of each unit's peak channel (-1 unknown): ``given`` (the reader's
-    ``batch.extra["peak_electrodes"]``) where passed, else as the reader determines it from the
-    source; all unknown without waveforms (none read, or set aside)."""
+    ``batch.extra["peak_electrodes"]``, as ``annotate`` passes them) where passed, else as the reader
+    determines it from the source (its waveforms read again, in batches: only for callers without the
+    reader's output); all unknown without waveforms (none read, or set aside)."""
     if given is not None:
-        return np.asarray(given, dtype=np.int64)
+        given = np.asarray(given, dtype=np.int64)
+        if given.shape != rows.shape:
+            raise ValueError(f"peak_electrodes has shape {given.shape} for {len(rows)} units")
+        return given
     if waveforms is None:
         return np.full(len(rows), -1, dtype=np.int64)
     from ..io._units import unit_peak_electrodes
@@ -179,7 +183,8 @@ def derived_nwbfile(
         processing module); the derived file holds them as its ``units``.
     peak_electrodes : (n,) int or None
         Electrodes-table row of each unit's peak channel, -1 unknown (``read_units``'
-        ``batch.extra["peak_electrodes"]``); default: determined from the source again. Written as
+        ``batch.extra["peak_electrodes"]``, which ``annotate`` passes); default: determined from the
+        source again, which reads its waveforms a second time (in batches). Written as
         the ``peak_electrode`` column next to the unit's ``electrodes``, which the reader uses for
         the one-channel waveform kept here.
     """
