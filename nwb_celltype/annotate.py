@@ -154,7 +154,7 @@ class _Labelling:
     table_name: str
     threshold: float
     call: str
-    precision: str
+    precision: str | None
     pinned: bool
     ignore_waveforms: bool
     #: the units' species, the source's ``general/subject/species`` unless stated ("" for none): the
@@ -529,6 +529,9 @@ def annotate(
 
     waveform_rate_hz = _check_arguments(precision, threshold, in_place, out, batch_size, waveform_rate_hz)
     bundle, is_demo, family = _checked_bundle(model, model_sha256, ignore_waveforms)
+    family.check_precision(precision)
+    if not family.precision_choice:
+        precision = None  # recorded as such: these models have no precision to choose
     table_name = table_name_for(bundle)
     call = call if call is not None else "nwb_celltype.annotate(" + repr(str(source)) + ")"
     pinned = model_sha256 is not None

@@ -417,3 +417,23 @@ def test_a_nan_waveform_is_named_once_in_the_reason(tmp_path):
     assert "no usable waveform: waveform contains NaN or infinite samples (3 of 82)" in reason, reason
     assert reason.count("usable waveform") == 1, reason
     assert "no usable waveform" not in str(rec.reasons[0])
+
+
+def test_precision_float64_is_refused_for_the_default_model(tmp_path):
+    """`--precision float64` was silently ignored by acg-isi-wave models (the default) and recorded
+    as if it had run: the output was identical and the provenance said float64."""
+    import shutil as _sh
+
+    from nwb_celltype.annotate import annotate
+    from nwb_celltype.errors import InvalidValueError
+    from nwb_celltype.inspect_file import load_annotations
+    from nwb_celltype.simulate import demo_recording_path
+
+    src = tmp_path / "demo.nwb"
+    _sh.copyfile(demo_recording_path(), src)
+    with pytest.raises(InvalidValueError, match="applies to C4"):
+        annotate(src, out=tmp_path / "a.nwb", precision="float64")
+    assert not (tmp_path / "a.nwb").exists()
+    res = annotate(src, out=tmp_path / "b.nwb")
+    rec = load_annotations(res.output_path)[res.table_name]
+    assert rec.classifier["parameters"]["precision"] is None

@@ -42,7 +42,8 @@ from ._common import (
     type=click.Choice(["float32", "float64"]),
     default="float32",
     show_default=True,
-    help="Precision the ensemble runs in; float64 is a slower reference (recorded in the provenance).",
+    help="Precision a C4 (c4-3d) model's ensemble runs in; float64 is a slower reference (recorded in "
+    "the provenance). The default model (acg-isi-wave) has no such choice: float64 is refused.",
 )
 @model_sha256_option
 @click.option(

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import FeatureError
+from ..errors import FeatureError, InvalidValueError
 
 #: family of bundles and feature files that do not name one (written before families existed)
 DEFAULT_FAMILY = "c4-3d"
@@ -56,6 +56,9 @@ class FeatureFamily:
         ``"module:function"``: ``features -> features`` with every unit's waveform set aside, for
         families whose models can classify from the discharge alone; None where the waveform is a
         required input (C4).
+    precision_choice : bool
+        Whether the family's models can run in float64 as a reference (``annotate --precision``):
+        C4 (torch) bundles can; ``acg-isi-wave`` bundles run their stored weights one way.
     """
 
     name: str
@@ -66,6 +69,15 @@ class FeatureFamily:
     save: str
     load: str
     without_waveforms: str | None = None
+    precision_choice: bool = False
+
+    def check_precision(self, precision: str) -> None:
+        """Refuse a precision other than the default where the family's models have no choice."""
+        if precision != "float32" and not self.precision_choice:
+            raise InvalidValueError(
+                f"--precision {precision} applies to C4 (c4-3d) models; this model's feature family "
+                f"{self.name!r} runs its stored weights one way only: drop the option"
+            )
 
     @property
     def config_type(self) -> type:
@@ -180,6 +192,7 @@ register_family(
         extract=".extract:extract_features",
         save=".extract:save_features",
         load=".extract:load_features",
+        precision_choice=True,
     )
 )
 register_family(
