@@ -59,7 +59,14 @@ class OutputPlan(NamedTuple):
 
 
 def output_plan(
-    source, info: dict, out, in_place: bool, overwrite: bool, allow_read_only: bool, allow_hard_links: bool
+    source,
+    info: dict,
+    out,
+    in_place: bool,
+    overwrite: bool,
+    allow_read_only: bool,
+    allow_hard_links: bool,
+    table_name: str | None = None,
 ) -> OutputPlan:
     """Where the annotations go: ``(final path, mode, local input path or None)``, mode one of
     ``in_place``, ``copy`` (local source) and ``derived`` (remote source); refuses a remote source
@@ -85,13 +92,28 @@ def output_plan(
     if mode != "in_place":
         check_output_path(final, input_path)
         if final.exists() and not overwrite:
-            raise AnnotationExistsError(
-                f"{final} exists; pass --overwrite (overwrite=True) to replace it, with every table it "
-                f"holds, or annotate it in place (--in-place) to add this model's table to it"
-            )
+            raise AnnotationExistsError(_exists_message(final, table_name))
     else:
         check_replaceable(final, allow_read_only=allow_read_only, allow_hard_links=allow_hard_links)
     return OutputPlan(final, mode, input_path)
+
+
+def _exists_message(final: Path, table_name: str | None) -> str:
+    """Why an existing output is refused, and what to do: ``--overwrite``, or (where the file does
+    not yet hold this model's annotations) annotating it in place to add them."""
+    try:
+        held = table_name is not None and table_name in existing_names(final)
+    except Exception:  # not an HDF5 file, unreadable: the plain advice
+        held = False
+    if held:
+        return (
+            f"{final} exists and already holds this model's annotations ({table_name}); pass --overwrite "
+            "(overwrite=True) to replace the file, or choose another --out"
+        )
+    return (
+        f"{final} exists; pass --overwrite (overwrite=True) to replace it, with every table it holds, "
+        "choose another --out, or annotate that file in place (--in-place) to add this model's table to it"
+    )
 
 
 def existing_names(h5path) -> set[str]:

@@ -544,7 +544,9 @@ def annotate(
         stack.enter_context(cleanup_on_signals())
         src = stack.enter_context(open_source(source, dandi_api_url=dandi_api_url, cache_dir=cache_dir))
         info = src.info.to_dict()
-        plan = output_plan(source, info, out, in_place, overwrite, allow_read_only, allow_hard_links)
+        plan = output_plan(
+            source, info, out, in_place, overwrite, allow_read_only, allow_hard_links, table_name
+        )
         check_before_reading(src, plan, table_name, overwrite)
         checkpoint("opened")
 

@@ -437,3 +437,27 @@ def test_precision_float64_is_refused_for_the_default_model(tmp_path):
     res = annotate(src, out=tmp_path / "b.nwb")
     rec = load_annotations(res.output_path)[res.table_name]
     assert rec.classifier["parameters"]["precision"] is None
+
+
+def test_an_existing_output_is_refused_with_advice_that_works(tmp_path):
+    """Rerunning the same command said to use --in-place, which then failed ("already holds
+    annotations by this model"); `demo` said the same though it has no --in-place."""
+    import shutil as _sh
+
+    from click.testing import CliRunner
+
+    from nwb_celltype.annotate import annotate
+    from nwb_celltype.cli import main
+    from nwb_celltype.simulate import demo_recording_path
+
+    src = tmp_path / "demo.nwb"
+    _sh.copyfile(demo_recording_path(), src)
+    annotate(src, out=tmp_path / "a.nwb")
+    with pytest.raises(AnnotationExistsError, match="already holds this model's annotations") as err:
+        annotate(src, out=tmp_path / "a.nwb")
+    assert "--in-place" not in str(err.value)
+    (tmp_path / "other.nwb").write_bytes(src.read_bytes())  # no annotations: in place would add them
+    with pytest.raises(AnnotationExistsError, match="in place"):
+        annotate(src, out=tmp_path / "other.nwb")
+    r = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "a.nwb")])
+    assert r.exit_code == 1 and "--overwrite" in r.output and "--in-place" not in r.output, r.output

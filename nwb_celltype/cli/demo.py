@@ -26,9 +26,14 @@ def demo(out, overwrite, as_json):
     not biology. The summary closes with how the labels agree with the simulated classes the
     recording holds for 50 of its units, then how to read the file back with pynwb."""
     from ..annotate import annotate
+    from ..errors import AnnotationExistsError
     from ..simulate import demo_recording_path
 
     out_path = Path(out)
+    if out_path.exists() and not overwrite:  # annotate's advice names options demo does not have
+        raise AnnotationExistsError(
+            f"{out_path} exists; pass --overwrite to replace it, or choose another --out"
+        )
     result = annotate(demo_recording_path(), out=out_path, overwrite=overwrite, call="nwb-celltype demo")
     if not as_json:
         click.echo(
