@@ -47,6 +47,7 @@ NPYX_SCRIPT = textwrap.dedent(
     os.environ["TQDM_DISABLE"] = "1"
     os.environ["HOME"] = os.getcwd()
     import numpy as np, torch
+    import torchvision_ops  # noqa: F401  (tests/oracle/torchvision_ops.py: npyx must import torchvision)
     torch.set_num_threads(int(sys.argv[3]))
     from torch.utils.data import DataLoader, TensorDataset
     from npyx.c4 import run_deep_classifier as rdc
@@ -266,17 +267,24 @@ def main() -> None:
         t3 = time.perf_counter()
         ours = {"import_s": t1 - t0, "load_s": t2 - t1, "predict_s": t3 - t2}
 
-        oracle = os.environ.get("NWB_CELLTYPE_ORACLE_PYTHON")
-        npyx = None
-        if oracle and Path(oracle).exists():
+        oracle = os.environ.get("NWB_CELLTYPE_ORACLE_PYTHON") or str(
+            Path.home() / ".cache/nwb-celltype/oracle-venv/bin/python"
+        )
+        npyx, npyx_failed = None, False
+        if Path(oracle).exists():
             (tmp / "npyx_bench.py").write_text(NPYX_SCRIPT)
             proc = subprocess.run(
                 [oracle, "npyx_bench.py", str(tmp / "X.npy"), str(k), str(args.threads)],
                 cwd=tmp,
                 capture_output=True,
                 text=True,
+                env={
+                    **os.environ,
+                    "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "tests" / "oracle"),
+                },
             )
             if proc.returncode != 0:
+                npyx_failed = True
                 print(proc.stderr[-3000:], file=sys.stderr)
             else:
                 npyx = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -294,7 +302,12 @@ def main() -> None:
         f"load+predict {per_unit(ours['load_s'] + ours['predict_s']):.2f} ms/unit"
     )
     if npyx is None:
-        print("npyx oracle not available (set NWB_CELLTYPE_ORACLE_PYTHON): no reference timing")
+        why = (
+            f"the npyx run with {oracle} failed (its error above)"
+            if npyx_failed
+            else f"no oracle python at {oracle} (set NWB_CELLTYPE_ORACLE_PYTHON, or `make oracle`)"
+        )
+        print(f"npyx reference not timed: {why}")
         return
     print(
         f"npyx 4.3.1:   load_ensemble(laplace=True) {npyx['load_s']:.2f} s, predict {npyx['predict_s']:.2f} s "

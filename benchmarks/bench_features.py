@@ -34,6 +34,7 @@ import numpy as np
 NPYX_SCRIPT = """
 import json, sys, time
 import numpy as np
+import torchvision_ops  # noqa: F401  (tests/oracle/torchvision_ops.py: npyx must import torchvision)
 import npyx.corr as c
 d = np.load(sys.argv[1])
 res = {}
@@ -120,7 +121,8 @@ def time_npyx(python: str, arrays: dict[str, np.ndarray]) -> dict[str, float] | 
         np.savez(inp, **arrays)
         script = Path(d) / "run.py"
         script.write_text(NPYX_SCRIPT)
-        proc = subprocess.run([python, str(script), str(inp)], capture_output=True, text=True, cwd=d)
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "tests" / "oracle")}
+        proc = subprocess.run([python, str(script), str(inp)], capture_output=True, text=True, cwd=d, env=env)
         if proc.returncode != 0:
             print("npyx failed:", proc.stderr[-2000:], file=sys.stderr)
             return None
@@ -236,7 +238,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument(
         "--oracle",
-        default=os.environ.get("NWB_CELLTYPE_ORACLE_PYTHON", "/work/main/.venv-oracle/bin/python"),
+        default=os.environ.get(
+            "NWB_CELLTYPE_ORACLE_PYTHON", str(Path.home() / ".cache/nwb-celltype/oracle-venv/bin/python")
+        ),
     )
     ap.add_argument(
         "--si-python",
