@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_library_tables17 import _tables
 
 from nwb_celltype.cli import main
 from nwb_celltype.errors import LibraryError
@@ -191,27 +192,8 @@ def test_different_labs_neurons_are_not_duplicates(tmp_path):
 def _session_tables(folder: Path, n: int, seed: int, lab: str = "One lab") -> Path:
     """A small table folder of one recording session: ``units.csv`` numbering its units 1..n (as
     per-session exports and sorters do), random ACG/ISI counts and waveforms."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    (folder / "dataset.json").write_text(
-        json.dumps({"name": folder.name, "lab": lab, "species": "mouse", "waveform_rate_hz": 30000})
-    )
     labels = ["PkC_ss", "MLI", "GoC", "PkC_cs", "MFB"]
-    (folder / "units.csv").write_text(
-        "neuron_id,label\n" + "".join(f"{i + 1},{labels[i % len(labels)]}\n" for i in range(n))
-    )
-    for name, cols, data in (
-        ("acg.csv", range(-100, 101), rng.integers(1, 20, (n, 201))),
-        ("isi_dist.csv", range(100), rng.integers(0, 20, (n, 100))),
-        (
-            "waveforms.csv",
-            range(60),
-            -80 * np.exp(-(((np.arange(60) - 24) / 4.0) ** 2)) + rng.normal(0, 1, (n, 60)),
-        ),
-    ):
-        lines = [",".join(map(str, cols))] + [",".join(f"{v:g}" for v in row) for row in data]
-        (folder / name).write_text("\n".join(lines) + "\n")
-    return folder
+    return _tables(folder, [labels[i % 5] for i in range(n)], lab=lab, seed=seed, neuron_ids=range(1, n + 1))
 
 
 def _change_row(folder: Path, name: str, row: int, column: int) -> None:

@@ -35,15 +35,22 @@ from nwb_celltype.library.tables import inspect_tables
 EV = {"evidence_type": "optotagging", "labelled_by": "me"}
 
 
-def _tables(folder: Path, labels, *, species="mouse", lab="Test lab", sep=",") -> Path:
-    """A small table folder written by the test (labels.csv + acg/isi/waveforms, aligned rows)."""
-    rng = np.random.default_rng(0)
+def _tables(
+    folder: Path, labels, *, species="mouse", lab="Test lab", sep=",", seed=0, neuron_ids=None
+) -> Path:
+    """A small table folder written by the test (labels.csv + acg/isi/waveforms, aligned rows, random
+    counts from ``seed``); with ``neuron_ids``, units.csv (neuron_id, label) instead of labels.csv."""
+    rng = np.random.default_rng(seed)
     n = len(labels)
     folder.mkdir(parents=True)
     (folder / "dataset.json").write_text(
         json.dumps({"name": folder.name, "lab": lab, "species": species, "waveform_rate_hz": 30000})
     )
-    (folder / "labels.csv").write_text("label\n" + "".join(f"{x}\n" for x in labels))
+    if neuron_ids is None:
+        (folder / "labels.csv").write_text("label\n" + "".join(f"{x}\n" for x in labels))
+    else:
+        rows = "".join(f"{i},{x}\n" for i, x in zip(neuron_ids, labels, strict=True))
+        (folder / "units.csv").write_text("neuron_id,label\n" + rows)
     for name, cols, data in (
         ("acg.csv", range(-100, 101), rng.integers(1, 20, (n, 201))),
         ("isi_dist.csv", range(100), rng.integers(0, 20, (n, 100))),

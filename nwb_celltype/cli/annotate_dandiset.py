@@ -4,7 +4,6 @@ dandiset folder, locally or on a Dask cluster, resumably."""
 from __future__ import annotations
 
 import signal
-import sys
 from pathlib import Path
 
 import click
@@ -120,6 +119,7 @@ def annotate_dandiset(
     from .._atomic import Interrupted
     from ..batch import annotate_dandiset as run
     from ..batch.run import SUMMARY_TSV
+    from . import _fail
 
     try:
         with quiet_logging(quiet):
@@ -150,12 +150,11 @@ def annotate_dandiset(
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         table = Path(out) / SUMMARY_TSV
         where = f" ({table} lists them; the others are pending)" if table.is_file() else ""
-        click.echo(
-            f"Error: interrupted by {signal.Signals(signum).name}; the assets finished so far are "
+        _fail(
+            f"interrupted by {signal.Signals(signum).name}; the assets finished so far are "
             f"kept{where}: rerun the same command to resume",
-            err=True,
+            128 + signum,
         )
-        sys.exit(128 + signum)
     if as_json:
         print_json(result.to_dict())
     elif not quiet:
