@@ -552,7 +552,7 @@ def test_assets_differing_only_in_case(tmp_path, monkeypatch):
 def test_dandiset_references_in_every_common_form(spec, target):
     """annotate-dandiset read only DANDISET[@VERSION]; `assets` and `annotate` read the archive's
     URLs and dandi:// too. One reading now serves all of them."""
-    from nwb_celltype.batch.run import parse_dandiset_spec, parse_dandiset_target
+    from nwb_celltype.batch._selection import parse_dandiset_spec, parse_dandiset_target
 
     assert parse_dandiset_target(spec) == target
     assert parse_dandiset_spec(spec) == target[:2]
@@ -576,7 +576,7 @@ def test_latest_is_the_most_recent_version_everywhere():
 
 
 def test_selection_of_assets():
-    from nwb_celltype.batch.run import _selection
+    from nwb_celltype.batch._selection import _selection
 
     assert _selection(None, None) is None
     assert _selection(None, ["sub-1/*", "sub-2/*"]) == ("sub-1/*", "sub-2/*")
@@ -586,7 +586,7 @@ def test_selection_of_assets():
     with pytest.raises(InvalidValueError, match="select the assets one way"):
         _selection("sub-2/", "sub-1/*")
     with pytest.raises(InvalidValueError, match="cannot read the dandiset"):
-        from nwb_celltype.batch.run import parse_dandiset_target
+        from nwb_celltype.batch._selection import parse_dandiset_target
 
         parse_dandiset_target("https://example.org/x.nwb")
 

@@ -4,11 +4,8 @@ retries and a summary table."""
 
 from __future__ import annotations
 
-import fnmatch
-import glob
 import logging
 import os
-import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -21,6 +18,8 @@ from ..io._parse import normalise_version
 from ._execute import MAX_BACKOFF_S as MAX_BACKOFF_S
 from ._execute import _execute
 from ._outputs import kept_records, sweep_outputs
+from ._selection import _nwb_assets, _selection, parse_dandiset_target
+from ._selection import parse_dandiset_spec as parse_dandiset_spec
 from ._summary import SUMMARY_JSON as SUMMARY_JSON
 from ._summary import SUMMARY_TSV as SUMMARY_TSV
 from ._summary import LiveSummary, count_assets, write_summary
@@ -31,13 +30,6 @@ logger = logging.getLogger(__name__)
 
 #: per-asset statuses that end an asset for this run.
 STATUSES = ("done", "skipped", "failed")
-
-#: ``[DANDI:]ID[@VERSION]`` or ``[DANDI:]ID/VERSION`` (after a "/" only a version: ``000409/sub-1/``
-#: is a folder, read by :func:`nwb_celltype.io.parse_source`)
-_SPEC_RE = re.compile(
-    r"^(?:DANDI:)?(?P<id>\d{6})(?:@(?P<at>[^/@\s]+)|/(?P<slash>draft|latest|\d+\.\d{6}\.\d{4}))?/?$",
-    re.IGNORECASE,
-)
 
 
 @dataclass
@@ -108,66 +100,20 @@ class _Run:
     include: str | list[str] | None = None
 
 
-def parse_dandiset_spec(spec: str) -> tuple[str, str | None]:
-    """Split ``DANDISET[@VERSION]`` into (id, version).
-
-    Accepts ``000409``, ``000409@0.230101.1234``, ``DANDI:000409/draft``, ``000409@draft`` and the
-    other forms of a dandiset that :func:`nwb_celltype.io.parse_source` reads (archive web URLs,
-    ``dandi://dandi/000409@draft``); a folder or file inside the dandiset is
-    :func:`parse_dandiset_target`'s third part.
-
-    Returns
-    -------
-    (str, str or None)
-        The six-digit dandiset id and the version (None: the most recent published version, or the
-        draft when none is published).
-    """
-    return parse_dandiset_target(spec)[:2]
+def _check_out_folder(state: RunState, ds_id: str, derived: dict[str, str]) -> None:
+    """Refuse, from the folder's records (read once), an output folder of another dandiset and
+    derived paths differing only in case from each other or from earlier runs' files."""
+    records = list(state.iter_records())
+    _check_same_dandiset(state, ds_id, records)
+    earlier = {r["path"]: r.get("output") for r in records if isinstance(r.get("path"), str)}
+    check_case_collisions(derived, state.root, earlier)
 
 
-def parse_dandiset_target(spec: str) -> tuple[str, str | None, str | None]:
-    """(id, version, path inside the dandiset or None) of ``spec``: ``DANDISET[@VERSION]``, or a
-    folder or file of one (``000409@draft/sub-2/``, an archive URL with ``files?location=``)."""
-    m = _SPEC_RE.match(spec.strip())
-    if m is not None:
-        return m.group("id"), normalise_version(m.group("at") or m.group("slash")), None
-    from ..io import parse_source
-
-    try:
-        src = parse_source(spec) if not Path(spec.strip()).expanduser().exists() else None
-    except InvalidValueError:
-        src = None
-    if src is None or src.kind != "dandi" or not src.dandiset_id:
-        raise InvalidValueError(
-            f"cannot read the dandiset {spec!r}: expected DANDISET[@VERSION] such as 000409, "
-            "000409@draft, DANDI:000409/0.230101.1234 or https://dandiarchive.org/dandiset/000409/draft"
-        )
-    return src.dandiset_id, src.version, src.asset_path or None
-
-
-def _selection(spec_path: str | None, include) -> tuple[str, ...] | None:
-    """The globs selecting the assets to annotate: ``include`` (one glob or several, any matching),
-    or the folder / file that ``spec`` named inside the dandiset; None: every NWB asset."""
-    if isinstance(include, str):
-        include = [include]
-    include = [g for g in (include or ()) if g]
-    if spec_path and include:
-        raise InvalidValueError(
-            f"the dandiset reference names {spec_path!r} inside it and --include is given too; select "
-            "the assets one way: a folder in the reference, or --include globs"
-        )
-    if spec_path:
-        path = spec_path.strip("/")
-        folder = spec_path.endswith("/") or not path.lower().endswith(".nwb")
-        return (f"{glob.escape(path)}/*",) if folder else (glob.escape(path),)
-    return tuple(include) or None
-
-
-def _check_same_dandiset(state: RunState, ds_id: str) -> None:
+def _check_same_dandiset(state: RunState, ds_id: str, records: list[dict]) -> None:
     """Refuse an output folder holding another dandiset's derived files: paths such as
     ``sub-1/sub-1_ecephys.nwb`` recur across dandisets, and this run would replace them."""
     prev = state.read_run() or {}
-    others = {prev.get("dandiset_id")} | {r.get("dandiset_id") for r in state.iter_records()}
+    others = {prev.get("dandiset_id")} | {r.get("dandiset_id") for r in records}
     others = sorted(str(d) for d in others - {None, ds_id})
     if others:
         raise InvalidValueError(
@@ -338,11 +284,7 @@ def annotate_dandiset(
     }
     try:
         with cleanup_on_signals():  # SIGTERM / SIGHUP end the run as Ctrl-C does (Interrupted)
-            _check_same_dandiset(state, ds_id)
-            earlier = {
-                r["path"]: r.get("output") for r in state.iter_records() if isinstance(r.get("path"), str)
-            }
-            check_case_collisions(derived, state.root, earlier)
+            _check_out_folder(state, ds_id, derived)
             state.write_run(_run_info(run, include, settings, batch_size))
             return _annotate_assets(run, state, assets, listing, derived, settings, how, t_start)
     finally:
@@ -477,28 +419,6 @@ def _run_result(
         wall_s=round(time.perf_counter() - t_start, 3),
         kept_assets=kept,
     )
-
-
-def _nwb_assets(ds_id: str, version: str | None, dandi_api_url: str | None, include: tuple[str, ...] | None):
-    """The dandiset's NWB assets (``.nwb`` in any case) matching any of the ``include`` globs, sorted
-    by path; every NWB asset it lists, by path (to tell whether rows kept from earlier runs are
-    current); and the version they were listed at. An error when none matches."""
-    from ..io import dandiset_listing
-
-    # one listing of every NWB asset (NWB files only, ".nwb" in any case), selected here
-    listed_at = dandiset_listing(ds_id, version, dandi_api_url=dandi_api_url)
-    listed, resolved_version = listed_at.assets, listed_at.version
-    globs = include or ("*",)
-    assets = sorted(
-        (a for a in listed if any(fnmatch.fnmatchcase(a.path, g) for g in globs)), key=lambda a: a.path
-    )
-    if not assets:
-        raise InvalidValueError(
-            f"dandiset {ds_id}@{resolved_version} has no NWB assets"
-            + (f" matching {' or '.join(repr(g) for g in include)}" if include else "")
-            + "; check the dandiset id, version and glob"
-        )
-    return assets, {a.path: a for a in listed}, resolved_version
 
 
 def _split_done(
