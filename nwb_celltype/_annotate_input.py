@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InvalidValueError
+from .errors import EmptyUnitsError, InvalidUnitsError
 
 
 @dataclass
@@ -71,6 +71,15 @@ def _other_tables(source_obj, table_path: str) -> str:
     )
 
 
+def _no_units(source_obj, table_path: str, why: str) -> InvalidUnitsError:
+    """The error for a Units table with nothing to classify: :class:`EmptyUnitsError` (a
+    whole-dandiset run skips the asset) where the file has no other table with spike times, else a
+    plain :class:`InvalidUnitsError` naming those tables (a failure: the user chose the wrong one)."""
+    others = _other_tables(source_obj, table_path)
+    kind = InvalidUnitsError if others else EmptyUnitsError
+    return kind(f"the source's Units table /{table_path} {why}{others}")
+
+
 def collect(
     source_obj,
     bundle,
@@ -96,9 +105,11 @@ def collect(
         table_path = resolve_units_table(source_obj.h5, reading.units_table)
         no_spikes = "spike_times" not in source_obj.h5[table_path]
     if no_spikes:  # every unit would be "not classifiable: no spikes"
-        raise InvalidValueError(
-            f"the source's Units table /{table_path} has no spike_times column: it has no units to "
-            f"classify (the cell types are read from the spike trains){_other_tables(source_obj, table_path)}"
+        raise _no_units(
+            source_obj,
+            table_path,
+            "has no spike_times column: it has no units to classify (the cell types are read from "
+            "the spike trains)",
         )
     if before_reading is not None:
         before_reading()
@@ -147,10 +158,7 @@ def collect(
         bar.update(len(batch))
     bar.close()
     if not sets:
-        raise InvalidValueError(
-            f"the source's Units table /{table_path} has no units; nothing to annotate"
-            f"{_other_tables(source_obj, table_path)}"
-        )
+        raise _no_units(source_obj, table_path, "has no units; nothing to annotate")
     waveforms = None
     if all(w is not None for w in waves) and len({w.shape[1] for w in waves}) == 1:
         waveforms = np.concatenate(waves).astype(np.float32)

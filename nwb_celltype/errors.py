@@ -17,6 +17,17 @@ class InvalidUnitsError(InvalidValueError):
     """Units data (spike times, waveforms, ids) cannot be used as given."""
 
 
+class NoUnitsError(NwbCelltypeError):
+    """The source holds no units to classify: no Units table at all (:class:`NoUnitsTableError`), or
+    an empty one with no other table that has spike times (:class:`EmptyUnitsError`). A
+    whole-dandiset run skips and reports such assets instead of failing them; an empty table beside
+    one with spike times, or a ``--units-table`` the file lacks, is a failure, not this error."""
+
+
+class EmptyUnitsError(NoUnitsError, InvalidUnitsError):
+    """The Units table (or in-memory sorting) has no units, or no spike_times column."""
+
+
 class InvalidAnnotationError(InvalidValueError):
     """Cell-type annotation values (labels, probabilities, regions) are inconsistent."""
 
@@ -31,6 +42,10 @@ class SourceNotFoundError(SourceError, LookupError):
 
 class NotNWBError(SourceError):
     """The source exists but is not an HDF5 NWB file, or lacks what is needed (e.g. Units)."""
+
+
+class NoUnitsTableError(NoUnitsError, NotNWBError):
+    """The NWB file has no Units table (behaviour, imaging or raw data only)."""
 
 
 class RemoteError(SourceError):

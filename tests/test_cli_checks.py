@@ -42,3 +42,51 @@ def test_two_manifests_to_train_on_are_named(manifest, tmp_path):
     r = CliRunner().invoke(main, ["train", str(manifest), str(other), "--out", str(tmp_path / "m")])
     assert r.exit_code == 1 and "library merge" in r.output and "not an HDF5 file" not in r.output, r.output
     assert not (tmp_path / "m").exists()
+
+
+def _stderr_of_annotate(tmp_path, name: str, tty: bool) -> str:
+    """``nwb-celltype annotate`` on the demo recording in a subprocess, its stderr a terminal (a
+    pseudo-terminal) or a pipe; returns what it wrote there."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    cmd = [sys.executable, "-m", "nwb_celltype.cli", "annotate", str(demo_recording_path())]
+    cmd += ["--out", str(tmp_path / f"{name}.nwb"), "--batch-size", "8"]
+    if not tty:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+    master, slave = pty.openpty()
+    # a terminal of 80 columns (a fresh pseudo-terminal has 0, where tqdm draws nothing)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                data = b""
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    assert proc.wait(timeout=300) == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bars_are_drawn_on_a_terminal_only(tmp_path):
+    """Before, a run whose stderr went to a log file wrote every redraw of its progress bar there."""
+    assert "unit/s" in _stderr_of_annotate(tmp_path, "tty", tty=True)
+    logged = _stderr_of_annotate(tmp_path, "log", tty=False)
+    assert "unit/s" not in logged and "\r" not in logged, logged

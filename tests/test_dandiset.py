@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,10 @@ from nwb_celltype.batch.run import summary_rows
 from nwb_celltype.batch.state import RunState, is_done, read_json, write_json_atomic
 from nwb_celltype.batch.worker import _is_no_units
 from nwb_celltype.errors import (
+    EmptyUnitsError,
     InvalidValueError,
     NotNWBError,
+    NoUnitsTableError,
     NwbCelltypeError,
     OutputError,
     RemoteError,
@@ -216,30 +219,59 @@ def test_a_worker_interrupted_by_ctrl_c_ends_the_run(tmp_path, ctrl_c):
 @pytest.mark.parametrize(
     ("exc", "no_units"),
     [
-        (NotNWBError("the file has no Units table (/units); expected spike-sorted units."), True),
-        (InvalidValueError("the source's Units table has no units; nothing to annotate"), True),
-        # an empty /units placeholder beside the real sorting: a failure naming --units-table, not a skip
-        (
-            InvalidValueError(
-                "the source's Units table /units has no spike_times column: it has no units to classify "
-                "(...); the file's Units tables with spike times: /processing/ecephys/units. Pass one "
-                "with --units-table processing/ecephys/units (units_table=...)"
-            ),
-            False,
-        ),
+        (NoUnitsTableError("the file has no Units table (/units); expected spike-sorted units."), True),
+        (EmptyUnitsError("the source's Units table /units has no units; nothing to annotate"), True),
+        # the message alone decides nothing (it did before: the words "has no units" made a skip)
+        (InvalidValueError("the source's Units table has no units; nothing to annotate"), False),
+        (NotNWBError("the file has no Units table (/units); expected spike-sorted units."), False),
         (NotNWBError("x.nwb is not an HDF5 file (truncated file); expected an NWB 2.x HDF5 file"), False),
         (RemoteError("the file has no units table"), False),  # a remote failure is not "no units"
-        # --units-table named a table the asset lacks: a failure (it was "skipped", and stayed so)
-        (
-            NotNWBError(
-                "the file has no Units table at /processing/ecephys/curated; its Units tables: /units"
-            ),
-            False,
-        ),
     ],
 )
 def test_no_units_detection(exc, no_units):
     assert _is_no_units(exc) is no_units
+
+
+def test_no_units_errors_come_from_the_reader(tmp_path):
+    """The reader and annotate raise NoUnitsError where a whole-dandiset run must skip, and another
+    error where it must fail: a file without Units, an empty /units alone (skip); an empty /units
+    beside a table with spike times, or a --units-table the file lacks (fail)."""
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.misc import Units
+
+    from nwb_celltype.annotate import annotate
+    from nwb_celltype.errors import InvalidUnitsError, NoUnitsError
+
+    def write(name, units=None, processing=None):
+        nwb = NWBFile(name, name, datetime(2024, 1, 1, tzinfo=timezone.utc))
+        if units is not None:
+            nwb.units = units
+        if processing is not None:
+            mod = nwb.create_processing_module("ecephys", "sorting")
+            mod.add(processing)
+        path = tmp_path / f"{name}.nwb"
+        with NWBHDF5IO(str(path), "w") as io:
+            io.write(nwb)
+        return path
+
+    def sorted_units(name):
+        units = Units(name=name)
+        units.add_unit(spike_times=np.sort(np.random.default_rng(0).uniform(0, 60, 400)))
+        return units
+
+    def error(path, **kw):
+        with pytest.raises(NwbCelltypeError) as info:
+            annotate(path, out=tmp_path / f"out-{path.stem}.nwb", **kw)
+        return info.value
+
+    assert isinstance(error(write("bare")), NoUnitsTableError)
+    assert isinstance(error(write("empty", units=Units(name="units"))), EmptyUnitsError)
+    beside = error(write("beside", units=Units(name="units"), processing=sorted_units("kilosort")))
+    assert isinstance(beside, InvalidUnitsError) and not isinstance(beside, NoUnitsError)
+    assert "--units-table processing/ecephys/kilosort" in str(beside)
+    lacks = error(write("lacks", units=sorted_units("units")), units_table="processing/ecephys/curated")
+    assert not isinstance(lacks, NoUnitsError) and "no Units table at" in str(lacks)
+    assert not any(_is_no_units(e) for e in (beside, lacks))
 
 
 @pytest.mark.parametrize(

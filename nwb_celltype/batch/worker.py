@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import resource
 import sys
 import threading
@@ -257,15 +256,10 @@ def _done_record(base: dict, output: str, scratch: Path, result, t0: float) -> d
 
 
 def _is_no_units(exc: BaseException) -> bool:
-    """Whether an error means "this NWB file has no (or an empty) Units table": such assets are
-    skipped and reported, not failed. (The reading layer raises NotNWBError "the file has no Units
-    table"; annotate raises InvalidValueError "the source's Units table has no units".)"""
-    from ..errors import InvalidValueError, NotNWBError
+    """Whether an error means "this NWB file has no units to classify" (no Units table, or an empty
+    one and no other with spike times: :class:`~nwb_celltype.errors.NoUnitsError`): such assets are
+    skipped and reported, not failed. A ``--units-table`` the file lacks, or an empty table beside
+    one with spike times, raises another error and fails."""
+    from ..errors import NoUnitsError
 
-    if not isinstance(exc, (NotNWBError, InvalidValueError)):
-        return False
-    if "no units table at" in str(exc).lower():  # the table asked for is missing; the file has others
-        return False
-    if "with spike times:" in str(exc):  # an empty /units, and units in another table: --units-table
-        return False
-    return re.search(r"\bhas no units\b|\bno units table\b", str(exc).lower()) is not None
+    return isinstance(exc, NoUnitsError)

@@ -350,6 +350,14 @@ def annotation_options(f):
     return f
 
 
+def progress_bars(quiet: bool) -> bool:
+    """Whether a command draws progress bars: not with ``--quiet``, and only where stderr is a
+    terminal (in a log file or a pipe every redraw of a bar would become a line of its own)."""
+    import sys
+
+    return not quiet and sys.stderr.isatty()
+
+
 @contextlib.contextmanager
 def quiet_logging(quiet: bool):
     """With ``quiet``, silence the package's log output below ERROR for the duration of a command

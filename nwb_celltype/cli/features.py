@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ._common import units_table_option, waveform_rate_option
+from ._common import progress_bars, units_table_option, waveform_rate_option
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def features(
             units_table=units_table,
             waveform_rate_hz=waveform_rate_hz,
         ):
-            sets.append(fam.extract_features(batch, config, progress=not quiet))
+            sets.append(fam.extract_features(batch, config, progress=progress_bars(quiet)))
             locations += [str(x) for x in (batch.extra or {}).get("locations", [""] * len(batch))]
             if batch.waveform_rate_hz is not None and not rate:
                 rate = {"hz": batch.waveform_rate_hz, "source": batch.extra.get("waveform_rate_source", "")}

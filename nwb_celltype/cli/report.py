@@ -47,6 +47,7 @@ def report(path, out_dir, table, max_units, workers, overwrite, quiet):
     from .._atomic import check_folder
     from ..errors import OutputError
     from ..report import REPORT_FILES, write_report
+    from ._common import progress_bars
 
     # a user's files in OUT first: --overwrite would not help with those
     check_folder(out_dir, replace=True, owned=REPORT_FILES, what="a report")
@@ -55,6 +56,8 @@ def report(path, out_dir, table, max_units, workers, overwrite, quiet):
             f"{out_dir} holds a report; pass --overwrite to replace it, or choose another --out"
         )
 
-    index = write_report(path, out_dir, table=table, max_units=max_units, workers=workers, progress=not quiet)
+    index = write_report(
+        path, out_dir, table=table, max_units=max_units, workers=workers, progress=progress_bars(quiet)
+    )
     if not quiet:
         click.echo(f"report written: {index}")

@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 
-from ..errors import InvalidUnitsError
+from ..errors import EmptyUnitsError, InvalidUnitsError
 from ..units import UnitsBatch
 
 __all__ = ["units_from_sorting", "units_from_tsgroup"]
@@ -99,7 +99,7 @@ def units_from_sorting(sorting) -> tuple[UnitsBatch, object]:
     fs = float(target.get_sampling_frequency())
     ids = list(target.unit_ids)
     if not ids:
-        raise InvalidUnitsError("the sorting has no units; nothing to classify.")
+        raise EmptyUnitsError("the sorting has no units; nothing to classify.")
     n_seg = int(target.get_num_segments())
     frames = [
         [np.asarray(target.get_unit_spike_train(unit_id=u, segment_index=s)) for s in range(n_seg)]
@@ -203,7 +203,7 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
         )
     ids = list(np.asarray(tsgroup.index))
     if not ids:
-        raise InvalidUnitsError("the TsGroup has no units; nothing to classify.")
+        raise EmptyUnitsError("the TsGroup has no units; nothing to classify.")
     times = [np.sort(np.asarray(tsgroup[u].t, dtype=np.float64)) for u in ids]
     _check_time_scale(times)
     support = _time_support(tsgroup)

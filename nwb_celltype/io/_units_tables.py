@@ -3,7 +3,7 @@ processing module (a second sorting), found or named."""
 
 from __future__ import annotations
 
-from ..errors import NotNWBError
+from ..errors import NotNWBError, NoUnitsTableError
 
 __all__ = ["resolve_units_table", "units_table_paths"]
 
@@ -59,7 +59,7 @@ def resolve_units_table(h5, requested: str | None = None) -> str:
             f"the file has no /units table but several Units tables ({listed}); choose one with "
             "units_table=... (--units-table)."
         )
-    raise NotNWBError(
+    raise NoUnitsTableError(
         "the file has no Units table (/units); expected spike-sorted units. Add them with "
         "NWBFile.add_unit (pynwb) or export your sorting with a tool that writes NWB Units."
     )
