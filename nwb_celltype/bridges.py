@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -53,9 +54,10 @@ def plain_owner(path: Path) -> str | None:
     return None
 
 
-def _pick(records: Mapping, table: str | None, preferred: str | None):
+def _pick(records: Mapping, table: str | None, preferred: str | None, where: object = None):
     if not records:
-        raise InvalidValueError("no cell-type annotations found; run `nwb-celltype annotate` first")
+        place = "" if where is None else f" in {where}"
+        raise InvalidValueError(f"no cell-type annotations found{place}; run `nwb-celltype annotate` first")
     if table is not None:
         if table not in records:
             raise InvalidValueError(f"no annotation table {table!r}; there are {sorted(records)}")
@@ -77,7 +79,7 @@ def _record(annotations, table: str | None):
     if isinstance(annotations, (str, os.PathLike)):
         from .inspect_file import load_annotations
 
-        return _pick(load_annotations(annotations), table, plain_owner(Path(annotations)))
+        return _pick(load_annotations(annotations), table, plain_owner(Path(annotations)), annotations)
     if isinstance(annotations, Mapping):
         return _pick(annotations, table, None)
     if hasattr(annotations, "processing") or hasattr(annotations, "visititems"):
@@ -383,6 +385,57 @@ def _check_cluster_ids(ids: np.ndarray) -> None:
         )
 
 
+#: phy field names that are not free for labels: the file phy keeps its curation in (good / mua /
+#: noise), the summary phy rewrites when it saves, and the id column itself.
+RESERVED_PHY_FIELDS: dict[str, str] = {
+    "group": "cluster_group.tsv holds phy's curation (good, mua, noise)",
+    "info": "cluster_info.tsv is phy's own summary, rewritten when phy saves",
+    "id": "it is the id column",
+    "cluster_id": "it is the id column",
+}
+
+
+def check_phy_field(field: str) -> str:
+    """Refuse a phy field name that is not a plain identifier (letters, digits and '_', not starting
+    with a digit: phy reads it from the file name ``cluster_<field>.tsv``) or that is one of phy's
+    own (:data:`RESERVED_PHY_FIELDS`). Returns ``field``."""
+    if not isinstance(field, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", field):
+        raise InvalidValueError(
+            f"phy field {field!r} is not a plain identifier (letters, digits and '_', not starting with a "
+            "digit): phy reads it from the file name cluster_<field>.tsv"
+        )
+    if field.lower() in RESERVED_PHY_FIELDS:
+        raise InvalidValueError(
+            f"phy field {field!r} is phy's own ({RESERVED_PHY_FIELDS[field.lower()]}); choose another, "
+            "e.g. celltype_<model>"
+        )
+    return field
+
+
+def default_cluster_ids(df) -> dict[int, int] | None:
+    """The cluster ids phy should get by default for the annotations ``df``
+    (:func:`annotations_dataframe`): where the annotated Units table has a ``unit_name`` column whose
+    values are all distinct non-negative integers written as text (NeuroConv's and SpikeInterface's
+    exports keep the sorter's cluster id there, and :func:`set_spikeinterface_properties` matches on
+    it), unit id -> that integer; otherwise None (the NWB unit ids)."""
+    if "unit_name" not in df or not len(df):
+        return None
+    names = [str(v) for v in df["unit_name"]]
+    if not all(re.fullmatch(r"[0-9]+", n) for n in names):
+        return None
+    values = [int(n) for n in names]
+    if len(set(values)) < len(values) or df.index.has_duplicates:
+        return None
+    return {int(i): v for i, v in zip(df.index, values, strict=True)}
+
+
+def phy_file(out: str | os.PathLike, field: str = "celltype") -> Path:
+    """The file :func:`export_phy` writes for ``out``: ``out`` itself where it ends in ``.tsv``, else
+    ``out/cluster_<field>.tsv``."""
+    out = Path(out)
+    return out if out.suffix == ".tsv" else out / f"cluster_{field}.tsv"
+
+
 def export_phy(
     annotations,
     out: str | os.PathLike,
@@ -405,7 +458,8 @@ def export_phy(
     cluster_ids : mapping unit id -> cluster id, optional
         When the NWB unit ids are not the sorter's cluster ids (see :func:`unit_column`).
     field : str
-        Column name phy shows.
+        Column name phy shows: a plain identifier (:func:`check_phy_field`); another field (e.g. one
+        per model) keeps another model's file.
     overwrite : bool
         Replace an existing file.
 
@@ -413,9 +467,9 @@ def export_phy(
     -------
     Path of the file written.
     """
+    check_phy_field(field)
     df = annotations_dataframe(annotations, table=table)
-    out = Path(out)
-    path = out if out.suffix == ".tsv" else out / f"cluster_{field}.tsv"
+    path = phy_file(out, field)
     if not path.parent.is_dir():
         raise OutputError(f"folder {path.parent} does not exist; give the phy folder")
     if path.exists() and not overwrite:

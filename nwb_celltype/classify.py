@@ -2,7 +2,7 @@
 layout, a features file written by ``nwb-celltype features``), as a SpikeInterface sorting or
 sorting analyzer (in memory, :func:`classify_sorting`, or saved to disk) or as a pynapple TsGroup
 (:func:`classify_tsgroup`); one row per unit out, as a TSV (``nwb-celltype predict``; its first line
-is a ``# model: ...`` comment naming the model: ``pandas.read_csv(path, sep="\t", comment="#")``) or
+is a ``# model: ...`` comment naming the model; read it back with :func:`read_predictions`) or
 a DataFrame."""
 
 from __future__ import annotations
@@ -271,6 +271,45 @@ def write_predictions_tsv(
     for r in rows:
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
     return write_text_file(path, f.getvalue(), replace=overwrite)
+
+
+#: Text columns of a predictions TSV, read back as written (an id "NA", "007" or "clu#7" stays that).
+PREDICTION_TEXT_COLUMNS = ("neuron_id", "true_label", "label", "status", "reason")
+
+
+def read_predictions(path: str | os.PathLike):
+    """Read a predictions TSV (:func:`write_predictions_tsv`, ``nwb-celltype predict --out``) as a
+    pandas DataFrame, one row per unit, in the file's column order.
+
+    Only the leading ``#`` lines are comments: a ``#`` inside a field (a unit id ``clu#7``) is data,
+    which ``pandas.read_csv(..., comment="#")`` would cut the row at. The text columns
+    (:data:`PREDICTION_TEXT_COLUMNS`) keep their text as written (no NaN for an empty reason or an
+    id "NA", no number for an id "007"); the others are parsed as numbers and booleans.
+    ``df.attrs["model"]`` holds the ``# model:`` line's text (name, version, sha256, family) and
+    ``df.attrs["comments"]`` every leading comment line, without its ``#``.
+    """
+    import pandas as pd
+
+    text = Path(path).read_text(encoding="utf-8")
+    comments, pos = [], 0
+    while text.startswith("#", pos):
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end + 1
+        comments.append(text[pos + 1 : end].strip())
+        pos = end
+    body = text[pos:]
+    header = next(csv.reader(io.StringIO(body), delimiter="\t"), [])
+    texts = [c for c in header if c in PREDICTION_TEXT_COLUMNS]
+    df = pd.read_csv(
+        io.StringIO(body),
+        sep="\t",
+        dtype=dict.fromkeys(texts, str),
+        keep_default_na=False,
+        na_values={c: ["", "nan", "NaN"] for c in header if c not in texts},
+    )
+    model = next((c.split(":", 1)[1].strip() for c in comments if c.startswith("model:")), None)
+    df.attrs = {"model": model, "comments": comments}
+    return df
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool) -> None:

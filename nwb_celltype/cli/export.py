@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
 
@@ -12,7 +15,14 @@ import click
     "phy_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="phy folder: write cluster_celltype.tsv there (phy shows it as a 'celltype' column).",
+    help="phy folder: write cluster_<FIELD>.tsv there (phy shows it as a FIELD column).",
+)
+@click.option(
+    "--field",
+    default="celltype",
+    show_default=True,
+    help="phy field (column) name, a plain identifier; the file is cluster_<FIELD>.tsv. Give each "
+    "model its own (e.g. celltype_demo) so that a second model's export keeps the first's (--phy).",
 )
 @click.option(
     "--tsv",
@@ -28,30 +38,121 @@ import click
 @click.option(
     "--id-column",
     default=None,
-    help="Units column holding the sorter's cluster ids, when they are not the NWB unit ids (--phy).",
+    help="Units column holding phy's cluster ids (--phy). Default: unit_name where its values are "
+    "distinct integers (NeuroConv's and SpikeInterface's exports keep the sorter's ids there, and "
+    "the SpikeInterface bridge matches on them), else the NWB unit ids; 'id': the NWB unit ids.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace files that exist.")
-def export(path, phy_dir, tsv_path, table, id_column, overwrite):
-    """Export the cell types of the annotated NWB file PATH: phy's cluster_celltype.tsv (--phy) and/or
-    a TSV of the whole annotation table (--tsv)."""
-    from pathlib import Path
-
-    from ..bridges import annotations_dataframe, export_phy, unit_column
+def export(path, phy_dir, field, tsv_path, table, id_column, overwrite):
+    """Export the cell types of the annotated NWB file PATH: phy's cluster_<FIELD>.tsv (--phy) and/or
+    a TSV of the whole annotation table (--tsv). Both outputs are checked before either is written,
+    and a failed --tsv write removes (or restores) the --phy file written before it."""
+    from ..bridges import (
+        annotations_dataframe,
+        check_phy_field,
+        default_cluster_ids,
+        export_phy,
+        phy_file,
+        unit_column,
+    )
     from ..errors import InvalidValueError, OutputError
 
     if phy_dir is None and tsv_path is None:
         raise InvalidValueError("nothing to export: give --phy DIR and/or --tsv FILE")
+    if phy_dir is None and field != "celltype":
+        raise InvalidValueError("--field names phy's column: give --phy DIR")
+    check_phy_field(field)
     df = annotations_dataframe(path, table=table)
-    if tsv_path is not None and Path(tsv_path).exists() and not overwrite:  # both outputs checked first
-        raise OutputError(f"{tsv_path} exists; pass --overwrite to replace it")
-    if phy_dir is not None:
-        ids = unit_column(path, id_column, df.attrs["units_table"]) if id_column else None
-        written = export_phy(df, phy_dir, cluster_ids=ids, overwrite=overwrite)
-        click.echo(f"phy labels: {written} ({len(df)} clusters, table {df.attrs['table']})")
-    if tsv_path is not None:
-        out = Path(tsv_path)
+    phy_out = None if phy_dir is None else phy_file(phy_dir, field)
+    tsv_out = None if tsv_path is None else Path(tsv_path)
+    for out in (phy_out, tsv_out):  # both outputs checked before either is written
+        if out is not None:
+            _check_output(out, overwrite)
+    if phy_out is not None and tsv_out is not None and _same_file(phy_out, tsv_out):
+        raise OutputError(f"--phy and --tsv name the same file ({tsv_out}); give two different files")
+    about = f"table {df.attrs['table']}{_model_of(df)}"
+    old_phy = None
+    if phy_out is not None:
+        units_table = df.attrs["units_table"]
+        if id_column == "id":
+            ids, source = None, "the NWB unit ids"
+        elif id_column:
+            ids, source = unit_column(path, id_column, units_table), f"Units column {id_column}"
+        else:
+            ids = default_cluster_ids(df)
+            source = (
+                "the NWB unit ids"
+                if ids is None
+                else "Units column unit_name (the sorter's ids; --id-column id for the NWB unit ids)"
+            )
+        old_phy = phy_out.read_bytes() if phy_out.is_file() else None
+        written = export_phy(df, phy_dir, cluster_ids=ids, field=field, overwrite=overwrite)
+        click.echo(
+            f"phy labels: {written} (field {field}, {len(df)} clusters, cluster ids from {source}, {about})"
+        )
+    if tsv_out is not None:
         from .._atomic import atomic_write
 
-        with atomic_write(out, replace=overwrite) as tmp:  # complete or not at all
-            df.to_csv(tmp, sep="\t")
-        click.echo(f"annotation table: {out} ({len(df)} units, table {df.attrs['table']})")
+        try:
+            with atomic_write(tsv_out, replace=overwrite, tag="tmp.tsv") as tmp:  # complete or not at all
+                df.to_csv(tmp, sep="\t")
+        except BaseException as exc:
+            if phy_out is not None:
+                _undo(phy_out, old_phy, exc)
+            raise
+        click.echo(f"annotation table: {tsv_out} ({len(df)} units, {about})")
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    """Refuse an output that cannot be written: an existing file (without --overwrite), a folder,
+    or a file whose folder does not exist or is not writable."""
+    from ..errors import OutputError
+
+    if out.is_dir():
+        raise OutputError(f"cannot write {out}: it is a folder")
+    if (out.exists() or out.is_symlink()) and not overwrite:
+        raise OutputError(f"{out} exists; pass --overwrite to replace it")
+    folder = out.parent
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {out}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {out}: folder {folder} is not writable")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _model_of(df) -> str:
+    """', model NAME VERSION, threshold T' for the table's classifier, as far as it is recorded."""
+    clf = df.attrs.get("classifier") or {}
+    params = clf.get("parameters") or {}
+    name = params.get("model_name") or clf.get("description") or clf.get("name")
+    if not name:
+        return ""
+    version = clf.get("version")
+    text = f", model {name}" + (f" {version}" if version and str(version) not in str(name) else "")
+    threshold = clf.get("threshold")
+    return text + ("" if threshold is None else f", threshold {threshold:g}")
+
+
+def _undo(phy_out: Path, old: bytes | None, exc: BaseException) -> None:
+    """After a failed --tsv write, take back the --phy file written before it (remove it, or put
+    the file it replaced back), so that nothing is written; say so where that fails too."""
+    from .._atomic import atomic_write
+    from ..errors import OutputError
+
+    try:
+        if old is None:
+            phy_out.unlink(missing_ok=True)
+        else:
+            with atomic_write(phy_out, replace=True, tag="tmp.tsv") as tmp:
+                tmp.write_bytes(old)
+    except Exception as undo:  # the TSV's own error still explains what failed; add what is left
+        raise OutputError(
+            f"{exc} But {phy_out}, written before it, could not be {'removed' if old is None else 'restored'} "
+            f"({undo}): it holds this export's phy labels."
+        ) from exc

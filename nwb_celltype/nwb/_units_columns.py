@@ -73,8 +73,9 @@ UNITS_COLUMNS: tuple[UnitsColumn, ...] = (
     UnitsColumn(
         "cell_type",
         "label",
-        "cell-type label: a class name, 'unclassified' (confidence below the threshold) or "
-        "'not_classifiable' (no usable features; see the table's 'reason' column)",
+        "cell-type label: a class name, 'unclassified' (no label: below the threshold or the model "
+        "abstained) or 'not_classifiable' (no usable features); the reason is in the table's "
+        "'reason' column",
         fill="",
     ),
     UnitsColumn(
