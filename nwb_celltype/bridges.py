@@ -7,9 +7,9 @@ Annotated files already carry 1-D Units columns (``cell_type``, ``cell_type_prob
 pick up unaided; these helpers cover objects loaded some other way (a phy / Kilosort sorting, a
 TsGroup built by hand) and files with several annotation tables.
 
-Every helper takes ``annotations`` as any of: a path to an annotated NWB file, an
-:class:`~nwb_celltype.nwb.AnnotationRecord`, the dict of records from
-:func:`~nwb_celltype.nwb.read_annotations`, or a DataFrame from :func:`annotations_dataframe`.
+Every helper takes ``annotations`` as any of: a path to an annotated NWB file, the file opened
+with h5py or read by pynwb, an :class:`~nwb_celltype.nwb.AnnotationRecord`, the dict of records
+from :func:`~nwb_celltype.nwb.read_annotations`, or a DataFrame from :func:`annotations_dataframe`.
 None of SpikeInterface, pynapple or phy is imported here: the helpers call methods of the objects
 they are given.
 """
@@ -38,19 +38,49 @@ LABEL_FIELDS: dict[str, str] = {
 }
 
 
-def plain_owner(path: Path) -> str | None:
-    """The annotation table whose labels fill the plain ``cell_type`` column of ``path``'s Units
-    table (``/units`` first, then Units tables in processing modules)."""
+def plain_owner(source) -> str | None:
+    """The annotation table whose labels fill the plain ``cell_type`` column of a Units table of
+    ``source`` (``/units`` first, then Units tables in processing modules): ``source`` is the path of
+    an NWB file, an open h5py File or a pynwb NWBFile (the same table is picked for each)."""
+    if hasattr(source, "visititems"):  # an open h5py File (a Group)
+        return _plain_owner_h5(source)
+    if hasattr(source, "processing"):  # a pynwb NWBFile
+        return _plain_owner_nwbfile(source)
     import h5py
 
+    with h5py.File(source, "r") as f:
+        return _plain_owner_h5(f)
+
+
+def _plain_owner_h5(f) -> str | None:
     from .io import units_table_paths
     from .nwb import units_columns_on_disk
 
-    with h5py.File(path, "r") as f:
-        for units_path in units_table_paths(f):
-            owner = units_columns_on_disk(f[units_path]).get("cell_type")
-            if owner is not None:
-                return owner
+    root = f.file if hasattr(f, "file") else f
+    for units_path in units_table_paths(root):
+        owner = units_columns_on_disk(root[units_path]).get("cell_type")
+        if owner is not None:
+            return owner
+    return None
+
+
+def _plain_owner_nwbfile(nwbfile) -> str | None:
+    """:func:`plain_owner` of a pynwb NWBFile, in memory or read: the Units tables in the order
+    :func:`nwb_celltype.io.units_table_paths` lists them in a file."""
+    from .nwb._units_columns import owner_table
+
+    tables = [getattr(nwbfile, "units", None)]
+    for name in sorted(nwbfile.processing):
+        for obj_name in sorted(nwbfile.processing[name].data_interfaces):
+            obj = nwbfile.processing[name].data_interfaces[obj_name]
+            if getattr(obj, "neurodata_type", None) == "Units":
+                tables.append(obj)
+    for units in tables:
+        if units is None or "cell_type" not in getattr(units, "colnames", ()):
+            continue
+        owner = owner_table(getattr(units["cell_type"], "description", ""))
+        if owner is not None:
+            return owner
     return None
 
 
@@ -80,12 +110,14 @@ def _record(annotations, table: str | None):
         from .inspect_file import load_annotations
 
         return _pick(load_annotations(annotations), table, plain_owner(Path(annotations)), annotations)
+    # an h5py File / Group is a Mapping too: it is tested first, not taken as a dict of records
+    if hasattr(annotations, "processing") or hasattr(annotations, "visititems"):
+        return _pick(read_annotations(annotations), table, plain_owner(annotations))
     if isinstance(annotations, Mapping):
         return _pick(annotations, table, None)
-    if hasattr(annotations, "processing") or hasattr(annotations, "visititems"):
-        return _pick(read_annotations(annotations), table, None)
     raise InvalidValueError(
-        f"annotations must be a path, an AnnotationRecord, a dict of them or a DataFrame, got "
+        f"annotations must be a path, an AnnotationRecord, a dict of them, a DataFrame, a pynwb NWBFile or "
+        f"an h5py File, got "
         f"{type(annotations).__name__}"
     )
 
@@ -98,8 +130,8 @@ def annotations_dataframe(annotations, *, table: str | None = None):
     annotations : path, AnnotationRecord, dict of AnnotationRecord, pynwb NWBFile or h5py File
         Where the annotations come from.
     table : str, optional
-        Which table, when there are several (default: the only one, or for a file the one that fills
-        the plain ``cell_type`` Units column).
+        Which table, when there are several (default: the only one, or for a file, given as a path, an
+        h5py File or a pynwb NWBFile, the one that fills the plain ``cell_type`` Units column).
 
     Returns
     -------
@@ -158,13 +190,17 @@ def annotations_dataframe(annotations, *, table: str | None = None):
 
 def _annotated_column(annotations, rec, column: str, nwb_column: str | None = None) -> np.ndarray | None:
     """One value per unit of a column of the Units table ``rec`` annotates, read from the file
-    (``column``, its HDF5 name) or the pynwb NWBFile (``nwb_column``, default the same), or None
+    (``column``, its HDF5 name: a path or an open h5py File) or the pynwb NWBFile (``nwb_column``, default the same), or None
     where the source is neither, the table lacks the column, or it does not cover the annotated rows."""
     table = str(getattr(rec, "units_table", "/units") or "/units")
     rows = np.asarray(rec.unit_indices, dtype=np.int64)
     values = None
-    if isinstance(annotations, (str, os.PathLike)):
-        read = _read_column(annotations, table, column)
+    if isinstance(annotations, (str, os.PathLike)) or hasattr(annotations, "visititems"):
+        read = (
+            _column_in(annotations, table, column)  # an open h5py File
+            if hasattr(annotations, "visititems")
+            else _read_column(annotations, table, column)
+        )
         if read is not None and read[1].shape == read[0].shape:
             values = read[1]
     elif hasattr(annotations, "processing"):  # a pynwb NWBFile
@@ -285,6 +321,7 @@ def set_spikeinterface_properties(sorting, annotations, *, table: str | None = N
     and SpikeInterface exports) and the sorting's ids are its values (SpikeInterface's NWB reader makes
     them the unit ids), units are matched by name. Returns ``sorting``.
     """
+    _check_sorting(sorting)
     df = annotations_dataframe(annotations, table=table)
     keys = sorting.get_property_keys() if hasattr(sorting, "get_property_keys") else []
     _warn_replaced([k for k in LABEL_FIELDS if k in keys], "unit properties of the sorting")
@@ -304,6 +341,7 @@ def set_pynapple_metadata(tsgroup, annotations, *, table: str | None = None):
     ``set_pynapple_metadata(units, "session.celltype.nwb")``, then
     ``units[units.cell_type == "PkC_ss"]``. Returns ``tsgroup``.
     """
+    _check_tsgroup(tsgroup)
     df = annotations_dataframe(annotations, table=table)
     columns = getattr(tsgroup, "metadata_columns", None)
     if columns is None:
@@ -314,6 +352,39 @@ def set_pynapple_metadata(tsgroup, annotations, *, table: str | None = None):
     counts = [len(tsgroup[u]) for u in index]
     tsgroup.set_info(**dict(_aligned(df, index, counts=counts).items()))
     return tsgroup
+
+
+def _check_sorting(sorting) -> None:
+    """Refuse, before reading any annotations, an object that is not a SpikeInterface sorting."""
+    needed = ("unit_ids", "get_unit_spike_train", "get_num_segments", "set_property")
+    if all(hasattr(sorting, a) for a in needed):
+        return
+    hint = (
+        "; for a sorting analyzer pass its sorting (analyzer.sorting)"
+        if hasattr(sorting, "sorting")
+        else "; load one with spikeinterface (e.g. read_kilosort, read_nwb_sorting)"
+    )
+    raise InvalidValueError(
+        f"expected a SpikeInterface sorting (a BaseSorting), got {_describe(sorting)}{hint}"
+    )
+
+
+def _check_tsgroup(tsgroup) -> None:
+    """Refuse, before reading any annotations, an object that is not a pynapple TsGroup."""
+    if hasattr(tsgroup, "index") and hasattr(tsgroup, "set_info") and hasattr(tsgroup, "__getitem__"):
+        return
+    raise InvalidValueError(
+        f"expected a pynapple TsGroup, got {_describe(tsgroup)}; build one with "
+        "nap.TsGroup({unit_id: nap.Ts(spike_times_s), ...}) or nap.load_file(path)['units']"
+    )
+
+
+def _describe(obj) -> str:
+    """The type of a wrong argument, with its value where that is short (a path given first)."""
+    kind = type(obj).__name__
+    if isinstance(obj, (str, os.PathLike)):
+        return f"{kind} {str(obj)!r} (the object comes first, then the annotations)"
+    return "None" if obj is None else kind
 
 
 def _warn_replaced(names: list[str], where: str) -> None:
@@ -332,10 +403,16 @@ def _read_column(path: str | os.PathLike, units_table: str, column: str):
     import h5py
 
     with h5py.File(path, "r") as f:
-        units = f.get(units_table)
-        if units is None or column not in units:
-            return None
-        return units["id"][()], units[column][()]
+        return _column_in(f, units_table, column)
+
+
+def _column_in(f, units_table: str, column: str):
+    """:func:`_read_column` of an open h5py File (or a Group of it: ``units_table`` is from the root)."""
+    root = f.file if hasattr(f, "file") else f
+    units = root.get("/" + str(units_table).strip("/"))
+    if units is None or column not in units:
+        return None
+    return units["id"][()], units[column][()]
 
 
 def unit_column(path: str | os.PathLike, column: str, units_table: str = "/units") -> dict[int, object]:
@@ -470,6 +547,10 @@ def export_phy(
     check_phy_field(field)
     df = annotations_dataframe(annotations, table=table)
     path = phy_file(out, field)
+    if isinstance(annotations, (str, os.PathLike)):  # never over the annotated file it reads
+        from .classify import check_not_input
+
+        check_not_input(path, (annotations,), option="out")
     if not path.parent.is_dir():
         raise OutputError(f"folder {path.parent} does not exist; give the phy folder")
     if path.exists() and not overwrite:

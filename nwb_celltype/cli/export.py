@@ -45,8 +45,9 @@ import click
 @click.option("--overwrite", is_flag=True, help="Replace files that exist.")
 def export(path, phy_dir, field, tsv_path, table, id_column, overwrite):
     """Export the cell types of the annotated NWB file PATH: phy's cluster_<FIELD>.tsv (--phy) and/or
-    a TSV of the whole annotation table (--tsv). Both outputs are checked before either is written,
-    and a failed --tsv write removes (or restores) the --phy file written before it."""
+    a TSV of the whole annotation table (--tsv). Both outputs are checked before either is written
+    (neither may be PATH itself, through a link or not, even with --overwrite), and a failed --tsv
+    write removes (or restores) the --phy file written before it."""
     from ..bridges import (
         annotations_dataframe,
         check_phy_field,
@@ -55,6 +56,7 @@ def export(path, phy_dir, field, tsv_path, table, id_column, overwrite):
         phy_file,
         unit_column,
     )
+    from ..classify import check_not_input
     from ..errors import InvalidValueError, OutputError
 
     if phy_dir is None and tsv_path is None:
@@ -65,8 +67,9 @@ def export(path, phy_dir, field, tsv_path, table, id_column, overwrite):
     df = annotations_dataframe(path, table=table)
     phy_out = None if phy_dir is None else phy_file(phy_dir, field)
     tsv_out = None if tsv_path is None else Path(tsv_path)
-    for out in (phy_out, tsv_out):  # both outputs checked before either is written
+    for out, option in ((phy_out, "--phy"), (tsv_out, "--tsv")):  # both checked before either is written
         if out is not None:
+            check_not_input(out, (path,), option=option)  # never over PATH, even with --overwrite
             _check_output(out, overwrite)
     if phy_out is not None and tsv_out is not None and _same_file(phy_out, tsv_out):
         raise OutputError(f"--phy and --tsv name the same file ({tsv_out}); give two different files")

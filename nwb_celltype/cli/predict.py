@@ -56,7 +56,8 @@ def predict(
     on are not a validation: see docs/validation.md)."""
     from ..classify import check_output_path, predict_features, summarise, write_predictions_tsv
 
-    check_output_path(out, overwrite)  # before the work, not after it
+    # before the work, not after it; never over what it reads (FEATURES, a file in its folder, the model)
+    check_output_path(out, overwrite, inputs=(features, model))
     with quiet_logging(quiet):
         result = predict_features(
             features,
