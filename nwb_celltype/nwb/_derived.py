@@ -1,5 +1,7 @@
 """The derived NWB file written for a remote (immutable) source: the Units rows the annotations
-refer to, the source's electrodes and session metadata, and its identity.
+refer to, the source's electrodes and session metadata (the whole Subject, the timestamps reference
+time), its identity, and the source Units table's resolution and simple per-unit columns
+(``unit_name``, ``cluster_id``, quality metrics...: see ``_derived_source.py``).
 
 Column names avoid the ``_index`` ending (SpikeInterface's NWB reader drops every column ending
 in ``_index``); the source's probe (devices, electrode groups, electrodes table) is copied so that
@@ -15,6 +17,8 @@ import logging
 import uuid
 
 import numpy as np
+
+from ._derived_source import copy_subject, source_resolution, source_unit_columns
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +155,37 @@ def _peak_electrodes(src, rows: np.ndarray, units_path: str, waveforms, given) -
     return unit_peak_electrodes(src, units_path, rows)
 
 
+def _session_file(src):
+    """A new NWBFile with the source's session metadata (timestamps reference time and whole
+    Subject included) and identity in its notes; also the source's name for descriptions."""
+    from pynwb import NWBFile
+
+    srcfile = src.nwbfile
+    info = src.info.to_dict()
+    where = info.get("asset_path") or info.get("url") or info.get("path")
+    keywords = [_text(k) for k in (srcfile.keywords[:] if srcfile.keywords is not None else [])]
+    keywords += [k for k in DERIVED_KEYWORDS if k not in keywords]
+    experiment = _text(srcfile.experiment_description) or f"spike-sorted units of {where}"
+    nwbfile = NWBFile(
+        session_description=f"cell-type annotations of {where}: " + _text(srcfile.session_description),
+        identifier=str(uuid.uuid4()),
+        session_start_time=srcfile.session_start_time,
+        timestamps_reference_time=srcfile.timestamps_reference_time,  # spike times keep their meaning
+        session_id=srcfile.session_id,
+        institution=srcfile.institution,
+        lab=srcfile.lab,
+        experimenter=srcfile.experimenter,
+        experiment_description=f"{experiment} -- annotated with cell types by nwb-celltype",
+        keywords=keywords,
+        source_script="nwb-celltype annotate",
+        source_script_file_name="nwb_celltype/annotate.py",
+        notes=f"Derived from {info}",
+    )
+    if srcfile.subject is not None:
+        nwbfile.subject = copy_subject(srcfile.subject)  # every field the source sets
+    return nwbfile, where
+
+
 def derived_nwbfile(
     src,
     *,
@@ -165,7 +200,8 @@ def derived_nwbfile(
     peak_electrodes=None,
 ):
     """An in-memory NWBFile holding the source's units (ids, spike times, peak-channel waveforms,
-    layer, source row and id, electrodes and peak electrode), its probe and session metadata.
+    layer, source row and id, electrodes and peak electrode, the source's simple per-unit columns
+    and resolution), its probe and session metadata.
 
     Parameters
     ----------
@@ -189,36 +225,10 @@ def derived_nwbfile(
         the one-channel waveform kept here.
     """
     from hdmf.common import DynamicTableRegion, ElementIdentifiers, VectorData, VectorIndex
-    from pynwb import NWBFile
     from pynwb.misc import Units
 
     srcfile = src.nwbfile
-    info = src.info.to_dict()
-    where = info.get("asset_path") or info.get("url") or info.get("path")
-    keywords = [_text(k) for k in (srcfile.keywords[:] if srcfile.keywords is not None else [])]
-    keywords += [k for k in DERIVED_KEYWORDS if k not in keywords]
-    experiment = _text(srcfile.experiment_description) or f"spike-sorted units of {where}"
-    nwbfile = NWBFile(
-        session_description=f"cell-type annotations of {where}: " + _text(srcfile.session_description),
-        identifier=str(uuid.uuid4()),
-        session_start_time=srcfile.session_start_time,
-        session_id=srcfile.session_id,
-        institution=srcfile.institution,
-        lab=srcfile.lab,
-        experimenter=srcfile.experimenter,
-        experiment_description=f"{experiment} -- annotated with cell types by nwb-celltype",
-        keywords=keywords,
-        source_script="nwb-celltype annotate",
-        source_script_file_name="nwb_celltype/annotate.py",
-        notes=f"Derived from {info}",
-    )
-    if srcfile.subject is not None:
-        from pynwb.file import Subject
-
-        s = srcfile.subject
-        nwbfile.subject = Subject(
-            subject_id=s.subject_id, species=s.species, sex=s.sex, age=s.age, description=s.description
-        )
+    nwbfile, where = _session_file(src)
     groups = _copy_probe(srcfile, nwbfile)
     _copy_electrodes(srcfile, nwbfile, groups)
 
@@ -245,6 +255,9 @@ def derived_nwbfile(
         ),
     ]
     rows = np.asarray(unit_rows, dtype=np.int64)
+    with src.guard("reading the source's Units columns"):
+        cols += source_unit_columns(src.h5, units_path, rows)  # unit_name, cluster_id, metrics...
+        resolution = source_resolution(src.h5, units_path)
     region = _units_electrodes(src.h5, rows, nwbfile, units_path)
     if region is not None:
         el = DynamicTableRegion(
@@ -265,7 +278,7 @@ def derived_nwbfile(
                 data=_peak_electrodes(src, rows, units_path, waveforms, peak_electrodes),
             )
         )
-    kwargs = {}
+    kwargs = {} if resolution is None else {"resolution": resolution}
     if waveforms is not None:
         cols.append(
             VectorData(
@@ -275,7 +288,8 @@ def derived_nwbfile(
             )
         )
         if waveform_rate_hz:
-            kwargs = {"waveform_rate": float(waveform_rate_hz), "resolution": 1.0 / waveform_rate_hz}
+            kwargs["waveform_rate"] = float(waveform_rate_hz)
+            kwargs.setdefault("resolution", 1.0 / waveform_rate_hz)  # the source states none
     nwbfile.units = Units(
         name="units",
         description=f"units of the source ({where}, /{units_path}) that the cell-type annotations refer to",
