@@ -313,7 +313,7 @@ def read_predictions(path: str | os.PathLike):
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool, *, inputs=(), option: str = "--out") -> None:
-    """Refuse, before any work, an output that is one of ``inputs`` or inside an input folder
+    """Refuse, before any work, an output that is one of ``inputs`` or a file of an input folder
     (:func:`check_not_input`, even with ``overwrite``), that exists (without ``overwrite``) or whose
     folder does not."""
     path = Path(path)
@@ -327,9 +327,11 @@ def check_output_path(path: str | os.PathLike, overwrite: bool, *, inputs=(), op
 def check_not_input(out: str | os.PathLike, inputs, *, option: str = "--out") -> None:
     """Refuse (:class:`~nwb_celltype.errors.OutputError`, whatever ``--overwrite`` says) an output
     that would replace what the command reads: one of ``inputs`` (paths; None entries and paths that
-    do not exist are skipped) itself, through a symlink or as a hard link of it, or a path inside an
-    input folder (a folder of feature tables, a saved SpikeInterface object, a model bundle), or the
-    same file as one in it (a hard link, or the target of a symlink in it)."""
+    do not exist are skipped) itself, through a symlink or as a hard link of it, or an existing file
+    inside an input folder (a folder of feature tables, a saved SpikeInterface object, a model
+    bundle), or the same file as one in it (a hard link, or the target of a symlink in it). A new
+    file inside an input folder (``predict hull --out hull/predictions.tsv``) replaces nothing and is
+    written."""
     out = Path(out)
     real = Path(os.path.realpath(out))  # follows every symlink, the last component's too
     for src in inputs:
@@ -344,10 +346,10 @@ def check_not_input(out: str | os.PathLike, inputs, *, option: str = "--out") ->
             inside = any(
                 parent == Path(os.path.realpath(src)) or _samefile(parent, src) for parent in real.parents
             )
-            if inside or _same_as_file_in(out, src):
+            if (inside and os.path.lexists(out)) or _same_as_file_in(out, src):
                 raise OutputError(
-                    f"{option} {out} is inside the input folder {src}, which this command reads; write the "
-                    "output outside it."
+                    f"{option} {out} is a file of the input folder {src}, which this command reads; write "
+                    "the output to a new file."
                 )
 
 

@@ -141,7 +141,7 @@ def test_predict_refuses_its_features_file(made, tmp_path, how):
     assert _digest(feats) == before
 
 
-@pytest.mark.parametrize("where", ["table", "new_file", "link_to_table", "link_target"])
+@pytest.mark.parametrize("where", ["table", "link_to_table", "link_target"])
 def test_predict_refuses_a_file_of_its_table_folder(made, tmp_path, where):
     tables = tmp_path / "h"
     shutil.copytree(made["tables"], tables)
@@ -153,7 +153,6 @@ def test_predict_refuses_a_file_of_its_table_folder(made, tmp_path, where):
     outside_before = _digest(outside) if outside.exists() else None
     out = {
         "table": tables / "labels.csv",
-        "new_file": tables / "predictions.tsv",
         "link_to_table": tmp_path / "p.tsv",
         "link_target": outside,
     }[where]
@@ -164,10 +163,24 @@ def test_predict_refuses_a_file_of_its_table_folder(made, tmp_path, where):
     assert "input folder" in res.output, res.output
     assert len(res.output.strip().splitlines()) == 1
     assert _folder_digest(tables) == before
-    assert not (tables / "predictions.tsv").exists()
     if outside_before is not None:
         assert _digest(outside) == outside_before
     res = _run("predict", tables, "--out", tmp_path / "ok.tsv", "-q")  # the folder still reads
+    assert res.exit_code == 0, res.output
+
+
+def test_predict_writes_a_new_file_inside_its_table_folder(made, tmp_path):
+    """A new file beside the tables replaces nothing the command reads: it is written, and the
+    folder still reads as before."""
+    tables = tmp_path / "h"
+    shutil.copytree(made["tables"], tables)
+    before = _folder_digest(tables)
+    res = _run("predict", tables, "--out", tables / "predictions.tsv", "-q")
+    assert res.exit_code == 0, res.output
+    assert (tables / "predictions.tsv").exists()
+    (tables / "predictions.tsv").rename(tmp_path / "moved.tsv")
+    assert _folder_digest(tables) == before
+    res = _run("predict", tables, "--out", tmp_path / "ok.tsv", "-q")
     assert res.exit_code == 0, res.output
 
 
