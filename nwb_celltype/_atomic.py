@@ -45,14 +45,20 @@ OLD_FOLDER_TAG = "old.dir"
 
 
 class Interrupted(SystemExit):
-    """A cleanup signal arrived during a write; exit status 128 + the signal number."""
+    """A cleanup signal arrived during a write; exit status 128 + the signal number. ``written``:
+    the output whose write was already complete (renamed into place) when the signal arrived, which
+    then stays (None: nothing was written)."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, written: str | os.PathLike | None = None) -> None:
         super().__init__(128 + signum)
         self.signum = signum
+        self.written = None if written is None else Path(written)
 
     def __str__(self) -> str:
-        return f"interrupted by {signal.Signals(self.signum).name}; nothing was written"
+        name = signal.Signals(self.signum).name
+        if self.written is not None:
+            return f"interrupted by {name} after {self.written} was written in full; the run stopped there"
+        return f"interrupted by {name}; nothing was written"
 
 
 def temp_path(final: Path, tag: str = "tmp.nwb") -> Path:
@@ -130,7 +136,7 @@ def as_output_error(exc: BaseException, final: Path | None) -> BaseException:
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, Interrupted):
-            return Interrupted(cause.signum)
+            return Interrupted(cause.signum, cause.written)
         if isinstance(cause, KeyboardInterrupt):
             return Interrupted(signal.SIGINT)
         cause = cause.__cause__ or cause.__context__
@@ -363,6 +369,89 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def keep_mode(path: Path, like: str | os.PathLike) -> None:
+    """Give ``path`` (a finished temporary file) the permission bits of ``like``, the file it
+    replaces: a user who restricted a file (0600, read-only 0444) does not find it widened. The
+    set-user-ID and set-group-ID bits are dropped, as the kernel drops them when another user writes
+    a file. A ``like`` that does not exist: a new file's bits (0666 minus the umask)."""
+    from ._files import give_mode
+
+    try:
+        mode = stat.S_IMODE(os.stat(like).st_mode)
+    except FileNotFoundError:
+        give_mode(path)
+        return
+    os.chmod(path, mode & ~(stat.S_ISUID | stat.S_ISGID))
+
+
+class _Commit:
+    """The end of a write, from just before its commit rename: cleanup signals are recorded, not acted
+    on (:meth:`hold`), until the write's last steps (directory fsync, lock release, handlers put back)
+    are done, so that none is reported as "nothing was written" once the output is in place."""
+
+    def __init__(self) -> None:
+        self.held: list[int] = []
+        self.committed = False
+        self._replaced: dict[int, object] = {}
+
+        def record(signum, frame):
+            self.held.append(signum)
+
+        self._record = record
+
+    def hold(self) -> None:
+        """Record cleanup signals from now on (a no-op outside the main thread)."""
+        if self._replaced or threading.current_thread() is not threading.main_thread():
+            return
+        for sig in CLEANUP_SIGNALS:
+            with contextlib.suppress(OSError, ValueError):
+                self._replaced[sig] = signal.signal(sig, self._record)
+
+    def release(self) -> None:
+        """Put back the handlers :meth:`hold` replaced, where nobody has set others since (an outermost
+        :func:`cleanup_on_signals` has already put back the ones from before the write)."""
+        for sig, handler in self._replaced.items():
+            with contextlib.suppress(OSError, ValueError):
+                if signal.getsignal(sig) is self._record:
+                    signal.signal(sig, handler)
+        self._replaced.clear()
+
+
+@contextlib.contextmanager
+def _committing(final: Path) -> Iterator[_Commit]:
+    """Around a whole write (outside its lock and signal handlers): call ``hold()`` on the yielded
+    :class:`_Commit` just before the commit rename and set ``committed`` just after it. A cleanup
+    signal held meanwhile is raised when the write's last step is done: as :class:`Interrupted`
+    naming the written output once it is committed, as a plain :class:`Interrupted` (nothing was
+    written) when the commit failed. Once committed, an interruption is reported as after the write,
+    and a failure of a last step (not part of the output) is logged, not raised."""
+    commit = _Commit()
+    # a file written into a folder that atomic_folder is building is not written until that folder is
+    # swapped in: a signal after its rename stops the build, and the folder says what was written
+    built = any((m := _TEMP.match(p.name)) and m["tag"] == FOLDER_TAG for p in final.parents)
+    written = None if built else final
+    try:
+        yield commit
+    except BaseException as exc:
+        commit.release()
+        interruption = isinstance(exc, (Interrupted, KeyboardInterrupt))
+        if commit.committed:
+            if interruption or commit.held:
+                signum = exc.signum if isinstance(exc, Interrupted) else (commit.held or [signal.SIGINT])[0]
+                raise Interrupted(signum, written) from exc
+            if not isinstance(exc, Exception):
+                raise
+            logger.warning("wrote %s, but a step after it failed: %s", final, exc)
+            return
+        if commit.held and not interruption:
+            raise Interrupted(commit.held[0]) from exc
+        raise
+    else:
+        commit.release()
+        if commit.held:
+            raise Interrupted(commit.held[0], written)
+
+
 @contextlib.contextmanager
 def atomic_write(
     final: str | os.PathLike,
@@ -374,7 +463,9 @@ def atomic_write(
 ) -> Iterator[Path]:
     """Yield a pid-stamped temporary path beside ``final``; when the block succeeds it is fsynced
     and renamed onto ``final``. On any failure, signal (see :func:`cleanup_on_signals`) or full disk
-    ``final`` is untouched and the temporary file is removed.
+    ``final`` is untouched and the temporary file is removed. A signal that arrives from the rename
+    on is acted on once the write's last steps are done, as :class:`Interrupted` naming ``final``
+    (which is then complete).
 
     Parameters
     ----------
@@ -384,17 +475,16 @@ def atomic_write(
         Replace an existing ``final``. Without it the rename is an exclusive step (``link``): if
         ``final`` appeared meanwhile, :class:`~nwb_celltype.errors.AnnotationExistsError`.
     keep_mode_of : path, optional
-        Give the result this file's permission bits (in place: the input's own); otherwise a new
-        file's (0666 minus the umask).
+        Give the result this file's permission bits (:func:`keep_mode`). Default: those of the
+        ``final`` it replaces (a replaced file keeps its mode), and a new file's (0666 minus the
+        umask) when ``final`` does not exist.
     lock : bool
         Hold :func:`target_lock` on ``final`` for the whole block (concurrent runs serialise).
     tag : str
         The temporary file's last name part (lower-case letters and dots; :func:`temp_path`).
     """
-    from ._files import give_mode
-
     final = write_target(Path(final))
-    with _write_guards(final, lock=lock):
+    with _committing(final) as commit, _write_guards(final, lock=lock):
         if not replace and final.exists():
             raise AnnotationExistsError(f"{final} exists; pass --overwrite (overwrite=True) to replace it")
         tmp = temp_path(final, tag)
@@ -402,8 +492,9 @@ def atomic_write(
             yield tmp
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
-            give_mode(tmp, keep_mode_of)
+            keep_mode(tmp, final if keep_mode_of is None else keep_mode_of)
             raise_if_interrupted()
+            commit.hold()  # from here on a signal cannot cut the commit from its report
             if replace:
                 os.replace(tmp, final)
             else:
@@ -414,8 +505,11 @@ def atomic_write(
                         f"{final} was created by another run meanwhile; pass --overwrite (overwrite=True) "
                         "to replace it"
                     ) from None
+            commit.committed = True
+        if not replace:
+            with contextlib.suppress(OSError):
                 tmp.unlink()
-            _fsync_dir(final.parent)
+        _fsync_dir(final.parent)
 
 
 @contextlib.contextmanager

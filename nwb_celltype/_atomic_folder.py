@@ -21,11 +21,13 @@ from ._atomic import (
     FOLDER_TAG,
     OLD_FOLDER_TAG,
     Interrupted,
+    _committing,
     _fsync_dir,
     _undone_on_failure,
     _write_guards,
     as_output_error,
     cleanup_on_signals,
+    keep_mode,
     raise_if_interrupted,
     temp_path,
 )
@@ -101,24 +103,6 @@ def check_folder(
     return modes
 
 
-@contextlib.contextmanager
-def _signals_held(held: list[int]) -> Iterator[None]:
-    """Record the cleanup signals that arrive during the block in ``held`` instead of acting on them
-    (a swap's two renames must not be cut in two). A no-op outside the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = {}
-    for sig in CLEANUP_SIGNALS:
-        with contextlib.suppress(OSError, ValueError):
-            old[sig] = signal.signal(sig, lambda signum, frame: held.append(signum))
-    try:
-        yield
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-
-
 #: Open :func:`cleanup_scope` blocks; the depth of the one a cleanup began in (0: none begun);
 #: the cleanup signals recorded (not acted on) since, and the handlers that recording replaced.
 _SCOPES: list[bool] = []
@@ -165,7 +149,9 @@ def cleanup_scope() -> Iterator[None]:
     cleanup on to the enclosing one (an export removes more after its folder's own cleanup). A
     cleanup signal recorded meanwhile is acted on when the cleanup ends, as
     :class:`~._atomic.Interrupted`, unless the block already ends in an interruption (the run is
-    stopping; the first signal's exit status is kept)."""
+    stopping; the first signal's exit status is kept). A caller that begins a cleanup when an
+    :class:`~._atomic.Interrupted` names an output as written (a signal held through a swap) takes
+    that output back out: the interruption then leaves the scope as "nothing was written"."""
     _SCOPES.append(True)
     depth = len(_SCOPES)
     try:
@@ -178,6 +164,8 @@ def cleanup_scope() -> Iterator[None]:
         late = _end_cleanup() if ours else []
         if late and not isinstance(exc, (Interrupted, KeyboardInterrupt)):
             raise Interrupted(late[0]) from exc
+        if ours and isinstance(exc, Interrupted) and exc.written is not None:
+            raise Interrupted(exc.signum) from exc  # the cleanup took the written output back out
         raise
     else:
         late = _end_cleanup() if _BEGUN_AT[0] >= depth else []  # the block caught the failure
@@ -185,6 +173,19 @@ def cleanup_scope() -> Iterator[None]:
             raise Interrupted(late[0])
     finally:
         _SCOPES.pop()
+
+
+def _keep_file_modes(new: Path, old: Path) -> None:
+    """Give each regular file in the folder ``new`` the permission bits of the regular file at the same
+    place in ``old``, the folder it replaces (:func:`~._atomic.keep_mode`); files new to the output
+    keep a new file's."""
+    for folder, _dirs, files in os.walk(new):
+        rel = Path(folder).relative_to(new)
+        for name in files:
+            path, was = Path(folder) / name, old / rel / name
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISREG(os.lstat(path).st_mode) and stat.S_ISREG(os.lstat(was).st_mode):
+                    keep_mode(path, was)
 
 
 def remove_folder(path: Path) -> None:
@@ -219,21 +220,23 @@ def atomic_folder(
     what : str
         What the folder holds, for the error naming a user's files ("a report").
 
-    The new folder and its sub-folders get the permission bits of the older ones (a new folder gets
-    a new folder's: 0777 minus the umask). :func:`target_lock` on ``final`` is held for the whole
-    block; the cleanup signals that arrive during the swap itself are acted on once it is complete,
-    and those that arrive while a failed build is removed once that is complete (:func:`cleanup_scope`).
+    The new folder, its sub-folders and the files it replaces get the permission bits of the older
+    ones (a new folder gets a new folder's: 0777 minus the umask; a new file a new file's).
+    :func:`target_lock` on ``final`` is held for the whole block; the cleanup signals that arrive
+    from the swap on are acted on once the write's last steps are done, as
+    :class:`~._atomic.Interrupted` naming ``final`` (which is then complete), and those that arrive
+    while a failed build is removed once that is complete (:func:`cleanup_scope`).
     A shell whose working folder was the older ``final`` is left in the removed folder (``cd`` back
     into it)."""
     final = Path(os.path.realpath(final))
     owned = tuple(owned)
-    held: list[int] = []
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise as_output_error(exc, final) from exc
-    # the scope is outside the lock: its release is part of a cleanup that a signal must not cut
-    with cleanup_on_signals(), cleanup_scope(), _write_guards(final):
+    # the scope is outside the lock: its release is part of a cleanup that a signal must not cut;
+    # signals from the swap on are held until all of it is done (_committing)
+    with _committing(final) as commit, cleanup_on_signals(), cleanup_scope(), _write_guards(final):
         check_folder(final, replace=replace, owned=owned, what=what)
         tmp = temp_path(final, FOLDER_TAG)
         aside = None
@@ -245,24 +248,24 @@ def atomic_folder(
                 for rel, mode in sorted(modes.items(), reverse=True):
                     if (tmp / rel).is_dir() and not (tmp / rel).is_symlink():
                         os.chmod(tmp / rel, mode)
+                if modes:
+                    _keep_file_modes(tmp, final)
                 _fsync_dir(tmp)
                 raise_if_interrupted()
-                with _signals_held(held):
-                    if os.path.lexists(final):
-                        older = temp_path(final, OLD_FOLDER_TAG)
-                        os.rename(final, older)
-                        try:
-                            os.rename(tmp, final)
-                        except BaseException:
-                            os.rename(older, final)  # if this fails too, a later run renames it back
-                            raise
-                        aside = older
-                    else:
+                commit.hold()  # the swap's two renames must not be cut in two, nor cut from its report
+                if os.path.lexists(final):
+                    older = temp_path(final, OLD_FOLDER_TAG)
+                    os.rename(final, older)
+                    try:
                         os.rename(tmp, final)
-                _fsync_dir(final.parent)
+                    except BaseException:
+                        os.rename(older, final)  # if this fails too, a later run renames it back
+                        raise
+                    aside = older
+                else:
+                    os.rename(tmp, final)
+                commit.committed = True
         finally:
             if aside is not None:
-                with _signals_held(held):  # the swap's last step, acted on like the swap
-                    shutil.rmtree(aside, ignore_errors=True)
-    for sig in held:  # arrived during the swap: acted on now, with the caller's handlers
-        signal.raise_signal(sig)
+                shutil.rmtree(aside, ignore_errors=True)  # the swap's last step (signals held)
+        _fsync_dir(final.parent)

@@ -15,14 +15,15 @@ log = logging.getLogger(__name__)
 
 
 def _model_family(model: str) -> tuple[str, dict]:
-    """Family and feature configuration a bundle declares, read from its card (no torch import)."""
+    """Family and feature configuration a bundle declares, read from its card (no torch import).
+    A path that is not a bundle, or a card that is not one, gets the error ``predict --model`` gives."""
     from ..errors import ModelError
+    from ..model.bundle import CARD_FILE, _bundle_dir, _read_card
 
-    card_path = Path(model) / "model_card.json" if Path(model).is_dir() else Path(model)
+    card = _read_card(_bundle_dir(model) / CARD_FILE)
     try:
-        card = json.loads(card_path.read_text())
         return str(card.get("feature_family", "c4-3d")), dict(card["feature_config"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelError(f"cannot read the feature family of model {model}: {exc}") from exc
 
 

@@ -210,17 +210,41 @@ def validate_cmd(manifest, min_spikes, no_waveforms_needed, check_features, fami
         raise SystemExit(1)
 
 
+def _refuse_input_as_figure(figure: str, manifest_path: str, manifest) -> None:
+    """Refuse a --figure that is, or resolves to (a symbolic link), the manifest or a local file it
+    lists, or lies in a table folder it lists: writing the figure would destroy an input."""
+    from ..errors import OutputError
+
+    target = Path(figure).resolve()
+    inputs = [(Path(manifest_path).resolve(), f"the manifest {manifest_path}", False)]
+    for e in manifest.entries:
+        if e.local_path is not None:
+            where = Path(e.source(manifest.root)).resolve()
+            inputs.append((where, f"{e.identity()}, listed in {manifest_path}", e.is_tables))
+    for where, what, is_folder in inputs:
+        if target == where or (is_folder and target.is_relative_to(where)):
+            inside = "inside " if target != where else ""
+            raise OutputError(
+                f"--figure {figure} is {inside}{what}, an input of this command; writing the figure "
+                "there would destroy it. Name another file."
+            )
+
+
 @library.command("stats")
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
 @click.option("--figure", type=click.Path(dir_okay=False), help="Save a PNG figure here.")
 @click.option("--json", "as_json", is_flag=True, help="Print counts as JSON instead of tables.")
-def stats_cmd(manifest, figure, as_json):
+@overwrite_option("the --figure file")
+def stats_cmd(manifest, figure, as_json, overwrite):
     """Labelled units per class, evidence, lab, species and library."""
-    from ..library import library_stats
+    from ..library import library_stats, load_manifest
     from ..library.stats import STAT_KEYS, check_figure_path
 
-    if figure:
-        check_figure_path(figure)  # before anything is read or printed
+    manifest_path, manifest = manifest, load_manifest(manifest)
+    if figure:  # before anything is read or printed
+        check_figure_path(figure)
+        _refuse_input_as_figure(figure, manifest_path, manifest)
+        refuse_existing(figure, overwrite)
     st = library_stats(manifest)
     if as_json:
         from ._common import print_json
