@@ -169,20 +169,9 @@ def _key(value):
     return int(f) if f.is_integer() else text
 
 
-def _finish_table(
-    unit_ids: list[int],
-    raw_labels: list[str],
-    rows: list[str],
-    evidence_rows: dict[str, list[str]],
-    *,
-    mapping: dict[str, str],
-    defaults: dict[str, str],
-    key_column: str | None = None,
-) -> LabelTable:
-    """Map labels, apply defaults, check vocabulary / evidence / duplicates, drop identical repeats.
-
-    ``defaults`` are the keyword (command-line option) values: a bad one is reported once, as the
-    option's value, not once per row that uses it."""
+def _checked_defaults(defaults: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The option defaults with ``labelled_at`` as ISO 8601, and the problems of a bad
+    ``evidence_type`` / ``labelled_at`` option value (each named once, as the option's value)."""
     problems = []
     defaults = dict(defaults)
     opt_type = defaults.get("evidence_type", "")
@@ -201,8 +190,16 @@ def _finish_table(
             )
         else:
             defaults["labelled_at"] = iso
+    return defaults, problems
+
+
+def _mapped_labels(
+    raw_labels: list[str], rows: list[str], mapping: dict[str, str]
+) -> tuple[list[str], list[int], list[str]]:
+    """The file's labels in our vocabulary: (labels, the row index of each, problems). Rows mapped
+    (or left) empty are not labelled; labels outside the vocabulary are a problem naming their rows."""
     labels, keep = [], []
-    unknown = []
+    unknown, problems = [], []
     for i, raw in enumerate(raw_labels):
         lab = mapping.get(raw, raw)
         if lab == "":
@@ -217,6 +214,15 @@ def _finish_table(
             f"unknown labels in rows {_rows_msg(unknown)}; expected one of {list(LABEL_VOCABULARY)}. "
             "Map the file's vocabulary to ours with --map FILE_LABEL=OUR_LABEL (e.g. 'PC=PkC_ss')"
         )
+    return labels, keep, problems
+
+
+def _row_evidence(
+    keep: list[int], rows: list[str], evidence_rows: dict[str, list[str]], defaults: dict[str, str]
+) -> tuple[dict[str, list[str]], list[str]]:
+    """The evidence of each kept row (its own value, else the option default; ``labelled_at`` as
+    ISO 8601) and its problems: evidence type missing or unknown, no labeller, dates not ISO 8601."""
+    problems = []
     ev: dict[str, list[str]] = {}
     for f in EVIDENCE_FIELDS:
         col = evidence_rows.get(f)
@@ -253,10 +259,12 @@ def _finish_table(
             f"labelled_at values in rows {_rows_msg(bad_at)} are not ISO 8601 dates or date-times "
             f"({_ISO_EXAMPLE})"
         )
-    if problems:
-        # every problem at once, so that one corrected command runs
-        raise LibraryError(f"{len(problems)} problem(s): " + "; ".join(problems) + ".")
-    # duplicates: identical repeats collapse, conflicting ones are an error naming both rows
+    return ev, problems
+
+
+def _without_repeats(unit_ids: list, labels: list[str], rows: list[str], keep: list[int]) -> list[int]:
+    """Positions (into ``keep``) of the first label of each unit: identical repeats collapse,
+    conflicting ones are an error naming both rows."""
     first: dict = {}
     conflicts, drop = [], set()
     for j, i in enumerate(keep):
@@ -276,7 +284,31 @@ def _finish_table(
             f"conflicting duplicate labels: {'; '.join(conflicts[:_MAX_ROWS_IN_MESSAGE])}. "
             "Keep one label per unit."
         )
-    sel = [j for j in range(len(keep)) if j not in drop]
+    return [j for j in range(len(keep)) if j not in drop]
+
+
+def _finish_table(
+    unit_ids: list[int],
+    raw_labels: list[str],
+    rows: list[str],
+    evidence_rows: dict[str, list[str]],
+    *,
+    mapping: dict[str, str],
+    defaults: dict[str, str],
+    key_column: str | None = None,
+) -> LabelTable:
+    """Map labels, apply defaults, check vocabulary / evidence / duplicates, drop identical repeats.
+
+    ``defaults`` are the keyword (command-line option) values: a bad one is reported once, as the
+    option's value, not once per row that uses it."""
+    defaults, problems = _checked_defaults(defaults)
+    labels, keep, label_problems = _mapped_labels(raw_labels, rows, mapping)
+    ev, evidence_problems = _row_evidence(keep, rows, evidence_rows, defaults)
+    problems += label_problems + evidence_problems
+    if problems:
+        # every problem at once, so that one corrected command runs
+        raise LibraryError(f"{len(problems)} problem(s): " + "; ".join(problems) + ".")
+    sel = _without_repeats(unit_ids, labels, rows, keep)
     keys = [unit_ids[keep[j]] for j in sel]
     all_int = all(isinstance(k, int) for k in keys)
     return LabelTable(

@@ -24,6 +24,7 @@ from ._annotations import (
     units_of,
 )
 from ._hashing import cached_sha256, sha256_file
+from ._table_neurons import describe_repeated, repeated_neurons, table_neurons  # also imported from here
 from .manifest import LibraryEntry, Manifest, identify_manifest, is_manifest_path, load_manifest
 
 logger = logging.getLogger(__name__)
@@ -242,72 +243,6 @@ def _tables_entry(entry: LibraryEntry, source: str, config, where: str):
     return fs, table_training_labels(fs), fs.meta["sha256"]
 
 
-def _row_digest(*parts) -> str:
-    import hashlib
-
-    h = hashlib.sha1()
-    for a in parts:
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
-
-
-def table_neurons(fs) -> tuple[str, dict[str, list[tuple[str, str]]]]:
-    """(dataset, {neuron_id: fingerprints}) of a table folder's feature set: the dataset is its
-    dataset.json ``lab`` (else ``name``), the neuron ids those of its ``units.csv``, and a row's
-    fingerprints digests of its content as the features read it: ``("discharge", ...)`` of its ACG
-    and ISI counts where it has them, ``("waveform", ...)`` of its aligned waveform where it has one.
-
-    Two folders hold the same neuron when they give the same dataset and neuron id *and* a
-    fingerprint in common (the same ACG and ISI counts, or the same waveform): a folder re-exported
-    or relabelled, or a copy with a few cells changed. Folders of one lab that reuse ids for other
-    neurons (one folder per session numbering its units 1, 2, ..., or a sorter's cluster ids) hold
-    different data and are not the same neurons. Ids made up from the row position (a folder without
-    ``neuron_id``s) and folders naming neither lab nor name identify no neuron: ``{}``; rows with
-    neither discharge nor waveform have no fingerprint and are left out."""
-    meta = getattr(fs, "meta", None) or {}
-    dataset = str(meta.get("lab") or meta.get("name") or "")
-    ids = [str(x) for x in meta.get("neuron_ids", [])]
-    folder = Path(str(meta.get("folder", ""))).name
-    if not dataset or ids == [f"{folder}_{i}" for i in range(len(ids))]:
-        return dataset, {}
-    out: dict[str, list[tuple[str, str]]] = {}
-    for i, n in enumerate(ids):
-        prints = []
-        if fs.has_discharge[i]:
-            prints.append(("discharge", _row_digest(fs.acg_counts[i], fs.isi_counts[i])))
-        if fs.has_waveform[i]:
-            prints.append(("waveform", _row_digest(fs.waveform[i])))
-        if prints:
-            out[n] = prints
-    return dataset, out
-
-
-def repeated_neurons(
-    dataset: str, neurons: dict[str, list[tuple[str, str]]], seen: dict, where: str
-) -> tuple[str, list[str]]:
-    """The neurons of a table folder (:func:`table_neurons`) already listed by an earlier folder:
-    (that folder, their ids); ``("", [])`` when none. ``seen`` maps (dataset, neuron id, fingerprint)
-    to the folder that listed it first, and is updated."""
-    first, repeated = "", []
-    for n, prints in neurons.items():
-        prev = [seen.setdefault((dataset, n, p), where) for p in prints]
-        other = next((f for f in prev if f != where), None)
-        if other is not None:
-            first = first or other
-            repeated.append(n)
-    return first, repeated
-
-
-def describe_repeated(dataset: str, first: str, ids: list[str]) -> str:
-    """One sentence naming neurons that two table folders both list."""
-    shown = ", ".join(ids[:3]) + (f", ... ({len(ids)} in all)" if len(ids) > 3 else "")
-    return (
-        f"{len(ids)} neuron(s) of {dataset!r} ({shown}) are also in {first}, with the same neuron_id and "
-        "the same ACG/ISI counts or waveform: the same neurons listed twice count twice and can sit on "
-        "both sides of the cross-validation"
-    )
-
-
 def _entry_sha(entry: LibraryEntry, source: str, memo_dir: Path) -> str | None:
     if entry.is_local:
         p = Path(source)
@@ -386,6 +321,170 @@ def _nwb_entry(entry: LibraryEntry, source: str, where: str, annotation, config,
     return fs, labels, sha
 
 
+def _source_entry(source: str) -> LibraryEntry:
+    """The library entry of one NWB source given by itself: a URL or DANDI id, else a local path."""
+    if source.startswith(("http://", "https://", "dandi://")) or source.upper().startswith("DANDI:"):
+        return LibraryEntry(url=source, library="sources")
+    return LibraryEntry(path=str(Path(source).resolve()), library="sources")
+
+
+def _sources_manifest(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> Manifest:
+    """A manifest named ``sources`` of NWB paths / URLs / DANDI ids; a manifest among them is an
+    error (a manifest is given alone)."""
+    srcs = [sources] if isinstance(sources, (str, os.PathLike)) else sources
+    manifests = [str(s) for s in srcs if is_manifest_path(s)]
+    if manifests:
+        raise LibraryError(
+            f"{', '.join(manifests)}: a manifest is given alone; give one manifest (merge several with "
+            "`nwb-celltype library merge`) or NWB files, not both."
+        )
+    return Manifest(name="sources", entries=[_source_entry(str(s)) for s in srcs])
+
+
+def _resolve_library(sources_or_manifest) -> tuple[Manifest, dict | None]:
+    """The manifest to load (given, read from a manifest file, or made of sources) and, when read
+    from a file, what a model card records of that file; a library listing no files is an error."""
+    manifest_id = None
+    if isinstance(sources_or_manifest, Manifest):
+        manifest = sources_or_manifest
+    elif isinstance(sources_or_manifest, (str, os.PathLike)) and is_manifest_path(sources_or_manifest):
+        manifest = load_manifest(sources_or_manifest)
+        manifest_id = identify_manifest(sources_or_manifest)  # what a model card records of it
+    else:
+        manifest = _sources_manifest(sources_or_manifest)
+    if not manifest.entries:
+        raise LibraryError(f"library {manifest.name!r} lists no files.")
+    return manifest, manifest_id
+
+
+@dataclass
+class _EntryData:
+    """One library entry as loaded: its features, labels (as cached), content hash, the fields its
+    reference adds (``extra``) and the tables' neuron id of each unit (``""`` for NWB units)."""
+
+    where: str
+    fs: object
+    labels: dict
+    sha: str | None
+    extra: dict
+    names: list[str]
+
+
+def _table_extra(fs) -> dict:
+    """The reference fields of a feature-table folder, from its dataset.json."""
+    extra = {"kind": "feature tables"}
+    extra.update({f: str(fs.meta[f]) for f in ("name", "lab", "species") if f in fs.meta})
+    if "source" in fs.meta:  # dataset.json's text; "source" stays the folder, as for files
+        extra["dataset_source"] = str(fs.meta["source"])
+    return extra
+
+
+def _nwb_extra(entry: LibraryEntry, fs, labels: dict) -> dict:
+    """The reference fields of an NWB entry: species, lab and, for DANDI assets, where it is."""
+    species = (getattr(fs, "meta", None) or {}).get("species")
+    extra = {"species": str(species)} if species else {}
+    if labels.get("lab"):  # files of one lab are balanced as one lab, not one lab each
+        extra["lab"] = labels["lab"]
+    if entry.dandiset:
+        extra.update({"dandiset": entry.dandiset, "version": entry.version or "draft"})
+        extra["asset_path"] = entry.asset_path
+    return extra
+
+
+def _warn_expert_only(where: str, labels: dict) -> None:
+    """Say that a file's only labels are expert tables, which training does not read."""
+    if labels.get("expert_tables"):
+        logger.warning(
+            "%s: no ground-truth table, only expert table(s) %s, whose labels are not used; %s",
+            where,
+            ", ".join(map(repr, labels["expert_tables"])),
+            RELABEL_EXPERT,
+        )
+
+
+def _load_entry(
+    entry: LibraryEntry, root, config, cache: Path, annotation_name: str | None, layer_column
+) -> _EntryData:
+    """Features, labels and reference fields of one entry: a feature-table folder or an NWB file."""
+    source = entry.source(root)
+    where = entry.identity()
+    annotation = annotation_name if annotation_name is not None else entry.annotation
+    if entry.is_tables:
+        fs, labels, sha = _tables_entry(entry, source, config, where)
+        names = [str(x) for x in fs.meta["neuron_ids"]]
+        return _EntryData(where, fs, labels, sha, _table_extra(fs), names)
+    fs, labels, sha = _nwb_entry(entry, source, where, annotation, config, cache, layer_column)
+    _warn_expert_only(where, labels)
+    return _EntryData(where, fs, labels, sha, _nwb_extra(entry, fs, labels), [""] * len(fs))
+
+
+def _check_not_repeated(entry: LibraryEntry, data: _EntryData, seen: dict, seen_neurons: dict) -> None:
+    """An entry whose content (or, for table folders, whose neurons) an earlier entry has is an error.
+    ``seen`` (content hash -> entry) and ``seen_neurons`` (see :func:`repeated_neurons`) are updated."""
+    where, sha = data.where, data.sha
+    if sha and sha in seen:
+        raise LibraryError(
+            f"{where} has the same content as {seen[sha]} (sha256 {sha[:12]}...): a file listed twice "
+            "would put its units on both sides of the cross-validation and count them twice. Remove "
+            "one of them (`nwb-celltype library validate` lists every such problem)."
+        )
+    if sha:
+        seen[sha] = where
+    if entry.is_tables:
+        dataset, neurons = table_neurons(data.fs)
+        first, repeated = repeated_neurons(dataset, neurons, seen_neurons, where)
+        if repeated:
+            raise LibraryError(
+                f"{where}: {describe_repeated(dataset, first, repeated)}. Remove one of the folders "
+                "(`nwb-celltype library validate` lists every such problem)."
+            )
+
+
+class _Collector:
+    """The entries' features, labels, evidence, references and neuron ids, entry by entry, joined
+    into one :class:`TrainingSet` at the end."""
+
+    def __init__(self) -> None:
+        self.sets, self.labels, self.refs, self.file_index, self.neuron_ids = [], [], [], [], []
+        self.evidence: dict[str, list] = {f: [] for f in (*EVIDENCE_FIELDS, "annotation")}
+
+    def add(self, k: int, entry: LibraryEntry, data: _EntryData) -> None:
+        """Append entry number ``k`` of the manifest."""
+        fs, labels = data.fs, data.labels
+        lab = np.asarray(labels["labels"], dtype=object)
+        self.sets.append(fs)
+        self.labels.append(lab)
+        for f in self.evidence:
+            self.evidence[f].extend(labels["evidence"][f])
+        self.file_index.append(np.full(len(fs), k, dtype=np.int64))
+        self.neuron_ids += data.names
+        self.refs.append(
+            {
+                "source": data.where,
+                "sha256": data.sha or "",
+                "library": entry.library,
+                "annotation_tables": labels["tables"],
+                "n_units": len(fs),
+                "n_labelled": int((lab != "").sum()),
+                **data.extra,
+            }
+        )
+
+    def training_set(self, config, manifest_id: dict | None) -> TrainingSet:
+        """All entries added so far as one training set."""
+        from ..features.families import family_of
+
+        return TrainingSet(
+            features=family_of(config).concatenate(self.sets),
+            labels=np.concatenate(self.labels),
+            references=self.refs,
+            file_index=np.concatenate(self.file_index),
+            evidence={f: np.asarray(v, dtype=object) for f, v in self.evidence.items()},
+            neuron_ids=np.asarray(self.neuron_ids, dtype=object),
+            manifest=manifest_id,
+        )
+
+
 def load_training_set(
     sources_or_manifest: str | os.PathLike | Manifest | Sequence[str | os.PathLike],
     *,
@@ -421,116 +520,17 @@ def load_training_set(
     """
     config = config or FeatureConfig()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    manifest_id = None
-    if isinstance(sources_or_manifest, Manifest):
-        manifest = sources_or_manifest
-    elif isinstance(sources_or_manifest, (str, os.PathLike)) and is_manifest_path(sources_or_manifest):
-        manifest = load_manifest(sources_or_manifest)
-        manifest_id = identify_manifest(sources_or_manifest)  # what a model card records of it
-    else:
-        srcs = (
-            [sources_or_manifest]
-            if isinstance(sources_or_manifest, (str, os.PathLike))
-            else sources_or_manifest
-        )
-        manifests = [str(s) for s in srcs if is_manifest_path(s)]
-        if manifests:
-            raise LibraryError(
-                f"{', '.join(manifests)}: a manifest is given alone; give one manifest (merge several with "
-                "`nwb-celltype library merge`) or NWB files, not both."
-            )
-        entries = []
-        for s in srcs:
-            s = str(s)
-            if s.startswith(("http://", "https://")):
-                entries.append(LibraryEntry(url=s, library="sources"))
-            elif s.startswith("dandi://") or s.upper().startswith("DANDI:"):
-                entries.append(LibraryEntry(url=s, library="sources"))
-            else:
-                entries.append(LibraryEntry(path=str(Path(s).resolve()), library="sources"))
-        manifest = Manifest(name="sources", entries=entries)
-    if not manifest.entries:
-        raise LibraryError(f"library {manifest.name!r} lists no files.")
-
+    manifest, manifest_id = _resolve_library(sources_or_manifest)
     it = manifest.entries
     if progress:
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc="library files", unit="file")
-    sets, all_labels, refs, file_index, neuron_ids = [], [], [], [], []
+    collected = _Collector()
     seen: dict[str, str] = {}  # content hash -> the entry that had it
     seen_neurons: dict[tuple, str] = {}  # (dataset, neuron id, fingerprint) of table rows -> folder
-    evidence: dict[str, list] = {f: [] for f in (*EVIDENCE_FIELDS, "annotation")}
     for k, entry in enumerate(it):
-        source = entry.source(manifest.root)
-        where = entry.identity()
-        annotation = annotation_name if annotation_name is not None else entry.annotation
-        if entry.is_tables:
-            fs, labels, sha = _tables_entry(entry, source, config, where)
-            extra = {"kind": "feature tables"}
-            extra.update({f: str(fs.meta[f]) for f in ("name", "lab", "species") if f in fs.meta})
-            if "source" in fs.meta:  # dataset.json's text; "source" stays the folder, as for files
-                extra["dataset_source"] = str(fs.meta["source"])
-            names = [str(x) for x in fs.meta["neuron_ids"]]
-        else:
-            fs, labels, sha = _nwb_entry(entry, source, where, annotation, config, cache, layer_column)
-            if labels.get("expert_tables"):
-                logger.warning(
-                    "%s: no ground-truth table, only expert table(s) %s, whose labels are not used; %s",
-                    where,
-                    ", ".join(map(repr, labels["expert_tables"])),
-                    RELABEL_EXPERT,
-                )
-            species = (getattr(fs, "meta", None) or {}).get("species")
-            extra = {"species": str(species)} if species else {}
-            if labels.get("lab"):  # files of one lab are balanced as one lab, not one lab each
-                extra["lab"] = labels["lab"]
-            names = [""] * len(fs)
-            if entry.dandiset:
-                extra.update({"dandiset": entry.dandiset, "version": entry.version or "draft"})
-                extra["asset_path"] = entry.asset_path
-        if sha and sha in seen:
-            raise LibraryError(
-                f"{where} has the same content as {seen[sha]} (sha256 {sha[:12]}...): a file listed twice "
-                "would put its units on both sides of the cross-validation and count them twice. Remove "
-                "one of them (`nwb-celltype library validate` lists every such problem)."
-            )
-        if sha:
-            seen[sha] = where
-        if entry.is_tables:
-            dataset, neurons = table_neurons(fs)
-            first, repeated = repeated_neurons(dataset, neurons, seen_neurons, where)
-            if repeated:
-                raise LibraryError(
-                    f"{where}: {describe_repeated(dataset, first, repeated)}. Remove one of the folders "
-                    "(`nwb-celltype library validate` lists every such problem)."
-                )
-        lab = np.asarray(labels["labels"], dtype=object)
-        sets.append(fs)
-        all_labels.append(lab)
-        for f in evidence:
-            evidence[f].extend(labels["evidence"][f])
-        file_index.append(np.full(len(fs), k, dtype=np.int64))
-        neuron_ids += names
-        refs.append(
-            {
-                "source": where,
-                "sha256": sha or "",
-                "library": entry.library,
-                "annotation_tables": labels["tables"],
-                "n_units": len(fs),
-                "n_labelled": int((lab != "").sum()),
-                **extra,
-            }
-        )
-    from ..features.families import family_of
-
-    return TrainingSet(
-        features=family_of(config).concatenate(sets),
-        labels=np.concatenate(all_labels),
-        references=refs,
-        file_index=np.concatenate(file_index),
-        evidence={f: np.asarray(v, dtype=object) for f, v in evidence.items()},
-        neuron_ids=np.asarray(neuron_ids, dtype=object),
-        manifest=manifest_id,
-    )
+        data = _load_entry(entry, manifest.root, config, cache, annotation_name, layer_column)
+        _check_not_repeated(entry, data, seen, seen_neurons)
+        collected.add(k, entry, data)
+    return collected.training_set(config, manifest_id)
