@@ -79,9 +79,22 @@ _LAZY: dict[str, str] = {
     "Agreement": ".agreement",
     "classify_sorting": ".classify",
     "classify_tsgroup": ".classify",
+    # the submodule nwb_celltype.annotate, callable as nwb_celltype.annotate.annotate (see __getattr__)
+    "annotate": ".annotate",
 }
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
+_lazy_getattr, __dir__ = lazy_exports(__name__, _LAZY, globals())
+
+
+def __getattr__(name: str):
+    if name == "annotate":
+        # the submodule, callable as its annotate function: importing it binds it here anyway (as
+        # ``import nwb_celltype.annotate`` does), so the name is the same object whatever came first
+        import importlib
+
+        return importlib.import_module(".annotate", __name__)
+    return _lazy_getattr(name)
+
 
 __all__ = ["NwbCelltypeError", "__version__", *_LAZY]

@@ -43,6 +43,10 @@ def check_output_path(out: Path, input_path: Path | None) -> None:
             f"output path {out} is the input file; use in_place=True (--in-place) to annotate the "
             "input itself, or choose another --out"
         )
+    if out.is_dir():  # before "exists, pass --overwrite": overwriting a folder cannot work
+        raise OutputError(
+            f"output path {out} is a folder; give a file path for --out (out=), e.g. {out / 'name.celltype.nwb'}"
+        )
     parent = out.parent
     if not parent.is_dir():
         raise OutputError(f"output folder {parent} does not exist; create it or choose another --out")
@@ -82,7 +86,8 @@ def output_plan(
     if in_place:
         final, mode = input_path, "in_place"
     elif out is not None:
-        final, mode = Path(out), ("copy" if local else "derived")
+        # absolute, as the default output is: AnnotationResult.output_path has one convention
+        final, mode = Path(out).absolute(), ("copy" if local else "derived")
     elif local:
         final, mode = input_path.with_name(input_path.name.removesuffix(".nwb") + ".celltype.nwb"), "copy"
     else:

@@ -1,6 +1,9 @@
 """The package's main job for one source: read every unit, compute features, classify, and write
 the labels, probabilities and provenance into NWB — atomically, so that an interrupted run never
-damages the input nor leaves a half-written output."""
+damages the input nor leaves a half-written output.
+
+Call it as ``nwb_celltype.annotate(source, ...)`` (this module is callable as its :func:`annotate`,
+whichever import came first) or ``from nwb_celltype.annotate import annotate``."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import logging
 import os
 import sys
 import time
+import types
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -42,13 +46,28 @@ class AnnotationResult:
     Attributes
     ----------
     output_path : str
-        The NWB file that holds the annotations (the input itself for in-place runs).
+        The NWB file that holds the annotations, as an absolute path (the input itself for
+        in-place runs).
     table_name : str
         Name of the annotation table written (in processing module ``cell_types``).
+    mode : str
+        ``copy`` (an annotated copy of a local file), ``in_place`` (the input itself) or ``derived``
+        (a new file for a remote source).
     n_units : int
         Units in the source; every one has a row.
+    n_classified, n_unclassified, n_not_classifiable : int
+        Units with a label; with features but no label (below the threshold, or the model
+        abstained); without usable features.
     label_counts : dict
         Label -> count, including ``unclassified`` and ``not_classifiable``.
+    threshold : float
+        The confidence-ratio threshold applied.
+    source : dict
+        The source as opened (:meth:`nwb_celltype.io.SourceInfo.to_dict`: kind, path or URL, ...).
+    model : dict
+        ``name``, ``version`` and ``sha256`` of the model bundle.
+    demo_model : bool
+        The model is the demo model, trained on simulated data: not for scientific conclusions.
     timings : dict
         Seconds spent reading, computing features, running the model and writing.
     skipped, unclassified : list of dict
@@ -99,6 +118,25 @@ class AnnotationResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def __repr__(self) -> str:  # short: the unit lists and dicts are counted, not shown
+        from ._repr import compact_repr
+
+        return compact_repr(
+            self,
+            output_path=self.output_path,
+            mode=self.mode,
+            model=f"{self.model.get('name', '')} {self.model.get('version', '')}".strip(),
+            demo_model=self.demo_model or None,
+            n_units=self.n_units,
+            n_classified=self.n_classified,
+            n_unclassified=self.n_unclassified,
+            n_not_classifiable=self.n_not_classifiable,
+            label_counts=self.label_counts,
+            threshold=self.threshold,
+            table_name=self.table_name,
+            units_table=self.units_table,
+        )
 
 
 def _resolve_model(model):
@@ -253,22 +291,33 @@ def _write_tables(
 
 
 def _check_arguments(
-    precision: str, threshold: float, in_place: bool, out, batch_size: int, waveform_rate_hz=None
+    precision: str,
+    threshold: float,
+    in_place: bool,
+    out,
+    batch_size: int,
+    waveform_rate_hz=None,
+    species=None,
 ) -> float | None:
     """Refuse option values annotate cannot use, before anything is opened; returns the stated
     waveform rate as float (None if not stated)."""
     from .io._units_layout import checked_waveform_rate
+    from .model.decision import check_threshold
 
     if precision not in ("float32", "float64"):
         raise InvalidValueError(f"precision={precision!r}; expected 'float32' or 'float64'.")
-    if not np.isfinite(threshold) or threshold < 1.0:
-        raise InvalidValueError(
-            f"threshold must be a finite confidence ratio >= 1 (best/second-best probability), got {threshold}"
-        )
+    check_threshold(threshold)
     if in_place and out is not None:
         raise InvalidValueError("give either out (--out) or in_place (--in-place), not both")
-    if batch_size < 1:
-        raise InvalidValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not isinstance(batch_size, int | np.integer) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InvalidValueError(
+            f"batch_size must be a positive int (units read at a time), got {batch_size!r}."
+        )
+    if species is not None and not isinstance(species, str):
+        raise InvalidValueError(
+            f"species must be a species name (str, e.g. 'mouse' or 'Mus musculus') or None (the file's), "
+            f"got {species!r} ({type(species).__name__})."
+        )
     return checked_waveform_rate(waveform_rate_hz)
 
 
@@ -474,12 +523,26 @@ def annotate(
         Append to the local input file itself (opt-in). Done on a copy that then atomically
         replaces the input, so a killed run leaves the original intact.
     threshold : float
-        Confidence ratio (best / second-best probability) below which a unit is "unclassified".
+        Confidence ratio (best / second-best probability) below which a unit is "unclassified"
+        (a number >= 1; C4's 2).
     overwrite : bool
         In place: replace annotations already written by the same model instead of raising
         :class:`~nwb_celltype.errors.AnnotationExistsError`. As a copy (``out``): replace an existing
         output file, with every table it held; to add a second model's table to an annotated copy,
         annotate that copy in place.
+    dandi_api_url : str, optional
+        The DANDI API a DANDI id or ``dandi://`` source is resolved with (default: the public
+        archive's; see :func:`nwb_celltype.io.open_source`).
+    cache_dir : path, optional
+        Where a remote source's bytes are cached while it is read (see
+        :func:`nwb_celltype.io.open_source`).
+    batch_size : int
+        Units read and featurised at a time (a positive int): bounds the memory a large file needs.
+    progress : bool
+        Log per-stage progress at INFO level (the CLI turns it on).
+    call : str, optional
+        The call recorded in the provenance (``parameters.call``); default
+        ``"nwb_celltype.annotate('<source>')"`` (the CLI records its command line).
     precision : {"float32", "float64"}
         Precision the ensemble runs in (see :func:`nwb_celltype.model.predict_cell_types`); float64
         is a slower reference for checking float32 results. Recorded in the provenance.
@@ -524,10 +587,27 @@ def annotate(
     Every write goes through :func:`nwb_celltype._atomic.atomic_write`: a pid-stamped copy beside
     the target, fsync, rename, under a lock per target file; SIGTERM/SIGINT/SIGHUP and a full disk
     leave the input and the target untouched and no temporary file behind.
+
+    Returns
+    -------
+    AnnotationResult
+
+    Raises
+    ------
+    InvalidValueError
+        An option of the wrong type or value (``threshold``, ``batch_size``, ``waveform_rate_hz``,
+        ``species``, ``precision``, ``out`` with ``in_place``), before anything is opened.
+    AnnotationExistsError
+        The output exists (without ``overwrite``), or in place: the file holds this model's table.
+
+    The demo model (:func:`nwb_celltype.load_demo_bundle`) is trained on simulated data: a logging
+    warning says so, and ``AnnotationResult.demo_model`` is True.
     """
     from .io import open_source
 
-    waveform_rate_hz = _check_arguments(precision, threshold, in_place, out, batch_size, waveform_rate_hz)
+    waveform_rate_hz = _check_arguments(
+        precision, threshold, in_place, out, batch_size, waveform_rate_hz, species
+    )
     bundle, is_demo, family = _checked_bundle(model, model_sha256, ignore_waveforms)
     family.check_precision(precision)
     if not family.precision_choice:
@@ -569,3 +649,23 @@ def annotate(
     )
     logger.info("annotated %d units of %s -> %s", result.n_units, source, plan.final)
     return result
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`annotate`: ``nwb_celltype.annotate`` names both the package's
+    main function and this submodule, and importing a submodule binds its name on the package to the
+    module (``import nwb_celltype.annotate``, ``from nwb_celltype.annotate import annotate``), so
+    ``nwb_celltype.annotate(...)`` must work whichever the package attribute is; the module stays a
+    module (its helpers, ``monkeypatch.setattr``, pickling by name all unchanged)."""
+
+    def __call__(self, *args, **kwargs) -> AnnotationResult:
+        return annotate(*args, **kwargs)
+
+    @property
+    def __signature__(self):  # inspect.signature(nwb_celltype.annotate): the function's
+        import inspect
+
+        return inspect.signature(annotate)
+
+
+sys.modules[__name__].__class__ = _CallableModule

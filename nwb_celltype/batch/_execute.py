@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import sys
 import time
 from typing import Any
 
@@ -46,6 +47,41 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}"[:1000]
 
 
+def main_guard_hint() -> str:
+    """Why a process pool that broke before any task ended may have: the script that runs the
+    driver (``__main__``) has no ``if __name__ == "__main__":`` guard, so each spawned worker,
+    which re-imports it, starts the run again and dies. "" unless ``__main__`` is such a script
+    (a file whose text never names ``__main__``)."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path or not str(path).endswith(".py"):
+        return ""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return ""
+    if "__main__" in text:
+        return ""
+    return (
+        f"; the worker processes died at start-up: {path} calls annotate_dandiset without an "
+        '`if __name__ == "__main__":` guard, so each worker, which re-imports that script, runs it '
+        "again; put the call under that guard (docs/dandiset.md)"
+    )
+
+
+def _with_guard_hint(exc: BaseException) -> BaseException:
+    """``exc`` (a broken pool) with :func:`main_guard_hint` added to its message, where it applies."""
+    hint = main_guard_hint()
+    if not hint:
+        return exc
+    try:
+        hinted = type(exc)(f"{exc}{hint}")
+    except Exception:  # an exception type that takes other arguments: keep it as it is
+        return exc
+    hinted.__cause__ = exc
+    return hinted
+
+
 def _execute(
     runner, tasks: list[dict], state: RunState, retries: int, backoff_s: float, progress: bool, total: int
 ):
@@ -60,6 +96,7 @@ def _execute(
     max_inflight = max(1, 2 * runner.n_workers)
     failed = 0
     seq = 0
+    any_ended = False  # a task ended (either way) on a working pool: the workers do start
     bar = tqdm(
         total=total, initial=total - len(tasks), unit="asset", desc="annotate-dandiset", disable=not progress
     )
@@ -81,6 +118,8 @@ def _execute(
                     continue
                 task = inflight.pop(fut)
                 rec, exc = runner.outcome(fut)
+                if exc is None or not runner.is_broken(exc):
+                    any_ended = True
                 if exc is None:
                     bar.update(1)
                     yield rec
@@ -92,6 +131,8 @@ def _execute(
                     raise KeyboardInterrupt(f"{task['path']}: its worker was interrupted (SIGINT)")
                 if runner.is_broken(exc):
                     # a worker process died: every task in flight is lost, not only this one
+                    if not any_ended:  # at start-up: a script without a __main__ guard?
+                        exc = _with_guard_hint(exc)
                     lost = [task, *inflight.values()]
                     inflight.clear()
                     runner.restart()

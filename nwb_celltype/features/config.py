@@ -285,6 +285,20 @@ class FeatureSet:
     def __len__(self) -> int:
         return len(self.unit_ids)
 
+    def __repr__(self) -> str:  # short: shapes, never the arrays
+        from .._repr import compact_repr
+
+        return compact_repr(
+            self,
+            family=self.family,
+            n_units=len(self),
+            n_usable=int(np.count_nonzero(self.usable)),
+            acg=self.acg,
+            waveform=self.waveform,
+            layer=self.layer,
+            stats=", ".join(self.stats),
+        )
+
     def subset(self, index) -> FeatureSet:
         """Rows ``index`` (mask or integer array) as a new FeatureSet."""
         return FeatureSet(

@@ -36,10 +36,25 @@ def _spike_stats(trains: list[np.ndarray], config: FeatureConfig) -> dict[str, n
     return stats
 
 
+def _other_family(obj, what: str) -> str | None:
+    """The feature family of ``obj`` (a configuration or feature set) where it is not C4's
+    (``c4-3d``), None for C4's; :class:`FeatureError` for an object of no family."""
+    family = getattr(obj, "family", None)
+    if not isinstance(family, str):
+        raise FeatureError(
+            f"{what} must be a feature {'configuration' if what == 'config' else 'set'} (e.g. "
+            f"{'FeatureConfig' if what == 'config' else 'FeatureSet'}, or a model's "
+            f"bundle.feature_config{' features' if what != 'config' else ''}), got {type(obj).__name__}."
+        )
+    return None if family == FeatureConfig.family else family
+
+
 def extract_features(
     batch: UnitsBatch, config: FeatureConfig | None = None, progress: bool = False
 ) -> FeatureSet:
-    """Compute the C4 features of every unit of a batch.
+    """Compute the C4 features of every unit of a batch, or those of ``config``'s feature family
+    (e.g. the default model's ``bundle.feature_config``, family ``acg-isi-wave``: its
+    :func:`~nwb_celltype.features.extract_discharge_features`).
 
     Parameters
     ----------
@@ -61,6 +76,10 @@ def extract_features(
         unusable waveform (NaN, flat), or is rejected by C4 unit selection (if enabled). Its arrays
         are still filled where computable (zeros otherwise), so rows always align with units.
     """
+    if config is not None and (family := _other_family(config, "config")) is not None:
+        from .families import get_family
+
+        return get_family(family).extract_features(batch, config, progress)
     config = FeatureConfig() if config is None else config
     n = len(batch)
     reasons: list[list[str]] = [[] for _ in range(n)]
@@ -142,8 +161,15 @@ def save_features(path: str | os.PathLike, fs: FeatureSet) -> Path:
 
     Arrays: ``unit_ids``, ``acg``, ``waveform``, ``layer``, ``usable``, ``reasons`` (unicode),
     ``stats__<name>`` per statistic; scalars ``config_json``, ``config_sha256``, ``format_version``.
-    No pickles: :func:`load_features` reads it with ``allow_pickle=False``.
+    No pickles: :func:`load_features` reads it with ``allow_pickle=False``. Another family's
+    features (e.g. the default model's ``acg-isi-wave``) are written in that family's format
+    (:meth:`~nwb_celltype.features.families.FeatureFamily.save_features`); read any family's file
+    with :func:`~nwb_celltype.features.load_features_any`.
     """
+    if (family := _other_family(fs, "fs")) is not None:
+        from .families import get_family
+
+        return get_family(family).save_features(path, fs)
     arrays = {
         "unit_ids": np.asarray(fs.unit_ids, dtype=np.int64),
         "acg": np.asarray(fs.acg, dtype=np.float32),
@@ -161,7 +187,9 @@ def save_features(path: str | os.PathLike, fs: FeatureSet) -> Path:
 
 
 def load_features(path: str | os.PathLike) -> FeatureSet:
-    """Read a file written by :func:`save_features`; checks the format version and config hash."""
+    """Read a file written by :func:`save_features` of C4 features; checks the format version and
+    config hash. Another family's file (e.g. the default model's ``acg-isi-wave`` features) is
+    refused with a pointer to :func:`~nwb_celltype.features.load_features_any`, which reads any."""
     path = Path(path)
     if not path.exists():
         raise FeatureError(f"features file {path} does not exist; write it with `nwb-celltype features`.")

@@ -161,17 +161,26 @@ def _check_time_scale(times: list[np.ndarray]) -> None:
     check.finish()
 
 
+#: Reason of a unit missing from a ``waveforms`` dict (it is scored from its discharge alone).
+WAVEFORM_NOT_GIVEN = "waveform: no waveform given (the unit is not in the waveforms dict)"
+
+
 def _batch(
     times: list[np.ndarray],
     waveforms: np.ndarray | None,
     rate_hz: float | None,
     support: np.ndarray | None = None,
     locations: np.ndarray | None = None,
+    reasons: list[str] | None = None,
 ) -> UnitsBatch:
     """``support``: the (k, 2) intervals (s) every unit was observed in (a TsGroup's time support),
     as each unit's ``obs_intervals``; ``locations``: each unit's brain region (``extra["locations"]``,
-    as the NWB reader gives them)."""
+    as the NWB reader gives them); ``reasons``: each unit's problem found while reading ("" for none;
+    ``extra["reasons"]``, as the NWB reader gives them)."""
     counts = np.array([len(t) for t in times], dtype=np.int64)
+    extra = {} if locations is None else {"locations": locations}
+    if reasons is not None and any(reasons):
+        extra["reasons"] = np.asarray(reasons, dtype=object)
     return UnitsBatch(
         unit_ids=np.arange(len(times), dtype=np.int64),
         unit_indices=np.arange(len(times), dtype=np.int64),
@@ -180,7 +189,7 @@ def _batch(
         waveforms=None if waveforms is None else np.asarray(waveforms, dtype=np.float32),
         waveform_rate_hz=rate_hz if waveforms is not None else None,
         obs_intervals=None if support is None else [support] * len(times),
-        extra={} if locations is None else {"locations": locations},
+        extra=extra,
     )
 
 
@@ -215,6 +224,7 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
             f"waveforms were given without a positive waveform_rate_hz (got {waveform_rate_hz!r}); pass the "
             "rate they are sampled at, e.g. waveform_rate_hz=30000."
         )
+    reasons = None
     if isinstance(waveforms, dict):
         known = set(ids)
         unknown = [k for k in waveforms if k not in known]
@@ -232,6 +242,9 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
             raise InvalidUnitsError(f"waveforms have different lengths {sorted(n_samples)}; give one length.")
         width = n_samples.pop() if n_samples else 1
         rows = [np.ravel(waveforms[u]) if u in waveforms else np.full(width, np.nan) for u in ids]
+        # a unit missing from the dict has no waveform: say so, not that its NaN row "contains NaN
+        # samples" (the features keep the first "waveform: " reason, which this one is)
+        reasons = ["" if u in waveforms else WAVEFORM_NOT_GIVEN for u in ids]
         waveforms = np.array(rows, dtype=np.float64)
     waveforms = np.asarray(waveforms, dtype=np.float64)
     if waveforms.ndim != 2 or len(waveforms) != len(ids):
@@ -239,7 +252,7 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
             f"waveforms have shape {waveforms.shape}; expected ({len(ids)}, samples), one row per unit in "
             "the TsGroup's index order (or a dict unit id -> waveform)."
         )
-    return _batch(times, waveforms, float(waveform_rate_hz), support, locations)
+    return _batch(times, waveforms, float(waveform_rate_hz), support, locations, reasons)
 
 
 def _time_support(tsgroup) -> np.ndarray | None:

@@ -6,6 +6,7 @@ matches none, sets it aside (checked on content where the sizes alone mislead)."
 from __future__ import annotations
 
 import logging
+import numbers
 
 import numpy as np
 
@@ -30,6 +31,11 @@ def checked_waveform_rate(rate) -> float | None:
     is refused (:class:`~nwb_celltype.errors.InvalidValueError`)."""
     if rate is None:
         return None
+    if not isinstance(rate, numbers.Real) or isinstance(rate, bool | np.bool_):
+        raise InvalidValueError(
+            f"waveform_rate_hz must be a positive sampling rate in Hz (a number), got {rate!r} "
+            f"({type(rate).__name__})."
+        )
     if not (np.isfinite(float(rate)) and float(rate) > 0):
         raise InvalidValueError(f"waveform_rate_hz must be a positive sampling rate in Hz, got {rate!r}.")
     return float(rate)

@@ -107,6 +107,25 @@ class CardProperties:
         return species_coverage(meta if isinstance(meta, dict) else {}, species)
 
 
+def _bundle_repr(bundle: CardProperties, **extra) -> str:
+    """A bundle's short repr (:func:`nwb_celltype._repr.compact_repr`): name, version, classes, family,
+    the digest where known (not computed for a repr), the path."""
+    from .._repr import compact_repr
+
+    card = bundle.card
+    sha = card.get("sha256")
+    return compact_repr(
+        bundle,
+        name=card.get("name"),
+        version=card.get("version"),
+        classes=", ".join(c.get("name", "?") for c in card.get("classes", []) if isinstance(c, dict)),
+        feature_family=bundle.feature_family,
+        **extra,
+        sha256=sha[:12] + "..." if isinstance(sha, str) else None,
+        path=bundle.path,
+    )
+
+
 @dataclass
 class ModelBundle(CardProperties):
     """A calibrated ensemble and its model card.
@@ -131,6 +150,9 @@ class ModelBundle(CardProperties):
     laplace: Any = None
     path: Path | None = None
     _feature_config: FeatureConfig | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:  # short: never the weights
+        return _bundle_repr(self, n_members=getattr(self.ensemble, "n_members", None))
 
     @property
     def uses_layer(self) -> bool:

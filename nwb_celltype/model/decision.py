@@ -9,6 +9,7 @@ is. Used by :func:`nwb_celltype.model.predict.predict`, :func:`nwb_celltype.mode
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,10 +32,14 @@ def below_threshold_reason(confidence: float, threshold: float) -> str:
 
 
 def check_threshold(threshold: float) -> float:
-    """The threshold as a float; :class:`InvalidValueError` unless it is a finite ratio >= 1."""
-    if not np.isfinite(threshold) or threshold < 1.0:
+    """The threshold as a float; :class:`InvalidValueError` unless it is a real number (int, float,
+    numpy scalar; not a bool, str, None or sequence) that is a finite ratio >= 1. The one check of
+    the threshold: :func:`nwb_celltype.annotate`, ``classify_*`` and the models use it."""
+    is_number = isinstance(threshold, numbers.Real) and not isinstance(threshold, bool | np.bool_)
+    if not is_number or not np.isfinite(threshold) or threshold < 1.0:
+        got = f"{threshold!r}" if is_number else f"{threshold!r} ({type(threshold).__name__})"
         raise InvalidValueError(
-            f"threshold must be a finite confidence ratio >= 1 (p(top1) / p(top2)), got {threshold!r}; "
+            f"threshold must be a finite confidence ratio >= 1 (a number: p(top1) / p(top2)), got {got}; "
             "C4's default is 2."
         )
     return float(threshold)

@@ -62,6 +62,13 @@ class DischargeBundle(CardProperties):
     def __post_init__(self) -> None:
         self.tensors = _as_arrays(self.tensors)
 
+    def __repr__(self) -> str:  # short: never the weights
+        from .bundle import _bundle_repr
+
+        meta = self.card.get("model_meta")
+        n = _n_members(meta) if isinstance(meta, dict) else None
+        return _bundle_repr(self, n_members=n or None, tensors=self.tensors)
+
     @property
     def uses_layer(self) -> bool:
         return False

@@ -47,7 +47,11 @@ class Predictions:
     status : (n,) object
         "classified", "unclassified" or "not_classifiable".
     reasons : (n,) object
-        Why a unit is not classifiable (from the feature layer), else "".
+        Why a unit is not classifiable (the feature layer's reason) or unclassified (the model's
+        abstention: "out of distribution ...", "ensemble members disagree ...", "confidence ratio
+        below the model's floor ...", "confidence ratio below the threshold (r < t)", a withheld
+        label's reason; "; scored from its discharge alone ..." where the waveform was not used),
+        else "".
     unit_ids : (n,) int64
         Copied from the features.
     threshold : float
@@ -75,6 +79,19 @@ class Predictions:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def __repr__(self) -> str:  # short: counts, never the arrays
+        from .._repr import compact_repr, counts
+
+        return compact_repr(
+            self,
+            n_units=len(self),
+            classes=", ".join(map(str, self.classes)),
+            threshold=self.threshold,
+            status=counts(self.status),
+            labels=counts(self.labels),
+            probabilities=self.probabilities,
+        )
 
     @property
     def predicted_class(self) -> np.ndarray:

@@ -3,6 +3,7 @@ the simulated demo model), digest pinning, and what a user's ``model`` argument 
 
 from __future__ import annotations
 
+import logging
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +13,11 @@ from .bundle import CARD_FILE, ModelBundle, load_bundle
 
 if TYPE_CHECKING:
     import torch
+
+logger = logging.getLogger(__name__)
+
+#: (name, version) of the demo bundles already warned about in this process (once each)
+_DEMO_WARNED: set[tuple[str, str]] = set()
 
 __all__ = [
     "DEFAULT_MODEL_DIR",
@@ -97,6 +103,23 @@ def resolve_model(model, *, device: str | torch.device = "cpu"):
         bundle = load_bundle(path, device=device)
     else:
         bundle = model
-    return bundle, bool(bundle.card.get("trained_on_simulated_data", False)) or (
+    is_demo = bool(bundle.card.get("trained_on_simulated_data", False)) or (
         bundle.path is not None and Path(bundle.path).resolve() == demo_bundle_path().resolve()
+    )
+    if is_demo:
+        _warn_demo(bundle)
+    return bundle, is_demo
+
+
+def _warn_demo(bundle) -> None:
+    """Log (once per process and bundle) that the demo model's labels are no science: the Python API
+    says so as the CLI's summary does (a logging warning, not :mod:`warnings`)."""
+    key = (str(bundle.card.get("name", "")), str(bundle.card.get("version", "")))
+    if key in _DEMO_WARNED:
+        return
+    _DEMO_WARNED.add(key)
+    logger.warning(
+        "model %s %s is the DEMO model, trained on simulated data: its labels are for trying the package "
+        "out, not for scientific conclusions (model=None uses the default model, trained on real neurons)",
+        *key,
     )
