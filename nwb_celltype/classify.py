@@ -44,6 +44,20 @@ class FeaturePredictions:
     model: dict
     species: object = None
 
+    def __repr__(self) -> str:  # short: the predictions and features are summarised, never shown
+        from ._repr import compact_repr, counts
+
+        p = self.predictions
+        return compact_repr(
+            self,
+            n_units=len(p),
+            model=f"{self.model.get('name')} {self.model.get('version')}",
+            labels=counts(p.labels),
+            status=counts(p.status),
+            features=type(self.features).__name__,
+            species=getattr(self.species, "kind", None),
+        )
+
     def rows(self) -> list[dict]:
         """One dict per unit: unit_id (features of NWB units: the Units id), or, where the input names
         its units itself (feature tables, SpikeInterface sortings), row (the position) and neuron_id
@@ -525,7 +539,9 @@ def classify_sorting(
     """
     from .bridges import set_spikeinterface_properties
     from .io._sorting import units_from_sorting
+    from .model.decision import check_threshold
 
+    check_threshold(threshold)  # before the spike trains are read
     batch, target = units_from_sorting(sorting)
     df = _classify_units(batch, target.unit_ids, model, threshold, ignore_waveforms, species, any_region)
     if set_properties:
@@ -547,17 +563,33 @@ def classify_tsgroup(
 ):
     """Classify the units of a pynapple TsGroup, without an NWB file.
 
-    ``waveforms`` (optional): each unit's peak-channel mean waveform, (n, samples) in the TsGroup's
-    index order or a dict unit -> waveform, sampled at ``waveform_rate_hz``; without them the units
-    are scored from their discharge alone; ``species`` as in :func:`classify_sorting`, and
-    ``any_region`` with the TsGroup's ``brain_area`` or ``location`` metadata. Returns the DataFrame of :func:`classify_sorting`, indexed
-    by the TsGroup's index; with ``set_metadata`` the TsGroup also gets ``cell_type``,
-    ``cell_type_probability`` and ``cell_type_confidence`` metadata
-    (:func:`nwb_celltype.bridges.set_pynapple_metadata`).
+    Parameters
+    ----------
+    tsgroup : pynapple TsGroup
+        Spike times per unit (seconds).
+    waveforms : array (n, samples) or dict unit -> (samples,), optional
+        Each unit's peak-channel mean waveform, in the TsGroup's index order, or by unit; a unit the
+        dict leaves out is scored from its discharge alone (its reason says so). Without them every
+        unit is.
+    waveform_rate_hz : float, optional
+        The waveforms' sampling rate in Hz; required with ``waveforms``.
+    model, threshold, ignore_waveforms, species : as in :func:`classify_sorting`.
+    set_metadata : bool
+        Also set ``cell_type``, ``cell_type_probability`` and ``cell_type_confidence`` metadata on
+        the TsGroup (:func:`nwb_celltype.bridges.set_pynapple_metadata`).
+    any_region : bool
+        As in :func:`classify_sorting`, with the TsGroup's ``brain_area`` or ``location`` metadata.
+
+    Returns
+    -------
+    pandas.DataFrame
+        That of :func:`classify_sorting`, indexed by the TsGroup's index.
     """
     from .bridges import set_pynapple_metadata
     from .io._sorting import units_from_tsgroup
+    from .model.decision import check_threshold
 
+    check_threshold(threshold)  # before the spike trains are read
     batch = units_from_tsgroup(tsgroup, waveforms, waveform_rate_hz)
     df = _classify_units(
         batch, np.asarray(tsgroup.index), model, threshold, ignore_waveforms, species, any_region

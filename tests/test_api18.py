@@ -368,3 +368,30 @@ def test_no_guard_hint_for_a_guarded_script(tmp_path, monkeypatch):
     assert main_guard_hint() == ""
     exc = BrokenProcessPool("x")
     assert _with_guard_hint(exc) is exc
+
+
+def test_classify_sorting_checks_the_threshold_before_reading_the_sorting():
+    """Before, the spike trains were read and their features computed, then the threshold refused."""
+
+    class Unreadable:  # any attempt to read it would fail otherwise
+        def __getattr__(self, name):
+            raise AssertionError(f"the sorting was read ({name}) before the threshold was checked")
+
+    with pytest.raises(InvalidValueError, match=r"^threshold must be"):
+        nc.classify_sorting(Unreadable(), threshold="2", set_properties=False)
+
+
+def test_feature_predictions_and_training_set_reprs_are_short(tmp_path):
+    """Before, both printed every array they hold (180 kB for 984 units)."""
+    from nwb_celltype.classify import predict_features
+    from nwb_celltype.library.tables import import_tables
+    from nwb_celltype.library.training import load_training_set
+    from nwb_celltype.testing.real_data import real_c4_dir
+
+    hull = real_c4_dir() / "hull"
+    _check_repr(predict_features(hull), "FeaturePredictions(", "n_units=79", "nwb-celltype-real-c4", "PkC_ss")
+    import_tables([hull], tmp_path / "hull.toml")
+    from nwb_celltype.features import DischargeConfig
+
+    ts = load_training_set(tmp_path / "hull.toml", config=DischargeConfig())
+    _check_repr(ts, "TrainingSet(", "n_units=79", "files=1", "hull.toml", "'GoC': 2")

@@ -78,6 +78,18 @@ class TrainingSet:
     neuron_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
     manifest: dict | None = None
 
+    def __repr__(self) -> str:  # short: counts, never the arrays
+        from .._repr import compact_repr, counts
+
+        return compact_repr(
+            self,
+            n_units=len(self.labels),
+            labelled=counts(self.labels[self.labels != ""]),
+            files=len(self.references),
+            features=type(self.features).__name__,
+            manifest=(self.manifest or {}).get("file_name"),
+        )
+
     def __len__(self) -> int:
         return len(self.labels)
 
