@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._atomic import write_text_file
+from ._atomic_files import write_text_file
 from .errors import InvalidValueError, OutputError
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._atomic import write_text_file
+from ._atomic_files import write_text_file
 from .agreement import Agreement
 from .errors import FeatureError, ModelMismatchError, OutputError
 

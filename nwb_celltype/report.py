@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._atomic import atomic_folder, atomic_write, write_figure, write_text_file
+from ._atomic import atomic_folder, atomic_write
+from ._atomic_files import write_figure, write_text_file
 from .errors import InvalidValueError
 from .inspect_file import figure_stem
 

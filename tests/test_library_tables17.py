@@ -363,7 +363,7 @@ def test_a_figure_is_written_through_a_temporary_file_named_for_it(tmp_path, mon
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nwb_celltype import _atomic
+    from nwb_celltype import _atomic, _atomic_files
 
     seen = []
     real = _atomic.temp_path
@@ -371,7 +371,7 @@ def test_a_figure_is_written_through_a_temporary_file_named_for_it(tmp_path, mon
         _atomic, "temp_path", lambda final, tag="tmp.nwb": seen.append(tag) or real(final, tag)
     )
     fig = plt.figure()
-    _atomic.write_figure(fig, tmp_path / "s.png")
+    _atomic_files.write_figure(fig, tmp_path / "s.png")
     plt.close(fig)
     assert seen == ["tmp.png"] and (tmp_path / "s.png").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["s.png"]

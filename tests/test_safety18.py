@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nwb_celltype import _atomic, _atomic_folder
+from nwb_celltype import _atomic, _atomic_files, _atomic_folder
 from nwb_celltype.cli import main
 from nwb_celltype.library import create_manifest, mock_library_file
 
@@ -49,9 +49,9 @@ def test_a_replaced_file_keeps_its_mode_by_default(tmp_path, umask_022, mode):
     f = tmp_path / "out.tsv"
     f.write_text("old")
     f.chmod(mode)
-    _atomic.write_text_file(f, "new")
+    _atomic_files.write_text_file(f, "new")
     assert f.read_text() == "new" and _mode(f) == mode
-    new = _atomic.write_text_file(tmp_path / "new.tsv", "x")
+    new = _atomic_files.write_text_file(tmp_path / "new.tsv", "x")
     assert _mode(new) == 0o644  # a new file: 0666 minus the umask, as before
     assert _leftovers(tmp_path) == []
 
@@ -65,14 +65,14 @@ def test_npz_and_figure_writers_keep_the_mode_and_drop_setuid(tmp_path, umask_02
     npz = tmp_path / "f.npz"
     npz.write_bytes(b"old")
     npz.chmod(0o600)
-    _atomic.write_npz(npz, {"a": [1, 2]})
+    _atomic_files.write_npz(npz, {"a": [1, 2]})
     assert _mode(npz) == 0o600
     png = tmp_path / "f.png"
     png.write_bytes(b"old")
     png.chmod(0o4640)  # a set-user-ID bit is not carried onto the new file
     fig = plt.figure()
     try:
-        _atomic.write_figure(fig, png)
+        _atomic_files.write_figure(fig, png)
     finally:
         plt.close(fig)
     assert png.read_bytes()[:4] == b"\x89PNG" and _mode(png) == 0o640
@@ -99,7 +99,7 @@ def test_a_write_through_a_link_keeps_the_targets_mode(tmp_path, umask_022):
     real.chmod(0o600)
     link = tmp_path / "link.tsv"
     link.symlink_to(real)
-    _atomic.write_text_file(link, "new")
+    _atomic_files.write_text_file(link, "new")
     assert link.is_symlink() and real.read_text() == "new" and _mode(real) == 0o600
 
 
@@ -245,7 +245,7 @@ def test_a_signal_after_a_file_is_renamed_into_a_folder_being_built_stops_the_bu
         pytest.raises(_atomic.Interrupted) as info,
         _atomic_folder.atomic_folder(out, replace=True, owned=("*",)) as tmp,
     ):
-        _atomic.write_text_file(tmp / "a.txt", "new")
+        _atomic_files.write_text_file(tmp / "a.txt", "new")
         pytest.fail("the signal held during the write of a.txt is acted on when that write ends")
     assert str(info.value) == "interrupted by SIGTERM; nothing was written" and info.value.written is None
     assert (out / "a.txt").read_text() == "old" and _leftovers(tmp_path) == []

@@ -479,7 +479,7 @@ def save_discharge_features(path, fs: DischargeFeatureSet):
     """Write ``fs`` to ``path`` (``.npz``, compressed, no pickles): the arrays of
     :attr:`DischargeFeatureSet.ARRAYS`, ``reasons`` and ``labels`` (unicode; ``labels`` only when
     known), ``family``, ``config_json``, ``config_sha256``, ``meta_json``, ``format_version``."""
-    from .._atomic import write_npz
+    from .._atomic_files import write_npz
 
     arrays = {k: np.asarray(getattr(fs, k)) for k in fs.ARRAYS}
     arrays["reasons"] = np.asarray([str(r) for r in fs.reasons], dtype=str).reshape(len(fs))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import vocabulary
-from .._atomic import write_npz
+from .._atomic_files import write_npz
 from ..errors import FeatureError, NwbCelltypeError
 from ..units import UnitsBatch
 from ._guards import check_train

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import write_nwbfile
+from .._atomic_files import write_nwbfile
 from ..errors import LibraryError, NotNWBError, OutputError, SourceNotFoundError
 from ..vocabulary import EVIDENCE_TYPES, LAYERS
 from ._annotations import LABEL_VOCABULARY

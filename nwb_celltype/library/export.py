@@ -19,8 +19,8 @@ from .._atomic import (
     check_folder,
     cleanup_on_signals,
     raise_if_interrupted,
-    write_text_file,
 )
+from .._atomic_files import write_text_file
 from .._atomic_folder import begin_cleanup, cleanup_scope
 from ..errors import LibraryError, OutputError
 from ._hashing import sha256_file

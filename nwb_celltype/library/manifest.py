@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .._atomic import write_text_file
+from .._atomic_files import write_text_file
 from ..errors import LibraryError, SourceNotFoundError
 from ._hashing import sha256_file
 

@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._atomic import write_figure
+from .._atomic_files import write_figure
 from ._annotations import default_units_table, read_ground_truth, units_of
 from ._open import open_nwb
 from .manifest import Manifest, load_manifest
@@ -115,7 +115,7 @@ def check_figure_path(path: str | os.PathLike) -> Path:
     """Refuse, before any work, a figure path that cannot be written as other outputs are refused:
     a format matplotlib does not write (from the suffix), a folder that does not exist (it is not
     made) or is not writable, or an existing folder or other non-file at the path. Returns the path."""
-    from .._atomic import figure_format
+    from .._atomic_files import figure_format
     from ..errors import OutputError
 
     path = Path(path)

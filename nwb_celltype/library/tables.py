@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import write_text_file
+from .._atomic_files import write_text_file
 from ..errors import LibraryError, NwbCelltypeError, SourceNotFoundError
 from ..features.discharge import DischargeConfig, DischargeFeatureSet, align_waveform
 from ._table_csv import (  # noqa: F401  (the table reader's names, importable from here too)

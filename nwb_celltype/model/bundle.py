@@ -388,7 +388,8 @@ def save_bundle(bundle: ModelBundle, path: str | Path, *, overwrite: bool = Fals
     """
     from safetensors.torch import save_file
 
-    from .._atomic import atomic_folder, atomic_write, write_text_file
+    from .._atomic import atomic_folder, atomic_write
+    from .._atomic_files import write_text_file
 
     path = Path(path)
     check_bundle_folder(path, overwrite=overwrite)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_folder, write_figure, write_npz, write_text_file
+from .._atomic import atomic_folder
+from .._atomic_files import write_figure, write_npz, write_text_file
 from ._bundle_digest import _json_safe
 from .metrics import metrics_with_baselines
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import write_nwbfile
+from .._atomic_files import write_nwbfile
 from ..errors import OutputError
 from ..vocabulary import C4_CLASSES
 from ._params import Preset, get_preset
