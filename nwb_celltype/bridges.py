@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic_files import write_text_file
-from .errors import InvalidValueError, OutputError
+from .errors import InvalidValueError
 
 logger = logging.getLogger(__name__)
 
@@ -518,7 +518,7 @@ def export_phy(
     out: str | os.PathLike,
     *,
     table: str | None = None,
-    cluster_ids: Mapping | None = None,
+    cluster_ids: Mapping | str | None = "auto",
     field: str = "celltype",
     overwrite: bool = False,
 ) -> Path:
@@ -532,8 +532,11 @@ def export_phy(
         As for :func:`annotations_dataframe`.
     out : path
         The phy folder (the file goes to ``out/cluster_<field>.tsv``) or a ``.tsv`` file path.
-    cluster_ids : mapping unit id -> cluster id, optional
-        When the NWB unit ids are not the sorter's cluster ids (see :func:`unit_column`).
+    cluster_ids : "auto", None or mapping unit id -> cluster id
+        "auto" (the default, as ``nwb-celltype export --phy``): the integers of the Units column
+        ``unit_name`` where they are distinct (:func:`default_cluster_ids`: the sorter's ids, which
+        :func:`set_spikeinterface_properties` matches on), else the NWB unit ids. None: the NWB unit
+        ids. A mapping: another column's ids (:func:`unit_column`).
     field : str
         Column name phy shows: a plain identifier (:func:`check_phy_field`); another field (e.g. one
         per model) keeps another model's file.
@@ -547,14 +550,15 @@ def export_phy(
     check_phy_field(field)
     df = annotations_dataframe(annotations, table=table)
     path = phy_file(out, field)
-    if isinstance(annotations, (str, os.PathLike)):  # never over the annotated file it reads
-        from .classify import check_not_input
+    from ._output_paths import check_output_path
 
-        check_not_input(path, (annotations,), option="out")
-    if not path.parent.is_dir():
-        raise OutputError(f"folder {path.parent} does not exist; give the phy folder")
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
+    # never over the annotated file it reads, even with overwrite
+    inputs = (annotations,) if isinstance(annotations, (str, os.PathLike)) else ()
+    check_output_path(path, overwrite, inputs=inputs, option="out")
+    if isinstance(cluster_ids, str):
+        if cluster_ids != "auto":
+            raise InvalidValueError(f"cluster_ids must be 'auto', None or a mapping, got {cluster_ids!r}")
+        cluster_ids = default_cluster_ids(df)
     ids = df.index.to_numpy()
     values, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():  # rows sharing a unit id would give one cluster contradictory labels

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic_files import write_text_file
+from ._output_paths import check_not_input, check_output_path  # noqa: F401  (importable from here too)
 from .agreement import Agreement
-from .errors import FeatureError, ModelMismatchError, OutputError
+from .errors import FeatureError, ModelMismatchError
 
 logger = logging.getLogger(__name__)
 
@@ -324,72 +325,6 @@ def read_predictions(path: str | os.PathLike):
     model = next((c.split(":", 1)[1].strip() for c in comments if c.startswith("model:")), None)
     df.attrs = {"model": model, "comments": comments}
     return df
-
-
-def check_output_path(path: str | os.PathLike, overwrite: bool, *, inputs=(), option: str = "--out") -> None:
-    """Refuse, before any work, an output that is one of ``inputs`` or a file of an input folder
-    (:func:`check_not_input`, even with ``overwrite``), that exists (without ``overwrite``) or whose
-    folder does not."""
-    path = Path(path)
-    check_not_input(path, inputs, option=option)
-    if (path.exists() or path.is_symlink()) and not overwrite:
-        raise OutputError(f"{path} exists; pass --overwrite (overwrite=True) to replace it.")
-    if not path.parent.is_dir():
-        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist; create it first.")
-
-
-def check_not_input(out: str | os.PathLike, inputs, *, option: str = "--out") -> None:
-    """Refuse (:class:`~nwb_celltype.errors.OutputError`, whatever ``--overwrite`` says) an output
-    that would replace what the command reads: one of ``inputs`` (paths; None entries and paths that
-    do not exist are skipped) itself, through a symlink or as a hard link of it, or an existing file
-    inside an input folder (a folder of feature tables, a saved SpikeInterface object, a model
-    bundle), or the same file as one in it (a hard link, or the target of a symlink in it). A new
-    file inside an input folder (``predict hull --out hull/predictions.tsv``) replaces nothing and is
-    written."""
-    out = Path(out)
-    real = Path(os.path.realpath(out))  # follows every symlink, the last component's too
-    for src in inputs:
-        if src is None or not isinstance(src, (str, os.PathLike)):
-            continue
-        src = Path(src)
-        if not src.exists():
-            continue
-        if real == Path(os.path.realpath(src)) or _samefile(out, src):
-            raise OutputError(f"{option} {out} is the input {src} itself; write the output to another file.")
-        if src.is_dir():
-            inside = any(
-                parent == Path(os.path.realpath(src)) or _samefile(parent, src) for parent in real.parents
-            )
-            if (inside and os.path.lexists(out)) or _same_as_file_in(out, src):
-                raise OutputError(
-                    f"{option} {out} is a file of the input folder {src}, which this command reads; write "
-                    "the output to a new file."
-                )
-
-
-def _samefile(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # a missing or dangling path is no file of the input
-        return False
-
-
-def _same_as_file_in(out: Path, folder: Path) -> bool:
-    """Whether the existing file ``out`` is a file of ``folder``: a hard link of one, or the target
-    of a symlink in it (which the command reads through the link)."""
-    try:
-        st = out.stat()
-    except OSError:  # nothing there (yet): no file of the folder
-        return False
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            try:
-                other = os.stat(os.path.join(root, name))
-            except OSError:
-                continue
-            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
-                return True
-    return False
 
 
 def _waveforms_ignored(features) -> bool:

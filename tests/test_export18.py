@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from nwb_celltype.cli import main
+from nwb_celltype.errors import InvalidValueError
 
 N_UNITS = 10
 #: NeuroConv's layout: NWB ids 0..n-1, phy's cluster ids as text in unit_name (overlapping the NWB ids).
@@ -123,6 +124,41 @@ def test_a_failed_tsv_write_takes_back_the_phy_file(demo_annotated, tmp_path, mo
     assert sorted(p.name for p in phy.iterdir()) == (["cluster_celltype.tsv"] if existing else [])
 
 
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_signal_after_the_tsv_is_in_place_keeps_the_phy_file(
+    demo_annotated, tmp_path, monkeypatch, existing
+):
+    """A signal once the TSV is renamed into place (Interrupted naming it, as the atomic write raises
+    it): both outputs are complete, as the message says, and the phy file stays the one this run wrote
+    (not removed, not the older one put back)."""
+    import contextlib
+    import signal
+
+    from nwb_celltype import _atomic
+
+    phy = tmp_path / "phy"
+    phy.mkdir()
+    target, tsv = phy / "cluster_celltype.tsv", tmp_path / "t.tsv"
+    if existing:
+        target.write_text("cluster_id\tcelltype\n1\tmine\n")
+    real = _atomic.atomic_write
+
+    @contextlib.contextmanager
+    def write_then_signal(final, **kwargs):
+        with real(final, **kwargs) as tmp:
+            yield tmp
+        if Path(final) == tsv:
+            raise _atomic.Interrupted(signal.SIGTERM, written=final)
+
+    monkeypatch.setattr(_atomic, "atomic_write", write_then_signal)
+    res = _run("export", demo_annotated, "--phy", phy, "--tsv", tsv, *(["--overwrite"] if existing else []))
+    assert res.exit_code == 128 + signal.SIGTERM, res.output
+    assert f"interrupted by SIGTERM after {tsv} was written in full" in res.output, res.output
+    assert "phy labels:" in res.output and tsv.is_file()
+    rows, header = _phy_rows(target)
+    assert header == ["cluster_id", "celltype"] and "mine" not in rows.values() and len(rows) > 1
+
+
 # ------------------------------------------------- 6: phy's cluster ids follow unit_name by default
 
 
@@ -171,6 +207,33 @@ def test_phy_cluster_ids_stay_the_nwb_ids_without_integer_unit_names(demo_annota
         two = df.iloc[:2].copy()
         two["unit_name"] = names
         assert default_cluster_ids(two) is None
+
+
+def test_export_phy_defaults_to_the_cli_cluster_ids(neuroconv, tmp_path):
+    """export_phy's default (cluster_ids="auto") is the command's: the same phy file from Python and
+    from the CLI; the output line says the unit_name integers are not the NWB unit ids."""
+    from nwb_celltype.bridges import export_phy
+
+    _, annotated = neuroconv
+    res = _run("export", annotated, "--phy", tmp_path / "cli.tsv")
+    assert res.exit_code == 0, res.output
+    assert "not the NWB unit ids: e.g. unit id 0 is cluster 12" in res.output, res.output
+    written = export_phy(annotated, tmp_path / "py.tsv")
+    assert written.read_text() == (tmp_path / "cli.tsv").read_text()
+    assert sorted(_phy_rows(written)[0]) == sorted(NAMES)
+    by_id = export_phy(annotated, tmp_path / "ids.tsv", cluster_ids=None)  # None: the NWB unit ids
+    assert sorted(_phy_rows(by_id)[0]) == list(range(N_UNITS))
+    with pytest.raises(InvalidValueError, match="cluster_ids must be 'auto', None or a mapping"):
+        export_phy(annotated, tmp_path / "bad.tsv", cluster_ids="unit_name")
+    assert not (tmp_path / "bad.tsv").exists()
+
+
+def test_the_output_line_says_when_unit_names_are_the_nwb_ids():
+    from nwb_celltype.cli.export import _auto_source
+
+    assert _auto_source(None) == "the NWB unit ids"
+    assert "the same as the NWB unit ids" in _auto_source({0: 0, 1: 1})
+    assert "e.g. unit id 1 is cluster 5" in _auto_source({0: 0, 1: 5})
 
 
 # -------------------------------------------------------------- 7: a phy field per model; --tsv line

@@ -170,18 +170,104 @@ def test_predict_refuses_a_file_of_its_table_folder(made, tmp_path, where):
 
 
 def test_predict_writes_a_new_file_inside_its_table_folder(made, tmp_path):
-    """A new file beside the tables replaces nothing the command reads: it is written, and the
-    folder still reads as before."""
+    """A file beside the tables is none the table reader opens: it is written, and written again with
+    --overwrite (asked for it without); the tables are unchanged."""
+    tables = tmp_path / "h"
+    shutil.copytree(made["tables"], tables)
+    out = tables / "predictions.tsv"
+    before = _folder_digest(tables)
+    res = _run("predict", tables, "--out", out, "-q")
+    assert res.exit_code == 0, res.output
+    first = out.read_text()
+    res = _run("predict", tables, "--out", out, "-q")  # the usual answer, not "a file of the input"
+    assert res.exit_code == 1 and "exists; pass --overwrite" in res.output, res.output
+    assert "input folder" not in res.output
+    out.write_text("older\n")
+    res = _run("predict", tables, "--out", out, "--overwrite", "-q")  # the same command again
+    assert res.exit_code == 0, res.output
+    assert out.read_text() == first
+    assert {k: v for k, v in _folder_digest(tables).items() if k != out.name} == before
+
+
+def test_predict_refuses_every_file_the_table_reader_opens(made, tmp_path):
+    """units.csv and the others are refused in a table folder even where they do not exist yet (the
+    reader would read them next time); a file of another name is not."""
+    from nwb_celltype._output_paths import check_not_input
+    from nwb_celltype.library.tables import TABLE_FILES
+
+    tables = tmp_path / "h"
+    shutil.copytree(made["tables"], tables)
+    assert not (tables / "units.csv").exists()
+    for name in TABLE_FILES:
+        with pytest.raises(OutputError, match="is a file of the input folder"):
+            check_not_input(tables / name, (tables,))
+    (tables / "notes.txt").write_text("mine")
+    check_not_input(tables / "notes.txt", (tables,))
+
+
+def test_a_hard_link_of_a_folder_file_is_no_input(made, tmp_path):
+    """Outputs are written by rename: a hard link of a file of an input folder is replaced as a name,
+    and the folder's file keeps its content. Only a symlink in the folder makes a file an input."""
     tables = tmp_path / "h"
     shutil.copytree(made["tables"], tables)
     before = _folder_digest(tables)
-    res = _run("predict", tables, "--out", tables / "predictions.tsv", "-q")
+    out = tmp_path / "p.tsv"
+    os.link(tables / "acg.csv", out)
+    res = _run("predict", tables, "--out", out, "--overwrite", "-q")
     assert res.exit_code == 0, res.output
-    assert (tables / "predictions.tsv").exists()
-    (tables / "predictions.tsv").rename(tmp_path / "moved.tsv")
-    assert _folder_digest(tables) == before
-    res = _run("predict", tables, "--out", tmp_path / "ok.tsv", "-q")
-    assert res.exit_code == 0, res.output
+    assert _folder_digest(tables) == before and out.read_text().startswith("# model:")
+
+
+def _model_folder(tmp_path: Path, n_files: int = 0) -> Path:
+    from nwb_celltype.model.shipped import resolve_model
+
+    model = tmp_path / "model"
+    shutil.copytree(resolve_model(None)[0].path, model)
+    for i in range(n_files):
+        (model / f"extra{i}.bin").write_bytes(b"x")
+    return model
+
+
+def test_a_model_folder_refuses_its_files_and_its_links_targets_only(made, tmp_path):
+    from nwb_celltype._output_paths import check_not_input
+
+    model = _model_folder(tmp_path)
+    sub = model / "sub" / "deeper"
+    sub.mkdir(parents=True)
+    linked, elsewhere = tmp_path / "linked.json", tmp_path / "elsewhere"
+    linked.write_text("{}")
+    elsewhere.mkdir()
+    (elsewhere / "x.tsv").write_text("x")
+    (sub / "card.json").symlink_to(linked)  # read through a link in a sub-folder
+    (model / "ext").symlink_to(elsewhere)  # a linked folder: its files are read too
+    for out in (model / "model_card.json", linked, elsewhere / "x.tsv"):
+        with pytest.raises(OutputError, match="is a file of the input folder"):
+            check_not_input(out, (model,))
+    hard = tmp_path / "hard.json"
+    os.link(model / "model_card.json", hard)
+    for out in (hard, model / "new.tsv", tmp_path / "other.tsv", elsewhere / "new.tsv"):
+        check_not_input(out, (model,))
+
+
+def test_check_not_input_stats_no_file_of_a_folder(made, tmp_path, monkeypatch):
+    """Whether an existing output is a file of an input folder is told from the folder's entries (its
+    symbolic links), without a stat of every file in it (NFS, zarr folders of many files)."""
+    from nwb_celltype._output_paths import check_not_input
+
+    model = _model_folder(tmp_path, n_files=50)
+    out = tmp_path / "p.tsv"
+    out.write_text("older")
+    stats = []
+    real_stat = os.stat
+
+    def counting_stat(path, *args, **kwargs):
+        if Path(os.fsdecode(path)).name.startswith("extra"):
+            stats.append(path)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+    check_not_input(out, (model,))
+    assert stats == []
 
 
 def test_predict_refuses_a_file_in_its_model_folder(made, tmp_path):

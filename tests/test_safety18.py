@@ -306,23 +306,29 @@ def test_stats_refuses_a_figure_that_is_its_manifest_or_a_listed_file(library, t
         r = CliRunner().invoke(
             main, ["library", "stats", str(manifest), "--figure", str(link), "--overwrite"]
         )
-        assert r.exit_code == 1 and "an input of this command" in r.output, r.output
+        assert r.exit_code == 1 and "is the input" in r.output and "itself" in r.output, r.output
         assert "Traceback" not in r.output
     assert {p: p.read_bytes() for p in kept} == kept
 
 
-def test_stats_refuses_a_figure_inside_a_listed_table_folder(tmp_path):
+def test_stats_refuses_a_figure_over_a_file_of_a_listed_table_folder(tmp_path):
+    """The table folder's files (labels.csv, ...) are refused, through a symbolic link too; a new file
+    beside them, which the table reader never opens, is written."""
     from nwb_celltype.library import LibraryEntry, Manifest
 
     folder = tmp_path / "tables"
     folder.mkdir()
+    (folder / "labels.csv").write_text("label\nPkC_ss\n")
     m = Manifest(name="t", entries=[LibraryEntry(tables="tables")], root=tmp_path)
     from nwb_celltype.cli.library import _refuse_input_as_figure
     from nwb_celltype.errors import OutputError
 
-    with pytest.raises(OutputError, match="inside tables"):
-        _refuse_input_as_figure(str(folder / "fig.png"), str(tmp_path / "t.toml"), m)
-    _refuse_input_as_figure(str(tmp_path / "fig.png"), str(tmp_path / "t.toml"), m)  # elsewhere: fine
+    link = tmp_path / "fig.png"
+    link.symlink_to(folder / "labels.csv")
+    with pytest.raises(OutputError, match="is a file of the input folder"):
+        _refuse_input_as_figure(str(link), str(tmp_path / "t.toml"), m)
+    _refuse_input_as_figure(str(folder / "fig.png"), str(tmp_path / "t.toml"), m)  # a new file: fine
+    _refuse_input_as_figure(str(tmp_path / "other.png"), str(tmp_path / "t.toml"), m)  # elsewhere: fine
 
 
 # -- 5: features --model that is not a bundle -----------------------------------------------------------

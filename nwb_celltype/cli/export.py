@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -40,14 +39,18 @@ import click
     default=None,
     help="Units column holding phy's cluster ids (--phy). Default: unit_name where its values are "
     "distinct integers (NeuroConv's and SpikeInterface's exports keep the sorter's ids there, and "
-    "the SpikeInterface bridge matches on them), else the NWB unit ids; 'id': the NWB unit ids.",
+    "the SpikeInterface bridge matches on them), else the NWB unit ids, as export_phy's "
+    "cluster_ids='auto'; 'id': the NWB unit ids.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace files that exist.")
 def export(path, phy_dir, field, tsv_path, table, id_column, overwrite):
     """Export the cell types of the annotated NWB file PATH: phy's cluster_<FIELD>.tsv (--phy) and/or
     a TSV of the whole annotation table (--tsv). Both outputs are checked before either is written
     (neither may be PATH itself, through a link or not, even with --overwrite), and a failed --tsv
-    write removes (or restores) the --phy file written before it."""
+    write removes (or restores) the --phy file written before it; a signal after the --tsv file is
+    in place leaves both."""
+    from .._atomic import Interrupted, atomic_write
+    from .._output_paths import check_output_path
     from ..bridges import (
         annotations_dataframe,
         check_phy_field,
@@ -56,7 +59,6 @@ def export(path, phy_dir, field, tsv_path, table, id_column, overwrite):
         phy_file,
         unit_column,
     )
-    from ..classify import check_not_input
     from ..errors import InvalidValueError, OutputError
 
     if phy_dir is None and tsv_path is None:
@@ -69,8 +71,7 @@ def export(path, phy_dir, field, tsv_path, table, id_column, overwrite):
     tsv_out = None if tsv_path is None else Path(tsv_path)
     for out, option in ((phy_out, "--phy"), (tsv_out, "--tsv")):  # both checked before either is written
         if out is not None:
-            check_not_input(out, (path,), option=option)  # never over PATH, even with --overwrite
-            _check_output(out, overwrite)
+            check_output_path(out, overwrite, inputs=(path,), option=option)  # never over PATH
     if phy_out is not None and tsv_out is not None and _same_file(phy_out, tsv_out):
         raise OutputError(f"--phy and --tsv name the same file ({tsv_out}); give two different files")
     about = f"table {df.attrs['table']}{_model_of(df)}"
@@ -81,45 +82,39 @@ def export(path, phy_dir, field, tsv_path, table, id_column, overwrite):
             ids, source = None, "the NWB unit ids"
         elif id_column:
             ids, source = unit_column(path, id_column, units_table), f"Units column {id_column}"
-        else:
-            ids = default_cluster_ids(df)
-            source = (
-                "the NWB unit ids"
-                if ids is None
-                else "Units column unit_name (the sorter's ids; --id-column id for the NWB unit ids)"
-            )
+        else:  # export_phy's default, named in the output line
+            ids, source = "auto", _auto_source(default_cluster_ids(df))
         old_phy = phy_out.read_bytes() if phy_out.is_file() else None
         written = export_phy(df, phy_dir, cluster_ids=ids, field=field, overwrite=overwrite)
         click.echo(
             f"phy labels: {written} (field {field}, {len(df)} clusters, cluster ids from {source}, {about})"
         )
     if tsv_out is not None:
-        from .._atomic import atomic_write
-
         try:
             with atomic_write(tsv_out, replace=overwrite, tag="tmp.tsv") as tmp:  # complete or not at all
                 df.to_csv(tmp, sep="\t")
         except BaseException as exc:
-            if phy_out is not None:
+            # a signal once the TSV is in place (Interrupted naming it): both outputs are complete
+            done = isinstance(exc, Interrupted) and exc.written is not None
+            if phy_out is not None and not done:
                 _undo(phy_out, old_phy, exc)
             raise
         click.echo(f"annotation table: {tsv_out} ({len(df)} units, {about})")
 
 
-def _check_output(out: Path, overwrite: bool) -> None:
-    """Refuse an output that cannot be written: an existing file (without --overwrite), a folder,
-    or a file whose folder does not exist or is not writable."""
-    from ..errors import OutputError
-
-    if out.is_dir():
-        raise OutputError(f"cannot write {out}: it is a folder")
-    if (out.exists() or out.is_symlink()) and not overwrite:
-        raise OutputError(f"{out} exists; pass --overwrite to replace it")
-    folder = out.parent
-    if not folder.is_dir():
-        raise OutputError(f"cannot write {out}: folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {out}: folder {folder} is not writable")
+def _auto_source(auto: dict[int, int] | None) -> str:
+    """Where the default cluster ids (:func:`~nwb_celltype.bridges.default_cluster_ids`) come from,
+    saying whether the unit_name integers differ from the NWB unit ids."""
+    if auto is None:
+        return "the NWB unit ids"
+    differ = [(u, c) for u, c in auto.items() if u != c]
+    if not differ:
+        return "Units column unit_name (the sorter's ids, the same as the NWB unit ids)"
+    u, c = differ[0]
+    return (
+        f"Units column unit_name (the sorter's ids, not the NWB unit ids: e.g. unit id {u} is cluster {c}; "
+        "--id-column id for the NWB unit ids)"
+    )
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -211,23 +211,13 @@ def validate_cmd(manifest, min_spikes, no_waveforms_needed, check_features, fami
 
 
 def _refuse_input_as_figure(figure: str, manifest_path: str, manifest) -> None:
-    """Refuse a --figure that is, or resolves to (a symbolic link), the manifest or a local file it
-    lists, or lies in a table folder it lists: writing the figure would destroy an input."""
-    from ..errors import OutputError
+    """Refuse a --figure that would replace an input (:func:`~nwb_celltype._output_paths.check_not_input`):
+    the manifest or a local file it lists, through a symbolic link or not, or a file a listed table
+    folder is read from (labels.csv, acg.csv, ...; a new file beside them is written)."""
+    from .._output_paths import check_not_input
 
-    target = Path(figure).resolve()
-    inputs = [(Path(manifest_path).resolve(), f"the manifest {manifest_path}", False)]
-    for e in manifest.entries:
-        if e.local_path is not None:
-            where = Path(e.source(manifest.root)).resolve()
-            inputs.append((where, f"{e.identity()}, listed in {manifest_path}", e.is_tables))
-    for where, what, is_folder in inputs:
-        if target == where or (is_folder and target.is_relative_to(where)):
-            inside = "inside " if target != where else ""
-            raise OutputError(
-                f"--figure {figure} is {inside}{what}, an input of this command; writing the figure "
-                "there would destroy it. Name another file."
-            )
+    listed = [e.source(manifest.root) for e in manifest.entries if e.local_path is not None]
+    check_not_input(figure, [manifest_path, *listed], option="--figure")
 
 
 @library.command("stats")
