@@ -5,12 +5,15 @@ a scratch file as they are read)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import EmptyUnitsError, InvalidUnitsError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,10 +50,11 @@ class Reading:
     waveform_rate_hz: float | None = None
 
 
-def _other_tables(source_obj, table_path: str) -> str:
+def _other_tables(source_obj, table_path: str) -> str | None:
     """For an error about an empty Units table (e.g. a ``/units`` placeholder beside the sorting in
     ``processing/ecephys``): "; the file's Units tables with spike times: ... pass one with
-    --units-table", or "" where the file has no other."""
+    --units-table", "" where the file has no other, or None where they could not be read (a remote
+    read that failed: whether the file has another is unknown)."""
     from .io import units_table_paths
 
     try:
@@ -60,8 +64,9 @@ def _other_tables(source_obj, table_path: str) -> str:
             for p in units_table_paths(h5)
             if p != table_path and "spike_times" in h5[p] and len(h5[p]["spike_times"]) > 0
         ]
-    except Exception:  # a hint only: reading it must not hide the error it adds to
-        return ""
+    except Exception as exc:  # a hint only: reading it must not hide the error it adds to
+        logger.debug("could not list the other Units tables: %s", exc)
+        return None
     if not others:
         return ""
     listed = ", ".join(f"/{p}" for p in others)
@@ -74,8 +79,14 @@ def _other_tables(source_obj, table_path: str) -> str:
 def _no_units(source_obj, table_path: str, why: str) -> InvalidUnitsError:
     """The error for a Units table with nothing to classify: :class:`EmptyUnitsError` (a
     whole-dandiset run skips the asset) where the file has no other table with spike times, else a
-    plain :class:`InvalidUnitsError` naming those tables (a failure: the user chose the wrong one)."""
+    plain :class:`InvalidUnitsError` (a failure: the user chose the wrong one) naming those tables,
+    or saying that they could not be read (a failed read must not turn a failure into a skip)."""
     others = _other_tables(source_obj, table_path)
+    if others is None:
+        return InvalidUnitsError(
+            f"the source's Units table /{table_path} {why}; the file's other Units tables could not "
+            "be read to tell whether it holds another (pass one with --units-table, or try again)"
+        )
     kind = InvalidUnitsError if others else EmptyUnitsError
     return kind(f"the source's Units table /{table_path} {why}{others}")
 

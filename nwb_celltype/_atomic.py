@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from ._files import give_mode
 from .errors import AnnotationExistsError, NwbCelltypeError, OutputError
 
 logger = logging.getLogger(__name__)
@@ -171,11 +172,24 @@ def write_target(final: Path) -> Path:
     return final
 
 
+def install_on_cleanup_signals(handler) -> dict[int, object]:
+    """Set ``handler`` for each of :data:`CLEANUP_SIGNALS` that is not ignored; returns the handlers
+    it replaced, by signal. A signal the user chose to ignore (``SIG_IGN``: ``nohup``, a background
+    job, some job systems) stays ignored: it must not stop, nor be held up by, a write."""
+    replaced = {}
+    for sig in CLEANUP_SIGNALS:
+        with contextlib.suppress(OSError, ValueError):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                replaced[sig] = signal.signal(sig, handler)
+    return replaced
+
+
 @contextlib.contextmanager
 def cleanup_on_signals() -> Iterator[None]:
     """Turn SIGTERM and SIGHUP (SIGINT already is KeyboardInterrupt) into :class:`Interrupted`
-    for the duration, so ``finally`` blocks remove temporary files. A no-op outside the main
-    thread (Python delivers signals there only)."""
+    for the duration, so ``finally`` blocks remove temporary files; a signal the user ignored stays
+    ignored (:func:`install_on_cleanup_signals`). A no-op outside the main thread (Python delivers
+    signals there only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -197,10 +211,7 @@ def cleanup_on_signals() -> Iterator[None]:
             previous_hook(report)  # the write is committed (atomic_write, atomic_folder)
 
     _RECEIVED.clear()
-    old = {}
-    for sig in CLEANUP_SIGNALS:
-        with contextlib.suppress(OSError, ValueError):
-            old[sig] = signal.signal(sig, handler)
+    old = install_on_cleanup_signals(handler)  # an ignored signal stays ignored
     previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
@@ -369,21 +380,6 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def keep_mode(path: Path, like: str | os.PathLike) -> None:
-    """Give ``path`` (a finished temporary file) the permission bits of ``like``, the file it
-    replaces: a user who restricted a file (0600, read-only 0444) does not find it widened. The
-    set-user-ID and set-group-ID bits are dropped, as the kernel drops them when another user writes
-    a file. A ``like`` that does not exist: a new file's bits (0666 minus the umask)."""
-    from ._files import give_mode
-
-    try:
-        mode = stat.S_IMODE(os.stat(like).st_mode)
-    except FileNotFoundError:
-        give_mode(path)
-        return
-    os.chmod(path, mode & ~(stat.S_ISUID | stat.S_ISGID))
-
-
 class _Commit:
     """The end of a write, from just before its commit rename: cleanup signals are recorded, not acted
     on (:meth:`hold`), until the write's last steps (directory fsync, lock release, handlers put back)
@@ -403,9 +399,7 @@ class _Commit:
         """Record cleanup signals from now on (a no-op outside the main thread)."""
         if self._replaced or threading.current_thread() is not threading.main_thread():
             return
-        for sig in CLEANUP_SIGNALS:
-            with contextlib.suppress(OSError, ValueError):
-                self._replaced[sig] = signal.signal(sig, self._record)
+        self._replaced = install_on_cleanup_signals(self._record)
 
     def release(self) -> None:
         """Put back the handlers :meth:`hold` replaced, where nobody has set others since (an outermost
@@ -437,7 +431,8 @@ def _committing(final: Path) -> Iterator[_Commit]:
         interruption = isinstance(exc, (Interrupted, KeyboardInterrupt))
         if commit.committed:
             if interruption or commit.held:
-                signum = exc.signum if isinstance(exc, Interrupted) else (commit.held or [signal.SIGINT])[0]
+                first = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+                signum = (commit.held or [first])[0]  # the first signal's status (one held before)
                 raise Interrupted(signum, written) from exc
             if not isinstance(exc, Exception):
                 raise
@@ -475,7 +470,7 @@ def atomic_write(
         Replace an existing ``final``. Without it the rename is an exclusive step (``link``): if
         ``final`` appeared meanwhile, :class:`~nwb_celltype.errors.AnnotationExistsError`.
     keep_mode_of : path, optional
-        Give the result this file's permission bits (:func:`keep_mode`). Default: those of the
+        Give the result this file's permission bits (:func:`~._files.give_mode`). Default: those of the
         ``final`` it replaces (a replaced file keeps its mode), and a new file's (0666 minus the
         umask) when ``final`` does not exist.
     lock : bool
@@ -492,7 +487,7 @@ def atomic_write(
             yield tmp
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
-            keep_mode(tmp, final if keep_mode_of is None else keep_mode_of)
+            give_mode(tmp, final if keep_mode_of is None else keep_mode_of)
             raise_if_interrupted()
             commit.hold()  # from here on a signal cannot cut the commit from its report
             if replace:

@@ -17,20 +17,21 @@ from pathlib import Path
 
 from ._atomic import (
     _TEMP,
-    CLEANUP_SIGNALS,
     FOLDER_TAG,
     OLD_FOLDER_TAG,
     Interrupted,
+    _Commit,
     _committing,
     _fsync_dir,
     _undone_on_failure,
     _write_guards,
     as_output_error,
     cleanup_on_signals,
-    keep_mode,
+    install_on_cleanup_signals,
     raise_if_interrupted,
     temp_path,
 )
+from ._files import give_mode
 from .errors import AnnotationExistsError, NwbCelltypeError, OutputError
 
 
@@ -123,9 +124,7 @@ def begin_cleanup() -> None:
     if not _SCOPES or _BEGUN_AT[0] or threading.current_thread() is not threading.main_thread():
         return
     _BEGUN_AT[0] = len(_SCOPES)
-    for sig in CLEANUP_SIGNALS:
-        with contextlib.suppress(OSError, ValueError):
-            _REPLACED[sig] = signal.signal(sig, _record_late)
+    _REPLACED.update(install_on_cleanup_signals(_record_late))  # an ignored signal stays ignored
 
 
 def _end_cleanup() -> list[int]:
@@ -177,7 +176,7 @@ def cleanup_scope() -> Iterator[None]:
 
 def _keep_file_modes(new: Path, old: Path) -> None:
     """Give each regular file in the folder ``new`` the permission bits of the regular file at the same
-    place in ``old``, the folder it replaces (:func:`~._atomic.keep_mode`); files new to the output
+    place in ``old``, the folder it replaces (:func:`~._files.give_mode`); files new to the output
     keep a new file's."""
     for folder, _dirs, files in os.walk(new):
         rel = Path(folder).relative_to(new)
@@ -185,7 +184,7 @@ def _keep_file_modes(new: Path, old: Path) -> None:
             path, was = Path(folder) / name, old / rel / name
             with contextlib.suppress(FileNotFoundError):
                 if stat.S_ISREG(os.lstat(path).st_mode) and stat.S_ISREG(os.lstat(was).st_mode):
-                    keep_mode(path, was)
+                    give_mode(path, was)
 
 
 def remove_folder(path: Path) -> None:
@@ -223,9 +222,9 @@ def atomic_folder(
     The new folder, its sub-folders and the files it replaces get the permission bits of the older
     ones (a new folder gets a new folder's: 0777 minus the umask; a new file a new file's).
     :func:`target_lock` on ``final`` is held for the whole block; the cleanup signals that arrive
-    from the swap on are acted on once the write's last steps are done, as
-    :class:`~._atomic.Interrupted` naming ``final`` (which is then complete), and those that arrive
-    while a failed build is removed once that is complete (:func:`cleanup_scope`).
+    from the swap on are acted on once the write's last steps are done (during the removal of the
+    older folder, at once), as :class:`~._atomic.Interrupted` naming ``final`` (which is then complete),
+    and those that arrive while a failed build is removed once that is complete (:func:`cleanup_scope`).
     A shell whose working folder was the older ``final`` is left in the removed folder (``cd`` back
     into it)."""
     final = Path(os.path.realpath(final))
@@ -267,5 +266,17 @@ def atomic_folder(
                 commit.committed = True
         finally:
             if aside is not None:
-                shutil.rmtree(aside, ignore_errors=True)  # the swap's last step (signals held)
+                _remove_older(commit, aside)
         _fsync_dir(final.parent)
+
+
+def _remove_older(commit: _Commit, older: Path) -> None:
+    """Remove the older folder that the swap moved aside with the cleanup signals acting at once, not
+    held: a large folder on a slow file system must not delay Ctrl-C. The new folder is in place, so a
+    signal stops the run as :class:`~._atomic.Interrupted` naming it as written (:func:`_committing`),
+    and what is left of the older folder is removed by the next run on the target
+    (:func:`~._atomic.remove_stale_temps` removes a dead run's). Signals are held again for the last
+    steps (lock release, handlers put back); one held through the swap is acted on after them."""
+    commit.release()
+    shutil.rmtree(older, ignore_errors=True)
+    commit.hold()

@@ -28,12 +28,15 @@ def new_file_mode() -> int:
 
 
 def give_mode(path: str | os.PathLike, like: str | os.PathLike | None = None) -> None:
-    """Set ``path``'s permission bits to those of the existing file ``like`` (a file rewritten in
-    place keeps its mode), or to :func:`new_file_mode` when ``like`` is None or absent."""
+    """Set ``path``'s permission bits (a finished temporary file) to those of the existing file
+    ``like``, the file it replaces: a file rewritten in place keeps its mode, and a user who
+    restricted a file (0600, read-only 0444) does not find it widened. The set-user-ID and
+    set-group-ID bits are dropped, as the kernel drops them when another user writes a file. When
+    ``like`` is None or absent: a new file's bits (:func:`new_file_mode`, which has neither)."""
     mode = new_file_mode()
     if like is not None:
         try:
-            mode = stat.S_IMODE(os.stat(like).st_mode)
+            mode = stat.S_IMODE(os.stat(like).st_mode) & ~(stat.S_ISUID | stat.S_ISGID)
         except FileNotFoundError:
             pass
     os.chmod(path, mode)

@@ -131,13 +131,16 @@ def test_signal_during_the_cleanup_of_a_failed_export(manifest, tmp_path, monkey
             signal.raise_signal(signal.SIGTERM)
         return real_rmtree(path, *args, **kwargs)
 
-    old = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # without the fix: must not end pytest
+    def noop(signum, frame):
+        pass
+
+    old = signal.signal(signal.SIGTERM, noop)  # without the fix: must not end pytest
     monkeypatch.setattr(shutil, "rmtree", rmtree)
     monkeypatch.setattr(export_mod, "_validation_errors", lambda folder: [("x.nwb", "[X] bad")])
     try:
         with pytest.raises(Interrupted, match="SIGTERM") as info:
             export_mod.export_dandiset(manifest, tmp_path / "a" / "exp")
-        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN  # the caller's handler is back
+        assert signal.getsignal(signal.SIGTERM) is noop  # the caller's handler is back
     finally:
         signal.signal(signal.SIGTERM, old)
     assert "does not pass dandi validate" in str(info.value.__cause__)

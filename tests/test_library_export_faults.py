@@ -68,7 +68,7 @@ def bad_library(tmp_path_factory):
 @pytest.fixture
 def ignore_stray_sigterm():
     """Without the fix no handler is installed: a SIGTERM raised in this process must not end pytest."""
-    old = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    old = signal.signal(signal.SIGTERM, lambda signum, frame: None)  # not SIG_IGN, which stays ignored
     yield
     signal.signal(signal.SIGTERM, old)
 

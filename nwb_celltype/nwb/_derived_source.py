@@ -33,6 +33,11 @@ OWN_COLUMNS = frozenset(
 
 #: neurodata types of Units columns that are not plain values.
 _NOT_PLAIN = ("VectorIndex", "DynamicTableRegion", "ElementIdentifiers")
+#: Source columns named like ours (``cell_type``, ``cell_type_probability``... e.g. CellExplorer's
+#: putative cell types) are copied as ``source_<name>``: our labels keep the plain names, which
+#: pynapple and NWB widgets show.
+OURS_PREFIX = "cell_type"
+RENAMED_PREFIX = "source_"
 
 
 def _text(value) -> str:
@@ -100,16 +105,19 @@ def source_unit_columns(h5, units_path: str, rows: np.ndarray) -> list:
     """The source Units table's simple per-unit columns at ``rows``, as ``VectorData`` (with the
     source's descriptions), in the table's column order. Each column is read once, whole (one
     value per unit: a few bytes a unit); ragged, region and reference columns, waveforms and the
-    columns the derived file writes itself are left out."""
+    columns the derived file writes itself are left out. A column named like ours (``cell_type``,
+    any name starting with it) is copied as ``source_<name>``, its description prefixed by
+    "from the source: " (an earlier nwb-celltype annotation's columns are not copied at all)."""
     from hdmf.common import VectorData
 
     group = h5.get(units_path) if h5 is not None else None
     if group is None or "id" not in group:
         return []
     n_rows = int(group["id"].shape[0])
+    names = [_text(raw) for raw in np.atleast_1d(group.attrs.get("colnames", []))]
+    taken = set(names) | OWN_COLUMNS
     cols = []
-    for raw in np.atleast_1d(group.attrs.get("colnames", [])):
-        name = _text(raw)
+    for name in names:
         ds = _plain_column(group, name, n_rows)
         if ds is None:
             continue
@@ -117,6 +125,12 @@ def source_unit_columns(h5, units_path: str, rows: np.ndarray) -> list:
         if ds.dtype.kind in "OSU":
             values = [_text(v) for v in values]
         description = _text(ds.attrs.get("description")) or name
+        if name.startswith(OURS_PREFIX):  # the plain names are our labels' (see OURS_PREFIX)
+            new = RENAMED_PREFIX + name
+            while new in taken:
+                new = RENAMED_PREFIX + new
+            taken.add(new)
+            name, description = new, f"from the source: {description}"
         cols.append(VectorData(name=name, description=description, data=values))
     if cols:
         logger.debug("derived file: copying the source's Units columns %s", [c.name for c in cols])
