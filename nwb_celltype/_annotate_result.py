@@ -105,3 +105,6 @@ class AnnotationResult:
             table_name=self.table_name,
             units_table=self.units_table,
         )
+
+
+AnnotationResult.__module__ = "nwb_celltype.annotate"  # its public home (pickles and help name it)

@@ -278,5 +278,7 @@ def _remove_older(commit: _Commit, older: Path) -> None:
     (:func:`~._atomic.remove_stale_temps` removes a dead run's). Signals are held again for the last
     steps (lock release, handlers put back); one held through the swap is acted on after them."""
     commit.release()
-    shutil.rmtree(older, ignore_errors=True)
-    commit.hold()
+    try:
+        shutil.rmtree(older, ignore_errors=True)
+    finally:  # also when a signal stops the removal: the lock release and handler restore are held
+        commit.hold()

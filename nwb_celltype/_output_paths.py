@@ -33,8 +33,9 @@ def check_not_input(out: str | os.PathLike, inputs, *, option: str = "--out") ->
     folder. For a folder of feature tables those are the files the table reader opens
     (:data:`~nwb_celltype.library.tables.TABLE_FILES`: labels.csv, acg.csv, ..., dataset.json) and
     their symlinks' targets; any other file there (``predict hull --out hull/predictions.tsv``, again
-    with ``--overwrite``) is written. For another folder (a saved SpikeInterface object, a model
-    bundle) every existing file in it is refused, and the target of a symbolic link in it. Outputs are
+    with ``--overwrite``) is written. Another folder (a saved SpikeInterface object, a model bundle)
+    is read as a whole: every path in it is refused, new or not (so a second run is refused as the
+    first was), and the target of a symbolic link in it. Outputs are
     written by rename, so a hard link of a file in a folder keeps its content and is not refused."""
     out = Path(out)
     real = Path(os.path.realpath(out))  # follows every symlink, the last component's too
@@ -48,8 +49,8 @@ def check_not_input(out: str | os.PathLike, inputs, *, option: str = "--out") ->
             raise OutputError(f"{option} {out} is the input {src} itself; write the output to another file.")
         if src.is_dir() and _file_of_folder(out, real, src):
             raise OutputError(
-                f"{option} {out} is a file of the input folder {src}, which this command reads; write "
-                "the output to a new file."
+                f"{option} {out} lies in the input folder {src}, which this command reads; write the "
+                "output elsewhere."
             )
 
 
@@ -69,9 +70,7 @@ def _file_of_folder(out: Path, real: Path, folder: Path) -> bool:
 
         return any(real == Path(os.path.realpath(folder / name)) for name in TABLE_FILES)
     folder_real = Path(os.path.realpath(folder))
-    if not os.path.lexists(out):  # a new file replaces nothing
-        return False
-    return folder_real in real.parents or _linked_from(real, folder)
+    return folder_real in real.parents or (os.path.lexists(out) and _linked_from(real, folder))
 
 
 def _linked_from(real: Path, folder: Path) -> bool:

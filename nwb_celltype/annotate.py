@@ -568,5 +568,13 @@ class _CallableModule(types.ModuleType):
 
         return inspect.signature(annotate)
 
+    def __reduce__(self):  # pickled by name (a process pool, Dask): the module, callable again
+        import importlib
+
+        return importlib.import_module, (self.__name__,)
+
+
+_CallableModule.__call__.__doc__ = annotate.__doc__
+
 
 sys.modules[__name__].__class__ = _CallableModule

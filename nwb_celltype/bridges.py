@@ -506,6 +506,21 @@ def default_cluster_ids(df) -> dict[int, int] | None:
     return {int(i): v for i, v in zip(df.index, values, strict=True)}
 
 
+def describe_cluster_ids(auto: dict[int, int] | None) -> str:
+    """Where the default cluster ids (:func:`default_cluster_ids`) come from,
+    saying whether the unit_name integers differ from the NWB unit ids."""
+    if auto is None:
+        return "the NWB unit ids"
+    differ = [(u, c) for u, c in auto.items() if u != c]
+    if not differ:
+        return "Units column unit_name (the sorter's ids, the same as the NWB unit ids)"
+    u, c = differ[0]
+    return (
+        f"Units column unit_name (the sorter's ids, not the NWB unit ids: e.g. unit id {u} is cluster {c}; "
+        "--id-column id for the NWB unit ids)"
+    )
+
+
 def phy_file(out: str | os.PathLike, field: str = "celltype") -> Path:
     """The file :func:`export_phy` writes for ``out``: ``out`` itself where it ends in ``.tsv``, else
     ``out/cluster_<field>.tsv``."""
@@ -535,8 +550,10 @@ def export_phy(
     cluster_ids : "auto", None or mapping unit id -> cluster id
         "auto" (the default, as ``nwb-celltype export --phy``): the integers of the Units column
         ``unit_name`` where they are distinct (:func:`default_cluster_ids`: the sorter's ids, which
-        :func:`set_spikeinterface_properties` matches on), else the NWB unit ids. None: the NWB unit
-        ids. A mapping: another column's ids (:func:`unit_column`).
+        :func:`set_spikeinterface_properties` matches on), else the NWB unit ids; logged at INFO
+        (:func:`describe_cluster_ids`). Annotations given as :func:`~nwb_celltype.nwb.read_annotations`
+        records, or a DataFrame without ``unit_name``, have no such column: the NWB unit ids. None:
+        the NWB unit ids. A mapping: another column's ids (:func:`unit_column`).
     field : str
         Column name phy shows: a plain identifier (:func:`check_phy_field`); another field (e.g. one
         per model) keeps another model's file.
@@ -559,6 +576,7 @@ def export_phy(
         if cluster_ids != "auto":
             raise InvalidValueError(f"cluster_ids must be 'auto', None or a mapping, got {cluster_ids!r}")
         cluster_ids = default_cluster_ids(df)
+        logger.info("phy cluster ids from %s", describe_cluster_ids(cluster_ids))
     ids = df.index.to_numpy()
     values, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():  # rows sharing a unit id would give one cluster contradictory labels

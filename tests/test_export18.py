@@ -229,11 +229,11 @@ def test_export_phy_defaults_to_the_cli_cluster_ids(neuroconv, tmp_path):
 
 
 def test_the_output_line_says_when_unit_names_are_the_nwb_ids():
-    from nwb_celltype.cli.export import _auto_source
+    from nwb_celltype.bridges import describe_cluster_ids
 
-    assert _auto_source(None) == "the NWB unit ids"
-    assert "the same as the NWB unit ids" in _auto_source({0: 0, 1: 1})
-    assert "e.g. unit id 1 is cluster 5" in _auto_source({0: 0, 1: 5})
+    assert describe_cluster_ids(None) == "the NWB unit ids"
+    assert "the same as the NWB unit ids" in describe_cluster_ids({0: 0, 1: 1})
+    assert "e.g. unit id 1 is cluster 5" in describe_cluster_ids({0: 0, 1: 5})
 
 
 # -------------------------------------------------------------- 7: a phy field per model; --tsv line

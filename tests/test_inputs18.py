@@ -199,7 +199,7 @@ def test_predict_refuses_every_file_the_table_reader_opens(made, tmp_path):
     shutil.copytree(made["tables"], tables)
     assert not (tables / "units.csv").exists()
     for name in TABLE_FILES:
-        with pytest.raises(OutputError, match="is a file of the input folder"):
+        with pytest.raises(OutputError, match="lies in the input folder"):
             check_not_input(tables / name, (tables,))
     (tables / "notes.txt").write_text("mine")
     check_not_input(tables / "notes.txt", (tables,))
@@ -240,12 +240,14 @@ def test_a_model_folder_refuses_its_files_and_its_links_targets_only(made, tmp_p
     (elsewhere / "x.tsv").write_text("x")
     (sub / "card.json").symlink_to(linked)  # read through a link in a sub-folder
     (model / "ext").symlink_to(elsewhere)  # a linked folder: its files are read too
-    for out in (model / "model_card.json", linked, elsewhere / "x.tsv"):
-        with pytest.raises(OutputError, match="is a file of the input folder"):
+    # read as a whole: any path in it, new or not (a second run is refused as the first), and the
+    # targets of its links
+    for out in (model / "model_card.json", model / "new.tsv", linked, elsewhere / "x.tsv"):
+        with pytest.raises(OutputError, match="lies in the input folder"):
             check_not_input(out, (model,))
     hard = tmp_path / "hard.json"
     os.link(model / "model_card.json", hard)
-    for out in (hard, model / "new.tsv", tmp_path / "other.tsv", elsewhere / "new.tsv"):
+    for out in (hard, tmp_path / "other.tsv", elsewhere / "new.tsv"):
         check_not_input(out, (model,))
 
 

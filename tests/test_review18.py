@@ -273,8 +273,16 @@ def test_a_signal_while_the_older_folder_is_removed_acts_at_once(tmp_path, monke
         if held and Path(dst) == out:
             signal.raise_signal(signal.SIGTERM)  # held until both renames are done
 
+    holds: list[str] = []
+    real_hold = _atomic._Commit.hold
+
+    def hold(self):
+        holds.append("removed" if removed or not (out.parent / ".rep.old.dir").exists() else "hold")
+        return real_hold(self)
+
     monkeypatch.setattr(shutil, "rmtree", rmtree)
     monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(_atomic._Commit, "hold", hold)
     with (
         pytest.raises(_atomic.Interrupted) as info,
         _atomic_folder.atomic_folder(out, replace=True, owned=("*",)) as tmp,
@@ -282,6 +290,8 @@ def test_a_signal_while_the_older_folder_is_removed_acts_at_once(tmp_path, monke
         (tmp / "a.txt").write_text("new")
     monkeypatch.undo()
     assert removed == []
+    # held again after the stopped removal: the lock release and handler restore are not cut short
+    assert len(holds) >= 2, holds
     err = info.value
     assert (
         err.code == (143 if held else 130) and err.written == out
@@ -401,3 +411,48 @@ def test_a_derived_file_has_our_labels_in_the_plain_cell_type(tmp_path):
     assert not [c for c in names if c.startswith("cell_type") and c not in plain], names  # no _<tag>
     assert theirs == AUTHORS and not set(ours) & {"pyr", "int"}
     assert desc.startswith("nwb-celltype:")  # ours
+
+
+# -- review 18b ------------------------------------------------------------------------------------
+
+
+def test_the_callable_annotate_module_pickles_and_runs_in_a_spawn_pool(tmp_path):
+    """``nwb_celltype.annotate`` (the module, callable as the function) failed to pickle: a process
+    pool or Dask could not be handed it."""
+    import multiprocessing
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    import nwb_celltype
+    import nwb_celltype.annotate  # the package attribute is now the module
+
+    fn = nwb_celltype.annotate
+    assert pickle.loads(pickle.dumps(fn)) is fn
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        err = pool.submit(fn, str(tmp_path / "missing.nwb")).exception(timeout=300)
+    assert type(err).__name__ == "SourceNotFoundError", err  # ran annotate there, which refused
+
+
+def test_the_cli_leaves_the_demo_warning_to_its_summary(tmp_path, caplog):
+    """The CLI printed the Python API's demo-model warning (naming model=None) beside its own
+    [DEMO model ...] line; the API still warns."""
+    import logging
+
+    from click.testing import CliRunner
+
+    from nwb_celltype.cli import main
+    from nwb_celltype.model import shipped
+    from nwb_celltype.model.shipped import demo_bundle_path
+    from nwb_celltype.simulate import demo_recording_path
+
+    shipped._DEMO_WARNED.clear()
+    with caplog.at_level(logging.WARNING, logger="nwb_celltype"):
+        args = ["annotate", str(demo_recording_path()), "--model", str(demo_bundle_path())]
+        res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a.nwb")])
+    assert res.exit_code == 0, res.output
+    assert "[DEMO model" in res.output
+    assert not [r for r in caplog.records if "DEMO model, trained on simulated data" in r.getMessage()]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nwb_celltype"):
+        shipped.resolve_model(demo_bundle_path())
+    assert [r for r in caplog.records if "DEMO model, trained on simulated data" in r.getMessage()]

@@ -325,7 +325,7 @@ def test_stats_refuses_a_figure_over_a_file_of_a_listed_table_folder(tmp_path):
 
     link = tmp_path / "fig.png"
     link.symlink_to(folder / "labels.csv")
-    with pytest.raises(OutputError, match="is a file of the input folder"):
+    with pytest.raises(OutputError, match="lies in the input folder"):
         _refuse_input_as_figure(str(link), str(tmp_path / "t.toml"), m)
     _refuse_input_as_figure(str(folder / "fig.png"), str(tmp_path / "t.toml"), m)  # a new file: fine
     _refuse_input_as_figure(str(tmp_path / "other.png"), str(tmp_path / "t.toml"), m)  # elsewhere: fine

@@ -59,8 +59,11 @@ def load_worker_model(model_path: str | None, model_sha256: str) -> Any:
 
 def init_pool_worker(model_path: str | None, model_sha256: str) -> None:
     """Initializer of pool processes: quiet the libraries and load the model up front."""
+    from .._notices import quiet_demo_warning
+
     global _POOL_PROCESS
     _POOL_PROCESS = True
+    quiet_demo_warning()  # the driver said it, once
     _quiet_worker()
     _die_with_parent()
     load_worker_model(model_path, model_sha256)

@@ -54,9 +54,11 @@ class _LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         from .._atomic import Interrupted, as_output_error, is_disk_full
+        from .._notices import demo_warning_said_elsewhere
 
         try:
-            return super().invoke(ctx)
+            with demo_warning_said_elsewhere():  # the commands' summaries say it ([DEMO model ...])
+                return super().invoke(ctx)
         except NwbCelltypeError as exc:
             _fail(str(exc))
         except Interrupted as exc:

@@ -55,6 +55,7 @@ def export(path, phy_dir, field, tsv_path, table, id_column, overwrite):
         annotations_dataframe,
         check_phy_field,
         default_cluster_ids,
+        describe_cluster_ids,
         export_phy,
         phy_file,
         unit_column,
@@ -83,7 +84,7 @@ def export(path, phy_dir, field, tsv_path, table, id_column, overwrite):
         elif id_column:
             ids, source = unit_column(path, id_column, units_table), f"Units column {id_column}"
         else:  # export_phy's default, named in the output line
-            ids, source = "auto", _auto_source(default_cluster_ids(df))
+            ids, source = "auto", describe_cluster_ids(default_cluster_ids(df))
         old_phy = phy_out.read_bytes() if phy_out.is_file() else None
         written = export_phy(df, phy_dir, cluster_ids=ids, field=field, overwrite=overwrite)
         click.echo(
@@ -100,21 +101,6 @@ def export(path, phy_dir, field, tsv_path, table, id_column, overwrite):
                 _undo(phy_out, old_phy, exc)
             raise
         click.echo(f"annotation table: {tsv_out} ({len(df)} units, {about})")
-
-
-def _auto_source(auto: dict[int, int] | None) -> str:
-    """Where the default cluster ids (:func:`~nwb_celltype.bridges.default_cluster_ids`) come from,
-    saying whether the unit_name integers differ from the NWB unit ids."""
-    if auto is None:
-        return "the NWB unit ids"
-    differ = [(u, c) for u, c in auto.items() if u != c]
-    if not differ:
-        return "Units column unit_name (the sorter's ids, the same as the NWB unit ids)"
-    u, c = differ[0]
-    return (
-        f"Units column unit_name (the sorter's ids, not the NWB unit ids: e.g. unit id {u} is cluster {c}; "
-        "--id-column id for the NWB unit ids)"
-    )
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -41,11 +41,12 @@ def _other_family(obj, what: str) -> str | None:
     (``c4-3d``), None for C4's; :class:`FeatureError` for an object of no family."""
     family = getattr(obj, "family", None)
     if not isinstance(family, str):
-        raise FeatureError(
-            f"{what} must be a feature {'configuration' if what == 'config' else 'set'} (e.g. "
-            f"{'FeatureConfig' if what == 'config' else 'FeatureSet'}, or a model's "
-            f"bundle.feature_config{' features' if what != 'config' else ''}), got {type(obj).__name__}."
+        expected = (
+            "a feature configuration (e.g. FeatureConfig, or a model's bundle.feature_config)"
+            if what == "config"
+            else "a feature set (e.g. FeatureSet, or what extract_features returns)"
         )
+        raise FeatureError(f"{what} must be {expected}, got {type(obj).__name__}.")
     return None if family == FeatureConfig.family else family
 
 

@@ -114,8 +114,10 @@ def resolve_model(model, *, device: str | torch.device = "cpu"):
 def _warn_demo(bundle) -> None:
     """Log (once per process and bundle) that the demo model's labels are no science: the Python API
     says so as the CLI's summary does (a logging warning, not :mod:`warnings`)."""
+    from .. import _notices
+
     key = (str(bundle.card.get("name", "")), str(bundle.card.get("version", "")))
-    if key in _DEMO_WARNED:
+    if not _notices.demo_warning or key in _DEMO_WARNED:
         return
     _DEMO_WARNED.add(key)
     logger.warning(
