@@ -35,7 +35,7 @@ def check_not_input(out: str | os.PathLike, inputs, *, option: str = "--out") ->
     their symlinks' targets; any other file there (``predict hull --out hull/predictions.tsv``, again
     with ``--overwrite``) is written. Another folder (a saved SpikeInterface object, a model bundle)
     is read as a whole: every path in it is refused, new or not (so a second run is refused as the
-    first was), and the target of a symbolic link in it. Outputs are
+    first was), and every path a symbolic link in it leads to (a file, or one in a linked folder). Outputs are
     written by rename, so a hard link of a file in a folder keeps its content and is not refused."""
     out = Path(out)
     real = Path(os.path.realpath(out))  # follows every symlink, the last component's too
@@ -49,8 +49,8 @@ def check_not_input(out: str | os.PathLike, inputs, *, option: str = "--out") ->
             raise OutputError(f"{option} {out} is the input {src} itself; write the output to another file.")
         if src.is_dir() and _file_of_folder(out, real, src):
             raise OutputError(
-                f"{option} {out} lies in the input folder {src}, which this command reads; write the "
-                "output elsewhere."
+                f"{option} {out} lies in the input folder {src} (or behind a link in it), which this "
+                "command reads; write the output elsewhere."
             )
 
 
@@ -70,7 +70,7 @@ def _file_of_folder(out: Path, real: Path, folder: Path) -> bool:
 
         return any(real == Path(os.path.realpath(folder / name)) for name in TABLE_FILES)
     folder_real = Path(os.path.realpath(folder))
-    return folder_real in real.parents or (os.path.lexists(out) and _linked_from(real, folder))
+    return folder_real in real.parents or _linked_from(real, folder)
 
 
 def _linked_from(real: Path, folder: Path) -> bool:

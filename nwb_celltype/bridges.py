@@ -506,9 +506,10 @@ def default_cluster_ids(df) -> dict[int, int] | None:
     return {int(i): v for i, v in zip(df.index, values, strict=True)}
 
 
-def describe_cluster_ids(auto: dict[int, int] | None) -> str:
-    """Where the default cluster ids (:func:`default_cluster_ids`) come from,
-    saying whether the unit_name integers differ from the NWB unit ids."""
+def describe_cluster_ids(auto: dict[int, int] | None, nwb_ids: str = "cluster_ids=None") -> str:
+    """Where the default cluster ids (:func:`default_cluster_ids`) come from, saying whether the
+    unit_name integers differ from the NWB unit ids and how to ask for those (``nwb_ids``: the
+    caller's way, ``--id-column id`` on the command line)."""
     if auto is None:
         return "the NWB unit ids"
     differ = [(u, c) for u, c in auto.items() if u != c]
@@ -517,7 +518,7 @@ def describe_cluster_ids(auto: dict[int, int] | None) -> str:
     u, c = differ[0]
     return (
         f"Units column unit_name (the sorter's ids, not the NWB unit ids: e.g. unit id {u} is cluster {c}; "
-        "--id-column id for the NWB unit ids)"
+        f"{nwb_ids} for the NWB unit ids)"
     )
 
 
@@ -574,7 +575,10 @@ def export_phy(
     check_output_path(path, overwrite, inputs=inputs, option="out")
     if isinstance(cluster_ids, str):
         if cluster_ids != "auto":
-            raise InvalidValueError(f"cluster_ids must be 'auto', None or a mapping, got {cluster_ids!r}")
+            raise InvalidValueError(
+                f"cluster_ids must be 'auto', None or a mapping, got {cluster_ids!r}; for the ids of another "
+                "Units column pass cluster_ids=unit_column(path, NAME)"
+            )
         cluster_ids = default_cluster_ids(df)
         logger.info("phy cluster ids from %s", describe_cluster_ids(cluster_ids))
     ids = df.index.to_numpy()

@@ -234,6 +234,8 @@ def test_the_output_line_says_when_unit_names_are_the_nwb_ids():
     assert describe_cluster_ids(None) == "the NWB unit ids"
     assert "the same as the NWB unit ids" in describe_cluster_ids({0: 0, 1: 1})
     assert "e.g. unit id 1 is cluster 5" in describe_cluster_ids({0: 0, 1: 5})
+    assert "cluster_ids=None for the NWB unit ids" in describe_cluster_ids({0: 5})  # Python's way
+    assert "--id-column id for the NWB unit ids" in describe_cluster_ids({0: 5}, "--id-column id")
 
 
 # -------------------------------------------------------------- 7: a phy field per model; --tsv line

@@ -242,12 +242,19 @@ def test_a_model_folder_refuses_its_files_and_its_links_targets_only(made, tmp_p
     (model / "ext").symlink_to(elsewhere)  # a linked folder: its files are read too
     # read as a whole: any path in it, new or not (a second run is refused as the first), and the
     # targets of its links
-    for out in (model / "model_card.json", model / "new.tsv", linked, elsewhere / "x.tsv"):
+    # (also a new file behind a link: a second run must be refused as the first one)
+    for out in (
+        model / "model_card.json",
+        model / "new.tsv",
+        linked,
+        elsewhere / "x.tsv",
+        elsewhere / "new.tsv",
+    ):
         with pytest.raises(OutputError, match="lies in the input folder"):
             check_not_input(out, (model,))
     hard = tmp_path / "hard.json"
     os.link(model / "model_card.json", hard)
-    for out in (hard, tmp_path / "other.tsv", elsewhere / "new.tsv"):
+    for out in (hard, tmp_path / "other.tsv"):
         check_not_input(out, (model,))
 
 
@@ -270,6 +277,20 @@ def test_check_not_input_stats_no_file_of_a_folder(made, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "stat", counting_stat)
     check_not_input(out, (model,))
     assert stats == []
+
+
+def test_predict_refuses_a_path_in_its_model_folder_named_by_its_card(made, tmp_path):
+    """``--model FOLDER/model_card.json`` (a bundle named by its card) let an output into the folder."""
+    from nwb_celltype.model.shipped import resolve_model
+
+    model = tmp_path / "model"
+    shutil.copytree(resolve_model(None)[0].path, model)
+    before = _folder_digest(model)
+    res = _run(
+        "predict", made["features"], "--model", model / "model_card.json", "--out", model / "inside.tsv"
+    )
+    assert res.exit_code != 0 and "input folder" in res.output, res.output
+    assert _folder_digest(model) == before
 
 
 def test_predict_refuses_a_file_in_its_model_folder(made, tmp_path):

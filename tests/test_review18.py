@@ -451,8 +451,10 @@ def test_the_cli_leaves_the_demo_warning_to_its_summary(tmp_path, caplog):
         res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a.nwb")])
     assert res.exit_code == 0, res.output
     assert "[DEMO model" in res.output
-    assert not [r for r in caplog.records if "DEMO model, trained on simulated data" in r.getMessage()]
+    assert not [
+        r for r in caplog.records if "trained on simulated data (as the DEMO model is)" in r.getMessage()
+    ]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="nwb_celltype"):
         shipped.resolve_model(demo_bundle_path())
-    assert [r for r in caplog.records if "DEMO model, trained on simulated data" in r.getMessage()]
+    assert [r for r in caplog.records if "trained on simulated data (as the DEMO model is)" in r.getMessage()]

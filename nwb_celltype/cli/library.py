@@ -222,7 +222,11 @@ def _refuse_input_as_figure(figure: str, manifest_path: str, manifest) -> None:
 
 @library.command("stats")
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
-@click.option("--figure", type=click.Path(dir_okay=False), help="Save a PNG figure here.")
+@click.option(
+    "--figure",
+    type=click.Path(dir_okay=False),
+    help="Save the figure here (format from the suffix: .png, .pdf, .svg; an existing file only with --overwrite).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print counts as JSON instead of tables.")
 @overwrite_option("the --figure file")
 def stats_cmd(manifest, figure, as_json, overwrite):

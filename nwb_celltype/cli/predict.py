@@ -54,10 +54,13 @@ def predict(
     (its depth: shallow units meet the floors of shallow units), and the reason a unit has no label.
     Where the tables carry labels, the summary compares them (numbers on units the model was trained
     on are not a validation: see docs/validation.md)."""
+    from pathlib import Path
+
     from ..classify import check_output_path, predict_features, summarise, write_predictions_tsv
 
     # before the work, not after it; never over what it reads (FEATURES, a file in its folder, the model)
-    check_output_path(out, overwrite, inputs=(features, model))
+    bundle_dir = None if model is None else Path(model).parent if Path(model).is_file() else model
+    check_output_path(out, overwrite, inputs=(features, model, bundle_dir))
     with quiet_logging(quiet):
         result = predict_features(
             features,

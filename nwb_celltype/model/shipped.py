@@ -121,7 +121,8 @@ def _warn_demo(bundle) -> None:
         return
     _DEMO_WARNED.add(key)
     logger.warning(
-        "model %s %s is the DEMO model, trained on simulated data: its labels are for trying the package "
-        "out, not for scientific conclusions (model=None uses the default model, trained on real neurons)",
+        "model %s %s was trained on simulated data (as the DEMO model is): its labels are for trying the "
+        "package out, not for scientific conclusions (model=None uses the default model, trained on real "
+        "neurons)",
         *key,
     )
