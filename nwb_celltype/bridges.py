@@ -507,9 +507,8 @@ def default_cluster_ids(df) -> dict[int, int] | None:
 
 
 def describe_cluster_ids(auto: dict[int, int] | None, nwb_ids: str = "cluster_ids=None") -> str:
-    """Where the default cluster ids (:func:`default_cluster_ids`) come from, saying whether the
-    unit_name integers differ from the NWB unit ids and how to ask for those (``nwb_ids``: the
-    caller's way, ``--id-column id`` on the command line)."""
+    """Where the default cluster ids (:func:`default_cluster_ids`) come from: whether unit_name's
+    integers differ from the NWB unit ids, and how to ask for those (``nwb_ids``, the caller's way)."""
     if auto is None:
         return "the NWB unit ids"
     differ = [(u, c) for u, c in auto.items() if u != c]
