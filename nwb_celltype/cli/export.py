@@ -83,8 +83,9 @@ def export(path, phy_dir, field, tsv_path, table, id_column, overwrite):
             ids, source = None, "the NWB unit ids"
         elif id_column:
             ids, source = unit_column(path, id_column, units_table), f"Units column {id_column}"
-        else:  # export_phy's default, named in the output line
-            ids, source = "auto", describe_cluster_ids(default_cluster_ids(df), "--id-column id")
+        else:  # export_phy's default ("auto"), found once here and named in the output line
+            ids = default_cluster_ids(df)
+            source = describe_cluster_ids(ids, "--id-column id")
         old_phy = phy_out.read_bytes() if phy_out.is_file() else None
         written = export_phy(df, phy_dir, cluster_ids=ids, field=field, overwrite=overwrite)
         click.echo(
