@@ -1,6 +1,6 @@
 """Bridges from the annotation records to the tools people analyse units with: a pandas DataFrame
-indexed by unit id, SpikeInterface unit properties, pynapple TsGroup metadata, and phy's
-``cluster_celltype.tsv``.
+indexed by unit id, SpikeInterface unit properties and pynapple TsGroup metadata. phy's
+``cluster_celltype.tsv`` is :mod:`nwb_celltype.phy`'s (its names are still reachable here).
 
 Annotated files already carry 1-D Units columns (``cell_type``, ``cell_type_probability``,
 ``cell_type_confidence``) that SpikeInterface's ``read_nwb_sorting`` and pynapple's ``load_file``
@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from ._atomic_files import write_text_file
 from .errors import InvalidValueError
 
 logger = logging.getLogger(__name__)
@@ -415,186 +413,11 @@ def _column_in(f, units_table: str, column: str):
     return units["id"][()], units[column][()]
 
 
-def unit_column(path: str | os.PathLike, column: str, units_table: str = "/units") -> dict[int, object]:
-    """Unit id -> value of one 1-D column of a Units table of an NWB file (e.g. the sorter's cluster
-    id); ``units_table``: the table's path (an annotation's ``units_table``)."""
-    read = _read_column(path, units_table, column)
-    if read is None:
-        import h5py
+def __getattr__(name: str):
+    """phy's names (:mod:`nwb_celltype.phy`), which lived here until they got their own module, are
+    still reachable from here."""
+    from . import phy
 
-        with h5py.File(path, "r") as f:
-            units = f.get(units_table)
-            have = [] if units is None else sorted(k for k in units if isinstance(units[k], h5py.Dataset))
-        raise InvalidValueError(
-            f"the Units table {units_table} of {path} has no column {column!r}; it has {have}"
-        )
-    ids, values = read
-    if values.shape != ids.shape:
-        raise InvalidValueError(f"Units column {column!r} is not one value per unit (shape {values.shape})")
-    return {
-        int(i): v.decode("utf-8") if isinstance(v, bytes) else np.asarray(v).item()
-        for i, v in zip(ids, values, strict=True)
-    }
-
-
-def _check_cluster_ids(ids: np.ndarray) -> None:
-    """phy's cluster ids are one distinct integer per cluster: refuse a column that is not that."""
-    bad, ints = [], []
-    for v in ids:
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            f = None
-        if isinstance(v, bool) or f is None or not f.is_integer():
-            bad.append(v)
-        else:
-            ints.append(int(f))
-    if bad:
-        raise InvalidValueError(
-            f"cluster ids must be integers (phy's cluster_id); the id column holds {bad[:5]}. Name a "
-            "column of the sorter's cluster ids (e.g. cluster_id)."
-        )
-    values, counts = np.unique(np.array(ints), return_counts=True)
-    if (counts > 1).any():
-        raise InvalidValueError(
-            f"cluster ids repeat ({values[counts > 1][:5].tolist()}): one per cluster is needed. Name a "
-            "column of the sorter's cluster ids (e.g. cluster_id)."
-        )
-
-
-#: phy field names that are not free for labels: the file phy keeps its curation in (good / mua /
-#: noise), the summary phy rewrites when it saves, and the id column itself.
-RESERVED_PHY_FIELDS: dict[str, str] = {
-    "group": "cluster_group.tsv holds phy's curation (good, mua, noise)",
-    "info": "cluster_info.tsv is phy's own summary, rewritten when phy saves",
-    "id": "it is the id column",
-    "cluster_id": "it is the id column",
-}
-
-
-def check_phy_field(field: str) -> str:
-    """Refuse a phy field name that is not a plain identifier (letters, digits and '_', not starting
-    with a digit: phy reads it from the file name ``cluster_<field>.tsv``) or that is one of phy's
-    own (:data:`RESERVED_PHY_FIELDS`). Returns ``field``."""
-    if not isinstance(field, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", field):
-        raise InvalidValueError(
-            f"phy field {field!r} is not a plain identifier (letters, digits and '_', not starting with a "
-            "digit): phy reads it from the file name cluster_<field>.tsv"
-        )
-    if field.lower() in RESERVED_PHY_FIELDS:
-        raise InvalidValueError(
-            f"phy field {field!r} is phy's own ({RESERVED_PHY_FIELDS[field.lower()]}); choose another, "
-            "e.g. celltype_<model>"
-        )
-    return field
-
-
-def default_cluster_ids(df) -> dict[int, int] | None:
-    """The cluster ids phy should get by default for the annotations ``df``
-    (:func:`annotations_dataframe`): where the annotated Units table has a ``unit_name`` column whose
-    values are all distinct non-negative integers written as text (NeuroConv's and SpikeInterface's
-    exports keep the sorter's cluster id there, and :func:`set_spikeinterface_properties` matches on
-    it), unit id -> that integer; otherwise None (the NWB unit ids)."""
-    if "unit_name" not in df or not len(df):
-        return None
-    names = [str(v) for v in df["unit_name"]]
-    if not all(re.fullmatch(r"[0-9]+", n) for n in names):
-        return None
-    values = [int(n) for n in names]
-    if len(set(values)) < len(values) or df.index.has_duplicates:
-        return None
-    return {int(i): v for i, v in zip(df.index, values, strict=True)}
-
-
-def describe_cluster_ids(auto: dict[int, int] | None, nwb_ids: str = "cluster_ids=None") -> str:
-    """Where the default cluster ids (:func:`default_cluster_ids`) come from: whether unit_name's
-    integers differ from the NWB unit ids, and how to ask for those (``nwb_ids``, the caller's way)."""
-    if auto is None:
-        return "the NWB unit ids"
-    differ = [(u, c) for u, c in auto.items() if u != c]
-    if not differ:
-        return "Units column unit_name (the sorter's ids, the same as the NWB unit ids)"
-    u, c = differ[0]
-    return (
-        f"Units column unit_name (the sorter's ids, not the NWB unit ids: e.g. unit id {u} is cluster {c}; "
-        f"{nwb_ids} for the NWB unit ids)"
-    )
-
-
-def phy_file(out: str | os.PathLike, field: str = "celltype") -> Path:
-    """The file :func:`export_phy` writes for ``out``: ``out`` itself where it ends in ``.tsv``, else
-    ``out/cluster_<field>.tsv``."""
-    out = Path(out)
-    return out if out.suffix == ".tsv" else out / f"cluster_{field}.tsv"
-
-
-def export_phy(
-    annotations,
-    out: str | os.PathLike,
-    *,
-    table: str | None = None,
-    cluster_ids: Mapping | str | None = "auto",
-    field: str = "celltype",
-    overwrite: bool = False,
-) -> Path:
-    """Write the labels as a phy cluster-metadata file (``cluster_<field>.tsv``: ``cluster_id``
-    and the label, tab-separated), which phy shows as a column and which any sorter GUI reading
-    TSV loads.
-
-    Parameters
-    ----------
-    annotations
-        As for :func:`annotations_dataframe`.
-    out : path
-        The phy folder (the file goes to ``out/cluster_<field>.tsv``) or a ``.tsv`` file path.
-    cluster_ids : "auto", None or mapping unit id -> cluster id
-        "auto" (the default, as ``nwb-celltype export --phy``): the integers of the Units column
-        ``unit_name`` where they are distinct (:func:`default_cluster_ids`: the sorter's ids, which
-        :func:`set_spikeinterface_properties` matches on), else the NWB unit ids; logged at INFO
-        (:func:`describe_cluster_ids`). Annotations given as :func:`~nwb_celltype.nwb.read_annotations`
-        records, or a DataFrame without ``unit_name``, have no such column: the NWB unit ids. None:
-        the NWB unit ids. A mapping: another column's ids (:func:`unit_column`).
-    field : str
-        Column name phy shows: a plain identifier (:func:`check_phy_field`); another field (e.g. one
-        per model) keeps another model's file.
-    overwrite : bool
-        Replace an existing file.
-
-    Returns
-    -------
-    Path of the file written.
-    """
-    check_phy_field(field)
-    df = annotations_dataframe(annotations, table=table)
-    path = phy_file(out, field)
-    from ._output_paths import check_output_path
-
-    # never over the annotated file it reads, even with overwrite
-    inputs = (annotations,) if isinstance(annotations, (str, os.PathLike)) else ()
-    check_output_path(path, overwrite, inputs=inputs, option="out")
-    if isinstance(cluster_ids, str):
-        if cluster_ids != "auto":
-            raise InvalidValueError(
-                f"cluster_ids must be 'auto', None or a mapping, got {cluster_ids!r}; for the ids of another "
-                "Units column pass cluster_ids=unit_column(path, NAME)"
-            )
-        cluster_ids = default_cluster_ids(df)
-        logger.info("phy cluster ids from %s", describe_cluster_ids(cluster_ids))
-    ids = df.index.to_numpy()
-    values, counts = np.unique(ids, return_counts=True)
-    if (counts > 1).any():  # rows sharing a unit id would give one cluster contradictory labels
-        raise InvalidValueError(
-            f"the annotated Units table's ids repeat ({values[counts > 1][:5].tolist()}): phy needs one "
-            "row per cluster, and rows sharing a unit id cannot be told apart there (nor mapped to "
-            "cluster ids by --id-column). Give the file's units distinct ids (the sorter's cluster ids) "
-            "and annotate again, or export the whole table with --tsv (its units_row tells the rows apart)."
-        )
-    if cluster_ids is not None:
-        missing = [int(i) for i in ids if int(i) not in cluster_ids]
-        if missing:
-            raise InvalidValueError(f"no cluster id for unit ids {missing[:10]}")
-        ids = np.array([cluster_ids[int(i)] for i in ids], dtype=object)
-        _check_cluster_ids(ids)
-    lines = [f"cluster_id\t{field}"]
-    lines += [f"{cid}\t{label}" for cid, label in zip(ids, df["cell_type"], strict=True)]
-    return write_text_file(path, "\n".join(lines) + "\n", replace=overwrite)
+    if name in phy.__all__:
+        return getattr(phy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

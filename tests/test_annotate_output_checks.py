@@ -325,7 +325,7 @@ def _write(nwb, path: Path) -> Path:
 
 
 def test_phy_export_refuses_repeated_unit_ids(tmp_path, demo_bundle):
-    from nwb_celltype.bridges import export_phy
+    from nwb_celltype.phy import export_phy
 
     nwb = _nwbfile()
     for i, t in enumerate(_trains(6)):

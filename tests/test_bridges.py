@@ -15,14 +15,13 @@ from click.testing import CliRunner
 from nwb_celltype.annotate import annotate
 from nwb_celltype.bridges import (
     annotations_dataframe,
-    export_phy,
     set_pynapple_metadata,
     set_spikeinterface_properties,
-    unit_column,
 )
 from nwb_celltype.cli import main
 from nwb_celltype.errors import InvalidValueError, OutputError
 from nwb_celltype.inspect_file import load_annotations
+from nwb_celltype.phy import export_phy, unit_column
 
 N_UNITS = 10
 
@@ -308,3 +307,15 @@ def test_labels_of_another_sorting_with_the_same_ids_are_refused(annotated, tmp_
 
     with pytest.raises(InvalidValueError, match="label another sorting's units"):
         set_spikeinterface_properties(read_nwb_sorting(str(tmp_path / "two.nwb")), out.output_path)
+
+
+def test_phy_names_still_reachable_from_bridges():
+    """phy's helpers moved to nwb_celltype.phy; code importing them from bridges keeps working, and
+    bridges names nothing else it does not have."""
+    import nwb_celltype.bridges as bridges
+    import nwb_celltype.phy as phy
+
+    for name in phy.__all__:
+        assert getattr(bridges, name) is getattr(phy, name)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        bridges.nope  # noqa: B018

@@ -195,7 +195,8 @@ def test_phy_cluster_ids_default_to_integer_unit_names_as_the_spikeinterface_bri
 
 
 def test_phy_cluster_ids_stay_the_nwb_ids_without_integer_unit_names(demo_annotated, tmp_path):
-    from nwb_celltype.bridges import annotations_dataframe, default_cluster_ids
+    from nwb_celltype.bridges import annotations_dataframe
+    from nwb_celltype.phy import default_cluster_ids
 
     res = _run("export", demo_annotated, "--phy", tmp_path)
     assert res.exit_code == 0 and "cluster ids from the NWB unit ids" in res.output, res.output
@@ -212,7 +213,7 @@ def test_phy_cluster_ids_stay_the_nwb_ids_without_integer_unit_names(demo_annota
 def test_export_phy_defaults_to_the_cli_cluster_ids(neuroconv, tmp_path):
     """export_phy's default (cluster_ids="auto") is the command's: the same phy file from Python and
     from the CLI; the output line says the unit_name integers are not the NWB unit ids."""
-    from nwb_celltype.bridges import export_phy
+    from nwb_celltype.phy import export_phy
 
     _, annotated = neuroconv
     res = _run("export", annotated, "--phy", tmp_path / "cli.tsv")
@@ -229,7 +230,7 @@ def test_export_phy_defaults_to_the_cli_cluster_ids(neuroconv, tmp_path):
 
 
 def test_the_output_line_says_when_unit_names_are_the_nwb_ids():
-    from nwb_celltype.bridges import describe_cluster_ids
+    from nwb_celltype.phy import describe_cluster_ids
 
     assert describe_cluster_ids(None) == "the NWB unit ids"
     assert "the same as the NWB unit ids" in describe_cluster_ids({0: 0, 1: 1})

@@ -20,12 +20,12 @@ from click.testing import CliRunner
 
 from nwb_celltype.bridges import (
     annotations_dataframe,
-    export_phy,
     set_pynapple_metadata,
     set_spikeinterface_properties,
 )
 from nwb_celltype.cli import main
 from nwb_celltype.errors import InvalidValueError, OutputError
+from nwb_celltype.phy import export_phy
 
 GROUND_TRUTH = "ground_truth"
 

@@ -51,8 +51,9 @@ def export(path, phy_dir, field, tsv_path, table, id_column, overwrite):
     in place leaves both."""
     from .._atomic import Interrupted, atomic_write
     from .._output_paths import check_output_path
-    from ..bridges import (
-        annotations_dataframe,
+    from ..bridges import annotations_dataframe
+    from ..errors import InvalidValueError, OutputError
+    from ..phy import (
         check_phy_field,
         default_cluster_ids,
         describe_cluster_ids,
@@ -60,7 +61,6 @@ def export(path, phy_dir, field, tsv_path, table, id_column, overwrite):
         phy_file,
         unit_column,
     )
-    from ..errors import InvalidValueError, OutputError
 
     if phy_dir is None and tsv_path is None:
         raise InvalidValueError("nothing to export: give --phy DIR and/or --tsv FILE")
