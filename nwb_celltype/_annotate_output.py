@@ -37,7 +37,11 @@ def checkpoint(stage: str) -> None:
         time.sleep(3600)
 
 
-def check_output_path(out: Path, input_path: Path | None) -> None:
+def check_nwb_output_path(out: Path, input_path: Path | None) -> None:
+    """Refuse ``out`` as the NWB file an annotation (or a labelled copy) is written to: the input
+    itself (``input_path``; in-place writing is asked for otherwise), a folder, a missing or
+    unwritable folder. Whether an existing file may be replaced is the caller's (``overwrite``);
+    outputs that are not NWB files are checked by :func:`nwb_celltype._output_paths.check_output_path`."""
     if input_path is not None and out.resolve() == input_path.resolve():
         raise OutputError(
             f"output path {out} is the input file; use in_place=True (--in-place) to annotate the "
@@ -95,7 +99,7 @@ def output_plan(
             f"{source} is remote: give out (--out PATH) for the derived NWB file to write"
         )
     if mode != "in_place":
-        check_output_path(final, input_path)
+        check_nwb_output_path(final, input_path)
         if final.exists() and not overwrite:
             raise AnnotationExistsError(_exists_message(final, table_name))
     else:

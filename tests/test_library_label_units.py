@@ -134,13 +134,13 @@ def test_cli_units_table(tmp_path):
 
 def test_out_in_a_missing_folder_is_refused_as_by_annotate(tmp_path):
     """Before, the folder (and its parents) were created."""
-    from nwb_celltype._annotate_output import check_output_path
+    from nwb_celltype._annotate_output import check_nwb_output_path
 
     src = mock_library_file(tmp_path / "rec.nwb", n_units=4)
     csv = _labels_csv(tmp_path / "l.csv", "unit_id,label\n1,MLI\n")
     out = tmp_path / "missing" / "deeper" / "o.nwb"
     with pytest.raises(OutputError) as annotate_says:  # annotate's check of --out
-        check_output_path(out, None)
+        check_nwb_output_path(out, None)
     with pytest.raises(OutputError) as label_says:
         label_file(src, csv, out=out, **EV)
     assert str(label_says.value) == str(annotate_says.value)

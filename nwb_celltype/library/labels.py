@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._annotate_output import check_output_path
+from .._annotate_output import check_nwb_output_path
 from .._atomic import (
     RESERVE_BASE_BYTES,
     RESERVE_PER_UNIT_BYTES,
@@ -314,7 +314,7 @@ def _target(src: Path, out, in_place: bool, overwrite: bool, allow_read_only: bo
     target = Path(out) if out is not None else src.with_name(src.stem + ".labelled.nwb")
     if target.resolve() == src.resolve():
         raise OutputError(f"--out {target} is the source itself; use --in-place to modify it.")
-    check_output_path(target, None)  # a missing folder is refused, as by annotate --out
+    check_nwb_output_path(target, None)  # a missing folder is refused, as by annotate --out
     if target.exists() and not overwrite:
         raise OutputError(f"{target} exists; pass --overwrite (overwrite=True) or choose another --out.")
     return target
