@@ -37,6 +37,43 @@ def checkpoint(stage: str) -> None:
         time.sleep(3600)
 
 
+#: annotate()'s options that change what is written, in its signature's order, with their defaults:
+#: the recorded Python call names those given another value.
+CALL_OPTIONS = (
+    ("model", None),
+    ("out", None),
+    ("in_place", False),
+    ("threshold", 2.0),
+    ("precision", "float32"),
+    ("model_sha256", None),
+    ("ignore_waveforms", False),
+    ("species", None),
+    ("units_table", None),
+    ("waveform_rate_hz", None),
+    ("any_region", False),
+    ("dandi_api_url", None),
+)
+
+
+def python_call(source, options: dict) -> str:
+    """The ``nwb_celltype.annotate(...)`` call the provenance records for a Python caller: the source
+    and every option of :data:`CALL_OPTIONS` given a value other than its default (paths as text,
+    a model object by its name and version), so that the call reruns the annotation."""
+    parts = [repr(str(source))]
+    for name, default in CALL_OPTIONS:
+        value = options.get(name, default)
+        if value is None or value is default or (not isinstance(default, bool) and value == default):
+            continue
+        if isinstance(value, os.PathLike):
+            value = str(value)
+        card = getattr(value, "card", None)
+        if isinstance(card, dict):  # a bundle object: its identity (the provenance has its sha256)
+            parts.append(f"{name}=<{card.get('name')} {card.get('version')}>")
+        else:
+            parts.append(f"{name}={value!r}")
+    return "nwb_celltype.annotate(" + ", ".join(parts) + ")"
+
+
 def check_nwb_output_path(out: Path, input_path: Path | None) -> None:
     """Refuse ``out`` as the NWB file an annotation (or a labelled copy) is written to: the input
     itself (``input_path``; in-place writing is asked for otherwise), a folder, a missing or

@@ -24,12 +24,14 @@ import numpy as np
 
 from ._annotate_input import Reading, UnitsSummary, collect
 from ._annotate_output import (
+    CALL_OPTIONS,
     OutputPlan,
     append_to_copy,
     check_before_reading,
     check_pynwb_reads,
     checkpoint,
     output_plan,
+    python_call,
     write_derived,
 )
 from ._annotate_result import AnnotationResult
@@ -443,7 +445,8 @@ def annotate(
         Log per-stage progress at INFO level (the CLI turns it on).
     call : str, optional
         The call recorded in the provenance (``parameters.call``); default
-        ``"nwb_celltype.annotate('<source>')"`` (the CLI records its command line).
+        ``"nwb_celltype.annotate('<source>', ...)"`` with every option that changes what is written
+        and was given a value other than its default (the CLI records its command line).
     precision : {"float32", "float64"}
         Precision the ensemble runs in (see :func:`nwb_celltype.model.predict_cell_types`); float64
         is a slower reference for checking float32 results. Recorded in the provenance.
@@ -514,7 +517,8 @@ def annotate(
     if not family.precision_choice:
         precision = None  # recorded as such: these models have no precision to choose
     table_name = table_name_for(bundle)
-    call = call if call is not None else "nwb_celltype.annotate(" + repr(str(source)) + ")"
+    if call is None:
+        call = python_call(source, {k: v for k, v in locals().items() if k in dict(CALL_OPTIONS)})
     pinned = model_sha256 is not None
     labelling = _Labelling(
         bundle, table_name, threshold, call, precision, pinned, ignore_waveforms, any_region=bool(any_region)

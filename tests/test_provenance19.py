@@ -1,0 +1,56 @@
+"""What an annotated file records about how it was made, enough to make it again: the Python call
+names every option that changes what is written (not only the source)."""
+
+from __future__ import annotations
+
+import ast
+import json
+
+import numpy as np
+
+import nwb_celltype as nc
+from nwb_celltype.simulate import demo_recording_path
+
+DEMO = demo_recording_path()
+
+
+def _classifier_parameters(path) -> dict:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        grp = f["processing/cell_types"]
+        (name,) = [k for k in grp if k.endswith("_classifier")]
+        raw = grp[name]["parameters"][()]
+    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def _labels(path) -> tuple[list, list]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        grp = f["processing/cell_types"]
+        (name,) = [k for k in grp if k.startswith("celltype_") and not k.endswith("_classifier")]
+        return [v.decode() for v in grp[name]["label"][()]], [v.decode() for v in grp[name]["status"][()]]
+
+
+def test_the_python_call_records_the_options_and_reruns_the_annotation(tmp_path):
+    out = tmp_path / "a.nwb"
+    nc.annotate(DEMO, out=out, threshold=5.0, any_region=True, batch_size=17)
+    call = _classifier_parameters(out)["call"]
+    node = ast.parse(call, mode="eval").body
+    assert ast.unparse(node.func) == "nwb_celltype.annotate"
+    args = [ast.literal_eval(a) for a in node.args]
+    kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+    # the options given that change what is written, at their values; batch_size changes nothing
+    assert args == [str(DEMO)]
+    assert kwargs == {"out": str(out), "threshold": 5.0, "any_region": True}
+
+    again = tmp_path / "b.nwb"
+    nc.annotate(*args, **{**kwargs, "out": again})
+    assert _labels(again) == _labels(out)
+    # and the recorded call is not the default run's: the default threshold labels more units
+    default = tmp_path / "c.nwb"
+    nc.annotate(DEMO, out=default)
+    assert np.sum(np.array(_labels(default)[1]) == "classified") > np.sum(
+        np.array(_labels(out)[1]) == "classified"
+    )
