@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from ._atomic import RESERVE_BASE_BYTES, RESERVE_PER_UNIT_BYTES, check_replaceable, check_space, reserve_space
-from ._files import held_for_writing_here
+from ._files import copy_and_hash, held_for_writing_here
 from .errors import AnnotationExistsError, InvalidValueError, NotNWBError, OutputError, SourceError
 
 if TYPE_CHECKING:
@@ -320,13 +319,15 @@ def remove_existing(h5path: Path, names: list[str], table_name: str) -> None:
 
 
 def append_to_copy(
-    src_path: Path, tmp: Path, write_fn, table_name: str, overwrite: bool, n_units: int
+    src_path: Path, tmp: Path, write_fn, table_name: str, overwrite: bool, n_units: int, source_info: dict
 ) -> None:
-    """Copy the input to ``tmp`` and append our tables to the copy (the input is only read)."""
+    """Copy the input to ``tmp`` and append our tables to the copy (the input is only read). The
+    sha256 of the bytes copied goes into ``source_info`` (the provenance's source identity) before
+    ``write_fn`` writes it."""
     from hdmf.build.errors import ConstructError
     from pynwb import NWBHDF5IO
 
-    shutil.copyfile(src_path, tmp)
+    source_info["sha256"] = copy_and_hash(src_path, tmp)
     reserve_space(tmp, RESERVE_BASE_BYTES + RESERVE_PER_UNIT_BYTES * n_units)
     checkpoint("copied")
     names = existing_names(tmp)

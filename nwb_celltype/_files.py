@@ -131,3 +131,19 @@ def held_for_writing_here(path: Path) -> bool:
         if (fst.st_dev, fst.st_ino) == (st.st_dev, st.st_ino):
             return True
     return False
+
+
+def copy_and_hash(src: str | os.PathLike, dst: str | os.PathLike, block_bytes: int = 8 << 20) -> str:
+    """Copy the contents of ``src`` to ``dst`` (as :func:`shutil.copyfile`) and return the sha256 of
+    what was copied: one read of the file serves both, so an annotated copy records the identity
+    of the very bytes it was made from."""
+    import hashlib
+
+    h = hashlib.sha256()
+    buf = bytearray(block_bytes)
+    view = memoryview(buf)
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        while n := fi.readinto(buf):
+            h.update(view[:n])
+            fo.write(view[:n])
+    return h.hexdigest()

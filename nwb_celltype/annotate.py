@@ -343,7 +343,7 @@ def _write_output(
             add_tables = functools.partial(
                 write_tables, unit_indices=units.unit_indices, units_path=units.table_path
             )
-            append_to_copy(plan.input_path, tmp, add_tables, labelling.table_name, overwrite, n_units)
+            append_to_copy(plan.input_path, tmp, add_tables, labelling.table_name, overwrite, n_units, info)
     return columns
 
 

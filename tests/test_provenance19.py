@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 
@@ -54,3 +56,32 @@ def test_the_python_call_records_the_options_and_reruns_the_annotation(tmp_path)
     assert np.sum(np.array(_labels(default)[1]) == "classified") > np.sum(
         np.array(_labels(out)[1]) == "classified"
     )
+
+
+def _source_identity(path) -> dict:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        grp = f["processing/cell_types"]
+        (name,) = [k for k in grp if k.endswith("_classifier")]
+        raw = grp[name]["source"][()]
+    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_a_local_inputs_sha256_is_recorded_copy_and_in_place(tmp_path):
+    out = tmp_path / "copy.nwb"
+    result = nc.annotate(DEMO, out=out)
+    assert _source_identity(out)["sha256"] == _sha256(DEMO)
+    assert result.source["sha256"] == _sha256(DEMO)
+    # in place: the identity of the file as it was before the annotation was appended
+    inp = tmp_path / "in_place.nwb"
+    shutil.copyfile(DEMO, inp)
+    before = _sha256(inp)
+    nc.annotate(inp, in_place=True)
+    assert _source_identity(inp)["sha256"] == before != _sha256(inp)
