@@ -25,7 +25,13 @@ from ._common import print_json
     show_default=True,
     help="Session length in seconds.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same file).")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Random seed (same seed and OUT name, same file bytes).",
+)
 @click.option(
     "--labelled-fraction",
     type=float,

@@ -13,6 +13,7 @@ import numpy as np
 from .._atomic_files import write_nwbfile
 from ..errors import OutputError
 from ..vocabulary import C4_CLASSES
+from ._ids import assign_object_ids
 from ._params import Preset, get_preset
 from ._result import _EVIDENCE, _START, _UUID_NS, SimulationResult
 from ._waveforms import (
@@ -64,6 +65,9 @@ def write_nwb(
     nwbfile.electrodes = _electrodes_table(_probe_group(nwbfile), segs)
     nwbfile.units = _units_table(result, nwbfile.electrodes, compression)
     written = _add_ground_truth(nwbfile, result, start)
+    # hdmf draws a random UUID4 object_id for every container: replace them by ids derived from
+    # the identifier (preset, seed, units, duration, file name) so that the bytes repeat too
+    assign_object_ids(nwbfile)
     # a pid-stamped temporary file renamed onto ``path`` when complete: an interrupted or failed
     # write leaves no half-written file there, and an older file is replaced only by a whole one
     write_nwbfile(nwbfile, path, replace=overwrite)

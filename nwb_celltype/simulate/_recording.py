@@ -224,7 +224,8 @@ def simulate_recording(
     duration_s : float
         Session length in seconds.
     seed : int
-        Seed; the same seed gives the same units, spikes, waveforms and file contents.
+        Seed; the same seed (and arguments and file name) gives the same units, spikes,
+        waveforms and a byte-identical file (object_ids derived from the identifier).
     labelled_fraction : float in [0, 1]
         Fraction of the units of each C4 class that get a ground-truth label (only units with
         ``label_min_spikes`` spikes are labelled, so 1.0 may label fewer).
