@@ -8,9 +8,10 @@ On disk a bundle is a directory::
                                    optionally "laplace.<name>" (last-layer Kronecker posterior)
     <bundle>/model_card.json       everything else (see docs/classifier.md)
 
-``model_card.json["weights_sha256"]`` is the sha256 of the weights file; ``["sha256"]`` (the bundle's
-identity, recorded in NWB provenance) is the sha256 of that digest + the canonical JSON of the card
-without the ``sha256`` field. Loading recomputes both and refuses a bundle that does not match.
+``model_card.json["weights_sha256"]`` is a sha256 over the weight tensors (names, dtypes, shapes and
+bytes, in name order; not ``sha256sum`` of the file, whose header may order them otherwise);
+``["sha256"]`` (the bundle's identity, recorded in NWB provenance) is the sha256 of that digest + the
+canonical JSON of the card without the ``sha256`` field. Loading recomputes both and refuses a bundle that does not match.
 :func:`save_bundle` writes the folder whole or not at all (built beside it, then swapped in).
 """
 
@@ -198,13 +199,30 @@ def software_versions() -> dict[str, str]:
 
     import nwb_celltype
 
+    from .._code_identity import code_digest
+
     return {
         "nwb_celltype": nwb_celltype.__version__,
+        "nwb_celltype_code": code_digest(),
         "torch": version("torch"),
         "numpy": np.__version__,
         "safetensors": safetensors.__version__,
         "python": platform.python_version(),
+        # floating-point results (and so the weights' last bits) depend on the CPU's instruction set
+        "machine": f"{platform.machine()} {_cpu_model()}".strip(),
     }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name where the platform says it (Linux /proc/cpuinfo), else ""."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or ""
 
 
 def card_header(*, name: str, version: str, description: str, classes) -> dict[str, Any]:

@@ -156,8 +156,11 @@ def add_classifier(
 
 
 def default_software_versions() -> dict[str, str]:
-    """Versions of nwb-celltype and the NWB stack (what wrote the file)."""
+    """Versions of nwb-celltype and the NWB stack (what wrote the file), and the digest of
+    nwb-celltype's sources (:func:`nwb_celltype._code_identity.code_digest`)."""
     from importlib.metadata import PackageNotFoundError, version
+
+    from .._code_identity import code_digest
 
     out = {}
     for pkg in ("nwb-celltype", "pynwb", "hdmf", "h5py", "numpy"):
@@ -165,6 +168,7 @@ def default_software_versions() -> dict[str, str]:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             out[pkg] = "unknown"
+    out["nwb-celltype-code"] = code_digest()  # the version number alone does not identify the code
     return out
 
 
