@@ -380,10 +380,14 @@ def _identify_url(
         probe = probe_url(session, url, min_chunk_bytes, 2 * min_chunk_bytes)
     info = SourceInfo(kind="url", url=url, size=probe.size, etag=probe.etag)
     version = {"size": probe.size, "etag": probe.etag, "modified": probe.modified}
-    if cache is not None and meta != version:
+    # a server that sends neither ETag nor Last-Modified cannot say whether the file changed (a
+    # replacement of the same size would pass): its cached bytes serve one open only
+    unvalidated = cached_head and not (probe.etag or probe.modified)
+    if cache is not None and (meta != version or unvalidated):
         if meta is not None:
             cache.discard(url_identity(url, meta), int(meta.get("size") or 0), min_chunk_bytes)
-        if meta is not None and "modified" in meta:  # (a record of an older release keyed chunks otherwise)
+        # (a record of an older release, without "modified", keyed its chunks otherwise)
+        if meta is not None and meta != version and "modified" in meta:
             log.warning(
                 "%s changed since it was cached (%s); its cached bytes are dropped and read again",
                 url,
@@ -392,6 +396,12 @@ def _identify_url(
                     for k in ("size", "etag", "modified")
                     if meta.get(k) != version[k]
                 ),
+            )
+        elif unvalidated:
+            log.info(
+                "%s: the server sends no ETag or Last-Modified, so whether it changed since it was "
+                "cached cannot be told; its cached bytes are dropped and read again",
+                url,
             )
         cache.set_meta(url, version)
     return info, url_identity(url, version), probe.first, probe.last

@@ -64,6 +64,9 @@ class Faults:
     drip_s : float or None
         Send the body one byte every ``drip_s`` seconds (never idle long enough for a read
         timeout, yet hopelessly slow).
+    no_validators : bool
+        Send neither ``ETag`` nor ``Last-Modified`` (as some plain file servers do), so a client
+        cannot tell a replaced file of the same size from the one it cached.
     """
 
     latency_s: float = 0.0
@@ -77,6 +80,7 @@ class Faults:
     ignore_range: bool = False
     only_ranges: bool = True
     drip_s: float | None = None
+    no_validators: bool = False
 
 
 @dataclass
@@ -221,7 +225,11 @@ class RangeServer(_ThreadedApp):
             start, end, status, headers = 0, size - 1, 200, {}
         length = end - start + 1
         headers.update(
-            {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream", **_validators(path)}
+            {
+                "Accept-Ranges": "bytes",
+                "Content-Type": "application/octet-stream",
+                **({} if f.no_validators else _validators(path)),
+            }
         )
         resp = web.StreamResponse(status=status, headers=headers)
         resp.content_length = length

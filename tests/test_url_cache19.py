@@ -1,0 +1,52 @@
+"""A plain URL whose server sends neither ETag nor Last-Modified: a file replaced by another of the
+same size cannot be told from the cached one, so its cached bytes serve one open only."""
+
+from __future__ import annotations
+
+import time
+
+import h5py
+import pytest
+from test_io_remote import _digest
+from test_io_units import write_units_nwb
+
+from nwb_celltype.io import read_units
+from nwb_celltype.testing.servers import RangeServer
+
+pytestmark = pytest.mark.network
+
+
+def test_a_replaced_file_of_the_same_size_is_read_again_without_validators(tmp_path, caplog):
+    root, cache = tmp_path / "www", tmp_path / "cache"
+    root.mkdir()
+    rec = root / "rec.nwb"
+    write_units_nwb(rec, n_units=5, seed=1)
+    with RangeServer(root) as files:
+        files.faults.no_validators = True
+        url = files.url_for("rec.nwb")
+        first = _digest(read_units(url, cache_dir=cache))
+        assert first == _digest(read_units(rec))
+        # new spike times in place: same size, and the server gives nothing to tell them apart
+        size = rec.stat().st_size
+        time.sleep(0.01)
+        with h5py.File(rec, "r+") as f:
+            f["units/spike_times"][:] = f["units/spike_times"][:] + 1.0
+        assert rec.stat().st_size == size
+        local = _digest(read_units(rec))
+        assert local != first
+        caplog.clear()
+        with caplog.at_level("INFO", logger="nwb_celltype.io"):
+            assert _digest(read_units(url, cache_dir=cache)) == local
+        assert "no ETag or Last-Modified" in caplog.text
+
+
+def test_a_server_with_validators_still_reads_an_unchanged_file_from_the_cache(tmp_path):
+    root, cache = tmp_path / "www", tmp_path / "cache"
+    root.mkdir()
+    write_units_nwb(root / "rec.nwb", n_units=5, seed=1)
+    with RangeServer(root) as files:
+        url = files.url_for("rec.nwb")
+        list(read_units(url, cache_dir=cache))
+        files.reset_stats()
+        assert len([i for b in read_units(url, cache_dir=cache) for i in b.unit_ids]) == 5
+        assert files.stats().ranges == [("/rec.nwb", 0, 0)]  # one byte, then the cache
