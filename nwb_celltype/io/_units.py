@@ -18,6 +18,7 @@ from ._prefetch import ChunkPrefetcher
 from ._source import Source, open_source
 from ._units_layout import _bytes_to_read, _electrode_layout, _inspect, _Layout, checked_waveform_rate
 from ._units_tables import resolve_units_table, units_table_paths
+from ._waveform_checks import MAX_SPIKES_AVERAGED
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ def read_units(
     ``""`` for usable units; several reasons are joined with ``"; "``).
 
     Each batch reads ``spike_times``, ``waveform_mean`` and ``obs_intervals`` as one contiguous slice
-    per run of consecutive rows; the VectorIndex columns are read once.
+    per run of consecutive rows; the VectorIndex columns are read once (per-spike ``waveforms``:
+    the averaged spikes' rows, unit by unit).
 
     Parameters
     ----------
@@ -100,14 +102,19 @@ def read_units(
         Path of the Units table in the file (e.g. ``processing/ecephys/kilosort``, a second
         sorting); default ``units``, else the file's only Units table (:func:`resolve_units_table`).
     waveform_rate_hz : float or None
-        Sampling rate of ``waveform_mean`` where the file does not state it, or states it wrongly
-        (default: the file's ``waveform_mean.sampling_rate`` or ``waveform_rate``, else 30 kHz with a
-        warning; ``batch.extra["waveform_rate_source"]`` says "stated", "file" or "assumed"). A
-        ``waveform_mean`` spanning less than 0.8 ms or more than 10 ms at its rate, or whose
-        "samples" match the units' electrode count (the number every unit lists, or the electrodes
-        table's size where they list none) while its channels do not and its content does not say
-        NWB's layout (axes (units, channels, samples)?), is set aside with a warning and a reason
-        on every unit (an error with ``require_waveforms``).
+        Sampling rate of the waveforms where the file does not state it, or states it wrongly; it
+        overrides the file's (default: the file's ``waveform_mean.sampling_rate`` or
+        ``waveform_rate``, else the rate of the raw ElectricalSeries the units' electrodes are
+        recorded on where they share one, else 30 kHz, each with a warning;
+        ``batch.extra["waveform_rate_source"]`` says "stated", "file",
+        "electrical_series:<name>" or "assumed"). A ``waveform_mean`` spanning less than 0.8 ms
+        or more than 10 ms at its rate, or whose axes look like (units, channels, samples) (its
+        "samples" match the units' electrode count or the electrodes table's size while its
+        channels do not, or it has as many samples as channels, and its content does not say
+        NWB's layout; or its content says the last axis is time), is set aside with a warning
+        and a reason on every unit (an error with ``require_waveforms``). Without
+        ``waveform_mean``, NWB's per-spike ``waveforms`` are averaged (each unit's first
+        1000 spikes).
 
     Yields
     ------
@@ -233,9 +240,12 @@ def _read_spikes(
 
 
 def _read_waveforms(lay: _Layout, rows: np.ndarray, prefetch) -> list[np.ndarray]:
-    """Mean waveform of each unit at ``rows`` as (samples, channels), one read per run of consecutive rows."""
-    wm = lay.group["waveform_mean"]
+    """Mean waveform of each unit at ``rows`` as (samples, channels), one read per run of consecutive
+    rows (per-spike ``waveforms``: averaged unit by unit, :func:`_read_spike_waveforms`)."""
+    if lay.wave_kind == "spikes":
+        return _read_spike_waveforms(lay, rows, prefetch)[0]
     per_unit: list[np.ndarray] = [np.zeros((0, 0))] * len(rows)
+    wm = lay.group["waveform_mean"]
     if lay.wave_kind == "ragged":
         for pos, block, ends in _read_runs(wm, lay.wave_index, rows, np.float32, prefetch):
             for j, w in enumerate(_split(block, ends)):  # (rows=channels, samples)
@@ -250,10 +260,62 @@ def _read_waveforms(lay: _Layout, rows: np.ndarray, prefetch) -> list[np.ndarray
     return per_unit
 
 
+def _read_spike_waveforms(lay: _Layout, rows: np.ndarray, prefetch) -> tuple[list[np.ndarray], list[str]]:
+    """Each unit's mean of its per-spike ``waveforms`` (:func:`_spike_waveform_mean`) and why it
+    has none ("" where it has one)."""
+    pairs = [_spike_waveform_mean(lay, int(r), prefetch) for r in rows]
+    return [w for w, _ in pairs], [why for _, why in pairs]
+
+
+#: Values of per-spike ``waveforms`` read at a time while averaging them (bounds memory: 32 MiB).
+AVERAGE_BLOCK_VALUES = 1 << 22
+
+
+def _spike_waveform_mean(lay: _Layout, r: int, prefetch) -> tuple[np.ndarray, str]:
+    """The mean of the per-spike ``waveforms`` (NWB's doubly ragged column) of the unit at row
+    ``r`` over its first :data:`MAX_SPIKES_AVERAGED` spikes, as (samples, channels) float32 (NaN
+    values left out), and ""; or an empty array and why it has none. Reads that unit's part of
+    ``waveforms_index`` and of ``waveforms`` only, :data:`AVERAGE_BLOCK_VALUES` at a time."""
+    none = np.zeros((0, 0), dtype=np.float32)
+    s0, s1 = _bounds(lay.wave_index, r, r + 1)  # the unit's spikes: rows of waveforms_index
+    s1 = min(s1, s0 + MAX_SPIKES_AVERAGED)
+    if s1 <= s0:
+        return none, "no waveform (the unit has no per-spike waveforms)"
+    ends = np.asarray(lay.group["waveforms_index"][max(s0 - 1, 0) : s1], dtype=np.int64)
+    start = int(ends[0]) if s0 > 0 else 0
+    ends = ends[1:] if s0 > 0 else ends
+    per_spike = np.diff(np.r_[start, ends])  # waveforms (electrodes) of each spike
+    w = lay.group["waveforms"]
+    if (per_spike < 0).any() or ends[-1] > w.shape[0]:
+        return none, "no waveform (waveforms_index is malformed for this unit: not rows of waveforms)"
+    k = int(per_spike[0])
+    if k == 0 or (per_spike != k).any():
+        counts = sorted({int(c) for c in per_spike})[:5]
+        return none, (
+            f"no waveform (its spikes have {counts} per-spike waveforms each; NWB expects one per "
+            "electrode of the unit, as many for every spike)"
+        )
+    n_samples = int(w.shape[1])
+    total = np.zeros((k, n_samples))
+    count = np.zeros((k, n_samples))
+    step = max(1, AVERAGE_BLOCK_VALUES // (k * n_samples))  # spikes per read
+    for a in range(0, len(per_spike), step):
+        lo, hi = start + a * k, start + min(a + step, len(per_spike)) * k
+        prefetch(w, lo, hi)
+        block = np.asarray(w[lo:hi], dtype=np.float64).reshape(-1, k, n_samples)
+        finite = np.isfinite(block)
+        total += np.where(finite, block, 0.0).sum(axis=0)
+        count += finite.sum(axis=0)
+    mean = np.full((k, n_samples), np.nan)
+    np.divide(total, count, out=mean, where=count > 0)
+    return mean.T.astype(np.float32), ""
+
+
 def _peak_waveforms(
-    per_unit: list[np.ndarray], reasons: list[list[str]]
+    per_unit: list[np.ndarray], reasons: list[list[str]], why_none: list[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each unit's waveform on its peak channel, that channel and the sign; adds why not to ``reasons``."""
+    """Each unit's waveform on its peak channel, that channel and the sign; adds why not to
+    ``reasons`` (``why_none[i]`` where given, else "no waveform")."""
     m = len(per_unit)
     peak = np.full(m, -1, dtype=np.int64)
     sign = np.zeros(m, dtype=np.int8)
@@ -263,7 +325,7 @@ def _peak_waveforms(
         stack = np.stack(per_unit)
         has, ch, sg = _peaks(stack)
         for i in np.flatnonzero(~has):
-            reasons[i].append("no waveform")
+            reasons[i].append((why_none[i] if why_none else "") or "no waveform")
         good = np.flatnonzero(has)
         peak[good], sign[good] = ch[good], sg[good]
         waves[good] = stack[good, :, ch[good]]
@@ -271,7 +333,7 @@ def _peak_waveforms(
     for i, w in enumerate(per_unit):  # ragged channels or lengths: unit by unit
         has, ch, sg = _peaks(w[None]) if w.size else (np.zeros(1, bool), None, None)
         if not has[0]:
-            reasons[i].append("no waveform")
+            reasons[i].append((why_none[i] if why_none else "") or "no waveform")
             continue
         if w.shape[0] != n_samples:
             reasons[i].append(f"waveform has {w.shape[0]} samples, others {n_samples}")
@@ -409,7 +471,7 @@ def unit_peak_electrodes(src: Source, units_table: str | None, rows, batch_size:
         peak = np.full(len(rows), -1, dtype=np.int64)
         n_channels = np.full(len(rows), -1, dtype=np.int64)
         several = np.array([len(_electrodes_of(lay, int(r))) > 1 for r in srt], dtype=bool)
-        if lay.wave_kind in ("3d", "ragged") and several.any():
+        if lay.wave_kind in ("3d", "ragged", "spikes") and several.any():
             need = np.flatnonzero(several)
             rf = src.remote_file
             prefetch = ChunkPrefetcher(rf, max(rf.remfile._max_chunk_size, 1 << 20) if rf is not None else 0)
@@ -449,9 +511,13 @@ def _read_batch(lay: _Layout, rows: np.ndarray, prefetch) -> UnitsBatch:
         for r in reasons:
             r.append(lay.wave_note or "no waveform")
     else:
-        per_unit = _read_waveforms(lay, rows, prefetch)
+        why_none = None
+        if lay.wave_kind == "spikes":
+            per_unit, why_none = _read_spike_waveforms(lay, rows, prefetch)
+        else:
+            per_unit = _read_waveforms(lay, rows, prefetch)
         n_channels = _channel_counts(lay, per_unit)
-        waves, peak, sign = _peak_waveforms(per_unit, reasons)
+        waves, peak, sign = _peak_waveforms(per_unit, reasons, why_none)
     peak_electrodes = _peak_electrodes(lay, rows, peak, n_channels)
     layers = _unit_layers(lay, rows, peak_electrodes)
     locations = _per_unit_electrode_value(lay, rows, peak_electrodes, lay.electrode_locations, "")

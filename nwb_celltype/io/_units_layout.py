@@ -1,6 +1,7 @@
 """How one file's Units table is laid out (:class:`_Layout`): its ragged indices, waveform layout
-and rate, layer sources, the bytes a read will cost, and the warnings about a table written in a way
-that would mislead (repeated ids, float32 or millisecond spike times, implausible waveforms)."""
+and rate (:mod:`._waveform_checks`), layer sources, the bytes a read will cost, and the warnings
+about a table written in a way that would mislead (repeated ids; float32, float32-rounded or
+millisecond spike times, :class:`TimeScaleCheck`; implausible waveforms)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,19 @@ from ._units_tables import resolve_units_table
 from ._waveform_checks import (  # noqa: F401  (importable from here too)
     CONTENT_CHECK_UNITS,
     FALLBACK_WAVEFORM_RATE_HZ,
+    MAX_SPIKES_AVERAGED,
     MAX_WAVEFORM_MS,
     MIN_WAVEFORM_MS,
     _implausible_waveforms,
+    _ragged_index,
     _samples_axis,
+    _spike_waveforms_kind,
+    _waveform_kind,
+    _waveform_layout,
     _waveform_rate,
+    check_ragged_index,
     checked_waveform_rate,
+    recording_rates,
 )
 
 log = logging.getLogger(__name__)
@@ -34,15 +42,17 @@ class _Layout:
     group: object  # h5py.Group
     ids: np.ndarray
     spike_index: np.ndarray | None  # (n,) end offsets into spike_times
-    wave_kind: str | None  # "2d" | "3d" | "ragged" | None
-    wave_index: np.ndarray | None  # (n,) end offsets into waveform_mean rows (ragged)
+    wave_kind: str | None  # "2d" | "3d" | "ragged" | "spikes" (per-spike ``waveforms``) | None
+    #: (n,) end offsets into waveform_mean rows (ragged), or into waveforms_index (spikes)
+    wave_index: np.ndarray | None
     wave_rate_hz: float | None
     obs_index: np.ndarray | None
     layers_all: np.ndarray | None  # (n,) layer per unit from a units column
     electrodes: tuple[np.ndarray, np.ndarray | None] | None  # (rows per unit, index) into electrodes
     electrode_layers: np.ndarray | None  # (n_electrodes,) layer per electrodes-table row
-    wave_rate_source: str = ""  # "file" | "stated" | "assumed" ("" without waveforms)
-    wave_note: str = ""  # why waveform_mean was set aside ("" if it was not)
+    #: "file" | "stated" | "electrical_series:<name>" | "assumed" ("" without waveforms)
+    wave_rate_source: str = ""
+    wave_note: str = ""  # why the waveforms were set aside or not read ("" if they were read)
     time_scale: TimeScaleCheck | None = None  # fed the spikes as they are read
     electrode_locations: np.ndarray | None = None  # (n_electrodes,) their ``location`` strings
     #: (n,) electrodes-table row of each unit's peak electrode from a ``peak_electrode`` column (what
@@ -63,109 +73,6 @@ def _strings(arr: np.ndarray) -> np.ndarray:
     return np.array(
         [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in arr], dtype=object
     )
-
-
-def check_ragged_index(where: str, column: str, index: np.ndarray, n_data: int) -> None:
-    """Refuse a ragged column's ``*_index`` that would hand one unit another's data: it must be
-    non-decreasing, start at >= 0 and end within the ``n_data`` rows of the data.
-
-    Raises
-    ------
-    InvalidUnitsError
-        Naming the first bad row and how to fix the file.
-    """
-    if len(index) == 0:
-        return
-    if index[0] < 0:
-        raise InvalidUnitsError(
-            f"{where}: {column}_index starts at {int(index[0])} (< 0); the Units table is malformed. "
-            "Rewrite the file with pynwb (add_unit) or fix the sorter export."
-        )
-    drops = np.flatnonzero(np.diff(index) < 0)
-    if len(drops):
-        i = int(drops[0]) + 1
-        raise InvalidUnitsError(
-            f"{where}: {column}_index decreases at row {i} ({int(index[i - 1])} -> {int(index[i])}); "
-            f"it must be non-decreasing, else units would get other units' {column}. The Units table is "
-            "malformed: rewrite the file with pynwb (add_unit) or fix the sorter export."
-        )
-    if index[-1] > n_data:
-        raise InvalidUnitsError(
-            f"{where}: {column}_index ends at {int(index[-1])}, past the {n_data} values of {column}; "
-            "the Units table is malformed (truncated data?). Rewrite the file or fix the sorter export."
-        )
-
-
-def _ragged_index(g, where: str, column: str, n_units: int | None = None, data=None) -> np.ndarray:
-    """Read the ``*_index`` of a ragged column (its data: ``data``, else ``g[column]``) and check it."""
-    index = np.asarray(g[f"{column}_index"][()], dtype=np.int64)
-    if n_units is not None and index.shape != (n_units,):
-        raise NotNWBError(
-            f"{where}: {column}_index has {index.shape[0]} entries for {n_units} units; the table "
-            "is malformed."
-        )
-    check_ragged_index(where, column, index, (g[column] if data is None else data).shape[0])
-    return index
-
-
-def _waveform_layout(
-    g,
-    where: str,
-    n: int,
-    require_waveforms: bool,
-    stated_rate: float | None = None,
-    electrode_counts: set[int] | None = None,
-) -> tuple[str | None, np.ndarray | None, float | None, str, str]:
-    """How ``waveform_mean`` is laid out: (kind, ragged index, sampling rate, where the rate came
-    from, why it was set aside); None / "" without it. ``electrode_counts``: see
-    :func:`_implausible_waveforms`."""
-    if "waveform_mean" not in g:
-        if require_waveforms:
-            raise NotNWBError(
-                f"{where} has no waveform_mean column; the C4 classifier needs each unit's mean waveform. "
-                "Add waveform_mean to the Units table, or pass require_waveforms=False to read spikes only."
-            )
-        return None, None, None, "", ""
-    wave_kind, wave_index = _waveform_kind(g, where, n)
-    wm = g["waveform_mean"]
-    rate, source = _waveform_rate(g, wm, where, stated_rate)
-    why = _implausible_waveforms(wm, rate, wave_kind, electrode_counts)
-    if why:
-        if require_waveforms:
-            raise NotNWBError(f"{where}: {why}.")
-        log.warning("%s: %s; set aside: every unit is scored from its discharge alone.", where, why)
-        return None, None, None, "", f"waveform_mean set aside ({why})"
-    return wave_kind, wave_index, rate, source, ""
-
-
-def _waveform_kind(g, where: str, n: int) -> tuple[str, np.ndarray | None]:
-    """``waveform_mean``'s layout ("2d", "3d" or "ragged") and its ragged index (None unless ragged);
-    :class:`NotNWBError` for a shape no reading fits."""
-    wm = g["waveform_mean"]
-    if "waveform_mean_index_index" in g:
-        raise NotNWBError(
-            f"{where}: waveform_mean is doubly ragged (waveform_mean_index_index); expected "
-            "(units, samples), (units, samples, channels) or one index level (rows per channel)."
-        )
-    wave_index = None
-    if "waveform_mean_index" in g:
-        wave_kind = "ragged"
-        wave_index = _ragged_index(g, where, "waveform_mean", data=wm)
-        if wm.ndim != 2:
-            raise NotNWBError(f"{where}: ragged waveform_mean must be 2-D (rows, samples), got {wm.shape}.")
-    elif wm.ndim == 2:
-        wave_kind = "2d"
-    elif wm.ndim == 3:
-        wave_kind = "3d"
-    else:
-        raise NotNWBError(
-            f"{where}: waveform_mean has shape {wm.shape}; expected (units, samples) or "
-            "(units, samples, channels)."
-        )
-    if wave_kind != "ragged" and wm.shape[0] != n:
-        hint = "; its axes may be reversed (MatNWB writes them in the other order)" if n in wm.shape else ""
-        raise NotNWBError(f"{where}: waveform_mean has {wm.shape[0]} rows for {n} units{hint}.")
-    return wave_kind, wave_index
 
 
 def _layer_column(g, where: str, layer_column: str | None, n: int) -> np.ndarray | None:
@@ -284,6 +191,22 @@ def _peak_electrode_column(g, where: str, n: int, quiet: bool = False) -> np.nda
     return np.asarray(d[()], dtype=np.int64)
 
 
+def _any_waveform_kind(g, where: str, n: int) -> tuple[str | None, np.ndarray | None]:
+    """The waveforms' kind and index as :func:`_waveform_layout` finds them, without its checks."""
+    if "waveform_mean" in g:
+        return _waveform_kind(g, where, n)
+    found = _spike_waveforms_kind(g, where, n) if "waveforms" in g else ""
+    return (None, None) if isinstance(found, str) else found
+
+
+def _electrodes_table_size(h5) -> int | None:
+    """Rows of the file's electrodes table (None without one)."""
+    try:
+        return int(h5["general/extracellular_ephys/electrodes/id"].shape[0])
+    except (KeyError, TypeError, IndexError, AttributeError):
+        return None
+
+
 def _electrode_layout(src: Source, units_table: str | None) -> _Layout:
     """What :func:`~nwb_celltype.io._units.unit_peak_electrodes` needs of a table that was already
     read: its ids, waveform layout and electrodes, without the reader's checks and warnings."""
@@ -292,7 +215,7 @@ def _electrode_layout(src: Source, units_table: str | None) -> _Layout:
     where = f"{src.info.describe()}:{g.name}"
     ids = np.asarray(g["id"][()], dtype=np.int64)
     n = len(ids)
-    wave_kind, wave_index = _waveform_kind(g, where, n) if "waveform_mean" in g else (None, None)
+    wave_kind, wave_index = _any_waveform_kind(g, where, n)
     electrodes = electrode_locations = None
     if "electrodes" in g:
         electrodes, _, electrode_locations = _electrode_layers(h5, g, where, ids, quiet=True)
@@ -334,18 +257,31 @@ def _inspect(
     n = len(ids)
     _warn_repeated_ids(ids, where)
     spike_index = None
-    time_scale_warned = False
+    stored = None
     if "spike_times" in g:
         if "spike_times_index" not in g:
             raise NotNWBError(f"{where}: spike_times has no spike_times_index; the table is malformed.")
         spike_index = _ragged_index(g, where, "spike_times", n_units=n)
-        time_scale_warned = _warn_spike_time_scale(g["spike_times"], where)
+        stored = g["spike_times"].dtype
     electrodes = electrode_layers = electrode_locations = None
     if "electrodes" in g:  # layers (unless a column gives them) and brain regions
         electrodes, electrode_layers, electrode_locations = _electrode_layers(h5, g, where, ids)
-    n_electrodes = None if electrode_locations is None else len(electrode_locations)
+    # the electrodes table's size, also where the units list none, one each or differing numbers:
+    # a (units, channels, samples) array over the probe has as many "samples"
+    n_table = len(electrode_locations) if electrode_locations is not None else _electrodes_table_size(h5)
+    counts = _electrode_counts(
+        electrodes, n_table if "electrodes" not in g or electrodes is not None else None
+    )
+    unit_rows = electrodes[0] if electrodes is not None else None
     wave_kind, wave_index, wave_rate, rate_source, wave_note = _waveform_layout(
-        g, where, n, require_waveforms, stated_rate, _electrode_counts(electrodes, n_electrodes)
+        g,
+        where,
+        n,
+        require_waveforms,
+        stated_rate,
+        counts,
+        n_table,
+        lambda: recording_rates(h5, unit_rows),
     )
     obs_index = None
     if "obs_intervals" in g and "obs_intervals_index" in g:
@@ -364,15 +300,11 @@ def _inspect(
         electrode_layers,
         rate_source,
         wave_note,
-        TimeScaleCheck(where, done=time_scale_warned),
+        TimeScaleCheck(where, stored_dtype=stored),
         electrode_locations,
         _peak_electrode_column(g, where, n) if electrodes is not None else None,
         where,
     )
-
-
-#: Latest spike time, in s, past which the times are more likely ms than s (2 days).
-LATE_SPIKE_WARNING_S = 2 * 24 * 3600.0
 
 
 def _warn_repeated_ids(ids: np.ndarray, where: str) -> None:
@@ -390,93 +322,180 @@ def _warn_repeated_ids(ids: np.ndarray, where: str) -> None:
         )
 
 
+#: Span of the spike times, first to last, in s, past which they may be ms rather than s (2 days).
+#: Relative to the first spike, not to the session's reference time: a chronic recording may start
+#: days after it, and the features do not depend on where the times start.
+LATE_SPIKE_WARNING_S = 2 * 24 * 3600.0
+
+# How intervals tell milliseconds from seconds. Times in ms read as seconds make every interval
+# 1000x too long. Neurons are refractory for ~1 ms, so in ms data hardly any interval is under
+# 0.1 "s" (0.1 ms), few are under 1 "s" (refractory violations, or the kHz bursts of a mossy fibre:
+# 10-20 % in some) and the median interval is 2 "s" or more (no neuron keeps a median rate of
+# 500 Hz). A unit recorded in seconds shows that pattern only when it fires slower than ~0.1 Hz,
+# or slower than ~0.5 Hz and regularly, without bursts: a 0.5 Hz Poisson unit has 39 % of its
+# intervals under 1 s and 5 % under 0.1 s, a regular 5 Hz unit all of them under 1 s (the share
+# under 0.1 s alone took that one, or an unsorted train, for ms). A table is taken for ms when
+# 3/4 of the units looked at are: a sorting whose units mostly fire that slowly is not expected.
+#: Intervals (s) of which a unit in ms has almost none: 0.1 ms read as seconds.
+MS_TINY_INTERVAL_S = 0.1
+#: At most this share of its intervals under :data:`MS_TINY_INTERVAL_S` for a unit to look like ms.
+MS_MAX_TINY_SHARE = 0.01
+#: Intervals (s) of which a unit in ms has few: 1 ms, the refractory period, read as seconds.
+MS_SHORT_INTERVAL_S = 1.0
+#: At most this share of its intervals under :data:`MS_SHORT_INTERVAL_S` for a unit to look like ms.
+MS_MAX_SHORT_SHARE = 0.2
+#: Median interval (s) of a unit that looks like ms, at least: 2 ms, a 500 Hz median, read as seconds.
+MS_MIN_MEDIAN_INTERVAL_S = 2.0
+#: Share of the units looked at that must look like ms for the table to.
+MS_UNIT_SHARE = 0.75
+#: Resolution (s) of float32 past which float64 spike times that all are float32 values are warned
+#: about (float32 steps are 0.12 ms from 1024 s on, 0.24 ms from 2048 s, 1 ms from 8192 s).
+FLOAT32_STEP_WARNING_S = 1e-4
+
+
+def _warn_span(where: str, span: float, agree: str = "") -> None:
+    log.warning(
+        "%s: the spike times span %.0f s (%.1f days) from the first spike to the last: are the times "
+        "in milliseconds? NWB stores them in seconds.%s",
+        where,
+        span,
+        span / 86400.0,
+        agree,
+    )
+
+
 def _warn_spike_time_scale(st, where: str) -> bool:
-    """Warn when ``spike_times`` cannot resolve the 1 ms bins the features count in (float32 far
-    from the reference time), or ends so late that the times look like milliseconds (returns whether
-    it said so)."""
-    if not len(st):
+    """Warn when the spike times ``st`` (an array) are float32 (their resolution at the largest),
+    or span more than :data:`LATE_SPIKE_WARNING_S` from the first to the last, whatever their
+    order (returns whether it asked about milliseconds). :class:`TimeScaleCheck` checks a table's
+    times as they are read."""
+    t = np.asarray(st)
+    t = t[np.isfinite(t)] if t.dtype.kind == "f" else t
+    if not len(t):
         return False
-    last = abs(float(st[-1]))
-    if np.dtype(st.dtype).itemsize < 8:
-        step_ms = float(np.spacing(np.asarray(last, dtype=st.dtype))) * 1e3
-        log.warning(
-            "%s: spike_times are stored as %s: near %.0f s they are resolved to only %.3g ms, coarse "
-            "against the 1 ms bins of the ACG and ISI features; write them as float64.",
-            where,
-            np.dtype(st.dtype).name,
-            last,
-            step_ms,
-        )
-    if last > LATE_SPIKE_WARNING_S:
-        log.warning(
-            "%s: the last spike time is %.0f s (%.1f days) after the session's reference time: are "
-            "the times in milliseconds? NWB stores them in seconds.",
-            where,
-            last,
-            last / 86400.0,
-        )
+    if t.dtype.itemsize < 8:
+        _warn_float32(where, t.dtype, float(np.abs(t).max()))
+    span = float(t.max()) - float(t.min())
+    if span > LATE_SPIKE_WARNING_S:
+        _warn_span(where, span)
         return True
     return False
 
 
-#: Intervals under this (s) are a few percent or more of every unit's intervals when times are in
-#: seconds (a 0.5 Hz irregular unit: ~5 %); in milliseconds read as seconds they would be intervals
-#: under 0.1 ms, which real units do not have.
-SHORT_INTERVAL_S = 0.1
+def _warn_float32(where: str, dtype, top: float) -> None:
+    step_ms = float(np.spacing(np.asarray(top, dtype=dtype))) * 1e3
+    log.warning(
+        "%s: spike_times are stored as %s: near %.0f s they are resolved to only %.3g ms, coarse "
+        "against the 1 ms bins of the ACG and ISI features; write them as float64.",
+        where,
+        np.dtype(dtype).name,
+        top,
+        step_ms,
+    )
 
 
 class TimeScaleCheck:
-    """Warns once per table when the spike intervals look like milliseconds read as seconds, for a
-    session too short for the last-spike check (under 2 days, i.e. under 173 s recorded in ms):
-    among the first ``n_units`` units with at least ``min_spikes`` spikes, the median share of
-    intervals under :data:`SHORT_INTERVAL_S` is below ``max_share``. Fed batch by batch."""
+    """The checks of a table's spike times, fed batch by batch as they are read, then
+    :meth:`finish`: warns once each when they are stored as float32 (``stored_dtype``); when,
+    stored as float64, every time is a float32 value at magnitudes float32 resolves coarser than
+    :data:`FLOAT32_STEP_WARNING_S` (rounded to float32 before writing); and when they look like
+    milliseconds: the sorted intervals of 3/4 of the first ``n_units`` units with ``min_spikes``
+    spikes or more look like ms (see :data:`MS_SHORT_INTERVAL_S`), or the times span more than
+    :data:`LATE_SPIKE_WARNING_S` where fewer than ``min_units`` units tell. ``done``: the
+    millisecond question was already asked."""
 
     def __init__(
         self,
         where: str,
         *,
         done: bool = False,
+        stored_dtype=None,
         n_units: int = 20,
         min_units: int = 3,
         min_spikes: int = 50,
-        max_share: float = 0.002,
     ) -> None:
-        self.where = where
-        self.n_units, self.min_units, self.min_spikes, self.max_share = (
-            n_units,
-            min_units,
-            min_spikes,
-            max_share,
-        )
-        self.shares: list[float] = []
-        self.done = done  # True: nothing to check (the last-spike check has already warned)
+        self.where, self.stored = where, stored_dtype
+        self.n_units, self.min_units, self.min_spikes = n_units, min_units, min_spikes
+        self.ms_like: list[bool] = []
+        self.done = done
+        self.finished = False
+        self.lo, self.hi, self.top = np.inf, -np.inf, 0.0
+        self.n_times = self.n_fractional = 0
+        self.f32_exact = True  # every time so far is a float32 value
 
     def feed(self, spikes: np.ndarray, offsets: np.ndarray) -> None:
-        if self.done:
+        t = np.asarray(spikes, dtype=np.float64)
+        fin = t[np.isfinite(t)]
+        if len(fin):
+            self.lo, self.hi = min(self.lo, float(fin.min())), max(self.hi, float(fin.max()))
+            self.top = max(self.top, float(np.abs(fin).max()))
+            self.n_times += len(fin)
+            if self.f32_exact:
+                with np.errstate(over="ignore"):
+                    self.f32_exact = bool(np.array_equal(fin, fin.astype(np.float32)))
+                self.n_fractional += int(np.count_nonzero(fin != np.round(fin)))
+        if self.done or len(self.ms_like) >= self.n_units:
             return
         for a, b in zip(offsets[:-1], offsets[1:], strict=True):
             if b - a >= self.min_spikes:
-                d = np.diff(spikes[a:b])
+                d = np.diff(np.sort(t[a:b]))  # a train need not be sorted
                 d = d[d > 0]
                 if len(d):
-                    self.shares.append(float(np.mean(d < SHORT_INTERVAL_S)))
-            if len(self.shares) >= self.n_units:
-                self.finish()
+                    self.ms_like.append(
+                        float(np.mean(d < MS_TINY_INTERVAL_S)) <= MS_MAX_TINY_SHARE
+                        and float(np.mean(d < MS_SHORT_INTERVAL_S)) <= MS_MAX_SHORT_SHARE
+                        and float(np.median(d)) >= MS_MIN_MEDIAN_INTERVAL_S
+                    )
+            if len(self.ms_like) >= self.n_units:
                 return
 
     def finish(self) -> None:
-        if self.done:
+        if self.finished:
             return
-        self.done = True
-        if len(self.shares) >= self.min_units and float(np.median(self.shares)) < self.max_share:
+        self.finished = True
+        if not self.n_times:
+            return
+        if self.stored is not None and np.dtype(self.stored).itemsize < 8:
+            _warn_float32(self.where, self.stored, self.top)
+        elif (
+            self.f32_exact
+            and self.n_fractional * 2 >= self.n_times  # not integers (times in samples)
+            and float(np.spacing(np.float32(self.top))) > FLOAT32_STEP_WARNING_S
+        ):
             log.warning(
-                "%s: the spike times look like milliseconds: in %d units, a median %.2g %% of the "
-                "intervals are under %g s (units recorded in seconds have several percent). NWB "
-                "stores spike times in seconds; divide them by 1000.",
+                "%s: every one of the %d spike times is exactly a float32 value, though they are %s: "
+                "they were rounded to float32 before being written. Near %.0f s float32 resolves only "
+                "%.3g ms, coarse against the 1 ms bins of the ACG and ISI features (spikes closer than "
+                "that become duplicates); write the spike times from their float64 values.",
                 self.where,
-                len(self.shares),
-                100 * float(np.median(self.shares)),
-                SHORT_INTERVAL_S,
+                self.n_times,
+                f"stored as {np.dtype(self.stored).name}" if self.stored is not None else "float64",
+                self.top,
+                float(np.spacing(np.float32(self.top))) * 1e3,
+            )
+        if not self.done:
+            self._ask_milliseconds()
+
+    def _ask_milliseconds(self) -> None:
+        n, k = len(self.ms_like), int(sum(self.ms_like))
+        judged = n >= self.min_units
+        ms = judged and k >= MS_UNIT_SHARE * n
+        pattern = (
+            f"in {k} of {n} units, at most {100 * MS_MAX_TINY_SHARE:g} % of the intervals are under "
+            f"{MS_TINY_INTERVAL_S:g} s and {100 * MS_MAX_SHORT_SHARE:g} % under {MS_SHORT_INTERVAL_S:g} s, "
+            f"and the median interval is {MS_MIN_MEDIAN_INTERVAL_S:g} s or more"
+        )
+        span = self.hi - self.lo
+        if span > LATE_SPIKE_WARNING_S and (ms or not judged):
+            agree = f" Their intervals agree ({pattern}): in ms, divide them by 1000 (samples: by the rate)."
+            _warn_span(self.where, span, agree if ms else "")
+        elif ms:
+            log.warning(
+                "%s: the spike times look like milliseconds: %s, as in times recorded in ms and read as "
+                "seconds (units recorded in seconds have many intervals under 1 s). NWB stores spike "
+                "times in seconds; divide them by 1000.",
+                self.where,
+                pattern,
             )
 
 
