@@ -30,7 +30,8 @@ class UnitsSummary:
     #: HDF5 path of the source's Units table they were read from (``units``, or a Units table in a
     #: processing module: :func:`nwb_celltype.io.resolve_units_table`)
     table_path: str = "units"
-    #: where ``waveform_rate_hz`` came from: "file", "stated" (the user's) or "assumed" (30 kHz)
+    #: where ``waveform_rate_hz`` came from: "file", "stated" (the user's), "electrical_series:<name>"
+    #: (the recording's) or "assumed" (30 kHz)
     waveform_rate_source: str = ""
     #: (n,) the ``location`` of each unit's electrode ("" where unknown; None: not read)
     locations: np.ndarray | None = None

@@ -293,6 +293,11 @@ def test_a_rate_stated_only_by_the_recording_is_used(tmp_path, caplog):
         "source": "electrical_series:raw",
     }
     assert "assumed" not in res.output
+    assert "read at 40000 Hz, the rate of the recording's ElectricalSeries 'raw'" in res.output
+    # and so does annotate's closing summary
+    res = CliRunner().invoke(main, ["annotate", str(es), "--out", str(tmp_path / "a.nwb")])
+    assert res.exit_code == 0, res.output
+    assert "read at 40000 Hz, the rate of the recording's ElectricalSeries 'raw'" in res.output
 
 
 def test_recording_rates_that_do_not_say_one_rate(tmp_path, caplog):

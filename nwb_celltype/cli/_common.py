@@ -136,14 +136,7 @@ def format_summary(result) -> str:
         f"classified {result.n_classified}, unclassified {result.n_unclassified}, "
         f"not classifiable {result.n_not_classifiable}",
         *([line] if (line := species_line(getattr(result, "species", None))) else []),
-        *(
-            [
-                f"waveforms: the file states no sampling rate; assumed {rate['hz']:g} Hz "
-                "(state it with --waveform-rate if it differs)"
-            ]
-            if (rate := getattr(result, "waveform_rate", None) or {}).get("source") == "assumed"
-            else []
-        ),
+        *([line] if (line := waveform_rate_line(getattr(result, "waveform_rate", None))) else []),
         *(
             ["waveforms ignored (--ignore-waveforms): every unit was scored from its discharge alone"]
             if getattr(result, "ignore_waveforms", False)
@@ -279,7 +272,8 @@ def waveform_rate_option(extra: str = ""):
         default=None,
         metavar="HZ",
         help="Sampling rate of the file's waveform_mean in Hz, where the file does not state it (neuroconv "
-        f"exports do not) or states it wrongly (default: the file's, else 30000 with a warning){extra}.",
+        "exports do not) or states it wrongly (default: the file's, else its raw ElectricalSeries' rate "
+        f"where they share one, else 30000; warned){extra}.",
     )
 
 
@@ -388,3 +382,22 @@ def refuse_existing(path, overwrite: bool) -> None:
     exists = p.is_file() or (p.is_dir() and any(p.iterdir()))
     if exists and not overwrite:
         raise AnnotationExistsError(f"{p} exists; pass --overwrite to replace it, or choose another path.")
+
+
+def waveform_rate_line(rate: dict | None) -> str | None:
+    """The closing line about the waveforms' sampling rate where the file's Units table did not
+    state it (``rate``: ``{"hz", "source"}`` as annotate and features record it), else None."""
+    rate = rate or {}
+    source = str(rate.get("source") or "")
+    if source == "assumed":
+        return (
+            f"waveforms: the file states no sampling rate; assumed {rate['hz']:g} Hz "
+            "(state it with --waveform-rate if it differs)"
+        )
+    if source.startswith("electrical_series:"):
+        return (
+            f"waveforms: read at {rate['hz']:g} Hz, the rate of the recording's ElectricalSeries "
+            f"'{source.split(':', 1)[1]}' (the Units table states none; --waveform-rate if they were cut "
+            "at another rate)"
+        )
+    return None

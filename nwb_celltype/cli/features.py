@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ._common import progress_bars, units_table_option, waveform_rate_option
+from ._common import progress_bars, units_table_option, waveform_rate_line, waveform_rate_option
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,5 @@ def features(
     path = fam.save_features(out_path, fs)
     if not quiet:
         click.echo(f"wrote {fam.name} features of {len(fs)} units ({int(fs.usable.sum())} usable) to {path}")
-        if rate.get("source") == "assumed":
-            click.echo(
-                f"waveforms: the file states no sampling rate; assumed {rate['hz']:g} Hz "
-                "(state it with --waveform-rate if it differs)"
-            )
+        if line := waveform_rate_line(rate):
+            click.echo(line)
