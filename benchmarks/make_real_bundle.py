@@ -141,7 +141,7 @@ def build(data: Path, out: Path, overwrite: bool = True):
             "citation": CITATION,
             "limits": LIMITS,
             "validation": _validated_numbers(),
-            "rebuild": "python benchmarks/make_real_bundle.py --data real-c4 (docs/validation.md)",
+            "rebuild": "python benchmarks/make_real_bundle.py --data DIR (DIR: the real-c4 folder of the tables above; docs/classifier.md, Rebuilding the default model)",
         },
     )
     seconds = time.perf_counter() - t0
