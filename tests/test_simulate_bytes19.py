@@ -133,3 +133,19 @@ def test_assign_object_ids_deterministic_and_keyed():
     assert [c.object_id for c in t1.all_children()] == [c.object_id for c in t2.all_children()]
     assert assign_object_ids(tree(), key="other") != ids1
     assert derived_object_id("k", "/a") != derived_object_id("k", "/b")
+
+
+def test_files_that_differ_only_outside_the_identifier_share_no_object_ids(tmp_path):
+    """Same seed, unit count, duration and name, other classes: another file, other object_ids."""
+    from nwb_celltype.simulate import simulate_recording
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    simulate_recording(
+        a / "rec.nwb", preset="mouse", duration_s=20.0, seed=3, class_counts={"PkC_ss": 2, "MLI": 2}
+    )
+    simulate_recording(
+        b / "rec.nwb", preset="mouse", duration_s=20.0, seed=3, class_counts={"GoC": 2, "MFB": 2}
+    )
+    assert not set(_object_ids(a / "rec.nwb")) & set(_object_ids(b / "rec.nwb"))

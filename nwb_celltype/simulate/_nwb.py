@@ -66,12 +66,25 @@ def write_nwb(
     nwbfile.units = _units_table(result, nwbfile.electrodes, compression)
     written = _add_ground_truth(nwbfile, result, start)
     # hdmf draws a random UUID4 object_id for every container: replace them by ids derived from
-    # the identifier (preset, seed, units, duration, file name) so that the bytes repeat too
-    assign_object_ids(nwbfile)
+    # the identifier (preset, seed, units, duration, file name) and the data, so that the bytes
+    # repeat, and files that differ in anything else (class counts, defects, rate) share no ids
+    assign_object_ids(nwbfile, key=f"{nwbfile.identifier}/{_content_digest(result, compression)}")
     # a pid-stamped temporary file renamed onto ``path`` when complete: an interrupted or failed
     # write leaves no half-written file there, and an older file is replaced only by a whole one
     write_nwbfile(nwbfile, path, replace=overwrite)
     return written
+
+
+def _content_digest(result: SimulationResult, compression) -> str:
+    """sha256 of what a simulated file holds beyond its identifier: classes, labels, spike trains,
+    waveforms and their rate, and the compression asked for."""
+    import hashlib
+
+    h = hashlib.sha256(f"{result.waveform_rate_hz!r}/{compression!r}".encode())
+    for a in (result.classes, result.labelled, result.spike_counts, result.waveforms, result.spike_times_s):
+        a = np.ascontiguousarray(np.asarray(a if a is not None else ()))
+        h.update(f"{a.dtype.str}{a.shape}".encode() + (a.astype(str) if a.dtype == object else a).tobytes())
+    return h.hexdigest()
 
 
 def _session(result: SimulationResult, pre: Preset, file_name: str, start: datetime.datetime):
