@@ -188,9 +188,17 @@ def _cases() -> list[tuple[str, list[str], type]]:
         model = f"{{dir}}/{name}" + (".pt" if name == "pickle-checkpoint" else "")
         exc = click.UsageError if name == "bundle-missing" else ModelError
         cases.append((f"model/{name}", _sub(ANNOTATE, model=model) + ["--out", "{dir}/out.nwb"], exc))
-    for pin in ["0" * 64, "f4045f07", "not-hex-not-hex", ""]:
+    # a wrong full sha256; the demo bundle's own sha256 cut to 8 digits (a right but too short
+    # prefix: read from its card, so that a rebuilt demo bundle keeps the case); not hex; empty
+    pins = {
+        "0" * 64: "0" * 64,
+        "short-prefix": _demo_sha256()[:8],
+        "not-hex-not-hex": "not-hex-not-hex",
+        "empty": "",
+    }
+    for name, pin in pins.items():
         argv = _sub(ANNOTATE) + ["--out", "{dir}/out.nwb", "--model-sha256", pin]
-        cases.append((f"pin/{pin or 'empty'}", argv, ModelError))
+        cases.append((f"pin/{name}", argv, ModelError))
     for name in LABELS:
         exc = click.UsageError if name == "labels-missing" else LibraryError  # click checks --labels
         labels = f"{{dir}}/{name}.csv"
@@ -249,6 +257,14 @@ def _cases() -> list[tuple[str, list[str], type]]:
             )
         )
     return cases
+
+
+def _demo_sha256() -> str:
+    import json
+
+    from nwb_celltype.model.shipped import demo_bundle_path
+
+    return json.loads((demo_bundle_path() / "model_card.json").read_text())["sha256"]
 
 
 def _sub(argv: list[str], **kw: str) -> list[str]:
