@@ -7,6 +7,7 @@ the output appears whole or not at all."""
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import sys
 import time
@@ -56,20 +57,30 @@ CALL_OPTIONS = (
 
 def python_call(source, options: dict) -> str:
     """The ``nwb_celltype.annotate(...)`` call the provenance records for a Python caller: the source
-    and every option of :data:`CALL_OPTIONS` given a value other than its default (paths as text,
-    a model object by its name and version), so that the call reruns the annotation."""
+    and every option of :data:`CALL_OPTIONS` given a value other than its default, as Python
+    literals (paths as text, numpy numbers as Python ones, a model object as the folder it was
+    loaded from, pinned by its sha256), so that the call reruns the annotation. A model object
+    that was never saved has no folder: it is named ``<name version>``, which is not Python."""
     parts = [repr(str(source))]
     for name, default in CALL_OPTIONS:
         value = options.get(name, default)
         if value is None or value is default or (not isinstance(default, bool) and value == default):
             continue
+        card = getattr(value, "card", None)
+        if isinstance(card, dict):  # a bundle object: where it came from, and which one it is
+            path = getattr(value, "path", None)
+            if path is None:
+                parts.append(f"{name}=<{card.get('name')} {card.get('version')}>")
+                continue
+            parts.append(f"{name}={str(path)!r}")
+            if options.get("model_sha256") is None:  # the bundle as it was, not the folder's later one
+                parts.append(f"model_sha256={card.get('sha256')!r}")
+            continue
         if isinstance(value, os.PathLike):
             value = str(value)
-        card = getattr(value, "card", None)
-        if isinstance(card, dict):  # a bundle object: its identity (the provenance has its sha256)
-            parts.append(f"{name}=<{card.get('name')} {card.get('version')}>")
-        else:
-            parts.append(f"{name}={value!r}")
+        elif isinstance(value, numbers.Number) and not isinstance(value, bool):
+            value = int(value) if isinstance(value, numbers.Integral) else float(value)
+        parts.append(f"{name}={value!r}")
     return "nwb_celltype.annotate(" + ", ".join(parts) + ")"
 
 

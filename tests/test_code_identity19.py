@@ -35,9 +35,13 @@ def test_the_digest_is_of_the_sources_and_moves_with_any_change(tmp_path):
     (tree / "extra.py").write_text("x = 1\n")
     assert len({before, edited, renamed, code_digest(tree)}) == 4
     # compiled files and data are not code
+    now = code_digest(tree)
     (tree / "__pycache__").mkdir(exist_ok=True)
     (tree / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"junk")
-    assert code_digest(tree) == code_digest(tree)
+    (tree / "__pycache__" / "stale.py").write_text("y = 2\n")  # a .py under __pycache__ too
+    (tree / "data").mkdir(exist_ok=True)
+    (tree / "data" / "weights.bin").write_bytes(b"\0" * 64)
+    assert code_digest(tree) == now
 
 
 def test_an_annotated_file_records_the_code(tmp_path):

@@ -85,3 +85,18 @@ def test_a_local_inputs_sha256_is_recorded_copy_and_in_place(tmp_path):
     before = _sha256(inp)
     nc.annotate(inp, in_place=True)
     assert _source_identity(inp)["sha256"] == before != _sha256(inp)
+
+
+def test_a_model_object_and_numpy_numbers_are_recorded_as_python_literals(tmp_path):
+    from nwb_celltype.model import load_demo_bundle
+
+    bundle = load_demo_bundle()
+    out = tmp_path / "a.nwb"
+    nc.annotate(DEMO, out=out, model=bundle, threshold=np.float64(3.0))
+    node = ast.parse(_classifier_parameters(out)["call"], mode="eval").body
+    kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}  # every value a literal
+    assert kwargs["model"] == str(bundle.path) and kwargs["model_sha256"] == bundle.sha256
+    assert kwargs["threshold"] == 3.0 and type(kwargs["threshold"]) is float
+    again = tmp_path / "b.nwb"
+    nc.annotate(*[ast.literal_eval(a) for a in node.args], **{**kwargs, "out": again})
+    assert _labels(again) == _labels(out)

@@ -11,6 +11,8 @@ from test_io_remote import _digest
 from test_io_units import write_units_nwb
 
 from nwb_celltype.io import read_units
+from nwb_celltype.io._cache import url_identity
+from nwb_celltype.io._remote import BoundedDiskCache
 from nwb_celltype.testing.servers import RangeServer
 
 pytestmark = pytest.mark.network
@@ -50,3 +52,26 @@ def test_a_server_with_validators_still_reads_an_unchanged_file_from_the_cache(t
         files.reset_stats()
         assert len([i for b in read_units(url, cache_dir=cache) for i in b.unit_ids]) == 5
         assert files.stats().ranges == [("/rec.nwb", 0, 0)]  # one byte, then the cache
+
+
+def test_without_validators_other_cached_chunks_are_dropped_when_the_head_was_evicted(tmp_path):
+    """The head chunk evicted, the URL's record kept: the open probes the head and tail afresh, and
+    the file's other cached chunks must not be read either (the server cannot say they are current)."""
+    root, cache = tmp_path / "www", tmp_path / "cache"
+    root.mkdir()
+    rec = root / "rec.nwb"
+    write_units_nwb(rec, n_units=5, seed=1)
+    with RangeServer(root) as files:
+        files.faults.no_validators = True
+        url = files.url_for("rec.nwb")
+        first = _digest(read_units(url, cache_dir=cache, min_chunk_bytes=4096))
+        disk = BoundedDiskCache(cache, max_bytes=1 << 30)
+        head = disk._path(f"{url_identity(url, disk.get_meta(url))}|4096|0")
+        assert head.exists()
+        head.unlink()  # evicted
+        time.sleep(0.01)
+        with h5py.File(rec, "r+") as f:
+            f["units/spike_times"][:] = f["units/spike_times"][:] + 1.0
+        local = _digest(read_units(rec))
+        assert local != first
+        assert _digest(read_units(url, cache_dir=cache, min_chunk_bytes=4096)) == local

@@ -382,7 +382,8 @@ def _identify_url(
     version = {"size": probe.size, "etag": probe.etag, "modified": probe.modified}
     # a server that sends neither ETag nor Last-Modified cannot say whether the file changed (a
     # replacement of the same size would pass): its cached bytes serve one open only
-    unvalidated = cached_head and not (probe.etag or probe.modified)
+    # (a record without a cached head may still have other chunks of the file cached)
+    unvalidated = meta is not None and not (probe.etag or probe.modified)
     if cache is not None and (meta != version or unvalidated):
         if meta is not None:
             cache.discard(url_identity(url, meta), int(meta.get("size") or 0), min_chunk_bytes)
