@@ -139,10 +139,10 @@ _CHILD = textwrap.dedent(
     """
     import shutil, signal, sys
     from pathlib import Path
-    from nwb_celltype import _atomic, _atomic_folder
     phase, ignore, out = sys.argv[1], sys.argv[2] == "1", Path(sys.argv[3])
-    if ignore:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup leaves it
+    # the disposition is set here, not inherited: pytest itself may run under nohup (SIGHUP ignored)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN if ignore else signal.SIG_DFL)  # as nohup / a shell leaves it
+    from nwb_celltype import _atomic, _atomic_folder
 
     def wait():  # the write held open: the parent sends SIGHUP, then a line
         print("ready", flush=True)
