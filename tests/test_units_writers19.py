@@ -8,8 +8,13 @@ features read, the warnings and each unit's reason.
 - spike times in seconds that are unsorted, slow and regular, or a week after the reference time
   get no "milliseconds" warning; times in ms still do;
 - a waveform rate stated only by the recording's ElectricalSeries is the rate the waveforms are
-  read at (``--waveform-rate`` still overrides, a rate in Units is still the file's);
-- a table holding only per-spike ``waveforms`` is read as the mean of each unit's first 1000;
+  read at (``--waveform-rate`` still overrides, a rate in Units is still the file's), where the
+  series holds the units' electrodes (where they list none: the file's only raw series, over the
+  whole electrodes table); a series they cannot be tied to (EMG, sync, other electrodes) is not;
+- a table holding only per-spike ``waveforms`` is read as the mean of each unit's first 1000; a
+  malformed per-spike index sets them aside, and a remote read counts the bytes they cost;
+- (review 19) a correct (units, samples, channels) array whose samples equal the electrodes
+  table's size is read where the units list electrodes;
 - spike times rounded to float32 before pynwb wrote them as float64 are named as such.
 """
 
@@ -27,7 +32,7 @@ from pynwb.ecephys import LFP, ElectricalSeries
 from pynwb.misc import Units
 
 from nwb_celltype.cli import main
-from nwb_celltype.errors import NotNWBError
+from nwb_celltype.errors import InvalidUnitsError, NotNWBError
 from nwb_celltype.features.families import get_family, load_features_any
 from nwb_celltype.io import read_units
 
@@ -188,6 +193,55 @@ def test_genuine_layouts_are_still_read(tmp_path, caplog, n_samples, n_electrode
     np.testing.assert_array_equal(batch.waveforms, want)
 
 
+def _jittered(n_units: int, n_samples: int = 64, n_channels: int = 32, seed: int = 0):
+    """(units, samples, channels) waveforms in NWB's layout whose content cannot tell the axes
+    apart: troughs jittered +-6 samples (not aligned), a dipole of half the peak 11 channels away
+    and noise (no clean spatial profile), each unit's peak on a random channel (returned)."""
+    rng = np.random.default_rng(seed)
+    waves, peaks = [], []
+    for _ in range(n_units):
+        t_ms = (np.arange(n_samples) - n_samples // 3 - int(rng.integers(-6, 7))) / 30.0
+        c = int(rng.integers(0, n_channels))
+        ch = np.arange(n_channels)
+        prof = np.exp(-np.abs(ch - c) / 3.0) - 0.5 * np.exp(-np.abs(ch - (c + 11) % n_channels) / 3.0)
+        noise = 0.02 * 100e-6 * rng.standard_normal((n_samples, n_channels))
+        waves.append(100e-6 * spike(t_ms)[:, None] * prof[None, :] + noise)
+        peaks.append(c)
+    return waves, peaks
+
+
+@pytest.mark.parametrize("listed", ["12 each", "peak only"])
+def test_samples_matching_the_table_size_do_not_set_aside_a_correct_layout(tmp_path, caplog, listed):
+    """Review 19: (units, 64 samples, 32 channels) in NWB's layout on a 64-row electrodes table,
+    the units listing 12 electrodes each (or only their peak one), content that cannot tell: the
+    table's size is no channel count where the units list electrodes, so the array is read."""
+    from nwb_celltype.io._waveform_checks import _content_axes
+
+    waves, peaks = _jittered(20)
+    assert _content_axes(np.stack(waves)) == (None, None)  # only the sizes could set it aside
+    lists = [list(range(12)) if listed == "12 each" else [p] for p in peaks]
+    units = [
+        {"spike_times": t, "waveform_mean": w, "electrodes": e}
+        for t, w, e in zip(trains(20), waves, lists, strict=True)
+    ]
+    path = write(tmp_path / "t64.nwb", units, n_electrodes=64)
+    with caplog.at_level(logging.WARNING, logger="nwb_celltype.io"):
+        batch = read(path)
+    said = messages(caplog)
+    assert "set aside" not in said and "axes" not in said, said
+    if listed == "peak only":
+        assert said == ""
+    else:  # the only warning: which of its 12 electrodes a 32-channel unit peaks on is unknown
+        assert [r.getMessage().split(": ", 1)[1][:30] for r in caplog.records] == [
+            "waveform_mean has 32 channels,"
+        ], said
+    assert list(batch.extra["reasons"]) == [""] * 20
+    np.testing.assert_array_equal(batch.peak_channels, peaks)
+    want = np.stack([w[:, p] for w, p in zip(waves, peaks, strict=True)]).astype(np.float32)
+    np.testing.assert_array_equal(batch.waveforms, want)
+    assert len(list(read_units(path))) == 1  # waveforms required: read as well
+
+
 # --- finding 3: no false "milliseconds" warnings ---------------------------------------------
 
 
@@ -245,9 +299,10 @@ def test_times_in_milliseconds_are_still_named(tmp_path):
 RATE_40K = 40000.0
 
 
-def _es_file(path, series: dict[str, tuple[float, list[int]]], *, units_rate=None, lfp=False):
-    """Units on electrodes 0-3 and 4-7 (8-row table), waveforms sampled at 40 kHz, with
-    ElectricalSeries ``series`` (name -> (rate, electrodes)) in acquisition."""
+def _es_file(path, series: dict[str, tuple[float, list[int]]], *, units_rate=None, lfp=False, listed=True):
+    """Units on electrodes 0-3 and 4-7 (8-row table; ``listed`` False: the units list none),
+    waveforms sampled at 40 kHz, with ElectricalSeries ``series`` (name -> (rate, electrodes)) in
+    acquisition."""
     f = nwb_file(8)
     for name, (rate, rows) in series.items():
         region = f.create_electrode_table_region(rows, f"{name} electrodes")
@@ -267,6 +322,9 @@ def _es_file(path, series: dict[str, tuple[float, list[int]]], *, units_rate=Non
         }
         for i in range(4)
     ]
+    if not listed:
+        for u in units:
+            del u["electrodes"]
     return write(path, units, rate=units_rate, f=f)
 
 
@@ -301,20 +359,25 @@ def test_a_rate_stated_only_by_the_recording_is_used(tmp_path, caplog):
 
 
 def test_recording_rates_that_do_not_say_one_rate(tmp_path, caplog):
-    """Stated rates override; a rate in Units is the file's; a file's only raw rate is used where
-    its series do not hold the units' electrodes; an LFP series is not a recording the waveforms
-    are cut from; two raw series at two rates under the units: 30 kHz assumed, and the
-    warning names both."""
+    """Stated rates override; a rate in Units is the file's; a raw series that does not hold all
+    the units' electrodes (an EMG or sync channel, another probe) does not set the rate: 30 kHz
+    assumed, and the warning names the series, its rate and why; an LFP series is not a
+    recording the waveforms are cut from; two raw series at two rates under the units: 30 kHz
+    assumed, and the warning names both."""
     es = _es_file(tmp_path / "es.nwb", {"raw": (RATE_40K, list(range(8)))})
     b = read(es, waveform_rate_hz=30000.0)
     assert (b.waveform_rate_hz, b.extra["waveform_rate_source"]) == (30000.0, "stated")
     stated = _es_file(tmp_path / "stated.nwb", {"raw": (RATE_40K, list(range(8)))}, units_rate=30000.0)
     b = read(stated)
     assert (b.waveform_rate_hz, b.extra["waveform_rate_source"]) == (30000.0, "file")
-    # a raw series on other electrodes than the units': the file's only raw rate is used
+    # a raw series holding only some of the units' electrodes: not taken, and the warning says why
     partial = _es_file(tmp_path / "partial.nwb", {"raw": (RATE_40K, [6, 7])})
-    b = read(partial)
-    assert (b.waveform_rate_hz, b.extra["waveform_rate_source"]) == (RATE_40K, "electrical_series:raw")
+    with caplog.at_level(logging.WARNING, logger="nwb_celltype.io"):
+        b = read(partial)
+    assert (b.waveform_rate_hz, b.extra["waveform_rate_source"]) == (30000.0, "assumed")
+    said = messages(caplog)
+    assert "assuming 30000 Hz" in said and "'raw' (40000 Hz) hold 2 of the 8 electrodes" in said, said
+    caplog.clear()
     only_lfp = _es_file(tmp_path / "lfp.nwb", {}, lfp=True)
     b = read(only_lfp)
     assert (b.waveform_rate_hz, b.extra["waveform_rate_source"]) == (30000.0, "assumed")
@@ -324,6 +387,30 @@ def test_recording_rates_that_do_not_say_one_rate(tmp_path, caplog):
     assert (b.waveform_rate_hz, b.extra["waveform_rate_source"]) == (30000.0, "assumed")
     said = messages(caplog)
     assert "assuming 30000 Hz" in said and "'a', 'b' are at 20000 / 40000 Hz" in said, said
+
+
+def test_a_raw_series_is_taken_for_units_listing_no_electrodes_only_over_the_whole_table(tmp_path, caplog):
+    """Units listing no electrodes: the file's only raw series sets the rate where it records the
+    whole electrodes table; an EMG or sync series on some rows, or two raw series, do not (30 kHz
+    assumed, the warning names them and why)."""
+    whole = _es_file(tmp_path / "whole.nwb", {"raw": (RATE_40K, list(range(8)))}, listed=False)
+    b = read(whole)
+    assert (b.waveform_rate_hz, b.extra["waveform_rate_source"]) == (RATE_40K, "electrical_series:raw")
+    emg = _es_file(tmp_path / "emg.nwb", {"emg": (20000.0, [7])}, listed=False)
+    with caplog.at_level(logging.WARNING, logger="nwb_celltype.io"):
+        b = read(emg)
+    assert (b.waveform_rate_hz, b.extra["waveform_rate_source"]) == (30000.0, "assumed")
+    said = messages(caplog)
+    assert "'emg' (20000 Hz) records 1 of the electrodes table's 8 rows, not the whole table" in said, said
+    caplog.clear()
+    two = _es_file(
+        tmp_path / "two.nwb", {"raw": (RATE_40K, list(range(8))), "sync": (25000.0, [0])}, listed=False
+    )
+    with caplog.at_level(logging.WARNING, logger="nwb_celltype.io"):
+        b = read(two)
+    assert (b.waveform_rate_hz, b.extra["waveform_rate_source"]) == (30000.0, "assumed")
+    said = messages(caplog)
+    assert "'raw' (40000 Hz), 'sync' (25000 Hz)" in said and "the units list no electrodes" in said, said
 
 
 # --- finding 5: per-spike waveforms only ----------------------------------------------------
@@ -378,6 +465,68 @@ def test_per_spike_waveforms_in_another_layout_are_named(tmp_path, caplog):
     for r in batch.extra["reasons"]:
         assert "per-spike waveforms" in r and "not averaged" in r, r
     assert "per-spike waveforms" in messages(caplog)
+
+
+def _per_spike_file(path, *, n_electrodes: int = 4, listed=None):
+    """Per-spike waveforms only (4 per spike, 60 samples): units of 20, 1200 and 7 spikes."""
+    tr = trains(3, duration=300.0)
+    units = []
+    for i, k in enumerate([20, 1200, 7]):
+        per_spike = np.repeat(template(60, 4, i).T[None], k, axis=0)
+        units.append({"spike_times": tr[i][:k], "waveforms": per_spike})
+        units[-1]["electrodes"] = list(range(4)) if listed is None else listed
+    return write(path, units, n_electrodes=n_electrodes)
+
+
+def test_malformed_per_spike_index_sets_the_waveforms_aside(tmp_path, caplog):
+    """Review 19: a waveforms_index_index past the end of waveforms_index (an optional column)
+    does not stop the read: the spikes are read, the waveforms set aside with a warning and a
+    reason on every unit; where waveforms are required, the index error."""
+    path = _per_spike_file(tmp_path / "bad.nwb")
+    with h5py.File(path, "a") as f:
+        f["units/waveforms_index_index"][-1] += 5
+    with caplog.at_level(logging.WARNING, logger="nwb_celltype.io"):
+        batch = read(path)
+    assert batch.waveforms is None
+    assert np.diff(batch.spike_offsets).tolist() == [20, 1200, 7]
+    why = "per-spike waveforms are set aside: waveforms_index_index ends at 1232, past the 1227 values"
+    for r in batch.extra["reasons"]:
+        assert why in r and "; " not in r, r
+    assert why in messages(caplog)
+    with pytest.raises(InvalidUnitsError, match="waveforms_index_index ends at 1232"):
+        next(read_units(path))
+
+
+def test_per_spike_channel_note_names_the_per_spike_waveforms(tmp_path, caplog):
+    """Units listing 3 electrodes with 4 per-spike waveforms each, on an 8-row table: the note
+    that the peak electrode cannot be told names the per-spike waveforms, not waveform_mean."""
+    path = _per_spike_file(tmp_path / "ps.nwb", n_electrodes=8, listed=[0, 1, 2])
+    with caplog.at_level(logging.WARNING, logger="nwb_celltype.io"):
+        read(path)
+    said = messages(caplog)
+    assert "its per-spike waveforms have 4 channels, but unit row 0 lists 3 electrodes" in said, said
+    assert "waveform_mean" not in said.replace("no waveform_mean but", ""), said
+
+
+def test_bytes_to_read_counts_the_averaged_per_spike_waveforms(tmp_path):
+    """What a remote read weighs a whole-file fetch against includes the per-spike waveforms that
+    will be read: each unit's first 1000 spikes' rows (1227 spikes, 1027 read), and their index."""
+    from nwb_celltype.io._source import open_source
+    from nwb_celltype.io._units_layout import _bytes_to_read, _inspect
+
+    path = _per_spike_file(tmp_path / "ps.nwb")
+    with h5py.File(path) as f:
+        g = f["units"]
+        others = ["id", "spike_times", "spike_times_index", "electrodes", "electrodes_index"]
+        size = {k: g[k].size * g[k].dtype.itemsize for k in g}
+        per_spike = size["waveforms"] + size["waveforms_index"]
+        assert g["waveforms_index"].shape == (1227,)
+        want = sum(size[k] for k in others) + size["waveforms_index_index"] + per_spike * 1027 / 1227
+        assert abs(_bytes_to_read(g, None, None) - want) <= 2
+    with open_source(path) as src:
+        lay = _inspect(src, None, False, True, None)
+        one_unit = _bytes_to_read(lay.group, lay, np.array([1]))  # the 1200-spike unit: 1000 read
+        assert abs(one_unit - (1200 * 8 + per_spike * 1000 / 1227)) <= 2
 
 
 # --- finding 6: float32-rounded spike times stored as float64 -----------------------------------

@@ -150,12 +150,12 @@ def _tsgroup_locations(tsgroup, ids: list) -> np.ndarray | None:
 
 
 def _check_time_scale(times: list[np.ndarray]) -> None:
-    """Warn when the spike times look like milliseconds: the checks NWB files get on reading (the
-    last spike, then the intervals)."""
-    from ._units_layout import TimeScaleCheck, _warn_spike_time_scale
+    """Warn when the spike times look like milliseconds (or were rounded to float32): the checks
+    NWB files get on reading, :class:`~nwb_celltype.io._units_layout.TimeScaleCheck` (the intervals
+    of each unit's sorted times, and the span of all the times from the first spike to the last)."""
+    from ._units_layout import TimeScaleCheck
 
-    last = max((float(np.abs(t).max()) for t in times if len(t)), default=0.0)
-    check = TimeScaleCheck("the TsGroup", done=_warn_spike_time_scale(np.array([last]), "the TsGroup"))
+    check = TimeScaleCheck("the TsGroup")
     counts = np.array([len(t) for t in times], dtype=np.int64)
     check.feed(np.concatenate(times) if times else np.zeros(0), np.r_[0, np.cumsum(counts)])
     check.finish()

@@ -105,16 +105,17 @@ def read_units(
         Sampling rate of the waveforms where the file does not state it, or states it wrongly; it
         overrides the file's (default: the file's ``waveform_mean.sampling_rate`` or
         ``waveform_rate``, else the rate of the raw ElectricalSeries the units' electrodes are
-        recorded on where they share one, else 30 kHz, each with a warning;
-        ``batch.extra["waveform_rate_source"]`` says "stated", "file",
+        recorded on where they hold them all at one rate -- where the units list none, the file's
+        only raw series where it records the whole electrodes table --, else 30 kHz, each with a
+        warning; ``batch.extra["waveform_rate_source"]`` says "stated", "file",
         "electrical_series:<name>" or "assumed"). A ``waveform_mean`` spanning less than 0.8 ms
         or more than 10 ms at its rate, or whose axes look like (units, channels, samples) (its
-        "samples" match the units' electrode count or the electrodes table's size while its
-        channels do not, or it has as many samples as channels, and its content does not say
-        NWB's layout; or its content says the last axis is time), is set aside with a warning
-        and a reason on every unit (an error with ``require_waveforms``). Without
-        ``waveform_mean``, NWB's per-spike ``waveforms`` are averaged (each unit's first
-        1000 spikes).
+        "samples" match the units' electrode count, or the electrodes table's size where they
+        list none, while its channels do not, or it has as many samples as channels, and its
+        content does not say NWB's layout; or its content says the last axis is time), is set
+        aside with a warning and a reason on every unit (an error with ``require_waveforms``).
+        Without ``waveform_mean``, NWB's per-spike ``waveforms`` are averaged (each unit's first
+        1000 spikes; a malformed index sets them aside, as above).
 
     Yields
     ------
@@ -386,10 +387,11 @@ def _peak_electrodes(lay: _Layout, rows: np.ndarray, peak: np.ndarray, n_channel
             elif len(mine) > 1:
                 lay.note(
                     "channels",
-                    "%s: waveform_mean has %d channels, but unit row %d lists %d electrodes and the "
+                    "%s: %s %d channels, but unit row %d lists %d electrodes and the "
                     "electrodes table has %d: which electrode the peak channel is cannot be told, so "
                     "such units get the location and layer all their electrodes share, else unknown",
                     lay.where,
+                    "its per-spike waveforms have" if lay.wave_kind == "spikes" else "waveform_mean has",
                     int(n_channels[i]),
                     int(r),
                     len(mine),

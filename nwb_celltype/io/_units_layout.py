@@ -266,8 +266,9 @@ def _inspect(
     electrodes = electrode_layers = electrode_locations = None
     if "electrodes" in g:  # layers (unless a column gives them) and brain regions
         electrodes, electrode_layers, electrode_locations = _electrode_layers(h5, g, where, ids)
-    # the electrodes table's size, also where the units list none, one each or differing numbers:
-    # a (units, channels, samples) array over the probe has as many "samples"
+    # the electrodes table's size: a channel count only where the units list no electrodes (a
+    # (units, channels, samples) array over the probe has as many "samples"), and the rows a raw
+    # ElectricalSeries must record for its rate to be the waveforms' where they list none
     n_table = len(electrode_locations) if electrode_locations is not None else _electrodes_table_size(h5)
     counts = _electrode_counts(
         electrodes, n_table if "electrodes" not in g or electrodes is not None else None
@@ -281,7 +282,7 @@ def _inspect(
         stated_rate,
         counts,
         n_table,
-        lambda: recording_rates(h5, unit_rows),
+        lambda: recording_rates(h5, unit_rows, n_table),
     )
     obs_index = None
     if "obs_intervals" in g and "obs_intervals_index" in g:
@@ -362,24 +363,6 @@ def _warn_span(where: str, span: float, agree: str = "") -> None:
         span / 86400.0,
         agree,
     )
-
-
-def _warn_spike_time_scale(st, where: str) -> bool:
-    """Warn when the spike times ``st`` (an array) are float32 (their resolution at the largest),
-    or span more than :data:`LATE_SPIKE_WARNING_S` from the first to the last, whatever their
-    order (returns whether it asked about milliseconds). :class:`TimeScaleCheck` checks a table's
-    times as they are read."""
-    t = np.asarray(st)
-    t = t[np.isfinite(t)] if t.dtype.kind == "f" else t
-    if not len(t):
-        return False
-    if t.dtype.itemsize < 8:
-        _warn_float32(where, t.dtype, float(np.abs(t).max()))
-    span = float(t.max()) - float(t.min())
-    if span > LATE_SPIKE_WARNING_S:
-        _warn_span(where, span)
-        return True
-    return False
 
 
 def _warn_float32(where: str, dtype, top: float) -> None:
@@ -512,7 +495,9 @@ def _dataset_bytes(dset, fraction: float) -> int:
 def _bytes_to_read(g, lay: _Layout | None, rows: np.ndarray | None) -> int:
     """Storage bytes of the per-unit columns that reading the rows ``rows`` costs (every row when
     ``rows`` is None; then the index columns are counted too): what
-    :meth:`GuardedFile.fetch_rest` weighs a whole-file fetch against."""
+    :meth:`GuardedFile.fetch_rest` weighs a whole-file fetch against. Per-spike ``waveforms`` (read
+    where the table has no ``waveform_mean``): the rows of each unit's first
+    :data:`MAX_SPIKES_AVERAGED` spikes, :func:`_spike_waveform_bytes`."""
     total = 0
     names = ["spike_times", "waveform_mean", "obs_intervals"]
     if rows is None:
@@ -538,4 +523,33 @@ def _bytes_to_read(g, lay: _Layout | None, rows: np.ndarray | None) -> int:
             else:
                 fraction = len(rows) / max(len(lay.ids), 1)
         total += _dataset_bytes(g[name], fraction)
+    return total + _spike_waveform_bytes(g, lay, rows)
+
+
+def _spike_waveform_bytes(g, lay: _Layout | None, rows: np.ndarray | None) -> int:
+    """Bytes of the per-spike ``waveforms`` and ``waveforms_index`` that averaging the units at
+    ``rows`` (all: None, then with ``waveforms_index_index``) reads: their first
+    :data:`MAX_SPIKES_AVERAGED` spikes' share of the spikes (0 where the per-spike waveforms are
+    not read: a ``waveform_mean``, another layout, a malformed index)."""
+    if lay is not None:
+        if lay.wave_kind != "spikes":
+            return 0
+        index = lay.wave_index
+    else:
+        if "waveform_mean" in g or any(
+            k not in g for k in ("waveforms", "waveforms_index", "waveforms_index_index")
+        ):
+            return 0
+        if g["waveforms"].ndim != 2:
+            return 0
+        index = np.asarray(g["waveforms_index_index"][()], dtype=np.int64).ravel()  # (units,): small
+    n_spikes = int(g["waveforms_index"].shape[0])
+    if not n_spikes or index is None or not len(index):
+        return 0
+    per_unit = np.clip(np.diff(np.r_[0, index]), 0, MAX_SPIKES_AVERAGED)
+    read = int(per_unit.sum() if rows is None else per_unit[rows].sum())
+    fraction = min(1.0, read / n_spikes)  # of the spikes; their rows of waveforms alike
+    total = _dataset_bytes(g["waveforms_index"], fraction) + _dataset_bytes(g["waveforms"], fraction)
+    if rows is None:
+        total += _dataset_bytes(g["waveforms_index_index"], 1.0)
     return total

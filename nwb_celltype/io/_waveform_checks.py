@@ -118,11 +118,29 @@ def _electrical_series(h5) -> Iterator[tuple[str, object]]:
             yield from walk(h5[top], depth)
 
 
-def recording_rates(h5, unit_rows: np.ndarray | None = None) -> list[tuple[str, float]]:
-    """The raw ElectricalSeries (rate >= :data:`MIN_RAW_RATE_HZ`, not LFP) the units' waveforms may
-    have been cut from, as (name, rate): those holding the units' electrodes (``unit_rows``, rows
-    of the electrodes table) where together they hold all of them, else every raw one of the file.
-    A series with timestamps instead of a rate is not counted."""
+def _listing(series: list[tuple[str, float]]) -> str:
+    """``'a' (20000 Hz), 'b' (25000 Hz)`` for messages."""
+    return ", ".join(f"'{name}' ({rate:g} Hz)" for name, rate in series)
+
+
+def _series_rows(es) -> set[int] | None:
+    """The electrodes-table rows an ElectricalSeries records (None where it does not say)."""
+    try:
+        return set(np.asarray(es["electrodes"][()], dtype=np.int64).ravel().tolist())
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def recording_rates(
+    h5, unit_rows: np.ndarray | None = None, n_table: int | None = None
+) -> tuple[list[tuple[str, float]], str]:
+    """The raw ElectricalSeries (rate >= :data:`MIN_RAW_RATE_HZ`, not LFP) the units' waveforms were
+    presumably cut from, as (name, rate), and where there are raw series but none is taken, why
+    (naming them and their rates; "" otherwise). Where the units list electrodes (``unit_rows``,
+    rows of the electrodes table): the series holding them, where together they hold all of them.
+    Where they list none: the file's only raw series, where it records the whole electrodes table
+    (``n_table`` rows). Never a series the units cannot be tied to (an EMG or sync channel, another
+    probe). A series with timestamps instead of a rate is not counted."""
     raw = []
     for name, es in _electrical_series(h5):
         try:
@@ -131,20 +149,41 @@ def recording_rates(h5, unit_rows: np.ndarray | None = None) -> list[tuple[str, 
             continue
         if np.isfinite(rate) and rate >= MIN_RAW_RATE_HZ:
             raw.append((name, es, rate))
+    if not raw:
+        return [], ""
+    every = [(name, rate) for name, _, rate in raw]
     if unit_rows is not None and len(unit_rows):
         want = set(np.unique(unit_rows).tolist())
         mine, covered = [], set()
         for name, es, rate in raw:
-            try:
-                rows = set(np.asarray(es["electrodes"][()], dtype=np.int64).ravel().tolist()) & want
-            except (KeyError, TypeError, ValueError):
-                continue
+            rows = (_series_rows(es) or set()) & want
             if rows:
                 mine.append((name, rate))
                 covered |= rows
         if mine and covered == want:
-            return mine
-    return [(name, rate) for name, _, rate in raw]
+            return mine, ""
+        return [], (
+            f"the file's raw ElectricalSeries {_listing(every)} hold {len(covered)} of the "
+            f"{len(want)} electrodes the units list, so the waveforms cannot be tied to them"
+        )
+    if len(raw) > 1:
+        return [], (
+            f"the units list no electrodes, so which of the file's raw ElectricalSeries {_listing(every)} "
+            "the waveforms were cut from cannot be told"
+        )
+    rows = _series_rows(raw[0][1])
+    if n_table and rows == set(range(int(n_table))):
+        return every, ""
+    if rows is None:
+        what = "does not say which electrodes it records"
+    elif not n_table:
+        what = f"records {len(rows)} electrodes of an electrodes table the file lacks"
+    else:
+        what = f"records {len(rows)} of the electrodes table's {int(n_table)} rows, not the whole table"
+    return [], (
+        f"the units list no electrodes, and the file's only raw ElectricalSeries {_listing(every)} {what}, "
+        "so the waveforms cannot be tied to it"
+    )
 
 
 def _column(wm) -> str:
@@ -157,13 +196,14 @@ def _waveform_rate(
     wm,
     where: str,
     stated: float | None = None,
-    recording: Callable[[], list[tuple[str, float]]] | None = None,
+    recording: Callable[[], tuple[list[tuple[str, float]], str]] | None = None,
 ) -> tuple[float, str]:
     """The waveforms' sampling rate and where it came from: ``stated`` (the user's), else
     ``wm.sampling_rate``, else the table's ``waveform_rate`` ("file"), else the rate of the raw
     ElectricalSeries the units were recorded on, where ``recording()`` (:func:`recording_rates`)
     finds them all at one rate ("electrical_series:<name>", with a warning: spike sorters cut
-    the waveforms from the recording at its rate), else 30 kHz ("assumed", with a warning)."""
+    the waveforms from the recording at its rate), else 30 kHz ("assumed", with a warning that
+    names the file's raw series and their rates, and why they were not used)."""
     rate = wm.attrs.get("sampling_rate", g.attrs.get("waveform_rate"))
     ok = rate is not None and np.isfinite(float(rate)) and float(rate) > 0
     if stated is not None:
@@ -175,7 +215,7 @@ def _waveform_rate(
     if ok:
         return float(rate), "file"
     column = _column(wm)
-    series = recording() if recording is not None else []
+    series, why_not = recording() if recording is not None else ([], "")
     names = ", ".join(f"'{name}'" for name, _ in series)
     rates = sorted({r for _, r in series})
     if len(rates) == 1:
@@ -190,12 +230,12 @@ def _waveform_rate(
             rates[0],
         )
         return rates[0], "electrical_series:" + ",".join(name for name, _ in series)
-    also = (
-        f" (the file's ElectricalSeries {names} are at {' / '.join(f'{r:g}' for r in rates)} Hz: if the "
-        "waveforms were cut from one, state its rate)"
-        if rates
-        else ""
-    )
+    if rates:
+        why_not = (
+            f"the file's ElectricalSeries {names} are at {' / '.join(f'{r:g}' for r in rates)} Hz, "
+            "together holding the units' electrodes"
+        )
+    also = f" ({why_not}: if the waveforms were cut from one, state its rate)" if why_not else ""
     log.warning(
         "%s: %s has no sampling_rate; assuming %g Hz%s. State it (--waveform-rate of annotate, "
         "annotate-dandiset or features; waveform_rate_hz=...), or set Units(waveform_rate=...) when "
@@ -216,7 +256,7 @@ def _waveform_layout(
     stated_rate: float | None = None,
     electrode_counts: dict[int, str] | None = None,
     n_table: int | None = None,
-    recording: Callable[[], list[tuple[str, float]]] | None = None,
+    recording: Callable[[], tuple[list[tuple[str, float]], str]] | None = None,
 ) -> tuple[str | None, np.ndarray | None, float | None, str, str]:
     """How the waveforms are laid out: (kind, ragged index, sampling rate, where the rate came
     from, why they were set aside); None / "" without them. Kinds: "2d", "3d", "ragged"
@@ -226,7 +266,7 @@ def _waveform_layout(
     if "waveform_mean" in g:
         column, (kind, index) = "waveform_mean", _waveform_kind(g, where, n)
     elif "waveforms" in g:
-        column, found = "waveforms", _spike_waveforms_kind(g, where, n)
+        column, found = "waveforms", _spike_waveforms_kind(g, where, n, strict=require_waveforms)
         if isinstance(found, str):  # per-spike waveforms this reader cannot average
             if require_waveforms:
                 raise NotNWBError(f"{where}: {found}.")
@@ -288,10 +328,12 @@ def _waveform_kind(g, where: str, n: int) -> tuple[str, np.ndarray | None]:
     return wave_kind, wave_index
 
 
-def _spike_waveforms_kind(g, where: str, n: int) -> tuple[str, np.ndarray] | str:
+def _spike_waveforms_kind(g, where: str, n: int, strict: bool = False) -> tuple[str, np.ndarray] | str:
     """("spikes", ``waveforms_index_index``) where the per-spike ``waveforms`` are laid out as NWB's
     Units.waveforms (rows of (samples,), one per spike and electrode; ``waveforms_index``: rows per
-    spike, ``waveforms_index_index``: spikes per unit), else why they are not read."""
+    spike, ``waveforms_index_index``: spikes per unit), else why they are not read (also where
+    ``waveforms_index_index`` is malformed: the column is optional, so that does not stop the read
+    of the spikes; ``strict``, where waveforms are required: the error is raised)."""
     w = g["waveforms"]
     if "waveforms_index" not in g or "waveforms_index_index" not in g or w.ndim != 2:
         levels = [k for k in ("waveforms_index", "waveforms_index_index") if k in g]
@@ -302,7 +344,16 @@ def _spike_waveforms_kind(g, where: str, n: int) -> tuple[str, np.ndarray] | str
             "waveform_mean to the Units table"
         )
     # checks the spikes per unit; waveforms_index (one per spike) is read unit by unit, bounded
-    return "spikes", _ragged_index(g, where, "waveforms_index", n_units=n, data=g["waveforms_index"])
+    try:
+        return "spikes", _ragged_index(g, where, "waveforms_index", n_units=n, data=g["waveforms_index"])
+    except (InvalidUnitsError, NotNWBError) as exc:  # an optional column: set aside, not fatal
+        if strict:
+            raise
+        first = str(exc).removeprefix(f"{where}: ").split("; ")[0]  # no "; ": reasons are split there
+        return (
+            f"no waveform_mean, and its per-spike waveforms are set aside: {first}, so which spikes are "
+            "whose cannot be told (the Units table is malformed: rewrite it or fix the sorter export)"
+        )
 
 
 def _implausible_waveforms(
@@ -342,30 +393,34 @@ def _swapped_axes(wm, counts: dict[int, str], n_table: int | None) -> str:
     """Why a 3-D ``waveform_mean`` (units, A, B) looks like (units, channels, samples) ('' if not).
 
     By size: A matches an electrode count (``counts``, :func:`_electrode_counts`: the number every
-    unit lists; else ``n_table``, the electrodes table's rows, whether the units list none, one
-    or differing numbers) while B matches none, or A == B (the sizes cannot tell): swapped unless
-    the content says NWB's layout (:func:`_samples_axis` 1). By content alone, where B matches no
-    electrode count: the spike's shape lies along the last axis (:func:`_content_axes`), and the
-    alignment does not say otherwise. Never transposed: a wrong guess would be silent."""
+    unit lists, or the electrodes table's size where the units list none) while B matches none, or
+    A == B (the sizes cannot tell): swapped unless the content says NWB's layout
+    (:func:`_samples_axis` 1). By content alone, where B matches no electrode count: the spike's
+    shape lies along the last axis (:func:`_content_axes`), and the alignment does not say
+    otherwise. Where the units list electrodes, the table's size (``n_table``) says nothing about
+    the waveforms' channels (64 samples on a 64-site probe are no evidence), so it only names what
+    the content found. Never transposed: a wrong guess would be silent."""
     a, b = int(wm.shape[1]), int(wm.shape[2])
-    known = dict(counts)
-    if n_table and int(n_table) not in known:
-        known[int(n_table)] = f"the electrodes table's {int(n_table)} rows"
-    if a in known and b not in known:
-        why = f"waveform_mean's {a} samples match {known[a]} while its {b} channels match no electrode count"
+    if a in counts and b not in counts:
+        why = f"waveform_mean's {a} samples match {counts[a]} while its {b} channels match no electrode count"
     elif a == b:
         why = f"waveform_mean has as many samples as channels ({a}), so the sizes cannot tell its axes apart"
     else:
         why = ""
-    if not why and b in known:
+    if not why and b in counts:
         return ""  # the channels match the electrodes: NWB's layout, no need to read the content
     shaped, aligned = _content_axes(wm)
     if why:
         return "" if _combine(shaped, aligned) == 1 else why + " and its content does not say NWB's layout"
     if shaped == 2 and aligned != 1:
+        also = (
+            f" (and its {a} samples match the electrodes table's {a} rows)"
+            if n_table and a == int(n_table)
+            else ""
+        )
         return (
             "waveform_mean's content has a spike's phases (a peak and an opposite phase) along its last "
-            "axis and one sign along its middle axis, as across channels"
+            f"axis and one sign along its middle axis, as across channels{also}"
         )
     return ""
 
