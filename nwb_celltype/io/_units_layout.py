@@ -408,15 +408,22 @@ class TimeScaleCheck:
 
     def feed(self, spikes: np.ndarray, offsets: np.ndarray) -> None:
         t = np.asarray(spikes, dtype=np.float64)
-        fin = t[np.isfinite(t)]
+        # two passes over the batch where every time is finite (the usual case: min and max are),
+        # a filtered copy only where some is not; the float32 question is settled on a sample first
+        fin = t if len(t) and np.isfinite(t.min()) and np.isfinite(t.max()) else t[np.isfinite(t)]
         if len(fin):
-            self.lo, self.hi = min(self.lo, float(fin.min())), max(self.hi, float(fin.max()))
-            self.top = max(self.top, float(np.abs(fin).max()))
+            lo, hi = float(fin.min()), float(fin.max())
+            self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
+            self.top = max(self.top, abs(lo), abs(hi))
             self.n_times += len(fin)
             if self.f32_exact:
                 with np.errstate(over="ignore"):
-                    self.f32_exact = bool(np.array_equal(fin, fin.astype(np.float32)))
-                self.n_fractional += int(np.count_nonzero(fin != np.round(fin)))
+                    head = fin[:4096]
+                    self.f32_exact = bool(np.array_equal(head, head.astype(np.float32))) and bool(
+                        np.array_equal(fin, fin.astype(np.float32))
+                    )
+                if self.f32_exact:
+                    self.n_fractional += int(np.count_nonzero(fin != np.round(fin)))
         if self.done or len(self.ms_like) >= self.n_units:
             return
         for a, b in zip(offsets[:-1], offsets[1:], strict=True):
