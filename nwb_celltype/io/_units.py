@@ -18,7 +18,7 @@ from ._prefetch import ChunkPrefetcher
 from ._source import Source, open_source
 from ._units_layout import _bytes_to_read, _electrode_layout, _inspect, _Layout, checked_waveform_rate
 from ._units_tables import resolve_units_table, units_table_paths
-from ._waveform_checks import MAX_SPIKES_AVERAGED
+from ._waveform_checks import SPAN_MAX_BYTES, averaged_spikes, spike_groups
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def read_units(
 
     Each batch reads ``spike_times``, ``waveform_mean`` and ``obs_intervals`` as one contiguous slice
     per run of consecutive rows; the VectorIndex columns are read once (per-spike ``waveforms``:
-    the averaged spikes' rows, unit by unit).
+    the averaged spikes' rows, a group of units per read: :func:`_read_spike_waveforms`).
 
     Parameters
     ----------
@@ -263,30 +263,54 @@ def _read_waveforms(lay: _Layout, rows: np.ndarray, prefetch) -> list[np.ndarray
 
 def _read_spike_waveforms(lay: _Layout, rows: np.ndarray, prefetch) -> tuple[list[np.ndarray], list[str]]:
     """Each unit's mean of its per-spike ``waveforms`` (:func:`_spike_waveform_mean`) and why it
-    has none ("" where it has one)."""
-    pairs = [_spike_waveform_mean(lay, int(r), prefetch) for r in rows]
-    return [w for w, _ in pairs], [why for _, why in pairs]
+    has none ("" where it has one). The units are read in groups (:func:`spike_groups`): one read
+    of ``waveforms_index`` per group, and on a remote file one prefetch of its ``waveforms`` rows
+    (a request per ``max_span`` bytes, not one per unit and index)."""
+    wi, w = lay.group["waveforms_index"], lay.group["waveforms"]
+    row_bytes = int(w.shape[1]) * w.dtype.itemsize
+    spike_bytes = wi.dtype.itemsize + row_bytes * int(w.shape[0]) / max(int(wi.shape[0]), 1)
+    cap = SPAN_MAX_BYTES
+    if getattr(prefetch, "fileobj", None) is not None:  # a group's rows: one request, no read-ahead past it
+        step = prefetch.fileobj.remfile._min_chunk_size
+        cap = max(step, min(cap, prefetch.max_span - 2 * step))
+    starts, stops = averaged_spikes(lay.wave_index, rows)
+    means: list[np.ndarray] = []
+    whys: list[str] = []
+    for p0, p1, lo, hi in spike_groups(lay.wave_index, rows, spike_bytes, cap):
+        first = max(lo - 1, 0)  # the end of the spike before the first is where its rows start
+        ends, whole = np.zeros(0, dtype=np.int64), False
+        if hi > lo:
+            prefetch(wi, first, hi)
+            ends = np.asarray(wi[first:hi], dtype=np.int64)
+            r0, r1 = (int(ends[0]) if lo > 0 else 0), int(ends[-1])
+            whole = 0 <= r0 <= r1 <= w.shape[0] and (r1 - r0) * row_bytes <= cap
+            if whole:
+                prefetch(w, r0, r1)
+        for p in range(p0, p1):
+            s0, s1 = int(starts[p]), int(stops[p])
+            start = int(ends[s0 - 1 - first]) if s0 > 0 and s1 > s0 else 0
+            mean, why = _spike_waveform_mean(
+                w, start, ends[s0 - first : s1 - first], None if whole else prefetch
+            )
+            means.append(mean)
+            whys.append(why)
+    return means, whys
 
 
 #: Values of per-spike ``waveforms`` read at a time while averaging them (bounds memory: 32 MiB).
 AVERAGE_BLOCK_VALUES = 1 << 22
 
 
-def _spike_waveform_mean(lay: _Layout, r: int, prefetch) -> tuple[np.ndarray, str]:
-    """The mean of the per-spike ``waveforms`` (NWB's doubly ragged column) of the unit at row
-    ``r`` over its first :data:`MAX_SPIKES_AVERAGED` spikes, as (samples, channels) float32 (NaN
-    values left out), and ""; or an empty array and why it has none. Reads that unit's part of
-    ``waveforms_index`` and of ``waveforms`` only, :data:`AVERAGE_BLOCK_VALUES` at a time."""
+def _spike_waveform_mean(w, start: int, ends: np.ndarray, prefetch) -> tuple[np.ndarray, str]:
+    """The mean of one unit's per-spike ``waveforms`` (NWB's doubly ragged column): its spikes'
+    rows ``start`` .. ``ends`` (each spike's end row, from ``waveforms_index``; at most
+    :data:`MAX_SPIKES_AVERAGED` spikes) as (samples, channels) float32 (NaN values left out), and
+    ""; or an empty array and why it has none. Reads :data:`AVERAGE_BLOCK_VALUES` at a time
+    (``prefetch``: per block, where the caller did not prefetch the unit's rows)."""
     none = np.zeros((0, 0), dtype=np.float32)
-    s0, s1 = _bounds(lay.wave_index, r, r + 1)  # the unit's spikes: rows of waveforms_index
-    s1 = min(s1, s0 + MAX_SPIKES_AVERAGED)
-    if s1 <= s0:
+    if not len(ends):
         return none, "no waveform (the unit has no per-spike waveforms)"
-    ends = np.asarray(lay.group["waveforms_index"][max(s0 - 1, 0) : s1], dtype=np.int64)
-    start = int(ends[0]) if s0 > 0 else 0
-    ends = ends[1:] if s0 > 0 else ends
     per_spike = np.diff(np.r_[start, ends])  # waveforms (electrodes) of each spike
-    w = lay.group["waveforms"]
     if (per_spike < 0).any() or ends[-1] > w.shape[0]:
         return none, "no waveform (waveforms_index is malformed for this unit: not rows of waveforms)"
     k = int(per_spike[0])
@@ -302,7 +326,8 @@ def _spike_waveform_mean(lay: _Layout, r: int, prefetch) -> tuple[np.ndarray, st
     step = max(1, AVERAGE_BLOCK_VALUES // (k * n_samples))  # spikes per read
     for a in range(0, len(per_spike), step):
         lo, hi = start + a * k, start + min(a + step, len(per_spike)) * k
-        prefetch(w, lo, hi)
+        if prefetch is not None:
+            prefetch(w, lo, hi)
         block = np.asarray(w[lo:hi], dtype=np.float64).reshape(-1, k, n_samples)
         finite = np.isfinite(block)
         total += np.where(finite, block, 0.0).sum(axis=0)

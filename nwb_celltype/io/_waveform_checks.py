@@ -28,6 +28,51 @@ MIN_RAW_RATE_HZ = 10000.0
 #: ``waveform_mean`` (the unit's first ones): bounds what is read per unit.
 MAX_SPIKES_AVERAGED = 1000
 
+#: Unneeded bytes between two units' averaged spikes that one read spans rather than making two
+#: (as :meth:`GuardedFile.missing_spans` merges ranges): on a remote file a round trip costs about
+#: as much as a few MB, and locally the spanned index entries are what is read anyway.
+SPAN_GAP_BYTES = 4 * 1024**2
+#: Largest span of per-spike ``waveforms`` (bytes) read for a group of units at once (on a remote
+#: file: at most the prefetcher's request size, which also bounds the memory it holds).
+SPAN_MAX_BYTES = 64 * 1024**2
+
+
+def averaged_spikes(index: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and stop spike (rows of ``waveforms_index``) that averaging each unit at ``rows``
+    reads: its first :data:`MAX_SPIKES_AVERAGED` ones (``index``: ``waveforms_index_index``)."""
+    starts = np.r_[0, index[:-1]].astype(np.int64)[rows]
+    return starts, np.minimum(index[rows].astype(np.int64), starts + MAX_SPIKES_AVERAGED)
+
+
+def spike_groups(
+    index: np.ndarray, rows: np.ndarray, spike_bytes: float, max_bytes: int = SPAN_MAX_BYTES
+) -> list[tuple[int, int, int, int]]:
+    """The units at ``rows`` (sorted) in groups whose averaged spikes are read as one span:
+    (first position in ``rows``, stop position, first spike, stop spike). Consecutive units join a
+    group while the spikes skipped between them cost at most :data:`SPAN_GAP_BYTES` and the span
+    at most ``max_bytes`` (``spike_bytes``: bytes of one spike, its rows of ``waveforms`` and its
+    ``waveforms_index`` entry; a unit alone may exceed it). Units without spikes join any group."""
+    a, b = averaged_spikes(index, rows)
+    groups: list[tuple[int, int, int, int]] = []
+    p0, lo, hi = 0, -1, -1
+    for p in range(len(rows)):
+        if b[p] <= a[p]:
+            continue
+        if lo < 0:
+            lo, hi = int(a[p]), int(b[p])
+        elif (
+            hi <= a[p]
+            and (a[p] - hi) * spike_bytes <= SPAN_GAP_BYTES
+            and (b[p] - lo) * spike_bytes <= max_bytes
+        ):
+            hi = int(b[p])
+        else:
+            groups.append((p0, p, lo, hi))
+            p0, lo, hi = p, int(a[p]), int(b[p])
+    groups.append((p0, len(rows), max(lo, 0), max(hi, 0)))
+    return groups
+
+
 #: Shortest plausible span of a mean spike waveform, in ms: a shorter waveform_mean is set aside.
 MIN_WAVEFORM_MS = 0.8
 #: Longest plausible span, in ms: mean-waveform snippets are 1-6 ms (Kilosort's 82 samples at 30 kHz
