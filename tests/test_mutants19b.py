@@ -78,7 +78,8 @@ def test_a_folder_named_in_the_reference_is_matched_literally(monkeypatch):
 def test_of_several_desc_entities_the_last_is_extended():
     """Mutant ST5 (the first desc entity extended): the docstring says "of several, the last"."""
     assert (
-        derived_asset_path("sub-1/sub-1_desc-a_desc-b_ecephys.nwb") == "sub-1/sub-1_desc-a_desc-bCelltype_ecephys.nwb"
+        derived_asset_path("sub-1/sub-1_desc-a_desc-b_ecephys.nwb")
+        == "sub-1/sub-1_desc-a_desc-bCelltype_ecephys.nwb"
     )
 
 
