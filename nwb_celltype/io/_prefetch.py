@@ -22,6 +22,24 @@ class ChunkPrefetcher:
         self.loaded: dict[str, list[int]] = {}
         self._chunks: dict[str, np.ndarray | None] = {}
 
+    @classmethod
+    def for_file(cls, fileobj) -> ChunkPrefetcher:
+        """The prefetcher of a source's remote file (``Source.remote_file``; None for a local file:
+        then it does nothing): one request spans remfile's largest read, at least 1 MiB."""
+        return cls(fileobj, max(fileobj.remfile._max_chunk_size, 1 << 20) if fileobj is not None else 0)
+
+    @property
+    def step(self) -> int:
+        """remfile's chunk size: the granularity of what a prefetch loads and releases."""
+        return self.fileobj.remfile._min_chunk_size
+
+    def request_bytes(self) -> int | None:
+        """The most bytes one prefetch holds in one request with no read-ahead past it (a chunk on
+        each side of a span may be partly outside it); None for a local file."""
+        if self.fileobj is None:
+            return None
+        return max(self.step, self.max_span - 2 * self.step)
+
     def _index(self, dset) -> np.ndarray | None:
         """(k, 3) int64 [first row, byte offset, byte size] per chunk, sorted by row; None when
         the layout is not understood (then no prefetch)."""
@@ -64,7 +82,7 @@ class ChunkPrefetcher:
                 return
         # forget this dataset's bytes from the previous batch, except those this batch needs
         # again (a boundary chunk): memory stays bounded by one batch, not by the file
-        step = self.fileobj.remfile._min_chunk_size
+        step = self.step
         keep = range(int(lo) // step, (int(hi) - 1) // step + 1)
         old = self.loaded.pop(dset.name, [])
         self.fileobj.release([i for i in old if i not in keep])

@@ -189,7 +189,7 @@ def _read(
     if rf is not None and unit_ids is not None and len(rows):
         with src.guard("fetching the Units data"):
             rf.fetch_rest(_bytes_to_read(lay.group, lay, rows))
-    prefetch = ChunkPrefetcher(rf, max(rf.remfile._max_chunk_size, 1 << 20) if rf is not None else 0)
+    prefetch = ChunkPrefetcher.for_file(rf)
     for b0 in range(0, len(rows), batch_size):
         brows = rows[b0 : b0 + batch_size]
         with src.guard(f"reading units {b0}..{b0 + len(brows) - 1}"):
@@ -269,10 +269,9 @@ def _read_spike_waveforms(lay: _Layout, rows: np.ndarray, prefetch) -> tuple[lis
     wi, w = lay.group["waveforms_index"], lay.group["waveforms"]
     row_bytes = int(w.shape[1]) * w.dtype.itemsize
     spike_bytes = wi.dtype.itemsize + row_bytes * int(w.shape[0]) / max(int(wi.shape[0]), 1)
-    cap = SPAN_MAX_BYTES
-    if getattr(prefetch, "fileobj", None) is not None:  # a group's rows: one request, no read-ahead past it
-        step = prefetch.fileobj.remfile._min_chunk_size
-        cap = max(step, min(cap, prefetch.max_span - 2 * step))
+    # remote: a group's rows in one request, with no read-ahead past it
+    one_request = prefetch.request_bytes() if isinstance(prefetch, ChunkPrefetcher) else None
+    cap = SPAN_MAX_BYTES if one_request is None else max(prefetch.step, min(SPAN_MAX_BYTES, one_request))
     starts, stops = averaged_spikes(lay.wave_index, rows)
     means: list[np.ndarray] = []
     whys: list[str] = []
@@ -501,7 +500,7 @@ def unit_peak_electrodes(src: Source, units_table: str | None, rows, batch_size:
         if lay.wave_kind in ("3d", "ragged", "spikes") and several.any():
             need = np.flatnonzero(several)
             rf = src.remote_file
-            prefetch = ChunkPrefetcher(rf, max(rf.remfile._max_chunk_size, 1 << 20) if rf is not None else 0)
+            prefetch = ChunkPrefetcher.for_file(rf)
             try:
                 for b0 in range(0, len(need), int(batch_size)):
                     part = need[b0 : b0 + int(batch_size)]
