@@ -24,7 +24,6 @@ import numpy as np
 
 from ._annotate_input import Reading, UnitsSummary, collect
 from ._annotate_output import (
-    CALL_OPTIONS,
     OutputPlan,
     append_to_copy,
     check_before_reading,
@@ -519,7 +518,7 @@ def annotate(
         precision = None  # recorded as such: these models have no precision to choose
     table_name = table_name_for(bundle)
     if call is None:
-        call = python_call(source, {k: v for k, v in locals().items() if k in dict(CALL_OPTIONS)})
+        call = python_call(source, locals())  # it picks the options it records (CALL_OPTIONS)
     pinned = model_sha256 is not None
     labelling = _Labelling(
         bundle, table_name, threshold, call, precision, pinned, ignore_waveforms, any_region=bool(any_region)
