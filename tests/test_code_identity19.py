@@ -4,9 +4,10 @@ results, so provenance records a digest of the package's Python sources beside i
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from pathlib import Path
+
+from test_provenance19 import classifier_json
 
 import nwb_celltype as nc
 from nwb_celltype._code_identity import DIGEST_HEX, code_digest
@@ -45,15 +46,9 @@ def test_the_digest_is_of_the_sources_and_moves_with_any_change(tmp_path):
 
 
 def test_an_annotated_file_records_the_code(tmp_path):
-    import h5py
-
     out = tmp_path / "a.nwb"
     nc.annotate(demo_recording_path(), out=out)
-    with h5py.File(out, "r") as f:
-        grp = f["processing/cell_types"]
-        (name,) = [k for k in grp if k.endswith("_classifier")]
-        raw = grp[name]["software_versions"][()]
-    versions = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    versions = classifier_json(out, "software_versions")
     assert versions["nwb-celltype-code"] == code_digest()
     assert versions["nwb-celltype"]  # the version number is still there
 

@@ -16,14 +16,20 @@ from nwb_celltype.simulate import demo_recording_path
 DEMO = demo_recording_path()
 
 
-def _classifier_parameters(path) -> dict:
+def classifier_json(path, field: str) -> dict:
+    """A JSON field (``parameters``, ``source``, ``software_versions``) of the one classifier of an
+    annotated file, read with h5py (not through the package's reader)."""
     import h5py
 
     with h5py.File(path, "r") as f:
         grp = f["processing/cell_types"]
         (name,) = [k for k in grp if k.endswith("_classifier")]
-        raw = grp[name]["parameters"][()]
+        raw = grp[name][field][()]
     return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def _classifier_parameters(path) -> dict:
+    return classifier_json(path, "parameters")
 
 
 def _labels(path) -> tuple[list, list]:
@@ -59,13 +65,7 @@ def test_the_python_call_records_the_options_and_reruns_the_annotation(tmp_path)
 
 
 def _source_identity(path) -> dict:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        grp = f["processing/cell_types"]
-        (name,) = [k for k in grp if k.endswith("_classifier")]
-        raw = grp[name]["source"][()]
-    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    return classifier_json(path, "source")
 
 
 def _sha256(path) -> str:

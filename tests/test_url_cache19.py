@@ -18,28 +18,39 @@ from nwb_celltype.testing.servers import RangeServer
 pytestmark = pytest.mark.network
 
 
-def test_a_replaced_file_of_the_same_size_is_read_again_without_validators(tmp_path, caplog):
-    root, cache = tmp_path / "www", tmp_path / "cache"
+@pytest.fixture
+def served(tmp_path):
+    """(file, its URL, the cache folder) of a 5-unit recording served by a RangeServer that sends
+    no ETag or Last-Modified."""
+    root = tmp_path / "www"
     root.mkdir()
     rec = root / "rec.nwb"
     write_units_nwb(rec, n_units=5, seed=1)
     with RangeServer(root) as files:
         files.faults.no_validators = True
-        url = files.url_for("rec.nwb")
-        first = _digest(read_units(url, cache_dir=cache))
-        assert first == _digest(read_units(rec))
-        # new spike times in place: same size, and the server gives nothing to tell them apart
-        size = rec.stat().st_size
-        time.sleep(0.01)
-        with h5py.File(rec, "r+") as f:
-            f["units/spike_times"][:] = f["units/spike_times"][:] + 1.0
-        assert rec.stat().st_size == size
-        local = _digest(read_units(rec))
-        assert local != first
-        caplog.clear()
-        with caplog.at_level("INFO", logger="nwb_celltype.io"):
-            assert _digest(read_units(url, cache_dir=cache)) == local
-        assert "no ETag or Last-Modified" in caplog.text
+        yield rec, files.url_for("rec.nwb"), tmp_path / "cache"
+
+
+def _new_spike_times_in_place(rec) -> None:
+    """Other spike times, the file's size unchanged: the server gives nothing to tell them apart."""
+    size = rec.stat().st_size
+    time.sleep(0.01)
+    with h5py.File(rec, "r+") as f:
+        f["units/spike_times"][:] = f["units/spike_times"][:] + 1.0
+    assert rec.stat().st_size == size
+
+
+def test_a_replaced_file_of_the_same_size_is_read_again_without_validators(served, caplog):
+    rec, url, cache = served
+    first = _digest(read_units(url, cache_dir=cache))
+    assert first == _digest(read_units(rec))
+    _new_spike_times_in_place(rec)
+    local = _digest(read_units(rec))
+    assert local != first
+    caplog.clear()
+    with caplog.at_level("INFO", logger="nwb_celltype.io"):
+        assert _digest(read_units(url, cache_dir=cache)) == local
+    assert "no ETag or Last-Modified" in caplog.text
 
 
 def test_a_server_with_validators_still_reads_an_unchanged_file_from_the_cache(tmp_path):
@@ -54,24 +65,16 @@ def test_a_server_with_validators_still_reads_an_unchanged_file_from_the_cache(t
         assert files.stats().ranges == [("/rec.nwb", 0, 0)]  # one byte, then the cache
 
 
-def test_without_validators_other_cached_chunks_are_dropped_when_the_head_was_evicted(tmp_path):
+def test_without_validators_other_cached_chunks_are_dropped_when_the_head_was_evicted(served):
     """The head chunk evicted, the URL's record kept: the open probes the head and tail afresh, and
     the file's other cached chunks must not be read either (the server cannot say they are current)."""
-    root, cache = tmp_path / "www", tmp_path / "cache"
-    root.mkdir()
-    rec = root / "rec.nwb"
-    write_units_nwb(rec, n_units=5, seed=1)
-    with RangeServer(root) as files:
-        files.faults.no_validators = True
-        url = files.url_for("rec.nwb")
-        first = _digest(read_units(url, cache_dir=cache, min_chunk_bytes=4096))
-        disk = BoundedDiskCache(cache, max_bytes=1 << 30)
-        head = disk._path(f"{url_identity(url, disk.get_meta(url))}|4096|0")
-        assert head.exists()
-        head.unlink()  # evicted
-        time.sleep(0.01)
-        with h5py.File(rec, "r+") as f:
-            f["units/spike_times"][:] = f["units/spike_times"][:] + 1.0
-        local = _digest(read_units(rec))
-        assert local != first
-        assert _digest(read_units(url, cache_dir=cache, min_chunk_bytes=4096)) == local
+    rec, url, cache = served
+    first = _digest(read_units(url, cache_dir=cache, min_chunk_bytes=4096))
+    disk = BoundedDiskCache(cache, max_bytes=1 << 30)
+    head = disk._path(f"{url_identity(url, disk.get_meta(url))}|4096|0")
+    assert head.exists()
+    head.unlink()  # evicted
+    _new_spike_times_in_place(rec)
+    local = _digest(read_units(rec))
+    assert local != first
+    assert _digest(read_units(url, cache_dir=cache, min_chunk_bytes=4096)) == local
