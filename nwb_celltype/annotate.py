@@ -477,8 +477,9 @@ def annotate(
         the provenance records it (``units_table``).
     waveform_rate_hz : float, optional
         Sampling rate of the file's ``waveform_mean`` in Hz, where the file does not state it
-        (neuroconv's exports do not) or states it wrongly; default: the file's, else its raw
-        ElectricalSeries' rate where they share one, else 30 kHz, with a warning. The provenance
+        (neuroconv's exports do not) or states it wrongly; default: the file's, else the rate of
+        the raw ElectricalSeries holding the units' electrodes where they share one, else 30 kHz,
+        with a warning. The provenance
         records the rate used and where it came from (``waveform_rate_hz``,
         ``waveform_rate_source``: file, stated, electrical_series:<name> or assumed).
     any_region : bool

@@ -272,8 +272,8 @@ def waveform_rate_option(extra: str = ""):
         default=None,
         metavar="HZ",
         help="Sampling rate of the file's waveform_mean in Hz, where the file does not state it (neuroconv "
-        "exports do not) or states it wrongly (default: the file's, else its raw ElectricalSeries' rate "
-        f"where they share one, else 30000; warned){extra}.",
+        "exports do not) or states it wrongly (default: the file's, else the rate of the raw "
+        f"ElectricalSeries holding the units' electrodes, else 30000; warned){extra}.",
     )
 
 
