@@ -71,3 +71,44 @@ def test_glance_non_c4_figure_is_the_shipped_bytes():
     shipped = RESULTS["default_model_non_c4"]["simulated_other"]
     at_2 = round(100 * shipped["confidently_labelled_by_threshold"]["2"])
     assert f"{at_2} % of {shipped['n']} simulated" in " ".join(glance_section().split())
+
+
+def test_simulation_glance_is_the_realism_results():
+    """docs/simulation.md's target table quotes realism.json and the shipped-recipe run."""
+    text = (REPO / "docs" / "simulation.md").read_text(encoding="utf-8")
+    start = text.index("### At a glance: issue 15's targets")
+    section = text[start : text.index("Details,\nfigures", start)]
+    results = REPO / "benchmarks" / "results"
+    shipped = json.loads((results / "ablations" / "realism_shipped_recipe" / "realism.json").read_text())
+    realism = json.loads((results / "realism.json").read_text())
+
+    def row(prefix: str) -> list[str]:
+        (line,) = [x for x in section.splitlines() if x.startswith(f"| {prefix}")]
+        return [cell.strip() for cell in line.strip("|").split("|")]
+
+    mouse, macaque = (shipped["presets"][p]["cross_fitted"] for p in ("mouse", "macaque"))
+    cells = row("trained on simulated units only")
+    assert cells[1].startswith(f"{mouse['model']['sim_to_real_balanced_accuracy']:.3f} ")
+    assert f"({mouse['model']['sim_to_real_balanced_accuracy_classes_n5']:.3f} " in cells[1]
+    assert cells[2] == f"{macaque['model']['sim_to_real_balanced_accuracy']:.3f}"
+    cells = row("the same recipe trained on the real units")
+    assert cells[1] == (
+        f"{mouse['model_real_cv']['real_cv_balanced_accuracy']:.3f} "
+        f"({mouse['model_real_cv']['real_cv_balanced_accuracy_classes_n5']:.3f})"
+    )
+    assert cells[2] == f"{macaque['model_real_cv']['real_cv_balanced_accuracy']:.3f}"
+    reverse = realism["reverse"]["presets"]
+    cells = row("the default model on simulated recordings")
+    assert [_number(c) for c in cells[1:3]] == [
+        round(reverse[p]["balanced_accuracy_no_threshold"], 2) for p in ("mouse", "macaque")
+    ]
+    cells = row("the same, abstentions counted")
+    for cell, preset in zip(cells[1:3], ("mouse", "macaque"), strict=True):
+        assert (
+            cell
+            == f"{reverse[preset]['balanced_accuracy_all']:.2f} ({round(100 * reverse[preset]['fraction_classified'])} %)"
+        )
+    cells = row("log rate + CV2")
+    assert [_number(c) for c in cells[1:3]] == [
+        round(realism["presets"][p]["summary_stats_balanced_accuracy"], 3) for p in ("mouse", "macaque")
+    ]
