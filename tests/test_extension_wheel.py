@@ -59,6 +59,8 @@ def test_wheel_ships_spec_and_loads_namespace_from_installed_copy(tmp_path):
             member = f"nwb_celltype/spec/{name}"
             assert member in names
             assert z.read(member) == (REPO / "spec" / name).read_bytes()
+        # PEP 561: type checkers read the installed package's annotations only where it says so
+        assert "nwb_celltype/py.typed" in names
 
     site = tmp_path / "site"
     proc = subprocess.run(
