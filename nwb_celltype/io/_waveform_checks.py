@@ -149,8 +149,8 @@ def _electrical_series(h5) -> Iterator[tuple[str, object]]:
                 if group.get(name, getclass=True) is not h5py.Group:
                     continue
                 obj = group[name]
-            except (KeyError, OSError):  # a broken link
-                continue
+            except (KeyError, OSError, RuntimeError):  # a broken link (h5py: RuntimeError for an
+                continue  # external link whose file is not there)
             kind = obj.attrs.get("neurodata_type")
             kind = kind.decode() if isinstance(kind, bytes) else kind
             if kind == "ElectricalSeries":
