@@ -8,9 +8,13 @@ import logging
 import h5py
 import pytest
 from click.testing import CliRunner
-from test_units_writers19 import _es_file, messages, read
+from pynwb import NWBHDF5IO
+from test_units_writers19 import _es_file, _per_spike_file, messages, read
 
 from nwb_celltype.cli import main
+from nwb_celltype.features.families import get_family
+from nwb_celltype.nwb import read_annotations
+from nwb_celltype.units import reason_parts
 
 
 def _dangling_raw_series(tmp_path):
@@ -42,3 +46,48 @@ def test_a_dangling_link_does_not_stop_annotate(tmp_path):
     path = _dangling_raw_series(tmp_path)
     res = CliRunner().invoke(main, ["annotate", str(path), "--out", str(tmp_path / "a.nwb")])
     assert res.exit_code == 0, res.output
+
+
+def test_a_unit_whose_per_spike_waveforms_cannot_be_averaged_is_scored_from_its_discharge(tmp_path):
+    """The reader's reason for such a unit holds "; " inside its parentheses ("... waveforms each;
+    NWB expects ..."), the separator of a unit's reasons: its second half was read as a problem of
+    the spike train and a unit with 1200 good spikes became not classifiable. A waveform problem is
+    a note: the unit is scored from its discharge alone."""
+    path = _per_spike_file(tmp_path / "spikes.nwb")
+    with h5py.File(path, "a") as h5:  # the 6th spike of unit 1 (rows 20-1219) loses an electrode's row
+        index = h5["units/waveforms_index"]
+        index[25] = index[25] - 1
+    batch = read(path)
+    why = batch.extra["reasons"][1]
+    assert why.startswith("no waveform (its spikes have [3, 4, 5] per-spike waveforms each; NWB"), why
+    fam = get_family("acg-isi-wave")
+    feats = fam.extract_features(batch, fam.default_config())
+    assert bool(feats.usable[1]) and not bool(feats.has_waveform[1])
+    assert bool(feats.has_waveform[0]) and bool(feats.has_waveform[2])  # the others keep theirs
+
+
+def test_reasons_split_outside_brackets_only():
+    assert reason_parts("no waveform (a; b); too few spikes (3 [1; 2])") == [
+        "no waveform (a; b)",
+        "too few spikes (3 [1; 2])",
+    ]
+    assert reason_parts("") == [] and reason_parts("one") == ["one"]
+
+
+def test_the_table_names_the_readers_reason_for_a_missing_waveform(tmp_path):
+    """A unit whose per-spike waveforms the reader set aside (a malformed index) is scored from its
+    discharge alone, and its row says why, in the reader's words: it said "waveform contains NaN or
+    infinite samples" (the NaN row the reader leaves such a unit), which sent the user looking for
+    NaN values the file does not hold."""
+    path = _per_spike_file(tmp_path / "spikes.nwb")
+    with h5py.File(path, "a") as h5:  # unit 1's rows 20-1219: the 6th spike ends before the 5th
+        index = h5["units/waveforms_index"]
+        index[25] = index[24] - 1
+    out = tmp_path / "a.nwb"
+    res = CliRunner().invoke(main, ["annotate", str(path), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    with NWBHDF5IO(str(out), "r") as io:
+        (record,) = read_annotations(io.read()).values()
+        why = str(record.reasons[list(record.unit_ids).index(1)])
+    assert "no usable waveform: waveforms_index is malformed for this unit" in why, why
+    assert "NaN" not in why, why

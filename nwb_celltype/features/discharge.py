@@ -27,7 +27,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import FeatureError, NwbCelltypeError
-from ..units import UnitsBatch
+from ..units import UnitsBatch, reason_parts
 from ._guards import check_train
 from .config import Allowed, ConfigMixin, common_config
 
@@ -478,7 +478,7 @@ def extract_discharge_features(
     extra = batch.extra.get("reasons") if batch.extra else None
     if extra is not None and len(extra) == n:  # problems the reader found (e.g. no spikes)
         for i, r in enumerate(extra):
-            for part in filter(None, str(r).split("; ")):
+            for part in reason_parts(str(r)):
                 reasons[i].append(part)
                 # a waveform problem is a note: discharge-only members classify such units
                 fatal[i] |= not part.startswith(("no waveform", "waveform"))

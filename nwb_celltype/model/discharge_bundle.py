@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import ModelError, ModelMismatchError
 from ..features.discharge import FAMILY, DischargeConfig, DischargeFeatureSet
+from ..units import reason_parts
 from ..vocabulary import NOT_CLASSIFIABLE, UNCLASSIFIED
 from .bundle import CardProperties
 from .decision import BELOW_THRESHOLD, below_threshold_reason  # noqa: F401  (BELOW_THRESHOLD: re-exported)
@@ -421,15 +422,18 @@ def _reasons(
 
 def _no_waveform_note(given) -> str:
     """:data:`NO_WAVEFORM_NOTE`, with why the unit's waveform was unusable where its feature reasons
-    say (``waveform: ...``: NaN samples, flat, ...)."""
-    why = [p[len("waveform: ") :] for p in str(given or "").split("; ") if p.startswith("waveform: ")]
+    say: the reader's reason first (``no waveform (...)``: per-spike waveforms not averaged, ...; the
+    reader leaves such a unit a NaN row), else the features' (``waveform: ...``: NaN samples, flat)."""
+    parts = reason_parts(str(given or ""))
+    read = [p[len("no waveform (") : -1] for p in parts if p.startswith("no waveform (") and p.endswith(")")]
+    why = read or [p[len("waveform: ") :] for p in parts if p.startswith("waveform: ")]
     return f"{NO_WAVEFORM_NOTE[:-1]}: {why[0]})" if why else NO_WAVEFORM_NOTE
 
 
 def _spike_notes(given) -> str:
     """The notes of a classifiable unit's feature reasons on its spike times (duplicates, non-finite
     times, spikes outside its observation intervals); waveform notes are said otherwise."""
-    parts = [p for p in str(given or "").split("; ") if p]
+    parts = reason_parts(str(given or ""))
     return "; ".join(p for p in parts if not p.startswith(("no waveform", "waveform")))
 
 
