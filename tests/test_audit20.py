@@ -6,15 +6,18 @@ from __future__ import annotations
 import logging
 
 import h5py
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from pynwb import NWBHDF5IO
 from test_units_writers19 import _es_file, _per_spike_file, messages, read
 
 from nwb_celltype.cli import main
+from nwb_celltype.errors import FeatureError
+from nwb_celltype.features.discharge import DischargeConfig, align_waveform, extract_discharge_features
 from nwb_celltype.features.families import get_family
 from nwb_celltype.nwb import read_annotations
-from nwb_celltype.units import reason_parts
+from nwb_celltype.units import UnitsBatch, reason_parts
 
 
 def _dangling_raw_series(tmp_path):
@@ -91,3 +94,38 @@ def test_the_table_names_the_readers_reason_for_a_missing_waveform(tmp_path):
         why = str(record.reasons[list(record.unit_ids).index(1)])
     assert "no usable waveform: waveforms_index is malformed for this unit" in why, why
     assert "NaN" not in why, why
+
+
+def _trough_at(n: int, trough: int, width_ms: float, rate: float = 30000.0) -> np.ndarray:
+    t_ms = (np.arange(n) - trough) / rate * 1e3
+    return -np.exp(-0.5 * (t_ms / width_ms) ** 2) + 0.3 * np.exp(-0.5 * ((t_ms - 0.45) / 0.25) ** 2)
+
+
+@pytest.mark.parametrize("width_ms", [0.05, 0.07, 0.10, 0.12, 0.20])
+def test_a_window_cut_0_47_ms_after_the_trough_is_set_aside_however_blunt_the_trough(width_ms):
+    """A 75-sample window whose trough lies one sample past the central 60 % (0.47 ms before the
+    window's end, < EDGE_MIN_POST_MS): sharp troughs were set aside, blunt ones (the central pick on
+    the trough's own flank, < 1.1x) were used with the repolarisation cut off."""
+    with pytest.raises(FeatureError, match="cut too close to the spike"):
+        align_waveform(_trough_at(75, 60, width_ms), 30000.0)
+
+
+@pytest.mark.parametrize("width_ms", [0.10, 0.20])
+def test_a_blunt_trough_past_the_centre_with_room_after_it_is_kept_on_its_flank(width_ms, caplog):
+    """Room enough after the central pick (19 samples >= 18): kept there, and the log says it is the
+    deflection's flank; the trough inside the centre is aligned as always."""
+    out = align_waveform(_trough_at(95, 76, width_ms), 30000.0)
+    assert np.argmin(out) == DischargeConfig().waveform_align + 1  # the pick: one sample before the trough
+    with caplog.at_level(logging.WARNING):
+        extract_discharge_features(
+            UnitsBatch(
+                unit_ids=np.array([7]),
+                unit_indices=np.array([0]),
+                spike_times_s=np.sort(np.random.default_rng(0).uniform(0, 100, 500)),
+                spike_offsets=np.array([0, 500]),
+                waveforms=_trough_at(95, 76, width_ms)[None].astype(np.float32),
+                waveform_rate_hz=30000.0,
+            )
+        )
+    assert "unit 7" in caplog.text and "on that deflection's flank" in caplog.text, caplog.text
+    align_waveform(_trough_at(75, 59, width_ms), 30000.0)  # in the centre: no edge rule
