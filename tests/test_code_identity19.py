@@ -54,7 +54,7 @@ def test_an_annotated_file_records_the_code(tmp_path):
 
 
 def test_a_model_card_records_the_code_and_the_machine():
-    from nwb_celltype.model.bundle import software_versions
+    from nwb_celltype.model.card import software_versions
 
     soft = software_versions()
     assert soft["nwb_celltype_code"] == code_digest()

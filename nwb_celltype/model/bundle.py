@@ -12,25 +12,22 @@ On disk a bundle is a directory::
 bytes, in name order; not ``sha256sum`` of the file, whose header may order them otherwise);
 ``["sha256"]`` (the bundle's identity, recorded in NWB provenance) is the sha256 of that digest + the
 canonical JSON of the card without the ``sha256`` field. Loading recomputes both and refuses a bundle that does not match.
-:func:`save_bundle` writes the folder whole or not at all (built beside it, then swapped in).
+:func:`save_bundle` writes the folder whole or not at all (built beside it, then swapped in). What
+the card records about the model's origin (header, software, training record) is built in :mod:`.card`.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ..errors import ModelError, ModelMismatchError, OutputError, UnsafeFileError
 from ..features.config import FeatureConfig
-from ..vocabulary import CELL_ONTOLOGY_IDS
 from ._bundle_digest import _bundle_digest, _json_safe, _verify_digests, _weights_digest
+from .card import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, card_header, software_versions, training_card
 
 if TYPE_CHECKING:  # torch only where a C4-family bundle is built or run: see load_bundle
     import torch
@@ -48,8 +45,6 @@ __all__ = [
     "save_bundle",
 ]
 
-BUNDLE_FORMAT = "nwb-celltype-model"
-BUNDLE_FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "model_card.json"
 #: What a bundle folder holds (:func:`nwb_celltype._atomic.atomic_folder` patterns): a save replaces
@@ -191,57 +186,6 @@ class ModelBundle(CardProperties):
         return out
 
 
-def software_versions() -> dict[str, str]:
-    """Versions of the software that produced a bundle."""
-    from importlib.metadata import version
-
-    import safetensors
-
-    import nwb_celltype
-
-    from .._code_identity import code_digest
-
-    return {
-        "nwb_celltype": nwb_celltype.__version__,
-        "nwb_celltype_code": code_digest(),
-        "torch": version("torch"),
-        "numpy": np.__version__,
-        "safetensors": safetensors.__version__,
-        "python": platform.python_version(),
-        # floating-point results (and so the weights' last bits) depend on the CPU's instruction set
-        "machine": f"{platform.machine()} {_cpu_model()}".strip(),
-    }
-
-
-def _cpu_model() -> str:
-    """The CPU's model name where the platform says it (Linux /proc/cpuinfo), else ""."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or ""
-
-
-def card_header(*, name: str, version: str, description: str, classes) -> dict[str, Any]:
-    """The fields every bundle kind's model card starts with: format, identity, creation time and
-    the classes in output order with their Cell Ontology ids."""
-    return {
-        "format": BUNDLE_FORMAT,
-        "format_version": BUNDLE_FORMAT_VERSION,
-        "name": name,
-        "version": version,
-        "description": description,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "classes": [
-            {"name": c, "index": i, "cell_ontology_id": CELL_ONTOLOGY_IDS.get(c, "")}
-            for i, c in enumerate(classes)
-        ],
-    }
-
-
 def bundle_from_states(
     states: list[dict[str, torch.Tensor]] | EnsembleCNN,
     *,
@@ -311,50 +255,16 @@ def bundle_from_states(
 def bundle_from_training(
     result, training_set, *, config, seed, name, version, description, metrics, train_seconds, card_extra=None
 ) -> ModelBundle:
-    """Bundle of a :class:`~.training.TrainResult` with its training provenance in the card."""
-    from .training_inputs import evidence_card, training_data_card
-
-    feats = training_set.features
-    labels = np.asarray(training_set.labels, dtype=object)
-    n_lab = int(sum(1 for v in labels if isinstance(v, str) and v))
-    counts = np.bincount(result.y, minlength=len(result.classes)).tolist()
-    extra = {
-        "training": {
-            "method": "semi-supervised: VAEs pre-trained on all units (labels unused), ensemble of "
-            "classifier heads over repeated stratified CV folds, temperature scaling on out-of-fold logits",
-            "config": config.to_dict(),
-            "seed": int(seed),
-            "use_layer_setting": config.use_layer,
-            "use_layer_reason": (
-                "set explicitly"
-                if config.use_layer in (True, False)
-                else (
-                    "auto: some labelled units have a known layer"
-                    if result.use_layer
-                    else "auto: no labelled unit has a known layer"
-                )
-            ),
-            "n_units": len(feats),
-            "n_labelled": n_lab,
-            "n_labelled_usable": int(len(result.y)),
-            "n_unlabelled": len(feats) - n_lab,
-            "class_counts": dict(zip(result.classes, counts, strict=True)),
-            "pretrain_units": result.history.get("n_pretrain_units"),
-            "seconds": float(train_seconds),
-            "threads": config.n_threads,
-            "vae_final_loss": {
-                k: (v[-1] if v else None) for k, v in result.history.items() if k.endswith("vae_loss")
-            },
-        },
-        **_json_safe(training_data_card(training_set)),  # sources and manifest, no absolute paths
-        "metrics": {"cross_validated": metrics},
-        **evidence_card(training_set),
-    }
+    """Bundle of a :class:`~.training.TrainResult` with its training provenance in the card
+    (:func:`.card.training_card`; ``card_extra`` merged last)."""
+    extra = training_card(
+        result, training_set, config=config, seed=seed, metrics=metrics, train_seconds=train_seconds
+    )
     extra.update(card_extra or {})
     return bundle_from_states(
         result.states,
         classes=result.classes,
-        feature_config=feats.config,
+        feature_config=training_set.features.config,
         name=name,
         version=version,
         description=description,

@@ -137,7 +137,8 @@ def make_discharge_bundle(
 ) -> DischargeBundle:
     """Wrap a trained real-data ensemble (:func:`~.real_training.train_real_ensemble`) in a bundle."""
     from ._bundle_digest import _bundle_digest, _weights_digest
-    from .bundle import WEIGHTS_FILE, card_header, software_versions
+    from .bundle import WEIGHTS_FILE
+    from .card import card_header, software_versions
 
     card: dict[str, Any] = {
         **card_header(name=name, version=version, description=description, classes=classes),
