@@ -170,14 +170,14 @@ def test_training_rows_match_prediction_inputs(monkeypatch):
     from nwb_celltype.model.real_inputs import _inputs, _normalise
 
     captured = {}
-    original = rt._kernel_members
+    original = rt.train_kernel_kinds
 
     def spy(cfg, r, k_in, n_classes, tensors):
         oof, temps = original(cfg, r, k_in, n_classes, tensors)
         captured.update(r=r, oof=oof)
         return oof, temps
 
-    monkeypatch.setattr(rt, "_kernel_members", spy)
+    monkeypatch.setattr(rt, "train_kernel_kinds", spy)
     raw, labels = _units(10, seed=4)
     raw["waveform"][::3] = np.nan  # a third of the units without a waveform
     cfg = RealModelConfig(**{**TINY.to_dict(), "kernel_share": 0.5, "kernel_features": 64})

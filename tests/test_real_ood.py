@@ -1,5 +1,6 @@
 """Out-of-distribution scores and abstention rules of the real-trained ensemble (numpy; no torch):
-nwb_celltype.model.real_ood and the ratio floors / calibration weights of real_training."""
+nwb_celltype.model.real_ood, the ratio floors of the training and its calibration weights
+(nwb_celltype.model.real_calibration)."""
 
 from __future__ import annotations
 
@@ -153,7 +154,7 @@ def test_per_label_floors_by_hand_and_the_rule_switch():
 
 
 def test_calibration_weights_and_weighted_temperature():
-    from nwb_celltype.model.real_training import _group_weights, _temperature
+    from nwb_celltype.model.real_calibration import _group_weights, _temperature
 
     # 3 units of lab a, 1 of lab b: 1/3 each and 1, scaled to mean 1 -> 2/3, 2/3, 2/3, 2
     np.testing.assert_allclose(_group_weights(np.array(["a", "a", "a", "b"])), [2 / 3, 2 / 3, 2 / 3, 2.0])

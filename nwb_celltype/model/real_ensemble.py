@@ -170,7 +170,7 @@ def _mix_kernel(
 ) -> tuple[np.ndarray, float]:
     """Models trained with ``kernel_share`` (from 1.6): each view's rows of ``probs`` (in place) mixed
     with the mean probabilities of its kernel kind's members and sharpened by the view's temperature
-    (:func:`.real_training._with_kernel`); x the standardised inputs per part, views (view, rows)
+    (:func:`.real_kernel.mix_kernel_views`); x the standardised inputs per part, views (view, rows)
     pairs. Returns the kernel members' calibrated probabilities (K, n, C) - the full kind's members,
     then the discharge kind's, NaN where a member was not used - and the kernel's share (K = 0 and
     share 0 for models without kernel members)."""

@@ -20,15 +20,28 @@ folds. One
 member per fold (trained without it), like the neural members; a kernel kind per neural kind
 (``full``: discharge + waveform inputs, ``discharge``: discharge inputs only). numpy at prediction;
 scikit-learn (a runtime dependency) to train.
+
+Within the training recipe (:mod:`.real_training`): :func:`kernel_row_inputs` (the inputs of the
+rows the members train on), :func:`train_kernel_kinds` (per kind: the random map, the members, the
+temperature of their out-of-fold logits), :func:`mix_kernel_views` (each view's out-of-fold
+probabilities mixed with its kernel kind's and sharpened) and :func:`kernel_meta` (the model
+card's ``kernel`` entry), which prediction (:mod:`.real_ensemble`) reads back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import ModelError
+from .real_calibration import _fit_mixture_temperature, _fit_temperature
+from .real_inference import softmax
+from .real_inputs import KINDS, sharpen
+
+if TYPE_CHECKING:
+    from .real_training import _Rows
 
 __all__ = [
     "fit_feature_map",
@@ -36,7 +49,11 @@ __all__ = [
     "kernel_inputs",
     "kernel_kind",
     "kernel_logits",
+    "kernel_meta",
+    "kernel_row_inputs",
     "mix_kernel",
+    "mix_kernel_views",
+    "train_kernel_kinds",
     "train_kernel_members",
 ]
 
@@ -144,3 +161,98 @@ def kernel_logits(tensors: Mapping, kind: str, x: np.ndarray) -> np.ndarray:
     zx = kernel_features(x, tensors[p + "map_w"], tensors[p + "map_b"])
     coef, icpt = np.asarray(tensors[p + "coef"], np.float64), np.asarray(tensors[p + "intercept"], np.float64)
     return np.einsum("nd,fcd->fnc", zx, coef) + icpt[:, None, :]
+
+
+def kernel_row_inputs(cfg, x_units: Mapping, x_copies: Mapping | None, tensors: Mapping) -> dict:
+    """Per member kind (none with ``kernel_share=0``), the kernel inputs (:func:`kernel_inputs`) of
+    the rows the members train on: the labelled units' (standardised inputs ``x_units[part]``), then
+    their depth copies' (``x_copies``, None without copies)."""
+    return {
+        kind: np.concatenate(
+            [kernel_inputs(x_units, tensors, kind)]
+            + ([kernel_inputs(x_copies, tensors, kind)] if x_copies is not None else [])
+        )
+        for kind in (KINDS if cfg.kernel_share > 0 else ())
+    }
+
+
+def train_kernel_kinds(cfg, r: _Rows, k_in: dict, n_classes: int, tensors: dict) -> tuple[dict, dict]:
+    """With ``cfg.kernel_share > 0``, per member kind the kernel members (:func:`fit_feature_map`,
+    :func:`train_kernel_members`) trained on the rows of ``r`` (the training's rows: units, then
+    depth copies; kernel inputs ``k_in[kind]``, one member without each fold) and stored in
+    ``tensors``. Returns per kind the out-of-fold logits (1, n, C), NaN where a row lacks the kind's
+    inputs, and the temperature fitted on the labelled units' own out-of-fold logits."""
+    import torch
+
+    oof, temps = {}, {}
+    if cfg.kernel_share <= 0:
+        return oof, temps
+    # kernel_lab_weights: within each class the labs weigh as in the neural members' loss (square
+    # root of their counts), each class keeping its number of rows (its prior, which the balanced
+    # decision divides out)
+    lab_weight = r.weight * np.bincount(r.y, minlength=n_classes)[r.y]
+    for kind in KINDS:
+        usable = r.has_w if kind == "full" else np.ones(len(r.y), bool)
+        if len(np.unique(r.y[usable])) < 2:
+            raise ModelError(
+                f"kernel members of kind {kind!r} need labelled units of two classes or more "
+                f"{'with a waveform ' if kind == 'full' else ''}(found {len(np.unique(r.y[usable]))}); "
+                "train with kernel_share=0."
+            )
+        w, b = fit_feature_map(
+            k_in[kind][usable], cfg.kernel_features, cfg.seed + (7 if kind == "full" else 0)
+        )
+        z = kernel_features(k_in[kind], w, b)
+        coef, icpt, oof[kind] = train_kernel_members(
+            z,
+            r.y,
+            r.fold,
+            usable,
+            n_classes,
+            cfg.kernel_c,
+            kind,
+            lab_weight if cfg.kernel_lab_weights else None,
+        )
+        fit = usable & r.is_unit
+        temps[kind] = _fit_temperature(cfg, oof[kind][:, fit], r.y[fit], r.groups[fit])
+        for name, v in (("map_w", w), ("map_b", b), ("coef", coef), ("intercept", icpt)):
+            tensors[f"kernel.{kind}.{name}"] = torch.from_numpy(np.ascontiguousarray(v))
+    return oof, temps
+
+
+def mix_kernel_views(
+    cfg, oof_p: dict, oof_rows: dict, kernel_oof: dict, kernel_temps: dict, r: _Rows
+) -> dict:
+    """Each view's out-of-fold probabilities mixed with its kernel kind's (:func:`kernel_kind`),
+    ``(1 - kernel_share) p + kernel_share p_kernel`` (:func:`mix_kernel`), sharpened by a temperature
+    per view fitted on the labelled units (in place), as prediction does
+    (:func:`.real_ensemble._mix_kernel`). Returns the view temperatures (none without kernel
+    members: ``kernel_oof`` empty)."""
+    if not kernel_oof:
+        return {}
+    out = {}
+    for view, rows in oof_rows.items():
+        kind = kernel_kind(view)
+        pk = softmax(kernel_oof[kind][:, rows] / kernel_temps[kind]).mean(0)
+        mix = mix_kernel(oof_p[view], pk, cfg.kernel_share)
+        fit = r.is_unit[rows]
+        out[view] = _fit_mixture_temperature(cfg, mix[fit], r.y[rows][fit], r.groups[rows][fit])
+        oof_p[view] = sharpen(mix, out[view])
+    return out
+
+
+def kernel_meta(cfg, tensors: dict, kernel_temps: dict, view_temps: dict) -> dict:
+    """The card's ``kernel`` entry (models with kernel members; empty otherwise)."""
+    if not kernel_temps:
+        return {}
+    return {
+        "kernel": {
+            "share": cfg.kernel_share,
+            "n_members": int(tensors["kernel.full.coef"].shape[0]),
+            "n_features": cfg.kernel_features,
+            "c": cfg.kernel_c,
+            "lab_weights": cfg.kernel_lab_weights,
+            "temperatures": kernel_temps,
+            "view_temperatures": view_temps,
+        }
+    }

@@ -11,8 +11,10 @@ out-of-fold probabilities (:mod:`.real_floors`). Since 1.5 the members also trai
 of the labelled units (shorter recordings, :mod:`.real_depth`), scored out of fold like the units,
 and the floors are fitted once per band of ACG depth on the rows of that depth. (An autoencoder
 reconstruction-error score was tried and dropped: its threshold can only be set in-sample, and it
-flagged a third of in-distribution held-out units.) Inputs shared with prediction:
-:mod:`.real_inputs`; prediction: :mod:`.real_ensemble`.
+flagged a third of in-distribution held-out units.) Since 1.6 kernel members (:mod:`.real_kernel`,
+which also trains them) are mixed into each view's probabilities. Temperatures:
+:mod:`.real_calibration`; inputs shared with prediction: :mod:`.real_inputs`; prediction:
+:mod:`.real_ensemble`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .metrics import _balanced_accuracy
+from .real_calibration import _fit_mixture_temperature, _fit_temperature
 from .real_depth import depth_copies, donate_waveforms
 from .real_floors import MIXED, view_floors
 from .real_inference import softmax
@@ -43,14 +46,7 @@ from .real_inputs import (
     quantile_map,
     sharpen,
 )
-from .real_kernel import (
-    fit_feature_map,
-    kernel_features,
-    kernel_inputs,
-    kernel_kind,
-    mix_kernel,
-    train_kernel_members,
-)
+from .real_kernel import kernel_meta, kernel_row_inputs, mix_kernel_views, train_kernel_kinds
 from .real_ood import fit_ood
 from .real_species import species_support, warn_withheld_classes
 
@@ -62,47 +58,10 @@ if TYPE_CHECKING:
 __all__ = ["train_real_ensemble"]
 
 
-def _temperature(logits: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """Temperature minimising the (weighted) NLL of the seed-averaged softmax(logits / T); logits
-    (S, n, C), y (n,), weights (n,) (default: equal)."""
-    grid = np.exp(np.linspace(np.log(0.2), np.log(10.0), 161))
-    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
-    w = w / w.sum()
-    best, best_t = np.inf, 1.0
-    for t in grid:
-        z = logits / t
-        z = z - z.max(-1, keepdims=True)
-        p = np.exp(z)
-        p = (p / p.sum(-1, keepdims=True)).mean(0)
-        nll = -np.sum(w * np.log(p[np.arange(len(y)), y] + 1e-12))
-        if nll < best:
-            best, best_t = nll, float(t)
-    return best_t
-
-
-def _fit_temperature(cfg, logits: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
-    """:func:`_temperature` of out-of-fold logits (S, n, C) of labelled units (classes y, labs
-    groups), every lab weighing the same with ``cfg.calibrate_per_lab``."""
-    return _temperature(logits, y, _group_weights(groups) if cfg.calibrate_per_lab else None)
-
-
-def _fit_mixture_temperature(cfg, mix: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
-    """The temperature that sharpens a mixture of calibrated probabilities mix (n, C)
-    (:func:`.real_inputs.sharpen`), fitted as :func:`_fit_temperature` on its log-probabilities."""
-    return _fit_temperature(cfg, np.log(mix + 1e-12)[None], y, groups)
-
-
-def _group_weights(groups: np.ndarray) -> np.ndarray:
-    """Weight per unit so that every group (lab) weighs the same in total; (n,), mean 1."""
-    _, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    w = 1.0 / counts[inv]
-    return w / w.mean()
-
-
 def _row_weights(groups: np.ndarray, source: np.ndarray) -> np.ndarray:
     """Weight per out-of-fold row: every group (lab) weighs the same in total, every labelled unit
     within its group the same, and the rows of one unit (itself, its depth copies) share its
-    weight; (n,), mean 1. Without copies, :func:`_group_weights`."""
+    weight; (n,), mean 1. Without copies, :func:`.real_calibration._group_weights`."""
     _, inv, counts = np.unique(source, return_inverse=True, return_counts=True)
     per_row = 1.0 / counts[inv]
     w = np.zeros(len(groups))
@@ -346,82 +305,6 @@ def _train_kinds(cfg, r: _Rows, member_fold: np.ndarray, n_classes: int, tensors
     return oof, temps
 
 
-def _kernel_members(cfg, r: _Rows, k_in: dict, n_classes: int, tensors: dict) -> tuple[dict, dict]:
-    """With ``cfg.kernel_share > 0``, per member kind the kernel members (:mod:`.real_kernel`) trained
-    on the rows of ``r`` (kernel inputs ``k_in[kind]``, one member without each fold) and stored in
-    ``tensors``. Returns per kind the out-of-fold logits (1, n, C), NaN where a row lacks the kind's
-    inputs, and the temperature fitted on the labelled units' own out-of-fold logits."""
-    import torch
-
-    oof, temps = {}, {}
-    if cfg.kernel_share <= 0:
-        return oof, temps
-    # kernel_lab_weights: within each class the labs weigh as in the neural members' loss (square
-    # root of their counts), each class keeping its number of rows (its prior, which the balanced
-    # decision divides out)
-    lab_weight = r.weight * np.bincount(r.y, minlength=n_classes)[r.y]
-    for kind in KINDS:
-        usable = r.has_w if kind == "full" else np.ones(len(r.y), bool)
-        if len(np.unique(r.y[usable])) < 2:
-            raise ModelError(
-                f"kernel members of kind {kind!r} need labelled units of two classes or more "
-                f"{'with a waveform ' if kind == 'full' else ''}(found {len(np.unique(r.y[usable]))}); "
-                "train with kernel_share=0."
-            )
-        w, b = fit_feature_map(
-            k_in[kind][usable], cfg.kernel_features, cfg.seed + (7 if kind == "full" else 0)
-        )
-        z = kernel_features(k_in[kind], w, b)
-        coef, icpt, oof[kind] = train_kernel_members(
-            z,
-            r.y,
-            r.fold,
-            usable,
-            n_classes,
-            cfg.kernel_c,
-            kind,
-            lab_weight if cfg.kernel_lab_weights else None,
-        )
-        fit = usable & r.is_unit
-        temps[kind] = _fit_temperature(cfg, oof[kind][:, fit], r.y[fit], r.groups[fit])
-        for name, v in (("map_w", w), ("map_b", b), ("coef", coef), ("intercept", icpt)):
-            tensors[f"kernel.{kind}.{name}"] = torch.from_numpy(np.ascontiguousarray(v))
-    return oof, temps
-
-
-def _with_kernel(cfg, oof_p: dict, oof_rows: dict, kernel_oof: dict, kernel_temps: dict, r: _Rows) -> dict:
-    """Each view's out-of-fold probabilities mixed with its kernel kind's (``discharge`` for the
-    discharge view, ``full`` for the others), ``(1 - kernel_share) p + kernel_share p_kernel``,
-    sharpened by a temperature per view fitted on the labelled units (in place). Returns the view
-    temperatures."""
-    out = {}
-    for view, rows in oof_rows.items():
-        kind = kernel_kind(view)
-        pk = softmax(kernel_oof[kind][:, rows] / kernel_temps[kind]).mean(0)
-        mix = mix_kernel(oof_p[view], pk, cfg.kernel_share)
-        fit = r.is_unit[rows]
-        out[view] = _fit_mixture_temperature(cfg, mix[fit], r.y[rows][fit], r.groups[rows][fit])
-        oof_p[view] = sharpen(mix, out[view])
-    return out
-
-
-def _kernel_meta(cfg, tensors: dict, kernel_temps: dict, view_temps: dict) -> dict:
-    """The card's ``kernel`` entry (models with kernel members; empty otherwise)."""
-    if not kernel_temps:
-        return {}
-    return {
-        "kernel": {
-            "share": cfg.kernel_share,
-            "n_members": int(tensors["kernel.full.coef"].shape[0]),
-            "n_features": cfg.kernel_features,
-            "c": cfg.kernel_c,
-            "lab_weights": cfg.kernel_lab_weights,
-            "temperatures": kernel_temps,
-            "view_temperatures": view_temps,
-        }
-    }
-
-
 def _oof_views(cfg, oof: dict, temps: dict, r: _Rows) -> tuple[dict, dict]:
     """Per view (kinds, and ``mixed`` with ``mix_views``, whose temperature is fitted here and
     added to ``temps``): the calibrated out-of-fold probabilities and the rows of ``r`` they score."""
@@ -488,17 +371,13 @@ def _train(cfg, lab, labels, classes, unl, groups, oof_out=None, copies=None):
         source=np.arange(len(rows)),
         n_units=len(rows),
     )
+    x_c = None
     if copies is not None:  # shallower copies of the labelled units (``depth_copies``)
         x_c = {p: _normalise(copies[1][p], tensors, p) for p in _PARTS}
         at = np.searchsorted(rows, copies[0])
         r = r.with_copies(at, x_c, _latents(pre, x_c), copies[1]["acg_pairs"], copies[1]["has_waveform"])
-    k_in = {  # kernel inputs of the rows of r (units, then copies), for kernel members
-        kind: np.concatenate(
-            [kernel_inputs({p: v[rows] for p, v in x.items()}, tensors, kind)]
-            + ([kernel_inputs(x_c, tensors, kind)] if copies is not None else [])
-        )
-        for kind in (KINDS if cfg.kernel_share > 0 else ())
-    }
+    # kernel inputs of the rows of r (units, then copies), for kernel members
+    k_in = kernel_row_inputs(cfg, {p: v[rows] for p, v in x.items()}, x_c, tensors)
     member_fold = np.repeat(np.arange(cfg.folds), cfg.seeds)  # member j holds out fold member_fold[j]
     oof, temps = _train_kinds(cfg, r, member_fold, n_classes, tensors)
     units = slice(0, r.n_units)
@@ -515,8 +394,8 @@ def _train(cfg, lab, labels, classes, unl, groups, oof_out=None, copies=None):
     )
     tensors.update({k: torch.from_numpy(v) for k, v in ood_t.items()})
     oof_p, oof_rows = _oof_views(cfg, oof, temps, r)
-    kernel_oof, kernel_temps = _kernel_members(cfg, r, k_in, n_classes, tensors)
-    view_temps = _with_kernel(cfg, oof_p, oof_rows, kernel_oof, kernel_temps, r) if kernel_oof else {}
+    kernel_oof, kernel_temps = train_kernel_kinds(cfg, r, k_in, n_classes, tensors)
+    view_temps = mix_kernel_views(cfg, oof_p, oof_rows, kernel_oof, kernel_temps, r)
     biases = _decision_biases(cfg, oof_p, oof_rows, r, n_classes)
     # one set of floors per depth band, fitted on the out-of-fold rows (units and copies) whose ACG
     # depth falls in it; without bands, on the labelled units
@@ -544,7 +423,7 @@ def _train(cfg, lab, labels, classes, unl, groups, oof_out=None, copies=None):
         "n_members": {k: int(len(member_fold)) for k in KINDS},
         "temperatures": temps,
         **({"decision_bias": biases} if biases else {}),
-        **_kernel_meta(cfg, tensors, kernel_temps, view_temps),
+        **kernel_meta(cfg, tensors, kernel_temps, view_temps),
         "ratio_floors": floors[-1],
         "depth_bands": [{"below_pairs": e, "ratio_floors": f} for e, f in zip(edges, floors, strict=False)],
         "ood": ood_meta,
