@@ -168,29 +168,8 @@ def train_real_ensemble(
     groups = np.asarray(groups).astype(str) if groups is not None else np.full(n, "all")
     unl = _inputs(unlabelled_raw) if unlabelled_raw is not None else None
     _check_config(cfg)
-    copies = None
     donors = np.flatnonzero(np.isin(labels, classes) & ~lab["has_discharge"] & lab["has_waveform"])
-    n_donated = 0
-    if cfg.depth_copies > 0:  # shallower copies of the labelled units (:mod:`.real_depth`)
-        known = np.flatnonzero(np.isin(labels, classes) & lab["has_discharge"])
-        source, thinned = depth_copies(
-            raw, known, cfg.depth_copies, cfg.depth_min_pairs, cfg.seed, cfg.waveform_stretch
-        )
-        if cfg.waveform_donors > 0 and len(donors):  # some copies take another lab's spike of their class
-            sp = np.asarray(species).astype(str) if species is not None else np.full(n, "")
-            key = np.char.add(np.char.add(labels, "|"), sp)  # class and species
-            wave, donated = donate_waveforms(
-                thinned["waveform"],
-                key[source],
-                np.asarray(raw["waveform"])[donors],
-                key[donors],
-                cfg.waveform_donors,
-                cfg.seed,
-            )
-            has_w = np.asarray(thinned.get("has_waveform", np.ones(len(source), bool)), bool)
-            thinned = {**thinned, "waveform": wave, "has_waveform": has_w | donated}
-            n_donated = int(donated.sum())
-        copies = (source, _inputs(thinned))
+    copies, n_donated = _unit_copies(cfg, raw, lab, labels, classes, species, donors)
     t0 = time.perf_counter()
     with _torch_settings(cfg.seed, cfg.n_threads):
         tensors, meta = _train(cfg, lab, labels, tuple(classes), unl, groups, oof, copies)
@@ -199,6 +178,36 @@ def train_real_ensemble(
     warn_withheld_classes(meta)
     meta["training_seconds"] = round(time.perf_counter() - t0, 2)
     return tensors, meta
+
+
+def _unit_copies(cfg, raw, lab: dict, labels: np.ndarray, classes, species, donors: np.ndarray):
+    """With ``cfg.depth_copies``, the shallower copies of the labelled units of ``classes`` with a
+    discharge (:func:`.real_depth.depth_copies`): (the unit each copy is of, the copies' inputs), and
+    how many copies took the waveform of a donor (``donors``: labelled units of a class with a
+    waveform and no discharge) of their class and species (``cfg.waveform_donors``,
+    :func:`.real_depth.donate_waveforms`). Without copies, (None, 0)."""
+    if cfg.depth_copies <= 0:
+        return None, 0
+    n_donated = 0
+    known = np.flatnonzero(np.isin(labels, classes) & lab["has_discharge"])
+    source, thinned = depth_copies(
+        raw, known, cfg.depth_copies, cfg.depth_min_pairs, cfg.seed, cfg.waveform_stretch
+    )
+    if cfg.waveform_donors > 0 and len(donors):  # some copies take another lab's spike of their class
+        sp = np.asarray(species).astype(str) if species is not None else np.full(len(labels), "")
+        key = np.char.add(np.char.add(labels, "|"), sp)  # class and species
+        wave, donated = donate_waveforms(
+            thinned["waveform"],
+            key[source],
+            np.asarray(raw["waveform"])[donors],
+            key[donors],
+            cfg.waveform_donors,
+            cfg.seed,
+        )
+        has_w = np.asarray(thinned.get("has_waveform", np.ones(len(source), bool)), bool)
+        thinned = {**thinned, "waveform": wave, "has_waveform": has_w | donated}
+        n_donated = int(donated.sum())
+    return (source, _inputs(thinned)), n_donated
 
 
 def _pool(lab: dict, unl: dict | None, part: str) -> np.ndarray:
@@ -347,6 +356,28 @@ def _oof_set(oof_p: dict, oof_rows: dict, r: _Rows, select: np.ndarray) -> dict:
     return out
 
 
+def _band_floors(
+    cfg, oof_p: dict, oof_rows: dict, r: _Rows, n_classes: int, edges: list
+) -> tuple[list, list]:
+    """One set of ratio floors per depth band (``edges``: ACG pairs), fitted on the out-of-fold rows
+    (units and copies) whose ACG depth falls in it; without bands, one set fitted on the labelled
+    units. Returns the floors and the out-of-fold sets (:func:`_oof_set`) they were fitted on, by
+    band, the deepest last."""
+    bounds = zip([0.0, *edges], [*edges, np.inf], strict=True)
+    select = [(r.depth >= lo) & (r.depth < hi) for lo, hi in bounds] if edges else [r.is_unit]
+    sets = [_oof_set(oof_p, oof_rows, r, s) for s in select]
+    floors = [
+        view_floors(
+            *({k: v[key] for k, v in views.items()} for key in ("p", "y", "w")),
+            n_classes,
+            cfg.max_confidently_wrong,
+            cfg.floor_rule,
+        )
+        for views in sets
+    ]
+    return floors, sets
+
+
 def _train(cfg, lab, labels, classes, unl, groups, oof_out=None, copies=None):
     import torch
 
@@ -397,21 +428,8 @@ def _train(cfg, lab, labels, classes, unl, groups, oof_out=None, copies=None):
     kernel_oof, kernel_temps = train_kernel_kinds(cfg, r, k_in, n_classes, tensors)
     view_temps = mix_kernel_views(cfg, oof_p, oof_rows, kernel_oof, kernel_temps, r)
     biases = _decision_biases(cfg, oof_p, oof_rows, r, n_classes)
-    # one set of floors per depth band, fitted on the out-of-fold rows (units and copies) whose ACG
-    # depth falls in it; without bands, on the labelled units
     edges = sorted(float(e) for e in cfg.depth_bands) if copies is not None else []
-    bounds = zip([0.0, *edges], [*edges, np.inf], strict=True)
-    select = [(r.depth >= lo) & (r.depth < hi) for lo, hi in bounds] if edges else [r.is_unit]
-    sets = [_oof_set(oof_p, oof_rows, r, s) for s in select]
-    floors = [
-        view_floors(
-            *({k: v[key] for k, v in views.items()} for key in ("p", "y", "w")),
-            n_classes,
-            cfg.max_confidently_wrong,
-            cfg.floor_rule,
-        )
-        for views in sets
-    ]
+    floors, sets = _band_floors(cfg, oof_p, oof_rows, r, n_classes, edges)
     if oof_out is not None:  # the deepest band's (the only one without bands)
         oof_out.update(sets[-1])
     # the reported inner out-of-fold scores are the labelled units' own (never their copies')
