@@ -136,6 +136,20 @@ def _truth_rows(rec) -> np.ndarray:
     return np.isin(kinds, TRUTH_KINDS) & ~np.isin(labels, list(_NO_LABEL))
 
 
+def no_agreement_reason(records: Mapping) -> str:
+    """Why :func:`agreements` finds nothing in ``records``: no ground-truth or expert labels, no
+    prediction table to compare them with, or none labelling the same units."""
+    truth = sorted(name for name, rec in records.items() if _truth_rows(rec).any())
+    if not truth:
+        return "no ground-truth or expert labels to compare with in this file"
+    if not any(rec.kind == "prediction" and len(rec) for rec in records.values()):
+        return (
+            f"the file holds ground-truth or expert labels ({', '.join(truth)}) but no predictions to "
+            "compare them with: annotate it first (nwb-celltype annotate FILE)"
+        )
+    return f"no prediction table labels the units of the ground-truth or expert tables ({', '.join(truth)})"
+
+
 def agreements(records: Mapping) -> list[Agreement]:
     """Every prediction table of ``records`` (:func:`nwb_celltype.nwb.read_annotations`) against
     every table holding ground-truth or expert labels of the same Units table, over the units both

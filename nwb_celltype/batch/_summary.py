@@ -53,8 +53,9 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[dict]]:
     cell type seen, ``species`` (the asset's species as the model scored its units) and
     ``species_coverage`` (trained / not_trained / unstated / unrecorded: whether the model learnt
     from that species), ``units_table`` (the asset's Units table that was annotated),
-    ``waveform_rate`` (Hz and where it came from: ``30000 (assumed)`` where the asset does not
-    state it and no rate was given), ``time_s`` (seconds on the worker, last try), ``attempts``, ``this_run``
+    ``waveform_rate`` (Hz and where it came from: ``file``, ``stated``, ``electrical_series:<name>``
+    or ``assumed``, e.g. ``30000 (assumed)`` where neither the asset nor its raw recording states it
+    and no rate was given), ``time_s`` (seconds on the worker, last try), ``attempts``, ``this_run``
     (annotated by this run rather than found done), ``selected`` (in this run's selection; False:
     a row kept from an earlier run, see ``note``), ``run_id`` (the run that recorded the row),
     ``output`` (relative path; empty where the run wrote none), ``error`` and ``note`` (where a

@@ -21,7 +21,7 @@ from ._common import (
 )
 
 
-@click.command("annotate-dandiset")
+@click.command("annotate-dandiset", short_help="Annotate every NWB asset of a dandiset (resumable).")
 @click.argument("dandiset")
 @click.option(
     "--out",

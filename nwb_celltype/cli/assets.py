@@ -16,7 +16,7 @@ def _human(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-@click.command()
+@click.command(short_help="List the NWB assets of a dandiset (or a folder of it).")
 @click.argument("dandiset")
 @click.option(
     "--version",

@@ -33,7 +33,7 @@ from ._common import (
     "--species",
     default=None,
     help="The units' species (mouse, Mus musculus, macaque, Macaca mulatta, ...; default: the tables' "
-    "dataset.json species, else none). Units of a species the model was trained on get no label of a "
+    "dataset.json species, or the species a features file recorded from its NWB file's Subject, else none). Units of a species the model was trained on get no label of a "
     "class that species gave it fewer than 5 training units of (the default model: no GoC for mouse units); "
     "the summary says when the species is not stated or is one the model was not trained on.",
 )

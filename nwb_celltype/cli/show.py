@@ -32,7 +32,7 @@ def show(path, table, max_rows, as_json, only_agreement):
     confidence, class probabilities, reason). Where the file also holds ground-truth or expert
     labels, each prediction table's agreement with them follows (unclassified units count as
     misses; in Python: nwb_celltype.agreements_in_file)."""
-    from ..agreement import agreements, format_agreement
+    from ..agreement import agreements, format_agreement, no_agreement_reason
     from ..errors import InvalidValueError
     from ..inspect_file import format_annotations, load_annotations
 
@@ -48,7 +48,7 @@ def show(path, table, max_rows, as_json, only_agreement):
             for a in agreed:
                 click.echo(f"== {a.prediction}: " + format_agreement(a))
             if not agreed:
-                click.echo("no ground-truth or expert labels to compare with in this file")
+                click.echo(no_agreement_reason(records))
         return
     if as_json:
         rows = slice(None, max_rows)  # the first max_rows units of each table, as the text prints

@@ -87,7 +87,12 @@ def _config_options(f):
         ),
         click.option("--cache-dir", type=click.Path(), default=None, help="Feature cache folder."),
         click.option("--annotation", default=None, help="Ground-truth table name in every file."),
-        click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars."),
+        click.option(
+            "--progress/--no-progress",
+            default=None,
+            callback=_progress_default,
+            help="Show progress bars (default: only where stderr is a terminal, not in a log file).",
+        ),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -147,6 +152,13 @@ def _resolve_family(family: str, library) -> str:
         if any(e.is_tables for e in load_manifest(library[0]).entries):
             return "acg-isi-wave"
     return "c4-3d"
+
+
+def _progress_default(ctx, param, value):
+    """``--progress`` unset: bars only on a terminal, as annotate, features and report draw them."""
+    from ._common import progress_bars
+
+    return progress_bars(quiet=False) if value is None else value
 
 
 def load_library(library, cache_dir, annotation, progress, family: str = "c4-3d"):

@@ -25,7 +25,7 @@ from .._atomic_folder import begin_cleanup, cleanup_scope
 from ..errors import LibraryError, OutputError
 from ._hashing import sha256_file
 from ._open import open_nwb
-from .manifest import LibraryEntry, Manifest, load_manifest
+from .manifest import LibraryEntry, Manifest, as_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +90,7 @@ def export_dandiset(
     nwb_celltype._atomic.Interrupted
         A cleanup signal arrived; nothing is written.
     """
-    if not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest)
+    manifest = as_manifest(manifest)
     tables = [e.identity() for e in manifest.entries if e.is_tables]
     if tables:
         raise LibraryError(

@@ -336,14 +336,24 @@ def _dandi_entries(url: str, annotation: str | None, library: str) -> list[Libra
     ]
 
 
-def merge_manifests(manifests: Sequence[Manifest], *, name: str, description: str = "") -> Manifest:
-    """One library from several. Every entry keeps the name of the library it came from (the
-    labels' provenance stays in the files: annotation table, evidence, labeller, time). The same
-    file (equal sha256, or equal DANDI asset) listed twice with the same annotation table is kept
-    once with both origins recorded (``"libA+libB"``); listed with different tables, it is an
-    error because its units would be labelled twice."""
+def as_manifest(manifest: Manifest | str | os.PathLike) -> Manifest:
+    """``manifest`` itself, or the manifest read from that path (:func:`load_manifest`)."""
+    return manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+
+
+def merge_manifests(
+    manifests: Sequence[Manifest | str | os.PathLike], *, name: str, description: str = ""
+) -> Manifest:
+    """One library from several (manifests, or paths of manifest files). Every entry keeps the name
+    of the library it came from (the labels' provenance stays in the files: annotation table,
+    evidence, labeller, time). The same file (equal sha256, or equal DANDI asset) listed twice with
+    the same annotation table is kept once with both origins recorded (``"libA+libB"``); listed with
+    different tables, it is an error because its units would be labelled twice."""
+    if isinstance(manifests, (str, os.PathLike, Manifest)):
+        raise LibraryError("merge_manifests takes a list of manifests or manifest paths, e.g. [a, b].")
     if not manifests:
         raise LibraryError("nothing to merge: give at least one manifest.")
+    manifests = [as_manifest(m) for m in manifests]
     out: list[LibraryEntry] = []
     seen: dict[str, int] = {}
     root = Path.cwd().resolve()

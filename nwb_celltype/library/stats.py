@@ -12,7 +12,7 @@ from pathlib import Path
 from .._atomic_files import write_figure
 from ._annotations import default_units_table, read_ground_truth, units_of
 from ._open import open_nwb
-from .manifest import Manifest, load_manifest
+from .manifest import Manifest, as_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +135,7 @@ def library_stats(manifest: Manifest | str | os.PathLike) -> LibraryStats:
     (no spikes are read). A label's ``unit_id`` is the id in the Units table it refers to (``/units``
     or a sorting in a processing module); ``n_units`` counts the units of the labelled tables (of the
     table ``annotate`` reads in a file without labels)."""
-    if not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest)
+    manifest = as_manifest(manifest)
     st = LibraryStats(library=manifest.name, n_files=len(manifest.entries))
     for entry in manifest.entries:
         if entry.is_tables:

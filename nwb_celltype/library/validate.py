@@ -24,7 +24,7 @@ from ._annotations import (
 )
 from ._hashing import sha256_file
 from ._open import open_nwb, spike_counts
-from .manifest import Manifest, load_manifest
+from .manifest import Manifest, as_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +120,7 @@ def validate_library(
     cache_dir : path, optional
         Feature cache (see :func:`~nwb_celltype.library.load_training_set`).
     """
-    if not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest)
+    manifest = as_manifest(manifest)
     rep = ValidationReport(library=manifest.name, n_files=len(manifest.entries))
 
     def add(sev, code, where, msg):
