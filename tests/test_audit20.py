@@ -129,3 +129,33 @@ def test_a_blunt_trough_past_the_centre_with_room_after_it_is_kept_on_its_flank(
         )
     assert "unit 7" in caplog.text and "on that deflection's flank" in caplog.text, caplog.text
     align_waveform(_trough_at(75, 59, width_ms), 30000.0)  # in the centre: no edge rule
+
+
+def _timestamped_series_file(path, timestamps):
+    """Units on electrodes 0-7 whose waveforms are at 40 kHz and state no rate, beside a raw
+    ElectricalSeries over the 8 electrodes stored with ``timestamps`` instead of a rate."""
+    from pynwb.ecephys import ElectricalSeries
+    from test_units_writers19 import RATE_40K, nwb_file, template, trains, write
+
+    f = nwb_file(8)
+    region = f.create_electrode_table_region(list(range(8)), "raw electrodes")
+    data = np.zeros((len(timestamps), 8), dtype=np.int16)
+    f.add_acquisition(ElectricalSeries(name="raw", data=data, electrodes=region, timestamps=timestamps))
+    units = [
+        {"spike_times": t, "waveform_mean": template(80, 8, i, rate=RATE_40K), "electrodes": list(range(8))}
+        for i, t in enumerate(trains(3))
+    ]
+    return write(path, units, rate=None, f=f)
+
+
+def test_a_raw_series_with_regular_timestamps_gives_the_rate(tmp_path, caplog):
+    """NeuroConv writes a recording's time vector as timestamps: such a series was passed over and
+    waveforms cut at 40 kHz were read at an assumed 30 kHz (4 of 16 labels changed in the audit)."""
+    t = 12.5 + np.arange(20_000) / 40_000.0
+    b = read(_timestamped_series_file(tmp_path / "ts.nwb", t))
+    assert (b.waveform_rate_hz, b.extra["waveform_rate_source"]) == (40_000.0, "electrical_series:raw")
+    gap = t.copy()
+    gap[5000:] += 1.0  # a pause in the recording within the first timestamps: no one rate
+    with caplog.at_level(logging.WARNING, logger="nwb_celltype.io"):
+        b = read(_timestamped_series_file(tmp_path / "gap.nwb", gap))
+    assert (b.waveform_rate_hz, b.extra["waveform_rate_source"]) == (30000.0, "assumed")

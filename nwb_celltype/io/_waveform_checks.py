@@ -176,6 +176,30 @@ def _series_rows(es) -> set[int] | None:
         return None
 
 
+#: Timestamps read to tell a series' rate, and how far any interval among them may stray from their
+#: median for the series to count as sampled at one rate (a clock's jitter, not a gap).
+TIMESTAMPS_READ = 10_001
+TIMESTAMPS_TOLERANCE = 0.01
+
+
+def _timestamps_rate(es) -> float:
+    """The sampling rate (Hz, to the mHz) of an ElectricalSeries stored with ``timestamps`` (NeuroConv
+    writes them where a recording has a time vector): 1 / the median interval of its first
+    :data:`TIMESTAMPS_READ` timestamps, where every one of them lies within
+    :data:`TIMESTAMPS_TOLERANCE` of it; NaN otherwise (gaps, unsorted, too few, unreadable)."""
+    try:
+        t = np.asarray(es["timestamps"][:TIMESTAMPS_READ], dtype=np.float64)
+    except (KeyError, OSError, RuntimeError, TypeError, ValueError):
+        return np.nan
+    d = np.diff(t)
+    if len(d) < 10 or not np.isfinite(d).all():
+        return np.nan
+    step = float(np.median(d))
+    if not step > 0 or np.abs(d - step).max() > TIMESTAMPS_TOLERANCE * step:
+        return np.nan
+    return round(1.0 / step, 3)  # to the mHz: float rounding of the intervals out
+
+
 def recording_rates(
     h5, unit_rows: np.ndarray | None = None, n_table: int | None = None
 ) -> tuple[list[tuple[str, float]], str]:
@@ -185,13 +209,14 @@ def recording_rates(
     rows of the electrodes table): the series holding them, where together they hold all of them.
     Where they list none: the file's only raw series, where it records the whole electrodes table
     (``n_table`` rows). Never a series the units cannot be tied to (an EMG or sync channel, another
-    probe). A series with timestamps instead of a rate is not counted."""
+    probe). A series with timestamps instead of a rate counts at the rate of its first timestamps
+    where they are regular (:func:`_timestamps_rate`)."""
     raw = []
     for name, es in _electrical_series(h5):
         try:
             rate = float(es["starting_time"].attrs["rate"])
         except (KeyError, TypeError, ValueError):
-            continue
+            rate = _timestamps_rate(es)
         if np.isfinite(rate) and rate >= MIN_RAW_RATE_HZ:
             raw.append((name, es, rate))
     if not raw:
