@@ -222,7 +222,9 @@ def _unit_jobs(path, rec, config, wanted: np.ndarray, out: Path) -> list[dict]:
 
     row_of = {int(u): i for i, u in enumerate(rec.unit_indices)}
     units = []
-    with open_source(path) as src:
+    # the local file load_annotations read: a Path, never a DANDI reference (an annotate-dandiset
+    # --out named 000409 holds 000409/sub-1/...)
+    with open_source(Path(path)) as src:
         for batch in read_units(src, require_waveforms=False, units_table=rec.units_table):
             keep = np.isin(batch.unit_indices, wanted)
             if not keep.any():

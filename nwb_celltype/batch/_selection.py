@@ -6,25 +6,15 @@ from __future__ import annotations
 
 import fnmatch
 import glob
-import re
-from pathlib import Path
 
 from ..errors import InvalidValueError
-from ..io._parse import normalise_version
-
-#: ``[DANDI:]ID[@VERSION]`` or ``[DANDI:]ID/VERSION`` (after a "/" only a version: ``000409/sub-1/``
-#: is a folder, read by :func:`nwb_celltype.io.parse_source`)
-_SPEC_RE = re.compile(
-    r"^(?:DANDI:)?(?P<id>\d{6})(?:@(?P<at>[^/@\s]+)|/(?P<slash>draft|latest|\d+\.\d{6}\.\d{4}))?/?$",
-    re.IGNORECASE,
-)
 
 
 def parse_dandiset_spec(spec: str) -> tuple[str, str | None]:
     """Split ``DANDISET[@VERSION]`` into (id, version).
 
     Accepts ``000409``, ``000409@0.230101.1234``, ``DANDI:000409/draft``, ``000409@draft`` and the
-    other forms of a dandiset that :func:`nwb_celltype.io.parse_source` reads (archive web URLs,
+    other forms of a dandiset that :func:`nwb_celltype.io.parse_dandiset_reference` reads (archive web URLs,
     ``dandi://dandi/000409@draft``); a folder or file inside the dandiset is
     :func:`parse_dandiset_target`'s third part.
 
@@ -39,22 +29,13 @@ def parse_dandiset_spec(spec: str) -> tuple[str, str | None]:
 
 def parse_dandiset_target(spec: str) -> tuple[str, str | None, str | None]:
     """(id, version, path inside the dandiset or None) of ``spec``: ``DANDISET[@VERSION]``, or a
-    folder or file of one (``000409@draft/sub-2/``, an archive URL with ``files?location=``)."""
-    m = _SPEC_RE.match(spec.strip())
-    if m is not None:
-        return m.group("id"), normalise_version(m.group("at") or m.group("slash")), None
-    from ..io import parse_source
+    folder or file of one (``000409@draft/sub-2/``, an archive URL with ``files?location=``), read
+    by :func:`nwb_celltype.io.parse_dandiset_reference` (the parser of every DANDI form; a local
+    path of the same name, such as the output folder, is not consulted)."""
+    from ..io import parse_dandiset_reference
 
-    try:
-        src = parse_source(spec) if not Path(spec.strip()).expanduser().exists() else None
-    except InvalidValueError:
-        src = None
-    if src is None or src.kind != "dandi" or not src.dandiset_id:
-        raise InvalidValueError(
-            f"cannot read the dandiset {spec!r}: expected DANDISET[@VERSION] such as 000409, "
-            "000409@draft, DANDI:000409/0.230101.1234 or https://dandiarchive.org/dandiset/000409/draft"
-        )
-    return src.dandiset_id, src.version, src.asset_path or None
+    src = parse_dandiset_reference(spec)  # its form alone: a local folder "000409" changes nothing
+    return str(src.dandiset_id), src.version, src.asset_path or None
 
 
 def _selection(spec_path: str | None, include) -> tuple[str, ...] | None:

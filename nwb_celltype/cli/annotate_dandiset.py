@@ -115,8 +115,9 @@ def annotate_dandiset(
     """Annotate every NWB asset of DANDISET[@VERSION] (e.g. 000409, 000409@draft,
     DANDI:000409/draft, https://dandiarchive.org/dandiset/000409/draft; a folder of it:
     000409@draft/sub-M1/) into a derived dandiset under --out, and write celltype-summary.tsv/.json
-    there. A rerun with the same --out does only what is not done yet; an --out holding another
-    dandiset's derived files is refused."""
+    there. DANDISET always names a dandiset of the archive, even where a local folder of that name
+    exists (an --out called 000409); local paths (./000409) are refused. A rerun with the same --out
+    does only what is not done yet; an --out holding another dandiset's derived files is refused."""
     from .._atomic import Interrupted
     from ..batch import annotate_dandiset as run
     from ..batch.run import SUMMARY_TSV

@@ -42,7 +42,8 @@ def _human(n: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the assets as JSON (for scripts).")
 def assets(dandiset, version, include, api_url, as_json):
     """List the NWB assets (.nwb files, in any case) of DANDISET (e.g. 000409, DANDI:000409/draft, a
-    dandiarchive.org URL, or 000409/sub-1/ for one folder) with their sizes."""
+    dandiarchive.org URL, or 000409/sub-1/ for one folder) with their sizes. DANDISET always names
+    a dandiset of the archive, even where a local folder of that name exists."""
     from ..io import dandiset_listing
 
     listing = dandiset_listing(dandiset, version, dandi_api_url=api_url, include=list(include) or None)

@@ -7,7 +7,7 @@ DANDI listing needs it: reading a local file does not load it."""
 from typing import TYPE_CHECKING
 
 from .._lazy import lazy_exports
-from ._parse import SourceSpec, is_nwb_path, parse_source
+from ._parse import SourceSpec, is_nwb_path, parse_dandiset_reference, parse_source
 from ._regions import location_scope
 from ._source import Source, SourceInfo, open_source
 from ._units import map_location_to_layer, read_units, resolve_units_table, units_table_paths
@@ -24,6 +24,7 @@ __all__ = [
     "location_scope",
     "map_location_to_layer",
     "open_source",
+    "parse_dandiset_reference",
     "parse_source",
     "read_units",
     "resolve_units_table",

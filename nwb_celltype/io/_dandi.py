@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from ..errors import InvalidValueError, NwbCelltypeError, RemoteError, SourceNotFoundError
 from ._defaults import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S
-from ._parse import SourceSpec, is_nwb_path, normalise_version, parse_source
+from ._parse import SourceSpec, is_nwb_path, normalise_version, parse_dandiset_reference
 from ._remote import BoundedSession
 
 # The dandi client otherwise asks a telemetry server for newer releases on every client creation
@@ -306,9 +306,10 @@ def dandiset_listing(
     Parameters
     ----------
     dandiset : str
-        Dandiset id (``"000409"``) or any DANDI form accepted by :func:`parse_source`; a path in
-        it restricts the listing to that folder (``000409/sub-1/`` or ``000409/sub-1``, which do not
-        list ``sub-10/``) or file.
+        Dandiset id (``"000409"``) or any DANDI form of a dandiset
+        (:func:`~nwb_celltype.io.parse_dandiset_reference`: a local folder of the same name is not
+        consulted); a path in it restricts the listing to that folder (``000409/sub-1/`` or
+        ``000409/sub-1``, which do not list ``sub-10/``) or file.
     version : str or None
         ``"draft"`` or a published version; None uses the version in ``dandiset`` if any, else the
         most recent published version, else draft.
@@ -326,11 +327,7 @@ def dandiset_listing(
         The dandiset id, the version listed (the resolved one where ``version`` was None) and the
         assets, sorted by path.
     """
-    spec = parse_source(dandiset)
-    if spec.kind != "dandi" or spec.dandiset_id is None:
-        raise InvalidValueError(
-            f"{dandiset!r} is not a dandiset; give a six-digit id such as '000409' or 'DANDI:000409/draft'."
-        )
+    spec = parse_dandiset_reference(dandiset)  # its form alone: a local folder "000409" changes nothing
     patterns = [include] if isinstance(include, str) else list(include or ["*"])
     api_url = resolve_api_url(spec, dandi_api_url)
     client = make_client(api_url, timeout_s=timeout_s, retries=retries)

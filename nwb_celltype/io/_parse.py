@@ -11,11 +11,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import InvalidValueError
 
-__all__ = ["SourceSpec", "is_nwb_path", "parse_source"]
+__all__ = ["SourceSpec", "is_nwb_path", "parse_dandiset_reference", "parse_source"]
 
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _DANDISET = r"\d{6}"
 _VERSION = r"draft|latest|\d+\.\d{6}\.\d{4}"
+#: the DANDI forms without a scheme (a dandiset id, with a version or path; an asset id), which a
+#: local path may also spell; ``DANDI:``, ``dandi://`` and URLs name no local path.
+_BARE = re.compile(rf"{_DANDISET}(@|/|$)|{_UUID}$")
 _GUI_HOSTS = {
     "dandiarchive.org": "dandi",
     "gui.dandiarchive.org": "dandi",
@@ -91,7 +94,7 @@ def _split_version(s: str) -> tuple[str, str | None, str | None]:
     did, version, rest = m.group(1), m.group(2), m.group(3) or None
     if version is None and rest:
         head, _, tail = rest.partition("/")
-        if re.fullmatch(_VERSION, head):
+        if re.fullmatch(_VERSION, head, re.IGNORECASE):
             version, rest = head, tail or None
     return did, version, rest
 
@@ -102,7 +105,7 @@ def parse_source(source: str | os.PathLike) -> SourceSpec:
     Accepted forms (``000409`` is any six-digit dandiset id, versions are ``draft`` or published
     ``0.YYMMDD.HHMM``):
 
-    - a local path (an existing file wins over every other reading), or a ``file://`` URL;
+    - a local path (a path-like object is always one), or a ``file://`` URL;
     - ``DANDI:000409``, ``DANDI:000409/0.260309.1324``, ``DANDI:000409/draft/sub-1/x.nwb``;
     - ``dandi://dandi/000409@draft/sub-1/x.nwb`` (instance name, then id, optional ``@version``);
     - ``https://dandiarchive.org/dandiset/000409[/version][/files?location=sub-1/x.nwb]``;
@@ -112,6 +115,13 @@ def parse_source(source: str | os.PathLike) -> SourceSpec:
       ``000409`` alone (a dandiset);
     - an asset id (UUID);
     - any other http(s) URL (read with range requests).
+
+    The string's form decides, not the file system: a DANDI form without a scheme (a dandiset id
+    with a version or path, an asset id) that is also an existing local path
+    (``000409/sub-1/x.nwb`` where ``dandi download`` put dandiset 000409 in the current folder, or
+    an output folder named ``000409``) is refused as ambiguous, with the two spellings that are
+    not: ``./000409/sub-1/x.nwb`` (or an absolute path) for the local file,
+    ``DANDI:000409/sub-1/x.nwb`` for the asset.
 
     Parameters
     ----------
@@ -125,7 +135,8 @@ def parse_source(source: str | os.PathLike) -> SourceSpec:
     Raises
     ------
     InvalidValueError
-        For an empty string or a malformed DANDI reference.
+        For an empty string, a malformed DANDI reference, or a DANDI form without a scheme that is
+        also an existing local path.
     """
     if isinstance(source, os.PathLike):
         return SourceSpec(kind="local", path=os.fspath(source))
@@ -136,8 +147,51 @@ def parse_source(source: str | os.PathLike) -> SourceSpec:
     s = source.strip()
     if not s:
         raise InvalidValueError("source is empty; give a file path, an http(s) URL or a DANDI id.")
-    if Path(s).expanduser().exists():
-        return SourceSpec(kind="local", path=str(Path(s).expanduser()))
+    spec = _parse_form(s)
+    if spec.kind == "dandi" and _BARE.match(s) and Path(s).expanduser().exists():
+        raise InvalidValueError(_ambiguous(s, spec))
+    return spec
+
+
+def parse_dandiset_reference(reference: str) -> SourceSpec:
+    """The dandiset (and the folder or file in it) that ``reference`` names, read from the form
+    alone: for arguments that are always a dandiset (``annotate-dandiset``, ``assets``), a local
+    folder of the same name (an output folder ``000409``) changes nothing.
+
+    Accepts the forms of :func:`parse_source` that name a dandiset: ``000409``, ``000409@draft``,
+    ``000409/draft``, ``000409@draft/sub-1/``, ``DANDI:000409/0.230101.1234``,
+    ``dandi://dandi/000409@draft``, ``https://dandiarchive.org/dandiset/000409/draft`` (with
+    ``files?location=``), an API URL with ``dandisets/000409``.
+
+    Raises
+    ------
+    InvalidValueError
+        When ``reference`` names no dandiset (a local path such as ``./000409``, another URL, a
+        bare asset id, a malformed reference).
+    """
+    s = str(reference).strip()
+    try:
+        spec = _parse_form(s) if s else None
+    except InvalidValueError:
+        spec = None
+    if spec is not None and spec.kind == "dandi" and spec.dandiset_id:
+        return spec
+    why = ""
+    if spec is not None and spec.kind == "local":
+        why = (
+            f"; {s!r} reads as a local path, and a dandiset of the DANDI archive is expected here "
+            "(annotate local NWB files one by one with `nwb-celltype annotate FILE`)"
+        )
+    raise InvalidValueError(
+        f"cannot read the dandiset {s!r}: expected DANDISET[@VERSION][/PATH] such as 000409, "
+        "000409@draft, 000409@draft/sub-1/, DANDI:000409/0.230101.1234 or "
+        f"https://dandiarchive.org/dandiset/000409/draft{why}"
+    )
+
+
+def _parse_form(s: str) -> SourceSpec:
+    """What the non-empty, stripped string ``s`` names by its form alone (no file system, no
+    network): anything that is not a URL or a DANDI form is a local path."""
     low = s.lower()
     if low.startswith("file://"):
         return SourceSpec(kind="local", path=unquote(urlsplit(s).path))
@@ -158,10 +212,33 @@ def parse_source(source: str | os.PathLike) -> SourceSpec:
         return _parse_http(s)
     if re.fullmatch(_UUID, s):
         return SourceSpec(kind="dandi", asset_id=s.lower())
-    if re.match(rf"{_DANDISET}(@|/|$)", s):
+    if _BARE.match(s):  # a dandiset id (the UUID was read above)
         did, version, path = _split_version(s)
         return SourceSpec(kind="dandi", dandiset_id=did, version=version, asset_path=path)
     return SourceSpec(kind="local", path=str(Path(s).expanduser()))
+
+
+def _ambiguous(s: str, spec: SourceSpec) -> str:
+    """The message for ``s``, which names ``spec`` (a dandiset, a path in one, or an asset id) by
+    its form and is also an existing local path: both readings, and how to write either one."""
+    local = Path(s).expanduser()
+    kind = "folder" if local.is_dir() else "file"
+    instance = os.environ.get("DANDI_INSTANCE")  # what a bare id reads from, else the main archive
+    if spec.dandiset_id is None:
+        remote, ref = f"the DANDI asset {spec.asset_id}", str(spec.asset_id)
+    else:
+        version = f"@{spec.version}" if spec.version else ""
+        ref = f"{spec.dandiset_id}{version}" + (f"/{spec.asset_path}" if spec.asset_path else "")
+        path = spec.asset_path or ""
+        kind_of = "folder" if path.endswith("/") else "asset" if is_nwb_path(path) else "asset or folder"
+        what = f"the {kind_of} {path!r} of dandiset " if path else "dandiset "
+        remote = f"{what}{spec.dandiset_id}{version}"
+    explicit = f"dandi://{instance}/{ref}" if instance else f"DANDI:{ref}"
+    here = s if local.is_absolute() or s.startswith(("./", "../", "~")) else f"./{s}"
+    return (
+        f"{s!r} is ambiguous: it names {remote}, and there is a local {kind} of that name ({local}); "
+        f"write {here} for the local {kind}, or {explicit} for the DANDI source"
+    )
 
 
 def _parse_http(s: str) -> SourceSpec:
