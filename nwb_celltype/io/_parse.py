@@ -233,7 +233,8 @@ def _ambiguous(s: str, spec: SourceSpec) -> str:
         kind_of = "folder" if path.endswith("/") else "asset" if is_nwb_path(path) else "asset or folder"
         what = f"the {kind_of} {path!r} of dandiset " if path else "dandiset "
         remote = f"{what}{spec.dandiset_id}{version}"
-    explicit = f"dandi://{instance}/{ref}" if instance else f"DANDI:{ref}"
+    # DANDI: names a dandiset of the main archive; an asset id has only the dandi:// form
+    explicit = f"DANDI:{ref}" if spec.dandiset_id and not instance else f"dandi://{instance or 'dandi'}/{ref}"
     here = s if local.is_absolute() or s.startswith(("./", "../", "~")) else f"./{s}"
     return (
         f"{s!r} is ambiguous: it names {remote}, and there is a local {kind} of that name ({local}); "
