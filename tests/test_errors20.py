@@ -90,6 +90,48 @@ def test_errors_reach_the_driver_from_the_pool_with_their_type():
         assert not runner.is_broken(exc)
 
 
+class _RowError(errors.InvalidUnitsError):
+    """An error whose __init__ takes other arguments than its message: it does not unpickle."""
+
+    def __init__(self, row: int, *, column: str):
+        super().__init__(f"row {row} of {column} is out of order")
+        self.row, self.column = row, column
+
+
+def _asset_task_raising_row_error(task: dict) -> dict:  # runs in a pool process
+    from nwb_celltype.batch import worker
+
+    def annotate_asset(task):
+        raise _RowError(3, column="spike_times")
+
+    worker._annotate_asset = annotate_asset  # this process only
+    return worker.run_asset_task(task)
+
+
+def test_an_error_that_does_not_unpickle_goes_as_its_nearest_base():
+    """An error the driver cannot unpickle broke the whole pool (BrokenProcessPool: every asset in
+    flight lost and tried again); the worker now sends it as its nearest base class that unpickles."""
+    from nwb_celltype.batch.executors import PoolRunner
+    from nwb_celltype.batch.worker import _portable
+    from nwb_celltype.model.shipped import resolve_model
+
+    with pytest.raises(TypeError):  # the premise
+        pickle.loads(pickle.dumps(_RowError(3, column="spike_times")))
+    sent = _portable(_RowError(3, column="spike_times"))
+    assert type(sent) is errors.InvalidUnitsError  # still one of ours: not retried, as before
+    assert str(sent) == "_RowError: row 3 of spike_times is out of order"
+    fine = errors.NotNWBError("x")
+    assert _portable(fine) is fine
+    runner = PoolRunner(1, None, resolve_model(None)[0].sha256)
+    try:
+        fut = runner.submit(_asset_task_raising_row_error, {"path": "sub-1/a.nwb"})
+        _, exc = runner.outcome(_wait(runner, fut))
+    finally:
+        runner.close()
+    assert not runner.is_broken(exc), exc
+    assert type(exc) is errors.InvalidUnitsError and "_RowError: row 3 of spike_times" in str(exc)
+
+
 def _wait(runner, fut):
     while not runner.wait([fut], 60.0):
         pass

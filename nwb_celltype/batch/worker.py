@@ -107,11 +107,18 @@ def run_asset_task(task: dict) -> dict:
     than SIGINT ended (SIGTERM, SIGHUP: ``Interrupted``, after the task's own cleanup) ends too, so
     that the driver starts a new one and retries its assets, as for a process that died: a read cut
     short can leave library state of the process (pynwb's type map) unusable for the next asset.
-    SIGINT (Ctrl-C) goes back to the driver, which ends the run."""
+    SIGINT (Ctrl-C) goes back to the driver, which ends the run. An error goes back to the driver
+    pickled: one that would not unpickle there as itself goes as :func:`_portable` makes it."""
     import signal
 
     try:
         return _annotate_asset(task)
+    except Exception as exc:
+        portable = _portable(exc)
+        if portable is exc:
+            raise
+        logger.debug("%s: %r does not unpickle; sent as %r", task["path"], exc, portable, exc_info=exc)
+        raise portable from None
     except SystemExit as exc:
         signum = getattr(exc, "signum", None)
         if _POOL_PROCESS and signum is not None and signum != signal.SIGINT:
@@ -124,6 +131,38 @@ def run_asset_task(task: dict) -> dict:
             logging.shutdown()
             os._exit(128 + int(signum))
         raise
+
+
+def _portable(exc: Exception) -> Exception:
+    """``exc`` where it unpickles as itself, as the driver (another process) must read it; else an
+    instance of its nearest base class that does, its message naming ``exc``'s class. An error
+    that does not unpickle in the driver (an ``__init__`` that takes other arguments than the
+    message) broke the whole pool there: every asset in flight was lost and tried again."""
+    if _unpickles(exc):
+        return exc
+    try:
+        text = f"{type(exc).__qualname__}: {exc}"
+    except Exception:  # a __str__ that fails too
+        text = type(exc).__qualname__
+    for base in type(exc).__mro__[1:]:
+        if not issubclass(base, Exception):
+            continue
+        try:
+            alt = base(text)
+        except Exception:
+            continue
+        if _unpickles(alt):
+            return alt
+    return RuntimeError(text)  # pragma: no cover - Exception(text) always unpickles
+
+
+def _unpickles(exc: BaseException) -> bool:
+    import pickle
+
+    try:
+        return type(pickle.loads(pickle.dumps(exc))) is type(exc)
+    except Exception:
+        return False
 
 
 def _annotate_asset(task: dict) -> dict:
