@@ -40,6 +40,7 @@ _LAZY: dict[str, str] = {
     "read_units": ".io",
     "list_dandiset_assets": ".io",
     "parse_source": ".io",
+    "parse_dandiset_reference": ".io",
     "Source": ".io",
     "SourceInfo": ".io",
     "SourceSpec": ".io",
@@ -134,6 +135,9 @@ if (
     )
     from .io import (
         open_source as open_source,
+    )
+    from .io import (
+        parse_dandiset_reference as parse_dandiset_reference,
     )
     from .io import (
         parse_source as parse_source,

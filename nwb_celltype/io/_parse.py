@@ -163,6 +163,17 @@ def parse_dandiset_reference(reference: str) -> SourceSpec:
     ``dandi://dandi/000409@draft``, ``https://dandiarchive.org/dandiset/000409/draft`` (with
     ``files?location=``), an API URL with ``dandisets/000409``.
 
+    Parameters
+    ----------
+    reference : str
+        The dandiset reference.
+
+    Returns
+    -------
+    SourceSpec
+        Of kind ``"dandi"``, with ``dandiset_id`` set; ``version`` and ``asset_path`` where the
+        reference names them.
+
     Raises
     ------
     InvalidValueError
