@@ -246,10 +246,9 @@ def _ambiguous(s: str, spec: SourceSpec) -> str:
         remote = f"{what}{spec.dandiset_id}{version}"
     # DANDI: names a dandiset of the main archive; an asset id has only the dandi:// form
     explicit = f"DANDI:{ref}" if spec.dandiset_id and not instance else f"dandi://{instance or 'dandi'}/{ref}"
-    here = s if local.is_absolute() or s.startswith(("./", "../", "~")) else f"./{s}"
-    return (
+    return (  # a bare form starts with a digit or hex letter: ./ makes it a relative path
         f"{s!r} is ambiguous: it names {remote}, and there is a local {kind} of that name ({local}); "
-        f"write {here} for the local {kind}, or {explicit} for the DANDI source"
+        f"write ./{s} for the local {kind}, or {explicit} for the DANDI source"
     )
 
 
