@@ -1,6 +1,6 @@
 """One reading of DANDI references: annotate-dandiset and assets take a dandiset by the argument's
 form alone, so a local folder of that name (an --out called 000409, a `dandi download` folder)
-changes nothing; annotate refuses a bare DANDI form that is also a local path as ambiguous."""
+changes nothing; annotate reads a bare DANDI form that is also a local path as that local path."""
 
 from __future__ import annotations
 
@@ -87,47 +87,56 @@ def test_annotate_dandiset_and_annotate_read_a_reference_alike(tmp_path, monkeyp
     assert parse_dandiset_target(spec) == (src.dandiset_id, src.version, src.asset_path or None)
 
 
-def test_a_bare_reference_that_is_also_a_local_path_is_ambiguous(shadowed, monkeypatch):
-    """annotate 000409/sub-1/x.nwb read the local file without a word where `dandi download` (or an
-    --out) had made one of that name, and the dandiset 000409 meant a folder there."""
+def test_a_bare_reference_that_is_also_a_local_path_is_read_locally_and_says_so(
+    shadowed, monkeypatch, caplog
+):
+    """annotate 000409/sub-1/x.nwb where `dandi download` made a file of that name reads that file,
+    as the shell names it, and an INFO line says how to name the DANDI source instead; the forms
+    with a scheme are the DANDI source whatever exists locally."""
+    import logging
+
     from nwb_celltype.io import parse_source
 
-    with pytest.raises(InvalidValueError, match="ambiguous") as info:
-        parse_source("000409/sub-1/x.nwb")
-    msg = str(info.value)
-    assert "dandiset 000409" in msg and "local file" in msg
-    assert "./000409/sub-1/x.nwb" in msg and "DANDI:000409/sub-1/x.nwb" in msg
-    # the two spellings it offers are read as it says
+    with caplog.at_level(logging.INFO, logger="nwb_celltype.io"):
+        spec = parse_source("000409/sub-1/x.nwb")
+    assert (spec.kind, Path(spec.path)) == ("local", Path("000409/sub-1/x.nwb"))
+    said = caplog.text
+    assert "read as the local file" in said and "the asset 'sub-1/x.nwb' of dandiset 000409" in said, said
+    assert "write DANDI:000409/sub-1/x.nwb" in said, said
     assert parse_source("./000409/sub-1/x.nwb").kind == "local"
     assert parse_source(str(shadowed / "000409/sub-1/x.nwb")).kind == "local"
     assert parse_source(Path("000409/sub-1/x.nwb")).kind == "local"  # a Path is always local
     asset = parse_source("DANDI:000409/sub-1/x.nwb")
     assert (asset.kind, asset.dandiset_id, asset.asset_path) == ("dandi", "000409", "sub-1/x.nwb")
-    with pytest.raises(InvalidValueError, match=r"local folder.*write \./000409 .*DANDI:000409 "):
-        parse_source("000409")
-    with pytest.raises(InvalidValueError, match=r"write \./000409@draft/sub-1/ .*DANDI:000409@draft/sub-1/ "):
-        parse_source("000409@draft/sub-1/")
-    # an asset id that is also a file name
+    caplog.clear()
+    # an asset id that is also a file name; where $DANDI_INSTANCE picks the archive, the note keeps it
     uuid = "0a1b2c3d-0000-4000-8000-00000000abcd"
     Path(uuid).write_bytes(b"")
-    with pytest.raises(InvalidValueError, match=f"DANDI asset {uuid}.*dandi://dandi/{uuid}"):
-        parse_source(uuid)
-    # where $DANDI_INSTANCE picks the archive of a bare id, the spelling offered keeps it
+    with caplog.at_level(logging.INFO, logger="nwb_celltype.io"):
+        assert parse_source(uuid).kind == "local"
+    assert f"dandi://dandi/{uuid}" in caplog.text, caplog.text
     monkeypatch.setenv("DANDI_INSTANCE", "dandi-sandbox")
-    with pytest.raises(InvalidValueError, match="dandi://dandi-sandbox/000409/sub-1/x.nwb"):
+    with caplog.at_level(logging.INFO, logger="nwb_celltype.io"):
         parse_source("000409/sub-1/x.nwb")
+    assert "dandi://dandi-sandbox/000409/sub-1/x.nwb" in caplog.text, caplog.text
     # no local path of that name: the dandiset, as before
     assert parse_source("000410/sub-1/x.nwb").dandiset_id == "000410"
 
 
-def test_cli_annotate_refuses_the_ambiguous_source(shadowed):
+def test_cli_annotate_reads_the_downloaded_file(shadowed):
+    """What the shell names is what annotate reads: a file `dandi download` put at 000409/sub-1/x.nwb
+    is annotated as a local file (a copy beside it, or --out)."""
+    import shutil
+
     from click.testing import CliRunner
 
     from nwb_celltype.cli import main
+    from nwb_celltype.simulate import demo_recording_path
 
+    shutil.copyfile(demo_recording_path(), "000409/sub-1/x.nwb")
     res = CliRunner().invoke(main, ["annotate", "000409/sub-1/x.nwb", "--out", "o.nwb"])
-    assert res.exit_code != 0 and not Path("o.nwb").exists()
-    assert "ambiguous" in res.output and "./000409/sub-1/x.nwb" in res.output
+    assert res.exit_code == 0, res.output
+    assert Path("o.nwb").exists()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -85,8 +85,8 @@ def annotate(
     """Classify every unit of SOURCE (a path, an http(s) URL or a DANDI id) and write the cell types,
     probabilities and provenance into NWB (an annotated copy, the input itself with --in-place, or a
     derived file for remote sources). A SOURCE such as 000409/sub-1/x.nwb that is both a DANDI
-    reference and a local path (a `dandi download` folder) is refused as ambiguous: write
-    ./000409/sub-1/x.nwb for the local file or DANDI:000409/sub-1/x.nwb for the asset. Where the output also holds ground-truth or expert labels,
+    reference and an existing local path (a `dandi download` folder) is the local file; write
+    DANDI:000409/sub-1/x.nwb for the asset. Where the output also holds ground-truth or expert labels,
     the summary compares the new labels with them (unclassified units count as misses)."""
     from ..annotate import annotate as run
 

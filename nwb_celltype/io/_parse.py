@@ -3,6 +3,7 @@ touching the network."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import InvalidValueError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SourceSpec", "is_nwb_path", "parse_dandiset_reference", "parse_source"]
 
@@ -116,12 +119,11 @@ def parse_source(source: str | os.PathLike) -> SourceSpec:
     - an asset id (UUID);
     - any other http(s) URL (read with range requests).
 
-    The string's form decides, not the file system: a DANDI form without a scheme (a dandiset id
-    with a version or path, an asset id) that is also an existing local path
-    (``000409/sub-1/x.nwb`` where ``dandi download`` put dandiset 000409 in the current folder, or
-    an output folder named ``000409``) is refused as ambiguous, with the two spellings that are
-    not: ``./000409/sub-1/x.nwb`` (or an absolute path) for the local file,
-    ``DANDI:000409/sub-1/x.nwb`` for the asset.
+    A DANDI form without a scheme (a dandiset id with a version or path, an asset id) that is also
+    an existing local path (``000409/sub-1/x.nwb`` where ``dandi download`` put dandiset 000409 in
+    the current folder) is that local path, as the shell would read it; an INFO log line says how
+    to name the DANDI source instead (``DANDI:000409/sub-1/x.nwb``). Arguments that always name a
+    dandiset use :func:`parse_dandiset_reference`, which never looks at the disk.
 
     Parameters
     ----------
@@ -135,8 +137,7 @@ def parse_source(source: str | os.PathLike) -> SourceSpec:
     Raises
     ------
     InvalidValueError
-        For an empty string, a malformed DANDI reference, or a DANDI form without a scheme that is
-        also an existing local path.
+        For an empty string or a malformed DANDI reference.
     """
     if isinstance(source, os.PathLike):
         return SourceSpec(kind="local", path=os.fspath(source))
@@ -149,7 +150,8 @@ def parse_source(source: str | os.PathLike) -> SourceSpec:
         raise InvalidValueError("source is empty; give a file path, an http(s) URL or a DANDI id.")
     spec = _parse_form(s)
     if spec.kind == "dandi" and _BARE.match(s) and Path(s).expanduser().exists():
-        raise InvalidValueError(_ambiguous(s, spec))
+        log.info(_local_reading(s, spec))
+        return SourceSpec(kind="local", path=str(Path(s).expanduser()))
     return spec
 
 
@@ -229,9 +231,9 @@ def _parse_form(s: str) -> SourceSpec:
     return SourceSpec(kind="local", path=str(Path(s).expanduser()))
 
 
-def _ambiguous(s: str, spec: SourceSpec) -> str:
-    """The message for ``s``, which names ``spec`` (a dandiset, a path in one, or an asset id) by
-    its form and is also an existing local path: both readings, and how to write either one."""
+def _local_reading(s: str, spec: SourceSpec) -> str:
+    """The note for ``s``, which names ``spec`` (a dandiset, a path in one, or an asset id) by its
+    form and is also an existing local path: read as the local path, and how to name the other."""
     local = Path(s).expanduser()
     kind = "folder" if local.is_dir() else "file"
     instance = os.environ.get("DANDI_INSTANCE")  # what a bare id reads from, else the main archive
@@ -246,10 +248,7 @@ def _ambiguous(s: str, spec: SourceSpec) -> str:
         remote = f"{what}{spec.dandiset_id}{version}"
     # DANDI: names a dandiset of the main archive; an asset id has only the dandi:// form
     explicit = f"DANDI:{ref}" if spec.dandiset_id and not instance else f"dandi://{instance or 'dandi'}/{ref}"
-    return (  # a bare form starts with a digit or hex letter: ./ makes it a relative path
-        f"{s!r} is ambiguous: it names {remote}, and there is a local {kind} of that name ({local}); "
-        f"write ./{s} for the local {kind}, or {explicit} for the DANDI source"
-    )
+    return f"{s!r} is read as the local {kind} {local}; for {remote}, write {explicit}"
 
 
 def _parse_http(s: str) -> SourceSpec:
