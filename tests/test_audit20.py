@@ -131,9 +131,10 @@ def test_a_blunt_trough_past_the_centre_with_room_after_it_is_kept_on_its_flank(
     align_waveform(_trough_at(75, 59, width_ms), 30000.0)  # in the centre: no edge rule
 
 
-def _timestamped_series_file(path, timestamps):
+def _timestamped_series_file(path, timestamps, *, stated_rate=None, listed=True):
     """Units on electrodes 0-7 whose waveforms are at 40 kHz and state no rate, beside a raw
-    ElectricalSeries over the 8 electrodes stored with ``timestamps`` instead of a rate."""
+    ElectricalSeries over the 8 electrodes stored with ``timestamps`` instead of a rate (and, with
+    ``stated_rate``, another over them that states that rate: a recording and its processed copy)."""
     from pynwb.ecephys import ElectricalSeries
     from test_units_writers19 import RATE_40K, nwb_file, template, trains, write
 
@@ -141,10 +142,16 @@ def _timestamped_series_file(path, timestamps):
     region = f.create_electrode_table_region(list(range(8)), "raw electrodes")
     data = np.zeros((len(timestamps), 8), dtype=np.int16)
     f.add_acquisition(ElectricalSeries(name="raw", data=data, electrodes=region, timestamps=timestamps))
+    if stated_rate is not None:
+        region = f.create_electrode_table_region(list(range(8)), "recorded electrodes")
+        f.add_acquisition(ElectricalSeries(name="recorded", data=data, electrodes=region, rate=stated_rate))
     units = [
         {"spike_times": t, "waveform_mean": template(80, 8, i, rate=RATE_40K), "electrodes": list(range(8))}
         for i, t in enumerate(trains(3))
     ]
+    if not listed:
+        for u in units:
+            del u["electrodes"]
     return write(path, units, rate=None, f=f)
 
 
@@ -159,3 +166,19 @@ def test_a_raw_series_with_regular_timestamps_gives_the_rate(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="nwb_celltype.io"):
         b = read(_timestamped_series_file(tmp_path / "gap.nwb", gap))
     assert (b.waveform_rate_hz, b.extra["waveform_rate_source"]) == (30000.0, "assumed")
+
+
+def test_a_timestamped_copy_beside_a_rate_stated_recording_changes_nothing(tmp_path):
+    """Review 20: a processed copy stored with timestamps beside the rate-stated recording made two
+    raw series, so units listing no electrodes fell back to an assumed 30 kHz (a2480a2: 40 kHz)."""
+    t = np.arange(20_000) / 40_000.0
+    path = _timestamped_series_file(tmp_path / "two.nwb", t, stated_rate=40_000.0, listed=False)
+    b = read(path)
+    assert (b.waveform_rate_hz, b.extra["waveform_rate_source"]) == (40_000.0, "electrical_series:recorded")
+
+
+def test_a_timestamps_rate_keeps_its_decimals(tmp_path):
+    """Review 20: TDT's 24414.0625 Hz from timestamps was rounded to 24414.062 Hz (to the mHz)."""
+    rate = 24414.0625
+    b = read(_timestamped_series_file(tmp_path / "tdt.nwb", 3.0 + np.arange(20_000) / rate))
+    assert (b.waveform_rate_hz, b.extra["waveform_rate_source"]) == (rate, "electrical_series:raw")

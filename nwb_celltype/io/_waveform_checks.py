@@ -183,7 +183,7 @@ TIMESTAMPS_TOLERANCE = 0.01
 
 
 def _timestamps_rate(es) -> float:
-    """The sampling rate (Hz, to the mHz) of an ElectricalSeries stored with ``timestamps`` (NeuroConv
+    """The sampling rate (Hz) of an ElectricalSeries stored with ``timestamps`` (NeuroConv
     writes them where a recording has a time vector): 1 / the median interval of its first
     :data:`TIMESTAMPS_READ` timestamps, where every one of them lies within
     :data:`TIMESTAMPS_TOLERANCE` of it; NaN otherwise (gaps, unsorted, too few, unreadable)."""
@@ -197,7 +197,11 @@ def _timestamps_rate(es) -> float:
     step = float(np.median(d))
     if not step > 0 or np.abs(d - step).max() > TIMESTAMPS_TOLERANCE * step:
         return np.nan
-    return round(1.0 / step, 3)  # to the mHz: float rounding of the intervals out
+    rate = 1.0 / step
+    for digits in range(5):  # float rounding of the intervals out: 40000.0, 24414.0625 (TDT)
+        if abs(rate - round(rate, digits)) <= 1e-9 * rate:
+            return round(rate, digits)
+    return rate
 
 
 def recording_rates(
@@ -209,16 +213,21 @@ def recording_rates(
     rows of the electrodes table): the series holding them, where together they hold all of them.
     Where they list none: the file's only raw series, where it records the whole electrodes table
     (``n_table`` rows). Never a series the units cannot be tied to (an EMG or sync channel, another
-    probe). A series with timestamps instead of a rate counts at the rate of its first timestamps
-    where they are regular (:func:`_timestamps_rate`)."""
-    raw = []
+    probe). Series stored with timestamps instead of a rate count, at the rate of their first
+    timestamps where those are regular (:func:`_timestamps_rate`), only where no raw series states
+    a rate (a processed copy beside a rate-stated recording changes nothing)."""
+    stated, timed = [], []
     for name, es in _electrical_series(h5):
         try:
             rate = float(es["starting_time"].attrs["rate"])
+            into = stated
         except (KeyError, TypeError, ValueError):
-            rate = _timestamps_rate(es)
-        if np.isfinite(rate) and rate >= MIN_RAW_RATE_HZ:
-            raw.append((name, es, rate))
+            rate, into = np.nan, timed
+        into.append((name, es, rate))
+    raw = [(n, es, r) for n, es, r in stated if np.isfinite(r) and r >= MIN_RAW_RATE_HZ]
+    if not raw:  # read only now: the timestamps are data, the rates metadata
+        timed = [(name, es, _timestamps_rate(es)) for name, es, _ in timed]
+        raw = [(n, es, r) for n, es, r in timed if np.isfinite(r) and r >= MIN_RAW_RATE_HZ]
     if not raw:
         return [], ""
     every = [(name, rate) for name, _, rate in raw]
