@@ -87,3 +87,25 @@ def test_show_agreement_says_what_a_file_with_ground_truth_lacks(tmp_path):
     assert "nwb-celltype annotate" in res.output
     res = CliRunner().invoke(main, ["show", str(src), "--agreement"])
     assert "no ground-truth or expert labels to compare with" in res.output, res.output
+
+
+def test_show_agreement_says_when_predictions_and_ground_truth_share_no_unit(tmp_path):
+    """Review 20 (F7): the third reason, predictions of other units than the labelled ones."""
+    from pynwb import NWBHDF5IO
+
+    from nwb_celltype.library import label_file, mock_library_file
+    from nwb_celltype.nwb import add_annotations
+
+    src = mock_library_file(tmp_path / "rec.nwb", n_units=4)
+    table = tmp_path / "l.csv"
+    table.write_text("unit_id,label\n0,PkC_ss\n1,MLI\n")
+    out = label_file(src, table, evidence_type="optotagging", labelled_by="me", out=tmp_path / "gt.nwb")
+    with NWBHDF5IO(str(out), "a") as io:
+        f = io.read()
+        add_annotations(f, name="pred", units_region=[2, 3], labels=["MLI", "GoC"], classes=["MLI", "GoC"])
+        io.write(f)
+    res = CliRunner().invoke(main, ["show", str(out), "--agreement"])
+    assert res.exit_code == 0, res.output
+    assert "no prediction table labels the units of the ground-truth or expert tables" in res.output, (
+        res.output
+    )

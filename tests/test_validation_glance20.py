@@ -49,9 +49,10 @@ def test_glance_row_is_the_results_file(name):
     assert _number(cells[2]) == round(model["balanced_accuracy"], 3)
     assert _number(cells[3]) == round(100 * model["coverage_at_2"])
     assert _number(cells[4]) == round(model["balanced_accuracy_at_2_classified"], 3)
-    assert _number(cells[5]) == round(100 * model["confidently_wrong"], 1)
-    assert _number(cells[6]) == round(model["ece"], 3)
-    assert _number(cells[7]) == round(baseline["balanced_accuracy"], 3)
+    assert _number(cells[5]) == round(model["balanced_recall_at_2_abstain_as_miss"], 3)
+    assert _number(cells[6]) == round(100 * model["confidently_wrong"], 1)
+    assert _number(cells[7]) == round(model["ece"], 3)
+    assert _number(cells[8]) == round(baseline["balanced_accuracy"], 3)
 
 
 def test_glance_label_counts_are_the_pooled_rows_summed():

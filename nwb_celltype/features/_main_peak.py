@@ -58,6 +58,8 @@ def _main_peak(w: np.ndarray, rate_hz: float) -> tuple[int, str]:
     # where a sharp one, cut alike, is set aside
     pick = top if dominant else ref
     where = f"{pick * ms:.2f} ms after the window's start, {(n - 1 - pick) * ms:.2f} ms before its end"
+    if not dominant:
+        where = f"the central pick on its flank at {where}"
     if pick < need[0] or n - 1 - pick < need[1]:
         raise _EdgePeakError(
             f"{what}, {where} (aligning needs >= {EDGE_MIN_PRE_MS} and {EDGE_MIN_POST_MS} ms): the window "

@@ -29,6 +29,10 @@ import numpy as np
 from ..errors import FeatureError, NwbCelltypeError
 from ..units import UnitsBatch, reason_parts
 from ._guards import check_train
+from ._main_peak import EDGE_FLANK_RATIO as EDGE_FLANK_RATIO  # the edge rule's constants, documented
+from ._main_peak import EDGE_MIN_POST_MS as EDGE_MIN_POST_MS  # with align_waveform
+from ._main_peak import EDGE_MIN_PRE_MS as EDGE_MIN_PRE_MS
+from ._main_peak import EDGE_PEAK_RATIO as EDGE_PEAK_RATIO
 from ._main_peak import _EdgePeakError, _main_peak
 from .config import Allowed, ConfigMixin, common_config
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 
 import numpy as np
+import numpy.typing as npt
 from hdmf.common import DynamicTableRegion, VectorData
 from pynwb import NWBFile
 
@@ -208,12 +209,12 @@ def add_annotations(
     units_region: Sequence[int] | np.ndarray,
     labels: Sequence[str] | np.ndarray,
     classes: Sequence[str],
-    probabilities: np.ndarray | None = None,
-    confidence: np.ndarray | None = None,
+    probabilities: npt.ArrayLike | None = None,
+    confidence: npt.ArrayLike | None = None,
     kind: str | Sequence[str] = "prediction",
     status: Sequence[str] | None = None,
     reasons: Sequence[str] | None = None,
-    votes: np.ndarray | None = None,
+    votes: npt.ArrayLike | None = None,
     ontology_ids: Sequence[str] | None = None,
     classifier: CellTypeClassifier | None = None,
     evidence: Mapping[str, Sequence] | None = None,
