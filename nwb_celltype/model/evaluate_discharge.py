@@ -126,17 +126,22 @@ def _species(part, rows: np.ndarray) -> np.ndarray:
 
 def _fit_and_score(part: _Part, test_fs, classes, config, threshold, species=None):
     """Train a whole model on ``part``; classify ``test_fs`` (units of ``species``) as annotate does.
-    Returns the held-out probabilities and the units the model did not classify (abstained or below
-    the threshold)."""
+    Returns the held-out probabilities, the units the model abstained on by its own rules (out of
+    distribution, members disagreeing, below the label's ratio floor, species; unusable features),
+    not by the threshold: :func:`~.metrics.classification_metrics` applies the threshold, and each
+    threshold of its accuracy-coverage curve, itself; and the labels given at ``threshold``."""
+    from ..vocabulary import UNCLASSIFIED
     from .discharge_bundle import predict_discharge, train_discharge_model
 
     bundle = train_discharge_model(part, classes=classes, config=config, name="evaluate", version="0")
-    pred = predict_discharge(bundle, test_fs, threshold=threshold, species=species)
-    return (
-        np.asarray(pred.probabilities, float),
-        np.asarray(pred.status) != "classified",
-        np.asarray(pred.labels),
-    )
+    # at ratio 1 every unit with probabilities passes the threshold: what is left unclassified is what
+    # the model's rules withheld (none of them depends on the threshold)
+    pred = predict_discharge(bundle, test_fs, threshold=1.0, species=species)
+    by_rules = np.asarray(pred.status) != "classified"
+    with np.errstate(invalid="ignore"):
+        below = np.asarray(pred.confidence, float) < threshold
+    given = np.where(~by_rules & below, UNCLASSIFIED, np.asarray(pred.labels, dtype=object))
+    return np.asarray(pred.probabilities, float), by_rules, given
 
 
 def evaluate_discharge(
@@ -250,7 +255,7 @@ def _transfer(training_set, test_set, rows, y, classes_scope, config, threshold,
         training_set, test_set.features.subset(both), classes, config, threshold, _species(test_set, both)
     )
     n = len(t_rows)
-    outside = outside_classes_summary(o_labels, given[n:], abstain[n:])
+    outside = outside_classes_summary(o_labels, given[n:], ~np.isin(given[n:], classes))
     p, abstain, test_fs = p[:n], abstain[:n], test_set.features.subset(t_rows)
     base_p = {}
     if baselines:

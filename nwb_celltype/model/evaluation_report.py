@@ -162,7 +162,10 @@ class HeldOut:
     base_p : dict of name -> (n, k) float64
         The baselines' probabilities, from the same training parts.
     abstain : (n,) bool, optional
-        Units the model did not classify (counted as misses); None where the family does not say.
+        Units the model abstained on besides the threshold (its own rules, e.g. out of distribution;
+        unusable features): never classified, at any threshold of the accuracy-coverage curve, and
+        counted as misses; the threshold itself is applied by the metrics. None where the family does
+        not say.
     rows : (n,) int, optional
         Rows of the evaluated set (the test set of a transfer) the scored units are, where known.
     untrained : tuple of str
