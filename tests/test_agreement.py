@@ -16,7 +16,7 @@ from nwb_celltype.cli import main
 from nwb_celltype.nwb import AnnotationRecord
 
 
-def _record(name, ids, labels, kind, classes=("A", "B", "C")):
+def _record(name, ids, labels, kind, classes=("A", "B", "C"), units_table="/units"):
     n = len(ids)
     status = ["classified" if x in classes else x for x in labels]
     return AnnotationRecord(
@@ -29,6 +29,7 @@ def _record(name, ids, labels, kind, classes=("A", "B", "C")):
         kinds=np.full(n, kind, dtype=object),
         status=np.asarray(status, dtype=object),
         reasons=np.full(n, "", dtype=object),
+        units_table=units_table,
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, log_loss
+from test_agreement import _record  # one builder of annotation records
 
 from nwb_celltype.model.metrics import classification_metrics
 
@@ -203,24 +204,6 @@ def test_decision_bias_multiplies_by_exp_bias():
 
 # --------------------------------------------------------------------------------------------
 # agreement (show / report / annotate / demo print it)
-
-
-def _record(name, ids, labels, kind, classes=("A", "B", "C"), units_table="/units"):
-    from nwb_celltype.nwb import AnnotationRecord
-
-    n = len(ids)
-    return AnnotationRecord(
-        name=name,
-        classes=tuple(classes),
-        unit_indices=np.arange(n),
-        unit_ids=np.asarray(ids),
-        labels=np.asarray(labels, dtype=object),
-        ontology_ids=np.full(n, "", dtype=object),
-        kinds=np.full(n, kind, dtype=object),
-        status=np.asarray(["classified" if x in classes else x for x in labels], dtype=object),
-        reasons=np.full(n, "", dtype=object),
-        units_table=units_table,
-    )
 
 
 def test_agreement_skips_truth_rows_without_a_type_and_counts_expert_labels():
