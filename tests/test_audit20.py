@@ -131,23 +131,33 @@ def test_a_blunt_trough_past_the_centre_with_room_after_it_is_kept_on_its_flank(
     align_waveform(_trough_at(75, 59, width_ms), 30000.0)  # in the centre: no edge rule
 
 
-def _timestamped_series_file(path, timestamps, *, stated_rate=None, listed=True):
-    """Units on electrodes 0-7 whose waveforms are at 40 kHz and state no rate, beside a raw
-    ElectricalSeries over the 8 electrodes stored with ``timestamps`` instead of a rate (and, with
-    ``stated_rate``, another over them that states that rate: a recording and its processed copy)."""
+def _timestamped_series_file(
+    path, timestamps, *, stated_rate=None, listed=True, stated_rows=None, unit_rows=None
+):
+    """Units whose waveforms are at 40 kHz and state no rate (on electrodes ``unit_rows``, default
+    0-7), beside a raw ElectricalSeries stored with ``timestamps`` instead of a rate, over the
+    electrodes the units are on (and, with ``stated_rate``, another over ``stated_rows``, default
+    0-7, that states that rate: a recording and its processed copy, or another probe)."""
     from pynwb.ecephys import ElectricalSeries
     from test_units_writers19 import RATE_40K, nwb_file, template, trains, write
 
+    unit_rows = list(range(8)) if unit_rows is None else list(unit_rows)
     f = nwb_file(8)
-    region = f.create_electrode_table_region(list(range(8)), "raw electrodes")
-    data = np.zeros((len(timestamps), 8), dtype=np.int16)
+    region = f.create_electrode_table_region(unit_rows, "raw electrodes")
+    data = np.zeros((len(timestamps), len(unit_rows)), dtype=np.int16)
     f.add_acquisition(ElectricalSeries(name="raw", data=data, electrodes=region, timestamps=timestamps))
     if stated_rate is not None:
-        region = f.create_electrode_table_region(list(range(8)), "recorded electrodes")
+        rows = list(range(8)) if stated_rows is None else list(stated_rows)
+        region = f.create_electrode_table_region(rows, "recorded electrodes")
+        data = np.zeros((10, len(rows)), dtype=np.int16)
         f.add_acquisition(ElectricalSeries(name="recorded", data=data, electrodes=region, rate=stated_rate))
     units = [
-        {"spike_times": t, "waveform_mean": template(80, 8, i, rate=RATE_40K), "electrodes": list(range(8))}
-        for i, t in enumerate(trains(3))
+        {
+            "spike_times": t,
+            "waveform_mean": template(80, len(unit_rows), 0, rate=RATE_40K),
+            "electrodes": unit_rows,
+        }
+        for t in trains(3)
     ]
     if not listed:
         for u in units:
@@ -182,3 +192,23 @@ def test_a_timestamps_rate_keeps_its_decimals(tmp_path):
     rate = 24414.0625
     b = read(_timestamped_series_file(tmp_path / "tdt.nwb", 3.0 + np.arange(20_000) / rate))
     assert (b.waveform_rate_hz, b.extra["waveform_rate_source"]) == (rate, "electrical_series:raw")
+
+
+def test_a_timestamped_probe_beside_a_rate_stated_one_gives_its_rate(tmp_path):
+    """Review 20b: probe A states 30 kHz, probe B (the units') is stored with 40 kHz timestamps:
+    the stated series alone do not tie the units to a rate, so B's timestamps do (40 kHz, as at
+    7c00911; 58f5af1 assumed 30 kHz)."""
+    t = np.arange(20_000) / 40_000.0
+    path = _timestamped_series_file(
+        tmp_path / "probes.nwb", t, stated_rate=30_000.0, stated_rows=range(4), unit_rows=range(4, 8)
+    )
+    b = read(path)
+    assert (b.waveform_rate_hz, b.extra["waveform_rate_source"]) == (40_000.0, "electrical_series:raw")
+
+
+@pytest.mark.parametrize("start_s", [0.0, 1000.0, 54_321.5])
+def test_late_timestamps_give_the_rate_to_its_digits(tmp_path, start_s):
+    """Review 20b: 1 / the median interval of timestamps starting at 1000 s gave 39999.9999 Hz (the
+    intervals of large times lose digits), and two probes starting at 0 and 1000 s two rates."""
+    b = read(_timestamped_series_file(tmp_path / "late.nwb", start_s + np.arange(20_000) / 40_000.0))
+    assert b.waveform_rate_hz == 40_000.0

@@ -184,9 +184,10 @@ TIMESTAMPS_TOLERANCE = 0.01
 
 def _timestamps_rate(es) -> float:
     """The sampling rate (Hz) of an ElectricalSeries stored with ``timestamps`` (NeuroConv
-    writes them where a recording has a time vector): 1 / the median interval of its first
-    :data:`TIMESTAMPS_READ` timestamps, where every one of them lies within
-    :data:`TIMESTAMPS_TOLERANCE` of it; NaN otherwise (gaps, unsorted, too few, unreadable)."""
+    writes them where a recording has a time vector): intervals / span of its first
+    :data:`TIMESTAMPS_READ` timestamps, where every interval lies within
+    :data:`TIMESTAMPS_TOLERANCE` of their median; NaN otherwise (gaps, unsorted, too few,
+    unreadable)."""
     try:
         t = np.asarray(es["timestamps"][:TIMESTAMPS_READ], dtype=np.float64)
     except (KeyError, OSError, RuntimeError, TypeError, ValueError):
@@ -197,7 +198,7 @@ def _timestamps_rate(es) -> float:
     step = float(np.median(d))
     if not step > 0 or np.abs(d - step).max() > TIMESTAMPS_TOLERANCE * step:
         return np.nan
-    rate = 1.0 / step
+    rate = len(d) / float(t[-1] - t[0])  # the span, not one interval: late times keep their digits
     for digits in range(5):  # float rounding of the intervals out: 40000.0, 24414.0625 (TDT)
         if abs(rate - round(rate, digits)) <= 1e-9 * rate:
             return round(rate, digits)
@@ -214,20 +215,27 @@ def recording_rates(
     Where they list none: the file's only raw series, where it records the whole electrodes table
     (``n_table`` rows). Never a series the units cannot be tied to (an EMG or sync channel, another
     probe). Series stored with timestamps instead of a rate count, at the rate of their first
-    timestamps where those are regular (:func:`_timestamps_rate`), only where no raw series states
-    a rate (a processed copy beside a rate-stated recording changes nothing)."""
+    timestamps where those are regular (:func:`_timestamps_rate`), where the series that state a
+    rate do not tie the units to a rate by themselves (a processed copy beside a rate-stated
+    recording changes nothing; a probe recorded with timestamps beside one with a rate does)."""
     stated, timed = [], []
     for name, es in _electrical_series(h5):
         try:
-            rate = float(es["starting_time"].attrs["rate"])
-            into = stated
+            stated.append((name, es, float(es["starting_time"].attrs["rate"])))
         except (KeyError, TypeError, ValueError):
-            rate, into = np.nan, timed
-        into.append((name, es, rate))
-    raw = [(n, es, r) for n, es, r in stated if np.isfinite(r) and r >= MIN_RAW_RATE_HZ]
-    if not raw:  # read only now: the timestamps are data, the rates metadata
-        timed = [(name, es, _timestamps_rate(es)) for name, es, _ in timed]
-        raw = [(n, es, r) for n, es, r in timed if np.isfinite(r) and r >= MIN_RAW_RATE_HZ]
+            timed.append((name, es))
+    stated = [(n, es, r) for n, es, r in stated if np.isfinite(r) and r >= MIN_RAW_RATE_HZ]
+    found = _tie(stated, unit_rows, n_table)
+    if found[0] or not timed:
+        return found
+    timed = [(name, es, _timestamps_rate(es)) for name, es in timed]  # data, read only now
+    timed = [(n, es, r) for n, es, r in timed if np.isfinite(r) and r >= MIN_RAW_RATE_HZ]
+    both = _tie(stated + timed, unit_rows, n_table) if timed else found
+    return both if both[0] or not stated else found
+
+
+def _tie(raw, unit_rows, n_table) -> tuple[list[tuple[str, float]], str]:
+    """:func:`recording_rates` over the raw series ``raw`` ((name, group, rate))."""
     if not raw:
         return [], ""
     every = [(name, rate) for name, _, rate in raw]
