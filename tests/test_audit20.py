@@ -106,8 +106,11 @@ def test_a_window_cut_0_47_ms_after_the_trough_is_set_aside_however_blunt_the_tr
     """A 75-sample window whose trough lies one sample past the central 60 % (0.47 ms before the
     window's end, < EDGE_MIN_POST_MS): sharp troughs were set aside, blunt ones (the central pick on
     the trough's own flank, < 1.1x) were used with the repolarisation cut off."""
-    with pytest.raises(FeatureError, match="cut too close to the spike"):
+    with pytest.raises(FeatureError, match="cut too close to the spike") as info:
         align_waveform(_trough_at(75, 60, width_ms), 30000.0)
+    # where the central pick is the trough's flank, the message places the pick, not the trough
+    flank = "the central pick on its flank at 1.97 ms after the window's start, 0.50 ms before its end"
+    assert (flank in str(info.value)) == (width_ms >= 0.1), str(info.value)
 
 
 @pytest.mark.parametrize("width_ms", [0.10, 0.20])

@@ -101,10 +101,14 @@ def test_test_units_of_a_class_the_training_set_lacks_count_as_misses(hull):
 
 
 @needs_tables
-def test_test_units_outside_every_class_are_reported_as_labelled_or_not(hull, monkeypatch, tmp_path):
+@pytest.mark.parametrize("threshold", [2.0, 30.0])
+def test_test_units_outside_every_class_are_reported_as_labelled_or_not(
+    hull, monkeypatch, tmp_path, threshold
+):
     """Test units labelled GrC (a class no model here has) were scored nowhere; now the report says
     how many of them the model gave a C4 label and which, counted from predict_discharge's own
-    output for those units. They stay out of the C4 metrics."""
+    output for those units at the evaluation's threshold (review 20b: at 30 some GrC units lie
+    between ratio 1 and the threshold, so a count at ratio 1 fails). They stay out of the C4 metrics."""
     from nwb_celltype.model import discharge_bundle
 
     _, ts = hull
@@ -120,14 +124,18 @@ def test_test_units_outside_every_class_are_reported_as_labelled_or_not(hull, mo
 
     def spy(bundle, fs, **kw):
         pred = real_predict(bundle, fs, **kw)
-        for uid, lab, st in zip(fs.unit_ids, pred.labels, pred.status, strict=True):
-            seen[int(uid)] = (str(lab), str(st))
+        for uid, lab, st, conf in zip(fs.unit_ids, pred.labels, pred.status, pred.confidence, strict=True):
+            seen[int(uid)] = (str(lab), str(st), float(conf))
         return pred
 
     monkeypatch.setattr(discharge_bundle, "predict_discharge", spy)
-    rep = evaluate_model(_part(ts, train_rows), test_set=test, config=SMALL, baselines=False)
+    rep = evaluate_model(
+        _part(ts, train_rows), test_set=test, config=SMALL, baselines=False, threshold=threshold
+    )
     grc_ids = [int(u) for u in np.asarray(test.features.unit_ids)[4:]]
-    given = [seen[u][0] for u in grc_ids if seen[u][1] == "classified"]
+    given = [seen[u][0] for u in grc_ids if seen[u][1] == "classified" and seen[u][2] >= threshold]
+    if threshold > 2:  # the premise: a unit the model labels at ratio 1 but not at the threshold
+        assert any(seen[u][1] == "classified" and seen[u][2] < threshold for u in grc_ids), seen
     o = rep.outside["GrC"]
     assert o["units"] == 8 and o["confidently_labelled"] == len(given)
     assert o["labels_given"] == {c: given.count(c) for c in set(given)}
@@ -187,3 +195,19 @@ def test_real_model_config_refuses_unusable_counts(kw, match):
         RealModelConfig(**kw)
     with pytest.raises(ModelError, match="folds must be >= 2"):
         TrainConfig(folds=1)
+
+
+@needs_tables
+def test_a_bad_threshold_is_refused_before_any_training(hull, monkeypatch):
+    """Review 20b: since the folds' predictions are made at ratio 1, a threshold below 1 was refused
+    only by the metrics, after every fold had trained."""
+    from nwb_celltype.errors import InvalidValueError
+    from nwb_celltype.model import discharge_bundle
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a model was trained before the threshold was checked")
+
+    monkeypatch.setattr(discharge_bundle, "train_discharge_model", no_training)
+    _, ts = hull
+    with pytest.raises(InvalidValueError, match="threshold must be a finite confidence ratio >= 1"):
+        evaluate_model(ts, folds=3, config=SMALL, baselines=False, threshold=0.5)

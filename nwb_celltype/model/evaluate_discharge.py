@@ -179,10 +179,12 @@ def evaluate_discharge(
         floor, members disagreeing) counted as misses in
         ``recall_abstain_as_miss``; baselines on the same folds.
     """
+    from .decision import check_threshold
     from .evaluate import check_test_set_independent, cross_validate
     from .evaluation_report import describe_data
     from .real_networks import RealModelConfig
 
+    threshold = check_threshold(threshold)  # before any training, not after the last fold
     fs = training_set.features
     _check_family(fs)
     if test_set is not None:
