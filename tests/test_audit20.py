@@ -215,3 +215,28 @@ def test_late_timestamps_give_the_rate_to_its_digits(tmp_path, start_s):
     intervals of large times lose digits), and two probes starting at 0 and 1000 s two rates."""
     b = read(_timestamped_series_file(tmp_path / "late.nwb", start_s + np.arange(20_000) / 40_000.0))
     assert b.waveform_rate_hz == 40_000.0
+
+
+@pytest.mark.parametrize("ignore_waveforms", [False, True])
+def test_the_table_says_which_units_were_aligned_near_their_windows_edge(tmp_path, ignore_waveforms):
+    """Audit 20: windows the edge rule aligns still move labels (10-15 of 80 demo units against the
+    uncut windows), and only the log said which units: the annotated row now notes it where the
+    waveform was used."""
+    from test_units_writers19 import template, trains, write
+
+    from nwb_celltype.features._main_peak import EDGE_NOTE
+
+    units = [
+        {"spike_times": t, "waveform_mean": template(90, 4, 0)[20 if i == 1 else 0 :][:70]}
+        for i, t in enumerate(trains(3, duration=300.0))
+    ]  # unit 1's window starts 0.33 ms before its trough
+    path = write(tmp_path / "cut.nwb", units)
+    out = tmp_path / "a.nwb"
+    args = ["annotate", str(path), "--out", str(out)] + (["--ignore-waveforms"] if ignore_waveforms else [])
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    with NWBHDF5IO(str(out), "r") as io:
+        (record,) = read_annotations(io.read()).values()
+        reasons = [str(r) for r in record.reasons]
+    noted = [EDGE_NOTE in r for r in reasons]
+    assert noted == [False, not ignore_waveforms, False], reasons

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from nwb_celltype.errors import FeatureError
+from nwb_celltype.features._main_peak import EDGE_NOTE
 from nwb_celltype.features.discharge import DischargeConfig, align_waveform, extract_discharge_features
 from nwb_celltype.model.discharge_bundle import _no_waveform_note
 from nwb_celltype.units import UnitsBatch
@@ -85,7 +86,9 @@ def test_trough_in_first_fifth_through_the_units_path(caplog):
     assert fs.has_waveform.tolist() == [True, True] and fs.usable.tolist() == [True, True]
     np.testing.assert_array_equal(fs.waveform[0], _expected().astype(np.float32))
     np.testing.assert_array_equal(fs.waveform[1], _expected().astype(np.float32))
-    assert fs.reasons.tolist() == ["", ""]
+    # the unit's reasons say so too (session 20: the annotated table's row, not only the log)
+    assert fs.reasons[1] == "" and fs.reasons[0].startswith(f"{EDGE_NOTE} (largest deflection"), fs.reasons
+    assert "aligned on it" in fs.reasons[0]
     (msg,) = _edge_warnings(caplog)
     assert "unit 700:" in msg and "aligned on it" in msg and "unit 701" not in msg
 
@@ -125,6 +128,7 @@ def test_ambiguous_edge_deflection_keeps_the_central_peak_with_a_warning(caplog)
     assert fs.has_waveform.tolist() == [True]
     (msg,) = _edge_warnings(caplog)
     assert "unit 700:" in msg and "(1.20x)" in msg and "kept the central peak at 1.50 ms" in msg
+    assert fs.reasons[0].startswith(EDGE_NOTE) and "kept the central peak at 1.50 ms" in fs.reasons[0]
 
 
 @pytest.mark.parametrize("trough", [18, 30, 45, 60, 69])

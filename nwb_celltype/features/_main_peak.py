@@ -28,6 +28,11 @@ EDGE_MIN_PRE_MS = 0.25
 EDGE_MIN_POST_MS = 0.6
 
 
+#: How a unit's reasons note a waveform aligned by the edge rule (or kept at an ambiguous central
+#: peak): its label rests on a window cut near the spike, and such labels move more than others.
+EDGE_NOTE = "waveform window cut near the spike"
+
+
 class _EdgePeakError(FeatureError):
     """A dominant deflection too near the window's edge to align on (:func:`_main_peak`)."""
 

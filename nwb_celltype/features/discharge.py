@@ -32,8 +32,8 @@ from ._guards import check_train
 from ._main_peak import EDGE_FLANK_RATIO as EDGE_FLANK_RATIO  # the edge rule's constants, documented
 from ._main_peak import EDGE_MIN_POST_MS as EDGE_MIN_POST_MS  # with align_waveform
 from ._main_peak import EDGE_MIN_PRE_MS as EDGE_MIN_PRE_MS
+from ._main_peak import EDGE_NOTE, _EdgePeakError, _main_peak
 from ._main_peak import EDGE_PEAK_RATIO as EDGE_PEAK_RATIO
-from ._main_peak import _EdgePeakError, _main_peak
 from .config import Allowed, ConfigMixin, common_config
 
 log = logging.getLogger(__name__)
@@ -391,6 +391,8 @@ def _align_waveforms(waveforms, rate_hz, config, reasons, unit_ids=None) -> tupl
         try:
             out[i], note = _align(waveforms[i], rate_hz, config)
             has[i] = True
+            if note:  # the unit's row says so, not only the log
+                reasons[i].append(f"{EDGE_NOTE} ({note})")
         except NwbCelltypeError as exc:
             reasons[i].append(f"waveform: {exc}")
             note = f"{exc}: scored from its discharge alone" if isinstance(exc, _EdgePeakError) else ""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ModelError, ModelMismatchError
+from ..features._main_peak import EDGE_NOTE
 from ..features.discharge import FAMILY, DischargeConfig, DischargeFeatureSet
 from ..units import reason_parts
 from ..vocabulary import NOT_CLASSIFIABLE, UNCLASSIFIED
@@ -415,7 +416,7 @@ def _reasons(
             else:
                 reasons[i] = below
     for i in np.flatnonzero(ok):  # what was set aside before counting, e.g. spikes outside obs_intervals
-        notes = _spike_notes(given[i])
+        notes = _spike_notes(given[i], waveform_used=bool(s.used_wave[i]))
         if notes:
             reasons[i] = "; ".join(filter(None, [reasons[i], notes]))
     return reasons
@@ -431,11 +432,14 @@ def _no_waveform_note(given) -> str:
     return f"{NO_WAVEFORM_NOTE[:-1]}: {why[0]})" if why else NO_WAVEFORM_NOTE
 
 
-def _spike_notes(given) -> str:
+def _spike_notes(given, waveform_used: bool = True) -> str:
     """The notes of a classifiable unit's feature reasons on its spike times (duplicates, non-finite
-    times, spikes outside its observation intervals); waveform notes are said otherwise."""
+    times, spikes outside its observation intervals), and, where its waveform was used, that its
+    window was cut near the spike (:data:`~nwb_celltype.features._main_peak.EDGE_NOTE`); a missing
+    waveform is said otherwise."""
     parts = reason_parts(str(given or ""))
-    return "; ".join(p for p in parts if not p.startswith(("no waveform", "waveform")))
+    keep = [p for p in parts if not p.startswith(("no waveform", "waveform"))]
+    return "; ".join(keep + [p for p in parts if waveform_used and p.startswith(EDGE_NOTE)])
 
 
 __all__ = [
