@@ -148,11 +148,12 @@ def parse_source(source: str | os.PathLike) -> SourceSpec:
     s = source.strip()
     if not s:
         raise InvalidValueError("source is empty; give a file path, an http(s) URL or a DANDI id.")
-    spec = _parse_form(s)
-    if spec.kind == "dandi" and _BARE.match(s) and Path(s).expanduser().exists():
-        log.info(_local_reading(s, spec))
-        return SourceSpec(kind="local", path=str(Path(s).expanduser()))
-    return spec
+    local = Path(s).expanduser()
+    if local.exists():  # what the shell names; say how to name a DANDI source it also spells
+        if _BARE.match(s):
+            log.info(_local_reading(s, _parse_form(s)))
+        return SourceSpec(kind="local", path=str(local))
+    return _parse_form(s)
 
 
 def parse_dandiset_reference(reference: str) -> SourceSpec:
