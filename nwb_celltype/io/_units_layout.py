@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import InvalidUnitsError, InvalidValueError, NotNWBError
 from ._layers import map_location_to_layer
+from ._recording_rate import recording_rates
 from ._source import Source
 from ._units_tables import resolve_units_table
 from ._waveform_checks import (  # noqa: F401  (importable from here too)
@@ -29,7 +30,6 @@ from ._waveform_checks import (  # noqa: F401  (importable from here too)
     _waveform_rate,
     check_ragged_index,
     checked_waveform_rate,
-    recording_rates,
 )
 
 log = logging.getLogger(__name__)
