@@ -20,7 +20,7 @@ RULE = np.array([False, False, True, False])
 CLASSES = ("A", "B")
 
 
-def _fake_predict(bundle, fs, *, threshold=2.0, species=None):
+def _fake_predict(bundle, fs, threshold=2.0, species=None):
     """predict_discharge's contract: classified where the ratio reaches the threshold and no rule
     withholds the label; not_classifiable without probabilities."""
     srt = np.sort(P, axis=1)
@@ -35,10 +35,16 @@ def _fake_predict(bundle, fs, *, threshold=2.0, species=None):
     return SimpleNamespace(probabilities=P, status=status, labels=labels, confidence=conf)
 
 
-def test_rule_abstentions_and_labels_at_the_threshold(monkeypatch):
+def test_rule_abstentions_and_labels_at_the_threshold(monkeypatch, caplog):
     monkeypatch.setattr(discharge_bundle, "train_discharge_model", lambda part, **kw: object())
-    monkeypatch.setattr(discharge_bundle, "predict_discharge", _fake_predict)
-    p, held, given = _fit_and_score(None, None, CLASSES, None, 2.0)
+    monkeypatch.setattr(discharge_bundle, "_predict_units", _fake_predict)
+    with caplog.at_level("INFO", logger="nwb_celltype.model.evaluate_discharge"):
+        p, held, given = _fit_and_score(None, None, CLASSES, None, 2.0)
+    # the fold says what it labelled at the evaluation's threshold, not at the ratio 1 it predicts at
+    assert (
+        "labelled 1 / 4 held-out units at threshold 2 (2 withheld by the model's rules, 1 below the threshold)"
+        in (caplog.text)
+    )
     np.testing.assert_array_equal(p, P)
     # unit 1 is not held by a rule: only the threshold leaves it unclassified; unit 3 has no features
     assert held.tolist() == [False, False, True, True]

@@ -225,12 +225,28 @@ def predict_discharge(
     default ``features.meta["species"]``, which feature tables carry from their dataset.json): a unit
     of a species the model was trained on is not given a label whose class that species gave the
     model fewer than ``min_species_class_units`` training units (:mod:`.real_species`)."""
+    pred = _predict_units(bundle, features, threshold, species)
+    status = np.asarray(pred.status)
+    logger.info(
+        "classified %d / %d units (%d unclassified, %d out of distribution, %d not classifiable) with %s",
+        int((status == "classified").sum()),
+        len(status),
+        int((status == "unclassified").sum()),
+        int(np.asarray(pred.out_of_distribution, bool).sum()),
+        int((status == "not_classifiable").sum()),
+        bundle.name,
+    )
+    return pred
+
+
+def _predict_units(bundle: DischargeBundle, features: DischargeFeatureSet, threshold, species):
+    """:func:`predict_discharge` without its log line (evaluation folds predict at ratio 1 and say
+    what they labelled at their own threshold)."""
     from .decision import check_threshold
     from .predict import Predictions
 
     _check_features(bundle, features)
     threshold = check_threshold(threshold)
-    n = len(features)
     ok = np.asarray(features.usable, dtype=bool) & np.asarray(features.has_discharge, dtype=bool)
     rows = np.flatnonzero(ok)
     if species is None:
@@ -238,15 +254,6 @@ def predict_discharge(
     s = _score_units(bundle, features, rows, species)
     labels, status, conf = _decide_units(bundle, s, rows, threshold)
     reasons = _reasons(bundle, features, ok, s, status, conf, threshold)
-    logger.info(
-        "classified %d / %d units (%d unclassified, %d out of distribution, %d not classifiable) with %s",
-        int((status == "classified").sum()),
-        n,
-        int((status == "unclassified").sum()),
-        int(s.ood.sum()),
-        int((~ok).sum()),
-        bundle.name,
-    )
     return Predictions(
         classes=bundle.classes,
         probabilities=s.probs,

@@ -15,6 +15,7 @@ folds: logistic regression on log rate + CV2 + waveform width, and on the raw fe
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from ..features.discharge_inputs import (
 )
 
 __all__ = ["BASELINES", "discharge_baselines", "evaluate_discharge"]
+
+logger = logging.getLogger(__name__)
 
 C4_CLASSES = ("PkC_ss", "PkC_cs", "MLI", "GoC", "MFB")
 
@@ -131,16 +134,24 @@ def _fit_and_score(part: _Part, test_fs, classes, config, threshold, species=Non
     not by the threshold: :func:`~.metrics.classification_metrics` applies the threshold, and each
     threshold of its accuracy-coverage curve, itself; and the labels given at ``threshold``."""
     from ..vocabulary import UNCLASSIFIED
-    from .discharge_bundle import predict_discharge, train_discharge_model
+    from .discharge_bundle import _predict_units, train_discharge_model
 
     bundle = train_discharge_model(part, classes=classes, config=config, name="evaluate", version="0")
     # at ratio 1 every unit with probabilities passes the threshold: what is left unclassified is what
     # the model's rules withheld (none of them depends on the threshold)
-    pred = predict_discharge(bundle, test_fs, threshold=1.0, species=species)
+    pred = _predict_units(bundle, test_fs, 1.0, species)
     by_rules = np.asarray(pred.status) != "classified"
     with np.errstate(invalid="ignore"):
         below = np.asarray(pred.confidence, float) < threshold
     given = np.where(~by_rules & below, UNCLASSIFIED, np.asarray(pred.labels, dtype=object))
+    logger.info(
+        "labelled %d / %d held-out units at threshold %g (%d withheld by the model's rules, %d below the threshold)",
+        int((~by_rules & ~below).sum()),
+        len(by_rules),
+        threshold,
+        int(by_rules.sum()),
+        int((~by_rules & below).sum()),
+    )
     return np.asarray(pred.probabilities, float), by_rules, given
 
 
