@@ -11,14 +11,14 @@ from collections import Counter
 
 import numpy as np
 
+from .reasons import is_outside_reason
+
 logger = logging.getLogger("nwb_celltype")
 
 
 def n_outside(preds) -> int:
     """Units whose label :func:`withhold_outside` withheld."""
-    from .model.scope import OUTSIDE_REASON
-
-    return sum(str(r).startswith(OUTSIDE_REASON) for r in preds.reasons)
+    return sum(is_outside_reason(str(r)) for r in preds.reasons)
 
 
 def withhold_outside(preds, locations) -> int:

@@ -8,25 +8,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InvalidUnitsError
-
-
-def reason_parts(text: str) -> list[str]:
-    """The reasons of ``text``, a unit's reasons joined with ``"; "`` (``extra["reasons"]`` of a
-    :class:`UnitsBatch`), split where that separator stands outside brackets: a reason may hold
-    ``"; "`` inside its parentheses ("no waveform (its spikes have [1, 2] ...; NWB expects ...)")."""
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        depth += (ch in "([") - (ch in ")]")
-        if depth <= 0 and text.startswith("; ", i):
-            parts.append(text[start:i])
-            start = i + 2
-    parts.append(text[start:])
-    return [p for p in parts if p]
+from .reasons import reason_parts as reason_parts  # the reasons' vocabulary (re-exported: public here before)
 
 
 @dataclass(frozen=True)
 class SkippedUnit:
-    """A unit that cannot be used, and why (e.g. ``"no spikes"``, ``"no waveform"``)."""
+    """A unit that cannot be used, and why (e.g. ``"no spikes"``, ``"no waveform"``; the reasons'
+    vocabulary: :mod:`nwb_celltype.reasons`)."""
 
     unit_id: int
     reason: str

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FeatureError
+from ..reasons import EDGE_NOTE as EDGE_NOTE  # how a unit's reasons note this rule (re-exported)
 
 #: The main peak is searched in the window's central 60 % (not transients or other spikes at its
 #: edges); a deflection in its first or last 20 % replaces it only when > this many times larger. In
@@ -26,11 +27,6 @@ EDGE_FLANK_RATIO = 1.1
 #: at 0.5 ms after). Otherwise the waveform is unusable: its unit is scored from its discharge alone.
 EDGE_MIN_PRE_MS = 0.25
 EDGE_MIN_POST_MS = 0.6
-
-
-#: How a unit's reasons note a waveform aligned by the edge rule (or kept at an ambiguous central
-#: peak): its label rests on a window cut near the spike, and such labels move more than others.
-EDGE_NOTE = "waveform window cut near the spike"
 
 
 class _EdgePeakError(FeatureError):

@@ -27,13 +27,22 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import FeatureError, NwbCelltypeError
-from ..units import UnitsBatch, reason_parts
+from ..reasons import (
+    edge_note,
+    is_waveform_reason,
+    join_reasons,
+    no_waveform,
+    reason_parts,
+    too_few_spikes,
+    waveform_problem,
+)
+from ..units import UnitsBatch
 from ._guards import check_train
 from ._main_peak import EDGE_FLANK_RATIO as EDGE_FLANK_RATIO  # the edge rule's constants, documented
 from ._main_peak import EDGE_MIN_POST_MS as EDGE_MIN_POST_MS  # with align_waveform
 from ._main_peak import EDGE_MIN_PRE_MS as EDGE_MIN_PRE_MS
-from ._main_peak import EDGE_NOTE, _EdgePeakError, _main_peak
 from ._main_peak import EDGE_PEAK_RATIO as EDGE_PEAK_RATIO
+from ._main_peak import _EdgePeakError, _main_peak
 from .config import Allowed, ConfigMixin, common_config
 
 log = logging.getLogger(__name__)
@@ -204,7 +213,7 @@ def _clean_train(times_s: np.ndarray) -> tuple[np.ndarray, str]:
     if dup.any():
         notes.append(f"{int(dup.sum())} duplicate spike times dropped")
         t = t[~dup]
-    return t, "; ".join(notes)
+    return t, join_reasons(notes)
 
 
 def observed_segments(times_s: np.ndarray, intervals) -> tuple[list[np.ndarray], str]:
@@ -224,7 +233,7 @@ def observed_segments(times_s: np.ndarray, intervals) -> tuple[list[np.ndarray],
     notes = [f"{int((~ok).sum())} invalid observation intervals ignored"] if not ok.all() else []
     iv = iv[ok]
     if not len(iv):
-        return [t], "; ".join(notes)
+        return [t], join_reasons(notes)
     iv = iv[np.argsort(iv[:, 0], kind="stable")]
     merged = [list(iv[0])]
     for a, b in iv[1:]:
@@ -236,7 +245,7 @@ def observed_segments(times_s: np.ndarray, intervals) -> tuple[list[np.ndarray],
     outside = len(t) - sum(len(x) for x in segments)
     if outside:
         notes.append(f"{outside} spikes outside the unit's observation intervals ignored")
-    return segments, "; ".join(notes)
+    return segments, join_reasons(notes)
 
 
 def compute_acg_counts(times_s: np.ndarray, lags_ms: int = 100) -> np.ndarray:
@@ -384,7 +393,7 @@ def _align_waveforms(waveforms, rate_hz, config, reasons, unit_ids=None) -> tupl
     has = np.zeros(n, dtype=bool)
     if waveforms is None or rate_hz is None:
         for r in reasons:
-            r.append("no waveform")
+            r.append(no_waveform())
         return out, has
     edge = []  # units whose largest deflection lies outside the central span: never silently
     for i in range(n):
@@ -392,9 +401,9 @@ def _align_waveforms(waveforms, rate_hz, config, reasons, unit_ids=None) -> tupl
             out[i], note = _align(waveforms[i], rate_hz, config)
             has[i] = True
             if note:  # the unit's row says so, not only the log
-                reasons[i].append(f"{EDGE_NOTE} ({note})")
+                reasons[i].append(edge_note(note))
         except NwbCelltypeError as exc:
-            reasons[i].append(f"waveform: {exc}")
+            reasons[i].append(waveform_problem(exc))
             note = f"{exc}: scored from its discharge alone" if isinstance(exc, _EdgePeakError) else ""
         if note:
             edge.append(f"unit {i if unit_ids is None else int(unit_ids[i])}: {note}")
@@ -435,7 +444,7 @@ def extract_discharge_features(
             for part in reason_parts(str(r)):
                 reasons[i].append(part)
                 # a waveform problem is a note: discharge-only members classify such units
-                fatal[i] |= not part.startswith(("no waveform", "waveform"))
+                fatal[i] |= not is_waveform_reason(part)
     acg = np.zeros((n, config.acg_lags_ms))
     isi = np.zeros((n, config.isi_bins_ms))
     has_discharge = np.zeros(n, dtype=bool)
@@ -457,7 +466,7 @@ def extract_discharge_features(
             reasons[i].append(note)
         n_observed = sum(len(x) for x in segments)
         if n_observed < config.min_spikes:
-            reasons[i].append(f"{n_observed} spikes < min_spikes={config.min_spikes}")
+            reasons[i].append(too_few_spikes(n_observed, config.min_spikes))
             continue
         for x in segments:  # pairs and intervals within one observation interval only
             acg[i] += compute_acg_counts(x, config.acg_lags_ms)
@@ -482,7 +491,7 @@ def extract_discharge_features(
         has_discharge=has_discharge,
         has_waveform=has_wave,
         usable=usable,
-        reasons=np.array(["; ".join(dict.fromkeys(r)) for r in reasons], dtype=object),
+        reasons=np.array([join_reasons(dict.fromkeys(r)) for r in reasons], dtype=object),
         config=config,
     )
 

@@ -13,6 +13,7 @@ import numpy as np
 from .. import vocabulary
 from .._atomic_files import write_npz
 from ..errors import FeatureError, NwbCelltypeError
+from ..reasons import join_reasons, no_waveform, too_few_spikes, waveform_problem
 from ..units import UnitsBatch
 from ._guards import check_train
 from ._npz import read_npz
@@ -108,7 +109,7 @@ def extract_features(
             elif not why:
                 t = t[sel.good_spikes]
         if len(t) < config.min_spikes:
-            reasons[i].append(f"{len(t)} spikes < min_spikes={config.min_spikes}")
+            reasons[i].append(too_few_spikes(len(t), config.min_spikes))
         trains.append(t)
     if progress:
         log.info("3D ACGs of %d units (%d spikes)", n, sum(len(t) for t in trains))
@@ -125,13 +126,13 @@ def extract_features(
     wave = np.zeros((n, config.waveform_samples), dtype=np.float32)
     if batch.waveforms is None or batch.waveform_rate_hz is None:
         for r in reasons:
-            r.append("no waveform")
+            r.append(no_waveform())
     else:
         for i in range(n):
             try:
                 wave[i] = preprocess_waveform(batch.waveforms[i], batch.waveform_rate_hz, config)
             except NwbCelltypeError as exc:
-                reasons[i].append(f"waveform: {exc}")
+                reasons[i].append(waveform_problem(exc))
 
     layer = np.zeros((n, len(vocabulary.LAYERS)), dtype=np.float32)
     layers = batch.layers if batch.layers is not None else np.full(n, "unknown", dtype=object)
@@ -144,7 +145,7 @@ def extract_features(
             )
         layer[i, vocabulary.LAYERS.index(name)] = 1.0
 
-    reason_arr = np.array(["; ".join(dict.fromkeys(r)) for r in reasons], dtype=object)
+    reason_arr = np.array([join_reasons(dict.fromkeys(r)) for r in reasons], dtype=object)
     return FeatureSet(
         unit_ids=np.asarray(batch.unit_ids, dtype=np.int64),
         acg=acg,

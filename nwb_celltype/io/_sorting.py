@@ -13,6 +13,7 @@ import logging
 import numpy as np
 
 from ..errors import EmptyUnitsError, InvalidUnitsError
+from ..reasons import waveform_problem
 from ..units import UnitsBatch
 
 __all__ = ["units_from_sorting", "units_from_tsgroup"]
@@ -162,7 +163,7 @@ def _check_time_scale(times: list[np.ndarray]) -> None:
 
 
 #: Reason of a unit missing from a ``waveforms`` dict (it is scored from its discharge alone).
-WAVEFORM_NOT_GIVEN = "waveform: no waveform given (the unit is not in the waveforms dict)"
+WAVEFORM_NOT_GIVEN = waveform_problem("no waveform given (the unit is not in the waveforms dict)")
 
 
 def _batch(
@@ -243,7 +244,7 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
         width = n_samples.pop() if n_samples else 1
         rows = [np.ravel(waveforms[u]) if u in waveforms else np.full(width, np.nan) for u in ids]
         # a unit missing from the dict has no waveform: say so, not that its NaN row "contains NaN
-        # samples" (the features keep the first "waveform: " reason, which this one is)
+        # samples" (the model's note says the first waveform_problem: reasons.waveform_why)
         reasons = ["" if u in waveforms else WAVEFORM_NOT_GIVEN for u in ids]
         waveforms = np.array(rows, dtype=np.float64)
     waveforms = np.asarray(waveforms, dtype=np.float64)

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from ..errors import InvalidValueError
+from ..reasons import NO_SPIKES, join_reasons, no_waveform, waveform_samples_differ
 from ..units import SkippedUnit, UnitsBatch
 from ._layers import map_location_to_layer
 from ._prefetch import ChunkPrefetcher
@@ -236,7 +237,7 @@ def _read_spikes(
     else:
         spikes = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float64)
     for i in np.flatnonzero(counts == 0):
-        reasons[i].append("no spikes")
+        reasons[i].append(NO_SPIKES)
     return spikes, np.r_[0, np.cumsum(counts)].astype(np.int64)
 
 
@@ -308,16 +309,16 @@ def _spike_waveform_mean(w, start: int, ends: np.ndarray, prefetch) -> tuple[np.
     (``prefetch``: per block, where the caller did not prefetch the unit's rows)."""
     none = np.zeros((0, 0), dtype=np.float32)
     if not len(ends):
-        return none, "no waveform (the unit has no per-spike waveforms)"
+        return none, no_waveform("the unit has no per-spike waveforms")
     per_spike = np.diff(np.r_[start, ends])  # waveforms (electrodes) of each spike
     if (per_spike < 0).any() or ends[-1] > w.shape[0]:
-        return none, "no waveform (waveforms_index is malformed for this unit: not rows of waveforms)"
+        return none, no_waveform("waveforms_index is malformed for this unit: not rows of waveforms")
     k = int(per_spike[0])
     if k == 0 or (per_spike != k).any():
         counts = sorted({int(c) for c in per_spike})[:5]
-        return none, (
-            f"no waveform (its spikes have {counts} per-spike waveforms each; NWB expects one per "
-            "electrode of the unit, as many for every spike)"
+        return none, no_waveform(
+            f"its spikes have {counts} per-spike waveforms each; NWB expects one per electrode of the "
+            "unit, as many for every spike"
         )
     n_samples = int(w.shape[1])
     total = np.zeros((k, n_samples))
@@ -350,7 +351,7 @@ def _peak_waveforms(
         stack = np.stack(per_unit)
         has, ch, sg = _peaks(stack)
         for i in np.flatnonzero(~has):
-            reasons[i].append((why_none[i] if why_none else "") or "no waveform")
+            reasons[i].append((why_none[i] if why_none else "") or no_waveform())
         good = np.flatnonzero(has)
         peak[good], sign[good] = ch[good], sg[good]
         waves[good] = stack[good, :, ch[good]]
@@ -358,10 +359,10 @@ def _peak_waveforms(
     for i, w in enumerate(per_unit):  # ragged channels or lengths: unit by unit
         has, ch, sg = _peaks(w[None]) if w.size else (np.zeros(1, bool), None, None)
         if not has[0]:
-            reasons[i].append((why_none[i] if why_none else "") or "no waveform")
+            reasons[i].append((why_none[i] if why_none else "") or no_waveform())
             continue
         if w.shape[0] != n_samples:
-            reasons[i].append(f"waveform has {w.shape[0]} samples, others {n_samples}")
+            reasons[i].append(waveform_samples_differ(w.shape[0], n_samples))
             continue
         peak[i], sign[i] = ch[0], sg[0]
         waves[i] = w[:, ch[0]]
@@ -535,7 +536,7 @@ def _read_batch(lay: _Layout, rows: np.ndarray, prefetch) -> UnitsBatch:
     sign = np.zeros(m, dtype=np.int8)
     if lay.wave_kind is None:
         for r in reasons:
-            r.append(lay.wave_note or "no waveform")
+            r.append(lay.wave_note or no_waveform())
     else:
         why_none = None
         if lay.wave_kind == "spikes":
@@ -548,7 +549,7 @@ def _read_batch(lay: _Layout, rows: np.ndarray, prefetch) -> UnitsBatch:
     layers = _unit_layers(lay, rows, peak_electrodes)
     locations = _per_unit_electrode_value(lay, rows, peak_electrodes, lay.electrode_locations, "")
     obs = _read_obs_intervals(lay, rows)
-    reason_str = np.array(["; ".join(r) for r in reasons], dtype=object)
+    reason_str = np.array([join_reasons(r) for r in reasons], dtype=object)
     skipped = [SkippedUnit(int(ids[i]), reason_str[i]) for i in range(m) if reason_str[i]]
     return UnitsBatch(
         unit_ids=ids,

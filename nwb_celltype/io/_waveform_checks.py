@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import InvalidUnitsError, InvalidValueError, NotNWBError
+from ..reasons import spike_waveforms_not_averaged, waveform_column_set_aside
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +237,7 @@ def _waveform_layout(
         if require_waveforms:
             raise NotNWBError(f"{where}: {why}.")
         log.warning("%s: %s; set aside: every unit is scored from its discharge alone.", where, why)
-        return None, None, None, "", f"{column} set aside ({why})"
+        return None, None, None, "", waveform_column_set_aside(column, why)
     if kind == "spikes":
         log.warning(
             "%s has no waveform_mean but per-spike waveforms: each unit's mean waveform is the average "
@@ -286,11 +287,10 @@ def _spike_waveforms_kind(g, where: str, n: int, strict: bool = False) -> tuple[
     w = g["waveforms"]
     if "waveforms_index" not in g or "waveforms_index_index" not in g or w.ndim != 2:
         levels = [k for k in ("waveforms_index", "waveforms_index_index") if k in g]
-        return (
-            f"no waveform_mean, and its per-spike waveforms {tuple(w.shape)} (indexed by "
-            f"{', '.join(levels) or 'nothing'}) are not laid out as NWB's Units.waveforms (rows of "
-            "samples, waveforms_index and waveforms_index_index), so they are not averaged: add "
-            "waveform_mean to the Units table"
+        return spike_waveforms_not_averaged(
+            f"{tuple(w.shape)} (indexed by {', '.join(levels) or 'nothing'}) are not laid out as NWB's "
+            "Units.waveforms (rows of samples, waveforms_index and waveforms_index_index), so they are "
+            "not averaged: add waveform_mean to the Units table"
         )
     # checks the spikes per unit; waveforms_index (one per spike) is read unit by unit, bounded
     try:
@@ -299,9 +299,9 @@ def _spike_waveforms_kind(g, where: str, n: int, strict: bool = False) -> tuple[
         if strict:
             raise
         first = str(exc).removeprefix(f"{where}: ").split("; ")[0]  # no "; ": reasons are split there
-        return (
-            f"no waveform_mean, and its per-spike waveforms are set aside: {first}, so which spikes are "
-            "whose cannot be told (the Units table is malformed: rewrite it or fix the sorter export)"
+        return spike_waveforms_not_averaged(
+            f"are set aside: {first}, so which spikes are whose cannot be told (the Units table is "
+            "malformed: rewrite it or fix the sorter export)"
         )
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from .._atomic_files import write_text_file
 from ..errors import LibraryError, NwbCelltypeError, SourceNotFoundError
 from ..features.discharge import DischargeConfig, DischargeFeatureSet, align_waveform
+from ..reasons import join_reasons, no_waveform, waveform_problem
 from ._table_csv import (  # noqa: F401  (the table reader's names, importable from here too)
     TABLE_LABELS,
     UNLABELLED,
@@ -245,10 +246,10 @@ def read_feature_tables(
                 wave[i] = align_waveform(w[i], float(rate), config)
                 has_wave[i] = True
             except NwbCelltypeError as exc:
-                reasons[i].append(f"waveform: {exc}")
+                reasons[i].append(waveform_problem(exc))
     else:
         for r in reasons:
-            r.append("no waveform")
+            r.append(no_waveform())
     for i in np.flatnonzero(~has_discharge):
         reasons[i].append("no ACG/ISI in the tables")
     meta = dict(info.dataset)
@@ -261,7 +262,7 @@ def read_feature_tables(
         has_discharge=has_discharge,
         has_waveform=has_wave,
         usable=has_discharge.copy(),
-        reasons=np.array(["; ".join(r) for r in reasons], dtype=object),
+        reasons=np.array([join_reasons(r) for r in reasons], dtype=object),
         labels=None if labels is None else np.asarray(labels, dtype=object),
         meta=meta,
         config=config,

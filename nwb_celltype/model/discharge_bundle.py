@@ -20,9 +20,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ModelError, ModelMismatchError
-from ..features._main_peak import EDGE_NOTE
 from ..features.discharge import FAMILY, DischargeConfig, DischargeFeatureSet
-from ..units import reason_parts
+from ..reasons import (  # noqa: F401  (the model's notes: re-exported)
+    IGNORED_WAVEFORM_NOTE,
+    NO_WAVEFORM_NOTE,
+    SEPARATOR,
+    is_edge_note,
+    is_waveform_reason,
+    join_reasons,
+    reason_parts,
+    scored_without_waveform,
+    waveform_why,
+)
 from ..vocabulary import NOT_CLASSIFIABLE, UNCLASSIFIED
 from .bundle import CardProperties
 from .decision import BELOW_THRESHOLD, below_threshold_reason  # noqa: F401  (BELOW_THRESHOLD: re-exported)
@@ -37,8 +46,6 @@ KIND = "real-ensemble"
 OOD_REASON = "out of distribution"
 DISAGREE_REASON = "ensemble members disagree"
 FLOOR_REASON = "confidence ratio below the model's floor for this label"
-NO_WAVEFORM_NOTE = "scored from its discharge alone (no usable waveform)"
-IGNORED_WAVEFORM_NOTE = "scored from its discharge alone (waveforms ignored on request)"
 #: reason of a unit left unclassified by the threshold alone (elsewhere given as "")
 
 
@@ -388,7 +395,8 @@ def _reasons(
     min_agree = float(bundle.meta["config"].get("min_agreement", 0.0))
     ignored = bool(features.meta.get("waveforms_ignored"))
     no_waves = [IGNORED_WAVEFORM_NOTE if ignored else _no_waveform_note(g) for g in given]
-    wave_note = [("" if s.used_wave[i] else f"; {no_waves[i]}") for i in range(n)]  # what an abstention adds
+    # what an abstention adds
+    wave_note = [("" if s.used_wave[i] else f"{SEPARATOR}{no_waves[i]}") for i in range(n)]
     for i in range(n):
         if not ok[i]:
             reasons[i] = str(given[i]) or "unusable features"
@@ -419,34 +427,30 @@ def _reasons(
         else:  # said with the threshold where that is why it has no label
             below = below_threshold_reason(conf[i], threshold) if status[i] == "unclassified" else ""
             if not s.used_wave[i]:
-                reasons[i] = f"{below}; {no_waves[i]}" if below else no_waves[i]
+                reasons[i] = join_reasons([below, no_waves[i]]) if below else no_waves[i]
             else:
                 reasons[i] = below
     for i in np.flatnonzero(ok):  # what was set aside before counting, e.g. spikes outside obs_intervals
         notes = _spike_notes(given[i], waveform_used=bool(s.used_wave[i]))
         if notes:
-            reasons[i] = "; ".join(filter(None, [reasons[i], notes]))
+            reasons[i] = join_reasons(filter(None, [reasons[i], notes]))
     return reasons
 
 
 def _no_waveform_note(given) -> str:
-    """:data:`NO_WAVEFORM_NOTE`, with why the unit's waveform was unusable where its feature reasons
-    say: the reader's reason first (``no waveform (...)``: per-spike waveforms not averaged, ...; the
-    reader leaves such a unit a NaN row), else the features' (``waveform: ...``: NaN samples, flat)."""
-    parts = reason_parts(str(given or ""))
-    read = [p[len("no waveform (") : -1] for p in parts if p.startswith("no waveform (") and p.endswith(")")]
-    why = read or [p[len("waveform: ") :] for p in parts if p.startswith("waveform: ")]
-    return f"{NO_WAVEFORM_NOTE[:-1]}: {why[0]})" if why else NO_WAVEFORM_NOTE
+    """:data:`~nwb_celltype.reasons.NO_WAVEFORM_NOTE`, with why the unit's waveform was unusable
+    where its feature reasons say (:func:`~nwb_celltype.reasons.waveform_why`)."""
+    return scored_without_waveform(waveform_why(reason_parts(str(given or ""))))
 
 
 def _spike_notes(given, waveform_used: bool = True) -> str:
     """The notes of a classifiable unit's feature reasons on its spike times (duplicates, non-finite
     times, spikes outside its observation intervals), and, where its waveform was used, that its
-    window was cut near the spike (:data:`~nwb_celltype.features._main_peak.EDGE_NOTE`); a missing
-    waveform is said otherwise."""
+    window was cut near the spike (:func:`~nwb_celltype.reasons.edge_note`); a missing waveform is
+    said otherwise."""
     parts = reason_parts(str(given or ""))
-    keep = [p for p in parts if not p.startswith(("no waveform", "waveform"))]
-    return "; ".join(keep + [p for p in parts if waveform_used and p.startswith(EDGE_NOTE)])
+    keep = [p for p in parts if not is_waveform_reason(p)]
+    return join_reasons(keep + [p for p in parts if waveform_used and is_edge_note(p)])
 
 
 __all__ = [

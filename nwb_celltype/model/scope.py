@@ -4,22 +4,18 @@ Every model of this package learnt the cell types of the cerebellar cortex (C4's
 unit whose electrode's ``location`` names a brain region outside it — another structure a
 Neuropixels probe passes through on its way, or the cerebellar nuclei — is none of them, whatever
 its discharge looks like: it keeps its probabilities, and its label is withheld (status
-``unclassified``, reason :func:`outside_reason`). Locations that say nothing (free text, fibre
-tracts, "CB") withhold nothing. The scope of each location is decided in the reading layer
-(:func:`nwb_celltype.io.location_scope`); ``annotate(any_region=True)`` turns the rule off."""
+``unclassified``, reason :func:`~nwb_celltype.reasons.outside_reason`, first in its reasons).
+Locations that say nothing (free text, fibre tracts, "CB") withhold nothing. The scope of each
+location is decided in the reading layer (:func:`nwb_celltype.io.location_scope`);
+``annotate(any_region=True)`` turns the rule off."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..reasons import OUTSIDE_REASON, join_reasons, outside_reason
+
 __all__ = ["OUTSIDE_REASON", "outside_reason", "withhold_outside_cerebellar_cortex"]
-
-#: The start of the reason of a unit whose label the rule withheld.
-OUTSIDE_REASON = "recorded outside the cerebellar cortex"
-
-
-def outside_reason(location: str) -> str:
-    return f"{OUTSIDE_REASON} (electrode location {location!r}); the model knows cerebellar cortex cells only"
 
 
 def withhold_outside_cerebellar_cortex(preds, outside: np.ndarray, locations: np.ndarray) -> np.ndarray:
@@ -35,6 +31,6 @@ def withhold_outside_cerebellar_cortex(preds, outside: np.ndarray, locations: np
     reasons = np.asarray(preds.reasons, dtype=object).copy()
     for i in np.flatnonzero(hit):
         labels[i], status[i] = "unclassified", "unclassified"
-        reasons[i] = "; ".join(filter(None, [outside_reason(str(locations[i])), str(reasons[i] or "")]))
+        reasons[i] = join_reasons(filter(None, [outside_reason(str(locations[i])), str(reasons[i] or "")]))
     preds.labels, preds.status, preds.reasons = labels, status, reasons
     return hit
