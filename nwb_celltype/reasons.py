@@ -9,11 +9,13 @@ Layers classify a part by how it starts, so every producer builds its parts with
 here and every consumer asks the predicates here, never a text prefix of its own:
 
 - a **waveform reason** (:func:`is_waveform_reason`) says the unit's waveform is missing or unusable,
-  or notes how it was read; it is a note, never fatal (the unit is scored from its discharge alone).
+  or notes how it was read; to the ``acg-isi-wave`` features it is a note, not fatal (the unit is
+  scored from its discharge alone; the ``c4-3d`` family needs the waveform).
   The reader writes :func:`no_waveform` (``"no waveform"``, ``"no waveform (why)"``),
   :func:`spike_waveforms_not_averaged`, :func:`waveform_column_set_aside` and
   :func:`waveform_samples_differ`; the features write :func:`waveform_problem` (``"waveform: why"``)
-  and, where a waveform was aligned near its window's edge, :func:`edge_note` (:func:`is_edge_note`).
+  and, where a waveform was aligned near its window's edge, :func:`edge_note` (:func:`is_edge_note`;
+  a waveform reason too, which the model's notes keep where the waveform was used).
   :func:`waveform_why` reads back why a waveform was unusable, for :func:`scored_without_waveform`,
   the model's note on a unit scored without one.
 - :func:`too_few_spikes` (``"34 spikes < min_spikes=100"``) and :data:`NO_SPIKES`: fatal.
@@ -104,7 +106,8 @@ def edge_note(detail: str) -> str:
 
 
 def is_waveform_reason(part: str) -> bool:
-    """Whether ``part`` (one reason) is about the unit's waveform: a note, never fatal."""
+    """Whether ``part`` (one reason) is about the unit's waveform: to the ``acg-isi-wave`` features a
+    note, not fatal."""
     return part.startswith(_WAVEFORM_STARTS)
 
 
