@@ -221,3 +221,30 @@ def test_derived_file_columns_probe_and_metadata(recording, tmp_path, demo_bundl
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "_ecephys.nwb" in proc.stdout + proc.stderr
+
+
+def test_removing_the_only_columns_of_a_units_table_leaves_it_readable(tmp_path):
+    """A Units table of ids only whose one column is ours: removing it with the public
+    remove_units_columns empties colnames, which h5py could not write as an untyped empty object
+    array (TypeError); pynwb then reads the 3 units with no columns. (annotate refuses a table
+    without spike_times, so its --overwrite never met such a table.)"""
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.misc import Units
+
+    from nwb_celltype.nwb import add_annotations, add_units_columns, remove_units_columns
+
+    f = NWBFile("ids only", "ids-only", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    f.units = Units(name="units", description="ids only")
+    for i in range(3):
+        f.units.add_row(id=i)
+    t = add_annotations(f, name="t1", units_region=[0, 2], labels=["MLI", "GoC"], classes=["MLI", "GoC"])
+    assert add_units_columns(f, t) == ["cell_type"]
+    path = tmp_path / "ids.nwb"
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(f)
+    with h5py.File(path, "a") as h:
+        assert remove_units_columns(h, "t1") == ["cell_type"]
+        assert "cell_type" not in h["units"] and list(h["units"].attrs["colnames"]) == []
+    with NWBHDF5IO(str(path), "r") as io:
+        units = io.read().units
+        assert tuple(units.colnames) == () and len(units) == 3

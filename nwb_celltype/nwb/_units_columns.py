@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import h5py
 import numpy as np
 
 from ..errors import AnnotationExistsError, InvalidAnnotationError
@@ -218,5 +219,8 @@ def remove_units_columns(h5file, table_name: str, *, units_path: str = "units") 
         del units[n]
     if gone:
         colnames = [c.decode() if isinstance(c, bytes) else str(c) for c in units.attrs["colnames"]]
-        units.attrs["colnames"] = np.array([c for c in colnames if c not in gone], dtype=object)
+        # variable-length text named as such: h5py cannot tell the type of an empty object array
+        # (a Units table whose only columns were ours: ids and nothing else)
+        kept = [c for c in colnames if c not in gone]
+        units.attrs["colnames"] = np.array(kept, dtype=h5py.string_dtype())
     return gone
