@@ -25,11 +25,14 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "RESERVED_PHY_FIELDS",
+    "SPIKEINTERFACE_IDS_FILE",
+    "auto_cluster_ids",
     "check_phy_field",
     "default_cluster_ids",
     "describe_cluster_ids",
     "export_phy",
     "phy_file",
+    "spikeinterface_cluster_ids",
     "unit_column",
 ]
 
@@ -125,6 +128,58 @@ def default_cluster_ids(df) -> dict[int, int] | None:
     return {int(i): v for i, v in zip(df.index, values, strict=True)}
 
 
+#: The file SpikeInterface's ``export_to_phy`` writes beside phy's own: phy's cluster id (0..n-1, in
+#: the order of the sorting's non-empty units) and the SpikeInterface unit id it stands for.
+SPIKEINTERFACE_IDS_FILE = "cluster_si_unit_ids.tsv"
+
+
+def spikeinterface_cluster_ids(folder: str | os.PathLike) -> dict[str, int] | None:
+    """SpikeInterface unit id (as text) -> phy cluster id, from the ``cluster_si_unit_ids.tsv`` that
+    SpikeInterface's ``export_to_phy`` writes in ``folder``; None where the folder has none."""
+    import csv
+
+    path = Path(folder) / SPIKEINTERFACE_IDS_FILE
+    if not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    if not rows or not {"cluster_id", "si_unit_id"} <= set(rows[0]):
+        raise InvalidValueError(
+            f"{path} is not SpikeInterface's map of phy cluster ids (columns cluster_id and si_unit_id); "
+            "remove it or export the phy folder again with spikeinterface's export_to_phy"
+        )
+    out = {str(r["si_unit_id"]): int(r["cluster_id"]) for r in rows}
+    _check_cluster_ids(np.array(list(out.values())))
+    return out
+
+
+def auto_cluster_ids(df, out: str | os.PathLike, field: str = "celltype", nwb_ids: str = "cluster_ids=None"):
+    """The cluster ids of ``cluster_ids="auto"`` for the annotations ``df`` written to ``out``:
+    ``(ids, source, unmatched)``. Where the phy folder was written by SpikeInterface's
+    ``export_to_phy`` (:data:`SPIKEINTERFACE_IDS_FILE`: phy's clusters are 0..n-1 there, the
+    SpikeInterface unit ids are beside them), each unit's SpikeInterface id (its ``unit_name``, else
+    its NWB unit id) is looked up there, and ``unmatched`` lists the NWB unit ids it has no cluster of
+    (``export_to_phy`` leaves out units without spikes); otherwise :func:`default_cluster_ids`, and
+    ``source`` is :func:`describe_cluster_ids` (``nwb_ids``: how the caller asks for the NWB ids)."""
+    si_ids = spikeinterface_cluster_ids(phy_file(out, field).parent)
+    if si_ids is None:
+        ids = default_cluster_ids(df)
+        return ids, describe_cluster_ids(ids, nwb_ids), []
+    by_name = "unit_name" in df
+    keys = [str(v) for v in (df["unit_name"] if by_name else df.index)]
+    ids = {int(u): si_ids[k] for u, k in zip(df.index, keys, strict=True) if k in si_ids}
+    if not ids:
+        raise InvalidValueError(
+            f"the phy folder's {SPIKEINTERFACE_IDS_FILE} (SpikeInterface's export_to_phy) names SpikeInterface "
+            f"units {list(si_ids)[:5]}, and none is a unit of the annotations (their "
+            f"{'unit_name' if by_name else 'NWB unit id'}s: {keys[:5]}): this phy folder holds another "
+            "sorting's clusters; give the phy folder of the annotated sorting, or the ids with --id-column"
+        )
+    unmatched = [int(u) for u in df.index if int(u) not in ids]
+    what = "unit_name" if by_name else "NWB unit id"
+    return ids, f"SpikeInterface's {SPIKEINTERFACE_IDS_FILE} (each unit's {what} as si_unit_id)", unmatched
+
+
 def describe_cluster_ids(auto: dict[int, int] | None, nwb_ids: str = "cluster_ids=None") -> str:
     """Where the default cluster ids (:func:`default_cluster_ids`) come from: whether unit_name's
     integers differ from the NWB unit ids, and how to ask for those (``nwb_ids``, the caller's way)."""
@@ -138,6 +193,22 @@ def describe_cluster_ids(auto: dict[int, int] | None, nwb_ids: str = "cluster_id
         f"Units column unit_name (the sorter's ids, not the NWB unit ids: e.g. unit id {u} is cluster {c}; "
         f"{nwb_ids} for the NWB unit ids)"
     )
+
+
+def drop_unmatched(df, unmatched: list[int]):
+    """``df`` without the units that have no cluster in a SpikeInterface phy folder
+    (:func:`auto_cluster_ids`), with a warning naming them."""
+    if not unmatched:
+        return df
+    logger.warning(
+        "%d annotated units have no cluster in the phy folder's %s (SpikeInterface's export_to_phy leaves "
+        "out units without spikes): NWB unit ids %s%s, not written",
+        len(unmatched),
+        SPIKEINTERFACE_IDS_FILE,
+        unmatched[:5],
+        " ..." if len(unmatched) > 5 else "",
+    )
+    return df.drop(index=unmatched)
 
 
 def phy_file(out: str | os.PathLike, field: str = "celltype") -> Path:
@@ -167,7 +238,10 @@ def export_phy(
     out : path
         The phy folder (the file goes to ``out/cluster_<field>.tsv``) or a ``.tsv`` file path.
     cluster_ids : "auto", None or mapping unit id -> cluster id
-        "auto" (the default, as ``nwb-celltype export --phy``): the integers of the Units column
+        "auto" (the default, as ``nwb-celltype export --phy``): in a phy folder written by
+        SpikeInterface's ``export_to_phy``, the cluster its ``cluster_si_unit_ids.tsv`` gives each
+        unit's ``unit_name`` (else NWB unit id), leaving out units it has none for
+        (:func:`auto_cluster_ids`); elsewhere the integers of the Units column
         ``unit_name`` where they are distinct (:func:`default_cluster_ids`: the sorter's ids, which
         :func:`~nwb_celltype.bridges.set_spikeinterface_properties` matches on), else the NWB unit ids; logged at INFO
         (:func:`describe_cluster_ids`). Annotations given as :func:`~nwb_celltype.nwb.read_annotations`
@@ -197,8 +271,9 @@ def export_phy(
                 f"cluster_ids must be 'auto', None or a mapping, got {cluster_ids!r}; for the ids of another "
                 "Units column pass cluster_ids=unit_column(path, NAME)"
             )
-        cluster_ids = default_cluster_ids(df)
-        logger.info("phy cluster ids from %s", describe_cluster_ids(cluster_ids))
+        cluster_ids, source, unmatched = auto_cluster_ids(df, out, field)
+        logger.info("phy cluster ids from %s", source)
+        df = drop_unmatched(df, unmatched)
     ids = df.index.to_numpy()
     values, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():  # rows sharing a unit id would give one cluster contradictory labels

@@ -40,7 +40,8 @@ import click
     help="Units column holding phy's cluster ids (--phy). Default: unit_name where its values are "
     "distinct integers (NeuroConv's and SpikeInterface's exports keep the sorter's ids there, and "
     "the SpikeInterface bridge matches on them), else the NWB unit ids, as export_phy's "
-    "cluster_ids='auto'; 'id': the NWB unit ids.",
+    "cluster_ids='auto'; in a phy folder written by SpikeInterface's export_to_phy, the cluster of "
+    "each unit's unit_name (else NWB unit id) in its cluster_si_unit_ids.tsv. 'id': the NWB unit ids.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace files that exist.")
 def export(path, phy_dir, field, tsv_path, table, id_column, overwrite):
@@ -54,9 +55,9 @@ def export(path, phy_dir, field, tsv_path, table, id_column, overwrite):
     from ..bridges import annotations_dataframe
     from ..errors import InvalidValueError, OutputError
     from ..phy import (
+        auto_cluster_ids,
         check_phy_field,
-        default_cluster_ids,
-        describe_cluster_ids,
+        drop_unmatched,
         export_phy,
         phy_file,
         unit_column,
@@ -84,12 +85,12 @@ def export(path, phy_dir, field, tsv_path, table, id_column, overwrite):
         elif id_column:
             ids, source = unit_column(path, id_column, units_table), f"Units column {id_column}"
         else:  # export_phy's default ("auto"), found once here and named in the output line
-            ids = default_cluster_ids(df)
-            source = describe_cluster_ids(ids, "--id-column id")
+            ids, source, unmatched = auto_cluster_ids(df, phy_dir, field, "--id-column id")
         old_phy = phy_out.read_bytes() if phy_out.is_file() else None
-        written = export_phy(df, phy_dir, cluster_ids=ids, field=field, overwrite=overwrite)
+        phy_df = df if id_column else drop_unmatched(df, unmatched)
+        written = export_phy(phy_df, phy_dir, cluster_ids=ids, field=field, overwrite=overwrite)
         click.echo(
-            f"phy labels: {written} (field {field}, {len(df)} clusters, cluster ids from {source}, {about})"
+            f"phy labels: {written} (field {field}, {len(phy_df)} clusters, cluster ids from {source}, {about})"
         )
     if tsv_out is not None:
         try:

@@ -1,0 +1,144 @@
+"""Audit 21 fixes to the non-NWB entry points, with the real SpikeInterface and pynapple:
+
+- `export --phy` / ``export_phy`` into a phy folder written by SpikeInterface's ``export_to_phy``
+  (phy's clusters are 0..n-1 there, the units without spikes left out, and the SpikeInterface unit ids
+  kept in ``cluster_si_unit_ids.tsv``) put each label on the cluster of its unit, not on the cluster
+  whose number is the unit's SpikeInterface id;
+- ``classify_tsgroup`` refuses waveforms that are no single spike's: a dict of (samples, channels)
+  templates (they were laid end to end and scored as one waveform) and a rate given in kHz;
+- `predict` reads a sorting saved as zarr (it was taken for a table folder: "has no dataset.json").
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+si = pytest.importorskip("spikeinterface.core")
+
+from nwb_celltype.cli import main  # noqa: E402
+from nwb_celltype.errors import InvalidUnitsError  # noqa: E402
+
+#: SpikeInterface unit ids of the sorting behind the phy folder: not 0..n-1, and unit 7 has no spikes
+SI_IDS = [3, 10, 7, 42, 5]
+EMPTY = 7
+
+
+def _run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _phy_rows(path: Path) -> dict[int, str]:
+    """cluster_id -> label, as phy's load_metadata reads a cluster_<field>.tsv."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh, delimiter="\t")
+        next(reader)
+        return {int(r[0]): r[1] for r in reader}
+
+
+@pytest.fixture(scope="module")
+def si_phy(tmp_path_factory):
+    """(sorting, phy folder): a sorting with the ids SI_IDS (unit 7 empty) exported to phy by
+    SpikeInterface's own export_to_phy."""
+    from spikeinterface.exporters import export_to_phy
+
+    d = tmp_path_factory.mktemp("phy21")
+    rec, gt = si.generate_ground_truth_recording(durations=[30.0], num_units=5, seed=0)
+    trains = {new: gt.get_unit_spike_train(old) for new, old in zip(SI_IDS, gt.unit_ids, strict=True)}
+    trains[EMPTY] = np.zeros(0, dtype=np.int64)
+    sorting = si.NumpySorting.from_unit_dict([trains], sampling_frequency=gt.get_sampling_frequency())
+    an = si.create_sorting_analyzer(sorting, rec, sparse=False)
+    with warnings.catch_warnings():  # SpikeInterface's own (empty units, serialisation)
+        warnings.simplefilter("ignore")
+        an.compute(["random_spikes", "templates"], verbose=False)
+        export_to_phy(
+            an,
+            d / "phy",
+            compute_pc_features=False,
+            compute_amplitudes=False,
+            copy_binary=False,
+            verbose=False,
+        )
+    return sorting, d / "phy"
+
+
+def _labels_frame():
+    """Annotations as annotations_dataframe gives them, written by hand: NWB ids 0..4, the
+    SpikeInterface ids in unit_name, a different label per unit."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "cell_type": ["PkC_ss", "MLI", "not_classifiable", "GoC", "MFB"],
+            "unit_name": [str(u) for u in SI_IDS],
+        },
+        index=pd.Index(range(5), name="unit_id"),
+    )
+
+
+def test_export_phy_follows_spikeinterface_cluster_map(si_phy, tmp_path, caplog):
+    from nwb_celltype.phy import export_phy
+
+    _, phy = si_phy
+    # export_to_phy numbered the non-empty units 0.. in the sorting's order: 3->0, 10->1, 42->2, 5->3
+    assert (phy / "cluster_si_unit_ids.tsv").is_file()
+    caplog.set_level(logging.WARNING, logger="nwb_celltype")
+    path = export_phy(_labels_frame(), phy)
+    assert _phy_rows(path) == {0: "PkC_ss", 1: "MLI", 2: "GoC", 3: "MFB"}
+    assert "NWB unit ids [2], not written" in caplog.text  # unit 7 (no spikes) has no phy cluster
+    # SpikeInterface reads the folder back with every cluster, each with its own unit's label
+    from spikeinterface.extractors import read_phy
+
+    back = read_phy(phy)
+    assert list(back.unit_ids) == [3, 10, 42, 5]
+    assert list(back.get_property("celltype")) == ["PkC_ss", "MLI", "GoC", "MFB"]
+    # a phy folder of another sorting (no unit_name of ours among its si_unit_id) is refused
+    other = _labels_frame()
+    other["unit_name"] = ["a", "b", "c", "d", "e"]
+    with pytest.raises(Exception, match="another sorting's clusters"):
+        export_phy(other, phy, overwrite=True)
+    # an explicit mapping is taken as given
+    path = export_phy(_labels_frame(), tmp_path / "x.tsv", cluster_ids={i: 100 + i for i in range(5)})
+    assert sorted(_phy_rows(path)) == [100, 101, 102, 103, 104]
+
+
+def test_cli_export_phy_into_a_spikeinterface_phy_folder(si_phy, tmp_path):
+    """The sorting written to NWB as NeuroConv writes one (the SpikeInterface ids in unit_name),
+    annotated, exported into the phy folder: each phy cluster gets its own unit's label."""
+    import pynwb
+    from pynwb.file import Subject
+
+    from nwb_celltype.bridges import annotations_dataframe
+
+    sorting, phy = si_phy
+    fs = sorting.get_sampling_frequency()
+    nf = pynwb.NWBFile(
+        "s",
+        "x",
+        datetime(2024, 1, 1, tzinfo=timezone.utc),
+        subject=Subject(subject_id="m", species="Mus musculus"),
+    )
+    nf.add_unit_column("unit_name", "SpikeInterface unit id")
+    for i, u in enumerate(sorting.unit_ids):
+        nf.add_unit(spike_times=sorting.get_unit_spike_train(u) / fs, id=i, unit_name=str(u))
+    with pynwb.NWBHDF5IO(str(tmp_path / "s.nwb"), "w") as io:
+        io.write(nf)
+    out = tmp_path / "s.celltype.nwb"
+    assert _run("annotate", tmp_path / "s.nwb", "--out", out, "-q").exit_code == 0
+    labels = annotations_dataframe(out).set_index("unit_name")["cell_type"]
+    res = _run("export", out, "--phy", phy, "--field", "celltype_cli")
+    assert res.exit_code == 0, res.output
+    assert "4 clusters, cluster ids from SpikeInterface's cluster_si_unit_ids.tsv" in res.output
+    rows = _phy_rows(phy / "cluster_celltype_cli.tsv")
+    assert rows == {0: labels["3"], 1: labels["10"], 2: labels["42"], 3: labels["5"]}
+    # --id-column id still writes the NWB unit ids, every unit
+    res = _run("export", out, "--phy", tmp_path / "ids.tsv", "--id-column", "id")
+    assert res.exit_code == 0, res.output
+    assert sorted(_phy_rows(tmp_path / "ids.tsv")) == [0, 1, 2, 3, 4]
