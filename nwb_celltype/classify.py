@@ -507,7 +507,9 @@ def classify_tsgroup(
         dict leaves out is scored from its discharge alone (its reason says so). Without them every
         unit is.
     waveform_rate_hz : float, optional
-        The waveforms' sampling rate in Hz; required with ``waveforms``.
+        The waveforms' sampling rate in Hz; required with ``waveforms``. Waveforms spanning less
+        than 0.8 ms or more than 10 ms at that rate (a rate in kHz, channels laid end to end) are
+        refused, as are dict values of several channels.
     model, threshold, ignore_waveforms, species : as in :func:`classify_sorting`.
     set_metadata : bool
         Also set ``cell_type``, ``cell_type_probability`` and ``cell_type_confidence`` metadata on

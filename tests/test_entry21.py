@@ -142,3 +142,36 @@ def test_cli_export_phy_into_a_spikeinterface_phy_folder(si_phy, tmp_path):
     res = _run("export", out, "--phy", tmp_path / "ids.tsv", "--id-column", "id")
     assert res.exit_code == 0, res.output
     assert sorted(_phy_rows(tmp_path / "ids.tsv")) == [0, 1, 2, 3, 4]
+
+
+def test_tsgroup_waveforms_of_several_channels_or_a_khz_rate_are_refused():
+    nap = pytest.importorskip("pynapple")
+    from nwb_celltype import classify_tsgroup
+
+    rng = np.random.default_rng(0)
+    tg = nap.TsGroup({u: nap.Ts(np.sort(rng.uniform(0, 60.0, 1500))) for u in (2, 9)})
+    t = np.arange(60) / 30_000.0
+    spike = -np.exp(-(((t - 0.7e-3) / 0.15e-3) ** 2)) + 0.3 * np.exp(-(((t - 1.2e-3) / 0.3e-3) ** 2))
+    template = np.outer(spike, [0.2, 1.0, 0.5, 0.1])  # (60 samples, 4 channels)
+    with pytest.raises(InvalidUnitsError, match=r"unit 2 has shape \(60, 4\).*peak-channel"):
+        classify_tsgroup(
+            tg, waveforms={2: template, 9: template}, waveform_rate_hz=30_000, set_metadata=False
+        )
+    # 60 samples at 30 Hz span 2 s: the rate was given in kHz
+    with pytest.raises(InvalidUnitsError, match=r"60 samples, 2000 ms at waveform_rate_hz=30.*in Hz"):
+        classify_tsgroup(tg, waveforms=np.stack([spike, spike]), waveform_rate_hz=30, set_metadata=False)
+    # four channels laid end to end: 240 samples, 8 ms at 30 kHz is a spike's span, at 20 kHz 12 ms is not
+    with pytest.raises(InvalidUnitsError, match="12 ms"):
+        classify_tsgroup(
+            tg, waveforms=np.stack([template.T.ravel()] * 2), waveform_rate_hz=20_000, set_metadata=False
+        )
+    # one channel per unit, or a (samples, 1) column, at a rate in Hz: used
+    df = classify_tsgroup(
+        tg, waveforms={2: spike, 9: spike[:, None]}, waveform_rate_hz=30_000, set_metadata=False
+    )
+    assert df["used_waveform"].all()
+    # a dict naming no unit gives no waveform (nothing to check): every unit from its discharge
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        df = classify_tsgroup(tg, waveforms={}, waveform_rate_hz=30_000, set_metadata=False)
+    assert not df["used_waveform"].any()

@@ -238,6 +238,7 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
                 " ..." if len(unknown) > 5 else "",
                 ids[:5],
             )
+        _check_one_channel(waveforms)
         n_samples = {len(np.ravel(w)) for w in waveforms.values()}
         if len(n_samples) > 1:
             raise InvalidUnitsError(f"waveforms have different lengths {sorted(n_samples)}; give one length.")
@@ -253,7 +254,36 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
             f"waveforms have shape {waveforms.shape}; expected ({len(ids)}, samples), one row per unit in "
             "the TsGroup's index order (or a dict unit id -> waveform)."
         )
+    if reasons is None or not all(reasons):  # a dict naming no unit gives no waveform to check
+        _check_waveform_span(waveforms.shape[1], float(waveform_rate_hz))
     return _batch(times, waveforms, float(waveform_rate_hz), support, locations, reasons)
+
+
+def _check_one_channel(waveforms: dict) -> None:
+    """Refuse a waveforms dict whose values have several channels (a unit's (samples, channels)
+    template): read as one long waveform, its channels would be scored as one spike's samples."""
+    for u, w in waveforms.items():
+        shape = np.shape(w)
+        if sum(n > 1 for n in shape) > 1:
+            raise InvalidUnitsError(
+                f"the waveform of unit {u!r} has shape {shape}; give each unit's peak-channel mean waveform "
+                "(samples,), e.g. w[:, np.ptp(w, axis=0).argmax()] of a (samples, channels) template."
+            )
+
+
+def _check_waveform_span(n_samples: int, rate_hz: float) -> None:
+    """Refuse waveforms whose span at ``rate_hz`` is no spike's (as the NWB reader sets such a
+    waveform_mean aside: :data:`~nwb_celltype.io._waveform_checks.MIN_WAVEFORM_MS` to ``MAX_WAVEFORM_MS``):
+    a rate given in kHz, or waveforms of several channels laid end to end."""
+    from ._waveform_checks import MAX_WAVEFORM_MS, MIN_WAVEFORM_MS
+
+    span_ms = n_samples / rate_hz * 1e3
+    if not MIN_WAVEFORM_MS <= span_ms <= MAX_WAVEFORM_MS:
+        raise InvalidUnitsError(
+            f"the waveforms have {n_samples} samples, {span_ms:.4g} ms at waveform_rate_hz={rate_hz:g}: a mean "
+            f"spike waveform spans {MIN_WAVEFORM_MS:g} to {MAX_WAVEFORM_MS:g} ms. Give the rate in Hz (e.g. "
+            "30000, not 30) and one channel's waveform per unit (samples,)."
+        )
 
 
 def _time_support(tsgroup) -> np.ndarray | None:
