@@ -108,6 +108,7 @@ def spikeinterface_object(path: Path) -> str | None:
     for name, key, field in (
         ("spikeinterface_info.json", None, "object"),  # an analyzer (binary folder)
         (".zattrs", "spikeinterface_info", "object"),  # an analyzer (zarr)
+        (".zattrs", "zarr_class_info", "class"),  # a sorting or recording (zarr)
         ("si_folder.json", None, "class"),  # a saved sorting or recording
     ):
         f = path / name
@@ -118,7 +119,8 @@ def spikeinterface_object(path: Path) -> str | None:
                 return None
             info = info.get(key, {}) if key else info
             obj = info.get(field) if isinstance(info, dict) else None
-            return str(obj).rsplit(".", 1)[-1] if obj else None
+            if obj:  # else the next file may say (a zarr folder's .zattrs, analyzer or sorting)
+                return str(obj).rsplit(".", 1)[-1]
     return None
 
 

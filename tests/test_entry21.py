@@ -175,3 +175,21 @@ def test_tsgroup_waveforms_of_several_channels_or_a_khz_rate_are_refused():
         warnings.simplefilter("error")
         df = classify_tsgroup(tg, waveforms={}, waveform_rate_hz=30_000, set_metadata=False)
     assert not df["used_waveform"].any()
+
+
+@pytest.mark.filterwarnings("ignore:The (extractor|Recording) is not serializable:UserWarning")
+def test_predict_reads_a_sorting_saved_as_zarr(tmp_path):
+    from nwb_celltype import classify_sorting
+
+    _, gt = si.generate_ground_truth_recording(durations=[60.0], num_units=3, seed=1)
+    sorting = gt.rename_units(["a", "b", "c"])
+    sorting.save(format="zarr", folder=tmp_path / "sorting.zarr")
+    res = _run("predict", tmp_path / "sorting.zarr", "--out", tmp_path / "p.tsv")
+    assert res.exit_code == 0, res.output
+    with open(tmp_path / "p.tsv") as f:
+        assert f.readline().startswith("# model:")
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert [r["neuron_id"] for r in rows] == ["a", "b", "c"]
+    assert [r["used_waveform"] for r in rows] == ["False"] * 3
+    want = classify_sorting(sorting, set_properties=False)
+    np.testing.assert_allclose([float(r["confidence"]) for r in rows], want["confidence"], rtol=1e-5)
