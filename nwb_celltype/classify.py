@@ -446,8 +446,9 @@ def classify_sorting(
     sorting : spikeinterface BaseSorting or SortingAnalyzer
         Spike times from the sorting; with an analyzer whose ``templates`` extension is computed,
         each unit's average template on its peak channel is its waveform
-        (:func:`nwb_celltype.io._sorting.units_from_sorting`). A plain sorting's units are scored from
-        their discharge alone, and their reason says so.
+        (:func:`nwb_celltype.io._sorting.units_from_sorting`; templates spanning less than 0.8 ms or
+        more than 10 ms are set aside, as the NWB reader sets such waveforms aside). A plain
+        sorting's units are scored from their discharge alone, and their reason says so.
     model : path, bundle or None
         None: the default model (trained on real identified neurons).
     threshold : float

@@ -193,3 +193,33 @@ def test_predict_reads_a_sorting_saved_as_zarr(tmp_path):
     assert [r["used_waveform"] for r in rows] == ["False"] * 3
     want = classify_sorting(sorting, set_properties=False)
     np.testing.assert_allclose([float(r["confidence"]) for r in rows], want["confidence"], rtol=1e-5)
+
+
+def test_analyzer_templates_of_no_spike_window_are_set_aside(caplog):
+    """Templates spanning less than 0.8 ms or more than 10 ms (the spans the NWB reader sets a
+    waveform_mean aside outside of) are set aside, the units scored from their discharge alone, as
+    annotate scores the same templates written to NWB; a usual window (1 ms + 2 ms) is used."""
+    from nwb_celltype import classify_sorting
+
+    rec, sorting = si.generate_ground_truth_recording(durations=[40.0], num_units=3, seed=5)
+    fs = sorting.get_sampling_frequency()
+    caplog.set_level(logging.WARNING, logger="nwb_celltype")
+    for before, after in ((0.3, 0.4), (5.0, 20.0)):
+        an = si.create_sorting_analyzer(sorting, rec, sparse=False)
+        an.compute("random_spikes", seed=0, verbose=False)
+        an.compute("templates", ms_before=before, ms_after=after, verbose=False)
+        n = an.get_extension("templates").get_data().shape[1]
+        span_ms = n / fs * 1e3
+        assert span_ms < 0.8 or span_ms > 10.0  # SpikeInterface's window, not a spike's
+        caplog.clear()
+        df = classify_sorting(an, set_properties=False)
+        assert f"templates have {n} samples, {span_ms:.4g} ms at {fs:g} Hz" in caplog.text
+        assert not df["used_waveform"].any()
+        assert df["reason"].str.contains("no usable waveform: the analyzer's templates set aside").all()
+        bare = classify_sorting(an, ignore_waveforms=True, set_properties=False)
+        cols = [c for c in df if c.startswith("p_")]
+        np.testing.assert_allclose(df[cols].to_numpy(), bare[cols].to_numpy(), atol=1e-9)
+    an = si.create_sorting_analyzer(sorting, rec, sparse=False)
+    an.compute("random_spikes", seed=0, verbose=False)
+    an.compute("templates", ms_before=1.0, ms_after=2.0, verbose=False)
+    assert classify_sorting(an, set_properties=False)["used_waveform"].all()

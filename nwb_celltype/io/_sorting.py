@@ -29,16 +29,18 @@ def _is_analyzer(obj) -> bool:
     return hasattr(obj, "sorting") and hasattr(obj, "get_extension")
 
 
-def _peak_templates(analyzer) -> np.ndarray | None:
-    """Average template of each unit on its peak channel (largest peak-to-peak), (n, samples);
-    None when the analyzer has no ``templates`` extension."""
+def _peak_templates(analyzer, rate_hz: float) -> tuple[np.ndarray | None, str]:
+    """Average template of each unit on its peak channel (largest peak-to-peak), (n, samples), and
+    the reason every unit has none ('' for none: an analyzer without a ``templates`` extension gets
+    None and ''; templates spanning no spike's window at ``rate_hz`` are set aside, with a reason, as
+    the NWB reader sets such a waveform_mean aside)."""
     ext = analyzer.get_extension("templates")
     if ext is None:
         logger.warning(
             "the sorting analyzer has no 'templates' extension: its units are classified from their discharge "
             "alone; analyzer.compute(['random_spikes', 'templates']) first to use their waveforms"
         )
-        return None
+        return None, ""
     computed = _template_operators(ext)
     op = next((o for o in ("average", "median") if o in computed or not computed), None)
     if op is None:
@@ -47,7 +49,7 @@ def _peak_templates(analyzer) -> np.ndarray | None:
             "from their discharge alone; analyzer.compute('templates') to use their waveforms",
             computed,
         )
-        return None
+        return None, ""
     if op != "average":
         logger.warning(
             "the analyzer's templates hold no average; its median templates are the units' waveforms"
@@ -58,8 +60,16 @@ def _peak_templates(analyzer) -> np.ndarray | None:
             f"the analyzer's templates have shape {t.shape}; expected (units, samples, channels) with one "
             f"row per unit ({len(analyzer.sorting.unit_ids)})."
         )
+    why = span_problem(t.shape[1], rate_hz)
+    if why:
+        logger.warning(
+            "the analyzer's templates have %s: set aside, its units are classified from their discharge alone; "
+            "analyzer.compute('templates', ms_before=1.0, ms_after=2.0) to use their waveforms",
+            why,
+        )
+        return None, waveform_problem(f"the analyzer's templates set aside ({why})")
     peak = np.ptp(t, axis=1).argmax(axis=1)
-    return t[np.arange(len(t)), :, peak]
+    return t[np.arange(len(t)), :, peak], ""
 
 
 def _template_operators(ext) -> list[str]:
@@ -79,7 +89,8 @@ def units_from_sorting(sorting) -> tuple[UnitsBatch, object]:
         A sorting gives spike times only (its units are then classified from their discharge
         alone); a sorting analyzer with the ``templates`` extension computed also gives each unit's
         average template on its peak channel (the channel with the largest peak-to-peak amplitude),
-        at the analyzer's sampling frequency.
+        at the analyzer's sampling frequency (set aside where they span no spike's window:
+        :func:`span_problem`).
 
     Returns
     -------
@@ -115,8 +126,9 @@ def units_from_sorting(sorting) -> tuple[UnitsBatch, object]:
         np.sort(np.concatenate([f[s] / fs + offsets_s[s] for s in range(n_seg)]).astype(np.float64))
         for f in frames
     ]
-    waveforms = _peak_templates(analyzer) if analyzer is not None else None
-    return _batch(times, waveforms, fs, locations=_sorting_locations(target, len(ids))), target
+    waveforms, why = _peak_templates(analyzer, fs) if analyzer is not None else (None, "")
+    locations = _sorting_locations(target, len(ids))
+    return _batch(times, waveforms, fs, locations=locations, reasons=[why] * len(ids)), target
 
 
 #: Unit properties (SpikeInterface) and metadata columns (pynapple) read as a unit's brain region.
@@ -271,18 +283,30 @@ def _check_one_channel(waveforms: dict) -> None:
             )
 
 
-def _check_waveform_span(n_samples: int, rate_hz: float) -> None:
-    """Refuse waveforms whose span at ``rate_hz`` is no spike's (as the NWB reader sets such a
-    waveform_mean aside: :data:`~nwb_celltype.io._waveform_checks.MIN_WAVEFORM_MS` to ``MAX_WAVEFORM_MS``):
-    a rate given in kHz, or waveforms of several channels laid end to end."""
+def span_problem(n_samples: int, rate_hz: float, rate: str = "") -> str:
+    """Why waveforms of ``n_samples`` samples at ``rate_hz`` are no spike's ('' if they can be): a
+    span outside :data:`~nwb_celltype.io._waveform_checks.MIN_WAVEFORM_MS` to ``MAX_WAVEFORM_MS``, the
+    spans the NWB reader sets a waveform_mean aside outside of. ``rate``: how the caller names the
+    rate (e.g. ``"waveform_rate_hz="``)."""
     from ._waveform_checks import MAX_WAVEFORM_MS, MIN_WAVEFORM_MS
 
     span_ms = n_samples / rate_hz * 1e3
-    if not MIN_WAVEFORM_MS <= span_ms <= MAX_WAVEFORM_MS:
+    if MIN_WAVEFORM_MS <= span_ms <= MAX_WAVEFORM_MS:
+        return ""
+    return (
+        f"{n_samples} samples, {span_ms:.4g} ms at {rate}{rate_hz:g} Hz: a mean spike waveform spans "
+        f"{MIN_WAVEFORM_MS:g} to {MAX_WAVEFORM_MS:g} ms"
+    )
+
+
+def _check_waveform_span(n_samples: int, rate_hz: float) -> None:
+    """Refuse waveforms whose span at ``rate_hz`` is no spike's (:func:`span_problem`): a rate given
+    in kHz, or waveforms of several channels laid end to end."""
+    why = span_problem(n_samples, rate_hz, "waveform_rate_hz=")
+    if why:
         raise InvalidUnitsError(
-            f"the waveforms have {n_samples} samples, {span_ms:.4g} ms at waveform_rate_hz={rate_hz:g}: a mean "
-            f"spike waveform spans {MIN_WAVEFORM_MS:g} to {MAX_WAVEFORM_MS:g} ms. Give the rate in Hz (e.g. "
-            "30000, not 30) and one channel's waveform per unit (samples,)."
+            f"the waveforms have {why}. Give the rate in Hz (e.g. 30000, not 30) and one channel's "
+            "waveform per unit (samples,)."
         )
 
 
