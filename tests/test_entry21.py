@@ -223,3 +223,24 @@ def test_analyzer_templates_of_no_spike_window_are_set_aside(caplog):
     an.compute("random_spikes", seed=0, verbose=False)
     an.compute("templates", ms_before=1.0, ms_after=2.0, verbose=False)
     assert classify_sorting(an, set_properties=False)["used_waveform"].all()
+
+
+def test_a_sorting_whose_sampling_frequency_is_in_khz_is_refused():
+    """A sorting built with its sampling frequency in kHz (30 for 30 kHz) made every spike time 1000
+    times too late, scored without a word (every unit out of distribution); it is refused, the
+    frames read as they are at a rate in Hz."""
+    from nwb_celltype import classify_sorting
+
+    _, gt = si.generate_ground_truth_recording(durations=[60.0], num_units=3, seed=0)
+    fs = gt.get_sampling_frequency()
+    trains = {u: gt.get_unit_spike_train(u) for u in gt.unit_ids}
+    khz = si.NumpySorting.from_unit_dict([trains], fs / 1000)
+    with pytest.raises(InvalidUnitsError, match=rf"sampling frequency is {fs / 1000:g} Hz.*given in kHz"):
+        classify_sorting(khz, set_properties=False)
+    assert "cell_type" not in khz.get_property_keys()
+    # 1 kHz (spike times in ms as frames) resolves the 1 ms bins: read, each time frame / 1000
+    from nwb_celltype.io._sorting import units_from_sorting
+
+    ms = {u: np.round(t / fs * 1000).astype(np.int64) for u, t in trains.items()}
+    batch, _ = units_from_sorting(si.NumpySorting.from_unit_dict([ms], 1000.0))
+    np.testing.assert_array_equal(batch.spike_times(0), np.sort(ms[gt.unit_ids[0]]) / 1000.0)

@@ -20,6 +20,10 @@ __all__ = ["units_from_sorting", "units_from_tsgroup"]
 
 logger = logging.getLogger(__name__)
 
+#: Lowest sampling frequency (Hz) of a sorting read: its spike frames must resolve the 1 ms bins of
+#: the ACG and ISI features (a recording is sampled at tens of kHz; a rate given in kHz is below it).
+MIN_SORTING_RATE_HZ = 1000.0
+
 #: gap (s) put between the segments of a multi-segment sorting: longer than the 100 ms the ACG and
 #: ISI histogram reach, so no pair or interval spans two segments
 SEGMENT_GAP_S = 1.0
@@ -109,6 +113,13 @@ def units_from_sorting(sorting) -> tuple[UnitsBatch, object]:
             "load one with spikeinterface (e.g. read_kilosort, read_nwb_sorting, create_sorting_analyzer)."
         )
     fs = float(target.get_sampling_frequency())
+    if not fs >= MIN_SORTING_RATE_HZ:  # NaN too
+        raise InvalidUnitsError(
+            f"the sorting's sampling frequency is {fs:g} Hz: its spike frames / {fs:g} Hz would be times "
+            f"coarser than the 1 ms bins of the ACG and ISI features (at least {MIN_SORTING_RATE_HZ:g} Hz "
+            "needed). Was it given in kHz? Give it in Hz, e.g. NumpySorting.from_unit_dict(trains, "
+            "sampling_frequency=30000.0)."
+        )
     ids = list(target.unit_ids)
     if not ids:
         raise EmptyUnitsError("the sorting has no units; nothing to classify.")
