@@ -130,6 +130,11 @@ def features_from_spikeinterface(path: Path, config=None, kind: str | None = Non
     :func:`spikeinterface_object` says it is (read when not given). ``meta["neuron_ids"]`` holds the
     sorting's unit ids."""
     kind = kind or spikeinterface_object(path)
+    if kind and "Recording" in kind:
+        raise FeatureError(
+            f"{path} holds a SpikeInterface recording ({kind}), not a sorting: give the folder of the sorting "
+            "(sorting.save(folder=...)) or of a sorting analyzer (analyzer.save_as(...))."
+        )
     from .features.discharge import DischargeConfig
     from .features.families import family_of
     from .io._sorting import units_from_sorting
@@ -168,6 +173,10 @@ def _keep_locations(fs, batch) -> None:
         fs.meta["locations"] = [str(x) for x in batch.extra["locations"]]
 
 
+#: Files every phy / Kilosort output folder holds (spike frames and their clusters' parameters).
+PHY_FILES = ("params.py", "spike_times.npy")
+
+
 def read_feature_input(path: str | os.PathLike, config=None):
     """Features from a table folder (read with ``config``, an ``acg-isi-wave`` configuration), a
     saved SpikeInterface sorting analyzer or sorting (computed with ``config``), or a ``.npz``
@@ -178,6 +187,12 @@ def read_feature_input(path: str | os.PathLike, config=None):
     kind = spikeinterface_object(path) if path.is_dir() else None
     if kind:
         return features_from_spikeinterface(path, config, kind)
+    if path.is_dir() and all((path / f).is_file() for f in PHY_FILES):
+        raise FeatureError(
+            f"{path} is a phy / Kilosort output folder ({', '.join(PHY_FILES)}), not feature tables: read it "
+            "with spikeinterface (se.read_phy or se.read_kilosort) and save the sorting (sorting.save(folder=...)) "
+            "to give that folder here, or classify it in Python with nwb_celltype.classify_sorting."
+        )
     if path.is_dir():
         from .library.tables import read_feature_tables
 

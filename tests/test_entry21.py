@@ -244,3 +244,21 @@ def test_a_sorting_whose_sampling_frequency_is_in_khz_is_refused():
     ms = {u: np.round(t / fs * 1000).astype(np.int64) for u, t in trains.items()}
     batch, _ = units_from_sorting(si.NumpySorting.from_unit_dict([ms], 1000.0))
     np.testing.assert_array_equal(batch.spike_times(0), np.sort(ms[gt.unit_ids[0]]) / 1000.0)
+
+
+@pytest.mark.filterwarnings("ignore:The (extractor|Recording) is not serializable:UserWarning")
+def test_predict_names_a_phy_folder_and_a_saved_recording(si_phy, tmp_path):
+    """A phy folder (SpikeInterface's export_to_phy) given to predict was told it 'has no
+    dataset.json; write one', as if it were feature tables; a saved recording got a Python hint.
+    Each is named for what it is, with the way to a folder predict reads."""
+    _, phy = si_phy
+    res = _run("predict", phy, "--out", tmp_path / "p.tsv")
+    assert res.exit_code == 1 and res.output.startswith("Error: "), res.output
+    assert "is a phy / Kilosort output folder" in res.output and "read_phy" in res.output
+    assert "dataset.json" not in res.output
+    rec, _ = si.generate_ground_truth_recording(durations=[2.0], num_units=2, seed=0)
+    rec.save(format="zarr", folder=tmp_path / "rec.zarr", verbose=False)  # a binary folder leaves a file open
+    res = _run("predict", tmp_path / "rec.zarr", "--out", tmp_path / "p.tsv")
+    assert res.exit_code == 1 and res.output.startswith("Error: "), res.output
+    assert "holds a SpikeInterface recording (ZarrRecordingExtractor), not a sorting" in res.output
+    assert not (tmp_path / "p.tsv").exists()

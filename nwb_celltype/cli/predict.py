@@ -47,7 +47,8 @@ def predict(
     """Classify the units in FEATURES — a folder of per-unit feature tables (labels.csv, acg.csv,
     isi_dist.csv, waveforms.csv, dataset.json; labels optional), a saved SpikeInterface sorting
     analyzer (its spike trains, and its templates' peak channel as the waveform) or sorting
-    (spike trains: discharge alone), or a .npz written by `nwb-celltype features` — and write one
+    (spike trains: discharge alone; a phy or Kilosort folder: read it with SpikeInterface and save the
+    sorting), or a .npz written by `nwb-celltype features` — and write one
     row per unit to OUT, a TSV after one '# model: ...' comment line (row and neuron_id, the unit's own
     id: the tables' or the sorting's; unit_id for a features file of NWB units): label, status, confidence, per-class probabilities, for models of the default family the
     out-of-distribution flag, whether the waveform was used and the ACG's pair count at lags 1-100 ms
