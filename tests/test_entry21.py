@@ -262,3 +262,18 @@ def test_predict_names_a_phy_folder_and_a_saved_recording(si_phy, tmp_path):
     assert res.exit_code == 1 and res.output.startswith("Error: "), res.output
     assert "holds a SpikeInterface recording (ZarrRecordingExtractor), not a sorting" in res.output
     assert not (tmp_path / "p.tsv").exists()
+
+
+def test_tsgroup_waveforms_that_are_no_numbers_get_our_error():
+    """Rows of different lengths in a list, or text, raised numpy's ValueError ('inhomogeneous
+    shape', 'could not convert string to float'); they get InvalidUnitsError saying what to give."""
+    nap = pytest.importorskip("pynapple")
+    from nwb_celltype import classify_tsgroup
+
+    rng = np.random.default_rng(0)
+    tg = nap.TsGroup({u: nap.Ts(np.sort(rng.uniform(0, 60.0, 1500))) for u in (1, 2)})
+    for bad in ([np.zeros(60), np.zeros(82)], np.array([["a"] * 60, ["b"] * 60])):
+        with pytest.raises(
+            InvalidUnitsError, match=r"cannot be read as numbers.*\(units, samples\) float array"
+        ):
+            classify_tsgroup(tg, waveforms=bad, waveform_rate_hz=30_000, set_metadata=False)

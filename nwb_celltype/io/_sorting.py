@@ -270,8 +270,7 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
         # a unit missing from the dict has no waveform: say so, not that its NaN row "contains NaN
         # samples" (the model's note says the first waveform_problem: reasons.waveform_why)
         reasons = ["" if u in waveforms else WAVEFORM_NOT_GIVEN for u in ids]
-        waveforms = np.array(rows, dtype=np.float64)
-    waveforms = np.asarray(waveforms, dtype=np.float64)
+    waveforms = _float_waveforms(rows if isinstance(waveforms, dict) else waveforms)
     if waveforms.ndim != 2 or len(waveforms) != len(ids):
         raise InvalidUnitsError(
             f"waveforms have shape {waveforms.shape}; expected ({len(ids)}, samples), one row per unit in "
@@ -280,6 +279,18 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
     if reasons is None or not all(reasons):  # a dict naming no unit gives no waveform to check
         _check_waveform_span(waveforms.shape[1], float(waveform_rate_hz))
     return _batch(times, waveforms, float(waveform_rate_hz), support, locations, reasons)
+
+
+def _float_waveforms(waveforms) -> np.ndarray:
+    """``waveforms`` as a float64 array; :class:`InvalidUnitsError` where numpy cannot make one (rows
+    of different lengths, text)."""
+    try:
+        return np.asarray(waveforms, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidUnitsError(
+            f"waveforms cannot be read as numbers, one row of samples per unit ({exc}); give a (units, "
+            "samples) float array in the TsGroup's index order, or a dict unit id -> (samples,) of one length."
+        ) from exc
 
 
 def _check_one_channel(waveforms: dict) -> None:
