@@ -148,9 +148,15 @@ def spikeinterface_cluster_ids(folder: str | os.PathLike) -> dict[str, int] | No
             f"{path} is not SpikeInterface's map of phy cluster ids (columns cluster_id and si_unit_id); "
             "remove it or export the phy folder again with spikeinterface's export_to_phy"
         )
-    out = {str(r["si_unit_id"]): int(r["cluster_id"]) for r in rows}
-    _check_cluster_ids(np.array(list(out.values())))
-    return out
+    ids = [str(r["cluster_id"]).strip() for r in rows]
+    bad = [c for c in ids if not re.fullmatch(r"[0-9]+", c)]
+    if bad or len(set(ids)) < len(ids):
+        what = f"holds {bad[:5]}" if bad else "repeats ids"
+        raise InvalidValueError(
+            f"{path}: its cluster_id column {what}, where phy's cluster ids are distinct integers; export "
+            "the phy folder again with spikeinterface's export_to_phy"
+        )
+    return {str(r["si_unit_id"]): int(c) for r, c in zip(rows, ids, strict=True)}
 
 
 def auto_cluster_ids(df, out: str | os.PathLike, field: str = "celltype", nwb_ids: str = "cluster_ids=None"):

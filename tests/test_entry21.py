@@ -277,3 +277,27 @@ def test_tsgroup_waveforms_that_are_no_numbers_get_our_error():
             InvalidUnitsError, match=r"cannot be read as numbers.*\(units, samples\) float array"
         ):
             classify_tsgroup(tg, waveforms=bad, waveform_rate_hz=30_000, set_metadata=False)
+
+
+def test_a_damaged_spikeinterface_cluster_map_is_refused(si_phy, tmp_path):
+    """A cluster_si_unit_ids.tsv without its columns, or with cluster ids that are no integers, is
+    refused naming the file (not a KeyError or a ValueError)."""
+    import shutil
+
+    from nwb_celltype.errors import InvalidValueError
+    from nwb_celltype.phy import export_phy
+
+    _, phy = si_phy
+    for text, match in (
+        ("cluster\tunit\n0\t3\n", "columns cluster_id and si_unit_id"),
+        ("cluster_id\tsi_unit_id\nx\t3\n", r"cluster_id column holds \['x'\], where phy's cluster ids are"),
+        ("cluster_id\tsi_unit_id\n0\t3\n0\t10\n", "cluster_id column repeats ids"),
+    ):
+        bad = tmp_path / "phy"
+        shutil.rmtree(bad, ignore_errors=True)
+        bad.mkdir()
+        (bad / "cluster_si_unit_ids.tsv").write_text(text)
+        with pytest.raises(InvalidValueError, match=match):
+            export_phy(_labels_frame(), bad)
+        assert not (bad / "cluster_celltype.tsv").exists()
+    assert (phy / "cluster_si_unit_ids.tsv").is_file()
