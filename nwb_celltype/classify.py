@@ -38,12 +38,16 @@ class FeaturePredictions:
         The units' species against the model's training species
         (:class:`nwb_celltype.model.real_species.SpeciesCoverage`): ``kind`` and a ``note`` where the
         species is not stated or not one the model learnt from.
+    neuron_ids : list of str or None
+        The units' own ids where the features cannot carry them (a saved SpikeInterface sorting read
+        for a ``c4-3d`` model: the sorting's unit ids); None: the features' ``meta["neuron_ids"]``.
     """
 
     predictions: object
     features: object
     model: dict
     species: object = None
+    neuron_ids: list | None = None
 
     def __repr__(self) -> str:  # short: the predictions and features are summarised, never shown
         from ._repr import compact_repr, counts
@@ -69,7 +73,9 @@ class FeaturePredictions:
         from .model.real_depth import acg_pairs
 
         p, fs = self.predictions, self.features
-        ids = (getattr(fs, "meta", None) or {}).get("neuron_ids")
+        ids = self.neuron_ids
+        if ids is None:
+            ids = (getattr(fs, "meta", None) or {}).get("neuron_ids")
         truth = getattr(fs, "labels", None)
         acg = getattr(fs, "acg_counts", None)
         pairs = None if acg is None else acg_pairs(acg)
@@ -124,11 +130,9 @@ def spikeinterface_object(path: Path) -> str | None:
     return None
 
 
-def features_from_spikeinterface(path: Path, config=None, kind: str | None = None):
-    """Features of the units of a SpikeInterface sorting analyzer or sorting saved in ``path``
-    (:func:`nwb_celltype.io._sorting.units_from_sorting`); ``kind``: what
-    :func:`spikeinterface_object` says it is (read when not given). ``meta["neuron_ids"]`` holds the
-    sorting's unit ids."""
+def _spikeinterface_features(path: Path, config=None, kind: str | None = None):
+    """(features, the sorting's unit ids as text, the units' locations or None) of the SpikeInterface
+    object saved in ``path``: :func:`features_from_spikeinterface`."""
     kind = kind or spikeinterface_object(path)
     if kind and "Recording" in kind:
         raise FeatureError(
@@ -159,11 +163,21 @@ def features_from_spikeinterface(path: Path, config=None, kind: str | None = Non
     batch, target = units_from_sorting(obj)
     config = DischargeConfig() if config is None else config
     fs = family_of(config).extract_features(batch, config)
+    ids = [str(u) for u in target.unit_ids]
     if getattr(fs, "meta", None) is not None:
-        fs.meta["neuron_ids"] = [str(u) for u in target.unit_ids]
+        fs.meta["neuron_ids"] = ids
         fs.meta["source"] = f"SpikeInterface {kind} at {path}"
         _keep_locations(fs, batch)
-    return fs
+    return fs, ids, (batch.extra or {}).get("locations")
+
+
+def features_from_spikeinterface(path: Path, config=None, kind: str | None = None):
+    """Features of the units of a SpikeInterface sorting analyzer or sorting saved in ``path``
+    (:func:`nwb_celltype.io._sorting.units_from_sorting`); ``kind``: what
+    :func:`spikeinterface_object` says it is (read when not given). ``meta["neuron_ids"]`` holds the
+    sorting's unit ids (families whose features carry no ``meta``, such as ``c4-3d``, keep none:
+    :func:`predict_features` given the path keeps them beside the predictions)."""
+    return _spikeinterface_features(path, config, kind)[0]
 
 
 def _keep_locations(fs, batch) -> None:
@@ -252,8 +266,10 @@ def predict_features(
     from .model.shipped import resolve_model
 
     bundle, _ = resolve_model(model)
+    neuron_ids = None
     if isinstance(features, (str, os.PathLike)):
-        features = read_feature_input(features, bundle.feature_config)
+        features, neuron_ids, found = _read_input(features, bundle.feature_config)
+        locations = found if locations is None else locations
     family = getattr(bundle, "feature_family", "c4-3d")
     if features.family != family:
         # --model takes the bundle's folder, not its name
@@ -280,7 +296,20 @@ def predict_features(
     coverage = bundle.species_coverage(named)
     if coverage.note:
         logger.warning("%s", coverage.note)
-    return FeaturePredictions(predictions=preds, features=features, model=info, species=coverage)
+    return FeaturePredictions(
+        predictions=preds, features=features, model=info, species=coverage, neuron_ids=neuron_ids
+    )
+
+
+def _read_input(path, config):
+    """(features, neuron ids, locations) of ``path`` (:func:`read_feature_input`): a saved SpikeInterface
+    object's unit ids and locations come beside its features, which may have no ``meta`` to hold them
+    (the ``c4-3d`` family); None for other inputs (their features keep what they have)."""
+    path = Path(path)
+    kind = spikeinterface_object(path) if path.is_dir() else None
+    if kind:
+        return _spikeinterface_features(path, config, kind)
+    return read_feature_input(path, config), None, None
 
 
 def write_predictions_tsv(

@@ -301,3 +301,32 @@ def test_a_damaged_spikeinterface_cluster_map_is_refused(si_phy, tmp_path):
             export_phy(_labels_frame(), bad)
         assert not (bad / "cluster_celltype.tsv").exists()
     assert (phy / "cluster_si_unit_ids.tsv").is_file()
+
+
+@pytest.mark.filterwarnings("ignore:The (extractor|Recording) is not serializable:UserWarning")
+def test_predict_with_a_c4_model_keeps_the_sortings_unit_ids_and_locations(tmp_path, demo_bundle):
+    """A c4-3d model's features carry no metadata: `predict --model <c4 bundle>` on a saved analyzer
+    wrote unit_id 0..n-1, which a sorting with the ids 3, 10, 7 would be joined on wrongly, and lost
+    the sorting's brain_area, so units recorded outside the cerebellar cortex kept their labels. The
+    rows now carry the sorting's ids (neuron_id, and row the position) and its locations count."""
+    from nwb_celltype.classify import predict_features, read_predictions
+    from nwb_celltype.reasons import OUTSIDE_REASON
+
+    rec, gt = si.generate_ground_truth_recording(durations=[60.0], num_units=3, seed=0)
+    sorting = gt.rename_units(np.array([3, 10, 7]))
+    sorting.set_property("brain_area", np.array(["CA1", "CA1", "CA1"]))
+    an = si.create_sorting_analyzer(sorting, rec, sparse=False)
+    an.compute(["random_spikes", "templates"], verbose=False)
+    an.save_as(format="binary_folder", folder=tmp_path / "an")
+    assert demo_bundle.feature_family == "c4-3d"
+    res = _run("predict", tmp_path / "an", "--out", tmp_path / "p.tsv", "--model", demo_bundle.path)
+    assert res.exit_code == 0, res.output
+    df = read_predictions(tmp_path / "p.tsv")
+    assert list(df["neuron_id"]) == ["3", "10", "7"] and list(df["row"]) == [0, 1, 2]
+    assert "unit_id" not in df
+    assert (df["label"] == "unclassified").all() and df["reason"].str.contains(OUTSIDE_REASON).all()
+    assert "3 units recorded outside the cerebellar cortex" in res.output
+    # --any-region: the same units labelled as the model sees them, ids kept
+    free = predict_features(tmp_path / "an", model=demo_bundle, any_region=True)
+    assert [r["neuron_id"] for r in free.rows()] == ["3", "10", "7"]
+    assert not any(OUTSIDE_REASON in r["reason"] for r in free.rows())
