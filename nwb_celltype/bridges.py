@@ -9,7 +9,9 @@ TsGroup built by hand) and files with several annotation tables.
 
 Every helper takes ``annotations`` as any of: a path to an annotated NWB file, the file opened
 with h5py or read by pynwb, an :class:`~nwb_celltype.nwb.AnnotationRecord`, the dict of records
-from :func:`~nwb_celltype.nwb.read_annotations`, or a DataFrame from :func:`annotations_dataframe`.
+from :func:`~nwb_celltype.nwb.read_annotations`, a DataFrame from :func:`annotations_dataframe`
+(or ``classify_sorting`` / ``classify_tsgroup``), or a predictions TSV read by
+:func:`~nwb_celltype.classify.read_predictions` (matched on its ``neuron_id``).
 None of SpikeInterface, pynapple or phy is imported here: the helpers call methods of the objects
 they are given.
 """
@@ -146,7 +148,7 @@ def annotations_dataframe(annotations, *, table: str | None = None):
     import pandas as pd
 
     if isinstance(annotations, pd.DataFrame):
-        return annotations
+        return _frame_of_labels(annotations)
     rec = _record(annotations, table)
     n = len(rec)
     p = rec.probabilities
@@ -183,6 +185,48 @@ def annotations_dataframe(annotations, *, table: str | None = None):
         "classifier": rec.classifier,
         "units_table": getattr(rec, "units_table", "/units"),
     }
+    return df
+
+
+def _frame_of_labels(df):
+    """A DataFrame given as annotations: as given where it has a ``cell_type`` column
+    (:func:`annotations_dataframe`, ``classify_sorting``, ``classify_tsgroup``; the setters also need
+    the other :data:`LABEL_FIELDS` columns, :func:`_label_fields`); a predictions TSV read by
+    :func:`nwb_celltype.classify.read_predictions` indexed by its ``neuron_id`` (else ``unit_id``), its
+    ``label`` as ``cell_type`` and its top ``p_<class>`` as ``probability``; anything else is refused
+    naming its columns."""
+    import pandas as pd
+
+    if "cell_type" in df:
+        return df
+    key = next((k for k in ("neuron_id", "unit_id") if k in df), None)
+    if "label" in df and "confidence" in df and key is not None:
+        p = df[[c for c in df if str(c).startswith("p_")]].to_numpy(dtype=np.float64)
+        ok = np.isfinite(p).all(axis=1) & (p.shape[1] > 0)
+        top = np.full(len(df), np.nan)
+        top[ok] = p[ok].max(axis=1)
+        out = df.drop(columns=[key]).rename(columns={"label": "cell_type"})
+        out.insert(out.columns.get_loc("confidence"), "probability", top)
+        out.index = pd.Index(df[key].to_numpy(), name="unit_id")
+        out.attrs = dict(df.attrs)
+        return out
+    raise InvalidValueError(
+        "a DataFrame given as annotations needs a cell_type column, indexed by unit id (annotations_dataframe, "
+        "classify_sorting or classify_tsgroup give one), or must be a predictions TSV read by read_predictions "
+        f"(label, neuron_id); this one has neither (its columns: {list(df.columns)[:8]})"
+    )
+
+
+def _label_fields(df):
+    """``df`` where it has every column the helpers set (:data:`LABEL_FIELDS`); refused naming the
+    ones it lacks."""
+    missing = sorted(set(LABEL_FIELDS.values()) - set(df.columns))
+    if missing:
+        raise InvalidValueError(
+            f"the annotations lack the columns {missing}, which set_spikeinterface_properties and "
+            "set_pynapple_metadata set (as cell_type_probability / cell_type_confidence); give "
+            "annotations_dataframe's, classify_sorting's or classify_tsgroup's DataFrame, or a predictions TSV"
+        )
     return df
 
 
@@ -320,7 +364,7 @@ def set_spikeinterface_properties(sorting, annotations, *, table: str | None = N
     them the unit ids), units are matched by name. Returns ``sorting``.
     """
     _check_sorting(sorting)
-    df = annotations_dataframe(annotations, table=table)
+    df = _label_fields(annotations_dataframe(annotations, table=table))
     keys = sorting.get_property_keys() if hasattr(sorting, "get_property_keys") else []
     _warn_replaced([k for k in LABEL_FIELDS if k in keys], "unit properties of the sorting")
     counts = [
@@ -340,7 +384,7 @@ def set_pynapple_metadata(tsgroup, annotations, *, table: str | None = None):
     ``units[units.cell_type == "PkC_ss"]``. Returns ``tsgroup``.
     """
     _check_tsgroup(tsgroup)
-    df = annotations_dataframe(annotations, table=table)
+    df = _label_fields(annotations_dataframe(annotations, table=table))
     columns = getattr(tsgroup, "metadata_columns", None)
     if columns is None:
         meta = getattr(tsgroup, "_metadata", None)

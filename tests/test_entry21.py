@@ -92,7 +92,7 @@ def test_export_phy_follows_spikeinterface_cluster_map(si_phy, tmp_path, caplog)
     caplog.set_level(logging.WARNING, logger="nwb_celltype")
     path = export_phy(_labels_frame(), phy)
     assert _phy_rows(path) == {0: "PkC_ss", 1: "MLI", 2: "GoC", 3: "MFB"}
-    assert "NWB unit ids [2], not written" in caplog.text  # unit 7 (no spikes) has no phy cluster
+    assert "unit ids [2], not written" in caplog.text  # unit 7 (no spikes) has no phy cluster
     # SpikeInterface reads the folder back with every cluster, each with its own unit's label
     from spikeinterface.extractors import read_phy
 
@@ -330,3 +330,47 @@ def test_predict_with_a_c4_model_keeps_the_sortings_unit_ids_and_locations(tmp_p
     free = predict_features(tmp_path / "an", model=demo_bundle, any_region=True)
     assert [r["neuron_id"] for r in free.rows()] == ["3", "10", "7"]
     assert not any(OUTSIDE_REASON in r["reason"] for r in free.rows())
+
+
+@pytest.mark.filterwarnings("ignore:The (extractor|Recording) is not serializable:UserWarning")
+def test_bridges_take_a_predictions_tsv_read_back(tmp_path):
+    """`predict` on a saved sorting, its TSV read back with read_predictions, given to the bridges:
+    a KeyError('cell_type') before; now each unit of the sorting gets its row's label, confidence and
+    top probability, matched on neuron_id. A DataFrame with neither layout is refused naming the
+    columns."""
+    import pandas as pd
+
+    nap = pytest.importorskip("pynapple")
+    from nwb_celltype.bridges import set_pynapple_metadata, set_spikeinterface_properties
+    from nwb_celltype.classify import read_predictions
+    from nwb_celltype.errors import InvalidValueError
+
+    _, gt = si.generate_ground_truth_recording(durations=[60.0], num_units=3, seed=2)
+    sorting = gt.rename_units(np.array([12, 4, 30]))
+    sorting.save(folder=tmp_path / "s")
+    assert _run("predict", tmp_path / "s", "--out", tmp_path / "p.tsv", "-q").exit_code == 0
+    with open(tmp_path / "p.tsv") as f:  # the file as written, read here without the package
+        f.readline()
+        rows = {r["neuron_id"]: r for r in csv.DictReader(f, delimiter="\t")}
+    df = read_predictions(tmp_path / "p.tsv")
+    # the sorting in another order: matched by id, not by row
+    other = sorting.select_units([30, 12, 4])
+    set_spikeinterface_properties(other, df)
+    for u, label, conf, prob in zip(
+        other.unit_ids,
+        other.get_property("cell_type"),
+        other.get_property("cell_type_confidence"),
+        other.get_property("cell_type_probability"),
+        strict=True,
+    ):
+        r = rows[str(u)]
+        assert label == r["label"]
+        assert conf == pytest.approx(float(r["confidence"]), rel=1e-5)
+        assert prob == pytest.approx(max(float(v) for k, v in r.items() if k.startswith("p_")), rel=1e-5)
+    tg = nap.TsGroup({u: nap.Ts(np.sort(sorting.get_unit_spike_train(u) / 25_000.0)) for u in (4, 30)})
+    set_pynapple_metadata(tg, df)
+    assert list(tg.cell_type) == [rows["4"]["label"], rows["30"]["label"]]
+    with pytest.raises(InvalidValueError, match=r"needs a cell_type column.*has neither"):
+        set_spikeinterface_properties(sorting, pd.DataFrame({"x": [1, 2, 3]}))
+    with pytest.raises(InvalidValueError, match=r"lack the columns \['confidence', 'probability'\]"):
+        set_pynapple_metadata(tg, pd.DataFrame({"cell_type": ["MLI"]}, index=[4]))
