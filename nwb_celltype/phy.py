@@ -164,7 +164,7 @@ def auto_cluster_ids(df, out: str | os.PathLike, field: str = "celltype", nwb_id
     ``(ids, source, unmatched)``. Where the phy folder was written by SpikeInterface's
     ``export_to_phy`` (:data:`SPIKEINTERFACE_IDS_FILE`: phy's clusters are 0..n-1 there, the
     SpikeInterface unit ids are beside them), each unit's SpikeInterface id (its ``unit_name``, else
-    its NWB unit id) is looked up there, and ``unmatched`` lists the NWB unit ids it has no cluster of
+    its unit id) is looked up there, and ``unmatched`` lists the unit ids it has no cluster of
     (``export_to_phy`` leaves out units without spikes); otherwise :func:`default_cluster_ids`, and
     ``source`` is :func:`describe_cluster_ids` (``nwb_ids``: how the caller asks for the NWB ids)."""
     si_ids = spikeinterface_cluster_ids(phy_file(out, field).parent)
@@ -173,16 +173,16 @@ def auto_cluster_ids(df, out: str | os.PathLike, field: str = "celltype", nwb_id
         return ids, describe_cluster_ids(ids, nwb_ids), []
     by_name = "unit_name" in df
     keys = [str(v) for v in (df["unit_name"] if by_name else df.index)]
-    ids = {int(u): si_ids[k] for u, k in zip(df.index, keys, strict=True) if k in si_ids}
+    ids = {u: si_ids[k] for u, k in zip(df.index, keys, strict=True) if k in si_ids}
     if not ids:
         raise InvalidValueError(
             f"the phy folder's {SPIKEINTERFACE_IDS_FILE} (SpikeInterface's export_to_phy) names SpikeInterface "
             f"units {list(si_ids)[:5]}, and none is a unit of the annotations (their "
-            f"{'unit_name' if by_name else 'NWB unit id'}s: {keys[:5]}): this phy folder holds another "
+            f"{'unit_name' if by_name else 'unit id'}s: {keys[:5]}): this phy folder holds another "
             "sorting's clusters; give the phy folder of the annotated sorting, or the ids with --id-column"
         )
-    unmatched = [int(u) for u in df.index if int(u) not in ids]
-    what = "unit_name" if by_name else "NWB unit id"
+    unmatched = [u for u in df.index if u not in ids]
+    what = "unit_name" if by_name else "unit id"
     return ids, f"SpikeInterface's {SPIKEINTERFACE_IDS_FILE} (each unit's {what} as si_unit_id)", unmatched
 
 
@@ -201,17 +201,17 @@ def describe_cluster_ids(auto: dict[int, int] | None, nwb_ids: str = "cluster_id
     )
 
 
-def drop_unmatched(df, unmatched: list[int]):
+def drop_unmatched(df, unmatched: list):
     """``df`` without the units that have no cluster in a SpikeInterface phy folder
     (:func:`auto_cluster_ids`), with a warning naming them."""
     if not unmatched:
         return df
     logger.warning(
         "%d annotated units have no cluster in the phy folder's %s (SpikeInterface's export_to_phy leaves "
-        "out units without spikes): NWB unit ids %s%s, not written",
+        "out units without spikes): unit ids %s%s, not written",
         len(unmatched),
         SPIKEINTERFACE_IDS_FILE,
-        unmatched[:5],
+        [u.item() if hasattr(u, "item") else u for u in unmatched[:5]],
         " ..." if len(unmatched) > 5 else "",
     )
     return df.drop(index=unmatched)
@@ -252,7 +252,9 @@ def export_phy(
         :func:`~nwb_celltype.bridges.set_spikeinterface_properties` matches on), else the NWB unit ids; logged at INFO
         (:func:`describe_cluster_ids`). Annotations given as :func:`~nwb_celltype.nwb.read_annotations`
         records, or a DataFrame without ``unit_name``, have no such column: the NWB unit ids. None:
-        the NWB unit ids. A mapping: another column's ids (:func:`unit_column`).
+        the NWB unit ids. A mapping: another column's ids (:func:`unit_column`), keyed by unit id (an
+        integer, or its text). Unit ids written as they are must be integers (a DataFrame's text
+        ids, e.g. ``classify_sorting``'s, are refused).
     field : str
         Column name phy shows: a plain identifier (:func:`check_phy_field`); another field (e.g. one
         per model) keeps another model's file.
@@ -289,12 +291,13 @@ def export_phy(
             "cluster ids by --id-column). Give the file's units distinct ids (the sorter's cluster ids) "
             "and annotate again, or export the whole table with --tsv (its units_row tells the rows apart)."
         )
-    if cluster_ids is not None:
-        missing = [int(i) for i in ids if int(i) not in cluster_ids]
+    if cluster_ids is not None:  # keyed by unit id, as an integer or as text
+        lookup = {str(k): v for k, v in cluster_ids.items()}
+        missing = [i.item() if hasattr(i, "item") else i for i in ids if str(i) not in lookup]
         if missing:
             raise InvalidValueError(f"no cluster id for unit ids {missing[:10]}")
-        ids = np.array([cluster_ids[int(i)] for i in ids], dtype=object)
-        _check_cluster_ids(ids)
+        ids = np.array([lookup[str(i)] for i in ids], dtype=object)
+    _check_cluster_ids(ids)  # the unit ids themselves too (a DataFrame's may be text)
     lines = [f"cluster_id\t{field}"]
     lines += [f"{cid}\t{label}" for cid, label in zip(ids, df["cell_type"], strict=True)]
     return write_text_file(path, "\n".join(lines) + "\n", replace=overwrite)

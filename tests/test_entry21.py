@@ -374,3 +374,42 @@ def test_bridges_take_a_predictions_tsv_read_back(tmp_path):
         set_spikeinterface_properties(sorting, pd.DataFrame({"x": [1, 2, 3]}))
     with pytest.raises(InvalidValueError, match=r"lack the columns \['confidence', 'probability'\]"):
         set_pynapple_metadata(tg, pd.DataFrame({"cell_type": ["MLI"]}, index=[4]))
+
+
+def test_classify_sorting_labels_go_to_the_sortings_phy_folder(tmp_path):
+    """Before NWB: classify_sorting's DataFrame (indexed by the sorting's own ids, text here) given to
+    export_phy for the phy folder SpikeInterface exported from the same analyzer: each cluster gets its
+    unit's label (int() of 'cell-3' raised ValueError before); without a map the text ids are refused
+    as phy cluster ids, not written."""
+    from spikeinterface.exporters import export_to_phy
+
+    from nwb_celltype import classify_sorting
+    from nwb_celltype.errors import InvalidValueError
+    from nwb_celltype.phy import export_phy
+
+    rec, gt = si.generate_ground_truth_recording(durations=[60.0], num_units=3, seed=3)
+    sorting = gt.rename_units(["cell-3", "cell-0", "cell-9"])
+    an = si.create_sorting_analyzer(sorting, rec, sparse=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        an.compute(["random_spikes", "templates"], verbose=False)
+        export_to_phy(
+            an,
+            tmp_path / "phy",
+            compute_pc_features=False,
+            compute_amplitudes=False,
+            copy_binary=False,
+            verbose=False,
+        )
+    df = classify_sorting(an, set_properties=False, threshold=1.0)
+    path = export_phy(df, tmp_path / "phy")
+    # export_to_phy numbered the clusters in the sorting's order
+    assert _phy_rows(path) == {
+        0: df.loc["cell-3", "cell_type"],
+        1: df.loc["cell-0", "cell_type"],
+        2: df.loc["cell-9", "cell_type"],
+    }
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(InvalidValueError, match=r"cluster ids must be integers .*'cell-3'"):
+        export_phy(df, tmp_path / "bare")
+    assert list((tmp_path / "bare").iterdir()) == []
