@@ -3,10 +3,15 @@
 - `export --phy` / ``export_phy`` into a phy folder written by SpikeInterface's ``export_to_phy``
   (phy's clusters are 0..n-1 there, the units without spikes left out, and the SpikeInterface unit ids
   kept in ``cluster_si_unit_ids.tsv``) put each label on the cluster of its unit, not on the cluster
-  whose number is the unit's SpikeInterface id;
-- ``classify_tsgroup`` refuses waveforms that are no single spike's: a dict of (samples, channels)
-  templates (they were laid end to end and scored as one waveform) and a rate given in kHz;
-- `predict` reads a sorting saved as zarr (it was taken for a table folder: "has no dataset.json").
+  whose number is the unit's SpikeInterface id; a damaged map is refused; text unit ids
+  (``classify_sorting``'s DataFrame) are mapped, never written as cluster ids;
+- ``classify_tsgroup`` refuses waveforms that are no single spike's (a dict of (samples, channels)
+  templates, a rate given in kHz) or no numbers;
+- ``classify_sorting`` sets aside templates spanning no spike's window and refuses a sorting whose
+  sampling frequency is under 1 kHz;
+- `predict` reads a sorting saved as zarr, names a phy folder and a saved recording, and keeps a
+  sorting's unit ids and locations for a c4-3d model;
+- the bridges take a predictions TSV read back with ``read_predictions``.
 """
 
 from __future__ import annotations
