@@ -150,11 +150,11 @@ def _spikeinterface_features(path: Path, config=None, kind: str | None = None):
             f"{path} is a saved SpikeInterface object; reading it needs spikeinterface (pip install spikeinterface)."
         ) from exc
     try:
-        obj = (
-            si.load_sorting_analyzer(path, load_extensions=True)
-            if kind == "SortingAnalyzer"
-            else si.load(path)
-        )
+        if kind == "SortingAnalyzer":  # only its templates are read: not every extension (waveforms)
+            obj = si.load_sorting_analyzer(path, load_extensions=False)
+            obj.get_extension("templates")  # loaded here, so that a damaged one is said as such
+        else:
+            obj = si.load(path)
     except Exception as exc:  # SpikeInterface's own errors for damaged or incomplete folders
         raise FeatureError(
             f"{path} looks like a saved SpikeInterface {kind} but SpikeInterface cannot load it "

@@ -418,3 +418,25 @@ def test_classify_sorting_labels_go_to_the_sortings_phy_folder(tmp_path):
     with pytest.raises(InvalidValueError, match=r"cluster ids must be integers .*'cell-3'"):
         export_phy(df, tmp_path / "bare")
     assert list((tmp_path / "bare").iterdir()) == []
+
+
+@pytest.mark.filterwarnings("ignore:The (extractor|Recording) is not serializable:UserWarning")
+def test_predict_reads_an_analyzers_templates_only(tmp_path):
+    """A saved analyzer is read for its templates alone: its other extensions (here per-spike
+    waveforms whose data file is gone) are not loaded, so they neither cost memory nor warn (warnings
+    are errors here: SpikeInterface warns 'Found no data for waveforms' where it loads them all)."""
+    import os
+
+    rec, sorting = si.generate_ground_truth_recording(durations=[40.0], num_units=3, seed=2)
+    an = si.create_sorting_analyzer(
+        sorting, rec, format="binary_folder", folder=tmp_path / "an", sparse=False
+    )
+    an.compute("random_spikes", seed=0, verbose=False)
+    an.compute(["waveforms", "templates"], verbose=False)
+    os.remove(tmp_path / "an" / "extensions" / "waveforms" / "waveforms.npy")
+    res = _run("predict", tmp_path / "an", "--out", tmp_path / "p.tsv")
+    assert res.exit_code == 0, res.output
+    with open(tmp_path / "p.tsv") as f:
+        f.readline()
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert [r["used_waveform"] for r in rows] == ["True"] * 3
