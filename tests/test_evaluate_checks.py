@@ -106,7 +106,7 @@ def test_test_units_outside_every_class_are_reported_as_labelled_or_not(
     hull, monkeypatch, tmp_path, threshold
 ):
     """Test units labelled GrC (a class no model here has) were scored nowhere; now the report says
-    how many of them the model gave a C4 label and which, counted from predict_discharge's own
+    how many of them the model gave a C4 label and which, counted from the model's own
     output for those units at the evaluation's threshold (review 20b: at 30 some GrC units lie
     between ratio 1 and the threshold, so a count at ratio 1 fails). They stay out of the C4 metrics."""
     from nwb_celltype.model import discharge_bundle
@@ -120,7 +120,7 @@ def test_test_units_outside_every_class_are_reported_as_labelled_or_not(
     test_labels[4:] = "GrC"  # the 8 MFB pose as granule cells
     test = replace(test, labels=test_labels)
     seen = {}
-    real_predict = discharge_bundle.predict_discharge
+    real_predict = discharge_bundle._predict_units
 
     def spy(bundle, fs, **kw):
         pred = real_predict(bundle, fs, **kw)
@@ -128,7 +128,7 @@ def test_test_units_outside_every_class_are_reported_as_labelled_or_not(
             seen[int(uid)] = (str(lab), str(st), float(conf))
         return pred
 
-    monkeypatch.setattr(discharge_bundle, "predict_discharge", spy)
+    monkeypatch.setattr(discharge_bundle, "_predict_units", spy)
     rep = evaluate_model(
         _part(ts, train_rows), test_set=test, config=SMALL, baselines=False, threshold=threshold
     )

@@ -20,7 +20,7 @@ RULE = np.array([False, False, True, False])
 CLASSES = ("A", "B")
 
 
-def _fake_predict(bundle, fs, threshold=2.0, species=None):
+def _fake_predict(bundle, fs, *, threshold=2.0, species=None):
     """predict_discharge's contract: classified where the ratio reaches the threshold and no rule
     withholds the label; not_classifiable without probabilities."""
     srt = np.sort(P, axis=1)

@@ -48,7 +48,7 @@ def test_held_out_units_never_reach_a_folds_model(hull, monkeypatch):
         return real_train(part, **kw)
 
     scored = []
-    real_predict = discharge_bundle.predict_discharge
+    real_predict = discharge_bundle._predict_units
 
     species = []
 
@@ -58,7 +58,7 @@ def test_held_out_units_never_reach_a_folds_model(hull, monkeypatch):
         return real_predict(bundle, fs, **kw)
 
     monkeypatch.setattr(discharge_bundle, "train_discharge_model", spy)
-    monkeypatch.setattr(discharge_bundle, "predict_discharge", spy_predict)
+    monkeypatch.setattr(discharge_bundle, "_predict_units", spy_predict)
     rep = evaluate_model(ts, folds=3, config=_small(), baselines=False)
     assert len(seen) == len(scored) == 3
     for trained, tested in zip(seen, scored, strict=True):

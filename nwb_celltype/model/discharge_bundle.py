@@ -232,7 +232,7 @@ def predict_discharge(
     default ``features.meta["species"]``, which feature tables carry from their dataset.json): a unit
     of a species the model was trained on is not given a label whose class that species gave the
     model fewer than ``min_species_class_units`` training units (:mod:`.real_species`)."""
-    pred = _predict_units(bundle, features, threshold, species)
+    pred = _predict_units(bundle, features, threshold=threshold, species=species)
     status = np.asarray(pred.status)
     logger.info(
         "classified %d / %d units (%d unclassified, %d out of distribution, %d not classifiable) with %s",
@@ -246,7 +246,7 @@ def predict_discharge(
     return pred
 
 
-def _predict_units(bundle: DischargeBundle, features: DischargeFeatureSet, threshold, species):
+def _predict_units(bundle: DischargeBundle, features: DischargeFeatureSet, *, threshold=2.0, species=None):
     """:func:`predict_discharge` without its log line (evaluation folds predict at ratio 1 and say
     what they labelled at their own threshold)."""
     from .decision import check_threshold

@@ -139,7 +139,7 @@ def _fit_and_score(part: _Part, test_fs, classes, config, threshold, species=Non
     bundle = train_discharge_model(part, classes=classes, config=config, name="evaluate", version="0")
     # at ratio 1 every unit with probabilities passes the threshold: what is left unclassified is what
     # the model's rules withheld (none of them depends on the threshold)
-    pred = _predict_units(bundle, test_fs, 1.0, species)
+    pred = _predict_units(bundle, test_fs, threshold=1.0, species=species)
     by_rules = np.asarray(pred.status) != "classified"
     with np.errstate(invalid="ignore"):
         below = np.asarray(pred.confidence, float) < threshold
