@@ -554,9 +554,10 @@ def classify_tsgroup(
         dict leaves out is scored from its discharge alone (its reason says so). Without them every
         unit is.
     waveform_rate_hz : float, optional
-        The waveforms' sampling rate in Hz; required with ``waveforms``. Waveforms spanning less
-        than 0.8 ms or more than 10 ms at that rate (a rate in kHz, channels laid end to end) are
-        refused, as are dict values of several channels.
+        The waveforms' sampling rate in Hz; required with ``waveforms``. A rate under 1 kHz (one
+        given in kHz) is refused, as are dict values of several channels; waveforms spanning less
+        than 0.8 ms or more than 10 ms at that rate (channels laid end to end) are set aside with a
+        warning, as the NWB reader sets them aside, and every unit is scored from its discharge.
     model, threshold, ignore_waveforms, species : as in :func:`classify_sorting`.
     set_metadata : bool
         Also set ``cell_type``, ``cell_type_probability`` and ``cell_type_confidence`` metadata on

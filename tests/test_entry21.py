@@ -149,7 +149,8 @@ def test_cli_export_phy_into_a_spikeinterface_phy_folder(si_phy, tmp_path):
     assert sorted(_phy_rows(tmp_path / "ids.tsv")) == [0, 1, 2, 3, 4]
 
 
-def test_tsgroup_waveforms_of_several_channels_or_a_khz_rate_are_refused():
+def test_tsgroup_waveforms_of_several_channels_or_a_khz_rate_are_refused(caplog):
+    caplog.set_level(logging.WARNING, logger="nwb_celltype")
     nap = pytest.importorskip("pynapple")
     from nwb_celltype import classify_tsgroup
 
@@ -165,11 +166,17 @@ def test_tsgroup_waveforms_of_several_channels_or_a_khz_rate_are_refused():
     # 60 samples at 30 Hz span 2 s: the rate was given in kHz
     with pytest.raises(InvalidUnitsError, match=r"60 samples, 2000 ms at waveform_rate_hz=30.*in Hz"):
         classify_tsgroup(tg, waveforms=np.stack([spike, spike]), waveform_rate_hz=30, set_metadata=False)
-    # four channels laid end to end: 240 samples, 8 ms at 30 kHz is a spike's span, at 20 kHz 12 ms is not
-    with pytest.raises(InvalidUnitsError, match="12 ms"):
-        classify_tsgroup(
-            tg, waveforms=np.stack([template.T.ravel()] * 2), waveform_rate_hz=20_000, set_metadata=False
-        )
+    # four channels laid end to end: 240 samples, 8 ms at 30 kHz is a spike's span, at 20 kHz 12 ms is
+    # not, nor are 15 samples (0.5 ms) at 30 kHz: set aside with a warning, as the NWB reader does
+    # (review 21: refusing the call was stricter than the reader), each unit scored from its discharge
+    bare = classify_tsgroup(tg, set_metadata=False)
+    for w, rate, span in ((template.T.ravel(), 20_000, "12 ms"), (spike[15:30], 30_000, "0.5 ms")):
+        caplog.clear()
+        df = classify_tsgroup(tg, waveforms=np.stack([w, w]), waveform_rate_hz=rate, set_metadata=False)
+        assert not df["used_waveform"].any()
+        assert df["reason"].str.contains(f"the waveforms set aside .*{span} at waveform_rate_hz={rate}").all()
+        np.testing.assert_allclose(df["p_PkC_ss"], bare["p_PkC_ss"], atol=1e-9)
+        assert "set aside, the units are classified from their discharge alone" in caplog.text
     # one channel per unit, or a (samples, 1) column, at a rate in Hz: used
     df = classify_tsgroup(
         tg, waveforms={2: spike, 9: spike[:, None]}, waveform_rate_hz=30_000, set_metadata=False

@@ -277,7 +277,10 @@ def units_from_tsgroup(tsgroup, waveforms=None, waveform_rate_hz: float | None =
             "the TsGroup's index order (or a dict unit id -> waveform)."
         )
     if reasons is None or not all(reasons):  # a dict naming no unit gives no waveform to check
-        _check_waveform_span(waveforms.shape[1], float(waveform_rate_hz))
+        why = _check_waveform_span(waveforms.shape[1], float(waveform_rate_hz))
+        if why:  # set aside, as the NWB reader and an analyzer's templates: scored from the discharge
+            note = waveform_problem(f"the waveforms set aside ({why})")
+            return _batch(times, None, None, support, locations, [r or note for r in reasons or [""] * len(ids)])
     return _batch(times, waveforms, float(waveform_rate_hz), support, locations, reasons)
 
 
@@ -321,15 +324,23 @@ def span_problem(n_samples: int, rate_hz: float, rate: str = "") -> str:
     )
 
 
-def _check_waveform_span(n_samples: int, rate_hz: float) -> None:
-    """Refuse waveforms whose span at ``rate_hz`` is no spike's (:func:`span_problem`): a rate given
-    in kHz, or waveforms of several channels laid end to end."""
+def _check_waveform_span(n_samples: int, rate_hz: float) -> str:
+    """Why waveforms whose span at ``rate_hz`` is no spike's (:func:`span_problem`) are set aside ('' if
+    they are not), with a warning; a rate under 1 kHz (given in kHz) is refused: no waveform is sampled
+    that slowly."""
     why = span_problem(n_samples, rate_hz, "waveform_rate_hz=")
-    if why:
+    if why and rate_hz < MIN_SORTING_RATE_HZ:
         raise InvalidUnitsError(
             f"the waveforms have {why}. Give the rate in Hz (e.g. 30000, not 30) and one channel's "
             "waveform per unit (samples,)."
         )
+    if why:
+        logger.warning(
+            "the waveforms have %s: set aside, the units are classified from their discharge alone; give "
+            "each unit's mean waveform over a spike's window (e.g. 1 ms before to 2 ms after) to use them",
+            why,
+        )
+    return why
 
 
 def _time_support(tsgroup) -> np.ndarray | None:
