@@ -133,9 +133,10 @@ def default_cluster_ids(df) -> dict[int, int] | None:
 SPIKEINTERFACE_IDS_FILE = "cluster_si_unit_ids.tsv"
 
 
-def spikeinterface_cluster_ids(folder: str | os.PathLike) -> dict[str, int] | None:
-    """SpikeInterface unit id (as text) -> phy cluster id, from the ``cluster_si_unit_ids.tsv`` that
-    SpikeInterface's ``export_to_phy`` writes in ``folder``; None where the folder has none."""
+def spikeinterface_cluster_ids(folder: str | os.PathLike) -> dict[int | str, int] | None:
+    """SpikeInterface unit id (:func:`id_key`: an integer where it is one, else its text) -> phy
+    cluster id, from the ``cluster_si_unit_ids.tsv`` that SpikeInterface's ``export_to_phy`` writes
+    in ``folder``; None where the folder has none."""
     import csv
 
     path = Path(folder) / SPIKEINTERFACE_IDS_FILE
@@ -156,7 +157,21 @@ def spikeinterface_cluster_ids(folder: str | os.PathLike) -> dict[str, int] | No
             f"{path}: its cluster_id column {what}, where phy's cluster ids are distinct integers; export "
             "the phy folder again with spikeinterface's export_to_phy"
         )
-    return {str(r["si_unit_id"]): int(c) for r, c in zip(rows, ids, strict=True)}
+    return {id_key(r["si_unit_id"]): int(c) for r, c in zip(rows, ids, strict=True)}
+
+
+def id_key(value):
+    """A unit id as a lookup key: an integer for any integral number however it is held (3, 3.0,
+    numpy's, the text "3"), else its text; so that a mapping's keys, a DataFrame's ids and a TSV's
+    text meet."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    text = str(value).strip()
+    return int(text) if re.fullmatch(r"-?[0-9]+", text) else text
 
 
 def auto_cluster_ids(df, out: str | os.PathLike, field: str = "celltype", nwb_ids: str = "cluster_ids=None"):
@@ -171,18 +186,19 @@ def auto_cluster_ids(df, out: str | os.PathLike, field: str = "celltype", nwb_id
     if si_ids is None:
         ids = default_cluster_ids(df)
         return ids, describe_cluster_ids(ids, nwb_ids), []
-    by_name = "unit_name" in df
-    keys = [str(v) for v in (df["unit_name"] if by_name else df.index)]
+    # unit_name where the table has it (NeuroConv keeps the sorter's ids there), else the NWB unit
+    # ids; not one after the other: small NWB ids would meet another sorting's ids by chance
+    what = "unit_name" if "unit_name" in df else "unit id"
+    keys = [id_key(v) for v in (df["unit_name"] if what == "unit_name" else df.index)]
     ids = {u: si_ids[k] for u, k in zip(df.index, keys, strict=True) if k in si_ids}
     if not ids:
         raise InvalidValueError(
             f"the phy folder's {SPIKEINTERFACE_IDS_FILE} (SpikeInterface's export_to_phy) names SpikeInterface "
-            f"units {list(si_ids)[:5]}, and none is a unit of the annotations (their "
-            f"{'unit_name' if by_name else 'unit id'}s: {keys[:5]}): this phy folder holds another "
-            "sorting's clusters; give the phy folder of the annotated sorting, or the ids with --id-column"
+            f"units {list(si_ids)[:5]}, and none is a unit of the annotations (their {what}s: {keys[:5]}): "
+            "this phy folder holds another sorting's clusters; give the phy folder of the annotated sorting, "
+            "or the ids with --id-column"
         )
     unmatched = [u for u in df.index if u not in ids]
-    what = "unit_name" if by_name else "unit id"
     return ids, f"SpikeInterface's {SPIKEINTERFACE_IDS_FILE} (each unit's {what} as si_unit_id)", unmatched
 
 
@@ -291,12 +307,12 @@ def export_phy(
             "cluster ids by --id-column). Give the file's units distinct ids (the sorter's cluster ids) "
             "and annotate again, or export the whole table with --tsv (its units_row tells the rows apart)."
         )
-    if cluster_ids is not None:  # keyed by unit id, as an integer or as text
-        lookup = {str(k): v for k, v in cluster_ids.items()}
-        missing = [i.item() if hasattr(i, "item") else i for i in ids if str(i) not in lookup]
+    if cluster_ids is not None:  # keyed by unit id, as a number or as text (id_key)
+        lookup = {id_key(k): v for k, v in cluster_ids.items()}
+        missing = [i.item() if hasattr(i, "item") else i for i in ids if id_key(i) not in lookup]
         if missing:
             raise InvalidValueError(f"no cluster id for unit ids {missing[:10]}")
-        ids = np.array([lookup[str(i)] for i in ids], dtype=object)
+        ids = np.array([lookup[id_key(i)] for i in ids], dtype=object)
     _check_cluster_ids(ids)  # the unit ids themselves too (a DataFrame's may be text)
     lines = [f"cluster_id\t{field}"]
     lines += [f"{cid}\t{label}" for cid, label in zip(ids, df["cell_type"], strict=True)]

@@ -112,6 +112,24 @@ def test_export_phy_follows_spikeinterface_cluster_map(si_phy, tmp_path, caplog)
     # an explicit mapping is taken as given
     path = export_phy(_labels_frame(), tmp_path / "x.tsv", cluster_ids={i: 100 + i for i in range(5)})
     assert sorted(_phy_rows(path)) == [100, 101, 102, 103, 104]
+    # ... whatever type holds its integral keys (review 21: float keys matched before the text lookup)
+    for keys in (
+        [float(i) for i in range(5)],
+        list(np.arange(5, dtype=np.float64)),
+        [str(i) for i in range(5)],
+    ):
+        path = export_phy(
+            _labels_frame(),
+            tmp_path / "y.tsv",
+            cluster_ids={k: 200 + i for i, k in enumerate(keys)},
+            overwrite=True,
+        )
+        assert _phy_rows(path) == {200: "PkC_ss", 201: "MLI", 202: "not_classifiable", 203: "GoC", 204: "MFB"}
+    # unit_name held as floats (a pandas column with a missing value is float) meets the map's "3"
+    floats = _labels_frame()
+    floats["unit_name"] = [float(u) for u in SI_IDS]
+    path = export_phy(floats, phy, overwrite=True)
+    assert _phy_rows(path) == {0: "PkC_ss", 1: "MLI", 2: "GoC", 3: "MFB"}
 
 
 def test_cli_export_phy_into_a_spikeinterface_phy_folder(si_phy, tmp_path):
