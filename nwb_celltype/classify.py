@@ -195,12 +195,24 @@ def read_feature_input(path: str | os.PathLike, config=None):
     """Features from a table folder (read with ``config``, an ``acg-isi-wave`` configuration), a
     saved SpikeInterface sorting analyzer or sorting (computed with ``config``), or a ``.npz``
     features file of any family."""
-    from .features.families import load_features_any
+    return _read_input(path, config)[0]
 
+
+def _read_input(path, config):
+    """(features, neuron ids, locations) of ``path`` (:func:`read_feature_input`): a saved SpikeInterface
+    object's unit ids and locations come beside its features, which may have no ``meta`` to hold them
+    (the ``c4-3d`` family); None for other inputs (their features keep what they have)."""
     path = Path(path)
     kind = spikeinterface_object(path) if path.is_dir() else None
     if kind:
-        return features_from_spikeinterface(path, config, kind)
+        return _spikeinterface_features(path, config, kind)
+    return _read_other_input(path, config), None, None
+
+
+def _read_other_input(path: Path, config):
+    """Features of ``path``, no saved SpikeInterface object: a table folder or a features file."""
+    from .features.families import load_features_any
+
     if path.is_dir() and all((path / f).is_file() for f in PHY_FILES):
         raise FeatureError(
             f"{path} is a phy / Kilosort output folder ({', '.join(PHY_FILES)}), not feature tables: read it "
@@ -299,17 +311,6 @@ def predict_features(
     return FeaturePredictions(
         predictions=preds, features=features, model=info, species=coverage, neuron_ids=neuron_ids
     )
-
-
-def _read_input(path, config):
-    """(features, neuron ids, locations) of ``path`` (:func:`read_feature_input`): a saved SpikeInterface
-    object's unit ids and locations come beside its features, which may have no ``meta`` to hold them
-    (the ``c4-3d`` family); None for other inputs (their features keep what they have)."""
-    path = Path(path)
-    kind = spikeinterface_object(path) if path.is_dir() else None
-    if kind:
-        return _spikeinterface_features(path, config, kind)
-    return read_feature_input(path, config), None, None
 
 
 def write_predictions_tsv(
