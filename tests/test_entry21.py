@@ -48,29 +48,32 @@ def _phy_rows(path: Path) -> dict[int, str]:
         return {int(r[0]): r[1] for r in reader}
 
 
+def _analyzer_exported_to_phy(sorting, rec, folder):
+    """A sorting analyzer of ``sorting`` with templates, exported to ``folder`` by SpikeInterface's own
+    export_to_phy (no PCs, amplitudes or binary copy)."""
+    from spikeinterface.exporters import export_to_phy
+
+    an = si.create_sorting_analyzer(sorting, rec, sparse=False)
+    with warnings.catch_warnings():  # SpikeInterface's own (empty units, serialisation)
+        warnings.simplefilter("ignore")
+        an.compute(["random_spikes", "templates"], verbose=False)
+        export_to_phy(
+            an, folder, compute_pc_features=False, compute_amplitudes=False, copy_binary=False, verbose=False
+        )
+    return an
+
+
 @pytest.fixture(scope="module")
 def si_phy(tmp_path_factory):
     """(sorting, phy folder): a sorting with the ids SI_IDS (unit 7 empty) exported to phy by
     SpikeInterface's own export_to_phy."""
-    from spikeinterface.exporters import export_to_phy
 
     d = tmp_path_factory.mktemp("phy21")
     rec, gt = si.generate_ground_truth_recording(durations=[30.0], num_units=5, seed=0)
     trains = {new: gt.get_unit_spike_train(old) for new, old in zip(SI_IDS, gt.unit_ids, strict=True)}
     trains[EMPTY] = np.zeros(0, dtype=np.int64)
     sorting = si.NumpySorting.from_unit_dict([trains], sampling_frequency=gt.get_sampling_frequency())
-    an = si.create_sorting_analyzer(sorting, rec, sparse=False)
-    with warnings.catch_warnings():  # SpikeInterface's own (empty units, serialisation)
-        warnings.simplefilter("ignore")
-        an.compute(["random_spikes", "templates"], verbose=False)
-        export_to_phy(
-            an,
-            d / "phy",
-            compute_pc_features=False,
-            compute_amplitudes=False,
-            copy_binary=False,
-            verbose=False,
-        )
+    _analyzer_exported_to_phy(sorting, rec, d / "phy")
     return sorting, d / "phy"
 
 
@@ -411,7 +414,6 @@ def test_classify_sorting_labels_go_to_the_sortings_phy_folder(tmp_path):
     export_phy for the phy folder SpikeInterface exported from the same analyzer: each cluster gets its
     unit's label (int() of 'cell-3' raised ValueError before); without a map the text ids are refused
     as phy cluster ids, not written."""
-    from spikeinterface.exporters import export_to_phy
 
     from nwb_celltype import classify_sorting
     from nwb_celltype.errors import InvalidValueError
@@ -419,18 +421,7 @@ def test_classify_sorting_labels_go_to_the_sortings_phy_folder(tmp_path):
 
     rec, gt = si.generate_ground_truth_recording(durations=[60.0], num_units=3, seed=3)
     sorting = gt.rename_units(["cell-3", "cell-0", "cell-9"])
-    an = si.create_sorting_analyzer(sorting, rec, sparse=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        an.compute(["random_spikes", "templates"], verbose=False)
-        export_to_phy(
-            an,
-            tmp_path / "phy",
-            compute_pc_features=False,
-            compute_amplitudes=False,
-            copy_binary=False,
-            verbose=False,
-        )
+    an = _analyzer_exported_to_phy(sorting, rec, tmp_path / "phy")
     df = classify_sorting(an, set_properties=False, threshold=1.0)
     path = export_phy(df, tmp_path / "phy")
     # export_to_phy numbered the clusters in the sorting's order
